@@ -1,0 +1,66 @@
+"""stalwart: a production runtime for AI agents.
+
+The public API is exactly ``__all__`` below; everything else is private and may
+change. See ``docs/`` for each capability.
+"""
+
+from stalwart.clock import Clock, SystemClock
+from stalwart.config import RuntimeSettings, Timeouts
+from stalwart.errors import (
+    CallError,
+    CallTimeout,
+    CircuitOpen,
+    ConfigError,
+    CorruptRecord,
+    DeadlineExceeded,
+    DependencyError,
+    GaveUp,
+    InvalidMessage,
+    LeaseLost,
+    NodeShutdown,
+    NonDeterminismError,
+    NoProcess,
+    ProtocolError,
+    RateLimited,
+    RemoteError,
+    RetriesExhausted,
+    Shutdown,
+    StalwartError,
+    StartError,
+    StoreError,
+    StoreUnavailable,
+    SupervisorError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CallError",
+    "CallTimeout",
+    "CircuitOpen",
+    "Clock",
+    "ConfigError",
+    "CorruptRecord",
+    "DeadlineExceeded",
+    "DependencyError",
+    "GaveUp",
+    "InvalidMessage",
+    "LeaseLost",
+    "NoProcess",
+    "NodeShutdown",
+    "NonDeterminismError",
+    "ProtocolError",
+    "RateLimited",
+    "RemoteError",
+    "RetriesExhausted",
+    "RuntimeSettings",
+    "Shutdown",
+    "StalwartError",
+    "StartError",
+    "StoreError",
+    "StoreUnavailable",
+    "SupervisorError",
+    "SystemClock",
+    "Timeouts",
+    "__version__",
+]

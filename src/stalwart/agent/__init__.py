@@ -1,0 +1,1 @@
+"""stalwart.agent (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""stalwart.chaos (see DESIGN.md)."""

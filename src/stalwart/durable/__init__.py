@@ -1,0 +1,1 @@
+"""Durable execution: the store protocol and backends, step journal, idempotency ledger."""

@@ -1,0 +1,1 @@
+"""Guard: secrets, validation, injection defense, redaction, budgets."""

@@ -1,0 +1,1 @@
+"""stalwart.llm (see DESIGN.md)."""

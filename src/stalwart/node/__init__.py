@@ -1,0 +1,1 @@
+"""stalwart.node (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Resilience: deadlines, retries, circuit breakers, rate limits, classification."""

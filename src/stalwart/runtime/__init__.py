@@ -1,0 +1,1 @@
+"""The process runtime: agent processes, supervisors, messages with deadlines."""

@@ -1,0 +1,1 @@
+"""stalwart.server (see DESIGN.md)."""

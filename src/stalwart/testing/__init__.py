@@ -1,0 +1,5 @@
+"""Fakes for users' own tests (and ours). Nothing in ``src/`` imports this package."""
+
+from stalwart.testing._clock import FakeClock
+
+__all__ = ["FakeClock"]

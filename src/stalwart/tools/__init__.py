@@ -1,0 +1,1 @@
+"""stalwart.tools (see DESIGN.md)."""

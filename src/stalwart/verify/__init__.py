@@ -1,0 +1,1 @@
+"""stalwart.verify (see DESIGN.md)."""
