@@ -1,0 +1,38 @@
+"""Every ```python block in docs/*.md runs, so the examples users copy stay true.
+
+A page's blocks run in order in one fresh interpreter (a later block may use names
+from an earlier one). A block whose first line is ``# doc: no-run`` is shown only.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def _pages() -> list[pathlib.Path]:
+    return sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: p.name)
+def test_doc_examples_run(page: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    blocks = [b for b in BLOCK.findall(page.read_text()) if not b.startswith("# doc: no-run")]
+    script = tmp_path / f"{page.stem}_examples.py"
+    script.write_text("\n\n".join(blocks))
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert proc.returncode == 0, f"{page.name} examples failed:\n{proc.stdout}\n{proc.stderr}"
