@@ -31,28 +31,45 @@ from stalwart.errors import (
     StoreUnavailable,
     SupervisorError,
 )
+from stalwart.node import Node
+from stalwart.runtime import (
+    Agent,
+    AgentContext,
+    AgentRef,
+    ChildSpec,
+    ExitInfo,
+    Runtime,
+    SupervisorSpec,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
+    "AgentContext",
+    "AgentRef",
     "CallError",
     "CallTimeout",
+    "ChildSpec",
     "CircuitOpen",
     "Clock",
     "ConfigError",
     "CorruptRecord",
     "DeadlineExceeded",
     "DependencyError",
+    "ExitInfo",
     "GaveUp",
     "InvalidMessage",
     "LeaseLost",
     "NoProcess",
+    "Node",
     "NodeShutdown",
     "NonDeterminismError",
     "ProtocolError",
     "RateLimited",
     "RemoteError",
     "RetriesExhausted",
+    "Runtime",
     "RuntimeSettings",
     "Shutdown",
     "StalwartError",
@@ -60,6 +77,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "SupervisorError",
+    "SupervisorSpec",
     "SystemClock",
     "Timeouts",
     "__version__",

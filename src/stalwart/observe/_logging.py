@@ -45,5 +45,5 @@ def _bind_static(fields: dict[str, Any]) -> Any:
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger tagged with ``logger=name``."""
-    return structlog.get_logger(logger=name)
+    """A lazy structlog logger tagged with ``logger_name=name`` (configured at first use)."""
+    return structlog.get_logger(logger_name=name)

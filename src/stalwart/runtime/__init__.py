@@ -1,1 +1,26 @@
-"""The process runtime: agent processes, supervisors, messages with deadlines."""
+"""The process runtime: agent processes, OTP supervisors, messages with deadlines.
+
+See ``docs/runtime.md`` for the guarantees and ``_supervisor.py`` for the rules.
+"""
+
+from stalwart.runtime._agent import Agent, AgentContext
+from stalwart.runtime._host import AgentProcess, AgentRef, ExitInfo, ProcessHost
+from stalwart.runtime._runtime import Runtime
+from stalwart.runtime._spec import ChildSpec, Restart, Strategy, SupervisorSpec
+from stalwart.runtime._supervisor import ChildInfo, Supervisor
+
+__all__ = [
+    "Agent",
+    "AgentContext",
+    "AgentProcess",
+    "AgentRef",
+    "ChildInfo",
+    "ChildSpec",
+    "ExitInfo",
+    "ProcessHost",
+    "Restart",
+    "Runtime",
+    "Strategy",
+    "Supervisor",
+    "SupervisorSpec",
+]

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from stalwart.clock import SYSTEM_CLOCK, Clock
+from stalwart.config import RuntimeSettings
+from stalwart.errors import StartError
+from stalwart.observe import EventBus
+from stalwart.runtime import AgentRef, Runtime, SupervisorSpec
+
+__all__ = ["Node"]
+
+EXIT_OK = 0
+EXIT_ROOT_GAVE_UP = 1
+EXIT_START_FAILED = 2
+
+
+class Node:
+    """One stalwart node: the root supervisor of its agents, and its lifecycle.
+
+    ``run()`` starts the tree, serves until told to stop (SIGTERM, SIGINT, or
+    the ``until`` awaitable finishing) and returns the process exit code:
+
+    - ``0`` after a graceful stop (children stopped in reverse order);
+    - ``1`` when the root supervisor gave up (restart intensity exceeded): the
+      node stops being ready at once, so an orchestrator restarts it;
+    - ``2`` when the tree could not start.
+    """
+
+    def __init__(
+        self,
+        root: SupervisorSpec,
+        settings: RuntimeSettings | None = None,
+        *,
+        node_id: str | None = None,
+        events: EventBus | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        preload: Sequence[str] = (),
+    ) -> None:
+        self.id = node_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.events = events or EventBus()
+        self.runtime = Runtime(root, settings, events=self.events, clock=clock, preload=preload)
+        self._stopping = False
+
+    @property
+    def ready(self) -> bool:
+        """True while the root supervisor runs and the node is not shutting down."""
+        return self.runtime.ready and not self._stopping
+
+    async def call(self, target: str | AgentRef, payload: Any, *, timeout: float | None = None
+                   ) -> Any:  # fmt: skip
+        return await self.runtime.call(target, payload, timeout=timeout)
+
+    def cast(self, target: str | AgentRef, payload: Any) -> None:
+        self.runtime.cast(target, payload)
+
+    async def run(self, until: Awaitable[Any] | None = None) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            try:
+                await self.runtime.start()
+            except StartError as exc:
+                self.events.emit("node_start_failed", node=self.id, error=str(exc))
+                return EXIT_START_FAILED
+            self.events.emit("node_started", node=self.id, pid=os.getpid())
+            waiters: list[asyncio.Future[Any]] = [
+                asyncio.ensure_future(stop.wait()),
+                self.runtime.failed,
+            ]
+            if until is not None:
+                waiters.append(asyncio.ensure_future(until))
+            # no-deadline: a node serves until it is told to stop or its root gives up
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            gave_up = self.runtime.failed.done()
+            self._stopping = True
+            for w in waiters:
+                if w is not self.runtime.failed:
+                    w.cancel()
+            await self.runtime.stop()
+            code = EXIT_ROOT_GAVE_UP if gave_up else EXIT_OK
+            self.events.emit("node_stopped", node=self.id, exit_code=code)
+            return code
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

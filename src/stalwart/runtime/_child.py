@@ -1,0 +1,174 @@
+"""The main of an agent process: mailbox, handlers, heartbeats.
+
+Runs in a process forked from the forkserver. It owns one end of a socket pair
+whose other end the node holds; everything it learns or says goes through it.
+When the node's end closes, the agent exits: an orphan never runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import socket
+import time
+from typing import Any
+
+from stalwart.errors import InvalidMessage, ProtocolError
+from stalwart.runtime._agent import CALL_DEADLINE, AgentContext
+from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
+from stalwart.runtime._messages import (
+    Call,
+    CallResult,
+    Cast,
+    Heartbeat,
+    InitFailed,
+    Ready,
+    Reply,
+    Stop,
+    check_json,
+)
+from stalwart.runtime._spec import load_agent
+
+__all__ = ["SpawnRequest", "run_agent"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpawnRequest:
+    """Everything a forked child needs to become an agent (sent to the forkserver)."""
+
+    name: str
+    incarnation: int
+    agent_ref: str
+    args: Any
+    heartbeat_interval: float
+    start_timeout: float
+    default_call_timeout: float
+    max_frame_bytes: int
+
+
+def run_agent(sock: socket.socket, req: SpawnRequest) -> int:
+    """Run the agent until it stops; return the process exit code."""
+    return asyncio.run(_AgentMain(sock, req).run())
+
+
+class _AgentMain:
+    def __init__(self, sock: socket.socket, req: SpawnRequest) -> None:
+        self.sock = sock
+        self.req = req
+        self.mailbox: asyncio.Queue[Call | Cast] = asyncio.Queue()
+        self.exit_code = 0
+        self.stop_reason: str | None = None
+        self.crash: BaseException | None = None
+        self.done = asyncio.Event()
+
+    async def run(self) -> int:
+        channel = await Channel.open(self.sock, self.req.max_frame_bytes)
+        self.channel = channel
+        ctx = AgentContext(
+            name=self.req.name,
+            incarnation=self.req.incarnation,
+            channel=channel,
+            default_timeout=self.req.default_call_timeout,
+        )
+        try:
+            cls = load_agent(self.req.agent_ref)
+            agent = cls()
+            agent.ctx = ctx
+            async with asyncio.timeout(self.req.start_timeout):
+                await agent.init(self.req.args)
+        except BaseException as exc:  # init failed: report why, then exit non-zero
+            channel.send(InitFailed(error_type=type(exc).__name__, error=str(exc)[:2000]))
+            await channel.drain()
+            channel.close()
+            return 1
+        self.agent = agent
+        self.ctx = ctx
+        channel.send(Ready(pid=os.getpid()))
+        workers = [asyncio.create_task(self._worker()) for _ in range(max(1, cls.max_concurrency))]
+        background = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._reader())]
+        # no-deadline: the agent lives until stopped, crashed, or its node goes away.
+        await self.done.wait()
+        for task in workers + background:
+            task.cancel()
+        await asyncio.gather(*workers, *background, return_exceptions=True)
+        if self.stop_reason is not None:
+            try:
+                async with asyncio.timeout(max(self.req.start_timeout, 1.0)):
+                    await agent.terminate(self.stop_reason)
+            except Exception:
+                self.exit_code = 1
+        await channel.drain()
+        channel.close()
+        if self.crash is not None:
+            raise self.crash
+        return self.exit_code
+
+    async def _heartbeat(self) -> None:
+        seq = 0
+        while True:
+            seq += 1
+            self.channel.send(Heartbeat(seq=seq))
+            await asyncio.sleep(self.req.heartbeat_interval)
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                frame = await self.channel.receive()
+            except (ChannelClosed, StreamBroken):
+                self.exit_code = 0 if isinstance(self.stop_reason, str) else 1
+                self.done.set()  # the node is gone or the stream is poisoned: exit
+                return
+            except ProtocolError:
+                continue  # a bad but well-delimited frame: dropped, stream intact
+            if isinstance(frame, Call | Cast):
+                self.mailbox.put_nowait(frame)
+            elif isinstance(frame, CallResult):
+                self.ctx._resolve(frame)
+            elif isinstance(frame, Stop):
+                self.stop_reason = frame.reason
+                self.done.set()
+                return
+            # other frame types are not meant for an agent: ignored
+
+    async def _worker(self) -> None:
+        while True:
+            # no-deadline: an idle agent waits for mail for as long as it lives.
+            msg = await self.mailbox.get()
+            try:
+                if isinstance(msg, Call):
+                    await self._handle_call(msg)
+                else:
+                    await self.agent.handle_cast(msg.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass  # a failing cast handler is the agent's business; it keeps running
+            except BaseException as exc:  # SystemExit, Shutdown: end the process
+                self.crash = exc
+                self.done.set()
+                return
+
+    async def _handle_call(self, call: Call) -> None:
+        deadline = time.monotonic() + call.timeout
+        CALL_DEADLINE.set(deadline)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return  # the caller gave up while this waited in the mailbox
+        try:
+            async with asyncio.timeout(remaining):
+                result = await self.agent.handle_call(call.payload)
+            check_json(result, what="reply")
+        except TimeoutError:
+            return  # the caller has its CallTimeout already; nobody reads a reply
+        except InvalidMessage as exc:
+            self.channel.send(
+                Reply(ref=call.ref, ok=False, error_type="InvalidMessage", error=str(exc))
+            )
+            return
+        except Exception as exc:
+            self.channel.send(
+                Reply(ref=call.ref, ok=False, error_type=type(exc).__name__, error=str(exc)[:4000])
+            )
+            return
+        self.channel.send(Reply(ref=call.ref, ok=True, payload=result))

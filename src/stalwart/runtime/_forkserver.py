@@ -1,0 +1,172 @@
+"""A fork server with the runtime preloaded: agent processes start in milliseconds.
+
+Why not ``fork`` from the node, ``spawn``, or ``multiprocessing``'s forkserver
+(measured in ``bench/runtime.py``, discussed in ``docs/runtime.md``):
+
+- forking the node copies a process with threads, an event loop and open
+  sockets: unsafe, and every child inherits all of it;
+- ``spawn`` starts a fresh interpreter and re-imports everything: ~100x slower
+  and no memory shared between agents;
+- ``multiprocessing``'s forkserver pickles a Process object per start and
+  re-runs the parent's ``__main__`` module in every child (under pytest that
+  imports pytest into each agent), and reports exits only through its own
+  Process objects.
+
+This server is a small single-threaded process started by the node. It imports
+the runtime (and any modules the app asks to preload), freezes the GC so forked
+children share those pages copy-on-write, then serves two kinds of traffic on
+one socket to the node:
+
+- ``spawn`` requests (msgpack, with the agent's socket passed as SCM_RIGHTS):
+  it forks, and the child becomes the agent; the reply carries the pid.
+- ``exited`` notices it sends when ``SIGCHLD`` says a child ended, with the exact
+  wait status (it is the parent, so it is the one that can reap it).
+
+Every child asks the kernel to SIGKILL it if the fork server dies
+(``PR_SET_PDEATHSIG``), and the fork server does the same for the node, so no
+agent outlives its node. When the node's socket closes, the server kills its
+children and exits.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import importlib
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+from typing import Any
+
+import msgspec
+
+__all__ = ["main", "pack", "set_parent_death_signal"]
+
+_HDR = struct.Struct(">I")
+_PR_SET_PDEATHSIG = 1
+
+
+def pack(obj: Any) -> bytes:
+    body = msgspec.msgpack.encode(obj)
+    return _HDR.pack(len(body)) + body
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the channel-EOF rule still applies
+        pass
+
+
+def _recv_exact(sock: socket.socket, n: int, fds: list[int]) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        data, new_fds, _flags, _addr = socket.recv_fds(sock, n - len(buf), 4)
+        if not data:
+            raise EOFError
+        fds.extend(new_fds)
+        buf += data
+    return buf
+
+
+def _become_agent(control: socket.socket, wake_r: int, wake_w: int, fd: int, req: Any) -> int:
+    from stalwart.runtime._child import SpawnRequest, run_agent
+
+    control.close()
+    os.close(wake_r)
+    os.close(wake_w)
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    set_parent_death_signal()
+    gc.unfreeze()
+    try:
+        return run_agent(socket.socket(fileno=fd), SpawnRequest(**req))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        return 1
+
+
+def main(control_fd: int, preload: list[str]) -> None:
+    set_parent_death_signal()
+    # The node alone decides when agents stop. A SIGINT or SIGTERM sent to the whole
+    # process group (Ctrl-C, `timeout`, systemd's control-group kill) must not take the
+    # fork server down before the node has stopped its tree in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    control = socket.socket(fileno=control_fd)
+    control.setblocking(True)
+    importlib.import_module("stalwart.runtime._child")
+    for name in preload:
+        importlib.import_module(name)
+    gc.collect()
+    gc.freeze()  # keep the GC from touching (and so copying) preloaded pages in children
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: set[int] = set()
+    sel = selectors.DefaultSelector()
+    sel.register(control, selectors.EVENT_READ, "control")
+    sel.register(wake_r, selectors.EVENT_READ, "wake")
+    control.sendall(pack({"op": "hello", "pid": os.getpid()}))
+
+    def reap() -> None:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            children.discard(pid)
+            control.sendall(
+                pack({"op": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            )
+
+    try:
+        while True:
+            for key, _ in sel.select():  # no-deadline: serves until the node closes us
+                if key.data == "wake":
+                    try:
+                        os.read(wake_r, 512)
+                    except BlockingIOError:
+                        pass
+                    reap()
+                    continue
+                fds: list[int] = []
+                (length,) = _HDR.unpack(_recv_exact(control, _HDR.size, fds))
+                req = msgspec.msgpack.decode(_recv_exact(control, length, fds))
+                if req["op"] == "spawn" and len(fds) == 1:
+                    pid = os.fork()
+                    if pid == 0:
+                        os._exit(_become_agent(control, wake_r, wake_w, fds[0], req["request"]))
+                    children.add(pid)
+                    os.close(fds[0])
+                    control.sendall(pack({"op": "spawned", "id": req["id"], "pid": pid}))
+                else:
+                    for fd in fds:
+                        os.close(fd)
+                    control.sendall(pack({"op": "error", "id": req.get("id"), "error": "bad"}))
+            reap()
+    except (EOFError, ConnectionError):
+        pass
+    finally:
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), [m for m in sys.argv[2].split(",") if m] if len(sys.argv) > 2 else [])

@@ -1,0 +1,560 @@
+"""The process host: agent processes, the registry, message routing, the watchdog.
+
+The host is the part of the node that touches processes. Supervisors decide
+*what* to start and stop; the host starts, stops, watches and routes. It runs
+in the node's event loop and never blocks it.
+
+Detection of a dead agent is event-driven, never polled: the fork server reaps
+each child the moment SIGCHLD arrives and tells the host the exact wait status;
+the agent's socket reaching EOF marks it unreachable at once (calls to it fail
+immediately). Detection of a *hung* agent is by heartbeats: an agent silent for
+``heartbeat_interval * hang_after_missed`` seconds is killed (SIGTERM, SIGCONT,
+then SIGKILL after its grace) with reason ``hung``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from stalwart.config import RuntimeSettings
+from stalwart.errors import (
+    CallError,
+    CallTimeout,
+    InvalidMessage,
+    NoProcess,
+    ProtocolError,
+    RemoteError,
+    StartError,
+)
+from stalwart.observe import EventBus
+from stalwart.runtime import _metrics as m
+from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
+from stalwart.runtime._child import SpawnRequest
+from stalwart.runtime._fsclient import ForkServer
+from stalwart.runtime._messages import (
+    Call,
+    CallResult,
+    Cast,
+    Heartbeat,
+    InitFailed,
+    OutCall,
+    OutCast,
+    Ready,
+    Reply,
+    Stop,
+    check_json,
+)
+from stalwart.runtime._spec import ChildSpec
+
+__all__ = ["AgentProcess", "AgentRef", "ExitInfo", "ProcessHost"]
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentRef:
+    """One incarnation of a registered agent. Calls to a stale ref fail with NoProcess."""
+
+    name: str
+    incarnation: int
+    pid: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExitInfo:
+    """Why an agent process ended.
+
+    ``reason`` is one of ``normal`` (exit 0), ``exit_code`` (non-zero exit),
+    ``killed`` (a signal from outside), ``hung``, ``memory_limit``,
+    ``protocol_error``, ``channel_closed``, ``shutdown`` (stopped by its
+    supervisor) or ``forkserver_died``. ``normal`` decides restarts of
+    ``transient`` children.
+    """
+
+    name: str
+    incarnation: int
+    pid: int
+    exit_code: int | None
+    signal: str | None
+    reason: str
+
+    @property
+    def normal(self) -> bool:
+        return self.reason in ("normal", "shutdown")
+
+
+class AgentProcess:
+    """The node's handle on one running agent process."""
+
+    def __init__(self, spec: ChildSpec, incarnation: int, pid: int) -> None:
+        self.spec = spec
+        self.name = spec.id
+        self.incarnation = incarnation
+        self.pid = pid
+        self.state = "starting"  # starting -> running -> exited
+        self.channel: Channel | None = None
+        self.last_seen = time.monotonic()
+        self.started_at = time.monotonic()
+        self.pending: dict[int, asyncio.Future[Reply]] = {}
+        self.kill_reason: str | None = None
+        self.stop_requested = False
+        self.exit: ExitInfo | None = None
+        self.exited = asyncio.get_running_loop().create_future()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.on_exit: Callable[[AgentProcess, ExitInfo], None] | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def ref(self) -> AgentRef:
+        return AgentRef(self.name, self.incarnation, self.pid)
+
+    def signal(self, sig: int) -> None:
+        if self.exit is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def rss_bytes(self) -> int | None:
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as f:
+                return int(f.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            return None
+
+
+class ProcessHost:
+    """Starts, stops, watches and routes messages to agent processes."""
+
+    def __init__(
+        self,
+        settings: RuntimeSettings | None = None,
+        events: EventBus | None = None,
+        *,
+        preload: Sequence[str] = (),
+    ) -> None:
+        self.settings = settings or RuntimeSettings()
+        self.events = events or EventBus()
+        self._preload = tuple(preload)
+        self._registry: dict[str, AgentProcess] = {}
+        self._by_pid: dict[int, AgentProcess] = {}
+        self._early_exits: dict[int, int] = {}
+        self._incarnations: dict[str, itertools.count[int]] = {}
+        self._refs = itertools.count(1)
+        self._fs: ForkServer | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._closing = False
+        self.late_replies = 0
+        self.malformed_frames = 0
+        self.dropped_casts = 0
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        self._fs = ForkServer(self._on_child_exit, self._on_forkserver_lost, self._preload)
+        await self._fs.start(self.settings.start_timeout)
+        self._watchdog = asyncio.create_task(self._watch(), name="stalwart-watchdog")
+
+    async def close(self) -> None:
+        """Kill every remaining agent and stop the fork server (bounded)."""
+        self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+        procs = list(self._by_pid.values())
+        for proc in procs:
+            proc.kill_reason = proc.kill_reason or "shutdown"
+            proc.stop_requested = True
+            proc.signal(signal.SIGKILL)
+        if procs:
+            await asyncio.wait([p.exited for p in procs], timeout=5.0)
+        if self._fs is not None:
+            self._fs.close()
+            await asyncio.to_thread(self._fs.wait_exited, 5.0)
+
+    @property
+    def forkserver(self) -> ForkServer | None:
+        return self._fs
+
+    # -- starting ---------------------------------------------------------------------
+    async def spawn(
+        self, spec: ChildSpec, on_exit: Callable[[AgentProcess, ExitInfo], None] | None = None
+    ) -> AgentProcess:
+        """Start ``spec`` as a new process and wait until its ``init`` has returned.
+
+        Raises :class:`StartError` (after killing what was started) if the fork
+        fails, ``init`` raises, or ready is not reported within ``start_timeout``.
+        """
+        if self._fs is None or self._closing:
+            raise StartError(f"cannot start {spec.id!r}: the host is not running")
+        current = self._registry.get(spec.id)
+        if current is not None and current.exit is None:
+            raise StartError(f"cannot start {spec.id!r}: a process with that name is running")
+        incarnation = next(self._incarnations.setdefault(spec.id, itertools.count(1)))
+        settings = self.settings
+        request = SpawnRequest(
+            name=spec.id,
+            incarnation=incarnation,
+            agent_ref=spec.ref,
+            args=spec.args,
+            heartbeat_interval=settings.heartbeat_interval,
+            start_timeout=settings.start_timeout,
+            default_call_timeout=settings.timeouts.agent_call,
+            max_frame_bytes=settings.max_frame_bytes,
+        )
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = await self._fs.spawn(request, theirs, settings.start_timeout)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        proc = AgentProcess(spec, incarnation, pid)
+        self._by_pid[pid] = proc
+        proc.channel = await Channel.open(ours, settings.max_frame_bytes)
+        self._task(proc, self._serve(proc))
+        if pid in self._early_exits:
+            self._on_child_exit(pid, self._early_exits.pop(pid))
+        try:
+            async with asyncio.timeout(settings.start_timeout):
+                await proc.ready
+        except (TimeoutError, StartError) as exc:
+            proc.kill_reason = proc.kill_reason or "start_failed"
+            proc.stop_requested = True
+            proc.signal(signal.SIGKILL)
+            await asyncio.wait([proc.exited], timeout=5.0)
+            why = str(exc) or f"no ready within start_timeout={settings.start_timeout:g} s"
+            raise StartError(f"agent {spec.id!r} failed to start: {why}") from None
+        except asyncio.CancelledError:  # whoever started it is gone: so is the process
+            proc.stop_requested = True
+            proc.kill_reason = proc.kill_reason or "shutdown"
+            proc.signal(signal.SIGKILL)
+            raise
+        proc.state = "running"
+        proc.on_exit = on_exit
+        self._registry[spec.id] = proc
+        m.AGENTS_RUNNING.inc()
+        self.events.emit(
+            "agent_started", agent=spec.id, incarnation=incarnation, pid=pid,
+            start_ms=round((time.monotonic() - proc.started_at) * 1000, 3),
+        )  # fmt: skip
+        return proc
+
+    def _task(self, proc: AgentProcess, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        proc.tasks.add(task)
+        task.add_done_callback(proc.tasks.discard)
+
+    # -- the per-agent reader ---------------------------------------------------------
+    async def _serve(self, proc: AgentProcess) -> None:
+        channel = proc.channel
+        assert channel is not None
+        while True:
+            try:
+                frame = await channel.receive()
+            except ChannelClosed:
+                break
+            except StreamBroken as exc:
+                self.events.emit("protocol_error", agent=proc.name, pid=proc.pid, error=str(exc))
+                proc.kill_reason = proc.kill_reason or "protocol_error"
+                proc.signal(signal.SIGKILL)
+                break
+            except ProtocolError as exc:
+                self.malformed_frames += 1
+                m.MALFORMED_FRAMES.labels(proc.name).inc()
+                self.events.emit("malformed_frame", agent=proc.name, pid=proc.pid, error=str(exc))
+                continue
+            proc.last_seen = time.monotonic()
+            if isinstance(frame, Heartbeat):
+                continue
+            if isinstance(frame, Reply):
+                fut = proc.pending.get(frame.ref)
+                if fut is None or fut.done():
+                    self.late_replies += 1
+                    m.LATE_REPLIES.inc()
+                else:
+                    fut.set_result(frame)
+            elif isinstance(frame, OutCall):
+                self._task(proc, self._forward_call(proc, frame))
+            elif isinstance(frame, OutCast):
+                self._forward_cast(proc, frame)
+            elif isinstance(frame, Ready):
+                if not proc.ready.done():
+                    proc.ready.set_result(None)
+            elif isinstance(frame, InitFailed) and not proc.ready.done():
+                proc.ready.set_exception(
+                    StartError(f"init raised {frame.error_type}: {frame.error}")
+                )
+        self._disconnected(proc)
+        # The agent's end closed. A process that closed its channel but lives on is
+        # useless (nothing can reach it): give it a moment to exit, then kill it.
+        if proc.exit is None:
+            try:
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(proc.exited)
+            except TimeoutError:
+                proc.kill_reason = proc.kill_reason or "channel_closed"
+                proc.signal(signal.SIGKILL)
+
+    def _disconnected(self, proc: AgentProcess) -> None:
+        if proc.channel is not None:
+            proc.channel.close()
+        if self._registry.get(proc.name) is proc:
+            del self._registry[proc.name]
+            if proc.state == "running":
+                m.AGENTS_RUNNING.dec()
+        if proc.state == "running":
+            proc.state = "stopping"
+        for fut in proc.pending.values():
+            if not fut.done():
+                fut.set_exception(
+                    NoProcess(f"agent {proc.name!r} exited before replying", target=proc.name)
+                )
+        if not proc.ready.done():
+            proc.ready.set_exception(StartError("the process exited during start"))
+
+    # -- exits --------------------------------------------------------------------------
+    def _on_child_exit(self, pid: int, code: int) -> None:
+        proc = self._by_pid.pop(pid, None)
+        if proc is None:
+            self._early_exits[pid] = code
+            return
+        self._finalize(proc, code)
+
+    def _finalize(self, proc: AgentProcess, code: int | None) -> None:
+        if proc.exit is not None:
+            return
+        self._disconnected(proc)
+        sig = signal.Signals(-code).name if code is not None and code < 0 else None
+        if proc.kill_reason is not None:
+            reason = proc.kill_reason
+        elif code == 0:
+            reason = "normal"
+        elif code is not None and code > 0:
+            reason = "exit_code"
+        else:
+            reason = "killed"
+        info = ExitInfo(proc.name, proc.incarnation, proc.pid, code, sig, reason)
+        proc.exit = info
+        proc.state = "exited"
+        m.AGENT_EXITS.labels(proc.name, reason).inc()
+        self.events.emit(
+            "agent_exited", agent=proc.name, incarnation=proc.incarnation, pid=proc.pid,
+            exit_code=code, signal=sig, reason=reason,
+        )  # fmt: skip
+        if not proc.exited.done():
+            proc.exited.set_result(info)
+        if proc.on_exit is not None and not proc.stop_requested and not self._closing:
+            proc.on_exit(proc, info)
+
+    def _on_forkserver_lost(self) -> None:
+        if self._closing:
+            return
+        self.events.emit("forkserver_died", agents=len(self._by_pid))
+        for pid, proc in list(self._by_pid.items()):
+            proc.signal(signal.SIGKILL)
+            proc.kill_reason = proc.kill_reason or "forkserver_died"
+            self._by_pid.pop(pid, None)
+            self._finalize(proc, None)
+        self._fs = None
+        self._task_restart_fs = asyncio.create_task(self._restart_forkserver())
+
+    async def _restart_forkserver(self) -> None:
+        fs = ForkServer(self._on_child_exit, self._on_forkserver_lost, self._preload)
+        await fs.start(self.settings.start_timeout)
+        self._fs = fs
+        self.events.emit("forkserver_restarted", pid=fs.pid)
+
+    # -- stopping -----------------------------------------------------------------------
+    async def terminate(self, proc: AgentProcess, shutdown: float | str) -> ExitInfo:
+        """Stop ``proc`` as OTP does: ask, wait up to ``shutdown`` seconds, then kill.
+
+        ``"brutal_kill"`` kills at once. Returns the exit info; never waits
+        without bound (a SIGKILLed process is reaped within milliseconds).
+        """
+        if proc.exit is not None:
+            return proc.exit
+        proc.stop_requested = True
+        proc.kill_reason = proc.kill_reason or "shutdown"
+        if shutdown == "brutal_kill":
+            proc.signal(signal.SIGKILL)
+        else:
+            if proc.channel is not None:
+                proc.channel.send(Stop(reason="shutdown"))
+            proc.signal(signal.SIGCONT)  # a stopped process cannot act on the request
+            assert isinstance(shutdown, int | float)
+            done, _ = await asyncio.wait([proc.exited], timeout=shutdown)
+            if not done:
+                self.events.emit("agent_shutdown_timeout", agent=proc.name, timeout_s=shutdown)
+                proc.signal(signal.SIGKILL)
+        done, _ = await asyncio.wait([proc.exited], timeout=10.0)
+        if not done:  # the fork server is gone and cannot report: account for it here
+            self._by_pid.pop(proc.pid, None)
+            self._finalize(proc, None)
+        assert proc.exit is not None
+        return proc.exit
+
+    def kill(self, proc: AgentProcess, reason: str, *, grace: float = 0.0) -> None:
+        """Kill ``proc`` for ``reason``: SIGTERM+SIGCONT, then SIGKILL after ``grace``."""
+        if proc.exit is not None:
+            return
+        proc.kill_reason = proc.kill_reason or reason
+        if grace <= 0:
+            proc.signal(signal.SIGKILL)
+            return
+        proc.signal(signal.SIGTERM)
+        proc.signal(signal.SIGCONT)
+        self._task(proc, self._kill_after(proc, grace))
+
+    async def _kill_after(self, proc: AgentProcess, grace: float) -> None:
+        done, _ = await asyncio.wait([proc.exited], timeout=grace)
+        if not done:
+            proc.signal(signal.SIGKILL)
+
+    # -- the watchdog -------------------------------------------------------------------
+    async def _watch(self) -> None:
+        interval = self.settings.heartbeat_interval
+        tick = interval / 4
+        threshold = self.settings.hang_threshold
+        next_memory_check = 0.0
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            check_memory = now >= next_memory_check
+            if check_memory:
+                next_memory_check = now + interval
+            for proc in list(self._registry.values()):
+                if proc.state != "running" or proc.kill_reason is not None:
+                    continue
+                silent = now - proc.last_seen
+                if silent > threshold:
+                    self.events.emit(
+                        "agent_hung", agent=proc.name, pid=proc.pid,
+                        silent_s=round(silent, 3), threshold_s=threshold,
+                    )  # fmt: skip
+                    grace = proc.spec.shutdown
+                    self.kill(proc, "hung", grace=0.0 if grace == "brutal_kill" else float(grace))
+                    continue
+                limit = proc.spec.memory_limit_mb
+                if check_memory and limit is not None:
+                    rss = proc.rss_bytes()
+                    if rss is not None and rss > limit * 1024 * 1024:
+                        self.events.emit(
+                            "agent_memory_limit", agent=proc.name, pid=proc.pid,
+                            rss_mb=round(rss / 2**20, 1), limit_mb=limit,
+                        )  # fmt: skip
+                        self.kill(proc, "memory_limit")
+
+    # -- messages -----------------------------------------------------------------------
+    def whereis(self, name: str) -> AgentRef | None:
+        proc = self._registry.get(name)
+        return proc.ref if proc is not None and proc.state == "running" else None
+
+    def process(self, target: str | AgentRef) -> AgentProcess:
+        """The running process for a name or ref, else :class:`NoProcess` at once."""
+        name = target.name if isinstance(target, AgentRef) else target
+        proc = self._registry.get(name)
+        if proc is None or proc.state != "running":
+            raise NoProcess(f"no running agent named {name!r}", target=name)
+        if isinstance(target, AgentRef) and target.incarnation != proc.incarnation:
+            raise NoProcess(
+                f"{name!r} incarnation {target.incarnation} has exited "
+                f"(now running: {proc.incarnation})",
+                target=name,
+            )
+        return proc
+
+    def _timeout(self, timeout: float | None) -> float:
+        seconds = self.settings.timeouts.agent_call if timeout is None else timeout
+        if not (isinstance(seconds, int | float) and 0 < seconds < float("inf")):
+            raise ValueError(
+                f"timeout must be a positive finite number of seconds, got {timeout!r}"
+            )
+        return float(seconds)
+
+    async def call(
+        self,
+        target: str | AgentRef,
+        payload: Any,
+        *,
+        timeout: float | None = None,
+        sender: str = "",
+    ) -> Any:
+        """Send ``payload`` to ``target`` and return its reply.
+
+        Raises :class:`InvalidMessage` (payload not JSON-compatible) or
+        :class:`NoProcess` (unknown, dead, stale) at once, :class:`CallTimeout`
+        at the deadline, :class:`RemoteError` if the handler raised.
+        """
+        check_json(payload)
+        seconds = self._timeout(timeout)
+        proc = self.process(target)
+        ref = next(self._refs)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        proc.pending[ref] = fut
+        assert proc.channel is not None
+        started = time.perf_counter()
+        proc.channel.send(Call(ref=ref, payload=payload, timeout=seconds, sender=sender))
+        try:
+            async with asyncio.timeout(seconds):
+                reply = await fut
+        except TimeoutError:
+            m.CALLS.labels("timeout").inc()
+            raise CallTimeout(
+                f"call to {proc.name!r} got no reply within {seconds:g} s", target=proc.name
+            ) from None
+        except NoProcess:
+            m.CALLS.labels("no_process").inc()
+            raise
+        finally:
+            proc.pending.pop(ref, None)
+        m.CALL_SECONDS.observe(time.perf_counter() - started)
+        if reply.ok:
+            m.CALLS.labels("ok").inc()
+            return reply.payload
+        m.CALLS.labels("remote_error").inc()
+        if reply.error_type == "InvalidMessage":
+            raise InvalidMessage(f"{proc.name!r} replied with invalid data: {reply.error}")
+        raise RemoteError(
+            f"{proc.name!r} raised {reply.error_type}: {reply.error}",
+            target=proc.name,
+            remote_type=reply.error_type,
+        )
+
+    def cast(self, target: str | AgentRef, payload: Any, *, sender: str = "") -> None:
+        """Send a one-way message. Raises InvalidMessage or NoProcess at once."""
+        check_json(payload)
+        proc = self.process(target)
+        assert proc.channel is not None
+        proc.channel.send(Cast(payload=payload, sender=sender))
+
+    async def _forward_call(self, caller: AgentProcess, out: OutCall) -> None:
+        try:
+            result = await self.call(out.target, out.payload, timeout=out.timeout,
+                                     sender=caller.name)  # fmt: skip
+            reply = CallResult(ref=out.ref, ok=True, payload=result)
+        except RemoteError as exc:
+            reply = CallResult(ref=out.ref, ok=False, error_type=exc.remote_type, error=str(exc))
+        except (CallError, InvalidMessage, ValueError) as exc:
+            reply = CallResult(ref=out.ref, ok=False, error_type=type(exc).__name__, error=str(exc))
+        if caller.channel is not None:
+            caller.channel.send(reply)
+
+    def _forward_cast(self, caller: AgentProcess, out: OutCast) -> None:
+        try:
+            self.cast(out.target, out.payload, sender=caller.name)
+        except (NoProcess, InvalidMessage) as exc:
+            self.dropped_casts += 1
+            self.events.emit("cast_dropped", agent=caller.name, target=out.target, error=str(exc))
+
+    def processes(self) -> list[AgentProcess]:
+        """Every process the host knows that has not been reaped yet."""
+        return list(self._by_pid.values())

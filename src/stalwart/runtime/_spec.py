@@ -1,0 +1,197 @@
+"""Child and supervisor specifications, with OTP's names and meanings."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from stalwart.errors import ConfigError, InvalidMessage
+from stalwart.runtime._messages import check_json
+
+if TYPE_CHECKING:
+    from stalwart.runtime._agent import Agent
+
+__all__ = [
+    "ChildSpec",
+    "Restart",
+    "Shutdown",
+    "Strategy",
+    "SupervisorSpec",
+    "agent_ref",
+    "load_agent",
+    "iter_specs",
+]
+
+Restart: TypeAlias = Literal["permanent", "transient", "temporary"]
+Strategy: TypeAlias = Literal["one_for_one", "one_for_all", "rest_for_one"]
+Shutdown: TypeAlias = float | Literal["brutal_kill"]
+
+_RESTARTS = ("permanent", "transient", "temporary")
+_STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+
+
+def agent_ref(agent: type[Agent] | str) -> str:
+    """``"module:QualName"`` for an agent class (the form a forked child can import)."""
+    if isinstance(agent, str):
+        if ":" not in agent:
+            raise ConfigError(
+                f"agent reference {agent!r} must look like 'package.module:ClassName'"
+            )
+        return agent
+    module = agent.__module__
+    if module == "__main__":
+        raise ConfigError(
+            f"agent class {agent.__qualname__} is defined in __main__; agent processes import "
+            "their class by module path, so define it in an importable module"
+        )
+    return f"{module}:{agent.__qualname__}"
+
+
+def load_agent(ref: str) -> type[Agent]:
+    """Import the agent class named by ``ref`` (raises ConfigError naming what is missing)."""
+    from stalwart.runtime._agent import Agent
+
+    module_name, _, qualname = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import agent module {module_name!r}: {exc}") from exc
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise ConfigError(f"module {module_name!r} has no attribute {qualname!r}")
+    if not (isinstance(obj, type) and issubclass(obj, Agent)):
+        raise ConfigError(f"{ref!r} is not a subclass of stalwart.Agent")
+    return obj
+
+
+def _check_shutdown(owner: str, shutdown: Shutdown) -> None:
+    if shutdown == "brutal_kill":
+        return
+    if (
+        not isinstance(shutdown, int | float)
+        or isinstance(shutdown, bool)
+        or not math.isfinite(shutdown)
+        or not 0 < shutdown <= 3600
+    ):
+        raise ConfigError(
+            f"{owner}: shutdown must be 'brutal_kill' or seconds in (0, 3600], got {shutdown!r} "
+            "(there is no 'infinity': every stop is bounded)"
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChildSpec:
+    """How a supervisor starts, restarts and stops one agent process (a *worker*).
+
+    id
+        The child's identity in its supervisor and its registered name on the
+        node (``call("id", …)`` reaches it). Unique across the node.
+    agent
+        The :class:`stalwart.Agent` subclass, or ``"module:Class"``.
+    args
+        JSON-compatible data passed to the agent's ``init``.
+    restart
+        ``permanent`` (always restarted), ``transient`` (restarted only after an
+        abnormal exit: non-zero code or a signal), ``temporary`` (never restarted).
+    shutdown
+        Seconds the child gets to stop after being asked, before SIGKILL; or
+        ``"brutal_kill"`` for SIGKILL at once.
+    memory_limit_mb
+        Resident memory above which the process is killed (reason
+        ``memory_limit``) and handled as any abnormal exit. ``None``: no limit.
+    """
+
+    id: str
+    agent: type[Agent] | str
+    args: Any = None
+    restart: Restart = "permanent"
+    shutdown: Shutdown = 5.0
+    memory_limit_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id or len(self.id) > 200:
+            raise ConfigError(f"ChildSpec.id must be a non-empty str, got {self.id!r}")
+        if self.restart not in _RESTARTS:
+            raise ConfigError(
+                f"ChildSpec {self.id!r}: restart must be one of {_RESTARTS}, got {self.restart!r}"
+            )
+        _check_shutdown(f"ChildSpec {self.id!r}", self.shutdown)
+        if self.memory_limit_mb is not None and not (
+            isinstance(self.memory_limit_mb, int | float) and self.memory_limit_mb > 0
+        ):
+            raise ConfigError(
+                f"ChildSpec {self.id!r}: memory_limit_mb must be > 0 or None, "
+                f"got {self.memory_limit_mb!r}"
+            )
+        try:
+            check_json(self.args, what=f"ChildSpec {self.id!r} args")
+        except InvalidMessage as exc:
+            raise ConfigError(str(exc)) from None
+        agent_ref(self.agent)  # validates the reference form early
+
+    @property
+    def ref(self) -> str:
+        return agent_ref(self.agent)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SupervisorSpec:
+    """A supervisor: its children, its strategy and its restart intensity.
+
+    A ``SupervisorSpec`` may itself be a child of another supervisor (nested
+    trees). ``restart`` and ``shutdown`` then say how its parent treats it;
+    ``shutdown`` bounds the time to stop its whole subtree before its
+    remaining processes are killed.
+    """
+
+    id: str
+    children: Sequence[ChildSpec | SupervisorSpec]
+    strategy: Strategy = "one_for_one"
+    intensity: int = 5
+    period: float = 60.0
+    restart: Restart = "permanent"
+    shutdown: Shutdown = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise ConfigError(f"SupervisorSpec.id must be a non-empty str, got {self.id!r}")
+        if self.strategy not in _STRATEGIES:
+            raise ConfigError(
+                f"SupervisorSpec {self.id!r}: strategy must be one of {_STRATEGIES}, "
+                f"got {self.strategy!r}"
+            )
+        if self.restart not in _RESTARTS:
+            raise ConfigError(
+                f"SupervisorSpec {self.id!r}: restart must be one of {_RESTARTS}, "
+                f"got {self.restart!r}"
+            )
+        if not isinstance(self.intensity, int) or isinstance(self.intensity, bool):
+            raise ConfigError(f"SupervisorSpec {self.id!r}: intensity must be an int")
+        if self.intensity < 0:
+            raise ConfigError(f"SupervisorSpec {self.id!r}: intensity must be >= 0")
+        if not (isinstance(self.period, int | float) and 0 < self.period <= 86_400):
+            raise ConfigError(f"SupervisorSpec {self.id!r}: period must be in (0, 86400] s")
+        _check_shutdown(f"SupervisorSpec {self.id!r}", self.shutdown)
+        object.__setattr__(self, "children", tuple(self.children))
+        seen: set[str] = set()
+        for child in self.children:
+            if not isinstance(child, ChildSpec | SupervisorSpec):
+                raise ConfigError(
+                    f"SupervisorSpec {self.id!r}: children must be ChildSpec or SupervisorSpec, "
+                    f"got {type(child).__name__}"
+                )
+            if child.id in seen:
+                raise ConfigError(f"SupervisorSpec {self.id!r}: duplicate child id {child.id!r}")
+            seen.add(child.id)
+
+
+def iter_specs(spec: SupervisorSpec) -> list[ChildSpec | SupervisorSpec]:
+    """Every spec in the tree under ``spec`` (itself included), depth first."""
+    out: list[ChildSpec | SupervisorSpec] = [spec]
+    for child in spec.children:
+        out.extend(iter_specs(child) if isinstance(child, SupervisorSpec) else [child])
+    return out

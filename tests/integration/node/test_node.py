@@ -1,0 +1,134 @@
+"""The node's lifecycle as an orchestrator sees it: a real `stalwart run` process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import textwrap
+
+import pytest
+
+APP = textwrap.dedent(
+    """
+    from stalwart import ChildSpec, SupervisorSpec
+    from stalwart.testing import ProbeAgent
+
+    root = SupervisorSpec(
+        "root", [ChildSpec("a", ProbeAgent), ChildSpec("b", ProbeAgent)], intensity=0
+    )
+    """
+)
+
+
+async def start_node(tmp_path, app: str = "demo_app:root"):
+    (tmp_path / "demo_app.py").write_text(APP)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stalwart.cli", "run", app,
+        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    return proc
+
+
+async def read_events(proc, until: str, count: int = 1, timeout: float = 15.0) -> list[dict]:
+    seen: list[dict] = []
+    async with asyncio.timeout(timeout):
+        while sum(1 for e in seen if e.get("event") == until) < count:
+            line = await proc.stderr.readline()
+            assert line, f"node exited before {until!r}; saw {[e.get('event') for e in seen]}"
+            try:
+                seen.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return seen
+
+
+async def wait_exit(proc, timeout: float = 15.0) -> int:
+    async with asyncio.timeout(timeout):
+        rest = await proc.stderr.read()
+        code = await proc.wait()
+    read_events.last_tail = rest.decode(errors="replace")  # type: ignore[attr-defined]
+    return code
+
+
+async def test_root_giving_up_exits_non_zero(tmp_path):
+    proc = await start_node(tmp_path)
+    try:
+        events = await read_events(proc, "agent_started", count=2)
+        pid_a = next(e["pid"] for e in events if e.get("agent") == "a")
+        os.kill(pid_a, signal.SIGKILL)  # intensity=0: the first restart is one too many
+        assert await wait_exit(proc) == 1
+        assert "supervisor_gave_up" in read_events.last_tail
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_sigterm_stops_gracefully_with_exit_zero(tmp_path):
+    proc = await start_node(tmp_path)
+    try:
+        events = await read_events(proc, "agent_started", count=2)
+        pids = [e["pid"] for e in events if e.get("event") == "agent_started"]
+        proc.send_signal(signal.SIGTERM)
+        assert await wait_exit(proc) == 0
+        tail = [json.loads(line) for line in read_events.last_tail.splitlines() if line.strip()]
+        stopped = [e["agent"] for e in tail if e.get("event") == "agent_exited"]
+        assert stopped == ["b", "a"]  # reverse start order
+        assert all(e["reason"] == "shutdown" for e in tail if e.get("event") == "agent_exited")
+        for pid in pids:  # no agent outlives its node
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_sigkill_of_the_node_takes_its_agents_with_it(tmp_path):
+    proc = await start_node(tmp_path)
+    events = await read_events(proc, "agent_started", count=2)
+    pids = [e["pid"] for e in events if e.get("event") == "agent_started"]
+    proc.kill()
+    await proc.wait()
+
+    async def gone(pid: int) -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            await asyncio.sleep(0.02)
+
+    async with asyncio.timeout(5):
+        await asyncio.gather(*(gone(p) for p in pids))
+
+
+async def test_bad_app_reference_is_a_clear_error(tmp_path):
+    proc = await start_node(tmp_path, app="demo_app:nothing_here")
+    code = await wait_exit(proc)
+    assert code == 2
+    assert "has no attribute 'nothing_here'" in read_events.last_tail
+
+
+async def test_node_run_in_process_returns_one_and_is_not_ready_when_root_gives_up():
+    from stalwart import ChildSpec, Node, RuntimeSettings, SupervisorSpec
+    from stalwart.observe import EventBus
+    from stalwart.testing import ProbeAgent
+
+    root = SupervisorSpec("root", [ChildSpec("a", ProbeAgent)], intensity=0)
+    node = Node(root, RuntimeSettings(heartbeat_interval=0.2), events=EventBus(log=False))
+
+    async def kill_when_ready() -> None:
+        async with asyncio.timeout(10):
+            while not node.ready:
+                await asyncio.sleep(0.01)
+        os.kill(node.runtime.whereis("a").pid, signal.SIGKILL)
+        await asyncio.sleep(30)  # the node must end before this does
+
+    code = await asyncio.wait_for(node.run(until=kill_when_ready()), 15)
+    assert code == 1
+    assert not node.ready
