@@ -26,12 +26,14 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
+# Every bench/*.py writes its JSON to bench/results/. Peers (Ray, LangGraph, DBOS) are
+# bench-only extras, installed here and never by `make test`.
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
-	$(BIN)/python bench/runtime.py
+	set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 bench-quick: $(STAMP)
-	$(BIN)/python bench/runtime.py --quick
+	set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --quick; done
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Every ```python block in docs/*.md runs, so the examples users copy stay true.
+"""Every ```python block in docs/*.md and the README runs, so the examples users copy stay true.
 
 A page's blocks run in order in one fresh interpreter (a later block may use names
 from an earlier one). A block whose first line is ``# doc: no-run`` is shown only.
@@ -18,7 +18,8 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
 def _pages() -> list[pathlib.Path]:
-    return sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
+    pages = [*DOCS.glob("*.md"), DOCS.parent / "README.md"]
+    return sorted(p for p in pages if BLOCK.search(p.read_text()))
 
 
 @pytest.mark.timeout(180)

@@ -151,6 +151,7 @@ class ProcessHost:
         self._refs = itertools.count(1)
         self._fs: ForkServer | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._fs_restart: asyncio.Task[None] | None = None
         self._closing = False
         self.late_replies = 0
         self.malformed_frames = 0
@@ -165,6 +166,9 @@ class ProcessHost:
     async def close(self) -> None:
         """Kill every remaining agent and stop the fork server (bounded)."""
         self._closing = True
+        if self._fs_restart is not None:
+            self._fs_restart.cancel()
+            await asyncio.gather(self._fs_restart, return_exceptions=True)
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
@@ -192,6 +196,13 @@ class ProcessHost:
         Raises :class:`StartError` (after killing what was started) if the fork
         fails, ``init`` raises, or ready is not reported within ``start_timeout``.
         """
+        if self._fs is None and self._fs_restart is not None and not self._closing:
+            # the fork server died and is being replaced: wait for it (bounded)
+            try:
+                async with asyncio.timeout(self.settings.start_timeout):
+                    await asyncio.shield(self._fs_restart)
+            except (TimeoutError, StartError):
+                pass
         if self._fs is None or self._closing:
             raise StartError(f"cannot start {spec.id!r}: the host is not running")
         current = self._registry.get(spec.id)
@@ -364,10 +375,12 @@ class ProcessHost:
             proc.kill_reason = proc.kill_reason or "forkserver_died"
             self._by_pid.pop(pid, None)
             self._finalize(proc, None)
-        self._fs = None
-        self._task_restart_fs = asyncio.create_task(self._restart_forkserver())
+        dead, self._fs = self._fs, None
+        self._fs_restart = asyncio.create_task(self._restart_forkserver(dead))
 
-    async def _restart_forkserver(self) -> None:
+    async def _restart_forkserver(self, dead: ForkServer | None) -> None:
+        if dead is not None:  # reap it, so no zombie is left behind
+            await asyncio.to_thread(dead.wait_exited, 5.0)
         fs = ForkServer(self._on_child_exit, self._on_forkserver_lost, self._preload)
         await fs.start(self.settings.start_timeout)
         self._fs = fs

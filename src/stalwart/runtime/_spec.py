@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import math
+import os
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -34,7 +37,13 @@ _STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 
 
 def agent_ref(agent: type[Agent] | str) -> str:
-    """``"module:QualName"`` for an agent class (the form a forked child can import)."""
+    """``"module:QualName"`` for an agent class: the form a forked child can import.
+
+    A class defined in the ``__main__`` script becomes ``"@/path/to/script.py:QualName"``;
+    the fork server loads that file under another module name, so (as with
+    :mod:`multiprocessing`) the script's top-level work must sit under
+    ``if __name__ == "__main__":``.
+    """
     if isinstance(agent, str):
         if ":" not in agent:
             raise ConfigError(
@@ -42,22 +51,47 @@ def agent_ref(agent: type[Agent] | str) -> str:
             )
         return agent
     module = agent.__module__
-    if module == "__main__":
-        raise ConfigError(
-            f"agent class {agent.__qualname__} is defined in __main__; agent processes import "
-            "their class by module path, so define it in an importable module"
-        )
+    if module in ("__main__", _MAIN_ALIAS):
+        path = getattr(sys.modules.get(module), "__file__", None)
+        if not path:
+            raise ConfigError(
+                f"agent class {agent.__qualname__} is defined in an interactive __main__; "
+                "define it in a module or a script file so agent processes can load it"
+            )
+        return f"@{os.path.abspath(path)}:{agent.__qualname__}"
     return f"{module}:{agent.__qualname__}"
+
+
+_MAIN_ALIAS = "__stalwart_main__"
+
+
+def _import(module_name: str) -> Any:
+    if not module_name.startswith("@"):
+        return importlib.import_module(module_name)
+    if _MAIN_ALIAS in sys.modules:
+        return sys.modules[_MAIN_ALIAS]
+    path = module_name[1:]
+    spec = importlib.util.spec_from_file_location(_MAIN_ALIAS, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_MAIN_ALIAS] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[_MAIN_ALIAS]
+        raise
+    return module
 
 
 def load_agent(ref: str) -> type[Agent]:
     """Import the agent class named by ``ref`` (raises ConfigError naming what is missing)."""
     from stalwart.runtime._agent import Agent
 
-    module_name, _, qualname = ref.partition(":")
+    module_name, _, qualname = ref.rpartition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
+        obj: Any = _import(module_name)
+    except (ImportError, OSError) as exc:
         raise ConfigError(f"cannot import agent module {module_name!r}: {exc}") from exc
     for part in qualname.split("."):
         obj = getattr(obj, part, None)

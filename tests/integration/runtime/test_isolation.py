@@ -70,3 +70,14 @@ async def test_sigkill_of_one_agent_under_load_affects_no_other(make_runtime):
     assert restarted["reason"] == "killed"
     exited = events.matching("agent_exited", agent=victim)[0]
     assert exited["signal"] == "SIGKILL"
+
+
+async def test_fork_server_death_restarts_every_agent(make_runtime):
+    rt, events = await make_runtime(SupervisorSpec("root", probes(3), intensity=10))
+    old = {f"p{i}": rt.whereis(f"p{i}").pid for i in range(3)}
+    rt.host.forkserver.kill()
+    await events.wait("forkserver_died")
+    for name in old:
+        await events.wait("agent_restarted", agent=name, timeout=15)
+    for name, pid in old.items():
+        assert (await rt.call(name, {"op": "echo"}, timeout=5))["pid"] != pid

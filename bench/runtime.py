@@ -1,0 +1,228 @@
+"""Benchmark of the process runtime (issue: runtime core, checklist PA-1..PA-3).
+
+Writes ``bench/results/runtime.json``:
+
+- ``restart_p50_ms`` / ``restart_p99_ms``: SIGKILL of an agent -> its restarted
+  incarnation answers a call;
+- ``call_rtt_p50_us`` / ``call_rtt_p99_us``: node -> agent -> node round trip;
+- ``spawn_per_s``: agents started (fork + init + ready) per second, one at a time;
+- ``uss_per_agent_mb``: private memory (USS) of an idle agent, mean over a sample;
+- ``max_agents_alive``: agents started and all answering a call at once;
+- ``start_method_ms``: start latency of a trivial child by start method (why a
+  preloaded fork server): ours, multiprocessing ``forkserver`` and ``spawn``;
+- ``ray_restart_p50_ms`` (full mode, Ray installed): the same kill-and-answer
+  measurement for a Ray actor with ``max_restarts``, as the peer figure.
+
+``--quick`` keeps the run under a minute (smaller samples, no Ray).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import pathlib
+import platform
+import signal
+import statistics
+import sys
+import time
+from typing import Any
+
+import psutil
+
+from stalwart import ChildSpec, RuntimeSettings, SupervisorSpec
+from stalwart.observe import Event, EventBus
+from stalwart.runtime import Runtime
+from stalwart.testing import ProbeAgent
+
+RESULTS = pathlib.Path(__file__).parent / "results" / "runtime.json"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def measure_restart(samples: int) -> list[float]:
+    bus = EventBus(log=False)
+    spec = SupervisorSpec("root", [ChildSpec("victim", ProbeAgent)], intensity=samples + 10)
+    async with Runtime(spec, RuntimeSettings(), events=bus) as rt:
+        out = []
+        for _ in range(samples):
+            restarted: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+
+            def on_event(e: Event, fut: asyncio.Future[Event] = restarted) -> None:
+                if e.name == "agent_restarted" and not fut.done():
+                    fut.set_result(e)
+
+            sub = bus.subscribe(on_event)
+            pid = rt.whereis("victim").pid
+            t0 = time.perf_counter()
+            os.kill(pid, signal.SIGKILL)
+            await asyncio.wait_for(restarted, 10)
+            await rt.call("victim", {"op": "echo"}, timeout=5)
+            out.append((time.perf_counter() - t0) * 1000)
+            sub.close()
+        return out
+
+
+async def measure_rtt(calls: int) -> list[float]:
+    spec = SupervisorSpec("root", [ChildSpec("echo", ProbeAgent)])
+    async with Runtime(spec, events=EventBus(log=False)) as rt:
+        payload = {"op": "echo", "value": "x" * 64}
+        for _ in range(200):  # warm up
+            await rt.call("echo", payload, timeout=5)
+        out = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            await rt.call("echo", payload, timeout=5)
+            out.append((time.perf_counter() - t0) * 1e6)
+        return out
+
+
+async def measure_population(count: int, uss_sample: int) -> dict[str, Any]:
+    """Start ``count`` agents one by one; measure spawn rate, USS, and that all answer."""
+    settings = RuntimeSettings(heartbeat_interval=2.0, start_timeout=30.0)
+    async with Runtime(SupervisorSpec("root", []), settings, events=EventBus(log=False)) as rt:
+        host = rt.host
+        t0 = time.perf_counter()
+        procs = []
+        for i in range(count):
+            procs.append(await host.spawn(ChildSpec(f"a{i}", ProbeAgent, restart="temporary")))
+        spawn_s = time.perf_counter() - t0
+        replies = await asyncio.gather(
+            *(host.call(p.name, {"op": "echo"}, timeout=30) for p in procs),
+            return_exceptions=True,
+        )
+        alive = sum(1 for r in replies if isinstance(r, dict))
+        step = max(1, count // uss_sample)
+        uss = [psutil.Process(p.pid).memory_full_info().uss / 2**20 for p in procs[::step]]
+        pss = [psutil.Process(p.pid).memory_full_info().pss / 2**20 for p in procs[::step]]
+        node_rss = psutil.Process().memory_info().rss / 2**20
+        for p in procs:
+            p.stop_requested = True
+        return {
+            "spawn_per_s": count / spawn_s,
+            "uss_per_agent_mb": statistics.mean(uss),
+            "pss_per_agent_mb": statistics.mean(pss),
+            "max_agents_alive": alive,
+            "node_rss_mb_at_max": node_rss,
+        }
+
+
+def _noop() -> None:
+    pass
+
+
+def measure_start_methods(samples: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for method in ("forkserver", "spawn"):
+        ctx = multiprocessing.get_context(method)
+        times = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            p = ctx.Process(target=_noop)
+            p.start()
+            p.join(30)
+            times.append((time.perf_counter() - t0) * 1000)
+        out[f"mp_{method}"] = statistics.median(times)
+    return out
+
+
+async def measure_our_start(samples: int) -> float:
+    async with Runtime(SupervisorSpec("root", []), events=EventBus(log=False)) as rt:
+        times = []
+        for i in range(samples):
+            t0 = time.perf_counter()
+            proc = await rt.host.spawn(ChildSpec(f"s{i}", ProbeAgent, restart="temporary"))
+            times.append((time.perf_counter() - t0) * 1000)
+            await rt.host.terminate(proc, "brutal_kill")
+        return statistics.median(times)
+
+
+def measure_ray(samples: int) -> dict[str, Any]:
+    try:
+        import ray
+    except ImportError:
+        return {"ray_restart_p50_ms": None, "ray_note": "ray not installed (pip install .[bench])"}
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+
+        @ray.remote(max_restarts=-1, max_task_retries=-1)
+        class Victim:
+            def pid(self) -> int:
+                return os.getpid()
+
+        actor = Victim.remote()  # type: ignore[attr-defined]
+        ray.get(actor.pid.remote(), timeout=120)
+        out = []
+        for _ in range(samples):
+            pid = ray.get(actor.pid.remote(), timeout=60)
+            t0 = time.perf_counter()
+            os.kill(pid, signal.SIGKILL)
+            while True:  # retried by Ray itself until the restarted actor answers
+                new = ray.get(actor.pid.remote(), timeout=60)
+                if new != pid:
+                    break
+            out.append((time.perf_counter() - t0) * 1000)
+        return {
+            "ray_restart_p50_ms": statistics.median(out),
+            "ray_restart_p99_ms": pct(out, 0.99),
+            "ray_version": ray.__version__,
+        }
+    finally:
+        ray.shutdown()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="under a minute; no Ray peer")
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    args = parser.parse_args()
+    quick = args.quick
+    started = time.perf_counter()
+
+    restarts = asyncio.run(measure_restart(40 if quick else 200))
+    rtt = asyncio.run(measure_rtt(3000 if quick else 20000))
+    population = asyncio.run(measure_population(200 if quick else 1000, 50))
+    start_methods = measure_start_methods(5 if quick else 20)
+    start_methods["stalwart_forkserver"] = asyncio.run(measure_our_start(20 if quick else 100))
+    result: dict[str, Any] = {
+        "restart_p50_ms": statistics.median(restarts),
+        "restart_p99_ms": pct(restarts, 0.99),
+        "call_rtt_p50_us": statistics.median(rtt),
+        "call_rtt_p99_us": pct(rtt, 0.99),
+        **population,
+        "start_method_ms": start_methods,
+    }
+    if not quick:
+        result.update(measure_ray(10))
+        if result.get("ray_restart_p50_ms"):
+            result["restart_p50_ratio_vs_ray"] = (
+                result["ray_restart_p50_ms"] / result["restart_p50_ms"]
+            )
+    result["meta"] = {
+        "mode": "quick" if quick else "full",
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "targets": {
+            "restart_p99_ms": 250,
+            "call_rtt_p50_us": 150,
+            "uss_per_agent_mb": 12,
+            "max_agents_alive": 1000,
+        },  # fmt: skip
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
