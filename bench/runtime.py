@@ -216,7 +216,7 @@ def main() -> int:
             "call_rtt_p50_us": 150,
             "uss_per_agent_mb": 12,
             "max_agents_alive": 1000,
-        },  # fmt: skip
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

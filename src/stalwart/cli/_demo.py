@@ -41,8 +41,12 @@ class DemoWorker(Agent):
         digest = hashlib.sha256(str(request["ticket"]).encode()).hexdigest()
         await asyncio.sleep(request.get("latency", 0.02))
         self.handled += 1
-        return {"ticket": request["ticket"], "answer": digest[:12], "pid": os.getpid(),
-                "handled": self.handled}  # fmt: skip
+        return {
+            "ticket": request["ticket"],
+            "answer": digest[:12],
+            "pid": os.getpid(),
+            "handled": self.handled,
+        }
 
 
 @dataclass
@@ -62,8 +66,15 @@ def _table(rows: dict[str, _Row], elapsed: float, duration: float, log: list[str
     for name, row in rows.items():
         style = {"running": "green", "restarting": "yellow"}.get(row.state, "red")
         p50 = statistics.median(row.latencies[-200:]) * 1000 if row.latencies else 0.0
-        table.add_row(name, str(row.pid), Text(row.state, style=style), str(row.ok),
-                      str(row.failed), str(row.restarts), f"{p50:.1f}")  # fmt: skip
+        table.add_row(
+            name,
+            str(row.pid),
+            Text(row.state, style=style),
+            str(row.ok),
+            str(row.failed),
+            str(row.restarts),
+            f"{p50:.1f}",
+        )
     return Group(table, Text("\n".join(log[-6:]), style="dim"))
 
 
@@ -74,8 +85,9 @@ async def run_demo(
     bus = EventBus(log=False)
     names = [f"worker-{i}" for i in range(1, agents + 1)]
     root = SupervisorSpec("root", [ChildSpec(n, DemoWorker, shutdown=2.0) for n in names])
-    node = Node(root, RuntimeSettings(heartbeat_interval=0.5), events=bus,
-                preload=["stalwart.cli._demo"])  # fmt: skip
+    node = Node(
+        root, RuntimeSettings(heartbeat_interval=0.5), events=bus, preload=["stalwart.cli._demo"]
+    )
     rows = {n: _Row() for n in names}
     log: list[str] = []
     victim = random.Random().choice(names)
@@ -94,8 +106,10 @@ async def run_demo(
         elif event.name == "agent_restarted" and name in rows:
             rows[name].restarts += 1
             facts["restart_ms"] = event["restart_ms"]
-            log.append(f"{time.strftime('%X')} {name} restarted in {event['restart_ms']:.1f} ms "
-                       f"(pid {event['pid']})")  # fmt: skip
+            log.append(
+                f"{time.strftime('%X')} {name} restarted in {event['restart_ms']:.1f} ms "
+                f"(pid {event['pid']})"
+            )
 
     bus.subscribe(on_event)
     done = asyncio.Event()

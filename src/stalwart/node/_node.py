@@ -52,8 +52,9 @@ class Node:
         """True while the root supervisor runs and the node is not shutting down."""
         return self.runtime.ready and not self._stopping
 
-    async def call(self, target: str | AgentRef, payload: Any, *, timeout: float | None = None
-                   ) -> Any:  # fmt: skip
+    async def call(
+        self, target: str | AgentRef, payload: Any, *, timeout: float | None = None
+    ) -> Any:
         return await self.runtime.call(target, payload, timeout=timeout)
 
     def cast(self, target: str | AgentRef, payload: Any) -> None:

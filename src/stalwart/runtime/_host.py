@@ -254,9 +254,12 @@ class ProcessHost:
         self._registry[spec.id] = proc
         m.AGENTS_RUNNING.inc()
         self.events.emit(
-            "agent_started", agent=spec.id, incarnation=incarnation, pid=pid,
+            "agent_started",
+            agent=spec.id,
+            incarnation=incarnation,
+            pid=pid,
             start_ms=round((time.monotonic() - proc.started_at) * 1000, 3),
-        )  # fmt: skip
+        )
         return proc
 
     def _task(self, proc: AgentProcess, coro: Any) -> None:
@@ -358,9 +361,14 @@ class ProcessHost:
         proc.state = "exited"
         m.AGENT_EXITS.labels(proc.name, reason).inc()
         self.events.emit(
-            "agent_exited", agent=proc.name, incarnation=proc.incarnation, pid=proc.pid,
-            exit_code=code, signal=sig, reason=reason,
-        )  # fmt: skip
+            "agent_exited",
+            agent=proc.name,
+            incarnation=proc.incarnation,
+            pid=proc.pid,
+            exit_code=code,
+            signal=sig,
+            reason=reason,
+        )
         if not proc.exited.done():
             proc.exited.set_result(info)
         if proc.on_exit is not None and not proc.stop_requested and not self._closing:
@@ -450,9 +458,12 @@ class ProcessHost:
                 silent = now - proc.last_seen
                 if silent > threshold:
                     self.events.emit(
-                        "agent_hung", agent=proc.name, pid=proc.pid,
-                        silent_s=round(silent, 3), threshold_s=threshold,
-                    )  # fmt: skip
+                        "agent_hung",
+                        agent=proc.name,
+                        pid=proc.pid,
+                        silent_s=round(silent, 3),
+                        threshold_s=threshold,
+                    )
                     grace = proc.spec.shutdown
                     self.kill(proc, "hung", grace=0.0 if grace == "brutal_kill" else float(grace))
                     continue
@@ -461,9 +472,12 @@ class ProcessHost:
                     rss = proc.rss_bytes()
                     if rss is not None and rss > limit * 1024 * 1024:
                         self.events.emit(
-                            "agent_memory_limit", agent=proc.name, pid=proc.pid,
-                            rss_mb=round(rss / 2**20, 1), limit_mb=limit,
-                        )  # fmt: skip
+                            "agent_memory_limit",
+                            agent=proc.name,
+                            pid=proc.pid,
+                            rss_mb=round(rss / 2**20, 1),
+                            limit_mb=limit,
+                        )
                         self.kill(proc, "memory_limit")
 
     # -- messages -----------------------------------------------------------------------
@@ -551,8 +565,9 @@ class ProcessHost:
 
     async def _forward_call(self, caller: AgentProcess, out: OutCall) -> None:
         try:
-            result = await self.call(out.target, out.payload, timeout=out.timeout,
-                                     sender=caller.name)  # fmt: skip
+            result = await self.call(
+                out.target, out.payload, timeout=out.timeout, sender=caller.name
+            )
             reply = CallResult(ref=out.ref, ok=True, payload=result)
         except RemoteError as exc:
             reply = CallResult(ref=out.ref, ok=False, error_type=exc.remote_type, error=str(exc))

@@ -89,8 +89,9 @@ class Runtime:
     def ready(self) -> bool:
         return self.root is not None and self.root.state == "running"
 
-    async def call(self, target: str | AgentRef, payload: Any, *, timeout: float | None = None
-                   ) -> Any:  # fmt: skip
+    async def call(
+        self, target: str | AgentRef, payload: Any, *, timeout: float | None = None
+    ) -> Any:
         """Call an agent by registered name or ref; see :meth:`ProcessHost.call`."""
         return await self.host.call(target, payload, timeout=timeout)
 
@@ -112,7 +113,8 @@ class Runtime:
             if sup.id == supervisor_id:
                 return sup
             stack.extend(
-                c for c in (sup.child(ci.id) for ci in sup.which_children())
+                c
+                for c in (sup.child(ci.id) for ci in sup.which_children())
                 if isinstance(c, Supervisor)
-            )  # fmt: skip
+            )
         raise KeyError(f"no running supervisor {supervisor_id!r}")

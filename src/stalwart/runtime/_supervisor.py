@@ -199,9 +199,11 @@ class Supervisor:
                     break
                 except StartError as exc:
                     self.host.events.emit(
-                        "agent_restart_failed", supervisor=self.id, agent=child.spec.id,
+                        "agent_restart_failed",
+                        supervisor=self.id,
+                        agent=child.spec.id,
                         error=str(exc),
-                    )  # fmt: skip
+                    )
                     if not self._intensity.record():
                         await self._give_up(child, exited.info)
                         return
@@ -209,19 +211,27 @@ class Supervisor:
             m.AGENT_RESTARTS.labels(child.spec.id).inc()
             current = child.current
             self.host.events.emit(
-                "agent_restarted", supervisor=self.id, agent=child.spec.id,
-                strategy=strategy, cause=failed.spec.id, reason=exited.info.reason,
+                "agent_restarted",
+                supervisor=self.id,
+                agent=child.spec.id,
+                strategy=strategy,
+                cause=failed.spec.id,
+                reason=exited.info.reason,
                 pid=current.pid if isinstance(current, AgentProcess) else None,
                 restart_ms=round((time.monotonic() - exited.detected_at) * 1000, 3),
-            )  # fmt: skip
+            )
 
     async def _give_up(self, child: _Child, info: ExitInfo) -> None:
         self.state = "gave_up"
         m.SUPERVISOR_GIVE_UPS.labels(self.id).inc()
         self.host.events.emit(
-            "supervisor_gave_up", supervisor=self.id, child=child.spec.id, reason=info.reason,
-            intensity=self.spec.intensity, period_s=self.spec.period,
-        )  # fmt: skip
+            "supervisor_gave_up",
+            supervisor=self.id,
+            child=child.spec.id,
+            reason=info.reason,
+            intensity=self.spec.intensity,
+            period_s=self.spec.period,
+        )
         await self._stop_children(reversed(self._children))
         if not self.gave_up.done():
             self.gave_up.set_result(None)
@@ -275,8 +285,11 @@ class Supervisor:
         for child in self._children:
             cur = child.current
             if isinstance(cur, Supervisor):
-                out.append(ChildInfo(child.spec.id, "supervisor", None, cur.state == "running",
-                                     child.restarts))  # fmt: skip
+                out.append(
+                    ChildInfo(
+                        child.spec.id, "supervisor", None, cur.state == "running", child.restarts
+                    )
+                )
             else:
                 running = cur is not None and cur.state == "running"
                 pid = cur.pid if cur is not None else None
