@@ -29,7 +29,7 @@ async def start_node(tmp_path, app: str = "demo_app:root"):
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "stalwart.cli", "run", app,
         stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, env=env, cwd=tmp_path,
-    )  # fmt: skip
+    )
     return proc
 
 
