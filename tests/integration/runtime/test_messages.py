@@ -22,7 +22,7 @@ async def test_slow_target_times_out_at_the_deadline(make_runtime):
     with pytest.raises(CallTimeout, match=r"no reply within 0\.3 s"):
         await rt.call("p0", {"op": "sleep", "s": 5}, timeout=0.3)
     took = time.monotonic() - started
-    assert 0.3 <= took < 0.5
+    assert 0.3 <= took < 0.6
     # the agent cancelled the abandoned handler and answers the next call at once
     assert (await rt.call("p0", {"op": "echo", "value": 2}, timeout=1))["echo"] == 2
 
@@ -35,7 +35,7 @@ async def test_call_without_timeout_uses_the_configured_default(make_runtime):
     started = time.monotonic()
     with pytest.raises(CallTimeout):
         await rt.call("p0", {"op": "sleep", "s": 5})
-    assert 0.25 <= time.monotonic() - started < 0.45
+    assert 0.25 <= time.monotonic() - started < 0.6
 
 
 async def test_dead_target_fails_immediately(make_runtime):
@@ -45,7 +45,7 @@ async def test_dead_target_fails_immediately(make_runtime):
     started = time.monotonic()
     with pytest.raises(NoProcess, match="no running agent named 'p0'"):
         await rt.call("p0", {"op": "echo"}, timeout=5)
-    assert time.monotonic() - started < 0.05
+    assert time.monotonic() - started < 0.1
 
 
 async def test_target_dying_mid_call_fails_the_call_at_once(make_runtime):

@@ -207,7 +207,7 @@ async def test_hung_agent_is_detected_within_two_intervals_killed_and_restarted(
     stopped_at = time.monotonic()
     hung = await events.wait("agent_hung", agent="p0")
     detected_after = time.monotonic() - stopped_at
-    assert detected_after <= 2 * interval + 0.15, detected_after  # + scheduling slack
+    assert detected_after <= 2 * interval + 0.25, detected_after  # + scheduling slack
     await events.wait("agent_restarted", agent="p0")
     assert events.matching("agent_exited", agent="p0")[0]["reason"] == "hung"
     assert hung["silent_s"] > rt.settings.hang_threshold
