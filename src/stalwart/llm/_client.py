@@ -1,0 +1,159 @@
+"""The shared path of every HTTP model client: policy, limits, usage, cost, metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from stalwart.clock import SYSTEM_CLOCK, Clock
+from stalwart.errors import ConfigError
+from stalwart.llm import _metrics as m
+from stalwart.llm._http import ApiKey, post_json, resolve_key
+from stalwart.llm._pricing import PriceTable
+from stalwart.llm._types import Message, ModelRequest, ModelResponse, Usage
+from stalwart.observe import EventBus
+from stalwart.resilience import (
+    DEFAULT_BREAKER,
+    DEFAULT_RETRY,
+    BreakerConfig,
+    CircuitBreaker,
+    Policy,
+    RetryPolicy,
+    classify,
+    deadline_scope,
+)
+
+__all__ = ["HTTPModelClient"]
+
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+
+class HTTPModelClient:
+    """Base of the provider adapters. Subclasses say how to encode and decode.
+
+    Each call runs under ``timeout`` (or the ``model`` kind's default, 60 s) as
+    a whole, through one :class:`~stalwart.resilience.Policy` per endpoint:
+    per-attempt deadline, classification, retry with backoff and full jitter
+    (``Retry-After`` honoured), and a circuit breaker named after the model.
+    The underlying HTTP client makes no retries of its own.
+    """
+
+    provider = ""
+    """The provider key in model strings (``openai`` in ``openai:gpt-4o``); a subclass sets
+    its default, and ``provider=`` overrides it (``sim`` for the simulated models)."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str,
+        provider: str | None = None,
+        api_key: ApiKey = None,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
+        breaker: BreakerConfig | CircuitBreaker | None = DEFAULT_BREAKER,
+        attempt_timeout: float | None = None,
+        prices: PriceTable | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        http: httpx.AsyncClient | None = None,
+        events: EventBus | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if not model:
+            raise ConfigError("a model client needs a model name")
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if provider is not None:
+            self.provider = provider
+        self.model = model
+        self.name = f"{self.provider}:{model}"
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._prices = prices or PriceTable()
+        self._prices.price(self.name)  # an unknown model fails here, not as a silent $0
+        self._max_bytes = max_response_bytes
+        self._own_http = http is None
+        # retries are ours (the Policy), so the transport gets none of its own
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            transport=httpx.AsyncHTTPTransport(retries=0),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        self.policy = Policy(
+            self.name,
+            kind="model" if attempt_timeout is None else None,
+            timeout=attempt_timeout,
+            retry=retry,
+            breaker=breaker,
+            events=events,
+            clock=clock,
+        )
+
+    async def aclose(self) -> None:
+        if self._own_http:
+            await self._http.aclose()
+
+    # -- to be provided by an adapter ------------------------------------------------------
+    def _endpoint(self) -> str:
+        raise NotImplementedError
+
+    def _headers(self, key: str | None) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _encode(self, request: ModelRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _decode(self, data: dict[str, Any]) -> tuple[Message, str, Usage]:
+        raise NotImplementedError
+
+    # -- the call ---------------------------------------------------------------------------
+    async def complete(
+        self, request: ModelRequest, *, timeout: float | None = None
+    ) -> ModelResponse:
+        """Ask the model; raise a classified :class:`~stalwart.errors.ModelError` (or
+        ``CircuitOpen``, ``RetriesExhausted``, ``DeadlineExceeded``) when it cannot answer."""
+        started = time.perf_counter()
+        try:
+            async with deadline_scope(timeout, kind="model"):
+                message, finish, usage = await self.policy.acall(self._attempt, request)
+        except Exception as exc:
+            m.MODEL_ERRORS.labels(self.name, self.provider, classify(exc).label).inc()
+            raise
+        cost = self._prices.cost(self.name, usage)
+        m.MODEL_TOKENS.labels(self.name, self.provider, "input").inc(usage.prompt_tokens)
+        m.MODEL_TOKENS.labels(self.name, self.provider, "output").inc(usage.completion_tokens)
+        m.COST.labels(self.name, self.provider).inc(cost)
+        return ModelResponse(
+            model=self.name,
+            message=message,
+            finish_reason=finish,
+            usage=usage,
+            cost_usd=cost,
+            latency_s=time.perf_counter() - started,
+        )
+
+    async def _attempt(self, request: ModelRequest) -> tuple[Message, str, Usage]:
+        started = time.perf_counter()
+        m.MODEL_REQUESTS.labels(self.name, self.provider, "chat").inc()
+        try:
+            key = await resolve_key(self._api_key)
+            data = await post_json(
+                self._http,
+                self._endpoint(),
+                model=self.name,
+                headers=self._headers(key),
+                body=self._encode(request),
+                timeout=self._attempt_seconds(),
+                max_bytes=self._max_bytes,
+            )
+            return self._decode(data)
+        finally:
+            m.MODEL_LATENCY.labels(self.name, self.provider, "chat").observe(
+                time.perf_counter() - started
+            )
+
+    def _attempt_seconds(self) -> float:
+        from stalwart.resilience import effective_timeout
+
+        return effective_timeout("model", timeout=self.policy.timeout)

@@ -1,0 +1,23 @@
+"""The simulated model world: models that speak the OpenAI (and Anthropic) wire
+format with scripted, deterministic behaviour, fault injection, and simulated
+tool services that count deliveries per idempotency key. See ``docs/models.md``.
+"""
+
+from stalwart.llm.sim._brain import Rule, Scenario, count_tokens
+from stalwart.llm.sim._faults import BODY_FAULTS, Fault
+from stalwart.llm.sim._server import MODELS, SimServer, SimWorld, build_app
+from stalwart.llm.sim._tools import KB_ARTICLES, order_for
+
+__all__ = [
+    "BODY_FAULTS",
+    "KB_ARTICLES",
+    "MODELS",
+    "Fault",
+    "Rule",
+    "Scenario",
+    "SimServer",
+    "SimWorld",
+    "build_app",
+    "count_tokens",
+    "order_for",
+]

@@ -1,0 +1,490 @@
+"""The simulated model world as an HTTP server (OpenAI and Anthropic wire formats).
+
+Routes:
+
+- ``POST /v1/chat/completions`` — OpenAI chat completions, tools included; the
+  official ``openai`` client works against it unchanged.
+- ``POST /v1/messages`` — the Anthropic Messages API shape.
+- ``GET /v1/models`` — the models: ``strong``, ``weak``, ``gullible``.
+- ``POST/DELETE /_sim/faults``, ``POST /_sim/keys``, ``GET /_sim/stats`` — control.
+- ``/tools/...`` — simulated tool services (see :mod:`._tools`),
+  ``GET /tools/_report`` — their per-key delivery counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from stalwart.errors import ConfigError, StartError
+from stalwart.llm.sim._brain import Brain, Reply, Scenario, count_tokens
+from stalwart.llm.sim._faults import Fault, FaultBook
+from stalwart.llm.sim._tools import ToolServices, order_for
+
+__all__ = ["MODELS", "SimServer", "SimWorld", "build_app"]
+
+MODELS: dict[str, dict[str, Any]] = {
+    "strong": {"context_tokens": 128_000, "persona": "strong"},
+    "weak": {"context_tokens": 16_000, "persona": "weak"},
+    "gullible": {"context_tokens": 128_000, "persona": "gullible"},
+}
+MAX_BODY = 4 * 1024 * 1024
+
+
+class SimWorld:
+    """Everything the sim knows: brain, faults, keys, tool services, counters."""
+
+    def __init__(self, scenario: Scenario | None = None) -> None:
+        self.brain = Brain(scenario)
+        self.faults = FaultBook()
+        self.tools = ToolServices()
+        self.keys: dict[str, set[str]] = {}
+        self.stats: Counter[str] = Counter()
+        self.keys_seen: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+
+    def set_fault(self, target: str, **fault: Any) -> None:
+        self.faults.set(target, Fault(**fault))
+
+    def clear_faults(self, target: str | None = None) -> None:
+        self.faults.clear(target)
+
+    def set_keys(self, model: str, keys: list[str] | None) -> None:
+        """Require one of ``keys`` as the API key of ``model`` (None: no check)."""
+        if keys is None:
+            self.keys.pop(model, None)
+        else:
+            self.keys[model] = set(keys)
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+
+def _error(
+    status: int, message: str, code: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": code, "code": code}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+async def _read_json(request: Request) -> dict[str, Any] | JSONResponse:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return _error(413, f"request body over {MAX_BODY} bytes", "request_too_large")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return _error(400, f"invalid JSON body: {exc}", "invalid_request_error")
+    if not isinstance(data, dict):
+        return _error(400, "the body must be a JSON object", "invalid_request_error")
+    return data
+
+
+async def _apply_fault(world: SimWorld, target: str, request: Request) -> Response | None:
+    fault = world.faults.get(target)
+    if fault is None:
+        return None
+    if fault.latency_ms:
+        await asyncio.sleep(fault.latency_ms / 1000)
+    if fault.hang:
+        deadline = time.monotonic() + fault.hang_s
+        # polls the client: starlette offers no disconnect event to wait on
+        while time.monotonic() < deadline and not await request.is_disconnected():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return _error(504, "the simulated hang ended", "hang")
+    headers = {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+    if fault.outage:
+        world.stats[f"{target}:injected_error"] += 1
+        return _error(503, f"{target} is down (simulated outage)", "service_unavailable", headers)
+    if fault.status is not None and world.faults.should_fail(target, fault):
+        world.stats[f"{target}:injected_error"] += 1
+        return _error(fault.status, f"simulated {fault.status} for {target}", "simulated", headers)
+    return None
+
+
+class _Truncated(Response):
+    """Declares a Content-Length and sends half of it, then ends the response."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = b'{"id": "x", "choices": [{"message": {"content": "cut off here' + b" " * 200
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body) * 2).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _body_fault(kind: str) -> Response:
+    if kind == "malformed_json":
+        return Response(b'{"choices": [ {"message": ', media_type="application/json")
+    if kind == "truncated":
+        return _Truncated()
+    if kind == "html":
+        return Response(b"<html><body>502 Bad Gateway</body></html>", media_type="text/html")
+    if kind == "not_object":
+        return Response(b'["a", "list"]', media_type="application/json")
+    if kind == "wrong_shape":
+        return Response(b'{"unexpected": true}', media_type="application/json")
+
+    def huge() -> Iterator[bytes]:
+        yield b'{"padding": "'
+        for _ in range(12 * 1024):
+            yield b"x" * 1024
+        yield b'"}'
+
+    return StreamingResponse(huge(), media_type="application/json")
+
+
+async def _model_gate(
+    world: SimWorld, request: Request, model: str, key: str | None
+) -> Response | None:
+    if model not in MODELS:
+        return _error(
+            404,
+            f"the model {model!r} does not exist; try one of {sorted(MODELS)}",
+            "model_not_found",
+        )
+    world.stats[f"{model}:requests"] += 1
+    if key:
+        world.keys_seen[f"{model}:{key[-6:]}"] += 1
+    allowed = world.keys.get(model)
+    if allowed is not None and key not in allowed:
+        world.stats[f"{model}:unauthorized"] += 1
+        return _error(401, "Incorrect API key provided", "invalid_api_key")
+    fault = await _apply_fault(world, model, request)
+    if fault is not None:
+        return fault
+    body_fault = world.faults.get(model)
+    if body_fault is not None and body_fault.body is not None:
+        return _body_fault(body_fault.body)
+    return None
+
+
+def _prompt_tokens(messages: list[dict[str, Any]], tools: list[Any]) -> int:
+    text = json.dumps(tools) if tools else ""
+    return count_tokens(text) + sum(4 + count_tokens(str(m.get("content") or "")) for m in messages)
+
+
+def _answer(
+    world: SimWorld, model: str, messages: list[dict[str, Any]], tool_names: list[str]
+) -> tuple[Reply, int] | Response:
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
+            return _error(400, f"invalid message: {str(m)[:100]}", "invalid_request_error")
+    prompt = _prompt_tokens(messages, tool_names)
+    limit = int(MODELS[model]["context_tokens"])
+    if prompt > limit:
+        return _error(
+            400,
+            f"This model's maximum context length is {limit} tokens. However, "
+            f"your messages resulted in {prompt} tokens.",
+            "context_length_exceeded",
+        )
+    return world.brain.reply(messages, tool_names, str(MODELS[model]["persona"])), prompt
+
+
+async def chat_completions(request: Request) -> Response:
+    world: SimWorld = request.app.state.world
+    data = await _read_json(request)
+    if isinstance(data, Response):
+        return data
+    model = str(data.get("model", ""))
+    auth = request.headers.get("authorization", "")
+    key = auth[7:] if auth.lower().startswith("bearer ") else None
+    gate = await _model_gate(world, request, model, key)
+    if gate is not None:
+        return gate
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return _error(400, "'messages' must be a non-empty list", "invalid_request_error")
+    tools = [
+        t["function"]["name"]
+        for t in data.get("tools") or ()
+        if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
+    result = _answer(world, model, messages, tools)
+    if isinstance(result, Response):
+        return result
+    reply, prompt = result
+    n = world.next_id()
+    calls = [
+        {
+            "id": f"call_{n}_{i}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args)},
+        }
+        for i, (name, args) in enumerate(reply.tool_calls)
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content or None}
+    if calls:
+        message["tool_calls"] = calls
+    completion = count_tokens(reply.content) + sum(
+        8 + count_tokens(json.dumps(args)) for _, args in reply.tool_calls
+    )
+    return JSONResponse(
+        {
+            "id": f"chatcmpl-sim-{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+    )
+
+
+async def anthropic_messages(request: Request) -> Response:
+    world: SimWorld = request.app.state.world
+    data = await _read_json(request)
+    if isinstance(data, Response):
+        return data
+    model = str(data.get("model", ""))
+    gate = await _model_gate(world, request, model, request.headers.get("x-api-key"))
+    if gate is not None:
+        return gate
+    if not isinstance(data.get("max_tokens"), int):
+        return _error(400, "max_tokens: field required", "invalid_request_error")
+    messages: list[dict[str, Any]] = []
+    if data.get("system"):
+        messages.append({"role": "system", "content": data["system"]})
+    for turn in data.get("messages") or ():
+        content = turn.get("content")
+        if isinstance(content, str):
+            messages.append({"role": turn.get("role"), "content": content})
+            continue
+        for block in content or ():
+            if block.get("type") == "text":
+                messages.append({"role": turn.get("role"), "content": block.get("text", "")})
+            elif block.get("type") == "tool_use":
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": "",
+                        "tool_calls": [{"id": block["id"], "function": {"name": block["name"]}}],
+                    }
+                )
+            elif block.get("type") == "tool_result":
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": block.get("tool_use_id"),
+                        "content": block.get("content", ""),
+                    }
+                )
+    tools = [t["name"] for t in data.get("tools") or () if isinstance(t, dict) and "name" in t]
+    result = _answer(world, model, messages, tools)
+    if isinstance(result, Response):
+        return result
+    reply, prompt = result
+    n = world.next_id()
+    blocks: list[dict[str, Any]] = []
+    if reply.content:
+        blocks.append({"type": "text", "text": reply.content})
+    blocks.extend(
+        {"type": "tool_use", "id": f"toolu_{n}_{i}", "name": name, "input": args}
+        for i, (name, args) in enumerate(reply.tool_calls)
+    )
+    return JSONResponse(
+        {
+            "id": f"msg_sim_{n}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": blocks,
+            "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
+            "usage": {
+                "input_tokens": prompt,
+                "output_tokens": count_tokens(reply.content) + 8 * len(reply.tool_calls),
+            },
+        }
+    )
+
+
+async def list_models(request: Request) -> Response:
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "owned_by": "stalwart-sim"} for name in MODELS
+            ],
+        }
+    )
+
+
+async def faults(request: Request) -> Response:
+    world: SimWorld = request.app.state.world
+    if request.method == "DELETE":
+        world.clear_faults(request.query_params.get("target"))
+        return JSONResponse({"faults": world.faults.snapshot()})
+    data = await _read_json(request)
+    if isinstance(data, Response):
+        return data
+    target = data.pop("target", None)
+    if not isinstance(target, str) or not target:
+        return _error(400, "'target' (a model name or tool:NAME) is required", "invalid_request")
+    try:
+        world.faults.set(target, Fault.from_json(data))
+    except (ConfigError, TypeError) as exc:
+        return _error(400, str(exc), "invalid_request")
+    return JSONResponse({"faults": world.faults.snapshot()})
+
+
+async def keys(request: Request) -> Response:
+    world: SimWorld = request.app.state.world
+    data = await _read_json(request)
+    if isinstance(data, Response):
+        return data
+    model, values = data.get("model"), data.get("keys")
+    if model not in MODELS or not (values is None or isinstance(values, list)):
+        return _error(400, "expects {'model': name, 'keys': [key, ...] or null}", "invalid_request")
+    world.set_keys(str(model), [str(v) for v in values] if values is not None else None)
+    return JSONResponse({"model": model, "keys": len(values or [])})
+
+
+async def stats(request: Request) -> Response:
+    world: SimWorld = request.app.state.world
+    return JSONResponse(
+        {
+            "stats": dict(world.stats),
+            "keys_seen": dict(world.keys_seen),
+            "faults": world.faults.snapshot(),
+        }
+    )
+
+
+async def tool(request: Request) -> Response:
+    world: SimWorld = request.app.state.world
+    name = request.path_params["service"]
+    fault = await _apply_fault(world, f"tool:{name}", request)
+    if fault is not None:
+        return fault
+    key = request.headers.get("idempotency-key")
+    if name == "orders":
+        try:
+            order_id = int(request.path_params.get("rest", ""))
+        except ValueError:
+            return _error(400, "order id must be an integer", "invalid_request")
+        return JSONResponse(order_for(order_id))
+    if name == "kb":
+        return JSONResponse({"results": world.tools.search(request.query_params.get("q", ""))})
+    data = await _read_json(request)
+    if isinstance(data, Response):
+        return data
+    if name == "email":
+        if not data.get("to"):
+            return _error(400, "'to' is required", "invalid_request")
+        return JSONResponse(world.tools.send_email(key, data))
+    if name == "payments":
+        if not isinstance(data.get("amount_cents"), int) or data["amount_cents"] <= 0:
+            return _error(400, "'amount_cents' must be a positive integer", "invalid_request")
+        return JSONResponse(world.tools.refund(key, data))
+    return _error(404, f"no simulated service {name!r}", "not_found")
+
+
+async def tool_report(request: Request) -> Response:
+    world: SimWorld = request.app.state.world
+    return JSONResponse(world.tools.report())
+
+
+def build_app(world: SimWorld) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/messages", anthropic_messages, methods=["POST"]),
+            Route("/v1/models", list_models, methods=["GET"]),
+            Route("/_sim/faults", faults, methods=["POST", "DELETE"]),
+            Route("/_sim/keys", keys, methods=["POST"]),
+            Route("/_sim/stats", stats, methods=["GET"]),
+            Route("/tools/_report", tool_report, methods=["GET"]),
+            Route("/tools/{service}/{rest:path}", tool, methods=["GET", "POST"]),
+            Route("/tools/{service}", tool, methods=["GET", "POST"]),
+        ]
+    )
+    app.state.world = world
+    return app
+
+
+class SimServer:
+    """The sim on a loopback port, served from a background thread.
+
+    ``with SimServer() as sim:`` starts it (port 0 picks a free port) and stops
+    it on exit. ``sim.base_url`` is the OpenAI-style API root (``…/v1``),
+    ``sim.url`` the server root; ``sim.world`` holds faults, keys and counters.
+    """
+
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, scenario: Scenario | None = None
+    ) -> None:
+        self.world = SimWorld(scenario)
+        self._config = uvicorn.Config(
+            build_app(self.world),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            access_log=False,
+        )
+        self._server = uvicorn.Server(self._config)
+        self._thread: threading.Thread | None = None
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def start(self, timeout: float = 10.0) -> SimServer:
+        self._thread = threading.Thread(target=self._server.run, name="stalwart-sim", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise StartError(f"the sim did not start on {self.host}:{self.port}")
+            time.sleep(0.005)
+        sockets = self._server.servers[0].sockets
+        self.port = int(sockets[0].getsockname()[1])
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
