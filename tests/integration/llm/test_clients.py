@@ -143,7 +143,7 @@ async def test_500_storm_is_retried_then_exhausted(client_for, sim, wire):
 @pytest.mark.parametrize("wire", WIRES)
 async def test_context_length_is_a_permanent_classified_error(client_for, sim, wire):
     client = client_for(wire, "weak")  # 16k tokens
-    with pytest.raises(ContextLengthExceeded, match="maximum context length"):
+    with pytest.raises(ContextLengthExceeded, match="prompt too long for this model"):
         await client.complete(ask("word " * 80_000), timeout=5)
     assert requests_to(sim, "weak") == 1
 
@@ -204,3 +204,50 @@ def test_unknown_provider_and_bad_specs_are_config_errors(sim):
         model_client("strong", providers=providers(sim))
     with pytest.raises(ConfigError, match="no price for model"):
         model_client("sim:unpriced", providers=providers(sim))
+
+
+async def test_anthropic_endpoint_answers_in_the_documented_shapes(sim):
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        url = f"{sim.url}/v1/messages"
+        headers = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
+        ok = await http.post(
+            url,
+            headers=headers,
+            json={
+                "model": "strong",
+                "max_tokens": 64,
+                "system": "be brief",
+                "messages": [{"role": "user", "content": "What is the capital of Chile?"}],
+            },
+        )
+        body = ok.json()
+        assert body["type"] == "message" and body["role"] == "assistant"
+        assert body["content"][0]["type"] == "text" and "Santiago" in body["content"][0]["text"]
+        assert body["stop_reason"] == "end_turn" and body["usage"]["input_tokens"] > 0
+        missing = await http.post(url, headers=headers, json={"model": "strong", "messages": []})
+        assert missing.status_code == 400
+        assert missing.json() == {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": "max_tokens: field required"},
+        }
+        sim.world.set_fault("strong", status=529)
+        overloaded = await http.post(
+            url,
+            headers=headers,
+            json={
+                "model": "strong",
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+        )
+        assert overloaded.status_code == 529
+        assert overloaded.json()["error"]["type"] == "overloaded_error"
+
+
+async def test_anthropic_overloaded_529_is_retried(client_for, sim):
+    sim.world.set_fault("strong", status=529, error_rate=0.5)
+    response = await client_for("simA").complete(ask("What is 9 * 9?"), timeout=5)
+    assert "81" in response.message.content
+    assert requests_to(sim, "strong") == 2

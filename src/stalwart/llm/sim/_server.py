@@ -74,13 +74,27 @@ class SimWorld:
 
 
 def _error(
-    status: int, message: str, code: str, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    code: str,
+    headers: dict[str, str] | None = None,
+    wire: str = "openai",
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": message, "type": code, "code": code}},
-        status_code=status,
-        headers=headers,
-    )
+    """An error body in the wire format's documented shape."""
+    if wire == "anthropic":
+        kind = {
+            400: "invalid_request_error",
+            401: "authentication_error",
+            403: "permission_error",
+            404: "not_found_error",
+            413: "request_too_large",
+            429: "rate_limit_error",
+            529: "overloaded_error",
+        }.get(status, "api_error")
+        body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+    else:
+        body = {"error": {"message": message, "type": code, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _read_json(request: Request) -> dict[str, Any] | JSONResponse:
@@ -96,7 +110,9 @@ async def _read_json(request: Request) -> dict[str, Any] | JSONResponse:
     return data
 
 
-async def _apply_fault(world: SimWorld, target: str, request: Request) -> Response | None:
+async def _apply_fault(
+    world: SimWorld, target: str, request: Request, wire: str = "openai"
+) -> Response | None:
     fault = world.faults.get(target)
     if fault is None:
         return None
@@ -107,14 +123,18 @@ async def _apply_fault(world: SimWorld, target: str, request: Request) -> Respon
         # polls the client: starlette offers no disconnect event to wait on
         while time.monotonic() < deadline and not await request.is_disconnected():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        return _error(504, "the simulated hang ended", "hang")
+        return _error(504, "the simulated hang ended", "hang", wire=wire)
     headers = {"retry-after": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
     if fault.outage:
         world.stats[f"{target}:injected_error"] += 1
-        return _error(503, f"{target} is down (simulated outage)", "service_unavailable", headers)
+        return _error(
+            503, f"{target} is down (simulated outage)", "service_unavailable", headers, wire
+        )
     if fault.status is not None and world.faults.should_fail(target, fault):
         world.stats[f"{target}:injected_error"] += 1
-        return _error(fault.status, f"simulated {fault.status} for {target}", "simulated", headers)
+        return _error(
+            fault.status, f"simulated {fault.status} for {target}", "simulated", headers, wire
+        )
     return None
 
 
@@ -158,13 +178,14 @@ def _body_fault(kind: str) -> Response:
 
 
 async def _model_gate(
-    world: SimWorld, request: Request, model: str, key: str | None
+    world: SimWorld, request: Request, model: str, key: str | None, wire: str = "openai"
 ) -> Response | None:
     if model not in MODELS:
         return _error(
             404,
             f"the model {model!r} does not exist; try one of {sorted(MODELS)}",
             "model_not_found",
+            wire=wire,
         )
     world.stats[f"{model}:requests"] += 1
     if key:
@@ -172,8 +193,8 @@ async def _model_gate(
     allowed = world.keys.get(model)
     if allowed is not None and key not in allowed:
         world.stats[f"{model}:unauthorized"] += 1
-        return _error(401, "Incorrect API key provided", "invalid_api_key")
-    fault = await _apply_fault(world, model, request)
+        return _error(401, "Incorrect API key provided", "invalid_api_key", wire=wire)
+    fault = await _apply_fault(world, model, request, wire)
     if fault is not None:
         return fault
     body_fault = world.faults.get(model)
@@ -188,20 +209,27 @@ def _prompt_tokens(messages: list[dict[str, Any]], tools: list[Any]) -> int:
 
 
 def _answer(
-    world: SimWorld, model: str, messages: list[dict[str, Any]], tool_names: list[str]
+    world: SimWorld,
+    model: str,
+    messages: list[dict[str, Any]],
+    tool_names: list[str],
+    wire: str = "openai",
 ) -> tuple[Reply, int] | Response:
     for m in messages:
         if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
-            return _error(400, f"invalid message: {str(m)[:100]}", "invalid_request_error")
+            return _error(
+                400, f"invalid message: {str(m)[:100]}", "invalid_request_error", wire=wire
+            )
     prompt = _prompt_tokens(messages, tool_names)
     limit = int(MODELS[model]["context_tokens"])
     if prompt > limit:
-        return _error(
-            400,
-            f"This model's maximum context length is {limit} tokens. However, "
-            f"your messages resulted in {prompt} tokens.",
-            "context_length_exceeded",
+        message = (
+            f"prompt is too long: {prompt} tokens > {limit} maximum"
+            if wire == "anthropic"
+            else f"This model's maximum context length is {limit} tokens. However, "
+            f"your messages resulted in {prompt} tokens."
         )
+        return _error(400, message, "context_length_exceeded", wire=wire)
     return world.brain.reply(messages, tool_names, str(MODELS[model]["persona"])), prompt
 
 
@@ -267,11 +295,11 @@ async def anthropic_messages(request: Request) -> Response:
     if isinstance(data, Response):
         return data
     model = str(data.get("model", ""))
-    gate = await _model_gate(world, request, model, request.headers.get("x-api-key"))
+    gate = await _model_gate(world, request, model, request.headers.get("x-api-key"), "anthropic")
     if gate is not None:
         return gate
     if not isinstance(data.get("max_tokens"), int):
-        return _error(400, "max_tokens: field required", "invalid_request_error")
+        return _error(400, "max_tokens: field required", "invalid_request_error", wire="anthropic")
     messages: list[dict[str, Any]] = []
     if data.get("system"):
         messages.append({"role": "system", "content": data["system"]})
@@ -300,7 +328,7 @@ async def anthropic_messages(request: Request) -> Response:
                     }
                 )
     tools = [t["name"] for t in data.get("tools") or () if isinstance(t, dict) and "name" in t]
-    result = _answer(world, model, messages, tools)
+    result = _answer(world, model, messages, tools, "anthropic")
     if isinstance(result, Response):
         return result
     reply, prompt = result
