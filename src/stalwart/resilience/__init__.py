@@ -1,1 +1,70 @@
-"""Resilience: deadlines, retries, circuit breakers, rate limits, classification."""
+"""Resilience: deadlines, retries, circuit breakers, rate limits, error classification.
+
+Every external call stalwart makes (model APIs, tools, stores, secrets
+providers, notifiers) goes through a :class:`Policy`, which stacks a
+:class:`Deadline`, :func:`classify`, a :class:`RetryPolicy`, a
+:class:`CircuitBreaker` and optionally a rate limiter, with metrics and log
+events for every retry, give-up, rejection and breaker transition. See
+``docs/resilience.md``.
+"""
+
+from stalwart.resilience._breaker import (
+    BREAKERS,
+    BreakerConfig,
+    BreakerRegistry,
+    BreakerSnapshot,
+    BreakerState,
+    CircuitBreaker,
+    Permit,
+)
+from stalwart.resilience._classify import (
+    HTTP_STATUS_CLASSES,
+    Classification,
+    Classifier,
+    classify,
+    classify_http_status,
+    parse_retry_after,
+    register_classifier,
+    unregister_classifier,
+)
+from stalwart.resilience._deadline import (
+    Deadline,
+    current_deadline,
+    deadline_scope,
+    default_timeouts,
+    effective_timeout,
+    set_default_timeouts,
+)
+from stalwart.resilience._policy import DEFAULT_BREAKER, DEFAULT_RETRY, Policy
+from stalwart.resilience._ratelimit import RateLimiter, TokenBucket
+from stalwart.resilience._retry import RetryPolicy
+
+__all__ = [
+    "BREAKERS",
+    "BreakerConfig",
+    "BreakerRegistry",
+    "BreakerSnapshot",
+    "BreakerState",
+    "CircuitBreaker",
+    "Classification",
+    "Classifier",
+    "DEFAULT_BREAKER",
+    "DEFAULT_RETRY",
+    "Deadline",
+    "HTTP_STATUS_CLASSES",
+    "Permit",
+    "Policy",
+    "RateLimiter",
+    "RetryPolicy",
+    "TokenBucket",
+    "classify",
+    "classify_http_status",
+    "current_deadline",
+    "deadline_scope",
+    "default_timeouts",
+    "effective_timeout",
+    "parse_retry_after",
+    "register_classifier",
+    "set_default_timeouts",
+    "unregister_classifier",
+]
