@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/stalwart demo
+	$(BIN)/python -m examples.helpdesk.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

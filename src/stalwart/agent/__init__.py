@@ -1,1 +1,18 @@
-"""stalwart.agent (see DESIGN.md)."""
+"""Agents: the durable agent loop, plain-Python agents, and apps. See docs/agents.md."""
+
+from stalwart.agent._context import Resources, TaskContext, Usage
+from stalwart.agent._loop import run_llm_agent
+from stalwart.agent._spec import App, LLMAgent, PythonAgent
+from stalwart.agent._taskagent import TaskAgent, load_app
+
+__all__ = [
+    "App",
+    "LLMAgent",
+    "PythonAgent",
+    "Resources",
+    "TaskAgent",
+    "TaskContext",
+    "Usage",
+    "load_app",
+    "run_llm_agent",
+]

@@ -43,6 +43,7 @@ DEFAULT_PRICES: Mapping[str, Price] = {
     # budgets and cost reports behave as they would in production
     "sim:strong": Price(2.50, 10.00),
     "sim:weak": Price(0.15, 0.60),
+    "sim:gullible": Price(2.50, 10.00),
 }
 
 

@@ -8,7 +8,7 @@ from stalwart.errors import ConfigError
 from stalwart.llm import ToolSpec
 from stalwart.observe import get_logger
 from stalwart.resilience import BreakerRegistry
-from stalwart.tools._tool import Tool
+from stalwart.tools._tool import Tool, ToolResult
 
 __all__ = ["ToolRegistry"]
 
@@ -34,8 +34,6 @@ class ToolRegistry:
     def add(self, t: Tool) -> Tool:
         if t.name in self._tools:
             raise ConfigError(f"two tools are named {t.name!r}")
-        if self.breakers is not None:
-            t.breakers = self.breakers
         self._tools[t.name] = t
         return t
 
@@ -53,6 +51,10 @@ class ToolRegistry:
 
     def names(self) -> list[str]:
         return list(self._tools)
+
+    async def invoke(self, name: str, arguments: object, **kwargs: object) -> ToolResult:
+        """Invoke tool ``name`` with this registry's breakers (no authorization here)."""
+        return await self[name].invoke(arguments, breakers=self.breakers, **kwargs)  # type: ignore[arg-type]
 
     def disable(self, name: str) -> None:
         self[name].enabled = False

@@ -32,7 +32,13 @@ import pydantic
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.config import TIMEOUT_RANGES
-from stalwart.errors import CircuitOpen, ConfigError, DeadlineExceeded, InvalidMessage
+from stalwart.errors import (
+    CircuitOpen,
+    ConfigError,
+    DeadlineExceeded,
+    InvalidMessage,
+    RetriesExhausted,
+)
 from stalwart.llm import ToolSpec
 from stalwart.observe import EventBus, catalog
 from stalwart.resilience import (
@@ -68,6 +74,11 @@ class ToolResult(msgspec.Struct, frozen=True, omit_defaults=True):
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    def as_data(self) -> dict[str, Any]:
+        """This result as JSON data (for the journal)."""
+        data: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(self))
+        return data
 
     def content(self) -> str:
         """The JSON text put in the conversation as this call's result."""
@@ -108,6 +119,13 @@ def _arguments_model(fn: Callable[..., Any], name: str) -> type[pydantic.BaseMod
 
 
 @dataclasses.dataclass(eq=False)
+class _Binding:
+    breakers: BreakerRegistry | None
+    policy: Policy
+    degraded_since: float | None = None
+
+
+@dataclasses.dataclass(eq=False)
 class Tool:
     """A callable tool. Build it with :func:`tool`; see the module docstring."""
 
@@ -123,8 +141,6 @@ class Tool:
     breaker: BreakerConfig | None = DEFAULT_BREAKER
     reconcile: Callable[..., Any] | None = None
     enabled: bool = True
-    breakers: BreakerRegistry | None = None
-    """Where this tool's breaker lives (default: the process-wide registry)."""
 
     def __post_init__(self) -> None:
         self.timeout = _check_timeout(self.name, self.timeout)
@@ -138,8 +154,10 @@ class Tool:
             )
         if self.side_effect and not self.deduplicates:
             self.retry = None  # without dedup on the key, a retry could deliver twice
-        self._policy: Policy | None = None
-        self._degraded_since: float | None = None
+        # Per breaker registry: the policy, and since when the tool is unavailable. A tool
+        # object is usually a module-level singleton; keeping this state per registry lets
+        # separate nodes (and tests) in one process each see their own breaker and outage.
+        self._bindings: dict[int, _Binding] = {}
 
     @property
     def spec(self) -> ToolSpec:
@@ -147,18 +165,31 @@ class Tool:
         schema.pop("title", None)
         return ToolSpec(self.name, self.description, schema)
 
-    def policy(self, events: EventBus | None = None, clock: Clock = SYSTEM_CLOCK) -> Policy:
-        if self._policy is None:
-            self._policy = Policy(
+    def policy(
+        self,
+        events: EventBus | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        breakers: BreakerRegistry | None = None,
+    ) -> Policy:
+        """This tool's policy; its breaker lives in ``breakers`` (default: process-wide)."""
+        return self._binding(events, clock, breakers).policy
+
+    def _binding(
+        self, events: EventBus | None, clock: Clock, breakers: BreakerRegistry | None
+    ) -> _Binding:
+        binding = self._bindings.get(id(breakers))
+        if binding is None or binding.breakers is not breakers:
+            policy = Policy(
                 f"tool:{self.name}",
                 timeout=self.timeout,
                 retry=self.retry,
                 breaker=self.breaker,
-                registry=self.breakers,
+                registry=breakers,
                 events=events,
                 clock=clock,
             )
-        return self._policy
+            binding = self._bindings[id(breakers)] = _Binding(breakers, policy)
+        return binding
 
     def validate(self, arguments: Any) -> dict[str, Any]:
         """The arguments, checked and converted; raises InvalidMessage naming the problem."""
@@ -179,6 +210,7 @@ class Tool:
         idempotency_key: str | None = None,
         events: EventBus | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        breakers: BreakerRegistry | None = None,
     ) -> ToolResult:
         """Run the tool once (with its policy) and report the outcome; never raises."""
         started = time.perf_counter()
@@ -187,7 +219,7 @@ class Tool:
         def result(status: ToolStatus, value: Any = None, error: str = "") -> ToolResult:
             alts = self.alternatives if status == "unavailable" else ()
             catalog.TOOL_CALLS.labels(self.name, status).inc()
-            self._track(status, events, clock, error)
+            self._track(status, events, clock, error, breakers)
             return ToolResult(
                 self.name, status, value, error[:1000], alts, time.perf_counter() - started
             )
@@ -203,15 +235,17 @@ class Tool:
                 return result("error", error=f"{self.name}: no idempotency key was provided")
             kwargs[KEY_PARAM] = idempotency_key
         try:
-            value = await self.policy(events, clock).acall(self._call, kwargs)
+            value = await self.policy(events, clock, breakers).acall(self._call, kwargs)
             check_json(value, what=f"{self.name} result")
         except CircuitOpen:
             return result("unavailable", error=f"{self.name} is failing; its breaker is open")
         except InvalidMessage as exc:
             return result("error", error=str(exc))
         except Exception as exc:
-            cls = classify(exc)
-            status: ToolStatus = "unavailable" if cls.retryable else "error"
+            # retries used up, or out of time: the service is not answering (unavailable);
+            # a permanent failure (a 400, a bug in the tool) is an error of this call
+            gone = isinstance(exc, RetriesExhausted | DeadlineExceeded | TimeoutError)
+            status: ToolStatus = "unavailable" if gone or classify(exc).retryable else "error"
             detail = str(exc) or type(exc).__name__
             if isinstance(exc, TimeoutError | DeadlineExceeded):
                 detail = f"no answer within {self.timeout:g} s"
@@ -224,11 +258,19 @@ class Tool:
                 return await self.fn(**kwargs)
         return await run_in_child(self.fn, kwargs, self.timeout)
 
-    def _track(self, status: ToolStatus, events: EventBus, clock: Clock, error: str) -> None:
+    def _track(
+        self,
+        status: ToolStatus,
+        events: EventBus,
+        clock: Clock,
+        error: str,
+        breakers: BreakerRegistry | None,
+    ) -> None:
+        binding = self._binding(events, clock, breakers)
         component = f"tool:{self.name}"
         now = clock.monotonic()
-        if status == "unavailable" and self._degraded_since is None:
-            self._degraded_since = now
+        if status == "unavailable" and binding.degraded_since is None:
+            binding.degraded_since = now
             catalog.DEGRADED.labels(component).set(1)
             catalog.DEGRADATION_EVENTS.labels(component, "tool_unavailable").inc()
             events.emit(
@@ -237,9 +279,9 @@ class Tool:
                 kind="tool_unavailable",
                 error=error[:300],
             )
-        elif status == "ok" and self._degraded_since is not None:
-            duration = now - self._degraded_since
-            self._degraded_since = None
+        elif status == "ok" and binding.degraded_since is not None:
+            duration = now - binding.degraded_since
+            binding.degraded_since = None
             catalog.DEGRADED.labels(component).set(0)
             catalog.DEGRADATION_SECONDS.labels(component).inc(duration)
             events.emit(

@@ -60,18 +60,18 @@ async def test_schema_comes_from_type_hints(sim):
 
 async def test_ok_and_invalid_arguments(sim):
     tools = make_tools(sim.url)
-    ok = await tools["lookup_order"].invoke({"order_id": 7})
+    ok = await tools.invoke("lookup_order", {"order_id": 7})
     assert ok.status == "ok" and ok.value["order_id"] == 7
-    bad = await tools["lookup_order"].invoke({"order_id": "seven"})
+    bad = await tools.invoke("lookup_order", {"order_id": "seven"})
     assert bad.status == "invalid_arguments" and "order_id" in bad.error
-    extra = await tools["lookup_order"].invoke({"order_id": 1, "admin": True})
+    extra = await tools.invoke("lookup_order", {"order_id": 1, "admin": True})
     assert extra.status == "invalid_arguments" and "admin" in extra.error
 
 
 async def test_disabled_tool_is_unavailable_with_alternatives(sim):
     tools = make_tools(sim.url)
     tools.disable("refund")
-    result = await tools["refund"].invoke({"order_id": 1, "amount_cents": 5}, idempotency_key="k1")
+    result = await tools.invoke("refund", {"order_id": 1, "amount_cents": 5}, idempotency_key="k1")
     assert result.status == "unavailable" and result.alternatives == ("send_email",)
     assert '"status":"unavailable"' in result.content()
     assert sim.world.tools.report()["requests"] == {}
@@ -81,11 +81,11 @@ async def test_outage_exhausts_retries_then_opens_the_breaker(sim):
     bus = EventBus(log=False)
     tools = make_tools(sim.url)
     sim.world.set_fault("tool:orders", outage=True)
-    first = await tools["lookup_order"].invoke({"order_id": 1}, events=bus)
+    first = await tools.invoke("lookup_order", {"order_id": 1}, events=bus)
     assert first.status == "unavailable"  # two attempts failed with 503: the breaker opened
     assert sim.world.stats["tool:orders:injected_error"] == 2
     started = time.monotonic()
-    second = await tools["lookup_order"].invoke({"order_id": 1}, events=bus)
+    second = await tools.invoke("lookup_order", {"order_id": 1}, events=bus)
     assert second.status == "unavailable" and "breaker is open" in second.error
     assert time.monotonic() - started < 0.05
     assert [e.name for e in bus.recent("degradation_started")] == ["degradation_started"]
@@ -142,12 +142,12 @@ async def test_sync_tool_result_and_exception():
 async def test_side_effect_tool_passes_the_key_and_the_service_dedupes(sim):
     tools = make_tools(sim.url)
     args = {"order_id": 3, "amount_cents": 500}
-    a = await tools["refund"].invoke(args, idempotency_key="task-1:step-4")
-    b = await tools["refund"].invoke(args, idempotency_key="task-1:step-4")
+    a = await tools.invoke("refund", args, idempotency_key="task-1:step-4")
+    b = await tools.invoke("refund", args, idempotency_key="task-1:step-4")
     assert a.status == b.status == "ok" and b.value["deduplicated"] is True
     report = sim.world.tools.report()
     assert report["deliveries"]["payments"] == {"task-1:step-4": 1}
-    missing = await tools["refund"].invoke(args)
+    missing = await tools.invoke("refund", args)
     assert missing.status == "error" and "idempotency key" in missing.error
 
 

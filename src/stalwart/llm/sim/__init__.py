@@ -6,7 +6,7 @@ tool services that count deliveries per idempotency key. See ``docs/models.md``.
 from stalwart.llm.sim._brain import Rule, Scenario, count_tokens
 from stalwart.llm.sim._faults import BODY_FAULTS, Fault
 from stalwart.llm.sim._server import MODELS, SimServer, SimWorld, build_app
-from stalwart.llm.sim._tools import KB_ARTICLES, order_for
+from stalwart.llm.sim._tools import KB_ARTICLES, order_for, service_url
 
 __all__ = [
     "BODY_FAULTS",
@@ -20,4 +20,5 @@ __all__ = [
     "build_app",
     "count_tokens",
     "order_for",
+    "service_url",
 ]

@@ -54,8 +54,13 @@ class Rule:
         Tools whose results must be present (since the last user message).
     answer
         Text to answer with; ``{result:TOOL}`` inserts that tool's result text.
-    alternative
-        A tool to call instead when ``call``'s result says it is unavailable.
+    alternative / alternative_arguments
+        A tool to call instead when ``call``'s result says it is unavailable, and
+        its arguments (templates; default: ``arguments``).
+    repeat
+        Call the tool this many times in a row (a long task); ``{count}`` in the
+        arguments is how many calls were made before, read from the results
+        seen and from the largest ``n`` argument of the calls still visible.
     """
 
     match: str
@@ -64,6 +69,8 @@ class Rule:
     requires: tuple[str, ...] = ()
     answer: str | None = None
     alternative: str | None = None
+    alternative_arguments: Mapping[str, Any] | None = None
+    repeat: int = 1
 
     def __post_init__(self) -> None:
         try:
@@ -110,13 +117,13 @@ class Brain:
         last_user = next(
             (str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), ""
         )
-        results = _tool_results_since_last_user(messages)
+        results, counts = _tool_results_since_last_user(messages)
         if persona == "gullible" and tools:
             injected = _injected_call(messages, tools)
             if injected is not None:
                 return Reply(tool_calls=(injected,))
         for rule in self.scenario.rules:
-            reply = _apply(rule, last_user, results, tools)
+            reply = _apply(rule, last_user, results, counts, tools)
             if reply is not None:
                 return reply
         known = _knowledge(last_user, weak=persona == "weak")
@@ -128,45 +135,68 @@ class Brain:
         return Reply(content=f"I understand. You said: {last_user[:200]}")
 
 
-def _tool_results_since_last_user(messages: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+def _tool_results_since_last_user(
+    messages: Sequence[Mapping[str, Any]],
+) -> tuple[dict[str, str], dict[str, int]]:
+    """The last result of each tool since the last user turn, and how many each gave."""
     names: dict[str, str] = {}
     results: dict[str, str] = {}
+    counts: dict[str, int] = {}
     for msg in messages:
         if msg.get("role") == "user":
             results.clear()
+            counts.clear()
         for call in msg.get("tool_calls") or ():
             fn = call.get("function") or {}
             names[str(call.get("id"))] = str(fn.get("name"))
+            try:  # a long task continues from its last call, even when older turns are gone
+                step = json.loads(fn.get("arguments") or "{}").get("n")
+            except (json.JSONDecodeError, AttributeError):
+                step = None
+            if isinstance(step, int):
+                key = f"#last_n:{fn.get('name')}"
+                counts[key] = max(counts.get(key, -1), step)
         if msg.get("role") == "tool":
             name = names.get(str(msg.get("tool_call_id")), str(msg.get("name") or "tool"))
             results[name] = str(msg.get("content") or "")
-    return results
+            counts[name] = counts.get(name, 0) + 1
+    return results, counts
 
 
 def _unavailable(text: str) -> bool:
     return '"unavailable"' in text or "unavailable" in text.lower()[:200]
 
 
-def _apply(rule: Rule, text: str, results: dict[str, str], tools: Sequence[str]) -> Reply | None:
+def _apply(
+    rule: Rule, text: str, results: dict[str, str], counts: dict[str, int], tools: Sequence[str]
+) -> Reply | None:
     found = re.search(rule.match, text, re.IGNORECASE | re.DOTALL)
     if found is None or any(r not in results for r in rule.requires):
         return None
     groups = {k: v for k, v in found.groupdict().items() if v is not None}
     if rule.call is not None:
+        done = max(counts.get(rule.call, 0), counts.get(f"#last_n:{rule.call}", -1) + 1)
+        if 0 < done < rule.repeat and not _unavailable(results[rule.call]):
+            return Reply(
+                tool_calls=((rule.call, _fill(rule.arguments, {**groups, "count": str(done)})),)
+            )
         if rule.call in results:
             if _unavailable(results[rule.call]):
                 alt = rule.alternative
                 if alt and alt in tools and alt not in results:
-                    return Reply(tool_calls=((alt, _fill(rule.arguments, groups)),))
+                    alt_args = rule.alternative_arguments
+                    args = _fill(rule.arguments if alt_args is None else alt_args, groups)
+                    return Reply(tool_calls=((alt, args),))
                 if alt is None or alt in results:
+                    used = f" I used {alt} instead." if alt and alt in results else ""
                     return Reply(
                         content=f"I'm sorry, I could not complete this: {rule.call} is "
-                        "unavailable right now. Please try again later."
+                        f"unavailable right now.{used} Please try again later."
                     )
             return None
         if rule.call not in tools:
             return None
-        return Reply(tool_calls=((rule.call, _fill(rule.arguments, groups)),))
+        return Reply(tool_calls=((rule.call, _fill(rule.arguments, {**groups, "count": "0"})),))
     assert rule.answer is not None
     answer = rule.answer
     for name, value in results.items():
@@ -218,6 +248,19 @@ def _injected_call(
                     pass
             name = next(t for t in tools if t.lower() == found.group(1).lower())
             return name, args
+        # Explicit tool-call syntax obeys even a tool that was not offered: real models
+        # hallucinate tool names too, and the runtime must refuse those as well.
+        explicit = re.search(r"<tool_call>\s*([A-Za-z_][\w.-]*)", text)
+        if explicit is not None:
+            brace = text.find("{", explicit.end(), explicit.end() + 80)
+            args = {}
+            if brace >= 0:
+                try:
+                    parsed, _ = decoder.raw_decode(text, brace)
+                    args = parsed if isinstance(parsed, dict) else {}
+                except json.JSONDecodeError:
+                    pass
+            return explicit.group(1), args
     return None
 
 

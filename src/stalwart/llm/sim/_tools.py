@@ -112,3 +112,15 @@ class ToolServices:
                 },
                 "requests": dict(self.requests),
             }
+
+
+def service_url(path: str = "") -> str:
+    """URL of the simulated services in an agent process of an app with ``sim=True``."""
+    import os
+
+    base = os.environ.get("STALWART_SIM_URL")
+    if not base:
+        from stalwart.errors import ConfigError
+
+        raise ConfigError("STALWART_SIM_URL is not set: run the app with sim=True, or set it")
+    return f"{base}{path}"

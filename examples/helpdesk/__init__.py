@@ -1,0 +1,1 @@
+"""The helpdesk example: support tickets -> triage -> resolver, on the simulated world."""

@@ -1,0 +1,186 @@
+"""The helpdesk app: a triage agent hands tickets to a resolver agent with tools.
+
+Run it with ``stalwart run examples.helpdesk.app:app`` (it starts the
+simulated models and services itself), or see ``demo.py`` for ``make demo``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext
+from stalwart.llm.sim import Rule, Scenario, service_url
+from stalwart.tools import tool
+
+# -- tools: each talks to a simulated service over HTTP, under its own deadline -------------
+
+
+@tool(scopes=["orders:read"], timeout=10, alternatives=["search_kb"])
+async def lookup_order(order_id: int) -> dict[str, Any]:
+    """Look up an order: its status, amount, items and customer."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        r = await http.get(service_url(f"/tools/orders/{order_id}"))
+        r.raise_for_status()
+        return dict(r.json())
+
+
+@tool(scopes=["kb:read"], timeout=10)
+async def search_kb(query: str) -> list[dict[str, Any]]:
+    """Search the knowledge base; returns the best matching articles."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        r = await http.get(service_url("/tools/kb/search"), params={"q": query})
+        r.raise_for_status()
+        return list(r.json()["results"])
+
+
+@tool(
+    scopes=["payments:write"],
+    timeout=15,
+    side_effect=True,
+    deduplicates=True,
+    alternatives=["send_email"],
+)
+async def refund(order_id: int, amount_cents: int, idempotency_key: str) -> dict[str, Any]:
+    """Refund part or all of an order (the payment service dedupes on the key)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(
+            service_url("/tools/payments/refund"),
+            json={"order_id": order_id, "amount_cents": amount_cents},
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        r.raise_for_status()
+        return dict(r.json())
+
+
+@tool(scopes=["email:send"], timeout=15, side_effect=True)
+async def send_email(to: str, subject: str, body: str, idempotency_key: str) -> dict[str, Any]:
+    """Send an e-mail to a customer (the mail service does NOT dedupe: at most once)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(
+            service_url("/tools/email/send"),
+            json={"to": to, "subject": subject, "body": body},
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        r.raise_for_status()
+        return dict(r.json())
+
+
+# -- what the simulated model does with a ticket --------------------------------------------
+
+ORDER = r"order #(?P<order_id>\d+)"
+REFUND = ORDER + r".*?refund of (?P<amount>\d+) cents.*?from (?P<email>[\w.+-]+@[\w.-]+)"
+SCENARIO = Scenario(
+    (
+        Rule(match=REFUND, call="lookup_order", arguments={"order_id": "{order_id}"}),
+        Rule(
+            match=REFUND,
+            requires=("lookup_order",),
+            call="refund",
+            arguments={"order_id": "{order_id}", "amount_cents": "{amount}"},
+            alternative="send_email",
+            alternative_arguments={
+                "to": "{email}",
+                "subject": "Your refund for order {order_id}",
+                "body": "We could not refund {amount} cents automatically; "
+                "a colleague will do it within a day.",
+            },
+        ),
+        Rule(
+            match=REFUND,
+            requires=("lookup_order", "refund"),
+            call="send_email",
+            arguments={
+                "to": "{email}",
+                "subject": "Your refund for order {order_id}",
+                "body": "We have refunded {amount} cents for order {order_id}.",
+            },
+        ),
+        Rule(
+            match=REFUND,
+            requires=("lookup_order", "refund", "send_email"),
+            answer="Refunded {amount} cents for order #{order_id}; the customer was e-mailed.",
+        ),
+        Rule(
+            match=ORDER,
+            call="lookup_order",
+            arguments={"order_id": "{order_id}"},
+            alternative="search_kb",
+        ),
+        Rule(
+            match=ORDER,
+            requires=("lookup_order",),
+            answer="Order #{order_id}: {result:lookup_order}",
+        ),
+        Rule(
+            match=r"(?P<topic>password|shipping|address|tracking)",
+            call="search_kb",
+            arguments={"query": "{topic}"},
+        ),
+        Rule(
+            match=r"(?P<topic>password|shipping|address|tracking)",
+            requires=("search_kb",),
+            answer="From our help center: {result:search_kb}",
+        ),
+    )
+)
+
+
+# -- the agents -------------------------------------------------------------------------------
+
+RESOLVER = LLMAgent(
+    name="resolver",
+    model="main",
+    system=(
+        "You resolve customer support tickets. Use the tools to look up orders, refund "
+        "them when the policy allows, e-mail the customer, and answer briefly."
+    ),
+    tools=[lookup_order, search_kb, refund, send_email],
+    scopes=["orders:read", "kb:read", "payments:write", "email:send"],
+    max_steps=12,
+    history_tokens=6000,
+    max_tasks=8,
+)
+
+
+async def triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
+    """Route a ticket: anything about an order or an account goes to the resolver."""
+    text = str(ticket.get("text", "")) if isinstance(ticket, dict) else str(ticket)
+    stamp = await ctx.now()
+    queue = (
+        "resolver"
+        if any(w in text.lower() for w in ("order", "password", "shipping", "address", "tracking"))
+        else "human"
+    )
+    if queue == "human":
+        return {
+            "status": "completed",
+            "queue": "human",
+            "answer": "Routed to a human agent.",
+            "received_at": stamp,
+        }
+    outcome = await ctx.hand_over("resolver", {"text": text}, timeout=120)
+    result = outcome.get("result") or {}
+    return {
+        "status": result.get("status", outcome.get("status")),
+        "queue": "resolver",
+        "answer": result.get("answer", ""),
+        "received_at": stamp,
+        "resolver_task": outcome.get("task_id"),
+        "usage": result.get("usage", {}),
+    }
+
+
+TRIAGE = PythonAgent(name="triage", fn=triage, agents=("resolver",), max_tasks=16)
+
+app = App(
+    agents=[TRIAGE, RESOLVER],
+    models={"main": ["sim:strong", "sim:weak"]},
+    store="sqlite:///helpdesk.db",
+    sim=True,
+    scenario=SCENARIO,
+    intensity=20,
+    period=60,
+    lease_seconds=5,
+)

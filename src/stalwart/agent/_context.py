@@ -1,0 +1,266 @@
+"""The context a task runs with: durable steps plus journaled model, tool and agent calls."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import msgspec
+
+from stalwart.durable import Context
+from stalwart.errors import ConfigError, StalwartError
+from stalwart.llm import Message, ModelClient, ModelRequest, ToolCall, ToolSpec
+from stalwart.observe import EventBus
+from stalwart.resilience import Policy, RetryPolicy
+from stalwart.runtime import AgentContext
+from stalwart.tools import ToolRegistry, ToolResult
+
+__all__ = ["Resources", "TaskContext", "Usage"]
+
+
+@dataclasses.dataclass
+class Usage:
+    """What a task has consumed so far (reported on its result)."""
+
+    model_calls: int = 0
+    tool_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    fallbacks: int = 0
+    denied_tool_calls: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "cost_usd": round(self.cost_usd, 8)}
+
+
+@dataclasses.dataclass
+class Resources:
+    """What an agent process holds for its tasks (built once per process)."""
+
+    agent: str
+    models: Mapping[str, ModelClient]
+    tools: ToolRegistry
+    scopes: frozenset[str]
+    callable_agents: frozenset[str]
+    runtime: AgentContext | None
+    events: EventBus
+
+
+def _to_message(m: Mapping[str, Any]) -> Message:
+    calls = tuple(
+        ToolCall(
+            id=str(c["id"]),
+            name=str(c["function"]["name"]),
+            arguments=msgspec.json.decode(c["function"]["arguments"]),
+        )
+        for c in m.get("tool_calls") or ()
+    )
+    return Message(
+        role=m["role"],
+        content=str(m.get("content") or ""),
+        tool_calls=calls,
+        tool_call_id=m.get("tool_call_id"),
+        name=m.get("name"),
+    )
+
+
+def assistant_message(reply: Mapping[str, Any]) -> dict[str, Any]:
+    """The OpenAI-format assistant message for a journaled model reply."""
+    message: dict[str, Any] = {"role": "assistant", "content": reply["content"]}
+    if reply["tool_calls"]:
+        message["tool_calls"] = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {
+                    "name": c["name"],
+                    "arguments": msgspec.json.encode(c["arguments"]).decode(),
+                },
+            }
+            for c in reply["tool_calls"]
+        ]
+    return message
+
+
+class TaskContext:
+    """A durable :class:`~stalwart.durable.Context` plus the agent's model, tools and peers.
+
+    Every method that reaches outside (``call_model``, ``call_tool``,
+    ``call_agent``) is a journaled step, so a task killed mid-way resumes
+    without repeating any of them; side-effect tools go through the idempotency
+    ledger (``ctx.effect``).
+    """
+
+    def __init__(self, durable: Context, resources: Resources, *, model: str | None) -> None:
+        self.durable = durable
+        self.resources = resources
+        self.default_model = model
+        self.usage = Usage()
+
+    # -- plain durable steps ----------------------------------------------------------
+    @property
+    def task_id(self) -> str:
+        return self.durable.task_id
+
+    async def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await self.durable.step(name, fn, *args, **kwargs)
+
+    async def now(self) -> float:
+        return await self.durable.now()
+
+    async def random(self) -> float:
+        return await self.durable.random()
+
+    async def sleep(self, seconds: float) -> None:
+        await self.durable.sleep(seconds)
+
+    # -- model ------------------------------------------------------------------------------
+    async def call_model(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        tools: Sequence[ToolSpec] = (),
+        model: str | None = None,
+        max_tokens: int = 1024,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """One journaled model call. Returns ``{content, tool_calls, model, usage, cost_usd,
+        fallback_from}`` (tool calls as ``{id, name, arguments}``)."""
+        chain_name = model or self.default_model
+        if chain_name is None or chain_name not in self.resources.models:
+            raise ConfigError(f"agent {self.resources.agent!r} has no model chain {chain_name!r}")
+        client = self.resources.models[chain_name]
+        request = ModelRequest(
+            messages=tuple(_to_message(m) for m in messages),
+            tools=tuple(tools),
+            max_tokens=max_tokens,
+        )
+
+        async def call() -> dict[str, Any]:
+            response = await client.complete(request, timeout=timeout)
+            return {
+                "content": response.message.content,
+                "tool_calls": [
+                    {"id": c.id, "name": c.name, "arguments": c.arguments}
+                    for c in response.message.tool_calls
+                ],
+                "model": response.model,
+                "fallback_from": list(response.fallback_from),
+                "usage": {
+                    "prompt_tokens": response.usage.prompt_tokens,
+                    "completion_tokens": response.usage.completion_tokens,
+                },
+                "cost_usd": response.cost_usd,
+            }
+
+        reply: dict[str, Any] = await self.durable.step("model", call)
+        self.usage.model_calls += 1
+        self.usage.prompt_tokens += int(reply["usage"]["prompt_tokens"])
+        self.usage.completion_tokens += int(reply["usage"]["completion_tokens"])
+        self.usage.cost_usd += float(reply["cost_usd"])
+        self.usage.fallbacks += 1 if reply["fallback_from"] else 0
+        return reply
+
+    # -- tools ------------------------------------------------------------------------------
+    def tool_specs(self) -> list[ToolSpec]:
+        return self.resources.tools.specs(self.resources.scopes)
+
+    async def call_tool(self, name: str, arguments: Any) -> ToolResult:
+        """Authorize, then run ``name`` as a journaled step (or ledgered effect).
+
+        A call the agent's scopes do not allow is refused here, by the runtime,
+        and reported to the model as ``denied``; it is logged and counted.
+        """
+        res = self.resources
+        self.usage.tool_calls += 1
+        why = res.tools.authorize(name, res.scopes)
+        if why is not None:
+            self.usage.denied_tool_calls += 1
+            res.events.emit(
+                "tool_call_denied", agent=res.agent, task_id=self.task_id, tool=name, reason=why
+            )
+            return ToolResult(name, "denied", error=f"not allowed: {why}")
+        tool = res.tools[name]
+        events = res.events
+        breakers = res.tools.breakers
+        if tool.side_effect:
+
+            async def effect(args: Any, *, idempotency_key: str) -> dict[str, Any]:
+                result = await tool.invoke(
+                    args, idempotency_key=idempotency_key, events=events, breakers=breakers
+                )
+                return result.as_data()
+
+            async def reconcile(key: str) -> dict[str, Any]:
+                if tool.reconcile is not None:
+                    value = tool.reconcile(key)
+                    return {"status": "ok", "tool": name, "value": value}
+                return {
+                    "status": "error",
+                    "tool": name,
+                    "error": f"the outcome of {name} is unknown (the agent stopped mid-call); "
+                    "it was not repeated to avoid a duplicate",
+                }
+
+            try:
+                raw = await self.durable.effect(
+                    f"tool:{name}",
+                    effect,
+                    arguments,
+                    deduplicated=tool.deduplicates,
+                    reconcile=reconcile,
+                )
+            except StalwartError as exc:  # OutcomeUnknown and the like: tell the model
+                return ToolResult(name, "error", error=str(exc))
+        else:
+
+            async def run() -> dict[str, Any]:
+                result = await tool.invoke(arguments, events=events, breakers=breakers)
+                return result.as_data()
+
+            raw = await self.durable.step(f"tool:{name}", run)
+        return msgspec.convert(raw, ToolResult)
+
+    # -- other agents -------------------------------------------------------------------------
+    async def call_agent(
+        self, name: str, payload: Any, *, timeout: float, retry: bool = False
+    ) -> Any:
+        """Call another agent through the node (message passing, with a deadline), journaled.
+
+        A slow callee raises (as :class:`~stalwart.errors.StepFailed`) at ``timeout``;
+        a dead or unknown one at once, unless ``retry`` asks to wait, within the
+        deadline, for a callee that its supervisor is restarting.
+        """
+        res = self.resources
+        if name not in res.callable_agents:
+            raise ConfigError(
+                f"agent {res.agent!r} may not call {name!r} (allowed: "
+                f"{sorted(res.callable_agents)})"
+            )
+        if res.runtime is None:
+            raise ConfigError("call_agent needs the agent to run under a node")
+        runtime = res.runtime
+        # A callee that is restarting answers NoProcess at once; with ``retry`` that is
+        # retried within the deadline (inside the step: only the final outcome is journaled).
+        attempts = RetryPolicy(max_attempts=20, base=0.05, cap=1.0, deadline=timeout)
+        policy = Policy(
+            f"agent:{name}", timeout=timeout, breaker=None, retry=attempts if retry else None
+        )
+
+        async def call() -> Any:
+            return await policy.acall(runtime.call, name, payload, timeout=timeout)
+
+        return await self.durable.step(f"agent:{name}", call)
+
+    async def hand_over(self, name: str, task_input: Any, *, timeout: float) -> Any:
+        """Give ``name`` a sub-task and wait for its outcome (``{task_id, status, result}``).
+
+        The sub-task's id is derived from this task and this step, so after a
+        resume the same sub-task is found, never created twice.
+        """
+        sub_id = f"{self.task_id}.{name}.{self.durable.position}"
+        return await self.call_agent(
+            name, {"task_id": sub_id, "input": task_input}, timeout=timeout, retry=True
+        )

@@ -1,0 +1,159 @@
+"""What a user declares: agents (model + tools + prompt, or plain Python) and the app."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from stalwart.errors import ConfigError
+from stalwart.llm import Provider
+from stalwart.llm.sim import Scenario
+from stalwart.runtime import Restart
+from stalwart.tools import Tool
+
+if TYPE_CHECKING:
+    from stalwart.agent._context import TaskContext
+
+__all__ = ["App", "LLMAgent", "PythonAgent"]
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(
+            f"{kind} name {name!r} must start with a letter and use letters, digits, _ . -"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _AgentBase:
+    name: str
+    max_tasks: int = 4
+    """Tasks this agent runs at once (its process handles them concurrently)."""
+    restart: Restart = "permanent"
+    memory_limit_mb: float | None = None
+    task_timeout: float = 600.0
+    """Seconds a task may run in all; past it the task fails with a clear reason."""
+    agents: tuple[str, ...] = ()
+    """Other agents this one may call (``ctx.call_agent``)."""
+
+    def __post_init__(self) -> None:
+        _check_name("agent", self.name)
+        if not isinstance(self.max_tasks, int) or not 1 <= self.max_tasks <= 1000:
+            raise ConfigError(f"agent {self.name!r}: max_tasks must be an int in 1..1000")
+        if not 0 < self.task_timeout <= 86_400:
+            raise ConfigError(f"agent {self.name!r}: task_timeout must be in (0, 86400] s")
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMAgent(_AgentBase):
+    """An agent whose loop is: model -> authorized tool calls -> results -> model ...
+
+    ``model`` names a chain in :attr:`App.models`. ``tools`` are the tools it is
+    offered and ``scopes`` what it is granted: a tool call needing a scope
+    outside ``scopes`` is refused by the runtime, whatever the model says.
+    ``history_tokens`` bounds the conversation sent to the model (sliding
+    window; the system prompt and tool call/result pairs are kept).
+    """
+
+    model: str = "default"
+    system: str = "You are a helpful agent."
+    tools: Sequence[Tool] = ()
+    scopes: Sequence[str] = ()
+    max_steps: int = 50
+    history_tokens: int = 8000
+    max_tokens: int = 1024
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "tools", tuple(self.tools))
+        object.__setattr__(self, "scopes", tuple(self.scopes))
+        names = [t.name for t in self.tools]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"agent {self.name!r}: two tools share a name in {names}")
+        if not 1 <= self.max_steps <= 10_000:
+            raise ConfigError(f"agent {self.name!r}: max_steps must be in 1..10000")
+
+
+@dataclasses.dataclass(frozen=True)
+class PythonAgent(_AgentBase):
+    """An agent that is an async function of a :class:`TaskContext` and the task input.
+
+    Use ``ctx.step``, ``ctx.call_model``, ``ctx.call_tool`` and
+    ``ctx.call_agent`` so every effect is journaled and a resumed task replays
+    exactly; code from other frameworks can be wrapped this way.
+    """
+
+    fn: Callable[[TaskContext, Any], Awaitable[Any]] | None = None
+    model: str | None = None
+    tools: Sequence[Tool] = ()
+    scopes: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fn is None:
+            raise ConfigError(f"PythonAgent {self.name!r} needs fn=async def(ctx, input)")
+        object.__setattr__(self, "tools", tuple(self.tools))
+        object.__setattr__(self, "scopes", tuple(self.scopes))
+
+
+AgentDef = LLMAgent | PythonAgent
+
+
+@dataclasses.dataclass(frozen=True)
+class App:
+    """A deployable set of agents with their models, store and supervision.
+
+    ``models`` maps a chain name to its ordered model strings (``sim:strong``…);
+    ``providers`` says where each provider lives (real ones need a key);
+    ``sim=True`` makes the node start the simulated world and provide ``sim``
+    (its URL is ``STALWART_SIM_URL`` in agent processes, for tools to reach the
+    simulated services).
+    ``store`` is a store URL (``sqlite:///path.db``, ``postgresql://…``).
+    """
+
+    agents: Sequence[AgentDef]
+    models: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
+    providers: Mapping[str, Provider] = dataclasses.field(default_factory=dict)
+    store: str = "sqlite:///stalwart.db"
+    sim: bool = False
+    scenario: Scenario | None = None
+    """Rules for the simulated models when ``sim=True``."""
+    intensity: int = 5
+    period: float = 60.0
+    lease_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "agents", tuple(self.agents))
+        names = [a.name for a in self.agents]
+        if not names:
+            raise ConfigError("an App needs at least one agent")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"agent names must be unique, got {names}")
+        for agent in self.agents:
+            chain = agent.model
+            if chain is not None and chain not in self.models:
+                raise ConfigError(
+                    f"agent {agent.name!r} uses model chain {chain!r}, which App.models does "
+                    f"not define (defined: {sorted(self.models)})"
+                )
+            unknown = sorted(set(agent.agents) - set(names))
+            if unknown:
+                raise ConfigError(f"agent {agent.name!r} may call unknown agents {unknown}")
+        for chain, specs in self.models.items():
+            if not specs:
+                raise ConfigError(f"model chain {chain!r} is empty")
+
+    def agent(self, name: str) -> AgentDef:
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise ConfigError(f"no agent named {name!r} in this app ({[a.name for a in self.agents]})")
+
+
+def check_callable(fn: Any) -> None:
+    if not callable(fn):
+        raise ConfigError(f"{fn!r} is not callable")

@@ -1,0 +1,156 @@
+"""Running an :class:`~stalwart.agent.App` on a node, and submitting tasks to it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from typing import Any
+
+from stalwart.agent import App, TaskAgent, load_app
+from stalwart.config import RuntimeSettings
+from stalwart.durable import Store, TaskRecord, store_from_url
+from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, StoreError
+from stalwart.llm.sim import SimServer
+from stalwart.node._node import Node, NodeService
+from stalwart.observe import EventBus
+from stalwart.runtime import ChildSpec, SupervisorSpec
+
+__all__ = ["AppService", "Tasks", "app_node"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Tasks:
+    """Submit tasks to an app's agents and follow them (through the store)."""
+
+    def __init__(self, node: Node | None, store: Store) -> None:
+        """``node``: the running node to notify of new tasks (None: the store alone)."""
+        self.node = node
+        self.store = store
+
+    async def submit(
+        self, agent: str, task_input: Any, *, task_id: str | None = None, seed: int | None = None
+    ) -> str:
+        """Store a new task for ``agent`` and tell the agent; returns the task id.
+
+        The task is durable once this returns: if the agent is restarting, it
+        finds the task in the store when it is back.
+        """
+        record = await self.store.create_task(agent, task_input, task_id=task_id, seed=seed)
+        if self.node is not None:
+            try:
+                self.node.cast(agent, {"run": record.id})
+            except NoProcess:
+                pass  # the agent is restarting; its store scan picks the task up
+        return record.id
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        return await self.store.get_task(task_id)
+
+    async def wait(self, task_id: str, *, timeout: float) -> TaskRecord:
+        """The finished task; :class:`DeadlineExceeded` if it is not done by ``timeout``."""
+        deadline = time.monotonic() + timeout
+        pause = 0.005
+        while True:
+            task = await self.store.get_task(task_id)
+            if task is None:
+                raise StoreError(f"no task {task_id!r}")
+            if task.finished:
+                return task
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceeded(
+                    f"task {task_id!r} is still {task.status} after {timeout:g} s"
+                )
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.1)
+
+    async def run(self, agent: str, task_input: Any, *, timeout: float, **kw: Any) -> TaskRecord:
+        """Submit and wait."""
+        return await self.wait(await self.submit(agent, task_input, **kw), timeout=timeout)
+
+
+class AppService:
+    """Starts what an app needs beside its agents: the store (and the sim, if asked)."""
+
+    def __init__(self, app: App, store_url: str, sim_port: int | None) -> None:
+        self.app = app
+        self.store_url = store_url
+        self.sim_port = sim_port
+        self.sim: SimServer | None = None
+        self.store: Store | None = None
+        self.tasks: Tasks | None = None
+
+    async def start(self, node: Node) -> None:
+        if self.sim_port is not None:
+            self.sim = SimServer(port=self.sim_port, scenario=self.app.scenario)
+            await asyncio.to_thread(self.sim.start)
+        self.store = store_from_url(self.store_url, events=node.events)
+        await self.store.open()
+        self.tasks = Tasks(node, self.store)
+        store = self.store
+
+        async def store_check() -> bool | str:
+            try:
+                await store.schema_version()
+            except Exception as exc:
+                return f"the store is unreachable: {exc}"
+            return True
+
+        node.readiness.add("store", store_check)
+
+    async def stop(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+        if self.sim is not None:
+            await asyncio.to_thread(self.sim.stop)
+
+
+def app_node(
+    app_ref: str,
+    *,
+    store: str | None = None,
+    node_id: str | None = None,
+    settings: RuntimeSettings | None = None,
+    events: EventBus | None = None,
+    services: tuple[NodeService, ...] = (),
+) -> tuple[Node, AppService]:
+    """A node running the app named ``app_ref`` (``module:attribute``).
+
+    One supervised :class:`~stalwart.agent.TaskAgent` process per agent, in a
+    ``one_for_one`` tree with the app's restart intensity. Returns the node and
+    its :class:`AppService` (whose ``tasks`` submits work once the node runs).
+    """
+    app = load_app(app_ref)
+    preload = [] if app_ref.endswith(".toml") else [app_ref.partition(":")[0]]
+    store_url = store or app.store
+    if "://" not in store_url:
+        raise ConfigError(f"store {store_url!r} is not a store URL (sqlite:///file.db, ...)")
+    sim_port = _free_port() if app.sim else None
+    nid = node_id or f"{socket.gethostname()}-{os.getpid()}"
+    args: dict[str, Any] = {"app": app_ref, "store": store_url, "node": nid}
+    if sim_port is not None:
+        args["sim_url"] = f"http://127.0.0.1:{sim_port}"
+    children = [
+        ChildSpec(
+            a.name,
+            TaskAgent,
+            args=args,
+            restart=a.restart,
+            memory_limit_mb=a.memory_limit_mb,
+            shutdown=10.0,
+        )
+        for a in app.agents
+    ]
+    root = SupervisorSpec("root", children, intensity=app.intensity, period=app.period)
+    service = AppService(app, store_url, sim_port)
+    node = Node(
+        root, settings, node_id=nid, events=events, preload=preload, services=(service, *services)
+    )
+    return node, service

@@ -1,0 +1,139 @@
+"""The helpdesk app on a real node: agent processes, SIGKILLs, resumes, agent-to-agent calls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+
+import pytest
+
+from examples.helpdesk.tickets import generate
+from stalwart import RuntimeSettings
+from stalwart.node import app_node
+from stalwart.observe import EventBus
+
+SETTINGS = RuntimeSettings(heartbeat_interval=0.5)
+
+
+async def run_helpdesk(tmp_path, tickets, *, kills: int, seed: int = 1):
+    node, service = app_node(
+        "examples.helpdesk.app:app",
+        store=f"sqlite:///{tmp_path}/hd.db",
+        events=EventBus(log=False),
+        settings=SETTINGS,
+    )
+    answers: dict[str, str] = {}
+    facts: dict[str, object] = {"killed": 0}
+
+    async def work() -> None:
+        async with asyncio.timeout(30):
+            while not node.ready:
+                await asyncio.sleep(0.01)
+        tasks = service.tasks
+        ids = [await tasks.submit("triage", t, task_id=t["id"], seed=seed) for t in tickets]
+        done = asyncio.Event()
+
+        async def killer() -> None:
+            rng = random.Random(seed)
+            while facts["killed"] < kills and not done.is_set():
+                await asyncio.sleep(rng.uniform(0.05, 0.3))  # a random point of the run
+                ref = node.runtime.whereis("resolver")
+                if ref is not None:
+                    os.kill(ref.pid, signal.SIGKILL)
+                    facts["killed"] += 1
+
+        chaos = asyncio.create_task(killer())
+        for task_id in ids:
+            record = await tasks.wait(task_id, timeout=120)
+            assert record.status == "succeeded", (task_id, record.outcome)
+            answers[task_id] = record.outcome["answer"]
+        done.set()
+        await chaos
+        facts["report"] = service.sim.world.tools.report()
+
+    code = await node.run(until=work())
+    assert code == 0
+    return answers, facts
+
+
+@pytest.mark.timeout(300)
+async def test_resolver_sigkilled_at_random_points_changes_no_answer_and_duplicates_nothing(
+    tmp_path,
+):
+    tickets = generate(100, seed=11, injection_rate=0.1)
+    clean, clean_facts = await run_helpdesk(tmp_path / "clean", tickets, kills=0)
+    chaotic, facts = await run_helpdesk(tmp_path / "chaos", tickets, kills=6)
+    assert facts["killed"] >= 3
+    assert chaotic == clean  # every ticket, the same final answer as the fault-free run
+    report = facts["report"]
+    assert report["duplicates"] == {"email": 0, "payments": 0}
+    assert (
+        report["deliveries"]["payments"].keys()
+        == clean_facts["report"]["deliveries"]["payments"].keys()
+    )
+
+
+async def test_agent_to_agent_calls_have_deadlines(tmp_path):
+    from stalwart.node import Node
+    from stalwart.runtime import ChildSpec, SupervisorSpec
+    from stalwart.testing import ProbeAgent
+
+    # a slow callee: the caller's call ends at its deadline with a clear error
+    root = SupervisorSpec(
+        "root", [ChildSpec("caller", ProbeAgent), ChildSpec("callee", ProbeAgent)]
+    )
+    node = Node(root, SETTINGS, events=EventBus(log=False))
+
+    async def check() -> None:
+        async with asyncio.timeout(10):
+            while not node.ready:
+                await asyncio.sleep(0.01)
+        slow = {
+            "op": "call",
+            "target": "callee",
+            "payload": {"op": "sleep", "s": 10},
+            "timeout": 0.3,
+        }
+        started = time.monotonic()
+        with pytest.raises(Exception, match="CallTimeout"):
+            await node.call("caller", slow, timeout=5)
+        assert 0.3 <= time.monotonic() - started < 1.0
+        dead = {"op": "call", "target": "nobody", "payload": {}, "timeout": 5}
+        started = time.monotonic()
+        with pytest.raises(Exception, match="NoProcess"):
+            await node.call("caller", dead, timeout=5)
+        assert time.monotonic() - started < 0.2
+        # the caller itself is fine and keeps working
+        assert (await node.call("caller", {"op": "echo", "value": 1}))["echo"] == 1
+
+    assert await node.run(until=check()) == 0
+
+
+async def test_task_level_agent_calls_time_out_or_fail_at_once_and_the_task_goes_on(tmp_path):
+    node, service = app_node(
+        "tests.integration.agent.apps:calls",
+        store=f"sqlite:///{tmp_path}/calls.db",
+        events=EventBus(log=False),
+        settings=SETTINGS,
+    )
+
+    async def check() -> None:
+        async with asyncio.timeout(30):
+            while not node.ready:
+                await asyncio.sleep(0.01)
+        os.kill(node.runtime.whereis("gone").pid, signal.SIGKILL)  # temporary: stays dead
+        tasks = service.tasks
+        started = time.monotonic()
+        slow = await tasks.run("caller", {"target": "slow", "timeout": 0.5}, timeout=30)
+        slow_took = time.monotonic() - started
+        started = time.monotonic()
+        dead = await tasks.run("caller", {"target": "gone", "timeout": 5}, timeout=30)
+        dead_took = time.monotonic() - started
+        assert slow.status == dead.status == "succeeded"  # the caller's task went on
+        assert "CallTimeout" in slow.outcome["callee_failed"] and 0.5 <= slow_took < 2.5
+        assert "NoProcess" in dead.outcome["callee_failed"] and dead_took < 1.5
+
+    assert await node.run(until=check()) == 0
