@@ -9,8 +9,8 @@ import signal
 import time
 
 import pytest
-
 from examples.helpdesk.tickets import generate
+
 from stalwart import RuntimeSettings
 from stalwart.node import app_node
 from stalwart.observe import EventBus
