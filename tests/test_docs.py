@@ -6,6 +6,7 @@ from an earlier one). A block whose first line is ``# doc: no-run`` is shown onl
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import subprocess
@@ -28,8 +29,14 @@ def test_doc_examples_run(page: pathlib.Path, tmp_path: pathlib.Path) -> None:
     blocks = [b for b in BLOCK.findall(page.read_text()) if not b.startswith("# doc: no-run")]
     script = tmp_path / f"{page.stem}_examples.py"
     script.write_text("\n\n".join(blocks))
+    root = str(DOCS.parent)  # examples run as from the repository root (examples/ importable)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
     proc = subprocess.run(
         [sys.executable, str(script)],
+        env=env,
         check=False,
         cwd=tmp_path,
         capture_output=True,

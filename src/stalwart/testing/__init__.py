@@ -2,5 +2,6 @@
 
 from stalwart.testing._agents import ProbeAgent
 from stalwart.testing._clock import FakeClock
+from stalwart.testing._store import MemoryStore
 
-__all__ = ["FakeClock", "ProbeAgent"]
+__all__ = ["FakeClock", "MemoryStore", "ProbeAgent"]

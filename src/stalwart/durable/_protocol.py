@@ -1,0 +1,243 @@
+"""The store protocol: what every backend (SQLite, PostgreSQL, the in-memory fake) provides.
+
+The protocol is async and backend-neutral. Ownership of a task is a *lease*:
+an owner name, an expiry, and a fencing token that grows by one at every
+acquisition. Every write on behalf of a task names the lease it holds, and the
+backend applies the write only if that lease is still the task's current one, so
+a runner that lost its lease (it stalled, another node took over) can never
+write into the task's journal again. This is what lets many nodes share one
+PostgreSQL store later without redesign (see DESIGN.md, "Scale-out").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from stalwart.observe import EventBus
+
+__all__ = [
+    "EFFECT_STATUSES",
+    "EffectRecord",
+    "EffectStatus",
+    "JournalEntry",
+    "JournalLoad",
+    "Lease",
+    "QuarantinedRecord",
+    "RetentionMode",
+    "Store",
+    "TASK_STATUSES",
+    "TaskRecord",
+    "TaskStatus",
+]
+
+TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+TASK_STATUSES: tuple[str, ...] = ("pending", "running", "succeeded", "failed", "cancelled")
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+EffectStatus = Literal["started", "completed", "failed", "unknown"]
+EFFECT_STATUSES: tuple[str, ...] = ("started", "completed", "failed", "unknown")
+RetentionMode = Literal["compact", "delete"]
+JournalKind = Literal["step", "failed", "now", "random", "sleep", "effect", "checkpoint"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """A task as stored: identity, input, status, lease, and outcome once finished.
+
+    ``outcome`` is the task's result when ``status == "succeeded"`` and an error
+    description ``{"type": ..., "message": ...}`` when it failed.
+    """
+
+    id: str
+    agent: str
+    input: Any
+    status: TaskStatus
+    seed: int
+    attempts: int
+    lease_owner: str | None
+    lease_token: int
+    lease_expires: float | None
+    outcome: Any
+    created_at: float
+    updated_at: float
+    finished_at: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof of ownership of a task: present it with every write.
+
+    ``token`` is the fencing token; a write with a stale token raises
+    :class:`stalwart.errors.LeaseLost` and changes nothing.
+    """
+
+    task_id: str
+    owner: str
+    token: int
+    expires: float
+    task: TaskRecord
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One journaled fact of a task: the ``seq``-th step, its kind, name and value."""
+
+    seq: int
+    kind: str
+    name: str
+    value: Any
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JournalLoad:
+    """A task's usable journal plus what was quarantined while reading it."""
+
+    entries: list[JournalEntry]
+    quarantined: list[tuple[int, str]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EffectRecord:
+    """An idempotency-ledger entry for one side-effect step.
+
+    ``status`` is "started" (recorded before the call), "completed" (with the
+    ``result``), "failed" (the call raised; ``result`` describes the error), or
+    "unknown" (started, the runner died, and the effect could not safely be
+    repeated).
+    """
+
+    key: str
+    task_id: str
+    seq: int
+    name: str
+    status: EffectStatus
+    result: Any
+    updated_at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QuarantinedRecord:
+    """A record moved aside because it failed its checks (kept, never deleted)."""
+
+    id: int
+    task_id: str
+    seq: int
+    kind: str
+    reason: str
+    record: bytes | None
+    at: float
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable storage for tasks, their journals, the idempotency ledger and checkpoints.
+
+    Every method is a coroutine with a deadline (the ``store`` timeout): none waits
+    forever; a store that does not answer in time raises
+    :class:`stalwart.errors.StoreUnavailable`. A write returns only once it is
+    durable at the store's durability level.
+    """
+
+    @property
+    def url(self) -> str:
+        """Where the store lives, without credentials (for logs and reports)."""
+        ...
+
+    @property
+    def durability(self) -> str:
+        """The durability level in force ("full", "normal" or "off")."""
+        ...
+
+    events: EventBus
+    """Where the store announces integrity events (``durable.record_quarantined``...)."""
+
+    async def open(self) -> None:
+        """Connect, check integrity, create or migrate the schema."""
+        ...
+
+    async def close(self) -> None:
+        """Flush pending writes and release connections and threads."""
+        ...
+
+    async def schema_version(self) -> int: ...
+
+    async def create_task(
+        self, agent: str, input: Any, *, task_id: str | None = None, seed: int | None = None
+    ) -> TaskRecord:
+        """Store a new pending task. ``input`` must be JSON data; ``seed`` feeds ``ctx.random``."""
+        ...
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        """The task, or None if unknown. A corrupt task row raises CorruptRecord."""
+        ...
+
+    async def list_tasks(
+        self, *, status: TaskStatus | None = None, limit: int = 100
+    ) -> list[TaskRecord]: ...
+
+    async def acquire(
+        self,
+        owner: str,
+        lease_seconds: float,
+        *,
+        task_id: str | None = None,
+        force: bool = False,
+    ) -> Lease | None:
+        """Lease a runnable task (pending, or running with an expired lease).
+
+        With ``task_id``, only that task. ``force`` takes a running task even if its
+        lease has not expired (for a supervisor that knows the owner is dead); the
+        fencing token still grows so the old owner cannot write. Returns None when
+        nothing is runnable.
+        """
+        ...
+
+    async def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
+        """Extend the lease; raises LeaseLost if it is no longer the task's lease."""
+        ...
+
+    async def release(self, lease: Lease) -> None:
+        """Give the task back (status pending) without finishing it."""
+        ...
+
+    async def finish(self, lease: Lease, status: TaskStatus, outcome: Any) -> None:
+        """Record the task's end (succeeded/failed/cancelled) and drop the lease."""
+        ...
+
+    async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:
+        """Append journal entries; durable when this returns. Raises LeaseLost if fenced."""
+        ...
+
+    async def load_journal(self, task_id: str) -> JournalLoad:
+        """The task's usable journal; corrupt records are quarantined, logged and counted."""
+        ...
+
+    async def load_effects(self, task_id: str) -> dict[int, EffectRecord]:
+        """The task's ledger entries by journal position (corrupt ones quarantined and left out)."""
+        ...
+
+    async def effect_started(self, lease: Lease, key: str, seq: int, name: str) -> None:
+        """Record, durably, that a side effect is about to be attempted."""
+        ...
+
+    async def effect_finished(
+        self, lease: Lease, key: str, status: EffectStatus, result: Any, entry: JournalEntry
+    ) -> None:
+        """Record an effect's end and its journal entry in one atomic write."""
+        ...
+
+    async def quarantined(self, task_id: str | None = None) -> list[QuarantinedRecord]:
+        """Records moved aside by integrity checks, oldest first."""
+        ...
+
+    async def purge_finished(self, before: float, mode: RetentionMode) -> int:
+        """Retention: drop journals (compact) or whole tasks (delete) finished before ``before``.
+
+        Returns how many tasks were affected.
+        """
+        ...

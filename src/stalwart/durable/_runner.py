@@ -1,0 +1,216 @@
+"""Running tasks under leases: acquire, heartbeat, replay, finish.
+
+A :class:`Runner` owns tasks only through leases. While a task runs, a
+heartbeat renews its lease every third of ``lease_seconds``; if the renewal is
+refused (another runner took the task after the lease expired), the work is
+cancelled at once and :class:`~stalwart.errors.LeaseLost` is raised: two runners
+never both write a task's journal (the store fences every write anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from stalwart.clock import SYSTEM_CLOCK, Clock
+from stalwart.durable._base import check_lease_seconds
+from stalwart.durable._integrity import check_json
+from stalwart.durable._journal import Context
+from stalwart.durable._protocol import Lease, Store, TaskRecord
+from stalwart.errors import CorruptRecord, InvalidMessage, LeaseLost, StalwartError, StoreError
+from stalwart.observe import EventBus, get_logger
+
+__all__ = ["Runner", "TaskResult", "Workflow"]
+
+Workflow = Callable[[Context, Any], Awaitable[Any]]
+_log = get_logger("stalwart.durable.runner")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskResult:
+    """How a run of a task ended.
+
+    ``result`` is the workflow's return value when ``status == "succeeded"``, and
+    ``{"type": ..., "message": ...}`` when it failed. ``replayed_steps`` and
+    ``executed_steps`` count this attempt's journal hits and real executions.
+    """
+
+    task_id: str
+    status: str
+    result: Any
+    attempts: int
+    replayed_steps: int = 0
+    executed_steps: int = 0
+    quarantined: tuple[tuple[int, str], ...] = ()
+
+
+def default_owner() -> str:
+    """A lease-owner name unique to this process: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Runner:
+    """Runs workflows durably against a :class:`~stalwart.durable.Store`.
+
+    ``owner`` names this runner in leases (default: host:pid:random).
+    ``lease_seconds`` is how long a lease lasts without a heartbeat (default 30):
+    after a crash, another runner can resume the task once it expires.
+    ``clock`` drives ``ctx.now``, ``ctx.sleep`` and the heartbeat.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = 30.0,
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventBus | None = None,
+    ) -> None:
+        check_lease_seconds(lease_seconds)
+        self.store = store
+        self.owner = owner or default_owner()
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+        self.events: EventBus = events if events is not None else store.events
+
+    async def submit(
+        self, agent: str, input: Any, *, task_id: str | None = None, seed: int | None = None
+    ) -> str:
+        """Create a pending task; returns its id."""
+        task = await self.store.create_task(agent, input, task_id=task_id, seed=seed)
+        return task.id
+
+    async def run(self, task_id: str, workflow: Workflow, *, force: bool = False) -> TaskResult:
+        """Run (or resume) ``task_id`` to its end; a finished task returns its stored outcome.
+
+        ``force`` takes the task even if another owner's lease has not expired --
+        only for a supervisor that knows that owner is dead.
+        """
+        try:
+            task = await self.store.get_task(task_id)
+        except CorruptRecord:
+            task = None  # acquire() quarantines the damaged task, fails it, and raises
+        else:
+            if task is None:
+                raise StoreError(f"no task with id {task_id!r} in {self.store.url}")
+            if task.finished:
+                return _stored(task)
+        lease = await self.store.acquire(
+            self.owner, self.lease_seconds, task_id=task_id, force=force
+        )
+        if lease is None:
+            task = await self.store.get_task(task_id)
+            if task is not None and task.finished:
+                return _stored(task)
+            raise LeaseLost(
+                f"task {task_id!r} is leased by {task.lease_owner if task else None!r} until "
+                f"{task.lease_expires if task else None}; it can be resumed after that"
+            )
+        return await self.execute(lease, workflow)
+
+    async def run_next(self, workflows: Mapping[str, Workflow]) -> TaskResult | None:
+        """Lease the oldest runnable task and run it; None if there is none.
+
+        A task whose agent is not in ``workflows`` is released untouched.
+        """
+        lease = await self.store.acquire(self.owner, self.lease_seconds)
+        if lease is None:
+            return None
+        workflow = workflows.get(lease.task.agent)
+        if workflow is None:
+            await self.store.release(lease)
+            raise StoreError(
+                f"task {lease.task_id!r} is for agent {lease.task.agent!r}, which this runner "
+                f"does not know (known: {sorted(workflows)})"
+            )
+        return await self.execute(lease, workflow)
+
+    async def execute(self, lease: Lease, workflow: Workflow) -> TaskResult:
+        """Run ``workflow`` under an acquired ``lease`` and record its end."""
+        journal = await self.store.load_journal(lease.task_id)
+        effects = await self.store.load_effects(lease.task_id)
+        ctx = Context(self.store, lease, journal, effects, clock=self.clock, events=self.events)
+        work = asyncio.ensure_future(workflow(ctx, lease.task.input))
+        beat = asyncio.ensure_future(self._heartbeat(ctx, work))
+        try:
+            try:
+                result = await work
+            except asyncio.CancelledError:
+                if beat.done() and isinstance(beat.exception(), LeaseLost):
+                    raise beat.exception() from None  # type: ignore[misc]
+                raise
+            check_json(result, f"result of task {lease.task_id!r}")
+            ctx.check_complete()
+        except LeaseLost:
+            raise
+        except asyncio.CancelledError:
+            await self._release_quietly(ctx.lease)
+            raise
+        except StalwartError as exc:
+            if exc.retryable == "retryable" and not isinstance(exc, InvalidMessage):
+                await self._release_quietly(ctx.lease)
+                raise
+            return await self._fail(ctx, exc)
+        except Exception as exc:
+            return await self._fail(ctx, exc)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LeaseLost, StalwartError):
+                await beat
+        await self.store.finish(ctx.lease, "succeeded", result)
+        return TaskResult(
+            lease.task_id,
+            "succeeded",
+            result,
+            lease.task.attempts,
+            ctx.replayed_steps,
+            ctx.executed_steps,
+            tuple(ctx.quarantined),
+        )
+
+    async def _fail(self, ctx: Context, exc: BaseException) -> TaskResult:
+        outcome = {"type": type(exc).__name__, "message": str(exc)}
+        _log.warning("durable_task_failed", task_id=ctx.task_id, **outcome)
+        await self.store.finish(ctx.lease, "failed", outcome)
+        return TaskResult(
+            ctx.task_id,
+            "failed",
+            outcome,
+            ctx.attempt,
+            ctx.replayed_steps,
+            ctx.executed_steps,
+            tuple(ctx.quarantined),
+        )
+
+    async def _heartbeat(self, ctx: Context, work: asyncio.Future[Any]) -> None:
+        interval = self.lease_seconds / 3
+        while not work.done():
+            await self.clock.sleep(interval)
+            if work.done():
+                return
+            try:
+                ctx.set_lease(await self.store.heartbeat(ctx.lease, self.lease_seconds))
+            except LeaseLost:
+                _log.error("durable_lease_lost", task_id=ctx.task_id, owner=self.owner)
+                self.events.emit("durable.lease_lost", task_id=ctx.task_id, owner=self.owner)
+                work.cancel()
+                raise
+            except StalwartError as exc:  # store hiccup: try again next interval
+                _log.warning("durable_heartbeat_failed", task_id=ctx.task_id, error=str(exc))
+
+    async def _release_quietly(self, lease: Lease) -> None:
+        try:
+            await asyncio.shield(self.store.release(lease))
+        except (StalwartError, asyncio.CancelledError) as exc:
+            _log.warning("durable_release_failed", task_id=lease.task_id, error=str(exc))
+
+
+def _stored(task: TaskRecord) -> TaskResult:
+    return TaskResult(task.id, task.status, task.outcome, task.attempts)

@@ -1,0 +1,84 @@
+"""Schema and migrations for the SQL backends.
+
+The schema version lives in ``stalwart_meta``. ``MIGRATIONS[n]`` takes a store
+from version ``n`` to ``n + 1``; opening a store applies the missing ones in
+one transaction. A store written by a *newer* stalwart is refused (never
+"migrated down"), because old code could misread or quarantine records it does
+not understand.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = ["SCHEMA_VERSION", "migrations"]
+
+SCHEMA_VERSION = 1
+
+Dialect = Literal["sqlite", "postgres"]
+
+_TYPES = {
+    "sqlite": {"blob": "BLOB", "float": "REAL", "bigint": "INTEGER", "serial": "INTEGER"},
+    "postgres": {
+        "blob": "BYTEA",
+        "float": "DOUBLE PRECISION",
+        "bigint": "BIGINT",
+        "serial": "BIGSERIAL",
+    },
+}
+
+_V1 = [
+    """CREATE TABLE IF NOT EXISTS stalwart_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS stalwart_tasks (
+        id TEXT PRIMARY KEY,
+        agent TEXT NOT NULL,
+        status TEXT NOT NULL,
+        input {blob},
+        seed {bigint} NOT NULL,
+        attempts {bigint} NOT NULL DEFAULT 0,
+        lease_owner TEXT,
+        lease_token {bigint} NOT NULL DEFAULT 0,
+        lease_expires {float},
+        outcome {blob},
+        created_at {float} NOT NULL,
+        updated_at {float} NOT NULL,
+        finished_at {float})""",
+    "CREATE INDEX IF NOT EXISTS stalwart_tasks_runnable ON stalwart_tasks (status, created_at)",
+    "CREATE INDEX IF NOT EXISTS stalwart_tasks_finished ON stalwart_tasks (finished_at)",
+    """CREATE TABLE IF NOT EXISTS stalwart_journal (
+        task_id TEXT NOT NULL,
+        seq {bigint} NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        record {blob},
+        PRIMARY KEY (task_id, seq)){without_rowid}""",
+    """CREATE TABLE IF NOT EXISTS stalwart_effects (
+        key TEXT PRIMARY KEY,
+        task_id TEXT NOT NULL,
+        seq {bigint} NOT NULL,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        record {blob},
+        updated_at {float} NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS stalwart_effects_task ON stalwart_effects (task_id)",
+    """CREATE TABLE IF NOT EXISTS stalwart_quarantine (
+        id {serial} PRIMARY KEY{autoincrement},
+        task_id TEXT NOT NULL,
+        seq {bigint} NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        record {blob},
+        at {float} NOT NULL)""",
+]
+
+_MIGRATIONS: list[list[str]] = [_V1]
+
+
+def migrations(dialect: Dialect) -> list[list[str]]:
+    """The migration steps rendered for ``dialect``; index n goes from version n to n+1."""
+    fmt = dict(_TYPES[dialect])
+    fmt["without_rowid"] = " WITHOUT ROWID" if dialect == "sqlite" else ""
+    fmt["autoincrement"] = " AUTOINCREMENT" if dialect == "sqlite" else ""
+    return [[stmt.format(**fmt) for stmt in step] for step in _MIGRATIONS]

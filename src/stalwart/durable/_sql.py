@@ -1,0 +1,98 @@
+"""SQL shared by the SQLite and PostgreSQL backends (``?`` placeholders; PG swaps in ``%s``).
+
+Writes on behalf of a task carry a *fence*: they apply only while the task is
+running under the lease token the writer holds. Writes are shaped so they never
+raise in normal operation (``ON CONFLICT DO NOTHING`` plus a row count check):
+one failing statement would abort a PostgreSQL transaction, and with it every
+other task's writes in the same group commit.
+"""
+
+from __future__ import annotations
+
+from stalwart.durable._base import TASK_COLUMNS
+
+__all__ = ["pg"]
+
+FENCE = (
+    "EXISTS (SELECT 1 FROM stalwart_tasks WHERE id = ? AND lease_owner = ? "
+    "AND lease_token = ? AND status = 'running')"
+)
+
+INSERT_TASK = (
+    f"INSERT INTO stalwart_tasks ({TASK_COLUMNS}) "
+    "VALUES (?, ?, 'pending', ?, ?, 0, NULL, 0, NULL, NULL, ?, ?, NULL) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM stalwart_tasks WHERE id = ?"
+LIST_TASKS = f"SELECT {TASK_COLUMNS} FROM stalwart_tasks ORDER BY created_at, id LIMIT ?"
+LIST_TASKS_BY_STATUS = (
+    f"SELECT {TASK_COLUMNS} FROM stalwart_tasks WHERE status = ? ORDER BY created_at, id LIMIT ?"
+)
+
+# Runnable: pending, or running with an expired lease (its runner died or stalled).
+_RUNNABLE = "(status = 'pending' OR (status = 'running' AND lease_expires < ?))"
+_CLAIM = (
+    "UPDATE stalwart_tasks SET status = 'running', lease_owner = ?, "
+    "lease_token = lease_token + 1, lease_expires = ?, attempts = attempts + 1, updated_at = ? "
+)
+ACQUIRE_NEXT = (
+    _CLAIM + "WHERE id = (SELECT id FROM stalwart_tasks WHERE " + _RUNNABLE + " "
+    "ORDER BY created_at, id LIMIT 1{lock}) RETURNING " + TASK_COLUMNS
+)
+ACQUIRE_ONE = _CLAIM + "WHERE id = ? AND " + _RUNNABLE + " RETURNING " + TASK_COLUMNS
+ACQUIRE_FORCE = (
+    _CLAIM + "WHERE id = ? AND status IN ('pending', 'running') RETURNING " + TASK_COLUMNS
+)
+HEARTBEAT = (
+    "UPDATE stalwart_tasks SET lease_expires = ?, updated_at = ? "
+    "WHERE id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'"
+)
+RELEASE = (
+    "UPDATE stalwart_tasks SET status = 'pending', lease_owner = NULL, lease_expires = NULL, "
+    "updated_at = ? WHERE id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'"
+)
+FINISH = (
+    "UPDATE stalwart_tasks SET status = ?, outcome = ?, lease_owner = NULL, "
+    "lease_expires = NULL, updated_at = ?, finished_at = ? "
+    "WHERE id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'"
+)
+APPEND = (
+    "INSERT INTO stalwart_journal (task_id, seq, kind, name, record) "
+    "SELECT ?, ?, ?, ?, ? WHERE " + FENCE + " ON CONFLICT (task_id, seq) DO NOTHING"
+)
+LOAD_JOURNAL = "SELECT seq, kind, name, record FROM stalwart_journal WHERE task_id = ? ORDER BY seq"
+DELETE_ENTRY = "DELETE FROM stalwart_journal WHERE task_id = ? AND seq = ?"
+QUARANTINE = (
+    "INSERT INTO stalwart_quarantine (task_id, seq, kind, reason, record, at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+LIST_QUARANTINE = "SELECT id, task_id, seq, kind, reason, record, at FROM stalwart_quarantine"
+EFFECT_COLUMNS = "key, task_id, seq, name, status, record, updated_at"
+LOAD_EFFECTS = f"SELECT {EFFECT_COLUMNS} FROM stalwart_effects WHERE task_id = ?"
+EFFECT_START = (
+    f"INSERT INTO stalwart_effects ({EFFECT_COLUMNS}) "
+    "SELECT ?, ?, ?, ?, 'started', NULL, ? WHERE " + FENCE + " ON CONFLICT (key) DO NOTHING"
+)
+EFFECT_FINISH = (
+    "UPDATE stalwart_effects SET status = ?, record = ?, updated_at = ? WHERE key = ? AND " + FENCE
+)
+DELETE_EFFECT = "DELETE FROM stalwart_effects WHERE key = ?"
+# Retention. "compact" keeps the task row (its result) and drops what only replay needed.
+PURGE_SELECT = (
+    "SELECT id FROM stalwart_tasks WHERE status IN ('succeeded', 'failed', 'cancelled') "
+    "AND finished_at < ? ORDER BY finished_at LIMIT ?"
+)
+PURGE_JOURNAL = "DELETE FROM stalwart_journal WHERE task_id = ?"
+PURGE_EFFECTS = "DELETE FROM stalwart_effects WHERE task_id = ?"
+PURGE_TASK = "DELETE FROM stalwart_tasks WHERE id = ?"
+HAS_JOURNAL = "SELECT 1 FROM stalwart_journal WHERE task_id = ? LIMIT 1"
+GET_META = "SELECT value FROM stalwart_meta WHERE key = 'schema_version'"
+SET_META = (
+    "INSERT INTO stalwart_meta (key, value) VALUES ('schema_version', ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+
+
+def pg(sql: str) -> str:
+    """The PostgreSQL spelling of a statement written with ``?`` placeholders."""
+    return sql.replace("?", "%s")

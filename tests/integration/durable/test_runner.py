@@ -1,0 +1,359 @@
+"""Journal, replay, ledger and leases through the Runner, against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from stalwart.durable import Context, Runner, Store
+from stalwart.errors import LeaseLost, OutcomeUnknown
+from stalwart.testing import FakeClock
+
+MakeStore = Callable[..., Any]
+
+
+class Crash(BaseException):
+    """Stands in for a process death: escapes every ``except Exception``."""
+
+
+def counting_workflow(calls: dict[str, int], crash_at: int | None) -> Any:
+    async def workflow(ctx: Context, inp: Any) -> Any:
+        total = inp["start"]
+        trail = []
+        for i in range(10):
+
+            def add(i: int = i, total: int = total) -> int:
+                calls[f"s{i}"] = calls.get(f"s{i}", 0) + 1
+                if crash_at == i:
+                    raise Crash
+                return total + i * i
+
+            total = await ctx.step(f"s{i}", add)
+            if i % 3 == 0:
+                trail.append([await ctx.now(), await ctx.random()])
+        return {"total": total, "trail": trail}
+
+    return workflow
+
+
+async def test_resume_replays_without_rerunning(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    runner = Runner(store, owner="first", clock=clock)
+    tid = await runner.submit("count", {"start": 5}, seed=11)
+    calls: dict[str, int] = {}
+    with pytest.raises(Crash):
+        await runner.run(tid, counting_workflow(calls, crash_at=6))
+    clock.advance(100)  # the first runner's recorded times must come back, not these
+    second = Runner(store, owner="second", clock=clock)
+    resumed = await second.run(tid, counting_workflow(calls, crash_at=None))
+    assert resumed.status == "succeeded"
+    assert all(calls[f"s{i}"] == 1 for i in range(6)), calls
+    assert calls["s6"] == 2  # it crashed before recording, so it ran again
+    assert resumed.replayed_steps == 6 + 2 * 2  # six steps, two (now, random) pairs
+    # Equal to an uninterrupted run of a twin task with the same seed and clock readings.
+    twin_clock = FakeClock()
+    twin = Runner(store, owner="twin", clock=twin_clock)
+    ref = await twin.run(
+        await twin.submit("count", {"start": 5}, seed=11), counting_workflow({}, None)
+    )
+    assert resumed.result["total"] == ref.result["total"] == 5 + sum(i * i for i in range(10))
+    assert [r for _, r in resumed.result["trail"]] == [r for _, r in ref.result["trail"]]
+    assert resumed.result["trail"][0][0] == clock.time() - 100  # recorded before the crash
+    again = await second.run(tid, counting_workflow(calls, None))
+    assert again.result == resumed.result  # finished: the stored outcome, nothing re-run
+
+
+async def test_renamed_step_is_non_determinism(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    runner = Runner(store, clock=clock)
+    tid = await runner.submit("w", None)
+
+    async def v1(ctx: Context, _: Any) -> Any:
+        await ctx.step("fetch", lambda: 1)
+        raise Crash
+
+    async def v2(ctx: Context, _: Any) -> Any:
+        return await ctx.step("download", lambda: 1)
+
+    with pytest.raises(Crash):
+        await runner.run(tid, v1)
+    result = await Runner(store, clock=clock).run(tid, v2, force=True)
+    assert result.status == "failed" and result.result["type"] == "NonDeterminismError"
+    assert "'download'" in result.result["message"] and "'fetch'" in result.result["message"]
+
+
+async def test_fewer_steps_is_non_determinism(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    runner = Runner(store, clock=clock)
+    tid = await runner.submit("w", None)
+
+    async def v1(ctx: Context, _: Any) -> Any:
+        await ctx.step("a", lambda: 1)
+        await ctx.step("b", lambda: 2)
+        raise Crash
+
+    async def v2(ctx: Context, _: Any) -> Any:
+        return await ctx.step("a", lambda: 1)
+
+    with pytest.raises(Crash):
+        await runner.run(tid, v1)
+    result = await Runner(store, clock=clock).run(tid, v2, force=True)
+    assert result.result["type"] == "NonDeterminismError"
+
+
+async def test_non_json_step_result_fails_clearly(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    runner = Runner(store, clock=clock)
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        return await ctx.step("when", lambda: {"at": object()})
+
+    result = await runner.run(await runner.submit("w", None), wf)
+    assert result.status == "failed" and result.result["type"] == "InvalidMessage"
+    assert "step 'when'" in result.result["message"] and "$.at" in result.result["message"]
+
+
+async def test_async_steps_and_durable_sleep(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    runner = Runner(store, clock=clock)
+
+    async def double(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    async def wf(ctx: Context, inp: Any) -> Any:
+        value = await ctx.step("double", double, inp)
+        await ctx.sleep(60)
+        return value
+
+    run = asyncio.ensure_future(runner.run(await runner.submit("w", 21), wf))
+    async with asyncio.timeout(10):
+        while clock.pending_sleepers < 2:  # the heartbeat and the durable sleep
+            await asyncio.sleep(0.001)
+    assert not run.done()
+    clock.advance(60)
+    async with asyncio.timeout(10):
+        result = await run
+    assert result.result == 42
+
+
+async def test_checkpoint_restore(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    runner = Runner(store, clock=clock)
+    tid = await runner.submit("loop", 0)
+    ran: list[int] = []
+
+    def make(crash_at: int | None) -> Any:
+        async def wf(ctx: Context, start: Any) -> Any:
+            state = ctx.restore() or {"i": 0, "acc": start}
+            while state["i"] < 6:
+                i = state["i"]
+
+                def body(i: int = i, acc: int = state["acc"]) -> int:
+                    ran.append(i)
+                    if i == crash_at:
+                        raise Crash
+                    return acc + i
+
+                state = {"i": i + 1, "acc": await ctx.step("body", body)}
+                await ctx.checkpoint(state)
+            return state["acc"]
+
+        return wf
+
+    with pytest.raises(Crash):
+        await runner.run(tid, make(4))
+    result = await Runner(store, clock=clock).run(tid, make(None), force=True)
+    assert result.result == sum(range(6))
+    assert ran == [0, 1, 2, 3, 4, 4, 5]
+
+
+async def test_lease_lost_stops_the_work(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    runner = Runner(store, owner="slow", clock=clock, lease_seconds=30)
+    tid = await runner.submit("w", None)
+    gate = asyncio.Event()
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        await gate.wait()
+        return 1
+
+    run = asyncio.ensure_future(runner.run(tid, wf))
+    async with asyncio.timeout(10):
+        while clock.pending_sleepers < 1:
+            await asyncio.sleep(0.001)
+    thief = await store.acquire("other", 30, task_id=tid, force=True)
+    assert thief is not None
+    clock.advance(10)  # the heartbeat fires and is refused
+    with pytest.raises(LeaseLost):
+        async with asyncio.timeout(10):
+            await run
+    task = await store.get_task(tid)
+    assert task is not None and task.lease_owner == "other"
+
+
+class Service:
+    """An in-process stand-in for a payment API: counts deliveries per key."""
+
+    def __init__(self, deduplicates: bool) -> None:
+        self.deduplicates = deduplicates
+        self.requests: dict[str, int] = {}
+        self.delivered: dict[str, Any] = {}
+        self.crash_after_delivery = False
+
+    def call(self, amount: int, *, idempotency_key: str) -> Any:
+        self.requests[idempotency_key] = self.requests.get(idempotency_key, 0) + 1
+        if not (self.deduplicates and idempotency_key in self.delivered):
+            self.delivered[idempotency_key] = {"charged": amount}
+        if self.crash_after_delivery:
+            self.crash_after_delivery = False
+            raise Crash
+        return self.delivered[idempotency_key]
+
+
+async def test_dedup_effect_is_retried_with_the_same_key(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    store: Store = await make_store()
+    service = Service(deduplicates=True)
+    service.crash_after_delivery = True
+    runner = Runner(store, clock=clock)
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        return await ctx.effect("charge", service.call, 30, deduplicated=True)
+
+    tid = await runner.submit("pay", None)
+    with pytest.raises(Crash):
+        await runner.run(tid, wf)
+    result = await Runner(store, clock=clock).run(tid, wf, force=True)
+    assert result.result == {"charged": 30}
+    assert list(service.requests.values()) == [2] and len(service.delivered) == 1
+    assert [e.name for e in runner.events.recent("durable.effect_retried")]
+
+
+async def test_unknown_outcome_is_reported_never_repeated(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    store: Store = await make_store()
+    mailer = Service(deduplicates=False)
+    mailer.crash_after_delivery = True
+    runner = Runner(store, clock=clock)
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        try:
+            return await ctx.effect("email", mailer.call, 1, deduplicated=False)
+        except OutcomeUnknown as exc:
+            return {"unknown": exc.key}
+
+    tid = await runner.submit("mail", None)
+    with pytest.raises(Crash):
+        await runner.run(tid, wf)
+    second = Runner(store, clock=clock)
+    result = await second.run(tid, wf, force=True)
+    assert result.result == {"unknown": f"{tid}:0"}
+    assert mailer.requests == {f"{tid}:0": 1}
+    events = second.events.recent("durable.effect_outcome_unknown")
+    assert [e["key"] for e in events] == [f"{tid}:0"]
+    effects = await store.load_effects(tid)
+    assert effects[0].status == "unknown"
+
+
+async def test_reconcile_hook_resolves_unknown(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    mailer = Service(deduplicates=False)
+    mailer.crash_after_delivery = True
+    runner = Runner(store, clock=clock)
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        return await ctx.effect(
+            "email", mailer.call, 2, deduplicated=False, reconcile=mailer.delivered.get
+        )
+
+    tid = await runner.submit("mail", None)
+    with pytest.raises(Crash):
+        await runner.run(tid, wf)
+    result = await Runner(store, clock=clock).run(tid, wf, force=True)
+    assert result.result == {"charged": 2} and mailer.requests == {f"{tid}:0": 1}
+
+
+async def test_failed_step_is_journaled_and_replayed(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    from stalwart.errors import StepFailed
+
+    store: Store = await make_store()
+    runner = Runner(store, clock=clock)
+    tid = await runner.submit("w", None)
+    calls: list[str] = []
+
+    def flaky() -> Any:
+        calls.append("flaky")
+        raise ValueError("upstream said no")
+
+    def make(crash: bool) -> Any:
+        async def wf(ctx: Context, _: Any) -> Any:
+            try:
+                value = await ctx.step("fetch", flaky)
+            except StepFailed as exc:
+                assert exc.error_type == "builtins.ValueError"
+                value = await ctx.step("fallback", "fallback after {}".format, exc.error_message)
+            if crash:
+                raise Crash
+            return value
+
+        return wf
+
+    with pytest.raises(Crash):
+        await runner.run(tid, make(crash=True))
+    result = await Runner(store, clock=clock).run(tid, make(crash=False), force=True)
+    assert result.result == "fallback after upstream said no"
+    assert calls == ["flaky"]  # the failure was replayed, not re-run
+    assert result.replayed_steps == 2
+
+
+async def test_failed_effect_is_journaled(make_store: MakeStore, clock: FakeClock) -> None:
+    from stalwart.errors import StepFailed
+
+    store: Store = await make_store()
+    runner = Runner(store, clock=clock)
+    tid = await runner.submit("w", None)
+    calls: list[str] = []
+
+    def declined(*, idempotency_key: str) -> Any:
+        calls.append(idempotency_key)
+        raise RuntimeError("card declined")
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        try:
+            await ctx.effect("charge", declined, deduplicated=True)
+        except StepFailed as exc:
+            if ctx.attempt == 1:
+                raise Crash from exc
+            return exc.error_message
+        return "charged"
+
+    with pytest.raises(Crash):
+        await runner.run(tid, wf)
+    result = await Runner(store, clock=clock).run(tid, wf, force=True)
+    assert result.result == "card declined" and calls == [f"{tid}:0"]
+    assert (await store.load_effects(tid))[0].status == "failed"
+
+
+async def test_expired_lease_lets_another_runner_resume(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    store: Store = await make_store()
+    dead = Runner(store, owner="dead", clock=clock, lease_seconds=30)
+    tid = await dead.submit("count", {"start": 1}, seed=2)
+    calls: dict[str, int] = {}
+    with pytest.raises(Crash):
+        await dead.run(tid, counting_workflow(calls, crash_at=4))
+    heir = Runner(store, owner="heir", clock=clock, lease_seconds=30)
+    assert await heir.run_next({"count": counting_workflow(calls, None)}) is None  # leased
+    clock.advance(31)
+    result = await heir.run_next({"count": counting_workflow(calls, None)})
+    assert result is not None and result.status == "succeeded" and result.attempts == 2
+    assert all(calls[f"s{i}"] == 1 for i in range(4))

@@ -1,0 +1,211 @@
+"""The Store contract: one suite, run against every backend (SQLite, PostgreSQL, memory)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from stalwart.durable import SCHEMA_VERSION, JournalEntry, Store
+from stalwart.errors import ConfigError, InvalidMessage, LeaseLost, StoreError
+from stalwart.testing import FakeClock
+
+MakeStore = Callable[..., Any]
+
+
+async def test_schema_version_and_reopen_keeps_data(make_store: MakeStore) -> None:
+    store: Store = await make_store()
+    assert await store.schema_version() == SCHEMA_VERSION
+    task = await store.create_task("echo", {"x": [1, 2.5, "three", None, True]})
+    await store.close()
+    store = await make_store()
+    again = await store.get_task(task.id)
+    assert again is not None
+    assert again.input == {"x": [1, 2.5, "three", None, True]}
+    assert again.status == "pending" and again.attempts == 0
+
+
+async def test_create_and_get(make_store: MakeStore) -> None:
+    store: Store = await make_store()
+    task = await store.create_task("agent-a", {"q": "hi"}, task_id="t-1", seed=7)
+    assert (task.id, task.agent, task.status, task.seed) == ("t-1", "agent-a", "pending", 7)
+    got = await store.get_task("t-1")
+    assert got is not None and got.input == {"q": "hi"} and got.seed == 7
+    assert await store.get_task("nope") is None
+    with pytest.raises(StoreError, match="already exists"):
+        await store.create_task("agent-a", {}, task_id="t-1")
+    assert [t.id for t in await store.list_tasks()] == ["t-1"]
+    assert await store.list_tasks(status="running") == []
+
+
+async def test_bad_input_is_named(make_store: MakeStore) -> None:
+    store: Store = await make_store()
+    with pytest.raises(InvalidMessage, match=r"set at \$\.tags"):
+        await store.create_task("a", {"tags": {1, 2}})
+    with pytest.raises(InvalidMessage, match="non-finite"):
+        await store.create_task("a", [float("nan")])
+    with pytest.raises(InvalidMessage, match="non-string dict key"):
+        await store.create_task("a", {1: "x"})
+    with pytest.raises(InvalidMessage, match="agent"):
+        await store.create_task("", {})
+    with pytest.raises(ConfigError, match="lease_seconds"):
+        await store.acquire("me", 0)
+
+
+async def test_acquire_in_creation_order_once(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    first = await store.create_task("a", 1, task_id="first")
+    clock.advance(1)
+    await store.create_task("a", 2, task_id="second")
+    lease = await store.acquire("node-1", 30)
+    assert lease is not None and lease.task_id == first.id
+    assert lease.token == 1 and lease.task.attempts == 1 and lease.task.status == "running"
+    assert lease.expires == pytest.approx(clock.time() + 30)
+    lease2 = await store.acquire("node-2", 30)
+    assert lease2 is not None and lease2.task_id == "second"
+    assert await store.acquire("node-3", 30) is None
+
+
+async def test_expired_lease_moves_and_fences_old_owner(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    store: Store = await make_store()
+    await store.create_task("a", None, task_id="t")
+    old = await store.acquire("dead-node", 10)
+    assert old is not None
+    await store.append(old, [JournalEntry(0, "step", "s0", 1)])
+    clock.advance(5)
+    assert await store.acquire("node-2", 10, task_id="t") is None  # still leased
+    clock.advance(6)
+    new = await store.acquire("node-2", 10)
+    assert new is not None and new.task_id == "t"
+    assert new.token == old.token + 1 and new.task.attempts == 2
+    with pytest.raises(LeaseLost):
+        await store.append(old, [JournalEntry(1, "step", "s1", 2)])
+    with pytest.raises(LeaseLost):
+        await store.heartbeat(old, 10)
+    with pytest.raises(LeaseLost):
+        await store.finish(old, "succeeded", 1)
+    await store.append(new, [JournalEntry(1, "step", "s1", 3)])
+    load = await store.load_journal("t")
+    assert [(e.seq, e.value) for e in load.entries] == [(0, 1), (1, 3)]
+
+
+async def test_heartbeat_extends_and_force_takes_over(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    store: Store = await make_store()
+    await store.create_task("a", None, task_id="t")
+    lease = await store.acquire("n1", 10)
+    assert lease is not None
+    clock.advance(8)
+    lease = await store.heartbeat(lease, 10)
+    clock.advance(8)
+    assert await store.acquire("n2", 10, task_id="t") is None
+    forced = await store.acquire("n2", 10, task_id="t", force=True)
+    assert forced is not None and forced.token == lease.token + 1
+    with pytest.raises(LeaseLost):
+        await store.heartbeat(lease, 10)
+
+
+async def test_release_and_finish(make_store: MakeStore) -> None:
+    store: Store = await make_store()
+    await store.create_task("a", None, task_id="t")
+    lease = await store.acquire("n1", 10)
+    assert lease is not None
+    await store.release(lease)
+    task = await store.get_task("t")
+    assert task is not None and task.status == "pending" and task.lease_owner is None
+    lease = await store.acquire("n1", 10)
+    assert lease is not None
+    await store.finish(lease, "succeeded", {"answer": 42})
+    task = await store.get_task("t")
+    assert task is not None and task.status == "succeeded" and task.outcome == {"answer": 42}
+    assert task.finished and task.finished_at is not None
+    assert await store.acquire("n1", 10) is None
+    assert await store.acquire("n1", 10, task_id="t", force=True) is None
+    with pytest.raises(StoreError, match="status"):
+        await store.finish(lease, "running", None)  # type: ignore[arg-type]
+
+
+async def test_journal_roundtrip_and_duplicates(make_store: MakeStore) -> None:
+    store: Store = await make_store()
+    await store.create_task("a", None, task_id="t")
+    lease = await store.acquire("n1", 10)
+    assert lease is not None
+    values: list[Any] = [None, 0, -(2**62), 1.5e300, "é✓", [1, [2, {"k": "v"}]], {"": ""}]
+    await store.append(lease, [JournalEntry(i, "step", f"s{i}", v) for i, v in enumerate(values)])
+    load = await store.load_journal("t")
+    assert [e.value for e in load.entries] == values and load.quarantined == []
+    with pytest.raises(StoreError, match="already has a record #2"):
+        await store.append(lease, [JournalEntry(2, "step", "s2", 0)])
+    assert (await store.load_journal("other")).entries == []
+
+
+async def test_effect_ledger(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    await store.create_task("a", None, task_id="t")
+    lease = await store.acquire("n1", 10)
+    assert lease is not None
+    await store.effect_started(lease, "t:0", 0, "pay")
+    await store.effect_started(lease, "t:0", 0, "pay")  # idempotent
+    effects = await store.load_effects("t")
+    assert effects[0].status == "started" and effects[0].key == "t:0"
+    entry = JournalEntry(0, "effect", "pay", {"status": "completed", "result": {"ok": True}})
+    await store.effect_finished(lease, "t:0", "completed", {"ok": True}, entry)
+    effects = await store.load_effects("t")
+    assert effects[0].status == "completed" and effects[0].result == {"ok": True}
+    assert [e.value for e in (await store.load_journal("t")).entries] == [entry.value]
+    clock.advance(11)
+    newer = await store.acquire("n2", 10)
+    assert newer is not None
+    with pytest.raises(LeaseLost):
+        await store.effect_started(lease, "t:1", 1, "mail")
+    assert 1 not in await store.load_effects("t")
+
+
+async def test_retention_compact_and_delete(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    for tid in ("old", "new", "running"):
+        await store.create_task("a", tid, task_id=tid)
+    for tid in ("old", "new", "running"):
+        lease = await store.acquire("n", 100, task_id=tid)
+        assert lease is not None
+        await store.append(lease, [JournalEntry(0, "step", "s", 1)])
+        if tid != "running":
+            await store.finish(lease, "succeeded", tid)
+        if tid == "old":
+            clock.advance(3600)
+    cutoff = clock.time() - 1800
+    assert await store.purge_finished(cutoff, "compact") == 1
+    assert (await store.load_journal("old")).entries == []
+    old = await store.get_task("old")
+    assert old is not None and old.outcome == "old"  # compact keeps the result
+    assert len((await store.load_journal("new")).entries) == 1
+    assert await store.purge_finished(cutoff, "compact") == 0
+    assert await store.purge_finished(clock.time() + 1, "delete") == 2
+    assert await store.get_task("old") is None and await store.get_task("new") is None
+    assert len((await store.load_journal("running")).entries) == 1
+
+
+async def test_many_concurrent_writers(make_store: MakeStore) -> None:
+    store: Store = await make_store()
+    leases = []
+    for i in range(32):
+        await store.create_task("a", i, task_id=f"t{i:02d}")
+    for _ in range(32):
+        lease = await store.acquire("n", 60)
+        assert lease is not None
+        leases.append(lease)
+
+    async def writer(lease: Any) -> None:
+        for seq in range(20):
+            await store.append(lease, [JournalEntry(seq, "step", "s", [lease.task_id, seq])])
+
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(writer(lease) for lease in leases))
+    for lease in leases:
+        load = await store.load_journal(lease.task_id)
+        assert [e.value for e in load.entries] == [[lease.task_id, s] for s in range(20)]

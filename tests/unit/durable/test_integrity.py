@@ -1,0 +1,128 @@
+"""Record encoding, checksums, JSON validation and the recovery plan."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stalwart.durable._integrity import (
+    FORMAT_VERSION,
+    RawRow,
+    check_json,
+    decode_record,
+    encode_record,
+    journal_body,
+    plan_recovery,
+)
+from stalwart.errors import CorruptRecord, InvalidMessage
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@given(json_values)
+def test_roundtrip_is_exact(value: Any) -> None:
+    check_json(value, "value")
+    record = encode_record("task", 3, value)
+    assert decode_record("task", 3, record) == value
+    assert record[2] == FORMAT_VERSION
+
+
+@given(json_values, st.data())
+def test_every_flip_and_truncation_is_detected(value: Any, data: st.DataObject) -> None:
+    record = encode_record("task", 3, value)
+    pos = data.draw(st.integers(0, len(record) - 1))
+    bit = data.draw(st.integers(0, 7))
+    flipped = record[:pos] + bytes([record[pos] ^ (1 << bit)]) + record[pos + 1 :]
+    with pytest.raises(CorruptRecord):
+        decode_record("task", 3, flipped)
+    cut = data.draw(st.integers(0, len(record) - 1))
+    with pytest.raises(CorruptRecord):
+        decode_record("task", 3, record[:cut])
+
+
+def test_record_bound_to_its_owner_and_position() -> None:
+    record = encode_record("task-a", 1, {"x": 1})
+    with pytest.raises(CorruptRecord, match="checksum"):
+        decode_record("task-b", 1, record)
+    with pytest.raises(CorruptRecord, match="checksum"):
+        decode_record("task-a", 2, record)
+    with pytest.raises(CorruptRecord, match="missing"):
+        decode_record("task-a", 1, None)
+    future = record[:2] + bytes([FORMAT_VERSION + 1]) + record[3:]
+    with pytest.raises(CorruptRecord, match="format version"):
+        decode_record("task-a", 1, future)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ((1, 2), r"tuple at \$"),
+        ({"a": [1, {2}]}, r"set at \$\.a\[1\]"),
+        ({"t": float("inf")}, "non-finite"),
+        ({3: "x"}, "non-string dict key 3"),
+        (b"bytes", "bytes"),
+    ],
+)
+def test_check_json_names_what_is_wrong(value: Any, message: str) -> None:
+    with pytest.raises(InvalidMessage, match=message):
+        check_json(value, "step 'x' result")
+
+
+def test_check_json_depth_limit() -> None:
+    deep: Any = []
+    for _ in range(100):
+        deep = [deep]
+    with pytest.raises(InvalidMessage, match="deeper"):
+        check_json(deep, "v")
+
+
+def _rows(task: str, kinds: list[str]) -> list[RawRow]:
+    return [
+        RawRow(i, k, k, encode_record(task, i, journal_body(k, k, i))) for i, k in enumerate(kinds)
+    ]
+
+
+def test_plan_keeps_a_clean_journal() -> None:
+    plan = plan_recovery("t", _rows("t", ["step"] * 5))
+    assert [d.seq for d in plan.keep] == [0, 1, 2, 3, 4] and plan.quarantine == []
+
+
+def test_plan_cuts_at_first_damage_after_last_checkpoint() -> None:
+    rows = _rows("t", ["step", "step", "checkpoint", "step", "step", "step"])
+    rows[1] = RawRow(1, "step", "step", b"junk")  # before the checkpoint: alone
+    rows[4] = RawRow(4, "step", "step", rows[4].record[:-1])  # after: cut from here
+    plan = plan_recovery("t", rows)
+    assert [d.seq for d in plan.keep] == [0, 2, 3]
+    assert [seq for seq, _ in plan.quarantine] == [1, 4, 5]
+    assert "follows damaged record #4" in dict(plan.quarantine)[5]
+
+
+def test_plan_treats_a_gap_as_damage_and_checks_columns() -> None:
+    rows = _rows("t", ["step"] * 5)
+    del rows[2]
+    rows[0] = RawRow(0, "now", "step", rows[0].record)  # column disagrees with the body
+    plan = plan_recovery("t", rows)
+    assert plan.keep == []
+    assert [seq for seq, _ in plan.quarantine] == [0, 1, 3, 4]
+
+
+def test_random_damage_never_yields_a_wrong_entry() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        rows = _rows("t", ["step"] * 8)
+        i = rng.randrange(8)
+        raw = bytearray(rows[i].record or b"")
+        raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+        rows[i] = RawRow(i, "step", "step", bytes(raw))
+        plan = plan_recovery("t", rows)
+        assert all(d.value == d.seq for d in plan.keep)
+        assert [d.seq for d in plan.keep] == list(range(i))
