@@ -5,9 +5,10 @@ optional ``tool_calls`` / ``tool_call_id``) under a token budget. Before every
 model call, ``await history.fit(ctx)`` makes it fit:
 
 - :class:`SlidingWindow` drops the oldest turns. It always keeps the leading
-  system prompt and the first user message (the task), and it treats an assistant message with tool calls together
-  with its tool results as one unit, so the model never sees a result without
-  its call (providers reject that) or a call without its result.
+  system prompt and the first user message (the task), and it treats an
+  assistant message with tool calls together with its tool results as one
+  unit, so the model never sees a result without its call (providers reject
+  that) or a call without its result.
 - :class:`Summarize` replaces the oldest turns with a summary written by a
   function you give (usually a model call). The summary is a journaled step,
   so a resumed task gets the same summary and replays exactly.
