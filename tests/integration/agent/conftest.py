@@ -8,7 +8,7 @@ from examples.helpdesk.app import SCENARIO
 from stalwart.agent import App, LLMAgent, Resources, TaskContext, run_llm_agent
 from stalwart.agent._taskagent import build_models
 from stalwart.durable import Runner, SQLiteStore
-from stalwart.llm.sim import SimServer
+from stalwart.llm.sim import SIM_URL, SimServer
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
 from stalwart.tools import ToolRegistry
@@ -38,7 +38,9 @@ class Inline:
         store: SQLiteStore,
         agent: LLMAgent,
         chain: tuple[str, ...] = ("sim:strong", "sim:weak"),
+        sim_url: str | None = None,
     ) -> None:
+        self.sim_url = sim_url  # set for this agent's tasks only (several sims at once)
         self.events = EventBus(log=False)
         app = App(agents=[agent], models={agent.model: list(chain)})
         self.models = build_models(app, {agent.model}, sim.url, self.events)
@@ -57,6 +59,8 @@ class Inline:
 
     async def run(self, task_input: Any) -> Any:
         async def workflow(ctx, value):
+            if self.sim_url:
+                SIM_URL.set(self.sim_url)
             return await run_llm_agent(
                 TaskContext(ctx, self.resources, model=self.agent.model), self.agent, value
             )

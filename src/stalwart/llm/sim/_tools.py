@@ -9,6 +9,7 @@ at-most-once handling of unknown outcomes necessary.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import threading
 from collections import Counter
@@ -114,11 +115,17 @@ class ToolServices:
             }
 
 
+SIM_URL: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "stalwart_sim_url", default=None
+)
+"""Overrides ``STALWART_SIM_URL`` for the current task (several sims in one process)."""
+
+
 def service_url(path: str = "") -> str:
     """URL of the simulated services in an agent process of an app with ``sim=True``."""
     import os
 
-    base = os.environ.get("STALWART_SIM_URL")
+    base = SIM_URL.get() or os.environ.get("STALWART_SIM_URL")
     if not base:
         from stalwart.errors import ConfigError
 
