@@ -4,9 +4,15 @@ Each agent of an :class:`App` runs as one :class:`TaskAgent` process under the
 node's supervisor. It owns its tasks through store leases named after the
 node and the agent (``node/agent``), so after a crash its restarted
 incarnation takes back exactly the tasks it held (no other node's) and resumes
-each from its journal. Tasks arrive by message (``{"run": task_id}``) and, as
-a safety net for messages lost while it was restarting or tasks submitted
-straight to the store, by a scan of the store every ``scan_interval`` seconds.
+each from its journal.
+
+Work is *claimed*, not pushed: the process leases the oldest runnable task of
+its agent from the store while it has capacity (``max_tasks``). Many nodes can
+share one store this way (PostgreSQL hands each task to one live owner), a
+task whose runner died becomes runnable again when its lease expires, and a
+task written straight to the store (``stalwart task submit``) is found by the
+next poll. Polling backs off from 2 ms to ``scan_interval`` when idle; a
+``{"run": task_id}`` message wakes it at once.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 from stalwart.agent._context import Resources, TaskContext
 from stalwart.agent._loop import run_llm_agent
 from stalwart.agent._spec import App, LLMAgent
-from stalwart.durable import Context, Runner, Store, TaskResult, store_from_url
+from stalwart.durable import Context, Lease, Runner, Store, TaskResult, store_from_url
 from stalwart.errors import ConfigError, LeaseLost, StoreError
 from stalwart.llm import ModelClient, Provider, model_chain
 from stalwart.observe import EventBus, get_logger
@@ -96,95 +102,123 @@ class TaskAgent(Agent):
         self.runner = Runner(
             self.store, owner=self.owner, lease_seconds=self.app.lease_seconds, events=self.events
         )
-        self.gate = asyncio.Semaphore(self.defn.max_tasks)
         self.running: dict[str, asyncio.Task[TaskResult | None]] = {}
-        self.scanner = asyncio.create_task(self._scan_forever())
-        await self._scan()
+        self.wake = asyncio.Event()
+        await self._resume_own()
+        self.claimer = asyncio.create_task(self._claim_forever())
 
     async def terminate(self, reason: str) -> None:
-        self.scanner.cancel()
+        self.claimer.cancel()
         for task in self.running.values():
             task.cancel()
-        await asyncio.gather(self.scanner, *self.running.values(), return_exceptions=True)
+        await asyncio.gather(self.claimer, *self.running.values(), return_exceptions=True)
         await self.store.close()
 
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, dict) and isinstance(message.get("run"), str):
-            self._schedule(message["run"], force=False)
+            self.wake.set()  # new work: claim now rather than at the next poll
 
     async def handle_call(self, request: Any) -> Any:
         if isinstance(request, dict) and isinstance(request.get("task_id"), str):
             # a task handed over by another agent: created once under the id the caller
             # chose (deterministic, so a replayed caller finds the same task), then run
+            # wherever an agent of this name claims it (here, or on another node)
             task_id = request["task_id"]
             if await self.store.get_task(task_id) is None:
                 await self.store.create_task(self.defn.name, request.get("input"), task_id=task_id)
-            result = await asyncio.shield(self._schedule(task_id, force=False))
-            if result is None:  # leased elsewhere: report what the store knows
-                record = await self.store.get_task(task_id)
-                return {
-                    "task_id": task_id,
-                    "status": record.status if record else "unknown",
-                    "result": record.outcome if record else None,
-                }
-            return {"task_id": result.task_id, "status": result.status, "result": result.result}
+            self.wake.set()
+            return await self._outcome(task_id)
         if isinstance(request, dict) and isinstance(request.get("run"), str):
-            result = await asyncio.shield(self._schedule(request["run"], force=False))
-            return (
-                None
-                if result is None
-                else {"task_id": result.task_id, "status": result.status, "result": result.result}
-            )
+            self.wake.set()
+            return await self._outcome(request["run"])
         if request == {"op": "running"}:
             return sorted(self.running)
-        raise ValueError(f"unknown request {request!r}; expected {{'run': task_id}}")
+        raise ValueError(f"unknown request {request!r}; expected {{'task_id': ..., 'input': ...}}")
 
-    # -- scheduling ------------------------------------------------------------------------
-    async def _scan_forever(self) -> None:
+    async def _outcome(self, task_id: str) -> dict[str, Any]:
+        """Wait for the task to end (bounded by the caller's deadline) and report it."""
+        pause = 0.002
         while True:
-            await asyncio.sleep(self.scan_interval)
+            local = self.running.get(task_id)
+            if local is not None:
+                await asyncio.shield(local)
+            record = await self.store.get_task(task_id)
+            if record is None:
+                raise ValueError(f"no task {task_id!r}")
+            if record.finished:
+                return {"task_id": task_id, "status": record.status, "result": record.outcome}
+            await asyncio.sleep(pause)  # running elsewhere (another node): follow the store
+            pause = min(pause * 2, 0.2)
+
+    # -- claiming work ---------------------------------------------------------------------
+    async def _resume_own(self) -> None:
+        """Take back the tasks this owner held: our previous incarnation died with them."""
+        for task in await self.store.list_tasks(
+            status="running", agent=self.defn.name, limit=100_000
+        ):
+            if task.lease_owner == self.owner and task.id not in self.running:
+                self._track(task.id, self._run_forced(task.id))
+
+    async def _claim_forever(self) -> None:
+        """Claim runnable tasks of this agent while there is capacity.
+
+        Polls with backoff (2 ms up to ``scan_interval``) when idle; a ``run``
+        message wakes it at once. Expired leases of dead runners on any node
+        are runnable again, so this is also how another node's orphans are
+        taken over.
+        """
+        delay = 0.002
+        while True:
             try:
-                await self._scan()
+                claimed = await self._claim_some()
             except StoreError as exc:
-                _log.warning("task_scan_failed", agent=self.defn.name, error=str(exc))
-
-    async def _scan(self) -> None:
-        """Pick up this agent's pending tasks, and running ones this owner held before."""
-        for status in ("running", "pending"):
-            for task in await self.store.list_tasks(status=status, limit=1000):
-                if task.agent != self.defn.name or task.id in self.running:
-                    continue
-                if status == "running":
-                    if task.lease_owner != self.owner:
-                        continue  # another node's, or another agent's: never ours to force
-                    self._schedule(task.id, force=True)  # our previous incarnation died with it
-                else:
-                    self._schedule(task.id, force=False)
-
-    def _schedule(self, task_id: str, *, force: bool) -> asyncio.Task[TaskResult | None]:
-        task = self.running.get(task_id)
-        if task is None:
-            task = asyncio.create_task(self._run(task_id, force))
-            self.running[task_id] = task
-            task.add_done_callback(lambda _t: self.running.pop(task_id, None))
-        return task
-
-    async def _run(self, task_id: str, force: bool) -> TaskResult | None:
-        async with self.gate:
+                _log.warning("task_claim_failed", agent=self.defn.name, error=str(exc))
+                claimed = 0
+            delay = 0.002 if claimed else min(delay * 2, self.scan_interval)
             try:
-                if not force:
-                    # leased by this very owner but not running here: our previous
-                    # incarnation died holding it, so it is ours to take back at once
-                    record = await self.store.get_task(task_id)
-                    force = (
-                        record is not None
-                        and record.status == "running"
-                        and record.lease_owner == self.owner
-                    )
-                return await self.runner.run(task_id, self._workflow, force=force)
-            except LeaseLost as exc:  # someone else has it (or had it and finished)
-                _log.info("task_not_ours", agent=self.defn.name, task_id=task_id, why=str(exc))
-                return None
+                async with asyncio.timeout(delay):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+            self.wake.clear()
+
+    async def _claim_some(self) -> int:
+        claimed = 0
+        while len(self.running) < self.defn.max_tasks:
+            lease = await self.store.acquire(
+                self.owner, self.app.lease_seconds, agent=self.defn.name
+            )
+            if lease is None:
+                break
+            self._track(lease.task_id, self._execute(lease))
+            claimed += 1
+        return claimed
+
+    def _track(self, task_id: str, work: Any) -> None:
+        task: asyncio.Task[TaskResult | None] = asyncio.create_task(work)
+        self.running[task_id] = task
+
+        def done(_t: asyncio.Task[TaskResult | None]) -> None:
+            self.running.pop(task_id, None)
+            self.wake.set()  # capacity freed: claim the next one
+
+        task.add_done_callback(done)
+
+    async def _execute(self, lease: Lease) -> TaskResult | None:
+        try:
+            return await self.runner.execute(lease, self._workflow)
+        except LeaseLost as exc:
+            _log.warning(
+                "task_lease_lost", agent=self.defn.name, task_id=lease.task_id, why=str(exc)
+            )
+            return None
+
+    async def _run_forced(self, task_id: str) -> TaskResult | None:
+        try:
+            return await self.runner.run(task_id, self._workflow, force=True)
+        except LeaseLost as exc:
+            _log.warning("task_lease_lost", agent=self.defn.name, task_id=task_id, why=str(exc))
+            return None
 
     async def _workflow(self, ctx: Context, task_input: Any) -> Any:
         tctx = TaskContext(ctx, self.resources, model=self.defn.model)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import types
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -56,6 +57,7 @@ from stalwart.durable._protocol import (
     TaskStatus,
 )
 from stalwart.durable._schema import SCHEMA_VERSION, migrations
+from stalwart.durable._sql import list_query
 from stalwart.errors import ConfigError, CorruptRecord, LeaseLost, StoreError, StoreUnavailable
 from stalwart.observe import EventBus, get_logger
 
@@ -66,6 +68,7 @@ Op = Callable[[Conn], Awaitable[Any]]
 _log = get_logger("stalwart.durable.postgres")
 _MIGRATION_LOCK = 0x5354414C  # advisory lock id: one migrator at a time across nodes
 S = {name: q.pg(getattr(q, name)) for name in dir(q) if name.isupper()}
+_PG_QUERIES = types.SimpleNamespace(**S)
 
 
 def _redact(url: str) -> str:
@@ -323,12 +326,10 @@ class PostgresStore:
         return task_from_row(rows[0]) if rows else None
 
     async def list_tasks(
-        self, *, status: TaskStatus | None = None, limit: int = 100
+        self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None
     ) -> list[TaskRecord]:
-        if status is None:
-            rows = await self._read(S["LIST_TASKS"], (limit,))
-        else:
-            rows = await self._read(S["LIST_TASKS_BY_STATUS"], (status, limit))
+        sql, args = list_query(_PG_QUERIES, status, limit, agent)
+        rows = await self._read(sql, args)
         return [task_from_row(r) for r in rows]
 
     async def acquire(
@@ -338,12 +339,16 @@ class PostgresStore:
         *,
         task_id: str | None = None,
         force: bool = False,
+        agent: str | None = None,
     ) -> Lease | None:
         check_lease_seconds(lease_seconds)
         now = self._clock.time()
         expires = now + lease_seconds
         args: tuple[Any, ...]
-        if task_id is None:
+        if task_id is None and agent is not None:
+            sql = S["ACQUIRE_NEXT_FOR_AGENT"].format(lock=" FOR UPDATE SKIP LOCKED")
+            args = (owner, expires, now, agent, now)
+        elif task_id is None:
             sql, args = (
                 S["ACQUIRE_NEXT"].format(lock=" FOR UPDATE SKIP LOCKED"),
                 (owner, expires, now, now),

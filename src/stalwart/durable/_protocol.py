@@ -177,8 +177,10 @@ class Store(Protocol):
         ...
 
     async def list_tasks(
-        self, *, status: TaskStatus | None = None, limit: int = 100
-    ) -> list[TaskRecord]: ...
+        self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None
+    ) -> list[TaskRecord]:
+        """Tasks oldest first, optionally only those with ``status`` and/or of ``agent``."""
+        ...
 
     async def acquire(
         self,
@@ -187,11 +189,14 @@ class Store(Protocol):
         *,
         task_id: str | None = None,
         force: bool = False,
+        agent: str | None = None,
     ) -> Lease | None:
         """Lease a runnable task (pending, or running with an expired lease).
 
-        With ``task_id``, only that task. ``force`` takes a running task even if its
-        lease has not expired (for a supervisor that knows the owner is dead); the
+        With ``agent``, the oldest runnable task of that agent (how an agent
+        process claims work: many nodes may claim at once, and no task is ever
+        handed to two live owners). With ``task_id``, only that task. ``force``
+        takes a running task even if its lease has not expired (for a supervisor that knows the owner is dead); the
         fencing token still grows so the old owner cannot write. Returns None when
         nothing is runnable.
         """

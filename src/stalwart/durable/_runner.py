@@ -190,20 +190,54 @@ class Runner:
         )
 
     async def _heartbeat(self, ctx: Context, work: asyncio.Future[Any]) -> None:
+        """Renew the lease every third of it; give the task up before the lease can expire.
+
+        A runner that cannot renew (store unreachable, partitioned, paused) must
+        stop working on the task *before* another runner may take it over: once
+        two thirds of the lease have passed since the last renewal was sent, the
+        work is cancelled and :class:`LeaseLost` raised, leaving a third of the
+        lease as the margin. (The store's fencing rejects any write of a stale
+        owner anyway; this keeps a cut-off runner from even trying.)
+        """
         interval = self.lease_seconds / 3
+        give_up_after = self.lease_seconds * 2 / 3
+        renewed_at = self.clock.monotonic()
         while not work.done():
             await self.clock.sleep(interval)
             if work.done():
                 return
+            sent_at = self.clock.monotonic()
+            # Bounded by the time left before giving up. Past it (this process was paused,
+            # or the clock jumped) one short try still counts: if the renewal goes through,
+            # nobody took the task meanwhile (the lease token is unchanged), so going on
+            # is safe.
+            left = renewed_at + give_up_after - sent_at
             try:
-                ctx.set_lease(await self.store.heartbeat(ctx.lease, self.lease_seconds))
+                async with asyncio.timeout(left if left > 0 else min(interval, 2.0)):
+                    ctx.set_lease(await self.store.heartbeat(ctx.lease, self.lease_seconds))
+                renewed_at = sent_at
             except LeaseLost:
                 _log.error("durable_lease_lost", task_id=ctx.task_id, owner=self.owner)
                 self.events.emit("durable.lease_lost", task_id=ctx.task_id, owner=self.owner)
                 work.cancel()
                 raise
-            except StalwartError as exc:  # store hiccup: try again next interval
-                _log.warning("durable_heartbeat_failed", task_id=ctx.task_id, error=str(exc))
+            except (StalwartError, TimeoutError) as exc:  # store hiccup: retry, up to a limit
+                if self.clock.monotonic() - renewed_at < give_up_after:
+                    _log.warning("durable_heartbeat_failed", task_id=ctx.task_id, error=str(exc))
+                    continue
+                _log.error("durable_lease_abandoned", task_id=ctx.task_id, owner=self.owner)
+                self.events.emit(
+                    "durable.lease_abandoned",
+                    task_id=ctx.task_id,
+                    owner=self.owner,
+                    error=repr(exc),
+                )
+                work.cancel()
+                raise LeaseLost(
+                    f"task {ctx.task_id!r}: the lease could not be renewed for "
+                    f"{give_up_after:.3g} s ({exc!r}); the work stopped before the lease "
+                    "could expire, so another runner can take the task over safely"
+                ) from exc
 
     async def _release_quietly(self, lease: Lease) -> None:
         try:

@@ -9,9 +9,11 @@ other task's writes in the same group commit.
 
 from __future__ import annotations
 
+from typing import Any
+
 from stalwart.durable._base import TASK_COLUMNS
 
-__all__ = ["pg"]
+__all__ = ["list_query", "pg"]
 
 FENCE = (
     "EXISTS (SELECT 1 FROM stalwart_tasks WHERE id = ? AND lease_owner = ? "
@@ -28,6 +30,13 @@ LIST_TASKS = f"SELECT {TASK_COLUMNS} FROM stalwart_tasks ORDER BY created_at, id
 LIST_TASKS_BY_STATUS = (
     f"SELECT {TASK_COLUMNS} FROM stalwart_tasks WHERE status = ? ORDER BY created_at, id LIMIT ?"
 )
+LIST_TASKS_BY_AGENT = (
+    f"SELECT {TASK_COLUMNS} FROM stalwart_tasks WHERE agent = ? ORDER BY created_at, id LIMIT ?"
+)
+LIST_TASKS_BY_AGENT_STATUS = (
+    f"SELECT {TASK_COLUMNS} FROM stalwart_tasks WHERE agent = ? AND status = ? "
+    "ORDER BY created_at, id LIMIT ?"
+)
 
 # Runnable: pending, or running with an expired lease (its runner died or stalled).
 _RUNNABLE = "(status = 'pending' OR (status = 'running' AND lease_expires < ?))"
@@ -37,6 +46,10 @@ _CLAIM = (
 )
 ACQUIRE_NEXT = (
     _CLAIM + "WHERE id = (SELECT id FROM stalwart_tasks WHERE " + _RUNNABLE + " "
+    "ORDER BY created_at, id LIMIT 1{lock}) RETURNING " + TASK_COLUMNS
+)
+ACQUIRE_NEXT_FOR_AGENT = (
+    _CLAIM + "WHERE id = (SELECT id FROM stalwart_tasks WHERE agent = ? AND " + _RUNNABLE + " "
     "ORDER BY created_at, id LIMIT 1{lock}) RETURNING " + TASK_COLUMNS
 )
 ACQUIRE_ONE = _CLAIM + "WHERE id = ? AND " + _RUNNABLE + " RETURNING " + TASK_COLUMNS
@@ -91,6 +104,19 @@ SET_META = (
     "INSERT INTO stalwart_meta (key, value) VALUES ('schema_version', ?) "
     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
 )
+
+
+def list_query(
+    queries: Any, status: str | None, limit: int, agent: str | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The listing statement (from ``queries``: this module, or its PostgreSQL spelling)."""
+    if agent is not None and status is not None:
+        return queries.LIST_TASKS_BY_AGENT_STATUS, (agent, status, limit)
+    if agent is not None:
+        return queries.LIST_TASKS_BY_AGENT, (agent, limit)
+    if status is not None:
+        return queries.LIST_TASKS_BY_STATUS, (status, limit)
+    return queries.LIST_TASKS, (limit,)
 
 
 def pg(sql: str) -> str:

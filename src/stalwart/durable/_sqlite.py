@@ -52,6 +52,7 @@ from stalwart.durable._protocol import (
     TaskStatus,
 )
 from stalwart.durable._schema import SCHEMA_VERSION, migrations
+from stalwart.durable._sql import list_query
 from stalwart.durable._sqlite_writer import Job, Writer, map_sqlite_error
 from stalwart.errors import ConfigError, CorruptRecord, LeaseLost, StoreError, StoreUnavailable
 from stalwart.observe import EventBus, get_logger
@@ -287,14 +288,10 @@ class SQLiteStore:
         return None if row is None else task_from_row(row)
 
     async def list_tasks(
-        self, *, status: TaskStatus | None = None, limit: int = 100
+        self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None
     ) -> list[TaskRecord]:
-        if status is None:
-            rows = await self._run(lambda c: c.execute(q.LIST_TASKS, (limit,)).fetchall())
-        else:
-            rows = await self._run(
-                lambda c: c.execute(q.LIST_TASKS_BY_STATUS, (status, limit)).fetchall()
-            )
+        sql, args = list_query(q, status, limit, agent)
+        rows = await self._run(lambda c: c.execute(sql, args).fetchall())
         return [task_from_row(r) for r in rows]
 
     async def acquire(
@@ -304,12 +301,16 @@ class SQLiteStore:
         *,
         task_id: str | None = None,
         force: bool = False,
+        agent: str | None = None,
     ) -> Lease | None:
         check_lease_seconds(lease_seconds)
         now = self._clock.time()
         expires = now + lease_seconds
         args: tuple[Any, ...]
-        if task_id is None:
+        if task_id is None and agent is not None:
+            sql = q.ACQUIRE_NEXT_FOR_AGENT.format(lock="")
+            args = (owner, expires, now, agent, now)
+        elif task_id is None:
             sql, args = q.ACQUIRE_NEXT.format(lock=""), (owner, expires, now, now)
         elif force:
             sql, args = q.ACQUIRE_FORCE, (owner, expires, now, task_id)

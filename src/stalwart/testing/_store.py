@@ -156,13 +156,15 @@ class MemoryStore:
         return None if task is None else task_from_row(task.row())
 
     async def list_tasks(
-        self, *, status: TaskStatus | None = None, limit: int = 100
+        self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None
     ) -> list[TaskRecord]:
         self._check_open()
         tasks = sorted(self._tasks.values(), key=lambda t: (t.created_at, t.id))
-        return [task_from_row(t.row()) for t in tasks if status is None or t.status == status][
-            :limit
-        ]
+        return [
+            task_from_row(t.row())
+            for t in tasks
+            if (status is None or t.status == status) and (agent is None or t.agent == agent)
+        ][:limit]
 
     async def acquire(
         self,
@@ -171,6 +173,7 @@ class MemoryStore:
         *,
         task_id: str | None = None,
         force: bool = False,
+        agent: str | None = None,
     ) -> Lease | None:
         self._check_open()
         check_lease_seconds(lease_seconds)
@@ -187,7 +190,10 @@ class MemoryStore:
             found = self._tasks.get(task_id)
             candidates = [found] if found is not None else []
         else:
-            candidates = sorted(self._tasks.values(), key=lambda t: (t.created_at, t.id))
+            candidates = sorted(
+                (t for t in self._tasks.values() if agent is None or t.agent == agent),
+                key=lambda t: (t.created_at, t.id),
+            )
         task = next((t for t in candidates if runnable(t)), None)
         if task is None:
             return None

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stalwart.durable import Context, Runner, Store
-from stalwart.errors import LeaseLost, OutcomeUnknown
+from stalwart.errors import LeaseLost, OutcomeUnknown, StoreUnavailable
 from stalwart.testing import FakeClock
 
 MakeStore = Callable[..., Any]
@@ -193,6 +193,39 @@ async def test_lease_lost_stops_the_work(make_store: MakeStore, clock: FakeClock
             await run
     task = await store.get_task(tid)
     assert task is not None and task.lease_owner == "other"
+
+
+async def test_a_runner_that_cannot_renew_gives_up_before_the_lease_expires(
+    make_store: MakeStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store: Store = await make_store()
+    runner = Runner(store, owner="cut-off", clock=clock, lease_seconds=30)
+    tid = await runner.submit("w", None)
+    gate = asyncio.Event()
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        await gate.wait()
+        return 1
+
+    async def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("the store is cut off (test)")
+
+    run = asyncio.ensure_future(runner.run(tid, wf))
+    async with asyncio.timeout(10):
+        while clock.pending_sleepers < 1:
+            await asyncio.sleep(0.001)
+    monkeypatch.setattr(store, "heartbeat", unreachable)
+    clock.advance(10)  # first renewal fails: 10 s since the lease, keep trying
+    async with asyncio.timeout(10):
+        while clock.pending_sleepers < 1:
+            await asyncio.sleep(0.001)
+    assert not run.done()
+    clock.advance(10)  # 20 s = two thirds of the lease without a renewal: give up
+    with pytest.raises(LeaseLost, match="before the lease could expire"):
+        async with asyncio.timeout(10):
+            await run
+    task = await store.get_task(tid)  # still leased until it expires: nobody worked past it
+    assert task is not None and task.status == "running" and task.lease_owner == "cut-off"
 
 
 class Service:

@@ -68,6 +68,26 @@ async def test_acquire_in_creation_order_once(make_store: MakeStore, clock: Fake
     assert await store.acquire("node-3", 30) is None
 
 
+async def test_agents_claim_only_their_own_tasks(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    await store.create_task("triage", 1, task_id="t1")
+    clock.advance(1)
+    await store.create_task("resolver", 2, task_id="r1")
+    clock.advance(1)
+    await store.create_task("resolver", 3, task_id="r2")
+    got = await store.acquire("n1/resolver", 30, agent="resolver")
+    assert got is not None and got.task_id == "r1"
+    got = await store.acquire("n2/resolver", 30, agent="resolver")
+    assert got is not None and got.task_id == "r2"
+    assert await store.acquire("n3/resolver", 30, agent="resolver") is None
+    assert [t.id for t in await store.list_tasks(agent="resolver")] == ["r1", "r2"]
+    assert [t.id for t in await store.list_tasks(agent="triage", status="pending")] == ["t1"]
+    clock.advance(31)  # n1's lease expired: the task is runnable again, for its agent only
+    assert await store.acquire("x/triage", 30, agent="triage") is not None
+    taken = await store.acquire("n2/resolver", 30, agent="resolver")
+    assert taken is not None and taken.task_id == "r1" and taken.token == 2
+
+
 async def test_expired_lease_moves_and_fences_old_owner(
     make_store: MakeStore, clock: FakeClock
 ) -> None:
