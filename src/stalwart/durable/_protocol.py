@@ -196,9 +196,9 @@ class Store(Protocol):
         With ``agent``, the oldest runnable task of that agent (how an agent
         process claims work: many nodes may claim at once, and no task is ever
         handed to two live owners). With ``task_id``, only that task. ``force``
-        takes a running task even if its lease has not expired (for a supervisor that knows the owner is dead); the
-        fencing token still grows so the old owner cannot write. Returns None when
-        nothing is runnable.
+        takes a running task even if its lease has not expired (for a supervisor
+        that knows the owner is dead); the fencing token still grows so the old
+        owner cannot write. Returns None when nothing is runnable.
         """
         ...
 
