@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from stalwart.durable import _metrics
 from stalwart.durable._integrity import (
     RawRow,
@@ -22,6 +24,7 @@ from stalwart.durable._protocol import (
     EffectRecord,
     JournalEntry,
     JournalLoad,
+    NodeRecord,
     TaskRecord,
 )
 from stalwart.errors import ConfigError, CorruptRecord, InvalidMessage
@@ -39,6 +42,7 @@ __all__ = [
     "encode_outcome",
     "new_seed",
     "new_task_id",
+    "node_from_row",
     "plan_load",
     "task_from_row",
 ]
@@ -128,6 +132,17 @@ class Reporter:
             kind=kind,
             reason=reason,
         )
+
+
+def node_from_row(row: Sequence[Any]) -> NodeRecord:
+    """A NodeRecord from ``(id, info, started_at, heartbeat_at)``; bad info reads as {}."""
+    try:
+        info = msgspec.json.decode(bytes(row[1])) if row[1] is not None else {}
+    except msgspec.DecodeError:
+        info = {}
+    return NodeRecord(
+        str(row[0]), info if isinstance(info, dict) else {}, float(row[2]), float(row[3])
+    )
 
 
 def task_from_row(row: Sequence[Any]) -> TaskRecord:

@@ -22,6 +22,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -41,6 +42,7 @@ from stalwart.durable._base import (
     encode_outcome,
     new_seed,
     new_task_id,
+    node_from_row,
     plan_load,
     task_from_row,
 )
@@ -51,6 +53,7 @@ from stalwart.durable._protocol import (
     JournalEntry,
     JournalLoad,
     Lease,
+    NodeRecord,
     QuarantinedRecord,
     RetentionMode,
     TaskRecord,
@@ -324,6 +327,31 @@ class PostgresStore:
     async def get_task(self, task_id: str) -> TaskRecord | None:
         rows = await self._read(S["SELECT_TASK"], (task_id,))
         return task_from_row(rows[0]) if rows else None
+
+    async def register_node(self, node_id: str, info: dict[str, Any]) -> None:
+        blob, now = msgspec.json.encode(info), self._clock.time()
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(S["UPSERT_NODE"], (node_id, blob, now, now))
+
+        await self._write(op)
+
+    async def node_heartbeat(self, node_id: str) -> None:
+        now = self._clock.time()
+
+        async def op(conn: Conn) -> None:
+            await conn.execute(S["NODE_HEARTBEAT"], (now, node_id))
+
+        await self._write(op)
+
+    async def unregister_node(self, node_id: str) -> None:
+        async def op(conn: Conn) -> None:
+            await conn.execute(S["DELETE_NODE"], (node_id,))
+
+        await self._write(op)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        return [node_from_row(r) for r in await self._read(S["LIST_NODES"], ())]
 
     async def list_tasks(
         self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None

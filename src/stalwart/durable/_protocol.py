@@ -24,6 +24,7 @@ __all__ = [
     "JournalEntry",
     "JournalLoad",
     "Lease",
+    "NodeRecord",
     "QuarantinedRecord",
     "RetentionMode",
     "Store",
@@ -39,6 +40,16 @@ EffectStatus = Literal["started", "completed", "failed", "unknown"]
 EFFECT_STATUSES: tuple[str, ...] = ("started", "completed", "failed", "unknown")
 RetentionMode = Literal["compact", "delete"]
 JournalKind = Literal["step", "failed", "now", "random", "sleep", "effect", "checkpoint"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """A node of the cluster as registered: ``info`` has its address, version, pid…"""
+
+    id: str
+    info: dict[str, Any]
+    started_at: float
+    heartbeat_at: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -174,6 +185,22 @@ class Store(Protocol):
 
     async def get_task(self, task_id: str) -> TaskRecord | None:
         """The task, or None if unknown. A corrupt task row raises CorruptRecord."""
+        ...
+
+    async def register_node(self, node_id: str, info: dict[str, Any]) -> None:
+        """Record (or re-record) a node of the cluster, with its address, version…"""
+        ...
+
+    async def node_heartbeat(self, node_id: str) -> None:
+        """Mark ``node_id`` alive now."""
+        ...
+
+    async def unregister_node(self, node_id: str) -> None:
+        """Remove a node that stopped cleanly."""
+        ...
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        """Every registered node, by id."""
         ...
 
     async def list_tasks(

@@ -13,7 +13,7 @@ from typing import Literal
 
 __all__ = ["SCHEMA_VERSION", "migrations"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -73,7 +73,17 @@ _V1 = [
         at {float} NOT NULL)""",
 ]
 
-_MIGRATIONS: list[list[str]] = [_V1]
+# v2: the cluster's node registry, and an index for agents claiming their own tasks.
+_V2 = [
+    """CREATE TABLE IF NOT EXISTS stalwart_nodes (
+        id TEXT PRIMARY KEY,
+        info {blob},
+        started_at {float} NOT NULL,
+        heartbeat_at {float} NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS stalwart_tasks_agent ON stalwart_tasks (agent, status, created_at)",
+]
+
+_MIGRATIONS: list[list[str]] = [_V1, _V2]
 
 
 def migrations(dialect: Dialect) -> list[list[str]]:

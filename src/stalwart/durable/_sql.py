@@ -106,6 +106,16 @@ SET_META = (
 )
 
 
+UPSERT_NODE = (
+    "INSERT INTO stalwart_nodes (id, info, started_at, heartbeat_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET info = excluded.info, started_at = excluded.started_at, "
+    "heartbeat_at = excluded.heartbeat_at"
+)
+NODE_HEARTBEAT = "UPDATE stalwart_nodes SET heartbeat_at = ? WHERE id = ?"
+LIST_NODES = "SELECT id, info, started_at, heartbeat_at FROM stalwart_nodes ORDER BY id"
+DELETE_NODE = "DELETE FROM stalwart_nodes WHERE id = ?"
+
+
 def list_query(
     queries: Any, status: str | None, limit: int, agent: str | None
 ) -> tuple[str, tuple[Any, ...]]:

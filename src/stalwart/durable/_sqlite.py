@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import msgspec
+
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.config import Timeouts
 from stalwart.durable import _metrics
@@ -36,6 +38,7 @@ from stalwart.durable._base import (
     encode_outcome,
     new_seed,
     new_task_id,
+    node_from_row,
     plan_load,
     task_from_row,
 )
@@ -46,6 +49,7 @@ from stalwart.durable._protocol import (
     JournalEntry,
     JournalLoad,
     Lease,
+    NodeRecord,
     QuarantinedRecord,
     RetentionMode,
     TaskRecord,
@@ -286,6 +290,21 @@ class SQLiteStore:
     async def get_task(self, task_id: str) -> TaskRecord | None:
         row = await self._run(lambda c: c.execute(q.SELECT_TASK, (task_id,)).fetchone())
         return None if row is None else task_from_row(row)
+
+    async def register_node(self, node_id: str, info: dict[str, Any]) -> None:
+        blob, now = msgspec.json.encode(info), self._clock.time()
+        await self._run(lambda c: c.execute(q.UPSERT_NODE, (node_id, blob, now, now)))
+
+    async def node_heartbeat(self, node_id: str) -> None:
+        now = self._clock.time()
+        await self._run(lambda c: c.execute(q.NODE_HEARTBEAT, (now, node_id)))
+
+    async def unregister_node(self, node_id: str) -> None:
+        await self._run(lambda c: c.execute(q.DELETE_NODE, (node_id,)))
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        rows = await self._run(lambda c: c.execute(q.LIST_NODES).fetchall())
+        return [node_from_row(r) for r in rows]
 
     async def list_tasks(
         self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None

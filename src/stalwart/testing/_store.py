@@ -37,6 +37,7 @@ from stalwart.durable._protocol import (
     JournalEntry,
     JournalLoad,
     Lease,
+    NodeRecord,
     QuarantinedRecord,
     RetentionMode,
     TaskRecord,
@@ -84,6 +85,7 @@ class MemoryStore:
         self.events = events if events is not None else EventBus()
         self._reporter = Reporter(self.url, self.events)
         self._tasks: dict[str, _Task] = {}
+        self._nodes: dict[str, NodeRecord] = {}
         self._journal: dict[str, dict[int, tuple[str, str, bytes | None]]] = {}
         self._effects: dict[str, list[Any]] = {}
         self._quarantine: list[QuarantinedRecord] = []
@@ -154,6 +156,24 @@ class MemoryStore:
         self._check_open()
         task = self._tasks.get(task_id)
         return None if task is None else task_from_row(task.row())
+
+    async def register_node(self, node_id: str, info: dict[str, Any]) -> None:
+        self._check_open()
+        now = self._clock.time()
+        self._nodes[node_id] = NodeRecord(node_id, dict(info), now, now)
+
+    async def node_heartbeat(self, node_id: str) -> None:
+        self._check_open()
+        node = self._nodes.get(node_id)
+        if node is not None:
+            self._nodes[node_id] = dataclasses.replace(node, heartbeat_at=self._clock.time())
+
+    async def unregister_node(self, node_id: str) -> None:
+        self._nodes.pop(node_id, None)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        self._check_open()
+        return [self._nodes[k] for k in sorted(self._nodes)]
 
     async def list_tasks(
         self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None

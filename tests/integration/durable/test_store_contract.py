@@ -229,3 +229,19 @@ async def test_many_concurrent_writers(make_store: MakeStore) -> None:
     for lease in leases:
         load = await store.load_journal(lease.task_id)
         assert [e.value for e in load.entries] == [[lease.task_id, s] for s in range(20)]
+
+
+async def test_node_registry(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    await store.register_node("n1", {"address": "10.0.0.1:8470", "version": "0.1.0"})
+    clock.advance(5)
+    await store.register_node("n2", {"address": "10.0.0.2:8470"})
+    clock.advance(5)
+    await store.node_heartbeat("n1")
+    nodes = {n.id: n for n in await store.list_nodes()}
+    assert set(nodes) == {"n1", "n2"}
+    assert nodes["n1"].info["address"] == "10.0.0.1:8470"
+    assert nodes["n1"].heartbeat_at - nodes["n1"].started_at == pytest.approx(10)
+    assert nodes["n2"].heartbeat_at == nodes["n2"].started_at
+    await store.unregister_node("n2")
+    assert [n.id for n in await store.list_nodes()] == ["n1"]
