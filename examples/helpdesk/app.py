@@ -191,5 +191,5 @@ app = App(
     scenario=SCENARIO,
     intensity=20,
     period=60,
-    lease_seconds=5,
+    lease_seconds=3,
 )

@@ -10,13 +10,16 @@ import msgspec
 
 from stalwart.durable import Context
 from stalwart.errors import ConfigError, StalwartError
-from stalwart.llm import Message, ModelClient, ModelRequest, ToolCall, ToolSpec
+from stalwart.guard import ApprovalQueue, Provenance, Security, SpendLedger, estimate_tokens
+from stalwart.llm import Message, ModelClient, ModelRequest, PriceTable, ToolCall, ToolSpec
 from stalwart.observe import EventBus
 from stalwart.resilience import Policy, RetryPolicy
 from stalwart.runtime import AgentContext
 from stalwart.tools import ToolRegistry, ToolResult
 
 __all__ = ["Resources", "TaskContext", "Usage"]
+
+from stalwart.agent._guarded import guarded  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -30,6 +33,7 @@ class Usage:
     cost_usd: float = 0.0
     fallbacks: int = 0
     denied_tool_calls: int = 0
+    held_tool_calls: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "cost_usd": round(self.cost_usd, 8)}
@@ -46,6 +50,12 @@ class Resources:
     callable_agents: frozenset[str]
     runtime: AgentContext | None
     events: EventBus
+    security: Security = dataclasses.field(default_factory=Security)
+    ledger: SpendLedger | None = None
+    """Where spend is reserved and settled (None: budgets are not enforced)."""
+    approvals: ApprovalQueue | None = None
+    """Where held tool calls wait for a person (None: held calls are refused)."""
+    prices: PriceTable = dataclasses.field(default_factory=PriceTable)
 
 
 def _to_message(m: Mapping[str, Any]) -> Message:
@@ -98,6 +108,8 @@ class TaskContext:
         self.resources = resources
         self.default_model = model
         self.usage = Usage()
+        self.provenance = Provenance()
+        """What text this task has seen and from where (for the taint policy)."""
 
     # -- plain durable steps ----------------------------------------------------------
     @property
@@ -138,6 +150,17 @@ class TaskContext:
             max_tokens=max_tokens,
         )
 
+        reservation = None
+        budget = self.resources.security.budget
+        if self.resources.ledger is not None and budget.limited and not self.durable.replaying:
+            # worst case before the call (fail closed); a replayed call was paid for already
+            prompt = estimate_tokens([dict(m) for m in messages], [t.name for t in tools])
+            names = [getattr(c, "name", "") for c in getattr(client, "models", (client,))]
+            worst = max(self.resources.prices.worst_case(n, prompt, max_tokens) for n in names)
+            reservation = await self.resources.ledger.reserve(
+                budget, agent=self.resources.agent, task_id=self.task_id, amount_usd=worst
+            )
+
         async def call() -> dict[str, Any]:
             response = await client.complete(request, timeout=timeout)
             return {
@@ -155,7 +178,15 @@ class TaskContext:
                 "cost_usd": response.cost_usd,
             }
 
-        reply: dict[str, Any] = await self.durable.step("model", call)
+        try:
+            reply: dict[str, Any] = await self.durable.step("model", call)
+        except BaseException:
+            if reservation is not None and self.resources.ledger is not None:
+                await self.resources.ledger.settle(reservation, 0.0)
+            raise
+        if reservation is not None and self.resources.ledger is not None:
+            tokens = int(reply["usage"]["prompt_tokens"]) + int(reply["usage"]["completion_tokens"])
+            await self.resources.ledger.settle(reservation, float(reply["cost_usd"]), tokens)
         self.usage.model_calls += 1
         self.usage.prompt_tokens += int(reply["usage"]["prompt_tokens"])
         self.usage.completion_tokens += int(reply["usage"]["completion_tokens"])
@@ -167,11 +198,14 @@ class TaskContext:
     def tool_specs(self) -> list[ToolSpec]:
         return self.resources.tools.specs(self.resources.scopes)
 
-    async def call_tool(self, name: str, arguments: Any) -> ToolResult:
+    async def call_tool(self, name: str, arguments: Any, *, proposed: bool = False) -> ToolResult:
         """Authorize, then run ``name`` as a journaled step (or ledgered effect).
 
         A call the agent's scopes do not allow is refused here, by the runtime,
         and reported to the model as ``denied``; it is logged and counted.
+        ``proposed=True`` (the LLM loop) says the model chose the call: a
+        sensitive tool is then also checked against the taint policy and held
+        for approval (or refused) when its arguments come from untrusted text.
         """
         res = self.resources
         self.usage.tool_calls += 1
@@ -183,6 +217,10 @@ class TaskContext:
             )
             return ToolResult(name, "denied", error=f"not allowed: {why}")
         tool = res.tools[name]
+        if proposed and isinstance(arguments, dict):
+            held = await guarded(self, name, arguments, side_effect=tool.side_effect)
+            if held is not None:
+                return held
         events = res.events
         breakers = res.tools.breakers
         if tool.side_effect:
@@ -221,7 +259,10 @@ class TaskContext:
                 return result.as_data()
 
             raw = await self.durable.step(f"tool:{name}", run)
-        return msgspec.convert(raw, ToolResult)
+        result = msgspec.convert(raw, ToolResult)
+        origin = res.security.taint.origin_of_result(name)
+        self.provenance.add_result(name, result.value if result.ok else result.error, origin=origin)
+        return result
 
     # -- other agents -------------------------------------------------------------------------
     async def call_agent(

@@ -20,6 +20,16 @@ from stalwart.runtime import ChildSpec, SupervisorSpec
 __all__ = ["AppService", "Tasks", "app_node"]
 
 
+HEARTBEAT_SECONDS = 2.0
+"""How often a node refreshes its entry in the store's node registry."""
+
+
+def stalwart_version() -> str:
+    from stalwart import __version__
+
+    return __version__
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -88,6 +98,7 @@ class AppService:
         self.tasks: Tasks | None = None
 
     async def start(self, node: Node) -> None:
+        self.node_id = node.id
         if self.sim_port is not None:
             self.sim = SimServer(port=self.sim_port, scenario=self.app.scenario)
             await asyncio.to_thread(self.sim.start)
@@ -104,9 +115,37 @@ class AppService:
             return True
 
         node.readiness.add("store", store_check)
+        await self.store.register_node(
+            node.id,
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "version": stalwart_version(),
+                "agents": [a.name for a in self.app.agents],
+            },
+        )
+        self._beat = asyncio.create_task(self._heartbeat(node.id))
+
+    async def _heartbeat(self, node_id: str) -> None:
+        """Keep this node's registry entry fresh (what ``/v1/cluster`` shows)."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.store.node_heartbeat(node_id)
+            except StoreError:
+                pass  # readiness reports the store; the next beat tries again
 
     async def stop(self) -> None:
+        beat = getattr(self, "_beat", None)
+        if beat is not None:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
         if self.store is not None:
+            try:
+                await self.store.unregister_node(self.node_id)
+            except StoreError:
+                pass
             await self.store.close()
         if self.sim is not None:
             await asyncio.to_thread(self.sim.stop)
@@ -132,11 +171,16 @@ def app_node(
     store_url = store or app.store
     if "://" not in store_url:
         raise ConfigError(f"store {store_url!r} is not a store URL (sqlite:///file.db, ...)")
-    sim_port = _free_port() if app.sim else None
+    # sim=True: use the simulated world at $STALWART_SIM_URL when one is given (several
+    # nodes sharing one sim, so its per-key delivery counts see every node), else start one
+    external_sim = os.environ.get("STALWART_SIM_URL") if app.sim else None
+    sim_port = _free_port() if app.sim and not external_sim else None
     nid = node_id or f"{socket.gethostname()}-{os.getpid()}"
     args: dict[str, Any] = {"app": app_ref, "store": store_url, "node": nid}
     if sim_port is not None:
         args["sim_url"] = f"http://127.0.0.1:{sim_port}"
+    elif external_sim:
+        args["sim_url"] = external_sim
     children = [
         ChildSpec(
             a.name,

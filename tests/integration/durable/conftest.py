@@ -56,7 +56,7 @@ def _pg_reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(
             "DROP TABLE IF EXISTS stalwart_meta, stalwart_tasks, stalwart_journal, "
-            "stalwart_effects, stalwart_quarantine"
+            "stalwart_effects, stalwart_quarantine, stalwart_nodes"
         )
 
 

@@ -1,0 +1,127 @@
+"""Scale-out: three node processes on one PostgreSQL, running the helpdesk workload."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import statistics
+import time
+
+import httpx
+import pytest
+from examples.helpdesk.tickets import generate
+
+from stalwart.durable import open_store
+from stalwart.node import Tasks
+
+from .conftest import start_node
+
+pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
+
+
+async def delivery_report(sim_url: str) -> dict:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return (await http.get(f"{sim_url}/tools/_report")).json()
+
+
+async def test_all_nodes_register_and_share_the_work(cluster, pg_url, sim_url):
+    store = await open_store(pg_url)
+    try:
+        nodes = await store.list_nodes()
+        assert {n.id for n in nodes} == {c.node_id for c in cluster}
+        assert all(n.info["agents"] == ["triage", "resolver"] for n in nodes)
+        tasks = Tasks(None, store)
+        tickets = generate(60, seed=5, injection_rate=0.0)
+        ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
+        records = [await tasks.wait(i, timeout=120) for i in ids]
+        assert all(r.status == "succeeded" for r in records)
+        # every node's agents claimed a share of the work
+        await asyncio.sleep(0.2)  # let the last log lines arrive
+        claims = {
+            c.node_id: sum(1 for e in c.lines if e.get("event") == "task_claimed") for c in cluster
+        }
+        assert sum(claims.values()) >= 60  # every ticket (and each hand-over) claimed once
+        assert all(n > 0 for n in claims.values()), claims
+        report = await delivery_report(sim_url)
+        assert report["duplicates"] == {"email": 0, "payments": 0}
+    finally:
+        await store.close()
+
+
+async def test_sigkill_of_a_whole_node_moves_its_tasks_to_the_others(cluster, pg_url, sim_url):
+    store = await open_store(pg_url)
+    try:
+        tasks = Tasks(None, store)
+        tickets = generate(90, seed=21, injection_rate=0.0)
+        ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
+        victim = cluster[0]
+        prefix = victim.node_id + "/"
+
+        async def held_by_victim() -> dict[str, int]:
+            running = await store.list_tasks(status="running", limit=10_000)
+            return {
+                t.id: t.lease_token for t in running if (t.lease_owner or "").startswith(prefix)
+            }
+
+        async with asyncio.timeout(60):
+            while not (orphaned := await held_by_victim()):
+                await asyncio.sleep(0.01)
+        killed_at = time.monotonic()
+        victim.signal_group(signal.SIGKILL)  # the node, its fork server and its agents
+        takeover: dict[str, float] = {}
+        async with asyncio.timeout(60):
+            while len(takeover) < len(orphaned):
+                for task_id in orphaned:
+                    if task_id in takeover:
+                        continue
+                    record = await store.get_task(task_id)
+                    assert record is not None
+                    moved = record.lease_token > orphaned[task_id] or record.finished
+                    if moved:
+                        takeover[task_id] = time.monotonic() - killed_at
+                await asyncio.sleep(0.02)
+        records = [await tasks.wait(i, timeout=120) for i in ids]
+        assert all(r.status == "succeeded" for r in records), [
+            (r.id, r.outcome) for r in records if r.status != "succeeded"
+        ]
+        report = await delivery_report(sim_url)
+        assert report["duplicates"] == {"email": 0, "payments": 0}
+        failover = sorted(takeover.values())
+        print(
+            f"failover of {len(failover)} orphaned tasks: p50 "
+            f"{statistics.median(failover):.2f} s, max {failover[-1]:.2f} s"
+        )
+        assert failover[-1] < 5.0  # default helpdesk lease (3 s) + claim poll, with margin
+    finally:
+        await store.close()
+
+
+async def test_rolling_restart_under_load_loses_and_duplicates_nothing(cluster, pg_url, sim_url):
+    store = await open_store(pg_url)
+    try:
+        tasks = Tasks(None, store)
+        tickets = generate(90, seed=33, injection_rate=0.0)
+        ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
+        for i, node in enumerate(list(cluster)):  # one by one: stop gracefully, start anew
+            await asyncio.sleep(0.3)
+            assert await node.stop() == 0
+            cluster[i] = await start_node(f"node{i}-new", pg_url, sim_url)
+        records = [await tasks.wait(i, timeout=120) for i in ids]
+        assert all(r.status == "succeeded" for r in records)
+        answers = {r.id: r.outcome["answer"] for r in records}
+        report = await delivery_report(sim_url)
+        assert report["duplicates"] == {"email": 0, "payments": 0}
+    finally:
+        await store.close()
+    # the same tickets on one clean node give the same answers
+    from tests.integration.agent.test_app import run_helpdesk
+
+    clean, _ = await run_helpdesk(pytest_tmp_dir(), tickets, kills=0)
+    assert answers == clean
+
+
+def pytest_tmp_dir():
+    import pathlib
+    import tempfile
+
+    return pathlib.Path(tempfile.mkdtemp(prefix="stalwart-clean-"))
