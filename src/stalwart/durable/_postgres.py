@@ -102,6 +102,7 @@ class PostgresStore:
         pool_size: int = 8,
         flushers: int = 2,
         max_batch: int = 512,
+        idle_in_transaction_timeout: float = 2.0,
     ) -> None:
         if not url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(
@@ -124,6 +125,12 @@ class PostgresStore:
         if not isinstance(max_batch, int) or not 1 <= max_batch <= 10_000:
             raise ConfigError(f"max_batch = {max_batch!r} must be an int in 1..10000")
         self._max_batch = max_batch
+        if not 0.1 <= idle_in_transaction_timeout <= 600:
+            raise ConfigError(
+                f"idle_in_transaction_timeout = {idle_in_transaction_timeout!r} must be in "
+                "0.1..600 s (keep it below the lease: a silent writer blocks takeovers)"
+            )
+        self._idle_tx_timeout = idle_in_transaction_timeout
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._queue: list[tuple[Op, asyncio.Future[Any]]] = []
         self._wake: asyncio.Event | None = None
@@ -150,6 +157,11 @@ class PostgresStore:
         sync = "on" if self._durability == "full" else "off"
         await conn.execute(f"SET synchronous_commit = {sync}")
         await conn.execute(f"SET statement_timeout = {int(self._timeout * 1000)}")
+        # A client that goes silent inside a transaction (partitioned, paused) would hold
+        # its fence's row lock and block the takeover of its tasks: end such sessions.
+        await conn.execute(
+            f"SET idle_in_transaction_session_timeout = {int(self._idle_tx_timeout * 1000)}"
+        )
         await conn.commit()
 
     async def open(self) -> None:

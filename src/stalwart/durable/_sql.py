@@ -15,9 +15,15 @@ from stalwart.durable._base import TASK_COLUMNS
 
 __all__ = ["list_query", "pg"]
 
+# The fence locks the task row it reads (FOR SHARE on PostgreSQL; SQLite has one
+# writer at a time anyway). Without the lock, a write whose fence passed just before a
+# takeover could commit after it -- e.g. a writer cut off mid-transaction whose COMMIT
+# arrives late -- and land in the new owner's journal. With it, a takeover waits for
+# (or, via SKIP LOCKED, skips) a task whose fenced write is still open, and a silent
+# writer's transaction is ended by idle_in_transaction_session_timeout.
 FENCE = (
     "EXISTS (SELECT 1 FROM stalwart_tasks WHERE id = ? AND lease_owner = ? "
-    "AND lease_token = ? AND status = 'running')"
+    "AND lease_token = ? AND status = 'running' /*LOCK*/)"
 )
 
 INSERT_TASK = (
@@ -131,4 +137,4 @@ def list_query(
 
 def pg(sql: str) -> str:
     """The PostgreSQL spelling of a statement written with ``?`` placeholders."""
-    return sql.replace("?", "%s")
+    return sql.replace("?", "%s").replace("/*LOCK*/", "FOR SHARE")

@@ -125,3 +125,116 @@ def pytest_tmp_dir():
     import tempfile
 
     return pathlib.Path(tempfile.mkdtemp(prefix="stalwart-clean-"))
+
+
+async def test_a_paused_node_writes_nothing_after_its_tasks_were_taken_over(
+    cluster, pg_url, sim_url
+):
+    store = await open_store(pg_url)
+    try:
+        tasks = Tasks(None, store)
+        tickets = generate(90, seed=44, injection_rate=0.0)
+        ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
+        victim = cluster[1]
+        prefix = victim.node_id + "/"
+        async with asyncio.timeout(60):
+            while not [
+                t
+                for t in await store.list_tasks(status="running", limit=10_000)
+                if (t.lease_owner or "").startswith(prefix)
+            ]:
+                await asyncio.sleep(0.01)
+        victim.signal_group(signal.SIGSTOP)  # node and agents frozen, mid-task, leases held
+        try:
+            await asyncio.sleep(3 * 2)  # twice the helpdesk lease: the others take over
+        finally:
+            victim.signal_group(signal.SIGCONT)  # it wakes up believing it still owns them
+        records = [await tasks.wait(i, timeout=120) for i in ids]
+        assert all(r.status == "succeeded" for r in records)
+        report = await delivery_report(sim_url)
+        assert report["duplicates"] == {"email": 0, "payments": 0}
+        answers = {r.id: r.outcome["answer"] for r in records}
+        await asyncio.sleep(1.0)  # the woken node has noticed and logged by now
+        refused = [
+            e
+            for e in victim.lines
+            if e.get("event")
+            in (
+                "durable.lease_lost",
+                "durable_lease_lost",
+                "task_lease_lost",
+                "durable.lease_abandoned",
+            )
+        ]
+        assert refused, "the woken node's stale leases were refused"
+        assert victim.proc.returncode is None  # and it rejoined instead of dying
+    finally:
+        await store.close()
+    from tests.integration.agent.test_app import run_helpdesk
+
+    clean, _ = await run_helpdesk(pytest_tmp_dir(), tickets, kills=0)
+    assert answers == clean  # no stale write changed any result
+
+
+async def test_a_partitioned_node_stops_before_its_leases_expire_and_rejoins(
+    cluster, pg_url, sim_url
+):
+    from .proxy import BlackHoleProxy
+
+    proxy = await BlackHoleProxy("127.0.0.1", 5432).start()
+    cut_off_url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    victim = await start_node("cut-off", cut_off_url, sim_url)
+    store = await open_store(pg_url)
+    try:
+        tasks = Tasks(None, store)
+        tickets = generate(120, seed=55, injection_rate=0.0)
+        ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
+        prefix = victim.node_id + "/"
+        async with asyncio.timeout(60):
+            while not [
+                t
+                for t in await store.list_tasks(status="running", limit=10_000)
+                if (t.lease_owner or "").startswith(prefix)
+            ]:
+                await asyncio.sleep(0.01)
+        proxy.cut()  # the node and its agents keep running; their store has gone silent
+        try:
+            await asyncio.sleep(3 * 3)  # three leases: the others take its tasks over
+        finally:
+            proxy.heal()
+        records = [await tasks.wait(i, timeout=120) for i in ids]
+        failed = [(r.id, r.attempts, r.outcome) for r in records if r.status != "succeeded"]
+        assert not failed, failed
+        report = await delivery_report(sim_url)
+        assert report["duplicates"] == {"email": 0, "payments": 0}
+        answers = {r.id: r.outcome["answer"] for r in records}
+        await asyncio.sleep(1.0)
+        gave_up = [
+            e
+            for e in victim.lines
+            if e.get("event")
+            in ("durable.lease_abandoned", "durable_lease_abandoned", "task_lease_lost")
+        ]
+        assert gave_up, "the cut-off runners stopped their work"
+        assert victim.proc.returncode is None  # it rejoined after the cut healed
+        # it claims work again once healed
+        more = [
+            await tasks.submit("triage", t, task_id=f"after-{t['id']}")
+            for t in generate(30, seed=56, injection_rate=0.0)
+        ]
+        after = [await tasks.wait(i, timeout=60) for i in more]
+        assert all(r.status == "succeeded" for r in after)
+        claimed_after = [
+            e
+            for e in victim.lines
+            if e.get("event") == "task_claimed" and str(e.get("task_id", "")).startswith("after-")
+        ]
+        assert claimed_after, "the healed node claims work again"
+    finally:
+        await store.close()
+        await victim.stop()
+        await proxy.close()
+    from tests.integration.agent.test_app import run_helpdesk
+
+    clean, _ = await run_helpdesk(pytest_tmp_dir(), tickets, kills=0)
+    assert answers == clean
