@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from stalwart.errors import CorruptRecord, InvalidMessage
+from stalwart.errors import CorruptRecord, IncompatibleFormat, InvalidMessage
 
 __all__ = [
     "FORMAT_VERSION",
@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-"""Version of the record layout. A record with another version is treated as corrupt."""
+"""Version of the record layout. A newer version is left alone (:class:`IncompatibleFormat`,
+for a newer node to handle); an older or unknown one is treated as corrupt."""
 
 _MAGIC = b"SW"
 _HEADER = struct.Struct(">2sBII")  # magic, version, crc32, body length
@@ -84,16 +85,19 @@ def _check(value: Any, what: str, path: str, depth: int) -> None:
     )
 
 
-def _crc(scope: str, position: int, body: bytes) -> int:
+def _crc(scope: str, position: int, version: int, body: bytes) -> int:
+    # The version is covered too: a flipped version byte is damage, never "a newer format".
     crc = zlib.crc32(scope.encode())
     crc = zlib.crc32(position.to_bytes(8, "big", signed=True), crc)
+    crc = zlib.crc32(bytes((version,)), crc)
     return zlib.crc32(body, crc)
 
 
 def encode_record(scope: str, position: int, value: Any) -> bytes:
     """Encode ``value`` (already checked JSON) as a checksummed record owned by ``scope``."""
     body = _ENCODER.encode(value)
-    return _HEADER.pack(_MAGIC, FORMAT_VERSION, _crc(scope, position, body), len(body)) + body
+    crc = _crc(scope, position, FORMAT_VERSION, body)
+    return _HEADER.pack(_MAGIC, FORMAT_VERSION, crc, len(body)) + body
 
 
 def decode_record(scope: str, position: int, record: bytes | memoryview | None) -> Any:
@@ -109,19 +113,25 @@ def decode_record(scope: str, position: int, record: bytes | memoryview | None) 
     magic, version, crc, length = _HEADER.unpack_from(data)
     if magic != _MAGIC:
         raise CorruptRecord(f"record {scope}#{position} has a bad magic {magic!r}")
-    if version != FORMAT_VERSION:
-        raise CorruptRecord(
-            f"record {scope}#{position} has format version {version}; "
-            f"this stalwart reads version {FORMAT_VERSION}"
-        )
     body = data[_HEADER.size :]
     if len(body) != length:
         raise CorruptRecord(
             f"record {scope}#{position} is truncated or padded: "
             f"body {len(body)} bytes, header says {length}"
         )
-    if _crc(scope, position, body) != crc:
+    if _crc(scope, position, version, body) != crc:
         raise CorruptRecord(f"record {scope}#{position} failed its checksum")
+    if version > FORMAT_VERSION:  # intact, and written by a newer stalwart
+        raise IncompatibleFormat(
+            f"record {scope}#{position} has format version {version}, newer than the "
+            f"{FORMAT_VERSION} this stalwart reads: a newer node wrote it; leaving the task "
+            "to a node that can read it"
+        )
+    if version != FORMAT_VERSION:
+        raise CorruptRecord(
+            f"record {scope}#{position} has format version {version}; "
+            f"this stalwart reads version {FORMAT_VERSION}"
+        )
     try:
         return _DECODER.decode(body)
     except msgspec.DecodeError as exc:  # only reachable if the checksum collided

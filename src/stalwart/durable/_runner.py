@@ -23,7 +23,14 @@ from stalwart.durable._base import check_lease_seconds
 from stalwart.durable._integrity import check_json
 from stalwart.durable._journal import Context
 from stalwart.durable._protocol import Lease, Store, TaskRecord
-from stalwart.errors import CorruptRecord, InvalidMessage, LeaseLost, StalwartError, StoreError
+from stalwart.errors import (
+    CorruptRecord,
+    IncompatibleFormat,
+    InvalidMessage,
+    LeaseLost,
+    StalwartError,
+    StoreError,
+)
 from stalwart.observe import EventBus, get_logger
 
 __all__ = ["Runner", "TaskResult", "Workflow"]
@@ -134,8 +141,12 @@ class Runner:
 
     async def execute(self, lease: Lease, workflow: Workflow) -> TaskResult:
         """Run ``workflow`` under an acquired ``lease`` and record its end."""
-        journal = await self.store.load_journal(lease.task_id)
-        effects = await self.store.load_effects(lease.task_id)
+        try:
+            journal = await self.store.load_journal(lease.task_id)
+            effects = await self.store.load_effects(lease.task_id)
+        except IncompatibleFormat:  # a newer node wrote part of it: give the task back
+            await self._release_quietly(lease)
+            raise
         ctx = Context(self.store, lease, journal, effects, clock=self.clock, events=self.events)
         work = asyncio.ensure_future(workflow(ctx, lease.task.input))
         beat = asyncio.ensure_future(self._heartbeat(ctx, work))

@@ -13,7 +13,7 @@ from typing import Literal
 
 __all__ = ["SCHEMA_VERSION", "migrations"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 Dialect = Literal["sqlite", "postgres"]
 
@@ -83,7 +83,12 @@ _V2 = [
     "CREATE INDEX IF NOT EXISTS stalwart_tasks_agent ON stalwart_tasks (agent, status, created_at)",
 ]
 
-_MIGRATIONS: list[list[str]] = [_V1, _V2]
+# v3: the highest record format a task's journal may hold. A runner claiming a task
+# raises it to its own FORMAT_VERSION; a runner never claims a task above its own, so
+# during a rolling upgrade an old node leaves alone what a new node has touched.
+_V3 = ["ALTER TABLE stalwart_tasks ADD COLUMN needs_format {bigint} NOT NULL DEFAULT 1"]
+
+_MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 
 
 def migrations(dialect: Dialect) -> list[list[str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from stalwart.durable._base import TASK_COLUMNS
+from stalwart.durable._integrity import FORMAT_VERSION as _format_version
 
 __all__ = ["list_query", "pg"]
 
@@ -44,11 +45,16 @@ LIST_TASKS_BY_AGENT_STATUS = (
     "ORDER BY created_at, id LIMIT ?"
 )
 
-# Runnable: pending, or running with an expired lease (its runner died or stalled).
-_RUNNABLE = "(status = 'pending' OR (status = 'running' AND lease_expires < ?))"
+# Runnable: pending, or running with an expired lease (its runner died or stalled), and
+# not touched by a newer stalwart (whose journal records this one could not read).
+_fmt = str(_format_version)
+_RUNNABLE = (
+    "(status = 'pending' OR (status = 'running' AND lease_expires < ?)) AND needs_format <= " + _fmt
+)
 _CLAIM = (
     "UPDATE stalwart_tasks SET status = 'running', lease_owner = ?, "
-    "lease_token = lease_token + 1, lease_expires = ?, attempts = attempts + 1, updated_at = ? "
+    "lease_token = lease_token + 1, lease_expires = ?, attempts = attempts + 1, updated_at = ?, "
+    "needs_format = CASE WHEN needs_format < " + _fmt + " THEN " + _fmt + " ELSE needs_format END "
 )
 ACQUIRE_NEXT = (
     _CLAIM + "WHERE id = (SELECT id FROM stalwart_tasks WHERE " + _RUNNABLE + " "
@@ -60,7 +66,11 @@ ACQUIRE_NEXT_FOR_AGENT = (
 )
 ACQUIRE_ONE = _CLAIM + "WHERE id = ? AND " + _RUNNABLE + " RETURNING " + TASK_COLUMNS
 ACQUIRE_FORCE = (
-    _CLAIM + "WHERE id = ? AND status IN ('pending', 'running') RETURNING " + TASK_COLUMNS
+    _CLAIM
+    + "WHERE id = ? AND status IN ('pending', 'running') AND needs_format <= "
+    + _fmt
+    + " RETURNING "
+    + TASK_COLUMNS
 )
 HEARTBEAT = (
     "UPDATE stalwart_tasks SET lease_expires = ?, updated_at = ? "

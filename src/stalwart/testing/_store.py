@@ -29,7 +29,7 @@ from stalwart.durable._base import (
     plan_load,
     task_from_row,
 )
-from stalwart.durable._integrity import RawRow, check_json
+from stalwart.durable._integrity import FORMAT_VERSION, RawRow, check_json
 from stalwart.durable._protocol import (
     FINISHED,
     EffectRecord,
@@ -65,9 +65,10 @@ class _Task:
     created_at: float
     updated_at: float
     finished_at: float | None
+    needs_format: int = 1  # not part of the row: see the SQL stores' schema v3
 
     def row(self) -> tuple[Any, ...]:
-        return dataclasses.astuple(self)
+        return dataclasses.astuple(self)[:-1]
 
 
 class MemoryStore:
@@ -200,6 +201,8 @@ class MemoryStore:
         now = self._clock.time()
 
         def runnable(t: _Task) -> bool:
+            if t.needs_format > FORMAT_VERSION:
+                return False  # touched by a newer stalwart: leave it to a node that can
             if force and task_id is not None:
                 return t.status in ("pending", "running")
             return t.status == "pending" or (
@@ -218,6 +221,7 @@ class MemoryStore:
         if task is None:
             return None
         task.status, task.lease_owner = "running", owner
+        task.needs_format = max(task.needs_format, FORMAT_VERSION)
         task.lease_token += 1
         task.lease_expires = now + lease_seconds
         task.attempts += 1

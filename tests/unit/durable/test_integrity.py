@@ -57,9 +57,22 @@ def test_record_bound_to_its_owner_and_position() -> None:
         decode_record("task-a", 2, record)
     with pytest.raises(CorruptRecord, match="missing"):
         decode_record("task-a", 1, None)
-    future = record[:2] + bytes([FORMAT_VERSION + 1]) + record[3:]
-    with pytest.raises(CorruptRecord, match="format version"):
-        decode_record("task-a", 1, future)
+    flipped = record[:2] + bytes([FORMAT_VERSION + 1]) + record[3:]
+    with pytest.raises(CorruptRecord, match="checksum"):  # a flipped version byte is damage
+        decode_record("task-a", 1, flipped)
+
+
+def test_an_intact_record_of_a_newer_format_is_left_alone_not_quarantined() -> None:
+    from stalwart.durable import _integrity as integrity
+    from stalwart.errors import IncompatibleFormat
+
+    body = b'{"x":1}'
+    newer = FORMAT_VERSION + 1
+    crc = integrity._crc("task-a", 1, newer, body)
+    record = integrity._HEADER.pack(integrity._MAGIC, newer, crc, len(body)) + body
+    with pytest.raises(IncompatibleFormat, match="a newer node wrote it") as info:
+        decode_record("task-a", 1, record)
+    assert not isinstance(info.value, CorruptRecord)
 
 
 @pytest.mark.parametrize(
