@@ -166,7 +166,8 @@ async def test_a_paused_node_writes_nothing_after_its_tasks_were_taken_over(
                 "durable.lease_abandoned",
             )
         ]
-        assert refused, "the woken node's stale leases were refused"
+        seen = sorted({str(e.get("event")) for e in victim.lines})
+        assert refused, f"the woken node's stale leases were refused; events seen: {seen}"
         assert victim.proc.returncode is None  # and it rejoined instead of dying
     finally:
         await store.close()
