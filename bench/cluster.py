@@ -75,6 +75,12 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
+async def running_on(store: Any, prefix: str) -> list[Any]:
+    """Tasks running under a lease of the node whose owners start with ``prefix``."""
+    running = await store.list_tasks(status="running", limit=100_000)
+    return [t for t in running if (t.lease_owner or "").startswith(prefix)]
+
+
 async def with_cluster(n: int, sim_url: str, body: Any) -> Any:
     name = new_database()
     nodes: list[ClusterNode] = []
@@ -151,11 +157,7 @@ async def pause(tickets: list[dict[str, Any]], sim_url: str) -> dict[str, Any]:
         ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
         victim, prefix = nodes[1], nodes[1].node_id + "/"
         async with asyncio.timeout(60):
-            while not [  # noqa: ASYNC110 - polling the store: there is no event to await
-                t
-                for t in await store.list_tasks(status="running", limit=100_000)
-                if (t.lease_owner or "").startswith(prefix)
-            ]:
+            while not await running_on(store, prefix):  # noqa: ASYNC110 - polling the store
                 await asyncio.sleep(0.005)
         victim.signal_group(signal.SIGSTOP)
         try:

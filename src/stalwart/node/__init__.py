@@ -1,5 +1,6 @@
-"""The node: a supervision tree with a lifecycle, readiness and an exit code."""
+"""The node: a supervision tree with a lifecycle, readiness and an exit code; apps on it."""
 
-from stalwart.node._node import Node
+from stalwart.node._app import AppService, Tasks, app_node
+from stalwart.node._node import Node, NodeService
 
-__all__ = ["Node"]
+__all__ = ["AppService", "Node", "NodeService", "Tasks", "app_node"]

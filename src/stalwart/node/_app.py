@@ -11,7 +11,8 @@ from typing import Any
 from stalwart.agent import App, TaskAgent, load_app
 from stalwart.config import RuntimeSettings
 from stalwart.durable import Store, TaskRecord, store_from_url
-from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, StoreError
+from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded, StoreError
+from stalwart.guard import RedactingEventBus, install_redactor, validate_input
 from stalwart.llm.sim import SimServer
 from stalwart.node._node import Node, NodeService
 from stalwart.observe import EventBus
@@ -39,10 +40,23 @@ def _free_port() -> int:
 class Tasks:
     """Submit tasks to an app's agents and follow them (through the store)."""
 
-    def __init__(self, node: Node | None, store: Store) -> None:
-        """``node``: the running node to notify of new tasks (None: the store alone)."""
+    def __init__(
+        self,
+        node: Node | None,
+        store: Store,
+        app: App | None = None,
+        *,
+        max_pending: int | None = None,
+    ) -> None:
+        """``node``: the running node to notify of new tasks (None: the store alone);
+        ``app``: whose agents' input limits apply at submission (default limits if None);
+        ``max_pending``: the admission limit -- when an agent already has that many
+        tasks waiting (stored, not started), :meth:`submit` refuses new ones with
+        :class:`~stalwart.errors.Overloaded` instead of queueing without bound."""
         self.node = node
         self.store = store
+        self.app = app
+        self.max_pending = max_pending
 
     async def submit(
         self, agent: str, task_input: Any, *, task_id: str | None = None, seed: int | None = None
@@ -50,8 +64,24 @@ class Tasks:
         """Store a new task for ``agent`` and tell the agent; returns the task id.
 
         The task is durable once this returns: if the agent is restarting, it
-        finds the task in the store when it is back.
+        finds the task in the store when it is back. An input that is not JSON
+        data, or too large or too deep, raises :class:`~stalwart.errors.InputRejected`
+        here and nothing is stored (the agent checks its own schema and limits again).
         """
+        limits = None
+        if self.app is not None and agent in {a.name for a in self.app.agents}:
+            limits = self.app.agent(agent).security.inputs
+        validate_input(task_input, limits=limits)
+        if self.max_pending is not None:
+            waiting = await self.store.list_tasks(
+                status="pending", agent=agent, limit=self.max_pending
+            )
+            if len(waiting) >= self.max_pending:
+                raise Overloaded(
+                    f"agent {agent!r} has {len(waiting)} tasks waiting, its admission "
+                    "limit: not accepted, retry later",
+                    retry_after=1.0,
+                )
         record = await self.store.create_task(agent, task_input, task_id=task_id, seed=seed)
         if self.node is not None:
             try:
@@ -96,6 +126,7 @@ class AppService:
         self.sim: SimServer | None = None
         self.store: Store | None = None
         self.tasks: Tasks | None = None
+        self.max_pending: int | None = None  # the admission limit of ``tasks`` (see Tasks)
 
     async def start(self, node: Node) -> None:
         self.node_id = node.id
@@ -104,7 +135,7 @@ class AppService:
             await asyncio.to_thread(self.sim.start)
         self.store = store_from_url(self.store_url, events=node.events)
         await self.store.open()
-        self.tasks = Tasks(node, self.store)
+        self.tasks = Tasks(node, self.store, self.app, max_pending=self.max_pending)
         store = self.store
 
         async def store_check() -> bool | str:
@@ -167,6 +198,9 @@ def app_node(
     its :class:`AppService` (whose ``tasks`` submits work once the node runs).
     """
     app = load_app(app_ref)
+    install_redactor()  # every log line the node writes (its own and its agents') is redacted
+    if events is None:
+        events = RedactingEventBus()
     preload = [] if app_ref.endswith(".toml") else [app_ref.partition(":")[0]]
     store_url = store or app.store
     if "://" not in store_url:

@@ -5,19 +5,32 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.config import RuntimeSettings
 from stalwart.errors import StartError
-from stalwart.observe import EventBus
+from stalwart.observe import EventBus, Readiness
 from stalwart.runtime import AgentRef, Runtime, SupervisorSpec
 
-__all__ = ["Node"]
+__all__ = ["Node", "NodeService"]
 
 EXIT_OK = 0
 EXIT_ROOT_GAVE_UP = 1
 EXIT_START_FAILED = 2
+
+
+class NodeService(Protocol):
+    """Something that runs beside the tree for the node's lifetime (the HTTP server…).
+
+    ``start`` runs before the tree starts (so probes answer during startup) and
+    may raise to make the node exit 2; ``stop`` runs after the tree has stopped
+    and must return within a few seconds.
+    """
+
+    async def start(self, node: Node) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Node:
@@ -29,7 +42,11 @@ class Node:
     - ``0`` after a graceful stop (children stopped in reverse order);
     - ``1`` when the root supervisor gave up (restart intensity exceeded): the
       node stops being ready at once, so an orchestrator restarts it;
-    - ``2`` when the tree could not start.
+    - ``2`` when the tree (or one of its ``services``) could not start.
+
+    ``readiness`` holds the checks ``/readyz`` runs: ``supervisor`` is built in
+    (root supervisor running, node not shutting down); the store and model
+    chains add theirs. ``services`` start before the tree and stop after it.
     """
 
     def __init__(
@@ -41,11 +58,26 @@ class Node:
         events: EventBus | None = None,
         clock: Clock = SYSTEM_CLOCK,
         preload: Sequence[str] = (),
+        services: Sequence[NodeService] = (),
     ) -> None:
         self.id = node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.events = events or EventBus()
         self.runtime = Runtime(root, settings, events=self.events, clock=clock, preload=preload)
+        self.clock = clock
+        self.services = tuple(services)
         self._stopping = False
+        self._started = False
+        self.readiness = Readiness(timeout=self.runtime.settings.timeouts.health)
+        self.readiness.add("supervisor", self._supervisor_check)
+
+    def _supervisor_check(self) -> bool | str:
+        if self._stopping:
+            return "the node is shutting down"
+        if not self._started:
+            return "the supervision tree is starting"
+        if self.runtime.root is not None and self.runtime.root.state == "gave_up":
+            return "the root supervisor gave up (restart intensity exceeded)"
+        return self.ready or "the root supervisor is not running"
 
     @property
     def ready(self) -> bool:
@@ -65,12 +97,17 @@ class Node:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        started: list[NodeService] = []
         try:
             try:
+                for service in self.services:
+                    await service.start(self)
+                    started.append(service)
                 await self.runtime.start()
-            except StartError as exc:
+            except (StartError, OSError) as exc:
                 self.events.emit("node_start_failed", node=self.id, error=str(exc))
                 return EXIT_START_FAILED
+            self._started = True
             self.events.emit("node_started", node=self.id, pid=os.getpid())
             waiters: list[asyncio.Future[Any]] = [
                 asyncio.ensure_future(stop.wait()),
@@ -90,5 +127,12 @@ class Node:
             self.events.emit("node_stopped", node=self.id, exit_code=code)
             return code
         finally:
+            self._stopping = True
+            for service in reversed(started):
+                try:
+                    async with asyncio.timeout(10.0):
+                        await service.stop()
+                except (Exception, TimeoutError) as exc:
+                    self.events.emit("node_service_stop_failed", node=self.id, error=repr(exc))
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

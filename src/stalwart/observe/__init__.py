@@ -1,7 +1,68 @@
-"""Observability: structured events and logs (metrics, log store and alerts grow here)."""
+"""Observability: structured logs and their store, metrics, readiness, alert rules.
 
+See ``docs/observability.md``. Everything here is layer 0: the HTTP server,
+notifiers and dashboard that use it live in :mod:`stalwart.server`.
+"""
+
+from stalwart.observe import _catalog as catalog
+from stalwart.observe._alerts import (
+    AlertEvaluator,
+    AlertNotice,
+    AlertRule,
+    Threshold,
+    default_rules,
+    load_rules,
+    prometheus_rules,
+    promql,
+)
+from stalwart.observe._degrade import Degradations
 from stalwart.observe._events import Event, EventBus, Subscription
-from stalwart.observe._logging import configure_logging, get_logger
+from stalwart.observe._health import CheckResult, Readiness, ReadinessReport
+from stalwart.observe._logging import (
+    COMMON_FIELDS,
+    add_log_sink,
+    configure_logging,
+    get_logger,
+    ingest_line,
+    log_context,
+    set_redactor,
+)
+from stalwart.observe._logstore import LogQuery, LogStore, parse_since, search
 from stalwart.observe._metrics import REGISTRY
+from stalwart.observe._procmetrics import ProcessCollector, sample_process
+from stalwart.observe._ship import MetricShipper, apply_samples
 
-__all__ = ["REGISTRY", "Event", "EventBus", "Subscription", "configure_logging", "get_logger"]
+__all__ = [
+    "COMMON_FIELDS",
+    "REGISTRY",
+    "AlertEvaluator",
+    "AlertNotice",
+    "AlertRule",
+    "CheckResult",
+    "Degradations",
+    "Event",
+    "EventBus",
+    "LogQuery",
+    "LogStore",
+    "MetricShipper",
+    "ProcessCollector",
+    "Readiness",
+    "ReadinessReport",
+    "Subscription",
+    "Threshold",
+    "add_log_sink",
+    "apply_samples",
+    "catalog",
+    "configure_logging",
+    "default_rules",
+    "get_logger",
+    "ingest_line",
+    "load_rules",
+    "log_context",
+    "parse_since",
+    "prometheus_rules",
+    "promql",
+    "sample_process",
+    "search",
+    "set_redactor",
+]

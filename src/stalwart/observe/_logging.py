@@ -1,49 +1,297 @@
+"""Structured JSON logs with one field set on every line, in the node and in agents.
+
+Every line carries :data:`COMMON_FIELDS` (``null`` when a field does not apply),
+so a log store, ``jq`` or a log shipper can rely on them. Each line passes the
+redactor hook (:func:`set_redactor`; a no-op until the security layer installs
+one) before it is written anywhere, then goes to the stream (stderr) and to every
+sink (:func:`add_log_sink`; the node's log store is one).
+
+Agent processes do not write files or share a stream: :func:`configure_logging`
+with ``ship=`` hands each rendered line to a callable (the agent's channel to its
+node), and the node feeds it back through :func:`ingest_line`, which fills the
+node's fields and runs it through the same redactor and sinks.
+"""
+
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
 import logging
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = [
+    "COMMON_FIELDS",
+    "LogSink",
+    "Redactor",
+    "add_log_sink",
+    "configure_logging",
+    "get_logger",
+    "ingest_line",
+    "log_context",
+    "set_redactor",
+]
+
+COMMON_FIELDS: tuple[str, ...] = (
+    "ts",
+    "level",
+    "event",
+    "logger",
+    "node",
+    "agent_id",
+    "task_id",
+    "step",
+    "trace_id",
+    "error_class",
+)
+"""Fields present on every log line, in this order (``null`` when they do not apply)."""
+
+MAX_LINE_CHARS = 64 * 1024
+"""A longer line (an agent dumping a huge payload) is cut and marked ``truncated``."""
+
+Redactor = Callable[[dict[str, Any]], dict[str, Any]]
+LogSink = Callable[[dict[str, Any], str], None]
+
+
+def _no_redaction(record: dict[str, Any]) -> dict[str, Any]:
+    return record
+
+
+class _State:
+    """Process-wide logging hooks (a process has one log configuration)."""
+
+    def __init__(self) -> None:
+        self.redactor: Redactor = _no_redaction
+        self.sinks: list[LogSink] = []
+        self.lock = threading.Lock()
+
+
+_STATE = _State()
+
+
+def set_redactor(fn: Redactor | None) -> None:
+    """Install the function every record passes before it is written (None: no-op).
+
+    It gets the record as a dict and returns the dict to write; the security
+    layer uses it to strip PII and credentials from every line.
+    """
+    _STATE.redactor = fn or _no_redaction
+
+
+def add_log_sink(fn: LogSink) -> Callable[[], None]:
+    """Also send every (redacted) record and its JSON line to ``fn``; returns a remover.
+
+    Sinks run inline on the logging thread and must be quick (the log store only
+    enqueues). A sink that raises is skipped for that line.
+    """
+    with _STATE.lock:
+        _STATE.sinks.append(fn)
+
+    def remove() -> None:
+        with _STATE.lock, contextlib.suppress(ValueError):
+            _STATE.sinks.remove(fn)
+
+    return remove
+
+
+@contextlib.contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Bind fields (``task_id=``, ``step=``, ``trace_id=``…) to every line logged inside."""
+    tokens = structlog.contextvars.bind_contextvars(**fields)
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
+def _timestamp(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    if "ts" not in event_dict:
+        now = datetime.datetime.now(datetime.UTC)
+        event_dict["ts"] = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return event_dict
+
+
+def _error_class(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    exc_info = event_dict.get("exc_info")
+    if event_dict.get("error_class") is None and exc_info:
+        if isinstance(exc_info, BaseException):
+            event_dict["error_class"] = type(exc_info).__name__
+        else:
+            current = sys.exc_info()[0]
+            if current is not None:
+                event_dict["error_class"] = current.__name__
+    return event_dict
+
+
+def _common(event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Order the record as COMMON_FIELDS first (filled with None), then the rest."""
+    if event_dict.get("agent_id") is None and isinstance(event_dict.get("agent"), str):
+        event_dict["agent_id"] = event_dict["agent"]  # runtime events name the agent
+    if event_dict.get("logger") is None and "logger_name" in event_dict:
+        event_dict["logger"] = event_dict.pop("logger_name")
+    event_dict.pop("logger_name", None)
+    out = {key: event_dict.pop(key, None) for key in COMMON_FIELDS}
+    if isinstance(out["level"], str):
+        out["level"] = out["level"].lower()
+    out.update(event_dict)
+    return out
+
+
+def _render(record: dict[str, Any]) -> str:
+    line = json.dumps(record, default=str, ensure_ascii=False)
+    if len(line) > MAX_LINE_CHARS:
+        cut = {k: record.get(k) for k in COMMON_FIELDS}
+        cut["truncated"] = len(line)
+        cut["head"] = line[: MAX_LINE_CHARS // 2]
+        line = json.dumps(cut, default=str, ensure_ascii=False)
+    return line
+
+
+def _finish(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Redact, render and hand to the sinks: the path every line takes exactly once."""
+    try:
+        record = _STATE.redactor(_common(record))
+    except Exception as exc:  # a broken redactor must never leak the unredacted line
+        record = {k: None for k in COMMON_FIELDS} | {
+            "level": "error",
+            "event": "log_redactor_failed",
+            "error_class": type(exc).__name__,
+        }
+    line = _render(record)
+    for sink in tuple(_STATE.sinks):
+        try:
+            sink(record, line)
+        except Exception:
+            pass  # a failing sink must not stop logging (the store counts its own drops)
+    return record, line
+
+
+def _bind_static(fields: dict[str, Any]) -> Any:
+    def processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        for key, value in fields.items():
+            if event_dict.get(key) is None:
+                event_dict[key] = value
+        return event_dict
+
+    return processor
+
+
+def _json_renderer(ship: Callable[[str], None] | None) -> Any:
+    def processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> str:
+        _record, line = _finish(event_dict)
+        if ship is not None:
+            ship(line)
+            raise structlog.DropEvent
+        return line
+
+    return processor
+
+
+class _StdlibBridge(logging.Handler):
+    """Sends stdlib records (uvicorn, asyncio, libraries) through the same JSON pipeline."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, Any] = {"logger": record.name}
+            if record.exc_info and record.exc_info[0] is not None:
+                fields["error_class"] = record.exc_info[0].__name__
+                fields["exception"] = logging.Formatter().formatException(record.exc_info)
+            structlog.get_logger().log(record.levelno, record.getMessage(), **fields)
+        except Exception:
+            self.handleError(record)
+
+
+_BRIDGE = _StdlibBridge()
+_CHATTY = ("httpx", "httpcore")
 
 
 def configure_logging(
-    *, level: int = logging.INFO, stream: TextIO | None = None, json: bool = True, **bound: Any
+    *,
+    level: int = logging.INFO,
+    stream: TextIO | None = None,
+    json: bool = True,
+    ship: Callable[[str], None] | None = None,
+    capture_stdlib: bool = True,
+    **bound: Any,
 ) -> None:
-    """Configure structlog for JSON lines with a timestamp and level on every line.
+    """Configure JSON lines with :data:`COMMON_FIELDS` on every line of this process.
 
-    ``bound`` fields (e.g. ``node="n1"``) are added to every line of this process.
+    ``bound`` fields (e.g. ``node="n1"``) are added to every line. ``ship``, when
+    given, receives each rendered line instead of ``stream`` (agent processes
+    ship theirs to the node). ``capture_stdlib`` routes the standard library's
+    ``logging`` (uvicorn, asyncio) through the same pipeline, so no line on
+    stderr escapes the schema. ``json=False`` prints for people (``stalwart
+    demo``); sinks and the redactor still see every record.
     """
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        _timestamp,
+        _error_class,
         structlog.processors.format_exc_info,
     ]
     if bound:
         processors.insert(0, _bind_static(bound))
-    processors.append(
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
+    if json:
+        processors.append(_json_renderer(ship))
+    else:
+        processors.append(_console_tee())
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    if capture_stdlib:
+        if _BRIDGE not in root.handlers:
+            root.addHandler(_BRIDGE)
+        root.setLevel(max(level, logging.INFO))
+        for chatty in _CHATTY:  # one INFO line per HTTP request is noise, not signal
+            logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
+    elif _BRIDGE in root.handlers:
+        root.removeHandler(_BRIDGE)
 
 
-def _bind_static(fields: dict[str, Any]) -> Any:
-    def processor(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-        for key, value in fields.items():
-            event_dict.setdefault(key, value)
-        return event_dict
+def _console_tee() -> Any:
+    console = structlog.dev.ConsoleRenderer()
+
+    def processor(logger: Any, method: str, event_dict: dict[str, Any]) -> Any:
+        record, _line = _finish(dict(event_dict))
+        return console(logger, method, record)
 
     return processor
 
 
+def ingest_line(line: str, **defaults: Any) -> None:
+    """Log a JSON line another process rendered (an agent's), through this process's pipeline.
+
+    ``defaults`` (``agent_id=``) fill fields the line lacks; this process's bound
+    fields (``node``) are added; the redactor and sinks see it like a local line.
+    A line that is not a JSON object is kept as ``raw`` under event ``unparsed_log_line``.
+    """
+    try:
+        fields = json.loads(line)
+        if not isinstance(fields, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        fields = {"event": "unparsed_log_line", "level": "warning", "raw": line[:MAX_LINE_CHARS]}
+    for key, value in defaults.items():
+        if fields.get(key) is None:
+            fields[key] = value
+    level_name = str(fields.pop("level", None) or "info").upper()
+    levelno = logging.getLevelName(level_name)
+    if not isinstance(levelno, int):
+        levelno = logging.INFO
+    event = str(fields.pop("event", None) or "")
+    structlog.get_logger().log(levelno, event, **fields)
+
+
 def get_logger(name: str) -> Any:
-    """A lazy structlog logger tagged with ``logger_name=name`` (configured at first use)."""
+    """A lazy structlog logger tagged with ``logger=name`` (configured at first use)."""
     return structlog.get_logger(logger_name=name)

@@ -11,10 +11,13 @@ import asyncio
 import dataclasses
 import os
 import socket
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from stalwart.errors import InvalidMessage, ProtocolError
+from stalwart.observe import MetricShipper, configure_logging
 from stalwart.runtime._agent import CALL_DEADLINE, AgentContext
 from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
 from stalwart.runtime._messages import (
@@ -23,6 +26,8 @@ from stalwart.runtime._messages import (
     Cast,
     Heartbeat,
     InitFailed,
+    LogLine,
+    MetricSamples,
     Ready,
     Reply,
     Stop,
@@ -52,6 +57,20 @@ def run_agent(sock: socket.socket, req: SpawnRequest) -> int:
     return asyncio.run(_AgentMain(sock, req).run())
 
 
+def _shipper(channel: Channel) -> Callable[[str], None]:
+    """Send log lines on ``channel``, from the loop thread or (thread-safely) any other."""
+    loop = asyncio.get_running_loop()
+    owner = threading.get_ident()
+
+    def ship(line: str) -> None:
+        if threading.get_ident() == owner:
+            channel.send(LogLine(line=line))
+        else:
+            loop.call_soon_threadsafe(channel.send, LogLine(line=line))
+
+    return ship
+
+
 class _AgentMain:
     def __init__(self, sock: socket.socket, req: SpawnRequest) -> None:
         self.sock = sock
@@ -65,6 +84,14 @@ class _AgentMain:
     async def run(self) -> int:
         channel = await Channel.open(self.sock, self.req.max_frame_bytes)
         self.channel = channel
+        # Log lines travel to the node over this channel (no shared files or streams).
+        configure_logging(
+            ship=_shipper(channel),
+            capture_stdlib=True,
+            agent_id=self.req.name,
+            pid=os.getpid(),
+        )
+        self.shipper = MetricShipper()  # metrics the agent records reach the node's /metrics
         ctx = AgentContext(
             name=self.req.name,
             incarnation=self.req.incarnation,
@@ -98,6 +125,7 @@ class _AgentMain:
                     await agent.terminate(self.stop_reason)
             except Exception:
                 self.exit_code = 1
+        self._ship_metrics()
         await channel.drain()
         channel.close()
         if self.crash is not None:
@@ -109,7 +137,13 @@ class _AgentMain:
         while True:
             seq += 1
             self.channel.send(Heartbeat(seq=seq))
+            self._ship_metrics()
             await asyncio.sleep(self.req.heartbeat_interval)
+
+    def _ship_metrics(self) -> None:
+        samples = self.shipper.collect()
+        if samples:
+            self.channel.send(MetricSamples(samples=samples))
 
     async def _reader(self) -> None:
         while True:

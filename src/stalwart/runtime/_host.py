@@ -34,7 +34,7 @@ from stalwart.errors import (
     RemoteError,
     StartError,
 )
-from stalwart.observe import EventBus
+from stalwart.observe import EventBus, apply_samples, ingest_line
 from stalwart.runtime import _metrics as m
 from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
 from stalwart.runtime._child import SpawnRequest
@@ -45,6 +45,8 @@ from stalwart.runtime._messages import (
     Cast,
     Heartbeat,
     InitFailed,
+    LogLine,
+    MetricSamples,
     OutCall,
     OutCast,
     Ready,
@@ -289,6 +291,12 @@ class ProcessHost:
             proc.last_seen = time.monotonic()
             if isinstance(frame, Heartbeat):
                 continue
+            if isinstance(frame, LogLine):
+                ingest_line(frame.line, agent_id=proc.name)
+                continue
+            if isinstance(frame, MetricSamples):
+                apply_samples(frame.samples)
+                continue
             if isinstance(frame, Reply):
                 fut = proc.pending.get(frame.ref)
                 if fut is None or fut.done():
@@ -446,9 +454,21 @@ class ProcessHost:
         tick = interval / 4
         threshold = self.settings.hang_threshold
         next_memory_check = 0.0
+        last_tick = time.monotonic()
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
+            late = now - last_tick - tick
+            last_tick = now
+            if late > threshold / 2:
+                # The watchdog itself did not run for a while: this node was paused
+                # (SIGSTOP, a VM freeze) or starved. Its agents' silence is then the
+                # node's own, not theirs: give every agent a fresh threshold instead
+                # of killing healthy processes as hung.
+                self.events.emit("node_stalled", stalled_s=round(late, 3))
+                for proc in self._registry.values():
+                    proc.last_seen = max(proc.last_seen, now)
+                continue
             check_memory = now >= next_memory_check
             if check_memory:
                 next_memory_check = now + interval

@@ -34,6 +34,8 @@ __all__ = [
     "Frame",
     "Heartbeat",
     "InitFailed",
+    "LogLine",
+    "MetricSamples",
     "OutCall",
     "OutCast",
     "Ready",
@@ -134,7 +136,22 @@ class OutCast(_Msg, tag="ocast"):
     payload: Any
 
 
-Frame = Call | Cast | Stop | CallResult | Ready | InitFailed | Heartbeat | Reply | OutCall | OutCast
+class LogLine(_Msg, tag="log"):
+    """One rendered JSON log line of the agent, for the node's log pipeline and store."""
+
+    line: str
+
+
+class MetricSamples(_Msg, tag="metrics"):
+    """Metric changes recorded in the agent since its last heartbeat (see observe._ship)."""
+
+    samples: list[dict[str, Any]]
+
+
+Frame = (
+    Call | Cast | Stop | CallResult | Ready | InitFailed | Heartbeat | Reply | OutCall | OutCast
+    | LogLine | MetricSamples
+)  # fmt: skip
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[Frame] = msgspec.msgpack.Decoder(Frame)

@@ -27,8 +27,15 @@ async def start_node(tmp_path, app: str = "demo_app:root"):
     (tmp_path / "demo_app.py").write_text(APP)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stalwart.cli", "run", app,
-        stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, env=env, cwd=tmp_path,
+        sys.executable,
+        "-m",
+        "stalwart.cli",
+        "run",
+        app,
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
     )
     return proc
 

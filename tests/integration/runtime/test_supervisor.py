@@ -235,3 +235,14 @@ async def test_memory_limit_kills_and_restarts(make_runtime):
     assert over["rss_mb"] > 80 and over["limit_mb"] == 80
     restarted = await events.wait("agent_restarted", agent="hog")
     assert restarted["reason"] == "memory_limit"
+
+
+async def test_a_stalled_node_does_not_kill_its_healthy_agents_as_hung(make_runtime):
+    rt, events = await make_runtime(SupervisorSpec("root", probes(2)))
+    pids = {n: rt.whereis(n).pid for n in ("p0", "p1")}
+    time.sleep(1.0)  # the node's own loop stalls (as under SIGSTOP)
+    stalled = await events.wait("node_stalled")
+    assert stalled["stalled_s"] >= 0.5
+    for name, pid in pids.items():  # still the same processes, answering
+        assert (await rt.call(name, {"op": "echo"}))["pid"] == pid
+    assert events.matching("agent_hung") == []

@@ -1,0 +1,90 @@
+"""The metrics every layer reports into, defined once so names and labels agree.
+
+Names follow OpenTelemetry's GenAI semantic conventions where they define the
+measure: ``stalwart_model_request_duration_seconds`` is
+``gen_ai.client.operation.duration`` and ``stalwart_model_tokens_total`` is
+``gen_ai.client.token.usage``, with ``model`` (``gen_ai.request.model``),
+``provider`` (``gen_ai.system``) and ``operation`` (``gen_ai.operation.name``)
+labels. The default alert rules (``_alerts.default_rules``) read these series.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from stalwart.observe._metrics import REGISTRY
+
+__all__ = [
+    "BUDGET_USED_RATIO",
+    "DEGRADED",
+    "DEGRADATION_EVENTS",
+    "DEGRADATION_SECONDS",
+    "MODEL_COST",
+    "MODEL_ERRORS",
+    "MODEL_LATENCY",
+    "MODEL_REQUESTS",
+    "MODEL_TOKENS",
+    "TASKS_FINISHED",
+    "TASKS_SUBMITTED",
+    "TASK_DURATION",
+    "TOOL_CALLS",
+]
+
+MODEL_REQUESTS = Counter(
+    "stalwart_model_requests",
+    "Model requests (gen_ai operations) by model, provider and operation",
+    ["model", "provider", "operation"],
+    registry=REGISTRY,
+)
+MODEL_ERRORS = Counter(
+    "stalwart_model_errors",
+    "Failed model requests by model, provider and error class",
+    ["model", "provider", "error_class"],
+    registry=REGISTRY,
+)
+MODEL_LATENCY = Histogram(
+    "stalwart_model_request_duration_seconds",
+    "gen_ai.client.operation.duration: model request latency",
+    ["model", "provider", "operation"],
+    buckets=(0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96),
+    registry=REGISTRY,
+)
+MODEL_TOKENS = Counter(
+    "stalwart_model_tokens",
+    "gen_ai.client.token.usage: tokens by model, provider and type (input, output)",
+    ["model", "provider", "type"],
+    registry=REGISTRY,
+)
+MODEL_COST = Counter(
+    "stalwart_model_cost_usd", "Spend on model calls in US dollars", ["model", "provider"],
+    registry=REGISTRY,
+)  # fmt: skip
+TOOL_CALLS = Counter(
+    "stalwart_tool_calls", "Tool calls by tool and outcome (ok, error, unavailable, denied)",
+    ["tool", "outcome"], registry=REGISTRY,
+)  # fmt: skip
+TASKS_SUBMITTED = Counter("stalwart_tasks_submitted", "Tasks submitted", registry=REGISTRY)
+TASKS_FINISHED = Counter(
+    "stalwart_tasks_finished", "Tasks finished by outcome (completed, failed)", ["outcome"],
+    registry=REGISTRY,
+)  # fmt: skip
+TASK_DURATION = Histogram(
+    "stalwart_task_duration_seconds", "Task duration from submission to its end",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800), registry=REGISTRY,
+)  # fmt: skip
+DEGRADED = Gauge(
+    "stalwart_degraded", "1 while the component runs degraded (fallback model, tool down)",
+    ["component"], registry=REGISTRY,
+)  # fmt: skip
+DEGRADATION_EVENTS = Counter(
+    "stalwart_degradation_events", "Degradations entered, by component and kind",
+    ["component", "kind"], registry=REGISTRY,
+)  # fmt: skip
+DEGRADATION_SECONDS = Counter(
+    "stalwart_degradation_seconds", "Seconds spent degraded, by component", ["component"],
+    registry=REGISTRY,
+)  # fmt: skip
+BUDGET_USED_RATIO = Gauge(
+    "stalwart_budget_used_ratio", "Spend as a share of its limit, by scope (task, agent, day)",
+    ["scope"], registry=REGISTRY,
+)  # fmt: skip

@@ -1,0 +1,237 @@
+"""The observability service a node runs: HTTP server, log store, process metrics, alerts.
+
+``Node(root, services=[ObservabilityService(settings)])`` (``stalwart run`` does
+this) starts it before the supervision tree, so ``/livez`` and ``/readyz``
+answer during startup, and stops it after the tree. The listening socket is
+bound in ``start`` (a port in use makes the node exit 2 at once) and handed to
+uvicorn, so the server accepts connections from the moment ``start`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator, Sequence
+
+import uvicorn
+
+from stalwart.clock import SYSTEM_CLOCK, Clock
+from stalwart.errors import StartError
+from stalwart.observe import (
+    AlertEvaluator,
+    AlertNotice,
+    AlertRule,
+    LogStore,
+    ProcessCollector,
+    default_rules,
+    load_rules,
+)
+from stalwart.server._app import AppState, build_app
+from stalwart.server._notify import (
+    AlertmanagerNotifier,
+    Dispatcher,
+    Notifier,
+    SlackNotifier,
+    SmtpNotifier,
+    WebhookNotifier,
+)
+from stalwart.server._otlp import OtlpExporter
+from stalwart.server._settings import ServerSettings
+from stalwart.server._systemd import SystemdNotifier
+from stalwart.server._views import NodeLike, agent_processes
+
+__all__ = ["ObservabilityService", "notifiers_from_settings"]
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handlers: the node owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def notifiers_from_settings(settings: ServerSettings, node: str = "") -> list[Notifier]:
+    """The notifiers ``settings`` configures (webhook, Slack, Alertmanager, e-mail)."""
+    out: list[Notifier] = []
+    t = settings.notify_timeout_s
+    if settings.webhook_url:
+        out.append(WebhookNotifier(settings.webhook_url, timeout=t, node=node))
+    if settings.slack_url:
+        out.append(SlackNotifier(settings.slack_url, timeout=t, node=node))
+    if settings.alertmanager_url:
+        out.append(AlertmanagerNotifier(settings.alertmanager_url, timeout=t, node=node))
+    if settings.smtp_host and settings.smtp_to:
+        out.append(
+            SmtpNotifier(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.smtp_from,
+                settings.smtp_to,
+                username=settings.smtp_user,
+                password=settings.smtp_password,
+                starttls=settings.smtp_starttls,
+                timeout=t,
+            )
+        )
+    return out
+
+
+class ObservabilityService:
+    """Serves the node's HTTP API and runs its log store and alert evaluator.
+
+    ``rules`` default to :func:`~stalwart.observe.default_rules` changed by the
+    ``alert_rules`` file when set; ``notifiers``
+    are added to those ``settings`` configure. ``clock`` drives the evaluator.
+    After ``start``, ``port`` is the bound port and ``url`` the base URL.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings | None = None,
+        *,
+        rules: Sequence[AlertRule] | None = None,
+        notifiers: Sequence[Notifier] = (),
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.settings = settings or ServerSettings()
+        if rules is None:
+            path = self.settings.alert_rules
+            rules = load_rules(path) if path else default_rules()
+        self.rules = list(rules)
+        self.extra_notifiers = list(notifiers)
+        self.clock = clock
+        self.port = 0
+        self.store: LogStore | None = None
+        self.evaluator: AlertEvaluator | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.state: AppState | None = None
+        self._node: NodeLike | None = None
+        self._collector: ProcessCollector | None = None
+        self._server: _Uvicorn | None = None
+        self._serve_task: asyncio.Task[None] | None = None
+        self._eval_task: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
+        self.systemd = SystemdNotifier()
+        self.otlp: OtlpExporter | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.port}"
+
+    async def start(self, node: NodeLike) -> None:
+        s = self.settings
+        self._node = node
+        node.readiness.timeout = s.health_timeout_s
+        sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((s.host, s.port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot listen on {s.host}:{s.port}: {exc.strerror}") from exc
+        self.port = sock.getsockname()[1]
+        self._sock = sock
+        try:
+            self._start_parts(node, sock)
+        except Exception as exc:  # release what was started; the node exits 2
+            await self.stop()
+            raise StartError(f"the observability service could not start: {exc}") from exc
+
+    def _start_parts(self, node: NodeLike, sock: socket.socket) -> None:
+        s = self.settings
+        if s.log_db:
+            self.store = LogStore(s.log_db, retention_s=s.log_retention_s, max_rows=s.log_max_rows)
+            self.store.start(attach=True)
+        self._collector = ProcessCollector(lambda: agent_processes(node.runtime))
+        self._collector.register()
+        self.dispatcher = Dispatcher(
+            [*notifiers_from_settings(s, node.id), *self.extra_notifiers],
+            timeout=s.notify_timeout_s,
+        )
+        self.dispatcher.start()
+        self.evaluator = AlertEvaluator(
+            self.rules,
+            clock=self.clock,
+            interval=s.alert_interval_s,
+            notify=self._on_notice,
+            before=self._refresh_readiness,
+        )
+        self._eval_task = asyncio.create_task(self._evaluate(), name="stalwart-alerts")
+        self.state = AppState(
+            node, s, evaluator=self.evaluator, dispatcher=self.dispatcher, log_db=s.log_db
+        )
+        config = uvicorn.Config(
+            build_app(self.state),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            timeout_keep_alive=5,
+        )
+        self._server = _Uvicorn(config)
+        self._serve_task = asyncio.create_task(
+            self._server.serve(sockets=[sock]), name="stalwart-http"
+        )
+        node.events.emit("http_listening", node=node.id, host=s.host, port=self.port)
+        self.systemd.start(lambda: node.ready)
+        if s.otlp_endpoint:
+            self.otlp = OtlpExporter(
+                s.otlp_endpoint, node.id, interval=s.otlp_interval_s, timeout=s.notify_timeout_s
+            )
+            self.otlp.start()
+
+    async def _refresh_readiness(self) -> None:
+        if self._node is not None:
+            await self._node.readiness.run()
+
+    async def _evaluate(self) -> None:
+        assert self.evaluator is not None
+        try:
+            await self.evaluator.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never silently: the alerting loop died
+            if self._node is not None:
+                self._node.events.emit("alert_evaluator_failed", error=repr(exc))
+            raise
+
+    def _on_notice(self, notice: AlertNotice) -> None:
+        if self._node is not None:
+            self._node.events.emit(
+                f"alert_{notice.status}",
+                alertname=notice.name,
+                severity=notice.severity,
+                labels=notice.labels,
+                value=notice.value,
+                threshold=notice.threshold,
+            )
+        if self.dispatcher is not None:
+            self.dispatcher.submit(notice)
+
+    async def stop(self) -> None:
+        await self.systemd.stop()
+        if self.state is not None:
+            self.state.closing.set()
+        if self._eval_task is not None:
+            self._eval_task.cancel()
+            await asyncio.gather(self._eval_task, return_exceptions=True)
+        if self._server is not None and self._serve_task is not None:
+            self._server.should_exit = True
+            done, _ = await asyncio.wait([self._serve_task], timeout=5.0)
+            if not done:
+                self._serve_task.cancel()
+                await asyncio.gather(self._serve_task, return_exceptions=True)
+        elif self._sock is not None:
+            self._sock.close()
+        if self.dispatcher is not None:
+            await self.dispatcher.close(timeout=3.0)
+        if self.otlp is not None:
+            await self.otlp.stop()
+        if self._collector is not None:
+            self._collector.unregister()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close, 5.0)

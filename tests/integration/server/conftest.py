@@ -1,0 +1,162 @@
+"""Real nodes with their HTTP server on a loopback port, and a real webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from stalwart.config import RuntimeSettings
+from stalwart.node import Node
+from stalwart.observe import Event, EventBus
+from stalwart.runtime import SupervisorSpec
+from stalwart.server import ObservabilityService, ServerSettings
+
+FAST = RuntimeSettings(heartbeat_interval=0.2, start_timeout=10.0)
+TOKEN = "test-token-0123456789abcdef"
+
+
+class EventWaiter:
+    """Collects a bus's events; ``wait`` returns the next matching one within a deadline."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.seen: list[Event] = []
+        self._cond = asyncio.Condition()
+        bus.subscribe(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        self.seen.append(event)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def wait(
+        self, name: str, *, timeout: float = 10.0, count: int = 1, **fields: Any
+    ) -> Event:
+        def found() -> list[Event]:
+            return [
+                e
+                for e in self.seen
+                if e.name == name and all(e.fields.get(k) == v for k, v in fields.items())
+            ]
+
+        async with asyncio.timeout(timeout), self._cond:
+            await self._cond.wait_for(lambda: len(found()) >= count)
+        return found()[count - 1]
+
+
+class RunningNode:
+    def __init__(
+        self,
+        node: Node,
+        service: ObservabilityService,
+        waiter: EventWaiter,
+        task: asyncio.Task[int],
+        stop: asyncio.Future[None],
+    ) -> None:
+        self.node, self.service, self.waiter, self.task, self._stop = (
+            node,
+            service,
+            waiter,
+            task,
+            stop,
+        )
+        self.client = httpx.AsyncClient(base_url=service.url, timeout=10.0)
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    async def close(self) -> int:
+        await self.client.aclose()
+        if not self._stop.done():
+            self._stop.set_result(None)
+        async with asyncio.timeout(30):
+            return await self.task
+
+
+@pytest.fixture
+async def start_node(tmp_path) -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process nodes with an ObservabilityService on 127.0.0.1:0; all stopped after."""
+    started: list[RunningNode] = []
+
+    async def make(root: SupervisorSpec, **settings: Any) -> RunningNode:
+        rules = settings.pop("rules", None)
+        notifiers = settings.pop("notifiers", ())
+        base: dict[str, Any] = {"port": 0, "api_token": TOKEN, "log_db": str(tmp_path / "logs.db")}
+        service = ObservabilityService(
+            ServerSettings(**(base | settings)), rules=rules, notifiers=notifiers
+        )
+        bus = EventBus(log=False)
+        waiter = EventWaiter(bus)
+        node = Node(root, FAST, events=bus, services=[service])
+        stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(node.run(until=stop))
+        done, _ = await asyncio.wait(
+            [task, asyncio.ensure_future(waiter.wait("node_started", timeout=20))],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if task in done:
+            raise RuntimeError(f"node exited during start with {task.result()}")
+        running = RunningNode(node, service, waiter, task, stop)
+        started.append(running)
+        return running
+
+    yield make
+    for running in reversed(started):
+        with contextlib.suppress(Exception):
+            await running.close()
+
+
+class Receiver:
+    """A loopback HTTP receiver recording every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.bodies: list[Any] = []
+        self._cond = asyncio.Condition()
+        self.url = ""
+
+    async def _post(self, request: Request) -> JSONResponse:
+        self.bodies.append(await request.json())
+        async with self._cond:
+            self._cond.notify_all()
+        return JSONResponse({"ok": True})
+
+    async def wait_for(self, pred: Callable[[list[Any]], bool], timeout: float = 15.0) -> None:
+        async with asyncio.timeout(timeout), self._cond:
+            await self._cond.wait_for(lambda: pred(self.bodies))
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    rec = Receiver()
+    app = Starlette(routes=[Route("/{path:path}", rec._post, methods=["POST"])])
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    rec.url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+
+    class Quiet(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[override]
+            yield
+
+    server = Quiet(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    yield rec
+    server.should_exit = True
+    async with asyncio.timeout(10):
+        await task

@@ -1,0 +1,41 @@
+"""schemathesis drives the served OpenAPI spec against a real node: no request gets a 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+
+import pytest
+
+from stalwart.runtime import ChildSpec, SupervisorSpec
+from stalwart.testing import ProbeAgent
+
+from .conftest import TOKEN
+
+ST = shutil.which("st", path=os.path.dirname(sys.executable))
+
+
+@pytest.mark.skipif(ST is None, reason="needs schemathesis (the test extra)")
+@pytest.mark.timeout(180)
+async def test_no_generated_request_gets_a_5xx(start_node, tmp_path):
+    root = SupervisorSpec("root", [ChildSpec("a", ProbeAgent)], intensity=100, period=60)
+    n = await start_node(root)
+    assert ST is not None
+    proc = await asyncio.create_subprocess_exec(
+        ST, "run", f"{n.url}/openapi.json",
+        "--checks", "not_a_server_error,status_code_conformance,content_type_conformance",
+        "--max-examples", "25", "--workers", "1", "--request-timeout", "10",
+        "--generation-deterministic", "--phases", "examples,coverage,fuzzing",
+        "--exclude-path", "/v1/events",
+        "-H", f"Authorization: Bearer {TOKEN}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"},
+    )  # fmt: skip
+    async with asyncio.timeout(170):
+        out, _ = await proc.communicate()
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text[-6000:]
+    assert "No issues found" in text or " passed" in text, text[-3000:]
+    assert (await n.client.get("/livez")).status_code == 200

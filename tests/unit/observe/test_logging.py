@@ -1,0 +1,151 @@
+"""The JSON log pipeline (common fields, redactor hook, shipping) and the SQLite log store."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from stalwart.observe import (
+    COMMON_FIELDS,
+    LogQuery,
+    LogStore,
+    add_log_sink,
+    configure_logging,
+    default_rules,
+    get_logger,
+    ingest_line,
+    log_context,
+    parse_since,
+    prometheus_rules,
+    set_redactor,
+)
+from stalwart.testing import FakeClock
+
+
+@pytest.fixture
+def stream():
+    out = io.StringIO()
+    configure_logging(stream=out, node="n1")
+    yield out
+    set_redactor(None)
+    configure_logging()
+
+
+def lines(out: io.StringIO) -> list[dict]:
+    return [json.loads(x) for x in out.getvalue().splitlines()]
+
+
+def test_every_line_has_the_common_fields_first(stream):
+    log = get_logger("t")
+    log.info("plain")
+    with log_context(task_id="T1", trace_id="tr"):
+        log.warning("in_task", step=3)
+    try:
+        raise KeyError("k")
+    except KeyError:
+        log.error("boom", exc_info=True)
+    got = lines(stream)
+    assert [list(x)[: len(COMMON_FIELDS)] for x in got] == [list(COMMON_FIELDS)] * 3
+    assert got[0]["node"] == "n1" and got[0]["task_id"] is None and got[0]["logger"] == "t"
+    assert (got[1]["task_id"], got[1]["trace_id"], got[1]["step"]) == ("T1", "tr", 3)
+    assert got[2]["error_class"] == "KeyError" and "KeyError" in got[2]["exception"]
+
+
+def test_the_redactor_sees_every_line_and_a_broken_one_leaks_nothing(stream):
+    set_redactor(lambda r: {**r, "secret": "[redacted]"} if "secret" in r else r)
+    get_logger("t").info("login", secret="hunter2")
+    ingest_line(json.dumps({"event": "agent_line", "secret": "hunter3"}), agent_id="a")
+
+    def broken(_r):
+        raise RuntimeError
+
+    set_redactor(broken)
+    get_logger("t").info("login", secret="hunter4")
+    text = stream.getvalue()
+    assert "hunter" not in text
+    got = lines(stream)
+    assert got[1]["agent_id"] == "a" and got[1]["node"] == "n1"
+    assert got[2]["event"] == "log_redactor_failed"
+
+
+def test_ship_sends_lines_instead_of_printing():
+    shipped: list[str] = []
+    out = io.StringIO()
+    configure_logging(stream=out, ship=shipped.append, agent_id="a")
+    try:
+        get_logger("t").info("hello")
+    finally:
+        configure_logging()
+    assert out.getvalue() == ""
+    assert json.loads(shipped[0])["agent_id"] == "a"
+
+
+def test_unparseable_agent_line_is_kept_raw(stream):
+    ingest_line("not json", agent_id="a")
+    got = lines(stream)[0]
+    assert got["event"] == "unparsed_log_line" and got["raw"] == "not json"
+
+
+def test_sinks_get_records(stream):
+    got = []
+    remove = add_log_sink(lambda record, line: got.append(record["event"]))
+    get_logger("t").info("one")
+    remove()
+    get_logger("t").info("two")
+    assert got == ["one"]
+
+
+def test_log_store_filters_grep_and_retention(tmp_path):
+    clock = FakeClock(wall_start=1_800_000_000.0)
+    store = LogStore(str(tmp_path / "l.db"), retention_s=100, clock=clock)
+    store.start(attach=False)
+    try:
+
+        def put(ts, agent, task, text, level="info"):
+            record = {"ts": ts, "level": level, "event": "e", "agent_id": agent, "task_id": task,
+                      "text": text}  # fmt: skip
+            store.sink(record, json.dumps(record))
+
+        now = clock.time()
+        put(now - 500, "a", "t1", "old line")
+        put(now - 50, "a", "t1", "Refund requested for order 42")
+        put(now - 40, "b", "t2", "refund denied", level="warning")
+        put(now - 30, "a", "t3", "hi")
+        assert store.flush()
+        q = store.query
+        assert len(q(LogQuery())) == 4
+        assert [r["text"] for r in q(LogQuery(agent_id="a", since=now - 100))] == [
+            "Refund requested for order 42", "hi",
+        ]  # fmt: skip
+        assert len(q(LogQuery(grep="REFUND"))) == 2  # case-insensitive substring (trigram)
+        assert len(q(LogQuery(grep="hi"))) == 1  # short patterns still work (scan)
+        assert len(q(LogQuery(level="warning"))) == 1
+        assert len(q(LogQuery(task_id="t1", until=now - 100))) == 1
+        assert [r["text"] for r in q(LogQuery(limit=1))] == ["hi"]
+        assert store.purge() == 1
+        assert len(q(LogQuery())) == 3
+        assert len(q(LogQuery(grep='"quoted" 42'))) == 0  # quotes are data, not syntax
+    finally:
+        store.close()
+
+
+def test_parse_since():
+    assert parse_since("10m", now=1000.0) == 400.0
+    assert parse_since("1970-01-01T00:01:00Z", now=0) == 60.0
+    with pytest.raises(ValueError, match="duration"):
+        parse_since("yesterday", now=0)
+
+
+@pytest.mark.skipif(not shutil.which("promtool"), reason="needs promtool (Debian prometheus)")
+def test_exported_rules_pass_promtool(tmp_path):
+    path = tmp_path / "rules.yml"
+    path.write_text(prometheus_rules(default_rules()))
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, timeout=30, check=False
+    )
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
+    assert b"16 rules found" in check.stdout
