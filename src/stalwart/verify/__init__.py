@@ -1,1 +1,12 @@
-"""stalwart.verify (see DESIGN.md)."""
+"""``stalwart verify``: the production-readiness checklist as executable verifications.
+
+Each checklist item (PA-1 … LC-4) is verified by doing to a live node what the
+checklist says — crash an agent under load, kill mid-task and compare, block a
+dependency, hang it, disable the primary model, disable each tool — and
+measuring what happens. See ``docs/verify.md``.
+"""
+
+from stalwart.verify._model import ITEMS, Item, ItemResult
+from stalwart.verify._run import run_verify
+
+__all__ = ["ITEMS", "Item", "ItemResult", "run_verify"]

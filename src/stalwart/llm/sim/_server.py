@@ -14,6 +14,7 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import threading
@@ -54,6 +55,10 @@ class SimWorld:
         self.keys: dict[str, set[str]] = {}
         self.stats: Counter[str] = Counter()
         self.keys_seen: Counter[str] = Counter()
+        self.arrivals: dict[str, collections.deque[float]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=10_000)
+        )
+        """Monotonic arrival times of each model's requests (retry timelines: EH-1)."""
         self._ids = itertools.count(1)
 
     def set_fault(self, target: str, **fault: Any) -> None:
@@ -188,6 +193,7 @@ async def _model_gate(
             wire=wire,
         )
     world.stats[f"{model}:requests"] += 1
+    world.arrivals[model].append(time.monotonic())
     if key:
         world.keys_seen[f"{model}:{key[-6:]}"] += 1
     allowed = world.keys.get(model)

@@ -1,0 +1,222 @@
+"""EH-1, EH-2, EH-3: retries, circuit breakers, timeouts, against the app's dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+from stalwart.config import TIMEOUT_RANGES, Timeouts
+from stalwart.errors import StalwartError
+from stalwart.llm import Message, ModelRequest, Provider, model_client
+from stalwart.resilience import DEFAULT_BREAKER, DEFAULT_RETRY
+from stalwart.verify._registry import Outcome, check
+from stalwart.verify._target import Target
+
+ASK = ModelRequest(messages=(Message("user", "What is 7 * 8?"),), max_tokens=32)
+
+
+def _client(t: Target, model: str, **options: Any) -> Any:
+    providers = {"sim": Provider(t.sim.base_url, api_key="verify")}
+    return model_client(f"sim:{model}", providers=providers, **options)
+
+
+def _requests(t: Target, model: str) -> int:
+    return int(t.sim.world.stats[f"{model}:requests"])
+
+
+def _primary(t: Target) -> tuple[str, str]:
+    """The first fallback chain's primary model (``sim:strong`` -> ``strong``)."""
+    chains = [list(v) for v in t.service.app.models.values() if v]
+    if not chains or not chains[0][0].startswith("sim:"):
+        raise StalwartError("EH-1/EH-2 drive the app's primary model through the sim")
+    return chains[0][0], chains[0][0].partition(":")[2]
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [round(b - a, 4) for a, b in itertools.pairwise(times)]
+
+
+async def _fresh_model_agents(t: Target) -> None:
+    """Restart the agents that call models: each phase starts with closed breakers."""
+    for agent in t.service.app.agents:
+        if agent.model is None:
+            continue
+        before = time.time()
+        if t.kill(agent.name) is not None:
+            await t.wait_event("agent_restarted", timeout=15, after=before, agent=agent.name)
+
+
+async def _run_one(t: Target, seed: int, prefix: str) -> Any:
+    inputs = [i for i in t.workload(30, seed=seed) if "order #" in str(i)][:1]
+    [record] = await t.run_all(inputs, prefix=prefix)
+    return record
+
+
+@check("EH-1")
+async def retries(t: Target) -> Outcome:
+    """The app's own model client, in its agent process, against a faulty primary."""
+    spec, model = _primary(t)
+    arrivals = t.sim.world.arrivals[model]
+    evidence: dict[str, Any] = {
+        "dependency": spec,
+        "policy": {
+            "max_attempts": DEFAULT_RETRY.max_attempts,
+            "base_s": DEFAULT_RETRY.base,
+            "multiplier": DEFAULT_RETRY.multiplier,
+            "cap_s": DEFAULT_RETRY.cap,
+            "jitter": "full",
+        },
+    }
+    ok = True
+    try:
+        await _fresh_model_agents(t)
+        t.sim.world.set_fault(model, status=503)  # a 503 storm: retried, then the fallback
+        mark = len(arrivals)
+        record = await _run_one(t, 701, "eh1-503")
+        times = list(arrivals)[mark:]
+        first_call = times[: DEFAULT_RETRY.max_attempts]
+        gaps = _gaps(first_call)
+        bounds = [DEFAULT_RETRY.backoff_bound(n) for n in range(1, len(gaps) + 1)]
+        evidence["503"] = {
+            "attempts_of_first_call": len(first_call),
+            "gaps_s": gaps,
+            "backoff_bounds_s": bounds,
+            "task": record.status,
+        }
+        ok &= len(first_call) == DEFAULT_RETRY.max_attempts and record.status == "succeeded"
+        ok &= all(0 <= g <= b + 0.05 for g, b in zip(gaps, bounds, strict=True))
+        await _fresh_model_agents(t)
+        t.sim.world.set_fault(model, status=429, retry_after=0.3, error_rate=0.5)
+        mark = len(arrivals)
+        record = await _run_one(t, 702, "eh1-429")
+        gaps = _gaps(list(arrivals)[mark : mark + 2])
+        evidence["429"] = {"retry_after_s": 0.3, "gap_s": gaps, "task": record.status}
+        ok &= bool(gaps) and gaps[0] >= 0.3 and record.status == "succeeded"
+        once: dict[str, Any] = {}
+        for status in (400, 401, 403):  # permanent: tried once per call, never retried
+            await _fresh_model_agents(t)
+            t.sim.world.set_fault(model, status=status)
+            before_calls = t.sim.world.stats[f"{model}:requests"]
+            record = await _run_one(t, 703 + status, f"eh1-{status}")
+            usage = (record.outcome or {}).get("usage") or {}
+            once[str(status)] = {
+                "requests": t.sim.world.stats[f"{model}:requests"] - before_calls,
+                "task": record.status,
+            }
+            calls = max(1, int(usage.get("model_calls", 1)))
+            ok &= 1 <= once[str(status)]["requests"] <= calls
+        evidence["tried_once"] = once
+    finally:
+        t.sim.world.clear_faults(model)
+    if ok:
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "retry only retryable errors, with exponential backoff "
+        "and full jitter, honouring Retry-After (docs/resilience.md)",
+    )
+
+
+def _breaker_state(spec: str) -> float | None:
+    from stalwart.observe import REGISTRY
+
+    return REGISTRY.get_sample_value("stalwart_breaker_state", {"dependency": spec})
+
+
+@check("EH-2")
+async def breakers(t: Target) -> Outcome:
+    """The app's breaker for its primary model: refused, then restored."""
+    spec, model = _primary(t)
+    evidence: dict[str, Any] = {
+        "dependency": spec,
+        "breaker": {
+            "failure_rate_threshold_pct": DEFAULT_BREAKER.failure_rate_threshold,
+            "window": DEFAULT_BREAKER.window_size,
+            "minimum_calls": DEFAULT_BREAKER.minimum_calls,
+            "wait_in_open_s": DEFAULT_BREAKER.wait_duration_in_open,
+        },
+    }
+    await _fresh_model_agents(t)
+    t.sim.world.set_fault(model, outage=True)
+    opened = False
+    try:
+        for n in range(6):  # until the breaker opens (the agents ship its state to the node)
+            await _run_one(t, 800 + n, f"eh2-open-{n}")
+            await asyncio.sleep(0.6)  # one heartbeat: metric samples travel with it
+            if _breaker_state(spec) == 1:
+                opened = True
+                break
+        evidence["opened"] = opened
+        before = t.sim.world.stats[f"{model}:requests"]
+        record = await _run_one(t, 820, "eh2-while-open")
+        evidence["while_open"] = {
+            "requests_reaching_the_primary": t.sim.world.stats[f"{model}:requests"] - before,
+            "task": record.status,
+        }
+    finally:
+        t.sim.world.clear_faults(model)
+    started = time.monotonic()
+    recovered = False
+    async with asyncio.timeout(DEFAULT_BREAKER.wait_duration_in_open + 30):
+        while not recovered:  # half-open trials go through once the open period has passed
+            await asyncio.sleep(1.0)
+            record = await _run_one(t, 830, f"eh2-recover-{int(time.monotonic())}")
+            await asyncio.sleep(0.6)
+            recovered = _breaker_state(spec) == 0
+    evidence["recovered_after_s"] = round(time.monotonic() - started, 2)
+    ok = opened and evidence["while_open"]["requests_reaching_the_primary"] == 0 and recovered
+    if ok:
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "each dependency needs a failure-rate breaker that "
+        "rejects fast while open and recovers through half-open",
+    )
+
+
+@check("EH-3")
+async def timeouts(t: Target) -> Outcome:
+    defaults = Timeouts()
+    table = {
+        kind: {"seconds": defaults.for_kind(kind), "allowed": TIMEOUT_RANGES[kind]}
+        for kind in TIMEOUT_RANGES
+    }
+    tools = {tool.name: tool.timeout for agent in t.service.app.agents for tool in agent.tools}
+    in_range = all(
+        TIMEOUT_RANGES[kind][0] <= defaults.for_kind(kind) <= TIMEOUT_RANGES[kind][1]
+        for kind in TIMEOUT_RANGES
+    )
+    tools_ok = all(
+        TIMEOUT_RANGES["tool"][0] <= s <= TIMEOUT_RANGES["tool"][1] for s in tools.values()
+    )
+    # a hanging model ends at its timeout (the smallest the checklist allows, 30 s)
+    client = _client(t, "weak", retry=None, breaker=None)
+    t.sim.world.set_fault("weak", hang=True, hang_s=120)
+    started = time.monotonic()
+    try:
+        await client.complete(ASK, timeout=TIMEOUT_RANGES["model"][0])
+        hang_s = float("nan")
+    except (StalwartError, TimeoutError):
+        hang_s = time.monotonic() - started
+    finally:
+        t.sim.world.clear_faults("weak")
+        await client.aclose()
+    limit = TIMEOUT_RANGES["model"][0]
+    evidence = {
+        "timeouts": table,
+        "tool_timeouts_s": tools,
+        "model_hang_ended_after_s": round(hang_s, 3),
+        "model_hang_timeout_s": limit,
+    }
+    if in_range and tools_ok and limit <= hang_s < limit + 2:
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "every operation kind needs a timeout inside the "
+        "checklist's range, and a hang must end at it",
+    )

@@ -1,0 +1,177 @@
+"""PA-1, PA-2, PA-3: isolated processes, supervision, messages with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+from stalwart.config import RuntimeSettings
+from stalwart.errors import CallTimeout, NoProcess
+from stalwart.observe import EventBus
+from stalwart.runtime import ChildSpec, Runtime, SupervisorSpec
+from stalwart.verify._probe import VerifyProbe
+from stalwart.verify._registry import Outcome, check, next_event, pct
+from stalwart.verify._target import Target
+
+
+@check("PA-1")
+async def isolated_processes(t: Target) -> Outcome:
+    agents = t.agent_names()
+    pids = {a: t.pid(a) for a in agents}
+    distinct = len(set(pids.values())) == len(agents) and os.getpid() not in pids.values()
+    victim = t.rng.choice(agents)
+    inputs = t.workload(40, seed=101)
+    ids = await t.submit_all(inputs, prefix="pa1")
+    # crash one agent while the others are processing
+    await asyncio.sleep(0.2)
+    killed_at = time.time()
+    killed_pid = t.kill(victim)
+    records = [await t.tasks.wait(i, timeout=120) for i in ids]
+    ok = sum(r.status == "succeeded" for r in records)
+    await t.wait_event("agent_restarted", timeout=10, agent=victim)
+    back = t.pid(victim)
+    evidence = {
+        "pids": pids,
+        "killed": victim,
+        "killed_pid": killed_pid,
+        "killed_at": killed_at,
+        "restarted_pid": back,
+        "tasks": len(records),
+        "succeeded": ok,
+        "failed": [r.id for r in records if r.status != "succeeded"],
+    }
+    if distinct and ok == len(records) and back is not None and back != killed_pid:
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "every agent must be its own process under a supervisor; "
+        "see the failed task ids and docs/runtime.md",
+    )
+
+
+@check("PA-2")
+async def supervision(t: Target) -> Outcome:
+    victim = t.agent_names()[-1]
+    latencies: list[float] = []
+    detections: list[float] = []
+    for _ in range(5):
+        before = time.time()
+        started = time.monotonic()
+        t.kill(victim)
+        exited = await t.wait_event("agent_exited", timeout=10, after=before, agent=victim)
+        detections.append(exited.ts - before)
+        await t.wait_event("agent_restarted", timeout=10, after=before, agent=victim)
+        await t.node.call(victim, {"op": "running"}, timeout=5)  # it answers again
+        latencies.append(time.monotonic() - started)
+        await asyncio.sleep(0.05)
+    # intensity: a test supervisor with the default 5 restarts in 60 s must give up on the 6th
+    bus = EventBus(log=False)
+    spec = SupervisorSpec("intensity-test", [ChildSpec("probe", VerifyProbe)])
+    async with Runtime(spec, RuntimeSettings(heartbeat_interval=0.5), events=bus) as rt:
+        for _ in range(6):  # the sixth crash in a minute is one too many
+            ref = rt.whereis("probe")
+            if ref is None:
+                break
+            waiting = asyncio.ensure_future(
+                next_event(bus, "agent_exited", timeout=10, agent="probe", pid=ref.pid)
+            )
+            await asyncio.sleep(0)
+            os.kill(ref.pid, signal.SIGKILL)
+            await waiting
+            if not rt.failed.done():
+                await next_event(bus, "agent_started", timeout=10, agent="probe")
+        gave_up = bus.recent("supervisor_gave_up")
+    evidence = {
+        "restart_latency_s": latencies,
+        "restart_p99_s": pct(latencies, 0.99),
+        "detection_s": detections,
+        "intensity": spec.intensity,
+        "period_s": spec.period,
+        "gave_up": [e.fields for e in gave_up],
+    }
+    if pct(latencies, 0.99) < 1.0 and gave_up:
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "restarts must take under 1 s and the intensity limit "
+        "must make the supervisor give up (docs/runtime.md)",
+    )
+
+
+def _shared_writable_mappings(pid: int) -> tuple[list[str], list[str]]:
+    """Shared writable memory mappings of ``pid``: (suspicious, the store's own).
+
+    SQLite in WAL mode maps its ``-shm`` index file shared between every process
+    using the database; that is the store's locking, not agents talking through
+    memory, so it is reported apart.
+    """
+    suspicious: list[str] = []
+    store: list[str] = []
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                parts = line.split()
+                perms = parts[1]
+                if perms.startswith("rw") and perms.endswith("s"):
+                    path = parts[5] if len(parts) > 5 else "(anonymous)"
+                    (store if path.endswith("-shm") else suspicious).append(path)
+    except OSError as exc:
+        suspicious.append(f"unreadable: {exc}")
+    return suspicious, store
+
+
+@check("PA-3")
+async def messages_with_deadlines(t: Target) -> Outcome:
+    pids = {a: t.pid(a) for a in t.agent_names()}
+    mappings = {a: _shared_writable_mappings(p) for a, p in pids.items() if p}
+    shared = {a: m[0] for a, m in mappings.items()}
+    store_index = {a: m[1] for a, m in mappings.items()}
+    timeouts = {
+        "agent_call_default_s": t.node.runtime.settings.timeouts.agent_call,
+        "model_s": t.node.runtime.settings.timeouts.model,
+        "tool_s": t.node.runtime.settings.timeouts.tool,
+    }
+    bus = EventBus(log=False)
+    spec = SupervisorSpec(
+        "pa3", [ChildSpec("slow", VerifyProbe), ChildSpec("gone", VerifyProbe, restart="temporary")]
+    )
+    async with Runtime(spec, RuntimeSettings(heartbeat_interval=0.5), events=bus) as rt:
+        started = time.monotonic()
+        try:
+            await rt.call("slow", {"op": "sleep", "s": 10}, timeout=0.5)
+            slow_s = float("inf")
+        except CallTimeout:
+            slow_s = time.monotonic() - started
+        gone = rt.whereis("gone")
+        assert gone is not None
+        exited = asyncio.ensure_future(next_event(bus, "agent_exited", timeout=10, agent="gone"))
+        await asyncio.sleep(0)
+        os.kill(gone.pid, signal.SIGKILL)
+        await exited
+        started = time.monotonic()
+        try:
+            await rt.call("gone", {"op": "echo"}, timeout=5)
+            dead_s = float("inf")
+        except NoProcess:
+            dead_s = time.monotonic() - started
+    evidence = {
+        "shared_writable_mappings": shared,
+        "store_index_mappings": store_index,
+        "timeouts": timeouts,
+        "slow_call_deadline_s": 0.5,
+        "slow_call_ended_after_s": slow_s,
+        "dead_call_failed_after_s": dead_s,
+    }
+    ok = not any(shared.values()) and 0.5 <= slow_s < 1.0 and dead_s < 0.1
+    if ok:
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "calls must end at their deadline, fail at once on a dead "
+        "target, and agents must share no writable memory",
+    )

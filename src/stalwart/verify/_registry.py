@@ -1,0 +1,66 @@
+"""Where verifications register: one async function per checklist item."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from stalwart.verify._model import Status
+from stalwart.verify._target import Target
+
+__all__ = ["CHECKS", "Outcome", "check", "pct"]
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    status: Status
+    evidence: dict[str, Any]
+    remediation: str | None = None
+
+
+Check = Callable[[Target], Awaitable[Outcome]]
+CHECKS: dict[str, Check] = {}
+
+
+def check(item_id: str) -> Callable[[Check], Check]:
+    """Register the verification of ``item_id`` (one per item)."""
+
+    def register(fn: Check) -> Check:
+        if item_id in CHECKS:
+            raise ValueError(f"{item_id} already has a verification")
+        CHECKS[item_id] = fn
+        return fn
+
+    return register
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+async def next_event(bus: Any, name: str, *, timeout: float, **fields: Any) -> Any:
+    """Wait (bounded) for the next event ``name`` with ``fields`` on ``bus``."""
+    import asyncio
+
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def on_event(event: Any) -> None:
+        if (
+            event.name == name
+            and not fut.done()
+            and all(event.fields.get(k) == v for k, v in fields.items())
+        ):
+            fut.set_result(event)
+
+    with bus.subscribe(on_event):
+        async with asyncio.timeout(timeout):
+            return await fut

@@ -1,0 +1,163 @@
+"""The live node a verification runs against: an app started for it, with its sim."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import pathlib
+import random
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from stalwart.config import RuntimeSettings
+from stalwart.durable import TaskRecord
+from stalwart.errors import StalwartError
+from stalwart.llm.sim import SimServer
+from stalwart.node import AppService, Node, Tasks, app_node
+from stalwart.observe import Event, EventBus
+
+__all__ = ["Target"]
+
+
+class Target:
+    """Starts ``app_ref`` on a fresh SQLite store in ``workdir``; stops it on exit.
+
+    Checks reach the node (``node``), its task API (``tasks``), the simulated
+    world (``sim``) and every event the node emitted (``events`` / ``wait_event``).
+    """
+
+    def __init__(self, app_ref: str, workdir: pathlib.Path, *, seed: int = 7) -> None:
+        self.app_ref = app_ref
+        self.workdir = workdir
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.bus = EventBus(log=False)
+        self.seen: list[Event] = []
+        self._changed = asyncio.Condition()
+        self.bus.subscribe(self._record)
+        self._stop = asyncio.get_running_loop().create_future()
+        self._run: asyncio.Task[int] | None = None
+        self.node: Node
+        self.service: AppService
+
+    def _record(self, event: Event) -> None:
+        self.seen.append(event)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def __aenter__(self) -> Target:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        store = f"sqlite:///{self.workdir}/verify.db"
+        self.node, self.service = app_node(
+            self.app_ref,
+            store=store,
+            events=self.bus,
+            settings=RuntimeSettings(heartbeat_interval=0.5),
+        )
+        self._run = asyncio.create_task(self.node.run(until=self._stop))
+        async with asyncio.timeout(60):
+            while not self.node.ready:
+                if self._run.done():
+                    raise StalwartError(f"the app {self.app_ref!r} did not start")
+                await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self._stop.done():
+            self._stop.set_result(None)
+        if self._run is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(60):
+                    await self._run
+
+    # -- what checks use ---------------------------------------------------------------------
+    @property
+    def tasks(self) -> Tasks:
+        assert self.service.tasks is not None
+        return self.service.tasks
+
+    @property
+    def sim(self) -> SimServer:
+        if self.service.sim is None:
+            raise StalwartError("this verification needs the app to run with sim=True")
+        return self.service.sim
+
+    def agent_names(self) -> list[str]:
+        return [a.name for a in self.service.app.agents]
+
+    def pid(self, agent: str) -> int | None:
+        ref = self.node.runtime.whereis(agent)
+        return ref.pid if ref is not None else None
+
+    def kill(self, agent: str, sig: int = signal.SIGKILL) -> int | None:
+        pid = self.pid(agent)
+        if pid is not None:
+            os.kill(pid, sig)
+        return pid
+
+    def events(self, name: str, **fields: Any) -> list[Event]:
+        return [
+            e
+            for e in self.seen
+            if e.name == name and all(e.fields.get(k) == v for k, v in fields.items())
+        ]
+
+    async def wait_event(
+        self,
+        name: str,
+        *,
+        timeout: float,
+        after: float = 0.0,
+        where: Callable[[Event], bool] | None = None,
+        **fields: Any,
+    ) -> Event:
+        def found() -> list[Event]:
+            return [
+                e
+                for e in self.events(name, **fields)
+                if e.ts >= after and (where is None or where(e))
+            ]
+
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: bool(found()))
+        return found()[0]
+
+    @property
+    def entry(self) -> str:
+        app = self.service.app
+        return app.entry or app.agents[0].name
+
+    def workload(self, count: int, seed: int | None = None) -> list[Any]:
+        """``count`` task inputs from the app's workload generator (the same per seed)."""
+        ref = self.service.app.workload
+        if not ref:
+            raise StalwartError(
+                "the app names no workload (App.workload = 'module:function(count, seed)'); "
+                "verifications that drive load need one"
+            )
+        module, _, attr = ref.partition(":")
+        generate = getattr(importlib.import_module(module), attr)
+        return list(generate(count, seed=self.seed if seed is None else seed))
+
+    async def submit_all(self, inputs: list[Any], *, prefix: str) -> list[str]:
+        return [
+            await self.tasks.submit(self.entry, value, task_id=f"{prefix}-{n:05d}", seed=self.seed)
+            for n, value in enumerate(inputs)
+        ]
+
+    async def run_all(
+        self, inputs: list[Any], *, prefix: str, timeout: float = 120.0
+    ) -> list[TaskRecord]:
+        ids = await self.submit_all(inputs, prefix=prefix)
+        return [await self.tasks.wait(i, timeout=timeout) for i in ids]
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
