@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import asyncio
 import json
+import logging
 import pathlib
 import sys
 from typing import Any
