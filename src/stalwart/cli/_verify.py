@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import pathlib
 import sys
 from typing import Any
@@ -35,7 +34,6 @@ def verify_command(args: argparse.Namespace) -> int:
     from stalwart.verify import run_verify
 
     ensure_cwd_importable()
-    configure_logging(level=logging.WARNING)  # the report is the output; warnings still show
     try:
         baseline = json.loads(pathlib.Path(args.baseline).read_text()) if args.baseline else None
     except (OSError, json.JSONDecodeError) as exc:
@@ -45,11 +43,16 @@ def verify_command(args: argparse.Namespace) -> int:
         return 2
     only = [i.strip() for i in args.only.split(",") if i.strip()] if args.only else []
     out = pathlib.Path(args.out)
-    try:
-        document = asyncio.run(run_verify(args.app, out, only=only, baseline=baseline))
-    except StalwartError as exc:
-        print(f"stalwart verify: {exc}", file=sys.stderr)
-        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    # the node's log lines go to a file beside the report (and into its log store, which
+    # MA-5 searches); the terminal shows the verdicts
+    with open(out / "node.log", "a") as log_file:
+        configure_logging(stream=log_file)
+        try:
+            document = asyncio.run(run_verify(args.app, out, only=only, baseline=baseline))
+        except StalwartError as exc:
+            print(f"stalwart verify: {exc}", file=sys.stderr)
+            return 2
     summary = document["summary"]
     for item in document["items"]:
         print(f"{item['id']:5} {item['level']:11} {item['status']:15} {item['title']}")

@@ -14,6 +14,7 @@ from stalwart.observe import get_logger
 from stalwart.verify import (  # noqa: F401 - importing registers the checks
     _checks_degradation,
     _checks_errors,
+    _checks_monitoring,
     _checks_process,
     _checks_state,
 )

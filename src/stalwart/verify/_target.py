@@ -19,6 +19,7 @@ from stalwart.errors import StalwartError
 from stalwart.llm.sim import SimServer
 from stalwart.node import AppService, Node, Tasks, app_node
 from stalwart.observe import Event, EventBus
+from stalwart.server import ObservabilityService, ServerSettings
 
 __all__ = ["Target"]
 
@@ -55,11 +56,16 @@ class Target:
     async def __aenter__(self) -> Target:
         self.workdir.mkdir(parents=True, exist_ok=True)
         store = f"sqlite:///{self.workdir}/verify.db"
+        # the node's real HTTP service (probes, /metrics, logs) on a free loopback port
+        self.http = ObservabilityService(
+            ServerSettings(port=0, log_db=str(self.workdir / "logs.db"))
+        )
         self.node, self.service = app_node(
             self.app_ref,
             store=store,
             events=self.bus,
             settings=RuntimeSettings(heartbeat_interval=0.5),
+            services=(self.http,),
         )
         self._run = asyncio.create_task(self.node.run(until=self._stop))
         async with asyncio.timeout(60):

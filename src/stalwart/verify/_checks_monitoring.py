@@ -1,0 +1,180 @@
+"""MA-1, MA-2, MA-5: probes, key metrics, searchable logs — through the node's own HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import pathlib
+import time
+from typing import Any
+
+import httpx
+
+from stalwart.observe import COMMON_FIELDS
+from stalwart.verify._registry import Outcome, check
+from stalwart.verify._target import Target
+
+DEPLOY = pathlib.Path("deploy/kubernetes/deployment.yaml")
+
+
+async def _get(t: Target, path: str, **params: Any) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5) as http:
+        return await http.get(f"{t.http.url}{path}", params=params or None)
+
+
+@check("MA-1")
+async def probes(t: Target) -> Outcome:
+    timeline: list[dict[str, Any]] = []
+
+    async def probe(tag: str) -> tuple[int, int]:
+        live, ready = await _get(t, "/livez"), await _get(t, "/readyz")
+        timeline.append(
+            {
+                "t": round(time.monotonic(), 3),
+                "at": tag,
+                "livez": live.status_code,
+                "readyz": ready.status_code,
+                "why": ready.text[:200],
+            }
+        )
+        return live.status_code, ready.status_code
+
+    ok = (await probe("start")) == (200, 200)
+    store = t.service.store
+    assert store is not None
+    await store.close()  # the store goes away (as a lost database would)
+    broken = time.monotonic()
+    failed_after = None
+    async with asyncio.timeout(10):
+        while failed_after is None:
+            live, ready = await probe("store down")
+            ok &= live == 200
+            if ready == 503:
+                failed_after = time.monotonic() - broken
+            else:
+                await asyncio.sleep(0.1)
+    await store.open()  # restored
+    recovered = False
+    async with asyncio.timeout(10):
+        while not recovered:
+            recovered = (await probe("store back"))[1] == 200
+            if not recovered:
+                await asyncio.sleep(0.1)
+    manifest = await asyncio.to_thread(lambda: DEPLOY.read_text() if DEPLOY.exists() else "")
+    wired = {
+        "livenessProbe": "/livez" in manifest and "livenessProbe" in manifest,
+        "readinessProbe": "/readyz" in manifest and "readinessProbe" in manifest,
+    }
+    evidence = {
+        "timeline": timeline[-6:],
+        "readyz_failed_after_s": failed_after,
+        "manifest": str(DEPLOY),
+        "manifest_wires": wired,
+    }
+    ok &= failed_after is not None and failed_after < 3.0 and recovered and all(wired.values())
+    if ok:
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "wire /livez and /readyz to the orchestrator; readiness "
+        "must fail within 3 s of a broken dependency (docs/observability.md)",
+    )
+
+
+KEY_SERIES = {
+    "model latency": "stalwart_model_request_duration_seconds_count",
+    "model errors": "stalwart_model_errors_total",
+    "tool success": "stalwart_tool_calls_total",
+    "task completion": "stalwart_tasks_finished_total",
+    "cpu": "stalwart_agent_cpu_seconds_total",
+    "memory": "stalwart_agent_resident_memory_bytes",
+    "connections": "stalwart_agent_connections",
+}
+
+
+def _values(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            try:
+                out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+            except ValueError:
+                continue
+    return out
+
+
+@check("MA-2")
+async def key_metrics(t: Target) -> Outcome:
+    before = _values((await _get(t, "/metrics")).text)
+    primary = next(iter(t.service.app.models.values()))[0].partition(":")[2]
+    t.sim.world.set_fault(primary, outage=True)  # errors to count (the fallback serves)
+    try:
+        await t.run_all(t.workload(10, seed=909), prefix="ma2-down")
+    finally:
+        t.sim.world.clear_faults(primary)
+    await t.run_all(t.workload(10, seed=910), prefix="ma2")
+    await asyncio.sleep(1.2)  # agents ship their samples with their heartbeats
+    after = _values((await _get(t, "/metrics")).text)
+    found = {k: name in after for k, name in KEY_SERIES.items()}
+    moving = {k: after.get(name, 0.0) != before.get(name, 0.0) for k, name in KEY_SERIES.items()}
+    evidence = {
+        "series": KEY_SERIES,
+        "present": found,
+        "moved_during_load": moving,
+        "samples": {k: after.get(v) for k, v in KEY_SERIES.items()},
+    }
+    must_move = ("model latency", "tool success", "task completion", "cpu")
+    if all(found.values()) and all(moving[k] for k in must_move):
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "instrument model latency and errors, tool outcomes, "
+        "task completion and per-agent resources (docs/observability.md)",
+    )
+
+
+def _line(row: Any) -> dict[str, Any]:
+    return json.loads(row) if isinstance(row, str) else dict(row)
+
+
+@check("MA-5")
+async def searchable_logs(t: Target) -> Outcome:
+    since = time.time()
+    records = await t.run_all(t.workload(6, seed=1001), prefix="ma5")
+    await asyncio.sleep(1.5)  # the log store writes in batches
+    task_id = records[0].id
+    by_task = (await _get(t, "/v1/logs", task=task_id, limit=1000)).json()
+    iso = datetime.datetime.fromtimestamp(since, datetime.UTC).isoformat()
+    by_agent = (await _get(t, "/v1/logs", agent=t.entry, since=iso, limit=1000)).json()
+    rows_task = [_line(x) for x in by_task.get("lines", [])]
+    rows_agent = [_line(x) for x in by_agent.get("lines", [])]
+    missing = [r for r in rows_agent if any(f not in r for f in COMMON_FIELDS)]
+    exact_task = all(r.get("task_id") == task_id for r in rows_task)
+    exact_agent = all(r.get("agent_id") == t.entry for r in rows_agent)
+    in_range = all(
+        datetime.datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")).timestamp()
+        >= since - 0.001
+        for r in rows_agent
+    )
+    evidence = {
+        "query_task": task_id,
+        "lines_for_task": len(rows_task),
+        "lines_for_agent_since": len(rows_agent),
+        "common_fields": list(COMMON_FIELDS),
+        "lines_missing_fields": len(missing),
+        "task_query_exact": exact_task,
+        "agent_query_exact": exact_agent,
+        "time_range_exact": in_range,
+    }
+    if rows_task and rows_agent and not missing and exact_task and exact_agent and in_range:
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "every log line needs the common fields, in a store that "
+        "answers by agent, task and time range (docs/observability.md)",
+    )
