@@ -90,7 +90,7 @@ class Writer(threading.Thread):
     def _loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            first = self._queue.get()  # no-deadline: the writer thread idles until work or stop
             if first is None:
                 break
             batch = [first]

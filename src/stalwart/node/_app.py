@@ -15,7 +15,7 @@ from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded
 from stalwart.guard import RedactingEventBus, install_redactor, validate_input
 from stalwart.llm.sim import SimServer
 from stalwart.node._node import Node, NodeService
-from stalwart.observe import EventBus
+from stalwart.observe import REGISTRY, EventBus, catalog, set_redactor
 from stalwart.runtime import ChildSpec, SupervisorSpec
 
 __all__ = ["AppService", "Tasks", "app_node"]
@@ -83,6 +83,7 @@ class Tasks:
                     retry_after=1.0,
                 )
         record = await self.store.create_task(agent, task_input, task_id=task_id, seed=seed)
+        catalog.TASKS_SUBMITTED.inc()
         if self.node is not None:
             try:
                 self.node.cast(agent, {"run": record.id})
@@ -116,6 +117,25 @@ class Tasks:
         return await self.wait(await self.submit(agent, task_input, **kw), timeout=timeout)
 
 
+def _chain_check(chain: str, models: list[str]) -> Any:
+    """Ready while at least one model of the chain is usable (its breaker not open).
+
+    Breaker states come from the agents' metrics, which they ship to the node.
+    """
+
+    def check() -> bool | str:
+        open_ = [
+            m
+            for m in models
+            if REGISTRY.get_sample_value("stalwart_breaker_state", {"dependency": m}) == 1
+        ]
+        if len(open_) == len(models):
+            return f"every model of chain {chain!r} has its circuit breaker open: {open_}"
+        return True
+
+    return check
+
+
 class AppService:
     """Starts what an app needs beside its agents: the store (and the sim, if asked)."""
 
@@ -130,12 +150,14 @@ class AppService:
 
     async def start(self, node: Node) -> None:
         self.node_id = node.id
+        install_redactor()  # every log line the node writes (its own and its agents') is redacted
         if self.sim_port is not None:
             self.sim = SimServer(port=self.sim_port, scenario=self.app.scenario)
             await asyncio.to_thread(self.sim.start)
         self.store = store_from_url(self.store_url, events=node.events)
         await self.store.open()
         self.tasks = Tasks(node, self.store, self.app, max_pending=self.max_pending)
+        node.tasks = self.tasks
         store = self.store
 
         async def store_check() -> bool | str:
@@ -146,6 +168,8 @@ class AppService:
             return True
 
         node.readiness.add("store", store_check)
+        for chain, models in self.app.models.items():
+            node.readiness.add(f"model:{chain}", _chain_check(chain, list(models)))
         await self.store.register_node(
             node.id,
             {
@@ -168,6 +192,7 @@ class AppService:
                 pass  # readiness reports the store; the next beat tries again
 
     async def stop(self) -> None:
+        set_redactor(None)  # the node is done; a process hosting several (tests) starts clean
         beat = getattr(self, "_beat", None)
         if beat is not None:
             beat.cancel()
@@ -198,7 +223,6 @@ def app_node(
     its :class:`AppService` (whose ``tasks`` submits work once the node runs).
     """
     app = load_app(app_ref)
-    install_redactor()  # every log line the node writes (its own and its agents') is redacted
     if events is None:
         events = RedactingEventBus()
     preload = [] if app_ref.endswith(".toml") else [app_ref.partition(":")[0]]

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.config import RuntimeSettings
-from stalwart.errors import StartError
+from stalwart.errors import ConfigError, StartError
 from stalwart.observe import EventBus, Readiness
 from stalwart.runtime import AgentRef, Runtime, SupervisorSpec
 
@@ -67,6 +67,8 @@ class Node:
         self.services = tuple(services)
         self._stopping = False
         self._started = False
+        self.tasks: Any = None
+        """The task API of the app this node runs (set by its app service when it starts)."""
         self.readiness = Readiness(timeout=self.runtime.settings.timeouts.health)
         self.readiness.add("supervisor", self._supervisor_check)
 
@@ -91,6 +93,22 @@ class Node:
 
     def cast(self, target: str | AgentRef, payload: Any) -> None:
         self.runtime.cast(target, payload)
+
+    async def submit(self, agent: str, task_input: Any, **options: Any) -> str:
+        """Store a task for ``agent`` of this node's app; returns its id (durable on return)."""
+        return str(await self._app_tasks().submit(agent, task_input, **options))
+
+    async def result(self, task_id: str, *, timeout: float) -> Any:
+        """The finished task record; :class:`DeadlineExceeded` if not done by ``timeout``."""
+        return await self._app_tasks().wait(task_id, timeout=timeout)
+
+    def _app_tasks(self) -> Any:
+        if self.tasks is None:
+            raise ConfigError(
+                "this node runs no app: submit tasks to a node built with app_node(), "
+                "once it runs"
+            )
+        return self.tasks
 
     async def run(self, until: Awaitable[Any] | None = None) -> int:
         loop = asyncio.get_running_loop()

@@ -137,3 +137,23 @@ async def test_task_level_agent_calls_time_out_or_fail_at_once_and_the_task_goes
         assert "NoProcess" in dead.outcome["callee_failed"] and dead_took < 1.5
 
     assert await node.run(until=check()) == 0
+
+
+async def test_tasks_are_submitted_and_awaited_through_the_node(tmp_path):
+    node, _ = app_node(
+        "examples.helpdesk.app:app",
+        store=f"sqlite:///{tmp_path}/n.db",
+        events=EventBus(log=False),
+        settings=SETTINGS,
+    )
+
+    async def work() -> None:
+        async with asyncio.timeout(30):
+            while not node.ready:
+                await asyncio.sleep(0.01)
+        task_id = await node.submit("triage", {"text": "Where is my order #88? (a@b.c)"})
+        record = await node.result(task_id, timeout=60)
+        assert record.status == "succeeded"
+        assert record.outcome["answer"].startswith("Order #88")
+
+    assert await node.run(until=work()) == 0

@@ -18,7 +18,7 @@ from stalwart import (
 )
 from stalwart.llm import Message, ModelRequest, ToolSpec, model_client
 from stalwart.llm.sim import BODY_FAULTS
-from stalwart.resilience import RetryPolicy
+from stalwart.resilience import CircuitBreaker, RetryPolicy
 
 from .conftest import FAST_BREAKER, FAST_RETRY, PRICES, providers
 
@@ -185,7 +185,8 @@ async def test_hang_ends_at_the_deadline(client_for, sim, wire):
 
 @pytest.mark.parametrize("wire", WIRES)
 async def test_connection_refused_trips_the_breaker(client_for, sim, wire):
-    client = client_for(wire, breaker=FAST_BREAKER, retry=None)
+    # a breaker of its own: the process-wide registry may hold this name already
+    client = client_for(wire, breaker=CircuitBreaker(f"{wire}:strong", FAST_BREAKER), retry=None)
     sim.stop()
     for _ in range(2):
         with pytest.raises(Exception) as info:

@@ -30,8 +30,17 @@ async def test_node_exports_metrics_and_logs_as_valid_otlp(start_node, receiver)
     names = {m.name for m in rm.scope_metrics[0].metrics}
     assert {"gen_ai.client.operation.duration", "stalwart_agents_running"} <= names
     duration = next(m for m in rm.scope_metrics[0].metrics if m.name.startswith("gen_ai."))
-    point = duration.histogram.data_points[0]
-    attrs = {a.key: a.value.string_value for a in point.attributes}
+
+    def attributes(p):
+        return {a.key: a.value.string_value for a in p.attributes}
+
+    # the registry is process-wide: other tests may have left their own models' points
+    point = next(
+        p
+        for p in duration.histogram.data_points
+        if attributes(p)["gen_ai.request.model"] == "sim-strong"
+    )
+    attrs = attributes(point)
     assert attrs["gen_ai.request.model"] == "sim-strong" and point.count >= 1
     assert len(point.bucket_counts) == len(point.explicit_bounds) + 1
     logs = ExportLogsServiceRequest()
