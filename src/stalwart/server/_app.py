@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stalwart.errors import NoProcess
+from stalwart.errors import NoProcess, StalwartError
 from stalwart.observe import REGISTRY, AlertEvaluator, AlertNotice, Event, LogQuery, parse_since
 from stalwart.observe import search as search_logs
 from stalwart.server._notify import Dispatcher
@@ -264,6 +264,19 @@ def build_app(state: AppState) -> Starlette:
     async def summary(_request: Request) -> Response:
         return JSONResponse(await state.summary.build())
 
+    async def cluster(_request: Request) -> Response:
+        """The nodes sharing this node's store (just this one when it has no app)."""
+        view = getattr(node, "cluster_view", None)
+        if view is None:
+            nodes = [{"id": node.id, "self": True, "alive": True, "info": {}}]
+        else:
+            try:
+                async with asyncio.timeout(5):
+                    nodes = await view()
+            except (TimeoutError, StalwartError) as exc:
+                return _error(503, f"the cluster view cannot be read now: {exc}")
+        return JSONResponse({"node": node.id, "nodes": nodes, "agents": await agents(node.runtime)})
+
     async def events(request: Request) -> Response:
         raw = _param(request, "types", max_len=1000)
         wanted = None if not raw else {_name(t, "event type") for t in raw.split(",")}
@@ -323,6 +336,7 @@ def build_app(state: AppState) -> Starlette:
         Route("/v1/alerts", alerts, methods=["GET"]),
         Route("/v1/alerts/{name}/test", test_alert, methods=["POST"]),
         Route("/v1/summary", summary, methods=["GET"]),
+        Route("/v1/cluster", cluster, methods=["GET"]),
         Route("/v1/events", events, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
         Route("/static/{name}", static, methods=["GET"]),
@@ -345,11 +359,21 @@ async def fire_test(
     now = time.time()
     sev: Any = severity
     labels = {"alertname": name, "severity": severity, "test": "true"}
-    firing = AlertNotice(name, sev, "firing", labels, threshold.value, threshold.value,
-                         f"TEST: {rule.summary}", now)  # fmt: skip
+    firing = AlertNotice(
+        name, sev, "firing", labels, threshold.value, threshold.value, f"TEST: {rule.summary}", now
+    )
     results = await dispatcher.send_now(firing)
-    resolved = AlertNotice(name, sev, "resolved", labels, 0.0, threshold.value,
-                           f"TEST: {rule.summary}", now, time.time())  # fmt: skip
+    resolved = AlertNotice(
+        name,
+        sev,
+        "resolved",
+        labels,
+        0.0,
+        threshold.value,
+        f"TEST: {rule.summary}",
+        now,
+        time.time(),
+    )
     await dispatcher.send_now(resolved)
     return results
 

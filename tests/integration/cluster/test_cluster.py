@@ -239,3 +239,36 @@ async def test_a_partitioned_node_stops_before_its_leases_expire_and_rejoins(
 
     clean, _ = await run_helpdesk(pytest_tmp_dir(), tickets, kills=0)
     assert answers == clean
+
+
+@pytest.mark.timeout(120)
+async def test_the_cluster_view_lists_every_node_and_its_liveness(pg_url, tmp_path):
+    from stalwart.node import app_node
+    from stalwart.observe import EventBus
+    from stalwart.server import ObservabilityService, ServerSettings
+
+    other = await open_store(pg_url)
+    await other.register_node("elsewhere", {"host": "machine-2", "agents": ["triage"]})
+    http = ObservabilityService(ServerSettings(port=0, log_db=None))
+    node, _ = app_node(
+        "examples.helpdesk.app:app", store=pg_url, events=EventBus(log=False), services=(http,)
+    )
+
+    async def look() -> None:
+        async with asyncio.timeout(30):
+            while not node.ready:
+                await asyncio.sleep(0.01)
+        async with httpx.AsyncClient(timeout=5) as client:
+            body = (await client.get(f"{http.url}/v1/cluster")).json()
+        nodes = {n["id"]: n for n in body["nodes"]}
+        assert set(nodes) == {node.id, "elsewhere"}
+        assert nodes[node.id]["self"] and nodes[node.id]["alive"]
+        assert nodes[node.id]["info"]["agents"] == ["triage", "resolver"]
+        assert not nodes["elsewhere"]["self"]
+        assert {a["name"] for a in body["agents"]} == {"triage", "resolver"}
+
+    try:
+        assert await node.run(until=look()) == 0
+        assert [n.id for n in await other.list_nodes()] == ["elsewhere"]  # it unregistered
+    finally:
+        await other.close()

@@ -98,3 +98,34 @@ def test_the_schema_check_catches_a_misspelled_probe():
 
 def load_any(name: str) -> dict:
     return yaml.safe_load((DEPLOY / "kubernetes" / name).read_text())
+
+
+def load_cluster(name: str) -> dict:
+    return yaml.safe_load((DEPLOY / "kubernetes" / "cluster" / name).read_text())
+
+
+def test_the_cluster_deployment_scales_out_safely():
+    d = load_cluster("deployment.yaml")
+    assert d["spec"]["replicas"] >= 3
+    assert d["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 1
+    spec = d["spec"]["template"]["spec"]
+    assert "volumes" not in spec  # the store is PostgreSQL, shared by every pod
+    (c,) = spec["containers"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert 10 <= spec["terminationGracePeriodSeconds"] <= 60  # time to drain
+    refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in c["env"] if "valueFrom" in e}
+    assert "store-url" in refs
+    pdb = load_cluster("pdb.yaml")
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["maxUnavailable"] == 1
+    k = load_cluster("kustomization.yaml")
+    assert sorted(k["resources"]) == ["../service.yaml", "deployment.yaml", "pdb.yaml"]
+
+
+@pytest.mark.parametrize("name", ["deployment.yaml", "pdb.yaml"])
+def test_cluster_manifests_pass_the_kubernetes_schema_strictly(name):
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate.validate(load_cluster(name), "1.30.0", strict=True)
