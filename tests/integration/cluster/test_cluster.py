@@ -272,3 +272,38 @@ async def test_the_cluster_view_lists_every_node_and_its_liveness(pg_url, tmp_pa
         assert [n.id for n in await other.list_nodes()] == ["elsewhere"]  # it unregistered
     finally:
         await other.close()
+
+
+async def test_sigterm_drains_a_node_and_hands_its_tasks_back(cluster, pg_url, sim_url):
+    store = await open_store(pg_url)
+    try:
+        tasks = Tasks(None, store)
+        ids = [
+            await tasks.submit("triage", t, task_id=t["id"])
+            for t in generate(120, seed=66, injection_rate=0.0)
+        ]
+        leaving = cluster[2]
+        prefix = leaving.node_id + "/"
+        async with asyncio.timeout(60):
+            while not [
+                t
+                for t in await store.list_tasks(status="running", limit=10_000)
+                if (t.lease_owner or "").startswith(prefix)
+            ]:
+                await asyncio.sleep(0.01)
+        started = time.monotonic()
+        assert await leaving.stop() == 0  # SIGTERM: stop claiming, hand back, exit
+        drained_in = time.monotonic() - started
+        still_held = [
+            t.id
+            for t in await store.list_tasks(status="running", limit=10_000)
+            if (t.lease_owner or "").startswith(prefix)
+        ]
+        assert still_held == []  # handed back, not left to expire
+        assert drained_in < 30  # inside the Kubernetes grace period
+        records = [await tasks.wait(i, timeout=120) for i in ids]
+        assert all(r.status == "succeeded" for r in records)
+        report = await delivery_report(sim_url)
+        assert report["duplicates"] == {"email": 0, "payments": 0}
+    finally:
+        await store.close()
