@@ -4,13 +4,13 @@ import asyncio
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.config import RuntimeSettings
 from stalwart.errors import ConfigError, StartError
-from stalwart.observe import EventBus, Readiness
+from stalwart.observe import EventBus, Readiness, catalog
 from stalwart.runtime import AgentRef, Runtime, SupervisorSpec
 
 __all__ = ["Node", "NodeService"]
@@ -31,6 +31,15 @@ class NodeService(Protocol):
     async def start(self, node: Node) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stalwart")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class Node:
@@ -68,6 +77,8 @@ class Node:
         self._stopping = False
         self._started = False
         self.tasks: Any = None
+        self.cluster_view: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
+        """The nodes sharing this node's store, for ``/v1/cluster`` (set by its app)."""
         """The task API of the app this node runs (set by its app service when it starts)."""
         self.readiness = Readiness(timeout=self.runtime.settings.timeouts.health)
         self.readiness.add("supervisor", self._supervisor_check)
@@ -105,8 +116,7 @@ class Node:
     def _app_tasks(self) -> Any:
         if self.tasks is None:
             raise ConfigError(
-                "this node runs no app: submit tasks to a node built with app_node(), "
-                "once it runs"
+                "this node runs no app: submit tasks to a node built with app_node(), once it runs"
             )
         return self.tasks
 
@@ -127,6 +137,7 @@ class Node:
                 return EXIT_START_FAILED
             self._started = True
             self.events.emit("node_started", node=self.id, pid=os.getpid())
+            catalog.NODE_INFO.labels(self.id, _version()).set(1)
             waiters: list[asyncio.Future[Any]] = [
                 asyncio.ensure_future(stop.wait()),
                 self.runtime.failed,

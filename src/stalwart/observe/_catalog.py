@@ -27,6 +27,7 @@ __all__ = [
     "TASKS_FINISHED",
     "TASKS_SUBMITTED",
     "TASK_DURATION",
+    "NODE_INFO",
     "TOOL_CALLS",
 ]
 
@@ -83,6 +84,11 @@ DEGRADATION_EVENTS = Counter(
 DEGRADATION_SECONDS = Counter(
     "stalwart_degradation_seconds", "Seconds spent degraded, by component", ["component"],
     registry=REGISTRY,
+)  # fmt: skip
+NODE_INFO = Gauge(
+    "stalwart_node_info",
+    "1 for the node serving these metrics: join on it to label any series by node",
+    ["node", "version"], registry=REGISTRY,
 )  # fmt: skip
 BUDGET_USED_RATIO = Gauge(
     "stalwart_budget_used_ratio", "Spend as a share of its limit, by scope (task, agent, day)",

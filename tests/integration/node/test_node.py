@@ -139,3 +139,31 @@ async def test_node_run_in_process_returns_one_and_is_not_ready_when_root_gives_
     code = await asyncio.wait_for(node.run(until=kill_when_ready()), 15)
     assert code == 1
     assert not node.ready
+
+
+async def test_a_running_node_labels_its_metrics_with_its_id():
+    from stalwart import ChildSpec, Node, RuntimeSettings, SupervisorSpec
+    from stalwart.observe import REGISTRY, EventBus
+    from stalwart.testing import ProbeAgent
+
+    node = Node(
+        SupervisorSpec("root", [ChildSpec("a", ProbeAgent)]),
+        RuntimeSettings(heartbeat_interval=0.2),
+        node_id="node-7",
+        events=EventBus(log=False),
+    )
+
+    async def look() -> None:
+        async with asyncio.timeout(10):
+            while not node.ready:
+                await asyncio.sleep(0.01)
+        samples = [
+            s
+            for m in REGISTRY.collect()
+            if m.name == "stalwart_node_info"
+            for s in m.samples
+            if s.labels.get("node") == "node-7"
+        ]
+        assert samples and samples[0].value == 1
+
+    assert await node.run(until=look()) == 0
