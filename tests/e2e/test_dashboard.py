@@ -99,6 +99,9 @@ async def test_dashboard_loads_fast_and_shows_a_restart(tmp_path):
                 assert "firing warning RestartStorm" in await page.text_content("#alerts_recent")
                 new_pid = await page.text_content('tr[data-agent="b"] td:nth-child(3)')
                 assert new_pid != str(old_pid)
+                # the cluster panel lists the nodes sharing the store (just this one here)
+                await page.wait_for_selector("#cluster_nodes li", timeout=3_000)
+                assert "(this node) alive" in await page.text_content("#cluster_nodes")
                 ARTIFACTS.mkdir(exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             finally:

@@ -57,6 +57,18 @@ function render(s) {
 const initial = document.getElementById("initial");
 if (initial) render(JSON.parse(initial.textContent));
 else fetch("/v1/summary").then((r) => r.json()).then(render).catch(() => {});
+// the nodes sharing this node's store (docs/cluster.md), refreshed every 2 s
+function cluster() {
+  fetch("/v1/cluster").then((r) => r.json()).then((c) => {
+    li("cluster_nodes", c.nodes, (el, n) => {
+      el.className = n.alive ? "" : "critical";
+      const agents = (n.info && n.info.agents) ? n.info.agents.join(", ") : "";
+      el.textContent = `${n.id}${n.self ? " (this node)" : ""} ${n.alive ? "alive" : "silent"} ${agents}`;
+    });
+  }).catch(() => {});
+}
+cluster();
+setInterval(cluster, 2000);
 const source = new EventSource("/v1/events");
 source.addEventListener("summary", (e) => render(JSON.parse(e.data)));
 source.onopen = () => { const el = $("live"); el.textContent = "live"; el.className = "badge ok"; };
