@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from stalwart.observe import COMMON_FIELDS
+from stalwart.verify._checks_errors import _fresh_model_agents
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
 
@@ -177,4 +178,76 @@ async def searchable_logs(t: Target) -> Outcome:
         evidence,
         "every log line needs the common fields, in a store that "
         "answers by agent, task and time range (docs/observability.md)",
+    )
+
+
+def _by_label(text: str, metric: str, label: str) -> dict[str, float]:
+    """Sum ``metric``'s samples by one label's value (from a /metrics exposition)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(metric + "{"):
+            labels = line[len(metric) + 1 : line.index("}")]
+            for part in labels.split(","):
+                key, _, value = part.partition("=")
+                if key == label:
+                    v = value.strip('"')
+                    out[v] = out.get(v, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+@check("EH-4")
+async def errors_in_context(t: Target) -> Outcome:
+    """Retryable, permanent, transient and systemic errors, each logged and counted."""
+    primary = next(iter(t.service.app.models.values()))[0]
+    model = primary.partition(":")[2]
+    since = time.time()
+    before = _by_label((await _get(t, "/metrics")).text, "stalwart_errors_total", "class")
+    faults = {
+        "503 storm": {"status": 503},
+        "500 storm": {"status": 500},
+        "400": {"status": 400},
+        "401": {"status": 401},
+    }
+    inputs = [i for i in t.workload(40, seed=1101) if "order #" in str(i)]
+    for n, fault in enumerate(faults.values()):
+        await _fresh_model_agents(t)  # each fault meets a closed breaker
+        t.sim.world.set_fault(model, **fault)
+        try:
+            await t.run_all(inputs[n : n + 1], prefix=f"eh4-{n}")
+        finally:
+            t.sim.world.clear_faults(model)
+    await asyncio.sleep(1.5)  # log batches and metric samples reach the node
+    iso = datetime.datetime.fromtimestamp(since, datetime.UTC).isoformat()
+    lines: list[dict[str, Any]] = []
+    for event in ("dependency_error", "dependency_retry", "dependency_gave_up"):
+        body = (await _get(t, "/v1/logs", event=event, since=iso, limit=1000)).json()
+        lines += [_line(x) for x in body.get("lines", [])]
+    after = _by_label((await _get(t, "/metrics")).text, "stalwart_errors_total", "class")
+    classes = {str(line.get("error_class")) for line in lines}
+    axes = {
+        "retryable": any(c.startswith("retryable") for c in classes),
+        "permanent": any(c.startswith("permanent") for c in classes),
+        "transient": any(c.endswith("transient") for c in classes),
+        "systemic": any(c.endswith("systemic") for c in classes),
+    }
+    context = ("agent_id", "task_id", "dependency", "error_class", "error")
+    lacking = [line.get("event") for line in lines if any(not line.get(k) for k in context)]
+    counted = {c: after.get(c, 0.0) - before.get(c, 0.0) for c in after}
+    evidence = {
+        "faults": list(faults),
+        "log_lines": len(lines),
+        "classes_logged": sorted(classes),
+        "axes_seen": axes,
+        "lines_missing_context": len(lacking),
+        "error_metric_deltas_by_class": counted,
+        "example": lines[0] if lines else None,
+    }
+    ok = bool(lines) and all(axes.values()) and not lacking and any(v > 0 for v in counted.values())
+    if ok:
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "log every error with its agent, task, dependency, class "
+        "and cause, and count it by class (docs/resilience.md)",
     )
