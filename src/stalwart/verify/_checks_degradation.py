@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from typing import Any
 
+import httpx
+
 from stalwart.llm import Provider, evaluate, model_client
+from stalwart.resilience import DEFAULT_BREAKER
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
 
@@ -106,4 +111,78 @@ async def tool_unavailability(t: Target) -> Outcome:
         "failed",
         evidence,
         "a tool that is down must yield an 'unavailable' result, never a crash (docs/tools.md)",
+    )
+
+
+def _prolonged(t: Target) -> list[tuple[str, str]]:
+    return [
+        (str(b.get("severity")), str(b.get("status")))
+        for b in t.receiver.bodies
+        if isinstance(b, dict) and b.get("alertname") == "ProlongedDegradation"
+    ]
+
+
+@check("GD-3")
+async def prolonged_degradation(t: Target) -> Outcome:
+    """Hold a fallback past the alert's `for` times; see it logged, timed, alerted, resolved."""
+    app = t.service.app
+    chain, models = next((k, list(v)) for k, v in app.models.items())
+    primary = models[0].partition(":")[2]
+    component = f"chain:{chain}"
+    inputs = t.workload(60, seed=1201)
+    started = time.monotonic()
+    t.sim.world.set_fault(primary, outage=True)
+    try:
+        await t.run_all(inputs[:3], prefix="gd3-degraded")
+        deadline = time.monotonic() + 30
+        while ("critical", "firing") not in _prolonged(t) and time.monotonic() < deadline:
+            await t.run_all(inputs[3:4], prefix=f"gd3-hold-{int(time.monotonic() * 1000)}")
+            await asyncio.sleep(0.5)  # the degradation is held: the fault stays on
+    finally:
+        t.sim.world.clear_faults(primary)
+    held_s = time.monotonic() - started
+    # the primary returns once its breaker lets a trial through: the degradation ends
+    deadline = time.monotonic() + DEFAULT_BREAKER.wait_duration_in_open + 30
+    n = 0
+    while ("critical", "resolved") not in _prolonged(t) and time.monotonic() < deadline:
+        n += 1
+        await t.run_all(inputs[5 + n % 20 : 6 + n % 20], prefix=f"gd3-back-{n}")
+        await asyncio.sleep(0.5)
+    notices = _prolonged(t)
+    store_lines: list[Any] = []
+    async with httpx.AsyncClient(timeout=5) as http:
+        for event in ("degradation_started", "degradation_ended"):
+            body = (await http.get(f"{t.http.url}/v1/logs", params={"event": event})).json()
+            store_lines += [
+                json.loads(x) if isinstance(x, str) else x for x in body.get("lines", [])
+            ]
+        metrics = (await http.get(f"{t.http.url}/metrics")).text
+    seconds = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("stalwart_degradation_seconds_total{") and component in line
+    ]
+    ended = [e for e in store_lines if e.get("event") == "degradation_ended"]
+    evidence = {
+        "component": component,
+        "held_s": round(held_s, 2),
+        "alert_rule": {
+            "warning_for_s": 3,
+            "critical_for_s": 6,
+            "defaults": {"warning_for_s": 120, "critical_for_s": 900},
+        },
+        "notifications": notices,
+        "logged": [e.get("event") for e in store_lines],
+        "durations_s": [e.get("duration_s") for e in ended],
+        "duration_metric": seconds,
+    }
+    order_ok = notices[:2] == [("warning", "firing"), ("critical", "firing")] if notices else False
+    ok = order_ok and ("critical", "resolved") in notices and bool(ended) and bool(seconds)
+    if ok:
+        return Outcome("complete", evidence)
+    return Outcome(
+        "failed",
+        evidence,
+        "log and time each degradation, and alert (warning, then "
+        "critical) when it lasts (docs/observability.md)",
     )

@@ -20,8 +20,19 @@ from stalwart.llm.sim import SimServer
 from stalwart.node import AppService, Node, Tasks, app_node
 from stalwart.observe import Event, EventBus
 from stalwart.server import ObservabilityService, ServerSettings
+from stalwart.verify._receiver import Receiver
 
 __all__ = ["Target"]
+
+
+VERIFY_RULES = """
+# stalwart verify: the prolonged-degradation alert with `for` times short enough to
+# demonstrate (the defaults are 120 s and 900 s); the report shows the values used.
+[[rule]]
+name = "ProlongedDegradation"
+warning = {value = 1, for_s = 3}
+critical = {value = 1, for_s = 6}
+"""
 
 
 class Target:
@@ -56,9 +67,20 @@ class Target:
     async def __aenter__(self) -> Target:
         self.workdir.mkdir(parents=True, exist_ok=True)
         store = f"sqlite:///{self.workdir}/verify.db"
-        # the node's real HTTP service (probes, /metrics, logs) on a free loopback port
+        # the node's real HTTP service (probes, /metrics, logs, alerts) on a free loopback
+        # port, its alert notifications delivered to a receiver here; the prolonged-
+        # degradation rule's `for` times are shortened so GD-3 can hold one past them
+        self.receiver = await Receiver().start()
+        rules = self.workdir / "verify-alerts.toml"
+        rules.write_text(VERIFY_RULES)
         self.http = ObservabilityService(
-            ServerSettings(port=0, log_db=str(self.workdir / "logs.db"))
+            ServerSettings(
+                port=0,
+                log_db=str(self.workdir / "logs.db"),
+                alert_interval_s=0.5,
+                webhook_url=self.receiver.url,
+                alert_rules=str(rules),
+            )
         )
         self.node, self.service = app_node(
             self.app_ref,
@@ -82,6 +104,7 @@ class Target:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(60):
                     await self._run
+        await self.receiver.close()
 
     # -- what checks use ---------------------------------------------------------------------
     @property
