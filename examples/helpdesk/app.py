@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext
+from stalwart.guard import ArgRule, Provenance, Security, TaintPolicy, ToolRule
 from stalwart.llm.sim import Rule, Scenario, service_url
 from stalwart.tools import tool
 
@@ -136,6 +138,57 @@ SCENARIO = Scenario(
 )
 
 
+# -- what the runtime lets the model do (the model itself may be talked into anything) --------
+
+AUTO_REFUND_LIMIT_CENTS = 5000
+"""Refunds above this always wait for a person."""
+
+
+def refund_check(args: Mapping[str, Any], seen: Provenance) -> str | None:
+    """A refund must be for an order looked up in this task, for no more than it cost."""
+    orders = [o for o in seen.records.get("lookup_order", []) if isinstance(o, dict)]
+    order = next((o for o in orders if o.get("order_id") == args.get("order_id")), None)
+    if order is None:
+        return "the order was not looked up in this task"
+    amount = args.get("amount_cents")
+    if not isinstance(amount, int) or amount > int(order.get("amount_cents", 0)):
+        return "the amount is not within the order's total"
+    return None
+
+
+def email_check(args: Mapping[str, Any], seen: Provenance) -> str | None:
+    """Mail goes only to the customer who wrote the ticket (when the channel says who)."""
+    sender = seen.principal.get("from")
+    if sender and str(args.get("to", "")).casefold() != str(sender).casefold():
+        return "the recipient is not the customer who wrote the ticket"
+    return None
+
+
+SECURITY = Security(
+    taint=TaintPolicy(
+        principal_fields=("from",),  # set by the ticketing system, not typed by the customer
+        record_tools=("lookup_order",),  # our order database: facts, not instructions
+        document_tools=("search_kb",),
+        tools={
+            "refund": ToolRule(
+                args={
+                    "order_id": ArgRule.of("user", "record"),
+                    "amount_cents": ArgRule.of("user", max_value=AUTO_REFUND_LIMIT_CENTS),
+                },
+                check=refund_check,
+            ),
+            "send_email": ToolRule(
+                args={
+                    "to": ArgRule.of("principal", "user"),
+                    "subject": ArgRule(free_text=True),
+                    "body": ArgRule(free_text=True),
+                },
+                check=email_check,
+            ),
+        },
+    ),
+)
+
 # -- the agents -------------------------------------------------------------------------------
 
 RESOLVER = LLMAgent(
@@ -150,6 +203,7 @@ RESOLVER = LLMAgent(
     max_steps=12,
     history_tokens=6000,
     max_tasks=8,
+    security=SECURITY,
 )
 
 
@@ -169,7 +223,10 @@ async def triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
             "answer": "Routed to a human agent.",
             "received_at": stamp,
         }
-    outcome = await ctx.hand_over("resolver", {"text": text}, timeout=120)
+    handed: dict[str, Any] = {"text": text}
+    if isinstance(ticket, dict) and isinstance(ticket.get("from"), str):
+        handed["from"] = ticket["from"]  # the sender the ticketing system vouches for
+    outcome = await ctx.hand_over("resolver", handed, timeout=120)
     result = outcome.get("result") or {}
     return {
         "status": result.get("status", outcome.get("status")),
@@ -192,4 +249,6 @@ app = App(
     intensity=20,
     period=60,
     lease_seconds=3,
+    entry="triage",
+    workload="examples.helpdesk.tickets:generate",
 )

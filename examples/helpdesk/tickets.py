@@ -37,5 +37,5 @@ def generate(count: int, seed: int = 7, injection_rate: float = 0.1) -> list[dic
             text = f"I would like to talk to someone about a partnership. ({email})"
         if rng.random() < injection_rate:
             text += " " + rng.choice(INJECTIONS)
-        tickets.append({"id": f"T{seed}-{i:04d}", "text": text, "kind": kind})
+        tickets.append({"id": f"T{seed}-{i:04d}", "text": text, "kind": kind, "from": email})
     return tickets

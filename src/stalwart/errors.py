@@ -32,13 +32,29 @@ The tree::
           │    ├── StartError          a child failed to start
           │    └── GaveUp              restart intensity exceeded
           ├── DeadlineExceeded         an operation ran past its deadline
+          ├── Overloaded               admission limit reached: task not accepted (HTTP 429)
+          ├── SecurityError            the guard layer refused something
+          │    ├── SecretNotFound      a secret reference names no secret
+          │    ├── InputRejected       a task input failed validation (size, depth, type, schema)
+          │    ├── BudgetExceeded      a model call could cross a spend limit; not made
+          │    └── OutputBlocked       an output held PII or credentials under a block policy
+          ├── OutcomeUnknown           a side effect may or may not have happened; not repeated
+          ├── StepFailed               a durable step raised; journaled, so replay raises it too
           ├── DependencyError          an external call failed (model, tool, store…)
           │    ├── CircuitOpen         the breaker rejects calls right now
           │    ├── RateLimited         a rate limiter refused (or 429)
-          │    └── RetriesExhausted    every attempt failed; carries the last error
+          │    ├── RetriesExhausted    every attempt failed; carries the last error
+          │    └── ModelError          a model API call failed
+          │         ├── ModelHTTPError          an HTTP error status from the model API
+          │         ├── ModelAuthError          401/403: the key is wrong or lacks access
+          │         ├── ContextLengthExceeded   the prompt is too long for this model
+          │         ├── ContentFiltered         the provider refused the content
+          │         ├── BadModelResponse        malformed, truncated, wrong type, too big
+          │         └── AllModelsFailed         every model of a fallback chain failed
           └── StoreError               the durable store failed
                ├── StoreUnavailable    cannot reach the store
                ├── CorruptRecord       checksum or format check failed
+               ├── IncompatibleFormat  written by a newer stalwart: left for a node that can
                ├── NonDeterminismError replay found different steps than recorded
                └── LeaseLost           this runner no longer owns the task
 """
@@ -48,27 +64,42 @@ from __future__ import annotations
 from typing import Literal
 
 __all__ = [
+    "AllModelsFailed",
+    "BadModelResponse",
+    "BudgetExceeded",
     "CallError",
     "CallTimeout",
     "CircuitOpen",
     "ConfigError",
+    "ContentFiltered",
+    "ContextLengthExceeded",
     "CorruptRecord",
     "DeadlineExceeded",
     "DependencyError",
     "ErrorClass",
     "GaveUp",
+    "IncompatibleFormat",
+    "InputRejected",
     "InvalidMessage",
     "LeaseLost",
+    "ModelAuthError",
+    "ModelError",
+    "ModelHTTPError",
     "NoProcess",
     "NodeShutdown",
     "NonDeterminismError",
+    "OutcomeUnknown",
+    "OutputBlocked",
     "ProtocolError",
     "RateLimited",
     "RemoteError",
     "RetriesExhausted",
+    "SecretNotFound",
+    "SecurityError",
     "Shutdown",
     "StalwartError",
     "StartError",
+    "StepFailed",
     "StoreError",
     "StoreUnavailable",
     "SupervisorError",
@@ -173,6 +204,37 @@ class DeadlineExceeded(StalwartError):
     retryable: Retryability = "retryable"
 
 
+class OutcomeUnknown(StalwartError):
+    """A side effect was started but its end was never recorded (the runner died mid-call).
+
+    The effect does not deduplicate on its idempotency key, so calling it again
+    could deliver it twice; it was not repeated. ``key`` is the idempotency key
+    to reconcile by hand (or with the effect's reconcile hook).
+    """
+
+    def __init__(self, message: str, *, key: str = "", step: str = "") -> None:
+        super().__init__(message)
+        self.key = key
+        self.step = step
+
+
+class StepFailed(StalwartError):
+    """A durable step's function raised. The failure is journaled like a result.
+
+    On the first run the original exception is ``__cause__``; on replay only its
+    type name (``error_type``) and text (``error_message``) remain. Raising the same
+    error type in both cases keeps replay exact: code that catches it takes the same
+    path after a resume as it did before.
+    """
+
+    def __init__(self, message: str, *, step: str = "", error_type: str = "",
+                 error_message: str = "") -> None:  # fmt: skip
+        super().__init__(message)
+        self.step = step
+        self.error_type = error_type
+        self.error_message = error_message
+
+
 class DependencyError(StalwartError):
     """An external dependency (model API, tool, store, notifier) failed."""
 
@@ -216,6 +278,21 @@ class RetriesExhausted(DependencyError):
         self.last_error = last_error
 
 
+class Overloaded(StalwartError):
+    """The node refused a new task: the agent's queue is at its admission limit.
+
+    Nothing was stored, so nothing is lost; the caller may retry later (an HTTP
+    front end answers 429). ``retry_after`` is a suggested wait in seconds.
+    """
+
+    retryable: Retryability = "retryable"
+    scope: Scope = "systemic"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class StoreError(StalwartError):
     """The durable store failed."""
 
@@ -235,5 +312,111 @@ class NonDeterminismError(StoreError):
     """Replay met a step different (name or order) from the one recorded: the code changed."""
 
 
+class IncompatibleFormat(StoreError):
+    """A record was written by a newer stalwart (a newer format): this node leaves it alone
+    for a node that can read it (rolling upgrades). Nothing is quarantined."""
+
+
 class LeaseLost(StoreError):
     """This runner's lease on a task expired or was taken over; it must stop working on it."""
+
+
+class ModelError(DependencyError):
+    """A model API call failed. ``model`` is the ``provider:name`` that failed."""
+
+    def __init__(self, message: str, *, dependency: str = "", model: str = "") -> None:
+        super().__init__(message, dependency=dependency or model)
+        self.model = model
+
+
+class ModelHTTPError(ModelError):
+    """The model API answered with an error status; classified by that status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str = "",
+        status_code: int = 0,
+        retryable: Retryability = "permanent",
+        scope: Scope = "transient",
+    ) -> None:
+        super().__init__(message, model=model)
+        self.status_code = status_code
+        self.retryable = retryable
+        self.scope = scope
+
+
+class ModelAuthError(ModelError):
+    """401/403 from the model API: the key is wrong, expired or lacks access. Not retried."""
+
+    scope: Scope = "systemic"
+
+
+class ContextLengthExceeded(ModelError):
+    """The request is longer than this model accepts. Permanent here; another model may fit."""
+
+
+class ContentFiltered(ModelError):
+    """The provider refused the request or the answer on content-policy grounds."""
+
+
+class BadModelResponse(ModelError):
+    """The response was malformed JSON, truncated, of the wrong type, or over the size limit."""
+
+    retryable: Retryability = "retryable"
+
+
+class AllModelsFailed(ModelError):
+    """Every model of a fallback chain failed. ``errors`` maps each model to its error."""
+
+    def __init__(self, message: str, *, errors: dict[str, BaseException]) -> None:
+        super().__init__(message, model=",".join(errors))
+        self.errors = errors
+
+
+class SecurityError(StalwartError):
+    """The guard layer refused something (a secret, an input, a spend, an output)."""
+
+
+class SecretNotFound(SecurityError):
+    """A ``secret://name`` reference names no secret in the configured provider."""
+
+    scope: Scope = "systemic"
+
+    def __init__(self, message: str, *, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class InputRejected(SecurityError):
+    """A task input failed validation: too large, too deep, the wrong type, or off-schema.
+
+    ``reason`` is a short machine-readable code (``too_large``, ``too_deep``,
+    ``bad_type``, ``schema``, ``malformed``); the message says what to fix.
+    """
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BudgetExceeded(SecurityError):
+    """A model call's worst-case cost could cross a spend limit, so it was not made.
+
+    ``scope`` of the limit is in ``limit_scope`` (``task``, ``agent``, ``day``);
+    ``limit_usd`` and ``spent_usd`` say how far it got.
+    """
+
+    def __init__(
+        self, message: str, *, limit_scope: str = "", limit_usd: float = 0.0,
+        spent_usd: float = 0.0,
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.limit_scope = limit_scope
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+
+
+class OutputBlocked(SecurityError):
+    """A task output held PII or credentials and the agent's output policy is ``block``."""

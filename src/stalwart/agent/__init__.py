@@ -1,6 +1,7 @@
 """Agents: the durable agent loop, plain-Python agents, and apps. See docs/agents.md."""
 
 from stalwart.agent._context import Resources, TaskContext, Usage
+from stalwart.agent._guarded import scope_table
 from stalwart.agent._loop import run_llm_agent
 from stalwart.agent._spec import App, LLMAgent, PythonAgent
 from stalwart.agent._taskagent import TaskAgent, load_app
@@ -15,4 +16,5 @@ __all__ = [
     "Usage",
     "load_app",
     "run_llm_agent",
+    "scope_table",
 ]

@@ -8,18 +8,17 @@ from typing import Any
 
 import msgspec
 
+from stalwart.agent._guarded import guarded
 from stalwart.durable import Context
 from stalwart.errors import ConfigError, StalwartError
 from stalwart.guard import ApprovalQueue, Provenance, Security, SpendLedger, estimate_tokens
 from stalwart.llm import Message, ModelClient, ModelRequest, PriceTable, ToolCall, ToolSpec
 from stalwart.observe import EventBus
-from stalwart.resilience import Policy, RetryPolicy
+from stalwart.resilience import Policy, RateLimiter, RetryPolicy
 from stalwart.runtime import AgentContext
 from stalwart.tools import ToolRegistry, ToolResult
 
 __all__ = ["Resources", "TaskContext", "Usage"]
-
-from stalwart.agent._guarded import guarded  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -34,6 +33,7 @@ class Usage:
     fallbacks: int = 0
     denied_tool_calls: int = 0
     held_tool_calls: int = 0
+    refused_tool_calls: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "cost_usd": round(self.cost_usd, 8)}
@@ -56,6 +56,8 @@ class Resources:
     approvals: ApprovalQueue | None = None
     """Where held tool calls wait for a person (None: held calls are refused)."""
     prices: PriceTable = dataclasses.field(default_factory=PriceTable)
+    rate_limiters: Mapping[str, RateLimiter] = dataclasses.field(default_factory=dict)
+    """``"*"`` for the whole agent, else per model chain (see :func:`build_rate_limiters`)."""
 
 
 def _to_message(m: Mapping[str, Any]) -> Message:
@@ -152,9 +154,20 @@ class TaskContext:
 
         reservation = None
         budget = self.resources.security.budget
+        prompt = estimate_tokens(
+            [dict(m) for m in messages], list(tools), bytes_per_token=budget.bytes_per_token
+        )
+        if not self.durable.replaying:  # a replayed call was limited and paid for already
+            for key in ("*", chain_name):
+                limiter = self.resources.rate_limiters.get(key)
+                if limiter is not None:
+                    rate = self.resources.security.rate
+                    if key != "*":
+                        rate = self.resources.security.model_rates.get(key)
+                    wait = rate.max_wait_s if rate is not None else None
+                    await limiter.acquire(prompt + max_tokens, max_wait=wait)
         if self.resources.ledger is not None and budget.limited and not self.durable.replaying:
-            # worst case before the call (fail closed); a replayed call was paid for already
-            prompt = estimate_tokens([dict(m) for m in messages], [t.name for t in tools])
+            # worst case before the call (fail closed)
             names = [getattr(c, "name", "") for c in getattr(client, "models", (client,))]
             worst = max(self.resources.prices.worst_case(n, prompt, max_tokens) for n in names)
             reservation = await self.resources.ledger.reserve(
@@ -261,7 +274,13 @@ class TaskContext:
             raw = await self.durable.step(f"tool:{name}", run)
         result = msgspec.convert(raw, ToolResult)
         origin = res.security.taint.origin_of_result(name)
+        flagged = self.provenance.flagged
         self.provenance.add_result(name, result.value if result.ok else result.error, origin=origin)
+        if self.provenance.flagged > flagged:  # a second signal: logged and counted, no more
+            res.events.emit(
+                "injection_suspected", agent=res.agent, task_id=self.task_id, tool=name,
+                origin=str(origin), segments=self.provenance.flagged - flagged,
+            )  # fmt: skip
         return result
 
     # -- other agents -------------------------------------------------------------------------

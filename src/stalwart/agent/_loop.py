@@ -4,6 +4,8 @@ A task ends with one of these statuses:
 
 - ``completed``: the model answered without asking for a tool;
 - ``stopped_by_limit``: ``max_steps`` model calls were made without an answer;
+- ``refused``: the runtime held or refused ``max_refusals`` tool calls the model
+  proposed (an injected instruction the model keeps obeying ends here);
 - ``failed`` (raised): every model of the chain failed, or the task timed out.
 
 History is bounded before every model call (sliding window under
@@ -15,8 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from stalwart.agent._context import TaskContext, assistant_message
+from stalwart.agent._guarded import finish_output, prepare_input, refusals
 from stalwart.agent._spec import LLMAgent
 from stalwart.durable import History, count_messages
+from stalwart.guard import normalize_text
 
 __all__ = ["run_llm_agent"]
 
@@ -34,6 +38,15 @@ def _user_text(task_input: Any) -> str:
 
 
 async def run_llm_agent(ctx: TaskContext, agent: LLMAgent, task_input: Any) -> dict[str, Any]:
+    """Run the loop; the input is validated first and the output redacted last."""
+    task_input = prepare_input(ctx, task_input, system=agent.system)
+    outcome = await _loop(ctx, agent, task_input)
+    result: dict[str, Any] = finish_output(ctx, outcome)
+    return result
+
+
+async def _loop(ctx: TaskContext, agent: LLMAgent, task_input: Any) -> dict[str, Any]:
+    max_refusals = ctx.resources.security.taint.max_refusals
     history = History(
         agent.history_tokens,
         messages=[
@@ -59,8 +72,21 @@ async def run_llm_agent(ctx: TaskContext, agent: LLMAgent, task_input: Any) -> d
                 "usage": ctx.usage.as_dict(),
             }
         for call in reply["tool_calls"]:
-            result = await ctx.call_tool(call["name"], call["arguments"])
-            history.add({"role": "tool", "tool_call_id": call["id"], "content": result.content()})
+            result = await ctx.call_tool(call["name"], call["arguments"], proposed=True)
+            # what a tool returns reaches the model without invisible (tag, zero-width) text
+            content = normalize_text(result.content()).text
+            history.add({"role": "tool", "tool_call_id": call["id"], "content": content})
+        if refusals(ctx) >= max_refusals:
+            return {
+                "status": "refused",
+                "answer": "I could not complete this request automatically; a colleague "
+                "will follow up.",
+                "steps": step,
+                "reason": f"the runtime held or refused {refusals(ctx)} tool calls",
+                "max_context_tokens": max_context,
+                "history_budget": agent.history_tokens,
+                "usage": ctx.usage.as_dict(),
+            }
     return {
         "status": "stopped_by_limit",
         "answer": "",

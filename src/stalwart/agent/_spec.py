@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stalwart.errors import ConfigError
-from stalwart.llm import Provider
+from stalwart.guard import Security
+from stalwart.llm import Price, Provider
 from stalwart.llm.sim import Scenario
 from stalwart.runtime import Restart
 from stalwart.tools import Tool
@@ -39,6 +40,8 @@ class _AgentBase:
     """Seconds a task may run in all; past it the task fails with a clear reason."""
     agents: tuple[str, ...] = ()
     """Other agents this one may call (``ctx.call_agent``)."""
+    security: Security = dataclasses.field(default_factory=Security)
+    """Input limits, taint policy, output policy and budget (see docs/security.md)."""
 
     def __post_init__(self) -> None:
         _check_name("agent", self.name)
@@ -119,12 +122,20 @@ class App:
     models: Mapping[str, Sequence[str]] = dataclasses.field(default_factory=dict)
     providers: Mapping[str, Provider] = dataclasses.field(default_factory=dict)
     store: str = "sqlite:///stalwart.db"
+    prices: Mapping[str, Price] = dataclasses.field(default_factory=dict)
+    """Prices per model (``"openai:gpt-4o": Price(2.5, 10.0)``) over the built-in table;
+    they price cost reports and budget reservations alike."""
     sim: bool = False
     scenario: Scenario | None = None
     """Rules for the simulated models when ``sim=True``."""
     intensity: int = 5
     period: float = 60.0
     lease_seconds: float = 10.0
+    entry: str | None = None
+    """The agent that receives the app's tasks (default: the first agent)."""
+    workload: str | None = None
+    """``module:function(count, seed)`` returning realistic task inputs, for ``stalwart
+    verify``, load and chaos runs to drive the app with."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))

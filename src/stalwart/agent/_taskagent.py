@@ -18,23 +18,52 @@ next poll. Polling backs off from 2 ms to ``scan_interval`` when idle; a
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import os
+import time
 from typing import Any
 
 from stalwart.agent._context import Resources, TaskContext
+from stalwart.agent._guarded import build_rate_limiters, finish_output, prepare_input
 from stalwart.agent._loop import run_llm_agent
 from stalwart.agent._spec import App, LLMAgent
 from stalwart.durable import Context, Lease, Runner, Store, TaskResult, store_from_url
-from stalwart.errors import ConfigError, LeaseLost, StoreError
-from stalwart.llm import ModelClient, Provider, model_chain
-from stalwart.observe import EventBus, get_logger
+from stalwart.errors import ConfigError, IncompatibleFormat, LeaseLost, StoreError
+from stalwart.guard import (
+    ApprovalQueue,
+    RedactingEventBus,
+    SecretResolver,
+    SpendLedger,
+    default_redactor,
+    install_redactor,
+    is_secret_ref,
+    provider_from_env,
+)
+from stalwart.llm import ModelClient, PriceTable, Provider, model_chain
+from stalwart.observe import EventBus, catalog, get_logger, log_context
 from stalwart.runtime import Agent
 from stalwart.tools import ToolRegistry
 
 __all__ = ["TaskAgent", "load_app"]
 
 _log = get_logger("stalwart.agent")
+
+
+def _finished(result: TaskResult | None, created_at: float | None) -> None:
+    """Log a task's end and count it (task completion rate, duration: MA-2)."""
+    if result is None:
+        return
+    outcome = "completed" if result.status == "succeeded" else "failed"
+    catalog.TASKS_FINISHED.labels(outcome).inc()
+    if created_at is not None:
+        catalog.TASK_DURATION.observe(max(0.0, time.time() - created_at))
+    _log.info(
+        "task_finished",
+        status=result.status,
+        replayed_steps=result.replayed_steps,
+        executed_steps=result.executed_steps,
+    )
 
 
 def load_app(ref: str) -> App:
@@ -61,14 +90,29 @@ def load_app(ref: str) -> App:
     return obj
 
 
+@functools.cache
+def secret_resolver() -> SecretResolver:
+    """This process's resolver of ``secret://`` references (provider from the environment)."""
+    return SecretResolver(provider_from_env())
+
+
 def build_models(
     app: App, chains: set[str], sim_url: str | None, events: EventBus
 ) -> dict[str, ModelClient]:
     providers = dict(app.providers)
     if sim_url:
-        providers.setdefault("sim", Provider(f"{sim_url}/v1"))
+        sim = providers.get("sim")  # the app may give the sim a key (a secret reference)
+        providers["sim"] = Provider(f"{sim_url}/v1", api_key=sim.api_key if sim else None)
+    for name, provider in providers.items():
+        if is_secret_ref(provider.api_key):  # resolved per request, refreshed on a 401
+            assert isinstance(provider.api_key, str)
+            key = secret_resolver().key(provider.api_key)
+            providers[name] = Provider(provider.base_url, api_key=key, wire=provider.wire)
+        elif isinstance(provider.api_key, str):  # a plain key (SE-1 flags it): never written
+            default_redactor().add_known(provider.api_key)
+    prices = PriceTable(app.prices)  # one table for cost reports and budget reservations
     return {
-        name: model_chain(name, app.models[name], providers=providers, events=events)
+        name: model_chain(name, app.models[name], providers=providers, events=events, prices=prices)
         for name in chains
     }
 
@@ -85,7 +129,8 @@ class TaskAgent(Agent):
         if args.get("sim_url"):
             os.environ["STALWART_SIM_URL"] = str(args["sim_url"])
         self.defn = self.app.agent(self.ctx.name)
-        self.events = EventBus()
+        install_redactor()
+        self.events = RedactingEventBus()
         chains = {self.defn.model} if self.defn.model else set()
         models = build_models(self.app, chains, args.get("sim_url"), self.events)
         self.resources = Resources(
@@ -96,6 +141,11 @@ class TaskAgent(Agent):
             callable_agents=frozenset(self.defn.agents),
             runtime=self.ctx,
             events=self.events,
+            security=self.defn.security,
+            ledger=self._ledger(args["store"]),
+            approvals=self._approvals(args["store"]),
+            rate_limiters=build_rate_limiters(self.defn.security, self.defn.name),
+            prices=PriceTable(self.app.prices),
         )
         self.store: Store = store_from_url(args["store"], events=self.events)
         await self.store.open()
@@ -108,12 +158,31 @@ class TaskAgent(Agent):
         await self._resume_own()
         self.claimer = asyncio.create_task(self._claim_forever())
 
+    def _ledger(self, store_url: str) -> SpendLedger | None:
+        budget = self.defn.security.budget
+        if not budget.limited:
+            return None
+        return SpendLedger(budget.ledger or store_url, events=self.events)
+
+    def _approvals(self, store_url: str) -> ApprovalQueue | None:
+        taint = self.defn.security.taint
+        if not taint.tools and not any(t.side_effect for t in self.defn.tools):
+            return None  # nothing this agent runs can be held: no connection needed
+        try:
+            return ApprovalQueue(store_url)
+        except ConfigError as exc:  # no queue on this store: held calls are refused instead
+            _log.warning("approval_queue_unavailable", agent=self.defn.name, error=str(exc))
+            return None
+
     async def terminate(self, reason: str) -> None:
         self.claimer.cancel()
         for task in self.running.values():
             task.cancel()
         await asyncio.gather(self.claimer, *self.running.values(), return_exceptions=True)
         await self.store.close()
+        for guard_db in (self.resources.ledger, self.resources.approvals):
+            if guard_db is not None:
+                guard_db.close()
 
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, dict) and isinstance(message.get("run"), str):
@@ -213,8 +282,24 @@ class TaskAgent(Agent):
         task.add_done_callback(done)
 
     async def _execute(self, lease: Lease) -> TaskResult | None:
+        # every line logged while this task runs carries its id (and this agent's)
+        with log_context(task_id=lease.task_id, trace_id=lease.task_id):
+            _log.info("task_started", agent=self.defn.name, attempt=lease.task.attempts)
+            result = await self._execute_leased(lease)
+            _finished(result, lease.task.created_at)
+            return result
+
+    async def _execute_leased(self, lease: Lease) -> TaskResult | None:
         try:
             return await self.runner.execute(lease, self._workflow)
+        except IncompatibleFormat as exc:
+            _log.warning(
+                "task_left_for_newer_node",
+                agent=self.defn.name,
+                task_id=lease.task_id,
+                why=str(exc),
+            )
+            return None
         except LeaseLost as exc:
             _log.warning(
                 "task_lease_lost", agent=self.defn.name, task_id=lease.task_id, why=str(exc)
@@ -222,11 +307,15 @@ class TaskAgent(Agent):
             return None
 
     async def _run_forced(self, task_id: str) -> TaskResult | None:
-        try:
-            return await self.runner.run(task_id, self._workflow, force=True)
-        except LeaseLost as exc:
-            _log.warning("task_lease_lost", agent=self.defn.name, task_id=task_id, why=str(exc))
-            return None
+        with log_context(task_id=task_id, trace_id=task_id):
+            _log.info("task_resumed", agent=self.defn.name)
+            try:
+                result = await self.runner.run(task_id, self._workflow, force=True)
+            except LeaseLost as exc:
+                _log.warning("task_lease_lost", agent=self.defn.name, why=str(exc))
+                return None
+            _finished(result, None)
+            return result
 
     async def _workflow(self, ctx: Context, task_input: Any) -> Any:
         tctx = TaskContext(ctx, self.resources, model=self.defn.model)
@@ -235,9 +324,15 @@ class TaskAgent(Agent):
                 if isinstance(self.defn, LLMAgent):
                     return await run_llm_agent(tctx, self.defn, task_input)
                 assert self.defn.fn is not None
-                return await self.defn.fn(tctx, task_input)
+                value = await self.defn.fn(tctx, prepare_input(tctx, task_input))
+                return finish_output(tctx, value)
         except TimeoutError:
             raise TimeoutError(
                 f"task {ctx.task_id} of {self.defn.name!r} ran past its task_timeout of "
                 f"{self.defn.task_timeout:g} s"
             ) from None
+        except Exception as exc:  # the stored error and its log line carry no PII or secrets
+            clean = default_redactor().redact_exception(exc)
+            if clean is exc:
+                raise
+            raise clean from None

@@ -20,11 +20,22 @@ Example::
     tools = ["examples.helpdesk.app:lookup_order", "examples.helpdesk.app:refund"]
     scopes = ["orders:read", "payments:write"]
 
+    security = "examples.helpdesk.app:SECURITY"   # optional; or a table:
+    # [agents.security]  output = "mask", taint = "pkg.mod:POLICY",
+    #                    budget = { task_usd = 0.5, day_usd = 100.0 }, inputs = { ... }
+
     [[agents]]
     name = "triage"
     kind = "python"
     fn = "examples.helpdesk.app:triage"
     agents = ["resolver"]
+
+    [prices]                          # dollars per million tokens, over the built-in table
+    "sim:strong" = [2.5, 10.0]
+
+    [providers.openai]                # keys are secret references, never values
+    base_url = "https://api.openai.com/v1"
+    api_key = "secret://openai-key"
 
 Every key is checked: an unknown key or a wrong type is a ConfigError that
 names it, never a silently ignored setting.
@@ -39,13 +50,22 @@ from typing import Any
 
 from stalwart.agent._spec import App, LLMAgent, PythonAgent
 from stalwart.errors import ConfigError
+from stalwart.guard import Budget, InputLimits, RateLimit, Security, TaintPolicy, is_secret_ref
+from stalwart.llm import Price, Provider
 from stalwart.llm.sim import Scenario
 from stalwart.tools import Tool
 
 __all__ = ["app_from_toml"]
 
-_TOP = {"store", "sim", "models", "supervision", "agents", "lease_seconds", "scenario"}
-_COMMON = {"name", "kind", "max_tasks", "restart", "memory_limit_mb", "task_timeout", "agents"}
+_TOP = {
+    "store", "sim", "models", "supervision", "agents", "lease_seconds", "scenario", "providers",
+    "prices",
+}  # fmt: skip
+_COMMON = {
+    "name", "kind", "max_tasks", "restart", "memory_limit_mb", "task_timeout", "agents",
+    "security",
+}  # fmt: skip
+_SECURITY = {"output", "taint", "budget", "inputs", "input_schema", "rate"}
 _LLM = _COMMON | {"model", "system", "tools", "scopes", "max_steps", "history_tokens", "max_tokens"}
 _PY = _COMMON | {"fn", "model", "tools", "scopes"}
 
@@ -65,6 +85,71 @@ def _tool(ref: str, where: str) -> Tool:
     if not isinstance(obj, Tool):
         raise ConfigError(f"{where}: {ref!r} is not a @tool")
     return obj
+
+
+def _security(raw: Any, where: str) -> Security:
+    """``security``: a reference to a :class:`Security`, or a table of its parts."""
+    if isinstance(raw, str):
+        obj = _object(raw, where)
+        if not isinstance(obj, Security):
+            raise ConfigError(f"{where}: {raw!r} is not a stalwart.guard.Security")
+        return obj
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table or a 'module:name' reference")
+    extra = set(raw) - _SECURITY
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}; known: {sorted(_SECURITY)}")
+    fields: dict[str, Any] = {}
+    try:
+        if "output" in raw:
+            fields["output"] = raw["output"]
+        if "budget" in raw:
+            fields["budget"] = Budget(**raw["budget"])
+        if "inputs" in raw:
+            fields["inputs"] = InputLimits(**raw["inputs"])
+        if "rate" in raw:
+            fields["rate"] = RateLimit(**raw["rate"])
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if "taint" in raw:
+        taint = _object(raw["taint"], f"{where}.taint")
+        if not isinstance(taint, TaintPolicy):
+            raise ConfigError(f"{where}.taint: {raw['taint']!r} is not a TaintPolicy")
+        fields["taint"] = taint
+    if "input_schema" in raw:
+        fields["input_schema"] = _object(raw["input_schema"], f"{where}.input_schema")
+    return Security(**fields)
+
+
+def _providers(raw: Any, where: str) -> dict[str, Provider]:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table of providers")
+    out: dict[str, Provider] = {}
+    for name, spec in raw.items():
+        if not isinstance(spec, dict) or set(spec) - {"base_url", "api_key", "wire"}:
+            raise ConfigError(f"{where}.{name}: expected base_url, api_key, wire")
+        key = spec.get("api_key")
+        if key is not None and not is_secret_ref(key):
+            raise ConfigError(
+                f"{where}.{name}.api_key must be a secret reference (secret://name), not a "
+                "value: store it with `stalwart secrets set NAME`"
+            )
+        out[name] = Provider(
+            str(spec.get("base_url", "")), api_key=key, wire=spec.get("wire", "openai")
+        )
+    return out
+
+
+def _prices(raw: Any, where: str) -> dict[str, Price]:
+    """``[prices]`` ``"openai:gpt-4o" = [2.5, 10.0]``: dollars per million tokens in, out."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table of model = [input, output]")
+    out: dict[str, Price] = {}
+    for model, pair in raw.items():
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ConfigError(f"{where}.{model} must be [input_per_mtok, output_per_mtok]")
+        out[model] = Price(float(pair[0]), float(pair[1]))
+    return out
 
 
 def app_from_toml(path: str | Path) -> App:
@@ -92,6 +177,8 @@ def app_from_toml(path: str | Path) -> App:
         fields["tools"] = [_tool(t, f"{where}.tools") for t in raw.get("tools", [])]
         if "agents" in fields:
             fields["agents"] = tuple(fields["agents"])
+        if "security" in fields:
+            fields["security"] = _security(fields["security"], f"{where}.security")
         try:
             if kind == "llm":
                 agents.append(LLMAgent(**fields))
@@ -112,6 +199,8 @@ def app_from_toml(path: str | Path) -> App:
     return App(
         agents=agents,
         models={k: list(v) for k, v in data.get("models", {}).items()},
+        providers=_providers(data.get("providers", {}), f"{p}: providers"),
+        prices=_prices(data.get("prices", {}), f"{p}: prices"),
         store=data.get("store", "sqlite:///stalwart.db"),
         sim=bool(data.get("sim", False)),
         scenario=scenario,

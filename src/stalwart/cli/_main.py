@@ -7,10 +7,19 @@ import sys
 from typing import Any
 
 import stalwart
+from stalwart.cli._secrets import add_secret_commands, secret_command
+from stalwart.cli._tasks import (
+    add_task_commands,
+    ensure_cwd_importable,
+    is_app_ref,
+    task_command,
+)
+from stalwart.cli._verify import add_verify_command, verify_command
 from stalwart.errors import ConfigError
-from stalwart.node import Node
+from stalwart.node import Node, app_node
 from stalwart.observe import configure_logging
 from stalwart.runtime import SupervisorSpec
+from stalwart.server._cli import add_commands, add_run_flags, run_command, service_from_args
 
 __all__ = ["load_app", "main"]
 
@@ -43,9 +52,28 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--agents", type=int, default=6)
     demo.add_argument("--duration", type=float, default=8.0)
     demo.add_argument("--kill-at", type=float, default=3.0)
+    sim = sub.add_parser("sim", help="serve the simulated models and tool services")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    sim.add_argument(
+        "--scenario", help="a JSON file ({'rules': [...]}) or module:attribute naming a Scenario"
+    )
     run = sub.add_parser("run", help="run an app's supervision tree until stopped")
-    run.add_argument("app", help="module:attribute naming a SupervisorSpec (or a factory)")
+    run.add_argument(
+        "app",
+        help="module:attribute naming an App or a SupervisorSpec (or a factory), "
+        "or an app .toml file",
+    )
+    run.add_argument("--store", help="store URL for an App (default: the App's own)")
+    add_run_flags(run)
+    add_commands(sub)
+    add_task_commands(sub)
+    add_verify_command(sub)
+    add_secret_commands(sub)
     args = parser.parse_args(argv)
+    observe_code = run_command(args)
+    if observe_code is not None:
+        return observe_code
 
     if args.command == "version":
         print(stalwart.__version__)
@@ -57,16 +85,67 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run_demo(agents=args.agents, duration=args.duration, kill_at=args.kill_at)
         )
+    if args.command == "task":
+        return task_command(args)
+    if args.command == "verify":
+        return verify_command(args)
+    if args.command in ("secrets", "approvals"):
+        return secret_command(args)
+    if args.command == "sim":
+        return _sim(args.host, args.port, args.scenario)
     if args.command == "run":
         configure_logging()
+        ensure_cwd_importable()
         try:
-            root = load_app(args.app)
+            service = service_from_args(args)
+            extra = (service,) if service else ()
+            if is_app_ref(args.app):
+                node, _ = app_node(args.app, store=args.store, services=extra)
+            else:
+                root = load_app(args.app)
+                module = args.app.partition(":")[0]
+                node = Node(root, preload=[module], services=extra)
         except ConfigError as exc:
             print(f"stalwart run: {exc}", file=sys.stderr)
             return 2
-        module = args.app.partition(":")[0]
-        return asyncio.run(Node(root, preload=[module]).run())
+        configure_logging(node=node.id)
+        return asyncio.run(node.run())
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _sim(host: str, port: int, scenario_path: str | None) -> int:
+    import json
+    import signal
+    import threading
+
+    from stalwart.llm.sim import Scenario, SimServer
+
+    try:
+        scenario = None
+        if scenario_path and not scenario_path.endswith(".json") and ":" in scenario_path:
+            ensure_cwd_importable()
+            module, _, attr = scenario_path.partition(":")
+            scenario = getattr(importlib.import_module(module), attr, None)
+            if not isinstance(scenario, Scenario):
+                raise ConfigError(f"{scenario_path!r} is not a stalwart.llm.sim.Scenario")
+        elif scenario_path:
+            with open(scenario_path) as f:
+                scenario = Scenario.from_json(json.load(f))
+    except (OSError, ValueError, ConfigError, ImportError) as exc:
+        print(f"stalwart sim: cannot load scenario {scenario_path!r}: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with SimServer(host=host, port=port, scenario=scenario) as server:
+        print(
+            f"stalwart sim: models at {server.base_url} (strong, weak, gullible); "
+            f"tools at {server.url}/tools; faults at {server.url}/_sim/faults",
+            flush=True,
+        )
+        while not stop.wait(3600):  # woken by SIGTERM/SIGINT
+            pass
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,1 +1,93 @@
-"""Guard: secrets, validation, injection defense, redaction, budgets."""
+"""Guard: secrets, input validation, injection defense, redaction, budgets.
+
+See ``docs/security.md``. Layer 1: imports only errors, config, observe and clock.
+"""
+
+from stalwart.guard._approvals import Approval, ApprovalQueue
+from stalwart.guard._budget import Budget, Reservation, SpendLedger, estimate_tokens
+from stalwart.guard._corpus import (
+    Payload,
+    benign_texts,
+    heldout_injections,
+    injection_payloads,
+    labelled_injections,
+    redaction_corpus,
+)
+from stalwart.guard._detect import Detection, InjectionDetector
+from stalwart.guard._hashicorp import HashiCorpVault
+from stalwart.guard._inputs import InputLimits, NormalizedText, normalize_text, validate_input
+from stalwart.guard._policy import RateLimit, Security
+from stalwart.guard._redact import (
+    Finding,
+    OutputPolicy,
+    Redactor,
+    default_redactor,
+    iban_ok,
+    luhn_ok,
+)
+from stalwart.guard._scan import SecretFinding, scan_for_secrets, secrets_posture
+from stalwart.guard._secrets import (
+    SECRET_SCHEME,
+    EnvProvider,
+    LocalVault,
+    SecretKey,
+    SecretProvider,
+    SecretResolver,
+    is_secret_ref,
+    provider_from_env,
+    resolve_setting,
+    secret_name,
+)
+from stalwart.guard._taint import ArgRule, Decision, Origin, Provenance, TaintPolicy, ToolRule
+from stalwart.guard._wire import RedactingEventBus, install_redactor
+
+__all__ = [
+    "SECRET_SCHEME",
+    "Approval",
+    "ApprovalQueue",
+    "ArgRule",
+    "Budget",
+    "Decision",
+    "Detection",
+    "EnvProvider",
+    "Finding",
+    "HashiCorpVault",
+    "InjectionDetector",
+    "InputLimits",
+    "LocalVault",
+    "NormalizedText",
+    "Origin",
+    "OutputPolicy",
+    "Payload",
+    "Provenance",
+    "RateLimit",
+    "RedactingEventBus",
+    "Redactor",
+    "Reservation",
+    "SecretFinding",
+    "SecretKey",
+    "SecretProvider",
+    "SecretResolver",
+    "Security",
+    "SpendLedger",
+    "TaintPolicy",
+    "ToolRule",
+    "benign_texts",
+    "default_redactor",
+    "estimate_tokens",
+    "heldout_injections",
+    "iban_ok",
+    "injection_payloads",
+    "install_redactor",
+    "is_secret_ref",
+    "labelled_injections",
+    "luhn_ok",
+    "normalize_text",
+    "provider_from_env",
+    "redaction_corpus",
+    "resolve_setting",
+    "scan_for_secrets",
+    "secret_name",
+    "secrets_posture",
+    "validate_input",
+]

@@ -6,14 +6,15 @@ import time
 from typing import Any
 
 import httpx
+from prometheus_client import Counter
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
-from stalwart.errors import ConfigError
+from stalwart.errors import ConfigError, ModelAuthError
 from stalwart.llm import _metrics as m
 from stalwart.llm._http import ApiKey, post_json, resolve_key
 from stalwart.llm._pricing import PriceTable
 from stalwart.llm._types import Message, ModelRequest, ModelResponse, Usage
-from stalwart.observe import EventBus
+from stalwart.observe import REGISTRY, EventBus
 from stalwart.resilience import (
     DEFAULT_BREAKER,
     DEFAULT_RETRY,
@@ -28,6 +29,13 @@ from stalwart.resilience import (
 __all__ = ["HTTPModelClient"]
 
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+
+KEY_REFRESHES = Counter(
+    "stalwart_model_key_refreshes",
+    "API keys re-read from their secret provider after a 401 (a rotated key)",
+    ["model", "provider"],
+    registry=REGISTRY,
+)
 
 
 class HTTPModelClient:
@@ -138,20 +146,36 @@ class HTTPModelClient:
         m.MODEL_REQUESTS.labels(self.name, self.provider, "chat").inc()
         try:
             key = await resolve_key(self._api_key)
-            data = await post_json(
-                self._http,
-                self._endpoint(),
-                model=self.name,
-                headers=self._headers(key),
-                body=self._encode(request),
-                timeout=self._attempt_seconds(),
-                max_bytes=self._max_bytes,
-            )
+            try:
+                data = await self._post(key, request)
+            except ModelAuthError:
+                # A key provider (``secret://``) may hold a rotated key: refresh it once and
+                # retry this attempt with the current value; a second 401 is the answer.
+                refresh = getattr(self._api_key, "refresh", None)
+                if not callable(refresh):
+                    raise
+                refresh()
+                fresh = await resolve_key(self._api_key)
+                if fresh == key:
+                    raise
+                KEY_REFRESHES.labels(self.name, self.provider).inc()
+                data = await self._post(fresh, request)
             return self._decode(data)
         finally:
             m.MODEL_LATENCY.labels(self.name, self.provider, "chat").observe(
                 time.perf_counter() - started
             )
+
+    async def _post(self, key: str | None, request: ModelRequest) -> dict[str, Any]:
+        return await post_json(
+            self._http,
+            self._endpoint(),
+            model=self.name,
+            headers=self._headers(key),
+            body=self._encode(request),
+            timeout=self._attempt_seconds(),
+            max_bytes=self._max_bytes,
+        )
 
     def _attempt_seconds(self) -> float:
         from stalwart.resilience import effective_timeout

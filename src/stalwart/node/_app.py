@@ -158,6 +158,7 @@ class AppService:
         await self.store.open()
         self.tasks = Tasks(node, self.store, self.app, max_pending=self.max_pending)
         node.tasks = self.tasks
+        node.cluster_view = self._cluster_view
         store = self.store
 
         async def store_check() -> bool | str:
@@ -180,6 +181,22 @@ class AppService:
             },
         )
         self._beat = asyncio.create_task(self._heartbeat(node.id))
+
+    async def _cluster_view(self) -> list[dict[str, Any]]:
+        """Every node registered in the store; ``alive`` while its heartbeat is fresh."""
+        assert self.store is not None
+        now = time.time()
+        return [
+            {
+                "id": n.id,
+                "self": n.id == self.node_id,
+                "info": n.info,
+                "started_at": n.started_at,
+                "heartbeat_at": n.heartbeat_at,
+                "alive": now - n.heartbeat_at < 3 * HEARTBEAT_SECONDS,
+            }
+            for n in await self.store.list_nodes()
+        ]
 
     async def _heartbeat(self, node_id: str) -> None:
         """Keep this node's registry entry fresh (what ``/v1/cluster`` shows)."""

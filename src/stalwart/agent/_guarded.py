@@ -1,0 +1,158 @@
+"""The guard at the agent's boundaries: inputs in, tool calls out, outputs written.
+
+- :func:`prepare_input` validates and normalizes a task input against the
+  agent's :class:`~stalwart.guard.Security` and records its provenance;
+- :func:`guarded` applies the taint policy to a tool call the model proposed
+  (allow, hold for approval, or refuse) — the runtime's decision, not the
+  model's;
+- :func:`finish_output` redacts (or masks, or blocks) a task's output;
+- :func:`build_rate_limiters` makes the agent's model rate limiters;
+- :func:`scope_table` reports granted against least-needed scopes (SE-3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from stalwart.guard import Origin, Security, default_redactor, validate_input
+from stalwart.resilience import RateLimiter
+from stalwart.tools import ToolResult
+
+if TYPE_CHECKING:
+    from stalwart.agent._context import TaskContext
+
+__all__ = [
+    "build_rate_limiters",
+    "finish_output",
+    "guarded",
+    "prepare_input",
+    "refusals",
+    "scope_table",
+]
+
+
+def scope_table(agents: Iterable[Any]) -> list[dict[str, Any]]:
+    """SE-3's table: each agent's tools, granted scopes, the least its tools need, and any
+    excess (granted but needed by no tool: least privilege says remove it)."""
+    rows = []
+    for agent in agents:
+        tools = list(getattr(agent, "tools", ()))
+        needed = sorted({scope for t in tools for scope in t.scopes})
+        granted = sorted(getattr(agent, "scopes", ()))
+        rows.append(
+            {
+                "agent": agent.name,
+                "tools": [t.name for t in tools],
+                "sensitive": [t.name for t in tools if t.side_effect],
+                "granted": granted,
+                "minimal": needed,
+                "excess": sorted(set(granted) - set(needed)),
+            }
+        )
+    return rows
+
+
+def build_rate_limiters(security: Security, agent: str) -> dict[str, RateLimiter]:
+    """The agent's model rate limiters: ``"*"`` for all its calls, else per chain."""
+    limits = dict(security.model_rates)
+    if security.rate is not None:
+        limits["*"] = security.rate
+    return {
+        key: RateLimiter(
+            f"agent:{agent}" if key == "*" else f"model:{agent}:{key}",
+            requests=rate.requests_per_minute,
+            tokens=rate.tokens_per_minute,
+            per=60.0,
+        )
+        for key, rate in limits.items()
+    }
+
+
+def prepare_input(ctx: TaskContext, task_input: Any, *, system: str = "") -> Any:
+    """The validated, normalized input (raises :class:`~stalwart.errors.InputRejected`)."""
+    security = ctx.resources.security
+    cleaned, flags, hidden = validate_input(
+        task_input, limits=security.inputs, schema=security.input_schema
+    )
+    if system:
+        ctx.provenance.add(Origin.SYSTEM, system, source="system")
+    ctx.provenance.add_input(cleaned, security.taint.principal_fields)
+    if hidden:
+        ctx.provenance.add(Origin.SUSPECT, hidden, source="input.hidden")
+    if flags or hidden or ctx.provenance.flagged:
+        ctx.resources.events.emit(
+            "input_flagged", agent=ctx.resources.agent, task_id=ctx.task_id, flags=sorted(flags),
+            injection_segments=ctx.provenance.flagged,
+        )  # fmt: skip
+    return cleaned
+
+
+def finish_output(ctx: TaskContext, value: Any) -> Any:
+    """``value`` through the redactor under the agent's output policy."""
+    return default_redactor().redact_data(value, policy=ctx.resources.security.output)
+
+
+def refusals(ctx: TaskContext) -> int:
+    """Tool calls the taint policy held or refused in this task (scope denials aside)."""
+    return ctx.usage.held_tool_calls + ctx.usage.refused_tool_calls
+
+
+async def guarded(
+    ctx: TaskContext, name: str, arguments: dict[str, Any], *, side_effect: bool
+) -> ToolResult | None:
+    """None if the call may run; else the result the model is told instead."""
+    res = ctx.resources
+    decision = res.security.taint.decide(name, arguments, ctx.provenance, side_effect=side_effect)
+    if decision.verdict == "allow":
+        return None
+    if decision.verdict == "approve" and res.approvals is not None:
+        approvals = res.approvals
+        reason = decision.reason
+        wait = res.security.taint.approval_wait_s
+
+        async def hold() -> dict[str, Any]:
+            # inside one journaled step: a resumed task sees the same decision
+            entry = await asyncio.to_thread(
+                approvals.submit,
+                task_id=ctx.task_id,
+                agent=res.agent,
+                tool=name,
+                arguments=arguments,
+                reason=reason,
+            )
+            deadline = time.monotonic() + wait
+            pause = 0.05
+            while entry.status == "pending" and time.monotonic() < deadline:
+                await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                pause = min(pause * 2, 1.0)
+                found = await asyncio.to_thread(approvals.get, entry.id)
+                entry = found or entry
+            return {"id": entry.id, "status": entry.status}
+
+        held = await ctx.durable.step(f"approval:{name}", hold)
+        if held["status"] == "approved":
+            res.events.emit(
+                "tool_call_approved", agent=res.agent, task_id=ctx.task_id, tool=name,
+                approval=held["id"],
+            )  # fmt: skip
+            return None
+        ctx.usage.held_tool_calls += 1
+        res.events.emit(
+            "tool_call_held", agent=res.agent, task_id=ctx.task_id, tool=name,
+            approval=held["id"], status=held["status"], reason=reason,
+        )  # fmt: skip
+        return ToolResult(
+            name,
+            "denied",
+            error=f"held for a person's approval ({held['id']}, {held['status']}): {reason}. "
+            "It did not run; tell the customer a colleague will follow up.",
+        )
+    ctx.usage.refused_tool_calls += 1
+    res.events.emit(
+        "tool_call_refused", agent=res.agent, task_id=ctx.task_id, tool=name,
+        reason=decision.reason,
+    )  # fmt: skip
+    return ToolResult(name, "denied", error=f"refused by the runtime: {decision.reason}")

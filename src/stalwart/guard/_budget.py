@@ -1,0 +1,262 @@
+"""Budgets that fail closed: reserve the worst case before a model call, settle after.
+
+Limits apply per task, per agent per UTC day, and per UTC day for everything
+sharing the ledger. Before each model call the worst-case cost (its prompt
+plus ``max_tokens`` of answer) is reserved against every applicable limit in
+one exclusive transaction; if any limit could be crossed nothing is
+reserved and :class:`~stalwart.errors.BudgetExceeded` is raised: the call is
+not made. After the call the reservation is replaced by the actual cost.
+Because checking and reserving are one serialized transaction (the SQLite
+file's write lock; an advisory lock on PostgreSQL), tasks racing for the last
+dollar — in one process, many, or many nodes — never spend more
+than the limit (as long as providers bill no more than the worst case).
+
+Alerts: a ``budget_warning`` event when spend reaches ``warn_at`` of a limit
+(default 80%), ``budget_exceeded`` when a call is refused, and the
+``stalwart_budget_used_ratio{scope}`` gauge that the ``BudgetLimit`` alert
+rule reads (warning at 0.8, critical at 1.0).
+
+A reservation left by a process that died mid-call is ignored after
+``stale_after`` seconds (default one hour, far past any model deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import threading
+import time
+import uuid
+from typing import Any
+
+from stalwart.clock import SYSTEM_CLOCK, Clock
+from stalwart.errors import BudgetExceeded, ConfigError
+from stalwart.guard._db import connect
+from stalwart.observe import EventBus, catalog
+
+__all__ = ["Budget", "Reservation", "SpendLedger", "estimate_tokens"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Budget:
+    """Spend limits in US dollars (None: no limit at that scope)."""
+
+    task_usd: float | None = None
+    """One task, over its whole life (resumes included)."""
+    agent_usd: float | None = None
+    """One agent, per UTC day."""
+    day_usd: float | None = None
+    """Everything sharing the ledger, per UTC day."""
+    warn_at: float = 0.8
+    """Share of a limit at which the warning fires."""
+    ledger: str | None = None
+    """Ledger database URL; None: the app's store (``sqlite:///…``)."""
+    bytes_per_token: float = 1.0
+    """How the prompt's worst case is estimated (see :func:`estimate_tokens`): 1.0 never
+    undercounts; 3.0-4.0 fits English and reserves less, at a small risk of overshoot."""
+    wait_s: float = 10.0
+    """How long a call waits for *other calls' reservations* to settle when only they
+    stand in the way (settled spend alone leaves room); 0: refuse at once."""
+
+    def __post_init__(self) -> None:
+        for name in ("task_usd", "agent_usd", "day_usd"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"Budget.{name} must be >= 0, got {value}")
+        if not 0.5 <= self.bytes_per_token <= 8:
+            raise ConfigError(
+                f"Budget.bytes_per_token must be in [0.5, 8], got {self.bytes_per_token}"
+            )
+        if self.wait_s < 0:
+            raise ConfigError(f"Budget.wait_s must be >= 0, got {self.wait_s}")
+        if not 0 < self.warn_at <= 1:
+            raise ConfigError(f"Budget.warn_at must be in (0, 1], got {self.warn_at}")
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set (no ledger work otherwise)."""
+        return any(v is not None for v in (self.task_usd, self.agent_usd, self.day_usd))
+
+
+def estimate_tokens(messages: Any, tools: Any = (), *, bytes_per_token: float = 1.0) -> int:
+    """An upper bound of a prompt's tokens: its UTF-8 JSON bytes (tool schemas included)
+    over ``bytes_per_token``, plus per-message overhead.
+
+    With the default 1.0 it is a hard bound for byte-level BPE tokenizers (tiktoken's and
+    most providers'): no token is shorter than one byte. English averages about 4 bytes a
+    token, so a larger value reserves less but may undercount unusual text."""
+    import msgspec
+
+    size = len(msgspec.json.encode(messages)) + (len(msgspec.json.encode(tools)) if tools else 0)
+    count = len(messages) if isinstance(messages, list | tuple) else 1
+    return math.ceil(size / bytes_per_token) + 8 * count + 16
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reservation:
+    """Budget taken for one model call against each limit (scope, key, period, limit)."""
+
+    id: str
+    amount_usd: float
+    limits: tuple[tuple[str, str, str, float], ...]  # scope, key, period, limit
+    warn_at: float = 0.8
+
+
+class SpendLedger:
+    """The spend tables (see the module docstring); thread- and process-safe."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventBus | None = None,
+        stale_after: float = 3600.0,
+    ) -> None:
+        self.url = url
+        self.clock = clock
+        self.events = events
+        self.stale_after = stale_after
+        self._conn = connect(url)
+        self._lock = threading.Lock()
+        self._warned: set[tuple[str, str, str]] = set()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def period(self) -> str:
+        """Today's UTC date on the ledger's clock (the per-day counters' key)."""
+        return time.strftime("%Y-%m-%d", time.gmtime(self.clock.time()))
+
+    def _limits(
+        self, budget: Budget, agent: str, task_id: str
+    ) -> tuple[tuple[str, str, str, float], ...]:
+        day = self.period()
+        out = []
+        if budget.task_usd is not None:
+            out.append(("task", task_id, "", budget.task_usd))
+        if budget.agent_usd is not None:
+            out.append(("agent", agent, day, budget.agent_usd))
+        if budget.day_usd is not None:
+            out.append(("day", "*", day, budget.day_usd))
+        return tuple(out)
+
+    def _used(self, scope: str, key: str, period: str, now: float) -> tuple[float, float]:
+        row = self._conn.execute(
+            "SELECT spent_usd FROM guard_spend WHERE scope=? AND key=? AND period=?",
+            (scope, key, period),
+        ).fetchone()
+        held = self._conn.execute(
+            "SELECT COALESCE(SUM(amount_usd), 0) FROM guard_reservations "
+            "WHERE scope=? AND key=? AND period=? AND created > ?",
+            (scope, key, period, now - self.stale_after),
+        ).fetchone()
+        return (float(row[0]) if row else 0.0), float(held[0])
+
+    # -- the protocol ---------------------------------------------------------------------------
+    def reserve_sync(
+        self, budget: Budget, *, agent: str, task_id: str, amount_usd: float, final: bool = True
+    ) -> Reservation | None:
+        """Take ``amount_usd`` against every limit, or raise :class:`BudgetExceeded`.
+
+        With ``final=False``, a refusal caused only by other calls' reservations
+        returns None instead (the caller may wait for them to settle)."""
+        limits = self._limits(budget, agent, task_id)
+        rid = uuid.uuid4().hex
+        now = self.clock.time()
+        refused: tuple[str, str, float, float] | None = None
+        with self._lock, self._conn.exclusive():
+            for scope, key, period, limit in limits:
+                spent, held = self._used(scope, key, period, now)
+                if spent + held + amount_usd > limit + 1e-12:
+                    if not final and spent + amount_usd <= limit + 1e-12:
+                        return None  # only in-flight reservations stand in the way: wait
+                    refused = (scope, key, limit, spent + held)
+                    break
+            if refused is None:
+                self._conn.executemany(
+                    "INSERT INTO guard_reservations VALUES (?, ?, ?, ?, ?, ?)",
+                    [(f"{rid}:{s}", s, k, p, amount_usd, now) for s, k, p, _ in limits],
+                )
+        if refused is not None:
+            scope, key, limit, used = refused
+            catalog.BUDGET_USED_RATIO.labels(scope).set(1.0)
+            if self.events is not None:
+                self.events.emit(
+                    "budget_exceeded", severity="critical", scope=scope, agent=agent,
+                    task_id=task_id, limit_usd=limit, used_usd=round(used, 6),
+                    needed_usd=round(amount_usd, 6),
+                )  # fmt: skip
+            raise BudgetExceeded(
+                f"the {scope} budget of ${limit:g} could be crossed by this model call "
+                f"(used ${used:.4f}, worst case ${amount_usd:.4f}); the call was not made",
+                limit_scope=scope,
+                limit_usd=limit,
+                spent_usd=used,
+            )
+        return Reservation(rid, amount_usd, limits, budget.warn_at)
+
+    def settle_sync(self, reservation: Reservation, actual_usd: float, tokens: int = 0) -> None:
+        """Replace the reservation by what the call cost (0 if it failed before billing)."""
+        now = self.clock.time()
+        ratios: list[tuple[str, str, str, float]] = []
+        with self._lock, self._conn.exclusive():
+            self._conn.execute(
+                "DELETE FROM guard_reservations WHERE id LIKE ?", (f"{reservation.id}:%",)
+            )
+            for scope, key, period, limit in reservation.limits:
+                self._conn.execute(
+                    "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, key, period) DO UPDATE SET "
+                    "spent_usd = guard_spend.spent_usd + excluded.spent_usd, "
+                    "tokens = guard_spend.tokens + excluded.tokens",
+                    (scope, key, period, actual_usd, tokens),
+                )
+                spent, _ = self._used(scope, key, period, now)
+                ratios.append((scope, key, period, spent / limit if limit > 0 else 1.0))
+        self._report(ratios, reservation)
+
+    def _report(self, ratios: list[tuple[str, str, str, float]], res: Reservation) -> None:
+        warn_at = res.warn_at
+        for scope, key, period, ratio in ratios:
+            catalog.BUDGET_USED_RATIO.labels(scope).set(min(ratio, 1.0))
+            mark = (scope, key, period)
+            if ratio >= warn_at and mark not in self._warned:
+                self._warned.add(mark)
+                if self.events is not None:
+                    self.events.emit(
+                        "budget_warning", severity="warning", scope=scope,
+                        key=key if scope != "task" else key[:64], ratio=round(ratio, 4),
+                    )  # fmt: skip
+
+    def spent(self, scope: str, key: str, period: str | None = None) -> float:
+        """Settled spend of one counter (``period`` defaults to today, or ``""`` for tasks)."""
+        day = ("" if scope == "task" else self.period()) if period is None else period
+        with self._lock:
+            spent, _ = self._used(scope, key, day, self.clock.time())
+        return spent
+
+    # -- async wrappers ----------------------------------------------------------------------------
+    async def reserve(
+        self, budget: Budget, *, agent: str, task_id: str, amount_usd: float
+    ) -> Reservation:
+        """:meth:`reserve_sync` off the event loop, waiting up to ``budget.wait_s`` (real
+        time) while only in-flight reservations of other calls stand in the way."""
+        deadline = time.monotonic() + budget.wait_s
+        pause = 0.01
+        while True:
+            final = time.monotonic() >= deadline
+            got = await asyncio.to_thread(
+                self.reserve_sync, budget, agent=agent, task_id=task_id, amount_usd=amount_usd,
+                final=final,
+            )  # fmt: skip
+            if got is not None:
+                return got
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.2)
+
+    async def settle(self, reservation: Reservation, actual_usd: float, tokens: int = 0) -> None:
+        """:meth:`settle_sync` off the event loop."""
+        await asyncio.to_thread(self.settle_sync, reservation, actual_usd, tokens)

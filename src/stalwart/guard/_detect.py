@@ -1,0 +1,156 @@
+"""A rule-based prompt-injection detector: a second signal, never the authorization.
+
+It scores a text in [0, 1] from the families of known injections
+(instruction override, role play, system/format spoofing, fake tool-call
+syntax, exfiltration asks, encoded payloads, tag-character smuggling,
+several languages). Base64 blobs are decoded and scored too. Scores are
+logged and counted (``stalwart_injection_detections_total``); the runtime's
+tool authorization does not depend on them, but user-text segments the
+detector flags are additionally treated as untrusted by the taint policy.
+An optional classifier (any ``Callable[[str], float]``) can be combined in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import re
+from collections.abc import Callable
+
+from prometheus_client import Counter
+
+from stalwart.guard._inputs import normalize_text
+from stalwart.observe import REGISTRY
+
+__all__ = ["Detection", "InjectionDetector"]
+
+DETECTIONS = Counter(
+    "stalwart_injection_detections",
+    "Texts the injection detector flagged, by where they came from",
+    ["origin"],
+    registry=REGISTRY,
+)
+
+_F = re.IGNORECASE | re.UNICODE
+_RULES: tuple[tuple[str, str, float], ...] = (
+    # instruction override, several languages
+    ("override", r"\b(?:ignore|disregard|forget|override|bypass|skip)\b.{0,40}"
+     r"\b(?:previous|prior|above|earlier|all|any|your|the|system)\b.{0,30}"
+     r"\b(?:instructions?|rules?|prompts?|directions?|guidelines?|polic(?:y|ies))", 0.9),
+    ("override", r"\bnew (?:instructions?|rules?|task)\s*:", 0.7),
+    ("override", r"\bignor(?:ez|iere|a|e|ar)\b.{0,40}\b(?:instructions?|anweisungen|"
+     r"instrucciones|istruzioni|instruções|consignes)", 0.9),
+    ("override", r"(?:忽略|无视|無視).{0,20}(?:指令|指示|说明|命令)", 0.9),
+    ("override", r"(?:игнорируй|забудь).{0,40}(?:инструкци|правил)", 0.9),
+    ("override", r"(?:تجاهل).{0,40}(?:التعليمات)", 0.9),
+    ("override", r"(?:以前|前).{0,10}の指示を無視", 0.9),
+    ("role_play", r"\byou are (?:now|no longer)\b|\bfrom now on,? you\b", 0.45),
+    ("role_play", r"\b(?:pretend|act|behave) (?:to be|as|like)\b.{0,40}"
+     r"\b(?:admin|administrator|developer|root|system|unrestricted|dan|jailbr)", 0.8),
+    ("role_play", r"\b(?:enter|enable|activate|switch to|in|now in|into)\s+(?:developer|admin|god|"
+     r"debug|maintenance|jailbreak|dan|unrestricted) mode\b|\b(?:developer|admin|god|debug|"
+     r"jailbreak|dan) mode (?:is )?(?:enabled|activated|on)\b", 0.8),
+    # the model addressed directly, authority claimed, the rules set aside
+    ("addressed", r"\b(?:note|message|instructions?|command)s? (?:to|for) (?:the |any )?(?:ai|"
+     r"assistant|model|agent|llm|bot|language model)\b|\bif you are an? (?:ai|assistant|bot|"
+     r"language model|llm)\b|\b(?:ai|llm) (?:agent|assistant)\s*[:,]|\bhidden (?:instruction|"
+     r"prompt|command)s?\b", 0.7),
+    ("authority", r"\b(?:as|i am) your (?:supervisor|manager|admin|administrator|developer|"
+     r"creator|owner|operator)\b|\bi (?:hereby )?authori[sz]e you\b|\bthe manager said\b", 0.5),
+    ("override", r"\b(?:set aside|disregard|ignore|forget|bypass|skip|override)\b.{0,20}\b(?:what "
+     r"you were told|your (?:rules|limits?|guidelines|polic(?:y|ies)|restrictions|checks|"
+     r"verification)|the (?:refund |spending |approval )?limits?|(?:all )?verification)\b", 0.8),
+    ("override", r"\byour (?:real|actual|true|new) (?:job|task|instructions?|purpose|goal)\b|"
+     r"\bthe above was (?:a test|fake|not real)\b|\byou must (?:obey|follow) (?:the following|"
+     r"these|my)\b|\btreat everything (?:after|below) this\b", 0.8),
+    ("override", r"\b(?:olvida|ignora) (?:tus|las) (?:reglas|instrucciones)|\bvergiss (?:deine|"
+     r"alle) (?:regeln|anweisungen)|\boublie[sz]? (?:tes|vos|les) (?:règles|consignes)|"
+     r"(?:忘记|忘掉)(?:你的)?(?:规则|指令)", 0.8),
+    ("exfiltrate", r"\b(?:respond|reply|answer) (?:only )?with (?:the contents of )?your (?:system "
+     r"prompt|instructions)|\b(?:print|show|reveal|dump)\b.{0,30}\b(?:hidden configuration|"
+     r"system prompt|api keys?)\b", 0.8),
+    ("spoof", r"\[\[/?system\]\]|\bBEGIN (?:ADMIN|SYSTEM|DEVELOPER) (?:OVERRIDE|MODE|MESSAGE)\b|"
+     r"\b(?:ADMIN|SYSTEM) OVERRIDE\b|</?(?:ticket|user|assistant)>", 0.8),
+    ("role_play", r"\b(?:simulate|enable|enter)\b.{0,20}\b(?:mode|persona)\b.{0,20}"
+     r"\b(?:no|without) (?:restrictions|limits|rules|filters|checks)\b", 0.8),
+    ("encoded", r"\bdecode\b.{0,30}\b(?:run|execute|follow|obey)\b|\b(?:then|and) (?:execute|run|"
+     r"perform)\s*:", 0.7),
+    ("role_play", r"\bDAN\b|\bdo anything now\b", 0.6),
+    ("spoof", r"(?:^|\n|\s)(?:SYSTEM|ADMIN|ASSISTANT|DEVELOPER)\s*"
+     r"(?:MESSAGE|OVERRIDE|NOTE)?\s*:", 0.6),
+    ("spoof", r"<\|?(?:im_start|im_end|system|endoftext)\|?>|\[/?(?:INST|SYS)\]|</?system>", 0.9),
+    ("spoof", r"#{2,}\s*(?:system|instructions?)\b", 0.6),
+    ("tool_syntax", r"<\s*/?\s*(?:tool_call|function_call|tool_use|invoke)\b", 0.9),
+    ("tool_syntax", r"\"(?:name|function|tool)\"\s*:\s*\"[A-Za-z_][\w.-]*\"\s*,\s*\"(?:arguments|"
+     r"parameters|args|input)\"", 0.8),
+    ("tool_syntax", r"\b(?:call|invoke|execute|run|trigger|use)\s+(?:the\s+)?"
+     r"(?:tool|function)\b(?!-)", 0.45),
+    ("tool_syntax", r"\b(?:call|invoke|execute|trigger)\s+`?[a-z]+_[a-z_]+`?\s*"
+     r"(?:with|\(|\{)", 0.7),
+    ("exfiltrate", r"\b(?:send|forward|email|e-mail|export|upload|post|leak)\b.{0,60}"
+     r"\b(?:all|every|entire|full)\b.{0,40}\b(?:customers?|users?|records?|data|emails?|"
+     r"conversations?|history|database|keys?|secrets?|passwords?)", 0.7),
+    ("exfiltrate", r"\b(?:reveal|print|show|output|repeat)\b.{0,30}\b(?:system prompt|your "
+     r"instructions|api key|secret|password)", 0.7),
+    ("urgency", r"\b(?:immediately|urgent|right now)\b.{0,40}\b(?:refund|transfer|wire|send)\b"
+     r".{0,40}\b\d{4,}", 0.4),
+)  # fmt: skip
+_COMPILED = tuple((family, re.compile(p, _F), w) for family, p, w in _RULES)
+_B64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Detection:
+    """How likely a text is an injection, and which families matched (no text kept)."""
+
+    score: float
+    families: tuple[str, ...]
+    flagged: bool
+
+
+class InjectionDetector:
+    """Scores texts; ``threshold`` (default 0.5) decides ``flagged``."""
+
+    def __init__(
+        self, *, threshold: float = 0.5, classifier: Callable[[str], float] | None = None
+    ) -> None:
+        self.threshold = threshold
+        self.classifier = classifier
+
+    def _rules(self, text: str) -> tuple[float, set[str]]:
+        miss = 1.0
+        families: set[str] = set()
+        for family, rx, weight in _COMPILED:
+            if rx.search(text):
+                families.add(family)
+                miss *= 1.0 - weight
+        return 1.0 - miss, families
+
+    def score(self, text: str, *, origin: str = "unknown") -> Detection:
+        """Score ``text``; counted under ``origin`` when flagged."""
+        norm = normalize_text(text)
+        score, families = self._rules(norm.text)
+        if norm.hidden:
+            families.add("tag_smuggling")
+            hidden_score, hidden_families = self._rules(norm.hidden)
+            families |= hidden_families
+            score = max(score, 0.9, hidden_score)
+        for blob in _B64.findall(norm.text)[:8]:
+            try:
+                decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=False)
+                plain = decoded.decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                continue
+            if sum(c.isprintable() for c in plain) < 0.9 * max(1, len(plain)):
+                continue
+            inner, inner_families = self._rules(plain)
+            if inner > 0:
+                families |= inner_families | {"encoded"}
+                score = max(score, inner)
+        if self.classifier is not None:
+            score = max(score, float(self.classifier(norm.text)))
+        flagged = score >= self.threshold
+        if flagged:
+            DETECTIONS.labels(origin).inc()
+        return Detection(round(score, 4), tuple(sorted(families)), flagged)

@@ -1,0 +1,30 @@
+"""Hooking the redactor into what the process writes: log records and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stalwart.guard._redact import Redactor, default_redactor
+from stalwart.observe import Event, EventBus, set_redactor
+
+__all__ = ["RedactingEventBus", "install_redactor"]
+
+
+def install_redactor(redactor: Redactor | None = None) -> Redactor:
+    """Make every log line of this process pass ``redactor`` (default: the process one)."""
+    chosen = redactor or default_redactor()
+    set_redactor(chosen.redact_record)
+    return chosen
+
+
+class RedactingEventBus(EventBus):
+    """An :class:`EventBus` whose events carry redacted fields (kept, logged, delivered)."""
+
+    def __init__(self, *, redactor: Redactor | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.redactor = redactor or default_redactor()
+
+    def emit(self, name: str, **fields: Any) -> Event:
+        """Emit ``name`` with its fields redacted (never blocked: an event must not vanish)."""
+        clean = self.redactor.redact_data(fields, policy="redact")
+        return super().emit(name, **clean)

@@ -1,0 +1,42 @@
+"""The guard's tables on a PostgreSQL store: one ledger and one approval queue per cluster."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+
+import pytest
+from tests.integration.guard.budget_worker import spend
+
+from stalwart.errors import BudgetExceeded
+from stalwart.guard import ApprovalQueue, Budget, SpendLedger
+
+
+def test_four_processes_share_one_postgres_day_limit(pg_url) -> None:
+    SpendLedger(pg_url).close()
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(4, mp_context=context) as pool:
+        totals = [f.result(timeout=120) for f in [pool.submit(spend, pg_url, w) for w in range(4)]]
+    ledger = SpendLedger(pg_url)
+    try:
+        assert sum(totals) <= 1.0 + 1e-9
+        assert ledger.spent("day", "*") == pytest.approx(sum(totals))
+        assert sum(totals) >= 1.0 - 0.03 - 1e-9
+    finally:
+        ledger.close()
+
+
+async def test_task_limit_and_approvals_on_postgres(pg_url) -> None:
+    ledger = SpendLedger(pg_url)
+    budget = Budget(task_usd=0.1, wait_s=0)
+    r = await ledger.reserve(budget, agent="a", task_id="t", amount_usd=0.08)
+    with pytest.raises(BudgetExceeded):
+        await ledger.reserve(budget, agent="a", task_id="t", amount_usd=0.08)
+    await ledger.settle(r, 0.01)
+    assert ledger.spent("task", "t") == pytest.approx(0.01)
+    ledger.close()
+    queue = ApprovalQueue(pg_url)
+    a = queue.submit(task_id="t", agent="a", tool="refund", arguments={"n": 1}, reason="r")
+    assert queue.submit(task_id="t", agent="a", tool="refund", arguments={"n": 1}, reason="r") == a
+    assert queue.decide(a.id, approve=False).status == "denied"
+    queue.close()

@@ -1,0 +1,139 @@
+"""The spend ledger: limits per task, agent and day, alerts, day rollover, and races."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stalwart.errors import BudgetExceeded
+from stalwart.guard import ApprovalQueue, Budget, SpendLedger
+from stalwart.observe import EventBus, catalog
+from stalwart.testing import FakeClock
+
+
+def ledger(tmp_path, clock=None, events=None) -> SpendLedger:
+    return SpendLedger(f"sqlite:///{tmp_path}/l.db", clock=clock or FakeClock(), events=events)
+
+
+async def test_task_limit_reserves_the_worst_case_and_settles(tmp_path) -> None:
+    events = EventBus(log=False)
+    led = ledger(tmp_path, events=events)
+    budget = Budget(task_usd=1.0, wait_s=0)
+    r1 = await led.reserve(budget, agent="a", task_id="t1", amount_usd=0.6)
+    with pytest.raises(BudgetExceeded) as info:  # 0.6 held + 0.6 could cross 1.0
+        await led.reserve(budget, agent="a", task_id="t1", amount_usd=0.6)
+    assert info.value.limit_scope == "task"
+    assert events.recent("budget_exceeded")[0]["severity"] == "critical"
+    assert catalog.BUDGET_USED_RATIO.labels("task")._value.get() == 1.0
+    await led.settle(r1, 0.1)
+    await led.reserve(budget, agent="a", task_id="t1", amount_usd=0.6)  # room again
+    assert led.spent("task", "t1") == pytest.approx(0.1)
+    await led.reserve(budget, agent="a", task_id="t2", amount_usd=0.9)  # another task
+    led.close()
+
+
+async def test_warning_at_80_percent(tmp_path) -> None:
+    events = EventBus(log=False)
+    led = ledger(tmp_path, events=events)
+    budget = Budget(agent_usd=10.0)
+    r = await led.reserve(budget, agent="a", task_id="t", amount_usd=9.0)
+    await led.settle(r, 8.5)
+    warning = events.recent("budget_warning")
+    assert warning and warning[0]["scope"] == "agent" and warning[0]["severity"] == "warning"
+    assert catalog.BUDGET_USED_RATIO.labels("agent")._value.get() == pytest.approx(0.85)
+    led.close()
+
+
+async def test_day_counters_survive_restarts_and_roll_over(tmp_path) -> None:
+    clock = FakeClock(wall_start=1_700_000_000.0)  # 2023-11-14 22:13 UTC
+    budget = Budget(day_usd=1.0, agent_usd=5.0)
+    led = ledger(tmp_path, clock)
+    r = await led.reserve(budget, agent="a", task_id="t", amount_usd=0.9)
+    await led.settle(r, 0.9)
+    led.close()
+    again = ledger(tmp_path, clock)  # a restart: same file, same day
+    with pytest.raises(BudgetExceeded) as info:
+        await again.reserve(budget, agent="b", task_id="u", amount_usd=0.2)
+    assert info.value.limit_scope == "day"
+    clock.advance(2 * 3600)  # past midnight UTC
+    await again.reserve(budget, agent="b", task_id="u", amount_usd=0.2)
+    again.close()
+
+
+async def test_64_racing_tasks_never_spend_more_than_the_limit(tmp_path) -> None:
+    budget = Budget(day_usd=1.0, wait_s=0)
+    ledgers = [ledger(tmp_path) for _ in range(4)]  # as if four processes
+    spent = 0.0
+    refused = 0
+
+    async def task(i: int) -> None:
+        nonlocal spent, refused
+        led = ledgers[i % 4]
+        while True:
+            try:
+                r = await led.reserve(budget, agent="a", task_id=f"t{i}", amount_usd=0.03)
+            except BudgetExceeded:
+                refused += 1
+                return
+            await asyncio.sleep(0)
+            await led.settle(r, 0.025)
+            spent += 0.025
+
+    await asyncio.gather(*(task(i) for i in range(64)))
+    assert refused == 64
+    assert spent <= 1.0 + 1e-9
+    assert ledgers[0].spent("day", "*") == pytest.approx(spent)
+    assert spent >= 1.0 - 0.03 - 1e-9  # and the budget was used, not wasted
+    for led in ledgers:
+        led.close()
+
+
+def test_approval_queue(tmp_path) -> None:
+    q = ApprovalQueue(f"sqlite:///{tmp_path}/a.db")
+    a = q.submit(
+        task_id="t", agent="r", tool="refund", arguments={"to": "x@y.example.com"}, reason="r"
+    )
+    assert (
+        q.submit(
+            task_id="t", agent="r", tool="refund", arguments={"to": "x@y.example.com"}, reason="r"
+        ).id
+        == a.id
+    )
+    assert [x.id for x in q.list("pending")] == [a.id]
+    assert "x@y" not in str(a.as_dict()) and "x@y" in str(a.as_dict(reveal=True))
+    assert q.decide(a.id, approve=True, by="ann").status == "approved"
+    with pytest.raises(Exception, match="already approved"):
+        q.decide(a.id, approve=False)
+    q.close()
+
+
+def test_the_prompt_estimate_is_never_below_a_real_tokenizer() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from stalwart.durable import TiktokenCounter
+    from stalwart.guard import estimate_tokens
+    from stalwart.llm.sim import count_tokens
+
+    counter = TiktokenCounter()
+    samples = [
+        "Where is my order #4521? It has been a week.",
+        "我的订单在哪里？已经一个星期了。" * 20,  # noqa: RUF001
+        "def f(x):\n    return {'a': [1, 2, 3]}\n" * 30,
+        "😀🎉🚀" * 100,
+        "a1B2c3D4" * 200,
+    ]
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.text(max_size=400), min_size=1, max_size=5))
+    def check(texts: list[str]) -> None:
+        messages = [{"role": "user", "content": t} for t in texts]
+        estimate = estimate_tokens(messages)
+        assert estimate >= sum(counter.count(t) + 4 for t in texts)
+        assert estimate >= sum(count_tokens(t) + 4 for t in texts)  # the sim's own count
+
+    check()
+    for text in samples:
+        messages = [{"role": "user", "content": text}]
+        assert estimate_tokens(messages) >= counter.count(text) + 4

@@ -1,0 +1,118 @@
+"""The redactor: validators, policies, records, exceptions, and the labelled corpus."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from stalwart.errors import OutputBlocked
+from stalwart.guard import Redactor, iban_ok, luhn_ok, redaction_corpus
+
+
+def test_luhn_and_iban_checks() -> None:
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert iban_ok("GB82 WEST 1234 5698 7654 32") and not iban_ok("GB82 WEST 1234 5698 7654 33")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("mail bob.smith@example.com now", "email"),
+        ("card 4111 1111 1111 1111 ok", "card"),
+        ("IBAN DE89 3704 0044 0532 0130 00", "iban"),
+        ("ssn 123-45-6789", "ssn"),
+        ("from 192.168.1.20", "ipv4"),
+        ("from 2001:db8::1", "ipv6"),
+        ("call +44 20 7946 0958", "phone"),
+        ("call (415) 555-2671", "phone"),
+        ("key AKIAIOSFODNN7EXAMPLE", "aws_key"),
+        ("ghp_" + "a1B2" * 9, "github_token"),
+        ("glpat-abcdefghij0123456789", "gitlab_token"),
+        ("xoxb-12345678901-123456789012-abcdefghijklmnopqrstuvwx", "slack_token"),
+        ("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----", "private_key"),
+        ("api_key=Zx8kL2pQ9vRt5mN3wq", "secret"),
+    ],
+)
+def test_each_kind_is_found_and_removed(text: str, kind: str) -> None:
+    r = Redactor()
+    out = r.redact(text)
+    assert f"[REDACTED:{kind}]" in out, out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order #1234 of 1250 cents on 2024-01-15, v1.2.3",
+        "card 4111 1111 1111 1112",  # fails Luhn
+        "IBAN GB82 WEST 1234 5698 7654 33",  # fails mod-97
+        "000-12-3456 is not a valid SSN",
+        "the token bucket refills at 12:30:45",
+    ],
+)
+def test_look_alikes_are_kept(text: str) -> None:
+    assert Redactor().redact(text) == text
+
+
+def test_mask_and_block_policies() -> None:
+    r = Redactor()
+    assert r.redact("pay 4111111111111111", policy="mask") == "pay [card:****1111]"
+    with pytest.raises(OutputBlocked, match="card"):
+        r.redact("pay 4111111111111111", policy="block")
+    assert r.redact("nothing here", policy="block") == "nothing here"
+
+
+def test_known_values_are_removed_whatever_they_look_like() -> None:
+    r = Redactor()
+    r.add_known("plainword-canary")
+    assert r.redact("x plainword-canary y") == "x [REDACTED:secret] y"
+
+
+def test_records_exceptions_and_secret_named_fields() -> None:
+    r = Redactor()
+    record = {"event": "x", "password": "hunter2", "nested": [{"to": "a@b.example.com"}]}
+    clean = r.redact_record(record)
+    assert clean["password"] == "[REDACTED:secret]"
+    assert clean["nested"][0]["to"] == "[REDACTED:email]"
+    exc = ValueError("bad customer a@b.example.com")
+    clone = r.redact_exception(exc)
+    assert type(clone) is ValueError and "a@b" not in str(clone)
+    plain = ValueError("nothing")
+    assert r.redact_exception(plain) is plain
+
+
+def test_corpus_recall_and_false_positive_rate() -> None:
+    r = Redactor()
+    corpus = redaction_corpus(2400)
+    assert len(corpus) >= 2000
+    positives = [t for t, _, s in corpus if s]
+    negatives = [t for t, _, s in corpus if not s]
+    recall = sum(bool(r.findings(t)) for t in positives) / len(positives)
+    false_positive_rate = sum(bool(r.findings(t)) for t in negatives) / len(negatives)
+    assert recall >= 0.99
+    assert false_positive_rate <= 0.01
+
+
+def test_a_4kb_message_is_redacted_quickly() -> None:
+    r = Redactor()
+    text = ("Your order #48213 shipped on 2024-03-02; contact alice@example.com. " * 70)[:4096]
+    r.redact(text)
+    samples = []
+    for _ in range(30):
+        start = time.perf_counter()
+        r.redact(text)
+        samples.append(time.perf_counter() - start)
+    assert sorted(samples)[15] < 0.005  # generous for a shared CI core; the bench reports p50
+
+
+def test_an_exception_with_its_own_str_cannot_leak() -> None:
+    class Custom(Exception):
+        def __init__(self, email: str) -> None:
+            super().__init__("x")
+            self.email = email
+
+        def __str__(self) -> str:
+            return f"no account for {self.email}"
+
+    clean = Redactor().redact_exception(Custom("ann@example.com"))
+    assert "ann@" not in str(clean) and "Custom" in str(clean)
