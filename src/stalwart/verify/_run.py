@@ -16,6 +16,7 @@ from stalwart.verify import (  # noqa: F401 - importing registers the checks
     _checks_errors,
     _checks_monitoring,
     _checks_process,
+    _checks_security,
     _checks_state,
 )
 from stalwart.verify._model import ITEMS, ItemResult
