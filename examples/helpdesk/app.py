@@ -251,4 +251,5 @@ app = App(
     lease_seconds=3,
     entry="triage",
     workload="examples.helpdesk.tickets:generate",
+    redteam="examples.helpdesk.redteam:run_redteam",
 )

@@ -133,6 +133,9 @@ class App:
     lease_seconds: float = 10.0
     entry: str | None = None
     """The agent that receives the app's tasks (default: the first agent)."""
+    redteam: str | None = None
+    """``module:function()`` running the injection corpus against this app's agents with a
+    model that obeys injections (for ``stalwart verify`` SE-2); returns its counts."""
     workload: str | None = None
     """``module:function(count, seed)`` returning realistic task inputs, for ``stalwart
     verify``, load and chaos runs to drive the app with."""
