@@ -34,6 +34,9 @@ class _AgentBase:
     name: str
     max_tasks: int = 4
     """Tasks this agent runs at once (its process handles them concurrently)."""
+    max_running: int | None = None
+    """Tasks of this agent running at once across every node sharing the store
+    (a cluster-wide limit, enforced when a task is claimed); None: no limit."""
     restart: Restart = "permanent"
     memory_limit_mb: float | None = None
     task_timeout: float = 600.0
@@ -47,6 +50,14 @@ class _AgentBase:
         _check_name("agent", self.name)
         if not isinstance(self.max_tasks, int) or not 1 <= self.max_tasks <= 1000:
             raise ConfigError(f"agent {self.name!r}: max_tasks must be an int in 1..1000")
+        if self.max_running is not None and (
+            not isinstance(self.max_running, int)
+            or isinstance(self.max_running, bool)
+            or self.max_running < 1
+        ):
+            raise ConfigError(
+                f"agent {self.name!r}: max_running must be a positive int, got {self.max_running!r}"
+            )
         if not 0 < self.task_timeout <= 86_400:
             raise ConfigError(f"agent {self.name!r}: task_timeout must be in (0, 86400] s")
 

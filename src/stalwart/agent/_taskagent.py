@@ -256,7 +256,10 @@ class TaskAgent(Agent):
         claimed = 0
         while len(self.running) < self.defn.max_tasks:
             lease = await self.store.acquire(
-                self.owner, self.app.lease_seconds, agent=self.defn.name
+                self.owner,
+                self.app.lease_seconds,
+                agent=self.defn.name,
+                max_running=self.defn.max_running,
             )
             if lease is None:
                 break

@@ -62,8 +62,8 @@ _TOP = {
     "prices",
 }  # fmt: skip
 _COMMON = {
-    "name", "kind", "max_tasks", "restart", "memory_limit_mb", "task_timeout", "agents",
-    "security",
+    "name", "kind", "max_tasks", "max_running", "restart", "memory_limit_mb", "task_timeout",
+    "agents", "security",
 }  # fmt: skip
 _SECURITY = {"output", "taint", "budget", "inputs", "input_schema", "rate"}
 _LLM = _COMMON | {"model", "system", "tools", "scopes", "max_steps", "history_tokens", "max_tokens"}

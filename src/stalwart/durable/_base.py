@@ -35,6 +35,7 @@ __all__ = [
     "Reporter",
     "check_durability",
     "check_lease_seconds",
+    "check_max_running",
     "effect_from_row",
     "encode_effect",
     "encode_entry",
@@ -77,6 +78,13 @@ def check_durability(durability: str) -> str:
 def check_lease_seconds(lease_seconds: float) -> None:
     if not isinstance(lease_seconds, int | float) or not 0 < lease_seconds <= 3600:
         raise ConfigError(f"lease_seconds = {lease_seconds!r} must be in (0, 3600]")
+
+
+def check_max_running(max_running: int | None) -> None:
+    if max_running is not None and (
+        not isinstance(max_running, int) or isinstance(max_running, bool) or max_running < 1
+    ):
+        raise ConfigError(f"max_running = {max_running!r} must be a positive int (or None)")
 
 
 def check_task_args(agent: str, task_id: str | None, seed: int | None) -> None:

@@ -34,6 +34,7 @@ from stalwart.durable._base import (
     Reporter,
     check_durability,
     check_lease_seconds,
+    check_max_running,
     check_task_args,
     effect_from_row,
     encode_effect,
@@ -380,12 +381,21 @@ class PostgresStore:
         task_id: str | None = None,
         force: bool = False,
         agent: str | None = None,
+        max_running: int | None = None,
     ) -> Lease | None:
         check_lease_seconds(lease_seconds)
         now = self._clock.time()
         expires = now + lease_seconds
         args: tuple[Any, ...]
-        if task_id is None and agent is not None:
+        check_max_running(max_running)
+        locks: tuple[str, ...] = ()
+        if task_id is None and agent is not None and max_running is not None:
+            sql = S["ACQUIRE_NEXT_FOR_AGENT_LIMITED"].format(lock=" FOR UPDATE SKIP LOCKED")
+            args = (owner, expires, now, agent, now, agent, now, max_running)
+            # Serialize counting-and-claiming per agent across the cluster; the
+            # lock ends with the (group) commit that publishes the claim.
+            locks = (f"stalwart:agent:{agent}",)
+        elif task_id is None and agent is not None:
             sql = S["ACQUIRE_NEXT_FOR_AGENT"].format(lock=" FOR UPDATE SKIP LOCKED")
             args = (owner, expires, now, agent, now)
         elif task_id is None:
@@ -399,6 +409,8 @@ class PostgresStore:
             sql, args = S["ACQUIRE_ONE"], (owner, expires, now, task_id, now)
 
         async def op(conn: Conn) -> Any:
+            for key in locks:
+                await conn.execute(S["AGENT_LOCK"], (key,))
             cur = await conn.execute(sql, args)
             return await cur.fetchone()
 

@@ -217,15 +217,19 @@ class Store(Protocol):
         task_id: str | None = None,
         force: bool = False,
         agent: str | None = None,
+        max_running: int | None = None,
     ) -> Lease | None:
         """Lease a runnable task (pending, or running with an expired lease).
 
         With ``agent``, the oldest runnable task of that agent (how an agent
         process claims work: many nodes may claim at once, and no task is ever
-        handed to two live owners). With ``task_id``, only that task. ``force``
-        takes a running task even if its lease has not expired (for a supervisor
-        that knows the owner is dead); the fencing token still grows so the old
-        owner cannot write. Returns None when nothing is runnable.
+        handed to two live owners); with ``max_running`` too, only while fewer
+        than that many of the agent's tasks hold a live lease, counted across
+        every node sharing the store (a cluster-wide concurrency limit). With
+        ``task_id``, only that task. ``force`` takes a running task even if its
+        lease has not expired (for a supervisor that knows the owner is dead);
+        the fencing token still grows so the old owner cannot write. Returns None
+        when nothing is runnable.
         """
         ...
 

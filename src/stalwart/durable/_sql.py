@@ -64,6 +64,16 @@ ACQUIRE_NEXT_FOR_AGENT = (
     _CLAIM + "WHERE id = (SELECT id FROM stalwart_tasks WHERE agent = ? AND " + _RUNNABLE + " "
     "ORDER BY created_at, id LIMIT 1{lock}) RETURNING " + TASK_COLUMNS
 )
+# The same claim, taken only while fewer than N of the agent's tasks hold a live lease:
+# a cluster-wide concurrency limit. On PostgreSQL the caller first takes a per-agent
+# transaction advisory lock, so two nodes cannot both count N-1 and both claim.
+ACQUIRE_NEXT_FOR_AGENT_LIMITED = (
+    _CLAIM + "WHERE id = (SELECT id FROM stalwart_tasks WHERE agent = ? AND " + _RUNNABLE + " "
+    "AND (SELECT count(*) FROM stalwart_tasks WHERE agent = ? AND status = 'running' "
+    "AND lease_expires >= ?) < ? "
+    "ORDER BY created_at, id LIMIT 1{lock}) RETURNING " + TASK_COLUMNS
+)
+AGENT_LOCK = "SELECT pg_advisory_xact_lock(hashtext(?))"
 ACQUIRE_ONE = _CLAIM + "WHERE id = ? AND " + _RUNNABLE + " RETURNING " + TASK_COLUMNS
 ACQUIRE_FORCE = (
     _CLAIM

@@ -30,6 +30,7 @@ from stalwart.durable._base import (
     Reporter,
     check_durability,
     check_lease_seconds,
+    check_max_running,
     check_task_args,
     effect_from_row,
     encode_effect,
@@ -321,12 +322,18 @@ class SQLiteStore:
         task_id: str | None = None,
         force: bool = False,
         agent: str | None = None,
+        max_running: int | None = None,
     ) -> Lease | None:
         check_lease_seconds(lease_seconds)
         now = self._clock.time()
         expires = now + lease_seconds
         args: tuple[Any, ...]
-        if task_id is None and agent is not None:
+        check_max_running(max_running)
+        if task_id is None and agent is not None and max_running is not None:
+            # One writer at a time: the count and the claim are one atomic statement.
+            sql = q.ACQUIRE_NEXT_FOR_AGENT_LIMITED.format(lock="")
+            args = (owner, expires, now, agent, now, agent, now, max_running)
+        elif task_id is None and agent is not None:
             sql = q.ACQUIRE_NEXT_FOR_AGENT.format(lock="")
             args = (owner, expires, now, agent, now)
         elif task_id is None:

@@ -18,6 +18,7 @@ from stalwart.durable._base import (
     Reporter,
     check_durability,
     check_lease_seconds,
+    check_max_running,
     check_task_args,
     effect_from_row,
     encode_effect,
@@ -195,10 +196,23 @@ class MemoryStore:
         task_id: str | None = None,
         force: bool = False,
         agent: str | None = None,
+        max_running: int | None = None,
     ) -> Lease | None:
         self._check_open()
         check_lease_seconds(lease_seconds)
+        check_max_running(max_running)
         now = self._clock.time()
+        if task_id is None and agent is not None and max_running is not None:
+            live = sum(
+                1
+                for t in self._tasks.values()
+                if t.agent == agent
+                and t.status == "running"
+                and t.lease_expires is not None
+                and t.lease_expires >= now
+            )
+            if live >= max_running:
+                return None
 
         def runnable(t: _Task) -> bool:
             if t.needs_format > FORMAT_VERSION:

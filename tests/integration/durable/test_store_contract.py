@@ -88,6 +88,48 @@ async def test_agents_claim_only_their_own_tasks(make_store: MakeStore, clock: F
     assert taken is not None and taken.task_id == "r1" and taken.token == 2
 
 
+async def test_max_running_limits_live_leases_per_agent(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    store: Store = await make_store()
+    for i in range(6):
+        await store.create_task("resolver", i, task_id=f"r{i}")
+    await store.create_task("triage", 0, task_id="t0")
+    first = await store.acquire("n1/resolver", 30, agent="resolver", max_running=2)
+    second = await store.acquire("n2/resolver", 30, agent="resolver", max_running=2)
+    assert first is not None and second is not None
+    assert await store.acquire("n3/resolver", 30, agent="resolver", max_running=2) is None
+    # The limit is per agent: another agent's work is untouched by it.
+    assert await store.acquire("n3/triage", 30, agent="triage", max_running=1) is not None
+    await store.finish(first, "succeeded", None)  # a slot frees up
+    third = await store.acquire("n3/resolver", 30, agent="resolver", max_running=2)
+    assert third is not None and third.task_id == "r2"
+    assert await store.acquire("n1/resolver", 30, agent="resolver", max_running=2) is None
+    clock.advance(31)  # both live leases expired: they no longer count
+    again = [await store.acquire("n4/resolver", 30, agent="resolver", max_running=2) for _ in "abc"]
+    assert [lease is not None for lease in again] == [True, True, False]
+    with pytest.raises(ConfigError, match="max_running"):
+        await store.acquire("n1/resolver", 30, agent="resolver", max_running=0)
+
+
+async def test_max_running_holds_under_concurrent_claims(make_store: MakeStore) -> None:
+    # Two handles on one store stand for two nodes (on PostgreSQL, two connection
+    # pools racing); however the claims interleave, at most 3 leases are handed out.
+    node_a: Store = await make_store()
+    node_b: Store = await make_store()
+    for i in range(20):
+        await node_a.create_task("resolver", i, task_id=f"r{i:02d}")
+
+    async def claim(store: Store, n: int) -> Any:
+        return await store.acquire(f"n{n}/resolver", 30, agent="resolver", max_running=3)
+
+    async with asyncio.timeout(30):
+        got = await asyncio.gather(*(claim(node_a if n % 2 else node_b, n) for n in range(16)))
+    leased = [lease.task_id for lease in got if lease is not None]
+    assert len(leased) == 3 and len(set(leased)) == 3
+    assert len(await node_a.list_tasks(agent="resolver", status="running")) == 3
+
+
 async def test_expired_lease_moves_and_fences_old_owner(
     make_store: MakeStore, clock: FakeClock
 ) -> None:

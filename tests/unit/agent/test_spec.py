@@ -1,0 +1,45 @@
+"""Agent definitions refuse bad settings with errors that name them."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+from stalwart.agent import PythonAgent, load_app
+from stalwart.errors import ConfigError
+
+
+async def noop(ctx: object, task_input: object) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_tasks", 0, "max_tasks must be an int in 1..1000"),
+        ("max_running", 0, "max_running must be a positive int"),
+        ("max_running", True, "max_running must be a positive int"),
+        ("task_timeout", -1, "task_timeout must be in"),
+    ],
+)
+def test_bad_limits_are_named(field: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PythonAgent(name="a", fn=noop, **{field: value})  # type: ignore[arg-type]
+
+
+def test_max_running_comes_from_toml(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "app.toml"
+    path.write_text(
+        '[[agents]]\nname = "a"\nkind = "python"\nfn = "tests_unit_agent_fn:noop"\n'
+        "max_running = 3\n"
+    )
+    (tmp_path / "tests_unit_agent_fn.py").write_text("async def noop(ctx, x):\n    return x\n")
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        app = load_app(str(path))
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert [a.max_running for a in app.agents] == [3]
