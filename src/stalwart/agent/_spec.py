@@ -141,7 +141,11 @@ class App:
     """Rules for the simulated models when ``sim=True``."""
     intensity: int = 5
     period: float = 60.0
-    lease_seconds: float = 10.0
+    lease_seconds: float = 4.0
+    """How long a claim lasts without renewal (renewed every third of it). A dead
+    node's tasks move after about this long; a runner that cannot renew stops at
+    two thirds of it. Shorter fails over faster, but risks taking over a task whose
+    runner is only slow (fencing keeps that safe, at the cost of redone work)."""
     entry: str | None = None
     """The agent that receives the app's tasks (default: the first agent)."""
     redteam: str | None = None

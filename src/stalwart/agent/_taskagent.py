@@ -18,6 +18,7 @@ next poll. Polling backs off from 2 ms to ``scan_interval`` when idle; a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib
 import os
@@ -154,6 +155,9 @@ class TaskAgent(Agent):
             self.store, owner=self.owner, lease_seconds=self.app.lease_seconds, events=self.events
         )
         self.running: dict[str, asyncio.Task[TaskResult | None]] = {}
+        # Claimed, but its runner has not started yet: if it is cancelled now, no
+        # runner will give the lease back, so terminate() does.
+        self.unstarted: dict[str, Lease] = {}
         self.wake = asyncio.Event()
         await self._resume_own()
         self.claimer = asyncio.create_task(self._claim_forever())
@@ -175,10 +179,15 @@ class TaskAgent(Agent):
             return None
 
     async def terminate(self, reason: str) -> None:
+        # Drain: stop claiming first (a claim in flight is settled: tracked, or given
+        # back), then cancel the running tasks, whose runners hand their leases back.
         self.claimer.cancel()
+        await asyncio.gather(self.claimer, return_exceptions=True)
         for task in self.running.values():
             task.cancel()
-        await asyncio.gather(self.claimer, *self.running.values(), return_exceptions=True)
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        for lease in list(self.unstarted.values()):
+            await self._give_back(lease)
         await self.store.close()
         for guard_db in (self.resources.ledger, self.resources.approvals):
             if guard_db is not None:
@@ -255,12 +264,25 @@ class TaskAgent(Agent):
     async def _claim_some(self) -> int:
         claimed = 0
         while len(self.running) < self.defn.max_tasks:
-            lease = await self.store.acquire(
-                self.owner,
-                self.app.lease_seconds,
-                agent=self.defn.name,
-                max_running=self.defn.max_running,
+            claim = asyncio.ensure_future(
+                self.store.acquire(
+                    self.owner,
+                    self.app.lease_seconds,
+                    agent=self.defn.name,
+                    max_running=self.defn.max_running,
+                )
             )
+            try:
+                lease = await asyncio.shield(claim)
+            except asyncio.CancelledError:
+                # Stopped mid-claim: the claim may still commit. Settle it (bounded)
+                # and give it back, rather than leave a lease held by nobody.
+                with contextlib.suppress(StoreError, TimeoutError, asyncio.CancelledError):
+                    async with asyncio.timeout(self.app.lease_seconds / 2):
+                        orphan = await claim
+                        if orphan is not None:
+                            await self._give_back(orphan)
+                raise
             if lease is None:
                 break
             _log.info(
@@ -270,6 +292,7 @@ class TaskAgent(Agent):
                 owner=self.owner,
                 attempt=lease.task.attempts,
             )
+            self.unstarted[lease.task_id] = lease
             self._track(lease.task_id, self._execute(lease))
             claimed += 1
         return claimed
@@ -284,7 +307,17 @@ class TaskAgent(Agent):
 
         task.add_done_callback(done)
 
+    async def _give_back(self, lease: Lease) -> None:
+        self.unstarted.pop(lease.task_id, None)
+        try:
+            async with asyncio.timeout(self.app.lease_seconds / 2):
+                await self.store.release(lease)
+        except (StoreError, LeaseLost, TimeoutError) as exc:
+            # it will expire instead; fencing keeps a later takeover safe
+            _log.warning("task_release_failed", task_id=lease.task_id, error=str(exc))
+
     async def _execute(self, lease: Lease) -> TaskResult | None:
+        self.unstarted.pop(lease.task_id, None)  # from here, the runner gives it back
         # every line logged while this task runs carries its id (and this agent's)
         with log_context(task_id=lease.task_id, trace_id=lease.task_id):
             _log.info("task_started", agent=self.defn.name, attempt=lease.task.attempts)

@@ -144,7 +144,8 @@ class Runner:
         try:
             journal = await self.store.load_journal(lease.task_id)
             effects = await self.store.load_effects(lease.task_id)
-        except IncompatibleFormat:  # a newer node wrote part of it: give the task back
+        except (IncompatibleFormat, asyncio.CancelledError):
+            # a newer node wrote part of it, or we are stopping: give the task back
             await self._release_quietly(lease)
             raise
         ctx = Context(self.store, lease, journal, effects, clock=self.clock, events=self.events)

