@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import os
 import time
 from typing import Any
@@ -29,6 +28,7 @@ from stalwart.agent._context import Resources, TaskContext
 from stalwart.agent._guarded import build_rate_limiters, finish_output, prepare_input
 from stalwart.agent._loop import run_llm_agent
 from stalwart.agent._spec import App, LLMAgent
+from stalwart.config import load_instance
 from stalwart.durable import Context, Lease, Runner, Store, TaskResult, store_from_url
 from stalwart.errors import ConfigError, IncompatibleFormat, LeaseLost, StoreError
 from stalwart.guard import (
@@ -74,21 +74,7 @@ def load_app(ref: str) -> App:
         from stalwart.agent._toml import app_from_toml
 
         return app_from_toml(ref)
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"app reference {ref!r} must look like 'package.module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import app module {module_name!r}: {exc}") from exc
-    obj: Any = getattr(module, attr, None)
-    if obj is None:
-        raise ConfigError(f"app module {module_name!r} has no attribute {attr!r}")
-    if callable(obj) and not isinstance(obj, App):
-        obj = obj()
-    if not isinstance(obj, App):
-        raise ConfigError(f"{ref!r} is a {type(obj).__name__}, not a stalwart App")
-    return obj
+    return load_instance(ref, App, "app")
 
 
 @functools.cache

@@ -43,12 +43,12 @@ names it, never a silently ignored setting.
 
 from __future__ import annotations
 
-import importlib
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from stalwart.agent._spec import App, LLMAgent, PythonAgent
+from stalwart.config import load_ref
 from stalwart.errors import ConfigError
 from stalwart.guard import Budget, InputLimits, RateLimit, Security, TaintPolicy, is_secret_ref
 from stalwart.llm import Price, Provider
@@ -71,12 +71,9 @@ _PY = _COMMON | {"fn", "model", "tools", "scopes"}
 
 
 def _object(ref: str, where: str) -> Any:
-    module_name, _, attr = str(ref).partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"{where}: {ref!r} must look like 'package.module:name'")
     try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+        return load_ref(ref, "referenced")
+    except ConfigError as exc:
         raise ConfigError(f"{where}: cannot load {ref!r}: {exc}") from exc
 
 

@@ -2,6 +2,15 @@
 
 from stalwart.testing._agents import ProbeAgent
 from stalwart.testing._clock import FakeClock
+from stalwart.testing._events import EventWaiter
+from stalwart.testing._postgres import postgres_database, postgres_reachable
 from stalwart.testing._store import MemoryStore
 
-__all__ = ["FakeClock", "MemoryStore", "ProbeAgent"]
+__all__ = [
+    "EventWaiter",
+    "FakeClock",
+    "MemoryStore",
+    "ProbeAgent",
+    "postgres_database",
+    "postgres_reachable",
+]

@@ -5,34 +5,26 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import psycopg
 import pytest
 
+from stalwart.testing import postgres_database, postgres_reachable
 from stalwart.testing._cluster import ClusterNode, start_sim
 from stalwart.testing._cluster import start_node as _start_node
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-PG_ADMIN = os.environ.get("STALWART_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    name = f"stalwart_cluster_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError:
+    """A fresh PostgreSQL database for one test (skipped without a server, except on CI)."""
+    if not postgres_reachable():
         if os.environ.get("CI"):
-            raise
+            pytest.fail("PostgreSQL is not reachable")
         pytest.skip("PostgreSQL is not reachable")
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("stalwart_cluster") as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,31 +1,22 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
-PG_ADMIN = os.environ.get("STALWART_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+from stalwart.testing import postgres_database, postgres_reachable
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test (skipped without a server, except on CI)."""
-    name = f"stalwart_guard_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError:
+    if not postgres_reachable():
         if os.environ.get("CI"):
-            raise
+            pytest.fail("PostgreSQL is not reachable")
         pytest.skip("PostgreSQL is not reachable")
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("stalwart_guard") as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)

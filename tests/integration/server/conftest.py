@@ -18,9 +18,10 @@ from starlette.routing import Route
 
 from stalwart.config import RuntimeSettings
 from stalwart.node import Node
-from stalwart.observe import Event, EventBus, catalog
+from stalwart.observe import EventBus, catalog
 from stalwart.runtime import SupervisorSpec
 from stalwart.server import ObservabilityService, ServerSettings
+from stalwart.testing import EventWaiter
 
 
 @pytest.fixture(autouse=True)
@@ -34,37 +35,6 @@ def _fresh_budget_gauge() -> None:
 
 FAST = RuntimeSettings(heartbeat_interval=0.2, start_timeout=10.0)
 TOKEN = "test-token-0123456789abcdef"
-
-
-class EventWaiter:
-    """Collects a bus's events; ``wait`` returns the next matching one within a deadline."""
-
-    def __init__(self, bus: EventBus) -> None:
-        self.seen: list[Event] = []
-        self._cond = asyncio.Condition()
-        bus.subscribe(self._on_event)
-
-    def _on_event(self, event: Event) -> None:
-        self.seen.append(event)
-        asyncio.get_running_loop().create_task(self._notify())
-
-    async def _notify(self) -> None:
-        async with self._cond:
-            self._cond.notify_all()
-
-    async def wait(
-        self, name: str, *, timeout: float = 10.0, count: int = 1, **fields: Any
-    ) -> Event:
-        def found() -> list[Event]:
-            return [
-                e
-                for e in self.seen
-                if e.name == name and all(e.fields.get(k) == v for k, v in fields.items())
-            ]
-
-        async with asyncio.timeout(timeout), self._cond:
-            await self._cond.wait_for(lambda: len(found()) >= count)
-        return found()[count - 1]
 
 
 class RunningNode:
