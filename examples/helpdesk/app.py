@@ -248,7 +248,6 @@ app = App(
     scenario=SCENARIO,
     intensity=20,
     period=60,
-    lease_seconds=3,
     entry="triage",
     workload="examples.helpdesk.tickets:generate",
     redteam="examples.helpdesk.redteam:run_redteam",

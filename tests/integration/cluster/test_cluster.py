@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from examples.helpdesk.app import app as helpdesk
 from examples.helpdesk.tickets import generate
 
 from stalwart.durable import open_store
@@ -17,6 +18,8 @@ from stalwart.node import Tasks
 from .conftest import start_node
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
+
+LEASE = helpdesk.lease_seconds  # the default
 
 
 async def delivery_report(sim_url: str) -> dict:
@@ -146,7 +149,7 @@ async def test_a_paused_node_writes_nothing_after_its_tasks_were_taken_over(
                 await asyncio.sleep(0.01)
         victim.signal_group(signal.SIGSTOP)  # node and agents frozen, mid-task, leases held
         try:
-            await asyncio.sleep(3 * 2)  # twice the helpdesk lease: the others take over
+            await asyncio.sleep(LEASE * 2)  # two leases: the others take over
         finally:
             victim.signal_group(signal.SIGCONT)  # it wakes up believing it still owns them
         records = [await tasks.wait(i, timeout=120) for i in ids]
@@ -200,7 +203,7 @@ async def test_a_partitioned_node_stops_before_its_leases_expire_and_rejoins(
                 await asyncio.sleep(0.01)
         proxy.cut()  # the node and its agents keep running; their store has gone silent
         try:
-            await asyncio.sleep(3 * 3)  # three leases: the others take its tasks over
+            await asyncio.sleep(LEASE * 3)  # three leases: the others take its tasks over
         finally:
             proxy.heal()
         records = [await tasks.wait(i, timeout=120) for i in ids]
