@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import stalwart
+from stalwart.cli._chaos import add_chaos_commands, chaos_command
 from stalwart.cli._secrets import add_secret_commands, secret_command
 from stalwart.cli._tasks import (
     add_task_commands,
@@ -70,10 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     add_task_commands(sub)
     add_verify_command(sub)
     add_secret_commands(sub)
+    add_chaos_commands(sub)
     args = parser.parse_args(argv)
     observe_code = run_command(args)
     if observe_code is not None:
         return observe_code
+    chaos_code = chaos_command(args)
+    if chaos_code is not None:
+        return chaos_code
 
     if args.command == "version":
         print(stalwart.__version__)

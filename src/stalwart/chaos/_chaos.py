@@ -1,0 +1,201 @@
+"""The chaos run: open-loop load on an app while the fault plan runs, then the verdict.
+
+Steps: start the app (see :mod:`stalwart.chaos._target`); send tasks at
+``rate`` for ``duration`` seconds while :func:`run_plan` injects the faults;
+undo every fault; follow every task until it finishes (at most ``drain``
+seconds); check each corrupted record was detected; then run the *same* tasks
+(same ids, inputs and seed) on a fresh node and store with no fault, and
+compare the results of every task completed under chaos with it.
+
+The run passes when: no task is lost (each submitted task ended ``succeeded``
+or ``failed`` with a stated reason), no side effect was delivered twice (the
+sim services' per-idempotency-key counts), every completed task's result
+equals the fault-free one (fields that differ between any two runs, such as
+timestamps, token usage and which model of a chain answered, are left out),
+every corrupted record still damaged was quarantined, and no fault is left in
+force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+from stalwart.chaos._driver import Driver
+from stalwart.chaos._faults import KINDS, FaultOutcome, FaultSpec
+from stalwart.chaos._plan import READ_TOOLS, WRITE_TOOLS, PlanConfig, make_plan, run_plan
+from stalwart.chaos._reference import compare_with_reference
+from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target
+from stalwart.errors import StalwartError
+
+__all__ = ["ChaosConfig", "run_chaos"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChaosConfig:
+    """A chaos run's settings (the CLI's options, with the same defaults)."""
+
+    target: TargetConfig = dataclasses.field(default_factory=TargetConfig)
+    duration: float = 300.0
+    rate: float = 10.0
+    kinds: tuple[str, ...] = KINDS
+    interval: float = 2.5
+    max_fault: float = 2.0
+    drain: float = 120.0
+    max_tasks: int = 100_000
+    reference: bool = True
+    peer: bool = True
+    pg_restart_cmd: str | None = None
+    extra: tuple[FaultSpec, ...] = ()
+    """Faults added to the seeded plan as given (e.g. one beyond the app's resilience,
+    to see the run fail)."""
+
+
+def _plan_config(cfg: ChaosConfig, t: Target) -> PlanConfig:
+    chains = t.service.app.models
+    models = tuple(
+        sorted({m.removeprefix("sim:") for chain in chains.values() for m in chain if "sim:" in m})
+    )
+    fallback = tuple(
+        sorted(
+            {c[0].removeprefix("sim:") for c in chains.values() if len(c) > 1 and "sim:" in c[0]}
+        )
+    )
+    uses_sim = t.sim is not None
+    return PlanConfig(
+        duration=cfg.duration,
+        seed=cfg.target.seed,
+        kinds=(*cfg.kinds, "pg_restart") if cfg.pg_restart_cmd else cfg.kinds,
+        interval=cfg.interval,
+        max_fault=cfg.max_fault,
+        agents=tuple(t.agent_names()),
+        fallback_models=fallback if uses_sim else (),
+        models=models if uses_sim else (),
+        read_tools=READ_TOOLS if uses_sim else (),
+        write_tools=WRITE_TOOLS if uses_sim else (),
+        pg_restart_cmd=cfg.pg_restart_cmd,
+    )
+
+
+async def _check_corruption(t: Target, faults: list[FaultOutcome]) -> None:
+    """Detected: the damaged record was quarantined (a read of the journal quarantines it)."""
+    store = t.service.store
+    assert store is not None
+    for f in faults:
+        if f.spec.kind not in ("journal_corrupt", "file_corrupt") or f.status != "applied":
+            continue
+        assert f.task_id is not None
+        try:
+            if not await store.quarantined(f.task_id):
+                await store.load_journal(f.task_id)  # what a resume or an audit would read
+            f.detected = bool(await store.quarantined(f.task_id))
+        except StalwartError as exc:
+            f.detail += f"; check failed: {exc}"
+            f.detected = False
+        if not f.detected and f.spec.kind == "file_corrupt":
+            # SQLite checkpointed a newer copy of the page over the damage: nothing to detect
+            f.detected = None
+            f.detail += "; the damaged page was overwritten by a later checkpoint"
+
+
+async def run_chaos(
+    cfg: ChaosConfig, *, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Run chaos under load, then the fault-free reference; returns the JSON result."""
+    tc = cfg.target
+    inputs = load_inputs(tc.inputs, tc.seed)
+    say = progress or (lambda _msg: None)
+
+    async def chaotic(t: Target) -> dict[str, Any]:
+        driver = Driver(t.tasks, t.agent, inputs, seed=tc.seed)
+        plan = sorted([*make_plan(_plan_config(cfg, t)), *cfg.extra], key=lambda f: f.at)
+        say(f"chaos: {len(plan)} faults over {cfg.duration:g} s at {cfg.rate:g} tasks/s")
+
+        def on_fault(out: FaultOutcome) -> None:
+            say(f"  {out.spec.at:7.2f}s {out.spec.kind:<16} {out.status:<8} {out.detail}")
+
+        faults_task = asyncio.ensure_future(run_plan(t, plan, on_fault=on_fault))
+        try:
+            await driver.open_loop("chaos", cfg.rate, cfg.duration, max_tasks=cfg.max_tasks)
+            faults = await faults_task
+        finally:
+            faults_task.cancel()
+            await asyncio.gather(faults_task, return_exceptions=True)
+            t.undo.run_all()
+        left_in_force = t.undo.pending()
+        drained = await driver.drain(cfg.drain)
+        await _check_corruption(t, faults)
+        return {
+            "summary": driver.summary(),
+            "log": driver.log,
+            "faults": faults,
+            "left_in_force": left_in_force,
+            "drain_s": drained,
+            "side_effects": t.side_effects(),
+            "peer": (
+                {"node_kills": t.peer.kills, "incarnations": t.peer.incarnations}
+                if t.peer is not None
+                else None
+            ),
+        }
+
+    started = time.monotonic()
+    wants_peer = cfg.peer and "node_kill" in cfg.kinds
+    chaos = await run_target(dataclasses.replace(tc, peer=wants_peer), chaotic)
+    summary = chaos["summary"]
+    log = chaos["log"]
+    comparison: dict[str, Any] = {}
+    if cfg.reference:
+        say(f"reference: the same {len(log)} tasks with no fault")
+        comparison = await compare_with_reference(tc, inputs, log, drain=cfg.drain)
+    effects = chaos["side_effects"]
+    duplicates = sum(effects["duplicates"].values()) if effects else None
+    faults: list[FaultOutcome] = chaos["faults"]
+    undetected = [f for f in faults if f.detected is False]
+    result: dict[str, Any] = {
+        "command": "chaos",
+        "app": tc.app,
+        "seed": tc.seed,
+        "duration_s": cfg.duration,
+        "rate": cfg.rate,
+        **{k: summary[k] for k in ("submitted", "completed", "failed", "lost", "rejected")},
+        "duplicate_side_effects": duplicates,
+        "results_match_fault_free": comparison.get("results_match_fault_free"),
+        "compared_with_fault_free": comparison.get("compared", 0),
+        "reference_unfinished": comparison.get("reference_unfinished", 0),
+        "mismatches": comparison.get("mismatches", []),
+        "latency_s": summary["latency_s"],
+        "failures": summary["failures"],
+        "unclear_failures": summary["unclear_failures"],
+        "lost_ids": summary["lost_ids"],
+        "faults": [f.as_dict() for f in faults],
+        "faults_by_kind": _by_kind(faults),
+        "faults_left_in_force": chaos["left_in_force"],
+        "corruption_undetected": len(undetected),
+        "side_effects": effects,
+        "peer_node": chaos["peer"],
+        "reference": comparison.get("reference"),
+        "elapsed_s": round(time.monotonic() - started, 2),
+    }
+    result["passed"] = bool(
+        result["lost"] == 0
+        and result["unclear_failures"] == 0
+        and not duplicates
+        and result["results_match_fault_free"] is not False
+        and not undetected
+        and not chaos["left_in_force"]
+    )
+    return result
+
+
+def _by_kind(faults: list[FaultOutcome]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for f in faults:
+        row = out.setdefault(f.spec.kind, {})
+        row[f.status] = row.get(f.status, 0) + 1
+        if f.detected:
+            row["detected"] = row.get("detected", 0) + 1
+    return out

@@ -1,0 +1,292 @@
+"""Open-loop traffic against a node's task API, and the bookkeeping of every task.
+
+Arrivals follow a seeded Poisson process at the requested rate and do not wait
+for completions (open loop: a slow node does not slow the arrivals down, so
+queueing shows up as latency instead of hiding as a lower rate). Each arrival
+is its own asyncio task; the count is bounded by ``max_tasks`` and the time by
+``duration``. Every submitted task is tracked until it finishes or the drain
+deadline passes; one that has not finished by then is *lost*. Latency is the
+store's ``finished_at - created_at`` of each task, so it does not depend on how
+often the driver polls.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import dataclasses
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from stalwart.chaos._stats import percentiles
+from stalwart.durable import TaskRecord
+from stalwart.errors import StalwartError
+from stalwart.node import Tasks
+
+__all__ = ["Driver", "Phase", "TaskLog"]
+
+VOLATILE = frozenset(
+    {"usage", "received_at", "resolver_task", "model", "cost_usd", "fallback_from",
+     "max_context_tokens", "latency_ms", "started_at", "finished_at"}
+)  # fmt: skip
+"""Outcome fields that legitimately differ between two runs of the same task."""
+
+APP_FAILED = frozenset({"failed", "error"})
+"""A finished task whose result has one of these ``status`` values failed by the app's
+own account (the helpdesk's triage reports a failed hand-over so): it counts as failed."""
+
+
+def comparable(value: Any) -> Any:
+    """``value`` without the fields that differ between runs (timestamps, usage, model)."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    return value
+
+
+@dataclasses.dataclass
+class TaskLog:
+    """What happened to one task the driver submitted."""
+
+    id: str
+    input: Any
+    phase: str
+    submitted_at: float
+    status: str = "submitted"
+    latency: float | None = None
+    outcome: Any = None
+    reason: str | None = None
+
+
+@dataclasses.dataclass
+class Phase:
+    """One stretch of traffic at one rate."""
+
+    name: str
+    rate: float
+    duration: float
+    started: float = 0.0
+    ended: float = 0.0
+    arrivals: int = 0
+    rejected: int = 0
+    rejections: dict[str, int] = dataclasses.field(default_factory=dict)
+    max_queue: int = 0
+    queue_samples: list[int] = dataclasses.field(default_factory=list)
+    submitted: int = 0
+    completed: int = 0
+    failed: int = 0
+    latencies: array.array[float] = dataclasses.field(default_factory=lambda: array.array("d"))
+    failures: dict[str, int] = dataclasses.field(default_factory=dict)
+    unclear: int = 0
+
+
+class Driver:
+    """Submits inputs to one agent of a node and follows every task to its end."""
+
+    def __init__(
+        self,
+        tasks: Tasks,
+        agent: str,
+        inputs: Callable[[int], Any],
+        *,
+        seed: int = 1,
+        submit_timeout: float = 15.0,
+        on_progress: Callable[[Driver], None] | None = None,
+        keep: Callable[[str], bool] | None = None,
+    ) -> None:
+        """``inputs(i)`` is the i-th task input; task ``i`` has the id ``t{i:06d}``.
+
+        ``keep(task_id)`` says whether a finished task stays in :attr:`log` (default:
+        all do); the others only count in their phase's totals, which keeps a long
+        soak's bookkeeping from growing with the number of tasks.
+        """
+        self.tasks = tasks
+        self.agent = agent
+        self.inputs = inputs
+        self.seed = seed
+        self.submit_timeout = submit_timeout
+        self.on_progress = on_progress
+        self.log: dict[str, TaskLog] = {}
+        self.outstanding: set[str] = set()
+        self.phases: list[Phase] = []
+        self.keep = keep
+        self.finished = 0
+        self._by_name: dict[str, Phase] = {}
+        self._count = 0
+        self._rng = random.Random(seed)
+
+    # -- arrivals --------------------------------------------------------------------------------
+    async def _submit(self, i: int, phase: Phase) -> None:
+        task_id = f"t{i:06d}"
+        task_input = self.inputs(i)
+        try:
+            async with asyncio.timeout(self.submit_timeout):
+                await self.tasks.submit(self.agent, task_input, task_id=task_id, seed=self.seed)
+        except (StalwartError, TimeoutError) as exc:
+            # not accepted: the node said so (or did not answer); the task never existed
+            reason = type(exc).__name__
+            phase.rejected += 1
+            phase.rejections[reason] = phase.rejections.get(reason, 0) + 1
+            return
+        self.log[task_id] = TaskLog(task_id, task_input, phase.name, time.monotonic())
+        self.outstanding.add(task_id)
+        phase.submitted += 1
+
+    async def open_loop(self, name: str, rate: float, duration: float, *, max_tasks: int) -> Phase:
+        """Poisson arrivals at ``rate``/s for ``duration`` s (at most ``max_tasks``)."""
+        phase = Phase(name, rate, duration, started=time.monotonic())
+        self.phases.append(phase)
+        self._by_name[name] = phase
+        end = phase.started + duration
+        due = phase.started
+        submits: list[asyncio.Task[None]] = []
+        poller = asyncio.ensure_future(self._poll_until(end, phase))
+        try:
+            while phase.arrivals < max_tasks:
+                due += self._rng.expovariate(rate) if rate > 0 else duration
+                if due >= end:
+                    break
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                submits.append(asyncio.ensure_future(self._submit(self._count, phase)))
+                self._count += 1
+                phase.arrivals += 1
+            await asyncio.sleep(max(0.0, end - time.monotonic()))
+            async with asyncio.timeout(self.submit_timeout + 1):
+                await asyncio.gather(*submits)
+        finally:
+            for s in submits:
+                s.cancel()
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+        phase.ended = time.monotonic()
+        return phase
+
+    async def burst(self, name: str, count: int) -> Phase:
+        """Submit ``count`` tasks at once (a closed batch, as the calibration sends)."""
+        phase = Phase(name, 0.0, 0.0, started=time.monotonic())
+        self.phases.append(phase)
+        self._by_name[name] = phase
+        for _ in range(count):
+            await self._submit(self._count, phase)
+            self._count += 1
+            phase.arrivals += 1
+        phase.ended = time.monotonic()
+        return phase
+
+    async def replay(self, name: str, indices: list[int]) -> Phase:
+        """Submit the tasks with these indices (same ids, inputs, seed) at once."""
+        phase = Phase(name, 0.0, 0.0, started=time.monotonic())
+        self.phases.append(phase)
+        self._by_name[name] = phase
+        for i in indices:
+            await self._submit(i, phase)
+            phase.arrivals += 1
+        phase.ended = time.monotonic()
+        return phase
+
+    # -- completions ----------------------------------------------------------------------------
+    def _record(self, task: TaskRecord) -> None:
+        entry = self.log[task.id]
+        entry.status = task.status
+        entry.outcome = task.outcome
+        reported = task.outcome.get("status") if isinstance(task.outcome, dict) else None
+        if task.status == "succeeded" and reported in APP_FAILED:
+            # the task ran to its end but its result says it failed (e.g. a sub-task the
+            # app handed over failed): a failure, with the app's words as the reason
+            entry.status = "failed"
+        if task.finished_at is not None:
+            entry.latency = max(0.0, task.finished_at - task.created_at)
+        phase = self._by_name[entry.phase]
+        if entry.status == "succeeded":
+            phase.completed += 1
+            if entry.latency is not None:
+                phase.latencies.append(entry.latency)
+        else:
+            out = task.outcome if isinstance(task.outcome, dict) else {}
+            if task.status == "succeeded":  # failed by the app's own account
+                detail = out.get("reason") or out.get("error") or out.get("answer") or ""
+                entry.reason = f"AppReportedFailure: status {reported!r} {detail}".strip()
+            else:
+                entry.reason = f"{out.get('type', '?')}: {out.get('message', '')}".strip()
+            phase.failed += 1
+            key = entry.reason[:300] if entry.reason and entry.reason != "?:" else "no reason"
+            phase.failures[key] = phase.failures.get(key, 0) + 1
+            phase.unclear += key == "no reason"
+        self.outstanding.discard(task.id)
+        self.finished += 1
+        if self.keep is not None and not self.keep(task.id):
+            del self.log[task.id]
+
+    async def sweep(self) -> None:
+        """Look up every outstanding task once."""
+        for task_id in list(self.outstanding):
+            try:
+                task = await self.tasks.get(task_id)
+            except StalwartError:
+                return  # the store is unavailable for now: next sweep
+            if task is not None and task.finished:
+                self._record(task)
+
+    async def _poll_until(self, end: float, phase: Phase | None = None) -> None:
+        while time.monotonic() < end:
+            await self.sweep()
+            if phase is not None:
+                depth = len(self.outstanding)
+                phase.queue_samples.append(depth)
+                phase.max_queue = max(phase.max_queue, depth)
+            if self.on_progress is not None:
+                self.on_progress(self)
+            await asyncio.sleep(0.25)
+
+    async def drain(self, timeout: float) -> float:
+        """Follow outstanding tasks until none is left or ``timeout`` passes; returns seconds."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while self.outstanding and time.monotonic() < deadline:
+            await self.sweep()
+            if self.on_progress is not None:
+                self.on_progress(self)
+            if self.outstanding:
+                await asyncio.sleep(0.1)
+        return time.monotonic() - started
+
+    # -- results ----------------------------------------------------------------------------
+    def summary(self, phase: str | None = None) -> dict[str, Any]:
+        """Counts and latency percentiles, for one phase or for all."""
+        phases = [p for p in self.phases if phase is None or p.name == phase]
+        names = {p.name for p in phases}
+        lost = sorted(i for i in self.outstanding if self.log[i].phase in names)
+        rejected = sum(p.rejected for p in phases)
+        shed = sum(p.rejections.get("Overloaded", 0) for p in phases)
+        arrivals = sum(p.arrivals for p in phases)
+        failed = sum(p.failed for p in phases)
+        lat = [x for p in phases for x in p.latencies]
+        failures: dict[str, int] = {}
+        for p in phases:
+            for reason, n in p.failures.items():
+                failures[reason] = failures.get(reason, 0) + n
+        seconds = sum(p.ended - p.started for p in phases)
+        return {
+            "arrivals": arrivals,
+            "submitted": sum(p.submitted for p in phases),
+            "completed": sum(p.completed for p in phases),
+            "failed": failed,
+            "lost": len(lost),
+            "rejected": rejected,
+            "rejections": {
+                k: sum(p.rejections.get(k, 0) for p in phases)
+                for k in {r for p in phases for r in p.rejections}
+            },
+            # errors: failed tasks and refusals other than shedding at the admission limit
+            "error_rate": (failed + rejected - shed) / arrivals if arrivals else 0.0,
+            "shed_rate": shed / arrivals if arrivals else 0.0,
+            "offered_rate": arrivals / seconds if seconds > 0 else None,
+            "latency_s": {**percentiles(lat), "max": max(lat) if lat else None},
+            "max_queue_depth": max((p.max_queue for p in phases), default=0),
+            "failures": failures,
+            "lost_ids": lost[:50],
+            "unclear_failures": sum(p.unclear for p in phases),
+        }

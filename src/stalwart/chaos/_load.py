@@ -1,0 +1,171 @@
+"""The load run: the average rate, then 1x, 2x and 3x it, open loop.
+
+The *average rate* is ``rate`` when given (the production average, from your
+metrics); otherwise it is measured: a closed batch of ``calibrate`` tasks is
+sent at once and the node's throughput on it (tasks finished per second) is
+its capacity; the average rate is ``capacity * base_fraction`` (default 0.5,
+so 2x is about the capacity and 3x is 1.5 times it: an overload).
+
+Each level sends Poisson arrivals for ``duration`` seconds and then drains
+(every task followed to its end, at most ``drain`` seconds) before the next
+level, so a backlog does not leak into the next level's latencies. Per level
+the result shows latency percentiles (store ``finished_at - created_at``),
+error and rejection rates, the deepest queue (submitted but not finished), and
+the degradations that engaged: queueing (a queue deeper than the agent's
+concurrency), model fallbacks (from the tasks' usage), shedding (submissions
+refused with :class:`~stalwart.errors.Overloaded` at the admission limit,
+``TargetConfig.max_pending``), and whether the node stayed up. A level *holds*
+when no task is lost, none failed, nothing was refused except by that shedding,
+the node stayed ready, and p99 stayed within ``latency_bound`` when one is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+from stalwart.chaos._driver import Driver
+from stalwart.chaos._reference import compare_with_reference
+from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target
+
+__all__ = ["LoadConfig", "run_load"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadConfig:
+    """A load run's settings (the CLI's options, with the same defaults)."""
+
+    target: TargetConfig = dataclasses.field(default_factory=TargetConfig)
+    rate: float | None = None
+    levels: tuple[float, ...] = (1.0, 2.0, 3.0)
+    duration: float = 30.0
+    calibrate: int = 60
+    base_fraction: float = 0.5
+    drain: float = 120.0
+    max_tasks: int = 20_000
+    latency_bound: float | None = None
+    reference_sample: int = 200
+
+
+def _fallbacks(driver: Driver, phase: str) -> int:
+    total = 0
+    for e in driver.log.values():
+        if e.phase == phase and isinstance(e.outcome, dict):
+            usage = e.outcome.get("usage")
+            if isinstance(usage, dict):
+                total += int(usage.get("fallbacks", 0) or 0)
+    return total
+
+
+async def run_load(
+    cfg: LoadConfig,
+    *,
+    progress: Callable[[Driver], None] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure the average rate, load at each level; returns the JSON result."""
+    tc = cfg.target
+    inputs = load_inputs(tc.inputs, tc.seed)
+    tell = say or (lambda _m: None)
+
+    async def body(t: Target) -> dict[str, Any]:
+        driver = Driver(t.tasks, t.agent, inputs, seed=tc.seed, on_progress=progress)
+        calibration: dict[str, Any] = {"source": "given", "rate": cfg.rate}
+        base = cfg.rate
+        if base is None:
+            started = time.monotonic()
+            await driver.burst("calibration", cfg.calibrate)
+            await driver.drain(cfg.drain)
+            took = time.monotonic() - started
+            capacity = cfg.calibrate / took if took > 0 else 0.0
+            base = max(0.1, capacity * cfg.base_fraction)
+            calibration = {
+                "source": "measured",
+                "tasks": cfg.calibrate,
+                "seconds": round(took, 3),
+                "capacity_per_s": round(capacity, 3),
+                "base_fraction": cfg.base_fraction,
+                "rate": round(base, 3),
+            }
+        tell(f"average rate {base:.2f} tasks/s ({calibration['source']})")
+        concurrency = max((a.max_tasks for a in t.service.app.agents if a.name == t.agent),
+                          default=1)  # fmt: skip
+        levels: list[dict[str, Any]] = []
+        for factor in cfg.levels:
+            name = f"{factor:g}x"
+            rate = base * factor
+            tell(f"level {name}: {rate:.2f} tasks/s for {cfg.duration:g} s")
+            await driver.open_loop(name, rate, cfg.duration, max_tasks=cfg.max_tasks)
+            drained = await driver.drain(cfg.drain)
+            s = driver.summary(name)
+            queueing = s["max_queue_depth"] > concurrency
+            shed = s["rejections"].get("Overloaded", 0)
+            degradations = {
+                "queueing": queueing,
+                "model_fallbacks": _fallbacks(driver, name),
+                "shed_overloaded": shed,
+            }
+            p99 = s["latency_s"]["p99"]
+            within = cfg.latency_bound is None or (p99 is not None and p99 <= cfg.latency_bound)
+            errors = s["rejected"] - shed  # refusals other than the configured shedding
+            holds = s["lost"] == 0 and s["failed"] == 0 and not errors and t.node.ready and within
+            levels.append(
+                {
+                    "level": name,
+                    "factor": factor,
+                    "rate": round(rate, 3),
+                    **s,
+                    "drain_s": round(drained, 3),
+                    "node_ready": t.node.ready,
+                    "degradations": degradations,
+                    "latency_within_bound": within,
+                    "max_pending": tc.max_pending,
+                    "holds": holds,
+                }
+            )
+        return {
+            "calibration": calibration,
+            "levels": levels,
+            "log": driver.log,
+            "summary": driver.summary(),
+            "side_effects": t.side_effects(),
+            "concurrency": concurrency,
+        }
+
+    run = await run_target(tc, body)
+    compared = await compare_with_reference(
+        tc,
+        inputs,
+        {k: v for k, v in run["log"].items() if v.phase != "calibration"},
+        sample=cfg.reference_sample,
+        drain=cfg.drain,
+    )
+    s = run["summary"]
+    effects = run["side_effects"]
+    duplicates = sum(effects["duplicates"].values()) if effects else None
+    result: dict[str, Any] = {
+        "command": "load",
+        "app": tc.app,
+        "seed": tc.seed,
+        "calibration": run["calibration"],
+        "agent_concurrency": run["concurrency"],
+        **{k: s[k] for k in ("submitted", "completed", "failed", "lost", "rejected")},
+        "duplicate_side_effects": duplicates,
+        "results_match_fault_free": compared["results_match_fault_free"],
+        "compared_with_fault_free": compared["compared"],
+        "reference_unfinished": compared["reference_unfinished"],
+        "mismatches": compared["mismatches"],
+        "reference": compared["reference"],
+        "latency_s": s["latency_s"],
+        "levels": run["levels"],
+        "faults": [],
+    }
+    result["passed"] = bool(
+        all(level["holds"] for level in run["levels"])
+        and s["lost"] == 0
+        and not duplicates
+        and compared["results_match_fault_free"]
+    )
+    return result

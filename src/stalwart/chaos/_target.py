@@ -1,0 +1,220 @@
+"""The system under test: an app on a node in this process, its store, sim and proxy.
+
+By default the chaos, load and soak commands start the helpdesk example with
+``app_node`` on a fresh SQLite store in a temporary directory; ``app`` names
+another app (``module:attribute``). When the app uses the sim, every agent
+reaches it through a :class:`FaultProxy` (so network faults apply to model and
+tool traffic alike). With ``quota_mb`` (root only) the store directory is a
+tmpfs of that size, so the disk-full fault fills a small filesystem and never
+the machine's disk; it is unmounted when the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import pathlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from stalwart.chaos._peer import PeerNode
+from stalwart.chaos._proxy import FaultProxy
+from stalwart.chaos._undo import UndoStack
+from stalwart.config import RuntimeSettings
+from stalwart.errors import ConfigError, StartError
+from stalwart.llm.sim import SimServer
+from stalwart.node import AppService, Node, Tasks, app_node
+from stalwart.observe import EventBus
+from stalwart.runtime import ChildSpec
+
+__all__ = ["Target", "TargetConfig", "mount_quota", "run_target"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TargetConfig:
+    """What to start: the app, its store, and the run's settings."""
+
+    app: str = "examples.helpdesk.app:app"
+    store: str | None = None
+    agent: str | None = None
+    inputs: str = "examples.helpdesk.tickets:generate"
+    seed: int = 1
+    proxy: bool = True
+    quota_mb: int | None = None
+    heartbeat: float = 0.5
+    max_pending: int | None = None
+    peer: bool = False
+
+
+@dataclasses.dataclass
+class Target:
+    """A running app node, handed to the run's body."""
+
+    node: Node
+    service: AppService
+    tasks: Tasks
+    agent: str
+    store_path: pathlib.Path | None
+    proxy: FaultProxy | None
+    undo: UndoStack
+    quota_dir: pathlib.Path | None = None
+    peer: PeerNode | None = None
+    store_url: str = ""
+
+    @property
+    def sim(self) -> SimServer | None:
+        return self.service.sim
+
+    def agent_names(self) -> list[str]:
+        return [a.name for a in self.service.app.agents]
+
+    def pids(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for name in self.agent_names():
+            ref = self.node.runtime.whereis(name)
+            if ref is not None:
+                out[name] = ref.pid
+        return out
+
+    def side_effects(self) -> dict[str, Any] | None:
+        """The sim services' per-key delivery report (None without the sim)."""
+        return self.sim.world.tools.report() if self.sim is not None else None
+
+
+def load_inputs(ref: str, seed: int) -> Callable[[int], Any]:
+    """``inputs(i)``: the i-th input of the generator ``ref`` (``generate(count, seed)``)."""
+    import importlib
+
+    module_name, _, attr = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load the input generator {ref!r}: {exc}") from exc
+    cache: list[Any] = []
+
+    def inputs(i: int) -> Any:
+        while len(cache) <= i:  # generators are seeded: a longer list extends a shorter one
+            cache[:] = list(fn(max(64, 2 * len(cache), i + 1), seed))
+        return cache[i]
+
+    return inputs
+
+
+def mount_quota(path: pathlib.Path, size_mb: int, undo: UndoStack) -> None:
+    """Mount a tmpfs of ``size_mb`` at ``path`` (root only); unmounted by ``undo``."""
+    if os.geteuid() != 0:
+        raise ConfigError("a store quota needs root (it mounts a size-limited tmpfs)")
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "stalwart-chaos", path],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(f"cannot mount a {size_mb} MB tmpfs at {path}: {exc}") from exc
+
+    def unmount() -> None:
+        for args in (["umount", str(path)], ["umount", "-l", str(path)]):
+            done = subprocess.run(args, capture_output=True, timeout=10, check=False)
+            if done.returncode == 0:
+                return
+
+    undo.push(f"tmpfs:{path}", unmount)
+
+
+@contextlib.asynccontextmanager
+async def _workdir(config: TargetConfig) -> AsyncIterator[pathlib.Path]:
+    root = pathlib.Path(tempfile.mkdtemp(prefix="stalwart-chaos-"))
+    infra = UndoStack()
+    try:
+        if config.quota_mb is not None:
+            mount_quota(root, config.quota_mb, infra)
+        yield root
+    finally:
+        infra.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def run_target(
+    config: TargetConfig,
+    body: Callable[[Target], Awaitable[Any]],
+    *,
+    events: EventBus | None = None,
+    proxy: bool | None = None,
+) -> Any:
+    """Start the app's node, run ``body(target)``, stop the node; returns what body returned.
+
+    Every fault still in force when ``body`` ends (or raises, or is cancelled by
+    SIGINT/SIGTERM) is undone before the node stops.
+    """
+    undo = UndoStack()
+    async with _workdir(config) as workdir:
+        store = config.store or f"sqlite:///{workdir}/store.db"
+        store_path = pathlib.Path(store.removeprefix("sqlite:///")) if store.startswith(
+            "sqlite:///"
+        ) else None  # fmt: skip
+        settings = RuntimeSettings(heartbeat_interval=config.heartbeat)
+        node, service = app_node(
+            config.app, store=store, events=events or EventBus(log=False), settings=settings
+        )
+        service.max_pending = config.max_pending  # the admission limit of its Tasks
+        agent = config.agent or service.app.agents[0].name
+        fault_proxy: FaultProxy | None = None
+        if (config.proxy if proxy is None else proxy) and service.sim_port is not None:
+            fault_proxy = FaultProxy(service.sim_port)
+            for child in node.runtime.root_spec.children:
+                if (
+                    isinstance(child, ChildSpec)
+                    and isinstance(child.args, dict)
+                    and "sim_url" in child.args
+                ):
+                    child.args["sim_url"] = fault_proxy.url
+        result: list[Any] = []
+        errors: list[BaseException] = []
+
+        async def work() -> None:
+            if fault_proxy is not None:
+                await fault_proxy.start()
+            peer: PeerNode | None = None
+            try:
+                async with asyncio.timeout(60):
+                    # the node offers no readiness event to wait on: poll it, bounded
+                    while not node.ready:  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                assert service.tasks is not None
+                if config.peer and service.sim is not None:
+                    sim_url = fault_proxy.url if fault_proxy is not None else service.sim.url
+                    peer = PeerNode(config.app, store, sim_url)
+                    undo.push("peer node", peer.close)  # stopped at the end, even at exit
+                    await asyncio.to_thread(peer.start)
+                target = Target(
+                    node, service, service.tasks, agent, store_path, fault_proxy, undo,
+                    workdir if config.quota_mb is not None else None,
+                )  # fmt: skip
+                target.peer = peer
+                target.store_url = store
+                try:
+                    result.append(await body(target))
+                finally:
+                    if peer is not None:
+                        peer.closing = True  # a node_kill undone now restarts nothing
+                    undo.close()
+            except Exception as exc:  # re-raised below, once the node has stopped
+                errors.append(exc)
+            finally:
+                undo.close()  # again, for a failure before the body ran (idempotent)
+                if fault_proxy is not None:
+                    await fault_proxy.stop()
+
+        code = await node.run(until=work())
+        if errors:
+            raise errors[0]
+        if not result:
+            raise StartError(f"the run was interrupted: the node stopped (exit {code}) first")
+        return result[0]

@@ -1,0 +1,25 @@
+"""The chaos verdict can fail: a fault beyond the app's resilience is caught by the comparison."""
+
+from __future__ import annotations
+
+import pytest
+
+from stalwart.chaos import ChaosConfig, FaultSpec, TargetConfig, run_chaos
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_a_tool_outage_beyond_the_apps_resilience_fails_the_run_with_the_changed_answers():
+    # lookup_order down for 4 s: its breaker opens and the model answers from the
+    # knowledge base instead -- the app's declared degradation, a different answer
+    outage = FaultSpec("sim", 1.0, 4.0, "tool:orders", {"outage": True})
+    cfg = ChaosConfig(
+        target=TargetConfig(seed=4), duration=7.0, rate=12.0, kinds=(), extra=(outage,)
+    )
+    result = await run_chaos(cfg)
+    assert result["faults"][0]["status"] == "applied"
+    assert result["lost"] == 0 and result["duplicate_side_effects"] == 0
+    assert result["results_match_fault_free"] is False and not result["passed"]
+    changed = result["mismatches"]
+    assert changed and all(m["run"] != m["reference"] for m in changed)
+    assert any("lookup_order" in str(m["run"]) for m in changed)  # the degraded answer, shown

@@ -1,0 +1,96 @@
+"""The driver's bookkeeping, against a fake task API: lost, failed with or without a reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+from stalwart.chaos import Driver, comparable
+from stalwart.errors import Overloaded
+
+
+@dataclasses.dataclass
+class Record:
+    id: str
+    status: str
+    outcome: Any
+    created_at: float
+    finished_at: float | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("succeeded", "failed")
+
+
+class FakeTasks:
+    """Task ``t000000`` succeeds, ``t000001`` fails with a reason, ``t000002`` fails without
+    one, ``t000003`` never finishes; the fifth submission is refused as overloaded."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+
+    async def submit(self, agent: str, task_input: Any, *, task_id: str, seed: int) -> str:
+        if len(self.submitted) == 4:
+            self.submitted.append("refused")
+            raise Overloaded("full")
+        self.submitted.append(task_id)
+        return task_id
+
+    async def get(self, task_id: str) -> Record:
+        now = time.time()
+        return {
+            "t000000": Record(task_id, "succeeded", {"answer": 1, "usage": {"x": 1}}, now - 2, now),
+            "t000001": Record(task_id, "failed", {"type": "StoreError", "message": "x"}, now, now),
+            "t000002": Record(task_id, "failed", None, now, now),
+        }.get(task_id, Record(task_id, "running", None, now, None))
+
+
+async def test_lost_failed_unclear_and_rejected_are_each_counted():
+    driver = Driver(FakeTasks(), "a", lambda i: {"n": i}, seed=1)  # type: ignore[arg-type]
+    await driver.burst("b", 5)
+    await driver.drain(0.3)  # t000003 never finishes: lost when the drain time is up
+    s = driver.summary()
+    assert (s["arrivals"], s["submitted"], s["completed"], s["failed"], s["lost"]) == (
+        5,
+        4,
+        1,
+        2,
+        1,
+    )
+    assert s["rejected"] == 1 and s["rejections"] == {"Overloaded": 1}
+    assert s["lost_ids"] == ["t000003"] and s["unclear_failures"] == 1
+    assert s["failures"] == {"StoreError: x": 1, "no reason": 1}
+    assert s["latency_s"]["p50"] >= 1.9  # finished_at - created_at, from the store
+    assert s["error_rate"] == 2 / 5 and s["shed_rate"] == 1 / 5
+
+
+async def test_keep_bounds_what_a_long_run_remembers():
+    driver = Driver(FakeTasks(), "a", lambda i: i, keep=lambda _id: False)  # type: ignore[arg-type]
+    await driver.burst("b", 3)
+    await driver.drain(0.2)
+    assert list(driver.log) == []  # finished tasks only counted, not kept
+    assert driver.summary()["completed"] == 1 and driver.finished == 3
+
+
+def test_comparable_drops_what_differs_between_runs():
+    a = {"answer": "x", "usage": {"tokens": 3}, "received_at": 1.0, "nested": [{"model": "m"}]}
+    b = {"answer": "x", "usage": {"tokens": 9}, "received_at": 2.0, "nested": [{"model": "n"}]}
+    assert comparable(a) == comparable(b) == {"answer": "x", "nested": [{}]}
+    assert comparable({"answer": "x"}) != comparable({"answer": "y"})
+
+
+class AppFailureTasks(FakeTasks):
+    async def get(self, task_id: str) -> Record:
+        outcome = {"status": "failed", "answer": "", "queue": "resolver"}
+        return Record(task_id, "succeeded", outcome, time.time(), time.time())
+
+
+async def test_a_result_that_says_it_failed_counts_as_a_failure_with_the_apps_reason():
+    driver = Driver(AppFailureTasks(), "a", lambda i: i)  # type: ignore[arg-type]
+    await driver.burst("b", 1)
+    await driver.drain(0.2)
+    s = driver.summary()
+    assert (s["completed"], s["failed"], s["unclear_failures"]) == (0, 1, 0)
+    assert list(s["failures"]) == ["AppReportedFailure: status 'failed'"]
+    assert driver.log["t000000"].status == "failed"  # so it is not compared as a result
