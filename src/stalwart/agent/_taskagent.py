@@ -327,6 +327,14 @@ class TaskAgent(Agent):
                 "task_lease_lost", agent=self.defn.name, task_id=lease.task_id, why=str(exc)
             )
             return None
+        except StoreError as exc:
+            # The store refused or lost the write (e.g. PostgreSQL ended a transaction
+            # left idle by a paused node): nothing was applied; the lease lapses and a
+            # runner resumes the task from its journal.
+            _log.warning(
+                "task_store_failed", agent=self.defn.name, task_id=lease.task_id, why=str(exc)
+            )
+            return None
 
     async def _run_forced(self, task_id: str) -> TaskResult | None:
         with log_context(task_id=task_id, trace_id=task_id):
