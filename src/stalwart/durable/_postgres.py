@@ -61,7 +61,7 @@ from stalwart.durable._protocol import (
     TaskStatus,
 )
 from stalwart.durable._schema import SCHEMA_VERSION, migrations
-from stalwart.durable._sql import list_query
+from stalwart.durable._sql import acquire_query, list_query
 from stalwart.errors import ConfigError, CorruptRecord, LeaseLost, StoreError, StoreUnavailable
 from stalwart.observe import EventBus, get_logger
 
@@ -386,31 +386,18 @@ class PostgresStore:
         check_lease_seconds(lease_seconds)
         now = self._clock.time()
         expires = now + lease_seconds
-        args: tuple[Any, ...]
         check_max_running(max_running)
-        locks: tuple[str, ...] = ()
-        if task_id is None and agent is not None and max_running is not None:
-            sql = S["ACQUIRE_NEXT_FOR_AGENT_LIMITED"].format(lock=" FOR UPDATE SKIP LOCKED")
-            args = (owner, expires, now, agent, now, agent, now, max_running)
-            # Serialize counting-and-claiming per agent across the cluster; the
-            # lock ends with the (group) commit that publishes the claim.
-            locks = (f"stalwart:agent:{agent}",)
-        elif task_id is None and agent is not None:
-            sql = S["ACQUIRE_NEXT_FOR_AGENT"].format(lock=" FOR UPDATE SKIP LOCKED")
-            args = (owner, expires, now, agent, now)
-        elif task_id is None:
-            sql, args = (
-                S["ACQUIRE_NEXT"].format(lock=" FOR UPDATE SKIP LOCKED"),
-                (owner, expires, now, now),
-            )
-        elif force:
-            sql, args = S["ACQUIRE_FORCE"], (owner, expires, now, task_id)
-        else:
-            sql, args = S["ACQUIRE_ONE"], (owner, expires, now, task_id, now)
+        sql, args = acquire_query(
+            _PG_QUERIES, " FOR UPDATE SKIP LOCKED", owner, expires, now,
+            task_id=task_id, force=force, agent=agent, max_running=max_running,
+        )  # fmt: skip
+        # A capped claim first serializes counting-and-claiming per agent across the
+        # cluster; the lock ends with the (group) commit that publishes the claim.
+        capped = task_id is None and agent is not None and max_running is not None
 
         async def op(conn: Conn) -> Any:
-            for key in locks:
-                await conn.execute(S["AGENT_LOCK"], (key,))
+            if capped:
+                await conn.execute(S["AGENT_LOCK"], (f"stalwart:agent:{agent}",))
             cur = await conn.execute(sql, args)
             return await cur.fetchone()
 

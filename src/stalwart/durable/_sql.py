@@ -14,7 +14,7 @@ from typing import Any
 from stalwart.durable._base import TASK_COLUMNS
 from stalwart.durable._integrity import FORMAT_VERSION as _format_version
 
-__all__ = ["list_query", "pg"]
+__all__ = ["acquire_query", "list_query", "pg"]
 
 # The fence locks the task row it reads (FOR SHARE on PostgreSQL; SQLite has one
 # writer at a time anyway). Without the lock, a write whose fence passed just before a
@@ -153,6 +153,32 @@ def list_query(
     if status is not None:
         return queries.LIST_TASKS_BY_STATUS, (status, limit)
     return queries.LIST_TASKS, (limit,)
+
+
+def acquire_query(
+    queries: Any,
+    lock: str,
+    owner: str,
+    expires: float,
+    now: float,
+    *,
+    task_id: str | None,
+    force: bool,
+    agent: str | None,
+    max_running: int | None,
+) -> tuple[str, tuple[Any, ...]]:
+    """The claiming statement for :meth:`Store.acquire`'s arguments (``lock`` is the
+    row lock a "next task" pick takes: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+    if task_id is None and agent is not None and max_running is not None:
+        sql = queries.ACQUIRE_NEXT_FOR_AGENT_LIMITED.format(lock=lock)
+        return sql, (owner, expires, now, agent, now, agent, now, max_running)
+    if task_id is None and agent is not None:
+        return queries.ACQUIRE_NEXT_FOR_AGENT.format(lock=lock), (owner, expires, now, agent, now)
+    if task_id is None:
+        return queries.ACQUIRE_NEXT.format(lock=lock), (owner, expires, now, now)
+    if force:
+        return queries.ACQUIRE_FORCE, (owner, expires, now, task_id)
+    return queries.ACQUIRE_ONE, (owner, expires, now, task_id, now)
 
 
 def pg(sql: str) -> str:

@@ -57,7 +57,7 @@ from stalwart.durable._protocol import (
     TaskStatus,
 )
 from stalwart.durable._schema import SCHEMA_VERSION, migrations
-from stalwart.durable._sql import list_query
+from stalwart.durable._sql import acquire_query, list_query
 from stalwart.durable._sqlite_writer import Job, Writer, map_sqlite_error
 from stalwart.errors import ConfigError, CorruptRecord, LeaseLost, StoreError, StoreUnavailable
 from stalwart.observe import EventBus, get_logger
@@ -327,21 +327,13 @@ class SQLiteStore:
         check_lease_seconds(lease_seconds)
         now = self._clock.time()
         expires = now + lease_seconds
-        args: tuple[Any, ...]
         check_max_running(max_running)
-        if task_id is None and agent is not None and max_running is not None:
-            # One writer at a time: the count and the claim are one atomic statement.
-            sql = q.ACQUIRE_NEXT_FOR_AGENT_LIMITED.format(lock="")
-            args = (owner, expires, now, agent, now, agent, now, max_running)
-        elif task_id is None and agent is not None:
-            sql = q.ACQUIRE_NEXT_FOR_AGENT.format(lock="")
-            args = (owner, expires, now, agent, now)
-        elif task_id is None:
-            sql, args = q.ACQUIRE_NEXT.format(lock=""), (owner, expires, now, now)
-        elif force:
-            sql, args = q.ACQUIRE_FORCE, (owner, expires, now, task_id)
-        else:
-            sql, args = q.ACQUIRE_ONE, (owner, expires, now, task_id, now)
+        # One writer at a time: no row locks, and a capped claim's count and take are
+        # one atomic statement.
+        sql, args = acquire_query(
+            q, "", owner, expires, now,
+            task_id=task_id, force=force, agent=agent, max_running=max_running,
+        )  # fmt: skip
         row = await self._run(lambda c: c.execute(sql, args).fetchone())
         if row is None:
             return None
