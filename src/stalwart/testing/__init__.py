@@ -3,10 +3,11 @@
 from stalwart.testing._agents import ProbeAgent
 from stalwart.testing._clock import FakeClock
 from stalwart.testing._events import EventWaiter
-from stalwart.testing._postgres import postgres_database, postgres_reachable
+from stalwart.testing._postgres import PG_ADMIN, postgres_database, postgres_reachable
 from stalwart.testing._store import MemoryStore
 
 __all__ = [
+    "PG_ADMIN",
     "EventWaiter",
     "FakeClock",
     "MemoryStore",

@@ -9,45 +9,24 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from stalwart.durable import SQLiteStore, Store
-from stalwart.testing import FakeClock, MemoryStore
-
-PG_ADMIN = os.environ.get("STALWART_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, connect_timeout=3):
-            return True
-    except Exception:
-        return False
+from stalwart.testing import PG_ADMIN, FakeClock, MemoryStore, postgres_database, postgres_reachable
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (dropped afterwards)."""
-    import psycopg
-
-    if not _pg_available():
+    if not postgres_reachable():
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
         pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
-    name = f"stalwart_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("stalwart_test") as url:
+        yield url
 
 
 def _pg_reset(url: str) -> None:
