@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -38,8 +39,17 @@ async def sim_url() -> AsyncIterator[str]:
             await proc.wait()
 
 
-async def start_node(name: str, store: str, sim_url: str) -> ClusterNode:
-    return await _start_node(name, store, sim_url, cwd=str(ROOT))
+async def eventually(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Return as soon as ``condition()`` holds (checked every 10 ms); TimeoutError after
+    ``timeout`` s. For state that arrives asynchronously, such as a node's log lines."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def start_node(name: str, store: str, sim_url: str, **options: Any) -> ClusterNode:
+    """A `stalwart run` node process (``options``: ``app``, ``extra_env``)."""
+    return await _start_node(name, store, sim_url, cwd=str(ROOT), **options)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from stalwart.durable import open_store
 from stalwart.node import Tasks
 
-from .conftest import ROOT
+from .conftest import ROOT, start_node
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(180)]
 
@@ -48,7 +48,9 @@ async def test_max_running_is_a_cluster_wide_limit(pg_url, sim_url, tmp_path):
     store = await open_store(pg_url)
     try:
         for i in range(3):
-            nodes.append(await start_node_with(f"n{i}", pg_url, sim_url, env, "limited_app:app"))
+            nodes.append(
+                await start_node(f"n{i}", pg_url, sim_url, app="limited_app:app", extra_env=env)
+            )
         tasks = Tasks(None, store)
         ids = [await tasks.submit("slow", {"n": n}, task_id=f"s{n:02d}") for n in range(10)]
         records = [await tasks.wait(i, timeout=90) for i in ids]
@@ -60,9 +62,3 @@ async def test_max_running_is_a_cluster_wide_limit(pg_url, sim_url, tmp_path):
     finally:
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
         await store.close()
-
-
-async def start_node_with(name, store, sim_url, env, app):
-    from stalwart.testing._cluster import start_node as _start_node
-
-    return await _start_node(name, store, sim_url, app=app, cwd=str(ROOT), extra_env=env)
