@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pathlib
-import sys
 
 import pytest
 
@@ -29,7 +28,9 @@ def test_bad_limits_are_named(field: str, value: object, message: str) -> None:
         PythonAgent(name="a", fn=noop, **{field: value})  # type: ignore[arg-type]
 
 
-def test_max_running_comes_from_toml(tmp_path: pathlib.Path) -> None:
+def test_max_running_comes_from_toml(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "app.toml"
     path.write_text(
         '[[agents]]\nname = "a"\nkind = "python"\nfn = "tests_unit_agent_fn:noop"\n'
@@ -37,9 +38,6 @@ def test_max_running_comes_from_toml(tmp_path: pathlib.Path) -> None:
     )
     (tmp_path / "tests_unit_agent_fn.py").write_text("async def noop(ctx, x):\n    return x\n")
 
-    sys.path.insert(0, str(tmp_path))
-    try:
-        app = load_app(str(path))
-    finally:
-        sys.path.remove(str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = load_app(str(path))
     assert [a.max_running for a in app.agents] == [3]
