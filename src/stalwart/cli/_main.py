@@ -2,9 +2,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import sys
-from typing import Any
 
 import stalwart
 from stalwart.cli._chaos import add_chaos_commands, chaos_command
@@ -16,6 +14,7 @@ from stalwart.cli._tasks import (
     task_command,
 )
 from stalwart.cli._verify import add_verify_command, verify_command
+from stalwart.config import load_instance, load_ref
 from stalwart.errors import ConfigError
 from stalwart.node import Node, app_node
 from stalwart.observe import configure_logging
@@ -27,21 +26,7 @@ __all__ = ["load_app", "main"]
 
 def load_app(ref: str) -> SupervisorSpec:
     """Load ``module:attr``: a SupervisorSpec, or a callable returning one."""
-    module_name, _, attr = ref.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"APP must look like 'package.module:attribute', got {ref!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import app module {module_name!r}: {exc}") from exc
-    obj: Any = getattr(module, attr, None)
-    if obj is None:
-        raise ConfigError(f"app module {module_name!r} has no attribute {attr!r}")
-    if callable(obj) and not isinstance(obj, SupervisorSpec):
-        obj = obj()
-    if not isinstance(obj, SupervisorSpec):
-        raise ConfigError(f"{ref!r} is a {type(obj).__name__}, not a SupervisorSpec")
-    return obj
+    return load_instance(ref, SupervisorSpec, "app")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,8 +114,7 @@ def _sim(host: str, port: int, scenario_path: str | None) -> int:
         scenario = None
         if scenario_path and not scenario_path.endswith(".json") and ":" in scenario_path:
             ensure_cwd_importable()
-            module, _, attr = scenario_path.partition(":")
-            scenario = getattr(importlib.import_module(module), attr, None)
+            scenario = load_ref(scenario_path, "scenario")
             if not isinstance(scenario, Scenario):
                 raise ConfigError(f"{scenario_path!r} is not a stalwart.llm.sim.Scenario")
         elif scenario_path:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from stalwart.agent._guarded import scope_table
+from stalwart.config import load_ref
 from stalwart.guard import provider_from_env, secrets_posture
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
@@ -137,8 +138,7 @@ async def injections_and_inputs(t: Target) -> Outcome:
             evidence,
             "give the app a red-team hook (App.redteam) so the injection corpus can run against it",
         )
-    module, _, attr = ref.partition(":")
-    run = getattr(importlib.import_module(module), attr)
+    run = load_ref(ref, "red-team hook")
     result = await run(tool_result_share=0.25, benign=20)
     evidence["redteam"] = result
     handled = all(v != "accepted as is" for v in refused.values())

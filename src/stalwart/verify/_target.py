@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import os
 import pathlib
 import random
@@ -13,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from stalwart.config import RuntimeSettings
+from stalwart.config import RuntimeSettings, load_ref
 from stalwart.durable import TaskRecord
 from stalwart.errors import StalwartError
 from stalwart.llm.sim import SimServer
@@ -171,8 +170,7 @@ class Target:
                 "the app names no workload (App.workload = 'module:function(count, seed)'); "
                 "verifications that drive load need one"
             )
-        module, _, attr = ref.partition(":")
-        generate = getattr(importlib.import_module(module), attr)
+        generate = load_ref(ref, "workload")
         return list(generate(count, seed=self.seed if seed is None else seed))
 
     async def submit_all(self, inputs: list[Any], *, prefix: str) -> list[str]:
