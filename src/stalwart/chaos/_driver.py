@@ -74,6 +74,7 @@ class Phase:
     rejected: int = 0
     rejections: dict[str, int] = dataclasses.field(default_factory=dict)
     max_queue: int = 0
+    max_waiting: int = 0  # most tasks seen accepted but not yet claimed by an agent
     queue_samples: list[int] = dataclasses.field(default_factory=list)
     submitted: int = 0
     completed: int = 0
@@ -220,23 +221,28 @@ class Driver:
         if self.keep is not None and not self.keep(task.id):
             del self.log[task.id]
 
-    async def sweep(self) -> None:
-        """Look up every outstanding task once."""
+    async def sweep(self) -> int:
+        """Look up every outstanding task once; returns how many still wait for an agent."""
+        waiting = 0
         for task_id in list(self.outstanding):
             try:
                 task = await self.tasks.get(task_id)
             except StalwartError:
-                return  # the store is unavailable for now: next sweep
+                return waiting  # the store is unavailable for now: next sweep
             if task is not None and task.finished:
                 self._record(task)
+            elif task is not None and task.status == "pending":
+                waiting += 1
+        return waiting
 
     async def _poll_until(self, end: float, phase: Phase | None = None) -> None:
         while time.monotonic() < end:
-            await self.sweep()
+            waiting = await self.sweep()
             if phase is not None:
                 depth = len(self.outstanding)
                 phase.queue_samples.append(depth)
                 phase.max_queue = max(phase.max_queue, depth)
+                phase.max_waiting = max(phase.max_waiting, waiting)
             if self.on_progress is not None:
                 self.on_progress(self)
             await asyncio.sleep(0.25)
@@ -286,6 +292,7 @@ class Driver:
             "offered_rate": arrivals / seconds if seconds > 0 else None,
             "latency_s": {**percentiles(lat), "max": max(lat) if lat else None},
             "max_queue_depth": max((p.max_queue for p in phases), default=0),
+            "max_waiting": max((p.max_waiting for p in phases), default=0),
             "failures": failures,
             "lost_ids": lost[:50],
             "unclear_failures": sum(p.unclear for p in phases),

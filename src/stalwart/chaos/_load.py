@@ -11,9 +11,10 @@ Each level sends Poisson arrivals for ``duration`` seconds and then drains
 level, so a backlog does not leak into the next level's latencies. Per level
 the result shows latency percentiles (store ``finished_at - created_at``),
 error and rejection rates, the deepest queue (submitted but not finished), and
-the degradations that engaged: queueing (a queue deeper than the agent's
-concurrency), model fallbacks (from the tasks' usage), shedding (submissions
-refused with :class:`~stalwart.errors.Overloaded` at the admission limit,
+the degradations that engaged: queueing (accepted tasks waited for an
+agent: seen unclaimed, a queue deeper than its concurrency, or shedding),
+model fallbacks (from the tasks' usage), shedding (submissions refused with
+:class:`~stalwart.errors.Overloaded` at the admission limit,
 ``TargetConfig.max_pending``), and whether the node stayed up. A level *holds*
 when no task is lost, none failed, nothing was refused except by that shedding,
 the node stayed ready, and p99 stayed within ``latency_bound`` when one is set.
@@ -100,8 +101,12 @@ async def run_load(
             await driver.open_loop(name, rate, cfg.duration, max_tasks=cfg.max_tasks)
             drained = await driver.drain(cfg.drain)
             s = driver.summary(name)
-            queueing = s["max_queue_depth"] > concurrency
             shed = s["rejections"].get("Overloaded", 0)
+            # Queueing: accepted tasks had to wait for an agent -- seen waiting by the
+            # driver's sweeps, or more outstanding than the agent runs at once, or
+            # implied by shedding (the admission limit counts waiting tasks). The
+            # sweeps are samples, so any one sign alone can miss a short burst.
+            queueing = s["max_waiting"] > 0 or s["max_queue_depth"] > concurrency or shed > 0
             degradations = {
                 "queueing": queueing,
                 "model_fallbacks": _fallbacks(driver, name),

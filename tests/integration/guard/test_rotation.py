@@ -50,7 +50,9 @@ async def test_two_rotations_under_load_fail_no_task(tmp_path, monkeypatch) -> N
         for m in MODELS:
             world.set_keys(m, [KEYS[0]])
         tickets = generate(150, seed=17, injection_rate=0.0)
-        ids = [await service.tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
+        # The last 40 tickets go in only after both rotations settled, so
+        # they are work that can only have used the newest key.
+        ids = [await service.tasks.submit("triage", t, task_id=t["id"]) for t in tickets[:110]]
         done: list[str] = []
 
         async def rotate_when(count: int, old: str, new: str) -> None:
@@ -65,14 +67,19 @@ async def test_two_rotations_under_load_fail_no_task(tmp_path, monkeypatch) -> N
         )
         failed = []
         snapshot: dict[str, int] = {}
-        for task_id in ids:
-            record = await service.tasks.wait(task_id, timeout=120)
-            if record.status != "succeeded" or record.outcome.get("status") != "completed":
-                failed.append((task_id, record.status, record.outcome))
-            done.append(task_id)
-            if len(done) == 110:
-                snapshot = {k: seen(world, k) for k in KEYS}
+
+        async def wait_all(task_ids: list[str]) -> None:
+            for task_id in task_ids:
+                record = await service.tasks.wait(task_id, timeout=120)
+                if record.status != "succeeded" or record.outcome.get("status") != "completed":
+                    failed.append((task_id, record.status, record.outcome))
+                done.append(task_id)
+
+        await wait_all(ids)
         await rotations
+        snapshot = {k: seen(world, k) for k in KEYS}
+        late = [await service.tasks.submit("triage", t, task_id=t["id"]) for t in tickets[110:]]
+        await wait_all(late)
         facts.update(
             failed=failed,
             snapshot=snapshot,
