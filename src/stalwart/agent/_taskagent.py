@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
 import time
@@ -88,13 +89,14 @@ def build_models(
 ) -> dict[str, ModelClient]:
     providers = dict(app.providers)
     if sim_url:
-        sim = providers.get("sim")  # the app may give the sim a key (a secret reference)
-        providers["sim"] = Provider(f"{sim_url}/v1", api_key=sim.api_key if sim else None)
+        sim = providers.get("sim")  # the app may give the sim a key and policies
+        base = f"{sim_url}/v1"
+        providers["sim"] = dataclasses.replace(sim, base_url=base) if sim else Provider(base)
     for name, provider in providers.items():
         if is_secret_ref(provider.api_key):  # resolved per request, refreshed on a 401
             assert isinstance(provider.api_key, str)
             key = secret_resolver().key(provider.api_key)
-            providers[name] = Provider(provider.base_url, api_key=key, wire=provider.wire)
+            providers[name] = dataclasses.replace(provider, api_key=key)
         elif isinstance(provider.api_key, str):  # a plain key (SE-1 flags it): never written
             default_redactor().add_known(provider.api_key)
     prices = PriceTable(app.prices)  # one table for cost reports and budget reservations

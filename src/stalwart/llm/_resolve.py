@@ -13,21 +13,27 @@ from stalwart.llm._client import HTTPModelClient
 from stalwart.llm._fallback import FallbackChain
 from stalwart.llm._http import ApiKey
 from stalwart.llm._openai import OpenAIClient
+from stalwart.resilience import DEFAULT_BREAKER, DEFAULT_RETRY, BreakerConfig, RetryPolicy
 
 __all__ = ["Provider", "model_chain", "model_client"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Provider:
-    """Where a provider's API lives, which wire format it speaks, and its key.
+    """Where a provider's API lives, which wire format it speaks, its key, and the
+    resilience policies of calls to it.
 
     Real providers and the sim differ only in these fields: nothing else
-    changes between simulated and real models.
+    changes between simulated and real models. ``retry`` and ``breaker`` apply
+    to each of the provider's models (one breaker per model); ``None`` turns the
+    mechanism off, which ``stalwart verify`` reports as a failed EH-1 / EH-2.
     """
 
     base_url: str
     api_key: ApiKey = None
     wire: str = "openai"  # "openai" or "anthropic"
+    retry: RetryPolicy | None = DEFAULT_RETRY
+    breaker: BreakerConfig | None = DEFAULT_BREAKER
 
 
 DEFAULT_PROVIDERS: Mapping[str, Provider] = {
@@ -42,7 +48,8 @@ def model_client(
     """Build the client for ``provider:model`` (e.g. ``sim:strong``).
 
     ``providers`` adds or overrides providers (the sim's URL, a key); ``options``
-    go to the client (``retry``, ``breaker``, ``attempt_timeout``, ``events``…).
+    go to the client (``retry``, ``breaker``, ``attempt_timeout``, ``events``…);
+    ``retry`` and ``breaker`` default to the provider's.
     """
     provider_name, sep, model = spec.partition(":")
     if not sep or not provider_name or not model:
@@ -54,6 +61,8 @@ def model_client(
             f"unknown model provider {provider_name!r} in {spec!r}; known: {sorted(known)} "
             "(add one with providers={name: Provider(base_url=..., api_key=...)})"
         )
+    options.setdefault("retry", provider.retry)
+    options.setdefault("breaker", provider.breaker)
     if provider.wire == "anthropic":
         return AnthropicClient(
             model,

@@ -10,7 +10,7 @@ from typing import Any
 from stalwart.config import TIMEOUT_RANGES, Timeouts
 from stalwart.errors import StalwartError
 from stalwart.llm import Message, ModelRequest, Provider, model_client
-from stalwart.resilience import DEFAULT_BREAKER, DEFAULT_RETRY
+from stalwart.resilience import BreakerConfig, RetryPolicy
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
 
@@ -32,6 +32,12 @@ def _primary(t: Target) -> tuple[str, str]:
     if not chains or not chains[0][0].startswith("sim:"):
         raise StalwartError("EH-1/EH-2 drive the app's primary model through the sim")
     return chains[0][0], chains[0][0].partition(":")[2]
+
+
+def _provider(t: Target, spec: str) -> Provider:
+    """The app's provider of ``spec``: its retry policy and breaker are what EH-1/EH-2 test."""
+    name = spec.partition(":")[0]
+    return t.service.app.providers.get(name) or Provider("http://unused")
 
 
 def _gaps(times: list[float]) -> list[float]:
@@ -59,15 +65,21 @@ async def retries(t: Target) -> Outcome:
     """The app's own model client, in its agent process, against a faulty primary."""
     spec, model = _primary(t)
     arrivals = t.sim.world.arrivals[model]
-    evidence: dict[str, Any] = {
-        "dependency": spec,
-        "policy": {
-            "max_attempts": DEFAULT_RETRY.max_attempts,
-            "base_s": DEFAULT_RETRY.base,
-            "multiplier": DEFAULT_RETRY.multiplier,
-            "cap_s": DEFAULT_RETRY.cap,
-            "jitter": "full",
-        },
+    policy: RetryPolicy | None = _provider(t, spec).retry
+    evidence: dict[str, Any] = {"dependency": spec, "policy": None}
+    if policy is None:
+        return Outcome(
+            "failed",
+            evidence,
+            f"calls to {spec} are not retried: give its Provider a retry policy "
+            "(the default, DEFAULT_RETRY, or your own; docs/resilience.md)",
+        )
+    evidence["policy"] = {
+        "max_attempts": policy.max_attempts,
+        "base_s": policy.base,
+        "multiplier": policy.multiplier,
+        "cap_s": policy.cap,
+        "jitter": "full",
     }
     ok = True
     try:
@@ -76,16 +88,16 @@ async def retries(t: Target) -> Outcome:
         mark = len(arrivals)
         record = await _run_one(t, 701, "eh1-503")
         times = list(arrivals)[mark:]
-        first_call = times[: DEFAULT_RETRY.max_attempts]
+        first_call = times[: policy.max_attempts]
         gaps = _gaps(first_call)
-        bounds = [DEFAULT_RETRY.backoff_bound(n) for n in range(1, len(gaps) + 1)]
+        bounds = [policy.backoff_bound(n) for n in range(1, len(gaps) + 1)]
         evidence["503"] = {
             "attempts_of_first_call": len(first_call),
             "gaps_s": gaps,
             "backoff_bounds_s": bounds,
             "task": record.status,
         }
-        ok &= len(first_call) == DEFAULT_RETRY.max_attempts and record.status == "succeeded"
+        ok &= len(first_call) == policy.max_attempts and record.status == "succeeded"
         ok &= all(0 <= g <= b + 0.05 for g, b in zip(gaps, bounds, strict=True))
         await _fresh_model_agents(t)
         t.sim.world.set_fault(model, status=429, retry_after=0.3, error_rate=0.5)
@@ -130,44 +142,57 @@ def _breaker_state(spec: str) -> float | None:
 async def breakers(t: Target) -> Outcome:
     """The app's breaker for its primary model: refused, then restored."""
     spec, model = _primary(t)
-    evidence: dict[str, Any] = {
-        "dependency": spec,
-        "breaker": {
-            "failure_rate_threshold_pct": DEFAULT_BREAKER.failure_rate_threshold,
-            "window": DEFAULT_BREAKER.window_size,
-            "minimum_calls": DEFAULT_BREAKER.minimum_calls,
-            "wait_in_open_s": DEFAULT_BREAKER.wait_duration_in_open,
-        },
-    }
+    config: BreakerConfig | None = _provider(t, spec).breaker
+    # No early answer when the app has no breaker: the outage below shows what then happens
+    # (every call still reaches the dead primary), so the item fails on behaviour.
+    evidence: dict[str, Any] = {"dependency": spec, "breaker": None}
+    if config is not None:
+        evidence["breaker"] = {
+            "failure_rate_threshold_pct": config.failure_rate_threshold,
+            "window": config.window_size,
+            "minimum_calls": config.minimum_calls,
+            "wait_in_open_s": config.wait_duration_in_open,
+        }
     await _fresh_model_agents(t)
     t.sim.world.set_fault(model, outage=True)
     opened = False
+    reached: list[int] = []
+    # Open means no call reaches the dead primary any more: judged at the sim, since every
+    # agent process calling the model has its own breaker (the node's gauge shows the
+    # state one of them shipped last).
     try:
-        for n in range(6):  # until the breaker opens (the agents ship its state to the node)
-            await _run_one(t, 800 + n, f"eh2-open-{n}")
-            await asyncio.sleep(0.6)  # one heartbeat: metric samples travel with it
-            if _breaker_state(spec) == 1:
+        for n in range(8):
+            before = _requests(t, model)
+            record = await _run_one(t, 800 + n, f"eh2-open-{n}")
+            reached.append(_requests(t, model) - before)
+            if reached[-1] == 0:
                 opened = True
+                evidence["while_open"] = {"requests_reaching_the_primary": 0, "task": record.status}
                 break
-        evidence["opened"] = opened
-        before = t.sim.world.stats[f"{model}:requests"]
-        record = await _run_one(t, 820, "eh2-while-open")
-        evidence["while_open"] = {
-            "requests_reaching_the_primary": t.sim.world.stats[f"{model}:requests"] - before,
-            "task": record.status,
-        }
     finally:
         t.sim.world.clear_faults(model)
+    evidence["opened"] = opened
+    evidence["requests_reaching_the_primary_per_task"] = reached
+    if not opened or config is None:
+        why = "has no circuit breaker" if config is None else "kept calling a dead dependency"
+        return Outcome(
+            "failed",
+            evidence,
+            f"{spec} {why}: give its Provider a breaker (DEFAULT_BREAKER or your own) that "
+            "opens under a full outage (failure_rate_threshold, minimum_calls; "
+            "docs/resilience.md)",
+        )
     started = time.monotonic()
     recovered = False
-    async with asyncio.timeout(DEFAULT_BREAKER.wait_duration_in_open + 30):
+    async with asyncio.timeout(config.wait_duration_in_open + 30):
         while not recovered:  # half-open trials go through once the open period has passed
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # the open period runs on the agents' clocks
+            before = _requests(t, model)
             record = await _run_one(t, 830, f"eh2-recover-{int(time.monotonic())}")
-            await asyncio.sleep(0.6)
-            recovered = _breaker_state(spec) == 0
+            recovered = _requests(t, model) > before and record.status == "succeeded"
     evidence["recovered_after_s"] = round(time.monotonic() - started, 2)
-    ok = opened and evidence["while_open"]["requests_reaching_the_primary"] == 0 and recovered
+    evidence["state_shipped_to_node"] = _breaker_state(spec)
+    ok = opened and recovered
     if ok:
         return Outcome("complete", evidence)
     return Outcome(

@@ -74,14 +74,19 @@ async def resume_after_kill(t: Target) -> Outcome:
     rerun = sum(
         abs(sizes_killed[k.id] - sizes_clean[c.id]) for c, k in zip(clean, killed, strict=True)
     )
+    unjournaled = [i for i, n in {**sizes_clean, **sizes_killed}.items() if n == 0]
     evidence = {
         "tasks": len(ids),
         "kill_points_s": kills,
         "results_equal": same,
         "failed": [r.id for r in killed if r.status != "succeeded"],
+        "resumed": sum(r.attempts > 1 for r in killed),
+        # a resumed task replays its journal: it ends with exactly the steps of a clean run
         "journal_length_difference": rerun,
+        "tasks_without_journal": len(unjournaled),
     }
-    if same and not evidence["failed"] and kills:
+    ok = same and not evidence["failed"] and kills and not rerun and not unjournaled
+    if ok:
         return Outcome("complete", evidence)
     return Outcome(
         "failed",

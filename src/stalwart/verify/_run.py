@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import pathlib
+import shutil
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -78,6 +79,8 @@ async def run_verify(
     started = time.monotonic()
     results: list[ItemResult] = []
     chosen = [i for i in ITEMS if not only or i.id in only]
+    # the work directory is verify's own: a previous run's store would clash with task ids
+    await asyncio.to_thread(shutil.rmtree, out / "work", True)
     async with Target(app_ref, out / "work") as target:
         for item in chosen:
             t0 = time.monotonic()

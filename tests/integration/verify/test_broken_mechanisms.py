@@ -1,0 +1,47 @@
+"""Each verify item fails when the mechanism it checks is switched off or broken."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from stalwart.verify import run_verify
+
+pytestmark = pytest.mark.timeout(240)
+
+
+async def _item(app: str, item: str, tmp_path) -> dict:
+    report = await run_verify(app, tmp_path, only=[item])
+    [result] = report["items"]
+    return result
+
+
+async def test_no_breaker_fails_eh2(tmp_path):
+    item = await _item("tests.integration.verify.apps:no_breaker", "EH-2", tmp_path)
+    assert item["status"] == "failed" and "breaker" in item["remediation"]
+    assert item["evidence"]["breaker"] is None and item["evidence"]["opened"] is False
+    assert all(n > 0 for n in item["evidence"]["requests_reaching_the_primary_per_task"])
+
+
+async def test_no_retry_fails_eh1(tmp_path):
+    item = await _item("tests.integration.verify.apps:no_retry", "EH-1", tmp_path)
+    assert item["status"] == "failed" and "retry" in item["remediation"]
+
+
+async def test_journal_off_fails_sm1_and_sm2(tmp_path, monkeypatch):
+    monkeypatch.setenv("STALWART_TEST_BREAK", f"journal:{os.getpid()}")
+    report = await run_verify(
+        "tests.integration.verify.broken:app", tmp_path, only=["SM-1", "SM-2"]
+    )
+    items = {i["id"]: i for i in report["items"]}
+    assert items["SM-1"]["status"] == "failed" and items["SM-1"]["evidence"]["records"] == 0
+    assert items["SM-2"]["status"] == "failed"
+    assert items["SM-2"]["evidence"]["tasks_without_journal"] > 0
+
+
+async def test_redactor_off_fails_se3(tmp_path, monkeypatch):
+    monkeypatch.setenv("STALWART_TEST_BREAK", f"redactor:{os.getpid()}")
+    item = await _item("tests.integration.verify.broken:app", "SE-3", tmp_path)
+    assert item["status"] == "failed"
+    assert "task outputs" in item["evidence"]["canary_hits"]
