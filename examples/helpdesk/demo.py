@@ -1,9 +1,12 @@
-"""``make demo``: 50 helpdesk tickets through triage -> resolver, one agent SIGKILLed midway.
+"""``make demo``: 50 helpdesk tickets through triage -> resolver, one agent SIGKILLed midway,
+then ``stalwart verify`` on the same app: the production-readiness report.
 
 Runs entirely on embedded defaults: a SQLite store in a temporary directory and
 the simulated models and services. Shows a progress bar, then a summary table,
-then where to look next. Exits non-zero if any ticket was lost or any side
-effect was delivered twice.
+then the readiness checklist item by item (a few minutes: the load, chaos and
+soak items run short, see docs/verify.md; ``--no-verify`` skips it). Exits
+non-zero if any ticket was lost, any side effect was delivered twice, or a
+critical checklist item failed.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import os
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -138,13 +142,36 @@ def summarize(  # noqa: PLR0917 - one call site, all of it the run's outcome
     return 0 if ok else 1
 
 
+VERIFY_DEADLINE_S = 900.0
+"""The whole readiness run must end by then (it takes a few minutes on 2 cores)."""
+
+
+def verify(out: str, console: Console) -> int:
+    """``stalwart verify`` on the helpdesk, as a user would run it; its exit code."""
+    console.print(f"\n[bold]stalwart verify[/] examples.helpdesk.app:app --out {out}")
+    command = [sys.executable, "-m", "stalwart.cli", "verify", "examples.helpdesk.app:app"]
+    try:
+        done = subprocess.run([*command, "--out", out], timeout=VERIFY_DEADLINE_S, check=False)
+    except subprocess.TimeoutExpired:
+        console.print(f"[red]stalwart verify did not finish in {VERIFY_DEADLINE_S:g} s[/]")
+        return 1
+    console.print(f"The report: {out}/readiness.html (and readiness.md, readiness.json).")
+    return done.returncode
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tickets", type=int, default=50)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-kill", action="store_true")
+    parser.add_argument("--no-verify", action="store_true", help="skip the readiness report")
+    parser.add_argument("--verify-out", default="readiness", help="report directory")
     args = parser.parse_args()
-    return asyncio.run(run(args.tickets, args.seed, not args.no_kill, Console()))
+    console = Console()
+    code = asyncio.run(run(args.tickets, args.seed, not args.no_kill, console))
+    if code == 0 and not args.no_verify:
+        code = verify(args.verify_out, console)
+    return code
 
 
 if __name__ == "__main__":
