@@ -177,11 +177,20 @@ class NoProcess(CallError):
 
 
 class RemoteError(CallError):
-    """The target's handler raised. ``remote_type`` is the exception type's name there."""
+    """The target's handler raised. ``remote_type`` is the exception type's name there.
+
+    When that is one of stalwart's own errors, the remote error keeps its class
+    (a store that was full or locked in the callee is as retryable here as
+    there); any other remote exception is permanent.
+    """
 
     def __init__(self, message: str, *, target: str | None = None, remote_type: str = "") -> None:
         super().__init__(message, target=target)
         self.remote_type = remote_type
+        known = globals().get(remote_type) if remote_type in __all__ else None
+        if isinstance(known, type) and issubclass(known, StalwartError):
+            self.retryable = known.retryable
+            self.scope = known.scope
 
 
 class SupervisorError(StalwartError):

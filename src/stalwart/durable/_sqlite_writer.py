@@ -34,8 +34,10 @@ _Item = tuple[Job, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
 def map_sqlite_error(exc: sqlite3.Error, where: str) -> StoreError:
     """Translate a sqlite3 error into the stalwart taxonomy, naming the file."""
     text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and (
-        "locked" in text or "busy" in text or "disk I/O" in text or "unable to open" in text
+    # "database or disk is full" (SQLITE_FULL) is a condition of the machine, not of the
+    # data: the same write succeeds once space is freed, so it is retryable like a lock.
+    if isinstance(exc, sqlite3.OperationalError) and any(
+        sign in text for sign in ("locked", "busy", "disk I/O", "unable to open", "is full")
     ):
         return StoreUnavailable(f"SQLite store {where}: {text}")
     if isinstance(exc, sqlite3.DatabaseError) and (

@@ -13,6 +13,8 @@ def test_error_mapping() -> None:
     locked = map_sqlite_error(sqlite3.OperationalError("database is locked"), "/x.db")
     assert isinstance(locked, StoreUnavailable) and "/x.db" in str(locked)
     assert locked.retryable == "retryable"
+    full = map_sqlite_error(sqlite3.OperationalError("database or disk is full"), "/x.db")
+    assert isinstance(full, StoreUnavailable) and full.retryable == "retryable"
     damaged = map_sqlite_error(sqlite3.DatabaseError("database disk image is malformed"), "/x.db")
     assert isinstance(damaged, CorruptRecord)
     other = map_sqlite_error(sqlite3.IntegrityError("NOT NULL constraint failed"), "/x.db")

@@ -57,3 +57,16 @@ def test_json_values_pass(value):
 def test_non_json_values_name_the_offending_place(value, where):
     with pytest.raises(InvalidMessage, match=where):
         check_json(value)
+
+
+def test_a_remote_stalwart_error_keeps_its_class() -> None:
+    from stalwart.errors import RemoteError
+    from stalwart.resilience import classify
+
+    full = RemoteError("'resolver' raised StoreUnavailable: full", remote_type="StoreUnavailable")
+    assert (full.retryable, full.scope) == ("retryable", "systemic")
+    assert classify(full).retryable is True
+    odd = RemoteError("'resolver' raised ValueError: no", remote_type="ValueError")
+    assert odd.retryable == "permanent" and classify(odd).retryable is False
+    unknown = RemoteError("x", remote_type="__class__")  # a name, not a lookup into the module
+    assert unknown.retryable == "permanent"
