@@ -110,3 +110,94 @@ async def test_dashboard_loads_fast_and_shows_a_restart(tmp_path):
         stop.set_result(None)
         async with asyncio.timeout(30):
             assert await run == 0
+
+
+TOKEN = "dashboard-token-0123456789"
+
+
+@pytest.mark.timeout(90)
+async def test_login_with_the_token_shows_the_dashboard_and_task_journals(tmp_path, monkeypatch):
+    """With a token configured: without it the page is a login form and the data endpoints
+    answer 401; after logging in, the dashboard is live, lists recent tasks, and clicking
+    one shows its journal. The session cookie cannot change anything (CSRF)."""
+    import asyncio
+
+    import httpx
+    from playwright.async_api import async_playwright
+
+    from stalwart.node import app_node
+
+    monkeypatch.delenv("STALWART_SIM_URL", raising=False)
+    service = ObservabilityService(ServerSettings(port=0, api_token=TOKEN, log_db=None))
+    bus = EventBus(log=False)
+    started = asyncio.Event()
+    bus.subscribe(lambda e: started.set() if e.name == "node_started" else None)
+    node, app = app_node(
+        "examples.helpdesk.app:app",
+        store=f"sqlite:///{tmp_path}/hd.db",
+        events=bus,
+        settings=RuntimeSettings(heartbeat_interval=0.5),
+        services=(service,),
+    )
+    stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    run = asyncio.create_task(node.run(until=stop))
+    try:
+        async with asyncio.timeout(30):
+            await asyncio.wait(
+                [run, asyncio.ensure_future(started.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
+        assert not run.done(), f"the node exited during start with {run.result()}"
+        ticket = {"id": "T-1", "text": "Where is my order #4521?", "from": "ann@example.com"}
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(base_url=service.url, headers=auth, timeout=10) as c:
+            r = await c.post("/v1/tasks", json={"agent": "triage", "input": ticket})
+            assert r.status_code == 202, r.text
+            task_id = r.json()["id"]
+        assert app.tasks is not None
+        assert (await app.tasks.wait(task_id, timeout=30)).status == "succeeded"
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch_persistent_context(
+                str(tmp_path / "profile"),
+                executable_path=CHROMIUM, args=ARGS, headless=True, timeout=30_000,
+                viewport={"width": 1280, "height": 1100},
+            )  # fmt: skip
+            try:
+                page = await browser.new_page()
+                first = await page.goto(service.url + "/", wait_until="load", timeout=10_000)
+                assert first is not None and first.status == 401
+                assert await page.is_visible("form#login")
+                refused = await page.evaluate(
+                    """Promise.all(["/v1/summary", "/v1/tasks", "/v1/agents", "/v1/events"]
+                         .map((u) => fetch(u).then((r) => r.status)))"""
+                )
+                assert refused == [401, 401, 401, 401]
+                await page.fill("#token", "not-the-token-at-all")
+                await page.click("button[type=submit]")
+                await page.wait_for_selector("#message", timeout=5_000)
+                assert "wrong token" in (await page.text_content("#message") or "")
+                await page.fill("#token", TOKEN)
+                await page.click("button[type=submit]")
+                await page.wait_for_selector('tr[data-agent="triage"]', timeout=5_000)
+                await page.wait_for_selector("#live.ok", timeout=5_000)  # SSE with the cookie
+                assert await page.evaluate("document.cookie") == ""  # HttpOnly
+                row = f'#task_rows tr[data-task="{task_id}"]'
+                await page.wait_for_selector(row, timeout=5_000)
+                assert await page.get_attribute(row, "data-status") == "succeeded"
+                await page.click(row)
+                await page.wait_for_selector("#journal_steps tr[data-seq]", timeout=5_000)
+                steps = await page.text_content("#journal_steps") or ""
+                assert "agent:resolver" in steps and "ann@example.com" not in steps
+                assert await page.text_content("#journal_status") == "succeeded"
+                csrf = await page.evaluate(
+                    "fetch('/v1/agents/triage/restart', {method: 'POST'}).then((r) => r.status)"
+                )
+                assert csrf == 401
+                ARTIFACTS.mkdir(exist_ok=True)
+                await page.screenshot(path=str(ARTIFACTS / "dashboard-tasks.png"), full_page=True)
+            finally:
+                await browser.close()
+    finally:
+        if not stop.done():
+            stop.set_result(None)
+        async with asyncio.timeout(30):
+            assert await run == 0

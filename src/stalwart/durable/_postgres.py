@@ -367,9 +367,14 @@ class PostgresStore:
         return [node_from_row(r) for r in await self._read(S["LIST_NODES"], ())]
 
     async def list_tasks(
-        self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None
+        self,
+        *,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        agent: str | None = None,
+        newest_first: bool = False,
     ) -> list[TaskRecord]:
-        sql, args = list_query(_PG_QUERIES, status, limit, agent)
+        sql, args = list_query(_PG_QUERIES, status, limit, agent, newest_first)
         rows = await self._read(sql, args)
         return [task_from_row(r) for r in rows]
 

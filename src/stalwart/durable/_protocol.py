@@ -204,9 +204,15 @@ class Store(Protocol):
         ...
 
     async def list_tasks(
-        self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None
+        self,
+        *,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        agent: str | None = None,
+        newest_first: bool = False,
     ) -> list[TaskRecord]:
-        """Tasks oldest first, optionally only those with ``status`` and/or of ``agent``."""
+        """Tasks oldest first (newest first with ``newest_first``), optionally only those
+        with ``status`` and/or of ``agent``."""
         ...
 
     async def acquire(

@@ -143,16 +143,22 @@ DELETE_NODE = "DELETE FROM stalwart_nodes WHERE id = ?"
 
 
 def list_query(
-    queries: Any, status: str | None, limit: int, agent: str | None
+    queries: Any, status: str | None, limit: int, agent: str | None, newest_first: bool = False
 ) -> tuple[str, tuple[Any, ...]]:
-    """The listing statement (from ``queries``: this module, or its PostgreSQL spelling)."""
+    """The listing statement (from ``queries``: this module, or its PostgreSQL spelling);
+    ``newest_first`` reverses the order (the same indexes serve it, scanned backwards)."""
+    args: tuple[Any, ...]
     if agent is not None and status is not None:
-        return queries.LIST_TASKS_BY_AGENT_STATUS, (agent, status, limit)
-    if agent is not None:
-        return queries.LIST_TASKS_BY_AGENT, (agent, limit)
-    if status is not None:
-        return queries.LIST_TASKS_BY_STATUS, (status, limit)
-    return queries.LIST_TASKS, (limit,)
+        sql, args = queries.LIST_TASKS_BY_AGENT_STATUS, (agent, status, limit)
+    elif agent is not None:
+        sql, args = queries.LIST_TASKS_BY_AGENT, (agent, limit)
+    elif status is not None:
+        sql, args = queries.LIST_TASKS_BY_STATUS, (status, limit)
+    else:
+        sql, args = queries.LIST_TASKS, (limit,)
+    if newest_first:
+        sql = sql.replace("ORDER BY created_at, id", "ORDER BY created_at DESC, id DESC")
+    return sql, args
 
 
 def acquire_query(

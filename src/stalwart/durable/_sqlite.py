@@ -308,9 +308,14 @@ class SQLiteStore:
         return [node_from_row(r) for r in rows]
 
     async def list_tasks(
-        self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None
+        self,
+        *,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        agent: str | None = None,
+        newest_first: bool = False,
     ) -> list[TaskRecord]:
-        sql, args = list_query(q, status, limit, agent)
+        sql, args = list_query(q, status, limit, agent, newest_first)
         rows = await self._run(lambda c: c.execute(sql, args).fetchall())
         return [task_from_row(r) for r in rows]
 

@@ -47,16 +47,20 @@ class Tasks:
         app: App | None = None,
         *,
         max_pending: int | None = None,
+        store_url: str | None = None,
     ) -> None:
         """``node``: the running node to notify of new tasks (None: the store alone);
         ``app``: whose agents' input limits apply at submission (default limits if None);
         ``max_pending``: the admission limit -- when an agent already has that many
         tasks waiting (stored, not started), :meth:`submit` refuses new ones with
-        :class:`~stalwart.errors.Overloaded` instead of queueing without bound."""
+        :class:`~stalwart.errors.Overloaded` instead of queueing without bound;
+        ``store_url``: where ``store`` lives, credentials included (never log it), for
+        what shares its database (the approval queue the HTTP API opens)."""
         self.node = node
         self.store = store
         self.app = app
         self.max_pending = max_pending
+        self.store_url = store_url
 
     async def submit(
         self, agent: str, task_input: Any, *, task_id: str | None = None, seed: int | None = None
@@ -156,7 +160,9 @@ class AppService:
             await asyncio.to_thread(self.sim.start)
         self.store = store_from_url(self.store_url, events=node.events)
         await self.store.open()
-        self.tasks = Tasks(node, self.store, self.app, max_pending=self.max_pending)
+        self.tasks = Tasks(
+            node, self.store, self.app, max_pending=self.max_pending, store_url=self.store_url
+        )
         node.tasks = self.tasks
         node.cluster_view = self._cluster_view
         store = self.store

@@ -77,9 +77,10 @@ class Node:
         self._stopping = False
         self._started = False
         self.tasks: Any = None
+        """The task API of the app this node runs (set by its app service when it starts;
+        the HTTP API's ``/v1/tasks`` and ``/v1/approvals`` reach the app through it)."""
         self.cluster_view: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None
         """The nodes sharing this node's store, for ``/v1/cluster`` (set by its app)."""
-        """The task API of the app this node runs (set by its app service when it starts)."""
         self.readiness = Readiness(timeout=self.runtime.settings.timeouts.health)
         self.readiness.add("supervisor", self._supervisor_check)
 

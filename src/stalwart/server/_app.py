@@ -1,20 +1,30 @@
-"""The node's HTTP API (Starlette): probes, /metrics, agents, logs, alerts, events, dashboard.
+"""The node's HTTP API (Starlette): probes, /metrics, agents, tasks, approvals, logs,
+alerts, events, the dashboard.
 
-Rules every endpoint follows: inputs are validated and a bad one gets a 4xx
-with ``{"error": "..."}`` saying what to fix; bodies are capped at
-``max_body_bytes`` (413); mutating endpoints need ``Authorization: Bearer
-<api_token>`` (compared in constant time; 401 without or with a wrong one, 403
-when no token is configured); nothing here blocks the node's event loop (log
-queries run in a thread).
+Rules every endpoint follows:
+
+- **Token on every path but the public ones.** With ``api_token`` configured (a
+  literal or ``secret://name``, resolved at each request so a rotation needs no
+  restart), every path outside ``public_paths`` (``/livez``, ``/readyz``,
+  ``/metrics``) needs ``Authorization: Bearer <token>`` -- reads included -- or,
+  for GET only, the session cookie ``POST /login`` sets for the dashboard; 401
+  with ``WWW-Authenticate: Bearer`` otherwise, 503 naming the secret when it
+  cannot be resolved. Without a token (allowed on a loopback host only) reads
+  are open and mutations answer 403. See :mod:`stalwart.server._auth`.
+- **A rate limit per client address** (``rate_limit_per_s``, bursts of
+  ``rate_limit_burst``): 429 with ``Retry-After``; probes are never limited.
+- Inputs are validated and a bad one gets a 4xx with ``{"error": "..."}`` saying
+  what to fix; bodies are capped at ``max_body_bytes`` (413); what the task,
+  journal and approval views return passes the guard's redactor.
+- Nothing here blocks the node's event loop (store and log queries run in threads
+  or on the store's own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,29 +39,34 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.errors import NoProcess, StalwartError
+from stalwart.guard import SecretResolver
 from stalwart.observe import REGISTRY, AlertEvaluator, AlertNotice, Event, LogQuery, parse_since
 from stalwart.observe import search as search_logs
+from stalwart.server._auth import CREDENTIAL, ApiToken, AuthGate
+from stalwart.server._http import BadRequest, error, param, send_json
+from stalwart.server._http import name as _name
 from stalwart.server._notify import Dispatcher
 from stalwart.server._openapi import openapi_spec
+from stalwart.server._ratelimit import ClientRateLimiter, RateLimitGate
 from stalwart.server._settings import ServerSettings
+from stalwart.server._tasks_api import TaskApi
 from stalwart.server._views import NodeLike, Summary, agents
 
 __all__ = ["AppState", "build_app"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _LEVELS = ("debug", "info", "warning", "error", "critical")
 _STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 class AppState:
-    """What the handlers share: the node, settings, log store path, alerts, shutdown flag."""
+    """What the handlers share: the node, settings, log store path, alerts, shutdown flag,
+    the API token, the per-client rate limiter and the task API.
+
+    ``secrets`` resolves a ``secret://`` API token (default: the provider the
+    ``STALWART_SECRETS`` variables name); ``clock`` drives the rate limiter.
+    """
 
     def __init__(
         self,
@@ -61,6 +76,8 @@ class AppState:
         evaluator: AlertEvaluator | None = None,
         dispatcher: Dispatcher | None = None,
         log_db: str | None = None,
+        secrets: SecretResolver | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.node = node
         self.settings = settings
@@ -69,6 +86,15 @@ class AppState:
         self.log_db = log_db
         self.summary = Summary(node, evaluator)
         self.closing = asyncio.Event()
+        self.token = ApiToken(settings.api_token, secrets)
+        self.limiter = ClientRateLimiter(
+            settings.rate_limit_per_s, settings.rate_limit_burst, clock=clock
+        )
+        self.task_api = TaskApi(node)
+
+    async def close(self) -> None:
+        """Release what the handlers opened (the approval queue's connection)."""
+        await self.task_api.close()
 
 
 class _BodyLimit:
@@ -84,7 +110,7 @@ class _BodyLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await _send_json(send, 413, f"request body larger than {self.limit} bytes")
+            await send_json(send, 413, f"request body larger than {self.limit} bytes")
             return
         seen = 0
         started = False
@@ -107,54 +133,13 @@ class _BodyLimit:
             await self.app(scope, limited, tracking_send)
         except HTTPException as exc:  # raised outside the app's own exception handling
             if not started:
-                await _send_json(send, exc.status_code, str(exc.detail))
-
-
-async def _send_json(send: Send, status: int, error: str) -> None:
-    body = json.dumps({"error": error}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def _error(status: int, message: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
-
-
-def _param(request: Request, name: str, *, max_len: int = 200) -> str | None:
-    values = request.query_params.getlist(name)
-    if len(values) > 1:
-        raise _BadRequest(400, f"query parameter {name!r} given {len(values)} times; give it once")
-    if not values:
-        return None
-    value = values[0]
-    if len(value) > max_len:
-        raise _BadRequest(400, f"query parameter {name!r} is longer than {max_len} characters")
-    return value
-
-
-def _name(value: str | None, what: str) -> str | None:
-    if value is not None and not _NAME.fullmatch(value):
-        raise _BadRequest(400, f"{what} must match {_NAME.pattern}, got {value[:40]!r}")
-    return value
+                await send_json(send, exc.status_code, str(exc.detail))
 
 
 def build_app(state: AppState) -> Starlette:
     """The Starlette application serving ``state``'s node (see the module docstring)."""
     settings = state.settings
     node = state.node
-
-    def authorized(request: Request) -> JSONResponse | None:
-        token = settings.api_token
-        if token is None:
-            return _error(403, "mutating endpoints are disabled: no API token is configured")
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            return _error(401, "missing bearer token", **{"WWW-Authenticate": "Bearer"})
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            return _error(401, "wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-        return None
 
     async def livez(_request: Request) -> Response:
         return JSONResponse({"status": "ok", "node": node.id})
@@ -175,45 +160,42 @@ def build_app(state: AppState) -> Starlette:
         for row in await agents(node.runtime):
             if row["name"] == name:
                 return JSONResponse(row)
-        return _error(404, f"no agent named {name!r} in this node's tree")
+        return error(404, f"no agent named {name!r} in this node's tree")
 
     async def restart_agent(request: Request) -> Response:
-        denied = authorized(request)
-        if denied is not None:
-            return denied
         name = _name(request.path_params["name"], "agent name")
         assert name is not None
         try:
             proc = node.runtime.process(name)
         except NoProcess:
-            return _error(404, f"no running agent named {name!r}")
+            return error(404, f"no running agent named {name!r}")
         node.runtime.host.kill(proc, "restart_requested")
         node.events.emit("agent_restart_requested", agent=name, pid=proc.pid)
         return JSONResponse({"agent": name, "pid": proc.pid, "status": "restarting"}, 202)
 
     async def logs(request: Request) -> Response:
         if state.log_db is None:
-            return _error(404, "this node has no log store (server.log_db is None)")
+            return error(404, "this node has no log store (server.log_db is None)")
         now = time.time()
         times: dict[str, float | None] = {}
         for key in ("since", "until"):
-            raw = _param(request, key, max_len=64)
+            raw = param(request, key, max_len=64)
             try:
                 times[key] = None if raw is None else parse_since(raw, now=now)
             except ValueError as exc:
-                raise _BadRequest(400, f"{key}: {exc}") from None
-        level = _param(request, "level", max_len=16)
+                raise BadRequest(400, f"{key}: {exc}") from None
+        level = param(request, "level", max_len=16)
         if level is not None and level.lower() not in _LEVELS:
-            raise _BadRequest(400, f"level must be one of {', '.join(_LEVELS)}")
-        raw_limit = _param(request, "limit", max_len=6) or "200"
+            raise BadRequest(400, f"level must be one of {', '.join(_LEVELS)}")
+        raw_limit = param(request, "limit", max_len=6) or "200"
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 10000:
-            raise _BadRequest(400, "limit must be an integer in 1..10000")
-        grep = _param(request, "grep")
+            raise BadRequest(400, "limit must be an integer in 1..10000")
+        grep = param(request, "grep")
         q = LogQuery(
-            agent_id=_name(_param(request, "agent"), "agent"),
-            task_id=_name(_param(request, "task"), "task"),
-            trace_id=_name(_param(request, "trace"), "trace"),
-            event=_name(_param(request, "event"), "event"),
+            agent_id=_name(param(request, "agent"), "agent"),
+            task_id=_name(param(request, "task"), "task"),
+            trace_id=_name(param(request, "trace"), "trace"),
+            event=_name(param(request, "event"), "event"),
             level=level,
             since=times["since"],
             until=times["until"],
@@ -223,7 +205,7 @@ def build_app(state: AppState) -> Starlette:
         try:
             rows = await asyncio.to_thread(search_logs, state.log_db, q)
         except Exception as exc:  # the store is down: say so, do not 500
-            return _error(503, f"the log store cannot be searched now: {type(exc).__name__}")
+            return error(503, f"the log store cannot be searched now: {type(exc).__name__}")
         return JSONResponse({"count": len(rows), "lines": rows})
 
     async def alerts(_request: Request) -> Response:
@@ -245,19 +227,16 @@ def build_app(state: AppState) -> Starlette:
         return JSONResponse({"rules": rules, "active": ev.active(), "recent": recent})
 
     async def test_alert(request: Request) -> Response:
-        denied = authorized(request)
-        if denied is not None:
-            return denied
         name = request.path_params["name"]
         ev = state.evaluator
         if ev is None or name not in ev.rules:
-            return _error(404, f"no alert rule named {str(name)[:60]!r}")
-        severity = _param(request, "severity", max_len=10) or "warning"
+            return error(404, f"no alert rule named {str(name)[:60]!r}")
+        severity = param(request, "severity", max_len=10) or "warning"
         if severity not in ("warning", "critical"):
-            raise _BadRequest(400, "severity must be warning or critical")
+            raise BadRequest(400, "severity must be warning or critical")
         dispatcher = state.dispatcher
         if dispatcher is None or not dispatcher.notifiers:
-            return _error(409, "no notifier is configured; nothing would receive the alert")
+            return error(409, "no notifier is configured; nothing would receive the alert")
         results = await fire_test(dispatcher, ev, name, severity)
         return JSONResponse({"alert": name, "severity": severity, "results": results})
 
@@ -274,11 +253,11 @@ def build_app(state: AppState) -> Starlette:
                 async with asyncio.timeout(5):
                     nodes = await view()
             except (TimeoutError, StalwartError) as exc:
-                return _error(503, f"the cluster view cannot be read now: {exc}")
+                return error(503, f"the cluster view cannot be read now: {exc}")
         return JSONResponse({"node": node.id, "nodes": nodes, "agents": await agents(node.runtime)})
 
     async def events(request: Request) -> Response:
-        raw = _param(request, "types", max_len=1000)
+        raw = param(request, "types", max_len=1000)
         wanted = None if not raw else {_name(t, "event type") for t in raw.split(",")}
         queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=1000)
         loop = asyncio.get_running_loop()
@@ -295,8 +274,9 @@ def build_app(state: AppState) -> Starlette:
                 else:  # emitted from a worker thread: hand over to the loop
                     loop.call_soon_threadsafe(put, event)
 
+        credential = request.scope.get(CREDENTIAL)
         return StreamingResponse(
-            _sse(state, queue, node.events.subscribe(on_event)),
+            _sse(state, queue, node.events.subscribe(on_event), credential),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
@@ -308,21 +288,23 @@ def build_app(state: AppState) -> Starlette:
         data = json.dumps(await state.summary.build(), default=str).replace("</", "<\\/")
         initial = f'<script id="initial" type="application/json">{data}</script>'
         html = _asset("index.html").decode().replace("<!--INITIAL-->", initial, 1)
-        return Response(html, media_type="text/html; charset=utf-8")
+        return Response(
+            html, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"}
+        )
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in _STATIC:
-            return _error(404, f"no static asset {str(name)[:40]!r}")
+            return error(404, f"no static asset {str(name)[:40]!r}")
         return Response(_asset(name), media_type=_STATIC[name])
 
     async def bad_request(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, _BadRequest)
-        return _error(exc.status, str(exc))
+        assert isinstance(exc, BadRequest)
+        return error(exc.status, str(exc), **exc.headers)
 
     async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, str(exc.detail))
+        return error(exc.status_code, str(exc.detail))
 
     routes = [
         Route("/livez", livez, methods=["GET"]),
@@ -338,15 +320,19 @@ def build_app(state: AppState) -> Starlette:
         Route("/v1/summary", summary, methods=["GET"]),
         Route("/v1/cluster", cluster, methods=["GET"]),
         Route("/v1/events", events, methods=["GET"]),
+        *state.task_api.routes(),
         Route("/", dashboard, methods=["GET"]),
         Route("/static/{name}", static, methods=["GET"]),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
-        _BadRequest: bad_request,
+        BadRequest: bad_request,
         HTTPException: http_error,
     }
     app = Starlette(routes=routes, exception_handlers=handlers)
+    # outermost last: the rate limit, then the body cap, then the token, then the routes
+    app.add_middleware(AuthGate, token=state.token, public_paths=settings.public_paths)
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RateLimitGate, limiter=state.limiter)
     return app
 
 
@@ -382,13 +368,26 @@ def _asset(name: str) -> bytes:
     return resources.files("stalwart.server").joinpath("static", name).read_bytes()
 
 
-async def _sse(state: AppState, queue: asyncio.Queue[Event], sub: Any) -> AsyncIterator[str]:
-    """Events as they happen, plus a ``summary`` every second and after agent changes."""
+async def _sse(
+    state: AppState, queue: asyncio.Queue[Event], sub: Any, credential: tuple[str, str] | None
+) -> AsyncIterator[str]:
+    """Events as they happen, plus a ``summary`` every second and after agent changes.
+
+    Each second the credential the stream was opened with is checked again: once the
+    token changed (rotated), the stream says ``logout`` and ends, as a new request would
+    be refused."""
     closing = state.closing
+    loop = asyncio.get_running_loop()
+    check_at = loop.time() + 1.0
     try:
         yield "retry: 1000\n\n"
         yield _frame("summary", await state.summary.build())
         while not closing.is_set():
+            if loop.time() >= check_at:
+                check_at = loop.time() + 1.0
+                if not await state.token.still_valid(credential):
+                    yield _frame("logout", {"reason": "the API token changed: log in again"})
+                    return
             try:
                 async with asyncio.timeout(1.0):
                     event = await queue.get()

@@ -17,7 +17,8 @@ from collections.abc import Iterator, Sequence
 import uvicorn
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
-from stalwart.errors import StartError
+from stalwart.errors import ConfigError, StartError
+from stalwart.guard import SecretResolver
 from stalwart.observe import (
     AlertEvaluator,
     AlertNotice,
@@ -28,6 +29,7 @@ from stalwart.observe import (
     load_rules,
 )
 from stalwart.server._app import AppState, build_app
+from stalwart.server._auth import ApiToken
 from stalwart.server._notify import (
     AlertmanagerNotifier,
     Dispatcher,
@@ -83,8 +85,12 @@ class ObservabilityService:
 
     ``rules`` default to :func:`~stalwart.observe.default_rules` changed by the
     ``alert_rules`` file when set; ``notifiers``
-    are added to those ``settings`` configure. ``clock`` drives the evaluator.
-    After ``start``, ``port`` is the bound port and ``url`` the base URL.
+    are added to those ``settings`` configure. ``clock`` drives the evaluator and
+    the API's rate limiter. ``secrets`` resolves an ``api_token`` given as
+    ``secret://name`` (default: the provider ``STALWART_SECRETS`` names); such a
+    token is resolved once in ``start``, so a missing secret stops the node at
+    once, naming it. After ``start``, ``port`` is the bound port and ``url`` the
+    base URL.
     """
 
     def __init__(
@@ -94,8 +100,10 @@ class ObservabilityService:
         rules: Sequence[AlertRule] | None = None,
         notifiers: Sequence[Notifier] = (),
         clock: Clock = SYSTEM_CLOCK,
+        secrets: SecretResolver | None = None,
     ) -> None:
         self.settings = settings or ServerSettings()
+        self.secrets = secrets
         if rules is None:
             path = self.settings.alert_rules
             rules = load_rules(path) if path else default_rules()
@@ -123,6 +131,12 @@ class ObservabilityService:
     async def start(self, node: NodeLike) -> None:
         s = self.settings
         self._node = node
+        token = ApiToken(s.api_token, self.secrets)
+        try:  # before the port opens: a token that cannot be checked serves nothing
+            await asyncio.to_thread(token.check_now)
+        except ConfigError as exc:  # logged as api_token_unavailable, and node_start_failed
+            raise StartError(f"the HTTP API cannot start: {exc}") from None
+        self.secrets = token.resolver  # one resolver (and cache) for the checks and requests
         node.readiness.timeout = s.health_timeout_s
         sock = socket.socket(socket.AF_INET6 if ":" in s.host else socket.AF_INET)
         try:
@@ -162,7 +176,13 @@ class ObservabilityService:
         )
         self._eval_task = asyncio.create_task(self._evaluate(), name="stalwart-alerts")
         self.state = AppState(
-            node, s, evaluator=self.evaluator, dispatcher=self.dispatcher, log_db=s.log_db
+            node,
+            s,
+            evaluator=self.evaluator,
+            dispatcher=self.dispatcher,
+            log_db=s.log_db,
+            secrets=self.secrets,
+            clock=self.clock,
         )
         config = uvicorn.Config(
             build_app(self.state),
@@ -227,6 +247,8 @@ class ObservabilityService:
                 await asyncio.gather(self._serve_task, return_exceptions=True)
         elif self._sock is not None:
             self._sock.close()
+        if self.state is not None:
+            await self.state.close()
         if self.dispatcher is not None:
             await self.dispatcher.close(timeout=3.0)
         if self.otlp is not None:

@@ -7,13 +7,27 @@ how ``stalwart run``, the systemd unit and the Kubernetes manifests set them.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
 
 from stalwart.errors import ConfigError
+from stalwart.guard import is_secret_ref, secret_name
 
-__all__ = ["ServerSettings"]
+__all__ = ["ServerSettings", "is_loopback"]
+
+PUBLIC_PATHS = ("/livez", "/readyz", "/metrics")
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name or "": it may resolve to (or mean) every interface
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -23,7 +37,15 @@ class ServerSettings:
     host / port
         Where the HTTP API listens (``127.0.0.1:8470``; ``port=0`` picks a free port).
     api_token
-        Bearer token mutating endpoints require; ``None`` disables them (403).
+        The bearer token every non-public path requires (reads included): a literal
+        of 16+ characters, or ``secret://name`` resolved at each request through the
+        secrets provider (so a rotation takes effect without a restart). ``None``:
+        reads are open and mutations answer 403, allowed only on a loopback ``host``.
+    public_paths
+        Paths that need no token (``/livez``, ``/readyz``, ``/metrics``).
+    rate_limit_per_s / rate_limit_burst
+        Requests per second each client address may make (20), with bursts of up to
+        this many (100); over it: 429 with ``Retry-After``. Probes are never limited.
     max_body_bytes
         Largest request body accepted (64 KiB); a larger one gets 413.
     log_db
@@ -50,6 +72,9 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8470
     api_token: str | None = None
+    public_paths: tuple[str, ...] = PUBLIC_PATHS
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: int = 100
     max_body_bytes: int = 64 * 1024
     log_db: str | None = "stalwart-logs.db"
     log_retention_s: float = 7 * 86400.0
@@ -88,8 +113,63 @@ class ServerSettings:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"server.{name} = {value!r} must be a positive number")
-        if self.api_token is not None and len(self.api_token) < 16:
-            raise ConfigError("server.api_token must be at least 16 characters")
+        self._check_token()
+        self._check_public_paths()
+        rate = self.rate_limit_per_s
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            raise ConfigError(f"server.rate_limit_per_s = {rate!r} must be a number")
+        if not math.isfinite(rate) or rate <= 0:
+            raise ConfigError(
+                f"server.rate_limit_per_s = {rate!r} must be a positive, finite number of "
+                "requests per second per client (default 20)"
+            )
+        burst = self.rate_limit_burst
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise ConfigError(
+                f"server.rate_limit_burst = {burst!r} must be a whole number of requests >= 1 "
+                "(default 100)"
+            )
+
+    def _check_token(self) -> None:
+        token = self.api_token
+        if token is None:
+            if not is_loopback(self.host):
+                raise ConfigError(
+                    f"server.host = {self.host!r} accepts connections from other machines but "
+                    "no API token is configured: set server.api_token (STALWART_API_TOKEN: 16+ "
+                    "characters, or secret://name from the secrets provider), or listen on "
+                    "127.0.0.1"
+                )
+            return
+        if not isinstance(token, str):
+            raise ConfigError("server.api_token must be a string (a token or secret://name)")
+        if is_secret_ref(token):
+            try:
+                secret_name(token)
+            except ConfigError as exc:
+                raise ConfigError(f"server.api_token: {exc}") from None
+        elif len(token) < 16:
+            raise ConfigError(
+                "server.api_token must be at least 16 characters (or a secret://name reference)"
+            )
+
+    def _check_public_paths(self) -> None:
+        paths = self.public_paths
+        if isinstance(paths, str) or not isinstance(paths, tuple | list):
+            raise ConfigError(
+                f"server.public_paths = {paths!r} must be a list of paths like '/livez'"
+            )
+        for path in paths:
+            if (
+                not isinstance(path, str)
+                or not path.startswith("/")
+                or any(c.isspace() for c in path)
+            ):
+                raise ConfigError(
+                    f"server.public_paths: {path!r} is not a path (it must start with '/' and "
+                    "contain no spaces)"
+                )
+        object.__setattr__(self, "public_paths", tuple(paths))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> ServerSettings:
@@ -120,6 +200,8 @@ class ServerSettings:
             "STALWART_LOG_RETENTION_S": ("log_retention_s", float),
             "STALWART_ALERT_INTERVAL_S": ("alert_interval_s", float),
             "STALWART_OTLP_INTERVAL_S": ("otlp_interval_s", float),
+            "STALWART_API_RATE_LIMIT_PER_S": ("rate_limit_per_s", float),
+            "STALWART_API_RATE_BURST": ("rate_limit_burst", int),
         }
         for var, (field, kind) in numbers.items():
             if env.get(var):
@@ -127,6 +209,9 @@ class ServerSettings:
                     values[field] = kind(env[var])
                 except ValueError:
                     raise ConfigError(f"{var}={env[var]!r} is not a number") from None
+        if env.get("STALWART_API_PUBLIC_PATHS") is not None:  # "" makes every path need it
+            raw = env["STALWART_API_PUBLIC_PATHS"].split(",")
+            values["public_paths"] = tuple(p.strip() for p in raw if p.strip())
         if env.get("STALWART_SMTP_TO"):
             values["smtp_to"] = tuple(a.strip() for a in env["STALWART_SMTP_TO"].split(","))
         if env.get("STALWART_SMTP_STARTTLS"):

@@ -178,10 +178,17 @@ class MemoryStore:
         return [self._nodes[k] for k in sorted(self._nodes)]
 
     async def list_tasks(
-        self, *, status: TaskStatus | None = None, limit: int = 100, agent: str | None = None
+        self,
+        *,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        agent: str | None = None,
+        newest_first: bool = False,
     ) -> list[TaskRecord]:
         self._check_open()
-        tasks = sorted(self._tasks.values(), key=lambda t: (t.created_at, t.id))
+        tasks = sorted(
+            self._tasks.values(), key=lambda t: (t.created_at, t.id), reverse=newest_first
+        )
         return [
             task_from_row(t.row())
             for t in tasks

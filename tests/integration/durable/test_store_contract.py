@@ -88,6 +88,20 @@ async def test_agents_claim_only_their_own_tasks(make_store: MakeStore, clock: F
     assert taken is not None and taken.task_id == "r1" and taken.token == 2
 
 
+async def test_listing_newest_first(make_store: MakeStore, clock: FakeClock) -> None:
+    store: Store = await make_store()
+    for i, agent in enumerate(["a", "b", "a", "a"]):
+        await store.create_task(agent, i, task_id=f"t{i}")
+        clock.advance(1)
+    assert [t.id for t in await store.list_tasks(newest_first=True)] == ["t3", "t2", "t1", "t0"]
+    newest = await store.list_tasks(agent="a", newest_first=True, limit=2)
+    assert [t.id for t in newest] == ["t3", "t2"]
+    assert [t.id for t in await store.list_tasks(status="pending", newest_first=True, limit=1)] == [
+        "t3"
+    ]
+    assert [t.id for t in await store.list_tasks(limit=2)] == ["t0", "t1"]  # oldest first
+
+
 async def test_max_running_limits_live_leases_per_agent(
     make_store: MakeStore, clock: FakeClock
 ) -> None:

@@ -1,6 +1,7 @@
 """Acceptance 2: canary PII, credentials and a secret, seeded in inputs, tool results, errors
 and careless log calls, appear nowhere the node writes: log lines, events, stored errors,
-task outputs, metric labels."""
+task outputs, metric labels -- nor in what its HTTP API answers about every task of the run
+(the task records, the task list, each task's journal view, the approval queue)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import io
 import json
 
+import httpx
 import structlog
 from prometheus_client import generate_latest
 from tests.integration.guard.canary_app import CANARIES, CARD, EMAIL, PHONE, SECRET, SSN
@@ -16,6 +18,9 @@ from stalwart import RuntimeSettings
 from stalwart.guard import LocalVault, RedactingEventBus
 from stalwart.node import app_node
 from stalwart.observe import REGISTRY, LogQuery, LogStore, add_log_sink, configure_logging
+from stalwart.server import ObservabilityService, ServerSettings
+
+TOKEN = "canary-api-token-0123456789"
 
 
 async def test_no_canary_reaches_anything_the_node_writes(tmp_path, monkeypatch) -> None:
@@ -32,11 +37,13 @@ async def test_no_canary_reaches_anything_the_node_writes(tmp_path, monkeypatch)
     logstore = LogStore(str(tmp_path / "logs.db"))  # the searchable log store's rows too
     logstore.start()
     events = RedactingEventBus(keep=10_000)
+    http = ObservabilityService(ServerSettings(port=0, api_token=TOKEN, log_db=None))
     node, service = app_node(
         "tests.integration.guard.canary_app:app",
         store=f"sqlite:///{tmp_path}/c.db",
         events=events,
         settings=RuntimeSettings(heartbeat_interval=0.5),
+        services=(http,),
     )
     written: list[str] = []
 
@@ -59,6 +66,25 @@ async def test_no_canary_reaches_anything_the_node_writes(tmp_path, monkeypatch)
             else:
                 assert record.status == "failed"
                 assert "[REDACTED:card]" in json.dumps(record.outcome)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(base_url=http.url, headers=auth, timeout=10) as c:
+            listing = await c.get("/v1/tasks", params={"limit": 1000})
+            assert listing.status_code == 200, listing.text
+            written.append(listing.text)
+            ids = [t["id"] for t in listing.json()["tasks"]]
+            assert set(desk) | {bad} <= set(ids)  # and the subtasks they started
+            steps = 0
+            for task_id in ids:
+                for path in (f"/v1/tasks/{task_id}", f"/v1/tasks/{task_id}/journal"):
+                    r = await c.get(path)
+                    assert r.status_code == 200, (path, r.text)
+                    written.append(r.text)
+                steps += len(r.json()["steps"])
+            assert steps > len(ids)  # the journals were there to search
+            for query in ("", "?reveal=0"):
+                r = await c.get("/v1/approvals" + query)
+                assert r.status_code == 200, r.text
+                written.append(r.text)
 
     try:
         assert await node.run(until=work()) == 0

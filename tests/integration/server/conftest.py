@@ -53,7 +53,12 @@ class RunningNode:
             task,
             stop,
         )
-        self.client = httpx.AsyncClient(base_url=service.url, timeout=10.0)
+        token = service.settings.api_token
+        auth = {"Authorization": f"Bearer {TOKEN}"} if token == TOKEN else {}
+        self.client = httpx.AsyncClient(base_url=service.url, timeout=10.0, headers=auth)
+        """Sends the API token (every non-public path needs it)."""
+        self.anon = httpx.AsyncClient(base_url=service.url, timeout=10.0)
+        """Sends no credentials."""
 
     @property
     def url(self) -> str:
@@ -61,6 +66,7 @@ class RunningNode:
 
     async def close(self) -> int:
         await self.client.aclose()
+        await self.anon.aclose()
         if not self._stop.done():
             self._stop.set_result(None)
         async with asyncio.timeout(30):
@@ -72,16 +78,25 @@ async def start_node(tmp_path) -> AsyncIterator[Callable[..., Any]]:
     """Start in-process nodes with an ObservabilityService on 127.0.0.1:0; all stopped after."""
     started: list[RunningNode] = []
 
-    async def make(root: SupervisorSpec, **settings: Any) -> RunningNode:
+    async def make(root: SupervisorSpec | Node, **settings: Any) -> RunningNode:
+        """``root``: a tree to run on a new node, or a node (e.g. from ``app_node``) to which
+        the service is added; ``settings`` are ServerSettings fields, plus ``rules``,
+        ``notifiers`` and ``secrets`` for the service."""
         rules = settings.pop("rules", None)
         notifiers = settings.pop("notifiers", ())
+        secrets = settings.pop("secrets", None)
         base: dict[str, Any] = {"port": 0, "api_token": TOKEN, "log_db": str(tmp_path / "logs.db")}
         service = ObservabilityService(
-            ServerSettings(**(base | settings)), rules=rules, notifiers=notifiers
+            ServerSettings(**(base | settings)), rules=rules, notifiers=notifiers, secrets=secrets
         )
-        bus = EventBus(log=False)
+        if isinstance(root, Node):
+            node = root
+            node.services = (*node.services, service)
+            bus = node.events
+        else:
+            bus = EventBus(log=False)
+            node = Node(root, FAST, events=bus, services=[service])
         waiter = EventWaiter(bus)
-        node = Node(root, FAST, events=bus, services=[service])
         stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(node.run(until=stop))
         done, _ = await asyncio.wait(

@@ -1,4 +1,5 @@
-// stalwart dashboard: renders /v1/summary, then keeps it live over server-sent events.
+// stalwart dashboard: renders /v1/summary, then keeps it live over server-sent events;
+// lists recent tasks (/v1/tasks) and shows a task's journal (/v1/tasks/{id}/journal).
 "use strict";
 const $ = (id) => document.getElementById(id);
 const fmt = (v, digits = 0) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
@@ -69,7 +70,61 @@ function cluster() {
 }
 cluster();
 setInterval(cluster, 2000);
+
+// an answer of 401 means the session ended (the API token changed): show the login form
+function getJSON(url) {
+  return fetch(url).then((r) => {
+    if (r.status === 401) { location.reload(); throw new Error("logged out"); }
+    return r.json().then((body) => ({ status: r.status, body }));
+  });
+}
+const secs = (v) => (v === null || v === undefined ? "–" : v < 1 ? (v * 1000).toFixed(0) + " ms" : v.toFixed(1) + " s");
+function cell(tr, value, cls) {
+  const td = document.createElement("td"); td.textContent = value; if (cls) td.className = cls; tr.appendChild(td); return td;
+}
+let selected = null;
+function tasks() {
+  getJSON("/v1/tasks?limit=20").then(({ status, body }) => {
+    if (status !== 200) { text("tasks_note", body.error || "tasks unavailable"); return; }
+    text("tasks_note", body.count ? "" : "no tasks yet");
+    $("task_rows").replaceChildren(...body.tasks.map((t) => {
+      const tr = document.createElement("tr");
+      tr.dataset.task = t.id;
+      tr.dataset.status = t.status;
+      if (t.id === selected) tr.className = "selected";
+      cell(tr, t.id); cell(tr, t.agent); cell(tr, t.status, t.status); cell(tr, t.attempts);
+      cell(tr, new Date(t.created_at * 1000).toLocaleTimeString()); cell(tr, secs(t.duration_s));
+      tr.addEventListener("click", () => journal(t.id));
+      return tr;
+    }));
+  }).catch(() => {});
+}
+function journal(id) {
+  selected = id;
+  for (const tr of $("task_rows").children) tr.className = tr.dataset.task === id ? "selected" : "";
+  getJSON("/v1/tasks/" + encodeURIComponent(id) + "/journal").then(({ status, body }) => {
+    const box = $("journal");
+    box.hidden = false;
+    text("journal_task", id);
+    if (status !== 200) { text("journal_status", body.error || "unavailable"); $("journal_steps").replaceChildren(); return; }
+    const badge = $("journal_status");
+    badge.textContent = body.task.status;
+    badge.className = "badge " + (body.task.status === "succeeded" ? "ok" : body.task.status === "failed" ? "bad" : "");
+    $("journal_steps").replaceChildren(...body.steps.map((s) => {
+      const tr = document.createElement("tr");
+      tr.dataset.seq = s.seq;
+      cell(tr, s.seq); cell(tr, s.kind); cell(tr, s.name); cell(tr, s.status, s.status); cell(tr, secs(s.duration_s));
+      const pre = document.createElement("pre"); pre.textContent = JSON.stringify(s.value, null, 1);
+      cell(tr, "").appendChild(pre);
+      return tr;
+    }));
+    box.dataset.task = id;
+  }).catch(() => {});
+}
+tasks();
+setInterval(tasks, 2000);
 const source = new EventSource("/v1/events");
 source.addEventListener("summary", (e) => render(JSON.parse(e.data)));
+source.addEventListener("logout", () => { source.close(); location.reload(); });  // token rotated
 source.onopen = () => { const el = $("live"); el.textContent = "live"; el.className = "badge ok"; };
 source.onerror = () => { const el = $("live"); el.textContent = "reconnecting"; el.className = "badge bad"; };

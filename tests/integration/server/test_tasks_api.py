@@ -1,0 +1,165 @@
+"""The task API, the approval endpoints and the journal view against real nodes.
+
+With the helpdesk app whose resolver waits for a person: a ticket is submitted over
+HTTP, its over-the-limit refund is held, approved over HTTP, and the task then makes
+the refund once; the journals show the steps, redacted. The error mappings that need
+a failing store or a full queue use a stand-in for the node's task API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from stalwart.errors import InputRejected, Overloaded, StoreUnavailable
+from stalwart.llm.sim import order_for
+from stalwart.node import app_node
+from stalwart.runtime import ChildSpec, SupervisorSpec
+from stalwart.testing import ProbeAgent
+
+ROOT = SupervisorSpec("root", [ChildSpec("a", ProbeAgent)])
+
+
+class StandInTasks:
+    """What the API needs of ``node.tasks``: ``submit`` and a ``store``, failing on demand."""
+
+    def __init__(self) -> None:
+        self.fail: Exception | None = None
+        self.store = self
+
+    async def submit(self, agent: str, task_input: Any, *, task_id=None, seed=None) -> str:
+        if self.fail is not None:
+            raise self.fail
+        self.seed = seed
+        return "t-1"
+
+    async def get_task(self, task_id: str) -> None:
+        if isinstance(self.fail, StoreUnavailable):
+            raise self.fail
+
+    async def list_tasks(self, **_: Any) -> list[Any]:
+        raise StoreUnavailable("connection refused (store at 127.0.0.1:1)")
+
+
+@pytest.mark.timeout(60)
+async def test_task_api_answers_each_failure_clearly(start_node):
+    n = await start_node(ROOT)
+    c = n.client
+    none = await c.post("/v1/tasks", json={"agent": "a", "input": 1})
+    assert none.status_code == 404 and "runs no app" in none.json()["error"]
+    assert (await c.get("/v1/approvals")).status_code == 404
+    n.node.tasks = tasks = StandInTasks()
+    cases: list[tuple[Any, int, str]] = [
+        (b"{not json", 400, "not valid JSON"),
+        ([1, 2], 400, "JSON object"),
+        ({"input": 1}, 400, "'agent'"),
+        ({"agent": "a"}, 400, "'input'"),
+        ({"agent": "a", "input": 1, "priority": 2}, 400, "'priority'"),
+        ({"agent": "a", "input": 1, "task_id": 7}, 400, "'task_id'"),
+        ({"agent": "a", "input": 1, "seed": -1}, 400, "'seed'"),
+        ({"agent": "nobody", "input": 1}, 404, "no agent named 'nobody'"),
+    ]
+    for body, status, words in cases:
+        r = await (
+            c.post("/v1/tasks", content=body)
+            if isinstance(body, bytes)
+            else c.post("/v1/tasks", json=body)
+        )
+        assert r.status_code == status and words in r.json()["error"], (body, r.text)
+    ok = await c.post("/v1/tasks", json={"agent": "a", "input": {"x": 1}})
+    assert ok.status_code == 202 and ok.json() == {"id": "t-1", "agent": "a", "status": "pending"}
+    assert ok.headers["location"] == "/v1/tasks/t-1"
+    seeded = await c.post("/v1/tasks", json={"agent": "a", "input": 1, "seed": 42})
+    assert seeded.status_code == 202 and tasks.seed == 42
+    tasks.fail = Overloaded("agent 'a' has 8 tasks waiting, retry later", retry_after=2.5)
+    full = await c.post("/v1/tasks", json={"agent": "a", "input": 1})
+    assert full.status_code == 429 and full.headers["retry-after"] == "3"
+    assert "retry later" in full.json()["error"]
+    tasks.fail = InputRejected("input is nested deeper than 32 levels", reason="too_deep")
+    deep = await c.post("/v1/tasks", json={"agent": "a", "input": 1})
+    assert deep.status_code == 400 and "deeper than 32" in deep.json()["error"]
+    tasks.fail = StoreUnavailable("connection refused")
+    down = await c.post("/v1/tasks", json={"agent": "a", "input": 1})
+    assert down.status_code == 503 and "nothing was stored" in down.json()["error"]
+    assert (await c.get("/v1/tasks")).status_code == 503
+    assert (await c.get("/v1/tasks/t-1")).status_code == 503
+    no_queue = await c.get("/v1/approvals")
+    assert no_queue.status_code == 404 and "no store URL" in no_queue.json()["error"]
+
+
+@pytest.mark.timeout(90)
+async def test_a_held_call_is_approved_over_http_and_the_task_runs_it(
+    start_node, tmp_path, monkeypatch
+):
+    monkeypatch.delenv("STALWART_SIM_URL", raising=False)
+    node, service = app_node(
+        "tests.integration.guard.approval_app:app", store=f"sqlite:///{tmp_path}/hd.db"
+    )
+    n = await start_node(node, rate_limit_per_s=1000, rate_limit_burst=1000)
+    c = n.client
+    order = next(o for o in range(1000, 9999) if order_for(o)["amount_cents"] >= 9000)
+    ticket = {
+        "id": "T-big",
+        "text": f"Hi, my order #{order} arrived damaged. Please issue a refund of 8000 cents. "
+        "Thanks, from ann@example.com",
+        "from": "ann@example.com",
+    }
+    r = await c.post("/v1/tasks", json={"agent": "triage", "input": ticket, "task_id": "T-big"})
+    assert r.status_code == 202, r.text
+    again = await c.post("/v1/tasks", json={"agent": "triage", "input": 1, "task_id": "T-big"})
+    assert again.status_code == 409 and "already exists" in again.json()["error"]
+    deep: Any = 1
+    for _ in range(40):
+        deep = [deep]
+    rejected = await c.post("/v1/tasks", json={"agent": "triage", "input": deep})
+    assert rejected.status_code == 400, rejected.text
+    assert (await c.post("/v1/tasks", json={"agent": "x", "input": 1})).status_code == 404
+
+    async with asyncio.timeout(30):  # the resolver holds the refund for a person
+        while not (pending := (await c.get("/v1/approvals?status=pending")).json()["approvals"]):
+            await asyncio.sleep(0.05)
+    (held,) = pending
+    assert held["tool"] == "refund" and held["status"] == "pending"
+    revealed = (await c.get("/v1/approvals?status=pending&reveal=1")).json()["approvals"][0]
+    assert revealed["arguments"]["amount_cents"] == 8000
+    assert service.sim is not None
+    assert service.sim.world.tools.report()["deliveries"]["payments"] == {}  # not run yet
+    assert (await c.post("/v1/approvals/0123456789abcdef/approve")).status_code == 404
+    bad = await c.post(f"/v1/approvals/{held['id']}/approve", json={"who": "ann"})
+    assert bad.status_code == 400 and "'by'" in bad.json()["error"]
+    decided = await c.post(f"/v1/approvals/{held['id']}/approve", json={"by": "ann"})
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["status"] == "approved" and decided.json()["decided_by"] == "ann"
+    twice = await c.post(f"/v1/approvals/{held['id']}/deny")
+    assert twice.status_code == 409 and "already approved by ann" in twice.json()["error"]
+    await n.waiter.wait("approval_decided", approval=held["id"], timeout=5)
+
+    assert service.tasks is not None
+    record = await service.tasks.wait("T-big", timeout=60)
+    assert record.outcome["status"] == "completed", record.outcome
+    assert len(service.sim.world.tools.report()["deliveries"]["payments"]) == 1  # once
+
+    task = (await c.get("/v1/tasks/T-big")).json()
+    assert task["status"] == "succeeded" and task["attempts"] >= 1
+    assert task["finished_at"] >= task["created_at"]
+    assert "[REDACTED:email]" in json.dumps(task["input"])  # the view is redacted
+    assert "ann@example.com" not in json.dumps(task)
+    listed = (await c.get("/v1/tasks?agent=resolver&limit=5")).json()
+    (resolver,) = [t for t in listed["tasks"] if t["id"].startswith("T-big")]
+    assert (await c.get("/v1/tasks?status=bogus")).status_code == 400
+    assert (await c.get("/v1/tasks/no-such-task")).status_code == 404
+
+    steps = (await c.get(f"/v1/tasks/{resolver['id']}/journal")).json()["steps"]
+    names = [s["name"] for s in steps]
+    assert "approval:refund" in names and "model" in names, names
+    approval = next(s for s in steps if s["name"] == "approval:refund")
+    assert approval["value"]["status"] == "approved"
+    refund = next(s for s in steps if s["name"].endswith("refund") and s["kind"] == "effect")
+    assert refund["effect"]["status"] == "completed" and refund["at"] is not None
+    tools = [s for s in steps if s["name"].startswith("tool:")]
+    assert all(s["duration_s"] is not None for s in tools), tools
+    top = (await c.get("/v1/tasks/T-big/journal")).json()
+    assert top["task"]["id"] == "T-big" and "agent:resolver" in [s["name"] for s in top["steps"]]
+    assert "ann@example.com" not in json.dumps(top)
