@@ -18,12 +18,23 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from stalwart.chaos._stats import percentiles
 from stalwart.durable import TaskRecord
 from stalwart.errors import StalwartError
-from stalwart.node import Tasks
+
+
+class TaskApi(Protocol):
+    """What the driver needs of a node: :class:`stalwart.node.Tasks` in this process, or
+    :class:`~stalwart.chaos._http_tasks.HttpTasks` through its HTTP API."""
+
+    async def submit(
+        self, agent: str, task_input: Any, *, task_id: str | None = None, seed: int | None = None
+    ) -> str: ...
+
+    async def get(self, task_id: str) -> TaskRecord | None: ...
+
 
 __all__ = ["Driver", "Phase", "TaskLog"]
 
@@ -89,7 +100,7 @@ class Driver:
 
     def __init__(
         self,
-        tasks: Tasks,
+        tasks: TaskApi,
         agent: str,
         inputs: Callable[[int], Any],
         *,

@@ -22,14 +22,20 @@ the node stayed ready, and p99 stayed within ``latency_bound`` when one is set.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import secrets
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
 
-from stalwart.chaos._driver import Driver
+from stalwart.chaos._driver import Driver, TaskApi
+from stalwart.chaos._http_tasks import HttpTasks
 from stalwart.chaos._reference import compare_with_reference
 from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target
+from stalwart.durable import TaskRecord
+from stalwart.errors import ConfigError
+from stalwart.server import ObservabilityService, ServerSettings
 
 __all__ = ["LoadConfig", "run_load"]
 
@@ -48,6 +54,63 @@ class LoadConfig:
     max_tasks: int = 20_000
     latency_bound: float | None = None
     reference_sample: int = 200
+    api: Literal["http", "inprocess"] = "http"
+    """How tasks reach the node: ``http``, its own HTTP task API (``POST``/``GET
+    /v1/tasks``, as users reach it: shedding is a 429), or ``inprocess``, the node's
+    :class:`~stalwart.node.Tasks` called directly (no HTTP in the measurement)."""
+
+    def __post_init__(self) -> None:
+        if self.api not in ("http", "inprocess"):
+            raise ConfigError(f"load api must be 'http' or 'inprocess', got {self.api!r}")
+
+
+class _SubmitOverHttp:
+    """Submissions through the HTTP API, lookups straight from the node's store."""
+
+    def __init__(self, http: HttpTasks, local: TaskApi) -> None:
+        self.http, self.local = http, local
+
+    async def submit(
+        self, agent: str, task_input: Any, *, task_id: str | None = None, seed: int | None = None
+    ) -> str:
+        return await self.http.submit(agent, task_input, task_id=task_id, seed=seed)
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        return await self.local.get(task_id)
+
+
+@contextlib.asynccontextmanager
+async def task_api(t: Target, api: str) -> AsyncIterator[tuple[TaskApi, str | None]]:
+    """The node's task API as the load driver reaches it, and its URL when over HTTP.
+
+    The HTTP server is the node's own (the one ``stalwart run`` serves) on a free
+    loopback port, with a bearer token made for the run (submitting is a mutating
+    call), no log store, and a per-client request limit far above any load level:
+    one load generator is one client, and the limit under test is the node's
+    admission limit, not the API's abuse guard. Tasks are submitted over HTTP and
+    followed in the store: polling every outstanding task over HTTP four times a
+    second would be load no real client makes, and latency comes from the store's
+    timestamps either way.
+    """
+    if api == "inprocess":
+        yield t.tasks, None
+        return
+    token = secrets.token_urlsafe(32)
+    settings = ServerSettings(
+        port=0,
+        api_token=token,
+        log_db=None,
+        rate_limit_per_s=1_000_000.0,
+        rate_limit_burst=1_000_000,
+    )
+    server = ObservabilityService(settings)
+    await server.start(t.node)
+    client = HttpTasks(server.url, token=token)
+    try:
+        yield _SubmitOverHttp(client, t.tasks), server.url
+    finally:
+        await client.aclose()
+        await server.stop()
 
 
 def _fallbacks(driver: Driver, phase: str) -> int:
@@ -72,7 +135,12 @@ async def run_load(
     tell = say or (lambda _m: None)
 
     async def body(t: Target) -> dict[str, Any]:
-        driver = Driver(t.tasks, t.agent, inputs, seed=tc.seed, on_progress=progress)
+        async with task_api(t, cfg.api) as (tasks, url):
+            tell(f"tasks go to {url}/v1/tasks" if url else "tasks go to the node in-process")
+            return await levels_run(t, Driver(tasks, t.agent, inputs, seed=tc.seed,
+                                              on_progress=progress))  # fmt: skip
+
+    async def levels_run(t: Target, driver: Driver) -> dict[str, Any]:
         calibration: dict[str, Any] = {"source": "given", "rate": cfg.rate}
         base = cfg.rate
         if base is None:
@@ -153,6 +221,7 @@ async def run_load(
     result: dict[str, Any] = {
         "command": "load",
         "app": tc.app,
+        "api": cfg.api,
         "seed": tc.seed,
         "calibration": run["calibration"],
         "agent_concurrency": run["concurrency"],

@@ -89,6 +89,8 @@ def add_chaos_commands(sub: Any) -> None:
     load.add_argument("--latency-bound", type=float, help="p99 seconds each level must keep")
     load.add_argument("--reference-sample", type=int, default=200,
                       help="tasks compared with a fault-free run (default 200)")  # fmt: skip
+    load.add_argument("--api", choices=("http", "inprocess"), default="http",
+                      help="via the node's HTTP task API (default) or in-process")  # fmt: skip
     soak = sub.add_parser("soak", help="steady load for long; flags leaks and growth")
     _common(soak, duration="10m", rate=5.0)
     soak.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
@@ -159,6 +161,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             drain=args.drain,
             latency_bound=args.latency_bound,
             reference_sample=args.reference_sample,
+            api=args.api,
         )
         return await run_load(lcfg, progress=progress, say=progress.say)
     progress = Progress(args.duration, label="soak")
