@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.config import RuntimeSettings
 from stalwart.errors import ConfigError, StartError
-from stalwart.observe import EventBus, Readiness, catalog
+from stalwart.observe import EventBus, Readiness, catalog, log_context
 from stalwart.runtime import AgentRef, Runtime, SupervisorSpec
 
 __all__ = ["Node", "NodeService"]
@@ -122,6 +122,12 @@ class Node:
         return self.tasks
 
     async def run(self, until: Awaitable[Any] | None = None) -> int:
+        # every line the node logs, and every agent line it ingests, names the node: in a
+        # cluster the shared log store is searched across nodes
+        with log_context(node=self.id):
+            return await self._run(until)
+
+    async def _run(self, until: Awaitable[Any] | None) -> int:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -284,6 +284,9 @@ def ingest_line(line: str, **defaults: Any) -> None:
     for key, value in defaults.items():
         if fields.get(key) is None:
             fields[key] = value
+    for key in COMMON_FIELDS:  # an agent's null leaves the field to this process's context
+        if key in fields and fields[key] is None:
+            del fields[key]
     level_name = str(fields.pop("level", None) or "info").upper()
     levelno = logging.getLevelName(level_name)
     if not isinstance(levelno, int):

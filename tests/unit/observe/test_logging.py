@@ -149,3 +149,11 @@ def test_exported_rules_pass_promtool(tmp_path):
     )
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
     assert b"16 rules found" in check.stdout
+
+
+def test_an_agent_line_names_the_node_that_ingests_it(stream):
+    agent_line = {f: None for f in COMMON_FIELDS} | {"event": "task_started", "task_id": "T9"}
+    ingest_line(json.dumps(agent_line), agent_id="resolver")
+    got = lines(stream)[0]
+    assert got["node"] == "n1"  # the agent rendered null; the node's context fills it
+    assert (got["agent_id"], got["task_id"], got["step"]) == ("resolver", "T9", None)
