@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 __all__ = ["Receiver"]
 
 
 class Receiver:
-    """Accepts ``POST``s on 127.0.0.1 and keeps their JSON bodies (bounded, 1 MiB each)."""
+    """Accepts ``POST``s on 127.0.0.1 and keeps their JSON bodies (bounded, 1 MiB each).
+
+    ``times[i]`` is the wall time ``bodies[i]`` arrived (delivery latencies: MA-3).
+    """
 
     def __init__(self) -> None:
         self.bodies: list[Any] = []
+        self.times: list[float] = []
         self.port = 0
         self._server: asyncio.Server | None = None
 
@@ -41,9 +46,11 @@ class Receiver:
                         length = int(line.split(":", 1)[1])
                 body = await reader.readexactly(min(length, 2**20))
             try:
-                self.bodies.append(json.loads(body))
+                parsed: Any = json.loads(body)
             except json.JSONDecodeError:
-                self.bodies.append({"raw": body[:200].decode("utf-8", "replace")})
+                parsed = {"raw": body[:200].decode("utf-8", "replace")}
+            self.times.append(time.time())
+            self.bodies.append(parsed)
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
             await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, ValueError, OSError):

@@ -13,6 +13,8 @@ from typing import Any
 from stalwart.errors import ConfigError
 from stalwart.observe import get_logger
 from stalwart.verify import (  # noqa: F401 - importing registers the checks
+    _checks_alerts,
+    _checks_dashboard,
     _checks_degradation,
     _checks_errors,
     _checks_monitoring,

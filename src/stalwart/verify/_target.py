@@ -31,6 +31,34 @@ VERIFY_RULES = """
 name = "ProlongedDegradation"
 warning = {value = 1, for_s = 3}
 critical = {value = 1, for_s = 6}
+
+# MA-3 makes every rule fire for real and resolve: `for` times and windows shortened
+# (thresholds kept, except memory growth: 64/192 MiB in 8 s instead of 256 MiB/1 GiB in 30 min)
+[[rule]]
+name = "ModelErrorRate"
+window_s = 5
+warning = {value = 0.05, for_s = 1}
+critical = {value = 0.25, for_s = 1}
+[[rule]]
+name = "BreakerOpen"
+critical = {value = 1, for_s = 3}
+[[rule]]
+name = "RestartStorm"
+window_s = 8
+[[rule]]
+name = "TaskFailureRate"
+window_s = 5
+warning = {value = 0.05, for_s = 1}
+critical = {value = 0.2, for_s = 1}
+[[rule]]
+name = "MemoryGrowth"
+window_s = 8
+warning = {value = 67108864, for_s = 1}
+critical = {value = 201326592, for_s = 1}
+[[rule]]
+name = "ReadinessFailing"
+warning = {value = 1, for_s = 1}
+critical = {value = 1, for_s = 3}
 """
 
 
