@@ -30,7 +30,7 @@ from stalwart.observe._logging import (
 from stalwart.observe._logstore import LogQuery, LogStore, parse_since, search
 from stalwart.observe._metrics import REGISTRY
 from stalwart.observe._procmetrics import ProcessCollector, sample_process
-from stalwart.observe._ship import MetricShipper, apply_samples
+from stalwart.observe._ship import MetricShipper, apply_samples, forget_source
 
 __all__ = [
     "COMMON_FIELDS",
@@ -52,6 +52,7 @@ __all__ = [
     "Threshold",
     "add_log_sink",
     "apply_samples",
+    "forget_source",
     "catalog",
     "configure_logging",
     "default_rules",

@@ -10,6 +10,13 @@ node applies them to its own registry with :func:`apply_samples`, so
 
 Only what the agent changed is shipped: the shipper's baseline is taken when it
 is created, so an agent never resets a node-side gauge it did not touch.
+
+Gauges are *state*, so the node keeps them per process (``source``): a series
+shows the largest value any live process shipped for it (an open breaker in one
+agent is an open dependency), and when a process exits its values go with it
+(:func:`forget_source`). Without that, an agent killed while its breaker was
+open would leave the node reporting the breaker open for good: the restarted
+agent starts at zero and, never having changed the gauge, ships nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from stalwart.observe._metrics import REGISTRY
 
-__all__ = ["MetricShipper", "apply_samples"]
+__all__ = ["MetricShipper", "apply_samples", "forget_source"]
 
 REJECTED = Counter(
     "stalwart_shipped_samples_rejected_total",
@@ -31,6 +38,10 @@ REJECTED = Counter(
 
 Sample = dict[str, Any]
 _Key = tuple[str, tuple[tuple[str, str], ...]]
+
+# node side: gauge series -> {source: value}, per registry; touched only from the node's
+# event loop (the frames of every agent channel are read there)
+_GAUGES: dict[int, dict[_Key, dict[str, float]]] = {}
 
 
 class MetricShipper:
@@ -86,9 +97,16 @@ class MetricShipper:
                        "v": g["s"] - old_s}  # fmt: skip
 
 
-def apply_samples(samples: Iterable[Sample], registry: CollectorRegistry = REGISTRY) -> int:
-    """Node side: add shipped deltas (set gauges) to ``registry``; returns how many applied."""
+def apply_samples(
+    samples: Iterable[Sample], registry: CollectorRegistry = REGISTRY, *, source: str = ""
+) -> int:
+    """Node side: add shipped deltas (set gauges) to ``registry``; returns how many applied.
+
+    ``source`` names the process that shipped them (its gauges are kept apart, see the
+    module docstring).
+    """
     collectors = registry._names_to_collectors
+    gauges = _GAUGES.setdefault(id(registry), {})
     applied = 0
     for sample in samples:
         try:
@@ -101,7 +119,10 @@ def apply_samples(samples: Iterable[Sample], registry: CollectorRegistry = REGIS
             if kind == "counter":
                 child.inc(float(sample["v"]))
             elif kind == "gauge":
-                child.set(float(sample["v"]))
+                key = (str(sample["n"]), tuple(sorted(labels.items())))
+                values = gauges.setdefault(key, {})
+                values[source] = float(sample["v"])
+                child.set(max(values.values()))
             elif kind == "histogram":
                 buckets = child._buckets
                 deltas = sample["b"]
@@ -117,3 +138,20 @@ def apply_samples(samples: Iterable[Sample], registry: CollectorRegistry = REGIS
         except (KeyError, ValueError, TypeError, AttributeError):
             REJECTED.inc()
     return applied
+
+
+def forget_source(source: str, registry: CollectorRegistry = REGISTRY) -> None:
+    """Node side: ``source`` has exited; each gauge it shipped falls back to the largest
+    value another live process shipped, or to 0."""
+    gauges = _GAUGES.get(id(registry), {})
+    collectors = registry._names_to_collectors
+    for key, values in list(gauges.items()):
+        if values.pop(source, None) is None:
+            continue
+        name, labels = key
+        metric: Any = collectors.get(name)
+        if metric is not None:
+            child = metric.labels(**dict(labels)) if labels else metric
+            child.set(max(values.values(), default=0.0))
+        if not values:
+            del gauges[key]

@@ -34,7 +34,7 @@ from stalwart.errors import (
     RemoteError,
     StartError,
 )
-from stalwart.observe import EventBus, apply_samples, ingest_line
+from stalwart.observe import EventBus, apply_samples, forget_source, ingest_line
 from stalwart.runtime import _metrics as m
 from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
 from stalwart.runtime._child import SpawnRequest
@@ -295,7 +295,7 @@ class ProcessHost:
                 ingest_line(frame.line, agent_id=proc.name)
                 continue
             if isinstance(frame, MetricSamples):
-                apply_samples(frame.samples)
+                apply_samples(frame.samples, source=f"{proc.name}/{proc.pid}")
                 continue
             if isinstance(frame, Reply):
                 fut = proc.pending.get(frame.ref)
@@ -367,6 +367,7 @@ class ProcessHost:
         info = ExitInfo(proc.name, proc.incarnation, proc.pid, code, sig, reason)
         proc.exit = info
         proc.state = "exited"
+        forget_source(f"{proc.name}/{proc.pid}")  # its gauges (breaker states...) go with it
         m.AGENT_EXITS.labels(proc.name, reason).inc()
         self.events.emit(
             "agent_exited",

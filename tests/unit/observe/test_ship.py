@@ -58,3 +58,21 @@ def test_unknown_or_mismatched_samples_are_rejected_not_raised():
         {"n": "x_seconds", "k": "histogram", "l": {"model": "m"}, "b": [1], "v": 1},
     ]
     assert apply_samples(bad, node) == 0
+
+
+def test_a_gauge_shows_the_largest_live_value_and_an_exited_process_takes_its_own_along():
+    from stalwart.observe import forget_source
+
+    _agent, node, _am, _nm = pair()
+    opened = [{"n": "x_degraded", "k": "gauge", "l": {"component": "model"}, "v": 1}]
+    closed = [{"n": "x_degraded", "k": "gauge", "l": {"component": "model"}, "v": 0}]
+    apply_samples(opened, node, source="triage/100")
+    apply_samples(closed, node, source="resolver/101")
+    assert value(node, "x_degraded", component="model") == 1  # open somewhere: open
+    forget_source("triage/100", node)  # killed while open: the restart ships nothing
+    assert value(node, "x_degraded", component="model") == 0
+    apply_samples(opened, node, source="resolver/101")
+    forget_source("nobody/1", node)  # a process that shipped nothing changes nothing
+    assert value(node, "x_degraded", component="model") == 1
+    forget_source("resolver/101", node)
+    assert value(node, "x_degraded", component="model") == 0
