@@ -18,6 +18,7 @@ from typing import Any
 
 from stalwart.errors import InvalidMessage, ProtocolError
 from stalwart.observe import MetricShipper, configure_logging
+from stalwart.resilience import BREAKERS
 from stalwart.runtime._agent import CALL_DEADLINE, AgentContext
 from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
 from stalwart.runtime._messages import (
@@ -141,6 +142,10 @@ class _AgentMain:
             await asyncio.sleep(self.req.heartbeat_interval)
 
     def _ship_metrics(self) -> None:
+        # An open breaker turns half-open when its wait has passed, but only when someone
+        # looks: read them all, so one no call reaches (a fallback while the primary
+        # serves) does not report "open" forever
+        BREAKERS.snapshot()
         samples = self.shipper.collect()
         if samples:
             self.channel.send(MetricSamples(samples=samples))
