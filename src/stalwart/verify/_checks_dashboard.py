@@ -25,7 +25,7 @@ import shutil
 import time
 from typing import Any
 
-from stalwart.verify._checks_alerts import Pump
+from stalwart.verify._alert_drivers import Pump
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
 
