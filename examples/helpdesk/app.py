@@ -2,6 +2,13 @@
 
 Run it with ``stalwart run examples.helpdesk.app:app`` (it starts the
 simulated models and services itself), or see ``demo.py`` for ``make demo``.
+
+The simulated models' API key is a secret reference, ``secret://sim-api-key``,
+resolved at each request from the secrets provider (the local vault by default)
+as a real provider's key would be; the node starting the app creates it in the
+local vault when it is missing (``stalwart.node._simkey``), so a fresh checkout
+runs as it is. The resolver's model spend is capped per task, per agent per day
+and per day (``BUDGET``).
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from typing import Any
 import httpx
 
 from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext
-from stalwart.guard import ArgRule, Provenance, Security, TaintPolicy, ToolRule
+from stalwart.guard import ArgRule, Budget, Provenance, Security, TaintPolicy, ToolRule
+from stalwart.llm import Provider
 from stalwart.llm.sim import Rule, Scenario, service_url
 from stalwart.tools import tool
 
@@ -164,7 +172,14 @@ def email_check(args: Mapping[str, Any], seen: Provenance) -> str | None:
     return None
 
 
+BUDGET = Budget(task_usd=0.25, agent_usd=1500.0, day_usd=3000.0)
+"""Model spend limits (the sim is priced like gpt-4o and gpt-4o-mini). A ticket costs
+about $0.0014 (a refund, the dearest, $0.003); a call reserves its worst case, about
+$0.014, first. The daily limits leave room for a 24 h soak at 5 tickets/s (about $600)
+and stop a runaway far short of what it could otherwise spend in a day."""
+
 SECURITY = Security(
+    budget=BUDGET,
     taint=TaintPolicy(
         principal_fields=("from",),  # set by the ticketing system, not typed by the customer
         record_tools=("lookup_order",),  # our order database: facts, not instructions
@@ -243,6 +258,8 @@ TRIAGE = PythonAgent(name="triage", fn=triage, agents=("resolver",), max_tasks=1
 app = App(
     agents=[TRIAGE, RESOLVER],
     models={"main": ["sim:strong", "sim:weak"]},
+    # the node puts the sim's address here; the key is a reference, never a value
+    providers={"sim": Provider("http://set-by-the-node", api_key="secret://sim-api-key")},
     store="sqlite:///helpdesk.db",
     sim=True,
     scenario=SCENARIO,

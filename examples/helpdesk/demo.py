@@ -2,11 +2,12 @@
 then ``stalwart verify`` on the same app: the production-readiness report.
 
 Runs entirely on embedded defaults: a SQLite store in a temporary directory and
-the simulated models and services. Shows a progress bar, then a summary table,
-then the readiness checklist item by item (a few minutes: the load, chaos and
-soak items run short, see docs/verify.md; ``--no-verify`` skips it). Exits
-non-zero if any ticket was lost, any side effect was delivered twice, or a
-critical checklist item failed.
+the simulated models and services; the sim's API key (``secret://sim-api-key``)
+lives in a local vault beside the store, where the node creates it. Shows a
+progress bar, then a summary table, then the readiness checklist item by item (a
+few minutes: the load, chaos and soak items run short, see docs/verify.md;
+``--no-verify`` skips it). Exits non-zero if any ticket was lost, any side effect
+was delivered twice, or a critical checklist item failed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from stalwart.observe import Event, EventBus
 async def run(count: int, seed: int, kill: bool, console: Console) -> int:
     workdir = tempfile.mkdtemp(prefix="stalwart-demo-")
     store = f"sqlite:///{workdir}/helpdesk.db"
+    # the run's own vault (the agents inherit these): nothing is written outside workdir
+    os.environ["STALWART_SECRETS"] = "vault"
+    os.environ["STALWART_VAULT"] = f"{workdir}/vault.enc"
+    os.environ["STALWART_VAULT_KEY_FILE"] = f"{workdir}/vault.key"
     bus = EventBus(log=False)
     restarts: list[Event] = []
     bus.subscribe(lambda e: restarts.append(e) if e.name == "agent_restarted" else None)

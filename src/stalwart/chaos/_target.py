@@ -49,6 +49,9 @@ class TargetConfig:
     heartbeat: float = 0.5
     max_pending: int | None = None
     peer: bool = False
+    parent: str | None = None
+    """Where the run's temporary directory (store, tmpfs quota) is made; None: the
+    system's temporary directory. ``stalwart verify`` keeps its runs in its work dir."""
 
 
 @dataclasses.dataclass
@@ -130,7 +133,9 @@ def mount_quota(path: pathlib.Path, size_mb: int, undo: UndoStack) -> None:
 
 @contextlib.asynccontextmanager
 async def _workdir(config: TargetConfig) -> AsyncIterator[pathlib.Path]:
-    root = pathlib.Path(tempfile.mkdtemp(prefix="stalwart-chaos-"))
+    if config.parent is not None:
+        os.makedirs(config.parent, exist_ok=True)
+    root = pathlib.Path(tempfile.mkdtemp(prefix="stalwart-chaos-", dir=config.parent))
     infra = UndoStack()
     try:
         if config.quota_mb is not None:

@@ -231,6 +231,45 @@ class SpendLedger:
                         key=key if scope != "task" else key[:64], ratio=round(ratio, 4),
                     )  # fmt: skip
 
+    def add_spent(
+        self, scope: str, key: str, amount_usd: float, *, period: str | None = None
+    ) -> float:
+        """Add ``amount_usd`` to one counter's settled spend; returns the counter's new value.
+
+        For spend made outside this ledger's reservations -- carried over from another
+        ledger, or seeded by ``stalwart verify`` to bring a limit within reach of a few
+        real calls. A negative amount takes spend back (never below zero). No event is
+        emitted and the gauge is left alone: no model call happened. ``scope`` is
+        ``task`` (``key``: the task id), ``agent`` (the agent's name) or ``day``
+        (``key`` ``*``); ``period`` defaults to today (``""`` for a task).
+        """
+        if scope not in ("task", "agent", "day"):
+            raise ConfigError(f"budget scope must be 'task', 'agent' or 'day', got {scope!r}")
+        if not math.isfinite(amount_usd):
+            raise ConfigError(f"spend must be a finite amount, got {amount_usd!r}")
+        day = ("" if scope == "task" else self.period()) if period is None else period
+        with self._lock, self._conn.exclusive():
+            row = self._conn.execute(
+                "SELECT spent_usd FROM guard_spend WHERE scope=? AND key=? AND period=?",
+                (scope, key, day),
+            ).fetchone()
+            total = max(0.0, (float(row[0]) if row else 0.0) + amount_usd)
+            self._conn.execute(
+                "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) "
+                "VALUES (?, ?, ?, ?, 0) ON CONFLICT (scope, key, period) DO UPDATE SET "
+                "spent_usd = excluded.spent_usd",
+                (scope, key, day, total),
+            )
+        return total
+
+    def reserved(self, scope: str, key: str, period: str | None = None) -> float:
+        """What in-flight calls hold of one counter: reservations younger than
+        ``stale_after`` (those of a process killed mid-call included, until then)."""
+        day = ("" if scope == "task" else self.period()) if period is None else period
+        with self._lock:
+            _, held = self._used(scope, key, day, self.clock.time())
+        return held
+
     def spent(self, scope: str, key: str, period: str | None = None) -> float:
         """Settled spend of one counter (``period`` defaults to today, or ``""`` for tasks)."""
         day = ("" if scope == "task" else self.period()) if period is None else period

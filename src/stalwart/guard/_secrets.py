@@ -242,6 +242,26 @@ class LocalVault:
         default_redactor().add_known(value)
         return version
 
+    def ensure(self, name: str, value: str) -> bool:
+        """Store ``value`` under ``name`` unless the vault holds ``name`` already.
+
+        Returns True when it stored the value. The check and the write are one step
+        under the vault's lock, so processes racing to provision the same secret
+        (several nodes starting at once) store one value between them.
+        """
+        secret_name(name)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"secret {name!r}: the value must be a non-empty string")
+        with self._locked():
+            self._cache = None
+            data = self._load()
+            if name in data["secrets"]:
+                return False
+            data["secrets"][name] = {"value": value, "version": 1}
+            self._store(data)
+        default_redactor().add_known(value)
+        return True
+
     def rotate(self, name: str, value: str | None = None) -> int:
         """Replace ``name``'s value (a fresh random one if ``value`` is None)."""
         self.get(name)  # rotating an unknown secret is a mistake, not a create

@@ -15,6 +15,7 @@ from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded
 from stalwart.guard import RedactingEventBus, install_redactor, validate_input
 from stalwart.llm.sim import SimServer
 from stalwart.node._node import Node, NodeService
+from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import REGISTRY, EventBus, catalog, set_redactor
 from stalwart.runtime import ChildSpec, SupervisorSpec
 
@@ -155,6 +156,7 @@ class AppService:
     async def start(self, node: Node) -> None:
         self.node_id = node.id
         install_redactor()  # every log line the node writes (its own and its agents') is redacted
+        provision_sim_key(self.app, node.events)  # before any agent resolves it
         if self.sim_port is not None:
             self.sim = SimServer(port=self.sim_port, scenario=self.app.scenario)
             await asyncio.to_thread(self.sim.start)

@@ -10,7 +10,7 @@ from typing import Any
 from stalwart.verify._model import Status
 from stalwart.verify._target import Target
 
-__all__ = ["CHECKS", "Outcome", "check", "pct"]
+__all__ = ["CHECKS", "Outcome", "check", "item_timeout", "pct"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -22,18 +22,28 @@ class Outcome:
 
 Check = Callable[[Target], Awaitable[Outcome]]
 CHECKS: dict[str, Check] = {}
+TIMEOUTS: dict[str, Callable[[], float]] = {}
 
 
-def check(item_id: str) -> Callable[[Check], Check]:
-    """Register the verification of ``item_id`` (one per item)."""
+def check(item_id: str, *, timeout: Callable[[], float] | None = None) -> Callable[[Check], Check]:
+    """Register the verification of ``item_id`` (one per item). ``timeout`` gives the
+    seconds it may take, when that depends on its settings (a soak's length)."""
 
     def register(fn: Check) -> Check:
         if item_id in CHECKS:
             raise ValueError(f"{item_id} already has a verification")
         CHECKS[item_id] = fn
+        if timeout is not None:
+            TIMEOUTS[item_id] = timeout
         return fn
 
     return register
+
+
+def item_timeout(item_id: str, default: float) -> float:
+    """The seconds ``item_id``'s verification may take (``default`` unless it says)."""
+    given = TIMEOUTS.get(item_id)
+    return max(default, given()) if given is not None else default
 
 
 def pct(values: list[float], q: float) -> float:

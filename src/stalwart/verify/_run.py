@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import pathlib
-import shutil
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -14,16 +13,18 @@ from stalwart.errors import ConfigError
 from stalwart.observe import get_logger
 from stalwart.verify import (  # noqa: F401 - importing registers the checks
     _checks_alerts,
+    _checks_budget,
     _checks_dashboard,
     _checks_degradation,
     _checks_errors,
+    _checks_load,
     _checks_monitoring,
     _checks_process,
     _checks_security,
     _checks_state,
 )
 from stalwart.verify._model import ITEMS, ItemResult
-from stalwart.verify._registry import CHECKS
+from stalwart.verify._registry import CHECKS, item_timeout
 from stalwart.verify._report import compare, write_reports
 from stalwart.verify._target import Target
 
@@ -31,7 +32,8 @@ __all__ = ["run_verify"]
 
 _log = get_logger("stalwart.verify")
 ITEM_TIMEOUT = 180.0
-"""Seconds one item's verification may take before it counts as failed."""
+"""Seconds one item's verification may take before it counts as failed (unless it
+registered a longer one: LC-1 … LC-3 scale with their configured durations)."""
 
 
 def _baseline_item(
@@ -81,8 +83,7 @@ async def run_verify(
     started = time.monotonic()
     results: list[ItemResult] = []
     chosen = [i for i in ITEMS if not only or i.id in only]
-    # the work directory is verify's own: a previous run's store would clash with task ids
-    await asyncio.to_thread(shutil.rmtree, out / "work", True)
+    # the work directory is verify's own: the Target empties it once it holds its lock
     async with Target(app_ref, out / "work") as target:
         for item in chosen:
             t0 = time.monotonic()
@@ -109,7 +110,7 @@ async def run_verify(
                 continue
             _log.info("verify_item_started", item=item.id)
             try:
-                async with asyncio.timeout(ITEM_TIMEOUT):
+                async with asyncio.timeout(item_timeout(item.id, ITEM_TIMEOUT)):
                     outcome = await fn(target)
                 status, evidence, remedy = outcome.status, outcome.evidence, outcome.remediation
             except Exception as exc:  # a verification that breaks is a failed item, not a crash

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import pathlib
 import random
+import shutil
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
+from stalwart.agent._taskagent import secret_resolver
 from stalwart.config import RuntimeSettings, load_ref
 from stalwart.durable import TaskRecord
-from stalwart.errors import StalwartError
+from stalwart.errors import ConfigError, StalwartError
+from stalwart.guard import SecretProvider, provider_from_env
 from stalwart.llm.sim import SimServer
 from stalwart.node import AppService, Node, Tasks, app_node
-from stalwart.observe import Event, EventBus
+from stalwart.observe import Event, EventBus, configure_logging
 from stalwart.server import ObservabilityService, ServerSettings
 from stalwart.verify._receiver import Receiver
 
@@ -62,11 +66,22 @@ critical = {value = 1, for_s = 3}
 """
 
 
+SECRETS_ENV = ("STALWART_SECRETS", "STALWART_VAULT", "STALWART_VAULT_KEY_FILE")
+"""The variables that choose the secrets provider (set for the verify run, then restored)."""
+
+
 class Target:
     """Starts ``app_ref`` on a fresh SQLite store in ``workdir``; stops it on exit.
 
     Checks reach the node (``node``), its task API (``tasks``), the simulated
     world (``sim``) and every event the node emitted (``events`` / ``wait_event``).
+
+    Secrets: ``secrets_kind`` is the provider the environment configures (what SE-1
+    judges). Unless that is the env provider, the node runs on a local vault of its
+    own in ``workdir`` (``secrets``): the sim's key is created there when the node
+    starts, and SE-1 rotates it there -- your vault or secrets manager is never
+    written to. The variables are set for the run (agent processes inherit them)
+    and restored on exit.
     """
 
     def __init__(self, app_ref: str, workdir: pathlib.Path, *, seed: int = 7) -> None:
@@ -91,8 +106,80 @@ class Target:
         async with self._changed:
             self._changed.notify_all()
 
+    def _use_own_vault(self) -> None:
+        self.secrets_kind = os.environ.get("STALWART_SECRETS", "vault")
+        self._saved_env = {k: os.environ.get(k) for k in SECRETS_ENV}
+        if self.secrets_kind != "env":
+            os.environ["STALWART_SECRETS"] = "vault"
+            os.environ["STALWART_VAULT"] = str(self.workdir / "vault.enc")
+            os.environ["STALWART_VAULT_KEY_FILE"] = str(self.workdir / "vault.key")
+        secret_resolver.cache_clear()  # this process's resolver follows the variables
+        self.secrets: SecretProvider = provider_from_env()
+
+    def _restore_env(self) -> None:
+        for key, value in getattr(self, "_saved_env", {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        secret_resolver.cache_clear()
+
+    def _ensure_logging(self) -> None:
+        """The node's log store (MA-5, GD-3, EH-4 and SE-4 search it) is fed by the logging
+        pipeline: a process that configured none (``run_verify`` called as a library) gets
+        one writing to ``workdir/node.log`` for the run, removed on exit."""
+        import structlog
+
+        self._log_file: TextIO | None = None
+        if not structlog.is_configured():
+            self._log_file = open(self.workdir / "node.log", "a")  # noqa: SIM115 - closed on exit
+            configure_logging(stream=self._log_file)
+
+    def _restore_logging(self) -> None:
+        import structlog
+
+        log_file = getattr(self, "_log_file", None)
+        if log_file is not None:
+            configure_logging(stream=log_file, capture_stdlib=False)  # the stdlib bridge off
+            structlog.reset_defaults()
+            log_file.close()
+            self._log_file = None
+
+    def _lock_workdir(self) -> None:
+        """One run per work dir (two would share its store, vault and log store), which
+        is verify's own: emptied once the lock is held (a previous run's store would
+        clash with task ids). The lock file sits beside it, so emptying keeps it."""
+        self.workdir.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.workdir.parent / ".verify.lock"
+        self._lock = open(lock_path, "a")  # noqa: SIM115 - held until exit
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise ConfigError(
+                f"another stalwart verify is running in {self.workdir.parent}: give this "
+                "one another --out directory"
+            ) from None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir.mkdir(parents=True)
+
+    def _unlock_workdir(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None and not lock.closed:
+            lock.close()  # closing the file releases the lock
+
     async def __aenter__(self) -> Target:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self._lock_workdir)
+        try:
+            self._use_own_vault()
+            self._ensure_logging()
+            await self._start()
+        except BaseException:
+            await self.__aexit__()  # the variables, the logging and the lock are given back
+            raise
+        return self
+
+    async def _start(self) -> None:
         store = f"sqlite:///{self.workdir}/verify.db"
         # the node's real HTTP service (probes, /metrics, logs, alerts) on a free loopback
         # port, its alert notifications delivered to a receiver here; the prolonged-
@@ -120,18 +207,26 @@ class Target:
         async with asyncio.timeout(60):
             while not self.node.ready:
                 if self._run.done():
-                    raise StalwartError(f"the app {self.app_ref!r} did not start")
+                    why = [str(e.fields.get("error")) for e in self.events("node_start_failed")]
+                    raise StalwartError(
+                        f"the app {self.app_ref!r} did not start" + (f": {why[-1]}" if why else "")
+                    )
                 await asyncio.sleep(0.01)
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if not self._stop.done():
-            self._stop.set_result(None)
-        if self._run is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(60):
-                    await self._run
-        await self.receiver.close()
+        try:
+            if not self._stop.done():
+                self._stop.set_result(None)
+            if self._run is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(60):
+                        await self._run
+            if hasattr(self, "receiver"):
+                await self.receiver.close()
+        finally:
+            self._restore_env()
+            self._restore_logging()
+            self._unlock_workdir()
 
     # -- what checks use ---------------------------------------------------------------------
     @property

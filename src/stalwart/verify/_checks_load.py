@@ -1,0 +1,442 @@
+"""LC-1, LC-2, LC-3: load at 1x/2x/3x, chaos under load, and a soak with the trend test.
+
+Each runs the :mod:`stalwart.chaos` machinery (``run_load``, ``run_chaos``,
+``run_soak``) against a node of its own: the same app reference as the verify
+node, a fresh SQLite store in a temporary directory under the verify work dir
+(``work/lc-1`` …), its own sim and fault proxy on free loopback ports. The
+verify node keeps running beside it, untouched by its faults. Every run ends with
+the fault-free reference: the same tasks on a fresh node, results compared.
+
+Lengths are short by default so that a whole ``stalwart verify`` stays in CI
+time; production wants longer runs, above all a 24 h soak. They are read from the
+environment when the item runs (see :class:`LoadSettings`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from stalwart.chaos import (
+    KINDS,
+    ChaosConfig,
+    LoadConfig,
+    SoakConfig,
+    TargetConfig,
+    run_chaos,
+    run_load,
+    run_soak,
+)
+from stalwart.chaos._soak import GROWTH_RULE, raise_alerts
+from stalwart.errors import ConfigError
+from stalwart.guard import install_redactor
+from stalwart.verify._registry import Outcome, check
+from stalwart.verify._target import Target
+
+__all__ = ["PRODUCTION_SOAK_S", "LoadSettings"]
+
+PRODUCTION_SOAK_S = 24 * 3600.0
+"""The soak the checklist asks for before production."""
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str, name: str) -> float:
+    """``90``, ``90s``, ``10m``, ``24h``, ``1h30m`` -> seconds (ConfigError naming ``name``)."""
+    raw = text.strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        parts = _DURATION.findall(raw)
+        if not parts or "".join(n + u for n, u in parts) != raw:
+            raise ConfigError(
+                f"{name}={text!r} is not a duration (e.g. 45, 45s, 10m, 24h)"
+            ) from None
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ConfigError(f"{name}={text!r} must be a positive duration")
+    return seconds
+
+
+def _number(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={text!r} must be positive")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadSettings:
+    """How long and how hard LC-1 … LC-3 drive their nodes (defaults: CI-sized runs).
+
+    ===============================  ========  ==========================================
+    variable                         default   meaning
+    ===============================  ========  ==========================================
+    ``STALWART_VERIFY_LOAD_S``       ``8s``    LC-1: each level (1x, 2x, 3x)
+    ``STALWART_VERIFY_LOAD_P99_S``   none      LC-1: the p99 latency every level must keep
+    ``STALWART_VERIFY_CHAOS_S``      ``45s``   LC-2: the chaos run
+    ``STALWART_VERIFY_CHAOS_RATE``   ``8``     LC-2: tasks per second during it
+    ``STALWART_VERIFY_SOAK_S``       ``45s``   LC-3: the soak (production: ``24h``)
+    ``STALWART_VERIFY_SOAK_RATE``    ``5``     LC-3: tasks per second during it
+    ===============================  ========  ==========================================
+    """
+
+    load_s: float = 8.0
+    calibrate: int = 40
+    load_p99_s: float | None = None
+    chaos_s: float = 45.0
+    chaos_rate: float = 8.0
+    soak_s: float = 45.0
+    soak_rate: float = 5.0
+    reference_sample: int = 60
+    drain_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LoadSettings:
+        e = os.environ if env is None else env
+        base = cls()
+
+        def duration(name: str, default: float) -> float:
+            text = e.get(name)
+            return parse_duration(text, name) if text and text.strip() else default
+
+        return dataclasses.replace(
+            base,
+            load_s=duration("STALWART_VERIFY_LOAD_S", base.load_s),
+            load_p99_s=_number(e, "STALWART_VERIFY_LOAD_P99_S", base.load_p99_s),
+            chaos_s=duration("STALWART_VERIFY_CHAOS_S", base.chaos_s),
+            chaos_rate=_number(e, "STALWART_VERIFY_CHAOS_RATE", base.chaos_rate) or 1.0,
+            soak_s=duration("STALWART_VERIFY_SOAK_S", base.soak_s),
+            soak_rate=_number(e, "STALWART_VERIFY_SOAK_RATE", base.soak_rate) or 1.0,
+        )
+
+
+def _settings_or_default() -> LoadSettings:
+    try:
+        return LoadSettings.from_env()
+    except ConfigError:
+        return LoadSettings()  # the item itself reports the bad variable
+
+
+def _target(t: Target, item: str, *, quota_mb: int | None = None) -> TargetConfig:
+    app = t.service.app
+    if not app.workload:
+        raise ConfigError(
+            "the app names no workload (App.workload = 'module:function'): load, chaos "
+            "and soak runs need task inputs"
+        )
+    return TargetConfig(
+        app=t.app_ref,
+        agent=t.entry,
+        inputs=app.workload,
+        seed=t.seed,
+        quota_mb=quota_mb,
+        parent=str(t.workdir / item.lower()),
+    )
+
+
+def _after_run() -> None:
+    # the run's node cleared the process's log redactor when it stopped; the verify
+    # node still runs, and every line it writes must stay redacted
+    install_redactor()
+
+
+def _common(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: result.get(k)
+        for k in (
+            "submitted",
+            "completed",
+            "failed",
+            "lost",
+            "rejected",
+            "duplicate_side_effects",
+            "results_match_fault_free",
+            "compared_with_fault_free",
+        )
+    }
+
+
+def _round(value: Any, digits: int = 3) -> Any:
+    return round(value, digits) if isinstance(value, float) else value
+
+
+# -- LC-1 ----------------------------------------------------------------------------------
+
+
+@check("LC-1", timeout=lambda: 3 * _settings_or_default().load_s + 240)
+async def load_levels(t: Target) -> Outcome:
+    s = LoadSettings.from_env()
+    cfg = LoadConfig(
+        target=_target(t, "LC-1"),
+        levels=(1.0, 2.0, 3.0),
+        duration=s.load_s,
+        calibrate=s.calibrate,
+        latency_bound=s.load_p99_s,
+        reference_sample=s.reference_sample,
+        drain=s.drain_s,
+    )
+    try:
+        result = await run_load(cfg)
+    finally:
+        _after_run()
+    levels = [
+        {
+            "level": lv["level"],
+            "rate_per_s": _round(lv["rate"]),
+            "submitted": lv["submitted"],
+            "completed": lv["completed"],
+            "failed": lv["failed"],
+            "lost": lv["lost"],
+            "rejected": lv["rejected"],
+            "error_rate": _round(lv["error_rate"]),
+            "shed_rate": _round(lv["shed_rate"]),
+            "latency_s": {k: _round(v) for k, v in lv["latency_s"].items()},
+            "max_queue_depth": lv["max_queue_depth"],
+            "degradations": lv["degradations"],
+            "node_ready": lv["node_ready"],
+            "holds": lv["holds"],
+        }
+        for lv in result["levels"]
+    ]
+    evidence: dict[str, Any] = {
+        "settings": {
+            "seconds_per_level": s.load_s,
+            "calibration_tasks": s.calibrate,
+            "p99_bound_s": s.load_p99_s,
+            "admission_limit": None,
+        },
+        "calibration": result["calibration"],
+        "levels": levels,
+        **_common(result),
+        "chart": {
+            "kind": "bars",
+            "title": "latency per load level",
+            "x": [lv["level"] for lv in levels],
+            "series": {q: [lv["latency_s"].get(q) for lv in levels] for q in ("p50", "p95", "p99")},
+            "unit": "s",
+        },
+    }
+    if result["passed"]:
+        return Outcome("complete", evidence)
+    broken = [lv["level"] for lv in levels if not lv["holds"]]
+    return Outcome(
+        "failed",
+        evidence,
+        (f"level(s) {', '.join(broken)} did not hold (failed, lost or refused tasks, the "
+         "node down, or p99 over its bound); " if broken else "")
+        + "under 2-3x load every task must complete (or be shed with a clear refusal, "
+        "AppService.max_pending), once, with the fault-free result (docs/chaos.md)",
+    )  # fmt: skip
+
+
+# -- LC-2 ----------------------------------------------------------------------------------
+
+_NEEDED = {
+    "process kills": ("agent_kill", "node_kill"),
+    "dependency blocks": ("sim", "proxy"),
+    "checkpoint corruption": ("journal_corrupt", "file_corrupt"),
+}
+"""What LC-2 must have injected (at least one applied fault of each group)."""
+
+
+def _chaos_interval(duration: float) -> float:
+    """Faults start every 2 s, or more often in a short run: two rounds of every kind."""
+    span = max(1.0, duration - 5.0)  # the plan's warm-up and cool-down
+    return max(0.5, min(2.0, span / (2 * len(KINDS) + 1)))
+
+
+@check("LC-2", timeout=lambda: 2 * _settings_or_default().chaos_s + 240)
+async def chaos_under_load(t: Target) -> Outcome:
+    s = LoadSettings.from_env()
+    quota = 64 if os.geteuid() == 0 else None  # root: a tmpfs store, so disk_full applies
+    cfg = ChaosConfig(
+        target=_target(t, "LC-2", quota_mb=quota),
+        duration=s.chaos_s,
+        rate=s.chaos_rate,
+        interval=_chaos_interval(s.chaos_s),
+        drain=s.drain_s,
+        peer=True,
+    )
+    try:
+        result = await run_chaos(cfg)
+    finally:
+        _after_run()
+    by_kind: dict[str, dict[str, int]] = result["faults_by_kind"]
+    applied = {k for k, v in by_kind.items() if v.get("applied", 0)}
+    missing = [group for group, kinds in _NEEDED.items() if not applied & set(kinds)]
+    kinds = sorted(by_kind)
+    evidence: dict[str, Any] = {
+        "settings": {
+            "seconds": s.chaos_s,
+            "rate_per_s": s.chaos_rate,
+            "fault_interval_s": round(cfg.interval, 2),
+            "store_quota_mb": quota,
+        },
+        **_common(result),
+        "unclear_failures": result["unclear_failures"],
+        "failures": dict(list(result["failures"].items())[:5]),
+        "mismatches": result["mismatches"][:3],
+        "lost_ids": result["lost_ids"][:10],
+        "faults_injected": len(result["faults"]),
+        "faults_by_kind": by_kind,
+        "corruption_undetected": result["corruption_undetected"],
+        "faults_left_in_force": result["faults_left_in_force"],
+        "peer_node": result["peer_node"],
+        "latency_s": {k: _round(v) for k, v in result["latency_s"].items()},
+        "not_injected": missing,
+        "chart": {
+            "kind": "bars",
+            "title": "faults injected under load",
+            "x": kinds,
+            "series": {
+                status: [by_kind[k].get(status, 0) for k in kinds]
+                for status in ("applied", "skipped", "detected")
+            },
+            "unit": "faults",
+        },
+    }
+    if not result["passed"]:
+        return Outcome(
+            "failed",
+            evidence,
+            "under faults every task must complete or fail with a stated reason, once, with "
+            "the fault-free result, and every corrupted record must be detected: see lost_ids, "
+            "failures, mismatches and faults_by_kind (docs/chaos.md)",
+        )
+    if missing:
+        return Outcome(
+            "partial",
+            evidence,
+            f"the run was too short to apply {', '.join(missing)}: lengthen it "
+            "(STALWART_VERIFY_CHAOS_S, default 45s)",
+        )
+    return Outcome("complete", evidence)
+
+
+# -- LC-3 ----------------------------------------------------------------------------------
+
+
+def _growth_rule(t: Target) -> dict[str, Any] | None:
+    """The node's alert rule on agents' memory growth (``MemoryGrowth`` by default)."""
+    rule = next(
+        (
+            r
+            for r in t.http.rules
+            if r.metric == "stalwart_agent_resident_memory_bytes" and r.kind == "delta"
+        ),
+        None,
+    )
+    if rule is None:
+        return None
+    return {
+        "rule": rule.name,
+        "warning": dataclasses.asdict(rule.warning),
+        "critical": dataclasses.asdict(rule.critical),
+        "window_s": rule.window_s,
+    }
+
+
+@check("LC-3", timeout=lambda: 1.5 * _settings_or_default().soak_s + 240)
+async def soak(t: Target) -> Outcome:
+    s = LoadSettings.from_env()
+    cfg = SoakConfig(
+        target=_target(t, "LC-3"),
+        duration=s.soak_s,
+        rate=s.soak_rate,
+        interval=max(1.0, s.soak_s / 600),  # at most ~600 samples per series
+        reference_sample=s.reference_sample,
+        drain=s.drain_s,
+    )
+    try:
+        result = await run_soak(cfg)
+    finally:
+        _after_run()
+    trends = {
+        series: {
+            "slope_per_s": _round(tr["slope"], 6),
+            "ci": [_round(tr["low"], 6), _round(tr["high"], 6)],
+            "growth": _round(tr["growth"]),
+            "allowed": _round(tr["allowed"]),
+            "growing": tr["growing"],
+        }
+        for series, tr in result["trends"].items()
+    }
+    samples = result["samples"]
+    rss_series = sorted({k for smp in samples for k in smp["values"] if k.endswith(".rss_mb")})
+    # the trend alert: the soak's own rule fires on a series its test flags, and the
+    # node carries a growth rule for the long runs in production
+    self_test = raise_alerts({"verify.probe": {"growing": True}})
+    wiring = {
+        "soak_rule": GROWTH_RULE.name,
+        "soak_rule_fires_on_a_growing_series": any(
+            a["name"] == GROWTH_RULE.name for a in self_test
+        ),
+        "node_rule": _growth_rule(t),
+    }
+    short = s.soak_s < PRODUCTION_SOAK_S
+    evidence: dict[str, Any] = {
+        "settings": {
+            "seconds": s.soak_s,
+            "rate_per_s": s.soak_rate,
+            "sample_every_s": cfg.interval,
+            "warmup_share": cfg.warmup,
+        },
+        "length": (
+            f"held for the configured {s.soak_s:g} s; production needs a 24 h soak "
+            "(STALWART_VERIFY_SOAK_S=24h)"
+            if short
+            else f"held for {s.soak_s:g} s (at least the 24 h production soak)"
+        ),
+        "production_length_s": PRODUCTION_SOAK_S,
+        "meets_production_length": not short,
+        **_common(result),
+        "flagged": result["flagged"],
+        "alerts": [{"name": a["name"], "labels": a["labels"]} for a in result["alerts"]],
+        "trends": trends,
+        "samples": len(samples),
+        "trend_alert": wiring,
+        "chart": {
+            "kind": "lines",
+            "title": "resident memory during the soak",
+            "x": [smp["t"] for smp in samples],
+            "series": {
+                name.removesuffix(".rss_mb"): [
+                    _round(smp["values"].get(name), 2) for smp in samples
+                ]
+                for name in rss_series
+            },
+            "unit": "MB",
+            "x_unit": "s since start",
+        },
+    }
+    if not result["passed"]:
+        what = (
+            f"growth in {', '.join(result['flagged'])}"
+            if result["flagged"]
+            else "lost, duplicated or changed results"
+        )
+        return Outcome(
+            "failed",
+            evidence,
+            f"the soak found {what}: find what keeps memory, descriptors, connections or "
+            "store rows per task, then soak again (docs/chaos.md)",
+        )
+    if not wiring["soak_rule_fires_on_a_growing_series"] or wiring["node_rule"] is None:
+        return Outcome(
+            "partial",
+            evidence,
+            "keep an alert rule on memory growth (the default MemoryGrowth rule) so a long "
+            "run in production alerts on an upward trend (docs/observability.md)",
+        )
+    return Outcome("complete", evidence)

@@ -1,0 +1,84 @@
+"""LC-1, LC-2 and LC-3 with short runs on nodes of their own beside the verify node;
+a leaking app fails LC-3."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from stalwart.verify import run_verify
+from stalwart.verify._checks_load import LoadSettings, parse_duration
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def items(report) -> dict[str, dict]:
+    return {i["id"]: i for i in report["items"]}
+
+
+def _mounts() -> set[str]:
+    lines = pathlib.Path("/proc/mounts").read_text().splitlines()
+    return {line.split()[1] for line in lines if line.startswith("stalwart-chaos ")}
+
+
+@pytest.mark.slow
+async def test_short_load_chaos_and_soak_runs_complete(tmp_path, monkeypatch):
+    monkeypatch.setenv("STALWART_VERIFY_LOAD_S", "2s")
+    monkeypatch.setenv("STALWART_VERIFY_CHAOS_S", "15s")
+    monkeypatch.setenv("STALWART_VERIFY_SOAK_S", "12")
+    before = _mounts()
+    report = await run_verify("examples.helpdesk.app:app", tmp_path, only=["LC-1", "LC-2", "LC-3"])
+    lc1, lc2, lc3 = (items(report)[i] for i in ("LC-1", "LC-2", "LC-3"))
+
+    assert lc1["status"] == "complete", lc1
+    levels = lc1["evidence"]["levels"]
+    assert [lv["level"] for lv in levels] == ["1x", "2x", "3x"]
+    assert all(lv["holds"] and lv["lost"] == 0 for lv in levels)
+    chart = lc1["evidence"]["chart"]
+    assert chart["kind"] == "bars" and chart["x"] == ["1x", "2x", "3x"]
+    assert set(chart["series"]) == {"p50", "p95", "p99"}
+    assert all(len(v) == 3 and all(x > 0 for x in v) for v in chart["series"].values())
+
+    assert lc2["status"] == "complete", lc2
+    ev = lc2["evidence"]
+    assert ev["lost"] == 0 and ev["duplicate_side_effects"] == 0
+    assert ev["results_match_fault_free"] is True and ev["not_injected"] == []
+    assert ev["faults_left_in_force"] == [] and ev["corruption_undetected"] == 0
+
+    assert lc3["status"] == "complete", lc3
+    ev = lc3["evidence"]
+    assert ev["flagged"] == [] and ev["meets_production_length"] is False
+    assert "24 h" in ev["length"]
+    assert ev["trend_alert"]["soak_rule_fires_on_a_growing_series"]
+    assert ev["trend_alert"]["node_rule"]["rule"] == "MemoryGrowth"
+    rss = ev["chart"]
+    assert rss["kind"] == "lines" and rss["unit"] == "MB" and "node" in rss["series"]
+    assert len(rss["x"]) == len(rss["series"]["node"]) >= 8
+
+    # the runs lived under the verify work dir and left nothing behind there
+    assert not list((tmp_path / "work" / "lc-2").glob("stalwart-chaos-*"))
+    assert _mounts() == before
+
+
+@pytest.mark.slow
+async def test_a_leaking_app_fails_the_soak(tmp_path, monkeypatch):
+    monkeypatch.setenv("STALWART_VERIFY_SOAK_S", "12")
+    report = await run_verify(
+        "tests.integration.verify.security_apps:leaky", tmp_path, only=["LC-3"]
+    )
+    lc3 = items(report)["LC-3"]
+    assert lc3["status"] == "failed", lc3
+    assert "triage.rss_mb" in lc3["evidence"]["flagged"]
+    assert any(a["name"] == "SoakGrowth" for a in lc3["evidence"]["alerts"])
+    assert "growth in" in lc3["remediation"]
+
+
+def test_settings_come_from_the_environment() -> None:
+    s = LoadSettings.from_env({"STALWART_VERIFY_SOAK_S": "24h", "STALWART_VERIFY_LOAD_S": "1m"})
+    assert s.soak_s == 86400 and s.load_s == 60 and s.chaos_s == LoadSettings().chaos_s
+    assert parse_duration("1h30m", "X") == 5400
+    from stalwart import ConfigError
+
+    with pytest.raises(ConfigError, match="STALWART_VERIFY_SOAK_S='soon' is not a duration"):
+        LoadSettings.from_env({"STALWART_VERIFY_SOAK_S": "soon"})
