@@ -42,6 +42,35 @@ def _version() -> str:
         return "unknown"
 
 
+_RUNNING: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+"""The stop events of the nodes running on each loop. SIGTERM/SIGINT stop them all: one
+handler per loop, installed by the first node and removed by the last, so a node that
+ends (a load run's node inside ``stalwart verify``) leaves the others' handler in place."""
+
+
+def _stop_all(loop: asyncio.AbstractEventLoop) -> None:
+    for stop in _RUNNING.get(loop, ()):
+        stop.set()
+
+
+def _watch_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    running = _RUNNING.setdefault(loop, [])
+    if not running:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _stop_all, loop)
+    running.append(stop)
+
+
+def _unwatch_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    running = _RUNNING.get(loop, [])
+    if stop in running:
+        running.remove(stop)
+    if not running:
+        _RUNNING.pop(loop, None)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
 class Node:
     """One stalwart node: the root supervisor of its agents, and its lifecycle.
 
@@ -130,8 +159,7 @@ class Node:
     async def _run(self, until: Awaitable[Any] | None) -> int:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        _watch_signals(loop, stop)
         started: list[NodeService] = []
         try:
             try:
@@ -170,5 +198,4 @@ class Node:
                         await service.stop()
                 except (Exception, TimeoutError) as exc:
                     self.events.emit("node_service_stop_failed", node=self.id, error=repr(exc))
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+            _unwatch_signals(loop, stop)

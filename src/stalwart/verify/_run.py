@@ -81,6 +81,7 @@ async def run_verify(
     if unknown:
         raise ConfigError(f"unknown checklist ids {unknown}; known: PA-1 … LC-4")
     started = time.monotonic()
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     results: list[ItemResult] = []
     chosen = [i for i in ITEMS if not only or i.id in only]
     # the work directory is verify's own: the Target empties it once it holds its lock
@@ -130,7 +131,7 @@ async def run_verify(
             _log.info("verify_item_done", item=item.id, status=status)
     meta = {
         "app": app_ref,
-        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "started": started_at,
         "seconds": round(time.monotonic() - started, 1),
         "only": list(only),
     }
