@@ -31,6 +31,7 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	STALWART_SLOW=1 $(BIN)/pytest -q -p no:cacheprovider -m bench
 
 bench-quick: $(STAMP)
 	set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --quick; done

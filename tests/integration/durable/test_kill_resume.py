@@ -169,7 +169,7 @@ def _check_ledger(ledger: Ledger) -> None:
     assert repeated_mail == {}, f"non-deduplicating effect repeated: {repeated_mail}"
 
 
-RUNS = int(os.environ.get("STALWART_KILL_RUNS", "24"))
+RUNS = int(os.environ.get("STALWART_KILL_RUNS", "12"))  # 200 in make bench
 
 
 def test_unknown_outcome_after_sigkill_is_reported_not_repeated(tmp_path: pathlib.Path) -> None:
@@ -203,9 +203,8 @@ def test_kill_and_resume_postgres(pg_database: str) -> None:
     assert stats["kills"] >= 1
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 @pytest.mark.timeout(1800)
-@pytest.mark.skipif(not os.environ.get("STALWART_SLOW"), reason="set STALWART_SLOW=1 (make bench)")
 def test_kill_and_resume_200(tmp_path: pathlib.Path) -> None:
     stats = kill_and_resume(f"sqlite:///{tmp_path / 'kill200.db'}", 200, "k200")
     assert stats["runs"] == 200

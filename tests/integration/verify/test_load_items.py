@@ -22,7 +22,7 @@ def _mounts() -> set[str]:
     return {line.split()[1] for line in lines if line.startswith("stalwart-chaos ")}
 
 
-@pytest.mark.slow
+@pytest.mark.bench  # about a minute of load, chaos and soak; the chaos suite covers each
 async def test_short_load_chaos_and_soak_runs_complete(tmp_path, monkeypatch):
     monkeypatch.setenv("STALWART_VERIFY_LOAD_S", "2s")
     monkeypatch.setenv("STALWART_VERIFY_CHAOS_S", "15s")
