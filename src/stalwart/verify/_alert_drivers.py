@@ -44,6 +44,7 @@ from stalwart.guard import SpendLedger
 from stalwart.observe import REGISTRY, AlertRule, Event
 from stalwart.resilience import DEFAULT_BREAKER
 from stalwart.runtime import ChildSpec
+from stalwart.verify._poll import until
 from stalwart.verify._probe import VerifyProbe
 from stalwart.verify._target import Target
 
@@ -59,7 +60,6 @@ __all__ = [
     "alert_notices",
     "groups_left_open",
     "match_for",
-    "poll_until",
 ]
 
 MiB = 2**20
@@ -163,16 +163,6 @@ def any_rule_open(t: Target, rules: Iterable[AlertRule], since: float, match: Ma
     )
 
 
-async def poll_until(pred: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    """Poll ``pred`` (state the node's events update) until true or ``timeout``; True if met."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(step)
-    return True
-
-
 class Pump:
     """Keeps ``concurrency`` of the app's workload tasks running until stopped."""
 
@@ -246,15 +236,15 @@ async def _restarts(t: Target, rules: list[AlertRule], run: DriverRun) -> Driver
     run.caused_at = since = time.time()
     for _ in range(need_w):
         await kill()
-    if not await poll_until(lambda: all_rules_fired(t, rules, "warning", since, run.match), 10):
+    if not await until(lambda: all_rules_fired(t, rules, "warning", since, run.match), timeout=10):
         run.notes.append(f"no warning within 10 s of {need_w} restarts")
     run.warning_only_until = time.time()
     for _ in range(need_c - need_w):
         await kill()
     run.removed_at = time.time()  # no more kills: the window forgets them
-    await poll_until(lambda: all_rules_fired(t, rules, "critical", since, run.match), 10)
+    await until(lambda: all_rules_fired(t, rules, "critical", since, run.match), timeout=10)
     window = max(r.window_s for r in rules)
-    await poll_until(lambda: not any_rule_open(t, rules, since, run.match), window + 15)
+    await until(lambda: not any_rule_open(t, rules, since, run.match), timeout=window + 15)
     run.finished_at = time.time()
     return run
 
@@ -285,18 +275,20 @@ async def _memory(t: Target, rules: list[AlertRule], run: DriverRun) -> DriverRu
         evaluator = t.http.evaluator
         seen = evaluator.evaluations if evaluator is not None else 0
         # the evaluator samples the probe at rest first: the growth is measured from there
-        await poll_until(lambda: evaluator is None or evaluator.evaluations >= seen + 2, 10)
+        await until(lambda: evaluator is None or evaluator.evaluations >= seen + 2, timeout=10)
         run.caused_at = since = time.time()
         await t.node.call(PROBE, {"op": "hold", "bytes": first}, timeout=30)
-        if not await poll_until(lambda: all_rules_fired(t, rules, "warning", since, run.match), 10):
+        if not await until(
+            lambda: all_rules_fired(t, rules, "warning", since, run.match), timeout=10
+        ):
             run.notes.append(f"no warning within 10 s of +{first / MiB:.0f} MiB")
         run.warning_only_until = time.time()
         await t.node.call(PROBE, {"op": "hold", "bytes": second}, timeout=30)
-        await poll_until(lambda: all_rules_fired(t, rules, "critical", since, run.match), 10)
+        await until(lambda: all_rules_fired(t, rules, "critical", since, run.match), timeout=10)
     finally:
         run.removed_at = time.time()
         await host.terminate(proc, 5.0)
-    await poll_until(lambda: not any_rule_open(t, rules, run.caused_at or 0, run.match), 15)
+    await until(lambda: not any_rule_open(t, rules, run.caused_at or 0, run.match), timeout=15)
     run.finished_at = time.time()
     return run
 
@@ -342,26 +334,26 @@ async def _models(t: Target, rules: list[AlertRule], run: DriverRun) -> DriverRu
     store_closed = False
     try:
         world.set_fault(primary, status=400)  # permanent: no fallback takes the request
-        if not await poll_until(lambda: fired(failing, "critical"), 20):
+        if not await until(lambda: fired(failing, "critical"), timeout=20):
             note("primary answering 400 for 20 s: not every critical fired")
         world.set_fault(primary, outage=True)
         for metric in failing:  # the 400s end: no more failing tasks (the fallback serves)
             run.removed_for[metric] = time.time()
         note(f"{chain[0]} down")
-        if not await poll_until(lambda: fired(down, "warning"), 20):
+        if not await until(lambda: fired(down, "warning"), timeout=20):
             note("primary down 20 s: its breaker or the degradation did not warn")
         if by_metric.get("stalwart_ready"):
             await store.close()  # the node's store goes away, as a lost database would
             store_closed = True
             run.caused_for["stalwart_ready"] = time.time()
             note("store closed")
-            if not await poll_until(lambda: fired(["stalwart_ready"], "critical"), 10):
+            if not await until(lambda: fired(["stalwart_ready"], "critical"), timeout=10):
                 note("store closed 10 s: readiness alerts incomplete")
             await store.open()
             store_closed = False
             run.removed_for["stalwart_ready"] = time.time()
             note("store reopened")
-        if not await poll_until(lambda: fired(by_metric, "critical"), 20):
+        if not await until(lambda: fired(by_metric, "critical"), timeout=20):
             note("primary down 20 s more: not every critical fired")
     finally:
         if store_closed:
@@ -373,7 +365,7 @@ async def _models(t: Target, rules: list[AlertRule], run: DriverRun) -> DriverRu
     trickle = Pump(t, "ma3-recover", concurrency=1, pace=1.0).start()
     try:
         wait = DEFAULT_BREAKER.wait_duration_in_open + 20
-        if not await poll_until(lambda: not any_rule_open(t, rules, since, run.match), wait):
+        if not await until(lambda: not any_rule_open(t, rules, since, run.match), timeout=wait):
             note(f"alerts still open {wait:g} s after the primary came back")
     finally:
         note(f"tasks while recovering: {await trickle.stop()}")
@@ -424,7 +416,9 @@ async def _budget(t: Target, rules: list[AlertRule], run: DriverRun) -> DriverRu
             await asyncio.to_thread(seed, "task", "ma3-budget-warning", warn * limit)
             record = await run_task(t, agent.name, inputs[0], "ma3-budget-warning")
             run.notes.append(f"warning-level task: {record}")
-            if await poll_until(lambda: all_rules_fired(t, rules, "warning", since, run.match), 10):
+            if await until(
+                lambda: all_rules_fired(t, rules, "warning", since, run.match), timeout=10
+            ):
                 run.warning_only_until = time.time()
             await asyncio.to_thread(seed, "task", "ma3-budget-critical", crit * limit)
             record = await run_task(t, agent.name, inputs[1], "ma3-budget-critical")
@@ -440,7 +434,7 @@ async def _budget(t: Target, rules: list[AlertRule], run: DriverRun) -> DriverRu
             run.notes.append(f"costly task: {record}")
     finally:
         await asyncio.to_thread(ledger.close)
-    await poll_until(lambda: all_rules_fired(t, rules, "critical", since, run.match), 8)
+    await until(lambda: all_rules_fired(t, rules, "critical", since, run.match), timeout=8)
     ratio = REGISTRY.get_sample_value("stalwart_budget_used_ratio", {"scope": "task"})
     run.notes.append(f"task-scope spend ratio then: {ratio}")
     reached = any(rule_fired(t, r, "warning", since, run.match) for r in rules)
@@ -454,7 +448,7 @@ async def _budget(t: Target, rules: list[AlertRule], run: DriverRun) -> DriverRu
         if not any_rule_open(t, rules, since, run.match):
             break
         await run_task(t, agent.name, inputs[2 + n], f"ma3-budget-ordinary-{n}")
-        await poll_until(lambda: not any_rule_open(t, rules, since, run.match), 2)
+        await until(lambda: not any_rule_open(t, rules, since, run.match), timeout=2)
     run.finished_at = time.time()
     return run
 

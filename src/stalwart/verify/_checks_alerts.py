@@ -34,8 +34,8 @@ from stalwart.verify._alert_drivers import (
     alert_notices,
     groups_left_open,
     match_for,
-    poll_until,
 )
+from stalwart.verify._poll import until
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
 
@@ -280,7 +280,7 @@ async def alert_rules_fire(t: Target) -> Outcome:
     if not quiet:
         trickle = Pump(t, "ma3-settle", concurrency=1, pace=1.0).start()
         try:
-            quiet = await poll_until(settled, QUIET_S, 0.25)
+            quiet = await until(settled, timeout=QUIET_S, every=0.25)
         finally:
             await trickle.stop()
     settled_s = round(time.monotonic() - settling, 1)
@@ -301,7 +301,7 @@ async def alert_rules_fire(t: Target) -> Outcome:
     if "budget" in groups:
         await drive("budget")  # on healthy models, after the outage is over
     # the last notices may still be on their way
-    await poll_until(lambda: _undelivered(t, started) == 0, DELIVERY_S)
+    await until(lambda: _undelivered(t, started) == 0, timeout=DELIVERY_S)
     used: set[int] = set()
     per_rule: dict[str, Any] = {}
     for driver, driven in groups.items():
