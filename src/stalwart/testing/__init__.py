@@ -2,7 +2,7 @@
 
 from stalwart.testing._agents import ProbeAgent
 from stalwart.testing._clock import FakeClock
-from stalwart.testing._events import EventWaiter
+from stalwart.testing._events import EventWaiter, eventually
 from stalwart.testing._postgres import PG_ADMIN, postgres_database, postgres_reachable
 from stalwart.testing._store import MemoryStore
 
@@ -13,5 +13,6 @@ __all__ = [
     "MemoryStore",
     "ProbeAgent",
     "postgres_database",
+    "eventually",
     "postgres_reachable",
 ]

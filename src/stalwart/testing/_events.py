@@ -8,7 +8,7 @@ from typing import Any
 
 from stalwart.observe import Event, EventBus
 
-__all__ = ["EventWaiter"]
+__all__ = ["EventWaiter", "eventually"]
 
 
 class EventWaiter:
@@ -54,3 +54,12 @@ class EventWaiter:
         async with asyncio.timeout(timeout), self._cond:
             await self._cond.wait_for(lambda: len(found()) >= count)
         return found()[count - 1]
+
+
+async def eventually(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Return as soon as ``condition()`` holds (checked every 10 ms); TimeoutError after
+    ``timeout`` s. For state that announces nothing: a node's log lines in another
+    process, metrics the agents ship with their heartbeats."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - nothing to subscribe to: poll, bounded
+            await asyncio.sleep(0.01)

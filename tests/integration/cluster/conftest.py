@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -37,14 +37,6 @@ async def sim_url() -> AsyncIterator[str]:
         proc.terminate()
         async with asyncio.timeout(10):
             await proc.wait()
-
-
-async def eventually(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    """Return as soon as ``condition()`` holds (checked every 10 ms); TimeoutError after
-    ``timeout`` s. For state that arrives asynchronously, such as a node's log lines."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 async def start_node(name: str, store: str, sim_url: str, **options: Any) -> ClusterNode:

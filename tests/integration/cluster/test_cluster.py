@@ -15,8 +15,9 @@ from examples.helpdesk.tickets import generate
 
 from stalwart.durable import open_store
 from stalwart.node import Tasks
+from stalwart.testing import eventually
 
-from .conftest import eventually, start_node
+from .conftest import start_node
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 

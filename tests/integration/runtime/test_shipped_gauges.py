@@ -6,7 +6,6 @@ when its wait has passed, and a killed agent's states leave with it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from typing import Any
@@ -15,6 +14,7 @@ from stalwart.errors import CircuitOpen
 from stalwart.observe import REGISTRY
 from stalwart.resilience import BREAKERS, BreakerConfig
 from stalwart.runtime import Agent, ChildSpec, SupervisorSpec
+from stalwart.testing import eventually
 
 
 class OpensBreakers(Agent):
@@ -38,23 +38,17 @@ def state(name: str) -> float | None:
     return REGISTRY.get_sample_value("stalwart_breaker_state", {"dependency": name})
 
 
-async def until(cond: Any, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():  # the node applies samples as heartbeats arrive: poll, bounded
-            await asyncio.sleep(0.05)
-
-
 async def test_an_untouched_open_breaker_turns_half_open_on_the_node(make_runtime):
     rt, _ = await make_runtime(SupervisorSpec("root", [ChildSpec("b", OpensBreakers)]))
     reply = await rt.call("b", {"name": "dep-idle", "wait": 0.6}, timeout=5)
     assert reply["state"] == "open"
-    await until(lambda: state("dep-idle") == 1, 5)
-    await until(lambda: state("dep-idle") == 2, 5)  # no call reached it; the wait passed
+    await eventually(lambda: state("dep-idle") == 1, 5)
+    await eventually(lambda: state("dep-idle") == 2, 5)  # no call reached it; the wait passed
 
 
 async def test_a_killed_agents_open_breaker_leaves_with_it(make_runtime):
     rt, _ = await make_runtime(SupervisorSpec("root", [ChildSpec("b", OpensBreakers)]))
     reply = await rt.call("b", {"name": "dep-killed", "wait": 600}, timeout=5)
-    await until(lambda: state("dep-killed") == 1, 5)
+    await eventually(lambda: state("dep-killed") == 1, 5)
     os.kill(reply["pid"], signal.SIGKILL)
-    await until(lambda: state("dep-killed") == 0, 5)  # the restarted agent ships nothing
+    await eventually(lambda: state("dep-killed") == 0, 5)  # the restarted agent ships nothing
