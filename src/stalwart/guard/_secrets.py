@@ -229,17 +229,8 @@ class LocalVault:
 
     def set(self, name: str, value: str) -> int:
         """Store ``value`` under ``name`` (a new version if it exists); returns the version."""
-        secret_name(name)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"secret {name!r}: the value must be a non-empty string")
-        with self._locked():
-            self._cache = None
-            data = self._load()
-            old = data["secrets"].get(name)
-            version = int(old["version"]) + 1 if old else 1
-            data["secrets"][name] = {"value": value, "version": version}
-            self._store(data)
-        default_redactor().add_known(value)
+        version = self._write(name, value, replace=True)
+        assert version is not None
         return version
 
     def ensure(self, name: str, value: str) -> bool:
@@ -249,18 +240,25 @@ class LocalVault:
         under the vault's lock, so processes racing to provision the same secret
         (several nodes starting at once) store one value between them.
         """
+        return self._write(name, value, replace=False) is not None
+
+    def _write(self, name: str, value: str, *, replace: bool) -> int | None:
+        """Store ``value`` under ``name`` under the vault's lock; the new version, or None
+        when ``name`` exists and ``replace`` is false (nothing written)."""
         secret_name(name)
         if not isinstance(value, str) or not value:
             raise ConfigError(f"secret {name!r}: the value must be a non-empty string")
         with self._locked():
             self._cache = None
             data = self._load()
-            if name in data["secrets"]:
-                return False
-            data["secrets"][name] = {"value": value, "version": 1}
+            old = data["secrets"].get(name)
+            if old is not None and not replace:
+                return None
+            version = int(old["version"]) + 1 if old else 1
+            data["secrets"][name] = {"value": value, "version": version}
             self._store(data)
         default_redactor().add_known(value)
-        return True
+        return version
 
     def rotate(self, name: str, value: str | None = None) -> int:
         """Replace ``name``'s value (a fresh random one if ``value`` is None)."""
