@@ -24,7 +24,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/
 
 test: lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --durations=15
 
 # Every bench/*.py writes its JSON to bench/results/. Peers (Ray, LangGraph, DBOS) are
 # bench-only extras, installed here and never by `make test`.
