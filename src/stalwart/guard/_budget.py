@@ -14,7 +14,11 @@ than the limit (as long as providers bill no more than the worst case).
 Alerts: a ``budget_warning`` event when spend reaches ``warn_at`` of a limit
 (default 80%), ``budget_exceeded`` when a call is refused, and the
 ``stalwart_budget_used_ratio{scope}`` gauge that the ``BudgetLimit`` alert
-rule reads (warning at 0.8, critical at 1.0).
+rule reads (warning at 0.8, critical at 1.0). The gauge shows the ratio of the
+counter settled last; after a refusal it reads 1 for ``refusal_hold_s`` (default
+10 s) whatever settles meanwhile. Without the hold, a cheaper task settling a
+moment after another was refused would lower it before an alert evaluator
+sampling every few seconds (5 s by default) saw the refusal.
 
 A reservation left by a process that died mid-call is ignored after
 ``stale_after`` seconds (default one hour, far past any model deadline).
@@ -106,6 +110,10 @@ class Reservation:
 class SpendLedger:
     """The spend tables (see the module docstring); thread- and process-safe."""
 
+    REFUSAL_HOLD_S = 10.0
+    """How long the scope's gauge reads 1 after a refusal (the ``refusal_hold_s`` default):
+    twice the alert evaluator's default interval, so at least one evaluation sees it."""
+
     def __init__(
         self,
         url: str,
@@ -113,11 +121,16 @@ class SpendLedger:
         clock: Clock = SYSTEM_CLOCK,
         events: EventBus | None = None,
         stale_after: float = 3600.0,
+        refusal_hold_s: float = REFUSAL_HOLD_S,
     ) -> None:
+        if refusal_hold_s < 0:
+            raise ConfigError(f"refusal_hold_s must be >= 0, got {refusal_hold_s}")
         self.url = url
         self.clock = clock
         self.events = events
         self.stale_after = stale_after
+        self.refusal_hold_s = refusal_hold_s
+        self._refused_at: dict[str, float] = {}  # scope -> clock.monotonic() of its last refusal
         self._conn = connect(url)
         self._lock = threading.Lock()
         self._warned: set[tuple[str, str, str]] = set()
@@ -182,7 +195,8 @@ class SpendLedger:
                 )
         if refused is not None:
             scope, key, limit, used = refused
-            catalog.BUDGET_USED_RATIO.labels(scope).set(1.0)
+            self._refused_at[scope] = self.clock.monotonic()
+            self._show(scope, 1.0)
             if self.events is not None:
                 self.events.emit(
                     "budget_exceeded", severity="critical", scope=scope, agent=agent,
@@ -221,7 +235,7 @@ class SpendLedger:
     def _report(self, ratios: list[tuple[str, str, str, float]], res: Reservation) -> None:
         warn_at = res.warn_at
         for scope, key, period, ratio in ratios:
-            catalog.BUDGET_USED_RATIO.labels(scope).set(min(ratio, 1.0))
+            self._show(scope, ratio)
             mark = (scope, key, period)
             if ratio >= warn_at and mark not in self._warned:
                 self._warned.add(mark)
@@ -230,6 +244,21 @@ class SpendLedger:
                         "budget_warning", severity="warning", scope=scope,
                         key=key if scope != "task" else key[:64], ratio=round(ratio, 4),
                     )  # fmt: skip
+
+    def _show(self, scope: str, ratio: float) -> None:
+        """Point the scope's gauge at ``ratio``, held at 1 while a refusal is recent.
+
+        A function gauge, read at each scrape or shipment: the hold ends on time, with
+        no later settle needed to lower the gauge."""
+        refused_at = self._refused_at.get(scope)
+        clock, hold, value = self.clock, self.refusal_hold_s, min(ratio, 1.0)
+
+        def current() -> float:
+            if refused_at is not None and clock.monotonic() - refused_at < hold:
+                return 1.0
+            return value
+
+        catalog.BUDGET_USED_RATIO.labels(scope).set_function(current)
 
     def add_spent(
         self, scope: str, key: str, amount_usd: float, *, period: str | None = None

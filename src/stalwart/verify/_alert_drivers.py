@@ -448,7 +448,9 @@ async def _budget(t: Target, rules: list[AlertRule], run: DriverRun) -> DriverRu
         if not any_rule_open(t, rules, since, run.match):
             break
         await run_task(t, agent.name, inputs[2 + n], f"ma3-budget-ordinary-{n}")
-        await until(lambda: not any_rule_open(t, rules, since, run.match), timeout=2)
+        # after a refusal the agent's gauge reads 1 for the ledger's hold, settles or not
+        hold = SpendLedger.REFUSAL_HOLD_S if n == 0 else 0.0
+        await until(lambda: not any_rule_open(t, rules, since, run.match), timeout=2 + hold)
     run.finished_at = time.time()
     return run
 

@@ -302,7 +302,10 @@ async def spend_limits(t: Target) -> Outcome:
                 k: ("critical", "resolved") in _budget_alerts(t, drive.marks[k], k) for k in kinds
             }
 
-        await until(lambda: all(resolved().values()), timeout=ALERT_WAIT_S)
+        # (an agent's gauge reads 1 for the ledger's hold after its last refusal)
+        await until(
+            lambda: all(resolved().values()), timeout=ALERT_WAIT_S + SpendLedger.REFUSAL_HOLD_S
+        )
         evidence["alerts_resolved_after_seeds_taken_back"] = resolved()
     finally:
         ledger.close()

@@ -17,7 +17,7 @@ from stalwart.errors import RateLimited
 from stalwart.guard import Budget, RateLimit, RedactingEventBus, Security, SpendLedger
 from stalwart.llm import Price, PriceTable
 from stalwart.llm.sim import SimServer
-from stalwart.observe import AlertEvaluator, catalog, default_rules
+from stalwart.observe import REGISTRY, AlertEvaluator, default_rules
 from stalwart.resilience import BreakerRegistry
 from stalwart.tools import ToolRegistry
 
@@ -101,7 +101,7 @@ async def test_64_tasks_racing_for_one_agent_limit_spend_at_most_it(tmp_path, si
 
 async def test_budget_alert_rule_goes_critical(tmp_path, sim) -> None:
     await run_tasks(tmp_path, sim, Budget(day_usd=0.012), 1, agent_name="daily")
-    assert catalog.BUDGET_USED_RATIO.labels("day")._value.get() == 1.0
+    assert REGISTRY.get_sample_value("stalwart_budget_used_ratio", {"scope": "day"}) == 1.0
     rule = next(r for r in default_rules() if r.name == "BudgetLimit")
     notices = AlertEvaluator([rule]).evaluate()
     assert any(n.severity == "critical" for n in notices)

@@ -6,14 +6,42 @@ import asyncio
 
 import pytest
 
-from stalwart.errors import BudgetExceeded
+from stalwart.errors import BudgetExceeded, ConfigError
 from stalwart.guard import ApprovalQueue, Budget, SpendLedger
-from stalwart.observe import EventBus, catalog
+from stalwart.observe import REGISTRY, EventBus
 from stalwart.testing import FakeClock
 
 
 def ledger(tmp_path, clock=None, events=None) -> SpendLedger:
     return SpendLedger(f"sqlite:///{tmp_path}/l.db", clock=clock or FakeClock(), events=events)
+
+
+def used_ratio(scope: str) -> float | None:
+    return REGISTRY.get_sample_value("stalwart_budget_used_ratio", {"scope": scope})
+
+
+async def test_a_refusal_holds_the_gauge_at_one_while_cheaper_tasks_settle(tmp_path) -> None:
+    """An alert evaluator sampling every few seconds must see a refusal even when other
+    tasks settle lower ratios right after it: the gauge reads 1 for refusal_hold_s."""
+    clock = FakeClock()
+    led = ledger(tmp_path, clock)
+    assert led.refusal_hold_s == 10.0
+    budget = Budget(task_usd=1.0, wait_s=0)
+    cheap = await led.reserve(budget, agent="a", task_id="cheap", amount_usd=0.5)
+    with pytest.raises(BudgetExceeded):
+        await led.reserve(budget, agent="a", task_id="costly", amount_usd=1.5)
+    await led.settle(cheap, 0.2)  # another task, a moment later, at 20 % of its limit
+    assert used_ratio("task") == 1.0
+    clock.advance(9.9)
+    assert used_ratio("task") == 1.0
+    clock.advance(0.2)  # the hold has passed: the gauge reads the last settle, unprompted
+    assert used_ratio("task") == pytest.approx(0.2)
+    led.close()
+
+
+def test_a_negative_refusal_hold_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="refusal_hold_s"):
+        SpendLedger(f"sqlite:///{tmp_path}/l.db", refusal_hold_s=-1)
 
 
 async def test_task_limit_reserves_the_worst_case_and_settles(tmp_path) -> None:
@@ -25,7 +53,7 @@ async def test_task_limit_reserves_the_worst_case_and_settles(tmp_path) -> None:
         await led.reserve(budget, agent="a", task_id="t1", amount_usd=0.6)
     assert info.value.limit_scope == "task"
     assert events.recent("budget_exceeded")[0]["severity"] == "critical"
-    assert catalog.BUDGET_USED_RATIO.labels("task")._value.get() == 1.0
+    assert used_ratio("task") == 1.0
     await led.settle(r1, 0.1)
     await led.reserve(budget, agent="a", task_id="t1", amount_usd=0.6)  # room again
     assert led.spent("task", "t1") == pytest.approx(0.1)
@@ -41,7 +69,7 @@ async def test_warning_at_80_percent(tmp_path) -> None:
     await led.settle(r, 8.5)
     warning = events.recent("budget_warning")
     assert warning and warning[0]["scope"] == "agent" and warning[0]["severity"] == "warning"
-    assert catalog.BUDGET_USED_RATIO.labels("agent")._value.get() == pytest.approx(0.85)
+    assert used_ratio("agent") == pytest.approx(0.85)
     led.close()
 
 
