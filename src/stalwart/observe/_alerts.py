@@ -233,7 +233,7 @@ class AlertEvaluator:
             assert rule.denominator is not None
             num = self._increase(rule, rule.metric, rule.match, now_snap, old)
             den = self._increase(rule, rule.denominator, rule.denominator_match, now_snap, old)
-            return {g: (num.get(g, 0.0) / d if d > 0 else None) for g, d in den.items()}
+            return {g: _ratio(num.get(g, 0.0), den.get(g, 0.0)) for g in num.keys() | den.keys()}
         series = now_snap.get(rule.metric, {})
         out: dict[tuple[tuple[str, str], ...], float | None] = {}
         for group, items in self._groups(rule, series, rule.match).items():
@@ -485,6 +485,19 @@ def prometheus_rules(rules: Iterable[AlertRule], *, group: str = "stalwart") -> 
                 f"          summary: {json.dumps(rule.summary)}",
             ]
     return "\n".join(lines) + "\n"
+
+
+def _ratio(num: float, den: float) -> float | None:
+    """``num / den``; with nothing in the denominator, 1 if anything failed, else no value.
+
+    Failures with no requests are calls refused before any request went out: a breaker
+    open through a full outage rejects every model call, so ``stalwart_model_errors_total``
+    grows while ``stalwart_model_requests_total`` stands still. Reading that as "no data"
+    resolved ModelErrorRate in the middle of the outage. PromQL computes +Inf there and
+    keeps firing; 1 (everything failed) does too, and stays JSON-safe in notices."""
+    if den > 0:
+        return num / den
+    return 1.0 if num > 0 else None
 
 
 # -- configuration ----------------------------------------------------------------------

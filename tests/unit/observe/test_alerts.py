@@ -137,6 +137,31 @@ def test_a_blip_shorter_than_for_does_not_fire():
     assert ev.evaluate() == []
 
 
+def test_model_error_rate_keeps_firing_while_the_breaker_refuses_every_call():
+    """A full outage: once the breaker is open no request goes out, yet every call fails
+    (CircuitOpen counts as a model error). The alert must not resolve for want of requests."""
+    w = World()
+    clock = FakeClock()
+    rule = next(r for r in default_rules() if r.name == "ModelErrorRate")
+    ev = AlertEvaluator([rule], registry=w.registry, clock=clock)
+    seen: list[tuple[str, str]] = []
+    for _ in range(30):  # 5 minutes of a failing model: both levels fire
+        model(w, 1.0)
+        seen.extend((n.severity, n.status) for n in ev.evaluate())
+        clock.advance(10)
+    assert ("critical", "firing") in seen
+    for _ in range(60):  # 10 minutes of the breaker refusing every call: no requests at all
+        w.errors.labels("gpt", "openai", "CircuitOpen").inc(20)
+        seen.extend((n.severity, n.status) for n in ev.evaluate())
+        clock.advance(10)
+    assert ("critical", "resolved") not in seen
+    assert [a["severity"] for a in ev.active()] == ["warning", "critical"]
+    for _ in range(60):  # nothing is called any more: no value, the alert ends
+        seen.extend((n.severity, n.status) for n in ev.evaluate())
+        clock.advance(10)
+    assert ("critical", "resolved") in seen and ev.active() == []
+
+
 def test_groups_fire_separately_with_their_labels():
     w = World()
     clock = FakeClock()
