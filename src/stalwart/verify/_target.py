@@ -200,7 +200,11 @@ class Target:
             self.app_ref,
             store=store,
             events=self.bus,
-            settings=RuntimeSettings(heartbeat_interval=0.5),
+            # Heartbeats every 0.5 s ship metrics and events to the node promptly; an agent
+            # counts as hung only after 2 s of silence (4 missed), not 0.75 s: on a busy
+            # machine a starting or CPU-starved agent was killed as hung again and again
+            # (a restart storm the checks then measured instead of the app).
+            settings=RuntimeSettings(heartbeat_interval=0.5, hang_after_missed=4.0),
             services=(self.http,),
         )
         self._run = asyncio.create_task(self.node.run(until=self._stop))

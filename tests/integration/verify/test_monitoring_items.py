@@ -126,7 +126,7 @@ async def test_ma4_fails_when_the_dashboard_stops_updating(tmp_path, monkeypatch
     [item] = report["items"]
     assert item["status"] == "failed"
     problems = item["evidence"]["problems"]
-    assert any("did not show on the dashboard" in p for p in problems), problems
+    assert any("did not show on the dashboard" in p for p in problems), item["evidence"]
     assert item["evidence"]["kill_shown_ms"] is None
     assert "killed agent within 2 s" in item["remediation"]
 
