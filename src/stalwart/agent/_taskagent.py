@@ -131,7 +131,7 @@ class TaskAgent(Agent):
             runtime=self.ctx,
             events=self.events,
             security=self.defn.security,
-            ledger=self._ledger(args["store"]),
+            ledger=self._ledger(args["store"], args["node"]),
             approvals=self._approvals(args["store"]),
             rate_limiters=build_rate_limiters(self.defn.security, self.defn.name),
             prices=PriceTable(self.app.prices),
@@ -150,11 +150,19 @@ class TaskAgent(Agent):
         await self._resume_own()
         self.claimer = asyncio.create_task(self._claim_forever())
 
-    def _ledger(self, store_url: str) -> SpendLedger | None:
+    @staticmethod
+    def ledger_holder(node_id: str, pid: int) -> str:
+        """The holder an agent process's budget reservations carry (see
+        :meth:`~stalwart.guard.SpendLedger.charge_holder`): its node and pid."""
+        return f"{node_id}/{pid}"
+
+    def _ledger(self, store_url: str, node_id: str) -> SpendLedger | None:
         budget = self.defn.security.budget
         if not budget.limited:
             return None
-        return SpendLedger(budget.ledger or store_url, events=self.events)
+        # the holder is what the node charges when it sees this process exit
+        holder = TaskAgent.ledger_holder(node_id, os.getpid())
+        return SpendLedger(budget.ledger or store_url, events=self.events, holder=holder)
 
     def _approvals(self, store_url: str) -> ApprovalQueue | None:
         taint = self.defn.security.taint

@@ -20,8 +20,14 @@ counter settled last; after a refusal it reads 1 for ``refusal_hold_s`` (default
 moment after another was refused would lower it before an alert evaluator
 sampling every few seconds (5 s by default) saw the refusal.
 
-A reservation left by a process that died mid-call is ignored after
-``stale_after`` seconds (default one hour, far past any model deadline).
+A process that dies mid-call leaves its reservation behind, and whether the
+provider billed the call is unknown. Each ledger may name its ``holder`` (an
+agent's is ``<node id>/<pid>``), recorded in its reservations; the node that saw
+the agent exit calls :meth:`SpendLedger.charge_holder`, which charges those calls
+their worst case as spent (fail closed: never under-count) and ends the
+reservations, so they stop holding room. A reservation whose holder is never
+charged (its whole node died too) is ignored after ``stale_after`` seconds
+(default one hour, far past any model deadline).
 """
 
 from __future__ import annotations
@@ -122,9 +128,14 @@ class SpendLedger:
         events: EventBus | None = None,
         stale_after: float = 3600.0,
         refusal_hold_s: float = REFUSAL_HOLD_S,
+        holder: str | None = None,
     ) -> None:
         if refusal_hold_s < 0:
             raise ConfigError(f"refusal_hold_s must be >= 0, got {refusal_hold_s}")
+        if holder is not None and (not holder or "|" in holder):
+            raise ConfigError(f"a ledger holder must be non-empty without '|', got {holder!r}")
+        self.holder = holder
+        """Who this ledger's reservations belong to (see :meth:`charge_holder`)."""
         self.url = url
         self.clock = clock
         self.events = events
@@ -177,7 +188,7 @@ class SpendLedger:
         With ``final=False``, a refusal caused only by other calls' reservations
         returns None instead (the caller may wait for them to settle)."""
         limits = self._limits(budget, agent, task_id)
-        rid = uuid.uuid4().hex
+        rid = uuid.uuid4().hex if self.holder is None else f"{self.holder}|{uuid.uuid4().hex}"
         now = self.clock.time()
         refused: tuple[str, str, float, float] | None = None
         with self._lock, self._conn.exclusive():
@@ -217,17 +228,9 @@ class SpendLedger:
         now = self.clock.time()
         ratios: list[tuple[str, str, str, float]] = []
         with self._lock, self._conn.exclusive():
-            self._conn.execute(
-                "DELETE FROM guard_reservations WHERE id LIKE ?", (f"{reservation.id}:%",)
-            )
+            self._end_reservations(f"{reservation.id}:")
             for scope, key, period, limit in reservation.limits:
-                self._conn.execute(
-                    "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, key, period) DO UPDATE SET "
-                    "spent_usd = guard_spend.spent_usd + excluded.spent_usd, "
-                    "tokens = guard_spend.tokens + excluded.tokens",
-                    (scope, key, period, actual_usd, tokens),
-                )
+                self._add_spend(scope, key, period, actual_usd, tokens)
                 spent, _ = self._used(scope, key, period, now)
                 ratios.append((scope, key, period, spent / limit if limit > 0 else 1.0))
         self._report(ratios, reservation)
@@ -244,6 +247,45 @@ class SpendLedger:
                         "budget_warning", severity="warning", scope=scope,
                         key=key if scope != "task" else key[:64], ratio=round(ratio, 4),
                     )  # fmt: skip
+
+    def _add_spend(self, scope: str, key: str, period: str, usd: float, tokens: int) -> None:
+        self._conn.execute(
+            "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, key, period) DO UPDATE SET "
+            "spent_usd = guard_spend.spent_usd + excluded.spent_usd, "
+            "tokens = guard_spend.tokens + excluded.tokens",
+            (scope, key, period, usd, tokens),
+        )
+
+    def _end_reservations(self, id_prefix: str) -> None:
+        # substr, not LIKE: a holder (a node id) may contain LIKE's wildcards '_' and '%'
+        self._conn.execute(
+            "DELETE FROM guard_reservations WHERE substr(id, 1, ?) = ?",
+            (len(id_prefix), id_prefix),
+        )
+
+    def charge_holder(self, holder: str) -> tuple[int, float]:
+        """Charge every call ``holder`` left in flight its worst case; end its reservations.
+
+        For a holder known to be dead (the node calls it when an agent process exits):
+        its calls will never settle, and the provider may have billed them, so their
+        reserved worst case becomes spend on every counter it was held against
+        (failing closed: a budget never under-counts), and stops counting as
+        reserved. Returns the number of calls charged and their dollars.
+        """
+        prefix = f"{holder}|"
+        now = self.clock.time()
+        with self._lock, self._conn.exclusive():
+            rows = self._conn.execute(
+                "SELECT id, scope, key, period, amount_usd FROM guard_reservations "
+                "WHERE substr(id, 1, ?) = ? AND created > ?",
+                (len(prefix), prefix, now - self.stale_after),
+            ).fetchall()
+            for _id, scope, key, period, amount in rows:
+                self._add_spend(str(scope), str(key), str(period), float(amount), 0)
+            self._end_reservations(prefix)
+        calls = {str(r[0]).rsplit(":", 1)[0]: float(r[4]) for r in rows}
+        return len(calls), sum(calls.values())
 
     def _show(self, scope: str, ratio: float) -> None:
         """Point the scope's gauge at ``ratio``, held at 1 while a refusal is recent.
@@ -293,7 +335,7 @@ class SpendLedger:
 
     def reserved(self, scope: str, key: str, period: str | None = None) -> float:
         """What in-flight calls hold of one counter: reservations younger than
-        ``stale_after`` (those of a process killed mid-call included, until then)."""
+        ``stale_after`` (a killed process's, until its holder is charged)."""
         day = ("" if scope == "task" else self.period()) if period is None else period
         with self._lock:
             _, held = self._used(scope, key, day, self.clock.time())

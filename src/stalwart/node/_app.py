@@ -14,6 +14,7 @@ from stalwart.durable import Store, TaskRecord, store_from_url
 from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded, StoreError
 from stalwart.guard import RedactingEventBus, install_redactor, validate_input
 from stalwart.llm.sim import SimServer
+from stalwart.node._charge import DeadCallCharger
 from stalwart.node._node import Node, NodeService
 from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import REGISTRY, EventBus, catalog, set_redactor
@@ -189,6 +190,7 @@ class AppService:
             },
         )
         self._beat = asyncio.create_task(self._heartbeat(node.id))
+        self._charger = DeadCallCharger(self.app, self.store_url, node.id, node.events)
 
     async def _cluster_view(self) -> list[dict[str, Any]]:
         """Every node registered in the store; ``alive`` while its heartbeat is fresh."""
@@ -218,6 +220,9 @@ class AppService:
 
     async def stop(self) -> None:
         set_redactor(None)  # the node is done; a process hosting several (tests) starts clean
+        charger: DeadCallCharger | None = getattr(self, "_charger", None)
+        if charger is not None:
+            await charger.close()
         beat = getattr(self, "_beat", None)
         if beat is not None:
             beat.cancel()

@@ -40,3 +40,18 @@ async def test_task_limit_and_approvals_on_postgres(pg_url) -> None:
     assert queue.submit(task_id="t", agent="a", tool="refund", arguments={"n": 1}, reason="r") == a
     assert queue.decide(a.id, approve=False).status == "denied"
     queue.close()
+
+
+def test_a_dead_holder_is_charged_on_postgres(pg_url) -> None:
+    """charge_holder's SQL (substr with a bound length) runs on PostgreSQL as on SQLite."""
+    dead, node = SpendLedger(pg_url, holder="node_1/7"), SpendLedger(pg_url)
+    try:
+        budget = Budget(day_usd=10.0, wait_s=0)
+        before = node.spent("day", "*")
+        dead.reserve_sync(budget, agent="a", task_id="pg-dead", amount_usd=0.5)
+        assert node.charge_holder("node_1/7") == (1, pytest.approx(0.5))
+        assert node.reserved("task", "pg-dead") == 0
+        assert node.spent("day", "*") == pytest.approx(before + 0.5)
+    finally:
+        dead.close()
+        node.close()

@@ -165,3 +165,37 @@ def test_the_prompt_estimate_is_never_below_a_real_tokenizer() -> None:
     for text in samples:
         messages = [{"role": "user", "content": text}]
         assert estimate_tokens(messages) >= counter.count(text) + 4
+
+
+async def test_a_dead_holders_calls_are_charged_their_worst_case_once(tmp_path) -> None:
+    """What the node does when an agent process exits mid-call (see node/_charge.py)."""
+    clock = FakeClock()
+    url = f"sqlite:///{tmp_path}/l.db"
+    dead = SpendLedger(url, clock=clock, holder="node_1/101")
+    alive = SpendLedger(url, clock=clock, holder="node_1/102")
+    node = SpendLedger(url, clock=clock)
+    budget = Budget(task_usd=1.0, day_usd=10.0, wait_s=0)
+    await dead.reserve(budget, agent="a", task_id="t1", amount_usd=0.4)
+    await dead.reserve(budget, agent="a", task_id="t2", amount_usd=0.3)
+    kept = await alive.reserve(budget, agent="a", task_id="t3", amount_usd=0.2)
+    assert node.reserved("day", "*") == pytest.approx(0.9)
+    # holders are whole names: "node_1/1" is a text prefix of "node_1/101", not its holder,
+    # and "_" in a node id is no wildcard
+    assert node.charge_holder("node_1/1") == (0, 0.0)
+    assert node.charge_holder("node%1/101") == (0, 0.0)
+    calls, usd = node.charge_holder("node_1/101")
+    assert (calls, usd) == (2, pytest.approx(0.7))
+    assert node.reserved("day", "*") == pytest.approx(0.2)  # only the live holder's call
+    assert node.spent("day", "*") == pytest.approx(0.7)  # the worst case, on every counter
+    assert node.spent("task", "t1") == pytest.approx(0.4)
+    assert node.reserved("task", "t1") == 0
+    assert node.charge_holder("node_1/101") == (0, 0.0)  # charged once only
+    await alive.settle(kept, 0.05)
+    assert node.spent("day", "*") == pytest.approx(0.75)
+    for led in (dead, alive, node):
+        led.close()
+
+
+def test_a_holder_with_the_separator_is_refused(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="holder"):
+        SpendLedger(f"sqlite:///{tmp_path}/l.db", holder="a|b")
