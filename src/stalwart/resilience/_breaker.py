@@ -572,6 +572,15 @@ class BreakerRegistry:
         with self._lock:
             self._breakers.pop(name, None)
 
+    def refresh(self) -> None:
+        """Move every open breaker whose wait has passed to half-open.
+
+        A breaker changes state only when something looks at it; one no call reaches
+        (a fallback serving while the primary is open) would read "open" forever.
+        Cheaper than :meth:`snapshot`: only open breakers take their lock."""
+        for breaker in self:
+            _ = breaker.state
+
     def snapshot(self) -> dict[str, BreakerSnapshot]:
         """A snapshot of every breaker, by name."""
         with self._lock:

@@ -143,9 +143,9 @@ class _AgentMain:
 
     def _ship_metrics(self) -> None:
         # An open breaker turns half-open when its wait has passed, but only when someone
-        # looks: read them all, so one no call reaches (a fallback while the primary
-        # serves) does not report "open" forever
-        BREAKERS.snapshot()
+        # looks: so one no call reaches (a fallback while the primary serves) does not
+        # report "open" forever
+        BREAKERS.refresh()
         samples = self.shipper.collect()
         if samples:
             self.channel.send(MetricSamples(samples=samples))

@@ -295,6 +295,23 @@ def test_registry_gives_one_breaker_per_dependency(clock: FakeClock) -> None:
     assert "model:a" not in registry
 
 
+def test_refresh_half_opens_a_breaker_no_call_reaches(
+    clock: FakeClock, dep: str, metric: Callable[..., float]
+) -> None:
+    """What an agent does every heartbeat: a primary nothing calls while the fallback
+    serves must not report "open" forever."""
+    registry = BreakerRegistry(clock=clock)
+    breaker = registry.get(dep, BreakerConfig(minimum_calls=5, wait_duration_in_open=5.0))
+    trip(breaker)
+    assert metric("stalwart_breaker_state", dependency=dep) == OPEN.value
+    clock.advance(4.9)
+    registry.refresh()
+    assert metric("stalwart_breaker_state", dependency=dep) == OPEN.value
+    clock.advance(0.1)
+    registry.refresh()
+    assert metric("stalwart_breaker_state", dependency=dep) == HALF_OPEN.value
+
+
 def test_transitions_are_metrics_events_and_logs(
     clock: FakeClock, dep: str, metric: Callable[..., float]
 ) -> None:
