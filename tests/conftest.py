@@ -3,13 +3,39 @@
 ``make test`` must stay well under 15 minutes on the 2-core machine; a test whose
 evidence needs minutes of load, chaos or soak is marked ``@pytest.mark.bench`` and
 runs when ``STALWART_SLOW=1`` (``make bench`` sets it).
+
+Every test starts with no circuit breakers in the process-wide registry: a test that
+makes a dependency fail (a webhook that refuses alerts) must not leave its breaker
+open for whichever test the same xdist worker runs next. Likewise structlog's global
+configuration: ``structlog.testing.capture_logs()`` restores the processors it found
+but leaves structlog marked configured, so a later in-process ``stalwart verify``
+would not install the pipeline that feeds the node's log store (SE-4 then found no
+``budget_exceeded`` lines); a test that found structlog unconfigured leaves it so.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+import structlog
+
+
+@pytest.fixture(autouse=True)
+def _no_breakers_left_open() -> None:
+    from stalwart.resilience import BREAKERS
+
+    for breaker in list(BREAKERS):
+        BREAKERS.remove(breaker.name)
+
+
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    was_configured = structlog.is_configured()
+    yield
+    if not was_configured:
+        structlog.reset_defaults()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
