@@ -12,6 +12,8 @@ under-count, and the room stops being held.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from typing import Any
 
 from stalwart.agent import App, TaskAgent
@@ -26,14 +28,6 @@ CHARGE_TIMEOUT_S = 30.0
 """Per ledger; the charge is one short transaction, but the ledger's database may be down."""
 
 
-def _charge(url: str, holder: str) -> tuple[int, float]:
-    ledger = SpendLedger(url)
-    try:
-        return ledger.charge_holder(holder)
-    finally:
-        ledger.close()
-
-
 class DeadCallCharger:
     """Watches ``agent_exited`` on a node and charges each exited process's open calls."""
 
@@ -44,6 +38,10 @@ class DeadCallCharger:
         self.node_id = node_id
         self.events = events
         self._pending: set[asyncio.Task[None]] = set()
+        # one connection per ledger for the node's life, opened at the first exit (not a
+        # connection and the schema statements at every exit of a chaos run)
+        self._ledgers: dict[str, SpendLedger] = {}
+        self._ledgers_lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
         self._subscription: Subscription | None = (
             events.subscribe(self._on_event) if self.ledgers else None
@@ -63,11 +61,12 @@ class DeadCallCharger:
         for url in self.ledgers:
             try:
                 async with asyncio.timeout(CHARGE_TIMEOUT_S):
-                    calls, usd = await asyncio.to_thread(_charge, url, holder)
+                    calls, usd = await asyncio.to_thread(self._charge, url, holder)
             # Best effort by design: whatever fails here (the ledger's database down, a
             # driver error), the reservations still stop counting after stale_after.
             except Exception as exc:
                 _log.warning("budget_charge_failed", agent=agent, holder=holder, error=str(exc))
+                self._forget(url)  # the next exit reconnects
                 continue
             if calls:
                 self.events.emit(
@@ -75,10 +74,26 @@ class DeadCallCharger:
                     calls=calls, charged_usd=round(usd, 6),
                 )  # fmt: skip
 
+    def _charge(self, url: str, holder: str) -> tuple[int, float]:
+        with self._ledgers_lock:
+            ledger = self._ledgers.get(url)
+            if ledger is None:
+                ledger = self._ledgers[url] = SpendLedger(url)
+        return ledger.charge_holder(holder)
+
+    def _forget(self, url: str) -> None:
+        with self._ledgers_lock:
+            ledger = self._ledgers.pop(url, None)
+        if ledger is not None:
+            with contextlib.suppress(Exception):  # it is broken already; only let it go
+                ledger.close()
+
     async def close(self, timeout: float = 5.0) -> None:
-        """Stop watching; wait (bounded) for the charges already started."""
+        """Stop watching; wait (bounded) for the charges already started; disconnect."""
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=timeout)
+        for url in list(self._ledgers):
+            await asyncio.to_thread(self._forget, url)
