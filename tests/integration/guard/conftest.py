@@ -17,15 +17,3 @@ def pg_url() -> Iterator[str]:
         pytest.skip("PostgreSQL is not reachable")
     with postgres_database("stalwart_guard") as url:
         yield url
-
-
-@pytest.fixture(autouse=True)
-def _own_breakers() -> Iterator[None]:
-    """Model clients built here register circuit breakers in the process-wide registry;
-    remove the ones a test added, so later suites may configure those names their way."""
-    from stalwart.resilience import BREAKERS
-
-    before = {b.name for b in BREAKERS}
-    yield
-    for name in {b.name for b in BREAKERS} - before:
-        BREAKERS.remove(name)
