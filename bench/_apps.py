@@ -9,20 +9,30 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Callable
 
 from examples.helpdesk.app import app as helpdesk
 
+from stalwart.agent import App
 from stalwart.guard import Budget
+
+
+def _with_budget(budget_of: Callable[[Budget], Budget]) -> App:
+    """The helpdesk with each agent's budget replaced by ``budget_of(its budget)``."""
+    return dataclasses.replace(
+        helpdesk,
+        agents=[
+            dataclasses.replace(
+                a, security=dataclasses.replace(a.security, budget=budget_of(a.security.budget))
+            )
+            for a in helpdesk.agents
+        ],
+    )
+
 
 # The helpdesk without spend limits: no reservation or settlement per model call, so
 # its throughput against the shipped app's is what the budget costs.
-unbudgeted = dataclasses.replace(
-    helpdesk,
-    agents=[
-        dataclasses.replace(a, security=dataclasses.replace(a.security, budget=Budget()))
-        for a in helpdesk.agents
-    ],
-)
+unbudgeted = _with_budget(lambda _budget: Budget())
 
 # The helpdesk with its spend ledger in a SQLite file of its own (Budget.ledger) instead
 # of the store's: reservations then no longer wait for the journal's write lock. The
@@ -30,15 +40,4 @@ unbudgeted = dataclasses.replace(
 _LEDGER = "sqlite:///" + os.environ.get(
     "STALWART_BENCH_LEDGER", os.path.join(tempfile.gettempdir(), "stalwart-bench-ledger.db")
 )
-separate_ledger = dataclasses.replace(
-    helpdesk,
-    agents=[
-        dataclasses.replace(
-            a,
-            security=dataclasses.replace(
-                a.security, budget=dataclasses.replace(a.security.budget, ledger=_LEDGER)
-            ),
-        )
-        for a in helpdesk.agents
-    ],
-)
+separate_ledger = _with_budget(lambda budget: dataclasses.replace(budget, ledger=_LEDGER))
