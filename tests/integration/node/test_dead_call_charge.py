@@ -13,7 +13,7 @@ from examples.helpdesk.tickets import generate
 from stalwart.guard import SpendLedger
 from stalwart.node import app_node
 from stalwart.observe import EventBus
-from stalwart.testing import eventually
+from stalwart.testing import EventWaiter, eventually
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -42,9 +42,10 @@ async def test_a_call_killed_in_flight_is_charged_and_stops_holding_room(tmp_pat
         app.sim.world.clear_faults()
         ref = node.runtime.whereis("resolver")
         assert ref is not None
+        waiter = EventWaiter(events)
         os.kill(ref.pid, signal.SIGKILL)
-        await eventually(lambda: events.recent("budget_dead_calls_charged"), timeout=15)
-        [charged] = events.recent("budget_dead_calls_charged")
+        charged = await waiter.wait("budget_dead_calls_charged", timeout=15)
+        assert len(events.recent("budget_dead_calls_charged")) == 1
         seen.update(charged.fields)
         assert charged.fields["pid"] == ref.pid and charged.fields["agent"] == "resolver"
         assert charged.fields["calls"] == 1
