@@ -19,3 +19,11 @@ def test_no_private_module_leaks_into_the_api():
 
 def test_public_names_are_not_duplicated():
     assert len(stalwart.__all__) == len(set(stalwart.__all__))
+
+
+def test_the_version_is_written_once():
+    """pyproject.toml reads the version from stalwart.__version__ (hatch), so the installed
+    distribution's metadata and the module always agree."""
+    import importlib.metadata
+
+    assert importlib.metadata.version("stalwart") == stalwart.__version__
