@@ -44,3 +44,20 @@ def test_doc_examples_run(page: pathlib.Path, tmp_path: pathlib.Path) -> None:
         timeout=170,
     )
     assert proc.returncode == 0, f"{page.name} examples failed:\n{proc.stdout}\n{proc.stderr}"
+
+
+@pytest.mark.timeout(120)
+def test_the_docs_site_builds_with_no_warning(tmp_path: pathlib.Path) -> None:
+    """`make docs`: mkdocs --strict turns a broken link, a missing anchor or a page left out
+    of the nav into a failure."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=DOCS.parent,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    assert (tmp_path / "site" / "index.html").is_file()
