@@ -38,3 +38,19 @@ def test_duplicate_names_are_refused():
 
     with pytest.raises(ConfigError, match="two tools are named 'a'"):
         ToolRegistry([a, a])
+
+
+def test_the_schema_is_built_once_per_tool() -> None:
+    """The agent loop asks for every tool's spec at every task: pydantic's schema build is
+    paid once per tool, not per task."""
+    from stalwart.tools import tool
+
+    @tool(scopes=["orders:read"])
+    def lookup(order_id: int, verbose: bool = False) -> dict[str, int]:
+        """Look up an order."""
+        return {"order_id": order_id}
+
+    first = lookup.spec
+    assert first is lookup.spec
+    assert first.parameters["required"] == ["order_id"]
+    assert "title" not in first.parameters
