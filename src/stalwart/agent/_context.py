@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from stalwart.agent._guarded import guarded
+from stalwart.agent._handover import HandOvers
 from stalwart.durable import Context
 from stalwart.errors import ConfigError, StalwartError
 from stalwart.guard import ApprovalQueue, Provenance, Security, SpendLedger, estimate_tokens
@@ -58,6 +59,9 @@ class Resources:
     prices: PriceTable = dataclasses.field(default_factory=PriceTable)
     rate_limiters: Mapping[str, RateLimiter] = dataclasses.field(default_factory=dict)
     """``"*"`` for the whole agent, else per model chain (see :func:`build_rate_limiters`)."""
+    handovers: HandOvers | None = None
+    """Where this process's hand-overs wait without holding a callee's worker (None: a
+    hand-over is a plain call to the callee, which waits inside the call)."""
 
 
 def _to_message(m: Mapping[str, Any]) -> Message:
@@ -321,6 +325,19 @@ class TaskContext:
         resume the same sub-task is found, never created twice.
         """
         sub_id = f"{self.task_id}.{name}.{self.durable.position}"
-        return await self.call_agent(
-            name, {"task_id": sub_id, "input": task_input}, timeout=timeout, retry=True
-        )
+        handovers = self.resources.handovers
+        if handovers is None:
+            return await self.call_agent(
+                name, {"task_id": sub_id, "input": task_input}, timeout=timeout, retry=True
+            )
+        if name not in self.resources.callable_agents:
+            raise ConfigError(
+                f"agent {self.resources.agent!r} may not hand over to {name!r} (allowed: "
+                f"{sorted(self.resources.callable_agents)})"
+            )
+
+        async def run() -> Any:
+            return await handovers.run(name, sub_id, task_input, timeout=timeout)
+
+        # the same step name as a call-based hand-over: journals replay across the change
+        return await self.durable.step(f"agent:{name}", run)

@@ -32,8 +32,11 @@ def _check_name(kind: str, name: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class _AgentBase:
     name: str
-    max_tasks: int = 4
-    """Tasks this agent runs at once (its process handles them concurrently)."""
+    max_tasks: int = 1000
+    """Tasks this agent's process runs at once. A task waiting on a model call, a tool or
+    a hand-over costs an asyncio task and its state, not a worker, so the default lets
+    one process keep a thousand slow model calls in flight; lower it to bound the memory
+    of tasks with large state. When it binds, ``stalwart_agent_at_capacity`` counts."""
     max_running: int | None = None
     """Tasks of this agent running at once across every node sharing the store
     (a cluster-wide limit, enforced when a task is claimed); None: no limit."""
@@ -48,8 +51,8 @@ class _AgentBase:
 
     def __post_init__(self) -> None:
         _check_name("agent", self.name)
-        if not isinstance(self.max_tasks, int) or not 1 <= self.max_tasks <= 1000:
-            raise ConfigError(f"agent {self.name!r}: max_tasks must be an int in 1..1000")
+        if not isinstance(self.max_tasks, int) or not 1 <= self.max_tasks <= 100_000:
+            raise ConfigError(f"agent {self.name!r}: max_tasks must be an int in 1..100000")
         if self.max_running is not None and (
             not isinstance(self.max_running, int)
             or isinstance(self.max_running, bool)

@@ -27,6 +27,7 @@ from typing import Any
 
 from stalwart.agent._context import Resources, TaskContext
 from stalwart.agent._guarded import build_rate_limiters, finish_output, prepare_input
+from stalwart.agent._handover import HandOvers
 from stalwart.agent._loop import run_llm_agent
 from stalwart.agent._spec import App, LLMAgent
 from stalwart.config import load_instance
@@ -110,6 +111,10 @@ class TaskAgent(Agent):
     """Runs the tasks of one agent of an app (see the module docstring)."""
 
     max_concurrency = 64
+    """Calls answered at once. Hand-overs no longer wait inside a call (see
+    ``agent/_handover.py``), so this bounds only plain ``call_agent`` calls."""
+    MAX_NOTIFY = 100_000
+    """Hand-over notices remembered for tasks not yet finished here."""
     scan_interval = 0.25
     """Longest wait between two claims when idle (the backoff starts at 2 ms)."""
 
@@ -138,6 +143,9 @@ class TaskAgent(Agent):
         )
         self.store: Store = store_from_url(args["store"], events=self.events)
         await self.store.open()
+        self.resources.handovers = HandOvers(self.store, self.ctx, self.defn.name)
+        self.notify: dict[str, set[str]] = {}
+        """Task id -> the agents to cast ``{"finished": id}`` to when it ends here."""
         self.owner = f"{args['node']}/{self.defn.name}"
         self.runner = Runner(
             self.store, owner=self.owner, lease_seconds=self.app.lease_seconds, events=self.events
@@ -191,7 +199,17 @@ class TaskAgent(Agent):
 
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, dict) and isinstance(message.get("run"), str):
+            if isinstance(message.get("notify"), str):  # a hand-over waits for this one
+                self.notify.setdefault(message["run"], set()).add(message["notify"])
+                # A task run elsewhere (another node) never ends here: keep the map
+                # bounded; its waiter finds the outcome by reading the store instead.
+                while len(self.notify) > self.MAX_NOTIFY:
+                    del self.notify[next(iter(self.notify))]
             self.wake.set()  # new work: claim now rather than at the next poll
+        elif isinstance(message, dict) and isinstance(message.get("finished"), str):
+            handovers = self.resources.handovers
+            if handovers is not None:
+                handovers.finished(message["finished"])
 
     async def handle_call(self, request: Any) -> Any:
         if isinstance(request, dict) and isinstance(request.get("task_id"), str):
@@ -291,14 +309,21 @@ class TaskAgent(Agent):
             self.unstarted[lease.task_id] = lease
             self._track(lease.task_id, self._execute(lease))
             claimed += 1
+        if len(self.running) >= self.defn.max_tasks:
+            catalog.AGENT_AT_CAPACITY.labels(self.defn.name).inc()
         return claimed
 
     def _track(self, task_id: str, work: Any) -> None:
         task: asyncio.Task[TaskResult | None] = asyncio.create_task(work)
         self.running[task_id] = task
+        running = catalog.AGENT_TASKS_RUNNING.labels(self.defn.name)
+        running.set(len(self.running))
 
         def done(_t: asyncio.Task[TaskResult | None]) -> None:
             self.running.pop(task_id, None)
+            running.set(len(self.running))
+            for waiter in self.notify.pop(task_id, ()):  # hand-overs waiting on it
+                self.ctx.cast(waiter, {"finished": task_id})
             self.wake.set()  # capacity freed: claim the next one
 
         task.add_done_callback(done)

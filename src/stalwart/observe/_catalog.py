@@ -15,6 +15,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from stalwart.observe._metrics import REGISTRY
 
 __all__ = [
+    "AGENT_AT_CAPACITY",
+    "AGENT_TASKS_RUNNING",
     "BUDGET_USED_RATIO",
     "DEGRADED",
     "DEGRADATION_EVENTS",
@@ -69,6 +71,18 @@ TASKS_FINISHED = Counter(
     "stalwart_tasks_finished", "Tasks finished by outcome (completed, failed)", ["outcome"],
     registry=REGISTRY,
 )  # fmt: skip
+AGENT_TASKS_RUNNING = Gauge(
+    "stalwart_agent_tasks_running",
+    "Tasks an agent's process runs now (at most its max_tasks)",
+    ["agent"],
+    registry=REGISTRY,
+)
+AGENT_AT_CAPACITY = Counter(
+    "stalwart_agent_at_capacity",
+    "Claim rounds an agent's process ended because it ran max_tasks tasks (the limit binds)",
+    ["agent"],
+    registry=REGISTRY,
+)
 TASK_DURATION = Histogram(
     "stalwart_task_duration_seconds", "Task duration from submission to its end",
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800), registry=REGISTRY,

@@ -34,3 +34,42 @@ calls = App(
     ],
     lease_seconds=5,
 )
+
+
+# -- hand-overs that hold no worker: `fanout` -----------------------------------------------
+# Every `back` task waits at a barrier until HANDOVER_BARRIER of them are in flight at once.
+# A hand-over that waited inside a call held one of the callee's 64 call workers, so the
+# 65th sub-task was never even created and the barrier could not open (its wait ends at
+# 60 s with released=False); hand-overs that wait on a notice open it at once.
+HANDOVER_BARRIER = 100
+_arrived = [0]
+_open = asyncio.Event()
+
+
+async def front(ctx: TaskContext, task_input: Any) -> dict[str, Any]:
+    outcome = await ctx.hand_over("back", task_input, timeout=120)
+    return {"status": "completed", "back": outcome}
+
+
+async def back(ctx: TaskContext, task_input: Any) -> dict[str, Any]:
+    async def barrier() -> dict[str, Any]:
+        _arrived[0] += 1
+        if _arrived[0] >= HANDOVER_BARRIER:
+            _open.set()
+        try:
+            async with asyncio.timeout(60):
+                await _open.wait()
+        except TimeoutError:
+            return {"released": False, "arrived": _arrived[0]}
+        return {"released": True, "arrived": _arrived[0]}
+
+    return {"status": "completed", **(await ctx.step("barrier", barrier))}
+
+
+fanout = App(
+    agents=[
+        PythonAgent(name="front", fn=front, agents=("back",)),
+        PythonAgent(name="back", fn=back),
+    ],
+    lease_seconds=10,
+)

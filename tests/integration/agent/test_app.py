@@ -157,3 +157,32 @@ async def test_tasks_are_submitted_and_awaited_through_the_node(tmp_path):
         assert record.outcome["answer"].startswith("Order #88")
 
     assert await node.run(until=work()) == 0
+
+
+@pytest.mark.timeout(240)
+async def test_a_hundred_hand_overs_wait_at_once_with_default_settings(tmp_path):
+    """Hand-overs hold no worker of the callee (agent/_handover.py): with the default
+    max_tasks, more sub-tasks than the callee has call workers (64) run at once."""
+    from tests.integration.agent.apps import HANDOVER_BARRIER
+
+    node, service = app_node(
+        "tests.integration.agent.apps:fanout",
+        store=f"sqlite:///{tmp_path}/fanout.db",
+        events=EventBus(log=False),
+        settings=SETTINGS,
+    )
+
+    async def check() -> None:
+        async with asyncio.timeout(30):
+            while not node.ready:
+                await asyncio.sleep(0.01)
+        tasks = service.tasks
+        ids = [await tasks.submit("front", {"n": i}) for i in range(HANDOVER_BARRIER)]
+        for task_id in ids:
+            record = await tasks.wait(task_id, timeout=150)
+            assert record.status == "succeeded", (task_id, record.outcome)
+            back = record.outcome["back"]
+            assert back["status"] == "succeeded", back
+            assert back["result"]["released"], back["result"]  # the barrier opened
+
+    assert await node.run(until=check()) == 0

@@ -17,7 +17,7 @@ async def noop(ctx: object, task_input: object) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("max_tasks", 0, "max_tasks must be an int in 1..1000"),
+        ("max_tasks", 0, "max_tasks must be an int in 1..100000"),
         ("max_running", 0, "max_running must be a positive int"),
         ("max_running", True, "max_running must be a positive int"),
         ("task_timeout", -1, "task_timeout must be in"),
