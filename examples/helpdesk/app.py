@@ -217,7 +217,6 @@ RESOLVER = LLMAgent(
     scopes=["orders:read", "kb:read", "payments:write", "email:send"],
     max_steps=12,
     history_tokens=6000,
-    max_tasks=8,
     security=SECURITY,
 )
 
@@ -253,7 +252,7 @@ async def triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
     }
 
 
-TRIAGE = PythonAgent(name="triage", fn=triage, agents=("resolver",), max_tasks=16)
+TRIAGE = PythonAgent(name="triage", fn=triage, agents=("resolver",))
 
 app = App(
     agents=[TRIAGE, RESOLVER],

@@ -1,0 +1,265 @@
+"""Slow models: tickets in flight and throughput with model calls of 2 s, default settings.
+
+Real model calls take seconds. This bench runs the helpdesk example (its own settings,
+which leave ``max_tasks`` at the runtime's default) on a real node while every model
+call takes ``--latency`` seconds at the simulated provider, submits ``--tickets``
+tickets at once, and measures:
+
+- ``tickets_per_s``: tickets / wall time from the first submit to the last answer;
+- ``in_flight_max``: the most resolver tasks running at once (each is in, or between,
+  its model calls: the concurrency the provider sees), sampled from the store every
+  0.25 s; ``tickets_in_flight_max`` the same for triage (tickets started, not finished);
+- ``peak_rss_mb``: node plus agent processes, sampled with psutil;
+- ``baseline_tickets_per_s``: a plain asyncio + httpx client making, for each ticket, as
+  many model calls as that ticket made in the stalwart run before it (none for a ticket
+  routed to a person), one after another, every ticket at once, against the same
+  simulated provider; ``throughput_vs_baseline`` is the ratio of the best rounds, the
+  rounds interleaved (stalwart, baseline, stalwart, baseline...).
+
+The simulated provider runs in ``--sim-procs`` processes sharing one port
+(SO_REUSEPORT), apart from the node, so its capacity is not what is measured.
+Writes the ``slow_model`` section of ``bench/results/agent.json`` (other keys kept).
+
+    python bench/slow_model.py                    # 1,000 tickets, 2 s calls, 2 rounds
+    python bench/slow_model.py --quick            # 200 tickets, 1 round
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+RESULTS = ROOT / "bench" / "results" / "agent.json"
+APP = "examples.helpdesk.app:app"
+
+
+# -- the simulated provider: N processes on one port ---------------------------------------
+def _sim_worker(port: int, latency_ms: float) -> None:
+    import uvicorn
+    from examples.helpdesk.app import SCENARIO
+
+    from stalwart.llm.sim._faults import Fault
+    from stalwart.llm.sim._server import SimWorld, build_app
+
+    world = SimWorld(SCENARIO)
+    for model in ("strong", "weak"):
+        world.faults.set(model, Fault(latency_ms=latency_ms))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(
+        build_app(world), log_level="warning", lifespan="off", access_log=False, backlog=4096
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_sims(procs: int, latency_ms: float) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    import httpx
+
+    port = _free_port()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--sim-worker", str(port), "--latency-ms", str(latency_ms)]
+        )
+        for _ in range(procs)
+    ]
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                return url, workers
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    _stop(workers)
+    raise RuntimeError("the simulated provider did not start within 30 s")
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(10)
+        except subprocess.TimeoutExpired:
+            w.kill()
+
+
+# -- stalwart ------------------------------------------------------------------------------
+async def _stalwart(count: int, sim_url: str) -> dict[str, Any]:
+    import psutil
+    from examples.helpdesk.tickets import generate
+
+    from stalwart import RuntimeSettings
+    from stalwart.node import app_node
+    from stalwart.observe import EventBus
+
+    os.environ["STALWART_SIM_URL"] = sim_url
+    workdir = tempfile.mkdtemp(prefix="stalwart-slow-")
+    node, service = app_node(
+        APP, store=f"sqlite:///{workdir}/s.db", events=EventBus(log=False),
+        settings=RuntimeSettings(),
+    )  # fmt: skip
+    tickets = generate(count, seed=5, injection_rate=0.0)
+    out: dict[str, Any] = {}
+
+    async def sample(store: Any, stop: asyncio.Event) -> None:
+        me = psutil.Process()
+        peaks = {"resolver": 0, "triage": 0, "rss": 0.0}
+        while not stop.is_set():
+            for agent in ("resolver", "triage"):
+                running = await store.list_tasks(status="running", agent=agent, limit=100_000)
+                peaks[agent] = max(peaks[agent], len(running))
+            rss = me.memory_info().rss
+            for child in me.children(recursive=True):
+                try:
+                    rss += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            peaks["rss"] = max(peaks["rss"], rss / 2**20)
+            try:
+                async with asyncio.timeout(0.25):
+                    await stop.wait()
+            except TimeoutError:
+                pass
+        out["in_flight_max"] = peaks["resolver"]
+        out["tickets_in_flight_max"] = peaks["triage"]
+        out["peak_rss_mb"] = round(peaks["rss"], 1)
+
+    async def work() -> None:
+        async with asyncio.timeout(60):
+            while not node.ready:  # noqa: ASYNC110 - the node offers no ready event
+                await asyncio.sleep(0.01)
+        tasks = service.tasks
+        assert tasks is not None
+        stop = asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(sample(tasks.store, stop))
+            started = time.perf_counter()
+            ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
+            calls: list[int] = []
+            failed = 0
+            for task_id in ids:
+                record = await tasks.wait(task_id, timeout=900)
+                if record.status != "succeeded":
+                    failed += 1
+                usage = (record.outcome or {}).get("usage") or {}
+                calls.append(int(usage.get("model_calls", 0)))
+            elapsed = time.perf_counter() - started
+            stop.set()
+        out["_calls"] = calls
+        out.update(
+            tickets=count,
+            failed=failed,
+            seconds=round(elapsed, 1),
+            tickets_per_s=round(count / elapsed, 2),
+            model_calls_per_ticket=round(statistics.fmean(calls), 2),
+        )
+
+    await node.run(until=work())
+    return out
+
+
+# -- the baseline: asyncio + httpx, the same calls -----------------------------------------
+async def _baseline(sim_url: str, calls: list[int]) -> dict[str, Any]:
+    import httpx
+    from examples.helpdesk.tickets import generate
+
+    count = len(calls)
+    tickets = generate(count, seed=5, injection_rate=0.0)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=count)
+    async with httpx.AsyncClient(base_url=f"{sim_url}/v1", limits=limits, timeout=120) as http:
+
+        async def ticket(n: int, text: str) -> None:
+            messages = [{"role": "system", "content": "You resolve support tickets."},
+                        {"role": "user", "content": text}]  # fmt: skip
+            for _ in range(n):
+                r = await http.post(
+                    "/chat/completions",
+                    json={"model": "strong", "messages": messages, "max_tokens": 512},
+                    headers={"authorization": "Bearer sim"},
+                )
+                r.raise_for_status()
+                messages.append(r.json()["choices"][0]["message"])
+
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for n, t in zip(calls, tickets, strict=True):
+                group.create_task(ticket(n, t["text"]))
+        elapsed = time.perf_counter() - started
+    return {"seconds": round(elapsed, 1), "tickets_per_s": round(count / elapsed, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tickets", type=int, default=1000)
+    parser.add_argument("--latency", type=float, default=2.0, help="seconds per model call")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sim-procs", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="200 tickets, one round")
+    parser.add_argument("--sim-worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--latency-ms", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sim_worker:
+        _sim_worker(args.sim_worker, args.latency_ms)
+        return
+    if args.quick:
+        args.tickets, args.rounds = 200, 1
+    sim_url, workers = _start_sims(args.sim_procs, args.latency * 1000)
+    runs: list[dict[str, Any]] = []
+    baselines: list[dict[str, Any]] = []
+    try:
+        for r in range(args.rounds):
+            run = asyncio.run(_stalwart(args.tickets, sim_url))
+            calls = run.pop("_calls")
+            runs.append(run)
+            print(f"round {r}: stalwart {run}", flush=True)
+            baselines.append(asyncio.run(_baseline(sim_url, calls)))
+            print(f"round {r}: baseline {baselines[-1]}", flush=True)
+    finally:
+        _stop(workers)
+    best = max(runs, key=lambda run: run["tickets_per_s"])
+    base = max(b["tickets_per_s"] for b in baselines)
+    section = {
+        **best,
+        "model_latency_s": args.latency,
+        "sim_processes": args.sim_procs,
+        "rounds": args.rounds,
+        "baseline_tickets_per_s": base,
+        "throughput_vs_baseline": round(best["tickets_per_s"] / base, 2),
+        "runs": runs,
+        "baselines": baselines,
+        "settings": "the helpdesk example as shipped: runtime defaults for max_tasks",
+        "targets": {"in_flight_max": 1000, "throughput_vs_baseline": 0.8},
+    }
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data["slow_model"] = section
+    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+    print(json.dumps(section, indent=2))
+
+
+if __name__ == "__main__":
+    main()
