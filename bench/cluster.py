@@ -6,6 +6,12 @@ Writes ``bench/results/cluster.json``:
   completed per second by 1, 2, 3 node processes on this machine (sim at zero
   latency, one shared sim, all tickets submitted at once), with PostgreSQL's own
   CPU share noted;
+- ``cpu_ms_per_ticket_<n>``: CPU time per ticket by component at each point -- ``node``
+  (the `stalwart run` processes themselves), ``agents`` (their fork servers and agent
+  processes), ``postgres`` (every server process), ``sim`` and ``driver`` (this
+  process, which submits and waits) -- from psutil's user+system times before and
+  after; ``pg_transactions_per_ticket_<n>``: committed transactions of the run's
+  database (``pg_stat_database.xact_commit``) per ticket (target: at most 15);
 - ``failover_p50_s``, ``failover_max_s``: from the SIGKILL of a whole node (node,
   fork server, agents) to each of its orphaned tasks being claimed by another node;
 - ``stale_writes_applied``: after a node is paused (SIGSTOP) for two leases and
@@ -47,6 +53,8 @@ from stalwart.node import Tasks  # noqa: E402
 from stalwart.testing._cluster import ClusterNode, start_node, start_sim  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "cluster.json"
+CURRENT: dict[str, Any] = {}
+"""The run's database name and the sim's pid, for the counters of ``throughput``."""
 PG_ADMIN = os.environ.get("STALWART_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 LEASE = helpdesk.lease_seconds  # the default: failover is measured as users get it
 
@@ -67,12 +75,56 @@ def url_for(name: str) -> str:
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
 
 
+def _cpu(proc: psutil.Process) -> float:
+    try:
+        t = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(t.user + t.system)
+
+
+def component_cpu(nodes: list[ClusterNode], sim_pid: int) -> dict[str, float]:
+    """CPU seconds so far by component (live processes; see the module docstring)."""
+    out = {"node": 0.0, "agents": 0.0, "postgres": postgres_cpu_seconds()}
+    for node in nodes:
+        root = psutil.Process(node.proc.pid)
+        out["node"] += _cpu(root)
+        for child in root.children(recursive=True):
+            out["agents"] += _cpu(child)
+    sim = psutil.Process(sim_pid)
+    out["sim"] = _cpu(sim) + sum(_cpu(c) for c in sim.children(recursive=True))
+    out["driver"] = _cpu(psutil.Process())
+    return out
+
+
+def xact_commit(name: str) -> int:
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def postgres_cpu_seconds() -> float:
+    """The server's CPU seconds so far: the postmaster's own and its reaped children's
+    (backends that already exited), plus its live children's. Summing live processes
+    alone loses the time of every connection closed in between (a negative delta)."""
     total = 0.0
-    for proc in psutil.process_iter(["name", "cpu_times"]):
-        if proc.info["name"] and proc.info["name"].startswith("postgres"):
-            times = proc.info["cpu_times"]
-            total += times.user + times.system
+    for proc in psutil.process_iter(["name", "ppid"]):
+        if proc.info["name"] != "postgres":
+            continue
+        try:
+            parent = psutil.Process(proc.info["ppid"]).name()
+        except psutil.Error:
+            continue
+        if parent == "postgres":
+            continue  # a backend: counted below, under its postmaster
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+            total += sum(_cpu(c) for c in proc.children())
+        except psutil.Error:
+            pass
     return total
 
 
@@ -84,6 +136,7 @@ async def running_on(store: Any, prefix: str) -> list[Any]:
 
 async def with_cluster(n: int, sim_url: str, body: Any) -> Any:
     name = new_database()
+    CURRENT["database"] = name
     nodes: list[ClusterNode] = []
     try:
         for i in range(n):
@@ -100,17 +153,32 @@ async def with_cluster(n: int, sim_url: str, body: Any) -> Any:
 
 async def throughput(n: int, tickets: list[dict[str, Any]], sim_url: str) -> dict[str, Any]:
     async def body(nodes: list[ClusterNode], tasks: Tasks, store: Any) -> dict[str, Any]:
-        cpu0 = postgres_cpu_seconds()
+        cpu0 = component_cpu(nodes, CURRENT["sim_pid"])
+        xact0 = xact_commit(CURRENT["database"])
         started = time.perf_counter()
         ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
-        records = [await tasks.wait(i, timeout=300) for i in ids]
+        # Wait with one listing every 0.25 s, not a read per task, and count those reads:
+        # the transactions per ticket are the system's, not this driver's.
+        reads = 0
+        async with asyncio.timeout(300):
+            while True:
+                listed = await store.list_tasks(agent="triage", limit=100_000)
+                reads += 1
+                if sum(t.finished for t in listed if t.id in set(ids)) == len(ids):
+                    break
+                await asyncio.sleep(0.25)
+        records = [r for r in listed if r.id in set(ids)]
         elapsed = time.perf_counter() - started
-        pg_cpu = postgres_cpu_seconds() - cpu0
+        cpu1 = component_cpu(nodes, CURRENT["sim_pid"])
+        await asyncio.sleep(1.5)  # backends flush their statistics at most once a second
+        xacts = xact_commit(CURRENT["database"]) - xact0 - reads
         return {
             "tasks_per_s": len(ids) / elapsed,
             "answers": {r.id: (r.outcome or {}).get("answer") for r in records},
             "failed": sum(r.status != "succeeded" for r in records),
-            "postgres_cpu_share": pg_cpu / elapsed,
+            "postgres_cpu_share": (cpu1["postgres"] - cpu0["postgres"]) / elapsed,
+            "cpu_ms_per_ticket": {k: round((cpu1[k] - cpu0[k]) * 1000 / len(ids), 2) for k in cpu0},
+            "pg_transactions_per_ticket": round(xacts / len(ids), 2),
         }
 
     return await with_cluster(n, sim_url, body)  # type: ignore[no-any-return]
@@ -176,6 +244,7 @@ async def pause(tickets: list[dict[str, Any]], sim_url: str) -> dict[str, Any]:
 
 async def run(quick: bool) -> dict[str, Any]:
     sim, sim_url = await start_sim(cwd=str(ROOT))
+    CURRENT["sim_pid"] = sim.pid
     try:
         count = 150 if quick else 600
         tickets = generate(count, seed=9, injection_rate=0.0)
@@ -183,11 +252,15 @@ async def run(quick: bool) -> dict[str, Any]:
         one = await throughput(1, tickets, sim_url)
         result["tasks_per_s_1"] = one["tasks_per_s"]
         result["postgres_cpu_share_1"] = one["postgres_cpu_share"]
+        result["cpu_ms_per_ticket_1"] = one["cpu_ms_per_ticket"]
+        result["pg_transactions_per_ticket_1"] = one["pg_transactions_per_ticket"]
         for n in (2, 3) if not quick else (3,):
             fresh = generate(count, seed=9 + n, injection_rate=0.0)
             point = await throughput(n, fresh, sim_url)
             result[f"tasks_per_s_{n}"] = point["tasks_per_s"]
             result[f"postgres_cpu_share_{n}"] = point["postgres_cpu_share"]
+            result[f"cpu_ms_per_ticket_{n}"] = point["cpu_ms_per_ticket"]
+            result[f"pg_transactions_per_ticket_{n}"] = point["pg_transactions_per_ticket"]
         fo = await failover(generate(count, seed=30, injection_rate=0.0), sim_url)
         result.update({k: fo[k] for k in ("failover_p50_s", "failover_max_s", "orphaned_tasks")})
         paused_tickets = generate(count, seed=9, injection_rate=0.0)

@@ -16,10 +16,12 @@ Now the caller does the bookkeeping itself, in its own journaled step:
 2. it *casts* ``{"run": id, "notify": <caller agent>}`` to the callee, which
    wakes its claim loop and remembers whom to tell;
 3. it waits on a future in its own process. The agent that runs the sub-task
-   casts ``{"finished": id}`` back when it ends. A cast can be lost (the callee
-   restarted, another node ran the sub-task), so the waiter also reads the
-   task's record, backing off from 50 ms to ``poll_cap`` (2 s): a lost notice
-   costs at most that much latency, never the outcome.
+   casts ``{"finished": id}`` back when it ends (at once, if the sub-task ended
+   before the wake-up arrived: the callee remembers its recent ends). A cast can
+   be lost (the callee restarted, another node ran the sub-task), so the waiter
+   also reads the task's record, first after ``first_poll`` (1 s), then backing
+   off to ``poll_cap`` (2 s): a lost notice costs at most that much latency, never
+   the outcome, and a hand-over whose notice arrives costs no read while it waits.
 
 Waiting is then an asyncio future per hand-over: a thousand of them cost a
 thousand small objects, not a thousand workers. The outcome is the same
@@ -46,11 +48,18 @@ class HandOvers:
     """One per agent process: its outstanding hand-overs and their notices."""
 
     def __init__(
-        self, store: Store, runtime: AgentContext, agent: str, *, poll_cap: float = 2.0
+        self,
+        store: Store,
+        runtime: AgentContext,
+        agent: str,
+        *,
+        first_poll: float = 1.0,
+        poll_cap: float = 2.0,
     ) -> None:
         self._store = store
         self._runtime = runtime
         self._agent = agent
+        self._first_poll = first_poll
         self._poll_cap = poll_cap
         self._waiting: dict[str, asyncio.Event] = {}
 
@@ -75,7 +84,7 @@ class HandOvers:
         notice = self._waiting.setdefault(task_id, asyncio.Event())
         try:
             self._runtime.cast(callee, {"run": task_id, "notify": self._agent})
-            pause = 0.05
+            pause = self._first_poll
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -89,7 +98,7 @@ class HandOvers:
                     async with asyncio.timeout(min(pause, left)):
                         await notice.wait()
                 except TimeoutError:
-                    pause = min(pause * 2, self._poll_cap)
+                    pause = min(pause * 2, self._poll_cap)  # no notice: read the record
                 notice.clear()
                 record = await self._store.get_task(task_id)
                 if record is None:

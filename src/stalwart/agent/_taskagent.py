@@ -18,6 +18,7 @@ next poll. Polling backs off from 2 ms to ``scan_interval`` when idle; a
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -114,7 +115,8 @@ class TaskAgent(Agent):
     """Calls answered at once. Hand-overs no longer wait inside a call (see
     ``agent/_handover.py``), so this bounds only plain ``call_agent`` calls."""
     MAX_NOTIFY = 100_000
-    """Hand-over notices remembered for tasks not yet finished here."""
+    """Hand-over notices remembered for tasks not yet finished here, and ends remembered
+    for notices that arrive late."""
     scan_interval = 0.25
     """Longest wait between two claims when idle (the backoff starts at 2 ms)."""
 
@@ -146,6 +148,8 @@ class TaskAgent(Agent):
         self.resources.handovers = HandOvers(self.store, self.ctx, self.defn.name)
         self.notify: dict[str, set[str]] = {}
         """Task id -> the agents to cast ``{"finished": id}`` to when it ends here."""
+        self.ended: collections.OrderedDict[str, None] = collections.OrderedDict()
+        """The ids of the tasks that ended here last (a wake-up can arrive after the end)."""
         self.owner = f"{args['node']}/{self.defn.name}"
         self.runner = Runner(
             self.store, owner=self.owner, lease_seconds=self.app.lease_seconds, events=self.events
@@ -200,6 +204,9 @@ class TaskAgent(Agent):
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, dict) and isinstance(message.get("run"), str):
             if isinstance(message.get("notify"), str):  # a hand-over waits for this one
+                if message["run"] in self.ended:  # it ended before the wake-up arrived
+                    self.ctx.cast(message["notify"], {"finished": message["run"]})
+                    return
                 self.notify.setdefault(message["run"], set()).add(message["notify"])
                 # A task run elsewhere (another node) never ends here: keep the map
                 # bounded; its waiter finds the outcome by reading the store instead.
@@ -322,6 +329,9 @@ class TaskAgent(Agent):
         def done(_t: asyncio.Task[TaskResult | None]) -> None:
             self.running.pop(task_id, None)
             running.set(len(self.running))
+            self.ended[task_id] = None
+            if len(self.ended) > self.MAX_NOTIFY:
+                self.ended.popitem(last=False)
             for waiter in self.notify.pop(task_id, ()):  # hand-overs waiting on it
                 self.ctx.cast(waiter, {"finished": task_id})
             self.wake.set()  # capacity freed: claim the next one
