@@ -35,6 +35,7 @@ from stalwart.resilience._deadline import (
     effective_timeout,
     set_default_timeouts,
 )
+from stalwart.resilience._overrides import OVERRIDES_ENV, OverrideFile, share_overrides
 from stalwart.resilience._policy import DEFAULT_BREAKER, DEFAULT_RETRY, Policy
 from stalwart.resilience._ratelimit import RateLimiter, TokenBucket
 from stalwart.resilience._retry import RetryPolicy
@@ -52,6 +53,8 @@ __all__ = [
     "DEFAULT_RETRY",
     "Deadline",
     "HTTP_STATUS_CLASSES",
+    "OVERRIDES_ENV",
+    "OverrideFile",
     "Permit",
     "Policy",
     "RateLimiter",
@@ -66,5 +69,6 @@ __all__ = [
     "parse_retry_after",
     "register_classifier",
     "set_default_timeouts",
+    "share_overrides",
     "unregister_classifier",
 ]
