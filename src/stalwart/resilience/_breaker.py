@@ -571,6 +571,7 @@ class BreakerRegistry:
         self._breakers: dict[str, CircuitBreaker] = {}
         self._overrides: dict[str, BreakerState] = {}
         self._applied_seq: dict[str, int] = {}
+        self._epoch = ""
         self._file = OverrideFile(overrides_file) if overrides_file is not None else None
         self._from_env = _from_env
 
@@ -615,7 +616,7 @@ class BreakerRegistry:
     def clear(self) -> None:
         """Forget every breaker and every override of this process (tests use it between
         tests). Entries of the shared override file already applied stay applied-as-seen:
-        only newer orders are applied at the next :meth:`refresh`."""
+        only newer orders (or a file created anew) are applied at the next :meth:`refresh`."""
         with self._lock:
             self._breakers.clear()
             self._overrides.clear()
@@ -638,8 +639,9 @@ class BreakerRegistry:
             raise ConfigError(f"set_override needs a BreakerState, got {state!r}")
         overrides = self._overrides_file()
         if overrides is not None:
-            entry = overrides.write(name, state.label)
+            epoch, entry = overrides.write(name, state.label)
             with self._lock:
+                self._adopt_epoch(epoch)
                 self._applied_seq[name] = entry.seq
         self._apply(name, state)
 
@@ -658,6 +660,12 @@ class BreakerRegistry:
         if breaker is not None:
             breaker.transition_to(state)
 
+    def _adopt_epoch(self, epoch: str) -> None:
+        """(lock held) A file created anew: the sequence numbers seen so far are void."""
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._applied_seq.clear()
+
     def _overrides_file(self) -> OverrideFile | None:
         if self._from_env:
             path = os.environ.get(OVERRIDES_ENV)
@@ -675,10 +683,12 @@ class BreakerRegistry:
         if overrides is None or not overrides.changed():
             return
         try:
-            entries = overrides.read()
+            epoch, entries = overrides.read()
         except (ConfigError, OSError) as exc:
             emit(self.events, "warning", "breaker_overrides_unreadable", error=str(exc))
             return
+        with self._lock:
+            self._adopt_epoch(epoch)
         for name, entry in entries.items():
             with self._lock:
                 if self._applied_seq.get(name, 0) >= entry.seq:

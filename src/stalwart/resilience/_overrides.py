@@ -3,7 +3,7 @@
 A breaker lives in the process that calls the dependency: each agent process
 has its own. An operator forcing ``openai:gpt-4o`` open means every one of them,
 including processes started later. So an override is written to one small
-JSON file (``{"seq": N, "breakers": {name: {"state": label, "seq": n}}}``)
+JSON file (``{"epoch": id, "seq": N, "breakers": {name: {"state": label, "seq": n}}}``)
 whose path the node puts in the environment (:data:`OVERRIDES_ENV`) before it
 starts its agent processes; each process applies the entries it has not seen
 yet when its registry is refreshed (every heartbeat, see
@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class OverrideEntry(msgspec.Struct, frozen=True):
 
 
 class _Overrides(msgspec.Struct):
+    epoch: str = ""  # set when the file is created: sequence numbers count within one file
     seq: int = 0
     breakers: dict[str, OverrideEntry] = msgspec.field(default_factory=dict)
 
@@ -56,9 +58,13 @@ class OverrideFile:
         self.path = Path(path)
         self._seen_mtime: int | None = None
 
-    def read(self) -> dict[str, OverrideEntry]:
-        """Every override in the file (empty if there is no file yet)."""
-        return self._load().breakers
+    def read(self) -> tuple[str, dict[str, OverrideEntry]]:
+        """The file's epoch and every override in it (``("", {})`` if there is no file yet).
+
+        The epoch changes when the file is created anew (a node restarted, a test
+        cleared it): sequence numbers from another epoch mean nothing."""
+        current = self._load()
+        return current.epoch, current.breakers
 
     def changed(self) -> bool:
         """True if the file changed since the last :meth:`changed` that said so (one stat)."""
@@ -71,10 +77,13 @@ class OverrideFile:
         self._seen_mtime = mtime
         return True
 
-    def write(self, name: str, state: str) -> OverrideEntry:
-        """Record that ``name`` must be in ``state`` (a :class:`BreakerState` label)."""
+    def write(self, name: str, state: str) -> tuple[str, OverrideEntry]:
+        """Record that ``name`` must be in ``state`` (a :class:`BreakerState` label); the
+        file's epoch and the new entry."""
         with self._locked():
             current = self._load()
+            if not current.epoch:
+                current.epoch = uuid.uuid4().hex
             current.seq += 1
             entry = OverrideEntry(state=state, seq=current.seq)
             current.breakers[name] = entry
@@ -88,7 +97,7 @@ class OverrideFile:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
                 raise
-        return entry
+        return current.epoch, entry
 
     def _load(self) -> _Overrides:
         try:

@@ -236,7 +236,21 @@ def test_overrides_reach_another_registry_through_the_file(
     node.set_override("openai:gpt-4o", S.FORCED_OPEN)
     agent.refresh()
     assert existing.state is S.FORCED_OPEN
-    assert OverrideFile(path).read()["openai:gpt-4o"].state == "forced_open"
+    epoch, entries = OverrideFile(path).read()
+    assert entries["openai:gpt-4o"].state == "forced_open" and len(epoch) == 32
+
+
+def test_a_file_created_anew_is_read_from_its_first_order(clock: FakeClock, tmp_path: Path) -> None:
+    path = tmp_path / "breakers.json"
+    node = BreakerRegistry(clock=clock, overrides_file=path)
+    agent = BreakerRegistry(clock=clock, overrides_file=path)
+    node.set_override("a", S.DISABLED)
+    node.set_override("b", S.DISABLED)
+    agent.refresh()
+    path.unlink()  # the node restarted (or a test cleared the file): sequence numbers restart
+    node.set_override("b", S.FORCED_OPEN)
+    agent.refresh()
+    assert agent.get("b").state is S.FORCED_OPEN
 
 
 def test_a_corrupt_override_file_is_reported_and_changes_nothing(
