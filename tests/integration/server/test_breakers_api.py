@@ -82,7 +82,7 @@ async def test_force_open_reaches_the_agent_process_and_close_ends_it(start_node
 
 
 @pytest.mark.timeout(60)
-async def test_a_breaker_created_after_the_order_starts_in_it(start_node):
+async def test_a_later_breaker_starts_in_the_order_and_bad_orders_are_refused(start_node):
     n = await start_node(ROOT)
     await reply(n, "dep-ops-warmup")
     r = await n.client.post("/v1/breakers/dep-ops-later/state", json={"state": "disabled"})
@@ -92,10 +92,7 @@ async def test_a_breaker_created_after_the_order_starts_in_it(start_node):
 
     await until_agent_says(n, "dep-ops-later", "state", "disabled")
 
-
-@pytest.mark.timeout(60)
-async def test_bad_orders_are_refused_with_what_to_send(start_node):
-    n = await start_node(ROOT)
+    # bad orders are refused with what to send (same node: one start for both)
     r = await n.client.post("/v1/breakers/dep-ops-x/state", json={"state": "ajar"})
     assert r.status_code == 400 and "forced_open" in r.json()["error"]
     r = await n.client.post("/v1/breakers/dep-ops-x/state", json={"mode": "open"})
