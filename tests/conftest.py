@@ -6,15 +6,18 @@ runs when ``STALWART_SLOW=1`` (``make bench`` sets it).
 
 Every test starts with no circuit breakers in the process-wide registry: a test that
 makes a dependency fail (a webhook that refuses alerts) must not leave its breaker
-open for whichever test the same xdist worker runs next. Likewise structlog's global
-configuration: ``structlog.testing.capture_logs()`` restores the processors it found
-but leaves structlog marked configured, so a later in-process ``stalwart verify``
-would not install the pipeline that feeds the node's log store (SE-4 then found no
-``budget_exceeded`` lines); a test that found structlog unconfigured leaves it so.
+open for whichever test the same xdist worker runs next; nor operator orders (a
+breaker forced open over the HTTP API) in the node's shared override file.
+Likewise structlog's global configuration: ``structlog.testing.capture_logs()``
+restores the processors it found but leaves structlog marked configured, so a later
+in-process ``stalwart verify`` would not install the pipeline that feeds the node's
+log store (SE-4 then found no ``budget_exceeded`` lines); a test that found
+structlog unconfigured leaves it so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -24,10 +27,14 @@ import structlog
 
 @pytest.fixture(autouse=True)
 def _no_breakers_left_open() -> None:
-    from stalwart.resilience import BREAKERS
+    from stalwart.resilience import BREAKERS, OVERRIDES_ENV
 
-    for breaker in list(BREAKERS):
-        BREAKERS.remove(breaker.name)
+    BREAKERS.clear()  # breakers and operator overrides
+    # a node of an earlier test shared its operator orders in this (default-named) file
+    shared = os.environ.get(OVERRIDES_ENV)
+    if shared and os.path.basename(shared).startswith("stalwart-breakers-"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(shared)
 
 
 @pytest.fixture(autouse=True)

@@ -272,7 +272,11 @@ class RateLimited(DependencyError):
 
 
 class RetriesExhausted(DependencyError):
-    """Every attempt failed. ``last_error`` is the final attempt's error."""
+    """Every attempt failed. ``last_error`` is the final attempt's error.
+
+    Raised only by a ``RetryPolicy(on_exhausted="wrap")``; by default a policy
+    re-raises the final attempt's own error, with the attempts attached
+    (``stalwart.resilience.gave_up``)."""
 
     def __init__(
         self,

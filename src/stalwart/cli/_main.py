@@ -19,6 +19,7 @@ from stalwart.errors import ConfigError
 from stalwart.node import Node, app_node
 from stalwart.observe import configure_logging
 from stalwart.runtime import SupervisorSpec
+from stalwart.server._breakers_cli import add_breaker_commands, breaker_command
 from stalwart.server._cli import add_commands, add_run_flags, run_command, service_from_args
 
 __all__ = ["load_app", "main"]
@@ -57,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     add_verify_command(sub)
     add_secret_commands(sub)
     add_chaos_commands(sub)
+    add_breaker_commands(sub)
     args = parser.parse_args(argv)
+    breaker_code = breaker_command(args)
+    if breaker_code is not None:
+        return breaker_code
     observe_code = run_command(args)
     if observe_code is not None:
         return observe_code

@@ -123,7 +123,8 @@ class HTTPModelClient:
         self, request: ModelRequest, *, timeout: float | None = None
     ) -> ModelResponse:
         """Ask the model; raise a classified :class:`~stalwart.errors.ModelError` (or
-        ``CircuitOpen``, ``RetriesExhausted``, ``DeadlineExceeded``) when it cannot answer."""
+        ``CircuitOpen``, ``DeadlineExceeded``) when it cannot answer; after the last retry,
+        the last attempt's error (see :func:`stalwart.resilience.gave_up`)."""
         started = time.perf_counter()
         try:
             async with deadline_scope(timeout, kind="model"):

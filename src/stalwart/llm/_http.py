@@ -17,7 +17,7 @@ from stalwart.errors import (
     ModelHTTPError,
     RateLimited,
 )
-from stalwart.resilience import classify_http_status, parse_retry_after
+from stalwart.resilience import classify_http_status, retry_after_from_headers
 
 __all__ = ["ApiKey", "post_json", "resolve_key"]
 
@@ -121,7 +121,7 @@ def _status_error(model: str, status: int, headers: httpx.Headers, raw: bytes) -
     lowered = text.lower()
     detail = _error_message(raw) or text[:300]
     if status == 429:
-        retry_after = parse_retry_after(headers.get("retry-after"), now=time.time())
+        retry_after = retry_after_from_headers(headers, now=time.time())  # retry-after-ms first
         return RateLimited(
             f"{model}: rate limited (429): {detail}", dependency=model, retry_after=retry_after
         )

@@ -11,6 +11,7 @@ from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.config import RuntimeSettings
 from stalwart.errors import ConfigError, StartError
 from stalwart.observe import EventBus, Readiness, catalog, log_context
+from stalwart.resilience import share_overrides
 from stalwart.runtime import AgentRef, Runtime, SupervisorSpec
 
 __all__ = ["Node", "NodeService"]
@@ -100,6 +101,8 @@ class Node:
     ) -> None:
         self.id = node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.events = events or EventBus()
+        # before the fork server starts: every agent process inherits the override file's path
+        self.breaker_overrides = share_overrides()
         self.runtime = Runtime(root, settings, events=self.events, clock=clock, preload=preload)
         self.clock = clock
         self.services = tuple(services)

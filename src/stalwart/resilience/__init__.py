@@ -25,6 +25,7 @@ from stalwart.resilience._classify import (
     classify_http_status,
     parse_retry_after,
     register_classifier,
+    retry_after_from_headers,
     unregister_classifier,
 )
 from stalwart.resilience._deadline import (
@@ -35,9 +36,10 @@ from stalwart.resilience._deadline import (
     effective_timeout,
     set_default_timeouts,
 )
+from stalwart.resilience._overrides import OVERRIDES_ENV, OverrideFile, share_overrides
 from stalwart.resilience._policy import DEFAULT_BREAKER, DEFAULT_RETRY, Policy
 from stalwart.resilience._ratelimit import RateLimiter, TokenBucket
-from stalwart.resilience._retry import RetryPolicy
+from stalwart.resilience._retry import GaveUp, RetryPolicy, gave_up
 
 __all__ = [
     "BREAKERS",
@@ -51,7 +53,10 @@ __all__ = [
     "DEFAULT_BREAKER",
     "DEFAULT_RETRY",
     "Deadline",
+    "GaveUp",
     "HTTP_STATUS_CLASSES",
+    "OVERRIDES_ENV",
+    "OverrideFile",
     "Permit",
     "Policy",
     "RateLimiter",
@@ -63,8 +68,11 @@ __all__ = [
     "deadline_scope",
     "default_timeouts",
     "effective_timeout",
+    "gave_up",
     "parse_retry_after",
     "register_classifier",
+    "retry_after_from_headers",
     "set_default_timeouts",
+    "share_overrides",
     "unregister_classifier",
 ]

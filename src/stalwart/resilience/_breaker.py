@@ -1,27 +1,33 @@
-"""Circuit breakers with resilience4j's failure-rate semantics.
+"""Circuit breakers with resilience4j's CircuitBreaker semantics.
 
 Most Python breakers open after N *consecutive* failures, so one success among
 many failures keeps a dying dependency "healthy". This one follows
 resilience4j: it measures the **failure rate** and the **slow-call rate** over a
 sliding window of recent calls, and only once the window holds at least
-``minimum_calls`` outcomes.
+``minimum_calls`` outcomes. docs/resilience.md has the transition table and
+every difference from resilience4j.
 
-State machine::
+State machine (the three automatic states; the operator states below)::
 
-                 failure rate >= failure_rate_threshold
-                 or slow-call rate >= slow_call_rate_threshold
-                 (evaluated only once the window holds >= minimum_calls)
+                 after EVERY recorded outcome, once the window holds >= minimum_calls:
+                 failure rate >= failure_rate_threshold or slow rate >= slow_call_rate_threshold
         ┌────────┐ ───────────────────────────────────────────▶ ┌──────┐
         │ CLOSED │                                              │ OPEN │ rejects every call at
-        └────────┘ ◀───────┐                 ┌───────────────── └──────┘ once with CircuitOpen
-             ▲             │                 │ any trial fails;     │
-             │             │                 │ or, when all trials  │ wait_duration_in_open
-             │  all permitted trial calls    │ are done, slow-call  │ has passed (checked on
-             │  succeeded (and slow-call     │ rate >= threshold    │ the next call or state read)
-             │  rate < threshold)            │                      ▼
-             │                           ┌───────────┐◀─────────────┘
-             └───────────────────────────│ HALF_OPEN │ lets exactly permitted_calls_in_half_open
-                                         └───────────┘ trial calls through; others: CircuitOpen
+        └────────┘ ◀──────┐                ┌─────────────────── └──────┘ once with CircuitOpen
+                          │                │ the trial window    │   ▲
+                          │                │ is full and a rate  │   │ wait_duration_in_open
+           the trial      │                │ >= its threshold;   │   │ has passed (checked on
+           window is full │                │ or max_wait_in_half │   │ the next call or read)
+           and both rates │                │ _open has passed    ▼   │
+           < thresholds   │             ┌───────────┐◀─────────────┘
+                          └─────────────│ HALF_OPEN │ lets permitted_calls_in_half_open
+                                        └───────────┘ trial calls through; others: CircuitOpen
+
+Operator states (resilience4j's), entered and left only by :meth:`CircuitBreaker.transition_to`
+(or :meth:`BreakerRegistry.set_override`, the HTTP API and ``stalwart breaker``):
+**FORCED_OPEN** rejects every call; **DISABLED** lets every call through and
+records nothing; **METRICS_ONLY** lets every call through and records outcomes
+(rates show in snapshots) but never changes state.
 
 Rules, precisely:
 
@@ -33,15 +39,20 @@ Rules, precisely:
 - *Rates.* ``failure rate = failures / calls * 100`` and ``slow-call rate =
   slow calls / calls * 100`` over the window. A rate trips the breaker when it
   is **>=** its threshold (resilience4j's edge), and only when ``calls >=
-  minimum_calls``.
+  minimum_calls``. Both are evaluated after every recorded outcome, success or
+  failure: F,F,F,S,S with ``minimum_calls=5`` and a 50 % threshold opens on the
+  last S.
 - *Windows.* ``sliding_window="count"``: the last ``window_size`` calls.
   ``sliding_window="time"``: calls in the last ``window_size`` seconds, kept in
   20 buckets (so a call leaves the window within 5 % of ``window_size`` after
   it ages out).
 - *Half-open.* Exactly ``permitted_calls_in_half_open`` trial calls are let
-  through (in total, not concurrently); any other call is rejected. The first
-  failed trial reopens at once; when every permit has ended in success the
-  slow-call rate of the trials is checked and the breaker closes (or reopens).
+  through (in total, not concurrently); any other call is rejected. The trials
+  form their own count window of that size with ``minimum_calls`` equal to it:
+  nothing is decided until every permit has ended, then the breaker closes if
+  both rates are below their thresholds and reopens otherwise (F,S,S,S with 4
+  trials and a 50 % threshold closes). With ``max_wait_in_half_open > 0`` a
+  half-open breaker still undecided after that many seconds reopens.
 - *Transitions* reset the window, so a closed breaker starts measuring afresh.
 - *Stale outcomes.* Each state period has a generation number carried by the
   :data:`Permit`; an outcome whose permit was issued before the latest
@@ -59,6 +70,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import os
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Literal, NewType, ParamSpec, TypeVar
@@ -68,6 +80,8 @@ from stalwart.errors import CircuitOpen, ConfigError
 from stalwart.observe import EventBus
 from stalwart.resilience._classify import classify
 from stalwart.resilience._metrics import BREAKER_STATE, BREAKER_TRANSITIONS, REJECTIONS, emit
+from stalwart.resilience._overrides import OVERRIDES_ENV, OverrideFile
+from stalwart.resilience._window import CountWindow, TimeWindow, Window
 
 __all__ = [
     "BreakerConfig",
@@ -87,15 +101,33 @@ Permit = NewType("Permit", int)
 
 Hand it back with the call's outcome (``on_success``/``on_failure``/``on_ignored``)."""
 
-_TIME_BUCKETS = 20
-
 
 class BreakerState(enum.Enum):
-    """The three states; ``value`` is the ``stalwart_breaker_state`` gauge value."""
+    """resilience4j's six states; ``value`` is the ``stalwart_breaker_state`` gauge value
+    (resilience4j's own state order)."""
 
     CLOSED = 0
     OPEN = 1
     HALF_OPEN = 2
+    DISABLED = 3
+    FORCED_OPEN = 4
+    METRICS_ONLY = 5
+
+    @classmethod
+    def parse(cls, text: str) -> BreakerState:
+        """The state named ``text`` (``"forced_open"``, ``"FORCED_OPEN"``, ``"forced-open"``)."""
+        key = text.strip().upper().replace("-", "_")
+        try:
+            return cls[key]
+        except KeyError:
+            names = ", ".join(s.label for s in cls)
+            raise ConfigError(f"unknown breaker state {text!r}: use one of {names}") from None
+
+    @property
+    def operator(self) -> bool:
+        """True for the states only an operator enters and leaves (forced_open, disabled,
+        metrics_only)."""
+        return self.value >= 3
 
     @property
     def label(self) -> str:
@@ -130,7 +162,10 @@ class BreakerConfig:
     wait_duration_in_open
         Seconds an open breaker rejects calls before letting trials through (30).
     permitted_calls_in_half_open
-        Trial calls allowed in half-open (3).
+        Trial calls allowed in half-open, evaluated together as one window (3).
+    max_wait_in_half_open
+        Seconds a half-open breaker waits for its trials to end before it reopens;
+        0 (the default) waits for as long as they take.
     """
 
     failure_rate_threshold: float = 50.0
@@ -141,6 +176,7 @@ class BreakerConfig:
     minimum_calls: int = 10
     wait_duration_in_open: float = 30.0
     permitted_calls_in_half_open: int = 3
+    max_wait_in_half_open: float = 0.0
 
     def __post_init__(self) -> None:
         _check_number("failure_rate_threshold", self.failure_rate_threshold, 0, 100, low_open=True)
@@ -152,6 +188,10 @@ class BreakerConfig:
         if self.sliding_window not in ("count", "time"):
             raise ConfigError(
                 f"breaker.sliding_window = {self.sliding_window!r} must be 'count' or 'time'"
+            )
+        if self.max_wait_in_half_open != 0:
+            _check_number(
+                "max_wait_in_half_open", self.max_wait_in_half_open, 0, 86_400, low_open=True
             )
         _check_number("window_size", self.window_size, 0, 1_000_000, low_open=True)
         for name in ("minimum_calls", "permitted_calls_in_half_open"):
@@ -191,66 +231,6 @@ class BreakerSnapshot:
     """Seconds until an open breaker lets trials through (``None`` unless open)."""
 
 
-class _CountWindow:
-    """The last ``size`` outcomes in a ring, with running totals (O(1) per call)."""
-
-    __slots__ = ("_codes", "_next", "calls", "failures", "slow")
-
-    def __init__(self, size: int) -> None:
-        self._codes: list[int] = [-1] * size  # bit 1: failure, bit 2: slow; -1: empty
-        self._next = 0
-        self.calls = self.failures = self.slow = 0
-
-    def record(self, failure: bool, slow: bool, now: float) -> None:
-        old = self._codes[self._next]
-        if old >= 0:
-            self.calls -= 1
-            self.failures -= old & 1
-            self.slow -= (old >> 1) & 1
-        self._codes[self._next] = int(failure) | (int(slow) << 1)
-        self._next = (self._next + 1) % len(self._codes)
-        self.calls += 1
-        self.failures += failure
-        self.slow += slow
-
-    def expire(self, now: float) -> None:
-        return None
-
-
-class _TimeWindow:
-    """Outcomes of the last ``duration`` seconds in ``_TIME_BUCKETS`` buckets, with totals."""
-
-    __slots__ = ("_buckets", "_epoch", "_width", "calls", "failures", "slow")
-
-    def __init__(self, duration: float, now: float) -> None:
-        self._width = duration / _TIME_BUCKETS
-        self._buckets = [[0, 0, 0] for _ in range(_TIME_BUCKETS)]  # calls, failures, slow
-        self._epoch = math.floor(now / self._width)
-        self.calls = self.failures = self.slow = 0
-
-    def expire(self, now: float) -> None:
-        epoch = math.floor(now / self._width)
-        if epoch <= self._epoch:
-            return
-        for step in range(self._epoch + 1, min(epoch, self._epoch + _TIME_BUCKETS) + 1):
-            bucket = self._buckets[step % _TIME_BUCKETS]
-            self.calls -= bucket[0]
-            self.failures -= bucket[1]
-            self.slow -= bucket[2]
-            bucket[0] = bucket[1] = bucket[2] = 0
-        self._epoch = epoch
-
-    def record(self, failure: bool, slow: bool, now: float) -> None:
-        self.expire(now)
-        bucket = self._buckets[self._epoch % _TIME_BUCKETS]
-        bucket[0] += 1
-        bucket[1] += failure
-        bucket[2] += slow
-        self.calls += 1
-        self.failures += failure
-        self.slow += slow
-
-
 class CircuitBreaker:
     """One dependency's circuit breaker (see the module docstring for the state machine).
 
@@ -286,22 +266,24 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._generation = 0
         self._open_until = 0.0  # clock instant at which an open breaker lets trials in
+        self._half_open_until = math.inf  # instant at which an undecided half-open reopens
         self._trials_issued = 0
-        self._trials_ok = 0
-        self._trials_slow = 0
-        self._window: _CountWindow | _TimeWindow = self._new_window()
+        self._window: Window = self._new_window(BreakerState.CLOSED)
         self._state_gauge = BREAKER_STATE.labels(name)
         self._rejected = REJECTIONS.labels(name, "circuit_open")
         self._state_gauge.set(BreakerState.CLOSED.value)
 
     # -- state -------------------------------------------------------------------------
 
-    def _new_window(self) -> _CountWindow | _TimeWindow:
-        if self.config.sliding_window == "count":
-            return _CountWindow(int(self.config.window_size))
-        return _TimeWindow(self.config.window_size, self.clock.monotonic())
+    def _new_window(self, state: BreakerState) -> Window:
+        config = self.config
+        if state is BreakerState.HALF_OPEN:
+            return CountWindow(config.permitted_calls_in_half_open)
+        if config.sliding_window == "count":
+            return CountWindow(int(config.window_size))
+        return TimeWindow(config.window_size, self.clock.monotonic())
 
-    def _move(self, to: BreakerState, error_class: str | None = None) -> None:
+    def _move(self, to: BreakerState, error_class: str | None = None, cause: str = "") -> None:
         """Change state (lock held): new generation, fresh window, metrics and event.
 
         The event is emitted while the lock is held so that subscribers see
@@ -311,17 +293,25 @@ class CircuitBreaker:
         window = self._window
         failure_rate, slow_rate = self._rates(window) if window.calls else (None, None)
         old = self._state
+        now = self.clock.monotonic()
         self._state = to
         self._generation += 1
-        self._window = self._new_window()
-        self._trials_issued = self._trials_ok = self._trials_slow = 0
+        self._window = self._new_window(to)
+        self._trials_issued = 0
         if to is BreakerState.OPEN:
-            self._open_until = self.clock.monotonic() + self.config.wait_duration_in_open
+            self._open_until = now + self.config.wait_duration_in_open
+        if to is BreakerState.HALF_OPEN and self.config.max_wait_in_half_open > 0:
+            self._half_open_until = now + self.config.max_wait_in_half_open
+        else:
+            self._half_open_until = math.inf
         self._state_gauge.set(to.value)
         BREAKER_TRANSITIONS.labels(self.name, old.label, to.label).inc()
+        fields: dict[str, object] = {}
+        if cause:
+            fields["cause"] = cause
         emit(
             self.events,
-            "warning" if to is BreakerState.OPEN else "info",
+            "warning" if to in (BreakerState.OPEN, BreakerState.FORCED_OPEN) else "info",
             "breaker_transition",
             dependency=self.name,
             from_state=old.label,
@@ -329,34 +319,51 @@ class CircuitBreaker:
             failure_rate=failure_rate,
             slow_call_rate=slow_rate,
             error_class=error_class,
+            **fields,
         )
 
-    def _rates(self, window: _CountWindow | _TimeWindow) -> tuple[float, float]:
+    def _rates(self, window: Window) -> tuple[float, float]:
         return window.failures * 100.0 / window.calls, window.slow * 100.0 / window.calls
 
-    def _maybe_half_open(self, now: float) -> None:
+    def _exceeded(self, window: Window) -> bool:
+        failure_rate, slow_rate = self._rates(window)
+        config = self.config
+        return (
+            failure_rate >= config.failure_rate_threshold
+            or slow_rate >= config.slow_call_rate_threshold
+        )
+
+    def _tick(self, now: float) -> None:
+        """Time-driven transitions (lock held): open -> half-open, undecided half-open -> open."""
         # One stored instant, compared as is: "now - opened >= wait" and "opened + wait - now"
         # can disagree in the last bit of a float, leaving a breaker open with 0 s to wait.
         if self._state is BreakerState.OPEN and now >= self._open_until:
             self._move(BreakerState.HALF_OPEN)
+        elif self._state is BreakerState.HALF_OPEN and now >= self._half_open_until:
+            self._move(BreakerState.OPEN, cause="max_wait_in_half_open")
 
     @property
     def state(self) -> BreakerState:
         """The current state (an open breaker whose wait has passed reads as half-open)."""
-        if self._state is BreakerState.OPEN:
+        if self._state is BreakerState.OPEN or self._state is BreakerState.HALF_OPEN:
             with self._lock:
-                self._maybe_half_open(self.clock.monotonic())
+                self._tick(self.clock.monotonic())
         return self._state
 
     def snapshot(self) -> BreakerSnapshot:
         """Counts and rates of the current window, taken atomically."""
         with self._lock:
             now = self.clock.monotonic()
-            self._maybe_half_open(now)
+            self._tick(now)
             window = self._window
             window.expire(now)
+            minimum = (
+                self.config.permitted_calls_in_half_open
+                if self._state is BreakerState.HALF_OPEN
+                else self.config.minimum_calls
+            )
             rates: tuple[float | None, float | None] = (None, None)
-            if window.calls >= self.config.minimum_calls:
+            if window.calls >= minimum:
                 rates = self._rates(window)
             open_for = None
             if self._state is BreakerState.OPEN:
@@ -373,13 +380,26 @@ class CircuitBreaker:
             )
         return snap
 
+    def transition_to(self, state: BreakerState, *, cause: str = "operator") -> None:
+        """Move to ``state`` now, whatever the window says (resilience4j's ``transitionTo*State``).
+
+        The way into and out of the operator states (``FORCED_OPEN``, ``DISABLED``,
+        ``METRICS_ONLY``); ``CLOSED``, ``OPEN`` and ``HALF_OPEN`` are allowed too
+        (``OPEN`` starts a fresh ``wait_duration_in_open``). Moving to the current
+        state is a no-op that keeps the window, except for ``CLOSED`` which starts
+        a fresh window (as :meth:`reset`).
+        """
+        if not isinstance(state, BreakerState):
+            raise ConfigError(f"transition_to needs a BreakerState, got {state!r}")
+        with self._lock:
+            if self._state is not state:
+                self._move(state, cause=cause)
+            elif state is BreakerState.CLOSED:
+                self._window = self._new_window(state)
+
     def reset(self) -> None:
         """Force the breaker closed with an empty window (an operator's manual override)."""
-        with self._lock:
-            if self._state is not BreakerState.CLOSED:
-                self._move(BreakerState.CLOSED)
-            else:
-                self._window = self._new_window()
+        self.transition_to(BreakerState.CLOSED)
 
     # -- calls -------------------------------------------------------------------------
 
@@ -391,12 +411,13 @@ class CircuitBreaker:
         """
         with self._lock:
             state = self._state
-            if state is BreakerState.CLOSED:
+            if state is BreakerState.CLOSED or state is BreakerState.DISABLED:
+                return Permit(self._generation)
+            if state is BreakerState.METRICS_ONLY:
                 return Permit(self._generation)
             now = self.clock.monotonic()
-            if state is BreakerState.OPEN:
-                self._maybe_half_open(now)
-                state = self._state
+            self._tick(now)
+            state = self._state
             permit: Permit | None = None
             if (
                 state is BreakerState.HALF_OPEN
@@ -417,7 +438,9 @@ class CircuitBreaker:
             state=state.label,
             error_class=CircuitOpen.retryable + "/" + CircuitOpen.scope,
         )
-        if open_for is not None:
+        if state is BreakerState.FORCED_OPEN:
+            detail = "forced open by an operator (`stalwart breaker close` ends it)"
+        elif open_for is not None:
             detail = f"open; trial calls allowed in {open_for:.3g} s"
         else:
             detail = "half-open; all trial calls are in flight"
@@ -468,32 +491,29 @@ class CircuitBreaker:
             if permit != self._generation:
                 return  # issued before the latest transition: says nothing about this period
             state = self._state
-            if state is BreakerState.CLOSED:
+            if state is BreakerState.CLOSED or state is BreakerState.METRICS_ONLY:
                 window = self._window
                 now = self.clock.monotonic() if config.sliding_window == "time" else 0.0
                 window.record(failure, slow, now)
-                if (failure or slow) and window.calls >= config.minimum_calls:
-                    failure_rate, slow_rate = self._rates(window)
-                    if (
-                        failure_rate >= config.failure_rate_threshold
-                        or slow_rate >= config.slow_call_rate_threshold
-                    ):
-                        self._move(BreakerState.OPEN, error_class)
-            elif state is BreakerState.HALF_OPEN:
-                if failure:
+                # Evaluated on every outcome, success included (resilience4j's
+                # checkIfThresholdsExceeded after onSuccess and onError alike).
+                if (
+                    state is BreakerState.CLOSED
+                    and window.calls >= config.minimum_calls
+                    and self._exceeded(window)
+                ):
                     self._move(BreakerState.OPEN, error_class)
-                else:
-                    self._trials_ok += 1
-                    self._trials_slow += slow
-                    permitted = config.permitted_calls_in_half_open
-                    if self._trials_ok >= permitted:
-                        slow_rate = self._trials_slow * 100.0 / self._trials_ok
-                        to = (
-                            BreakerState.OPEN
-                            if slow_rate >= config.slow_call_rate_threshold
-                            else BreakerState.CLOSED
-                        )
-                        self._move(to)
+            elif state is BreakerState.HALF_OPEN:
+                window = self._window
+                window.record(failure, slow, 0.0)
+                # The trials are one count window whose minimum is its size: decided once
+                # every permitted trial has ended, as a whole.
+                if window.calls >= config.permitted_calls_in_half_open:
+                    if self._exceeded(window):
+                        self._move(BreakerState.OPEN, error_class)
+                    else:
+                        self._move(BreakerState.CLOSED)
+            # OPEN, FORCED_OPEN, DISABLED: nothing is recorded
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call ``fn`` through the breaker (no retry, no deadline: see :class:`Policy`)."""
@@ -529,13 +549,31 @@ class BreakerRegistry:
     :meth:`get` creates a breaker on first use; asking again with a *different*
     config is a :class:`ConfigError` (two callers disagreeing about one
     dependency is a bug, not something to settle silently).
+
+    Operator overrides (:meth:`set_override`) outlive the breaker: a breaker
+    created later for an overridden name starts in the operator's state. With
+    ``overrides_file`` (or, for :data:`BREAKERS`, the file named by
+    ``$STALWART_BREAKER_OVERRIDES``) overrides are shared with every process of
+    the node: written there, and read back on :meth:`refresh`.
     """
 
-    def __init__(self, *, clock: Clock = SYSTEM_CLOCK, events: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        events: EventBus | None = None,
+        overrides_file: str | os.PathLike[str] | None = None,
+        _from_env: bool = False,
+    ) -> None:
         self.clock = clock
         self.events = events
         self._lock = threading.Lock()
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._overrides: dict[str, BreakerState] = {}
+        self._applied_seq: dict[str, int] = {}
+        self._epoch = ""
+        self._file = OverrideFile(overrides_file) if overrides_file is not None else None
+        self._from_env = _from_env
 
     def get(
         self,
@@ -559,6 +597,9 @@ class BreakerRegistry:
                     clock=clock if clock is not None else self.clock,
                     events=events if events is not None else self.events,
                 )
+                override = self._overrides.get(name)
+                if override is not None:
+                    breaker.transition_to(override)
                 self._breakers[name] = breaker
             elif config is not None and config != breaker.config:
                 raise ConfigError(
@@ -572,12 +613,103 @@ class BreakerRegistry:
         with self._lock:
             self._breakers.pop(name, None)
 
+    def clear(self) -> None:
+        """Forget every breaker and every override of this process (tests use it between
+        tests). Entries of the shared override file already applied stay applied-as-seen:
+        only newer orders (or a file created anew) are applied at the next :meth:`refresh`."""
+        with self._lock:
+            self._breakers.clear()
+            self._overrides.clear()
+
+    # -- operator overrides ----------------------------------------------------------------
+
+    def set_override(self, name: str, state: BreakerState) -> None:
+        """An operator's order for the breaker ``name``: move it to ``state`` now.
+
+        ``FORCED_OPEN``, ``DISABLED`` and ``METRICS_ONLY`` stick: the breaker
+        stays there (and a breaker created later for ``name`` starts there) until
+        another order. ``CLOSED`` ends an override and closes the breaker with a
+        fresh window; ``OPEN``/``HALF_OPEN`` are one-off transitions after which
+        the breaker runs by its rules again. The order is written to the shared
+        override file when this registry has one.
+        """
+        if not name:
+            raise ConfigError("a breaker override needs a dependency name")
+        if not isinstance(state, BreakerState):
+            raise ConfigError(f"set_override needs a BreakerState, got {state!r}")
+        overrides = self._overrides_file()
+        if overrides is not None:
+            epoch, entry = overrides.write(name, state.label)
+            with self._lock:
+                self._adopt_epoch(epoch)
+                self._applied_seq[name] = entry.seq
+        self._apply(name, state)
+
+    def overrides(self) -> dict[str, BreakerState]:
+        """The sticky operator states in force, by dependency name."""
+        with self._lock:
+            return dict(self._overrides)
+
+    def _apply(self, name: str, state: BreakerState) -> None:
+        with self._lock:
+            if state.operator:
+                self._overrides[name] = state
+            else:
+                self._overrides.pop(name, None)
+            breaker = self._breakers.get(name)
+        if breaker is not None:
+            breaker.transition_to(state)
+
+    def _adopt_epoch(self, epoch: str) -> None:
+        """(lock held) A file created anew: the sequence numbers seen so far are void."""
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._applied_seq.clear()
+
+    def _overrides_file(self) -> OverrideFile | None:
+        if self._from_env:
+            path = os.environ.get(OVERRIDES_ENV)
+            if not path:
+                return None
+            if self._file is None or str(self._file.path) != path:
+                self._file = OverrideFile(path)
+        return self._file
+
+    def sync_overrides(self) -> None:
+        """Apply the shared file's overrides this process has not applied yet (one stat if
+        nothing changed). A file that cannot be read is logged and skipped: the breakers
+        keep running by their rules."""
+        overrides = self._overrides_file()
+        if overrides is None or not overrides.changed():
+            return
+        try:
+            epoch, entries = overrides.read()
+        except (ConfigError, OSError) as exc:
+            emit(self.events, "warning", "breaker_overrides_unreadable", error=str(exc))
+            return
+        with self._lock:
+            self._adopt_epoch(epoch)
+        for name, entry in entries.items():
+            with self._lock:
+                if self._applied_seq.get(name, 0) >= entry.seq:
+                    continue
+                self._applied_seq[name] = entry.seq
+            try:
+                state = BreakerState.parse(entry.state)
+            except ConfigError as exc:
+                emit(self.events, "warning", "breaker_overrides_unreadable", error=str(exc))
+                continue
+            self._apply(name, state)
+
     def refresh(self) -> None:
-        """Move every open breaker whose wait has passed to half-open.
+        """Apply new shared overrides, then move every open breaker whose wait has passed
+        to half-open (and every half-open one past ``max_wait_in_half_open`` to open).
 
         A breaker changes state only when something looks at it; one no call reaches
         (a fallback serving while the primary is open) would read "open" forever.
-        Cheaper than :meth:`snapshot`: only open breakers take their lock."""
+        Cheaper than :meth:`snapshot`: only open and half-open breakers take their lock.
+        Agent processes call it at every heartbeat."""
+        self.sync_overrides()
         for breaker in self:
             _ = breaker.state
 
@@ -598,5 +730,6 @@ class BreakerRegistry:
         return len(self._breakers)
 
 
-BREAKERS = BreakerRegistry()
-"""The process-wide registry :class:`Policy` uses unless given another."""
+BREAKERS = BreakerRegistry(_from_env=True)
+"""The process-wide registry :class:`Policy` uses unless given another. Its overrides are
+shared through the file ``$STALWART_BREAKER_OVERRIDES`` names (set by the node)."""

@@ -21,7 +21,8 @@ Order of decision (first match wins):
    ``fallback=True`` so a fallback chain can try a larger model;
 4. otherwise an HTTP status (``httpx.HTTPStatusError``, or any exception with an int
    ``status_code`` or ``response.status_code``, as the OpenAI and Anthropic SDKs
-   raise) maps by :data:`HTTP_STATUS_CLASSES`; ``Retry-After`` is read;
+   raise) maps by :data:`HTTP_STATUS_CLASSES`, unless the response says
+   ``x-should-retry: true|false``; ``retry-after-ms`` / ``Retry-After`` is read;
 5. transport errors: connection refused / DNS failure (retryable, systemic),
    timeouts and resets (retryable, transient);
 6. an exception none of these rules knows, raised ``from`` one they do
@@ -53,6 +54,7 @@ __all__ = [
     "classify_http_status",
     "parse_retry_after",
     "register_classifier",
+    "retry_after_from_headers",
     "unregister_classifier",
 ]
 
@@ -179,13 +181,43 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return seconds
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]`` whatever its case (httpx headers are case-insensitive, a dict is not)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, candidate in headers.items():
+        if key.lower() == name:
+            return candidate
+    return None
+
+
+def retry_after_from_headers(headers: Mapping[str, str], *, now: float) -> float | None:
+    """Seconds the response asks to wait, read as the OpenAI and Anthropic SDKs read it:
+    ``retry-after-ms`` (milliseconds) first, then ``Retry-After`` (seconds or an HTTP-date).
+    ``None`` when neither is present and valid."""
+    millis = _header(headers, "retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis.strip())
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value / 1000.0
+    return parse_retry_after(_header(headers, "retry-after"), now=now)
+
+
 def classify_http_status(
     status: int, headers: Mapping[str, str] | None = None, *, now: float | None = None
 ) -> Classification:
-    """Classify an HTTP response status (and read its ``Retry-After``, if any).
+    """Classify an HTTP response status (and read its retry headers, if any).
 
-    ``now`` is the wall time used for an HTTP-date ``Retry-After``; it defaults
-    to :func:`time.time`.
+    The response's own word comes first, as in the OpenAI and Anthropic SDKs:
+    ``x-should-retry: true`` makes any status retryable, ``x-should-retry:
+    false`` makes it permanent (reason ``http_<status>`` either way). The wait
+    asked for is read from ``retry-after-ms``, else ``Retry-After``
+    (:func:`retry_after_from_headers`). ``now`` is the wall time used for an
+    HTTP-date ``Retry-After``; it defaults to :func:`time.time`.
     """
     known = HTTP_STATUS_CLASSES.get(status)
     if known is not None:
@@ -197,12 +229,14 @@ def classify_http_status(
     else:  # a 1xx/2xx/3xx raised as an error: nothing a retry would change
         retryability, scope = _P, _T
     retry_after = None
-    if headers is not None and retryability == _R:
-        raw = headers.get("retry-after") or headers.get("Retry-After")
-        if raw is not None:
-            if now is None:
-                now = time.time()
-            retry_after = parse_retry_after(raw, now=now)
+    if headers is not None:
+        should_retry = (_header(headers, "x-should-retry") or "").strip().lower()
+        if should_retry == "true":
+            retryability = _R
+        elif should_retry == "false":
+            retryability = _P
+        if retryability == _R:
+            retry_after = retry_after_from_headers(headers, now=time.time() if now is None else now)
     return Classification(retryability, scope, f"http_{status}", retry_after)
 
 

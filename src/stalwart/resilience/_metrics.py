@@ -9,7 +9,8 @@ Metrics (all in :data:`stalwart.observe.REGISTRY`):
   (``retryable/transient``…), including permanent errors.
 - ``stalwart_rejections_total{dependency,reason}`` — calls refused without being made
   (``reason``: ``circuit_open`` or ``rate_limited``).
-- ``stalwart_breaker_state{dependency}`` — 0 closed, 1 open, 2 half-open.
+- ``stalwart_breaker_state{dependency}`` — 0 closed, 1 open, 2 half-open, 3 disabled,
+  4 forced open, 5 metrics only (resilience4j's state order).
 - ``stalwart_breaker_transitions_total{dependency,from_state,to_state}``.
 - ``stalwart_dependency_call_duration_seconds{dependency}`` — successful call latency.
 
@@ -63,7 +64,8 @@ REJECTIONS = Counter(
 )
 BREAKER_STATE = Gauge(
     "stalwart_breaker_state",
-    "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+    "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 disabled, 4 forced open, "
+    "5 metrics only.",
     ["dependency"],
     registry=REGISTRY,
 )

@@ -14,9 +14,13 @@ Each attempt of :meth:`Policy.call` / :meth:`Policy.acall` goes through, in orde
 4. **the call**, timed.
 5. **classification** of a failure: counted in ``stalwart_errors_total``, fed
    to the breaker (permanent errors are ignored by it), then either raised as is
-   (permanent), retried after a backoff, or given up on with
-   :class:`~stalwart.errors.RetriesExhausted` (attempts used up, or the next
-   attempt could not start before the deadline).
+   (permanent), retried after a backoff, or given up on (attempts used up, or
+   the next attempt could not start before the deadline): the last attempt's
+   own error is re-raised with a :class:`~stalwart.resilience.GaveUp` record
+   attached (``RetryPolicy(on_exhausted="wrap")``: a
+   :class:`~stalwart.errors.RetriesExhausted` from it instead). When the
+   failure just recorded tripped this policy's breaker, retrying stops with
+   :class:`~stalwart.errors.CircuitOpen` raised from it.
 
 A rejection by this policy's own breaker or limiter is never retried: failing
 fast is their purpose.
@@ -46,7 +50,7 @@ from stalwart.resilience._classify import Classification, classify, describe
 from stalwart.resilience._deadline import _CURRENT, Deadline, default_timeouts
 from stalwart.resilience._metrics import CALL_DURATION, ERRORS, GIVE_UPS, RETRIES, emit
 from stalwart.resilience._ratelimit import RateLimiter, TokenBucket, _reject
-from stalwart.resilience._retry import RetryPolicy
+from stalwart.resilience._retry import GaveUp, RetryPolicy, mark_gave_up
 
 __all__ = ["DEFAULT_BREAKER", "DEFAULT_RETRY", "Policy"]
 
@@ -267,13 +271,23 @@ class Policy:
             )
         else:
             detail = f"all {attempts} attempts failed"
-        raise RetriesExhausted(
-            f"{self.name}: gave up after {attempts} attempt(s): {detail}; "
-            f"last error ({cls.label}): {describe(exc)}",
-            dependency=self.name,
-            attempts=attempts,
-            last_error=exc,
-        ) from exc
+        retry = self.retry
+        if retry is not None and retry.on_exhausted == "wrap":
+            raise RetriesExhausted(
+                f"{self.name}: gave up after {attempts} attempt(s): {detail}; "
+                f"last error ({cls.label}): {describe(exc)}",
+                dependency=self.name,
+                attempts=attempts,
+                last_error=exc,
+            ) from exc
+        # stamina's rule: the caller gets the error the dependency raised, so code catching
+        # its type still does; the attempts ride along on it.
+        mark_gave_up(
+            exc,
+            GaveUp(self.name, attempts, "deadline" if why == "deadline" else "attempts"),
+            detail,
+        )
+        raise exc
 
     def _start_attempt(
         self, attempt: int, overall: Deadline | None, last: Exception | None

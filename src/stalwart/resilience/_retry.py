@@ -20,15 +20,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 from stalwart.errors import ConfigError
 
 if TYPE_CHECKING:
     from stalwart.resilience._policy import Policy
 
-__all__ = ["RetryPolicy"]
+__all__ = ["GaveUp", "RetryPolicy", "gave_up"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,6 +40,46 @@ def _finite(name: str, value: float, *, minimum: float, strict: bool) -> None:
         raise ConfigError(f"retry.{name} must be a finite number, got {value!r}")
     if value < minimum or (strict and value == minimum):
         raise ConfigError(f"retry.{name} = {value!r} must be {'>' if strict else '>='} {minimum:g}")
+
+
+_GAVE_UP_ATTR = "stalwart_gave_up"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GaveUp:
+    """What a policy attached to the error it re-raised after its last attempt.
+
+    dependency
+        The policy's name.
+    attempts
+        Attempts made, the last one included.
+    reason
+        ``"attempts"`` (``max_attempts`` used up) or ``"deadline"`` (the next
+        attempt could not start before the deadline).
+    """
+
+    dependency: str
+    attempts: int
+    reason: Literal["attempts", "deadline"]
+
+
+def gave_up(exc: BaseException) -> GaveUp | None:
+    """The :class:`GaveUp` record of an error a policy re-raised after retrying, else ``None``.
+
+    ``None`` also for an error raised after one attempt because it is permanent.
+    A :class:`~stalwart.errors.RetriesExhausted` (``on_exhausted="wrap"``)
+    carries the same facts as attributes.
+    """
+    record = exc.__dict__.get(_GAVE_UP_ATTR)
+    return record if isinstance(record, GaveUp) else None
+
+
+def mark_gave_up(exc: BaseException, record: GaveUp, detail: str) -> None:
+    """Attach ``record`` to ``exc`` and add a note (shown under its traceback)."""
+    exc.__dict__[_GAVE_UP_ATTR] = record
+    exc.add_note(
+        f"stalwart: {record.dependency}: gave up after {record.attempts} attempt(s): {detail}"
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,7 +99,8 @@ class RetryPolicy:
         waits at most ``min(cap, base * multiplier ** (n - 1))``.
     cap
         Largest wait between attempts, in seconds (default 10.0). Also caps a
-        server's ``Retry-After``.
+        server's ``Retry-After``. A cap below ``base`` is kept, with a warning:
+        every wait is then at most ``cap``.
     deadline
         Seconds for the whole call, attempts and waits included (default
         ``None``: bounded by ``max_attempts``, each attempt's timeout and any
@@ -68,8 +110,15 @@ class RetryPolicy:
         Full jitter (default True): the wait is uniform in ``[0, bound]``, which
         spreads retrying clients apart. False waits exactly ``bound``.
     respect_retry_after
-        Wait what the dependency's ``Retry-After`` asks (up to ``cap``) instead
-        of the backoff (default True).
+        Wait what the dependency asks (``retry-after-ms``, else ``Retry-After``;
+        up to ``cap``) instead of the backoff (default True). A request to wait
+        0 s is ignored, as the OpenAI and Anthropic SDKs do: the backoff applies.
+    on_exhausted
+        What a call raises after its last attempt (default ``"reraise"``): the
+        last attempt's own error, as stamina does, with a :class:`GaveUp`
+        record (:func:`gave_up`) and a note attached; ``"wrap"`` raises
+        :class:`~stalwart.errors.RetriesExhausted` from it instead (the
+        behaviour before issue 18).
     rng
         Random source for the jitter (default: the ``random`` module).
     """
@@ -81,6 +130,7 @@ class RetryPolicy:
     deadline: float | None = None
     jitter: bool = True
     respect_retry_after: bool = True
+    on_exhausted: Literal["reraise", "wrap"] = "reraise"
     rng: random.Random | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,7 +146,16 @@ class RetryPolicy:
         _finite("multiplier", self.multiplier, minimum=1.0, strict=False)
         _finite("cap", self.cap, minimum=0.0, strict=True)
         if self.cap < self.base:
-            raise ConfigError(f"retry.cap = {self.cap!r} must be >= retry.base = {self.base!r}")
+            warnings.warn(
+                f"retry.cap = {self.cap!r} is below retry.base = {self.base!r}: every wait "
+                f"between attempts will be {self.cap!r} s at most (raise cap or lower base "
+                "to silence this)",
+                stacklevel=3,
+            )
+        if self.on_exhausted not in ("reraise", "wrap"):
+            raise ConfigError(
+                f"retry.on_exhausted = {self.on_exhausted!r} must be 'reraise' or 'wrap'"
+            )
         if self.deadline is not None:
             _finite("deadline", self.deadline, minimum=0.0, strict=True)
 
@@ -113,11 +172,11 @@ class RetryPolicy:
     def delay(self, retry: int, *, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``retry``.
 
-        ``min(retry_after, cap)`` when the dependency sent ``Retry-After`` (and
-        ``respect_retry_after``); otherwise full jitter over
+        ``min(retry_after, cap)`` when the dependency asked for a wait above 0
+        (and ``respect_retry_after``); otherwise full jitter over
         :meth:`backoff_bound`.
         """
-        if retry_after is not None and self.respect_retry_after:
+        if retry_after is not None and retry_after > 0 and self.respect_retry_after:
             return retry_after if retry_after < self.cap else self.cap
         bound = self.backoff_bound(retry)
         if not self.jitter:

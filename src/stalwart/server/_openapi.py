@@ -179,6 +179,41 @@ def _approvals() -> dict[str, Any]:
     }
 
 
+def _breakers() -> dict[str, Any]:
+    breaker = _path("name", _NAME, "openai:gpt-4o")
+    states = ["forced_open", "disabled", "metrics_only", "closed", "open", "half_open"]
+    body = _json_body(
+        {
+            "type": "object",
+            "required": ["state"],
+            "properties": {"state": {"type": "string", "enum": states}},
+        }
+    )
+    return {
+        "/v1/breakers": {
+            "get": _op(
+                "Circuit breakers of this node and its agent processes", {"200": _ok("breakers")}
+            )
+        },
+        "/v1/breakers/{name}": {
+            "get": _op(
+                "One circuit breaker: state and operator override",
+                {"200": _ok("the breaker"), "400": _ERROR, "404": _ERROR},
+                parameters=[breaker],
+            )
+        },
+        "/v1/breakers/{name}/state": {
+            "post": _op(
+                "Order a breaker into a state (forced_open, disabled and metrics_only stick "
+                "until closed); reaches every agent process within a heartbeat",
+                {"202": _ok("the order"), **_MUTATION_ERRORS, "503": _ERROR},
+                parameters=[breaker],
+                requestBody=body,
+            )
+        },
+    }
+
+
 def openapi_spec() -> dict[str, Any]:
     """The spec as a dict (a fresh copy each call)."""
     name_param = _path("name", _NAME, "a")
@@ -271,6 +306,7 @@ def openapi_spec() -> dict[str, Any]:
             },
             **_tasks(),
             **_approvals(),
+            **_breakers(),
             "/v1/logs": {
                 "get": _op(
                     "Search the log store",

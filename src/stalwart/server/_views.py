@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 from stalwart.observe import REGISTRY, AlertEvaluator, EventBus, Readiness, sample_process
+from stalwart.resilience import BreakerState
 from stalwart.runtime import AgentProcess, Runtime, Supervisor
 
 __all__ = ["NodeLike", "Summary", "agent_processes", "agent_rows", "agents", "metric_sum"]
@@ -125,6 +126,16 @@ class _Totals:
     def count(self, name: str, value: float) -> int:
         return sum(1 for n, _, v in self.samples if n == name and v == value)
 
+    def breakers(self) -> list[dict[str, str]]:
+        """Every breaker not closed, with its state label (``forced_open``...)."""
+        known = {float(state.value): state.label for state in BreakerState}
+        rows = [
+            {"dependency": labels.get("dependency", ""), "state": known.get(v, str(v))}
+            for n, labels, v in self.samples
+            if n == "stalwart_breaker_state" and v != 0
+        ]
+        return sorted(rows, key=lambda r: r["dependency"])
+
 
 class Summary:
     """Builds the dashboard's numbers; keeps the cost baseline of the current UTC day."""
@@ -171,7 +182,10 @@ class Summary:
         errors = t.sum("stalwart_model_errors_total")
         lat_sum = t.sum("stalwart_model_request_duration_seconds_sum")
         lat_count = t.sum("stalwart_model_request_duration_seconds_count")
-        breakers_open = t.count("stalwart_breaker_state", 1.0)
+        # open or forced open by an operator: both reject every call
+        breakers_open = t.count("stalwart_breaker_state", 1.0) + t.count(
+            "stalwart_breaker_state", 4.0
+        )
         degradations = [
             {"ts": e.ts, "event": e.name, **{k: str(v) for k, v in e.fields.items()}}
             for e in recent_events
@@ -196,6 +210,7 @@ class Summary:
                 "model_error_rate": (errors / requests) if requests else None,
                 "model_latency_avg_s": (lat_sum / lat_count) if lat_count else None,
                 "breakers_open": breakers_open,
+                "breakers": t.breakers(),
                 "fallbacks": t.sum("stalwart_degradation_events_total"),
                 # this node's tree (the registry may hold other runtimes' series in tests)
                 "restarts": sum(a["restarts"] for a in table),

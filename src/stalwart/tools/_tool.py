@@ -48,6 +48,7 @@ from stalwart.resilience import (
     Policy,
     RetryPolicy,
     classify,
+    gave_up,
 )
 from stalwart.runtime._messages import check_json
 from stalwart.tools._subprocess import run_in_child
@@ -249,7 +250,9 @@ class Tool:
         except Exception as exc:
             # retries used up, or out of time: the service is not answering (unavailable);
             # a permanent failure (a 400, a bug in the tool) is an error of this call
-            gone = isinstance(exc, RetriesExhausted | DeadlineExceeded | TimeoutError)
+            gone = gave_up(exc) is not None or isinstance(
+                exc, RetriesExhausted | DeadlineExceeded | TimeoutError
+            )
             status: ToolStatus = "unavailable" if gone or classify(exc).retryable else "error"
             detail = str(exc) or type(exc).__name__
             if isinstance(exc, TimeoutError | DeadlineExceeded):

@@ -183,12 +183,16 @@ def test_half_open_to_closed_after_the_permitted_trials_succeed(clock: FakeClock
     assert snap.state is CLOSED and snap.calls == 0  # a fresh window
 
 
-def test_half_open_to_open_on_a_failed_trial(clock: FakeClock) -> None:
+def test_half_open_to_open_when_the_trial_window_fails(clock: FakeClock) -> None:
+    # resilience4j evaluates the trials as one window once all of them have ended (this
+    # test used to expect a reopening on the first failed trial: issue 18)
     breaker = make(clock, permitted_calls_in_half_open=3)
     trip(breaker)
     clock.advance(5.0)
     ok(breaker)
     fail(breaker)
+    assert breaker.state is HALF_OPEN  # 1 of 2: undecided until the third trial ends
+    fail(breaker)  # 2 of 3 failed: 67 % >= 50 %
     assert breaker.state is OPEN
     with pytest.raises(CircuitOpen):
         breaker.acquire_permission()

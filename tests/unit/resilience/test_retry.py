@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from stalwart.errors import ConfigError, DeadlineExceeded, RateLimited, RetriesExhausted
 from stalwart.observe import EventBus
-from stalwart.resilience import Policy, RetryPolicy, effective_timeout
+from stalwart.resilience import GaveUp, Policy, RetryPolicy, effective_timeout, gave_up
 from stalwart.testing import FakeClock
 
 T = TypeVar("T")
@@ -102,7 +102,11 @@ def test_backoff_delay_is_within_its_bounds(policy: RetryPolicy, retry: int) -> 
 def test_retry_after_is_honoured_up_to_the_cap(
     policy: RetryPolicy, retry: int, retry_after: float
 ) -> None:
-    assert policy.delay(retry, retry_after=retry_after) == min(retry_after, policy.cap)
+    delay = policy.delay(retry, retry_after=retry_after)
+    if retry_after > 0:
+        assert delay == min(retry_after, policy.cap)
+    else:  # "Retry-After: 0" is no reason to hammer: the backoff applies (as in the SDKs)
+        assert 0 <= delay <= policy.backoff_bound(retry)
 
 
 def test_full_jitter_spreads_over_the_whole_range() -> None:
@@ -140,9 +144,9 @@ def test_retry_loop_respects_attempts_bounds_and_the_deadline(
     try:
         assert runner.call(call) == "ok"
         assert len(attempts) == failures + 1
-    except RetriesExhausted as exc:
-        assert exc.attempts == len(attempts)
-        assert isinstance(exc.last_error, ConnectionResetError)
+    except ConnectionResetError as exc:  # the last attempt's own error (stamina's rule)
+        record = gave_up(exc)
+        assert record is not None and record.attempts == len(attempts)
     except DeadlineExceeded:
         assert policy.deadline is not None and len(attempts) == 0
     assert len(attempts) <= policy.max_attempts
@@ -183,17 +187,54 @@ def test_permanent_errors_are_raised_after_one_attempt(
     assert metric("stalwart_retries_total", dependency=dep, **{"class": "permanent/transient"}) == 0
 
 
-def test_exhausted_attempts_raise_retries_exhausted_with_the_last_error(
+def test_exhausted_attempts_reraise_the_last_error_with_the_attempts_attached(
+    clock: FakeClock, dep: str, metric: Callable[..., float]
+) -> None:
+    last = ConnectionResetError("third")
+    flaky = Flaky(ConnectionResetError("1"), ConnectionResetError("2"), last)
+    with pytest.raises(ConnectionResetError) as info:
+        policy(clock, dep, max_attempts=3).call(flaky)
+    assert info.value is last
+    assert gave_up(last) == GaveUp(dep, 3, "attempts")
+    assert last.__notes__ == [f"stalwart: {dep}: gave up after 3 attempt(s): all 3 attempts failed"]
+    assert metric("stalwart_retry_give_ups_total", dependency=dep, reason="attempts") == 1
+
+
+def test_an_error_raised_at_once_has_no_give_up_record(clock: FakeClock, dep: str) -> None:
+    with pytest.raises(ValueError) as info:
+        policy(clock, dep, max_attempts=3).call(Flaky(ValueError("a bug")))
+    assert gave_up(info.value) is None and not hasattr(info.value, "__notes__")
+
+
+async def test_async_calls_reraise_the_last_error_too(clock: FakeClock, dep: str) -> None:
+    errors = [TimeoutError("1"), TimeoutError("2")]
+
+    async def call() -> str:
+        raise errors.pop(0)
+
+    runner = Policy(dep, kind="tool", retry=RetryPolicy(max_attempts=2), breaker=None, clock=clock)
+    with pytest.raises(TimeoutError, match="2") as info:
+        await drive(clock, runner.acall(call))
+    assert gave_up(info.value) == GaveUp(dep, 2, "attempts")
+
+
+def test_wrap_raises_retries_exhausted_as_before(
     clock: FakeClock, dep: str, metric: Callable[..., float]
 ) -> None:
     last = ConnectionResetError("third")
     flaky = Flaky(ConnectionResetError("1"), ConnectionResetError("2"), last)
     with pytest.raises(RetriesExhausted) as info:
-        policy(clock, dep, max_attempts=3).call(flaky)
+        policy(clock, dep, max_attempts=3, on_exhausted="wrap").call(flaky)
     exc = info.value
     assert (exc.attempts, exc.last_error, exc.__cause__, exc.dependency) == (3, last, last, dep)
     assert "all 3 attempts failed" in str(exc) and "retryable/transient" in str(exc)
     assert metric("stalwart_retry_give_ups_total", dependency=dep, reason="attempts") == 1
+
+
+def test_a_cap_below_the_base_is_kept_with_a_warning() -> None:
+    with pytest.warns(UserWarning, match=r"retry.cap = 0.05 is below retry.base = 0.1"):
+        retry = RetryPolicy(base=0.1, cap=0.05, jitter=False)
+    assert [retry.delay(n) for n in (1, 2, 5)] == [0.05, 0.05, 0.05]
 
 
 def test_gives_up_before_a_wait_that_would_cross_the_deadline(
@@ -201,10 +242,11 @@ def test_gives_up_before_a_wait_that_would_cross_the_deadline(
 ) -> None:
     flaky = Flaky(*[ConnectionResetError(str(i)) for i in range(10)])
     runner = policy(clock, dep, max_attempts=10, base=0.6, cap=0.6, jitter=False, deadline=1.0)
-    with pytest.raises(RetriesExhausted, match="could not start before the deadline") as info:
+    with pytest.raises(ConnectionResetError) as info:
         runner.call(flaky)
     # attempt 1 at t=0, wait 0.6, attempt 2 at t=0.6; a second 0.6 s wait would end at 1.2
-    assert info.value.attempts == 2 and flaky.calls == 2
+    assert gave_up(info.value) == GaveUp(dep, 2, "deadline") and flaky.calls == 2
+    assert "could not start before the deadline" in info.value.__notes__[0]
     assert clock.slept == [0.6]
     assert metric("stalwart_retry_give_ups_total", dependency=dep, reason="deadline") == 1
 
@@ -215,7 +257,7 @@ def test_the_enclosing_deadline_bounds_the_retries(clock: FakeClock, dep: str) -
     flaky = Flaky(*[ConnectionResetError(str(i)) for i in range(10)])
     runner = policy(clock, dep, max_attempts=10, base=0.3, cap=0.3, jitter=False)
     started = clock.monotonic()
-    with deadline_scope(1.0, clock=clock), pytest.raises(RetriesExhausted):
+    with deadline_scope(1.0, clock=clock), pytest.raises(ConnectionResetError):
         runner.call(flaky)
     assert clock.monotonic() - started <= 1.0
     assert flaky.calls == 4  # at 0, 0.3, 0.6, 0.9; the wait to 1.2 is refused
@@ -323,9 +365,9 @@ async def test_async_hang_past_the_overall_deadline_gives_up(dep: str) -> None:
         retry=RetryPolicy(max_attempts=100, base=0.01, cap=0.01, deadline=0.3),
         breaker=None,
     )
-    with pytest.raises(RetriesExhausted) as info:
+    with pytest.raises(DeadlineExceeded) as info:
         await runner.acall(call)
-    assert isinstance(info.value.last_error, DeadlineExceeded)
+    assert gave_up(info.value) is not None
     assert loop.time() - started < 0.3 + 0.25  # the deadline plus scheduling slack
 
 
@@ -378,7 +420,7 @@ def test_retry_policy_alone_call_acall_and_decorator() -> None:
         ({"base": 0}, "base"),
         ({"multiplier": 0.5}, "multiplier"),
         ({"cap": float("inf")}, "cap"),
-        ({"base": 5.0, "cap": 1.0}, "cap"),
+        ({"on_exhausted": "ignore"}, "on_exhausted"),
         ({"deadline": -1}, "deadline"),
     ],
 )
@@ -409,14 +451,14 @@ def test_retries_and_give_ups_are_events_with_dependency_and_class(
         sync_sleep=clock.advance,
         events=bus,
     )
-    with pytest.raises(RetriesExhausted):
+    with pytest.raises(ConnectionResetError):
         runner.call(Flaky(ConnectionResetError("a"), ConnectionResetError("b")))
     (retry,) = bus.recent("dependency_retry")
-    (gave_up,) = bus.recent("dependency_gave_up")
+    (gave,) = bus.recent("dependency_gave_up")
     assert retry["dependency"] == dep and retry["error_class"] == "retryable/transient"
     assert retry["attempt"] == 1 and retry["reason"] == "network_error"
-    assert gave_up["dependency"] == dep and gave_up["reason"] == "attempts"
-    assert gave_up["error"] == "ConnectionResetError: b"
+    assert gave["dependency"] == dep and gave["reason"] == "attempts"
+    assert gave["error"] == "ConnectionResetError: b"
 
 
 def test_without_a_bus_events_are_log_lines(clock: FakeClock, dep: str) -> None:

@@ -28,6 +28,7 @@ function render(s) {
   text("model_error_rate", pct(y.model_error_rate));
   text("breakers_open", fmt(y.breakers_open));
   text("fallbacks", fmt(y.fallbacks));
+  li("breaker_list", y.breakers ?? [], (el, b) => { el.className = b.state; el.textContent = `${b.dependency} ${b.state}`; });
   text("restarts", fmt(y.restarts));
   text("agents_running", fmt(y.agents_running));
   const body = $("agents");
