@@ -253,6 +253,7 @@ def app_node(
     its :class:`AppService` (whose ``tasks`` submits work once the node runs).
     """
     app = load_app(app_ref)
+    app.check_prices()  # an unpriced model stops the start here, on stderr, not in an agent
     if events is None:
         events = RedactingEventBus()
     preload = [] if app_ref.endswith(".toml") else [app_ref.partition(":")[0]]

@@ -55,7 +55,7 @@ def test_official_client_sees_api_errors_as_documented(sim):
         client.chat.completions.create(model="strong", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
-    assert [m.id for m in client.models.list().data] == ["strong", "weak", "gullible"]
+    assert [m.id for m in client.models.list().data] == ["strong", "weak", "gullible", "reasoner"]
 
 
 async def test_stalwart_sim_command_serves_until_sigterm(tmp_path):
