@@ -89,9 +89,10 @@ DEFAULT_PRICES: Mapping[str, Price] = {
     "anthropic:claude-sonnet-4-0": Price(3.00, 15.00),
     # the simulated models are priced like a strong and a small real model, so that
     # budgets and cost reports behave as they would in production
-    "sim:strong": Price(2.50, 10.00),
-    "sim:weak": Price(0.15, 0.60),
-    "sim:gullible": Price(2.50, 10.00),
+    "sim:strong": Price(2.50, 10.00, cached_input_per_mtok=1.25),
+    "sim:weak": Price(0.15, 0.60, cached_input_per_mtok=0.075),
+    "sim:gullible": Price(2.50, 10.00, cached_input_per_mtok=1.25),
+    "sim:reasoner": Price(1.25, 10.00, cached_input_per_mtok=0.125),
 }
 
 

@@ -82,7 +82,7 @@ async def test_stalwart_sim_command_serves_until_sigterm(tmp_path):
         base = re.search(r"models at (\S+) ", line).group(1)
         async with httpx.AsyncClient(timeout=5) as http:
             models = (await http.get(f"{base}/models")).json()
-        assert [m["id"] for m in models["data"]] == ["strong", "weak", "gullible"]
+        assert [m["id"] for m in models["data"]] == ["strong", "weak", "gullible", "reasoner"]
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
             assert await proc.wait() == 0
