@@ -10,6 +10,7 @@ import anthropic
 import openai
 import pydantic
 import pytest
+from tests.integration.llm.conftest import FAST_RETRY, PRICES, providers
 
 from stalwart.errors import ModelCannotServe, ModelHTTPError, OutputInvalid
 from stalwart.llm import (
@@ -27,7 +28,6 @@ from stalwart.llm import (
     structured,
 )
 from stalwart.llm.sim import SimServer
-from tests.integration.llm.conftest import FAST_RETRY, PRICES, providers
 
 LOOKUP = ToolSpec(
     "lookup_order",
@@ -176,7 +176,7 @@ def test_official_client_streams_chat_from_the_sim(sim):
 
 async def test_structured_output_validates_and_repairs(sim):
     strong = model_client("sim:strong", providers=providers(sim))
-    value, response = await structured(strong, ModelRequest(ORDER), Verdict)
+    value, _ = await structured(strong, ModelRequest(ORDER), Verdict)
     assert isinstance(value, Verdict) and value.answer
     weak = model_client("sim:weak", providers=providers(sim))
     value, _ = await structured(weak, ModelRequest(ORDER), Verdict, attempts=2)  # one repair
@@ -280,7 +280,7 @@ async def test_anthropic_stream_cache_and_structured_output(sim):
     assert body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
     first = await client.complete(ModelRequest(ORDER, tools=(LOOKUP,)))
     assert first.usage.cache_write_tokens > 0 and first.usage.cached_tokens == 0
-    text, calls, final = await _collect(client.stream(ModelRequest(ORDER, tools=(LOOKUP,))))
+    _, calls, final = await _collect(client.stream(ModelRequest(ORDER, tools=(LOOKUP,))))
     assert final.usage.cached_tokens == first.usage.cache_write_tokens  # read back
     assert [c.arguments for c in calls] == [{"order_id": 4521}]
     assert final.message.tool_calls == first.message.tool_calls[:0] + tuple(calls)
