@@ -9,6 +9,7 @@ from stalwart.llm._client import HTTPModelClient
 from stalwart.llm._evalset import EVAL_SET, EvalItem, EvalReport, evaluate, score_answer
 from stalwart.llm._fallback import FallbackChain
 from stalwart.llm._guarded import GuardedModel
+from stalwart.llm._health import ChainHealth, probe_endpoint
 from stalwart.llm._openai import OpenAIClient
 from stalwart.llm._pricing import DEFAULT_PRICES, Price, PriceTable, genai_price
 from stalwart.llm._resolve import Provider, model_chain, model_client
@@ -33,6 +34,7 @@ __all__ = [
     "EVAL_SET",
     "AnthropicClient",
     "Capabilities",
+    "ChainHealth",
     "EvalItem",
     "EvalReport",
     "FallbackChain",
@@ -58,6 +60,7 @@ __all__ = [
     "genai_price",
     "model_chain",
     "model_client",
+    "probe_endpoint",
     "score_answer",
     "structured",
 ]
