@@ -10,7 +10,6 @@ import anthropic
 import openai
 import pydantic
 import pytest
-from tests.integration.llm.conftest import FAST_RETRY, PRICES, providers
 
 from stalwart.errors import ModelCannotServe, ModelHTTPError, OutputInvalid
 from stalwart.llm import (
@@ -28,6 +27,8 @@ from stalwart.llm import (
     structured,
 )
 from stalwart.llm.sim import SimServer
+
+from .conftest import FAST_RETRY, PRICES, providers
 
 LOOKUP = ToolSpec(
     "lookup_order",
