@@ -26,7 +26,7 @@ from stalwart.llm import (
     model_client,
     structured,
 )
-from stalwart.llm.sim import SimServer
+from stalwart.llm.sim import Rule, Scenario, SimServer
 
 from .conftest import FAST_RETRY, PRICES, providers
 
@@ -302,3 +302,37 @@ def test_official_anthropic_client_streams_from_the_sim(sim):
         final = stream.get_final_message()
     assert "Paris" in text and final.content[0].text == text
     assert final.usage.cache_creation_input_tokens > 0
+
+
+# -- parallel tool calls ---------------------------------------------------------------------
+
+PARALLEL = Scenario(
+    (
+        Rule(
+            match=r"order #?(?P<order_id>\d+)",
+            call="lookup_order",
+            arguments={"order_id": "{order_id}"},
+            parallel=True,
+        ),
+    )
+)
+TWO = (Message(role="user", content="Where are order #11 and order #12?"),)
+
+
+@pytest.mark.parametrize("spec", ["sim:strong", "simR:strong", "simA:strong"])
+async def test_parallel_tool_calls_on_every_wire_plain_and_streamed(spec):
+    with SimServer(scenario=PARALLEL) as server:
+        prices = PriceTable({"simA:strong": PRICES.price("simA:strong")}, self_hosted=["simR"])
+        client = model_client(spec, providers=_all(server), prices=prices)
+        plain = await client.complete(ModelRequest(TWO, tools=(LOOKUP,)))
+        _, calls, streamed = await _collect(client.stream(ModelRequest(TWO, tools=(LOOKUP,))))
+        for message in (plain.message, streamed.message):
+            assert [c.arguments for c in message.tool_calls] == [{"order_id": 11}, {"order_id": 12}]
+            assert len({c.id for c in message.tool_calls}) == 2
+        assert [c.arguments for c in calls] == [{"order_id": 11}, {"order_id": 12}]
+        one = client._encode(ModelRequest(TWO, tools=(LOOKUP,), parallel_tool_calls=False))
+        if spec.startswith("simA"):
+            assert one["tool_choice"]["disable_parallel_tool_use"] is True
+        else:
+            assert one["parallel_tool_calls"] is False
+        await client.aclose()
