@@ -187,6 +187,7 @@ class _MessagesStream(StreamAssembler):
         self.partial: dict[int, list[str]] = {}
         self.usage: dict[str, Any] = {}
         self.stop_reason = "end_turn"
+        self.stopped = False
 
     def feed(self, event: SSEvent) -> list[StreamDelta]:
         data = event.data
@@ -213,6 +214,8 @@ class _MessagesStream(StreamAssembler):
             if reason:
                 self.stop_reason = str(reason)
             self.usage.update(data.get("usage") or {})
+        elif kind == "message_stop":
+            self.stopped = True
         elif kind == "error":
             error = data.get("error") or {}
             raise BadModelResponse(
@@ -248,6 +251,11 @@ class _MessagesStream(StreamAssembler):
         ]
 
     def result(self) -> tuple[Message, str, Usage]:
+        if not self.stopped:
+            raise BadModelResponse(
+                f"{self.model}: the stream ended before the answer did (no message_stop)",
+                model=self.model,
+            )
         try:
             blocks = [self.blocks[i] for i in sorted(self.blocks)]
             for block in blocks:

@@ -127,6 +127,7 @@ class _ChatStream(StreamAssembler):
         self.text: list[str] = []
         self.calls: dict[int, dict[str, str]] = {}
         self.finish = "stop"
+        self.finished = False
         self.usage = Usage()
 
     def feed(self, event: SSEvent) -> list[StreamDelta]:
@@ -153,6 +154,7 @@ class _ChatStream(StreamAssembler):
                 call["name"] = str(fn.get("name") or call["name"])
                 call["arguments"] += str(fn.get("arguments") or "")
             if choice.get("finish_reason"):
+                self.finished = True
                 self.finish = str(choice["finish_reason"])
                 out.extend(StreamDelta(tool_call=c) for c in self._calls())
         return out
@@ -169,6 +171,11 @@ class _ChatStream(StreamAssembler):
             raise BadModelResponse(f"{self.model}: streamed {exc}", model=self.model) from None
 
     def result(self) -> tuple[Message, str, Usage]:
+        if not self.finished:
+            raise BadModelResponse(
+                f"{self.model}: the stream ended before the answer did (no finish_reason)",
+                model=self.model,
+            )
         message = Message(
             role="assistant", content="".join(self.text), tool_calls=tuple(self._calls())
         )

@@ -11,13 +11,14 @@ import openai
 import pydantic
 import pytest
 
-from stalwart.errors import ModelCannotServe, ModelHTTPError, OutputInvalid
+from stalwart.errors import BadModelResponse, ModelCannotServe, ModelHTTPError, OutputInvalid
 from stalwart.llm import (
     Capabilities,
     Message,
     ModelRequest,
     ModelResponse,
     OpenAIResponsesClient,
+    Price,
     PriceTable,
     Provider,
     StreamDelta,
@@ -39,6 +40,9 @@ ORDER = (
     Message(role="system", content="You are a helpdesk agent."),
     Message(role="user", content="Where is my order #4521?"),
 )
+
+
+PRICES_ALL = PriceTable({"simA:strong": Price(3.0, 15.0), "simA:weak": Price(0.8, 4.0)})
 
 
 class Verdict(pydantic.BaseModel):
@@ -336,3 +340,26 @@ async def test_parallel_tool_calls_on_every_wire_plain_and_streamed(spec):
         else:
             assert one["parallel_tool_calls"] is False
         await client.aclose()
+
+
+# -- a stream that breaks ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("primary", ["sim:strong", "simA:strong"])
+async def test_a_stream_falls_back_before_its_first_delta_and_never_after(sim, primary):
+    backup = "simA:weak" if primary.startswith("simA") else "sim:weak"
+    chain = model_chain("main", [primary, backup], providers=providers(sim), prices=PRICES_ALL)
+    ask = ModelRequest((Message(role="user", content="What is the capital of France?"),))
+    sim.world.set_fault("strong", outage=True)  # refused at the open: the backup serves
+    text, _, final = await _collect(chain.stream(ask))
+    assert final.model == backup and final.fallback_from == (primary,)
+    assert text == final.message.content
+    sim.world.clear_faults()
+    sim.world.set_fault("strong", body="stream_cut")  # breaks off after its first text
+    got: list[str] = []
+    with pytest.raises(BadModelResponse, match="stream ended before the answer did"):
+        async for delta in chain.stream(ask):
+            got.append(delta.text)
+    assert got == ["The cap"]  # what the caller had is all it gets: nothing is repeated
+    assert sim.world.stats["weak:requests"] == 1  # the backup was not asked again
+    await chain.aclose()

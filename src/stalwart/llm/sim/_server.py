@@ -45,6 +45,7 @@ from stalwart.llm.sim._wires import (
     anthropic_events,
     chat_chunks,
     reasoning_refusal,
+    stream_cut,
     structured_value,
 )
 
@@ -176,7 +177,9 @@ class _Truncated(Response):
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _body_fault(kind: str) -> Response:
+def _body_fault(kind: str, wire: str = "openai") -> Response:
+    if kind == "stream_cut":
+        return StreamingResponse(stream_cut(wire), media_type="text/event-stream")
     if kind == "malformed_json":
         return Response(b'{"choices": [ {"message": ', media_type="application/json")
     if kind == "truncated":
@@ -220,7 +223,7 @@ async def _model_gate(
         return fault
     body_fault = world.faults.get(model)
     if body_fault is not None and body_fault.body is not None:
-        return _body_fault(body_fault.body)
+        return _body_fault(body_fault.body, wire)
     return None
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "reasoning_refusal",
     "responses_events",
     "sse",
+    "stream_cut",
     "structured_value",
 ]
 
@@ -322,3 +323,42 @@ def anthropic_events(message: dict[str, Any]) -> Iterator[bytes]:
         },
     )
     yield sse("message_stop", {"type": "message_stop"})
+
+
+def stream_cut(wire: str) -> Iterator[bytes]:
+    """The start of a stream and its first piece of text, then the end of the body (the
+    ``stream_cut`` fault: a connection lost mid-answer)."""
+    if wire == "anthropic":
+        start = {
+            "id": "msg_cut",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": "cut",
+            "stop_reason": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+        }
+        yield sse("message_start", {"type": "message_start", "message": start})
+        yield sse(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        yield sse(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "The cap"},
+            },
+        )
+        return
+    yield sse(
+        None,
+        {"id": "chatcmpl-cut", "object": "chat.completion.chunk", "created": 0, "model": "cut",
+         "choices": [{"index": 0, "delta": {"role": "assistant", "content": "The cap"},
+                      "finish_reason": None}]},
+    )  # fmt: skip
