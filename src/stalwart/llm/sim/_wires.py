@@ -329,7 +329,7 @@ def stream_cut(wire: str) -> Iterator[bytes]:
     """The start of a stream and its first piece of text, then the end of the body (the
     ``stream_cut`` fault: a connection lost mid-answer)."""
     if wire == "anthropic":
-        start = {
+        start: dict[str, Any] = {
             "id": "msg_cut",
             "type": "message",
             "role": "assistant",
