@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Sequence
 import msgspec
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
-from stalwart.errors import AllModelsFailed, ConfigError, ModelHTTPError
+from stalwart.errors import AllModelsFailed, BadModelResponse, ConfigError, ModelHTTPError
 from stalwart.llm import _metrics as m
 from stalwart.llm._types import (
     ModelClient,
@@ -158,8 +158,8 @@ class FallbackChain:
                 errors[model.name] = exc
             else:
                 if final is None:
-                    errors[model.name] = AllModelsFailed(
-                        f"{model.name}: the stream ended without a response", errors={}
+                    errors[model.name] = BadModelResponse(
+                        f"{model.name}: the stream ended without a response", model=model.name
                     )
                 else:
                     yield StreamDelta(response=self._served(index, final, errors, started))
