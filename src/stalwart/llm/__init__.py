@@ -4,7 +4,12 @@ See ``docs/models.md``.
 """
 
 from stalwart.llm._anthropic import AnthropicClient
-from stalwart.llm._capabilities import CAPABILITY_TABLE, Capabilities, capabilities_for
+from stalwart.llm._capabilities import (
+    CAPABILITY_TABLE,
+    DEFAULT_CAPABILITIES,
+    Capabilities,
+    capabilities_for,
+)
 from stalwart.llm._client import HTTPModelClient
 from stalwart.llm._evalset import EVAL_SET, EvalItem, EvalReport, evaluate, score_answer
 from stalwart.llm._fallback import FallbackChain
@@ -30,6 +35,7 @@ from stalwart.llm._types import (
 
 __all__ = [
     "CAPABILITY_TABLE",
+    "DEFAULT_CAPABILITIES",
     "DEFAULT_PRICES",
     "EVAL_SET",
     "AnthropicClient",
