@@ -50,6 +50,8 @@ The tree::
           │         ├── ContextLengthExceeded   the prompt is too long for this model
           │         ├── ContentFiltered         the provider refused the content
           │         ├── BadModelResponse        malformed, truncated, wrong type, too big
+          │         ├── ModelCannotServe        this model refuses a parameter of the request
+          │         ├── OutputInvalid           structured output failed its schema, repairs too
           │         └── AllModelsFailed         every model of a fallback chain failed
           └── StoreError               the durable store failed
                ├── StoreUnavailable    cannot reach the store
@@ -83,12 +85,14 @@ __all__ = [
     "InvalidMessage",
     "LeaseLost",
     "ModelAuthError",
+    "ModelCannotServe",
     "ModelError",
     "ModelHTTPError",
     "NoProcess",
     "NodeShutdown",
     "NonDeterminismError",
     "OutcomeUnknown",
+    "OutputInvalid",
     "OutputBlocked",
     "ProtocolError",
     "RateLimited",
@@ -378,6 +382,32 @@ class BadModelResponse(ModelError):
     """The response was malformed JSON, truncated, of the wrong type, or over the size limit."""
 
     retryable: Retryability = "retryable"
+
+
+class ModelCannotServe(ModelError):
+    """This model refuses a parameter or feature of the request (a 400 ``unsupported_parameter``
+    or ``unsupported_value``: ``max_tokens`` sent to a reasoning model, a temperature it does not
+    take, a tool or schema it cannot use). The same request fails again on this model, so it is
+    not retried, but another model of a fallback chain may serve it: the chain moves on. Fix it
+    by giving the model's capabilities (``Provider(capabilities=...)``) if stalwart's table
+    guessed them wrong. ``param`` names the refused parameter when the provider said which."""
+
+    def __init__(self, message: str, *, model: str = "", param: str | None = None) -> None:
+        super().__init__(message, model=model)
+        self.param = param
+
+
+class OutputInvalid(ModelError):
+    """The model's structured output did not validate against the requested schema, after
+    every repair attempt. ``errors`` holds the validator's last messages and ``content`` the
+    last text the model gave; raise ``attempts`` or simplify the schema."""
+
+    def __init__(
+        self, message: str, *, model: str = "", errors: tuple[str, ...] = (), content: str = ""
+    ) -> None:
+        super().__init__(message, model=model)
+        self.errors = errors
+        self.content = content
 
 
 class AllModelsFailed(ModelError):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from stalwart.errors import ConfigError
 from stalwart.guard import Security
-from stalwart.llm import Price, Provider
+from stalwart.llm import Price, PriceTable, Provider
 from stalwart.llm.sim import Scenario
 from stalwart.runtime import Restart
 from stalwart.tools import Tool
@@ -178,6 +178,20 @@ class App:
         for chain, specs in self.models.items():
             if not specs:
                 raise ConfigError(f"model chain {chain!r} is empty")
+
+    def price_table(self) -> PriceTable:
+        """The prices of this app's models: ``prices`` over the built-in table and the
+        genai-prices data, with every ``self_hosted`` provider's models free."""
+        free = [name for name, p in self.providers.items() if p.self_hosted]
+        return PriceTable(self.prices, self_hosted=free)
+
+    def check_prices(self) -> None:
+        """Raise a :class:`ConfigError` naming ``App(prices=...)`` for the first model of
+        ``models`` that has no price (a node checks this before it starts)."""
+        table = self.price_table()
+        for specs in self.models.values():
+            for spec in specs:
+                table.price(spec)
 
     def agent(self, name: str) -> AgentDef:
         for agent in self.agents:

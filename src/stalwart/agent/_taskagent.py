@@ -44,7 +44,7 @@ from stalwart.guard import (
     is_secret_ref,
     provider_from_env,
 )
-from stalwart.llm import ModelClient, PriceTable, Provider, model_chain
+from stalwart.llm import ModelClient, Provider, model_chain
 from stalwart.observe import EventBus, catalog, get_logger, log_context
 from stalwart.runtime import Agent
 from stalwart.tools import ToolRegistry
@@ -101,7 +101,7 @@ def build_models(
             providers[name] = dataclasses.replace(provider, api_key=key)
         elif isinstance(provider.api_key, str):  # a plain key (SE-1 flags it): never written
             default_redactor().add_known(provider.api_key)
-    prices = PriceTable(app.prices)  # one table for cost reports and budget reservations
+    prices = app.price_table()  # one table for cost reports and budget reservations
     return {
         name: model_chain(name, app.models[name], providers=providers, events=events, prices=prices)
         for name in chains
@@ -141,7 +141,7 @@ class TaskAgent(Agent):
             ledger=self._ledger(args["store"], args["node"]),
             approvals=self._approvals(args["store"]),
             rate_limiters=build_rate_limiters(self.defn.security, self.defn.name),
-            prices=PriceTable(self.app.prices),
+            prices=self.app.price_table(),
         )
         self.store: Store = store_from_url(args["store"], events=self.events)
         await self.store.open()

@@ -6,6 +6,7 @@ import sys
 
 import stalwart
 from stalwart.cli._chaos import add_chaos_commands, chaos_command
+from stalwart.cli._models import add_model_commands, model_command
 from stalwart.cli._secrets import add_secret_commands, secret_command
 from stalwart.cli._tasks import (
     add_task_commands,
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     add_secret_commands(sub)
     add_chaos_commands(sub)
     add_breaker_commands(sub)
+    add_model_commands(sub)
     args = parser.parse_args(argv)
     breaker_code = breaker_command(args)
     if breaker_code is not None:
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return task_command(args)
     if args.command == "verify":
         return verify_command(args)
+    if args.command == "models":
+        return model_command(args)
     if args.command in ("secrets", "approvals"):
         return secret_command(args)
     if args.command == "sim":

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from prometheus_client import Counter
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
-from stalwart.errors import ConfigError, ModelAuthError
+from stalwart.errors import ConfigError, DeadlineExceeded, ModelAuthError, RetriesExhausted
 from stalwart.llm import _metrics as m
+from stalwart.llm._capabilities import Capabilities, capabilities_for
 from stalwart.llm._http import ApiKey, post_json, resolve_key
 from stalwart.llm._pricing import PriceTable
-from stalwart.llm._types import Message, ModelRequest, ModelResponse, Usage
+from stalwart.llm._sse import SSEvent, iter_events, open_stream
+from stalwart.llm._types import Message, ModelRequest, ModelResponse, StreamDelta, Usage
 from stalwart.observe import REGISTRY, EventBus
 from stalwart.resilience import (
     DEFAULT_BREAKER,
@@ -24,9 +28,10 @@ from stalwart.resilience import (
     RetryPolicy,
     classify,
     deadline_scope,
+    effective_timeout,
 )
 
-__all__ = ["HTTPModelClient"]
+__all__ = ["HTTPModelClient", "StreamAssembler", "failure_class"]
 
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
@@ -36,6 +41,28 @@ KEY_REFRESHES = Counter(
     ["model", "provider"],
     registry=REGISTRY,
 )
+
+
+def failure_class(exc: BaseException) -> str:
+    """The class label of a failed model call: that of the error that made it fail.
+
+    Exhausted retries are labelled with their last attempt's error (a connection
+    refused is ``retryable/systemic`` in the error, the log and ``/metrics`` alike).
+    """
+    if isinstance(exc, RetriesExhausted) and exc.last_error is not None:
+        return classify(exc.last_error).label
+    return classify(exc).label
+
+
+class StreamAssembler:
+    """Turns one provider's stream events into :class:`StreamDelta` s and, at the end,
+    into the same ``(message, finish_reason, usage)`` a plain call decodes."""
+
+    def feed(self, event: SSEvent) -> list[StreamDelta]:
+        raise NotImplementedError
+
+    def result(self) -> tuple[Message, str, Usage]:
+        raise NotImplementedError
 
 
 class HTTPModelClient:
@@ -49,6 +76,8 @@ class HTTPModelClient:
     """
 
     provider = ""
+    wire = ""
+    """The wire format (``openai`` or ``anthropic``), which keys the capability table."""
     """The provider key in model strings (``openai`` in ``openai:gpt-4o``); a subclass sets
     its default, and ``provider=`` overrides it (``sim`` for the simulated models)."""
 
@@ -67,6 +96,7 @@ class HTTPModelClient:
         http: httpx.AsyncClient | None = None,
         events: EventBus | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        capabilities: Capabilities | None = None,
     ) -> None:
         if not model:
             raise ConfigError("a model client needs a model name")
@@ -78,6 +108,7 @@ class HTTPModelClient:
         self.name = f"{self.provider}:{model}"
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
+        self.capabilities = capabilities or capabilities_for(self.wire, model)
         self._prices = prices or PriceTable()
         self._prices.price(self.name)  # an unknown model fails here, not as a silent $0
         self._max_bytes = max_response_bytes
@@ -112,10 +143,13 @@ class HTTPModelClient:
     def _headers(self, key: str | None) -> dict[str, str]:
         raise NotImplementedError
 
-    def _encode(self, request: ModelRequest) -> dict[str, Any]:
+    def _encode(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
         raise NotImplementedError
 
     def _decode(self, data: dict[str, Any]) -> tuple[Message, str, Usage]:
+        raise NotImplementedError
+
+    def _assembler(self) -> StreamAssembler:
         raise NotImplementedError
 
     # -- the call ---------------------------------------------------------------------------
@@ -130,8 +164,54 @@ class HTTPModelClient:
             async with deadline_scope(timeout, kind="model"):
                 message, finish, usage = await self.policy.acall(self._attempt, request)
         except Exception as exc:
-            m.MODEL_ERRORS.labels(self.name, self.provider, classify(exc).label).inc()
+            m.MODEL_ERRORS.labels(self.name, self.provider, failure_class(exc)).inc()
             raise
+        return self._response(message, finish, usage, started)
+
+    async def stream(
+        self, request: ModelRequest, *, timeout: float | None = None
+    ) -> AsyncIterator[StreamDelta]:
+        """Ask the model and yield its answer as it comes (:class:`StreamDelta` s); the last
+        delta carries the assembled :class:`ModelResponse`, equal to what ``complete`` gives.
+
+        Opening the stream goes through the same policy as ``complete`` (deadline,
+        retry, breaker): until the first byte of the answer a failure is retried. Once
+        text has been yielded nothing is retried (a retry would repeat it): a broken
+        stream raises :class:`~stalwart.errors.BadModelResponse`, a slow one
+        :class:`~stalwart.errors.DeadlineExceeded` at the call's deadline.
+        """
+        started = time.perf_counter()
+        try:
+            total = effective_timeout("model", timeout=timeout)
+            ends = time.monotonic() + total
+            async with deadline_scope(total, kind="model"):
+                response = await self.policy.acall(self._open, request)
+            assembler = self._assembler()
+            events = iter_events(response, model=self.name, max_bytes=self._max_bytes)
+            try:
+                while True:
+                    try:
+                        async with asyncio.timeout_at(_loop_time(ends)):
+                            event = await anext(events)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:
+                        raise DeadlineExceeded(
+                            f"{self.name}: the stream did not finish within {total:g} s"
+                        ) from None
+                    for delta in assembler.feed(event):
+                        yield delta
+            finally:
+                await events.aclose()
+            message, finish, usage = assembler.result()
+        except Exception as exc:
+            m.MODEL_ERRORS.labels(self.name, self.provider, failure_class(exc)).inc()
+            raise
+        yield StreamDelta(response=self._response(message, finish, usage, started))
+
+    def _response(
+        self, message: Message, finish: str, usage: Usage, started: float
+    ) -> ModelResponse:
         cost = self._prices.cost(self.name, usage)
         m.MODEL_TOKENS.labels(self.name, self.provider, "input").inc(usage.prompt_tokens)
         m.MODEL_TOKENS.labels(self.name, self.provider, "output").inc(usage.completion_tokens)
@@ -144,6 +224,24 @@ class HTTPModelClient:
             cost_usd=cost,
             latency_s=time.perf_counter() - started,
         )
+
+    async def _open(self, request: ModelRequest) -> httpx.Response:
+        started = time.perf_counter()
+        m.MODEL_REQUESTS.labels(self.name, self.provider, "stream").inc()
+        try:
+            key = await resolve_key(self._api_key)
+            return await open_stream(
+                self._http,
+                self._endpoint(),
+                model=self.name,
+                headers=self._headers(key),
+                body=self._encode(request, stream=True),
+                timeout=self._attempt_seconds(),
+            )
+        finally:
+            m.MODEL_LATENCY.labels(self.name, self.provider, "stream").observe(
+                time.perf_counter() - started
+            )
 
     async def _attempt(self, request: ModelRequest) -> tuple[Message, str, Usage]:
         started = time.perf_counter()
@@ -182,6 +280,9 @@ class HTTPModelClient:
         )
 
     def _attempt_seconds(self) -> float:
-        from stalwart.resilience import effective_timeout
-
         return effective_timeout("model", timeout=self.policy.timeout)
+
+
+def _loop_time(monotonic_at: float) -> float:
+    """``time.monotonic()`` instant as the running loop's clock reads it."""
+    return asyncio.get_running_loop().time() + (monotonic_at - time.monotonic())

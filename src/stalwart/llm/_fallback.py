@@ -8,9 +8,14 @@ Rules:
   so a dead primary costs nothing while it is open.
 - A model is skipped on any failure it alone may cause or suffer: an open
   breaker, exhausted retries, its attempt deadline, context length, content
-  policy, auth, a bad response. A plain ``400 Bad Request`` (not context length,
-  not content policy) is the request's fault and would fail everywhere: it is
+  policy, auth, a bad response, and a parameter this model does not take
+  (:class:`~stalwart.errors.ModelCannotServe`: a 400 ``unsupported_parameter`` /
+  ``unsupported_value``, e.g. ``max_tokens`` sent to a reasoning model). Any other
+  ``400 Bad Request`` is the request's fault and would fail everywhere: it is
   raised at once.
+- A stream (:meth:`FallbackChain.stream`) falls back the same way until its first
+  delta is out; after that, a failure is raised (another model would repeat what
+  the caller already has).
 - Time is shared: every model but the last may use at most ``fallback_share``
   (default half) of what is left of the call's deadline, so a hanging primary
   still leaves the fallbacks time to answer within the same deadline.
@@ -24,16 +29,22 @@ Rules:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
-from stalwart.errors import AllModelsFailed, ConfigError, ModelHTTPError
+from stalwart.errors import AllModelsFailed, BadModelResponse, ConfigError, ModelHTTPError
 from stalwart.llm import _metrics as m
-from stalwart.llm._types import ModelClient, ModelRequest, ModelResponse
+from stalwart.llm._types import (
+    ModelClient,
+    ModelRequest,
+    ModelResponse,
+    StreamDelta,
+    StreamingModelClient,
+)
 from stalwart.observe import EventBus
-from stalwart.resilience import classify, deadline_scope
+from stalwart.resilience import classify, deadline_scope, effective_timeout
 
 __all__ = ["FallbackChain"]
 
@@ -100,6 +111,68 @@ class FallbackChain:
                         error_class=classify(errors[model.name]).label,
                         error=str(errors[model.name])[:300],
                     )
+        summary = "; ".join(f"{k}: {type(v).__name__}: {v}" for k, v in errors.items())
+        raise AllModelsFailed(
+            f"every model of chain {self.name!r} failed — {summary}", errors=errors
+        )
+
+    async def stream(
+        self, request: ModelRequest, *, timeout: float | None = None
+    ) -> AsyncIterator[StreamDelta]:
+        """Stream the answer of the first model that can give one (see the module
+        docstring); a model that cannot stream answers whole, as one text delta. The last
+        delta carries the response, with ``fallback_from`` as :meth:`complete` sets it."""
+        errors: dict[str, BaseException] = {}
+        started = time.perf_counter()
+        total = effective_timeout("model", timeout=timeout)
+        ends = time.monotonic() + total
+        for index, model in enumerate(self.models):
+            last = index == len(self.models) - 1
+            left = max(0.0, ends - time.monotonic())
+            budget = left if last else left * self.fallback_share
+            sent = False
+            final: ModelResponse | None = None
+            try:
+                if isinstance(model, StreamingModelClient):
+                    async for delta in model.stream(request, timeout=budget):
+                        if delta.response is not None:
+                            final = delta.response
+                        else:
+                            sent = True
+                            yield delta
+                else:
+                    final = await model.complete(request, timeout=budget)
+                    if final.message.content:
+                        sent = True
+                        yield StreamDelta(text=final.message.content)
+                    for call in final.message.tool_calls:
+                        sent = True
+                        yield StreamDelta(tool_call=call)
+            except ModelHTTPError as exc:
+                if exc.status_code == 400 or sent:
+                    raise
+                errors[model.name] = exc
+            except Exception as exc:
+                if sent:
+                    raise
+                errors[model.name] = exc
+            else:
+                if final is None:
+                    errors[model.name] = BadModelResponse(
+                        f"{model.name}: the stream ended without a response", model=model.name
+                    )
+                else:
+                    yield StreamDelta(response=self._served(index, final, errors, started))
+                    return
+            if not last:
+                self.events.emit(
+                    "model_failed_over",
+                    chain=self.name,
+                    model=model.name,
+                    next_model=self.models[index + 1].name,
+                    error_class=classify(errors[model.name]).label,
+                    error=str(errors[model.name])[:300],
+                )
         summary = "; ".join(f"{k}: {type(v).__name__}: {v}" for k, v in errors.items())
         raise AllModelsFailed(
             f"every model of chain {self.name!r} failed — {summary}", errors=errors

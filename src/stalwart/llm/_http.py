@@ -14,12 +14,13 @@ from stalwart.errors import (
     ContentFiltered,
     ContextLengthExceeded,
     ModelAuthError,
+    ModelCannotServe,
     ModelHTTPError,
     RateLimited,
 )
 from stalwart.resilience import classify_http_status, retry_after_from_headers
 
-__all__ = ["ApiKey", "post_json", "resolve_key"]
+__all__ = ["ApiKey", "post_json", "resolve_key", "status_error"]
 
 ApiKey = str | Callable[[], str] | Callable[[], Awaitable[str]] | None
 """A key, or a function returning the current key (called per request, so a rotated
@@ -33,6 +34,18 @@ _CONTEXT_MARKERS = (
     "prompt is too long",
 )
 _CONTENT_MARKERS = ("content_filter", "content_policy", "content policy", "safety system")
+# A 400 naming a parameter or value this model does not take (OpenAI's codes
+# ``unsupported_parameter`` / ``unsupported_value``, and the phrasings providers and
+# OpenAI-compatible servers use for them): the model cannot serve this request, another
+# may. Any other 400 is the request's own fault.
+_UNSUPPORTED_CODES = ("unsupported_parameter", "unsupported_value")
+_UNSUPPORTED_MARKERS = (
+    "unsupported parameter",
+    "unsupported value",
+    "not supported with this model",
+    "is not supported by this model",
+    "does not support",
+)
 
 
 async def resolve_key(key: ApiKey) -> str | None:
@@ -113,10 +126,10 @@ async def post_json(
                 f"{model}: expected a JSON object, got {type(data).__name__}", model=model
             )
         return data
-    raise _status_error(model, status, response.headers, raw)
+    raise status_error(model, status, response.headers, raw)
 
 
-def _status_error(model: str, status: int, headers: httpx.Headers, raw: bytes) -> Exception:
+def status_error(model: str, status: int, headers: httpx.Headers, raw: bytes) -> Exception:
     text = raw[:2000].decode("utf-8", "replace")
     lowered = text.lower()
     detail = _error_message(raw) or text[:300]
@@ -135,6 +148,13 @@ def _status_error(model: str, status: int, headers: httpx.Headers, raw: bytes) -
         )
     if 400 <= status < 500 and any(m in lowered for m in _CONTENT_MARKERS):
         return ContentFiltered(f"{model}: refused by the content policy: {detail}", model=model)
+    if status in (400, 422) and _unsupported(raw, lowered):
+        return ModelCannotServe(
+            f"{model}: this model cannot serve this request: {detail} (if stalwart's "
+            "capability table is wrong for it, give Provider(capabilities=Capabilities(...)))",
+            model=model,
+            param=_error_field(raw, "param"),
+        )
     cls = classify_http_status(status, headers)
     return ModelHTTPError(
         f"{model}: HTTP {status}: {detail}",
@@ -143,6 +163,21 @@ def _status_error(model: str, status: int, headers: httpx.Headers, raw: bytes) -
         retryable=cls.retryability,
         scope=cls.scope,
     )
+
+
+def _unsupported(raw: bytes, lowered: str) -> bool:
+    code = _error_field(raw, "code")
+    return code in _UNSUPPORTED_CODES or any(m in lowered for m in _UNSUPPORTED_MARKERS)
+
+
+def _error_field(raw: bytes, field: str) -> str | None:
+    try:
+        data = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    err = data.get("error") if isinstance(data, dict) else None
+    value = err.get(field) if isinstance(err, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _error_message(raw: bytes) -> str | None:

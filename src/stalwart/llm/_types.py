@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -11,7 +12,10 @@ __all__ = [
     "ModelClient",
     "ModelRequest",
     "ModelResponse",
+    "ResponseFormat",
     "Role",
+    "StreamDelta",
+    "StreamingModelClient",
     "ToolCall",
     "ToolSpec",
     "Usage",
@@ -52,20 +56,58 @@ class ToolSpec(msgspec.Struct, frozen=True):
     )
 
 
+class ResponseFormat(msgspec.Struct, frozen=True):
+    """Structured output: the answer must be a JSON object matching ``schema``.
+
+    ``name`` names the schema on the wire (OpenAI requires one); ``strict`` asks
+    OpenAI's strict mode (the schema must then meet its rules: every property
+    required, ``additionalProperties: false``). The answer is validated by
+    :func:`stalwart.llm.structured` either way.
+    """
+
+    name: str
+    schema: dict[str, Any]
+    strict: bool = False
+
+
 class ModelRequest(msgspec.Struct, frozen=True):
-    """What to ask. ``max_tokens`` bounds the answer (and the worst-case cost)."""
+    """What to ask. ``max_tokens`` bounds the answer (and the worst-case cost).
+
+    Each adapter encodes the fields its model takes (see
+    :mod:`stalwart.llm._capabilities`): ``max_tokens`` becomes
+    ``max_completion_tokens`` for a reasoning model, and ``temperature`` is left
+    out where the model refuses it. ``reasoning_effort`` (``minimal``, ``low``,
+    ``medium``, ``high``) is sent only to models that reason. ``response_format``
+    asks for structured output; ``parallel_tool_calls=False`` asks for at most one
+    tool call per answer; ``cache`` marks the stable prefix (system prompt and
+    tools) for prompt caching where the provider needs it marked (Anthropic).
+    """
 
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
     max_tokens: int = 1024
     temperature: float = 0.0
+    reasoning_effort: str | None = None
+    response_format: ResponseFormat | None = None
+    parallel_tool_calls: bool | None = None
+    cache: bool = True
 
 
 class Usage(msgspec.Struct, frozen=True):
-    """Tokens the provider reports for one call."""
+    """Tokens the provider reports for one call.
+
+    ``prompt_tokens`` counts every input token, cached or not; ``cached_tokens``
+    is the part read from the provider's prompt cache (cheaper), and
+    ``cache_write_tokens`` the part written to it (Anthropic prices these
+    higher). ``reasoning_tokens`` is the part of ``completion_tokens`` a
+    reasoning model spent thinking.
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -88,9 +130,32 @@ class ModelResponse(msgspec.Struct, frozen=True):
     fallback_from: tuple[str, ...] = ()
 
 
+class StreamDelta(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One piece of a streamed answer.
+
+    ``text`` is new answer text; ``tool_call`` a tool call, whole, once its
+    arguments are complete. The last delta of a stream carries ``response``:
+    the assembled answer, the same :class:`ModelResponse` ``complete`` returns
+    (and the journal records).
+    """
+
+    text: str = ""
+    tool_call: ToolCall | None = None
+    response: ModelResponse | None = None
+
+
 @runtime_checkable
 class ModelClient(Protocol):
-    """Anything that answers a :class:`ModelRequest`: one provider's model, or a chain."""
+    """Anything that answers a :class:`ModelRequest`: one provider's model, or a chain.
+
+    Implement it to bring your own client (an SDK, a gateway, a local model):
+    ``name`` is its ``provider:model``; ``complete`` answers one request within
+    ``timeout`` seconds (``None``: the caller's deadline applies) or raises;
+    ``aclose`` releases its connections. Wrapped in
+    :class:`~stalwart.llm.GuardedModel`, it gets stalwart's deadline, retry,
+    breaker, metrics and cost; in a chain, fallback; in an agent, budget and
+    journal. See ``docs/models.md``.
+    """
 
     name: str
 
@@ -99,3 +164,13 @@ class ModelClient(Protocol):
     ) -> ModelResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingModelClient(ModelClient, Protocol):
+    """A :class:`ModelClient` that can also stream its answer as :class:`StreamDelta` s,
+    the last one carrying the whole response."""
+
+    def stream(
+        self, request: ModelRequest, *, timeout: float | None = None
+    ) -> AsyncIterator[StreamDelta]: ...

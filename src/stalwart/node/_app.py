@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import time
@@ -13,6 +14,7 @@ from stalwart.config import RuntimeSettings
 from stalwart.durable import Store, TaskRecord, store_from_url
 from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded, StoreError
 from stalwart.guard import RedactingEventBus, install_redactor, validate_input
+from stalwart.llm import ChainHealth, Provider
 from stalwart.llm.sim import SimServer
 from stalwart.node._charge import DeadCallCharger
 from stalwart.node._node import Node, NodeService
@@ -123,31 +125,31 @@ class Tasks:
         return await self.wait(await self.submit(agent, task_input, **kw), timeout=timeout)
 
 
-def _chain_check(chain: str, models: list[str]) -> Any:
-    """Ready while at least one model of the chain is usable (its breaker not open).
+def _breaker_open(spec: str) -> bool:
+    """Whether ``spec``'s breaker is open (1) or forced open by an operator (4), from the
+    agents' metrics shipped to the node."""
+    return REGISTRY.get_sample_value("stalwart_breaker_state", {"dependency": spec}) in (1, 4)
 
-    Breaker states come from the agents' metrics, which they ship to the node.
-    """
 
-    def check() -> bool | str:
-        open_ = [
-            m
-            for m in models
-            # 1 open, 4 forced open by an operator
-            if REGISTRY.get_sample_value("stalwart_breaker_state", {"dependency": m}) in (1, 4)
-        ]
-        if len(open_) == len(models):
-            return f"every model of chain {chain!r} has its circuit breaker open: {open_}"
-        return True
-
-    return check
+def _chain_health(app: App, chain: str, models: list[str], sim_url: str | None) -> ChainHealth:
+    """The readiness check of ``chain``: degraded while every model is unusable (its
+    breaker open, or its endpoint refusing connections), naming each and why."""
+    providers = dict(app.providers)
+    if sim_url:
+        sim = providers.get("sim")
+        base = f"{sim_url}/v1"
+        providers["sim"] = dataclasses.replace(sim, base_url=base) if sim else Provider(base)
+    return ChainHealth(chain, models, providers=providers, breaker_open=_breaker_open)
 
 
 class AppService:
     """Starts what an app needs beside its agents: the store (and the sim, if asked)."""
 
-    def __init__(self, app: App, store_url: str, sim_port: int | None) -> None:
+    def __init__(
+        self, app: App, store_url: str, sim_port: int | None, sim_url: str | None = None
+    ) -> None:
         self.app = app
+        self.sim_url = sim_url  # a sim this node uses but does not run ($STALWART_SIM_URL)
         self.store_url = store_url
         self.sim_port = sim_port
         self.sim: SimServer | None = None
@@ -179,8 +181,10 @@ class AppService:
             return True
 
         node.readiness.add("store", store_check)
+        sim_url = self.sim_url or (f"http://127.0.0.1:{self.sim_port}" if self.sim_port else None)
         for chain, models in self.app.models.items():
-            node.readiness.add(f"model:{chain}", _chain_check(chain, list(models)))
+            health = _chain_health(self.app, chain, list(models), sim_url)
+            node.readiness.add(f"model:{chain}", health.check, critical=False)
         await self.store.register_node(
             node.id,
             {
@@ -254,6 +258,7 @@ def app_node(
     its :class:`AppService` (whose ``tasks`` submits work once the node runs).
     """
     app = load_app(app_ref)
+    app.check_prices()  # an unpriced model stops the start here, on stderr, not in an agent
     if events is None:
         events = RedactingEventBus()
     preload = [] if app_ref.endswith(".toml") else [app_ref.partition(":")[0]]
@@ -282,7 +287,7 @@ def app_node(
         for a in app.agents
     ]
     root = SupervisorSpec("root", children, intensity=app.intensity, period=app.period)
-    service = AppService(app, store_url, sim_port)
+    service = AppService(app, store_url, sim_port, external_sim)
     node = Node(
         root, settings, node_id=nid, events=events, preload=preload, services=(service, *services)
     )

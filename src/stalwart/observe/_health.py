@@ -5,6 +5,12 @@ store and the model chains register theirs (``store``, ``model:<chain>``) when
 they exist. ``/readyz`` runs them all concurrently, each bounded by
 ``timeout`` (3 s by default, the health kind's deadline), and answers 503 naming
 every check that failed, timed out or raised.
+
+A check registered with ``critical=False`` (the model chains') *degrades* the
+node instead: while it fails, ``/readyz`` still answers 200 (the node is alive,
+keeps its tasks and serves what needs no model) with ``"status": "degraded"``,
+the failing check in ``degraded`` and its reason in ``checks``; the gauge
+``stalwart_degraded{component=<check>}`` is 1 meanwhile.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import Gauge
 
+from stalwart.observe._catalog import DEGRADED
 from stalwart.observe._metrics import REGISTRY
 
 __all__ = ["CheckResult", "Readiness", "ReadinessReport"]
@@ -45,6 +52,7 @@ class CheckResult:
     ok: bool
     detail: str
     seconds: float
+    critical: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -55,16 +63,30 @@ class ReadinessReport:
 
     @property
     def ready(self) -> bool:
-        return all(c.ok for c in self.checks)
+        return all(c.ok for c in self.checks if c.critical)
 
     @property
     def failed(self) -> list[str]:
-        return [c.name for c in self.checks if not c.ok]
+        return [c.name for c in self.checks if not c.ok and c.critical]
+
+    @property
+    def degraded(self) -> list[str]:
+        """Failing checks registered with ``critical=False``."""
+        return [c.name for c in self.checks if not c.ok and not c.critical]
+
+    @property
+    def status(self) -> str:
+        """``ready``, ``degraded`` (ready, with non-critical checks failing) or ``not_ready``."""
+        if not self.ready:
+            return "not_ready"
+        return "degraded" if self.degraded else "ready"
 
     def as_dict(self) -> dict[str, object]:
         return {
             "ready": self.ready,
+            "status": self.status,
             "failed": self.failed,
+            "degraded": self.degraded,
             "checks": {
                 c.name: {"ok": c.ok, "detail": c.detail, "ms": round(c.seconds * 1000, 1)}
                 for c in self.checks
@@ -78,15 +100,22 @@ class Readiness:
     def __init__(self, *, timeout: float = 3.0) -> None:
         self.timeout = timeout
         self._checks: dict[str, CheckFn] = {}
+        self._soft: set[str] = set()
         self._failing_since: float | None = None
 
-    def add(self, name: str, check: CheckFn) -> None:
-        """Register (or replace) the check called ``name``."""
+    def add(self, name: str, check: CheckFn, *, critical: bool = True) -> None:
+        """Register (or replace) the check called ``name``; a failing non-``critical``
+        check degrades the node instead of making it not ready."""
         self._checks[name] = check
+        if critical:
+            self._soft.discard(name)
+        else:
+            self._soft.add(name)
 
     def remove(self, name: str) -> None:
         """Unregister the check called ``name`` (and drop its gauge)."""
         self._checks.pop(name, None)
+        self._soft.discard(name)
         with contextlib.suppress(KeyError):
             CHECK_OK.remove(name)
 
@@ -102,6 +131,8 @@ class Readiness:
         report = ReadinessReport(tuple(results))
         for r in results:
             CHECK_OK.labels(r.name).set(1 if r.ok else 0)
+            if not r.critical:
+                DEGRADED.labels(r.name).set(0 if r.ok else 1)
         now = time.monotonic()
         if report.ready:
             self._failing_since = None
@@ -115,6 +146,12 @@ class Readiness:
         return report
 
     async def _one(self, name: str, fn: CheckFn) -> CheckResult:
+        result = await self._run_one(name, fn)
+        if name in self._soft:
+            return dataclasses.replace(result, critical=False)
+        return result
+
+    async def _run_one(self, name: str, fn: CheckFn) -> CheckResult:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):

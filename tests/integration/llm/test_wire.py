@@ -55,7 +55,7 @@ def test_official_client_sees_api_errors_as_documented(sim):
         client.chat.completions.create(model="strong", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
-    assert [m.id for m in client.models.list().data] == ["strong", "weak", "gullible"]
+    assert [m.id for m in client.models.list().data] == ["strong", "weak", "gullible", "reasoner"]
 
 
 async def test_stalwart_sim_command_serves_until_sigterm(tmp_path):
@@ -82,7 +82,7 @@ async def test_stalwart_sim_command_serves_until_sigterm(tmp_path):
         base = re.search(r"models at (\S+) ", line).group(1)
         async with httpx.AsyncClient(timeout=5) as http:
             models = (await http.get(f"{base}/models")).json()
-        assert [m["id"] for m in models["data"]] == ["strong", "weak", "gullible"]
+        assert [m["id"] for m in models["data"]] == ["strong", "weak", "gullible", "reasoner"]
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
             assert await proc.wait() == 0

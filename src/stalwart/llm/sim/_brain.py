@@ -61,6 +61,9 @@ class Rule:
         Call the tool this many times in a row (a long task); ``{count}`` in the
         arguments is how many calls were made before, read from the results
         seen and from the largest ``n`` argument of the calls still visible.
+    parallel
+        Call the tool once per match of ``match`` in the message, all in one
+        answer (parallel tool calls: "orders #1 and #2" asks for both at once).
     """
 
     match: str
@@ -71,6 +74,7 @@ class Rule:
     alternative: str | None = None
     alternative_arguments: Mapping[str, Any] | None = None
     repeat: int = 1
+    parallel: bool = False
 
     def __post_init__(self) -> None:
         try:
@@ -196,12 +200,24 @@ def _apply(
             return None
         if rule.call not in tools:
             return None
+        if rule.parallel:
+            every = re.finditer(rule.match, text, re.IGNORECASE | re.DOTALL)
+            return Reply(
+                tool_calls=tuple(
+                    (rule.call, _fill(rule.arguments, {**_groups(m), "count": str(i)}))
+                    for i, m in enumerate(every)
+                )
+            )
         return Reply(tool_calls=((rule.call, _fill(rule.arguments, {**groups, "count": "0"})),))
     assert rule.answer is not None
     answer = rule.answer
     for name, value in results.items():
         answer = answer.replace(f"{{result:{name}}}", value[:500])
     return Reply(content=_template(answer, groups))
+
+
+def _groups(found: re.Match[str]) -> dict[str, str]:
+    return {k: v for k, v in found.groupdict().items() if v is not None}
 
 
 def _template(text: str, groups: Mapping[str, str]) -> str:

@@ -10,7 +10,15 @@ from stalwart.errors import ConfigError
 
 __all__ = ["BODY_FAULTS", "Fault", "FaultBook"]
 
-BODY_FAULTS = ("malformed_json", "truncated", "html", "huge", "not_object", "wrong_shape")
+BODY_FAULTS = (
+    "malformed_json",
+    "truncated",
+    "html",
+    "huge",
+    "not_object",
+    "wrong_shape",
+    "stream_cut",  # an event stream that breaks off after its first piece of text
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -4,8 +4,14 @@ Routes:
 
 - ``POST /v1/chat/completions`` — OpenAI chat completions, tools included; the
   official ``openai`` client works against it unchanged.
+- ``POST /v1/responses`` — the OpenAI Responses API.
 - ``POST /v1/messages`` — the Anthropic Messages API shape.
-- ``GET /v1/models`` — the models: ``strong``, ``weak``, ``gullible``.
+- ``GET /v1/models`` — the models: ``strong``, ``weak``, ``gullible``, ``reasoner``
+  (a reasoning model: see :mod:`._wires`).
+
+Every model route streams (server-sent events in the provider's shapes) when the
+request says ``"stream": true``, answers structured output for a JSON schema,
+and reports cached prompt tokens (see :mod:`._wires`).
 - ``POST/DELETE /_sim/faults``, ``POST /_sim/keys``, ``GET /_sim/stats`` — control.
 - ``/tools/...`` — simulated tool services (see :mod:`._tools`),
   ``GET /tools/_report`` — their per-key delivery counts.
@@ -34,6 +40,14 @@ from stalwart.errors import ConfigError, StartError
 from stalwart.llm.sim._brain import Brain, Reply, Scenario, count_tokens
 from stalwart.llm.sim._faults import Fault, FaultBook
 from stalwart.llm.sim._tools import ToolServices, order_for
+from stalwart.llm.sim._wires import (
+    PromptCache,
+    anthropic_events,
+    chat_chunks,
+    reasoning_refusal,
+    stream_cut,
+    structured_value,
+)
 
 __all__ = ["MODELS", "SimServer", "SimWorld", "build_app"]
 
@@ -41,6 +55,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "strong": {"context_tokens": 128_000, "persona": "strong"},
     "weak": {"context_tokens": 16_000, "persona": "weak"},
     "gullible": {"context_tokens": 128_000, "persona": "gullible"},
+    "reasoner": {"context_tokens": 128_000, "persona": "strong", "reasoning": True},
 }
 MAX_BODY = 4 * 1024 * 1024
 
@@ -60,6 +75,7 @@ class SimWorld:
         )
         """Monotonic arrival times of each model's requests (retry timelines: EH-1)."""
         self._ids = itertools.count(1)
+        self.cache = PromptCache()
 
     def set_fault(self, target: str, **fault: Any) -> None:
         self.faults.set(target, Fault(**fault))
@@ -161,7 +177,9 @@ class _Truncated(Response):
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _body_fault(kind: str) -> Response:
+def _body_fault(kind: str, wire: str = "openai") -> Response:
+    if kind == "stream_cut":
+        return StreamingResponse(stream_cut(wire), media_type="text/event-stream")
     if kind == "malformed_json":
         return Response(b'{"choices": [ {"message": ', media_type="application/json")
     if kind == "truncated":
@@ -205,7 +223,7 @@ async def _model_gate(
         return fault
     body_fault = world.faults.get(model)
     if body_fault is not None and body_fault.body is not None:
-        return _body_fault(body_fault.body)
+        return _body_fault(body_fault.body, wire)
     return None
 
 
@@ -250,6 +268,10 @@ async def chat_completions(request: Request) -> Response:
     gate = await _model_gate(world, request, model, key)
     if gate is not None:
         return gate
+    if MODELS[model].get("reasoning"):
+        refusal = reasoning_refusal(data, "chat")
+        if refusal is not None:
+            return _refusal(*refusal)
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         return _error(400, "'messages' must be a non-empty list", "invalid_request_error")
@@ -262,6 +284,12 @@ async def chat_completions(request: Request) -> Response:
     if isinstance(result, Response):
         return result
     reply, prompt = result
+    schema = _chat_schema(data.get("response_format"))
+    if schema is not None:
+        persona = str(MODELS[model]["persona"])
+        reply = Reply(
+            content=json.dumps(structured_value(schema, reply.content, persona, messages))
+        )
     n = world.next_id()
     calls = [
         {
@@ -277,22 +305,57 @@ async def chat_completions(request: Request) -> Response:
     completion = count_tokens(reply.content) + sum(
         8 + count_tokens(json.dumps(args)) for _, args in reply.tool_calls
     )
+    prefix = [m for m in messages if m.get("role") == "system"], data.get("tools")
+    prefix_tokens = _prompt_tokens(prefix[0], list(prefix[1] or ()))
+    cached = prefix_tokens if world.cache.use(model, prefix, tokens=prefix_tokens) else 0
+    reasoning = 16 if MODELS[model].get("reasoning") else 0
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion + reasoning,
+        "total_tokens": prompt + completion + reasoning,
+        "prompt_tokens_details": {"cached_tokens": min(cached, prompt)},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+    }
+    finish = "tool_calls" if calls else "stop"
+    created = int(time.time())
+    if data.get("stream"):
+        chunks = chat_chunks(
+            ident=f"chatcmpl-sim-{n}",
+            model=model,
+            created=created,
+            content=reply.content,
+            calls=calls,
+            finish=finish,
+            usage=usage,
+        )
+        return StreamingResponse(chunks, media_type="text/event-stream")
     return JSONResponse(
         {
             "id": f"chatcmpl-sim-{n}",
             "object": "chat.completion",
-            "created": int(time.time()),
+            "created": created,
             "model": model,
-            "choices": [
-                {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
-            ],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage,
         }
     )
+
+
+def _refusal(message: str, code: str, param: str) -> JSONResponse:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
+    return JSONResponse(body, status_code=400)
+
+
+def _chat_schema(fmt: Any) -> dict[str, Any] | None:
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        return schema if isinstance(schema, dict) else {"type": "object"}
+    if isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        return {"type": "object", "properties": {"answer": {"type": "string"}}}
+    return None
 
 
 async def anthropic_messages(request: Request) -> Response:
@@ -307,8 +370,11 @@ async def anthropic_messages(request: Request) -> Response:
     if not isinstance(data.get("max_tokens"), int):
         return _error(400, "max_tokens: field required", "invalid_request_error", wire="anthropic")
     messages: list[dict[str, Any]] = []
-    if data.get("system"):
-        messages.append({"role": "system", "content": data["system"]})
+    system = data.get("system")
+    if isinstance(system, list):  # text blocks (with cache_control)
+        system = "".join(str(b.get("text", "")) for b in system if isinstance(b, dict))
+    if system:
+        messages.append({"role": "system", "content": system})
     for turn in data.get("messages") or ():
         content = turn.get("content")
         if isinstance(content, str):
@@ -333,33 +399,70 @@ async def anthropic_messages(request: Request) -> Response:
                         "content": block.get("content", ""),
                     }
                 )
-    tools = [t["name"] for t in data.get("tools") or () if isinstance(t, dict) and "name" in t]
+    tool_defs = [t for t in data.get("tools") or () if isinstance(t, dict) and "name" in t]
+    choice = data.get("tool_choice") or {}
+    forced = (
+        choice.get("name") if isinstance(choice, dict) and choice.get("type") == "tool" else None
+    )
+    tools = [t["name"] for t in tool_defs if t["name"] != forced]
     result = _answer(world, model, messages, tools, "anthropic")
     if isinstance(result, Response):
         return result
     reply, prompt = result
     n = world.next_id()
     blocks: list[dict[str, Any]] = []
+    if forced is not None:  # structured output through a forced tool call
+        schema = next((t.get("input_schema") for t in tool_defs if t["name"] == forced), None)
+        value = structured_value(
+            schema or {"type": "object"}, reply.content, str(MODELS[model]["persona"]), messages
+        )
+        reply = Reply(tool_calls=((str(forced), value),))
     if reply.content:
         blocks.append({"type": "text", "text": reply.content})
     blocks.extend(
         {"type": "tool_use", "id": f"toolu_{n}_{i}", "name": name, "input": args}
         for i, (name, args) in enumerate(reply.tool_calls)
     )
-    return JSONResponse(
-        {
-            "id": f"msg_sim_{n}",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": blocks,
-            "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
-            "usage": {
-                "input_tokens": prompt,
-                "output_tokens": count_tokens(reply.content) + 8 * len(reply.tool_calls),
-            },
-        }
-    )
+    usage = {
+        "input_tokens": prompt,
+        "output_tokens": count_tokens(reply.content) + 8 * len(reply.tool_calls),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+    }
+    marked = _cache_marked(data)
+    if marked is not None:
+        prefix_tokens = min(prompt, _prompt_tokens([{"content": system or ""}], tool_defs))
+        hit = world.cache.use(model, marked, tokens=prefix_tokens)
+        usage["cache_read_input_tokens" if hit else "cache_creation_input_tokens"] = prefix_tokens
+        usage["input_tokens"] = prompt - prefix_tokens
+    message = {
+        "id": f"msg_sim_{n}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": blocks,
+        "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
+        "stop_sequence": None,
+        "usage": usage,
+    }
+    if data.get("stream"):
+        return StreamingResponse(anthropic_events(message), media_type="text/event-stream")
+    return JSONResponse(message)
+
+
+def _cache_marked(data: dict[str, Any]) -> Any:
+    """The prefix up to the last ``cache_control`` mark (system, then tools), or None."""
+    raw_system, raw_tools = data.get("system"), data.get("tools")
+    system: list[Any] = raw_system if isinstance(raw_system, list) else []
+    tools: list[Any] = raw_tools if isinstance(raw_tools, list) else []
+    marked: tuple[list[Any], list[Any]] | None = None
+    for i, block in enumerate(system):
+        if isinstance(block, dict) and block.get("cache_control"):
+            marked = (system[: i + 1], [])
+    for i, tool_def in enumerate(tools):
+        if isinstance(tool_def, dict) and tool_def.get("cache_control"):
+            marked = (system, tools[: i + 1])
+    return marked
 
 
 async def list_models(request: Request) -> Response:
@@ -449,9 +552,12 @@ async def tool_report(request: Request) -> Response:
 
 
 def build_app(world: SimWorld) -> Starlette:
+    from stalwart.llm.sim._responses import responses  # it builds on this module's helpers
+
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/messages", anthropic_messages, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/_sim/faults", faults, methods=["POST", "DELETE"]),
