@@ -13,6 +13,7 @@ from stalwart.errors import ConfigError, ModelAuthError
 from stalwart.llm import _metrics as m
 from stalwart.llm._http import ApiKey, post_json, resolve_key
 from stalwart.llm._pricing import PriceTable
+from stalwart.llm._trace import observed_call
 from stalwart.llm._types import Message, ModelRequest, ModelResponse, Usage
 from stalwart.observe import REGISTRY, EventBus
 from stalwart.resilience import (
@@ -126,13 +127,15 @@ class HTTPModelClient:
         ``CircuitOpen``, ``DeadlineExceeded``) when it cannot answer; after the last retry,
         the last attempt's error (see :func:`stalwart.resilience.gave_up`)."""
         started = time.perf_counter()
-        try:
-            async with deadline_scope(timeout, kind="model"):
-                message, finish, usage = await self.policy.acall(self._attempt, request)
-        except Exception as exc:
-            m.MODEL_ERRORS.labels(self.name, self.provider, classify(exc).label).inc()
-            raise
-        cost = self._prices.cost(self.name, usage)
+        with observed_call(self.provider, self.model, self.name, request) as observed:
+            try:
+                async with deadline_scope(timeout, kind="model"):
+                    message, finish, usage = await self.policy.acall(self._attempt, request)
+            except Exception as exc:
+                m.MODEL_ERRORS.labels(self.name, self.provider, classify(exc).label).inc()
+                raise
+            cost = self._prices.cost(self.name, usage)
+            observed.answered(usage, finish, cost)
         m.MODEL_TOKENS.labels(self.name, self.provider, "input").inc(usage.prompt_tokens)
         m.MODEL_TOKENS.labels(self.name, self.provider, "output").inc(usage.completion_tokens)
         m.COST.labels(self.name, self.provider).inc(cost)
