@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from stalwart import RuntimeSettings
+from stalwart.cli import main
 from stalwart.node import app_node
 from stalwart.observe import EventBus, configure_logging
 
@@ -140,7 +142,7 @@ async def _run_ticket(start_node, tmp_path, *, traceparent: str) -> dict[str, An
 
 @pytest.mark.timeout(180)
 async def test_a_hand_over_with_a_tool_call_is_one_trace_under_the_callers_traceparent(
-    start_node, tmp_path, otlp
+    start_node, tmp_path, otlp, capsys
 ):
     run = await _run_ticket(start_node, tmp_path, traceparent=f"00-{TRACE_ID}-{CALLER_SPAN}-01")
     spans = otlp.spans
@@ -203,6 +205,14 @@ async def test_a_hand_over_with_a_tool_call_is_one_trace_under_the_callers_trace
     assert {x["model"] for x in model_lines} == {"sim:strong"}
     assert all(x["outcome"] == "ok" and x["tokens_in"] > 0 for x in model_lines)
     assert all("cost_usd" in x and x["latency_ms"] > 0 for x in model_lines)
+    # the command line finds the same lines in the store the node wrote
+    capsys.readouterr()
+    db = str(tmp_path / "logs.db")
+    assert main(["logs", "--db", db, "--grep", "lookup_order", "--event", "tool_call"]) == 0
+    found = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["tool"] for x in found] == ["lookup_order"]
+    assert main(["logs", "--db", db, "--task", run["resolver_task"], "--event", "model_call"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == len(chats)
 
 
 @pytest.mark.timeout(180)
