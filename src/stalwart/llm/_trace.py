@@ -9,7 +9,8 @@ model it tries). The span is ``chat {model}`` (kind client) with
 the span's error status. The log line is ``model_call`` (info; ``warning`` when
 it failed) with ``model``, ``provider``, ``tokens_in``, ``tokens_out``,
 ``cost_usd``, ``latency_ms``, ``outcome`` (``ok`` or ``error``) and
-``error_class``; it passes the redactor like every line.
+``error_class``; it passes the redactor like every line. Tokens per call go to
+``stalwart_model_call_tokens`` (exported over OTLP as ``gen_ai.client.token.usage``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from stalwart.llm._types import ModelRequest, Usage
-from stalwart.observe import get_logger, set_span_attributes, start_span
+from stalwart.observe import catalog, get_logger, set_span_attributes, start_span
 from stalwart.resilience import classify
 
 __all__ = ["observed_call"]
@@ -60,6 +61,9 @@ class observed_call:  # lower case: used as a ``with`` block, like contextlib's 
         """Record the answer (called before the ``with`` block ends)."""
         self.usage = usage
         self.cost = cost
+        tokens = catalog.MODEL_CALL_TOKENS
+        tokens.labels(self._name, self._provider, "input").observe(usage.prompt_tokens)
+        tokens.labels(self._name, self._provider, "output").observe(usage.completion_tokens)
         set_span_attributes(
             self._span,
             {

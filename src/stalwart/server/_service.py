@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import Iterator, Sequence
 
@@ -203,9 +204,10 @@ class ObservabilityService:
         self.systemd.start(lambda: node.ready)
         # the OTEL_* environment turns tracing on: an HTTP traceparent then reaches the agents
         self.tracing = configure_tracing(instance=node.id)
-        if s.otlp_endpoint:
+        otlp_endpoint = s.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        if otlp_endpoint:
             self.otlp = OtlpExporter(
-                s.otlp_endpoint, node.id, interval=s.otlp_interval_s, timeout=s.notify_timeout_s
+                otlp_endpoint, node.id, interval=s.otlp_interval_s, timeout=s.notify_timeout_s
             )
             self.otlp.start()
 

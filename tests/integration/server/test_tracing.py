@@ -42,14 +42,22 @@ class OtlpReceiver:
     def __init__(self) -> None:
         self.requests = 0
         self.auth: set[str] = set()
+        self.signals: set[str] = set()
         self.spans: list[dict[str, Any]] = []
         self.url = ""
+
+    async def other(self, request: Request) -> Response:
+        self.requests += 1
+        self.auth.add(request.headers.get("authorization", ""))
+        self.signals.add(request.path_params["signal"])
+        return Response("{}", media_type="application/json")
 
     async def traces(self, request: Request) -> Response:
         body = ExportTraceServiceRequest()
         body.ParseFromString(await request.body())
         self.requests += 1
         self.auth.add(request.headers.get("authorization", ""))
+        self.signals.add("traces")
         for rs in body.resource_spans:
             resource = {a.key: _value(a.value) for a in rs.resource.attributes}
             for ss in rs.scope_spans:
@@ -78,7 +86,12 @@ def _value(v: Any) -> Any:
 @pytest.fixture
 async def otlp(monkeypatch) -> AsyncIterator[OtlpReceiver]:
     rec = OtlpReceiver()
-    app = Starlette(routes=[Route("/v1/traces", rec.traces, methods=["POST"])])
+    app = Starlette(
+        routes=[
+            Route("/v1/traces", rec.traces, methods=["POST"]),
+            Route("/v1/{signal}", rec.other, methods=["POST"]),  # metrics and logs
+        ]
+    )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -149,7 +162,9 @@ async def test_a_hand_over_with_a_tool_call_is_one_trace_under_the_callers_trace
     assert spans, "no span reached the receiver"
     others = [(s["name"], s["attrs"]) for s in spans if s["trace_id"] != TRACE_ID]
     assert not others, others  # ONE trace: the caller's
-    assert otlp.auth == {"Bearer collector-token"}  # OTEL_EXPORTER_OTLP_HEADERS applies
+    # OTEL_EXPORTER_OTLP_HEADERS applies to every signal: the node's metrics and logs too
+    assert otlp.auth == {"Bearer collector-token"}
+    assert otlp.signals == {"traces", "metrics", "logs"}
     by_id = {s["span_id"]: s for s in spans}
 
     def one(name: str, **attrs: Any) -> dict[str, Any]:
