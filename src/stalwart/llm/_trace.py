@@ -70,7 +70,7 @@ class observed_call:  # lower case: used as a ``with`` block, like contextlib's 
                 "gen_ai.response.model": self._model,
                 "gen_ai.usage.input_tokens": usage.prompt_tokens,
                 "gen_ai.usage.output_tokens": usage.completion_tokens,
-                "gen_ai.response.finish_reasons": finish_reason or None,
+                "gen_ai.response.finish_reasons": (finish_reason,) if finish_reason else None,
                 "stalwart.cost_usd": cost,
             },
         )

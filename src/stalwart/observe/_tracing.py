@@ -56,8 +56,8 @@ __all__ = [
 
 _log = get_logger("stalwart.tracing")
 
-AttrValue = str | bool | int | float
-"""What a span attribute may hold (OpenTelemetry's primitive attribute values)."""
+AttrValue = str | bool | int | float | tuple[str, ...]
+"""What a span attribute may hold (OpenTelemetry's attribute values stalwart uses)."""
 
 SPAN_EVENTS: frozenset[str] = frozenset(
     {
