@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from stalwart.observe._events import Event, EventBus, Subscription
-from stalwart.observe._logging import get_logger
+from stalwart.observe._logging import get_logger, redact_text
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -199,15 +199,41 @@ def start_span(
     """A span made current for the ``with`` block (``None`` when tracing is off).
 
     ``parent`` is a ``traceparent`` to start under instead of the current span.
-    An exception leaving the block is recorded on the span and sets its status.
+    An exception leaving the block sets ``error.type`` and an error status whose
+    description went through the log redactor (no raw message, no stack).
     """
     state = _STATE
     if state is None:
         return _OFF
+    return _span(state, name, attributes, kind, parent)
+
+
+@contextlib.contextmanager
+def _span(
+    state: _Tracing,
+    name: str,
+    attributes: Mapping[str, AttrValue] | None,
+    kind: str,
+    parent: str,
+) -> Iterator[Span]:
     ctx = state.propagator.extract({"traceparent": parent}) if parent else None
-    return state.tracer.start_as_current_span(
-        name, context=ctx, kind=state.kinds[kind], attributes=attributes
-    )
+    # the SDK would record the exception's message and stack raw: they may hold PII,
+    # so the span gets the error's type and its message through the redactor instead
+    with state.tracer.start_as_current_span(
+        name,
+        context=ctx,
+        kind=state.kinds[kind],
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_attribute("error.type", type(exc).__name__)
+            description = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+            span.set_status(state.trace.Status(state.trace.StatusCode.ERROR, description))
+            raise
 
 
 def set_span_attributes(span: Span | None, attributes: Mapping[str, AttrValue | None]) -> None:
@@ -222,7 +248,8 @@ def set_span_error(span: Span | None, error_type: str, description: str = "") ->
     if span is None or state is None:
         return
     span.set_attribute("error.type", error_type)
-    span.set_status(state.trace.Status(state.trace.StatusCode.ERROR, description[:300] or None))
+    text = redact_text(description)[:300] if description else None
+    span.set_status(state.trace.Status(state.trace.StatusCode.ERROR, text))
 
 
 def current_traceparent() -> str:

@@ -27,6 +27,7 @@ from stalwart.observe import (
     configure_tracing,
     current_trace_id,
     current_traceparent,
+    set_redactor,
     start_span,
     trace_events,
     tracing_enabled,
@@ -152,3 +153,16 @@ def test_call_and_cast_frames_carry_the_trace_and_old_frames_still_decode() -> N
     # a frame from a node without tracing (no trace field) decodes with trace ""
     old = Call(ref=1, payload=None, timeout=1.0)
     assert decode_frame(encode_frame(old)[4:]).trace == ""
+
+
+def test_a_failing_span_carries_the_error_redacted_never_raw(spans) -> None:
+    set_redactor(lambda r: {k: str(v).replace("ann@example.com", "[email]") for k, v in r.items()})
+    try:
+        with pytest.raises(ValueError), start_span("execute_tool refund"):
+            raise ValueError("no order for ann@example.com")
+    finally:
+        set_redactor(None)
+    (span,) = spans.get_finished_spans()
+    assert span.attributes["error.type"] == "ValueError"
+    assert span.status.description == "ValueError: no order for [email]"
+    assert not span.events  # no exception event with the raw message and stack
