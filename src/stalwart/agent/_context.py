@@ -364,14 +364,18 @@ class TaskContext:
         async def call() -> Any:
             return await policy.acall(runtime.call, name, payload, timeout=timeout)
 
-        # the callee's task span (a hand-over) is a child of this one: the runtime carries it
+        with self._agent_span(name):
+            return await self.durable.step(f"agent:{name}", call)
+
+    def _agent_span(self, name: str) -> Any:
+        """The ``invoke_agent`` client span of a call or hand-over to ``name``: the callee's
+        task span is its child (the runtime carries the context on the message)."""
         attributes: dict[str, AttrValue] = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": name,
             "stalwart.replayed": self.durable.replaying,
         }
-        with start_span(f"invoke_agent {name}", attributes, kind="client"):
-            return await self.durable.step(f"agent:{name}", call)
+        return start_span(f"invoke_agent {name}", attributes, kind="client")
 
     async def hand_over(self, name: str, task_input: Any, *, timeout: float) -> Any:
         """Give ``name`` a sub-task and wait for its outcome (``{task_id, status, result}``).
@@ -395,4 +399,5 @@ class TaskContext:
             return await handovers.run(name, sub_id, task_input, timeout=timeout)
 
         # the same step name as a call-based hand-over: journals replay across the change
-        return await self.durable.step(f"agent:{name}", run)
+        with self._agent_span(name):
+            return await self.durable.step(f"agent:{name}", run)
