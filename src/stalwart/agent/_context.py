@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -14,12 +16,21 @@ from stalwart.durable import Context
 from stalwart.errors import ConfigError, StalwartError
 from stalwart.guard import ApprovalQueue, Provenance, Security, SpendLedger, estimate_tokens
 from stalwart.llm import Message, ModelClient, ModelRequest, PriceTable, ToolCall, ToolSpec
-from stalwart.observe import EventBus
+from stalwart.observe import (
+    AttrValue,
+    EventBus,
+    get_logger,
+    set_span_attributes,
+    set_span_error,
+    start_span,
+)
 from stalwart.resilience import Policy, RateLimiter, RetryPolicy
 from stalwart.runtime import AgentContext
 from stalwart.tools import ToolRegistry, ToolResult
 
 __all__ = ["Resources", "TaskContext", "Usage"]
+
+_log = get_logger("stalwart.tools")
 
 
 @dataclasses.dataclass
@@ -215,7 +226,9 @@ class TaskContext:
     def tool_specs(self) -> list[ToolSpec]:
         return self.resources.tools.specs(self.resources.scopes)
 
-    async def call_tool(self, name: str, arguments: Any, *, proposed: bool = False) -> ToolResult:
+    async def call_tool(
+        self, name: str, arguments: Any, *, proposed: bool = False, call_id: str = ""
+    ) -> ToolResult:
         """Authorize, then run ``name`` as a journaled step (or ledgered effect).
 
         A call the agent's scopes do not allow is refused here, by the runtime,
@@ -223,7 +236,42 @@ class TaskContext:
         ``proposed=True`` (the LLM loop) says the model chose the call: a
         sensitive tool is then also checked against the taint policy and held
         for approval (or refused) when its arguments come from untrusted text.
+        ``call_id`` is the model's id for the call (``gen_ai.tool.call.id``).
+
+        The call is an ``execute_tool`` span, and a call that runs (not one
+        replayed from the journal) logs one ``tool_call`` line: ``tool``,
+        ``call_id``, ``outcome`` (the result's status), ``latency_ms``.
         """
+        replayed = self.durable.replaying
+        started = time.perf_counter()
+        attributes: dict[str, AttrValue] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "stalwart.replayed": replayed,
+        }
+        if call_id:
+            attributes["gen_ai.tool.call.id"] = call_id
+        outcome = "error"
+        try:
+            with start_span(f"execute_tool {name}", attributes) as span:
+                result = await self._call_tool(name, arguments, proposed=proposed)
+                outcome = result.status
+                set_span_attributes(span, {"stalwart.tool.status": result.status})
+                if not result.ok:
+                    set_span_error(span, result.status, result.error)
+                return result
+        finally:
+            if not replayed:
+                _log.log(
+                    logging.INFO if outcome == "ok" else logging.WARNING,
+                    "tool_call",
+                    tool=name,
+                    call_id=call_id or None,
+                    outcome=outcome,
+                    latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                )
+
+    async def _call_tool(self, name: str, arguments: Any, *, proposed: bool) -> ToolResult:
         res = self.resources
         self.usage.tool_calls += 1
         why = res.tools.authorize(name, res.scopes)
@@ -316,7 +364,18 @@ class TaskContext:
         async def call() -> Any:
             return await policy.acall(runtime.call, name, payload, timeout=timeout)
 
-        return await self.durable.step(f"agent:{name}", call)
+        with self._agent_span(name):
+            return await self.durable.step(f"agent:{name}", call)
+
+    def _agent_span(self, name: str) -> Any:
+        """The ``invoke_agent`` client span of a call or hand-over to ``name``: the callee's
+        task span is its child (the runtime carries the context on the message)."""
+        attributes: dict[str, AttrValue] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": name,
+            "stalwart.replayed": self.durable.replaying,
+        }
+        return start_span(f"invoke_agent {name}", attributes, kind="client")
 
     async def hand_over(self, name: str, task_input: Any, *, timeout: float) -> Any:
         """Give ``name`` a sub-task and wait for its outcome (``{task_id, status, result}``).
@@ -340,4 +399,5 @@ class TaskContext:
             return await handovers.run(name, sub_id, task_input, timeout=timeout)
 
         # the same step name as a call-based hand-over: journals replay across the change
-        return await self.durable.step(f"agent:{name}", run)
+        with self._agent_span(name):
+            return await self.durable.step(f"agent:{name}", run)

@@ -39,6 +39,7 @@ from typing import Any
 
 from stalwart.durable import Store
 from stalwart.errors import CallTimeout, StoreError
+from stalwart.observe import current_traceparent
 from stalwart.runtime import AgentContext
 
 __all__ = ["HandOvers"]
@@ -73,6 +74,10 @@ class HandOvers:
         deadline = time.monotonic() + timeout
         record = await self._store.get_task(task_id)
         if record is None:
+            if current_traceparent():
+                # tracing: the callee learns who asked (the cast carries the span context)
+                # before the sub-task exists, so its claim loop cannot start it unparented
+                self._runtime.cast(callee, {"run": task_id, "notify": self._agent})
             try:
                 await self._store.create_task(callee, task_input, task_id=task_id)
             except StoreError:

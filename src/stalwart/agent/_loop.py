@@ -21,6 +21,7 @@ from stalwart.agent._guarded import finish_output, prepare_input, refusals
 from stalwart.agent._spec import LLMAgent
 from stalwart.durable import History, count_messages
 from stalwart.guard import normalize_text
+from stalwart.observe import start_span
 
 __all__ = ["run_llm_agent"]
 
@@ -57,36 +58,43 @@ async def _loop(ctx: TaskContext, agent: LLMAgent, task_input: Any) -> dict[str,
     specs = ctx.tool_specs()
     max_context = 0
     for step in range(1, agent.max_steps + 1):
-        messages = await history.fit(ctx.durable)
-        max_context = max(max_context, count_messages(messages, history.counter))
-        reply = await ctx.call_model(messages, tools=specs, max_tokens=agent.max_tokens)
-        history.add(assistant_message(reply))
-        if not reply["tool_calls"]:
-            return {
-                "status": "completed",
-                "answer": reply["content"],
-                "steps": step,
-                "model": reply["model"],
-                "max_context_tokens": max_context,
-                "history_budget": agent.history_tokens,
-                "usage": ctx.usage.as_dict(),
-            }
-        for call in reply["tool_calls"]:
-            result = await ctx.call_tool(call["name"], call["arguments"], proposed=True)
-            # what a tool returns reaches the model without invisible (tag, zero-width) text
-            content = normalize_text(result.content()).text
-            history.add({"role": "tool", "tool_call_id": call["id"], "content": content})
-        if refusals(ctx) >= max_refusals:
-            return {
-                "status": "refused",
-                "answer": "I could not complete this request automatically; a colleague "
-                "will follow up.",
-                "steps": step,
-                "reason": f"the runtime held or refused {refusals(ctx)} tool calls",
-                "max_context_tokens": max_context,
-                "history_budget": agent.history_tokens,
-                "usage": ctx.usage.as_dict(),
-            }
+        # one span per step: its model call and the tool calls it asked for nest inside
+        with start_span(
+            f"agent_step {agent.name}",
+            {"gen_ai.agent.name": agent.name, "stalwart.step": step},
+        ):
+            messages = await history.fit(ctx.durable)
+            max_context = max(max_context, count_messages(messages, history.counter))
+            reply = await ctx.call_model(messages, tools=specs, max_tokens=agent.max_tokens)
+            history.add(assistant_message(reply))
+            if not reply["tool_calls"]:
+                return {
+                    "status": "completed",
+                    "answer": reply["content"],
+                    "steps": step,
+                    "model": reply["model"],
+                    "max_context_tokens": max_context,
+                    "history_budget": agent.history_tokens,
+                    "usage": ctx.usage.as_dict(),
+                }
+            for call in reply["tool_calls"]:
+                result = await ctx.call_tool(
+                    call["name"], call["arguments"], proposed=True, call_id=call["id"]
+                )
+                # what a tool returns reaches the model without invisible (tag, zero-width) text
+                content = normalize_text(result.content()).text
+                history.add({"role": "tool", "tool_call_id": call["id"], "content": content})
+            if refusals(ctx) >= max_refusals:
+                return {
+                    "status": "refused",
+                    "answer": "I could not complete this request automatically; a colleague "
+                    "will follow up.",
+                    "steps": step,
+                    "reason": f"the runtime held or refused {refusals(ctx)} tool calls",
+                    "max_context_tokens": max_context,
+                    "history_budget": agent.history_tokens,
+                    "usage": ctx.usage.as_dict(),
+                }
     return {
         "status": "stopped_by_limit",
         "answer": "",

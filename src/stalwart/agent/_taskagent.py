@@ -32,7 +32,15 @@ from stalwart.agent._handover import HandOvers
 from stalwart.agent._loop import run_llm_agent
 from stalwart.agent._spec import App, LLMAgent
 from stalwart.config import load_instance
-from stalwart.durable import Context, Lease, Runner, Store, TaskResult, store_from_url
+from stalwart.durable import (
+    Context,
+    Lease,
+    Runner,
+    Store,
+    TaskResult,
+    default_counter,
+    store_from_url,
+)
 from stalwart.errors import ConfigError, IncompatibleFormat, LeaseLost, StoreError
 from stalwart.guard import (
     ApprovalQueue,
@@ -45,7 +53,18 @@ from stalwart.guard import (
     provider_from_env,
 )
 from stalwart.llm import ModelClient, Provider, model_chain
-from stalwart.observe import EventBus, catalog, get_logger, log_context
+from stalwart.observe import (
+    EventBus,
+    catalog,
+    current_trace_id,
+    current_traceparent,
+    get_logger,
+    log_context,
+    set_span_attributes,
+    set_span_error,
+    start_span,
+    trace_events,
+)
 from stalwart.runtime import Agent
 from stalwart.tools import ToolRegistry
 
@@ -68,6 +87,14 @@ def _finished(result: TaskResult | None, created_at: float | None) -> None:
         replayed_steps=result.replayed_steps,
         executed_steps=result.executed_steps,
     )
+
+
+def _end_span(span: Any, result: TaskResult | None) -> None:
+    """The task span's outcome: its status, and an error when it failed."""
+    set_span_attributes(span, {"stalwart.task.status": "lost" if result is None else result.status})
+    if result is not None and result.status == "failed":
+        error = result.result if isinstance(result.result, dict) else {}
+        set_span_error(span, str(error.get("type", "Error")), str(error.get("message", "")))
 
 
 def load_app(ref: str) -> App:
@@ -127,6 +154,9 @@ class TaskAgent(Agent):
         self.defn = self.app.agent(self.ctx.name)
         install_redactor()
         self.events = RedactingEventBus()
+        trace_events(self.events)  # retries, breaker rejections, fallbacks: span events
+        # task id -> the span context of whoever asked for it (a hand-over, an HTTP submit)
+        self.parents: dict[str, str] = {}
         chains = {self.defn.model} if self.defn.model else set()
         models = build_models(self.app, chains, args.get("sim_url"), self.events)
         self.resources = Resources(
@@ -143,6 +173,10 @@ class TaskAgent(Agent):
             rate_limiters=build_rate_limiters(self.defn.security, self.defn.name),
             prices=self.app.price_table(),
         )
+        if isinstance(self.defn, LLMAgent):
+            # the tokenizer loads in ~0.5 s: here, off the loop, not in the first task
+            # (where it would stall heartbeats)
+            await asyncio.to_thread(default_counter)
         self.store: Store = store_from_url(args["store"], events=self.events)
         await self.store.open()
         self.resources.handovers = HandOvers(self.store, self.ctx, self.defn.name)
@@ -203,6 +237,7 @@ class TaskAgent(Agent):
 
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, dict) and isinstance(message.get("run"), str):
+            self._remember_parent(message["run"])
             if isinstance(message.get("notify"), str):  # a hand-over waits for this one
                 if message["run"] in self.ended:  # it ended before the wake-up arrived
                     self.ctx.cast(message["notify"], {"finished": message["run"]})
@@ -218,12 +253,19 @@ class TaskAgent(Agent):
             if handovers is not None:
                 handovers.finished(message["finished"])
 
+    def _remember_parent(self, task_id: str) -> None:
+        """The current span (the caller's, carried by the message) parents ``task_id``."""
+        parent = current_traceparent()
+        if parent and len(self.parents) < 10_000:  # bounded: a task claimed elsewhere leaves one
+            self.parents[task_id] = parent
+
     async def handle_call(self, request: Any) -> Any:
         if isinstance(request, dict) and isinstance(request.get("task_id"), str):
             # a task handed over by another agent: created once under the id the caller
             # chose (deterministic, so a replayed caller finds the same task), then run
             # wherever an agent of this name claims it (here, or on another node)
             task_id = request["task_id"]
+            self._remember_parent(task_id)
             if await self.store.get_task(task_id) is None:
                 await self.store.create_task(self.defn.name, request.get("input"), task_id=task_id)
             self.wake.set()
@@ -349,12 +391,30 @@ class TaskAgent(Agent):
 
     async def _execute(self, lease: Lease) -> TaskResult | None:
         self.unstarted.pop(lease.task_id, None)  # from here, the runner gives it back
-        # every line logged while this task runs carries its id (and this agent's)
-        with log_context(task_id=lease.task_id, trace_id=lease.task_id):
+        # every line logged while this task runs carries its id (and this agent's) and the
+        # trace's id (the task id when tracing is off)
+        with (
+            self._task_span(lease.task_id, lease.task.attempts) as span,
+            log_context(task_id=lease.task_id, trace_id=current_trace_id() or lease.task_id),
+        ):
             _log.info("task_started", agent=self.defn.name, attempt=lease.task.attempts)
             result = await self._execute_leased(lease)
             _finished(result, lease.task.created_at)
+            _end_span(span, result)
             return result
+
+    def _task_span(self, task_id: str, attempt: int) -> Any:
+        """The task's ``invoke_agent`` span, under the span that asked for it if known."""
+        return start_span(
+            f"invoke_agent {self.defn.name}",
+            {
+                "gen_ai.operation.name": "invoke_agent",
+                "gen_ai.agent.name": self.defn.name,
+                "stalwart.task.id": task_id,
+                "stalwart.task.attempt": attempt,
+            },
+            parent=self.parents.pop(task_id, ""),
+        )
 
     async def _execute_leased(self, lease: Lease) -> TaskResult | None:
         try:
@@ -382,7 +442,10 @@ class TaskAgent(Agent):
             return None
 
     async def _run_forced(self, task_id: str) -> TaskResult | None:
-        with log_context(task_id=task_id, trace_id=task_id):
+        with (
+            self._task_span(task_id, 0) as span,
+            log_context(task_id=task_id, trace_id=current_trace_id() or task_id),
+        ):
             _log.info("task_resumed", agent=self.defn.name)
             try:
                 result = await self.runner.run(task_id, self._workflow, force=True)
@@ -390,6 +453,7 @@ class TaskAgent(Agent):
                 _log.warning("task_lease_lost", agent=self.defn.name, why=str(exc))
                 return None
             _finished(result, None)
+            _end_span(span, result)
             return result
 
     async def _workflow(self, ctx: Context, task_input: Any) -> Any:

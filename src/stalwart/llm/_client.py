@@ -17,6 +17,7 @@ from stalwart.llm._capabilities import Capabilities, capabilities_for
 from stalwart.llm._http import ApiKey, post_json, resolve_key
 from stalwart.llm._pricing import PriceTable
 from stalwart.llm._sse import SSEvent, iter_events, open_stream
+from stalwart.llm._trace import observed_call
 from stalwart.llm._types import Message, ModelRequest, ModelResponse, StreamDelta, Usage
 from stalwart.observe import REGISTRY, EventBus
 from stalwart.resilience import (
@@ -160,13 +161,16 @@ class HTTPModelClient:
         ``CircuitOpen``, ``DeadlineExceeded``) when it cannot answer; after the last retry,
         the last attempt's error (see :func:`stalwart.resilience.gave_up`)."""
         started = time.perf_counter()
-        try:
-            async with deadline_scope(timeout, kind="model"):
-                message, finish, usage = await self.policy.acall(self._attempt, request)
-        except Exception as exc:
-            m.MODEL_ERRORS.labels(self.name, self.provider, failure_class(exc)).inc()
-            raise
-        return self._response(message, finish, usage, started)
+        with observed_call(self.provider, self.model, self.name, request) as observed:
+            try:
+                async with deadline_scope(timeout, kind="model"):
+                    message, finish, usage = await self.policy.acall(self._attempt, request)
+            except Exception as exc:
+                m.MODEL_ERRORS.labels(self.name, self.provider, failure_class(exc)).inc()
+                raise
+            response = self._response(message, finish, usage, started)
+            observed.answered(usage, finish, response.cost_usd)
+        return response
 
     async def stream(
         self, request: ModelRequest, *, timeout: float | None = None

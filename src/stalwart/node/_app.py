@@ -7,6 +7,7 @@ import dataclasses
 import os
 import socket
 import time
+import uuid
 from typing import Any
 
 from stalwart.agent import App, TaskAgent, load_app
@@ -19,7 +20,7 @@ from stalwart.llm.sim import SimServer
 from stalwart.node._charge import DeadCallCharger
 from stalwart.node._node import Node, NodeService
 from stalwart.node._simkey import provision_sim_key
-from stalwart.observe import REGISTRY, EventBus, catalog, set_redactor
+from stalwart.observe import REGISTRY, EventBus, catalog, current_traceparent, set_redactor
 from stalwart.runtime import ChildSpec, SupervisorSpec
 
 __all__ = ["AppService", "Tasks", "app_node"]
@@ -90,14 +91,23 @@ class Tasks:
                     "limit: not accepted, retry later",
                     retry_after=1.0,
                 )
+        if current_traceparent() and self.node is not None:
+            # a caller's trace (an HTTP traceparent) parents the task's span: the agent
+            # hears of the task, with that context, before the task can be claimed
+            task_id = task_id or uuid.uuid4().hex
+            self._tell(agent, task_id)
         record = await self.store.create_task(agent, task_input, task_id=task_id, seed=seed)
         catalog.TASKS_SUBMITTED.inc()
+        self._tell(agent, record.id)
+        return record.id
+
+    def _tell(self, agent: str, task_id: str) -> None:
+        """Wake ``agent`` for ``task_id`` (the run cast carries the current span context)."""
         if self.node is not None:
             try:
-                self.node.cast(agent, {"run": record.id})
+                self.node.cast(agent, {"run": task_id})
             except NoProcess:
                 pass  # the agent is restarting; its store scan picks the task up
-        return record.id
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return await self.store.get_task(task_id)

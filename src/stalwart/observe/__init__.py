@@ -1,4 +1,4 @@
-"""Observability: structured logs and their store, metrics, readiness, alert rules.
+"""Observability: structured logs and their store, metrics, readiness, alert rules, tracing.
 
 See ``docs/observability.md``. Everything here is layer 0: the HTTP server,
 notifiers and dashboard that use it live in :mod:`stalwart.server`.
@@ -31,10 +31,27 @@ from stalwart.observe._logstore import LogQuery, LogStore, parse_since, search
 from stalwart.observe._metrics import REGISTRY
 from stalwart.observe._procmetrics import ProcessCollector, sample_process
 from stalwart.observe._ship import MetricShipper, apply_samples, forget_source
+from stalwart.observe._tracing import (
+    SPAN_EVENTS,
+    AttrValue,
+    attach_traceparent,
+    configure_tracing,
+    current_trace_id,
+    current_traceparent,
+    preload_tracing,
+    set_span_attributes,
+    set_span_error,
+    shutdown_tracing,
+    start_span,
+    trace_events,
+    tracing_enabled,
+)
 
 __all__ = [
     "COMMON_FIELDS",
     "REGISTRY",
+    "SPAN_EVENTS",
+    "AttrValue",
     "AlertEvaluator",
     "AlertNotice",
     "AlertRule",
@@ -66,4 +83,15 @@ __all__ = [
     "sample_process",
     "search",
     "set_redactor",
+    "attach_traceparent",
+    "configure_tracing",
+    "current_trace_id",
+    "current_traceparent",
+    "preload_tracing",
+    "set_span_attributes",
+    "set_span_error",
+    "shutdown_tracing",
+    "start_span",
+    "trace_events",
+    "tracing_enabled",
 ]

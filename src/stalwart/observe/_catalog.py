@@ -21,6 +21,7 @@ __all__ = [
     "DEGRADED",
     "DEGRADATION_EVENTS",
     "DEGRADATION_SECONDS",
+    "MODEL_CALL_TOKENS",
     "MODEL_COST",
     "MODEL_ERRORS",
     "MODEL_LATENCY",
@@ -56,6 +57,14 @@ MODEL_TOKENS = Counter(
     "stalwart_model_tokens",
     "gen_ai.client.token.usage: tokens by model, provider and type (input, output)",
     ["model", "provider", "type"],
+    registry=REGISTRY,
+)
+MODEL_CALL_TOKENS = Histogram(
+    "stalwart_model_call_tokens",
+    "gen_ai.client.token.usage: tokens per model call by model, provider and type",
+    ["model", "provider", "type"],
+    # the GenAI conventions' advised boundaries (powers of 4)
+    buckets=tuple(4.0**i for i in range(14)),
     registry=REGISTRY,
 )
 MODEL_COST = Counter(

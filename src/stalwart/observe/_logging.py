@@ -34,6 +34,7 @@ __all__ = [
     "get_logger",
     "ingest_line",
     "log_context",
+    "redact_text",
     "set_redactor",
 ]
 
@@ -81,6 +82,15 @@ def set_redactor(fn: Redactor | None) -> None:
     layer uses it to strip PII and credentials from every line.
     """
     _STATE.redactor = fn or _no_redaction
+
+
+def redact_text(text: str) -> str:
+    """``text`` through the installed redactor (what a log line's ``error`` field gets);
+    a redactor that fails yields a placeholder, never the raw text."""
+    try:
+        return str(_STATE.redactor({"error": text}).get("error", ""))
+    except Exception:
+        return "[unredactable]"
 
 
 def add_log_sink(fn: LogSink) -> Callable[[], None]:

@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from stalwart.errors import CallTimeout, InvalidMessage, NoProcess, RemoteError
+from stalwart.observe import current_traceparent
 from stalwart.runtime._messages import CallResult, OutCall, OutCast, check_json
 
 if TYPE_CHECKING:
@@ -94,7 +95,15 @@ class AgentContext:
         ref = next(self._refs)
         fut: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         self._pending[ref] = fut
-        self._channel.send(OutCall(ref=ref, target=target, payload=payload, timeout=seconds))
+        self._channel.send(
+            OutCall(
+                ref=ref,
+                target=target,
+                payload=payload,
+                timeout=seconds,
+                trace=current_traceparent(),
+            )
+        )
         try:
             async with asyncio.timeout(seconds):
                 result = await fut
@@ -111,7 +120,7 @@ class AgentContext:
     def cast(self, target: str, message: Any) -> None:
         """Send ``message`` to ``target``; never fails (an unknown target drops it, counted)."""
         check_json(message)
-        self._channel.send(OutCast(target=target, payload=message))
+        self._channel.send(OutCast(target=target, payload=message, trace=current_traceparent()))
 
     def _resolve(self, result: CallResult) -> None:
         fut = self._pending.get(result.ref)

@@ -17,7 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 from stalwart.errors import InvalidMessage, ProtocolError
-from stalwart.observe import MetricShipper, configure_logging
+from stalwart.observe import (
+    MetricShipper,
+    attach_traceparent,
+    configure_logging,
+    configure_tracing,
+    shutdown_tracing,
+)
 from stalwart.resilience import BREAKERS
 from stalwart.runtime._agent import CALL_DEADLINE, AgentContext
 from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
@@ -92,6 +98,8 @@ class _AgentMain:
             agent_id=self.req.name,
             pid=os.getpid(),
         )
+        # spans go straight to the collector (OTEL_* variables), from this process's provider
+        configure_tracing(instance=f"{self.req.name}/{os.getpid()}")
         self.shipper = MetricShipper()  # metrics the agent records reach the node's /metrics
         ctx = AgentContext(
             name=self.req.name,
@@ -127,11 +135,20 @@ class _AgentMain:
             except Exception:
                 self.exit_code = 1
         self._ship_metrics()
+        await self._flush_spans()
         await channel.drain()
         channel.close()
         if self.crash is not None:
             raise self.crash
         return self.exit_code
+
+    async def _flush_spans(self) -> None:
+        """Export the spans still buffered, within the start timeout (then they are lost)."""
+        try:
+            async with asyncio.timeout(max(self.req.start_timeout, 1.0)):
+                await asyncio.to_thread(shutdown_tracing)
+        except TimeoutError:
+            pass
 
     async def _heartbeat(self) -> None:
         seq = 0
@@ -175,10 +192,12 @@ class _AgentMain:
             # no-deadline: an idle agent waits for mail for as long as it lives.
             msg = await self.mailbox.get()
             try:
-                if isinstance(msg, Call):
-                    await self._handle_call(msg)
-                else:
-                    await self.agent.handle_cast(msg.payload)
+                # the sender's span is the parent of what this message starts
+                with attach_traceparent(msg.trace):
+                    if isinstance(msg, Call):
+                        await self._handle_call(msg)
+                    else:
+                        await self.agent.handle_cast(msg.payload)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -126,6 +126,9 @@ def main(control_fd: int, preload: list[str]) -> None:
     control = socket.socket(fileno=control_fd)
     control.setblocking(True)
     importlib.import_module("stalwart.runtime._child")
+    from stalwart.observe import preload_tracing
+
+    preload_tracing()  # when OTEL_* turns tracing on, agents start with the SDK loaded
     for name in preload:
         importlib.import_module(name)
     gc.collect()

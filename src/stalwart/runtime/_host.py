@@ -34,7 +34,13 @@ from stalwart.errors import (
     RemoteError,
     StartError,
 )
-from stalwart.observe import EventBus, apply_samples, forget_source, ingest_line
+from stalwart.observe import (
+    EventBus,
+    apply_samples,
+    current_traceparent,
+    forget_source,
+    ingest_line,
+)
 from stalwart.runtime import _metrics as m
 from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
 from stalwart.runtime._child import SpawnRequest
@@ -535,8 +541,11 @@ class ProcessHost:
         *,
         timeout: float | None = None,
         sender: str = "",
+        trace: str | None = None,
     ) -> Any:
         """Send ``payload`` to ``target`` and return its reply.
+
+        ``trace`` is the caller's span context (default: the current one here).
 
         Raises :class:`InvalidMessage` (payload not JSON-compatible) or
         :class:`NoProcess` (unknown, dead, stale) at once, :class:`CallTimeout`
@@ -550,7 +559,10 @@ class ProcessHost:
         proc.pending[ref] = fut
         assert proc.channel is not None
         started = time.perf_counter()
-        proc.channel.send(Call(ref=ref, payload=payload, timeout=seconds, sender=sender))
+        trace = current_traceparent() if trace is None else trace
+        proc.channel.send(
+            Call(ref=ref, payload=payload, timeout=seconds, sender=sender, trace=trace)
+        )
         try:
             async with asyncio.timeout(seconds):
                 reply = await fut
@@ -577,17 +589,22 @@ class ProcessHost:
             remote_type=reply.error_type,
         )
 
-    def cast(self, target: str | AgentRef, payload: Any, *, sender: str = "") -> None:
-        """Send a one-way message. Raises InvalidMessage or NoProcess at once."""
+    def cast(
+        self, target: str | AgentRef, payload: Any, *, sender: str = "", trace: str | None = None
+    ) -> None:
+        """Send a one-way message. Raises InvalidMessage or NoProcess at once.
+
+        ``trace`` is the sender's span context (default: the current one here)."""
         check_json(payload)
         proc = self.process(target)
         assert proc.channel is not None
-        proc.channel.send(Cast(payload=payload, sender=sender))
+        trace = current_traceparent() if trace is None else trace
+        proc.channel.send(Cast(payload=payload, sender=sender, trace=trace))
 
     async def _forward_call(self, caller: AgentProcess, out: OutCall) -> None:
         try:
             result = await self.call(
-                out.target, out.payload, timeout=out.timeout, sender=caller.name
+                out.target, out.payload, timeout=out.timeout, sender=caller.name, trace=out.trace
             )
             reply = CallResult(ref=out.ref, ok=True, payload=result)
         except RemoteError as exc:
@@ -599,7 +616,7 @@ class ProcessHost:
 
     def _forward_cast(self, caller: AgentProcess, out: OutCast) -> None:
         try:
-            self.cast(out.target, out.payload, sender=caller.name)
+            self.cast(out.target, out.payload, sender=caller.name, trace=out.trace)
         except (NoProcess, InvalidMessage) as exc:
             self.dropped_casts += 1
             self.events.emit("cast_dropped", agent=caller.name, target=out.target, error=str(exc))

@@ -65,6 +65,8 @@ class Call(_Msg, tag="call"):
     payload: Any
     timeout: float
     sender: str = ""
+    trace: str = ""
+    """The sender's span context (W3C ``traceparent``), "" when tracing is off."""
 
 
 class Cast(_Msg, tag="cast"):
@@ -72,6 +74,8 @@ class Cast(_Msg, tag="cast"):
 
     payload: Any
     sender: str = ""
+    trace: str = ""
+    """The sender's span context (W3C ``traceparent``), "" when tracing is off."""
 
 
 class Stop(_Msg, tag="stop"):
@@ -127,6 +131,8 @@ class OutCall(_Msg, tag="ocall"):
     target: str
     payload: Any
     timeout: float
+    trace: str = ""
+    """The sender's span context (W3C ``traceparent``), "" when tracing is off."""
 
 
 class OutCast(_Msg, tag="ocast"):
@@ -134,6 +140,8 @@ class OutCast(_Msg, tag="ocast"):
 
     target: str
     payload: Any
+    trace: str = ""
+    """The sender's span context (W3C ``traceparent``), "" when tracing is off."""
 
 
 class LogLine(_Msg, tag="log"):

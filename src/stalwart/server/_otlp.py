@@ -1,16 +1,29 @@
-"""Optional OTLP export of metrics and logs (OTLP/HTTP, JSON encoding), no SDK needed.
+"""Optional OTLP export of metrics and logs (OTLP/HTTP, JSON encoding).
 
-When ``otlp_endpoint`` is set (``STALWART_OTLP_ENDPOINT``, e.g.
-``http://collector:4318``), the node POSTs every ``otlp_interval_s`` seconds its
-metrics to ``/v1/metrics`` (cumulative sums, gauges and histograms, as
-Prometheus exposes them) and the log lines since the last export to
-``/v1/logs``. Each POST goes through a resilience :class:`Policy` (deadline,
-retries, breaker); a failed export is counted and logged, and the lines it
-carried are dropped (the log store still has them).
+When ``otlp_endpoint`` is set (``STALWART_OTLP_ENDPOINT``, else the standard
+``OTEL_EXPORTER_OTLP_ENDPOINT``; e.g. ``http://collector:4318``), the node POSTs
+every ``otlp_interval_s`` seconds its metrics to ``/v1/metrics`` (cumulative sums,
+gauges and histograms, as Prometheus exposes them) and the log lines since the
+last export to ``/v1/logs``. Each POST goes through a resilience :class:`Policy`
+(deadline, retries, breaker); a failed export is counted and logged, and the lines
+it carried are dropped (the log store still has them).
+
+The standard variables apply here too (:func:`otel_settings`):
+``OTEL_EXPORTER_OTLP_HEADERS`` (plus ``_METRICS_HEADERS`` / ``_LOGS_HEADERS``) are
+sent with every POST (auth), ``OTEL_SERVICE_NAME`` names the resource, and
+``OTEL_SDK_DISABLED=true`` exports nothing.
 
 Model latency is exported under OpenTelemetry's GenAI name
-``gen_ai.client.operation.duration`` with ``gen_ai.request.model``,
-``gen_ai.provider.name`` and ``gen_ai.operation.name`` attributes.
+``gen_ai.client.operation.duration`` and tokens per call as
+``gen_ai.client.token.usage``, with ``gen_ai.request.model``,
+``gen_ai.provider.name``, ``gen_ai.operation.name`` and ``gen_ai.token.type``
+attributes.
+
+Traces are not sent from here: the OpenTelemetry SDK exports them from every
+process (:mod:`stalwart.observe` tracing). Metrics and logs stay on this exporter
+because they live in ``prometheus_client`` registries (the node's, plus what agent
+processes ship to it), not in SDK instruments: the SDK's metric exporter could only
+send them after recording each of them a second time.
 """
 
 from __future__ import annotations
@@ -18,8 +31,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import functools
+import os
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -28,7 +44,7 @@ from prometheus_client import CollectorRegistry, Counter
 from stalwart.observe import REGISTRY, add_log_sink, get_logger
 from stalwart.resilience import Policy, RetryPolicy
 
-__all__ = ["OtlpExporter", "logs_request", "metrics_request"]
+__all__ = ["OtlpExporter", "logs_request", "metrics_request", "otel_settings"]
 
 EXPORTS = Counter(
     "stalwart_otlp_exports_total", "OTLP export requests by signal and outcome",
@@ -36,11 +52,16 @@ EXPORTS = Counter(
 )  # fmt: skip
 _log = get_logger("stalwart.otlp")
 
-_GENAI_NAMES = {"stalwart_model_request_duration_seconds": "gen_ai.client.operation.duration"}
+_GENAI_NAMES = {
+    "stalwart_model_request_duration_seconds": "gen_ai.client.operation.duration",
+    "stalwart_model_call_tokens": "gen_ai.client.token.usage",
+}
+_GENAI_UNITS = {"gen_ai.client.operation.duration": "s", "gen_ai.client.token.usage": "{token}"}
 _GENAI_ATTRS = {
     "model": "gen_ai.request.model",
     "provider": "gen_ai.provider.name",
     "operation": "gen_ai.operation.name",
+    "type": "gen_ai.token.type",
 }
 _SEVERITY = {"debug": 5, "info": 9, "warning": 13, "error": 17, "critical": 21}
 
@@ -52,14 +73,40 @@ def _attrs(labels: dict[str, str], rename: bool = False) -> list[dict[str, Any]]
     ]
 
 
-def _resource(node: str) -> dict[str, Any]:
+def _headers(value: str) -> dict[str, str]:
+    """``k1=v1,k2=v2`` (values URL-encoded), the OTLP exporter variables' format."""
+    out: dict[str, str] = {}
+    for item in value.split(","):
+        key, sep, val = item.partition("=")
+        if sep and key.strip():
+            out[urllib.parse.unquote(key.strip()).lower()] = urllib.parse.unquote(val.strip())
+    return out
+
+
+def otel_settings(env: Mapping[str, str]) -> tuple[bool, dict[str, dict[str, str]], str]:
+    """From the ``OTEL_*`` variables: (disabled, headers per signal, service name)."""
+    disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    common = _headers(env.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
+    headers = {
+        signal: common | _headers(env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS", ""))
+        for signal in ("metrics", "logs")
+    }
+    return disabled, headers, env.get("OTEL_SERVICE_NAME") or "stalwart"
+
+
+def _resource(node: str, service: str = "stalwart") -> dict[str, Any]:
     return {
-        "attributes": _attrs({"service.name": "stalwart", "service.instance.id": node}),
+        "attributes": _attrs({"service.name": service, "service.instance.id": node}),
     }
 
 
 def metrics_request(
-    registry: CollectorRegistry, node: str, *, start_ns: int, now_ns: int | None = None
+    registry: CollectorRegistry,
+    node: str,
+    *,
+    start_ns: int,
+    now_ns: int | None = None,
+    service: str = "stalwart",
 ) -> dict[str, Any]:
     """An ``ExportMetricsServiceRequest`` (JSON form) of every metric in ``registry``."""
     now = str(now_ns if now_ns is not None else time.time_ns())
@@ -90,14 +137,14 @@ def metrics_request(
             points = _histogram_points(family, start, now, rename)
             if points:
                 if rename:
-                    base["unit"] = "s"
+                    base["unit"] = _GENAI_UNITS[name]
                 metrics.append(
                     {**base, "histogram": {"dataPoints": points, "aggregationTemporality": 2}}
                 )
     return {
         "resourceMetrics": [
             {
-                "resource": _resource(node),
+                "resource": _resource(node, service),
                 "scopeMetrics": [{"scope": {"name": "stalwart"}, "metrics": metrics}],
             }
         ]
@@ -137,7 +184,9 @@ def _histogram_points(family: Any, start: str, now: str, rename: bool) -> list[d
     return points
 
 
-def logs_request(records: list[tuple[dict[str, Any], str]], node: str) -> dict[str, Any]:
+def logs_request(
+    records: list[tuple[dict[str, Any], str]], node: str, service: str = "stalwart"
+) -> dict[str, Any]:
     """An ``ExportLogsServiceRequest`` (JSON form): one log record per line."""
     out = []
     for record, line in records:
@@ -158,7 +207,7 @@ def logs_request(records: list[tuple[dict[str, Any], str]], node: str) -> dict[s
             }
         )
     scope = {"scope": {"name": "stalwart"}, "logRecords": out}
-    return {"resourceLogs": [{"resource": _resource(node), "scopeLogs": [scope]}]}
+    return {"resourceLogs": [{"resource": _resource(node, service), "scopeLogs": [scope]}]}
 
 
 def _ts(value: Any) -> float:
@@ -182,7 +231,9 @@ class OtlpExporter:
         timeout: float = 10.0,
         registry: CollectorRegistry = REGISTRY,
         max_lines: int = 10_000,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """``env`` (default: the process environment) supplies the ``OTEL_*`` settings."""
         if not endpoint.startswith(("http://", "https://")):
             raise ValueError(f"otlp endpoint must be http(s), got {endpoint!r}")
         self.endpoint = endpoint.rstrip("/")
@@ -196,29 +247,43 @@ class OtlpExporter:
         self._start_ns = time.time_ns()
         self._remove: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self.disabled, self._headers, self.service = otel_settings(
+            os.environ if env is None else env
+        )
         self._client = httpx.AsyncClient(timeout=timeout)
 
     def _sink(self, record: dict[str, Any], line: str) -> None:
         self._lines.append((record, line))
 
     def start(self) -> None:
+        if self.disabled:  # OTEL_SDK_DISABLED: nothing is collected, nothing sent
+            return
         self._remove = add_log_sink(self._sink)
         self._task = asyncio.create_task(self._run(), name="stalwart-otlp")
 
     async def _post(self, path: str, body: dict[str, Any]) -> None:
-        response = await self._client.post(self.endpoint + path, json=body)
+        headers = self._headers["metrics" if path == "/v1/metrics" else "logs"]
+        response = await self._client.post(self.endpoint + path, json=body, headers=headers)
         response.raise_for_status()
 
     async def export(self) -> None:
         """Send one metrics request and the pending log lines now."""
+        if self.disabled:
+            return
         metrics = await asyncio.to_thread(
-            metrics_request, self.registry, self.node, start_ns=self._start_ns
+            functools.partial(
+                metrics_request,
+                self.registry,
+                self.node,
+                start_ns=self._start_ns,
+                service=self.service,
+            )
         )
         lines = list(self._lines)
         self._lines.clear()
         for signal, path, body in (
             ("metrics", "/v1/metrics", metrics),
-            ("logs", "/v1/logs", logs_request(lines, self.node) if lines else None),
+            ("logs", "/v1/logs", logs_request(lines, self.node, self.service) if lines else None),
         ):
             if body is None:
                 continue

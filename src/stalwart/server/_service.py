@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 from collections.abc import Iterator, Sequence
 
@@ -25,8 +26,10 @@ from stalwart.observe import (
     AlertRule,
     LogStore,
     ProcessCollector,
+    configure_tracing,
     default_rules,
     load_rules,
+    shutdown_tracing,
 )
 from stalwart.server._app import AppState, build_app
 from stalwart.server._auth import ApiToken
@@ -123,6 +126,7 @@ class ObservabilityService:
         self._sock: socket.socket | None = None
         self.systemd = SystemdNotifier()
         self.otlp: OtlpExporter | None = None
+        self.tracing = False
 
     @property
     def url(self) -> str:
@@ -198,9 +202,12 @@ class ObservabilityService:
         )
         node.events.emit("http_listening", node=node.id, host=s.host, port=self.port)
         self.systemd.start(lambda: node.ready)
-        if s.otlp_endpoint:
+        # the OTEL_* environment turns tracing on: an HTTP traceparent then reaches the agents
+        self.tracing = configure_tracing(instance=node.id)
+        otlp_endpoint = s.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        if otlp_endpoint:
             self.otlp = OtlpExporter(
-                s.otlp_endpoint, node.id, interval=s.otlp_interval_s, timeout=s.notify_timeout_s
+                otlp_endpoint, node.id, interval=s.otlp_interval_s, timeout=s.notify_timeout_s
             )
             self.otlp.start()
 
@@ -253,6 +260,10 @@ class ObservabilityService:
             await self.dispatcher.close(timeout=3.0)
         if self.otlp is not None:
             await self.otlp.stop()
+        if self.tracing:
+            with contextlib.suppress(TimeoutError):  # spans not out in 5 s are lost
+                async with asyncio.timeout(5.0):
+                    await asyncio.to_thread(shutdown_tracing)
         if self._collector is not None:
             self._collector.unregister()
         if self.store is not None:

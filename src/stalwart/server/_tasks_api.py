@@ -31,6 +31,7 @@ from starlette.routing import Route
 from stalwart.durable import EffectRecord, JournalEntry, Store, TaskRecord
 from stalwart.errors import ConfigError, InputRejected, InvalidMessage, Overloaded, StoreError
 from stalwart.guard import Approval, ApprovalQueue, default_redactor
+from stalwart.observe import attach_traceparent
 from stalwart.server._http import (
     BadRequest,
     int_param,
@@ -250,7 +251,9 @@ class TaskApi:
         if task_id is not None:
             await self._exists(tasks, task_id)
         try:
-            new_id = await tasks.submit(agent, body["input"], task_id=task_id, seed=seed)
+            # a W3C traceparent header makes the task's span a child of the caller's
+            with attach_traceparent(request.headers.get("traceparent", "")[:128]):
+                new_id = await tasks.submit(agent, body["input"], task_id=task_id, seed=seed)
         except InputRejected as exc:
             raise BadRequest(400, default_redactor().redact(str(exc))) from None
         except InvalidMessage as exc:

