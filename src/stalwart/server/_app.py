@@ -45,6 +45,7 @@ from stalwart.guard import SecretResolver
 from stalwart.observe import REGISTRY, AlertEvaluator, AlertNotice, Event, LogQuery, parse_since
 from stalwart.observe import search as search_logs
 from stalwart.server._auth import CREDENTIAL, ApiToken, AuthGate
+from stalwart.server._children_api import children_routes
 from stalwart.server._http import BadRequest, error, param, send_json
 from stalwart.server._http import name as _name
 from stalwart.server._notify import Dispatcher
@@ -321,6 +322,7 @@ def build_app(state: AppState) -> Starlette:
         Route("/v1/cluster", cluster, methods=["GET"]),
         Route("/v1/events", events, methods=["GET"]),
         *state.task_api.routes(),
+        *children_routes(node),
         Route("/", dashboard, methods=["GET"]),
         Route("/static/{name}", static, methods=["GET"]),
     ]
