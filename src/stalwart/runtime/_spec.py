@@ -132,7 +132,9 @@ class ChildSpec:
         JSON-compatible data passed to the agent's ``init``.
     restart
         ``permanent`` (always restarted), ``transient`` (restarted only after an
-        abnormal exit: non-zero code or a signal), ``temporary`` (never restarted).
+        abnormal exit: not after ``normal`` -- exit code 0 -- or ``shutdown`` -- it
+        raised :class:`stalwart.Shutdown`, or a SIGTERM), ``temporary`` (never
+        restarted; its spec is removed when it ends).
     shutdown
         Seconds the child gets to stop after being asked, before SIGKILL; or
         ``"brutal_kill"`` for SIGKILL at once.
