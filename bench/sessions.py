@@ -22,13 +22,15 @@ so it can resume it: growth of the node's Python heap measured by tracemalloc
 over a separate pass of 100 more sessions started, messaged and idle-stopped,
 divided by 100; tracemalloc is off during the timed steps, as it slows every
 allocation). The machine is named in ``meta`` with its load average: these are
-wall-clock figures.
+wall-clock figures. ``agents_killed_as_hung`` and ``restarts`` count what the
+load did to the sessions during the run (a starved machine misses heartbeats).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gc
 import json
 import os
@@ -64,13 +66,20 @@ async def run(sessions: int) -> dict[str, Any]:
     clock = FakeClock()
     template = ChildSpec("session", ProbeAgent, shutdown=10.0)
     dynamic = DynamicSupervisorSpec(
-        "sessions", template, max_children=sessions + 100, idle_timeout=IDLE_TIMEOUT
+        "sessions",
+        template,
+        max_children=sessions + 100,
+        idle_timeout=IDLE_TIMEOUT,
+        intensity=10 * sessions,  # a loaded machine may kill a few as hung: count, go on
     )
     settings = RuntimeSettings(start_timeout=60.0)
+    bus = EventBus(log=False)
+    seen: collections.Counter[str] = collections.Counter()
+    bus.subscribe(lambda e: seen.update([e.name]))
     rt = Runtime(
         SupervisorSpec("root", [dynamic]),
         settings,
-        events=EventBus(log=False),
+        events=bus,
         clock=clock,
         preload=["stalwart.testing"],
     )
@@ -124,6 +133,8 @@ async def run(sessions: int) -> dict[str, Any]:
         "uss_per_idle_process_mb": statistics.mean(uss),
         "node_bytes_per_stopped_session": per_stopped,
         "node_rss_mb_at_max": node_rss_mb,
+        "agents_killed_as_hung": seen["agent_hung"],
+        "restarts": seen["agent_restarted"],
     }
 
 
