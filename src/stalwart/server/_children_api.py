@@ -132,7 +132,9 @@ def children_paths(
     """The OpenAPI paths of the routes above (merged into the node's spec)."""
     obj = {"content": {"application/json": {"schema": {"type": "object"}}}}
     sup = {"name": "sup", "in": "path", "required": True, "schema": name_schema, "example": "root"}
-    child = {"name": "child", "in": "path", "required": True, "schema": name_schema, "example": "a"}
+    # the example names no real child: a generated run must not stop the node's agents
+    child = {"name": "child", "in": "path", "required": True, "schema": name_schema}
+    child["example"] = "no-such-child"
     refused = {"400": error_response, "403": error_response, "404": error_response}
     refused["409"] = error_response
 
