@@ -401,7 +401,7 @@ class ProcessHost:
             exit_code=code,
             signal=sig,
             reason=reason,
-            **({"detail": detail} if detail else {}),
+            **({"detail": info.detail} if info.detail else {}),
         )
         if not proc.exited.done():
             proc.exited.set_result(info)
