@@ -30,7 +30,8 @@ The tree::
           │    └── RemoteError         the target raised; carries its type and text
           ├── SupervisorError
           │    ├── StartError          a child failed to start
-          │    └── GaveUp              restart intensity exceeded
+          │    ├── GaveUp              restart intensity exceeded
+          │    └── ChildError          a child operation was refused (OTP's {error, Reason})
           ├── DeadlineExceeded         an operation ran past its deadline
           ├── Overloaded               admission limit reached: task not accepted (HTTP 429)
           ├── SecurityError            the guard layer refused something
@@ -71,6 +72,7 @@ __all__ = [
     "BudgetExceeded",
     "CallError",
     "CallTimeout",
+    "ChildError",
     "CircuitOpen",
     "ConfigError",
     "ContentFiltered",
@@ -209,6 +211,24 @@ class StartError(SupervisorError):
 
 class GaveUp(SupervisorError):
     """A supervisor exceeded its restart intensity and stopped all its children."""
+
+
+class ChildError(SupervisorError):
+    """A supervisor refused a child operation; ``reason`` is OTP's error term.
+
+    ``not_found`` (no child spec with that id), ``running`` (restart or delete of a
+    running child: terminate it first), ``restarting`` (its restart failed and is
+    being retried), ``already_present`` (start of an id whose spec is kept but not
+    running: use restart_child), ``already_started`` (start of an id that runs),
+    ``max_children`` (a dynamic supervisor is full), ``dynamic`` (an operation a
+    dynamic supervisor does not take), ``not_running`` (the supervisor itself has
+    stopped or given up).
+    """
+
+    def __init__(self, message: str, *, reason: str, child: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.child = child
 
 
 class DeadlineExceeded(StalwartError):

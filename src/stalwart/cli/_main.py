@@ -6,6 +6,7 @@ import sys
 
 import stalwart
 from stalwart.cli._chaos import add_chaos_commands, chaos_command
+from stalwart.cli._children import add_children_commands, children_command
 from stalwart.cli._models import add_model_commands, model_command
 from stalwart.cli._secrets import add_secret_commands, secret_command
 from stalwart.cli._tasks import (
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     add_chaos_commands(sub)
     add_breaker_commands(sub)
     add_model_commands(sub)
+    add_children_commands(sub)
     args = parser.parse_args(argv)
     breaker_code = breaker_command(args)
     if breaker_code is not None:
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     chaos_code = chaos_command(args)
     if chaos_code is not None:
         return chaos_code
+    children_code = children_command(args)
+    if children_code is not None:
+        return children_code
 
     if args.command == "version":
         print(stalwart.__version__)

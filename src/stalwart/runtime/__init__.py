@@ -4,18 +4,28 @@ See ``docs/runtime.md`` for the guarantees and ``_supervisor.py`` for the rules.
 """
 
 from stalwart.runtime._agent import Agent, AgentContext
+from stalwart.runtime._dynamic import DynamicSupervisor
 from stalwart.runtime._host import AgentProcess, AgentRef, ExitInfo, ProcessHost
 from stalwart.runtime._runtime import Runtime
-from stalwart.runtime._spec import ChildSpec, Restart, Strategy, SupervisorSpec
-from stalwart.runtime._supervisor import ChildInfo, Supervisor
+from stalwart.runtime._spec import (
+    ChildSpec,
+    DynamicSupervisorSpec,
+    Restart,
+    Strategy,
+    SupervisorSpec,
+)
+from stalwart.runtime._supervisor import ChildCounts, ChildInfo, Supervisor
 
 __all__ = [
     "Agent",
     "AgentContext",
     "AgentProcess",
     "AgentRef",
+    "ChildCounts",
     "ChildInfo",
     "ChildSpec",
+    "DynamicSupervisor",
+    "DynamicSupervisorSpec",
     "ExitInfo",
     "ProcessHost",
     "Restart",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from stalwart.errors import InvalidMessage, ProtocolError
+from stalwart.errors import InvalidMessage, ProtocolError, Shutdown
 from stalwart.observe import (
     MetricShipper,
     attach_traceparent,
@@ -31,6 +31,7 @@ from stalwart.runtime._messages import (
     Call,
     CallResult,
     Cast,
+    Exiting,
     Heartbeat,
     InitFailed,
     LogLine,
@@ -85,6 +86,7 @@ class _AgentMain:
         self.mailbox: asyncio.Queue[Call | Cast] = asyncio.Queue()
         self.exit_code = 0
         self.stop_reason: str | None = None
+        self.shutdown_detail: str | None = None  # set when a handler raised Shutdown
         self.crash: BaseException | None = None
         self.done = asyncio.Event()
 
@@ -134,6 +136,10 @@ class _AgentMain:
                     await agent.terminate(self.stop_reason)
             except Exception:
                 self.exit_code = 1
+        if self.crash is None and self.exit_code == 0 and self.shutdown_detail is not None:
+            # say why before exiting 0: the node reads the exit as OTP's `shutdown` (or
+            # `{shutdown, Reason}`), a normal exit for a transient child
+            self.channel.send(Exiting(reason="shutdown", detail=self.shutdown_detail))
         self._ship_metrics()
         await self._flush_spans()
         await channel.drain()
@@ -202,6 +208,11 @@ class _AgentMain:
                 raise
             except Exception:
                 pass  # a failing cast handler is the agent's business; it keeps running
+            except Shutdown as exc:  # the agent stops itself: terminate runs, exit 0
+                self.stop_reason = "shutdown"
+                self.shutdown_detail = str(exc)[:2000]
+                self.done.set()
+                return
             except BaseException as exc:  # SystemExit, Shutdown: end the process
                 self.crash = exc
                 self.done.set()

@@ -49,6 +49,7 @@ from stalwart.runtime._messages import (
     Call,
     CallResult,
     Cast,
+    Exiting,
     Heartbeat,
     InitFailed,
     LogLine,
@@ -80,11 +81,13 @@ class AgentRef:
 class ExitInfo:
     """Why an agent process ended.
 
-    ``reason`` is one of ``normal`` (exit 0), ``exit_code`` (non-zero exit),
-    ``killed`` (a signal from outside), ``hung``, ``memory_limit``,
-    ``protocol_error``, ``channel_closed``, ``shutdown`` (stopped by its
-    supervisor) or ``forkserver_died``. ``normal`` decides restarts of
-    ``transient`` children.
+    ``reason`` is one of ``normal`` (exit 0), ``shutdown`` (stopped by its
+    supervisor, by a SIGTERM from outside -- OTP's ``exit(Pid, shutdown)`` -- or
+    by raising :class:`stalwart.Shutdown`, whose text is ``detail``: OTP's
+    ``{shutdown, Reason}``), ``exit_code`` (non-zero exit), ``killed`` (any
+    other signal from outside), ``hung``, ``memory_limit``, ``protocol_error``,
+    ``channel_closed`` or ``forkserver_died``. ``normal`` and ``shutdown`` are
+    the normal exits: they decide restarts of ``transient`` children.
     """
 
     name: str
@@ -93,6 +96,7 @@ class ExitInfo:
     exit_code: int | None
     signal: str | None
     reason: str
+    detail: str = ""
 
     @property
     def normal(self) -> bool:
@@ -113,6 +117,9 @@ class AgentProcess:
         self.started_at = time.monotonic()
         self.pending: dict[int, asyncio.Future[Reply]] = {}
         self.kill_reason: str | None = None
+        self.reported_exit: Exiting | None = None  # what the agent said before exiting 0
+        self.channel_eof = False
+        self.exit_code_pending: int | None = None
         self.stop_requested = False
         self.exit: ExitInfo | None = None
         self.exited = asyncio.get_running_loop().create_future()
@@ -314,6 +321,8 @@ class ProcessHost:
                 self._task(proc, self._forward_call(proc, frame))
             elif isinstance(frame, OutCast):
                 self._forward_cast(proc, frame)
+            elif isinstance(frame, Exiting):
+                proc.reported_exit = frame
             elif isinstance(frame, Ready):
                 if not proc.ready.done():
                     proc.ready.set_result(None)
@@ -321,7 +330,10 @@ class ProcessHost:
                 proc.ready.set_exception(
                     StartError(f"init raised {frame.error_type}: {frame.error}")
                 )
+        proc.channel_eof = True
         self._disconnected(proc)
+        if proc.exit_code_pending is not None:
+            self._finalize(proc, proc.exit_code_pending)
         # The agent's end closed. A process that closed its channel but lives on is
         # useless (nothing can reach it): give it a moment to exit, then kill it.
         if proc.exit is None:
@@ -355,6 +367,13 @@ class ProcessHost:
         if proc is None:
             self._early_exits[pid] = code
             return
+        if (code == 0 or not proc.ready.done()) and not proc.channel_eof and proc.channel:
+            # Its last frames (an Exiting naming the reason, an InitFailed naming the
+            # error) may still be unread: finalize at the channel's EOF, which follows
+            # at once (bounded, should a child of the agent hold the socket open).
+            proc.exit_code_pending = code
+            asyncio.get_running_loop().call_later(2.0, self._finalize, proc, code)
+            return
         self._finalize(proc, code)
 
     def _finalize(self, proc: AgentProcess, code: int | None) -> None:
@@ -362,15 +381,20 @@ class ProcessHost:
             return
         self._disconnected(proc)
         sig = signal.Signals(-code).name if code is not None and code < 0 else None
+        detail = ""
         if proc.kill_reason is not None:
             reason = proc.kill_reason
+        elif code == 0 and proc.reported_exit is not None:
+            reason, detail = proc.reported_exit.reason, proc.reported_exit.detail
         elif code == 0:
             reason = "normal"
+        elif code == -signal.SIGTERM:
+            reason = "shutdown"  # OTP: exit(Pid, shutdown) from anyone is a normal exit
         elif code is not None and code > 0:
             reason = "exit_code"
         else:
             reason = "killed"
-        info = ExitInfo(proc.name, proc.incarnation, proc.pid, code, sig, reason)
+        info = ExitInfo(proc.name, proc.incarnation, proc.pid, code, sig, reason, detail)
         proc.exit = info
         proc.state = "exited"
         forget_source(f"{proc.name}/{proc.pid}")  # its gauges (breaker states...) go with it
@@ -383,6 +407,7 @@ class ProcessHost:
             exit_code=code,
             signal=sig,
             reason=reason,
+            **({"detail": info.detail} if info.detail else {}),
         )
         if not proc.exited.done():
             proc.exited.set_result(info)

@@ -31,6 +31,7 @@ __all__ = [
     "Call",
     "CallResult",
     "Cast",
+    "Exiting",
     "Frame",
     "Heartbeat",
     "InitFailed",
@@ -144,6 +145,15 @@ class OutCast(_Msg, tag="ocast"):
     """The sender's span context (W3C ``traceparent``), "" when tracing is off."""
 
 
+class Exiting(_Msg, tag="exiting"):
+    """The agent is about to exit 0 for ``reason`` (``shutdown``: it raised
+    :class:`stalwart.Shutdown`; ``detail`` is the exception's text, OTP's
+    ``{shutdown, Reason}``). Without it, exit code 0 reads as ``normal``."""
+
+    reason: str
+    detail: str = ""
+
+
 class LogLine(_Msg, tag="log"):
     """One rendered JSON log line of the agent, for the node's log pipeline and store."""
 
@@ -158,7 +168,7 @@ class MetricSamples(_Msg, tag="metrics"):
 
 Frame = (
     Call | Cast | Stop | CallResult | Ready | InitFailed | Heartbeat | Reply | OutCall | OutCast
-    | LogLine | MetricSamples
+    | LogLine | MetricSamples | Exiting
 )  # fmt: skip
 
 _encoder = msgspec.msgpack.Encoder()

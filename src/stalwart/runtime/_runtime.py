@@ -9,6 +9,7 @@ from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.config import RuntimeSettings
 from stalwart.errors import ConfigError
 from stalwart.observe import EventBus
+from stalwart.runtime._dynamic import DynamicSupervisor
 from stalwart.runtime._host import AgentProcess, AgentRef, ProcessHost
 from stalwart.runtime._spec import SupervisorSpec, iter_specs
 from stalwart.runtime._supervisor import Supervisor
@@ -118,3 +119,26 @@ class Runtime:
                 if isinstance(c, Supervisor)
             )
         raise KeyError(f"no running supervisor {supervisor_id!r}")
+
+    def dynamic_supervisor(self, supervisor_id: str) -> DynamicSupervisor:
+        """The running dynamic supervisor with this id (KeyError if there is none)."""
+        sup = self.supervisor(supervisor_id)
+        if not isinstance(sup, DynamicSupervisor):
+            raise KeyError(f"supervisor {supervisor_id!r} is not a dynamic supervisor")
+        return sup
+
+    def supervisors(self) -> list[Supervisor]:
+        """Every running supervisor of the tree, the root first, depth first."""
+        if self.root is None:
+            return []
+        out: list[Supervisor] = []
+        stack: list[Supervisor] = [self.root]
+        while stack:
+            sup = stack.pop(0)
+            out.append(sup)
+            stack[:0] = [
+                c
+                for c in (sup.child(ci.id) for ci in sup.which_children())
+                if isinstance(c, Supervisor)
+            ]
+        return out

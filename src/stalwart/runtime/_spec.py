@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from stalwart.runtime._agent import Agent
 
 __all__ = [
+    "AnySpec",
     "ChildSpec",
+    "DynamicSupervisorSpec",
     "Restart",
     "Shutdown",
     "Strategy",
@@ -130,7 +132,9 @@ class ChildSpec:
         JSON-compatible data passed to the agent's ``init``.
     restart
         ``permanent`` (always restarted), ``transient`` (restarted only after an
-        abnormal exit: non-zero code or a signal), ``temporary`` (never restarted).
+        abnormal exit: not after ``normal`` -- exit code 0 -- or ``shutdown`` -- it
+        raised :class:`stalwart.Shutdown`, or a SIGTERM), ``temporary`` (never
+        restarted; its spec is removed when it ends).
     shutdown
         Seconds the child gets to stop after being asked, before SIGKILL; or
         ``"brutal_kill"`` for SIGKILL at once.
@@ -183,7 +187,7 @@ class SupervisorSpec:
     """
 
     id: str
-    children: Sequence[ChildSpec | SupervisorSpec]
+    children: Sequence[AnySpec]
     strategy: Strategy = "one_for_one"
     intensity: int = 5
     period: float = 60.0
@@ -213,19 +217,111 @@ class SupervisorSpec:
         object.__setattr__(self, "children", tuple(self.children))
         seen: set[str] = set()
         for child in self.children:
-            if not isinstance(child, ChildSpec | SupervisorSpec):
+            if not isinstance(child, ChildSpec | SupervisorSpec | DynamicSupervisorSpec):
                 raise ConfigError(
-                    f"SupervisorSpec {self.id!r}: children must be ChildSpec or SupervisorSpec, "
-                    f"got {type(child).__name__}"
+                    f"SupervisorSpec {self.id!r}: children must be ChildSpec, SupervisorSpec "
+                    f"or DynamicSupervisorSpec, got {type(child).__name__}"
                 )
             if child.id in seen:
                 raise ConfigError(f"SupervisorSpec {self.id!r}: duplicate child id {child.id!r}")
             seen.add(child.id)
 
 
-def iter_specs(spec: SupervisorSpec) -> list[ChildSpec | SupervisorSpec]:
+_KEY_FORBIDDEN = frozenset("/?#% \t\n\r")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DynamicSupervisorSpec:
+    """A supervisor of many instances of one :class:`ChildSpec`, each keyed by an id.
+
+    OTP's ``simple_one_for_one`` (Elixir's ``DynamicSupervisor``): it starts with
+    no children; ``start_instance(key)`` starts one more process from ``child``
+    (its registered name is ``"<child.id>:<key>"``, its ``args`` the template's
+    unless given). Each instance is restarted on its own (``one_for_one``) per the
+    template's ``restart`` type, within this supervisor's ``intensity``/``period``.
+
+    max_children
+        Most instances running at once; one more start raises
+        :class:`ChildError` ``max_children``. ``None``: no limit.
+    idle_timeout
+        Seconds without a message through the supervisor's ``call``/``cast`` after
+        which an instance is stopped (reason ``shutdown``, normal). Its key is
+        kept: the next message through the supervisor starts it again (*resume*;
+        its state is what its ``init`` reloads, e.g. from the journal). ``None``:
+        never stopped for idleness.
+    """
+
+    id: str
+    child: ChildSpec
+    max_children: int | None = None
+    idle_timeout: float | None = None
+    intensity: int = 5
+    period: float = 60.0
+    restart: Restart = "permanent"
+    shutdown: Shutdown = 30.0
+
+    strategy: Strategy = dataclasses.field(default="one_for_one", init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise ConfigError(f"DynamicSupervisorSpec.id must be a non-empty str, got {self.id!r}")
+        where = f"DynamicSupervisorSpec {self.id!r}"
+        if not isinstance(self.child, ChildSpec):
+            raise ConfigError(f"{where}: child must be a ChildSpec (the template of instances)")
+        if self.max_children is not None and (
+            not isinstance(self.max_children, int)
+            or isinstance(self.max_children, bool)
+            or self.max_children < 1
+        ):
+            raise ConfigError(f"{where}: max_children must be an int >= 1 or None")
+        if self.idle_timeout is not None and not (
+            isinstance(self.idle_timeout, int | float)
+            and math.isfinite(self.idle_timeout)
+            and self.idle_timeout > 0
+        ):
+            raise ConfigError(f"{where}: idle_timeout must be seconds > 0 or None")
+        if self.restart not in _RESTARTS:
+            raise ConfigError(f"{where}: restart must be one of {_RESTARTS}, got {self.restart!r}")
+        if not isinstance(self.intensity, int) or isinstance(self.intensity, bool):
+            raise ConfigError(f"{where}: intensity must be an int")
+        if self.intensity < 0:
+            raise ConfigError(f"{where}: intensity must be >= 0")
+        if not (isinstance(self.period, int | float) and 0 < self.period <= 86_400):
+            raise ConfigError(f"{where}: period must be in (0, 86400] s")
+        _check_shutdown(where, self.shutdown)
+
+    @property
+    def children(self) -> tuple[ChildSpec, ...]:
+        return ()
+
+    def instance_id(self, key: str) -> str:
+        """The registered name of the instance for ``key`` (ConfigError if ``key`` is bad)."""
+        if (
+            not isinstance(key, str)
+            or not key
+            or len(key) > 150
+            or any(c in _KEY_FORBIDDEN for c in key)
+        ):
+            raise ConfigError(
+                f"instance key must be a non-empty str of at most 150 characters without "
+                f"'/', '?', '#', '%' or whitespace, got {key!r}"
+            )
+        return f"{self.child.id}:{key}"
+
+    def instance(self, key: str, args: Any = None) -> ChildSpec:
+        """The ChildSpec of ``key``'s instance: the template, renamed, with ``args`` if given."""
+        name = self.instance_id(key)
+        return dataclasses.replace(
+            self.child, id=name, args=self.child.args if args is None else args
+        )
+
+
+AnySpec: TypeAlias = "ChildSpec | SupervisorSpec | DynamicSupervisorSpec"
+
+
+def iter_specs(spec: SupervisorSpec | DynamicSupervisorSpec) -> list[AnySpec]:
     """Every spec in the tree under ``spec`` (itself included), depth first."""
-    out: list[ChildSpec | SupervisorSpec] = [spec]
+    out: list[AnySpec] = [spec]
     for child in spec.children:
         out.extend(iter_specs(child) if isinstance(child, SupervisorSpec) else [child])
     return out

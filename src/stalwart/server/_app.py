@@ -46,6 +46,7 @@ from stalwart.observe import REGISTRY, AlertEvaluator, AlertNotice, Event, LogQu
 from stalwart.observe import search as search_logs
 from stalwart.server._auth import CREDENTIAL, ApiToken, AuthGate
 from stalwart.server._breakers_api import BreakerApi
+from stalwart.server._children_api import children_routes
 from stalwart.server._http import BadRequest, error, param, send_json
 from stalwart.server._http import name as _name
 from stalwart.server._notify import Dispatcher
@@ -323,6 +324,7 @@ def build_app(state: AppState) -> Starlette:
         Route("/v1/events", events, methods=["GET"]),
         *state.task_api.routes(),
         *BreakerApi(node.events).routes(),
+        *children_routes(node),
         Route("/", dashboard, methods=["GET"]),
         Route("/static/{name}", static, methods=["GET"]),
     ]

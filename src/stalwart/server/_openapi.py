@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from stalwart.server._children_api import children_paths
+
 __all__ = ["openapi_spec"]
 
 _NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.:\\-]{1,128}$"}
@@ -307,6 +309,7 @@ def openapi_spec() -> dict[str, Any]:
             **_tasks(),
             **_approvals(),
             **_breakers(),
+            **children_paths(_NAME, _ERROR, _GUARDED),
             "/v1/logs": {
                 "get": _op(
                     "Search the log store",

@@ -5,6 +5,7 @@ import os
 import time
 from typing import Any
 
+from stalwart.errors import Shutdown
 from stalwart.runtime import Agent
 
 __all__ = ["ProbeAgent"]
@@ -16,14 +17,18 @@ class ProbeAgent(Agent):
     ``args`` (all optional): ``log`` (a file path: ``start <id>`` / ``stop <id>``
     lines are appended to it, so tests can check start and stop order),
     ``fail_init`` (init raises), ``init_delay`` (seconds of async sleep in init),
-    ``terminate_delay`` (seconds ``terminate`` takes: tests of shutdown timeouts).
+    ``terminate_delay`` (seconds ``terminate`` takes: tests of shutdown timeouts),
+    ``fail_times_file`` (a file holding a count N: while N > 0, init writes N - 1
+    and raises, so the next N starts fail: tests of failed restarts).
 
     Calls are dicts with an ``op``:
 
     ``echo`` → ``{"echo": value, "pid", "incarnation"}``; ``sleep`` (``s``: async
     sleep, the loop stays responsive); ``block`` (``s``: ``time.sleep``, blocks the
     loop, so heartbeats stop); ``raise`` (a ValueError); ``exit`` (``code``:
-    SystemExit); ``alloc`` (``mb``: keep that much memory); ``call`` (``target``,
+    SystemExit); ``shutdown`` (raises :class:`stalwart.Shutdown` with ``reason``,
+    the agent stopping itself normally); ``alloc`` (``mb``: keep that much
+    memory); ``call`` (``target``,
     ``payload``, ``timeout``: call another agent through the node); ``cast``;
     ``bad_reply`` (replies with a non-JSON value); ``garbage`` (writes an
     undecodable frame, then answers); ``oversize`` (writes a frame header larger
@@ -41,6 +46,9 @@ class ProbeAgent(Agent):
             await asyncio.sleep(float(self.args["init_delay"]))
         if self.args.get("fail_init"):
             raise RuntimeError(f"{self.ctx.name} was told to fail in init")
+        left = _take_one(self.args.get("fail_times_file"))
+        if left:
+            raise RuntimeError(f"{self.ctx.name} was told to fail {left} more start(s)")
         self._log("start")
 
     def _log(self, what: str) -> None:
@@ -73,6 +81,8 @@ class ProbeAgent(Agent):
             raise ValueError(request.get("message", "told to raise"))
         if op == "exit":
             raise SystemExit(int(request.get("code", 1)))
+        if op == "shutdown":
+            raise Shutdown(str(request.get("reason", "")))
         if op == "alloc":
             self.hoard.append(b"\x01" * int(float(request["mb"]) * 2**20))  # touched pages
             return {"held_mb": sum(len(b) for b in self.hoard) / 2**20}
@@ -101,3 +111,15 @@ class ProbeAgent(Agent):
             await asyncio.sleep(30)
             return None
         raise ValueError(f"unknown op {op!r}")
+
+
+def _take_one(path: str | None) -> int:
+    """Read the count in ``path``; if > 0, write it back one less. Returns what was read."""
+    if not path or not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        left = int(f.read().strip() or 0)
+    if left > 0:
+        with open(path, "w") as f:
+            f.write(str(left - 1))
+    return left
