@@ -7,6 +7,7 @@ import sys
 import stalwart
 from stalwart.cli._chaos import add_chaos_commands, chaos_command
 from stalwart.cli._secrets import add_secret_commands, secret_command
+from stalwart.cli._store import add_store_commands, store_command
 from stalwart.cli._tasks import (
     add_task_commands,
     ensure_cwd_importable,
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     add_verify_command(sub)
     add_secret_commands(sub)
     add_chaos_commands(sub)
+    add_store_commands(sub)
     args = parser.parse_args(argv)
     observe_code = run_command(args)
     if observe_code is not None:
@@ -64,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     chaos_code = chaos_command(args)
     if chaos_code is not None:
         return chaos_code
+    store_code = store_command(args)
+    if store_code is not None:
+        return store_code
 
     if args.command == "version":
         print(stalwart.__version__)

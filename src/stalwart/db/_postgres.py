@@ -45,6 +45,8 @@ T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
 _log = get_logger("stalwart.db.postgres")
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+_CONNECTION_WAIT = 2.0
+"""Longest wait for a pooled connection before the operation retries (within its deadline)."""
 _Item = tuple[Callable[..., Program[Any]], Sequence[Any], asyncio.Future[Any]]
 
 
@@ -206,7 +208,10 @@ class PostgresDatabase(Database):
         pool = self._pool
         if pool is None:
             raise StoreError(f"PostgreSQL store {self.url} is not open; call `await store.open()`")
-        async with pool.connection(timeout=max(0.01, timeout)) as conn:
+        # A short wait, then a retry: after a server restart the pool opens connections
+        # again only when asked, so a long wait here would outlast the outage itself.
+        wait = max(0.01, min(timeout, _CONNECTION_WAIT))
+        async with pool.connection(timeout=wait) as conn:
             yield conn
 
     def _check_pool(self) -> None:

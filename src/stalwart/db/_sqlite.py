@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import pathlib
 import queue
 import sqlite3
@@ -48,6 +49,8 @@ _Item = tuple[Job, _Waiter, asyncio.AbstractEventLoop | None]
 _log = get_logger("stalwart.db.sqlite")
 DURABILITY_LEVELS = ("full", "normal", "off")
 _SYNC = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+MIN_FREE_BYTES = 4 * 1024 * 1024
+"""Below this much free space on the file system, the write probe reads "full"."""
 _DAMAGE_WORDS = ("not a database", "malformed", "corrupt", "quick_check failed", "encrypted")
 
 
@@ -515,3 +518,18 @@ class SQLiteDatabase(Database):
 
     async def require(self, component: Component) -> int:
         return await self.read(require_program, "sqlite", component, self.url)
+
+    async def probe(self, timeout: float) -> None:
+        # A full disk does not always fail a small write (the WAL is overwritten in
+        # place): look at the room left first.
+        if str(self.path) != ":memory:":
+            try:
+                st = os.statvfs(self.path.parent)
+            except OSError as exc:
+                raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+            if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+                raise StoreUnavailable(
+                    f"SQLite store {self.path}: the file system is full "
+                    f"({st.f_bavail * st.f_frsize} bytes free, under {MIN_FREE_BYTES})"
+                )
+        await super().probe(timeout)

@@ -10,7 +10,7 @@ from typing import Any
 
 from stalwart.agent import App, TaskAgent, load_app
 from stalwart.config import RuntimeSettings
-from stalwart.durable import Store, TaskRecord, store_from_url
+from stalwart.durable import Store, TaskRecord, WriteProbe, store_from_url
 from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded, StoreError
 from stalwart.guard import RedactingEventBus, install_redactor, validate_input
 from stalwart.llm.sim import SimServer
@@ -170,14 +170,8 @@ class AppService:
         node.cluster_view = self._cluster_view
         store = self.store
 
-        async def store_check() -> bool | str:
-            try:
-                await store.schema_version()
-            except Exception as exc:
-                return f"the store is unreachable: {exc}"
-            return True
-
-        node.readiness.add("store", store_check)
+        # Ready only while the store accepts writes; answers within 1 s (see WriteProbe).
+        node.readiness.add("store", WriteProbe(store.probe))
         for chain, models in self.app.models.items():
             node.readiness.add(f"model:{chain}", _chain_check(chain, list(models)))
         await self.store.register_node(
