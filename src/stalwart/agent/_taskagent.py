@@ -30,7 +30,15 @@ from stalwart.agent._guarded import build_rate_limiters, finish_output, prepare_
 from stalwart.agent._loop import run_llm_agent
 from stalwart.agent._spec import App, LLMAgent
 from stalwart.config import load_instance
-from stalwart.durable import Context, Lease, Runner, Store, TaskResult, store_from_url
+from stalwart.durable import (
+    Context,
+    Lease,
+    Runner,
+    Store,
+    TaskResult,
+    default_counter,
+    store_from_url,
+)
 from stalwart.errors import ConfigError, IncompatibleFormat, LeaseLost, StoreError
 from stalwart.guard import (
     ApprovalQueue,
@@ -118,6 +126,9 @@ class TaskAgent(Agent):
         if args.get("sim_url"):
             os.environ["STALWART_SIM_URL"] = str(args["sim_url"])
         self.defn = self.app.agent(self.ctx.name)
+        # The token counter loads its encoding once per process (0.5-3 s of CPU): off the
+        # loop, before the first task would load it on the loop and miss heartbeats.
+        await asyncio.to_thread(default_counter)
         install_redactor()
         self.events = RedactingEventBus()
         chains = {self.defn.model} if self.defn.model else set()
