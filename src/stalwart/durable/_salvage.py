@@ -195,12 +195,15 @@ def recover_sqlite(
             if table == "stalwart_meta":  # the new file's versions are already current
                 continue
             expected: int | None
+            errors: list[str] = []
             try:
                 expected = int(src.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-            except sqlite3.DatabaseError:
-                expected = None
+            except sqlite3.DatabaseError as exc:
+                expected = None  # how many rows it had is unknown: say so
+                errors.append(f"cannot be counted: {exc}")
             copied, error = _scan(src, dst, table, cols, desc=False)
-            errors = [] if error is None else [error]
+            if error is not None:
+                errors.append(error)
             if error is not None:  # read the rest from the other end
                 more, error2 = _scan(src, dst, table, cols, desc=True)
                 copied += more

@@ -8,12 +8,12 @@ own port, so restarting it disturbs no other test. Longer loops: ``bench/faults.
 from __future__ import annotations
 
 import asyncio
-import os
+import json
+import multiprocessing
 import pathlib
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -112,45 +112,49 @@ async def test_a_postgres_restart_and_a_kill_lose_and_duplicate_nothing(
         await store.close()
 
 
-_START = """
-import asyncio, sys
-from stalwart.durable import PostgresStore
-from stalwart.guard._db import GuardDB
-async def main():
-    store = PostgresStore(sys.argv[1])
-    await store.open()
-    await store.close()
-    GuardDB(sys.argv[1]).execute("SELECT count(*) FROM guard_spend")
-asyncio.run(main())
-"""
+def _start_node(url: str, barrier: Any, errors: Any) -> None:
+    """What a node does first: open the store and the guard's tables (both migrate)."""
+    from stalwart.guard._db import GuardDB
+
+    async def main() -> None:
+        store = PostgresStore(url)
+        await store.open()
+        await store.close()
+
+    try:
+        barrier.wait(30)  # both processes start migrating at the same moment
+        asyncio.run(main())
+        GuardDB(url).execute("SELECT count(*) FROM guard_spend")
+    except BaseException as exc:
+        errors.put(f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def test_two_processes_starting_on_a_fresh_database_never_race() -> None:
     if not postgres_reachable():
         pytest.skip("PostgreSQL is not reachable")
+    ctx = multiprocessing.get_context("fork")  # the processes start with stalwart loaded
+    errors = ctx.Queue()
     for _ in range(5):
         with postgres_database("stalwart_race") as url:
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-c", _START, url],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-                for _ in range(2)
-            ]
+            barrier = ctx.Barrier(2)
+            procs = [ctx.Process(target=_start_node, args=(url, barrier, errors)) for _ in range(2)]
             for p in procs:
-                _, err = p.communicate(timeout=60)
-                assert p.returncode == 0, err
+                p.start()
+            for p in procs:
+                p.join(60)
+            assert [p.exitcode for p in procs] == [0, 0], errors.get(timeout=1)
 
 
 def test_a_corrupt_sqlite_store_refuses_to_start_and_can_be_salvaged(
-    tmp_path: pathlib.Path,
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from stalwart.cli import main
+
     path = tmp_path / "store.db"
 
     async def fill() -> None:
-        async with SQLiteStore(path) as store:
+        async with SQLiteStore(path, durability="off") as store:
             for i in range(300):
                 await store.create_task("a", {"text": "x" * 200, "i": i}, task_id=f"t{i:03d}")
 
@@ -160,34 +164,34 @@ def test_a_corrupt_sqlite_store_refuses_to_start_and_can_be_salvaged(
     assert len(data) > 20 * page
     data[10 * page : 11 * page] = b"\xa5" * page  # one page of the tasks table destroyed
     path.write_bytes(bytes(data))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    cli = [sys.executable, "-m", "stalwart.cli"]
 
     with pytest.raises(CorruptRecord) as info:
         asyncio.run(SQLiteStore(path).open())
     assert str(path) in str(info.value) and "stalwart store recover" in str(info.value)
     assert path.read_bytes() == bytes(data), "the refused file was changed"
 
-    check = subprocess.run(
-        [*cli, "store", "check", f"sqlite:///{path}"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
-    )  # fmt: skip
-    assert check.returncode == 1, check.stdout + check.stderr
+    capsys.readouterr()
+    assert main(["store", "check", f"sqlite:///{path}"]) == 1
+    assert '"sound": false' in capsys.readouterr().out
     new = tmp_path / "new.db"
-    recover = subprocess.run(
-        [*cli, "store", "recover", f"sqlite:///{path}", "--to", str(new)],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
-    )  # fmt: skip
-    assert recover.returncode in (0, 1), recover.stderr
-    assert '"copied"' in recover.stdout
+    code = main(["store", "recover", f"sqlite:///{path}", "--to", str(new)])
+    out = capsys.readouterr()
+    assert code in (0, 1), out.err
+    assert '"copied"' in out.out
 
     async def read_new() -> int:
         async with SQLiteStore(new) as store:
             return len(await store.list_tasks(limit=1000))
 
     salvaged = asyncio.run(read_new())
-    assert 0 < salvaged <= 300
-    if recover.returncode == 1:
-        assert "could not be read" in recover.stderr
+    report = json.loads(out.out)
+    tasks = next(t for t in report["tables"] if t["table"] == "stalwart_tasks")
+    assert 0 < salvaged == tasks["copied"] <= 300  # the report says what the new file holds
+    if code == 1:  # a damaged page was met: the report names it
+        assert "could not be read" in out.err
+        assert any(t["errors"] or t["lost"] for t in report["tables"])
     else:
         assert salvaged == 300
+    assert main(["store", "check", f"sqlite:///{new}"]) == 0
+    # Refused again: --to must be a new file.
+    assert main(["store", "recover", f"sqlite:///{path}", "--to", str(new)]) == 2
