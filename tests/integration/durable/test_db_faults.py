@@ -34,7 +34,9 @@ def pg_server() -> Iterator[PostgresServer]:
         yield server
 
 
-async def _work(store: Store, owner: str, done: list[str], errors: list[str]) -> None:
+async def _work(
+    store: Store, owner: str, done: list[str], errors: list[str], progress: asyncio.Event
+) -> None:
     """Run tasks to the end: acquire, journal two steps, finish -- resolving every
     operation whose outcome a fault left unknown by looking at what is stored."""
     while True:
@@ -67,6 +69,7 @@ async def _work(store: Store, owner: str, done: list[str], errors: list[str]) ->
                         break
                     raise
         done.append(lease.task_id)
+        progress.set()
 
 
 async def test_a_postgres_restart_and_a_kill_lose_and_duplicate_nothing(
@@ -82,7 +85,10 @@ async def test_a_postgres_restart_and_a_kill_lose_and_duplicate_nothing(
         ledger.add_spent("day", "*", 1.0)
         done: list[str] = []
         errors: list[str] = []
-        workers = [asyncio.create_task(_work(store, f"w{i}", done, errors)) for i in range(4)]
+        progress = asyncio.Event()
+        workers = [
+            asyncio.create_task(_work(store, f"w{i}", done, errors, progress)) for i in range(4)
+        ]
         recoveries: list[float] = []
         for fault in ("restart", "kill"):
             before = len(done)
@@ -93,8 +99,12 @@ async def test_a_postgres_restart_and_a_kill_lose_and_duplicate_nothing(
                 await asyncio.to_thread(pg_server.kill)
                 await asyncio.sleep(1.0)  # the database is down for a while
                 await asyncio.to_thread(pg_server.start)
-            while len(done) == before and not all(w.done() for w in workers):
-                await asyncio.sleep(0.05)
+            while True:
+                progress.clear()  # before looking: a finish after the look wakes the wait
+                if len(done) != before or all(w.done() for w in workers):
+                    break
+                async with asyncio.timeout(60):
+                    await progress.wait()
             recoveries.append(time.monotonic() - started)
             # The ledger's connection died with the server: it is reopened, not kept.
             assert ledger.add_spent("day", "*", 1.0) > 0
