@@ -29,7 +29,7 @@ class DatabaseURL:
 def redact(url: str) -> str:
     """``url`` without its password (for logs, errors and reports)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in ("postgresql", "postgres"):
+    if parts.scheme.lower() == "sqlite" or (parts.password is None and not parts.query):
         return url
     host = parts.hostname or ""
     netloc = f"{parts.username}@{host}" if parts.username else host
