@@ -57,6 +57,7 @@ The tree::
           └── StoreError               the durable store failed
                ├── StoreUnavailable    cannot reach the store
                ├── CorruptRecord       checksum or format check failed
+               ├── SchemaMissing       a read-only open found no (or an old) schema
                ├── IncompatibleFormat  written by a newer stalwart: left for a node that can
                ├── NonDeterminismError replay found different steps than recorded
                └── LeaseLost           this runner no longer owns the task
@@ -100,6 +101,7 @@ __all__ = [
     "RateLimited",
     "RemoteError",
     "RetriesExhausted",
+    "SchemaMissing",
     "SecretNotFound",
     "SecurityError",
     "Shutdown",
@@ -343,6 +345,13 @@ class StoreUnavailable(StoreError):
 
 class CorruptRecord(StoreError):
     """A stored record failed its checksum or format check; it has been quarantined."""
+
+
+class SchemaMissing(StoreError):
+    """A read-only command found no schema (or an older one) in the database it was given;
+    it never creates or migrates one. The message names the URL and how to create it."""
+
+    scope: Scope = "systemic"
 
 
 class NonDeterminismError(StoreError):

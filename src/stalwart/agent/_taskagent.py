@@ -174,8 +174,8 @@ class TaskAgent(Agent):
             prices=self.app.price_table(),
         )
         if isinstance(self.defn, LLMAgent):
-            # the tokenizer loads in ~0.5 s: here, off the loop, not in the first task
-            # (where it would stall heartbeats)
+            # The token counter loads its encoding once per process (0.5-3 s of CPU): off
+            # the loop, before the first task would load it on the loop and miss heartbeats.
             await asyncio.to_thread(default_counter)
         self.store: Store = store_from_url(args["store"], events=self.events)
         await self.store.open()

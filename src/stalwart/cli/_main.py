@@ -9,6 +9,7 @@ from stalwart.cli._chaos import add_chaos_commands, chaos_command
 from stalwart.cli._children import add_children_commands, children_command
 from stalwart.cli._models import add_model_commands, model_command
 from stalwart.cli._secrets import add_secret_commands, secret_command
+from stalwart.cli._store import add_store_commands, store_command
 from stalwart.cli._tasks import (
     add_task_commands,
     ensure_cwd_importable,
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     add_breaker_commands(sub)
     add_model_commands(sub)
     add_children_commands(sub)
+    add_store_commands(sub)
     args = parser.parse_args(argv)
     breaker_code = breaker_command(args)
     if breaker_code is not None:
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     children_code = children_command(args)
     if children_code is not None:
         return children_code
+    store_code = store_command(args)
+    if store_code is not None:
+        return store_code
 
     if args.command == "version":
         print(stalwart.__version__)

@@ -75,7 +75,8 @@ def _record(task: Any) -> dict[str, Any]:
 async def _task(args: argparse.Namespace) -> int:
     from stalwart.durable import open_store
 
-    store = await open_store(_store_url(args))
+    # Only submit writes: looking at tasks never creates or migrates a schema.
+    store = await open_store(_store_url(args), migrate=args.task_command == "submit")
     try:
         if args.task_command == "submit":
             try:

@@ -20,6 +20,7 @@ from stalwart.durable._integrity import FORMAT_VERSION, check_json
 from stalwart.durable._journal import Context
 from stalwart.durable._ledger import NOT_DELIVERED, effect_key
 from stalwart.durable._open import open_store, store_from_url
+from stalwart.durable._probe import WriteProbe
 from stalwart.durable._protocol import (
     EffectRecord,
     JournalEntry,
@@ -65,6 +66,7 @@ __all__ = [
     "TiktokenCounter",
     "TokenCounter",
     "Workflow",
+    "WriteProbe",
     "check_json",
     "count_messages",
     "default_counter",

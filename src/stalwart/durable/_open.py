@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
+from stalwart.db import parse_url
 from stalwart.durable._protocol import Store
-from stalwart.errors import ConfigError
 from stalwart.observe import EventBus
 
 __all__ = ["open_store", "store_from_url"]
-
-_FORMS = (
-    "sqlite:///relative/path.db, sqlite:////absolute/path.db, postgresql://user@host:port/dbname"
-)
 
 
 def store_from_url(
@@ -26,32 +21,26 @@ def store_from_url(
     events: EventBus | None = None,
     **options: Any,
 ) -> Store:
-    """A store for ``url``, not yet opened. Unknown schemes raise ConfigError."""
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigError(f"durable.store_url = {url!r} is not a store URL; expected {_FORMS}")
-    scheme = url.split("://", 1)[0].lower()
-    if scheme == "sqlite":
-        path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
-        if not path:
-            raise ConfigError(f"durable.store_url = {url!r} names no file; expected {_FORMS}")
+    """A store for ``url``, not yet opened. Unknown schemes raise ConfigError.
+
+    ``migrate=False`` (for commands that only read) never creates or migrates
+    the schema: opening a database without it raises SchemaMissing."""
+    parsed = parse_url(url)
+    if parsed.dialect == "sqlite":
         from stalwart.durable._sqlite import SQLiteStore
 
         return SQLiteStore(
-            urllib.parse.unquote(path),
+            parsed.target,
             durability=durability,
             clock=clock,
             timeout=timeout,
             events=events,
             **options,
         )
-    if scheme in ("postgresql", "postgres"):
-        from stalwart.durable._postgres import PostgresStore
+    from stalwart.durable._postgres import PostgresStore
 
-        return PostgresStore(
-            url, durability=durability, clock=clock, timeout=timeout, events=events, **options
-        )
-    raise ConfigError(
-        f"durable.store_url = {url!r} has an unsupported scheme {scheme!r}; expected {_FORMS}"
+    return PostgresStore(
+        parsed.target, durability=durability, clock=clock, timeout=timeout, events=events, **options
     )
 
 

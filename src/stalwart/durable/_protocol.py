@@ -177,6 +177,11 @@ class Store(Protocol):
 
     async def schema_version(self) -> int: ...
 
+    async def probe(self, timeout: float) -> None:
+        """A bounded real write, for readiness: raises StoreUnavailable unless the store
+        accepts a write within ``timeout`` seconds."""
+        ...
+
     async def create_task(
         self, agent: str, input: Any, *, task_id: str | None = None, seed: int | None = None
     ) -> TaskRecord:

@@ -1,31 +1,21 @@
-"""Schema and migrations for the SQL backends.
+"""The durable store's tables, as a database-kernel migrations component.
 
-The schema version lives in ``stalwart_meta``. ``MIGRATIONS[n]`` takes a store
-from version ``n`` to ``n + 1``; opening a store applies the missing ones in
-one transaction. A store written by a *newer* stalwart is refused (never
-"migrated down"), because old code could misread or quarantine records it does
-not understand.
+Step ``n`` of :data:`COMPONENT` takes the store's tables from version ``n`` to
+``n + 1``; opening a store applies the missing ones under the kernel's
+migration lock (see :mod:`stalwart.db._migrate`), and its version stays under
+the key ``schema_version`` of ``stalwart_meta``, where it always was. A store
+written by a *newer* stalwart is refused (never "migrated down").
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["SCHEMA_VERSION", "migrations"]
+from stalwart.db import Component, render
 
-SCHEMA_VERSION = 3
+__all__ = ["COMPONENT", "SCHEMA_VERSION", "migrations"]
 
 Dialect = Literal["sqlite", "postgres"]
-
-_TYPES = {
-    "sqlite": {"blob": "BLOB", "float": "REAL", "bigint": "INTEGER", "serial": "INTEGER"},
-    "postgres": {
-        "blob": "BYTEA",
-        "float": "DOUBLE PRECISION",
-        "bigint": "BIGINT",
-        "serial": "BIGSERIAL",
-    },
-}
 
 _V1 = [
     """CREATE TABLE IF NOT EXISTS stalwart_meta (
@@ -88,12 +78,15 @@ _V2 = [
 # during a rolling upgrade an old node leaves alone what a new node has touched.
 _V3 = ["ALTER TABLE stalwart_tasks ADD COLUMN needs_format {bigint} NOT NULL DEFAULT 1"]
 
-_MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+COMPONENT = Component(
+    "durable",
+    (tuple(_V1), tuple(_V2), tuple(_V3)),
+    meta_key="schema_version",
+    create_hint="start the node once (`stalwart run`) against this store to create it",
+)
+SCHEMA_VERSION = COMPONENT.version
 
 
 def migrations(dialect: Dialect) -> list[list[str]]:
     """The migration steps rendered for ``dialect``; index n goes from version n to n+1."""
-    fmt = dict(_TYPES[dialect])
-    fmt["without_rowid"] = " WITHOUT ROWID" if dialect == "sqlite" else ""
-    fmt["autoincrement"] = " AUTOINCREMENT" if dialect == "sqlite" else ""
-    return [[stmt.format(**fmt) for stmt in step] for step in _MIGRATIONS]
+    return render(COMPONENT, dialect)

@@ -1,4 +1,5 @@
-"""SQL shared by the SQLite and PostgreSQL backends (``?`` placeholders; PG swaps in ``%s``).
+"""SQL of the durable store, one spelling for both dialects (``?`` placeholders; the
+kernel swaps in ``%s`` on PostgreSQL and turns ``/*pg:TEXT*/`` into TEXT there).
 
 Writes on behalf of a task carry a *fence*: they apply only while the task is
 running under the lease token the writer holds. Writes are shaped so they never
@@ -9,12 +10,15 @@ other task's writes in the same group commit.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from stalwart.durable._base import TASK_COLUMNS
 from stalwart.durable._integrity import FORMAT_VERSION as _format_version
 
 __all__ = ["acquire_query", "list_query", "pg"]
+
+_PG_ONLY = re.compile(r"/\*pg:(.*?)\*/")
 
 # The fence locks the task row it reads (FOR SHARE on PostgreSQL; SQLite has one
 # writer at a time anyway). Without the lock, a write whose fence passed just before a
@@ -24,7 +28,7 @@ __all__ = ["acquire_query", "list_query", "pg"]
 # writer's transaction is ended by idle_in_transaction_session_timeout.
 FENCE = (
     "EXISTS (SELECT 1 FROM stalwart_tasks WHERE id = ? AND lease_owner = ? "
-    "AND lease_token = ? AND status = 'running' /*LOCK*/)"
+    "AND lease_token = ? AND status = 'running' /*pg:FOR SHARE*/)"
 )
 
 INSERT_TASK = (
@@ -58,11 +62,11 @@ _CLAIM = (
 )
 ACQUIRE_NEXT = (
     _CLAIM + "WHERE id = (SELECT id FROM stalwart_tasks WHERE " + _RUNNABLE + " "
-    "ORDER BY created_at, id LIMIT 1{lock}) RETURNING " + TASK_COLUMNS
+    "ORDER BY created_at, id LIMIT 1 /*pg:FOR UPDATE SKIP LOCKED*/) RETURNING " + TASK_COLUMNS
 )
 ACQUIRE_NEXT_FOR_AGENT = (
     _CLAIM + "WHERE id = (SELECT id FROM stalwart_tasks WHERE agent = ? AND " + _RUNNABLE + " "
-    "ORDER BY created_at, id LIMIT 1{lock}) RETURNING " + TASK_COLUMNS
+    "ORDER BY created_at, id LIMIT 1 /*pg:FOR UPDATE SKIP LOCKED*/) RETURNING " + TASK_COLUMNS
 )
 # The same claim, taken only while fewer than N of the agent's tasks hold a live lease:
 # a cluster-wide concurrency limit. On PostgreSQL the caller first takes a per-agent
@@ -71,7 +75,7 @@ ACQUIRE_NEXT_FOR_AGENT_LIMITED = (
     _CLAIM + "WHERE id = (SELECT id FROM stalwart_tasks WHERE agent = ? AND " + _RUNNABLE + " "
     "AND (SELECT count(*) FROM stalwart_tasks WHERE agent = ? AND status = 'running' "
     "AND lease_expires >= ?) < ? "
-    "ORDER BY created_at, id LIMIT 1{lock}) RETURNING " + TASK_COLUMNS
+    "ORDER BY created_at, id LIMIT 1 /*pg:FOR UPDATE SKIP LOCKED*/) RETURNING " + TASK_COLUMNS
 )
 AGENT_LOCK = "SELECT pg_advisory_xact_lock(hashtext(?))"
 ACQUIRE_ONE = _CLAIM + "WHERE id = ? AND " + _RUNNABLE + " RETURNING " + TASK_COLUMNS
@@ -143,27 +147,25 @@ DELETE_NODE = "DELETE FROM stalwart_nodes WHERE id = ?"
 
 
 def list_query(
-    queries: Any, status: str | None, limit: int, agent: str | None, newest_first: bool = False
+    status: str | None, limit: int, agent: str | None, newest_first: bool = False
 ) -> tuple[str, tuple[Any, ...]]:
-    """The listing statement (from ``queries``: this module, or its PostgreSQL spelling);
-    ``newest_first`` reverses the order (the same indexes serve it, scanned backwards)."""
+    """The listing statement; ``newest_first`` reverses the order (the same indexes
+    serve it, scanned backwards)."""
     args: tuple[Any, ...]
     if agent is not None and status is not None:
-        sql, args = queries.LIST_TASKS_BY_AGENT_STATUS, (agent, status, limit)
+        sql, args = LIST_TASKS_BY_AGENT_STATUS, (agent, status, limit)
     elif agent is not None:
-        sql, args = queries.LIST_TASKS_BY_AGENT, (agent, limit)
+        sql, args = LIST_TASKS_BY_AGENT, (agent, limit)
     elif status is not None:
-        sql, args = queries.LIST_TASKS_BY_STATUS, (status, limit)
+        sql, args = LIST_TASKS_BY_STATUS, (status, limit)
     else:
-        sql, args = queries.LIST_TASKS, (limit,)
+        sql, args = LIST_TASKS, (limit,)
     if newest_first:
         sql = sql.replace("ORDER BY created_at, id", "ORDER BY created_at DESC, id DESC")
     return sql, args
 
 
 def acquire_query(
-    queries: Any,
-    lock: str,
     owner: str,
     expires: float,
     now: float,
@@ -173,20 +175,20 @@ def acquire_query(
     agent: str | None,
     max_running: int | None,
 ) -> tuple[str, tuple[Any, ...]]:
-    """The claiming statement for :meth:`Store.acquire`'s arguments (``lock`` is the
-    row lock a "next task" pick takes: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+    """The claiming statement for :meth:`Store.acquire`'s arguments (a "next task" pick
+    takes its row with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
     if task_id is None and agent is not None and max_running is not None:
-        sql = queries.ACQUIRE_NEXT_FOR_AGENT_LIMITED.format(lock=lock)
+        sql = ACQUIRE_NEXT_FOR_AGENT_LIMITED
         return sql, (owner, expires, now, agent, now, agent, now, max_running)
     if task_id is None and agent is not None:
-        return queries.ACQUIRE_NEXT_FOR_AGENT.format(lock=lock), (owner, expires, now, agent, now)
+        return ACQUIRE_NEXT_FOR_AGENT, (owner, expires, now, agent, now)
     if task_id is None:
-        return queries.ACQUIRE_NEXT.format(lock=lock), (owner, expires, now, now)
+        return ACQUIRE_NEXT, (owner, expires, now, now)
     if force:
-        return queries.ACQUIRE_FORCE, (owner, expires, now, task_id)
-    return queries.ACQUIRE_ONE, (owner, expires, now, task_id, now)
+        return ACQUIRE_FORCE, (owner, expires, now, task_id)
+    return ACQUIRE_ONE, (owner, expires, now, task_id, now)
 
 
 def pg(sql: str) -> str:
     """The PostgreSQL spelling of a statement written with ``?`` placeholders."""
-    return sql.replace("?", "%s").replace("/*LOCK*/", "FOR SHARE")
+    return _PG_ONLY.sub(r"\1", sql).replace("?", "%s")

@@ -38,9 +38,10 @@ import math
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
+from stalwart.db import Program
 from stalwart.errors import BudgetExceeded, ConfigError
 from stalwart.guard._db import connect
 from stalwart.observe import EventBus, catalog
@@ -168,16 +169,7 @@ class SpendLedger:
         return tuple(out)
 
     def _used(self, scope: str, key: str, period: str, now: float) -> tuple[float, float]:
-        row = self._conn.execute(
-            "SELECT spent_usd FROM guard_spend WHERE scope=? AND key=? AND period=?",
-            (scope, key, period),
-        ).fetchone()
-        held = self._conn.execute(
-            "SELECT COALESCE(SUM(amount_usd), 0) FROM guard_reservations "
-            "WHERE scope=? AND key=? AND period=? AND created > ?",
-            (scope, key, period, now - self.stale_after),
-        ).fetchone()
-        return (float(row[0]) if row else 0.0), float(held[0])
+        return self._conn.run(_used, scope, key, period, now - self.stale_after)
 
     # -- the protocol ---------------------------------------------------------------------------
     def reserve_sync(
@@ -190,22 +182,14 @@ class SpendLedger:
         limits = self._limits(budget, agent, task_id)
         rid = uuid.uuid4().hex if self.holder is None else f"{self.holder}|{uuid.uuid4().hex}"
         now = self.clock.time()
-        refused: tuple[str, str, float, float] | None = None
-        with self._lock, self._conn.exclusive():
-            for scope, key, period, limit in limits:
-                spent, held = self._used(scope, key, period, now)
-                if spent + held + amount_usd > limit + 1e-12:
-                    if not final and spent + amount_usd <= limit + 1e-12:
-                        return None  # only in-flight reservations stand in the way: wait
-                    refused = (scope, key, limit, spent + held)
-                    break
-            if refused is None:
-                self._conn.executemany(
-                    "INSERT INTO guard_reservations VALUES (?, ?, ?, ?, ?, ?)",
-                    [(f"{rid}:{s}", s, k, p, amount_usd, now) for s, k, p, _ in limits],
-                )
+        rows = [(f"{rid}:{s}", s, k, p, amount_usd, now) for s, k, p, _ in limits]
+        refused = self._conn.run(
+            _reserve, limits, rows, amount_usd, now - self.stale_after, final, exclusive=True
+        )
+        if refused == "wait":
+            return None  # only in-flight reservations stand in the way: wait
         if refused is not None:
-            scope, key, limit, used = refused
+            scope, limit, used = refused
             self._refused_at[scope] = self.clock.monotonic()
             self._show(scope, 1.0)
             if self.events is not None:
@@ -226,13 +210,15 @@ class SpendLedger:
     def settle_sync(self, reservation: Reservation, actual_usd: float, tokens: int = 0) -> None:
         """Replace the reservation by what the call cost (0 if it failed before billing)."""
         now = self.clock.time()
-        ratios: list[tuple[str, str, str, float]] = []
-        with self._lock, self._conn.exclusive():
-            self._end_reservations(f"{reservation.id}:")
-            for scope, key, period, limit in reservation.limits:
-                self._add_spend(scope, key, period, actual_usd, tokens)
-                spent, _ = self._used(scope, key, period, now)
-                ratios.append((scope, key, period, spent / limit if limit > 0 else 1.0))
+        ratios = self._conn.run(
+            _settle,
+            f"{reservation.id}:",
+            reservation.limits,
+            actual_usd,
+            tokens,
+            now - self.stale_after,
+            exclusive=True,
+        )
         self._report(ratios, reservation)
 
     def _report(self, ratios: list[tuple[str, str, str, float]], res: Reservation) -> None:
@@ -248,22 +234,6 @@ class SpendLedger:
                         key=key if scope != "task" else key[:64], ratio=round(ratio, 4),
                     )  # fmt: skip
 
-    def _add_spend(self, scope: str, key: str, period: str, usd: float, tokens: int) -> None:
-        self._conn.execute(
-            "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, key, period) DO UPDATE SET "
-            "spent_usd = guard_spend.spent_usd + excluded.spent_usd, "
-            "tokens = guard_spend.tokens + excluded.tokens",
-            (scope, key, period, usd, tokens),
-        )
-
-    def _end_reservations(self, id_prefix: str) -> None:
-        # substr, not LIKE: a holder (a node id) may contain LIKE's wildcards '_' and '%'
-        self._conn.execute(
-            "DELETE FROM guard_reservations WHERE substr(id, 1, ?) = ?",
-            (len(id_prefix), id_prefix),
-        )
-
     def charge_holder(self, holder: str) -> tuple[int, float]:
         """Charge every call ``holder`` left in flight its worst case; end its reservations.
 
@@ -275,15 +245,7 @@ class SpendLedger:
         """
         prefix = f"{holder}|"
         now = self.clock.time()
-        with self._lock, self._conn.exclusive():
-            rows = self._conn.execute(
-                "SELECT id, scope, key, period, amount_usd FROM guard_reservations "
-                "WHERE substr(id, 1, ?) = ? AND created > ?",
-                (len(prefix), prefix, now - self.stale_after),
-            ).fetchall()
-            for _id, scope, key, period, amount in rows:
-                self._add_spend(str(scope), str(key), str(period), float(amount), 0)
-            self._end_reservations(prefix)
+        rows = self._conn.run(_charge, prefix, now - self.stale_after, exclusive=True)
         calls = {str(r[0]).rsplit(":", 1)[0]: float(r[4]) for r in rows}
         return len(calls), sum(calls.values())
 
@@ -319,33 +281,20 @@ class SpendLedger:
         if not math.isfinite(amount_usd):
             raise ConfigError(f"spend must be a finite amount, got {amount_usd!r}")
         day = ("" if scope == "task" else self.period()) if period is None else period
-        with self._lock, self._conn.exclusive():
-            row = self._conn.execute(
-                "SELECT spent_usd FROM guard_spend WHERE scope=? AND key=? AND period=?",
-                (scope, key, day),
-            ).fetchone()
-            total = max(0.0, (float(row[0]) if row else 0.0) + amount_usd)
-            self._conn.execute(
-                "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) "
-                "VALUES (?, ?, ?, ?, 0) ON CONFLICT (scope, key, period) DO UPDATE SET "
-                "spent_usd = excluded.spent_usd",
-                (scope, key, day, total),
-            )
+        total: float = self._conn.run(_set_spent, scope, key, day, amount_usd, exclusive=True)
         return total
 
     def reserved(self, scope: str, key: str, period: str | None = None) -> float:
         """What in-flight calls hold of one counter: reservations younger than
         ``stale_after`` (a killed process's, until its holder is charged)."""
         day = ("" if scope == "task" else self.period()) if period is None else period
-        with self._lock:
-            _, held = self._used(scope, key, day, self.clock.time())
+        _, held = self._used(scope, key, day, self.clock.time())
         return held
 
     def spent(self, scope: str, key: str, period: str | None = None) -> float:
         """Settled spend of one counter (``period`` defaults to today, or ``""`` for tasks)."""
         day = ("" if scope == "task" else self.period()) if period is None else period
-        with self._lock:
-            spent, _ = self._used(scope, key, day, self.clock.time())
+        spent, _ = self._used(scope, key, day, self.clock.time())
         return spent
 
     # -- async wrappers ----------------------------------------------------------------------------
@@ -370,3 +319,83 @@ class SpendLedger:
     async def settle(self, reservation: Reservation, actual_usd: float, tokens: int = 0) -> None:
         """:meth:`settle_sync` off the event loop."""
         await asyncio.to_thread(self.settle_sync, reservation, actual_usd, tokens)
+
+
+# -- the ledger's operations, written once for both dialects (kernel programs) ---------------------
+_SPENT = "SELECT spent_usd FROM guard_spend WHERE scope=? AND key=? AND period=?"
+_HELD = (
+    "SELECT COALESCE(SUM(amount_usd), 0) FROM guard_reservations "
+    "WHERE scope=? AND key=? AND period=? AND created > ?"
+)
+_ADD_SPEND = (
+    "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, key, period) DO UPDATE SET "
+    "spent_usd = guard_spend.spent_usd + excluded.spent_usd, "
+    "tokens = guard_spend.tokens + excluded.tokens"
+)
+_SET_SPEND = (
+    "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) "
+    "VALUES (?, ?, ?, ?, 0) ON CONFLICT (scope, key, period) DO UPDATE SET "
+    "spent_usd = excluded.spent_usd"
+)
+_RESERVE = "INSERT INTO guard_reservations VALUES (?, ?, ?, ?, ?, ?)"
+# substr, not LIKE: a holder (a node id) may contain LIKE's wildcards '_' and '%'
+_END = "DELETE FROM guard_reservations WHERE substr(id, 1, ?) = ?"
+_HELD_BY = (
+    "SELECT id, scope, key, period, amount_usd FROM guard_reservations "
+    "WHERE substr(id, 1, ?) = ? AND created > ?"
+)
+Limits = tuple[tuple[str, str, str, float], ...]
+
+
+def _used(scope: str, key: str, period: str, since: float) -> Program[tuple[float, float]]:
+    """One counter's settled spend and what live reservations (after ``since``) hold."""
+    row = (yield (_SPENT, (scope, key, period))).one()
+    held = (yield (_HELD, (scope, key, period, since))).one()
+    return (float(row[0]) if row else 0.0), (float(held[0]) if held else 0.0)
+
+
+def _reserve(
+    limits: Limits, rows: list[tuple[Any, ...]], amount: float, since: float, final: bool
+) -> Program[tuple[str, float, float] | Literal["wait"] | None]:
+    """Check every limit and reserve against all, or none: None when reserved, the
+    refused ``(scope, limit, used)``, or "wait" (only reservations of other calls
+    stand in the way, and ``final`` is off)."""
+    for scope, key, period, limit in limits:
+        spent, held = yield from _used(scope, key, period, since)
+        if spent + held + amount > limit + 1e-12:
+            if not final and spent + amount <= limit + 1e-12:
+                return "wait"
+            return (scope, limit, spent + held)
+    for row in rows:
+        yield (_RESERVE, row)
+    return None
+
+
+def _settle(
+    prefix: str, limits: Limits, usd: float, tokens: int, since: float
+) -> Program[list[tuple[str, str, str, float]]]:
+    """Replace a reservation by the actual cost; the counters' new ratios."""
+    yield (_END, (len(prefix), prefix))
+    ratios = []
+    for scope, key, period, limit in limits:
+        yield (_ADD_SPEND, (scope, key, period, usd, tokens))
+        spent, _ = yield from _used(scope, key, period, since)
+        ratios.append((scope, key, period, spent / limit if limit > 0 else 1.0))
+    return ratios
+
+
+def _charge(prefix: str, since: float) -> Program[list[tuple[Any, ...]]]:
+    """Charge a dead holder's live reservations as spent; end all of its reservations."""
+    rows = (yield (_HELD_BY, (len(prefix), prefix, since))).rows
+    for _id, scope, key, period, amount in rows:
+        yield (_ADD_SPEND, (str(scope), str(key), str(period), float(amount), 0))
+    yield (_END, (len(prefix), prefix))
+    return rows
+
+
+def _set_spent(scope: str, key: str, period: str, amount: float) -> Program[float]:
+    row = (yield (_SPENT, (scope, key, period))).one()
+    total = max(0.0, (float(row[0]) if row else 0.0) + amount)
+    yield (_SET_SPEND, (scope, key, period, total))
+    return total

@@ -1,33 +1,36 @@
 """Where the guard keeps state that must survive restarts: the app's store database.
 
 The spend ledger and the approval queue are small tables (``guard_*``) in the
-same database as the durable store — the SQLite file (``sqlite:///path.db``)
-or the PostgreSQL database (``postgresql://…``) — written through their own
-connection. Keeping them beside the store's schema rather than in it keeps
-the guard below the durable layer (it imports no store code); both live and
-die with the store's database, and every node of a cluster sharing one
-PostgreSQL store shares one ledger.
+same database as the durable store -- the SQLite file (``sqlite:///path.db``)
+or the PostgreSQL database (``postgresql://...``). They are the ``guard``
+component of the database kernel (:mod:`stalwart.db`): their own numbered
+migrations, run under the kernel's migration lock, and every operation written
+once as a kernel program. The guard imports no store code; on SQLite its
+writes join the group commit of the writer thread that the durable store
+already runs on the file in this process (no second connection to the file),
+and on PostgreSQL its one connection is reopened after a server restart, an
+operation that did not commit being retried within its deadline.
 
 Reservations must check and take budget atomically across processes and
-nodes: :meth:`GuardDB.exclusive` opens a transaction that serializes them —
-``BEGIN IMMEDIATE`` on SQLite (the file's write lock), a transaction-scoped
-advisory lock on PostgreSQL.
+nodes: :meth:`GuardDB.run` with ``exclusive=True`` runs its program in a
+transaction that serializes them -- the SQLite file's write lock, a
+transaction-scoped advisory lock on PostgreSQL.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+from stalwart.db import BlockingDatabase, Component, Program, Result, blocking
 from stalwart.errors import ConfigError
 
-__all__ = ["GuardDB", "connect", "sqlite_path"]
+__all__ = ["COMPONENT", "GuardDB", "Rows", "connect", "sqlite_path"]
 
-_SCHEMA = (
+T = TypeVar("T")
+
+_V1 = (
     """CREATE TABLE IF NOT EXISTS guard_spend (
         scope TEXT NOT NULL, key TEXT NOT NULL, period TEXT NOT NULL,
         spent_usd DOUBLE PRECISION NOT NULL DEFAULT 0, tokens BIGINT NOT NULL DEFAULT 0,
@@ -42,8 +45,14 @@ _SCHEMA = (
         arguments TEXT NOT NULL, reason TEXT NOT NULL, status TEXT NOT NULL,
         created DOUBLE PRECISION NOT NULL, decided DOUBLE PRECISION, decided_by TEXT)""",
 )
+COMPONENT = Component(
+    "guard",
+    (_V1,),
+    create_hint="start the node once (`stalwart run`) against this database",
+)
+"""The guard's tables (``IF NOT EXISTS``: databases from before the kernel adopt them)."""
+
 _ADVISORY_KEY = 0x5354_4C57_4755_4152 & 0x7FFF_FFFF_FFFF_FFFF  # "STLWGUAR", a bigint
-_lock = threading.Lock()
 
 
 def sqlite_path(url: str) -> str:
@@ -55,60 +64,60 @@ def sqlite_path(url: str) -> str:
     return url
 
 
+class Rows:
+    """What :meth:`GuardDB.execute` returns: ``fetchone``, ``fetchall``, ``rowcount``."""
+
+    def __init__(self, result: Result) -> None:
+        self._rows = result.rows
+        self.rowcount = result.rowcount
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return list(self._rows)
+
+
+def _one(sql: str, params: Sequence[Any]) -> Program[Result]:
+    return (yield (sql, params))
+
+
 class GuardDB:
-    """One connection to the guard tables, SQLite or PostgreSQL, with ``?`` parameters."""
+    """The guard tables in one database, through the database kernel (``?`` parameters).
+
+    Connects, and creates or migrates the tables, on first use."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.postgres = url.startswith(("postgresql://", "postgres://"))
-        if self.postgres:
-            import psycopg
+        full = url if "://" in url else f"sqlite:///{sqlite_path(url)}"
+        if full.startswith("sqlite://") and not full.startswith("sqlite:///"):
+            raise ConfigError(f"unsupported guard database URL {url!r}")
+        self._db: BlockingDatabase = blocking(full, setting="the guard's database URL")
+        self.postgres = self._db.dialect == "postgres"
+        self._migrated = False
+        self._lock = threading.Lock()
 
-            try:
-                self._conn: Any = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            except psycopg.OperationalError as exc:
-                raise ConfigError(f"cannot reach the guard tables' database: {exc}") from None
-        else:
-            path = sqlite_path(url)
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(
-                path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute("PRAGMA busy_timeout = 30000")
-        with _lock:
-            for statement in _SCHEMA:
-                self._conn.execute(statement)
+    def _ready(self) -> BlockingDatabase:
+        if not self._migrated:
+            with self._lock:
+                if not self._migrated:
+                    self._db.migrate(COMPONENT)
+                    self._migrated = True
+        return self._db
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Run one statement; returns its cursor (``fetchone``, ``fetchall``, ``rowcount``)."""
-        if self.postgres:
-            sql = sql.replace("?", "%s")
-        return self._conn.execute(sql, tuple(params))
+    def run(self, fn: Callable[..., Program[T]], *args: Any, exclusive: bool = False) -> T:
+        """Run a program in one transaction; ``exclusive`` serializes it with every other
+        exclusive one of the guard, across processes and nodes."""
+        return self._ready().run(fn, *args, lock=_ADVISORY_KEY if exclusive else None)
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        for row in rows:
-            self.execute(sql, row)
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """A transaction that no other writer of the guard tables runs beside."""
-        if self.postgres:
-            self._conn.execute("BEGIN")
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_KEY,))
-        else:
-            self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        """Run one statement in its own transaction."""
+        return Rows(self.run(_one, sql, tuple(params)))
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
 
 def connect(url: str) -> GuardDB:
-    """The guard tables in the database of ``url`` (created if needed)."""
+    """The guard tables in the database of ``url`` (created on first use)."""
     return GuardDB(url)

@@ -12,7 +12,7 @@ from typing import Any
 
 from stalwart.agent import App, TaskAgent, load_app
 from stalwart.config import RuntimeSettings
-from stalwart.durable import Store, TaskRecord, store_from_url
+from stalwart.durable import Store, TaskRecord, WriteProbe, store_from_url
 from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded, StoreError
 from stalwart.guard import RedactingEventBus, install_redactor, validate_input
 from stalwart.llm import ChainHealth, Provider
@@ -183,14 +183,8 @@ class AppService:
         node.cluster_view = self._cluster_view
         store = self.store
 
-        async def store_check() -> bool | str:
-            try:
-                await store.schema_version()
-            except Exception as exc:
-                return f"the store is unreachable: {exc}"
-            return True
-
-        node.readiness.add("store", store_check)
+        # Ready only while the store accepts writes; answers within 1 s (see WriteProbe).
+        node.readiness.add("store", WriteProbe(store.probe))
         sim_url = self.sim_url or (f"http://127.0.0.1:{self.sim_port}" if self.sim_port else None)
         for chain, models in self.app.models.items():
             health = _chain_health(self.app, chain, list(models), sim_url)

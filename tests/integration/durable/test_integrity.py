@@ -18,7 +18,7 @@ import pytest
 
 from stalwart.durable import Context, Runner, SQLiteStore, Store
 from stalwart.durable._metrics import CORRUPT_RECORDS
-from stalwart.errors import StalwartError
+from stalwart.errors import CorruptRecord, StalwartError
 from stalwart.testing import FakeClock
 
 from ._damage import damage_task_input, delete_record, read_record, write_record
@@ -222,11 +222,18 @@ def test_damaged_sqlite_file_never_crashes_or_lies(tmp_path: pathlib.Path) -> No
                 data[pos] ^= 1 << rng.randrange(8)
         path.write_bytes(bytes(data))
 
+        damaged = path.read_bytes()
+
         async def resume(path: pathlib.Path = path, trial: int = trial) -> str:
             store = SQLiteStore(path, clock=clock)
-            await store.open()  # must always open: a damaged file is moved aside
             try:
-                kind = "quarantined-file" if store.quarantined_file else "opened"
+                await store.open()
+            except CorruptRecord as exc:
+                # Refused, never replaced: the message names the file and the way out.
+                assert str(path) in str(exc) and "stalwart store recover" in str(exc)
+                return "refused"
+            try:
+                kind = "opened"
                 for n in range(3):
                     try:
                         r = await Runner(store, clock=clock).run(f"half-{n}", chain(), force=True)
@@ -243,26 +250,27 @@ def test_damaged_sqlite_file_never_crashes_or_lies(tmp_path: pathlib.Path) -> No
 
         kind = asyncio.run(resume())
         outcomes[kind] = outcomes.get(kind, 0) + 1
-        if kind.startswith("quarantined-file"):
-            moved = list(path.parent.glob("store.db.corrupt-*"))
-            assert moved, "the damaged file was deleted instead of moved aside"
+        if kind == "refused":
+            assert path.read_bytes() == damaged, "a refused file was changed"
+            assert not list(path.parent.glob("store.db.corrupt-*"))
     print("file-damage outcomes:", outcomes)
     assert sum(outcomes.values()) == 40, outcomes
 
 
-async def test_unreadable_file_is_moved_aside_with_a_message(tmp_path: pathlib.Path) -> None:
+async def test_unreadable_file_refuses_to_open_with_the_recovery_command(
+    tmp_path: pathlib.Path,
+) -> None:
     path = tmp_path / "store.db"
-    path.write_bytes(b"this is not a database at all" * 200)
-    store = SQLiteStore(path)
-    await store.open()
-    try:
-        assert store.quarantined_file is not None and store.quarantined_file.exists()
-        assert store.quarantined_file.read_bytes().startswith(b"this is not a database")
-        assert await store.schema_version() >= 1
-        events = store.events.recent("durable.store_file_quarantined")
-        assert events and events[0]["moved_to"] == str(store.quarantined_file)
-    finally:
-        await store.close()
+    content = b"this is not a database at all" * 200
+    path.write_bytes(content)
+    with pytest.raises(CorruptRecord) as info:
+        await SQLiteStore(path).open()
+    message = str(info.value)
+    assert str(path) in message
+    assert "stalwart store check" in message and "stalwart store recover" in message
+    # Never moved aside, never replaced by an empty store: the ledger is still there.
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]
 
 
 async def test_unopenable_path_is_unavailable_not_quarantined(tmp_path: pathlib.Path) -> None:

@@ -45,7 +45,10 @@ async def store_and_marker(request, tmp_path):
         await store.open()
 
         def mark(task_id: str) -> None:
-            store._tasks[task_id].needs_format = FORMAT_VERSION + 1
+            store.raw_sql(
+                "UPDATE stalwart_tasks SET needs_format = ? WHERE id = ?",
+                (FORMAT_VERSION + 1, task_id),
+            )
 
     yield store, mark
     await store.close()

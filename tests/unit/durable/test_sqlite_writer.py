@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from stalwart.db import map_sqlite_error
 from stalwart.durable._schema import SCHEMA_VERSION, migrations
-from stalwart.durable._sqlite_writer import map_sqlite_error
 from stalwart.errors import CorruptRecord, StoreError, StoreUnavailable
 
 

@@ -1,0 +1,91 @@
+"""The database kernel's one interface; the dialects implement only connections.
+
+A :class:`Database` runs *programs* (see :mod:`stalwart.db._program`):
+
+- :meth:`Database.write` queues one into the next group commit: the programs
+  of every concurrent caller run in one transaction and share one commit; the
+  call returns once the commit is durable.
+- :meth:`Database.read` runs one without a commit of its own.
+- :meth:`Database.migrate` brings a :class:`Component` to its latest version
+  under the migration lock; :meth:`Database.require` checks it read-only.
+
+Every call has a deadline (``timeout``, default the ``store`` timeout, 10 s):
+transient failures (a connection lost with a server restart, a lock wait) are
+retried with backoff within it, then raise :class:`StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import abc
+import random
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+from stalwart.db._migrate import Component
+from stalwart.db._program import Program
+
+__all__ = ["Database", "backoff"]
+
+T = TypeVar("T")
+
+
+def backoff(attempt: int, *, base: float = 0.02, cap: float = 1.0) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+class Database(abc.ABC):
+    """One database (one URL) as this process uses it: connections, commits, migrations."""
+
+    dialect: Literal["sqlite", "postgres"]
+    url: str
+    """Where it lives, without credentials."""
+    timeout: float
+    """The default deadline of every operation, in seconds."""
+    readonly: bool
+    durability: str
+    """"full", "normal" or "off" (see the dialect)."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect (and on SQLite run the integrity check). Idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Commit what is queued, then release connections and threads."""
+
+    @abc.abstractmethod
+    async def write(
+        self, fn: Callable[..., Program[T]], *args: Any, timeout: float | None = None
+    ) -> T:
+        """Run ``fn(*args)`` in the next group commit; returns its value once committed."""
+
+    @abc.abstractmethod
+    async def read(
+        self, fn: Callable[..., Program[T]], *args: Any, timeout: float | None = None
+    ) -> T:
+        """Run ``fn(*args)`` for its rows."""
+
+    @abc.abstractmethod
+    async def migrate(self, component: Component) -> int:
+        """Bring ``component`` to its latest version (refused on a read-only database);
+        returns the version it was at."""
+
+    @abc.abstractmethod
+    async def require(self, component: Component) -> int:
+        """Check that ``component`` is at its latest version; never changes anything.
+        Raises SchemaMissing (naming the URL and how to create it) otherwise."""
+
+    async def probe(self, timeout: float) -> None:
+        """A bounded real write (one meta row), for readiness: raises StoreUnavailable
+        when the database does not accept writes within ``timeout``."""
+        await self.write(_probe_program, timeout=timeout)
+
+
+def _probe_program() -> Program[None]:
+    yield (
+        "INSERT INTO stalwart_meta (key, value) VALUES ('write_probe', '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = "
+        "CAST(CAST(stalwart_meta.value AS INTEGER) % 1000000 + 1 AS TEXT)",
+        (),
+    )

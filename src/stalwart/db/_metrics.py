@@ -1,0 +1,37 @@
+"""The database kernel's metrics, registered on :data:`stalwart.observe.REGISTRY`.
+
+The commit metrics keep the ``stalwart_durable_`` names they had before the
+kernel existed (dashboards and alert rules use them)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from stalwart.observe import REGISTRY
+
+__all__ = ["COMMIT_BATCH", "COMMIT_SECONDS", "RETRIES", "WRITER_RESTARTS"]
+
+COMMIT_BATCH = Histogram(
+    "stalwart_durable_commit_batch_size",
+    "Operations per group commit.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+    registry=REGISTRY,
+)
+COMMIT_SECONDS = Histogram(
+    "stalwart_durable_commit_seconds",
+    "Duration of one group commit (execute + commit).",
+    buckets=(0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0),
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "stalwart_db_retries_total",
+    "Database operations retried after a transient failure (lost connection, lock wait), "
+    "by dialect.",
+    ["dialect"],
+    registry=REGISTRY,
+)
+WRITER_RESTARTS = Counter(
+    "stalwart_db_writer_restarts_total",
+    "SQLite writer threads started again after theirs died.",
+    registry=REGISTRY,
+)

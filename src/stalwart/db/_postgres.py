@@ -1,0 +1,389 @@
+"""The PostgreSQL dialect: psycopg 3, a connection pool, group commit, reconnects.
+
+Writes from every caller of this process go to one queue; ``flushers``
+coroutines (default 2) each take everything queued, run it in one transaction
+on a pooled connection and commit once -- so concurrent callers share commits,
+and while one batch commits the next one fills. Reads use the pool directly.
+
+Reconnects: a connection that the server dropped (restart, failover, a killed
+backend) fails the statement it was running; the transaction was therefore not
+committed, so the operation is retried -- on another connection, with backoff,
+within its deadline -- and the pool discards the broken connection and checks
+the others. Only a failure *during* COMMIT leaves the outcome unknown; that one
+is raised (StoreUnavailable), never retried blindly.
+
+Durability: "full" keeps ``synchronous_commit = on``; "normal" and "off" set
+it off for these sessions (a server crash may lose the last commits; never
+corrupts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from stalwart.config import Timeouts
+from stalwart.db import _metrics
+from stalwart.db._base import Database, backoff
+from stalwart.db._migrate import MIGRATION_LOCK, Component, migrate_program, require_program
+from stalwart.db._program import Program, Result, pg_sql
+from stalwart.db._sqlite import DURABILITY_LEVELS
+from stalwart.db._url import redact
+from stalwart.errors import ConfigError, CorruptRecord, StoreError, StoreUnavailable
+from stalwart.observe import get_logger
+
+__all__ = ["PostgresDatabase", "drive_async", "map_pg_error"]
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[Any]
+_log = get_logger("stalwart.db.postgres")
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+_CONNECTION_WAIT = 2.0
+"""Longest wait for a pooled connection before the operation retries (within its deadline)."""
+_Item = tuple[Callable[..., Program[Any]], Sequence[Any], asyncio.Future[Any]]
+
+
+class _Retry(Exception):
+    """Internal: the operation did not commit and may run again (carries the cause)."""
+
+    def __init__(self, cause: StoreError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def map_pg_error(exc: BaseException, where: str) -> StoreError:
+    """Translate a psycopg error into the stalwart taxonomy, naming the database."""
+    if isinstance(exc, psycopg.errors.DataCorrupted | psycopg.errors.IndexCorrupted):
+        return CorruptRecord(f"PostgreSQL store {where} is damaged: {exc}")
+    if isinstance(exc, _TRANSIENT):
+        return StoreUnavailable(f"PostgreSQL store {where}: {exc}")
+    return StoreError(f"PostgreSQL store {where}: {type(exc).__name__}: {exc}")
+
+
+async def drive_async(conn: Conn, fn: Callable[..., Program[T]], args: Sequence[Any]) -> T:
+    """Run a program to its end on a psycopg connection (inside its transaction)."""
+    program = fn(*args)
+    try:
+        sql, params = next(program)
+        while True:
+            if params:
+                cur = await conn.execute(pg_sql(sql, True), tuple(params))
+            else:
+                cur = await conn.execute(pg_sql(sql, False))
+            rows = await cur.fetchall() if cur.description is not None else []
+            sql, params = program.send(Result(rows, cur.rowcount))
+    except StopIteration as stop:
+        value: T = stop.value
+        return value
+    finally:
+        program.close()
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database through a pool of ``pool_size`` connections.
+
+    ``url`` is a libpq URL; the password never appears in logs or errors.
+    """
+
+    dialect = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        durability: str = "full",
+        timeout: float | None = None,
+        pool_size: int = 8,
+        flushers: int = 2,
+        max_batch: int = 512,
+        idle_in_transaction_timeout: float = 2.0,
+        readonly: bool = False,
+    ) -> None:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                f"PostgresStore url must start with postgresql://, got {redact(url)!r}"
+            )
+        if not 2 <= pool_size <= 200 or not 1 <= flushers < pool_size:
+            raise ConfigError(
+                f"PostgresStore pool_size = {pool_size} must be in 2..200 and flushers = "
+                f"{flushers} in 1..pool_size-1 (reads need a free connection)"
+            )
+        if durability not in DURABILITY_LEVELS:
+            raise ConfigError(
+                f"durable.durability = {durability!r}; choose one of {', '.join(DURABILITY_LEVELS)}"
+            )
+        if not isinstance(max_batch, int) or not 1 <= max_batch <= 10_000:
+            raise ConfigError(f"max_batch = {max_batch!r} must be an int in 1..10000")
+        if not 0.1 <= idle_in_transaction_timeout <= 600:
+            raise ConfigError(
+                f"idle_in_transaction_timeout = {idle_in_transaction_timeout!r} must be in "
+                "0.1..600 s (keep it below the lease: a silent writer blocks takeovers)"
+            )
+        self.url_with_credentials = url
+        self.url = redact(url)
+        self.durability = durability
+        self.timeout = Timeouts(store=timeout).store if timeout is not None else Timeouts().store
+        self.readonly = readonly
+        self._pool_size = pool_size
+        self._flushers_n = flushers
+        self._max_batch = max_batch
+        self._idle_tx_timeout = idle_in_transaction_timeout
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._queue: list[_Item] = []
+        self._wake: asyncio.Event | None = None
+        self._flushers: list[asyncio.Task[None]] = []
+        self._closing = False
+        self._checking: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def _configure(self, conn: Conn) -> None:
+        sync = "on" if self.durability == "full" else "off"
+        await conn.execute(f"SET synchronous_commit = {sync}")
+        await conn.execute(f"SET statement_timeout = {int(self.timeout * 1000)}")
+        # A client that goes silent inside a transaction (partitioned, paused) would hold
+        # its fence's row lock and block the takeover of its tasks: end such sessions.
+        await conn.execute(
+            f"SET idle_in_transaction_session_timeout = {int(self._idle_tx_timeout * 1000)}"
+        )
+        if self.readonly:
+            await conn.execute("SET default_transaction_read_only = on")
+        await conn.commit()
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self.url_with_credentials,
+            min_size=1,
+            max_size=self._pool_size,
+            open=False,
+            timeout=self.timeout,
+            configure=self._configure,
+            reconnect_timeout=0,  # keep trying to reconnect for as long as we live
+            kwargs={"connect_timeout": max(1, int(self.timeout))},
+        )
+        try:
+            await pool.open(wait=True, timeout=self.timeout)
+        except Exception as exc:
+            await pool.close()
+            raise StoreUnavailable(f"PostgreSQL store {self.url} is unreachable: {exc}") from exc
+        self._pool = pool
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._flushers = [
+            asyncio.create_task(self._flusher(), name=f"stalwart-pg-flusher-{i}")
+            for i in range(self._flushers_n)
+        ]
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._flushers:
+            _done, pending = await asyncio.wait(self._flushers, timeout=self.timeout)
+            for task in pending:
+                task.cancel()
+        self._flushers = []
+        for _, _, fut in self._queue:
+            if not fut.done():
+                fut.set_exception(StoreError(f"PostgreSQL store {self.url} is closed"))
+        self._queue.clear()
+        if self._checking is not None:
+            self._checking.cancel()
+            self._checking = None
+        await pool.close(timeout=self.timeout)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, timeout: float) -> AsyncIterator[Conn]:
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"PostgreSQL store {self.url} is not open; call `await store.open()`")
+        # A short wait, then a retry: after a server restart the pool opens connections
+        # again only when asked, so a long wait here would outlast the outage itself.
+        wait = max(0.01, min(timeout, _CONNECTION_WAIT))
+        async with pool.connection(timeout=wait) as conn:
+            yield conn
+
+    def _check_pool(self) -> None:
+        """After a lost connection: drop every broken idle connection now, not one by one."""
+        pool = self._pool
+        if pool is None or (self._checking is not None and not self._checking.done()):
+            return
+
+        async def check() -> None:
+            with contextlib.suppress(Exception):
+                await pool.check()
+
+        # Owned: kept in self._checking, cancelled by close().
+        self._checking = asyncio.get_running_loop().create_task(check())
+
+    async def _retrying(self, attempt: Callable[[float], Any], timeout: float | None) -> Any:
+        """Run ``attempt(remaining)`` until it succeeds, raises a final error, or the
+        deadline passes; ``_Retry`` means "did not commit, may run again"."""
+        loop = asyncio.get_running_loop()
+        limit = self.timeout if timeout is None else timeout
+        deadline = loop.time() + limit
+        tries = 0
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                async with asyncio.timeout(max(0.0, remaining)):
+                    return await attempt(remaining)
+            except _Retry as exc:
+                tries += 1
+                delay = backoff(tries)
+                if loop.time() + delay >= deadline:
+                    raise StoreUnavailable(
+                        f"{exc.cause} (gave up after {tries} attempts in {limit:g} s)"
+                    ) from None
+                _metrics.RETRIES.labels(dialect="postgres").inc()
+                await asyncio.sleep(delay)
+            except TimeoutError:
+                raise StoreUnavailable(
+                    f"PostgreSQL store {self.url} did not answer within {limit:g} s"
+                ) from None
+
+    # -- group commit ---------------------------------------------------------------------
+    async def write(
+        self, fn: Callable[..., Program[T]], *args: Any, timeout: float | None = None
+    ) -> T:
+        if self._pool is None or self._wake is None:
+            raise StoreError(f"PostgreSQL store {self.url} is not open; call `await store.open()`")
+        wake = self._wake
+
+        async def attempt(_remaining: float) -> Any:
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._queue.append((fn, args, fut))
+            wake.set()
+            return await fut
+
+        value: T = await self._retrying(attempt, timeout)
+        return value
+
+    async def _flusher(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            if self._queue:
+                self._wake.set()  # let another flusher start on the rest
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        started = time.perf_counter()
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        committing = False
+        try:
+            async with self._connection(self.timeout) as conn:
+                try:
+                    for fn, args, fut in batch:
+                        try:
+                            results.append((fut, True, await drive_async(conn, fn, args)))
+                        except psycopg.Error:
+                            raise
+                        except Exception as exc:
+                            # Our own checks (LeaseLost...), raised after statements
+                            # that changed nothing: the transaction stays valid.
+                            results.append((fut, False, exc))
+                    committing = True
+                    await conn.commit()
+                except BaseException:
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.rollback()
+                    raise
+        except _TRANSIENT as exc:
+            err = map_pg_error(exc, self.url)
+            self._check_pool()
+            if committing:
+                # The COMMIT may or may not have reached the server: never run it again.
+                unknown = StoreUnavailable(f"{err} (during commit: the outcome is unknown)")
+                results = [(fut, False, unknown) for _, _, fut in batch]
+            else:
+                results = [(fut, False, _Retry(err)) for _, _, fut in batch]
+        except psycopg.Error as exc:
+            # One program's statement failed and aborted the transaction: that program
+            # gets the error; the others did not commit and run again.
+            culprit = len(results)
+            err = map_pg_error(exc, self.url)
+            results = [
+                (fut, False, err if i == culprit else _Retry(err))
+                for i, (_, _, fut) in enumerate(batch)
+            ]
+        except StoreError as exc:
+            results = [(fut, False, _Retry(exc)) for _, _, fut in batch]
+        _metrics.COMMIT_BATCH.observe(len(batch))
+        _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        for fut, ok, value in results:
+            if fut.done():
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    # -- reads and migrations -------------------------------------------------------------
+    async def read(
+        self, fn: Callable[..., Program[T]], *args: Any, timeout: float | None = None
+    ) -> T:
+        async def attempt(remaining: float) -> Any:
+            try:
+                async with self._connection(remaining) as conn:
+                    value = await drive_async(conn, fn, args)
+                    await conn.commit()
+                    return value
+            except _TRANSIENT as exc:
+                self._check_pool()
+                raise _Retry(map_pg_error(exc, self.url)) from exc
+            except psycopg.Error as exc:
+                raise map_pg_error(exc, self.url) from exc
+
+        value: T = await self._retrying(attempt, timeout)
+        return value
+
+    async def _locked(self, fn: Callable[..., Program[T]], *args: Any) -> T:
+        """Run a program alone in a transaction holding the migration advisory lock."""
+
+        async def attempt(remaining: float) -> Any:
+            try:
+                async with self._connection(remaining) as conn:
+                    try:
+                        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                        value = await drive_async(conn, fn, args)
+                        await conn.commit()
+                    except BaseException:
+                        with contextlib.suppress(psycopg.Error):
+                            await conn.rollback()
+                        raise
+                    return value
+            except _TRANSIENT as exc:
+                self._check_pool()
+                raise _Retry(map_pg_error(exc, self.url)) from exc
+            except psycopg.Error as exc:
+                raise map_pg_error(exc, self.url) from exc
+
+        value: T = await self._retrying(attempt, None)
+        return value
+
+    async def migrate(self, component: Component) -> int:
+        if self.readonly:
+            return await self.require(component)
+        return await self._locked(migrate_program, "postgres", component, self.url)
+
+    async def require(self, component: Component) -> int:
+        return await self.read(require_program, "postgres", component, self.url)

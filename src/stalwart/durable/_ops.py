@@ -1,0 +1,167 @@
+"""Every store operation, written once, as a program of the database kernel.
+
+Each function here is one operation's statements and decisions (see
+:mod:`stalwart.db._program`): it ``yield``\\ s ``(sql, args)``, gets the result
+back, and returns the operation's value. :class:`stalwart.durable._store.SQLStore`
+runs them through the kernel on SQLite and PostgreSQL alike. To add an
+operation: write its SQL in :mod:`._sql`, its program here, and a method on
+``SQLStore`` that encodes the arguments and calls ``self._db.write`` (or
+``read``); the Store protocol and the contract suite say what it must do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from stalwart.db import Program
+from stalwart.durable import _metrics
+from stalwart.durable import _sql as q
+from stalwart.durable._base import effect_from_row, plan_load
+from stalwart.durable._integrity import RawRow
+from stalwart.durable._protocol import EffectRecord, JournalLoad, Lease
+from stalwart.errors import CorruptRecord, LeaseLost, StoreError
+
+__all__ = [
+    "acquire",
+    "append",
+    "effect_finished",
+    "effect_started",
+    "fail_corrupt_task",
+    "fenced",
+    "lease_lost",
+    "load_effects",
+    "load_journal",
+    "purge",
+    "rowcount",
+    "rows",
+]
+
+_MARK_STARTED = "UPDATE stalwart_effects SET status = 'started', record = NULL WHERE key = ?"
+_SET_INPUT = "UPDATE stalwart_tasks SET input = ? WHERE id = ?"
+_FENCE_ROW = "SELECT lease_owner, lease_token, status FROM stalwart_tasks WHERE id = ?"
+
+
+def lease_lost(lease: Lease) -> LeaseLost:
+    _metrics.LEASES_LOST.inc()
+    return LeaseLost(
+        f"task {lease.task_id!r}: lease token {lease.token} of {lease.owner!r} is no longer "
+        "current (expired and taken over, released, or the task finished)"
+    )
+
+
+def rows(sql: str, args: Sequence[Any]) -> Program[list[tuple[Any, ...]]]:
+    """One statement; its rows."""
+    return (yield (sql, args)).rows
+
+
+def rowcount(sql: str, args: Sequence[Any]) -> Program[int]:
+    """One statement; how many rows it changed."""
+    return (yield (sql, args)).rowcount
+
+
+def fenced(lease: Lease, sql: str, args: Sequence[Any]) -> Program[None]:
+    """A write on behalf of ``lease`` that must change a row, or the lease is lost."""
+    if (yield (sql, args)).rowcount == 0:
+        raise lease_lost(lease)
+
+
+def _check_fence(lease: Lease) -> Program[None]:
+    row = (yield (_FENCE_ROW, (lease.task_id,))).one()
+    if row is None or tuple(row) != (lease.owner, lease.token, "running"):
+        raise lease_lost(lease)
+
+
+def _refused(lease: Lease, seq: int) -> Program[None]:
+    yield from _check_fence(lease)
+    raise StoreError(f"task {lease.task_id!r}: journal already has a record #{seq}")
+
+
+def acquire(
+    dialect: str, sql: str, args: Sequence[Any], agent_lock: str | None
+) -> Program[tuple[Any, ...] | None]:
+    """Claim a task; ``agent_lock`` first serializes capped claims of one agent across
+    nodes on PostgreSQL (SQLite has one writer at a time: the claim is atomic anyway)."""
+    if agent_lock is not None and dialect == "postgres":
+        yield (q.AGENT_LOCK, (agent_lock,))
+    return (yield (sql, args)).one()
+
+
+def fail_corrupt_task(
+    quarantine: Sequence[Any], finish: Sequence[Any], marker: Sequence[Any]
+) -> Program[None]:
+    """Nothing good remains of a task whose input is damaged: the input moves to
+    quarantine, the task fails, and its row keeps a readable marker."""
+    yield (q.QUARANTINE, quarantine)
+    yield (q.FINISH, finish)
+    yield (_SET_INPUT, marker)
+
+
+def append(lease: Lease, entries: Sequence[tuple[Any, ...]]) -> Program[None]:
+    for row in entries:
+        if (yield (q.APPEND, row)).rowcount == 0:
+            yield from _refused(lease, row[1])
+
+
+def load_journal(
+    task_id: str, now: float | None
+) -> Program[tuple[JournalLoad, list[tuple[RawRow, str]]]]:
+    """Read a task's journal; with ``now``, records failing their checks move to
+    quarantine (without, they are only found: a read changes nothing)."""
+    found = (yield (q.LOAD_JOURNAL, (task_id,))).rows
+    raw = [RawRow(int(s), k, n, None if r is None else bytes(r)) for s, k, n, r in found]
+    load, moves = plan_load(task_id, raw)
+    for row, reason in moves if now is not None else ():
+        yield (q.QUARANTINE, (task_id, row.seq, row.kind, reason, row.record, now))
+        yield (q.DELETE_ENTRY, (task_id, row.seq))
+    return load, moves
+
+
+def load_effects(
+    task_id: str, now: float | None
+) -> Program[tuple[dict[int, EffectRecord], list[tuple[int, str]]]]:
+    """A task's ledger. A damaged entry still proves the effect was started: it is kept
+    as "started" (so replay never calls blindly) and, with ``now``, its record is
+    quarantined (without, it is only found)."""
+    found: dict[int, EffectRecord] = {}
+    bad: list[tuple[int, str]] = []
+    for row in (yield (q.LOAD_EFFECTS, (task_id,))).rows:
+        try:
+            rec = effect_from_row(row)
+        except CorruptRecord as exc:
+            key, seq, name = row[0], int(row[2]), row[3]
+            if now is not None:
+                yield (q.QUARANTINE, (task_id, seq, "effect", str(exc), row[5], now))
+                yield (_MARK_STARTED, (key,))
+            rec = EffectRecord(key, task_id, seq, name, "started", None, now or row[6])
+            bad.append((seq, str(exc)))
+        found[rec.seq] = rec
+    return found, bad
+
+
+def effect_started(lease: Lease, args: Sequence[Any]) -> Program[None]:
+    if (yield (q.EFFECT_START, args)).rowcount == 0:
+        yield from _check_fence(lease)
+
+
+def effect_finished(
+    lease: Lease, key: str, finish_args: Sequence[Any], row: Sequence[Any]
+) -> Program[None]:
+    """The effect's end and its journal entry: one atomic write."""
+    if (yield (q.EFFECT_FINISH, finish_args)).rowcount == 0:
+        yield from _check_fence(lease)
+        raise StoreError(f"ledger has no started entry {key!r}")
+    if (yield (q.APPEND, row)).rowcount == 0:
+        yield from _refused(lease, int(row[1]))
+
+
+def purge(before: float, mode: str) -> Program[int]:
+    ids = [r[0] for r in (yield (q.PURGE_SELECT, (before, 10_000))).rows]
+    count = 0
+    for tid in ids:
+        had = (yield (q.PURGE_JOURNAL, (tid,))).rowcount
+        had += (yield (q.PURGE_EFFECTS, (tid,))).rowcount
+        if mode == "delete":
+            had += (yield (q.PURGE_TASK, (tid,))).rowcount
+        count += 1 if had else 0
+    return count

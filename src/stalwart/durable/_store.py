@@ -1,0 +1,282 @@
+"""The durable store, written once over the database kernel (any dialect).
+
+:class:`SQLStore` implements the :class:`~stalwart.durable.Store` protocol:
+each method validates and encodes its arguments, then runs one program of
+:mod:`._ops` through the kernel's :class:`~stalwart.db.Database` -- ``write``
+(group commit) or ``read``. :class:`~stalwart.durable.SQLiteStore` and
+:class:`~stalwart.durable.PostgresStore` only choose the kernel dialect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from stalwart.clock import Clock
+from stalwart.db import Database
+from stalwart.durable import _ops
+from stalwart.durable import _sql as q
+from stalwart.durable._base import (
+    Reporter,
+    check_lease_seconds,
+    check_max_running,
+    check_task_args,
+    encode_effect,
+    encode_entry,
+    encode_input,
+    encode_outcome,
+    new_seed,
+    new_task_id,
+    node_from_row,
+    task_from_row,
+)
+from stalwart.durable._integrity import check_json
+from stalwart.durable._protocol import (
+    EffectRecord,
+    EffectStatus,
+    JournalEntry,
+    JournalLoad,
+    Lease,
+    NodeRecord,
+    QuarantinedRecord,
+    RetentionMode,
+    TaskRecord,
+    TaskStatus,
+)
+from stalwart.durable._schema import COMPONENT
+from stalwart.errors import CorruptRecord, StoreError
+from stalwart.observe import EventBus
+
+__all__ = ["SQLStore"]
+
+
+class SQLStore:
+    """A :class:`~stalwart.durable.Store` over a kernel :class:`~stalwart.db.Database`.
+
+    ``migrate=False`` opens for reading only: the schema must already be there
+    (SchemaMissing names the URL and how to create it otherwise).
+    """
+
+    def __init__(
+        self, db: Database, *, clock: Clock, events: EventBus | None, migrate: bool = True
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._migrate = migrate and not db.readonly
+        self.events = events if events is not None else EventBus()
+        self._reporter = Reporter(self.url, self.events)
+        self._opened = False
+
+    # -- identity and lifecycle -----------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return self._db.url
+
+    @property
+    def durability(self) -> str:
+        return self._db.durability
+
+    @property
+    def database(self) -> Database:
+        """The kernel database this store writes through (shared by other components)."""
+        return self._db
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        await self._db.open()
+        try:
+            if self._migrate:
+                await self._db.migrate(COMPONENT)
+            else:
+                await self._db.require(COMPONENT)
+        except BaseException:
+            await self._db.close()
+            raise
+        self._opened = True
+
+    async def close(self) -> None:
+        self._opened = False
+        await self._db.close()
+
+    async def probe(self, timeout: float) -> None:
+        """A bounded real write: raises StoreUnavailable unless the store accepts writes
+        within ``timeout`` seconds (for readiness)."""
+        await self._db.probe(timeout)
+
+    async def schema_version(self) -> int:
+        return await self._db.require(COMPONENT)
+
+    # -- tasks ----------------------------------------------------------------------------
+    async def create_task(
+        self, agent: str, input: Any, *, task_id: str | None = None, seed: int | None = None
+    ) -> TaskRecord:
+        check_task_args(agent, task_id, seed)
+        tid = task_id or new_task_id()
+        record = encode_input(tid, input)
+        seed_ = new_seed() if seed is None else seed
+        now = self._clock.time()
+        args = (tid, agent, record, seed_, now, now)
+        if await self._db.write(_ops.rowcount, q.INSERT_TASK, args) == 0:
+            raise StoreError(f"a task with id {tid!r} already exists")
+        return TaskRecord(
+            tid, agent, input, "pending", seed_, 0, None, 0, None, None, now, now, None
+        )
+
+    async def get_task(self, task_id: str) -> TaskRecord | None:
+        found = await self._db.read(_ops.rows, q.SELECT_TASK, (task_id,))
+        return task_from_row(found[0]) if found else None
+
+    async def register_node(self, node_id: str, info: dict[str, Any]) -> None:
+        blob, now = msgspec.json.encode(info), self._clock.time()
+        await self._db.write(_ops.rowcount, q.UPSERT_NODE, (node_id, blob, now, now))
+
+    async def node_heartbeat(self, node_id: str) -> None:
+        await self._db.write(_ops.rowcount, q.NODE_HEARTBEAT, (self._clock.time(), node_id))
+
+    async def unregister_node(self, node_id: str) -> None:
+        await self._db.write(_ops.rowcount, q.DELETE_NODE, (node_id,))
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        return [node_from_row(r) for r in await self._db.read(_ops.rows, q.LIST_NODES, ())]
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        limit: int = 100,
+        agent: str | None = None,
+        newest_first: bool = False,
+    ) -> list[TaskRecord]:
+        sql, args = q.list_query(status, limit, agent, newest_first)
+        return [task_from_row(r) for r in await self._db.read(_ops.rows, sql, args)]
+
+    async def acquire(
+        self,
+        owner: str,
+        lease_seconds: float,
+        *,
+        task_id: str | None = None,
+        force: bool = False,
+        agent: str | None = None,
+        max_running: int | None = None,
+    ) -> Lease | None:
+        check_lease_seconds(lease_seconds)
+        check_max_running(max_running)
+        now = self._clock.time()
+        expires = now + lease_seconds
+        sql, args = q.acquire_query(
+            owner, expires, now, task_id=task_id, force=force, agent=agent, max_running=max_running
+        )
+        capped = task_id is None and agent is not None and max_running is not None
+        lock = f"stalwart:agent:{agent}" if capped else None
+        row = await self._db.write(_ops.acquire, self._db.dialect, sql, args, lock)
+        if row is None:
+            return None
+        try:
+            task = task_from_row(row)
+        except CorruptRecord as exc:
+            await self._fail_corrupt_task(row, owner, str(exc))
+            raise
+        return Lease(task.id, owner, task.lease_token, expires, task)
+
+    async def _fail_corrupt_task(self, row: Sequence[Any], owner: str, reason: str) -> None:
+        tid, token = row[0], row[7]
+        outcome = encode_outcome(tid, {"type": "CorruptRecord", "message": reason})
+        marker = encode_input(tid, {"quarantined_input": reason})
+        now = self._clock.time()
+        await self._db.write(
+            _ops.fail_corrupt_task,
+            (tid, -1, "task", reason, row[3], now),
+            ("failed", outcome, now, now, tid, owner, token),
+            (marker, tid),
+        )
+        self._reporter.corrupt(tid, -1, "task", reason)
+
+    async def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
+        check_lease_seconds(lease_seconds)
+        now = self._clock.time()
+        expires = now + lease_seconds
+        args = (expires, now, lease.task_id, lease.owner, lease.token)
+        await self._db.write(_ops.fenced, lease, q.HEARTBEAT, args)
+        return Lease(lease.task_id, lease.owner, lease.token, expires, lease.task)
+
+    async def release(self, lease: Lease) -> None:
+        args = (self._clock.time(), lease.task_id, lease.owner, lease.token)
+        await self._db.write(_ops.fenced, lease, q.RELEASE, args)
+
+    async def finish(self, lease: Lease, status: TaskStatus, outcome: Any) -> None:
+        if status not in ("succeeded", "failed", "cancelled"):
+            raise StoreError(
+                f"finish: status must be succeeded, failed or cancelled, not {status!r}"
+            )
+        record = encode_outcome(lease.task_id, outcome)
+        now = self._clock.time()
+        args = (status, record, now, now, lease.task_id, lease.owner, lease.token)
+        await self._db.write(_ops.fenced, lease, q.FINISH, args)
+
+    # -- journal --------------------------------------------------------------------------
+    async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:
+        fence = (lease.task_id, lease.owner, lease.token)
+        rows = [
+            (lease.task_id, e.seq, e.kind, e.name, encode_entry(lease.task_id, e), *fence)
+            for e in entries
+        ]
+        await self._db.write(_ops.append, lease, rows)
+
+    async def load_journal(self, task_id: str) -> JournalLoad:
+        # Read alone first: only a journal with damaged records needs a write.
+        load, moves = await self._db.read(_ops.load_journal, task_id, None)
+        if moves:
+            load, moves = await self._db.write(_ops.load_journal, task_id, self._clock.time())
+            for row, reason in moves:
+                self._reporter.corrupt(task_id, row.seq, row.kind, reason)
+        return load
+
+    # -- ledger ---------------------------------------------------------------------------
+    async def load_effects(self, task_id: str) -> dict[int, EffectRecord]:
+        found, bad = await self._db.read(_ops.load_effects, task_id, None)
+        if bad:
+            found, bad = await self._db.write(_ops.load_effects, task_id, self._clock.time())
+            for seq, reason in bad:
+                self._reporter.corrupt(task_id, seq, "effect", reason)
+        return found
+
+    async def effect_started(self, lease: Lease, key: str, seq: int, name: str) -> None:
+        fence = (lease.task_id, lease.owner, lease.token)
+        args = (key, lease.task_id, seq, name, self._clock.time(), *fence)
+        await self._db.write(_ops.effect_started, lease, args)
+
+    async def effect_finished(
+        self, lease: Lease, key: str, status: EffectStatus, result: Any, entry: JournalEntry
+    ) -> None:
+        check_json(result, f"result of side effect {key!r}")
+        record = encode_effect(lease.task_id, entry.seq, result)
+        fence = (lease.task_id, lease.owner, lease.token)
+        finish_args = (status, record, self._clock.time(), key, *fence)
+        row = (
+            lease.task_id,
+            entry.seq,
+            entry.kind,
+            entry.name,
+            encode_entry(lease.task_id, entry),
+            *fence,
+        )
+        await self._db.write(_ops.effect_finished, lease, key, finish_args, row)
+
+    # -- integrity and retention ----------------------------------------------------------
+    async def quarantined(self, task_id: str | None = None) -> list[QuarantinedRecord]:
+        sql = q.LIST_QUARANTINE + (" WHERE task_id = ?" if task_id is not None else "")
+        args: tuple[Any, ...] = (task_id,) if task_id is not None else ()
+        found = await self._db.read(_ops.rows, sql + " ORDER BY id", args)
+        return [
+            QuarantinedRecord(int(i), t, int(s), k, r, None if b is None else bytes(b), a)
+            for i, t, s, k, r, b, a in found
+        ]
+
+    async def purge_finished(self, before: float, mode: RetentionMode) -> int:
+        if mode not in ("compact", "delete"):
+            raise StoreError(f"retention mode must be 'compact' or 'delete', not {mode!r}")
+        return await self._db.write(_ops.purge, before, mode)

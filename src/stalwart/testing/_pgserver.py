@@ -1,0 +1,126 @@
+"""A private PostgreSQL server a test starts, restarts and kills itself.
+
+:class:`PostgresServer` runs ``initdb`` and ``pg_ctl`` (as the ``postgres`` user
+when the test runs as root) in a temporary directory, on a free port, so a
+fault test can restart the server (``pg_ctl restart -m fast``) or SIGKILL it and
+start it again without touching the shared server other tests use. It needs the
+PostgreSQL server binaries (``/usr/lib/postgresql/*/bin``); :func:`pg_binaries`
+returns None when they are absent, for the test to skip with that reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+__all__ = ["PostgresServer", "pg_binaries"]
+
+
+def pg_binaries() -> pathlib.Path | None:
+    """The newest ``/usr/lib/postgresql/*/bin`` holding initdb and pg_ctl, or None."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        return None
+    folder = pathlib.Path(found[-1]).parent
+    return folder if (folder / "pg_ctl").exists() else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PostgresServer:
+    """A throwaway server: ``start()``, ``restart()``, ``kill()``, ``stop()``; ``url``."""
+
+    def __init__(self, *, timeout: float = 60.0) -> None:
+        binaries = pg_binaries()
+        if binaries is None:
+            raise RuntimeError("PostgreSQL server binaries not found under /usr/lib/postgresql")
+        self.bin = binaries
+        self.timeout = timeout
+        self.port = _free_port()
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="stalwart-pg-"))
+        self.data = self.root / "data"
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+
+    def _run(self, *args: str) -> None:
+        cmd = list(args)
+        if self._as_postgres:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=self.timeout)
+
+    def start(self) -> None:
+        if not self.data.exists():
+            self._run(
+                str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                "--auth=trust", "--no-sync",
+            )  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c max_connections=60"
+        )
+        deadline = time.monotonic() + self.timeout
+        while True:  # after a SIGKILL the old backends may still hold shared memory briefly
+            try:
+                self._run(
+                    str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options,
+                    "-l", str(self.root / "log"), "-w", "-t", "30", "start",
+                )  # fmt: skip
+                return
+            except subprocess.CalledProcessError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)  # no-deadline: bounded by the loop's deadline
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every connection is closed by the server."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.start()
+
+    def pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster (its backends exit on their own) and wait for it."""
+        pid = self.pid()
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)  # no-deadline: bounded by the loop's deadline
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self._run(
+                str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"
+            )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> PostgresServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,207 @@
+"""The database layer under real faults: a PostgreSQL server restarted and SIGKILLed under
+load, two processes migrating one fresh database at once, a corrupt SQLite file.
+
+The server is a private one (:class:`stalwart.testing._pgserver.PostgresServer`) on its
+own port, so restarting it disturbs no other test. Longer loops: ``bench/faults.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import pathlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from stalwart.durable import JournalEntry, PostgresStore, SQLiteStore, Store
+from stalwart.errors import CorruptRecord, LeaseLost, StoreError, StoreUnavailable
+from stalwart.guard import SpendLedger
+from stalwart.testing import postgres_database, postgres_reachable
+from stalwart.testing._pgserver import PostgresServer, pg_binaries
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[PostgresServer]:
+    if pg_binaries() is None:
+        pytest.skip("PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are not installed")
+    with PostgresServer() as server:
+        yield server
+
+
+async def _work(
+    store: Store, owner: str, done: list[str], errors: list[str], progress: asyncio.Event
+) -> None:
+    """Run tasks to the end: acquire, journal two steps, finish -- resolving every
+    operation whose outcome a fault left unknown by looking at what is stored."""
+    while True:
+        try:
+            lease = await store.acquire(owner, 30)
+        except StoreUnavailable as exc:
+            errors.append(f"acquire: {exc}")
+            continue
+        if lease is None:
+            return
+        entries = [JournalEntry(0, "step", "a", 1), JournalEntry(1, "step", "b", 2)]
+        for op in ("append", "finish"):
+            while True:
+                try:
+                    if op == "append":
+                        await store.append(lease, entries)
+                    else:
+                        await store.finish(lease, "succeeded", lease.task_id)
+                    break
+                except StoreUnavailable as exc:  # e.g. "during commit: the outcome is unknown"
+                    errors.append(f"{op}: {exc}")
+                except (LeaseLost, StoreError):
+                    # The earlier attempt committed after all: what is stored says so.
+                    task = await store.get_task(lease.task_id)
+                    assert task is not None
+                    journal = await store.load_journal(lease.task_id)
+                    if op == "append" and len(journal.entries) == 2:
+                        break
+                    if op == "finish" and task.status == "succeeded":
+                        break
+                    raise
+        done.append(lease.task_id)
+        progress.set()
+
+
+async def test_a_postgres_restart_and_a_kill_lose_and_duplicate_nothing(
+    pg_server: PostgresServer,
+) -> None:
+    store = PostgresStore(pg_server.url, timeout=20)
+    await store.open()
+    ledger = SpendLedger(pg_server.url)
+    try:
+        ids = [f"t{i:03d}" for i in range(120)]
+        for tid in ids:
+            await store.create_task("a", {"n": tid}, task_id=tid)
+        ledger.add_spent("day", "*", 1.0)
+        done: list[str] = []
+        errors: list[str] = []
+        progress = asyncio.Event()
+        workers = [
+            asyncio.create_task(_work(store, f"w{i}", done, errors, progress)) for i in range(4)
+        ]
+        recoveries: list[float] = []
+        for fault in ("restart", "kill"):
+            before = len(done)
+            started = time.monotonic()
+            if fault == "restart":
+                await asyncio.to_thread(pg_server.restart)
+            else:
+                await asyncio.to_thread(pg_server.kill)
+                await asyncio.sleep(1.0)  # the database is down for a while
+                await asyncio.to_thread(pg_server.start)
+            while True:
+                progress.clear()  # before looking: a finish after the look wakes the wait
+                if len(done) != before or all(w.done() for w in workers):
+                    break
+                async with asyncio.timeout(60):
+                    await progress.wait()
+            recoveries.append(time.monotonic() - started)
+            # The ledger's connection died with the server: it is reopened, not kept.
+            assert ledger.add_spent("day", "*", 1.0) > 0
+        await asyncio.gather(*workers)
+        assert sorted(done) == ids, "a task was lost or run twice"
+        for tid in ids:
+            task = await store.get_task(tid)
+            assert task is not None and task.status == "succeeded" and task.outcome == tid
+            assert [e.seq for e in (await store.load_journal(tid)).entries] == [0, 1]
+        assert ledger.spent("day", "*") == pytest.approx(3.0)
+        assert max(recoveries) < 10.0, recoveries
+        print("recovery seconds:", [round(r, 2) for r in recoveries], "errors:", len(errors))
+    finally:
+        ledger.close()
+        await store.close()
+
+
+def _start_node(url: str, barrier: Any, errors: Any) -> None:
+    """What a node does first: open the store and the guard's tables (both migrate)."""
+    from stalwart.guard._db import GuardDB
+
+    async def main() -> None:
+        store = PostgresStore(url)
+        await store.open()
+        await store.close()
+
+    try:
+        barrier.wait(30)  # both processes start migrating at the same moment
+        asyncio.run(main())
+        GuardDB(url).execute("SELECT count(*) FROM guard_spend")
+    except BaseException as exc:
+        errors.put(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def test_two_processes_starting_on_a_fresh_database_never_race() -> None:
+    if not postgres_reachable():
+        pytest.skip("PostgreSQL is not reachable")
+    ctx = multiprocessing.get_context("fork")  # the processes start with stalwart loaded
+    errors = ctx.Queue()
+    for _ in range(5):
+        with postgres_database("stalwart_race") as url:
+            barrier = ctx.Barrier(2)
+            procs = [ctx.Process(target=_start_node, args=(url, barrier, errors)) for _ in range(2)]
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join(60)
+            assert [p.exitcode for p in procs] == [0, 0], errors.get(timeout=1)
+
+
+def test_a_corrupt_sqlite_store_refuses_to_start_and_can_be_salvaged(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stalwart.cli import main
+
+    path = tmp_path / "store.db"
+
+    async def fill() -> None:
+        async with SQLiteStore(path, durability="off") as store:
+            for i in range(300):
+                await store.create_task("a", {"text": "x" * 200, "i": i}, task_id=f"t{i:03d}")
+
+    asyncio.run(fill())
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 20 * page
+    data[10 * page : 11 * page] = b"\xa5" * page  # one page of the tasks table destroyed
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(CorruptRecord) as info:
+        asyncio.run(SQLiteStore(path).open())
+    assert str(path) in str(info.value) and "stalwart store recover" in str(info.value)
+    assert path.read_bytes() == bytes(data), "the refused file was changed"
+
+    capsys.readouterr()
+    assert main(["store", "check", f"sqlite:///{path}"]) == 1
+    assert '"sound": false' in capsys.readouterr().out
+    new = tmp_path / "new.db"
+    code = main(["store", "recover", f"sqlite:///{path}", "--to", str(new)])
+    out = capsys.readouterr()
+    assert code in (0, 1), out.err
+    assert '"copied"' in out.out
+
+    async def read_new() -> int:
+        async with SQLiteStore(new) as store:
+            return len(await store.list_tasks(limit=1000))
+
+    salvaged = asyncio.run(read_new())
+    report = json.loads(out.out)
+    tasks = next(t for t in report["tables"] if t["table"] == "stalwart_tasks")
+    assert 0 < salvaged == tasks["copied"] <= 300  # the report says what the new file holds
+    if code == 1:  # a damaged page was met: the report names it
+        assert "could not be read" in out.err
+        assert any(t["errors"] or t["lost"] for t in report["tables"])
+    else:
+        assert salvaged == 300
+    assert main(["store", "check", f"sqlite:///{new}"]) == 0
+    # Refused again: --to must be a new file.
+    assert main(["store", "recover", f"sqlite:///{path}", "--to", str(new)]) == 2

@@ -1,0 +1,121 @@
+"""The database kernel on SQLite: programs, per-component migrations, read-only opens,
+a writer thread that died, error mapping, URL parsing."""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+
+import pytest
+
+from stalwart.db import Component, Program, SQLiteDatabase, database, parse_url, pg_sql
+from stalwart.db._metrics import WRITER_RESTARTS
+from stalwart.errors import ConfigError, SchemaMissing, StoreError, StoreUnavailable
+
+NOTES_V1 = ("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT)",)
+NOTES_V2 = ("ALTER TABLE notes ADD COLUMN tag TEXT",)
+
+
+def insert(note_id: str) -> Program[int]:
+    return (
+        yield ("INSERT INTO notes (id) VALUES (?) ON CONFLICT (id) DO NOTHING", (note_id,))
+    ).rowcount
+
+
+def count() -> Program[int]:
+    return int((yield ("SELECT count(*) FROM notes", ())).rows[0][0])
+
+
+async def test_components_migrate_in_steps_and_newer_is_refused(tmp_path: pathlib.Path) -> None:
+    url = f"sqlite:///{tmp_path}/k.db"
+    db = database(url)
+    await db.open()
+    try:
+        assert await db.migrate(Component("notes", (NOTES_V1,))) == 0
+        assert await db.write(insert, "a") == 1 and await db.write(insert, "a") == 0
+        assert await db.migrate(Component("notes", (NOTES_V1, NOTES_V2))) == 1  # one step more
+        assert await db.migrate(Component("notes", (NOTES_V1, NOTES_V2))) == 2  # nothing to do
+        assert await db.migrate(Component("other", (("CREATE TABLE other (x INT)",),))) == 0
+        with pytest.raises(StoreError, match="newer than this stalwart supports"):
+            await db.migrate(Component("notes", (NOTES_V1,)))
+        assert await db.read(count) == 1
+    finally:
+        await db.close()
+
+
+async def test_a_failed_migration_step_leaves_nothing_behind(tmp_path: pathlib.Path) -> None:
+    db = SQLiteDatabase(tmp_path / "k.db")
+    await db.open()
+    try:
+        broken = Component("notes", (("CREATE TABLE notes (id TEXT)", "NOT SQL AT ALL"),))
+        with pytest.raises(StoreError):
+            await db.migrate(broken)
+        with pytest.raises(SchemaMissing):
+            await db.require(broken)
+        assert await db.migrate(Component("notes", (NOTES_V1,))) == 0  # the table was not left
+    finally:
+        await db.close()
+
+
+async def test_read_only_opens_never_create_or_migrate(tmp_path: pathlib.Path) -> None:
+    missing = tmp_path / "missing.db"
+    with pytest.raises(SchemaMissing, match="does not exist"):
+        await SQLiteDatabase(missing, readonly=True).open()
+    assert not missing.exists()
+    sqlite3.connect(tmp_path / "empty.db").close()
+    ro = SQLiteDatabase(tmp_path / "empty.db", readonly=True)
+    await ro.open()
+    try:
+        with pytest.raises(SchemaMissing, match=r"has no notes schema.*stalwart run"):
+            await ro.migrate(Component("notes", (NOTES_V1,)))
+    finally:
+        await ro.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+async def test_a_dead_writer_thread_is_started_again(tmp_path: pathlib.Path) -> None:
+    db = SQLiteDatabase(tmp_path / "k.db", timeout=5)
+    await db.open()
+    try:
+        await db.migrate(Component("notes", (NOTES_V1,)))
+        writer = db._writer()
+        before = WRITER_RESTARTS._value.get()
+
+        def die(conn: sqlite3.Connection) -> None:
+            raise SystemExit  # not an Exception: it ends the thread
+
+        with pytest.raises(StoreUnavailable, match="did not answer"):
+            await db._submit(die, 0.5)
+        writer.join(5)
+        assert not writer.is_alive()
+        assert await db.write(insert, "after") == 1  # a new writer took over
+        assert WRITER_RESTARTS._value.get() == before + 1
+    finally:
+        await db.close()
+
+
+async def test_two_users_of_one_file_share_one_writer(tmp_path: pathlib.Path) -> None:
+    a, b = SQLiteDatabase(tmp_path / "k.db"), SQLiteDatabase(tmp_path / "k.db", join_any=True)
+    await a.open()
+    b.open_blocking()
+    try:
+        assert a._writer() is b._writer()
+        await a.migrate(Component("notes", (NOTES_V1,)))
+        assert b.run_blocking(insert, "x") == 1 and await a.read(count) == 1
+    finally:
+        await a.close()
+        assert b._writer().is_alive()  # still used by b
+        b.close_blocking()
+
+
+def test_postgres_spelling_and_urls() -> None:
+    assert pg_sql("SELECT ? /*pg:FOR SHARE*/", True) == "SELECT %s FOR SHARE"
+    assert pg_sql("SELECT '50%' WHERE x = ?", True) == "SELECT '50%%' WHERE x = %s"
+    assert pg_sql("SELECT '50%'", False) == "SELECT '50%'"
+    assert parse_url("postgresql://u:secret@h:5/db").display == "postgresql://u@h:5/db"
+    assert parse_url("sqlite:///a/b.db").target == "a/b.db"
+    with pytest.raises(ConfigError, match="unsupported scheme 'mysql'"):
+        parse_url("mysql://x/y")
+    with pytest.raises(ConfigError, match="mongodb") as info:
+        parse_url("mongodb://u:secret@h/db")
+    assert "secret" not in str(info.value)  # a wrong URL's password is never printed
