@@ -40,7 +40,13 @@ class _AgentBase:
     restart: Restart = "permanent"
     memory_limit_mb: float | None = None
     task_timeout: float = 600.0
-    """Seconds a task may run in all; past it the task fails with a clear reason."""
+    """Seconds a task may run in all; past it the task fails with a clear reason (a
+    step that blocks the event loop past it gets its process killed by the node)."""
+    quarantine_after: int = 3
+    """Kills of this agent's process charged to one task (its step hung the process,
+    overran ``memory_limit_mb``) before that task ends ``quarantined`` instead of
+    running again. At most the app's ``intensity``, so one poison task never makes
+    the supervisor give up (see docs/durable.md, "Poison tasks")."""
     agents: tuple[str, ...] = ()
     """Other agents this one may call (``ctx.call_agent``)."""
     security: Security = dataclasses.field(default_factory=Security)
@@ -60,6 +66,11 @@ class _AgentBase:
             )
         if not 0 < self.task_timeout <= 86_400:
             raise ConfigError(f"agent {self.name!r}: task_timeout must be in (0, 86400] s")
+        q = self.quarantine_after
+        if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 100:
+            raise ConfigError(
+                f"agent {self.name!r}: quarantine_after must be an int in 1..100, got {q!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +179,13 @@ class App:
                 raise ConfigError(
                     f"agent {agent.name!r} uses model chain {chain!r}, which App.models does "
                     f"not define (defined: {sorted(self.models)})"
+                )
+            if agent.quarantine_after > self.intensity:
+                raise ConfigError(
+                    f"agent {agent.name!r}: quarantine_after={agent.quarantine_after} exceeds "
+                    f"the app's intensity={self.intensity}: one poison task could make the "
+                    "supervisor give up (and the node exit) before it is quarantined; "
+                    "lower quarantine_after or raise intensity"
                 )
             unknown = sorted(set(agent.agents) - set(names))
             if unknown:

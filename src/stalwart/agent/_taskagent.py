@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import os
@@ -44,7 +45,7 @@ from stalwart.guard import (
 )
 from stalwart.llm import ModelClient, PriceTable, Provider, model_chain
 from stalwart.observe import EventBus, catalog, get_logger, log_context
-from stalwart.runtime import Agent
+from stalwart.runtime import BLAME, Agent, Blame
 from stalwart.tools import ToolRegistry
 
 __all__ = ["TaskAgent", "load_app"]
@@ -294,7 +295,12 @@ class TaskAgent(Agent):
         return claimed
 
     def _track(self, task_id: str, work: Any) -> None:
-        task: asyncio.Task[TaskResult | None] = asyncio.create_task(work)
+        # Blame: if this task holds the loop too long, the node kills this process and
+        # charges the task (quarantine after ``quarantine_after`` such kills); past its
+        # deadline, the kill fails it with its task_timeout.
+        context = contextvars.copy_context()
+        context.run(BLAME.set, Blame(task_id, time.monotonic() + self.defn.task_timeout))
+        task: asyncio.Task[TaskResult | None] = asyncio.create_task(work, context=context)
         self.running[task_id] = task
 
         def done(_t: asyncio.Task[TaskResult | None]) -> None:

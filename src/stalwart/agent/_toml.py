@@ -63,6 +63,7 @@ _TOP = {
 }  # fmt: skip
 _COMMON = {
     "name", "kind", "max_tasks", "max_running", "restart", "memory_limit_mb", "task_timeout",
+    "quarantine_after",
     "agents", "security",
 }  # fmt: skip
 _SECURITY = {"output", "taint", "budget", "inputs", "input_schema", "rate"}

@@ -49,6 +49,7 @@ from stalwart.durable._base import (
 )
 from stalwart.durable._integrity import RawRow, check_json
 from stalwart.durable._protocol import (
+    FINISHED,
     EffectRecord,
     EffectStatus,
     JournalEntry,
@@ -454,15 +455,25 @@ class PostgresStore:
         )
 
     async def finish(self, lease: Lease, status: TaskStatus, outcome: Any) -> None:
-        if status not in ("succeeded", "failed", "cancelled"):
-            raise StoreError(
-                f"finish: status must be succeeded, failed or cancelled, not {status!r}"
-            )
+        if status not in FINISHED:
+            raise StoreError(f"finish: status must be one of {sorted(FINISHED)}, not {status!r}")
         record = encode_outcome(lease.task_id, outcome)
         now = self._clock.time()
         await self._fenced_update(
             lease, S["FINISH"], (status, record, now, now, lease.task_id, lease.owner, lease.token)
         )
+
+    async def retry(self, task_id: str) -> bool:
+        now = self._clock.time()
+
+        async def op(conn: Conn) -> bool:
+            cur = await conn.execute(S["RETRY_TASK"], (now, task_id))
+            if cur.rowcount == 0:
+                return False
+            await conn.execute(S["RETRY_DROP_FAILED"], (task_id, task_id))
+            return True
+
+        return bool(await self._write(op))
 
     # -- journal ----------------------------------------------------------------------------
     async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:

@@ -45,6 +45,7 @@ from stalwart.durable._base import (
 )
 from stalwart.durable._integrity import RawRow, check_json
 from stalwart.durable._protocol import (
+    FINISHED,
     EffectRecord,
     EffectStatus,
     JournalEntry,
@@ -382,15 +383,24 @@ class SQLiteStore:
             raise _lease_lost(lease)
 
     async def finish(self, lease: Lease, status: TaskStatus, outcome: Any) -> None:
-        if status not in ("succeeded", "failed", "cancelled"):
-            raise StoreError(
-                f"finish: status must be succeeded, failed or cancelled, not {status!r}"
-            )
+        if status not in FINISHED:
+            raise StoreError(f"finish: status must be one of {sorted(FINISHED)}, not {status!r}")
         record = encode_outcome(lease.task_id, outcome)
         now = self._clock.time()
         args = (status, record, now, now, lease.task_id, lease.owner, lease.token)
         if await self._run(lambda c: c.execute(q.FINISH, args).rowcount) == 0:
             raise _lease_lost(lease)
+
+    async def retry(self, task_id: str) -> bool:
+        now = self._clock.time()
+
+        def job(conn: sqlite3.Connection) -> bool:
+            if conn.execute(q.RETRY_TASK, (now, task_id)).rowcount == 0:
+                return False
+            conn.execute(q.RETRY_DROP_FAILED, (task_id, task_id))
+            return True
+
+        return bool(await self._run(job))
 
     # -- journal ----------------------------------------------------------------------
     async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:

@@ -16,6 +16,7 @@ from stalwart.guard import RedactingEventBus, install_redactor, validate_input
 from stalwart.llm.sim import SimServer
 from stalwart.node._charge import DeadCallCharger
 from stalwart.node._node import Node, NodeService
+from stalwart.node._quarantine import PoisonGuard
 from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import REGISTRY, EventBus, catalog, set_redactor
 from stalwart.runtime import ChildSpec, SupervisorSpec
@@ -189,6 +190,10 @@ class AppService:
                 "agents": [a.name for a in self.app.agents],
             },
         )
+        # a task whose step kills its agent process is failed or quarantined before the
+        # agent restarts (see _quarantine.py)
+        guard = PoisonGuard(self.app, self.store, node.id, node.events)
+        node.runtime.host.add_exit_hook(guard.on_exit)
         self._beat = asyncio.create_task(self._heartbeat(node.id))
         self._charger = DeadCallCharger(self.app, self.store_url, node.id, node.events)
 

@@ -24,7 +24,9 @@ __all__ = [
     "MODEL_LATENCY",
     "MODEL_REQUESTS",
     "MODEL_TOKENS",
+    "EFFECTS_UNKNOWN",
     "TASKS_FINISHED",
+    "TASKS_QUARANTINED",
     "TASKS_SUBMITTED",
     "TASK_DURATION",
     "NODE_INFO",
@@ -66,8 +68,19 @@ TOOL_CALLS = Counter(
 )  # fmt: skip
 TASKS_SUBMITTED = Counter("stalwart_tasks_submitted", "Tasks submitted", registry=REGISTRY)
 TASKS_FINISHED = Counter(
-    "stalwart_tasks_finished", "Tasks finished by outcome (completed, failed)", ["outcome"],
+    "stalwart_tasks_finished",
+    "Tasks finished by outcome (completed, failed, quarantined)", ["outcome"],
     registry=REGISTRY,
+)  # fmt: skip
+TASKS_QUARANTINED = Counter(
+    "stalwart_tasks_quarantined",
+    "Poison tasks quarantined (their execution killed their agent process too often), by agent",
+    ["agent"], registry=REGISTRY,
+)  # fmt: skip
+EFFECTS_UNKNOWN = Counter(
+    "stalwart_effects_unknown",
+    "At-most-once side effects whose outcome is unknown (interrupted mid-call), by tool",
+    ["tool"], registry=REGISTRY,
 )  # fmt: skip
 TASK_DURATION = Histogram(
     "stalwart_task_duration_seconds", "Task duration from submission to its end",

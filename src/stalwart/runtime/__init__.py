@@ -5,15 +5,18 @@ See ``docs/runtime.md`` for the guarantees and ``_supervisor.py`` for the rules.
 
 from stalwart.runtime._agent import Agent, AgentContext
 from stalwart.runtime._host import AgentProcess, AgentRef, ExitInfo, ProcessHost
+from stalwart.runtime._pulse import BLAME, Blame
 from stalwart.runtime._runtime import Runtime
 from stalwart.runtime._spec import ChildSpec, Restart, Strategy, SupervisorSpec
 from stalwart.runtime._supervisor import ChildInfo, Supervisor
 
 __all__ = [
+    "BLAME",
     "Agent",
     "AgentContext",
     "AgentProcess",
     "AgentRef",
+    "Blame",
     "ChildInfo",
     "ChildSpec",
     "ExitInfo",

@@ -33,6 +33,7 @@ from stalwart.durable._base import (
 from stalwart.durable._integrity import FORMAT_VERSION, RawRow, check_json
 from stalwart.durable._protocol import (
     FINISHED,
+    RETRYABLE,
     EffectRecord,
     EffectStatus,
     JournalEntry,
@@ -49,6 +50,9 @@ from stalwart.errors import CorruptRecord, LeaseLost, StoreError
 from stalwart.observe import EventBus
 
 __all__ = ["MemoryStore"]
+
+
+_PURGEABLE = FINISHED - {"quarantined"}  # kept until retried: the operator decides
 
 
 @dataclasses.dataclass(slots=True)
@@ -288,12 +292,23 @@ class MemoryStore:
         task.status, task.lease_owner, task.lease_expires = "pending", None, None
         task.updated_at = self._clock.time()
 
+    async def retry(self, task_id: str) -> bool:
+        self._check_open()
+        task = self._tasks.get(task_id)
+        if task is None or task.status not in RETRYABLE:
+            return False
+        task.status, task.attempts, task.outcome = "pending", 0, None
+        task.lease_owner, task.lease_expires, task.finished_at = None, None, None
+        task.updated_at = self._clock.time()
+        journal = self._journal.get(task_id, {})
+        if journal and journal[max(journal)][0] == "failed":
+            del journal[max(journal)]
+        return True
+
     async def finish(self, lease: Lease, status: TaskStatus, outcome: Any) -> None:
         self._check_open()
         if status not in FINISHED:
-            raise StoreError(
-                f"finish: status must be succeeded, failed or cancelled, not {status!r}"
-            )
+            raise StoreError(f"finish: status must be one of {sorted(FINISHED)}, not {status!r}")
         record = encode_outcome(lease.task_id, outcome)
         task = self._fenced(lease)
         now = self._clock.time()
@@ -391,7 +406,7 @@ class MemoryStore:
             raise StoreError(f"retention mode must be 'compact' or 'delete', not {mode!r}")
         count = 0
         for task in list(self._tasks.values()):
-            if task.status not in FINISHED or task.finished_at is None:
+            if task.status not in _PURGEABLE or task.finished_at is None:
                 continue
             if task.finished_at >= before:
                 continue
