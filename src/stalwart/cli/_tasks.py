@@ -1,4 +1,4 @@
-"""``stalwart run`` for apps, and ``stalwart task submit|status|list``."""
+"""``stalwart run`` for apps, and ``stalwart task submit|status|list|retry``."""
 
 from __future__ import annotations
 
@@ -48,7 +48,13 @@ def add_task_commands(sub: Any) -> None:
     status = actions.add_parser("status", parents=[where], help="one task's status and result")
     status.add_argument("task_id")
     listing = actions.add_parser("list", parents=[where], help="recent tasks")
-    listing.add_argument("--status", choices=["pending", "running", "succeeded", "failed"])
+    listing.add_argument(
+        "--status", choices=["pending", "running", "succeeded", "failed", "quarantined"]
+    )
+    retry = actions.add_parser(
+        "retry", parents=[where], help="run a failed or quarantined task again (after a fix)"
+    )
+    retry.add_argument("task_id")
     listing.add_argument("--limit", type=int, default=20)
 
 
@@ -94,6 +100,20 @@ async def _task(args: argparse.Namespace) -> int:
                 print(f"stalwart task: no task {args.task_id!r}", file=sys.stderr)
                 return 1
             print(json.dumps(_record(found), indent=2))
+        elif args.task_command == "retry":
+            found = await store.get_task(args.task_id)
+            if found is None:
+                print(f"stalwart task: no task {args.task_id!r}", file=sys.stderr)
+                return 1
+            if not await store.retry(found.id):
+                print(
+                    f"stalwart task: task {found.id!r} is {found.status}: only a failed or "
+                    "quarantined task can be retried",
+                    file=sys.stderr,
+                )
+                return 1
+            retried = await store.get_task(found.id)
+            print(json.dumps(_record(retried if retried is not None else found)))
         else:
             for t in await store.list_tasks(status=args.status, limit=args.limit):
                 print(json.dumps(_record(t)))

@@ -47,7 +47,7 @@ __all__ = ["TaskApi", "TasksLike", "node_tasks"]
 _TASK_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 _BY = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _SUBMIT_FIELDS = ("agent", "input", "task_id", "seed")
-TASK_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+TASK_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "quarantined")
 _NO_APP = (
     "this node runs no app, so it has no tasks: the task API needs a node started with "
     "an app (stalwart run module:app, or app_node())"
@@ -173,6 +173,7 @@ class TaskApi:
             Route("/v1/tasks", self.list_tasks, methods=["GET"]),
             Route("/v1/tasks/{id}", self.get_task, methods=["GET"]),
             Route("/v1/tasks/{id}/journal", self.journal, methods=["GET"]),
+            Route("/v1/tasks/{id}/retry", self.retry, methods=["POST"]),
             Route("/v1/approvals", self.list_approvals, methods=["GET"]),
             Route("/v1/approvals/{id}/approve", self.approve, methods=["POST"]),
             Route("/v1/approvals/{id}/deny", self.deny, methods=["POST"]),
@@ -302,6 +303,21 @@ class TaskApi:
     async def get_task(self, request: Request) -> Response:
         _, task = await self._task(request)
         return JSONResponse(task_view(task))
+
+    async def retry(self, request: Request) -> Response:
+        """Put a failed or quarantined task back to pending (see Store.retry)."""
+        tasks, task = await self._task(request)
+        if not await self._store("be written", tasks.store.retry(task.id)):
+            raise BadRequest(
+                409,
+                f"task {task.id!r} is {task.status}: only a failed or quarantined task can "
+                "be retried",
+            )
+        return JSONResponse(
+            {"id": task.id, "agent": task.agent, "status": "pending", "retried_from": task.status},
+            status_code=202,
+            headers={"Location": f"/v1/tasks/{task.id}"},
+        )
 
     async def journal(self, request: Request) -> Response:
         tasks, task = await self._task(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -27,6 +28,8 @@ async def work(ctx: TaskContext, task_input: Any) -> dict[str, Any]:
         return {"held": len(hoard)}
     elif kind == "slow":  # blocks the loop past the task_timeout of its agent
         time.sleep(60)
+    elif kind == "fixable":  # poison until the fix (a file) is deployed
+        time.sleep(0 if os.path.exists(task_input["fix"]) else 60)
     return {"kind": kind, "done": True}
 
 

@@ -105,3 +105,70 @@ async def test_retry_puts_a_quarantined_task_back_and_it_runs_again(tmp_path):
         assert not await store.retry("r1")  # pending: nothing to retry
     finally:
         await store.close()
+
+
+async def test_a_quarantined_task_runs_again_after_a_fix_with_task_retry(tmp_path):
+    """The operator's story: quarantined, seen over HTTP, fixed, retried (HTTP and CLI)."""
+    import sys
+
+    import httpx
+
+    from stalwart.server import ObservabilityService, ServerSettings
+
+    token = "test-token-0123456789abcdef"
+    api = ObservabilityService(
+        ServerSettings(port=0, api_token=token, log_db=str(tmp_path / "logs.db"))
+    )
+    store = f"sqlite:///{tmp_path}/q.db"
+    node, service = app_node(APP, store=store, events=EventBus(log=False), settings=FAST)
+    node.services = (*node.services, api)
+    fix = tmp_path / "fixed"
+    seen: dict[str, Any] = {}
+
+    async def cli(*argv: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "stalwart.cli", "task", *argv, "--store", store,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def work() -> None:
+        await _ready(node)
+        tasks = service.tasks
+        assert tasks is not None
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=api.url, headers=headers, timeout=10) as c:
+            tid = await tasks.submit("worker", {"kind": "fixable", "fix": str(fix)})
+            assert (await tasks.wait(tid, timeout=60)).status == "quarantined"
+            view = (await c.get(f"/v1/tasks/{tid}")).json()
+            assert view["status"] == "quarantined" and view["outcome"]["reason"] == "hung"
+            listed = (await c.get("/v1/tasks", params={"status": "quarantined"})).json()
+            assert [t["id"] for t in listed["tasks"]] == [tid]
+            fix.write_text("deployed")
+            r = await c.post(f"/v1/tasks/{tid}/retry")
+            assert r.status_code == 202 and r.json()["retried_from"] == "quarantined"
+            again = await c.post(f"/v1/tasks/{tid}/retry")  # pending (or done): refused
+            assert again.status_code == 409 and "only a failed or" in again.json()["error"]
+            assert (await c.post("/v1/tasks/nope/retry")).status_code == 404
+            seen["task"] = await tasks.wait(tid, timeout=30)
+
+    assert await node.run(until=work()) == 0
+    assert seen["task"].status == "succeeded" and seen["task"].attempts == 1
+    # the CLI, on the same store: a succeeded task is refused, a quarantined one goes back
+    code, _, err = await cli("retry", seen["task"].id)
+    assert code == 1 and "only a failed or quarantined" in err
+    from stalwart.durable import SQLiteStore
+
+    direct = SQLiteStore(str(tmp_path / "q.db"))
+    await direct.open()
+    try:
+        await direct.create_task("worker", {"kind": "ok"}, task_id="via-cli")
+        lease = await direct.acquire("n/worker", 5, task_id="via-cli")
+        assert lease is not None
+        await direct.finish(lease, "quarantined", {"type": "Quarantined", "message": "x"})
+    finally:
+        await direct.close()
+    code, out, _ = await cli("retry", "via-cli")
+    assert code == 0 and '"status": "pending"' in out
