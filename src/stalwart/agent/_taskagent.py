@@ -69,6 +69,34 @@ def _finished(result: TaskResult | None, created_at: float | None) -> None:
     )
 
 
+def flag_unknown_effects(ctx: Context, value: Any) -> Any:
+    """``value``, marked when a side effect of the task has an unknown outcome.
+
+    An at-most-once effect interrupted mid-call (its process killed between the
+    ledger's "started" and "completed") is not repeated; the task may still end,
+    but its result must not read as a plain success. Such a result carries
+    ``outcome_unknown: true`` and ``effects: [{tool, step, key, outcome: "unknown"}]``
+    (a non-dict result is wrapped as ``{"result": value, ...}``), an LLM agent's
+    ``status`` becomes ``outcome_unknown``, and ``stalwart_effects_unknown_total``
+    counts each such effect.
+    """
+    if not ctx.unknown_effects:
+        return value
+    effects = [
+        {"tool": name.removeprefix("tool:"), "step": name, "key": key, "outcome": "unknown"}
+        for name, key in ctx.unknown_effects
+    ]
+    for effect in effects:
+        catalog.EFFECTS_UNKNOWN.labels(effect["tool"]).inc()
+    _log.warning("task_outcome_unknown", effects=[e["key"] for e in effects])
+    flagged: dict[str, Any] = dict(value) if isinstance(value, dict) else {"result": value}
+    if flagged.get("status") == "completed":
+        flagged["status"] = "outcome_unknown"
+    flagged["outcome_unknown"] = True
+    flagged["effects"] = effects
+    return flagged
+
+
 def load_app(ref: str) -> App:
     """The :class:`App` named ``module:attribute`` (or returned by calling it), or a
     ``.toml`` file describing one."""
@@ -368,10 +396,11 @@ class TaskAgent(Agent):
         try:
             async with asyncio.timeout(self.defn.task_timeout):
                 if isinstance(self.defn, LLMAgent):
-                    return await run_llm_agent(tctx, self.defn, task_input)
+                    answer = await run_llm_agent(tctx, self.defn, task_input)
+                    return flag_unknown_effects(ctx, answer)
                 assert self.defn.fn is not None
                 value = await self.defn.fn(tctx, prepare_input(tctx, task_input))
-                return finish_output(tctx, value)
+                return flag_unknown_effects(ctx, finish_output(tctx, value))
         except TimeoutError:
             raise TimeoutError(
                 f"task {ctx.task_id} of {self.defn.name!r} ran past its task_timeout of "

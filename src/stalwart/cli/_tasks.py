@@ -74,6 +74,8 @@ def _record(task: Any) -> dict[str, Any]:
         "agent": task.agent,
         "status": task.status,
         "attempts": task.attempts,
+        "outcome_unknown": isinstance(task.outcome, dict)
+        and task.outcome.get("outcome_unknown") is True,
         "outcome": task.outcome,
     }
 

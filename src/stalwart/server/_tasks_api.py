@@ -93,9 +93,11 @@ def task_view(task: TaskRecord, *, full: bool = True) -> dict[str, Any]:
         "finished_at": task.finished_at,
         "duration_s": None if task.finished_at is None else task.finished_at - task.created_at,
     }
+    outcome = task.outcome
+    view["outcome_unknown"] = isinstance(outcome, dict) and outcome.get("outcome_unknown") is True
     if full:
         view["input"] = task.input
-        view["outcome"] = task.outcome
+        view["outcome"] = outcome
     return dict(redacted(view))
 
 
