@@ -169,7 +169,11 @@ class TaskAgent(Agent):
         await self.store.open()
         self.owner = f"{args['node']}/{self.defn.name}"
         self.runner = Runner(
-            self.store, owner=self.owner, lease_seconds=self.app.lease_seconds, events=self.events
+            self.store,
+            owner=self.owner,
+            lease_seconds=self.app.lease_seconds,
+            events=self.events,
+            redact=default_redactor().redact,  # a failed task's stored traceback
         )
         self.running: dict[str, asyncio.Task[TaskResult | None]] = {}
         # Claimed, but its runner has not started yet: if it is cancelled now, no
@@ -410,4 +414,5 @@ class TaskAgent(Agent):
             clean = default_redactor().redact_exception(exc)
             if clean is exc:
                 raise
-            raise clean from None
+            # the original frames stay (the stored traceback shows where it failed)
+            raise clean.with_traceback(exc.__traceback__) from None

@@ -12,9 +12,11 @@ a thread in the agent reports, every ``heartbeat_interval``, how long its event
 loop has not run (its *lag*) and which task holds it. An agent is killed
 (SIGTERM, SIGCONT, then SIGKILL after its grace) with reason
 
-- ``hung`` when its loop lag passes ``heartbeat_interval * hang_after_missed``,
-  or when nothing at all (no frame, no pulse) came from it for that long (a
-  stopped or frozen process);
+- ``hung`` when its loop is stuck: no frame came from the loop for
+  ``heartbeat_interval * hang_after_missed`` seconds *and* the pulse reports a
+  loop lag past that threshold (a loop that is only slow, on a busy machine or
+  in a burst of work, still sends frames and is left alone); without a fresh
+  pulse (a stopped or frozen process) the silence alone decides;
 - ``task_timeout`` when the task holding its loop is past its deadline (the
   task's ``task_timeout``, which the agent cannot enforce itself while blocked);
 - ``memory_limit`` when its RSS passes its ``memory_limit_mb``.
@@ -134,6 +136,7 @@ class AgentProcess:
         self.kill_reason: str | None = None
         self.kill_detail = ""
         self.pulse: Pulse | None = None
+        self.last_pulse = 0.0
         self.pulse_sock: socket.socket | None = None
         self.stop_requested = False
         self.exit: ExitInfo | None = None
@@ -377,7 +380,7 @@ class ProcessHost:
             pulse = decode_pulse(data)
             if pulse is not None:
                 proc.pulse = pulse
-                proc.last_seen = time.monotonic()
+                proc.last_pulse = time.monotonic()
 
     def _close_pulse(self, proc: AgentProcess) -> None:
         sock, proc.pulse_sock = proc.pulse_sock, None
@@ -564,6 +567,7 @@ class ProcessHost:
                 self.events.emit("node_stalled", stalled_s=round(late, 3))
                 for proc in self._registry.values():
                     proc.last_seen = max(proc.last_seen, now)
+                    proc.last_pulse = max(proc.last_pulse, now) if proc.pulse else 0.0
                 continue
             check_memory = now >= next_memory_check
             if check_memory:
@@ -571,10 +575,20 @@ class ProcessHost:
             for proc in list(self._registry.values()):
                 if proc.state != "running" or proc.kill_reason is not None:
                     continue
+                # silent: nothing from the loop itself (frames); lag: what the pulse thread
+                # says of the loop. Both must agree before a loop counts as stuck: a loop
+                # that is only slow (a busy machine, a burst of work) still sends frames.
+                # Without a fresh pulse (a frozen process, an old child) silence decides.
                 silent = now - proc.last_seen
                 pulse = proc.pulse
-                lag = 0.0 if pulse is None else pulse.lag
-                if pulse is not None and pulse.overdue and lag >= interval:
+                pulsing = pulse is not None and now - proc.last_pulse <= threshold
+                lag = pulse.lag if pulse is not None and pulsing else silent
+                if (
+                    pulse is not None
+                    and pulsing
+                    and pulse.overdue
+                    and min(lag, silent) >= interval
+                ):
                     proc.kill_detail = (
                         f"its event loop was held {lag:.1f} s by task {pulse.busy!r}, "
                         "past that task's task_timeout"
@@ -585,7 +599,7 @@ class ProcessHost:
                     )  # fmt: skip
                     self.kill(proc, "task_timeout")
                     continue
-                if silent > threshold or lag > threshold:
+                if silent > threshold and lag > threshold:
                     proc.kill_detail = (
                         f"its event loop did not run for {lag:.1f} s (threshold {threshold:g} s)"
                         if lag > threshold

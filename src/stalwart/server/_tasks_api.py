@@ -333,6 +333,11 @@ class TaskApi:
             "truncated": len(load.entries) > limit,
             "steps": steps,
             "quarantined": [{"seq": seq, "reason": why} for seq, why in load.quarantined],
+            # why it failed (type, message, redacted traceback; quarantine's last error)
+            "error": task.outcome if task.status in ("failed", "quarantined") else None,
+            "unknown_effects": task.outcome.get("effects", [])
+            if isinstance(task.outcome, dict) and task.outcome.get("outcome_unknown") is True
+            else [],
         }
         return JSONResponse(redacted(view))
 
