@@ -583,12 +583,7 @@ class ProcessHost:
                 pulse = proc.pulse
                 pulsing = pulse is not None and now - proc.last_pulse <= threshold
                 lag = pulse.lag if pulse is not None and pulsing else silent
-                if (
-                    pulse is not None
-                    and pulsing
-                    and pulse.overdue
-                    and min(lag, silent) >= interval
-                ):
+                if pulse is not None and pulsing and pulse.overdue and min(lag, silent) >= interval:
                     proc.kill_detail = (
                         f"its event loop was held {lag:.1f} s by task {pulse.busy!r}, "
                         "past that task's task_timeout"
