@@ -152,6 +152,11 @@ class App:
     """Rules for the simulated models when ``sim=True``."""
     intensity: int = 5
     period: float = 60.0
+    max_pending: int | None = 1000
+    """Admission: tasks that may wait (stored, not started) per agent; one more is refused
+    (``Overloaded``; HTTP 429 with ``Retry-After``). None: no limit."""
+    max_pending_node: int | None = 10_000
+    """Admission: tasks that may wait across every agent of the store. None: no limit."""
     lease_seconds: float = 4.0
     """How long a claim lasts without renewal (renewed every third of it). A dead
     node's tasks move after about this long; a runner that cannot renew stops at
@@ -190,6 +195,12 @@ class App:
             unknown = sorted(set(agent.agents) - set(names))
             if unknown:
                 raise ConfigError(f"agent {agent.name!r} may call unknown agents {unknown}")
+        for what, limit in (("max_pending", self.max_pending),
+                            ("max_pending_node", self.max_pending_node)):  # fmt: skip
+            if limit is not None and (
+                not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+            ):
+                raise ConfigError(f"App.{what} must be a positive int or None, got {limit!r}")
         for chain, specs in self.models.items():
             if not specs:
                 raise ConfigError(f"model chain {chain!r} is empty")

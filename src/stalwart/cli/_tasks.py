@@ -51,11 +51,11 @@ def add_task_commands(sub: Any) -> None:
     listing.add_argument(
         "--status", choices=["pending", "running", "succeeded", "failed", "quarantined"]
     )
+    listing.add_argument("--limit", type=int, default=20)
     retry = actions.add_parser(
         "retry", parents=[where], help="run a failed or quarantined task again (after a fix)"
     )
     retry.add_argument("task_id")
-    listing.add_argument("--limit", type=int, default=20)
 
 
 def _store_url(args: argparse.Namespace) -> str:
@@ -90,11 +90,26 @@ async def _task(args: argparse.Namespace) -> int:
                 task_input = json.loads(args.input)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"the task input is not JSON: {exc}") from None
-            task = await store.create_task(args.agent, task_input, task_id=args.task_id)
-            if args.wait > 0:
-                from stalwart.node import Tasks
+            from stalwart.agent import App, load_app
+            from stalwart.node import Tasks
 
-                task = await Tasks(None, store).wait(task.id, timeout=args.wait)
+            # the app's admission limits apply here too (its defaults with --store alone):
+            # an overloaded store refuses the task with a clear error, exit 2
+            app = load_app(args.app) if args.app else None
+            limits = app if app is not None else App
+            tasks = Tasks(
+                None,
+                store,
+                app,
+                max_pending=limits.max_pending,
+                max_pending_node=limits.max_pending_node,
+            )
+            task_id = await tasks.submit(args.agent, task_input, task_id=args.task_id)
+            found = await store.get_task(task_id)
+            assert found is not None
+            task = found
+            if args.wait > 0:
+                task = await tasks.wait(task.id, timeout=args.wait)
             print(json.dumps(_record(task)))
         elif args.task_command == "status":
             found = await store.get_task(args.task_id)

@@ -379,6 +379,13 @@ class PostgresStore:
         rows = await self._read(sql, args)
         return [task_from_row(r) for r in rows]
 
+    async def count_pending(self, agent: str | None = None) -> int:
+        if agent is None:
+            rows = await self._read(S["COUNT_PENDING"], ())
+        else:
+            rows = await self._read(S["COUNT_PENDING_AGENT"], (agent,))
+        return int(rows[0][0])
+
     async def acquire(
         self,
         owner: str,

@@ -222,6 +222,10 @@ class Store(Protocol):
         with ``status`` and/or of ``agent``."""
         ...
 
+    async def count_pending(self, agent: str | None = None) -> int:
+        """How many tasks wait (``pending``), of ``agent`` or of every agent (admission)."""
+        ...
+
     async def acquire(
         self,
         owner: str,

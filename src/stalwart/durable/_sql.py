@@ -95,6 +95,8 @@ FINISH = (
     "lease_expires = NULL, updated_at = ?, finished_at = ? "
     "WHERE id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'"
 )
+COUNT_PENDING = "SELECT count(*) FROM stalwart_tasks WHERE status = 'pending'"
+COUNT_PENDING_AGENT = COUNT_PENDING + " AND agent = ?"
 # Retry (a failed or quarantined task runs again): the row back to pending, and a step
 # failure recorded last dropped from the journal (it would replay the same failure).
 RETRY_TASK = (

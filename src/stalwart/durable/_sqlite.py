@@ -320,6 +320,10 @@ class SQLiteStore:
         rows = await self._run(lambda c: c.execute(sql, args).fetchall())
         return [task_from_row(r) for r in rows]
 
+    async def count_pending(self, agent: str | None = None) -> int:
+        sql, args = (q.COUNT_PENDING, ()) if agent is None else (q.COUNT_PENDING_AGENT, (agent,))
+        return int(await self._run(lambda c: c.execute(sql, args).fetchone()[0]))
+
     async def acquire(
         self,
         owner: str,

@@ -27,6 +27,7 @@ __all__ = [
     "EFFECTS_UNKNOWN",
     "TASKS_FINISHED",
     "TASKS_QUARANTINED",
+    "TASKS_SHED",
     "TASKS_SUBMITTED",
     "TASK_DURATION",
     "NODE_INFO",
@@ -75,6 +76,11 @@ TASKS_FINISHED = Counter(
 TASKS_QUARANTINED = Counter(
     "stalwart_tasks_quarantined",
     "Poison tasks quarantined (their execution killed their agent process too often), by agent",
+    ["agent"], registry=REGISTRY,
+)  # fmt: skip
+TASKS_SHED = Counter(
+    "stalwart_tasks_shed",
+    "Tasks refused at admission (too many waiting: HTTP 429), by agent",
     ["agent"], registry=REGISTRY,
 )  # fmt: skip
 EFFECTS_UNKNOWN = Counter(

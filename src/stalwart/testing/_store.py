@@ -181,6 +181,13 @@ class MemoryStore:
         self._check_open()
         return [self._nodes[k] for k in sorted(self._nodes)]
 
+    async def count_pending(self, agent: str | None = None) -> int:
+        self._check_open()
+        return sum(
+            t.status == "pending" and (agent is None or t.agent == agent)
+            for t in self._tasks.values()
+        )
+
     async def list_tasks(
         self,
         *,

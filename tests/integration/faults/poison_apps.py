@@ -64,3 +64,12 @@ app = App(
     ],
     lease_seconds=5,
 )
+
+
+tight = App(
+    agents=[PythonAgent(name="worker", fn=work, max_tasks=4)],
+    lease_seconds=5,
+    max_pending=5,
+    max_pending_node=8,
+)
+"""Admission limits small enough for a test to reach."""
