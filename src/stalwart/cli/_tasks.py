@@ -88,8 +88,13 @@ async def _task(args: argparse.Namespace) -> int:
         if args.task_command == "submit":
             try:
                 task_input = json.loads(args.input)
+                json.dumps(task_input, ensure_ascii=False).encode("utf-8")  # lone surrogates
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"the task input is not JSON: {exc}") from None
+            except RecursionError:
+                raise ConfigError("the task input is nested too deeply: flatten it") from None
+            except (ValueError, UnicodeEncodeError) as exc:  # 5,000-digit ints, surrogates
+                raise ConfigError(f"the task input is not usable JSON: {exc}") from None
             from stalwart.agent import App, load_app
             from stalwart.node import Tasks
 

@@ -45,6 +45,13 @@ def store_from_url(
             **options,
         )
     if scheme in ("postgresql", "postgres"):
+        parts = urllib.parse.urlsplit(url)
+        if not parts.hostname and not parts.path.strip("/") and not parts.query:
+            # libpq would fill in its defaults (a local socket, the user's database):
+            # a store that "works" somewhere nobody meant
+            raise ConfigError(
+                f"durable.store_url = {url!r} names no host and no database; expected {_FORMS}"
+            )
         from stalwart.durable._postgres import PostgresStore
 
         return PostgresStore(
