@@ -66,6 +66,9 @@ class Tasks:
         self.app = app
         self.max_pending = max_pending
         self.max_pending_node = max_pending_node
+        self.max_pending_for: dict[str, int] = {}
+        """Per-agent admission limits that override ``max_pending`` (verify's shedding
+        driver refuses a probe agent's tasks this way, leaving the others alone)."""
         self.store_url = store_url
 
     async def submit(
@@ -94,14 +97,15 @@ class Tasks:
 
     async def _admit(self, agent: str) -> None:
         """Refuse the task (:class:`Overloaded`) when too many already wait."""
-        for limit, who in ((self.max_pending, agent), (self.max_pending_node, None)):
+        per_agent = self.max_pending_for.get(agent, self.max_pending)
+        for limit, who in ((per_agent, agent), (self.max_pending_node, None)):
             if limit is None:
                 continue
             waiting = await self.store.count_pending(who)
             if waiting >= limit:
                 catalog.TASKS_SHED.labels(agent).inc()
-                where = f"agent {agent!r} has" if who else "this node's store has"
-                setting = "max_pending" if who else "max_pending_node"
+                where = f"agent {agent!r} has" if who is not None else "this node's store has"
+                setting = "max_pending" if who is not None else "max_pending_node"
                 raise Overloaded(
                     f"{where} {waiting} tasks waiting, its admission limit ({setting}="
                     f"{limit}): not accepted, retry later",
