@@ -160,8 +160,10 @@ class TaskAgent(Agent):
             runtime=self.ctx,
             events=self.events,
             security=self.defn.security,
-            ledger=self._ledger(args["store"], args["node"]),
-            approvals=self._approvals(args["store"]),
+            # their databases are connected off the loop (a slow or remote database
+            # must not stall this process's loop, and so its pulse, while it starts)
+            ledger=await asyncio.to_thread(self._ledger, args["store"], args["node"]),
+            approvals=await asyncio.to_thread(self._approvals, args["store"]),
             rate_limiters=build_rate_limiters(self.defn.security, self.defn.name),
             prices=PriceTable(self.app.prices),
         )
@@ -220,7 +222,7 @@ class TaskAgent(Agent):
         await self.store.close()
         for guard_db in (self.resources.ledger, self.resources.approvals):
             if guard_db is not None:
-                guard_db.close()
+                await asyncio.to_thread(guard_db.close)
 
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, dict) and isinstance(message.get("run"), str):
