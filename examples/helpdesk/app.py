@@ -242,7 +242,7 @@ async def triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
         handed["from"] = ticket["from"]  # the sender the ticketing system vouches for
     outcome = await ctx.hand_over("resolver", handed, timeout=120)
     result = outcome.get("result") or {}
-    return {
+    answer = {
         "status": result.get("status", outcome.get("status")),
         "queue": "resolver",
         "answer": result.get("answer", ""),
@@ -250,6 +250,10 @@ async def triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
         "resolver_task": outcome.get("task_id"),
         "usage": result.get("usage", {}),
     }
+    if result.get("outcome_unknown") is True:  # an e-mail or refund cut off mid-call
+        answer["outcome_unknown"] = True
+        answer["effects"] = result.get("effects", [])
+    return answer
 
 
 TRIAGE = PythonAgent(name="triage", fn=triage, agents=("resolver",))

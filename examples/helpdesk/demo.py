@@ -95,7 +95,14 @@ def summarize(  # noqa: PLR0917 - one call site, all of it the run's outcome
         for t in outcomes.values()
         if t.status == "succeeded" and (t.outcome or {}).get("status") == "completed"
     )
-    failed = len(outcomes) - completed
+    # a side effect the kill cut off mid-call is not repeated (no duplicate): its ticket
+    # ends saying the outcome is unknown -- neither lost nor a failure
+    unknown = sum(
+        1
+        for t in outcomes.values()
+        if t.status == "succeeded" and (t.outcome or {}).get("status") == "outcome_unknown"
+    )
+    failed = len(outcomes) - completed - unknown
     usage = [((t.outcome or {}).get("usage") or {}) for t in outcomes.values()]
 
     def total(key: str) -> float:
@@ -109,6 +116,7 @@ def summarize(  # noqa: PLR0917 - one call site, all of it the run's outcome
     rows = [
         ("tickets submitted", len(tickets)),
         ("completed", completed),
+        ("outcome unknown (effect cut off)", unknown),
         ("failed / not finished", failed + (len(tickets) - len(outcomes))),
         ("steps (model + tool calls)", int(total("model_calls") + total("tool_calls"))),
         ("tokens", int(total("prompt_tokens") + total("completion_tokens"))),

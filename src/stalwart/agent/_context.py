@@ -13,7 +13,7 @@ import msgspec
 from stalwart.agent._guarded import guarded
 from stalwart.agent._handover import HandOvers
 from stalwart.durable import Context
-from stalwart.errors import ConfigError, StalwartError
+from stalwart.errors import ConfigError, OutcomeUnknown, StalwartError
 from stalwart.guard import ApprovalQueue, Provenance, Security, SpendLedger, estimate_tokens
 from stalwart.llm import Message, ModelClient, ModelRequest, PriceTable, ToolCall, ToolSpec
 from stalwart.observe import (
@@ -297,15 +297,8 @@ class TaskContext:
                 return result.as_data()
 
             async def reconcile(key: str) -> dict[str, Any]:
-                if tool.reconcile is not None:
-                    value = tool.reconcile(key)
-                    return {"status": "ok", "tool": name, "value": value}
-                return {
-                    "status": "error",
-                    "tool": name,
-                    "error": f"the outcome of {name} is unknown (the agent stopped mid-call); "
-                    "it was not repeated to avoid a duplicate",
-                }
+                assert tool.reconcile is not None
+                return {"status": "ok", "tool": name, "value": tool.reconcile(key)}
 
             try:
                 raw = await self.durable.effect(
@@ -313,9 +306,17 @@ class TaskContext:
                     effect,
                     arguments,
                     deduplicated=tool.deduplicates,
-                    reconcile=reconcile,
+                    # without a hook nobody can tell: the ledger records the outcome
+                    # unknown, and the task's result says so (flag_unknown_effects)
+                    reconcile=reconcile if tool.reconcile is not None else None,
                 )
-            except StalwartError as exc:  # OutcomeUnknown and the like: tell the model
+            except OutcomeUnknown:  # tell the model; the task's result carries the flag
+                return ToolResult(
+                    name, "error",
+                    error=f"the outcome of {name} is unknown (the agent stopped mid-call); "
+                    "it was not repeated to avoid a duplicate",
+                )  # fmt: skip
+            except StalwartError as exc:
                 return ToolResult(name, "error", error=str(exc))
         else:
 

@@ -43,7 +43,13 @@ class _AgentBase:
     restart: Restart = "permanent"
     memory_limit_mb: float | None = None
     task_timeout: float = 600.0
-    """Seconds a task may run in all; past it the task fails with a clear reason."""
+    """Seconds a task may run in all; past it the task fails with a clear reason (a
+    step that blocks the event loop past it gets its process killed by the node)."""
+    quarantine_after: int = 3
+    """Kills of this agent's process charged to one task (its step hung the process,
+    overran ``memory_limit_mb``) before that task ends ``quarantined`` instead of
+    running again. At most the app's ``intensity``, so one poison task never makes
+    the supervisor give up (see docs/durable.md, "Poison tasks")."""
     agents: tuple[str, ...] = ()
     """Other agents this one may call (``ctx.call_agent``)."""
     security: Security = dataclasses.field(default_factory=Security)
@@ -63,6 +69,11 @@ class _AgentBase:
             )
         if not 0 < self.task_timeout <= 86_400:
             raise ConfigError(f"agent {self.name!r}: task_timeout must be in (0, 86400] s")
+        q = self.quarantine_after
+        if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 100:
+            raise ConfigError(
+                f"agent {self.name!r}: quarantine_after must be an int in 1..100, got {q!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +155,11 @@ class App:
     """Rules for the simulated models when ``sim=True``."""
     intensity: int = 5
     period: float = 60.0
+    max_pending: int | None = 1000
+    """Admission: tasks that may wait (stored, not started) per agent; one more is refused
+    (``Overloaded``; HTTP 429 with ``Retry-After``). None: no limit."""
+    max_pending_node: int | None = 10_000
+    """Admission: tasks that may wait across every agent of the store. None: no limit."""
     lease_seconds: float = 4.0
     """How long a claim lasts without renewal (renewed every third of it). A dead
     node's tasks move after about this long; a runner that cannot renew stops at
@@ -172,9 +188,22 @@ class App:
                     f"agent {agent.name!r} uses model chain {chain!r}, which App.models does "
                     f"not define (defined: {sorted(self.models)})"
                 )
+            if agent.quarantine_after > self.intensity:
+                raise ConfigError(
+                    f"agent {agent.name!r}: quarantine_after={agent.quarantine_after} exceeds "
+                    f"the app's intensity={self.intensity}: one poison task could make the "
+                    "supervisor give up (and the node exit) before it is quarantined; "
+                    "lower quarantine_after or raise intensity"
+                )
             unknown = sorted(set(agent.agents) - set(names))
             if unknown:
                 raise ConfigError(f"agent {agent.name!r} may call unknown agents {unknown}")
+        for what, limit in (("max_pending", self.max_pending),
+                            ("max_pending_node", self.max_pending_node)):  # fmt: skip
+            if limit is not None and (
+                not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+            ):
+                raise ConfigError(f"App.{what} must be a positive int or None, got {limit!r}")
         for chain, specs in self.models.items():
             if not specs:
                 raise ConfigError(f"model chain {chain!r} is empty")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import os
@@ -65,7 +66,7 @@ from stalwart.observe import (
     start_span,
     trace_events,
 )
-from stalwart.runtime import Agent
+from stalwart.runtime import BLAME, Agent, Blame
 from stalwart.tools import ToolRegistry
 
 __all__ = ["TaskAgent", "load_app"]
@@ -95,6 +96,34 @@ def _end_span(span: Any, result: TaskResult | None) -> None:
     if result is not None and result.status == "failed":
         error = result.result if isinstance(result.result, dict) else {}
         set_span_error(span, str(error.get("type", "Error")), str(error.get("message", "")))
+
+
+def flag_unknown_effects(ctx: Context, value: Any) -> Any:
+    """``value``, marked when a side effect of the task has an unknown outcome.
+
+    An at-most-once effect interrupted mid-call (its process killed between the
+    ledger's "started" and "completed") is not repeated; the task may still end,
+    but its result must not read as a plain success. Such a result carries
+    ``outcome_unknown: true`` and ``effects: [{tool, step, key, outcome: "unknown"}]``
+    (a non-dict result is wrapped as ``{"result": value, ...}``), an LLM agent's
+    ``status`` becomes ``outcome_unknown``, and ``stalwart_effects_unknown_total``
+    counts each such effect.
+    """
+    if not ctx.unknown_effects:
+        return value
+    effects = [
+        {"tool": name.removeprefix("tool:"), "step": name, "key": key, "outcome": "unknown"}
+        for name, key in ctx.unknown_effects
+    ]
+    for effect in effects:
+        catalog.EFFECTS_UNKNOWN.labels(effect["tool"]).inc()
+    _log.warning("task_outcome_unknown", effects=[e["key"] for e in effects])
+    flagged: dict[str, Any] = dict(value) if isinstance(value, dict) else {"result": value}
+    if flagged.get("status") == "completed":
+        flagged["status"] = "outcome_unknown"
+    flagged["outcome_unknown"] = True
+    flagged["effects"] = effects
+    return flagged
 
 
 def load_app(ref: str) -> App:
@@ -168,8 +197,10 @@ class TaskAgent(Agent):
             runtime=self.ctx,
             events=self.events,
             security=self.defn.security,
-            ledger=self._ledger(args["store"], args["node"]),
-            approvals=self._approvals(args["store"]),
+            # their databases are connected off the loop (a slow or remote database
+            # must not stall this process's loop, and so its pulse, while it starts)
+            ledger=await asyncio.to_thread(self._ledger, args["store"], args["node"]),
+            approvals=await asyncio.to_thread(self._approvals, args["store"]),
             rate_limiters=build_rate_limiters(self.defn.security, self.defn.name),
             prices=self.app.price_table(),
         )
@@ -186,7 +217,11 @@ class TaskAgent(Agent):
         """The ids of the tasks that ended here last (a wake-up can arrive after the end)."""
         self.owner = f"{args['node']}/{self.defn.name}"
         self.runner = Runner(
-            self.store, owner=self.owner, lease_seconds=self.app.lease_seconds, events=self.events
+            self.store,
+            owner=self.owner,
+            lease_seconds=self.app.lease_seconds,
+            events=self.events,
+            redact=default_redactor().redact,  # a failed task's stored traceback
         )
         self.running: dict[str, asyncio.Task[TaskResult | None]] = {}
         # Claimed, but its runner has not started yet: if it is cancelled now, no
@@ -233,7 +268,7 @@ class TaskAgent(Agent):
         await self.store.close()
         for guard_db in (self.resources.ledger, self.resources.approvals):
             if guard_db is not None:
-                guard_db.close()
+                await asyncio.to_thread(guard_db.close)
 
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, dict) and isinstance(message.get("run"), str):
@@ -363,7 +398,12 @@ class TaskAgent(Agent):
         return claimed
 
     def _track(self, task_id: str, work: Any) -> None:
-        task: asyncio.Task[TaskResult | None] = asyncio.create_task(work)
+        # Blame: if this task holds the loop too long, the node kills this process and
+        # charges the task (quarantine after ``quarantine_after`` such kills); past its
+        # deadline, the kill fails it with its task_timeout.
+        context = contextvars.copy_context()
+        context.run(BLAME.set, Blame(task_id, time.monotonic() + self.defn.task_timeout))
+        task: asyncio.Task[TaskResult | None] = asyncio.create_task(work, context=context)
         self.running[task_id] = task
         running = catalog.AGENT_TASKS_RUNNING.labels(self.defn.name)
         running.set(len(self.running))
@@ -461,10 +501,11 @@ class TaskAgent(Agent):
         try:
             async with asyncio.timeout(self.defn.task_timeout):
                 if isinstance(self.defn, LLMAgent):
-                    return await run_llm_agent(tctx, self.defn, task_input)
+                    answer = await run_llm_agent(tctx, self.defn, task_input)
+                    return flag_unknown_effects(ctx, answer)
                 assert self.defn.fn is not None
                 value = await self.defn.fn(tctx, prepare_input(tctx, task_input))
-                return finish_output(tctx, value)
+                return flag_unknown_effects(ctx, finish_output(tctx, value))
         except TimeoutError:
             raise TimeoutError(
                 f"task {ctx.task_id} of {self.defn.name!r} ran past its task_timeout of "
@@ -474,4 +515,5 @@ class TaskAgent(Agent):
             clean = default_redactor().redact_exception(exc)
             if clean is exc:
                 raise
-            raise clean from None
+            # the original frames stay (the stored traceback shows where it failed)
+            raise clean.with_traceback(exc.__traceback__) from None

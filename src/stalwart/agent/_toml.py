@@ -59,10 +59,11 @@ __all__ = ["app_from_toml"]
 
 _TOP = {
     "store", "sim", "models", "supervision", "agents", "lease_seconds", "scenario", "providers",
-    "prices",
+    "prices", "max_pending", "max_pending_node",
 }  # fmt: skip
 _COMMON = {
     "name", "kind", "max_tasks", "max_running", "restart", "memory_limit_mb", "task_timeout",
+    "quarantine_after",
     "agents", "security",
 }  # fmt: skip
 _SECURITY = {"output", "taint", "budget", "inputs", "input_schema", "rate"}
@@ -204,4 +205,6 @@ def app_from_toml(path: str | Path) -> App:
         intensity=supervision.get("intensity", 5),
         period=supervision.get("period", 60.0),
         lease_seconds=data.get("lease_seconds", 10.0),
+        max_pending=data.get("max_pending", App.max_pending),
+        max_pending_node=data.get("max_pending_node", App.max_pending_node),
     )

@@ -33,6 +33,17 @@ def load_app(ref: str) -> SupervisorSpec:
     return load_instance(ref, SupervisorSpec, "app")
 
 
+def _limit(text: str) -> int:
+    """An admission limit flag: a non-negative int (0 means no limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative (0 means no limit)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stalwart", description=stalwart.__doc__)
     parser.add_argument("--version", action="version", version=stalwart.__version__)
@@ -55,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         "or an app .toml file",
     )
     run.add_argument("--store", help="store URL for an App (default: the App's own)")
+    run.add_argument(
+        "--max-pending", type=_limit, metavar="N",
+        help="admission: tasks that may wait per agent, then 429 (default: the App's, "
+        "1000; 0 = no limit)",
+    )  # fmt: skip
+    run.add_argument(
+        "--max-pending-node", type=_limit, metavar="N",
+        help="admission: tasks that may wait across every agent (default: the App's, "
+        "10000; 0 = no limit)",
+    )  # fmt: skip
     add_run_flags(run)
     add_commands(sub)
     add_task_commands(sub)
@@ -109,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
             service = service_from_args(args)
             extra = (service,) if service else ()
             if is_app_ref(args.app):
-                node, _ = app_node(args.app, store=args.store, services=extra)
+                node, app_service = app_node(args.app, store=args.store, services=extra)
+                if args.max_pending is not None:
+                    app_service.max_pending = args.max_pending or None
+                if args.max_pending_node is not None:
+                    app_service.max_pending_node = args.max_pending_node or None
             else:
                 root = load_app(args.app)
                 module = args.app.partition(":")[0]

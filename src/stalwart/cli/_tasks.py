@@ -1,4 +1,4 @@
-"""``stalwart run`` for apps, and ``stalwart task submit|status|list``."""
+"""``stalwart run`` for apps, and ``stalwart task submit|status|list|retry``."""
 
 from __future__ import annotations
 
@@ -48,8 +48,14 @@ def add_task_commands(sub: Any) -> None:
     status = actions.add_parser("status", parents=[where], help="one task's status and result")
     status.add_argument("task_id")
     listing = actions.add_parser("list", parents=[where], help="recent tasks")
-    listing.add_argument("--status", choices=["pending", "running", "succeeded", "failed"])
+    listing.add_argument(
+        "--status", choices=["pending", "running", "succeeded", "failed", "quarantined"]
+    )
     listing.add_argument("--limit", type=int, default=20)
+    retry = actions.add_parser(
+        "retry", parents=[where], help="run a failed or quarantined task again (after a fix)"
+    )
+    retry.add_argument("task_id")
 
 
 def _store_url(args: argparse.Namespace) -> str:
@@ -68,6 +74,8 @@ def _record(task: Any) -> dict[str, Any]:
         "agent": task.agent,
         "status": task.status,
         "attempts": task.attempts,
+        "outcome_unknown": isinstance(task.outcome, dict)
+        and task.outcome.get("outcome_unknown") is True,
         "outcome": task.outcome,
     }
 
@@ -81,13 +89,33 @@ async def _task(args: argparse.Namespace) -> int:
         if args.task_command == "submit":
             try:
                 task_input = json.loads(args.input)
+                json.dumps(task_input, ensure_ascii=False).encode("utf-8")  # lone surrogates
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"the task input is not JSON: {exc}") from None
-            task = await store.create_task(args.agent, task_input, task_id=args.task_id)
-            if args.wait > 0:
-                from stalwart.node import Tasks
+            except RecursionError:
+                raise ConfigError("the task input is nested too deeply: flatten it") from None
+            except (ValueError, UnicodeEncodeError) as exc:  # 5,000-digit ints, surrogates
+                raise ConfigError(f"the task input is not usable JSON: {exc}") from None
+            from stalwart.agent import App, load_app
+            from stalwart.node import Tasks
 
-                task = await Tasks(None, store).wait(task.id, timeout=args.wait)
+            # the app's admission limits apply here too (its defaults with --store alone):
+            # an overloaded store refuses the task with a clear error, exit 2
+            app = load_app(args.app) if args.app else None
+            limits = app if app is not None else App
+            tasks = Tasks(
+                None,
+                store,
+                app,
+                max_pending=limits.max_pending,
+                max_pending_node=limits.max_pending_node,
+            )
+            task_id = await tasks.submit(args.agent, task_input, task_id=args.task_id)
+            found = await store.get_task(task_id)
+            assert found is not None
+            task = found
+            if args.wait > 0:
+                task = await tasks.wait(task.id, timeout=args.wait)
             print(json.dumps(_record(task)))
         elif args.task_command == "status":
             found = await store.get_task(args.task_id)
@@ -95,6 +123,20 @@ async def _task(args: argparse.Namespace) -> int:
                 print(f"stalwart task: no task {args.task_id!r}", file=sys.stderr)
                 return 1
             print(json.dumps(_record(found), indent=2))
+        elif args.task_command == "retry":
+            found = await store.get_task(args.task_id)
+            if found is None:
+                print(f"stalwart task: no task {args.task_id!r}", file=sys.stderr)
+                return 1
+            if not await store.retry(found.id):
+                print(
+                    f"stalwart task: task {found.id!r} is {found.status}: only a failed or "
+                    "quarantined task can be retried",
+                    file=sys.stderr,
+                )
+                return 1
+            retried = await store.get_task(found.id)
+            print(json.dumps(_record(retried if retried is not None else found)))
         else:
             for t in await store.list_tasks(status=args.status, limit=args.limit):
                 print(json.dumps(_record(t)))

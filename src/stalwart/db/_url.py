@@ -50,6 +50,13 @@ def parse_url(url: str, *, setting: str = "durable.store_url") -> DatabaseURL:
         path = urllib.parse.unquote(path)
         return DatabaseURL("sqlite", path, f"sqlite:///{path}")
     if scheme in ("postgresql", "postgres"):
+        parts = urllib.parse.urlsplit(url)
+        if not parts.hostname and not parts.path.strip("/") and not parts.query:
+            # libpq would fill in its defaults (a local socket, the user's database):
+            # a store that "works" somewhere nobody meant
+            raise ConfigError(
+                f"{setting} = {url!r} names no host and no database; expected {FORMS}"
+            )
         return DatabaseURL("postgres", url, redact(url))
     raise ConfigError(
         f"{setting} = {redact(url)!r} has an unsupported scheme {scheme!r}; expected {FORMS}"

@@ -62,6 +62,10 @@ class Context:
         self.replayed_steps = 0
         self.executed_steps = 0
         self.quarantined = list(journal.quarantined)
+        self.unknown_effects: list[tuple[str, str]] = []
+        """(step name, idempotency key) of each side effect this run found with an
+        unknown outcome (started, never recorded, not repeated): what the task's
+        result must say it cannot vouch for."""
 
     # -- facts about the task ---------------------------------------------------------
     @property

@@ -166,6 +166,8 @@ async def _finish(ctx: Context, key: str, seq: int, name: str, *, status: Any, r
 
 
 def _unknown(ctx: Context, key: str, name: str) -> OutcomeUnknown:
+    if (name, key) not in ctx.unknown_effects:
+        ctx.unknown_effects.append((name, key))
     return OutcomeUnknown(
         f"side effect {name!r} of task {ctx.task_id!r} (idempotency key {key!r}) was started "
         "but its outcome was never recorded, and it does not deduplicate on its key, so it "

@@ -33,6 +33,7 @@ __all__ = [
     "load_effects",
     "load_journal",
     "purge",
+    "retry",
     "rowcount",
     "rows",
 ]
@@ -165,3 +166,12 @@ def purge(before: float, mode: str) -> Program[int]:
             had += (yield (q.PURGE_TASK, (tid,))).rowcount
         count += 1 if had else 0
     return count
+
+
+def retry(task_id: str, now: float) -> Program[bool]:
+    """A failed or quarantined task back to pending, its last recorded step failure
+    dropped (it would replay the same failure); False when it is neither."""
+    if (yield (q.RETRY_TASK, (now, task_id))).rowcount == 0:
+        return False
+    yield (q.RETRY_DROP_FAILED, (task_id, task_id))
+    return True

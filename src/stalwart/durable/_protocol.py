@@ -26,6 +26,7 @@ __all__ = [
     "Lease",
     "NodeRecord",
     "QuarantinedRecord",
+    "RETRYABLE",
     "RetentionMode",
     "Store",
     "TASK_STATUSES",
@@ -33,9 +34,15 @@ __all__ = [
     "TaskStatus",
 ]
 
-TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-TASK_STATUSES: tuple[str, ...] = ("pending", "running", "succeeded", "failed", "cancelled")
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "quarantined"]
+TASK_STATUSES: tuple[str, ...] = (
+    "pending", "running", "succeeded", "failed", "cancelled", "quarantined",
+)  # fmt: skip
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "quarantined"})
+"""Statuses a task ends in. ``quarantined``: its execution killed its agent process
+``quarantine_after`` times (a poison task); it waits for ``stalwart task retry``."""
+RETRYABLE: frozenset[str] = frozenset({"failed", "quarantined"})
+"""Statuses :meth:`Store.retry` puts back to pending."""
 EffectStatus = Literal["started", "completed", "failed", "unknown"]
 EFFECT_STATUSES: tuple[str, ...] = ("started", "completed", "failed", "unknown")
 RetentionMode = Literal["compact", "delete"]
@@ -220,6 +227,10 @@ class Store(Protocol):
         with ``status`` and/or of ``agent``."""
         ...
 
+    async def count_pending(self, agent: str | None = None) -> int:
+        """How many tasks wait (``pending``), of ``agent`` or of every agent (admission)."""
+        ...
+
     async def acquire(
         self,
         owner: str,
@@ -253,7 +264,17 @@ class Store(Protocol):
         ...
 
     async def finish(self, lease: Lease, status: TaskStatus, outcome: Any) -> None:
-        """Record the task's end (succeeded/failed/cancelled) and drop the lease."""
+        """Record the task's end (succeeded/failed/cancelled/quarantined) and drop the lease."""
+        ...
+
+    async def retry(self, task_id: str) -> bool:
+        """Put a failed or quarantined task back to pending, to run again.
+
+        Its attempts start again from 0 and its outcome is cleared; its journal
+        is kept (recorded steps replay) except a step failure recorded last,
+        which would otherwise replay the same failure. Returns False (and
+        changes nothing) when the task is unknown or not failed/quarantined.
+        """
         ...
 
     async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import os
 import socket
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -37,6 +38,8 @@ __all__ = ["Runner", "TaskResult", "Workflow"]
 
 Workflow = Callable[[Context, Any], Awaitable[Any]]
 _log = get_logger("stalwart.durable.runner")
+TRACEBACK_CHARS = 8000
+"""Longest traceback a failed task's outcome keeps (the innermost frames)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,8 +82,12 @@ class Runner:
         lease_seconds: float = 30.0,
         clock: Clock = SYSTEM_CLOCK,
         events: EventBus | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
+        """``redact``: applied to a failed task's traceback before it is stored (the
+        agent layer passes the guard's redactor); None stores it as formatted."""
         check_lease_seconds(lease_seconds)
+        self.redact = redact
         self.store = store
         self.owner = owner or default_owner()
         self.lease_seconds = lease_seconds
@@ -190,6 +197,7 @@ class Runner:
     async def _fail(self, ctx: Context, exc: BaseException) -> TaskResult:
         outcome = {"type": type(exc).__name__, "message": str(exc)}
         _log.warning("durable_task_failed", task_id=ctx.task_id, **outcome)
+        outcome["traceback"] = self._traceback(exc)
         await self.store.finish(ctx.lease, "failed", outcome)
         return TaskResult(
             ctx.task_id,
@@ -200,6 +208,15 @@ class Runner:
             ctx.executed_steps,
             tuple(ctx.quarantined),
         )
+
+    def _traceback(self, exc: BaseException) -> str:
+        """The failure's traceback (redacted, at most ``TRACEBACK_CHARS``: its end kept)."""
+        text = "".join(traceback.format_exception(exc))
+        if self.redact is not None:
+            text = self.redact(text)
+        if len(text) > TRACEBACK_CHARS:
+            text = "...\n" + text[-TRACEBACK_CHARS:]
+        return text
 
     async def _heartbeat(self, ctx: Context, work: asyncio.Future[Any]) -> None:
         """Renew the lease every third of it; give the task up before the lease can expire.

@@ -99,6 +99,19 @@ FINISH = (
     "lease_expires = NULL, updated_at = ?, finished_at = ? "
     "WHERE id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'"
 )
+COUNT_PENDING = "SELECT count(*) FROM stalwart_tasks WHERE status = 'pending'"
+COUNT_PENDING_AGENT = COUNT_PENDING + " AND agent = ?"
+# Retry (a failed or quarantined task runs again): the row back to pending, and a step
+# failure recorded last dropped from the journal (it would replay the same failure).
+RETRY_TASK = (
+    "UPDATE stalwart_tasks SET status = 'pending', attempts = 0, outcome = NULL, "
+    "lease_owner = NULL, lease_expires = NULL, finished_at = NULL, updated_at = ? "
+    "WHERE id = ? AND status IN ('failed', 'quarantined')"
+)
+RETRY_DROP_FAILED = (
+    "DELETE FROM stalwart_journal WHERE task_id = ? AND kind = 'failed' AND seq = "
+    "(SELECT max(seq) FROM stalwart_journal WHERE task_id = ?)"
+)
 APPEND = (
     "INSERT INTO stalwart_journal (task_id, seq, kind, name, record) "
     "SELECT ?, ?, ?, ?, ? WHERE " + FENCE + " ON CONFLICT (task_id, seq) DO NOTHING"

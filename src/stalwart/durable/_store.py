@@ -34,6 +34,7 @@ from stalwart.durable._base import (
 )
 from stalwart.durable._integrity import check_json
 from stalwart.durable._protocol import (
+    FINISHED,
     EffectRecord,
     EffectStatus,
     JournalEntry,
@@ -153,6 +154,13 @@ class SQLStore:
         sql, args = q.list_query(status, limit, agent, newest_first)
         return [task_from_row(r) for r in await self._db.read(_ops.rows, sql, args)]
 
+    async def count_pending(self, agent: str | None = None) -> int:
+        if agent is None:
+            found = await self._db.read(_ops.rows, q.COUNT_PENDING, ())
+        else:
+            found = await self._db.read(_ops.rows, q.COUNT_PENDING_AGENT, (agent,))
+        return int(found[0][0])
+
     async def acquire(
         self,
         owner: str,
@@ -208,14 +216,15 @@ class SQLStore:
         await self._db.write(_ops.fenced, lease, q.RELEASE, args)
 
     async def finish(self, lease: Lease, status: TaskStatus, outcome: Any) -> None:
-        if status not in ("succeeded", "failed", "cancelled"):
-            raise StoreError(
-                f"finish: status must be succeeded, failed or cancelled, not {status!r}"
-            )
+        if status not in FINISHED:
+            raise StoreError(f"finish: status must be one of {sorted(FINISHED)}, not {status!r}")
         record = encode_outcome(lease.task_id, outcome)
         now = self._clock.time()
         args = (status, record, now, now, lease.task_id, lease.owner, lease.token)
         await self._db.write(_ops.fenced, lease, q.FINISH, args)
+
+    async def retry(self, task_id: str) -> bool:
+        return await self._db.write(_ops.retry, task_id, self._clock.time())
 
     # -- journal --------------------------------------------------------------------------
     async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:

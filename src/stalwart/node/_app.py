@@ -19,6 +19,7 @@ from stalwart.llm import ChainHealth, Provider
 from stalwart.llm.sim import SimServer
 from stalwart.node._charge import DeadCallCharger
 from stalwart.node._node import Node, NodeService
+from stalwart.node._quarantine import PoisonGuard
 from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import REGISTRY, EventBus, catalog, current_traceparent, set_redactor
 from stalwart.runtime import ChildSpec, SupervisorSpec
@@ -52,6 +53,7 @@ class Tasks:
         app: App | None = None,
         *,
         max_pending: int | None = None,
+        max_pending_node: int | None = None,
         store_url: str | None = None,
     ) -> None:
         """``node``: the running node to notify of new tasks (None: the store alone);
@@ -59,12 +61,17 @@ class Tasks:
         ``max_pending``: the admission limit -- when an agent already has that many
         tasks waiting (stored, not started), :meth:`submit` refuses new ones with
         :class:`~stalwart.errors.Overloaded` instead of queueing without bound;
+        ``max_pending_node``: the same, counting the waiting tasks of every agent;
         ``store_url``: where ``store`` lives, credentials included (never log it), for
         what shares its database (the approval queue the HTTP API opens)."""
         self.node = node
         self.store = store
         self.app = app
         self.max_pending = max_pending
+        self.max_pending_node = max_pending_node
+        self.max_pending_for: dict[str, int] = {}
+        """Per-agent admission limits that override ``max_pending`` (verify's shedding
+        driver refuses a probe agent's tasks this way, leaving the others alone)."""
         self.store_url = store_url
 
     async def submit(
@@ -81,16 +88,7 @@ class Tasks:
         if self.app is not None and agent in {a.name for a in self.app.agents}:
             limits = self.app.agent(agent).security.inputs
         validate_input(task_input, limits=limits)
-        if self.max_pending is not None:
-            waiting = await self.store.list_tasks(
-                status="pending", agent=agent, limit=self.max_pending
-            )
-            if len(waiting) >= self.max_pending:
-                raise Overloaded(
-                    f"agent {agent!r} has {len(waiting)} tasks waiting, its admission "
-                    "limit: not accepted, retry later",
-                    retry_after=1.0,
-                )
+        await self._admit(agent)
         if current_traceparent() and self.node is not None:
             # a caller's trace (an HTTP traceparent) parents the task's span: the agent
             # hears of the task, with that context, before the task can be claimed
@@ -108,6 +106,23 @@ class Tasks:
                 self.node.cast(agent, {"run": task_id})
             except NoProcess:
                 pass  # the agent is restarting; its store scan picks the task up
+
+    async def _admit(self, agent: str) -> None:
+        """Refuse the task (:class:`Overloaded`) when too many already wait."""
+        per_agent = self.max_pending_for.get(agent, self.max_pending)
+        for limit, who in ((per_agent, agent), (self.max_pending_node, None)):
+            if limit is None:
+                continue
+            waiting = await self.store.count_pending(who)
+            if waiting >= limit:
+                catalog.TASKS_SHED.labels(agent).inc()
+                where = f"agent {agent!r} has" if who is not None else "this node's store has"
+                setting = "max_pending" if who is not None else "max_pending_node"
+                raise Overloaded(
+                    f"{where} {waiting} tasks waiting, its admission limit ({setting}="
+                    f"{limit}): not accepted, retry later",
+                    retry_after=1.0,
+                )
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return await self.store.get_task(task_id)
@@ -165,7 +180,9 @@ class AppService:
         self.sim: SimServer | None = None
         self.store: Store | None = None
         self.tasks: Tasks | None = None
-        self.max_pending: int | None = None  # the admission limit of ``tasks`` (see Tasks)
+        # the admission limits of ``tasks`` (see Tasks); the app's unless set before start
+        self.max_pending: int | None = app.max_pending
+        self.max_pending_node: int | None = app.max_pending_node
 
     async def start(self, node: Node) -> None:
         self.node_id = node.id
@@ -177,7 +194,12 @@ class AppService:
         self.store = store_from_url(self.store_url, events=node.events)
         await self.store.open()
         self.tasks = Tasks(
-            node, self.store, self.app, max_pending=self.max_pending, store_url=self.store_url
+            node,
+            self.store,
+            self.app,
+            max_pending=self.max_pending,
+            max_pending_node=self.max_pending_node,
+            store_url=self.store_url,
         )
         node.tasks = self.tasks
         node.cluster_view = self._cluster_view
@@ -198,6 +220,10 @@ class AppService:
                 "agents": [a.name for a in self.app.agents],
             },
         )
+        # a task whose step kills its agent process is failed or quarantined before the
+        # agent restarts (see _quarantine.py)
+        guard = PoisonGuard(self.app, self.store, node.id, node.events)
+        node.runtime.host.add_exit_hook(guard.on_exit)
         self._beat = asyncio.create_task(self._heartbeat(node.id))
         self._charger = DeadCallCharger(self.app, self.store_url, node.id, node.events)
 

@@ -431,6 +431,12 @@ def default_rules() -> list[AlertRule]:
             by=("agent",), window_s=1800,
         ),
         AlertRule(
+            "TasksShed", "increase", "stalwart_tasks_shed_total",
+            Threshold(10, 0), Threshold(100, 0),
+            "Tasks refused at admission (429) in the last 5 minutes: sustained overload",
+            by=("agent",),
+        ),
+        AlertRule(
             "ReadinessFailing", "count", "stalwart_ready",
             Threshold(1, 30), Threshold(1, 120),
             "The node is not ready (see /readyz for the failing check)",

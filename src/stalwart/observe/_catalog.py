@@ -27,7 +27,10 @@ __all__ = [
     "MODEL_LATENCY",
     "MODEL_REQUESTS",
     "MODEL_TOKENS",
+    "EFFECTS_UNKNOWN",
     "TASKS_FINISHED",
+    "TASKS_QUARANTINED",
+    "TASKS_SHED",
     "TASKS_SUBMITTED",
     "TASK_DURATION",
     "NODE_INFO",
@@ -77,7 +80,8 @@ TOOL_CALLS = Counter(
 )  # fmt: skip
 TASKS_SUBMITTED = Counter("stalwart_tasks_submitted", "Tasks submitted", registry=REGISTRY)
 TASKS_FINISHED = Counter(
-    "stalwart_tasks_finished", "Tasks finished by outcome (completed, failed)", ["outcome"],
+    "stalwart_tasks_finished",
+    "Tasks finished by outcome (completed, failed, quarantined)", ["outcome"],
     registry=REGISTRY,
 )  # fmt: skip
 AGENT_TASKS_RUNNING = Gauge(
@@ -92,6 +96,21 @@ AGENT_AT_CAPACITY = Counter(
     ["agent"],
     registry=REGISTRY,
 )
+TASKS_QUARANTINED = Counter(
+    "stalwart_tasks_quarantined",
+    "Poison tasks quarantined (their execution killed their agent process too often), by agent",
+    ["agent"], registry=REGISTRY,
+)  # fmt: skip
+TASKS_SHED = Counter(
+    "stalwart_tasks_shed",
+    "Tasks refused at admission (too many waiting: HTTP 429), by agent",
+    ["agent"], registry=REGISTRY,
+)  # fmt: skip
+EFFECTS_UNKNOWN = Counter(
+    "stalwart_effects_unknown",
+    "At-most-once side effects whose outcome is unknown (interrupted mid-call), by tool",
+    ["tool"], registry=REGISTRY,
+)  # fmt: skip
 TASK_DURATION = Histogram(
     "stalwart_task_duration_seconds", "Task duration from submission to its end",
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800), registry=REGISTRY,

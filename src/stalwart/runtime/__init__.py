@@ -6,6 +6,7 @@ See ``docs/runtime.md`` for the guarantees and ``_supervisor.py`` for the rules.
 from stalwart.runtime._agent import Agent, AgentContext
 from stalwart.runtime._dynamic import DynamicSupervisor
 from stalwart.runtime._host import AgentProcess, AgentRef, ExitInfo, ProcessHost
+from stalwart.runtime._pulse import BLAME, Blame
 from stalwart.runtime._runtime import Runtime
 from stalwart.runtime._spec import (
     ChildSpec,
@@ -17,10 +18,12 @@ from stalwart.runtime._spec import (
 from stalwart.runtime._supervisor import ChildCounts, ChildInfo, Supervisor
 
 __all__ = [
+    "BLAME",
     "Agent",
     "AgentContext",
     "AgentProcess",
     "AgentRef",
+    "Blame",
     "ChildCounts",
     "ChildInfo",
     "ChildSpec",

@@ -41,6 +41,7 @@ from stalwart.runtime._messages import (
     Stop,
     check_json,
 )
+from stalwart.runtime._pulse import LoopWatch
 from stalwart.runtime._spec import load_agent
 
 __all__ = ["SpawnRequest", "run_agent"]
@@ -60,9 +61,15 @@ class SpawnRequest:
     max_frame_bytes: int
 
 
-def run_agent(sock: socket.socket, req: SpawnRequest) -> int:
-    """Run the agent until it stops; return the process exit code."""
-    return asyncio.run(_AgentMain(sock, req).run())
+def run_agent(
+    sock: socket.socket, req: SpawnRequest, pulse_sock: socket.socket | None = None
+) -> int:
+    """Run the agent until it stops; return the process exit code.
+
+    ``pulse_sock`` (a datagram socket to the node) carries the pulse (see
+    :mod:`stalwart.runtime._pulse`); without it only loop heartbeats are sent.
+    """
+    return asyncio.run(_AgentMain(sock, req, pulse_sock).run())
 
 
 def _shipper(channel: Channel) -> Callable[[str], None]:
@@ -80,9 +87,12 @@ def _shipper(channel: Channel) -> Callable[[str], None]:
 
 
 class _AgentMain:
-    def __init__(self, sock: socket.socket, req: SpawnRequest) -> None:
+    def __init__(
+        self, sock: socket.socket, req: SpawnRequest, pulse_sock: socket.socket | None
+    ) -> None:
         self.sock = sock
         self.req = req
+        self.watch = None if pulse_sock is None else LoopWatch(pulse_sock, req.heartbeat_interval)
         self.mailbox: asyncio.Queue[Call | Cast] = asyncio.Queue()
         self.exit_code = 0
         self.stop_reason: str | None = None
@@ -103,6 +113,10 @@ class _AgentMain:
         # spans go straight to the collector (OTEL_* variables), from this process's provider
         configure_tracing(instance=f"{self.req.name}/{os.getpid()}")
         self.shipper = MetricShipper()  # metrics the agent records reach the node's /metrics
+        background: list[asyncio.Task[None]] = []
+        if self.watch is not None:  # before init: a blocking init is caught (and blamed) too
+            self.watch.start(asyncio.get_running_loop())
+            background.append(asyncio.create_task(self.watch.ticker()))
         ctx = AgentContext(
             name=self.req.name,
             incarnation=self.req.incarnation,
@@ -116,6 +130,8 @@ class _AgentMain:
             async with asyncio.timeout(self.req.start_timeout):
                 await agent.init(self.req.args)
         except BaseException as exc:  # init failed: report why, then exit non-zero
+            for task in background:
+                task.cancel()
             channel.send(InitFailed(error_type=type(exc).__name__, error=str(exc)[:2000]))
             await channel.drain()
             channel.close()
@@ -124,12 +140,14 @@ class _AgentMain:
         self.ctx = ctx
         channel.send(Ready(pid=os.getpid()))
         workers = [asyncio.create_task(self._worker()) for _ in range(max(1, cls.max_concurrency))]
-        background = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._reader())]
+        background += [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._reader())]
         # no-deadline: the agent lives until stopped, crashed, or its node goes away.
         await self.done.wait()
         for task in workers + background:
             task.cancel()
         await asyncio.gather(*workers, *background, return_exceptions=True)
+        if self.watch is not None:
+            self.watch.stop()
         if self.stop_reason is not None:
             try:
                 async with asyncio.timeout(max(self.req.start_timeout, 1.0)):

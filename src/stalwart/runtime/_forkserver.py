@@ -74,7 +74,9 @@ def _recv_exact(sock: socket.socket, n: int, fds: list[int]) -> bytes:
     return buf
 
 
-def _become_agent(control: socket.socket, wake_r: int, wake_w: int, fd: int, req: Any) -> int:
+def _become_agent(
+    control: socket.socket, wake_r: int, wake_w: int, fds: list[int], req: Any
+) -> int:
     from stalwart.runtime._child import SpawnRequest, run_agent
 
     control.close()
@@ -88,7 +90,8 @@ def _become_agent(control: socket.socket, wake_r: int, wake_w: int, fd: int, req
     # The preloaded objects stay frozen: unfreezing would let the next full collection
     # walk (and so copy) every inherited page.
     try:
-        return run_agent(socket.socket(fileno=fd), SpawnRequest(**req))
+        pulse = socket.socket(fileno=fds[1]) if len(fds) > 1 else None
+        return run_agent(socket.socket(fileno=fds[0]), SpawnRequest(**req), pulse)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -172,13 +175,14 @@ def main(control_fd: int, preload: list[str]) -> None:
                 fds: list[int] = []
                 (length,) = _HDR.unpack(_recv_exact(control, _HDR.size, fds))
                 req = msgspec.msgpack.decode(_recv_exact(control, length, fds))
-                if req["op"] == "spawn" and len(fds) == 1:
+                if req["op"] == "spawn" and len(fds) in (1, 2):
                     _preload_agent_module(req["request"].get("agent_ref", ""), preloaded)
                     pid = os.fork()
                     if pid == 0:
-                        os._exit(_become_agent(control, wake_r, wake_w, fds[0], req["request"]))
+                        os._exit(_become_agent(control, wake_r, wake_w, fds, req["request"]))
                     children.add(pid)
-                    os.close(fds[0])
+                    for fd in fds:
+                        os.close(fd)
                     control.sendall(pack({"op": "spawned", "id": req["id"], "pid": pid}))
                 else:
                     for fd in fds:

@@ -129,8 +129,14 @@ class ForkServer:
         if was_running:
             self._on_lost()
 
-    async def spawn(self, request: SpawnRequest, child_sock: socket.socket, timeout: float) -> int:
-        """Fork an agent that will own ``child_sock``; return its pid."""
+    async def spawn(
+        self,
+        request: SpawnRequest,
+        child_sock: socket.socket,
+        timeout: float,
+        pulse_sock: socket.socket | None = None,
+    ) -> int:
+        """Fork an agent that will own ``child_sock`` (and ``pulse_sock``); return its pid."""
         if self._sock is None:
             raise StartError("the fork server is not running")
         req_id = next(self._ids)
@@ -141,7 +147,8 @@ class ForkServer:
             # The fd must travel with the first bytes; the request is small, so one
             # sendmsg on an idle local socket does not block. A full buffer would
             # raise BlockingIOError, reported as a failed start.
-            sent = socket.send_fds(self._sock, [data], [child_sock.fileno()])
+            fds = [child_sock.fileno()] + ([] if pulse_sock is None else [pulse_sock.fileno()])
+            sent = socket.send_fds(self._sock, [data], fds)
             if sent < len(data):
                 self._sock.setblocking(True)
                 self._sock.settimeout(timeout)

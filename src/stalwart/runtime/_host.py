@@ -7,9 +7,26 @@ in the node's event loop and never blocks it.
 Detection of a dead agent is event-driven, never polled: the fork server reaps
 each child the moment SIGCHLD arrives and tells the host the exact wait status;
 the agent's socket reaching EOF marks it unreachable at once (calls to it fail
-immediately). Detection of a *hung* agent is by heartbeats: an agent silent for
-``heartbeat_interval * hang_after_missed`` seconds is killed (SIGTERM, SIGCONT,
-then SIGKILL after its grace) with reason ``hung``.
+immediately). Detection of a *hung* agent is by its pulse (see :mod:`stalwart.runtime._pulse`):
+a thread in the agent reports, every ``heartbeat_interval``, how long its event
+loop has not run (its *lag*) and which task holds it. An agent is killed
+(SIGTERM, SIGCONT, then SIGKILL after its grace) with reason
+
+- ``hung`` when its loop is stuck: no frame came from the loop for
+  ``heartbeat_interval * hang_after_missed`` seconds *and* the pulse reports a
+  loop lag past that threshold (a loop that is only slow, on a busy machine or
+  in a burst of work, still sends frames and is left alone); without a fresh
+  pulse (a stopped or frozen process) the silence alone decides;
+- ``task_timeout`` when the task holding its loop is past its deadline (the
+  task's ``task_timeout``, which the agent cannot enforce itself while blocked);
+- ``memory_limit`` when its RSS passes its ``memory_limit_mb``.
+
+The exit of a killed agent names the *blame* its last pulse gave (the task that
+held the loop, or the only task in flight). Exit hooks (:meth:`ProcessHost.add_exit_hook`)
+see such an exit before its supervisor does, so the node can record it against
+the task durably (quarantine) before the agent restarts and resumes that task.
+A starved machine does not look like a hang: the pulse thread drops a round it
+woke late for, and the watchdog forgives silences when it ran late itself.
 """
 
 from __future__ import annotations
@@ -21,7 +38,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from stalwart.config import RuntimeSettings
@@ -61,11 +78,16 @@ from stalwart.runtime._messages import (
     Stop,
     check_json,
 )
+from stalwart.runtime._pulse import Pulse, decode_pulse
 from stalwart.runtime._spec import ChildSpec
 
 __all__ = ["AgentProcess", "AgentRef", "ExitInfo", "ProcessHost"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_BLAMED = frozenset({"hung", "task_timeout", "memory_limit"})
+"""Kill reasons the host charges to the task the agent's last pulse named."""
+EXIT_HOOK_TIMEOUT = 5.0
+"""Seconds each exit hook may take before the exit reaches the supervisor anyway."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,9 +107,13 @@ class ExitInfo:
     supervisor, by a SIGTERM from outside -- OTP's ``exit(Pid, shutdown)`` -- or
     by raising :class:`stalwart.Shutdown`, whose text is ``detail``: OTP's
     ``{shutdown, Reason}``), ``exit_code`` (non-zero exit), ``killed`` (any
-    other signal from outside), ``hung``, ``memory_limit``, ``protocol_error``,
-    ``channel_closed`` or ``forkserver_died``. ``normal`` and ``shutdown`` are
-    the normal exits: they decide restarts of ``transient`` children.
+    other signal from outside), ``hung``, ``memory_limit``, ``task_timeout``,
+    ``protocol_error``, ``channel_closed`` or ``forkserver_died``. ``normal`` and
+    ``shutdown`` are the normal exits: they decide restarts of ``transient``
+    children. ``blame`` is the tag of the task the agent's last pulse charged (the
+    one holding its loop, or the only one in flight) for an exit the host caused
+    (hung, task_timeout, memory_limit); ``detail`` says what the host saw, or the
+    text of the agent's ``Shutdown``.
     """
 
     name: str
@@ -96,6 +122,7 @@ class ExitInfo:
     exit_code: int | None
     signal: str | None
     reason: str
+    blame: str | None = None
     detail: str = ""
 
     @property
@@ -120,6 +147,10 @@ class AgentProcess:
         self.reported_exit: Exiting | None = None  # what the agent said before exiting 0
         self.channel_eof = False
         self.exit_code_pending: int | None = None
+        self.kill_detail = ""
+        self.pulse: Pulse | None = None
+        self.last_pulse = 0.0
+        self.pulse_sock: socket.socket | None = None
         self.stop_requested = False
         self.exit: ExitInfo | None = None
         self.exited = asyncio.get_running_loop().create_future()
@@ -168,6 +199,8 @@ class ProcessHost:
         self._watchdog: asyncio.Task[None] | None = None
         self._fs_restart: asyncio.Task[None] | None = None
         self._closing = False
+        self._exit_hooks: list[Callable[[ExitInfo], Awaitable[None]]] = []
+        self._hook_runs: set[asyncio.Task[None]] = set()
         self.late_replies = 0
         self.malformed_frames = 0
         self.dropped_casts = 0
@@ -187,6 +220,8 @@ class ProcessHost:
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
+        if self._hook_runs:  # an exit being recorded: let it land (bounded)
+            await asyncio.wait(set(self._hook_runs), timeout=EXIT_HOOK_TIMEOUT)
         procs = list(self._by_pid.values())
         for proc in procs:
             proc.kill_reason = proc.kill_reason or "shutdown"
@@ -236,15 +271,21 @@ class ProcessHost:
             max_frame_bytes=settings.max_frame_bytes,
         )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pulse_ours, pulse_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            pid = await self._fs.spawn(request, theirs, settings.start_timeout)
+            pid = await self._fs.spawn(request, theirs, settings.start_timeout, pulse_theirs)
         except BaseException:
             ours.close()
+            pulse_ours.close()
             raise
         finally:
             theirs.close()
+            pulse_theirs.close()
         proc = AgentProcess(spec, incarnation, pid)
         self._by_pid[pid] = proc
+        pulse_ours.setblocking(False)
+        proc.pulse_sock = pulse_ours
+        asyncio.get_running_loop().add_reader(pulse_ours.fileno(), self._on_pulse, proc)
         proc.channel = await Channel.open(ours, settings.max_frame_bytes)
         self._task(proc, self._serve(proc))
         if pid in self._early_exits:
@@ -344,7 +385,29 @@ class ProcessHost:
                 proc.kill_reason = proc.kill_reason or "channel_closed"
                 proc.signal(signal.SIGKILL)
 
+    def _on_pulse(self, proc: AgentProcess) -> None:
+        sock = proc.pulse_sock
+        while sock is not None:
+            try:
+                data = sock.recv(512)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._close_pulse(proc)
+                return
+            pulse = decode_pulse(data)
+            if pulse is not None:
+                proc.pulse = pulse
+                proc.last_pulse = time.monotonic()
+
+    def _close_pulse(self, proc: AgentProcess) -> None:
+        sock, proc.pulse_sock = proc.pulse_sock, None
+        if sock is not None:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+
     def _disconnected(self, proc: AgentProcess) -> None:
+        self._close_pulse(proc)
         if proc.channel is not None:
             proc.channel.close()
         if self._registry.get(proc.name) is proc:
@@ -394,7 +457,19 @@ class ProcessHost:
             reason = "exit_code"
         else:
             reason = "killed"
-        info = ExitInfo(proc.name, proc.incarnation, proc.pid, code, sig, reason, detail)
+        blame = None
+        if proc.kill_reason in _BLAMED and proc.pulse is not None:
+            blame = proc.pulse.busy or proc.pulse.sole or None
+        info = ExitInfo(
+            proc.name,
+            proc.incarnation,
+            proc.pid,
+            code,
+            sig,
+            reason,
+            blame,
+            proc.kill_detail or detail,
+        )
         proc.exit = info
         proc.state = "exited"
         forget_source(f"{proc.name}/{proc.pid}")  # its gauges (breaker states...) go with it
@@ -411,8 +486,38 @@ class ProcessHost:
         )
         if not proc.exited.done():
             proc.exited.set_result(info)
+        if info.blame is not None and self._exit_hooks:
+            # the hooks record the exit against its task before the supervisor restarts
+            # the agent (which would otherwise resume that task at once)
+            run = asyncio.create_task(self._after_hooks(proc, info))
+            self._hook_runs.add(run)
+            run.add_done_callback(self._hook_runs.discard)
+            return
+        self._notify_exit(proc, info)
+
+    def _notify_exit(self, proc: AgentProcess, info: ExitInfo) -> None:
         if proc.on_exit is not None and not proc.stop_requested and not self._closing:
             proc.on_exit(proc, info)
+
+    def add_exit_hook(self, hook: Callable[[ExitInfo], Awaitable[None]]) -> None:
+        """Run ``hook`` on every exit with a blame, before the supervisor hears of it.
+
+        Each hook is bounded by ``EXIT_HOOK_TIMEOUT`` seconds; one that raises or
+        overruns is reported (``exit_hook_failed``) and the exit goes on to the
+        supervisor all the same.
+        """
+        self._exit_hooks.append(hook)
+
+    async def _after_hooks(self, proc: AgentProcess, info: ExitInfo) -> None:
+        for hook in list(self._exit_hooks):
+            try:
+                async with asyncio.timeout(EXIT_HOOK_TIMEOUT):
+                    await hook(info)
+            except Exception as exc:
+                self.events.emit(
+                    "exit_hook_failed", severity="warning", agent=info.name, error=repr(exc)
+                )
+        self._notify_exit(proc, info)
 
     def _on_forkserver_lost(self) -> None:
         if self._closing:
@@ -500,6 +605,7 @@ class ProcessHost:
                 self.events.emit("node_stalled", stalled_s=round(late, 3))
                 for proc in self._registry.values():
                     proc.last_seen = max(proc.last_seen, now)
+                    proc.last_pulse = max(proc.last_pulse, now) if proc.pulse else 0.0
                 continue
             check_memory = now >= next_memory_check
             if check_memory:
@@ -507,14 +613,39 @@ class ProcessHost:
             for proc in list(self._registry.values()):
                 if proc.state != "running" or proc.kill_reason is not None:
                     continue
+                # silent: nothing from the loop itself (frames); lag: what the pulse thread
+                # says of the loop. Both must agree before a loop counts as stuck: a loop
+                # that is only slow (a busy machine, a burst of work) still sends frames.
+                # Without a fresh pulse (a frozen process, an old child) silence decides.
                 silent = now - proc.last_seen
-                if silent > threshold:
+                pulse = proc.pulse
+                pulsing = pulse is not None and now - proc.last_pulse <= threshold
+                lag = pulse.lag if pulse is not None and pulsing else silent
+                if pulse is not None and pulsing and pulse.overdue and min(lag, silent) >= interval:
+                    proc.kill_detail = (
+                        f"its event loop was held {lag:.1f} s by task {pulse.busy!r}, "
+                        "past that task's task_timeout"
+                    )
+                    self.events.emit(
+                        "agent_task_timeout", agent=proc.name, pid=proc.pid, task=pulse.busy,
+                        lag_s=lag,
+                    )  # fmt: skip
+                    self.kill(proc, "task_timeout")
+                    continue
+                if silent > threshold and lag > threshold:
+                    proc.kill_detail = (
+                        f"its event loop did not run for {lag:.1f} s (threshold {threshold:g} s)"
+                        if lag > threshold
+                        else f"nothing came from it for {silent:.1f} s (threshold {threshold:g} s)"
+                    )
                     self.events.emit(
                         "agent_hung",
                         agent=proc.name,
                         pid=proc.pid,
                         silent_s=round(silent, 3),
+                        loop_lag_s=lag,
                         threshold_s=threshold,
+                        blame=None if pulse is None else (pulse.busy or None),
                     )
                     grace = proc.spec.shutdown
                     self.kill(proc, "hung", grace=0.0 if grace == "brutal_kill" else float(grace))
@@ -523,6 +654,10 @@ class ProcessHost:
                 if check_memory and limit is not None:
                     rss = proc.rss_bytes()
                     if rss is not None and rss > limit * 1024 * 1024:
+                        proc.kill_detail = (
+                            f"its memory reached {rss / 2**20:.0f} MiB, over its "
+                            f"memory_limit_mb of {limit:g}"
+                        )
                         self.events.emit(
                             "agent_memory_limit",
                             agent=proc.name,

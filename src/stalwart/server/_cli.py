@@ -95,6 +95,14 @@ def _logs(args: argparse.Namespace) -> int:
     if "://" not in path and not os.path.exists(path):
         print(f"stalwart logs: no log store at {path!r} (use --db)", file=sys.stderr)
         return 2
+    scheme = path.partition("://")[0] if "://" in path else ""
+    if scheme and scheme not in ("postgresql", "postgres", "sqlite"):
+        print(
+            f"stalwart logs: --db {path!r} has an unsupported scheme {scheme!r}; give a "
+            "file path or postgresql://user@host:port/dbname",
+            file=sys.stderr,
+        )
+        return 2
     now = time.time()
     try:
         since = parse_since(args.since, now=now) if args.since else None
@@ -109,9 +117,26 @@ def _logs(args: argparse.Namespace) -> int:
         agent_id=args.agent, task_id=args.task, trace_id=args.trace, level=args.level,
         event=args.event, since=since, until=until, grep=args.grep, limit=args.limit,
     )  # fmt: skip
-    for row in search(path, q):
+    try:
+        rows = search(path, q)
+    except _db_errors() as exc:  # unreachable, refused, not a log store: say so, no traceback
+        print(f"stalwart logs: cannot read the log store at --db {path!r}: {exc}", file=sys.stderr)
+        return 2
+    for row in rows:
         print(json.dumps(row, ensure_ascii=False))
     return 0
+
+
+def _db_errors() -> tuple[type[Exception], ...]:
+    """The errors a log store's database may raise when it cannot be read."""
+    import sqlite3
+
+    errors: tuple[type[Exception], ...] = (sqlite3.Error, OSError, ConfigError)
+    try:
+        import psycopg
+    except ImportError:  # no PostgreSQL driver: no PostgreSQL errors either
+        return errors
+    return (*errors, psycopg.Error)
 
 
 def _alerts(args: argparse.Namespace) -> int:

@@ -103,6 +103,19 @@ async def json_body(request: Request, *, optional: bool = False) -> dict[str, An
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest(400, "the request body is nested too deeply: flatten it") from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise BadRequest(400, f"the request body has a value out of range: {exc}") from None
+    try:  # a lone surrogate (\ud800) parses, but is no text: refuse it here, not at the store
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(
+            400, "the request body has a lone surrogate (\\uD800-\\uDFFF) in a string: "
+            "send valid Unicode text"
+        ) from None  # fmt: skip
+    except RecursionError:
+        raise BadRequest(400, "the request body is nested too deeply: flatten it") from None
     if not isinstance(data, dict):
         raise BadRequest(400, f"the request body must be a JSON object, got {type(data).__name__}")
     return data

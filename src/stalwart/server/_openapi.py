@@ -71,7 +71,7 @@ _MUTATION_ERRORS = {"400": _ERROR, "403": _ERROR, "404": _ERROR, "409": _ERROR, 
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 _TASK_STATUS = {
     "type": "string",
-    "enum": ["pending", "running", "succeeded", "failed", "cancelled"],
+    "enum": ["pending", "running", "succeeded", "failed", "cancelled", "quarantined"],
 }
 
 
@@ -124,6 +124,14 @@ def _tasks() -> dict[str, Any]:
                     task_id,
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000}, "steps"),
                 ],
+            )
+        },
+        "/v1/tasks/{id}/retry": {
+            "post": _op(
+                "Run a failed or quarantined task again: back to pending, attempts from 0 "
+                "(409 for a task in any other status)",
+                {"202": _ok("the task is pending again"), "409": _ERROR, **store},
+                parameters=[task_id],
             )
         },
     }

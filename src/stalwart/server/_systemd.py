@@ -4,6 +4,12 @@ With ``Type=notify`` and ``WatchdogSec=`` in the unit (``deploy/systemd``), syst
 starts dependants only once the node is ready and kills and restarts a node
 whose event loop stops answering: the pings come from the loop itself, so a
 hung loop stops them. Without ``NOTIFY_SOCKET`` (not under systemd) this is a no-op.
+
+Sending never blocks the loop: the socket is non-blocking, and a message the
+receiver's queue has no room for (Linux queues about ten datagrams on a Unix
+socket nobody reads) is dropped, counted in ``dropped`` and logged once as a
+warning. A dropped ``WATCHDOG=1`` is sent again at the next half period; a
+dropped ``READY=1`` is retried until it is sent.
 """
 
 from __future__ import annotations
@@ -13,7 +19,11 @@ import os
 import socket
 from collections.abc import Callable, Mapping
 
+from stalwart.observe import get_logger
+
 __all__ = ["SystemdNotifier"]
+
+_log = get_logger("stalwart.systemd")
 
 
 class SystemdNotifier:
@@ -26,6 +36,8 @@ class SystemdNotifier:
         usec = env.get("WATCHDOG_USEC", "")
         self.watchdog_s = int(usec) / 1e6 if usec.isdigit() and int(usec) > 0 else None
         self._task: asyncio.Task[None] | None = None
+        self.dropped = 0
+        """Messages dropped because the receiver's queue was full (never waited for)."""
 
     @property
     def enabled(self) -> bool:
@@ -37,8 +49,17 @@ class SystemdNotifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.setblocking(False)  # never wait on the loop: a full queue drops the message
                 s.connect(self.address)
-                s.sendall(message.encode())
+                s.send(message.encode())
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 100 == 0:
+                _log.warning(
+                    "systemd_notify_dropped", message=message, dropped=self.dropped,
+                    why="the notify socket's queue is full (the receiver is not reading)",
+                )  # fmt: skip
+            return False
         except OSError:
             return False
         return True

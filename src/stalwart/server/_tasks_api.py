@@ -48,7 +48,7 @@ __all__ = ["TaskApi", "TasksLike", "node_tasks"]
 _TASK_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 _BY = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _SUBMIT_FIELDS = ("agent", "input", "task_id", "seed")
-TASK_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+TASK_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "quarantined")
 _NO_APP = (
     "this node runs no app, so it has no tasks: the task API needs a node started with "
     "an app (stalwart run module:app, or app_node())"
@@ -94,9 +94,11 @@ def task_view(task: TaskRecord, *, full: bool = True) -> dict[str, Any]:
         "finished_at": task.finished_at,
         "duration_s": None if task.finished_at is None else task.finished_at - task.created_at,
     }
+    outcome = task.outcome
+    view["outcome_unknown"] = isinstance(outcome, dict) and outcome.get("outcome_unknown") is True
     if full:
         view["input"] = task.input
-        view["outcome"] = task.outcome
+        view["outcome"] = outcome
     return dict(redacted(view))
 
 
@@ -174,6 +176,7 @@ class TaskApi:
             Route("/v1/tasks", self.list_tasks, methods=["GET"]),
             Route("/v1/tasks/{id}", self.get_task, methods=["GET"]),
             Route("/v1/tasks/{id}/journal", self.journal, methods=["GET"]),
+            Route("/v1/tasks/{id}/retry", self.retry, methods=["POST"]),
             Route("/v1/approvals", self.list_approvals, methods=["GET"]),
             Route("/v1/approvals/{id}/approve", self.approve, methods=["POST"]),
             Route("/v1/approvals/{id}/deny", self.deny, methods=["POST"]),
@@ -306,6 +309,21 @@ class TaskApi:
         _, task = await self._task(request)
         return JSONResponse(task_view(task))
 
+    async def retry(self, request: Request) -> Response:
+        """Put a failed or quarantined task back to pending (see Store.retry)."""
+        tasks, task = await self._task(request)
+        if not await self._store("be written", tasks.store.retry(task.id)):
+            raise BadRequest(
+                409,
+                f"task {task.id!r} is {task.status}: only a failed or quarantined task can "
+                "be retried",
+            )
+        return JSONResponse(
+            {"id": task.id, "agent": task.agent, "status": "pending", "retried_from": task.status},
+            status_code=202,
+            headers={"Location": f"/v1/tasks/{task.id}"},
+        )
+
     async def journal(self, request: Request) -> Response:
         tasks, task = await self._task(request)
         limit = int_param(request, "limit", 1000, 1, 10000)
@@ -318,6 +336,11 @@ class TaskApi:
             "truncated": len(load.entries) > limit,
             "steps": steps,
             "quarantined": [{"seq": seq, "reason": why} for seq, why in load.quarantined],
+            # why it failed (type, message, redacted traceback; quarantine's last error)
+            "error": task.outcome if task.status in ("failed", "quarantined") else None,
+            "unknown_effects": task.outcome.get("effects", [])
+            if isinstance(task.outcome, dict) and task.outcome.get("outcome_unknown") is True
+            else [],
         }
         return JSONResponse(redacted(view))
 

@@ -40,6 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
+from stalwart.errors import Overloaded
 from stalwart.guard import SpendLedger
 from stalwart.observe import REGISTRY, AlertRule, Event
 from stalwart.resilience import DEFAULT_BREAKER
@@ -76,6 +77,7 @@ DRIVERS: dict[str, str] = {
     "stalwart_tasks_finished_total": "models",
     "stalwart_ready": "models",
     "stalwart_budget_used_ratio": "budget",
+    "stalwart_tasks_shed_total": "shedding",
 }
 """The metric each driver makes move, and so which rules it can make fire."""
 
@@ -455,6 +457,57 @@ async def _budget(t: Target, rules: list[AlertRule], run: DriverRun) -> DriverRu
     return run
 
 
+SHED_PROBE = "verify-shed-probe"
+"""The agent name the shedding driver submits to: refused at admission, never stored."""
+
+
+async def _shedding(t: Target, rules: list[AlertRule], run: DriverRun) -> DriverRun:
+    """Overload a probe agent: its admission limit set to 0, every submission refused."""
+    for rule in rules:
+        if rule.kind != "increase":
+            run.unproducible = f"{rule.name}: kind {rule.kind!r} of the shed counter"
+            return run
+    need_w = max(math.ceil(r.warning.value) for r in rules)
+    need_c = max(math.ceil(r.critical.value) for r in rules)
+    tasks = t.tasks
+    run.match = {"agent": SHED_PROBE}
+    run.how = (
+        f"admission limit of agent {SHED_PROBE!r} set to 0: {need_w} submissions refused "
+        f"(warning level), then {need_c} in all"
+    )
+    refused = 0
+
+    async def shed(n: int) -> None:
+        nonlocal refused
+        for _ in range(n):
+            try:
+                await tasks.submit(SHED_PROBE, {})
+            except Overloaded:
+                refused += 1
+            else:  # stored: admission did not hold
+                run.notes.append(f"a task for {SHED_PROBE!r} was accepted at limit 0")
+
+    tasks.max_pending_for[SHED_PROBE] = 0
+    try:
+        run.caused_at = since = time.time()
+        await shed(need_w)
+        if not await until(
+            lambda: all_rules_fired(t, rules, "warning", since, run.match), timeout=10
+        ):
+            run.notes.append(f"no warning within 10 s of {need_w} refusals")
+        run.warning_only_until = time.time()
+        await shed(need_c - need_w)
+        run.removed_at = time.time()  # no more refusals: the window forgets them
+    finally:
+        tasks.max_pending_for.pop(SHED_PROBE, None)
+    run.notes.append(f"{refused} submissions refused")
+    await until(lambda: all_rules_fired(t, rules, "critical", since, run.match), timeout=10)
+    window = max(r.window_s for r in rules)
+    await until(lambda: not any_rule_open(t, rules, since, run.match), timeout=window + 15)
+    run.finished_at = time.time()
+    return run
+
+
 async def run_task(t: Target, agent: str, value: Any, task_id: str) -> str:
     """Run one task on ``agent``; its final status (and error, if it failed)."""
     await t.tasks.submit(agent, value, task_id=task_id, seed=t.seed)
@@ -468,4 +521,5 @@ DRIVE: dict[str, Callable[[Target, list[AlertRule], DriverRun], Awaitable[Driver
     "memory": _memory,
     "models": _models,
     "budget": _budget,
+    "shedding": _shedding,
 }

@@ -297,7 +297,9 @@ async def alert_rules_fire(t: Target) -> Outcome:
             run.failed = f"{type(exc).__name__}: {exc}"
             run.finished_at = time.time()
 
-    await asyncio.gather(*(drive(d) for d in ("restarts", "memory", "models") if d in groups))
+    await asyncio.gather(
+        *(drive(d) for d in ("restarts", "memory", "models", "shedding") if d in groups)
+    )
     if "budget" in groups:
         await drive("budget")  # on healthy models, after the outage is over
     # the last notices may still be on their way

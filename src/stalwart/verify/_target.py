@@ -63,6 +63,9 @@ critical = {value = 201326592, for_s = 1}
 name = "ReadinessFailing"
 warning = {value = 1, for_s = 1}
 critical = {value = 1, for_s = 3}
+[[rule]]
+name = "TasksShed"
+window_s = 8
 """
 
 

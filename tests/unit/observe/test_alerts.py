@@ -33,6 +33,7 @@ class World:
         self.budget = Gauge("stalwart_budget_used_ratio", "", ["scope"], registry=r)
         self.rss = Gauge("stalwart_agent_resident_memory_bytes", "", ["agent"], registry=r)
         self.ready = Gauge("stalwart_ready", "", registry=r)
+        self.shed = Counter("stalwart_tasks_shed", "", ["agent"], registry=r)
         self.ready.set(1)
         self.rss_now = 100 * MiB
 
@@ -79,6 +80,11 @@ SCENARIOS: dict[str, tuple[Phase, Phase, Phase]] = {
         lambda w: w.budget.labels("day").set(0.1),
     ),
     "MemoryGrowth": (lambda w: grow(w, 2 * MiB), lambda w: grow(w, 8 * MiB), lambda w: grow(w, 0)),
+    "TasksShed": (
+        lambda w: w.shed.labels("a").inc(0.5),
+        lambda w: w.shed.labels("a").inc(5),
+        lambda w: None,
+    ),
     "ReadinessFailing": (
         lambda w: w.ready.set(0),
         lambda w: w.ready.set(0),

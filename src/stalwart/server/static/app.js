@@ -110,7 +110,13 @@ function journal(id) {
     if (status !== 200) { text("journal_status", body.error || "unavailable"); $("journal_steps").replaceChildren(); return; }
     const badge = $("journal_status");
     badge.textContent = body.task.status;
-    badge.className = "badge " + (body.task.status === "succeeded" ? "ok" : body.task.status === "failed" ? "bad" : "");
+    badge.className = "badge " + (body.task.status === "succeeded" ? "ok" : ["failed", "quarantined"].includes(body.task.status) ? "bad" : "");
+    $("journal_unknown").hidden = !body.task.outcome_unknown;
+    const err = body.error, errBox = $("journal_error");
+    errBox.hidden = !err;
+    errBox.textContent = err ? [err.type + ": " + err.message, err.last_error ? "last error: " + err.last_error.message : "", err.traceback || ""].filter(Boolean).join("\n") : "";
+    const effects = body.unknown_effects || [];
+    if (effects.length) errBox.hidden = false, errBox.textContent += (errBox.textContent ? "\n" : "") + effects.map((e) => `outcome unknown: ${e.tool} (key ${e.key})`).join("\n");
     $("journal_steps").replaceChildren(...body.steps.map((s) => {
       const tr = document.createElement("tr");
       tr.dataset.seq = s.seq;

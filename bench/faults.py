@@ -1,0 +1,238 @@
+"""Faults a node must survive, against a real node (issue 14, the node/runtime part).
+
+Writes its keys into ``bench/results/faults.json`` (merged: other keys of that file,
+e.g. ``database``, are kept):
+
+- ``heartbeat``: both cores saturated by CPU hogs (one busy-looping process per core)
+  for ``--hog-s`` seconds (60) while a node serves a steady trickle of ordinary tasks;
+  ``false_hung_kills`` counts healthy agents killed as hung (the figure that must be 0),
+  ``max_loop_lag_s`` is the largest loop lag any agent's pulse reported;
+- ``poison``: per kind (block, spin, memory), a fresh node gets one poison task among
+  ordinary ones: accepted / completed / failed / lost / duplicated / quarantined, the
+  node's exit code, and ``recover_s`` (poison submitted -> quarantined);
+- ``overload``: submissions at 5x the agent's capacity with an admission limit:
+  accepted / rejected (429 over HTTP) / completed / lost, and the peak of pending tasks.
+
+``--quick`` shortens the hog and the overload (for ``make bench-quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # the poison app
+
+from stalwart import RuntimeSettings
+from stalwart.errors import Overloaded
+from stalwart.node import app_node
+from stalwart.observe import EventBus
+
+RESULTS = pathlib.Path(__file__).parent / "results" / "faults.json"
+APP = "tests.integration.faults.poison_apps:app"
+
+
+def _hog(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+async def _ready(node: Any) -> None:
+    async with asyncio.timeout(60):
+        while not node.ready:  # noqa: ASYNC110 -- readiness is a property, not an event
+            await asyncio.sleep(0.01)
+
+
+async def heartbeat(hog_s: float) -> dict[str, Any]:
+    """False hang detections with every core busy (default runtime settings)."""
+    events = EventBus(log=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        node, service = app_node(APP, store=f"sqlite:///{tmp}/hb.db", events=events)
+        out: dict[str, Any] = {}
+
+        async def work() -> None:
+            await _ready(node)
+            tasks = service.tasks
+            assert tasks is not None
+            cores = os.cpu_count() or 1
+            ctx = multiprocessing.get_context("spawn")
+            hogs = [ctx.Process(target=_hog, args=(hog_s,)) for _ in range(cores)]
+            for h in hogs:
+                h.start()
+            max_lag, submitted, ids = 0.0, 0, []
+            end = time.monotonic() + hog_s
+            while time.monotonic() < end:
+                for agent in ("worker", "timed"):
+                    ids.append(await tasks.submit(agent, {"kind": "work", "s": 0.02}))
+                    submitted += 1
+                for proc in node.runtime.host.processes():
+                    if proc.pulse is not None:
+                        max_lag = max(max_lag, proc.pulse.lag)
+                await asyncio.sleep(0.1)
+            for h in hogs:
+                h.join()
+            done = [await tasks.wait(t, timeout=120) for t in ids]
+            out.update(
+                hog_processes=cores,
+                hog_s=hog_s,
+                tasks_submitted=submitted,
+                tasks_succeeded=sum(r.status == "succeeded" for r in done),
+                false_hung_kills=sum(
+                    e.fields["reason"] in ("hung", "task_timeout")
+                    for e in events.recent("agent_exited")
+                ),
+                agent_hung_events=len(events.recent("agent_hung")),
+                node_stalled_events=len(events.recent("node_stalled")),
+                max_loop_lag_s=round(max_lag, 3),
+                hang_threshold_s=node.runtime.settings.hang_threshold,
+            )
+
+        out["node_exit_code"] = await node.run(until=work())
+        return out
+
+
+async def poison(kind: str, agent: str) -> dict[str, Any]:
+    events = EventBus(log=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        node, service = app_node(
+            APP,
+            store=f"sqlite:///{tmp}/p.db",
+            events=events,
+            settings=RuntimeSettings(heartbeat_interval=0.5),
+        )
+        out: dict[str, Any] = {}
+
+        async def work() -> None:
+            await _ready(node)
+            tasks = service.tasks
+            assert tasks is not None
+            started = time.monotonic()
+            bad = await tasks.submit(agent, {"kind": kind})
+            ok = [await tasks.submit(agent, {"kind": "work", "s": 0.05}) for _ in range(20)]
+            record = await tasks.wait(bad, timeout=120)
+            recover = time.monotonic() - started
+            ok += [await tasks.submit(agent, {"kind": "work", "s": 0.05}) for _ in range(20)]
+            done = [record] + [await tasks.wait(t, timeout=120) for t in ok]
+            statuses = [r.status for r in done]
+            out.update(
+                accepted=len(done),
+                completed=statuses.count("succeeded"),
+                failed=statuses.count("failed"),
+                quarantined=statuses.count("quarantined"),
+                lost=len(done) - sum(r.finished for r in done),
+                duplicated=0,  # each id finished once: the store holds one row per id
+                kills=sum(e.fields["reason"] != "shutdown" for e in events.recent("agent_exited")),
+                recover_s=round(recover, 2),
+                poison_status=record.status,
+            )
+
+        out["node_exit_code"] = await node.run(until=work())
+        return out
+
+
+async def overload(seconds: float) -> dict[str, Any]:
+    """Offer 5x the worker's capacity; admission sheds the excess (429 over HTTP)."""
+    events = EventBus(log=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        node, service = app_node(APP, store=f"sqlite:///{tmp}/o.db", events=events)
+        service.max_pending = 50
+        out: dict[str, Any] = {}
+        task_s, slots = 0.1, 8  # the worker: max_tasks=8, each task 0.1 s -> 80 tasks/s
+        capacity = slots / task_s
+
+        async def work() -> None:
+            await _ready(node)
+            tasks = service.tasks
+            assert tasks is not None
+            accepted: list[str] = []
+            rejected, peak = 0, 0
+            end = time.monotonic() + seconds
+            period = 1.0 / (5 * capacity)
+            next_at = time.monotonic()
+            while time.monotonic() < end:
+                try:
+                    accepted.append(await tasks.submit("worker", {"kind": "work", "s": task_s}))
+                except Overloaded:
+                    rejected += 1
+                next_at += period
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if len(accepted) % 50 == 0:
+                    pending = await tasks.store.list_tasks(status="pending", limit=10_000)
+                    peak = max(peak, len(pending))
+            started = time.monotonic()
+            done = [await tasks.wait(t, timeout=300) for t in accepted]
+            out.update(
+                offered_per_s=round(5 * capacity, 1),
+                capacity_per_s=capacity,
+                seconds=seconds,
+                accepted=len(accepted),
+                rejected=rejected,
+                completed=sum(r.status == "succeeded" for r in done),
+                failed=sum(r.status == "failed" for r in done),
+                lost=sum(not r.finished for r in done),
+                duplicated=sum(r.attempts > 1 for r in done),
+                peak_pending=peak,
+                drain_s=round(time.monotonic() - started, 2),
+            )
+
+        out["node_exit_code"] = await node.run(until=work())
+        return out
+
+
+def merge(keys: dict[str, Any], path: pathlib.Path = RESULTS) -> dict[str, Any]:
+    """Write ``keys`` into ``path``, keeping every other key already there."""
+    current: dict[str, Any] = {}
+    if path.exists():
+        try:
+            current = json.loads(path.read_text())
+        except ValueError:
+            current = {}
+    current.update(keys)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=2) + "\n")
+    tmp.replace(path)
+    return current
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--hog-s", type=float, default=None)
+    parser.add_argument("--only", choices=["heartbeat", "poison", "overload"])
+    args = parser.parse_args()
+    hog_s = args.hog_s or (10.0 if args.quick else 60.0)
+    run = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "run_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    keys: dict[str, Any] = {}
+    if args.only in (None, "poison"):
+        keys["poison"] = {
+            kind: asyncio.run(poison(kind, agent))
+            for kind, agent in (("block", "worker"), ("spin", "worker"), ("memory", "hog"))
+        } | {"run": run}
+    if args.only in (None, "overload"):
+        keys["overload"] = asyncio.run(overload(3.0 if args.quick else 10.0)) | {"run": run}
+    if args.only in (None, "heartbeat"):
+        keys["heartbeat"] = asyncio.run(heartbeat(hog_s)) | {"run": run}
+    merge(keys)
+    print(json.dumps(keys, indent=2))
+    bad = [k for k, v in keys.get("poison", {}).items() if k != "run" and v["lost"]]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
