@@ -83,8 +83,10 @@ def _record(task: Any) -> dict[str, Any]:
 async def _task(args: argparse.Namespace) -> int:
     from stalwart.durable import open_store
 
-    # Only submit writes: looking at tasks never creates or migrates a schema.
-    store = await open_store(_store_url(args), migrate=args.task_command == "submit")
+    # Only the commands that write (submit, retry, cancel) open the store for writing;
+    # looking at tasks never creates or migrates a schema.
+    writes = args.task_command in ("submit", "retry", "cancel")
+    store = await open_store(_store_url(args), migrate=writes)
     try:
         if args.task_command == "submit":
             try:
