@@ -1,4 +1,4 @@
-"""``stalwart run`` for apps, and ``stalwart task submit|status|list``."""
+"""``stalwart run`` for apps, and ``stalwart task submit|status|list|cancel``."""
 
 from __future__ import annotations
 
@@ -48,7 +48,18 @@ def add_task_commands(sub: Any) -> None:
     status = actions.add_parser("status", parents=[where], help="one task's status and result")
     status.add_argument("task_id")
     listing = actions.add_parser("list", parents=[where], help="recent tasks")
-    listing.add_argument("--status", choices=["pending", "running", "succeeded", "failed"])
+    listing.add_argument(
+        "--status",
+        choices=["pending", "running", "awaiting_approval", "succeeded", "failed", "cancelled"],
+    )
+    cancel = actions.add_parser(
+        "cancel",
+        parents=[where],
+        help="cancel a pending, running or awaiting_approval task (exit 1: unknown, "
+        "3: it had already finished)",
+    )
+    cancel.add_argument("task_id")
+    cancel.add_argument("--by", default="cli", help="who cancels (recorded in the outcome)")
     listing.add_argument("--limit", type=int, default=20)
 
 
@@ -94,6 +105,21 @@ async def _task(args: argparse.Namespace) -> int:
                 print(f"stalwart task: no task {args.task_id!r}", file=sys.stderr)
                 return 1
             print(json.dumps(_record(found), indent=2))
+        elif args.task_command == "cancel":
+            from stalwart.node import Tasks
+
+            done = await Tasks(None, store).cancel(args.task_id, by=args.by)
+            if done is None:
+                print(f"stalwart task: no task {args.task_id!r}", file=sys.stderr)
+                return 1
+            print(json.dumps(_record(done.task)))
+            if not done.cancelled:
+                print(
+                    f"stalwart task: task {args.task_id!r} had already finished "
+                    f"({done.task.status}); nothing to cancel",
+                    file=sys.stderr,
+                )
+                return 3
         else:
             for t in await store.list_tasks(status=args.status, limit=args.limit):
                 print(json.dumps(_record(t)))

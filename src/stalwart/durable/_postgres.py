@@ -464,6 +464,31 @@ class PostgresStore:
             lease, S["FINISH"], (status, record, now, now, lease.task_id, lease.owner, lease.token)
         )
 
+    async def cancel(self, task_id: str, outcome: Any) -> TaskRecord | None:
+        record = encode_outcome(task_id, outcome)
+        now = self._clock.time()
+
+        async def op(conn: Conn) -> Any:
+            await conn.execute(S["CANCEL"], (record, now, now, task_id))
+            return await (await conn.execute(S["SELECT_TASK"], (task_id,))).fetchone()
+
+        row = await self._write(op)
+        return None if row is None else task_from_row(row)
+
+    async def suspend(self, lease: Lease, outcome: Any) -> None:
+        record = encode_outcome(lease.task_id, outcome)
+        await self._fenced_update(
+            lease,
+            S["SUSPEND"],
+            (record, self._clock.time(), lease.task_id, lease.owner, lease.token),
+        )
+
+    async def wake(self, task_id: str) -> bool:
+        async def op(conn: Conn) -> int:
+            return (await conn.execute(S["WAKE"], (self._clock.time(), task_id))).rowcount
+
+        return bool(await self._write(op))
+
     # -- journal ----------------------------------------------------------------------------
     async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:
         fence = (lease.task_id, lease.owner, lease.token)

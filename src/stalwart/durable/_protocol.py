@@ -33,8 +33,15 @@ __all__ = [
     "TaskStatus",
 ]
 
-TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled"]
-TASK_STATUSES: tuple[str, ...] = ("pending", "running", "succeeded", "failed", "cancelled")
+TaskStatus = Literal["pending", "running", "awaiting_approval", "succeeded", "failed", "cancelled"]
+TASK_STATUSES: tuple[str, ...] = (
+    "pending",
+    "running",
+    "awaiting_approval",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 EffectStatus = Literal["started", "completed", "failed", "unknown"]
 EFFECT_STATUSES: tuple[str, ...] = ("started", "completed", "failed", "unknown")
@@ -249,6 +256,26 @@ class Store(Protocol):
 
     async def finish(self, lease: Lease, status: TaskStatus, outcome: Any) -> None:
         """Record the task's end (succeeded/failed/cancelled) and drop the lease."""
+        ...
+
+    async def cancel(self, task_id: str, outcome: Any) -> TaskRecord | None:
+        """End a pending, running or awaiting_approval task ``cancelled`` with ``outcome``.
+
+        The lease's expiry is dropped and its fencing token bumped in the same write
+        (``lease_owner`` keeps the last owner, so its node can interrupt it), so a
+        runner still working on the task gets LeaseLost at its next write and no
+        claim takes it again. Returns the task as it now is (a task that had
+        already finished is returned unchanged), or None if there is no such task.
+        """
+        ...
+
+    async def suspend(self, lease: Lease, outcome: Any) -> None:
+        """Park a running task ``awaiting_approval`` (``outcome`` says what it waits for),
+        dropping its lease; raises LeaseLost if the lease is no longer current."""
+        ...
+
+    async def wake(self, task_id: str) -> bool:
+        """Make an ``awaiting_approval`` task pending again; False if it was not waiting."""
         ...
 
     async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:

@@ -392,6 +392,27 @@ class SQLiteStore:
         if await self._run(lambda c: c.execute(q.FINISH, args).rowcount) == 0:
             raise _lease_lost(lease)
 
+    async def cancel(self, task_id: str, outcome: Any) -> TaskRecord | None:
+        record = encode_outcome(task_id, outcome)
+        now = self._clock.time()
+
+        def job(conn: sqlite3.Connection) -> Any:
+            conn.execute(q.CANCEL, (record, now, now, task_id))
+            return conn.execute(q.SELECT_TASK, (task_id,)).fetchone()
+
+        row = await self._run(job)
+        return None if row is None else task_from_row(row)
+
+    async def suspend(self, lease: Lease, outcome: Any) -> None:
+        record = encode_outcome(lease.task_id, outcome)
+        args = (record, self._clock.time(), lease.task_id, lease.owner, lease.token)
+        if await self._run(lambda c: c.execute(q.SUSPEND, args).rowcount) == 0:
+            raise _lease_lost(lease)
+
+    async def wake(self, task_id: str) -> bool:
+        args = (self._clock.time(), task_id)
+        return bool(await self._run(lambda c: c.execute(q.WAKE, args).rowcount))
+
     # -- journal ----------------------------------------------------------------------
     async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:
         fence = (lease.task_id, lease.owner, lease.token)

@@ -69,7 +69,7 @@ _MUTATION_ERRORS = {"400": _ERROR, "403": _ERROR, "404": _ERROR, "409": _ERROR, 
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 _TASK_STATUS = {
     "type": "string",
-    "enum": ["pending", "running", "succeeded", "failed", "cancelled"],
+    "enum": ["pending", "running", "awaiting_approval", "succeeded", "failed", "cancelled"],
 }
 
 
@@ -122,6 +122,24 @@ def _tasks() -> dict[str, Any]:
                     task_id,
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000}, "steps"),
                 ],
+            )
+        },
+        "/v1/tasks/{id}/cancel": {
+            "post": _op(
+                "Cancel a pending, running or awaiting_approval task: it ends cancelled, the "
+                "step in flight is interrupted, no further side effect starts",
+                {"200": _ok("the cancelled task"), **_MUTATION_ERRORS, "503": _ERROR},
+                parameters=[task_id],
+                requestBody=_json_body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "by": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]{1,128}$"}
+                        },
+                        "additionalProperties": False,
+                    },
+                    required=False,
+                ),
             )
         },
     }

@@ -301,6 +301,35 @@ class MemoryStore:
         task.lease_owner = task.lease_expires = None
         task.updated_at = task.finished_at = now
 
+    async def cancel(self, task_id: str, outcome: Any) -> TaskRecord | None:
+        self._check_open()
+        task = self._tasks.get(task_id)
+        if task is None:
+            return None
+        if task.status in ("pending", "running", "awaiting_approval"):
+            now = self._clock.time()
+            task.status, task.outcome = "cancelled", encode_outcome(task_id, outcome)
+            task.lease_expires = None  # lease_owner keeps the last owner (see the SQL stores)
+            task.lease_token += 1
+            task.updated_at = task.finished_at = now
+        return await self.get_task(task_id)
+
+    async def suspend(self, lease: Lease, outcome: Any) -> None:
+        self._check_open()
+        record = encode_outcome(lease.task_id, outcome)
+        task = self._fenced(lease)
+        task.status, task.outcome = "awaiting_approval", record
+        task.lease_owner = task.lease_expires = None
+        task.updated_at = self._clock.time()
+
+    async def wake(self, task_id: str) -> bool:
+        self._check_open()
+        task = self._tasks.get(task_id)
+        if task is None or task.status != "awaiting_approval":
+            return False
+        task.status, task.outcome, task.updated_at = "pending", None, self._clock.time()
+        return True
+
     # -- journal --------------------------------------------------------------------------
     async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:
         self._check_open()
