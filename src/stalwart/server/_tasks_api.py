@@ -318,7 +318,7 @@ class TaskApi:
     async def list_tasks(self, request: Request) -> Response:
         tasks = self._tasks()
         agent = name(param(request, "agent"), "agent")
-        status = param(request, "status", max_len=16)
+        status = param(request, "status", max_len=24)
         if status is not None and status not in TASK_STATUSES:
             raise BadRequest(400, f"status must be one of {', '.join(TASK_STATUSES)}")
         limit = int_param(request, "limit", 50, 1, 1000)
@@ -407,7 +407,19 @@ class TaskApi:
         entries: list[Approval] = await self._queue(lambda q: q.list(status, limit))  # type: ignore[arg-type]
         show = reveal in ("1", "true")
         views = [e.as_dict(reveal=show) for e in entries]
+        for view in views:  # a parked task's deadline (durable approvals), if it has one
+            if view["status"] == "pending":
+                view["deadline"] = await self._deadline(str(view["task_id"]))
         return JSONResponse({"count": len(views), "approvals": views})
+
+    async def _deadline(self, task_id: str) -> float | None:
+        try:
+            task = await self._tasks().store.get_task(task_id)
+        except StoreError:
+            return None
+        info = task.outcome if task is not None and task.status == "awaiting_approval" else None
+        deadline = info.get("deadline") if isinstance(info, dict) else None
+        return float(deadline) if isinstance(deadline, int | float) else None
 
     async def approve(self, request: Request) -> Response:
         return await self._decide(request, approve=True)
