@@ -180,7 +180,11 @@ class TaskControl:
                 continue
             self._seen[task.id] = time.time()
             if (task.lease_owner or "").startswith(prefix):
-                await self._stop(task)
+                stopped = await self._stop(task)
+                self.node.events.emit(
+                    "task_cancel_seen", task_id=task.id, agent=task.agent, stopped=stopped,
+                    after_s=round(time.time() - task.updated_at, 4),
+                )  # fmt: skip
         if len(self._seen) > 10_000:  # forget the oldest half
             for tid, _ in sorted(self._seen.items(), key=lambda kv: kv[1])[:5_000]:
                 del self._seen[tid]
