@@ -95,7 +95,7 @@ async def test_a_parked_task_is_approved_after_a_node_restart(tmp_path, monkeypa
     assert seen["steps"].count("approval:refund") == 1 and seen["steps"].count("tool:refund") == 1
 
 
-async def test_a_denial_and_a_deadline_each_resume_the_task_without_the_call(
+async def test_a_denial_and_a_deadline_resume_the_task_without_the_call_a_cancel_ends_it(
     tmp_path, monkeypatch
 ) -> None:
     monkeypatch.delenv("STALWART_SIM_URL", raising=False)
@@ -113,7 +113,8 @@ async def test_a_denial_and_a_deadline_each_resume_the_task_without_the_call(
             queue.decide(task.outcome["approval"], approve=False, by="ann")
         finally:
             queue.close()
-        assert await service.tasks.resume_approved(denied)  # what the API does at once
+        # what the API does at once (False if the node's sweep was quicker)
+        await service.tasks.resume_approved(denied)
         seen["denied"] = await service.tasks.wait(denied, timeout=60)
         # nobody decides this one: its 2 s deadline denies it
         late = await service.tasks.submit("resolver", _big_refund(1), task_id="D-2")
@@ -128,6 +129,21 @@ async def test_a_denial_and_a_deadline_each_resume_the_task_without_the_call(
         seen["payments"] = service.sim.world.tools.report()["deliveries"]["payments"]
         journal = await service.store.load_journal(late)
         seen["decision"] = next(e.value for e in journal.entries if e.name == "approval:refund")
+        # a parked task can be cancelled; a late approval does not bring it back
+        gone = await service.tasks.submit("resolver", _big_refund(2), task_id="D-3")
+        await _parked(service.store, gone)
+        done = await service.tasks.cancel(gone, by="ops")
+        assert done is not None and done.cancelled and done.stopped == "not_running"
+        queue = ApprovalQueue(store)
+        try:
+            (held,) = queue.list("pending")
+            queue.decide(held.id, approve=True, by="ann")
+        finally:
+            queue.close()
+        assert not await service.tasks.resume_approved(gone)
+        assert service.control is not None
+        await service.control.sweep()  # nor does the sweep wake it
+        seen["gone"] = await service.store.get_task(gone)
 
     assert await node.run(until=work()) == 0
     assert seen["denied"].status == "succeeded" and seen["late"].status == "succeeded"
@@ -135,37 +151,9 @@ async def test_a_denial_and_a_deadline_each_resume_the_task_without_the_call(
     assert seen["entries"]["D-1"].status == "denied" and seen["entries"]["D-1"].decided_by == "ann"
     assert seen["entries"]["D-2"].status == "denied"
     assert seen["entries"]["D-2"].decided_by == "deadline"
+    assert seen["gone"].status == "cancelled" and seen["gone"].outcome["by"] == "ops"
     assert seen["decision"] == {
         "id": seen["entries"]["D-2"].id,
         "status": "denied",
         "by": "deadline",
     }
-
-
-async def test_the_cancel_of_a_parked_task_ends_it(tmp_path, monkeypatch) -> None:
-    monkeypatch.delenv("STALWART_SIM_URL", raising=False)
-    store = f"sqlite:///{tmp_path}/f.db"
-    node, service = app_node(f"{APP}:app", store=store, events=EventBus(log=False))
-    seen: dict[str, Any] = {}
-
-    async def work() -> None:
-        await _ready(node)
-        assert service.tasks is not None and service.store is not None
-        task_id = await service.tasks.submit("resolver", _big_refund(2))
-        await _parked(service.store, task_id)
-        done = await service.tasks.cancel(task_id, by="ops")
-        assert done is not None and done.cancelled and done.stopped == "not_running"
-        # a late approval does not bring it back
-        queue = ApprovalQueue(store)
-        try:
-            (held,) = queue.list("pending")
-            queue.decide(held.id, approve=True, by="ann")
-        finally:
-            queue.close()
-        assert not await service.tasks.resume_approved(task_id)
-        assert service.control is not None
-        await service.control.sweep()  # the sweep does not wake it either
-        seen["task"] = await service.store.get_task(task_id)
-
-    assert await node.run(until=work()) == 0
-    assert seen["task"].status == "cancelled" and seen["task"].outcome["by"] == "ops"

@@ -12,6 +12,7 @@ import pytest
 
 from stalwart import RuntimeSettings
 from stalwart.durable import open_store
+from stalwart.guard import SpendLedger
 from stalwart.node import Tasks, app_node
 from stalwart.observe import EventBus
 from stalwart.testing import EventWaiter, eventually
@@ -120,3 +121,41 @@ async def test_a_pending_task_is_cancelled_and_never_runs(tmp_path: pathlib.Path
     assert after.status == "cancelled" and after.attempts == 0
     assert after.outcome["by"] == "ops"
     assert not (tmp_path / "p-1.started").exists()
+
+
+async def test_a_cancelled_model_call_ends_its_reservation(tmp_path: pathlib.Path) -> None:
+    """Cancelled while its model call is in flight: the call was sent, so it may have been
+    billed -- its reserved worst case is charged and stops holding room, at once."""
+    store = f"sqlite:///{tmp_path}/m.db"
+    events = EventBus(log=False)
+    node, service = app_node("examples.helpdesk.app:app", store=store, events=events)
+    ledger = SpendLedger(store)
+    seen: dict[str, Any] = {}
+
+    async def work() -> None:
+        await _ready(node)
+        assert service.sim is not None and service.tasks is not None and service.store
+        for model in ("strong", "weak"):  # every model of the chain hangs: the call stays open
+            service.sim.world.set_fault(model, hang=True, hang_s=60)
+        ticket = {"text": "Where is my order #12?", "from": "bo@example.com"}
+        task_id = await service.tasks.submit("resolver", ticket)
+        await eventually(lambda: ledger.reserved("agent", "resolver") > 0, timeout=30)
+        held = ledger.reserved("agent", "resolver")
+        spent_before = ledger.spent("agent", "resolver")
+        done = await service.tasks.cancel(task_id, by="test")
+        assert done is not None and done.cancelled and done.stopped == "yielded"
+        seen["seconds"] = done.seconds
+        # settled by the process before it answered the cancel
+        assert ledger.reserved("agent", "resolver") == 0
+        assert ledger.spent("agent", "resolver") == pytest.approx(spent_before + held)
+        service.sim.world.clear_faults()
+        record = await service.store.get_task(task_id)
+        assert record is not None and record.status == "cancelled"
+        seen["ok"] = True
+
+    try:
+        assert await node.run(until=work()) == 0
+    finally:
+        ledger.close()
+    assert seen.get("ok")
+    print(f"cancel mid model call: {seen['seconds'] * 1000:.0f} ms")
