@@ -16,8 +16,9 @@ Each error carries a *classification* on two axes (see ``docs/errors.md``):
 The tree::
 
     BaseException
-     └── Shutdown                      a request to stop; never swallowed
-          └── NodeShutdown             the node is stopping
+     ├── Shutdown                      a request to stop; never swallowed
+     │    └── NodeShutdown             the node is stopping
+     └── TaskSuspended                 the task parks durably (a held tool call); never swallowed
 
     Exception
      └── StalwartError                 root of every stalwart error
@@ -65,7 +66,7 @@ The tree::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "AllModelsFailed",
@@ -110,6 +111,7 @@ __all__ = [
     "StepFailed",
     "StoreError",
     "StoreUnavailable",
+    "TaskSuspended",
     "SupervisorError",
 ]
 
@@ -132,6 +134,21 @@ class Shutdown(BaseException):
 
 class NodeShutdown(Shutdown):
     """The node is shutting down; work in progress should unwind."""
+
+
+class TaskSuspended(BaseException):
+    """The running task parks durably until something outside decides (a held tool call).
+
+    Raised by the agent layer, outside any journaled step, and handled by the
+    durable runner: the task becomes ``awaiting_approval`` with ``waiting`` (JSON
+    data saying what it waits for) as its outcome and its lease dropped, and the
+    process takes other work. A BaseException so user code's ``except Exception``
+    cannot turn it into a tool error.
+    """
+
+    def __init__(self, message: str, *, waiting: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.waiting = waiting
 
 
 class StalwartError(Exception):

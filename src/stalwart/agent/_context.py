@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -189,7 +190,11 @@ class TaskContext:
                 budget, agent=self.resources.agent, task_id=self.task_id, amount_usd=worst
             )
 
+        sent = False  # the request may have reached the provider (and been billed)
+
         async def call() -> dict[str, Any]:
+            nonlocal sent
+            sent = True
             response = await client.complete(request, timeout=timeout)
             return {
                 "content": response.message.content,
@@ -208,6 +213,14 @@ class TaskContext:
 
         try:
             reply: dict[str, Any] = await self.durable.step("model", call)
+        except asyncio.CancelledError:
+            # Interrupted (the task was cancelled, or its process is stopping). A call
+            # already sent may have been billed: charge its reserved worst case, as the
+            # node charges a dead process's calls; one never sent is only released.
+            if reservation is not None and self.resources.ledger is not None:
+                charge = reservation.amount_usd if sent else 0.0
+                await asyncio.shield(self.resources.ledger.settle(reservation, charge))
+            raise
         except BaseException:
             if reservation is not None and self.resources.ledger is not None:
                 await self.resources.ledger.settle(reservation, 0.0)

@@ -17,7 +17,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from stalwart.guard import Origin, Security, default_redactor, validate_input
+from stalwart.errors import TaskSuspended
+from stalwart.guard import Approval, Origin, Security, default_redactor, validate_input
 from stalwart.resilience import RateLimiter
 from stalwart.tools import ToolResult
 
@@ -109,6 +110,8 @@ async def guarded(
     if decision.verdict == "allow":
         return None
     if decision.verdict == "approve" and res.approvals is not None:
+        if res.security.taint.durable_approvals:
+            return await _held_durably(ctx, name, arguments, decision.reason)
         approvals = res.approvals
         reason = decision.reason
         wait = res.security.taint.approval_wait_s
@@ -156,3 +159,77 @@ async def guarded(
         reason=decision.reason,
     )  # fmt: skip
     return ToolResult(name, "denied", error=f"refused by the runtime: {decision.reason}")
+
+
+async def _held_durably(
+    ctx: TaskContext, name: str, arguments: dict[str, Any], reason: str
+) -> ToolResult | None:
+    """A held call under durable approvals: suspend the task until a person decides.
+
+    The decision is journaled once made (step ``approval:<tool>``); until then
+    nothing is journaled and :class:`~stalwart.errors.TaskSuspended` parks the
+    task. When it is woken, the replay reaches this call again, finds the
+    decision in the queue and records it: approved, the call runs (once: it is
+    its own journaled step or ledgered effect); denied (by a person or by the
+    deadline), the model is told so.
+    """
+    res = ctx.resources
+    approvals = res.approvals
+    assert approvals is not None
+    step = f"approval:{name}"
+    if ctx.durable.replaying:  # decided in an earlier attempt: the journal answers
+        held: dict[str, Any] = await ctx.durable.step(step, _never)
+    else:
+        entry: Approval = await asyncio.to_thread(
+            approvals.submit,
+            task_id=ctx.task_id,
+            agent=res.agent,
+            tool=name,
+            arguments=arguments,
+            reason=reason,
+        )
+        if entry.status == "pending":
+            deadline = entry.created + res.security.taint.approval_deadline(name)
+            waiting = {
+                "awaiting": "approval",
+                "approval": entry.id,
+                "tool": name,
+                "reason": reason,
+                "deadline": deadline,
+            }
+            res.events.emit(
+                "task_suspended", agent=res.agent, task_id=ctx.task_id, tool=name,
+                approval=entry.id, deadline=deadline,
+            )  # fmt: skip
+            raise TaskSuspended(
+                f"task {ctx.task_id} waits for approval {entry.id} of {name}", waiting=waiting
+            )
+        decided = {"id": entry.id, "status": entry.status, "by": entry.decided_by}
+        held = await ctx.durable.step(step, lambda: decided)
+    if held["status"] == "approved":
+        res.events.emit(
+            "tool_call_approved", agent=res.agent, task_id=ctx.task_id, tool=name,
+            approval=held["id"],
+        )  # fmt: skip
+        return None
+    ctx.usage.held_tool_calls += 1
+    by = held.get("by")
+    res.events.emit(
+        "tool_call_held", agent=res.agent, task_id=ctx.task_id, tool=name,
+        approval=held["id"], status=held["status"], reason=reason, by=by,
+    )  # fmt: skip
+    why = (
+        "no one decided it before its approval deadline"
+        if by == "deadline"
+        else f"a person ({by or 'unknown'}) denied it"
+    )
+    return ToolResult(
+        name,
+        "denied",
+        error=f"held for approval ({held['id']}) and {why}: {reason}. It did not run; "
+        "do not retry it, tell the customer a colleague will follow up.",
+    )
+
+
+def _never() -> dict[str, Any]:
+    raise AssertionError("a replayed approval step never runs")  # pragma: no cover

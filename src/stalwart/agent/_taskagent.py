@@ -78,6 +78,12 @@ def _finished(result: TaskResult | None, created_at: float | None) -> None:
     """Log a task's end and count it (task completion rate, duration: MA-2)."""
     if result is None:
         return
+    if result.status == "awaiting_approval":  # parked, not finished (durable approvals)
+        _log.info("task_suspended", status=result.status, waiting=result.result)
+        return
+    if result.status == "cancelled":
+        _log.info("task_cancelled", executed_steps=result.executed_steps)
+        return
     outcome = "completed" if result.status == "succeeded" else "failed"
     catalog.TASKS_FINISHED.labels(outcome).inc()
     if created_at is not None:
@@ -287,6 +293,8 @@ class TaskAgent(Agent):
             handovers = self.resources.handovers
             if handovers is not None:
                 handovers.finished(message["finished"])
+        elif isinstance(message, dict) and isinstance(message.get("cancel"), str):
+            await self._cancel(message["cancel"])
 
     def _remember_parent(self, task_id: str) -> None:
         """The current span (the caller's, carried by the message) parents ``task_id``."""
@@ -295,6 +303,12 @@ class TaskAgent(Agent):
             self.parents[task_id] = parent
 
     async def handle_call(self, request: Any) -> Any:
+        if (
+            isinstance(request, dict)
+            and request.get("op") == "cancel"
+            and isinstance(request.get("task_id"), str)
+        ):
+            return await self._cancel(request["task_id"])
         if isinstance(request, dict) and isinstance(request.get("task_id"), str):
             # a task handed over by another agent: created once under the id the caller
             # chose (deterministic, so a replayed caller finds the same task), then run
@@ -326,6 +340,34 @@ class TaskAgent(Agent):
                 return {"task_id": task_id, "status": record.status, "result": record.outcome}
             await asyncio.sleep(pause)  # running elsewhere (another node): follow the store
             pause = min(pause * 2, 0.2)
+
+    async def _cancel(self, task_id: str) -> bool:
+        """Interrupt ``task_id`` if it runs here (the store already says ``cancelled``, so
+        its lease is fenced): the step in flight gets CancelledError at its next await.
+        True once it has stopped; False if it was not running in this process."""
+        work = self.running.get(task_id)
+        if work is None:
+            return False
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)  # bounded by the caller's deadline
+        _log.info("task_cancelled", agent=self.defn.name, task_id=task_id)
+        return True
+
+    async def _after_suspend(self, result: TaskResult) -> None:
+        """A decision may have landed between the approval's submission and the task
+        parking; then nobody else would wake it before the sweep: wake it now."""
+        waiting = result.result if isinstance(result.result, dict) else {}
+        approval = waiting.get("approval")
+        queue = self.resources.approvals
+        if queue is None or not isinstance(approval, str):
+            return
+        try:
+            found = await asyncio.to_thread(queue.get, approval)
+            decided = found is not None and found.status != "pending"
+            if decided and await self.store.wake(result.task_id):
+                self.wake.set()
+        except (StoreError, ConfigError) as exc:  # the node's sweep wakes it instead
+            _log.warning("task_wake_failed", task_id=result.task_id, error=str(exc))
 
     # -- claiming work ---------------------------------------------------------------------
     async def _resume_own(self) -> None:
@@ -441,6 +483,8 @@ class TaskAgent(Agent):
             result = await self._execute_leased(lease)
             _finished(result, lease.task.created_at)
             _end_span(span, result)
+            if result is not None and result.status == "awaiting_approval":
+                await self._after_suspend(result)
             return result
 
     def _task_span(self, task_id: str, attempt: int) -> Any:

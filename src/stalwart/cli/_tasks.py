@@ -1,4 +1,4 @@
-"""``stalwart run`` for apps, and ``stalwart task submit|status|list|retry``."""
+"""``stalwart run`` for apps, and ``stalwart task submit|status|list|retry|cancel``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from stalwart.durable import TASK_STATUSES
 from stalwart.errors import ConfigError, StalwartError
 
 __all__ = ["add_task_commands", "ensure_cwd_importable", "is_app_ref", "task_command"]
@@ -49,8 +50,17 @@ def add_task_commands(sub: Any) -> None:
     status.add_argument("task_id")
     listing = actions.add_parser("list", parents=[where], help="recent tasks")
     listing.add_argument(
-        "--status", choices=["pending", "running", "succeeded", "failed", "quarantined"]
+        "--status",
+        choices=list(TASK_STATUSES),
     )
+    cancel = actions.add_parser(
+        "cancel",
+        parents=[where],
+        help="cancel a pending, running or awaiting_approval task (exit 1: unknown, "
+        "3: it had already finished)",
+    )
+    cancel.add_argument("task_id")
+    cancel.add_argument("--by", default="cli", help="who cancels (recorded in the outcome)")
     listing.add_argument("--limit", type=int, default=20)
     retry = actions.add_parser(
         "retry", parents=[where], help="run a failed or quarantined task again (after a fix)"
@@ -139,6 +149,21 @@ async def _task(args: argparse.Namespace) -> int:
                 return 1
             retried = await store.get_task(found.id)
             print(json.dumps(_record(retried if retried is not None else found)))
+        elif args.task_command == "cancel":
+            from stalwart.node import Tasks
+
+            done = await Tasks(None, store).cancel(args.task_id, by=args.by)
+            if done is None:
+                print(f"stalwart task: no task {args.task_id!r}", file=sys.stderr)
+                return 1
+            print(json.dumps(_record(done.task)))
+            if not done.cancelled:
+                print(
+                    f"stalwart task: task {args.task_id!r} had already finished "
+                    f"({done.task.status}); nothing to cancel",
+                    file=sys.stderr,
+                )
+                return 3
         else:
             for t in await store.list_tasks(status=args.status, limit=args.limit):
                 print(json.dumps(_record(t)))

@@ -22,6 +22,7 @@ from stalwart.durable._ledger import NOT_DELIVERED, effect_key
 from stalwart.durable._open import open_store, store_from_url
 from stalwart.durable._probe import WriteProbe
 from stalwart.durable._protocol import (
+    TASK_STATUSES,
     EffectRecord,
     JournalEntry,
     JournalLoad,
@@ -44,6 +45,7 @@ __all__ = [
     "FORMAT_VERSION",
     "NOT_DELIVERED",
     "SCHEMA_VERSION",
+    "TASK_STATUSES",
     "ApproxCounter",
     "Context",
     "EffectRecord",

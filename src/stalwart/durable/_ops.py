@@ -25,6 +25,7 @@ from stalwart.errors import CorruptRecord, LeaseLost, StoreError
 __all__ = [
     "acquire",
     "append",
+    "cancel",
     "effect_finished",
     "effect_started",
     "fail_corrupt_task",
@@ -175,3 +176,9 @@ def retry(task_id: str, now: float) -> Program[bool]:
         return False
     yield (q.RETRY_DROP_FAILED, (task_id, task_id))
     return True
+
+
+def cancel(task_id: str, record: bytes, now: float) -> Program[list[tuple[Any, ...]]]:
+    """End an unfinished task ``cancelled`` (fencing its lease); its row as it now is."""
+    yield (q.CANCEL, (record, now, now, task_id))
+    return (yield (q.SELECT_TASK, (task_id,))).rows

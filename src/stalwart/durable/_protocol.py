@@ -34,13 +34,16 @@ __all__ = [
     "TaskStatus",
 ]
 
-TaskStatus = Literal["pending", "running", "succeeded", "failed", "cancelled", "quarantined"]
+TaskStatus = Literal[
+    "pending", "running", "awaiting_approval", "succeeded", "failed", "cancelled", "quarantined"
+]
 TASK_STATUSES: tuple[str, ...] = (
-    "pending", "running", "succeeded", "failed", "cancelled", "quarantined",
+    "pending", "running", "awaiting_approval", "succeeded", "failed", "cancelled", "quarantined",
 )  # fmt: skip
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "quarantined"})
 """Statuses a task ends in. ``quarantined``: its execution killed its agent process
-``quarantine_after`` times (a poison task); it waits for ``stalwart task retry``."""
+``quarantine_after`` times (a poison task); it waits for ``stalwart task retry``.
+``awaiting_approval`` is not one: the task is parked, and a decision resumes it."""
 RETRYABLE: frozenset[str] = frozenset({"failed", "quarantined"})
 """Statuses :meth:`Store.retry` puts back to pending."""
 EffectStatus = Literal["started", "completed", "failed", "unknown"]
@@ -275,6 +278,26 @@ class Store(Protocol):
         which would otherwise replay the same failure. Returns False (and
         changes nothing) when the task is unknown or not failed/quarantined.
         """
+        ...
+
+    async def cancel(self, task_id: str, outcome: Any) -> TaskRecord | None:
+        """End a pending, running or awaiting_approval task ``cancelled`` with ``outcome``.
+
+        The lease's expiry is dropped and its fencing token bumped in the same write
+        (``lease_owner`` keeps the last owner, so its node can interrupt it), so a
+        runner still working on the task gets LeaseLost at its next write and no
+        claim takes it again. Returns the task as it now is (a task that had
+        already finished is returned unchanged), or None if there is no such task.
+        """
+        ...
+
+    async def suspend(self, lease: Lease, outcome: Any) -> None:
+        """Park a running task ``awaiting_approval`` (``outcome`` says what it waits for),
+        dropping its lease; raises LeaseLost if the lease is no longer current."""
+        ...
+
+    async def wake(self, task_id: str) -> bool:
+        """Make an ``awaiting_approval`` task pending again; False if it was not waiting."""
         ...
 
     async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:

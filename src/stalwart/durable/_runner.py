@@ -31,6 +31,7 @@ from stalwart.errors import (
     LeaseLost,
     StalwartError,
     StoreError,
+    TaskSuspended,
 )
 from stalwart.observe import EventBus, get_logger
 
@@ -104,6 +105,9 @@ class Runner:
     async def run(self, task_id: str, workflow: Workflow, *, force: bool = False) -> TaskResult:
         """Run (or resume) ``task_id`` to its end; a finished task returns its stored outcome.
 
+        A task that parks (a held tool call under durable approvals) returns status
+        ``awaiting_approval``; one cancelled while it runs returns ``cancelled``.
+
         ``force`` takes the task even if another owner's lease has not expired --
         only for a supervisor that knows that owner is dead.
         """
@@ -167,7 +171,11 @@ class Runner:
                 raise
             check_json(result, f"result of task {lease.task_id!r}")
             ctx.check_complete()
+        except TaskSuspended as held:
+            return await self._suspend(ctx, held)
         except LeaseLost:
+            if await self._was_cancelled(lease.task_id):
+                return _cancelled(ctx)
             raise
         except asyncio.CancelledError:
             await self._release_quietly(ctx.lease)
@@ -193,6 +201,35 @@ class Runner:
             ctx.executed_steps,
             tuple(ctx.quarantined),
         )
+
+    async def _suspend(self, ctx: Context, held: TaskSuspended) -> TaskResult:
+        """Park the task ``awaiting_approval``: no lease, nothing running it (see Store.suspend)."""
+        try:
+            check_json(held.waiting, f"what task {ctx.task_id!r} waits for")
+            await self.store.suspend(ctx.lease, held.waiting)
+        except LeaseLost:
+            if await self._was_cancelled(ctx.task_id):
+                return _cancelled(ctx)
+            raise
+        _log.info("durable_task_suspended", task_id=ctx.task_id, **held.waiting)
+        return TaskResult(
+            ctx.task_id,
+            "awaiting_approval",
+            held.waiting,
+            ctx.attempt,
+            ctx.replayed_steps,
+            ctx.executed_steps,
+            tuple(ctx.quarantined),
+        )
+
+    async def _was_cancelled(self, task_id: str) -> bool:
+        """After a refused write: was it because the task was cancelled (not taken over)?"""
+        try:
+            async with asyncio.timeout(self.lease_seconds / 3):
+                task = await self.store.get_task(task_id)
+        except (StalwartError, TimeoutError):
+            return False
+        return task is not None and task.status == "cancelled"
 
     async def _fail(self, ctx: Context, exc: BaseException) -> TaskResult:
         outcome = {"type": type(exc).__name__, "message": str(exc)}
@@ -273,6 +310,19 @@ class Runner:
             await asyncio.shield(self.store.release(lease))
         except (StalwartError, asyncio.CancelledError) as exc:
             _log.warning("durable_release_failed", task_id=lease.task_id, error=str(exc))
+
+
+def _cancelled(ctx: Context) -> TaskResult:
+    _log.info("durable_task_cancelled", task_id=ctx.task_id)
+    return TaskResult(
+        ctx.task_id,
+        "cancelled",
+        None,
+        ctx.attempt,
+        ctx.replayed_steps,
+        ctx.executed_steps,
+        tuple(ctx.quarantined),
+    )
 
 
 def _stored(task: TaskRecord) -> TaskResult:

@@ -112,6 +112,27 @@ RETRY_DROP_FAILED = (
     "DELETE FROM stalwart_journal WHERE task_id = ? AND kind = 'failed' AND seq = "
     "(SELECT max(seq) FROM stalwart_journal WHERE task_id = ?)"
 )
+# Cancel: a pending, running or suspended task ends "cancelled" at once, its lease
+# expiry dropped and its fencing token bumped, so a runner still holding it is fenced
+# out: its next write (journal, ledger, heartbeat, finish) is refused with LeaseLost,
+# and no claim ever takes a cancelled task. The status is the flag every node reads;
+# lease_owner keeps the last owner, so the node whose process ran it can interrupt it.
+CANCEL = (
+    "UPDATE stalwart_tasks SET status = 'cancelled', outcome = ?, "
+    "lease_expires = NULL, lease_token = lease_token + 1, updated_at = ?, finished_at = ? "
+    "WHERE id = ? AND status IN ('pending', 'running', 'awaiting_approval')"
+)
+# Durable approvals: the runner parks its task (no lease, nobody busy) until a person
+# decides; waking makes it pending again, and any node's agent claims and replays it.
+SUSPEND = (
+    "UPDATE stalwart_tasks SET status = 'awaiting_approval', outcome = ?, lease_owner = NULL, "
+    "lease_expires = NULL, updated_at = ? "
+    "WHERE id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'"
+)
+WAKE = (
+    "UPDATE stalwart_tasks SET status = 'pending', outcome = NULL, updated_at = ? "
+    "WHERE id = ? AND status = 'awaiting_approval'"
+)
 APPEND = (
     "INSERT INTO stalwart_journal (task_id, seq, kind, name, record) "
     "SELECT ?, ?, ?, ?, ? WHERE " + FENCE + " ON CONFLICT (task_id, seq) DO NOTHING"

@@ -223,6 +223,20 @@ class SQLStore:
         args = (status, record, now, now, lease.task_id, lease.owner, lease.token)
         await self._db.write(_ops.fenced, lease, q.FINISH, args)
 
+    async def cancel(self, task_id: str, outcome: Any) -> TaskRecord | None:
+        record = encode_outcome(task_id, outcome)
+        found = await self._db.write(_ops.cancel, task_id, record, self._clock.time())
+        return task_from_row(found[0]) if found else None
+
+    async def suspend(self, lease: Lease, outcome: Any) -> None:
+        record = encode_outcome(lease.task_id, outcome)
+        args = (record, self._clock.time(), lease.task_id, lease.owner, lease.token)
+        await self._db.write(_ops.fenced, lease, q.SUSPEND, args)
+
+    async def wake(self, task_id: str) -> bool:
+        changed = await self._db.write(_ops.rowcount, q.WAKE, (self._clock.time(), task_id))
+        return changed > 0
+
     async def retry(self, task_id: str) -> bool:
         return await self._db.write(_ops.retry, task_id, self._clock.time())
 

@@ -177,6 +177,12 @@ class ToolRule:
     check: Check | None = None
     """Extra condition: returns why the call needs approval, or None."""
     action: Action | None = None
+    approval_deadline_s: float | None = None
+    """This tool's approval deadline (None: the policy's ``approval_deadline_s``)."""
+
+    def __post_init__(self) -> None:
+        if self.approval_deadline_s is not None and not 1 <= self.approval_deadline_s <= 2_592_000:
+            raise ConfigError("ToolRule.approval_deadline_s must be in [1, 2592000] s (30 days)")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -207,6 +213,13 @@ class TaintPolicy:
     approval_wait_s: float = 0.0
     """How long a task waits for a person to decide a held call (0: it goes on at once,
     told the call is pending). An approval within the wait runs the call."""
+    durable_approvals: bool = False
+    """Held calls suspend the task durably instead: it becomes ``awaiting_approval``,
+    holds no lease and no process, and resumes when a person decides (or the
+    deadline denies the call). ``approval_wait_s`` is then not used."""
+    approval_deadline_s: float = 86_400.0
+    """With ``durable_approvals``: how long a held call waits for a decision before it
+    is denied (default one day; a tool's ``ToolRule.approval_deadline_s`` overrides)."""
 
     def __post_init__(self) -> None:
         if self.action not in ("approve", "refuse"):
@@ -215,8 +228,17 @@ class TaintPolicy:
             )
         if not 0 <= self.approval_wait_s <= 86_400:
             raise ConfigError("TaintPolicy.approval_wait_s must be in [0, 86400] s")
+        if not 1 <= self.approval_deadline_s <= 2_592_000:
+            raise ConfigError("TaintPolicy.approval_deadline_s must be in [1, 2592000] s (30 days)")
         if self.max_refusals < 1:
             raise ConfigError("TaintPolicy.max_refusals must be >= 1")
+
+    def approval_deadline(self, tool: str) -> float:
+        """Seconds a held call of ``tool`` waits for a decision (durable approvals)."""
+        rule = self.tools.get(tool)
+        if rule is not None and rule.approval_deadline_s is not None:
+            return rule.approval_deadline_s
+        return self.approval_deadline_s
 
     def origin_of_result(self, tool: str) -> Origin:
         """The origin of ``tool``'s results under this policy."""

@@ -18,6 +18,7 @@ from stalwart.guard import RedactingEventBus, install_redactor, validate_input
 from stalwart.llm import ChainHealth, Provider
 from stalwart.llm.sim import SimServer
 from stalwart.node._charge import DeadCallCharger
+from stalwart.node._control import CancelOutcome, TaskControl
 from stalwart.node._node import Node, NodeService
 from stalwart.node._quarantine import PoisonGuard
 from stalwart.node._simkey import provision_sim_key
@@ -73,6 +74,8 @@ class Tasks:
         """Per-agent admission limits that override ``max_pending`` (verify's shedding
         driver refuses a probe agent's tasks this way, leaving the others alone)."""
         self.store_url = store_url
+        self.control: TaskControl | None = None
+        """Cancel and approval handling (set by the app service while the node runs)."""
 
     async def submit(
         self, agent: str, task_input: Any, *, task_id: str | None = None, seed: int | None = None
@@ -123,6 +126,31 @@ class Tasks:
                     f"{limit}): not accepted, retry later",
                     retry_after=1.0,
                 )
+
+    async def cancel(self, task_id: str, *, by: str = "api") -> CancelOutcome | None:
+        """Cancel a pending, running or parked task (see :class:`TaskControl`); None if
+        there is no such task. Without a running node, only the store is changed (the
+        owning node's sweep interrupts the step in flight)."""
+        if self.control is not None:
+            return await self.control.cancel(task_id, by=by)
+        started = time.monotonic()
+        before = await self.store.get_task(task_id)
+        if before is None or before.finished:
+            return None if before is None else CancelOutcome(before, False, "not_running", 0.0)
+        outcome = {"type": "Cancelled", "message": f"cancelled by {by}", "by": by}
+        after = await self.store.cancel(task_id, outcome)
+        if after is None:
+            return None
+        done = after.status == "cancelled" and after.outcome == outcome
+        stopped = "elsewhere" if done and before.status == "running" else "not_running"
+        return CancelOutcome(after, done, stopped, time.monotonic() - started)
+
+    async def resume_approved(self, task_id: str) -> bool:
+        """Wake a task parked for an approval that has just been decided."""
+        if self.control is not None:
+            task = await self.store.get_task(task_id)
+            return task is not None and await self.control.resume(task_id, task.agent)
+        return await self.store.wake(task_id)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return await self.store.get_task(task_id)
@@ -180,6 +208,7 @@ class AppService:
         self.sim: SimServer | None = None
         self.store: Store | None = None
         self.tasks: Tasks | None = None
+        self.control: TaskControl | None = None
         # the admission limits of ``tasks`` (see Tasks); the app's unless set before start
         self.max_pending: int | None = app.max_pending
         self.max_pending_node: int | None = app.max_pending_node
@@ -225,6 +254,11 @@ class AppService:
         guard = PoisonGuard(self.app, self.store, node.id, node.events)
         node.runtime.host.add_exit_hook(guard.on_exit)
         self._beat = asyncio.create_task(self._heartbeat(node.id))
+        self.control = TaskControl(
+            node, self.store, self.store_url, [a.name for a in self.app.agents]
+        )
+        self.tasks.control = self.control
+        self._sweep = asyncio.create_task(self.control.run())
         self._charger = DeadCallCharger(self.app, self.store_url, node.id, node.events)
 
     async def _cluster_view(self) -> list[dict[str, Any]]:
@@ -258,10 +292,12 @@ class AppService:
         charger: DeadCallCharger | None = getattr(self, "_charger", None)
         if charger is not None:
             await charger.close()
-        beat = getattr(self, "_beat", None)
-        if beat is not None:
-            beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
+        for loop in (getattr(self, "_beat", None), getattr(self, "_sweep", None)):
+            if loop is not None:
+                loop.cancel()
+                await asyncio.gather(loop, return_exceptions=True)
+        if self.control is not None:
+            await self.control.close()
         if self.store is not None:
             try:
                 await self.store.unregister_node(self.node_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stalwart.durable import TASK_STATUSES
 from stalwart.server._children_api import children_paths
 
 __all__ = ["openapi_spec"]
@@ -71,7 +72,7 @@ _MUTATION_ERRORS = {"400": _ERROR, "403": _ERROR, "404": _ERROR, "409": _ERROR, 
 _LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 _TASK_STATUS = {
     "type": "string",
-    "enum": ["pending", "running", "succeeded", "failed", "cancelled", "quarantined"],
+    "enum": list(TASK_STATUSES),
 }
 
 
@@ -132,6 +133,24 @@ def _tasks() -> dict[str, Any]:
                 "(409 for a task in any other status)",
                 {"202": _ok("the task is pending again"), "409": _ERROR, **store},
                 parameters=[task_id],
+            )
+        },
+        "/v1/tasks/{id}/cancel": {
+            "post": _op(
+                "Cancel a pending, running or awaiting_approval task: it ends cancelled, the "
+                "step in flight is interrupted, no further side effect starts",
+                {"200": _ok("the cancelled task"), **_MUTATION_ERRORS, "503": _ERROR},
+                parameters=[task_id],
+                requestBody=_json_body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "by": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]{1,128}$"}
+                        },
+                        "additionalProperties": False,
+                    },
+                    required=False,
+                ),
             )
         },
     }

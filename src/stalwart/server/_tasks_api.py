@@ -4,11 +4,13 @@
   the node's own :class:`~stalwart.node.Tasks` (its input checks and admission
   limit: ``Overloaded`` is 429 with ``Retry-After``); ``GET /v1/tasks`` lists recent
   ones, ``GET /v1/tasks/{id}`` is one record, ``GET /v1/tasks/{id}/journal`` its
-  journaled steps.
+  journaled steps; ``POST /v1/tasks/{id}/cancel`` ``{"by"?}`` cancels a pending, running or
+  parked task (200 with the record, 409 if it had already finished, 404 if unknown).
 - ``GET /v1/approvals`` lists held tool calls (arguments redacted unless
   ``reveal=1``); ``POST /v1/approvals/{id}/approve`` and ``/deny`` decide one, in the
   same :class:`~stalwart.guard.ApprovalQueue` ``stalwart approvals`` uses, opened on
-  the node's store database.
+  the node's store database; a task parked for that call (durable approvals) is
+  made pending again at once.
 
 The node is reached the way ``/v1/cluster`` reaches it: through what its app
 service sets on it (``node.tasks``), so this package imports nothing of
@@ -28,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from stalwart.durable import EffectRecord, JournalEntry, Store, TaskRecord
+from stalwart.durable import TASK_STATUSES, EffectRecord, JournalEntry, Store, TaskRecord
 from stalwart.errors import ConfigError, InputRejected, InvalidMessage, Overloaded, StoreError
 from stalwart.guard import Approval, ApprovalQueue, default_redactor
 from stalwart.observe import attach_traceparent
@@ -48,7 +50,6 @@ __all__ = ["TaskApi", "TasksLike", "node_tasks"]
 _TASK_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 _BY = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 _SUBMIT_FIELDS = ("agent", "input", "task_id", "seed")
-TASK_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "quarantined")
 _NO_APP = (
     "this node runs no app, so it has no tasks: the task API needs a node started with "
     "an app (stalwart run module:app, or app_node())"
@@ -68,6 +69,23 @@ class TasksLike(Protocol):
         task_id: str | None = None,
         seed: int | None = None,
     ) -> str: ...
+
+    async def cancel(self, task_id: str, *, by: str = "api") -> CancelOutcome | None: ...
+
+    async def resume_approved(self, task_id: str) -> bool: ...
+
+
+class CancelOutcome(Protocol):
+    """What a cancel did (``stalwart.node.CancelOutcome`` is one)."""
+
+    @property
+    def task(self) -> TaskRecord: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def stopped(self) -> str: ...
+    @property
+    def seconds(self) -> float: ...
 
 
 def node_tasks(node: object) -> TasksLike | None:
@@ -127,6 +145,18 @@ def step_view(entry: JournalEntry, effect: EffectRecord | None) -> dict[str, Any
     return view
 
 
+def _finished_already(task: TaskRecord) -> Response:
+    """409 for a cancel of a finished task, with the status it finished with."""
+    return JSONResponse(
+        {
+            "error": f"task {task.id!r} has already finished ({task.status}): nothing to cancel",
+            "id": task.id,
+            "status": task.status,
+        },
+        status_code=409,
+    )
+
+
 class _Queue:
     """The approval queue, opened on first use on the node's store database and kept
     (reopened after an error, so a database restart heals)."""
@@ -177,6 +207,7 @@ class TaskApi:
             Route("/v1/tasks/{id}", self.get_task, methods=["GET"]),
             Route("/v1/tasks/{id}/journal", self.journal, methods=["GET"]),
             Route("/v1/tasks/{id}/retry", self.retry, methods=["POST"]),
+            Route("/v1/tasks/{id}/cancel", self.cancel, methods=["POST"]),
             Route("/v1/approvals", self.list_approvals, methods=["GET"]),
             Route("/v1/approvals/{id}/approve", self.approve, methods=["POST"]),
             Route("/v1/approvals/{id}/deny", self.deny, methods=["POST"]),
@@ -289,7 +320,7 @@ class TaskApi:
     async def list_tasks(self, request: Request) -> Response:
         tasks = self._tasks()
         agent = name(param(request, "agent"), "agent")
-        status = param(request, "status", max_len=16)
+        status = param(request, "status", max_len=24)
         if status is not None and status not in TASK_STATUSES:
             raise BadRequest(400, f"status must be one of {', '.join(TASK_STATUSES)}")
         limit = int_param(request, "limit", 50, 1, 1000)
@@ -344,6 +375,27 @@ class TaskApi:
         }
         return JSONResponse(redacted(view))
 
+    async def cancel(self, request: Request) -> Response:
+        tasks, task = await self._task(request)
+        body = await json_body(request, optional=True)
+        unknown = sorted(set(body) - {"by"})
+        if unknown:
+            raise BadRequest(400, f"unknown field {unknown[0][:40]!r}: the only field is 'by'")
+        by = body.get("by", "api")
+        if not isinstance(by, str) or not _BY.fullmatch(by):
+            raise BadRequest(400, "field 'by' must be 1..128 characters: who cancels")
+        if task.finished:
+            return _finished_already(task)
+        done = await self._store("cancel the task", tasks.cancel(task.id, by=by))
+        if done is None:
+            raise BadRequest(404, f"no task {task.id[:80]!r} in this node's store")
+        if not done.cancelled:
+            return _finished_already(done.task)
+        view = task_view(done.task)
+        view["stopped"] = done.stopped
+        view["cancel_seconds"] = round(done.seconds, 4)
+        return JSONResponse(view)
+
     # -- approvals ----------------------------------------------------------------------------
     def _store_url(self) -> str:
         url = getattr(self._tasks(), "store_url", None)
@@ -377,7 +429,19 @@ class TaskApi:
         entries: list[Approval] = await self._queue(lambda q: q.list(status, limit))  # type: ignore[arg-type]
         show = reveal in ("1", "true")
         views = [e.as_dict(reveal=show) for e in entries]
+        for view in views:  # a parked task's deadline (durable approvals), if it has one
+            if view["status"] == "pending":
+                view["deadline"] = await self._deadline(str(view["task_id"]))
         return JSONResponse({"count": len(views), "approvals": views})
+
+    async def _deadline(self, task_id: str) -> float | None:
+        try:
+            task = await self._tasks().store.get_task(task_id)
+        except StoreError:
+            return None
+        info = task.outcome if task is not None and task.status == "awaiting_approval" else None
+        deadline = info.get("deadline") if isinstance(info, dict) else None
+        return float(deadline) if isinstance(deadline, int | float) else None
 
     async def approve(self, request: Request) -> Response:
         return await self._decide(request, approve=True)
@@ -415,6 +479,8 @@ class TaskApi:
             return decided
 
         decided: Approval = await self._queue(decide)
+        # a task parked for this call (durable approvals) runs again now, not at the sweep
+        await self._store("wake the task", self._tasks().resume_approved(decided.task_id))
         self.node.events.emit(
             "approval_decided",
             approval=decided.id,

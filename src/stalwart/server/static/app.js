@@ -95,6 +95,10 @@ function tasks() {
       if (t.id === selected) tr.className = "selected";
       cell(tr, t.id); cell(tr, t.agent); cell(tr, t.status, t.status); cell(tr, t.attempts);
       cell(tr, new Date(t.created_at * 1000).toLocaleTimeString()); cell(tr, secs(t.duration_s));
+      const act = cell(tr, "");
+      if (["pending", "running", "awaiting_approval"].includes(t.status)) {
+        act.appendChild(button("Cancel", "cancel", () => post("/v1/tasks/" + encodeURIComponent(t.id) + "/cancel")));
+      }
       tr.addEventListener("click", () => journal(t.id));
       return tr;
     }));
@@ -128,8 +132,56 @@ function journal(id) {
     box.dataset.task = id;
   }).catch(() => {});
 }
+// Changing anything (cancel, approve, deny) needs the API token as a bearer header: the
+// login cookie is accepted for reads only (CSRF). It is asked once and kept in this tab.
+function apiToken() {
+  let t = sessionStorage.getItem("stalwart_token");
+  if (!t) {
+    t = prompt("API token (kept in this browser tab only)");
+    if (t) sessionStorage.setItem("stalwart_token", t);
+  }
+  return t;
+}
+function button(label, cls, onclick) {
+  const b = document.createElement("button");
+  b.textContent = label; b.className = cls; b.dataset.action = cls;
+  b.addEventListener("click", (e) => { e.stopPropagation(); onclick(); });
+  return b;
+}
+function post(url) {
+  const t = apiToken();
+  if (!t) return Promise.resolve();
+  return fetch(url, {
+    method: "POST",
+    headers: { "Authorization": "Bearer " + t, "Content-Type": "application/json" },
+    body: JSON.stringify({ by: "dashboard" }),
+  }).then((r) => {
+    if (r.status === 401) sessionStorage.removeItem("stalwart_token");
+    return r.json().then((b) => { if (!r.ok) alert(b.error || ("HTTP " + r.status)); });
+  }).catch(() => {}).then(() => { tasks(); approvals(); });
+}
+function approvals() {
+  getJSON("/v1/approvals?status=pending").then(({ status, body }) => {
+    if (status !== 200) { text("approvals_note", body.error || "approvals unavailable"); $("approval_rows").replaceChildren(); return; }
+    text("approvals_note", body.count ? "" : "no held calls waiting");
+    $("approval_rows").replaceChildren(...body.approvals.map((a) => {
+      const tr = document.createElement("tr");
+      tr.dataset.approval = a.id;
+      cell(tr, a.id); cell(tr, a.task_id); cell(tr, a.tool); cell(tr, a.reason);
+      cell(tr, new Date(a.created * 1000).toLocaleTimeString());
+      cell(tr, a.deadline ? new Date(a.deadline * 1000).toLocaleString() : "–");
+      const act = cell(tr, "");
+      const base = "/v1/approvals/" + encodeURIComponent(a.id);
+      act.appendChild(button("Approve", "approve", () => post(base + "/approve")));
+      act.appendChild(button("Deny", "deny", () => post(base + "/deny")));
+      return tr;
+    }));
+  }).catch(() => {});
+}
 tasks();
 setInterval(tasks, 2000);
+approvals();
+setInterval(approvals, 2000);
 const source = new EventSource("/v1/events");
 source.addEventListener("summary", (e) => render(JSON.parse(e.data)));
 source.addEventListener("logout", () => { source.close(); location.reload(); });  // token rotated
