@@ -41,3 +41,14 @@ _LEDGER = "sqlite:///" + os.environ.get(
     "STALWART_BENCH_LEDGER", os.path.join(tempfile.gettempdir(), "stalwart-bench-ledger.db")
 )
 separate_ledger = _with_budget(lambda budget: dataclasses.replace(budget, ledger=_LEDGER))
+
+
+# The helpdesk on the runtime's defaults: its agents' max_tasks reset to the default
+# (1000), as an app that waits on real, slow models would run (bench/slow_model.py).
+_DEFAULT_MAX_TASKS = next(
+    f.default for f in dataclasses.fields(type(helpdesk.agents[0])) if f.name == "max_tasks"
+)
+defaults = dataclasses.replace(
+    helpdesk,
+    agents=[dataclasses.replace(a, max_tasks=_DEFAULT_MAX_TASKS) for a in helpdesk.agents],
+)

@@ -217,6 +217,10 @@ RESOLVER = LLMAgent(
     scopes=["orders:read", "kb:read", "payments:write", "email:send"],
     max_steps=12,
     history_tokens=6000,
+    # The sim answers at once, so this agent is CPU-bound: a few tasks at a time per core,
+    # so that overload queues and is shed at admission (LC-1) instead of slowing every
+    # task. An agent that waits on real models keeps the default (1000).
+    max_tasks=8,
     security=SECURITY,
 )
 
@@ -256,7 +260,7 @@ async def triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
     return answer
 
 
-TRIAGE = PythonAgent(name="triage", fn=triage, agents=("resolver",))
+TRIAGE = PythonAgent(name="triage", fn=triage, agents=("resolver",), max_tasks=16)
 
 app = App(
     agents=[TRIAGE, RESOLVER],

@@ -370,10 +370,7 @@ class TaskContext:
         runtime = res.runtime
         # A callee that is restarting answers NoProcess at once; with ``retry`` that is
         # retried within the deadline (inside the step: only the final outcome is journaled).
-        attempts = RetryPolicy(max_attempts=20, base=0.05, cap=1.0, deadline=timeout)
-        policy = Policy(
-            f"agent:{name}", timeout=timeout, breaker=None, retry=attempts if retry else None
-        )
+        policy = _agent_policy(name, timeout, retry=retry)
 
         async def call() -> Any:
             return await policy.acall(runtime.call, name, payload, timeout=timeout)
@@ -409,9 +406,22 @@ class TaskContext:
                 f"{sorted(self.resources.callable_agents)})"
             )
 
+        # Every part of a hand-over is idempotent (create-if-missing, then wait), so a
+        # transient failure (the store locked or restarting) is retried within the deadline,
+        # as the call-based hand-over retried its callee's.
+        policy = _agent_policy(name, timeout, retry=True)
+
         async def run() -> Any:
-            return await handovers.run(name, sub_id, task_input, timeout=timeout)
+            return await policy.acall(handovers.run, name, sub_id, task_input, timeout=timeout)
 
         # the same step name as a call-based hand-over: journals replay across the change
         with self._agent_span(name):
             return await self.durable.step(f"agent:{name}", run)
+
+
+def _agent_policy(name: str, timeout: float, *, retry: bool) -> Policy:
+    """The policy of a call or hand-over to agent ``name``: bounded by ``timeout``, and
+    with ``retry``, transient failures retried within it (no breaker: an agent is not a
+    remote dependency)."""
+    attempts = RetryPolicy(max_attempts=20, base=0.05, cap=1.0, deadline=timeout)
+    return Policy(f"agent:{name}", timeout=timeout, breaker=None, retry=attempts if retry else None)
