@@ -46,7 +46,7 @@ VOLATILE = frozenset(
 
 APP_FAILED = frozenset({"failed", "error"})
 """A finished task whose result has one of these ``status`` values failed by the app's
-own account (the helpdesk's triage reports a failed hand-over so): it counts as failed."""
+own account (e.g. an agent reporting a failed hand-over): it counts as failed."""
 
 
 def comparable(value: Any) -> Any:

@@ -18,13 +18,27 @@ QUALITY_FLOOR = 0.6
 """The weakest fallback must score at least this share of the primary's score."""
 
 
-@check("GD-1")
+@check(
+    "GD-1",
+    criterion=(
+        "with the primary model down, every task completes on the fallback, quality >= the floor"
+    ),
+    does="disables the primary model of each chain and runs the workload",
+    estimate_s=30,
+)
 async def fallback_chains(t: Target) -> Outcome:
     app = t.service.app
     evidence: dict[str, Any] = {
         "chains": {k: list(v) for k, v in app.models.items()},
         "quality_floor": QUALITY_FLOOR,
     }
+    if not app.models:
+        return Outcome(
+            "not-run",
+            {**evidence, "why": "the app has no model chain"},
+            "nothing to fall back from: GD-1 applies to apps whose agents call models",
+            measured="no model chains",
+        )
     chains = [list(v) for v in app.models.values() if len(v) > 1]
     if not chains:
         return Outcome(
@@ -72,46 +86,81 @@ async def fallback_chains(t: Target) -> Outcome:
     )
 
 
-SERVICES = {
-    "lookup_order": "tool:orders",
-    "search_kb": "tool:kb",
-    "refund": "tool:payments",
-    "send_email": "tool:email",
-}
-
-
-@check("GD-2")
+@check(
+    "GD-2",
+    criterion="with each tool down in turn: every tool called while down (exercised), no "
+    "agent crash, every task ends with a clear status",
+    does="takes each tool down in turn (every call refused) under the workload",
+    estimate_s=60,
+)
 async def tool_unavailability(t: Target) -> Outcome:
-    tools = sorted({tool.name for agent in t.service.app.agents for tool in agent.tools})
+    """Take each tool down in turn (verify's switch: every call of it is refused, whatever
+    it talks to) and run the workload: no agent may crash, every task must end with a
+    clear status, and each tool must have been called while down (exercised)."""
+    tools = sorted({tool.name for agent in t.app.agents for tool in agent.tools})
+    if not tools:
+        return Outcome(
+            "not-run",
+            {"why": "no agent of the app has a tool"},
+            "nothing to take down: GD-2 applies to apps whose agents call tools",
+            measured="no tools",
+        )
     pids = {a: t.pid(a) for a in t.agent_names()}
     table: dict[str, Any] = {}
-    inputs = t.workload(40, seed=606)
+    inputs = t.workload(24, seed=606)
     for name in tools:
-        service = SERVICES.get(name)
-        if service is None:
-            table[name] = {"outcome": "not exercised (no simulated service)"}
-            continue
-        t.sim.world.set_fault(service, outage=True)
+        t.say(f"tool {name} down, {len(inputs)} tasks")
+        before = t.refused_calls(name)
+        t.take_down(name)
         try:
-            records = await t.run_all(inputs[:12], prefix=f"gd2-{name}")
+            records = await t.run_all(inputs, prefix=f"gd2-{name}")
         finally:
-            t.sim.world.clear_faults(service)
-        answers = [str((r.outcome or {}).get("answer", "")) for r in records]
+            t.bring_up(name)
+        refused = t.refused_calls(name) - before
+        statuses: dict[str, int] = {}
+        for r in records:
+            statuses[r.status] = statuses.get(r.status, 0) + 1
         table[name] = {
+            "fault": "down (every call refused)",
+            "calls_refused_while_down": refused,
+            "exercised": refused > 0,
             "tasks": len(records),
-            "ended_clearly": sum(r.status == "succeeded" for r in records),
-            "told_the_user": sum("could not" in a.lower() for a in answers),
+            "task_statuses": statuses,
+            "ended_clearly": sum(r.status in ("succeeded", "failed") for r in records),
         }
     crashed = [a for a, pid in pids.items() if t.pid(a) != pid]
     evidence = {"per_tool": table, "agents_restarted": crashed}
-    ok = not crashed and all(v.get("ended_clearly", 0) == v.get("tasks", 0) for v in table.values())
-    if ok:
-        return Outcome("complete", evidence)
-    return Outcome(
-        "failed",
-        evidence,
-        "a tool that is down must yield an 'unavailable' result, never a crash (docs/tools.md)",
+    exercised = [n for n, v in table.items() if v["exercised"]]
+    unexercised = [n for n, v in table.items() if not v["exercised"]]
+    unclear = [n for n, v in table.items() if v["ended_clearly"] != v["tasks"]]
+    measured = (
+        f"{len(exercised)}/{len(tools)} tools exercised; agents restarted: {len(crashed)}; "
+        f"tools with tasks not ending clearly: {len(unclear)}"
     )
+    if crashed or unclear:
+        return Outcome(
+            "failed",
+            evidence,
+            "a tool that is down must yield an 'unavailable' result, never a crash, and "
+            "every task must end with a clear status (docs/tools.md)",
+            measured,
+        )
+    if not exercised:
+        return Outcome(
+            "not-run",
+            {**evidence, "why": "no workload task called any tool while it was down"},
+            "make the workload reach the tools (docs/verify.md, The profile)",
+            measured,
+        )
+    if unexercised:
+        return Outcome(
+            "partial",
+            evidence,
+            f"the workload never called {', '.join(unexercised)} while it was down: add "
+            "inputs that reach them to the workload",
+            measured,
+        )
+    return Outcome("complete", evidence, measured=measured)
 
 
 def _prolonged(t: Target) -> list[tuple[str, str]]:
@@ -122,7 +171,15 @@ def _prolonged(t: Target) -> list[tuple[str, str]]:
     ]
 
 
-@check("GD-3")
+@check(
+    "GD-3",
+    criterion=(
+        "a held degradation is logged and timed; the ProlongedDegradation alert fires "
+        "(warning, critical) and resolves"
+    ),
+    does="holds the primary model down past the alert's for-times",
+    estimate_s=40,
+)
 async def prolonged_degradation(t: Target) -> Outcome:
     """Hold a fallback past the alert's `for` times; see it logged, timed, alerted, resolved."""
     app = t.service.app

@@ -55,12 +55,20 @@ async def _fresh_model_agents(t: Target) -> None:
 
 
 async def _run_one(t: Target, seed: int, prefix: str) -> Any:
-    inputs = [i for i in t.workload(30, seed=seed) if "order #" in str(i)][:1]
+    inputs = await t.model_inputs(1, seed=seed)
     [record] = await t.run_all(inputs, prefix=prefix)
     return record
 
 
-@check("EH-1")
+@check(
+    "EH-1",
+    criterion=(
+        "5xx retried with growing, jittered delays; Retry-After honoured; 400/401/403 tried "
+        "exactly once"
+    ),
+    does="faults the model provider with 503s, 429 + Retry-After, then 400/401/403",
+    estimate_s=30,
+)
 async def retries(t: Target) -> Outcome:
     """The app's own model client, in its agent process, against a faulty primary."""
     spec, model = _primary(t)
@@ -138,7 +146,14 @@ def _breaker_state(spec: str) -> float | None:
     return REGISTRY.get_sample_value("stalwart_breaker_state", {"dependency": spec})
 
 
-@check("EH-2")
+@check(
+    "EH-2",
+    criterion=(
+        "the breaker opens at its threshold, rejects fast while open, closes after half-open trials"
+    ),
+    does="blocks the model provider, then restores it",
+    estimate_s=30,
+)
 async def breakers(t: Target) -> Outcome:
     """The app's breaker for its primary model: refused, then restored."""
     spec, model = _primary(t)
@@ -203,7 +218,15 @@ async def breakers(t: Target) -> Outcome:
     )
 
 
-@check("EH-3")
+@check(
+    "EH-3",
+    criterion=(
+        "every operation kind has a timeout inside the checklist range; each hang ends at its"
+        " timeout"
+    ),
+    does="lists timeouts per operation kind and hangs the model provider",
+    estimate_s=20,
+)
 async def timeouts(t: Target) -> Outcome:
     defaults = Timeouts()
     table = {

@@ -27,7 +27,15 @@ async def _journal_sizes(t: Target, ids: list[str]) -> dict[str, int]:
     return {i: len((await store.load_journal(i)).entries) for i in ids}
 
 
-@check("SM-1")
+@check(
+    "SM-1",
+    criterion=(
+        "a journal record after each step of a task; the same records read again after "
+        "reopening the store"
+    ),
+    does="runs one workload task and reads its journal",
+    estimate_s=5,
+)
 async def checkpoints(t: Target) -> Outcome:
     store = t.service.store
     assert store is not None
@@ -36,7 +44,7 @@ async def checkpoints(t: Target) -> Outcome:
     kinds = [e.kind for e in journal.entries]
     usage = (record.outcome or {}).get("usage") or {}
     # the store survives a restart: a fresh connection reads the same journal
-    again = await open_store(f"sqlite:///{t.workdir}/verify.db")
+    again = await open_store(t.store_url)
     try:
         reread = len((await again.load_journal(record.id)).entries)
     finally:
@@ -55,10 +63,21 @@ async def checkpoints(t: Target) -> Outcome:
     return Outcome("failed", evidence, "every step must be journaled durably (docs/durable.md)")
 
 
-@check("SM-2")
+@check(
+    "SM-2",
+    criterion=(
+        "at least 1 task killed mid-step and resumed; every resumed task's result equals the "
+        "uninterrupted one; 0 steps re-run"
+    ),
+    does="runs workload tasks clean, then again with SIGKILLs mid-task",
+    kills=4,
+    estimate_s=40,
+)
 async def resume_after_kill(t: Target) -> Outcome:
     inputs = t.workload(30, seed=303)
+    t.say(f"{len(inputs)} tasks uninterrupted")
     clean = await t.run_all(inputs, prefix="sm2clean")
+    t.say(f"the same {len(inputs)} tasks with SIGKILLs mid-task")
     ids = await t.submit_all(inputs, prefix="sm2kill")
     kills: list[float] = []
     victim = t.agent_names()[-1]
@@ -75,27 +94,49 @@ async def resume_after_kill(t: Target) -> Outcome:
         abs(sizes_killed[k.id] - sizes_clean[c.id]) for c, k in zip(clean, killed, strict=True)
     )
     unjournaled = [i for i, n in {**sizes_clean, **sizes_killed}.items() if n == 0]
-    evidence = {
+    resumed = [r for r in killed if r.attempts > 1]
+    failed = [r.id for r in killed if r.status != "succeeded"]
+    evidence: dict[str, Any] = {
         "tasks": len(ids),
         "kill_points_s": kills,
         "results_equal": same,
-        "failed": [r.id for r in killed if r.status != "succeeded"],
-        "resumed": sum(r.attempts > 1 for r in killed),
+        "failed": failed,
+        # a task run again after its runner died: killed mid-task and resumed
+        "resumed": len(resumed),
         # a resumed task replays its journal: it ends with exactly the steps of a clean run
         "journal_length_difference": rerun,
         "tasks_without_journal": len(unjournaled),
     }
-    ok = same and not evidence["failed"] and kills and not rerun and not unjournaled
-    if ok:
-        return Outcome("complete", evidence)
-    return Outcome(
-        "failed",
-        evidence,
-        "a killed task must resume from its journal to the same result (docs/durable.md)",
+    measured = (
+        f"{len(resumed)} task(s) killed mid-task and resumed; results equal: {same}; "
+        f"journal length difference: {rerun}; failed: {len(failed)}"
     )
+    if not same or failed or rerun or unjournaled:
+        return Outcome(
+            "failed",
+            evidence,
+            "a killed task must resume from its journal to the same result (docs/durable.md)",
+            measured,
+        )
+    if not resumed:
+        return Outcome(
+            "not-run",
+            {**evidence, "why": "no kill landed while a task was running: nothing was resumed"},
+            "make the workload's tasks take long enough to be killed mid-task (more steps "
+            "per task), then run SM-2 again",
+            measured,
+        )
+    return Outcome("complete", evidence, measured=measured)
 
 
-@check("SM-3")
+@check(
+    "SM-3",
+    criterion=(
+        "a 50+ step task completes with the context sent to the model under its limit at every call"
+    ),
+    does="runs a 55-step task with large tool outputs on the app's model chain",
+    estimate_s=20,
+)
 async def bounded_history(t: Target) -> Outcome:
     @tool(scopes=["pages:read"], timeout=10)
     async def fetch_page(n: int) -> str:
@@ -176,33 +217,95 @@ async def bounded_history(t: Target) -> Outcome:
     return Outcome("failed", evidence, "bound the history sent to the model (docs/agents.md)")
 
 
-@check("SM-4")
+@check(
+    "SM-4",
+    criterion=(
+        "at least 1 side-effect call exercised under kills; every side-effect key delivered "
+        "at most once (ledger and doubles' per-key counts)"
+    ),
+    does="runs workload tasks that reach side-effect tools and SIGKILLs the agent meanwhile",
+    kills=5,
+    estimate_s=40,
+)
 async def idempotent_effects(t: Target) -> Outcome:
-    before = t.sim.world.tools.report()
-    inputs = [i for i in t.workload(60, seed=404) if "refund" in str(i).lower()][:15]
+    """Kill the agents while side effects are in flight; count deliveries per
+    idempotency key for every side-effect tool (verify's per-key record, doubles and real
+    targets alike, and the simulated services' own counts where the app uses them)."""
+    effects = t.side_effect_tools()
+    if not effects:
+        return Outcome(
+            "not-run",
+            {"why": "no agent of the app has a side-effect tool"},
+            "nothing to deliver twice: SM-4 applies to tools declared side_effect=True",
+            measured="no side-effect tools",
+        )
+    blocked = t.blocked_tools()
+    sim_before = t.sim.world.tools.report() if t.service.sim is not None else None
+    before = t.deliveries()
+    inputs = t.workload(30, seed=404)
+    t.say(f"{len(inputs)} tasks, SIGKILLs while side effects are in flight")
     ids = await t.submit_all(inputs, prefix="sm4")
-    victim = t.agent_names()[-1]
     kills = 0
-    for _ in range(5):  # kill while refunds and e-mails are in flight
+    for _ in range(5):
         await asyncio.sleep(t.rng.uniform(0.02, 0.15))
-        if t.kill(victim) is not None:
-            kills += 1
+        for victim in t.agent_names():  # every agent: whichever holds the side effects
+            if t.kill(victim) is not None:
+                kills += 1
+                break
     records = [await t.tasks.wait(i, timeout=120) for i in ids]
-    after = t.sim.world.tools.report()
+    after = t.deliveries()
+    statuses = sorted({r.status for r in records})
+    per_tool: dict[str, Any] = {}
+    for name in effects:
+        counts = after.get(name, {})
+        old = before.get(name, {})
+        new = {k: n - old.get(k, 0) for k, n in counts.items() if n - old.get(k, 0) > 0}
+        per_tool[name] = {
+            "keys_delivered": len(new),
+            "duplicates": sum(n - 1 for n in counts.values() if n > 1),
+            "real_target_blocked": name in blocked,
+        }
+    sim_duplicates: dict[str, int] = {}
+    if sim_before is not None:
+        sim_duplicates = {
+            svc: n - sim_before["duplicates"].get(svc, 0)
+            for svc, n in t.sim.world.tools.report()["duplicates"].items()
+        }
     unknown = sum("outcome of" in str(r.outcome) and "unknown" in str(r.outcome) for r in records)
+    delivered = sum(v["keys_delivered"] for v in per_tool.values())
+    duplicates = sum(v["duplicates"] for v in per_tool.values()) + sum(
+        max(0, n) for n in sim_duplicates.values()
+    )
     evidence = {
         "tasks": len(ids),
+        "task_statuses": {st: sum(r.status == st for r in records) for st in statuses},
         "kills": kills,
-        "duplicates": after["duplicates"],
-        "duplicates_before": before["duplicates"],
+        "per_tool": per_tool,
+        "simulated_services_duplicates": sim_duplicates,
         "unknown_outcomes_reported": unknown,
-        "deliveries": {k: len(v) for k, v in after["deliveries"].items()},
     }
-    ok = all(v == 0 for v in after["duplicates"].values()) and kills > 0
-    if ok:
-        return Outcome("complete", evidence)
-    return Outcome(
-        "failed",
-        evidence,
-        "side effects need idempotency keys and the ledger (docs/durable.md, docs/tools.md)",
+    measured = (
+        f"{delivered} side-effect key(s) delivered under {kills} kill(s); duplicates: {duplicates}"
     )
+    if duplicates:
+        return Outcome(
+            "failed",
+            evidence,
+            "side effects need idempotency keys and the ledger (docs/durable.md, docs/tools.md)",
+            measured,
+        )
+    if not delivered or not kills:
+        return Outcome(
+            "not-run",
+            {
+                **evidence,
+                "why": "no side-effect call was delivered during the kills"
+                if kills
+                else "no kill landed",
+            },
+            "make the workload reach the side-effect tools "
+            f"({', '.join(effects)}), and give each a double or a simulated target "
+            "(docs/verify.md, The profile)",
+            measured,
+        )
+    return Outcome("complete", evidence, measured=measured)

@@ -79,7 +79,7 @@ def _results() -> list[ItemResult]:
                    {"screenshot": "ma4-dashboard.png", "first_paint_ms": 412.0}),
         ItemResult("SE-1", "critical", "secrets <in> a manager", "failed", {"findings": 2},
                    "move every credential into the secrets provider", 1.5),
-        ItemResult("GD-3", "recommended", "degradation alerted", "not_applicable", {}),
+        ItemResult("GD-3", "recommended", "degradation alerted", "not-run", {}),
         ItemResult("LC-1", "recommended", "load at 2-3x average", "partial", lc1,
                    "shed load before latency passes its bound"),
         ItemResult("LC-3", "recommended", "soak test", "complete", lc3),
