@@ -274,7 +274,9 @@ app = App(
             "search_kb": "sim:kb",
             "refund": "sim:payments",
             "send_email": "sim:email",
-        }
+        },
+        # MA-1 reads the probes from it (relative to where verify runs: the repository)
+        manifest="deploy/kubernetes/deployment.yaml",
     ),
     redteam="examples.helpdesk.redteam:run_redteam",
 )

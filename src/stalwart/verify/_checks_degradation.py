@@ -105,10 +105,16 @@ async def tool_unavailability(t: Target) -> Outcome:
             "nothing to take down: GD-2 applies to apps whose agents call tools",
             measured="no tools",
         )
-    pids = {a: t.pid(a) for a in t.agent_names()}
     table: dict[str, Any] = {}
-    inputs = t.workload(24, seed=606)
-    for name in tools:
+    crashed: list[str] = []
+    inputs = t.workload(16, seed=606)
+    for n, name in enumerate(tools):
+        if n:
+            # a fresh node per tool: the breaker an earlier tool's outage opened would
+            # otherwise keep the workload from reaching this one
+            t.say(f"a fresh node for tool {name}")
+            await t.restart()
+        pids = {a: t.pid(a) for a in t.agent_names()}
         t.say(f"tool {name} down, {len(inputs)} tasks")
         before = t.refused_calls(name)
         t.take_down(name)
@@ -116,6 +122,7 @@ async def tool_unavailability(t: Target) -> Outcome:
             records = await t.run_all(inputs, prefix=f"gd2-{name}")
         finally:
             t.bring_up(name)
+        crashed += [f"{a} (while {name} was down)" for a, pid in pids.items() if t.pid(a) != pid]
         refused = t.refused_calls(name) - before
         statuses: dict[str, int] = {}
         for r in records:
@@ -128,7 +135,6 @@ async def tool_unavailability(t: Target) -> Outcome:
             "task_statuses": statuses,
             "ended_clearly": sum(r.status in ("succeeded", "failed") for r in records),
         }
-    crashed = [a for a, pid in pids.items() if t.pid(a) != pid]
     evidence = {"per_tool": table, "agents_restarted": crashed}
     exercised = [n for n, v in table.items() if v["exercised"]]
     unexercised = [n for n, v in table.items() if not v["exercised"]]

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from stalwart.config import TIMEOUT_RANGES, Timeouts
-from stalwart.errors import StalwartError
+from stalwart.errors import NotExercised, StalwartError
 from stalwart.llm import Message, ModelRequest, Provider, model_client
 from stalwart.resilience import BreakerConfig, RetryPolicy
 from stalwart.verify._registry import Outcome, check
@@ -29,8 +29,17 @@ def _requests(t: Target, model: str) -> int:
 def _primary(t: Target) -> tuple[str, str]:
     """The first fallback chain's primary model (``sim:strong`` -> ``strong``)."""
     chains = [list(v) for v in t.service.app.models.values() if v]
-    if not chains or not chains[0][0].startswith("sim:"):
-        raise StalwartError("EH-1/EH-2 drive the app's primary model through the sim")
+    if not chains:
+        raise NotExercised(
+            "the app has no model chain: there is no model dependency to fault",
+            fix="nothing to add if the app calls no model",
+        )
+    if not chains[0][0].startswith("sim:"):
+        raise NotExercised(
+            f"the primary model {chains[0][0]!r} is not on the simulated provider, so "
+            "verify cannot fault it",
+            fix="verify the app with its chains on sim: models (App.sim=True)",
+        )
     return chains[0][0], chains[0][0].partition(":")[2]
 
 

@@ -78,15 +78,24 @@ async def resume_after_kill(t: Target) -> Outcome:
     t.say(f"{len(inputs)} tasks uninterrupted")
     clean = await t.run_all(inputs, prefix="sm2clean")
     t.say(f"the same {len(inputs)} tasks with SIGKILLs mid-task")
+    store = t.service.store
+    assert store is not None
+    known = {r.id for r in await store.list_tasks(limit=1_000_000)}
     ids = await t.submit_all(inputs, prefix="sm2kill")
-    kills: list[float] = []
-    victim = t.agent_names()[-1]
+    kills: list[dict[str, Any]] = []
     started = time.monotonic()
-    for _ in range(4):  # SIGKILL at random points of the run
+    for _ in range(4):  # SIGKILL, at random points, an agent that is running a task
         await asyncio.sleep(t.rng.uniform(0.05, 0.3))
+        running = sorted({r.agent for r in await store.list_tasks(status="running", limit=500)})
+        if not running:
+            continue
+        victim = t.rng.choice(running)
         if t.kill(victim) is not None:
-            kills.append(round(time.monotonic() - started, 3))
+            kills.append({"agent": victim, "at_s": round(time.monotonic() - started, 3)})
     killed = [await t.tasks.wait(i, timeout=120) for i in ids]
+    # every task of the run (those handed over to other agents too): the ones killed
+    # mid-task were claimed again (attempts > 1) and resumed from their journal
+    during = [r for r in await store.list_tasks(limit=1_000_000) if r.id not in known]
     same = _answers(clean) == _answers(killed)
     sizes_clean = await _journal_sizes(t, [r.id for r in clean])
     sizes_killed = await _journal_sizes(t, [r.id for r in killed])
@@ -94,13 +103,14 @@ async def resume_after_kill(t: Target) -> Outcome:
         abs(sizes_killed[k.id] - sizes_clean[c.id]) for c, k in zip(clean, killed, strict=True)
     )
     unjournaled = [i for i, n in {**sizes_clean, **sizes_killed}.items() if n == 0]
-    resumed = [r for r in killed if r.attempts > 1]
+    resumed = [r for r in during if r.attempts > 1]
     failed = [r.id for r in killed if r.status != "succeeded"]
     evidence: dict[str, Any] = {
         "tasks": len(ids),
-        "kill_points_s": kills,
+        "kills": kills,
         "results_equal": same,
         "failed": failed,
+        "resumed_tasks": [f"{r.agent}:{r.id}" for r in resumed][:10],
         # a task run again after its runner died: killed mid-task and resumed
         "resumed": len(resumed),
         # a resumed task replays its journal: it ends with exactly the steps of a clean run
@@ -246,23 +256,29 @@ async def idempotent_effects(t: Target) -> Outcome:
     t.say(f"{len(inputs)} tasks, SIGKILLs while side effects are in flight")
     ids = await t.submit_all(inputs, prefix="sm4")
     kills = 0
+    # the agents that hold the side-effect tools are the ones killed mid-delivery
+    holders = sorted(a.name for a in t.app.agents if any(x.side_effect for x in a.tools))
     for _ in range(5):
         await asyncio.sleep(t.rng.uniform(0.02, 0.15))
-        for victim in t.agent_names():  # every agent: whichever holds the side effects
-            if t.kill(victim) is not None:
-                kills += 1
-                break
+        if t.kill(t.rng.choice(holders)) is not None:
+            kills += 1
     records = [await t.tasks.wait(i, timeout=120) for i in ids]
     after = t.deliveries()
     statuses = sorted({r.status for r in records})
     per_tool: dict[str, Any] = {}
+    dedupes = {x.name for a in t.app.agents for x in a.tools if x.deduplicates}
     for name in effects:
         counts = after.get(name, {})
         old = before.get(name, {})
         new = {k: n - old.get(k, 0) for k, n in counts.items() if n - old.get(k, 0) > 0}
+        repeated = sum(n - 1 for n in counts.values() if n > 1)
         per_tool[name] = {
             "keys_delivered": len(new),
-            "duplicates": sum(n - 1 for n in counts.values() if n > 1),
+            # a tool declared deduplicates=True may be called again with the same key
+            # (its target keeps the first call per key): a repeat is no duplicate there
+            "target_dedupes_on_the_key": name in dedupes,
+            "calls_repeated_with_a_key": repeated,
+            "duplicates": 0 if name in dedupes else repeated,
             "real_target_blocked": name in blocked,
         }
     sim_duplicates: dict[str, int] = {}

@@ -112,6 +112,18 @@ def _not_run(item: Item, why: str, fix: str, **evidence: Any) -> ItemResult:
     )
 
 
+def _measured(evidence: dict[str, Any]) -> str:
+    """The evidence's scalar values, briefly: what a check that states no measured value
+    of its own shows beside its criterion."""
+    shown = [
+        f"{k}: {v}"
+        for k, v in evidence.items()
+        if isinstance(v, int | float | str | bool | type(None)) and k != "traceback"
+    ]
+    text = "; ".join(shown)
+    return text if len(text) <= 300 else text[:297] + "…"
+
+
 async def _ensure_node(target: Target, item: Item, emit: Callable[..., None]) -> str | None:
     """A node fit for ``item``: healthy, and with room in its restart intensity for the
     item's kills. Returns why it was restarted (None: it was not)."""
@@ -253,7 +265,7 @@ async def run_verify(
                         evidence,
                         outcome.remediation,
                         criterion=spec.criterion,
-                        measured=outcome.measured,
+                        measured=outcome.measured or _measured(evidence),
                     )
             result.seconds = round(time.monotonic() - t0, 3)
             results.append(result)

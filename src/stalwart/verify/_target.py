@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from stalwart.agent import App
 from stalwart.agent._profile import fault_mode
-from stalwart.agent._taskagent import secret_resolver
+from stalwart.agent._taskagent import load_app, secret_resolver
 from stalwart.config import RuntimeSettings, load_ref
 from stalwart.durable import TaskRecord
 from stalwart.errors import ConfigError, NotExercised, StalwartError
@@ -142,7 +142,10 @@ class Target:
         self.tools_dir = self.workdir / "tools"
         (self.tools_dir / "down").mkdir(parents=True, exist_ok=True)
         os.environ[VERIFY_DIR_ENV] = str(self.tools_dir)
-        os.environ[BLOCKED_ENV] = ",".join(self.blocked_tools())
+        # the node is not started yet: the app's declaration, loaded as the node will
+        app = load_app(self.app_ref)
+        blocked = [] if self.allow_real_side_effects else blocked_tools(app)
+        os.environ[BLOCKED_ENV] = ",".join(blocked)
 
     def _restore_env(self) -> None:
         for key, value in getattr(self, "_saved_env", {}).items():
@@ -317,7 +320,12 @@ class Target:
     @property
     def sim(self) -> SimServer:
         if self.service.sim is None:
-            raise StalwartError("this verification needs the app to run with sim=True")
+            raise NotExercised(
+                "this item faults the app's models through the simulated provider, and the "
+                "app runs without it (it calls no model, or App.sim is off)",
+                fix="nothing to add if the app calls no model; otherwise set App(sim=True) "
+                "(TOML: sim = true) so verify can stand the simulated provider in",
+            )
         return self.service.sim
 
     def agent_names(self) -> list[str]:
