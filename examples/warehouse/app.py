@@ -140,7 +140,5 @@ RESTOCK = PythonAgent(
 app = App(
     agents=[RESTOCK],
     store="sqlite:///warehouse-tasks.db",
-    intensity=10,
-    period=60,
     verify=VerifyProfile(workload="examples.warehouse.app:requests"),
 )

@@ -28,7 +28,7 @@ from stalwart.chaos._driver import Driver
 from stalwart.chaos._faults import KINDS, FaultOutcome, FaultSpec
 from stalwart.chaos._plan import PlanConfig, make_plan, run_plan
 from stalwart.chaos._reference import compare_with_reference
-from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target
+from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target, workload_ref
 from stalwart.errors import StalwartError
 
 __all__ = ["ChaosConfig", "run_chaos"]
@@ -38,7 +38,7 @@ __all__ = ["ChaosConfig", "run_chaos"]
 class ChaosConfig:
     """A chaos run's settings (the CLI's options, with the same defaults)."""
 
-    target: TargetConfig = dataclasses.field(default_factory=TargetConfig)
+    target: TargetConfig
     duration: float = 300.0
     rate: float = 10.0
     kinds: tuple[str, ...] = KINDS
@@ -116,7 +116,7 @@ async def run_chaos(
 ) -> dict[str, Any]:
     """Run chaos under load, then the fault-free reference; returns the JSON result."""
     tc = cfg.target
-    inputs = load_inputs(tc.inputs, tc.seed)
+    inputs = load_inputs(workload_ref(tc), tc.seed)
     say = progress or (lambda _msg: None)
 
     async def chaotic(t: Target) -> dict[str, Any]:

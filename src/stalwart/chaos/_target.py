@@ -1,8 +1,8 @@
 """The system under test: an app on a node in this process, its store, sim and proxy.
 
-By default the chaos, load and soak commands start the helpdesk example with
-``app_node`` on a fresh SQLite store in a temporary directory; ``app`` names
-another app (``module:attribute``). When the app uses the sim, every agent
+The chaos, load and soak commands start the app ``app`` names (``module:attribute``
+or a ``.toml`` file) with ``app_node`` on a fresh SQLite store in a temporary
+directory (their CLI defaults to the helpdesk example). When the app uses the sim, every agent
 reaches it through a :class:`FaultProxy` (so network faults apply to model and
 tool traffic alike). With ``quota_mb`` (root only) the store directory is a
 tmpfs of that size, so the disk-full fault fills a small filesystem and never
@@ -32,17 +32,19 @@ from stalwart.node import AppService, Node, Tasks, app_node
 from stalwart.observe import EventBus
 from stalwart.runtime import ChildSpec
 
-__all__ = ["Target", "TargetConfig", "mount_quota", "run_target"]
+__all__ = ["Target", "TargetConfig", "mount_quota", "run_target", "workload_ref"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TargetConfig:
     """What to start: the app, its store, and the run's settings."""
 
-    app: str = "examples.helpdesk.app:app"
+    app: str
+    """The app to run (``module:attribute`` or a ``.toml`` file)."""
     store: str | None = None
     agent: str | None = None
-    inputs: str = "examples.helpdesk.tickets:generate"
+    inputs: str | None = None
+    """``module:function(count, seed)`` giving task inputs; None: the app's workload."""
     seed: int = 1
     proxy: bool = True
     quota_mb: int | None = None
@@ -87,6 +89,21 @@ class Target:
     def side_effects(self) -> dict[str, Any] | None:
         """The sim services' per-key delivery report (None without the sim)."""
         return self.sim.world.tools.report() if self.sim is not None else None
+
+
+def workload_ref(config: TargetConfig) -> str:
+    """Where the run's task inputs come from: ``config.inputs``, else the app's workload."""
+    if config.inputs:
+        return config.inputs
+    from stalwart.agent import load_app
+
+    ref = load_app(config.app).workload
+    if not ref:
+        raise ConfigError(
+            f"the app {config.app!r} declares no workload: pass --inputs module:function "
+            "(count, seed), or set App.workload"
+        )
+    return ref
 
 
 def load_inputs(ref: str, seed: int) -> Callable[[int], Any]:

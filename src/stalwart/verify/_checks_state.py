@@ -258,11 +258,30 @@ async def idempotent_effects(t: Target) -> Outcome:
     kills = 0
     # the agents that hold the side-effect tools are the ones killed mid-delivery
     holders = sorted(a.name for a in t.app.agents if any(x.side_effect for x in a.tools))
-    for _ in range(5):
-        await asyncio.sleep(t.rng.uniform(0.02, 0.15))
-        if t.kill(t.rng.choice(holders)) is not None:
-            kills += 1
-    records = [await t.tasks.wait(i, timeout=120) for i in ids]
+    seen = sum(sum(c.values()) for c in before.values())
+
+    async def finish() -> list[Any]:
+        return [await t.tasks.wait(i, timeout=120) for i in ids]
+
+    async with asyncio.TaskGroup() as tg:
+        finished = tg.create_task(finish())
+        for _ in range(5):
+            # kill right after a side effect was delivered: its task is between the
+            # delivery and the record of it, or about to deliver the next one
+            deadline = time.monotonic() + 10
+            delivered_more = False
+            while time.monotonic() < deadline and not finished.done():
+                now = sum(sum(c.values()) for c in t.deliveries().values())
+                if now > seen:
+                    seen, delivered_more = now, True
+                    break
+                await asyncio.sleep(0.02)
+            if not delivered_more:
+                break  # every task ended, or nothing delivered for 10 s
+            await asyncio.sleep(t.rng.uniform(0.0, 0.05))
+            if t.kill(t.rng.choice(holders)) is not None:
+                kills += 1
+    records = finished.result()
     after = t.deliveries()
     statuses = sorted({r.status for r in records})
     per_tool: dict[str, Any] = {}
