@@ -44,7 +44,7 @@ def test_preflight_names_every_missing_piece_and_exits_2(tmp_path):
     started = time.monotonic()
     done = _cli(
         "tests.integration.verify.broken:bare", "--out", str(tmp_path), "--only",
-        "PA-2,SM-4,SE-4,MA-1",
+        "PA-2,SM-4,LC-1,MA-1",
     )  # fmt: skip
     elapsed = time.monotonic() - started
     assert done.returncode == 2, done.stderr
@@ -75,8 +75,8 @@ def test_plan_shows_the_doubles_the_criteria_and_the_duration():
 
 async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
     """The plain-Python example: its doubles stand in, its real targets see nothing,
-    and the kills of PA-1, PA-2 and SM-2 (10, over the default intensity of 5) never
-    reach another item."""
+    and the kills of PA-2 and SM-2 (9, over the default intensity of 5) never reach
+    another item."""
     from examples.warehouse.supplier import start
 
     url, supplier, server = start()
@@ -87,14 +87,13 @@ async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
         report = await run_verify(
             "examples.warehouse.app:app",
             tmp_path / "out",
-            only=["PA-1", "PA-2", "EH-1", "SM-2", "SM-4", "GD-2"],
+            only=["PA-2", "EH-1", "SM-2", "SM-4", "GD-2"],
             progress=lambda e, f: events.append((e, f)),
         )
     finally:
         server.shutdown()
     items = _items(report)
     assert {k: v["status"] for k, v in items.items()} == {
-        "PA-1": "complete",
         "PA-2": "complete",
         "EH-1": "not-run",  # no model to fault: said so, never complete
         "SM-2": "complete",
@@ -107,8 +106,8 @@ async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
     assert sum(t["keys_delivered"] for t in effects.values()) > 0
     assert all(t["duplicates"] == 0 for t in effects.values())
     assert all(t["exercised"] for t in items["GD-2"]["evidence"]["per_tool"].values())
-    # PA-2's five kills after PA-1's one would exceed the intensity: a fresh node first
-    assert "exceed the app's restart intensity 5" in items["PA-2"]["evidence"]["fresh_node_because"]
+    # SM-2's four kills after PA-2's five would exceed the intensity: a fresh node first
+    assert "exceed the app's restart intensity 5" in items["SM-2"]["evidence"]["fresh_node_because"]
     assert report["meta"]["node_restarts"] >= 1
     # safe by default: the supplier got no request, the database no reservation
     assert supplier.received == 0
@@ -117,7 +116,7 @@ async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
     # every item's criterion and measured value are in the report; progress was live
     assert all(i["criterion"] and i["measured"] for i in items.values())
     names = [e for e, _ in events]
-    assert names.count("verify_item_started") == 6 and names.count("verify_item_done") == 6
+    assert names.count("verify_item_started") == 5 and names.count("verify_item_done") == 5
     assert "verify_item_progress" in names and "verify_node_restarted" in names
 
 
