@@ -68,6 +68,8 @@ def _print_plan(document: dict[str, Any]) -> None:
         print(f"{row['id']:5} ~{row['estimate_s']:>4.0f}s{kills}: {row['does']}")
         if row["criterion"]:
             print(f"      complete when: {row['criterion']}")
+        if row["expect"]:
+            print(f"      expected {row['expect']}")
     print(f"expected duration: about {document['expected_s']} s")
 
 

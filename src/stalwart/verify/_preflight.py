@@ -30,6 +30,10 @@ class Problem:
     fix: str
 
 
+MODEL_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "EH-4", "SM-3", "GD-1", "GD-3", "SE-4"})
+"""The items that fault the app's models through the simulated provider."""
+
+
 def _spenders(app: App) -> list[Any]:
     return [a for a in app.agents if a.model]
 
@@ -118,9 +122,13 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
         spec = SPECS.get(item.id)
         estimate = spec.estimate_s if spec is not None else 0.0
         total += estimate
+        expect = ""
+        if item.id in MODEL_ITEMS and not (app.models and app.sim):
+            expect = "not-run: the app calls no model on the simulated provider"
         rows.append(
             {
                 "id": item.id,
+                "expect": expect,
                 "does": spec.does if spec is not None else "writes the report",
                 "criterion": spec.criterion if spec is not None else "",
                 "kills": spec.kills if spec is not None else 0,

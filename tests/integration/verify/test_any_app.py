@@ -63,13 +63,14 @@ def test_preflight_names_every_missing_piece_and_exits_2(tmp_path):
 
 
 def test_plan_shows_the_doubles_the_criteria_and_the_duration():
-    done = _cli("examples.warehouse.app:app", "--plan", "--only", "SM-2,SM-4,GD-2")
+    done = _cli("examples.warehouse.app:app", "--plan", "--only", "SM-2,SM-4,GD-1,GD-2")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "tool reserve_stock: double" in out and "tool order_from_supplier: double" in out
     assert "tool check_stock: none" in out
     assert "4 SIGKILLs" in out and "complete when: at least 1 task killed mid-step" in out
-    assert "expected duration: about 140 s" in out
+    assert "expected not-run: the app calls no model" in out  # GD-1, on an app without models
+    assert "expected duration: about 170 s" in out
     assert "PA-1" not in out  # only what was asked
 
 
