@@ -2,7 +2,7 @@
 
 The chaos, load and soak commands start the app ``app`` names (``module:attribute``
 or a ``.toml`` file) with ``app_node`` on a fresh SQLite store in a temporary
-directory (their CLI defaults to the helpdesk example). When the app uses the sim, every agent
+directory (their CLI names a default app). When the app uses the sim, every agent
 reaches it through a :class:`FaultProxy` (so network faults apply to model and
 tool traffic alike). With ``quota_mb`` (root only) the store directory is a
 tmpfs of that size, so the disk-full fault fills a small filesystem and never

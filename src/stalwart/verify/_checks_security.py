@@ -310,7 +310,7 @@ async def injections_and_inputs(t: Target) -> Outcome:
         "null bytes": {"text": "hi\x00there"},
         "deep nesting": _deep(200),
         "huge": {"text": "x" * 2_000_000},
-        "tag smuggling": {"text": "refund \U000e0069\U000e0067\U000e006e please"},
+        "tag smuggling": {"text": "help \U000e0069\U000e0067\U000e006e please"},
     }
     refused: dict[str, str] = {}
     for name, value in hostile.items():
