@@ -145,17 +145,23 @@ async def _ensure_node(target: Target, item: Item, emit: Callable[..., None]) ->
 async def _run_item(
     target: Target, item: Item, fn: Any
 ) -> tuple[Outcome | None, ItemResult | None]:
+    limit = item_timeout(item.id, ITEM_TIMEOUT)
+    deadline = asyncio.timeout(limit)
     try:
-        async with asyncio.timeout(item_timeout(item.id, ITEM_TIMEOUT)):
+        async with deadline:
             return await fn(target), None
     except NotExercised as exc:
         return None, _not_run(item, str(exc), exc.fix or "see the evidence")
-    except TimeoutError:
-        limit = item_timeout(item.id, ITEM_TIMEOUT)
+    except TimeoutError as exc:
+        why = (
+            f"the verification did not finish within {limit:g} s"
+            if deadline.expired()
+            else f"something the verification waited on did not happen in time ({exc or 'a wait'})"
+        )
         return None, _not_run(
             item,
-            f"the verification did not finish within {limit:g} s: the item was not "
-            "judged (a hung app or a verify defect; the traceback shows where it waited)",
+            f"{why}: the item was not judged (a hung app, an overloaded machine or a "
+            "verify defect; the traceback shows where it waited)",
             "rerun this item alone (--only); if it hangs again, read the traceback and "
             "the node log (node.log)",
             traceback=traceback.format_exc()[-4000:],
@@ -193,6 +199,8 @@ async def run_verify(
     chosen = [i for i in ITEMS if not only or i.id in only]
     app = load_for_preflight(app_ref)
     manifest = manifest or (pathlib.Path(app.verify.manifest) if app.verify.manifest else None)
+    if manifest is not None:
+        manifest = manifest.resolve()  # the report names the file it read, not a cwd-relative path
     if check_preconditions:
         problems = preflight(app, chosen, manifest=manifest, allow_real=allow_real_side_effects)
         if problems:
