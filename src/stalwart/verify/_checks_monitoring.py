@@ -124,31 +124,48 @@ def _values(text: str) -> dict[str, float]:
 )
 async def key_metrics(t: Target) -> Outcome:
     before = _values((await _get(t, "/metrics")).text)
-    primary = next(iter(t.service.app.models.values()))[0].partition(":")[2]
-    t.sim.world.set_fault(primary, outage=True)  # errors to count (the fallback serves)
-    try:
-        await t.run_all(t.workload(10, seed=909), prefix="ma2-down")
-    finally:
-        t.sim.world.clear_faults(primary)
+    models = bool(t.app.models) and t.service.sim is not None
+    tools = any(a.tools for a in t.app.agents)
+    if models:
+        primary = next(iter(t.app.models.values()))[0].partition(":")[2]
+        t.sim.world.set_fault(primary, outage=True)  # errors to count (the fallback serves)
+        try:
+            await t.run_all(t.workload(10, seed=909), prefix="ma2-down")
+        finally:
+            t.sim.world.clear_faults(primary)
     await t.run_all(t.workload(10, seed=910), prefix="ma2")
     await asyncio.sleep(1.2)  # agents ship their samples with their heartbeats
     after = _values((await _get(t, "/metrics")).text)
-    found = {k: name in after for k, name in KEY_SERIES.items()}
-    moving = {k: after.get(name, 0.0) != before.get(name, 0.0) for k, name in KEY_SERIES.items()}
+    # the model series apply to apps that call models, the tool series to apps with tools
+    applicable = {
+        k: name
+        for k, name in KEY_SERIES.items()
+        if (models or not k.startswith("model")) and (tools or k != "tool success")
+    }
+    found = {k: name in after for k, name in applicable.items()}
+    moving = {k: after.get(name, 0.0) != before.get(name, 0.0) for k, name in applicable.items()}
     evidence = {
-        "series": KEY_SERIES,
+        "series": applicable,
+        "not_applicable": sorted(set(KEY_SERIES) - set(applicable)),
         "present": found,
         "moved_during_load": moving,
-        "samples": {k: after.get(v) for k, v in KEY_SERIES.items()},
+        "samples": {k: after.get(v) for k, v in applicable.items()},
     }
-    must_move = ("model latency", "tool success", "task completion", "cpu")
+    must_move = [
+        k for k in ("model latency", "tool success", "task completion", "cpu") if k in applicable
+    ]
+    measured = (
+        f"{sum(found.values())}/{len(found)} series present; "
+        f"{sum(moving[k] for k in must_move)}/{len(must_move)} that must move moved"
+    )
     if all(found.values()) and all(moving[k] for k in must_move):
-        return Outcome("complete", evidence)
+        return Outcome("complete", evidence, measured=measured)
     return Outcome(
         "failed",
         evidence,
         "instrument model latency and errors, tool outcomes, "
         "task completion and per-agent resources (docs/observability.md)",
+        measured,
     )
 
 
