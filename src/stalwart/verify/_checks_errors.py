@@ -63,9 +63,10 @@ async def _fresh_model_agents(t: Target) -> None:
             await t.wait_event("agent_restarted", timeout=15, after=before, agent=agent.name)
 
 
-async def _run_one(t: Target, seed: int, prefix: str) -> Any:
-    inputs = await t.model_inputs(1, seed=seed)
-    [record] = await t.run_all(inputs, prefix=prefix)
+async def _run_one(t: Target, value: Any, prefix: str) -> Any:
+    """Run the task ``value`` (a workload input known to call a model: chosen by
+    ``Target.model_inputs`` before any fault, so a fault never skews the choice)."""
+    [record] = await t.run_all([value], prefix=prefix)
     return record
 
 
@@ -99,11 +100,12 @@ async def retries(t: Target) -> Outcome:
         "jitter": "full",
     }
     ok = True
+    value = (await t.model_inputs(1, seed=701))[0]  # chosen before any fault
     try:
         await _fresh_model_agents(t)
         t.sim.world.set_fault(model, status=503)  # a 503 storm: retried, then the fallback
         mark = len(arrivals)
-        record = await _run_one(t, 701, "eh1-503")
+        record = await _run_one(t, value, "eh1-503")
         times = list(arrivals)[mark:]
         first_call = times[: policy.max_attempts]
         gaps = _gaps(first_call)
@@ -119,7 +121,7 @@ async def retries(t: Target) -> Outcome:
         await _fresh_model_agents(t)
         t.sim.world.set_fault(model, status=429, retry_after=0.3, error_rate=0.5)
         mark = len(arrivals)
-        record = await _run_one(t, 702, "eh1-429")
+        record = await _run_one(t, value, "eh1-429")
         gaps = _gaps(list(arrivals)[mark : mark + 2])
         evidence["429"] = {"retry_after_s": 0.3, "gap_s": gaps, "task": record.status}
         ok &= bool(gaps) and gaps[0] >= 0.3 and record.status == "succeeded"
@@ -128,7 +130,7 @@ async def retries(t: Target) -> Outcome:
             await _fresh_model_agents(t)
             t.sim.world.set_fault(model, status=status)
             before_calls = t.sim.world.stats[f"{model}:requests"]
-            record = await _run_one(t, 703 + status, f"eh1-{status}")
+            record = await _run_one(t, value, f"eh1-{status}")
             usage = (record.outcome or {}).get("usage") or {}
             once[str(status)] = {
                 "requests": t.sim.world.stats[f"{model}:requests"] - before_calls,
@@ -177,6 +179,7 @@ async def breakers(t: Target) -> Outcome:
             "minimum_calls": config.minimum_calls,
             "wait_in_open_s": config.wait_duration_in_open,
         }
+    value = (await t.model_inputs(1, seed=800))[0]  # chosen before any fault
     await _fresh_model_agents(t)
     t.sim.world.set_fault(model, outage=True)
     opened = False
@@ -187,7 +190,7 @@ async def breakers(t: Target) -> Outcome:
     try:
         for n in range(8):
             before = _requests(t, model)
-            record = await _run_one(t, 800 + n, f"eh2-open-{n}")
+            record = await _run_one(t, value, f"eh2-open-{n}")
             reached.append(_requests(t, model) - before)
             if reached[-1] == 0:
                 opened = True
@@ -212,7 +215,7 @@ async def breakers(t: Target) -> Outcome:
         while not recovered:  # half-open trials go through once the open period has passed
             await asyncio.sleep(1.0)  # the open period runs on the agents' clocks
             before = _requests(t, model)
-            record = await _run_one(t, 830, f"eh2-recover-{int(time.monotonic())}")
+            record = await _run_one(t, value, f"eh2-recover-{int(time.monotonic())}")
             recovered = _requests(t, model) > before and record.status == "succeeded"
     evidence["recovered_after_s"] = round(time.monotonic() - started, 2)
     evidence["state_shipped_to_node"] = _breaker_state(spec)

@@ -114,6 +114,7 @@ class Target:
         self.item = ""
         """The item being verified (for progress lines)."""
         self.on_progress: Callable[[str], None] | None = None
+        self._model_inputs: dict[tuple[int, int], list[Any]] = {}
         self.generation = 0
         """How many times the node under test was started (a fresh one per restart)."""
         self.started_at = 0.0
@@ -388,7 +389,11 @@ class Target:
     async def model_inputs(self, count: int, *, seed: int, scan: int = 40) -> list[Any]:
         """Up to ``count`` workload inputs whose tasks call a model: each candidate is run
         once, unfaulted, and kept when the simulated provider saw a request during it (a
-        generic signal: no knowledge of what the inputs say)."""
+        generic signal: no knowledge of what the inputs say). Call it before setting a
+        fault; the choice is kept per (count, seed)."""
+        cached = self._model_inputs.get((count, seed))
+        if cached is not None:
+            return cached
         found: list[Any] = []
         for n, value in enumerate(self.workload(scan, seed=seed)):
             before = time.monotonic()
@@ -397,6 +402,7 @@ class Target:
                 found.append(value)
                 if len(found) >= count:
                     break
+        self._model_inputs[(count, seed)] = found
         if not found:
             raise NotExercised(
                 f"none of {scan} workload inputs (seed {seed}) made a model call",
