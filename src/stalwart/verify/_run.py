@@ -171,8 +171,9 @@ async def _run_item(
             item,
             f"stalwart verify itself failed while exercising this item: "
             f"{type(exc).__name__}: {exc}",
-            "this is a defect of stalwart verify, not of your app: report it with the "
-            "traceback in the evidence",
+            "verify could not complete this item (its own error, or its run's machinery "
+            "failed): this is no verdict on your app; the traceback is in the evidence "
+            "(report it if it repeats)",
             traceback=traceback.format_exc()[-4000:],
         )
 

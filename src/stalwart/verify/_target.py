@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import os
 import pathlib
 import random
@@ -115,6 +116,7 @@ class Target:
         """The item being verified (for progress lines)."""
         self.on_progress: Callable[[str], None] | None = None
         self._model_inputs: dict[tuple[int, int], list[Any]] = {}
+        self._probes = itertools.count()
         self.generation = 0
         """How many times the node under test was started (a fresh one per restart)."""
         self.started_at = 0.0
@@ -397,7 +399,7 @@ class Target:
         found: list[Any] = []
         for n, value in enumerate(self.workload(scan, seed=seed)):
             before = time.monotonic()
-            await self.run_all([value], prefix=f"probe{seed}-{n}")
+            await self.run_all([value], prefix=f"probe{seed}-{next(self._probes)}")
             if any(q and q[-1] >= before for q in self.sim.world.arrivals.values()):
                 found.append(value)
                 if len(found) >= count:

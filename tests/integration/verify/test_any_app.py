@@ -180,7 +180,7 @@ async def test_verify_s_own_error_is_not_run_with_its_traceback(tmp_path, monkey
     assert item["status"] == "not-run"
     assert "stalwart verify itself failed" in item["evidence"]["why"]
     assert "ValueError: not enough values" in item["evidence"]["traceback"]
-    assert "not of your app" in item["remediation"]
+    assert "no verdict on your app" in item["remediation"]
 
 
 async def test_preflight_raises_before_any_node(tmp_path):
