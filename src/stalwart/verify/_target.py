@@ -397,7 +397,7 @@ class Target:
         if cached is not None:
             return cached
         found: list[Any] = []
-        for n, value in enumerate(self.workload(scan, seed=seed)):
+        for value in self.workload(scan, seed=seed):
             before = time.monotonic()
             await self.run_all([value], prefix=f"probe{seed}-{next(self._probes)}")
             if any(q and q[-1] >= before for q in self.sim.world.arrivals.values()):
