@@ -75,7 +75,8 @@ def _print_plan(document: dict[str, Any]) -> None:
 
 def verify_command(args: argparse.Namespace) -> int:
     """Exit 0 when no critical item failed, 1 when one did, 2 on bad arguments or an
-    unmet precondition (preflight, before any node starts)."""
+    unmet precondition (preflight, before any node starts), 130 when stopped by SIGTERM
+    or SIGINT (the report lists the items not run)."""
     from stalwart.cli._tasks import ensure_cwd_importable
     from stalwart.verify import run_verify
 
@@ -131,4 +132,7 @@ def verify_command(args: argparse.Namespace) -> int:
         if item["status"] != "complete" and item.get("remediation"):
             print(f"{'':27}{item['remediation']}")
     print(f"\n{summary['counts']}; report: {out / 'readiness.md'} (and .html, .json)")
+    if document["meta"].get("interrupted"):
+        print("stalwart verify was stopped by a signal: the items not run say so", file=sys.stderr)
+        return 130
     return 1 if summary["critical_failed"] else 0

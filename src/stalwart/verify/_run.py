@@ -209,6 +209,7 @@ async def run_verify(
     started = time.monotonic()
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     results: list[ItemResult] = []
+    interrupted = False
 
     def emit(event: str, **fields: Any) -> None:
         _log.info(event, **fields)
@@ -223,6 +224,18 @@ async def run_verify(
         manifest=manifest,
     ) as target:
         for n, item in enumerate(chosen, 1):
+            if await target.stopped_by_signal():
+                interrupted = True
+                results += [
+                    _not_run(
+                        rest,
+                        "stalwart verify was stopped (SIGTERM or SIGINT) before this item",
+                        "run verify again (--only these items)",
+                    )
+                    for rest in chosen[n - 1 :]
+                ]
+                emit("verify_interrupted", before=item.id)
+                break
             t0 = time.monotonic()
             if item.id == "LC-4":
                 results.append(_baseline_item(item, results, baseline))
@@ -276,6 +289,13 @@ async def run_verify(
                         criterion=spec.criterion,
                         measured=outcome.measured or _measured(evidence),
                     )
+            if await target.stopped_by_signal():  # the signal came during the item
+                interrupted = True
+                result = _not_run(
+                    item,
+                    "stalwart verify was stopped (SIGTERM or SIGINT) during this item",
+                    "run verify again (--only this item)",
+                )
             result.seconds = round(time.monotonic() - t0, 3)
             results.append(result)
             emit(
@@ -293,5 +313,6 @@ async def run_verify(
         "manifest": str(manifest) if manifest is not None else None,
         "allow_real_side_effects": allow_real_side_effects,
         "node_restarts": target.generation - 1,
+        "interrupted": interrupted,
     }
     return write_reports(out, results, meta, baseline)

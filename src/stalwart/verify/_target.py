@@ -117,6 +117,7 @@ class Target:
         self.on_progress: Callable[[str], None] | None = None
         self._model_inputs: dict[tuple[int, int], list[Any]] = {}
         self._probes = itertools.count()
+        self._stopped_by_us = False
         self.generation = 0
         """How many times the node under test was started (a fresh one per restart)."""
         self.started_at = 0.0
@@ -224,6 +225,8 @@ class Target:
         self.generation += 1
         self.started_at = time.time()
         self._stop = asyncio.get_running_loop().create_future()
+        # (the node cancels the future it was given when it stops, whoever stopped it)
+        self._stopped_by_us = False
         store = self.store_url
         # the node's real HTTP service (probes, /metrics, logs, alerts) on a free loopback
         # port, its alert notifications delivered to a receiver here; the prolonged-
@@ -264,6 +267,7 @@ class Target:
                 await asyncio.sleep(0.01)
 
     async def _stop_node(self) -> None:
+        self._stopped_by_us = True
         if not self._stop.done():
             self._stop.set_result(None)
         if self._run is not None:
@@ -288,6 +292,23 @@ class Target:
         if missing:
             return f"agent(s) {', '.join(missing)} have no process"
         return None
+
+    async def stopped_by_signal(self) -> bool:
+        """The node under test stopped cleanly though verify did not stop it: SIGTERM or
+        SIGINT reached this process (the node stops on them), so verify stops too. A
+        node not ready that verify did not stop is given a few seconds to finish
+        stopping (a signal's stop takes its agents down first)."""
+        run = self._run
+        if run is not None and not run.done() and not self.node.ready and not self._stopped_by_us:
+            await asyncio.wait({run}, timeout=5)
+        return (
+            run is not None
+            and run.done()
+            and not run.cancelled()
+            and run.exception() is None
+            and run.result() == 0
+            and not self._stopped_by_us
+        )
 
     def restarts_in_period(self) -> int:
         """Agent restarts on this node within the app's restart period (what its root

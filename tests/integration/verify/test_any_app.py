@@ -189,3 +189,35 @@ async def test_preflight_raises_before_any_node(tmp_path):
     whats = [p.what for p in caught.value.problems]
     assert any("no workload" in w for w in whats) and any("wire_money" in w for w in whats)
     assert not (tmp_path / "work").exists()
+
+
+def test_sigterm_stops_verify_and_the_report_says_what_was_not_run(tmp_path):
+    """The node under test stops on SIGTERM; verify must stop too, not restart it."""
+    import json
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stalwart.cli", "verify", "examples.warehouse.app:app",
+         "--only", "SM-2,SM-4,GD-2", "--out", str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "WAREHOUSE_DB": str(tmp_path / "w.db")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # progress lines: wait until the first item runs
+            if "[1/3] SM-2" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    report = json.loads((tmp_path / "readiness.json").read_text())
+    assert report["meta"]["interrupted"] is True
+    statuses = {i["id"]: i["status"] for i in report["items"]}
+    assert statuses == {"SM-2": "not-run", "SM-4": "not-run", "GD-2": "not-run"}
+    assert all("stopped (SIGTERM or SIGINT)" in i["evidence"]["why"] for i in report["items"])
