@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from stalwart.errors import ConfigError, NotExercised
+from stalwart.errors import ConfigError, NotExercised, StalwartError
 from stalwart.observe import get_logger
 from stalwart.verify import (  # noqa: F401 - importing registers the checks
     _checks_alerts,
@@ -138,7 +138,11 @@ async def _ensure_node(target: Target, item: Item, emit: Callable[..., None]) ->
             )
     if why is not None:
         emit("verify_node_restarted", item=item.id, why=why)
-        await target.restart()
+        try:
+            await target.restart()
+        except (StalwartError, TimeoutError) as exc:  # a start timed out on a loaded machine
+            emit("verify_node_restarted", item=item.id, why=f"once more: {exc}")
+            await target.restart()
     return why
 
 

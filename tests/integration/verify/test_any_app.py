@@ -40,6 +40,15 @@ def _items(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {i["id"]: i for i in report["items"]}
 
 
+def _why(items: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the items that are not complete say (shown when an assertion fails)."""
+    return {
+        k: (v["measured"], v["evidence"].get("why"), v["evidence"].get("traceback", "")[-1500:])
+        for k, v in items.items()
+        if v["status"] != "complete"
+    }
+
+
 def test_preflight_names_every_missing_piece_and_exits_2(tmp_path):
     started = time.monotonic()
     done = _cli(
@@ -100,7 +109,7 @@ async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
         "SM-2": "complete",
         "SM-4": "complete",
         "GD-2": "complete",
-    }
+    }, _why(items)
     assert "no model chain" in items["EH-1"]["evidence"]["why"]
     assert items["SM-2"]["evidence"]["resumed"] >= 1 and items["SM-2"]["evidence"]["results_equal"]
     effects = items["SM-4"]["evidence"]["per_tool"]
@@ -133,7 +142,7 @@ async def test_expenses_toml_example_short_profile(tmp_path, monkeypatch):
     assert {k: v["status"] for k, v in items.items()} == {
         "SM-4": "complete",
         "GD-1": "complete",
-    }
+    }, _why(items)
     assert items["GD-1"]["evidence"]["with_primary_down"]["requests_served_by_the_fallback"] > 0
     effects = items["SM-4"]["evidence"]["per_tool"]
     assert effects["approve_payout"]["keys_delivered"] > 0
