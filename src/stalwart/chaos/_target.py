@@ -26,9 +26,10 @@ from stalwart.chaos._peer import PeerNode
 from stalwart.chaos._proxy import FaultProxy
 from stalwart.chaos._undo import UndoStack
 from stalwart.config import RuntimeSettings
-from stalwart.errors import ConfigError, StartError
+from stalwart.errors import ConfigError, GaveUp, StartError
 from stalwart.llm.sim import SimServer
 from stalwart.node import AppService, Node, Tasks, app_node
+from stalwart.node._node import EXIT_ROOT_GAVE_UP
 from stalwart.observe import EventBus
 from stalwart.runtime import ChildSpec
 
@@ -238,5 +239,10 @@ async def run_target(
         if errors:
             raise errors[0]
         if not result:
+            if code == EXIT_ROOT_GAVE_UP:
+                raise GaveUp(
+                    "the node's root supervisor gave up (its restart intensity was exceeded) "
+                    "before the run ended"
+                )
             raise StartError(f"the run was interrupted: the node stopped (exit {code}) first")
         return result[0]

@@ -31,7 +31,7 @@ from stalwart.chaos import (
     run_soak,
 )
 from stalwart.chaos._soak import GROWTH_RULE, raise_alerts
-from stalwart.errors import ConfigError
+from stalwart.errors import ConfigError, GaveUp
 from stalwart.guard import install_redactor
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
@@ -322,6 +322,15 @@ async def chaos_under_load(t: Target) -> Outcome:
     )
     try:
         result = await run_chaos(cfg)
+    except GaveUp as exc:  # the app's supervision did not survive the chaos: a verdict
+        return Outcome(
+            "failed",
+            {"settings": {"seconds": s.chaos_s, "rate_per_s": s.chaos_rate}, "error": str(exc)},
+            "under chaos the node's root supervisor gave up: its restart intensity "
+            "(App.intensity / App.period) must absorb the kills and the restarts they cause, "
+            "or the agents restart too often (see node.log for the restart storm)",
+            f"the node stopped under chaos: {exc}",
+        )
     finally:
         _after_run()
     by_kind: dict[str, dict[str, int]] = result["faults_by_kind"]
