@@ -283,13 +283,29 @@ async def no_leaks_and_least_privilege(t: Target) -> Outcome:
         # the canaries did reach the output (echoed by the model), and came out redacted
         "redacted_in_output": "[REDACTED" in places["task outputs"],
     }
+    measured = (
+        f"canary hits: {sum(len(v) for v in hits.values())}; "
+        f"excess scopes: {len(excess)}; canaries echoed and redacted in the output: "
+        f"{evidence['redacted_in_output']}"
+    )
     if not hits and not excess and evidence["redacted_in_output"]:
-        return Outcome("complete", evidence)
+        return Outcome("complete", evidence, measured=measured)
+    if not hits and not excess:
+        # nothing leaked, but nothing reached an output either: redaction not exercised
+        return Outcome(
+            "partial",
+            evidence,
+            "no canary leaked, but the task never carried the seeded values into its output "
+            f"(task status: {', '.join(evidence['task_status'])}), so redaction itself was "
+            "not shown: make the workload's entry agent answer with what it was given",
+            measured,
+        )
     return Outcome(
         "failed",
         evidence,
         "redact outputs, logs and events before they are written, "
         "and grant each agent only the scopes its tools need (docs/security.md)",
+        measured,
     )
 
 
