@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from stalwart.errors import NotExercised
 from stalwart.observe import COMMON_FIELDS
 from stalwart.verify._checks_errors import _fresh_model_agents
 from stalwart.verify._registry import Outcome, check
@@ -245,6 +246,11 @@ def _by_label(text: str, metric: str, label: str) -> dict[str, float]:
 )
 async def errors_in_context(t: Target) -> Outcome:
     """Retryable, permanent, transient and systemic errors, each logged and counted."""
+    if not t.app.models:
+        raise NotExercised(
+            "the app has no model chain: EH-4 triggers its errors at the model provider",
+            fix="nothing to add if the app calls no model",
+        )
     primary = next(iter(t.service.app.models.values()))[0]
     model = primary.partition(":")[2]
     since = time.time()
