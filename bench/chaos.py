@@ -34,6 +34,8 @@ from stalwart.chaos import (  # noqa: E402
 )
 from stalwart.observe import configure_logging  # noqa: E402
 
+APP = "examples.helpdesk.app:app"
+
 
 def _quota() -> int | None:
     import os
@@ -55,14 +57,18 @@ def bench(quick: bool) -> dict[str, Any]:
     started = time.monotonic()
     chaos = asyncio.run(
         run_chaos(
-            ChaosConfig(target=TargetConfig(quota_mb=_quota()), duration=chaos_s, rate=10.0),
+            ChaosConfig(
+                target=TargetConfig(app=APP, quota_mb=_quota()), duration=chaos_s, rate=10.0
+            ),
             progress=lambda m: print(m, file=sys.stderr, flush=True),
         )
     )
     print(f"chaos: {chaos['submitted']} tasks, lost {chaos['lost']}, duplicates "
           f"{chaos['duplicate_side_effects']}, match {chaos['results_match_fault_free']}, "
           f"passed {chaos['passed']}", flush=True)  # fmt: skip
-    soak = asyncio.run(run_soak(SoakConfig(duration=soak_s, rate=5.0)))
+    soak = asyncio.run(
+        run_soak(SoakConfig(target=TargetConfig(app=APP), duration=soak_s, rate=5.0))
+    )
     print(f"soak: {soak['submitted']} tasks, flagged {soak['flagged']}, passed {soak['passed']}",
           flush=True)  # fmt: skip
     return {

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext
+from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext, VerifyProfile
 from stalwart.guard import ArgRule, Budget, Provenance, Security, TaintPolicy, ToolRule
 from stalwart.llm import Provider
 from stalwart.llm.sim import Rule, Scenario, service_url
@@ -274,5 +274,16 @@ app = App(
     period=60,
     entry="triage",
     workload="examples.helpdesk.tickets:generate",
+    # how `stalwart verify` may fault the tools: each talks to a simulated service
+    verify=VerifyProfile(
+        tools={
+            "lookup_order": "sim:orders",
+            "search_kb": "sim:kb",
+            "refund": "sim:payments",
+            "send_email": "sim:email",
+        },
+        # MA-1 reads the probes from it (relative to where verify runs: the repository)
+        manifest="deploy/kubernetes/deployment.yaml",
+    ),
     redteam="examples.helpdesk.redteam:run_redteam",
 )

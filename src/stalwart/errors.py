@@ -23,6 +23,7 @@ The tree::
     Exception
      └── StalwartError                 root of every stalwart error
           ├── ConfigError              a setting is wrong; names the setting
+          │    └── NotExercised        verify cannot exercise a checklist item on this app
           ├── InvalidMessage           a payload is not JSON-compatible data
           ├── ProtocolError            a malformed frame or unknown message type
           ├── CallError                an inter-process call did not complete
@@ -171,6 +172,16 @@ class ConfigError(StalwartError):
     """A configuration value is wrong. The message names the setting and the allowed values."""
 
     scope: Scope = "systemic"
+
+
+class NotExercised(ConfigError):
+    """``stalwart verify`` cannot exercise a checklist item on this app (no workload
+    input reaches the mechanism, a dependency it cannot fault). The item is reported
+    ``not-run``; ``fix`` says what to add to the app's verification profile."""
+
+    def __init__(self, message: str, *, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 class InvalidMessage(StalwartError):

@@ -3,6 +3,7 @@
 from stalwart.agent._context import Resources, TaskContext, Usage
 from stalwart.agent._guarded import scope_table
 from stalwart.agent._loop import run_llm_agent
+from stalwart.agent._profile import VerifyProfile
 from stalwart.agent._spec import App, LLMAgent, PythonAgent
 from stalwart.agent._taskagent import TaskAgent, load_app
 
@@ -14,6 +15,7 @@ __all__ = [
     "TaskAgent",
     "TaskContext",
     "Usage",
+    "VerifyProfile",
     "load_app",
     "run_llm_agent",
     "scope_table",

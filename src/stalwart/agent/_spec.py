@@ -7,6 +7,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from stalwart.agent._profile import VerifyProfile
 from stalwart.errors import ConfigError
 from stalwart.guard import Security
 from stalwart.llm import Price, PriceTable, Provider
@@ -173,6 +174,9 @@ class App:
     workload: str | None = None
     """``module:function(count, seed)`` returning realistic task inputs, for ``stalwart
     verify``, load and chaos runs to drive the app with."""
+    verify: VerifyProfile = dataclasses.field(default_factory=VerifyProfile)
+    """How ``stalwart verify`` may drive and fault the app (see :class:`VerifyProfile`);
+    its ``workload`` overrides ``workload``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))
@@ -207,6 +211,15 @@ class App:
         for chain, specs in self.models.items():
             if not specs:
                 raise ConfigError(f"model chain {chain!r} is empty")
+        if self.verify.workload is not None:
+            object.__setattr__(self, "workload", self.verify.workload)
+        tools = {t.name for a in self.agents for t in a.tools}
+        unknown_tools = sorted(set(self.verify.tools) - tools)
+        if unknown_tools:
+            raise ConfigError(
+                f"the verify profile names tools no agent has: {unknown_tools} (known: "
+                f"{sorted(tools)})"
+            )
 
     def price_table(self) -> PriceTable:
         """The prices of this app's models: ``prices`` over the built-in table and the

@@ -47,6 +47,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from stalwart.agent._profile import VerifyProfile
 from stalwart.agent._spec import App, LLMAgent, PythonAgent
 from stalwart.config import load_ref
 from stalwart.errors import ConfigError
@@ -59,7 +60,7 @@ __all__ = ["app_from_toml"]
 
 _TOP = {
     "store", "sim", "models", "supervision", "agents", "lease_seconds", "scenario", "providers",
-    "prices", "max_pending", "max_pending_node",
+    "prices", "max_pending", "max_pending_node", "verify", "entry",
 }  # fmt: skip
 _COMMON = {
     "name", "kind", "max_tasks", "max_running", "restart", "memory_limit_mb", "task_timeout",
@@ -150,6 +151,33 @@ def _prices(raw: Any, where: str) -> dict[str, Price]:
     return out
 
 
+_VERIFY = {"workload", "tools", "latency_p99_s", "manifest"}
+
+
+def _verify(raw: Any, where: str) -> VerifyProfile:
+    """The ``[verify]`` table: the app's verification profile (see VerifyProfile)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    extra = set(raw) - _VERIFY
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(extra)}; known: {sorted(_VERIFY)}")
+    tools = raw.get("tools", {})
+    if not isinstance(tools, dict) or not all(isinstance(v, str) for v in tools.values()):
+        raise ConfigError(f"{where}.tools must map tool names to fault modes (strings)")
+    for key in ("workload", "manifest"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(f"{where}.{key} must be a string")
+    bound = raw.get("latency_p99_s")
+    if bound is not None and not isinstance(bound, int | float):
+        raise ConfigError(f"{where}.latency_p99_s must be a number of seconds")
+    return VerifyProfile(
+        workload=raw.get("workload"),
+        tools=dict(tools),
+        latency_p99_s=float(bound) if bound is not None else None,
+        manifest=raw.get("manifest"),
+    )
+
+
 def app_from_toml(path: str | Path) -> App:
     p = Path(path)
     try:
@@ -195,6 +223,8 @@ def app_from_toml(path: str | Path) -> App:
     if scenario is not None and not isinstance(scenario, Scenario):
         raise ConfigError(f"{p}: scenario must name a stalwart.llm.sim.Scenario")
     return App(
+        verify=_verify(data.get("verify", {}), f"{p}: verify"),
+        entry=data.get("entry"),
         agents=agents,
         models={k: list(v) for k, v in data.get("models", {}).items()},
         providers=_providers(data.get("providers", {}), f"{p}: providers"),

@@ -26,9 +26,9 @@ from typing import Any
 
 from stalwart.chaos._driver import Driver
 from stalwart.chaos._faults import KINDS, FaultOutcome, FaultSpec
-from stalwart.chaos._plan import READ_TOOLS, WRITE_TOOLS, PlanConfig, make_plan, run_plan
+from stalwart.chaos._plan import PlanConfig, make_plan, run_plan
 from stalwart.chaos._reference import compare_with_reference
-from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target
+from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target, workload_ref
 from stalwart.errors import StalwartError
 
 __all__ = ["ChaosConfig", "run_chaos"]
@@ -38,7 +38,7 @@ __all__ = ["ChaosConfig", "run_chaos"]
 class ChaosConfig:
     """A chaos run's settings (the CLI's options, with the same defaults)."""
 
-    target: TargetConfig = dataclasses.field(default_factory=TargetConfig)
+    target: TargetConfig
     duration: float = 300.0
     rate: float = 10.0
     kinds: tuple[str, ...] = KINDS
@@ -65,6 +65,16 @@ def _plan_config(cfg: ChaosConfig, t: Target) -> PlanConfig:
         )
     )
     uses_sim = t.sim is not None
+    # the simulated services the app's verification profile puts its tools on
+    app = t.service.app
+    side = {tool.name: tool.side_effect for agent in app.agents for tool in agent.tools}
+    services = {
+        name: f"tool:{mode.partition(':')[2]}"
+        for name, mode in app.verify.tools.items()
+        if mode.startswith("sim:")
+    }
+    reads = tuple(sorted({svc for n, svc in services.items() if not side.get(n)}))
+    writes = tuple(sorted({svc for n, svc in services.items() if side.get(n)}))
     return PlanConfig(
         duration=cfg.duration,
         seed=cfg.target.seed,
@@ -74,8 +84,8 @@ def _plan_config(cfg: ChaosConfig, t: Target) -> PlanConfig:
         agents=tuple(t.agent_names()),
         fallback_models=fallback if uses_sim else (),
         models=models if uses_sim else (),
-        read_tools=READ_TOOLS if uses_sim else (),
-        write_tools=WRITE_TOOLS if uses_sim else (),
+        read_tools=reads if uses_sim else (),
+        write_tools=writes if uses_sim else (),
         pg_restart_cmd=cfg.pg_restart_cmd,
     )
 
@@ -106,7 +116,7 @@ async def run_chaos(
 ) -> dict[str, Any]:
     """Run chaos under load, then the fault-free reference; returns the JSON result."""
     tc = cfg.target
-    inputs = load_inputs(tc.inputs, tc.seed)
+    inputs = load_inputs(workload_ref(tc), tc.seed)
     say = progress or (lambda _msg: None)
 
     async def chaotic(t: Target) -> dict[str, Any]:

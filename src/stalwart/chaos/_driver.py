@@ -39,22 +39,26 @@ class TaskApi(Protocol):
 __all__ = ["Driver", "Phase", "TaskLog"]
 
 VOLATILE = frozenset(
-    {"usage", "received_at", "resolver_task", "model", "cost_usd", "fallback_from",
+    {"usage", "received_at", "model", "cost_usd", "fallback_from",
      "max_context_tokens", "latency_ms", "started_at", "finished_at"}
 )  # fmt: skip
 """Outcome fields that legitimately differ between two runs of the same task."""
 
 APP_FAILED = frozenset({"failed", "error"})
 """A finished task whose result has one of these ``status`` values failed by the app's
-own account (the helpdesk's triage reports a failed hand-over so): it counts as failed."""
+own account (e.g. an agent reporting a failed hand-over): it counts as failed."""
 
 
-def comparable(value: Any) -> Any:
-    """``value`` without the fields that differ between runs (timestamps, usage, model)."""
+def comparable(value: Any, task_id: str = "") -> Any:
+    """``value`` without the fields that differ between runs (timestamps, usage, model);
+    the ids of sub-tasks handed over by task ``task_id`` (``<task_id>.<agent>.<step>``)
+    read as ``<sub-task>``: which step handed over may differ after a resume."""
     if isinstance(value, dict):
-        return {k: comparable(v) for k, v in value.items() if k not in VOLATILE}
+        return {k: comparable(v, task_id) for k, v in value.items() if k not in VOLATILE}
     if isinstance(value, list):
-        return [comparable(v) for v in value]
+        return [comparable(v, task_id) for v in value]
+    if task_id and isinstance(value, str) and value.startswith(f"{task_id}."):
+        return "<sub-task>"
     return value
 
 

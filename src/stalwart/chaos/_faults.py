@@ -65,9 +65,21 @@ KINDS = (
 OPT_IN = ("pg_restart",)
 """Kinds never in the default mix: each needs the operator to ask for it."""
 
-_SAFE_RECORDS = (
-    "j.kind = 'step' AND (j.name = 'model' OR j.name IN ('tool:lookup_order', 'tool:search_kb'))"
-)
+
+def _safe_records(t: Target) -> tuple[str, tuple[str, ...]]:
+    """The journal records safe to damage (re-running them delivers nothing twice): model
+    steps and the steps of the app's tools without side effects. SQL and its parameters."""
+    reads = tuple(
+        sorted(
+            f"tool:{tool.name}"
+            for agent in t.service.app.agents
+            for tool in agent.tools
+            if not tool.side_effect
+        )
+    )
+    marks = ", ".join("?" for _ in reads)
+    names = f" OR j.name IN ({marks})" if reads else ""
+    return f"j.kind = 'step' AND (j.name = 'model'{names})", reads
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,12 +150,14 @@ def _connect(t: Target) -> sqlite3.Connection:
     return sqlite3.connect(t.store_path, isolation_level=None, timeout=5, check_same_thread=False)
 
 
-def _pick_record(conn: sqlite3.Connection) -> tuple[str, int, bytes, str]:
+def _pick_record(conn: sqlite3.Connection, t: Target) -> tuple[str, int, bytes, str]:
+    safe, params = _safe_records(t)
     row = conn.execute(
         "SELECT j.task_id, j.seq, j.record, t.lease_owner FROM stalwart_journal j "
         "JOIN stalwart_tasks t ON t.id = j.task_id "
-        f"WHERE t.status = 'running' AND {_SAFE_RECORDS} AND j.record IS NOT NULL "
-        "ORDER BY j.seq DESC, random() LIMIT 1"
+        f"WHERE t.status = 'running' AND {safe} AND j.record IS NOT NULL "
+        "ORDER BY j.seq DESC, random() LIMIT 1",
+        params,
     ).fetchone()
     if row is None:
         raise Skip("no running task has a journal record to damage")
@@ -181,7 +195,7 @@ def _kill_owner(t: Target, owner: str) -> str:
 def _journal_corrupt(t: Target, spec: FaultSpec, out: FaultOutcome) -> Undo:
     conn = _connect(t)
     try:
-        task_id, seq, record, owner = _within(PICK_SECONDS, lambda: _pick_record(conn))
+        task_id, seq, record, owner = _within(PICK_SECONDS, lambda: _pick_record(conn, t))
         conn.execute(
             "UPDATE stalwart_journal SET record = ? WHERE task_id = ? AND seq = ?",
             (_flip(record), task_id, seq),
@@ -202,7 +216,7 @@ def _file_corrupt(t: Target, spec: FaultSpec, out: FaultOutcome) -> Undo:
         conn = _connect(t)
         try:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            task_id, seq, record, owner = _pick_record(conn)
+            task_id, seq, record, owner = _pick_record(conn, t)
         finally:
             conn.close()
         # only the main file: a damaged WAL frame would silently drop committed transactions

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from stalwart.chaos._driver import Driver, TaskApi
 from stalwart.chaos._http_tasks import HttpTasks
 from stalwart.chaos._reference import compare_with_reference
-from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target
+from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target, workload_ref
 from stalwart.durable import TaskRecord
 from stalwart.errors import ConfigError
 from stalwart.server import ObservabilityService, ServerSettings
@@ -44,7 +44,7 @@ __all__ = ["LoadConfig", "run_load"]
 class LoadConfig:
     """A load run's settings (the CLI's options, with the same defaults)."""
 
-    target: TargetConfig = dataclasses.field(default_factory=TargetConfig)
+    target: TargetConfig
     rate: float | None = None
     levels: tuple[float, ...] = (1.0, 2.0, 3.0)
     duration: float = 30.0
@@ -131,7 +131,7 @@ async def run_load(
 ) -> dict[str, Any]:
     """Measure the average rate, load at each level; returns the JSON result."""
     tc = cfg.target
-    inputs = load_inputs(tc.inputs, tc.seed)
+    inputs = load_inputs(workload_ref(tc), tc.seed)
     tell = say or (lambda _m: None)
 
     async def body(t: Target) -> dict[str, Any]:

@@ -27,13 +27,7 @@ from collections.abc import Callable, Sequence
 from stalwart.chaos._faults import KINDS, FaultOutcome, FaultSpec, inject
 from stalwart.chaos._target import Target
 
-__all__ = ["READ_TOOLS", "WRITE_TOOLS", "PlanConfig", "make_plan", "run_plan"]
-
-
-READ_TOOLS = ("tool:orders", "tool:kb")
-"""The sim's read-only services (only slowed by the default plan)."""
-WRITE_TOOLS = ("tool:payments", "tool:email")
-"""The sim's side-effect services (only slowed by the default plan)."""
+__all__ = ["PlanConfig", "make_plan", "run_plan"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -50,8 +44,10 @@ class PlanConfig:
     agents: tuple[str, ...] = ()
     fallback_models: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
-    read_tools: tuple[str, ...] = READ_TOOLS
-    write_tools: tuple[str, ...] = WRITE_TOOLS
+    read_tools: tuple[str, ...] = ()
+    """The simulated services of the app's read-only tools (``tool:<service>``)."""
+    write_tools: tuple[str, ...] = ()
+    """The simulated services of its side-effect tools (only slowed by the default plan)."""
     pg_restart_cmd: str | None = None
 
 

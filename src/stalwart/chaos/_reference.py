@@ -63,12 +63,12 @@ async def compare_with_reference(
                     "reference": _status(ref),
                 }
             )
-        elif comparable(entry.outcome) != comparable(ref.outcome):
+        elif comparable(entry.outcome, task_id) != comparable(ref.outcome, task_id):
             mismatches.append(
                 {
                     "task_id": task_id,
-                    "run": comparable(entry.outcome),
-                    "reference": comparable(ref.outcome),
+                    "run": comparable(entry.outcome, task_id),
+                    "reference": comparable(ref.outcome, task_id),
                 }
             )
     return {

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from stalwart.chaos._driver import Driver
 from stalwart.chaos._reference import compare_with_reference
 from stalwart.chaos._stats import Tolerance, fit_trend
-from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target
+from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target, workload_ref
 from stalwart.errors import StalwartError
 from stalwart.observe import AlertEvaluator, AlertRule, Threshold
 
@@ -91,7 +91,7 @@ INPUT_PERIOD = 1000
 class SoakConfig:
     """A soak run's settings (the CLI's options, with the same defaults)."""
 
-    target: TargetConfig = dataclasses.field(default_factory=TargetConfig)
+    target: TargetConfig
     duration: float = 600.0
     rate: float = 5.0
     interval: float = 1.0
@@ -161,7 +161,7 @@ async def run_soak(
 ) -> dict[str, Any]:
     """Steady load, sampling; then the trend test. Returns the JSON result."""
     tc = cfg.target
-    base_inputs = load_inputs(tc.inputs, tc.seed)
+    base_inputs = load_inputs(workload_ref(tc), tc.seed)
 
     def inputs(i: int) -> Any:
         return base_inputs(i % INPUT_PERIOD)  # a bounded set of inputs: no growth from them

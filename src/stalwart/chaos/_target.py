@@ -1,8 +1,8 @@
 """The system under test: an app on a node in this process, its store, sim and proxy.
 
-By default the chaos, load and soak commands start the helpdesk example with
-``app_node`` on a fresh SQLite store in a temporary directory; ``app`` names
-another app (``module:attribute``). When the app uses the sim, every agent
+The chaos, load and soak commands start the app ``app`` names (``module:attribute``
+or a ``.toml`` file) with ``app_node`` on a fresh SQLite store in a temporary
+directory (their CLI names a default app). When the app uses the sim, every agent
 reaches it through a :class:`FaultProxy` (so network faults apply to model and
 tool traffic alike). With ``quota_mb`` (root only) the store directory is a
 tmpfs of that size, so the disk-full fault fills a small filesystem and never
@@ -26,23 +26,26 @@ from stalwart.chaos._peer import PeerNode
 from stalwart.chaos._proxy import FaultProxy
 from stalwart.chaos._undo import UndoStack
 from stalwart.config import RuntimeSettings
-from stalwart.errors import ConfigError, StartError
+from stalwart.errors import ConfigError, GaveUp, StartError
 from stalwart.llm.sim import SimServer
 from stalwart.node import AppService, Node, Tasks, app_node
+from stalwart.node._node import EXIT_ROOT_GAVE_UP
 from stalwart.observe import EventBus
 from stalwart.runtime import ChildSpec
 
-__all__ = ["Target", "TargetConfig", "mount_quota", "run_target"]
+__all__ = ["Target", "TargetConfig", "mount_quota", "run_target", "workload_ref"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TargetConfig:
     """What to start: the app, its store, and the run's settings."""
 
-    app: str = "examples.helpdesk.app:app"
+    app: str
+    """The app to run (``module:attribute`` or a ``.toml`` file)."""
     store: str | None = None
     agent: str | None = None
-    inputs: str = "examples.helpdesk.tickets:generate"
+    inputs: str | None = None
+    """``module:function(count, seed)`` giving task inputs; None: the app's workload."""
     seed: int = 1
     proxy: bool = True
     quota_mb: int | None = None
@@ -87,6 +90,21 @@ class Target:
     def side_effects(self) -> dict[str, Any] | None:
         """The sim services' per-key delivery report (None without the sim)."""
         return self.sim.world.tools.report() if self.sim is not None else None
+
+
+def workload_ref(config: TargetConfig) -> str:
+    """Where the run's task inputs come from: ``config.inputs``, else the app's workload."""
+    if config.inputs:
+        return config.inputs
+    from stalwart.agent import load_app
+
+    ref = load_app(config.app).workload
+    if not ref:
+        raise ConfigError(
+            f"the app {config.app!r} declares no workload: pass --inputs module:function "
+            "(count, seed), or set App.workload"
+        )
+    return ref
 
 
 def load_inputs(ref: str, seed: int) -> Callable[[int], Any]:
@@ -221,5 +239,10 @@ async def run_target(
         if errors:
             raise errors[0]
         if not result:
+            if code == EXIT_ROOT_GAVE_UP:
+                raise GaveUp(
+                    "the node's root supervisor gave up (its restart intensity was exceeded) "
+                    "before the run ended"
+                )
             raise StartError(f"the run was interrupted: the node stopped (exit {code}) first")
         return result[0]

@@ -52,6 +52,7 @@ from stalwart.resilience import (
 )
 from stalwart.runtime._messages import check_json
 from stalwart.tools._subprocess import run_in_child
+from stalwart.tools._verifying import delivered, route
 
 __all__ = ["Tool", "ToolResult", "ToolStatus", "tool"]
 
@@ -142,6 +143,10 @@ class Tool:
     breaker: BreakerConfig | None = DEFAULT_BREAKER
     reconcile: Callable[..., Any] | None = None
     enabled: bool = True
+    double: Callable[..., Any] | None = None
+    """Runs instead of ``fn`` while ``stalwart verify`` runs the app (same parameters):
+    a stand-in for the real target, so verify can exercise and fault the tool without
+    its real side effects (see ``stalwart.tools._verifying``)."""
 
     def __post_init__(self) -> None:
         self.timeout = _check_timeout(self.name, self.timeout)
@@ -261,10 +266,15 @@ class Tool:
         return result("ok", value)
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
-        if self._is_async:
+        fn = route(self.name, self.fn, self.double, self.side_effect)
+        if inspect.iscoroutinefunction(fn):
             async with asyncio.timeout(self.timeout):
-                return await self.fn(**kwargs)
-        return await run_in_child(self.fn, kwargs, self.timeout)
+                value = await fn(**kwargs)
+        else:
+            value = await run_in_child(fn, kwargs, self.timeout)
+        if self.side_effect:
+            delivered(self.name, kwargs.get(KEY_PARAM))
+        return value
 
     def _track(
         self,
@@ -317,6 +327,7 @@ def tool(
     retry: RetryPolicy | None = _TOOL_RETRY,
     breaker: BreakerConfig | None = DEFAULT_BREAKER,
     reconcile: Callable[..., Any] | None = None,
+    double: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -334,11 +345,13 @@ def tool(
     retry: RetryPolicy | None = _TOOL_RETRY,
     breaker: BreakerConfig | None = DEFAULT_BREAKER,
     reconcile: Callable[..., Any] | None = None,
+    double: Callable[..., Any] | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make ``fn`` (sync or async) a :class:`Tool`. Its JSON schema comes from its type hints.
 
     ``scopes`` are the permissions it needs (``"orders:read"``, ``"payments:write"``);
-    an agent may call it only if granted all of them.
+    an agent may call it only if granted all of them. ``double`` runs instead of ``fn``
+    while ``stalwart verify`` runs the app (docs/verify.md, The profile).
     """
 
     def wrap(f: Callable[..., Any]) -> Tool:
@@ -355,6 +368,7 @@ def tool(
             retry=retry,
             breaker=breaker,
             reconcile=reconcile,
+            double=double,
         )
 
     return wrap(fn) if fn is not None else wrap

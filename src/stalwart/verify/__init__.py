@@ -7,6 +7,6 @@ measuring what happens. See ``docs/verify.md``.
 """
 
 from stalwart.verify._model import ITEMS, Item, ItemResult
-from stalwart.verify._run import run_verify
+from stalwart.verify._run import PreflightFailed, run_verify
 
-__all__ = ["ITEMS", "Item", "ItemResult", "run_verify"]
+__all__ = ["ITEMS", "Item", "ItemResult", "PreflightFailed", "run_verify"]

@@ -66,7 +66,7 @@ __all__ = [
 MiB = 2**20
 SEVERITIES: tuple[Literal["warning", "critical"], ...] = ("warning", "critical")
 Match = dict[str, str]
-"""Label values naming the alert groups a driver produces (``{"agent": "triage"}``)."""
+"""Label values naming the alert groups a driver produces (``{"agent": "intake"}``)."""
 
 DRIVERS: dict[str, str] = {
     "stalwart_agent_restarts_total": "restarts",

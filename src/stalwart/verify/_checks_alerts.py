@@ -248,7 +248,15 @@ def _sanity(rule: AlertRule) -> list[str]:
     return []
 
 
-@check("MA-3")
+@check(
+    "MA-3",
+    criterion=(
+        "each alert rule has warning and critical thresholds, fires at each and resolves, "
+        "delivered to its channel"
+    ),
+    does="drives each alert rule's condition for real",
+    estimate_s=90,
+)
 async def alert_rules_fire(t: Target) -> Outcome:
     started = time.time()
     rules = alert_rules(t)

@@ -221,17 +221,24 @@ class _Drive:
         }
 
 
-def _phase_ok(p: dict[str, Any]) -> bool:
+def _criteria(p: dict[str, Any]) -> dict[str, bool]:
+    """Each point of one limit's phase, measured (the report shows which one failed)."""
     alerts = set(map(tuple, p["alerts"]))
-    return bool(
-        p["within_limit"]
-        and p["stopped"] > 0
-        and not p["other_failures"]
-        and p["stop_events"] >= 1
-        and p["refused_at_the_met_limit"] == p["tasks_at_the_met_limit"]
-        and ("warning", "firing") in alerts
-        and ("critical", "firing") in alerts
-    )
+    return {
+        "spend_within_limit": bool(p["within_limit"]),
+        "agent_stopped": p["stopped"] > 0 and p["stop_events"] >= 1,
+        "every_task_at_the_met_limit_refused": (
+            p["refused_at_the_met_limit"] == p["tasks_at_the_met_limit"]
+        ),
+        "warning_alert_fired": ("warning", "firing") in alerts,
+        "critical_alert_fired": ("critical", "firing") in alerts,
+    }
+
+
+def _phase_ok(p: dict[str, Any]) -> bool:
+    """The limit held: the mechanism's points (tasks failing for other reasons are no
+    failure of the limit; they make the item partial, see spend_limits)."""
+    return all(_criteria(p).values())
 
 
 def _spenders(app: App) -> list[Any]:
@@ -239,11 +246,24 @@ def _spenders(app: App) -> list[Any]:
     return [a for a in app.agents if getattr(a, "model", None)]
 
 
-@check("SE-4")
+@check(
+    "SE-4",
+    criterion=(
+        "each spend limit stops the agent before it is crossed; warning and critical alerts "
+        "fire and resolve"
+    ),
+    does="drives an agent over its per-task, per-agent and per-day limits",
+    estimate_s=60,
+)
 async def spend_limits(t: Target) -> Outcome:
     spenders = _spenders(t.service.app)
     if not spenders:
-        return Outcome("not_applicable", {"why": "no agent of the app calls a model"})
+        return Outcome(
+            "not-run",
+            {"why": "no agent of the app calls a model: there is no spend to limit"},
+            "nothing to drive over a limit: SE-4 applies to agents that call models",
+            measured="no model-calling agents",
+        )
     evidence: dict[str, Any] = {
         "limits": {a.name: _limits(a.security.budget) for a in spenders},
     }
@@ -311,13 +331,32 @@ async def spend_limits(t: Target) -> Outcome:
         ledger.close()
     missing = [k for k in KINDS if k not in phases]
     unlimited = [a.name for a in spenders if not a.security.budget.limited]
+    criteria = {k: _criteria(p) for k, p in phases.items()}
+    evidence["criteria_per_limit"] = criteria
     failed = [k for k, p in phases.items() if not _phase_ok(p)]
+    others = {k: p["other_failures"] for k, p in phases.items() if p["other_failures"]}
+    measured = "; ".join(
+        f"{k}: " + ", ".join(name for name, held in c.items() if not held) + " unmet"
+        if not all(c.values())
+        else f"{k}: held and alerted"
+        for k, c in criteria.items()
+    )
     if failed:
         return Outcome(
             "failed",
             evidence,
             f"the {', '.join(failed)} limit(s) did not stop the agent before crossing, or did "
-            "not alert (warning and critical BudgetLimit): see per_limit (docs/security.md)",
+            "not alert (warning and critical BudgetLimit): see criteria_per_limit "
+            "(docs/security.md)",
+            measured,
+        )
+    if others:
+        return Outcome(
+            "partial",
+            evidence,
+            "every limit held and alerted, but tasks failed for reasons other than the "
+            f"limit during the run ({', '.join(others)}): see per_limit.other_failures",
+            measured,
         )
     if missing or unlimited:
         return Outcome(
@@ -327,5 +366,6 @@ async def spend_limits(t: Target) -> Outcome:
             + (f"{agent.name!r} has no {', '.join(missing)} limit" if missing else "")
             + ("; " if missing and unlimited else "")
             + (f"{', '.join(unlimited)} ha(s) no budget" if unlimited else ""),
+            measured,
         )
-    return Outcome("complete", evidence)
+    return Outcome("complete", evidence, measured=measured)

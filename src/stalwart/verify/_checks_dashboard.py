@@ -92,7 +92,16 @@ def _number(value: Any) -> float | None:
         return None
 
 
-@check("MA-4")
+@check(
+    "MA-4",
+    criterion=(
+        "the dashboard paints in < 1 s with business, system and infrastructure panels; a "
+        "kill shows within 2 s"
+    ),
+    does="loads the dashboard in a headless browser during load and a kill",
+    kills=1,
+    estimate_s=20,
+)
 async def dashboard(t: Target) -> Outcome:
     try:
         from playwright.async_api import Error as PlaywrightError

@@ -18,13 +18,27 @@ QUALITY_FLOOR = 0.6
 """The weakest fallback must score at least this share of the primary's score."""
 
 
-@check("GD-1")
+@check(
+    "GD-1",
+    criterion=(
+        "with the primary model down, every task completes on the fallback, quality >= the floor"
+    ),
+    does="disables the primary model of each chain and runs the workload",
+    estimate_s=30,
+)
 async def fallback_chains(t: Target) -> Outcome:
     app = t.service.app
     evidence: dict[str, Any] = {
         "chains": {k: list(v) for k, v in app.models.items()},
         "quality_floor": QUALITY_FLOOR,
     }
+    if not app.models:
+        return Outcome(
+            "not-run",
+            {**evidence, "why": "the app has no model chain"},
+            "nothing to fall back from: GD-1 applies to apps whose agents call models",
+            measured="no model chains",
+        )
     chains = [list(v) for v in app.models.values() if len(v) > 1]
     if not chains:
         return Outcome(
@@ -33,17 +47,26 @@ async def fallback_chains(t: Target) -> Outcome:
             "configure a fallback chain: App.models = {'main': ['primary', 'fallback']}",
         )
     primary = chains[0][0].partition(":")[2]
+    fallbacks = [m.partition(":")[2] for m in chains[0][1:]]
+    store = t.service.store
+    assert store is not None
+    known = {r.id for r in await store.list_tasks(limit=1_000_000)}
     t.sim.world.set_fault(primary, outage=True)
     started = time.monotonic()
     try:
         records = await t.run_all(t.workload(10, seed=505), prefix="gd1")
     finally:
         t.sim.world.clear_faults(primary)
-    served = [((r.outcome or {}).get("usage") or {}).get("fallbacks", 0) for r in records]
+    # generic signals: every task of the run (handed-over ones too) and the requests the
+    # simulated provider's fallback models answered while the primary was down
+    during = [r for r in await store.list_tasks(limit=1_000_000) if r.id not in known]
+    served = sum(sum(1 for a in t.sim.world.arrivals[m] if a >= started) for m in fallbacks)
     evidence["with_primary_down"] = {
         "tasks": len(records),
         "succeeded": sum(r.status == "succeeded" for r in records),
-        "tasks_with_fallbacks": sum(1 for n in served if n),
+        "tasks_of_every_agent": len(during),
+        "failed_tasks_of_every_agent": [r.id for r in during if r.status != "succeeded"][:10],
+        "requests_served_by_the_fallback": served,
         "seconds": round(time.monotonic() - started, 3),
     }
     providers = {"sim": Provider(t.sim.base_url)}
@@ -57,61 +80,116 @@ async def fallback_chains(t: Target) -> Outcome:
     evidence["quality"] = scores
     ratio = min(scores.values()) / max(scores[chains[0][0]], 1e-9)
     evidence["fallback_to_primary_ratio"] = round(ratio, 3)
+    down = evidence["with_primary_down"]
+    measured = (
+        f"{down['succeeded']}/{len(records)} tasks succeeded with the primary down, "
+        f"{served} requests served by the fallback; fallback quality "
+        f"{ratio:.0%} of the primary's (floor {QUALITY_FLOOR:.0%})"
+    )
+    if served == 0:
+        return Outcome(
+            "not-run",
+            {**evidence, "why": "no workload task called a model while the primary was down"},
+            "make the workload reach the agents that call models",
+            measured,
+        )
     ok = (
-        evidence["with_primary_down"]["succeeded"] == len(records)
-        and evidence["with_primary_down"]["tasks_with_fallbacks"] > 0
+        down["succeeded"] == len(records)
+        and not down["failed_tasks_of_every_agent"]
         and ratio >= QUALITY_FLOOR
     )
     if ok:
-        return Outcome("complete", evidence)
+        return Outcome("complete", evidence, measured=measured)
     return Outcome(
         "failed",
         evidence,
         "tasks must complete on the fallback, and its quality "
         f"must reach {QUALITY_FLOOR:.0%} of the primary's (docs/models.md)",
+        measured,
     )
 
 
-SERVICES = {
-    "lookup_order": "tool:orders",
-    "search_kb": "tool:kb",
-    "refund": "tool:payments",
-    "send_email": "tool:email",
-}
-
-
-@check("GD-2")
+@check(
+    "GD-2",
+    criterion="with each tool down in turn: every tool called while down (exercised), no "
+    "agent crash, every task ends with a clear status",
+    does="takes each tool down in turn (every call refused) under the workload",
+    estimate_s=60,
+)
 async def tool_unavailability(t: Target) -> Outcome:
-    tools = sorted({tool.name for agent in t.service.app.agents for tool in agent.tools})
-    pids = {a: t.pid(a) for a in t.agent_names()}
+    """Take each tool down in turn (verify's switch: every call of it is refused, whatever
+    it talks to) and run the workload: no agent may crash, every task must end with a
+    clear status, and each tool must have been called while down (exercised)."""
+    tools = sorted({tool.name for agent in t.app.agents for tool in agent.tools})
+    if not tools:
+        return Outcome(
+            "not-run",
+            {"why": "no agent of the app has a tool"},
+            "nothing to take down: GD-2 applies to apps whose agents call tools",
+            measured="no tools",
+        )
     table: dict[str, Any] = {}
-    inputs = t.workload(40, seed=606)
-    for name in tools:
-        service = SERVICES.get(name)
-        if service is None:
-            table[name] = {"outcome": "not exercised (no simulated service)"}
-            continue
-        t.sim.world.set_fault(service, outage=True)
+    crashed: list[str] = []
+    inputs = t.workload(16, seed=606)
+    for n, name in enumerate(tools):
+        if n:
+            # a fresh node per tool: the breaker an earlier tool's outage opened would
+            # otherwise keep the workload from reaching this one
+            t.say(f"a fresh node for tool {name}")
+            await t.restart()
+        pids = {a: t.pid(a) for a in t.agent_names()}
+        t.say(f"tool {name} down, {len(inputs)} tasks")
+        before = t.refused_calls(name)
+        t.take_down(name)
         try:
-            records = await t.run_all(inputs[:12], prefix=f"gd2-{name}")
+            records = await t.run_all(inputs, prefix=f"gd2-{name}")
         finally:
-            t.sim.world.clear_faults(service)
-        answers = [str((r.outcome or {}).get("answer", "")) for r in records]
+            t.bring_up(name)
+        crashed += [f"{a} (while {name} was down)" for a, pid in pids.items() if t.pid(a) != pid]
+        refused = t.refused_calls(name) - before
+        statuses: dict[str, int] = {}
+        for r in records:
+            statuses[r.status] = statuses.get(r.status, 0) + 1
         table[name] = {
+            "fault": "down (every call refused)",
+            "calls_refused_while_down": refused,
+            "exercised": refused > 0,
             "tasks": len(records),
-            "ended_clearly": sum(r.status == "succeeded" for r in records),
-            "told_the_user": sum("could not" in a.lower() for a in answers),
+            "task_statuses": statuses,
+            "ended_clearly": sum(r.status in ("succeeded", "failed") for r in records),
         }
-    crashed = [a for a, pid in pids.items() if t.pid(a) != pid]
     evidence = {"per_tool": table, "agents_restarted": crashed}
-    ok = not crashed and all(v.get("ended_clearly", 0) == v.get("tasks", 0) for v in table.values())
-    if ok:
-        return Outcome("complete", evidence)
-    return Outcome(
-        "failed",
-        evidence,
-        "a tool that is down must yield an 'unavailable' result, never a crash (docs/tools.md)",
+    exercised = [n for n, v in table.items() if v["exercised"]]
+    unexercised = [n for n, v in table.items() if not v["exercised"]]
+    unclear = [n for n, v in table.items() if v["ended_clearly"] != v["tasks"]]
+    measured = (
+        f"{len(exercised)}/{len(tools)} tools exercised; agents restarted: {len(crashed)}; "
+        f"tools with tasks not ending clearly: {len(unclear)}"
     )
+    if crashed or unclear:
+        return Outcome(
+            "failed",
+            evidence,
+            "a tool that is down must yield an 'unavailable' result, never a crash, and "
+            "every task must end with a clear status (docs/tools.md)",
+            measured,
+        )
+    if not exercised:
+        return Outcome(
+            "not-run",
+            {**evidence, "why": "no workload task called any tool while it was down"},
+            "make the workload reach the tools (docs/verify.md, The profile)",
+            measured,
+        )
+    if unexercised:
+        return Outcome(
+            "partial",
+            evidence,
+            f"the workload never called {', '.join(unexercised)} while it was down: add "
+            "inputs that reach them to the workload",
+            measured,
+        )
+    return Outcome("complete", evidence, measured=measured)
 
 
 def _prolonged(t: Target) -> list[tuple[str, str]]:
@@ -122,10 +200,25 @@ def _prolonged(t: Target) -> list[tuple[str, str]]:
     ]
 
 
-@check("GD-3")
+@check(
+    "GD-3",
+    criterion=(
+        "a held degradation is logged and timed; the ProlongedDegradation alert fires "
+        "(warning, critical) and resolves"
+    ),
+    does="holds the primary model down past the alert's for-times",
+    estimate_s=40,
+)
 async def prolonged_degradation(t: Target) -> Outcome:
     """Hold a fallback past the alert's `for` times; see it logged, timed, alerted, resolved."""
     app = t.service.app
+    if not app.models:
+        return Outcome(
+            "not-run",
+            {"why": "the app has no model chain: GD-3 holds a model fallback as its degradation"},
+            "nothing to add if the app calls no model",
+            measured="no model chains",
+        )
     chain, models = next((k, list(v)) for k, v in app.models.items())
     primary = models[0].partition(":")[2]
     component = f"chain:{chain}"

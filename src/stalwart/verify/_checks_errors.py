@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from stalwart.config import TIMEOUT_RANGES, Timeouts
-from stalwart.errors import StalwartError
+from stalwart.errors import NotExercised, StalwartError
 from stalwart.llm import Message, ModelRequest, Provider, model_client
 from stalwart.resilience import BreakerConfig, RetryPolicy
 from stalwart.verify._registry import Outcome, check
@@ -29,8 +29,17 @@ def _requests(t: Target, model: str) -> int:
 def _primary(t: Target) -> tuple[str, str]:
     """The first fallback chain's primary model (``sim:strong`` -> ``strong``)."""
     chains = [list(v) for v in t.service.app.models.values() if v]
-    if not chains or not chains[0][0].startswith("sim:"):
-        raise StalwartError("EH-1/EH-2 drive the app's primary model through the sim")
+    if not chains:
+        raise NotExercised(
+            "the app has no model chain: there is no model dependency to fault",
+            fix="nothing to add if the app calls no model",
+        )
+    if not chains[0][0].startswith("sim:"):
+        raise NotExercised(
+            f"the primary model {chains[0][0]!r} is not on the simulated provider, so "
+            "verify cannot fault it",
+            fix="verify the app with its chains on sim: models (App.sim=True)",
+        )
     return chains[0][0], chains[0][0].partition(":")[2]
 
 
@@ -54,13 +63,22 @@ async def _fresh_model_agents(t: Target) -> None:
             await t.wait_event("agent_restarted", timeout=15, after=before, agent=agent.name)
 
 
-async def _run_one(t: Target, seed: int, prefix: str) -> Any:
-    inputs = [i for i in t.workload(30, seed=seed) if "order #" in str(i)][:1]
-    [record] = await t.run_all(inputs, prefix=prefix)
+async def _run_one(t: Target, value: Any, prefix: str) -> Any:
+    """Run the task ``value`` (a workload input known to call a model: chosen by
+    ``Target.model_inputs`` before any fault, so a fault never skews the choice)."""
+    [record] = await t.run_all([value], prefix=prefix)
     return record
 
 
-@check("EH-1")
+@check(
+    "EH-1",
+    criterion=(
+        "5xx retried with growing, jittered delays; Retry-After honoured; 400/401/403 tried "
+        "exactly once"
+    ),
+    does="faults the model provider with 503s, 429 + Retry-After, then 400/401/403",
+    estimate_s=30,
+)
 async def retries(t: Target) -> Outcome:
     """The app's own model client, in its agent process, against a faulty primary."""
     spec, model = _primary(t)
@@ -82,11 +100,12 @@ async def retries(t: Target) -> Outcome:
         "jitter": "full",
     }
     ok = True
+    value = (await t.model_inputs(1, seed=701))[0]  # chosen before any fault
     try:
         await _fresh_model_agents(t)
         t.sim.world.set_fault(model, status=503)  # a 503 storm: retried, then the fallback
         mark = len(arrivals)
-        record = await _run_one(t, 701, "eh1-503")
+        record = await _run_one(t, value, "eh1-503")
         times = list(arrivals)[mark:]
         first_call = times[: policy.max_attempts]
         gaps = _gaps(first_call)
@@ -102,7 +121,7 @@ async def retries(t: Target) -> Outcome:
         await _fresh_model_agents(t)
         t.sim.world.set_fault(model, status=429, retry_after=0.3, error_rate=0.5)
         mark = len(arrivals)
-        record = await _run_one(t, 702, "eh1-429")
+        record = await _run_one(t, value, "eh1-429")
         gaps = _gaps(list(arrivals)[mark : mark + 2])
         evidence["429"] = {"retry_after_s": 0.3, "gap_s": gaps, "task": record.status}
         ok &= bool(gaps) and gaps[0] >= 0.3 and record.status == "succeeded"
@@ -111,7 +130,7 @@ async def retries(t: Target) -> Outcome:
             await _fresh_model_agents(t)
             t.sim.world.set_fault(model, status=status)
             before_calls = t.sim.world.stats[f"{model}:requests"]
-            record = await _run_one(t, 703 + status, f"eh1-{status}")
+            record = await _run_one(t, value, f"eh1-{status}")
             usage = (record.outcome or {}).get("usage") or {}
             once[str(status)] = {
                 "requests": t.sim.world.stats[f"{model}:requests"] - before_calls,
@@ -138,7 +157,14 @@ def _breaker_state(spec: str) -> float | None:
     return REGISTRY.get_sample_value("stalwart_breaker_state", {"dependency": spec})
 
 
-@check("EH-2")
+@check(
+    "EH-2",
+    criterion=(
+        "the breaker opens at its threshold, rejects fast while open, closes after half-open trials"
+    ),
+    does="blocks the model provider, then restores it",
+    estimate_s=30,
+)
 async def breakers(t: Target) -> Outcome:
     """The app's breaker for its primary model: refused, then restored."""
     spec, model = _primary(t)
@@ -153,6 +179,7 @@ async def breakers(t: Target) -> Outcome:
             "minimum_calls": config.minimum_calls,
             "wait_in_open_s": config.wait_duration_in_open,
         }
+    value = (await t.model_inputs(1, seed=800))[0]  # chosen before any fault
     await _fresh_model_agents(t)
     t.sim.world.set_fault(model, outage=True)
     opened = False
@@ -163,7 +190,7 @@ async def breakers(t: Target) -> Outcome:
     try:
         for n in range(8):
             before = _requests(t, model)
-            record = await _run_one(t, 800 + n, f"eh2-open-{n}")
+            record = await _run_one(t, value, f"eh2-open-{n}")
             reached.append(_requests(t, model) - before)
             if reached[-1] == 0:
                 opened = True
@@ -188,7 +215,7 @@ async def breakers(t: Target) -> Outcome:
         while not recovered:  # half-open trials go through once the open period has passed
             await asyncio.sleep(1.0)  # the open period runs on the agents' clocks
             before = _requests(t, model)
-            record = await _run_one(t, 830, f"eh2-recover-{int(time.monotonic())}")
+            record = await _run_one(t, value, f"eh2-recover-{int(time.monotonic())}")
             recovered = _requests(t, model) > before and record.status == "succeeded"
     evidence["recovered_after_s"] = round(time.monotonic() - started, 2)
     evidence["state_shipped_to_node"] = _breaker_state(spec)
@@ -203,7 +230,15 @@ async def breakers(t: Target) -> Outcome:
     )
 
 
-@check("EH-3")
+@check(
+    "EH-3",
+    criterion=(
+        "every operation kind has a timeout inside the checklist range; each hang ends at its"
+        " timeout"
+    ),
+    does="lists timeouts per operation kind and hangs the model provider",
+    estimate_s=20,
+)
 async def timeouts(t: Target) -> Outcome:
     defaults = Timeouts()
     table = {

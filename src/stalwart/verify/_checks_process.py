@@ -16,7 +16,16 @@ from stalwart.verify._registry import Outcome, check, next_event, pct
 from stalwart.verify._target import Target
 
 
-@check("PA-1")
+@check(
+    "PA-1",
+    criterion=(
+        "every agent its own pid; no task on another agent fails while one is SIGKILLed; the "
+        "killed one is back under a new pid"
+    ),
+    does="runs the workload over all agents and SIGKILLs one agent process",
+    kills=1,
+    estimate_s=15,
+)
 async def isolated_processes(t: Target) -> Outcome:
     agents = t.agent_names()
     pids = {a: t.pid(a) for a in agents}
@@ -52,7 +61,16 @@ async def isolated_processes(t: Target) -> Outcome:
     )
 
 
-@check("PA-2")
+@check(
+    "PA-2",
+    criterion=(
+        "each of 5 crashes detected and restarted, restart p99 < 1 s; a test supervisor gives"
+        " up on the 6th crash in 60 s"
+    ),
+    does="SIGKILLs one agent 5 times, then exceeds a test supervisor's intensity",
+    kills=5,
+    estimate_s=15,
+)
 async def supervision(t: Target) -> Outcome:
     victim = t.agent_names()[-1]
     latencies: list[float] = []
@@ -124,7 +142,15 @@ def _shared_writable_mappings(pid: int) -> tuple[list[str], list[str]]:
     return suspicious, store
 
 
-@check("PA-3")
+@check(
+    "PA-3",
+    criterion=(
+        "no shared writable memory between agents; a call to a slow agent ends at its 0.5 s "
+        "deadline (< 1 s); a call to a stopped one fails in < 0.1 s"
+    ),
+    does="inspects the agents' memory maps; calls a slow and a stopped probe agent",
+    estimate_s=5,
+)
 async def messages_with_deadlines(t: Target) -> Outcome:
     pids = {a: t.pid(a) for a in t.agent_names()}
     mappings = {a: _shared_writable_mappings(p) for a, p in pids.items() if p}

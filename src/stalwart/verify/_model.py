@@ -5,10 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-__all__ = ["ITEMS", "Item", "ItemResult", "Level", "Status"]
+__all__ = ["ITEMS", "STATUSES", "Item", "ItemResult", "Level", "Status"]
 
 Level = Literal["critical", "recommended"]
-Status = Literal["complete", "partial", "not_applicable", "failed"]
+Status = Literal["complete", "partial", "failed", "not-run"]
+"""``complete``: every point of the item was exercised and held. ``partial``: the
+mechanism exists but a point is unmet, only configured, or shown below production
+scale. ``failed``: exercised, and the app's behaviour was wrong. ``not-run``: verify
+could not exercise it (the evidence says why, the remediation what to add); also
+verify's own errors, with the traceback in the evidence, never the app's failure."""
+STATUSES: tuple[Status, ...] = ("complete", "partial", "failed", "not-run")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -117,6 +123,10 @@ class ItemResult:
     evidence: dict[str, Any]
     remediation: str | None = None
     seconds: float = 0.0
+    criterion: str = ""
+    """What the item must show to be complete (stated by its check)."""
+    measured: str = ""
+    """What this run measured, in the criterion's terms."""
 
     def as_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

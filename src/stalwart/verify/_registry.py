@@ -10,29 +10,60 @@ from typing import Any
 from stalwart.verify._model import Status
 from stalwart.verify._target import Target
 
-__all__ = ["CHECKS", "Outcome", "check", "item_timeout", "pct"]
+__all__ = ["CHECKS", "SPECS", "CheckSpec", "Outcome", "check", "item_timeout", "pct"]
 
 
 @dataclasses.dataclass(slots=True)
 class Outcome:
+    """A check's verdict: its status, the evidence, what to do, and what it measured
+    (``measured``, in the terms of the check's criterion: the report prints it beside
+    the criterion)."""
+
     status: Status
     evidence: dict[str, Any]
     remediation: str | None = None
+    measured: str = ""
 
 
 Check = Callable[[Target], Awaitable[Outcome]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """What a check declares about itself: its pass criterion, what it does (for
+    ``--plan`` and the progress lines), how many agent processes it SIGKILLs on the
+    node under test (verify gives it a fresh node when the app's restart intensity
+    could not absorb them), and roughly how long it takes."""
+
+    criterion: str
+    does: str
+    kills: int = 0
+    estimate_s: float = 10.0
+
+
 CHECKS: dict[str, Check] = {}
+SPECS: dict[str, CheckSpec] = {}
 TIMEOUTS: dict[str, Callable[[], float]] = {}
 
 
-def check(item_id: str, *, timeout: Callable[[], float] | None = None) -> Callable[[Check], Check]:
-    """Register the verification of ``item_id`` (one per item). ``timeout`` gives the
-    seconds it may take, when that depends on its settings (a soak's length)."""
+def check(
+    item_id: str,
+    *,
+    criterion: str,
+    does: str,
+    kills: int = 0,
+    estimate_s: float = 10.0,
+    timeout: Callable[[], float] | None = None,
+) -> Callable[[Check], Check]:
+    """Register the verification of ``item_id`` (one per item), with its pass
+    ``criterion`` and what it ``does``. ``timeout`` gives the seconds it may take,
+    when that depends on its settings (a soak's length)."""
 
     def register(fn: Check) -> Check:
         if item_id in CHECKS:
             raise ValueError(f"{item_id} already has a verification")
         CHECKS[item_id] = fn
+        SPECS[item_id] = CheckSpec(criterion, does, kills, estimate_s)
         if timeout is not None:
             TIMEOUTS[item_id] = timeout
         return fn

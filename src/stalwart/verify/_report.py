@@ -39,7 +39,7 @@ from stalwart.verify._model import ItemResult
 
 __all__ = ["chart_svg", "compare", "summarize", "write_reports"]
 
-_MARK = {"complete": "✅", "partial": "🟡", "not_applicable": "⚪", "failed": "❌"}
+_MARK = {"complete": "✅", "partial": "🟡", "not-run": "⚪", "failed": "❌"}
 
 
 def summarize(results: list[ItemResult]) -> dict[str, Any]:
@@ -47,16 +47,13 @@ def summarize(results: list[ItemResult]) -> dict[str, Any]:
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     critical_failed = [r.id for r in results if r.level == "critical" and r.status == "failed"]
-    critical_open = [
-        r.id
-        for r in results
-        if r.level == "critical" and r.status not in ("complete", "not_applicable")
-    ]
+    critical_open = [r.id for r in results if r.level == "critical" and r.status != "complete"]
     return {
         "counts": counts,
         "critical_failed": critical_failed,
         "critical_not_complete": critical_open,
         "ready": not critical_open,
+        "not_run": {r.id: str(r.evidence.get("why", "")) for r in results if r.status == "not-run"},
         "items": len(results),
     }
 
@@ -64,12 +61,13 @@ def summarize(results: list[ItemResult]) -> dict[str, Any]:
 def compare(results: list[ItemResult], baseline: dict[str, Any]) -> list[dict[str, Any]]:
     """Items whose status changed since ``baseline`` (a previous readiness.json)."""
     before = {i["id"]: i["status"] for i in baseline.get("items", [])}
-    order = ["failed", "partial", "not_applicable", "complete"]
+    order = ["failed", "not-run", "partial", "complete"]
     changes = []
     for r in results:
         old = before.get(r.id)
         if old != r.status:
-            worse = old is not None and order.index(r.status) < order.index(old)
+            known = old in order
+            worse = known and order.index(r.status) < order.index(str(old))
             changes.append({"id": r.id, "from": old, "to": r.status, "regression": worse})
     return changes
 
@@ -86,8 +84,8 @@ def _md(
         f"App `{meta.get('app')}`, {meta.get('started')} ({meta.get('seconds', 0):.0f} s). "
         f"Ready for production: **{'yes' if summary['ready'] else 'no'}**.",
         "",
-        "| id | level | status | item | evidence | remediation |",
-        "|---|---|---|---|---|---|",
+        "| id | level | status | item | criterion | measured | evidence | remediation |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         evidence = json.dumps({k: v for k, v in r.evidence.items() if k != "chart"}, default=str)
@@ -95,6 +93,7 @@ def _md(
             evidence = evidence[:297] + "…"
         lines.append(
             f"| {r.id} | {r.level} | {_MARK[r.status]} {r.status} | {r.title} | "
+            f"{r.criterion.replace('|', '/')} | {r.measured.replace('|', '/')} | "
             f"`{evidence.replace('|', '/')}` | {r.remediation or ''} |"
         )
     shots = [r for r in results if isinstance(r.evidence.get("screenshot"), str)]
@@ -114,7 +113,7 @@ def _md(
 _COLOURS = {
     "complete": ("#1a7f37", "#dafbe1"),
     "partial": ("#9a6700", "#fff8c5"),
-    "not_applicable": ("#57606a", "#eaeef2"),
+    "not-run": ("#57606a", "#eaeef2"),
     "failed": ("#cf222e", "#ffebe9"),
 }
 """Each status's (text, background) colour."""
@@ -305,6 +304,8 @@ def _html(
             f"style='background:{bg}'><td class='id'>{r.id}</td><td>{r.level}</td>"
             f"<td><span class='st' style='background:{fg}'>{r.status}</span></td>"
             f"<td>{html.escape(r.title)}<div class='sec'>{r.seconds:.1f} s</div></td>"
+            f"<td class='crit'>{html.escape(r.criterion)}</td>"
+            f"<td class='meas'>{html.escape(r.measured)}</td>"
             f"<td class='ev'>{shown}<details><summary>evidence</summary><pre>"
             f"{html.escape(json.dumps(body, indent=2, default=str))}</pre></details></td>"
             f"<td class='fix'>{html.escape(r.remediation or '')}</td></tr>"
@@ -371,7 +372,7 @@ figure{{margin:.3rem 0}} figcaption{{font-size:.75rem;color:#57606a}}
         else "Every critical item is complete."
     }</p>
 <table id="items"><thead><tr><th>id</th><th>level</th><th>status</th><th>item</th>
-<th>evidence</th><th>remediation</th></tr></thead><tbody>
+<th>complete when</th><th>measured</th><th>evidence</th><th>remediation</th></tr></thead><tbody>
 {chr(10).join(rows)}
 </tbody></table>
 {"<h2>Changes since the baseline</h2><ul>" + change_list + "</ul>" if changes is not None else ""}

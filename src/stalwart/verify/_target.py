@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import os
 import pathlib
 import random
@@ -14,15 +15,18 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from stalwart.agent._taskagent import secret_resolver
+from stalwart.agent import App
+from stalwart.agent._profile import fault_mode
+from stalwart.agent._taskagent import load_app, secret_resolver
 from stalwart.config import RuntimeSettings, load_ref
 from stalwart.durable import TaskRecord
-from stalwart.errors import ConfigError, StalwartError
+from stalwart.errors import ConfigError, NotExercised, StalwartError
 from stalwart.guard import SecretProvider, provider_from_env
 from stalwart.llm.sim import SimServer
 from stalwart.node import AppService, Node, Tasks, app_node
 from stalwart.observe import Event, EventBus, configure_logging
 from stalwart.server import ObservabilityService, ServerSettings
+from stalwart.tools._verifying import BLOCKED_ENV, VERIFY_DIR_ENV
 from stalwart.verify._receiver import Receiver
 
 __all__ = ["Target"]
@@ -70,6 +74,7 @@ window_s = 8
 
 
 SECRETS_ENV = ("STALWART_SECRETS", "STALWART_VAULT", "STALWART_VAULT_KEY_FILE")
+VERIFY_ENV = (VERIFY_DIR_ENV, BLOCKED_ENV)
 """The variables that choose the secrets provider (set for the verify run, then restored)."""
 
 
@@ -87,8 +92,18 @@ class Target:
     and restored on exit.
     """
 
-    def __init__(self, app_ref: str, workdir: pathlib.Path, *, seed: int = 7) -> None:
+    def __init__(
+        self,
+        app_ref: str,
+        workdir: pathlib.Path,
+        *,
+        seed: int = 7,
+        allow_real_side_effects: bool = False,
+        manifest: pathlib.Path | None = None,
+    ) -> None:
         self.app_ref = app_ref
+        self.allow_real_side_effects = allow_real_side_effects
+        self.manifest = manifest
         self.workdir = workdir
         self.seed = seed
         self.rng = random.Random(seed)
@@ -100,6 +115,15 @@ class Target:
         self._run: asyncio.Task[int] | None = None
         self.node: Node
         self.service: AppService
+        self.item = ""
+        """The item being verified (for progress lines)."""
+        self.on_progress: Callable[[str], None] | None = None
+        self._model_inputs: dict[tuple[int, int], list[Any]] = {}
+        self._probes = itertools.count()
+        self._stopped_by_us = False
+        self.generation = 0
+        """How many times the node under test was started (a fresh one per restart)."""
+        self.started_at = 0.0
 
     def _record(self, event: Event) -> None:
         self.seen.append(event)
@@ -111,13 +135,24 @@ class Target:
 
     def _use_own_vault(self) -> None:
         self.secrets_kind = os.environ.get("STALWART_SECRETS", "vault")
-        self._saved_env = {k: os.environ.get(k) for k in SECRETS_ENV}
+        self._saved_env = {k: os.environ.get(k) for k in SECRETS_ENV + VERIFY_ENV}
         if self.secrets_kind != "env":
             os.environ["STALWART_SECRETS"] = "vault"
             os.environ["STALWART_VAULT"] = str(self.workdir / "vault.enc")
             os.environ["STALWART_VAULT_KEY_FILE"] = str(self.workdir / "vault.key")
         secret_resolver.cache_clear()  # this process's resolver follows the variables
         self.secrets: SecretProvider = provider_from_env()
+
+    def _use_tool_switches(self) -> None:
+        """Tools in the agent processes see verify's switches (stalwart.tools._verifying):
+        the down files, the doubles, the blocked real side effects, the delivery keys."""
+        self.tools_dir = self.workdir / "tools"
+        (self.tools_dir / "down").mkdir(parents=True, exist_ok=True)
+        os.environ[VERIFY_DIR_ENV] = str(self.tools_dir)
+        # the node is not started yet: the app's declaration, loaded as the node will
+        app = load_app(self.app_ref)
+        blocked = [] if self.allow_real_side_effects else blocked_tools(app)
+        os.environ[BLOCKED_ENV] = ",".join(blocked)
 
     def _restore_env(self) -> None:
         for key, value in getattr(self, "_saved_env", {}).items():
@@ -175,6 +210,7 @@ class Target:
         await asyncio.to_thread(self._lock_workdir)
         try:
             self._use_own_vault()
+            self._use_tool_switches()
             self._ensure_logging()
             await self._start()
         except BaseException:
@@ -182,18 +218,31 @@ class Target:
             raise
         return self
 
+    @property
+    def store_url(self) -> str:
+        """The store of the node under test (a fresh file for each node started)."""
+        suffix = "" if self.generation <= 1 else f"-{self.generation}"
+        return f"sqlite:///{self.workdir}/verify{suffix}.db"
+
     async def _start(self) -> None:
-        store = f"sqlite:///{self.workdir}/verify.db"
+        self.generation += 1
+        self.started_at = time.time()
+        self._stop = asyncio.get_running_loop().create_future()
+        # (the node cancels the future it was given when it stops, whoever stopped it)
+        self._stopped_by_us = False
+        store = self.store_url
         # the node's real HTTP service (probes, /metrics, logs, alerts) on a free loopback
         # port, its alert notifications delivered to a receiver here; the prolonged-
         # degradation rule's `for` times are shortened so GD-3 can hold one past them
         self.receiver = await Receiver().start()
         rules = self.workdir / "verify-alerts.toml"
+        log_name = "logs.db" if self.generation <= 1 else f"logs-{self.generation}.db"
+        log_db = self.workdir / log_name
         rules.write_text(VERIFY_RULES)
         self.http = ObservabilityService(
             ServerSettings(
                 port=0,
-                log_db=str(self.workdir / "logs.db"),
+                log_db=str(log_db),
                 alert_interval_s=0.5,
                 webhook_url=self.receiver.url,
                 alert_rules=str(rules),
@@ -220,22 +269,76 @@ class Target:
                     )
                 await asyncio.sleep(0.01)
 
+    async def _stop_node(self) -> None:
+        self._stopped_by_us = True
+        if not self._stop.done():
+            self._stop.set_result(None)
+        if self._run is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(60):
+                    await self._run
+            self._run = None
+        if hasattr(self, "receiver"):
+            await self.receiver.close()
+            del self.receiver
+
+    def health(self) -> str | None:
+        """Why the node under test cannot serve the next item (None: it can): its run
+        ended, its root supervisor gave up, it is not ready, or an agent has no process."""
+        if self._run is None or self._run.done():
+            return "the node exited"
+        if self.node.runtime.failed.done():
+            return "the root supervisor gave up (restart intensity exceeded)"
+        if not self.node.ready:
+            return "the node is not ready"
+        missing = [a for a in self.agent_names() if self.pid(a) is None]
+        if missing:
+            return f"agent(s) {', '.join(missing)} have no process"
+        return None
+
+    async def stopped_by_signal(self) -> bool:
+        """The node under test stopped cleanly though verify did not stop it: SIGTERM or
+        SIGINT reached this process (the node stops on them), so verify stops too. A
+        node not ready that verify did not stop is given a few seconds to finish
+        stopping (a signal's stop takes its agents down first)."""
+        run = self._run
+        if run is not None and not run.done() and not self.node.ready and not self._stopped_by_us:
+            await asyncio.wait({run}, timeout=5)
+        return (
+            run is not None
+            and run.done()
+            and not run.cancelled()
+            and run.exception() is None
+            and run.result() == 0
+            and not self._stopped_by_us
+        )
+
+    def restarts_in_period(self) -> int:
+        """Agent restarts on this node within the app's restart period (what its root
+        supervisor's intensity counts)."""
+        horizon = max(self.started_at, time.time() - self.service.app.period)
+        return sum(1 for e in self.events("agent_restarted") if e.ts >= horizon)
+
+    async def restart(self) -> None:
+        """Stop the node under test and start a fresh one (its own store and log store):
+        one item's damage never reaches the next."""
+        await self._stop_node()
+        await self._start()
+
     async def __aexit__(self, *exc: object) -> None:
         try:
-            if not self._stop.done():
-                self._stop.set_result(None)
-            if self._run is not None:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(60):
-                        await self._run
-            if hasattr(self, "receiver"):
-                await self.receiver.close()
+            await self._stop_node()
         finally:
             self._restore_env()
             self._restore_logging()
             self._unlock_workdir()
 
     # -- what checks use ---------------------------------------------------------------------
+    def say(self, doing: str) -> None:
+        """Report what the current item is doing now (the terminal and the log show it)."""
+        if self.on_progress is not None:
+            self.on_progress(doing)
+
     @property
     def tasks(self) -> Tasks:
         assert self.service.tasks is not None
@@ -244,7 +347,12 @@ class Target:
     @property
     def sim(self) -> SimServer:
         if self.service.sim is None:
-            raise StalwartError("this verification needs the app to run with sim=True")
+            raise NotExercised(
+                "this item faults the app's models through the simulated provider, and the "
+                "app runs without it (it calls no model, or App.sim is off)",
+                fix="nothing to add if the app calls no model; otherwise set App(sim=True) "
+                "(TOML: sim = true) so verify can stand the simulated provider in",
+            )
         return self.service.sim
 
     def agent_names(self) -> list[str]:
@@ -296,12 +404,37 @@ class Target:
         """``count`` task inputs from the app's workload generator (the same per seed)."""
         ref = self.service.app.workload
         if not ref:
-            raise StalwartError(
-                "the app names no workload (App.workload = 'module:function(count, seed)'); "
-                "verifications that drive load need one"
+            raise NotExercised(
+                "the app names no workload: verify has no task inputs to drive it with",
+                fix="set App.workload = 'module:function', a function of (count, seed) "
+                "returning task inputs for the entry agent (docs/verify.md, The profile)",
             )
         generate = load_ref(ref, "workload")
         return list(generate(count, seed=self.seed if seed is None else seed))
+
+    async def model_inputs(self, count: int, *, seed: int, scan: int = 40) -> list[Any]:
+        """Up to ``count`` workload inputs whose tasks call a model: each candidate is run
+        once, unfaulted, and kept when the simulated provider saw a request during it (a
+        generic signal: no knowledge of what the inputs say). Call it before setting a
+        fault; the choice is kept per (count, seed)."""
+        cached = self._model_inputs.get((count, seed))
+        if cached is not None:
+            return cached
+        found: list[Any] = []
+        for value in self.workload(scan, seed=seed):
+            before = time.monotonic()
+            await self.run_all([value], prefix=f"probe{seed}-{next(self._probes)}")
+            if any(q and q[-1] >= before for q in self.sim.world.arrivals.values()):
+                found.append(value)
+                if len(found) >= count:
+                    break
+        self._model_inputs[(count, seed)] = found
+        if not found:
+            raise NotExercised(
+                f"none of {scan} workload inputs (seed {seed}) made a model call",
+                fix="make the workload reach the agents that call models",
+            )
+        return found
 
     async def submit_all(self, inputs: list[Any], *, prefix: str) -> list[str]:
         return [
@@ -318,3 +451,67 @@ class Target:
     @staticmethod
     def now() -> float:
         return time.time()
+
+    # -- the app's tools, as its verification profile declares them ------------------------------
+    @property
+    def app(self) -> App:
+        return self.service.app
+
+    def tool_modes(self) -> dict[str, tuple[str, str]]:
+        return tool_modes(self.app)
+
+    def side_effect_tools(self) -> list[str]:
+        return side_effect_tools(self.app)
+
+    def blocked_tools(self) -> list[str]:
+        """Side-effect tools whose real function must not run during this verification."""
+        return [] if self.allow_real_side_effects else blocked_tools(self.app)
+
+    def take_down(self, tool: str) -> None:
+        (self.tools_dir / "down" / tool).touch()
+
+    def bring_up(self, tool: str) -> None:
+        (self.tools_dir / "down" / tool).unlink(missing_ok=True)
+
+    def refused_calls(self, tool: str) -> int:
+        """Calls of ``tool`` refused while it was down (verify's proof it was exercised)."""
+        try:
+            return len((self.tools_dir / "down" / f"{tool}.hits").read_text().splitlines())
+        except FileNotFoundError:
+            return 0
+
+    def deliveries(self) -> dict[str, dict[str, int]]:
+        """Per side-effect tool, deliveries per idempotency key (doubles and real targets)."""
+        out: dict[str, dict[str, int]] = {}
+        for path in sorted((self.tools_dir / "calls").glob("*.keys")):
+            counts: dict[str, int] = {}
+            for key in path.read_text().splitlines():
+                counts[key] = counts.get(key, 0) + 1
+            out[path.name.removesuffix(".keys")] = counts
+        return out
+
+
+def _tools(app: App) -> dict[str, Any]:
+    return {t.name: t for a in app.agents for t in a.tools}
+
+
+def tool_modes(app: App) -> dict[str, tuple[str, str]]:
+    """Per tool, how verify may fault it: ("double", ""), ("sim", service) or ("none", "")."""
+    out: dict[str, tuple[str, str]] = {}
+    for name, t in _tools(app).items():
+        declared = app.verify.tools.get(name)
+        if declared is not None:
+            out[name] = fault_mode(declared)
+        else:
+            out[name] = ("double", "") if t.double is not None else ("none", "")
+    return out
+
+
+def side_effect_tools(app: App) -> list[str]:
+    return sorted(name for name, t in _tools(app).items() if t.side_effect)
+
+
+def blocked_tools(app: App) -> list[str]:
+    """Side-effect tools that would reach their real target: neither a double nor the sim."""
+    modes = tool_modes(app)
+    return [n for n in side_effect_tools(app) if modes[n][0] == "none"]

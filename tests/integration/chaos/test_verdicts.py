@@ -14,7 +14,11 @@ async def test_a_tool_outage_beyond_the_apps_resilience_fails_the_run_with_the_c
     # knowledge base instead -- the app's declared degradation, a different answer
     outage = FaultSpec("sim", 1.0, 4.0, "tool:orders", {"outage": True})
     cfg = ChaosConfig(
-        target=TargetConfig(seed=4), duration=7.0, rate=12.0, kinds=(), extra=(outage,)
+        target=TargetConfig(app="examples.helpdesk.app:app", seed=4),
+        duration=7.0,
+        rate=12.0,
+        kinds=(),
+        extra=(outage,),
     )
     result = await run_chaos(cfg)
     assert result["faults"][0]["status"] == "applied"

@@ -78,8 +78,9 @@ def _results() -> list[ItemResult]:
         ItemResult("MA-4", "critical", "live health dashboard", "complete",
                    {"screenshot": "ma4-dashboard.png", "first_paint_ms": 412.0}),
         ItemResult("SE-1", "critical", "secrets <in> a manager", "failed", {"findings": 2},
-                   "move every credential into the secrets provider", 1.5),
-        ItemResult("GD-3", "recommended", "degradation alerted", "not_applicable", {}),
+                   "move every credential into the secrets provider", 1.5,
+                   criterion="no plaintext secret in config or code", measured="2 findings"),
+        ItemResult("GD-3", "recommended", "degradation alerted", "not-run", {}),
         ItemResult("LC-1", "recommended", "load at 2-3x average", "partial", lc1,
                    "shed load before latency passes its bound"),
         ItemResult("LC-3", "recommended", "soak test", "complete", lc3),
@@ -141,7 +142,9 @@ async def test_the_report_renders_in_chromium_as_readiness_json_says(tmp_path):
     assert [(r["id"], r["status"], r["level"]) for r in rows] == expected
     for row, item in zip(rows, on_disk["items"], strict=True):
         assert row["cells"][0] == item["id"] and row["cells"][2] == item["status"]
-        assert row["cells"][5] == (item["remediation"] or "")  # remediation shown as is
+        assert row["cells"][7] == (item["remediation"] or "")  # remediation shown as is
+        # the criterion and the measured value beside it
+        assert row["cells"][4] == item["criterion"] and row["cells"][5] == item["measured"]
     assert "secrets <in> a manager" in rows[2]["cells"][3]  # escaped, shown as text
     assert charts == ["LC-1", "LC-1", "LC-3"]  # one SVG per chart of the evidence
     assert image == [True, 64, "MA-4"]  # the screenshot, embedded and decoded

@@ -1,0 +1,165 @@
+"""Preflight: what an app must declare before ``stalwart verify`` runs any item, and
+``--plan``: what would run, on which doubles, and for about how long.
+
+Preflight loads the app (no node is started) and lists every missing piece with its
+fix; ``stalwart verify`` exits 2 with the whole list, in seconds, instead of reporting
+each missing piece as failed items after minutes of running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+from stalwart.agent import App
+from stalwart.errors import ConfigError
+from stalwart.verify._model import Item
+from stalwart.verify._registry import SPECS
+from stalwart.verify._target import blocked_tools, side_effect_tools, tool_modes
+
+__all__ = ["Problem", "plan", "preflight"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Problem:
+    """One missing precondition and how to add it."""
+
+    what: str
+    fix: str
+
+
+MODEL_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "EH-4", "SM-3", "GD-1", "GD-3", "SE-4"})
+"""The items that fault the app's models through the simulated provider."""
+
+
+def _spenders(app: App) -> list[Any]:
+    return [a for a in app.agents if a.model]
+
+
+def preflight(
+    app: App, items: Sequence[Item], *, manifest: pathlib.Path | None, allow_real: bool
+) -> list[Problem]:
+    """Every precondition of verifying ``items`` on ``app`` that is not met."""
+    problems: list[Problem] = []
+    ids = {i.id for i in items}
+    driving = ids - {"PA-2", "PA-3", "SM-3", "LC-4", "MA-1", "SE-1"}
+    if driving and not app.workload:
+        problems.append(
+            Problem(
+                "the app declares no workload: no item can drive tasks through it",
+                "set App(workload='module:function') or [verify] workload = '...': a "
+                "function of (count, seed) returning task inputs for the entry agent",
+            )
+        )
+    # the load items drive thousands of model calls: not without a limit on each agent
+    # (SE-4 itself judges the limits, and reports a missing one as failed)
+    unlimited = [a.name for a in _spenders(app) if not a.security.budget.limited]
+    if unlimited and ids & {"LC-1", "LC-2", "LC-3"}:
+        problems.append(
+            Problem(
+                f"agent(s) {', '.join(unlimited)} call a model with no spend limit",
+                "give each a budget: security=Security(budget=Budget(task_usd=..., "
+                "agent_usd=..., day_usd=...)) (docs/security.md, Budgets)",
+            )
+        )
+    kills = max((SPECS[i].kills for i in ids if i in SPECS), default=0)
+    if kills and app.intensity < kills:
+        problems.append(
+            Problem(
+                f"restart intensity {app.intensity} in {app.period:g} s cannot absorb the "
+                f"{kills} SIGKILLs one item makes (verify gives each killing item a fresh "
+                "node, but not a fresh intensity within one item)",
+                f"raise App.intensity (TOML: [supervision] intensity) to at least {kills}",
+            )
+        )
+    if "MA-1" in ids and manifest is None:
+        problems.append(
+            Problem(
+                "MA-1 checks that the orchestrator manifest wires /livez and /readyz, and no "
+                "manifest is given",
+                "pass --manifest path/to/deployment.yaml (or [verify] manifest = '...')",
+            )
+        )
+    elif "MA-1" in ids and manifest is not None and not manifest.is_file():
+        problems.append(
+            Problem(f"the manifest {str(manifest)!r} does not exist", "pass an existing file")
+        )
+    modes = tool_modes(app)
+    for name, (mode, _) in sorted(modes.items()):
+        tool = next(t for a in app.agents for t in a.tools if t.name == name)
+        if mode == "double" and tool.double is None:
+            problems.append(
+                Problem(
+                    f"the profile says tool {name!r} runs its double, and it has none",
+                    f"give it one: @tool(..., double=fn) with {name}'s parameters",
+                )
+            )
+    undeclared = [n for n in side_effect_tools(app) if n not in app.verify.tools]
+    for name in blocked_tools(app):
+        if name in undeclared and not allow_real:
+            problems.append(
+                Problem(
+                    f"side-effect tool {name!r} has no double and no simulated target: "
+                    "verify would either skip it or reach its real target",
+                    f"give it @tool(..., double=fn), or declare it in the profile: tools = "
+                    f"{{{name!r}: 'sim:<service>'}}, or {{{name!r}: 'none'}} to accept the "
+                    "items that need it as not-run, or pass --allow-real-side-effects",
+                )
+            )
+    return problems
+
+
+def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> dict[str, Any]:
+    """What ``stalwart verify`` would do: per item, what it does and its criterion, on
+    which doubles and simulated services, and the expected duration."""
+    modes = tool_modes(app)
+    blocked = [] if allow_real else blocked_tools(app)
+    rows = []
+    total = 0.0
+    for item in items:
+        spec = SPECS.get(item.id)
+        estimate = spec.estimate_s if spec is not None else 0.0
+        total += estimate
+        expect = ""
+        if item.id in MODEL_ITEMS and not (app.models and app.sim):
+            expect = "not-run: the app calls no model on the simulated provider"
+        rows.append(
+            {
+                "id": item.id,
+                "expect": expect,
+                "does": spec.does if spec is not None else "writes the report",
+                "criterion": spec.criterion if spec is not None else "",
+                "kills": spec.kills if spec is not None else 0,
+                "estimate_s": estimate,
+            }
+        )
+    if not app.models and not app.sim:
+        models = "no model chains"
+    else:
+        models = "the simulated provider stands in for every model"
+    return {
+        "app": app_ref,
+        "models": models,
+        "tools": {
+            name: {
+                "fault_mode": mode + (f":{arg}" if arg else ""),
+                "real_side_effects": "blocked" if name in blocked else "n/a or allowed",
+            }
+            for name, (mode, arg) in sorted(modes.items())
+        },
+        "items": rows,
+        "expected_s": round(total),
+    }
+
+
+def load_for_preflight(app_ref: str) -> App:
+    from stalwart.agent import load_app
+
+    try:
+        return load_app(app_ref)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"cannot load the app {app_ref!r}: {type(exc).__name__}: {exc}") from exc

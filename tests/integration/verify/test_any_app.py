@@ -1,0 +1,232 @@
+"""`stalwart verify` on apps other than the helpdesk: the two other examples, apps built to
+lack a mechanism, preflight, --plan, and verify's own errors.
+
+Short profiles: a few items each (the full runs are in bench/verify.py).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sqlite3
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from stalwart.verify import PreflightFailed, run_verify
+from stalwart.verify._registry import CHECKS
+
+pytestmark = pytest.mark.timeout(300)
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+
+
+def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stalwart.cli", "verify", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+
+
+def _items(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {i["id"]: i for i in report["items"]}
+
+
+def _why(items: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the items that are not complete say (shown when an assertion fails)."""
+    return {
+        k: (v["measured"], v["evidence"].get("why"), v["evidence"].get("traceback", "")[-1500:])
+        for k, v in items.items()
+        if v["status"] != "complete"
+    }
+
+
+def test_preflight_names_every_missing_piece_and_exits_2(tmp_path):
+    started = time.monotonic()
+    done = _cli(
+        "tests.integration.verify.broken:bare", "--out", str(tmp_path), "--only",
+        "PA-2,SM-4,LC-1,MA-1",
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert "5 precondition(s)" in done.stderr
+    for piece in (
+        "declares no workload",
+        "writer call a model with no spend limit",
+        "restart intensity 2 in 60 s",
+        "no manifest is given",
+        "side-effect tool 'wire_money' has no double",
+    ):
+        assert piece in done.stderr
+    assert done.stderr.count("fix: ") == 5  # a fix for each
+    assert elapsed < 30
+    assert not (tmp_path / "work").exists()  # no node was started
+
+
+def test_plan_shows_the_doubles_the_criteria_and_the_duration():
+    done = _cli("examples.warehouse.app:app", "--plan", "--only", "SM-2,SM-4,GD-1,GD-2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "tool reserve_stock: double" in out and "tool order_from_supplier: double" in out
+    assert "tool check_stock: none" in out
+    assert "4 SIGKILLs" in out and "complete when: at least 1 task killed mid-step" in out
+    assert "expected not-run: the app calls no model" in out  # GD-1, on an app without models
+    assert "expected duration: about 170 s" in out
+    assert "PA-1" not in out  # only what was asked
+
+
+async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
+    """The plain-Python example: its doubles stand in, its real targets see nothing,
+    and the kills of PA-2 and SM-2 (9, over the default intensity of 5) never reach
+    another item."""
+    from examples.warehouse.supplier import start
+
+    url, supplier, server = start()
+    monkeypatch.setenv("SUPPLIER_URL", url)
+    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
+    events: list[tuple[str, dict[str, Any]]] = []
+    try:
+        report = await run_verify(
+            "examples.warehouse.app:app",
+            tmp_path / "out",
+            only=["PA-2", "EH-1", "SM-2", "SM-4", "GD-2"],
+            progress=lambda e, f: events.append((e, f)),
+        )
+    finally:
+        server.shutdown()
+    items = _items(report)
+    assert {k: v["status"] for k, v in items.items()} == {
+        "PA-2": "complete",
+        "EH-1": "not-run",  # no model to fault: said so, never complete
+        "SM-2": "complete",
+        "SM-4": "complete",
+        "GD-2": "complete",
+    }, _why(items)
+    assert "no model chain" in items["EH-1"]["evidence"]["why"]
+    assert items["SM-2"]["evidence"]["resumed"] >= 1 and items["SM-2"]["evidence"]["results_equal"]
+    effects = items["SM-4"]["evidence"]["per_tool"]
+    assert sum(t["keys_delivered"] for t in effects.values()) > 0
+    assert all(t["duplicates"] == 0 for t in effects.values())
+    assert all(t["exercised"] for t in items["GD-2"]["evidence"]["per_tool"].values())
+    # SM-2's four kills after PA-2's five would exceed the intensity: a fresh node first
+    assert "exceed the app's restart intensity 5" in items["SM-2"]["evidence"]["fresh_node_because"]
+    assert report["meta"]["node_restarts"] >= 1
+    # safe by default: the supplier got no request, the database no reservation
+    assert supplier.received == 0
+    with sqlite3.connect(tmp_path / "warehouse.db") as conn:
+        assert conn.execute("SELECT count(*) FROM reservations").fetchone()[0] == 0
+    # every item's criterion and measured value are in the report; progress was live
+    assert all(i["criterion"] and i["measured"] for i in items.values())
+    names = [e for e, _ in events]
+    assert names.count("verify_item_started") == 5 and names.count("verify_item_done") == 5
+    assert "verify_item_progress" in names and "verify_node_restarted" in names
+
+
+async def test_expenses_toml_example_short_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPENSES_PAYOUTS", str(tmp_path / "payouts.csv"))
+    monkeypatch.setenv("EXPENSES_OUTBOX", str(tmp_path / "outbox.txt"))
+    report = await run_verify(
+        str(REPO / "examples" / "expenses" / "expenses.toml"),
+        tmp_path / "out",
+        only=["SM-4", "GD-1"],
+    )
+    items = _items(report)
+    assert {k: v["status"] for k, v in items.items()} == {
+        "SM-4": "complete",
+        "GD-1": "complete",
+    }, _why(items)
+    assert items["GD-1"]["evidence"]["with_primary_down"]["requests_served_by_the_fallback"] > 0
+    effects = items["SM-4"]["evidence"]["per_tool"]
+    assert effects["approve_payout"]["keys_delivered"] > 0
+    assert effects["notify_employee"]["keys_delivered"] > 0
+    # the doubles ran: neither real target was written
+    assert not (tmp_path / "payouts.csv").exists() and not (tmp_path / "outbox.txt").exists()
+
+
+async def test_an_app_lacking_the_mechanisms_fails_gd2_and_sm4(tmp_path, monkeypatch):
+    """An agent that dies when a tool is down, and delivers its side effect outside the
+    journal (a resumed task delivers it again with the same key)."""
+    monkeypatch.setenv("STALWART_TEST_CARELESS_MARK", str(tmp_path / "crashed"))
+    report = await run_verify(
+        "tests.integration.verify.broken:careless_app", tmp_path / "out", only=["GD-2", "SM-4"]
+    )
+    items = _items(report)
+    assert items["GD-2"]["status"] == "failed", items["GD-2"]["evidence"]
+    assert items["GD-2"]["evidence"]["agents_restarted"]
+    assert items["SM-4"]["status"] == "failed", items["SM-4"]["evidence"]
+    assert items["SM-4"]["evidence"]["per_tool"]["send_notice"]["duplicates"] > 0
+
+
+async def test_an_app_verify_cannot_exercise_is_not_run_not_complete(tmp_path):
+    """Its workload never reaches its tools, and its side-effect tool cannot be faulted."""
+    report = await run_verify(
+        "tests.integration.verify.broken:unreachable", tmp_path / "out", only=["GD-2", "SM-4"]
+    )
+    items = _items(report)
+    assert items["GD-2"]["status"] == "not-run"
+    assert "no workload task called any tool" in items["GD-2"]["evidence"]["why"]
+    assert items["SM-4"]["status"] == "not-run"
+    assert items["SM-4"]["evidence"]["per_tool"]["ship_parcel"]["real_target_blocked"]
+    assert "ship_parcel" in items["SM-4"]["remediation"]
+    assert report["summary"]["not_run"].keys() == {"GD-2", "SM-4"}
+
+
+async def test_verify_s_own_error_is_not_run_with_its_traceback(tmp_path, monkeypatch):
+    async def broken_check(t: Any) -> Any:
+        raise ValueError("not enough values to unpack (expected 2, got 1)")
+
+    monkeypatch.setitem(CHECKS, "SM-1", broken_check)
+    report = await run_verify("examples.warehouse.app:app", tmp_path / "out", only=["SM-1"])
+    [item] = report["items"]
+    assert item["status"] == "not-run"
+    assert "stalwart verify itself failed" in item["evidence"]["why"]
+    assert "ValueError: not enough values" in item["evidence"]["traceback"]
+    assert "no verdict on your app" in item["remediation"]
+
+
+async def test_preflight_raises_before_any_node(tmp_path):
+    with pytest.raises(PreflightFailed) as caught:
+        await run_verify("tests.integration.verify.broken:bare", tmp_path, only=["SM-4"])
+    whats = [p.what for p in caught.value.problems]
+    assert any("no workload" in w for w in whats) and any("wire_money" in w for w in whats)
+    assert not (tmp_path / "work").exists()
+
+
+def test_sigterm_stops_verify_and_the_report_says_what_was_not_run(tmp_path):
+    """The node under test stops on SIGTERM; verify must stop too, not restart it."""
+    import json
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stalwart.cli", "verify", "examples.warehouse.app:app",
+         "--only", "SM-2,SM-4,GD-2", "--out", str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "WAREHOUSE_DB": str(tmp_path / "w.db")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # progress lines: wait until the first item runs
+            if "[1/3] SM-2" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    report = json.loads((tmp_path / "readiness.json").read_text())
+    assert report["meta"]["interrupted"] is True
+    statuses = {i["id"]: i["status"] for i in report["items"]}
+    assert statuses == {"SM-2": "not-run", "SM-4": "not-run", "GD-2": "not-run"}
+    assert all("stopped (SIGTERM or SIGINT)" in i["evidence"]["why"] for i in report["items"])
