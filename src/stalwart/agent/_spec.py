@@ -46,11 +46,13 @@ class _AgentBase:
     task_timeout: float = 600.0
     """Seconds a task may run in all; past it the task fails with a clear reason (a
     step that blocks the event loop past it gets its process killed by the node)."""
-    quarantine_after: int = 3
+    quarantine_after: int | None = None
     """Kills of this agent's process charged to one task (its step hung the process,
     overran ``memory_limit_mb``) before that task ends ``quarantined`` instead of
-    running again. At most the app's ``intensity``, so one poison task never makes
-    the supervisor give up (see docs/durable.md, "Poison tasks")."""
+    running again. None (the default): 3, or the app's ``intensity`` if that is lower.
+    At most the app's ``intensity``, so one poison task never makes the supervisor give
+    up (see docs/durable.md, "Poison tasks"); :meth:`App.quarantine_limit` is the value
+    in force."""
     agents: tuple[str, ...] = ()
     """Other agents this one may call (``ctx.call_agent``)."""
     security: Security = dataclasses.field(default_factory=Security)
@@ -71,7 +73,7 @@ class _AgentBase:
         if not 0 < self.task_timeout <= 86_400:
             raise ConfigError(f"agent {self.name!r}: task_timeout must be in (0, 86400] s")
         q = self.quarantine_after
-        if not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 100:
+        if q is not None and (not isinstance(q, int) or isinstance(q, bool) or not 1 <= q <= 100):
             raise ConfigError(
                 f"agent {self.name!r}: quarantine_after must be an int in 1..100, got {q!r}"
             )
@@ -192,7 +194,7 @@ class App:
                     f"agent {agent.name!r} uses model chain {chain!r}, which App.models does "
                     f"not define (defined: {sorted(self.models)})"
                 )
-            if agent.quarantine_after > self.intensity:
+            if agent.quarantine_after is not None and agent.quarantine_after > self.intensity:
                 raise ConfigError(
                     f"agent {agent.name!r}: quarantine_after={agent.quarantine_after} exceeds "
                     f"the app's intensity={self.intensity}: one poison task could make the "
@@ -240,6 +242,12 @@ class App:
             if agent.name == name:
                 return agent
         raise ConfigError(f"no agent named {name!r} in this app ({[a.name for a in self.agents]})")
+
+    def quarantine_limit(self, name: str) -> int:
+        """Kills charged to one task of agent ``name`` before it is quarantined: its
+        ``quarantine_after``, or by default 3 capped at this app's ``intensity``."""
+        explicit = self.agent(name).quarantine_after
+        return explicit if explicit is not None else max(1, min(3, self.intensity))
 
 
 def check_callable(fn: Any) -> None:

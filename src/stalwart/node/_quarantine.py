@@ -59,7 +59,7 @@ class PoisonGuard:
         if task is None or task.finished:
             return
         try:
-            limit = self.app.agent(task.agent).quarantine_after
+            limit = self.app.quarantine_limit(task.agent)
         except ConfigError:
             return  # a task of an agent this app does not run
         error = {

@@ -59,6 +59,7 @@ async def test_a_sigterm_from_outside_is_a_shutdown_exit(make_runtime):
     os.kill(rt.whereis("t").pid, signal.SIGTERM)
     os.kill(rt.whereis("p").pid, signal.SIGTERM)
     await events.wait("agent_restarted", agent="p")
+    await events.wait("agent_exited", agent="t")  # the two exits are reported in any order
     t_exit = events.matching("agent_exited", agent="t")[0]
     assert (t_exit["reason"], t_exit["signal"]) == ("shutdown", "SIGTERM")
     await settled(rt.root)
