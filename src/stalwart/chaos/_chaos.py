@@ -177,6 +177,7 @@ async def run_chaos(
         "compared_with_fault_free": comparison.get("compared", 0),
         "reference_unfinished": comparison.get("reference_unfinished", 0),
         "mismatches": comparison.get("mismatches", []),
+        "unknown_outcomes": comparison.get("unknown_outcomes", []),
         "latency_s": summary["latency_s"],
         "failures": summary["failures"],
         "unclear_failures": summary["unclear_failures"],

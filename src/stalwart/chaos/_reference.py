@@ -31,7 +31,9 @@ async def compare_with_reference(
 ) -> dict[str, Any]:
     """Run (a seeded sample of) the tasks in ``log`` fault-free; compare the completed ones.
 
-    Returns ``{"results_match_fault_free", "compared", "mismatches", "reference"}``.
+    Returns ``{"results_match_fault_free", "compared", "mismatches", "unknown_outcomes",
+    "reference"}``: a completed task whose result is flagged ``outcome_unknown`` (a side
+    effect cut off by a kill) is listed in ``unknown_outcomes``, not compared.
     """
     ids = sorted(log)
     if sample is not None and len(ids) > sample:
@@ -48,12 +50,19 @@ async def compare_with_reference(
     reference = await run_target(plain, clean, proxy=False)
     ref_log: dict[str, TaskLog] = reference["log"]
     mismatches: list[dict[str, Any]] = []
+    unknown: list[str] = []
     compared = 0
     for task_id in ids:
         entry = log[task_id]
         if entry.status != "succeeded":
             continue
         compared += 1
+        if isinstance(entry.outcome, dict) and entry.outcome.get("outcome_unknown") is True:
+            # A kill cut an at-most-once side effect mid-call: the result says it cannot
+            # vouch for that effect (never repeated, never silently "done"). That is the
+            # clear answer the run owes, not a different result.
+            unknown.append(task_id)
+            continue
         ref = ref_log.get(task_id)
         if ref is None or ref.status != "succeeded":
             mismatches.append(
@@ -76,6 +85,7 @@ async def compare_with_reference(
         "reference_unfinished": sum(1 for r in ref_log.values() if r.status == "submitted"),
         "compared": compared,
         "mismatches": mismatches[:20],
+        "unknown_outcomes": unknown,
         "reference": reference["summary"],
     }
 
