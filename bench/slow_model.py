@@ -198,11 +198,17 @@ async def _baseline(sim_url: str, calls: list[int]) -> dict[str, Any]:
             messages = [{"role": "system", "content": "You resolve support tickets."},
                         {"role": "user", "content": text}]  # fmt: skip
             for _ in range(n):
-                r = await http.post(
-                    "/chat/completions",
-                    json={"model": "strong", "messages": messages, "max_tokens": 512},
-                    headers={"authorization": "Bearer sim"},
-                )
+                for attempt in range(3):  # as any client would: a reused connection the
+                    try:  # server closed meanwhile is retried (stalwart's policy does too)
+                        r = await http.post(
+                            "/chat/completions",
+                            json={"model": "strong", "messages": messages, "max_tokens": 512},
+                            headers={"authorization": "Bearer sim"},
+                        )
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
                 r.raise_for_status()
                 messages.append(r.json()["choices"][0]["message"])
 
