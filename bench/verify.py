@@ -111,6 +111,9 @@ def main() -> None:
         result = asyncio.run(bench(out, args.quick, args.app or list(APPS)))
     path = pathlib.Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if args.app and path.exists():  # a run of some apps keeps the others' last results
+        kept = json.loads(path.read_text()).get("apps", {})
+        result["apps"] = {**kept, **result["apps"]}
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
     failed = [
