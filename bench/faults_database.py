@@ -34,46 +34,12 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from stalwart.durable import JournalEntry, PostgresStore, SQLiteStore, Store
-from stalwart.errors import CorruptRecord, LeaseLost, StoreError, StoreUnavailable
+from stalwart.durable import PostgresStore, SQLiteStore
+from stalwart.errors import CorruptRecord
 from stalwart.testing import postgres_database, postgres_reachable
-from stalwart.testing._pgserver import PostgresServer, pg_binaries
+from stalwart.testing._pgserver import PostgresServer, pg_binaries, store_fault_worker
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "faults.json"
-
-
-async def _work(
-    store: Store, owner: str, done: list[str], errors: list[str], progress: asyncio.Event
-) -> None:
-    while True:
-        try:
-            lease = await store.acquire(owner, 30)
-        except StoreUnavailable as exc:
-            errors.append(str(exc))
-            continue
-        if lease is None:
-            return
-        entries = [JournalEntry(0, "step", "a", 1), JournalEntry(1, "step", "b", 2)]
-        for op in ("append", "finish"):
-            while True:
-                try:
-                    if op == "append":
-                        await store.append(lease, entries)
-                    else:
-                        await store.finish(lease, "succeeded", lease.task_id)
-                    break
-                except StoreUnavailable as exc:
-                    errors.append(str(exc))
-                except (LeaseLost, StoreError):
-                    task = await store.get_task(lease.task_id)
-                    journal = await store.load_journal(lease.task_id)
-                    if op == "append" and len(journal.entries) == 2:
-                        break
-                    if op == "finish" and task is not None and task.status == "succeeded":
-                        break
-                    raise
-        done.append(lease.task_id)
-        progress.set()
 
 
 async def _round(server: PostgresServer, fault: str, tasks: int, down_s: float) -> dict[str, Any]:
@@ -88,7 +54,8 @@ async def _round(server: PostgresServer, fault: str, tasks: int, down_s: float) 
         errors: list[str] = []
         progress = asyncio.Event()
         workers = [
-            asyncio.create_task(_work(store, f"w{i}", done, errors, progress)) for i in range(4)
+            asyncio.create_task(store_fault_worker(store, f"w{i}", done, errors, progress))
+            for i in range(4)
         ]
         while True:
             progress.clear()

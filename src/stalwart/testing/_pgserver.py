@@ -10,6 +10,7 @@ returns None when they are absent, for the test to skip with that reason.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
@@ -21,7 +22,10 @@ import subprocess
 import tempfile
 import time
 
-__all__ = ["PostgresServer", "pg_binaries"]
+from stalwart.durable import JournalEntry, Store
+from stalwart.errors import LeaseLost, StoreError, StoreUnavailable
+
+__all__ = ["PostgresServer", "pg_binaries", "store_fault_worker"]
 
 
 def pg_binaries() -> pathlib.Path | None:
@@ -124,3 +128,43 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def store_fault_worker(
+    store: Store, owner: str, done: list[str], errors: list[str], progress: asyncio.Event
+) -> None:
+    """Run a store's tasks to the end while faults hit it (the fault tests and
+    ``bench/faults_database.py`` run several at once): acquire, journal two steps,
+    finish -- retrying what a fault made unavailable, and resolving every operation
+    whose outcome a fault left unknown by reading what is stored. Finished task ids go
+    to ``done`` (``progress`` is set after each), every fault seen to ``errors``."""
+    while True:
+        try:
+            lease = await store.acquire(owner, 30)
+        except StoreUnavailable as exc:
+            errors.append(f"acquire: {exc}")
+            continue
+        if lease is None:
+            return
+        entries = [JournalEntry(0, "step", "a", 1), JournalEntry(1, "step", "b", 2)]
+        for op in ("append", "finish"):
+            while True:
+                try:
+                    if op == "append":
+                        await store.append(lease, entries)
+                    else:
+                        await store.finish(lease, "succeeded", lease.task_id)
+                    break
+                except StoreUnavailable as exc:  # e.g. "during commit: the outcome is unknown"
+                    errors.append(f"{op}: {exc}")
+                except (LeaseLost, StoreError):
+                    # The earlier attempt committed after all: what is stored says so.
+                    task = await store.get_task(lease.task_id)
+                    journal = await store.load_journal(lease.task_id)
+                    if op == "append" and len(journal.entries) == 2:
+                        break
+                    if op == "finish" and task is not None and task.status == "succeeded":
+                        break
+                    raise
+        done.append(lease.task_id)
+        progress.set()

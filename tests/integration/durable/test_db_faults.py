@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from stalwart.durable import JournalEntry, PostgresStore, SQLiteStore, Store
-from stalwart.errors import CorruptRecord, LeaseLost, StoreError, StoreUnavailable
+from stalwart.durable import PostgresStore, SQLiteStore
+from stalwart.errors import CorruptRecord
 from stalwart.guard import SpendLedger
 from stalwart.testing import postgres_database, postgres_reachable
-from stalwart.testing._pgserver import PostgresServer, pg_binaries
+from stalwart.testing._pgserver import PostgresServer, pg_binaries, store_fault_worker
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,44 +32,6 @@ def pg_server() -> Iterator[PostgresServer]:
         pytest.skip("PostgreSQL server binaries (/usr/lib/postgresql/*/bin) are not installed")
     with PostgresServer() as server:
         yield server
-
-
-async def _work(
-    store: Store, owner: str, done: list[str], errors: list[str], progress: asyncio.Event
-) -> None:
-    """Run tasks to the end: acquire, journal two steps, finish -- resolving every
-    operation whose outcome a fault left unknown by looking at what is stored."""
-    while True:
-        try:
-            lease = await store.acquire(owner, 30)
-        except StoreUnavailable as exc:
-            errors.append(f"acquire: {exc}")
-            continue
-        if lease is None:
-            return
-        entries = [JournalEntry(0, "step", "a", 1), JournalEntry(1, "step", "b", 2)]
-        for op in ("append", "finish"):
-            while True:
-                try:
-                    if op == "append":
-                        await store.append(lease, entries)
-                    else:
-                        await store.finish(lease, "succeeded", lease.task_id)
-                    break
-                except StoreUnavailable as exc:  # e.g. "during commit: the outcome is unknown"
-                    errors.append(f"{op}: {exc}")
-                except (LeaseLost, StoreError):
-                    # The earlier attempt committed after all: what is stored says so.
-                    task = await store.get_task(lease.task_id)
-                    assert task is not None
-                    journal = await store.load_journal(lease.task_id)
-                    if op == "append" and len(journal.entries) == 2:
-                        break
-                    if op == "finish" and task.status == "succeeded":
-                        break
-                    raise
-        done.append(lease.task_id)
-        progress.set()
 
 
 async def test_a_postgres_restart_and_a_kill_lose_and_duplicate_nothing(
@@ -87,7 +49,8 @@ async def test_a_postgres_restart_and_a_kill_lose_and_duplicate_nothing(
         errors: list[str] = []
         progress = asyncio.Event()
         workers = [
-            asyncio.create_task(_work(store, f"w{i}", done, errors, progress)) for i in range(4)
+            asyncio.create_task(store_fault_worker(store, f"w{i}", done, errors, progress))
+            for i in range(4)
         ]
         recoveries: list[float] = []
         for fault in ("restart", "kill"):
