@@ -12,13 +12,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from stalwart.llm.sim._brain import Reply, count_tokens
 from stalwart.llm.sim._server import (
     MODELS,
-    SimWorld,
     _answer,
     _error,
-    _model_gate,
     _prompt_tokens,
-    _read_json,
     _refusal,
+    openai_request,
 )
 from stalwart.llm.sim._wires import reasoning_refusal, responses_events, structured_value
 
@@ -77,16 +75,10 @@ def _messages(data: dict[str, Any]) -> list[dict[str, Any]] | str:
 
 
 async def responses(request: Request) -> Response:
-    world: SimWorld = request.app.state.world
-    data = await _read_json(request)
-    if isinstance(data, Response):
-        return data
-    model = str(data.get("model", ""))
-    auth = request.headers.get("authorization", "")
-    key = auth[7:] if auth.lower().startswith("bearer ") else None
-    gate = await _model_gate(world, request, model, key)
-    if gate is not None:
-        return gate
+    admitted = await openai_request(request)
+    if isinstance(admitted, Response):
+        return admitted
+    world, data, model = admitted
     if MODELS[model].get("reasoning"):
         refusal = reasoning_refusal(data, "responses")
         if refusal is not None:

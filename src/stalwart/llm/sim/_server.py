@@ -257,7 +257,10 @@ def _answer(
     return world.brain.reply(messages, tool_names, str(MODELS[model]["persona"])), prompt
 
 
-async def chat_completions(request: Request) -> Response:
+async def openai_request(request: Request) -> tuple[SimWorld, dict[str, Any], str] | Response:
+    """An OpenAI-wire model request read and admitted (JSON body, bearer key, the model's
+    faults and keys): the world, the body and the model, or the error to answer with.
+    Chat Completions and the Responses API both start here."""
     world: SimWorld = request.app.state.world
     data = await _read_json(request)
     if isinstance(data, Response):
@@ -268,6 +271,14 @@ async def chat_completions(request: Request) -> Response:
     gate = await _model_gate(world, request, model, key)
     if gate is not None:
         return gate
+    return world, data, model
+
+
+async def chat_completions(request: Request) -> Response:
+    admitted = await openai_request(request)
+    if isinstance(admitted, Response):
+        return admitted
+    world, data, model = admitted
     if MODELS[model].get("reasoning"):
         refusal = reasoning_refusal(data, "chat")
         if refusal is not None:
