@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -272,11 +272,6 @@ async def test_http_tools_are_called_and_reconnected_after_the_server_is_killed(
         assert again.value["notes"] == ["over http"]
         assert server.connections >= 2
     assert server.state == "stopped"
-
-
-@pytest.fixture
-def _no_mcp_in_sys_modules() -> Iterator[None]:
-    yield
 
 
 def test_import_stalwart_does_not_import_mcp():

@@ -133,3 +133,28 @@ async def test_llm_agent_uses_mcp_tools_and_a_kill_mid_task_repeats_no_side_effe
     pids = {pid for name, pid in calls(tmp_path) if name == "start"}
     assert len(pids) >= 3  # scribe's, scribe's after the kill, peek's
     await until(lambda: all(pid_gone(p) for p in pids), 20, "MCP server processes exit")
+
+
+@pytest.mark.timeout(120)
+async def test_the_mcp_notes_example_runs_on_a_node(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOTES_FILE", str(tmp_path / "example-notes.txt"))
+    node, service = app_node(
+        "examples.mcp_notes.app:app",
+        store=f"sqlite:///{tmp_path}/example.db",
+        events=EventBus(log=False),
+    )
+    outcome: dict[str, object] = {}
+
+    async def work() -> None:
+        await until(lambda: node.ready, 60, "the node is ready")
+        await service.tasks.submit(
+            "scribe", {"text": "Take a note: water the plants."}, task_id="e1"
+        )
+        record = await service.tasks.wait("e1", timeout=60)
+        assert record.status == "succeeded", record.outcome
+        outcome.update(record.outcome)
+
+    assert await node.run(until=work()) == 0
+    assert outcome["status"] == "completed" and outcome["answer"] == "Noted: water the plants."
+    lines = (tmp_path / "example-notes.txt").read_text().splitlines()
+    assert [line.split("\t")[1] for line in lines] == ["water the plants"]
