@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.errors import ConfigError, InvalidMessage, ToolServerError, ToolServerUnavailable
 from stalwart.llm import ToolSpec
-from stalwart.observe import EventBus, get_logger
+from stalwart.observe import EventBus, catalog, get_logger
 from stalwart.resilience import (
     BREAKERS,
     DEFAULT_BREAKER,
@@ -327,6 +327,7 @@ class MCPServer:
         self.connections = 0
         """Connections made so far (the first, then each reconnection)."""
         self._session: ClientSession | None = None
+        self._down_since: float | None = None
         self._runner: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._suspect = asyncio.Event()
@@ -436,6 +437,7 @@ class MCPServer:
             except Exception as exc:  # every failure to connect or stay connected
                 failures += 1
                 self.why = _describe(exc)
+                self._degraded(True)
                 _log.warning(
                     "tool_server_down", server=self.name, error=self.why, failures=failures
                 )
@@ -467,6 +469,7 @@ class MCPServer:
             self.connections += 1
             self.state = "connected"
             self.why = ""
+            self._degraded(False)
             self._suspect.clear()
             self._changed.set()
             _log.info("tool_server_connected", server=self.name, connections=self.connections)
@@ -474,6 +477,20 @@ class MCPServer:
                 await self._watch(session)
             finally:  # no call may use it while it closes (a stdio child takes a while)
                 self._session = None
+
+    def _degraded(self, down: bool) -> None:
+        """``stalwart_degraded{component="mcp:<name>"}`` while the server is down, and the
+        seconds it lasted (``stalwart_degradation_seconds``) once it is back."""
+        component = self.breaker_name
+        now = self.clock.monotonic()
+        if down and self._down_since is None:
+            self._down_since = now
+            catalog.DEGRADED.labels(component).set(1)
+            catalog.DEGRADATION_EVENTS.labels(component, "tool_server_down").inc()
+        elif not down and self._down_since is not None:
+            catalog.DEGRADATION_SECONDS.labels(component).inc(now - self._down_since)
+            catalog.DEGRADED.labels(component).set(0)
+            self._down_since = None
 
     def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
         if self.command is not None:

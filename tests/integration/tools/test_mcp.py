@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from stalwart.errors import ConfigError
+from stalwart.observe import REGISTRY
 from stalwart.resilience import BreakerConfig, BreakerRegistry
 from stalwart.tools import ToolRegistry, ToolResult
 from stalwart.tools.mcp import MCPServer, MCPToolOptions, servers_of
@@ -65,6 +66,10 @@ async def until(check, timeout: float, what: str):  # type: ignore[no-untyped-de
             raise AssertionError(f"not within {timeout} s: {what}")
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.2)
+
+
+def degraded(component: str) -> float | None:
+    return REGISTRY.get_sample_value("stalwart_degraded", {"component": component})
 
 
 def pid_gone(pid: int) -> bool:
@@ -176,6 +181,7 @@ async def test_a_killed_stdio_server_opens_its_breaker_and_is_restarted(tmp_path
         other = await registry.invoke("notes_add_note", {"text": "x"}, idempotency_key="k")
         assert other.status == "unavailable" and "breaker is open" in other.error
         await until(lambda: not server.connected, 10, "the server is seen down")
+        await until(lambda: degraded("mcp:notes") == 1, 10, "the outage is a degradation")
         down = await registry.invoke("notes_read_notes", {})
         assert down.status == "unavailable"
         message = server._down_message()
@@ -192,6 +198,7 @@ async def test_a_killed_stdio_server_opens_its_breaker_and_is_restarted(tmp_path
         assert int(again.value["pid"]) != old_pid
         assert breakers.get("mcp:notes").state.name == "CLOSED"
         assert server.connections == 2
+        assert degraded("mcp:notes") == 0
     assert notes(tmp_path) == []  # the rejected side effect never ran
 
 
