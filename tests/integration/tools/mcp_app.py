@@ -8,6 +8,7 @@ from stalwart.agent import TaskContext
 from stalwart.llm.sim import Rule, Scenario
 
 NOTE = r"note: (?P<text>[a-z ]+)\."
+REMEMBER = r"remember: (?P<text>[a-z ]+)\. Take (?P<seconds>\d+) seconds\."
 
 SCENARIO = Scenario(
     (
@@ -18,6 +19,10 @@ SCENARIO = Scenario(
              arguments={"seconds": 2}),
         Rule(match=NOTE, requires=("notes_read_notes", "notes_add_note", "notes_slow"),
              answer="Noted: {text}. The server said {result:notes_add_note}"),
+        Rule(match=REMEMBER, call="notes_slow_add",
+             arguments={"text": "{text}", "seconds": "{seconds}"}),
+        Rule(match=REMEMBER, requires=("notes_slow_add",),
+             answer="Remembered: {text}. {result:notes_slow_add}"),
     )
 )  # fmt: skip
 

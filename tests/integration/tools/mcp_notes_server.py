@@ -47,6 +47,15 @@ def build(notes: pathlib.Path, log: pathlib.Path | None = None) -> MCPServer:
         return {"added": text}
 
     @server.tool()
+    async def slow_add(text: str, seconds: float, idempotency_key: str = "") -> dict[str, object]:
+        """Append a note, then wait ``seconds`` before answering (a slow side effect)."""
+        began("slow_add")
+        with notes.open("a") as f:
+            f.write(f"{idempotency_key}\t{text}\n")
+        await asyncio.sleep(seconds)
+        return {"added": text}
+
+    @server.tool()
     async def slow(seconds: float) -> str:
         """Wait ``seconds`` and answer."""
         began("slow")

@@ -39,6 +39,11 @@ scopes = ["notes:write"]
 side_effect = true
 key_argument = "idempotency_key"
 
+[mcp_servers.tools.slow_add]
+scopes = ["notes:write"]
+side_effect = true
+key_argument = "idempotency_key"
+
 [mcp_servers.tools.slow]
 scopes = ["notes:read"]
 timeout = 10
@@ -66,6 +71,11 @@ def write_app(tmp_path: pathlib.Path) -> str:
     path = tmp_path / "app.toml"
     path.write_text(TOML.replace("{command}", repr(command).replace("'", '"')))
     return str(path)
+
+
+def notes_of(tmp_path: pathlib.Path) -> list[str]:
+    path = tmp_path / "notes.txt"
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def calls(tmp_path: pathlib.Path) -> list[tuple[str, int]]:
@@ -111,6 +121,18 @@ async def test_llm_agent_uses_mcp_tools_and_a_kill_mid_task_repeats_no_side_effe
         record = await tasks.wait("p1", timeout=60)
         assert record.status == "succeeded", record.outcome
         facts["p1"] = record.outcome
+        # 4. killed inside a side-effect call: the note is written, the answer never came
+        await tasks.submit(
+            "scribe", {"text": "Please remember: pay rent. Take 3 seconds."}, task_id="t3"
+        )
+        await until(lambda: any(line.endswith("\tpay rent") for line in notes_of(tmp_path)),
+                    60, "t3's side effect reached the server")  # fmt: skip
+        ref = node.runtime.whereis("scribe")
+        assert ref is not None
+        os.kill(ref.pid, signal.SIGKILL)
+        record = await tasks.wait("t3", timeout=90)
+        assert record.status == "succeeded", record.outcome
+        facts["t3"] = record.outcome
 
     code = await node.run(until=work())
     assert code == 0
@@ -120,18 +142,22 @@ async def test_llm_agent_uses_mcp_tools_and_a_kill_mid_task_repeats_no_side_effe
     assert t1["answer"].endswith('The server said {"added":"buy milk"}')
     assert t2["status"] == "completed" and t2["answer"].startswith("Noted: call bob.")
 
-    lines = (tmp_path / "notes.txt").read_text().splitlines()
+    lines = notes_of(tmp_path)
     texts = [line.split("\t")[1] for line in lines]
-    assert texts == ["buy milk", "call bob"]  # each side effect exactly once
+    assert texts == ["buy milk", "call bob", "pay rent"]  # each side effect exactly once
     keys = [line.split("\t")[0] for line in lines]
-    assert len(set(keys)) == 2 and all(keys)  # ledger keys reached the server
+    assert len(set(keys)) == 3 and all(keys)  # ledger keys reached the server
     made = [name for name, _ in calls(tmp_path)]
     assert made.count("add_note") == 2  # not repeated on t2's resume
+    assert made.count("slow_add") == 1  # interrupted mid-call: not made again (at most once)
+    t3 = facts["t3"]
+    assert t3["status"] == "outcome_unknown" and t3["outcome_unknown"] is True
+    assert [e["tool"] for e in t3["effects"]] == ["notes_slow_add"]
     assert made.count("slow") == 3  # t1 once; t2 twice: the kill landed mid-step
     assert p1["read"] == "ok" and p1["write"] == "denied" and "notes:write" in p1["why"]
     # every server process the agents started is gone once the node stopped
     pids = {pid for name, pid in calls(tmp_path) if name == "start"}
-    assert len(pids) >= 3  # scribe's, scribe's after the kill, peek's
+    assert len(pids) >= 4  # scribe's three (two kills), peek's
     await until(lambda: all(pid_gone(p) for p in pids), 20, "MCP server processes exit")
 
 
