@@ -258,6 +258,8 @@ class MCPServer:
     ping_interval
         Seconds between liveness pings while connected (a dead server is noticed by
         then, or at once by the next call).
+    clock
+        Measures how long the server was down (tests pass a fake clock).
     """
 
     def __init__(
@@ -277,6 +279,7 @@ class MCPServer:
         reconnect_min: float = 0.2,
         reconnect_max: float = 10.0,
         ping_interval: float = 5.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if not name or not isinstance(name, str):
             raise ConfigError("an MCPServer needs a name")
@@ -306,7 +309,7 @@ class MCPServer:
         self.reconnect_min = float(reconnect_min)
         self.reconnect_max = float(reconnect_max)
         self.ping_interval = float(ping_interval)
-        self.clock: Clock = SYSTEM_CLOCK
+        self.clock = clock
         options = (
             dict(tools)
             if isinstance(tools, Mapping)
@@ -406,9 +409,11 @@ class MCPServer:
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.shield(runner)
-        except TimeoutError:
+        except BaseException as exc:  # out of time, or this stop was cancelled: end it now
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
+            if not isinstance(exc, TimeoutError):
+                raise
         finally:
             self.state = "stopped"
             self.why = "stopped"
@@ -546,6 +551,7 @@ class MCPServer:
         connected or the connection broke mid-call, :class:`~stalwart.errors.ToolServerError`
         when the tool answered with an error.
         """
+        import anyio
         from mcp import MCPError
 
         session = self._session
@@ -563,7 +569,8 @@ class MCPServer:
                 f"MCP server {self.name!r} refused {remote!r}: {exc.error.message}",
                 dependency=self.name,
             ) from None
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, anyio.ClosedResourceError, anyio.BrokenResourceError,
+                anyio.EndOfStream) as exc:  # fmt: skip
             self._lost(_describe(exc))
             raise ToolServerUnavailable(self._down_message(), dependency=self.name) from None
         if result.is_error:
