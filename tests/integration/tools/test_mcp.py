@@ -256,6 +256,12 @@ async def test_http_tools_are_called_and_reconnected_after_the_server_is_killed(
         assert done.ok and notes(tmp_path) == ["h-1\tover http"]
         first = await registry.invoke("read_notes", {})
         assert first.ok and first.value["notes"] == ["over http"]
+        # with request headers (its own HTTP client), a second session to the same server
+        headed = MCPServer("headed", url=url, tools=["read_notes"], headers={"X-Team": "a"})
+        async with headed:
+            (read,) = headed.tools
+            seen = await read.invoke({}, breakers=breakers)
+            assert seen.ok and seen.value["pid"] == first.value["pid"]
 
         http_server.kill()
 
@@ -287,3 +293,14 @@ def test_import_stalwart_does_not_import_mcp():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+async def test_a_declared_tool_the_server_lacks_is_an_error_not_a_crash(tmp_path):
+    command = [sys.executable, str(SERVER), "--notes", str(tmp_path / "notes.txt")]
+    server = MCPServer("notes", command=command, tools=["read_notes", "nope"])
+    async with server:
+        registry = ToolRegistry(server.tools, breakers=BreakerRegistry())
+        assert registry["nope"].spec.parameters == {"type": "object"}  # never listed
+        result = await registry.invoke("nope", {})
+        assert result.status == "error" and "'notes'" in result.error
+        assert (await registry.invoke("read_notes", {})).ok
