@@ -304,3 +304,19 @@ async def test_a_declared_tool_the_server_lacks_is_an_error_not_a_crash(tmp_path
         result = await registry.invoke("nope", {})
         assert result.status == "error" and "'notes'" in result.error
         assert (await registry.invoke("read_notes", {})).ok
+
+
+async def test_a_server_that_cannot_start_leaves_its_tools_unavailable_with_the_reason(tmp_path):
+    missing = MCPServer(
+        "ghost", command=[str(tmp_path / "no-such-server")], tools=["read"], reconnect_max=0.5
+    )
+    refused = MCPServer("closed", url="http://127.0.0.1:9/mcp", tools=["read"], reconnect_max=0.5)
+    breakers = BreakerRegistry()
+    for server, reason in ((missing, "No such file"), (refused, "ConnectError")):
+        async with server:  # starting does not raise: the agent runs, the tools are down
+            assert server.state in ("down", "connecting") and not server.connected
+            result = await server.tools[0].invoke({}, breakers=breakers)
+            assert result.status == "unavailable"
+            assert f"MCP server {server.name!r} is not connected" in result.error
+            assert reason in result.error  # what failed, in the model's and the log's words
+        assert server.state == "stopped"
