@@ -146,6 +146,8 @@ def _mcp_servers(raw: Any, where: str) -> dict[str, MCPServer]:
                     f"{at}.tools.{remote}: unknown key(s) {sorted(bad)}; known: {sorted(_MCP_TOOL)}"
                 )
             opts = dict(given)
+            if "double" in opts:  # "module:function", as @tool(double=...)
+                opts["double"] = _object(opts["double"], f"{at}.tools.{remote}.double")
             if "retry" in opts:  # true: the default retries; false: one attempt
                 if not isinstance(opts["retry"], bool):
                     raise ConfigError(f"{at}.tools.{remote}.retry must be true or false")

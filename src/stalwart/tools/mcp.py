@@ -32,7 +32,7 @@ import contextlib
 import dataclasses
 import random
 import sys
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
@@ -90,6 +90,9 @@ class MCPToolOptions:
         Replaces the server's description (the model reads it).
     retry
         Retries of a read tool (a side-effect tool is retried only with ``deduplicates``).
+    double
+        Runs instead of the server while ``stalwart verify`` runs the app (same
+        arguments, and ``idempotency_key`` for a side effect), as ``@tool(double=...)``.
     """
 
     scopes: Sequence[str] = ()
@@ -101,8 +104,11 @@ class MCPToolOptions:
     alternatives: Sequence[str] = ()
     description: str | None = None
     retry: RetryPolicy | None = _TOOL_RETRY
+    double: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.double is not None and not callable(self.double):
+            raise ConfigError(f"MCPToolOptions.double must be a function, got {self.double!r}")
         if isinstance(self.scopes, str):
             raise ConfigError("MCPToolOptions.scopes is a list of scope names, not one string")
         if self.deduplicates and not (self.side_effect and self.key_argument):
@@ -354,6 +360,7 @@ class MCPServer:
             remote=remote,
             key_argument=opts.key_argument,
             record=opts.record,
+            double=opts.double,
         )
 
     def __repr__(self) -> str:

@@ -106,3 +106,37 @@ def test_the_key_argument_is_hidden_from_the_model_and_supplied_by_the_runtime()
     assert send.validate({"to": "a", "key": "forged"}) == {"to": "a"}  # the model's key dropped
     with pytest.raises(Exception, match="'to' is a required property"):
         send.validate({})
+
+
+async def test_under_verify_a_double_stands_in_for_the_server_and_deliveries_are_counted(
+    tmp_path, monkeypatch
+):
+    from stalwart.resilience import BreakerRegistry
+    from stalwart.tools._verifying import BLOCKED_ENV, VERIFY_DIR_ENV
+
+    sent: list[dict[str, object]] = []
+
+    async def fake_send(to: str, idempotency_key: str) -> dict[str, object]:
+        sent.append({"to": to, "key": idempotency_key})
+        return {"queued": to}
+
+    server = MCPServer(
+        "mail",
+        command=["true"],  # never started: the double answers
+        tools={
+            "send": MCPToolOptions(side_effect=True, key_argument="key", double=fake_send),
+            "blast": MCPToolOptions(side_effect=True),
+        },
+    )
+    send, blast = server.tools
+    monkeypatch.setenv(VERIFY_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(BLOCKED_ENV, "blast")
+    breakers = BreakerRegistry()
+    result = await send.invoke({"to": "a@example.com"}, idempotency_key="k1", breakers=breakers)
+    assert result.ok and result.value == {"queued": "a@example.com"}
+    assert sent == [{"to": "a@example.com", "key": "k1"}]
+    assert (tmp_path / "calls" / "send.keys").read_text() == "k1\n"
+    refused = await blast.invoke({}, idempotency_key="k2", breakers=breakers)
+    assert refused.status == "error" and "no double" in refused.error
+    with pytest.raises(ConfigError, match="must be a function"):
+        MCPToolOptions(double="module:fn")  # type: ignore[arg-type]
