@@ -16,7 +16,7 @@ SCENARIO = Scenario(
         Rule(match=NOTE, requires=("notes_read_notes",), call="notes_add_note",
              arguments={"text": "{text}"}),
         Rule(match=NOTE, requires=("notes_read_notes", "notes_add_note"), call="notes_slow",
-             arguments={"seconds": 2}),
+             arguments={"seconds": 3}),
         Rule(match=NOTE, requires=("notes_read_notes", "notes_add_note", "notes_slow"),
              answer="Noted: {text}. The server said {result:notes_add_note}"),
         Rule(match=REMEMBER, call="notes_slow_add",

@@ -84,6 +84,7 @@ def calls(tmp_path: pathlib.Path) -> list[tuple[str, int]]:
     return [(line.split()[0], int(line.split()[1])) for line in lines]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_llm_agent_uses_mcp_tools_and_a_kill_mid_task_repeats_no_side_effect(tmp_path):
     node, service = app_node(
@@ -123,7 +124,7 @@ async def test_llm_agent_uses_mcp_tools_and_a_kill_mid_task_repeats_no_side_effe
         facts["p1"] = record.outcome
         # 4. killed inside a side-effect call: the note is written, the answer never came
         await tasks.submit(
-            "scribe", {"text": "Please remember: pay rent. Take 3 seconds."}, task_id="t3"
+            "scribe", {"text": "Please remember: pay rent. Take 6 seconds."}, task_id="t3"
         )
         await until(lambda: any(line.endswith("\tpay rent") for line in notes_of(tmp_path)),
                     60, "t3's side effect reached the server")  # fmt: skip
