@@ -654,7 +654,9 @@ async def _list_tools(session: ClientSession) -> list[_Listed]:
 
 
 def _text(content: Iterable[Any]) -> str:
-    return "\n".join(str(getattr(block, "text", "")) for block in content).strip()
+    from mcp.types import TextContent
+
+    return "\n".join(b.text for b in content if isinstance(b, TextContent)).strip()
 
 
 def _content(content: Sequence[Any]) -> Any:
