@@ -20,6 +20,7 @@ from stalwart.errors import InvalidMessage, ProtocolError, Shutdown
 from stalwart.observe import (
     MetricShipper,
     attach_traceparent,
+    capture_std_streams,
     configure_logging,
     configure_tracing,
     shutdown_tracing,
@@ -110,6 +111,9 @@ class _AgentMain:
             agent_id=self.req.name,
             pid=os.getpid(),
         )
+        # print() and sys.stderr writes in agent code become redacted log lines
+        # (``agent_output``) with the task that printed them, never raw node output
+        self.restore_streams = capture_std_streams()
         # spans go straight to the collector (OTEL_* variables), from this process's provider
         configure_tracing(instance=f"{self.req.name}/{os.getpid()}")
         self.shipper = MetricShipper()  # metrics the agent records reach the node's /metrics
@@ -133,6 +137,7 @@ class _AgentMain:
             for task in background:
                 task.cancel()
             channel.send(InitFailed(error_type=type(exc).__name__, error=str(exc)[:2000]))
+            self.restore_streams()  # a partial line printed before the failure is logged
             await channel.drain()
             channel.close()
             return 1
@@ -160,6 +165,7 @@ class _AgentMain:
             self.channel.send(Exiting(reason="shutdown", detail=self.shutdown_detail))
         self._ship_metrics()
         await self._flush_spans()
+        self.restore_streams()  # a last partial line is logged before the channel closes
         await channel.drain()
         channel.close()
         if self.crash is not None:
