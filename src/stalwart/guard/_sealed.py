@@ -4,8 +4,8 @@ Every value a :class:`~stalwart.guard.SecretResolver` hands out is remembered he
 with its name. Before anything is written to the task journal (a step's result, a
 side effect's result, a failure's message, a checkpoint, a task's outcome),
 :func:`seal` replaces each occurrence of a remembered value with a reference
-marker, ``\\ue000secret://name\\ue001`` (two private-use characters around the
-reference). :func:`unseal` turns markers back into the *current* value of the
+marker: its ``secret://`` reference between the private-use characters U+E000 and
+U+E001. :func:`unseal` turns markers back into the *current* value of the
 secret when a journal is loaded for replay, so a resumed task gets a usable value
 (the rotated one, if it was rotated) while the store, the journal endpoint, the
 CLI and every copy of the database hold only the name.
