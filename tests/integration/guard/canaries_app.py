@@ -50,7 +50,13 @@ async def leaky(ctx: TaskContext, task_input: Any) -> Any:
     return {"summary": everything, "header": header["header"]}
 
 
+def workload(count: int, seed: int) -> list[Any]:
+    """Task inputs for ``stalwart verify`` (every one pushes all four canaries)."""
+    return [{"ok": True, "n": seed + i} for i in range(count)]
+
+
 app = App(
     agents=[PythonAgent(name="leaky", fn=leaky, restart="transient")],
     models={},
+    workload="tests.integration.guard.canaries_app:workload",
 )
