@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from stalwart.durable import Context, Runner, Store
-from stalwart.guard import LocalVault, SecretResolver
+from stalwart.guard import ApprovalQueue, LocalVault, SecretResolver
 from stalwart.testing import FakeClock
 
 MakeStore = Callable[..., Any]
@@ -62,3 +62,20 @@ async def test_secrets_are_sealed_in_the_journal_and_unsealed_on_replay(
     record = await store.get_task(tid)
     assert record is not None and ROTATED not in json.dumps(record.outcome)
     assert record.outcome == {"used": "Bearer \ue000secret://db-password\ue001"}
+
+
+def test_a_held_tool_call_keeps_the_reference_not_the_secret(tmp_path) -> None:
+    vault = LocalVault(tmp_path / "v.enc", key_file=str(tmp_path / "v.key"))
+    vault.set("api-token", VALUE)
+    key = SecretResolver(vault).resolve("secret://api-token")
+    queue = ApprovalQueue(f"sqlite:///{tmp_path}/approvals.db")
+    try:
+        held = queue.submit(
+            task_id="t", agent="a", tool="post", arguments={"auth": f"Token {key}"}, reason="r"
+        )
+        assert held.as_dict(reveal=True)["arguments"] == {
+            "auth": "Token \ue000secret://api-token\ue001"
+        }
+    finally:
+        queue.close()
+    assert VALUE.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("approvals.db*"))
