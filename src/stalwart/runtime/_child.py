@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stalwart.errors import InvalidMessage, ProtocolError, Shutdown
+from stalwart.guard import install_redactor
 from stalwart.observe import (
     MetricShipper,
     attach_traceparent,
@@ -111,6 +112,7 @@ class _AgentMain:
             agent_id=self.req.name,
             pid=os.getpid(),
         )
+        install_redactor()  # this process's lines, with the secrets it resolves, are redacted
         # print() and sys.stderr writes in agent code become redacted log lines
         # (``agent_output``) with the task that printed them, never raw node output
         self.restore_streams = capture_std_streams()

@@ -226,3 +226,49 @@ async def _drain(stream: asyncio.StreamReader, into: list[bytes]) -> None:
         if not line:
             return
         into.append(line)
+
+
+BARE_APP = """
+import os
+from stalwart import Agent, ChildSpec, SupervisorSpec
+
+class Printer(Agent):
+    async def init(self, args):
+        print("card on file", "4539 1488 0343 6467")
+        os.write(2, b"raw card 4539148803436467 then exit\\n")
+
+root = SupervisorSpec("root", [ChildSpec("printer", Printer)])
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_a_bare_supervisor_run_redacts_what_its_agents_print(tmp_path) -> None:
+    """`stalwart run module:root` (no App): printed lines are logged redacted too."""
+    (tmp_path / "bare_app.py").write_text(BARE_APP)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "stalwart.cli", "run", "bare_app:root",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    seen: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(30):
+            while sum(1 for r in seen if r.get("event") == "agent_output") < 2:
+                raw = await proc.stderr.readline()
+                assert raw, "the node exited early"
+                seen.append(json.loads(raw))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            rest, _ = await asyncio.gather(proc.stderr.read(), proc.wait())
+            out = await proc.stdout.read()
+    printed = {
+        (r["stream"], bool(r.get("raw"))): r["text"] for r in seen if r["event"] == "agent_output"
+    }
+    assert printed == {
+        ("stdout", False): "card on file [REDACTED:card]",
+        ("stderr", True): "raw card [REDACTED:card] then exit",
+    }
+    everything = json.dumps(seen) + rest.decode() + out.decode()
+    assert CARD not in everything and CARD.replace(" ", "") not in everything
