@@ -15,7 +15,8 @@ Two layers, so no line escapes and none is lost:
   library, ``os.write(1, ...)``, a subprocess, the interpreter's last traceback)
   is logged line by line as ``agent_output`` with ``raw: true``, through the node's
   redactor. The pipes are drained to their end, so lines written just before a
-  process dies are still logged.
+  process dies are still logged. A process writing faster than the node reads waits
+  on the full pipe (back-pressure); the node's loop never does.
 """
 
 from __future__ import annotations
@@ -131,8 +132,10 @@ def capture_std_streams() -> Callable[[], None]:
     """Replace ``sys.stdout``/``sys.stderr`` with :class:`LineWriter` objects; returns a
     function that flushes them and puts the originals back."""
     old_out, old_err = sys.stdout, sys.stderr
-    fallback = sys.__stderr__ if sys.__stderr__ is not None else old_err
-    out, err = LineWriter("stdout", fallback), LineWriter("stderr", fallback)
+    # what bypasses the writers (fileno() for a subprocess, faulthandler, a line written
+    # while one is being logged) goes to the process's own descriptor of the same stream
+    out = LineWriter("stdout", sys.__stdout__ if sys.__stdout__ is not None else old_out)
+    err = LineWriter("stderr", sys.__stderr__ if sys.__stderr__ is not None else old_err)
     sys.stdout, sys.stderr = out, err
 
     def restore() -> None:

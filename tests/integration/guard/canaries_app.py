@@ -9,6 +9,7 @@ carries all of them.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from typing import Any
 
@@ -43,6 +44,7 @@ async def leaky(ctx: TaskContext, task_input: Any) -> Any:
     sys.stderr.write(f"stderr: {everything}\n")
     os.write(1, f"fd1: {everything}\n".encode())  # past sys.stdout entirely
     os.write(2, f"fd2: {everything}\n".encode())
+    subprocess.run(["echo", f"sub: {everything}"], check=True, timeout=10)  # inherits fd 1
     _log.info("careless_line", detail=everything, card=CARD)
     await ctx.step("customer", lambda: {"who": NAME_ADDRESS, "card": CARD, "token": SLACK})
     if isinstance(task_input, dict) and task_input.get("fail"):

@@ -170,7 +170,8 @@ async def test_four_canaries_reach_no_sink_of_a_real_node(tmp_path, collector) -
             async def printed() -> str | None:
                 r = await c.get("/v1/logs", params={"event": "agent_output", "limit": 1000})
                 text = r.text
-                return text if text.count("fd2:") and text.count("stderr:") else None
+                wanted = ("fd2:", "stderr:", "sub:")
+                return text if all(w in text for w in wanted) else None
 
             store_api = await _until("the printed lines in the log store", printed)
             written.append(store_api)
