@@ -23,6 +23,8 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 if TYPE_CHECKING:
     from stalwart.guard._secrets import SecretResolver
 
@@ -31,6 +33,8 @@ __all__ = ["MARK_END", "MARK_START", "remember_secret", "seal", "sealed_names", 
 MARK_START = "\ue000"
 MARK_END = "\ue001"
 _MARKER = re.compile("\ue000secret://([A-Za-z][A-Za-z0-9_.-]{0,127})\ue001")
+_START_BYTES = MARK_START.encode()
+_END_BYTES = MARK_END.encode()
 _MIN_LENGTH = 4
 """Shorter values are not sealed (a 3-character "secret" would replace every "abc")."""
 
@@ -43,6 +47,8 @@ class _Registry:
         self.values: dict[str, str] = {}
         self.resolvers: dict[str, SecretResolver] = {}
         self.ordered: tuple[tuple[str, str], ...] = ()  # (value, name), longest value first
+        # the values as UTF-8, when each reads the same inside a JSON string (the fast path)
+        self.encoded: tuple[bytes, ...] | None = ()
         self.fallback: SecretResolver | None = None
 
 
@@ -62,6 +68,9 @@ def remember_secret(name: str, value: str, resolver: SecretResolver | None = Non
         _REG.ordered = tuple(
             sorted(_REG.values.items(), key=lambda item: len(item[0]), reverse=True)
         )
+        raw = tuple(v.encode() for v, _ in _REG.ordered)
+        plain = all(msgspec.json.encode(v)[1:-1] == v.encode() for v, _ in _REG.ordered)
+        _REG.encoded = raw if plain else None
 
 
 def sealed_names() -> list[str]:
@@ -82,9 +91,25 @@ def _seal_text(text: str, ordered: tuple[tuple[str, str], ...]) -> str:
 def seal(value: Any) -> Any:
     """``value`` (JSON data) with every resolved secret replaced by its reference marker.
 
-    Returns ``value`` itself when nothing needed replacing (no copy).
+    Returns ``value`` itself when nothing needed replacing (no copy). The common case
+    costs one C-speed JSON encoding: only a value whose encoding holds a secret or a
+    marker character is walked.
     """
-    ordered = _REG.ordered
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    ordered, encoded = _REG.ordered, _REG.encoded
+    if encoded is not None:
+        try:
+            data = msgspec.json.encode(value)
+        except (TypeError, ValueError, msgspec.EncodeError):  # not JSON data: walk it
+            data = None
+        if (
+            data is not None
+            and _START_BYTES not in data
+            and _END_BYTES not in data
+            and not any(secret in data for secret in encoded)
+        ):
+            return value
     return _walk(value, lambda s: _seal_text(s, ordered), 0)
 
 
