@@ -304,20 +304,21 @@ def provider_from_env(environ: Mapping[str, str] | None = None) -> SecretProvide
 def learn_vault_secrets(
     provider: SecretProvider | None = None, redactor: Redactor | None = None
 ) -> int:
-    """Register every secret of the local vault with ``redactor`` (default: the process
-    one); returns how many. A node calls it at start: its agents resolve secrets in their
-    own processes, and what they write past the logging pipeline (raw output on fd 1 or 2)
-    is redacted by the node, which must know the values to remove them. Other providers
-    (and a vault that cannot be read) register nothing."""
+    """Register every secret of the local vault (or of the env provider's variables) with
+    ``redactor`` (default: the process one); returns how many. A node calls it at start:
+    its agents resolve secrets in their own processes, and what they write past the
+    logging pipeline (raw output on fd 1 or 2) is redacted by the node, which must know
+    the values to remove them. A remote provider (HashiCorp Vault: listing it would be a
+    network call per start) and a vault that cannot be read register nothing."""
     chosen = provider if provider is not None else provider_from_env()
-    if not isinstance(chosen, LocalVault):
+    if not isinstance(chosen, LocalVault | EnvProvider):
         return 0
     target = redactor or default_redactor()
     try:
         names = chosen.names()
         values = [chosen.get(name) for name in names]
     except (ConfigError, SecretNotFound, OSError) as exc:
-        _log.warning("vault_not_learned", error_class=type(exc).__name__, path=str(chosen.path))
+        _log.warning("secrets_not_learned", error_class=type(exc).__name__, kind=chosen.kind)
         return 0
     target.add_known(*values)
     return len(values)

@@ -273,3 +273,36 @@ async def test_a_bare_supervisor_run_redacts_what_its_agents_print(tmp_path) -> 
     }
     everything = json.dumps(seen) + rest.decode() + out.decode()
     assert CARD not in everything and CARD.replace(" ", "") not in everything
+
+
+@pytest.mark.timeout(180)
+def test_the_readiness_report_of_verify_carries_no_canary(tmp_path) -> None:
+    """`stalwart verify --only SE-3` drives the same agent: its report (Markdown, HTML, JSON),
+    the node log it keeps and what it prints hold none of the canaries. (Verify runs apps
+    on a vault of its own, so the secret comes from the env provider here.)"""
+    out = tmp_path / "out"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "STALWART_"))},
+        "STALWART_SECRETS": "env",
+        "STALWART_SECRET_CANARY_KEY": VAULT_SECRET,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "stalwart.cli", "verify", "tests.integration.guard.canaries_app:app",
+         "--only", "SE-3", "--out", str(out)],
+        capture_output=True, text=True, timeout=170, env=env, cwd=ROOT, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "readiness.json").read_text())
+    assert [(i["id"], i["status"]) for i in report["items"]] == [("SE-3", "complete")]
+    node_log = (out / "node.log").read_text()
+    assert "agent_output" in node_log and "fd1:" in node_log  # the agent ran and printed
+    everything = "\n".join(
+        [done.stdout, done.stderr, node_log]
+        + [(out / f"readiness.{ext}").read_text() for ext in ("md", "html", "json")]
+    )
+    leaks = {c: everything.count(c) for c in STRICT if c in everything}
+    assert leaks == {}
+    pending = {c: everything.count(c) for c in PENDING if c in everything}
+    if os.environ.get("STALWART_CANARY_STRICT") == "1":  # TIGHTEN after the name tier merges
+        assert pending == {}

@@ -42,3 +42,19 @@ def test_marker_characters_in_data_cannot_forge_a_reference(resolver) -> None:
     stored = seal(forged)
     assert stored == {"note": "\ufffdsecret://plain-key\ufffd"}
     assert unseal(stored) == stored  # never resolved into the key
+
+
+def test_a_node_learns_local_secret_values_for_raw_output(tmp_path) -> None:
+    from stalwart.guard import EnvProvider, Redactor, learn_vault_secrets
+
+    vault = LocalVault(tmp_path / "n.enc", key_file=str(tmp_path / "n.key"))
+    vault.set("a", "Vq8-zzTop-Lm3")
+    env = EnvProvider({"STALWART_SECRET_B_KEY": "Env-9Kd2-qq7W", "HOME": "/root"})
+    redactor = Redactor()
+    assert learn_vault_secrets(vault, redactor) == 1
+    assert learn_vault_secrets(env, redactor) == 1
+    assert redactor.redact("raw Vq8-zzTop-Lm3 and Env-9Kd2-qq7W") == (
+        "raw [REDACTED:secret] and [REDACTED:secret]"
+    )
+    missing = LocalVault(tmp_path / "none.enc", key_file=str(tmp_path / "none.key"))
+    assert learn_vault_secrets(missing, redactor) == 0  # no vault yet: nothing, no error
