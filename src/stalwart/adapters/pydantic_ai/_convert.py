@@ -8,9 +8,10 @@ reply becomes a Pydantic AI :class:`~pydantic_ai.messages.ModelResponse`. What m
   leading system prompts, as Pydantic AI's own OpenAI model puts them);
 - user prompts -> ``user`` messages (text only: stalwart's model stack carries text);
 - tool returns -> ``tool`` messages carrying the call id, with the text Pydantic AI
-  itself would send (``model_response_str``);
-- retry prompts -> a ``tool`` message for a tool's retry (validation error, ``ModelRetry``),
-  a ``user`` message otherwise (an output validator's retry);
+  itself would send (``model_response_str``), a retried call's (validation error,
+  ``ModelRetry``) included;
+- retry feedback that answers no tool call (an output validator's) -> a ``user`` message
+  (the older ``RetryPromptPart``: a ``tool`` message when it names a tool, else ``user``);
 - model text and tool calls -> an ``assistant`` message with ``tool_calls``;
 - function tools and output tools -> :class:`ToolSpec` s (output tools are how
   structured output reaches the model, as in Pydantic AI's default tool output mode).
@@ -32,6 +33,7 @@ from pydantic_ai.messages import (
     ModelRequest,
     ModelResponse,
     ModelResponsePart,
+    RetryFeedbackPart,
     RetryPromptPart,
     SystemPromptPart,
     TextPart,
@@ -90,7 +92,9 @@ def _request_messages(message: ModelRequest) -> list[dict[str, Any]]:
                     "content": part.model_response_str(),
                 }
             )
-        elif isinstance(part, RetryPromptPart):
+        elif isinstance(part, RetryFeedbackPart):  # a retry answering no tool call
+            out.append({"role": "user", "content": part.model_response()})
+        elif isinstance(part, RetryPromptPart):  # before Pydantic AI 2.x split it in two
             if part.tool_name is None:  # an output validator's retry: the model is told
                 out.append({"role": "user", "content": part.model_response()})
             else:
