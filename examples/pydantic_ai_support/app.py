@@ -3,7 +3,7 @@
 ``support_agent`` below is plain Pydantic AI, written as its docs write a support
 agent: dependencies, dynamic instructions, a structured output type, a read tool
 (``lookup_order``) and a side-effect tool (``refund``). Nothing in it imports stalwart
-except ``idempotency_key()``, which the refund passes to the payment service so a
+except ``idempotency_key(ctx)``, which the refund passes to the payment service so a
 resumed task cannot refund twice.
 
 The stalwart part is the ``PydanticAIAgent`` declaration at the bottom: which model
@@ -88,7 +88,7 @@ async def refund(ctx: RunContext[SupportDeps], order_id: int, amount_cents: int)
     r = await http().post(
         service_url("/tools/payments/refund"),
         json={"order_id": order_id, "amount_cents": amount_cents},
-        headers={"Idempotency-Key": idempotency_key()},  # the payment service dedupes on it
+        headers={"Idempotency-Key": idempotency_key(ctx)},  # the payment service dedupes on it
     )
     r.raise_for_status()
     return dict(r.json())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from examples.pydantic_ai_support.app import tickets
 from tests.integration.adapters._support_run import run_support
 

@@ -91,7 +91,9 @@ def test_function_and_output_tools_are_offered_with_their_schemas():
     schema = {"type": "object", "properties": {"order_id": {"type": "integer"}}}
     params = ModelRequestParameters(
         function_tools=[
-            ToolDefinition(name="lookup_order", parameters_json_schema=schema, description="Look up")
+            ToolDefinition(
+                name="lookup_order", parameters_json_schema=schema, description="Look up"
+            )
         ],
         output_tools=[
             ToolDefinition(

@@ -30,7 +30,7 @@ from stalwart.adapters.pydantic_ai._model import StalwartModel
 from stalwart.adapters.pydantic_ai._tools import GuardedToolset, ToolPolicy, build_tools
 from stalwart.agent import PythonAgent, TaskContext
 from stalwart.errors import ConfigError, StalwartError
-from stalwart.guard import Provenance, Security, ToolRule
+from stalwart.guard import Provenance, ToolRule
 
 __all__ = ["PydanticAIAgent", "StalwartDurability"]
 

@@ -171,7 +171,9 @@ def to_response(reply: Mapping[str, Any], *, timestamp: datetime.datetime) -> Mo
         parts.append(
             ToolCallPart(
                 tool_name=str(call["name"]),
-                args=arguments if isinstance(arguments, dict) else msgspec.json.encode(arguments).decode(),
+                args=arguments
+                if isinstance(arguments, dict)
+                else msgspec.json.encode(arguments).decode(),
                 tool_call_id=str(call["id"]),
             )
         )

@@ -75,24 +75,31 @@ class _Call:
     tool: ToolsetTool[Any]
 
 
-_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("pydantic_ai_call", default=None)
+_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
+    "pydantic_ai_call", default=None
+)
 _KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar("pydantic_ai_key", default=None)
 
 
-def idempotency_key() -> str:
+def idempotency_key(ctx: RunContext[Any] | None = None) -> str:
     """The idempotency key of the side-effect tool call running now.
 
-    Derived from the task and the step, the same on every attempt: pass it to the
-    service (an ``Idempotency-Key`` header) so a repeated call cannot act twice.
-    Raises :class:`~stalwart.errors.ConfigError` outside a side-effect tool of a hosted agent.
+    Hosted by stalwart, the ledger's key: derived from the task and the step, the same
+    on every attempt. Pass it to the service (an ``Idempotency-Key`` header) so a
+    repeated call cannot act twice. Run bare (the agent outside stalwart, in a notebook
+    or a test), the key is ``"<run id>:<tool call id>"`` of ``ctx``; without ``ctx`` that
+    raises :class:`~stalwart.errors.ConfigError`.
     """
     key = _KEY.get()
-    if key is None:
-        raise ConfigError(
-            "idempotency_key() is only set inside a side-effect tool of a Pydantic AI agent "
-            "hosted by stalwart (declare it ToolPolicy(side_effect=True))"
-        )
-    return key
+    if key is not None:
+        return key
+    if ctx is not None and ctx.run_id and ctx.tool_call_id:
+        return f"{ctx.run_id}:{ctx.tool_call_id}"
+    raise ConfigError(
+        "idempotency_key() is only set inside a side-effect tool of a Pydantic AI agent "
+        "hosted by stalwart (declare it ToolPolicy(side_effect=True)); pass the tool's "
+        "RunContext, idempotency_key(ctx), to get a key when the agent runs bare"
+    )
 
 
 def function_tools(toolsets: Sequence[AbstractToolset[Any]]) -> dict[str, PydanticTool[Any]]:
@@ -124,7 +131,9 @@ def _signature(
         out.append(p.replace(kind=p.KEYWORD_ONLY, annotation=hint))
     if side_effect:
         annotations["idempotency_key"] = str
-        out.append(inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=str))
+        out.append(
+            inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=str)
+        )
     return inspect.Signature(out), annotations
 
 

@@ -1,0 +1,140 @@
+"""A hosted Pydantic AI run interrupted mid-task resumes from its journal (real SQLite
+store, in this process): recorded model calls and tool calls are not made again, and a
+run that no longer matches its journal stops with NonDeterminismError naming the call."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from pydantic_ai import Agent
+
+from stalwart.adapters.pydantic_ai import PydanticAIAgent, ToolPolicy
+from stalwart.agent import Resources, TaskContext
+from stalwart.durable import Runner, SQLiteStore
+from stalwart.llm import Message, ModelRequest, ModelResponse, ToolCall, Usage
+from stalwart.observe import EventBus
+from stalwart.resilience import BreakerRegistry
+from stalwart.tools import ToolRegistry
+
+
+class Scripted:
+    """A model client answering from a script; ``hang_at`` never answers that call."""
+
+    name = "scripted:model"
+
+    def __init__(self, replies: list[Message], hang_at: int | None = None) -> None:
+        self.replies = replies
+        self.hang_at = hang_at
+        self.calls = 0
+        self.hanging = asyncio.Event()
+
+    async def complete(self, request: ModelRequest, *, timeout: float | None = None) -> Any:
+        self.calls += 1
+        if self.calls == self.hang_at:
+            self.hanging.set()
+            await asyncio.Event().wait()  # until the run is cancelled (the "kill")
+        message = self.replies[self.calls - 1]
+        return ModelResponse(self.name, message, "stop", Usage(10, 5), 0.0, 0.0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+REPLIES = [
+    Message("assistant", tool_calls=(ToolCall("c1", "lookup_order", {"order_id": 7}),)),
+    Message("assistant", content="Order 7 has shipped."),
+]
+
+
+def hosted(tool_name: str, runs: list[int]) -> PydanticAIAgent:
+    agent: Agent[None, str] = Agent(instructions="You help with orders.")
+
+    async def lookup(order_id: int) -> dict[str, Any]:
+        runs.append(order_id)
+        return {"order_id": order_id, "status": "shipped"}
+
+    agent.tool_plain(name=tool_name)(lookup)
+    return PydanticAIAgent(
+        name="support",
+        agent=agent,
+        model="main",
+        policies={tool_name: ToolPolicy(scopes=["orders:read"])},
+        scopes=["orders:read"],
+    )
+
+
+def resources(spec: PydanticAIAgent, client: Scripted) -> Resources:
+    return Resources(
+        agent=spec.name,
+        models={"main": client},
+        tools=ToolRegistry(spec.tools, breakers=BreakerRegistry()),
+        scopes=frozenset(spec.scopes),
+        callable_agents=frozenset(),
+        runtime=None,
+        events=EventBus(log=False),
+    )
+
+
+def workflow(spec: PydanticAIAgent, client: Scripted) -> Any:
+    held = resources(spec, client)
+    assert spec.fn is not None
+    fn = spec.fn
+
+    async def run(ctx: Any, value: Any) -> Any:
+        return await fn(TaskContext(ctx, held, model="main"), value)
+
+    return run
+
+
+async def interrupted(store: SQLiteStore, runs: list[int]) -> tuple[Runner, str]:
+    """A task cut off while waiting for its second model answer."""
+    runner = Runner(store, owner="node-a", events=EventBus(log=False))
+    task_id = await runner.submit("support", "Where is order 7?")
+    first = Scripted(REPLIES, hang_at=2)
+    work = asyncio.ensure_future(runner.run(task_id, workflow(hosted("lookup_order", runs), first)))
+    async with asyncio.timeout(10):
+        await first.hanging.wait()
+    work.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await work
+    assert first.calls == 2 and runs == [7]
+    return runner, task_id
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = SQLiteStore(str(tmp_path / "journal.db"))
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_a_resumed_run_makes_no_recorded_model_or_tool_call_again(store):
+    runs: list[int] = []
+    runner, task_id = await interrupted(store, runs)
+    again = Scripted(REPLIES[1:])  # the only call left to make: the second
+    result = await runner.run(
+        task_id, workflow(hosted("lookup_order", runs), again), force=True
+    )
+    assert result.status == "succeeded", result.result
+    assert result.result["output"] == "Order 7 has shipped."
+    assert again.calls == 1  # the first model call came from the journal
+    assert runs == [7]  # and the tool's result too
+    assert result.result["usage"]["model_calls"] == 2
+    assert result.replayed_steps >= 3  # now, model, tool
+
+
+async def test_a_run_that_diverges_from_its_journal_stops_naming_the_call(store):
+    runs: list[int] = []
+    runner, task_id = await interrupted(store, runs)
+    # the code changed: the tool the journal recorded is now called find_order
+    changed = Scripted(REPLIES[1:] * 3)
+    result = await runner.run(task_id, workflow(hosted("find_order", runs), changed), force=True)
+    assert result.status == "failed"
+    error = result.result
+    assert error["type"] == "NonDeterminismError", error
+    assert "journal recorded step 'tool:lookup_order'" in error["message"]
+    assert "the code now calls step 'model'" in error["message"]
+    assert runs == [7]
