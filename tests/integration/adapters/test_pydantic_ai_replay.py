@@ -115,9 +115,7 @@ async def test_a_resumed_run_makes_no_recorded_model_or_tool_call_again(store):
     runs: list[int] = []
     runner, task_id = await interrupted(store, runs)
     again = Scripted(REPLIES[1:])  # the only call left to make: the second
-    result = await runner.run(
-        task_id, workflow(hosted("lookup_order", runs), again), force=True
-    )
+    result = await runner.run(task_id, workflow(hosted("lookup_order", runs), again), force=True)
     assert result.status == "succeeded", result.result
     assert result.result["output"] == "Order 7 has shipped."
     assert again.calls == 1  # the first model call came from the journal
