@@ -9,38 +9,15 @@ from typing import Any
 
 import pytest
 from pydantic_ai import Agent
+from tests.integration.adapters._scripted import Scripted
 
 from stalwart.adapters.pydantic_ai import PydanticAIAgent, ToolPolicy
 from stalwart.agent import Resources, TaskContext
 from stalwart.durable import Runner, SQLiteStore
-from stalwart.llm import Message, ModelRequest, ModelResponse, ToolCall, Usage
+from stalwart.llm import Message, ToolCall
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
 from stalwart.tools import ToolRegistry
-
-
-class Scripted:
-    """A model client answering from a script; ``hang_at`` never answers that call."""
-
-    name = "scripted:model"
-
-    def __init__(self, replies: list[Message], hang_at: int | None = None) -> None:
-        self.replies = replies
-        self.hang_at = hang_at
-        self.calls = 0
-        self.hanging = asyncio.Event()
-
-    async def complete(self, request: ModelRequest, *, timeout: float | None = None) -> Any:
-        self.calls += 1
-        if self.calls == self.hang_at:
-            self.hanging.set()
-            await asyncio.Event().wait()  # until the run is cancelled (the "kill")
-        message = self.replies[self.calls - 1]
-        return ModelResponse(self.name, message, "stop", Usage(10, 5), 0.0, 0.0)
-
-    async def aclose(self) -> None:
-        pass
-
 
 REPLIES = [
     Message("assistant", tool_calls=(ToolCall("c1", "lookup_order", {"order_id": 7}),)),
