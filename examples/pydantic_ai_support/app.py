@@ -29,7 +29,7 @@ from pydantic_ai import Agent, RunContext
 
 from stalwart.adapters.pydantic_ai import PydanticAIAgent, ToolPolicy, idempotency_key
 from stalwart.agent import App, VerifyProfile
-from stalwart.guard import ArgRule, Security, TaintPolicy, ToolRule
+from stalwart.guard import ArgRule, Budget, Security, TaintPolicy, ToolRule
 from stalwart.llm import Provider
 from stalwart.llm.sim import Rule, Scenario, service_url
 
@@ -146,6 +146,8 @@ SUPPORT = PydanticAIAgent(
     deps=lambda task: SupportDeps(customer=str(task.get("from", "a customer"))),
     max_tasks=8,
     security=Security(
+        # a ticket costs about $0.001 on the sim's prices; a call reserves its worst case first
+        budget=Budget(task_usd=0.25, agent_usd=1500.0, day_usd=3000.0),
         taint=TaintPolicy(
             principal_fields=("from",),
             record_tools=("lookup_order",),
@@ -188,5 +190,6 @@ app = App(
     verify=VerifyProfile(
         workload="examples.pydantic_ai_support.app:tickets",
         tools={"lookup_order": "sim:orders", "refund": "sim:payments"},
+        manifest="deploy/kubernetes/deployment.yaml",  # MA-1 reads the probes from it
     ),
 )

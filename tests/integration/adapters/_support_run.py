@@ -46,10 +46,11 @@ async def run_support(
     kill_at_refund: Collection[int] = (),
     timeout: float = 60.0,
 ) -> SupportRun:
+    events = EventBus(log=False)
     node, service = app_node(
         APP,
         store=f"sqlite:///{store}",
-        events=EventBus(log=False),
+        events=events,
         settings=RuntimeSettings(heartbeat_interval=0.5),
     )
     seen = {"model": 0, "refund": 0, "kills": 0, "model_kills": 0}
@@ -93,8 +94,11 @@ async def run_support(
         out["__stats__"] = dict(world.stats)
         out["__report__"] = world.tools.report()
 
-    code = await node.run(until=work())
-    assert code == 0
+    until = work()
+    code = await node.run(until=until)
+    until.close()  # a node that failed to start never awaited it
+    failed = [dict(e.fields) for e in events.recent() if e.name == "node_start_failed"]
+    assert code == 0, f"the node exited {code}: {failed or 'see its log'}"
     stats, report = out.pop("__stats__"), out.pop("__report__")
     requests = sum(v for k, v in stats.items() if k.endswith(":requests"))
     return SupportRun(
