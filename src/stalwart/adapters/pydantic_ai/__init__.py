@@ -20,6 +20,21 @@ Its model requests go through the app's model chain, journaled; its tool calls t
 the guard, journaled or ledgered. See docs/adapters/pydantic-ai.md.
 """
 
+import importlib.util
+
+from stalwart.errors import ConfigError
+
+try:  # the capability hooks the adapter is built on (tested with pydantic-ai-slim 2.78)
+    _FOUND = importlib.util.find_spec("pydantic_ai.capabilities") is not None
+except ModuleNotFoundError:  # Pydantic AI is not installed
+    _FOUND = False
+if not _FOUND:
+    raise ConfigError(
+        "stalwart.adapters.pydantic_ai needs Pydantic AI with capabilities "
+        "(pydantic_ai.capabilities; tested with pydantic-ai-slim 2.78): "
+        "pip install 'stalwart[pydantic-ai]' 'pydantic-ai-slim>=2.78'"
+    )
+
 from stalwart.adapters.pydantic_ai._agent import PydanticAIAgent, StalwartDurability
 from stalwart.adapters.pydantic_ai._convert import (
     instructions_of,
