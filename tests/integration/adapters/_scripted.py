@@ -17,10 +17,12 @@ class Scripted:
         self.replies = replies
         self.hang_at = hang_at
         self.calls = 0
+        self.requests: list[ModelRequest] = []
         self.hanging = asyncio.Event()
 
     async def complete(self, request: ModelRequest, *, timeout: float | None = None) -> Any:
         self.calls += 1
+        self.requests.append(request)
         if self.calls == self.hang_at:
             self.hanging.set()
             await asyncio.Event().wait()  # until the run is cancelled (the "kill")

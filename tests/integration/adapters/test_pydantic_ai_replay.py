@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from pydantic_ai import Agent
+from pydantic_ai import Agent, ModelRetry
 from tests.integration.adapters._scripted import Scripted
 
 from stalwart.adapters.pydantic_ai import PydanticAIAgent, ToolPolicy
@@ -113,3 +113,38 @@ async def test_a_run_that_diverges_from_its_journal_stops_naming_the_call(store)
     assert "journal recorded step 'tool:lookup_order'" in error["message"]
     assert "the code now calls step 'model'" in error["message"]
     assert runs == [7]
+
+
+async def test_a_tools_model_retry_reaches_the_model_and_replays_the_same(store):
+    agent: Agent[None, str] = Agent()
+    runs: list[int] = []
+
+    @agent.tool_plain
+    async def lookup_order(order_id: int) -> str:
+        runs.append(order_id)
+        if order_id < 0:
+            raise ModelRetry("order ids are positive; ask the customer again")
+        return "shipped"
+
+    spec = PydanticAIAgent(
+        name="support",
+        agent=agent,
+        model="main",
+        policies={"lookup_order": ToolPolicy(scopes=["orders:read"])},
+        scopes=["orders:read"],
+    )
+    client = Scripted(
+        [
+            Message("assistant", tool_calls=(ToolCall("c1", "lookup_order", {"order_id": -1}),)),
+            Message("assistant", tool_calls=(ToolCall("c2", "lookup_order", {"order_id": 7}),)),
+            Message("assistant", content="Order 7 has shipped."),
+        ]
+    )
+    runner = Runner(store, owner="node-a", events=EventBus(log=False))
+    task_id = await runner.submit("support", "Where is order -1?")
+    result = await runner.run(task_id, workflow(spec, client))
+    assert result.status == "succeeded", result.result
+    assert runs == [-1, 7]
+    retried = [m for m in client.requests[1].messages if m.role == "tool"]
+    assert retried[0].tool_call_id == "c1"
+    assert "order ids are positive" in retried[0].content  # the model read the retry
