@@ -124,6 +124,16 @@ SCENARIO = Scenario(
             call="final_result",
             arguments={"answer": "Order #{order_id} is on its way.", "refunded_cents": 0, "risk": 0},
         ),
+        # anything else: a structured answer that quotes the ticket (no tool)
+        Rule(
+            match=r"(?P<ticket>.+)",
+            call="final_result",
+            arguments={
+                "answer": "Thanks, a colleague will follow up on: {ticket}",
+                "refunded_cents": 0,
+                "risk": 5,
+            },
+        ),
     )
 )
 
@@ -181,7 +191,8 @@ def tickets(count: int, seed: int = 7) -> list[dict[str, Any]]:
 app = App(
     agents=[SUPPORT],
     models={"main": ["sim:strong", "sim:weak"]},
-    providers={"sim": Provider("http://set-by-the-node")},
+    # the node puts the sim's address here; the key is a reference, resolved per request
+    providers={"sim": Provider("http://set-by-the-node", api_key="secret://sim-api-key")},
     store="sqlite:///pydantic-ai-support.db",
     sim=True,
     scenario=SCENARIO,
