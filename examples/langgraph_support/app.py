@@ -1,4 +1,4 @@
-"""The LangGraph support agent as a stalwart app: ``stalwart run examples.langgraph_support.app:app``.
+"""The LangGraph support agent as a stalwart app (`stalwart run examples.langgraph_support.app:app`).
 
 ``graph.py`` is the LangGraph code; this file declares it to stalwart
 (``LangGraphAgent``), with its model chain on the simulated models, the scopes its
@@ -12,7 +12,6 @@ import random
 from typing import Any
 
 from examples.langgraph_support.graph import builder, lookup_order, refund
-
 from stalwart.adapters.langgraph import LangGraphAgent
 from stalwart.agent import App, VerifyProfile
 from stalwart.guard import Budget, Security

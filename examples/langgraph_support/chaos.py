@@ -56,7 +56,7 @@ async def run_tickets(
 
     async def work() -> None:
         async with asyncio.timeout(30):
-            while not node.ready:
+            while not node.ready:  # noqa: ASYNC110 (as the other tests wait for a node)
                 await asyncio.sleep(0.01)
         assert service.tasks is not None and service.sim is not None
         world = service.sim.world

@@ -34,7 +34,7 @@ def pg_url() -> Iterator[str]:
 
 
 async def _conformance(url: str) -> None:
-    @checkpointer_test(name=f"StalwartSaver[{url.split(':')[0]}]")
+    @checkpointer_test(name=f"StalwartSaver[{url.split(':', maxsplit=1)[0]}]")
     async def factory() -> AsyncIterator[StalwartSaver]:
         saver = StalwartSaver(url)
         try:

@@ -97,7 +97,7 @@ class LangGraphAgent(PythonAgent):
 
 
 _savers: dict[str, StalwartSaver] = {}
-_compiled: dict[tuple[int, str], Pregel] = {}
+_compiled: dict[tuple[int, str], Pregel[Any, Any, Any, Any]] = {}
 
 
 def _saver(url: str) -> StalwartSaver:
@@ -107,7 +107,7 @@ def _saver(url: str) -> StalwartSaver:
     return saver
 
 
-def _graph(agent: LangGraphAgent, saver: StalwartSaver) -> Pregel:
+def _graph(agent: LangGraphAgent, saver: StalwartSaver) -> Pregel[Any, Any, Any, Any]:
     """The agent's graph with the stalwart saver as its checkpointer (built once)."""
     key = (id(agent.graph), saver.url)
     graph = _compiled.get(key)

@@ -114,9 +114,7 @@ def _select(
     return rows, writes
 
 
-def _put(
-    row: tuple[Any, ...], versions: list[tuple[str, Any]], task: str | None
-) -> Program[None]:
+def _put(row: tuple[Any, ...], versions: list[tuple[str, Any]], task: str | None) -> Program[None]:
     yield (
         "INSERT INTO langgraph_checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
         "parent_checkpoint_id, type, checkpoint, metadata_type, metadata, run_id, task) "
@@ -231,7 +229,7 @@ def _latest(thread_id: str) -> Program[str | None]:
 
 
 def _bytes(value: Any) -> bytes:
-    return bytes(value) if isinstance(value, memoryview | bytearray) else value  # type: ignore[no-any-return]
+    return bytes(value) if isinstance(value, memoryview | bytearray) else value
 
 
 class StalwartSaver(BaseCheckpointSaver[int]):
@@ -276,8 +274,13 @@ class StalwartSaver(BaseCheckpointSaver[int]):
                 "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": cid}
             }
             parent_config: RunnableConfig | None = (
-                {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns,
-                                  "checkpoint_id": parent}}  # fmt: skip
+                {
+                    "configurable": {
+                        "thread_id": thread_id,
+                        "checkpoint_ns": ns,
+                        "checkpoint_id": parent,
+                    }
+                }
                 if parent
                 else None
             )
@@ -375,10 +378,8 @@ class StalwartSaver(BaseCheckpointSaver[int]):
         rows = []
         for idx, (channel, value) in enumerate(writes):
             kind, blob = self.serde.dumps_typed(value)
-            rows.append(
-                (*key, task_id, WRITES_IDX_MAP.get(channel, idx), channel, kind, blob,
-                 task_path, writer)  # fmt: skip
-            )
+            index = WRITES_IDX_MAP.get(channel, idx)
+            rows.append((*key, task_id, index, channel, kind, blob, task_path, writer))
         self._run(_put_writes, rows)
 
     def delete_thread(self, thread_id: str) -> None:
