@@ -47,10 +47,14 @@ async def run_tickets(
     store: str, tickets: list[dict[str, Any]], *, kill_share: float, seed: int
 ) -> ChaosRun:
     """Run ``tickets`` one at a time; kill the agent in about ``kill_share`` of them."""
+    events = EventBus(log=False)
+    failures: list[str] = []
+    events.subscribe(
+        lambda e: failures.append(str(e.fields)) if e.name == "node_start_failed" else None
+    )
     node, service = app_node(
-        APP, store=store, events=EventBus(log=False),
-        settings=RuntimeSettings(heartbeat_interval=0.5),
-    )  # fmt: skip
+        APP, store=store, events=events, settings=RuntimeSettings(heartbeat_interval=0.5)
+    )
     rng = random.Random(seed)
     facts: dict[str, Any] = {}
 
@@ -88,7 +92,7 @@ async def run_tickets(
 
     code = await node.run(until=work())
     if code != 0:
-        raise RuntimeError(f"the node exited {code}")
+        raise RuntimeError(f"the node exited {code}: {failures}")
     run: ChaosRun = facts["run"]
     return run
 
