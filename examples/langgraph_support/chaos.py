@@ -53,13 +53,17 @@ async def run_tickets(
         lambda e: failures.append(str(e.fields)) if e.name == "node_start_failed" else None
     )
     node, service = app_node(
-        APP, store=store, events=events, settings=RuntimeSettings(heartbeat_interval=0.5)
+        APP,
+        store=store,
+        events=events,
+        # a busy machine (CI, other suites) can take more than the default 10 s to fork
+        settings=RuntimeSettings(heartbeat_interval=0.5, start_timeout=60.0),
     )
     rng = random.Random(seed)
     facts: dict[str, Any] = {}
 
     async def work() -> None:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(60):
             while not node.ready:  # noqa: ASYNC110 (as the other tests wait for a node)
                 await asyncio.sleep(0.01)
         assert service.tasks is not None and service.sim is not None

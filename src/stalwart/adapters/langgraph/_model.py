@@ -84,12 +84,19 @@ class ChatModel(BaseChatModel):
             for t in kwargs.get("tools") or ()
         )
         node = _node()
+        digest = run.digest(sent)
         async with run.lock:
-            await run.check_request(node, sent)
+            run.model_calls += 1
+            number = run.model_calls
             position = run.ctx.durable.position
             reply = await run.ctx.call_model(
-                sent, tools=specs, model=self.chain or run.model, max_tokens=self.max_tokens
+                sent,
+                tools=specs,
+                model=self.chain or run.model,
+                max_tokens=self.max_tokens,
+                digest=digest,
             )
+        run.check_replayed(node, digest, reply, number)
         usage = reply["usage"]
         message = AIMessage(
             content=reply["content"],

@@ -35,22 +35,21 @@ class GraphRun:
     """Journaled calls of parallel branches take journal positions one at a time."""
     model_calls: int = 0
 
-    async def check_request(self, node: str, messages: Sequence[Mapping[str, Any]]) -> None:
-        """Journal what the ``model_calls``-th model call sends (a digest); on replay, a
-        different request raises :class:`~stalwart.errors.NonDeterminismError` naming it."""
-        self.model_calls += 1
+    def digest(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """A fingerprint of a model request (journaled with its reply)."""
         canon = json.dumps(list(messages), sort_keys=True, default=str).encode()
-        digest = hashlib.sha256(canon).hexdigest()[:16]
-        sent = {"node": node, "call": self.model_calls, "messages": len(messages), "digest": digest}
-        recorded = await self.ctx.step(f"langgraph:{node}", lambda: sent)
-        if recorded != sent:
+        return hashlib.sha256(canon).hexdigest()[:16]
+
+    def check_replayed(self, node: str, sent: str, reply: Mapping[str, Any], n: int) -> None:
+        """Raise :class:`~stalwart.errors.NonDeterminismError` naming the call if the reply
+        was recorded for a different request than the one just sent."""
+        recorded = reply.get("request_digest")
+        if recorded is not None and recorded != sent:
             raise NonDeterminismError(
-                f"task {self.ctx.task_id!r}: LangGraph node {node!r}, model call "
-                f"#{self.model_calls}, sends a different request than the journal recorded "
-                f"({len(messages)} messages, digest {digest}; recorded "
-                f"{recorded.get('messages')} messages, digest {recorded.get('digest')}). The "
-                "graph's code or its inputs changed in a way that breaks replay: finish old "
-                "tasks on the old code"
+                f"task {self.ctx.task_id!r}: LangGraph node {node!r}, model call #{n}, sends a "
+                f"different request than the journal recorded (digest {sent}; recorded "
+                f"{recorded}). The graph's code or its inputs changed in a way that breaks "
+                "replay: finish old tasks on the old code"
             )
 
 
