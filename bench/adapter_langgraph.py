@@ -203,11 +203,17 @@ async def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     result: dict[str, Any] = await kills(args.tickets, args.seed)
     # "full" (the default) fsyncs every journal commit; "normal" leaves that to the WAL
     result["latency"] = await latency(args.calls, "full")
     result["latency_durability_normal"] = await latency(args.calls, "normal")
-    result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    result["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        # the machine is shared: latency figures are only comparable at a similar load
+        "load_average_1m": {"start": load_before, "end": os.getloadavg()[0]},
+    }
     result["run"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     merged["langgraph"] = result
