@@ -208,6 +208,8 @@ async def main() -> None:
     # "full" (the default) fsyncs every journal commit; "normal" leaves that to the WAL
     result["latency"] = await latency(args.calls, "full")
     result["latency_durability_normal"] = await latency(args.calls, "normal")
+    # no disk wait at all: what the adapter itself costs (conversions, digest, journal code)
+    result["latency_durability_off"] = await latency(args.calls, "off")
     result["machine"] = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
