@@ -35,7 +35,11 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing in the task catches it."""
 
 
-async def _run(tmp_path: Any, *, kill_before_call: int, agent: Any = SUPPORT) -> dict[str, Any]:
+async def _run(
+    tmp_path: Any, *, kill_before_call: int, agent: Any = SUPPORT, resumed: Any = None
+) -> dict[str, Any]:
+    """Run the ticket until the ``kill_before_call``-th model call, then resume it (with
+    ``resumed``, another version of the agent, if given)."""
     with SimServer(scenario=SCENARIO) as sim:
         os.environ["STALWART_SIM_URL"] = sim.url
         events = EventBus(log=False)
@@ -72,7 +76,7 @@ async def _run(tmp_path: Any, *, kill_before_call: int, agent: Any = SUPPORT) ->
         second = Runner(store, owner="b", events=events)
         outcome: dict[str, Any] = {"answered_before": answered_before}
         try:
-            result = await second.run(task_id, _second(agent, resources), force=True)
+            result = await second.run(task_id, _second(resumed or agent, resources), force=True)
             outcome["result"] = result
         finally:
             outcome["answered"] = sim.world.next_id() - 2  # this read took one id
@@ -123,30 +127,12 @@ async def test_a_graph_that_changed_fails_naming_the_call(tmp_path):
     assert isinstance(swapped, LangGraphAgent)
 
     # the first attempt runs the original graph; the resumed one the changed graph
-    async def go() -> dict[str, Any]:
-        return await _run_swapped(tmp_path, swapped)
-
-    out = await go()
+    out = await _run(tmp_path, kill_before_call=2, resumed=swapped)
     result = out["result"]
     assert result.status == "failed"
     message = result.result["message"]
     assert "NonDeterminism" in result.result["type"]
     assert "LangGraph node 'agent', model call #1" in message
-
-
-async def _run_swapped(tmp_path: Any, swapped: Any) -> dict[str, Any]:
-    global _second  # noqa: PLW0603 - the resumed attempt runs the changed graph
-
-    original = _second
-
-    def changed(agent: Any, resources: Resources) -> Any:
-        return original(swapped, resources)
-
-    _second = changed
-    try:
-        return await _run(tmp_path, kill_before_call=2)
-    finally:
-        _second = original
 
 
 def test_the_agent_rejects_what_is_not_a_graph():
@@ -156,3 +142,47 @@ def test_the_agent_rejects_what_is_not_a_graph():
     with pytest.raises(ConfigError, match="must be a StateGraph"):
         LangGraphAgent(name="x", graph=object())
     assert asyncio.iscoroutinefunction(SUPPORT.fn.func)  # type: ignore[union-attr]
+
+
+async def test_a_second_task_on_the_same_thread_continues_the_conversation(tmp_path):
+    with SimServer(scenario=SCENARIO) as sim:
+        os.environ["STALWART_SIM_URL"] = sim.url
+        events = EventBus(log=False)
+        models = build_models(app, {"support"}, sim.url, events)
+        store = SQLiteStore(str(tmp_path / "t.db"))
+        await store.open()
+        resources = Resources(
+            agent="support", models=models,
+            tools=ToolRegistry(SUPPORT.tools, breakers=BreakerRegistry()),
+            scopes=frozenset(SUPPORT.scopes), callable_agents=frozenset(), runtime=None,
+            events=events, prices=app.price_table(),
+        )  # fmt: skip
+        runner = Runner(store, owner="a", events=events)
+        try:
+            first = await runner.run(
+                await runner.submit("support", TICKET), _second(SUPPORT, resources)
+            )
+            follow_up = {
+                "messages": [{"role": "user", "content": "Thanks!"}],
+                "thread_id": "customer-1",
+            }
+            second = await runner.run(
+                await runner.submit("support", follow_up), _second(SUPPORT, resources)
+            )
+        finally:
+            await store.close()
+            await models["support"].aclose()
+    assert first.result["answer"] == "Refunded 700 cents on order 4321."
+    roles = [m["role"] for m in second.result["state"]["messages"]]
+    # the thread's earlier turn, then this one: LangGraph's thread_id semantics
+    assert roles == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    assert second.result["state"]["messages"][0]["content"] == TICKET["messages"][0]["content"]
