@@ -40,3 +40,41 @@ async def test_kills_at_step_boundaries_remake_no_model_call_and_no_side_effect(
     assert chaos.answered_model_calls == clean.answered_model_calls == 3 * len(work)
     assert chaos.duplicate_refunds == 0
     assert chaos.refunds == clean.refunds == len(work)
+
+
+async def test_many_tasks_at_once_in_one_process_all_finish(tmp_path):
+    """Sync nodes hold worker threads while their model calls run: sixteen at once (the
+    agent's max_tasks) must not starve the calls of the threads they need."""
+    import asyncio
+
+    from stalwart import RuntimeSettings
+    from stalwart.node import app_node
+    from stalwart.observe import EventBus
+
+    node, service = app_node(
+        "examples.langgraph_support.app:app",
+        store=f"sqlite:///{tmp_path}/many.db",
+        events=EventBus(log=False),
+        settings=RuntimeSettings(heartbeat_interval=0.5, start_timeout=60.0),
+    )
+    work = tickets(16, seed=5)
+    answers: dict[str, str] = {}
+
+    async def run() -> None:
+        async with asyncio.timeout(60):
+            while not node.ready:
+                await asyncio.sleep(0.01)
+        assert service.tasks is not None
+        ids = [
+            await service.tasks.submit("support", t, task_id=f"m-{n}") for n, t in enumerate(work)
+        ]
+        for task_id in ids:
+            record = await service.tasks.wait(task_id, timeout=90)
+            assert record.status == "succeeded", (task_id, record.outcome)
+            answers[task_id] = record.outcome["answer"]
+
+    assert await node.run(until=run()) == 0
+    expected = [t["messages"][0]["content"] for t in work]
+    for n, text in enumerate(expected):
+        cents, order = text.split(" cents on order ")
+        assert answers[f"m-{n}"] == f"Refunded {cents.split()[-1]} cents on order {order[:-1]}."

@@ -24,9 +24,11 @@ hands the node ``resume(decision)`` (by default ``{"approved": bool, "by": ...,
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import functools
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -97,6 +99,27 @@ class LangGraphAgent(PythonAgent):
 
 
 _savers: dict[str, StalwartSaver] = {}
+_sized: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _size_executor(loop: asyncio.AbstractEventLoop, max_tasks: int) -> None:
+    """Give the loop a default executor with room for every running task's sync node.
+
+    LangGraph runs a plain ``def`` node in the loop's default executor, and its model
+    call blocks that worker thread until the call, on the loop, is done. The call itself
+    needs worker threads too (the spend ledger, the saver): with the default pool (cpus
+    + 4 threads), as many sync nodes as threads would wait on calls that wait for a
+    thread, forever. Threads are started on demand, so a large bound costs nothing idle.
+    """
+    if loop in _sized:
+        return
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=2 * max_tasks + 16, thread_name_prefix="langgraph-node"
+    )
+    loop.set_default_executor(pool)
+    _sized.add(loop)
+
+
 _compiled: dict[tuple[int, str], Pregel[Any, Any, Any, Any]] = {}
 
 
@@ -141,6 +164,7 @@ def _graph_input(agent: LangGraphAgent, task_input: Any) -> tuple[Any, str | Non
 
 async def _run_graph(agent: LangGraphAgent, ctx: TaskContext, task_input: Any) -> Any:
     os.environ.update(_TRACING_OFF)  # no LangSmith export from an agent process
+    _size_executor(asyncio.get_running_loop(), agent.max_tasks)
     saver = _saver(_store_url(agent, ctx))
     graph = _graph(agent, saver)
     value, thread = _graph_input(agent, task_input)
