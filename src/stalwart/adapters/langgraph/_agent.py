@@ -188,7 +188,7 @@ async def _run_graph(agent: LangGraphAgent, ctx: TaskContext, task_input: Any) -
             state = await graph.ainvoke(value, config)
             interrupts = state.get("__interrupt__") if isinstance(state, dict) else None
             if not interrupts:
-                return _output(state, thread_id)
+                return {**_output(state, thread_id), "usage": ctx.usage.as_dict()}
             decision = await _decide(agent, ctx, interrupts[0], rounds)
             latest = await asyncio.to_thread(saver.latest, thread_id, task=ctx.task_id)
             configurable = {"thread_id": thread_id, "checkpoint_id": latest}
@@ -209,7 +209,8 @@ def _json(value: Any) -> Any:
 
 
 def _output(state: Any, thread_id: str) -> dict[str, Any]:
-    """The task's result: the last message's text, the thread, and the final state."""
+    """The task's result: the last message's text, the thread, and the final state (the
+    caller adds ``usage``: model and tool calls, tokens and cost, as an LLM agent reports)."""
     answer = ""
     data = state if isinstance(state, dict) else {"value": state}
     messages = data.get("messages")
