@@ -1,4 +1,4 @@
-"""The LangGraph support agent as a stalwart app (`stalwart run examples.langgraph_support.app:app`).
+"""The LangGraph support agent as an app; `stalwart run examples.langgraph_support.app:app`.
 
 ``graph.py`` is the LangGraph code; this file declares it to stalwart
 (``LangGraphAgent``), with its model chain on the simulated models, the scopes its
@@ -43,7 +43,6 @@ SCENARIO = Scenario(
             requires=("lookup_order", "refund"),
             answer="Refunded {cents} cents on order {oid}.",
         ),
-        Rule(match=r".", answer="Tell me the order and the amount to refund."),
     )
 )
 

@@ -49,6 +49,13 @@ def test_a_task_input_becomes_the_graph_input_and_its_thread():
     data: dict[str, Any] = {"messages": [], "thread_id": "customer-9"}
     assert _graph_input(agent, data) == ({"messages": []}, "customer-9")
     assert data["thread_id"] == "customer-9"  # the task's input is not changed
+    # a generic stalwart input ({"text": ...}) is the user's message, for a graph of messages
+    generic = {"text": "refund order 7", "id": "t-1", "thread_id": "c"}
+    assert _graph_input(agent, generic, {"messages"}) == (
+        {"messages": [{"role": "user", "content": "refund order 7"}]},
+        "c",
+    )
+    assert _graph_input(agent, {"text": "x"}, {"text"}) == ({"text": "x"}, None)  # its own field
     other = LangGraphAgent(name="b", graph=_builder(), thread_key="conversation")
     assert _graph_input(other, {"conversation": 7, "x": 1}) == ({"x": 1}, "7")
 

@@ -29,7 +29,7 @@ import dataclasses
 import functools
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import msgspec
@@ -121,6 +121,7 @@ def _size_executor(loop: asyncio.AbstractEventLoop, max_tasks: int) -> None:
 
 
 _compiled: dict[tuple[int, str], Pregel[Any, Any, Any, Any]] = {}
+_input_fields: dict[int, frozenset[str]] = {}
 
 
 def _saver(url: str) -> StalwartSaver:
@@ -152,14 +153,41 @@ def _store_url(agent: LangGraphAgent, ctx: TaskContext) -> str:
     return ctx.durable.store.url
 
 
-def _graph_input(agent: LangGraphAgent, task_input: Any) -> tuple[Any, str | None]:
+_TEXT_KEYS = ("text", "message", "ticket", "question", "input")
+"""Fields of a generic task input that carry the user's text (as an LLM agent reads them)."""
+
+
+def _graph_input(
+    agent: LangGraphAgent, task_input: Any, fields: Collection[str] = ("messages",)
+) -> tuple[Any, str | None]:
+    """The graph's input and the thread named by ``task_input``.
+
+    ``fields`` are the graph's input fields. A string, or a dict none of whose fields the
+    graph takes but with the user's text (``{"text": ...}``, as every stalwart agent
+    accepts), becomes ``{"messages": [{"role": "user", "content": text}]}`` for a graph
+    with a ``messages`` field; any other dict is the graph's input as it is.
+    """
     if isinstance(task_input, str):
         return {"messages": [{"role": "user", "content": task_input}]}, None
     if isinstance(task_input, dict):
         data = dict(task_input)
         thread = data.pop(agent.thread_key, None)
-        return data, None if thread is None else str(thread)
+        named = None if thread is None else str(thread)
+        if "messages" in fields and not set(data) & set(fields):
+            for key in _TEXT_KEYS:
+                if isinstance(data.get(key), str):
+                    return {"messages": [{"role": "user", "content": data[key]}]}, named
+        return data, named
     return task_input, None
+
+
+def _fields(graph: Pregel[Any, Any, Any, Any]) -> frozenset[str]:
+    """The graph's input fields (from its input schema)."""
+    found = _input_fields.get(id(graph))
+    if found is None:
+        schema = graph.get_input_jsonschema()
+        found = _input_fields[id(graph)] = frozenset(schema.get("properties") or ())
+    return found
 
 
 async def _run_graph(agent: LangGraphAgent, ctx: TaskContext, task_input: Any) -> Any:
@@ -167,7 +195,7 @@ async def _run_graph(agent: LangGraphAgent, ctx: TaskContext, task_input: Any) -
     _size_executor(asyncio.get_running_loop(), agent.max_tasks)
     saver = _saver(_store_url(agent, ctx))
     graph = _graph(agent, saver)
-    value, thread = _graph_input(agent, task_input)
+    value, thread = _graph_input(agent, task_input, _fields(graph))
     thread_id = thread or ctx.task_id
 
     def start() -> dict[str, Any]:
