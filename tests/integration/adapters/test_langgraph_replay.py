@@ -25,6 +25,16 @@ from stalwart.resilience import BreakerRegistry
 from stalwart.tools import ToolRegistry
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _sim_url_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test points the tools at its own sim; later tests in this process must not
+    inherit the address of a sim that has stopped (a node would use it as its sim)."""
+    monkeypatch.setenv("STALWART_SIM_URL", "")
+    monkeypatch.delenv("STALWART_SIM_URL")
+
+
 TICKET = {
     "messages": [{"role": "user", "content": "Please refund 700 cents on order 4321."}],
     "thread_id": "customer-1",
@@ -41,7 +51,7 @@ async def _run(
     """Run the ticket until the ``kill_before_call``-th model call, then resume it (with
     ``resumed``, another version of the agent, if given)."""
     with SimServer(scenario=SCENARIO) as sim:
-        os.environ["STALWART_SIM_URL"] = sim.url
+        os.environ["STALWART_SIM_URL"] = sim.url  # the tools' services (the fixture restores it)
         events = EventBus(log=False)
         models = build_models(app, {"support"}, sim.url, events)
         chain = models["support"]
@@ -146,7 +156,7 @@ def test_the_agent_rejects_what_is_not_a_graph():
 
 async def test_a_second_task_on_the_same_thread_continues_the_conversation(tmp_path):
     with SimServer(scenario=SCENARIO) as sim:
-        os.environ["STALWART_SIM_URL"] = sim.url
+        os.environ["STALWART_SIM_URL"] = sim.url  # the tools' services (the fixture restores it)
         events = EventBus(log=False)
         models = build_models(app, {"support"}, sim.url, events)
         store = SQLiteStore(str(tmp_path / "t.db"))
