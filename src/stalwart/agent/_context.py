@@ -191,6 +191,7 @@ class TaskContext:
         max_tokens: int = 1024,
         timeout: float | None = None,
         stream: bool = False,
+        digest: str | None = None,
     ) -> dict[str, Any]:
         """One journaled model call. Returns ``{content, tool_calls, model, usage, cost_usd,
         fallback_from}`` (tool calls as ``{id, name, arguments}``).
@@ -198,7 +199,12 @@ class TaskContext:
         ``stream``: the answer's text is published as it comes (``task.delta`` events, for
         ``GET /v1/tasks/{id}/events``), each delta naming the call's journal position
         (``seq``) and its character offset (``start``); the journal records the whole
-        answer as without streaming."""
+        answer as without streaming.
+
+        ``digest`` (a caller's fingerprint of the request) is journaled with the reply and
+        returned as ``request_digest``: on replay, the recorded one, so the caller can tell
+        that a replayed call sent a different request (adapters raise
+        :class:`~stalwart.errors.NonDeterminismError` then) at no extra journal write."""
         chain_name = model or self.default_model
         if chain_name is None or chain_name not in self.resources.models:
             raise ConfigError(f"agent {self.resources.agent!r} has no model chain {chain_name!r}")
@@ -258,6 +264,7 @@ class TaskContext:
                     "completion_tokens": response.usage.completion_tokens,
                 },
                 "cost_usd": response.cost_usd,
+                **({"request_digest": digest} if digest is not None else {}),
             }
 
         try:
