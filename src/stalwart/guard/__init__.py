@@ -4,7 +4,9 @@ See ``docs/security.md``. Layer 1: imports only errors, config, observe and cloc
 """
 
 from stalwart.guard._approvals import Approval, ApprovalQueue
+from stalwart.guard._authz import Principal, Resource, Rule, parse_condition
 from stalwart.guard._budget import Budget, Reservation, SpendLedger, estimate_tokens
+from stalwart.guard._canon import canonical, same_value
 from stalwart.guard._corpus import (
     Payload,
     benign_texts,
@@ -14,9 +16,11 @@ from stalwart.guard._corpus import (
     redaction_corpus,
 )
 from stalwart.guard._detect import Detection, InjectionDetector
+from stalwart.guard._freetext import TextCheck
 from stalwart.guard._hashicorp import HashiCorpVault
 from stalwart.guard._inputs import InputLimits, NormalizedText, normalize_text, validate_input
 from stalwart.guard._policy import RateLimit, Security
+from stalwart.guard._principal import PRINCIPAL_KEY, split_input, wrap_input
 from stalwart.guard._redact import (
     Finding,
     OutputPolicy,
@@ -42,6 +46,7 @@ from stalwart.guard._taint import ArgRule, Decision, Origin, Provenance, TaintPo
 from stalwart.guard._wire import RedactingEventBus, install_redactor
 
 __all__ = [
+    "PRINCIPAL_KEY",
     "SECRET_SCHEME",
     "Approval",
     "ApprovalQueue",
@@ -59,11 +64,14 @@ __all__ = [
     "Origin",
     "OutputPolicy",
     "Payload",
+    "Principal",
     "Provenance",
     "RateLimit",
     "RedactingEventBus",
     "Redactor",
     "Reservation",
+    "Resource",
+    "Rule",
     "SecretFinding",
     "SecretKey",
     "SecretProvider",
@@ -71,8 +79,10 @@ __all__ = [
     "Security",
     "SpendLedger",
     "TaintPolicy",
+    "TextCheck",
     "ToolRule",
     "benign_texts",
+    "canonical",
     "default_redactor",
     "estimate_tokens",
     "heldout_injections",
@@ -83,11 +93,15 @@ __all__ = [
     "labelled_injections",
     "luhn_ok",
     "normalize_text",
+    "parse_condition",
     "provider_from_env",
     "redaction_corpus",
     "resolve_setting",
+    "same_value",
     "scan_for_secrets",
     "secret_name",
     "secrets_posture",
+    "split_input",
     "validate_input",
+    "wrap_input",
 ]
