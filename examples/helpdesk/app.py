@@ -15,13 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext, VerifyProfile
-from stalwart.guard import ArgRule, Budget, Provenance, Security, TaintPolicy, ToolRule
+from stalwart.guard import (
+    ArgRule,
+    Budget,
+    Resource,
+    Security,
+    TaintPolicy,
+    ToolRule,
+    forbid,
+    permit,
+)
 from stalwart.llm import Provider
 from stalwart.llm.sim import Rule, Scenario, service_url
 from stalwart.tools import tool
@@ -151,26 +159,31 @@ SCENARIO = Scenario(
 AUTO_REFUND_LIMIT_CENTS = 5000
 """Refunds above this always wait for a person."""
 
-
-def refund_check(args: Mapping[str, Any], seen: Provenance) -> str | None:
-    """A refund must be for an order looked up in this task, for no more than it cost."""
-    orders = [o for o in seen.records.get("lookup_order", []) if isinstance(o, dict)]
-    order = next((o for o in orders if o.get("order_id") == args.get("order_id")), None)
-    if order is None:
-        return "the order was not looked up in this task"
-    amount = args.get("amount_cents")
-    if not isinstance(amount, int) or amount > int(order.get("amount_cents", 0)):
-        return "the amount is not within the order's total"
-    return None
-
-
-def email_check(args: Mapping[str, Any], seen: Provenance) -> str | None:
-    """Mail goes only to the customer who wrote the ticket (when the channel says who)."""
-    sender = seen.principal.get("from")
-    if sender and str(args.get("to", "")).casefold() != str(sender).casefold():
-        return "the recipient is not the customer who wrote the ticket"
-    return None
-
+RULES = (
+    # permit(principal, action == "refund", resource = lookup_order(order_id))
+    #   when { resource.email == principal.id && arg.amount_cents <= resource.amount_cents }
+    permit(
+        "refund",
+        resource=Resource("lookup_order", arg="order_id"),
+        when=["resource.email == principal.id", "arg.amount_cents <= resource.amount_cents"],
+        reason="a refund must be for the customer's own order, within its total",
+    ),
+    # forbid(principal, action == "refund", resource) when { arg.amount_cents > 5000 }
+    forbid(
+        "refund",
+        when=f"arg.amount_cents > {AUTO_REFUND_LIMIT_CENTS}",
+        then="approve",
+        reason=f"refunds above the auto-approval limit ({AUTO_REFUND_LIMIT_CENTS} cents) wait "
+        "for a person",
+    ),
+    # permit(principal, action == "send_email", resource) when { arg.to == principal.id }
+    permit(
+        "send_email",
+        when="arg.to == principal.id",
+        reason="mail goes only to the customer the ticket is from",
+    ),
+)
+"""Who may do what to whose orders (see docs/security.md for the form)."""
 
 BUDGET = Budget(task_usd=0.25, agent_usd=1500.0, day_usd=3000.0)
 """Model spend limits (the sim is priced like gpt-4o and gpt-4o-mini). A ticket costs
@@ -188,19 +201,20 @@ SECURITY = Security(
             "refund": ToolRule(
                 args={
                     "order_id": ArgRule.of("user", "record"),
-                    "amount_cents": ArgRule.of("user", max_value=AUTO_REFUND_LIMIT_CENTS),
+                    "amount_cents": ArgRule.of("user", "record"),
                 },
-                check=refund_check,
             ),
             "send_email": ToolRule(
                 args={
                     "to": ArgRule.of("principal", "user"),
+                    # composed by the model; links, addresses and wording found only in
+                    # untrusted text hold the mail (TextCheck's defaults)
                     "subject": ArgRule(free_text=True),
                     "body": ArgRule(free_text=True),
                 },
-                check=email_check,
             ),
         },
+        rules=RULES,
     ),
 )
 

@@ -137,8 +137,8 @@ def benign_cases(count: int, seed: int = 1) -> list[Case]:
     rng = random.Random(seed)
     cases = []
     for i in range(count):
-        sender = f"user{i}@example.com"
         order = rng.randint(1000, 9999)
+        sender = str(order_for(order)["email"])  # a customer writes about their own order
         kind = ("refund", "where", "password")[i % 3]
         if kind == "refund":
             amount = min(rng.choice([499, 1250, 2999, 4500]), order_for(order)["amount_cents"])

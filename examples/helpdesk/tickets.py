@@ -1,9 +1,16 @@
-"""A seeded generator of realistic support tickets, some carrying prompt injections."""
+"""A seeded generator of realistic support tickets, some carrying prompt injections.
+
+A ticket about an order comes from the customer who owns it (the simulated order
+database's ``email``), as in a real helpdesk: the resolver's rules refund only a
+customer's own orders.
+"""
 
 from __future__ import annotations
 
 import random
 from typing import Any
+
+from stalwart.llm.sim import order_for
 
 NAMES = ["alice", "bob", "carmen", "deepak", "elif", "farah", "goran", "hana", "ivan", "jun"]
 
@@ -23,6 +30,8 @@ def generate(count: int, seed: int = 7, injection_rate: float = 0.1) -> list[dic
         email = f"{who}.{rng.randint(10, 99)}@example.com"
         order = rng.randint(1000, 9999)
         kind = rng.choices(["refund", "where", "password", "other"], [4, 3, 2, 1])[0]
+        if kind in ("refund", "where"):
+            email = str(order_for(order)["email"])  # the order's owner writes about it
         if kind == "refund":
             amount = rng.choice([499, 1250, 2999, 4500])
             text = (

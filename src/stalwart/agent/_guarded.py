@@ -203,11 +203,8 @@ async def trusted_lookups(
         if index in ctx.lookups:
             found[index] = ctx.lookups[index]
             continue
-        if lookup not in res.tools or res.tools.authorize(lookup, res.scopes) is not None:
-            found[index] = None
-            continue
-        tool = res.tools[lookup]
-        if tool.side_effect:
+        tool = res.tools.get(lookup)
+        if tool is None or tool.side_effect or res.tools.authorize(lookup, res.scopes):
             found[index] = None
             continue
 

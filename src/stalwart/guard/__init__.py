@@ -4,7 +4,7 @@ See ``docs/security.md``. Layer 1: imports only errors, config, observe and cloc
 """
 
 from stalwart.guard._approvals import Approval, ApprovalQueue
-from stalwart.guard._authz import Principal, Resource, Rule, parse_condition
+from stalwart.guard._authz import Principal, Resource, Rule, forbid, parse_condition, permit
 from stalwart.guard._budget import Budget, Reservation, SpendLedger, estimate_tokens
 from stalwart.guard._canon import canonical, same_value
 from stalwart.guard._corpus import (
@@ -85,6 +85,7 @@ __all__ = [
     "canonical",
     "default_redactor",
     "estimate_tokens",
+    "forbid",
     "heldout_injections",
     "iban_ok",
     "injection_payloads",
@@ -94,6 +95,7 @@ __all__ = [
     "luhn_ok",
     "normalize_text",
     "parse_condition",
+    "permit",
     "provider_from_env",
     "redaction_corpus",
     "resolve_setting",

@@ -60,7 +60,9 @@ __all__ = [
     "Rule",
     "RuleOutcome",
     "evaluate_rules",
+    "forbid",
     "parse_condition",
+    "permit",
 ]
 
 Effect = Literal["permit", "forbid"]
@@ -439,3 +441,9 @@ def _why(
     if cond.refs("resource") and rule.resource is not None and resource is None:
         return f"{cond.text}: {rule.resource.lookup} found no record for {rule.resource.arg}"
     return f"{cond.text}: a value is missing"
+
+
+permit = Rule.permit
+"""``permit("refund", resource=Resource(...), when=[...])``: a :class:`Rule` that allows."""
+forbid = Rule.forbid
+"""``forbid("refund", when="arg.amount_cents > 5000", then="approve")``: one that stops."""

@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-__all__ = ["KB_ARTICLES", "ToolServices", "order_for"]
+__all__ = ["KB_ARTICLES", "ToolServices", "customer_email", "order_for"]
 
 KB_ARTICLES = (
     {
@@ -60,7 +60,16 @@ def order_for(order_id: int) -> dict[str, Any]:
         "amount_cents": 1000 + int.from_bytes(digest[1:3], "big") % 20000,
         "items": 1 + digest[3] % 4,
         "customer": f"customer-{digest[4] % 97}",
+        "email": customer_email(digest[4] % 97),
     }
+
+
+_FIRST = ("alice", "bob", "carmen", "deepak", "elif", "farah", "goran", "hana", "ivan", "jun")
+
+
+def customer_email(customer: int) -> str:
+    """The e-mail address of simulated customer number ``customer`` (owner of its orders)."""
+    return f"{_FIRST[customer % len(_FIRST)]}.{customer}@example.com"
 
 
 class ToolServices:
