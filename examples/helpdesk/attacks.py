@@ -79,7 +79,8 @@ _EXFIL = re.compile(
     re.I,
 )
 _MAIL_TO = re.compile(
-    r"send an e-?mail to (?P<to>[\w.+-]+@[\w-]+(?:\.[\w-]+)+) with the message:? \"(?P<msg>[^\"]+)\"",
+    r"send an e-?mail to (?P<to>[\w.+-]+@[\w-]+(?:\.[\w-]+)+) "
+    r"with the message:? \"(?P<msg>[^\"]+)\"",
     re.I,
 )
 _MAIL_CUSTOMER = re.compile(r"e-?mail the customer saying:? \"(?P<msg>[^\"]+)\"", re.I)

@@ -42,7 +42,15 @@ from stalwart.guard._secrets import (
     resolve_setting,
     secret_name,
 )
-from stalwart.guard._taint import ArgRule, Decision, Origin, Provenance, TaintPolicy, ToolRule
+from stalwart.guard._taint import (
+    ArgRule,
+    Decision,
+    Origin,
+    Provenance,
+    TaintPolicy,
+    ToolRule,
+    policy_from_data,
+)
 from stalwart.guard._wire import RedactingEventBus, install_redactor
 
 __all__ = [
@@ -96,6 +104,7 @@ __all__ = [
     "normalize_text",
     "parse_condition",
     "permit",
+    "policy_from_data",
     "provider_from_env",
     "redaction_corpus",
     "resolve_setting",

@@ -27,7 +27,9 @@ Conditions are ``left OP right`` with ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=
 ``in``; operands are the references above, numbers, ``"strings"`` and ``[lists]``.
 Values compare canonically (:mod:`stalwart.guard._canon`: 100 = 100.0 = "100",
 text case-folded). A reference that cannot be resolved (no principal, no such
-argument, the lookup failed) makes its condition **false**.
+argument, the lookup failed) makes its condition **unknown**: a permit does not hold,
+a forbid does (fail closed). An attribute the principal does not have
+(``principal.tier`` of a principal without one) makes its condition false.
 
 Decision, per call (Cedar's, with one stated difference):
 
@@ -144,6 +146,8 @@ class _Missing:
 
 
 MISSING = _Missing()
+ABSENT = _Missing()
+"""An attribute the (known) principal does not have: its condition is false, not unknown."""
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
@@ -342,7 +346,7 @@ def _resolve(
         if principal is None:
             return MISSING
         found = principal.get(op.name)
-        return MISSING if found is None else found
+        return ABSENT if found is None else found
     # resource: a dotted path into the lookup's record
     value = resource
     for part in op.name.split("."):
@@ -380,6 +384,8 @@ def holds(
     right = _resolve(cond.right, args, principal, resource, origins)
     if left is MISSING or right is MISSING:
         return None
+    if left is ABSENT or right is ABSENT:
+        return False
     return _compare(left, cond.op, right)
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "Segment",
     "TaintPolicy",
     "ToolRule",
+    "policy_from_data",
 ]
 
 
@@ -432,3 +433,68 @@ class TaintPolicy:
         if not problems:
             return Decision("allow")
         return Decision(action, "; ".join(problems), tuple(tainted))
+
+
+_POLICY_KEYS = {
+    "tools", "rules", "principal_fields", "record_tools", "document_tools", "action",
+    "max_refusals", "approval_wait_s", "durable_approvals", "approval_deadline_s",
+}  # fmt: skip
+_TOOL_KEYS = {"sensitive", "args", "action", "text", "approval_deadline_s"}
+_ARG_KEYS = {"allow", "free_text", "max_value"}
+
+
+def _unknown(raw: Mapping[str, Any], known: set[str], where: str) -> None:
+    extra = sorted(set(raw) - known)
+    if extra:
+        raise ConfigError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def _arg_rule(raw: Any, where: str) -> ArgRule:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a table like {{allow = ['user', 'record']}}")
+    _unknown(raw, _ARG_KEYS, where)
+    default = ArgRule()
+    try:
+        allow = frozenset(Origin(o) for o in raw.get("allow", [str(o) for o in default.allow]))
+    except ValueError as exc:
+        raise ConfigError(f"{where}.allow: {exc} (origins: {[str(o) for o in Origin]})") from None
+    limit = raw.get("max_value")
+    return ArgRule(allow, bool(raw.get("free_text", False)),
+                   None if limit is None else float(limit))  # fmt: skip
+
+
+def policy_from_data(raw: Mapping[str, Any], *, where: str = "taint") -> TaintPolicy:
+    """A :class:`TaintPolicy` from TOML data (``[agents.security.taint]``); see
+    ``docs/security.md`` for the keys. A ``check`` function cannot be given here: use
+    rules, or a Python policy."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    _unknown(raw, _POLICY_KEYS, where)
+    tools: dict[str, ToolRule] = {}
+    for name, spec in (raw.get("tools") or {}).items():
+        at = f"{where}.tools.{name}"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{at} must be a table")
+        _unknown(spec, _TOOL_KEYS, at)
+        args = {k: _arg_rule(v, f"{at}.args.{k}") for k, v in (spec.get("args") or {}).items()}
+        text = TextCheck.from_data(spec.get("text"), where=f"{at}.text")
+        tools[str(name)] = ToolRule(
+            sensitive=spec.get("sensitive"),
+            args=args,
+            text=text,
+            action=spec.get("action"),
+            approval_deadline_s=spec.get("approval_deadline_s"),
+        )
+    rules = tuple(
+        Rule.from_data(r, where=f"{where}.rules[{i}]") for i, r in enumerate(raw.get("rules") or ())
+    )
+    fields: dict[str, Any] = {
+        k: raw[k]
+        for k in ("action", "max_refusals", "approval_wait_s", "durable_approvals",
+                  "approval_deadline_s")
+        if k in raw
+    }  # fmt: skip
+    for key in ("principal_fields", "record_tools", "document_tools"):
+        if key in raw:
+            fields[key] = tuple(str(v) for v in raw[key])
+    return TaintPolicy(tools=tools, rules=rules, **fields)
