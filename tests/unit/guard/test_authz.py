@@ -43,7 +43,7 @@ from stalwart.guard import (
         ("-0", 0),
         ("Alice@Example.COM", "alice@example.com"),
         ("two   words\n", "Two Words"),
-        ("ＡＢＣ", "abc"),  # NFKC: full-width letters
+        ("\uff21\uff22\uff23", "abc"),  # NFKC: full-width letters
         ("a\u200bb", "ab"),  # invisible characters are dropped
     ],
 )
@@ -103,14 +103,20 @@ def test_conditions_parse_and_bad_ones_say_what_is_wrong() -> None:
 
 ORDER = Resource("lookup_order", arg="order_id")
 POLICY = TaintPolicy(
-    tools={"refund": ToolRule(args={"order_id": ArgRule.of("user", "record"),
-                                    "amount": ArgRule.of("user", "record")})},  # fmt: skip
+    tools={
+        "refund": ToolRule(
+            args={"order_id": ArgRule.of("user", "record"), "amount": ArgRule.of("user", "record")}
+        )
+    },
     rules=(
-        permit("refund", resource=ORDER,
-               when=["resource.owner == principal.id", "arg.amount <= resource.total"]),
+        permit(
+            "refund",
+            resource=ORDER,
+            when=["resource.owner == principal.id", "arg.amount <= resource.total"],
+        ),
         forbid("refund", when="arg.amount > 5000", then="approve", reason="over the limit"),
         permit("notify", when="provenance(arg.to) in [principal]"),
-    ),  # fmt: skip
+    ),
 )
 
 
@@ -214,8 +220,16 @@ def test_a_record_fetched_with_an_untrusted_key_is_untrusted() -> None:
     assert Origin.RECORD in p.origins_of(2500)
     assert p.origins_of(4100) == {Origin.TOOL}  # the laundered amount is not a fact
     assert Origin.RECORD not in p.origins_of(7777)
-    policy = TaintPolicy(tools={"refund": ToolRule(args={
-        "order_id": ArgRule.of("user", "record"), "amount_cents": ArgRule.of("user", "record")})})
+    policy = TaintPolicy(
+        tools={
+            "refund": ToolRule(
+                args={
+                    "order_id": ArgRule.of("user", "record"),
+                    "amount_cents": ArgRule.of("user", "record"),
+                }
+            )
+        }
+    )
     laundered = policy.decide("refund", {"order_id": 7777, "amount_cents": 4100}, p,
                               side_effect=True)  # fmt: skip
     assert laundered.verdict == "approve"
@@ -235,8 +249,11 @@ def test_a_key_made_up_by_the_model_launders_nothing() -> None:
 
 
 MAIL = TaintPolicy(
-    tools={"send": ToolRule(args={"to": ArgRule.of("principal", "user"),
-                                  "body": ArgRule(free_text=True)})},  # fmt: skip
+    tools={
+        "send": ToolRule(
+            args={"to": ArgRule.of("principal", "user"), "body": ArgRule(free_text=True)}
+        )
+    },
 )
 
 
@@ -277,8 +294,14 @@ def test_free_text_checks_are_configurable_per_tool() -> None:
                                                 text=None)})  # fmt: skip
     body = {"body": "confirm your card at https://evil.example/login"}
     assert loose.decide("send", body, p, side_effect=True).verdict == "allow"
-    words_only = TaintPolicy(tools={"send": ToolRule(
-        args={"body": ArgRule(free_text=True)}, text=TextCheck(contacts=False, copied_words=10))})
+    words_only = TaintPolicy(
+        tools={
+            "send": ToolRule(
+                args={"body": ArgRule(free_text=True)},
+                text=TextCheck(contacts=False, copied_words=10),
+            )
+        }
+    )
     assert words_only.decide("send", body, p, side_effect=True).verdict == "allow"
     with pytest.raises(ConfigError):
         TextCheck(copied_words=1)
@@ -342,7 +365,11 @@ def test_a_policy_reads_from_toml() -> None:
     lookups = _lookups(12, email="a@x.io", amount_cents=500)
     args = {"order_id": 12, "amount_cents": 300}
     assert policy.decide("refund", args, p, side_effect=True, lookups=lookups).verdict == "allow"
-    for bad in ('nope = 1', '[tools.x]\nbogus = 1', '[[rules]]\neffect = "permit"\ntool = "x"\n'
-                'when = "arg.a =! 1"', '[tools.x.args.a]\nallow = ["friends"]'):
+    for bad in (
+        "nope = 1",
+        "[tools.x]\nbogus = 1",
+        '[[rules]]\neffect = "permit"\ntool = "x"\nwhen = "arg.a =! 1"',
+        '[tools.x.args.a]\nallow = ["friends"]',
+    ):
         with pytest.raises(ConfigError):
             policy_from_data(tomllib.loads(bad))
