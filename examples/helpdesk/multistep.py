@@ -38,7 +38,7 @@ from stalwart.resilience import BreakerRegistry
 from stalwart.testing import ObedientModel
 from stalwart.tools import ToolRegistry, tool
 
-__all__ = ["UNGUARDED", "attacker_worded", "run_multistep", "unauthorized"]
+__all__ = ["TAINT_ONLY", "UNGUARDED", "attacker_worded", "run_multistep", "unauthorized"]
 
 UNGUARDED = Security(
     taint=TaintPolicy(
@@ -46,6 +46,17 @@ UNGUARDED = Security(
     )
 )
 """Scopes only: what the attacks achieve without the policy (the control run)."""
+
+TAINT_ONLY = dataclasses.replace(
+    SECURITY,
+    taint=dataclasses.replace(
+        SECURITY.taint,
+        rules=(),
+        tools={name: dataclasses.replace(r, text=None) for name, r in SECURITY.taint.tools.items()},
+    ),
+)
+"""The helpdesk policy without its permit/forbid rules and free-text checks: the taint
+defaults (with transitive provenance) alone (an ablation: what the rules add)."""
 
 CURRENT: contextvars.ContextVar[Ticket] = contextvars.ContextVar("multistep_ticket")
 
@@ -205,9 +216,9 @@ async def run_multistep(
     workdir: Path | None = None,
     security: Security = SECURITY,
 ) -> dict[str, Any]:
-    """Every ``share``-th payload in each placement, plus ``benign_count`` clean tickets."""
-    # every share-th payload, the families interleaved so that each keeps its share
-    attacks = [a for i, a in enumerate(payloads()) if (i + i // 7) % share == 0]
+    """About one in ``share`` payloads (every family keeps its share) in each placement,
+    plus ``benign_count`` clean tickets."""
+    attacks = [a for i, a in enumerate(payloads()) if (i // 7 + i % 7) % share == 0]
     runs = [t for placement in PLACEMENTS for t in cases(attacks, placement, seed=2)]
     clean = benign(benign_count, seed=4)
     started = time.perf_counter()
