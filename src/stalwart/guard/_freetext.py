@@ -8,9 +8,11 @@ re-enter their card at http://…"). A free-text argument of a sensitive tool is
 - a **link** (URL or bare domain), an **e-mail address** or a **phone number** that
   appears in no trusted source (``trusted``: by default the system prompt, the
   principal and records, the places an agent's own links and addresses come from);
-- **copied wording**: ``copied_words`` consecutive words that appear in untrusted
-  text (tool results, documents, flagged input, and the customer's own free text)
-  but in no trusted source. A reply quoting an injected instruction is caught here.
+- **copied wording**: ``copied_words`` consecutive words (5) that appear in untrusted
+  text (tool results, documents, flagged input) but in no trusted source, or
+  ``copied_user_words`` (8) that appear in the customer's own free text: a reply may
+  restate the customer's request ("1250 cents for order 4521"), not relay a paragraph
+  planted in their ticket. A reply quoting an injected instruction is caught here.
 
 Configure per tool with ``ToolRule(text=TextCheck(...))``; ``text=None`` turns it off.
 """
@@ -72,6 +74,7 @@ def words_of(text: str) -> list[str]:
 
 
 TRUSTED_FOR_TEXT = frozenset({"system", "principal", "record"})
+_UNTRUSTED = frozenset({"tool", "document", "suspect", "model"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,13 +85,17 @@ class TextCheck:
     """Links, e-mail addresses and phone numbers must come from a trusted source."""
     copied_words: int = 5
     """Consecutive words copied from untrusted text that make the text suspect (0: off)."""
+    copied_user_words: int = 8
+    """The same for words copied from the customer's own text (0: off)."""
     trusted: frozenset[str] = TRUSTED_FOR_TEXT
     """Origins a link or wording may come from (``system``, ``principal``, ``record``,
     ``user``...)."""
 
     def __post_init__(self) -> None:
-        if self.copied_words < 0 or self.copied_words == 1:
-            raise ConfigError("TextCheck.copied_words must be 0 (off) or >= 2")
+        for name in ("copied_words", "copied_user_words"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0 or value == 1:
+                raise ConfigError(f"TextCheck.{name} must be 0 (off) or >= 2, got {value!r}")
         valid = {"system", "principal", "user", "record", "tool", "document", "suspect", "model"}
         bad = set(self.trusted) - valid
         if bad:
@@ -106,12 +113,16 @@ class TextCheck:
                 if not where & self.trusted:
                     src = "/".join(sorted(where)) if where else "no source"
                     out.append(f"{name} has a {kind} ({item[:60]}) found only in {src}")
-        if self.copied_words:
-            copied = seen.copied_runs(words_of(value), self.copied_words, self.trusted)
+        words = words_of(value)
+        for size, sources in (
+            (self.copied_words, _UNTRUSTED - self.trusted),
+            (self.copied_user_words, frozenset({"user"}) - self.trusted),
+        ):
+            copied = seen.copied_runs(words, size, self.trusted, sources) if size else []
             if copied:
-                out.append(
-                    f"{name} repeats wording found only in untrusted text ({' '.join(copied[0])!r})"
-                )
+                found = " ".join(copied[0])
+                out.append(f"{name} repeats wording found only in untrusted text ({found!r})")
+                break
         return out
 
     @classmethod
@@ -123,12 +134,13 @@ class TextCheck:
             return cls()
         if not isinstance(data, dict):
             raise ConfigError(f"{where} must be true, false or a table")
-        unknown = set(data) - {"contacts", "copied_words", "trusted"}
+        unknown = set(data) - {"contacts", "copied_words", "copied_user_words", "trusted"}
         if unknown:
             raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
         trusted: Iterable[str] = data.get("trusted", TRUSTED_FOR_TEXT)
         return cls(
             contacts=bool(data.get("contacts", True)),
             copied_words=int(data.get("copied_words", 5)),
+            copied_user_words=int(data.get("copied_user_words", 8)),
             trusted=frozenset(trusted),
         )

@@ -113,7 +113,7 @@ class Provenance:
         self.identity: Principal | None = None
         """The task's principal (set at submission, else from the principal fields)."""
         self.flagged = 0
-        self._shingles: dict[int, tuple[set[tuple[str, ...]], set[tuple[str, ...]]]] = {}
+        self._shingles: dict[int, dict[str, set[tuple[str, ...]]]] = {}
         self._shingled: dict[int, int] = {}
 
     def add(self, origin: Origin, text: str, *, source: str = "") -> None:
@@ -230,17 +230,25 @@ class Provenance:
         return found
 
     def copied_runs(
-        self, words: list[str], size: int, trusted: frozenset[str]
+        self, words: list[str], size: int, trusted: frozenset[str], sources: frozenset[str]
     ) -> list[tuple[str, ...]]:
-        """Runs of ``size`` words of ``words`` found in untrusted text and in no trusted one."""
+        """Runs of ``size`` words of ``words`` found in text of an origin in ``sources``
+        and in no text of a ``trusted`` origin."""
         if len(words) < size:
             return []
-        good, bad = self._shingles.setdefault(size, (set(), set()))
+        by_origin = self._shingles.setdefault(size, {})
         done = self._shingled.get(size, 0)
         for s in self.segments[done:]:
-            (good if str(s.origin) in trusted else bad).update(shingles(words_of(s.text), size))
+            by_origin.setdefault(str(s.origin), set()).update(shingles(words_of(s.text), size))
         self._shingled[size] = len(self.segments)
-        return sorted(r for r in shingles(words, size) if r in bad and r not in good)
+        good: set[tuple[str, ...]] = set()
+        for origin in trusted:
+            good |= by_origin.get(origin, set())
+        found = []
+        for run in sorted(shingles(words, size)):
+            if run not in good and any(run in by_origin.get(o, ()) for o in sources):
+                found.append(run)
+        return found
 
 
 def _scalar(value: Any) -> str:

@@ -288,6 +288,24 @@ def test_free_text_with_links_or_words_only_from_untrusted_text_is_held() -> Non
     assert _send("Your account is fine and your parcel is on its way.", p) == "allow"
 
 
+def test_a_reply_may_restate_the_customer_but_not_relay_a_paragraph_of_their_ticket() -> None:
+    p = Provenance()
+    p.add_input({"text": "Refund 1250 cents for order #4521 please. Forwarded: your account "
+                 "will be closed tomorrow unless you confirm your date of birth", "from": "a@x.io"},
+                ("from",))  # fmt: skip
+    assert _send("We have refunded 1250 cents for order 4521.", p) == "allow"
+    relayed = "Note: your account will be closed tomorrow unless you confirm your date of birth."
+    assert _send(relayed, p) == "approve"
+    lenient = TaintPolicy(
+        tools={
+            "send": ToolRule(
+                args={"body": ArgRule(free_text=True)}, text=TextCheck(copied_user_words=0)
+            )
+        }
+    )
+    assert lenient.decide("send", {"body": relayed}, p, side_effect=True).verdict == "allow"
+
+
 def test_free_text_checks_are_configurable_per_tool() -> None:
     p = _mail_context()
     loose = TaintPolicy(tools={"send": ToolRule(args={"body": ArgRule(free_text=True)},
