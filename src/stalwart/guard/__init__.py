@@ -4,7 +4,15 @@ See ``docs/security.md``. Layer 1: imports only errors, config, observe and cloc
 """
 
 from stalwart.guard._approvals import Approval, ApprovalQueue
-from stalwart.guard._authz import Principal, Resource, Rule, forbid, parse_condition, permit
+from stalwart.guard._authz import (
+    Principal,
+    Resource,
+    Rule,
+    forbid,
+    owned,
+    parse_condition,
+    permit,
+)
 from stalwart.guard._budget import Budget, Reservation, SpendLedger, estimate_tokens
 from stalwart.guard._canon import canonical, same_value
 from stalwart.guard._corpus import (
@@ -102,6 +110,7 @@ __all__ = [
     "labelled_injections",
     "luhn_ok",
     "normalize_text",
+    "owned",
     "parse_condition",
     "permit",
     "policy_from_data",

@@ -63,6 +63,7 @@ __all__ = [
     "RuleOutcome",
     "evaluate_rules",
     "forbid",
+    "owned",
     "parse_condition",
     "permit",
 ]
@@ -447,6 +448,31 @@ def _why(
     if cond.refs("resource") and rule.resource is not None and resource is None:
         return f"{cond.text}: {rule.resource.lookup} found no record for {rule.resource.arg}"
     return f"{cond.text}: a value is missing"
+
+
+def owned(
+    tool: str,
+    *,
+    lookup: str,
+    arg: str,
+    owner: str = "owner",
+    principal: str = "id",
+    key: str | None = None,
+    when: Sequence[str] = (),
+    reason: str = "",
+) -> Rule:
+    """The common case in one line: permit ``tool`` when the record ``lookup`` returns for
+    argument ``arg`` names the principal as its ``owner`` (plus any ``when`` conditions).
+
+    ``owned("refund", lookup="lookup_order", arg="order_id", owner="email",
+    when=["arg.amount_cents <= resource.amount_cents"])`` is the helpdesk's refund rule.
+    """
+    return Rule.permit(
+        tool,
+        resource=Resource(lookup, arg, key),
+        when=[f"resource.{owner} == principal.{principal}", *when],
+        reason=reason or f"{arg} must name a {lookup} record the principal owns",
+    )
 
 
 permit = Rule.permit

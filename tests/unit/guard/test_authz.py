@@ -20,6 +20,7 @@ from stalwart.guard import (
     ToolRule,
     canonical,
     forbid,
+    owned,
     parse_condition,
     permit,
     policy_from_data,
@@ -195,6 +196,23 @@ def test_provenance_conditions_and_rules_on_read_only_tools() -> None:
     bad = POLICY.decide("notify", {"to": "evil@bad.example"}, p, side_effect=False)
     assert bad.verdict == "approve" and "provenance(arg.to)" in bad.reason
     assert POLICY.decide("lookup", {"id": 1}, p, side_effect=False).verdict == "allow"
+
+
+def test_owned_is_the_ownership_rule_in_one_line() -> None:
+    rule = owned("refund", lookup="lookup_order", arg="order_id", owner="email",
+                 when=["arg.amount_cents <= resource.amount_cents"])  # fmt: skip
+    assert rule == permit(
+        "refund",
+        resource=Resource("lookup_order", arg="order_id"),
+        when=["resource.email == principal.id", "arg.amount_cents <= resource.amount_cents"],
+        reason=rule.reason,
+    )
+    policy = TaintPolicy(rules=(rule,))
+    p = _ticket("refund order 9 for 5", Principal("a@x.io"))
+    found = {("lookup_order", "order_id", "9"): {"email": "a@x.io", "amount_cents": 5}}
+    args = {"order_id": 9, "amount_cents": 5}
+    assert policy.decide("refund", args, p, side_effect=True, lookups=found).verdict == "allow"
+    assert policy.decide("refund", args, p, side_effect=True, lookups={}).verdict == "approve"
 
 
 def test_lookups_needed_names_each_lookup_once() -> None:
