@@ -408,34 +408,41 @@ def evaluate_rules(
     then: Then | None = None
     permits = [r for r in mine if r.effect == "permit"]
     permitted = not permits
-    closest: list[str] | None = None
+    closest: tuple[Rule, list[str]] | None = None
     for rule in mine:
         resource = None
         if rule.resource is not None:
             key = args.get(rule.resource.arg)
             resource = lookups.get((rule.resource.lookup, rule.resource.param, canonical(key)))
-        failed: list[str] = []
-        for cond in rule.conditions:
-            verdict = holds(cond, args, principal, resource, origins)
-            if verdict is not True:
-                failed.append(_why(cond, verdict, principal, rule, resource))
+        verdicts = [holds(c, args, principal, resource, origins) for c in rule.conditions]
+        failed = [
+            _why(c, v, principal, rule, resource)
+            for c, v in zip(rule.conditions, verdicts, strict=True)
+            if v is not True
+        ]
         if rule.effect == "forbid":
             # fail closed: a forbid that cannot be evaluated counts as holding
-            unknown = any(holds(c, args, principal, resource, origins) is None
-                          for c in rule.conditions)  # fmt: skip
-            if not failed or unknown:
+            if all(v is not False for v in verdicts):
                 problems.append(rule.reason or f"forbidden: {' and '.join(rule.when) or tool}")
-                then = then or rule.then
+                then = _stricter(then, rule.then)
         elif not failed:
             permitted = True
-        elif closest is None or len(failed) < len(closest):
-            closest = failed
-            then = then or rule.then
+        elif closest is None or len(failed) < len(closest[1]):
+            closest = (rule, failed)
     if not permitted:
-        reason = next((r.reason for r in permits if r.reason), "")
-        detail = "; ".join(closest or ())
-        problems.append(f"{reason or 'no permit rule holds'}: {detail}" if detail else reason)
-    return RuleOutcome(True, permitted and not problems, tuple(problems), then)
+        rule, failed = closest if closest is not None else (permits[0], [])
+        detail = "; ".join(failed)
+        reason = rule.reason or "no permit rule holds"
+        problems.append(f"{reason}: {detail}" if detail else reason)
+        then = _stricter(then, rule.then)
+    return RuleOutcome(True, not problems, tuple(problems), then)
+
+
+def _stricter(a: Then | None, b: Then | None) -> Then | None:
+    """``refuse`` over ``approve`` over nothing."""
+    if "refuse" in (a, b):
+        return "refuse"
+    return a or b
 
 
 def _why(

@@ -111,8 +111,8 @@ class TextCheck:
             for kind, item in contacts_in(value):
                 where = seen.contact_origins(kind, item)
                 if not where & self.trusted:
-                    src = "/".join(sorted(where)) if where else "no source"
-                    out.append(f"{name} has a {kind} ({item[:60]}) found only in {src}")
+                    src = f"only in {'/'.join(sorted(where))}" if where else "in no source"
+                    out.append(f"{name} has a {kind} ({item[:60]}) found {src}")
         words = words_of(value)
         for size, sources in (
             (self.copied_words, _UNTRUSTED - self.trusted),

@@ -181,6 +181,26 @@ def test_forbid_overrides_permit_and_its_then_decides() -> None:
     assert frozen.decide("refund", small, p4, side_effect=True, lookups=mine).verdict == "refuse"
 
 
+def test_any_one_permit_suffices_and_a_refusal_names_the_closest_rule() -> None:
+    policy = TaintPolicy(rules=(
+        permit("pay", when=["principal.kind == 'staff'", "arg.amount < 100"], then="refuse",
+               reason="staff pay small sums"),
+        permit("pay", when="arg.to == principal.id", reason="customers pay themselves"),
+    ))  # fmt: skip
+    staff = _ticket("pay 50", Principal("s1", kind="staff"))
+    assert policy.decide("pay", {"to": "x", "amount": 50}, staff, side_effect=False).verdict == (
+        "allow"
+    )
+    customer = _ticket("pay me", Principal("c1"))
+    assert policy.decide("pay", {"to": "c1", "amount": 500}, customer,
+                         side_effect=False).verdict == "allow"  # fmt: skip
+    no = policy.decide("pay", {"to": "c2", "amount": 500}, customer, side_effect=False)
+    assert no.verdict == "approve" and no.reason.startswith("customers pay themselves")
+    # a tie (one failed condition each): the first listed rule speaks, with its then
+    tie = policy.decide("pay", {"to": "c2", "amount": 5}, customer, side_effect=False)
+    assert tie.verdict == "refuse" and tie.reason.startswith("staff pay small sums")
+
+
 def test_a_forbid_that_cannot_be_evaluated_holds_fail_closed() -> None:
     policy = TaintPolicy(rules=(forbid("pay", when="arg.amount > 10", then="refuse"),))
     p = _ticket("pay it", Principal("a"))
