@@ -222,8 +222,8 @@ class Provenance:
         appears."""
         found: set[str] = set()
         for s in self.segments:
-            if kind == "phone number":
-                if any(i == item for _, i in contacts_in(s.text) if _ == kind):
+            if kind == "phone number":  # written any way: compare the digits
+                if (kind, item) in contacts_in(s.text):
                     found.add(str(s.origin))
             elif item in s.text:
                 found.add(str(s.origin))

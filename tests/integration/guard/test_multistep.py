@@ -9,8 +9,13 @@ aims refunds at other customers' orders and attacker-worded mail still goes out.
 
 from __future__ import annotations
 
+import dataclasses
+
+from examples.helpdesk.app import SECURITY
 from examples.helpdesk.attacks import FAMILIES, PLACEMENTS
 from examples.helpdesk.multistep import TAINT_ONLY, UNGUARDED, run_multistep
+
+from stalwart.guard import Resource, permit
 
 
 async def test_the_helpdesk_policy_stops_every_multi_step_attack(tmp_path) -> None:
@@ -38,3 +43,17 @@ async def test_without_the_policy_or_its_rules_the_attacks_succeed(tmp_path) -> 
     # laundering through a tool result or a document: transitive provenance alone stops it
     assert taint_only["per_placement"]["tool_result"]["unauthorized_executed"] == 0
     assert taint_only["per_placement"]["document"]["unauthorized_executed"] == 0
+
+
+async def test_a_lookup_the_agent_may_not_run_permits_nothing_and_never_runs(tmp_path) -> None:
+    # a (mis)configured rule whose lookup is a side-effect tool outside the agent's scopes
+    rule = permit("refund", resource=Resource("export_customers", arg="order_id",
+                                              key="destination"),
+                  when="resource.status == 'exported'")  # fmt: skip
+    policy = dataclasses.replace(SECURITY, taint=dataclasses.replace(SECURITY.taint,
+                                                                     rules=(rule,)))  # fmt: skip
+    report = await run_multistep(share=10_000, benign_count=6, workdir=tmp_path, security=policy)
+    assert report["unauthorized_executed"] == 0  # export_customers never ran as a lookup
+    # the two clean refund tickets are held (no record permits them); the other four complete
+    assert report["benign_completion_rate"] == round(4 / 6, 4)
+    assert report["held_for_approval"] >= 2
