@@ -161,11 +161,11 @@ AUTO_REFUND_LIMIT_CENTS = 5000
 
 RULES = (
     # permit(principal, action == "refund", resource = lookup_order(order_id))
-    #   when { resource.email == principal.id && arg.amount_cents <= resource.amount_cents }
+    #   when { resource.customer == principal && arg.amount_cents <= resource.amount_cents }
     permit(
         "refund",
         resource=Resource("lookup_order", arg="order_id"),
-        when=["resource.email == principal.id", "arg.amount_cents <= resource.amount_cents"],
+        when=["resource.customer == principal.id", "arg.amount_cents <= resource.amount_cents"],
         reason="a refund must be for the customer's own order, within its total",
     ),
     # forbid(principal, action == "refund", resource) when { arg.amount_cents > 5000 }
@@ -176,10 +176,11 @@ RULES = (
         reason=f"refunds above the auto-approval limit ({AUTO_REFUND_LIMIT_CENTS} cents) wait "
         "for a person",
     ),
-    # permit(principal, action == "send_email", resource) when { arg.to == principal.id }
+    # permit(principal, action == "send_email", resource)
+    #   when { context.provenance(arg.to) in [principal] }: the address the channel vouches for
     permit(
         "send_email",
-        when="arg.to == principal.id",
+        when="provenance(arg.to) in [principal]",
         reason="mail goes only to the customer the ticket is from",
     ),
 )
@@ -194,7 +195,9 @@ and stop a runaway far short of what it could otherwise spend in a day."""
 SECURITY = Security(
     budget=BUDGET,
     taint=TaintPolicy(
-        principal_fields=("from",),  # set by the ticketing system, not typed by the customer
+        # set by the ticketing system, not typed by the customer: the account (the
+        # principal's id when the submission names none) and the sender's address
+        principal_fields=("customer", "from"),
         record_tools=("lookup_order",),  # our order database: facts, not instructions
         document_tools=("search_kb",),
         tools={
@@ -256,8 +259,9 @@ async def triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
             "received_at": stamp,
         }
     handed: dict[str, Any] = {"text": text}
-    if isinstance(ticket, dict) and isinstance(ticket.get("from"), str):
-        handed["from"] = ticket["from"]  # the sender the ticketing system vouches for
+    for field in ("customer", "from"):  # what the ticketing system vouches for
+        if isinstance(ticket, dict) and isinstance(ticket.get(field), str):
+            handed[field] = ticket[field]
     outcome = await ctx.hand_over("resolver", handed, timeout=120)
     result = outcome.get("result") or {}
     answer = {

@@ -196,9 +196,9 @@ class MultiStep:
         async def one(ticket: Ticket) -> None:
             async with gate:
                 CURRENT.set(ticket)
-                task_id = await self.runner.submit(
-                    AGENT.name, {"text": ticket.text, "from": ticket.sender}
-                )
+                ticket_input = {"text": ticket.text, "from": ticket.sender,
+                                "customer": ticket.customer}  # fmt: skip
+                task_id = await self.runner.submit(AGENT.name, ticket_input)
                 result = await self.runner.run(task_id, workflow)
                 ticket.status = str((result.result or {}).get("status", result.status))
 

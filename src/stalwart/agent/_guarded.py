@@ -90,7 +90,8 @@ def prepare_input(ctx: TaskContext, task_input: Any, *, system: str = "") -> Any
 
     A stored input that carries a principal (:func:`~stalwart.guard.wrap_input`) is
     unwrapped: the principal becomes the task's (``ctx.principal``); without one, the
-    first of the policy's ``principal_fields`` present in the input names it."""
+    first of the policy's ``principal_fields`` present in the input names it, and all
+    of them present are its attributes."""
     security = ctx.resources.security
     principal, task_input = split_input(task_input)
     cleaned, flags, hidden = validate_input(
@@ -100,11 +101,11 @@ def prepare_input(ctx: TaskContext, task_input: Any, *, system: str = "") -> Any
         ctx.provenance.add(Origin.SYSTEM, system, source="system")
     ctx.provenance.add_input(cleaned, security.taint.principal_fields)
     if principal is None and isinstance(cleaned, dict):
-        for field in security.taint.principal_fields:
-            value = cleaned.get(field)
-            if isinstance(value, str) and value.strip():
-                principal = Principal(value.strip()[:512], attrs={field: value})
-                break
+        fields = security.taint.principal_fields
+        found = {f: cleaned[f] for f in fields if isinstance(cleaned.get(f), str | int | float)}
+        first = next((str(v).strip() for v in found.values() if str(v).strip()), "")
+        if first:  # the first field present names it; all of them are its attributes
+            principal = Principal(first[:512], attrs=found)
     ctx.provenance.set_identity(principal)
     if hidden:
         ctx.provenance.add(Origin.SUSPECT, hidden, source="input.hidden")

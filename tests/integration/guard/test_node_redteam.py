@@ -44,8 +44,10 @@ async def test_obedient_attacks_through_a_node_run_nothing_unauthorized(tmp_path
         assert service.tasks is not None
         ids = []
         for i, t in enumerate(tickets):
-            ticket = {"text": t.text, "from": t.sender}
-            principal = t.sender if i % 2 == 0 else None  # else: from the "from" field
+            ticket = {"text": t.text, "from": t.sender, "customer": t.customer}
+            # the account as the principal, or (every other ticket) none: then the
+            # channel's fields (customer, from) name it
+            principal = {"id": t.customer, "attrs": {"from": t.sender}} if i % 2 else None
             ids.append(await service.tasks.submit("triage", ticket, principal=principal))
         for i, task_id in enumerate(ids):
             record = await service.tasks.wait(task_id, timeout=120)
@@ -89,4 +91,4 @@ async def test_obedient_attacks_through_a_node_run_nothing_unauthorized(tmp_path
     goals = {f: sum(1 for t in attacked if t.attack and t.attack.family == f) for f in FAMILIES}
     assert by_tool["refund"] >= goals["refund_other"] + goals["launder"] > 0
     assert by_tool["send_email"] >= goals["mail_attacker"] + goals["phish_link"] > 0
-    assert any("resource.email == principal.id" in h.reason for h in held)
+    assert any("resource.customer == principal.id" in h.reason for h in held)

@@ -56,17 +56,17 @@ def test_helpdesk_policy_refunds_only_the_principals_own_orders_and_mails_only_t
     p = seen(
         "My order #4521 broke; refund of 1250 cents please, from a@example.com", "a@example.com"
     )
-    p.set_identity(Principal("a@example.com"))
+    p.set_identity(Principal("customer-7", attrs={"from": "a@example.com"}))
     args = {"order_id": 4521, "amount_cents": 1250}
     assert policy.lookups_needed("refund", args) == [("lookup_order", "order_id", 4521)]
     held = policy.decide("refund", args, p, side_effect=True)  # no trusted record: held
     assert held.verdict == "approve" and "found no record" in held.reason
-    order = {"order_id": 4521, "amount_cents": 9000, "email": "A@example.com"}
+    order = {"order_id": 4521, "amount_cents": 9000, "customer": "Customer-7"}
     mine = {("lookup_order", "order_id", "4521"): order}
     assert policy.decide("refund", args, p, side_effect=True, lookups=mine).verdict == "allow"
-    theirs = {("lookup_order", "order_id", "4521"): {**order, "email": "b@example.com"}}
+    theirs = {("lookup_order", "order_id", "4521"): {**order, "customer": "customer-8"}}
     other = policy.decide("refund", args, p, side_effect=True, lookups=theirs)
-    assert other.verdict == "approve" and "resource.email == principal.id" in other.reason
+    assert other.verdict == "approve" and "resource.customer == principal.id" in other.reason
     big = {"order_id": 4521, "amount_cents": 8000}
     held_big = policy.decide("refund", big, p, side_effect=True, lookups=mine)
     assert held_big.verdict == "approve" and "auto-approval" in held_big.reason

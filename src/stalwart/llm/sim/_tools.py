@@ -60,16 +60,17 @@ def order_for(order_id: int) -> dict[str, Any]:
         "amount_cents": 1000 + int.from_bytes(digest[1:3], "big") % 20000,
         "items": 1 + digest[3] % 4,
         "customer": f"customer-{digest[4] % 97}",
-        "email": customer_email(digest[4] % 97),
     }
 
 
 _FIRST = ("alice", "bob", "carmen", "deepak", "elif", "farah", "goran", "hana", "ivan", "jun")
 
 
-def customer_email(customer: int) -> str:
-    """The e-mail address of simulated customer number ``customer`` (owner of its orders)."""
-    return f"{_FIRST[customer % len(_FIRST)]}.{customer}@example.com"
+def customer_email(customer: str) -> str:
+    """The e-mail address of the simulated customer ``customer`` (``"customer-35"``, as an
+    order names its owner): ``"farah.35@example.com"``."""
+    number = int(customer.rsplit("-", 1)[-1])
+    return f"{_FIRST[number % len(_FIRST)]}.{number}@example.com"
 
 
 class ToolServices:
