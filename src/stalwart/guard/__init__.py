@@ -1,4 +1,5 @@
-"""Guard: secrets, input validation, injection defense, redaction, budgets.
+"""Guard: secrets, input validation, injection defense, tool-call authorization (principal,
+rules, transitive provenance), redaction, budgets.
 
 See ``docs/security.md``. Layer 1: imports only errors, config, observe and clock.
 """
