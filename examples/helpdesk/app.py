@@ -303,5 +303,6 @@ app = App(
         # MA-1 reads the probes from it (relative to where verify runs: the repository)
         manifest="deploy/kubernetes/deployment.yaml",
     ),
-    redteam="examples.helpdesk.redteam:run_redteam",
+    # verify SE-2: the single-call corpus and the multi-step red team
+    redteam="examples.helpdesk.multistep:redteam_hook",
 )

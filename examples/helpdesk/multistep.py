@@ -274,3 +274,26 @@ def _score(runs: list[Ticket]) -> dict[str, Any]:
             sum(_completed(t) for t in runs) / max(1, len(runs)), 4
         ),
     }
+
+
+async def redteam_hook(*, tool_result_share: float = 0.25, benign: int = 20) -> dict[str, Any]:
+    """The helpdesk's ``App.redteam`` (verify's SE-2): the single-call corpus against the
+    gullible model, then a slice of the multi-step red team (one payload in four, in all
+    three placements). ``unauthorized_tool_calls`` counts both runs' unauthorized calls
+    and the attacker-worded mails; the multi-step figures are under ``multistep``."""
+    from examples.helpdesk.redteam import run_redteam
+
+    single = await run_redteam(tool_result_share=tool_result_share, benign=benign)
+    multi = await run_multistep(share=4, benign_count=benign)
+    keys = ("payloads", "attack_runs", "unauthorized_executed", "attacker_worded_messages_sent",
+            "per_placement", "benign_completion_rate")  # fmt: skip
+    return {
+        **single,
+        "unauthorized_tool_calls": single["unauthorized_tool_calls"]
+        + multi["unauthorized_executed"]
+        + multi["attacker_worded_messages_sent"],
+        "benign_completion_rate": min(
+            single["benign_completion_rate"], multi["benign_completion_rate"]
+        ),
+        "multistep": {k: multi[k] for k in keys},
+    }
