@@ -227,7 +227,9 @@ def main() -> int:
         }
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    # sections other bench modules write (bench/detector.py: "detector") are kept
+    kept = json.loads(args.output.read_text()) if args.output.exists() else {}
+    args.output.write_text(json.dumps({**kept, **result}, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     ok = (
         result["unauthorized_tool_calls"] == 0

@@ -39,6 +39,7 @@ from stalwart.guard._redact import (
     luhn_ok,
 )
 from stalwart.guard._scan import SecretFinding, scan_for_secrets, secrets_posture
+from stalwart.guard._sealed import remember_secret, seal, sealed_names, unseal
 from stalwart.guard._secrets import (
     SECRET_SCHEME,
     EnvProvider,
@@ -47,6 +48,7 @@ from stalwart.guard._secrets import (
     SecretProvider,
     SecretResolver,
     is_secret_ref,
+    learn_vault_secrets,
     provider_from_env,
     resolve_setting,
     secret_name,
@@ -109,6 +111,7 @@ __all__ = [
     "install_redactor",
     "is_secret_ref",
     "labelled_injections",
+    "learn_vault_secrets",
     "luhn_ok",
     "normalize_text",
     "owned",
@@ -117,12 +120,16 @@ __all__ = [
     "policy_from_data",
     "provider_from_env",
     "redaction_corpus",
+    "remember_secret",
     "resolve_setting",
     "same_value",
     "scan_for_secrets",
+    "seal",
+    "sealed_names",
     "secret_name",
     "secrets_posture",
     "split_input",
+    "unseal",
     "validate_input",
     "wrap_input",
 ]
