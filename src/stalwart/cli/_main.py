@@ -28,6 +28,23 @@ from stalwart.server._cli import add_commands, add_run_flags, run_command, servi
 __all__ = ["load_app", "main"]
 
 
+DESCRIPTION = (
+    "stalwart runs AI agents in production: each agent in its own supervised process, every\n"
+    "step journaled so a killed task resumes where it stopped, every model and tool call\n"
+    "behind deadlines, retries, breakers, budgets and a guard -- and `stalwart verify`\n"
+    "proves it against the production-readiness checklist."
+)
+EPILOG = (
+    "start here:\n"
+    "  stalwart init myapp && cd myapp   a new project on the simulated model\n"
+    "  stalwart run app:app              run it (dashboard and HTTP API included)\n"
+    "  stalwart verify app:app --plan    what the readiness checks will do\n"
+    "  stalwart demo                     a supervision tree surviving a SIGKILL\n"
+    "\n"
+    "`stalwart COMMAND --help` describes each command."
+)
+
+
 def load_app(ref: str) -> SupervisorSpec:
     """Load ``module:attr``: a SupervisorSpec, or a callable returning one."""
     return load_instance(ref, SupervisorSpec, "app")
@@ -45,7 +62,12 @@ def _limit(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stalwart", description=stalwart.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="stalwart",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=stalwart.__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
