@@ -7,6 +7,7 @@ import sys
 import stalwart
 from stalwart.cli._chaos import add_chaos_commands, chaos_command
 from stalwart.cli._children import add_children_commands, children_command
+from stalwart.cli._init import add_init_command, init_command
 from stalwart.cli._models import add_model_commands, model_command
 from stalwart.cli._secrets import add_secret_commands, secret_command
 from stalwart.cli._store import add_store_commands, store_command
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=stalwart.__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
+    add_init_command(sub)
     demo = sub.add_parser("demo", help="a supervision tree at work, one agent SIGKILLed mid-run")
     demo.add_argument("--agents", type=int, default=6)
     demo.add_argument("--duration", type=float, default=8.0)
@@ -135,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run_demo(agents=args.agents, duration=args.duration, kill_at=args.kill_at)
         )
+    if args.command == "init":
+        return init_command(args)
     if args.command == "task":
         return task_command(args)
     if args.command == "verify":
