@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from examples.helpdesk.tickets import generate
-from stalwart.node import app_node
+from stalwart import app_node
 from stalwart.observe import Event, EventBus
 
 
