@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from examples.helpdesk.tickets import generate
 from stalwart import app_node
+from stalwart.demo.tickets import generate
 from stalwart.observe import Event, EventBus
 
 

@@ -157,9 +157,10 @@ def test_init_then_tests_run_and_verify_plan_from_the_installed_wheel(wheel_env,
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_defaults_need_no_checkout(wheel_env, tmp_path):
-    """From an empty folder: the help, verify's and sim's default app, and the demo."""
+    """From empty folders: the help, verify's and sim's default app, the demo, and a short
+    load run on the default app."""
     bin_dir, env, _ = wheel_env
     stalwart = str(bin_dir / "stalwart")
 
@@ -188,11 +189,22 @@ def test_defaults_need_no_checkout(wheel_env, tmp_path):
         sim.stdout.close()
         sim.stderr.close()
 
+    demo = tmp_path / "demo"
+    demo.mkdir()
     code, out, err = _run(
-        [stalwart, "demo", "--agents", "2", "--duration", "4", "--kill-at", "1.5"], tmp_path, env
+        [stalwart, "demo", "--agents", "2", "--duration", "4", "--kill-at", "1.5"], demo, env
     )
     assert code == 0, out[-2000:] + err[-2000:]
     text = " ".join(out.split())
     assert "PASS: crash isolated and recovered." in text
     assert "stalwart init myapp" in text and "make test" not in text
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the demo left nothing behind
+    assert list(demo.iterdir()) == []  # the demo left nothing behind
+
+    # the load levels on the default app and inputs (the helpdesk and its tickets)
+    load = tmp_path / "load"
+    load.mkdir()
+    code, out, err = _run(
+        [stalwart, "load", "--duration", "1s", "--rate", "3", "--drain", "60s"], load, env, 150
+    )
+    assert code == 0, out[-2000:] + err[-2000:]
+    assert out.rstrip().endswith("PASSED"), out[-2000:]
