@@ -68,7 +68,9 @@ _COMMON = {
     "agents", "security",
 }  # fmt: skip
 _SECURITY = {"output", "taint", "budget", "inputs", "input_schema", "rate"}
-_LLM = _COMMON | {"model", "system", "tools", "scopes", "max_steps", "history_tokens", "max_tokens"}
+_LLM = _COMMON | {
+    "model", "system", "tools", "scopes", "max_steps", "history_tokens", "max_tokens", "stream",
+}  # fmt: skip
 _PY = _COMMON | {"fn", "model", "tools", "scopes"}
 
 

@@ -73,6 +73,7 @@ from stalwart.runtime._messages import (
     MetricSamples,
     OutCall,
     OutCast,
+    Publish,
     Ready,
     Reply,
     Stop,
@@ -362,6 +363,9 @@ class ProcessHost:
                 self._task(proc, self._forward_call(proc, frame))
             elif isinstance(frame, OutCast):
                 self._forward_cast(proc, frame)
+            elif isinstance(frame, Publish):
+                if frame.name.startswith("task."):  # the agent speaks of its tasks only
+                    self.events.notify(frame.name, **{**frame.fields, "agent": proc.name})
             elif isinstance(frame, Exiting):
                 proc.reported_exit = frame
             elif isinstance(frame, Ready):
