@@ -17,6 +17,7 @@ from stalwart.errors import ConfigError
 FILES = {
     "app.py", "app.toml", "README.md", "Dockerfile", ".gitignore", ".dockerignore",
     "tests/conftest.py", "tests/test_app.py", "deploy/deployment.yaml", "deploy/values.yaml",
+    "wheels/README.md",
 }  # fmt: skip
 
 
@@ -89,7 +90,7 @@ def test_the_command_exits_2_on_refusal_and_prints_next_steps(tmp_path, capsys):
     target = str(tmp_path / "demoapp")
     assert main(["init", target]) == 0
     out = capsys.readouterr().out
-    assert "wrote 10 files" in out and "stalwart run app:app" in out
+    assert "wrote 11 files" in out and "stalwart run app:app" in out
     assert main(["init", target]) == 2
     assert "already exists" in capsys.readouterr().err
 
