@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m examples.helpdesk.demo
+	$(BIN)/stalwart demo --helpdesk
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

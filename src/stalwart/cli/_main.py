@@ -73,10 +73,27 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
     add_init_command(sub)
-    demo = sub.add_parser("demo", help="a supervision tree at work, one agent SIGKILLed mid-run")
-    demo.add_argument("--agents", type=int, default=6)
-    demo.add_argument("--duration", type=float, default=8.0)
-    demo.add_argument("--kill-at", type=float, default=3.0)
+    demo = sub.add_parser(
+        "demo",
+        help="a supervision tree at work, one agent SIGKILLed mid-run (--helpdesk: the "
+        "helpdesk app's tickets, a kill, then stalwart verify)",
+    )
+    demo.add_argument("--agents", type=int, default=6, help="worker agents (default 6)")
+    demo.add_argument("--duration", type=float, default=8.0, help="seconds (default 8)")
+    demo.add_argument("--kill-at", type=float, default=3.0, help="SIGKILL one at (default 3 s)")
+    demo.add_argument(
+        "--helpdesk",
+        action="store_true",
+        help="instead: tickets through the helpdesk app (stalwart.demo.app), its resolver "
+        "SIGKILLed midway, then the readiness report (`make demo`)",
+    )
+    demo.add_argument("--tickets", type=int, default=50, help="--helpdesk: tickets (50)")
+    demo.add_argument(
+        "--no-verify", action="store_true", help="--helpdesk: skip the readiness report"
+    )
+    demo.add_argument(
+        "--verify-out", default="readiness", help="--helpdesk: report directory (readiness/)"
+    )
     sim = sub.add_parser("sim", help="serve the simulated models and tool services")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765, help="0 picks a free port")
@@ -130,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(stalwart.__version__)
         return 0
+    if args.command == "demo" and args.helpdesk:
+        from stalwart.demo.run import helpdesk_demo
+
+        return helpdesk_demo(
+            tickets=args.tickets, verify_out=None if args.no_verify else args.verify_out
+        )
     if args.command == "demo":
         from stalwart.cli._demo import run_demo
 

@@ -83,6 +83,7 @@ def test_the_wheel_holds_what_the_cli_needs_and_nothing_of_the_checkout(wheel_en
     for needed in (
         "stalwart/demo/app.py",  # verify/chaos/sim's default app
         "stalwart/demo/deployment.yaml",  # its manifest (MA-1)
+        "stalwart/demo/run.py",  # stalwart demo --helpdesk (make demo)
         "stalwart/cli/templates/project/app.py.tmpl",  # stalwart init
         "stalwart/cli/templates/project/tests/test_app.py.tmpl",
         "stalwart/durable/data/cl100k_base.tiktoken.gz",  # history bounding
