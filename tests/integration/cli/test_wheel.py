@@ -174,6 +174,17 @@ def test_defaults_need_no_checkout(wheel_env, tmp_path):
     assert "stalwart verify --plan for stalwart.demo.app:app" in out
     assert "precondition unmet" not in out, out
 
+    # a real (short) verify run on the default app: its manifest ships in the wheel
+    code, out, err = _run(
+        [stalwart, "verify", "--only", "PA-1,MA-1", "--out", "report"], tmp_path, env, 150
+    )
+    assert code == 0, out[-2000:] + err[-2000:]
+    report = json.loads((tmp_path / "report" / "readiness.json").read_text())
+    assert {i["id"]: i["status"] for i in report["items"]} == {"PA-1": "complete",
+                                                               "MA-1": "complete"}  # fmt: skip
+    manifest = next(i for i in report["items"] if i["id"] == "MA-1")["evidence"]["manifest"]
+    assert manifest.startswith(str(bin_dir.parent)), manifest  # the wheel's copy
+
     sim = subprocess.Popen(
         [stalwart, "sim", "--port", "0", "--scenario", "stalwart.demo.app:SCENARIO"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
