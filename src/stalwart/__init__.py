@@ -9,10 +9,8 @@ each subpackage (``stalwart.agent``, ``stalwart.guard``, ``stalwart.llm``, …) 
 own ``__all__`` for the rest, and every exception lives in :mod:`stalwart.errors`.
 """
 
-from __future__ import annotations
-
-import warnings
-from typing import Any
+import warnings as _warnings
+from typing import Any as _Any
 
 from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext, VerifyProfile
 from stalwart.clock import Clock, SystemClock
@@ -67,13 +65,13 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     """``stalwart.ConfigError`` and the other exceptions, for code written before they
     left the top level: they live in :mod:`stalwart.errors` (not in ``__all__``)."""
     from stalwart import errors
 
     if name in errors.__all__:
-        warnings.warn(
+        _warnings.warn(
             f"stalwart.{name} moved: import it from stalwart.errors",
             DeprecationWarning,
             stacklevel=2,
