@@ -111,3 +111,16 @@ def test_the_generated_and_the_demo_deployments_pass_the_kubernetes_schema(tmp_p
     init_project(tmp_path / "shop")
     for path in (tmp_path / "shop" / "deploy" / "deployment.yaml", MANIFEST):
         kubernetes_validate.validate(yaml.safe_load(path.read_text()), "1.30.0", strict=True)
+
+
+def test_the_generated_python_is_lint_clean_and_formatted(tmp_path):
+    """What a user starts from passes ruff as they would run it (stalwart is third-party
+    there), so their own lint starts clean."""
+    init_project(tmp_path / "shop")
+    rules = ["--select", "E,F,W,I,B,UP,SIM,RUF", "--line-length", "100", "--no-cache"]
+    for command in (["check", *rules], ["format", "--check", "--line-length", "100"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, str(tmp_path / "shop")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
