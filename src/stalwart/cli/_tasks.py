@@ -82,6 +82,14 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 def _record(task: Any) -> dict[str, Any]:
+    """A task as the CLI prints it: redacted like the HTTP API's view (PII, credentials
+    and the secrets this process knows), whatever the store holds."""
+    from stalwart.guard import default_redactor
+
+    return default_redactor().redact_data(_fields(task), policy="redact")  # type: ignore[no-any-return]
+
+
+def _fields(task: Any) -> dict[str, Any]:
     return {
         "id": task.id,
         "agent": task.agent,

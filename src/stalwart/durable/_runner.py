@@ -36,6 +36,7 @@ from stalwart.errors import (
     StoreError,
     TaskSuspended,
 )
+from stalwart.guard import seal
 from stalwart.observe import EventBus, get_logger
 
 __all__ = ["Runner", "TaskResult", "Workflow"]
@@ -195,7 +196,7 @@ class Runner:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError, LeaseLost, StalwartError):
                 await beat
-        await self.store.finish(ctx.lease, "succeeded", result)
+        await self.store.finish(ctx.lease, "succeeded", seal(result))  # secrets as references
         return TaskResult(
             lease.task_id,
             "succeeded",
@@ -210,7 +211,7 @@ class Runner:
         """Park the task ``awaiting_approval``: no lease, nothing running it (see Store.suspend)."""
         try:
             check_json(held.waiting, f"what task {ctx.task_id!r} waits for")
-            await self.store.suspend(ctx.lease, held.waiting)
+            await self.store.suspend(ctx.lease, seal(held.waiting))
         except LeaseLost:
             if await self._was_cancelled(ctx.task_id):
                 return _cancelled(ctx)
@@ -239,7 +240,7 @@ class Runner:
         outcome = {"type": type(exc).__name__, "message": str(exc)}
         _log.warning("durable_task_failed", task_id=ctx.task_id, **outcome)
         outcome["traceback"] = self._traceback(exc)
-        await self.store.finish(ctx.lease, "failed", outcome)
+        await self.store.finish(ctx.lease, "failed", seal(outcome))
         return TaskResult(
             ctx.task_id,
             "failed",
