@@ -4,7 +4,7 @@ Run it with ``stalwart run stalwart.demo.app:app`` (it starts the simulated
 models and services itself). It ships inside stalwart, so that ``stalwart verify``,
 ``stalwart chaos`` and ``stalwart sim`` have an app to default to from an installed
 wheel; ``examples/helpdesk`` in the repository names these same objects, and
-``examples/helpdesk/demo.py`` is ``make demo``.
+``stalwart demo --helpdesk`` (:mod:`stalwart.demo.run`) is ``make demo``.
 
 The simulated models' API key is a secret reference, ``secret://sim-api-key``,
 resolved at each request from the secrets provider (the local vault by default)
