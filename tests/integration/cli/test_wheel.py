@@ -204,7 +204,7 @@ def test_defaults_need_no_checkout(wheel_env, tmp_path):
     demo = tmp_path / "demo"
     demo.mkdir()
     code, out, err = _run(
-        [stalwart, "demo", "--agents", "2", "--duration", "4", "--kill-at", "1.5"], demo, env
+        [stalwart, "demo", "--agents", "2", "--duration", "6", "--kill-at", "1.5"], demo, env
     )
     assert code == 0, out[-2000:] + err[-2000:]
     text = " ".join(out.split())
