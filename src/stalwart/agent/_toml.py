@@ -17,10 +17,10 @@ Example::
     kind = "llm"                      # or "python"
     model = "main"
     system = "You resolve support tickets."
-    tools = ["examples.helpdesk.app:lookup_order", "examples.helpdesk.app:refund"]
+    tools = ["stalwart.demo.app:lookup_order", "stalwart.demo.app:refund"]
     scopes = ["orders:read", "payments:write"]
 
-    security = "examples.helpdesk.app:SECURITY"   # optional; or a table:
+    security = "stalwart.demo.app:SECURITY"   # optional; or a table:
     # [agents.security]  output = "mask", taint = "pkg.mod:POLICY" (or a table: its
     #                    rules and tools, see docs/security.md),
     #                    budget = { task_usd = 0.5, day_usd = 100.0 }, inputs = { ... }
@@ -28,7 +28,7 @@ Example::
     [[agents]]
     name = "triage"
     kind = "python"
-    fn = "examples.helpdesk.app:triage"
+    fn = "stalwart.demo.app:triage"
     agents = ["resolver"]
 
     [[mcp_servers]]                   # tools served over MCP (docs/mcp.md)

@@ -16,7 +16,7 @@ __all__ = ["add_task_commands", "ensure_cwd_importable", "is_app_ref", "task_com
 
 
 def ensure_cwd_importable() -> None:
-    """Make ``examples.helpdesk.app:app`` importable from the current directory, as
+    """Make ``app:app`` (an app.py in the current directory) importable, as
     ``python -m`` would (the ``stalwart`` script's own directory is on sys.path instead)."""
     cwd = os.getcwd()
     if cwd not in sys.path:
