@@ -1,6 +1,10 @@
 """The helpdesk's ``multistep`` lives in the package, ``stalwart.demo.multistep`` (read it there), so that
 ``stalwart verify``, ``stalwart chaos`` and ``stalwart sim`` work from an installed wheel.
-This module names the same objects for the tests, benches and docs that say
-``examples.helpdesk.multistep`` (it holds no copy)."""
+``examples.helpdesk.multistep`` is that same module (it holds no copy): importing this name
+gives the package's module object, every name in it included."""
 
-from stalwart.demo.multistep import *  # noqa: F403
+import sys
+
+from stalwart.demo import multistep as _module
+
+sys.modules[__name__] = _module

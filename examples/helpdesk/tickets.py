@@ -1,6 +1,10 @@
 """The helpdesk's ``tickets`` lives in the package, ``stalwart.demo.tickets`` (read it there), so that
 ``stalwart verify``, ``stalwart chaos`` and ``stalwart sim`` work from an installed wheel.
-This module names the same objects for the tests, benches and docs that say
-``examples.helpdesk.tickets`` (it holds no copy)."""
+``examples.helpdesk.tickets`` is that same module (it holds no copy): importing this name
+gives the package's module object, every name in it included."""
 
-from stalwart.demo.tickets import *  # noqa: F403
+import sys
+
+from stalwart.demo import tickets as _module
+
+sys.modules[__name__] = _module
