@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from stalwart.errors import TaskSuspended
-from stalwart.guard import Approval, Origin, Security, default_redactor, validate_input
+from stalwart.guard import Approval, Origin, Security, output_redactor, validate_input
 from stalwart.resilience import RateLimiter
 from stalwart.tools import ToolResult
 
@@ -92,8 +92,9 @@ def prepare_input(ctx: TaskContext, task_input: Any, *, system: str = "") -> Any
 
 
 def finish_output(ctx: TaskContext, value: Any) -> Any:
-    """``value`` through the redactor under the agent's output policy."""
-    return default_redactor().redact_data(value, policy=ctx.resources.security.output)
+    """``value`` through the output redactor (the accurate tier when its model is installed,
+    ``STALWART_REDACT_OUTPUTS``) under the agent's output policy."""
+    return output_redactor().redact_data(value, policy=ctx.resources.security.output)
 
 
 def refusals(ctx: TaskContext) -> int:

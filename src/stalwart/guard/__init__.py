@@ -24,6 +24,7 @@ from stalwart.guard._redact import (
     default_redactor,
     iban_ok,
     luhn_ok,
+    output_redactor,
 )
 from stalwart.guard._scan import SecretFinding, scan_for_secrets, secrets_posture
 from stalwart.guard._secrets import (
@@ -83,6 +84,7 @@ __all__ = [
     "labelled_injections",
     "luhn_ok",
     "normalize_text",
+    "output_redactor",
     "provider_from_env",
     "redaction_corpus",
     "resolve_setting",
