@@ -25,6 +25,7 @@ from stalwart.guard._redact import (
     iban_ok,
     luhn_ok,
     output_redactor,
+    warm_output_redactor,
 )
 from stalwart.guard._scan import SecretFinding, scan_for_secrets, secrets_posture
 from stalwart.guard._secrets import (
@@ -92,4 +93,5 @@ __all__ = [
     "secret_name",
     "secrets_posture",
     "validate_input",
+    "warm_output_redactor",
 ]

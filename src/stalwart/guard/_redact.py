@@ -30,7 +30,7 @@ from stalwart.guard._vendors import CREDENTIAL_KINDS, credential_spans
 
 __all__ = [
     "KINDS", "Finding", "OutputPolicy", "Redactor", "Tier", "default_redactor", "iban_ok",
-    "luhn_ok", "output_redactor", "tier_setting",
+    "luhn_ok", "output_redactor", "tier_setting", "warm_output_redactor",
 ]  # fmt: skip
 
 OutputPolicy = Literal["redact", "mask", "block"]
@@ -53,7 +53,7 @@ _EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
 _IPV6_ANCHOR = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_NUM_CANDIDATE = re.compile(r"\d[\d ().:/-]{5,60}\d")
+_NUM_CANDIDATE = re.compile(r"\d[\d ().:/x-]{5,60}\d")  # "x": a phone extension
 _NUMBERS = re.compile(
     "|".join(
         f"(?P<{k}>{p})"
@@ -502,6 +502,15 @@ def output_redactor() -> Redactor:
     (default ``accurate``: the named-entity model when installed, else the fast tier)."""
     tier = tier_setting("STALWART_REDACT_OUTPUTS")
     return _DEFAULT if tier == "fast" else _ACCURATE
+
+
+def warm_output_redactor() -> Redactor:
+    """Load the output tier's model now (1-3 s of CPU the first time; call it off the event
+    loop) so that no task's output loads it on the loop; returns the output redactor."""
+    redactor = output_redactor()
+    if redactor.effective_tier == "accurate":
+        redactor.redact("Warm-up for Ada Lovelace in London.")
+    return redactor
 
 
 _ACCURATE = _DEFAULT.with_tier("accurate")
