@@ -52,7 +52,6 @@ from stalwart.guard import (
     install_redactor,
     is_secret_ref,
     provider_from_env,
-    warm_output_redactor,
 )
 from stalwart.llm import ModelClient, Provider, model_chain
 from stalwart.observe import (
@@ -215,8 +214,6 @@ class TaskAgent(Agent):
             # The token counter loads its encoding once per process (0.5-3 s of CPU): off
             # the loop, before the first task would load it on the loop and miss heartbeats.
             await asyncio.to_thread(default_counter)
-        # so does the output redactor's NER model (the accurate tier), when installed
-        await asyncio.to_thread(warm_output_redactor)
         self.store: Store = store_from_url(args["store"], events=self.events)
         await self.store.open()
         self.resources.handovers = HandOvers(self.store, self.ctx, self.defn.name)

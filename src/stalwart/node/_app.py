@@ -221,7 +221,9 @@ class AppService:
     async def start(self, node: Node) -> None:
         self.node_id = node.id
         install_redactor()  # every log line the node writes (its own and its agents') is redacted
-        await asyncio.to_thread(warm_output_redactor)  # the API's views: the NER model, off-loop
+        # the API's views use the output tier: its NER model loads in a thread while the node
+        # starts (1-3 s of CPU), not on the loop at the first view, nor delaying the start
+        self._warm = asyncio.create_task(asyncio.to_thread(warm_output_redactor))
         provision_sim_key(self.app, node.events)  # before any agent resolves it
         if self.sim_port is not None:
             self.sim = SimServer(port=self.sim_port, scenario=self.app.scenario)
@@ -298,7 +300,8 @@ class AppService:
         charger: DeadCallCharger | None = getattr(self, "_charger", None)
         if charger is not None:
             await charger.close()
-        for loop in (getattr(self, "_beat", None), getattr(self, "_sweep", None)):
+        loops = ("_beat", "_sweep", "_warm")
+        for loop in (getattr(self, name, None) for name in loops):
             if loop is not None:
                 loop.cancel()
                 await asyncio.gather(loop, return_exceptions=True)
