@@ -37,18 +37,18 @@ _TITLES = frozenset(
     ("mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mme", "mlle", "herr",
      "frau", "sr", "sra", "sig", "dott")
 )  # fmt: skip
-_NAME_CUE = re.compile(
-    r"(?i:\b(?:my\s+name\s+is|name\s+is|names?|named|called|i\s+am|i'm|this\s+is|dear|"
-    r"hi|hello|hey|signed|sincerely|regards|cheers|thanks|kid|child|son|daughter|partner|"
-    r"wife|husband|mother|father|guardian|user|customer|patient|mr|mrs|ms|dr|attn|"
-    r"last\s+name\?|first\s+name\?|surname\?|account\?(?:\s+user:)?))"
-    r"(?:'s)?[\s,:]*$"
-)
-_CUE = re.compile(
-    r"(?i:\b(?:name\s+is|named|i\s+am|i'm|this\s+is|dear|hi|hello|hey|thanks|regards|"
-    r"signed|sincerely|cheers|from|by|with|to|tell|call|ask|contact|for|and|customer|"
-    r"user|patient|guardian|attn|cc)\b)[\s,:]*$"
-)
+# the word just before a capitalised run that says a name follows ("my name is", "Hi",
+# "Dear", "my partner's name"), and weaker ones that only confirm a listed name ("to", "by")
+_NAME_CUES = frozenset(
+    ("is", "named", "called", "dear", "hi", "hello", "hey", "signed", "sincerely", "regards",
+     "cheers", "thanks", "kid", "child", "son", "daughter", "partner", "wife", "husband",
+     "mother", "father", "guardian", "user", "customer", "patient", "attn", "name", "names",
+     "surname", "am", "i'm", "mr", "mrs", "ms", "dr")
+)  # fmt: skip
+_WEAK_CUES = frozenset(
+    ("from", "by", "with", "to", "tell", "call", "ask", "contact", "for", "and", "cc", "met")
+)  # fmt: skip
+_BEFORE_WORDS = re.compile(r"[a-z']+")
 _STREET_WORDS = (
     "street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|"
     "terrace|ter|circle|cir|square|sq|highway|hwy|parkway|pkwy|crescent|close|grove|row|"
@@ -67,34 +67,27 @@ _COMPOUND_SUFFIX = (
 )
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4})?"
 _UNIT_WORDS = "apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building"
-_MILITARY = frozenset({"psc", "usns", "usnv", "uss", "uscgc", "apo", "fpo", "dpo"})
-# Each form of street address is its own pattern, run only when a word it needs is in the
-# text (one pass collects the words): most log lines hold none and cost one findall.
+_STREET_SET = frozenset(_STREET_WORDS.split("|"))
+_PREFIX_SET = frozenset(_STREET_PREFIX.split("|"))
+_UNIT_SET = frozenset(_UNIT_WORDS.split("|"))
+# Street addresses are found word by word: a street word looks back for its house number
+# ("221 Baker Street"), a street prefix forward for its number ("Avenida Noruega 42"), a
+# unit word for its number ("Apt. 5"); a set lookup per word, an anchored match per hit.
+_STREET_BACK = re.compile(
+    rf"(?<![\w.,-]){_HOUSE}[ ,]+(?:(?:{_WORD}|\d{{1,3}}(?:st|nd|rd|th))[ ]+){{0,4}}$"
+)
+_PREFIX_FORWARD = re.compile(
+    rf"\.?[ ]+(?:(?:{_WORD}|{_PARTICLE}|des)[ ]*){{1,5}},?[ ]*{_HOUSE}(?!\d)"
+)
+_UNIT_FORWARD = re.compile(r"\.?[ ]*#?[ ]*\d{1,5}[A-Za-z]?\b")
+_NUMBER_AFTER = re.compile(r"[ ]\d{1,5}[a-z]?\b")
 _ADDRESS_FORMS: tuple[tuple[frozenset[str] | None, re.Pattern[str]], ...] = (
-    (
-        frozenset(_STREET_WORDS.split("|")),
-        re.compile(
-            rf"(?<![\w.,-]){_HOUSE}[ ,]+(?:{_WORD}[ ]+|\d{{1,3}}(?:st|nd|rd|th)[ ]+){{0,4}}"
-            rf"(?i:{_STREET_WORDS})\b\.?"
-        ),
-    ),
-    (
-        frozenset(_STREET_PREFIX.split("|")),
-        re.compile(
-            rf"\b(?i:{_STREET_PREFIX})\.?[ ]+(?:(?:{_WORD}|{_PARTICLE}|des)[ ]*){{1,5}}"
-            rf",?[ ]*{_HOUSE}(?!\d)"
-        ),
-    ),
-    (
-        frozenset(_UNIT_WORDS.split("|")),
-        re.compile(rf"\b(?i:{_UNIT_WORDS})\.?[ ]*#?[ ]*\d{{1,5}}[A-Za-z]?\b"),
-    ),
     (
         frozenset({"box", "po", "postfach", "apartado"}),
         re.compile(r"\b(?i:p\.?[ ]?o\.?[ ]?box|postfach|apartado)[ ]*\d{1,6}\b"),
     ),
     (
-        _MILITARY,
+        frozenset({"psc", "usns", "usnv", "uss", "uscgc", "apo", "fpo", "dpo"}),
         re.compile(
             r"\b(?:PSC|USNS|USNV|USS|USCGC)[ ][\w ]{1,30}?(?:,[ ]Box[ ]\d{1,5})?(?=\n|,|$)"
             r"|\b(?:APO|FPO|DPO)[ ](?:AA|AE|AP)[ ]\d{5}\b"
@@ -108,10 +101,23 @@ _ADDRESS_FORMS: tuple[tuple[frozenset[str] | None, re.Pattern[str]], ...] = (
         ),
     ),
 )
-_COMPOUND_STREET = re.compile(rf"\b[A-ZÀ-ÖØ-Þ][^\W\d_]*(?i:{_COMPOUND_SUFFIX})[ ]\d{{1,5}}[a-z]?\b")
 _COMPOUND_ENDINGS = tuple(_COMPOUND_SUFFIX.split("|"))
 _LOWER_WORDS = re.compile(r"[^\W\d_]+")
-_TITLE_BEFORE = re.compile(rf"(?i:\b(?:{'|'.join(sorted(_TITLES))}))\.?\s*$")
+
+
+def _last_word(text: str, at: int) -> str:
+    """The lower-case word just before ``at`` ("" if none within 24 characters)."""
+    words = _BEFORE_WORDS.findall(text[max(0, at - 24) : at].lower())
+    if not words:
+        return ""
+    last = words[-1]
+    if last == "is" and len(words) > 1 and words[-2] not in ("name", "this"):
+        return ""  # "it is", "order is": no cue
+    if last == "am" and (len(words) < 2 or words[-2] != "i"):
+        return ""
+    return last.removesuffix("'s")
+
+
 _NUMBERS_BEFORE = re.compile(r"(?:\d{1,6}[ ,]+)+$")
 _POSTCODE = re.compile(
     r"[ ,]+(?:\d{5}(?:-\d{4})?|\d{4}(?:-\d{3})?|\d{3}[ ]?\d{2}|\d{2}-\d{3}"
@@ -187,25 +193,25 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
     """Person names, places and street addresses in ``text`` as (start, end, kind)."""
     g = g or gazetteer()
     spans: list[Span] = []
-    for m in _addresses(text):
-        start = m.start()
-        numbers = _NUMBERS_BEFORE.search(text, max(0, start - 24), start)
-        if numbers is not None:  # "09788 43 Rue Hegel": the numbers before the street too
-            start = numbers.start()
-        spans.append((start, m.end(), "address"))
+    for at, end in _addresses(text):
+        numbers = _NUMBERS_BEFORE.search(text, max(0, at - 24), at)
+        # "09788 43 Rue Hegel": the numbers before the street too
+        spans.append((at if numbers is None else numbers.start(), end, "address"))
     for run in _CAPS.finditer(text):
         words = run.group().split(" ")
-        if len(words) == 1 and words[0] in g.common:  # "The", "Your": nothing to look at
-            head = text[max(0, run.start() - 6) : run.start()]
-            if _TITLE_BEFORE.search(head) is None:
-                continue
+        if (  # "The", "Your": nothing to look at
+            len(words) == 1
+            and words[0] in g.common
+            and _last_word(text, run.start()) not in _TITLES
+        ):
+            continue
         offsets: list[int] = []
         pos = run.start()
         for w in words:
             offsets.append(pos)
             pos += len(w) + 1
-        before = text[max(0, run.start() - 24) : run.start()]
-        titled = _TITLE_BEFORE.search(before) is not None
+        cue = _last_word(text, run.start())
+        titled = cue in _TITLES
         i = 0
         while i < len(words):
             word = words[i]
@@ -224,14 +230,21 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
                         break
                     name_len += 1
             elif (
-                i == 0 and _NAME_CUE.search(before) and not n_place and _bare(word) not in g.common
+                i == 0
+                and cue in _NAME_CUES
+                and not n_place
+                and _bare(word) not in g.common
+                and not word.isupper()  # "user=GB96..." is a value, not "my name is"
+                and word.lower() not in _NAME_CUES  # "Thanks.. Thanks!"
+                and word.lower() not in _WEAK_CUES
+                and text[run.start() - 1 : run.start()] not in ("=", "/", "_")
             ):
                 name_len = 1  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
                 while name_len < min(len(words), 4) and not _place_at(g, words, name_len):
                     name_len += 1
             elif (is_first or word in g.last) and not n_place:
-                cue = i == 0 and _CUE.search(before) is not None
-                if cue or i > 0 or is_first:
+                weak = i == 0 and (cue in _WEAK_CUES or cue in _NAME_CUES)
+                if weak or i > 0 or is_first:
                     name_len = 1
             if name_len:
                 end = offsets[i + name_len - 1] + len(words[i + name_len - 1])
@@ -256,18 +269,35 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
     return spans
 
 
-def _addresses(text: str) -> list[re.Match[str]]:
-    """Matches of every street-address form whose words occur in ``text``."""
-    has_digit = any(c.isdigit() for c in text)
-    if not has_digit:
+def _addresses(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every street address in ``text``."""
+    if not any(c.isdigit() for c in text):
         return []
-    words = set(_LOWER_WORDS.findall(text.lower()))
-    found: list[re.Match[str]] = []
+    found: list[tuple[int, int]] = []
+    words: set[str] = set()
+    for m in _LOWER_WORDS.finditer(text):
+        word = m.group().lower()
+        words.add(word)
+        if word in _STREET_SET:
+            back = _STREET_BACK.search(text, max(0, m.start() - 90), m.start())
+            if back is not None:
+                end = m.end() + (text[m.end() : m.end() + 1] == ".")
+                found.append((back.start(), end))
+        if word in _PREFIX_SET:
+            forward = _PREFIX_FORWARD.match(text, m.end())
+            if forward is not None:
+                found.append((m.start(), forward.end()))
+        if word in _UNIT_SET:
+            forward = _UNIT_FORWARD.match(text, m.end())
+            if forward is not None:
+                found.append((m.start(), forward.end()))
+        if m.group()[0].isupper() and word.endswith(_COMPOUND_ENDINGS):
+            number = _NUMBER_AFTER.match(text, m.end())  # "Kirchenallee 68"
+            if number is not None:
+                found.append((m.start(), number.end()))
     for needs, pattern in _ADDRESS_FORMS:
         if needs is None or not needs.isdisjoint(words):
-            found += pattern.finditer(text)
-    if any(w.endswith(_COMPOUND_ENDINGS) for w in words):
-        found += _COMPOUND_STREET.finditer(text)
+            found += ((x.start(), x.end()) for x in pattern.finditer(text))
     return found
 
 
