@@ -118,7 +118,7 @@ def _last_word(text: str, at: int) -> str:
     return last.removesuffix("'s")
 
 
-_NUMBERS_BEFORE = re.compile(r"(?:\d{1,6}[ ,]+)+$")
+_NUMBERS_BEFORE = re.compile(r"(?<![\d,] )(?:\d{1,6}[ ]+)+$")
 _POSTCODE = re.compile(
     r"[ ,]+(?:\d{5}(?:-\d{4})?|\d{4}(?:-\d{3})?|\d{3}[ ]?\d{2}|\d{2}-\d{3}"
     r"|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}|[A-Z]\d[A-Z][ ]?\d[A-Z]\d)(?![\w-])"

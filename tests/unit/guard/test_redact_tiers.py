@@ -171,7 +171,7 @@ def test_escaped_line_breaks_do_not_hide_a_phone() -> None:
     assert "616-848-8926" not in Redactor().redact(text)
 
 
-# -- tiers and settings ------------------------------------------------------------------------------
+# -- tiers and settings ---------------------------------------------------------------------
 def test_tier_is_validated() -> None:
     with pytest.raises(ConfigError, match="tier"):
         Redactor(tier="slow")  # type: ignore[arg-type]
@@ -222,7 +222,7 @@ def test_a_named_model_that_is_not_installed_is_a_config_error(
         ner_model()
 
 
-# -- the accurate tier (skipped cleanly when stalwart[ner] is not installed) ----------------------------
+# -- the accurate tier (skipped cleanly when stalwart[ner] is not installed) -------------
 needs_model = pytest.mark.skipif(
     ner_model() is None, reason="the accurate tier's model is not installed (stalwart[ner])"
 )
