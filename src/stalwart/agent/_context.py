@@ -14,9 +14,18 @@ import msgspec
 from stalwart.agent._guarded import guarded
 from stalwart.agent._handover import HandOvers
 from stalwart.durable import Context
-from stalwart.errors import ConfigError, OutcomeUnknown, StalwartError
+from stalwart.errors import BadModelResponse, ConfigError, OutcomeUnknown, StalwartError
 from stalwart.guard import ApprovalQueue, Provenance, Security, SpendLedger, estimate_tokens
-from stalwart.llm import Message, ModelClient, ModelRequest, PriceTable, ToolCall, ToolSpec
+from stalwart.llm import (
+    Message,
+    ModelClient,
+    ModelRequest,
+    ModelResponse,
+    PriceTable,
+    StreamingModelClient,
+    ToolCall,
+    ToolSpec,
+)
 from stalwart.observe import (
     AttrValue,
     EventBus,
@@ -94,6 +103,32 @@ def _to_message(m: Mapping[str, Any]) -> Message:
     )
 
 
+async def _streamed(
+    client: StreamingModelClient,
+    request: ModelRequest,
+    *,
+    timeout: float | None,
+    publish: Callable[..., None],
+    task_id: str,
+    seq: int,
+) -> ModelResponse:
+    """Stream one model answer, publishing its text as ``task.delta`` events; the whole
+    response (what the journal records). Events are ids ``seq:end-offset`` downstream, so
+    a client that reconnects (or a task that resumes) never gets the same text twice."""
+    offset = 0
+    final: ModelResponse | None = None
+    async for delta in client.stream(request, timeout=timeout):
+        if delta.response is not None:
+            final = delta.response
+        elif delta.text:
+            end = offset + len(delta.text)
+            publish("task.delta", task_id=task_id, seq=seq, start=offset, end=end, text=delta.text)
+            offset = end
+    if final is None:
+        raise BadModelResponse(f"{client.name}: the stream ended without its final response")
+    return final
+
+
 def assistant_message(reply: Mapping[str, Any]) -> dict[str, Any]:
     """The OpenAI-format assistant message for a journaled model reply."""
     message: dict[str, Any] = {"role": "assistant", "content": reply["content"]}
@@ -155,9 +190,15 @@ class TaskContext:
         model: str | None = None,
         max_tokens: int = 1024,
         timeout: float | None = None,
+        stream: bool = False,
     ) -> dict[str, Any]:
         """One journaled model call. Returns ``{content, tool_calls, model, usage, cost_usd,
-        fallback_from}`` (tool calls as ``{id, name, arguments}``)."""
+        fallback_from}`` (tool calls as ``{id, name, arguments}``).
+
+        ``stream``: the answer's text is published as it comes (``task.delta`` events, for
+        ``GET /v1/tasks/{id}/events``), each delta naming the call's journal position
+        (``seq``) and its character offset (``start``); the journal records the whole
+        answer as without streaming."""
         chain_name = model or self.default_model
         if chain_name is None or chain_name not in self.resources.models:
             raise ConfigError(f"agent {self.resources.agent!r} has no model chain {chain_name!r}")
@@ -191,11 +232,19 @@ class TaskContext:
             )
 
         sent = False  # the request may have reached the provider (and been billed)
+        seq = self.durable.position  # the journal position this call's step takes
+        publish = self.resources.runtime.publish if self.resources.runtime else None
 
         async def call() -> dict[str, Any]:
             nonlocal sent
             sent = True
-            response = await client.complete(request, timeout=timeout)
+            if stream and publish is not None and isinstance(client, StreamingModelClient):
+                response = await _streamed(
+                    client, request, timeout=timeout, publish=publish, task_id=self.task_id,
+                    seq=seq,
+                )  # fmt: skip
+            else:
+                response = await client.complete(request, timeout=timeout)
             return {
                 "content": response.message.content,
                 "tool_calls": [

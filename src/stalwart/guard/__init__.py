@@ -28,6 +28,7 @@ from stalwart.guard._redact import (
     warm_output_redactor,
 )
 from stalwart.guard._scan import SecretFinding, scan_for_secrets, secrets_posture
+from stalwart.guard._sealed import remember_secret, seal, sealed_names, unseal
 from stalwart.guard._secrets import (
     SECRET_SCHEME,
     EnvProvider,
@@ -36,6 +37,7 @@ from stalwart.guard._secrets import (
     SecretProvider,
     SecretResolver,
     is_secret_ref,
+    learn_vault_secrets,
     provider_from_env,
     resolve_setting,
     secret_name,
@@ -83,15 +85,20 @@ __all__ = [
     "install_redactor",
     "is_secret_ref",
     "labelled_injections",
+    "learn_vault_secrets",
     "luhn_ok",
     "normalize_text",
     "output_redactor",
     "provider_from_env",
     "redaction_corpus",
+    "remember_secret",
     "resolve_setting",
     "scan_for_secrets",
+    "seal",
+    "sealed_names",
     "secret_name",
     "secrets_posture",
+    "unseal",
     "validate_input",
     "warm_output_redactor",
 ]

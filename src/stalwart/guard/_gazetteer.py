@@ -107,7 +107,7 @@ _LOWER_WORDS = re.compile(r"[^\W\d_]+")
 
 def _last_word(text: str, at: int) -> str:
     """The lower-case word just before ``at`` ("" if none within 24 characters)."""
-    words = _BEFORE_WORDS.findall(text[max(0, at - 24) : at].lower())
+    words: list[str] = _BEFORE_WORDS.findall(text[max(0, at - 24) : at].lower())
     if not words:
         return ""
     last = words[-1]

@@ -17,6 +17,7 @@ from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded
 from stalwart.guard import (
     RedactingEventBus,
     install_redactor,
+    learn_vault_secrets,
     validate_input,
     warm_output_redactor,
 )
@@ -221,6 +222,9 @@ class AppService:
     async def start(self, node: Node) -> None:
         self.node_id = node.id
         install_redactor()  # every log line the node writes (its own and its agents') is redacted
+        # agents resolve secrets in their own processes: the node learns the vault's values
+        # so it can remove them from what agents write past logging (raw fd 1 and 2 output)
+        await asyncio.to_thread(learn_vault_secrets)
         # the API's views use the output tier: its NER model loads in a thread while the node
         # starts (1-3 s of CPU), not on the loop at the first view, nor delaying the start
         self._warm = asyncio.create_task(asyncio.to_thread(warm_output_redactor))
