@@ -101,7 +101,10 @@ _ADDRESS_FORMS: tuple[tuple[frozenset[str] | None, re.Pattern[str]], ...] = (
         ),
     ),
 )
+_ADDRESS_WORDS = _STREET_SET | _PREFIX_SET | _UNIT_SET
 _COMPOUND_ENDINGS = tuple(_COMPOUND_SUFFIX.split("|"))
+_WORD_BEFORE_NUMBER = re.compile(r"\b([^\W\d_]{4,})[ ]\d{1,5}[a-z]?\b")
+_TITLE_TAIL = re.compile(rf"(?i:\b(?:{'|'.join(sorted(_TITLES))}))\.?\s+$")
 _LOWER_WORDS = re.compile(r"[^\W\d_]+")
 
 
@@ -202,7 +205,7 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
         if (  # "The", "Your": nothing to look at
             len(words) == 1
             and words[0] in g.common
-            and _last_word(text, run.start()) not in _TITLES
+            and _TITLE_TAIL.search(text, max(0, run.start() - 8), run.start()) is None
         ):
             continue
         offsets: list[int] = []
@@ -273,28 +276,27 @@ def _addresses(text: str) -> list[tuple[int, int]]:
     """(start, end) of every street address in ``text``."""
     if not any(c.isdigit() for c in text):
         return []
+    words = set(_LOWER_WORDS.findall(text.lower()))
     found: list[tuple[int, int]] = []
-    words: set[str] = set()
-    for m in _LOWER_WORDS.finditer(text):
-        word = m.group().lower()
-        words.add(word)
-        if word in _STREET_SET:
-            back = _STREET_BACK.search(text, max(0, m.start() - 90), m.start())
-            if back is not None:
-                end = m.end() + (text[m.end() : m.end() + 1] == ".")
-                found.append((back.start(), end))
-        if word in _PREFIX_SET:
-            forward = _PREFIX_FORWARD.match(text, m.end())
-            if forward is not None:
-                found.append((m.start(), forward.end()))
-        if word in _UNIT_SET:
-            forward = _UNIT_FORWARD.match(text, m.end())
-            if forward is not None:
-                found.append((m.start(), forward.end()))
-        if m.group()[0].isupper() and word.endswith(_COMPOUND_ENDINGS):
-            number = _NUMBER_AFTER.match(text, m.end())  # "Kirchenallee 68"
-            if number is not None:
-                found.append((m.start(), number.end()))
+    if not words.isdisjoint(_ADDRESS_WORDS):
+        for m in _LOWER_WORDS.finditer(text):
+            word = m.group().lower()
+            if word in _STREET_SET:
+                back = _STREET_BACK.search(text, max(0, m.start() - 90), m.start())
+                if back is not None:
+                    end = m.end() + (text[m.end() : m.end() + 1] == ".")
+                    found.append((back.start(), end))
+            if word in _PREFIX_SET:
+                forward = _PREFIX_FORWARD.match(text, m.end())
+                if forward is not None:
+                    found.append((m.start(), forward.end()))
+            if word in _UNIT_SET:
+                forward = _UNIT_FORWARD.match(text, m.end())
+                if forward is not None:
+                    found.append((m.start(), forward.end()))
+    for m in _WORD_BEFORE_NUMBER.finditer(text):  # "Kirchenallee 68"
+        if m.group(1)[0].isupper() and m.group(1).lower().endswith(_COMPOUND_ENDINGS):
+            found.append((m.start(), m.end()))
     for needs, pattern in _ADDRESS_FORMS:
         if needs is None or not needs.isdisjoint(words):
             found += ((x.start(), x.end()) for x in pattern.finditer(text))

@@ -71,6 +71,7 @@ _NUMBERS = re.compile(
     )
 )
 _DIGIT = re.compile(r"\d")
+_EXTENSION = re.compile(r"[ ]?(?:x|ext\.?)[ ]?(?=\d+$)")
 _CARD_GROUPS = re.compile(r"\d{4}([ -])\d{4}\1\d{4}\1\d{1,4}|\d{4}([ -])\d{6}\2\d{4,5}")
 _MONEY = re.compile(r"\d{1,3}(?:[,. ]\d{3})*[.,]\d{2}|\d+[.,]\d{1,2}")
 _CURRENCY = frozenset("$€£¥₹")
@@ -151,7 +152,7 @@ def _valid_number(kind: str, text: str) -> bool:
     if kind == "ipv4":  # loopback and "any" name no one: kept
         return all(int(p) <= 255 for p in text.split(".")) and not text.startswith(("127.", "0."))
     if kind == "phone":
-        main = re.split(r"[ ]?(?:x|ext\.?)[ ]?(?=\d+$)", text)[0]  # the number before "x12"
+        main = _EXTENSION.split(text)[0] if "x" in text else text  # the number before "x12"
         digits = re.sub(r"\D", "", main)
         if _DATE.fullmatch(main) or _SSN_SHAPE.fullmatch(main):
             return False

@@ -64,6 +64,7 @@ _FORMATS: tuple[tuple[str, str], ...] = (
     ("age_key", r"AGE-SECRET-KEY-1[0-9A-Z]{58}"),
 )
 _CREDS = re.compile("|".join(f"(?P<{kind}>(?<![A-Za-z0-9]){p})" for kind, p in _FORMATS))
+_PLAIN_RUN = re.compile(r"[0-9a-f:.+/=-]+|[0-9A-F:.+/=-]+|[0-9TZ:.+-]+")
 _TOKENISH = re.compile(r"[\w.+/=:-]{20,}")
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----[\s\S]{0,8000}?"
@@ -79,6 +80,8 @@ def credential_spans(text: str) -> list[tuple[int, int, str]]:
     if "-----BEGIN" in text or "PuTTY-User-Key" in text:
         spans += [(m.start(), m.end(), "private_key") for m in _PRIVATE_KEY.finditer(text)]
     for run in _TOKENISH.finditer(text):
+        if _PLAIN_RUN.fullmatch(text, run.start(), run.end()):
+            continue  # a UUID, a hash, a timestamp: no vendor format is only these
         for m in _CREDS.finditer(text, run.start(), run.end()):
             spans.append((m.start(), m.end(), m.lastgroup or "credential"))
     return spans
