@@ -15,13 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext, VerifyProfile
-from stalwart.guard import ArgRule, Budget, Provenance, Security, TaintPolicy, ToolRule
+from stalwart.guard import (
+    ArgRule,
+    Budget,
+    Resource,
+    Security,
+    TaintPolicy,
+    ToolRule,
+    forbid,
+    permit,
+)
 from stalwart.llm import Provider
 from stalwart.llm.sim import Rule, Scenario, service_url
 from stalwart.tools import tool
@@ -151,26 +159,32 @@ SCENARIO = Scenario(
 AUTO_REFUND_LIMIT_CENTS = 5000
 """Refunds above this always wait for a person."""
 
-
-def refund_check(args: Mapping[str, Any], seen: Provenance) -> str | None:
-    """A refund must be for an order looked up in this task, for no more than it cost."""
-    orders = [o for o in seen.records.get("lookup_order", []) if isinstance(o, dict)]
-    order = next((o for o in orders if o.get("order_id") == args.get("order_id")), None)
-    if order is None:
-        return "the order was not looked up in this task"
-    amount = args.get("amount_cents")
-    if not isinstance(amount, int) or amount > int(order.get("amount_cents", 0)):
-        return "the amount is not within the order's total"
-    return None
-
-
-def email_check(args: Mapping[str, Any], seen: Provenance) -> str | None:
-    """Mail goes only to the customer who wrote the ticket (when the channel says who)."""
-    sender = seen.principal.get("from")
-    if sender and str(args.get("to", "")).casefold() != str(sender).casefold():
-        return "the recipient is not the customer who wrote the ticket"
-    return None
-
+RULES = (
+    # permit(principal, action == "refund", resource = lookup_order(order_id))
+    #   when { resource.customer == principal && arg.amount_cents <= resource.amount_cents }
+    permit(
+        "refund",
+        resource=Resource("lookup_order", arg="order_id"),
+        when=["resource.customer == principal.id", "arg.amount_cents <= resource.amount_cents"],
+        reason="a refund must be for the customer's own order, within its total",
+    ),
+    # forbid(principal, action == "refund", resource) when { arg.amount_cents > 5000 }
+    forbid(
+        "refund",
+        when=f"arg.amount_cents > {AUTO_REFUND_LIMIT_CENTS}",
+        then="approve",
+        reason=f"refunds above the auto-approval limit ({AUTO_REFUND_LIMIT_CENTS} cents) wait "
+        "for a person",
+    ),
+    # permit(principal, action == "send_email", resource)
+    #   when { context.provenance(arg.to) in [principal] }: the address the channel vouches for
+    permit(
+        "send_email",
+        when="provenance(arg.to) in [principal]",
+        reason="mail goes only to the customer the ticket is from",
+    ),
+)
+"""Who may do what to whose orders (see docs/security.md for the form)."""
 
 BUDGET = Budget(task_usd=0.25, agent_usd=1500.0, day_usd=3000.0)
 """Model spend limits (the sim is priced like gpt-4o and gpt-4o-mini). A ticket costs
@@ -181,26 +195,29 @@ and stop a runaway far short of what it could otherwise spend in a day."""
 SECURITY = Security(
     budget=BUDGET,
     taint=TaintPolicy(
-        principal_fields=("from",),  # set by the ticketing system, not typed by the customer
+        # set by the ticketing system, not typed by the customer: the account (the
+        # principal's id when the submission names none) and the sender's address
+        principal_fields=("customer", "from"),
         record_tools=("lookup_order",),  # our order database: facts, not instructions
         document_tools=("search_kb",),
         tools={
             "refund": ToolRule(
                 args={
                     "order_id": ArgRule.of("user", "record"),
-                    "amount_cents": ArgRule.of("user", max_value=AUTO_REFUND_LIMIT_CENTS),
+                    "amount_cents": ArgRule.of("user", "record"),
                 },
-                check=refund_check,
             ),
             "send_email": ToolRule(
                 args={
                     "to": ArgRule.of("principal", "user"),
+                    # composed by the model; links, addresses and wording found only in
+                    # untrusted text hold the mail (TextCheck's defaults)
                     "subject": ArgRule(free_text=True),
                     "body": ArgRule(free_text=True),
                 },
-                check=email_check,
             ),
         },
+        rules=RULES,
     ),
 )
 
@@ -242,8 +259,9 @@ async def triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
             "received_at": stamp,
         }
     handed: dict[str, Any] = {"text": text}
-    if isinstance(ticket, dict) and isinstance(ticket.get("from"), str):
-        handed["from"] = ticket["from"]  # the sender the ticketing system vouches for
+    for field in ("customer", "from"):  # what the ticketing system vouches for
+        if isinstance(ticket, dict) and isinstance(ticket.get(field), str):
+            handed[field] = ticket[field]
     outcome = await ctx.hand_over("resolver", handed, timeout=120)
     result = outcome.get("result") or {}
     answer = {
@@ -285,5 +303,6 @@ app = App(
         # MA-1 reads the probes from it (relative to where verify runs: the repository)
         manifest="deploy/kubernetes/deployment.yaml",
     ),
-    redteam="examples.helpdesk.redteam:run_redteam",
+    # verify SE-2: the single-call corpus and the multi-step red team
+    redteam="examples.helpdesk.multistep:redteam_hook",
 )
