@@ -27,7 +27,7 @@ from stalwart.guard import (
     Principal,
     Security,
     canonical,
-    default_redactor,
+    output_redactor,
     split_input,
     validate_input,
 )
@@ -118,8 +118,9 @@ def prepare_input(ctx: TaskContext, task_input: Any, *, system: str = "") -> Any
 
 
 def finish_output(ctx: TaskContext, value: Any) -> Any:
-    """``value`` through the redactor under the agent's output policy."""
-    return default_redactor().redact_data(value, policy=ctx.resources.security.output)
+    """``value`` through the output redactor (the accurate tier when its model is installed,
+    ``STALWART_REDACT_OUTPUTS``) under the agent's output policy."""
+    return output_redactor().redact_data(value, policy=ctx.resources.security.output)
 
 
 def refusals(ctx: TaskContext) -> int:

@@ -557,7 +557,8 @@ class TaskAgent(Agent):
                     return flag_unknown_effects(ctx, answer)
                 assert self.defn.fn is not None
                 value = await self.defn.fn(tctx, prepare_input(tctx, task_input))
-                return flag_unknown_effects(ctx, finish_output(tctx, value))
+                clean = await asyncio.to_thread(finish_output, tctx, value)  # NER: off the loop
+                return flag_unknown_effects(ctx, clean)
         except Exception as exc:  # the stored error and its log line carry no PII or secrets
             # only the task_timeout's own expiry is "ran past": a TimeoutError of the body (a
             # hand-over's CallTimeout, a model's DeadlineExceeded) is stored as it is

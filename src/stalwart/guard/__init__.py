@@ -37,6 +37,8 @@ from stalwart.guard._redact import (
     default_redactor,
     iban_ok,
     luhn_ok,
+    output_redactor,
+    warm_output_redactor,
 )
 from stalwart.guard._scan import SecretFinding, scan_for_secrets, secrets_posture
 from stalwart.guard._sealed import remember_secret, seal, sealed_names, unseal
@@ -114,6 +116,7 @@ __all__ = [
     "learn_vault_secrets",
     "luhn_ok",
     "normalize_text",
+    "output_redactor",
     "owned",
     "parse_condition",
     "permit",
@@ -131,5 +134,6 @@ __all__ = [
     "split_input",
     "unseal",
     "validate_input",
+    "warm_output_redactor",
     "wrap_input",
 ]
