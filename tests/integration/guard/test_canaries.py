@@ -6,9 +6,8 @@ API and its file), the node's own stdout and stderr, /metrics, the traces, metri
 logs it exports over OTLP, and the store file (for the resolved secret, which is kept
 there only as a reference).
 
-The name+address and Discord-token canaries need the redactor's name/location tier and
-vendor-token formats (another branch of issue 16): they are reported, and asserted only
-with ``STALWART_CANARY_STRICT=1``. Tighten after that branch merges.
+The name+address and Discord-token canaries are found by the redactor's name/location
+tier and vendor-token formats (docs/redaction.md), and asserted like the others.
 """
 
 from __future__ import annotations
@@ -215,10 +214,7 @@ async def test_four_canaries_reach_no_sink_of_a_real_node(tmp_path, collector) -
     assert VAULT_SECRET.encode() not in store_bytes
     assert b"secret://canary-key" in store_bytes
     pending = {c: everything.count(c) for c in PENDING if c in everything}
-    if os.environ.get("STALWART_CANARY_STRICT") == "1":  # TIGHTEN after the name tier merges
-        assert pending == {}
-    elif pending:
-        print(f"canaries waiting for the redactor's name/vendor tiers: {sorted(pending)}")
+    assert pending == {}
 
 
 async def _drain(stream: asyncio.StreamReader, into: list[bytes]) -> None:
@@ -304,5 +300,4 @@ def test_the_readiness_report_of_verify_carries_no_canary(tmp_path) -> None:
     leaks = {c: everything.count(c) for c in STRICT if c in everything}
     assert leaks == {}
     pending = {c: everything.count(c) for c in PENDING if c in everything}
-    if os.environ.get("STALWART_CANARY_STRICT") == "1":  # TIGHTEN after the name tier merges
-        assert pending == {}
+    assert pending == {}
