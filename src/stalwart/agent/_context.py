@@ -16,7 +16,15 @@ from stalwart.agent._handover import HandOvers
 from stalwart.durable import Context
 from stalwart.errors import ConfigError, OutcomeUnknown, StalwartError
 from stalwart.guard import ApprovalQueue, Provenance, Security, SpendLedger, estimate_tokens
-from stalwart.llm import Message, ModelClient, ModelRequest, PriceTable, ToolCall, ToolSpec
+from stalwart.llm import (
+    Message,
+    ModelClient,
+    ModelRequest,
+    PriceTable,
+    ResponseFormat,
+    ToolCall,
+    ToolSpec,
+)
 from stalwart.observe import (
     AttrValue,
     EventBus,
@@ -155,9 +163,11 @@ class TaskContext:
         model: str | None = None,
         max_tokens: int = 1024,
         timeout: float | None = None,
+        response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
         """One journaled model call. Returns ``{content, tool_calls, model, usage, cost_usd,
-        fallback_from}`` (tool calls as ``{id, name, arguments}``)."""
+        fallback_from}`` (tool calls as ``{id, name, arguments}``). ``response_format`` asks
+        for structured output (the answer's ``content`` is then the JSON text)."""
         chain_name = model or self.default_model
         if chain_name is None or chain_name not in self.resources.models:
             raise ConfigError(f"agent {self.resources.agent!r} has no model chain {chain_name!r}")
@@ -166,6 +176,7 @@ class TaskContext:
             messages=tuple(_to_message(m) for m in messages),
             tools=tuple(tools),
             max_tokens=max_tokens,
+            response_format=response_format,
         )
 
         reservation = None

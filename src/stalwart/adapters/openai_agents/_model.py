@@ -1,0 +1,106 @@
+"""The SDK's ``Model``/``ModelProvider`` routed through :meth:`TaskContext.call_model`.
+
+Every model call an Agents SDK run makes becomes one journaled stalwart model step:
+the app's fallback chain with its deadlines, retries, breakers, spend reservation,
+rate limits, redaction and metrics. On replay the journal answers and no provider is
+called. Streaming is not offered: a streamed run would have to journal a stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agents import Handoff, Model, ModelProvider, ModelResponse, ModelSettings, ModelTracing
+from agents.agent_output import AgentOutputSchemaBase
+from agents.items import TResponseInputItem, TResponseStreamEvent
+from openai.types.responses.response_prompt_param import ResponsePromptParam
+
+from stalwart.adapters.openai_agents._convert import (
+    items_to_messages,
+    reply_to_response,
+    response_format,
+    tool_specs,
+)
+from stalwart.agent import TaskContext
+from stalwart.errors import ConfigError
+
+__all__ = ["StalwartModel", "StalwartModelProvider"]
+
+DEFAULT_MAX_TOKENS = 1024
+"""The answer bound when the agent's ``ModelSettings.max_tokens`` is not set (it also
+sizes the worst-case spend reservation)."""
+
+
+class StalwartModel(Model):
+    """One model chain of the app, for one task: each ``get_response`` is a journaled
+    :meth:`TaskContext.call_model` on chain ``chain``."""
+
+    def __init__(self, task: TaskContext, chain: str) -> None:
+        self.task = task
+        self.chain = chain
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Any],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff[Any, Any]],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None = None,
+        conversation_id: str | None = None,
+        prompt: ResponsePromptParam | None = None,
+    ) -> ModelResponse:
+        if previous_response_id or conversation_id or prompt:
+            raise ConfigError(
+                "previous_response_id, conversation_id and prompt keep the conversation on "
+                "OpenAI's servers; a run hosted by stalwart keeps it in its journal: leave "
+                "them unset"
+            )
+        reply = await self.task.call_model(
+            items_to_messages(system_instructions, input),
+            tools=tool_specs(tools, handoffs),
+            model=self.chain,
+            max_tokens=model_settings.max_tokens or DEFAULT_MAX_TOKENS,
+            response_format=response_format(output_schema),
+        )
+        return reply_to_response(reply)
+
+    def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Any],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff[Any, Any]],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None = None,
+        conversation_id: str | None = None,
+        prompt: ResponsePromptParam | None = None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        raise ConfigError(
+            "Runner.run_streamed is not hosted by stalwart (a journal records whole "
+            "answers); use Runner.run / StalwartRunner.run"
+        )
+
+
+class StalwartModelProvider(ModelProvider):
+    """Resolves the SDK agents' model names to the app's model chains for one task.
+
+    An agent whose ``model`` names one of the app's chains that this stalwart agent
+    may use gets that chain; any other name (``"gpt-4.1"``, or none) gets ``chain``,
+    the chain the stalwart agent was declared with. No name reaches OpenAI directly.
+    """
+
+    def __init__(self, task: TaskContext, chain: str) -> None:
+        self.task = task
+        self.chain = chain
+
+    def get_model(self, model_name: str | None) -> Model:
+        chosen = model_name if model_name in self.task.resources.models else self.chain
+        return StalwartModel(self.task, chosen)
