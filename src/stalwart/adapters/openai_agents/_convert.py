@@ -19,7 +19,11 @@ from agents import FunctionTool, Handoff, ModelResponse, Usage
 from agents.agent_output import AgentOutputSchemaBase
 from agents.items import TResponseInputItem
 from agents.models.chatcmpl_converter import Converter
-from openai.types.chat import ChatCompletionMessage, ChatCompletionMessageFunctionToolCall
+from openai.types.chat import (
+    ChatCompletionMessage,
+    ChatCompletionMessageCustomToolCall,
+    ChatCompletionMessageFunctionToolCall,
+)
 from openai.types.chat.chat_completion_message_function_tool_call import Function
 
 from stalwart.errors import ConfigError
@@ -126,7 +130,7 @@ def reply_to_response(reply: Mapping[str, Any]) -> ModelResponse:
 
     Built by the SDK's converter from a chat message, so items carry the SDK's own
     placeholder ids: the same reply gives the same items on every replay."""
-    calls = [
+    calls: list[ChatCompletionMessageFunctionToolCall | ChatCompletionMessageCustomToolCall] = [
         ChatCompletionMessageFunctionToolCall(
             id=str(c["id"]),
             type="function",

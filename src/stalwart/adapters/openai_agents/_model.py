@@ -15,6 +15,7 @@ from agents import Handoff, Model, ModelProvider, ModelResponse, ModelSettings, 
 from agents.agent_output import AgentOutputSchemaBase
 from agents.items import TResponseInputItem, TResponseStreamEvent
 from openai.types.responses.response_prompt_param import ResponsePromptParam
+from typing_extensions import override
 
 from stalwart.adapters.openai_agents._convert import (
     items_to_messages,
@@ -40,6 +41,7 @@ class StalwartModel(Model):
         self.task = task
         self.chain = chain
 
+    @override
     async def get_response(
         self,
         system_instructions: str | None,
@@ -69,6 +71,7 @@ class StalwartModel(Model):
         )
         return reply_to_response(reply)
 
+    @override
     def stream_response(
         self,
         system_instructions: str | None,
@@ -101,6 +104,8 @@ class StalwartModelProvider(ModelProvider):
         self.task = task
         self.chain = chain
 
+    @override
     def get_model(self, model_name: str | None) -> Model:
-        chosen = model_name if model_name in self.task.resources.models else self.chain
-        return StalwartModel(self.task, chosen)
+        if model_name is not None and model_name in self.task.resources.models:
+            return StalwartModel(self.task, model_name)
+        return StalwartModel(self.task, self.chain)

@@ -143,9 +143,7 @@ class StalwartRunner:
         binding = RunBinding(task)
         token = run_binding().set(binding)
         try:
-            result = await agents.Runner.run(
-                starting_agent, input, run_config=config, **kwargs
-            )
+            result = await agents.Runner.run(starting_agent, input, run_config=config, **kwargs)
             while result.interruptions:
                 state = result.to_state()
                 for item in result.interruptions:
@@ -158,9 +156,7 @@ class StalwartRunner:
                             "not run. Do not retry it; tell the customer a colleague will "
                             "follow up.",
                         )
-                result = await agents.Runner.run(
-                    starting_agent, state, run_config=config, **kwargs
-                )
+                result = await agents.Runner.run(starting_agent, state, run_config=config, **kwargs)
             return result
         finally:
             run_binding().reset(token)
@@ -205,11 +201,10 @@ class OpenAIAgentsAgent(PythonAgent):
         if not isinstance(self.agent, Agent):
             raise ConfigError(f"OpenAIAgentsAgent {self.name!r} needs agent=<an agents.Agent>")
         if self.model is None:
-            raise ConfigError(
-                f"OpenAIAgentsAgent {self.name!r} needs model=<an app model chain>"
-            )
+            raise ConfigError(f"OpenAIAgentsAgent {self.name!r} needs model=<an app model chain>")
         tools = bind_tools(self.agent, self.tool_policies)
-        object.__setattr__(self, "tools", (*tools, *self.tools))
+        names = {t.name for t in tools}  # a copy (dataclasses.replace) binds them again
+        object.__setattr__(self, "tools", (*tools, *(t for t in self.tools if t.name not in names)))
         if not self.scopes:
             needed = sorted({s for p in self.tool_policies.values() for s in p.scopes})
             object.__setattr__(self, "scopes", tuple(needed))
