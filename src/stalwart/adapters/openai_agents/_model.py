@@ -8,7 +8,7 @@ called. Streaming is not offered: a streamed run would have to journal a stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from agents import Handoff, Model, ModelProvider, ModelResponse, ModelSettings, ModelTracing
@@ -24,7 +24,7 @@ from stalwart.adapters.openai_agents._convert import (
     tool_specs,
 )
 from stalwart.agent import TaskContext
-from stalwart.errors import ConfigError
+from stalwart.errors import ConfigError, NonDeterminismError
 
 __all__ = ["StalwartModel", "StalwartModelProvider"]
 
@@ -62,13 +62,18 @@ class StalwartModel(Model):
                 "OpenAI's servers; a run hosted by stalwart keeps it in its journal: leave "
                 "them unset"
             )
+        specs = tool_specs(tools, handoffs)
+        journal = self.task.durable
+        replayed, position = journal.replaying, journal.position
         reply = await self.task.call_model(
             items_to_messages(system_instructions, input),
-            tools=tool_specs(tools, handoffs),
+            tools=specs,
             model=self.chain,
             max_tokens=model_settings.max_tokens or DEFAULT_MAX_TOKENS,
             response_format=response_format(output_schema),
         )
+        if replayed:
+            _check_replayed(self.task, position, reply, {s.name for s in specs})
         return reply_to_response(reply)
 
     @override
@@ -90,6 +95,21 @@ class StalwartModel(Model):
             "Runner.run_streamed is not hosted by stalwart (a journal records whole "
             "answers); use Runner.run / StalwartRunner.run"
         )
+
+
+def _check_replayed(
+    task: TaskContext, position: int, reply: Mapping[str, Any], offered: set[str]
+) -> None:
+    """A journaled answer must fit the run replaying it: every tool it calls is one the
+    agent still offers (else the SDK would fail on it, or take another path)."""
+    for call in reply["tool_calls"]:
+        if call["name"] not in offered:
+            raise NonDeterminismError(
+                f"task {task.task_id!r}, journal position {position}: the journal's model "
+                f"answer calls tool {call['name']!r}, which the SDK agent no longer offers "
+                f"(it offers {sorted(offered)}). The agent's code changed in a way that "
+                "breaks replay; finish old tasks on the old code"
+            )
 
 
 class StalwartModelProvider(ModelProvider):

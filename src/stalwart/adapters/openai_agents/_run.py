@@ -22,6 +22,7 @@ from typing import Any
 import agents
 from agents import Agent, RunConfig, RunResult, ToolApprovalItem
 from agents.run_config import ToolExecutionConfig
+from openai.types.responses import ResponseFunctionToolCall
 from pydantic import BaseModel
 
 from stalwart.adapters.openai_agents._model import StalwartModelProvider
@@ -77,7 +78,7 @@ def _call_id(item: ToolApprovalItem) -> str:
     raw = item.raw_item
     if isinstance(raw, Mapping):
         return str(raw.get("call_id") or raw.get("id") or "")
-    return str(raw.call_id if isinstance(raw, agents.ResponseFunctionToolCall) else "")
+    return str(raw.call_id if isinstance(raw, ResponseFunctionToolCall) else "")
 
 
 async def _decide(binding: RunBinding, item: ToolApprovalItem) -> bool:
