@@ -43,9 +43,7 @@ async def lookup_order(order_id: int) -> dict[str, Any]:
 
 
 @function_tool
-async def refund_order(
-    ctx: ToolContext[Any], order_id: int, amount_cents: int
-) -> dict[str, Any]:
+async def refund_order(ctx: ToolContext[Any], order_id: int, amount_cents: int) -> dict[str, Any]:
     """Refund part or all of an order to the customer's payment method.
 
     Args:

@@ -20,7 +20,6 @@ import random
 from typing import Any
 
 from examples.openai_agents_support.agent import support_agent
-
 from stalwart.adapters.openai_agents import OpenAIAgentsAgent, ToolPolicy
 from stalwart.agent import App, VerifyProfile
 from stalwart.llm.sim import Rule, Scenario

@@ -406,3 +406,73 @@ async def test_an_sdk_approval_parks_the_task_and_a_decision_resumes_it_in_a_new
     assert client.calls == 1  # the first answer came from the journal
     await store.close()
     queue.close()
+
+
+# -- handoffs and structured output ------------------------------------------------------------
+
+
+@function_tool
+def billing_balance(customer: str) -> int:
+    """A customer's balance in cents.
+
+    Args:
+        customer: Who.
+    """
+    return 1234
+
+
+async def test_a_handoff_runs_the_other_agents_tools_and_its_structured_output(
+    store: SQLiteStore,
+) -> None:
+    billing = Agent(
+        name="Billing", instructions="Billing.", tools=[billing_balance], output_type=Verdict
+    )
+    triage = Agent(name="Triage", instructions="Route.", handoffs=[billing])
+    agent = OpenAIAgentsAgent(
+        name="triage",
+        agent=triage,
+        model="main",
+        tool_policies={"billing_balance": ToolPolicy(scopes=["billing:read"])},
+    )
+    assert [t.name for t in agent.tools] == ["billing_balance"]  # the handoff's tools bound
+    seen: list[ModelRequest] = []
+
+    def script(request: ModelRequest) -> Message:
+        seen.append(request)
+        offered = {t.name for t in request.tools}
+        if "transfer_to_billing" in offered:
+            return Message("assistant", "", (ToolCall("h1", "transfer_to_billing", {}),))
+        if not any(m.role == "tool" and m.tool_call_id == "b1" for m in request.messages):
+            return Message(
+                "assistant", "", (ToolCall("b1", "billing_balance", {"customer": "ann"}),)
+            )
+        return Message("assistant", json.dumps({"approved": True, "reason": "balance 1234"}))
+
+    client = ScriptedClient(script)
+    harness = Harness(store, agent, client)
+    task_id = await harness.runner.submit("triage", "what is ann's balance?")
+    result = await harness.runner.run(task_id, harness.workflow)
+    assert result.status == "succeeded", result.result
+    assert result.result["agent"] == "Billing"
+    assert result.result["answer"] == {"approved": True, "reason": "balance 1234"}
+    assert client.calls == 3
+    # the billing agent's calls asked for its output type's schema, the triage's did not
+    assert seen[0].response_format is None
+    assert seen[1].response_format is not None
+    assert set(seen[1].response_format.schema["properties"]) == {"approved", "reason"}
+    assert seen[1].messages[0].content == "Billing."
+
+
+async def test_a_tool_outside_the_granted_scopes_is_refused_and_the_model_told(
+    store: SQLiteStore,
+) -> None:
+    DELIVERED.clear()
+    agent = support(scopes=["orders:read"])  # not payments:write
+    client = ScriptedClient(support_script)
+    harness = Harness(store, agent, client)
+    task_id = await harness.runner.submit("support", {"text": "refund 300 cents for order #42"})
+    result = await harness.runner.run(task_id, harness.workflow)
+    assert result.status == "succeeded", result.result
+    assert DELIVERED == []  # the refund never ran
+    assert '"status":"denied"' in result.result["answer"]
+    assert result.result["usage"]["denied_tool_calls"] == 1
