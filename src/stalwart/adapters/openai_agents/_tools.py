@@ -140,9 +140,13 @@ def function_tools(agent: Agent[Any]) -> dict[str, FunctionTool]:
     return found
 
 
+@dataclasses.dataclass(eq=False)
 class SDKTool(Tool):
     """A stalwart tool whose function is an SDK ``FunctionTool`` (its schema is the SDK's;
     the SDK validates the arguments when it invokes the tool)."""
+
+    schema: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The SDK tool's JSON schema of its arguments."""
 
     def validate(self, arguments: Any) -> dict[str, Any]:
         if not isinstance(arguments, dict):
@@ -152,8 +156,6 @@ class SDKTool(Tool):
     @property
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, self.schema)
-
-    schema: dict[str, Any]
 
 
 def _jsonable(value: Any) -> Any:
@@ -186,7 +188,7 @@ def _sdk_tool(sdk: FunctionTool, policy: ToolPolicy) -> SDKTool:
             value = user_double(**arguments)
             return _jsonable(await value if inspect.isawaitable(value) else value)
 
-    tool = SDKTool(
+    return SDKTool(
         fn=invoke,
         name=sdk.name,
         description=sdk.description or "",
@@ -197,9 +199,8 @@ def _sdk_tool(sdk: FunctionTool, policy: ToolPolicy) -> SDKTool:
         alternatives=tuple(policy.alternatives),
         reconcile=policy.reconcile,
         double=double,
+        schema=dict(sdk.params_json_schema),
     )
-    tool.schema = dict(sdk.params_json_schema)
-    return tool
 
 
 def _wrap(sdk: FunctionTool) -> None:
