@@ -67,7 +67,8 @@ app = dataclasses.replace(
     app, agents=[dataclasses.replace(SUPPORT, max_tasks=1)], intensity=100, period=60
 )
 
-SETTINGS = RuntimeSettings(heartbeat_interval=0.5)
+# the fork server preloads the SDK (openai, agents): seconds of imports on a busy machine
+SETTINGS = RuntimeSettings(heartbeat_interval=0.5, start_timeout=60)
 APP = "tests.integration.adapters.oai_kill_app:app"
 """This module's app, as the node loads it (the agent processes import this module)."""
 
