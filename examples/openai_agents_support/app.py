@@ -22,6 +22,7 @@ from typing import Any
 from examples.openai_agents_support.agent import support_agent
 from stalwart.adapters.openai_agents import OpenAIAgentsAgent, ToolPolicy
 from stalwart.agent import App, VerifyProfile
+from stalwart.guard import Budget, Security
 from stalwart.llm.sim import Rule, Scenario
 
 SUPPORT = OpenAIAgentsAgent(
@@ -34,6 +35,8 @@ SUPPORT = OpenAIAgentsAgent(
             scopes=["payments:write"], side_effect=True, deduplicates=True, timeout=15
         ),
     },
+    # model spend caps (the sim is priced like gpt-4o); a ticket costs about $0.001-0.002
+    security=Security(budget=Budget(task_usd=0.25, agent_usd=500.0, day_usd=1000.0)),
     max_tasks=8,
 )
 
@@ -88,5 +91,7 @@ app = App(
     verify=VerifyProfile(
         workload="examples.openai_agents_support.app:tickets",
         tools={"lookup_order": "sim:orders", "refund_order": "sim:payments"},
+        # MA-1 reads the probes from it (relative to where verify runs: the repository)
+        manifest="deploy/kubernetes/deployment.yaml",
     ),
 )
