@@ -476,3 +476,43 @@ async def test_a_tool_outside_the_granted_scopes_is_refused_and_the_model_told(
     assert DELIVERED == []  # the refund never ran
     assert '"status":"denied"' in result.result["answer"]
     assert result.result["usage"]["denied_tool_calls"] == 1
+
+
+def test_the_sdks_hosted_tracing_export_is_off() -> None:
+    import os
+
+    from agents import trace
+    from agents.tracing.traces import NoOpTrace
+
+    from stalwart.adapters.openai_agents import disable_hosted_tracing
+
+    disable_hosted_tracing()
+    assert os.environ["OPENAI_AGENTS_DISABLE_TRACING"] == "1"
+    assert isinstance(trace("a run"), NoOpTrace)  # nothing is recorded, so nothing exported
+
+
+async def test_stalwart_runner_refuses_an_agent_whose_tools_are_not_bound(
+    store: SQLiteStore,
+) -> None:
+    from stalwart.adapters.openai_agents import StalwartRunner
+
+    @function_tool
+    def stray(n: int) -> int:
+        """A tool nobody declared.
+
+        Args:
+            n: a number.
+        """
+        return n
+
+    harness = Harness(store, support(), ScriptedClient(support_script))
+
+    async def workflow(ctx: Any, value: Any) -> Any:
+        task = TaskContext(ctx, harness.resources, model="main")
+        result = await StalwartRunner.run(Agent(name="Stray", tools=[stray]), value, task=task)
+        return result.final_output
+
+    task_id = await harness.runner.submit("support", "hi")
+    result = await harness.runner.run(task_id, workflow)
+    assert result.status == "failed"
+    assert "['stray'] are not this stalwart agent's tools" in result.result["message"]

@@ -32,6 +32,7 @@ from stalwart.adapters.openai_agents._tools import (
     bind_tools,
     function_tools,
     run_binding,
+    unbound_tools,
 )
 from stalwart.agent import PythonAgent, TaskContext
 from stalwart.agent._guarded import _held_durably
@@ -128,7 +129,7 @@ class StalwartRunner:
         chain = model or task.default_model
         if chain is None:
             raise ConfigError("StalwartRunner.run needs model= (an app model chain)")
-        unbound = sorted(set(function_tools(starting_agent)) - set(task.resources.tools.names()))
+        unbound = unbound_tools(starting_agent, task.resources.tools.names())
         if unbound:
             raise ConfigError(
                 f"the SDK agent's tools {unbound} are not this stalwart agent's tools: declare "

@@ -37,6 +37,7 @@ __all__ = [
     "current_idempotency_key",
     "function_tools",
     "run_binding",
+    "unbound_tools",
 ]
 
 Invoke = Callable[[ToolContext[Any], str], Awaitable[Any]]
@@ -230,6 +231,16 @@ def _wrap(sdk: FunctionTool) -> None:
         return result.value if result.ok else result.content()
 
     sdk.on_invoke_tool = on_invoke_tool
+
+
+def unbound_tools(agent: Agent[Any], registered: Sequence[str]) -> list[str]:
+    """The names of ``agent``'s function tools that are not bound, or not among the
+    stalwart agent's ``registered`` tools (their calls would bypass the guard)."""
+    return sorted(
+        name
+        for name, tool in function_tools(agent).items()
+        if id(tool) not in _ORIGINAL or name not in registered
+    )
 
 
 def bind_tools(agent: Agent[Any], policies: Mapping[str, ToolPolicy]) -> list[Tool]:
