@@ -1,13 +1,19 @@
 """The OpenAI Agents SDK example on a real node, its agent process SIGKILLed at step
-boundaries: same results, no model call re-made, no side effect repeated."""
+boundaries: same results, no model call re-made, no side effect repeated; and an SDK
+approval that parks its task across a node restart."""
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 
 import pytest
 from examples.openai_agents_support.app import tickets
-from tests.integration.adapters.oai_kill_app import run_support
+from tests.integration.adapters.oai_kill_app import SETTINGS, run_support
+
+from stalwart.guard import ApprovalQueue
+from stalwart.node import Node, app_node
+from stalwart.observe import EventBus
 
 
 @pytest.mark.timeout(90)
@@ -43,14 +49,6 @@ async def test_sigkilled_at_step_boundaries_it_ends_the_same_and_repeats_nothing
 async def test_an_sdk_approval_parks_the_task_across_a_node_restart(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncio
-
-    from tests.integration.adapters.oai_kill_app import SETTINGS
-
-    from stalwart.guard import ApprovalQueue
-    from stalwart.node import app_node
-    from stalwart.observe import EventBus
-
     closed = tmp_path / "closed.txt"
     monkeypatch.setenv("OAI_CLOSED", str(closed))
     store = f"sqlite:///{tmp_path}/acc.db"
