@@ -23,6 +23,7 @@ from examples.openai_agents_support.agent import support_agent
 from stalwart.adapters.openai_agents import OpenAIAgentsAgent, ToolPolicy
 from stalwart.agent import App, VerifyProfile
 from stalwart.guard import Budget, Security
+from stalwart.llm import Provider
 from stalwart.llm.sim import Rule, Scenario
 
 SUPPORT = OpenAIAgentsAgent(
@@ -85,9 +86,14 @@ def tickets(count: int, seed: int = 7) -> list[dict[str, Any]]:
 app = App(
     agents=[SUPPORT],
     models={"main": ["sim:strong", "sim:weak"]},
+    # the node puts the sim's address here; the key is a reference, resolved per request
+    # (the node creates it in the local vault when it is missing), never a value
+    providers={"sim": Provider("http://set-by-the-node", api_key="secret://sim-api-key")},
     store="sqlite:///openai-agents-support.db",
     sim=True,
     scenario=SCENARIO,
+    intensity=20,  # restarts the supervisor absorbs in `period` s (chaos kills included)
+    period=60,
     verify=VerifyProfile(
         workload="examples.openai_agents_support.app:tickets",
         tools={"lookup_order": "sim:orders", "refund_order": "sim:payments"},
