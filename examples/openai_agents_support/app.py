@@ -57,7 +57,7 @@ SCENARIO = Scenario(
         Rule(
             match=REFUND,
             requires=("lookup_order", "refund_order"),
-            answer="Refunded {amount} cents for order #{order_id}: {result:refund_order}",
+            answer="Refunded {amount} cents for order #{order_id}.",
         ),
         Rule(match=ORDER, call="lookup_order", arguments={"order_id": "{order_id}"}),
         Rule(
