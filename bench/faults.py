@@ -12,6 +12,11 @@ e.g. ``database``, are kept):
   node's exit code, and ``recover_s`` (poison submitted -> quarantined);
 - ``overload``: submissions at 5x the agent's capacity with an admission limit:
   accepted / rejected (429 over HTTP) / completed / lost, and the peak of pending tasks.
+- ``disk_full``: a node whose SQLite store is on an 8 MiB tmpfs; tasks in flight when
+  the disk fills, 20 submitted into the full disk, the disk freed: per round accepted /
+  rejected / completed / failed / lost / duplicated / quarantined / unknown outcomes,
+  ``recovery_s`` (freed -> every accepted task finished) and the node's exit code;
+  ``rounds`` rounds (needs root to mount the tmpfs; recorded as skipped otherwise).
 
 ``--quick`` shortens the hog and the overload (for ``make bench-quick``).
 """
@@ -207,11 +212,41 @@ def merge(keys: dict[str, Any], path: pathlib.Path = RESULTS) -> dict[str, Any]:
     return current
 
 
+async def disk_full(rounds: int) -> dict[str, Any]:
+    import tempfile
+
+    from tests.integration.faults.disk_apps import CannotMount, disk_full_round, small_disk
+
+    results = []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                with small_disk(pathlib.Path(tmp) / "disk") as disk:
+                    got = await disk_full_round(disk, pathlib.Path(tmp))
+            except CannotMount as exc:
+                return {"skipped": str(exc)}
+        got.pop("readiness_while_full")
+        results.append(got)
+    summary = {
+        k: sum(r[k] for r in results)
+        for k in ("accepted", "rejected_while_full", "completed", "failed", "lost",
+                  "duplicated", "quarantined", "unknown_outcomes")
+    }  # fmt: skip
+    recovery = sorted(r["recovery_s"] for r in results)
+    return summary | {
+        "rounds": rounds,
+        "recovery_s_median": recovery[len(recovery) // 2],
+        "recovery_s_max": recovery[-1],
+        "node_exit_codes": sorted({r["node_exit_code"] for r in results}),
+        "rejection_example": next((r["rejection"] for r in results if r["rejection"]), None),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--hog-s", type=float, default=None)
-    parser.add_argument("--only", choices=["heartbeat", "poison", "overload"])
+    parser.add_argument("--only", choices=["heartbeat", "poison", "overload", "disk_full"])
     args = parser.parse_args()
     hog_s = args.hog_s or (10.0 if args.quick else 60.0)
     run = {
@@ -226,12 +261,15 @@ def main() -> int:
         } | {"run": run}
     if args.only in (None, "overload"):
         keys["overload"] = asyncio.run(overload(3.0 if args.quick else 10.0)) | {"run": run}
+    if args.only in (None, "disk_full"):
+        keys["disk_full"] = asyncio.run(disk_full(2 if args.quick else 10)) | {"run": run}
     if args.only in (None, "heartbeat"):
         keys["heartbeat"] = asyncio.run(heartbeat(hog_s)) | {"run": run}
     merge(keys)
     print(json.dumps(keys, indent=2))
     bad = [k for k, v in keys.get("poison", {}).items() if k != "run" and v["lost"]]
-    return 1 if bad else 0
+    disk = keys.get("disk_full", {})
+    return 1 if bad or disk.get("lost") or disk.get("duplicated") else 0
 
 
 if __name__ == "__main__":

@@ -114,6 +114,8 @@ __all__ = [
     "StoreUnavailable",
     "TaskSuspended",
     "SupervisorError",
+    "ToolServerError",
+    "ToolServerUnavailable",
 ]
 
 Retryability = Literal["retryable", "permanent"]
@@ -311,6 +313,20 @@ class CircuitOpen(DependencyError):
 
     retryable: Retryability = "retryable"
     scope: Scope = "systemic"
+
+
+class ToolServerUnavailable(DependencyError):
+    """A tool server (an MCP server) is not connected: it is starting, it died, or it
+    cannot be reached. Its tools answer ``unavailable`` and its breaker counts the
+    failure; the runtime reconnects on its own (``dependency`` names the server)."""
+
+    retryable: Retryability = "retryable"
+    scope: Scope = "systemic"
+
+
+class ToolServerError(DependencyError):
+    """A tool server answered a call with an error (the tool failed, or refused the
+    arguments): the same call would fail again."""
 
 
 class RateLimited(DependencyError):

@@ -14,14 +14,16 @@ import msgspec
 from stalwart.agent._guarded import guarded
 from stalwart.agent._handover import HandOvers
 from stalwart.durable import Context
-from stalwart.errors import ConfigError, OutcomeUnknown, StalwartError
+from stalwart.errors import BadModelResponse, ConfigError, OutcomeUnknown, StalwartError
 from stalwart.guard import ApprovalQueue, Provenance, Security, SpendLedger, estimate_tokens
 from stalwart.llm import (
     Message,
     ModelClient,
     ModelRequest,
+    ModelResponse,
     PriceTable,
     ResponseFormat,
+    StreamingModelClient,
     ToolCall,
     ToolSpec,
 )
@@ -102,6 +104,32 @@ def _to_message(m: Mapping[str, Any]) -> Message:
     )
 
 
+async def _streamed(
+    client: StreamingModelClient,
+    request: ModelRequest,
+    *,
+    timeout: float | None,
+    publish: Callable[..., None],
+    task_id: str,
+    seq: int,
+) -> ModelResponse:
+    """Stream one model answer, publishing its text as ``task.delta`` events; the whole
+    response (what the journal records). Events are ids ``seq:end-offset`` downstream, so
+    a client that reconnects (or a task that resumes) never gets the same text twice."""
+    offset = 0
+    final: ModelResponse | None = None
+    async for delta in client.stream(request, timeout=timeout):
+        if delta.response is not None:
+            final = delta.response
+        elif delta.text:
+            end = offset + len(delta.text)
+            publish("task.delta", task_id=task_id, seq=seq, start=offset, end=end, text=delta.text)
+            offset = end
+    if final is None:
+        raise BadModelResponse(f"{client.name}: the stream ended without its final response")
+    return final
+
+
 def assistant_message(reply: Mapping[str, Any]) -> dict[str, Any]:
     """The OpenAI-format assistant message for a journaled model reply."""
     message: dict[str, Any] = {"role": "assistant", "content": reply["content"]}
@@ -163,11 +191,25 @@ class TaskContext:
         model: str | None = None,
         max_tokens: int = 1024,
         timeout: float | None = None,
+        stream: bool = False,
+        digest: str | None = None,
         response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
         """One journaled model call. Returns ``{content, tool_calls, model, usage, cost_usd,
-        fallback_from}`` (tool calls as ``{id, name, arguments}``). ``response_format`` asks
-        for structured output (the answer's ``content`` is then the JSON text)."""
+        fallback_from}`` (tool calls as ``{id, name, arguments}``).
+
+        ``stream``: the answer's text is published as it comes (``task.delta`` events, for
+        ``GET /v1/tasks/{id}/events``), each delta naming the call's journal position
+        (``seq``) and its character offset (``start``); the journal records the whole
+        answer as without streaming.
+
+        ``digest`` (a caller's fingerprint of the request) is journaled with the reply and
+        returned as ``request_digest``: on replay, the recorded one, so the caller can tell
+        that a replayed call sent a different request (adapters raise
+        :class:`~stalwart.errors.NonDeterminismError` then) at no extra journal write.
+
+        ``response_format`` asks for structured output (the answer's ``content`` is then
+        the JSON text)."""
         chain_name = model or self.default_model
         if chain_name is None or chain_name not in self.resources.models:
             raise ConfigError(f"agent {self.resources.agent!r} has no model chain {chain_name!r}")
@@ -202,11 +244,19 @@ class TaskContext:
             )
 
         sent = False  # the request may have reached the provider (and been billed)
+        seq = self.durable.position  # the journal position this call's step takes
+        publish = self.resources.runtime.publish if self.resources.runtime else None
 
         async def call() -> dict[str, Any]:
             nonlocal sent
             sent = True
-            response = await client.complete(request, timeout=timeout)
+            if stream and publish is not None and isinstance(client, StreamingModelClient):
+                response = await _streamed(
+                    client, request, timeout=timeout, publish=publish, task_id=self.task_id,
+                    seq=seq,
+                )  # fmt: skip
+            else:
+                response = await client.complete(request, timeout=timeout)
             return {
                 "content": response.message.content,
                 "tool_calls": [
@@ -220,6 +270,7 @@ class TaskContext:
                     "completion_tokens": response.usage.completion_tokens,
                 },
                 "cost_usd": response.cost_usd,
+                **({"request_digest": digest} if digest is not None else {}),
             }
 
         try:

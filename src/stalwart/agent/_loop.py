@@ -65,7 +65,9 @@ async def _loop(ctx: TaskContext, agent: LLMAgent, task_input: Any) -> dict[str,
         ):
             messages = await history.fit(ctx.durable)
             max_context = max(max_context, count_messages(messages, history.counter))
-            reply = await ctx.call_model(messages, tools=specs, max_tokens=agent.max_tokens)
+            reply = await ctx.call_model(
+                messages, tools=specs, max_tokens=agent.max_tokens, stream=agent.stream
+            )
             history.add(assistant_message(reply))
             if not reply["tool_calls"]:
                 return {

@@ -97,6 +97,11 @@ class LLMAgent(_AgentBase):
     max_steps: int = 50
     history_tokens: int = 8000
     max_tokens: int = 1024
+    stream: bool = False
+    """Stream each model answer as it is generated to ``GET /v1/tasks/{id}/events``
+    (server-sent events) and ``stalwart task watch``; the journal still records whole
+    answers, so a resumed task's stream continues without repeating what a client got.
+    See docs/models.md, "Streaming to callers"."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

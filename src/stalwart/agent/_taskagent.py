@@ -68,6 +68,7 @@ from stalwart.observe import (
 )
 from stalwart.runtime import BLAME, Agent, Blame
 from stalwart.tools import ToolRegistry
+from stalwart.tools.mcp import servers_of
 
 __all__ = ["TaskAgent", "load_app"]
 
@@ -214,6 +215,11 @@ class TaskAgent(Agent):
             # The token counter loads its encoding once per process (0.5-3 s of CPU): off
             # the loop, before the first task would load it on the loop and miss heartbeats.
             await asyncio.to_thread(default_counter)
+        # The MCP servers of its tools: connected now (a server that is down makes its
+        # tools answer "unavailable" and is retried in the background), closed on stop.
+        self.tool_servers = contextlib.AsyncExitStack()
+        for server in servers_of(self.defn.tools):
+            await self.tool_servers.enter_async_context(server)
         self.store: Store = store_from_url(args["store"], events=self.events)
         await self.store.open()
         self.resources.handovers = HandOvers(self.store, self.ctx, self.defn.name)
@@ -272,6 +278,7 @@ class TaskAgent(Agent):
         for lease in list(self.unstarted.values()):
             await self._give_back(lease)
         await self.store.close()
+        await self.tool_servers.aclose()
         for guard_db in (self.resources.ledger, self.resources.approvals):
             if guard_db is not None:
                 await asyncio.to_thread(guard_db.close)

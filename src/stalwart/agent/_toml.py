@@ -30,6 +30,18 @@ Example::
     fn = "examples.helpdesk.app:triage"
     agents = ["resolver"]
 
+    [[mcp_servers]]                   # tools served over MCP (docs/mcp.md)
+    name = "notes"
+    command = ["python", "-m", "notes_server"]     # or url = "http://127.0.0.1:8000/mcp"
+    prefix = "notes_"
+    [mcp_servers.tools.read_notes]
+    scopes = ["notes:read"]
+    [mcp_servers.tools.add_note]
+    scopes = ["notes:write"]
+    side_effect = true
+    key_argument = "idempotency_key"
+    # an agent takes them as tools = ["mcp:notes"] (all) or ["mcp:notes/read_notes"]
+
     [prices]                          # dollars per million tokens, over the built-in table
     "sim:strong" = [2.5, 10.0]
 
@@ -43,6 +55,7 @@ names it, never a silently ignored setting.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -55,12 +68,13 @@ from stalwart.guard import Budget, InputLimits, RateLimit, Security, TaintPolicy
 from stalwart.llm import Price, Provider
 from stalwart.llm.sim import Scenario
 from stalwart.tools import Tool
+from stalwart.tools.mcp import MCPServer, MCPToolOptions
 
 __all__ = ["app_from_toml"]
 
 _TOP = {
     "store", "sim", "models", "supervision", "agents", "lease_seconds", "scenario", "providers",
-    "prices", "max_pending", "max_pending_node", "verify", "entry",
+    "prices", "max_pending", "max_pending_node", "verify", "entry", "mcp_servers",
 }  # fmt: skip
 _COMMON = {
     "name", "kind", "max_tasks", "max_running", "restart", "memory_limit_mb", "task_timeout",
@@ -68,7 +82,9 @@ _COMMON = {
     "agents", "security",
 }  # fmt: skip
 _SECURITY = {"output", "taint", "budget", "inputs", "input_schema", "rate"}
-_LLM = _COMMON | {"model", "system", "tools", "scopes", "max_steps", "history_tokens", "max_tokens"}
+_LLM = _COMMON | {
+    "model", "system", "tools", "scopes", "max_steps", "history_tokens", "max_tokens", "stream",
+}  # fmt: skip
 _PY = _COMMON | {"fn", "model", "tools", "scopes"}
 
 
@@ -79,11 +95,83 @@ def _object(ref: str, where: str) -> Any:
         raise ConfigError(f"{where}: cannot load {ref!r}: {exc}") from exc
 
 
-def _tool(ref: str, where: str) -> Tool:
+def _tools(ref: str, where: str, servers: dict[str, MCPServer]) -> list[Tool]:
+    """``module:name`` of a @tool (or of an MCPServer: its tools), or ``mcp:server`` /
+    ``mcp:server/tool`` naming a ``[[mcp_servers]]`` entry (a tool by its server name)."""
+    if isinstance(ref, str) and ref.startswith("mcp:"):
+        name, _, remote = ref.removeprefix("mcp:").partition("/")
+        server = servers.get(name)
+        if server is None:
+            raise ConfigError(f"{where}: {ref!r}: no [[mcp_servers]] is named {name!r}")
+        if not remote:
+            return list(server.tools)
+        found: list[Tool] = [t for t in server.tools if t.remote == remote]
+        if not found:
+            known = sorted(t.remote for t in server.tools)
+            raise ConfigError(f"{where}: {ref!r}: server {name!r} declares no tool {remote!r} "
+                              f"(declared: {known})")  # fmt: skip
+        return found
     obj = _object(ref, where)
+    if isinstance(obj, MCPServer):
+        return list(obj.tools)
     if not isinstance(obj, Tool):
         raise ConfigError(f"{where}: {ref!r} is not a @tool")
-    return obj
+    return [obj]
+
+
+_MCP = {"name", "command", "url", "tools", "prefix", "env", "cwd", "headers", "timeout",
+        "connect_timeout", "ping_interval", "reconnect_min", "reconnect_max"}  # fmt: skip
+_MCP_TOOL = {f.name for f in dataclasses.fields(MCPToolOptions)}
+
+
+def _mcp_servers(raw: Any, where: str) -> dict[str, MCPServer]:
+    """``[[mcp_servers]]``: MCP servers and the tools of each the app uses."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where} must be an array of tables ([[mcp_servers]])")
+    out: dict[str, MCPServer] = {}
+    for i, spec in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{at} must be a table")
+        extra = set(spec) - _MCP
+        if extra:
+            raise ConfigError(f"{at}: unknown key(s) {sorted(extra)}; known: {sorted(_MCP)}")
+        tools = spec.get("tools", {})
+        if not isinstance(tools, dict | list):
+            raise ConfigError(f"{at}.tools must be a list of names or a table per tool")
+        options: dict[str, MCPToolOptions] = {}
+        for remote, given in (tools.items() if isinstance(tools, dict) else
+                              ((t, {}) for t in tools)):  # fmt: skip
+            bad = set(given) - _MCP_TOOL if isinstance(given, dict) else {"(not a table)"}
+            if bad:
+                raise ConfigError(
+                    f"{at}.tools.{remote}: unknown key(s) {sorted(bad)}; known: {sorted(_MCP_TOOL)}"
+                )
+            opts = dict(given)
+            if "double" in opts:  # "module:function", as @tool(double=...)
+                opts["double"] = _object(opts["double"], f"{at}.tools.{remote}.double")
+            if "retry" in opts:  # true: the default retries; false: one attempt
+                if not isinstance(opts["retry"], bool):
+                    raise ConfigError(f"{at}.tools.{remote}.retry must be true or false")
+                if opts["retry"]:
+                    del opts["retry"]
+                else:
+                    opts["retry"] = None
+            try:
+                options[remote] = MCPToolOptions(**opts)
+            except TypeError as exc:
+                raise ConfigError(f"{at}.tools.{remote}: {exc}") from None
+        fields = {k: v for k, v in spec.items() if k not in ("name", "tools")}
+        try:
+            server = MCPServer(str(spec.get("name", "")), tools=options, **fields)
+        except TypeError as exc:
+            raise ConfigError(f"{at}: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{at}: {exc}") from None
+        if server.name in out:
+            raise ConfigError(f"{at}: two [[mcp_servers]] are named {server.name!r}")
+        out[server.name] = server
+    return out
 
 
 def _security(raw: Any, where: str) -> Security:
@@ -187,6 +275,7 @@ def app_from_toml(path: str | Path) -> App:
     unknown = set(data) - _TOP
     if unknown:
         raise ConfigError(f"{p}: unknown top-level key(s) {sorted(unknown)}; known: {sorted(_TOP)}")
+    servers = _mcp_servers(data.get("mcp_servers", []), f"{p}: mcp_servers")
     agents: list[LLMAgent | PythonAgent] = []
     for i, raw in enumerate(data.get("agents", [])):
         where = f"{p}: agents[{i}]"
@@ -200,7 +289,9 @@ def app_from_toml(path: str | Path) -> App:
         if extra:
             raise ConfigError(f"{where}: unknown key(s) {sorted(extra)} for a {kind} agent")
         fields = {k: v for k, v in raw.items() if k != "kind"}
-        fields["tools"] = [_tool(t, f"{where}.tools") for t in raw.get("tools", [])]
+        fields["tools"] = [
+            t for ref in raw.get("tools", []) for t in _tools(ref, f"{where}.tools", servers)
+        ]
         if "agents" in fields:
             fields["agents"] = tuple(fields["agents"])
         if "security" in fields:

@@ -143,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stalwart run: {exc}", file=sys.stderr)
             return 2
         configure_logging(node=node.id)
+        # every line the node writes (its own, its agents', their captured output) passes
+        # the redactor, which knows the local vault's values: an app or a bare supervisor
+        from stalwart.guard import install_redactor, learn_vault_secrets
+
+        install_redactor()
+        learn_vault_secrets()
         return asyncio.run(node.run())
     return 2  # pragma: no cover - argparse rejects unknown commands
 

@@ -1,4 +1,4 @@
-"""``stalwart run`` for apps, and ``stalwart task submit|status|list|retry|cancel``."""
+"""``stalwart run`` for apps, and ``stalwart task submit|status|list|retry|cancel|watch``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ def add_task_commands(sub: Any) -> None:
     cancel.add_argument("task_id")
     cancel.add_argument("--by", default="cli", help="who cancels (recorded in the outcome)")
     listing.add_argument("--limit", type=int, default=20)
+    from stalwart.cli._watch import add_watch_command
+
+    add_watch_command(actions)
     retry = actions.add_parser(
         "retry", parents=[where], help="run a failed or quarantined task again (after a fix)"
     )
@@ -79,6 +82,14 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 def _record(task: Any) -> dict[str, Any]:
+    """A task as the CLI prints it: redacted like the HTTP API's view (PII, credentials
+    and the secrets this process knows), whatever the store holds."""
+    from stalwart.guard import default_redactor
+
+    return default_redactor().redact_data(_fields(task), policy="redact")  # type: ignore[no-any-return]
+
+
+def _fields(task: Any) -> dict[str, Any]:
     return {
         "id": task.id,
         "agent": task.agent,
@@ -173,6 +184,10 @@ async def _task(args: argparse.Namespace) -> int:
 
 
 def task_command(args: argparse.Namespace) -> int:
+    if args.task_command == "watch":  # the node's API, not the store
+        from stalwart.cli._watch import watch
+
+        return watch(args)
     ensure_cwd_importable()
     try:
         return asyncio.run(_task(args))

@@ -100,6 +100,8 @@ def verify_command(args: argparse.Namespace) -> int:
             print(f"stalwart verify: {exc}", file=sys.stderr)
             return 2
         items = [i for i in ITEMS if not only or i.id in only]
+        if manifest is None and app.verify.manifest:  # as the run reads it: the profile's
+            manifest = pathlib.Path(app.verify.manifest)
         _print_plan(plan(app, args.app, items, allow_real=args.allow_real_side_effects))
         problems = preflight(app, items, manifest=manifest, allow_real=args.allow_real_side_effects)
         for problem in problems:

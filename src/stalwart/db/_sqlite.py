@@ -59,8 +59,13 @@ def map_sqlite_error(exc: sqlite3.Error, where: str) -> StoreError:
     text = str(exc)
     # "database or disk is full" (SQLITE_FULL) is a condition of the machine, not of the
     # data: the same write succeeds once space is freed, so it is retryable like a lock.
+    if isinstance(exc, sqlite3.OperationalError) and "is full" in text:
+        return StoreUnavailable(
+            f"SQLite store {where}: {text}: free space on the disk that holds it; writes "
+            "succeed again once there is room, with no restart (nothing was written)"
+        )
     if isinstance(exc, sqlite3.OperationalError) and any(
-        sign in text for sign in ("locked", "busy", "disk I/O", "unable to open", "is full")
+        sign in text for sign in ("locked", "busy", "disk I/O", "unable to open")
     ):
         return StoreUnavailable(f"SQLite store {where}: {text}")
     if isinstance(exc, sqlite3.DatabaseError) and any(w in text for w in _DAMAGE_WORDS):

@@ -21,6 +21,7 @@ from stalwart.durable import _metrics
 from stalwart.durable._integrity import check_json
 from stalwart.durable._protocol import EffectRecord, JournalEntry, JournalLoad, Lease, Store
 from stalwart.errors import InvalidMessage, NonDeterminismError, StepFailed, StoreError
+from stalwart.guard import seal, unseal
 from stalwart.observe import EventBus
 
 __all__ = ["Context"]
@@ -117,10 +118,14 @@ class Context:
         if entry is not None:
             self.replayed_steps += 1
             _REPLAYED[kind].inc()
+            # a recorded value holds secret://name where the step returned a resolved
+            # secret: the replay gets the secret's current value back (guard._sealed)
+            entry = JournalEntry(entry.seq, entry.kind, entry.name, unseal(entry.value))
         return seq, entry
 
     async def _record(self, seq: int, kind: str, name: str, value: Any) -> None:
-        await self._store.append(self._lease, (JournalEntry(seq, kind, name, value),))
+        # a resolved secret is stored as its reference, never as the value
+        await self._store.append(self._lease, (JournalEntry(seq, kind, name, seal(value)),))
         self.executed_steps += 1
         _EXECUTED[kind].inc()
 
@@ -222,7 +227,7 @@ class Context:
             return None
         last = max(points, key=lambda e: e.seq)
         self._seq = last.seq + 1
-        return last.value
+        return unseal(last.value)
 
     async def effect(
         self,

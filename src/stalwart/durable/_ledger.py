@@ -24,6 +24,7 @@ from stalwart.durable._integrity import check_json
 from stalwart.durable._journal import call, describe, step_failed
 from stalwart.durable._protocol import JournalEntry
 from stalwart.errors import NonDeterminismError, OutcomeUnknown
+from stalwart.guard import seal, unseal
 from stalwart.observe import get_logger
 
 if TYPE_CHECKING:
@@ -89,11 +90,12 @@ async def run_effect(
         await ctx.store.effect_started(ctx.lease, key, seq, name)
     elif record.status in ("completed", "failed"):
         # The journal entry was lost (damage) but the ledger kept the outcome.
-        await _finish(ctx, key, seq, name, status=record.status, result=record.result)
+        result = unseal(record.result)  # _finish seals it again
+        await _finish(ctx, key, seq, name, status=record.status, result=result)
         _OUTCOME["replayed"].inc()
         if record.status == "failed":
             raise step_failed(name, record.result)
-        return record.result
+        return result
     elif deduplicated:
         _OUTCOME["retried"].inc()
         ctx.events.emit("durable.effect_retried", task_id=ctx.task_id, step=name, key=key)
@@ -158,6 +160,7 @@ async def _call_and_finish(
 
 
 async def _finish(ctx: Context, key: str, seq: int, name: str, *, status: Any, result: Any) -> None:
+    result = seal(result)  # a resolved secret is stored as its reference (guard._sealed)
     value = {"status": status, "result": result, "key": key}
     await ctx.store.effect_finished(
         ctx.lease, key, status, result, JournalEntry(seq, "effect", name, value)

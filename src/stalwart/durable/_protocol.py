@@ -262,6 +262,15 @@ class Store(Protocol):
         """Extend the lease; raises LeaseLost if it is no longer the task's lease."""
         ...
 
+    async def heartbeat_many(
+        self, leases: Sequence[Lease], lease_seconds: float
+    ) -> dict[str, Lease | None]:
+        """Extend many leases of one owner in one write (a runner renews all of its
+        running tasks at once, so its writes do not grow with its tasks). Returns, per
+        task id, the renewed lease, or None where that lease is no longer the task's
+        (the caller raises LeaseLost for that task only)."""
+        ...
+
     async def release(self, lease: Lease) -> None:
         """Give the task back (status pending) without finishing it."""
         ...

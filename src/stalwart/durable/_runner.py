@@ -1,7 +1,8 @@
 """Running tasks under leases: acquire, heartbeat, replay, finish.
 
 A :class:`Runner` owns tasks only through leases. While a task runs, a
-heartbeat renews its lease every third of ``lease_seconds``; if the renewal is
+heartbeat renews its lease every third of ``lease_seconds`` (all of a runner's
+leases in one write per tick: see ``_renewal``); if the renewal is
 refused (another runner took the task after the lease expired), the work is
 cancelled at once and :class:`~stalwart.errors.LeaseLost` is raised: two runners
 never both write a task's journal (the store fences every write anyway).
@@ -23,7 +24,9 @@ from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.durable._base import check_lease_seconds
 from stalwart.durable._integrity import check_json
 from stalwart.durable._journal import Context
+from stalwart.durable._ops import lease_lost
 from stalwart.durable._protocol import Lease, Store, TaskRecord
+from stalwart.durable._renewal import Renewals
 from stalwart.errors import (
     CorruptRecord,
     IncompatibleFormat,
@@ -33,6 +36,7 @@ from stalwart.errors import (
     StoreError,
     TaskSuspended,
 )
+from stalwart.guard import seal
 from stalwart.observe import EventBus, get_logger
 
 __all__ = ["Runner", "TaskResult", "Workflow"]
@@ -94,6 +98,7 @@ class Runner:
         self.lease_seconds = lease_seconds
         self.clock = clock
         self.events: EventBus = events if events is not None else store.events
+        self.renewals = Renewals(store, clock, lease_seconds)
 
     async def submit(
         self, agent: str, input: Any, *, task_id: str | None = None, seed: int | None = None
@@ -191,7 +196,7 @@ class Runner:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError, LeaseLost, StalwartError):
                 await beat
-        await self.store.finish(ctx.lease, "succeeded", result)
+        await self.store.finish(ctx.lease, "succeeded", seal(result))  # secrets as references
         return TaskResult(
             lease.task_id,
             "succeeded",
@@ -206,7 +211,7 @@ class Runner:
         """Park the task ``awaiting_approval``: no lease, nothing running it (see Store.suspend)."""
         try:
             check_json(held.waiting, f"what task {ctx.task_id!r} waits for")
-            await self.store.suspend(ctx.lease, held.waiting)
+            await self.store.suspend(ctx.lease, seal(held.waiting))
         except LeaseLost:
             if await self._was_cancelled(ctx.task_id):
                 return _cancelled(ctx)
@@ -235,7 +240,7 @@ class Runner:
         outcome = {"type": type(exc).__name__, "message": str(exc)}
         _log.warning("durable_task_failed", task_id=ctx.task_id, **outcome)
         outcome["traceback"] = self._traceback(exc)
-        await self.store.finish(ctx.lease, "failed", outcome)
+        await self.store.finish(ctx.lease, "failed", seal(outcome))
         return TaskResult(
             ctx.task_id,
             "failed",
@@ -269,7 +274,7 @@ class Runner:
         give_up_after = self.lease_seconds * 2 / 3
         renewed_at = self.clock.monotonic()
         while not work.done():
-            await self.clock.sleep(interval)
+            await self.clock.sleep(self.renewals.until_next_tick())
             if work.done():
                 return
             sent_at = self.clock.monotonic()
@@ -280,7 +285,10 @@ class Runner:
             left = renewed_at + give_up_after - sent_at
             try:
                 async with asyncio.timeout(left if left > 0 else min(interval, 2.0)):
-                    ctx.set_lease(await self.store.heartbeat(ctx.lease, self.lease_seconds))
+                    renewed = await self.renewals.renew(ctx.lease)
+                if renewed is None:
+                    raise lease_lost(ctx.lease)
+                ctx.set_lease(renewed)
                 renewed_at = sent_at
             except LeaseLost:
                 _log.error("durable_lease_lost", task_id=ctx.task_id, owner=self.owner)

@@ -90,6 +90,14 @@ HEARTBEAT = (
     "UPDATE stalwart_tasks SET lease_expires = ?, updated_at = ? "
     "WHERE id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'"
 )
+# One owner's leases renewed in one statement, each still fenced by its own token.
+# ``{fences}`` is ``(id = ? AND lease_token = ?)`` joined by OR, at most
+# HEARTBEAT_MANY_CHUNK of them (an indexed OR on the primary key on both dialects).
+HEARTBEAT_MANY = (
+    "UPDATE stalwart_tasks SET lease_expires = ?, updated_at = ? "
+    "WHERE lease_owner = ? AND status = 'running' AND ({fences}) RETURNING id"
+)
+HEARTBEAT_MANY_CHUNK = 200
 RELEASE = (
     "UPDATE stalwart_tasks SET status = 'pending', lease_owner = NULL, lease_expires = NULL, "
     "updated_at = ? WHERE id = ? AND lease_owner = ? AND lease_token = ? AND status = 'running'"

@@ -211,6 +211,34 @@ class SQLStore:
         await self._db.write(_ops.fenced, lease, q.HEARTBEAT, args)
         return Lease(lease.task_id, lease.owner, lease.token, expires, lease.task)
 
+    async def heartbeat_many(
+        self, leases: Sequence[Lease], lease_seconds: float
+    ) -> dict[str, Lease | None]:
+        check_lease_seconds(lease_seconds)
+        now = self._clock.time()
+        expires = now + lease_seconds
+        renewed: set[str] = set()
+        for owner in sorted({lease.owner for lease in leases}):
+            own = [lease for lease in leases if lease.owner == owner]
+            for start in range(0, len(own), q.HEARTBEAT_MANY_CHUNK):
+                chunk = own[start : start + q.HEARTBEAT_MANY_CHUNK]
+                sql = q.HEARTBEAT_MANY.format(
+                    fences=" OR ".join(["(id = ? AND lease_token = ?)"] * len(chunk))
+                )
+                args: list[Any] = [expires, now, owner]
+                for lease in chunk:
+                    args += (lease.task_id, lease.token)
+                found = await self._db.write(_ops.rows, sql, args)
+                renewed.update(str(row[0]) for row in found)
+        return {
+            lease.task_id: (
+                Lease(lease.task_id, lease.owner, lease.token, expires, lease.task)
+                if lease.task_id in renewed
+                else None
+            )
+            for lease in leases
+        }
+
     async def release(self, lease: Lease) -> None:
         args = (self._clock.time(), lease.task_id, lease.owner, lease.token)
         await self._db.write(_ops.fenced, lease, q.RELEASE, args)

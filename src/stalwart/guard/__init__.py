@@ -26,6 +26,7 @@ from stalwart.guard._redact import (
     luhn_ok,
 )
 from stalwart.guard._scan import SecretFinding, scan_for_secrets, secrets_posture
+from stalwart.guard._sealed import remember_secret, seal, sealed_names, unseal
 from stalwart.guard._secrets import (
     SECRET_SCHEME,
     EnvProvider,
@@ -34,6 +35,7 @@ from stalwart.guard._secrets import (
     SecretProvider,
     SecretResolver,
     is_secret_ref,
+    learn_vault_secrets,
     provider_from_env,
     resolve_setting,
     secret_name,
@@ -81,13 +83,18 @@ __all__ = [
     "install_redactor",
     "is_secret_ref",
     "labelled_injections",
+    "learn_vault_secrets",
     "luhn_ok",
     "normalize_text",
     "provider_from_env",
     "redaction_corpus",
+    "remember_secret",
     "resolve_setting",
     "scan_for_secrets",
+    "seal",
+    "sealed_names",
     "secret_name",
     "secrets_posture",
+    "unseal",
     "validate_input",
 ]

@@ -21,6 +21,7 @@ from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.errors import ConfigError
 from stalwart.guard._db import connect
 from stalwart.guard._redact import default_redactor
+from stalwart.guard._sealed import seal
 
 __all__ = ["Approval", "ApprovalQueue"]
 
@@ -79,7 +80,7 @@ class ApprovalQueue:
                 "INSERT INTO guard_approvals "
                 "(id, task_id, agent, tool, arguments, reason, status, created) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) ON CONFLICT (id) DO NOTHING",
-                (aid, task_id, agent, tool, json.dumps(arguments, default=str), reason,
+                (aid, task_id, agent, tool, json.dumps(seal(arguments), default=str), reason,
                  self.clock.time()),
             )  # fmt: skip
         found = self.get(aid)

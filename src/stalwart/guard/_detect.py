@@ -8,6 +8,12 @@ logged and counted (``stalwart_injection_detections_total``); the runtime's
 tool authorization does not depend on them, but user-text segments the
 detector flags are additionally treated as untrusted by the taint policy.
 An optional classifier (any ``Callable[[str], float]``) can be combined in.
+
+Beside the direct families, rules for instructions planted in data (indirect
+injection: the reader addressed, its task re-ordered, a directive with an outside
+destination, a covert ask) were tuned on the tuning half of a public corpus derived
+from AgentDojo and are measured on the other half only (``bench/detector.py``;
+figures and corpus in ``docs/data-protection.md``).
 """
 
 from __future__ import annotations
@@ -95,6 +101,37 @@ _RULES: tuple[tuple[str, str, float], ...] = (
      r"instructions|api key|secret|password)", 0.7),
     ("urgency", r"\b(?:immediately|urgent|right now)\b.{0,40}\b(?:refund|transfer|wire|send)\b"
      r".{0,40}\b\d{4,}", 0.4),
+    # Instructions planted in data (indirect injection). Tuned on the tuning half of the
+    # AgentDojo-derived corpus only (bench/data/injections; docs/data-protection.md).
+    ("override", r"\b(?:ignore|disregard|forget|override)\b.{0,20}\b(?:your|all|any|the|previous|"
+     r"prior|above|earlier)\b.{0,20}\b\w{0,3}struct\w*", 0.9),  # typos: "iunstructions"
+    ("addressed", r"\b(?:message|note|request|instructions?)\b.{0,40}\bfrom me\b.{0,60}\bto you\b|"
+     r"\bto you,\s*(?:the\s+)?(?:ai|gpt|claude|llama|gemini|mistral|assistant|model|language "
+     r"model|llm)\b", 0.7),
+    ("hijack", r"\bbefore you (?:can |do |start |continue |proceed )?(?:solve|complete|do|answer|"
+     r"continue|finish|proceed|start|work on|respond)\b|\b(?:task|request|question)s? (?:that )?"
+     r"(?:i|the user) (?:gave|asked|sent) you\b|\bafter you (?:do|have done|did|finish|complete) "
+     r"(?:that|this|it)\b|\b(?:original|initial) task\b", 0.7),
+    ("hijack", r"\b(?:please )?do the following\b", 0.4),
+    ("spoof", r"<\s*/?\s*[A-Z][A-Z_ ]{3,24}\s*>", 0.5),  # all-capitals pseudo tags
+    ("directive", r"(?<!\w)(?:TODO|TASK|ACTION)\s*:\s*(?:please\s+)?(?:send|email|"
+     r"e-mail|forward|transfer|wire|pay|post|visit|invite|delete|change|modify|create|update|add|"
+     r"remove|share|upload|concatenate|get|tell|give|make|book|reserve|say)\b", 0.6),
+    ("covert", r"\bwithout (?:asking|telling|notifying|informing|confirming|checking with|"
+     r"alerting)\b|\b(?:do not|don't|never) (?:tell|inform|mention|notify|alert|ask)\b.{0,20}"
+     r"\b(?:the user|user|anyone|them|me)\b", 0.45),
+    ("exfiltrate", r"\b(?:send|email|e-mail|forward|post|upload|share|concatenate|copy)\b.{0,80}"
+     r"\b(?:contents?|body|bodies|(?:all|every) (?:\w+ )?(?:messages?|emails?|files?)|security "
+     r"code|password|passport|credit card|iban|api key)\b.{0,120}\bto\b", 0.45),
+    ("side_effect", r"\b(?:change|modify|update|set)\b.{0,30}\b(?:password|recipient|iban|payee|"
+     r"account number|e-?mail address)\b.{0,40}\bto\b", 0.45),
+    ("side_effect", r"\b(?:transfer|wire|send|pay)\b.{0,30}(?:[$€£]\s?\d|\b\d[\d,.]*\s?(?:usd|"
+     r"eur|gbp|dollars|euros|chf)\b)", 0.35),
+    ("destination", r"\bto (?:the )?(?:account|iban|website|address|e-?mail(?: address)?|link)?"
+     r"\s*:?\s*['\"]?(?:[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,}|www\.\S+|https?://\S+|"
+     r"[A-Z]{2}\d{2}[A-Z0-9]{10,30})", 0.3),
+    ("destination", r"\b(?:visit|open|go to)\b.{0,20}\b(?:website|link|url|page)\b.{0,20}"
+     r"(?:www\.|https?://)", 0.35),
 )  # fmt: skip
 _COMPILED = tuple((family, re.compile(p, _F), w) for family, p, w in _RULES)
 _B64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")

@@ -18,7 +18,9 @@ Providers:
   logs a warning once, and SE-1's verdict (:func:`secrets_posture`) is partial with it.
 
 Every value a resolver hands out is registered with the redactor, so it is
-removed from any log line, event, error or output it might reach.
+removed from any log line, event, error or output it might reach, and with the
+journal's sealing (:mod:`stalwart.guard._sealed`), so the store keeps
+``secret://name`` where a step returned the value.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.errors import ConfigError, SecretNotFound
 from stalwart.guard._redact import Redactor, default_redactor
+from stalwart.guard._sealed import remember_secret
 from stalwart.observe import get_logger
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "SecretProvider",
     "SecretResolver",
     "is_secret_ref",
+    "learn_vault_secrets",
     "provider_from_env",
     "resolve_setting",
     "secret_name",
@@ -258,6 +262,7 @@ class LocalVault:
             data["secrets"][name] = {"value": value, "version": version}
             self._store(data)
         default_redactor().add_known(value)
+        remember_secret(name, value)  # journaled as secret://name, never as the value
         return version
 
     def rotate(self, name: str, value: str | None = None) -> int:
@@ -294,6 +299,29 @@ def provider_from_env(environ: Mapping[str, str] | None = None) -> SecretProvide
             mount=env.get("STALWART_VAULT_MOUNT", "secret"),
         )
     raise ConfigError(f"STALWART_SECRETS must be 'vault', 'hashicorp' or 'env', got {kind!r}")
+
+
+def learn_vault_secrets(
+    provider: SecretProvider | None = None, redactor: Redactor | None = None
+) -> int:
+    """Register every secret of the local vault (or of the env provider's variables) with
+    ``redactor`` (default: the process one); returns how many. A node calls it at start:
+    its agents resolve secrets in their own processes, and what they write past the
+    logging pipeline (raw output on fd 1 or 2) is redacted by the node, which must know
+    the values to remove them. A remote provider (HashiCorp Vault: listing it would be a
+    network call per start) and a vault that cannot be read register nothing."""
+    chosen = provider if provider is not None else provider_from_env()
+    if not isinstance(chosen, LocalVault | EnvProvider):
+        return 0
+    target = redactor or default_redactor()
+    try:
+        names = chosen.names()
+        values = [chosen.get(name) for name in names]
+    except (ConfigError, SecretNotFound, OSError) as exc:
+        _log.warning("secrets_not_learned", error_class=type(exc).__name__, kind=chosen.kind)
+        return 0
+    target.add_known(*values)
+    return len(values)
 
 
 def resolve_setting(value: str | None, resolver: SecretResolver | None = None) -> str | None:
@@ -345,6 +373,7 @@ class SecretResolver:
                 return hit[1]
         value = self.provider.get(name)
         self.redactor.add_known(value)
+        remember_secret(name, value, self)  # the journal stores secret://name, not the value
         with self._lock:
             self.lookups += 1
             self._cache[name] = (now, value, stamp)

@@ -28,3 +28,8 @@ class RedactingEventBus(EventBus):
         """Emit ``name`` with its fields redacted (never blocked: an event must not vanish)."""
         clean = self.redactor.redact_data(fields, policy="redact")
         return super().emit(name, **clean)
+
+    def notify(self, name: str, **fields: Any) -> Event:
+        """:meth:`EventBus.notify` with the fields redacted."""
+        clean = self.redactor.redact_data(fields, policy="redact")
+        return super().notify(name, **clean)

@@ -14,7 +14,12 @@ from stalwart.agent import App, TaskAgent, load_app
 from stalwart.config import RuntimeSettings
 from stalwart.durable import Store, TaskRecord, WriteProbe, store_from_url
 from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded, StoreError
-from stalwart.guard import RedactingEventBus, install_redactor, validate_input
+from stalwart.guard import (
+    RedactingEventBus,
+    install_redactor,
+    learn_vault_secrets,
+    validate_input,
+)
 from stalwart.llm import ChainHealth, Provider
 from stalwart.llm.sim import SimServer
 from stalwart.node._charge import DeadCallCharger
@@ -216,6 +221,9 @@ class AppService:
     async def start(self, node: Node) -> None:
         self.node_id = node.id
         install_redactor()  # every log line the node writes (its own and its agents') is redacted
+        # agents resolve secrets in their own processes: the node learns the vault's values
+        # so it can remove them from what agents write past logging (raw fd 1 and 2 output)
+        await asyncio.to_thread(learn_vault_secrets)
         provision_sim_key(self.app, node.events)  # before any agent resolves it
         if self.sim_port is not None:
             self.sim = SimServer(port=self.sim_port, scenario=self.app.scenario)

@@ -154,6 +154,9 @@ class Node:
         return self.tasks
 
     async def run(self, until: Awaitable[Any] | None = None) -> int:
+        """Serve until stopped (SIGTERM/SIGINT), the root supervisor gives up, or
+        ``until`` ends; returns the exit code. If ``until`` raised, the node still stops
+        in order, then the exception propagates (a failure is never reported as 0)."""
         # every line the node logs, and every agent line it ingests, names the node: in a
         # cluster the shared log store is searched across nodes
         with log_context(node=self.id):
@@ -180,8 +183,10 @@ class Node:
                 asyncio.ensure_future(stop.wait()),
                 self.runtime.failed,
             ]
+            until_done: asyncio.Future[Any] | None = None
             if until is not None:
-                waiters.append(asyncio.ensure_future(until))
+                until_done = asyncio.ensure_future(until)
+                waiters.append(until_done)
             # no-deadline: a node serves until it is told to stop or its root gives up
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             gave_up = self.runtime.failed.done()
@@ -192,6 +197,10 @@ class Node:
             await self.runtime.stop()
             code = EXIT_ROOT_GAVE_UP if gave_up else EXIT_OK
             self.events.emit("node_stopped", node=self.id, exit_code=code)
+            if until_done is not None and until_done.done() and not until_done.cancelled():
+                failure = until_done.exception()
+                if failure is not None:  # what the node ran until failed: say so, not "ok"
+                    raise failure
             return code
         finally:
             self._stopping = True

@@ -15,6 +15,7 @@ from stalwart.observe._alerts import (
     prometheus_rules,
     promql,
 )
+from stalwart.observe._capture import LineWriter, OutputPipe, capture_std_streams
 from stalwart.observe._degrade import Degradations
 from stalwart.observe._events import Event, EventBus, Subscription
 from stalwart.observe._health import CheckResult, Readiness, ReadinessReport
@@ -59,9 +60,11 @@ __all__ = [
     "Degradations",
     "Event",
     "EventBus",
+    "LineWriter",
     "LogQuery",
     "LogStore",
     "MetricShipper",
+    "OutputPipe",
     "ProcessCollector",
     "Readiness",
     "ReadinessReport",
@@ -70,6 +73,7 @@ __all__ = [
     "add_log_sink",
     "apply_samples",
     "forget_source",
+    "capture_std_streams",
     "catalog",
     "configure_logging",
     "default_rules",

@@ -66,6 +66,20 @@ class EventBus:
         self._subscribers.add(fn)
         return Subscription(self, fn)
 
+    def notify(self, name: str, **fields: Any) -> Event:
+        """Deliver an event to the subscribers only: not logged, not kept in ``recent``.
+
+        For high-rate events that only a live listener wants (a task's streamed model
+        text, ``task.delta``): logging each would flood the log store, and keeping them
+        would push every other event out of ``recent``."""
+        event = Event(name=name, ts=time.time(), fields=fields)
+        for fn in tuple(self._subscribers):
+            try:
+                fn(event)
+            except Exception:
+                _log.exception("event_subscriber_failed", event_name=name)
+        return event
+
     def emit(self, name: str, **fields: Any) -> Event:
         event = Event(name=name, ts=time.time(), fields=fields)
         self._recent.append(event)

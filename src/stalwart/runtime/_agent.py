@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from stalwart.errors import CallTimeout, InvalidMessage, NoProcess, RemoteError
 from stalwart.observe import current_traceparent
-from stalwart.runtime._messages import CallResult, OutCall, OutCast, check_json
+from stalwart.runtime._messages import CallResult, OutCall, OutCast, Publish, check_json
 
 if TYPE_CHECKING:
     from stalwart.runtime._channel import Channel
@@ -121,6 +121,16 @@ class AgentContext:
         """Send ``message`` to ``target``; never fails (an unknown target drops it, counted)."""
         check_json(message)
         self._channel.send(OutCast(target=target, payload=message, trace=current_traceparent()))
+
+    def publish(self, name: str, **fields: Any) -> None:
+        """Emit event ``name`` on the node's event bus (never fails, never waits).
+
+        Only ``task.*`` names: an agent speaks about its tasks, not for the node. The
+        node adds ``agent`` (this agent's name)."""
+        if not name.startswith("task."):
+            raise ValueError(f"an agent publishes task.* events only, not {name!r}")
+        check_json(fields)
+        self._channel.send(Publish(name=name, fields=fields))
 
     def _resolve(self, result: CallResult) -> None:
         fut = self._pending.get(result.ref)

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from stalwart.errors import InvalidMessage, ProtocolError, Shutdown
+from stalwart.guard import install_redactor
 from stalwart.observe import (
     MetricShipper,
     attach_traceparent,
+    capture_std_streams,
     configure_logging,
     configure_tracing,
     shutdown_tracing,
@@ -110,6 +112,10 @@ class _AgentMain:
             agent_id=self.req.name,
             pid=os.getpid(),
         )
+        install_redactor()  # this process's lines, with the secrets it resolves, are redacted
+        # print() and sys.stderr writes in agent code become redacted log lines
+        # (``agent_output``) with the task that printed them, never raw node output
+        self.restore_streams = capture_std_streams()
         # spans go straight to the collector (OTEL_* variables), from this process's provider
         configure_tracing(instance=f"{self.req.name}/{os.getpid()}")
         self.shipper = MetricShipper()  # metrics the agent records reach the node's /metrics
@@ -133,6 +139,7 @@ class _AgentMain:
             for task in background:
                 task.cancel()
             channel.send(InitFailed(error_type=type(exc).__name__, error=str(exc)[:2000]))
+            self.restore_streams()  # a partial line printed before the failure is logged
             await channel.drain()
             channel.close()
             return 1
@@ -160,6 +167,7 @@ class _AgentMain:
             self.channel.send(Exiting(reason="shutdown", detail=self.shutdown_detail))
         self._ship_metrics()
         await self._flush_spans()
+        self.restore_streams()  # a last partial line is logged before the channel closes
         await channel.drain()
         channel.close()
         if self.crash is not None:

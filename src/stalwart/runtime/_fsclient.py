@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from stalwart.errors import StartError
+from stalwart.observe import OutputPipe
 from stalwart.runtime._child import SpawnRequest
 from stalwart.runtime._forkserver import pack
 
@@ -49,11 +50,16 @@ class ForkServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._hello: asyncio.Future[int] | None = None
         self.pid: int | None = None
+        self._output: tuple[OutputPipe, ...] = ()
 
     async def start(self, timeout: float) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        # What the server and its agents write to fds 1 and 2 (C code, subprocesses, a
+        # dying interpreter's traceback) is read here and logged redacted, never passed on
+        out, err = OutputPipe("stdout"), OutputPipe("stderr")
+        self._output = (out, err)
         # Popen only forks+execs; it does not wait, so it cannot block the loop for long.
         self._proc = subprocess.Popen(  # noqa: ASYNC220
             [
@@ -67,8 +73,12 @@ class ForkServer:
             pass_fds=(theirs.fileno(),),
             env=env,
             stdin=subprocess.DEVNULL,
+            stdout=out.write_fd,
+            stderr=err.write_fd,
         )
         theirs.close()
+        out.start()
+        err.start()
         ours.setblocking(False)
         self._sock = ours
         loop = asyncio.get_running_loop()
@@ -172,6 +182,16 @@ class ForkServer:
             except RuntimeError:
                 pass
             sock.close()
+
+    async def drain_output(self, timeout: float) -> bool:
+        """Log what the server and its agents wrote to fds 1 and 2 until every one of them
+        has closed them (bounded by ``timeout``; then the pipes are closed). True if all
+        was read."""
+        done = True
+        for pipe in self._output:
+            done = await pipe.drained(timeout) and done
+            pipe.close()
+        return done
 
     def wait_exited(self, timeout: float) -> None:
         """Wait (bounded) for the server process to end; kill it past ``timeout``."""

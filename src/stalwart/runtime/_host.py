@@ -73,6 +73,7 @@ from stalwart.runtime._messages import (
     MetricSamples,
     OutCall,
     OutCast,
+    Publish,
     Ready,
     Reply,
     Stop,
@@ -232,6 +233,7 @@ class ProcessHost:
         if self._fs is not None:
             self._fs.close()
             await asyncio.to_thread(self._fs.wait_exited, 5.0)
+            await self._fs.drain_output(2.0)  # their last lines are logged, not lost
 
     @property
     def forkserver(self) -> ForkServer | None:
@@ -362,6 +364,9 @@ class ProcessHost:
                 self._task(proc, self._forward_call(proc, frame))
             elif isinstance(frame, OutCast):
                 self._forward_cast(proc, frame)
+            elif isinstance(frame, Publish):
+                if frame.name.startswith("task."):  # the agent speaks of its tasks only
+                    self.events.notify(frame.name, **{**frame.fields, "agent": proc.name})
             elif isinstance(frame, Exiting):
                 proc.reported_exit = frame
             elif isinstance(frame, Ready):
@@ -534,6 +539,7 @@ class ProcessHost:
     async def _restart_forkserver(self, dead: ForkServer | None) -> None:
         if dead is not None:  # reap it, so no zombie is left behind
             await asyncio.to_thread(dead.wait_exited, 5.0)
+            await dead.drain_output(2.0)
         fs = ForkServer(self._on_child_exit, self._on_forkserver_lost, self._preload)
         await fs.start(self.settings.start_timeout)
         self._fs = fs

@@ -160,6 +160,15 @@ class LogLine(_Msg, tag="log"):
     line: str
 
 
+class Publish(_Msg, tag="pub"):
+    """An event the agent publishes on the node's event bus (``task.*`` names only: a
+    task's streamed model text, for ``GET /v1/tasks/{id}/events``). The node adds the
+    sending agent's name; it never trusts one sent in ``fields``."""
+
+    name: str
+    fields: dict[str, Any]
+
+
 class MetricSamples(_Msg, tag="metrics"):
     """Metric changes recorded in the agent since its last heartbeat (see observe._ship)."""
 
@@ -168,7 +177,7 @@ class MetricSamples(_Msg, tag="metrics"):
 
 Frame = (
     Call | Cast | Stop | CallResult | Ready | InitFailed | Heartbeat | Reply | OutCall | OutCast
-    | LogLine | MetricSamples | Exiting
+    | LogLine | MetricSamples | Exiting | Publish
 )  # fmt: skip
 
 _encoder = msgspec.msgpack.Encoder()

@@ -92,7 +92,7 @@ class AppState:
         self.limiter = ClientRateLimiter(
             settings.rate_limit_per_s, settings.rate_limit_burst, clock=clock
         )
-        self.task_api = TaskApi(node)
+        self.task_api = TaskApi(node, closing=self.closing)
 
     async def close(self) -> None:
         """Release what the handlers opened (the approval queue's connection)."""
@@ -270,7 +270,11 @@ def build_app(state: AppState) -> Starlette:
                 queue.put_nowait(event)
 
         def on_event(event: Event) -> None:
-            if wanted is None or event.name in wanted:
+            # streamed text (task.delta) only when asked for by name: it is the per-task
+            # stream's (/v1/tasks/{id}/events), and would flood a node-wide listener
+            if (wanted is None and event.name != "task.delta") or (
+                wanted is not None and event.name in wanted
+            ):
                 if threading.get_ident() == owner:
                     put(event)
                 else:  # emitted from a worker thread: hand over to the loop

@@ -127,6 +127,24 @@ def _tasks() -> dict[str, Any]:
                 ],
             )
         },
+        "/v1/tasks/{id}/events": {
+            "get": _op(
+                "Server-sent events: the task's model text as it is generated (agents with "
+                "stream=True), `delta` events with ids SEQ:END, then `end` with the status; "
+                "send Last-Event-ID (or ?after=SEQ:END) to continue after an event",
+                {
+                    "200": {
+                        "description": "an event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **store,
+                },
+                parameters=[
+                    task_id,
+                    _query("after", {"type": "string", "maxLength": 40}, "an event id: SEQ:END"),
+                ],
+            )
+        },
         "/v1/tasks/{id}/retry": {
             "post": _op(
                 "Run a failed or quarantined task again: back to pending, attempts from 0 "

@@ -5,7 +5,9 @@
   limit: ``Overloaded`` is 429 with ``Retry-After``); ``GET /v1/tasks`` lists recent
   ones, ``GET /v1/tasks/{id}`` is one record, ``GET /v1/tasks/{id}/journal`` its
   journaled steps; ``POST /v1/tasks/{id}/cancel`` ``{"by"?}`` cancels a pending, running or
-  parked task (200 with the record, 409 if it had already finished, 404 if unknown).
+  parked task (200 with the record, 409 if it had already finished, 404 if unknown);
+  ``GET /v1/tasks/{id}/events`` streams its model text as it is generated
+  (server-sent events, resumable with ``Last-Event-ID``; see ``_stream``).
 - ``GET /v1/approvals`` lists held tool calls (arguments redacted unless
   ``reveal=1``); ``POST /v1/approvals/{id}/approve`` and ``/deny`` decide one, in the
   same :class:`~stalwart.guard.ApprovalQueue` ``stalwart approvals`` uses, opened on
@@ -27,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from stalwart.durable import TASK_STATUSES, EffectRecord, JournalEntry, Store, TaskRecord
@@ -43,6 +45,7 @@ from stalwart.server._http import (
     redacted,
     retry_after_header,
 )
+from stalwart.server._stream import StreamBuffer, task_events
 from stalwart.server._views import NodeLike, agent_rows
 
 __all__ = ["TaskApi", "TasksLike", "node_tasks"]
@@ -196,9 +199,11 @@ class _Queue:
 class TaskApi:
     """The handlers of ``/v1/tasks`` and ``/v1/approvals`` for ``node``."""
 
-    def __init__(self, node: NodeLike) -> None:
+    def __init__(self, node: NodeLike, *, closing: asyncio.Event | None = None) -> None:
         self.node = node
         self.approvals = _Queue()
+        self.closing = closing if closing is not None else asyncio.Event()
+        self.stream_buffer = StreamBuffer(node.events)
 
     def routes(self) -> list[Route]:
         return [
@@ -206,6 +211,7 @@ class TaskApi:
             Route("/v1/tasks", self.list_tasks, methods=["GET"]),
             Route("/v1/tasks/{id}", self.get_task, methods=["GET"]),
             Route("/v1/tasks/{id}/journal", self.journal, methods=["GET"]),
+            Route("/v1/tasks/{id}/events", self.task_events, methods=["GET"]),
             Route("/v1/tasks/{id}/retry", self.retry, methods=["POST"]),
             Route("/v1/tasks/{id}/cancel", self.cancel, methods=["POST"]),
             Route("/v1/approvals", self.list_approvals, methods=["GET"]),
@@ -214,6 +220,7 @@ class TaskApi:
         ]
 
     async def close(self) -> None:
+        self.stream_buffer.close()
         await self.approvals.close()
 
     # -- helpers ------------------------------------------------------------------------------
@@ -374,6 +381,23 @@ class TaskApi:
             else [],
         }
         return JSONResponse(redacted(view))
+
+    async def task_events(self, request: Request) -> Response:
+        """The task's model text as it is generated (server-sent events; see _stream)."""
+        tasks, task = await self._task(request)
+        last = request.headers.get("last-event-id") or param(request, "after", max_len=40)
+        return StreamingResponse(
+            task_events(
+                tasks.store,
+                self.node.events,
+                self.stream_buffer,
+                task_id=task.id,
+                last_event_id=last,
+                closing=self.closing,
+            ),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     async def cancel(self, request: Request) -> Response:
         tasks, task = await self._task(request)

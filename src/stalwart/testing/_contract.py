@@ -202,6 +202,35 @@ class StoreContract:
         with pytest.raises(LeaseLost):
             await store.heartbeat(lease, 10)
 
+    async def test_heartbeat_many_renews_each_lease_by_its_own_token(
+        self, make_store: MakeStore, clock: FakeClock
+    ) -> None:
+        store: Store = await make_store()
+        for i in range(205):  # more than one statement's chunk
+            await store.create_task("a", None, task_id=f"t{i:03}")
+        leases = []
+        for _ in range(205):
+            lease = await store.acquire("n1", 10)
+            assert lease is not None
+            leases.append(lease)
+        clock.advance(8)
+        stolen = leases[7]
+        taken = await store.acquire("n2", 10, task_id=stolen.task_id, force=True)
+        assert taken is not None
+        finished = leases[9]
+        await store.finish(finished, "succeeded", 1)
+        renewed = await store.heartbeat_many(leases, 10)
+        assert renewed[stolen.task_id] is None and renewed[finished.task_id] is None
+        kept = [lease for lease in leases if lease.task_id not in (stolen.task_id, "t009")]
+        for lease in kept:
+            new = renewed[lease.task_id]
+            assert new is not None and new.token == lease.token
+            assert new.expires > lease.expires
+        clock.advance(8)  # past the first lease, inside the renewed one
+        assert await store.acquire("n2", 10, task_id=kept[0].task_id) is None
+        with pytest.raises(LeaseLost):
+            await store.heartbeat(stolen, 10)
+
     async def test_release_and_finish(self, make_store: MakeStore) -> None:
         store: Store = await make_store()
         await store.create_task("a", None, task_id="t")

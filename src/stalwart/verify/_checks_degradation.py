@@ -269,7 +269,14 @@ async def prolonged_degradation(t: Target) -> Outcome:
         "durations_s": [e.get("duration_s") for e in ended],
         "duration_metric": seconds,
     }
-    order_ok = notices[:2] == [("warning", "firing"), ("critical", "firing")] if notices else False
+    # warning fires before critical (a warning that fired again while the degradation was
+    # held, as an evaluation on a loaded machine may see, is no failure of the app)
+    warned, critical = ("warning", "firing"), ("critical", "firing")
+    order_ok = (
+        warned in notices
+        and critical in notices
+        and notices.index(warned) < notices.index(critical)
+    )
     ok = order_ok and ("critical", "resolved") in notices and bool(ended) and bool(seconds)
     if ok:
         return Outcome("complete", evidence)

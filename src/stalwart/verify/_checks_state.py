@@ -63,6 +63,60 @@ async def checkpoints(t: Target) -> Outcome:
     return Outcome("failed", evidence, "every step must be journaled durably (docs/durable.md)")
 
 
+SM2_MODEL_LATENCY_MS = 250.0
+"""Added to each simulated model call while SM-2 kills (results are unchanged)."""
+
+
+def _slow_sim_models(t: Target, *, latency_ms: float) -> list[str]:
+    """Add latency to every simulated model of the app's chains; the models slowed."""
+    if t.service.sim is None:
+        return []
+    models = sorted(
+        {
+            m.partition(":")[2]
+            for chain in t.service.app.models.values()
+            for m in chain
+            if m.startswith("sim:")
+        }
+    )
+    for model in models:
+        t.sim.world.set_fault(model, latency_ms=latency_ms)
+    return models
+
+
+async def _kill_mid_task(t: Target, known: set[str], *, want: int) -> list[dict[str, Any]]:
+    """SIGKILL, at random moments, agents seen running a task of this run (any task not
+    in ``known``: hand-overs included) with a journaled step (so mid-task, not before
+    its first step), until ``want`` kills or the run's tasks end."""
+    store = t.service.store
+    assert store is not None
+    kills: list[dict[str, Any]] = []
+    started = time.monotonic()
+    while len(kills) < want and time.monotonic() - started < 90:
+        await asyncio.sleep(t.rng.uniform(0.05, 0.3))
+        running = [
+            r for r in await store.list_tasks(status="running", limit=500) if r.id not in known
+        ]
+        if not running:
+            pending = await store.list_tasks(status="pending", limit=500)
+            if not any(r.id not in known for r in pending):
+                break  # every task of the run has ended (or waits on nothing we can kill)
+            continue
+        mid = [r for r in running if (await store.load_journal(r.id)).entries]
+        if not mid:
+            continue
+        victim = t.rng.choice(mid)
+        if t.kill(victim.agent) is not None:
+            kills.append(
+                {
+                    "agent": victim.agent,
+                    "task": victim.id,
+                    "at_s": round(time.monotonic() - started, 3),
+                }
+            )
+    return kills
+
+
 @check(
     "SM-2",
     criterion=(
@@ -81,18 +135,17 @@ async def resume_after_kill(t: Target) -> Outcome:
     store = t.service.store
     assert store is not None
     known = {r.id for r in await store.list_tasks(limit=1_000_000)}
-    ids = await t.submit_all(inputs, prefix="sm2kill")
-    kills: list[dict[str, Any]] = []
-    started = time.monotonic()
-    for _ in range(4):  # SIGKILL, at random points, an agent that is running a task
-        await asyncio.sleep(t.rng.uniform(0.05, 0.3))
-        running = sorted({r.agent for r in await store.list_tasks(status="running", limit=500)})
-        if not running:
-            continue
-        victim = t.rng.choice(running)
-        if t.kill(victim) is not None:
-            kills.append({"agent": victim, "at_s": round(time.monotonic() - started, 3)})
-    killed = [await t.tasks.wait(i, timeout=120) for i in ids]
+    # Steps on the simulated provider answer in microseconds: a whole task can end
+    # between two looks at the store, and no kill lands mid-task. Slowing each
+    # simulated model call (the answers are the same) keeps tasks mid-step long enough.
+    slowed = _slow_sim_models(t, latency_ms=SM2_MODEL_LATENCY_MS)
+    try:
+        ids = await t.submit_all(inputs, prefix="sm2kill")
+        kills = await _kill_mid_task(t, known, want=4)
+        killed = [await t.tasks.wait(i, timeout=120) for i in ids]
+    finally:
+        for model in slowed:
+            t.sim.world.clear_faults(model)
     # every task of the run (those handed over to other agents too): the ones killed
     # mid-task were claimed again (attempts > 1) and resumed from their journal
     during = [r for r in await store.list_tasks(limit=1_000_000) if r.id not in known]

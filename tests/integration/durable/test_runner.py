@@ -214,7 +214,7 @@ async def test_a_runner_that_cannot_renew_gives_up_before_the_lease_expires(
     async with asyncio.timeout(10):
         while clock.pending_sleepers < 1:
             await asyncio.sleep(0.001)
-    monkeypatch.setattr(store, "heartbeat", unreachable)
+    monkeypatch.setattr(store, "heartbeat_many", unreachable)
     clock.advance(10)  # first renewal fails: 10 s since the lease, keep trying
     async with asyncio.timeout(10):
         while clock.pending_sleepers < 1:
@@ -226,6 +226,38 @@ async def test_a_runner_that_cannot_renew_gives_up_before_the_lease_expires(
             await run
     task = await store.get_task(tid)  # still leased until it expires: nobody worked past it
     assert task is not None and task.status == "running" and task.lease_owner == "cut-off"
+
+
+async def test_a_runner_renews_all_its_leases_in_one_write_per_tick(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    """Renewal writes grow with ticks, not with tasks (one round renews every lease)."""
+    store: Store = await make_store()
+    runner = Runner(store, owner="busy", clock=clock, lease_seconds=30)
+    gate = asyncio.Event()
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        await gate.wait()
+        return ctx.task_id
+
+    ids = [await runner.submit("w", None) for _ in range(50)]
+    runs = [asyncio.ensure_future(runner.run(tid, wf)) for tid in ids]
+    async with asyncio.timeout(10):
+        while clock.pending_sleepers < 50:  # every heartbeat waits for the tick
+            await asyncio.sleep(0.001)
+    for tick in range(1, 4):
+        clock.advance(10)
+        async with asyncio.timeout(10):
+            while runner.renewals.writes < tick or clock.pending_sleepers < 50:
+                await asyncio.sleep(0.001)
+        assert runner.renewals.writes == tick
+    for tid in ids:  # each lease now runs 30 s past the last tick
+        task = await store.get_task(tid)
+        assert task is not None and task.lease_expires == pytest.approx(clock.time() + 30)
+    gate.set()
+    async with asyncio.timeout(10):
+        results = await asyncio.gather(*runs)
+    assert sorted(r.result for r in results) == sorted(ids)
 
 
 class Service:

@@ -48,3 +48,15 @@ async def test_unknown_ids_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="unknown checklist ids"):
         await run_verify("examples.helpdesk.app:app", tmp_path, only=["XX-9"])
     assert len(ITEMS) == 27
+
+
+async def test_sm2_lands_its_kills_mid_task_on_the_helpdesk(tmp_path):
+    """The helpdesk's steps answer in microseconds on the sim: SM-2 slows the simulated
+    models while it kills, so its kills land mid-task (it reported not-run before)."""
+    report = await run_verify("examples.helpdesk.app:app", tmp_path, only=["SM-2"])
+    [item] = report["items"]
+    evidence = item["evidence"]
+    assert item["status"] == "complete", evidence
+    assert len(evidence["kills"]) == 4 and all(k["task"] for k in evidence["kills"])
+    assert evidence["resumed"] >= 1 and evidence["results_equal"]
+    assert evidence["journal_length_difference"] == 0

@@ -346,8 +346,9 @@ async def test_a_run_that_diverges_from_its_journal_names_the_differing_call(
     result = await resumed.runner.run(task_id, resumed.workflow)
     assert result.status == "failed"
     assert result.result["type"] == NonDeterminismError.__name__
-    assert "calls tool 'find_order'" in result.result["message"]  # the differing call
-    assert "offers ['find_order_v2', 'pay_back']" in result.result["message"]
+    # the differing call: its request (the tools offered changed) is not the recorded one
+    assert "journal position 0" in result.result["message"]
+    assert "different request than the journal recorded" in result.result["message"]
 
 
 @function_tool(needs_approval=True)
@@ -516,3 +517,33 @@ async def test_stalwart_runner_refuses_an_agent_whose_tools_are_not_bound(
     result = await harness.runner.run(task_id, workflow)
     assert result.status == "failed"
     assert "['stray'] are not this stalwart agent's tools" in result.result["message"]
+
+
+async def test_a_replayed_model_call_whose_request_changed_names_the_call(
+    store: SQLiteStore,
+) -> None:
+    def stop_after_lookup(request: ModelRequest) -> Message:
+        if any(m.role == "tool" for m in request.messages):
+            raise asyncio.CancelledError
+        return support_script(request)
+
+    harness = Harness(store, support(), ScriptedClient(stop_after_lookup))
+    task_id = await harness.runner.submit("support", {"text": "refund 300 cents for order #42"})
+    with pytest.raises(asyncio.CancelledError):
+        await harness.runner.run(task_id, harness.workflow)
+
+    # the same tools, new instructions: the recorded answer was for another prompt
+    changed = OpenAIAgentsAgent(
+        name="support",
+        agent=Agent(name="Support", instructions="Help, politely.", tools=[find_order, pay_back]),
+        model="main",
+        tool_policies={"pay_back": ToolPolicy(side_effect=True)},
+    )
+    client = ScriptedClient(support_script)
+    resumed = Harness(store, changed, client)
+    result = await resumed.runner.run(task_id, resumed.workflow)
+    assert result.status == "failed"
+    assert result.result["type"] == NonDeterminismError.__name__
+    assert "journal position 0" in result.result["message"]
+    assert "different request than the journal recorded" in result.result["message"]
+    assert client.calls == 0  # the provider was not asked

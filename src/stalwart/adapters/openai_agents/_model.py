@@ -8,9 +8,11 @@ called. Streaming is not offered: a streamed run would have to journal a stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import hashlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import msgspec
 from agents import Handoff, Model, ModelProvider, ModelResponse, ModelSettings, ModelTracing
 from agents.agent_output import AgentOutputSchemaBase
 from agents.items import TResponseInputItem, TResponseStreamEvent
@@ -25,6 +27,7 @@ from stalwart.adapters.openai_agents._convert import (
 )
 from stalwart.agent import TaskContext
 from stalwart.errors import ConfigError, NonDeterminismError
+from stalwart.llm import ResponseFormat, ToolSpec
 
 __all__ = ["StalwartModel", "StalwartModelProvider"]
 
@@ -63,17 +66,21 @@ class StalwartModel(Model):
                 "them unset"
             )
         specs = tool_specs(tools, handoffs)
+        messages = items_to_messages(system_instructions, input)
+        fmt = response_format(output_schema)
+        sent = request_digest(messages, specs, fmt)
         journal = self.task.durable
         replayed, position = journal.replaying, journal.position
         reply = await self.task.call_model(
-            items_to_messages(system_instructions, input),
+            messages,
             tools=specs,
             model=self.chain,
             max_tokens=model_settings.max_tokens or DEFAULT_MAX_TOKENS,
-            response_format=response_format(output_schema),
+            response_format=fmt,
+            digest=sent,
         )
         if replayed:
-            _check_replayed(self.task, position, reply, {s.name for s in specs})
+            _check_replayed(self.task, position, reply, sent, {s.name for s in specs})
         return reply_to_response(reply)
 
     @override
@@ -97,11 +104,28 @@ class StalwartModel(Model):
         )
 
 
+def request_digest(
+    messages: Sequence[Mapping[str, Any]], specs: Sequence[ToolSpec], fmt: ResponseFormat | None
+) -> str:
+    """A fingerprint of a model request (journaled with its reply, compared on replay)."""
+    canon = msgspec.json.encode([list(messages), list(specs), fmt], order="sorted")
+    return hashlib.sha256(canon).hexdigest()[:16]
+
+
 def _check_replayed(
-    task: TaskContext, position: int, reply: Mapping[str, Any], offered: set[str]
+    task: TaskContext, position: int, reply: Mapping[str, Any], sent: str, offered: set[str]
 ) -> None:
-    """A journaled answer must fit the run replaying it: every tool it calls is one the
-    agent still offers (else the SDK would fail on it, or take another path)."""
+    """A journaled answer must fit the run replaying it: it was recorded for the request
+    just sent, and every tool it calls is one the agent still offers."""
+    recorded = reply.get("request_digest")
+    if recorded is not None and recorded != sent:
+        raise NonDeterminismError(
+            f"task {task.task_id!r}, journal position {position}: the SDK's model call sends "
+            f"a different request than the journal recorded (digest {sent}, recorded "
+            f"{recorded}): the agent's instructions, its tools or the conversation before "
+            "this call changed. The agent's code changed in a way that breaks replay; "
+            "finish old tasks on the old code"
+        )
     for call in reply["tool_calls"]:
         if call["name"] not in offered:
             raise NonDeterminismError(

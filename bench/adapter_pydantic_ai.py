@@ -1,0 +1,294 @@
+"""The Pydantic AI adapter: kills at random step boundaries, and what it adds per model call.
+
+Two measurements, one run, the example ``examples/pydantic_ai_support`` on the
+simulated models:
+
+1. **Kills.** The support tickets run on a real node, once uninterrupted and once with
+   the agent process SIGKILLed at random step boundaries: before a random set of model
+   requests (the agent waits for that answer; everything before it is journaled) and
+   inside random refunds just after the payment service delivered them (see
+   ``tests/integration/adapters/_support_run.py``). Reported: ``kills``, ``tasks``,
+   ``rerun_model_calls_after_kill`` (requests at the simulated provider beyond the
+   uninterrupted run's, less the one request each model-request kill left unanswered),
+   ``duplicate_side_effects`` (refunds delivered twice), and whether every task ended
+   with the same result.
+2. **Added latency per model call.** The same ``support_agent`` runs bare (Pydantic AI's
+   own ``OpenAIChatModel`` against the sim) and hosted (``PydanticAIAgent`` in a durable
+   task on a SQLite journal, its requests through ``TaskContext.call_model`` and the
+   stalwart model client against the same sim), tickets alternating between the two in
+   one process. Each model request is timed where Pydantic AI makes it; reported: p50
+   and p95 per side, the p50 difference (target: under 1 ms), the median over tickets
+   of the per-ticket difference (robust to load that changes during the run), and
+   where the added time goes (the adapter's conversions; the journal's commits). The
+   1-minute load average at start and end is recorded: on a shared machine it decides
+   the figures.
+
+Writes (merges) only its own key ``"pydantic_ai"`` into ``bench/results/adapters.json``.
+``--quick`` runs fewer tickets (about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pathlib
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from examples.pydantic_ai_support.app import SCENARIO, SUPPORT, SupportDeps, support_agent, tickets
+from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.models.wrapper import WrapperModel
+from pydantic_ai.providers.openai import OpenAIProvider
+from pydantic_ai.settings import ModelSettings
+from tests.integration.adapters._support_run import run_support
+
+from stalwart.adapters.pydantic_ai import StalwartModel, _model
+from stalwart.agent import App, Resources, TaskContext
+from stalwart.agent._taskagent import build_models
+from stalwart.durable import Runner, SQLiteStore
+from stalwart.durable._journal import Context
+from stalwart.llm.sim import SIM_URL, SimServer
+from stalwart.observe import EventBus
+from stalwart.resilience import BreakerRegistry
+from stalwart.tools import ToolRegistry
+
+RESULTS = pathlib.Path(__file__).parent / "results" / "adapters.json"
+
+
+def _ms(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+
+class Timed(WrapperModel):
+    """The bare side's model, each request timed where Pydantic AI makes it."""
+
+    def __init__(self, wrapped: Model, samples: list[float]) -> None:
+        super().__init__(wrapped)
+        self.samples = samples
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        started = time.perf_counter()
+        try:
+            return await super().request(messages, model_settings, model_request_parameters)
+        finally:
+            self.samples.append(time.perf_counter() - started)
+
+
+async def latency(count: int, workdir: pathlib.Path) -> dict[str, Any]:
+    hosted_samples: list[float] = []
+    bare_samples: list[float] = []
+    original = StalwartModel.request
+
+    async def timed_request(self: StalwartModel, *args: Any) -> ModelResponse:
+        started = time.perf_counter()
+        try:
+            return await original(self, *args)
+        finally:
+            hosted_samples.append(time.perf_counter() - started)
+
+    StalwartModel.request = timed_request  # type: ignore[method-assign]
+    # where the added time goes: the adapter's own conversion, and the journal's commits
+    convert_samples: list[float] = []
+    record_samples: list[float] = []
+    patched = {
+        name: getattr(_model, name) for name in ("to_messages", "to_tool_specs", "to_response")
+    }
+
+    def timing(fn: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                convert_samples.append(time.perf_counter() - started)
+
+        return timed
+
+    for name, fn in patched.items():
+        setattr(_model, name, timing(fn))
+    record = Context._record
+
+    async def timed_record(self: Context, *args: Any) -> None:
+        started = time.perf_counter()
+        try:
+            await record(self, *args)
+        finally:
+            record_samples.append(time.perf_counter() - started)
+
+    Context._record = timed_record  # type: ignore[method-assign]
+    with SimServer(scenario=SCENARIO) as sim:
+        SIM_URL.set(sim.url)
+        events = EventBus(log=False)
+        app = App(agents=[SUPPORT], models={"main": ["sim:strong", "sim:weak"]})
+        models = build_models(app, {"main"}, sim.url, events)
+        resources = Resources(
+            agent=SUPPORT.name,
+            models=models,
+            tools=ToolRegistry(SUPPORT.tools, breakers=BreakerRegistry()),
+            scopes=frozenset(SUPPORT.scopes),
+            callable_agents=frozenset(),
+            runtime=None,
+            events=events,
+            security=SUPPORT.security,
+        )
+        store = SQLiteStore(str(workdir / "latency.db"))
+        await store.open()
+        runner = Runner(store, owner="bench", events=events)
+        assert SUPPORT.fn is not None
+        fn = SUPPORT.fn
+
+        async def workflow(ctx: Any, value: Any) -> Any:
+            return await fn(TaskContext(ctx, resources, model="main"), value)
+
+        bare = Timed(
+            OpenAIChatModel(
+                "strong", provider=OpenAIProvider(base_url=f"{sim.url}/v1", api_key="sim")
+            ),
+            bare_samples,
+        )
+        outputs: dict[str, int] = {"same": 0, "different": 0}
+        work = tickets(count, seed=5)
+        for ticket in work[:4]:  # warm both sides (connections, imports, schema caches)
+            await support_agent.run(ticket["text"], model=bare, deps=SupportDeps("warm"))
+            await runner.run(await runner.submit("support", ticket), workflow)
+        hosted_samples.clear()
+        bare_samples.clear()
+        convert_samples.clear()
+        record_samples.clear()
+        paired: list[float] = []  # per ticket: hosted minus bare, mean per model call
+        for ticket in work:  # alternating, so both sides see the same machine load
+            deps = SupportDeps(customer=ticket["from"])
+            before = len(bare_samples), len(hosted_samples)
+            plain = await support_agent.run(ticket["text"], model=bare, deps=deps)
+            task_id = await runner.submit("support", ticket)
+            hosted = await runner.run(task_id, workflow)
+            paired.append(
+                statistics.fmean(hosted_samples[before[1] :])
+                - statistics.fmean(bare_samples[before[0] :])
+            )
+            assert hosted is not None and hosted.status == "succeeded", hosted
+            same = hosted.result["output"] == plain.output.model_dump()
+            outputs["same" if same else "different"] += 1
+        await store.close()
+        for model in models.values():
+            await model.aclose()
+    StalwartModel.request = original  # type: ignore[method-assign]
+    Context._record = record  # type: ignore[method-assign]
+    for name, fn in patched.items():
+        setattr(_model, name, fn)
+    conversions = 3 * len(hosted_samples)  # to_messages, to_tool_specs, to_response per call
+    bare_p50, hosted_p50 = _ms(bare_samples, 0.5), _ms(hosted_samples, 0.5)
+    return {
+        "model_calls": {"bare": len(bare_samples), "adapter": len(hosted_samples)},
+        "bare_ms": {"p50": bare_p50, "p95": _ms(bare_samples, 0.95)},
+        "adapter_ms": {"p50": hosted_p50, "p95": _ms(hosted_samples, 0.95)},
+        "added_latency_p50_ms": round(hosted_p50 - bare_p50, 3),
+        "added_latency_paired_median_ms": round(statistics.median(paired) * 1000, 3),
+        "mean_added_ms": round(
+            (statistics.fmean(hosted_samples) - statistics.fmean(bare_samples)) * 1000, 3
+        ),
+        "conversion_ms_per_model_call": {
+            "mean": round(sum(convert_samples) / max(1, len(hosted_samples)) * 1000, 3),
+            "calls": conversions,
+        },
+        "journal_commit_ms": {
+            "p50": _ms(record_samples, 0.5),
+            "p95": _ms(record_samples, 0.95),
+            "commits": len(record_samples),
+        },
+        "outputs": outputs,
+    }
+
+
+async def kills(count: int, model_kills: int, refund_kills: int, seed: int, workdir: pathlib.Path):
+    work = tickets(count, seed=seed)
+    clean = await run_support(workdir / "clean.db", work)
+    rng = random.Random(seed)
+    at_model = set(rng.sample(range(2, clean.model_requests + 1), model_kills))
+    at_refund = set(rng.sample(range(1, len(clean.deliveries) + 1), refund_kills))
+    chaos = await run_support(
+        workdir / "chaos.db", work, kill_at_model=at_model, kill_at_refund=at_refund
+    )
+
+    def shape(results: dict[str, Any]) -> dict[str, Any]:
+        return {
+            t: (r["status"], r["output"], r["usage"]["model_calls"]) for t, r in results.items()
+        }
+
+    return {
+        "tasks": len(work),
+        "kills": chaos.kills,
+        "kills_at_model_requests": chaos.model_kills,
+        "kills_inside_refunds": chaos.kills - chaos.model_kills,
+        "model_requests": {"uninterrupted": clean.model_requests, "killed": chaos.model_requests},
+        "rerun_model_calls_after_kill": chaos.model_requests
+        - clean.model_requests
+        - chaos.model_kills,
+        "duplicate_side_effects": chaos.duplicates,
+        "same_results": shape(chaos.results) == shape(clean.results),
+        "refunds": len(chaos.deliveries),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    args = parser.parse_args()
+    count, lat = (24, 60) if args.quick else (40, 200)
+    model_kills, refund_kills = (17, 4) if args.quick else (30, 6)
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = pathlib.Path(tmp)
+        killed = asyncio.run(kills(count, model_kills, refund_kills, args.seed, workdir))
+        measured = asyncio.run(latency(lat, workdir))
+    result = {
+        **killed,
+        "latency": measured,
+        "run": {
+            "command": f"python bench/adapter_pydantic_ai.py{' --quick' if args.quick else ''}",
+            "seed": args.seed,
+            "seconds": round(time.monotonic() - started, 1),
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+            "load_average_1m": {
+                "start": round(load_before, 1),
+                "end": round(os.getloadavg()[0], 1),
+            },
+        },
+    }
+    merged = json.loads(args.out.read_text()) if args.out.exists() else {}
+    merged["pydantic_ai"] = result
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(result, indent=2))
+    ok = (
+        killed["same_results"]
+        and killed["rerun_model_calls_after_kill"] == 0
+        and killed["duplicate_side_effects"] == 0
+        and killed["kills"] >= 20
+    )
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The Pydantic AI ``Model`` every request of a hosted agent goes through.
+
+:class:`StalwartModel` answers ``request`` with one journaled
+:meth:`TaskContext.call_model <stalwart.agent.TaskContext.call_model>`: the app's model
+chain (deadline, retry, breaker, fallback), spend reservation, rate limits, redaction,
+metrics and the journal. On replay the recorded reply is returned and no provider is
+called. It is built per task by the adapter; user code never names it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
+from pydantic_ai.settings import ModelSettings
+from pydantic_ai.tools import RunContext
+
+from stalwart.adapters.pydantic_ai._convert import to_messages, to_response, to_tool_specs
+from stalwart.agent import TaskContext
+from stalwart.errors import ConfigError
+
+__all__ = ["StalwartModel"]
+
+
+class StalwartModel(Model):
+    """A model whose requests are stalwart's journaled model calls on chain ``chain``."""
+
+    def __init__(
+        self, ctx: TaskContext, chain: str, *, started: datetime.datetime, max_tokens: int
+    ) -> None:
+        super().__init__()
+        self._ctx = ctx
+        self._chain = chain
+        self._started = started
+        self._max_tokens = max_tokens
+
+    @property
+    def model_name(self) -> str:
+        return self._chain
+
+    @property
+    def system(self) -> str:
+        return "stalwart"
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        model_settings, model_request_parameters = self.prepare_request(
+            model_settings, model_request_parameters
+        )
+        max_tokens = (model_settings or {}).get("max_tokens") or self._max_tokens
+        timeout = (model_settings or {}).get("timeout")
+        reply = await self._ctx.call_model(
+            to_messages(messages, model_request_parameters),
+            tools=to_tool_specs(model_request_parameters),
+            model=self._chain,
+            max_tokens=int(max_tokens),
+            timeout=float(timeout) if isinstance(timeout, int | float) else None,
+        )
+        return to_response(reply, timestamp=self._started)
+
+    @asynccontextmanager
+    async def request_stream(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+        run_context: RunContext[Any] | None = None,
+    ) -> AsyncIterator[StreamedResponse]:
+        raise ConfigError(
+            "a Pydantic AI agent hosted by stalwart runs with agent.run(): streaming "
+            "(run_stream, event_stream_handler) is not journaled; remove the stream handler"
+        )
+        yield  # pragma: no cover

@@ -1,0 +1,198 @@
+"""The adapter in one process: a resumed graph re-makes no model call, a changed one is caught.
+
+A real simulated provider (counted where it answers) and a real SQLite store; the "kill" is
+a BaseException thrown at a model-call boundary, which leaves the task running with its
+lease, as a dead process would; a second runner then takes it over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from typing import Any
+
+import pytest
+from examples.langgraph_support.app import SCENARIO, SUPPORT, app
+
+from stalwart.agent import Resources, TaskContext
+from stalwart.agent._guarded import prepare_input
+from stalwart.agent._taskagent import build_models
+from stalwart.durable import Runner, SQLiteStore
+from stalwart.llm.sim import SimServer
+from stalwart.observe import EventBus
+from stalwart.resilience import BreakerRegistry
+from stalwart.tools import ToolRegistry
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _sim_url_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test points the tools at its own sim; later tests in this process must not
+    inherit the address of a sim that has stopped (a node would use it as its sim)."""
+    monkeypatch.setenv("STALWART_SIM_URL", "")
+    monkeypatch.delenv("STALWART_SIM_URL")
+
+
+TICKET = {
+    "messages": [{"role": "user", "content": "Please refund 700 cents on order 4321."}],
+    "thread_id": "customer-1",
+}
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing in the task catches it."""
+
+
+async def _run(
+    tmp_path: Any, *, kill_before_call: int, agent: Any = SUPPORT, resumed: Any = None
+) -> dict[str, Any]:
+    """Run the ticket until the ``kill_before_call``-th model call, then resume it (with
+    ``resumed``, another version of the agent, if given)."""
+    with SimServer(scenario=SCENARIO) as sim:
+        os.environ["STALWART_SIM_URL"] = sim.url  # the tools' services (the fixture restores it)
+        events = EventBus(log=False)
+        models = build_models(app, {"support"}, sim.url, events)
+        chain = models["support"]
+        calls = {"n": 0}
+        complete = chain.complete
+
+        async def dying(request: Any, **kw: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == kill_before_call:
+                raise Killed
+            return await complete(request, **kw)
+
+        chain.complete = dying  # type: ignore[method-assign]
+        store = SQLiteStore(str(tmp_path / "r.db"))
+        await store.open()
+        resources = Resources(
+            agent="support", models=models,
+            tools=ToolRegistry(SUPPORT.tools, breakers=BreakerRegistry()),
+            scopes=frozenset(SUPPORT.scopes), callable_agents=frozenset(), runtime=None,
+            events=events, prices=app.price_table(),
+        )  # fmt: skip
+
+        async def workflow(ctx: Any, value: Any) -> Any:
+            tctx = TaskContext(ctx, resources, model="support")
+            return await agent.fn(tctx, prepare_input(tctx, value))  # as TaskAgent does
+
+        first = Runner(store, owner="a", events=events)
+        task_id = await first.submit("support", TICKET)
+        with pytest.raises(Killed):
+            await first.run(task_id, workflow)
+        answered_before = sim.world.next_id() - 1
+        second = Runner(store, owner="b", events=events)
+        outcome: dict[str, Any] = {"answered_before": answered_before}
+        try:
+            result = await second.run(task_id, _second(resumed or agent, resources), force=True)
+            outcome["result"] = result
+        finally:
+            outcome["answered"] = sim.world.next_id() - 2  # this read took one id
+            outcome["refunds"] = sim.world.tools.report()
+            await store.close()
+            await chain.aclose()
+        return outcome
+
+
+def _second(agent: Any, resources: Resources) -> Any:
+    async def workflow(ctx: Any, value: Any) -> Any:
+        tctx = TaskContext(ctx, resources, model="support")
+        return await agent.fn(tctx, prepare_input(tctx, value))
+
+    return workflow
+
+
+async def test_a_resumed_graph_answers_completed_calls_from_the_journal(tmp_path):
+    out = await _run(tmp_path, kill_before_call=3)  # after lookup_order and refund ran
+    assert out["answered_before"] == 2
+    result = out["result"]
+    assert result.status == "succeeded", result.result
+    assert result.result["answer"] == "Refunded 700 cents on order 4321."
+    assert result.result["thread_id"] == "customer-1"
+    assert out["answered"] == 3  # calls 1 and 2 came from the journal
+    assert out["refunds"]["duplicates"]["payments"] == 0
+    assert len(out["refunds"]["deliveries"]["payments"]) == 1
+
+
+async def test_a_graph_that_changed_fails_naming_the_call(tmp_path):
+    from examples.langgraph_support import graph as g
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    from stalwart.adapters.langgraph import LangGraphAgent
+
+    def other_prompt(state: MessagesState) -> dict[str, Any]:
+        sent = [{"role": "system", "content": "A changed prompt."}, *state["messages"]]
+        return {"messages": [g.model.invoke(sent)]}
+
+    changed = StateGraph(MessagesState)
+    changed.add_node("agent", other_prompt)
+    changed.add_node("tools", ToolNode(g.tools))
+    changed.add_edge(START, "agent")
+    changed.add_conditional_edges("agent", tools_condition)
+    changed.add_edge("tools", "agent")
+    swapped = dataclasses.replace(SUPPORT, graph=changed)
+    assert isinstance(swapped, LangGraphAgent)
+
+    # the first attempt runs the original graph; the resumed one the changed graph
+    out = await _run(tmp_path, kill_before_call=2, resumed=swapped)
+    result = out["result"]
+    assert result.status == "failed"
+    message = result.result["message"]
+    assert "NonDeterminism" in result.result["type"]
+    assert "LangGraph node 'agent', model call #1" in message
+
+
+def test_the_agent_rejects_what_is_not_a_graph():
+    from stalwart.adapters.langgraph import LangGraphAgent
+    from stalwart.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be a StateGraph"):
+        LangGraphAgent(name="x", graph=object())
+    assert asyncio.iscoroutinefunction(SUPPORT.fn.func)  # type: ignore[union-attr]
+
+
+async def test_a_second_task_on_the_same_thread_continues_the_conversation(tmp_path):
+    with SimServer(scenario=SCENARIO) as sim:
+        os.environ["STALWART_SIM_URL"] = sim.url  # the tools' services (the fixture restores it)
+        events = EventBus(log=False)
+        models = build_models(app, {"support"}, sim.url, events)
+        store = SQLiteStore(str(tmp_path / "t.db"))
+        await store.open()
+        resources = Resources(
+            agent="support", models=models,
+            tools=ToolRegistry(SUPPORT.tools, breakers=BreakerRegistry()),
+            scopes=frozenset(SUPPORT.scopes), callable_agents=frozenset(), runtime=None,
+            events=events, prices=app.price_table(),
+        )  # fmt: skip
+        runner = Runner(store, owner="a", events=events)
+        try:
+            first = await runner.run(
+                await runner.submit("support", TICKET), _second(SUPPORT, resources)
+            )
+            follow_up = {
+                "messages": [{"role": "user", "content": "Thanks!"}],
+                "thread_id": "customer-1",
+            }
+            second = await runner.run(
+                await runner.submit("support", follow_up), _second(SUPPORT, resources)
+            )
+        finally:
+            await store.close()
+            await models["support"].aclose()
+    assert first.result["answer"] == "Refunded 700 cents on order 4321."
+    roles = [m["role"] for m in second.result["state"]["messages"]]
+    # the thread's earlier turn, then this one: LangGraph's thread_id semantics
+    assert roles == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    assert second.result["state"]["messages"][0]["content"] == TICKET["messages"][0]["content"]
