@@ -9,7 +9,7 @@
    provider, chaos run minus undisturbed run) and duplicate side effects (refund
    requests at the simulated payment service beyond one per call).
 2. **Latency.** The same SDK agent, in this process, against the same simulated
-   provider, alternately run by the bare SDK (``Runner.run`` with its
+   provider (in a process of its own), alternately run by the bare SDK (``Runner.run`` with its
    ``OpenAIChatCompletionsModel``) and through the adapter (``StalwartRunner``: the
    app's model chain, the journal in a real SQLite file, the guard). Each model call
    is timed from the SDK's ``get_response`` call to its return; the statistic is the
@@ -29,25 +29,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
 import platform
 import re
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # examples/ and the kill app under tests/
 
+import httpx  # noqa: E402
 from agents import RunConfig, Runner  # noqa: E402
 from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel  # noqa: E402
 from examples.openai_agents_support.agent import support_agent  # noqa: E402
-from examples.openai_agents_support.app import SCENARIO, SUPPORT, app, tickets  # noqa: E402
+from examples.openai_agents_support.app import SUPPORT, app, tickets  # noqa: E402
 from openai import AsyncOpenAI  # noqa: E402
 from tests.integration.adapters.oai_kill_app import run_support  # noqa: E402
 
@@ -57,7 +61,7 @@ from stalwart.agent._guarded import prepare_input  # noqa: E402
 from stalwart.agent._taskagent import build_models  # noqa: E402
 from stalwart.durable import Runner as DurableRunner  # noqa: E402
 from stalwart.durable import SQLiteStore  # noqa: E402
-from stalwart.llm.sim import SIM_URL, SimServer  # noqa: E402
+from stalwart.llm.sim import SIM_URL  # noqa: E402
 from stalwart.observe import EventBus  # noqa: E402
 from stalwart.resilience import BreakerRegistry  # noqa: E402
 from stalwart.tools import ToolRegistry  # noqa: E402
@@ -116,6 +120,40 @@ def _timing(cls: type[Any], method: str, into: list[float]) -> None:
     setattr(cls, method, timed)
 
 
+@contextlib.contextmanager
+def _sim_process() -> Iterator[str]:
+    """The simulated provider in a process of its own (as a real provider is: its work
+    takes nothing from this process's event loop or GIL); its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stalwart.cli", "sim", "--port", str(port),
+         "--scenario", "examples.openai_agents_support.app:SCENARIO"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the simulated provider did not start on {url}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -140,9 +178,9 @@ async def _latency(tmp: pathlib.Path, count: int) -> dict[str, Any]:
 
     StalwartModel.get_response = hosted_call  # type: ignore[method-assign]
     work = tickets(count, seed=11)
-    with SimServer(scenario=SCENARIO) as sim:
-        SIM_URL.set(sim.url)  # the tools' simulated services
-        client = AsyncOpenAI(base_url=sim.base_url, api_key="sim", max_retries=0)
+    with _sim_process() as url:
+        SIM_URL.set(url)  # the tools' simulated services
+        client = AsyncOpenAI(base_url=f"{url}/v1", api_key="sim", max_retries=0)
         bare_config = RunConfig(
             model=OpenAIChatCompletionsModel("strong", openai_client=client),
             tracing_disabled=True,
@@ -150,7 +188,7 @@ async def _latency(tmp: pathlib.Path, count: int) -> dict[str, Any]:
         store = SQLiteStore(str(tmp / "latency.db"))
         await store.open()
         events = EventBus(log=False)
-        models = build_models(app, {"main"}, sim.url, events)
+        models = build_models(app, {"main"}, url, events)
         resources = Resources(
             agent=SUPPORT.name,
             models=models,
