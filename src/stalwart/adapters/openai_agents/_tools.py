@@ -52,8 +52,9 @@ class ToolPolicy:
     (``deduplicates=True``: the service ignores a repeated key, so an interrupted call
     may be retried with it; the key is :func:`current_idempotency_key` inside the
     tool); ``reconcile(key)`` tells what an interrupted call did; ``double`` runs
-    instead of the tool while ``stalwart verify`` drives the app (same parameters as
-    the tool). ``timeout`` is the call's deadline (5-30 s).
+    instead of the tool while ``stalwart verify`` drives the app (called with the
+    arguments the model sent, as keywords: the tool's parameters without its context).
+    ``timeout`` is the call's deadline (5-30 s).
     """
 
     scopes: Sequence[str] = ()
