@@ -547,3 +547,34 @@ async def test_a_replayed_model_call_whose_request_changed_names_the_call(
     assert "journal position 0" in result.result["message"]
     assert "different request than the journal recorded" in result.result["message"]
     assert client.calls == 0  # the provider was not asked
+
+
+async def test_under_verify_a_side_effect_tool_runs_its_double_and_its_delivery_is_counted(
+    store: SQLiteStore, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    DELIVERED.clear()
+    monkeypatch.setenv("STALWART_VERIFY_DIR", str(tmp_path / "verify"))
+    sdk = Agent(name="Support", instructions="Help.", tools=[find_order, pay_back])
+
+    def pay_back_double(order_id: int, amount_cents: int) -> str:
+        return f"double refunded {amount_cents}"
+
+    agent = OpenAIAgentsAgent(
+        name="support",
+        agent=sdk,
+        model="main",
+        tool_policies={
+            "find_order": ToolPolicy(scopes=["orders:read"]),
+            "pay_back": ToolPolicy(
+                scopes=["payments:write"], side_effect=True, double=pay_back_double
+            ),
+        },
+    )
+    harness = Harness(store, agent, ScriptedClient(support_script))
+    task_id = await harness.runner.submit("support", {"text": "refund 300 cents for order #42"})
+    result = await harness.runner.run(task_id, harness.workflow)
+    assert result.status == "succeeded", result.result
+    assert result.result["answer"] == "done: double refunded 300"
+    assert DELIVERED == []  # the real tool did not run
+    keys = (tmp_path / "verify" / "calls" / "pay_back.keys").read_text().split()
+    assert len(keys) == 1  # verify counts the double's delivery by its key
