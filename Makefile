@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test lint typecheck unit bench bench-quick docs clean
+.PHONY: demo test lint typecheck unit bench bench-quick docs dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m examples.helpdesk.demo
+	$(BIN)/stalwart demo --helpdesk
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -39,6 +39,13 @@ bench-quick: $(STAMP)
 # The documentation site (mkdocs.yml): site/index.html; --strict fails on a broken link.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The sdist and the wheel in dist/: the wheel holds everything the CLI needs (the demo app,
+# the project templates, the dashboard, the token data); tests/integration/cli/test_wheel.py
+# installs it outside the repository and runs `stalwart init` in an empty folder.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
 
 clean:
 	rm -rf $(VENV) build dist site .mypy_cache .ruff_cache

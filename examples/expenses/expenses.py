@@ -16,9 +16,8 @@ import os
 import random
 from typing import Any
 
-from stalwart.agent import TaskContext
+from stalwart import TaskContext, tool
 from stalwart.llm.sim import Rule, Scenario
-from stalwart.tools import tool
 
 LIMITS_CENTS = {"travel": 50_000, "meals": 8_000, "equipment": 120_000, "training": 90_000}
 

@@ -25,8 +25,7 @@ from typing import Any
 
 import httpx
 
-from stalwart.agent import App, PythonAgent, TaskContext, VerifyProfile
-from stalwart.tools import tool
+from stalwart import App, PythonAgent, TaskContext, VerifyProfile, tool
 
 SKUS = [f"SKU-{n:03d}" for n in range(1, 41)]
 

@@ -36,14 +36,14 @@ def _handler(state: Supplier) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             if self.path == "/stats":
                 with state.lock:
                     self._reply(200, {"received": state.received, "orders": len(state.orders)})
             else:
                 self._reply(404, {"error": "not found"})
 
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             key = self.headers.get("Idempotency-Key") or ""
             try:

@@ -1,96 +1,35 @@
 """stalwart: a production runtime for AI agents.
 
-The public API is exactly ``__all__`` below; everything else is private and may
-change. See ``docs/`` for each capability.
+The names below are what an app is written with::
+
+    from stalwart import App, LLMAgent, PythonAgent, TaskContext, tool
+
+``__all__`` is the curated top-level API (tests/unit/test_exports.py keeps it so);
+each subpackage (``stalwart.agent``, ``stalwart.guard``, ``stalwart.llm``, …) has its
+own ``__all__`` for the rest, and every exception lives in :mod:`stalwart.errors`.
 """
 
+import warnings as _warnings
+from typing import Any as _Any
+
+from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext, VerifyProfile
 from stalwart.clock import Clock, SystemClock
 from stalwart.config import RuntimeSettings, Timeouts
-from stalwart.durable import (
-    History,
-    Retention,
-    Runner,
-    SQLiteStore,
-    Store,
-    TaskResult,
-    open_store,
-)
-from stalwart.errors import (
-    AllModelsFailed,
-    BadModelResponse,
-    BudgetExceeded,
-    CallError,
-    CallTimeout,
-    CircuitOpen,
-    ConfigError,
-    ContentFiltered,
-    ContextLengthExceeded,
-    CorruptRecord,
-    DeadlineExceeded,
-    DependencyError,
-    GaveUp,
-    InputRejected,
-    InvalidMessage,
-    LeaseLost,
-    ModelAuthError,
-    ModelCannotServe,
-    ModelError,
-    ModelHTTPError,
-    NodeShutdown,
-    NonDeterminismError,
-    NoProcess,
-    OutcomeUnknown,
-    OutputBlocked,
-    OutputInvalid,
-    Overloaded,
-    ProtocolError,
-    RateLimited,
-    RemoteError,
-    RetriesExhausted,
-    SecretNotFound,
-    SecurityError,
-    Shutdown,
-    StalwartError,
-    StartError,
-    StepFailed,
-    StoreError,
-    StoreUnavailable,
-    SupervisorError,
-)
 from stalwart.guard import Budget, Security
-from stalwart.node import Node
-from stalwart.observe import (
-    AlertRule,
-    Degradations,
-    Readiness,
-    Threshold,
-    get_logger,
-    log_context,
-)
-from stalwart.resilience import (
-    BreakerConfig,
-    BreakerRegistry,
-    BreakerState,
-    CircuitBreaker,
-    Classification,
-    Deadline,
-    Policy,
-    RateLimiter,
-    RetryPolicy,
-    TokenBucket,
-    classify,
-    deadline_scope,
-    effective_timeout,
-)
+from stalwart.llm import Provider
+from stalwart.node import Node, app_node
+from stalwart.observe import get_logger, log_context
+from stalwart.resilience import BreakerConfig, Policy, RetryPolicy
 from stalwart.runtime import (
     Agent,
     AgentContext,
     AgentRef,
     ChildSpec,
-    ExitInfo,
+    DynamicSupervisorSpec,
     Runtime,
     SupervisorSpec,
 )
+from stalwart.tools import tool
 
 __version__ = "0.1.0"
 
@@ -98,82 +37,44 @@ __all__ = [
     "Agent",
     "AgentContext",
     "AgentRef",
-    "AlertRule",
-    "AllModelsFailed",
-    "BadModelResponse",
+    "App",
     "BreakerConfig",
-    "BreakerRegistry",
-    "BreakerState",
     "Budget",
-    "BudgetExceeded",
-    "CallError",
-    "CallTimeout",
     "ChildSpec",
-    "CircuitBreaker",
-    "CircuitOpen",
-    "Classification",
     "Clock",
-    "ConfigError",
-    "ContentFiltered",
-    "ContextLengthExceeded",
-    "CorruptRecord",
-    "Deadline",
-    "DeadlineExceeded",
-    "Degradations",
-    "DependencyError",
-    "ExitInfo",
-    "GaveUp",
-    "History",
-    "InputRejected",
-    "InvalidMessage",
-    "LeaseLost",
-    "ModelAuthError",
-    "ModelCannotServe",
-    "ModelError",
-    "ModelHTTPError",
-    "NoProcess",
+    "DynamicSupervisorSpec",
+    "LLMAgent",
     "Node",
-    "NodeShutdown",
-    "NonDeterminismError",
-    "OutcomeUnknown",
-    "OutputBlocked",
-    "OutputInvalid",
-    "Overloaded",
     "Policy",
-    "ProtocolError",
-    "RateLimited",
-    "RateLimiter",
-    "Readiness",
-    "RemoteError",
-    "Retention",
-    "RetriesExhausted",
+    "Provider",
+    "PythonAgent",
     "RetryPolicy",
-    "Runner",
     "Runtime",
     "RuntimeSettings",
-    "SQLiteStore",
-    "SecretNotFound",
     "Security",
-    "SecurityError",
-    "Shutdown",
-    "StalwartError",
-    "StartError",
-    "StepFailed",
-    "Store",
-    "StoreError",
-    "StoreUnavailable",
-    "SupervisorError",
     "SupervisorSpec",
     "SystemClock",
-    "TaskResult",
-    "Threshold",
+    "TaskContext",
     "Timeouts",
-    "TokenBucket",
+    "VerifyProfile",
     "__version__",
-    "classify",
-    "deadline_scope",
-    "effective_timeout",
+    "app_node",
     "get_logger",
     "log_context",
-    "open_store",
+    "tool",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    """``stalwart.ConfigError`` and the other exceptions, for code written before they
+    left the top level: they live in :mod:`stalwart.errors` (not in ``__all__``)."""
+    from stalwart import errors
+
+    if name in errors.__all__:
+        _warnings.warn(
+            f"stalwart.{name} moved: import it from stalwart.errors",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(errors, name)
+    raise AttributeError(f"module 'stalwart' has no attribute {name!r}")

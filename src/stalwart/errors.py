@@ -27,14 +27,14 @@ The tree::
           ├── InvalidMessage           a payload is not JSON-compatible data
           ├── ProtocolError            a malformed frame or unknown message type
           ├── CallError                an inter-process call did not complete
-          │    ├── CallTimeout         no reply before the deadline
+          │    ├── CallTimeout         no reply before the deadline (also a TimeoutError)
           │    ├── NoProcess           target unknown, dead, or restarting
           │    └── RemoteError         the target raised; carries its type and text
           ├── SupervisorError
           │    ├── StartError          a child failed to start
           │    ├── GaveUp              restart intensity exceeded
           │    └── ChildError          a child operation was refused (OTP's {error, Reason})
-          ├── DeadlineExceeded         an operation ran past its deadline
+          ├── DeadlineExceeded         an operation ran past its deadline (also a TimeoutError)
           ├── Overloaded               admission limit reached: task not accepted (HTTP 429)
           ├── SecurityError            the guard layer refused something
           │    ├── SecretNotFound      a secret reference names no secret
@@ -202,8 +202,11 @@ class CallError(StalwartError):
         self.target = target
 
 
-class CallTimeout(CallError):
-    """No reply arrived before the call's deadline. The target may still be working."""
+class CallTimeout(CallError, TimeoutError):
+    """No reply arrived before the call's deadline. The target may still be working.
+
+    Also a builtin :class:`TimeoutError`, so ``except TimeoutError`` catches it.
+    """
 
     retryable: Retryability = "retryable"
 
@@ -263,8 +266,11 @@ class ChildError(SupervisorError):
         self.child = child
 
 
-class DeadlineExceeded(StalwartError):
-    """An operation ran past its deadline."""
+class DeadlineExceeded(StalwartError, TimeoutError):
+    """An operation ran past its deadline.
+
+    Also a builtin :class:`TimeoutError`, so ``except TimeoutError`` catches it.
+    """
 
     retryable: Retryability = "retryable"
 

@@ -15,7 +15,15 @@ from stalwart.agent._guarded import guarded
 from stalwart.agent._handover import HandOvers
 from stalwart.durable import Context
 from stalwart.errors import BadModelResponse, ConfigError, OutcomeUnknown, StalwartError
-from stalwart.guard import ApprovalQueue, Provenance, Security, SpendLedger, estimate_tokens
+from stalwart.guard import (
+    ApprovalQueue,
+    Principal,
+    Provenance,
+    Security,
+    SpendLedger,
+    estimate_tokens,
+    wrap_input,
+)
 from stalwart.llm import (
     Message,
     ModelClient,
@@ -164,6 +172,14 @@ class TaskContext:
         self.usage = Usage()
         self.provenance = Provenance()
         """What text this task has seen and from where (for the taint policy)."""
+        self.lookups: dict[tuple[str, str, str], Any] = {}
+        """Trusted records the policy's rules looked up in this task (see ``guarded``)."""
+
+    @property
+    def principal(self) -> Principal | None:
+        """Who this task is for (set at submission, or from the input's principal fields;
+        known once the input was prepared)."""
+        return self.provenance.identity
 
     # -- plain durable steps ----------------------------------------------------------
     @property
@@ -403,7 +419,12 @@ class TaskContext:
         result = msgspec.convert(raw, ToolResult)
         origin = res.security.taint.origin_of_result(name)
         flagged = self.provenance.flagged
-        self.provenance.add_result(name, result.value if result.ok else result.error, origin=origin)
+        self.provenance.add_result(
+            name,
+            result.value if result.ok else result.error,
+            origin=origin,
+            key=arguments if isinstance(arguments, dict) else {"input": arguments},
+        )
         if self.provenance.flagged > flagged:  # a second signal: logged and counted, no more
             res.events.emit(
                 "injection_suspected", agent=res.agent, task_id=self.task_id, tool=name,
@@ -454,9 +475,11 @@ class TaskContext:
         """Give ``name`` a sub-task and wait for its outcome (``{task_id, status, result}``).
 
         The sub-task's id is derived from this task and this step, so after a
-        resume the same sub-task is found, never created twice.
+        resume the same sub-task is found, never created twice. It carries this
+        task's principal (:attr:`principal`), if it has one.
         """
         sub_id = f"{self.task_id}.{name}.{self.durable.position}"
+        task_input = wrap_input(task_input, self.principal)
         handovers = self.resources.handovers
         if handovers is None:
             return await self.call_agent(

@@ -2,9 +2,10 @@
 
 - :func:`prepare_input` validates and normalizes a task input against the
   agent's :class:`~stalwart.guard.Security` and records its provenance;
-- :func:`guarded` applies the taint policy to a tool call the model proposed
-  (allow, hold for approval, or refuse) — the runtime's decision, not the
-  model's;
+- :func:`guarded` applies the taint policy and its permit/forbid rules to a tool
+  call the model proposed (allow, hold for approval, or refuse) — the runtime's
+  decision, not the model's; the rules' trusted lookups run here, as journaled
+  steps the model never sees;
 - :func:`finish_output` redacts (or masks, or blocks) a task's output;
 - :func:`build_rate_limiters` makes the agent's model rate limiters;
 - :func:`scope_table` reports granted against least-needed scopes (SE-3).
@@ -17,8 +18,19 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from stalwart.errors import TaskSuspended
-from stalwart.guard import Approval, Origin, Security, default_redactor, validate_input
+from stalwart.guard import (
+    Approval,
+    Origin,
+    Principal,
+    Security,
+    canonical,
+    output_redactor,
+    split_input,
+    validate_input,
+)
 from stalwart.resilience import RateLimiter
 from stalwart.tools import ToolResult
 
@@ -32,6 +44,7 @@ __all__ = [
     "prepare_input",
     "refusals",
     "scope_table",
+    "trusted_lookups",
 ]
 
 
@@ -73,14 +86,27 @@ def build_rate_limiters(security: Security, agent: str) -> dict[str, RateLimiter
 
 
 def prepare_input(ctx: TaskContext, task_input: Any, *, system: str = "") -> Any:
-    """The validated, normalized input (raises :class:`~stalwart.errors.InputRejected`)."""
+    """The validated, normalized input (raises :class:`~stalwart.errors.InputRejected`).
+
+    A stored input that carries a principal (:func:`~stalwart.guard.wrap_input`) is
+    unwrapped: the principal becomes the task's (``ctx.principal``); without one, the
+    first of the policy's ``principal_fields`` present in the input names it, and all
+    of them present are its attributes."""
     security = ctx.resources.security
+    principal, task_input = split_input(task_input)
     cleaned, flags, hidden = validate_input(
         task_input, limits=security.inputs, schema=security.input_schema
     )
     if system:
         ctx.provenance.add(Origin.SYSTEM, system, source="system")
     ctx.provenance.add_input(cleaned, security.taint.principal_fields)
+    if principal is None and isinstance(cleaned, dict):
+        fields = security.taint.principal_fields
+        found = {f: cleaned[f] for f in fields if isinstance(cleaned.get(f), str | int | float)}
+        first = next((str(v).strip() for v in found.values() if str(v).strip()), "")
+        if first:  # the first field present names it; all of them are its attributes
+            principal = Principal(first[:512], attrs=found)
+    ctx.provenance.set_identity(principal)
     if hidden:
         ctx.provenance.add(Origin.SUSPECT, hidden, source="input.hidden")
     if flags or hidden or ctx.provenance.flagged:
@@ -92,8 +118,9 @@ def prepare_input(ctx: TaskContext, task_input: Any, *, system: str = "") -> Any
 
 
 def finish_output(ctx: TaskContext, value: Any) -> Any:
-    """``value`` through the redactor under the agent's output policy."""
-    return default_redactor().redact_data(value, policy=ctx.resources.security.output)
+    """``value`` through the output redactor (the accurate tier when its model is installed,
+    ``STALWART_REDACT_OUTPUTS``) under the agent's output policy."""
+    return output_redactor().redact_data(value, policy=ctx.resources.security.output)
 
 
 def refusals(ctx: TaskContext) -> int:
@@ -106,7 +133,10 @@ async def guarded(
 ) -> ToolResult | None:
     """None if the call may run; else the result the model is told instead."""
     res = ctx.resources
-    decision = res.security.taint.decide(name, arguments, ctx.provenance, side_effect=side_effect)
+    lookups = await trusted_lookups(ctx, name, arguments)
+    decision = res.security.taint.decide(
+        name, arguments, ctx.provenance, side_effect=side_effect, lookups=lookups
+    )
     if decision.verdict == "allow":
         return None
     if decision.verdict == "approve" and res.approvals is not None:
@@ -159,6 +189,36 @@ async def guarded(
         reason=decision.reason,
     )  # fmt: skip
     return ToolResult(name, "denied", error=f"refused by the runtime: {decision.reason}")
+
+
+async def trusted_lookups(
+    ctx: TaskContext, name: str, arguments: dict[str, Any]
+) -> dict[tuple[str, str, str], Any]:
+    """Run the trusted lookups the policy's rules need for this call (each a journaled
+    ``lookup:<tool>`` step, once per key in a task). A lookup tool the agent is not
+    granted, one with side effects, or one that fails gives no record (None): the
+    conditions that need it do not hold."""
+    res = ctx.resources
+    found: dict[tuple[str, str, str], Any] = {}
+    for lookup, param, key in res.security.taint.lookups_needed(name, arguments):
+        index = (lookup, param, canonical(key))
+        if index in ctx.lookups:
+            found[index] = ctx.lookups[index]
+            continue
+        tool = res.tools.get(lookup)
+        if tool is None or tool.side_effect or res.tools.authorize(lookup, res.scopes):
+            found[index] = None
+            continue
+
+        async def run(tool: Any = tool, param: str = param, key: Any = key) -> dict[str, Any]:
+            result = await tool.invoke({param: key}, events=res.events, breakers=res.tools.breakers)
+            data: dict[str, Any] = result.as_data()
+            return data
+
+        raw = await ctx.durable.step(f"lookup:{lookup}", run)
+        result = msgspec.convert(raw, ToolResult)
+        found[index] = ctx.lookups[index] = result.value if result.ok else None
+    return found
 
 
 async def _held_durably(

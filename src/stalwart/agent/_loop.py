@@ -14,6 +14,7 @@ History is bounded before every model call (sliding window under
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from stalwart.agent._context import TaskContext, assistant_message
@@ -42,7 +43,8 @@ async def run_llm_agent(ctx: TaskContext, agent: LLMAgent, task_input: Any) -> d
     """Run the loop; the input is validated first and the output redacted last."""
     task_input = prepare_input(ctx, task_input, system=agent.system)
     outcome = await _loop(ctx, agent, task_input)
-    result: dict[str, Any] = finish_output(ctx, outcome)
+    # the output tier may run a NER model: off the loop, so heartbeats keep coming
+    result: dict[str, Any] = await asyncio.to_thread(finish_output, ctx, outcome)
     return result
 
 

@@ -549,20 +549,24 @@ class TaskAgent(Agent):
 
     async def _workflow(self, ctx: Context, task_input: Any) -> Any:
         tctx = TaskContext(ctx, self.resources, model=self.defn.model)
+        timer = asyncio.timeout(self.defn.task_timeout)
         try:
-            async with asyncio.timeout(self.defn.task_timeout):
+            async with timer:
                 if isinstance(self.defn, LLMAgent):
                     answer = await run_llm_agent(tctx, self.defn, task_input)
                     return flag_unknown_effects(ctx, answer)
                 assert self.defn.fn is not None
                 value = await self.defn.fn(tctx, prepare_input(tctx, task_input))
-                return flag_unknown_effects(ctx, finish_output(tctx, value))
-        except TimeoutError:
-            raise TimeoutError(
-                f"task {ctx.task_id} of {self.defn.name!r} ran past its task_timeout of "
-                f"{self.defn.task_timeout:g} s"
-            ) from None
+                clean = await asyncio.to_thread(finish_output, tctx, value)  # NER: off the loop
+                return flag_unknown_effects(ctx, clean)
         except Exception as exc:  # the stored error and its log line carry no PII or secrets
+            # only the task_timeout's own expiry is "ran past": a TimeoutError of the body (a
+            # hand-over's CallTimeout, a model's DeadlineExceeded) is stored as it is
+            if isinstance(exc, TimeoutError) and timer.expired():
+                raise TimeoutError(
+                    f"task {ctx.task_id} of {self.defn.name!r} ran past its task_timeout of "
+                    f"{self.defn.task_timeout:g} s"
+                ) from None
             clean = default_redactor().redact_exception(exc)
             if clean is exc:
                 raise

@@ -17,17 +17,18 @@ Example::
     kind = "llm"                      # or "python"
     model = "main"
     system = "You resolve support tickets."
-    tools = ["examples.helpdesk.app:lookup_order", "examples.helpdesk.app:refund"]
+    tools = ["stalwart.demo.app:lookup_order", "stalwart.demo.app:refund"]
     scopes = ["orders:read", "payments:write"]
 
-    security = "examples.helpdesk.app:SECURITY"   # optional; or a table:
-    # [agents.security]  output = "mask", taint = "pkg.mod:POLICY",
+    security = "stalwart.demo.app:SECURITY"   # optional; or a table:
+    # [agents.security]  output = "mask", taint = "pkg.mod:POLICY" (or a table: its
+    #                    rules and tools, see docs/security.md),
     #                    budget = { task_usd = 0.5, day_usd = 100.0 }, inputs = { ... }
 
     [[agents]]
     name = "triage"
     kind = "python"
-    fn = "examples.helpdesk.app:triage"
+    fn = "stalwart.demo.app:triage"
     agents = ["resolver"]
 
     [[mcp_servers]]                   # tools served over MCP (docs/mcp.md)
@@ -64,7 +65,15 @@ from stalwart.agent._profile import VerifyProfile
 from stalwart.agent._spec import App, LLMAgent, PythonAgent
 from stalwart.config import load_ref
 from stalwart.errors import ConfigError
-from stalwart.guard import Budget, InputLimits, RateLimit, Security, TaintPolicy, is_secret_ref
+from stalwart.guard import (
+    Budget,
+    InputLimits,
+    RateLimit,
+    Security,
+    TaintPolicy,
+    is_secret_ref,
+    policy_from_data,
+)
 from stalwart.llm import Price, Provider
 from stalwart.llm.sim import Scenario
 from stalwart.tools import Tool
@@ -198,7 +207,9 @@ def _security(raw: Any, where: str) -> Security:
             fields["rate"] = RateLimit(**raw["rate"])
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
-    if "taint" in raw:
+    if isinstance(raw.get("taint"), dict):  # the policy itself, rules and all
+        fields["taint"] = policy_from_data(raw["taint"], where=f"{where}.taint")
+    elif "taint" in raw:
         taint = _object(raw["taint"], f"{where}.taint")
         if not isinstance(taint, TaintPolicy):
             raise ConfigError(f"{where}.taint: {raw['taint']!r} is not a TaintPolicy")

@@ -39,11 +39,11 @@ def parse_duration(text: str) -> float:
 
 
 def _common(p: argparse.ArgumentParser, *, duration: str, rate: float | None) -> None:
-    p.add_argument("--app", default="examples.helpdesk.app:app",
+    p.add_argument("--app", default="stalwart.demo.app:app",
                    help="module:attribute of the app to run (default: helpdesk)")  # fmt: skip
     p.add_argument("--store", help="store URL (default: a fresh SQLite file in a temp dir)")
     p.add_argument("--agent", help="the agent that receives the tasks (default: the app's first)")
-    p.add_argument("--inputs", default="examples.helpdesk.tickets:generate",
+    p.add_argument("--inputs", default="stalwart.demo.tickets:generate",
                    help="generator of task inputs, module:fn(count, seed)")  # fmt: skip
     p.add_argument("--seed", type=int, default=1, help="seed of inputs, arrivals, faults")
     p.add_argument("--duration", type=parse_duration, default=parse_duration(duration),

@@ -164,5 +164,9 @@ async def run_demo(
     )
     ok = code == 0 and others_failed == 0 and restarted
     console.print("[green]PASS[/]: crash isolated and recovered." if ok else "[red]FAIL[/]")
-    console.print("Next: `make test` runs the suite; docs/runtime.md explains the guarantees.")
+    console.print(
+        "Next: `stalwart init myapp` starts a project of your own (an agent, a tool, its "
+        "tests); `stalwart verify --plan` shows the readiness checks `stalwart verify` runs "
+        "on the built-in helpdesk app; `stalwart --help` lists every command."
+    )
     return 0 if ok else 1

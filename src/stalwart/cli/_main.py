@@ -7,6 +7,7 @@ import sys
 import stalwart
 from stalwart.cli._chaos import add_chaos_commands, chaos_command
 from stalwart.cli._children import add_children_commands, children_command
+from stalwart.cli._init import add_init_command, init_command
 from stalwart.cli._models import add_model_commands, model_command
 from stalwart.cli._secrets import add_secret_commands, secret_command
 from stalwart.cli._store import add_store_commands, store_command
@@ -28,6 +29,23 @@ from stalwart.server._cli import add_commands, add_run_flags, run_command, servi
 __all__ = ["load_app", "main"]
 
 
+DESCRIPTION = (
+    "stalwart runs AI agents in production: each agent in its own supervised process, every\n"
+    "step journaled so a killed task resumes where it stopped, every model and tool call\n"
+    "behind deadlines, retries, breakers, budgets and a guard -- and `stalwart verify`\n"
+    "proves it against the production-readiness checklist."
+)
+EPILOG = (
+    "start here:\n"
+    "  stalwart init myapp && cd myapp   a new project on the simulated model\n"
+    "  stalwart run app:app              run it (dashboard and HTTP API included)\n"
+    "  stalwart verify app:app --plan    what the readiness checks will do\n"
+    "  stalwart demo                     a supervision tree surviving a SIGKILL\n"
+    "\n"
+    "`stalwart COMMAND --help` describes each command."
+)
+
+
 def load_app(ref: str) -> SupervisorSpec:
     """Load ``module:attr``: a SupervisorSpec, or a callable returning one."""
     return load_instance(ref, SupervisorSpec, "app")
@@ -45,14 +63,37 @@ def _limit(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="stalwart", description=stalwart.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="stalwart",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=stalwart.__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version")
-    demo = sub.add_parser("demo", help="a supervision tree at work, one agent SIGKILLed mid-run")
-    demo.add_argument("--agents", type=int, default=6)
-    demo.add_argument("--duration", type=float, default=8.0)
-    demo.add_argument("--kill-at", type=float, default=3.0)
+    add_init_command(sub)
+    demo = sub.add_parser(
+        "demo",
+        help="a supervision tree at work, one agent SIGKILLed mid-run (--helpdesk: the "
+        "helpdesk app's tickets, a kill, then stalwart verify)",
+    )
+    demo.add_argument("--agents", type=int, default=6, help="worker agents (default 6)")
+    demo.add_argument("--duration", type=float, default=8.0, help="seconds (default 8)")
+    demo.add_argument("--kill-at", type=float, default=3.0, help="SIGKILL one at (default 3 s)")
+    demo.add_argument(
+        "--helpdesk",
+        action="store_true",
+        help="instead: tickets through the helpdesk app (stalwart.demo.app), its resolver "
+        "SIGKILLed midway, then the readiness report (`make demo`)",
+    )
+    demo.add_argument("--tickets", type=int, default=50, help="--helpdesk: tickets (50)")
+    demo.add_argument(
+        "--no-verify", action="store_true", help="--helpdesk: skip the readiness report"
+    )
+    demo.add_argument(
+        "--verify-out", default="readiness", help="--helpdesk: report directory (readiness/)"
+    )
     sim = sub.add_parser("sim", help="serve the simulated models and tool services")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8765, help="0 picks a free port")
@@ -106,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(stalwart.__version__)
         return 0
+    if args.command == "demo" and args.helpdesk:
+        from stalwart.demo.run import helpdesk_demo
+
+        return helpdesk_demo(
+            tickets=args.tickets, verify_out=None if args.no_verify else args.verify_out
+        )
     if args.command == "demo":
         from stalwart.cli._demo import run_demo
 
@@ -113,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run_demo(agents=args.agents, duration=args.duration, kill_at=args.kill_at)
         )
+    if args.command == "init":
+        return init_command(args)
     if args.command == "task":
         return task_command(args)
     if args.command == "verify":

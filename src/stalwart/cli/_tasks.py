@@ -16,7 +16,7 @@ __all__ = ["add_task_commands", "ensure_cwd_importable", "is_app_ref", "task_com
 
 
 def ensure_cwd_importable() -> None:
-    """Make ``examples.helpdesk.app:app`` importable from the current directory, as
+    """Make ``app:app`` (an app.py in the current directory) importable, as
     ``python -m`` would (the ``stalwart`` script's own directory is on sys.path instead)."""
     cwd = os.getcwd()
     if cwd not in sys.path:
@@ -45,6 +45,11 @@ def add_task_commands(sub: Any) -> None:
     submit.add_argument("agent")
     submit.add_argument("input", help="the task input, as JSON")
     submit.add_argument("--id", dest="task_id")
+    submit.add_argument(
+        "--principal",
+        help="who the task is for: an id (alice@example.com) or JSON "
+        '{"id": ..., "kind": ..., "attrs": {...}}; its rules see it (docs/security.md)',
+    )
     submit.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the end")
     status = actions.add_parser("status", parents=[where], help="one task's status and result")
     status.add_argument("task_id")
@@ -133,7 +138,15 @@ async def _task(args: argparse.Namespace) -> int:
                 max_pending=limits.max_pending,
                 max_pending_node=limits.max_pending_node,
             )
-            task_id = await tasks.submit(args.agent, task_input, task_id=args.task_id)
+            principal: Any = args.principal
+            if principal is not None and principal.lstrip().startswith("{"):
+                try:
+                    principal = json.loads(principal)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"--principal is not JSON: {exc}") from None
+            task_id = await tasks.submit(
+                args.agent, task_input, task_id=args.task_id, principal=principal
+            )
             found = await store.get_task(task_id)
             assert found is not None
             task = found

@@ -20,7 +20,7 @@ def add_verify_command(sub: Any) -> None:
     verify.add_argument(
         "app",
         nargs="?",
-        default="examples.helpdesk.app:app",
+        default="stalwart.demo.app:app",
         help="the App to verify (module:attribute or .toml)",
     )
     verify.add_argument("--out", default="readiness", help="report directory (readiness/)")
@@ -100,7 +100,7 @@ def verify_command(args: argparse.Namespace) -> int:
             print(f"stalwart verify: {exc}", file=sys.stderr)
             return 2
         items = [i for i in ITEMS if not only or i.id in only]
-        if manifest is None and app.verify.manifest:  # as the run reads it: the profile's
+        if manifest is None and app.verify.manifest:  # as the run itself reads it
             manifest = pathlib.Path(app.verify.manifest)
         _print_plan(plan(app, args.app, items, allow_real=args.allow_real_side_effects))
         problems = preflight(app, items, manifest=manifest, allow_real=args.allow_real_side_effects)

@@ -1,10 +1,21 @@
-"""Guard: secrets, input validation, injection defense, redaction, budgets.
+"""Guard: secrets, input validation, injection defense, tool-call authorization (principal,
+rules, transitive provenance), redaction, budgets.
 
 See ``docs/security.md``. Layer 1: imports only errors, config, observe and clock.
 """
 
 from stalwart.guard._approvals import Approval, ApprovalQueue
+from stalwart.guard._authz import (
+    Principal,
+    Resource,
+    Rule,
+    forbid,
+    owned,
+    parse_condition,
+    permit,
+)
 from stalwart.guard._budget import Budget, Reservation, SpendLedger, estimate_tokens
+from stalwart.guard._canon import canonical, same_value
 from stalwart.guard._corpus import (
     Payload,
     benign_texts,
@@ -14,9 +25,11 @@ from stalwart.guard._corpus import (
     redaction_corpus,
 )
 from stalwart.guard._detect import Detection, InjectionDetector
+from stalwart.guard._freetext import TextCheck
 from stalwart.guard._hashicorp import HashiCorpVault
 from stalwart.guard._inputs import InputLimits, NormalizedText, normalize_text, validate_input
 from stalwart.guard._policy import RateLimit, Security
+from stalwart.guard._principal import PRINCIPAL_KEY, split_input, wrap_input
 from stalwart.guard._redact import (
     Finding,
     OutputPolicy,
@@ -24,6 +37,8 @@ from stalwart.guard._redact import (
     default_redactor,
     iban_ok,
     luhn_ok,
+    output_redactor,
+    warm_output_redactor,
 )
 from stalwart.guard._scan import SecretFinding, scan_for_secrets, secrets_posture
 from stalwart.guard._sealed import remember_secret, seal, sealed_names, unseal
@@ -40,10 +55,19 @@ from stalwart.guard._secrets import (
     resolve_setting,
     secret_name,
 )
-from stalwart.guard._taint import ArgRule, Decision, Origin, Provenance, TaintPolicy, ToolRule
+from stalwart.guard._taint import (
+    ArgRule,
+    Decision,
+    Origin,
+    Provenance,
+    TaintPolicy,
+    ToolRule,
+    policy_from_data,
+)
 from stalwart.guard._wire import RedactingEventBus, install_redactor
 
 __all__ = [
+    "PRINCIPAL_KEY",
     "SECRET_SCHEME",
     "Approval",
     "ApprovalQueue",
@@ -61,11 +85,14 @@ __all__ = [
     "Origin",
     "OutputPolicy",
     "Payload",
+    "Principal",
     "Provenance",
     "RateLimit",
     "RedactingEventBus",
     "Redactor",
     "Reservation",
+    "Resource",
+    "Rule",
     "SecretFinding",
     "SecretKey",
     "SecretProvider",
@@ -73,10 +100,13 @@ __all__ = [
     "Security",
     "SpendLedger",
     "TaintPolicy",
+    "TextCheck",
     "ToolRule",
     "benign_texts",
+    "canonical",
     "default_redactor",
     "estimate_tokens",
+    "forbid",
     "heldout_injections",
     "iban_ok",
     "injection_payloads",
@@ -86,15 +116,24 @@ __all__ = [
     "learn_vault_secrets",
     "luhn_ok",
     "normalize_text",
+    "output_redactor",
+    "owned",
+    "parse_condition",
+    "permit",
+    "policy_from_data",
     "provider_from_env",
     "redaction_corpus",
     "remember_secret",
     "resolve_setting",
+    "same_value",
     "scan_for_secrets",
     "seal",
     "sealed_names",
     "secret_name",
     "secrets_posture",
+    "split_input",
     "unseal",
     "validate_input",
+    "warm_output_redactor",
+    "wrap_input",
 ]

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.errors import ConfigError
 from stalwart.guard._db import connect
-from stalwart.guard._redact import default_redactor
+from stalwart.guard._redact import output_redactor
 from stalwart.guard._sealed import seal
 
 __all__ = ["Approval", "ApprovalQueue"]
@@ -47,7 +47,7 @@ class Approval:
         """As JSON data; arguments redacted unless ``reveal``."""
         data = dataclasses.asdict(self)
         if not reveal:
-            data["arguments"] = default_redactor().redact_data(self.arguments)
+            data["arguments"] = output_redactor().redact_data(self.arguments)
         return data
 
 

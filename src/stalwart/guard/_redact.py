@@ -16,15 +16,22 @@ from __future__ import annotations
 import copy
 import ipaddress
 import math
+import os
 import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from stalwart.errors import OutputBlocked
+from stalwart.errors import ConfigError, OutputBlocked
+from stalwart.guard._gazetteer import name_spans
+from stalwart.guard._ner import ner_model
+from stalwart.guard._vendors import CREDENTIAL_KINDS, credential_spans
 
-__all__ = ["Finding", "OutputPolicy", "Redactor", "default_redactor", "luhn_ok", "iban_ok"]
+__all__ = [
+    "KINDS", "Finding", "OutputPolicy", "Redactor", "Tier", "default_redactor", "iban_ok",
+    "luhn_ok", "output_redactor", "tier_setting", "warm_output_redactor",
+]  # fmt: skip
 
 OutputPolicy = Literal["redact", "mask", "block"]
 
@@ -33,36 +40,6 @@ _SECRET_KEYS = re.compile(
     r"cookie|private[_-]?key|access[_-]?key|client[_-]?secret|credentials?)$"
 )
 
-_CRED_PREFIXES = (
-    "-----BEGIN", "eyJ", "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA",
-    "gh", "github_pat_", "glpat-", "xox", "hooks.slack.com", "AIza", "_live_", "_test_", "sk-",
-)  # fmt: skip
-_CREDS = re.compile(
-    "|".join(
-        f"(?P<{k}>{p})"
-        for k, p in (
-            (
-                "private_key",
-                r"-----BEGIN[A-Z ]{0,20} PRIVATE KEY-----[\s\S]{0,8000}?"
-                r"(?:-----END[A-Z ]{0,20} PRIVATE KEY-----|\Z)",
-            ),
-            ("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-            ("aws_key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b"),
-            (
-                "github_token",
-                r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{40,255})",
-            ),
-            ("gitlab_token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
-            (
-                "slack_token",
-                r"\bxox[abprse]-[A-Za-z0-9-]{10,}|https://hooks\.slack\.com/services/\S+",
-            ),
-            ("google_key", r"\bAIza[0-9A-Za-z_-]{35}"),
-            ("stripe_key", r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{16,}"),
-            ("openai_key", r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"),
-        )
-    )
-)
 _BEARER = re.compile(r"(?i:\b(?:bearer|basic)\s+)(?P<value>[A-Za-z0-9._~+/=-]{16,})")
 _URL_CREDENTIALS = re.compile(
     r"\b[a-z][a-z0-9+.-]{1,20}://[^/\s:@]{1,64}:(?P<value>[^/\s@]{1,128})@"
@@ -71,13 +48,12 @@ _ASSIGN_KEYWORDS = ("key", "secret", "token", "passw", "pwd", "auth", "credentia
 _ASSIGN_TAIL = re.compile(
     r"[A-Za-z_-]{0,12}[\"']?\s{0,3}[:=]\s{0,3}[\"']?(?P<value>[^\s\"',;]{6,200})"
 )
-_EMAIL = re.compile(
-    r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b"
-)
+_EMAIL_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}$")
+_EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
 _IPV6_ANCHOR = re.compile(r":[0-9A-Fa-f]{0,4}:")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_NUM_CANDIDATE = re.compile(r"\d[\d ().:/-]{5,60}\d")
+_NUM_CANDIDATE = re.compile(r"\d[\d ().:/x-]{5,60}\d")  # "x": a phone extension
 _NUMBERS = re.compile(
     "|".join(
         f"(?P<{k}>{p})"
@@ -87,25 +63,36 @@ _NUMBERS = re.compile(
             ("ipv4", r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"),
             (
                 "phone",
-                r"(?<![\w.])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,8}){1,4}"
-                r"(?!\d)",
+                r"(?<![\w.+])(?:\+\d{1,3}[ .-]?(?:\(0?\d{1,4}\)[ .-]?)?\d{1,5}"
+                r"(?:[ .-]?\d{2,8}){0,4}|(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,4}"
+                r"|\(\d{1,5}\)\d{5,9}|\d{9,12})(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\d)",
             ),
         )
     )
 )
 _DIGIT = re.compile(r"\d")
-_LETTERS_ONLY_HINTS = re.compile(
-    r"(?i:bearer|basic)|xox|gh[pousr]_|github_pat|glpat|sk-|_live_|_test_|AIza|eyJ|"
-    r"A(?:KIA|SIA|GPA|IDA|ROA|NPA|NVA|IPA)"
+_EXTENSION = re.compile(r"[ ]?(?:x|ext\.?)[ ]?(?=\d+$)")
+_CARD_GROUPS = re.compile(r"\d{4}([ -])\d{4}\1\d{4}\1\d{1,4}|\d{4}([ -])\d{6}\2\d{4,5}")
+_MONEY = re.compile(r"\d{1,3}(?:[,. ]\d{3})*[.,]\d{2}|\d+[.,]\d{1,2}")
+_CURRENCY = frozenset("$€£¥₹")
+_CAPITALISED = re.compile(r"[A-ZÀ-ÖØ-Þ][^\W\d_]")  # no such word: nothing for the model
+_ESCAPES = (("\\n", " \n"), ("\\r", " \r"), ("\\t", " \t"))
+_PHONE = re.compile(_NUMBERS.pattern.split("(?P<phone>", 1)[1][:-1])
+_PHONE_CUE = re.compile(
+    r"(?i:\b(?:phone|tel|telephone|call|called|mobile|cell|cellphone|fax|number|no|contact|"
+    r"reach|text|texts|sms|messages?|whatsapp|ring|dial|landline|desk|office|home|work))\b"
+    r"[^.\d]{0,24}$"
 )
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _IBAN_BEFORE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4})*\s?$")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 KINDS = (
-    "private_key", "jwt", "aws_key", "github_token", "gitlab_token", "slack_token",
-    "google_key", "stripe_key", "openai_key", "assignment", "email", "iban", "ipv6",
-    "card", "ssn", "ipv4", "phone", "bearer_token", "url_password",
+    *CREDENTIAL_KINDS, "assignment", "email", "iban", "ipv6", "card", "ssn", "ipv4", "phone",
+    "bearer_token", "url_password", "person", "location", "address",
 )  # fmt: skip
+"""What a redactor finds by default (``organization`` is opt-in: the accurate tier only)."""
+NAME_KINDS = frozenset({"person", "location", "address", "organization"})
+Tier = Literal["fast", "accurate"]
 
 
 def luhn_ok(digits: str) -> bool:
@@ -165,12 +152,13 @@ def _valid_number(kind: str, text: str) -> bool:
     if kind == "ipv4":  # loopback and "any" name no one: kept
         return all(int(p) <= 255 for p in text.split(".")) and not text.startswith(("127.", "0."))
     if kind == "phone":
-        digits = re.sub(r"\D", "", text)
-        if _DATE.fullmatch(text) or _SSN_SHAPE.fullmatch(text):
+        main = _EXTENSION.split(text)[0] if "x" in text else text  # the number before "x12"
+        digits = re.sub(r"\D", "", main)
+        if _DATE.fullmatch(main) or _SSN_SHAPE.fullmatch(main):
             return False
         if text.startswith("+"):
-            return 8 <= len(digits) <= 15
-        return 9 <= len(digits) <= 15 and bool(re.search(r"[ .()-]", text))
+            return 8 <= len(digits) <= 15  # E.164: at most 15 digits
+        return 6 <= len(digits) <= 15  # 6 to 8 digits, or no separator: only after a cue
     return True  # ssn: the pattern itself excludes the invalid ranges
 
 
@@ -194,26 +182,21 @@ def _card_within(text: str, start: int, end: int) -> tuple[int, int] | None:
     return best
 
 
-def _scan(text: str, kinds: frozenset[str], known: frozenset[str]) -> list[Span]:
-    """Every finding as (start, end, kind), earlier passes winning overlaps."""
+def _scan(
+    text: str, kinds: frozenset[str], known: frozenset[str], extra: Iterable[Span] = ()
+) -> list[Span]:
+    """Every finding as (start, end, kind); overlapping findings merge into one (the
+    earlier pass names it), so a value is never half removed."""
     spans: list[Span] = []
-    if (
-        not known
-        and _DIGIT.search(text) is None
-        and "@" not in text
-        and ":" not in text
-        and "=" not in text
-        and "-----" not in text
-        and not _LETTERS_ONLY_HINTS.search(text)
-    ):
-        return spans  # nothing any pass could find: no digit, @, :, =, key or token prefix
     for value in known:
         start = text.find(value)
         while start >= 0:
             spans.append((start, start + len(value), "secret"))
             start = text.find(value, start + len(value))
-    if any(p in text for p in _CRED_PREFIXES):
-        spans += [(m.start(), m.end(), m.lastgroup or "") for m in _CREDS.finditer(text)]
+    if "\\" in text:  # JSON-escaped breaks ("Phone:\\n555 0100") read as breaks; each
+        for escaped, plain in _ESCAPES:  # replacement has the same length: offsets hold
+            text = text.replace(escaped, plain)
+    spans += credential_spans(text)
     lowered = text.lower()
     if "bearer_token" in kinds and ("bearer" in lowered or "basic" in lowered):
         for m in _BEARER.finditer(text):
@@ -237,8 +220,43 @@ def _scan(text: str, kinds: frozenset[str], known: frozenset[str]) -> list[Span]
                     spans.append((tail.start("value"), tail.end("value"), "secret"))
                 at = lowered.find(word, at + len(word))
     if "@" in text:
-        spans += [(m.start(), m.end(), "email") for m in _EMAIL.finditer(text)]
-    spans += [(m.start(), m.end(), "iban") for m in _IBAN.finditer(text) if iban_ok(m.group())]
+        spans += _emails(text)
+    if _DIGIT.search(text) is not None:
+        spans += _number_spans(text)
+    if kinds & NAME_KINDS:
+        spans += name_spans(text)
+    spans += extra
+    spans = [s for s in spans if s[2] in kinds or s[2] == "secret"]
+    if not spans:
+        return spans
+    spans.sort(key=lambda s: s[0])  # stable: at one start, the earlier pass (credentials) wins
+    out: list[Span] = []
+    for start, end, kind in spans:
+        if out and start < out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end, out[-1][2])
+            continue
+        out.append((start, end, kind))
+    return out
+
+
+def _emails(text: str) -> list[Span]:
+    """E-mail addresses, found from each "@" outwards (a scan from every letter would try
+    64 characters ahead at each one)."""
+    out: list[Span] = []
+    at = text.find("@")
+    while at > 0:
+        local = _EMAIL_LOCAL.search(text, max(0, at - 64), at)
+        domain = _EMAIL_DOMAIN.match(text, at + 1) if local is not None else None
+        if local is not None and domain is not None:
+            out.append((local.start(), domain.end(), "email"))
+        at = text.find("@", at + 1)
+    return out
+
+
+def _number_spans(text: str) -> list[Span]:
+    """IBANs, IPv6 addresses, cards, SSNs, IPv4 addresses and phone numbers."""
+    spans = [(m.start(), m.end(), "iban") for m in _IBAN.finditer(text) if iban_ok(m.group())]
     if "::" in text or _IPV6_ANCHOR.search(text):
         for m in _IPV6.finditer(text):
             try:
@@ -257,23 +275,29 @@ def _scan(text: str, kinds: frozenset[str], known: frozenset[str]) -> list[Span]
             at, end = m.start(), m.end()
             if not _valid_number(kind, m.group()):
                 inner = _card_within(text, at, end) if kind == "card" else None
-                if inner is None:  # "1 4111 1111 1111 1111 2 items" holds a card
-                    continue
-                at, end = inner
+                if inner is not None:  # "1 4111 1111 1111 1111 2 items" holds a card
+                    at, end = inner
+                else:  # not a card: "001-871-584-1560" may still be a phone number
+                    phone = _PHONE.match(text, at) if kind == "card" else None
+                    if (
+                        phone is None
+                        or _CARD_GROUPS.fullmatch(phone.group())  # a mistyped card stays
+                        or sum(c.isdigit() for c in phone.group()) > 13
+                        or not _valid_number("phone", phone.group())
+                    ):
+                        continue
+                    kind, end = "phone", phone.end()
+            if kind == "phone":
+                if _MONEY.fullmatch(text, at, end) or text[at - 1 : at] in _CURRENCY:
+                    continue  # "$6260.72", "1,250.00"
+                digits = sum(c.isdigit() for c in text[at:end])
+                bare = text[at:end].isdigit()  # an id or a timestamp, unless the words
+                if (bare or digits < 9) and _PHONE_CUE.search(text, max(0, at - 40), at) is None:
+                    continue  # before it speak of a phone
             if kind != "ipv4" and _IBAN_BEFORE.search(text, max(0, at - 40), at):
                 continue  # the tail of an IBAN (a bad one: good ones were found above)
             spans.append((at, end, kind))
-    spans = [s for s in spans if s[2] in kinds or s[2] == "secret"]
-    if not spans:
-        return spans
-    spans.sort(key=lambda s: s[0])  # stable: at one start, the earlier pass (credentials) wins
-    out: list[Span] = []
-    end = -1
-    for span in spans:
-        if span[0] >= end:
-            out.append(span)
-            end = span[1]
-    return out
+    return spans
 
 
 _PLAIN_FIELDS = frozenset({"ts", "level", "logger", "error_class"})
@@ -292,25 +316,59 @@ class Finding:
         return f"Finding({self.kind!r}, {self.start}, {self.end})"
 
 
+class _Known:
+    """Exact values to remove, shared by a redactor and its clones (other policy or tier)."""
+
+    __slots__ = ("lock", "values")
+
+    def __init__(self) -> None:
+        self.values: frozenset[str] = frozenset()
+        self.lock = threading.Lock()
+
+
 class Redactor:
     """Finds and removes PII and credentials in text and in nested data.
 
     Thread-safe; ``add_known`` registers exact values (resolved secrets,
     canaries) that are removed wherever they appear.
+
+    ``tier``: ``"fast"`` (patterns, checksums, vendor token formats and the name/place
+    gazetteer: what every log line gets) or ``"accurate"`` (the same plus a named-entity
+    model, :mod:`stalwart.guard._ner`, when it is installed; the fast tier alone when it
+    is not: :attr:`effective_tier` says which ran).
     """
 
     def __init__(
-        self, *, policy: OutputPolicy = "redact", kinds: Iterable[str] | None = None
+        self,
+        *,
+        policy: OutputPolicy = "redact",
+        kinds: Iterable[str] | None = None,
+        tier: Tier = "fast",
     ) -> None:
+        if tier not in ("fast", "accurate"):
+            raise ConfigError(f"Redactor tier must be 'fast' or 'accurate', got {tier!r}")
         self.policy: OutputPolicy = policy
         self.kinds = frozenset(kinds) if kinds is not None else frozenset(KINDS)
-        self._known: frozenset[str] = frozenset()
-        self._lock = threading.Lock()
+        self.tier: Tier = tier
+        self._box = _Known()
+
+    @property
+    def _known(self) -> frozenset[str]:
+        return self._box.values
+
+    @property
+    def effective_tier(self) -> Tier:
+        """``accurate`` only if the named-entity model is installed and in use."""
+        if self.tier == "accurate" and ner_model() is not None:
+            return "accurate"
+        return "fast"
 
     def add_known(self, *values: str) -> None:
         """Always remove these exact values (secrets the process has resolved)."""
-        with self._lock:
-            self._known = self._known | {v for v in values if isinstance(v, str) and len(v) >= 4}
+        with self._box.lock:
+            self._box.values = self._box.values | {
+                v for v in values if isinstance(v, str) and len(v) >= 4
+            }
 
     def with_policy(self, policy: OutputPolicy) -> Redactor:
         """The same redactor (sharing its known values) with another policy."""
@@ -318,16 +376,32 @@ class Redactor:
         clone.policy = policy
         return clone
 
+    def with_tier(self, tier: Tier) -> Redactor:
+        """The same redactor (sharing its known values) on another tier."""
+        if tier not in ("fast", "accurate"):
+            raise ConfigError(f"Redactor tier must be 'fast' or 'accurate', got {tier!r}")
+        clone = copy.copy(self)
+        clone.tier = tier
+        return clone
+
+    def _spans(self, text: str) -> list[Span]:
+        extra: list[Span] = []
+        if self.tier == "accurate" and self.kinds & NAME_KINDS:
+            model = ner_model()
+            if model is not None and _CAPITALISED.search(text) is not None:
+                extra = model.spans(text, organizations="organization" in self.kinds)
+        return _scan(text, self.kinds, self._known, extra)
+
     # -- text ----------------------------------------------------------------------------
     def findings(self, text: str) -> list[Finding]:
         """What :meth:`redact` would remove, without removing it."""
-        return [Finding(k, a, b) for a, b, k in _scan(text, self.kinds, self._known)]
+        return [Finding(k, a, b) for a, b, k in self._spans(text)]
 
     def redact(self, text: str, *, policy: OutputPolicy | None = None) -> str:
         """``text`` without the PII and credentials found in it (per ``policy``)."""
         if not text or len(text) < 4:
             return text
-        spans = _scan(text, self.kinds, self._known)
+        spans = self._spans(text)
         if not spans:
             return text
         mode = policy or self.policy
@@ -406,8 +480,38 @@ def _replacement(kind: str, found: str, mode: OutputPolicy) -> str:
 
 
 _DEFAULT = Redactor()
+_SETTINGS = {"STALWART_REDACT_OUTPUTS": "accurate", "STALWART_REDACT_LOGS": "fast"}
 
 
 def default_redactor() -> Redactor:
-    """The process-wide redactor (the one installed into logging by ``install``)."""
+    """The process-wide redactor on the fast tier: log lines, events, tracebacks."""
     return _DEFAULT
+
+
+def tier_setting(name: str) -> Tier:
+    """The tier an environment setting names (``STALWART_REDACT_OUTPUTS``, default
+    ``accurate``; ``STALWART_REDACT_LOGS``, default ``fast``)."""
+    value = os.environ.get(name, "").strip().lower() or _SETTINGS[name]
+    if value not in ("fast", "accurate"):
+        raise ConfigError(f"{name} must be 'fast' or 'accurate', got {value!r}")
+    return "accurate" if value == "accurate" else "fast"
+
+
+def output_redactor() -> Redactor:
+    """The redactor for task outputs and for what the API, CLI and dashboard show: the
+    process one (same known values) on the tier ``STALWART_REDACT_OUTPUTS`` names
+    (default ``accurate``: the named-entity model when installed, else the fast tier)."""
+    tier = tier_setting("STALWART_REDACT_OUTPUTS")
+    return _DEFAULT if tier == "fast" else _ACCURATE
+
+
+def warm_output_redactor() -> Redactor:
+    """Load the output tier's model now (1-3 s of CPU the first time; call it off the event
+    loop) so that no task's output loads it on the loop; returns the output redactor."""
+    redactor = output_redactor()
+    if redactor.effective_tier == "accurate":
+        redactor.redact("Warm-up for Ada Lovelace in London.")
+    return redactor
+
+
+_ACCURATE = _DEFAULT.with_tier("accurate")

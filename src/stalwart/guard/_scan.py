@@ -15,15 +15,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from stalwart.guard._redact import Redactor
+from stalwart.guard._vendors import CREDENTIAL_KINDS as VENDOR_KINDS
 
 __all__ = ["SecretFinding", "scan_for_secrets", "secrets_posture"]
 
 CREDENTIAL_KINDS = frozenset(
-    {
-        "private_key", "jwt", "aws_key", "github_token", "gitlab_token", "slack_token",
-        "google_key", "stripe_key", "openai_key", "assignment", "bearer_token", "url_password",
-    }
-)  # fmt: skip
+    {*VENDOR_KINDS, "assignment", "bearer_token", "url_password"}
+)  # every vendor token format and private key, and the generic forms
 SUFFIXES = frozenset(
     {".py", ".toml", ".yaml", ".yml", ".json", ".env", ".ini", ".cfg", ".conf", ".sh", ".txt"}
 )

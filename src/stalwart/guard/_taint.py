@@ -20,7 +20,18 @@ A *sensitive* tool (side effects, money, outbound messages, data export;
 by default every ``side_effect`` tool) runs only if each argument's value is
 found in a source its :class:`ArgRule` allows. A value found only in tainted
 text, or made up where that is not allowed, sends the call to approval (or
-refuses it). Free-text arguments (an e-mail body) may be composed by the model.
+refuses it). Free-text arguments (an e-mail body) may be composed by the model,
+but links, addresses and wording found only in untrusted text hold the call
+(:class:`~stalwart.guard.TextCheck`).
+
+Provenance is **transitive**: a record tool's result counts as ``record`` only when
+every key it was called with came from a trusted source. A record fetched with a key
+found only in tainted text (or made up) is itself tainted (``tool``): an attacker's
+order number, looked up, does not become a trusted fact ("record laundering").
+
+On top of the taint defaults, :class:`~stalwart.guard.Rule` s permit and forbid calls
+by the task's principal, the arguments, their provenance and trusted lookups
+(``stalwart.guard._authz``). Values are matched canonically (``stalwart.guard._canon``).
 """
 
 from __future__ import annotations
@@ -32,16 +43,20 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from stalwart.errors import ConfigError
+from stalwart.guard._authz import Principal, Rule, evaluate_rules
+from stalwart.guard._canon import canonical, canonical_number, numbers_in
 from stalwart.guard._detect import InjectionDetector
-from stalwart.guard._inputs import normalize_text
+from stalwart.guard._freetext import TextCheck, contacts_in, shingles, words_of
 
 __all__ = [
     "ArgRule",
     "Decision",
     "Origin",
     "Provenance",
+    "Segment",
     "TaintPolicy",
     "ToolRule",
+    "policy_from_data",
 ]
 
 
@@ -59,6 +74,9 @@ class Origin(StrEnum):
 
 
 TAINTED = frozenset({Origin.TOOL, Origin.DOCUMENT, Origin.SUSPECT})
+DEFAULT_TEXT_CHECK = TextCheck()
+TRUSTED = frozenset({Origin.SYSTEM, Origin.PRINCIPAL, Origin.USER, Origin.RECORD})
+"""Sources a key may come from for what it fetches to stay trusted."""
 Action = Literal["approve", "refuse"]
 _SCORED_PARTS = 200
 _MAX_DEPTH = 32
@@ -66,8 +84,18 @@ _SENTENCE = re.compile(r"(?<=[.!?\n])\s+|(?=<tool_call>)|(?=\bSYSTEM\s*:)")
 
 
 def _norm(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
-    return normalize_text(text).text.casefold().strip()
+    return canonical(value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Segment:
+    """One piece of text a task has seen: its origin, where from, its canonical text and
+    the numbers written in it."""
+
+    origin: Origin
+    source: str
+    text: str
+    numbers: frozenset[str]
 
 
 class Provenance:
@@ -75,10 +103,18 @@ class Provenance:
 
     def __init__(self, detector: InjectionDetector | None = None) -> None:
         self.detector = detector or InjectionDetector()
-        self.segments: list[tuple[Origin, str, str]] = []
+        self.segments: list[Segment] = []
         self.records: dict[str, list[Any]] = {}
+        """Trusted records by tool (fetched with trusted keys only)."""
+        self.laundered: dict[str, list[Any]] = {}
+        """Results of record tools fetched with an untrusted key: tainted, kept apart."""
         self.principal: dict[str, Any] = {}
+        """The input fields the channel vouches for (``TaintPolicy.principal_fields``)."""
+        self.identity: Principal | None = None
+        """The task's principal (set at submission, else from the principal fields)."""
         self.flagged = 0
+        self._shingles: dict[int, dict[str, set[tuple[str, ...]]]] = {}
+        self._shingled: dict[int, int] = {}
 
     def add(self, origin: Origin, text: str, *, source: str = "") -> None:
         """Record ``text`` from ``origin``; user text is split and flagged parts demoted."""
@@ -93,9 +129,13 @@ class Provenance:
                 if flagged:
                     self.flagged += 1
                 where = Origin.SUSPECT if flagged and origin == Origin.USER else origin
-                self.segments.append((where, source, _norm(part)))
+                self._append(where, source, part)
             return
-        self.segments.append((origin, source, _norm(text)))
+        self._append(origin, source, text)
+
+    def _append(self, origin: Origin, source: str, text: str) -> None:
+        norm = _norm(text)
+        self.segments.append(Segment(origin, source, norm, numbers_in(norm)))
 
     def add_input(self, task_input: Any, principal_fields: Sequence[str]) -> None:
         """The task input: listed fields are ``principal``, all other text ``user``."""
@@ -109,10 +149,38 @@ class Provenance:
         else:
             self._add_data(Origin.USER, task_input, "input")
 
-    def add_result(self, tool: str, value: Any, *, origin: Origin) -> None:
-        """A tool's result; a system of record's is also kept whole for checks (``records``)."""
+    def set_identity(self, principal: Principal | None) -> None:
+        """The task's principal; its id and attributes are ``principal`` text too."""
+        self.identity = principal
+        if principal is not None:
+            self.add(Origin.PRINCIPAL, principal.id, source="principal.id")
+            for key, value in principal.attrs.items():
+                self.add(Origin.PRINCIPAL, str(value), source=f"principal.{key}")
+
+    def trusted_key(self, arguments: Mapping[str, Any]) -> bool:
+        """Whether every argument value (the key a tool was called with) was found in a
+        trusted source: system, principal, the customer's own text, or a record."""
+        for name, value in arguments.items():
+            if name == "idempotency_key" or value is None:
+                continue
+            if isinstance(value, Mapping | list | tuple):
+                return False  # a structured key: no way to tell where it came from
+            if not self.origins_of(value) & TRUSTED:
+                return False
+        return True
+
+    def add_result(
+        self, tool: str, value: Any, *, origin: Origin, key: Mapping[str, Any] | None = None
+    ) -> None:
+        """A tool's result. A system of record's is kept whole for checks (``records``) if
+        the ``key`` it was called with is trusted; with an untrusted key it is tainted
+        (``tool``) and kept in ``laundered`` (transitive provenance)."""
         if origin == Origin.RECORD:
-            self.records.setdefault(tool, []).append(value)
+            if key is not None and not self.trusted_key(key):
+                self.laundered.setdefault(tool, []).append(value)
+                origin = Origin.TOOL
+            else:
+                self.records.setdefault(tool, []).append(value)
         self._add_data(origin, value, f"tool.{tool}")
 
     def _add_data(self, origin: Origin, value: Any, source: str, depth: int = 0) -> None:
@@ -135,15 +203,57 @@ class Provenance:
         elif value is not None:
             if origin == Origin.RECORD and _is_free_text(value):
                 origin = Origin.DOCUMENT  # prose inside a record (order notes) is not a fact
-            self.add(origin, str(value), source=source)
+            self.add(origin, value if isinstance(value, str) else _scalar(value), source=source)
 
     def origins_of(self, value: Any) -> set[Origin]:
-        """Where ``value`` (as text, whole-token match) appears."""
+        """Where ``value`` appears: a number as a whole number token (100 = 100.0 = "100"),
+        text as a whole-token, case-folded, whitespace-collapsed match."""
+        number = canonical_number(value)
+        if number is not None:
+            return {s.origin for s in self.segments if number in s.numbers}
         needle = _norm(value)
         if not needle:
             return set()
         pattern = re.compile(r"(?<![\w@.-])" + re.escape(needle) + r"(?![\w@-]|\.\w)")
-        return {origin for origin, _, text in self.segments if pattern.search(text)}
+        return {s.origin for s in self.segments if pattern.search(s.text)}
+
+    def contact_origins(self, kind: str, item: str) -> set[str]:
+        """Where a link, address or phone number (canonical, from :func:`contacts_in`)
+        appears."""
+        found: set[str] = set()
+        for s in self.segments:
+            if kind == "phone number":  # written any way: compare the digits
+                if (kind, item) in contacts_in(s.text):
+                    found.add(str(s.origin))
+            elif item in s.text:
+                found.add(str(s.origin))
+        return found
+
+    def copied_runs(
+        self, words: list[str], size: int, trusted: frozenset[str], sources: frozenset[str]
+    ) -> list[tuple[str, ...]]:
+        """Runs of ``size`` words of ``words`` found in text of an origin in ``sources``
+        and in no text of a ``trusted`` origin."""
+        if len(words) < size:
+            return []
+        by_origin = self._shingles.setdefault(size, {})
+        done = self._shingled.get(size, 0)
+        for s in self.segments[done:]:
+            by_origin.setdefault(str(s.origin), set()).update(shingles(words_of(s.text), size))
+        self._shingled[size] = len(self.segments)
+        good: set[tuple[str, ...]] = set()
+        for origin in trusted:
+            good |= by_origin.get(origin, set())
+        found = []
+        for run in sorted(shingles(words, size)):
+            if run not in good and any(run in by_origin.get(o, ()) for o in sources):
+                found.append(run)
+        return found
+
+
+def _scalar(value: Any) -> str:
+    number = canonical_number(value)
+    return number if number is not None else str(value)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -176,6 +286,8 @@ class ToolRule:
     default: ArgRule = ArgRule()
     check: Check | None = None
     """Extra condition: returns why the call needs approval, or None."""
+    text: TextCheck | None = DEFAULT_TEXT_CHECK
+    """How its free-text arguments are checked (None: not at all)."""
     action: Action | None = None
     approval_deadline_s: float | None = None
     """This tool's approval deadline (None: the policy's ``approval_deadline_s``)."""
@@ -203,6 +315,9 @@ class TaintPolicy:
     """The taint policy of one agent (see the module docstring for the origins)."""
 
     tools: Mapping[str, ToolRule] = dataclasses.field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    """Permit and forbid rules (:class:`~stalwart.guard.Rule`), checked after the taint
+    defaults; a tool with permit rules runs only if one holds."""
     principal_fields: tuple[str, ...] = ()
     record_tools: tuple[str, ...] = ()
     document_tools: tuple[str, ...] = ()
@@ -232,6 +347,22 @@ class TaintPolicy:
             raise ConfigError("TaintPolicy.approval_deadline_s must be in [1, 2592000] s (30 days)")
         if self.max_refusals < 1:
             raise ConfigError("TaintPolicy.max_refusals must be >= 1")
+        object.__setattr__(self, "rules", tuple(self.rules))
+        for rule in self.rules:
+            if not isinstance(rule, Rule):
+                raise ConfigError(f"TaintPolicy.rules holds Rule objects, got {rule!r}")
+
+    def lookups_needed(self, tool: str, arguments: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+        """The trusted lookups the rules of ``tool`` need for these arguments, as
+        ``(lookup tool, its parameter, the key)`` (the runtime runs each once)."""
+        needed: list[tuple[str, str, Any]] = []
+        for rule in self.rules:
+            res = rule.resource
+            if rule.tool in (tool, "*") and res is not None and arguments.get(res.arg) is not None:
+                item = (res.lookup, res.param, arguments[res.arg])
+                if item not in needed:
+                    needed.append(item)
+        return needed
 
     def approval_deadline(self, tool: str) -> float:
         """Seconds a held call of ``tool`` waits for a decision (durable approvals)."""
@@ -249,25 +380,41 @@ class TaintPolicy:
         return Origin.TOOL
 
     def decide(
-        self, tool: str, arguments: Mapping[str, Any], provenance: Provenance, *, side_effect: bool
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        provenance: Provenance,
+        *,
+        side_effect: bool,
+        principal: Principal | None = None,
+        lookups: Mapping[tuple[str, str, str], Any] | None = None,
     ) -> Decision:
-        """Whether a model-proposed call of ``tool`` with ``arguments`` may run now."""
+        """Whether a model-proposed call of ``tool`` with ``arguments`` may run now.
+
+        ``principal`` defaults to the provenance's; ``lookups`` holds the trusted records
+        of :meth:`lookups_needed`, keyed ``(tool, parameter, canonical key)``."""
         rule = self.tools.get(tool, ToolRule())
         sensitive = side_effect if rule.sensitive is None else rule.sensitive
-        if not sensitive:
+        has_rules = any(r.tool in (tool, "*") for r in self.rules)
+        if not sensitive and not any(r.tool == tool for r in self.rules):
             return Decision("allow")
         action = rule.action or self.action
         problems: list[str] = []
         tainted: list[str] = []
-        for name, raw in arguments.items():
+        for name, raw in arguments.items() if sensitive else ():
             if name == "idempotency_key":
                 continue
             arg = rule.args.get(name, rule.default)
             value = str(raw) if isinstance(raw, Mapping | list | tuple) else raw
             limit = arg.max_value
-            if limit is not None and isinstance(value, int | float) and value > limit:
+            number = canonical_number(value)
+            if limit is not None and number is not None and float(number) > limit:
                 problems.append(f"{name}={value} is above the auto-approval limit")
             if arg.free_text or (name not in rule.args and _is_free_text(value)):
+                if rule.text is not None:
+                    found = rule.text.problems(name, value, provenance)
+                    problems += found
+                    tainted += [name] if found else []
                 continue
             origins = provenance.origins_of(value)
             if origins & arg.allow:
@@ -275,10 +422,87 @@ class TaintPolicy:
             tainted.append(name)
             where = "/".join(sorted(origins)) or "no source (made up by the model)"
             problems.append(f"{name} comes from {where}")
-        if rule.check is not None:
+        if rule.check is not None and sensitive:
             why = rule.check(arguments, provenance)
             if why:
                 problems.append(why)
+        if has_rules:
+            outcome = evaluate_rules(
+                self.rules,
+                tool,
+                arguments,
+                principal=principal if principal is not None else provenance.identity,
+                lookups=lookups or {},
+                origins=lambda v: {str(o) for o in provenance.origins_of(v)},
+            )
+            problems += outcome.problems
+            if outcome.then is not None and not outcome.permitted:
+                action = outcome.then if action == "approve" else action
         if not problems:
             return Decision("allow")
         return Decision(action, "; ".join(problems), tuple(tainted))
+
+
+_POLICY_KEYS = {
+    "tools", "rules", "principal_fields", "record_tools", "document_tools", "action",
+    "max_refusals", "approval_wait_s", "durable_approvals", "approval_deadline_s",
+}  # fmt: skip
+_TOOL_KEYS = {"sensitive", "args", "action", "text", "approval_deadline_s"}
+_ARG_KEYS = {"allow", "free_text", "max_value"}
+
+
+def _unknown(raw: Mapping[str, Any], known: set[str], where: str) -> None:
+    extra = sorted(set(raw) - known)
+    if extra:
+        raise ConfigError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def _arg_rule(raw: Any, where: str) -> ArgRule:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a table like {{allow = ['user', 'record']}}")
+    _unknown(raw, _ARG_KEYS, where)
+    default = ArgRule()
+    try:
+        allow = frozenset(Origin(o) for o in raw.get("allow", [str(o) for o in default.allow]))
+    except ValueError as exc:
+        raise ConfigError(f"{where}.allow: {exc} (origins: {[str(o) for o in Origin]})") from None
+    limit = raw.get("max_value")
+    return ArgRule(allow, bool(raw.get("free_text", False)),
+                   None if limit is None else float(limit))  # fmt: skip
+
+
+def policy_from_data(raw: Mapping[str, Any], *, where: str = "taint") -> TaintPolicy:
+    """A :class:`TaintPolicy` from TOML data (``[agents.security.taint]``); see
+    ``docs/security.md`` for the keys. A ``check`` function cannot be given here: use
+    rules, or a Python policy."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    _unknown(raw, _POLICY_KEYS, where)
+    tools: dict[str, ToolRule] = {}
+    for name, spec in (raw.get("tools") or {}).items():
+        at = f"{where}.tools.{name}"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{at} must be a table")
+        _unknown(spec, _TOOL_KEYS, at)
+        args = {k: _arg_rule(v, f"{at}.args.{k}") for k, v in (spec.get("args") or {}).items()}
+        text = TextCheck.from_data(spec.get("text"), where=f"{at}.text")
+        tools[str(name)] = ToolRule(
+            sensitive=spec.get("sensitive"),
+            args=args,
+            text=text,
+            action=spec.get("action"),
+            approval_deadline_s=spec.get("approval_deadline_s"),
+        )
+    rules = tuple(
+        Rule.from_data(r, where=f"{where}.rules[{i}]") for i, r in enumerate(raw.get("rules") or ())
+    )
+    fields: dict[str, Any] = {
+        k: raw[k]
+        for k in ("action", "max_refusals", "approval_wait_s", "durable_approvals",
+                  "approval_deadline_s")
+        if k in raw
+    }  # fmt: skip
+    for key in ("principal_fields", "record_tools", "document_tools"):
+        if key in raw:
+            fields[key] = tuple(str(v) for v in raw[key])
+    return TaintPolicy(tools=tools, rules=rules, **fields)

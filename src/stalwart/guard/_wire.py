@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from stalwart.guard._redact import Redactor, default_redactor
+from stalwart.guard._redact import Redactor, default_redactor, tier_setting
 from stalwart.observe import Event, EventBus, set_redactor
 
 __all__ = ["RedactingEventBus", "install_redactor"]
 
 
 def install_redactor(redactor: Redactor | None = None) -> Redactor:
-    """Make every log line of this process pass ``redactor`` (default: the process one)."""
-    chosen = redactor or default_redactor()
+    """Make every log line of this process pass ``redactor`` (default: the process one, on
+    the tier ``STALWART_REDACT_LOGS`` names: ``fast`` unless set to ``accurate``)."""
+    chosen = redactor or default_redactor().with_tier(tier_setting("STALWART_REDACT_LOGS"))
     set_redactor(chosen.redact_record)
     return chosen
 

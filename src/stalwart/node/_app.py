@@ -8,6 +8,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from stalwart.agent import App, TaskAgent, load_app
@@ -15,10 +16,13 @@ from stalwart.config import RuntimeSettings
 from stalwart.durable import Store, TaskRecord, WriteProbe, store_from_url
 from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded, StoreError
 from stalwart.guard import (
+    Principal,
     RedactingEventBus,
     install_redactor,
     learn_vault_secrets,
     validate_input,
+    warm_output_redactor,
+    wrap_input,
 )
 from stalwart.llm import ChainHealth, Provider
 from stalwart.llm.sim import SimServer
@@ -83,9 +87,19 @@ class Tasks:
         """Cancel and approval handling (set by the app service while the node runs)."""
 
     async def submit(
-        self, agent: str, task_input: Any, *, task_id: str | None = None, seed: int | None = None
+        self,
+        agent: str,
+        task_input: Any,
+        *,
+        task_id: str | None = None,
+        seed: int | None = None,
+        principal: Principal | str | Mapping[str, Any] | None = None,
     ) -> str:
         """Store a new task for ``agent`` and tell the agent; returns the task id.
+
+        ``principal`` is who the task is for (a customer id, an account: a
+        :class:`~stalwart.guard.Principal`, its id, or its JSON form); it is stored
+        with the task (:func:`~stalwart.guard.wrap_input`) and the agent's rules see it.
 
         The task is durable once this returns: if the agent is restarting, it
         finds the task in the store when it is back. An input that is not JSON
@@ -96,6 +110,7 @@ class Tasks:
         if self.app is not None and agent in {a.name for a in self.app.agents}:
             limits = self.app.agent(agent).security.inputs
         validate_input(task_input, limits=limits)
+        task_input = wrap_input(task_input, principal)
         await self._admit(agent)
         if current_traceparent() and self.node is not None:
             # a caller's trace (an HTTP traceparent) parents the task's span: the agent
@@ -224,6 +239,9 @@ class AppService:
         # agents resolve secrets in their own processes: the node learns the vault's values
         # so it can remove them from what agents write past logging (raw fd 1 and 2 output)
         await asyncio.to_thread(learn_vault_secrets)
+        # the API's views use the output tier: its NER model loads in a thread while the node
+        # starts (1-3 s of CPU), not on the loop at the first view, nor delaying the start
+        self._warm = asyncio.create_task(asyncio.to_thread(warm_output_redactor))
         provision_sim_key(self.app, node.events)  # before any agent resolves it
         if self.sim_port is not None:
             self.sim = SimServer(port=self.sim_port, scenario=self.app.scenario)
@@ -300,7 +318,8 @@ class AppService:
         charger: DeadCallCharger | None = getattr(self, "_charger", None)
         if charger is not None:
             await charger.close()
-        for loop in (getattr(self, "_beat", None), getattr(self, "_sweep", None)):
+        loops = ("_beat", "_sweep", "_warm")
+        for loop in (getattr(self, name, None) for name in loops):
             if loop is not None:
                 loop.cancel()
                 await asyncio.gather(loop, return_exceptions=True)

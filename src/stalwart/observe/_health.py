@@ -153,16 +153,17 @@ class Readiness:
 
     async def _run_one(self, name: str, fn: CheckFn) -> CheckResult:
         started = time.monotonic()
+        timer = asyncio.timeout(self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with timer:
                 value = fn()
                 if inspect.isawaitable(value):
                     value = await value
-        except TimeoutError:
-            return CheckResult(
-                name, False, f"no answer within {self.timeout:g} s", time.monotonic() - started
-            )
         except Exception as exc:
+            if isinstance(exc, TimeoutError) and timer.expired():
+                return CheckResult(
+                    name, False, f"no answer within {self.timeout:g} s", time.monotonic() - started
+                )
             return CheckResult(
                 name, False, f"{type(exc).__name__}: {exc}"[:500], time.monotonic() - started
             )

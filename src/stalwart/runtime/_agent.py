@@ -24,10 +24,10 @@ class Agent:
     The runtime calls, in the agent's process:
 
     - ``await init(args)`` once, before any message. If it raises, the start
-      fails (:class:`stalwart.StartError` in the supervisor).
+      fails (:class:`stalwart.errors.StartError` in the supervisor).
     - ``await handle_call(request)`` for each :meth:`Runtime.call`; its return
       value (JSON-compatible) is the reply. An ``Exception`` it raises goes back
-      to the caller as :class:`stalwart.RemoteError` and the agent keeps
+      to the caller as :class:`stalwart.errors.RemoteError` and the agent keeps
       running; a ``BaseException`` (``SystemExit``, a ``Shutdown``) ends the
       process, which its supervisor then handles.
     - ``await handle_cast(message)`` for each cast; no reply.

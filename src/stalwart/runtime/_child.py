@@ -250,12 +250,19 @@ class _AgentMain:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return  # the caller gave up while this waited in the mailbox
+        timer = asyncio.timeout(remaining)
         try:
-            async with asyncio.timeout(remaining):
+            async with timer:
                 result = await self.agent.handle_call(call.payload)
             check_json(result, what="reply")
-        except TimeoutError:
-            return  # the caller has its CallTimeout already; nobody reads a reply
+        except TimeoutError as exc:
+            if timer.expired():
+                return  # the caller has its CallTimeout already; nobody reads a reply
+            # the handler's own timeout (a CallTimeout of a call it made): the caller's to see
+            self.channel.send(
+                Reply(ref=call.ref, ok=False, error_type=type(exc).__name__, error=str(exc)[:4000])
+            )
+            return
         except InvalidMessage as exc:
             self.channel.send(
                 Reply(ref=call.ref, ok=False, error_type="InvalidMessage", error=str(exc))

@@ -106,7 +106,7 @@ class ExitInfo:
 
     ``reason`` is one of ``normal`` (exit 0), ``shutdown`` (stopped by its
     supervisor, by a SIGTERM from outside -- OTP's ``exit(Pid, shutdown)`` -- or
-    by raising :class:`stalwart.Shutdown`, whose text is ``detail``: OTP's
+    by raising :class:`stalwart.errors.Shutdown`, whose text is ``detail``: OTP's
     ``{shutdown, Reason}``), ``exit_code`` (non-zero exit), ``killed`` (any
     other signal from outside), ``hung``, ``memory_limit``, ``task_timeout``,
     ``protocol_error``, ``channel_closed`` or ``forkserver_died``. ``normal`` and

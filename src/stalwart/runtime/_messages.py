@@ -147,7 +147,7 @@ class OutCast(_Msg, tag="ocast"):
 
 class Exiting(_Msg, tag="exiting"):
     """The agent is about to exit 0 for ``reason`` (``shutdown``: it raised
-    :class:`stalwart.Shutdown`; ``detail`` is the exception's text, OTP's
+    :class:`stalwart.errors.Shutdown`; ``detail`` is the exception's text, OTP's
     ``{shutdown, Reason}``). Without it, exit code 0 reads as ``normal``."""
 
     reason: str

@@ -133,7 +133,7 @@ class ChildSpec:
     restart
         ``permanent`` (always restarted), ``transient`` (restarted only after an
         abnormal exit: not after ``normal`` -- exit code 0 -- or ``shutdown`` -- it
-        raised :class:`stalwart.Shutdown`, or a SIGTERM), ``temporary`` (never
+        raised :class:`stalwart.errors.Shutdown`, or a SIGTERM), ``temporary`` (never
         restarted; its spec is removed when it ends).
     shutdown
         Seconds the child gets to stop after being asked, before SIGKILL; or

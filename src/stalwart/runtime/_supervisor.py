@@ -17,7 +17,7 @@ Start
 Restart types (what happens when a child terminates on its own)
     ``permanent``: always restarted. ``transient``: restarted only after an
     abnormal exit; the normal exits are ``normal`` (exit code 0) and
-    ``shutdown`` (it raised :class:`stalwart.Shutdown` -- with a text, OTP's
+    ``shutdown`` (it raised :class:`stalwart.errors.Shutdown` -- with a text, OTP's
     ``{shutdown, Reason}`` -- or a SIGTERM from outside ended it).
     ``temporary``: never restarted, and its spec is removed when it ends (also
     when a sibling's failure makes the strategy stop it, and when an operator

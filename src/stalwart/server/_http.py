@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Send
 
-from stalwart.guard import default_redactor
+from stalwart.guard import output_redactor
 
 __all__ = [
     "NAME",
@@ -122,6 +122,7 @@ async def json_body(request: Request, *, optional: bool = False) -> dict[str, An
 
 
 def redacted(data: Any) -> Any:
-    """``data`` through the guard's default redactor (PII, credentials, known secrets):
-    what the task, approval and journal views answer with, whatever the store holds."""
-    return default_redactor().redact_data(data, policy="redact")
+    """``data`` through the guard's output redactor (PII, names and places, credentials,
+    known secrets; the accurate tier when its model is installed): what the task, approval
+    and journal views answer with, whatever the store holds."""
+    return output_redactor().redact_data(data, policy="redact")

@@ -94,6 +94,24 @@ def _tasks() -> dict[str, Any]:
                             "input": {"description": "the task's input: any JSON value"},
                             "task_id": _NAME,
                             "seed": {"type": "integer", "minimum": 0, "maximum": 2**62 - 1},
+                            "principal": {
+                                "description": "who the task is for: an id, or "
+                                '{"id", "kind"?, "attrs"?}; the agent\'s rules see it '
+                                "(docs/security.md)",
+                                "oneOf": [
+                                    {"type": "string", "minLength": 1, "maxLength": 512},
+                                    {
+                                        "type": "object",
+                                        "required": ["id"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "id": {"type": "string"},
+                                            "kind": {"type": "string"},
+                                            "attrs": {"type": "object"},
+                                        },
+                                    },
+                                ],
+                            },
                         },
                         "example": {"agent": "a", "input": {"text": "Where is order #4521?"}},
                     }

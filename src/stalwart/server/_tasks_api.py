@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from stalwart.durable import TASK_STATUSES, EffectRecord, JournalEntry, Store, TaskRecord
 from stalwart.errors import ConfigError, InputRejected, InvalidMessage, Overloaded, StoreError
-from stalwart.guard import Approval, ApprovalQueue, default_redactor
+from stalwart.guard import Approval, ApprovalQueue, Principal, default_redactor
 from stalwart.observe import attach_traceparent
 from stalwart.server._http import (
     BadRequest,
@@ -52,7 +52,7 @@ __all__ = ["TaskApi", "TasksLike", "node_tasks"]
 
 _TASK_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 _BY = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
-_SUBMIT_FIELDS = ("agent", "input", "task_id", "seed")
+_SUBMIT_FIELDS = ("agent", "input", "task_id", "seed", "principal")
 _NO_APP = (
     "this node runs no app, so it has no tasks: the task API needs a node started with "
     "an app (stalwart run module:app, or app_node())"
@@ -71,6 +71,7 @@ class TasksLike(Protocol):
         *,
         task_id: str | None = None,
         seed: int | None = None,
+        principal: Any = None,
     ) -> str: ...
 
     async def cancel(self, task_id: str, *, by: str = "api") -> CancelOutcome | None: ...
@@ -265,7 +266,8 @@ class TaskApi:
         if unknown:
             raise BadRequest(
                 400,
-                f"unknown field {unknown[0][:40]!r}: the fields are agent, input, task_id, seed",
+                f"unknown field {unknown[0][:40]!r}: the fields are agent, input, task_id, seed, "
+                "principal",
             )
         agent = body.get("agent")
         if not isinstance(agent, str) or not agent:
@@ -284,6 +286,12 @@ class TaskApi:
             isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**62
         ):
             raise BadRequest(400, "field 'seed' must be an integer in [0, 2**62) (ctx.random's)")
+        principal = body.get("principal")
+        if principal is not None:
+            try:
+                principal = Principal.from_data(principal)
+            except ConfigError as exc:
+                raise BadRequest(400, f"field 'principal': {exc}") from None
         agents = self._agents(tasks)
         if agent not in agents:
             raise BadRequest(
@@ -294,7 +302,12 @@ class TaskApi:
         try:
             # a W3C traceparent header makes the task's span a child of the caller's
             with attach_traceparent(request.headers.get("traceparent", "")[:128]):
-                new_id = await tasks.submit(agent, body["input"], task_id=task_id, seed=seed)
+                if principal is None:
+                    new_id = await tasks.submit(agent, body["input"], task_id=task_id, seed=seed)
+                else:  # a node's Tasks stores it with the task (guard.wrap_input)
+                    new_id = await tasks.submit(
+                        agent, body["input"], task_id=task_id, seed=seed, principal=principal
+                    )
         except InputRejected as exc:
             raise BadRequest(400, default_redactor().redact(str(exc))) from None
         except InvalidMessage as exc:

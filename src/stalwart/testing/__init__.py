@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from stalwart.testing._agents import ProbeAgent
 from stalwart.testing._clock import FakeClock
 from stalwart.testing._events import EventWaiter, eventually
+from stalwart.testing._obedient import ObedientModel, Seen, Step
 from stalwart.testing._postgres import PG_ADMIN, postgres_database, postgres_reachable
 from stalwart.testing._store import MemoryStore
 
@@ -16,7 +17,10 @@ __all__ = [
     "EventWaiter",
     "FakeClock",
     "MemoryStore",
+    "ObedientModel",
     "ProbeAgent",
+    "Seen",
+    "Step",
     "StoreContract",
     "postgres_database",
     "eventually",

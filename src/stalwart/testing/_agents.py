@@ -26,7 +26,7 @@ class ProbeAgent(Agent):
     ``echo`` → ``{"echo": value, "pid", "incarnation"}``; ``sleep`` (``s``: async
     sleep, the loop stays responsive); ``block`` (``s``: ``time.sleep``, blocks the
     loop, so heartbeats stop); ``raise`` (a ValueError); ``exit`` (``code``:
-    SystemExit); ``shutdown`` (raises :class:`stalwart.Shutdown` with ``reason``,
+    SystemExit); ``shutdown`` (raises :class:`stalwart.errors.Shutdown` with ``reason``,
     the agent stopping itself normally); ``alloc`` (``mb``: keep that much
     memory); ``call`` (``target``,
     ``payload``, ``timeout``: call another agent through the node); ``cast``;

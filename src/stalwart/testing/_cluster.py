@@ -85,7 +85,7 @@ async def start_node(
     store: str,
     sim_url: str,
     *,
-    app: str = "examples.helpdesk.app:app",
+    app: str = "stalwart.demo.app:app",
     cwd: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> ClusterNode:
@@ -117,7 +117,7 @@ async def start_node(
 
 
 async def start_sim(
-    scenario: str | None = "examples.helpdesk.app:SCENARIO", *, cwd: str | None = None
+    scenario: str | None = "stalwart.demo.app:SCENARIO", *, cwd: str | None = None
 ) -> tuple[asyncio.subprocess.Process, str]:
     """Start ``stalwart sim --port 0``; return the process and its root URL."""
     root = cwd or os.getcwd()

@@ -73,3 +73,20 @@ fanout = App(
     ],
     lease_seconds=10,
 )
+
+
+# -- a task whose own code times out: `impatient` ------------------------------------------
+# Its code's TimeoutError (asyncio's, around an operation of its own) is what the task fails
+# with; only its own task_timeout (600 s) expiring is "ran past its task_timeout".
+
+
+async def impatient(ctx: TaskContext, task_input: Any) -> dict[str, Any]:
+    async with asyncio.timeout(0.3):  # an operation of its own that gives up
+        await asyncio.sleep(30)
+    return {"status": "completed"}
+
+
+own_timeout = App(
+    agents=[PythonAgent(name="impatient", fn=impatient, task_timeout=600)],
+    lease_seconds=5,
+)

@@ -189,3 +189,31 @@ async def test_a_hundred_hand_overs_wait_at_once_with_default_settings(tmp_path)
             assert back["result"]["released"], back["result"]  # the barrier opened
 
     assert await node.run(until=check()) == 0
+
+
+@pytest.mark.timeout(120)
+async def test_a_task_whose_code_times_out_fails_as_that_not_as_its_task_timeout(tmp_path):
+    """The task's own task_timeout (600 s) did not pass, so the stored error is the
+    TimeoutError its code raised, not "ran past its task_timeout" (stalwart's timeout errors
+    are TimeoutErrors too: the runner tells its own deadline from the body's)."""
+    node, service = app_node(
+        "tests.integration.agent.apps:own_timeout",
+        store=f"sqlite:///{tmp_path}/impatient.db",
+        events=EventBus(log=False),
+        settings=SETTINGS,
+    )
+    seen: dict[str, object] = {}
+
+    async def check() -> None:
+        async with asyncio.timeout(30):
+            while not node.ready:
+                await asyncio.sleep(0.01)
+        task_id = await service.tasks.submit("impatient", {"n": 1})
+        record = await service.tasks.wait(task_id, timeout=60)
+        seen.update(status=record.status, outcome=record.outcome)
+
+    assert await node.run(until=check()) == 0
+    assert seen["status"] == "failed", seen
+    assert seen["outcome"]["type"] == "TimeoutError", seen
+    assert "task_timeout" not in seen["outcome"]["message"], seen
+    assert "impatient" in seen["outcome"]["traceback"], seen  # where it timed out

@@ -49,8 +49,9 @@ async def test_run_a_toml_app_and_drive_it_with_the_task_commands(tmp_path):
                 assert line, "the node exited before it started"
         ticket = json.dumps({"text": "Where is my order #321? (kim@example.com)"})
         code, out, err = await stalwart(
-            "task", "submit", "triage", ticket, "--id", "t-1", "--store", store, "--wait", "30"
-        )
+            "task", "submit", "triage", ticket, "--id", "t-1", "--store", store, "--wait", "30",
+            "--principal", '{"id": "kim@example.com", "attrs": {"tier": "gold"}}',
+        )  # fmt: skip
         assert code == 0, err
         done = json.loads(out)
         assert done["status"] == "succeeded" and done["outcome"]["answer"].startswith("Order #321")
@@ -59,6 +60,19 @@ async def test_run_a_toml_app_and_drive_it_with_the_task_commands(tmp_path):
         code, out, _ = await stalwart("task", "list", "--store", store)
         agents = {json.loads(line)["agent"] for line in out.splitlines()}
         assert agents == {"triage", "resolver"}  # the ticket and its hand-over sub-task
+        # the principal is stored with the task, and the hand-over passed it on
+        from stalwart.durable import open_store
+
+        db = await open_store(store, migrate=False)
+        try:
+            tasks = await db.list_tasks(limit=10)
+        finally:
+            await db.close()
+        assert len(tasks) == 2
+        for task in tasks:
+            assert task.input["$principal"] == {
+                "id": "kim@example.com", "kind": "customer", "attrs": {"tier": "gold"}
+            }  # fmt: skip
         node.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             assert await node.wait() == 0
@@ -101,3 +115,8 @@ async def test_task_commands_need_a_store_and_json(tmp_path):
         "task", "submit", "triage", "{not json", "--store", f"sqlite:///{tmp_path}/x.db"
     )
     assert code == 2 and "not JSON" in err
+    code, _, err = await stalwart(
+        "task", "submit", "triage", "{}", "--store", f"sqlite:///{tmp_path}/x.db",
+        "--principal", '{"name": "x"}',
+    )  # fmt: skip
+    assert code == 2 and "principal" in err

@@ -1,4 +1,5 @@
-"""`make demo` (the README's first command) runs and tells the truth about its run."""
+"""`make demo` (the README's first command: `stalwart demo --helpdesk`) runs and tells the
+truth about its run."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 @pytest.mark.timeout(120)
 def test_the_demo_kills_an_agent_and_loses_nothing(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "examples.helpdesk.demo", "--tickets", "16", "--no-verify"],
+        [sys.executable, "-m", "stalwart", "demo", "--helpdesk", "--tickets", "16", "--no-verify"],
         check=False,
         capture_output=True,
         text=True,
@@ -26,3 +27,4 @@ def test_the_demo_kills_an_agent_and_loses_nothing(tmp_path):
     assert "was SIGKILLed after ticket" in out and "restarted it" in out
     assert "PASS: nothing lost, nothing delivered twice." in out
     assert "stalwart verify" not in out  # --no-verify
+    assert "stalwart init myapp" in out and "make test" not in out  # true for a wheel user

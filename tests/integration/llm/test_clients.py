@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from stalwart import (
+from stalwart.errors import (
     BadModelResponse,
     CircuitOpen,
     ConfigError,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from stalwart import AllModelsFailed, ModelHTTPError
+from stalwart.errors import AllModelsFailed, ModelHTTPError
 from stalwart.llm import FallbackChain, Message, ModelRequest, model_client
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerConfig, BreakerState, CircuitBreaker, RetryPolicy

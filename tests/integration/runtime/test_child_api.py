@@ -8,8 +8,7 @@ import signal
 
 import pytest
 
-from stalwart import NoProcess, StartError
-from stalwart.errors import ChildError
+from stalwart.errors import ChildError, NoProcess, StartError
 from stalwart.runtime import ChildSpec, SupervisorSpec
 from stalwart.testing import ProbeAgent
 

@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from stalwart import ConfigError, NoProcess, Runtime
-from stalwart.errors import ChildError
+from stalwart import Runtime
+from stalwart.errors import ChildError, ConfigError, NoProcess
 from stalwart.observe import EventBus
 from stalwart.runtime import ChildSpec, DynamicSupervisorSpec, SupervisorSpec
 from stalwart.testing import EventWaiter, FakeClock, ProbeAgent

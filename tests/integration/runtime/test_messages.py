@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from stalwart import CallTimeout, InvalidMessage, NoProcess, RemoteError
+from stalwart.errors import CallTimeout, InvalidMessage, NoProcess, RemoteError
 from stalwart.runtime import SupervisorSpec
 
 from .conftest import probes
@@ -189,3 +189,15 @@ async def test_poisoned_stream_kills_and_restarts_the_agent(make_runtime):
     restarted = await events.wait("agent_restarted", agent="p0")
     assert restarted["reason"] == "protocol_error"
     assert (await rt.call("p1", {"op": "echo", "value": 1}))["echo"] == 1
+
+
+async def test_a_handler_whose_own_call_times_out_replies_with_that_error(make_runtime):
+    """CallTimeout is also a builtin TimeoutError; the callee still tells a timeout of its own
+    call (a RemoteError naming CallTimeout, at once) from its caller's deadline passing."""
+    rt, _ = await make_runtime(SupervisorSpec("root", probes(2)))
+    started = time.monotonic()
+    inner = {"target": "p1", "payload": {"op": "sleep", "s": 5}, "timeout": 0.2}
+    with pytest.raises(RemoteError, match="CallTimeout") as caught:
+        await rt.call("p0", {"op": "call", **inner}, timeout=10)
+    assert caught.value.remote_type == "CallTimeout"
+    assert time.monotonic() - started < 5  # answered, not left to the caller's 10 s

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from stalwart import NoProcess, StartError
+from stalwart.errors import NoProcess, StartError
 from stalwart.runtime import ChildSpec, SupervisorSpec
 from stalwart.testing import ProbeAgent
 

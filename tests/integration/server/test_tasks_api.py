@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from stalwart.errors import InputRejected, Overloaded, StoreUnavailable
+from stalwart.guard import Principal
 from stalwart.llm.sim import order_for
 from stalwart.node import app_node
 from stalwart.runtime import ChildSpec, SupervisorSpec
@@ -29,10 +30,13 @@ class StandInTasks:
         self.fail: Exception | None = None
         self.store = self
 
-    async def submit(self, agent: str, task_input: Any, *, task_id=None, seed=None) -> str:
+    async def submit(
+        self, agent: str, task_input: Any, *, task_id=None, seed=None, principal=None
+    ) -> str:
         if self.fail is not None:
             raise self.fail
         self.seed = seed
+        self.principal = principal
         return "t-1"
 
     async def get_task(self, task_id: str) -> None:
@@ -59,6 +63,8 @@ async def test_task_api_answers_each_failure_clearly(start_node):
         ({"agent": "a", "input": 1, "priority": 2}, 400, "'priority'"),
         ({"agent": "a", "input": 1, "task_id": 7}, 400, "'task_id'"),
         ({"agent": "a", "input": 1, "seed": -1}, 400, "'seed'"),
+        ({"agent": "a", "input": 1, "principal": 7}, 400, "field 'principal'"),
+        ({"agent": "a", "input": 1, "principal": {"id": "a", "role": "x"}}, 400, "'role'"),
         ({"agent": "nobody", "input": 1}, 404, "no agent named 'nobody'"),
     ]
     for body, status, words in cases:
@@ -72,7 +78,11 @@ async def test_task_api_answers_each_failure_clearly(start_node):
     assert ok.status_code == 202 and ok.json() == {"id": "t-1", "agent": "a", "status": "pending"}
     assert ok.headers["location"] == "/v1/tasks/t-1"
     seeded = await c.post("/v1/tasks", json={"agent": "a", "input": 1, "seed": 42})
-    assert seeded.status_code == 202 and tasks.seed == 42
+    assert seeded.status_code == 202 and tasks.seed == 42 and tasks.principal is None
+    who = {"id": "ann@example.com", "attrs": {"tier": "gold"}}
+    on_behalf = await c.post("/v1/tasks", json={"agent": "a", "input": 1, "principal": who})
+    assert on_behalf.status_code == 202
+    assert tasks.principal == Principal("ann@example.com", attrs={"tier": "gold"})
     tasks.fail = Overloaded("agent 'a' has 8 tasks waiting, retry later", retry_after=2.5)
     full = await c.post("/v1/tasks", json={"agent": "a", "input": 1})
     assert full.status_code == 429 and full.headers["retry-after"] == "3"

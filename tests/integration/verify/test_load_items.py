@@ -86,7 +86,7 @@ def test_settings_come_from_the_environment() -> None:
     s = LoadSettings.from_env({"STALWART_VERIFY_SOAK_S": "24h", "STALWART_VERIFY_LOAD_S": "1m"})
     assert s.soak_s == 86400 and s.load_s == 60 and s.chaos_s == LoadSettings().chaos_s
     assert parse_duration("1h30m", "X") == 5400
-    from stalwart import ConfigError
+    from stalwart.errors import ConfigError
 
     with pytest.raises(ConfigError, match="STALWART_VERIFY_SOAK_S='soon' is not a duration"):
         LoadSettings.from_env({"STALWART_VERIFY_SOAK_S": "soon"})

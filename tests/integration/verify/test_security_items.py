@@ -102,7 +102,7 @@ async def test_limits_that_are_not_enforced_fail_se4(tmp_path, monkeypatch):
 async def test_two_runs_never_share_a_work_dir(tmp_path):
     import fcntl
 
-    from stalwart import ConfigError
+    from stalwart.errors import ConfigError
 
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "verify.db").write_text("a running node's store")

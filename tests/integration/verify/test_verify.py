@@ -43,7 +43,7 @@ async def test_no_fallback_chain_fails_gd1(tmp_path):
 
 
 async def test_unknown_ids_are_refused(tmp_path):
-    from stalwart import ConfigError
+    from stalwart.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown checklist ids"):
         await run_verify("examples.helpdesk.app:app", tmp_path, only=["XX-9"])

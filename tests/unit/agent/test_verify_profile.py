@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from stalwart import ConfigError
 from stalwart.agent import App, PythonAgent, VerifyProfile
 from stalwart.agent._toml import app_from_toml
+from stalwart.errors import ConfigError
 from stalwart.tools import tool
 
 

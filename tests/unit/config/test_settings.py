@@ -1,6 +1,7 @@
 import pytest
 
-from stalwart import ConfigError, RuntimeSettings, Timeouts
+from stalwart import RuntimeSettings, Timeouts
+from stalwart.errors import ConfigError
 
 
 def test_defaults_are_the_checklists():

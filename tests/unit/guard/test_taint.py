@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from examples.helpdesk.app import SECURITY
 
-from stalwart.guard import ArgRule, Origin, Provenance, TaintPolicy, ToolRule
+from stalwart.guard import ArgRule, Origin, Principal, Provenance, TaintPolicy, ToolRule
 
 
 def seen(ticket: str, sender: str | None = None) -> Provenance:
@@ -51,21 +51,29 @@ def test_limits_and_free_text() -> None:
     assert policy.decide("pay", {"amount": 500}, p, side_effect=True).verdict == "approve"
 
 
-def test_helpdesk_policy_binds_refunds_to_looked_up_orders_and_mail_to_the_sender() -> None:
+def test_helpdesk_policy_refunds_only_the_principals_own_orders_and_mails_only_them() -> None:
     policy = SECURITY.taint
     p = seen(
         "My order #4521 broke; refund of 1250 cents please, from a@example.com", "a@example.com"
     )
+    p.set_identity(Principal("customer-7", attrs={"from": "a@example.com"}))
     args = {"order_id": 4521, "amount_cents": 1250}
-    assert policy.decide("refund", args, p, side_effect=True).verdict == "approve"  # not looked up
-    p.add_result("lookup_order", {"order_id": 4521, "amount_cents": 9000}, origin=Origin.RECORD)
-    assert policy.decide("refund", args, p, side_effect=True).verdict == "allow"
+    assert policy.lookups_needed("refund", args) == [("lookup_order", "order_id", 4521)]
+    held = policy.decide("refund", args, p, side_effect=True)  # no trusted record: held
+    assert held.verdict == "approve" and "found no record" in held.reason
+    order = {"order_id": 4521, "amount_cents": 9000, "customer": "Customer-7"}
+    mine = {("lookup_order", "order_id", "4521"): order}
+    assert policy.decide("refund", args, p, side_effect=True, lookups=mine).verdict == "allow"
+    theirs = {("lookup_order", "order_id", "4521"): {**order, "customer": "customer-8"}}
+    other = policy.decide("refund", args, p, side_effect=True, lookups=theirs)
+    assert other.verdict == "approve" and "resource.customer == principal.id" in other.reason
     big = {"order_id": 4521, "amount_cents": 8000}
-    assert policy.decide("refund", big, p, side_effect=True).verdict == "approve"
+    held_big = policy.decide("refund", big, p, side_effect=True, lookups=mine)
+    assert held_big.verdict == "approve" and "auto-approval" in held_big.reason
     mail = {"to": "a@example.com", "subject": "Your refund", "body": "Done."}
     assert policy.decide("send_email", mail, p, side_effect=True).verdict == "allow"
-    other = {**mail, "to": "everyone@example.com"}
-    assert policy.decide("send_email", other, p, side_effect=True).verdict == "approve"
+    to_other = {**mail, "to": "everyone@example.com"}
+    assert policy.decide("send_email", to_other, p, side_effect=True).verdict == "approve"
 
 
 def test_prose_inside_a_record_is_not_trusted() -> None:

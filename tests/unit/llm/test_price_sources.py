@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from stalwart import ConfigError
 from stalwart.agent import App, PythonAgent
+from stalwart.errors import ConfigError
 from stalwart.llm import Price, PriceTable, Provider, Usage, genai_price
 
 

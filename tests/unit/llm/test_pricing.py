@@ -1,6 +1,6 @@
 import pytest
 
-from stalwart import ConfigError
+from stalwart.errors import ConfigError
 from stalwart.llm import Price, PriceTable, Usage
 
 

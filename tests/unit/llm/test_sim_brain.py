@@ -1,6 +1,6 @@
 import pytest
 
-from stalwart import ConfigError
+from stalwart.errors import ConfigError
 from stalwart.llm._evalset import EVAL_SET, score_answer
 from stalwart.llm.sim import Fault, Rule, Scenario
 from stalwart.llm.sim._brain import Brain

@@ -1,7 +1,7 @@
 import msgspec
 import pytest
 
-from stalwart import InvalidMessage, ProtocolError
+from stalwart.errors import InvalidMessage, ProtocolError
 from stalwart.runtime._messages import (
     HEADER,
     Call,

@@ -1,6 +1,6 @@
 import pytest
 
-from stalwart import ConfigError
+from stalwart.errors import ConfigError
 from stalwart.runtime import ChildSpec, Runtime, SupervisorSpec
 from stalwart.runtime._spec import load_agent
 from stalwart.testing import ProbeAgent

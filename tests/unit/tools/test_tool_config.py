@@ -1,6 +1,6 @@
 import pytest
 
-from stalwart import ConfigError
+from stalwart.errors import ConfigError
 from stalwart.tools import ToolRegistry, tool
 
 

@@ -75,7 +75,9 @@ def run_sync(run: GraphRun, coro: Any, what: str) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run_coroutine_threadsafe(coro, run.loop).result()
+        # the coroutine is a stalwart model or tool call, each under its own deadline
+        future = asyncio.run_coroutine_threadsafe(coro, run.loop)
+        return future.result()  # no-deadline: the call it waits on has its own deadline
     coro.close()
     raise ConfigError(
         f"{what} was called synchronously on the event loop (it would block the loop): "

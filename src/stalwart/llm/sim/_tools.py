@@ -15,7 +15,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-__all__ = ["KB_ARTICLES", "ToolServices", "order_for"]
+__all__ = ["KB_ARTICLES", "ToolServices", "customer_email", "order_for"]
 
 KB_ARTICLES = (
     {
@@ -61,6 +61,16 @@ def order_for(order_id: int) -> dict[str, Any]:
         "items": 1 + digest[3] % 4,
         "customer": f"customer-{digest[4] % 97}",
     }
+
+
+_FIRST = ("alice", "bob", "carmen", "deepak", "elif", "farah", "goran", "hana", "ivan", "jun")
+
+
+def customer_email(customer: str) -> str:
+    """The e-mail address of the simulated customer ``customer`` (``"customer-35"``, as an
+    order names its owner): ``"farah.35@example.com"``."""
+    number = int(customer.rsplit("-", 1)[-1])
+    return f"{_FIRST[number % len(_FIRST)]}.{number}@example.com"
 
 
 class ToolServices:

@@ -1,0 +1,10 @@
+"""The helpdesk's ``attacks`` lives in the package, ``stalwart.demo.attacks`` (read it there), so that
+``stalwart verify``, ``stalwart chaos`` and ``stalwart sim`` work from an installed wheel.
+``examples.helpdesk.attacks`` is that same module (it holds no copy): importing this name
+gives the package's module object, every name in it included."""
+
+import sys
+
+from stalwart.demo import attacks as _module
+
+sys.modules[__name__] = _module

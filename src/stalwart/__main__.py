@@ -1,0 +1,7 @@
+"""``python -m stalwart``: the command line, as the ``stalwart`` script."""
+
+import sys
+
+from stalwart.cli import main
+
+sys.exit(main())

