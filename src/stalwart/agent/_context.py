@@ -30,6 +30,7 @@ from stalwart.llm import (
     ModelRequest,
     ModelResponse,
     PriceTable,
+    ResponseFormat,
     StreamingModelClient,
     ToolCall,
     ToolSpec,
@@ -208,6 +209,7 @@ class TaskContext:
         timeout: float | None = None,
         stream: bool = False,
         digest: str | None = None,
+        response_format: ResponseFormat | None = None,
     ) -> dict[str, Any]:
         """One journaled model call. Returns ``{content, tool_calls, model, usage, cost_usd,
         fallback_from}`` (tool calls as ``{id, name, arguments}``).
@@ -220,7 +222,10 @@ class TaskContext:
         ``digest`` (a caller's fingerprint of the request) is journaled with the reply and
         returned as ``request_digest``: on replay, the recorded one, so the caller can tell
         that a replayed call sent a different request (adapters raise
-        :class:`~stalwart.errors.NonDeterminismError` then) at no extra journal write."""
+        :class:`~stalwart.errors.NonDeterminismError` then) at no extra journal write.
+
+        ``response_format`` asks for structured output (the answer's ``content`` is then
+        the JSON text)."""
         chain_name = model or self.default_model
         if chain_name is None or chain_name not in self.resources.models:
             raise ConfigError(f"agent {self.resources.agent!r} has no model chain {chain_name!r}")
@@ -229,6 +234,7 @@ class TaskContext:
             messages=tuple(_to_message(m) for m in messages),
             tools=tuple(tools),
             max_tokens=max_tokens,
+            response_format=response_format,
         )
 
         reservation = None
