@@ -42,7 +42,13 @@ from stalwart.durable import (
     default_counter,
     store_from_url,
 )
-from stalwart.errors import ConfigError, IncompatibleFormat, LeaseLost, StoreError
+from stalwart.errors import (
+    ConfigError,
+    IncompatibleFormat,
+    LeaseLost,
+    StalwartError,
+    StoreError,
+)
 from stalwart.guard import (
     ApprovalQueue,
     RedactingEventBus,
@@ -529,6 +535,17 @@ class TaskAgent(Agent):
             # runner resumes the task from its journal.
             _log.warning(
                 "task_store_failed", agent=self.defn.name, task_id=lease.task_id, why=str(exc)
+            )
+            return None
+        except StalwartError as exc:
+            # A transient error escaped the task's own retries: the runner gave the task
+            # back to run again (a bounded number of times; see Runner.transient_attempts)
+            _log.warning(
+                "task_released_after_transient_error",
+                agent=self.defn.name,
+                task_id=lease.task_id,
+                attempt=lease.task.attempts,
+                error=f"{type(exc).__name__}: {default_redactor().redact(str(exc))}",
             )
             return None
 

@@ -29,7 +29,8 @@ class RuntimeSettings:
         is detected within 2 intervals including the watchdog's tick).
     start_timeout
         Seconds an agent has to start and report ready before it counts as a
-        failed start.
+        failed start (default 30: an app that preloads a framework SDK took over 10 s
+        to start on a saturated 2-core machine, and a slow start is not a failed one).
     max_frame_bytes
         Largest message frame on a process channel; a larger length prefix is
         a protocol error (the stream cannot be trusted after it).
@@ -39,7 +40,7 @@ class RuntimeSettings:
 
     heartbeat_interval: float = 1.0
     hang_after_missed: float = 1.5
-    start_timeout: float = 10.0
+    start_timeout: float = 30.0
     max_frame_bytes: int = 16 * 1024 * 1024
     timeouts: Timeouts = dataclasses.field(default_factory=Timeouts)
 

@@ -88,9 +88,12 @@ class Runner:
         clock: Clock = SYSTEM_CLOCK,
         events: EventBus | None = None,
         redact: Callable[[str], str] | None = None,
+        transient_attempts: int = 5,
     ) -> None:
         """``redact``: applied to a failed task's traceback before it is stored (the
-        agent layer passes the guard's redactor); None stores it as formatted."""
+        agent layer passes the guard's redactor); None stores it as formatted.
+        ``transient_attempts``: attempts of a task that ends in a retryable error other
+        than the store's before it fails with that error (each attempt is a claim)."""
         check_lease_seconds(lease_seconds)
         self.redact = redact
         self.store = store
@@ -99,6 +102,9 @@ class Runner:
         self.clock = clock
         self.events: EventBus = events if events is not None else store.events
         self.renewals = Renewals(store, clock, lease_seconds)
+        if transient_attempts < 1:
+            raise ValueError("transient_attempts must be at least 1")
+        self.transient_attempts = transient_attempts
 
     async def submit(
         self, agent: str, input: Any, *, task_id: str | None = None, seed: int | None = None
@@ -186,7 +192,15 @@ class Runner:
             await self._release_quietly(ctx.lease)
             raise
         except StalwartError as exc:
-            if exc.retryable == "retryable" and not isinstance(exc, InvalidMessage):
+            # The store failing is the runtime's trouble, never the task's: give it back
+            # however often. Any other transient error that escaped the task's own retries
+            # is given back too, but only ``transient_attempts`` times in all: past that
+            # the task fails with it (it was released and claimed again at once, a loop
+            # with no end, before)
+            transient = exc.retryable == "retryable" and not isinstance(exc, InvalidMessage)
+            if transient and (
+                isinstance(exc, StoreError) or lease.task.attempts < self.transient_attempts
+            ):
                 await self._release_quietly(ctx.lease)
                 raise
             return await self._fail(ctx, exc)

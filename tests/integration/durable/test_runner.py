@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stalwart.durable import Context, Runner, Store
-from stalwart.errors import LeaseLost, OutcomeUnknown, StoreUnavailable
+from stalwart.errors import DeadlineExceeded, LeaseLost, OutcomeUnknown, StoreUnavailable
 from stalwart.testing import FakeClock
 
 MakeStore = Callable[..., Any]
@@ -342,6 +342,32 @@ async def test_reconcile_hook_resolves_unknown(make_store: MakeStore, clock: Fak
         await runner.run(tid, wf)
     result = await Runner(store, clock=clock).run(tid, wf, force=True)
     assert result.result == {"charged": 2} and mailer.requests == {f"{tid}:0": 1}
+
+
+async def test_a_transient_error_gives_the_task_back_a_bounded_number_of_times(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    """A retryable error that escapes the task (its own retries exhausted) releases the
+    task to run again, ``transient_attempts`` times in all; then the task fails with it.
+    The store's own errors never count (a full disk must not fail tasks)."""
+    store: Store = await make_store()
+    runner = Runner(store, owner="r", clock=clock, transient_attempts=3)
+    tid = await runner.submit("w", None)
+    runs = 0
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        nonlocal runs
+        runs += 1
+        raise DeadlineExceeded("the partner API did not answer within 10 s")
+
+    for _ in range(2):
+        with pytest.raises(DeadlineExceeded):
+            await runner.run(tid, wf)
+        task = await store.get_task(tid)
+        assert task is not None and task.status == "pending"  # given back
+    result = await runner.run(tid, wf)
+    assert result.status == "failed" and runs == 3
+    assert result.result["type"] == "DeadlineExceeded"
 
 
 async def test_failed_step_is_journaled_and_replayed(
