@@ -121,8 +121,15 @@ async def run_chaos(
 
     async def chaotic(t: Target) -> dict[str, Any]:
         driver = Driver(t.tasks, t.agent, inputs, seed=tc.seed)
-        plan = sorted([*make_plan(_plan_config(cfg, t)), *cfg.extra], key=lambda f: f.at)
+        planned = _plan_config(cfg, t)
+        plan = sorted([*make_plan(planned), *cfg.extra], key=lambda f: f.at)
         say(f"chaos: {len(plan)} faults over {cfg.duration:g} s at {cfg.rate:g} tasks/s")
+        if not plan and planned.kinds:
+            say(
+                f"chaos: no fault fits between the warm-up ({planned.warmup:g} s) and the "
+                f"cool-down ({planned.cooldown:g} s) of a {cfg.duration:g} s run: give "
+                f"--duration {planned.warmup + planned.cooldown + planned.interval:g}s or more"
+            )
 
         def on_fault(out: FaultOutcome) -> None:
             say(f"  {out.spec.at:7.2f}s {out.spec.kind:<16} {out.status:<8} {out.detail}")
@@ -191,8 +198,12 @@ async def run_chaos(
         "reference": comparison.get("reference"),
         "elapsed_s": round(time.monotonic() - started, 2),
     }
+    # a run in which no fault took effect proves nothing about faults: not-run, not passed
+    result["faults_applied"] = sum(f.status == "applied" for f in faults)
+    result["exercised"] = result["faults_applied"] > 0
     result["passed"] = bool(
-        result["lost"] == 0
+        result["exercised"]
+        and result["lost"] == 0
         and result["unclear_failures"] == 0
         and not duplicates
         and result["results_match_fault_free"] is not False

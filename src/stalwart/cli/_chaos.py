@@ -4,7 +4,8 @@
 parser; :func:`chaos_command` runs one of them (None for any other command).
 :func:`main` parses and runs on its own (``python -m stalwart.cli._chaos``).
 Exit codes: 0 the run passed its checks, 1 it failed them (the JSON says
-which), 2 the run could not start (bad option, app not found).
+which), 2 the run could not start (bad option, app not found), 3 (chaos) no fault
+took effect, so the run proves nothing about faults (NOT RUN).
 """
 
 from __future__ import annotations
@@ -218,7 +219,11 @@ def render(result: dict[str, Any]) -> str:
                 for name, t in sorted(result["trends"].items())]  # fmt: skip
         parts.append(table(["series", "slope/s", "ci low", "ci high", "growth", "allowed",
                             "verdict"], rows))  # fmt: skip
-    parts.append("PASSED" if result.get("passed") else "FAILED")
+    if result["command"] == "chaos" and not result.get("exercised", True):
+        parts.append("NOT RUN: no fault took effect (see the fault table), so this run proves "
+                     "nothing about faults")  # fmt: skip
+    else:
+        parts.append("PASSED" if result.get("passed") else "FAILED")
     return "\n\n".join(parts)
 
 
@@ -240,6 +245,8 @@ def chaos_command(args: argparse.Namespace) -> int | None:
         return 2
     write_json(args.out, result)
     print(render(result))
+    if result["command"] == "chaos" and not result.get("exercised", True):
+        return 3
     return 0 if result.get("passed") else 1
 
 

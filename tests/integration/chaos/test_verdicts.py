@@ -27,3 +27,22 @@ async def test_a_tool_outage_beyond_the_apps_resilience_fails_the_run_with_the_c
     changed = result["mismatches"]
     assert changed and all(m["run"] != m["reference"] for m in changed)
     assert any("lookup_order" in str(m["run"]) for m in changed)  # the degraded answer, shown
+
+
+@pytest.mark.timeout(120)
+async def test_a_run_in_which_no_fault_took_effect_is_not_run_never_passed():
+    # 4 s: the 2 s warm-up and 3 s cool-down leave no room for a fault
+    progress: list[str] = []
+    cfg = ChaosConfig(
+        target=TargetConfig(app="examples.helpdesk.app:app", seed=5),
+        duration=4.0,
+        rate=5.0,
+        kinds=("agent_kill",),
+    )
+    result = await run_chaos(cfg, progress=progress.append)
+    assert result["faults_applied"] == 0 and result["exercised"] is False
+    assert not result["passed"] and result["lost"] == 0
+    assert any("--duration" in line for line in progress)  # says how to make it run
+    from stalwart.cli._chaos import render
+
+    assert "NOT RUN" in render(result) and "PASSED" not in render(result)
