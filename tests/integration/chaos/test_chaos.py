@@ -23,14 +23,15 @@ from ._cli import ROOT, run_cli
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_a_minute_of_mixed_faults_loses_nothing_duplicates_nothing_changes_no_result(tmp_path):
+def test_mixed_faults_lose_nothing_duplicate_nothing_change_no_result(tmp_path):
+    # 40 s, a fault every ~1.1 s: every kind at least once (make bench runs 5 minutes)
     code, result, table = run_cli(
-        tmp_path, "chaos", "--duration", "60s", "--rate", "10", "--interval", "1.6",
+        tmp_path, "chaos", "--duration", "40s", "--rate", "10", "--interval", "1.1",
         "--seed", "3", timeout=220,
     )  # fmt: skip
     assert code == 0, (result["failures"], result["mismatches"], result["lost_ids"])
     assert result["passed"] and "PASSED" in table
-    assert result["submitted"] >= 400
+    assert result["submitted"] >= 300
     assert result["lost"] == 0 and result["unclear_failures"] == 0
     assert result["completed"] + result["failed"] == result["submitted"]
     assert result["duplicate_side_effects"] == 0
