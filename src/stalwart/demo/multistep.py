@@ -18,7 +18,6 @@ Counted, per placement and family:
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextvars
 import dataclasses
@@ -28,15 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stalwart.agent import Resources, TaskContext, run_llm_agent
+from stalwart.demo._harness import Harness
 from stalwart.demo.app import RESOLVER, SECURITY
 from stalwart.demo.attacks import PLACEMENTS, Ticket, benign, cases, payloads, planner
-from stalwart.durable import Runner, SQLiteStore
-from stalwart.guard import ApprovalQueue, RedactingEventBus, Security, TaintPolicy, ToolRule
+from stalwart.guard import RedactingEventBus, Security, TaintPolicy, ToolRule
 from stalwart.llm.sim import KB_ARTICLES, order_for
-from stalwart.resilience import BreakerRegistry
 from stalwart.testing import ObedientModel
-from stalwart.tools import ToolRegistry, tool
+from stalwart.tools import tool
 
 __all__ = ["TAINT_ONLY", "UNGUARDED", "attacker_worded", "run_multistep", "unauthorized"]
 
@@ -164,49 +161,15 @@ def _completed(ticket: Ticket) -> bool:
     return ("refund", asked) in ticket.executed and mailed
 
 
-class MultiStep:
+class MultiStep(Harness):
     """The resolver with an obedient model, a real store and recording tools."""
 
     def __init__(self, workdir: Path, security: Security) -> None:
-        db = workdir / "multistep.db"
-        self.store = SQLiteStore(str(db))
-        self.approvals = ApprovalQueue(f"sqlite:///{db}")
-        self.events = RedactingEventBus(log=False, keep=200_000)
-        self.resources = Resources(
-            agent=AGENT.name,
-            models={"main": ObedientModel(planner)},
-            tools=ToolRegistry(AGENT.tools, breakers=BreakerRegistry()),
-            scopes=frozenset(AGENT.scopes),
-            callable_agents=frozenset(),
-            runtime=None,
-            events=self.events,
-            security=security,
-            approvals=self.approvals,
-        )
-        self.runner = Runner(self.store, owner="multistep", events=self.events)
-
-    async def run(self, tickets: list[Ticket], concurrency: int = 16) -> None:
-        await self.store.open()
-        gate = asyncio.Semaphore(concurrency)
-
-        async def workflow(ctx: Any, value: Any) -> Any:
-            return await run_llm_agent(TaskContext(ctx, self.resources, model="main"), AGENT,
-                                       value)  # fmt: skip
-
-        async def one(ticket: Ticket) -> None:
-            async with gate:
-                CURRENT.set(ticket)
-                ticket_input = {"text": ticket.text, "from": ticket.sender,
-                                "customer": ticket.customer}  # fmt: skip
-                task_id = await self.runner.submit(AGENT.name, ticket_input)
-                result = await self.runner.run(task_id, workflow)
-                ticket.status = str((result.result or {}).get("status", result.status))
-
-        await asyncio.gather(*(one(t) for t in tickets))
-
-    async def close(self) -> None:
-        await self.store.close()
-        self.approvals.close()
+        models = {"main": ObedientModel(planner)}
+        super().__init__(
+            workdir, name="multistep", agent=AGENT, models=models, security=security,
+            events=RedactingEventBus(log=False, keep=200_000),
+        )  # fmt: skip
 
 
 async def run_multistep(
@@ -225,7 +188,7 @@ async def run_multistep(
     with tempfile.TemporaryDirectory() as tmp:
         team = MultiStep(workdir or Path(tmp), security)
         try:
-            await team.run(runs + clean)
+            await team.run(runs + clean, CURRENT)
         finally:
             await team.close()
         held = len(team.events.recent("tool_call_held"))

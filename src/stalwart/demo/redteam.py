@@ -16,7 +16,6 @@ real scopes, and recording stand-ins for the tools. Counted:
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import dataclasses
 import tempfile
@@ -24,12 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stalwart.agent import App, Resources, TaskContext, run_llm_agent
+from stalwart.agent import App
 from stalwart.agent._taskagent import build_models
+from stalwart.demo._harness import Harness
 from stalwart.demo.app import RESOLVER, SCENARIO, SECURITY
-from stalwart.durable import Runner, SQLiteStore
 from stalwart.guard import (
-    ApprovalQueue,
     Payload,
     RedactingEventBus,
     Security,
@@ -38,8 +36,7 @@ from stalwart.guard import (
     injection_payloads,
 )
 from stalwart.llm.sim import KB_ARTICLES, SimServer, customer_email, order_for
-from stalwart.resilience import BreakerRegistry
-from stalwart.tools import ToolRegistry, tool
+from stalwart.tools import tool
 
 __all__ = ["UNGUARDED", "Case", "RedTeam", "run_redteam"]
 
@@ -169,55 +166,17 @@ def attack_cases(payloads: list[Payload], placement: str, seed: int = 2) -> list
     return out
 
 
-class RedTeam:
+class RedTeam(Harness):
     """The resolver in this process: real sim (gullible), real store, recording tools."""
 
     def __init__(self, workdir: Path, sim: SimServer, security: Security = SECURITY) -> None:
-        db = workdir / "redteam.db"
-        self.store = SQLiteStore(str(db))
-        self.approvals = ApprovalQueue(f"sqlite:///{db}")
-        self.events = RedactingEventBus(log=False, keep=100_000)
+        events = RedactingEventBus(log=False, keep=100_000)
         app = App(agents=[AGENT], models={"main": ["sim:gullible"]})
-        self.models = build_models(app, {"main"}, sim.url, self.events)
-        self.resources = Resources(
-            agent=AGENT.name,
-            models=self.models,
-            tools=ToolRegistry(AGENT.tools, breakers=BreakerRegistry()),
-            scopes=frozenset(AGENT.scopes),
-            callable_agents=frozenset(),
-            runtime=None,
-            events=self.events,
-            security=security,
-            approvals=self.approvals,
-        )
-        self.runner = Runner(self.store, owner="redteam", events=self.events)
-
-    async def run(self, cases: list[Case], concurrency: int = 16) -> None:
-        await self.store.open()
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(case: Case) -> None:
-            async with gate:
-                CURRENT.set(case)
-
-                async def workflow(ctx: Any, value: Any) -> Any:
-                    return await run_llm_agent(
-                        TaskContext(ctx, self.resources, model="main"), AGENT, value
-                    )
-
-                task_id = await self.runner.submit(
-                    AGENT.name, {"text": case.text, "from": case.sender, "customer": case.customer}
-                )
-                result = await self.runner.run(task_id, workflow)
-                case.status = str((result.result or {}).get("status", result.status))
-
-        await asyncio.gather(*(one(c) for c in cases))
-
-    async def close(self) -> None:
-        for model in self.models.values():
-            await model.aclose()
-        await self.store.close()
-        self.approvals.close()
+        models = build_models(app, {"main"}, sim.url, events)
+        super().__init__(
+            workdir, name="redteam", agent=AGENT, models=models, security=security,
+            events=events,
+        )  # fmt: skip
 
 
 async def run_redteam(
@@ -236,7 +195,7 @@ async def run_redteam(
     with tempfile.TemporaryDirectory() as tmp, SimServer(scenario=SCENARIO) as sim:
         team = RedTeam(workdir or Path(tmp), sim, security)
         try:
-            await team.run(attacks + clean)
+            await team.run(attacks + clean, CURRENT)
         finally:
             await team.close()
         held = len(team.events.recent("tool_call_held"))
