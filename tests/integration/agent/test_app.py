@@ -136,7 +136,7 @@ async def test_task_level_agent_calls_time_out_or_fail_at_once_and_the_task_goes
         assert slow.status == dead.status == "succeeded"  # the caller's task went on
         # the call's deadline (its policy's, or the mailbox call's) ended it
         assert re.search("DeadlineExceeded|CallTimeout", slow.outcome["callee_failed"])
-        assert 0.5 <= slow_took < 2.5
+        assert 0.5 <= slow_took < 5.0  # its 0.5 s deadline, with room for a loaded machine
         assert "NoProcess" in dead.outcome["callee_failed"] and dead_took < 1.5
 
     assert await node.run(until=check()) == 0

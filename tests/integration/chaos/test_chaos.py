@@ -29,7 +29,11 @@ def test_mixed_faults_lose_nothing_duplicate_nothing_change_no_result(tmp_path):
         tmp_path, "chaos", "--duration", "40s", "--rate", "10", "--interval", "1.1",
         "--seed", "3", timeout=220,
     )  # fmt: skip
-    assert code == 0, (result["failures"], result["mismatches"], result["lost_ids"])
+    why = {k: result.get(k) for k in (
+        "failures", "mismatches", "lost_ids", "unclear_failures", "duplicate_side_effects",
+        "results_match_fault_free", "corruption_undetected", "faults_left_in_force",
+        "faults_applied")}  # fmt: skip
+    assert code == 0, why
     assert result["passed"] and "PASSED" in table
     assert result["submitted"] >= 300
     assert result["lost"] == 0 and result["unclear_failures"] == 0
