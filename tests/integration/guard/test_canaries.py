@@ -13,11 +13,9 @@ tier and vendor-token formats (docs/redaction.md), and asserted like the others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,11 +25,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from tests._loopback import serving
 from tests.integration.guard.canaries_app import CARD, PENDING, STRICT, VAULT_SECRET
 
 from stalwart.guard import LocalVault
@@ -56,23 +54,9 @@ class Collector:
 async def collector() -> AsyncIterator[Collector]:
     rec = Collector()
     app = Starlette(routes=[Route("/v1/{signal}", rec.receive, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.setblocking(False)
-    rec.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-    class Quiet(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[override]
-            yield
-
-    server = Quiet(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    yield rec
-    server.should_exit = True
-    async with asyncio.timeout(10):
-        await task
+    async with serving(app) as url:
+        rec.url = url
+        yield rec
 
 
 def _cli(env: dict[str, str], *args: str) -> str:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from tests._loopback import serving
 
 from stalwart.config import RuntimeSettings
 from stalwart.node import Node
@@ -138,20 +137,6 @@ class Receiver:
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
     app = Starlette(routes=[Route("/{path:path}", rec._post, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.setblocking(False)
-    rec.url = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
-
-    class Quiet(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[override]
-            yield
-
-    server = Quiet(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    yield rec
-    server.should_exit = True
-    async with asyncio.timeout(10):
-        await task
+    async with serving(app) as url:
+        rec.url = f"{url}/hook"
+        yield rec

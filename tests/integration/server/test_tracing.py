@@ -9,14 +9,11 @@ trace under the caller's ``traceparent``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -25,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from tests._loopback import serving
 
 from stalwart import RuntimeSettings
 from stalwart.cli import main
@@ -92,28 +90,14 @@ async def otlp(monkeypatch) -> AsyncIterator[OtlpReceiver]:
             Route("/v1/{signal}", rec.other, methods=["POST"]),  # metrics and logs
         ]
     )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.setblocking(False)
-    rec.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-    class Quiet(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self):  # type: ignore[override]
-            yield
-
-    server = Quiet(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    # the standard variables, read by every process of the node (agents inherit them)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rec.url)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer collector-token")
-    monkeypatch.setenv("OTEL_SERVICE_NAME", "helpdesk-test")
-    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
-    yield rec
-    server.should_exit = True
-    async with asyncio.timeout(10):
-        await task
+    async with serving(app) as url:
+        rec.url = url
+        # the standard variables, read by every process of the node (agents inherit them)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rec.url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer collector-token")
+        monkeypatch.setenv("OTEL_SERVICE_NAME", "helpdesk-test")
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+        yield rec
 
 
 async def _run_ticket(start_node, tmp_path, *, traceparent: str) -> dict[str, Any]:
