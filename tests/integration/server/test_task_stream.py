@@ -71,17 +71,23 @@ async def _answers(client: httpx.AsyncClient, task_id: str) -> dict[int, str]:
     return found
 
 
-async def test_streamed_text_equals_the_journal_and_resumes_after_last_event_id(
-    start_node, tmp_path: pathlib.Path
-) -> None:
-    node, service = app_node(APP, store=f"sqlite:///{tmp_path}/s.db")
+async def _streaming_task(start_node: Any, store: str) -> tuple[Any, Any, str]:
+    """A node of the streaming app whose model answers take 0.3 s (long enough to join
+    mid-way), and the id of a resolver task submitted to it."""
+    node, service = app_node(APP, store=store)
     n = await start_node(node)
     assert service.sim is not None
-    for model in ("strong", "weak"):  # answers in flight long enough to join mid-way
+    for model in ("strong", "weak"):
         service.sim.world.set_fault(model, latency_ms=300)
     r = await n.client.post("/v1/tasks", json={"agent": "resolver", "input": TICKET})
     assert r.status_code == 202, r.text
-    task_id = r.json()["id"]
+    return node, n, r.json()["id"]
+
+
+async def test_streamed_text_equals_the_journal_and_resumes_after_last_event_id(
+    start_node, tmp_path: pathlib.Path
+) -> None:
+    _, n, task_id = await _streaming_task(start_node, f"sqlite:///{tmp_path}/s.db")
     events = await _events(n.client, task_id)
     assert events[-1]["event"] == "end" and events[-1]["data"]["status"] == "succeeded"
     deltas = [e for e in events if e["event"] == "delta"]
@@ -115,13 +121,7 @@ async def test_streamed_text_equals_the_journal_and_resumes_after_last_event_id(
 async def test_a_task_killed_mid_stream_resumes_without_sending_text_twice(
     start_node, tmp_path: pathlib.Path
 ) -> None:
-    node, service = app_node(APP, store=f"sqlite:///{tmp_path}/k.db")
-    n = await start_node(node)
-    assert service.sim is not None
-    for model in ("strong", "weak"):
-        service.sim.world.set_fault(model, latency_ms=300)
-    r = await n.client.post("/v1/tasks", json={"agent": "resolver", "input": TICKET})
-    task_id = r.json()["id"]
+    node, n, task_id = await _streaming_task(start_node, f"sqlite:///{tmp_path}/k.db")
     head = await _events(n.client, task_id, stop_after=1)  # the client got a first piece
     pid = node.runtime.whereis("resolver").pid
     os.kill(pid, signal.SIGKILL)  # the resolver dies mid-task; its supervisor restarts it
