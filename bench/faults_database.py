@@ -37,7 +37,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from stalwart.durable import PostgresStore, SQLiteStore
 from stalwart.errors import CorruptRecord
 from stalwart.testing import postgres_database, postgres_reachable
-from stalwart.testing._pgserver import PostgresServer, pg_binaries, store_fault_worker
+from stalwart.testing._pgserver import (
+    PostgresServer,
+    fault_and_recover,
+    pg_binaries,
+    start_like_a_node,
+    store_fault_worker,
+)
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "faults.json"
 
@@ -62,21 +68,7 @@ async def _round(server: PostgresServer, fault: str, tasks: int, down_s: float) 
             if len(done) >= tasks // 4:
                 break
             await progress.wait()
-        before = len(done)
-        started = time.monotonic()
-        if fault == "restart":
-            await asyncio.to_thread(server.restart)
-        else:
-            await asyncio.to_thread(server.kill)
-            await asyncio.sleep(down_s)
-            await asyncio.to_thread(server.start)
-        while True:
-            progress.clear()  # before looking: a finish after the look wakes the wait
-            if len(done) != before or all(w.done() for w in workers):
-                break
-            async with asyncio.timeout(60):
-                await progress.wait()
-        recovery = time.monotonic() - started
+        recovery = await fault_and_recover(server, fault, done, workers, progress, down_s=down_s)
         await asyncio.gather(*workers, return_exceptions=True)
         finished = [await store.get_task(t) for t in ids]
         completed = sum(1 for t in finished if t is not None and t.status == "succeeded")
@@ -104,23 +96,6 @@ def _summary(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _start_node(url: str, barrier: Any, errors: Any) -> None:
-    from stalwart.guard._db import GuardDB
-
-    async def main() -> None:
-        store = PostgresStore(url)
-        await store.open()
-        await store.close()
-
-    try:
-        barrier.wait(30)
-        asyncio.run(main())
-        GuardDB(url).execute("SELECT count(*) FROM guard_spend")
-    except BaseException as exc:
-        errors.put(f"{type(exc).__name__}: {exc}")
-        raise
-
-
 def _concurrent_starts(rounds: int) -> dict[str, Any]:
     ctx = multiprocessing.get_context("fork")
     errors = ctx.Queue()
@@ -128,7 +103,9 @@ def _concurrent_starts(rounds: int) -> dict[str, Any]:
     for _ in range(rounds):
         with postgres_database("stalwart_bench_race") as url:
             barrier = ctx.Barrier(2)
-            procs = [ctx.Process(target=_start_node, args=(url, barrier, errors)) for _ in range(2)]
+            procs = [
+                ctx.Process(target=start_like_a_node, args=(url, barrier, errors)) for _ in range(2)
+            ]
             for p in procs:
                 p.start()
             for p in procs:

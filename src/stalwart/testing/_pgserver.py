@@ -21,11 +21,14 @@ import socket
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 from stalwart.durable import JournalEntry, Store
 from stalwart.errors import LeaseLost, StoreError, StoreUnavailable
 
-__all__ = ["PostgresServer", "pg_binaries", "store_fault_worker"]
+__all__ = [
+    "PostgresServer", "fault_and_recover", "pg_binaries", "start_like_a_node", "store_fault_worker",
+]  # fmt: skip
 
 
 def pg_binaries() -> pathlib.Path | None:
@@ -168,3 +171,52 @@ async def store_fault_worker(
                     raise
         done.append(lease.task_id)
         progress.set()
+
+
+async def fault_and_recover(
+    server: PostgresServer,
+    fault: str,
+    done: list[str],
+    workers: list[asyncio.Task[None]],
+    progress: asyncio.Event,
+    *,
+    down_s: float,
+) -> float:
+    """Restart (``fault="restart"``) or SIGKILL the server (``"kill"``: started again
+    ``down_s`` later) while :func:`store_fault_worker` s run; seconds from the fault to
+    the first task finished after it (or to the workers' end)."""
+    before = len(done)
+    started = time.monotonic()
+    if fault == "restart":
+        await asyncio.to_thread(server.restart)
+    else:
+        await asyncio.to_thread(server.kill)
+        await asyncio.sleep(down_s)  # the database is down for a while
+        await asyncio.to_thread(server.start)
+    while True:
+        progress.clear()  # before looking: a finish after the look wakes the wait
+        if len(done) != before or all(w.done() for w in workers):
+            return time.monotonic() - started
+        async with asyncio.timeout(60):
+            await progress.wait()
+
+
+def start_like_a_node(url: str, barrier: Any, errors: Any) -> None:
+    """What a node does first, in a forked process: open the store and the guard's tables
+    (both migrate), at the moment ``barrier`` lets every process go; a failure goes to
+    the ``errors`` queue (and the exit code)."""
+    from stalwart.durable import PostgresStore
+    from stalwart.guard._db import GuardDB
+
+    async def main() -> None:
+        store = PostgresStore(url)
+        await store.open()
+        await store.close()
+
+    try:
+        barrier.wait(30)  # every process starts migrating at the same moment
+        asyncio.run(main())
+        GuardDB(url).execute("SELECT count(*) FROM guard_spend")
+    except BaseException as exc:
+        errors.put(f"{type(exc).__name__}: {exc}")
+        raise

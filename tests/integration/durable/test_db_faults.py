@@ -11,9 +11,7 @@ import asyncio
 import json
 import multiprocessing
 import pathlib
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -21,7 +19,13 @@ from stalwart.durable import PostgresStore, SQLiteStore
 from stalwart.errors import CorruptRecord
 from stalwart.guard import SpendLedger
 from stalwart.testing import postgres_database, postgres_reachable
-from stalwart.testing._pgserver import PostgresServer, pg_binaries, store_fault_worker
+from stalwart.testing._pgserver import (
+    PostgresServer,
+    fault_and_recover,
+    pg_binaries,
+    start_like_a_node,
+    store_fault_worker,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -54,21 +58,9 @@ async def test_a_postgres_restart_and_a_kill_lose_and_duplicate_nothing(
         ]
         recoveries: list[float] = []
         for fault in ("restart", "kill"):
-            before = len(done)
-            started = time.monotonic()
-            if fault == "restart":
-                await asyncio.to_thread(pg_server.restart)
-            else:
-                await asyncio.to_thread(pg_server.kill)
-                await asyncio.sleep(1.0)  # the database is down for a while
-                await asyncio.to_thread(pg_server.start)
-            while True:
-                progress.clear()  # before looking: a finish after the look wakes the wait
-                if len(done) != before or all(w.done() for w in workers):
-                    break
-                async with asyncio.timeout(60):
-                    await progress.wait()
-            recoveries.append(time.monotonic() - started)
+            recoveries.append(
+                await fault_and_recover(pg_server, fault, done, workers, progress, down_s=1.0)
+            )
             # The ledger's connection died with the server: it is reopened, not kept.
             assert ledger.add_spent("day", "*", 1.0) > 0
         await asyncio.gather(*workers)
@@ -85,24 +77,6 @@ async def test_a_postgres_restart_and_a_kill_lose_and_duplicate_nothing(
         await store.close()
 
 
-def _start_node(url: str, barrier: Any, errors: Any) -> None:
-    """What a node does first: open the store and the guard's tables (both migrate)."""
-    from stalwart.guard._db import GuardDB
-
-    async def main() -> None:
-        store = PostgresStore(url)
-        await store.open()
-        await store.close()
-
-    try:
-        barrier.wait(30)  # both processes start migrating at the same moment
-        asyncio.run(main())
-        GuardDB(url).execute("SELECT count(*) FROM guard_spend")
-    except BaseException as exc:
-        errors.put(f"{type(exc).__name__}: {exc}")
-        raise
-
-
 def test_two_processes_starting_on_a_fresh_database_never_race() -> None:
     if not postgres_reachable():
         pytest.skip("PostgreSQL is not reachable")
@@ -111,7 +85,9 @@ def test_two_processes_starting_on_a_fresh_database_never_race() -> None:
     for _ in range(5):
         with postgres_database("stalwart_race") as url:
             barrier = ctx.Barrier(2)
-            procs = [ctx.Process(target=_start_node, args=(url, barrier, errors)) for _ in range(2)]
+            procs = [
+                ctx.Process(target=start_like_a_node, args=(url, barrier, errors)) for _ in range(2)
+            ]
             for p in procs:
                 p.start()
             for p in procs:
