@@ -102,10 +102,15 @@ async def _kill_mid_task(t: Target, known: set[str], *, want: int) -> list[dict[
             if not any(r.id not in known for r in pending):
                 break  # every task of the run has ended (or waits on nothing we can kill)
             continue
-        mid = [r for r in running if (await store.load_journal(r.id)).entries]
-        if not mid:
+        # a running task at random with a journaled step (one journal read at a time, not
+        # every running task's on every look)
+        victim = None
+        for candidate in t.rng.sample(running, len(running)):
+            if (await store.load_journal(candidate.id)).entries:
+                victim = candidate
+                break
+        if victim is None:
             continue
-        victim = t.rng.choice(mid)
         if t.kill(victim.agent) is not None:
             kills.append(
                 {

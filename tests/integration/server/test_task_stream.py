@@ -130,3 +130,24 @@ async def test_a_task_killed_mid_stream_resumes_without_sending_text_twice(
     record = (await n.client.get(f"/v1/tasks/{task_id}")).json()
     assert record["attempts"] >= 2  # it was resumed
     assert _assembled(head + tail) == await _answers(n.client, task_id)
+
+
+async def test_a_plain_python_agent_streams_each_of_its_calls(
+    start_node, tmp_path: pathlib.Path
+) -> None:
+    """Not the helpdesk: a PythonAgent's own ``ctx.call_model(stream=True)`` calls, two
+    journal positions, each streamed and each equal to its journaled answer."""
+    node, service = app_node(
+        "tests.integration.server.stream_plain_app:app", store=f"sqlite:///{tmp_path}/p.db"
+    )
+    n = await start_node(node)
+    assert service.sim is not None
+    for model in ("strong", "weak"):
+        service.sim.world.set_fault(model, latency_ms=300)
+    text = "The nightly export failed twice because the disk was full; it was freed at 04:10."
+    r = await n.client.post("/v1/tasks", json={"agent": "briefer", "input": {"text": text}})
+    assert r.status_code == 202, r.text
+    events = await _events(n.client, r.json()["id"])
+    assert events[-1]["event"] == "end" and events[-1]["data"]["status"] == "succeeded"
+    answers = await _answers(n.client, r.json()["id"])
+    assert len(answers) == 2 and _assembled(events) == answers
