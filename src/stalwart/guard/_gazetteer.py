@@ -269,7 +269,14 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
     for m in re.finditer(r"(?<=[ ,])([A-Z]{2})(?:[ ]+(\d{5}(?:-\d{4})?))?\b", text):
         if m.group(1) in _STATE_ABBR and (m.group(2) or text[m.start() - 2 : m.start()] == ", "):
             spans.append((m.start(), m.end(), "location"))
+    # what an earlier pass already redacted is no name: redacting twice must change nothing
+    done = [(m.start(), m.end()) for m in _REDACTED.finditer(text)]
+    if done:
+        spans = [s for s in spans if not any(s[0] < end and start < s[1] for start, end in done)]
     return spans
+
+
+_REDACTED = re.compile(r"\[REDACTED:[a-z_]+\]")
 
 
 def _addresses(text: str) -> list[tuple[int, int]]:

@@ -266,3 +266,11 @@ def test_logs_use_the_fast_tier_and_outputs_the_accurate_one(
     shown = redacted({"answer": NAME_ONLY_THE_MODEL_FINDS})["answer"]  # the API's views
     assert shown == Redactor(tier="accurate").redact(NAME_ONLY_THE_MODEL_FINDS)
     assert "Rajesh" not in shown
+
+
+def test_a_redaction_marker_is_no_name_to_redact_again() -> None:
+    """Found by the idempotence property: after a title, "REDACTED" read as a surname."""
+    from stalwart.guard import Redactor
+
+    for text in ("MR0[REDACTED:person]", "Mr [REDACTED:person] called", "Dr. [REDACTED:email]"):
+        assert Redactor().redact(text) == text
