@@ -675,18 +675,18 @@ class BreakerRegistry:
                 self._file = OverrideFile(path)
         return self._file
 
-    def sync_overrides(self) -> None:
+    def sync_overrides(self) -> bool:
         """Apply the shared file's overrides this process has not applied yet (one stat if
-        nothing changed). A file that cannot be read is logged and skipped: the breakers
-        keep running by their rules."""
+        nothing changed); True when the file changed. A file that cannot be read is logged
+        and skipped: the breakers keep running by their rules."""
         overrides = self._overrides_file()
         if overrides is None or not overrides.changed():
-            return
+            return False
         try:
             epoch, entries = overrides.read()
         except (ConfigError, OSError) as exc:
             emit(self.events, "warning", "breaker_overrides_unreadable", error=str(exc))
-            return
+            return True
         with self._lock:
             self._adopt_epoch(epoch)
         for name, entry in entries.items():
@@ -700,18 +700,24 @@ class BreakerRegistry:
                 emit(self.events, "warning", "breaker_overrides_unreadable", error=str(exc))
                 continue
             self._apply(name, state)
+        return True
 
-    def refresh(self) -> None:
+    def refresh(self) -> bool:
         """Apply new shared overrides, then move every open breaker whose wait has passed
         to half-open (and every half-open one past ``max_wait_in_half_open`` to open).
 
         A breaker changes state only when something looks at it; one no call reaches
         (a fallback serving while the primary is open) would read "open" forever.
         Cheaper than :meth:`snapshot`: only open and half-open breakers take their lock.
-        Agent processes call it at every heartbeat."""
-        self.sync_overrides()
+        Agent processes call it at every heartbeat. True when something here may change
+        with time alone (an override arrived, or a breaker is open or half-open): the
+        caller should look again soon, not at an idle process's slow cadence."""
+        changed = self.sync_overrides()
+        timed = (BreakerState.OPEN, BreakerState.HALF_OPEN)
         for breaker in self:
-            _ = breaker.state
+            if breaker.state in timed:
+                changed = True
+        return changed
 
     def snapshot(self) -> dict[str, BreakerSnapshot]:
         """A snapshot of every breaker, by name."""

@@ -625,7 +625,8 @@ class ProcessHost:
                 # Without a fresh pulse (a frozen process, an old child) silence decides.
                 silent = now - proc.last_seen
                 pulse = proc.pulse
-                pulsing = pulse is not None and now - proc.last_pulse <= threshold
+                # an idle agent's pulse says how much later than usual its next may come
+                pulsing = pulse is not None and now - proc.last_pulse <= threshold + pulse.quiet
                 lag = pulse.lag if pulse is not None and pulsing else silent
                 if pulse is not None and pulsing and pulse.overdue and min(lag, silent) >= interval:
                     proc.kill_detail = (

@@ -5,12 +5,27 @@ blocks the loop (``time.sleep``, a busy loop, a huge allocation) silences it,
 and so does a loop merely slowed by a busy machine. The two must not be told
 apart by silence alone. The pulse separates them:
 
-- a *ticker* coroutine on the loop stamps ``tick`` every quarter interval;
-- a dedicated *pulse thread* wakes every ``interval`` and sends the node one
-  datagram, :class:`Pulse`, on a socket of its own: the loop's *lag* (seconds
-  since its last tick) and, when the loop is held, the *blame* tag of the
-  asyncio task holding it (see :data:`BLAME`) and whether that task is past
-  its deadline.
+- a dedicated *pulse thread* wakes every ``interval``, posts a *probe* (a no-op
+  callback) to the loop when none is pending, and sends the node one datagram,
+  :class:`Pulse`, on a socket of its own: the loop's *lag* (seconds the pending
+  probe has waited to run: 0.0 when the last one ran) and, when the loop is held,
+  the *blame* tag of the asyncio task holding it (see :data:`BLAME`) and whether
+  that task is past its deadline.
+
+The lag is a lower bound that trails the truth by at most one interval (a loop
+blocked just after a probe ran is seen at the next round's probe), so a blocked
+loop is reported past a threshold T within T + one interval. That is the price of
+an idle process costing one loop wake-up per interval: an earlier ticker coroutine
+stamped the loop four times per interval for a quarter-interval resolution, and
+with a thousand idle session processes those wake-ups alone kept a core busy.
+
+An *idle* process (no blamed task, no call or cast being handled, and its last
+probe ran) pulses, probes and beats every :data:`IDLE_SLOWDOWN` intervals instead,
+and its pulse says so (``quiet``), so the node waits that much longer before
+treating its silence as a freeze. New work wakes the pulse thread at once. A frozen
+idle process is therefore found within ``IDLE_SLOWDOWN`` intervals plus the hang
+threshold; a thousand idle processes cost the node and the machine a fifth of what
+they would at the busy cadence.
 
 A thread that itself woke late (by more than half an interval) was starved
 with the whole process: it reports no lag for that round, so a machine whose
@@ -37,7 +52,10 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["BLAME", "Blame", "LoopWatch", "Pulse", "decode_pulse"]
+__all__ = ["BLAME", "IDLE_SLOWDOWN", "Blame", "LoopWatch", "Pulse", "decode_pulse"]
+
+IDLE_SLOWDOWN = 5
+"""An idle agent process (nothing in flight) pulses and beats every this many intervals."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,7 +81,9 @@ class Pulse(msgspec.Struct, array_like=True, frozen=True):
     ``lag``: seconds the loop has not run (0.0 while it runs); ``busy``: the blame
     tag of the task holding the loop when ``lag`` is at least one interval;
     ``overdue``: that task is past its deadline; ``sole``: the only tag in flight,
-    if exactly one (blame for a memory overrun that does not block the loop).
+    if exactly one (blame for a memory overrun that does not block the loop);
+    ``quiet``: the process is idle and its next pulse may come this many seconds
+    later than one interval (0.0: it pulses every interval).
     """
 
     seq: int
@@ -71,6 +91,7 @@ class Pulse(msgspec.Struct, array_like=True, frozen=True):
     busy: str = ""
     overdue: bool = False
     sole: str = ""
+    quiet: float = 0.0
 
 
 _DECODER = msgspec.msgpack.Decoder(Pulse)
@@ -86,13 +107,20 @@ def decode_pulse(data: bytes) -> Pulse | None:
 
 
 class LoopWatch:
-    """Runs the ticker and the pulse thread of one agent process (see the module doc)."""
+    """Runs the pulse thread of one agent process and its probes (see the module doc)."""
 
     def __init__(self, sock: socket.socket, interval: float) -> None:
         self.sock = sock
         self.sock.setblocking(False)
         self.interval = interval
-        self.tick = time.monotonic()
+        # when the pending probe was posted (the pulse thread sets it, the loop clears it
+        # when the probe runs); None: no probe waits, the loop ran the last one
+        self._posted: float | None = None
+        self.started = 0  # blamed asyncio tasks created so far: a cheap "work happened"
+        self.working = 0  # calls and casts being handled (work_started / work_ended)
+        # set on the loop when work starts: the agent's heartbeat, asleep at the idle
+        # cadence, wakes to beat (and ship metrics) at the busy one
+        self.woken = asyncio.Event()
         self.blames: dict[asyncio.Task[Any], Blame] = {}
         self._stop = threading.Event()
         self._nudge = threading.Event()
@@ -114,12 +142,23 @@ class LoopWatch:
         if self._thread is not None:
             self._thread.join(timeout=2 * self.interval)
 
-    async def ticker(self) -> None:
-        """Stamp ``tick`` while the loop runs (a task of the agent's main)."""
-        step = self.interval / 4
-        while True:
-            self.tick = time.monotonic()
-            await asyncio.sleep(step)
+    def _probe(self) -> None:
+        """The probe: runs on the loop, and so proves the loop runs."""
+        self._posted = None
+
+    def _lag(self, now: float) -> float | None:
+        """Seconds the pending probe has waited, posting one if none waits (None: the
+        loop is closed and the pulse thread should end)."""
+        posted = self._posted
+        if posted is not None:
+            return now - posted
+        assert self._loop is not None
+        self._posted = now  # before posting, so the probe's clearing cannot be lost
+        try:
+            self._loop.call_soon_threadsafe(self._probe)
+        except RuntimeError:  # the loop is closed: the process is ending
+            return None
+        return 0.0
 
     def _factory(
         self,
@@ -132,9 +171,11 @@ class LoopWatch:
         if blame is not None:
             fresh = blame not in self.blames.values()
             self.blames[task] = blame
+            self.started += 1
             task.add_done_callback(self._forget)
             if fresh:  # new work: tell the node now, not at the next interval
                 self._nudge.set()
+                self.woken.set()
         return task
 
     def _forget(self, task: asyncio.Task[Any]) -> None:
@@ -155,6 +196,20 @@ class LoopWatch:
             return ""
         return next(iter(tags)) if len(tags) == 1 else ""
 
+    def idle(self) -> bool:
+        """Nothing in flight: no blamed task, no call or cast being handled."""
+        return not self.blames and self.working == 0
+
+    def work_started(self) -> None:
+        """A call or cast is being handled (the agent's main says so; see :meth:`idle`)."""
+        self.working += 1
+        if self.working == 1:
+            self._nudge.set()  # an idle process pulses slowly: back to every interval now
+            self.woken.set()
+
+    def work_ended(self) -> None:
+        self.working -= 1
+
     def _pulse(self) -> None:
         seq = 0
         expected = time.monotonic() + self.interval
@@ -166,12 +221,22 @@ class LoopWatch:
             if nudged:  # the loop just started new work: it runs; say what is in flight
                 self._nudge.clear()
                 starved = True
+                expected = min(expected, now + self.interval)
             else:
                 starved = now - expected > self.interval / 2
                 expected = now + self.interval
             seq += 1
-            lag = 0.0 if starved else max(0.0, now - self.tick - self.interval / 4)
-            pulse = Pulse(seq=seq, lag=round(lag, 4), sole=self._sole())
+            waited = self._lag(now)
+            if waited is None:
+                return
+            lag = 0.0 if starved else waited
+            # idle, and the loop ran the last probe: the next pulse may wait IDLE_SLOWDOWN
+            # intervals, and the pulse says so, so the node waits that long for it
+            quiet = 0.0
+            if waited == 0.0 and self.idle():
+                quiet = self.interval * (IDLE_SLOWDOWN - 1)
+                expected += quiet
+            pulse = Pulse(seq=seq, lag=round(lag, 4), sole=self._sole(), quiet=quiet)
             if lag >= self.interval:
                 held = self._holder()
                 if held is not None:
