@@ -17,6 +17,16 @@ e.g. ``database``, are kept):
   rejected / completed / failed / lost / duplicated / quarantined / unknown outcomes,
   ``recovery_s`` (freed -> every accepted task finished) and the node's exit code;
   ``rounds`` rounds (needs root to mount the tmpfs; recorded as skipped otherwise).
+- ``node_kill``: a real ``stalwart run`` process (SQLite store) under a steady load of
+  tasks submitted over HTTP (20/s; half of them held mid-task until the restart) is
+  SIGKILLed 3 s in and started again at once on the same store, then 3 s more of load;
+  per round accepted / completed / failed / lost / duplicated (deliveries of one
+  at-most-once effect counted per idempotency key) / quarantined / unknown outcomes,
+  ``ready_after_restart_s`` (start -> ``/readyz`` 200; ``first_ready_s`` the same for
+  a cold first start, to compare), ``recovery_s`` (kill -> every task accepted before
+  it finished), the 1-minute load average at each round's start, agent processes left
+  alive by the kill, and the restarted node's exit code (SIGTERM at the end); ``rounds``
+  rounds.
 
 ``--quick`` shortens the hog and the overload (for ``make bench-quick``).
 """
@@ -242,11 +252,43 @@ async def disk_full(rounds: int) -> dict[str, Any]:
     }
 
 
+async def node_kill(rounds: int) -> dict[str, Any]:
+    from tests.integration.faults.node_kill import node_kill_round
+
+    results = []
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append(await node_kill_round(pathlib.Path(tmp)))
+    summary = {
+        k: sum(r[k] for r in results)
+        for k in ("accepted", "accepted_before_kill", "completed", "failed", "lost",
+                  "duplicated", "quarantined", "unknown_outcomes", "orphans_after_kill")
+    }  # fmt: skip
+    recovery = sorted(r["recovery_s"] for r in results)
+    ready = sorted(r["ready_after_restart_s"] for r in results)
+    first = sorted(r["first_ready_s"] for r in results)
+    return summary | {
+        "rounds": rounds,
+        "recovery_s_median": recovery[len(recovery) // 2],
+        "recovery_s_max": recovery[-1],
+        "ready_after_restart_s_median": ready[len(ready) // 2],
+        "ready_after_restart_s_max": ready[-1],
+        "first_ready_s_median": first[len(first) // 2],
+        "loadavg_1m": sorted(r["loadavg_1m"] for r in results),
+        "killed_exit_codes": sorted({r["killed_exit_code"] for r in results}),
+        "node_exit_codes": sorted({r["node_exit_code"] for r in results}),
+        "load_per_s": 20.0,
+        "lease_seconds": 3,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--hog-s", type=float, default=None)
-    parser.add_argument("--only", choices=["heartbeat", "poison", "overload", "disk_full"])
+    parser.add_argument(
+        "--only", choices=["heartbeat", "poison", "overload", "disk_full", "node_kill"]
+    )
     args = parser.parse_args()
     hog_s = args.hog_s or (10.0 if args.quick else 60.0)
     run = {
@@ -263,13 +305,17 @@ def main() -> int:
         keys["overload"] = asyncio.run(overload(3.0 if args.quick else 10.0)) | {"run": run}
     if args.only in (None, "disk_full"):
         keys["disk_full"] = asyncio.run(disk_full(2 if args.quick else 10)) | {"run": run}
+    if args.only in (None, "node_kill"):
+        keys["node_kill"] = asyncio.run(node_kill(1 if args.quick else 5)) | {"run": run}
     if args.only in (None, "heartbeat"):
         keys["heartbeat"] = asyncio.run(heartbeat(hog_s)) | {"run": run}
     merge(keys)
     print(json.dumps(keys, indent=2))
     bad = [k for k, v in keys.get("poison", {}).items() if k != "run" and v["lost"]]
     disk = keys.get("disk_full", {})
-    return 1 if bad or disk.get("lost") or disk.get("duplicated") else 0
+    kill = keys.get("node_kill", {})
+    broken = any(part.get("lost") or part.get("duplicated") for part in (disk, kill))
+    return 1 if bad or broken else 0
 
 
 if __name__ == "__main__":

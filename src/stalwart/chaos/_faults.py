@@ -145,6 +145,9 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 
 
 def _connect(t: Target) -> sqlite3.Connection:
+    # A raw connection on purpose, beside the database kernel: the faults need what the
+    # kernel never does -- hold the file's write lock from outside the node (store_lock)
+    # and overwrite a stored record behind the store's back (journal/file corruption).
     if t.store_path is None:
         raise Skip("the store is not a SQLite file")
     return sqlite3.connect(t.store_path, isolation_level=None, timeout=5, check_same_thread=False)

@@ -13,6 +13,11 @@ the async kernel -- written once, both dialects -- but the caller's thread waits
 ``lock`` (PostgreSQL) takes a transaction-scoped advisory lock first: the
 operations that hold the same lock id run one at a time across processes and
 nodes. On SQLite every transaction already holds the file's write lock.
+
+``readonly`` handles (for commands that only read) never create or migrate
+anything: SQLite opens the file ``mode=ro`` (a missing file is SchemaMissing),
+PostgreSQL sessions are ``default_transaction_read_only``, and :meth:`migrate`
+only checks, as :meth:`require` does.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from stalwart.config import Timeouts
 from stalwart.db import _metrics
 from stalwart.db._base import backoff
-from stalwart.db._migrate import MIGRATION_LOCK, Component, migrate_program
+from stalwart.db._migrate import MIGRATION_LOCK, Component, migrate_program, require_program
 from stalwart.db._program import Program, drive_sync
 from stalwart.db._sqlite import SQLiteDatabase
 from stalwart.db._url import parse_url, redact
@@ -52,7 +57,13 @@ class BlockingDatabase(Protocol):
         ...
 
     def migrate(self, component: Component) -> int:
-        """Bring ``component`` to its latest version under the migration lock."""
+        """Bring ``component`` to its latest version under the migration lock (on a
+        read-only handle: only check it, as :meth:`require`)."""
+        ...
+
+    def require(self, component: Component) -> int:
+        """Check that ``component`` is at its latest version; never changes anything.
+        Raises SchemaMissing (naming the URL and how to create it) otherwise."""
         ...
 
     def close(self) -> None: ...
@@ -63,8 +74,25 @@ class BlockingSQLite:
 
     dialect: Literal["sqlite"] = "sqlite"
 
-    def __init__(self, path: str, *, timeout: float | None = None) -> None:
-        self._db = SQLiteDatabase(pathlib.Path(path), timeout=timeout, join_any=True)
+    def __init__(
+        self,
+        path: str,
+        *,
+        timeout: float | None = None,
+        readonly: bool = False,
+        durability: str = "full",
+        check_on_open: bool = True,
+    ) -> None:
+        # join_any: a writer already open on the file in this process is joined, whatever
+        # its settings (a read-only handle opens its own read-only connection).
+        self._db = SQLiteDatabase(
+            pathlib.Path(path),
+            timeout=timeout,
+            join_any=True,
+            readonly=readonly,
+            durability=durability,
+            check_on_open=check_on_open,
+        )
         self.url = self._db.url
         self._lock = threading.Lock()
         self._open = False
@@ -82,6 +110,9 @@ class BlockingSQLite:
     def migrate(self, component: Component) -> int:
         return self._ensure().migrate_blocking(component)
 
+    def require(self, component: Component) -> int:
+        return self.run(require_program, "sqlite", component, self.url)
+
     def close(self) -> None:
         with self._lock:
             if self._open:
@@ -94,10 +125,11 @@ class BlockingPostgres:
 
     dialect: Literal["postgres"] = "postgres"
 
-    def __init__(self, url: str, *, timeout: float | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float | None = None, readonly: bool = False) -> None:
         self._target = url
         self.url = redact(url)
         self.timeout = Timeouts(store=timeout).store if timeout is not None else Timeouts().store
+        self.readonly = readonly
         self._conn: Any = None
         self._lock = threading.Lock()
 
@@ -112,6 +144,8 @@ class BlockingPostgres:
         conn = psycopg.connect(self._target, connect_timeout=remaining)
         conn.execute(f"SET statement_timeout = {int(self.timeout * 1000)}")
         conn.execute("SET idle_in_transaction_session_timeout = 60000")
+        if self.readonly:
+            conn.execute("SET default_transaction_read_only = on")
         conn.commit()
         self._conn = conn
         return conn
@@ -166,7 +200,12 @@ class BlockingPostgres:
                     raise map_pg_error(exc, self.url) from exc
 
     def migrate(self, component: Component) -> int:
+        if self.readonly:
+            return self.require(component)
         return self.run(migrate_program, "postgres", component, self.url, lock=MIGRATION_LOCK)
+
+    def require(self, component: Component) -> int:
+        return self.run(require_program, "postgres", component, self.url)
 
     def close(self) -> None:
         with self._lock:
@@ -174,12 +213,27 @@ class BlockingPostgres:
 
 
 def blocking(
-    url: str, *, setting: str = "durable.store_url", timeout: float | None = None
+    url: str,
+    *,
+    setting: str = "durable.store_url",
+    timeout: float | None = None,
+    readonly: bool = False,
+    durability: str = "full",
+    check_on_open: bool = True,
 ) -> BlockingDatabase:
-    """The blocking kernel handle for ``url`` (connects on first use)."""
+    """The blocking kernel handle for ``url`` (connects on first use).
+
+    ``durability`` and ``check_on_open`` are the SQLite writer's (see
+    :class:`SQLiteDatabase`; ignored when the file's writer is already open)."""
     parsed = parse_url(url, setting=setting)
     if parsed.dialect == "sqlite":
-        return BlockingSQLite(parsed.target, timeout=timeout)
+        return BlockingSQLite(
+            parsed.target,
+            timeout=timeout,
+            readonly=readonly,
+            durability=durability,
+            check_on_open=check_on_open,
+        )
     if parsed.dialect == "postgres":
-        return BlockingPostgres(parsed.target, timeout=timeout)
+        return BlockingPostgres(parsed.target, timeout=timeout, readonly=readonly)
     raise StoreError(f"no blocking driver for {parsed.display}")  # pragma: no cover

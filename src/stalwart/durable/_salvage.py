@@ -89,6 +89,9 @@ class RecoverReport:
 
 
 def _open_ro(path: pathlib.Path) -> sqlite3.Connection:
+    # A raw read-only connection on purpose, beside the database kernel: the kernel
+    # refuses a file that fails its integrity check (that is what brings the operator
+    # here), and salvage must read a damaged file table by table, row range by row range.
     if not path.is_file():
         raise SchemaMissing(f"no SQLite store file at {path}: check the path")
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
@@ -182,6 +185,8 @@ def recover_sqlite(
             db.migrate_blocking(component)
     finally:
         db.close_blocking()
+    # The new file's tables were created through the kernel (above); the rows are copied
+    # on a raw connection in one transaction, beside the damaged source's raw reads.
     dst = sqlite3.connect(target, isolation_level=None)
     report: list[TableSalvage] = []
     try:

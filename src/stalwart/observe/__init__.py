@@ -1,7 +1,9 @@
-"""Observability: structured logs and their store, metrics, readiness, alert rules, tracing.
+"""Observability: structured logs, metrics, readiness, alert rules, tracing.
 
 See ``docs/observability.md``. Everything here is layer 0: the HTTP server,
-notifiers and dashboard that use it live in :mod:`stalwart.server`.
+notifiers, dashboard and the log store (which keeps its tables through the
+database kernel, :mod:`stalwart.db`, a layer above this one) live in
+:mod:`stalwart.server`.
 """
 
 from stalwart.observe import _catalog as catalog
@@ -28,7 +30,7 @@ from stalwart.observe._logging import (
     log_context,
     set_redactor,
 )
-from stalwart.observe._logstore import LogQuery, LogStore, parse_since, search
+from stalwart.observe._logquery import LogQuery, parse_since
 from stalwart.observe._metrics import REGISTRY
 from stalwart.observe._procmetrics import ProcessCollector, sample_process
 from stalwart.observe._ship import MetricShipper, apply_samples, forget_source
@@ -62,7 +64,6 @@ __all__ = [
     "EventBus",
     "LineWriter",
     "LogQuery",
-    "LogStore",
     "MetricShipper",
     "OutputPipe",
     "ProcessCollector",
@@ -85,7 +86,6 @@ __all__ = [
     "prometheus_rules",
     "promql",
     "sample_process",
-    "search",
     "set_redactor",
     "attach_traceparent",
     "configure_tracing",

@@ -1,7 +1,8 @@
 """The node's HTTP side: probes, /metrics, the API, server-sent events, the dashboard,
-and the alert notifiers. See ``docs/observability.md``."""
+the alert notifiers, and the log store. See ``docs/observability.md``."""
 
 from stalwart.server._app import AppState, build_app
+from stalwart.server._logstore import LogStore, search_logs
 from stalwart.server._notify import (
     AlertmanagerNotifier,
     Dispatcher,
@@ -20,6 +21,7 @@ __all__ = [
     "AlertmanagerNotifier",
     "AppState",
     "Dispatcher",
+    "LogStore",
     "Notifier",
     "ObservabilityService",
     "ServerSettings",
@@ -30,5 +32,6 @@ __all__ = [
     "build_app",
     "notifiers_from_settings",
     "openapi_spec",
+    "search_logs",
     "webhook_payload",
 ]

@@ -43,12 +43,12 @@ from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.errors import NoProcess, StalwartError
 from stalwart.guard import SecretResolver
 from stalwart.observe import REGISTRY, AlertEvaluator, AlertNotice, Event, LogQuery, parse_since
-from stalwart.observe import search as search_logs
 from stalwart.server._auth import CREDENTIAL, ApiToken, AuthGate
 from stalwart.server._breakers_api import BreakerApi
 from stalwart.server._children_api import children_routes
 from stalwart.server._http import BadRequest, error, param, send_json
 from stalwart.server._http import name as _name
+from stalwart.server._logstore import search_logs
 from stalwart.server._notify import Dispatcher
 from stalwart.server._openapi import openapi_spec
 from stalwart.server._ratelimit import ClientRateLimiter, RateLimitGate

@@ -13,16 +13,11 @@ import sys
 import time
 from typing import Any
 
-from stalwart.errors import ConfigError
-from stalwart.observe import (
-    LogQuery,
-    default_rules,
-    load_rules,
-    parse_since,
-    prometheus_rules,
-    search,
-)
+from stalwart.db import redact
+from stalwart.errors import ConfigError, StoreError
+from stalwart.observe import LogQuery, default_rules, load_rules, parse_since, prometheus_rules
 from stalwart.server._app import fire_test
+from stalwart.server._logstore import search_logs
 from stalwart.server._notify import Dispatcher
 from stalwart.server._service import ObservabilityService, notifiers_from_settings
 from stalwart.server._settings import ServerSettings
@@ -92,13 +87,14 @@ def run_command(args: argparse.Namespace) -> int | None:
 
 def _logs(args: argparse.Namespace) -> int:
     path = args.db or os.environ.get("STALWART_LOG_DB") or "stalwart-logs.db"
+    shown = redact(path)
     if "://" not in path and not os.path.exists(path):
         print(f"stalwart logs: no log store at {path!r} (use --db)", file=sys.stderr)
         return 2
     scheme = path.partition("://")[0] if "://" in path else ""
     if scheme and scheme not in ("postgresql", "postgres", "sqlite"):
         print(
-            f"stalwart logs: --db {path!r} has an unsupported scheme {scheme!r}; give a "
+            f"stalwart logs: --db {shown!r} has an unsupported scheme {scheme!r}; give a "
             "file path or postgresql://user@host:port/dbname",
             file=sys.stderr,
         )
@@ -118,25 +114,13 @@ def _logs(args: argparse.Namespace) -> int:
         event=args.event, since=since, until=until, grep=args.grep, limit=args.limit,
     )  # fmt: skip
     try:
-        rows = search(path, q)
-    except _db_errors() as exc:  # unreachable, refused, not a log store: say so, no traceback
-        print(f"stalwart logs: cannot read the log store at --db {path!r}: {exc}", file=sys.stderr)
+        rows = search_logs(path, q)  # read-only: never creates the tables
+    except (StoreError, ConfigError) as exc:  # unreachable, refused, not a log store
+        print(f"stalwart logs: cannot read the log store at --db {shown!r}: {exc}", file=sys.stderr)
         return 2
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
     return 0
-
-
-def _db_errors() -> tuple[type[Exception], ...]:
-    """The errors a log store's database may raise when it cannot be read."""
-    import sqlite3
-
-    errors: tuple[type[Exception], ...] = (sqlite3.Error, OSError, ConfigError)
-    try:
-        import psycopg
-    except ImportError:  # no PostgreSQL driver: no PostgreSQL errors either
-        return errors
-    return (*errors, psycopg.Error)
 
 
 def _alerts(args: argparse.Namespace) -> int:

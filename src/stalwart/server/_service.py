@@ -24,7 +24,6 @@ from stalwart.observe import (
     AlertEvaluator,
     AlertNotice,
     AlertRule,
-    LogStore,
     ProcessCollector,
     configure_tracing,
     default_rules,
@@ -33,6 +32,7 @@ from stalwart.observe import (
 )
 from stalwart.server._app import AppState, build_app
 from stalwart.server._auth import ApiToken
+from stalwart.server._logstore import LogStore
 from stalwart.server._notify import (
     AlertmanagerNotifier,
     Dispatcher,
@@ -154,6 +154,10 @@ class ObservabilityService:
         self.port = sock.getsockname()[1]
         self._sock = sock
         try:
+            if s.log_db:
+                store = LogStore(s.log_db, retention_s=s.log_retention_s, max_rows=s.log_max_rows)
+                self.store = store
+                await asyncio.to_thread(store.open)  # connects and migrates: off the loop
             self._start_parts(node, sock)
         except Exception as exc:  # release what was started; the node exits 2
             await self.stop()
@@ -161,8 +165,7 @@ class ObservabilityService:
 
     def _start_parts(self, node: NodeLike, sock: socket.socket) -> None:
         s = self.settings
-        if s.log_db:
-            self.store = LogStore(s.log_db, retention_s=s.log_retention_s, max_rows=s.log_max_rows)
+        if self.store is not None:
             self.store.start(attach=True)
         self._collector = ProcessCollector(lambda: agent_processes(node.runtime))
         self._collector.register()

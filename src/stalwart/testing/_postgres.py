@@ -1,4 +1,9 @@
-"""A throwaway PostgreSQL database per test, on a real server."""
+"""A throwaway PostgreSQL database per test, on a real server.
+
+The admin connections here are raw psycopg ones on purpose, beside the database
+kernel: CREATE and DROP DATABASE cannot run inside a transaction, and every kernel
+operation is one; and this module is a test helper that nothing in ``src/`` imports.
+"""
 
 from __future__ import annotations
 

@@ -54,6 +54,8 @@ class MemoryStore(SQLiteStore):
 
     def raw_sql(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run one statement on the store's file, beside the store (for damage tests)."""
+        # A raw connection on purpose (a test fake, never imported by src/): damage tests
+        # must change stored bytes behind the store's back, which the kernel never does.
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=10)
         try:
             return conn.execute(sql, args).fetchall()

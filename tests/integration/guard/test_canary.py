@@ -17,8 +17,8 @@ from tests.integration.guard.canary_app import CANARIES, CARD, EMAIL, PHONE, SEC
 from stalwart import RuntimeSettings
 from stalwart.guard import LocalVault, RedactingEventBus
 from stalwart.node import app_node
-from stalwart.observe import REGISTRY, LogQuery, LogStore, add_log_sink, configure_logging
-from stalwart.server import ObservabilityService, ServerSettings
+from stalwart.observe import REGISTRY, LogQuery, add_log_sink, configure_logging
+from stalwart.server import LogStore, ObservabilityService, ServerSettings
 
 TOKEN = "canary-api-token-0123456789"
 

@@ -51,11 +51,14 @@ def test_bad_server_settings_are_a_clear_error(tmp_path):
 
 
 def test_an_unusable_log_store_makes_the_node_exit_2(tmp_path):
+    # A missing directory is created (as for the store); a path under a file cannot be.
+    (tmp_path / "a-file").write_text("not a directory")
     proc = subprocess.run(
         [sys.executable, "-m", "stalwart.cli", "run", "cli_app:root", "--http-port", "0",
-         "--log-db", str(tmp_path / "missing" / "dir" / "logs.db")],
+         "--log-db", str(tmp_path / "a-file" / "logs.db")],
         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env_for(tmp_path),
         check=False,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "observability service could not start" in proc.stderr
+    assert "a-file/logs.db" in proc.stderr  # the message names the log store

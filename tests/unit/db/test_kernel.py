@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from stalwart.db import Component, Program, SQLiteDatabase, database, parse_url, pg_sql
+from stalwart.db import Component, Program, SQLiteDatabase, blocking, database, parse_url, pg_sql
 from stalwart.db._metrics import WRITER_RESTARTS
 from stalwart.errors import ConfigError, SchemaMissing, StoreError, StoreUnavailable
 
@@ -70,6 +70,35 @@ async def test_read_only_opens_never_create_or_migrate(tmp_path: pathlib.Path) -
             await ro.migrate(Component("notes", (NOTES_V1,)))
     finally:
         await ro.close()
+
+
+def test_blocking_read_only_handles_never_create_or_migrate(tmp_path: pathlib.Path) -> None:
+    notes = Component("notes", (NOTES_V1,))
+    missing = tmp_path / "missing.db"
+    with pytest.raises(SchemaMissing, match="does not exist"):
+        blocking(f"sqlite:///{missing}", readonly=True).require(notes)
+    assert not missing.exists()
+    url = f"sqlite:///{tmp_path}/empty.db"
+    sqlite3.connect(tmp_path / "empty.db").close()
+    ro = blocking(url, readonly=True)
+    try:
+        with pytest.raises(SchemaMissing, match="has no notes schema"):
+            ro.migrate(notes)  # read-only: migrate only checks
+    finally:
+        ro.close()
+    rw = blocking(url)
+    try:
+        assert rw.migrate(notes) == 0
+        assert rw.run(insert, "a") == 1
+    finally:
+        rw.close()
+    ro = blocking(url, readonly=True)
+    try:
+        assert ro.require(notes) == 1 and ro.run(count) == 1
+        with pytest.raises(StoreError, match="readonly"):  # the file is opened mode=ro
+            ro.run(insert, "b")
+    finally:
+        ro.close()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")

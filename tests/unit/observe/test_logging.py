@@ -1,4 +1,6 @@
-"""The JSON log pipeline (common fields, redactor hook, shipping) and the SQLite log store."""
+"""The JSON log pipeline (common fields, redactor hook, shipping) and log-query times.
+
+The log store itself: tests/integration/server/test_logstore.py."""
 
 from __future__ import annotations
 
@@ -11,8 +13,6 @@ import pytest
 
 from stalwart.observe import (
     COMMON_FIELDS,
-    LogQuery,
-    LogStore,
     add_log_sink,
     configure_logging,
     default_rules,
@@ -23,7 +23,6 @@ from stalwart.observe import (
     prometheus_rules,
     set_redactor,
 )
-from stalwart.testing import FakeClock
 
 
 @pytest.fixture
@@ -97,40 +96,6 @@ def test_sinks_get_records(stream):
     remove()
     get_logger("t").info("two")
     assert got == ["one"]
-
-
-def test_log_store_filters_grep_and_retention(tmp_path):
-    clock = FakeClock(wall_start=1_800_000_000.0)
-    store = LogStore(str(tmp_path / "l.db"), retention_s=100, clock=clock)
-    store.start(attach=False)
-    try:
-
-        def put(ts, agent, task, text, level="info"):
-            record = {"ts": ts, "level": level, "event": "e", "agent_id": agent, "task_id": task,
-                      "text": text}  # fmt: skip
-            store.sink(record, json.dumps(record))
-
-        now = clock.time()
-        put(now - 500, "a", "t1", "old line")
-        put(now - 50, "a", "t1", "Refund requested for order 42")
-        put(now - 40, "b", "t2", "refund denied", level="warning")
-        put(now - 30, "a", "t3", "hi")
-        assert store.flush()
-        q = store.query
-        assert len(q(LogQuery())) == 4
-        assert [r["text"] for r in q(LogQuery(agent_id="a", since=now - 100))] == [
-            "Refund requested for order 42", "hi",
-        ]  # fmt: skip
-        assert len(q(LogQuery(grep="REFUND"))) == 2  # case-insensitive substring (trigram)
-        assert len(q(LogQuery(grep="hi"))) == 1  # short patterns still work (scan)
-        assert len(q(LogQuery(level="warning"))) == 1
-        assert len(q(LogQuery(task_id="t1", until=now - 100))) == 1
-        assert [r["text"] for r in q(LogQuery(limit=1))] == ["hi"]
-        assert store.purge() == 1
-        assert len(q(LogQuery())) == 3
-        assert len(q(LogQuery(grep='"quoted" 42'))) == 0  # quotes are data, not syntax
-    finally:
-        store.close()
 
 
 def test_parse_since():
