@@ -26,7 +26,7 @@ from stalwart.runtime import SupervisorSpec
 from stalwart.server._breakers_cli import add_breaker_commands, breaker_command
 from stalwart.server._cli import add_commands, add_run_flags, run_command, service_from_args
 
-__all__ = ["load_app", "main"]
+__all__ = ["build_parser", "load_app", "main"]
 
 
 DESCRIPTION = (
@@ -62,7 +62,8 @@ def _limit(text: str) -> int:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``stalwart`` parser with every command (docs/reference/cli.md is generated from it)."""
     parser = argparse.ArgumentParser(
         prog="stalwart",
         description=DESCRIPTION,
@@ -127,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     add_model_commands(sub)
     add_children_commands(sub)
     add_store_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     breaker_code = breaker_command(args)
     if breaker_code is not None:
         return breaker_code
