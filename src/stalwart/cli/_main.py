@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--verify-out", default="readiness", help="--helpdesk: report directory (readiness/)"
     )
     sim = sub.add_parser("sim", help="serve the simulated models and tool services")
-    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     sim.add_argument(
         "--scenario", help="a JSON file ({'rules': [...]}) or module:attribute naming a Scenario"
