@@ -6,6 +6,7 @@ from an earlier one). A block whose first line is ``# doc: no-run`` is shown onl
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -116,6 +117,16 @@ def test_the_tutorial_runs_as_written(tmp_path: pathlib.Path) -> None:
     packed = (work / "shop" / "packing.log").read_text().splitlines()
     assert {line.split()[1] for line in packed} == {"0", "1", "2", "3", "4"}
     assert len({line.split()[-1] for line in packed}) == 2  # the killed process, its successor
+    events = [json.loads(line) for line in node_log.read_text().splitlines() if line[:1] == "{"]
+    exits = [e for e in events if e["event"] == "agent_exited" and e.get("agent") == "packer"]
+    assert exits and exits[0]["signal"] == "SIGKILL"
+    starts = [e["incarnation"] for e in events
+              if e["event"] == "agent_started" and e.get("agent") == "packer"]  # fmt: skip
+    assert starts[:2] == [1, 2]
+    order = [e for e in events if e.get("task_id") == "order-7"]
+    first = next(e["pid"] for e in order if e["event"] == "task_claimed")
+    resumed = [e["pid"] for e in order if e["event"] == "task_resumed"]
+    assert resumed and resumed[0] != first  # taken back by the new process
 
 
 def test_the_generated_reference_pages_are_up_to_date(tmp_path: pathlib.Path) -> None:
