@@ -331,8 +331,25 @@ def render_chart(
     """Every template of ``chart`` rendered: path (as Helm names it) -> text."""
     meta = yaml.safe_load((chart / "Chart.yaml").read_text())
     defaults = yaml.safe_load((chart / "values.yaml").read_text()) or {}
+    merged = merge(defaults, values or {})
+    schema_file = chart / "values.schema.json"
+    if schema_file.is_file():  # as Helm does: the merged values against the chart's schema
+        import jsonschema
+
+        errors = sorted(
+            jsonschema.Draft7Validator(json.loads(schema_file.read_text())).iter_errors(merged),
+            key=lambda e: list(e.absolute_path),
+        )
+        if errors:
+            raise TemplateError(
+                "values don't meet the schema: "
+                + "; ".join(
+                    f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+                    for e in errors
+                )
+            )
     root = {
-        "Values": merge(defaults, values or {}),
+        "Values": merged,
         "Release": {"Name": release, "Namespace": namespace, "Service": "Helm"},
         "Chart": {
             "Name": meta["name"],

@@ -263,6 +263,20 @@ def test_stalwart_init_values_render_with_the_chart(tmp_path):
     assert container(objs)["image"] == "demoapp:latest"
 
 
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"replicas": 3}, "'replicas' was unexpected"),  # the key is replicaCount
+        ({"secretKeys": {"apiToken": ""}}, "secretKeys.apiToken"),
+        ({"probes": {"readiness": {"path": "readyz"}}}, "probes.readiness"),
+        ({"store": {"url": "mysql://db/x"}}, "store.url"),
+    ],
+)
+def test_values_are_checked_against_the_charts_schema(values, where):
+    with pytest.raises(TemplateError, match=re.escape(where)):
+        render_chart(CHART, {**SECRET, **values})
+
+
 def test_the_renderer_refuses_what_it_does_not_know(tmp_path):
     chart = tmp_path / "c"
     (chart / "templates").mkdir(parents=True)
