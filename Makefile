@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: demo test lint typecheck unit bench bench-quick docs dist clean
+.PHONY: demo test lint typecheck unit bench bench-quick docs reference dist clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench-quick: $(STAMP)
 # The documentation site (mkdocs.yml): site/index.html; --strict fails on a broken link.
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# docs/reference/cli.md and http-api.md, generated from the CLI's parsers and the OpenAPI
+# document (tests/test_docs.py fails when they are stale)
+reference: $(STAMP)
+	$(BIN)/python -m stalwart.cli._reference docs/reference
 
 # The sdist and the wheel in dist/: the wheel holds everything the CLI needs (the demo app,
 # the project templates, the dashboard, the token data); tests/integration/cli/test_wheel.py

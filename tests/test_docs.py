@@ -6,6 +6,7 @@ from an earlier one). A block whose first line is ``# doc: no-run`` is shown onl
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -61,3 +62,97 @@ def test_the_docs_site_builds_with_no_warning(tmp_path: pathlib.Path) -> None:
     )
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
     assert (tmp_path / "site" / "index.html").is_file()
+
+
+SHELL_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_tutorial_runs_as_written(tmp_path: pathlib.Path) -> None:
+    """docs/tutorial.md: every shell block, in order, in one shell, in an empty folder, with
+    this interpreter's `stalwart` first on PATH. Only the node's port is moved (to a free
+    one, through the variables the tutorial's commands read) so runs do not collide."""
+    import signal
+
+    page = DOCS / "tutorial.md"
+    blocks = SHELL_BLOCK.findall(page.read_text())
+    assert len(blocks) >= 8
+    script = tmp_path / "tutorial.sh"
+    script.write_text("set -euo pipefail\n" + "\n".join(blocks))
+    port = _free_port()
+    bindir = str(pathlib.Path(sys.executable).parent)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STALWART_")}  # a new user
+    env.update({
+        "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")]),
+        "STALWART_HTTP_PORT": str(port),
+        "STALWART_URL": f"http://127.0.0.1:{port}",
+    })  # fmt: skip
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen(
+        ["bash", str(script)], cwd=work, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=540)
+    finally:
+        try:  # the node it started in the background, if a block failed before stopping it
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    node_log = work / "shop" / "node.log"
+    log_tail = node_log.read_text()[-4000:] if node_log.exists() else "(no node.log)"
+    assert proc.returncode == 0, f"the tutorial failed:\n{out[-6000:]}\nnode.log:\n{log_tail}"
+    assert "succeeded boxes: [0, 1, 2, 3, 4]" in out
+    packed = (work / "shop" / "packing.log").read_text().splitlines()
+    assert {line.split()[1] for line in packed} == {"0", "1", "2", "3", "4"}
+    assert len({line.split()[-1] for line in packed}) == 2  # the killed process, its successor
+    events = [json.loads(line) for line in node_log.read_text().splitlines() if line[:1] == "{"]
+    exits = [e for e in events if e["event"] == "agent_exited" and e.get("agent") == "packer"]
+    assert exits and exits[0]["signal"] == "SIGKILL"
+    starts = [e["incarnation"] for e in events
+              if e["event"] == "agent_started" and e.get("agent") == "packer"]  # fmt: skip
+    assert starts[:2] == [1, 2]
+    order = [e for e in events if e.get("task_id") == "order-7"]
+    first = next(e["pid"] for e in order if e["event"] == "task_claimed")
+    resumed = [e["pid"] for e in order if e["event"] == "task_resumed"]
+    assert resumed and resumed[0] != first  # taken back by the new process
+
+
+def test_the_generated_reference_pages_are_up_to_date(tmp_path: pathlib.Path) -> None:
+    """docs/reference/cli.md and http-api.md are what the parsers and the OpenAPI document
+    give now (`make reference` rewrites them)."""
+    from stalwart.cli._reference import write_reference
+
+    for fresh in write_reference(tmp_path):
+        kept = DOCS / "reference" / fresh.name
+        assert kept.read_text() == fresh.read_text(), f"{kept} is stale: run `make reference`"
+    cli = (DOCS / "reference" / "cli.md").read_text()
+    for command in ("## stalwart task submit", "## stalwart alerts export", "## stalwart init"):
+        assert command in cli
+    assert "## POST `/v1/tasks`" in (DOCS / "reference" / "http-api.md").read_text()
+
+
+def test_every_environment_variable_is_in_the_settings_reference() -> None:
+    src = DOCS.parent / "src" / "stalwart"
+    read = {
+        m.rstrip("_") + ("_<NAME>" if m.endswith("_") else "")
+        for path in src.rglob("*.py")
+        for m in re.findall(r"\bSTALWART_[A-Z0-9_]*[A-Z0-9_]", path.read_text())
+    }
+    page = (DOCS / "reference" / "settings.md").read_text()
+    documented = set(re.findall(r"`(STALWART_[A-Z0-9_<>]+)`", page))
+    for example in ("STALWART_SECRET_OPENAI_KEY",):  # examples of STALWART_SECRET_<NAME>
+        read.discard(example)
+        documented.discard(example)
+    assert read <= documented, f"not in docs/reference/settings.md: {sorted(read - documented)}"
+    assert documented <= read, f"documented but never read: {sorted(documented - read)}"

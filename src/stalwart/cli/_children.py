@@ -38,8 +38,8 @@ def add_children_commands(sub: Any) -> None:
         ("delete", "remove the spec of a child that does not run"),
     ):
         action = actions.add_parser(verb, help=text)
-        action.add_argument("supervisor")
-        action.add_argument("child")
+        action.add_argument("supervisor", help="the supervisor's name (`children list`)")
+        action.add_argument("child", help="the child's id under that supervisor")
 
 
 def children_command(args: argparse.Namespace) -> int | None:

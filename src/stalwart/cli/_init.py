@@ -32,7 +32,7 @@ def add_init_command(sub: Any) -> None:
         description="Write a new project into the folder NAME (created; it must not exist "
         "or be empty): app.py with one LLM agent and one tool on the simulated model, the "
         "same app as app.toml, its verification profile, tests/ using stalwart.testing, a "
-        "Dockerfile, and deploy/ (a Kubernetes Deployment and Helm-style values). "
+        "Dockerfile, and deploy/ (a Kubernetes Deployment and values for stalwart's Helm chart). "
         "`stalwart run app:app` and `stalwart verify app:app --plan` work in it at once.",
     )
     init.add_argument("name", help="the project folder to create (its last part names the project)")

@@ -26,7 +26,7 @@ from stalwart.runtime import SupervisorSpec
 from stalwart.server._breakers_cli import add_breaker_commands, breaker_command
 from stalwart.server._cli import add_commands, add_run_flags, run_command, service_from_args
 
-__all__ = ["load_app", "main"]
+__all__ = ["build_parser", "load_app", "main"]
 
 
 DESCRIPTION = (
@@ -62,7 +62,8 @@ def _limit(text: str) -> int:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``stalwart`` parser with every command (docs/reference/cli.md is generated from it)."""
     parser = argparse.ArgumentParser(
         prog="stalwart",
         description=DESCRIPTION,
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "--verify-out", default="readiness", help="--helpdesk: report directory (readiness/)"
     )
     sim = sub.add_parser("sim", help="serve the simulated models and tool services")
-    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     sim.add_argument(
         "--scenario", help="a JSON file ({'rules': [...]}) or module:attribute naming a Scenario"
@@ -127,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     add_model_commands(sub)
     add_children_commands(sub)
     add_store_commands(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     breaker_code = breaker_command(args)
     if breaker_code is not None:
         return breaker_code

@@ -32,13 +32,17 @@ def add_secret_commands(sub: Any) -> None:
     ):
         p = verbs.add_parser(verb, help=text)
         if verb != "list":
-            p.add_argument("name")
+            p.add_argument("name", help="the secret's name, as in secret://NAME")
         if verb in ("set", "rotate"):
             p.add_argument("--value", help="the value (prefer standard input: no shell history)")
         if verb == "rotate":
             p.add_argument("--stdin", action="store_true", help="read the new value from stdin")
         if verb == "get":
             p.add_argument("--reveal", action="store_true", help="print the value itself")
+        if verb == "list":
+            p.add_argument(
+                "--json", action="store_true", help="a JSON list of {name, version} objects"
+            )
         p.add_argument(
             "--vault", help="vault file (default: $STALWART_VAULT or .stalwart/vault.enc)"
         )
@@ -48,11 +52,18 @@ def add_secret_commands(sub: Any) -> None:
     for verb in ("list", "approve", "deny"):
         p = averbs.add_parser(verb, help=f"{verb} held tool calls")
         if verb != "list":
-            p.add_argument("id")
+            p.add_argument("id", help="the held call's id (from `approvals list`)")
             p.add_argument("--by", default=os.environ.get("USER", "cli"), help="who decides")
         else:
-            p.add_argument("--status", choices=["pending", "approved", "denied"])
+            p.add_argument(
+                "--status",
+                choices=["pending", "approved", "denied"],
+                help="only calls in this state (default: all)",
+            )
             p.add_argument("--reveal", action="store_true", help="show arguments unredacted")
+            p.add_argument(
+                "--json", action="store_true", help="one JSON object per line, no (none)"
+            )
         p.add_argument("--store", required=True, help="the app's store URL (sqlite:///…)")
 
 
@@ -90,8 +101,13 @@ def secret_command(args: argparse.Namespace) -> int:
             version = vault.rotate(args.name, new)
             print(f"{args.name}: rotated (version {version})")
         else:
-            for name in vault.names():
-                print(f"{name}\tversion {vault.version(name)}")
+            rows = [{"name": name, "version": vault.version(name)} for name in vault.names()]
+            if args.json:
+                print(json.dumps(rows))
+            elif not rows:
+                print("(none)")
+            for row in [] if args.json else rows:
+                print(f"{row['name']}\tversion {row['version']}")
         return 0
     except SecretNotFound as exc:
         print(f"stalwart secrets: {exc}", file=sys.stderr)
@@ -105,7 +121,10 @@ def _approvals(args: argparse.Namespace) -> int:
     queue = ApprovalQueue(args.store)
     try:
         if args.verb == "list":
-            for entry in queue.list(args.status):
+            entries = queue.list(args.status)
+            if not entries and not args.json:
+                print("(none)")
+            for entry in entries:
                 print(json.dumps(entry.as_dict(reveal=args.reveal), default=str))
             return 0
         decided = queue.decide(args.id, approve=args.verb == "approve", by=args.by)

@@ -12,7 +12,44 @@ from typing import Any
 from stalwart.durable import TASK_STATUSES
 from stalwart.errors import ConfigError, StalwartError
 
-__all__ = ["add_task_commands", "ensure_cwd_importable", "is_app_ref", "task_command"]
+__all__ = [
+    "ENDED_BADLY",
+    "UNSUCCESSFUL",
+    "add_task_commands",
+    "ensure_cwd_importable",
+    "is_app_ref",
+    "task_command",
+    "task_table",
+]
+
+ENDED_BADLY = frozenset({"failed", "cancelled", "quarantined"})
+UNSUCCESSFUL = 4
+"""The exit status of ``task status`` (and ``task submit --wait``) for a task that ended
+failed, cancelled or quarantined: a script can tell it from "no such task" (1) and a
+usage error (2)."""
+
+
+def task_table(records: list[dict[str, Any]]) -> str:
+    """Tasks as a table for a terminal, or ``(none)``."""
+    if not records:
+        return "(none)"
+    rows = [("ID", "AGENT", "STATUS", "ATTEMPTS", "RESULT")]
+    for r in records:
+        outcome = r.get("outcome")
+        if isinstance(outcome, dict):
+            result = outcome.get("answer") or outcome.get("message") or json.dumps(outcome)
+        else:
+            result = "" if outcome is None else json.dumps(outcome)
+        result = " ".join(str(result).split())
+        rows.append(
+            (str(r["id"]), str(r["agent"]), str(r["status"]), str(r["attempts"]),
+             result[:60] + ("…" if len(result) > 60 else ""))
+        )  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4]
+        for row in rows
+    ).rstrip()
 
 
 def ensure_cwd_importable() -> None:
@@ -41,22 +78,35 @@ def add_task_commands(sub: Any) -> None:
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--app", help="the app (module:attribute or .toml) whose store to use")
     where.add_argument("--store", help="a store URL (instead of --app)")
-    submit = actions.add_parser("submit", parents=[where], help="store a new task for an agent")
-    submit.add_argument("agent")
+    submit = actions.add_parser(
+        "submit",
+        parents=[where],
+        help="store a new task for an agent (with --wait: exit 4 if it ends failed, "
+        "cancelled or quarantined)",
+    )
+    submit.add_argument("agent", help="the agent to run it (with --app, one of the app's agents)")
     submit.add_argument("input", help="the task input, as JSON")
-    submit.add_argument("--id", dest="task_id")
+    submit.add_argument("--id", dest="task_id", help="the task's id (default: a new one)")
     submit.add_argument(
         "--principal",
         help="who the task is for: an id (alice@example.com) or JSON "
         '{"id": ..., "kind": ..., "attrs": {...}}; its rules see it (docs/security.md)',
     )
     submit.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the end")
-    status = actions.add_parser("status", parents=[where], help="one task's status and result")
-    status.add_argument("task_id")
-    listing = actions.add_parser("list", parents=[where], help="recent tasks")
+    status = actions.add_parser(
+        "status",
+        parents=[where],
+        help="one task's status and result (exit 1: no such task; 4: it failed, was "
+        "cancelled or quarantined)",
+    )
+    status.add_argument("task_id", help="the task's id")
+    listing = actions.add_parser(
+        "list", parents=[where], help="recent tasks, newest first (a table on a terminal)"
+    )
+    listing.add_argument("--status", choices=list(TASK_STATUSES), help="only tasks in this status")
+    listing.add_argument("--agent", help="only tasks of this agent")
     listing.add_argument(
-        "--status",
-        choices=list(TASK_STATUSES),
+        "--json", action="store_true", help="one JSON object per line (the default when piped)"
     )
     cancel = actions.add_parser(
         "cancel",
@@ -64,16 +114,16 @@ def add_task_commands(sub: Any) -> None:
         help="cancel a pending, running or awaiting_approval task (exit 1: unknown, "
         "3: it had already finished)",
     )
-    cancel.add_argument("task_id")
+    cancel.add_argument("task_id", help="the task's id")
     cancel.add_argument("--by", default="cli", help="who cancels (recorded in the outcome)")
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
     from stalwart.cli._watch import add_watch_command
 
     add_watch_command(actions)
     retry = actions.add_parser(
         "retry", parents=[where], help="run a failed or quarantined task again (after a fix)"
     )
-    retry.add_argument("task_id")
+    retry.add_argument("task_id", help="the task's id")
 
 
 def _store_url(args: argparse.Namespace) -> str:
@@ -130,6 +180,9 @@ async def _task(args: argparse.Namespace) -> int:
             # the app's admission limits apply here too (its defaults with --store alone):
             # an overloaded store refuses the task with a clear error, exit 2
             app = load_app(args.app) if args.app else None
+            if app is not None and args.agent not in {a.name for a in app.agents}:
+                names = ", ".join(a.name for a in app.agents)
+                raise ConfigError(f"the app has no agent {args.agent!r}; its agents: {names}")
             limits = app if app is not None else App
             tasks = Tasks(
                 None,
@@ -153,12 +206,16 @@ async def _task(args: argparse.Namespace) -> int:
             if args.wait > 0:
                 task = await tasks.wait(task.id, timeout=args.wait)
             print(json.dumps(_record(task)))
+            return UNSUCCESSFUL if task.status in ENDED_BADLY else 0
         elif args.task_command == "status":
             found = await store.get_task(args.task_id)
             if found is None:
                 print(f"stalwart task: no task {args.task_id!r}", file=sys.stderr)
                 return 1
             print(json.dumps(_record(found), indent=2))
+            if found.status in ENDED_BADLY:
+                print(f"stalwart task: task {found.id!r} is {found.status}", file=sys.stderr)
+                return UNSUCCESSFUL
         elif args.task_command == "retry":
             found = await store.get_task(args.task_id)
             if found is None:
@@ -189,8 +246,14 @@ async def _task(args: argparse.Namespace) -> int:
                 )
                 return 3
         else:
-            for t in await store.list_tasks(status=args.status, limit=args.limit):
-                print(json.dumps(_record(t)))
+            rows = await store.list_tasks(
+                status=args.status, agent=args.agent, limit=args.limit, newest_first=True
+            )
+            if args.json or not sys.stdout.isatty():
+                for t in rows:
+                    print(json.dumps(_record(t)))
+            else:
+                print(task_table([_record(t) for t in rows]))
         return 0
     finally:
         await store.close()

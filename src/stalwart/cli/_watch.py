@@ -27,7 +27,7 @@ def add_watch_command(actions: Any) -> None:
     watch_cmd = actions.add_parser(
         "watch", help="print a task's model text as it is generated (from a running node)"
     )
-    watch_cmd.add_argument("task_id")
+    watch_cmd.add_argument("task_id", help="the task's id")
     watch_cmd.add_argument("--url", help="the node's API (default $STALWART_URL or :8470)")
     watch_cmd.add_argument("--token", help="the API token (default $STALWART_API_TOKEN)")
     watch_cmd.add_argument(

@@ -40,9 +40,10 @@ def add_breaker_commands(sub: Any) -> None:
     breaker.add_argument("--url", help="the node's API (default $STALWART_URL or 127.0.0.1:8470)")
     breaker.add_argument("--token", help="API token (default $STALWART_API_TOKEN)")
     actions = breaker.add_subparsers(dest="breaker_command", required=True)
-    actions.add_parser("list", help="every breaker, its state and any operator override")
+    listing = actions.add_parser("list", help="every breaker, its state and any operator override")
+    listing.add_argument("--json", action="store_true", help="the breakers as a JSON list")
     show = actions.add_parser("show", help="one breaker")
-    show.add_argument("name")
+    show.add_argument("name", help="the dependency, e.g. openai:gpt-4o")
     for verb, state in _ORDERS.items():
         what = {
             "force-open": "reject every call until closed (in every agent process)",
@@ -92,7 +93,11 @@ def breaker_command(args: argparse.Namespace) -> int | None:
     if response.status_code >= 400:
         print(f"stalwart breaker: {response.status_code}: {data.get('error')}", file=sys.stderr)
         return 1
-    if args.breaker_command == "list":
+    if args.breaker_command == "list" and args.json:
+        print(json.dumps(data["breakers"]))
+    elif args.breaker_command == "list":
+        if not data["breakers"]:
+            print("(none)")
         for row in data["breakers"]:
             override = f"  (override: {row['override']})" if row["override"] else ""
             print(f"{row['dependency']:40} {row['state']}{override}")

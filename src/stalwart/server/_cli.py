@@ -57,7 +57,11 @@ def add_commands(sub: Any) -> None:
     logs.add_argument("--agent", help="agent id")
     logs.add_argument("--task", help="task id")
     logs.add_argument("--trace", help="trace id")
-    logs.add_argument("--level", choices=["debug", "info", "warning", "error", "critical"])
+    logs.add_argument(
+        "--level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="only lines at this level",
+    )
     logs.add_argument("--event", help="event name")
     logs.add_argument("--since", help="10m, 2h, 1d or an ISO-8601 time")
     logs.add_argument("--until", help="10m, 2h, 1d or an ISO-8601 time")
@@ -68,12 +72,25 @@ def add_commands(sub: Any) -> None:
         "--rules", help="TOML file of rule changes (default $STALWART_ALERT_RULES, else none)"
     )
     asub = alerts.add_subparsers(dest="alerts_command", required=True)
-    asub.add_parser("list", help="print the rules with thresholds")
+    alist = asub.add_parser("list", help="print the rules with thresholds")
+    alist.add_argument("--json", action="store_true", help="the rules as a JSON list")
     export = asub.add_parser("export", help="write the rules as a Prometheus rules file")
     export.add_argument("-o", "--output", help="file to write (default stdout)")
     test = asub.add_parser("test", help="fire one alert (then resolve it) at the notifiers")
     test.add_argument("name", help="rule name, e.g. RestartStorm")
-    test.add_argument("--severity", choices=["warning", "critical"], default="warning")
+    test.add_argument(
+        "--severity",
+        choices=["warning", "critical"],
+        default="warning",
+        help="which of the rule's thresholds to fire (default warning)",
+    )
+
+
+def number(value: float) -> str:
+    """A threshold as people write it: 268435456, 0.05, 1.5 -- never 2.68435e+08."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
 def run_command(args: argparse.Namespace) -> int | None:
@@ -118,6 +135,8 @@ def _logs(args: argparse.Namespace) -> int:
     except (StoreError, ConfigError) as exc:  # unreachable, refused, not a log store
         print(f"stalwart logs: cannot read the log store at --db {shown!r}: {exc}", file=sys.stderr)
         return 2
+    if not rows and sys.stdout.isatty():
+        print("(none)")
     for row in rows:
         print(json.dumps(row, ensure_ascii=False))
     return 0
@@ -130,12 +149,22 @@ def _alerts(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"stalwart alerts: {exc}", file=sys.stderr)
         return 2
+    if args.alerts_command == "list" and args.json:
+        print(json.dumps([
+            {"name": r.name, "kind": r.kind, "metric": r.metric, "summary": r.summary,
+             "warning": {"value": r.warning.value, "for_s": r.warning.for_s},
+             "critical": {"value": r.critical.value, "for_s": r.critical.for_s}}
+            for r in rules
+        ]))  # fmt: skip
+        return 0
     if args.alerts_command == "list":
+        if not rules:
+            print("(none)")
         for r in rules:
             print(
                 f"{r.name:22} {r.kind:8} {r.metric:40} "
-                f"warning>={r.warning.value:g} for {r.warning.for_s:g}s  "
-                f"critical>={r.critical.value:g} for {r.critical.for_s:g}s"
+                f"warning>={number(r.warning.value)} for {number(r.warning.for_s)}s  "
+                f"critical>={number(r.critical.value)} for {number(r.critical.for_s)}s"
             )
         return 0
     if args.alerts_command == "export":
