@@ -25,7 +25,10 @@ import struct
 
 from stalwart.errors import ConfigError
 
-__all__ = ["FaultProxy", "ProxyFault"]
+__all__ = ["LOOPBACK_HOSTS", "FaultProxy", "ProxyFault"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""The upstream hosts a :class:`FaultProxy` forwards to (it never leaves the machine)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,7 +46,7 @@ class FaultProxy:
     def __init__(
         self, upstream_port: int, *, upstream_host: str = "127.0.0.1", max_hold: float = 30.0
     ) -> None:
-        if upstream_host not in ("127.0.0.1", "localhost", "::1"):
+        if upstream_host not in LOOPBACK_HOSTS:
             raise ConfigError("the fault proxy only forwards to loopback addresses")
         self.upstream = (upstream_host, upstream_port)
         self.max_hold = max_hold

@@ -113,7 +113,8 @@ async def fallback_chains(t: Target) -> Outcome:
     "GD-2",
     criterion="with each tool down in turn: every tool called while down (exercised), no "
     "agent crash, every task ends with a clear status",
-    does="takes each tool down in turn (every call refused) under the workload",
+    does="takes each tool down in turn (every call refused; a proxied tool's upstream reset "
+    "at its fault proxy) under the workload",
     estimate_s=60,
 )
 async def tool_unavailability(t: Target) -> Outcome:
@@ -138,20 +139,40 @@ async def tool_unavailability(t: Target) -> Outcome:
             t.say(f"a fresh node for tool {name}")
             await t.restart()
         pids = {a: t.pid(a) for a in t.agent_names()}
+        proxied = name in t.proxied_tools()
         t.say(f"tool {name} down, {len(inputs)} tasks")
-        before = t.refused_calls(name)
-        t.take_down(name)
+        if proxied:
+            # its upstream is behind verify's fault proxy: every connection to it is reset
+            # there, so the tool's own code meets the dead service
+            proxy = t.proxy(name)
+            before = proxy.stats["resets"]
+            proxy.set(reset=True)
+        else:
+            before = t.refused_calls(name)
+            t.take_down(name)
         try:
             records = await t.run_all(inputs, prefix=f"gd2-{name}")
         finally:
-            t.bring_up(name)
+            if proxied:
+                t.proxy(name).clear()
+            else:
+                t.bring_up(name)
         crashed += [f"{a} (while {name} was down)" for a, pid in pids.items() if t.pid(a) != pid]
-        refused = t.refused_calls(name) - before
+        if proxied:
+            refused = t.proxy(name).stats["resets"] - before
+            how: dict[str, Any] = {
+                "fault": "every connection to its upstream reset at the fault proxy",
+                **t.proxies.describe(name),
+                "connections_reset_while_down": refused,
+            }
+        else:
+            refused = t.refused_calls(name) - before
+            how = {"fault": "down (every call refused)"}
         statuses: dict[str, int] = {}
         for r in records:
             statuses[r.status] = statuses.get(r.status, 0) + 1
         table[name] = {
-            "fault": "down (every call refused)",
+            **how,
             "calls_refused_while_down": refused,
             "exercised": refused > 0,
             "tasks": len(records),
