@@ -13,7 +13,7 @@ from stalwart.llm import Message, ModelRequest, Provider, model_client
 from stalwart.resilience import BreakerConfig, RetryPolicy
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
-from stalwart.verify._tool_faults import HANG_SLACK_S, hang_tool
+from stalwart.verify._tool_faults import HANG_SLACK_S, hang_tool, tool_breaker
 
 ASK = ModelRequest(messages=(Message("user", "What is 7 * 8?"),), max_tokens=32)
 
@@ -161,12 +161,66 @@ def _breaker_state(spec: str) -> float | None:
 @check(
     "EH-2",
     criterion=(
-        "the breaker opens at its threshold, rejects fast while open, closes after half-open trials"
+        "the breaker opens at its threshold, rejects fast while open, closes after half-open "
+        "trials (the primary model; each proxied tool)"
     ),
-    does="blocks the model provider, then restores it",
+    does="blocks the model provider, then restores it; resets each proxied tool's upstream "
+    "at its fault proxy until its breaker opens, then restores it",
     estimate_s=30,
 )
 async def breakers(t: Target) -> Outcome:
+    """The app's breakers: its primary model's (through the simulated provider) and each
+    proxied tool's (resets at its fault proxy), each refused, then restored."""
+    tools = t.proxied_tools()
+    if not tools:
+        return await _model_breaker(t)
+    try:
+        model = await _model_breaker(t)
+    except NotExercised as exc:
+        model = Outcome("not-run", {"why": str(exc)})
+    per_tool = {name: await tool_breaker(t, name) for name in tools}
+    evidence: dict[str, Any] = {**model.evidence, "model_status": model.status, "tools": per_tool}
+    ran: dict[str, str] = {"model": model.status} if model.status != "not-run" else {}
+    ran |= {n: str(v["status"]) for n, v in per_tool.items() if v["status"] != "not-run"}
+    measured = "; ".join(
+        f"{n}: opened after {len(v['connections_per_task_while_refused'])} task(s), reached "
+        f"again after {v.get('reached_again_after_s')} s"
+        if v["opened"]
+        else f"{n}: {v.get('why') or 'kept calling its dead upstream'}"
+        for n, v in per_tool.items()
+    )
+    if model.status != "not-run":
+        measured = f"model: {model.status}; {measured}"
+    if not ran:
+        return Outcome(
+            "not-run",
+            {**evidence, "why": f"{model.evidence.get('why')}; no proxied tool was reached"},
+            "make the workload reach the proxied tools",
+            measured,
+        )
+    failed = [n for n, status in ran.items() if status == "failed"]
+    if failed:
+        fix = [model.remediation or ""] if "model" in failed else []
+        fix += [
+            f"{n} kept calling its dead upstream: give the tool a breaker "
+            "(@tool(breaker=BreakerConfig(...)); the default is DEFAULT_BREAKER) and let "
+            "failures reach it (docs/tools.md)"
+            for n in failed
+            if n != "model"
+        ]
+        return Outcome("failed", evidence, "; ".join(f for f in fix if f), measured)
+    unreached = [n for n, v in per_tool.items() if v["status"] == "not-run"]
+    if unreached:
+        return Outcome(
+            "partial",
+            evidence,
+            f"the workload never called {', '.join(unreached)}: add inputs that reach them",
+            measured,
+        )
+    return Outcome("complete", evidence, measured=measured)
+
+
+async def _model_breaker(t: Target) -> Outcome:
     """The app's breaker for its primary model: refused, then restored."""
     spec, model = _primary(t)
     config: BreakerConfig | None = _provider(t, spec).breaker

@@ -34,9 +34,9 @@ class Problem:
 MODEL_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "EH-4", "SM-3", "GD-1", "GD-3", "SE-4"})
 """The items that fault the app's models through the simulated provider."""
 
-PROXY_ITEMS = frozenset({"EH-3", "GD-2", "SM-4"})
-"""The items that fault proxied tools' upstreams at their fault proxies (EH-3 also runs
-on an app with no model when a tool is proxied)."""
+PROXY_ITEMS = frozenset({"EH-2", "EH-3", "GD-2", "SM-4"})
+"""The items that fault proxied tools' upstreams at their fault proxies (EH-2 and EH-3
+also run on an app with no model when a tool is proxied)."""
 
 
 def _spenders(app: App) -> list[Any]:
@@ -146,10 +146,15 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
         expect = ""
         if item.id in MODEL_ITEMS and not (app.models and app.sim):
             expect = "not-run: the app calls no model on the simulated provider"
-            if item.id == "EH-3" and proxies:
-                expect = ""  # it hangs the proxied tools' upstreams
+            if item.id in PROXY_ITEMS and proxies:
+                expect = ""  # it faults the proxied tools' upstreams
         if item.id in PROXY_ITEMS and proxies:
-            verb = {"EH-3": "black hole", "GD-2": "resets", "SM-4": "latency"}[item.id]
+            verb = {
+                "EH-2": "resets until the breaker opens",
+                "EH-3": "black hole",
+                "GD-2": "resets",
+                "SM-4": "latency",
+            }[item.id]
             via = f"{verb} at the fault proxy of {', '.join(sorted(proxies))}"
             expect = f"{expect}; {via}" if expect else via
         rows.append(

@@ -1,12 +1,14 @@
 """Faults on proxied tools' upstreams (profile mode ``proxy:``), applied at the fault
-proxy verify put in front of each: what EH-3 (a black hole: each call must end by its
-timeout), GD-2 (resets: the tool's own code meets a dead service) and SM-4 (latency:
-side effects in flight longer while agents are killed) do to them, measured from the
-proxy's counters and the node's log store (each tool call logs a ``tool_call`` line
-with its outcome and latency)."""
+proxy verify put in front of each: what EH-2 (resets until the tool's breaker stops the
+calls, then recovery), EH-3 (a black hole: each call must end by its timeout), GD-2
+(resets: the tool's own code meets a dead service) and SM-4 (latency: side effects in
+flight longer while agents are killed) do to them, measured from the proxy's counters
+and the node's log store (each tool call logs a ``tool_call`` line with its outcome and
+latency)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import time
@@ -17,7 +19,14 @@ import httpx
 from stalwart.verify._poll import until
 from stalwart.verify._target import Target
 
-__all__ = ["HANG_SLACK_S", "call_bound", "hang_tool", "tool_calls"]
+__all__ = [
+    "HANG_SLACK_S",
+    "call_bound",
+    "hang_tool",
+    "reaching_input",
+    "tool_breaker",
+    "tool_calls",
+]
 
 HANG_SLACK_S = 2.0
 """How far past its timeout a hung call may end (scheduling on a loaded machine)."""
@@ -28,14 +37,19 @@ def _line(x: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def tool_calls(t: Target, tool: str, since: float) -> list[dict[str, Any]]:
-    """The ``tool_call`` log lines of ``tool`` since ``since`` (epoch seconds)."""
+async def tool_calls(t: Target, tool: str, since: float, prefix: str) -> list[dict[str, Any]]:
+    """The ``tool_call`` log lines of ``tool`` since ``since`` (epoch seconds), of the
+    tasks whose ids start with ``prefix``."""
     iso = datetime.datetime.fromtimestamp(since, datetime.UTC).isoformat()
     async with httpx.AsyncClient(timeout=5) as http:
         r = await http.get(
             f"{t.http.url}/v1/logs", params={"event": "tool_call", "since": iso, "limit": 1000}
         )
-    return [line for line in map(_line, r.json().get("lines", [])) if line.get("tool") == tool]
+    return [
+        line
+        for line in map(_line, r.json().get("lines", []))
+        if line.get("tool") == tool and str(line.get("task_id") or "").startswith(prefix)
+    ]
 
 
 def call_bound(t: Target, tool: str) -> tuple[float, int, float]:
@@ -69,7 +83,7 @@ async def hang_tool(t: Target, tool: str, *, tasks: int = 8) -> dict[str, Any]:
     proxy.set(blackhole=True)
     started = time.monotonic()
     try:
-        records = await t.run_all(inputs, prefix=f"eh3-{tool}", timeout=bound + 60)
+        records = await t.run_all(inputs, prefix=f"eh3-{tool}-", timeout=bound + 60)
     finally:
         proxy.clear()
     held = proxy.stats["held"] - held_before
@@ -78,7 +92,7 @@ async def hang_tool(t: Target, tool: str, *, tasks: int = 8) -> dict[str, Any]:
 
         async def logged() -> bool:
             nonlocal lines
-            lines = await tool_calls(t, tool, since - 1)
+            lines = await tool_calls(t, tool, since - 1, f"eh3-{tool}-")
             return bool(lines)
 
         await until(logged, timeout=10, every=0.5)  # log batches reach the store
@@ -105,3 +119,90 @@ async def hang_tool(t: Target, tool: str, *, tasks: int = 8) -> dict[str, Any]:
         "exercised": bool(held and lines),
         "ended_within_bound": longest is not None and longest <= bound + HANG_SLACK_S,
     }
+
+
+async def reaching_input(t: Target, tool: str, *, seed: int, scan: int = 40) -> Any | None:
+    """A workload input whose task connects through ``tool``'s proxy, unfaulted: each
+    candidate is run once and kept when the proxy saw a connection during it (a generic
+    signal, like ``Target.model_inputs``). None when none of ``scan`` does."""
+    proxy = t.proxy(tool)
+    for n, value in enumerate(t.workload(scan, seed=seed)):
+        before = proxy.stats["connections"]
+        await t.run_all([value], prefix=f"probe-{tool}-{seed}-{n}")
+        if proxy.stats["connections"] > before:
+            return value
+    return None
+
+
+async def tool_breaker(t: Target, tool: str) -> dict[str, Any]:
+    """EH-2 on a proxied tool: on a fresh node (closed breakers), every connection to its
+    upstream reset at the proxy, one task at a time, until a task's call of the tool no
+    longer reaches the proxy (its breaker rejects without trying); then the proxy
+    cleared, a task a second until a call reaches the upstream again and succeeds
+    (half-open trials, then closed). ``status`` in the result: complete, failed or
+    not-run."""
+    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    config = spec.breaker
+    evidence: dict[str, Any] = {
+        "fault": "every connection to its upstream reset at the fault proxy",
+        **t.proxies.describe(tool),
+        "breaker": None
+        if config is None
+        else {
+            "failure_rate_threshold_pct": config.failure_rate_threshold,
+            "window": config.window_size,
+            "minimum_calls": config.minimum_calls,
+            "wait_in_open_s": config.wait_duration_in_open,
+        },
+    }
+    value = await reaching_input(t, tool, seed=801)
+    if value is None:
+        evidence["status"] = "not-run"
+        evidence["why"] = f"none of 40 workload inputs made a task call {tool}"
+        return evidence
+    t.say(f"{tool}: a fresh node (closed breakers), then its upstream reset at the proxy")
+    await t.restart()
+    proxy = t.proxy(tool)
+    reached: list[int] = []
+    opened = False
+    proxy.set(reset=True)
+    try:
+        for n in range(3 * (config.minimum_calls if config is not None else 10)):
+            before = proxy.stats["connections"]
+            await t.run_all([value], prefix=f"eh2-{tool}-open-{n}")
+            reached.append(proxy.stats["connections"] - before)
+            if reached[-1] == 0:
+                opened = True
+                break
+    finally:
+        proxy.clear()
+    evidence["connections_per_task_while_refused"] = reached
+    evidence["opened"] = opened
+    if not opened or config is None:
+        evidence["status"] = "failed"
+        return evidence
+    t.say(f"{tool}: upstream back, a task a second until its breaker lets a call through")
+    since = time.time()
+    started = time.monotonic()
+    recovered = False
+    async with asyncio.timeout(config.wait_duration_in_open + 30):
+        n = 0
+        while not recovered:
+            await asyncio.sleep(1.0)  # the open period runs on the agents' clocks
+            n += 1
+            before = proxy.stats["connections"]
+            await t.run_all([value], prefix=f"eh2-{tool}-recover-{n}")
+            recovered = proxy.stats["connections"] > before
+    evidence["reached_again_after_s"] = round(time.monotonic() - started, 2)
+    ok_calls: list[dict[str, Any]] = []
+
+    async def succeeded() -> bool:
+        nonlocal ok_calls
+        calls = await tool_calls(t, tool, since - 1, f"eh2-{tool}-recover-")
+        ok_calls = [x for x in calls if x.get("outcome") == "ok"]
+        return bool(ok_calls)
+
+    evidence["call_succeeded_after_recovery"] = await until(succeeded, timeout=10, every=0.5)
+    evidence["calls_ok_after_recovery"] = len(ok_calls)
+    evidence["status"] = "complete" if evidence["call_succeeded_after_recovery"] else "failed"
+    return evidence

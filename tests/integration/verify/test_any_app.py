@@ -134,7 +134,8 @@ async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkey
     """The warehouse's HTTP tool in proxy mode (tests/integration/verify/proxied.py: only
     the profile differs): verify puts a fault proxy in front of the real supplier and
     points $SUPPLIER_URL at it. EH-3 black-holes it there (each call ends by the tool's
-    timeout), GD-2 resets its connections, SM-4 slows them while killing agents."""
+    timeout), EH-2 resets its connections until the tool's breaker opens, then restores
+    them, GD-2 resets them, SM-4 slows them while killing agents."""
     from examples.warehouse.supplier import start
 
     url, supplier, server = start()
@@ -144,16 +145,22 @@ async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkey
         report = await run_verify(
             "tests.integration.verify.proxied:proxied",
             tmp_path / "out",
-            only=["EH-3", "SM-4", "GD-2"],
+            only=["EH-2", "EH-3", "SM-4", "GD-2"],
         )
     finally:
         server.shutdown()
     items = _items(report)
     assert {k: v["status"] for k, v in items.items()} == {
-        "EH-3": "complete",  # no model: the proxied tool's hang is what it exercised
+        "EH-2": "complete",  # no model: the proxied tool's breaker is what it exercised
+        "EH-3": "complete",  # and the proxied tool's hang
         "SM-4": "complete",
         "GD-2": "complete",
     }, _why(items)
+    breaker = items["EH-2"]["evidence"]["tools"]["order_from_supplier"]
+    assert breaker["opened"] and breaker["connections_per_task_while_refused"][-1] == 0
+    assert breaker["connections_per_task_while_refused"][0] > 0  # it did reach the proxy
+    assert breaker["call_succeeded_after_recovery"] and breaker["reached_again_after_s"] > 0
+    assert items["EH-2"]["evidence"]["model_status"] == "not-run"
     hang = items["EH-3"]["evidence"]["tool_hangs"]["order_from_supplier"]
     assert hang["exercised"] and hang["connections_held"] > 0 and hang["calls"] > 0
     assert hang["upstream"] == url and hang["upstream_from"] == "$SUPPLIER_URL"
@@ -223,7 +230,7 @@ def test_plan_shows_the_proxy_and_what_reaches_the_real_target():
     try:
         done = subprocess.run(
             [sys.executable, "-m", "stalwart.cli", "verify",
-             "tests.integration.verify.proxied:proxied", "--plan", "--only", "EH-3,GD-2,SM-4"],
+             "tests.integration.verify.proxied:proxied", "--plan", "--only", "EH-2,EH-3,GD-2,SM-4"],
             capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
             env={**os.environ, "PYTHONPATH": str(REPO), "SUPPLIER_URL": url},
         )  # fmt: skip
@@ -241,6 +248,8 @@ def test_plan_shows_the_proxy_and_what_reaches_the_real_target():
     )
     assert "expected black hole at the fault proxy of order_from_supplier" in out  # EH-3 runs
     assert "expected resets at the fault proxy" in out
+    assert "expected resets until the breaker opens at the fault proxy" in out
+    assert "not-run" not in out  # EH-2 and EH-3 run on this app without a model
 
 
 def _free_port() -> int:
