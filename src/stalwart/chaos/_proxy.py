@@ -18,10 +18,12 @@ nobody clears still ends. The proxy only binds loopback addresses.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import socket
 import struct
+import time
 
 from stalwart.errors import ConfigError
 
@@ -52,6 +54,9 @@ class FaultProxy:
         self.max_hold = max_hold
         self.fault = ProxyFault()
         self.stats = {"connections": 0, "resets": 0, "held": 0, "bytes": 0}
+        self.accepted: collections.deque[float] = collections.deque(maxlen=10_000)
+        """When each connection was accepted (``time.monotonic()``, the latest 10 000): the
+        spacing of a client's attempts, for checking its backoff."""
         self._open = asyncio.Event()
         self._open.set()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -120,6 +125,7 @@ class FaultProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats["connections"] += 1
+        self.accepted.append(time.monotonic())
         if self.fault.reset:
             self.stats["resets"] += 1
             self._rst(writer)

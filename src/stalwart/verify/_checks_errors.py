@@ -13,7 +13,7 @@ from stalwart.llm import Message, ModelRequest, Provider, model_client
 from stalwart.resilience import BreakerConfig, RetryPolicy
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
-from stalwart.verify._tool_faults import HANG_SLACK_S, hang_tool, tool_breaker
+from stalwart.verify._tool_faults import HANG_SLACK_S, hang_tool, tool_breaker, tool_retries
 
 ASK = ModelRequest(messages=(Message("user", "What is 7 * 8?"),), max_tokens=32)
 
@@ -75,12 +75,41 @@ async def _run_one(t: Target, value: Any, prefix: str) -> Any:
     "EH-1",
     criterion=(
         "5xx retried with growing, jittered delays; Retry-After honoured; 400/401/403 tried "
-        "exactly once"
+        "exactly once; a proxied tool's reset connections retried within its backoff bounds"
     ),
-    does="faults the model provider with 503s, 429 + Retry-After, then 400/401/403",
+    does="faults the model provider with 503s, 429 + Retry-After, then 400/401/403; resets "
+    "each proxied tool's upstream at its fault proxy",
     estimate_s=30,
 )
 async def retries(t: Target) -> Outcome:
+    """The app's own retry policies: its model client's against a faulty primary (the
+    simulated provider), each proxied tool's against resets at its fault proxy."""
+    tools = t.proxied_tools()
+    if not tools:
+        return await _model_retries(t)
+    try:
+        model = await _model_retries(t)
+    except NotExercised as exc:
+        model = Outcome("not-run", {"why": str(exc)})
+    per_tool = {name: await tool_retries(t, name) for name in tools}
+    measured = {
+        n: f"{v.get('attempts_of_first_call')} attempt(s), waits {v.get('gaps_s')} s "
+        f"(bounds {v.get('backoff_bounds_s')} s)"
+        if v["status"] != "not-run"
+        else str(v.get("why"))
+        for n, v in per_tool.items()
+    }
+    return _with_tools(
+        model,
+        per_tool,
+        measured,
+        "is not retried as its policy says: a call that meets a reset connection must be "
+        "retried with waits within the backoff bounds (@tool(retry=RetryPolicy(...)); "
+        "docs/resilience.md)",
+    )
+
+
+async def _model_retries(t: Target) -> Outcome:
     """The app's own model client, in its agent process, against a faulty primary."""
     spec, model = _primary(t)
     arrivals = t.sim.world.arrivals[model]
@@ -179,45 +208,56 @@ async def breakers(t: Target) -> Outcome:
     except NotExercised as exc:
         model = Outcome("not-run", {"why": str(exc)})
     per_tool = {name: await tool_breaker(t, name) for name in tools}
+    measured = {
+        n: f"opened after {len(v['connections_per_task_while_refused'])} task(s), reached "
+        f"again after {v.get('reached_again_after_s')} s"
+        if v["opened"]
+        else str(v.get("why") or "kept calling its dead upstream")
+        for n, v in per_tool.items()
+    }
+    return _with_tools(
+        model,
+        per_tool,
+        measured,
+        "kept calling its dead upstream: give the tool a breaker (@tool(breaker="
+        "BreakerConfig(...)); the default is DEFAULT_BREAKER) and let failures reach it "
+        "(docs/tools.md)",
+    )
+
+
+def _with_tools(
+    model: Outcome, per_tool: dict[str, dict[str, Any]], measured: dict[str, str], fix: str
+) -> Outcome:
+    """One verdict from the model's part (``not-run`` when the app has no simulated model)
+    and each proxied tool's (``status`` in its evidence): failed when one failed, not-run
+    when none ran, partial when a tool was not reached, else complete."""
     evidence: dict[str, Any] = {**model.evidence, "model_status": model.status, "tools": per_tool}
     ran: dict[str, str] = {"model": model.status} if model.status != "not-run" else {}
     ran |= {n: str(v["status"]) for n, v in per_tool.items() if v["status"] != "not-run"}
-    measured = "; ".join(
-        f"{n}: opened after {len(v['connections_per_task_while_refused'])} task(s), reached "
-        f"again after {v.get('reached_again_after_s')} s"
-        if v["opened"]
-        else f"{n}: {v.get('why') or 'kept calling its dead upstream'}"
-        for n, v in per_tool.items()
-    )
+    text = "; ".join(f"{n}: {m}" for n, m in measured.items())
     if model.status != "not-run":
-        measured = f"model: {model.status}; {measured}"
+        text = f"model: {model.measured or model.status}; {text}"
     if not ran:
         return Outcome(
             "not-run",
             {**evidence, "why": f"{model.evidence.get('why')}; no proxied tool was reached"},
             "make the workload reach the proxied tools",
-            measured,
+            text,
         )
     failed = [n for n, status in ran.items() if status == "failed"]
     if failed:
-        fix = [model.remediation or ""] if "model" in failed else []
-        fix += [
-            f"{n} kept calling its dead upstream: give the tool a breaker "
-            "(@tool(breaker=BreakerConfig(...)); the default is DEFAULT_BREAKER) and let "
-            "failures reach it (docs/tools.md)"
-            for n in failed
-            if n != "model"
-        ]
-        return Outcome("failed", evidence, "; ".join(f for f in fix if f), measured)
+        fixes = [model.remediation or ""] if "model" in failed else []
+        fixes += [f"{n} {fix}" for n in failed if n != "model"]
+        return Outcome("failed", evidence, "; ".join(f for f in fixes if f), text)
     unreached = [n for n, v in per_tool.items() if v["status"] == "not-run"]
     if unreached:
         return Outcome(
             "partial",
             evidence,
             f"the workload never called {', '.join(unreached)}: add inputs that reach them",
-            measured,
+            text,
         )
-    return Outcome("complete", evidence, measured=measured)
+    return Outcome("complete", evidence, measured=text)
 
 
 async def _model_breaker(t: Target) -> Outcome:

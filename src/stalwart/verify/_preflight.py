@@ -34,8 +34,8 @@ class Problem:
 MODEL_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "EH-4", "SM-3", "GD-1", "GD-3", "SE-4"})
 """The items that fault the app's models through the simulated provider."""
 
-PROXY_ITEMS = frozenset({"EH-2", "EH-3", "GD-2", "SM-4"})
-"""The items that fault proxied tools' upstreams at their fault proxies (EH-2 and EH-3
+PROXY_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "GD-2", "SM-4"})
+"""The items that fault proxied tools' upstreams at their fault proxies (EH-1 … EH-3
 also run on an app with no model when a tool is proxied)."""
 
 
@@ -150,6 +150,7 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
                 expect = ""  # it faults the proxied tools' upstreams
         if item.id in PROXY_ITEMS and proxies:
             verb = {
+                "EH-1": "resets (attempts and waits counted)",
                 "EH-2": "resets until the breaker opens",
                 "EH-3": "black hole",
                 "GD-2": "resets",

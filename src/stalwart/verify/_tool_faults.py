@@ -1,15 +1,16 @@
 """Faults on proxied tools' upstreams (profile mode ``proxy:``), applied at the fault
-proxy verify put in front of each: what EH-2 (resets until the tool's breaker stops the
-calls, then recovery), EH-3 (a black hole: each call must end by its timeout), GD-2
-(resets: the tool's own code meets a dead service) and SM-4 (latency: side effects in
-flight longer while agents are killed) do to them, measured from the proxy's counters
-and the node's log store (each tool call logs a ``tool_call`` line with its outcome and
-latency)."""
+proxy verify put in front of each: what EH-1 (resets: the attempts and their spacing),
+EH-2 (resets until the tool's breaker stops the calls, then recovery), EH-3 (a black
+hole: each call must end by its timeout), GD-2 (resets: the tool's own code meets a
+dead service) and SM-4 (latency: side effects in flight longer while agents are
+killed) do to them, measured from the proxy's counters and the node's log store (each
+tool call logs a ``tool_call`` line with its outcome and latency)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import itertools
 import json
 import time
 from typing import Any
@@ -21,11 +22,13 @@ from stalwart.verify._target import Target
 
 __all__ = [
     "HANG_SLACK_S",
+    "RETRY_SLACK_S",
     "call_bound",
     "hang_tool",
     "reaching_input",
     "tool_breaker",
     "tool_calls",
+    "tool_retries",
 ]
 
 HANG_SLACK_S = 2.0
@@ -167,7 +170,7 @@ async def tool_breaker(t: Target, tool: str) -> dict[str, Any]:
     opened = False
     proxy.set(reset=True)
     try:
-        for n in range(3 * (config.minimum_calls if config is not None else 10)):
+        for n in range(3 * config.minimum_calls if config is not None else 8):
             before = proxy.stats["connections"]
             await t.run_all([value], prefix=f"eh2-{tool}-open-{n}")
             reached.append(proxy.stats["connections"] - before)
@@ -205,4 +208,68 @@ async def tool_breaker(t: Target, tool: str) -> dict[str, Any]:
     evidence["call_succeeded_after_recovery"] = await until(succeeded, timeout=10, every=0.5)
     evidence["calls_ok_after_recovery"] = len(ok_calls)
     evidence["status"] = "complete" if evidence["call_succeeded_after_recovery"] else "failed"
+    return evidence
+
+
+RETRY_SLACK_S = 0.25
+"""How far past its backoff bound a retry's connection may arrive (the failed attempt's
+own time and scheduling on a loaded machine)."""
+
+
+async def tool_retries(t: Target, tool: str) -> dict[str, Any]:
+    """EH-1 on a proxied tool: on a fresh node (a closed breaker), every connection to
+    its upstream reset at the proxy (a retryable connection error) during one task that
+    calls it; the connections of its first call are its attempts, their spacing the
+    waits. ``status`` in the result: complete, failed or not-run."""
+    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    policy = spec.retry
+    evidence: dict[str, Any] = {
+        "fault": "every connection to its upstream reset at the fault proxy (retryable)",
+        **t.proxies.describe(tool),
+        "policy": None
+        if policy is None
+        else {
+            "max_attempts": policy.max_attempts,
+            "base_s": policy.base,
+            "multiplier": policy.multiplier,
+            "cap_s": policy.cap,
+            "jitter": "full" if policy.jitter else "none",
+        },
+    }
+    value = await reaching_input(t, tool, seed=701)
+    if value is None:
+        return {**evidence, "status": "not-run", "why": f"no workload input called {tool}"}
+    t.say(f"{tool}: a fresh node (a closed breaker), then its upstream reset at the proxy")
+    await t.restart()
+    proxy = t.proxy(tool)
+    mark = len(proxy.accepted)
+    proxy.set(reset=True)
+    try:
+        [record] = await t.run_all([value], prefix=f"eh1-{tool}-")
+    finally:
+        proxy.clear()
+    arrivals = list(proxy.accepted)[mark:]
+    attempts = policy.max_attempts if policy is not None else 1
+    first = arrivals[:attempts]
+    gaps = [round(b - a, 4) for a, b in itertools.pairwise(first)]
+    bounds = [policy.backoff_bound(n) for n in range(1, len(gaps) + 1)] if policy else []
+    evidence.update(
+        {
+            "task": record.status,
+            "connections": len(arrivals),
+            "attempts_of_first_call": len(first),
+            "gaps_s": gaps,
+            "backoff_bounds_s": bounds,
+        }
+    )
+    if policy is None:
+        # not retried: right for a side effect whose target does not dedupe (a retry
+        # could deliver twice), wrong for any other call
+        evidence["tried_once_by_design"] = spec.side_effect and not spec.deduplicates
+        ok = len(first) == 1 and evidence["tried_once_by_design"]
+    else:
+        ok = len(first) == attempts and all(
+            0 <= g <= b + RETRY_SLACK_S for g, b in zip(gaps, bounds, strict=True)
+        )
+    evidence["status"] = "complete" if ok else "failed"
     return evidence

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from examples.warehouse.app import RESTOCK, order_from_supplier
 from examples.warehouse.app import app as warehouse
 
 from stalwart import VerifyProfile
@@ -32,4 +33,17 @@ remote = dataclasses.replace(
         workload=WORKLOAD,
         tools={"order_from_supplier": "proxy:SUPPLIER_URL=http://supplier.example.com:8765"},
     ),
+)
+
+# the proxied tool with neither retries nor a circuit breaker: EH-1 must find it gives up
+# at the first reset, EH-2 that it keeps calling a dead upstream
+_careless_tool = dataclasses.replace(order_from_supplier, retry=None, breaker=None)
+careless_tool = dataclasses.replace(
+    proxied,
+    agents=[
+        dataclasses.replace(
+            RESTOCK,
+            tools=[_careless_tool if t.name == _careless_tool.name else t for t in RESTOCK.tools],
+        )
+    ],
 )

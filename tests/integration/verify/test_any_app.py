@@ -133,7 +133,8 @@ async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
 async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkeypatch):
     """The warehouse's HTTP tool in proxy mode (tests/integration/verify/proxied.py: only
     the profile differs): verify puts a fault proxy in front of the real supplier and
-    points $SUPPLIER_URL at it. EH-3 black-holes it there (each call ends by the tool's
+    points $SUPPLIER_URL at it. EH-1 resets its connections and counts the attempts and
+    their spacing, EH-3 black-holes it there (each call ends by the tool's
     timeout), EH-2 resets its connections until the tool's breaker opens, then restores
     them, GD-2 resets them, SM-4 slows them while killing agents."""
     from examples.warehouse.supplier import start
@@ -145,17 +146,23 @@ async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkey
         report = await run_verify(
             "tests.integration.verify.proxied:proxied",
             tmp_path / "out",
-            only=["EH-2", "EH-3", "SM-4", "GD-2"],
+            only=["EH-1", "EH-2", "EH-3", "SM-4", "GD-2"],
         )
     finally:
         server.shutdown()
     items = _items(report)
     assert {k: v["status"] for k, v in items.items()} == {
-        "EH-2": "complete",  # no model: the proxied tool's breaker is what it exercised
+        "EH-1": "complete",  # no model: the proxied tool's retries are what it exercised
+        "EH-2": "complete",  # and its breaker
         "EH-3": "complete",  # and the proxied tool's hang
         "SM-4": "complete",
         "GD-2": "complete",
     }, _why(items)
+    retried = items["EH-1"]["evidence"]["tools"]["order_from_supplier"]
+    assert retried["attempts_of_first_call"] == retried["policy"]["max_attempts"] == 3
+    assert len(retried["gaps_s"]) == len(retried["backoff_bounds_s"]) == 2
+    waits = zip(retried["gaps_s"], retried["backoff_bounds_s"], strict=True)
+    assert all(0 <= g <= b + 0.25 for g, b in waits)  # within the tool's backoff bounds
     breaker = items["EH-2"]["evidence"]["tools"]["order_from_supplier"]
     assert breaker["opened"] and breaker["connections_per_task_while_refused"][-1] == 0
     assert breaker["connections_per_task_while_refused"][0] > 0  # it did reach the proxy
@@ -180,6 +187,33 @@ async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkey
     assert supplier.received > 0 and os.environ["SUPPLIER_URL"] == url
     with sqlite3.connect(tmp_path / "warehouse.db") as conn:
         assert conn.execute("SELECT count(*) FROM reservations").fetchone()[0] == 0
+
+
+async def test_a_proxied_tool_without_retries_or_breaker_fails_eh1_and_eh2(tmp_path, monkeypatch):
+    from examples.warehouse.supplier import start
+
+    url, _, server = start()
+    monkeypatch.setenv("SUPPLIER_URL", url)
+    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
+    try:
+        report = await run_verify(
+            "tests.integration.verify.proxied:careless_tool",
+            tmp_path / "out",
+            only=["EH-1", "EH-2"],
+        )
+    finally:
+        server.shutdown()
+    items = _items(report)
+    assert {k: v["status"] for k, v in items.items()} == {"EH-1": "failed", "EH-2": "failed"}
+    retried = items["EH-1"]["evidence"]["tools"]["order_from_supplier"]
+    assert retried["policy"] is None and retried["attempts_of_first_call"] == 1
+    assert retried["tried_once_by_design"] is False  # its target dedupes: it could retry
+    assert "order_from_supplier is not retried" in items["EH-1"]["remediation"]
+    eh2 = items["EH-2"]
+    tool = eh2["evidence"]["tools"]["order_from_supplier"]
+    assert tool["breaker"] is None and not tool["opened"]
+    assert all(n > 0 for n in tool["connections_per_task_while_refused"])  # never stopped
+    assert "order_from_supplier kept calling its dead upstream" in eh2["remediation"]
 
 
 async def test_the_same_item_is_not_run_when_the_tool_cannot_be_faulted(tmp_path, monkeypatch):
@@ -230,7 +264,8 @@ def test_plan_shows_the_proxy_and_what_reaches_the_real_target():
     try:
         done = subprocess.run(
             [sys.executable, "-m", "stalwart.cli", "verify",
-             "tests.integration.verify.proxied:proxied", "--plan", "--only", "EH-2,EH-3,GD-2,SM-4"],
+             "tests.integration.verify.proxied:proxied", "--plan",
+             "--only", "EH-1,EH-2,EH-3,GD-2,SM-4"],
             capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
             env={**os.environ, "PYTHONPATH": str(REPO), "SUPPLIER_URL": url},
         )  # fmt: skip
@@ -249,7 +284,8 @@ def test_plan_shows_the_proxy_and_what_reaches_the_real_target():
     assert "expected black hole at the fault proxy of order_from_supplier" in out  # EH-3 runs
     assert "expected resets at the fault proxy" in out
     assert "expected resets until the breaker opens at the fault proxy" in out
-    assert "not-run" not in out  # EH-2 and EH-3 run on this app without a model
+    assert "expected resets (attempts and waits counted) at the fault proxy" in out
+    assert "not-run" not in out  # EH-1 … EH-3 run on this app without a model
 
 
 def _free_port() -> int:
