@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 
+from stalwart.errors import NotExercised
 from stalwart.llm import Provider, evaluate, model_client
 from stalwart.resilience import DEFAULT_BREAKER
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
+from stalwart.verify._tool_faults import tool_degradation, with_tools
 
 QUALITY_FLOOR = 0.6
 """The weakest fallback must score at least this share of the primary's score."""
@@ -224,13 +226,40 @@ def _prolonged(t: Target) -> list[tuple[str, str]]:
 @check(
     "GD-3",
     criterion=(
-        "a held degradation is logged and timed; the ProlongedDegradation alert fires "
-        "(warning, critical) and resolves"
+        "a held degradation (a model fallback; each proxied tool down) is logged and timed; "
+        "the ProlongedDegradation alert fires (warning, critical) and resolves"
     ),
-    does="holds the primary model down past the alert's for-times",
+    does="holds the primary model down past the alert's for-times; holds each proxied "
+    "tool's upstream reset at its fault proxy the same way",
     estimate_s=40,
 )
 async def prolonged_degradation(t: Target) -> Outcome:
+    """Hold a degradation past the alert's `for` times (a model fallback; each proxied
+    tool down); see it logged, timed, alerted, resolved."""
+    tools = t.proxied_tools()
+    if not tools:
+        return await _model_degradation(t)
+    try:
+        model = await _model_degradation(t)
+    except NotExercised as exc:
+        model = Outcome("not-run", {"why": str(exc)})
+    per_tool = {name: await tool_degradation(t, name) for name in tools}
+    measured = {
+        n: f"held {v.get('held_s')} s; notices {v.get('notifications')}"
+        if v["status"] != "not-run"
+        else str(v.get("why"))
+        for n, v in per_tool.items()
+    }
+    return with_tools(
+        model,
+        per_tool,
+        measured,
+        "was not logged, timed, alerted (warning, then critical) and resolved as a "
+        "degradation: a tool call that is unavailable must count as one (docs/tools.md)",
+    )
+
+
+async def _model_degradation(t: Target) -> Outcome:
     """Hold a fallback past the alert's `for` times; see it logged, timed, alerted, resolved."""
     app = t.service.app
     if not app.models:

@@ -13,7 +13,13 @@ from stalwart.llm import Message, ModelRequest, Provider, model_client
 from stalwart.resilience import BreakerConfig, RetryPolicy
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
-from stalwart.verify._tool_faults import HANG_SLACK_S, hang_tool, tool_breaker, tool_retries
+from stalwart.verify._tool_faults import (
+    HANG_SLACK_S,
+    hang_tool,
+    tool_breaker,
+    tool_retries,
+    with_tools,
+)
 
 ASK = ModelRequest(messages=(Message("user", "What is 7 * 8?"),), max_tokens=32)
 
@@ -99,7 +105,7 @@ async def retries(t: Target) -> Outcome:
         else str(v.get("why"))
         for n, v in per_tool.items()
     }
-    return _with_tools(
+    return with_tools(
         model,
         per_tool,
         measured,
@@ -215,7 +221,7 @@ async def breakers(t: Target) -> Outcome:
         else str(v.get("why") or "kept calling its dead upstream")
         for n, v in per_tool.items()
     }
-    return _with_tools(
+    return with_tools(
         model,
         per_tool,
         measured,
@@ -223,41 +229,6 @@ async def breakers(t: Target) -> Outcome:
         "BreakerConfig(...)); the default is DEFAULT_BREAKER) and let failures reach it "
         "(docs/tools.md)",
     )
-
-
-def _with_tools(
-    model: Outcome, per_tool: dict[str, dict[str, Any]], measured: dict[str, str], fix: str
-) -> Outcome:
-    """One verdict from the model's part (``not-run`` when the app has no simulated model)
-    and each proxied tool's (``status`` in its evidence): failed when one failed, not-run
-    when none ran, partial when a tool was not reached, else complete."""
-    evidence: dict[str, Any] = {**model.evidence, "model_status": model.status, "tools": per_tool}
-    ran: dict[str, str] = {"model": model.status} if model.status != "not-run" else {}
-    ran |= {n: str(v["status"]) for n, v in per_tool.items() if v["status"] != "not-run"}
-    text = "; ".join(f"{n}: {m}" for n, m in measured.items())
-    if model.status != "not-run":
-        text = f"model: {model.measured or model.status}; {text}"
-    if not ran:
-        return Outcome(
-            "not-run",
-            {**evidence, "why": f"{model.evidence.get('why')}; no proxied tool was reached"},
-            "make the workload reach the proxied tools",
-            text,
-        )
-    failed = [n for n, status in ran.items() if status == "failed"]
-    if failed:
-        fixes = [model.remediation or ""] if "model" in failed else []
-        fixes += [f"{n} {fix}" for n in failed if n != "model"]
-        return Outcome("failed", evidence, "; ".join(f for f in fixes if f), text)
-    unreached = [n for n, v in per_tool.items() if v["status"] == "not-run"]
-    if unreached:
-        return Outcome(
-            "partial",
-            evidence,
-            f"the workload never called {', '.join(unreached)}: add inputs that reach them",
-            text,
-        )
-    return Outcome("complete", evidence, measured=text)
 
 
 async def _model_breaker(t: Target) -> Outcome:

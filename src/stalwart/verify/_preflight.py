@@ -34,9 +34,9 @@ class Problem:
 MODEL_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "EH-4", "SM-3", "GD-1", "GD-3", "SE-4"})
 """The items that fault the app's models through the simulated provider."""
 
-PROXY_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "GD-2", "SM-4"})
+PROXY_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "GD-2", "GD-3", "SM-4"})
 """The items that fault proxied tools' upstreams at their fault proxies (EH-1 … EH-3
-also run on an app with no model when a tool is proxied)."""
+and GD-3 also run on an app with no model when a tool is proxied)."""
 
 
 def _spenders(app: App) -> list[Any]:
@@ -154,6 +154,7 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
                 "EH-2": "resets until the breaker opens",
                 "EH-3": "black hole",
                 "GD-2": "resets",
+                "GD-3": "resets held until the degradation alert",
                 "SM-4": "latency",
             }[item.id]
             via = f"{verb} at the fault proxy of {', '.join(sorted(proxies))}"

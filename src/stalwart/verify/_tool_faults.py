@@ -2,9 +2,10 @@
 proxy verify put in front of each: what EH-1 (resets: the attempts and their spacing),
 EH-2 (resets until the tool's breaker stops the calls, then recovery), EH-3 (a black
 hole: each call must end by its timeout), GD-2 (resets: the tool's own code meets a
-dead service) and SM-4 (latency: side effects in flight longer while agents are
-killed) do to them, measured from the proxy's counters and the node's log store (each
-tool call logs a ``tool_call`` line with its outcome and latency)."""
+dead service), GD-3 (resets held until the prolonged-degradation alert) and SM-4
+(latency: side effects in flight longer while agents are killed) do to them, measured
+from the proxy's counters, the node's log store (each tool call logs a ``tool_call``
+line with its outcome and latency) and the alerts delivered."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 
 from stalwart.verify._poll import until
+from stalwart.verify._registry import Outcome
 from stalwart.verify._target import Target
 
 __all__ = [
@@ -28,7 +30,9 @@ __all__ = [
     "reaching_input",
     "tool_breaker",
     "tool_calls",
+    "tool_degradation",
     "tool_retries",
+    "with_tools",
 ]
 
 HANG_SLACK_S = 2.0
@@ -271,5 +275,131 @@ async def tool_retries(t: Target, tool: str) -> dict[str, Any]:
         ok = len(first) == attempts and all(
             0 <= g <= b + RETRY_SLACK_S for g, b in zip(gaps, bounds, strict=True)
         )
+    evidence["status"] = "complete" if ok else "failed"
+    return evidence
+
+
+def with_tools(
+    model: Outcome, per_tool: dict[str, dict[str, Any]], measured: dict[str, str], fix: str
+) -> Outcome:
+    """One verdict from the model's part (``not-run`` when the app has no simulated model)
+    and each proxied tool's (``status`` in its evidence): failed when one failed, not-run
+    when none ran, partial when a tool was not reached, else complete."""
+    evidence: dict[str, Any] = {**model.evidence, "model_status": model.status, "tools": per_tool}
+    ran: dict[str, str] = {"model": model.status} if model.status != "not-run" else {}
+    ran |= {n: str(v["status"]) for n, v in per_tool.items() if v["status"] != "not-run"}
+    text = "; ".join(f"{n}: {m}" for n, m in measured.items())
+    if model.status != "not-run":
+        text = f"model: {model.measured or model.status}; {text}"
+    if not ran:
+        return Outcome(
+            "not-run",
+            {**evidence, "why": f"{model.evidence.get('why')}; no proxied tool was reached"},
+            "make the workload reach the proxied tools",
+            text,
+        )
+    failed = [n for n, status in ran.items() if status == "failed"]
+    if failed:
+        fixes = [model.remediation or ""] if "model" in failed else []
+        fixes += [f"{n} {fix}" for n in failed if n != "model"]
+        return Outcome("failed", evidence, "; ".join(f for f in fixes if f), text)
+    unreached = [n for n, v in per_tool.items() if v["status"] == "not-run"]
+    if unreached:
+        return Outcome(
+            "partial",
+            evidence,
+            f"the workload never called {', '.join(unreached)}: add inputs that reach them",
+            text,
+        )
+    return Outcome("complete", evidence, measured=text)
+
+
+def _prolonged(t: Target, component: str) -> list[tuple[str, str]]:
+    """(severity, status) of each ProlongedDegradation notice for ``component``."""
+    return [
+        (str(b.get("severity")), str(b.get("status")))
+        for b in t.receiver.bodies
+        if isinstance(b, dict)
+        and b.get("alertname") == "ProlongedDegradation"
+        and (b.get("labels") or {}).get("component") == component
+    ]
+
+
+async def tool_degradation(t: Target, tool: str) -> dict[str, Any]:
+    """GD-3 on a proxied tool: on a fresh node, every connection to its upstream reset
+    at the proxy while a task a second calls it, until the ProlongedDegradation alert
+    for ``tool:<name>`` goes critical (or 30 s); then the proxy cleared and a task a
+    second until the alert resolves (the tool's breaker lets a trial through after its
+    open period). The degradation must be logged with its duration, counted, alerted
+    warning then critical, and resolved. ``status`` in the result."""
+    component = f"tool:{tool}"
+    evidence: dict[str, Any] = {
+        "fault": "every connection to its upstream reset at the fault proxy, held",
+        **t.proxies.describe(tool),
+        "component": component,
+    }
+    value = await reaching_input(t, tool, seed=1202)
+    if value is None:
+        return {**evidence, "status": "not-run", "why": f"no workload input called {tool}"}
+    t.say(f"{tool}: a fresh node, then its upstream reset and held past the alert's for-times")
+    await t.restart()
+    since = time.time()
+    proxy = t.proxy(tool)
+    started = time.monotonic()
+    proxy.set(reset=True)
+    n = 0
+    try:
+        deadline = time.monotonic() + 30
+        while ("critical", "firing") not in _prolonged(t, component) and (
+            time.monotonic() < deadline
+        ):
+            n += 1
+            await t.run_all([value], prefix=f"gd3-{tool}-hold-{n}")
+            await asyncio.sleep(0.5)  # the degradation is held: the fault stays on
+    finally:
+        proxy.clear()
+    evidence["held_s"] = round(time.monotonic() - started, 2)
+    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    wait = spec.breaker.wait_duration_in_open if spec.breaker is not None else 0.0
+    deadline = time.monotonic() + wait + 30
+    while ("critical", "resolved") not in _prolonged(t, component) and (
+        time.monotonic() < deadline
+    ):
+        n += 1
+        await t.run_all([value], prefix=f"gd3-{tool}-back-{n}")
+        await asyncio.sleep(0.5)
+    notices = _prolonged(t, component)
+    iso = datetime.datetime.fromtimestamp(since - 1, datetime.UTC).isoformat()
+    logged: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=5) as http:
+        for event in ("degradation_started", "degradation_ended"):
+            body = (
+                await http.get(f"{t.http.url}/v1/logs", params={"event": event, "since": iso})
+            ).json()
+            logged += [
+                x for x in map(_line, body.get("lines", [])) if x.get("component") == component
+            ]
+        metrics = (await http.get(f"{t.http.url}/metrics")).text
+    seconds = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("stalwart_degradation_seconds_total{") and component in line
+    ]
+    ended = [x for x in logged if x.get("event") == "degradation_ended"]
+    warned, critical = ("warning", "firing"), ("critical", "firing")
+    order_ok = (
+        warned in notices
+        and critical in notices
+        and notices.index(warned) < notices.index(critical)
+    )
+    evidence.update(
+        {
+            "notifications": notices,
+            "logged": [x.get("event") for x in logged],
+            "durations_s": [x.get("duration_s") for x in ended],
+            "duration_metric": seconds,
+        }
+    )
+    ok = order_ok and ("critical", "resolved") in notices and bool(ended) and bool(seconds)
     evidence["status"] = "complete" if ok else "failed"
     return evidence

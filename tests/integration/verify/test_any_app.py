@@ -189,6 +189,33 @@ async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkey
         assert conn.execute("SELECT count(*) FROM reservations").fetchone()[0] == 0
 
 
+async def test_a_proxied_tool_s_prolonged_degradation_is_alerted(tmp_path, monkeypatch):
+    """GD-3 on the warehouse (no model): the supplier's upstream reset at the proxy and
+    held until the ProlongedDegradation alert for tool:order_from_supplier goes critical;
+    restored, it resolves once the tool's breaker lets a call through."""
+    from examples.warehouse.supplier import start
+
+    url, _, server = start()
+    monkeypatch.setenv("SUPPLIER_URL", url)
+    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
+    try:
+        report = await run_verify(
+            "tests.integration.verify.proxied:proxied", tmp_path / "out", only=["GD-3"]
+        )
+    finally:
+        server.shutdown()
+    gd3 = _items(report)["GD-3"]
+    assert gd3["status"] == "complete", _why({"GD-3": gd3})
+    tool = gd3["evidence"]["tools"]["order_from_supplier"]
+    assert tool["component"] == "tool:order_from_supplier"
+    notices = [tuple(n) for n in tool["notifications"]]
+    assert notices.index(("warning", "firing")) < notices.index(("critical", "firing"))
+    assert ("critical", "resolved") in notices
+    assert "degradation_ended" in tool["logged"] and tool["duration_metric"]
+    assert tool["held_s"] >= 6  # past the shortened critical for-time
+    assert gd3["evidence"]["model_status"] == "not-run"  # no model chain to hold
+
+
 async def test_a_proxied_tool_without_retries_or_breaker_fails_eh1_and_eh2(tmp_path, monkeypatch):
     from examples.warehouse.supplier import start
 
