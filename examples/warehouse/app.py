@@ -14,6 +14,14 @@ supplier ``$SUPPLIER_URL`` (default ``http://127.0.0.1:8765``). Run it::
 ``stalwart verify examples.warehouse.app:app`` drives it with ``workload`` and, by its
 profile, runs the side-effect tools' doubles: verification writes no reservation and
 sends the supplier nothing (docs/verify.md).
+
+To verify the supplier call on its real code path instead, with a supplier of your own
+running on this machine, declare it behind verify's fault proxy; ``order_from_supplier``
+reads ``$SUPPLIER_URL`` at each call, so verify points it at the proxy::
+
+    verify=VerifyProfile(workload=..., tools={"order_from_supplier": "proxy:SUPPLIER_URL"})
+
+(the tests do exactly this: tests/integration/verify/proxied.py).
 """
 
 from __future__ import annotations

@@ -12,6 +12,18 @@ same keys)::
                                      default for a tool that has a double)
                      "sim:<service>" the tool talks to the simulated world's service
                                      <service> (the sim stands in for the real target)
+                     "proxy:<VAR>=<url>"
+                                     the tool's own function runs and reaches its real
+                                     upstream <url> (loopback, with a port) through a
+                                     TCP fault proxy verify starts in front of it: the
+                                     agent processes get the environment variable <VAR>
+                                     set to the proxy's URL (the same URL with the
+                                     proxy's host and port), so a tool that reads its
+                                     URL from <VAR> when called goes through it; the
+                                     items that fault tools put latency, black holes
+                                     and resets on the proxy
+                     "proxy:<VAR>"   the same, the upstream being <VAR>'s value in the
+                                     environment verify runs in
                      "none"          cannot be faulted: items that need to fault it are
                                      not-run, naming the tool
                    A tool not listed, with no double, is "none".
@@ -27,24 +39,41 @@ verification, speaking the real provider's wire format.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 
 from stalwart.errors import ConfigError
 
-__all__ = ["FAULT_MODES", "VerifyProfile", "fault_mode"]
+__all__ = ["FAULT_MODES", "VerifyProfile", "fault_mode", "proxy_target"]
 
-FAULT_MODES = ("double", "sim", "none")
+FAULT_MODES = ("double", "sim", "proxy", "none")
+
+_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def fault_mode(value: str) -> tuple[str, str]:
-    """``value`` split into (mode, argument): ``"sim:payments"`` -> ("sim", "payments")."""
+    """``value`` split into (mode, argument): ``"sim:payments"`` -> ("sim", "payments"),
+    ``"proxy:RATES_URL=http://127.0.0.1:8123"`` -> ("proxy", "RATES_URL=http://...")."""
     mode, _, arg = value.partition(":")
-    if mode not in FAULT_MODES or (mode == "sim" and not arg):
+    if (
+        mode not in FAULT_MODES
+        or (mode in ("sim", "proxy") and not arg)
+        or (mode == "proxy" and not _VAR.match(arg.partition("=")[0]))
+        or (mode in ("double", "none") and arg)
+    ):
         raise ConfigError(
             f"verify profile: tool fault mode {value!r} is not one of 'double', "
-            "'sim:<service>', 'none'"
+            "'sim:<service>', 'proxy:<VAR>=<url>', 'proxy:<VAR>', 'none' (<VAR>: the "
+            "environment variable the tool reads its URL from)"
         )
     return mode, arg
+
+
+def proxy_target(arg: str) -> tuple[str, str | None]:
+    """A ``proxy:`` mode's argument split into (variable, upstream URL or None: the
+    variable's value in verify's environment)."""
+    var, eq, url = arg.partition("=")
+    return var, (url if eq else None)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from stalwart.chaos._driver import Driver
 from stalwart.chaos._faults import KINDS, FaultOutcome, FaultSpec
 from stalwart.chaos._plan import PlanConfig, make_plan, run_plan
+from stalwart.chaos._proxy import FaultProxy
 from stalwart.chaos._reference import compare_with_reference
 from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target, workload_ref
 from stalwart.errors import StalwartError
@@ -52,6 +53,10 @@ class ChaosConfig:
     extra: tuple[FaultSpec, ...] = ()
     """Faults added to the seeded plan as given (e.g. one beyond the app's resilience,
     to see the run fail)."""
+    tool_proxies: Mapping[str, FaultProxy] = dataclasses.field(default_factory=dict)
+    """Per tool, a started fault proxy in front of its upstream that the run may fault
+    besides its own (``stalwart verify``'s, for tools in the profile's proxy mode): the
+    plan's proxy faults then land on these too (target ``tool:<name>``)."""
 
 
 def _plan_config(cfg: ChaosConfig, t: Target) -> PlanConfig:
@@ -87,6 +92,8 @@ def _plan_config(cfg: ChaosConfig, t: Target) -> PlanConfig:
         read_tools=reads if uses_sim else (),
         write_tools=writes if uses_sim else (),
         pg_restart_cmd=cfg.pg_restart_cmd,
+        tool_proxies=tuple(sorted(t.tool_proxies)),
+        sim_proxy=t.proxy is not None,
     )
 
 
@@ -161,7 +168,9 @@ async def run_chaos(
 
     started = time.monotonic()
     wants_peer = cfg.peer and "node_kill" in cfg.kinds
-    chaos = await run_target(dataclasses.replace(tc, peer=wants_peer), chaotic)
+    chaos = await run_target(
+        dataclasses.replace(tc, peer=wants_peer), chaotic, tool_proxies=cfg.tool_proxies
+    )
     summary = chaos["summary"]
     log = chaos["log"]
     comparison: dict[str, Any] = {}

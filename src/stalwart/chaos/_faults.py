@@ -11,7 +11,9 @@ agent_stop         SIGSTOP an agent process (a hang)               SIGCONT after
 sim                a sim fault (outage, status/error_rate,         ``clear_faults(target)``
                    latency, hang) on a model or ``tool:NAME``
 proxy              latency, black hole or resets on the TCP link   ``proxy.clear()``
-                   from the agents to the sim
+                   from the agents to the sim, or (``tool:NAME``)
+                   to a tool's upstream, through a fault proxy
+                   given to the run (``ChaosConfig.tool_proxies``)
 store_lock         an exclusive SQLite write lock held for         ROLLBACK (and it dies with
                    ``duration`` (the store is unavailable)         the process)
 journal_corrupt    flip a byte of a running task's journal         the runtime: the record is
@@ -347,6 +349,13 @@ def _apply(t: Target, spec: FaultSpec, out: FaultOutcome) -> Undo:
         out.detail = f"sim fault on {spec.target}: {spec.params}"
         return lambda: world.clear_faults(spec.target)
     if kind == "proxy":
+        if spec.target.startswith("tool:"):
+            tool_proxy = t.tool_proxies.get(spec.target.removeprefix("tool:"))
+            if tool_proxy is None:
+                raise Skip(f"no fault proxy in front of {spec.target}'s upstream")
+            tool_proxy.set(**spec.params)
+            out.detail = f"proxy fault on {spec.target}'s upstream: {spec.params}"
+            return tool_proxy.clear
         if t.proxy is None:
             raise Skip("no fault proxy (the app does not use the sim, or --no-proxy)")
         proxy = t.proxy

@@ -49,6 +49,12 @@ class PlanConfig:
     write_tools: tuple[str, ...] = ()
     """The simulated services of its side-effect tools (only slowed by the default plan)."""
     pg_restart_cmd: str | None = None
+    tool_proxies: tuple[str, ...] = ()
+    """Tools with a fault proxy in front of their upstream: proxy faults may land there
+    (target ``tool:<name>``) as well as on the sim's proxy."""
+    sim_proxy: bool = True
+    """Whether the sim has a fault proxy (with tool proxies, the proxy faults then go to
+    those only)."""
 
 
 def _sim_fault(cfg: PlanConfig, rng: random.Random) -> tuple[str, dict[str, object], float]:
@@ -78,9 +84,13 @@ def _spec(kind: str, at: float, cfg: PlanConfig, rng: random.Random) -> FaultSpe
         target, params, duration = _sim_fault(cfg, rng)
         return FaultSpec(kind, at, round(duration, 2), target, params)
     if kind == "proxy":
+        target = "sim"
+        if cfg.tool_proxies:  # (no draw without them: the seeded plans stay as they were)
+            sim = ("sim",) if cfg.sim_proxy else ()
+            target = rng.choice((*sim, *(f"tool:{n}" for n in cfg.tool_proxies)))
         if rng.random() < 0.5:
-            return FaultSpec(kind, at, top, "sim", {"latency_ms": rng.choice([50, 100, 150])})
-        return FaultSpec(kind, at, round(rng.uniform(0.3, min(top, 1.5)), 2), "sim",
+            return FaultSpec(kind, at, top, target, {"latency_ms": rng.choice([50, 100, 150])})
+        return FaultSpec(kind, at, round(rng.uniform(0.3, min(top, 1.5)), 2), target,
                          {"blackhole": True})  # fmt: skip
     if kind == "store_lock":
         return FaultSpec(kind, at, round(rng.uniform(0.3, top), 2), "store")

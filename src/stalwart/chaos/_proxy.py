@@ -18,14 +18,19 @@ nobody clears still ends. The proxy only binds loopback addresses.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import socket
 import struct
+import time
 
 from stalwart.errors import ConfigError
 
-__all__ = ["FaultProxy", "ProxyFault"]
+__all__ = ["LOOPBACK_HOSTS", "FaultProxy", "ProxyFault"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+"""The upstream hosts a :class:`FaultProxy` forwards to (it never leaves the machine)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,12 +48,15 @@ class FaultProxy:
     def __init__(
         self, upstream_port: int, *, upstream_host: str = "127.0.0.1", max_hold: float = 30.0
     ) -> None:
-        if upstream_host not in ("127.0.0.1", "localhost", "::1"):
+        if upstream_host not in LOOPBACK_HOSTS:
             raise ConfigError("the fault proxy only forwards to loopback addresses")
         self.upstream = (upstream_host, upstream_port)
         self.max_hold = max_hold
         self.fault = ProxyFault()
         self.stats = {"connections": 0, "resets": 0, "held": 0, "bytes": 0}
+        self.accepted: collections.deque[float] = collections.deque(maxlen=10_000)
+        """When each connection was accepted (``time.monotonic()``, the latest 10 000): the
+        spacing of a client's attempts, for checking its backoff."""
         self._open = asyncio.Event()
         self._open.set()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -117,6 +125,7 @@ class FaultProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats["connections"] += 1
+        self.accepted.append(time.monotonic())
         if self.fault.reset:
             self.stats["resets"] += 1
             self._rst(writer)

@@ -19,7 +19,7 @@ import pathlib
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from stalwart.chaos._peer import PeerNode
@@ -71,6 +71,8 @@ class Target:
     quota_dir: pathlib.Path | None = None
     peer: PeerNode | None = None
     store_url: str = ""
+    tool_proxies: Mapping[str, FaultProxy] = dataclasses.field(default_factory=dict)
+    """Fault proxies in front of tools' upstreams, per tool (given to :func:`run_target`)."""
 
     @property
     def sim(self) -> SimServer | None:
@@ -170,8 +172,11 @@ async def run_target(
     *,
     events: EventBus | None = None,
     proxy: bool | None = None,
+    tool_proxies: Mapping[str, FaultProxy] | None = None,
 ) -> Any:
     """Start the app's node, run ``body(target)``, stop the node; returns what body returned.
+    ``tool_proxies``: started fault proxies in front of tools' upstreams, per tool, that
+    the body may fault (``Target.tool_proxies``; their owner starts and stops them).
 
     Every fault still in force when ``body`` ends (or raises, or is cancelled by
     SIGINT/SIGTERM) is undone before the node stops.
@@ -222,6 +227,7 @@ async def run_target(
                 )  # fmt: skip
                 target.peer = peer
                 target.store_url = store
+                target.tool_proxies = dict(tool_proxies or {})
                 try:
                     result.append(await body(target))
                 finally:

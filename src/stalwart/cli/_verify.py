@@ -63,6 +63,8 @@ def _print_plan(document: dict[str, Any]) -> None:
     print(f"models: {document['models']}")
     for name, tool in document["tools"].items():
         print(f"tool {name}: {tool['fault_mode']} (real side effects: {tool['real_side_effects']})")
+        if tool.get("proxy"):
+            print(f"      proxy: {tool['proxy']}")
     for row in document["items"]:
         kills = f", {row['kills']} SIGKILLs" if row["kills"] else ""
         print(f"{row['id']:5} ~{row['estimate_s']:>4.0f}s{kills}: {row['does']}")

@@ -8,9 +8,11 @@ What a call of a tool guarantees (``Tool.invoke``):
   (disabled, its breaker open, its retries exhausted, or it hung past its
   timeout), which names the tool's ``alternatives`` so the model can use one or
   tell the user.
-- It ends by its timeout (default 15 s, allowed 5-30 s, the checklist's range).
-  An async tool is cancelled at it; a sync tool runs in a forked child process
-  that is SIGKILLed at it (a stuck thread would not be a timeout).
+- Each attempt ends by its timeout (default 15 s, allowed 5-30 s, the checklist's
+  range). An async tool is cancelled at it; a sync tool runs in a forked child
+  process that is SIGKILLed at it (a stuck thread would not be a timeout). A tool
+  that is retried (one without side effects, or with ``deduplicates=True``: up to
+  3 attempts) ends by its attempts' timeouts plus the waits between them.
 - A ``side_effect=True`` tool receives the idempotency key of the call (a
   parameter named ``idempotency_key``, hidden from the model's schema) and is
   not retried unless it declares ``deduplicates=True`` (the service dedupes on

@@ -6,6 +6,9 @@ it). With it set, each call of a tool:
 - fails as unavailable (connection refused) while the file ``<dir>/down/<tool>``
   exists: verify's switch for taking a tool down (GD-2), whatever it talks to (each
   refused call adds a line to ``<dir>/down/<tool>.hits``: the proof it was exercised);
+- runs the tool's own function when the tool is named in ``STALWART_VERIFY_PROXIED``
+  (the profile put it behind a fault proxy: it reaches its real upstream through the
+  proxy, which verify faults; its double, if any, does not run);
 - runs the tool's double (``@tool(double=fn)``) instead of its function, when it has one;
 - is refused (an error result, nothing sent) when the tool is a side-effect tool named
   in ``STALWART_VERIFY_BLOCKED``: one with neither a double nor a simulated or proxied
@@ -24,10 +27,11 @@ import pathlib
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BLOCKED_ENV", "VERIFY_DIR_ENV", "delivered", "route"]
+__all__ = ["BLOCKED_ENV", "PROXIED_ENV", "VERIFY_DIR_ENV", "delivered", "route"]
 
 VERIFY_DIR_ENV = "STALWART_VERIFY_DIR"
 BLOCKED_ENV = "STALWART_VERIFY_BLOCKED"
+PROXIED_ENV = "STALWART_VERIFY_PROXIED"
 
 
 def route(name: str, fn: Callable[..., Any], double: Callable[..., Any] | None,
@@ -41,6 +45,8 @@ def route(name: str, fn: Callable[..., Any], double: Callable[..., Any] | None,
         with open(down / f"{name}.hits", "a") as f:  # verify counts the calls it refused
             f.write("1\n")
         raise ConnectionRefusedError(f"{name} is down (stalwart verify took it down)")
+    if name in os.environ.get(PROXIED_ENV, "").split(","):
+        return fn  # its upstream is behind verify's fault proxy: the real code path runs
     if double is not None:
         return double
     if side_effect and name in os.environ.get(BLOCKED_ENV, "").split(","):

@@ -9,10 +9,12 @@ from typing import Any
 
 import httpx
 
+from stalwart.errors import NotExercised
 from stalwart.llm import Provider, evaluate, model_client
 from stalwart.resilience import DEFAULT_BREAKER
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
+from stalwart.verify._tool_faults import tool_degradation, with_tools
 
 QUALITY_FLOOR = 0.6
 """The weakest fallback must score at least this share of the primary's score."""
@@ -113,7 +115,8 @@ async def fallback_chains(t: Target) -> Outcome:
     "GD-2",
     criterion="with each tool down in turn: every tool called while down (exercised), no "
     "agent crash, every task ends with a clear status",
-    does="takes each tool down in turn (every call refused) under the workload",
+    does="takes each tool down in turn (every call refused; a proxied tool's upstream reset "
+    "at its fault proxy) under the workload",
     estimate_s=60,
 )
 async def tool_unavailability(t: Target) -> Outcome:
@@ -138,20 +141,40 @@ async def tool_unavailability(t: Target) -> Outcome:
             t.say(f"a fresh node for tool {name}")
             await t.restart()
         pids = {a: t.pid(a) for a in t.agent_names()}
+        proxied = name in t.proxied_tools()
         t.say(f"tool {name} down, {len(inputs)} tasks")
-        before = t.refused_calls(name)
-        t.take_down(name)
+        if proxied:
+            # its upstream is behind verify's fault proxy: every connection to it is reset
+            # there, so the tool's own code meets the dead service
+            proxy = t.proxy(name)
+            before = proxy.stats["resets"]
+            proxy.set(reset=True)
+        else:
+            before = t.refused_calls(name)
+            t.take_down(name)
         try:
             records = await t.run_all(inputs, prefix=f"gd2-{name}")
         finally:
-            t.bring_up(name)
+            if proxied:
+                t.proxy(name).clear()
+            else:
+                t.bring_up(name)
         crashed += [f"{a} (while {name} was down)" for a, pid in pids.items() if t.pid(a) != pid]
-        refused = t.refused_calls(name) - before
+        if proxied:
+            refused = t.proxy(name).stats["resets"] - before
+            how: dict[str, Any] = {
+                "fault": "every connection to its upstream reset at the fault proxy",
+                **t.proxies.describe(name),
+                "connections_reset_while_down": refused,
+            }
+        else:
+            refused = t.refused_calls(name) - before
+            how = {"fault": "down (every call refused)"}
         statuses: dict[str, int] = {}
         for r in records:
             statuses[r.status] = statuses.get(r.status, 0) + 1
         table[name] = {
-            "fault": "down (every call refused)",
+            **how,
             "calls_refused_while_down": refused,
             "exercised": refused > 0,
             "tasks": len(records),
@@ -203,13 +226,40 @@ def _prolonged(t: Target) -> list[tuple[str, str]]:
 @check(
     "GD-3",
     criterion=(
-        "a held degradation is logged and timed; the ProlongedDegradation alert fires "
-        "(warning, critical) and resolves"
+        "a held degradation (a model fallback; each proxied tool down) is logged and timed; "
+        "the ProlongedDegradation alert fires (warning, critical) and resolves"
     ),
-    does="holds the primary model down past the alert's for-times",
+    does="holds the primary model down past the alert's for-times; holds each proxied "
+    "tool's upstream reset at its fault proxy the same way",
     estimate_s=40,
 )
 async def prolonged_degradation(t: Target) -> Outcome:
+    """Hold a degradation past the alert's `for` times (a model fallback; each proxied
+    tool down); see it logged, timed, alerted, resolved."""
+    tools = t.proxied_tools()
+    if not tools:
+        return await _model_degradation(t)
+    try:
+        model = await _model_degradation(t)
+    except NotExercised as exc:
+        model = Outcome("not-run", {"why": str(exc)})
+    per_tool = {name: await tool_degradation(t, name) for name in tools}
+    measured = {
+        n: f"held {v.get('held_s')} s; notices {v.get('notifications')}"
+        if v["status"] != "not-run"
+        else str(v.get("why"))
+        for n, v in per_tool.items()
+    }
+    return with_tools(
+        model,
+        per_tool,
+        measured,
+        "was not logged, timed, alerted (warning, then critical) and resolved as a "
+        "degradation: a tool call that is unavailable must count as one (docs/tools.md)",
+    )
+
+
+async def _model_degradation(t: Target) -> Outcome:
     """Hold a fallback past the alert's `for` times; see it logged, timed, alerted, resolved."""
     app = t.service.app
     if not app.models:

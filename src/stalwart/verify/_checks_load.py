@@ -319,6 +319,9 @@ async def chaos_under_load(t: Target) -> Outcome:
         interval=_chaos_interval(s.chaos_s),
         drain=s.drain_s,
         peer=True,
+        # tools in the profile's proxy mode: the plan's proxy faults land on their
+        # upstreams too (the verify node beside it runs nothing meanwhile)
+        tool_proxies={name: t.proxy(name) for name in t.proxied_tools()},
     )
     try:
         result = await run_chaos(cfg)
@@ -343,6 +346,7 @@ async def chaos_under_load(t: Target) -> Outcome:
             "rate_per_s": s.chaos_rate,
             "fault_interval_s": round(cfg.interval, 2),
             "store_quota_mb": quota,
+            "tool_proxies": {name: t.proxies.describe(name) for name in t.proxied_tools()},
         },
         **_common(result),
         "unclear_failures": result["unclear_failures"],
@@ -355,6 +359,9 @@ async def chaos_under_load(t: Target) -> Outcome:
         "faults_left_in_force": result["faults_left_in_force"],
         "peer_node": result["peer_node"],
         "latency_s": {k: _round(v) for k, v in result["latency_s"].items()},
+        "faults_on_tool_upstreams": [
+            f for f in result["faults"] if str(f.get("target", "")).startswith("tool:")
+        ][:10],
         "not_injected": missing,
         "production_length_s": production_s,
         "meets_production_length": s.chaos_s >= production_s,

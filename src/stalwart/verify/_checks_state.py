@@ -285,33 +285,15 @@ async def bounded_history(t: Target) -> Outcome:
     return Outcome("failed", evidence, "bound the history sent to the model (docs/agents.md)")
 
 
-@check(
-    "SM-4",
-    criterion=(
-        "at least 1 side-effect call exercised under kills; every side-effect key delivered "
-        "at most once (ledger and doubles' per-key counts)"
-    ),
-    does="runs workload tasks that reach side-effect tools and SIGKILLs the agent meanwhile",
-    kills=5,
-    estimate_s=40,
-)
-async def idempotent_effects(t: Target) -> Outcome:
-    """Kill the agents while side effects are in flight; count deliveries per
-    idempotency key for every side-effect tool (verify's per-key record, doubles and real
-    targets alike, and the simulated services' own counts where the app uses them)."""
-    effects = t.side_effect_tools()
-    if not effects:
-        return Outcome(
-            "not-run",
-            {"why": "no agent of the app has a side-effect tool"},
-            "nothing to deliver twice: SM-4 applies to tools declared side_effect=True",
-            measured="no side-effect tools",
-        )
-    blocked = t.blocked_tools()
-    sim_before = t.sim.world.tools.report() if t.service.sim is not None else None
-    before = t.deliveries()
-    inputs = t.workload(30, seed=404)
-    t.say(f"{len(inputs)} tasks, SIGKILLs while side effects are in flight")
+PROXY_LATENCY_MS = 150.0
+"""SM-4's latency at the fault proxy of each proxied side-effect tool, per chunk each way."""
+
+
+async def _kill_during_effects(
+    t: Target, inputs: list[Any], before: dict[str, dict[str, int]]
+) -> tuple[list[str], int, list[Any]]:
+    """Submit ``inputs``; SIGKILL an agent holding side-effect tools right after each of
+    up to 5 deliveries; the task ids, the kills that landed, the finished records."""
     ids = await t.submit_all(inputs, prefix="sm4")
     kills = 0
     # the agents that hold the side-effect tools are the ones killed mid-delivery
@@ -339,7 +321,47 @@ async def idempotent_effects(t: Target) -> Outcome:
             await asyncio.sleep(t.rng.uniform(0.0, 0.05))
             if t.kill(t.rng.choice(holders)) is not None:
                 kills += 1
-    records = finished.result()
+    return ids, kills, finished.result()
+
+
+@check(
+    "SM-4",
+    criterion=(
+        "at least 1 side-effect call exercised under kills; every side-effect key delivered "
+        "at most once (ledger and doubles' per-key counts)"
+    ),
+    does="runs workload tasks that reach side-effect tools and SIGKILLs the agent meanwhile",
+    kills=5,
+    estimate_s=40,
+)
+async def idempotent_effects(t: Target) -> Outcome:
+    """Kill the agents while side effects are in flight; count deliveries per
+    idempotency key for every side-effect tool (verify's per-key record, doubles and real
+    targets alike, and the simulated services' own counts where the app uses them)."""
+    effects = t.side_effect_tools()
+    if not effects:
+        return Outcome(
+            "not-run",
+            {"why": "no agent of the app has a side-effect tool"},
+            "nothing to deliver twice: SM-4 applies to tools declared side_effect=True",
+            measured="no side-effect tools",
+        )
+    blocked = t.blocked_tools()
+    sim_before = t.sim.world.tools.report() if t.service.sim is not None else None
+    before = t.deliveries()
+    inputs = t.workload(30, seed=404)
+    t.say(f"{len(inputs)} tasks, SIGKILLs while side effects are in flight")
+    # proxied side-effect tools reach their upstream through verify's fault proxy: latency
+    # there keeps each call in flight longer, so kills land between request and answer
+    slowed = [n for n in effects if n in t.proxied_tools()]
+    proxy_before = {n: t.proxy(n).stats["connections"] for n in slowed}
+    for name in slowed:
+        t.proxy(name).set(latency_ms=PROXY_LATENCY_MS)
+    try:
+        ids, kills, records = await _kill_during_effects(t, inputs, before)
+    finally:
+        for name in slowed:
+            t.proxy(name).clear()
     after = t.deliveries()
     statuses = sorted({r.status for r in records})
     per_tool: dict[str, Any] = {}
@@ -377,6 +399,15 @@ async def idempotent_effects(t: Target) -> Outcome:
         "simulated_services_duplicates": sim_duplicates,
         "unknown_outcomes_reported": unknown,
     }
+    if slowed:
+        evidence["through_fault_proxy"] = {
+            n: {
+                "latency_ms": PROXY_LATENCY_MS,
+                "connections": t.proxy(n).stats["connections"] - proxy_before[n],
+                **t.proxies.describe(n),
+            }
+            for n in slowed
+        }
     measured = (
         f"{delivered} side-effect key(s) delivered under {kills} kill(s); duplicates: {duplicates}"
     )

@@ -18,6 +18,7 @@ from stalwart.errors import ConfigError
 from stalwart.verify._model import Item
 from stalwart.verify._registry import SPECS
 from stalwart.verify._target import blocked_tools, side_effect_tools, tool_modes
+from stalwart.verify._tool_proxy import proxy_decls, upstream_listening
 
 __all__ = ["Problem", "plan", "preflight"]
 
@@ -32,6 +33,10 @@ class Problem:
 
 MODEL_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "EH-4", "SM-3", "GD-1", "GD-3", "SE-4"})
 """The items that fault the app's models through the simulated provider."""
+
+PROXY_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "GD-2", "GD-3", "SM-4"})
+"""The items that fault proxied tools' upstreams at their fault proxies (EH-1 … EH-3
+and GD-3 also run on an app with no model when a tool is proxied)."""
 
 
 def _spenders(app: App) -> list[Any]:
@@ -96,6 +101,18 @@ def preflight(
                     f"give it one: @tool(..., double=fn) with {name}'s parameters",
                 )
             )
+    for decl in proxy_decls(app).values():
+        if decl.problem:
+            problems.append(Problem(decl.problem, decl.fix))
+        elif driving and not upstream_listening(decl):  # a blocking connect: <= 1 s
+            problems.append(
+                Problem(
+                    f"tool {decl.tool!r}: nothing accepts connections at its proxy upstream "
+                    f"{decl.upstream!r} (from {decl.where})",
+                    "start the service before verify (the proxy forwards to it), or point "
+                    f"the profile at where it listens: 'proxy:{decl.var}=<url>'",
+                )
+            )
     undeclared = [n for n in side_effect_tools(app) if n not in app.verify.tools]
     for name in blocked_tools(app):
         if name in undeclared and not allow_real:
@@ -104,8 +121,10 @@ def preflight(
                     f"side-effect tool {name!r} has no double and no simulated target: "
                     "verify would either skip it or reach its real target",
                     f"give it @tool(..., double=fn), or declare it in the profile: tools = "
-                    f"{{{name!r}: 'sim:<service>'}}, or {{{name!r}: 'none'}} to accept the "
-                    "items that need it as not-run, or pass --allow-real-side-effects",
+                    f"{{{name!r}: 'sim:<service>'}}, or {{{name!r}: 'proxy:<VAR>=<loopback "
+                    f"url>'}} (a test service on this machine, faulted through a proxy), or "
+                    f"{{{name!r}: 'none'}} to accept the items that need it as not-run, or "
+                    "pass --allow-real-side-effects",
                 )
             )
     return problems
@@ -116,6 +135,8 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
     which doubles and simulated services, and the expected duration."""
     modes = tool_modes(app)
     blocked = [] if allow_real else blocked_tools(app)
+    proxies = proxy_decls(app)
+    effects = set(side_effect_tools(app))
     rows = []
     total = 0.0
     for item in items:
@@ -125,6 +146,19 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
         expect = ""
         if item.id in MODEL_ITEMS and not (app.models and app.sim):
             expect = "not-run: the app calls no model on the simulated provider"
+            if item.id in PROXY_ITEMS and proxies:
+                expect = ""  # it faults the proxied tools' upstreams
+        if item.id in PROXY_ITEMS and proxies:
+            verb = {
+                "EH-1": "resets (attempts and waits counted)",
+                "EH-2": "resets until the breaker opens",
+                "EH-3": "black hole",
+                "GD-2": "resets",
+                "GD-3": "resets held until the degradation alert",
+                "SM-4": "latency",
+            }[item.id]
+            via = f"{verb} at the fault proxy of {', '.join(sorted(proxies))}"
+            expect = f"{expect}; {via}" if expect else via
         rows.append(
             {
                 "id": item.id,
@@ -143,15 +177,34 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
         "app": app_ref,
         "models": models,
         "tools": {
-            name: {
-                "fault_mode": mode + (f":{arg}" if arg else ""),
-                "real_side_effects": "blocked" if name in blocked else "n/a or allowed",
-            }
+            name: _tool_row(
+                name, mode, arg, blocked=name in blocked, effect=name in effects, proxies=proxies
+            )
             for name, (mode, arg) in sorted(modes.items())
         },
         "items": rows,
         "expected_s": round(total),
     }
+
+
+def _tool_row(
+    name: str, mode: str, arg: str, *, blocked: bool, effect: bool, proxies: dict[str, Any]
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "fault_mode": mode + (f":{arg}" if arg else ""),
+        "real_side_effects": "blocked" if blocked else "n/a or allowed",
+    }
+    decl = proxies.get(name)
+    if decl is not None:
+        upstream = decl.upstream or "?"
+        row["proxy"] = (
+            f"a fault proxy on a free loopback port in front of {upstream} (from "
+            f"{decl.where}); ${decl.var} points the tool at it"
+            + (f" -- unusable: {decl.problem}" if decl.problem else "")
+        )
+        if effect:
+            row["real_side_effects"] = f"reaches its real target {upstream} through the proxy"
+    return row
 
 
 def load_for_preflight(app_ref: str) -> App:

@@ -207,7 +207,10 @@ async def run_verify(
     if manifest is not None:
         manifest = manifest.resolve()  # the report names the file it read, not a cwd-relative path
     if check_preconditions:
-        problems = preflight(app, chosen, manifest=manifest, allow_real=allow_real_side_effects)
+        # (in a thread: it connects to proxied tools' upstreams to see that they listen)
+        problems = await asyncio.to_thread(
+            preflight, app, chosen, manifest=manifest, allow_real=allow_real_side_effects
+        )
         if problems:
             raise PreflightFailed(problems)
     started = time.monotonic()

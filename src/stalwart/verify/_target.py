@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from stalwart.agent import App
 from stalwart.agent._profile import fault_mode
 from stalwart.agent._taskagent import load_app, secret_resolver
+from stalwart.chaos import FaultProxy
 from stalwart.config import RuntimeSettings, load_ref
 from stalwart.durable import TaskRecord
 from stalwart.errors import ConfigError, NotExercised, StalwartError
@@ -26,8 +27,9 @@ from stalwart.llm.sim import SimServer
 from stalwart.node import AppService, Node, Tasks, app_node
 from stalwart.observe import Event, EventBus, configure_logging
 from stalwart.server import ObservabilityService, ServerSettings
-from stalwart.tools._verifying import BLOCKED_ENV, VERIFY_DIR_ENV
+from stalwart.tools._verifying import BLOCKED_ENV, PROXIED_ENV, VERIFY_DIR_ENV
 from stalwart.verify._receiver import Receiver
+from stalwart.verify._tool_proxy import ToolProxies, proxy_decls
 
 __all__ = ["Target"]
 
@@ -74,7 +76,7 @@ window_s = 8
 
 
 SECRETS_ENV = ("STALWART_SECRETS", "STALWART_VAULT", "STALWART_VAULT_KEY_FILE")
-VERIFY_ENV = (VERIFY_DIR_ENV, BLOCKED_ENV)
+VERIFY_ENV = (VERIFY_DIR_ENV, BLOCKED_ENV, PROXIED_ENV)
 """The variables that choose the secrets provider (set for the verify run, then restored)."""
 
 
@@ -153,6 +155,12 @@ class Target:
         app = load_app(self.app_ref)
         blocked = [] if self.allow_real_side_effects else blocked_tools(app)
         os.environ[BLOCKED_ENV] = ",".join(blocked)
+        # tools in proxy mode: a fault proxy in front of each upstream, and the variable
+        # each tool reads its URL from pointed at it (restored on exit)
+        self.proxies = ToolProxies(proxy_decls(app))
+        for var, value in self.proxies.environment().items():
+            self._saved_env.setdefault(var, os.environ.get(var))
+            os.environ[var] = value
 
     def _restore_env(self) -> None:
         for key, value in getattr(self, "_saved_env", {}).items():
@@ -211,6 +219,7 @@ class Target:
         try:
             self._use_own_vault()
             self._use_tool_switches()
+            await self.proxies.start()
             self._ensure_logging()
             await self._start()
         except BaseException:
@@ -328,6 +337,9 @@ class Target:
     async def __aexit__(self, *exc: object) -> None:
         try:
             await self._stop_node()
+            proxies = getattr(self, "proxies", None)
+            if proxies is not None:
+                await proxies.stop()
         finally:
             self._restore_env()
             self._restore_logging()
@@ -467,6 +479,14 @@ class Target:
         """Side-effect tools whose real function must not run during this verification."""
         return [] if self.allow_real_side_effects else blocked_tools(self.app)
 
+    def proxied_tools(self) -> list[str]:
+        """The tools whose upstream is behind one of verify's fault proxies."""
+        return self.proxies.tools
+
+    def proxy(self, tool: str) -> FaultProxy:
+        """The fault proxy in front of ``tool``'s upstream (a proxied tool)."""
+        return self.proxies.proxy(tool)
+
     def take_down(self, tool: str) -> None:
         (self.tools_dir / "down" / tool).touch()
 
@@ -496,7 +516,8 @@ def _tools(app: App) -> dict[str, Any]:
 
 
 def tool_modes(app: App) -> dict[str, tuple[str, str]]:
-    """Per tool, how verify may fault it: ("double", ""), ("sim", service) or ("none", "")."""
+    """Per tool, how verify may fault it: ("double", ""), ("sim", service), ("proxy",
+    "VAR[=url]") or ("none", "")."""
     out: dict[str, tuple[str, str]] = {}
     for name, t in _tools(app).items():
         declared = app.verify.tools.get(name)
@@ -512,6 +533,8 @@ def side_effect_tools(app: App) -> list[str]:
 
 
 def blocked_tools(app: App) -> list[str]:
-    """Side-effect tools that would reach their real target: neither a double nor the sim."""
+    """Side-effect tools that would reach their real target with neither a double, the
+    sim nor a fault proxy the profile declared (a proxied tool reaches its loopback
+    upstream: declaring the proxy is the user's choice of that target)."""
     modes = tool_modes(app)
     return [n for n in side_effect_tools(app) if modes[n][0] == "none"]

@@ -130,6 +130,199 @@ async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
     assert "verify_item_progress" in names and "verify_node_restarted" in names
 
 
+async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkeypatch):
+    """The warehouse's HTTP tool in proxy mode (tests/integration/verify/proxied.py: only
+    the profile differs): verify puts a fault proxy in front of the real supplier and
+    points $SUPPLIER_URL at it. EH-1 resets its connections and counts the attempts and
+    their spacing, EH-3 black-holes it there (each call ends by the tool's
+    timeout), EH-2 resets its connections until the tool's breaker opens, then restores
+    them, GD-2 resets them, SM-4 slows them while killing agents."""
+    from examples.warehouse.supplier import start
+
+    url, supplier, server = start()
+    monkeypatch.setenv("SUPPLIER_URL", url)
+    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
+    try:
+        report = await run_verify(
+            "tests.integration.verify.proxied:proxied",
+            tmp_path / "out",
+            only=["EH-1", "EH-2", "EH-3", "SM-4", "GD-2"],
+        )
+    finally:
+        server.shutdown()
+    items = _items(report)
+    assert {k: v["status"] for k, v in items.items()} == {
+        "EH-1": "complete",  # no model: the proxied tool's retries are what it exercised
+        "EH-2": "complete",  # and its breaker
+        "EH-3": "complete",  # and the proxied tool's hang
+        "SM-4": "complete",
+        "GD-2": "complete",
+    }, _why(items)
+    retried = items["EH-1"]["evidence"]["tools"]["order_from_supplier"]
+    assert retried["attempts_of_first_call"] == retried["policy"]["max_attempts"] == 3
+    assert len(retried["gaps_s"]) == len(retried["backoff_bounds_s"]) == 2
+    waits = zip(retried["gaps_s"], retried["backoff_bounds_s"], strict=True)
+    assert all(0 <= g <= b + 0.25 for g, b in waits)  # within the tool's backoff bounds
+    breaker = items["EH-2"]["evidence"]["tools"]["order_from_supplier"]
+    assert breaker["opened"] and breaker["connections_per_task_while_refused"][-1] == 0
+    assert breaker["connections_per_task_while_refused"][0] > 0  # it did reach the proxy
+    assert breaker["call_succeeded_after_recovery"] and breaker["reached_again_after_s"] > 0
+    assert items["EH-2"]["evidence"]["model_status"] == "not-run"
+    hang = items["EH-3"]["evidence"]["tool_hangs"]["order_from_supplier"]
+    assert hang["exercised"] and hang["connections_held"] > 0 and hang["calls"] > 0
+    assert hang["upstream"] == url and hang["upstream_from"] == "$SUPPLIER_URL"
+    # each attempt ends at its timeout: the call within 3 x 10 s + the waits between them
+    assert (hang["timeout_s"], hang["attempts_at_most"]) == (10, 3)
+    assert hang["longest_call_s"] <= hang["bound_s"] + 2 and hang["bound_s"] < 31
+    assert set(hang["call_outcomes"]) <= {"unavailable", "error"}
+    assert "order_from_supplier" in items["EH-3"]["measured"]
+    down = items["GD-2"]["evidence"]["per_tool"]["order_from_supplier"]
+    assert "reset at the fault proxy" in down["fault"] and down["connections_reset_while_down"] > 0
+    assert items["GD-2"]["evidence"]["per_tool"]["check_stock"]["fault"].startswith("down")
+    slowed = items["SM-4"]["evidence"]["through_fault_proxy"]["order_from_supplier"]
+    assert slowed["latency_ms"] > 0 and slowed["connections"] > 0
+    assert items["SM-4"]["evidence"]["per_tool"]["order_from_supplier"]["keys_delivered"] > 0
+    # the tool's own function ran and reached the real supplier through the proxy; the
+    # variable is given back; the tool with a double still ran it (no reservation)
+    assert supplier.received > 0 and os.environ["SUPPLIER_URL"] == url
+    with sqlite3.connect(tmp_path / "warehouse.db") as conn:
+        assert conn.execute("SELECT count(*) FROM reservations").fetchone()[0] == 0
+
+
+async def test_a_proxied_tool_s_prolonged_degradation_is_alerted(tmp_path, monkeypatch):
+    """GD-3 on the warehouse (no model): the supplier's upstream reset at the proxy and
+    held until the ProlongedDegradation alert for tool:order_from_supplier goes critical;
+    restored, it resolves once the tool's breaker lets a call through."""
+    from examples.warehouse.supplier import start
+
+    url, _, server = start()
+    monkeypatch.setenv("SUPPLIER_URL", url)
+    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
+    try:
+        report = await run_verify(
+            "tests.integration.verify.proxied:proxied", tmp_path / "out", only=["GD-3"]
+        )
+    finally:
+        server.shutdown()
+    gd3 = _items(report)["GD-3"]
+    assert gd3["status"] == "complete", _why({"GD-3": gd3})
+    tool = gd3["evidence"]["tools"]["order_from_supplier"]
+    assert tool["component"] == "tool:order_from_supplier"
+    notices = [tuple(n) for n in tool["notifications"]]
+    assert notices.index(("warning", "firing")) < notices.index(("critical", "firing"))
+    assert ("critical", "resolved") in notices
+    assert "degradation_ended" in tool["logged"] and tool["duration_metric"]
+    assert tool["held_s"] >= 6  # past the shortened critical for-time
+    assert gd3["evidence"]["model_status"] == "not-run"  # no model chain to hold
+
+
+async def test_a_proxied_tool_without_retries_or_breaker_fails_eh1_and_eh2(tmp_path, monkeypatch):
+    from examples.warehouse.supplier import start
+
+    url, _, server = start()
+    monkeypatch.setenv("SUPPLIER_URL", url)
+    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
+    try:
+        report = await run_verify(
+            "tests.integration.verify.proxied:careless_tool",
+            tmp_path / "out",
+            only=["EH-1", "EH-2"],
+        )
+    finally:
+        server.shutdown()
+    items = _items(report)
+    assert {k: v["status"] for k, v in items.items()} == {"EH-1": "failed", "EH-2": "failed"}
+    retried = items["EH-1"]["evidence"]["tools"]["order_from_supplier"]
+    assert retried["policy"] is None and retried["attempts_of_first_call"] == 1
+    assert retried["tried_once_by_design"] is False  # its target dedupes: it could retry
+    assert "order_from_supplier is not retried" in items["EH-1"]["remediation"]
+    eh2 = items["EH-2"]
+    tool = eh2["evidence"]["tools"]["order_from_supplier"]
+    assert tool["breaker"] is None and not tool["opened"]
+    assert all(n > 0 for n in tool["connections_per_task_while_refused"])  # never stopped
+    assert "order_from_supplier kept calling its dead upstream" in eh2["remediation"]
+
+
+async def test_the_same_item_is_not_run_when_the_tool_cannot_be_faulted(tmp_path, monkeypatch):
+    """The same app with the supplier tool declared "none": EH-3 has no dependency to hang
+    (no model, no proxied tool) and says so; the supplier sees nothing."""
+    from examples.warehouse.supplier import start
+
+    url, supplier, server = start()
+    monkeypatch.setenv("SUPPLIER_URL", url)
+    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
+    try:
+        report = await run_verify(
+            "tests.integration.verify.proxied:unfaultable", tmp_path / "out", only=["EH-3"]
+        )
+    finally:
+        server.shutdown()
+    eh3 = _items(report)["EH-3"]
+    assert eh3["status"] == "not-run", eh3
+    assert "no tool is behind a fault proxy" in eh3["evidence"]["why"]
+    assert "proxy:<VAR>=<url>" in eh3["remediation"]
+    assert "order_from_supplier" in eh3["evidence"]["tools_not_hung"]
+    assert supplier.received == 0
+
+
+async def test_preflight_refuses_a_proxy_upstream_off_this_machine_or_not_listening(
+    tmp_path, monkeypatch
+):
+    with pytest.raises(PreflightFailed) as remote:
+        await run_verify("tests.integration.verify.proxied:remote", tmp_path / "a", only=["EH-3"])
+    text = str(remote.value)
+    assert "tool 'order_from_supplier'" in text and "only forwards to loopback" in text
+    assert "supplier.example.com" in text and "give order_from_supplier a double" in text
+    monkeypatch.setenv("SUPPLIER_URL", f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(PreflightFailed) as closed:
+        await run_verify("tests.integration.verify.proxied:proxied", tmp_path / "b", only=["EH-3"])
+    assert "nothing accepts connections at its proxy upstream" in str(closed.value)
+    monkeypatch.delenv("SUPPLIER_URL")
+    with pytest.raises(PreflightFailed) as unset:
+        await run_verify("tests.integration.verify.proxied:proxied", tmp_path / "c", only=["EH-3"])
+    assert "SUPPLIER_URL is not set" in str(unset.value)
+    assert not (tmp_path / "a" / "work").exists()  # no node was started
+
+
+def test_plan_shows_the_proxy_and_what_reaches_the_real_target():
+    from examples.warehouse.supplier import start
+
+    url, _, server = start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "stalwart.cli", "verify",
+             "tests.integration.verify.proxied:proxied", "--plan",
+             "--only", "EH-1,EH-2,EH-3,GD-2,SM-4"],
+            capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO), "SUPPLIER_URL": url},
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert (
+        "tool order_from_supplier: proxy:SUPPLIER_URL (real side effects: reaches its real "
+        f"target {url} through the proxy)" in out
+    )
+    assert (
+        f"proxy: a fault proxy on a free loopback port in front of {url} (from "
+        "$SUPPLIER_URL); $SUPPLIER_URL points the tool at it" in out
+    )
+    assert "expected black hole at the fault proxy of order_from_supplier" in out  # EH-3 runs
+    assert "expected resets at the fault proxy" in out
+    assert "expected resets until the breaker opens at the fault proxy" in out
+    assert "expected resets (attempts and waits counted) at the fault proxy" in out
+    assert "not-run" not in out  # EH-1 … EH-3 run on this app without a model
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def test_expenses_toml_example_short_profile(tmp_path, monkeypatch):
     monkeypatch.setenv("EXPENSES_PAYOUTS", str(tmp_path / "payouts.csv"))
     monkeypatch.setenv("EXPENSES_OUTBOX", str(tmp_path / "outbox.txt"))

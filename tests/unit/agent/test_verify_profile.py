@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stalwart.agent import App, PythonAgent, VerifyProfile
+from stalwart.agent._profile import fault_mode, proxy_target
 from stalwart.agent._toml import app_from_toml
 from stalwart.errors import ConfigError
 from stalwart.tools import tool
@@ -42,11 +43,25 @@ def test_fault_modes_and_tool_names_are_checked():
         _app(latency_p99_s=0)
 
 
+def test_the_proxy_mode_names_the_variable_and_optionally_the_upstream():
+    app = _app(tools={"ship": "proxy:PARCELS_URL=http://127.0.0.1:8123/v1"})
+    assert fault_mode(app.verify.tools["ship"]) == ("proxy", "PARCELS_URL=http://127.0.0.1:8123/v1")
+    assert proxy_target("PARCELS_URL=http://127.0.0.1:8123/v1") == (
+        "PARCELS_URL",
+        "http://127.0.0.1:8123/v1",
+    )
+    assert proxy_target("PARCELS_URL") == ("PARCELS_URL", None)  # the upstream: $PARCELS_URL
+    for bad in ("proxy:", "proxy:9URL=http://127.0.0.1:1", "proxy:=http://127.0.0.1:1",
+                "proxy:A-B", "none:x", "double:y"):  # fmt: skip
+        with pytest.raises(ConfigError, match="'proxy:<VAR>=<url>'"):
+            _app(tools={"ship": bad})
+
+
 APP_TOML = """
 entry = "desk"
 [verify]
 workload = "pkg.mod:gen"
-tools = {{ ship = "none" }}
+tools = {{ ship = "proxy:PARCELS_URL=http://127.0.0.1:8123" }}
 latency_p99_s = 4
 manifest = "deploy/k8s.yaml"
 {extra}
@@ -66,7 +81,7 @@ def test_the_toml_verify_table(tmp_path):
     assert app.workload == "pkg.mod:gen" and app.entry == "desk"
     assert app.verify == VerifyProfile(
         workload="pkg.mod:gen",
-        tools={"ship": "none"},
+        tools={"ship": "proxy:PARCELS_URL=http://127.0.0.1:8123"},
         latency_p99_s=4.0,
         manifest="deploy/k8s.yaml",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 
@@ -104,3 +105,16 @@ async def test_the_pg_restart_fault_runs_the_given_command_on_postgresql_only(tm
     assert (await inject(t, failing)).status == "error"
     no_cmd = FaultSpec("pg_restart", 0.0, 0.0, "store", {"cmd": None})
     assert (await inject(t, no_cmd)).status == "skipped"
+
+
+def test_proxy_faults_reach_tool_proxies_only_when_there_are_some():
+    """With tool proxies (stalwart verify's proxy mode) proxy faults land on them too;
+    without, the seeded plan is what it was (no extra draw)."""
+    base = PlanConfig(duration=60, seed=3, kinds=("proxy", "agent_kill"), agents=("a",))
+    plain = make_plan(base)
+    assert plain and {f.target for f in plain if f.kind == "proxy"} == {"sim"}
+    tools = make_plan(dataclasses.replace(base, tool_proxies=("fetch", "order")))
+    assert {f.target for f in tools if f.kind == "proxy"} <= {"sim", "tool:fetch", "tool:order"}
+    assert any(f.target.startswith("tool:") for f in tools if f.kind == "proxy")
+    only = make_plan(dataclasses.replace(base, tool_proxies=("order",), sim_proxy=False))
+    assert {f.target for f in only if f.kind == "proxy"} == {"tool:order"}

@@ -50,6 +50,14 @@ async def test_forwards_both_ways(echo):
     assert echo.stats["connections"] == 1 and echo.stats["bytes"] == 10
 
 
+async def test_each_connection_s_arrival_is_timed(echo):
+    before = time.monotonic()
+    for _ in range(3):
+        assert await _roundtrip(echo, b"x") == b"x"
+    assert len(echo.accepted) == 3
+    assert before <= echo.accepted[0] <= echo.accepted[1] <= echo.accepted[2] <= time.monotonic()
+
+
 async def test_latency_is_added_each_way(echo):
     echo.set(latency_ms=150)
     started = time.monotonic()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from stalwart.tools import tool
-from stalwart.tools._verifying import BLOCKED_ENV, VERIFY_DIR_ENV
+from stalwart.tools._verifying import BLOCKED_ENV, PROXIED_ENV, VERIFY_DIR_ENV
 
 real_calls: list[str] = []
 
@@ -74,3 +74,17 @@ async def test_a_blocked_side_effect_never_reaches_its_target(tmp_path, monkeypa
     result = await pay.invoke({"cents": 500}, idempotency_key="k2")
     assert result.ok and real_calls == ["pay 500"]
     assert (tmp_path / "calls" / "pay.keys").read_text().split() == ["k2"]
+
+
+async def test_a_proxied_tool_runs_its_own_function_not_its_double(tmp_path, monkeypatch):
+    """The profile put its upstream behind verify's fault proxy: the real code path runs
+    (and is recorded); taken down, it is still refused."""
+    monkeypatch.setenv(VERIFY_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(PROXIED_ENV, "other,send")
+    result = await send.invoke({"to": "a@example.org"}, idempotency_key="k1")
+    assert result.ok and result.value["double"] is False
+    assert real_calls == ["a@example.org"]
+    assert (tmp_path / "calls" / "send.keys").read_text().split() == ["k1"]
+    monkeypatch.setenv(PROXIED_ENV, "other")  # not named: the double again
+    result = await send.invoke({"to": "b@example.org"}, idempotency_key="k2")
+    assert result.value["double"] is True and real_calls == ["a@example.org"]

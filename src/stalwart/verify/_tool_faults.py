@@ -1,0 +1,405 @@
+"""Faults on proxied tools' upstreams (profile mode ``proxy:``), applied at the fault
+proxy verify put in front of each: what EH-1 (resets: the attempts and their spacing),
+EH-2 (resets until the tool's breaker stops the calls, then recovery), EH-3 (a black
+hole: each call must end by its timeout), GD-2 (resets: the tool's own code meets a
+dead service), GD-3 (resets held until the prolonged-degradation alert) and SM-4
+(latency: side effects in flight longer while agents are killed) do to them, measured
+from the proxy's counters, the node's log store (each tool call logs a ``tool_call``
+line with its outcome and latency) and the alerts delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import json
+import time
+from typing import Any
+
+import httpx
+
+from stalwart.verify._poll import until
+from stalwart.verify._registry import Outcome
+from stalwart.verify._target import Target
+
+__all__ = [
+    "HANG_SLACK_S",
+    "RETRY_SLACK_S",
+    "call_bound",
+    "hang_tool",
+    "reaching_input",
+    "tool_breaker",
+    "tool_calls",
+    "tool_degradation",
+    "tool_retries",
+    "with_tools",
+]
+
+HANG_SLACK_S = 2.0
+"""How far past its timeout a hung call may end (scheduling on a loaded machine)."""
+
+
+def _line(x: Any) -> dict[str, Any]:
+    value = json.loads(x) if isinstance(x, str) else x
+    return value if isinstance(value, dict) else {}
+
+
+async def tool_calls(t: Target, tool: str, since: float, prefix: str) -> list[dict[str, Any]]:
+    """The ``tool_call`` log lines of ``tool`` since ``since`` (epoch seconds), of the
+    tasks whose ids start with ``prefix``."""
+    iso = datetime.datetime.fromtimestamp(since, datetime.UTC).isoformat()
+    async with httpx.AsyncClient(timeout=5) as http:
+        r = await http.get(
+            f"{t.http.url}/v1/logs", params={"event": "tool_call", "since": iso, "limit": 1000}
+        )
+    return [
+        line
+        for line in map(_line, r.json().get("lines", []))
+        if line.get("tool") == tool and str(line.get("task_id") or "").startswith(prefix)
+    ]
+
+
+def call_bound(t: Target, tool: str) -> tuple[float, int, float]:
+    """How long one call of ``tool`` may take by its own policy: (per-attempt timeout,
+    attempts at most, the bound: every attempt to its timeout plus the longest waits
+    between them, or the retry policy's deadline when it is shorter)."""
+    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    retry = spec.retry
+    if retry is None:
+        return spec.timeout, 1, spec.timeout
+    attempts = retry.max_attempts
+    waits = sum(retry.backoff_bound(n) for n in range(1, attempts))
+    bound = attempts * spec.timeout + waits
+    if retry.deadline is not None:
+        bound = min(bound, retry.deadline)
+    return spec.timeout, attempts, round(bound, 3)
+
+
+async def hang_tool(t: Target, tool: str, *, tasks: int = 8) -> dict[str, Any]:
+    """Black-hole ``tool``'s upstream at its proxy (connections accepted, nothing
+    forwarded) while ``tasks`` workload tasks run; each call of the tool must end within
+    its policy's bound (each attempt at its timeout; see :func:`call_bound`). Returns
+    the evidence (``exercised``: the proxy held a connection and the node logged the
+    calls)."""
+    proxy = t.proxy(tool)
+    limit, attempts, bound = call_bound(t, tool)
+    held_before = proxy.stats["held"]
+    since = time.time()
+    inputs = t.workload(tasks, seed=303)
+    t.say(f"{tool}: black hole at its fault proxy, {len(inputs)} tasks")
+    proxy.set(blackhole=True)
+    started = time.monotonic()
+    try:
+        records = await t.run_all(inputs, prefix=f"eh3-{tool}-", timeout=bound + 60)
+    finally:
+        proxy.clear()
+    held = proxy.stats["held"] - held_before
+    lines: list[dict[str, Any]] = []
+    if held:
+
+        async def logged() -> bool:
+            nonlocal lines
+            lines = await tool_calls(t, tool, since - 1, f"eh3-{tool}-")
+            return bool(lines)
+
+        await until(logged, timeout=10, every=0.5)  # log batches reach the store
+    latencies = sorted(float(x.get("latency_ms") or 0) / 1000 for x in lines)
+    outcomes: dict[str, int] = {}
+    for x in lines:
+        outcomes[str(x.get("outcome"))] = outcomes.get(str(x.get("outcome")), 0) + 1
+    longest = latencies[-1] if latencies else None
+    return {
+        "fault": "black hole at the fault proxy (connections accepted, nothing forwarded)",
+        **t.proxies.describe(tool),
+        "tasks": len(records),
+        "task_statuses": {
+            s: sum(r.status == s for r in records) for s in {r.status for r in records}
+        },
+        "connections_held": held,
+        "calls": len(lines),
+        "call_outcomes": outcomes,
+        "longest_call_s": round(longest, 3) if longest is not None else None,
+        "timeout_s": limit,
+        "attempts_at_most": attempts,
+        "bound_s": bound,
+        "held_for_s": round(time.monotonic() - started, 2),
+        "exercised": bool(held and lines),
+        "ended_within_bound": longest is not None and longest <= bound + HANG_SLACK_S,
+    }
+
+
+async def reaching_input(t: Target, tool: str, *, seed: int, scan: int = 40) -> Any | None:
+    """A workload input whose task connects through ``tool``'s proxy, unfaulted: each
+    candidate is run once and kept when the proxy saw a connection during it (a generic
+    signal, like ``Target.model_inputs``). None when none of ``scan`` does."""
+    proxy = t.proxy(tool)
+    for n, value in enumerate(t.workload(scan, seed=seed)):
+        before = proxy.stats["connections"]
+        await t.run_all([value], prefix=f"probe-{tool}-{seed}-{n}")
+        if proxy.stats["connections"] > before:
+            return value
+    return None
+
+
+async def tool_breaker(t: Target, tool: str) -> dict[str, Any]:
+    """EH-2 on a proxied tool: on a fresh node (closed breakers), every connection to its
+    upstream reset at the proxy, one task at a time, until a task's call of the tool no
+    longer reaches the proxy (its breaker rejects without trying); then the proxy
+    cleared, a task a second until a call reaches the upstream again and succeeds
+    (half-open trials, then closed). ``status`` in the result: complete, failed or
+    not-run."""
+    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    config = spec.breaker
+    evidence: dict[str, Any] = {
+        "fault": "every connection to its upstream reset at the fault proxy",
+        **t.proxies.describe(tool),
+        "breaker": None
+        if config is None
+        else {
+            "failure_rate_threshold_pct": config.failure_rate_threshold,
+            "window": config.window_size,
+            "minimum_calls": config.minimum_calls,
+            "wait_in_open_s": config.wait_duration_in_open,
+        },
+    }
+    value = await reaching_input(t, tool, seed=801)
+    if value is None:
+        evidence["status"] = "not-run"
+        evidence["why"] = f"none of 40 workload inputs made a task call {tool}"
+        return evidence
+    t.say(f"{tool}: a fresh node (closed breakers), then its upstream reset at the proxy")
+    await t.restart()
+    proxy = t.proxy(tool)
+    reached: list[int] = []
+    opened = False
+    proxy.set(reset=True)
+    try:
+        for n in range(3 * config.minimum_calls if config is not None else 8):
+            before = proxy.stats["connections"]
+            await t.run_all([value], prefix=f"eh2-{tool}-open-{n}")
+            reached.append(proxy.stats["connections"] - before)
+            if reached[-1] == 0:
+                opened = True
+                break
+    finally:
+        proxy.clear()
+    evidence["connections_per_task_while_refused"] = reached
+    evidence["opened"] = opened
+    if not opened or config is None:
+        evidence["status"] = "failed"
+        return evidence
+    t.say(f"{tool}: upstream back, a task a second until its breaker lets a call through")
+    since = time.time()
+    started = time.monotonic()
+    recovered = False
+    async with asyncio.timeout(config.wait_duration_in_open + 30):
+        n = 0
+        while not recovered:
+            await asyncio.sleep(1.0)  # the open period runs on the agents' clocks
+            n += 1
+            before = proxy.stats["connections"]
+            await t.run_all([value], prefix=f"eh2-{tool}-recover-{n}")
+            recovered = proxy.stats["connections"] > before
+    evidence["reached_again_after_s"] = round(time.monotonic() - started, 2)
+    ok_calls: list[dict[str, Any]] = []
+
+    async def succeeded() -> bool:
+        nonlocal ok_calls
+        calls = await tool_calls(t, tool, since - 1, f"eh2-{tool}-recover-")
+        ok_calls = [x for x in calls if x.get("outcome") == "ok"]
+        return bool(ok_calls)
+
+    evidence["call_succeeded_after_recovery"] = await until(succeeded, timeout=10, every=0.5)
+    evidence["calls_ok_after_recovery"] = len(ok_calls)
+    evidence["status"] = "complete" if evidence["call_succeeded_after_recovery"] else "failed"
+    return evidence
+
+
+RETRY_SLACK_S = 0.25
+"""How far past its backoff bound a retry's connection may arrive (the failed attempt's
+own time and scheduling on a loaded machine)."""
+
+
+async def tool_retries(t: Target, tool: str) -> dict[str, Any]:
+    """EH-1 on a proxied tool: on a fresh node (a closed breaker), every connection to
+    its upstream reset at the proxy (a retryable connection error) during one task that
+    calls it; the connections of its first call are its attempts, their spacing the
+    waits. ``status`` in the result: complete, failed or not-run."""
+    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    policy = spec.retry
+    evidence: dict[str, Any] = {
+        "fault": "every connection to its upstream reset at the fault proxy (retryable)",
+        **t.proxies.describe(tool),
+        "policy": None
+        if policy is None
+        else {
+            "max_attempts": policy.max_attempts,
+            "base_s": policy.base,
+            "multiplier": policy.multiplier,
+            "cap_s": policy.cap,
+            "jitter": "full" if policy.jitter else "none",
+        },
+    }
+    value = await reaching_input(t, tool, seed=701)
+    if value is None:
+        return {**evidence, "status": "not-run", "why": f"no workload input called {tool}"}
+    t.say(f"{tool}: a fresh node (a closed breaker), then its upstream reset at the proxy")
+    await t.restart()
+    proxy = t.proxy(tool)
+    mark = len(proxy.accepted)
+    proxy.set(reset=True)
+    try:
+        [record] = await t.run_all([value], prefix=f"eh1-{tool}-")
+    finally:
+        proxy.clear()
+    arrivals = list(proxy.accepted)[mark:]
+    attempts = policy.max_attempts if policy is not None else 1
+    first = arrivals[:attempts]
+    gaps = [round(b - a, 4) for a, b in itertools.pairwise(first)]
+    bounds = [policy.backoff_bound(n) for n in range(1, len(gaps) + 1)] if policy else []
+    evidence.update(
+        {
+            "task": record.status,
+            "connections": len(arrivals),
+            "attempts_of_first_call": len(first),
+            "gaps_s": gaps,
+            "backoff_bounds_s": bounds,
+        }
+    )
+    if policy is None:
+        # not retried: right for a side effect whose target does not dedupe (a retry
+        # could deliver twice), wrong for any other call
+        evidence["tried_once_by_design"] = spec.side_effect and not spec.deduplicates
+        ok = len(first) == 1 and evidence["tried_once_by_design"]
+    else:
+        ok = len(first) == attempts and all(
+            0 <= g <= b + RETRY_SLACK_S for g, b in zip(gaps, bounds, strict=True)
+        )
+    evidence["status"] = "complete" if ok else "failed"
+    return evidence
+
+
+def with_tools(
+    model: Outcome, per_tool: dict[str, dict[str, Any]], measured: dict[str, str], fix: str
+) -> Outcome:
+    """One verdict from the model's part (``not-run`` when the app has no simulated model)
+    and each proxied tool's (``status`` in its evidence): failed when one failed, not-run
+    when none ran, partial when a tool was not reached, else complete."""
+    evidence: dict[str, Any] = {**model.evidence, "model_status": model.status, "tools": per_tool}
+    ran: dict[str, str] = {"model": model.status} if model.status != "not-run" else {}
+    ran |= {n: str(v["status"]) for n, v in per_tool.items() if v["status"] != "not-run"}
+    text = "; ".join(f"{n}: {m}" for n, m in measured.items())
+    if model.status != "not-run":
+        text = f"model: {model.measured or model.status}; {text}"
+    if not ran:
+        return Outcome(
+            "not-run",
+            {**evidence, "why": f"{model.evidence.get('why')}; no proxied tool was reached"},
+            "make the workload reach the proxied tools",
+            text,
+        )
+    failed = [n for n, status in ran.items() if status == "failed"]
+    if failed:
+        fixes = [model.remediation or ""] if "model" in failed else []
+        fixes += [f"{n} {fix}" for n in failed if n != "model"]
+        return Outcome("failed", evidence, "; ".join(f for f in fixes if f), text)
+    unreached = [n for n, v in per_tool.items() if v["status"] == "not-run"]
+    if unreached:
+        return Outcome(
+            "partial",
+            evidence,
+            f"the workload never called {', '.join(unreached)}: add inputs that reach them",
+            text,
+        )
+    return Outcome("complete", evidence, measured=text)
+
+
+def _prolonged(t: Target, component: str) -> list[tuple[str, str]]:
+    """(severity, status) of each ProlongedDegradation notice for ``component``."""
+    return [
+        (str(b.get("severity")), str(b.get("status")))
+        for b in t.receiver.bodies
+        if isinstance(b, dict)
+        and b.get("alertname") == "ProlongedDegradation"
+        and (b.get("labels") or {}).get("component") == component
+    ]
+
+
+async def tool_degradation(t: Target, tool: str) -> dict[str, Any]:
+    """GD-3 on a proxied tool: on a fresh node, every connection to its upstream reset
+    at the proxy while a task a second calls it, until the ProlongedDegradation alert
+    for ``tool:<name>`` goes critical (or 30 s); then the proxy cleared and a task a
+    second until the alert resolves (the tool's breaker lets a trial through after its
+    open period). The degradation must be logged with its duration, counted, alerted
+    warning then critical, and resolved. ``status`` in the result."""
+    component = f"tool:{tool}"
+    evidence: dict[str, Any] = {
+        "fault": "every connection to its upstream reset at the fault proxy, held",
+        **t.proxies.describe(tool),
+        "component": component,
+    }
+    value = await reaching_input(t, tool, seed=1202)
+    if value is None:
+        return {**evidence, "status": "not-run", "why": f"no workload input called {tool}"}
+    t.say(f"{tool}: a fresh node, then its upstream reset and held past the alert's for-times")
+    await t.restart()
+    since = time.time()
+    proxy = t.proxy(tool)
+    started = time.monotonic()
+    proxy.set(reset=True)
+    n = 0
+    try:
+        deadline = time.monotonic() + 30
+        while ("critical", "firing") not in _prolonged(t, component) and (
+            time.monotonic() < deadline
+        ):
+            n += 1
+            await t.run_all([value], prefix=f"gd3-{tool}-hold-{n}")
+            await asyncio.sleep(0.5)  # the degradation is held: the fault stays on
+    finally:
+        proxy.clear()
+    evidence["held_s"] = round(time.monotonic() - started, 2)
+    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    wait = spec.breaker.wait_duration_in_open if spec.breaker is not None else 0.0
+    deadline = time.monotonic() + wait + 30
+    while ("critical", "resolved") not in _prolonged(t, component) and (
+        time.monotonic() < deadline
+    ):
+        n += 1
+        await t.run_all([value], prefix=f"gd3-{tool}-back-{n}")
+        await asyncio.sleep(0.5)
+    notices = _prolonged(t, component)
+    iso = datetime.datetime.fromtimestamp(since - 1, datetime.UTC).isoformat()
+    logged: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(timeout=5) as http:
+        for event in ("degradation_started", "degradation_ended"):
+            body = (
+                await http.get(f"{t.http.url}/v1/logs", params={"event": event, "since": iso})
+            ).json()
+            logged += [
+                x for x in map(_line, body.get("lines", [])) if x.get("component") == component
+            ]
+        metrics = (await http.get(f"{t.http.url}/metrics")).text
+    seconds = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("stalwart_degradation_seconds_total{") and component in line
+    ]
+    ended = [x for x in logged if x.get("event") == "degradation_ended"]
+    warned, critical = ("warning", "firing"), ("critical", "firing")
+    order_ok = (
+        warned in notices
+        and critical in notices
+        and notices.index(warned) < notices.index(critical)
+    )
+    evidence.update(
+        {
+            "notifications": notices,
+            "logged": [x.get("event") for x in logged],
+            "durations_s": [x.get("duration_s") for x in ended],
+            "duration_metric": seconds,
+        }
+    )
+    ok = order_ok and ("critical", "resolved") in notices and bool(ended) and bool(seconds)
+    evidence["status"] = "complete" if ok else "failed"
+    return evidence
