@@ -1,30 +1,43 @@
-"""Overhead of the stalwart model-client path over a bare httpx call, against the sim.
+"""Overhead of the stalwart model-client path, and what tracing adds to it, against the sim.
 
-Writes ``bench/results/models.json``: ``bare_call_p50_us`` (an httpx POST of the
-same body, parsed), ``stalwart_call_p50_us`` (``OpenAIClient.complete``: deadline,
+Writes ``bench/results/models.json``. The sim runs in its own process (``stalwart
+sim``) and so does the OTLP/HTTP receiver the traced calls export to, so neither
+shares this interpreter's GIL or its CPU clock.
+
+Every iteration makes three calls: a bare httpx POST of the same body, parsed
+(``bare``); ``OpenAIClient.complete`` with tracing off (``off``: deadline,
 classification, retry wrapper, breaker, usage, cost, metrics, its ``model_call``
-log line, tracing off), and the added ``added_p50_us`` / ``added_p99_us``. Target:
-under 300 us p50 added. The sim runs in its own process (``stalwart sim``) so it
-does not share this interpreter's GIL. Bare and stalwart calls are interleaved so
-machine noise hits both alike.
+log line); and the same call with tracing on (``on``: the ``chat`` span, exported
+in batches by the span export thread through the SDK's OTLP/HTTP exporter). Their
+order alternates (bare, off, on / on, off, bare), so a position effect (a call
+running after another one's leftovers) hits each side equally. Each call is
+timed twice: wall time (``perf_counter``) and this thread's CPU time
+(``thread_time``). The second does not count time the thread spent waiting for
+the CPU, so it holds on a loaded machine where the wall figures do not.
 
-Tracing, side by side in the same run: every iteration also makes the stalwart call
-with tracing on (the SDK's ``BatchSpanProcessor`` and OTLP/HTTP exporter sending to a
-loopback receiver in this process), giving ``traced_call_p50_us`` and
-``tracing_added_p50_us`` (median on minus median off) and
-``tracing_added_pairwise_p50_us`` (median of per-iteration differences). Because one
-HTTP round trip is noisy at the 10 us scale, the instrumentation alone (the
-``observed_call`` block: span, attributes, log line, no I/O) is also timed in a tight
-loop with tracing off and on: ``instrumentation_off_p50_us`` /
-``instrumentation_on_p50_us``. Target: tracing adds under 50 us per call. Log lines go
-through the JSON pipeline to a discarded stream.
+The statistic is the **paired difference**: per iteration, ``on - off`` (what
+tracing adds) and ``off - bare`` (what stalwart adds), then the p50 and p99 of
+those differences over ``calls`` iterations (after a warm-up). Keys:
+``tracing_added_{cpu,wall}_{p50,p99}_us`` and ``added_{cpu,wall}_{p50,p99}_us``;
+``*_call_p50_us`` are the plain medians of each series. Targets: tracing adds
+under 50 us p50, stalwart under 300 us p50.
+
+Work the export thread does is off the call path but not free: after the run the
+provider is flushed and the CPU this process spent outside the calling thread,
+divided by the traced calls, is ``export_cpu_per_span_us`` (span conversion,
+protobuf encoding, the HTTP POST).
+
+The instrumentation alone (the ``observed_call`` block: span, attributes, log line,
+no I/O) is also timed in a tight loop, interleaved off/on, as this thread's CPU:
+``instrumentation_{off,on}_p50_us`` and the p50 of the paired differences,
+``instrumentation_added_p50_us``. Log lines go through the JSON pipeline to a
+discarded stream.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import http.server
 import json
 import os
 import pathlib
@@ -33,16 +46,33 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 
 from stalwart.llm import Message, ModelRequest, Provider, Usage, model_client
 from stalwart.llm._trace import observed_call
-from stalwart.observe import _tracing, configure_logging, configure_tracing, shutdown_tracing
+from stalwart.observe import REGISTRY, _tracing, configure_logging, configure_tracing
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "models.json"
+
+# a loopback OTLP/HTTP receiver in its own process: accepts every export, keeps nothing
+COLLECTOR = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -50,52 +80,42 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-class _Collector(http.server.BaseHTTPRequestHandler):
-    """A loopback OTLP/HTTP receiver: accepts every export, keeps nothing."""
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _tracing_state(endpoint: str) -> object:
+def _tracing_state(endpoint: str) -> _tracing._Tracing:
     """Configure tracing once and hand back its state, so calls can switch it on and off."""
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
     assert configure_tracing(service_name="bench")
     state = _tracing._STATE
+    assert state is not None
     _tracing._STATE = None
     return state
 
 
-def instrumentation(state: object, n: int) -> dict[str, float]:
-    """p50 of the ``observed_call`` block alone, tracing off and on (interleaved)."""
+def instrumentation(state: _tracing._Tracing, n: int) -> dict[str, float]:
+    """The ``observed_call`` block alone, this thread's CPU, off and on interleaved."""
     request = ModelRequest(messages=(Message("user", "hi"),))
     usage = Usage(prompt_tokens=12, completion_tokens=7)
     off: list[float] = []
     on: list[float] = []
     for i in range(n + 200):
-        for traced, into in ((None, off), (state, on)):
-            _tracing._STATE = traced  # type: ignore[assignment]
-            t0 = time.perf_counter()
+        order = ((None, off), (state, on)) if i % 2 == 0 else ((state, on), (None, off))
+        for traced, into in order:
+            _tracing._STATE = traced
+            t0 = time.thread_time_ns()
             with observed_call("sim", "strong", "sim:strong", request) as call:
                 call.answered(usage, "stop", 0.0001)
             if i >= 200:
-                into.append((time.perf_counter() - t0) * 1e6)
+                into.append((time.thread_time_ns() - t0) / 1e3)
     _tracing._STATE = None
     return {
         "instrumentation_off_p50_us": statistics.median(off),
         "instrumentation_on_p50_us": statistics.median(on),
-        "instrumentation_added_p50_us": statistics.median(on) - statistics.median(off),
+        "instrumentation_added_p50_us": statistics.median(
+            [a - b for a, b in zip(on, off, strict=True)]
+        ),
     }
 
 
-async def run(calls: int, base: str, state: object) -> dict[str, float]:
+async def run(calls: int, base: str, state: _tracing._Tracing) -> dict[str, float]:
     request = ModelRequest(messages=(Message("user", "What is the capital of Peru?"),))
     body = {
         "model": "strong",
@@ -107,39 +127,45 @@ async def run(calls: int, base: str, state: object) -> dict[str, float]:
         client = model_client(
             "sim:strong", providers={"sim": Provider(base, api_key="k")}, http=http
         )
-        bare: list[float] = []
-        ours: list[float] = []
-        traced: list[float] = []
-        for i in range(calls + 100):
-            t0 = time.perf_counter()
+
+        async def bare() -> None:
             r = await http.post(
                 f"{base}/chat/completions", json=body, headers={"authorization": "Bearer k"}
             )
             r.raise_for_status()
             r.json()
-            t1 = time.perf_counter()
+
+        async def off() -> None:
             await client.complete(request, timeout=10)
-            t2 = time.perf_counter()
-            _tracing._STATE = state  # type: ignore[assignment]
-            await client.complete(request, timeout=10)
-            t3 = time.perf_counter()
-            _tracing._STATE = None
-            if i >= 100:  # warm-up done
-                bare.append((t1 - t0) * 1e6)
-                ours.append((t2 - t1) * 1e6)
-                traced.append((t3 - t2) * 1e6)
-    added = [o - b for o, b in zip(ours, bare, strict=True)]
-    tracing_added = [t - o for t, o in zip(traced, ours, strict=True)]
-    return {
-        "bare_call_p50_us": statistics.median(bare),
-        "stalwart_call_p50_us": statistics.median(ours),
-        "added_p50_us": statistics.median(ours) - statistics.median(bare),
-        "added_p99_us": pct(ours, 0.99) - pct(bare, 0.99),
-        "added_pairwise_p50_us": statistics.median(added),
-        "traced_call_p50_us": statistics.median(traced),
-        "tracing_added_p50_us": statistics.median(traced) - statistics.median(ours),
-        "tracing_added_pairwise_p50_us": statistics.median(tracing_added),
-    }
+
+        async def on() -> None:
+            _tracing._STATE = state
+            try:
+                await client.complete(request, timeout=10)
+            finally:
+                _tracing._STATE = None
+
+        kinds = {"bare": bare, "off": off, "on": on}
+        wall: dict[str, list[float]] = {k: [] for k in kinds}
+        cpu: dict[str, list[float]] = {k: [] for k in kinds}
+        for i in range(calls + 100):
+            order = ("bare", "off", "on") if i % 2 == 0 else ("on", "off", "bare")
+            for kind in order:
+                w0, c0 = time.perf_counter_ns(), time.thread_time_ns()
+                await kinds[kind]()
+                c1, w1 = time.thread_time_ns(), time.perf_counter_ns()
+                if i >= 100:  # warm-up done
+                    wall[kind].append((w1 - w0) / 1e3)
+                    cpu[kind].append((c1 - c0) / 1e3)
+    out: dict[str, float] = {}
+    for clock, series in (("wall", wall), ("cpu", cpu)):
+        for name, hi, lo in (("tracing_added", "on", "off"), ("added", "off", "bare")):
+            diffs = [a - b for a, b in zip(series[hi], series[lo], strict=True)]
+            out[f"{name}_{clock}_p50_us"] = statistics.median(diffs)
+            out[f"{name}_{clock}_p99_us"] = pct(diffs, 0.99)
+        for kind in kinds:
+            out[f"{kind}_call_{clock}_p50_us"] = statistics.median(series[kind])
+    return out
 
 
 def main() -> int:
@@ -152,28 +178,52 @@ def main() -> int:
         stdout=subprocess.PIPE,
         text=True,
     )
+    collector = subprocess.Popen(
+        [sys.executable, "-c", COLLECTOR], stdout=subprocess.PIPE, text=True
+    )
+    calls = 1000 if args.quick else 3000
     try:
-        assert sim.stdout is not None
+        assert sim.stdout is not None and collector.stdout is not None
         line = sim.stdout.readline()
         match = re.search(r"models at (\S+) ", line)
         if match is None:
             raise SystemExit(f"the sim did not start: {line!r}")
+        port = int(collector.stdout.readline())
         configure_logging(stream=open(os.devnull, "w"))  # noqa: SIM115 - lives for the run
-        collector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-        threading.Thread(target=collector.serve_forever, daemon=True).start()
-        state = _tracing_state(f"http://127.0.0.1:{collector.server_address[1]}")
-        calls = 500 if args.quick else 3000
+        state = _tracing_state(f"http://127.0.0.1:{port}")
+        # one traced call exported first: the exporter's lazy imports and its connection
+        # are set-up cost, not the per-span cost measured below
+        _tracing._STATE = state
+        with observed_call("sim", "s", "sim:s", ModelRequest(messages=(Message("user", "hi"),))):
+            pass
+        _tracing._STATE = None
+        state.processor.flush()
+        main_cpu, all_cpu = time.thread_time(), time.process_time()
         result: dict[str, object] = dict(asyncio.run(run(calls, match.group(1), state)))
+        state.shutdown()  # export what is queued: its CPU belongs to this run
+        other_cpu = (time.process_time() - all_cpu) - (time.thread_time() - main_cpu)
+        for outcome in ("exported", "dropped", "export_failed"):
+            result[f"spans_{outcome}"] = (
+                REGISTRY.get_sample_value("stalwart_trace_spans_total", {"outcome": outcome}) or 0
+            )
+        result["export_cpu_per_span_us"] = other_cpu / (calls + 100) * 1e6
+        state = _tracing_state(f"http://127.0.0.1:{port}")
         result.update(instrumentation(state, calls * 4))
+        state.shutdown()
     finally:
         sim.terminate()
+        collector.terminate()
         sim.wait(10)
-        _tracing._STATE = state if "state" in locals() else None  # type: ignore[assignment]
-        shutdown_tracing()
+        collector.wait(10)
     result["meta"] = {
         "mode": "quick" if args.quick else "full",
+        "iterations": calls,
+        "statistic": "p50 / p99 of per-iteration paired differences (on - off, off - bare), "
+        "call order alternating; cpu = this thread's CPU time, wall = perf_counter",
         "python": sys.version.split()[0],
         "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_1m": os.getloadavg()[0],
         "target_added_p50_us": 300,
         "target_tracing_added_p50_us": 50,
     }

@@ -35,6 +35,7 @@ __all__ = [
     "TASK_DURATION",
     "NODE_INFO",
     "TOOL_CALLS",
+    "TRACE_SPANS",
 ]
 
 MODEL_REQUESTS = Counter(
@@ -135,4 +136,9 @@ NODE_INFO = Gauge(
 BUDGET_USED_RATIO = Gauge(
     "stalwart_budget_used_ratio", "Spend as a share of its limit, by scope (task, agent, day)",
     ["scope"], registry=REGISTRY,
+)  # fmt: skip
+TRACE_SPANS = Counter(
+    "stalwart_trace_spans",
+    "Finished spans by outcome: exported, export_failed, dropped (the export queue was full)",
+    ["outcome"], registry=REGISTRY,
 )  # fmt: skip

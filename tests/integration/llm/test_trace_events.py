@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from stalwart.llm import Message, ModelRequest, model_chain
 from stalwart.observe import EventBus, _tracing, start_span, trace_events
+from stalwart.observe._spans import ExportNow
 from stalwart.resilience import BreakerConfig
 
 from .conftest import FAST_RETRY, providers  # FAST_RETRY: 3 attempts, ms backoff
@@ -26,9 +26,8 @@ ASK = ModelRequest(messages=(Message("user", "What is the capital of Spain?"),),
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    _tracing._STATE = _tracing._Tracing(provider, provider.get_tracer("test"))
+    provider = TracerProvider(shutdown_on_exit=False)
+    _tracing._STATE = _tracing._Tracing(provider, ExportNow(exporter, provider))
     yield exporter
     _tracing._STATE = None
 

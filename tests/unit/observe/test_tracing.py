@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
@@ -32,6 +31,7 @@ from stalwart.observe import (
     trace_events,
     tracing_enabled,
 )
+from stalwart.observe._spans import ExportNow
 from stalwart.resilience import classify
 from stalwart.runtime._messages import Call, Cast, decode_frame, encode_frame
 
@@ -41,9 +41,8 @@ PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    _tracing._STATE = _tracing._Tracing(provider, provider.get_tracer("test"))
+    provider = TracerProvider(shutdown_on_exit=False)
+    _tracing._STATE = _tracing._Tracing(provider, ExportNow(exporter, provider))
     yield exporter
     _tracing._STATE = None
 
