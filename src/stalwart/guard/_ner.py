@@ -14,6 +14,7 @@ Only the ``ner`` component runs (the parser, tagger and lemmatizer are excluded)
 
 from __future__ import annotations
 
+import collections
 import importlib
 import os
 import re
@@ -31,6 +32,11 @@ ENTITY_KINDS = {"PERSON": "person", "GPE": "location", "LOC": "location", "FAC":
 """spaCy's OntoNotes labels the accurate tier redacts, and the kind each becomes
 (``ORG`` is added when the redactor's kinds include ``organization``)."""
 _MAX_CHARS = 100_000  # longer texts are read in pieces of this size
+CACHE_ENTRIES = 2048
+"""Texts whose spans a model keeps (the least recently used go first): the same text
+(a help-center answer, a hand-over's result redacted again) is read once."""
+CACHE_MAX_CHARS = 4096
+"""Longer texts are not kept (they rarely repeat, and would hold memory)."""
 
 
 class NerModel:
@@ -41,9 +47,31 @@ class NerModel:
         self.name = name
         self.vocabulary = vocabulary  # English dictionary words (the pipeline's WordNet index)
         self._lock = threading.Lock()  # one document at a time through the shared model
+        self._cache: collections.OrderedDict[tuple[str, bool], tuple[tuple[int, int, str], ...]]
+        self._cache = collections.OrderedDict()
 
     def spans(self, text: str, *, organizations: bool = False) -> list[tuple[int, int, str]]:
-        """(start, end, kind) for every entity of a redacted kind in ``text``."""
+        """(start, end, kind) for every entity of a redacted kind in ``text``.
+
+        The model is deterministic, so a text read before gets its remembered spans
+        (up to :data:`CACHE_ENTRIES` texts of at most :data:`CACHE_MAX_CHARS`): the
+        same answer as reading it again, without the few milliseconds of CPU."""
+        key = (text, organizations)
+        if len(text) <= CACHE_MAX_CHARS:
+            with self._lock:
+                found = self._cache.get(key)
+                if found is not None:
+                    self._cache.move_to_end(key)
+                    return list(found)
+        out = self._read(text, organizations)
+        if len(text) <= CACHE_MAX_CHARS:
+            with self._lock:
+                self._cache[key] = tuple(out)
+                if len(self._cache) > CACHE_ENTRIES:
+                    self._cache.popitem(last=False)
+        return out
+
+    def _read(self, text: str, organizations: bool) -> list[tuple[int, int, str]]:
         out: list[tuple[int, int, str]] = []
         for base in range(0, len(text), _MAX_CHARS):
             piece = text[base : base + _MAX_CHARS]

@@ -274,3 +274,36 @@ def test_a_redaction_marker_is_no_name_to_redact_again() -> None:
 
     for text in ("MR0[REDACTED:person]", "Mr [REDACTED:person] called", "Dr. [REDACTED:email]"):
         assert Redactor().redact(text) == text
+
+
+@needs_model
+def test_the_model_reads_a_text_once_and_answers_again_from_its_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A repeated text (a canned answer, a hand-over's result) costs no second inference,
+    and gets the same spans as the first reading; a text past the size limit is not kept."""
+    from stalwart.guard import _ner
+
+    model = ner_model()
+    assert model is not None
+    reads: list[str] = []
+    read = model._read
+
+    def counting(text: str, organizations: bool) -> list[tuple[int, int, str]]:
+        reads.append(text)
+        return read(text, organizations)
+
+    monkeypatch.setattr(model, "_read", counting)
+    text = NAME_ONLY_THE_MODEL_FINDS + " (cache test)"
+    first = model.spans(text)
+    assert first and all(kind == "person" for _, _, kind in first)
+    first.clear()  # a caller changing its list must not change the cached answer
+    second = model.spans(text)
+    assert second == read(text, False)
+    assert reads == [text]
+    assert model.spans(text, organizations=True) == read(text, True)  # another key
+    assert reads == [text, text]
+    monkeypatch.setattr(_ner, "CACHE_MAX_CHARS", 10)
+    model.spans(text)
+    model.spans(text)
+    assert reads == [text, text, text, text]
