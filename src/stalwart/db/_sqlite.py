@@ -117,8 +117,6 @@ class Writer(threading.Thread):
             self.ready.set()
             self.stopped.set()
             return
-        # the connection's busy timeout (ms), restored after each quick BEGIN (see _begin)
-        self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
         self.ready.set()
         try:
             self._loop(conn)
@@ -159,7 +157,7 @@ class Writer(threading.Thread):
         changes = conn.total_changes
         results: list[tuple[_Item, bool, Any]] = []
         try:
-            self._begin(conn)
+            conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             err = map_sqlite_error(exc, self._where)
             _deliver([(item, False, err) for item in batch])
@@ -187,54 +185,6 @@ class Writer(threading.Thread):
         _metrics.COMMIT_BATCH.observe(len(batch))
         _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         _deliver(results)
-
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``, waiting finely for a write lock another process holds.
-
-        Another process's transaction holds the file's write lock for about one commit
-        (0.1-1 ms). SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries, so
-        a writer that finds the lock taken lost milliseconds after it was free again
-        (the agents and the node share one file). Here the first ``QUICK_LOCK_WAIT_S``
-        are tried every 50-1000 us (the busy timeout off); past them, SQLite's handler
-        waits as before, up to the connection's busy timeout."""
-        if self._busy_ms <= 0:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # the lock is free nearly always: one try
-            return
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-        conn.execute("PRAGMA busy_timeout=0")
-        try:
-            deadline = time.monotonic() + QUICK_LOCK_WAIT_S
-            pause = 50e-6
-            while True:
-                # no-deadline: bounded by QUICK_LOCK_WAIT_S, then SQLite's busy timeout
-                time.sleep(pause)  # the writer thread, never an event loop
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc):
-                        raise
-                if time.monotonic() >= deadline:
-                    break
-                pause = min(pause * 2, 1e-3)
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-        conn.execute("BEGIN IMMEDIATE")  # SQLite's busy handler waits the rest
-
-
-QUICK_LOCK_WAIT_S = 0.02
-"""How long a writer retries a taken write lock itself (finely) before SQLite's busy
-handler (coarse sleeps) takes over; see ``Writer._begin``."""
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc)
-    return "locked" in text or "busy" in text
 
 
 def _deliver(results: list[tuple[_Item, bool, Any]]) -> None:
