@@ -9,7 +9,9 @@ Writes ``bench/results/agent.json``:
   spend limits (``unbudgeted``: ``bench/_apps.py``), whose ratio
   ``budget_throughput_ratio`` is what reserving and settling every model call costs,
   and with its ledger in a SQLite file of its own (``separate_ledger``,
-  ``separate_ledger_throughput_ratio``);
+  ``separate_ledger_throughput_ratio``); ``budget_cpu_ratio`` is the budget's cost in
+  CPU (the unbudgeted app's CPU per ticket over the shipped app's), stable where the
+  throughput ratio swings with the machine's load;
 - ``cpu_ms_per_ticket``: CPU time (user + system) of the whole process tree (the
   node with its simulated models and services, the fork server, the agent processes)
   while the tickets ran, divided by the tickets: what bounds ``tickets_per_s`` on a
@@ -224,6 +226,11 @@ def main() -> int:
     result["separate_ledger"] = best["separate_ledger"]
     result["budget_throughput_ratio"] = (
         best["shipped"]["tickets_per_s"] / best["unbudgeted"]["tickets_per_s"]
+    )
+    # the same cost in CPU (unbudgeted over shipped CPU per ticket): stable where the
+    # throughput ratio swings with the machine's load
+    result["budget_cpu_ratio"] = (
+        best["unbudgeted"]["cpu_ms_per_ticket"] / best["shipped"]["cpu_ms_per_ticket"]
     )
     result["separate_ledger_throughput_ratio"] = (
         best["separate_ledger"]["tickets_per_s"] / best["unbudgeted"]["tickets_per_s"]
