@@ -6,6 +6,11 @@ Without it each agent process loaded both itself: 1-3 s of CPU per process for t
 (at its first task's output, while it was already serving tasks) and 0.5-3 s for the
 counter. A model that fails to load (a bad ``STALWART_NER_MODEL``) is left to the agent,
 which reports it where it redacts; the fork server must start regardless.
+
+The model imports numpy, whose OpenBLAS starts one idle worker thread; OpenBLAS stops its
+workers before every ``fork`` (its ``pthread_atfork`` handler), so the fork server is
+single-threaded again at the first fork, and an agent's first BLAS call starts its own
+(checked: after a fork both processes have one thread, and the child's model works).
 """
 
 from __future__ import annotations
