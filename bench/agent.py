@@ -9,11 +9,20 @@ Writes ``bench/results/agent.json``:
   spend limits (``unbudgeted``: ``bench/_apps.py``), whose ratio
   ``budget_throughput_ratio`` is what reserving and settling every model call costs,
   and with its ledger in a SQLite file of its own (``separate_ledger``,
-  ``separate_ledger_throughput_ratio``);
+  ``separate_ledger_throughput_ratio``); ``budget_cpu_ratio`` is the budget's cost in
+  CPU (the unbudgeted app's CPU per ticket over the shipped app's), stable where the
+  throughput ratio swings with the machine's load;
+- ``cpu_ms_per_ticket``: CPU time (user + system) of the whole process tree (the
+  node with its simulated models and services, the fork server, the agent processes)
+  while the tickets ran, divided by the tickets: what bounds ``tickets_per_s`` on a
+  busy machine, and stable where wall times are not;
 - ``overhead_per_step_us``: the loop's own cost per step (journal included),
   measured in-process: a ticket's wall time minus the time inside model calls and
   tool calls, divided by its steps, with the store's default durability (``full``:
-  every journal commit is fsynced) and with ``normal`` (``overhead_per_step_normal_us``).
+  every journal commit is fsynced) and with ``normal`` (``overhead_per_step_normal_us``);
+  beside it ``commits_per_step`` (transactions that wrote: one fsync each at ``full``)
+  and ``transactions_per_step`` (reads included), counted by the SQLite writer
+  (``stalwart_db_commits_total``), each per step of the same tickets.
 
 ``--quick`` (under a minute) uses fewer tickets.
 """
@@ -32,6 +41,8 @@ import tempfile
 import time
 from typing import Any
 
+import psutil  # type: ignore[import-untyped]
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from examples.helpdesk.app import RESOLVER, SCENARIO
@@ -40,6 +51,7 @@ from examples.helpdesk.tickets import generate
 from stalwart import RuntimeSettings
 from stalwart.agent import App, Resources, TaskContext, run_llm_agent
 from stalwart.agent._taskagent import build_models
+from stalwart.db._metrics import COMMITS
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.llm.sim import SimServer
 from stalwart.node import app_node
@@ -48,6 +60,26 @@ from stalwart.resilience import BreakerRegistry
 from stalwart.tools import ToolRegistry
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "agent.json"
+
+
+def tree_cpu_seconds() -> dict[int, float]:
+    """CPU seconds (user + system) so far of this process and of every descendant."""
+    me = psutil.Process()
+    out: dict[int, float] = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # ended meanwhile
+            continue
+        out[proc.pid] = times.user + times.system
+    return out
+
+
+def commits() -> tuple[float, float]:
+    """(transactions that wrote, all transactions) this process's SQLite writers committed."""
+    wrote = COMMITS.labels("true")._value.get()
+    read = COMMITS.labels("false")._value.get()
+    return wrote, wrote + read
 
 
 def pct(values: list[float], q: float) -> float:
@@ -77,6 +109,7 @@ async def node_throughput(
         submitted: list[str] = []
         latencies: list[float] = []
         steps = 0
+        cpu_before = tree_cpu_seconds()
         started = time.perf_counter()
         for t in tickets:
             submitted.append(await tasks.submit("triage", t, task_id=t["id"]))
@@ -86,8 +119,11 @@ async def node_throughput(
             usage = (record.outcome or {}).get("usage") or {}
             steps += int(usage.get("model_calls", 0)) + int(usage.get("tool_calls", 0))
         elapsed = time.perf_counter() - started
+        cpu_after = tree_cpu_seconds()
+        cpu = sum(t - cpu_before.get(pid, 0.0) for pid, t in cpu_after.items())
         out.update(
             tickets_per_s=count / elapsed,
+            cpu_ms_per_ticket=cpu / count * 1000,
             steps_per_s=steps / elapsed,
             p50_ticket_ms=statistics.median(latencies) * 1000,
             p99_ticket_ms=pct(latencies, 0.99) * 1000,
@@ -132,12 +168,15 @@ async def loop_overhead(count: int, durability: str) -> dict[str, float]:
             return await run_llm_agent(TaskContext(ctx, resources, model="main"), RESOLVER, value)
 
         per_step: list[float] = []
+        counted = [0.0, 0.0, 0.0]  # writing commits, transactions, steps (measured tickets)
         for n, t in enumerate(generate(count + 3, seed=5, injection_rate=0.0)):
             model_time[0] = 0.0
+            wrote0, all0 = commits()
             t0 = time.perf_counter()
             task_id = await runner.submit("resolver", {"text": t["text"]})
             result = await runner.run(task_id, workflow)
             wall = time.perf_counter() - t0
+            wrote1, all1 = commits()
             journal = await store.load_journal(task_id)
             tool_time = sum(
                 float((e.value or {}).get("duration_s", 0.0))
@@ -147,12 +186,17 @@ async def loop_overhead(count: int, durability: str) -> dict[str, float]:
             steps = result.result["usage"]["model_calls"] + result.result["usage"]["tool_calls"]
             if n >= 3:  # the first tickets pay one-time costs (tokenizer load, connections)
                 per_step.append((wall - model_time[0] - tool_time) / steps * 1e6)
+                counted[0] += wrote1 - wrote0
+                counted[1] += all1 - all0
+                counted[2] += steps
         await chain.aclose()
         await store.close()
     suffix = "" if durability == "full" else f"_{durability}"
     return {
         f"overhead_per_step{suffix}_us": statistics.median(per_step),
         f"overhead_per_step{suffix}_p99_us": pct(per_step, 0.99),
+        f"commits_per_step{suffix}": counted[0] / counted[2],
+        f"transactions_per_step{suffix}": counted[1] / counted[2],
     }
 
 
@@ -160,6 +204,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument(
+        "--note", default="", help="the load conditions of this run, kept in meta.conditions"
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {}
     count = 60 if args.quick else 400
@@ -180,6 +227,11 @@ def main() -> int:
     result["budget_throughput_ratio"] = (
         best["shipped"]["tickets_per_s"] / best["unbudgeted"]["tickets_per_s"]
     )
+    # the same cost in CPU (unbudgeted over shipped CPU per ticket): stable where the
+    # throughput ratio swings with the machine's load
+    result["budget_cpu_ratio"] = (
+        best["unbudgeted"]["cpu_ms_per_ticket"] / best["shipped"]["cpu_ms_per_ticket"]
+    )
     result["separate_ledger_throughput_ratio"] = (
         best["separate_ledger"]["tickets_per_s"] / best["unbudgeted"]["tickets_per_s"]
     )
@@ -194,7 +246,14 @@ def main() -> int:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "note": "sim at zero latency; tickets_per_s over a real node",
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        **({"conditions": args.note} if args.note else {}),
     }
+    # sections other benchmarks write into the same file (bench/slow_model.py's) are kept
+    if args.out.exists():
+        previous = json.loads(args.out.read_text())
+        if "slow_model" in previous:
+            result["slow_model"] = previous["slow_model"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

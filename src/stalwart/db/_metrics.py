@@ -9,12 +9,19 @@ from prometheus_client import Counter, Histogram
 
 from stalwart.observe import REGISTRY
 
-__all__ = ["COMMIT_BATCH", "COMMIT_SECONDS", "RETRIES", "WRITER_RESTARTS"]
+__all__ = ["COMMITS", "COMMIT_BATCH", "COMMIT_SECONDS", "RETRIES", "WRITER_RESTARTS"]
 
 COMMIT_BATCH = Histogram(
     "stalwart_durable_commit_batch_size",
     "Operations per group commit.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+    registry=REGISTRY,
+)
+COMMITS = Counter(
+    "stalwart_db_commits_total",
+    "Transactions the SQLite writer committed, by whether they changed the file "
+    '(wrote="true": an fsync at full durability) or only read.',
+    ["wrote"],
     registry=REGISTRY,
 )
 COMMIT_SECONDS = Histogram(

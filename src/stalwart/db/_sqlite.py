@@ -51,6 +51,7 @@ DURABILITY_LEVELS = ("full", "normal", "off")
 _SYNC = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 MIN_FREE_BYTES = 4 * 1024 * 1024
 """Below this much free space on the file system, the write probe reads "full"."""
+_COMMITS = {True: _metrics.COMMITS.labels("true"), False: _metrics.COMMITS.labels("false")}
 _DAMAGE_WORDS = ("not a database", "malformed", "corrupt", "quick_check failed", "encrypted")
 
 
@@ -153,6 +154,7 @@ class Writer(threading.Thread):
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
         started = time.perf_counter()
+        changes = conn.total_changes
         results: list[tuple[_Item, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -178,6 +180,8 @@ class Writer(threading.Thread):
                 pass
             err = map_sqlite_error(exc, self._where)
             results = [(item, False, err) for item, _, _ in results]
+        else:
+            _COMMITS[conn.total_changes != changes].inc()
         _metrics.COMMIT_BATCH.observe(len(batch))
         _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         _deliver(results)

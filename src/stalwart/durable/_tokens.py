@@ -87,6 +87,10 @@ def _cl100k_base() -> Any:
     )
 
 
+COUNT_CACHE_ENTRIES = 2048
+COUNT_CACHE_CHARS = 4096
+
+
 class TiktokenCounter:
     """Exact counts with a tiktoken encoding (default: ``cl100k_base`` from the shipped file).
 
@@ -97,11 +101,20 @@ class TiktokenCounter:
         import tiktoken
 
         self.encoding_name = encoding
+        self._count_short = functools.lru_cache(maxsize=COUNT_CACHE_ENTRIES)(self._count)
         self._encoding: Any = (
             _cl100k_base() if encoding in _BUNDLED else tiktoken.get_encoding(encoding)
         )
 
     def count(self, text: str) -> int:
+        """Tokens in ``text``; a text counted before (up to ``COUNT_CACHE_ENTRIES`` texts
+        of at most ``COUNT_CACHE_CHARS``) is not encoded again: the loop counts its whole
+        history before every model call, so each message was counted at every step."""
+        if len(text) <= COUNT_CACHE_CHARS:
+            return self._count_short(text)
+        return self._count(text)
+
+    def _count(self, text: str) -> int:
         return len(self._encoding.encode(text, disallowed_special=()))
 
     def truncate(self, text: str, tokens: int) -> str:

@@ -14,6 +14,7 @@ Only the ``ner`` component runs (the parser, tagger and lemmatizer are excluded)
 
 from __future__ import annotations
 
+import collections
 import importlib
 import os
 import re
@@ -31,6 +32,24 @@ ENTITY_KINDS = {"PERSON": "person", "GPE": "location", "LOC": "location", "FAC":
 """spaCy's OntoNotes labels the accurate tier redacts, and the kind each becomes
 (``ORG`` is added when the redactor's kinds include ``organization``)."""
 _MAX_CHARS = 100_000  # longer texts are read in pieces of this size
+CACHE_ENTRIES = 2048
+"""Texts whose spans a model keeps (the least recently used go first): the same text
+(a help-center answer, a hand-over's result redacted again) is read once."""
+CACHE_MAX_CHARS = 4096
+"""Longer texts are not kept (they rarely repeat, and would hold memory)."""
+
+
+class _Pending:
+    """One text waiting for the model (see :meth:`NerModel.spans`)."""
+
+    __slots__ = ("done", "error", "organizations", "spans", "text")
+
+    def __init__(self, text: str, organizations: bool) -> None:
+        self.text = text
+        self.organizations = organizations
+        self.spans: list[tuple[int, int, str]] = []
+        self.error: BaseException | None = None
+        self.done = False
 
 
 class NerModel:
@@ -40,21 +59,80 @@ class NerModel:
         self._nlp = nlp
         self.name = name
         self.vocabulary = vocabulary  # English dictionary words (the pipeline's WordNet index)
-        self._lock = threading.Lock()  # one document at a time through the shared model
+        self._lock = threading.Lock()  # one batch at a time through the shared model
+        self._pending: list[_Pending] = []  # texts waiting for the next batch
+        self._pending_lock = threading.Lock()
+        self._cache: collections.OrderedDict[tuple[str, bool], tuple[tuple[int, int, str], ...]]
+        self._cache = collections.OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def spans(self, text: str, *, organizations: bool = False) -> list[tuple[int, int, str]]:
-        """(start, end, kind) for every entity of a redacted kind in ``text``."""
+        """(start, end, kind) for every entity of a redacted kind in ``text``.
+
+        The model is deterministic, so a text read before gets its remembered spans
+        (up to :data:`CACHE_ENTRIES` texts of at most :data:`CACHE_MAX_CHARS`): the
+        same answer as reading it again, without the few milliseconds of CPU.
+
+        Texts that threads ask for while the model reads another are read together,
+        as one batch, by whichever of them gets the model next: a batch of eight short
+        texts costs about twice one (the parser steps through every text of a batch at
+        once), and gives each text the spans it gets alone."""
+        key = (text, organizations)
+        if len(text) <= CACHE_MAX_CHARS:
+            with self._cache_lock:
+                found = self._cache.get(key)
+                if found is not None:
+                    self._cache.move_to_end(key)
+                    return list(found)
+        if len(text) <= _MAX_CHARS:
+            out = self._read_batched(text, organizations)
+        else:
+            out = self._read(text, organizations)
+        if len(text) <= CACHE_MAX_CHARS:
+            with self._cache_lock:
+                self._cache[key] = tuple(out)
+                if len(self._cache) > CACHE_ENTRIES:
+                    self._cache.popitem(last=False)
+        return out
+
+    def _read_batched(self, text: str, organizations: bool) -> list[tuple[int, int, str]]:
+        mine = _Pending(text, organizations)
+        with self._pending_lock:
+            self._pending.append(mine)
+        with self._lock:
+            if not mine.done:  # else the batch of a thread that had the model before did it
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                try:
+                    docs = list(self._nlp.pipe([p.text for p in batch]))
+                except BaseException as exc:
+                    for p in batch:
+                        p.error, p.done = exc, True
+                else:
+                    for p, doc in zip(batch, docs, strict=True):
+                        p.spans, p.done = self._kept(doc, 0, p.organizations), True
+        if mine.error is not None:
+            raise mine.error
+        return list(mine.spans)
+
+    def _read(self, text: str, organizations: bool) -> list[tuple[int, int, str]]:
         out: list[tuple[int, int, str]] = []
         for base in range(0, len(text), _MAX_CHARS):
             piece = text[base : base + _MAX_CHARS]
             with self._lock:
                 doc = self._nlp(piece)
-            for ent in doc.ents:
-                kind = ENTITY_KINDS.get(ent.label_)
-                if kind is None and organizations and ent.label_ == "ORG":
-                    kind = "organization"
-                if kind is not None and _plausible(ent.text, kind, self.vocabulary):
-                    out.append((base + ent.start_char, base + ent.end_char, kind))
+            out += self._kept(doc, base, organizations)
+        return out
+
+    def _kept(self, doc: Any, base: int, organizations: bool) -> list[tuple[int, int, str]]:
+        """The entities of ``doc`` of a redacted kind that read like one (offsets + base)."""
+        out: list[tuple[int, int, str]] = []
+        for ent in doc.ents:
+            kind = ENTITY_KINDS.get(ent.label_)
+            if kind is None and organizations and ent.label_ == "ORG":
+                kind = "organization"
+            if kind is not None and _plausible(ent.text, kind, self.vocabulary):
+                out.append((base + ent.start_char, base + ent.end_char, kind))
         return out
 
 

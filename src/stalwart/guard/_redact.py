@@ -14,6 +14,7 @@ refuses the whole text (:class:`~stalwart.errors.OutputBlocked`).
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 import math
 import os
@@ -180,6 +181,19 @@ def _card_within(text: str, start: int, end: int) -> tuple[int, int] | None:
             if 13 <= len(digits) <= 19 and luhn_ok(digits):
                 best = (a, b)
     return best
+
+
+SCAN_CACHE_CHARS = 256
+"""Texts up to this long have their fast-tier scan remembered (:func:`_scan_short`)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _scan_short(text: str, kinds: frozenset[str], known: frozenset[str]) -> tuple[Span, ...]:
+    """:func:`_scan` of a short text, remembered: the scan is a pure function of its
+    arguments, and the same short values come back on line after line (a model's name,
+    a tool's, an outcome, a task id), each costing a full scan (tens of microseconds)
+    in the agent that logs it and again in the node that stores it."""
+    return tuple(_scan(text, kinds, known))
 
 
 def _scan(
@@ -366,9 +380,11 @@ class Redactor:
     def add_known(self, *values: str) -> None:
         """Always remove these exact values (secrets the process has resolved)."""
         with self._box.lock:
-            self._box.values = self._box.values | {
-                v for v in values if isinstance(v, str) and len(v) >= 4
-            }
+            before = self._box.values
+            self._box.values = before | {v for v in values if isinstance(v, str) and len(v) >= 4}
+            changed = self._box.values != before
+        if changed:  # the remembered scans name the old set: let them go (they hold it)
+            _scan_short.cache_clear()
 
     def with_policy(self, policy: OutputPolicy) -> Redactor:
         """The same redactor (sharing its known values) with another policy."""
@@ -390,6 +406,8 @@ class Redactor:
             model = ner_model()
             if model is not None and _CAPITALISED.search(text) is not None:
                 extra = model.spans(text, organizations="organization" in self.kinds)
+        if not extra and len(text) <= SCAN_CACHE_CHARS:
+            return list(_scan_short(text, self.kinds, self._known))
         return _scan(text, self.kinds, self._known, extra)
 
     # -- text ----------------------------------------------------------------------------

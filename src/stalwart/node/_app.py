@@ -354,7 +354,11 @@ def app_node(
     app.check_prices()  # an unpriced model stops the start here, on stderr, not in an agent
     if events is None:
         events = RedactingEventBus()
-    preload = [] if app_ref.endswith(".toml") else [app_ref.partition(":")[0]]
+    # the fork server loads the output redactor's model and the token counter once, for
+    # every agent it forks (stalwart.agent._warm), then the app's module
+    preload = ["stalwart.agent._warm"]
+    if not app_ref.endswith(".toml"):
+        preload.append(app_ref.partition(":")[0])
     store_url = store or app.store
     if "://" not in store_url:
         raise ConfigError(f"store {store_url!r} is not a store URL (sqlite:///file.db, ...)")

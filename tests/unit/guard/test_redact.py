@@ -116,3 +116,17 @@ def test_an_exception_with_its_own_str_cannot_leak() -> None:
 
     clean = Redactor().redact_exception(Custom("ann@example.com"))
     assert "ann@" not in str(clean) and "Custom" in str(clean)
+
+
+def test_a_value_made_known_is_removed_from_a_text_scanned_before() -> None:
+    """Short texts' scans are remembered; a value registered after a scan still goes."""
+    from stalwart.guard import Redactor
+
+    redactor = Redactor()
+    text = "ref plainvalue77 ok"
+    assert redactor.redact(text) == text
+    assert redactor.redact(text) == text  # the remembered scan
+    redactor.add_known("plainvalue77")
+    assert redactor.redact(text) == "ref [REDACTED:secret] ok"
+    other = Redactor()  # its own known values: the remembered scan of another is not its
+    assert other.redact(text) == text

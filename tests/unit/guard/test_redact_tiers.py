@@ -274,3 +274,78 @@ def test_a_redaction_marker_is_no_name_to_redact_again() -> None:
 
     for text in ("MR0[REDACTED:person]", "Mr [REDACTED:person] called", "Dr. [REDACTED:email]"):
         assert Redactor().redact(text) == text
+
+
+@needs_model
+def test_the_model_reads_a_text_once_and_answers_again_from_its_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A repeated text (a canned answer, a hand-over's result) costs no second inference,
+    and gets the same spans as the first reading; a text past the size limit is not kept."""
+    from stalwart.guard import _ner
+
+    model = ner_model()
+    assert model is not None
+    reads: list[str] = []
+    read = model._read
+    batched = model._read_batched
+
+    def counting(text: str, organizations: bool) -> list[tuple[int, int, str]]:
+        reads.append(text)
+        return batched(text, organizations)
+
+    monkeypatch.setattr(model, "_read_batched", counting)
+    text = NAME_ONLY_THE_MODEL_FINDS + " (cache test)"
+    first = model.spans(text)
+    assert first and all(kind == "person" for _, _, kind in first)
+    first.clear()  # a caller changing its list must not change the cached answer
+    second = model.spans(text)
+    assert second == read(text, False)
+    assert reads == [text]
+    assert model.spans(text, organizations=True) == read(text, True)  # another key
+    assert reads == [text, text]
+    monkeypatch.setattr(_ner, "CACHE_MAX_CHARS", 10)
+    model.spans(text)
+    model.spans(text)
+    assert reads == [text, text, text, text]
+
+
+@needs_model
+def test_texts_asked_for_while_the_model_is_busy_are_read_as_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Threads that ask while another thread has the model wait, then one batch reads all
+    their texts; each gets the spans it gets when read alone."""
+    import threading
+    import time
+
+    model = ner_model()
+    assert model is not None
+    texts = [f"{NAME_ONLY_THE_MODEL_FINDS} (batch {n})" for n in range(3)] + [
+        "Nothing here but an order number 1234 (batch)."
+    ]
+    alone = [model._read(t, False) for t in texts]
+    batches: list[int] = []
+    pipe = model._nlp.pipe
+
+    def counting_pipe(docs: list[str]) -> object:
+        batches.append(len(docs))
+        return pipe(docs)
+
+    monkeypatch.setattr(model._nlp, "pipe", counting_pipe)
+    results: dict[int, list[tuple[int, int, str]]] = {}
+    with model._lock:  # the model is busy with another text
+        threads = [
+            threading.Thread(target=lambda n=n: results.update({n: model.spans(texts[n])}))
+            for n in range(len(texts))
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(model._pending) < len(texts):  # every thread is waiting for the model
+            assert time.monotonic() < deadline, "the threads never queued their texts"
+            time.sleep(0.001)
+    for thread in threads:
+        thread.join(30)
+    assert batches == [len(texts)]
+    assert [results[n] for n in range(len(texts))] == alone
