@@ -37,13 +37,16 @@ __all__ = ["Gazetteer", "fold", "gazetteer", "name_spans"]
 
 Span = tuple[int, int, str]
 
-_WORD = r"[A-ZÀ-ÖØ-Þ](?:[^\W\d_]|['\u2019-])+(?!\d)"  # not "DE89"
+# a capital: Latin (with Latin Extended-A, whose capitals and small letters alternate),
+# Greek or Cyrillic
+_UP = "A-ZÀ-ÖØ-ÞĀ-ſΆ-ΏΑ-ΩА-ЯЁ"
+_WORD = rf"[{_UP}](?:[^\W\d_]|['\u2019-])+(?!\d)"  # not "DE89"
 _PARTICLE = (
     r"(?:de|da|do|dos|das|van|von|der|den|del|della|la|le|les|di|du|bin|ibn|al|el|nad|na|"
     r"pod|pri|u|am|an|im|sur|sous|en|y|zu|ter|op)"
 )
 _CAPS = re.compile(
-    rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}|{_PARTICLE}(?:[ ]{_PARTICLE})?(?=[ ][A-ZÀ-ÖØ-Þ])))*"
+    rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}|{_PARTICLE}(?:[ ]{_PARTICLE})?(?=[ ][{_UP}])))*"
 )
 _TITLES = frozenset(
     ("mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mme", "mlle", "herr",
@@ -133,8 +136,8 @@ _CORNER = re.compile(
 # what follows a street in an address: units, city, region, postcode, country, up to the
 # end of the sentence (a lower-case word, ". ", "?") or a label ("Mobile:")
 _TAIL_TOKEN = (
-    rf"(?i:{_UNIT_WORDS})\.?[ ]*#?[ ]*\d{{1,5}}[A-Za-z]?\b|{_WORD}|[A-ZÀ-ÖØ-Þ]{{2,}}\b|"
-    rf"{_PARTICLE}(?=[ ][A-ZÀ-ÖØ-Þ])|\d{{1,6}}(?:-\d{{3,4}})?\b|[A-Z]\d[A-Z][ ]?\d[A-Z]\d\b|"
+    rf"(?i:{_UNIT_WORDS})\.?[ ]*#?[ ]*\d{{1,5}}[A-Za-z]?\b|{_WORD}|[{_UP}]{{2,}}\b|"
+    rf"{_PARTICLE}(?=[ ][{_UP}])|\d{{1,6}}(?:-\d{{3,4}})?\b|[A-Z]\d[A-Z][ ]?\d[A-Z]\d\b|"
     r"[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}\b|\([A-Z][^\W\d_]+\)"
 )
 _SEP = r"(?=[ ,\n])[ ]*(?:\n[ ]*){0,2},?[ ]*"
@@ -242,6 +245,8 @@ def _cues(text: str, at: int) -> tuple[str, str]:
     if at > 30 and len(parts) == 1 and not text[at - 31].isspace():
         return "", ""  # the word was cut: no cue
     w1 = parts[-1].strip(_STRIP)
+    if w1.rstrip("?") in _NAME_WORDS:  # "What's your last name? Fukuda"
+        w1 = w1.rstrip("?")
     if w1.endswith((".", "!", "?")) and w1.rstrip(".") not in _TITLES:
         return "", ""
     w1 = w1.rstrip(".")
@@ -252,16 +257,33 @@ def _cues(text: str, at: int) -> tuple[str, str]:
         w1 = ""  # "it is", "order is": no cue
     elif w1 == "am" and w2 != "i":
         w1 = ""
+    elif w1 in ("him", "her") and w2 in ("named", "called", "call"):
+        w1 = "named"  # "She named him Keiran"
     return w1.removesuffix("'s").removesuffix("\u2019s"), w2
 
 
 _ANY_CUE = _NAME_CUES | _WEAK_CUES | _PLACE_PREPOSITIONS | _TITLES
+_NAME_WORDS = frozenset(("name", "names", "surname"))
+# cues strong enough that even a common word after them is a name ("My name is John")
+_STRONG_CUES = _NAME_WORDS | {"is", "named", "called"}
+# a greeting or sign-off that starts a capitalised run ("Hi Landerico", "Dear Mr Okafor")
+_LEAD_CUES = frozenset(
+    ("hi", "hello", "hey", "dear", "thanks", "cheers", "regards", "sincerely", "signed", "attn")
+)  # fmt: skip
+_INITIAL = re.compile(r"[A-Z]\.?")
 
 
 def _cued(text: str, at: int) -> bool:
     """Whether the word just before ``at`` may be a cue (a cheap test before :func:`_cues`)."""
     parts = text[max(0, at - 16) : at].split()
-    return bool(parts) and parts[-1].lower().strip(_STRIP).rstrip(".") in _ANY_CUE
+    return bool(parts) and parts[-1].lower().strip(_STRIP).rstrip(".?") in _ANY_CUE
+
+
+def _cue_pair(text: str, at: int, lead: str) -> tuple[str, str]:
+    """The cue of a run at ``at``: its own leading greeting, else the words before it."""
+    if lead:
+        return lead, ""
+    return _cues(text, at) if _cued(text, at) else ("", "")
 
 
 def _place_at(g: Gazetteer, keys: list[str], i: int) -> int:
@@ -293,20 +315,31 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
         else:
             keys = [_key(w) for w in words]
         start = run.start()
+        lead = ""
+        if len(words) > 1 and words[0].lower() in _LEAD_CUES:
+            lead = words[0].lower()  # "Hi Landerico": the greeting is the cue
+            start += len(words[0]) + 1
+            words, keys = words[1:], keys[1:]
         if known.isdisjoint(keys):
-            if keys[0] in common or upper:
-                continue  # "The", "Please", "NOTE": nothing to look at
-            cue, before = _cues(text, start) if _cued(text, start) else ("", "")
-            lead = keys[0].lower()
+            if upper:
+                continue  # "NOTE", "TODO": nothing to look at
+            cue, before = (
+                (lead, "") if lead else _cues(text, start) if _cued(text, start) else ("", "")
+            )
+            first_key = keys[0].lower()
+            if keys[0] in common and cue not in _STRONG_CUES:
+                continue  # "The", "Please"; but "My name is John"
             if cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS:
                 spans.append((start, _cut(run.end(), words), "location"))
             elif (
                 (cue in _NAME_CUES or cue in _TITLES)
-                and lead not in _NAME_CUES
-                and lead not in _WEAK_CUES
+                and first_key not in _NAME_CUES
+                and first_key not in _WEAK_CUES
                 and text[start - 1 : start] not in ("=", "/", "_")
             ):  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
                 spans.append((start, _cut(run.end(), words), "person"))
+            elif len(words) > 2 and _INITIAL.fullmatch(words[1]) and _named(words[0], words[2], g):
+                spans.append((start, start + sum(len(w) + 1 for w in words[:3]) - 1, "person"))
             elif len(words) > 1 and len(words[1]) >= 5 and _SURNAME_SHAPE.search(words[1]):
                 spans.append((start, start + len(words[0]) + 1 + len(words[1]), "person"))
             continue
@@ -314,16 +347,24 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
             len(words) == 1
             and keys[0] in common
             and keys[0] not in g.places
-            and (not _cued(text, start) or _cues(text, start)[0] not in _TITLES)
+            and (not _cued(text, start) or _cues(text, start)[0] not in _TITLES | _STRONG_CUES)
         ):
             continue
-        _read_run(text, start, words, keys, g=g, spans=spans, upper=upper)
+        _read_run(text, start, words, keys, g=g, spans=spans, upper=upper, lead=lead)
     spans += _repeats(text, spans, g)
     # what an earlier pass already redacted is no name: redacting twice must change nothing
     if "[REDACTED:" in text:
         done = [(m.start(), m.end()) for m in _REDACTED.finditer(text)]
         spans = [s for s in spans if not any(s[0] < end and start < s[1] for start, end in done)]
     return spans
+
+
+def _named(given: str, surname: str, g: Gazetteer) -> bool:
+    """Whether "given X. surname" reads as a name: two capitalised words that are neither
+    common words nor upper case ("Ruman D. Bataev", not "Appendix B Table")."""
+    return all(
+        len(w) >= 3 and not w.isupper() and _key(w) not in g.common for w in (given, surname)
+    )
 
 
 def _state_at(text: str, start: int, end: int) -> bool:
@@ -349,6 +390,7 @@ def _read_run(
     g: Gazetteer,
     spans: list[Span],
     upper: bool,
+    lead: str,
 ) -> None:
     """The names and places in one capitalised run that holds a known word (in an upper-case
     run, "IBAN", "HELSINKI", only places and names after a title)."""
@@ -360,8 +402,9 @@ def _read_run(
     for w in words:
         offsets.append(pos)
         pos += len(w) + 1
-    cue, before = _cues(text, start) if _cued(text, start) else ("", "")
+    cue, before = _cue_pair(text, start, lead)
     titled = cue in _TITLES
+    done = 0  # words before this index belong to a span already
     place_cue = cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS
     i = 0
     n_words = len(words)
@@ -375,7 +418,7 @@ def _read_run(
         nxt = keys[i + 1] if i + 1 < n_words else ""
         name_len = 0
         if place_cue and i == 0 and (n_place or not is_first):
-            n_place = n_place or min(n_words, 4)  # "flew to Pines Beach"
+            n_place = max(n_place, min(n_words, 4))  # "flew to Pines Beach"
         elif titled or (is_first and nxt and (nxt in last or not _place_at(g, keys, i + 1))):
             name_len = 1
             while i + name_len < n_words and name_len < 4:
@@ -402,8 +445,12 @@ def _read_run(
                 name_len = 1
         if name_len:
             end = offsets[i + name_len - 1] + len(words[i + name_len - 1])
-            spans.append((offsets[i], end, "person"))
+            first_word = i
+            while first_word > done and _given_before(words[first_word - 1], keys, g):
+                first_word -= 1  # "Otniel L. Alonso", "Leonida De Luca": the given names too
+            spans.append((offsets[first_word], end, "person"))
             i += name_len
+            done = i
             titled = False
             continue
         if n_place:
@@ -413,8 +460,24 @@ def _read_run(
             if post is not None:
                 spans.append((post.start() + 1, post.end(), "address"))
             i += n_place
+            done = i
             continue
         i += 1
+
+
+def _given_before(word: str, keys: list[str], g: Gazetteer) -> bool:
+    """Whether ``word``, just before a name found in the same run, belongs to it: an
+    initial, a particle ("De", "van"), or a capitalised word that is neither common, nor a
+    title, nor a place."""
+    if _INITIAL.fullmatch(word) or word.lower() in _PARTICLES:
+        return True
+    key = _key(word)
+    return (
+        not word.isupper()
+        and key not in g.common
+        and key.lower().rstrip(".") not in _TITLES
+        and key not in g.place_heads
+    )
 
 
 def _addresses(text: str, g: Gazetteer) -> list[Span]:

@@ -67,20 +67,26 @@ _NUMBERS = re.compile(
     "|".join(
         f"(?P<{k}>{p})"
         for k, p in (
-            ("card", r"(?<![\w.])\d(?:[ -]?\d){12,18}(?![\d.])"),
+            (  # 13-19 digits, grouped by spaces or hyphens, or dots in fours
+                "card",
+                r"(?<![\w.])(?:\d(?:[ -]?\d){12,18}|\d{4}(?:\.\d{4}){2}\.\d{1,7})(?![\d.])",
+            ),
             ("ssn", r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)"),
             ("ipv4", r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"),
-            (
+            (  # E.123 international and national forms: "+44 (0)20 7946 0958", "(07700)
+                # 073564", "036481 87 62" (area codes of up to 6 digits), "030/1234567"
                 "phone",
-                r"(?<![\w.+])(?:\+\d{1,3}[ .-]?(?:\(0?\d{1,4}\)[ .-]?)?\d{1,5}"
-                r"(?:[ .-]?\d{2,8}){0,4}|(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,4}"
-                r"|\(\d{1,5}\)\d{5,9}|\d{9,12})(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\d)",
+                r"(?<![\w.+/])(?:\+\d{1,3}[ .-]?(?:\(0?\d{1,4}\)[ .-]?)?\d{1,5}"
+                r"(?:[ .-]?\d{2,8}){0,4}|(?:\(\d{1,5}\)[ .-]?)?\d{1,6}(?:[ .-]\d{2,8}){1,4}"
+                r"|\(\d{1,5}\)[ .-]?\d{3,9}(?:[ .-]\d{2,8}){0,3}|\d{2,5}/\d{3,9}|\d{9,12})"
+                r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\d)",
             ),
         )
     )
 )
 _DIGIT = re.compile(r"\d")
 _EXTENSION = re.compile(r"[ ]?(?:x|ext\.?)[ ]?(?=\d+$)")
+_EXTENSION_AFTER = re.compile(r"[ ]?(?i:ext\.?|extension)[ ]?\d{1,5}\b")  # "ext. 23"
 _CARD_GROUPS = re.compile(r"\d{4}([ -])\d{4}\1\d{4}\1\d{1,4}|\d{4}([ -])\d{6}\2\d{4,5}")
 _MONEY = re.compile(r"\d{1,3}(?:[,. ]\d{3})*[.,]\d{2}|\d+[.,]\d{1,2}")
 _CURRENCY = frozenset("$€£¥₹")
@@ -348,6 +354,9 @@ def _number_spans(text: str) -> list[Span]:
                     continue  # before it speak of a phone
             if kind != "ipv4" and _IBAN_BEFORE.search(text, max(0, at - 40), at):
                 continue  # the tail of an IBAN (a bad one: good ones were found above)
+            if kind == "phone" and text[end : end + 1] in (" ", "e", "E"):
+                extension = _EXTENSION_AFTER.match(text, end)
+                end = end if extension is None else extension.end()
             spans.append((at, end, kind))
     return spans
 
