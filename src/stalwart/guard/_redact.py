@@ -270,6 +270,16 @@ def _emails(text: str) -> list[Span]:
     return out
 
 
+_CARD_CUE = re.compile(r"(?i:card|visa|maestro|mastercard|amex|\bcc\b|\bpan\b)[^.\d]{0,24}$")
+
+
+def _maestro(text: str, at: int, end: int) -> bool:
+    """A 12-digit number that passes Luhn right after words about a card ("card number
+    5018 2340 1234"): the shortest card numbers ISO/IEC 7812 allows (Maestro)."""
+    digits = re.sub(r"\D", "", text[at:end])
+    return luhn_ok(digits) and _CARD_CUE.search(text, max(0, at - 40), at) is not None
+
+
 class _PhoneCues:
     """Where the words that speak of a phone ("call", "fax:") end in a text: found in one
     pass on first use, then looked up for each number (a log line has many numbers)."""
@@ -349,9 +359,12 @@ def _number_spans(text: str) -> list[Span]:
                 if _MONEY.fullmatch(text, at, end) or text[at - 1 : at] in _CURRENCY:
                     continue  # "$6260.72", "1,250.00"
                 digits = sum(c.isdigit() for c in text[at:end])
-                bare = text[at:end].isdigit()  # an id or a timestamp, unless the words
-                if (bare or digits < 9) and not cues.before(at):
-                    continue  # before it speak of a phone
+                if digits == 12 and _maestro(text, at, end):
+                    kind = "card"  # ISO/IEC 7812: a Maestro card may have 12 digits
+                else:
+                    bare = text[at:end].isdigit()  # an id or a timestamp, unless the words
+                    if (bare or digits < 9) and not cues.before(at):
+                        continue  # before it speak of a phone
             if kind != "ipv4" and _IBAN_BEFORE.search(text, max(0, at - 40), at):
                 continue  # the tail of an IBAN (a bad one: good ones were found above)
             if kind == "phone" and text[end : end + 1] in (" ", "e", "E"):

@@ -121,6 +121,14 @@ def test_cards_at_a_sentence_end_in_brackets_or_grouped_by_dots(text: str) -> No
     assert not any(c.isdigit() for c in Redactor().redact(text)), Redactor().redact(text)
 
 
+def test_a_twelve_digit_card_is_one_only_after_words_about_a_card() -> None:
+    body = "50181234567"
+    card = next(body + d for d in "0123456789" if luhn_ok(body + d))
+    assert kinds(f"my card number {card} is lost") == {"card"}
+    assert kinds(f"Maestro {card[:4]} {card[4:8]} {card[8:]} expired") == {"card"}
+    assert not kinds(f"order {card} shipped")  # no cue: an order number
+
+
 def test_short_or_bare_numbers_are_phones_only_after_a_phone_cue() -> None:
     assert kinds("call me on 0612345678 today") == {"phone"}
     assert kinds("You can call 461 4578") == {"phone"}
