@@ -112,7 +112,7 @@ _SWORD = rf"(?!(?i:{_UNIT_WORDS})\b){_WORD}"  # a word of a street name: not "Ap
 # - ``after``: a number just after a word ("Apt. 5", "Via Roma 5", "Síp utca 17",
 #   "Kirchenallee 68"): the words before it say whether it belongs to an address.
 _ADDRESS_NUMBER = re.compile(
-    rf"\d(?:(?<![\w.,-]\d)(?P<first>\d{{0,4}}[A-Za-z]?(?:[-/]\d{{1,4}})?(?:"
+    rf"\d(?<![\w.,-]\d)(?:(?P<first>\d{{0,4}}[A-Za-z]?(?:[-/]\d{{1,4}})?(?:"
     rf"[ ,]+(?:(?:{_SWORD}|{_PARTICLE}|\d{{1,3}}(?:st|nd|rd|th)|[A-Z]\.)[ ]+){{1,4}}"
     rf"(?i:{_STREET_WORDS})\b\.?"
     rf"|,?[ ]+(?i:{_STREET_PREFIX})\.?(?:[ ]+(?:{_SWORD}|{_PARTICLE}|des|{_LOWER})){{1,5}}"
