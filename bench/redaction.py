@@ -361,20 +361,96 @@ def log_lines() -> list[str]:
 
 
 def p50_us(redactor: Redactor, chunks: list[str], rounds: int) -> dict[str, float]:
+    """Wall-clock and CPU time (this thread's) per call: on a shared machine the CPU time
+    is the steadier of the two (time spent waiting for a core is not in it)."""
     for c in chunks[:3]:
         redactor.redact(c)
-    samples = []
+    wall: list[float] = []
+    cpu: list[float] = []
     for _ in range(rounds):
         for c in chunks:
-            start = time.perf_counter_ns()
+            start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
             redactor.redact(c)
-            samples.append((time.perf_counter_ns() - start) / 1000)
-    samples.sort()
+            cpu.append((time.thread_time_ns() - start_cpu) / 1000)
+            wall.append((time.perf_counter_ns() - start) / 1000)
+    wall.sort()
     return {
-        "p50_us": round(statistics.median(samples), 1),
-        "p99_us": round(samples[int(len(samples) * 0.99)], 1),
-        "samples": len(samples),
+        "p50_us": round(statistics.median(wall), 1),
+        "p99_us": round(wall[int(len(wall) * 0.99)], 1),
+        "cpu_p50_us": round(statistics.median(cpu), 1),
+        "samples": len(wall),
     }
+
+
+# -- before/after: the fast tier of another revision, timed in the same run ------------------
+_WORKER = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from stalwart.guard import Redactor
+r = Redactor(tier="fast")
+r.redact("warm-up for Ada Lovelace, 221 Baker Street, call 020 7946 0958")
+for line in sys.stdin:
+    chunks = json.loads(line)
+    out = []
+    for c in chunks:
+        start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
+        r.redact(c)
+        cpu = time.thread_time_ns() - start_cpu
+        out.append(((time.perf_counter_ns() - start) / 1000, cpu / 1000))
+    print(json.dumps(out), flush=True)
+"""
+
+
+def compare_fast(revision: str, corpora: dict[str, list[str]], rounds: int) -> dict[str, Any]:
+    """The fast tier of ``revision`` (its ``src/`` from git) and of this tree, each in its own
+    process, timed on the same chunks in alternating rounds (the order flips each round),
+    so both see the same machine load; p50 per 4 KB of each and their ratio."""
+    import subprocess
+    import tempfile
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", revision, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        procs = {
+            name: subprocess.Popen(
+                [sys.executable, "-c", _WORKER, src],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for name, src in (("before", f"{tmp}/src"), ("after", str(root / "src")))
+        }
+        result: dict[str, Any] = {"revision": revision, "rounds": rounds}
+        try:
+            for corpus, chunks in corpora.items():
+                samples: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+                for r in range(rounds):
+                    order = ("before", "after") if r % 2 == 0 else ("after", "before")
+                    for name in order:
+                        proc = procs[name]
+                        assert proc.stdin is not None and proc.stdout is not None
+                        proc.stdin.write(json.dumps(chunks) + "\n")
+                        proc.stdin.flush()
+                        samples[name] += [tuple(x) for x in json.loads(proc.stdout.readline())]
+                entry: dict[str, Any] = {}
+                for name, got in samples.items():
+                    entry[f"{name}_p50_us"] = round(statistics.median(w for w, _ in got), 1)
+                    entry[f"{name}_cpu_p50_us"] = round(statistics.median(c for _, c in got), 1)
+                entry["speedup_p50"] = round(entry["before_p50_us"] / entry["after_p50_us"], 2)
+                entry["speedup_cpu_p50"] = round(
+                    entry["before_cpu_p50_us"] / entry["after_cpu_p50_us"], 2
+                )
+                entry["samples_each"] = len(samples["after"])
+                result[corpus] = entry
+        finally:
+            for proc in procs.values():
+                if proc.stdin is not None:
+                    proc.stdin.close()
+                proc.wait(timeout=30)
+    return result
 
 
 def main() -> int:
@@ -383,6 +459,14 @@ def main() -> int:
     parser.add_argument("--tune", action="store_true", help="print misses on the tuning part")
     parser.add_argument("--accurate", action="store_true", help="--tune the accurate tier")
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        help="also time the fast tier of git revision REV against this tree, interleaved",
+    )
+    parser.add_argument(
+        "--compare-only", action="store_true", help="with --compare: only that, print it"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     tune_templates, eval_templates = _template_split()
@@ -401,6 +485,14 @@ def main() -> int:
         return 0
     samples = pii_samples(eval_templates, count)
     _, paragraphs = negative_paragraphs()
+    if args.compare_only:
+        corpora = {
+            "pii_prose": chunks_4kb([t for t, _ in samples], 40),
+            "technical": chunks_4kb(paragraphs, 40),
+            "log_lines": chunks_4kb(log_lines(), 40),
+        }
+        print(json.dumps(compare_fast(args.compare, corpora, 2 if args.quick else 10), indent=2))
+        return 0
     _, e_pos, negs = secret_samples(10 if args.quick else 30)
     negs = negs[len(negs) // 3 :]  # the first third is the tuning part
     prose = chunks_4kb([t for t, _ in samples], 40)
@@ -442,6 +534,11 @@ def main() -> int:
         result["tiers"][name]["time_4kb_pii_prose"] = p50_us(redactor, prose, rounds)
         result["tiers"][name]["time_4kb_technical"] = p50_us(redactor, technical, rounds)
         result["tiers"][name]["time_4kb_log_lines"] = p50_us(redactor, logs, rounds)
+    if args.compare:
+        corpora = {"pii_prose": prose, "technical": technical, "log_lines": logs}
+        result["fast_tier_before_after"] = compare_fast(
+            args.compare, corpora, 2 if args.quick else 10
+        )
     result.update(
         {
             "quick": args.quick,

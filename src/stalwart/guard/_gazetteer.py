@@ -2,18 +2,26 @@
 
 - **Person names**: runs of capitalised words where a word is a known given name
   (followed by another capitalised word or an initial), follows a title (``Mr``, ``Dr``…)
-  or a cue (``my name is``, ``Dear``, ``signed``), or is a known given name or surname
-  standing alone; the given-name and surname lists come from Faker, cities and countries
-  from GeoNames (``data/gazetteer.json.gz``; provenance in ``data/NOTICE.md``; common
-  English words were removed from the lists when it was built, by
-  ``bench/build_gazetteer.py``).
-- **Places**: a capitalised run that is, or starts with, a known city, country or US state
-  (the longest name wins: "New York", "Czech Republic").
+  or a cue (``my name is``, ``Dear``, ``signed``), is a known given name or surname standing
+  alone (``Pittman's``), or is followed by a surname of a common shape (``-dóttir``,
+  ``-ović``, ``-enko``); the given-name and surname lists come from Faker, places from
+  GeoNames (``data/gazetteer.json.gz``; provenance in ``data/NOTICE.md``; common English
+  words were removed from the lists when it was built, by ``bench/build_gazetteer.py``).
+- **Places**: a capitalised run (or an upper-case one: ``HELSINKI``) that is, or starts
+  with, a known city, region, country or US state (the longest name wins: "New York",
+  "Ústí nad Labem"), compared without accents; or any capitalised run after words that
+  say a place follows ("originally from", "flew to", "I'm in").
 - **Street addresses**: a house number with words ending in a street word ("12 Baker
-  Street", "Avenida Noruega 42", "Via Roma 5"), unit lines ("Apt. 5", "Suite 210"),
-  P.O. boxes, and a postcode after a place.
+  Street"), a street word then a number ("Avenida Noruega 42", "Síp utca 17",
+  "Kirchenallee 68"), a number, a street name and a number ("7007 Štefanikova 1878"),
+  unit lines ("Apt. 5"), P.O. boxes, military addresses and street corners; each is
+  extended over what follows it in an address (unit, city, region, postcode, country, on
+  the same line or the next ones).
 
-The lists are loaded once, on first use (about 60,000 entries, a few MB).
+Speed: every pattern here starts with a character class the regex engine checks in C
+(a digit, a capital), so a text is read a few times by compiled patterns and Python code
+runs only per capitalised run and per candidate address; a run none of whose words is
+known, after no cue, costs a set lookup. The lists are loaded once, on first use.
 """
 
 from __future__ import annotations
@@ -22,16 +30,23 @@ import gzip
 import json
 import re
 import threading
+import unicodedata
 from importlib import resources
 
-__all__ = ["Gazetteer", "gazetteer", "name_spans"]
+__all__ = ["Gazetteer", "fold", "gazetteer", "name_spans"]
 
 Span = tuple[int, int, str]
 
-_WORD = r"[A-ZÀ-ÖØ-Þ](?:[^\W\d_]|['\u2019-])+"
-_PARTICLE = r"(?:de|da|do|dos|van|von|der|den|del|la|le|di|du|bin|ibn|al)"
+# a capital: Latin (with Latin Extended-A, whose capitals and small letters alternate),
+# Greek or Cyrillic
+_UP = "A-ZÀ-ÖØ-ÞĀ-ſΆ-ΏΑ-ΩА-ЯЁ"
+_WORD = rf"[{_UP}](?:[^\W\d_]|['\u2019-])+(?!\d)"  # not "DE89"
+_PARTICLE = (
+    r"(?:de|da|do|dos|das|van|von|der|den|del|della|la|le|les|di|du|bin|ibn|al|el|nad|na|"
+    r"pod|pri|u|am|an|im|sur|sous|en|y|zu|ter|op)"
+)
 _CAPS = re.compile(
-    rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}|{_PARTICLE}(?:[ ]{_PARTICLE})?(?=[ ][A-ZÀ-ÖØ-Þ])))*"
+    rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}|{_PARTICLE}(?:[ ]{_PARTICLE})?(?=[ ][{_UP}])))*"
 )
 _TITLES = frozenset(
     ("mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mme", "mlle", "herr",
@@ -46,100 +61,134 @@ _NAME_CUES = frozenset(
      "surname", "am", "i'm", "mr", "mrs", "ms", "dr")
 )  # fmt: skip
 _WEAK_CUES = frozenset(
-    ("from", "by", "with", "to", "tell", "call", "ask", "contact", "for", "and", "cc", "met")
+    ("from", "by", "with", "to", "tell", "call", "ask", "contact", "for", "and", "cc", "met",
+     "him", "her", "add", "leave", "me", "of", "about", "that")
 )  # fmt: skip
-_BEFORE_WORDS = re.compile(r"[a-z']+")
+# "originally from X", "flew to X", "I'm in X": the two words before a place
+_PLACE_PREPOSITIONS = frozenset(("from", "to", "in", "into", "near", "visit", "visiting"))
+_PLACE_VERBS = frozenset(
+    ("originally", "moved", "here", "flew", "fly", "flying", "travelling", "traveling",
+     "travel", "returned", "return", "going", "went", "live", "lives", "living", "lived",
+     "born", "based", "located", "i'm", "am", "stay", "staying", "stayed", "arrived",
+     "arriving", "relocated", "relocating", "headed", "heading", "came", "come", "comes",
+     "drove", "driving", "trip", "moving", "grew", "raised")
+)  # fmt: skip
+# surnames of a shape common in many languages: with a capitalised word before them, a name
+_SURNAME_SHAPE = re.compile(
+    r"(?:dóttir|dottir|sson|ović|ovic|ević|evic|vić|ski|ska|cki|cka|dzki|enko|chuk|czuk|shvili|"
+    r"dze|yan|ov|ova|ev|eva|escu|akis|opoulos|oglu|oğlu)(?:'s|\u2019s)?$"
+)
 _STREET_WORDS = (
     "street|st|avenue|ave|road|rd|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|"
     "terrace|ter|circle|cir|square|sq|highway|hwy|parkway|pkwy|crescent|close|grove|row|"
-    "alley|trail|plaza|path|pike|walk|gardens|mews|hill|park|view|straße|strasse|str|"
-    "gasse|weg|allee|platz|ring|damm|ufer|straat|laan|plein|gracht|vej|gade|gatan|vägen|"
-    "veien|gata|katu|tie|utca|út|ulica|ul|ulice|cesta|calle|street"
+    "alley|trail|plaza|path|pike|walk|walks|gardens|mews|hill|park|view|bypass|expressway|"
+    "freeway|trafficway|turnpike|junction|crossing|loop|creek|shores|shore|coves|cove|fords|"
+    "ford|villages|village|camp|light|lights|heights|ridge|harbor|harbour|meadows|estates|"
+    "falls|springs|station|vista|points|point|landing|run|spur|green|orchard|passage|"
+    "quay|wharf|embankment|straße|strasse|str|gasse|weg|allee|platz|ring|damm|ufer|straat|"
+    "laan|plein|gracht|kade|dreef|singel|vej|gade|gatan|vägen|väg|veien|vei|gata|katu|tie|"
+    "kuja|utca|u|út|útja|körút|tér|fasor|köz|sor|ulica|ul|ulice|cesta|trg|iela|tänav|mnt|"
+    "calle|etorbidea|kalea|carrer|strada|sokak|caddesi|cad|sk"
 )
 _STREET_PREFIX = (
-    "rue|avenue|boulevard|bd|chemin|place|allée|impasse|quai|route|via|viale|piazza|corso|"
-    "largo|vicolo|calle|avenida|av|avda|plaza|paseo|camino|carrer|rua|travessa|praça|"
-    "estrada|alameda|rodovia|ulica|ul|aleja|al|strada|bulevardul|calea|sokak|caddesi"
+    "rue|avenue|boulevard|bd|chemin|place|allée|impasse|quai|route|cours|via|viale|piazza|"
+    "piazzale|corso|largo|vicolo|lungomare|calle|c/|avenida|av|avda|plaza|paseo|camino|"
+    "carretera|ctra|ronda|carrer|rua|r|travessa|praça|estrada|alameda|rodovia|ulica|ul|aleja|"
+    "al|strada|str|bulevardul|calea|aleea|sokak|caddesi|λ|οδός|λεωφόρος|pl|plac|náměstí|nám"
 )
 _COMPOUND_SUFFIX = (
-    "straat|weg|allee|strasse|straße|gasse|vej|gade|gatan|vägen|veien|tie|katu|laan|plein|"
-    "platz|ring|damm|ufer|steig|stieg|pfad|stræde|gränd|torget|plads|utca"
+    "straat|weg|allee|strasse|straße|gasse|vej|gade|gatan|vägen|väg|veien|vei|veg|gata|tie|"
+    "katu|kuja|polku|rinne|ranta|laan|plein|platz|damm|ufer|steig|stieg|pfad|stræde|gränd|"
+    "torget|torg|plads|utca|dreef|singel|kade|dijk|braut|vegur|stígur|brekka|tänav|iela|"
+    "gatvė|ulica|cesta|allé|alléen|veien|gaten|stræde|str\\."
 )
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4})?"
 _UNIT_WORDS = "apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building"
+_LOWER = r"[a-zà-ÿ][a-zà-ÿ'-]+"
+_SWORD = rf"(?!(?i:{_UNIT_WORDS})\b){_WORD}"  # a word of a street name: not "Apt"
+# One pass from digit to digit finds both kinds of address numbers:
+# - ``first``: a house number that starts the address: "221 Baker Street", "41 Rue de
+#   Marrakech", "7007 Štefanikova 1878," (at a line end, a comma, before a unit);
+# - ``after``: a number just after a word ("Apt. 5", "Via Roma 5", "Síp utca 17",
+#   "Kirchenallee 68"): the words before it say whether it belongs to an address.
+_ADDRESS_NUMBER = re.compile(
+    rf"\d(?<![\w.,-]\d)(?:(?P<first>\d{{0,4}}[A-Za-z]?(?:[-/]\d{{1,4}})?(?:"
+    rf"[ ,]+(?:(?:{_SWORD}|{_PARTICLE}|\d{{1,3}}(?:st|nd|rd|th)|[A-Z]\.)[ ]+){{1,4}}"
+    rf"(?i:{_STREET_WORDS})\b\.?"
+    rf"|,?[ ]+(?i:{_STREET_PREFIX})\.?(?:[ ]+(?:{_SWORD}|{_PARTICLE}|des|{_LOWER})){{1,5}}"
+    rf"|[ ]+{_SWORD}(?:[ ]+(?:{_SWORD}|{_LOWER})){{0,3}}[ ]+{_HOUSE}"
+    rf"(?=[ ]*(?:\n|,|$|[.?!](?:\s|$)|(?i:{_UNIT_WORDS})\b))))"
+    r"|(?:(?<=[^\W\d_][ ]\d)|(?<=[^\W\d_]\.[ ]\d)|(?<=#\d)|(?<=#[ ]\d))"
+    r"(?P<after>\d{0,5}[A-Za-z]?(?:[-/]\d{1,4})?(?!\d)))"
+)
+_COMPOUND_END = re.compile(rf"(?i:{_COMPOUND_SUFFIX})$")
+_BOX_WORDS = frozenset(("box", "postbox", "postfach", "apartado"))
+_MILITARY = re.compile(
+    r"(?:\b(?:PSC|USNS|USNV|USS|USCGC)[ ][\w ]{1,30}?(?:,[ ]Box[ ]\d{1,5})?(?=\n|,|$)"
+    r"|\b(?:APO|FPO|DPO)[ ](?:AA|AE|AP)[ ]\d{5}\b)"
+)
+# "the corner of 51 Traill Street and Zeeb Shores": an intersection is an address too
+_PIECE = rf"(?:{_WORD}|{_HOUSE}|{_PARTICLE}|[A-Z]\.)"
+_CORNER = re.compile(
+    rf"\b(?:[Tt]he[ ])?[Cc]orner[ ]of[ ]+{_PIECE}(?:[ ]+{_PIECE}){{0,5}}[ ]+and[ ]+"
+    rf"{_PIECE}(?:[ ]+{_WORD}){{0,3}}"
+)
+# what follows a street in an address: units, city, region, postcode, country, up to the
+# end of the sentence (a lower-case word, ". ", "?") or a label ("Mobile:")
+_TAIL_TOKEN = (
+    rf"(?i:{_UNIT_WORDS})\.?[ ]*#?[ ]*\d{{1,5}}[A-Za-z]?\b|{_WORD}|[{_UP}]{{2,}}\b|"
+    rf"{_PARTICLE}(?=[ ][{_UP}])|\d{{1,6}}(?:-\d{{3,4}})?\b|[A-Z]\d[A-Z][ ]?\d[A-Z]\d\b|"
+    r"[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}\b|\([A-Z][^\W\d_]+\)"
+)
+_SEP = r"(?=[ ,\n])[ ]*(?:\n[ ]*){0,2},?[ ]*"
+_TAIL = re.compile(rf"(?:{_SEP}(?:{_TAIL_TOKEN})){{1,14}}")
+_TAIL_PIECE = re.compile(rf"{_SEP}({_TAIL_TOKEN})")
+# the street line before a unit ("4687 291 Adelianos Kambos" before "Apt. 343")
+_HEAD = re.compile(
+    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?(?:[ ,]+(?:{_WORD}|\d{{1,6}}[A-Za-z]?|{_PARTICLE}|"
+    rf"[A-Z]\.)){{1,6}}[ ,]+$"
+)
 _STREET_SET = frozenset(_STREET_WORDS.split("|"))
 _PREFIX_SET = frozenset(_STREET_PREFIX.split("|"))
 _UNIT_SET = frozenset(_UNIT_WORDS.split("|"))
-# Street addresses are found word by word: a street word looks back for its house number
-# ("221 Baker Street"), a street prefix forward for its number ("Avenida Noruega 42"), a
-# unit word for its number ("Apt. 5"); a set lookup per word, an anchored match per hit.
-_STREET_BACK = re.compile(
-    rf"(?<![\w.,-]){_HOUSE}[ ,]+(?:(?:{_WORD}|\d{{1,3}}(?:st|nd|rd|th))[ ]+){{0,4}}$"
-)
-_PREFIX_FORWARD = re.compile(
-    rf"\.?[ ]+(?:(?:{_WORD}|{_PARTICLE}|des)[ ]*){{1,5}},?[ ]*{_HOUSE}(?!\d)"
-)
-_UNIT_FORWARD = re.compile(r"\.?[ ]*#?[ ]*\d{1,5}[A-Za-z]?\b")
-_NUMBER_AFTER = re.compile(r"[ ]\d{1,5}[a-z]?\b")
-_ADDRESS_FORMS: tuple[tuple[frozenset[str] | None, re.Pattern[str]], ...] = (
-    (
-        frozenset({"box", "po", "postfach", "apartado"}),
-        re.compile(r"\b(?i:p\.?[ ]?o\.?[ ]?box|postfach|apartado)[ ]*\d{1,6}\b"),
-    ),
-    (
-        frozenset({"psc", "usns", "usnv", "uss", "uscgc", "apo", "fpo", "dpo"}),
-        re.compile(
-            r"\b(?:PSC|USNS|USNV|USS|USCGC)[ ][\w ]{1,30}?(?:,[ ]Box[ ]\d{1,5})?(?=\n|,|$)"
-            r"|\b(?:APO|FPO|DPO)[ ](?:AA|AE|AP)[ ]\d{5}\b"
-        ),
-    ),
-    (  # "16475 Trg revolucije 61" at the end of a line or before a comma
-        None,
-        re.compile(
-            rf"(?<![\w.])\d{{1,5}}[ ]+{_WORD}(?:[ ]+(?:{_WORD}|[a-zà-ÿ]{{2,}})){{0,3}}[ ]+{_HOUSE}"
-            rf"(?=[ ]*(?:\n|,|$))"
-        ),
-    ),
-)
-_ADDRESS_WORDS = _STREET_SET | _PREFIX_SET | _UNIT_SET
-_COMPOUND_ENDINGS = tuple(_COMPOUND_SUFFIX.split("|"))
-_WORD_BEFORE_NUMBER = re.compile(r"\b([^\W\d_]{4,})[ ]\d{1,5}[a-z]?\b")
-_TITLE_TAIL = re.compile(rf"(?i:\b(?:{'|'.join(sorted(_TITLES))}))\.?\s+$")
-_LOWER_WORDS = re.compile(r"[^\W\d_]+")
-
-
-def _last_word(text: str, at: int) -> str:
-    """The lower-case word just before ``at`` ("" if none within 24 characters)."""
-    words: list[str] = _BEFORE_WORDS.findall(text[max(0, at - 24) : at].lower())
-    if not words:
-        return ""
-    last = words[-1]
-    if last == "is" and len(words) > 1 and words[-2] not in ("name", "this"):
-        return ""  # "it is", "order is": no cue
-    if last == "am" and (len(words) < 2 or words[-2] != "i"):
-        return ""
-    return last.removesuffix("'s")
-
-
+_PARTICLES = frozenset(_PARTICLE[3:-1].split("|")) | {"des"}
+_PO = frozenset(("po", "p.o", "p. o", "p.o."))
+_TAIL_STOP = frozenset(
+    ("Mobile", "Desk", "Fax", "Phone", "Tel", "Email", "E-mail", "Website", "Address", "Work",
+     "Home", "Office", "Personal", "Info", "Cell")
+)  # fmt: skip
 _NUMBERS_BEFORE = re.compile(r"(?<![\d,] )(?:\d{1,6}[ ]+)+$")
 _POSTCODE = re.compile(
     r"[ ,]+(?:\d{5}(?:-\d{4})?|\d{4}(?:-\d{3})?|\d{3}[ ]?\d{2}|\d{2}-\d{3}"
     r"|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}|[A-Z]\d[A-Z][ ]?\d[A-Z]\d)(?![\w-])"
 )
-_BLOCK_PART = (
-    rf"(?:{_WORD}|[A-Z]{{2,3}}|\d{{3,6}}(?:-\d{{3,4}})?|[A-Z]\d[A-Z][ ]?\d[A-Z]\d|{_PARTICLE})"
-)
-_BLOCK_LINE = re.compile(rf"[ \t,]*({_BLOCK_PART}(?:[ ,]+{_BLOCK_PART}){{0,5}})[ \t.,?!]*")
+_ZIP = re.compile(r"[ ]+\d{5}(?:-\d{4})?\b")
 _STATE_ABBR = frozenset(
     ("AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
      "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ",
      "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT",
      "VA", "WA", "WV", "WI", "WY", "DC")
 )  # fmt: skip
+_REDACTED = re.compile(r"\[REDACTED:[a-z_]+\]")
+_NAME_WORD = re.compile(_WORD)
+_STRIP = ",:;\"'()\u201c\u201d\u2018\u2019\u00ab\u00bb-\u2013\u2014"
+_FOLD = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "Ae", "ø": "o", "Ø": "O", "ð": "d",
+                       "Ð": "D", "þ": "th", "Þ": "Th", "ł": "l", "Ł": "L", "đ": "d",
+                       "Đ": "D", "œ": "oe", "Œ": "Oe", "\u0131": "i"})  # fmt: skip
+
+
+def fold(word: str) -> str:
+    """``word`` without accents ("Ždárec" -> "Zdarec", "Garðabær" -> "Gardabaer"); ASCII
+    words come back as they are."""
+    if word.isascii():
+        return word
+    decomposed = unicodedata.normalize("NFKD", word.translate(_FOLD))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 class Gazetteer:
-    """The name and place lists, as sets (the data file's lists, nothing added)."""
+    """The name and place lists, as sets (the data file's lists, nothing added), each also
+    holding its names without accents."""
 
     def __init__(
         self,
@@ -149,14 +198,16 @@ class Gazetteer:
         common: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         self.common = frozenset(w.capitalize() for w in common)
-        self.first = frozenset(first)
-        self.last = frozenset(last)
-        self.places = frozenset(places)
+        c = self.common  # "Bäck" without its accent is "Back": a common word, not a name
+        self.first = frozenset(first | {f for n in first if (f := fold(n)) not in c})
+        self.last = frozenset(last | {f for n in last if (f := fold(n)) not in c})
+        self.places = frozenset(places | {f for p in places if (f := fold(p)) not in c})
         longest: dict[str, int] = {}
-        for place in places:
+        for place in self.places:
             head = place.split(" ", 1)[0]
             longest[head] = max(longest.get(head, 0), place.count(" ") + 1)
         self.place_heads = longest  # first word -> the most words a place starting with it has
+        self.known = frozenset(self.first | self.last | longest.keys())
 
     @classmethod
     def load(cls) -> Gazetteer:
@@ -178,16 +229,68 @@ def gazetteer() -> Gazetteer:
     return _LOADED[0]
 
 
-def _bare(word: str) -> str:
-    """``word`` without a possessive ending."""
-    return word.removesuffix("\u2019s").removesuffix("'s")
+def _key(word: str) -> str:
+    """The list form of a word: no possessive ending, no accents."""
+    if "'" in word or "\u2019" in word:
+        word = word.removesuffix("\u2019s").removesuffix("'s")
+    return fold(word)
 
 
-def _place_at(g: Gazetteer, words: list[str], i: int) -> int:
-    """How many words from ``words[i]`` form a known place (0: none)."""
-    most = g.place_heads.get(words[i], 0)
-    for n in range(min(most, len(words) - i), 0, -1):
-        if " ".join(words[i : i + n]) in g.places:
+def _cues(text: str, at: int) -> tuple[str, str]:
+    """The two lower-case words just before ``at`` (nearest first), "" where there is none
+    or a sentence ends in between."""
+    parts = text[max(0, at - 30) : at].lower().split()
+    if not parts:
+        return "", ""
+    if at > 30 and len(parts) == 1 and not text[at - 31].isspace():
+        return "", ""  # the word was cut: no cue
+    w1 = parts[-1].strip(_STRIP)
+    if w1.rstrip("?") in _NAME_WORDS:  # "What's your last name? Fukuda"
+        w1 = w1.rstrip("?")
+    if w1.endswith((".", "!", "?")) and w1.rstrip(".") not in _TITLES:
+        return "", ""
+    w1 = w1.rstrip(".")
+    w2 = parts[-2].strip(_STRIP) if len(parts) > 1 else ""
+    if w2.endswith((".", "!", "?")):
+        w2 = ""
+    if w1 == "is" and w2 not in ("name", "this"):
+        w1 = ""  # "it is", "order is": no cue
+    elif w1 == "am" and w2 != "i":
+        w1 = ""
+    elif w1 in ("him", "her") and w2 in ("named", "called", "call"):
+        w1 = "named"  # "She named him Keiran"
+    return w1.removesuffix("'s").removesuffix("\u2019s"), w2
+
+
+_ANY_CUE = _NAME_CUES | _WEAK_CUES | _PLACE_PREPOSITIONS | _TITLES
+_NAME_WORDS = frozenset(("name", "names", "surname"))
+# cues strong enough that even a common word after them is a name ("My name is John")
+_STRONG_CUES = _NAME_WORDS | {"is", "named", "called"}
+# a greeting or sign-off that starts a capitalised run ("Hi Landerico", "Dear Mr Okafor")
+_LEAD_CUES = frozenset(
+    ("hi", "hello", "hey", "dear", "thanks", "cheers", "regards", "sincerely", "signed", "attn")
+)  # fmt: skip
+_INITIAL = re.compile(r"[A-Z]\.?")
+
+
+def _cued(text: str, at: int) -> bool:
+    """Whether the word just before ``at`` may be a cue (a cheap test before :func:`_cues`)."""
+    parts = text[max(0, at - 16) : at].split()
+    return bool(parts) and parts[-1].lower().strip(_STRIP).rstrip(".?") in _ANY_CUE
+
+
+def _cue_pair(text: str, at: int, lead: str) -> tuple[str, str]:
+    """The cue of a run at ``at``: its own leading greeting, else the words before it."""
+    if lead:
+        return lead, ""
+    return _cues(text, at) if _cued(text, at) else ("", "")
+
+
+def _place_at(g: Gazetteer, keys: list[str], i: int) -> int:
+    """How many words from ``keys[i]`` form a known place (0: none)."""
+    most = g.place_heads.get(keys[i], 0)
+    for n in range(min(most, len(keys) - i), 0, -1):
+        if " ".join(keys[i : i + n]) in g.places:
             return n
     return 0
 
@@ -195,143 +298,275 @@ def _place_at(g: Gazetteer, words: list[str], i: int) -> int:
 def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
     """Person names, places and street addresses in ``text`` as (start, end, kind)."""
     g = g or gazetteer()
-    spans: list[Span] = []
-    for at, end in _addresses(text):
-        numbers = _NUMBERS_BEFORE.search(text, max(0, at - 24), at)
-        # "09788 43 Rue Hegel": the numbers before the street too
-        spans.append((at if numbers is None else numbers.start(), end, "address"))
+    spans: list[Span] = _addresses(text, g) if any(c in text for c in "0123456789") else []
+    common, known = g.common, g.known
     for run in _CAPS.finditer(text):
-        words = run.group().split(" ")
-        if (  # "The", "Your": nothing to look at
+        raw = run.group()
+        words = raw.split(" ")
+        upper = raw.isupper()
+        if upper:
+            if len(raw) < 3:  # "I", "OK"; a US state's code after ", " or before a ZIP code
+                if raw in _STATE_ABBR and _state_at(text, run.start(), run.end()):
+                    spans.append((run.start(), run.end(), "location"))
+                continue
+            keys = [_key(w.capitalize()) for w in words]
+        elif raw.isascii() and "'" not in raw:
+            keys = words
+        else:
+            keys = [_key(w) for w in words]
+        start = run.start()
+        lead = ""
+        if len(words) > 1 and words[0].lower() in _LEAD_CUES:
+            lead = words[0].lower()  # "Hi Landerico": the greeting is the cue
+            start += len(words[0]) + 1
+            words, keys = words[1:], keys[1:]
+        if known.isdisjoint(keys):
+            if upper:
+                continue  # "NOTE", "TODO": nothing to look at
+            cue, before = (
+                (lead, "") if lead else _cues(text, start) if _cued(text, start) else ("", "")
+            )
+            first_key = keys[0].lower()
+            if keys[0] in common and cue not in _STRONG_CUES:
+                continue  # "The", "Please"; but "My name is John"
+            if cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS:
+                spans.append((start, _cut(run.end(), words), "location"))
+            elif (
+                (cue in _NAME_CUES or cue in _TITLES)
+                and first_key not in _NAME_CUES
+                and first_key not in _WEAK_CUES
+                and text[start - 1 : start] not in ("=", "/", "_")
+            ):  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
+                spans.append((start, _cut(run.end(), words), "person"))
+            elif len(words) > 2 and _INITIAL.fullmatch(words[1]) and _named(words[0], words[2], g):
+                spans.append((start, start + sum(len(w) + 1 for w in words[:3]) - 1, "person"))
+            elif len(words) > 1 and len(words[1]) >= 5 and _SURNAME_SHAPE.search(words[1]):
+                spans.append((start, start + len(words[0]) + 1 + len(words[1]), "person"))
+            continue
+        if (
             len(words) == 1
-            and words[0] in g.common
-            and _TITLE_TAIL.search(text, max(0, run.start() - 8), run.start()) is None
+            and keys[0] in common
+            and keys[0] not in g.places
+            and (not _cued(text, start) or _cues(text, start)[0] not in _TITLES | _STRONG_CUES)
         ):
             continue
-        offsets: list[int] = []
-        pos = run.start()
-        for w in words:
-            offsets.append(pos)
-            pos += len(w) + 1
-        cue = _last_word(text, run.start())
-        titled = cue in _TITLES
-        i = 0
-        while i < len(words):
-            word = words[i]
-            n_place = _place_at(g, words, i)
-            if word.lower().rstrip(".") in _TITLES and i + 1 < len(words):
-                titled, i = True, i + 1
-                continue
-            is_first = word in g.first
-            nxt = words[i + 1] if i + 1 < len(words) else ""
-            name_len = 0
-            if titled or (is_first and nxt and (nxt in g.last or not _place_at(g, words, i + 1))):
-                name_len = 1
-                while i + name_len < len(words) and name_len < 4:
-                    follower = words[i + name_len]
-                    if _place_at(g, words, i + name_len) and follower not in g.last:
-                        break
-                    name_len += 1
-            elif (
-                i == 0
-                and cue in _NAME_CUES
-                and not n_place
-                and _bare(word) not in g.common
-                and not word.isupper()  # "user=GB96..." is a value, not "my name is"
-                and word.lower() not in _NAME_CUES  # "Thanks.. Thanks!"
-                and word.lower() not in _WEAK_CUES
-                and text[run.start() - 1 : run.start()] not in ("=", "/", "_")
-            ):
-                name_len = 1  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
-                while name_len < min(len(words), 4) and not _place_at(g, words, name_len):
-                    name_len += 1
-            elif (is_first or word in g.last) and not n_place:
-                weak = i == 0 and (cue in _WEAK_CUES or cue in _NAME_CUES)
-                if weak or i > 0 or is_first:
-                    name_len = 1
-            if name_len:
-                end = offsets[i + name_len - 1] + len(words[i + name_len - 1])
-                spans.append((offsets[i], end, "person"))
-                i += name_len
-                titled = False
-                continue
-            if n_place:
-                end = offsets[i + n_place - 1] + len(words[i + n_place - 1])
-                post = _POSTCODE.match(text, end)
-                spans.append((offsets[i], end, "location"))
-                if post is not None:
-                    spans.append((post.start() + 1, post.end(), "address"))
-                i += n_place
-                continue
-            i += 1
-    spans += _block_lines(text, spans)
+        _read_run(text, start, words, keys, g=g, spans=spans, upper=upper, lead=lead)
     spans += _repeats(text, spans, g)
-    for m in re.finditer(r"(?<=[ ,])([A-Z]{2})(?:[ ]+(\d{5}(?:-\d{4})?))?\b", text):
-        if m.group(1) in _STATE_ABBR and (m.group(2) or text[m.start() - 2 : m.start()] == ", "):
-            spans.append((m.start(), m.end(), "location"))
     # what an earlier pass already redacted is no name: redacting twice must change nothing
-    done = [(m.start(), m.end()) for m in _REDACTED.finditer(text)]
-    if done:
+    if "[REDACTED:" in text:
+        done = [(m.start(), m.end()) for m in _REDACTED.finditer(text)]
         spans = [s for s in spans if not any(s[0] < end and start < s[1] for start, end in done)]
     return spans
 
 
-_REDACTED = re.compile(r"\[REDACTED:[a-z_]+\]")
+def _named(given: str, surname: str, g: Gazetteer) -> bool:
+    """Whether "given X. surname" reads as a name: two capitalised words that are neither
+    common words nor upper case ("Ruman D. Bataev", not "Appendix B Table")."""
+    return all(
+        len(w) >= 3 and not w.isupper() and _key(w) not in g.common for w in (given, surname)
+    )
 
 
-def _addresses(text: str) -> list[tuple[int, int]]:
-    """(start, end) of every street address in ``text``."""
-    if not any(c.isdigit() for c in text):
-        return []
-    words = set(_LOWER_WORDS.findall(text.lower()))
-    found: list[tuple[int, int]] = []
-    if not words.isdisjoint(_ADDRESS_WORDS):
-        for m in _LOWER_WORDS.finditer(text):
-            word = m.group().lower()
-            if word in _STREET_SET:
-                back = _STREET_BACK.search(text, max(0, m.start() - 90), m.start())
-                if back is not None:
-                    end = m.end() + (text[m.end() : m.end() + 1] == ".")
-                    found.append((back.start(), end))
-            if word in _PREFIX_SET:
-                forward = _PREFIX_FORWARD.match(text, m.end())
-                if forward is not None:
-                    found.append((m.start(), forward.end()))
-            if word in _UNIT_SET:
-                forward = _UNIT_FORWARD.match(text, m.end())
-                if forward is not None:
-                    found.append((m.start(), forward.end()))
-    for m in _WORD_BEFORE_NUMBER.finditer(text):  # "Kirchenallee 68"
-        if m.group(1)[0].isupper() and m.group(1).lower().endswith(_COMPOUND_ENDINGS):
-            found.append((m.start(), m.end()))
-    for needs, pattern in _ADDRESS_FORMS:
-        if needs is None or not needs.isdisjoint(words):
-            found += ((x.start(), x.end()) for x in pattern.finditer(text))
+def _state_at(text: str, start: int, end: int) -> bool:
+    """Whether the US state code at ``start`` is one: after ", " or before a ZIP code."""
+    if text[start - 2 : start] == ", ":
+        return True
+    return _ZIP.match(text, end) is not None
+
+
+def _cut(end: int, words: list[str]) -> int:
+    """The end of a run of at most four words (a longer run keeps its first four)."""
+    if len(words) <= 4:
+        return end
+    return end - sum(len(w) + 1 for w in words[4:])
+
+
+def _read_run(
+    text: str,
+    start: int,
+    words: list[str],
+    keys: list[str],
+    *,
+    g: Gazetteer,
+    spans: list[Span],
+    upper: bool,
+    lead: str,
+) -> None:
+    """The names and places in one capitalised run that holds a known word (in an upper-case
+    run, "IBAN", "HELSINKI", only places and names after a title)."""
+    first, last = g.first, g.last
+    if upper:
+        first = last = frozenset()
+    offsets: list[int] = []
+    pos = start
+    for w in words:
+        offsets.append(pos)
+        pos += len(w) + 1
+    cue, before = _cue_pair(text, start, lead)
+    titled = cue in _TITLES
+    done = 0  # words before this index belong to a span already
+    place_cue = cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS
+    i = 0
+    n_words = len(words)
+    while i < n_words:
+        key = keys[i]
+        n_place = _place_at(g, keys, i)
+        if key.lower().rstrip(".") in _TITLES and i + 1 < n_words:
+            titled, i = True, i + 1
+            continue
+        is_first = key in first
+        nxt = keys[i + 1] if i + 1 < n_words else ""
+        name_len = 0
+        if place_cue and i == 0 and (n_place or not is_first):
+            n_place = max(n_place, min(n_words, 4))  # "flew to Pines Beach"
+        elif titled or (is_first and nxt and (nxt in last or not _place_at(g, keys, i + 1))):
+            name_len = 1
+            while i + name_len < n_words and name_len < 4:
+                if _place_at(g, keys, i + name_len) and keys[i + name_len] not in last:
+                    break
+                name_len += 1
+        elif (
+            i == 0
+            and cue in _NAME_CUES
+            and not n_place
+            and key not in g.common
+            and not words[0].isupper()  # "user=GB96..." is a value, not "my name is"
+            and key.lower() not in _NAME_CUES  # "Thanks.. Thanks!"
+            and key.lower() not in _WEAK_CUES
+            and text[start - 1 : start] not in ("=", "/", "_")
+        ):
+            name_len = 1  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
+            while name_len < min(n_words, 4) and not _place_at(g, keys, name_len):
+                name_len += 1
+        elif (is_first or key in last) and not n_place:
+            possessive = words[i].endswith(("'s", "\u2019s"))
+            cued = i == 0 and (cue in _WEAK_CUES or cue in _NAME_CUES)
+            if i > 0 or is_first or possessive or cued:
+                name_len = 1
+        if name_len:
+            end = offsets[i + name_len - 1] + len(words[i + name_len - 1])
+            first_word = i
+            while first_word > done and _given_before(words[first_word - 1], keys, g):
+                first_word -= 1  # "Otniel L. Alonso", "Leonida De Luca": the given names too
+            spans.append((offsets[first_word], end, "person"))
+            i += name_len
+            done = i
+            titled = False
+            continue
+        if n_place:
+            end = offsets[i + n_place - 1] + len(words[i + n_place - 1])
+            post = _POSTCODE.match(text, end)
+            spans.append((offsets[i], end, "location"))
+            if post is not None:
+                spans.append((post.start() + 1, post.end(), "address"))
+            i += n_place
+            done = i
+            continue
+        i += 1
+
+
+def _given_before(word: str, keys: list[str], g: Gazetteer) -> bool:
+    """Whether ``word``, just before a name found in the same run, belongs to it: an
+    initial, a particle ("De", "van"), or a capitalised word that is neither common, nor a
+    title, nor a place."""
+    if _INITIAL.fullmatch(word) or word.lower() in _PARTICLES:
+        return True
+    key = _key(word)
+    return (
+        not word.isupper()
+        and key not in g.common
+        and key.lower().rstrip(".") not in _TITLES
+        and key not in g.place_heads
+    )
+
+
+def _addresses(text: str, g: Gazetteer) -> list[Span]:
+    """Every street address in ``text``, each with the rest of its address after it."""
+    found: list[Span] = []
+    for m in _ADDRESS_NUMBER.finditer(text):
+        at = m.start()
+        if m.group("first") is not None:
+            numbers = _NUMBERS_BEFORE.search(text, max(0, at - 24), at)
+            if numbers is not None:  # "09788 43 Rue Hegel": the numbers before it too
+                at = numbers.start()
+            elif text[at - 1 : at] == " ":  # "Suite 584 Main Street": the unit too
+                at = min(at, _street_before(text, at, g) or at)
+            found.append((at, _tail(text, m.end(), g), "address"))
+            continue
+        start = _street_before(text, at, g)
+        if start is not None:
+            end = m.end() + (text[m.end() : m.end() + 1] == ".")  # "Síp utca 17."
+            found.append((start, _tail(text, end, g), "address"))
+    if "orner of" in text:
+        for m in _CORNER.finditer(text):
+            found.append((m.start(), _tail(text, m.end(), g), "address"))
+    if "PO " in text or "PSC" in text or "USS" in text or "USN" in text:
+        found += ((m.start(), m.end(), "address") for m in _MILITARY.finditer(text))
     return found
 
 
-def _block_lines(text: str, spans: list[Span]) -> list[Span]:
-    """The lines of an address block after a street line: short capitalised lines (city,
-    region, country, postcode) up to three, each redacted whole."""
-    out: list[Span] = []
-    for _, end, kind in spans:
-        if kind != "address":
-            continue
-        pos = text.find("\n", end)
-        rest = _BLOCK_LINE.fullmatch(text, end, len(text) if pos < 0 else pos)
-        if rest is not None and rest.group(1):  # ", HELSINKI, Finland 73030" on the same line
-            out.append((rest.start(1), rest.end(1), "location"))
-        for _ in range(3):
-            if pos < 0:
+def _street_before(text: str, at: int, g: Gazetteer) -> int | None:
+    """Where the address whose number starts at ``at`` starts, judged by the words before
+    the number on its line (None: the number is no house number)."""
+    line = text.rfind("\n", max(0, at - 70), at) + 1 or max(0, at - 70)
+    words = text[line:at].split()
+    if not words:
+        return None
+    prev = words[-1].lstrip("#").rstrip(".,#") or (words[-2] if len(words) > 1 else "")
+    low = prev.lower()
+    if low in _UNIT_SET or low in _BOX_WORDS:  # "Apt. 5", "P.O. Box 12", "Suite #210"
+        start = text.rfind(prev, line, at)
+        if low in _BOX_WORDS and len(words) > 1 and words[-2].lower().rstrip(".") in _PO:
+            start = text.rfind(words[-2], line, start)
+        head = _HEAD.search(text, line, start)  # "4687 291 Adelianos Kambos" before "Apt. 343"
+        return start if head is None else head.start()
+    back = 0  # how many words before the number form its street
+    if low in _STREET_SET or (prev[:1].isupper() and _COMPOUND_END.search(prev)):
+        back = 1
+        named = prev[:1].isupper() and low not in _STREET_SET
+        for w in reversed(words[-4:-1]):  # "Szilágyi Erzsébet fasor 69", "Tas vezér u. 66"
+            if w[:1].isupper() and w not in g.common and w.rstrip(".,").isalpha():
+                back, named = back + 1, True
+            elif w.isalpha() and w.islower() and back < 3:
+                back += 1
+            else:
                 break
-            nxt = text.find("\n", pos + 1)
-            line_end = len(text) if nxt < 0 else nxt
-            m = _BLOCK_LINE.fullmatch(text, pos + 1, line_end)
-            if m is None:
+        while back > 1 and not words[-back][:1].isupper():
+            back -= 1  # a street name starts with a capital
+        if not named:
+            return None
+    else:
+        for n in range(2, min(6, len(words)) + 1):  # "Avenida Noruega 42", "Pl. Kościelny 45"
+            w = words[-n]
+            if w[:1].isupper() and w.lower().rstrip(".") in _PREFIX_SET:
+                inner = words[-n + 1 :]
+                if all(x[:1].isupper() or x in _PARTICLES for x in inner):
+                    back = n
                 break
-            out.append((m.start(1), m.end(1), "location"))
-            pos = nxt
-    return out
+            if not (w[:1].isupper() or w in _PARTICLES):
+                break
+    if not back:
+        return None
+    return text.rfind(words[-back], line, at)
+
+
+def _tail(text: str, end: int, g: Gazetteer) -> int:
+    """Where the address whose street ends at ``end`` ends: over units, city, region,
+    postcode and country, not over a common word or a label ("Mobile")."""
+    m = _TAIL.match(text, end)
+    if m is None:
+        return end
+    stop = end
+    for piece in _TAIL_PIECE.finditer(text, end, m.end()):
+        token = piece.group(1)
+        if (
+            token[0].isupper()
+            and (token in _TAIL_STOP or token.capitalize() in g.common)
+            and token not in g.places
+        ):
+            break
+        stop = piece.end()
+    return stop
 
 
 def _repeats(text: str, spans: list[Span], g: Gazetteer) -> list[Span]:
@@ -339,10 +574,18 @@ def _repeats(text: str, spans: list[Span], g: Gazetteer) -> list[Span]:
     words: set[str] = set()
     for start, end, kind in spans:
         if kind == "person":
-            words |= {
-                w for w in re.findall(_WORD, text[start:end]) if len(w) >= 3 and w not in g.common
-            }
-    if not words:
-        return []
-    pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(words))) + r")\b")
-    return [(m.start(), m.end(), "person") for m in pattern.finditer(text)]
+            for found in _NAME_WORD.findall(text, start, end):
+                w = found.removesuffix("'s").removesuffix("\u2019s")
+                if len(w) >= 3 and w not in g.common:
+                    words.add(w)
+    out: list[Span] = []
+    for w in words:
+        at = text.find(w)
+        while at >= 0:
+            end = at + len(w)
+            before = text[at - 1 : at] if at else ""
+            after = text[end : end + 1]
+            if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
+                out.append((at, end, "person"))
+            at = text.find(w, end)
+    return out

@@ -13,6 +13,7 @@ refuses the whole text (:class:`~stalwart.errors.OutputBlocked`).
 
 from __future__ import annotations
 
+import bisect
 import copy
 import functools
 import ipaddress
@@ -51,39 +52,54 @@ _ASSIGN_TAIL = re.compile(
 )
 _EMAIL_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}$")
 _EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
-_IPV6_ANCHOR = re.compile(r":[0-9A-Fa-f]{0,4}:")
+# a capital first (the regex engine skips to capitals), then "not after a letter or digit"
+_IBAN = re.compile(
+    r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"
+)
+_IPV6_ANCHOR = re.compile(r"::|:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:")  # not "16:32:21"
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-_NUM_CANDIDATE = re.compile(r"\d[\d ().:/x-]{5,60}\d")  # "x": a phone extension
+# digits with separators ("x": a phone extension), not an ISO date or time or a short
+# decimal ("2024-03-02T", "16:32:21", "561.292": every log line has them)
+_NUM_CANDIDATE = re.compile(
+    r"\d(?<!\d\d)(?<!\d[:.]\d)(?!\d{3}-\d\d-\d\d(?:T|$|[^\d-])|\d:\d\d:\d\d"
+    r"|\d{0,5}\.\d{1,3}(?![\d.]))[\d ().:/x-]{5,60}\d"
+)
 _NUMBERS = re.compile(
     "|".join(
         f"(?P<{k}>{p})"
         for k, p in (
-            ("card", r"(?<![\w.])\d(?:[ -]?\d){12,18}(?![\d.])"),
+            (  # 13-19 digits, grouped by spaces or hyphens, or dots in fours
+                "card",
+                r"(?<![\w.])(?:\d(?:[ -]?\d){12,18}|\d{4}(?:\.\d{4}){2}\.\d{1,7})(?![\d.])",
+            ),
             ("ssn", r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)"),
             ("ipv4", r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"),
-            (
+            (  # E.123 international and national forms: "+44 (0)20 7946 0958", "(07700)
+                # 073564", "036481 87 62" (area codes of up to 6 digits), "030/1234567"
                 "phone",
-                r"(?<![\w.+])(?:\+\d{1,3}[ .-]?(?:\(0?\d{1,4}\)[ .-]?)?\d{1,5}"
-                r"(?:[ .-]?\d{2,8}){0,4}|(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,8}){1,4}"
-                r"|\(\d{1,5}\)\d{5,9}|\d{9,12})(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\d)",
+                r"(?<![\w.+/])(?:\+\d{1,3}[ .-]?(?:\(0?\d{1,4}\)[ .-]?)?\d{1,5}"
+                r"(?:[ .-]?\d{2,8}){0,4}|(?:\(\d{1,5}\)[ .-]?)?\d{1,6}(?:[ .-]\d{2,8}){1,4}"
+                r"|\(\d{1,5}\)[ .-]?\d{3,9}(?:[ .-]\d{2,8}){0,3}|\d{2,5}/\d{3,9}|\d{9,12})"
+                r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\d)",
             ),
         )
     )
 )
 _DIGIT = re.compile(r"\d")
 _EXTENSION = re.compile(r"[ ]?(?:x|ext\.?)[ ]?(?=\d+$)")
+_EXTENSION_AFTER = re.compile(r"[ ]?(?i:ext\.?|extension)[ ]?\d{1,5}\b")  # "ext. 23"
 _CARD_GROUPS = re.compile(r"\d{4}([ -])\d{4}\1\d{4}\1\d{1,4}|\d{4}([ -])\d{6}\2\d{4,5}")
 _MONEY = re.compile(r"\d{1,3}(?:[,. ]\d{3})*[.,]\d{2}|\d+[.,]\d{1,2}")
 _CURRENCY = frozenset("$€£¥₹")
 _CAPITALISED = re.compile(r"[A-ZÀ-ÖØ-Þ][^\W\d_]")  # no such word: nothing for the model
 _ESCAPES = (("\\n", " \n"), ("\\r", " \r"), ("\\t", " \t"))
 _PHONE = re.compile(_NUMBERS.pattern.split("(?P<phone>", 1)[1][:-1])
-_PHONE_CUE = re.compile(
-    r"(?i:\b(?:phone|tel|telephone|call|called|mobile|cell|cellphone|fax|number|no|contact|"
-    r"reach|text|texts|sms|messages?|whatsapp|ring|dial|landline|desk|office|home|work))\b"
-    r"[^.\d]{0,24}$"
-)
+_PHONE_CUES = (
+    "phone", "tel", "telephone", "call", "called", "mobile", "cell", "cellphone", "fax",
+    "number", "no", "contact", "reach", "text", "texts", "sms", "message", "messages",
+    "whatsapp", "ring", "dial", "landline", "desk", "office", "home", "work",
+)  # fmt: skip
+_NO_BREAK = re.compile(r"[^.\d]*")
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _IBAN_BEFORE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4})*\s?$")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
@@ -268,8 +284,52 @@ def _emails(text: str) -> list[Span]:
     return out
 
 
+_CARD_CUE = re.compile(r"(?i:card|visa|maestro|mastercard|amex|\bcc\b|\bpan\b)[^.\d]{0,24}$")
+
+
+def _maestro(text: str, at: int, end: int) -> bool:
+    """A 12-digit number that passes Luhn right after words about a card ("card number
+    5018 2340 1234"): the shortest card numbers ISO/IEC 7812 allows (Maestro)."""
+    digits = re.sub(r"\D", "", text[at:end])
+    return luhn_ok(digits) and _CARD_CUE.search(text, max(0, at - 40), at) is not None
+
+
+class _PhoneCues:
+    """Where the words that speak of a phone ("call", "fax:") end in a text: found in one
+    pass on first use, then looked up for each number (a log line has many numbers)."""
+
+    __slots__ = ("ends", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.ends: list[int] | None = None
+
+    def before(self, at: int) -> bool:
+        """Whether such a word ends within 24 characters before ``at``, with no digit or
+        full stop in between."""
+        if self.ends is None:  # str.find per word: far cheaper than one regex pass
+            lowered = self.text.lower()
+            ends: list[int] = []
+            for word in _PHONE_CUES:
+                at_word = lowered.find(word)
+                while at_word >= 0:
+                    end = at_word + len(word)
+                    if not (
+                        lowered[at_word - 1 : at_word].isalpha() or lowered[end : end + 1].isalpha()
+                    ):
+                        ends.append(end)
+                    at_word = lowered.find(word, end)
+            self.ends = sorted(ends)
+        i = bisect.bisect_right(self.ends, at) - 1
+        if i < 0:
+            return False
+        end = self.ends[i]
+        return at - end <= 24 and _NO_BREAK.fullmatch(self.text, end, at) is not None
+
+
 def _number_spans(text: str) -> list[Span]:
     """IBANs, IPv6 addresses, cards, SSNs, IPv4 addresses and phone numbers."""
+    cues = _PhoneCues(text)
     spans = [(m.start(), m.end(), "iban") for m in _IBAN.finditer(text) if iban_ok(m.group())]
     if "::" in text or _IPV6_ANCHOR.search(text):
         for m in _IPV6.finditer(text):
@@ -281,6 +341,14 @@ def _number_spans(text: str) -> list[Span]:
                 continue
             spans.append((m.start(), m.end(), "ipv6"))
     for cand in _NUM_CANDIDATE.finditer(text):
+        found = cand.group()
+        opening = text[cand.start() - 1 : cand.start()] == "("
+        if (
+            sum(map(found.count, "0123456789")) < 9
+            and found.count(".") < 3
+            and not cues.before(cand.start() - opening)
+        ):
+            continue  # too short for a card or an SSN, no IPv4: a phone only after a cue
         base = cand.start()
         while base > 0 and text[base - 1] in "+(" and base > cand.start() - 2:
             base -= 1  # a phone's leading "+44" or "(415)"
@@ -305,11 +373,17 @@ def _number_spans(text: str) -> list[Span]:
                 if _MONEY.fullmatch(text, at, end) or text[at - 1 : at] in _CURRENCY:
                     continue  # "$6260.72", "1,250.00"
                 digits = sum(c.isdigit() for c in text[at:end])
-                bare = text[at:end].isdigit()  # an id or a timestamp, unless the words
-                if (bare or digits < 9) and _PHONE_CUE.search(text, max(0, at - 40), at) is None:
-                    continue  # before it speak of a phone
+                if digits == 12 and _maestro(text, at, end):
+                    kind = "card"  # ISO/IEC 7812: a Maestro card may have 12 digits
+                else:
+                    bare = text[at:end].isdigit()  # an id or a timestamp, unless the words
+                    if (bare or digits < 9) and not cues.before(at):
+                        continue  # before it speak of a phone
             if kind != "ipv4" and _IBAN_BEFORE.search(text, max(0, at - 40), at):
                 continue  # the tail of an IBAN (a bad one: good ones were found above)
+            if kind == "phone" and text[end : end + 1] in (" ", "e", "E"):
+                extension = _EXTENSION_AFTER.match(text, end)
+                end = end if extension is None else extension.end()
             spans.append((at, end, kind))
     return spans
 

@@ -79,9 +79,15 @@ def credential_spans(text: str) -> list[tuple[int, int, str]]:
     spans: list[tuple[int, int, str]] = []
     if "-----BEGIN" in text or "PuTTY-User-Key" in text:
         spans += [(m.start(), m.end(), "private_key") for m in _PRIVATE_KEY.finditer(text)]
-    for run in _TOKENISH.finditer(text):
-        if _PLAIN_RUN.fullmatch(text, run.start(), run.end()):
-            continue  # a UUID, a hash, a timestamp: no vendor format is only these
-        for m in _CREDS.finditer(text, run.start(), run.end()):
-            spans.append((m.start(), m.end(), m.lastgroup or "credential"))
+    pos = 0
+    for word in text.split():  # a token is inside a word of 20 characters or more
+        if len(word) < 20:
+            continue
+        at = text.find(word, pos)
+        pos = at + len(word)
+        for run in _TOKENISH.finditer(text, at, pos):
+            if _PLAIN_RUN.fullmatch(text, run.start(), run.end()):
+                continue  # a UUID, a hash, a timestamp: no vendor format is only these
+            for m in _CREDS.finditer(text, run.start(), run.end()):
+                spans.append((m.start(), m.end(), m.lastgroup or "credential"))
     return spans
