@@ -5,6 +5,7 @@ import asyncio
 import sys
 
 import stalwart
+from stalwart.cli._banner import Banner, log_format
 from stalwart.cli._chaos import add_chaos_commands, chaos_command
 from stalwart.cli._children import add_children_commands, children_command
 from stalwart.cli._init import add_init_command, init_command
@@ -178,33 +179,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sim":
         return _sim(args.host, args.port, args.scenario)
     if args.command == "run":
-        configure_logging()
-        ensure_cwd_importable()
-        try:
-            service = service_from_args(args)
-            extra = (service,) if service else ()
-            if is_app_ref(args.app):
-                node, app_service = app_node(args.app, store=args.store, services=extra)
-                if args.max_pending is not None:
-                    app_service.max_pending = args.max_pending or None
-                if args.max_pending_node is not None:
-                    app_service.max_pending_node = args.max_pending_node or None
-            else:
-                root = load_app(args.app)
-                module = args.app.partition(":")[0]
-                node = Node(root, preload=[module], services=extra)
-        except ConfigError as exc:
-            print(f"stalwart run: {exc}", file=sys.stderr)
-            return 2
-        configure_logging(node=node.id)
-        # every line the node writes (its own, its agents', their captured output) passes
-        # the redactor, which knows the local vault's values: an app or a bare supervisor
-        from stalwart.guard import install_redactor, learn_vault_secrets
-
-        install_redactor()
-        learn_vault_secrets()
-        return asyncio.run(node.run())
+        return _run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        console = log_format(args.log_format, sys.stderr) == "console"
+    except ConfigError as exc:
+        print(f"stalwart run: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(json=not console)
+    ensure_cwd_importable()
+    try:
+        service = service_from_args(args)
+        extra = (service,) if service else ()
+        if is_app_ref(args.app):
+            node, app_service = app_node(args.app, store=args.store, services=extra)
+            if args.max_pending is not None:
+                app_service.max_pending = args.max_pending or None
+            if args.max_pending_node is not None:
+                app_service.max_pending_node = args.max_pending_node or None
+            agents = [a.name for a in app_service.app.agents]
+            store: str | None = app_service.store_url
+            sim = app_service.sim_url or (
+                f"http://127.0.0.1:{app_service.sim_port}" if app_service.sim_port else None
+            )
+        else:
+            root = load_app(args.app)
+            module = args.app.partition(":")[0]
+            node = Node(root, preload=[module], services=extra)
+            agents, store, sim = [c.id for c in root.children], None, None
+    except ConfigError as exc:
+        print(f"stalwart run: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(json=not console, node=node.id)
+    if console and sys.stderr.isatty():
+        banner = Banner(args.app, agents, store, service, sim, sys.stderr)
+        node.events.subscribe(banner.show)
+    # every line the node writes (its own, its agents', their captured output) passes
+    # the redactor, which knows the local vault's values: an app or a bare supervisor
+    from stalwart.guard import install_redactor, learn_vault_secrets
+
+    install_redactor()
+    learn_vault_secrets()
+    return asyncio.run(node.run())
 
 
 def _sim(host: str, port: int, scenario_path: str | None) -> int:

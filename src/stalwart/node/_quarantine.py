@@ -113,8 +113,8 @@ class PoisonGuard:
         if status == "quarantined":
             catalog.TASKS_QUARANTINED.labels(agent).inc()
         catalog.TASKS_FINISHED.labels(status).inc()
+        # logged at error (observe.EVENT_LEVELS): no second line needed
         self.events.emit(
             f"task_{status}", severity="error", task_id=task_id, agent=agent,
             reason=outcome.get("reason"), message=outcome.get("message"),
         )  # fmt: skip
-        _log.error(f"task_{status}", task_id=task_id, agent=agent, why=outcome.get("message"))

@@ -21,6 +21,7 @@ from stalwart.observe._capture import LineWriter, OutputPipe, capture_std_stream
 from stalwart.observe._degrade import Degradations
 from stalwart.observe._events import Event, EventBus, Subscription
 from stalwart.observe._health import CheckResult, Readiness, ReadinessReport
+from stalwart.observe._levels import EVENT_LEVELS, event_level
 from stalwart.observe._logging import (
     COMMON_FIELDS,
     add_log_sink,
@@ -52,6 +53,7 @@ from stalwart.observe._tracing import (
 
 __all__ = [
     "COMMON_FIELDS",
+    "EVENT_LEVELS",
     "REGISTRY",
     "SPAN_EVENTS",
     "AttrValue",
@@ -78,6 +80,7 @@ __all__ = [
     "catalog",
     "configure_logging",
     "default_rules",
+    "event_level",
     "get_logger",
     "ingest_line",
     "load_rules",

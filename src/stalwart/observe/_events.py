@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from stalwart.observe._levels import event_level
 from stalwart.observe._logging import get_logger
 
 __all__ = ["Event", "EventBus", "Subscription"]
@@ -50,7 +51,9 @@ class Subscription:
 
 
 class EventBus:
-    """Synchronous fan-out of events to subscribers, each event also logged.
+    """Synchronous fan-out of events to subscribers, each event also logged (at the
+    level :func:`~stalwart.observe.event_level` gives it: ``agent_exited`` of a killed
+    agent at ``warning``, ``supervisor_gave_up`` at ``error``).
 
     Subscribers run inline and must be quick; one that raises is logged and
     kept (a broken dashboard must not stop supervision). The last ``keep``
@@ -84,7 +87,7 @@ class EventBus:
         event = Event(name=name, ts=time.time(), fields=fields)
         self._recent.append(event)
         if self._log:
-            _log.info(name, **fields)
+            getattr(_log, event_level(name, fields))(name, **fields)
         for fn in tuple(self._subscribers):
             try:
                 fn(event)

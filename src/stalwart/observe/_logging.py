@@ -236,7 +236,8 @@ def configure_logging(
     ship theirs to the node). ``capture_stdlib`` routes the standard library's
     ``logging`` (uvicorn, asyncio) through the same pipeline, so no line on
     stderr escapes the schema. ``json=False`` prints for people (``stalwart
-    demo``); sinks and the redactor still see every record.
+    demo``, ``stalwart run`` on a terminal: colour only when ``stream`` is one, unset
+    fields left out); sinks and the redactor still see every record.
     """
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -250,7 +251,7 @@ def configure_logging(
     if json:
         processors.append(_json_renderer(ship))
     else:
-        processors.append(_console_tee())
+        processors.append(_console_tee(stream or sys.stderr))
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -268,14 +269,30 @@ def configure_logging(
         root.removeHandler(_BRIDGE)
 
 
-def _console_tee() -> Any:
-    console = structlog.dev.ConsoleRenderer()
+def _console_tee(stream: TextIO) -> Any:
+    try:
+        colors = stream.isatty()  # colour codes only for a terminal, never into a file
+    except (AttributeError, ValueError):
+        colors = False
+    console = structlog.dev.ConsoleRenderer(timestamp_key="ts", colors=colors)
 
     def processor(logger: Any, method: str, event_dict: dict[str, Any]) -> Any:
         record, _line = _finish(dict(event_dict))
-        return console(logger, method, record)
+        return console(logger, method, _for_people(record))
 
     return processor
+
+
+def _for_people(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as a terminal shows it: the time of day first, no empty fields, and
+    ``agent_id`` only when it says more than ``agent`` (the JSON line keeps them all)."""
+    shown = {k: v for k, v in record.items() if v is not None}
+    if shown.get("agent_id") == shown.get("agent"):
+        shown.pop("agent_id", None)
+    ts = shown.get("ts")
+    if isinstance(ts, str) and "T" in ts:
+        shown["ts"] = ts.partition("T")[2][:12]  # 14:30:19.010 (UTC, as in the JSON)
+    return shown
 
 
 def ingest_line(line: str, **defaults: Any) -> None:

@@ -31,6 +31,12 @@ def add_run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--http-port", type=int, help="listen port (default 8470; 0 = any free)")
     run.add_argument("--log-db", help="log store file (default stalwart-logs.db)")
     run.add_argument("--no-http", action="store_true", help="run without the HTTP server")
+    run.add_argument(
+        "--log-format", choices=("auto", "console", "json"),
+        help="log lines for people (console) or machines (json); default "
+        "$STALWART_LOG_FORMAT or auto: console and a start-up banner on a terminal, json "
+        "otherwise",
+    )  # fmt: skip
 
 
 def service_from_args(args: argparse.Namespace) -> ObservabilityService | None:
