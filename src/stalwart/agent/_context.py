@@ -34,6 +34,7 @@ from stalwart.llm import (
     StreamingModelClient,
     ToolCall,
     ToolSpec,
+    close_stream,
 )
 from stalwart.observe import (
     AttrValue,
@@ -126,13 +127,19 @@ async def _streamed(
     a client that reconnects (or a task that resumes) never gets the same text twice."""
     offset = 0
     final: ModelResponse | None = None
-    async for delta in client.stream(request, timeout=timeout):
-        if delta.response is not None:
-            final = delta.response
-        elif delta.text:
-            end = offset + len(delta.text)
-            publish("task.delta", task_id=task_id, seq=seq, start=offset, end=end, text=delta.text)
-            offset = end
+    stream = client.stream(request, timeout=timeout)
+    try:
+        async for delta in stream:
+            if delta.response is not None:
+                final = delta.response
+            elif delta.text:
+                end = offset + len(delta.text)
+                publish(
+                    "task.delta", task_id=task_id, seq=seq, start=offset, end=end, text=delta.text
+                )
+                offset = end
+    finally:  # cancelled or failed here: the model's stream (and its call's span) ends now
+        await close_stream(stream)
     if final is None:
         raise BadModelResponse(f"{client.name}: the stream ended without its final response")
     return final

@@ -74,12 +74,12 @@ class HandOvers:
         deadline = time.monotonic() + timeout
         record = await self._store.get_task(task_id)
         if record is None:
-            if current_traceparent():
-                # tracing: the callee learns who asked (the cast carries the span context)
-                # before the sub-task exists, so its claim loop cannot start it unparented
-                self._runtime.cast(callee, {"run": task_id, "notify": self._agent})
             try:
-                await self._store.create_task(callee, task_input, task_id=task_id)
+                # the current span (this hand-over's) is stored with the sub-task: whoever
+                # claims it, whenever, starts its span under it (no race with the cast below)
+                await self._store.create_task(
+                    callee, task_input, task_id=task_id, trace=current_traceparent()
+                )
             except StoreError:
                 # created meanwhile (a retry of this step after a lost answer): it is ours
                 if await self._store.get_task(task_id) is None:

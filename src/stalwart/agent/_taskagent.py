@@ -71,6 +71,7 @@ from stalwart.observe import (
     set_span_error,
     start_span,
     trace_events,
+    tracing_enabled,
 )
 from stalwart.runtime import BLAME, Agent, Blame
 from stalwart.tools import ToolRegistry
@@ -197,8 +198,6 @@ class TaskAgent(Agent):
         install_redactor()
         self.events = RedactingEventBus()
         trace_events(self.events)  # retries, breaker rejections, fallbacks: span events
-        # task id -> the span context of whoever asked for it (a hand-over, an HTTP submit)
-        self.parents: dict[str, str] = {}
         chains = {self.defn.model} if self.defn.model else set()
         models = build_models(self.app, chains, args.get("sim_url"), self.events)
         self.resources = Resources(
@@ -291,7 +290,6 @@ class TaskAgent(Agent):
 
     async def handle_cast(self, message: Any) -> None:
         if isinstance(message, dict) and isinstance(message.get("run"), str):
-            self._remember_parent(message["run"])
             if isinstance(message.get("notify"), str):  # a hand-over waits for this one
                 if message["run"] in self.ended:  # it ended before the wake-up arrived
                     self.ctx.cast(message["notify"], {"finished": message["run"]})
@@ -309,12 +307,6 @@ class TaskAgent(Agent):
         elif isinstance(message, dict) and isinstance(message.get("cancel"), str):
             await self._cancel(message["cancel"])
 
-    def _remember_parent(self, task_id: str) -> None:
-        """The current span (the caller's, carried by the message) parents ``task_id``."""
-        parent = current_traceparent()
-        if parent and len(self.parents) < 10_000:  # bounded: a task claimed elsewhere leaves one
-            self.parents[task_id] = parent
-
     async def handle_call(self, request: Any) -> Any:
         if (
             isinstance(request, dict)
@@ -327,9 +319,14 @@ class TaskAgent(Agent):
             # chose (deterministic, so a replayed caller finds the same task), then run
             # wherever an agent of this name claims it (here, or on another node)
             task_id = request["task_id"]
-            self._remember_parent(task_id)
             if await self.store.get_task(task_id) is None:
-                await self.store.create_task(self.defn.name, request.get("input"), task_id=task_id)
+                # the caller's span (carried by the call) parents the task, durably
+                await self.store.create_task(
+                    self.defn.name,
+                    request.get("input"),
+                    task_id=task_id,
+                    trace=current_traceparent(),
+                )
             self.wake.set()
             return await self._outcome(task_id)
         if isinstance(request, dict) and isinstance(request.get("run"), str):
@@ -489,7 +486,7 @@ class TaskAgent(Agent):
         # every line logged while this task runs carries its id (and this agent's) and the
         # trace's id (the task id when tracing is off)
         with (
-            self._task_span(lease.task_id, lease.task.attempts) as span,
+            self._task_span(lease.task_id, lease.task.attempts, lease.task.trace) as span,
             log_context(task_id=lease.task_id, trace_id=current_trace_id() or lease.task_id),
         ):
             _log.info("task_started", agent=self.defn.name, attempt=lease.task.attempts)
@@ -500,8 +497,10 @@ class TaskAgent(Agent):
                 await self._after_suspend(result)
             return result
 
-    def _task_span(self, task_id: str, attempt: int) -> Any:
-        """The task's ``invoke_agent`` span, under the span that asked for it if known."""
+    def _task_span(self, task_id: str, attempt: int, parent: str) -> Any:
+        """The task's ``invoke_agent`` span, under ``parent``: the ``traceparent`` stored
+        with the task when it was created (by a hand-over, an HTTP submit), so every run
+        of it -- the first, or a resume after a crash -- continues the creator's trace."""
         return start_span(
             f"invoke_agent {self.defn.name}",
             {
@@ -510,7 +509,7 @@ class TaskAgent(Agent):
                 "stalwart.task.id": task_id,
                 "stalwart.task.attempt": attempt,
             },
-            parent=self.parents.pop(task_id, ""),
+            parent=parent,
         )
 
     async def _execute_leased(self, lease: Lease) -> TaskResult | None:
@@ -550,8 +549,9 @@ class TaskAgent(Agent):
             return None
 
     async def _run_forced(self, task_id: str) -> TaskResult | None:
+        record = await self.store.get_task(task_id) if tracing_enabled() else None
         with (
-            self._task_span(task_id, 0) as span,
+            self._task_span(task_id, 0, record.trace if record is not None else "") as span,
             log_context(task_id=task_id, trace_id=current_trace_id() or task_id),
         ):
             _log.info("task_resumed", agent=self.defn.name)

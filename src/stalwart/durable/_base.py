@@ -52,9 +52,12 @@ DURABILITY_LEVELS = ("full", "normal", "off")
 
 _log = get_logger("stalwart.durable")
 
+MAX_TRACE = 128
+"""The longest ``traceparent`` a task keeps (a W3C one is 55 characters)."""
+
 TASK_COLUMNS = (
     "id, agent, status, input, seed, attempts, lease_owner, lease_token, lease_expires, "
-    "outcome, created_at, updated_at, finished_at"
+    "outcome, created_at, updated_at, finished_at, trace"
 )
 
 
@@ -169,6 +172,7 @@ def task_from_row(row: Sequence[Any]) -> TaskRecord:
         created,
         updated,
         finished,
+        trace,
     ) = row
     if status not in TASK_STATUSES:
         raise CorruptRecord(f"task {tid!r} has an unknown status {status!r}")
@@ -188,6 +192,7 @@ def task_from_row(row: Sequence[Any]) -> TaskRecord:
         created_at=created,
         updated_at=updated,
         finished_at=finished,
+        trace=trace or "",
     )
 
 

@@ -67,7 +67,9 @@ class TaskRecord:
     """A task as stored: identity, input, status, lease, and outcome once finished.
 
     ``outcome`` is the task's result when ``status == "succeeded"`` and an error
-    description ``{"type": ..., "message": ...}`` when it failed.
+    description ``{"type": ..., "message": ...}`` when it failed. ``trace`` is the
+    W3C ``traceparent`` of the span that created the task ("" when none): the runner
+    that claims it, first or after a crash, starts the task's span under it.
     """
 
     id: str
@@ -83,6 +85,7 @@ class TaskRecord:
     created_at: float
     updated_at: float
     finished_at: float | None
+    trace: str = ""
 
     @property
     def finished(self) -> bool:
@@ -193,9 +196,17 @@ class Store(Protocol):
         ...
 
     async def create_task(
-        self, agent: str, input: Any, *, task_id: str | None = None, seed: int | None = None
+        self,
+        agent: str,
+        input: Any,
+        *,
+        task_id: str | None = None,
+        seed: int | None = None,
+        trace: str = "",
     ) -> TaskRecord:
-        """Store a new pending task. ``input`` must be JSON data; ``seed`` feeds ``ctx.random``."""
+        """Store a new pending task. ``input`` must be JSON data; ``seed`` feeds ``ctx.random``;
+        ``trace`` is the creating span's ``traceparent``, kept with the task (at most 128
+        characters: a longer value is stored as "", a malformed one starts a new trace)."""
         ...
 
     async def get_task(self, task_id: str) -> TaskRecord | None:

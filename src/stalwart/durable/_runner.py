@@ -107,10 +107,16 @@ class Runner:
         self.transient_attempts = transient_attempts
 
     async def submit(
-        self, agent: str, input: Any, *, task_id: str | None = None, seed: int | None = None
+        self,
+        agent: str,
+        input: Any,
+        *,
+        task_id: str | None = None,
+        seed: int | None = None,
+        trace: str = "",
     ) -> str:
-        """Create a pending task; returns its id."""
-        task = await self.store.create_task(agent, input, task_id=task_id, seed=seed)
+        """Create a pending task; returns its id. ``trace``: see :meth:`Store.create_task`."""
+        task = await self.store.create_task(agent, input, task_id=task_id, seed=seed, trace=trace)
         return task.id
 
     async def run(self, task_id: str, workflow: Workflow, *, force: bool = False) -> TaskResult:

@@ -78,9 +78,14 @@ _V2 = [
 # during a rolling upgrade an old node leaves alone what a new node has touched.
 _V3 = ["ALTER TABLE stalwart_tasks ADD COLUMN needs_format {bigint} NOT NULL DEFAULT 1"]
 
+# v4: the W3C ``traceparent`` of the span that created the task ('' without tracing), so
+# whichever runner claims it (first run, hand-over, resume after a kill) continues the
+# caller's trace without depending on a message racing the claim.
+_V4 = ["ALTER TABLE stalwart_tasks ADD COLUMN trace TEXT NOT NULL DEFAULT ''"]
+
 COMPONENT = Component(
     "durable",
-    (tuple(_V1), tuple(_V2), tuple(_V3)),
+    (tuple(_V1), tuple(_V2), tuple(_V3), tuple(_V4)),
     meta_key="schema_version",
     create_hint="start the node once (`stalwart run`) against this store to create it",
 )

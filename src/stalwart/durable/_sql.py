@@ -33,7 +33,7 @@ FENCE = (
 
 INSERT_TASK = (
     f"INSERT INTO stalwart_tasks ({TASK_COLUMNS}) "
-    "VALUES (?, ?, 'pending', ?, ?, 0, NULL, 0, NULL, NULL, ?, ?, NULL) "
+    "VALUES (?, ?, 'pending', ?, ?, 0, NULL, 0, NULL, NULL, ?, ?, NULL, ?) "
     "ON CONFLICT (id) DO NOTHING"
 )
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM stalwart_tasks WHERE id = ?"

@@ -19,6 +19,7 @@ from stalwart.db import Database
 from stalwart.durable import _ops
 from stalwart.durable import _sql as q
 from stalwart.durable._base import (
+    MAX_TRACE,
     Reporter,
     check_lease_seconds,
     check_max_running,
@@ -112,18 +113,25 @@ class SQLStore:
 
     # -- tasks ----------------------------------------------------------------------------
     async def create_task(
-        self, agent: str, input: Any, *, task_id: str | None = None, seed: int | None = None
+        self,
+        agent: str,
+        input: Any,
+        *,
+        task_id: str | None = None,
+        seed: int | None = None,
+        trace: str = "",
     ) -> TaskRecord:
         check_task_args(agent, task_id, seed)
         tid = task_id or new_task_id()
         record = encode_input(tid, input)
         seed_ = new_seed() if seed is None else seed
         now = self._clock.time()
-        args = (tid, agent, record, seed_, now, now)
+        trace = trace if len(trace) <= MAX_TRACE else ""
+        args = (tid, agent, record, seed_, now, now, trace)
         if await self._db.write(_ops.rowcount, q.INSERT_TASK, args) == 0:
             raise StoreError(f"a task with id {tid!r} already exists")
         return TaskRecord(
-            tid, agent, input, "pending", seed_, 0, None, 0, None, None, now, now, None
+            tid, agent, input, "pending", seed_, 0, None, 0, None, None, now, now, None, trace
         )
 
     async def get_task(self, task_id: str) -> TaskRecord | None:

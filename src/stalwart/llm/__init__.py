@@ -31,6 +31,7 @@ from stalwart.llm._types import (
     ToolCall,
     ToolSpec,
     Usage,
+    close_stream,
 )
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "close_stream",
     "capabilities_for",
     "evaluate",
     "genai_price",

@@ -17,7 +17,7 @@ from stalwart.llm._capabilities import Capabilities, capabilities_for
 from stalwart.llm._http import ApiKey, post_json, resolve_key
 from stalwart.llm._pricing import PriceTable
 from stalwart.llm._sse import SSEvent, iter_events, open_stream
-from stalwart.llm._trace import observed_call
+from stalwart.llm._trace import observed_call, observed_stream
 from stalwart.llm._types import Message, ModelRequest, ModelResponse, StreamDelta, Usage
 from stalwart.observe import REGISTRY, EventBus
 from stalwart.resilience import (
@@ -185,33 +185,46 @@ class HTTPModelClient:
         :class:`~stalwart.errors.DeadlineExceeded` at the call's deadline.
         """
         started = time.perf_counter()
+        # one span and one log line for the whole stream, as for ``complete``; the span is
+        # current only around this client's awaits (retry events land on it), not while
+        # the consumer handles a delta
+        observed = observed_stream(self.provider, self.model, self.name, request)
         try:
-            total = effective_timeout("model", timeout=timeout)
-            ends = time.monotonic() + total
-            async with deadline_scope(total, kind="model"):
-                response = await self.policy.acall(self._open, request)
-            assembler = self._assembler()
-            events = iter_events(response, model=self.name, max_bytes=self._max_bytes)
             try:
-                while True:
-                    try:
-                        async with asyncio.timeout_at(_loop_time(ends)):
-                            event = await anext(events)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        raise DeadlineExceeded(
-                            f"{self.name}: the stream did not finish within {total:g} s"
-                        ) from None
-                    for delta in assembler.feed(event):
-                        yield delta
-            finally:
-                await events.aclose()
-            message, finish, usage = assembler.result()
-        except Exception as exc:
-            m.MODEL_ERRORS.labels(self.name, self.provider, failure_class(exc)).inc()
+                total = effective_timeout("model", timeout=timeout)
+                ends = time.monotonic() + total
+                with observed.current():
+                    async with deadline_scope(total, kind="model"):
+                        response = await self.policy.acall(self._open, request)
+                assembler = self._assembler()
+                events = iter_events(response, model=self.name, max_bytes=self._max_bytes)
+                try:
+                    while True:
+                        try:
+                            with observed.current():
+                                async with asyncio.timeout_at(_loop_time(ends)):
+                                    event = await anext(events)
+                        except StopAsyncIteration:
+                            break
+                        except TimeoutError:
+                            raise DeadlineExceeded(
+                                f"{self.name}: the stream did not finish within {total:g} s"
+                            ) from None
+                        for delta in assembler.feed(event):
+                            yield delta
+                finally:
+                    await events.aclose()
+                message, finish, usage = assembler.result()
+            except Exception as exc:
+                m.MODEL_ERRORS.labels(self.name, self.provider, failure_class(exc)).inc()
+                raise
+            result = self._response(message, finish, usage, started)
+            observed.answered(usage, finish, result.cost_usd)
+            observed.end()  # before the last delta: a consumer may stop reading after it
+            yield StreamDelta(response=result)
+        except BaseException as exc:  # also a consumer that stops reading (GeneratorExit)
+            observed.end(exc)
             raise
-        yield StreamDelta(response=self._response(message, finish, usage, started))
 
     def _response(
         self, message: Message, finish: str, usage: Usage, started: float

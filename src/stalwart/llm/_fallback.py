@@ -42,6 +42,7 @@ from stalwart.llm._types import (
     ModelResponse,
     StreamDelta,
     StreamingModelClient,
+    close_stream,
 )
 from stalwart.observe import EventBus
 from stalwart.resilience import classify, deadline_scope, effective_timeout
@@ -134,12 +135,16 @@ class FallbackChain:
             final: ModelResponse | None = None
             try:
                 if isinstance(model, StreamingModelClient):
-                    async for delta in model.stream(request, timeout=budget):
-                        if delta.response is not None:
-                            final = delta.response
-                        else:
-                            sent = True
-                            yield delta
+                    stream = model.stream(request, timeout=budget)
+                    try:
+                        async for delta in stream:
+                            if delta.response is not None:
+                                final = delta.response
+                            else:
+                                sent = True
+                                yield delta
+                    finally:  # our reader may stop early: the model's stream ends with it
+                        await close_stream(stream)
                 else:
                     final = await model.complete(request, timeout=budget)
                     if final.message.content:

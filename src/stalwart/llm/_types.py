@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -19,6 +19,7 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "close_stream",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -174,3 +175,10 @@ class StreamingModelClient(ModelClient, Protocol):
     def stream(
         self, request: ModelRequest, *, timeout: float | None = None
     ) -> AsyncIterator[StreamDelta]: ...
+
+
+async def close_stream(stream: AsyncIterator[Any]) -> None:
+    """Close a stream its reader leaves early (an async generator's ``aclose``): its
+    connection is released and its call observed now, not when it is garbage-collected."""
+    if isinstance(stream, AsyncGenerator):
+        await stream.aclose()

@@ -7,7 +7,6 @@ import dataclasses
 import os
 import socket
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,12 +111,10 @@ class Tasks:
         validate_input(task_input, limits=limits)
         task_input = wrap_input(task_input, principal)
         await self._admit(agent)
-        if current_traceparent() and self.node is not None:
-            # a caller's trace (an HTTP traceparent) parents the task's span: the agent
-            # hears of the task, with that context, before the task can be claimed
-            task_id = task_id or uuid.uuid4().hex
-            self._tell(agent, task_id)
-        record = await self.store.create_task(agent, task_input, task_id=task_id, seed=seed)
+        # a caller's trace (an HTTP traceparent) parents the task's span, stored with it
+        record = await self.store.create_task(
+            agent, task_input, task_id=task_id, seed=seed, trace=current_traceparent()
+        )
         catalog.TASKS_SUBMITTED.inc()
         self._tell(agent, record.id)
         return record.id

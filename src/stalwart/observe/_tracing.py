@@ -47,10 +47,12 @@ if TYPE_CHECKING:
 __all__ = [
     "SPAN_EVENTS",
     "AttrValue",
+    "HeldSpan",
     "attach_traceparent",
     "configure_tracing",
     "current_trace_id",
     "current_traceparent",
+    "hold_span",
     "preload_tracing",
     "set_span_attributes",
     "set_span_error",
@@ -225,6 +227,46 @@ def start_span(
     if state is None:
         return _OFF
     return _span(state, name, attributes, kind, parent)
+
+
+class HeldSpan:
+    """A span open across awaits and ``yield`` s but current only inside :meth:`current`
+    blocks: a streamed model call, whose consumer's code between two deltas is not part
+    of it (and whose generator may be closed from another context, where detaching a
+    span made current by ``__enter__`` would fail)."""
+
+    __slots__ = ("_state", "span")
+
+    def __init__(self, state: _Tracing, span: Span) -> None:
+        self._state = state
+        self.span = span
+
+    @contextlib.contextmanager
+    def current(self) -> Iterator[None]:
+        """Make the span current for the block (it must not ``yield`` inside)."""
+        state = self._state
+        token = state.context.attach(state.trace.set_span_in_context(self.span))
+        try:
+            yield
+        finally:
+            state.context.detach(token)
+
+    def end(self, exc: BaseException | None = None) -> None:
+        """End the span (once); ``exc`` marks it failed as :func:`start_span` would."""
+        if exc is not None:
+            set_span_error(self.span, type(exc).__name__, f"{type(exc).__name__}: {exc}")
+        self.span.end()
+
+
+def hold_span(
+    name: str, attributes: Mapping[str, AttrValue] | None = None, *, kind: str = "internal"
+) -> HeldSpan | None:
+    """A span under the current one, started now and not made current (None when off):
+    see :class:`HeldSpan`."""
+    state = _STATE
+    if state is None:
+        return None
+    return HeldSpan(state, state.recorder.start(name, attributes, state.kinds[kind], None))
 
 
 class _span:  # lower case: a ``with`` block, like contextlib's; a class, not a generator (cost)

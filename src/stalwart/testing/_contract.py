@@ -186,6 +186,25 @@ class StoreContract:
         load = await store.load_journal("t")
         assert [(e.seq, e.value) for e in load.entries] == [(0, 1), (1, 3)]
 
+    async def test_a_task_keeps_its_trace_through_every_claim(
+        self, make_store: MakeStore, clock: FakeClock
+    ) -> None:
+        """The creator's ``traceparent`` is stored with the task: the first claim, a
+        takeover after the lease lapsed and a read all see it; without one it is ""."""
+        store: Store = await make_store()
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        created = await store.create_task("a", None, task_id="t", trace=parent)
+        await store.create_task("a", None, task_id="u")
+        await store.create_task("a", None, task_id="v", trace="x" * 129)  # too long: dropped
+        assert created.trace == parent
+        first = await store.acquire("dead-node", 10, task_id="t")
+        assert first is not None and first.task.trace == parent
+        clock.advance(11)
+        again = await store.acquire("node-2", 10, task_id="t")
+        assert again is not None and again.task.attempts == 2 and again.task.trace == parent
+        got = {t.id: t.trace for t in await store.list_tasks()}
+        assert got == {"t": parent, "u": "", "v": ""}
+
     async def test_heartbeat_extends_and_force_takes_over(
         self, make_store: MakeStore, clock: FakeClock
     ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,12 +27,15 @@ from tests._loopback import serving
 
 from stalwart import RuntimeSettings
 from stalwart.cli import main
+from stalwart.durable import open_store
 from stalwart.node import app_node
 from stalwart.observe import EventBus, configure_logging
+from stalwart.testing import FakeClock
 
 SETTINGS = RuntimeSettings(heartbeat_interval=0.5, start_timeout=10.0)
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
+HAND_OVER_SPAN = "a3ce929d0e0e4736"  # a span of the process that created a sub-task
 
 
 class OtlpReceiver:
@@ -219,3 +223,50 @@ async def test_with_otel_sdk_disabled_nothing_is_exported(start_node, tmp_path, 
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     await _run_ticket(start_node, tmp_path, traceparent=f"00-{TRACE_ID}-{CALLER_SPAN}-01")
     assert otlp.requests == 0 and otlp.spans == []
+
+
+@pytest.mark.timeout(180)
+async def test_a_sub_task_continues_the_trace_claimed_before_any_message_or_after_a_kill(
+    start_node, tmp_path, otlp
+):
+    """The trace parent travels with the task, in the store, not only in a message.
+
+    Two sub-tasks are in the store before the node starts, as a hand-over left them:
+    one whose creator died before its wake-up cast went out (the resolver finds it by
+    its store scan, with no message at all), one a runner had claimed and was killed
+    running (its lease lapsed; the resolver takes it over). Each one's span must still
+    be a child of the hand-over's span, in the caller's trace. With the parent carried
+    only by the cast, both started new traces (and a claim that beat the cast did so
+    one run in six in the test above).
+    """
+    url = f"sqlite:///{tmp_path}/hd.db"
+    hand_over = f"00-{TRACE_ID}-{HAND_OVER_SPAN}-01"
+    ticket = {"text": "Where is my order #88?"}
+    # the dead runner's clock: a minute ago, so its 10 s lease has long lapsed
+    store = await open_store(url, clock=FakeClock(wall_start=time.time() - 60))
+    try:
+        await store.create_task("resolver", ticket, task_id="never-cast", trace=hand_over)
+        await store.create_task("resolver", ticket, task_id="killed", trace=hand_over)
+        assert await store.acquire("dead-node", 10, task_id="killed") is not None
+    finally:
+        await store.close()
+    configure_logging()
+    node, service = app_node(
+        "examples.helpdesk.app:app", store=url, events=EventBus(log=False), settings=SETTINGS
+    )
+    running = await start_node(node)
+    for task_id in ("never-cast", "killed"):
+        record = await service.tasks.wait(task_id, timeout=60)
+        assert record.status == "succeeded", record.outcome
+    assert await running.close() == 0  # agents stop and flush their spans
+    tasks = {
+        s["attrs"]["stalwart.task.id"]: s
+        for s in otlp.spans
+        if s["name"] == "invoke_agent resolver" and s["kind"] != 3
+    }
+    assert set(tasks) == {"never-cast", "killed"}
+    for span in tasks.values():
+        assert (span["trace_id"], span["parent"]) == (TRACE_ID, HAND_OVER_SPAN)
+    assert tasks["killed"]["attrs"]["stalwart.task.attempt"] == 2  # the resumed run
+    chats = [s for s in otlp.spans if s["name"].startswith("chat ")]
+    assert chats and {s["trace_id"] for s in chats} == {TRACE_ID}
