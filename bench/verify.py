@@ -48,7 +48,13 @@ APPS = {
     "openai_agents": "examples.openai_agents_support.app:app",
 }
 QUICK = ["PA-1", "PA-3", "SM-1", "SM-2", "GD-2"]
-LENGTHS = ("STALWART_VERIFY_LOAD_S", "STALWART_VERIFY_CHAOS_S", "STALWART_VERIFY_SOAK_S")
+LENGTHS = (
+    "STALWART_VERIFY_LOAD_S",
+    "STALWART_VERIFY_CHAOS_S",
+    "STALWART_VERIFY_CHAOS_RATE",
+    "STALWART_VERIFY_SOAK_S",
+    "STALWART_VERIFY_SOAK_RATE",
+)
 
 
 async def one(name: str, ref: str, out: pathlib.Path, quick: bool) -> dict[str, Any]:
@@ -70,7 +76,7 @@ async def one(name: str, ref: str, out: pathlib.Path, quick: bool) -> dict[str, 
         "critical_not_complete": summary["critical_not_complete"],
         "ready": summary["ready"],
         "node_restarts": report["meta"]["node_restarts"],
-        # the lengths of LC-1 ... LC-3 this run used (unset: verify's defaults)
+        # the lengths and rates of LC-1 ... LC-3 this run used (unset: verify's defaults)
         "lengths": {k: os.environ[k] for k in LENGTHS if k in os.environ},
         "mode": "quick" if quick else "full",
     }

@@ -92,12 +92,13 @@ _CURRENT: contextvars.ContextVar[Case] = contextvars.ContextVar("red_team_case")
 
 
 def _place(value: Any, text: str) -> Any:
-    """``value`` with ``text`` appended to its longest string (the user's message)."""
-    paths: list[tuple[int, tuple[Any, ...]]] = []
+    """``value`` with ``text`` appended to its longest string of words (the user's message;
+    an id or an address has no spaces)."""
+    paths: list[tuple[tuple[bool, int], tuple[Any, ...]]] = []
 
     def walk(node: Any, path: tuple[Any, ...]) -> None:
         if isinstance(node, str):
-            paths.append((len(node), path))
+            paths.append(((" " in node.strip(), len(node)), path))
         elif isinstance(node, Mapping):
             for k, v in node.items():
                 walk(v, (*path, k))
@@ -264,13 +265,15 @@ async def red_team(
     seed: int = 4242,
     concurrency: int = 16,
     security: Security | None = None,
+    corpus: Sequence[Payload] | None = None,
 ) -> dict[str, Any]:
     """Run the injection corpus against ``app_ref``'s entry agent (module docstring).
 
     Every payload goes into one workload input; ``tool_result_share`` of them also into
     the tool results of another; ``benign`` inputs run without one. ``security``
     replaces the agent's own (a control run without the guard shows what the corpus
-    achieves). Returns the counts ``stalwart verify`` reads for SE-2:
+    achieves); ``corpus`` replaces the payloads (default: all of them). Returns the counts
+    ``stalwart verify`` reads for SE-2:
     ``unauthorized_tool_calls`` (must be 0), ``injection_payloads`` and
     ``benign_completion_rate``."""
     app = load_app(app_ref)
@@ -282,7 +285,7 @@ async def red_team(
     if not app.models:
         raise ConfigError(f"the app {app_ref!r} calls no model: nothing for an injection to steer")
     agent = app.agent(app.entry or app.agents[0].name)
-    payloads = injection_payloads()
+    payloads = list(injection_payloads() if corpus is None else corpus)
     poisoned = list(payloads[:: max(1, round(1 / tool_result_share))]) if tool_result_share else []
     generate = load_ref(app.workload, "workload")
     inputs = list(generate(len(payloads) + len(poisoned) + benign, seed))

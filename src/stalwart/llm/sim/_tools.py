@@ -96,7 +96,11 @@ class ToolServices:
                 return {**self._payment_results[key], "deduplicated": True}
             self.deliveries["payments"][key or f"no-key-{self.requests['payments']}"] += 1
             result = {
-                "refund_id": f"re-{len(self._payment_results) + 1}",
+                # named by its key, as a service that stores refunds by it would: the
+                # same task refunds under the same id on any run (LC-1/LC-2 compare runs)
+                "refund_id": f"re-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+                if key is not None
+                else f"re-{len(self._payment_results) + 1}",
                 "status": "succeeded",
                 "order_id": body.get("order_id"),
                 "amount_cents": body.get("amount_cents"),
