@@ -402,8 +402,6 @@ async def injections_and_inputs(t: Target) -> Outcome:
     )
 
 
-
-
 async def _generic_red_team(app_ref: str) -> dict[str, Any]:
     """:func:`stalwart.chaos.red_team` on ``app_ref``, in a process of its own: this one's
     environment switches tools to verify's doubles and blocks, which a red team's own
