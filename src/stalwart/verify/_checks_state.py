@@ -301,6 +301,7 @@ async def bounded_history(t: Target) -> Outcome:
             "bound the history each of these agents sends (its framework's trimming, e.g. "
             "LangGraph's trim_messages, or ctx.call_model with a bounded message list) and "
             "show it with a long task of your own; verify cannot drive their context",
+            f"not exercised: {', '.join(own)} build their own model context",
         )
     if ok and own:
         return Outcome(
@@ -308,6 +309,8 @@ async def bounded_history(t: Target) -> Outcome:
             evidence,
             f"the LLMAgent window held, but {own} build their own context, which the probe "
             "does not exercise: bound their history and show it with a long task",
+            f"LLMAgent window held ({evidence['max_context_tokens']} <= {budget} tokens); "
+            f"not exercised: {', '.join(own)}",
         )
     if ok:
         return Outcome("complete", evidence)

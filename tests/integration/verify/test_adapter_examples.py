@@ -49,6 +49,7 @@ async def test_langgraph_example_short_profile(tmp_path):
     sm3 = items["SM-3"]["evidence"]
     assert sm3["agents_building_their_own_context"] == ["support"], sm3
     assert "build the context they send themselves" in sm3["why"]
+    assert items["SM-3"]["measured"] == "not exercised: support build their own model context"
     sm2 = items["SM-2"]["evidence"]
     assert sm2["resumed"] >= 1 and sm2["results_equal"], sm2
     assert items["SM-1"]["evidence"]["records"] >= 5  # model and tool calls, each a record
