@@ -22,8 +22,10 @@ from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import VERIFY_ENV, Target
 
 # canaries: values that must never come out of the node, in any form it writes
-RED_TEAM_TIMEOUT_S = 300.0
-"""The generic red team's deadline (about 300 runs of the entry agent, twice)."""
+RED_TEAM_TIMEOUT_S = 600.0
+"""The generic red team's deadline: about 300 runs of the entry agent, twice, in one
+process with its simulated model (100-200 s on 2 shared cores; over 300 s when another
+verify runs beside it)."""
 
 CANARIES = {
     "email": "canary.person.4471@example.org",
