@@ -89,17 +89,19 @@ class ToolServices:
             n = sum(self.deliveries["email"].values())
         return {"id": f"msg-{n}", "status": "sent", "to": body.get("to")}
 
-    def refund(self, key: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        return self.refund_once(key, body)[0]
+    def refunded(self, key: str | None) -> bool:
+        """Whether a refund with this key was made (a call with it now is a replay)."""
+        with self._lock:
+            return key is not None and key in self._payment_results
 
-    def refund_once(self, key: str | None, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """The refund, and whether it is a replay: a repeated key gets the first refund's
-        response unchanged, as an idempotent API answers (the HTTP route says so in an
-        ``Idempotent-Replayed`` header, as Stripe's does), and nothing is paid again."""
+    def refund(self, key: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """The refund: a repeated key gets the first refund's response unchanged, as an
+        idempotent API answers (the HTTP route says so in an ``Idempotent-Replayed``
+        header, as Stripe's does), and nothing is paid again."""
         with self._lock:
             self.requests["payments"] += 1
             if key is not None and key in self._payment_results:
-                return dict(self._payment_results[key]), True
+                return dict(self._payment_results[key])
             self.deliveries["payments"][key or f"no-key-{self.requests['payments']}"] += 1
             result = {
                 # named by its key, as a service that stores refunds by it would: the
@@ -113,7 +115,7 @@ class ToolServices:
             }
             if key is not None:
                 self._payment_results[key] = result
-            return dict(result), False
+            return dict(result)
 
     def search(self, query: str) -> list[dict[str, Any]]:
         words = {w for w in query.lower().split() if len(w) > 2}
