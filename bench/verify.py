@@ -1,4 +1,4 @@
-"""`stalwart verify` on the three example apps, whole: how long each takes and what it reports.
+"""`stalwart verify` on the example apps, whole: how long each takes and what it reports.
 
 Writes ``bench/results/verify.json``: per example app (``apps``):
 
@@ -9,9 +9,10 @@ Writes ``bench/results/verify.json``: per example app (``apps``):
 - ``critical_not_complete``; ``ready``: every critical item complete.
 
 The apps: the helpdesk (``examples.helpdesk.app:app``), the warehouse (plain Python,
-SQLite and HTTP side effects, run on doubles; its supplier service is started here) and
-the expenses app (TOML). The reports themselves go to ``--out/<app>`` (default: a
-temporary directory, removed afterwards unless given).
+SQLite and HTTP side effects, run on doubles; its supplier service is started here),
+the expenses app (TOML), and the three framework adapters' support agents (LangGraph,
+Pydantic AI, OpenAI Agents SDK; ``examples/*_support``). The reports themselves go to
+``--out/<app>`` (default: a temporary directory, removed afterwards unless given).
 
 Usage: ``python bench/verify.py [--quick] [--out DIR] [--app NAME]``; ``--quick`` runs a
 few fast items per app (about a minute in all) to check the bench itself works.
@@ -41,8 +42,19 @@ APPS = {
     "helpdesk": "examples.helpdesk.app:app",
     "warehouse": "examples.warehouse.app:app",
     "expenses": str(ROOT / "examples" / "expenses" / "expenses.toml"),
+    # the framework adapters' examples (issue 15): the frameworks' own loops, hosted
+    "langgraph": "examples.langgraph_support.app:app",
+    "pydantic_ai": "examples.pydantic_ai_support.app:app",
+    "openai_agents": "examples.openai_agents_support.app:app",
 }
 QUICK = ["PA-1", "PA-3", "SM-1", "SM-2", "GD-2"]
+LENGTHS = (
+    "STALWART_VERIFY_LOAD_S",
+    "STALWART_VERIFY_CHAOS_S",
+    "STALWART_VERIFY_CHAOS_RATE",
+    "STALWART_VERIFY_SOAK_S",
+    "STALWART_VERIFY_SOAK_RATE",
+)
 
 
 async def one(name: str, ref: str, out: pathlib.Path, quick: bool) -> dict[str, Any]:
@@ -64,6 +76,9 @@ async def one(name: str, ref: str, out: pathlib.Path, quick: bool) -> dict[str, 
         "critical_not_complete": summary["critical_not_complete"],
         "ready": summary["ready"],
         "node_restarts": report["meta"]["node_restarts"],
+        # the lengths and rates of LC-1 ... LC-3 this run used (unset: verify's defaults)
+        "lengths": {k: os.environ[k] for k in LENGTHS if k in os.environ},
+        "mode": "quick" if quick else "full",
     }
 
 

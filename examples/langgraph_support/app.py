@@ -14,9 +14,12 @@ from typing import Any
 from examples.langgraph_support.graph import builder, lookup_order, refund
 from stalwart.adapters.langgraph import LangGraphAgent
 from stalwart.agent import App, VerifyProfile
-from stalwart.guard import Budget, Security
+from stalwart.guard import ArgRule, Budget, Security, TaintPolicy, ToolRule
 from stalwart.llm import Provider
 from stalwart.llm.sim import Rule, Scenario
+
+AUTO_REFUND_LIMIT_CENTS = 5000
+"""Refunds above this wait for a person (stalwart's approval queue)."""
 
 SUPPORT = LangGraphAgent(
     name="support",
@@ -25,7 +28,22 @@ SUPPORT = LangGraphAgent(
     tools=[lookup_order, refund],
     scopes=["orders:read", "payments:write"],
     max_tasks=16,
-    security=Security(budget=Budget(task_usd=0.25, agent_usd=500.0, day_usd=1000.0)),
+    security=Security(
+        budget=Budget(task_usd=0.25, agent_usd=500.0, day_usd=1000.0),
+        # the model may be talked into anything: a refund runs only for an order looked up
+        # in the order database, and above the limit it waits for a person
+        taint=TaintPolicy(
+            record_tools=("lookup_order",),
+            tools={
+                "refund": ToolRule(
+                    args={
+                        "order_id": ArgRule.of("record"),
+                        "amount_cents": ArgRule.of("user", max_value=AUTO_REFUND_LIMIT_CENTS),
+                    }
+                )
+            },
+        ),
+    ),
 )
 
 TICKET = r"refund (?P<cents>\d+) cents on order (?P<oid>\d+)"

@@ -22,9 +22,12 @@ from typing import Any
 from examples.openai_agents_support.agent import support_agent
 from stalwart.adapters.openai_agents import OpenAIAgentsAgent, ToolPolicy
 from stalwart.agent import App, VerifyProfile
-from stalwart.guard import Budget, Security
+from stalwart.guard import ArgRule, Budget, Security, TaintPolicy, ToolRule
 from stalwart.llm import Provider
 from stalwart.llm.sim import Rule, Scenario
+
+AUTO_REFUND_LIMIT_CENTS = 5000
+"""Refunds above this wait for a person (stalwart's approval queue)."""
 
 SUPPORT = OpenAIAgentsAgent(
     name="support",
@@ -37,7 +40,22 @@ SUPPORT = OpenAIAgentsAgent(
         ),
     },
     # model spend caps (the sim is priced like gpt-4o); a ticket costs about $0.001-0.002
-    security=Security(budget=Budget(task_usd=0.25, agent_usd=500.0, day_usd=1000.0)),
+    security=Security(
+        budget=Budget(task_usd=0.25, agent_usd=500.0, day_usd=1000.0),
+        # the model may be talked into anything: a refund runs only for an order looked up
+        # in the order database, and above the limit it waits for a person
+        taint=TaintPolicy(
+            record_tools=("lookup_order",),
+            tools={
+                "refund_order": ToolRule(
+                    args={
+                        "order_id": ArgRule.of("record"),
+                        "amount_cents": ArgRule.of("user", max_value=AUTO_REFUND_LIMIT_CENTS),
+                    }
+                )
+            },
+        ),
+    ),
     max_tasks=8,
 )
 

@@ -164,7 +164,9 @@ SUPPORT = PydanticAIAgent(
             tools={
                 "refund": ToolRule(
                     args={
-                        "order_id": ArgRule.of("user", "record"),
+                        # only an order looked up in the order database (a number the
+                        # model read in the ticket alone could be an injected one)
+                        "order_id": ArgRule.of("record"),
                         "amount_cents": ArgRule.of("user", max_value=AUTO_REFUND_LIMIT_CENTS),
                     }
                 )

@@ -280,6 +280,38 @@ async def bounded_history(t: Target) -> Outcome:
         and (outcome.get("steps") or 0) >= 50
         and (outcome.get("max_context_tokens") or budget + 1) <= budget
     )
+    # the probe is stalwart's own model loop (LLMAgent) on the app's chain: it shows the
+    # window of the app's LLMAgents, not the context a PythonAgent (a framework's loop
+    # hosted by an adapter, the user's own code) builds for its calls
+    loops = sorted(a.name for a in t.app.agents if isinstance(a, LLMAgent))
+    own = sorted(
+        a.name for a in t.app.agents if not isinstance(a, LLMAgent) and a.model is not None
+    )
+    evidence["agents_with_the_window"] = loops
+    evidence["agents_building_their_own_context"] = own
+    if own and not loops:
+        evidence["why"] = (
+            f"the app's model-calling agents {own} build the context they send themselves "
+            "(their own code, or a framework's loop): the 55-step probe runs stalwart's "
+            "LLMAgent window, which they do not use"
+        )
+        return Outcome(
+            "not-run",
+            evidence,
+            "bound the history each of these agents sends (its framework's trimming, e.g. "
+            "LangGraph's trim_messages, or ctx.call_model with a bounded message list) and "
+            "show it with a long task of your own; verify cannot drive their context",
+            f"not exercised: {', '.join(own)} build their own model context",
+        )
+    if ok and own:
+        return Outcome(
+            "partial",
+            evidence,
+            f"the LLMAgent window held, but {own} build their own context, which the probe "
+            "does not exercise: bound their history and show it with a long task",
+            f"LLMAgent window held ({evidence['max_context_tokens']} <= {budget} tokens); "
+            f"not exercised: {', '.join(own)}",
+        )
     if ok:
         return Outcome("complete", evidence)
     return Outcome("failed", evidence, "bound the history sent to the model (docs/agents.md)")

@@ -32,9 +32,8 @@ async def test_sigkilled_pydantic_ai_agent_resumes_with_the_same_results_and_no_
         tmp_path / "chaos.db", work, kill_at_model={2, 5, 9, 14}, kill_at_refund={1, 3}
     )
     assert chaos.kills == 6 and chaos.model_kills == 4
-    # every task: the same result. Its token counts may differ where a refund was cut
-    # off after delivery: the payment service answers the re-sent call "deduplicated",
-    # so the model reads a slightly longer tool result; the calls made are the same.
+    # every task: the same result (a refund cut off after delivery is re-sent with its
+    # key, and the payment service answers with the first refund, unchanged).
     assert same_results(chaos.results) == same_results(clean.results)
     # every recorded model call came from the journal: the only requests beyond the
     # uninterrupted run's are the ones each kill left unanswered

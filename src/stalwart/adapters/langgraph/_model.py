@@ -102,9 +102,13 @@ class ChatModel(BaseChatModel):
             content=reply["content"],
             # deterministic: the same id when the call is replayed
             id=f"stalwart-{run.ctx.task_id}-{position}",
+            # the provider's call ids are its own (a counter, a random string): a call's id
+            # is its journal position and place in the answer instead, so the thread's
+            # state is the same in two runs that took the same path (the journal replays
+            # the provider's ids; the state would carry them otherwise)
             tool_calls=[
-                tool_call(name=c["name"], args=c["arguments"], id=c["id"])
-                for c in reply["tool_calls"]
+                tool_call(name=c["name"], args=c["arguments"], id=f"call_{position}_{i}")
+                for i, c in enumerate(reply["tool_calls"])
             ],
             usage_metadata={
                 "input_tokens": int(usage["prompt_tokens"]),

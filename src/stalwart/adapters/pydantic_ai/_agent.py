@@ -104,6 +104,11 @@ class PydanticAIAgent(PythonAgent):
     deps: Callable[[Any], Any] | None = None
     max_tokens: int = 1024
     """Answer tokens per model call when the run's model settings do not say."""
+    stream: bool = False
+    """Stream every model answer as it is generated to ``GET /v1/tasks/{id}/events``
+    (server-sent events), as ``LLMAgent(stream=True)`` does; the journal still records
+    whole answers. A Pydantic AI agent with an ``event_stream_handler`` streams its
+    calls whatever this says."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.agent, Agent):
@@ -159,7 +164,9 @@ async def _run_hosted(spec: PydanticAIAgent, ctx: TaskContext, task_input: Any) 
     prompt = spec.prompt(task_input) if spec.prompt is not None else _prompt_of(task_input)
     deps = spec.deps(task_input) if spec.deps is not None else None
     started = datetime.datetime.fromtimestamp(await ctx.now(), datetime.UTC)
-    model = StalwartModel(ctx, spec.model, started=started, max_tokens=spec.max_tokens)
+    model = StalwartModel(
+        ctx, spec.model, started=started, max_tokens=spec.max_tokens, stream=spec.stream
+    )
     agent: Agent[Any, Any] = spec.agent
     try:
         # one tool call at a time: each takes the next journal position in a fixed order

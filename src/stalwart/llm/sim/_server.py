@@ -553,7 +553,9 @@ async def tool(request: Request) -> Response:
     if name == "payments":
         if not isinstance(data.get("amount_cents"), int) or data["amount_cents"] <= 0:
             return _error(400, "'amount_cents' must be a positive integer", "invalid_request")
-        return JSONResponse(world.tools.refund(key, data))
+        replayed = world.tools.refunded(key)  # informational: the body is the same either way
+        refund = world.tools.refund(key, data)
+        return JSONResponse(refund, headers={"Idempotent-Replayed": "true"} if replayed else None)
     return _error(404, f"no simulated service {name!r}", "not_found")
 
 

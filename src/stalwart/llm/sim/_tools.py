@@ -89,21 +89,33 @@ class ToolServices:
             n = sum(self.deliveries["email"].values())
         return {"id": f"msg-{n}", "status": "sent", "to": body.get("to")}
 
+    def refunded(self, key: str | None) -> bool:
+        """Whether a refund with this key was made (a call with it now is a replay)."""
+        with self._lock:
+            return key is not None and key in self._payment_results
+
     def refund(self, key: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        """The refund: a repeated key gets the first refund's response unchanged, as an
+        idempotent API answers (the HTTP route says so in an ``Idempotent-Replayed``
+        header, as Stripe's does), and nothing is paid again."""
         with self._lock:
             self.requests["payments"] += 1
             if key is not None and key in self._payment_results:
-                return {**self._payment_results[key], "deduplicated": True}
+                return dict(self._payment_results[key])
             self.deliveries["payments"][key or f"no-key-{self.requests['payments']}"] += 1
             result = {
-                "refund_id": f"re-{len(self._payment_results) + 1}",
+                # named by its key, as a service that stores refunds by it would: the
+                # same task refunds under the same id on any run (LC-1/LC-2 compare runs)
+                "refund_id": f"re-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+                if key is not None
+                else f"re-{len(self._payment_results) + 1}",
                 "status": "succeeded",
                 "order_id": body.get("order_id"),
                 "amount_cents": body.get("amount_cents"),
             }
             if key is not None:
                 self._payment_results[key] = result
-            return result
+            return dict(result)
 
     def search(self, query: str) -> list[dict[str, Any]]:
         words = {w for w in query.lower().split() if len(w) > 2}
