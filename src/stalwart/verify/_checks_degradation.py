@@ -9,12 +9,11 @@ from typing import Any
 
 import httpx
 
-from stalwart.errors import NotExercised
 from stalwart.llm import Provider, evaluate, model_client
 from stalwart.resilience import DEFAULT_BREAKER
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
-from stalwart.verify._tool_faults import tool_degradation, with_tools
+from stalwart.verify._tool_faults import model_and_tools, tool_degradation
 
 QUALITY_FLOOR = 0.6
 """The weakest fallback must score at least this share of the primary's score."""
@@ -236,24 +235,15 @@ def _prolonged(t: Target) -> list[tuple[str, str]]:
 async def prolonged_degradation(t: Target) -> Outcome:
     """Hold a degradation past the alert's `for` times (a model fallback; each proxied
     tool down); see it logged, timed, alerted, resolved."""
-    tools = t.proxied_tools()
-    if not tools:
-        return await _model_degradation(t)
-    try:
-        model = await _model_degradation(t)
-    except NotExercised as exc:
-        model = Outcome("not-run", {"why": str(exc)})
-    per_tool = {name: await tool_degradation(t, name) for name in tools}
-    measured = {
-        n: f"held {v.get('held_s')} s; notices {v.get('notifications')}"
-        if v["status"] != "not-run"
-        else str(v.get("why"))
-        for n, v in per_tool.items()
-    }
-    return with_tools(
-        model,
-        per_tool,
-        measured,
+    return await model_and_tools(
+        t,
+        _model_degradation,
+        tool_degradation,
+        lambda v: (
+            f"held {v.get('held_s')} s; notices {v.get('notifications')}"
+            if v["status"] != "not-run"
+            else str(v.get("why"))
+        ),
         "was not logged, timed, alerted (warning, then critical) and resolved as a "
         "degradation: a tool call that is unavailable must count as one (docs/tools.md)",
     )

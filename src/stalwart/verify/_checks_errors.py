@@ -16,9 +16,9 @@ from stalwart.verify._target import Target
 from stalwart.verify._tool_faults import (
     HANG_SLACK_S,
     hang_tool,
+    model_and_tools,
     tool_breaker,
     tool_retries,
-    with_tools,
 )
 
 ASK = ModelRequest(messages=(Message("user", "What is 7 * 8?"),), max_tokens=32)
@@ -90,25 +90,16 @@ async def _run_one(t: Target, value: Any, prefix: str) -> Any:
 async def retries(t: Target) -> Outcome:
     """The app's own retry policies: its model client's against a faulty primary (the
     simulated provider), each proxied tool's against resets at its fault proxy."""
-    tools = t.proxied_tools()
-    if not tools:
-        return await _model_retries(t)
-    try:
-        model = await _model_retries(t)
-    except NotExercised as exc:
-        model = Outcome("not-run", {"why": str(exc)})
-    per_tool = {name: await tool_retries(t, name) for name in tools}
-    measured = {
-        n: f"{v.get('attempts_of_first_call')} attempt(s), waits {v.get('gaps_s')} s "
-        f"(bounds {v.get('backoff_bounds_s')} s)"
-        if v["status"] != "not-run"
-        else str(v.get("why"))
-        for n, v in per_tool.items()
-    }
-    return with_tools(
-        model,
-        per_tool,
-        measured,
+    return await model_and_tools(
+        t,
+        _model_retries,
+        tool_retries,
+        lambda v: (
+            f"{v.get('attempts_of_first_call')} attempt(s), waits {v.get('gaps_s')} s "
+            f"(bounds {v.get('backoff_bounds_s')} s)"
+            if v["status"] != "not-run"
+            else str(v.get("why"))
+        ),
         "is not retried as its policy says: a call that meets a reset connection must be "
         "retried with waits within the backoff bounds (@tool(retry=RetryPolicy(...)); "
         "docs/resilience.md)",
@@ -206,25 +197,16 @@ def _breaker_state(spec: str) -> float | None:
 async def breakers(t: Target) -> Outcome:
     """The app's breakers: its primary model's (through the simulated provider) and each
     proxied tool's (resets at its fault proxy), each refused, then restored."""
-    tools = t.proxied_tools()
-    if not tools:
-        return await _model_breaker(t)
-    try:
-        model = await _model_breaker(t)
-    except NotExercised as exc:
-        model = Outcome("not-run", {"why": str(exc)})
-    per_tool = {name: await tool_breaker(t, name) for name in tools}
-    measured = {
-        n: f"opened after {len(v['connections_per_task_while_refused'])} task(s), reached "
-        f"again after {v.get('reached_again_after_s')} s"
-        if v["opened"]
-        else str(v.get("why") or "kept calling its dead upstream")
-        for n, v in per_tool.items()
-    }
-    return with_tools(
-        model,
-        per_tool,
-        measured,
+    return await model_and_tools(
+        t,
+        _model_breaker,
+        tool_breaker,
+        lambda v: (
+            f"opened after {len(v['connections_per_task_while_refused'])} task(s), reached "
+            f"again after {v.get('reached_again_after_s')} s"
+            if v["opened"]
+            else str(v.get("why") or "kept calling its dead upstream")
+        ),
         "kept calling its dead upstream: give the tool a breaker (@tool(breaker="
         "BreakerConfig(...)); the default is DEFAULT_BREAKER) and let failures reach it "
         "(docs/tools.md)",

@@ -14,10 +14,12 @@ import datetime
 import itertools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
+from stalwart.errors import NotExercised
 from stalwart.verify._poll import until
 from stalwart.verify._registry import Outcome
 from stalwart.verify._target import Target
@@ -277,6 +279,28 @@ async def tool_retries(t: Target, tool: str) -> dict[str, Any]:
         )
     evidence["status"] = "complete" if ok else "failed"
     return evidence
+
+
+async def model_and_tools(
+    t: Target,
+    model_part: Callable[[Target], Awaitable[Outcome]],
+    tool_part: Callable[[Target, str], Awaitable[dict[str, Any]]],
+    describe: Callable[[dict[str, Any]], str],
+    fix: str,
+) -> Outcome:
+    """An item that faults the app's primary model and each proxied tool: the model's
+    part alone when no tool is proxied, else both, in one verdict (:func:`with_tools`).
+    ``describe`` says what a tool's part measured (its evidence); ``fix`` ends the
+    remediation of a tool whose part failed."""
+    tools = t.proxied_tools()
+    if not tools:
+        return await model_part(t)
+    try:
+        model = await model_part(t)
+    except NotExercised as exc:
+        model = Outcome("not-run", {"why": str(exc)})
+    per_tool = {name: await tool_part(t, name) for name in tools}
+    return with_tools(model, per_tool, {n: describe(v) for n, v in per_tool.items()}, fix)
 
 
 def with_tools(
