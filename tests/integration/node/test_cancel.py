@@ -37,7 +37,9 @@ async def test_a_running_task_is_cancelled_mid_step(tmp_path: pathlib.Path, mode
         "tests.integration.node.cancel_app:app",
         store=store,
         events=events,
-        settings=RuntimeSettings(heartbeat_interval=0.5),
+        # the cancel, not the hang detector (0.75 s at this interval), must be what stops
+        # a blocked step: a 30 s hang threshold leaves it the time to come on a busy machine
+        settings=RuntimeSettings(heartbeat_interval=0.5, hang_after_missed=60.0),
     )
     seen: dict[str, Any] = {}
 
@@ -47,6 +49,15 @@ async def test_a_running_task_is_cancelled_mid_step(tmp_path: pathlib.Path, mode
         tasks, db = service.tasks, service.store
         task_id = await tasks.submit("worker", {"dir": str(tmp_path), "mode": mode})
         await eventually((tmp_path / f"{task_id}.started").exists, timeout=30)
+        if mode == "block":
+            # The file is written before the blocking step begins (the first step's journal
+            # write comes between): a cancel then was answered ("yielded") under two CPU
+            # hogs. Cancel once the agent's pulse says this task holds its loop.
+            def holding() -> bool:
+                pulse = node.runtime.process("worker").pulse
+                return pulse is not None and pulse.busy == task_id
+
+            await eventually(holding, timeout=30)
         before = node.runtime.process("worker")
         waiter = EventWaiter(events)
         done = await tasks.cancel(task_id, by="test")
