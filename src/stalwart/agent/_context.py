@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -304,7 +305,14 @@ class TaskContext:
             # node charges a dead process's calls; one never sent is only released.
             if reservation is not None and self.resources.ledger is not None:
                 charge = reservation.amount_usd if sent else 0.0
-                await asyncio.shield(self.resources.ledger.settle(reservation, charge))
+                settling = asyncio.ensure_future(self.resources.ledger.settle(reservation, charge))
+                # Cancelled again meanwhile (a cancel stops a task twice when its lease's
+                # refused renewal and the node's request race): the charge still lands
+                # before the task ends, or the one who cancelled sees it still reserved.
+                while not settling.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.shield(settling)
+                settling.result()
             raise
         except BaseException:
             if reservation is not None and self.resources.ledger is not None:

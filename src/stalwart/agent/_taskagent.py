@@ -230,8 +230,12 @@ class TaskAgent(Agent):
         self.resources.handovers = HandOvers(self.store, self.ctx, self.defn.name)
         self.notify: dict[str, set[str]] = {}
         """Task id -> the agents to cast ``{"finished": id}`` to when it ends here."""
-        self.ended: collections.OrderedDict[str, None] = collections.OrderedDict()
-        """The ids of the tasks that ended here last (a wake-up can arrive after the end)."""
+        self.ended: collections.OrderedDict[str, bool] = collections.OrderedDict()
+        """The ids of the tasks that ended here last (a wake-up can arrive after the end),
+        each with whether a cancel (or a fenced lease) cut its run here short."""
+        self.cut_short: set[str] = set()
+        """Running tasks a cancel stopped: interrupted here, or their runner found the lease
+        fenced (they ended ``cancelled``, or with LeaseLost)."""
         self.owner = f"{args['node']}/{self.defn.name}"
         self.runner = Runner(
             self.store,
@@ -357,7 +361,12 @@ class TaskAgent(Agent):
         True once it has stopped; False if it was not running in this process."""
         work = self.running.get(task_id)
         if work is None:
-            return False
+            # The cancel fenced its lease: the runner's next renewal (or write) was refused
+            # and it stopped the step itself, before this request came (the node's sweep
+            # runs on its own tick; on a busy machine the lease's tick often wins). It was
+            # stopped here all the same.
+            return self.ended.get(task_id, False)
+        self.cut_short.add(task_id)
         work.cancel()
         await asyncio.gather(work, return_exceptions=True)  # bounded by the caller's deadline
         _log.info("task_cancelled", agent=self.defn.name, task_id=task_id)
@@ -463,7 +472,8 @@ class TaskAgent(Agent):
         def done(_t: asyncio.Task[TaskResult | None]) -> None:
             self.running.pop(task_id, None)
             running.set(len(self.running))
-            self.ended[task_id] = None
+            self.ended[task_id] = task_id in self.cut_short
+            self.cut_short.discard(task_id)
             if len(self.ended) > self.MAX_NOTIFY:
                 self.ended.popitem(last=False)
             for waiter in self.notify.pop(task_id, ()):  # hand-overs waiting on it
@@ -493,6 +503,8 @@ class TaskAgent(Agent):
             result = await self._execute_leased(lease)
             _finished(result, lease.task.created_at)
             _end_span(span, result)
+            if result is not None and result.status == "cancelled":  # its lease was fenced
+                self.cut_short.add(lease.task_id)
             if result is not None and result.status == "awaiting_approval":
                 await self._after_suspend(result)
             return result
@@ -524,6 +536,7 @@ class TaskAgent(Agent):
             )
             return None
         except LeaseLost as exc:
+            self.cut_short.add(lease.task_id)
             _log.warning(
                 "task_lease_lost", agent=self.defn.name, task_id=lease.task_id, why=str(exc)
             )
@@ -558,10 +571,13 @@ class TaskAgent(Agent):
             try:
                 result = await self.runner.run(task_id, self._workflow, force=True)
             except LeaseLost as exc:
+                self.cut_short.add(task_id)
                 _log.warning("task_lease_lost", agent=self.defn.name, why=str(exc))
                 return None
             _finished(result, None)
             _end_span(span, result)
+            if result.status == "cancelled":
+                self.cut_short.add(task_id)
             return result
 
     async def _workflow(self, ctx: Context, task_input: Any) -> Any:

@@ -10,6 +10,10 @@ from stalwart.errors import StepFailed
 
 
 async def caller(ctx: TaskContext, task_input: Any) -> dict[str, Any]:
+    # ``call_s``: how long the call itself took, on the journaled clock (a resumed task
+    # replays the same times). The task around it takes longer: its first output loads
+    # the output redactor's model, seconds of CPU on a busy machine.
+    started = await ctx.now()
     try:
         reply = await ctx.call_agent(
             task_input["target"],
@@ -17,8 +21,9 @@ async def caller(ctx: TaskContext, task_input: Any) -> dict[str, Any]:
             timeout=task_input["timeout"],
         )
     except StepFailed as exc:
-        return {"status": "completed", "callee_failed": str(exc)}
-    return {"status": "completed", "reply": reply}
+        took = await ctx.now() - started
+        return {"status": "completed", "callee_failed": str(exc), "call_s": took}
+    return {"status": "completed", "reply": reply, "call_s": await ctx.now() - started}
 
 
 async def slow(ctx: TaskContext, task_input: Any) -> dict[str, Any]:

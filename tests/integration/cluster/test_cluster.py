@@ -156,7 +156,27 @@ async def test_a_paused_node_writes_nothing_after_its_tasks_were_taken_over(
                 await asyncio.sleep(0.01)
         victim.signal_group(signal.SIGSTOP)  # node and agents frozen, mid-task, leases held
         try:
-            await asyncio.sleep(LEASE * 2)  # two leases: the others take over
+            # The others take its tasks over once their leases expire. Woken before that
+            # (on a busy machine their claims can come late), its renewal would rightly go
+            # through and nothing would be refused: wait for the takeover itself.
+            held = [
+                t.id
+                for t in await store.list_tasks(status="running", limit=10_000)
+                if (t.lease_owner or "").startswith(prefix)
+            ]
+            assert held
+
+            async def taken_over() -> bool:
+                for task_id in held:
+                    t = await store.get_task(task_id)
+                    assert t is not None
+                    if not (t.finished or not (t.lease_owner or "").startswith(prefix)):
+                        return False
+                return True
+
+            async with asyncio.timeout(LEASE * 20):
+                while not await taken_over():
+                    await asyncio.sleep(0.1)
         finally:
             victim.signal_group(signal.SIGCONT)  # it wakes up believing it still owns them
         records = [await tasks.wait(i, timeout=120) for i in ids]
@@ -172,7 +192,7 @@ async def test_a_paused_node_writes_nothing_after_its_tasks_were_taken_over(
             "durable.lease_abandoned",
         )
         with contextlib.suppress(TimeoutError):  # the assertion below says what was seen
-            await eventually(lambda: victim.events(*refusals), timeout=10)
+            await eventually(lambda: victim.events(*refusals), timeout=60)
         seen = sorted({str(e.get("event")) for e in victim.lines})
         assert victim.events(*refusals), (
             f"the woken node's stale leases were refused; events seen: {seen}"

@@ -37,7 +37,9 @@ async def test_a_running_task_is_cancelled_mid_step(tmp_path: pathlib.Path, mode
         "tests.integration.node.cancel_app:app",
         store=store,
         events=events,
-        settings=RuntimeSettings(heartbeat_interval=0.5),
+        # the cancel, not the hang detector (0.75 s at this interval), must be what stops
+        # a blocked step: a 30 s hang threshold leaves it the time to come on a busy machine
+        settings=RuntimeSettings(heartbeat_interval=0.5, hang_after_missed=60.0),
     )
     seen: dict[str, Any] = {}
 
@@ -47,6 +49,15 @@ async def test_a_running_task_is_cancelled_mid_step(tmp_path: pathlib.Path, mode
         tasks, db = service.tasks, service.store
         task_id = await tasks.submit("worker", {"dir": str(tmp_path), "mode": mode})
         await eventually((tmp_path / f"{task_id}.started").exists, timeout=30)
+        if mode == "block":
+            # The file is written before the blocking step begins (the first step's journal
+            # write comes between): a cancel then was answered ("yielded") under two CPU
+            # hogs. Cancel once the agent's pulse says this task holds its loop.
+            def holding() -> bool:
+                pulse = node.runtime.process("worker").pulse
+                return pulse is not None and pulse.busy == task_id
+
+            await eventually(holding, timeout=30)
         before = node.runtime.process("worker")
         waiter = EventWaiter(events)
         done = await tasks.cancel(task_id, by="test")
@@ -87,6 +98,55 @@ async def test_a_running_task_is_cancelled_mid_step(tmp_path: pathlib.Path, mode
     assert seen.get("ok")
     print(f"cancel {mode}: {seen['stopped']} in {seen['seconds'] * 1000:.0f} ms")
     assert seen["seconds"] < BOUND_S
+
+
+async def test_a_cancel_from_elsewhere_is_reported_stopped_whoever_stopped_the_step(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A cancel written to the store alone (another node's API) fences the task's lease.
+    Two things then stop the step: this node's sweep asking the process, and the runner
+    itself when its lease's next renewal is refused. On a busy machine the renewal often
+    comes first; the process must still say the step stopped there (it answered "not
+    running", and the sweep reported ``not_running`` for a step it had stopped)."""
+    events = EventBus(log=False)
+    node, service = app_node(
+        "tests.integration.node.cancel_app:app",
+        store=f"sqlite:///{tmp_path}/e.db",
+        events=events,
+        settings=RuntimeSettings(heartbeat_interval=0.5),
+    )
+    waiter = EventWaiter(events)
+    seen: dict[str, Any] = {}
+
+    async def work() -> None:
+        await _ready(node)
+        assert service.tasks is not None and service.store is not None
+        task_id = await service.tasks.submit("worker", {"dir": str(tmp_path), "mode": "sleep"})
+        await eventually((tmp_path / f"{task_id}.started").exists, timeout=30)
+        by = {"type": "Cancelled", "message": "cancelled by elsewhere", "by": "elsewhere"}
+        done = await service.store.cancel(task_id, by)
+        assert done is not None and done.status == "cancelled"
+        event = await waiter.wait("task_cancel_seen", task_id=task_id, timeout=60)
+        seen["stopped"] = event["stopped"]
+
+        async def gone() -> bool:
+            return task_id not in await node.call("worker", {"op": "running"}, timeout=10)
+
+        async with asyncio.timeout(60):
+            while not await gone():
+                await asyncio.sleep(0.05)
+        # asked once the step has stopped, by whichever path: it was stopped here
+        request = {"op": "cancel", "task_id": task_id}
+        seen["asked_after"] = await node.call("worker", request, timeout=10)
+        seen["never_ran"] = await node.call(
+            "worker", {"op": "cancel", "task_id": "never-ran-here"}, timeout=10
+        )
+        record = await service.store.get_task(task_id)
+        assert record is not None and record.status == "cancelled"
+        assert not (tmp_path / f"{task_id}.effect").exists()
+
+    assert await node.run(until=work()) == 0
+    assert seen == {"stopped": "yielded", "asked_after": True, "never_ran": False}
 
 
 def _incarnation(node: Any) -> int | None:
