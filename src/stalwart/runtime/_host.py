@@ -19,7 +19,8 @@ loop has not run (its *lag*) and which task holds it. An agent is killed
   pulse (a stopped or frozen process) the silence alone decides;
 - ``task_timeout`` when the task holding its loop is past its deadline (the
   task's ``task_timeout``, which the agent cannot enforce itself while blocked);
-- ``memory_limit`` when its RSS passes its ``memory_limit_mb``.
+- ``memory_limit`` when its own memory (USS: pages it does not share with the fork
+  server) passes its ``memory_limit_mb``.
 
 The exit of a killed agent names the *blame* its last pulse gave (the task that
 held the loop, or the only task in flight). Exit hooks (:meth:`ProcessHost.add_exit_hook`)
@@ -170,7 +171,27 @@ class AgentProcess:
             except ProcessLookupError:
                 pass
 
-    def rss_bytes(self) -> int | None:
+    def own_bytes(self) -> int | None:
+        """The memory this process holds alone (its USS: private resident pages), what
+        ``memory_limit_mb`` is checked against.
+
+        Not the RSS: an agent is forked from the fork server, which preloads the app and
+        models (the output redactor's, a few hundred MiB) that every agent maps, shared
+        copy-on-write; counting them would charge each agent for memory it does not own
+        and kill a healthy one under a limit its own work never reaches. A page the agent
+        writes becomes private and counts. One read of ``smaps_rollup`` (Linux 4.14+),
+        else the RSS from ``statm``."""
+        try:
+            with open(f"/proc/{self.pid}/smaps_rollup", "rb") as f:
+                total = 0
+                for line in f:
+                    if line.startswith((b"Private_Clean:", b"Private_Dirty:", b"Private_Hugetlb:")):
+                        total += int(line.split()[1]) * 1024
+                return total
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, IndexError):
+            return None
         try:
             with open(f"/proc/{self.pid}/statm", "rb") as f:
                 return int(f.read().split()[1]) * _PAGE
@@ -659,17 +680,17 @@ class ProcessHost:
                     continue
                 limit = proc.spec.memory_limit_mb
                 if check_memory and limit is not None:
-                    rss = proc.rss_bytes()
-                    if rss is not None and rss > limit * 1024 * 1024:
+                    own = proc.own_bytes()
+                    if own is not None and own > limit * 1024 * 1024:
                         proc.kill_detail = (
-                            f"its memory reached {rss / 2**20:.0f} MiB, over its "
+                            f"its own memory reached {own / 2**20:.0f} MiB, over its "
                             f"memory_limit_mb of {limit:g}"
                         )
                         self.events.emit(
                             "agent_memory_limit",
                             agent=proc.name,
                             pid=proc.pid,
-                            rss_mb=round(rss / 2**20, 1),
+                            rss_mb=round(own / 2**20, 1),  # the event's field name, kept
                             limit_mb=limit,
                         )
                         self.kill(proc, "memory_limit")

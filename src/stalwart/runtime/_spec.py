@@ -139,8 +139,9 @@ class ChildSpec:
         Seconds the child gets to stop after being asked, before SIGKILL; or
         ``"brutal_kill"`` for SIGKILL at once.
     memory_limit_mb
-        Resident memory above which the process is killed (reason
-        ``memory_limit``) and handled as any abnormal exit. ``None``: no limit.
+        The process's own resident memory (USS: what it does not share with the fork
+        server it was forked from, such as preloaded models) above which it is killed
+        (reason ``memory_limit``) and handled as any abnormal exit. ``None``: no limit.
     """
 
     id: str
