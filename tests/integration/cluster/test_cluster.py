@@ -137,6 +137,7 @@ def pytest_tmp_dir():
     return pathlib.Path(tempfile.mkdtemp(prefix="stalwart-clean-"))
 
 
+@pytest.mark.slow
 async def test_a_paused_node_writes_nothing_after_its_tasks_were_taken_over(
     cluster, pg_url, sim_url
 ):

@@ -130,6 +130,7 @@ async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
     assert "verify_item_progress" in names and "verify_node_restarted" in names
 
 
+@pytest.mark.slow
 async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkeypatch):
     """The warehouse's HTTP tool in proxy mode (tests/integration/verify/proxied.py: only
     the profile differs): verify puts a fault proxy in front of the real supplier and
@@ -189,6 +190,7 @@ async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkey
         assert conn.execute("SELECT count(*) FROM reservations").fetchone()[0] == 0
 
 
+@pytest.mark.slow
 async def test_a_proxied_tool_s_prolonged_degradation_is_alerted(tmp_path, monkeypatch):
     """GD-3 on the warehouse (no model): the supplier's upstream reset at the proxy and
     held until the ProlongedDegradation alert for tool:order_from_supplier goes critical;

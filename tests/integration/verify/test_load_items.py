@@ -92,6 +92,7 @@ def test_settings_come_from_the_environment() -> None:
         LoadSettings.from_env({"STALWART_VERIFY_SOAK_S": "soon"})
 
 
+@pytest.mark.slow
 async def test_lc2_faults_a_proxied_tool_s_upstream(tmp_path, monkeypatch):
     """The warehouse with its supplier tool in proxy mode (tests/integration/verify/
     proxied.py): LC-2's proxy faults land on the supplier's upstream through verify's
