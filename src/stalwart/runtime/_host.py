@@ -199,6 +199,19 @@ class AgentProcess:
             return None
 
 
+def _work_handed(proc: AgentProcess) -> None:
+    """The node hands an idle agent work: its silence is counted from now.
+
+    An idle agent beats at the idle pace (its last pulse said ``quiet``), so the frame
+    the watchdog last saw from its loop may be several intervals old; without this, the
+    first moments of work on a starved machine would count that idle quiet as silence.
+    Only an agent whose last pulse said it was idle (its loop had run its last probe,
+    nothing in flight) gets it: a busy or hung one keeps its silence however many calls
+    are sent to it."""
+    if proc.pulse is not None and proc.pulse.quiet > 0:
+        proc.last_seen = max(proc.last_seen, time.monotonic())
+
+
 class ProcessHost:
     """Starts, stops, watches and routes messages to agent processes."""
 
@@ -748,6 +761,7 @@ class ProcessHost:
         assert proc.channel is not None
         started = time.perf_counter()
         trace = current_traceparent() if trace is None else trace
+        _work_handed(proc)
         proc.channel.send(
             Call(ref=ref, payload=payload, timeout=seconds, sender=sender, trace=trace)
         )
@@ -787,6 +801,7 @@ class ProcessHost:
         proc = self.process(target)
         assert proc.channel is not None
         trace = current_traceparent() if trace is None else trace
+        _work_handed(proc)
         proc.channel.send(Cast(payload=payload, sender=sender, trace=trace))
 
     async def _forward_call(self, caller: AgentProcess, out: OutCall) -> None:
