@@ -299,6 +299,27 @@ def shared_writable(path: pathlib.Path) -> tuple[str, ...] | None:
     return None
 
 
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to WAL, waiting up to ``timeout`` for a process doing the same.
+
+    Changing the journal mode takes an exclusive lock, and SQLite answers "database is
+    locked" at once, without its busy handler, when another connection holds the file
+    then: two processes opening one fresh file together (a node starting while a CLI
+    command creates the store) failed 30 of 400 opens here. Retried with a short
+    backoff; once the file is in WAL the pragma needs no lock and returns at once."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)  # the writer's own thread, never an event loop
+        delay = min(delay * 2, 0.1)
+
+
 class SQLiteDatabase(Database):
     """A SQLite file (or ``:memory:``) behind one writer thread.
 
@@ -425,7 +446,7 @@ class SQLiteDatabase(Database):
             )
         try:
             if not self.readonly:
-                conn.execute("PRAGMA journal_mode=WAL").fetchall()
+                _enable_wal(conn, self.timeout)
             conn.execute(f"PRAGMA synchronous={_SYNC[self.durability]}")
             conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
             # A small WAL that is checkpointed often is then *overwritten in place*: an

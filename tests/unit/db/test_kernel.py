@@ -4,6 +4,8 @@ a writer thread that died, error mapping, URL parsing."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.synchronize
 import pathlib
 import sqlite3
 
@@ -100,6 +102,37 @@ def test_blocking_read_only_handles_never_create_or_migrate(tmp_path: pathlib.Pa
             ro.run(insert, "b")
     finally:
         ro.close()
+
+
+def _open_and_write(url: str, key: str, barrier: multiprocessing.synchronize.Barrier) -> None:
+    barrier.wait(30)  # both processes open the fresh file at the same moment
+    db = blocking(url)
+    try:
+        db.migrate(Component("notes", (NOTES_V1,)))
+        db.run(insert, key)
+    finally:
+        db.close()
+
+
+def test_two_processes_opening_one_fresh_file_together_both_start(tmp_path: pathlib.Path) -> None:
+    """Switching a fresh file to WAL is refused at once (no busy handler) while another
+    process does it: a node and a CLI command creating one store together. Raced here
+    30 times; both opens must succeed every time."""
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(30):
+        url = f"sqlite:///{tmp_path}/race-{round_}.db"
+        barrier = ctx.Barrier(2)
+        procs = [ctx.Process(target=_open_and_write, args=(url, k, barrier)) for k in "ab"]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(60)
+        assert [proc.exitcode for proc in procs] == [0, 0], f"round {round_}"
+        db = blocking(url, readonly=True)
+        try:
+            assert db.run(count) == 2
+        finally:
+            db.close()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
