@@ -176,16 +176,22 @@ async def run_soak(
         samples: list[dict[str, Any]] = []
         leak: list[bytes] = []
         started = time.monotonic()
-        chunk = int(cfg.leak_mb_per_min * 2**20 / 60 * cfg.interval)
+        leak_per_s = cfg.leak_mb_per_min * 2**20 / 60
+        leaked = 0
 
         store = t.service.store
         assert store is not None
 
         async def sampler() -> None:
             # runs until cancelled when the arrivals end (bounded by the run's duration)
+            nonlocal leaked
             while True:
-                if chunk > 0:
-                    leak.append(b"\x01" * chunk)  # test-only fault: kept, touched memory
+                if leak_per_s > 0:
+                    # by elapsed time, not per sample: a sampler slowed by a busy machine
+                    # must not leak less per minute than the fault says
+                    due = int(leak_per_s * (time.monotonic() - started)) - leaked
+                    leak.append(b"\x01" * due)  # test-only fault: kept, touched memory
+                    leaked += due
                 values: dict[str, float] = {}
                 pids = {"node": os.getpid(), **t.pids()}
                 for name, pid in pids.items():
