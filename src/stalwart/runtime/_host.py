@@ -90,6 +90,8 @@ _BLAMED = frozenset({"hung", "task_timeout", "memory_limit"})
 """Kill reasons the host charges to the task the agent's last pulse named."""
 EXIT_HOOK_TIMEOUT = 5.0
 """Seconds each exit hook may take before the exit reaches the supervisor anyway."""
+FORK_SERVER_START_S = 60.0
+"""The least time a node's fork server gets to start and preload (see ``start``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -243,7 +245,12 @@ class ProcessHost:
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         self._fs = ForkServer(self._on_child_exit, self._on_forkserver_lost, self._preload)
-        await self._fs.start(self.settings.start_timeout)
+        # The fork server loads the runtime, the log redactor's lists and the app's preloads
+        # once per node: about 1 s of CPU, and 6 s of wall time at a load average of 19.
+        # start_timeout (an agent's init, milliseconds after a fork) was too short for it:
+        # a busy machine failed the node's start ("the fork server did not start within
+        # 10 s"). It gets at least FORK_SERVER_START_S.
+        await self._fs.start(max(self.settings.start_timeout, FORK_SERVER_START_S))
         self._watchdog = asyncio.create_task(self._watch(), name="stalwart-watchdog")
 
     async def close(self) -> None:
@@ -642,11 +649,13 @@ class ProcessHost:
                 # (SIGSTOP, a VM freeze) or starved. Its agents' silence is then the
                 # node's own, not theirs: give every agent a fresh threshold instead
                 # of killing healthy processes as hung.
+                # (The memory checks below still run: on a machine busy enough to make
+                # every tick late, skipping the round skipped them all, and an agent over
+                # its memory_limit_mb was never killed.)
                 self.events.emit("node_stalled", stalled_s=round(late, 3))
                 for proc in self._registry.values():
                     proc.last_seen = max(proc.last_seen, now)
                     proc.last_pulse = max(proc.last_pulse, now) if proc.pulse else 0.0
-                continue
             check_memory = now >= next_memory_check
             if check_memory:
                 next_memory_check = now + interval

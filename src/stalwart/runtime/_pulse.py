@@ -27,10 +27,24 @@ idle process is therefore found within ``IDLE_SLOWDOWN`` intervals plus the hang
 threshold; a thousand idle processes cost the node and the machine a fifth of what
 they would at the busy cadence.
 
-A thread that itself woke late (by more than half an interval) was starved
-with the whole process: it reports no lag for that round, so a machine whose
-cores are saturated does not make a healthy loop look blocked. A process that
-is stopped or frozen sends no pulse at all: the node's silence rule catches it.
+A busy machine must not make a healthy loop look blocked. Two rules see to it:
+
+- the lag leaves out the time the loop's thread spent *runnable but waiting for a
+  CPU* while the probe was pending (Linux's per-thread ``schedstat``, read
+  through one kept file descriptor, about 4 µs a read), down to at most
+  1/:data:`MAX_SLOWDOWN` of the wall time. What remains is the time the thread
+  ran or slept: a loop that runs 0.2 s of CPU work while a busy machine keeps it
+  waiting for 0.6 s more reports 0.2 s, not 0.8 s; a loop blocked in
+  ``time.sleep`` reports all of it, and a spinning one its share of the CPU.
+  The floor bounds what a busy machine can hide: a loop held for
+  ``MAX_SLOWDOWN`` times the hang threshold is hung however busy the machine
+  (so a spin is still killed well within a task's lease). Where ``schedstat``
+  is missing (another OS, a kernel without it) the lag is wall time;
+- a pulse thread that itself woke late (by more than half an interval) was
+  starved with the whole process: it reports no lag for that round.
+
+A process that is stopped or frozen sends no pulse at all: the node's silence
+rule catches it.
 
 Blame travels with asyncio tasks: an agent sets :data:`BLAME` (a
 :class:`Blame`) in the context a task is created with, and every task created
@@ -44,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import os
 import socket
 import threading
 import time
@@ -52,10 +67,22 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["BLAME", "IDLE_SLOWDOWN", "Blame", "LoopWatch", "Pulse", "decode_pulse"]
+__all__ = [
+    "BLAME",
+    "IDLE_SLOWDOWN",
+    "MAX_SLOWDOWN",
+    "Blame",
+    "LoopWatch",
+    "Pulse",
+    "RunQueueClock",
+    "decode_pulse",
+]
 
 IDLE_SLOWDOWN = 5
 """An idle agent process (nothing in flight) pulses and beats every this many intervals."""
+
+MAX_SLOWDOWN = 4.0
+"""A loop's lag leaves out its run-queue wait down to 1/MAX_SLOWDOWN of the wall time."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -106,6 +133,39 @@ def decode_pulse(data: bytes) -> Pulse | None:
         return None
 
 
+class RunQueueClock:
+    """Seconds one thread has spent runnable but waiting for a CPU, from Linux's
+    ``/proc/self/task/<tid>/schedstat`` (its second field, in nanoseconds).
+
+    The file is opened once and re-read with ``pread``: the kernel renders it anew
+    at each read. Without the file :meth:`waited` is always 0.0, so a lag is
+    wall time, as it was before this clock existed.
+    """
+
+    def __init__(self, tid: int) -> None:
+        try:
+            self._fd: int | None = os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    @property
+    def available(self) -> bool:
+        return self._fd is not None
+
+    def waited(self) -> float:
+        if self._fd is None:
+            return 0.0
+        try:
+            return int(os.pread(self._fd, 96, 0).split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
 class LoopWatch:
     """Runs the pulse thread of one agent process and its probes (see the module doc)."""
 
@@ -116,6 +176,9 @@ class LoopWatch:
         # when the pending probe was posted (the pulse thread sets it, the loop clears it
         # when the probe runs); None: no probe waits, the loop ran the last one
         self._posted: float | None = None
+        # the loop thread's run-queue wait when the pending probe was posted
+        self._posted_queued = 0.0
+        self._queued: RunQueueClock | None = None
         self.started = 0  # blamed asyncio tasks created so far: a cheap "work happened"
         self.working = 0  # calls and casts being handled (work_started / work_ended)
         # set on the loop when work starts: the agent's heartbeat, asleep at the idle
@@ -132,6 +195,8 @@ class LoopWatch:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Install the blame-inheriting task factory and start the pulse thread."""
         self._loop = loop
+        # called on the loop's own thread: its run-queue wait is the loop's
+        self._queued = RunQueueClock(threading.get_native_id())
         loop.set_task_factory(self._factory)
         self._thread = threading.Thread(target=self._pulse, name="stalwart-pulse", daemon=True)
         self._thread.start()
@@ -141,6 +206,8 @@ class LoopWatch:
         self._nudge.set()
         if self._thread is not None:
             self._thread.join(timeout=2 * self.interval)
+        if self._queued is not None and (self._thread is None or not self._thread.is_alive()):
+            self._queued.close()
 
     def _probe(self) -> None:
         """The probe: runs on the loop, and so proves the loop runs."""
@@ -150,9 +217,14 @@ class LoopWatch:
         """Seconds the pending probe has waited, posting one if none waits (None: the
         loop is closed and the pulse thread should end)."""
         posted = self._posted
+        queued = self._queued
+        assert self._loop is not None and queued is not None
         if posted is not None:
-            return now - posted
-        assert self._loop is not None
+            # leave out the time the loop's thread was runnable but had no CPU, down to
+            # a floor (the module doc says why)
+            wall = now - posted
+            return max(wall - (queued.waited() - self._posted_queued), wall / MAX_SLOWDOWN)
+        self._posted_queued = queued.waited()
         self._posted = now  # before posting, so the probe's clearing cannot be lost
         try:
             self._loop.call_soon_threadsafe(self._probe)
@@ -226,6 +298,7 @@ class LoopWatch:
                 starved = now - expected > self.interval / 2
                 expected = now + self.interval
             seq += 1
+            ran_last = self._posted is None  # the loop ran the last probe
             waited = self._lag(now)
             if waited is None:
                 return
@@ -233,7 +306,7 @@ class LoopWatch:
             # idle, and the loop ran the last probe: the next pulse may wait IDLE_SLOWDOWN
             # intervals, and the pulse says so, so the node waits that long for it
             quiet = 0.0
-            if waited == 0.0 and self.idle():
+            if ran_last and self.idle():
                 quiet = self.interval * (IDLE_SLOWDOWN - 1)
                 expected += quiet
             pulse = Pulse(seq=seq, lag=round(lag, 4), sole=self._sole(), quiet=quiet)

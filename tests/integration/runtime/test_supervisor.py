@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -233,6 +234,26 @@ async def test_memory_limit_kills_and_restarts(make_runtime):
         pass  # killed before its reply got out: the same outcome, sooner
     over = await events.wait("agent_memory_limit", agent="hog")
     assert over["rss_mb"] > 80 and over["limit_mb"] == 80
+    restarted = await events.wait("agent_restarted", agent="hog")
+    assert restarted["reason"] == "memory_limit"
+
+
+async def test_a_node_stalled_at_every_tick_still_enforces_memory_limits(make_runtime):
+    # a machine so busy that every watchdog tick comes late: the node excuses its agents'
+    # silence, but an agent over its memory limit must still be killed
+    spec = ChildSpec("hog", ProbeAgent, memory_limit_mb=80)
+    rt, events = await make_runtime(SupervisorSpec("root", [spec]))
+
+    async def allocate() -> None:
+        with contextlib.suppress(NoProcess):  # killed before its reply got out
+            await rt.call("hog", {"op": "alloc", "mb": 120}, timeout=15)
+
+    async with asyncio.timeout(20), asyncio.TaskGroup() as tg:
+        tg.create_task(allocate())
+        while not events.matching("agent_memory_limit", agent="hog"):
+            time.sleep(0.2)  # the node's loop stalls past half the hang threshold ...
+            await asyncio.sleep(0.01)  # ... and runs a moment, again and again
+    assert events.matching("node_stalled")  # the stalls were seen as such
     restarted = await events.wait("agent_restarted", agent="hog")
     assert restarted["reason"] == "memory_limit"
 
