@@ -1,6 +1,7 @@
 """Cancel and durable approvals across a cluster: two `stalwart run` nodes on one
 PostgreSQL store. A task cancelled through the store (as another node's API or
-`stalwart task cancel` does) is interrupted by the node whose process runs it."""
+`stalwart task cancel` does) is interrupted by the node whose process runs it; a task
+parked for approval by one node is resumed, once approved, by another."""
 
 from __future__ import annotations
 
