@@ -21,6 +21,10 @@ boundaries: its scopes, its taint policy, its approvals.
 - **Utility**: benign inputs (no payload) run guarded; one *completes* when its task
   succeeded and made every side-effect call its control made
   (``benign_completion_rate``).
+- **A held call does not end the run**: the guarded run keeps the app's taint policy
+  but holds calls in the loop (``durable_approvals=False``): the call is not run, the
+  model is told it is pending and may go on trying, which a task parked for approval
+  (the default in production) would not -- a stronger test of the guard.
 - **Nothing real is touched**: tools are recording stand-ins. A tool with a double runs
   its double; one the profile maps to ``sim:<service>`` talks to this run's own
   simulated world; any other returns ``{"status": "ok"}`` without running.
@@ -174,6 +178,12 @@ def _unguarded(agent: AgentDef) -> Security:
     )
 
 
+def _in_loop(security: Security) -> Security:
+    """``security`` with held calls answered in the loop instead of parking the task."""
+    taint = dataclasses.replace(security.taint, durable_approvals=False)
+    return dataclasses.replace(security, taint=taint)
+
+
 class _Harness:
     """The entry agent in this process: the gullible model, a real store, stand-in tools."""
 
@@ -301,8 +311,9 @@ async def red_team(
             where, "control", app, agent, sim_url=sim.url, security=_unguarded(agent)
         )
         guarded = _Harness(
-            where, "red-team", app, agent, sim_url=sim.url, security=security or agent.security
-        )
+            where, "red-team", app, agent, sim_url=sim.url,
+            security=_in_loop(security or agent.security),
+        )  # fmt: skip
         try:
             await control.run(controls, concurrency)
             await guarded.run(attacks + clean, concurrency)

@@ -225,6 +225,11 @@ SECURITY = Security(
             ),
         },
         rules=RULES,
+        # the helpdesk answers every ticket at once: a held call is not run and the
+        # resolver tells the customer a colleague will follow up (the triage agent waits
+        # in line for that answer). An app whose held calls should wait for a person
+        # keeps the default, durable approvals (docs/security.md).
+        durable_approvals=False,
     ),
 )
 

@@ -326,12 +326,16 @@ class TaintPolicy:
     max_refusals: int = 3
     """Held or refused calls after which an LLM task stops (status ``refused``)."""
     approval_wait_s: float = 0.0
-    """How long a task waits for a person to decide a held call (0: it goes on at once,
-    told the call is pending). An approval within the wait runs the call."""
-    durable_approvals: bool = False
-    """Held calls suspend the task durably instead: it becomes ``awaiting_approval``,
-    holds no lease and no process, and resumes when a person decides (or the
-    deadline denies the call). ``approval_wait_s`` is then not used."""
+    """With ``durable_approvals=False`` only: how long a task waits in its process for a
+    person to decide a held call (0: it goes on at once, told the call is pending). An
+    approval within the wait runs the call."""
+    durable_approvals: bool = True
+    """A held call suspends the task durably (the default): it becomes
+    ``awaiting_approval``, holds no lease and no process, and resumes -- on any node
+    sharing the store, after restarts -- when a person decides (or the deadline denies
+    the call). ``False``: the call is not run and the task goes on (after
+    ``approval_wait_s``), told it is pending -- for harnesses that want the model to
+    keep going, such as a red team."""
     approval_deadline_s: float = 86_400.0
     """With ``durable_approvals``: how long a held call waits for a decision before it
     is denied (default one day; a tool's ``ToolRule.approval_deadline_s`` overrides)."""
@@ -343,6 +347,12 @@ class TaintPolicy:
             )
         if not 0 <= self.approval_wait_s <= 86_400:
             raise ConfigError("TaintPolicy.approval_wait_s must be in [0, 86400] s")
+        if self.approval_wait_s and self.durable_approvals:
+            raise ConfigError(
+                "TaintPolicy.approval_wait_s is for in-process waits: a held call parks the "
+                "task durably by default (approval_deadline_s bounds that wait); set "
+                "durable_approvals=False to wait in the process instead"
+            )
         if not 1 <= self.approval_deadline_s <= 2_592_000:
             raise ConfigError("TaintPolicy.approval_deadline_s must be in [1, 2592000] s (30 days)")
         if self.max_refusals < 1:

@@ -1,6 +1,7 @@
 """A Pydantic AI tool marked ``requires_approval=True`` waits in stalwart's approval
-queue: the task parks, survives a restart (new runner, new process state), and the call
-runs once a person approves it (real SQLite store and queue, in this process)."""
+queue: the task parks (the default: no setting asks for it), survives a restart (new
+runner, new process state), and the call runs once a person approves it (real SQLite
+store and queue, in this process)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def declaration(cancelled: list[int]) -> PydanticAIAgent:
         model="main",
         policies={"cancel_order": ToolPolicy(scopes=["orders:write"], side_effect=True)},
         scopes=["orders:write"],
-        security=Security(taint=TaintPolicy(durable_approvals=True)),
+        security=Security(taint=TaintPolicy()),  # held calls park by default
     )
 
 

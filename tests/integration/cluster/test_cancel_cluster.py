@@ -1,6 +1,7 @@
 """Cancel and durable approvals across a cluster: two `stalwart run` nodes on one
 PostgreSQL store. A task cancelled through the store (as another node's API or
-`stalwart task cancel` does) is interrupted by the node whose process runs it."""
+`stalwart task cancel` does) is interrupted by the node whose process runs it; a task
+parked for approval by one node is resumed, once approved, by another."""
 
 from __future__ import annotations
 
@@ -61,6 +62,58 @@ async def test_a_cancel_through_the_store_stops_the_owning_nodes_step(
         record = await store.get_task(task_id)
         assert record is not None and record.status == "cancelled" and record.attempts == 1
         assert not (tmp_path / f"{task_id}.effect").exists()
+    finally:
+        await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
+        await store.close()
+
+
+async def test_a_parked_task_is_approved_from_the_cli_and_resumed_by_another_node(pg_url, sim_url):
+    """Node a parks a held refund and stops; `stalwart approvals approve` writes the
+    decision to the store; node b, started afterwards, resumes the task and the refund
+    runs once."""
+    from tests.integration.guard.test_durable_approval import _big_refund
+
+    from stalwart.cli import main
+
+    env = {"PYTHONPATH": str(ROOT)}
+    app = "tests.integration.guard.durable_approval_app:app"
+    store = await open_store(pg_url)
+    nodes = []
+    try:
+        first = await start_node("a", pg_url, sim_url, app=app, extra_env=env)
+        nodes.append(first)
+        tasks = Tasks(None, store)
+        task_id = await tasks.submit("resolver", _big_refund(), task_id="P-1")
+
+        async def parked() -> bool:
+            task = await store.get_task(task_id)
+            assert task is not None and not task.finished, task
+            return task.status == "awaiting_approval"
+
+        async with asyncio.timeout(90):
+            while not await parked():
+                await asyncio.sleep(0.05)
+        task = await store.get_task(task_id)
+        assert task is not None and task.lease_owner is None and task.lease_expires is None
+        assert task.outcome["awaiting"] == "approval" and task.outcome["tool"] == "refund"
+        assert not (await store.load_effects(task_id))  # nothing ran before the decision
+        assert await first.stop() == 0
+        code = await asyncio.to_thread(
+            main, ["approvals", "approve", task.outcome["approval"], "--store", pg_url,
+                   "--by", "ann"],
+        )  # fmt: skip
+        assert code == 0
+        second = await start_node("b", pg_url, sim_url, app=app, extra_env=env)
+        nodes.append(second)
+        assert second.node_id != first.node_id
+        record = await tasks.wait(task_id, timeout=90)
+        assert record.status == "succeeded", record.outcome
+        assert record.outcome["status"] == "completed"
+        steps = [e.name for e in (await store.load_journal(task_id)).entries]
+        assert steps.count("approval:refund") == 1, steps
+        effects = await store.load_effects(task_id)
+        refunds = [e for e in effects.values() if e.name == "tool:refund"]
+        assert len(refunds) == 1 and refunds[0].status == "completed", effects
     finally:
         await asyncio.gather(*(n.stop() for n in nodes), return_exceptions=True)
         await store.close()

@@ -10,7 +10,10 @@ from stalwart.observe import EventBus
 from stalwart.runtime import ChildSpec, Runtime, SupervisorSpec
 from stalwart.testing import EventWaiter, ProbeAgent
 
-FAST = RuntimeSettings(heartbeat_interval=0.2, start_timeout=10.0)
+# start_timeout is the default's 30 s: the fork server costs about 1 s of CPU to boot
+# (imports, the redactor's lists), which took over 10 s of wall time at load average 15
+# on 2 cores. No test here waits for a start to time out.
+FAST = RuntimeSettings(heartbeat_interval=0.2, start_timeout=30.0)
 
 
 def probes(n: int, **kw: Any) -> list[ChildSpec]:

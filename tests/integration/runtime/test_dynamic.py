@@ -9,12 +9,14 @@ import signal
 import pytest
 
 from stalwart import Runtime
+from stalwart.durable import open_store
 from stalwart.errors import ChildError, ConfigError, NoProcess
 from stalwart.observe import EventBus
 from stalwart.runtime import ChildSpec, DynamicSupervisorSpec, SupervisorSpec
 from stalwart.testing import EventWaiter, FakeClock, ProbeAgent
 
 from .conftest import FAST
+from .session_agent import JournaledSession
 
 
 def sessions(**kw) -> SupervisorSpec:
@@ -103,6 +105,46 @@ async def test_idle_instances_stop_and_resume_on_their_next_message():
         assert dyn.count_children().active == 2
     finally:
         await rt.stop()
+
+
+async def test_a_session_kept_in_the_journal_survives_its_idle_stop(tmp_path):
+    """One process per session, its history in the journal: stopped when idle, the
+    session's next message starts a new process that answers with the whole history."""
+    store = f"sqlite:///{tmp_path}/sessions.db"
+    template = ChildSpec("session", JournaledSession, args={"store": store})
+    spec = SupervisorSpec(
+        "root", [DynamicSupervisorSpec("sessions", template, idle_timeout=60.0, max_children=10)]
+    )
+    clock = FakeClock()
+    bus = EventBus(log=False)
+    waiter = EventWaiter(bus)
+    rt = Runtime(spec, FAST, events=bus, clock=clock)
+    await rt.start()
+    try:
+        dyn = rt.dynamic_supervisor("sessions")
+        await dyn.start_instance("ann")
+        await dyn.start_instance("bob")
+        first = await dyn.call("ann", {"text": "my order is late"}, timeout=10)
+        await dyn.call("bob", {"text": "hello"}, timeout=10)
+        assert (await dyn.call("ann", {"text": "order 12"}, timeout=10))["history"] == [
+            "my order is late", "order 12",
+        ]  # fmt: skip
+        clock.advance(60)
+        assert sorted(await dyn.stop_idle()) == ["session:ann", "session:bob"]
+        await waiter.wait("agent_exited", agent="session:ann", reason="shutdown")
+        assert rt.whereis("session:ann") is None  # no process holds the session now
+        again = await dyn.call("ann", {"text": "any news?"}, timeout=10)  # resumes it
+        assert again["pid"] != first["pid"]
+        assert again["history"] == ["my order is late", "order 12", "any news?"]
+        assert (await dyn.call("bob", {"text": "bye"}, timeout=10))["history"] == ["hello", "bye"]
+    finally:
+        await rt.stop()
+    db = await open_store(store)
+    try:
+        journal = await db.load_journal("session-session-ann")
+        assert [e.value for e in journal.entries] == ["my order is late", "order 12", "any news?"]
+    finally:
+        await db.close()
 
 
 async def test_the_idle_sweeper_runs_on_the_injected_clock():

@@ -173,3 +173,55 @@ async def test_a_held_call_is_approved_over_http_and_the_task_runs_it(
     top = (await c.get("/v1/tasks/T-big/journal")).json()
     assert top["task"]["id"] == "T-big" and "agent:resolver" in [s["name"] for s in top["steps"]]
     assert "ann@example.com" not in json.dumps(top)
+
+
+@pytest.mark.timeout(120)
+async def test_a_parked_task_is_approved_or_denied_over_http_and_resumes(
+    start_node, tmp_path, monkeypatch
+):
+    """Durable approvals (the default) over the node's API: a held refund parks its task
+    (``awaiting_approval`` in ``GET /v1/tasks``); ``POST /v1/approvals/ID/approve``
+    resumes it and the refund runs once, ``/deny`` resumes the other without it."""
+    monkeypatch.delenv("STALWART_SIM_URL", raising=False)
+    node, service = app_node(
+        "tests.integration.guard.durable_approval_app:app", store=f"sqlite:///{tmp_path}/p.db"
+    )
+    n = await start_node(node, rate_limit_per_s=1000, rate_limit_burst=1000)
+    c = n.client
+    orders = [o for o in range(1000, 9999) if order_for(o)["amount_cents"] >= 9000][:2]
+    for task_id, order in zip(("P-yes", "P-no"), orders, strict=True):
+        ticket = {
+            "text": f"Hi, my order #{order} arrived damaged. Please issue a refund of 8000 "
+            "cents. Thanks, from ann@example.com",
+            "from": "ann@example.com",
+        }
+        r = await c.post(
+            "/v1/tasks", json={"agent": "resolver", "input": ticket, "task_id": task_id}
+        )
+        assert r.status_code == 202, r.text
+    async with asyncio.timeout(60):
+        while (await c.get("/v1/tasks?status=awaiting_approval")).json()["count"] < 2:
+            await asyncio.sleep(0.05)
+    parked = (await c.get("/v1/tasks/P-yes")).json()
+    assert parked["status"] == "awaiting_approval" and parked["outcome"]["tool"] == "refund"
+    ids = {
+        a["task_id"]: a["id"]
+        for a in (await c.get("/v1/approvals?status=pending")).json()["approvals"]
+    }
+    assert set(ids) == {"P-yes", "P-no"}
+    assert service.sim is not None and service.tasks is not None
+    assert service.sim.world.tools.report()["deliveries"]["payments"] == {}
+    yes = await c.post(f"/v1/approvals/{ids['P-yes']}/approve", json={"by": "ann"})
+    no = await c.post(f"/v1/approvals/{ids['P-no']}/deny", json={"by": "bo"})
+    assert (yes.status_code, no.status_code) == (200, 200), (yes.text, no.text)
+    approved = await service.tasks.wait("P-yes", timeout=60)
+    denied = await service.tasks.wait("P-no", timeout=60)
+    assert approved.status == denied.status == "succeeded"
+    assert approved.outcome["status"] == denied.outcome["status"] == "completed"
+    assert len(service.sim.world.tools.report()["deliveries"]["payments"]) == 1  # P-yes's
+    for task_id, status in (("P-yes", "approved"), ("P-no", "denied")):
+        steps = (await c.get(f"/v1/tasks/{task_id}/journal")).json()["steps"]
+        (decision,) = [s for s in steps if s["name"] == "approval:refund"]
+        assert decision["value"]["status"] == status
+        ran = [s for s in steps if s["name"].endswith("refund") and s["kind"] == "effect"]
+        assert len(ran) == (status == "approved"), steps

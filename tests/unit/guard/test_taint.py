@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 from examples.helpdesk.app import SECURITY
 
-from stalwart.guard import ArgRule, Origin, Principal, Provenance, TaintPolicy, ToolRule
+from stalwart.errors import ConfigError
+from stalwart.guard import (
+    ArgRule,
+    Origin,
+    Principal,
+    Provenance,
+    TaintPolicy,
+    ToolRule,
+    policy_from_data,
+)
 
 
 def seen(ticket: str, sender: str | None = None) -> Provenance:
@@ -93,3 +103,14 @@ def test_deep_or_huge_tool_results_are_bounded() -> None:
     assert Origin.DOCUMENT in p.origins_of(4242)
     p.add_result("search", "Nothing here. " * 20_000, origin=Origin.TOOL)
     assert len(p.segments) > 20_000
+
+
+def test_held_calls_park_durably_by_default_and_an_in_process_wait_must_opt_out() -> None:
+    assert TaintPolicy().durable_approvals is True
+    with pytest.raises(ConfigError, match="durable_approvals=False"):
+        TaintPolicy(approval_wait_s=30)
+    waiting = TaintPolicy(durable_approvals=False, approval_wait_s=30)
+    assert waiting.approval_wait_s == 30 and not waiting.durable_approvals
+    with pytest.raises(ConfigError, match="durable_approvals=False"):
+        policy_from_data({"approval_wait_s": 5})
+    assert policy_from_data({}).durable_approvals is True
