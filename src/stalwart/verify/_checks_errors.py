@@ -15,8 +15,10 @@ from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
 from stalwart.verify._tool_faults import (
     HANG_SLACK_S,
+    breaker_evidence,
     hang_tool,
     model_and_tools,
+    retry_evidence,
     tool_breaker,
     tool_retries,
 )
@@ -119,13 +121,7 @@ async def _model_retries(t: Target) -> Outcome:
             f"calls to {spec} are not retried: give its Provider a retry policy "
             "(the default, DEFAULT_RETRY, or your own; docs/resilience.md)",
         )
-    evidence["policy"] = {
-        "max_attempts": policy.max_attempts,
-        "base_s": policy.base,
-        "multiplier": policy.multiplier,
-        "cap_s": policy.cap,
-        "jitter": "full",
-    }
+    evidence["policy"] = {**(retry_evidence(policy) or {}), "jitter": "full"}
     ok = True
     value = (await t.model_inputs(1, seed=701))[0]  # chosen before any fault
     try:
@@ -219,14 +215,7 @@ async def _model_breaker(t: Target) -> Outcome:
     config: BreakerConfig | None = _provider(t, spec).breaker
     # No early answer when the app has no breaker: the outage below shows what then happens
     # (every call still reaches the dead primary), so the item fails on behaviour.
-    evidence: dict[str, Any] = {"dependency": spec, "breaker": None}
-    if config is not None:
-        evidence["breaker"] = {
-            "failure_rate_threshold_pct": config.failure_rate_threshold,
-            "window": config.window_size,
-            "minimum_calls": config.minimum_calls,
-            "wait_in_open_s": config.wait_duration_in_open,
-        }
+    evidence: dict[str, Any] = {"dependency": spec, "breaker": breaker_evidence(config)}
     value = (await t.model_inputs(1, seed=800))[0]  # chosen before any fault
     await _fresh_model_agents(t)
     t.sim.world.set_fault(model, outage=True)

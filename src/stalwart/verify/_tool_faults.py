@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 
 from stalwart.errors import NotExercised
+from stalwart.resilience import BreakerConfig, RetryPolicy
+from stalwart.tools import Tool
 from stalwart.verify._poll import until
 from stalwart.verify._registry import Outcome
 from stalwart.verify._target import Target
@@ -27,18 +29,51 @@ from stalwart.verify._target import Target
 __all__ = [
     "HANG_SLACK_S",
     "RETRY_SLACK_S",
+    "breaker_evidence",
     "call_bound",
     "hang_tool",
     "reaching_input",
+    "retry_evidence",
     "tool_breaker",
     "tool_calls",
     "tool_degradation",
     "tool_retries",
+    "tool_spec",
     "with_tools",
 ]
 
 HANG_SLACK_S = 2.0
 """How far past its timeout a hung call may end (scheduling on a loaded machine)."""
+
+
+def tool_spec(t: Target, tool: str) -> Tool:
+    """The app's declaration of ``tool``: its timeout, retry policy and breaker."""
+    return next(x for a in t.app.agents for x in a.tools if x.name == tool)
+
+
+def breaker_evidence(config: BreakerConfig | None) -> dict[str, Any] | None:
+    """What EH-2 reports of a breaker's settings (a model provider's or a tool's)."""
+    if config is None:
+        return None
+    return {
+        "failure_rate_threshold_pct": config.failure_rate_threshold,
+        "window": config.window_size,
+        "minimum_calls": config.minimum_calls,
+        "wait_in_open_s": config.wait_duration_in_open,
+    }
+
+
+def retry_evidence(policy: RetryPolicy | None) -> dict[str, Any] | None:
+    """What EH-1 reports of a retry policy's settings (a model provider's or a tool's)."""
+    if policy is None:
+        return None
+    return {
+        "max_attempts": policy.max_attempts,
+        "base_s": policy.base,
+        "multiplier": policy.multiplier,
+        "cap_s": policy.cap,
+        "jitter": "full" if policy.jitter else "none",
+    }
 
 
 def _line(x: Any) -> dict[str, Any]:
@@ -65,7 +100,7 @@ def call_bound(t: Target, tool: str) -> tuple[float, int, float]:
     """How long one call of ``tool`` may take by its own policy: (per-attempt timeout,
     attempts at most, the bound: every attempt to its timeout plus the longest waits
     between them, or the retry policy's deadline when it is shorter)."""
-    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    spec = tool_spec(t, tool)
     retry = spec.retry
     if retry is None:
         return spec.timeout, 1, spec.timeout
@@ -150,19 +185,12 @@ async def tool_breaker(t: Target, tool: str) -> dict[str, Any]:
     cleared, a task a second until a call reaches the upstream again and succeeds
     (half-open trials, then closed). ``status`` in the result: complete, failed or
     not-run."""
-    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    spec = tool_spec(t, tool)
     config = spec.breaker
     evidence: dict[str, Any] = {
         "fault": "every connection to its upstream reset at the fault proxy",
         **t.proxies.describe(tool),
-        "breaker": None
-        if config is None
-        else {
-            "failure_rate_threshold_pct": config.failure_rate_threshold,
-            "window": config.window_size,
-            "minimum_calls": config.minimum_calls,
-            "wait_in_open_s": config.wait_duration_in_open,
-        },
+        "breaker": breaker_evidence(config),
     }
     value = await reaching_input(t, tool, seed=801)
     if value is None:
@@ -227,20 +255,12 @@ async def tool_retries(t: Target, tool: str) -> dict[str, Any]:
     its upstream reset at the proxy (a retryable connection error) during one task that
     calls it; the connections of its first call are its attempts, their spacing the
     waits. ``status`` in the result: complete, failed or not-run."""
-    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    spec = tool_spec(t, tool)
     policy = spec.retry
     evidence: dict[str, Any] = {
         "fault": "every connection to its upstream reset at the fault proxy (retryable)",
         **t.proxies.describe(tool),
-        "policy": None
-        if policy is None
-        else {
-            "max_attempts": policy.max_attempts,
-            "base_s": policy.base,
-            "multiplier": policy.multiplier,
-            "cap_s": policy.cap,
-            "jitter": "full" if policy.jitter else "none",
-        },
+        "policy": retry_evidence(policy),
     }
     value = await reaching_input(t, tool, seed=701)
     if value is None:
@@ -383,7 +403,7 @@ async def tool_degradation(t: Target, tool: str) -> dict[str, Any]:
     finally:
         proxy.clear()
     evidence["held_s"] = round(time.monotonic() - started, 2)
-    spec = next(x for a in t.app.agents for x in a.tools if x.name == tool)
+    spec = tool_spec(t, tool)
     wait = spec.breaker.wait_duration_in_open if spec.breaker is not None else 0.0
     deadline = time.monotonic() + wait + 30
     while ("critical", "resolved") not in _prolonged(t, component) and (
