@@ -29,8 +29,10 @@ from stalwart.verify._target import Target
 __all__ = [
     "HANG_SLACK_S",
     "RETRY_SLACK_S",
+    "WAIT_EARLY_S",
     "breaker_evidence",
     "call_bound",
+    "expected_wait",
     "hang_tool",
     "reaching_input",
     "retry_evidence",
@@ -39,6 +41,7 @@ __all__ = [
     "tool_degradation",
     "tool_retries",
     "tool_spec",
+    "waits_as_expected",
     "with_tools",
 ]
 
@@ -73,7 +76,39 @@ def retry_evidence(policy: RetryPolicy | None) -> dict[str, Any] | None:
         "multiplier": policy.multiplier,
         "cap_s": policy.cap,
         "jitter": "full" if policy.jitter else "none",
+        "respect_retry_after": policy.respect_retry_after,
     }
+
+
+WAIT_EARLY_S = 0.01
+"""How far below its least wait a gap between two attempts may measure (gaps are rounded
+to 0.1 ms and timed where the attempts arrive, not where the client slept)."""
+
+
+def expected_wait(
+    policy: RetryPolicy, retry: int, *, retry_after: float | None = None
+) -> tuple[float, float]:
+    """The least and the most ``policy`` waits before retry number ``retry`` (1 = the
+    first), as :meth:`RetryPolicy.delay` draws it: what the dependency asked
+    (``retry_after`` above 0, up to the cap) when the policy honours it; else the backoff
+    bound, exactly without jitter, anywhere from 0 to it with full jitter."""
+    if retry_after is not None and retry_after > 0 and policy.respect_retry_after:
+        wait = min(retry_after, policy.cap)
+        return wait, wait
+    bound = policy.backoff_bound(retry)
+    return (0.0 if policy.jitter else bound), bound
+
+
+def waits_as_expected(gaps: list[float], policy: RetryPolicy, slack: float) -> bool:
+    """Each gap between a call's attempts (retry 1 first) within what ``policy`` waits
+    before that retry (:func:`expected_wait`): at most ``slack`` above its most (the
+    failed attempt's own time) and not below its least."""
+    return all(
+        lo - WAIT_EARLY_S <= g <= hi + slack
+        for g, (lo, hi) in zip(
+            gaps, (expected_wait(policy, n) for n in range(1, len(gaps) + 1)), strict=True
+        )
+    )
 
 
 def _line(x: Any) -> dict[str, Any]:
@@ -246,7 +281,7 @@ async def tool_breaker(t: Target, tool: str) -> dict[str, Any]:
 
 
 RETRY_SLACK_S = 0.25
-"""How far past its backoff bound a retry's connection may arrive (the failed attempt's
+"""How far past its longest wait a retry may arrive (the failed attempt's
 own time and scheduling on a loaded machine)."""
 
 
@@ -278,14 +313,15 @@ async def tool_retries(t: Target, tool: str) -> dict[str, Any]:
     attempts = policy.max_attempts if policy is not None else 1
     first = arrivals[:attempts]
     gaps = [round(b - a, 4) for a, b in itertools.pairwise(first)]
-    bounds = [policy.backoff_bound(n) for n in range(1, len(gaps) + 1)] if policy else []
+    expected = [list(expected_wait(policy, n)) for n in range(1, len(gaps) + 1)] if policy else []
     evidence.update(
         {
             "task": record.status,
             "connections": len(arrivals),
             "attempts_of_first_call": len(first),
             "gaps_s": gaps,
-            "backoff_bounds_s": bounds,
+            "backoff_bounds_s": [hi for _, hi in expected],
+            "expected_waits_s": expected,
         }
     )
     if policy is None:
@@ -294,9 +330,7 @@ async def tool_retries(t: Target, tool: str) -> dict[str, Any]:
         evidence["tried_once_by_design"] = spec.side_effect and not spec.deduplicates
         ok = len(first) == 1 and evidence["tried_once_by_design"]
     else:
-        ok = len(first) == attempts and all(
-            0 <= g <= b + RETRY_SLACK_S for g, b in zip(gaps, bounds, strict=True)
-        )
+        ok = len(first) == attempts and waits_as_expected(gaps, policy, RETRY_SLACK_S)
     evidence["status"] = "complete" if ok else "failed"
     return evidence
 
