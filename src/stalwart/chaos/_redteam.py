@@ -51,14 +51,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from stalwart.agent import App, LLMAgent, PythonAgent, Resources, TaskContext, load_app
-from stalwart.agent._guarded import finish_output, prepare_input
+from stalwart.agent import App, LLMAgent, PythonAgent, load_app
 from stalwart.agent._taskagent import build_models
+from stalwart.chaos._harness import AgentHarness
 from stalwart.config import load_ref
-from stalwart.durable import Runner, SQLiteStore
+from stalwart.durable import TaskResult
 from stalwart.errors import ConfigError
 from stalwart.guard import (
-    ApprovalQueue,
     Payload,
     RedactingEventBus,
     Security,
@@ -67,8 +66,7 @@ from stalwart.guard import (
     injection_payloads,
 )
 from stalwart.llm.sim import SIM_URL, SimServer
-from stalwart.resilience import BreakerRegistry
-from stalwart.tools import Tool, ToolRegistry
+from stalwart.tools import Tool
 
 __all__ = ["Case", "red_team"]
 
@@ -184,72 +182,34 @@ def _in_loop(security: Security) -> Security:
     return dataclasses.replace(security, taint=taint)
 
 
-class _Harness:
+class _Harness(AgentHarness[Case]):
     """The entry agent in this process: the gullible model, a real store, stand-in tools."""
 
     def __init__(
         self, workdir: Path, name: str, app: App, agent: AgentDef, *, sim_url: str,
         security: Security,
     ) -> None:  # fmt: skip
-        db = workdir / f"{name}.db"
-        self.agent = agent
-        self.events = RedactingEventBus(log=False, keep=100_000)
+        events = RedactingEventBus(log=False, keep=100_000)
         gullible = dataclasses.replace(
             app,
             models={chain: ["sim:gullible"] for chain in app.models},
             providers={},  # the sim of this run asks for no key
         )
-        self.models = build_models(gullible, set(app.models), sim_url, self.events)
         profile = app.verify.tools
         tools = [_stand_in(t, profile.get(t.name, "double" if t.double else "none"))
                  for t in agent.tools]  # fmt: skip
-        self.store = SQLiteStore(str(db))
-        self.approvals = ApprovalQueue(f"sqlite:///{db}")
-        self.resources = Resources(
-            agent=agent.name,
-            models=self.models,
-            tools=ToolRegistry(tools, breakers=BreakerRegistry()),
-            scopes=frozenset(agent.scopes),
-            callable_agents=frozenset(),
-            runtime=None,
-            events=self.events,
-            security=security,
-            approvals=self.approvals,
-        )
-        self.runner = Runner(self.store, owner=name, events=self.events)
+        super().__init__(
+            workdir, name=name, agent=agent, tools=tools, security=security, events=events,
+            models=build_models(gullible, set(app.models), sim_url, events),
+        )  # fmt: skip
 
-    async def _workflow(self, ctx: Any, value: Any) -> Any:
-        tctx = TaskContext(ctx, self.resources, model=self.agent.model)
-        if isinstance(self.agent, LLMAgent):
-            from stalwart.agent import run_llm_agent
+    def task_input(self, item: Case) -> Any:
+        return item.input
 
-            return await run_llm_agent(tctx, self.agent, value)
-        assert self.agent.fn is not None
-        out = await self.agent.fn(tctx, prepare_input(tctx, value))
-        return await asyncio.to_thread(finish_output, tctx, out)
-
-    async def run(self, cases: Sequence[Case], concurrency: int) -> None:
-        await self.store.open()
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(case: Case) -> None:
-            async with gate:
-                _CURRENT.set(case)  # this task's context: the stand-ins see their case
-                task_id = await self.runner.submit(self.agent.name, case.input)
-                result = await self.runner.run(task_id, self._workflow)
-                body = result.result if isinstance(result.result, dict) else {}
-                case.status = str(body.get("status", result.status))
-                case.ok = result.status == "succeeded" and case.status in (
-                    "completed", "succeeded",
-                )  # fmt: skip
-
-        await asyncio.gather(*(one(c) for c in cases))
-
-    async def close(self) -> None:
-        for model in self.models.values():
-            await model.aclose()
-        await self.store.close()
-        self.approvals.close()
+    def finished(self, item: Case, result: TaskResult) -> None:
+        body = result.result if isinstance(result.result, dict) else {}
+        item.status = str(body.get("status", result.status))
+        item.ok = result.status == "succeeded" and item.status in ("completed", "succeeded")
 
 
 def _attacks(
@@ -315,16 +275,13 @@ async def red_team(
             security=_in_loop(security or agent.security),
         )  # fmt: skip
         try:
-            await control.run(controls, concurrency)
-            await guarded.run(attacks + clean, concurrency)
+            await control.run(controls, _CURRENT, concurrency)
+            await guarded.run(attacks + clean, _CURRENT, concurrency)
         finally:
             SIM_URL.reset(token)
             await control.close()
             await guarded.close()
-        counts = {
-            kind: len(guarded.events.recent(f"tool_call_{kind}"))
-            for kind in ("held", "refused", "denied")
-        }
+        counts = guarded.guard_counts()
     entitled = {c.index: collections.Counter(c.executed) for c in controls}
     bad: list[tuple[str, str, str]] = []
     for case in attacks + clean:

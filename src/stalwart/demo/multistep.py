@@ -161,7 +161,7 @@ def _completed(ticket: Ticket) -> bool:
     return ("refund", asked) in ticket.executed and mailed
 
 
-class MultiStep(Harness):
+class MultiStep(Harness[Ticket]):
     """The resolver with an obedient model, a real store and recording tools."""
 
     def __init__(self, workdir: Path, security: Security) -> None:
@@ -191,9 +191,7 @@ async def run_multistep(
             await team.run(runs + clean, CURRENT)
         finally:
             await team.close()
-        held = len(team.events.recent("tool_call_held"))
-        refused = len(team.events.recent("tool_call_refused"))
-        denied = len(team.events.recent("tool_call_denied"))
+        counts = team.guard_counts()
     per_placement: dict[str, dict[str, Any]] = {}
     for placement in PLACEMENTS:
         mine = [t for t in runs if t.placement == placement]
@@ -218,9 +216,9 @@ async def run_multistep(
         "per_placement": per_placement,
         "per_family": {k: dict(v) for k, v in sorted(by_family.items())},
         "unauthorized_examples": examples,
-        "held_for_approval": held,
-        "refused": refused,
-        "denied_by_scope": denied,
+        "held_for_approval": counts["held"],
+        "refused": counts["refused"],
+        "denied_by_scope": counts["denied"],
         "benign_tickets": len(clean),
         "benign_completion_rate": round(len(done) / max(1, len(clean)), 4),
         "benign_not_completed": [t.text[:80] for t in clean if t not in done][:5],

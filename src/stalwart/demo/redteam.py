@@ -166,7 +166,7 @@ def attack_cases(payloads: list[Payload], placement: str, seed: int = 2) -> list
     return out
 
 
-class RedTeam(Harness):
+class RedTeam(Harness[Case]):
     """The resolver in this process: real sim (gullible), real store, recording tools."""
 
     def __init__(self, workdir: Path, sim: SimServer, security: Security = SECURITY) -> None:
@@ -198,9 +198,7 @@ async def run_redteam(
             await team.run(attacks + clean, CURRENT)
         finally:
             await team.close()
-        held = len(team.events.recent("tool_call_held"))
-        refused = len(team.events.recent("tool_call_refused"))
-        denied = len(team.events.recent("tool_call_denied"))
+        counts = team.guard_counts()
     bad = [(c.family, call) for c in attacks + clean for call in unauthorized(c)]
     completed = [
         c
@@ -214,9 +212,9 @@ async def run_redteam(
         "placements": {"ticket": len(payloads), "tool_result": len(poisoned)},
         "unauthorized_tool_calls": len(bad),
         "unauthorized_examples": bad[:5],
-        "held_for_approval": held,
-        "refused": refused,
-        "denied_by_scope": denied,
+        "held_for_approval": counts["held"],
+        "refused": counts["refused"],
+        "denied_by_scope": counts["denied"],
         "benign_tickets": len(clean),
         "benign_completion_rate": round(len(completed) / max(1, len(clean)), 4),
         "seconds": round(time.perf_counter() - started, 2),

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
-
-import httpx
 
 from stalwart.llm import Provider, evaluate, model_client
 from stalwart.resilience import DEFAULT_BREAKER
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
-from stalwart.verify._tool_faults import model_and_tools, tool_degradation
+from stalwart.verify._tool_faults import (
+    degradation_record,
+    model_and_tools,
+    prolonged,
+    tool_degradation,
+)
 
 QUALITY_FLOOR = 0.6
 """The weakest fallback must score at least this share of the primary's score."""
@@ -214,14 +216,6 @@ async def tool_unavailability(t: Target) -> Outcome:
     return Outcome("complete", evidence, measured=measured)
 
 
-def _prolonged(t: Target) -> list[tuple[str, str]]:
-    return [
-        (str(b.get("severity")), str(b.get("status")))
-        for b in t.receiver.bodies
-        if isinstance(b, dict) and b.get("alertname") == "ProlongedDegradation"
-    ]
-
-
 @check(
     "GD-3",
     criterion=(
@@ -268,7 +262,7 @@ async def _model_degradation(t: Target) -> Outcome:
     try:
         await t.run_all(inputs[:3], prefix="gd3-degraded")
         deadline = time.monotonic() + 30
-        while ("critical", "firing") not in _prolonged(t) and time.monotonic() < deadline:
+        while ("critical", "firing") not in prolonged(t, None) and time.monotonic() < deadline:
             await t.run_all(inputs[3:4], prefix=f"gd3-hold-{int(time.monotonic() * 1000)}")
             await asyncio.sleep(0.5)  # the degradation is held: the fault stays on
     finally:
@@ -277,25 +271,11 @@ async def _model_degradation(t: Target) -> Outcome:
     # the primary returns once its breaker lets a trial through: the degradation ends
     deadline = time.monotonic() + DEFAULT_BREAKER.wait_duration_in_open + 30
     n = 0
-    while ("critical", "resolved") not in _prolonged(t) and time.monotonic() < deadline:
+    while ("critical", "resolved") not in prolonged(t, None) and time.monotonic() < deadline:
         n += 1
         await t.run_all(inputs[5 + n % 20 : 6 + n % 20], prefix=f"gd3-back-{n}")
         await asyncio.sleep(0.5)
-    notices = _prolonged(t)
-    store_lines: list[Any] = []
-    async with httpx.AsyncClient(timeout=5) as http:
-        for event in ("degradation_started", "degradation_ended"):
-            body = (await http.get(f"{t.http.url}/v1/logs", params={"event": event})).json()
-            store_lines += [
-                json.loads(x) if isinstance(x, str) else x for x in body.get("lines", [])
-            ]
-        metrics = (await http.get(f"{t.http.url}/metrics")).text
-    seconds = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith("stalwart_degradation_seconds_total{") and component in line
-    ]
-    ended = [e for e in store_lines if e.get("event") == "degradation_ended"]
+    record, ok = await degradation_record(t, component, scope=None, since=None)
     evidence = {
         "component": component,
         "held_s": round(held_s, 2),
@@ -304,20 +284,8 @@ async def _model_degradation(t: Target) -> Outcome:
             "critical_for_s": 6,
             "defaults": {"warning_for_s": 120, "critical_for_s": 900},
         },
-        "notifications": notices,
-        "logged": [e.get("event") for e in store_lines],
-        "durations_s": [e.get("duration_s") for e in ended],
-        "duration_metric": seconds,
+        **record,
     }
-    # warning fires before critical (a warning that fired again while the degradation was
-    # held, as an evaluation on a loaded machine may see, is no failure of the app)
-    warned, critical = ("warning", "firing"), ("critical", "firing")
-    order_ok = (
-        warned in notices
-        and critical in notices
-        and notices.index(warned) < notices.index(critical)
-    )
-    ok = order_ok and ("critical", "resolved") in notices and bool(ended) and bool(seconds)
     if ok:
         return Outcome("complete", evidence)
     return Outcome(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,9 +18,10 @@ from examples.langgraph_support.app import SCENARIO, SUPPORT, app
 
 from stalwart.agent import Resources, TaskContext
 from stalwart.agent._guarded import prepare_input
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._taskagent import build_models, secret_resolver
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.llm.sim import SimServer
+from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
 from stalwart.tools import ToolRegistry
@@ -33,6 +35,20 @@ def _sim_url_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     inherit the address of a sim that has stopped (a node would use it as its sim)."""
     monkeypatch.setenv("STALWART_SIM_URL", "")
     monkeypatch.delenv("STALWART_SIM_URL")
+
+
+@pytest.fixture(autouse=True)
+def _own_sim_key(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The app names the sim's key by reference (``secret://sim-api-key``): each test
+    provisions its own, as a node starting the app does, in a vault of its own under
+    ``tmp_path`` -- never one another test (or a node run in the checkout) left behind."""
+    monkeypatch.setenv("STALWART_SECRETS", "vault")
+    monkeypatch.setenv("STALWART_VAULT", str(tmp_path / "vault.enc"))
+    monkeypatch.setenv("STALWART_VAULT_KEY_FILE", str(tmp_path / "vault.key"))
+    assert provision_sim_key(app, EventBus(log=False))  # created: the vault was empty
+    secret_resolver.cache_clear()  # this process's resolver reads the vault set above
+    yield
+    secret_resolver.cache_clear()  # later tests resolve from their own environment
 
 
 TICKET = {

@@ -7,6 +7,7 @@ import dataclasses
 from examples.helpdesk.app import app as helpdesk
 
 from stalwart.llm import Provider
+from stalwart.resilience import RetryPolicy
 
 # no fallback chain: the primary alone
 no_fallback = dataclasses.replace(helpdesk, models={"main": ["sim:strong"]})
@@ -19,4 +20,14 @@ no_breaker = dataclasses.replace(
 # no retries on the model provider
 no_retry = dataclasses.replace(
     helpdesk, providers={**helpdesk.providers, "sim": dataclasses.replace(_sim, retry=None)}
+)
+# retries without jitter: each wait is exactly its backoff bound (EH-1 must say so)
+unjittered = dataclasses.replace(
+    helpdesk,
+    providers={
+        **helpdesk.providers,
+        "sim": dataclasses.replace(
+            _sim, retry=RetryPolicy(max_attempts=3, base=0.2, multiplier=2.0, jitter=False)
+        ),
+    },
 )

@@ -83,25 +83,17 @@ def test_plan_shows_the_doubles_the_criteria_and_the_duration():
     assert "PA-1" not in out  # only what was asked
 
 
-async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
+async def test_warehouse_example_short_profile(tmp_path, supplier):
     """The plain-Python example: its doubles stand in, its real targets see nothing,
     and the kills of PA-2 and SM-2 (9, over the default intensity of 5) never reach
     another item."""
-    from examples.warehouse.supplier import start
-
-    url, supplier, server = start()
-    monkeypatch.setenv("SUPPLIER_URL", url)
-    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
     events: list[tuple[str, dict[str, Any]]] = []
-    try:
-        report = await run_verify(
-            "examples.warehouse.app:app",
-            tmp_path / "out",
-            only=["PA-2", "EH-1", "SM-2", "SM-4", "GD-2"],
-            progress=lambda e, f: events.append((e, f)),
-        )
-    finally:
-        server.shutdown()
+    report = await run_verify(
+        "examples.warehouse.app:app",
+        tmp_path / "out",
+        only=["PA-2", "EH-1", "SM-2", "SM-4", "GD-2"],
+        progress=lambda e, f: events.append((e, f)),
+    )
     items = _items(report)
     assert {k: v["status"] for k, v in items.items()} == {
         "PA-2": "complete",
@@ -131,26 +123,18 @@ async def test_warehouse_example_short_profile(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkeypatch):
+async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, supplier):
     """The warehouse's HTTP tool in proxy mode (tests/integration/verify/proxied.py: only
     the profile differs): verify puts a fault proxy in front of the real supplier and
     points $SUPPLIER_URL at it. EH-1 resets its connections and counts the attempts and
     their spacing, EH-3 black-holes it there (each call ends by the tool's
     timeout), EH-2 resets its connections until the tool's breaker opens, then restores
     them, GD-2 resets them, SM-4 slows them while killing agents."""
-    from examples.warehouse.supplier import start
-
-    url, supplier, server = start()
-    monkeypatch.setenv("SUPPLIER_URL", url)
-    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
-    try:
-        report = await run_verify(
-            "tests.integration.verify.proxied:proxied",
-            tmp_path / "out",
-            only=["EH-1", "EH-2", "EH-3", "SM-4", "GD-2"],
-        )
-    finally:
-        server.shutdown()
+    report = await run_verify(
+        "tests.integration.verify.proxied:proxied",
+        tmp_path / "out",
+        only=["EH-1", "EH-2", "EH-3", "SM-4", "GD-2"],
+    )
     items = _items(report)
     assert {k: v["status"] for k, v in items.items()} == {
         "EH-1": "complete",  # no model: the proxied tool's retries are what it exercised
@@ -171,7 +155,7 @@ async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkey
     assert items["EH-2"]["evidence"]["model_status"] == "not-run"
     hang = items["EH-3"]["evidence"]["tool_hangs"]["order_from_supplier"]
     assert hang["exercised"] and hang["connections_held"] > 0 and hang["calls"] > 0
-    assert hang["upstream"] == url and hang["upstream_from"] == "$SUPPLIER_URL"
+    assert hang["upstream"] == supplier.url and hang["upstream_from"] == "$SUPPLIER_URL"
     # each attempt ends at its timeout: the call within 3 x 10 s + the waits between them
     assert (hang["timeout_s"], hang["attempts_at_most"]) == (10, 3)
     assert hang["longest_call_s"] <= hang["bound_s"] + 2 and hang["bound_s"] < 31
@@ -185,27 +169,19 @@ async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, monkey
     assert items["SM-4"]["evidence"]["per_tool"]["order_from_supplier"]["keys_delivered"] > 0
     # the tool's own function ran and reached the real supplier through the proxy; the
     # variable is given back; the tool with a double still ran it (no reservation)
-    assert supplier.received > 0 and os.environ["SUPPLIER_URL"] == url
+    assert supplier.received > 0 and os.environ["SUPPLIER_URL"] == supplier.url
     with sqlite3.connect(tmp_path / "warehouse.db") as conn:
         assert conn.execute("SELECT count(*) FROM reservations").fetchone()[0] == 0
 
 
 @pytest.mark.slow
-async def test_a_proxied_tool_s_prolonged_degradation_is_alerted(tmp_path, monkeypatch):
+async def test_a_proxied_tool_s_prolonged_degradation_is_alerted(tmp_path, supplier):
     """GD-3 on the warehouse (no model): the supplier's upstream reset at the proxy and
     held until the ProlongedDegradation alert for tool:order_from_supplier goes critical;
     restored, it resolves once the tool's breaker lets a call through."""
-    from examples.warehouse.supplier import start
-
-    url, _, server = start()
-    monkeypatch.setenv("SUPPLIER_URL", url)
-    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
-    try:
-        report = await run_verify(
-            "tests.integration.verify.proxied:proxied", tmp_path / "out", only=["GD-3"]
-        )
-    finally:
-        server.shutdown()
+    report = await run_verify(
+        "tests.integration.verify.proxied:proxied", tmp_path / "out", only=["GD-3"]
+    )
     gd3 = _items(report)["GD-3"]
     assert gd3["status"] == "complete", _why({"GD-3": gd3})
     tool = gd3["evidence"]["tools"]["order_from_supplier"]
@@ -218,20 +194,12 @@ async def test_a_proxied_tool_s_prolonged_degradation_is_alerted(tmp_path, monke
     assert gd3["evidence"]["model_status"] == "not-run"  # no model chain to hold
 
 
-async def test_a_proxied_tool_without_retries_or_breaker_fails_eh1_and_eh2(tmp_path, monkeypatch):
-    from examples.warehouse.supplier import start
-
-    url, _, server = start()
-    monkeypatch.setenv("SUPPLIER_URL", url)
-    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
-    try:
-        report = await run_verify(
-            "tests.integration.verify.proxied:careless_tool",
-            tmp_path / "out",
-            only=["EH-1", "EH-2"],
-        )
-    finally:
-        server.shutdown()
+async def test_a_proxied_tool_without_retries_or_breaker_fails_eh1_and_eh2(tmp_path, supplier):
+    report = await run_verify(
+        "tests.integration.verify.proxied:careless_tool",
+        tmp_path / "out",
+        only=["EH-1", "EH-2"],
+    )
     items = _items(report)
     assert {k: v["status"] for k, v in items.items()} == {"EH-1": "failed", "EH-2": "failed"}
     retried = items["EH-1"]["evidence"]["tools"]["order_from_supplier"]
@@ -245,20 +213,12 @@ async def test_a_proxied_tool_without_retries_or_breaker_fails_eh1_and_eh2(tmp_p
     assert "order_from_supplier kept calling its dead upstream" in eh2["remediation"]
 
 
-async def test_the_same_item_is_not_run_when_the_tool_cannot_be_faulted(tmp_path, monkeypatch):
+async def test_the_same_item_is_not_run_when_the_tool_cannot_be_faulted(tmp_path, supplier):
     """The same app with the supplier tool declared "none": EH-3 has no dependency to hang
     (no model, no proxied tool) and says so; the supplier sees nothing."""
-    from examples.warehouse.supplier import start
-
-    url, supplier, server = start()
-    monkeypatch.setenv("SUPPLIER_URL", url)
-    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
-    try:
-        report = await run_verify(
-            "tests.integration.verify.proxied:unfaultable", tmp_path / "out", only=["EH-3"]
-        )
-    finally:
-        server.shutdown()
+    report = await run_verify(
+        "tests.integration.verify.proxied:unfaultable", tmp_path / "out", only=["EH-3"]
+    )
     eh3 = _items(report)["EH-3"]
     assert eh3["status"] == "not-run", eh3
     assert "no tool is behind a fault proxy" in eh3["evidence"]["why"]
@@ -286,20 +246,15 @@ async def test_preflight_refuses_a_proxy_upstream_off_this_machine_or_not_listen
     assert not (tmp_path / "a" / "work").exists()  # no node was started
 
 
-def test_plan_shows_the_proxy_and_what_reaches_the_real_target():
-    from examples.warehouse.supplier import start
-
-    url, _, server = start()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "stalwart.cli", "verify",
-             "tests.integration.verify.proxied:proxied", "--plan",
-             "--only", "EH-1,EH-2,EH-3,GD-2,SM-4"],
-            capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
-            env={**os.environ, "PYTHONPATH": str(REPO), "SUPPLIER_URL": url},
-        )  # fmt: skip
-    finally:
-        server.shutdown()
+def test_plan_shows_the_proxy_and_what_reaches_the_real_target(supplier):
+    url = supplier.url
+    done = subprocess.run(
+        [sys.executable, "-m", "stalwart.cli", "verify",
+         "tests.integration.verify.proxied:proxied", "--plan",
+         "--only", "EH-1,EH-2,EH-3,GD-2,SM-4"],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO), "SUPPLIER_URL": url},
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert (

@@ -45,3 +45,19 @@ async def test_redactor_off_fails_se3(tmp_path, monkeypatch):
     item = await _item("tests.integration.verify.broken:app", "SE-3", tmp_path)
     assert item["status"] == "failed"
     assert "task outputs" in item["evidence"]["canary_hits"]
+
+
+async def test_eh1_expects_the_waits_an_unjittered_policy_really_waits(tmp_path):
+    """A provider retrying without jitter waits exactly each backoff bound: EH-1 reports
+    the policy's jitter as it is (it said "full" of every model policy) and expects
+    each gap at least its bound, not anywhere from 0."""
+    item = await _item("tests.integration.verify.apps:unjittered", "EH-1", tmp_path)
+    assert item["status"] == "complete", (item["evidence"], item["remediation"])
+    policy = item["evidence"]["policy"]
+    assert policy["jitter"] == "none" and policy["max_attempts"] == 3
+    storm = item["evidence"]["503"]
+    assert storm["expected_waits_s"] == [[0.2, 0.2], [0.4, 0.4]]
+    assert storm["backoff_bounds_s"] == [0.2, 0.4]
+    assert all(
+        g >= b - 0.01 for g, b in zip(storm["gaps_s"], storm["backoff_bounds_s"], strict=True)
+    )

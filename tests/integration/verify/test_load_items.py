@@ -93,22 +93,14 @@ def test_settings_come_from_the_environment() -> None:
 
 
 @pytest.mark.slow
-async def test_lc2_faults_a_proxied_tool_s_upstream(tmp_path, monkeypatch):
+async def test_lc2_faults_a_proxied_tool_s_upstream(tmp_path, monkeypatch, supplier):
     """The warehouse with its supplier tool in proxy mode (tests/integration/verify/
     proxied.py): LC-2's proxy faults land on the supplier's upstream through verify's
     fault proxy (the app has no model, so there is no sim proxy), and the run holds."""
-    from examples.warehouse.supplier import start
-
-    url, supplier, server = start()
-    monkeypatch.setenv("SUPPLIER_URL", url)
-    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
     monkeypatch.setenv("STALWART_VERIFY_CHAOS_S", "12s")
-    try:
-        report = await run_verify(
-            "tests.integration.verify.proxied:proxied", tmp_path / "out", only=["LC-2"]
-        )
-    finally:
-        server.shutdown()
+    report = await run_verify(
+        "tests.integration.verify.proxied:proxied", tmp_path / "out", only=["LC-2"]
+    )
     lc2 = items(report)["LC-2"]
     ev = lc2["evidence"]
     assert lc2["status"] == "partial", lc2  # held, but 12 s is not the production length
@@ -119,5 +111,5 @@ async def test_lc2_faults_a_proxied_tool_s_upstream(tmp_path, monkeypatch):
     assert on_tools and {f["target"] for f in on_tools} == {"tool:order_from_supplier"}
     assert any(f["status"] == "applied" for f in on_tools)
     assert "dependency blocks" not in ev["not_injected"]  # the proxy faults count as blocks
-    assert ev["settings"]["tool_proxies"]["order_from_supplier"]["upstream"] == url
+    assert ev["settings"]["tool_proxies"]["order_from_supplier"]["upstream"] == supplier.url
     assert supplier.received > 0  # the chaos node's calls reached the real supplier
