@@ -17,11 +17,11 @@ from typing import Any
 import msgspec
 
 from stalwart.errors import BadModelResponse, ConfigError, ContentFiltered
-from stalwart.llm._client import HTTPModelClient, StreamAssembler
+from stalwart.llm._client import HTTPModelClient, StreamAssembler, WireFormat
 from stalwart.llm._sse import SSEvent
 from stalwart.llm._types import Message, ModelRequest, StreamDelta, ToolCall, Usage
 
-__all__ = ["OUTPUT_TOOL", "AnthropicClient"]
+__all__ = ["OUTPUT_TOOL", "AnthropicClient", "AnthropicWire"]
 
 API_VERSION = "2023-06-01"
 OUTPUT_TOOL = "structured_output"
@@ -38,8 +38,8 @@ _FINISH = {
 }
 
 
-class AnthropicClient(HTTPModelClient):
-    """A model behind Anthropic's ``/v1/messages`` endpoint.
+class AnthropicWire(WireFormat):
+    """The Messages API wire format of one model (encode, decode, stream events).
 
     System turns become the top-level ``system`` field; tool results are sent
     as ``tool_result`` blocks in a user turn, as the API requires.
@@ -47,15 +47,6 @@ class AnthropicClient(HTTPModelClient):
 
     provider = "anthropic"
     wire = "anthropic"
-
-    def _endpoint(self) -> str:
-        return f"{self.base_url}/v1/messages"
-
-    def _headers(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
-        if key:
-            headers["x-api-key"] = key
-        return headers
 
     def _encode(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
         system = "\n\n".join(m.content for m in request.messages if m.role == "system")
@@ -140,6 +131,22 @@ class AnthropicClient(HTTPModelClient):
 
     def _assembler(self) -> StreamAssembler:
         return _MessagesStream(self.name)
+
+
+class AnthropicClient(HTTPModelClient, AnthropicWire):
+    """A model behind Anthropic's ``/v1/messages`` endpoint (see :class:`AnthropicWire`)."""
+
+    provider = "anthropic"
+    wire = "anthropic"
+
+    def _endpoint(self) -> str:
+        return f"{self.base_url}/v1/messages"
+
+    def _headers(self, key: str | None) -> dict[str, str]:
+        headers = {"content-type": "application/json", "anthropic-version": API_VERSION}
+        if key:
+            headers["x-api-key"] = key
+        return headers
 
 
 def anthropic_usage(raw: Any) -> Usage:

@@ -32,7 +32,7 @@ from stalwart.resilience import (
     effective_timeout,
 )
 
-__all__ = ["HTTPModelClient", "StreamAssembler", "failure_class"]
+__all__ = ["HTTPModelClient", "StreamAssembler", "WireFormat", "failure_class"]
 
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
@@ -66,7 +66,57 @@ class StreamAssembler:
         raise NotImplementedError
 
 
-class HTTPModelClient:
+class WireFormat:
+    """One provider's wire format for one model: how a :class:`ModelRequest` is encoded
+    (from the model's capabilities) and how an answer, whole or streamed, is decoded.
+
+    The HTTP clients are built on it, and so are the official-SDK adapters
+    (:mod:`stalwart.llm.sdk`), which hand the same body to the SDK: both send what
+    the capability table says the model takes.
+    """
+
+    provider = ""
+    """The provider key in model strings (``openai`` in ``openai:gpt-4o``); a subclass sets
+    its default, and ``provider=`` overrides it (``sim`` for the simulated models)."""
+    wire = ""
+    """The wire format (``openai``, ``openai-responses`` or ``anthropic``), which keys the
+    capability table."""
+
+    def __init__(
+        self, model: str, *, provider: str | None = None, capabilities: Capabilities | None = None
+    ) -> None:
+        if not model:
+            raise ConfigError("a model client needs a model name")
+        if provider is not None:
+            self.provider = provider
+        self.model = model
+        self.name = f"{self.provider}:{model}"
+        self.capabilities = capabilities or capabilities_for(self.wire, model)
+
+    def encode(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
+        """The request's body on this wire (``stream``: asking for an event stream)."""
+        return self._encode(request, stream=stream)
+
+    def decode(self, data: dict[str, Any]) -> tuple[Message, str, Usage]:
+        """A whole answer's JSON body as (message, finish reason, usage); a body of the
+        wrong shape is a :class:`~stalwart.errors.BadModelResponse`."""
+        return self._decode(data)
+
+    def assembler(self) -> StreamAssembler:
+        """A fresh assembler for one streamed answer's events."""
+        return self._assembler()
+
+    def _encode(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _decode(self, data: dict[str, Any]) -> tuple[Message, str, Usage]:
+        raise NotImplementedError
+
+    def _assembler(self) -> StreamAssembler:
+        raise NotImplementedError
+
+
+class HTTPModelClient(WireFormat):
     """Base of the provider adapters. Subclasses say how to encode and decode.
 
     Each call runs under ``timeout`` (or the ``model`` kind's default, 60 s) as
@@ -75,12 +125,6 @@ class HTTPModelClient:
     (``Retry-After`` honoured), and a circuit breaker named after the model.
     The underlying HTTP client makes no retries of its own.
     """
-
-    provider = ""
-    wire = ""
-    """The wire format (``openai`` or ``anthropic``), which keys the capability table."""
-    """The provider key in model strings (``openai`` in ``openai:gpt-4o``); a subclass sets
-    its default, and ``provider=`` overrides it (``sim`` for the simulated models)."""
 
     def __init__(
         self,
@@ -99,17 +143,11 @@ class HTTPModelClient:
         clock: Clock = SYSTEM_CLOCK,
         capabilities: Capabilities | None = None,
     ) -> None:
-        if not model:
-            raise ConfigError("a model client needs a model name")
+        super().__init__(model, provider=provider, capabilities=capabilities)
         if not base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base_url must be an http(s) URL, got {base_url!r}")
-        if provider is not None:
-            self.provider = provider
-        self.model = model
-        self.name = f"{self.provider}:{model}"
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self.capabilities = capabilities or capabilities_for(self.wire, model)
         self._prices = prices or PriceTable()
         self._prices.price(self.name)  # an unknown model fails here, not as a silent $0
         self._max_bytes = max_response_bytes
@@ -142,15 +180,6 @@ class HTTPModelClient:
         raise NotImplementedError
 
     def _headers(self, key: str | None) -> dict[str, str]:
-        raise NotImplementedError
-
-    def _encode(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _decode(self, data: dict[str, Any]) -> tuple[Message, str, Usage]:
-        raise NotImplementedError
-
-    def _assembler(self) -> StreamAssembler:
         raise NotImplementedError
 
     # -- the call ---------------------------------------------------------------------------

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
+from stalwart.errors import BadModelResponse, DeadlineExceeded
 from stalwart.llm import _metrics as m
 from stalwart.llm._client import failure_class
 from stalwart.llm._pricing import PriceTable
-from stalwart.llm._types import ModelClient, ModelRequest, ModelResponse
+from stalwart.llm._trace import observed_call, observed_stream
+from stalwart.llm._types import (
+    ModelClient,
+    ModelRequest,
+    ModelResponse,
+    StreamDelta,
+    StreamingModelClient,
+    close_stream,
+)
 from stalwart.observe import EventBus
 from stalwart.resilience import (
     DEFAULT_BREAKER,
@@ -38,7 +49,14 @@ class GuardedModel:
     they are classified right. With ``prices``, the response's ``cost_usd`` is
     computed from its usage (an unknown model is a ConfigError here, at start-up).
     In a :class:`~stalwart.llm.FallbackChain` it falls back; in an agent its calls
-    are budgeted and journaled like any other.
+    are budgeted and journaled like any other. Each call is a ``chat`` span and one
+    ``model_call`` log line, as a built-in client's.
+
+    ``stream`` streams when ``inner`` is a :class:`~stalwart.llm.StreamingModelClient`:
+    until its first delta a failure is retried (the whole attempt runs under the
+    per-attempt deadline); after it nothing is (a retry would repeat text), and the
+    call's deadline bounds the rest. Otherwise it answers whole, as one text delta and
+    its tool calls. The last delta carries the response, priced.
     """
 
     def __init__(
@@ -56,6 +74,7 @@ class GuardedModel:
         self.inner = inner
         self.name = inner.name
         self.provider = provider or inner.name.partition(":")[0]
+        self._model = inner.name.partition(":")[2] or inner.name
         self._prices = prices
         if prices is not None:
             prices.price(self.name)
@@ -76,12 +95,73 @@ class GuardedModel:
         self, request: ModelRequest, *, timeout: float | None = None
     ) -> ModelResponse:
         started = time.perf_counter()
+        with observed_call(self.provider, self._model, self.name, request) as observed:
+            try:
+                async with deadline_scope(timeout, kind="model"):
+                    response = await self.policy.acall(self._attempt, request)
+            except Exception as exc:
+                m.MODEL_ERRORS.labels(self.name, self.provider, failure_class(exc)).inc()
+                raise
+            response = self._priced(response, started)
+            observed.answered(response.usage, response.finish_reason, response.cost_usd)
+        return response
+
+    async def stream(
+        self, request: ModelRequest, *, timeout: float | None = None
+    ) -> AsyncIterator[StreamDelta]:
+        """The answer as it comes (see the class docstring)."""
+        if not isinstance(self.inner, StreamingModelClient):
+            whole = await self.complete(request, timeout=timeout)
+            if whole.message.content:
+                yield StreamDelta(text=whole.message.content)
+            for call in whole.message.tool_calls:
+                yield StreamDelta(tool_call=call)
+            yield StreamDelta(response=whole)
+            return
+        started = time.perf_counter()
+        observed = observed_stream(self.provider, self._model, self.name, request)
         try:
-            async with deadline_scope(timeout, kind="model"):
-                response = await self.policy.acall(self._attempt, request)
-        except Exception as exc:
-            m.MODEL_ERRORS.labels(self.name, self.provider, failure_class(exc)).inc()
+            try:
+                total = effective_timeout("model", timeout=timeout)
+                ends = time.monotonic() + total
+                with observed.current():
+                    async with deadline_scope(total, kind="model"):
+                        stream, delta = await self.policy.acall(self._open, request)
+                final: ModelResponse | None = None
+                try:
+                    while final is None:
+                        if delta.response is not None:
+                            final = delta.response
+                            break
+                        yield delta
+                        try:
+                            with observed.current():
+                                left = ends - time.monotonic()
+                                async with asyncio.timeout(max(0.0, left)):
+                                    delta = await anext(stream)
+                        except StopAsyncIteration:
+                            raise BadModelResponse(
+                                f"{self.name}: the stream ended without a response",
+                                model=self.name,
+                            ) from None
+                        except TimeoutError:
+                            raise DeadlineExceeded(
+                                f"{self.name}: the stream did not finish within {total:g} s"
+                            ) from None
+                finally:
+                    await close_stream(stream)
+            except Exception as exc:
+                m.MODEL_ERRORS.labels(self.name, self.provider, failure_class(exc)).inc()
+                raise
+            response = self._priced(final, started)
+            observed.answered(response.usage, response.finish_reason, response.cost_usd)
+            observed.end()  # before the last delta: a consumer may stop reading after it
+            yield StreamDelta(response=response)
+        except BaseException as exc:  # also a consumer that stops reading (GeneratorExit)
+            observed.end(exc)
             raise
+
+    def _priced(self, response: ModelResponse, started: float) -> ModelResponse:
         if self._prices is not None:
             cost = self._prices.cost(self.name, response.usage)
             response = msgspec.structs.replace(response, cost_usd=cost)
@@ -91,6 +171,30 @@ class GuardedModel:
         )
         m.COST.labels(self.name, self.provider).inc(response.cost_usd)
         return msgspec.structs.replace(response, latency_s=time.perf_counter() - started)
+
+    async def _open(self, request: ModelRequest) -> tuple[AsyncIterator[StreamDelta], StreamDelta]:
+        """One attempt at a stream: open it and read its first delta."""
+        assert isinstance(self.inner, StreamingModelClient)
+        started = time.perf_counter()
+        m.MODEL_REQUESTS.labels(self.name, self.provider, "stream").inc()
+        stream = self.inner.stream(
+            request, timeout=effective_timeout("model", timeout=self.policy.timeout)
+        )
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            await close_stream(stream)
+            raise BadModelResponse(
+                f"{self.name}: the stream ended before its first delta", model=self.name
+            ) from None
+        except BaseException:
+            await close_stream(stream)
+            raise
+        finally:
+            m.MODEL_LATENCY.labels(self.name, self.provider, "stream").observe(
+                time.perf_counter() - started
+            )
+        return stream, first
 
     async def _attempt(self, request: ModelRequest) -> ModelResponse:
         started = time.perf_counter()

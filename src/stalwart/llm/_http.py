@@ -129,7 +129,7 @@ async def post_json(
     raise status_error(model, status, response.headers, raw)
 
 
-def status_error(model: str, status: int, headers: httpx.Headers, raw: bytes) -> Exception:
+def status_error(model: str, status: int, headers: Mapping[str, str], raw: bytes) -> Exception:
     text = raw[:2000].decode("utf-8", "replace")
     lowered = text.lower()
     detail = _error_message(raw) or text[:300]

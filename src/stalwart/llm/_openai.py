@@ -14,32 +14,18 @@ from typing import Any
 import msgspec
 
 from stalwart.errors import BadModelResponse
-from stalwart.llm._client import HTTPModelClient, StreamAssembler
+from stalwart.llm._client import HTTPModelClient, StreamAssembler, WireFormat
 from stalwart.llm._sse import SSEvent
 from stalwart.llm._types import Message, ModelRequest, StreamDelta, ToolCall, Usage
 
-__all__ = ["OpenAIClient", "parse_arguments"]
+__all__ = ["OpenAIChatWire", "OpenAIClient", "parse_arguments"]
 
 
-class OpenAIClient(HTTPModelClient):
-    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint.
-
-    ``base_url`` is the API root (``https://api.openai.com/v1``, or the sim's
-    ``http://127.0.0.1:PORT/v1``); ``api_key`` a key or a function returning the
-    current one. See :class:`HTTPModelClient` for retries, breaker and limits.
-    """
+class OpenAIChatWire(WireFormat):
+    """The Chat Completions wire format of one model (encode, decode, stream events)."""
 
     provider = "openai"
     wire = "openai"
-
-    def _endpoint(self) -> str:
-        return f"{self.base_url}/chat/completions"
-
-    def _headers(self, key: str | None) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        return headers
 
     def _encode(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
         caps = self.capabilities
@@ -102,6 +88,27 @@ class OpenAIClient(HTTPModelClient):
 
     def _assembler(self) -> StreamAssembler:
         return _ChatStream(self.name)
+
+
+class OpenAIClient(HTTPModelClient, OpenAIChatWire):
+    """A model behind an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    ``base_url`` is the API root (``https://api.openai.com/v1``, or the sim's
+    ``http://127.0.0.1:PORT/v1``); ``api_key`` a key or a function returning the
+    current one. See :class:`HTTPModelClient` for retries, breaker and limits.
+    """
+
+    provider = "openai"
+    wire = "openai"
+
+    def _endpoint(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def _headers(self, key: str | None) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
 
 
 def chat_usage(raw: Any) -> Usage:

@@ -16,23 +16,15 @@ import msgspec
 
 from stalwart.errors import BadModelResponse, ContentFiltered
 from stalwart.llm._client import StreamAssembler
-from stalwart.llm._openai import OpenAIClient, parse_arguments
+from stalwart.llm._openai import OpenAIChatWire, OpenAIClient, parse_arguments
 from stalwart.llm._sse import SSEvent
 from stalwart.llm._types import Message, ModelRequest, StreamDelta, ToolCall, Usage
 
-__all__ = ["OpenAIResponsesClient"]
+__all__ = ["OpenAIResponsesClient", "OpenAIResponsesWire"]
 
 
-class OpenAIResponsesClient(OpenAIClient):
-    """A model behind OpenAI's ``/responses`` endpoint (``Provider(wire="openai-responses")``).
-
-    Same key, retry, breaker and limits as :class:`OpenAIClient`; reasoning
-    models get ``reasoning: {effort}`` and no ``temperature``; structured output
-    is ``text.format`` with the JSON schema.
-    """
-
-    def _endpoint(self) -> str:
-        return f"{self.base_url}/responses"
+class OpenAIResponsesWire(OpenAIChatWire):
+    """The Responses API wire format of one model (encode, decode, stream events)."""
 
     def _encode(self, request: ModelRequest, *, stream: bool = False) -> dict[str, Any]:
         caps = self.capabilities
@@ -110,6 +102,18 @@ class OpenAIResponsesClient(OpenAIClient):
 
     def _assembler(self) -> StreamAssembler:
         return _ResponsesStream(self.name)
+
+
+class OpenAIResponsesClient(OpenAIClient, OpenAIResponsesWire):
+    """A model behind OpenAI's ``/responses`` endpoint (``Provider(wire="openai-responses")``).
+
+    Same key, retry, breaker and limits as :class:`OpenAIClient`; reasoning
+    models get ``reasoning: {effort}`` and no ``temperature``; structured output
+    is ``text.format`` with the JSON schema.
+    """
+
+    def _endpoint(self) -> str:
+        return f"{self.base_url}/responses"
 
 
 def responses_usage(raw: Any) -> Usage:

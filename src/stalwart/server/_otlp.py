@@ -8,9 +8,17 @@ last export to ``/v1/logs``. Each POST goes through a resilience :class:`Policy`
 (deadline, retries, breaker); a failed export is counted and logged, and the lines
 it carried are dropped (the log store still has them).
 
-The standard variables apply here too (:func:`otel_settings`):
-``OTEL_EXPORTER_OTLP_HEADERS`` (plus ``_METRICS_HEADERS`` / ``_LOGS_HEADERS``) are
-sent with every POST (auth), ``OTEL_SERVICE_NAME`` names the resource, and
+The OTLP exporter variables of the OpenTelemetry specification apply here as they do to
+the SDK's exporters (:func:`otel_settings`), each with its per-signal form
+(``_METRICS_`` / ``_LOGS_``) taking precedence: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the
+base, ``/v1/metrics`` and ``/v1/logs`` appended) and the per-signal endpoints (used as
+they are), ``_HEADERS`` (sent with every POST: auth), ``_TIMEOUT`` (ms),
+``_COMPRESSION`` (``gzip``), ``_CERTIFICATE`` (the CA to trust) and
+``_CLIENT_CERTIFICATE`` / ``_CLIENT_KEY`` (mutual TLS), ``_PROTOCOL`` (``http/json``
+and ``http/protobuf`` are served over HTTP, in JSON; ``grpc`` is refused with a
+warning and that signal is not sent); ``OTEL_METRIC_EXPORT_INTERVAL`` (ms);
+``OTEL_METRICS_EXPORTER`` / ``OTEL_LOGS_EXPORTER`` (``none`` turns that signal off);
+``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` (the resource);
 ``OTEL_SDK_DISABLED=true`` exports nothing.
 
 Model latency is exported under OpenTelemetry's GenAI name
@@ -39,9 +47,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import datetime
 import functools
+import gzip
+import json
 import os
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -53,7 +65,7 @@ from prometheus_client import CollectorRegistry, Counter
 from stalwart.observe import REGISTRY, add_log_sink, get_logger
 from stalwart.resilience import Policy, RetryPolicy
 
-__all__ = ["OtlpExporter", "logs_request", "metrics_request", "otel_settings"]
+__all__ = ["OtelSettings", "OtlpExporter", "logs_request", "metrics_request", "otel_settings"]
 
 EXPORTS = Counter(
     "stalwart_otlp_exports_total", "OTLP export requests by signal and outcome",
@@ -82,30 +94,111 @@ def _attrs(labels: dict[str, str], rename: bool = False) -> list[dict[str, Any]]
     ]
 
 
-def _headers(value: str) -> dict[str, str]:
-    """``k1=v1,k2=v2`` (values URL-encoded), the OTLP exporter variables' format."""
+def _headers(value: str, *, lower: bool = True) -> dict[str, str]:
+    """``k1=v1,k2=v2`` (values URL-encoded), the format of the OTLP exporter variables
+    and of ``OTEL_RESOURCE_ATTRIBUTES``; header names lower-cased."""
     out: dict[str, str] = {}
     for item in value.split(","):
         key, sep, val = item.partition("=")
         if sep and key.strip():
-            out[urllib.parse.unquote(key.strip()).lower()] = urllib.parse.unquote(val.strip())
+            name = urllib.parse.unquote(key.strip())
+            out[name.lower() if lower else name] = urllib.parse.unquote(val.strip())
     return out
 
 
-def otel_settings(env: Mapping[str, str]) -> tuple[bool, dict[str, dict[str, str]], str]:
-    """From the ``OTEL_*`` variables: (disabled, headers per signal, service name)."""
-    disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+_SIGNALS = ("metrics", "logs")
+_PATHS = {"metrics": "/v1/metrics", "logs": "/v1/logs"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OtelSettings:
+    """What the ``OTEL_*`` variables say for this exporter (per signal: ``metrics``, ``logs``).
+
+    ``urls`` maps a signal to its full URL, or ``None`` when no endpoint names it (or its
+    exporter is ``none``, or its protocol is one this exporter does not speak, said in
+    ``refused``); ``timeouts`` in seconds (``None``: the caller's default); ``interval``
+    the metric export interval in seconds (``None``: the caller's).
+    """
+
+    disabled: bool = False
+    service: str = "stalwart"
+    resource: dict[str, str] = dataclasses.field(default_factory=dict)
+    urls: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    headers: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    timeouts: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    gzip: dict[str, bool] = dataclasses.field(default_factory=dict)
+    ca_file: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    client_cert: dict[str, tuple[str, str | None] | None] = dataclasses.field(default_factory=dict)
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)
+    interval: float | None = None
+
+
+def _per_signal(env: Mapping[str, str], signal: str, name: str) -> str:
+    """``OTEL_EXPORTER_OTLP_{SIGNAL}_{name}``, else ``OTEL_EXPORTER_OTLP_{name}``, else ''."""
+    return (
+        env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}")
+        or env.get(f"OTEL_EXPORTER_OTLP_{name}")
+        or ""
+    ).strip()
+
+
+def _millis(value: str, name: str) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value) / 1000.0
+    except ValueError:
+        raise ValueError(f"{name} must be a number of milliseconds, got {value!r}") from None
+    if seconds <= 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return seconds
+
+
+def otel_settings(env: Mapping[str, str], endpoint: str | None = None) -> OtelSettings:
+    """The ``OTEL_*`` variables in ``env`` (see the module docstring); ``endpoint`` is the
+    base URL stalwart was given (``otlp_endpoint``), used where ``env`` names none."""
+    base = (endpoint or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip().rstrip("/")
     common = _headers(env.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
-    headers = {
-        signal: common | _headers(env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS", ""))
-        for signal in ("metrics", "logs")
-    }
-    return disabled, headers, env.get("OTEL_SERVICE_NAME") or "stalwart"
+    resource = _headers(env.get("OTEL_RESOURCE_ATTRIBUTES", ""), lower=False)
+    out = OtelSettings(
+        disabled=env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true",
+        service=env.get("OTEL_SERVICE_NAME") or resource.pop("service.name", "") or "stalwart",
+        resource=resource,
+        interval=_millis(env.get("OTEL_METRIC_EXPORT_INTERVAL", ""), "OTEL_METRIC_EXPORT_INTERVAL"),
+    )
+    for signal in _SIGNALS:
+        url = env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "").strip() or (
+            base + _PATHS[signal] if base else ""
+        )
+        protocol = _per_signal(env, signal, "PROTOCOL") or "http/protobuf"
+        if env.get(f"OTEL_{signal.upper()}_EXPORTER", "").strip().lower() == "none":
+            url = ""
+        elif url and protocol not in ("http/protobuf", "http/json"):
+            out.refused[signal] = f"protocol {protocol!r} (this exporter speaks OTLP/HTTP)"
+            url = ""
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"OTLP {signal} endpoint must be http(s), got {url!r}")
+        out.urls[signal] = url or None
+        out.headers[signal] = common | _headers(
+            env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_HEADERS", "")
+        )
+        name = f"OTEL_EXPORTER_OTLP_[{signal.upper()}_]TIMEOUT"
+        out.timeouts[signal] = _millis(_per_signal(env, signal, "TIMEOUT"), name)
+        out.gzip[signal] = _per_signal(env, signal, "COMPRESSION").lower() == "gzip"
+        out.ca_file[signal] = _per_signal(env, signal, "CERTIFICATE") or None
+        cert = _per_signal(env, signal, "CLIENT_CERTIFICATE")
+        key = _per_signal(env, signal, "CLIENT_KEY") or None
+        out.client_cert[signal] = (cert, key) if cert else None
+    return out
 
 
-def _resource(node: str, service: str = "stalwart") -> dict[str, Any]:
+def _resource(
+    node: str, service: str = "stalwart", extra: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     return {
-        "attributes": _attrs({"service.name": service, "service.instance.id": node}),
+        "attributes": _attrs(
+            {**(extra or {}), "service.name": service, "service.instance.id": node}
+        ),
     }
 
 
@@ -116,6 +209,7 @@ def metrics_request(
     start_ns: int,
     now_ns: int | None = None,
     service: str = "stalwart",
+    resource: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """An ``ExportMetricsServiceRequest`` (JSON form) of every metric in ``registry``."""
     now = str(now_ns if now_ns is not None else time.time_ns())
@@ -153,7 +247,7 @@ def metrics_request(
     return {
         "resourceMetrics": [
             {
-                "resource": _resource(node, service),
+                "resource": _resource(node, service, resource),
                 "scopeMetrics": [{"scope": {"name": "stalwart"}, "metrics": metrics}],
             }
         ]
@@ -194,7 +288,10 @@ def _histogram_points(family: Any, start: str, now: str, rename: bool) -> list[d
 
 
 def logs_request(
-    records: list[tuple[dict[str, Any], str]], node: str, service: str = "stalwart"
+    records: list[tuple[dict[str, Any], str]],
+    node: str,
+    service: str = "stalwart",
+    resource: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """An ``ExportLogsServiceRequest`` (JSON form): one log record per line."""
     out = []
@@ -216,7 +313,9 @@ def logs_request(
             }
         )
     scope = {"scope": {"name": "stalwart"}, "logRecords": out}
-    return {"resourceLogs": [{"resource": _resource(node, service), "scopeLogs": [scope]}]}
+    return {
+        "resourceLogs": [{"resource": _resource(node, service, resource), "scopeLogs": [scope]}]
+    }
 
 
 def _ts(value: Any) -> float:
@@ -229,11 +328,17 @@ def _ts(value: Any) -> float:
 
 
 class OtlpExporter:
-    """Exports metrics and logs to an OTLP/HTTP endpoint every ``interval`` seconds."""
+    """Exports metrics and logs to an OTLP/HTTP endpoint every ``interval`` seconds.
+
+    ``endpoint`` is the base URL (``/v1/metrics`` and ``/v1/logs`` appended) unless the
+    ``OTEL_*`` variables of ``env`` (default: the process environment) say otherwise;
+    they also give the headers, timeouts, compression, TLS files, the interval and the
+    resource (see the module docstring).
+    """
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | None,
         node: str,
         *,
         interval: float = 15.0,
@@ -242,24 +347,40 @@ class OtlpExporter:
         max_lines: int = 10_000,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        """``env`` (default: the process environment) supplies the ``OTEL_*`` settings."""
-        if not endpoint.startswith(("http://", "https://")):
+        if endpoint and not endpoint.startswith(("http://", "https://")):
             raise ValueError(f"otlp endpoint must be http(s), got {endpoint!r}")
-        self.endpoint = endpoint.rstrip("/")
+        self.settings = otel_settings(os.environ if env is None else env, endpoint)
+        self.disabled = self.settings.disabled
+        self.service = self.settings.service
+        self.urls = self.settings.urls
         self.node = node
-        self.interval = interval
+        self.interval = self.settings.interval or interval
         self.registry = registry
         self._lines: collections.deque[tuple[dict[str, Any], str]] = collections.deque(
             maxlen=max_lines
         )
-        self._policy = Policy("otlp", timeout=timeout, retry=RetryPolicy(max_attempts=2))
+        self._timeouts = {s: self.settings.timeouts[s] or timeout for s in _SIGNALS}
+        self._policy = Policy(
+            "otlp", timeout=max(self._timeouts.values()), retry=RetryPolicy(max_attempts=2)
+        )
         self._start_ns = time.time_ns()
         self._remove: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self.disabled, self._headers, self.service = otel_settings(
-            os.environ if env is None else env
-        )
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._clients = {
+            signal: httpx.AsyncClient(timeout=self._timeouts[signal], verify=self._tls(signal))
+            for signal in _SIGNALS
+        }
+
+    def _tls(self, signal: str) -> ssl.SSLContext | bool:
+        """The CA and client certificate the variables give this signal (files read now:
+        a missing one is an error at start-up, not at the first export)."""
+        ca, cert = self.settings.ca_file[signal], self.settings.client_cert[signal]
+        if ca is None and cert is None:
+            return True
+        context = ssl.create_default_context(cafile=ca)
+        if cert is not None:
+            context.load_cert_chain(cert[0], cert[1])
+        return context
 
     def _sink(self, record: dict[str, Any], line: str) -> None:
         self._lines.append((record, line))
@@ -267,37 +388,50 @@ class OtlpExporter:
     def start(self) -> None:
         if self.disabled:  # OTEL_SDK_DISABLED: nothing is collected, nothing sent
             return
-        self._remove = add_log_sink(self._sink)
+        for signal, why in self.settings.refused.items():
+            _log.warning("otlp_signal_refused", signal=signal, reason=why)
+        if self.urls["logs"] is not None:
+            self._remove = add_log_sink(self._sink)
         self._task = asyncio.create_task(self._run(), name="stalwart-otlp")
 
-    async def _post(self, path: str, body: dict[str, Any]) -> None:
-        headers = self._headers["metrics" if path == "/v1/metrics" else "logs"]
-        response = await self._client.post(self.endpoint + path, json=body, headers=headers)
+    async def _post(self, signal: str, body: dict[str, Any]) -> None:
+        url = self.urls[signal]
+        assert url is not None
+        headers = {**self.settings.headers[signal], "content-type": "application/json"}
+        content = json.dumps(body, separators=(",", ":")).encode()
+        if self.settings.gzip[signal]:
+            content = gzip.compress(content)
+            headers["content-encoding"] = "gzip"
+        response = await self._clients[signal].post(
+            url, content=content, headers=headers, timeout=self._timeouts[signal]
+        )
         response.raise_for_status()
 
     async def export(self) -> None:
         """Send one metrics request and the pending log lines now."""
         if self.disabled:
             return
-        metrics = await asyncio.to_thread(
-            functools.partial(
-                metrics_request,
-                self.registry,
-                self.node,
-                start_ns=self._start_ns,
-                service=self.service,
+        resource = self.settings.resource
+        metrics = None
+        if self.urls["metrics"] is not None:
+            metrics = await asyncio.to_thread(
+                functools.partial(
+                    metrics_request,
+                    self.registry,
+                    self.node,
+                    start_ns=self._start_ns,
+                    service=self.service,
+                    resource=resource,
+                )
             )
-        )
         lines = list(self._lines)
         self._lines.clear()
-        for signal, path, body in (
-            ("metrics", "/v1/metrics", metrics),
-            ("logs", "/v1/logs", logs_request(lines, self.node, self.service) if lines else None),
-        ):
+        logs = logs_request(lines, self.node, self.service, resource) if lines else None
+        for signal, body in (("metrics", metrics), ("logs", logs)):
             if body is None:
                 continue
             try:
-                await self._policy.acall(self._post, path, body)
+                await self._policy.acall(self._post, signal, body)
                 EXPORTS.labels(signal, "sent").inc()
             except Exception as exc:
                 EXPORTS.labels(signal, "failed").inc()
@@ -309,7 +443,7 @@ class OtlpExporter:
             await self.export()
 
     async def stop(self) -> None:
-        """Stop the loop, send what is pending once more (bounded), close the client."""
+        """Stop the loop, send what is pending once more (bounded), close the clients."""
         if self._remove is not None:
             self._remove()
         if self._task is not None:
@@ -320,4 +454,5 @@ class OtlpExporter:
                 await self.export()
         except TimeoutError:
             pass
-        await self._client.aclose()
+        for client in self._clients.values():
+            await client.aclose()

@@ -207,10 +207,11 @@ class ObservabilityService:
         self.systemd.start(lambda: node.ready)
         # the OTEL_* environment turns tracing on: an HTTP traceparent then reaches the agents
         self.tracing = configure_tracing(instance=node.id)
-        otlp_endpoint = s.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        if otlp_endpoint:
+        # metrics and logs over OTLP: otlp_endpoint, else the OTEL_* endpoint variables
+        named = ("", "_METRICS", "_LOGS")
+        if s.otlp_endpoint or any(os.environ.get(f"OTEL_EXPORTER_OTLP{n}_ENDPOINT") for n in named):
             self.otlp = OtlpExporter(
-                otlp_endpoint, node.id, interval=s.otlp_interval_s, timeout=s.notify_timeout_s
+                s.otlp_endpoint, node.id, interval=s.otlp_interval_s, timeout=s.notify_timeout_s
             )
             self.otlp.start()
 

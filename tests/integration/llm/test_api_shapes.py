@@ -342,6 +342,66 @@ async def test_parallel_tool_calls_on_every_wire_plain_and_streamed(spec):
         await client.aclose()
 
 
+def test_official_clients_get_parallel_tool_calls_plain_and_streamed_on_every_wire():
+    want = [{"order_id": 11}, {"order_id": 12}]
+    ask = TWO[0].content
+    with SimServer(scenario=PARALLEL) as server:
+        oai = openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0, timeout=10)
+        chat_tools = [
+            {"type": "function", "function": {"name": LOOKUP.name, "parameters": LOOKUP.parameters}}
+        ]
+        chat = oai.chat.completions.create(
+            model="strong", messages=[{"role": "user", "content": ask}], tools=chat_tools
+        )
+        calls = chat.choices[0].message.tool_calls
+        assert [json.loads(c.function.arguments) for c in calls] == want
+        assert len({c.id for c in calls}) == 2
+        pieces: dict[int, str] = {}
+        for chunk in oai.chat.completions.create(
+            model="strong", messages=[{"role": "user", "content": ask}], tools=chat_tools,
+            stream=True,
+        ):  # fmt: skip
+            for piece in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                pieces[piece.index] = pieces.get(piece.index, "") + (piece.function.arguments or "")
+        assert [json.loads(pieces[i]) for i in sorted(pieces)] == want
+
+        fn = [{"type": "function", "name": LOOKUP.name, "parameters": LOOKUP.parameters}]
+        answer = oai.responses.create(model="strong", input=ask, tools=fn)
+        items = [i for i in answer.output if i.type == "function_call"]
+        assert [json.loads(i.arguments) for i in items] == want
+        done = [
+            e.item
+            for e in oai.responses.create(model="strong", input=ask, tools=fn, stream=True)
+            if e.type == "response.output_item.done" and e.item.type == "function_call"
+        ]
+        assert [json.loads(i.arguments) for i in done] == want
+
+        ant = anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=0, timeout=10)
+        tools = [{"name": LOOKUP.name, "input_schema": LOOKUP.parameters}]
+        message = ant.messages.create(
+            model="strong", max_tokens=200, messages=[{"role": "user", "content": ask}],
+            tools=tools,
+        )  # fmt: skip
+        assert [b.input for b in message.content if b.type == "tool_use"] == want
+        with ant.messages.stream(
+            model="strong", max_tokens=200, messages=[{"role": "user", "content": ask}],
+            tools=tools,
+        ) as stream:  # fmt: skip
+            final = stream.get_final_message()
+        assert [b.input for b in final.content if b.type == "tool_use"] == want
+        assert final.stop_reason == "tool_use"
+
+
+def test_official_client_sends_reasoning_effort_on_the_responses_api(sim):
+    client = openai.OpenAI(base_url=sim.base_url, api_key="k", max_retries=0, timeout=10)
+    thought = client.responses.create(
+        model="reasoner", input="What is the capital of Japan?", reasoning={"effort": "high"},
+        max_output_tokens=64,
+    )  # fmt: skip
+    assert thought.usage.output_tokens_details.reasoning_tokens == 16
+    assert "Tokyo" in thought.output_text
+
+
 # -- a stream that breaks ---------------------------------------------------------------------
 
 

@@ -200,3 +200,56 @@ async def test_a_streamed_call_records_its_retries_its_failure_and_its_abandonme
         ("error", classify(BadModelResponse("x")).label, True),
         ("error", "cancelled", True),
     ]
+
+
+# -- a client of your own (here the official SDK's), inside GuardedModel ----------------------
+
+
+async def test_your_own_clients_calls_are_chat_spans_and_log_lines_and_its_stream_is_retried(
+    sim, spans
+):
+    from stalwart.llm.sdk.openai import OpenAISDKClient
+
+    out = io.StringIO()
+    configure_logging(stream=out)
+    bus = EventBus(log=False)
+    trace_events(bus)
+
+    def mine(model: str) -> OpenAISDKClient:
+        return OpenAISDKClient(model, provider="mine", base_url=sim.base_url, api_key="k")
+
+    chain = model_chain(
+        "main",
+        ["mine:strong"],
+        providers={"mine": Provider(client=mine, self_hosted=True)},
+        prices=PriceTable(self_hosted=["mine"]),
+        events=bus,
+        retry=FAST_RETRY,
+    )
+    try:
+        with start_span("agent_step helper"):
+            whole = await chain.complete(ASK, timeout=10)
+            # the stream's first attempt fails (every other request does): retried, since
+            # nothing reached the caller yet
+            sim.world.set_fault("strong", status=500, error_rate=0.5)
+            texts, final = [], None
+            async for delta in chain.stream(ASK, timeout=10):
+                texts.append(delta.text)
+                final = delta.response or final
+    finally:
+        await chain.aclose()
+    assert final is not None and "".join(texts) == final.message.content == whole.message.content
+    chats = [s for s in spans.get_finished_spans() if s.name == "chat strong"]
+    assert len(chats) == 2
+    plain, streamed = chats
+    assert plain.attributes["gen_ai.provider.name"] == "mine"
+    assert plain.attributes["gen_ai.usage.input_tokens"] == whole.usage.prompt_tokens > 0
+    assert "stalwart.streamed" not in plain.attributes
+    assert streamed.attributes["stalwart.streamed"] is True
+    assert streamed.attributes["gen_ai.usage.output_tokens"] == final.usage.completion_tokens
+    assert [e.name for e in streamed.events] == ["dependency_retry"]
+    lines = _lines(out)
+    assert [(x["model"], x["outcome"], x.get("streamed", False)) for x in lines] == [
+        ("mine:strong", "ok", False),
+        ("mine:strong", "ok", True),
+    ]

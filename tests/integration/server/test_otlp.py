@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+from typing import Any
 
+import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from tests._loopback import serving
 
 from stalwart.observe import catalog, configure_logging, get_logger
 from stalwart.runtime import ChildSpec, SupervisorSpec
-from stalwart.server._otlp import otel_settings
+from stalwart.server._otlp import OtlpExporter, otel_settings
 from stalwart.testing import ProbeAgent
 
 
@@ -73,15 +81,104 @@ async def test_node_exports_metrics_and_logs_as_valid_otlp(start_node, receiver)
 
 
 def test_otel_variables_give_headers_per_signal_the_service_name_and_the_off_switch():
-    disabled, headers, service = otel_settings(
+    settings = otel_settings(
         {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
             "OTEL_EXPORTER_OTLP_HEADERS": "Authorization=Bearer%20abc, x-tenant=t1",
             "OTEL_EXPORTER_OTLP_LOGS_HEADERS": "x-tenant=logs-only",
             "OTEL_SERVICE_NAME": "helpdesk",
         }
     )
-    assert not disabled and service == "helpdesk"
-    assert headers["metrics"] == {"authorization": "Bearer abc", "x-tenant": "t1"}
-    assert headers["logs"] == {"authorization": "Bearer abc", "x-tenant": "logs-only"}
-    assert otel_settings({"OTEL_SDK_DISABLED": "TRUE"})[0]
-    assert otel_settings({})[1:] == ({"metrics": {}, "logs": {}}, "stalwart")
+    assert not settings.disabled and settings.service == "helpdesk"
+    assert settings.headers["metrics"] == {"authorization": "Bearer abc", "x-tenant": "t1"}
+    assert settings.headers["logs"] == {"authorization": "Bearer abc", "x-tenant": "logs-only"}
+    assert settings.urls == {
+        "metrics": "http://collector:4318/v1/metrics",
+        "logs": "http://collector:4318/v1/logs",
+    }
+    assert otel_settings({"OTEL_SDK_DISABLED": "TRUE"}).disabled
+    empty = otel_settings({})
+    assert empty.urls == {"metrics": None, "logs": None} and empty.service == "stalwart"
+    # stalwart's own otlp_endpoint wins over the variable's
+    assert (
+        otel_settings({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318"}, "http://b:4318").urls[
+            "logs"
+        ]
+        == "http://b:4318/v1/logs"
+    )
+
+
+def test_otel_variables_for_timeouts_compression_protocol_interval_and_resource():
+    settings = otel_settings(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+            "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT": "700",
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "gzip",
+            "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "grpc",
+            "OTEL_METRIC_EXPORT_INTERVAL": "30000",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,service.name=from-attrs",
+        }
+    )
+    assert settings.timeouts == {"metrics": 0.7, "logs": 2.5}
+    assert settings.gzip == {"metrics": False, "logs": True}
+    assert settings.urls["logs"] is None and "grpc" in settings.refused["logs"]
+    assert settings.interval == 30.0 and settings.service == "from-attrs"
+    assert settings.resource == {"deployment.environment": "prod"}
+    off = otel_settings(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_LOGS_EXPORTER": "none"}
+    )
+    assert off.urls == {"metrics": "http://c:4318/v1/metrics", "logs": None}
+    with pytest.raises(ValueError, match="OTEL_METRIC_EXPORT_INTERVAL"):
+        otel_settings({"OTEL_METRIC_EXPORT_INTERVAL": "soon"})
+
+
+class _Collector:
+    """A loopback OTLP/HTTP receiver: each POST's path, headers and (gunzipped) JSON body."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, str], dict[str, Any]]] = []
+
+    async def post(self, request: Request) -> Response:
+        raw = await request.body()
+        if request.headers.get("content-encoding") == "gzip":
+            raw = gzip.decompress(raw)
+        self.posts.append((request.url.path, dict(request.headers), json.loads(raw)))
+        return Response("{}", media_type="application/json")
+
+
+async def test_the_exporter_follows_the_otel_variables_on_the_wire(tmp_path):
+    """Per-signal endpoint, headers, gzip and resource reach a real receiver; a CA file that
+    is not there fails at start-up."""
+    collector = _Collector()
+    app = Starlette(routes=[Route("/{path:path}", collector.post, methods=["POST"])])
+    async with serving(app) as url:
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": url,
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{url}/tenant-a/metrics",
+            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20t0k",
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "gzip",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=staging",
+            "OTEL_SERVICE_NAME": "helpdesk",
+        }
+        exporter = OtlpExporter(None, "node-1", env=env)
+        exporter._sink({"event": "probe", "level": "info", "task_id": "T1"}, '{"event":"probe"}')
+        await exporter.export()
+        await exporter.stop()
+    by_path = {path: (headers, body) for path, headers, body in collector.posts}
+    assert set(by_path) == {"/tenant-a/metrics", "/v1/logs"}
+    for headers, body in by_path.values():
+        assert headers["authorization"] == "Bearer t0k"
+        (resource,) = [*body.get("resourceMetrics", []), *body.get("resourceLogs", [])]
+        attrs = {a["key"]: a["value"]["stringValue"] for a in resource["resource"]["attributes"]}
+        assert attrs == {
+            "deployment.environment": "staging",
+            "service.name": "helpdesk",
+            "service.instance.id": "node-1",
+        }
+    assert by_path["/v1/logs"][0]["content-encoding"] == "gzip"
+    assert "content-encoding" not in by_path["/tenant-a/metrics"][0]
+    with pytest.raises(FileNotFoundError):
+        OtlpExporter(
+            "https://c:4318", "n", env={"OTEL_EXPORTER_OTLP_CERTIFICATE": str(tmp_path / "ca.pem")}
+        )
