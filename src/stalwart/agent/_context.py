@@ -14,7 +14,7 @@ import msgspec
 
 from stalwart.agent._guarded import guarded
 from stalwart.agent._handover import HandOvers
-from stalwart.durable import Context
+from stalwart.durable import Context, Joined
 from stalwart.errors import BadModelResponse, ConfigError, OutcomeUnknown, StalwartError
 from stalwart.guard import (
     ApprovalQueue,
@@ -297,8 +297,29 @@ class TaskContext:
                 **({"request_digest": digest} if digest is not None else {}),
             }
 
+        ledger = self.resources.ledger
+        # The settle joins the call's journal entry in one transaction when the ledger
+        # lives in the store's SQLite file (one commit per model step, not two). Safe:
+        # both or neither commit. Neither (a crash before the commit) is the state of a
+        # call that was never journaled: the task's process died, so the node charges
+        # the reservation its worst case (charge_holder), and the resumed task calls
+        # again under a new reservation, as it did when the crash came before the
+        # journal commit. A settle raced by the cancel path below is not counted twice
+        # (a settled reservation is gone, and settling it again adds nothing).
+        joined = (
+            reservation is not None and ledger is not None and self.durable.store.joins(ledger.url)
+        )
+
+        def settle(reply: dict[str, Any]) -> Joined | None:
+            if not joined or reservation is None or ledger is None:
+                return None
+            tokens = int(reply["usage"]["prompt_tokens"]) + int(reply["usage"]["completion_tokens"])
+            fn, args = ledger.settle_program(reservation, float(reply["cost_usd"]), tokens)
+            return Joined(fn, args)
+
         try:
-            reply: dict[str, Any] = await self.durable.step("model", call)
+            reply: dict[str, Any]
+            reply, ratios = await self.durable.step_joined("model", call, settle)
         except asyncio.CancelledError:
             # Interrupted (the task was cancelled, or its process is stopping). A call
             # already sent may have been billed: charge its reserved worst case, as the
@@ -318,9 +339,14 @@ class TaskContext:
             if reservation is not None and self.resources.ledger is not None:
                 await self.resources.ledger.settle(reservation, 0.0)
             raise
-        if reservation is not None and self.resources.ledger is not None:
-            tokens = int(reply["usage"]["prompt_tokens"]) + int(reply["usage"]["completion_tokens"])
-            await self.resources.ledger.settle(reservation, float(reply["cost_usd"]), tokens)
+        if reservation is not None and ledger is not None:
+            if joined:  # committed with the journal entry
+                ledger.settled(reservation, ratios or [])
+            else:
+                tokens = int(reply["usage"]["prompt_tokens"]) + int(
+                    reply["usage"]["completion_tokens"]
+                )
+                await ledger.settle(reservation, float(reply["cost_usd"]), tokens)
         self.usage.model_calls += 1
         self.usage.prompt_tokens += int(reply["usage"]["prompt_tokens"])
         self.usage.completion_tokens += int(reply["usage"]["completion_tokens"])
