@@ -182,6 +182,9 @@ class TaskContext:
         """What text this task has seen and from where (for the taint policy)."""
         self.lookups: dict[tuple[str, str, str], Any] = {}
         """Trusted records the policy's rules looked up in this task (see ``guarded``)."""
+        self.vetted: set[str] = set()
+        """Strings of the outcomes of sub-tasks that succeeded (``hand_over``): their
+        agent's output tier redacted them already (see ``finish_output``)."""
 
     @property
     def principal(self) -> Principal | None:
@@ -519,6 +522,20 @@ class TaskContext:
         resume the same sub-task is found, never created twice. It carries this
         task's principal (:attr:`principal`), if it has one.
         """
+        outcome = await self._hand_over(name, task_input, timeout=timeout)
+        # A sub-task that succeeded stored its output redacted by its agent's output tier
+        # (``finish_output``); fields added after that (a result flagged for effects of
+        # unknown outcome) were not, so such a result vets nothing.
+        result = outcome.get("result") if isinstance(outcome, dict) else None
+        if (
+            isinstance(outcome, dict)
+            and outcome.get("status") == "succeeded"
+            and not (isinstance(result, dict) and "outcome_unknown" in result)
+        ):
+            _strings(result, self.vetted)
+        return outcome
+
+    async def _hand_over(self, name: str, task_input: Any, *, timeout: float) -> Any:
         sub_id = f"{self.task_id}.{name}.{self.durable.position}"
         task_input = wrap_input(task_input, self.principal)
         handovers = self.resources.handovers
@@ -543,6 +560,18 @@ class TaskContext:
         # the same step name as a call-based hand-over: journals replay across the change
         with self._agent_span(name):
             return await self.durable.step(f"agent:{name}", run)
+
+
+def _strings(value: Any, into: set[str], depth: int = 0) -> None:
+    """Every string in JSON-like ``value`` (keys aside), added to ``into``."""
+    if isinstance(value, str):
+        into.add(value)
+    elif depth < 64 and isinstance(value, Mapping):
+        for v in value.values():
+            _strings(v, into, depth + 1)
+    elif depth < 64 and isinstance(value, list | tuple):
+        for v in value:
+            _strings(v, into, depth + 1)
 
 
 def _agent_policy(name: str, timeout: float, *, retry: bool) -> Policy:
