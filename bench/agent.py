@@ -22,7 +22,9 @@ Writes ``bench/results/agent.json``:
   every journal commit is fsynced) and with ``normal`` (``overhead_per_step_normal_us``);
   beside it ``commits_per_step`` (transactions that wrote: one fsync each at ``full``)
   and ``transactions_per_step`` (reads included), counted by the SQLite writer
-  (``stalwart_db_commits_total``), each per step of the same tickets.
+  (``stalwart_db_commits_total``), each per step of the same tickets; the ``_budgeted``
+  figures are the same at ``full`` with the helpdesk's spend limits and its ledger in
+  the store's file, as the node runs it (a model call reserves before, settles after).
 
 ``--quick`` (under a minute) uses fewer tickets.
 """
@@ -53,6 +55,7 @@ from stalwart.agent import App, Resources, TaskContext, run_llm_agent
 from stalwart.agent._taskagent import build_models
 from stalwart.db._metrics import COMMITS
 from stalwart.durable import Runner, SQLiteStore
+from stalwart.guard import Security, SpendLedger
 from stalwart.llm.sim import SimServer
 from stalwart.node import app_node
 from stalwart.observe import EventBus
@@ -133,14 +136,18 @@ async def node_throughput(
     return out
 
 
-async def loop_overhead(count: int, durability: str) -> dict[str, float]:
+async def loop_overhead(count: int, durability: str, budgeted: bool = False) -> dict[str, float]:
+    """``budgeted``: with the helpdesk's spend limits, its ledger in the store's file (as
+    the node runs it): each model call reserves first and settles after."""
     with SimServer(scenario=SCENARIO) as sim:
         os.environ["STALWART_SIM_URL"] = sim.url
-        store = SQLiteStore(tempfile.mkdtemp() + "/o.db", durability=durability)
+        path = tempfile.mkdtemp() + "/o.db"
+        store = SQLiteStore(path, durability=durability)
         await store.open()
         events = EventBus(log=False)
         app = App(agents=[RESOLVER], models={"main": ["sim:strong", "sim:weak"]})
         models = build_models(app, {"main"}, sim.url, events)
+        ledger = SpendLedger(f"sqlite:///{path}", events=events) if budgeted else None
         chain = models["main"]
         model_time = [0.0]
         complete = chain.complete
@@ -161,6 +168,9 @@ async def loop_overhead(count: int, durability: str) -> dict[str, float]:
             callable_agents=frozenset(),
             runtime=None,
             events=events,
+            security=Security(budget=RESOLVER.security.budget) if budgeted else Security(),
+            ledger=ledger,
+            prices=app.price_table(),
         )
         runner = Runner(store, owner="bench", events=events)
 
@@ -191,7 +201,9 @@ async def loop_overhead(count: int, durability: str) -> dict[str, float]:
                 counted[2] += steps
         await chain.aclose()
         await store.close()
-    suffix = "" if durability == "full" else f"_{durability}"
+        if ledger is not None:
+            ledger.close()
+    suffix = ("" if durability == "full" else f"_{durability}") + ("_budgeted" if budgeted else "")
     return {
         f"overhead_per_step{suffix}_us": statistics.median(per_step),
         f"overhead_per_step{suffix}_p99_us": pct(per_step, 0.99),
@@ -240,6 +252,7 @@ def main() -> int:
     }
     for durability in ("full", "normal"):
         result.update(asyncio.run(loop_overhead(30 if args.quick else 200, durability)))
+    result.update(asyncio.run(loop_overhead(30 if args.quick else 200, "full", budgeted=True)))
     result["meta"] = {
         "mode": "quick" if args.quick else "full",
         "python": sys.version.split()[0],

@@ -14,7 +14,7 @@ import msgspec
 
 from stalwart.agent._guarded import guarded
 from stalwart.agent._handover import HandOvers
-from stalwart.durable import Context
+from stalwart.durable import Context, Joined
 from stalwart.errors import BadModelResponse, ConfigError, OutcomeUnknown, StalwartError
 from stalwart.guard import (
     ApprovalQueue,
@@ -182,6 +182,9 @@ class TaskContext:
         """What text this task has seen and from where (for the taint policy)."""
         self.lookups: dict[tuple[str, str, str], Any] = {}
         """Trusted records the policy's rules looked up in this task (see ``guarded``)."""
+        self.vetted: set[str] = set()
+        """Strings of the outcomes of sub-tasks that succeeded (``hand_over``): their
+        agent's output tier redacted them already (see ``finish_output``)."""
 
     @property
     def principal(self) -> Principal | None:
@@ -297,8 +300,29 @@ class TaskContext:
                 **({"request_digest": digest} if digest is not None else {}),
             }
 
+        ledger = self.resources.ledger
+        # The settle joins the call's journal entry in one transaction when the ledger
+        # lives in the store's SQLite file (one commit per model step, not two). Safe:
+        # both or neither commit. Neither (a crash before the commit) is the state of a
+        # call that was never journaled: the task's process died, so the node charges
+        # the reservation its worst case (charge_holder), and the resumed task calls
+        # again under a new reservation, as it did when the crash came before the
+        # journal commit. A settle raced by the cancel path below is not counted twice
+        # (a settled reservation is gone, and settling it again adds nothing).
+        joined = (
+            reservation is not None and ledger is not None and self.durable.store.joins(ledger.url)
+        )
+
+        def settle(reply: dict[str, Any]) -> Joined | None:
+            if not joined or reservation is None or ledger is None:
+                return None
+            tokens = int(reply["usage"]["prompt_tokens"]) + int(reply["usage"]["completion_tokens"])
+            fn, args = ledger.settle_program(reservation, float(reply["cost_usd"]), tokens)
+            return Joined(fn, args)
+
         try:
-            reply: dict[str, Any] = await self.durable.step("model", call)
+            reply: dict[str, Any]
+            reply, ratios = await self.durable.step_joined("model", call, settle)
         except asyncio.CancelledError:
             # Interrupted (the task was cancelled, or its process is stopping). A call
             # already sent may have been billed: charge its reserved worst case, as the
@@ -318,9 +342,14 @@ class TaskContext:
             if reservation is not None and self.resources.ledger is not None:
                 await self.resources.ledger.settle(reservation, 0.0)
             raise
-        if reservation is not None and self.resources.ledger is not None:
-            tokens = int(reply["usage"]["prompt_tokens"]) + int(reply["usage"]["completion_tokens"])
-            await self.resources.ledger.settle(reservation, float(reply["cost_usd"]), tokens)
+        if reservation is not None and ledger is not None:
+            if joined:  # committed with the journal entry
+                ledger.settled(reservation, ratios or [])
+            else:
+                tokens = int(reply["usage"]["prompt_tokens"]) + int(
+                    reply["usage"]["completion_tokens"]
+                )
+                await ledger.settle(reservation, float(reply["cost_usd"]), tokens)
         self.usage.model_calls += 1
         self.usage.prompt_tokens += int(reply["usage"]["prompt_tokens"])
         self.usage.completion_tokens += int(reply["usage"]["completion_tokens"])
@@ -493,6 +522,20 @@ class TaskContext:
         resume the same sub-task is found, never created twice. It carries this
         task's principal (:attr:`principal`), if it has one.
         """
+        outcome = await self._hand_over(name, task_input, timeout=timeout)
+        # A sub-task that succeeded stored its output redacted by its agent's output tier
+        # (``finish_output``); fields added after that (a result flagged for effects of
+        # unknown outcome) were not, so such a result vets nothing.
+        result = outcome.get("result") if isinstance(outcome, dict) else None
+        if (
+            isinstance(outcome, dict)
+            and outcome.get("status") == "succeeded"
+            and not (isinstance(result, dict) and "outcome_unknown" in result)
+        ):
+            _strings(result, self.vetted)
+        return outcome
+
+    async def _hand_over(self, name: str, task_input: Any, *, timeout: float) -> Any:
         sub_id = f"{self.task_id}.{name}.{self.durable.position}"
         task_input = wrap_input(task_input, self.principal)
         handovers = self.resources.handovers
@@ -517,6 +560,18 @@ class TaskContext:
         # the same step name as a call-based hand-over: journals replay across the change
         with self._agent_span(name):
             return await self.durable.step(f"agent:{name}", run)
+
+
+def _strings(value: Any, into: set[str], depth: int = 0) -> None:
+    """Every string in JSON-like ``value`` (keys aside), added to ``into``."""
+    if isinstance(value, str):
+        into.add(value)
+    elif depth < 64 and isinstance(value, Mapping):
+        for v in value.values():
+            _strings(v, into, depth + 1)
+    elif depth < 64 and isinstance(value, list | tuple):
+        for v in value:
+            _strings(v, into, depth + 1)
 
 
 def _agent_policy(name: str, timeout: float, *, retry: bool) -> Policy:

@@ -72,20 +72,20 @@ class HandOvers:
     async def run(self, callee: str, task_id: str, task_input: Any, *, timeout: float) -> Any:
         """Create (once) the sub-task ``task_id`` for ``callee``, wake it, wait for its end."""
         deadline = time.monotonic() + timeout
-        record = await self._store.get_task(task_id)
-        if record is None:
-            try:
-                # the current span (this hand-over's) is stored with the sub-task: whoever
-                # claims it, whenever, starts its span under it (no race with the cast below)
-                await self._store.create_task(
-                    callee, task_input, task_id=task_id, trace=current_traceparent()
-                )
-            except StoreError:
-                # created meanwhile (a retry of this step after a lost answer): it is ours
-                if await self._store.get_task(task_id) is None:
-                    raise
-        elif record.finished:
-            return _outcome(record.id, record.status, record.outcome)
+        try:
+            # Created first, read only if it exists already (a resumed caller, or a retry
+            # of this step after a lost answer): a first hand-over costs one transaction.
+            # The current span (this hand-over's) is stored with the sub-task: whoever
+            # claims it, whenever, starts its span under it (no race with the cast below).
+            await self._store.create_task(
+                callee, task_input, task_id=task_id, trace=current_traceparent()
+            )
+        except StoreError:
+            record = await self._store.get_task(task_id)
+            if record is None:
+                raise
+            if record.finished:
+                return _outcome(record.id, record.status, record.outcome)
         notice = self._waiting.setdefault(task_id, asyncio.Event())
         try:
             self._runtime.cast(callee, {"run": task_id, "notify": self._agent})

@@ -3,8 +3,9 @@
 Every operation (reads included) is queued to one thread that owns the
 connection. The thread takes whatever has accumulated -- up to ``max_batch``
 programs from any number of callers, of any component (journal, ledgers) --
-runs them in one ``BEGIN IMMEDIATE`` transaction and commits once, then resolves
-every caller's future. While one commit's fsync runs, the next batch
+runs them in one ``BEGIN IMMEDIATE`` transaction (each in a savepoint of its own: a
+program that fails leaves none of its statements behind, the others commit) and commits
+once, then resolves every caller's future. While one commit's fsync runs, the next batch
 accumulates, so durability's cost is shared by all concurrent callers and no
 caller is told "done" before its write is committed. One file, one writer: a
 second connection to the same file in the same process would only wait on the
@@ -163,14 +164,28 @@ class Writer(threading.Thread):
             _deliver([(item, False, err) for item in batch])
             return
         for item in batch:
+            # Each job in a savepoint of its own: one that fails leaves none of its
+            # statements in the batch's transaction (SQLite rolls back only the failed
+            # statement), so an operation of several writes -- an effect's end with its
+            # journal entry, an entry with a joined write -- commits whole or not at all,
+            # and the other jobs of the batch commit as before.
             try:
-                results.append((item, True, item[0](conn)))
-            except sqlite3.Error as exc:
-                # A failed statement is rolled back by SQLite on its own; the
-                # transaction and the other jobs in it stay valid.
-                results.append((item, False, map_sqlite_error(exc, self._where)))
+                conn.execute("SAVEPOINT stalwart_job")
+                value = item[0](conn)
             except Exception as exc:
-                results.append((item, False, exc))
+                _undo(conn)
+                failure: Exception = exc
+                if isinstance(exc, sqlite3.Error):
+                    failure = map_sqlite_error(exc, self._where)
+                results.append((item, False, failure))
+                continue
+            try:
+                conn.execute("RELEASE stalwart_job")
+            except sqlite3.Error as exc:
+                _undo(conn)
+                results.append((item, False, map_sqlite_error(exc, self._where)))
+                continue
+            results.append((item, True, value))
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -185,6 +200,15 @@ class Writer(threading.Thread):
         _metrics.COMMIT_BATCH.observe(len(batch))
         _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         _deliver(results)
+
+
+def _undo(conn: sqlite3.Connection) -> None:
+    """Roll a failed job back to its savepoint (if it got that far) and drop the savepoint."""
+    try:
+        conn.execute("ROLLBACK TO stalwart_job")
+        conn.execute("RELEASE stalwart_job")
+    except sqlite3.Error:
+        pass  # no savepoint (its own statement failed): nothing of the job was written
 
 
 def _deliver(results: list[tuple[_Item, bool, Any]]) -> None:

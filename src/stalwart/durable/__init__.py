@@ -24,6 +24,7 @@ from stalwart.durable._probe import WriteProbe
 from stalwart.durable._protocol import (
     TASK_STATUSES,
     EffectRecord,
+    Joined,
     JournalEntry,
     JournalLoad,
     Lease,
@@ -51,6 +52,7 @@ __all__ = [
     "EffectRecord",
     "History",
     "HistoryStrategy",
+    "Joined",
     "JournalEntry",
     "JournalLoad",
     "Lease",

@@ -19,7 +19,14 @@ from typing import Any
 from stalwart.clock import Clock
 from stalwart.durable import _metrics
 from stalwart.durable._integrity import check_json
-from stalwart.durable._protocol import EffectRecord, JournalEntry, JournalLoad, Lease, Store
+from stalwart.durable._protocol import (
+    EffectRecord,
+    Joined,
+    JournalEntry,
+    JournalLoad,
+    Lease,
+    Store,
+)
 from stalwart.errors import InvalidMessage, NonDeterminismError, StepFailed, StoreError
 from stalwart.guard import seal, unseal
 from stalwart.observe import EventBus
@@ -123,11 +130,19 @@ class Context:
             entry = JournalEntry(entry.seq, entry.kind, entry.name, unseal(entry.value))
         return seq, entry
 
-    async def _record(self, seq: int, kind: str, name: str, value: Any) -> None:
+    async def _record(
+        self, seq: int, kind: str, name: str, value: Any, also: Joined | None = None
+    ) -> Any:
         # a resolved secret is stored as its reference, never as the value
-        await self._store.append(self._lease, (JournalEntry(seq, kind, name, seal(value)),))
+        entry = JournalEntry(seq, kind, name, seal(value))
+        if also is None:
+            await self._store.append(self._lease, (entry,))
+            joined = None
+        else:
+            joined = await self._store.append(self._lease, (entry,), also=also)
         self.executed_steps += 1
         _EXECUTED[kind].inc()
+        return joined
 
     # -- the public calls ------------------------------------------------------------
     async def step(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -145,12 +160,37 @@ class Context:
         failures *inside* ``fn`` (``stalwart.resilience``) so only the final
         outcome is recorded.
         """
+        value, _joined = await self._step(name, fn, args, kwargs, None)
+        return value
+
+    async def step_joined(
+        self, name: str, fn: Callable[[], Any], join: Callable[[Any], Joined | None]
+    ) -> tuple[Any, Any]:
+        """:meth:`step`, with another component's write committed in the same transaction
+        as the step's journal entry: ``join(result)`` gives it (or None) once ``fn``
+        succeeded. Returns ``(result, the joined program's value)``; the value is None on
+        replay, when ``join`` gave nothing, and when the store cannot join writes
+        (:meth:`Store.joins`: the caller checks first and writes on its own otherwise).
+
+        For bookkeeping that belongs to the step (the agent settles a model call's spend
+        with the call's entry): one commit instead of two, and never one without the
+        other."""
+        return await self._step(name, fn, (), {}, join)
+
+    async def _step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        join: Callable[[Any], Joined | None] | None,
+    ) -> tuple[Any, Any]:
         _check_name(name)
         seq, entry = self._next("step", name)
         if entry is not None:
             if entry.kind == "failed":
                 raise step_failed(name, entry.value)
-            return entry.value
+            return entry.value, None
         try:
             result = fn(*args, **kwargs)
             if inspect.isawaitable(result):
@@ -160,8 +200,8 @@ class Context:
             await self._record(seq, "failed", name, error)
             raise step_failed(name, error) from exc
         check_json(result, f"result of step {name!r} (task {self.task_id!r}, #{seq})")
-        await self._record(seq, "step", name, result)
-        return result
+        also = join(result) if join is not None else None
+        return result, await self._record(seq, "step", name, result, also)
 
     async def now(self) -> float:
         """Wall time (seconds since the epoch), journaled: replay returns the recorded time."""

@@ -19,7 +19,7 @@ from stalwart.durable import _metrics
 from stalwart.durable import _sql as q
 from stalwart.durable._base import effect_from_row, plan_load
 from stalwart.durable._integrity import RawRow
-from stalwart.durable._protocol import EffectRecord, JournalLoad, Lease
+from stalwart.durable._protocol import EffectRecord, Joined, JournalLoad, Lease
 from stalwart.errors import CorruptRecord, LeaseLost, StoreError
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "lease_lost",
     "load_effects",
     "load_journal",
+    "load_task",
     "purge",
     "retry",
     "rowcount",
@@ -99,10 +100,32 @@ def fail_corrupt_task(
     yield (_SET_INPUT, marker)
 
 
-def append(lease: Lease, entries: Sequence[tuple[Any, ...]]) -> Program[None]:
+def append(
+    lease: Lease, entries: Sequence[tuple[Any, ...]], also: Joined | None = None
+) -> Program[Any]:
+    """Journal entries, then (``also``) another component's write in the same
+    transaction; the latter's value."""
     for row in entries:
         if (yield (q.APPEND, row)).rowcount == 0:
             yield from _refused(lease, row[1])
+    if also is None:
+        return None
+    program: Program[Any] = also.program(*also.args)
+    return (yield from program)
+
+
+def load_task(
+    task_id: str,
+) -> Program[
+    tuple[
+        tuple[JournalLoad, list[tuple[RawRow, str]]],
+        tuple[dict[int, EffectRecord], list[tuple[int, str]]],
+    ]
+]:
+    """A task's journal and ledger in one read (damage only found, never moved)."""
+    journal = yield from load_journal(task_id, None)
+    effects = yield from load_effects(task_id, None)
+    return journal, effects
 
 
 def load_journal(

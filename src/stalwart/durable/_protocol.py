@@ -12,7 +12,7 @@ PostgreSQL store later without redesign (see DESIGN.md, "Scale-out").
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from stalwart.observe import EventBus
@@ -21,6 +21,7 @@ __all__ = [
     "EFFECT_STATUSES",
     "EffectRecord",
     "EffectStatus",
+    "Joined",
     "JournalEntry",
     "JournalLoad",
     "Lease",
@@ -155,6 +156,16 @@ class QuarantinedRecord:
     reason: str
     record: bytes | None
     at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Joined:
+    """Another component's write committed in the same transaction as a journal entry
+    (:meth:`Store.append`'s ``also``): a kernel program (:mod:`stalwart.db`) and its
+    arguments. The program runs after the entries; if it raises, neither commits."""
+
+    program: Callable[..., Any]
+    args: tuple[Any, ...] = ()
 
 
 @runtime_checkable
@@ -320,8 +331,24 @@ class Store(Protocol):
         """Make an ``awaiting_approval`` task pending again; False if it was not waiting."""
         ...
 
-    async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:
-        """Append journal entries; durable when this returns. Raises LeaseLost if fenced."""
+    async def append(
+        self, lease: Lease, entries: Sequence[JournalEntry], *, also: Joined | None = None
+    ) -> Any:
+        """Append journal entries; durable when this returns. Raises LeaseLost if fenced.
+
+        ``also``: another component's write (a kernel program on this store's database)
+        committed in the same transaction, after the entries: both or neither. Returns
+        its program's value (None without one)."""
+        ...
+
+    def joins(self, url: str) -> bool:
+        """Whether a write to the database of ``url`` can join this store's transactions
+        (:meth:`append`'s ``also``): the same SQLite file, written by one writer."""
+        ...
+
+    async def load(self, task_id: str) -> tuple[JournalLoad, dict[int, EffectRecord]]:
+        """:meth:`load_journal` and :meth:`load_effects` in one read (damage found: as
+        each of them handles it)."""
         ...
 
     async def load_journal(self, task_id: str) -> JournalLoad:

@@ -28,7 +28,6 @@ from stalwart.durable._ops import lease_lost
 from stalwart.durable._protocol import Lease, Store, TaskRecord
 from stalwart.durable._renewal import Renewals
 from stalwart.errors import (
-    CorruptRecord,
     IncompatibleFormat,
     InvalidMessage,
     LeaseLost,
@@ -128,21 +127,17 @@ class Runner:
         ``force`` takes the task even if another owner's lease has not expired --
         only for a supervisor that knows that owner is dead.
         """
-        try:
-            task = await self.store.get_task(task_id)
-        except CorruptRecord:
-            task = None  # acquire() quarantines the damaged task, fails it, and raises
-        else:
-            if task is None:
-                raise StoreError(f"no task with id {task_id!r} in {self.store.url}")
-            if task.finished:
-                return _stored(task)
+        # Claimed first, read only when the claim fails: a task to run costs one
+        # transaction here, not two (a finished one is never claimed; a damaged one is
+        # quarantined, failed and raised by acquire()).
         lease = await self.store.acquire(
             self.owner, self.lease_seconds, task_id=task_id, force=force
         )
         if lease is None:
             task = await self.store.get_task(task_id)
-            if task is not None and task.finished:
+            if task is None:
+                raise StoreError(f"no task with id {task_id!r} in {self.store.url}")
+            if task.finished:
                 return _stored(task)
             raise LeaseLost(
                 f"task {task_id!r} is leased by {task.lease_owner if task else None!r} until "
@@ -170,8 +165,7 @@ class Runner:
     async def execute(self, lease: Lease, workflow: Workflow) -> TaskResult:
         """Run ``workflow`` under an acquired ``lease`` and record its end."""
         try:
-            journal = await self.store.load_journal(lease.task_id)
-            effects = await self.store.load_effects(lease.task_id)
+            journal, effects = await self.store.load(lease.task_id)  # one read, not two
         except (IncompatibleFormat, asyncio.CancelledError):
             # a newer node wrote part of it, or we are stopping: give the task back
             await self._release_quietly(lease)

@@ -9,6 +9,7 @@ each method validates and encodes its arguments, then runs one program of
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ from stalwart.durable._protocol import (
     FINISHED,
     EffectRecord,
     EffectStatus,
+    Joined,
     JournalEntry,
     JournalLoad,
     Lease,
@@ -70,6 +72,7 @@ class SQLStore:
         self.events = events if events is not None else EventBus()
         self._reporter = Reporter(self.url, self.events)
         self._opened = False
+        self._joins: dict[str, bool] = {}  # url -> joins(url)
 
     # -- identity and lifecycle -----------------------------------------------------------
     @property
@@ -277,13 +280,44 @@ class SQLStore:
         return await self._db.write(_ops.retry, task_id, self._clock.time())
 
     # -- journal --------------------------------------------------------------------------
-    async def append(self, lease: Lease, entries: Sequence[JournalEntry]) -> None:
+    async def append(
+        self, lease: Lease, entries: Sequence[JournalEntry], *, also: Joined | None = None
+    ) -> Any:
         fence = (lease.task_id, lease.owner, lease.token)
         rows = [
             (lease.task_id, e.seq, e.kind, e.name, encode_entry(lease.task_id, e), *fence)
             for e in entries
         ]
-        await self._db.write(_ops.append, lease, rows)
+        if also is not None and not self.joins_own():
+            raise StoreError(f"store {self.url}: a joined write needs a SQLite store")
+        return await self._db.write(_ops.append, lease, rows, also)
+
+    def joins_own(self) -> bool:
+        """Whether this store's transactions can take another component's program: on
+        SQLite, every write of the file goes through one writer thread and one
+        connection, whatever component it is for."""
+        return self._db.dialect == "sqlite" and not self._db.readonly
+
+    def joins(self, url: str) -> bool:
+        found = self._joins.get(url)
+        if found is None:
+            found = self.joins_own() and url.startswith("sqlite:///")
+            if found:
+                mine = self.url.removeprefix("sqlite:///")
+                theirs = url.removeprefix("sqlite:///")
+                found = os.path.realpath(mine) == os.path.realpath(theirs)
+            if len(self._joins) < 64:
+                self._joins[url] = found
+        return found
+
+    async def load(self, task_id: str) -> tuple[JournalLoad, dict[int, EffectRecord]]:
+        # Read alone first: only damaged records need a write (then each loader does it).
+        (load, moves), (found, bad) = await self._db.read(_ops.load_task, task_id)
+        if moves:
+            load = await self.load_journal(task_id)
+        if bad:
+            found = await self.load_effects(task_id)
+        return load, found
 
     async def load_journal(self, task_id: str) -> JournalLoad:
         # Read alone first: only a journal with damaged records needs a write.

@@ -38,6 +38,7 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
@@ -208,17 +209,26 @@ class SpendLedger:
         return Reservation(rid, amount_usd, limits, budget.warn_at)
 
     def settle_sync(self, reservation: Reservation, actual_usd: float, tokens: int = 0) -> None:
-        """Replace the reservation by what the call cost (0 if it failed before billing)."""
-        now = self.clock.time()
-        ratios = self._conn.run(
-            _settle,
-            f"{reservation.id}:",
-            reservation.limits,
-            actual_usd,
-            tokens,
-            now - self.stale_after,
-            exclusive=True,
-        )
+        """Replace the reservation by what the call cost (0 if it failed before billing).
+
+        Settling is idempotent: a reservation already settled (or charged to its dead
+        holder) is not counted again."""
+        fn, args = self.settle_program(reservation, actual_usd, tokens)
+        self.settled(reservation, self._conn.run(fn, *args, exclusive=True))
+
+    def settle_program(
+        self, reservation: Reservation, actual_usd: float, tokens: int = 0
+    ) -> tuple[Callable[..., Program[Ratios]], tuple[Any, ...]]:
+        """The settle as a kernel program and its arguments, for a caller that commits it
+        inside a transaction of its own on this ledger's database (the agent joins it to
+        the model call's journal entry); pass what it returns to
+        :meth:`settled`."""
+        since = self.clock.time() - self.stale_after
+        args = (f"{reservation.id}:", reservation.limits, actual_usd, tokens, since)
+        return _settle, args
+
+    def settled(self, reservation: Reservation, ratios: Ratios) -> None:
+        """Report a settle that committed (gauges, ``budget_warning``)."""
         self._report(ratios, reservation)
 
     def _report(self, ratios: list[tuple[str, str, str, float]], res: Reservation) -> None:
@@ -346,6 +356,7 @@ _HELD_BY = (
     "WHERE substr(id, 1, ?) = ? AND created > ?"
 )
 Limits = tuple[tuple[str, str, str, float], ...]
+Ratios = list[tuple[str, str, str, float]]
 
 
 def _used(scope: str, key: str, period: str, since: float) -> Program[tuple[float, float]]:
@@ -372,11 +383,12 @@ def _reserve(
     return None
 
 
-def _settle(
-    prefix: str, limits: Limits, usd: float, tokens: int, since: float
-) -> Program[list[tuple[str, str, str, float]]]:
-    """Replace a reservation by the actual cost; the counters' new ratios."""
-    yield (_END, (len(prefix), prefix))
+def _settle(prefix: str, limits: Limits, usd: float, tokens: int, since: float) -> Program[Ratios]:
+    """Replace a reservation by the actual cost; the counters' new ratios. A reservation
+    no longer there (settled already, or charged to its dead holder) adds nothing: a
+    settle that raced a cancel's charge never counts the call twice."""
+    if (yield (_END, (len(prefix), prefix))).rowcount == 0 and limits:
+        return []
     ratios = []
     for scope, key, period, limit in limits:
         yield (_ADD_SPEND, (scope, key, period, usd, tokens))

@@ -23,6 +23,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
 from stalwart.errors import ConfigError, OutputBlocked
@@ -474,9 +475,9 @@ class Redactor:
         clone.tier = tier
         return clone
 
-    def _spans(self, text: str) -> list[Span]:
+    def _spans(self, text: str, *, entities: bool = True) -> list[Span]:
         extra: list[Span] = []
-        if self.tier == "accurate" and self.kinds & NAME_KINDS:
+        if entities and self.tier == "accurate" and self.kinds & NAME_KINDS:
             model = ner_model()
             if model is not None and _CAPITALISED.search(text) is not None:
                 extra = model.spans(text, organizations="organization" in self.kinds)
@@ -489,11 +490,16 @@ class Redactor:
         """What :meth:`redact` would remove, without removing it."""
         return [Finding(k, a, b) for a, b, k in self._spans(text)]
 
-    def redact(self, text: str, *, policy: OutputPolicy | None = None) -> str:
-        """``text`` without the PII and credentials found in it (per ``policy``)."""
+    def redact(
+        self, text: str, *, policy: OutputPolicy | None = None, entities: bool = True
+    ) -> str:
+        """``text`` without the PII and credentials found in it (per ``policy``).
+
+        ``entities=False`` skips the named-entity model (the fast tier alone): for text
+        the accurate tier already redacted (a sub-task's output, see :meth:`redact_data`)."""
         if not text or len(text) < 4:
             return text
-        spans = self._spans(text)
+        spans = self._spans(text, entities=entities)
         if not spans:
             return text
         mode = policy or self.policy
@@ -511,12 +517,21 @@ class Redactor:
 
     # -- data ------------------------------------------------------------------------------
     def redact_data(
-        self, value: Any, *, policy: OutputPolicy | None = None, _depth: int = 0
+        self,
+        value: Any,
+        *,
+        policy: OutputPolicy | None = None,
+        vetted: AbstractSet[str] = frozenset(),
+        _depth: int = 0,
     ) -> Any:
         """A copy of ``value`` (JSON-like data) with every string redacted; values under
-        keys that name a secret (``password``, ``api_key``, ``token``…) are removed whole."""
+        keys that name a secret (``password``, ``api_key``, ``token``…) are removed whole.
+
+        ``vetted``: strings the output tier already redacted (what a sub-task succeeded
+        with, redacted as its output): they get the fast tier only (patterns, checksums,
+        this process's known values, the gazetteer), not the named-entity model again."""
         if isinstance(value, str):
-            return self.redact(value, policy=policy)
+            return self.redact(value, policy=policy, entities=value not in vetted)
         if _depth > 64:
             return "[REDACTED:too_deep]"
         if isinstance(value, Mapping):
@@ -527,10 +542,12 @@ class Redactor:
                         raise OutputBlocked(f"the output has a {k!r} field; blocked by policy")
                     out[k] = v if v.startswith("secret://") else "[REDACTED:secret]"
                 else:
-                    out[k] = self.redact_data(v, policy=policy, _depth=_depth + 1)
+                    out[k] = self.redact_data(v, policy=policy, vetted=vetted, _depth=_depth + 1)
             return out
         if isinstance(value, list | tuple):
-            items = [self.redact_data(v, policy=policy, _depth=_depth + 1) for v in value]
+            items = [
+                self.redact_data(v, policy=policy, vetted=vetted, _depth=_depth + 1) for v in value
+            ]
             return items if isinstance(value, list) else tuple(items)
         return value
 

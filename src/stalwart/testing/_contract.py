@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from stalwart.durable import SCHEMA_VERSION, JournalEntry, Store
+from stalwart.durable import SCHEMA_VERSION, Joined, JournalEntry, Store
 from stalwart.errors import ConfigError, InvalidMessage, LeaseLost, StoreError
 from stalwart.testing._clock import FakeClock
 
@@ -304,6 +304,49 @@ class StoreContract:
         with pytest.raises(LeaseLost):
             await store.effect_started(lease, "t:1", 1, "mail")
         assert 1 not in await store.load_effects("t")
+
+    async def test_load_reads_journal_and_ledger_at_once(self, make_store: MakeStore) -> None:
+        store: Store = await make_store()
+        await store.create_task("a", None, task_id="t")
+        lease = await store.acquire("n1", 10)
+        assert lease is not None
+        await store.append(lease, [JournalEntry(0, "step", "s", {"v": 1})])
+        await store.effect_started(lease, "t:1", 1, "pay")
+        journal, effects = await store.load("t")
+        assert journal == await store.load_journal("t")
+        assert effects == await store.load_effects("t") and effects[1].status == "started"
+        empty, none = await store.load("missing")
+        assert empty.entries == [] and none == {}
+
+    async def test_a_joined_write_commits_with_its_entry_or_neither_does(
+        self, make_store: MakeStore
+    ) -> None:
+        store: Store = await make_store()
+        if not store.joins(store.url):
+            return  # this backend takes no joined writes (the caller writes on its own)
+        await store.create_task("a", None, task_id="t")
+        lease = await store.acquire("n1", 10)
+        assert lease is not None
+        touch = "UPDATE stalwart_tasks SET updated_at = ? WHERE id = ?"
+
+        def fails(at: float) -> Any:
+            yield (touch, (at, "t"))
+            raise ValueError("the joined write failed")
+
+        def works(at: float) -> Any:
+            yield (touch, (at, "t"))
+            return "done"
+
+        with pytest.raises(ValueError, match="joined write failed"):
+            await store.append(lease, [JournalEntry(0, "step", "s", 1)], also=Joined(fails, (1.0,)))
+        assert (await store.load_journal("t")).entries == []  # the entry rolled back with it
+        task = await store.get_task("t")
+        assert task is not None and task.updated_at != 1.0
+        also = Joined(works, (2.0,))
+        assert await store.append(lease, [JournalEntry(0, "step", "s", 1)], also=also) == "done"
+        assert [e.value for e in (await store.load_journal("t")).entries] == [1]
+        task = await store.get_task("t")
+        assert task is not None and task.updated_at == 2.0
 
     async def test_retention_compact_and_delete(
         self, make_store: MakeStore, clock: FakeClock

@@ -12,6 +12,8 @@ from examples.helpdesk.app import RESOLVER, SCENARIO
 from stalwart.agent import App, Resources, TaskContext, run_llm_agent
 from stalwart.agent._guarded import build_rate_limiters
 from stalwart.agent._taskagent import build_models
+from stalwart.clock import SYSTEM_CLOCK, Clock
+from stalwart.db._metrics import COMMITS
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.errors import RateLimited
 from stalwart.guard import Budget, RateLimit, RedactingEventBus, Security, SpendLedger
@@ -19,6 +21,7 @@ from stalwart.llm import Price, PriceTable
 from stalwart.llm.sim import SimServer
 from stalwart.observe import REGISTRY, AlertEvaluator, default_rules
 from stalwart.resilience import BreakerRegistry
+from stalwart.testing import FakeClock
 from stalwart.tools import ToolRegistry
 
 TICKET = "Hi, my order #4521 arrived damaged. Please issue a refund of 1250 cents. from a@b.example"
@@ -33,7 +36,7 @@ def sim(monkeypatch):
 
 async def run_tasks(
     tmp_path, sim, budget: Budget, count: int, agent_name: str = "resolver", rate=None,
-    prices=None,
+    prices=None, ledger_file: str = "b.db", clock: Clock = SYSTEM_CLOCK,
 ):  # fmt: skip
     db = tmp_path / "b.db"
     store = SQLiteStore(str(db))
@@ -44,7 +47,7 @@ async def run_tasks(
     )
     app = App(agents=[agent], models={"main": ["sim:strong"]}, prices=prices or {})
     models = build_models(app, {"main"}, sim.url, events)
-    ledger = SpendLedger(f"sqlite:///{db}", events=events)
+    ledger = SpendLedger(f"sqlite:///{tmp_path / ledger_file}", events=events)
     resources = Resources(
         agent=agent.name, models=models,
         tools=ToolRegistry(agent.tools, breakers=BreakerRegistry()), scopes=frozenset(agent.scopes),
@@ -52,7 +55,7 @@ async def run_tasks(
         ledger=ledger, rate_limiters=build_rate_limiters(agent.security, agent.name),
         prices=PriceTable(app.prices),
     )  # fmt: skip
-    runner = Runner(store, owner="budget", events=events)
+    runner = Runner(store, owner="budget", events=events, clock=clock)
 
     async def workflow(ctx, value):
         return await run_llm_agent(TaskContext(ctx, resources, model="main"), agent, value)
@@ -141,3 +144,41 @@ async def test_app_prices_drive_the_reservation(tmp_path, sim) -> None:
     (dear,), _, ledger = await run_tasks(tmp_path / "b", sim, budget, 1, "dear", prices=prices)
     ledger.close()
     assert dear.status == "failed" and dear.result["type"] == "BudgetExceeded"
+
+
+def _wrote() -> float:
+    return float(COMMITS.labels("true")._value.get())
+
+
+@pytest.mark.parametrize("ledger_file", ["b.db", "own-ledger.db"])
+async def test_a_model_call_settles_with_its_journal_entry_when_they_share_a_file(
+    tmp_path, sim, ledger_file
+) -> None:
+    """In the store's file, a model call's settle commits with its journal entry (one
+    commit, not two); in a file of its own it commits on its own. Either way the task's
+    spend is what its calls cost, and no reservation is left."""
+    budget = Budget(task_usd=0.25, agent_usd=10.0)
+    store = SQLiteStore(str(tmp_path / "b.db"))  # the schemas first: their writes are not counted
+    await store.open()
+    await store.close()
+    SpendLedger(f"sqlite:///{tmp_path / ledger_file}").spent("day", "*")
+    before = _wrote()
+    (result,), _events, ledger = await run_tasks(
+        tmp_path, sim, budget, 1, f"joins-{ledger_file}", ledger_file=ledger_file,
+        clock=FakeClock(),  # never advanced: no lease renewal joins the count
+    )  # fmt: skip
+    wrote = _wrote() - before
+    try:
+        assert result.status == "succeeded"
+        usage = result.result["usage"]
+        assert ledger.spent("task", result.task_id) == pytest.approx(usage["cost_usd"])
+        assert ledger.reserved("task", result.task_id) == 0.0
+        # create, acquire, finish; one entry per step, plus "started" for each side effect
+        # (the refund and the e-mail); one reserve per model call, and a settle of its own
+        # per model call only when the ledger is in another file
+        steps = usage["model_calls"] + usage["tool_calls"]
+        joined = ledger_file == "b.db"
+        expected = 3 + steps + 2 + usage["model_calls"] * (1 if joined else 2)
+        assert wrote == expected, (wrote, usage)
+    finally:
+        ledger.close()

@@ -60,6 +60,36 @@ async def test_a_failed_migration_step_leaves_nothing_behind(tmp_path: pathlib.P
         await db.close()
 
 
+def insert_then_fail(note_id: str, how: str) -> Program[int]:
+    yield ("INSERT INTO notes (id) VALUES (?)", (note_id,))
+    if how == "sql":
+        yield ("INSERT INTO no_such_table VALUES (1)", ())
+    raise ValueError("the operation failed after its first write")
+
+
+@pytest.mark.parametrize("how", ["raise", "sql"])
+async def test_a_failed_operation_leaves_none_of_its_writes_in_the_group_commit(
+    tmp_path: pathlib.Path, how: str
+) -> None:
+    """Operations of one group commit: the one that fails after a first write (a raise, or
+    a statement SQLite refuses) leaves nothing; the others in the same batch commit."""
+    db = SQLiteDatabase(tmp_path / "k.db")
+    await db.open()
+    try:
+        await db.migrate(Component("notes", (NOTES_V1,)))
+        results = await asyncio.gather(
+            db.write(insert, "before"),
+            db.write(insert_then_fail, "broken", how),
+            db.write(insert, "after"),
+            return_exceptions=True,
+        )
+        assert results[0] == 1 and results[2] == 1
+        assert isinstance(results[1], ValueError if how == "raise" else StoreError)
+        assert await db.read(count) == 2  # "broken" was rolled back with its operation
+    finally:
+        await db.close()
+
+
 async def test_read_only_opens_never_create_or_migrate(tmp_path: pathlib.Path) -> None:
     missing = tmp_path / "missing.db"
     with pytest.raises(SchemaMissing, match="does not exist"):

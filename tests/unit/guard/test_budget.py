@@ -199,3 +199,17 @@ async def test_a_dead_holders_calls_are_charged_their_worst_case_once(tmp_path) 
 def test_a_holder_with_the_separator_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError, match="holder"):
         SpendLedger(f"sqlite:///{tmp_path}/l.db", holder="a|b")
+
+
+async def test_a_reservation_settled_twice_is_counted_once(tmp_path) -> None:
+    """A settle committed with a model call's journal entry can race the cancel path's
+    settle of the same reservation: the second finds it gone and adds nothing."""
+    led = ledger(tmp_path)
+    budget = Budget(task_usd=1.0, agent_usd=5.0, wait_s=0)
+    res = await led.reserve(budget, agent="a", task_id="t", amount_usd=0.4)
+    await led.settle(res, 0.1, tokens=50)
+    await led.settle(res, 0.4)  # the cancel path's worst-case charge, too late
+    assert led.spent("task", "t") == pytest.approx(0.1)
+    assert led.spent("agent", "a") == pytest.approx(0.1)
+    assert led.reserved("task", "t") == 0.0
+    led.close()

@@ -401,3 +401,17 @@ def test_texts_asked_for_while_the_model_is_busy_are_read_as_one_batch(
         thread.join(30)
     assert batches == [len(texts)]
     assert [results[n] for n in range(len(texts))] == alone
+
+
+@needs_model
+def test_vetted_text_gets_the_fast_tier_only() -> None:
+    """A sub-task's output was redacted by its agent's output tier: the caller's output
+    redaction skips the model for it, and still runs the fast tier (patterns, checksums)."""
+    accurate = Redactor(tier="accurate")
+    card = "4539 5787 6362 1486"
+    vetted_text = NAME_ONLY_THE_MODEL_FINDS + f" Card {card}."
+    fresh_text = NAME_ONLY_THE_MODEL_FINDS + " Again."
+    out = accurate.redact_data({"a": vetted_text, "b": [fresh_text]}, vetted={vetted_text})
+    assert "Chinua Achebe" in out["a"]  # the model did not run on it again
+    assert card not in out["a"] and "[REDACTED:card]" in out["a"]  # the fast tier did
+    assert "Chinua Achebe" not in out["b"][0]  # text not vetted gets the model as before
