@@ -41,3 +41,29 @@ def test_max_running_comes_from_toml(
     monkeypatch.syspath_prepend(str(tmp_path))
     app = load_app(str(path))
     assert [a.max_running for a in app.agents] == [3]
+
+
+def test_a_toml_app_has_the_python_apps_defaults(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key left out of the TOML file means what the App field's default means (the
+    lease once defaulted to 10 s in TOML against 4 s in Python)."""
+    import dataclasses
+
+    from stalwart import App
+
+    (tmp_path / "tests_unit_agent_fn2.py").write_text("async def noop(ctx, x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "app.toml"
+    path.write_text('[[agents]]\nname = "a"\nkind = "python"\nfn = "tests_unit_agent_fn2:noop"\n')
+    from_toml = load_app(str(path))
+    from_python = App(agents=[PythonAgent(name="a", fn=noop)])
+    for f in dataclasses.fields(App):
+        if f.name != "agents":
+            assert getattr(from_toml, f.name) == getattr(from_python, f.name), f.name
+    path.write_text(
+        'redteam = "tests_unit_agent_fn2:noop"\nlease_seconds = 2.5\n'
+        '[[agents]]\nname = "a"\nkind = "python"\nfn = "tests_unit_agent_fn2:noop"\n'
+    )
+    app = load_app(str(path))
+    assert (app.redteam, app.lease_seconds) == ("tests_unit_agent_fn2:noop", 2.5)
