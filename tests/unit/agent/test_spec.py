@@ -67,3 +67,25 @@ def test_a_toml_app_has_the_python_apps_defaults(
     )
     app = load_app(str(path))
     assert (app.redteam, app.lease_seconds) == ("tests_unit_agent_fn2:noop", 2.5)
+
+
+def test_toml_sets_a_self_hosted_provider_and_per_chain_rates(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tests_unit_agent_fn3.py").write_text("async def noop(ctx, x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "app.toml"
+    path.write_text(
+        '[models]\nmain = ["vllm:llama3"]\n'
+        '[providers.vllm]\nbase_url = "http://127.0.0.1:8000/v1"\nself_hosted = true\n'
+        '[[agents]]\nname = "a"\nkind = "python"\nfn = "tests_unit_agent_fn3:noop"\n'
+        'model = "main"\n'
+        "[agents.security]\nmodel_rates = { main = { requests_per_minute = 60 } }\n"
+    )
+    app = load_app(str(path))
+    assert app.providers["vllm"].self_hosted
+    app.check_prices()  # a self-hosted model needs no price
+    assert app.agents[0].security.model_rates["main"].requests_per_minute == 60
+    path.write_text(path.read_text().replace("self_hosted = true", 'self_hosted = "yes"'))
+    with pytest.raises(ConfigError, match="self_hosted must be true or false"):
+        load_app(str(path))
