@@ -86,6 +86,8 @@ def test_the_tutorial_runs_as_written(tmp_path: pathlib.Path) -> None:
     page = DOCS / "tutorial.md"
     blocks = SHELL_BLOCK.findall(page.read_text())
     assert len(blocks) >= 8
+    opening = re.findall(r"^```(\S*)\n", page.read_text(), re.M)[0::2]  # open, close, ...
+    assert set(opening) == {"bash"}, f"a tutorial block this test would not run: {opening}"
     script = tmp_path / "tutorial.sh"
     script.write_text("set -euo pipefail\n" + "\n".join(blocks))
     port = _free_port()
