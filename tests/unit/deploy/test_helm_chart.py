@@ -9,6 +9,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import tempfile
 from typing import Any
 
 import pytest
@@ -309,8 +310,8 @@ def real_helm(chart: pathlib.Path, values: dict[str, Any]) -> dict[str, str]:
         helm_python = None
     if helm_python is not None:
         try:
-            with helm_python.Chart.load(str(chart)) as loaded:
-                out = loaded.render(values, name="stalwart", namespace="default")
+            with helm_python.Chart.load(str(chart)) as helm_chart:
+                out = helm_chart.render(values, name="stalwart", namespace="default")
         except helm_python.HelmError as exc:
             raise TemplateError(str(exc)) from None
         return {k: v for k, v in out.items() if k.endswith((".yaml", ".yml"))}
@@ -319,11 +320,13 @@ def real_helm(chart: pathlib.Path, values: dict[str, Any]) -> dict[str, str]:
             "no real Helm here: helm-python-sdk (Helm's Go SDK; the test extra installs it "
             "on x86-64 Linux) is not installed and no helm binary is on PATH"
         )
-    (chart.parent / "given-values.json").write_text(json.dumps(values))
-    proc = subprocess.run(
-        ["helm", "template", "stalwart", str(chart), "-f", str(chart.parent / "given-values.json")],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:  # never beside the chart
+        given = pathlib.Path(scratch) / "values.json"
+        given.write_text(json.dumps(values))
+        proc = subprocess.run(
+            ["helm", "template", "stalwart", str(chart), "-f", str(given)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
     if proc.returncode != 0:
         raise TemplateError(proc.stderr)
     docs: dict[str, str] = {}
