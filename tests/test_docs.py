@@ -86,6 +86,8 @@ def test_the_tutorial_runs_as_written(tmp_path: pathlib.Path) -> None:
     page = DOCS / "tutorial.md"
     blocks = SHELL_BLOCK.findall(page.read_text())
     assert len(blocks) >= 8
+    opening = re.findall(r"^```(\S*)\n", page.read_text(), re.M)[0::2]  # open, close, ...
+    assert set(opening) == {"bash"}, f"a tutorial block this test would not run: {opening}"
     script = tmp_path / "tutorial.sh"
     script.write_text("set -euo pipefail\n" + "\n".join(blocks))
     port = _free_port()
@@ -156,3 +158,26 @@ def test_every_environment_variable_is_in_the_settings_reference() -> None:
         documented.discard(example)
     assert read <= documented, f"not in docs/reference/settings.md: {sorted(read - documented)}"
     assert documented <= read, f"documented but never read: {sorted(documented - read)}"
+
+
+def test_every_app_field_and_toml_key_is_in_the_app_reference() -> None:
+    """docs/reference/app.md names every field of the classes an app is made of and every
+    key the TOML loader accepts (a field added without a line there fails here)."""
+    import dataclasses
+
+    from stalwart import App, LLMAgent, PythonAgent
+    from stalwart.agent import _toml
+    from stalwart.agent._profile import VerifyProfile
+    from stalwart.guard import Budget, InputLimits, RateLimit, Security, TaintPolicy
+    from stalwart.llm import Provider
+
+    page = (DOCS / "reference" / "app.md").read_text()
+    named = set(re.findall(r"`\[*([a-z0-9_]+)", page))  # `name`, `[table]`, `[[tables]]`
+    classes = (App, LLMAgent, PythonAgent, VerifyProfile, Security, Budget, InputLimits,
+               RateLimit, TaintPolicy, Provider)  # fmt: skip
+    fields = {f"{c.__name__}.{f.name}" for c in classes for f in dataclasses.fields(c)}
+    toml = {f"toml:{k}" for keys in (_toml._TOP, _toml._LLM, _toml._PY, _toml._SECURITY,
+                                     _toml._VERIFY, _toml._MCP, _toml._MCP_TOOL,
+                                     _toml._PROVIDER) for k in keys}  # fmt: skip
+    missing = sorted(x for x in fields | toml if x.split(":")[-1].split(".")[-1] not in named)
+    assert not missing, f"not in docs/reference/app.md: {missing}"

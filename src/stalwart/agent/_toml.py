@@ -49,6 +49,11 @@ Example::
     [providers.openai]                # keys are secret references, never values
     base_url = "https://api.openai.com/v1"
     api_key = "secret://openai-key"
+    [providers.vllm]                  # a server of your own: its models cost nothing
+    base_url = "http://gpu-1:8000/v1"
+    self_hosted = true
+
+The full list of keys, with their defaults: docs/reference/app.md.
 
 Every key is checked: an unknown key or a wrong type is a ConfigError that
 names it, never a silently ignored setting.
@@ -83,14 +88,14 @@ __all__ = ["app_from_toml"]
 
 _TOP = {
     "store", "sim", "models", "supervision", "agents", "lease_seconds", "scenario", "providers",
-    "prices", "max_pending", "max_pending_node", "verify", "entry", "mcp_servers",
+    "prices", "max_pending", "max_pending_node", "verify", "entry", "mcp_servers", "redteam",
 }  # fmt: skip
 _COMMON = {
     "name", "kind", "max_tasks", "max_running", "restart", "memory_limit_mb", "task_timeout",
     "quarantine_after",
     "agents", "security",
 }  # fmt: skip
-_SECURITY = {"output", "taint", "budget", "inputs", "input_schema", "rate"}
+_SECURITY = {"output", "taint", "budget", "inputs", "input_schema", "rate", "model_rates"}
 _LLM = _COMMON | {
     "model", "system", "tools", "scopes", "max_steps", "history_tokens", "max_tokens", "stream",
 }  # fmt: skip
@@ -205,6 +210,10 @@ def _security(raw: Any, where: str) -> Security:
             fields["inputs"] = InputLimits(**raw["inputs"])
         if "rate" in raw:
             fields["rate"] = RateLimit(**raw["rate"])
+        if "model_rates" in raw:  # per chain name: { main = { requests_per_minute = 60 } }
+            fields["model_rates"] = {
+                chain: RateLimit(**limits) for chain, limits in raw["model_rates"].items()
+            }
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     if isinstance(raw.get("taint"), dict):  # the policy itself, rules and all
@@ -219,13 +228,18 @@ def _security(raw: Any, where: str) -> Security:
     return Security(**fields)
 
 
+_PROVIDER = {"base_url", "api_key", "wire", "self_hosted"}
+
+
 def _providers(raw: Any, where: str) -> dict[str, Provider]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a table of providers")
     out: dict[str, Provider] = {}
     for name, spec in raw.items():
-        if not isinstance(spec, dict) or set(spec) - {"base_url", "api_key", "wire"}:
-            raise ConfigError(f"{where}.{name}: expected base_url, api_key, wire")
+        if not isinstance(spec, dict) or set(spec) - _PROVIDER:
+            raise ConfigError(f"{where}.{name}: expected {', '.join(sorted(_PROVIDER))}")
+        if not isinstance(spec.get("self_hosted", False), bool):
+            raise ConfigError(f"{where}.{name}.self_hosted must be true or false")
         key = spec.get("api_key")
         if key is not None and not is_secret_ref(key):
             raise ConfigError(
@@ -233,7 +247,10 @@ def _providers(raw: Any, where: str) -> dict[str, Provider]:
                 "value: store it with `stalwart secrets set NAME`"
             )
         out[name] = Provider(
-            str(spec.get("base_url", "")), api_key=key, wire=spec.get("wire", "openai")
+            str(spec.get("base_url", "")),
+            api_key=key,
+            wire=spec.get("wire", "openai"),
+            self_hosted=spec.get("self_hosted", False),
         )
     return out
 
@@ -327,6 +344,7 @@ def app_from_toml(path: str | Path) -> App:
     return App(
         verify=_verify(data.get("verify", {}), f"{p}: verify"),
         entry=data.get("entry"),
+        redteam=data.get("redteam"),
         agents=agents,
         models={k: list(v) for k, v in data.get("models", {}).items()},
         providers=_providers(data.get("providers", {}), f"{p}: providers"),
@@ -336,7 +354,7 @@ def app_from_toml(path: str | Path) -> App:
         scenario=scenario,
         intensity=supervision.get("intensity", 5),
         period=supervision.get("period", 60.0),
-        lease_seconds=data.get("lease_seconds", 10.0),
+        lease_seconds=data.get("lease_seconds", App.lease_seconds),
         max_pending=data.get("max_pending", App.max_pending),
         max_pending_node=data.get("max_pending_node", App.max_pending_node),
     )

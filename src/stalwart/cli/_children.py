@@ -86,6 +86,8 @@ def _run(client: httpx.Client, args: argparse.Namespace) -> int:
             f"{sup['id']} ({kind}{sup['strategy']}, {sup['intensity']} in {sup['period_s']:g} s, "
             f"{sup['state']}): {counts['active']}/{counts['specs']} running"
         )
+        if not sup["children"]:
+            print("  (none)")
         for row in sup["children"]:
             pid = row["pid"] if row["pid"] is not None else "-"
             print(

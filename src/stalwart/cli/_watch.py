@@ -4,9 +4,10 @@ Reads ``GET /v1/tasks/{id}/events`` (server-sent events) of the node at ``--url`
 (default ``$STALWART_URL`` or ``http://127.0.0.1:8470``) with ``--token`` (default
 ``$STALWART_API_TOKEN``). The text is printed as it comes; a dropped connection is
 opened again with the last event id, so nothing is printed twice, for up to
-``--timeout`` seconds in all. Exit codes: 0 the task succeeded, 1 it ended otherwise
-(its status and outcome on stderr), 2 the node could not be reached or refused, 3 the
-time ran out.
+``--timeout`` seconds in all. Exit codes: 0 the task succeeded, 4 it ended otherwise
+(failed, cancelled, quarantined: its status and outcome on stderr; 4 as for ``task
+status``), 2 the node could not be reached or refused (an unknown task), 3 the time ran
+out.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from typing import Any, TextIO
 
 import httpx
 
+from stalwart.cli._tasks import UNSUCCESSFUL
+
 __all__ = ["add_watch_command", "watch"]
 
 
 def add_watch_command(actions: Any) -> None:
     watch_cmd = actions.add_parser(
-        "watch", help="print a task's model text as it is generated (from a running node)"
+        "watch",
+        help="print a task's model text as it is generated, from a running node (exit 0: "
+        "it succeeded; 4: it failed, was cancelled or quarantined; 2: the node could not "
+        "be reached or has no such task; 3: --timeout ran out)",
     )
     watch_cmd.add_argument("task_id", help="the task's id")
     watch_cmd.add_argument("--url", help="the node's API (default $STALWART_URL or :8470)")
@@ -106,7 +112,7 @@ def _ended(data: dict[str, Any], out: TextIO, as_json: bool) -> int:
         f"{json.dumps(data.get('outcome'))[:2000]}",
         file=sys.stderr,
     )
-    return 1
+    return UNSUCCESSFUL
 
 
 def _error(body: str) -> str:

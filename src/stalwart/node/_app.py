@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from stalwart.agent import App, TaskAgent, load_app
+from stalwart.agent import App, PythonAgent, TaskAgent, load_app
 from stalwart.config import RuntimeSettings
 from stalwart.durable import Store, TaskRecord, WriteProbe, store_from_url
 from stalwart.errors import ConfigError, DeadlineExceeded, NoProcess, Overloaded, StoreError
@@ -332,6 +332,34 @@ class AppService:
             await asyncio.to_thread(self.sim.stop)
 
 
+def check_importable(app_ref: str, app: App) -> None:
+    """Raise a :class:`ConfigError` saying what to move when the app, or a function or tool
+    of its agents, is defined in ``__main__`` (a notebook cell, ``python -c``, an
+    interactive session, the script being run): each agent runs in a process of its own
+    that imports the app by its ``module:attribute`` reference, where ``__main__`` is
+    another module, so the agent would only fail to start."""
+    found: list[str] = []
+    if app_ref.partition(":")[0] in ("__main__", "__mp_main__"):
+        found.append(f"the app {app_ref!r}")
+    for agent in app.agents:
+        code: list[tuple[str, Any]] = []
+        if isinstance(agent, PythonAgent):
+            code.append((f"the function of agent {agent.name!r}", agent.fn))
+        code += [(f"tool {t.name!r} of agent {agent.name!r}", t.fn) for t in agent.tools]
+        found += [f"{what} ({fn.__qualname__})" for what, fn in code
+                  if fn is not None and fn.__module__ in ("__main__", "__mp_main__")]  # fmt: skip
+    if found:
+        raise ConfigError(
+            "cannot start an app from __main__ (a notebook cell, `python -c`, the script "
+            f"being run): {', '.join(found)} {'is' if len(found) == 1 else 'are'} defined "
+            "there. Agent classes, functions and tools must live in an importable module: "
+            "each agent runs in a process of its own, which imports the app by its "
+            "'module:attribute' reference. Put the App and its code in a file (say myapp.py, "
+            "beside the notebook) and start it as app_node('myapp:app') or `stalwart run "
+            "myapp:app`"
+        )
+
+
 def app_node(
     app_ref: str,
     *,
@@ -348,6 +376,7 @@ def app_node(
     its :class:`AppService` (whose ``tasks`` submits work once the node runs).
     """
     app = load_app(app_ref)
+    check_importable(app_ref, app)  # a notebook's app: a clear error, not a failed start
     app.check_prices()  # an unpriced model stops the start here, on stderr, not in an agent
     if events is None:
         events = RedactingEventBus()

@@ -31,7 +31,7 @@ from stalwart.observe._logging import (
     log_context,
     set_redactor,
 )
-from stalwart.observe._logquery import LogQuery, parse_since
+from stalwart.observe._logquery import LEVELS, LogQuery, levels_from, parse_since
 from stalwart.observe._metrics import REGISTRY
 from stalwart.observe._procmetrics import ProcessCollector, sample_process
 from stalwart.observe._ship import MetricShipper, apply_samples, forget_source
@@ -68,6 +68,7 @@ __all__ = [
     "EventBus",
     "HeldSpan",
     "LineWriter",
+    "LEVELS",
     "LogQuery",
     "MetricShipper",
     "OutputPipe",
@@ -88,6 +89,7 @@ __all__ = [
     "ingest_line",
     "load_rules",
     "log_context",
+    "levels_from",
     "parse_since",
     "prometheus_rules",
     "promql",

@@ -10,9 +10,23 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-__all__ = ["LogQuery", "parse_since"]
+__all__ = ["LEVELS", "LogQuery", "levels_from", "parse_since"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+"""The log levels, least severe first."""
+
+
+def levels_from(level: str) -> tuple[str, ...]:
+    """``level`` and every level above it (``"warning"``: warning, error, critical).
+
+    Raises :class:`ValueError` naming the levels for anything else.
+    """
+    name = level.strip().lower()
+    if name not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    return LEVELS[LEVELS.index(name) :]
 
 
 def parse_since(text: str, *, now: float) -> float:
@@ -38,6 +52,8 @@ def parse_since(text: str, *, now: float) -> float:
 class LogQuery:
     """Filters of a log search; every given filter must match (AND).
 
+    ``level`` keeps lines at that level and above (``"warning"`` finds warnings, errors
+    and critical lines), as a log level filter does everywhere else;
     ``since``/``until`` are epoch seconds; ``grep`` is a case-insensitive substring
     of the JSON line; ``limit`` caps the rows (newest ``limit`` lines, returned
     oldest first).

@@ -57,8 +57,9 @@ def agent_ref(agent: type[Agent] | str) -> str:
         path = getattr(sys.modules.get(module), "__file__", None)
         if not path:
             raise ConfigError(
-                f"agent class {agent.__qualname__} is defined in an interactive __main__; "
-                "define it in a module or a script file so agent processes can load it"
+                f"agent class {agent.__qualname__} is defined in an interactive __main__ (a "
+                "notebook cell, `python -c`): agent classes must live in an importable module "
+                "or a script file, since each agent process imports its class"
             )
         return f"@{os.path.abspath(path)}:{agent.__qualname__}"
     return f"{module}:{agent.__qualname__}"

@@ -42,7 +42,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.errors import NoProcess, StalwartError
 from stalwart.guard import SecretResolver
-from stalwart.observe import REGISTRY, AlertEvaluator, AlertNotice, Event, LogQuery, parse_since
+from stalwart.observe import (
+    LEVELS,
+    REGISTRY,
+    AlertEvaluator,
+    AlertNotice,
+    Event,
+    LogQuery,
+    parse_since,
+)
 from stalwart.server._auth import CREDENTIAL, ApiToken, AuthGate
 from stalwart.server._breakers_api import BreakerApi
 from stalwart.server._children_api import children_routes
@@ -58,7 +66,7 @@ from stalwart.server._views import NodeLike, Summary, agents
 
 __all__ = ["AppState", "build_app"]
 
-_LEVELS = ("debug", "info", "warning", "error", "critical")
+_LEVELS = LEVELS
 _STATIC = {"app.js": "text/javascript", "style.css": "text/css"}
 
 

@@ -66,7 +66,7 @@ def add_commands(sub: Any) -> None:
     logs.add_argument(
         "--level",
         choices=["debug", "info", "warning", "error", "critical"],
-        help="only lines at this level",
+        help="lines at this level and above (warning: warnings, errors and critical lines)",
     )
     logs.add_argument("--event", help="event name")
     logs.add_argument("--since", help="10m, 2h, 1d or an ISO-8601 time")

@@ -39,7 +39,7 @@ from prometheus_client import Counter
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.db import BlockingDatabase, Component, Program, blocking
 from stalwart.errors import ConfigError
-from stalwart.observe import REGISTRY, LogQuery, add_log_sink
+from stalwart.observe import REGISTRY, LogQuery, add_log_sink, levels_from
 
 __all__ = ["COMPONENTS", "LogStore", "log_url", "search_logs"]
 
@@ -145,12 +145,15 @@ def _search_sql(dialect: Dialect, q: LogQuery) -> tuple[str, list[Any]]:
         ("agent_id", q.agent_id),
         ("task_id", q.task_id),
         ("trace_id", q.trace_id),
-        ("level", q.level.lower() if q.level else None),
         ("event", q.event),
     ):
         if value is not None:
             where.append(f"logs.{column} = ?")
             args.append(value)
+    if q.level is not None:  # this level and above
+        levels = levels_from(q.level)
+        where.append(f"lower(logs.level) IN ({', '.join('?' * len(levels))})")
+        args.extend(levels)
     if q.since is not None:
         where.append("logs.ts >= ?")
         args.append(q.since)

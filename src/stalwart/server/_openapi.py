@@ -393,7 +393,7 @@ def openapi_spec() -> dict[str, Any]:
                                 "type": "string",
                                 "enum": ["debug", "info", "warning", "error", "critical"],
                             },
-                            "level",
+                            "lines at this level and above",
                         ),
                         _query("since", {"type": "string"}, "10m, 2h, 1d or ISO-8601"),
                         _query("until", {"type": "string"}, "10m, 2h, 1d or ISO-8601"),

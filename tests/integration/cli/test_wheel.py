@@ -35,6 +35,16 @@ def _run(args: list[str], cwd: pathlib.Path, env: dict[str, str], timeout: float
     return done.returncode, done.stdout, done.stderr
 
 
+def stalwart_version(bin_dir: pathlib.Path, env: dict[str, str], cwd: pathlib.Path) -> str:
+    """The version the installed wheel's metadata says (stalwart.__version__ at build)."""
+    code, out, err = _run(
+        [str(bin_dir / "python"), "-c",
+         "import importlib.metadata as m; print(m.version('stalwart'))"], cwd, env,
+    )  # fmt: skip
+    assert code == 0, err
+    return out.strip()
+
+
 @pytest.fixture(scope="module")
 def wheel_env(tmp_path_factory):
     """(venv bin folder, environment, the built wheel) — nothing of the checkout on the path."""
@@ -168,6 +178,20 @@ def test_defaults_need_no_checkout(wheel_env, tmp_path):
     code, out, _ = _run([stalwart, "--help"], tmp_path, env)
     assert code == 0 and "stalwart init" in out and "production" in out
     assert "__all__" not in out  # not the package docstring
+
+    # the commands that need no node or store, from the empty folder
+    for argv, words in (
+        (["version"], stalwart_version(bin_dir, env, tmp_path)),
+        (["alerts", "list"], "RestartStorm"),
+        (["alerts", "export"], "alert: RestartStorm"),
+        (["models", "price", "openai:gpt-4o"], "openai:gpt-4o"),
+        (["secrets", "list"], "(none)"),
+    ):
+        code, out, err = _run([stalwart, *argv], tmp_path, env)
+        assert code == 0 and words in out, (argv, out, err)
+    code, out, err = _run([stalwart, "logs"], tmp_path, env)  # no log store here: says so
+    assert code == 2 and "no log store at 'stalwart-logs.db'" in err, out + err
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())  # nothing written
 
     code, out, err = _run([stalwart, "verify", "--plan"], tmp_path, env)
     assert code == 0, out + err

@@ -54,6 +54,8 @@ async def test_the_cli_lists_and_terminates_children(start_node, capsys):
     out = capsys.readouterr().out
     assert "root (one_for_all" not in out and "root (one_for_one, 5 in 60 s, running)" in out
     assert "sessions (dynamic one_for_one" in out
+    sessions = out[out.index("sessions (dynamic") :].splitlines()
+    assert sessions[1] == "  (none)", out  # no instance started: an empty list says so
     assert await asyncio.to_thread(main, [*where, "terminate", "root", "a"]) == 0
     assert n.node.runtime.whereis("a") is None
     assert await asyncio.to_thread(main, [*where, "delete", "root", "a"]) == 0

@@ -78,6 +78,34 @@ def test_filters_grep_limit_and_retention(where):
     assert store.dropped == 0
 
 
+def test_level_keeps_that_level_and_above(where, capsys):
+    """`stalwart logs --level warning` finds warnings, errors and critical lines, as a log
+    level filter does, not warnings alone."""
+    store = LogStore(where)
+    store.start(attach=False)
+    try:
+        every = ("debug", "info", "warning", "error", "critical", "ERROR")
+        for i, level in enumerate(every):
+            put(store, 1_800_000_000.0 + i, "a", f"t{i}", f"{level} line", level)
+        assert store.flush()
+
+        def texts(level: str) -> list[str]:
+            return [r["text"] for r in store.query(LogQuery(level=level))]
+
+        assert texts("debug") == [f"{level} line" for level in every]
+        assert texts("warning") == ["warning line", "error line", "critical line", "ERROR line"]
+        assert texts("Error") == ["error line", "critical line", "ERROR line"]
+        assert texts("critical") == ["critical line"]
+        with pytest.raises(ValueError, match="level must be one of debug, info"):
+            store.query(LogQuery(level="loud"))
+        capsys.readouterr()
+        assert main(["logs", "--db", where, "--level", "error"]) == 0  # the CLI, the same
+        printed = [json.loads(line)["text"] for line in capsys.readouterr().out.splitlines()]
+        assert printed == ["error line", "critical line", "ERROR line"]
+    finally:
+        store.close()
+
+
 def test_a_batch_of_many_lines_is_stored_whole(where):
     store = LogStore(where, batch=500)
     store.start(attach=False)

@@ -151,3 +151,19 @@ async def test_a_plain_python_agent_streams_each_of_its_calls(
     assert events[-1]["event"] == "end" and events[-1]["data"]["status"] == "succeeded"
     answers = await _answers(n.client, r.json()["id"])
     assert len(answers) == 2 and _assembled(events) == answers
+
+
+async def test_watch_exits_4_for_a_task_that_did_not_succeed(
+    start_node, tmp_path: pathlib.Path, capsys
+) -> None:
+    """`stalwart task watch` of a cancelled task ends with exit 4, as `task status` does,
+    saying how it ended; an unknown task is exit 2."""
+    _, n, task_id = await _streaming_task(start_node, f"sqlite:///{tmp_path}/c.db")
+    # at once: its model calls take 0.3 s each, so it is pending or running still
+    cancelled = await n.client.post(f"/v1/tasks/{task_id}/cancel", json={"by": "test"})
+    assert cancelled.status_code in (200, 202), cancelled.text
+    args = argparse.Namespace(task_id=task_id, url=n.url, token=TOKEN, timeout=60.0, json=False)
+    assert await asyncio.to_thread(watch, args, io.StringIO()) == 4
+    assert "the task ended cancelled" in capsys.readouterr().err
+    args.task_id = "nope"
+    assert await asyncio.to_thread(watch, args, io.StringIO()) == 2

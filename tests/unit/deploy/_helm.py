@@ -3,8 +3,16 @@
 No `helm` binary comes from Debian's packages, so the chart's tests render it with this.
 It is honest about its limits: anything outside the subset (an unknown function, a
 variable other than ``$``, a field of a missing value) raises ``TemplateError`` instead of
-rendering something Helm would not. Where a ``helm`` binary is on PATH, the chart test
-renders with both and compares the objects.
+rendering something Helm would not. Where real Helm is at hand (the ``helm_python``
+module of the helm-python-sdk package, Helm's own Go SDK in a shared library, or a
+``helm`` binary on PATH) the chart tests render with both and compare the objects.
+
+Helm's semantics this follows, beyond Go's template syntax: a number from a values file
+is a float64 (Helm reads values through JSON), so it prints as Go's ``%v`` does
+(``1000000`` as ``1e+06``, ``1234567`` as ``1.234567e+06``), ``toYaml``/``toJson`` write
+it as an integer again, and comparing it with an integer literal (``gt .Values.n 1``) is
+an error ("incompatible types for comparison") until ``int`` converts it; ``printf``'s
+``%d`` takes only integers and ``%s`` only strings.
 
 The subset: ``{{ pipeline }}`` with ``{{-``/``-}}`` trimming and ``{{/* comments */}}``;
 ``if``/``else if``/``else``, ``with``, ``range`` (lists and maps, no variables),
@@ -16,7 +24,9 @@ names, same argument order); ``.Files.Get``.
 from __future__ import annotations
 
 import copy
+import decimal
 import json
+import math
 import pathlib
 import re
 from collections.abc import Callable
@@ -123,23 +133,72 @@ def truthy(value: Any) -> bool:
     return value not in (None, False, 0, "") and not (isinstance(value, list | dict) and not value)
 
 
+def go_float(f: float) -> str:
+    """``f`` as Go's ``%v`` prints a float64 (strconv 'g', shortest): the exponent form
+    from 1e+06 up and below 1e-04, as Helm prints a large number from a values file."""
+    if math.isnan(f):
+        return "NaN"
+    if math.isinf(f):
+        return "+Inf" if f > 0 else "-Inf"
+    if f == 0:
+        return "-0" if math.copysign(1.0, f) < 0 else "0"
+    sign, digit_tuple, exponent = decimal.Decimal(repr(f)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, digit_tuple))
+    point = len(digits) + exponent  # digits before the decimal point
+    minus = "-" if sign else ""
+    exp = point - 1
+    if exp < -4 or exp >= 6:  # Go: shortest precision decides with eprec 6
+        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        return f"{minus}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if point <= 0:
+        return f"{minus}0.{'0' * -point}{digits}"
+    if point >= len(digits):
+        return minus + digits + "0" * (point - len(digits))
+    return f"{minus}{digits[:point]}.{digits[point:]}"
+
+
 def text(value: Any) -> str:
     """A value as Go's text/template prints it (maps and lists are refused: use toYaml)."""
     if value is None:
         return ""  # Helm turns "<no value>" into ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, float):
+        return go_float(value)
     if isinstance(value, dict | list):
         raise TemplateError(f"printing a {type(value).__name__} (use toYaml): {value!r}")
     return str(value)
 
 
+def as_float64(value: Any) -> Any:
+    """Values as Helm holds them: every number a float64 (it reads values through JSON)."""
+    if isinstance(value, dict):
+        return {k: as_float64(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_float64(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def as_json(value: Any) -> Any:
+    """Values as Helm's toYaml/toJson write them: through Go's JSON encoder, which writes a
+    whole float64 below 1e21 without a fraction."""
+    if isinstance(value, dict):
+        return {k: as_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_json(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    return value
+
+
 def to_yaml(value: Any) -> str:
     if value is None:
         return "null"
-    return yaml.safe_dump(value, default_flow_style=False, sort_keys=True).rstrip("\n")
+    dumped = yaml.safe_dump(as_json(value), default_flow_style=False, sort_keys=True)
+    return dumped.removesuffix("...\n").rstrip("\n")  # a scalar: no document end marker
 
 
 def _indent(n: int, text: str) -> str:
@@ -147,9 +206,97 @@ def _indent(n: int, text: str) -> str:
     return "\n".join(pad + line for line in str(text).split("\n"))
 
 
+VERB = re.compile(r"%([-+# 0]*\d*(?:\.\d+)?)([a-zA-Z%])")
+
+
 def _printf(fmt: str, *args: Any) -> str:
-    py = re.sub(r"%v", "%s", fmt)
-    return py % tuple(text(a) if isinstance(a, bool) else a for a in args)
+    """Go's Sprintf for %s (strings), %d (integers), %v (anything printable) and %%."""
+    pending = list(args)
+
+    def one(m: re.Match[str]) -> str:
+        flags, verb = m.groups()
+        if verb == "%":
+            return "%"
+        if not pending:
+            raise TemplateError(f"printf {fmt!r}: too few arguments (Go prints %!{verb}(MISSING))")
+        arg = pending.pop(0)
+        if verb == "v" and not flags:
+            return text(arg)
+        if verb == "s" and isinstance(arg, str):
+            return ("%" + flags + "s") % arg
+        if verb == "d" and isinstance(arg, int) and not isinstance(arg, bool):
+            return ("%" + flags + "d") % arg
+        kind = "float64" if isinstance(arg, float) else type(arg).__name__
+        raise TemplateError(
+            f"printf {fmt!r}: %{verb} of a {kind} ({arg!r}); Go prints %!{verb}({kind}=...)"
+            + (" (a number from values is a float64: use int)" if kind == "float64" else "")
+        )
+
+    out = VERB.sub(one, fmt)
+    if pending:
+        raise TemplateError(f"printf {fmt!r}: too many arguments (Go appends %!(EXTRA ...))")
+    return out
+
+
+def _kind(value: Any) -> str:
+    """Go's basicKind for the template comparison functions (None: a missing value)."""
+    if value is None:
+        return "invalid"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    return "other"
+
+
+def _eq(a: Any, *bs: Any) -> bool:
+    """Go's eq: true when ``a`` equals one of ``bs``; values of different kinds (a float64
+    from values and an integer literal) are an error, a missing value is unequal."""
+    if not bs:
+        raise TemplateError("eq: missing argument for comparison")
+    for b in bs:
+        ka, kb = _kind(a), _kind(b)
+        if ka != kb:
+            if "invalid" not in (ka, kb):
+                raise TemplateError(
+                    f"error calling eq: incompatible types for comparison: {ka} and {kb} "
+                    "(a number from values is a float64: compare (int .Values.x) or 1.0)"
+                )
+            continue
+        if ka == "other":
+            raise TemplateError(f"error calling eq: non-comparable type {type(a).__name__}")
+        if a == b:
+            return True
+    return False
+
+
+def _ordered(name: str, a: Any, b: Any) -> int:
+    """-1, 0 or 1 as ``a`` is below, equal to or above ``b``, under Go's lt rules."""
+    ka, kb = _kind(a), _kind(b)
+    if ka not in ("int", "float", "string") or kb not in ("int", "float", "string"):
+        raise TemplateError(f"error calling {name}: invalid type for comparison")
+    if ka != kb:
+        raise TemplateError(
+            f"error calling {name}: incompatible types for comparison: {ka} and {kb} "
+            "(a number from values is a float64: compare (int .Values.x) or 1.0)"
+        )
+    return (a > b) - (a < b)
+
+
+def _int(value: Any) -> int:
+    """sprig's int (cast.ToInt): numbers truncated, numeric strings parsed, else 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool | int | float):
+        return int(value)
+    try:
+        return int(str(value).strip(), 0)
+    except ValueError:
+        return 0
 
 
 def _required(message: str, value: Any) -> Any:
@@ -174,7 +321,7 @@ def _or(*args: Any) -> Any:
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "toYaml": to_yaml,
-    "toJson": lambda v: json.dumps(v, separators=(",", ":"), sort_keys=True),
+    "toJson": lambda v: json.dumps(as_json(v), separators=(",", ":"), sort_keys=True),
     "nindent": lambda n, s: "\n" + _indent(n, s),
     "indent": _indent,
     "quote": lambda *vs: " ".join(json.dumps(text(v)) for v in vs if v is not None),
@@ -184,10 +331,13 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "trunc": lambda n, s: s[:n] if n >= 0 else s[n:],
     "trimSuffix": lambda suffix, s: s[: -len(suffix)] if suffix and s.endswith(suffix) else s,
     "toString": text,
-    "int": lambda v: int(v or 0),
-    "eq": lambda a, *bs: any(a == b for b in bs),
-    "ne": lambda a, b: a != b,
-    "gt": lambda a, b: a > b,
+    "int": _int,
+    "eq": _eq,
+    "ne": lambda a, b: not _eq(a, b),
+    "gt": lambda a, b: _ordered("gt", a, b) > 0,
+    "ge": lambda a, b: _ordered("ge", a, b) >= 0,
+    "lt": lambda a, b: _ordered("lt", a, b) < 0,
+    "le": lambda a, b: _ordered("le", a, b) <= 0,
     "and": _and,
     "or": _or,
     "not": lambda v: not truthy(v),
@@ -349,7 +499,7 @@ def render_chart(
                 )
             )
     root = {
-        "Values": merged,
+        "Values": as_float64(merged),
         "Release": {"Name": release, "Namespace": namespace, "Service": "Helm"},
         "Chart": {
             "Name": meta["name"],

@@ -111,17 +111,23 @@ def test_the_structure_check_catches_a_broken_dockerfile(edit, why):
 
 
 def docker_unavailable() -> str | None:
+    """Why the image cannot be built and started here, or None when a daemon answers."""
+    need = "building and starting the image needs a Docker daemon: "
     if shutil.which("docker") is None:
-        return "no docker client on PATH"
-    info = subprocess.run(
-        ["docker", "info", "--format", "{{.ServerVersion}}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if info.returncode != 0:
-        return "no Docker daemon answers: " + " ".join(info.stderr.strip().splitlines()[-1:])
+        return need + "no docker client on PATH"
+    try:
+        info = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return need + "`docker info` did not answer within 30 s"
+    if info.returncode != 0 or not info.stdout.strip():
+        last = " ".join(info.stderr.strip().splitlines()[-1:]) or f"exit {info.returncode}"
+        return need + "none answers (`docker info`: " + last + ")"
     return None
 
 

@@ -9,6 +9,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import tempfile
 from typing import Any
 
 import pytest
@@ -66,6 +67,9 @@ def test_the_default_release_makes_every_object():
             "extraEnv": [{"name": "X", "value": "1"}],
             "nodeSelector": {"disk": "ssd"},
             "persistence": {"storageClass": "fast"},
+            # Helm prints a number from values as a float64 (1e+06) unless `int` converts it
+            "terminationGracePeriodSeconds": 1000000,
+            "probes": {"startup": {"failureThreshold": 1000000}},
         },
     ],
     ids=["default", "postgres-3-nodes", "options"],
@@ -296,16 +300,149 @@ def test_the_renderer_refuses_what_it_does_not_know(tmp_path):
             render_chart(chart)
 
 
-@pytest.mark.skipif(shutil.which("helm") is None, reason="no helm binary (no Debian package)")
-def test_helm_renders_the_same_objects():
-    helm = subprocess.run(
-        ["helm", "template", "stalwart", str(CHART), "--set", "existingSecret=stalwart-secrets"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+def real_helm(chart: pathlib.Path, values: dict[str, Any]) -> dict[str, str]:
+    """The chart rendered by Helm itself: its Go SDK through helm_python (the
+    helm-python-sdk package, in the test extra where it has a wheel), else a ``helm``
+    binary on PATH; skipped when neither is here. Errors raise ``TemplateError``."""
+    try:
+        import helm_python
+    except ImportError:
+        helm_python = None
+    if helm_python is not None:
+        try:
+            with helm_python.Chart.load(str(chart)) as helm_chart:
+                out = helm_chart.render(values, name="stalwart", namespace="default")
+        except helm_python.HelmError as exc:
+            raise TemplateError(str(exc)) from None
+        return {k: v for k, v in out.items() if k.endswith((".yaml", ".yml"))}
+    if shutil.which("helm") is None:
+        pytest.skip(
+            "no real Helm here: helm-python-sdk (Helm's Go SDK; the test extra installs it "
+            "on x86-64 Linux) is not installed and no helm binary is on PATH"
+        )
+    with tempfile.TemporaryDirectory() as scratch:  # never beside the chart
+        given = pathlib.Path(scratch) / "values.json"
+        given.write_text(json.dumps(values))
+        proc = subprocess.run(
+            ["helm", "template", "stalwart", str(chart), "-f", str(given)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    if proc.returncode != 0:
+        raise TemplateError(proc.stderr)
+    docs: dict[str, str] = {}
+    for part in proc.stdout.split("---\n# Source: ")[1:]:
+        name, _, body = part.partition("\n")
+        docs[name] = body
+    return docs
+
+
+def loaded(rendered: dict[str, str]) -> list[dict[str, Any]]:
+    objs = [d for text_ in rendered.values() for d in yaml.safe_load_all(text_) if d]
+    return sorted(objs, key=lambda o: (o["kind"], o["metadata"]["name"]))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"replicaCount": 3, "secretKeys": {"storeUrl": "store-url"},
+         "persistence": {"enabled": False}},
+        {"secretKeys": {"alertWebhookUrl": "hook"}, "extraEnv": [{"name": "X", "value": "1"}],
+         "nodeSelector": {"disk": "ssd"}, "persistence": {"storageClass": "fast"},
+         "terminationGracePeriodSeconds": 1000000, "service": {"type": "NodePort"},
+         "probes": {"startup": {"failureThreshold": 1000000}}},
+        {"metrics": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False},
+                     "grafanaDashboard": {"enabled": False}},
+         "podDisruptionBudget": {"enabled": False}},
+        "init",
+    ],
+    ids=["default", "postgres-3-nodes", "options", "no-monitoring", "init-values"],
+)  # fmt: skip
+def test_helm_renders_the_same_objects(values, tmp_path):
+    """Real Helm and the Python renderer agree object for object on the chart, for each
+    set of values the other tests use and the values `stalwart init` writes."""
+    if values == "init":
+        from stalwart.cli._init import init_project
+
+        init_project(tmp_path / "demoapp")
+        values = yaml.safe_load((tmp_path / "demoapp" / "deploy" / "values.yaml").read_text())
+    else:
+        values = {**SECRET, **values}
+    theirs = loaded(real_helm(CHART, values))
+    assert theirs == loaded(render_chart(CHART, values))
+    assert {o["kind"] for o in theirs} >= {"Deployment", "Service"}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        ({}, "existingSecret: name the Secret"),  # required
+        ({**SECRET, "replicas": 3}, "replicas"),  # the schema: the key is replicaCount
+        ({**SECRET, "http": {"port": 70000}}, "port"),
+    ],
+)
+def test_helm_refuses_what_the_renderer_refuses(values, words):
+    for render in (real_helm, render_chart):
+        with pytest.raises(TemplateError, match=words):
+            render(CHART, values)
+
+
+NUMBERS_TEMPLATE = """\
+a: {{ .Values.a }}
+b: {{ .Values.b }}
+c: {{ .Values.c }}
+f: {{ .Values.f }}
+small: {{ .Values.small }}
+q: {{ .Values.a | quote }}
+y: {{ toYaml .Values.a }}
+j: {{ toJson .Values.m }}
+i: {{ int .Values.b }}
+p: {{ printf "%s-%d" .Values.s (int .Values.c) }}
+e: {{ eq (int .Values.c) 65536 }}
+t: {{ if .Values.zero }}yes{{ else }}no{{ end }}
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_renderer_follows_helms_number_semantics(tmp_path):
+    """A number from values is a float64 in Helm: 1e+06 when printed, an integer again
+    through toYaml/toJson, an error when compared with an integer literal. The expected
+    text is what Helm 4.2's Go SDK renders (checked against it below when present)."""
+    chart = tmp_path / "c"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text(
+        "a: 1000000\nb: 1234567\nc: 65536\nf: 1.5\nsmall: 0.00001\nzero: 0\ns: x\n"
+        "m: {k: 3000000, l: [1, 2.5]}\n"
     )
-    ours = render_objects(CHART, SECRET)
-    theirs = [d for d in yaml.safe_load_all(helm.stdout) if d]
-    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
-    assert sorted(theirs, key=key) == sorted(ours, key=key)
+    (chart / "templates" / "x.yaml").write_text(NUMBERS_TEMPLATE)
+    expected = (
+        'a: 1e+06\nb: 1.234567e+06\nc: 65536\nf: 1.5\nsmall: 1e-05\nq: "1e+06"\n'
+        'y: 1000000\nj: {"k":3000000,"l":[1,2.5]}\ni: 1234567\np: x-65536\ne: true\nt: no\n'
+    )
+    assert render_chart(chart) == {"c/templates/x.yaml": expected}
+    bad = {
+        "{{ gt .Values.c 1 }}": "incompatible types for comparison",
+        "{{ eq .Values.c 65536 }}": "incompatible types for comparison",
+        '{{ printf "%d" .Values.c }}': "float64",
+    }
+    for template, words in bad.items():
+        (chart / "templates" / "x.yaml").write_text(template)
+        with pytest.raises(TemplateError, match=words):
+            render_chart(chart)
+    try:
+        import helm_python  # noqa: F401
+    except ImportError:
+        if shutil.which("helm") is None:
+            return  # the expected text above is Helm's own (recorded with helm-python-sdk)
+    for template, words in bad.items():
+        (chart / "templates" / "x.yaml").write_text(template)
+        if "printf" in template:  # Go prints %!d(float64=65536) rather than failing
+            assert "%!d(float64=65536)" in real_helm(chart, {})["c/templates/x.yaml"]
+        else:
+            with pytest.raises(TemplateError, match=words):
+                real_helm(chart, {})
+    (chart / "templates" / "x.yaml").write_text(NUMBERS_TEMPLATE)
+    assert real_helm(chart, {}) == {"c/templates/x.yaml": expected}
