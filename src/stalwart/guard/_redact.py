@@ -257,6 +257,8 @@ def _scan(
         spans += name_spans(text)
     spans += extra
     spans = [s for s in spans if s[2] in kinds or s[2] == "secret"]
+    if "(" in text and "location" in kinds:  # "Cyprus (Greek)", "Unionville (Orange)"
+        spans = [_qualified(text, s) if s[2] == "location" else s for s in spans]
     if not spans:
         return spans
     spans.sort(key=lambda s: s[0])  # stable: at one start, the earlier pass (credentials) wins
@@ -268,6 +270,16 @@ def _scan(
             continue
         out.append((start, end, kind))
     return out
+
+
+_QUALIFIER = re.compile(r"[ ]?\((?=[A-ZÀ-ÖØ-ÞΑ-ΩА-Я])[^()\n\d]{2,30}\)")
+
+
+def _qualified(text: str, span: Span) -> Span:
+    """A place with the capitalised qualifier after it in brackets ("Cyprus (Greek)",
+    "Newport (Gwent)"): the qualifier names it too."""
+    m = _QUALIFIER.match(text, span[1])
+    return span if m is None else (span[0], m.end(), span[2])
 
 
 def _emails(text: str) -> list[Span]:
