@@ -40,7 +40,7 @@ Span = tuple[int, int, str]
 # a capital: Latin (with Latin Extended-A, whose capitals and small letters alternate),
 # Greek or Cyrillic
 _UP = "A-ZÀ-ÖØ-ÞĀ-ſΆ-ΏΑ-ΩА-ЯЁ"
-# (U+2206, the increment sign, stands in for a Greek capital delta in some records: "ΧΑΝ∆ΡΙΑ")
+# (U+2206, the increment sign, stands in for a Greek capital delta in some place records)
 _WORD = rf"[{_UP}](?:[^\W\d_]|['\u2019\u2206-])+(?!\d)"  # not "DE89"
 _PARTICLE = (
     r"(?:de|da|do|dos|das|van|von|der|den|del|della|la|le|les|di|du|bin|ibn|al|el|nad|na|"
@@ -288,7 +288,7 @@ _INITIAL = re.compile(r"[A-Z]\.?")
 
 def _cued(text: str, at: int) -> bool:
     """Whether the word just before ``at`` may be a cue (a cheap test before :func:`_cues`)."""
-    parts = text[max(0, at - 16) : at].split()
+    parts = text[max(0, at - 16) : at].rsplit(None, 1)
     return bool(parts) and parts[-1].lower().strip(_STRIP).rstrip(".?") in _ANY_CUE
 
 
@@ -302,6 +302,8 @@ def _cue_pair(text: str, at: int, lead: str) -> tuple[str, str]:
 def _place_at(g: Gazetteer, keys: list[str], i: int) -> int:
     """How many words from ``keys[i]`` form a known place (0: none)."""
     most = g.place_heads.get(keys[i], 0)
+    if most == 1:
+        return 1 if keys[i] in g.places else 0
     for n in range(min(most, len(keys) - i), 0, -1):
         if " ".join(keys[i : i + n]) in g.places:
             return n
@@ -333,6 +335,15 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
             lead = words[0].lower()  # "Hi Landerico": the greeting is the cue
             start += len(words[0]) + 1
             words, keys = words[1:], keys[1:]
+        if (
+            1 < len(words) <= 4
+            and words[-1].lower() in PLACE_ENDINGS
+            and keys[0] not in common
+            and keys[0] not in g.first
+            and keys[0].lower() not in _ANY_CUE
+        ):  # "Castor Bay", "CABBAGE TREE CREEK": the last word says it is a place
+            spans.append((start, run.end(), "location"))
+            continue
         if known.isdisjoint(keys):
             cue, before = (
                 (lead, "") if lead else _cues(text, start) if _cued(text, start) else ("", "")
@@ -340,14 +351,6 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
             first_key = keys[0].lower()
             if cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS and first_key not in _ANY_CUE:
                 # "returned to WEENGALLON", "I am in Victoria": after such words, a place
-                spans.append((start, _cut(run.end(), words), "location"))
-                continue
-            if (
-                len(words) > 1
-                and words[-1].lower() in PLACE_ENDINGS
-                and keys[0] not in common
-                and first_key not in _ANY_CUE
-            ):  # "Castor Bay", "CABBAGE TREE CREEK"
                 spans.append((start, _cut(run.end(), words), "location"))
                 continue
             if upper:
@@ -385,8 +388,10 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
 def _keeps_common(cue: str, before: str) -> bool:
     """Whether a common word alone after this cue is a name or a place ("Dr Moss", "my name
     is Will", "flew to MOSS", "I am in Victoria")."""
-    return cue in _TITLES or cue in _STRONG_CUES or (
-        cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS
+    return (
+        cue in _TITLES
+        or cue in _STRONG_CUES
+        or (cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS)
     )
 
 
@@ -425,7 +430,7 @@ def _read_run(
 ) -> None:
     """The names and places in one capitalised run that holds a known word (in an upper-case
     run, "IBAN", "HELSINKI", only places and names after a title)."""
-    first, last = g.first, g.last
+    first, last, heads = g.first, g.last, g.place_heads
     if upper:
         first = last = frozenset()
     offsets: list[int] = []
@@ -441,7 +446,7 @@ def _read_run(
     n_words = len(words)
     while i < n_words:
         key = keys[i]
-        n_place = _place_at(g, keys, i)
+        n_place = _place_at(g, keys, i) if key in heads else 0
         if key.lower().rstrip(".") in _TITLES and i + 1 < n_words:
             titled, i = True, i + 1
             continue
@@ -450,10 +455,13 @@ def _read_run(
         name_len = 0
         if place_cue and i == 0 and (n_place or not is_first or n_words == 1):
             n_place = max(n_place, min(n_words, 4))  # "flew to Pines Beach"
-        elif titled or (is_first and nxt and (nxt in last or not _place_at(g, keys, i + 1))):
+        elif titled or (
+            is_first and nxt and (nxt in last or nxt not in heads or not _place_at(g, keys, i + 1))
+        ):
             name_len = 1
             while i + name_len < n_words and name_len < 4:
-                if _place_at(g, keys, i + name_len) and keys[i + name_len] not in last:
+                k = keys[i + name_len]
+                if k in heads and _place_at(g, keys, i + name_len) and k not in last:
                     break
                 name_len += 1
         elif (
@@ -467,7 +475,9 @@ def _read_run(
             and text[start - 1 : start] not in ("=", "/", "_")
         ):
             name_len = 1  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
-            while name_len < min(n_words, 4) and not _place_at(g, keys, name_len):
+            while name_len < min(n_words, 4) and not (
+                keys[name_len] in heads and _place_at(g, keys, name_len)
+            ):
                 name_len += 1
         elif (is_first or key in last) and not n_place:
             possessive = words[i].endswith(("'s", "\u2019s"))
