@@ -95,6 +95,11 @@ class NerModel:
                     self._cache.popitem(last=False)
         return out
 
+    def forget(self) -> None:
+        """Drop the remembered spans (the next reading of every text runs the model)."""
+        with self._cache_lock:
+            self._cache.clear()
+
     def _read_batched(self, text: str, organizations: bool) -> list[tuple[int, int, str]]:
         mine = _Pending(text, organizations)
         with self._pending_lock:
