@@ -40,10 +40,11 @@ Span = tuple[int, int, str]
 # a capital: Latin (with Latin Extended-A, whose capitals and small letters alternate),
 # Greek or Cyrillic
 _UP = "A-ZÀ-ÖØ-ÞĀ-ſΆ-ΏΑ-ΩА-ЯЁ"
-_WORD = rf"[{_UP}](?:[^\W\d_]|['\u2019-])+(?!\d)"  # not "DE89"
+# (U+2206, the increment sign, stands in for a Greek capital delta in some place records)
+_WORD = rf"[{_UP}](?:[^\W\d_]|['\u2019\u2206-])+(?!\d)"  # not "DE89"
 _PARTICLE = (
     r"(?:de|da|do|dos|das|van|von|der|den|del|della|la|le|les|di|du|bin|ibn|al|el|nad|na|"
-    r"pod|pri|u|am|an|im|sur|sous|en|y|zu|ter|op)"
+    r"pod|pri|u|v|ob|am|an|im|sur|sous|en|y|zu|ter|op)"
 )
 _CAPS = re.compile(
     rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}|{_PARTICLE}(?:[ ]{_PARTICLE})?(?=[ ][{_UP}])))*"
@@ -72,6 +73,17 @@ _PLACE_VERBS = frozenset(
      "born", "based", "located", "i'm", "am", "stay", "staying", "stayed", "arrived",
      "arriving", "relocated", "relocating", "headed", "heading", "came", "come", "comes",
      "drove", "driving", "trip", "moving", "grew", "raised")
+)  # fmt: skip
+# the last word of a place's name that says it is one ("Castor Bay", "Pine Park", "Cabbage
+# Tree Creek", "BLACKBUTT SOUTH"): a capitalised run ending in one is a place
+PLACE_ENDINGS = frozenset(
+    ("bay", "beach", "brook", "creek", "lake", "lakes", "park", "hill", "hills", "springs",
+     "falls", "heights", "valley", "vale", "dale", "glen", "island", "islands", "isle",
+     "harbour", "harbor", "haven", "port", "cove", "shores", "plains", "meadows", "mount",
+     "mountain", "mountains", "river", "ridge", "point", "junction", "crossing", "landing",
+     "village", "town", "township", "city", "ville", "burg", "borough", "county", "parish",
+     "south", "north", "east", "west", "upper", "lower", "centre", "center", "downs",
+     "flat", "flats", "gully", "forest", "woods", "wells", "sound", "peninsula", "estate")
 )  # fmt: skip
 # surnames of a shape common in many languages: with a capitalised word before them, a name
 _SURNAME_SHAPE = re.compile(
@@ -157,6 +169,7 @@ _TAIL_STOP = frozenset(
     ("Mobile", "Desk", "Fax", "Phone", "Tel", "Email", "E-mail", "Website", "Address", "Work",
      "Home", "Office", "Personal", "Info", "Cell")
 )  # fmt: skip
+_TAIL_STOP_UPPER = frozenset(w.upper() for w in _TAIL_STOP)
 _NUMBERS_BEFORE = re.compile(r"(?<![\d,] )(?:\d{1,6}[ ]+)+$")
 _POSTCODE = re.compile(
     r"[ ,]+(?:\d{5}(?:-\d{4})?|\d{4}(?:-\d{3})?|\d{3}[ ]?\d{2}|\d{2}-\d{3}"
@@ -275,7 +288,7 @@ _INITIAL = re.compile(r"[A-Z]\.?")
 
 def _cued(text: str, at: int) -> bool:
     """Whether the word just before ``at`` may be a cue (a cheap test before :func:`_cues`)."""
-    parts = text[max(0, at - 16) : at].split()
+    parts = text[max(0, at - 16) : at].rsplit(None, 1)
     return bool(parts) and parts[-1].lower().strip(_STRIP).rstrip(".?") in _ANY_CUE
 
 
@@ -289,6 +302,8 @@ def _cue_pair(text: str, at: int, lead: str) -> tuple[str, str]:
 def _place_at(g: Gazetteer, keys: list[str], i: int) -> int:
     """How many words from ``keys[i]`` form a known place (0: none)."""
     most = g.place_heads.get(keys[i], 0)
+    if most == 1:
+        return 1 if keys[i] in g.places else 0
     for n in range(min(most, len(keys) - i), 0, -1):
         if " ".join(keys[i : i + n]) in g.places:
             return n
@@ -320,18 +335,29 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
             lead = words[0].lower()  # "Hi Landerico": the greeting is the cue
             start += len(words[0]) + 1
             words, keys = words[1:], keys[1:]
+        if (
+            1 < len(words) <= 4
+            and words[-1].lower() in PLACE_ENDINGS
+            and keys[0] not in common
+            and keys[0] not in g.first
+            and keys[0].lower() not in _ANY_CUE
+        ):  # "Castor Bay", "CABBAGE TREE CREEK": the last word says it is a place
+            spans.append((start, run.end(), "location"))
+            continue
         if known.isdisjoint(keys):
-            if upper:
-                continue  # "NOTE", "TODO": nothing to look at
             cue, before = (
                 (lead, "") if lead else _cues(text, start) if _cued(text, start) else ("", "")
             )
             first_key = keys[0].lower()
+            if cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS and first_key not in _ANY_CUE:
+                # "returned to WEENGALLON", "I am in Victoria": after such words, a place
+                spans.append((start, _cut(run.end(), words), "location"))
+                continue
+            if upper:
+                continue  # "NOTE", "TODO": nothing to look at
             if keys[0] in common and cue not in _STRONG_CUES:
                 continue  # "The", "Please"; but "My name is John"
-            if cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS:
-                spans.append((start, _cut(run.end(), words), "location"))
-            elif (
+            if (
                 (cue in _NAME_CUES or cue in _TITLES)
                 and first_key not in _NAME_CUES
                 and first_key not in _WEAK_CUES
@@ -347,7 +373,7 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
             len(words) == 1
             and keys[0] in common
             and keys[0] not in g.places
-            and (not _cued(text, start) or _cues(text, start)[0] not in _TITLES | _STRONG_CUES)
+            and (not _cued(text, start) or not _keeps_common(*_cues(text, start)))
         ):
             continue
         _read_run(text, start, words, keys, g=g, spans=spans, upper=upper, lead=lead)
@@ -357,6 +383,16 @@ def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
         done = [(m.start(), m.end()) for m in _REDACTED.finditer(text)]
         spans = [s for s in spans if not any(s[0] < end and start < s[1] for start, end in done)]
     return spans
+
+
+def _keeps_common(cue: str, before: str) -> bool:
+    """Whether a common word alone after this cue is a name or a place ("Dr Moss", "my name
+    is Will", "flew to MOSS", "I am in Victoria")."""
+    return (
+        cue in _TITLES
+        or cue in _STRONG_CUES
+        or (cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS)
+    )
 
 
 def _named(given: str, surname: str, g: Gazetteer) -> bool:
@@ -394,7 +430,7 @@ def _read_run(
 ) -> None:
     """The names and places in one capitalised run that holds a known word (in an upper-case
     run, "IBAN", "HELSINKI", only places and names after a title)."""
-    first, last = g.first, g.last
+    first, last, heads = g.first, g.last, g.place_heads
     if upper:
         first = last = frozenset()
     offsets: list[int] = []
@@ -410,19 +446,22 @@ def _read_run(
     n_words = len(words)
     while i < n_words:
         key = keys[i]
-        n_place = _place_at(g, keys, i)
+        n_place = _place_at(g, keys, i) if key in heads else 0
         if key.lower().rstrip(".") in _TITLES and i + 1 < n_words:
             titled, i = True, i + 1
             continue
         is_first = key in first
         nxt = keys[i + 1] if i + 1 < n_words else ""
         name_len = 0
-        if place_cue and i == 0 and (n_place or not is_first):
+        if place_cue and i == 0 and (n_place or not is_first or n_words == 1):
             n_place = max(n_place, min(n_words, 4))  # "flew to Pines Beach"
-        elif titled or (is_first and nxt and (nxt in last or not _place_at(g, keys, i + 1))):
+        elif titled or (
+            is_first and nxt and (nxt in last or nxt not in heads or not _place_at(g, keys, i + 1))
+        ):
             name_len = 1
             while i + name_len < n_words and name_len < 4:
-                if _place_at(g, keys, i + name_len) and keys[i + name_len] not in last:
+                k = keys[i + name_len]
+                if k in heads and _place_at(g, keys, i + name_len) and k not in last:
                     break
                 name_len += 1
         elif (
@@ -436,7 +475,9 @@ def _read_run(
             and text[start - 1 : start] not in ("=", "/", "_")
         ):
             name_len = 1  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
-            while name_len < min(n_words, 4) and not _place_at(g, keys, name_len):
+            while name_len < min(n_words, 4) and not (
+                keys[name_len] in heads and _place_at(g, keys, name_len)
+            ):
                 name_len += 1
         elif (is_first or key in last) and not n_place:
             possessive = words[i].endswith(("'s", "\u2019s"))
@@ -563,6 +604,13 @@ def _tail(text: str, end: int, g: Gazetteer) -> int:
             token[0].isupper()
             and (token in _TAIL_STOP or token.capitalize() in g.common)
             and token not in g.places
+            and (
+                token in _TAIL_STOP
+                or token.upper() in _TAIL_STOP_UPPER
+                # a common word goes on only in capitals ("LOW STREET") or right after a
+                # word of the same name ("Castor Bay")
+                or not (token.isupper() or (stop > end and piece.group(0) == " " + token))
+            )
         ):
             break
         stop = piece.end()

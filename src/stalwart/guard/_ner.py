@@ -22,7 +22,7 @@ import threading
 from typing import Any
 
 from stalwart.errors import ConfigError
-from stalwart.guard._gazetteer import gazetteer
+from stalwart.guard._gazetteer import PLACE_ENDINGS, gazetteer
 
 __all__ = ["DEFAULT_NER_MODELS", "ENTITY_KINDS", "NerModel", "ner_model"]
 
@@ -95,6 +95,11 @@ class NerModel:
                     self._cache.popitem(last=False)
         return out
 
+    def forget(self) -> None:
+        """Drop the remembered spans (the next reading of every text runs the model)."""
+        with self._cache_lock:
+            self._cache.clear()
+
     def _read_batched(self, text: str, organizations: bool) -> list[tuple[int, int, str]]:
         mine = _Pending(text, organizations)
         with self._pending_lock:
@@ -104,7 +109,7 @@ class NerModel:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
                 try:
-                    docs = list(self._nlp.pipe([p.text for p in batch]))
+                    docs = list(self._nlp.pipe([self._recased(p.text) for p in batch]))
                 except BaseException as exc:
                     for p in batch:
                         p.error, p.done = exc, True
@@ -120,37 +125,89 @@ class NerModel:
         for base in range(0, len(text), _MAX_CHARS):
             piece = text[base : base + _MAX_CHARS]
             with self._lock:
-                doc = self._nlp(piece)
+                doc = self._nlp(self._recased(piece))
             out += self._kept(doc, base, organizations)
         return out
 
+    def _recased(self, text: str) -> str:
+        """``text`` with each word in capitals that is no English word written as a name
+        ("returned to WEENGALLON" -> "Weengallon"; "NOTE", "ERROR" stay): the model knows
+        names by their case. Same length, so the offsets hold."""
+        if _SHOUTED.search(text) is None:
+            return text
+        vocabulary = self.vocabulary
+
+        def recase(m: re.Match[str]) -> str:
+            word = m.group()
+            title = word.capitalize()
+            if word.lower() in vocabulary or len(title) != len(word):
+                return word
+            return title
+
+        return _SHOUTED.sub(recase, text)
+
     def _kept(self, doc: Any, base: int, organizations: bool) -> list[tuple[int, int, str]]:
-        """The entities of ``doc`` of a redacted kind that read like one (offsets + base)."""
+        """The entities of ``doc`` of a redacted kind that read like one (offsets + base).
+
+        An organisation or a nationality right after words that say a place follows ("in",
+        "from", "near": "shipped to Borlo", "our team in Arveyes") is taken as a place
+        when no word of it says organisation ("Inc", "Bank"): the model calls small places
+        it does not know organisations."""
         out: list[tuple[int, int, str]] = []
+        text = doc.text
         for ent in doc.ents:
             kind = ENTITY_KINDS.get(ent.label_)
             if kind is None and organizations and ent.label_ == "ORG":
                 kind = "organization"
-            if kind is not None and _plausible(ent.text, kind, self.vocabulary):
+            if (
+                kind is None
+                and ent.label_ in ("ORG", "NORP")
+                and _PLACE_BEFORE.search(text, max(0, ent.start_char - 24), ent.start_char)
+                and _ORG_WORDS.search(ent.text) is None
+            ):
+                kind = "location"
+            placed = ent.label_ in ("GPE", "LOC") and _PLACE_BEFORE.search(
+                text, max(0, ent.start_char - 24), ent.start_char
+            )
+            if kind is not None and _plausible(ent.text, kind, self.vocabulary, placed):
                 out.append((base + ent.start_char, base + ent.end_char, kind))
         return out
 
 
+_SHOUTED = re.compile(r"\b[A-ZÀ-ÖØ-ÞΑ-ΩА-Я][A-ZÀ-ÖØ-ÞΑ-ΩА-Я\u2206'-]{4,}\b")
+_PLACE_BEFORE = re.compile(
+    r"\b(?i:in|from|to|near|into|visit|visiting|outside|around|between)[ ]+(?:the[ ]+)?$"
+)
+_ORG_WORDS = re.compile(
+    r"(?i)\b(?:inc|ltd|llc|plc|corp|corporation|co|company|group|bank|university|college|"
+    r"school|institute|foundation|association|society|club|party|orchestra|hospital|"
+    r"agency|department|ministry|council|committee|team|press|labs?|technologies|systems|"
+    r"holdings|partners|services|solutions|gmbh|ag|sa|bv|nv|ab|oy|as|spa|srl)\b\.?"
+)
 _CODE_CHARS = re.compile(r"[()\[\]{}_=|<>/\\@#$%^*+;`\"]")
-_CAPITALISED = re.compile(r"\b[A-ZÀ-ÖØ-Þ][^\W\d_]+")
+_CAPITALISED = re.compile(r"\b[A-ZÀ-ÖØ-ÞΑ-ΩА-Я][^\W\d_]+")
 
 
-def _plausible(text: str, kind: str, vocabulary: frozenset[str]) -> bool:
+def _plausible(text: str, kind: str, vocabulary: frozenset[str], placed: object = None) -> bool:
     """Whether an entity the model found reads like a name or a place in prose: not code
     (``x.__add__(y``, ``try1_stmt``), not all lower case (``foo``), and not made only of
-    English dictionary words that no name list knows (``Counter``, ``Escape Sequence``);
-    street addresses may hold digits."""
+    English dictionary words that no name list knows (``Counter``, ``Escape Sequence``),
+    unless it is a place after words that say one follows (``placed``: "in Victoria",
+    "near Ceylon") or its last word says it is a place ("Pine Park"); street addresses may
+    hold digits."""
     if _CODE_CHARS.search(text) or not _CAPITALISED.search(text):
         return False
     if kind != "address" and any(c.isdigit() for c in text):
         return False
     g = gazetteer()
-    for raw in text.split():
+    words = text.split()
+    if (kind == "location" and placed) or (
+        kind == "location" and len(words) > 1 and words[-1].lower() in PLACE_ENDINGS
+    ):
+        return True
+    for raw in words:
+        if not raw[:1].isupper():
+            continue  # "the", "de": not what makes it a name
         word = raw.strip(".,:;!?").removesuffix("\u2019s").removesuffix("'s")
         if word in g.first or word in g.last or word in g.places:
             return True

@@ -13,7 +13,6 @@ refuses the whole text (:class:`~stalwart.errors.OutputBlocked`).
 
 from __future__ import annotations
 
-import bisect
 import copy
 import functools
 import ipaddress
@@ -44,9 +43,10 @@ _SECRET_KEYS = re.compile(
 )
 
 _BEARER = re.compile(r"(?i:\b(?:bearer|basic)\s+)(?P<value>[A-Za-z0-9._~+/=-]{16,})")
-_URL_CREDENTIALS = re.compile(
-    r"\b[a-z][a-z0-9+.-]{1,20}://[^/\s:@]{1,64}:(?P<value>[^/\s@]{1,128})@"
-)
+# a password in a URL, found from each "://" (its literal start is searched for in C; a
+# pattern that began with the scheme was tried at every word of prose)
+_URL_CREDENTIALS = re.compile(r"://[^/\s:@]{1,64}:(?P<value>[^/\s@]{1,128})@")
+_SCHEME_BEFORE = re.compile(r"\b[a-z][a-z0-9+.-]{1,20}$")
 _ASSIGN_KEYWORDS = ("key", "secret", "token", "passw", "pwd", "auth", "credential")
 _ASSIGN_TAIL = re.compile(
     r"[A-Za-z_-]{0,12}[\"']?\s{0,3}[:=]\s{0,3}[\"']?(?P<value>[^\s\"',;]{6,200})"
@@ -87,6 +87,8 @@ _NUMBERS = re.compile(
     )
 )
 _DIGIT = re.compile(r"\d")
+_NON_DIGIT = re.compile(r"\D")
+_ASCII_DIGITS = str.maketrans("", "", "0123456789")  # deletes them: what is left is not one
 _EXTENSION = re.compile(r"[ ]?(?:x|ext\.?)[ ]?(?=\d+$)")
 _EXTENSION_AFTER = re.compile(r"[ ]?(?i:ext\.?|extension)[ ]?\d{1,5}\b")  # "ext. 23"
 _CARD_GROUPS = re.compile(r"\d{4}([ -])\d{4}\1\d{4}\1\d{1,4}|\d{4}([ -])\d{6}\2\d{4,5}")
@@ -101,6 +103,9 @@ _PHONE_CUES = (
     "whatsapp", "ring", "dial", "landline", "desk", "office", "home", "work",
 )  # fmt: skip
 _NO_BREAK = re.compile(r"[^.\d]*")
+_PHONE_CUE_SET = frozenset(_PHONE_CUES)
+_LONGEST_CUE = max(map(len, _PHONE_CUES))
+_LETTERS = re.compile(r"[^\W\d_]+")
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _IBAN_BEFORE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4})*\s?$")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
@@ -165,13 +170,13 @@ def _looks_secret(value: str, key_text: str) -> bool:
 
 def _valid_number(kind: str, text: str) -> bool:
     if kind == "card":
-        digits = re.sub(r"\D", "", text)
+        digits = _NON_DIGIT.sub("", text)
         return 13 <= len(digits) <= 19 and luhn_ok(digits)
     if kind == "ipv4":  # loopback and "any" name no one: kept
         return all(int(p) <= 255 for p in text.split(".")) and not text.startswith(("127.", "0."))
     if kind == "phone":
         main = _EXTENSION.split(text)[0] if "x" in text else text  # the number before "x12"
-        digits = re.sub(r"\D", "", main)
+        digits = _NON_DIGIT.sub("", main)
         if _DATE.fullmatch(main) or _SSN_SHAPE.fullmatch(main):
             return False
         if text.startswith("+"):
@@ -194,7 +199,7 @@ def _card_within(text: str, start: int, end: int) -> tuple[int, int] | None:
         for b in ends:
             if b <= a or (best is not None and b - a <= best[1] - best[0]):
                 continue
-            digits = re.sub(r"\D", "", text[a:b])
+            digits = _NON_DIGIT.sub("", text[a:b])
             if 13 <= len(digits) <= 19 and luhn_ok(digits):
                 best = (a, b)
     return best
@@ -239,6 +244,7 @@ def _scan(
         spans += [
             (m.start("value"), m.end("value"), "url_password")
             for m in _URL_CREDENTIALS.finditer(text)
+            if _SCHEME_BEFORE.search(text, max(0, m.start() - 21), m.start()) is not None
         ]
     if "assignment" in kinds and ("=" in text or ":" in text):
         for word in _ASSIGN_KEYWORDS:
@@ -258,6 +264,8 @@ def _scan(
         spans += name_spans(text)
     spans += extra
     spans = [s for s in spans if s[2] in kinds or s[2] == "secret"]
+    if "(" in text and "location" in kinds:  # "Cyprus (Greek)", "Unionville (Orange)"
+        spans = [_qualified(text, s) if s[2] == "location" else s for s in spans]
     if not spans:
         return spans
     spans.sort(key=lambda s: s[0])  # stable: at one start, the earlier pass (credentials) wins
@@ -269,6 +277,16 @@ def _scan(
             continue
         out.append((start, end, kind))
     return out
+
+
+_QUALIFIER = re.compile(r"[ ]?\((?=[A-ZÀ-ÖØ-ÞΑ-ΩА-Я])[^()\n\d]{2,30}\)")
+
+
+def _qualified(text: str, span: Span) -> Span:
+    """A place with the capitalised qualifier after it in brackets ("Cyprus (Greek)",
+    "Newport (Gwent)"): the qualifier names it too."""
+    m = _QUALIFIER.match(text, span[1])
+    return span if m is None else (span[0], m.end(), span[2])
 
 
 def _emails(text: str) -> list[Span]:
@@ -291,41 +309,32 @@ _CARD_CUE = re.compile(r"(?i:card|visa|maestro|mastercard|amex|\bcc\b|\bpan\b)[^
 def _maestro(text: str, at: int, end: int) -> bool:
     """A 12-digit number that passes Luhn right after words about a card ("card number
     5018 2340 1234"): the shortest card numbers ISO/IEC 7812 allows (Maestro)."""
-    digits = re.sub(r"\D", "", text[at:end])
+    digits = _NON_DIGIT.sub("", text[at:end])
     return luhn_ok(digits) and _CARD_CUE.search(text, max(0, at - 40), at) is not None
 
 
 class _PhoneCues:
-    """Where the words that speak of a phone ("call", "fax:") end in a text: found in one
-    pass on first use, then looked up for each number (a log line has many numbers)."""
+    """Whether the words that speak of a phone ("call", "fax:") come just before a number:
+    the few characters before it are read when asked (a log line has many numbers, few of
+    which need it; a pass over the whole text for every cue word cost more)."""
 
-    __slots__ = ("ends", "text")
+    __slots__ = ("text",)
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.ends: list[int] | None = None
 
     def before(self, at: int) -> bool:
         """Whether such a word ends within 24 characters before ``at``, with no digit or
         full stop in between."""
-        if self.ends is None:  # str.find per word: far cheaper than one regex pass
-            lowered = self.text.lower()
-            ends: list[int] = []
-            for word in _PHONE_CUES:
-                at_word = lowered.find(word)
-                while at_word >= 0:
-                    end = at_word + len(word)
-                    if not (
-                        lowered[at_word - 1 : at_word].isalpha() or lowered[end : end + 1].isalpha()
-                    ):
-                        ends.append(end)
-                    at_word = lowered.find(word, end)
-            self.ends = sorted(ends)
-        i = bisect.bisect_right(self.ends, at) - 1
-        if i < 0:
-            return False
-        end = self.ends[i]
-        return at - end <= 24 and _NO_BREAK.fullmatch(self.text, end, at) is not None
+        text = self.text
+        low = max(0, at - 24 - _LONGEST_CUE)
+        end = -1
+        for m in _LETTERS.finditer(text, low, at):
+            if m.group().lower() in _PHONE_CUE_SET and (
+                m.start() > low or low == 0 or not text[low - 1].isalpha()
+            ):
+                end = m.end()
+        return end >= 0 and at - end <= 24 and _NO_BREAK.fullmatch(text, end, at) is not None
 
 
 def _number_spans(text: str) -> list[Span]:
@@ -345,7 +354,7 @@ def _number_spans(text: str) -> list[Span]:
         found = cand.group()
         opening = text[cand.start() - 1 : cand.start()] == "("
         if (
-            sum(map(found.count, "0123456789")) < 9
+            len(found) - len(found.translate(_ASCII_DIGITS)) < 9
             and found.count(".") < 3
             and not cues.before(cand.start() - opening)
         ):
@@ -365,7 +374,7 @@ def _number_spans(text: str) -> list[Span]:
                     if (
                         phone is None
                         or _CARD_GROUPS.fullmatch(phone.group())  # a mistyped card stays
-                        or sum(c.isdigit() for c in phone.group()) > 13
+                        or len(_NON_DIGIT.sub("", phone.group())) > 13
                         or not _valid_number("phone", phone.group())
                     ):
                         continue
@@ -373,7 +382,7 @@ def _number_spans(text: str) -> list[Span]:
             if kind == "phone":
                 if _MONEY.fullmatch(text, at, end) or text[at - 1 : at] in _CURRENCY:
                     continue  # "$6260.72", "1,250.00"
-                digits = sum(c.isdigit() for c in text[at:end])
+                digits = len(_NON_DIGIT.sub("", text[at:end]))
                 if digits == 12 and _maestro(text, at, end):
                     kind = "card"  # ISO/IEC 7812: a Maestro card may have 12 digits
                 else:
