@@ -125,10 +125,10 @@ async def latency(count: int, workdir: pathlib.Path) -> dict[str, Any]:
         setattr(_model, name, timing(fn))
     record = Context._record
 
-    async def timed_record(self: Context, *args: Any) -> None:
+    async def timed_record(self: Context, *args: Any) -> Any:
         started = time.perf_counter()
         try:
-            await record(self, *args)
+            return await record(self, *args)
         finally:
             record_samples.append(time.perf_counter() - started)
 

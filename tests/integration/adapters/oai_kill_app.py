@@ -43,18 +43,21 @@ def _install(root: pathlib.Path) -> None:
     record = Context._record
     limit = int(os.environ.get("OAI_KILL_MAX", "1000"))
 
-    async def killing_record(self: Context, seq: int, kind: str, name: str, value: Any) -> None:
-        await record(self, seq, kind, name, value)
+    async def killing_record(
+        self: Context, seq: int, kind: str, name: str, value: Any, *rest: Any
+    ) -> Any:
+        joined = await record(self, seq, kind, name, value, *rest)
         mark = root / f"chosen-{self.task_id}-{seq}"
         if not _chosen(self.task_id, seq) or mark.exists():
-            return
+            return joined
         if len(list(root.glob("chosen-*"))) >= limit:
-            return
+            return joined
         mark.touch()
         (root / f"kill-{os.getpid()}-{self.task_id}-{seq}").touch()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the whole process stops here until killed
             time.sleep(0.01)
+        return joined
 
     Context._record = killing_record  # type: ignore[method-assign]
 

@@ -23,14 +23,14 @@ def _break() -> None:
     if what == "journal":  # steps run, but nothing is written to the journal
         from stalwart.durable._sqlite import SQLiteStore
 
-        async def append(self: Any, lease: Any, entries: Any) -> None:
+        async def append(self: Any, lease: Any, entries: Any, **_kw: Any) -> None:
             return None
 
         SQLiteStore.append = append  # type: ignore[method-assign]
     elif what == "redactor":  # outputs, errors and log lines pass through unchanged
         from stalwart.guard._redact import Redactor
 
-        def redact(self: Any, text: str, *, policy: Any = None) -> str:
+        def redact(self: Any, text: str, **_kw: Any) -> str:
             return text
 
         Redactor.redact = redact  # type: ignore[method-assign]
