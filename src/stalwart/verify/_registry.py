@@ -10,7 +10,16 @@ from typing import Any
 from stalwart.verify._model import Status
 from stalwart.verify._target import Target
 
-__all__ = ["CHECKS", "SPECS", "CheckSpec", "Outcome", "check", "item_timeout", "pct"]
+__all__ = [
+    "CHECKS",
+    "SPECS",
+    "CheckSpec",
+    "Outcome",
+    "check",
+    "item_kills",
+    "item_timeout",
+    "pct",
+]
 
 
 @dataclasses.dataclass(slots=True)
@@ -39,6 +48,9 @@ class CheckSpec:
     does: str
     kills: int = 0
     estimate_s: float = 10.0
+    kills_per_model_agent: int = 0
+    """SIGKILLs of each agent that calls a model (EH-1, EH-2, EH-4 restart those agents
+    so that each fault meets closed breakers), on top of ``kills``."""
 
 
 CHECKS: dict[str, Check] = {}
@@ -54,6 +66,7 @@ def check(
     kills: int = 0,
     estimate_s: float = 10.0,
     timeout: Callable[[], float] | None = None,
+    kills_per_model_agent: int = 0,
 ) -> Callable[[Check], Check]:
     """Register the verification of ``item_id`` (one per item), with its pass
     ``criterion`` and what it ``does``. ``timeout`` gives the seconds it may take,
@@ -63,12 +76,22 @@ def check(
         if item_id in CHECKS:
             raise ValueError(f"{item_id} already has a verification")
         CHECKS[item_id] = fn
-        SPECS[item_id] = CheckSpec(criterion, does, kills, estimate_s)
+        SPECS[item_id] = CheckSpec(criterion, does, kills, estimate_s, kills_per_model_agent)
         if timeout is not None:
             TIMEOUTS[item_id] = timeout
         return fn
 
     return register
+
+
+def item_kills(item_id: str, app: Any) -> int:
+    """The SIGKILLs ``item_id``'s verification makes on the node under test of ``app``
+    (what the app's restart intensity must absorb within the item)."""
+    spec = SPECS.get(item_id)
+    if spec is None:
+        return 0
+    model_agents = sum(1 for a in app.agents if a.model)
+    return spec.kills + spec.kills_per_model_agent * model_agents
 
 
 def item_timeout(item_id: str, default: float) -> float:
