@@ -244,21 +244,24 @@ async def _rotate_under_load(t: Target, vault: LocalVault, name: str) -> dict[st
     }
 
 
-def _canary_input(t: Target, text: str) -> Any:
-    """A workload input with ``text`` as its message (its longest string of words): the
-    other fields the app needs (a customer id, say) kept, so the task runs as the app's
-    tasks do. Without a workload: ``{"text": text}``."""
+def _canary_inputs(t: Target, text: str) -> list[Any]:
+    """The task inputs SE-3 seeds: ``{"text": text}``, and a workload input with ``text``
+    as its message (its longest string of words), the other fields the app needs (a
+    customer id, say) kept, so that the canaries also reach an app whose tasks need them."""
+    bare: dict[str, Any] = {"text": text, "id": "canary"}
     try:
         [base] = t.workload(1, seed=313)
     except NotExercised:
-        return {"text": text}
+        return [bare]
     if isinstance(base, str):
-        return text
-    if not isinstance(base, dict):
-        return {"text": text}
-    words = [k for k, v in base.items() if isinstance(v, str) and " " in v.strip()]
-    key = max(words, key=lambda k: len(base[k])) if words else "text"
-    return {**base, key: text}
+        shaped: Any = text
+    elif isinstance(base, dict):
+        words = [k for k, v in base.items() if isinstance(v, str) and " " in v.strip()]
+        key = max(words, key=lambda k: len(base[k])) if words else "text"
+        shaped = {**base, key: text}
+    else:
+        return [bare]
+    return [bare] if shaped == bare else [bare, shaped]
 
 
 @check(
@@ -273,11 +276,10 @@ async def no_leaks_and_least_privilege(t: Target) -> Outcome:
     # the simulated model echoes a message it has no rule for: without redaction the
     # canaries would come straight back in the answer, the logs and the events
     text = (
-        f"Please keep my details on file: card {CANARIES['card']}, SSN {CANARIES['ssn']}, "
-        f"mail {CANARIES['email']}, key {CANARIES['aws_key']}, token "
-        f"{CANARIES['github_token']}"
+        f"About my order: card {CANARIES['card']}, SSN {CANARIES['ssn']}, mail "
+        f"{CANARIES['email']}, key {CANARIES['aws_key']}, token {CANARIES['github_token']}"
     )
-    records = await t.run_all([_canary_input(t, text)], prefix="se3")
+    records = await t.run_all(_canary_inputs(t, text), prefix="se3")
     await asyncio.sleep(1.5)  # log batches reach the store
     places: dict[str, str] = {}
     places["task outputs"] = " ".join(str(r.outcome) for r in records)

@@ -51,11 +51,13 @@ def _why(items: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_verify_on_pydantic_ai_s_bank_support_example(tmp_path):
-    """The CLI, as a user runs it: PA-2's five kills and SM-2's four (over the app's
-    default intensity of 5) each on a node with room for them, never failing another
-    item; every verdict backed by what it exercised; exit 0 (no critical item failed)."""
+    """The CLI, as a user runs it. PA-1's kill and EH-1's five (it restarts the model
+    agent before each fault phase), then SM-2's four: more than the app's default
+    intensity of 5 allows on one node, so EH-1 and SM-2 each get a fresh node first and
+    no item meets a node another item's kills took down. Every verdict backed by what it
+    exercised; exit 0 (no critical item failed)."""
     out = tmp_path / "readiness"
-    done = _cli(f"{APP}:app", "--out", str(out), "--only", "PA-2,SM-1,SM-2,GD-2,SM-4")
+    done = _cli(f"{APP}:app", "--out", str(out), "--only", "PA-1,EH-1,SM-1,SM-2,GD-2")
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]  # no stray tracebacks either
     report = json.loads((out / "readiness.json").read_text())
@@ -63,21 +65,26 @@ def test_verify_on_pydantic_ai_s_bank_support_example(tmp_path):
     assert internal_errors(items) == {}
     assert unexercised_complete(items) == {}
     assert {k: v["status"] for k, v in items.items()} == {
-        "PA-2": "complete",
+        "PA-1": "complete",
+        "EH-1": "complete",
         "SM-1": "complete",
         "SM-2": "complete",
         "GD-2": "complete",
-        "SM-4": "not-run",  # the example has no side-effect tool: nothing to deliver twice
     }, _why(items)
-    assert "no agent of the app has a side-effect tool" in items["SM-4"]["evidence"]["why"]
+    # the kills of PA-1 and EH-1 would exceed the intensity on one node: a fresh one
+    eh1 = items["EH-1"]["evidence"]
+    assert "+ the 5 kills of EH-1 would exceed the app's restart intensity 5" in (
+        eh1["fresh_node_because"]
+    )
+    assert eh1["503"]["attempts_of_first_call"] == eh1["policy"]["max_attempts"]
     sm2 = items["SM-2"]["evidence"]
+    assert "kills of SM-2 would exceed the app's restart intensity 5" in sm2["fresh_node_because"]
     assert sm2["resumed"] >= 1 and sm2["results_equal"] and sm2["compared"] == "the output"
     assert sm2["clean_succeeded"] == sm2["tasks"]
-    # the kills of PA-2 then SM-2 would exceed the intensity: SM-2 ran on a fresh node
-    assert "exceed the app's restart intensity 5" in sm2["fresh_node_because"]
     balance = items["GD-2"]["evidence"]["per_tool"]["customer_balance"]
     assert balance["exercised"] and balance["calls_refused_while_down"] > 0
     assert items["GD-2"]["evidence"]["agents_restarted"] == []
+    assert report["meta"]["node_restarts"] == 2
 
 
 @pytest.mark.parametrize(
