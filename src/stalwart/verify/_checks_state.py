@@ -438,6 +438,7 @@ async def _kill_during_effects(
     ),
     does="runs workload tasks that reach side-effect tools and SIGKILLs the agent meanwhile",
     kills=5,
+    kills_need_side_effects=True,
     estimate_s=40,
 )
 async def idempotent_effects(t: Target) -> Outcome:

@@ -51,6 +51,9 @@ class CheckSpec:
     kills_per_model_agent: int = 0
     """SIGKILLs of each agent that calls a model (EH-1, EH-2, EH-4 restart those agents
     so that each fault meets closed breakers), on top of ``kills``."""
+    kills_need_side_effects: bool = False
+    """``kills`` land only on agents holding side-effect tools (SM-4): none on an app
+    without one (so no fresh node is started for kills that will not happen)."""
 
 
 CHECKS: dict[str, Check] = {}
@@ -67,6 +70,7 @@ def check(
     estimate_s: float = 10.0,
     timeout: Callable[[], float] | None = None,
     kills_per_model_agent: int = 0,
+    kills_need_side_effects: bool = False,
 ) -> Callable[[Check], Check]:
     """Register the verification of ``item_id`` (one per item), with its pass
     ``criterion`` and what it ``does``. ``timeout`` gives the seconds it may take,
@@ -76,7 +80,9 @@ def check(
         if item_id in CHECKS:
             raise ValueError(f"{item_id} already has a verification")
         CHECKS[item_id] = fn
-        SPECS[item_id] = CheckSpec(criterion, does, kills, estimate_s, kills_per_model_agent)
+        SPECS[item_id] = CheckSpec(
+            criterion, does, kills, estimate_s, kills_per_model_agent, kills_need_side_effects
+        )
         if timeout is not None:
             TIMEOUTS[item_id] = timeout
         return fn
@@ -91,7 +97,10 @@ def item_kills(item_id: str, app: Any) -> int:
     if spec is None:
         return 0
     model_agents = sum(1 for a in app.agents if a.model)
-    return spec.kills + spec.kills_per_model_agent * model_agents
+    kills = spec.kills
+    if spec.kills_need_side_effects and not any(t.side_effect for a in app.agents for t in a.tools):
+        kills = 0
+    return kills + spec.kills_per_model_agent * model_agents
 
 
 def item_timeout(item_id: str, default: float) -> float:

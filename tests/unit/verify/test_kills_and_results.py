@@ -20,6 +20,8 @@ def test_items_that_restart_model_agents_declare_those_kills():
     assert [item_kills(i, bank) for i in ("EH-1", "EH-2", "EH-4")] == [5, 1, 4]
     assert [item_kills(i, warehouse) for i in ("EH-1", "EH-2", "EH-4")] == [0, 0, 0]
     assert item_kills("PA-2", bank) == item_kills("PA-2", warehouse) == 5
+    # SM-4 kills the agents holding side-effect tools: the bank example has none
+    assert (item_kills("SM-4", bank), item_kills("SM-4", warehouse)) == (0, 5)
     assert item_kills("LC-4", bank) == 0
 
 
