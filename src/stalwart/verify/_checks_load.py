@@ -149,6 +149,10 @@ def _target(t: Target, item: str, *, quota_mb: int | None = None) -> TargetConfi
         seed=t.seed,
         quota_mb=quota_mb,
         parent=str(t.workdir / item.lower()),
+        # as on the verify node (_target.Target._start): a CPU-starved agent is not taken
+        # for a hung one; on 2 busy cores LC-2's node, at the default 0.75 s, killed its
+        # agents as hung until its root supervisor (intensity 5) gave up
+        hang_after_missed=4.0,
     )
 
 
