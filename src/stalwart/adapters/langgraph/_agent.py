@@ -76,12 +76,15 @@ class LangGraphAgent(PythonAgent):
     becomes ``{"messages": [{"role": "user", "content": text}]}``); its
     ``thread_key`` field, if present, is the LangGraph ``thread_id`` (removed from the
     input), else the task id is. ``checkpoints`` is the store URL of the checkpoints
-    (None: the app's store).
+    (None: the app's store). ``stream``: each answer of a :class:`ChatModel` goes to
+    ``GET /v1/tasks/{id}/events`` as it is generated (server-sent events), as
+    ``LLMAgent(stream=True)`` does; the graph and the journal get whole answers.
     """
 
     graph: Any = None
     thread_key: str = "thread_id"
     recursion_limit: int = 25
+    stream: bool = False
     checkpoints: str | None = None
     resume: Callable[[dict[str, Any]], Any] = default_resume
     """Turns a decision (``{"id", "status", "by"}``) into what ``interrupt()`` returns."""
@@ -209,7 +212,7 @@ async def _run_graph(agent: LangGraphAgent, ctx: TaskContext, task_input: Any) -
     configurable: dict[str, Any] = {"thread_id": thread_id}
     if begun["base"]:
         configurable["checkpoint_id"] = begun["base"]
-    run = GraphRun(ctx, asyncio.get_running_loop(), agent.model)
+    run = GraphRun(ctx, asyncio.get_running_loop(), agent.model, stream=agent.stream)
     writer, current = WRITER.set(ctx.task_id), RUN.set(run)
     # checkpoints in the task's own store: its next journal commit syncs them (the saver's)
     lazy = LAZY.set(agent.checkpoints is None)
