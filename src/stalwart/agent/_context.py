@@ -270,6 +270,20 @@ class TaskContext:
         sent = False  # the request may have reached the provider (and been billed)
         seq = self.durable.position  # the journal position this call's step takes
         publish = self.resources.runtime.publish if self.resources.runtime else None
+        ledger = self.resources.ledger
+        # the reservation settled inside the step, just before its record is committed:
+        # with the ledger in the task's store (Budget.ledger None), lazily, so the record's
+        # fsync makes both durable (one fsync per call fewer); a settle that failed there is
+        # made again after the record, as it always was
+        early: list[asyncio.Future[None]] = []
+
+        async def settled_early() -> bool:
+            if not early:
+                return False
+            while not early[0].done():  # a cancel meanwhile: the settle's thread goes on
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(early[0])
+            return not early[0].cancelled() and early[0].exception() is None
 
         async def call() -> dict[str, Any]:
             nonlocal sent
@@ -281,7 +295,7 @@ class TaskContext:
                 )  # fmt: skip
             else:
                 response = await client.complete(request, timeout=timeout)
-            return {
+            answer = {
                 "content": response.message.content,
                 "tool_calls": [
                     {"id": c.id, "name": c.name, "arguments": c.arguments}
@@ -296,6 +310,16 @@ class TaskContext:
                 "cost_usd": response.cost_usd,
                 **({"request_digest": digest} if digest is not None else {}),
             }
+            if reservation is not None and ledger is not None:
+                used = response.usage.prompt_tokens + response.usage.completion_tokens
+                cost = float(response.cost_usd)
+                lazy = budget.ledger is None
+                early.append(
+                    asyncio.ensure_future(ledger.settle(reservation, cost, used, lazy=lazy))
+                )
+                with contextlib.suppress(Exception):  # settled after the record instead
+                    await asyncio.shield(early[0])
+            return answer
 
         try:
             reply: dict[str, Any] = await self.durable.step("model", call)
@@ -303,9 +327,10 @@ class TaskContext:
             # Interrupted (the task was cancelled, or its process is stopping). A call
             # already sent may have been billed: charge its reserved worst case, as the
             # node charges a dead process's calls; one never sent is only released.
-            if reservation is not None and self.resources.ledger is not None:
+            # One settled already (its answer came) is not charged again.
+            if reservation is not None and ledger is not None and not await settled_early():
                 charge = reservation.amount_usd if sent else 0.0
-                settling = asyncio.ensure_future(self.resources.ledger.settle(reservation, charge))
+                settling = asyncio.ensure_future(ledger.settle(reservation, charge))
                 # Cancelled again meanwhile (a cancel stops a task twice when its lease's
                 # refused renewal and the node's request race): the charge still lands
                 # before the task ends, or the one who cancelled sees it still reserved.
@@ -315,12 +340,13 @@ class TaskContext:
                 settling.result()
             raise
         except BaseException:
-            if reservation is not None and self.resources.ledger is not None:
-                await self.resources.ledger.settle(reservation, 0.0)
+            # settled already: the provider answered (and billed), the record then failed
+            if reservation is not None and ledger is not None and not await settled_early():
+                await ledger.settle(reservation, 0.0)
             raise
-        if reservation is not None and self.resources.ledger is not None:
+        if reservation is not None and ledger is not None and not await settled_early():
             tokens = int(reply["usage"]["prompt_tokens"]) + int(reply["usage"]["completion_tokens"])
-            await self.resources.ledger.settle(reservation, float(reply["cost_usd"]), tokens)
+            await ledger.settle(reservation, float(reply["cost_usd"]), tokens)
         self.usage.model_calls += 1
         self.usage.prompt_tokens += int(reply["usage"]["prompt_tokens"])
         self.usage.completion_tokens += int(reply["usage"]["completion_tokens"])

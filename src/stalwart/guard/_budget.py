@@ -207,8 +207,13 @@ class SpendLedger:
             )
         return Reservation(rid, amount_usd, limits, budget.warn_at)
 
-    def settle_sync(self, reservation: Reservation, actual_usd: float, tokens: int = 0) -> None:
-        """Replace the reservation by what the call cost (0 if it failed before billing)."""
+    def settle_sync(
+        self, reservation: Reservation, actual_usd: float, tokens: int = 0, *, lazy: bool = False
+    ) -> None:
+        """Replace the reservation by what the call cost (0 if it failed before billing).
+
+        ``lazy``: the commit is not fsynced on its own; for a caller whose next commit on
+        the same database (a journal record) is fsynced and makes it durable."""
         now = self.clock.time()
         ratios = self._conn.run(
             _settle,
@@ -218,6 +223,7 @@ class SpendLedger:
             tokens,
             now - self.stale_after,
             exclusive=True,
+            lazy=lazy,
         )
         self._report(ratios, reservation)
 
@@ -316,9 +322,11 @@ class SpendLedger:
             await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 0.2)
 
-    async def settle(self, reservation: Reservation, actual_usd: float, tokens: int = 0) -> None:
+    async def settle(
+        self, reservation: Reservation, actual_usd: float, tokens: int = 0, *, lazy: bool = False
+    ) -> None:
         """:meth:`settle_sync` off the event loop."""
-        await asyncio.to_thread(self.settle_sync, reservation, actual_usd, tokens)
+        await asyncio.to_thread(self.settle_sync, reservation, actual_usd, tokens, lazy=lazy)
 
 
 # -- the ledger's operations, written once for both dialects (kernel programs) ---------------------

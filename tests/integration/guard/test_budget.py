@@ -12,6 +12,7 @@ from examples.helpdesk.app import RESOLVER, SCENARIO
 from stalwart.agent import App, Resources, TaskContext, run_llm_agent
 from stalwart.agent._guarded import build_rate_limiters
 from stalwart.agent._taskagent import build_models
+from stalwart.db._metrics import COMMITS, LAZY_COMMITS
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.errors import RateLimited
 from stalwart.guard import Budget, RateLimit, RedactingEventBus, Security, SpendLedger
@@ -130,6 +131,34 @@ def test_four_processes_racing_for_one_day_limit_spend_at_most_it(tmp_path) -> N
     assert ledger.spent("day", "*") == pytest.approx(sum(totals))
     assert sum(totals) >= 1.0 - 0.03 - 1e-9  # waiting on reservations left none unspent
     ledger.close()
+
+
+@pytest.mark.parametrize("own_ledger", [False, True])
+async def test_a_call_settles_before_its_record_and_lazily_in_the_tasks_store(
+    tmp_path, sim, own_ledger: bool
+) -> None:
+    """The settle of a model call's reservation comes before the call's journal record,
+    lazily when the ledger is in the task's store (that record's fsync makes it durable):
+    one fsynced commit per call fewer. With a ledger of its own it is fsynced, as before.
+    Either way every call is settled once, at its actual cost, and no room stays held."""
+    budget = Budget(task_usd=1.0, ledger=f"sqlite:///{tmp_path}/ledger.db" if own_ledger else None)
+    wrote, lazy = COMMITS.labels("true")._value.get(), LAZY_COMMITS.labels("true")._value.get()
+    (result,), _, ledger = await run_tasks(tmp_path, sim, budget, 1)
+    wrote = COMMITS.labels("true")._value.get() - wrote
+    lazy = LAZY_COMMITS.labels("true")._value.get() - lazy
+    try:
+        assert result.status == "succeeded", result
+        calls = result.result["usage"]["model_calls"]
+        cost = result.result["usage"]["cost_usd"]
+        assert calls >= 2
+        assert ledger.spent("task", result.task_id) == pytest.approx(cost)
+        assert ledger.reserved("task", result.task_id) == 0.0
+        # each settle is lazy (a lease renewal that joins its batch makes one fsynced),
+        # and nothing else the task writes is
+        assert lazy == 0 if own_ledger else 0 < lazy <= calls
+        assert wrote > lazy
+    finally:
+        ledger.close()
 
 
 async def test_app_prices_drive_the_reservation(tmp_path, sim) -> None:
