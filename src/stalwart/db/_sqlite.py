@@ -172,18 +172,21 @@ class Writer(threading.Thread):
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
         lazy = self._lazy_skips_fsync and all(item[3] for item in batch)
         if not lazy:
-            self._commit_batch(conn, batch)
+            self._commit_batch(conn, batch, lazy=False)
             return
         # written to the WAL without an fsync; the next full commit syncs it with its own
-        conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            changed = self._commit_batch(conn, batch)
-        finally:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error:  # (it touches no file) then an ordinary commit, fsynced
+            self._commit_batch(conn, batch, lazy=False)
+            return
+        try:
+            self._commit_batch(conn, batch, lazy=True)
+        finally:  # before the next batch: this thread runs them one after the other
             conn.execute("PRAGMA synchronous=FULL")
-        _LAZY[changed].inc()
 
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Item]) -> bool:
-        """Run ``batch`` in one transaction; True if it changed the file."""
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Item], *, lazy: bool) -> None:
+        """Run ``batch`` in one transaction, count it, then answer its callers."""
         started = time.perf_counter()
         changes = conn.total_changes
         results: list[tuple[_Item, bool, Any]] = []
@@ -192,7 +195,7 @@ class Writer(threading.Thread):
         except sqlite3.Error as exc:
             err = map_sqlite_error(exc, self._where)
             _deliver([(item, False, err) for item in batch])
-            return False
+            return
         for item in batch:
             try:
                 results.append((item, True, item[0](conn)))
@@ -211,14 +214,14 @@ class Writer(threading.Thread):
                 pass
             err = map_sqlite_error(exc, self._where)
             results = [(item, False, err) for item, _, _ in results]
-            changed = False
         else:
             changed = conn.total_changes != changes
             _COMMITS[changed].inc()
+            if lazy:
+                _LAZY[changed].inc()
         _metrics.COMMIT_BATCH.observe(len(batch))
         _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        _deliver(results)
-        return changed
+        _deliver(results)  # counted first: a caller that wakes up sees its commit counted
 
 
 def _deliver(results: list[tuple[_Item, bool, Any]]) -> None:
