@@ -360,6 +360,8 @@ async def chaos_under_load(t: Target) -> Outcome:
         "faults_injected": len(result["faults"]),
         "faults_by_kind": by_kind,
         "corruption_undetected": result["corruption_undetected"],
+        # each undetected one named: the record damaged, its task, and what the check found
+        "undetected_corruptions": [f for f in result["faults"] if f.get("detected") is False][:10],
         "faults_left_in_force": result["faults_left_in_force"],
         "peer_node": result["peer_node"],
         "latency_s": {k: _round(v) for k, v in result["latency_s"].items()},
