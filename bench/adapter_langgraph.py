@@ -11,13 +11,28 @@ Two measurements in one run, written to ``bench/results/adapters.json`` under th
   answered in the undisturbed one; ``duplicate_side_effects`` the refunds the payment
   service received twice for one idempotency key; ``different_results`` the tickets
   whose outcome differs from the undisturbed run.
-- **Latency.** The same simulated provider, the same request, side by side in one
-  process: a bare LangChain chat model calling stalwart's model client (what a graph
-  without stalwart pays) against :class:`stalwart.adapters.langgraph.ChatModel` inside
-  a durable task on a SQLite store (the journal, the request digest, the spend and the
+- **Latency of one call.** The same simulated provider, the same request, side by side
+  in one process: a bare LangChain chat model calling stalwart's model client (what a
+  graph without stalwart pays) against :class:`stalwart.adapters.langgraph.ChatModel`
+  inside a durable task on a SQLite store (the journal, the request digest and the
   guard). Alternating calls; p50 and p90 of each, and the difference of the p50s.
+- **Latency in the graph** (``latency_in_graph``). What a model call costs where the
+  graph makes it, with everything a hosted run writes around it: the example's graph
+  as ``LangGraphAgent`` runs it (a durable task on a SQLite store at ``full``
+  durability, its checkpoints in that store, the spend ledger and the approval queue
+  as a node gives them) against the same graph built with a bare chat model, bare
+  tools and LangGraph's ``InMemorySaver``, on the same simulated provider and
+  services, tickets alternating. A second hosted side, ``adapter_eager_checkpoints``,
+  fsyncs each of the saver's writes on its own (as the saver did before its writes for
+  a running task became lazy commits); the two hosted sides take turns going first.
+  Each model call is timed inside its node; reported: p50/p90 per side, the p50
+  difference, the median over tickets of the per-ticket difference (robust to a load
+  that changes during the run), and each hosted side's commits per model call (all,
+  and those fsynced: the metric ``stalwart_db_commits_total`` less
+  ``stalwart_db_lazy_commits_total``).
 
-Run: ``.venv/bin/python bench/adapter_langgraph.py`` (about a minute).
+Run: ``.venv/bin/python bench/adapter_langgraph.py`` (a few minutes), ``--quick`` (fewer
+tickets and calls, about a minute).
 """
 
 from __future__ import annotations
@@ -32,27 +47,36 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from examples.langgraph_support.app import SCENARIO, SUPPORT, app, tickets
 from examples.langgraph_support.chaos import run_tickets
-from examples.langgraph_support.graph import tools
+from examples.langgraph_support.graph import SYSTEM, tools
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_openai_messages
 from langchain_core.messages.tool import tool_call
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.tools import StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
 
-from stalwart.adapters.langgraph import ChatModel
+from stalwart.adapters.langgraph import ChatModel, _saver
 from stalwart.adapters.langgraph._run import RUN, GraphRun
 from stalwart.agent import Resources, TaskContext
 from stalwart.agent._context import _to_message
+from stalwart.agent._guarded import prepare_input
 from stalwart.agent._taskagent import build_models
+from stalwart.db._metrics import COMMITS, LAZY_COMMITS
 from stalwart.durable import Runner, SQLiteStore
+from stalwart.guard import ApprovalQueue, SpendLedger
 from stalwart.llm import ModelClient, ModelRequest, ToolSpec
-from stalwart.llm.sim import SimServer
+from stalwart.llm.sim import SIM_URL, SimServer, service_url
+from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
 from stalwart.tools import ToolRegistry
@@ -69,8 +93,12 @@ class BareChat(BaseChatModel):
     def _llm_type(self) -> str:
         return "bare"
 
+    loop: Any = None
+
     def _generate(self, messages: list[BaseMessage], stop: Any = None, **kw: Any) -> ChatResult:
-        raise NotImplementedError("async only")
+        # a sync node's call, run on the loop as the adapter's ChatModel does (run_sync)
+        coro = self._agenerate(messages, stop, **kw)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     async def _agenerate(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
@@ -157,6 +185,180 @@ async def latency(calls: int, durability: str) -> dict[str, Any]:
     }
 
 
+def _bare_graph(client: ModelClient, loop: asyncio.AbstractEventLoop) -> Any:
+    """The example's graph as LangGraph's docs write it, with nothing of stalwart: a bare
+    chat model on the model client, tools calling the simulated services directly,
+    LangGraph's own in-memory checkpointer."""
+    import httpx
+
+    async def lookup_order(order_id: int) -> str:
+        async with httpx.AsyncClient(timeout=10) as http:
+            r = await http.get(service_url(f"/tools/orders/{order_id}"))
+        return r.text
+
+    async def refund(order_id: int, amount_cents: int) -> str:
+        async with httpx.AsyncClient(timeout=15) as http:
+            r = await http.post(
+                service_url("/tools/payments/refund"),
+                json={"order_id": order_id, "amount_cents": amount_cents},
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+        return r.text
+
+    bare_tools = [
+        StructuredTool.from_function(
+            coroutine=fn, name=t.name, description=t.description, args_schema=t.args_schema
+        )
+        for fn, t in ((lookup_order, tools[0]), (refund, tools[1]))
+    ]
+    model = BareChat(client=client, loop=loop).bind(
+        tools=[convert_to_openai_tool(t) for t in bare_tools]
+    )
+
+    def call_model(state: MessagesState) -> dict[str, Any]:
+        response = model.invoke([{"role": "system", "content": SYSTEM}, *state["messages"]])
+        return {"messages": [response]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", call_model)
+    builder.add_node("tools", ToolNode(bare_tools))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder.compile(checkpointer=InMemorySaver())
+
+
+def _timed(cls: type[BaseChatModel], samples: dict[str, list[float]], side: list[str]) -> Any:
+    """Time every model call of ``cls`` where the graph's node makes it (into the samples
+    of the side running, ``side[0]``)."""
+    original = cls._generate
+
+    def timed(self: Any, *args: Any, **kw: Any) -> ChatResult:
+        t0 = time.perf_counter()
+        try:
+            return original(self, *args, **kw)
+        finally:
+            samples[side[0]].append((time.perf_counter() - t0) * 1e6)
+
+    cls._generate = timed  # type: ignore[method-assign]
+    return original
+
+
+def _committed() -> tuple[float, float]:
+    """(commits that wrote, of which lazy: not fsynced) so far in this process."""
+    return COMMITS.labels("true")._value.get(), LAZY_COMMITS.labels("true")._value.get()
+
+
+HOSTED = {"adapter": True, "adapter_eager_checkpoints": False}
+"""The hosted sides: the saver's writes lazy (as shipped) or each fsynced (as before)."""
+
+
+async def latency_in_graph(count: int, seed: int) -> dict[str, Any]:
+    """Per model call inside the graph: the hosted example against the bare graph, and
+    against itself with each checkpoint write fsynced (``adapter_eager_checkpoints``)."""
+    work = tickets(count + 3, seed=seed)
+    samples: dict[str, list[float]] = {"bare": [], **{side: [] for side in HOSTED}}
+    side = ["bare"]
+    with SimServer(scenario=SCENARIO) as sim, tempfile.TemporaryDirectory() as tmp:
+        os.environ["STALWART_SIM_URL"] = sim.url
+        SIM_URL.set(sim.url)
+        events = EventBus(log=False)
+        provision_sim_key(app, events)
+        models = build_models(app, {"support"}, sim.url, events)
+        client: ModelClient = models["support"]
+        store = SQLiteStore(f"{tmp}/graph.db")  # durability "full", the default
+        await store.open()
+        url = f"sqlite:///{tmp}/graph.db"
+        ledger, approvals = SpendLedger(url, events=events, holder="bench/1"), ApprovalQueue(url)
+        resources = Resources(
+            agent="support",
+            models=models,
+            tools=ToolRegistry(SUPPORT.tools, breakers=BreakerRegistry()),
+            scopes=frozenset(SUPPORT.scopes),
+            callable_agents=frozenset(),
+            runtime=None,
+            events=events,
+            security=SUPPORT.security,
+            ledger=ledger,
+            approvals=approvals,
+            prices=app.price_table(),
+        )
+        assert SUPPORT.fn is not None
+        fn = SUPPORT.fn
+
+        async def workflow(ctx: Any, value: Any) -> Any:
+            tctx = TaskContext(ctx, resources, model="support")
+            return await fn(tctx, prepare_input(tctx, value))
+
+        runner = Runner(store, owner="bench", events=events)
+        bare = _bare_graph(client, asyncio.get_running_loop())
+        originals = {cls: _timed(cls, samples, side) for cls in (ChatModel, BareChat)}
+        lazy_writes = _saver._lazy
+        # per hosted side: commits that wrote, of them lazy, model calls
+        counts = {name: [0.0, 0.0, 0] for name in HOSTED}
+        # per ticket and side, the mean model call: paired differences are robust to a
+        # load that changes during the run (a shared machine's)
+        per_ticket: dict[str, list[float]] = {name: [] for name in samples}
+        try:
+            for n, ticket in enumerate(work):
+                if n == 3:  # warmed up: connections, imports, schema caches
+                    for kept in (*samples.values(), *per_ticket.values()):
+                        kept.clear()
+                    counts = {name: [0.0, 0.0, 0] for name in HOSTED}
+                side[0] = "bare"
+                config: Any = {"configurable": {"thread_id": f"bare-{n}"}}
+                first = len(samples["bare"])
+                await bare.ainvoke({"messages": ticket["messages"]}, config)
+                per_ticket["bare"].append(statistics.fmean(samples["bare"][first:]))
+                # the hosted sides in turn first (ABBA): neither always follows the bare one
+                for name, lazy in sorted(HOSTED.items(), reverse=n % 2 == 1):
+                    side[0] = name
+                    _saver._lazy = lazy_writes if lazy else (lambda writer: False)
+                    wrote0, lazy0 = _committed()
+                    first = len(samples[name])
+                    before = sim.world.stats["strong:requests"]
+                    task = {**ticket, "thread_id": f"{name}-{n}"}
+                    result = await runner.run(await runner.submit("support", task), workflow)
+                    assert result is not None and result.status == "succeeded", result
+                    wrote1, lazy1 = _committed()
+                    counts[name][0] += wrote1 - wrote0
+                    counts[name][1] += lazy1 - lazy0
+                    counts[name][2] += sim.world.stats["strong:requests"] - before
+                    per_ticket[name].append(statistics.fmean(samples[name][first:]))
+        finally:
+            _saver._lazy = lazy_writes
+            for cls, original in originals.items():
+                cls._generate = original  # type: ignore[method-assign]
+            await store.close()
+            await asyncio.to_thread(ledger.close)
+            await asyncio.to_thread(approvals.close)
+            await client.aclose()
+    bare_p50 = statistics.median(samples["bare"])
+    out: dict[str, Any] = {
+        "tickets": count,
+        "store": "sqlite, durability=full; checkpoints, spend ledger, approvals in the store",
+        "bare": "the same graph: bare chat model, bare tools, LangGraph's InMemorySaver",
+        "model_calls_each": len(samples["bare"]),
+        "bare_p50_us": round(bare_p50, 1),
+        "bare_p90_us": round(pct(samples["bare"], 0.9), 1),
+        "target_added_p50_us": 1000,
+    }
+    for name in HOSTED:
+        wrote, lazy, calls = counts[name]
+        p50 = statistics.median(samples[name])
+        paired = [a - b for a, b in zip(per_ticket[name], per_ticket["bare"], strict=True)]
+        out[name] = {
+            "p50_us": round(p50, 1),
+            "p90_us": round(pct(samples[name], 0.9), 1),
+            "added_p50_us": round(p50 - bare_p50, 1),
+            # the median over tickets of (this side's mean call - the bare one's, same ticket)
+            "added_paired_median_us": round(statistics.median(paired), 1),
+            "commits_per_model_call": round(wrote / calls, 2),
+            "fsynced_commits_per_model_call": round((wrote - lazy) / calls, 2),
+        }
+    return out
+
+
 async def _started(path: str, work: list[Any], share: float, seed: int) -> Any:
     """``run_tickets``, tried again (on a fresh store) if the node could not start: on a
     busy machine its fork server can miss its 10 s start deadline."""
@@ -201,10 +403,15 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=30)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--graph-tickets", type=int, default=40)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--quick", action="store_true", help="fewer tickets and calls")
     args = parser.parse_args()
+    if args.quick:
+        args.tickets, args.calls, args.graph_tickets = 24, 100, 15
     load_before = os.getloadavg()[0]
     result: dict[str, Any] = await kills(args.tickets, args.seed)
+    result["latency_in_graph"] = await latency_in_graph(args.graph_tickets, args.seed)
     # "full" (the default) fsyncs every journal commit; "normal" leaves that to the WAL
     result["latency"] = await latency(args.calls, "full")
     result["latency_durability_normal"] = await latency(args.calls, "normal")

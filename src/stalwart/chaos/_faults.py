@@ -45,10 +45,12 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from stalwart.chaos._target import Target
+from stalwart.durable._integrity import decode_record
+from stalwart.errors import StalwartError
 
 __all__ = ["KINDS", "OPT_IN", "FaultOutcome", "FaultSpec", "inject"]
 
@@ -71,7 +73,7 @@ OPT_IN = ("pg_restart",)
 def _safe_records(t: Target) -> tuple[str, tuple[str, ...]]:
     """The journal records safe to damage (re-running them delivers nothing twice): model
     steps and the steps of the app's tools without side effects. SQL and its parameters."""
-    reads = tuple(
+    return safe_clause(
         sorted(
             f"tool:{tool.name}"
             for agent in t.service.app.agents
@@ -79,6 +81,11 @@ def _safe_records(t: Target) -> tuple[str, tuple[str, ...]]:
             if not tool.side_effect
         )
     )
+
+
+def safe_clause(read_steps: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """The SQL that selects model steps and the steps named ``read_steps``, its parameters."""
+    reads = tuple(read_steps)
     marks = ", ".join("?" for _ in reads)
     names = f" OR j.name IN ({marks})" if reads else ""
     return f"j.kind = 'step' AND (j.name = 'model'{names})", reads
@@ -155,18 +162,33 @@ def _connect(t: Target) -> sqlite3.Connection:
     return sqlite3.connect(t.store_path, isolation_level=None, timeout=5, check_same_thread=False)
 
 
-def _pick_record(conn: sqlite3.Connection, t: Target) -> tuple[str, int, bytes, str]:
-    safe, params = _safe_records(t)
-    row = conn.execute(
+def _intact(task_id: str, seq: int, record: bytes) -> bool:
+    try:
+        decode_record(task_id, seq, record)
+    except StalwartError:
+        return False
+    return True
+
+
+def _pick_record(
+    conn: sqlite3.Connection, safe: tuple[str, tuple[str, ...]]
+) -> tuple[str, int, bytes, str]:
+    """A running task's newest safe record that is intact. A record an earlier fault
+    damaged (and nothing has read yet) is never picked again: the flip is its own
+    inverse, so a second one would repair it and the first damage could never be found
+    (seen: one record of a task slowed by the other faults damaged twice, "undetected")."""
+    clause, params = safe
+    rows = conn.execute(
         "SELECT j.task_id, j.seq, j.record, t.lease_owner FROM stalwart_journal j "
         "JOIN stalwart_tasks t ON t.id = j.task_id "
-        f"WHERE t.status = 'running' AND {safe} AND j.record IS NOT NULL "
-        "ORDER BY j.seq DESC, random() LIMIT 1",
+        f"WHERE t.status = 'running' AND {clause} AND j.record IS NOT NULL "
+        "ORDER BY j.seq DESC, random() LIMIT 50",
         params,
-    ).fetchone()
-    if row is None:
-        raise Skip("no running task has a journal record to damage")
-    return str(row[0]), int(row[1]), bytes(row[2]), str(row[3] or "")
+    ).fetchall()
+    for task_id, seq, record, owner in rows:
+        if _intact(str(task_id), int(seq), bytes(record)):
+            return str(task_id), int(seq), bytes(record), str(owner or "")
+    raise Skip("no running task has an intact journal record to damage")
 
 
 def _within(seconds: float, attempt: Callable[[], _T]) -> _T:
@@ -200,7 +222,8 @@ def _kill_owner(t: Target, owner: str) -> str:
 def _journal_corrupt(t: Target, spec: FaultSpec, out: FaultOutcome) -> Undo:
     conn = _connect(t)
     try:
-        task_id, seq, record, owner = _within(PICK_SECONDS, lambda: _pick_record(conn, t))
+        safe = _safe_records(t)
+        task_id, seq, record, owner = _within(PICK_SECONDS, lambda: _pick_record(conn, safe))
         conn.execute(
             "UPDATE stalwart_journal SET record = ? WHERE task_id = ? AND seq = ?",
             (_flip(record), task_id, seq),
@@ -221,7 +244,7 @@ def _file_corrupt(t: Target, spec: FaultSpec, out: FaultOutcome) -> Undo:
         conn = _connect(t)
         try:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            task_id, seq, record, owner = _pick_record(conn, t)
+            task_id, seq, record, owner = _pick_record(conn, _safe_records(t))
         finally:
             conn.close()
         # only the main file: a damaged WAL frame would silently drop committed transactions

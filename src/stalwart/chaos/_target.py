@@ -50,6 +50,11 @@ class TargetConfig:
     proxy: bool = True
     quota_mb: int | None = None
     heartbeat: float = 0.5
+    hang_after_missed: float = RuntimeSettings().hang_after_missed
+    """Heartbeats an agent may miss before it counts as hung and is killed (the
+    runtime's default; ``stalwart verify`` gives its load, chaos and soak nodes more,
+    as it does its own node: on a busy machine a CPU-starved agent is otherwise killed
+    as hung again and again, until the root supervisor gives up)."""
     max_pending: int | None = None
     peer: bool = False
     parent: str | None = None
@@ -187,7 +192,9 @@ async def run_target(
         store_path = pathlib.Path(store.removeprefix("sqlite:///")) if store.startswith(
             "sqlite:///"
         ) else None  # fmt: skip
-        settings = RuntimeSettings(heartbeat_interval=config.heartbeat)
+        settings = RuntimeSettings(
+            heartbeat_interval=config.heartbeat, hang_after_missed=config.hang_after_missed
+        )
         node, service = app_node(
             config.app, store=store, events=events or EventBus(log=False), settings=settings
         )

@@ -50,6 +50,8 @@ def _progress(event: str, fields: dict[str, Any]) -> None:
         line = f"      {item} +{fields['elapsed_s']:.0f}s: {fields['doing']}"
     elif event == "verify_node_restarted":
         line = f"      {item}: a fresh node first ({fields['why']})"
+    elif event == "verify_workload_checked":
+        line = f"workload: {fields['tasks']} unfaulted task(s), {fields['failed']} failed"
     elif event == "verify_item_done":
         measured = f" ({fields['measured']})" if fields.get("measured") else ""
         line = f"      {item}: {fields['status']} in {fields['seconds']:.1f}s{measured}"

@@ -52,8 +52,19 @@ class BlockingDatabase(Protocol):
     @property
     def dialect(self) -> Literal["sqlite", "postgres"]: ...
 
-    def run(self, fn: Callable[..., Program[T]], *args: Any, lock: int | None = None) -> T:
-        """Run ``fn(*args)`` in one transaction (committed when this returns)."""
+    def run(
+        self,
+        fn: Callable[..., Program[T]],
+        *args: Any,
+        lock: int | None = None,
+        lazy: bool = False,
+    ) -> T:
+        """Run ``fn(*args)`` in one transaction (committed when this returns).
+
+        ``lazy``: the commit need not be on disk when this returns -- written where a
+        process kill cannot lose it, made durable by the next ordinary commit on the
+        same database (SQLite: no fsync of its own; PostgreSQL: ``synchronous_commit =
+        off`` for the transaction). Only for data rebuilt when lost."""
         ...
 
     def migrate(self, component: Component) -> int:
@@ -104,8 +115,14 @@ class BlockingSQLite:
                 self._open = True
         return self._db
 
-    def run(self, fn: Callable[..., Program[T]], *args: Any, lock: int | None = None) -> T:
-        return self._ensure().run_blocking(fn, *args)
+    def run(
+        self,
+        fn: Callable[..., Program[T]],
+        *args: Any,
+        lock: int | None = None,
+        lazy: bool = False,
+    ) -> T:
+        return self._ensure().run_blocking(fn, *args, lazy=lazy)
 
     def migrate(self, component: Component) -> int:
         return self._ensure().migrate_blocking(component)
@@ -156,7 +173,13 @@ class BlockingPostgres:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def run(self, fn: Callable[..., Program[T]], *args: Any, lock: int | None = None) -> T:
+    def run(
+        self,
+        fn: Callable[..., Program[T]],
+        *args: Any,
+        lock: int | None = None,
+        lazy: bool = False,
+    ) -> T:
         import psycopg
 
         from stalwart.db._postgres import map_pg_error
@@ -170,6 +193,8 @@ class BlockingPostgres:
                 try:
                     conn = self._connection(deadline)
                     try:
+                        if lazy:  # the server's next synchronous commit flushes it
+                            conn.execute("SET LOCAL synchronous_commit = off")
                         if lock is not None:
                             conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
                         value: T = drive_sync(conn, fn, args, postgres=True)

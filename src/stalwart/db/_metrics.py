@@ -9,7 +9,14 @@ from prometheus_client import Counter, Histogram
 
 from stalwart.observe import REGISTRY
 
-__all__ = ["COMMITS", "COMMIT_BATCH", "COMMIT_SECONDS", "RETRIES", "WRITER_RESTARTS"]
+__all__ = [
+    "COMMITS",
+    "COMMIT_BATCH",
+    "COMMIT_SECONDS",
+    "LAZY_COMMITS",
+    "RETRIES",
+    "WRITER_RESTARTS",
+]
 
 COMMIT_BATCH = Histogram(
     "stalwart_durable_commit_batch_size",
@@ -21,6 +28,13 @@ COMMITS = Counter(
     "stalwart_db_commits_total",
     "Transactions the SQLite writer committed, by whether they changed the file "
     '(wrote="true": an fsync at full durability) or only read.',
+    ["wrote"],
+    registry=REGISTRY,
+)
+LAZY_COMMITS = Counter(
+    "stalwart_db_lazy_commits_total",
+    "Of the commits above, those of lazy jobs only (at full durability: not fsynced; the "
+    "next full commit syncs them), by whether they changed the file.",
     ["wrote"],
     registry=REGISTRY,
 )

@@ -15,6 +15,14 @@ Durability levels (``PRAGMA synchronous`` in WAL mode): ``full`` (default; every
 commit fsynced: survives a power loss), ``normal`` (survives a process kill; a
 power loss may lose the last commits, never corrupts), ``off`` (no fsync).
 
+A *lazy* job (``lazy=True``) is one whose writes need not reach the disk before its
+caller goes on: a batch made only of lazy jobs commits at ``normal`` (written to the
+WAL, so it survives a process kill, without an fsync), and the next commit that
+fsyncs the WAL -- any batch with one ordinary job -- makes them durable with it
+(one file, written in order). For data that is rebuilt when lost, such as a running
+task's LangGraph checkpoints, which its journal replays; never for a record a caller
+acts on.
+
 A writer thread that died is started again by the next operation. A file that
 fails its integrity check (``PRAGMA quick_check``) is never replaced: opening it
 raises CorruptRecord naming the file and the recovery command.
@@ -46,13 +54,15 @@ __all__ = ["DURABILITY_LEVELS", "Job", "SQLiteDatabase", "Writer", "map_sqlite_e
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 _Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any]
-_Item = tuple[Job, _Waiter, asyncio.AbstractEventLoop | None]
+_Item = tuple[Job, _Waiter, asyncio.AbstractEventLoop | None, bool]
+"""A queued job, the future to resolve, the caller's loop (None: a thread), lazy."""
 _log = get_logger("stalwart.db.sqlite")
 DURABILITY_LEVELS = ("full", "normal", "off")
 _SYNC = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 MIN_FREE_BYTES = 4 * 1024 * 1024
 """Below this much free space on the file system, the write probe reads "full"."""
 _COMMITS = {True: _metrics.COMMITS.labels("true"), False: _metrics.COMMITS.labels("false")}
+_LAZY = {True: _metrics.LAZY_COMMITS.labels("true"), False: _metrics.LAZY_COMMITS.labels("false")}
 _DAMAGE_WORDS = ("not a database", "malformed", "corrupt", "quick_check failed", "encrypted")
 
 
@@ -83,28 +93,35 @@ class Writer(threading.Thread):
     """Owns the connection; runs queued jobs in batched transactions."""
 
     def __init__(
-        self, opener: Callable[[], sqlite3.Connection], where: str, max_batch: int
+        self,
+        opener: Callable[[], sqlite3.Connection],
+        where: str,
+        max_batch: int,
+        durability: str = "full",
     ) -> None:
         super().__init__(name=f"stalwart-sqlite-writer[{where}]", daemon=True)
         self._opener = opener
         self._where = where
         self._max_batch = max_batch
+        # only a connection that fsyncs every commit has an fsync for a lazy batch to skip
+        self._lazy_skips_fsync = durability == "full"
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
         self.stopped = threading.Event()
 
-    def submit(self, job: Job) -> asyncio.Future[Any]:
+    def submit(self, job: Job, *, lazy: bool = False) -> asyncio.Future[Any]:
         """Queue ``job`` from an event loop; the future resolves on that loop."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.put((job, fut, loop))
+        self._queue.put((job, fut, loop, lazy))
         return fut
 
-    def submit_sync(self, job: Job) -> concurrent.futures.Future[Any]:
-        """Queue ``job`` from a thread without a loop (a blocking caller)."""
+    def submit_sync(self, job: Job, *, lazy: bool = False) -> concurrent.futures.Future[Any]:
+        """Queue ``job`` from a thread without a loop (a blocking caller). ``lazy``: see
+        the module docstring."""
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((job, fut, None))
+        self._queue.put((job, fut, None, lazy))
         return fut
 
     def stop(self) -> None:
@@ -154,6 +171,23 @@ class Writer(threading.Thread):
                 _deliver([(item, False, StoreError(f"SQLite store {self._where} is closed"))])
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
+        lazy = self._lazy_skips_fsync and all(item[3] for item in batch)
+        if not lazy:
+            self._commit_batch(conn, batch, lazy=False)
+            return
+        # written to the WAL without an fsync; the next full commit syncs it with its own
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error:  # (it touches no file) then an ordinary commit, fsynced
+            self._commit_batch(conn, batch, lazy=False)
+            return
+        try:
+            self._commit_batch(conn, batch, lazy=True)
+        finally:  # before the next batch: this thread runs them one after the other
+            conn.execute("PRAGMA synchronous=FULL")
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Item], *, lazy: bool) -> None:
+        """Run ``batch`` in one transaction, count it, then answer its callers."""
         started = time.perf_counter()
         changes = conn.total_changes
         results: list[tuple[_Item, bool, Any]] = []
@@ -196,10 +230,13 @@ class Writer(threading.Thread):
             err = map_sqlite_error(exc, self._where)
             results = [(item, False, err) for item, _, _ in results]
         else:
-            _COMMITS[conn.total_changes != changes].inc()
+            changed = conn.total_changes != changes
+            _COMMITS[changed].inc()
+            if lazy:
+                _LAZY[changed].inc()
         _metrics.COMMIT_BATCH.observe(len(batch))
         _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        _deliver(results)
+        _deliver(results)  # counted first: a caller that wakes up sees its commit counted
 
 
 def _undo(conn: sqlite3.Connection) -> None:
@@ -213,7 +250,7 @@ def _undo(conn: sqlite3.Connection) -> None:
 
 def _deliver(results: list[tuple[_Item, bool, Any]]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-    for (_job, fut, loop), ok, value in results:
+    for (_job, fut, loop, _lazy), ok, value in results:
         if loop is None:
             assert isinstance(fut, concurrent.futures.Future)
             if ok:
@@ -249,13 +286,14 @@ class _Engine:
         self.opener = opener
         self.where = key[0]
         self.max_batch = int(key[2]) if len(key) > 2 else 512
+        self.durability = key[3] if len(key) > 3 else "full"
         self.writer: Writer | None = None
         self.refs = 0
         self.lock = threading.Lock()
 
     def start(self, timeout: float) -> Writer:
         """Start a writer and wait (blocking, up to ``timeout``) until it is open."""
-        writer = Writer(self.opener, self.where, self.max_batch)
+        writer = Writer(self.opener, self.where, self.max_batch, self.durability)
         writer.start()
         if not writer.ready.wait(timeout):
             writer.stop()
@@ -512,8 +550,8 @@ class SQLiteDatabase(Database):
                 f"SQLite store {self.path} did not answer within {limit:g} s"
             ) from None
 
-    def _submit_blocking(self, job: Job) -> Any:
-        fut = self._writer().submit_sync(job)
+    def _submit_blocking(self, job: Job, lazy: bool = False) -> Any:
+        fut = self._writer().submit_sync(job, lazy=lazy)
         try:
             return fut.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
@@ -521,11 +559,12 @@ class SQLiteDatabase(Database):
                 f"SQLite store {self.path} did not answer within {self.timeout:g} s"
             ) from None
 
-    def run_blocking(self, fn: Callable[..., Program[T]], *args: Any) -> T:
+    def run_blocking(self, fn: Callable[..., Program[T]], *args: Any, lazy: bool = False) -> T:
         """Run a program in the next group commit from a thread (waits up to ``timeout``).
 
-        For blocking callers that share the writer -- never call it on an event loop."""
-        value: T = self._submit_blocking(lambda conn: drive_sync(conn, fn, args))
+        For blocking callers that share the writer -- never call it on an event loop.
+        ``lazy``: the commit need not be fsynced before this returns (module docstring)."""
+        value: T = self._submit_blocking(lambda conn: drive_sync(conn, fn, args), lazy)
         return value
 
     # -- operations -----------------------------------------------------------------------

@@ -105,10 +105,15 @@ class GuardDB:
                     self._migrated = True
         return self._db
 
-    def run(self, fn: Callable[..., Program[T]], *args: Any, exclusive: bool = False) -> T:
+    def run(
+        self, fn: Callable[..., Program[T]], *args: Any, exclusive: bool = False, lazy: bool = False
+    ) -> T:
         """Run a program in one transaction; ``exclusive`` serializes it with every other
-        exclusive one of the guard, across processes and nodes."""
-        return self._ready().run(fn, *args, lock=_ADVISORY_KEY if exclusive else None)
+        exclusive one of the guard, across processes and nodes; ``lazy``: its commit need
+        not reach the disk before this returns (the next ordinary commit on the database
+        takes it there: :meth:`stalwart.db.BlockingDatabase.run`)."""
+        lock = _ADVISORY_KEY if exclusive else None
+        return self._ready().run(fn, *args, lock=lock, lazy=lazy)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
         """Run one statement in its own transaction."""

@@ -92,6 +92,7 @@ async def _run_one(t: Target, value: Any, prefix: str) -> Any:
     does="faults the model provider with 503s, 429 + Retry-After, then 400/401/403; resets "
     "each proxied tool's upstream at its fault proxy",
     estimate_s=30,
+    kills_per_model_agent=5,  # one per phase (503, 429, 400, 401, 403): closed breakers
 )
 async def retries(t: Target) -> Outcome:
     """The app's own retry policies: its model client's against a faulty primary (the
@@ -200,6 +201,7 @@ def _breaker_state(spec: str) -> float | None:
     does="blocks the model provider, then restores it; resets each proxied tool's upstream "
     "at its fault proxy until its breaker opens, then restores it",
     estimate_s=30,
+    kills_per_model_agent=1,
 )
 async def breakers(t: Target) -> Outcome:
     """The app's breakers: its primary model's (through the simulated provider) and each

@@ -149,6 +149,10 @@ def _target(t: Target, item: str, *, quota_mb: int | None = None) -> TargetConfi
         seed=t.seed,
         quota_mb=quota_mb,
         parent=str(t.workdir / item.lower()),
+        # as on the verify node (_target.Target._start): a CPU-starved agent is not taken
+        # for a hung one; on 2 busy cores LC-2's node, at the default 0.75 s, killed its
+        # agents as hung until its root supervisor (intensity 5) gave up
+        hang_after_missed=4.0,
     )
 
 
@@ -356,6 +360,8 @@ async def chaos_under_load(t: Target) -> Outcome:
         "faults_injected": len(result["faults"]),
         "faults_by_kind": by_kind,
         "corruption_undetected": result["corruption_undetected"],
+        # each undetected one named: the record damaged, its task, and what the check found
+        "undetected_corruptions": [f for f in result["faults"] if f.get("detected") is False][:10],
         "faults_left_in_force": result["faults_left_in_force"],
         "peer_node": result["peer_node"],
         "latency_s": {k: _round(v) for k, v in result["latency_s"].items()},

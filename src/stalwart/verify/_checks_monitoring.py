@@ -243,6 +243,7 @@ def _by_label(text: str, metric: str, label: str) -> dict[str, float]:
     ),
     does="triggers a retryable, a permanent, a transient and a systemic error",
     estimate_s=20,
+    kills_per_model_agent=4,  # each fault meets closed breakers
 )
 async def errors_in_context(t: Target) -> Outcome:
     """Retryable, permanent, transient and systemic errors, each logged and counted."""

@@ -15,6 +15,7 @@ import httpx
 
 from stalwart.agent._guarded import scope_table
 from stalwart.config import load_ref
+from stalwart.errors import NotExercised
 from stalwart.guard import LocalVault, is_secret_ref, secret_name, secrets_posture
 from stalwart.observe import REGISTRY
 from stalwart.verify._poll import until
@@ -243,6 +244,26 @@ async def _rotate_under_load(t: Target, vault: LocalVault, name: str) -> dict[st
     }
 
 
+def _canary_inputs(t: Target, text: str) -> list[Any]:
+    """The task inputs SE-3 seeds: ``{"text": text}``, and a workload input with ``text``
+    as its message (its longest string of words), the other fields the app needs (a
+    customer id, say) kept, so that the canaries also reach an app whose tasks need them."""
+    bare: dict[str, Any] = {"text": text, "id": "canary"}
+    try:
+        [base] = t.workload(1, seed=313)
+    except NotExercised:
+        return [bare]
+    if isinstance(base, str):
+        shaped: Any = text
+    elif isinstance(base, dict):
+        words = [k for k, v in base.items() if isinstance(v, str) and " " in v.strip()]
+        key = max(words, key=lambda k: len(base[k])) if words else "text"
+        shaped = {**base, key: text}
+    else:
+        return [bare]
+    return [bare] if shaped == bare else [bare, shaped]
+
+
 @check(
     "SE-3",
     criterion="no canary PII or credential in any output, log, event or error; scopes minimal",
@@ -258,7 +279,7 @@ async def no_leaks_and_least_privilege(t: Target) -> Outcome:
         f"About my order: card {CANARIES['card']}, SSN {CANARIES['ssn']}, mail "
         f"{CANARIES['email']}, key {CANARIES['aws_key']}, token {CANARIES['github_token']}"
     )
-    records = await t.run_all([{"text": text, "id": "canary"}], prefix="se3")
+    records = await t.run_all(_canary_inputs(t, text), prefix="se3")
     await asyncio.sleep(1.5)  # log batches reach the store
     places: dict[str, str] = {}
     places["task outputs"] = " ".join(str(r.outcome) for r in records)

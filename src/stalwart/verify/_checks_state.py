@@ -17,8 +17,46 @@ from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
 
 
+def _result(record: Any) -> Any:
+    """What SM-2 compares of a task's result: its ``answer`` (an ``LLMAgent``'s), else its
+    ``output`` (a framework adapter's: the run's output), else its top-level scalar fields
+    (a ``PythonAgent``'s own dict, less nested values, which may carry idempotency keys
+    derived from the task's id); a failed task's error type and message."""
+    outcome = record.outcome
+    if record.status == "failed" and isinstance(outcome, dict):
+        return ("failed", outcome.get("type"), outcome.get("message"))
+    if not isinstance(outcome, dict):
+        return (record.status, outcome)
+    if "answer" in outcome:
+        return (record.status, outcome["answer"])
+    if "output" in outcome:
+        return (record.status, outcome["output"])
+    scalars = {k: v for k, v in outcome.items() if isinstance(v, str | int | float | bool)}
+    return (record.status, scalars)
+
+
+def _compared(records: list[Any]) -> str:
+    done = [r.outcome for r in records if r.status == "succeeded" and isinstance(r.outcome, dict)]
+    if done and all("answer" in o for o in done):
+        return "the answer"
+    if done and all("output" in o for o in done):
+        return "the output"
+    return "the status and top-level scalar fields of each result"
+
+
 def _answers(records: list[Any]) -> dict[str, Any]:
-    return {r.id.split("-", 1)[1]: (r.outcome or {}).get("answer") for r in records}
+    return {r.id.split("-", 1)[1]: _result(r) for r in records}
+
+
+def _task_errors(records: list[Any]) -> dict[str, int]:
+    """Failed tasks' errors (``type: message``) and how many had each."""
+    errors: dict[str, int] = {}
+    for r in records:
+        if r.status == "failed":
+            o = r.outcome if isinstance(r.outcome, dict) else {}
+            key = f"{o.get('type', 'error')}: {str(o.get('message', r.outcome))[:200]}"
+            errors[key] = errors.get(key, 0) + 1
+    return errors
 
 
 async def _journal_sizes(t: Target, ids: list[str]) -> dict[str, int]:
@@ -60,6 +98,22 @@ async def checkpoints(t: Target) -> Outcome:
     }
     if record.status == "succeeded" and kinds and reread == len(kinds):
         return Outcome("complete", evidence)
+    if record.status == "failed" and kinds and reread == len(kinds):
+        # journaled and durable, but the task itself failed (no fault was injected): that
+        # is the workload's or its model's doing, not the checkpoints'
+        errors = _task_errors([record])
+        return Outcome(
+            "not-run",
+            {
+                **evidence,
+                "task_error": next(iter(errors)),
+                "why": "the workload task failed "
+                "with no fault injected, so its steps to the end could not be shown",
+            },
+            "make the workload's tasks succeed on an unfaulted node (on the simulated "
+            "provider: App(scenario=...) rules that play your model, docs/verify.md)",
+            f"task failed unfaulted ({next(iter(errors))}); records: {len(kinds)}",
+        )
     return Outcome("failed", evidence, "every step must be journaled durably (docs/durable.md)")
 
 
@@ -162,7 +216,13 @@ async def resume_after_kill(t: Target) -> Outcome:
     )
     unjournaled = [i for i, n in {**sizes_clean, **sizes_killed}.items() if n == 0]
     resumed = [r for r in during if r.attempts > 1]
-    failed = [r.id for r in killed if r.status != "succeeded"]
+    # a failure counts against resume only where the uninterrupted twin succeeded
+    failed = [
+        k.id
+        for c, k in zip(clean, killed, strict=True)
+        if k.status != "succeeded" and c.status == "succeeded"
+    ]
+    clean_ok = [r for r in clean if r.status == "succeeded"]
     evidence: dict[str, Any] = {
         "tasks": len(ids),
         "kills": kills,
@@ -174,11 +234,25 @@ async def resume_after_kill(t: Target) -> Outcome:
         # a resumed task replays its journal: it ends with exactly the steps of a clean run
         "journal_length_difference": rerun,
         "tasks_without_journal": len(unjournaled),
+        "compared": _compared(clean),
+        "clean_succeeded": len(clean_ok),
+        "clean_failed": _task_errors(clean),
     }
     measured = (
         f"{len(resumed)} task(s) killed mid-task and resumed; results equal: {same}; "
         f"journal length difference: {rerun}; failed: {len(failed)}"
     )
+    if not clean_ok:
+        return Outcome(
+            "not-run",
+            {
+                **evidence,
+                "why": "every workload task failed even uninterrupted: no result to resume to",
+            },
+            "make the workload's tasks succeed on an unfaulted node (on the simulated "
+            "provider: App(scenario=...) rules that play your model, docs/verify.md)",
+            f"0 of {len(clean)} tasks succeeded uninterrupted",
+        )
     if not same or failed or rerun or unjournaled:
         return Outcome(
             "failed",
@@ -364,6 +438,7 @@ async def _kill_during_effects(
     ),
     does="runs workload tasks that reach side-effect tools and SIGKILLs the agent meanwhile",
     kills=5,
+    kills_need_side_effects=True,
     estimate_s=40,
 )
 async def idempotent_effects(t: Target) -> Outcome:

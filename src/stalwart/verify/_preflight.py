@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from stalwart.agent import App
+from stalwart.config import load_ref
 from stalwart.errors import ConfigError
 from stalwart.verify._model import Item
-from stalwart.verify._registry import SPECS
+from stalwart.verify._registry import SPECS, item_kills
 from stalwart.verify._target import blocked_tools, side_effect_tools, tool_modes
 from stalwart.verify._tool_proxy import proxy_decls, upstream_listening
 
-__all__ = ["Problem", "plan", "preflight"]
+__all__ = ["NOT_DRIVING", "Problem", "plan", "preflight", "workload_problem"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,8 +40,31 @@ PROXY_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "GD-2", "GD-3", "SM-4"})
 and GD-3 also run on an app with no model when a tool is proxied)."""
 
 
+NOT_DRIVING = frozenset({"PA-2", "PA-3", "SM-3", "LC-4", "MA-1", "SE-1"})
+"""The items that run no workload task (every other item drives the app's workload)."""
+
+
 def _spenders(app: App) -> list[Any]:
     return [a for a in app.agents if a.model]
+
+
+def _workload_broken(ref: str) -> Problem | None:
+    """The workload ``ref`` resolved and called as verify calls it: ``fn(2, seed=1)`` must
+    return 2 task inputs. None when it does."""
+    fix = (
+        f"point workload at a function of (count, seed) returning count task inputs for "
+        f"the entry agent (now {ref!r}; docs/verify.md, The verification profile)"
+    )
+    try:
+        generate = load_ref(ref, "workload")
+        inputs = list(generate(2, seed=1))
+    except Exception as exc:  # the user's function: any error it raises is the problem
+        return Problem(f"the workload {ref!r} cannot be used: {type(exc).__name__}: {exc}", fix)
+    if len(inputs) != 2:
+        return Problem(
+            f"the workload {ref!r} returned {len(inputs)} task input(s) when asked for 2", fix
+        )
+    return None
 
 
 def preflight(
@@ -49,7 +73,7 @@ def preflight(
     """Every precondition of verifying ``items`` on ``app`` that is not met."""
     problems: list[Problem] = []
     ids = {i.id for i in items}
-    driving = ids - {"PA-2", "PA-3", "SM-3", "LC-4", "MA-1", "SE-1"}
+    driving = ids - NOT_DRIVING
     if driving and not app.workload:
         problems.append(
             Problem(
@@ -58,6 +82,10 @@ def preflight(
                 "function of (count, seed) returning task inputs for the entry agent",
             )
         )
+    elif driving and app.workload:
+        problem = _workload_broken(app.workload)
+        if problem is not None:
+            problems.append(problem)
     # the load items drive thousands of model calls: not without a limit on each agent
     # (SE-4 itself judges the limits, and reports a missing one as failed)
     unlimited = [a.name for a in _spenders(app) if not a.security.budget.limited]
@@ -69,7 +97,7 @@ def preflight(
                 "agent_usd=..., day_usd=...)) (docs/security.md, Budgets)",
             )
         )
-    kills = max((SPECS[i].kills for i in ids if i in SPECS), default=0)
+    kills = max((item_kills(i, app) for i in ids), default=0)
     if kills and app.intensity < kills:
         problems.append(
             Problem(
@@ -165,7 +193,7 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
                 "expect": expect,
                 "does": spec.does if spec is not None else "writes the report",
                 "criterion": spec.criterion if spec is not None else "",
-                "kills": spec.kills if spec is not None else 0,
+                "kills": item_kills(item.id, app),
                 "estimate_s": estimate,
             }
         )
@@ -216,3 +244,32 @@ def load_for_preflight(app_ref: str) -> App:
         raise
     except Exception as exc:
         raise ConfigError(f"cannot load the app {app_ref!r}: {type(exc).__name__}: {exc}") from exc
+
+
+SMOKE_TASKS = 3
+"""Workload tasks verify runs, unfaulted, on its fresh node before any item."""
+
+
+def workload_problem(app: App, errors: dict[str, int], count: int) -> Problem:
+    """Every one of ``count`` unfaulted workload tasks failed (``errors``: each error and
+    how many had it): no item could tell the app's mechanisms from this."""
+    seen = "; ".join(f"{n} x {e}" for e, n in errors.items())
+    if app.models and app.sim:
+        fix = (
+            "the simulated provider stands in for your models and answers by the app's "
+            "scenario rules (App(scenario=Scenario((Rule(match=..., call=... or "
+            "answer=...), ...))), docs/models.md); where no rule matches it answers plain "
+            "text and calls no tool, which an agent that needs a tool call or a structured "
+            "output (a Pydantic AI output_type, an output schema) cannot use: add rules "
+            "that play your model on the workload's inputs (docs/verify.md, Models)"
+        )
+    else:
+        fix = (
+            "make the workload's tasks succeed on an unfaulted node (run one with "
+            "`stalwart run` and `stalwart submit` to see why it fails)"
+        )
+    return Problem(
+        f"all {count} workload tasks failed with no fault injected ({seen}): no item could "
+        "tell your app's mechanisms from its failing tasks",
+        fix,
+    )

@@ -10,7 +10,16 @@ from typing import Any
 from stalwart.verify._model import Status
 from stalwart.verify._target import Target
 
-__all__ = ["CHECKS", "SPECS", "CheckSpec", "Outcome", "check", "item_timeout", "pct"]
+__all__ = [
+    "CHECKS",
+    "SPECS",
+    "CheckSpec",
+    "Outcome",
+    "check",
+    "item_kills",
+    "item_timeout",
+    "pct",
+]
 
 
 @dataclasses.dataclass(slots=True)
@@ -39,6 +48,12 @@ class CheckSpec:
     does: str
     kills: int = 0
     estimate_s: float = 10.0
+    kills_per_model_agent: int = 0
+    """SIGKILLs of each agent that calls a model (EH-1, EH-2, EH-4 restart those agents
+    so that each fault meets closed breakers), on top of ``kills``."""
+    kills_need_side_effects: bool = False
+    """``kills`` land only on agents holding side-effect tools (SM-4): none on an app
+    without one (so no fresh node is started for kills that will not happen)."""
 
 
 CHECKS: dict[str, Check] = {}
@@ -54,6 +69,8 @@ def check(
     kills: int = 0,
     estimate_s: float = 10.0,
     timeout: Callable[[], float] | None = None,
+    kills_per_model_agent: int = 0,
+    kills_need_side_effects: bool = False,
 ) -> Callable[[Check], Check]:
     """Register the verification of ``item_id`` (one per item), with its pass
     ``criterion`` and what it ``does``. ``timeout`` gives the seconds it may take,
@@ -63,12 +80,27 @@ def check(
         if item_id in CHECKS:
             raise ValueError(f"{item_id} already has a verification")
         CHECKS[item_id] = fn
-        SPECS[item_id] = CheckSpec(criterion, does, kills, estimate_s)
+        SPECS[item_id] = CheckSpec(
+            criterion, does, kills, estimate_s, kills_per_model_agent, kills_need_side_effects
+        )
         if timeout is not None:
             TIMEOUTS[item_id] = timeout
         return fn
 
     return register
+
+
+def item_kills(item_id: str, app: Any) -> int:
+    """The SIGKILLs ``item_id``'s verification makes on the node under test of ``app``
+    (what the app's restart intensity must absorb within the item)."""
+    spec = SPECS.get(item_id)
+    if spec is None:
+        return 0
+    model_agents = sum(1 for a in app.agents if a.model)
+    kills = spec.kills
+    if spec.kills_need_side_effects and not any(t.side_effect for a in app.agents for t in a.tools):
+        kills = 0
+    return kills + spec.kills_per_model_agent * model_agents
 
 
 def item_timeout(item_id: str, default: float) -> float:

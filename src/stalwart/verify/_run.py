@@ -25,8 +25,15 @@ from stalwart.verify import (  # noqa: F401 - importing registers the checks
     _checks_state,
 )
 from stalwart.verify._model import ITEMS, Item, ItemResult
-from stalwart.verify._preflight import Problem, load_for_preflight, preflight
-from stalwart.verify._registry import CHECKS, SPECS, Outcome, item_timeout
+from stalwart.verify._preflight import (
+    NOT_DRIVING,
+    SMOKE_TASKS,
+    Problem,
+    load_for_preflight,
+    preflight,
+    workload_problem,
+)
+from stalwart.verify._registry import CHECKS, SPECS, Outcome, item_kills, item_timeout
 from stalwart.verify._report import compare, write_reports
 from stalwart.verify._target import Target
 
@@ -128,7 +135,7 @@ async def _ensure_node(target: Target, item: Item, emit: Callable[..., None]) ->
     """A node fit for ``item``: healthy, and with room in its restart intensity for the
     item's kills. Returns why it was restarted (None: it was not)."""
     why = target.health()
-    kills = SPECS[item.id].kills if item.id in SPECS else 0
+    kills = item_kills(item.id, target.app)
     if why is None and kills:
         used = target.restarts_in_period()
         if used + kills > target.app.intensity:
@@ -182,6 +189,24 @@ async def _run_item(
         )
 
 
+async def _workload_works(target: Target, emit: Callable[..., None]) -> None:
+    """The last precondition, on the fresh node before any item: a few workload tasks,
+    unfaulted, and at least one must succeed. When none does (on the simulated provider,
+    typically an app with no scenario for its model), every item would report the
+    workload's failure as the app's: raise :class:`PreflightFailed` instead."""
+    inputs = target.workload(SMOKE_TASKS, seed=101)
+    records = await target.run_all(inputs, prefix="smoke", timeout=60)
+    errors: dict[str, int] = {}
+    for r in records:
+        if r.status != "succeeded":
+            o = r.outcome if isinstance(r.outcome, dict) else {}
+            key = f"{o.get('type', r.status)}: {str(o.get('message', ''))[:200]}"
+            errors[key] = errors.get(key, 0) + 1
+    emit("verify_workload_checked", tasks=len(records), failed=sum(errors.values()))
+    if records and errors and sum(errors.values()) == len(records):
+        raise PreflightFailed([workload_problem(target.app, errors, len(records))])
+
+
 async def run_verify(
     app_ref: str,
     out: pathlib.Path,
@@ -230,6 +255,8 @@ async def run_verify(
         allow_real_side_effects=allow_real_side_effects,
         manifest=manifest,
     ) as target:
+        if check_preconditions and {i.id for i in chosen} - NOT_DRIVING:
+            await _workload_works(target, emit)
         for n, item in enumerate(chosen, 1):
             if await target.stopped_by_signal():
                 interrupted = True

@@ -265,11 +265,16 @@ class Target:
             # counts as hung only after 2 s of silence (4 missed), not 0.75 s: on a busy
             # machine a starting or CPU-starved agent was killed as hung again and again
             # (a restart storm the checks then measured instead of the app).
-            settings=RuntimeSettings(heartbeat_interval=0.5, hang_after_missed=4.0),
+            # A start (the fork server importing the app, an agent's first ready) may take
+            # 90 s, not 30: on a loaded machine a framework-heavy app's fork server took
+            # over 30 s to import, and the whole run stopped before its first item.
+            settings=RuntimeSettings(
+                heartbeat_interval=0.5, hang_after_missed=4.0, start_timeout=90.0
+            ),
             services=(self.http,),
         )
         self._run = asyncio.create_task(self.node.run(until=self._stop))
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(120):  # past the start_timeout above
             while not self.node.ready:
                 if self._run.done():
                     why = [str(e.fields.get("error")) for e in self.events("node_start_failed")]

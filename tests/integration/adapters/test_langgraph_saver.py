@@ -13,6 +13,8 @@ import pytest
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 
 from stalwart.adapters.langgraph import StalwartSaver
+from stalwart.adapters.langgraph._saver import LAZY, WRITER
+from stalwart.db._metrics import LAZY_COMMITS
 from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
 
 pytestmark = pytest.mark.timeout(120)
@@ -53,6 +55,20 @@ async def _conformance(url: str) -> None:
 
 async def test_the_conformance_kit_passes_on_sqlite(tmp_path):
     await _conformance(f"sqlite:///{tmp_path}/lg.db")
+
+
+async def test_the_conformance_kit_passes_with_a_tasks_lazy_writes(tmp_path):
+    """Inside a task whose checkpoints share its store, the saver's writes are lazy (no
+    fsync of their own): LangGraph's contract holds all the same (every read after a
+    write sees it), and the writes really were lazy."""
+    before = LAZY_COMMITS.labels("true")._value.get()
+    writer, lazy = WRITER.set("task-1"), LAZY.set(True)
+    try:
+        await _conformance(f"sqlite:///{tmp_path}/lg.db")
+    finally:
+        LAZY.reset(lazy)
+        WRITER.reset(writer)
+    assert LAZY_COMMITS.labels("true")._value.get() - before >= 50
 
 
 @pytest.mark.postgres

@@ -39,7 +39,7 @@ from langgraph.pregel import Pregel
 from langgraph.types import Command, Interrupt
 
 from stalwart.adapters.langgraph._run import RUN, GraphRun
-from stalwart.adapters.langgraph._saver import WRITER, StalwartSaver
+from stalwart.adapters.langgraph._saver import LAZY, WRITER, StalwartSaver
 from stalwart.agent import PythonAgent, TaskContext
 from stalwart.errors import ConfigError, TaskSuspended
 from stalwart.guard import Approval
@@ -76,12 +76,15 @@ class LangGraphAgent(PythonAgent):
     becomes ``{"messages": [{"role": "user", "content": text}]}``); its
     ``thread_key`` field, if present, is the LangGraph ``thread_id`` (removed from the
     input), else the task id is. ``checkpoints`` is the store URL of the checkpoints
-    (None: the app's store).
+    (None: the app's store). ``stream``: each answer of a :class:`ChatModel` goes to
+    ``GET /v1/tasks/{id}/events`` as it is generated (server-sent events), as
+    ``LLMAgent(stream=True)`` does; the graph and the journal get whole answers.
     """
 
     graph: Any = None
     thread_key: str = "thread_id"
     recursion_limit: int = 25
+    stream: bool = False
     checkpoints: str | None = None
     resume: Callable[[dict[str, Any]], Any] = default_resume
     """Turns a decision (``{"id", "status", "by"}``) into what ``interrupt()`` returns."""
@@ -201,14 +204,18 @@ async def _run_graph(agent: LangGraphAgent, ctx: TaskContext, task_input: Any) -
     def start() -> dict[str, Any]:
         return {"thread_id": thread_id, "base": saver.latest(thread_id)}
 
+    # a cut-off attempt's writes go first: a start that is not in the journal (a first
+    # attempt, or one whose record was damaged and quarantined) must not see them
+    await asyncio.to_thread(saver.forget_task, ctx.task_id)
     # where the thread stood when this task began: every attempt runs from there
     begun = await ctx.step("langgraph:thread", lambda: asyncio.to_thread(start))
-    await asyncio.to_thread(saver.forget_task, ctx.task_id)  # a cut-off attempt's writes
     configurable: dict[str, Any] = {"thread_id": thread_id}
     if begun["base"]:
         configurable["checkpoint_id"] = begun["base"]
-    run = GraphRun(ctx, asyncio.get_running_loop(), agent.model)
+    run = GraphRun(ctx, asyncio.get_running_loop(), agent.model, stream=agent.stream)
     writer, current = WRITER.set(ctx.task_id), RUN.set(run)
+    # checkpoints in the task's own store: its next journal commit syncs them (the saver's)
+    lazy = LAZY.set(agent.checkpoints is None)
     try:
         rounds = 0
         while True:
@@ -223,6 +230,7 @@ async def _run_graph(agent: LangGraphAgent, ctx: TaskContext, task_input: Any) -
             value = Command(resume=agent.resume(decision))
             rounds += 1
     finally:
+        LAZY.reset(lazy)
         RUN.reset(current)
         WRITER.reset(writer)
 

@@ -95,6 +95,7 @@ class ChatModel(BaseChatModel):
                 model=self.chain or run.model,
                 max_tokens=self.max_tokens,
                 digest=digest,
+                stream=run.stream,
             )
         run.check_replayed(node, digest, reply, number)
         usage = reply["usage"]

@@ -31,6 +31,8 @@ class GraphRun:
     loop: asyncio.AbstractEventLoop
     model: str | None
     """The model chain a :class:`~stalwart.adapters.langgraph.ChatModel` without its own uses."""
+    stream: bool = False
+    """Model answers' text goes to the task's event stream as it is generated."""
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     """Journaled calls of parallel branches take journal positions one at a time."""
     model_calls: int = 0

@@ -15,6 +15,16 @@ a kill can drop what its interrupted attempt wrote before it replays the graph
 (see :mod:`stalwart.adapters.langgraph._agent`). Used outside a task (a notebook,
 ``graph.get_state``), it is an ordinary persistent checkpointer.
 
+Inside a task whose checkpoints share its store database (the default), the writes
+are *lazy* (:data:`LAZY`): committed where a process kill cannot lose them but not
+fsynced on their own; the task's next journal commit -- its next model or tool call,
+or its end -- syncs them with it, in the same file (SQLite) or the same server's log
+(PostgreSQL). A power loss before that can lose only checkpoints of an unfinished
+task, which the resumed attempt drops and writes again anyway; a finished task's
+checkpoints are on disk before its result is. At ``durability="full"`` this takes the
+saver's fsyncs off every model call (7.8 fsynced commits per model call of the
+support example become 5.3).
+
 Channel versions are integers (``get_next_version`` of the base class), so a
 replayed run computes the same versions as the run it replays.
 """
@@ -43,7 +53,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from stalwart.db import BlockingDatabase, Component, Program, Result, blocking
 from stalwart.errors import ConfigError
 
-__all__ = ["COMPONENT", "WRITER", "StalwartSaver"]
+__all__ = ["COMPONENT", "LAZY", "WRITER", "StalwartSaver"]
 
 _V1 = (
     """CREATE TABLE IF NOT EXISTS langgraph_checkpoints (
@@ -71,6 +81,12 @@ WRITER: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "stalwart_langgraph_writer", default=None
 )
 """The stalwart task whose graph run is writing (set by the adapter while it runs one)."""
+
+LAZY: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "stalwart_langgraph_lazy", default=False
+)
+"""The writes of the run in progress need no fsync of their own (see the module docstring):
+set by the adapter when the checkpoints live in the task's own store database."""
 
 _COLUMNS = (
     "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, "
@@ -228,6 +244,11 @@ def _latest(thread_id: str) -> Program[str | None]:
     return str(row[0]) if row and row[0] is not None else None
 
 
+def _lazy(writer: str | None) -> bool:
+    """A write of a task's run that its own next journal commit makes durable."""
+    return writer is not None and LAZY.get()
+
+
 def _bytes(value: Any) -> bytes:
     return bytes(value) if isinstance(value, memoryview | bytearray) else value
 
@@ -252,13 +273,13 @@ class StalwartSaver(BaseCheckpointSaver[int]):
         self._migrated = False
         self._lock = threading.Lock()
 
-    def _run(self, fn: Any, *args: Any) -> Any:
+    def _run(self, fn: Any, *args: Any, lazy: bool = False) -> Any:
         if not self._migrated:
             with self._lock:
                 if not self._migrated:
                     self._db.migrate(COMPONENT)
                     self._migrated = True
-        return self._db.run(fn, *args)
+        return self._db.run(fn, *args, lazy=lazy)
 
     def close(self) -> None:
         self._db.close()
@@ -356,7 +377,8 @@ class StalwartSaver(BaseCheckpointSaver[int]):
             thread_id, ns, checkpoint["id"], conf.get("checkpoint_id"), kind, blob,
             meta_kind, meta_blob, None if run_id is None else str(run_id),
         )  # fmt: skip
-        self._run(_put, row, list(new_versions.items()), WRITER.get())
+        writer = WRITER.get()
+        self._run(_put, row, list(new_versions.items()), writer, lazy=_lazy(writer))
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -380,7 +402,7 @@ class StalwartSaver(BaseCheckpointSaver[int]):
             kind, blob = self.serde.dumps_typed(value)
             index = WRITES_IDX_MAP.get(channel, idx)
             rows.append((*key, task_id, index, channel, kind, blob, task_path, writer))
-        self._run(_put_writes, rows)
+        self._run(_put_writes, rows, lazy=_lazy(writer))
 
     def delete_thread(self, thread_id: str) -> None:
         self._run(_delete, "thread_id", [str(thread_id)])

@@ -3,7 +3,10 @@
 Every model call an Agents SDK run makes becomes one journaled stalwart model step:
 the app's fallback chain with its deadlines, retries, breakers, spend reservation,
 rate limits, redaction and metrics. On replay the journal answers and no provider is
-called. Streaming is not offered: a streamed run would have to journal a stream.
+called. ``Runner.run_streamed`` is not hosted (a streamed run would have to journal a
+stream); a model built with ``stream=True`` sends each answer's text to the task's event
+stream (``GET /v1/tasks/{id}/events``) as it is generated, and the journal still
+records the whole answer, which is what the SDK gets.
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ class StalwartModel(Model):
     """One model chain of the app, for one task: each ``get_response`` is a journaled
     :meth:`TaskContext.call_model` on chain ``chain``."""
 
-    def __init__(self, task: TaskContext, chain: str) -> None:
+    def __init__(self, task: TaskContext, chain: str, *, stream: bool = False) -> None:
         self.task = task
         self.chain = chain
+        self.stream = stream
 
     @override
     async def get_response(
@@ -78,6 +82,7 @@ class StalwartModel(Model):
             max_tokens=model_settings.max_tokens or DEFAULT_MAX_TOKENS,
             response_format=fmt,
             digest=sent,
+            stream=self.stream,
         )
         if replayed:
             _check_replayed(self.task, position, reply, sent, {s.name for s in specs})
@@ -144,12 +149,13 @@ class StalwartModelProvider(ModelProvider):
     the chain the stalwart agent was declared with. No name reaches OpenAI directly.
     """
 
-    def __init__(self, task: TaskContext, chain: str) -> None:
+    def __init__(self, task: TaskContext, chain: str, *, stream: bool = False) -> None:
         self.task = task
         self.chain = chain
+        self.stream = stream
 
     @override
     def get_model(self, model_name: str | None) -> Model:
         if model_name is not None and model_name in self.task.resources.models:
-            return StalwartModel(self.task, model_name)
-        return StalwartModel(self.task, self.chain)
+            return StalwartModel(self.task, model_name, stream=self.stream)
+        return StalwartModel(self.task, self.chain, stream=self.stream)

@@ -119,12 +119,16 @@ class StalwartRunner:
         task: TaskContext,
         model: str | None = None,
         run_config: RunConfig | None = None,
+        stream: bool = False,
         **kwargs: Any,
     ) -> RunResult:
         """Run ``starting_agent`` as ``Runner.run`` does, hosted by ``task``.
 
         ``model`` is the app's model chain for agents whose model names no chain
-        (default: the stalwart agent's). Other keyword arguments are ``Runner.run``'s.
+        (default: the stalwart agent's). ``stream``: each model answer's text goes to
+        the task's event stream (``GET /v1/tasks/{id}/events``) as it is generated; the
+        run itself gets whole answers, as without. Other keyword arguments are
+        ``Runner.run``'s.
         The agent's function tools must be bound (:class:`OpenAIAgentsAgent` does it)."""
         chain = model or task.default_model
         if chain is None:
@@ -141,7 +145,7 @@ class StalwartRunner:
                 "the journal; a hosted run keeps it in the task's journal: leave them unset"
             )
         disable_hosted_tracing()
-        config = _run_config(run_config, StalwartModelProvider(task, chain))
+        config = _run_config(run_config, StalwartModelProvider(task, chain, stream=stream))
         binding = RunBinding(task)
         token = run_binding().set(binding)
         try:
@@ -191,13 +195,16 @@ class OpenAIAgentsAgent(PythonAgent):
     model calls use; ``tool_policies`` says, per function tool name, its scopes and
     whether it has side effects (:class:`ToolPolicy`; a tool not named is a read-only
     tool needing no scope). ``scopes`` defaults to every scope the policies name.
-    Each task runs ``StalwartRunner.run(agent, input)`` and returns ``{status,
-    answer, agent, usage}`` (``answer``: the run's final output as JSON data).
+    ``stream``: each model answer's text goes to ``GET /v1/tasks/{id}/events`` as it
+    is generated (server-sent events), as ``LLMAgent(stream=True)`` does. Each task
+    runs ``StalwartRunner.run(agent, input)`` and returns ``{status, answer, agent,
+    usage}`` (``answer``: the run's final output as JSON data).
     """
 
     agent: Agent[Any] | None = None
     tool_policies: Mapping[str, ToolPolicy] = dataclasses.field(default_factory=dict)
     max_turns: int = DEFAULT_MAX_TURNS
+    stream: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.agent, Agent):
@@ -212,11 +219,11 @@ class OpenAIAgentsAgent(PythonAgent):
             object.__setattr__(self, "scopes", tuple(needed))
         object.__setattr__(self, "security", _with_approvals(self.security, self.agent))
         sdk_agent = self.agent
-        max_turns = self.max_turns
+        max_turns, stream = self.max_turns, self.stream
 
         async def run(ctx: TaskContext, task_input: Any) -> dict[str, Any]:
             result = await StalwartRunner.run(
-                sdk_agent, _text_input(task_input), task=ctx, max_turns=max_turns
+                sdk_agent, _text_input(task_input), task=ctx, max_turns=max_turns, stream=stream
             )
             return {
                 "status": "completed",

@@ -31,7 +31,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -119,7 +119,11 @@ def _error(
 
 
 async def _read_json(request: Request) -> dict[str, Any] | JSONResponse:
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:  # the caller went away mid-request (a SIGKILLed agent): no
+        # traceback on the terminal of whoever runs the sim, such as stalwart verify
+        return _error(499, "the client closed the connection", "client_closed_request")
     if len(body) > MAX_BODY:
         return _error(413, f"request body over {MAX_BODY} bytes", "request_too_large")
     try:

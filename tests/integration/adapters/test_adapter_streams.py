@@ -1,0 +1,67 @@
+"""The OpenAI Agents SDK and LangGraph adapters stream model answers to callers: an agent
+declared with ``stream=True`` sends each answer's text to ``GET /v1/tasks/{id}/events``
+(server-sent events, read over HTTP on a real node) as the model generates it; per
+journal position the text a client assembles equals the journaled answer, nothing lost,
+nothing twice. The same agent without ``stream=True`` sends each answer whole, once it is
+journaled."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+from tests.integration.server.conftest import start_node  # noqa: F401 - the fixture
+from tests.integration.server.test_task_stream import _answers, _assembled, _events
+
+from stalwart.node import app_node
+
+pytestmark = pytest.mark.timeout(180)
+
+APPS = {
+    "openai_agents": "tests.integration.adapters.stream_apps:oai_app",
+    "langgraph": "tests.integration.adapters.stream_apps:lg_app",
+}
+TICKET = {
+    "openai_agents": {"text": "Please refund 300 cents for order #4711, it broke."},
+    "langgraph": {
+        "messages": [{"role": "user", "content": "Please refund 300 cents on order 4711."}]
+    },
+}
+
+
+async def _run(n: Any, framework: str, agent: str) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    r = await n.client.post("/v1/tasks", json={"agent": agent, "input": TICKET[framework]})
+    assert r.status_code == 202, r.text
+    task_id = r.json()["id"]
+    events = await _events(n.client, task_id)
+    assert events[-1]["event"] == "end" and events[-1]["data"]["status"] == "succeeded", events
+    return events, await _answers(n.client, task_id)
+
+
+@pytest.mark.parametrize("framework", sorted(APPS))
+async def test_an_adapter_streams_its_answers_when_asked(
+    start_node,  # noqa: F811
+    tmp_path: pathlib.Path,
+    framework: str,
+) -> None:
+    node, service = app_node(APPS[framework], store=f"sqlite:///{tmp_path}/s.db")
+    n = await start_node(node)
+    assert service.sim is not None
+    for model in ("strong", "weak"):
+        service.sim.world.set_fault(model, latency_ms=300)  # answers come in over time
+    events, answers = await _run(n, framework, "streamed")
+    deltas = [e for e in events if e["event"] == "delta"]
+    assert answers and _assembled(events) == answers, events  # nothing lost, nothing twice
+    final = answers[max(answers)]
+    assert "Refunded 300 cents" in final and "4711" in final
+    # live: the last answer came in several pieces, as the sim generated it
+    assert sum(e["data"]["seq"] == max(answers) for e in deltas) > 1, deltas
+    ids = [tuple(map(int, e["id"].split(":"))) for e in deltas]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+    # the control: each answer once, whole, after it is journaled
+    events, answers = await _run(n, framework, "quiet")
+    deltas = [e for e in events if e["event"] == "delta"]
+    assert [e["data"]["seq"] for e in deltas] == sorted(answers), events
+    assert _assembled(events) == answers

@@ -1,0 +1,41 @@
+"""PA-2 takes off a restart's latency what the machine's run queue added: the wait it
+reads from the kernel grows while more threads want a CPU than there are CPUs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from stalwart.verify._checks_process import _queued_s
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_the_wait_for_a_cpu_grows_under_contention_and_is_zero_for_no_process() -> None:
+    ctx = multiprocessing.get_context("fork")
+    spinners = [ctx.Process(target=_spin, args=(0.5,)) for _ in range(os.cpu_count() or 1)]
+    before = _queued_s(os.getpid())
+    started, cpu0 = time.monotonic(), time.thread_time()
+    for proc in spinners:
+        proc.start()
+    try:
+        _spin(0.5)  # one more runnable thread than CPUs: this one waits its turn too
+    finally:
+        for proc in spinners:
+            proc.join(30)
+    waited = _queued_s(os.getpid()) - before
+    wall, cpu = time.monotonic() - started, time.thread_time() - cpu0
+    assert [p.exitcode for p in spinners] == [0] * len(spinners)
+    assert waited > 0.01
+    # what the thread did not run, it mostly waited for: wait <= wall - CPU time
+    assert waited <= wall - cpu + 0.05
+    assert _queued_s(2**22 + 7) == 0.0  # no such process: nothing is taken off
