@@ -21,17 +21,14 @@ import anthropic
 from stalwart.llm._anthropic import AnthropicWire
 from stalwart.llm._capabilities import Capabilities
 from stalwart.llm._sse import SSEvent
-from stalwart.llm.sdk._base import (
-    SDKClient,
-    dump,
-    sdk_arguments,
-    sdk_status_error,
-    sdk_transport_error,
-)
+from stalwart.llm.sdk._base import SDKClient, SDKErrors, dump, sdk_arguments, sdk_error, sdk_events
 
 __all__ = ["AnthropicSDKClient"]
 
 _NAMED = ("model", "max_tokens", "messages", "stream")
+_ERRORS = SDKErrors(
+    anthropic.APIStatusError, anthropic.APIConnectionError, anthropic.APITimeoutError
+)
 
 
 class AnthropicSDKClient(SDKClient):
@@ -70,18 +67,10 @@ class AnthropicSDKClient(SDKClient):
         return dump(await self._create()(**sdk_arguments(body, _NAMED), timeout=timeout))
 
     async def _open(self, body: dict[str, Any], timeout: float | None) -> AsyncIterator[SSEvent]:
-        stream = await self._create()(**sdk_arguments(body, _NAMED), timeout=timeout)
-        try:
-            async for event in stream:
-                data = dump(event)
-                yield SSEvent(event=str(data.get("type") or ""), data=data)
-        finally:
-            await stream.close()
+        async for event in sdk_events(
+            await self._create()(**sdk_arguments(body, _NAMED), timeout=timeout)
+        ):
+            yield event
 
     def _error(self, exc: Exception) -> Exception:
-        if isinstance(exc, anthropic.APIStatusError):
-            return sdk_status_error(self.name, exc.status_code, exc.response.headers, exc.body)
-        if isinstance(exc, anthropic.APIConnectionError):
-            timed_out = isinstance(exc, anthropic.APITimeoutError)
-            return sdk_transport_error(self.name, exc, timed_out=timed_out)
-        return exc
+        return sdk_error(self.name, exc, _ERRORS)

@@ -23,12 +23,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import litellm
-import openai
 
 from stalwart.llm._capabilities import Capabilities, capabilities_for
 from stalwart.llm._openai import OpenAIChatWire
 from stalwart.llm._sse import SSEvent
-from stalwart.llm.sdk._base import SDKClient, dump, sdk_status_error, sdk_transport_error
+from stalwart.llm.sdk._base import SDKClient, dump, sdk_error
+from stalwart.llm.sdk.openai import ERRORS
 
 __all__ = ["LiteLLMClient"]
 
@@ -65,9 +65,4 @@ class LiteLLMClient(SDKClient):
             yield SSEvent(event="", data=dump(chunk))
 
     def _error(self, exc: Exception) -> Exception:
-        if isinstance(exc, openai.APIStatusError):
-            return sdk_status_error(self.name, exc.status_code, exc.response.headers, exc.body)
-        if isinstance(exc, openai.APIConnectionError):
-            timed_out = isinstance(exc, openai.APITimeoutError)
-            return sdk_transport_error(self.name, exc, timed_out=timed_out)
-        return exc
+        return sdk_error(self.name, exc, ERRORS)  # LiteLLM raises the openai SDK's errors

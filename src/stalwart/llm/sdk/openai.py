@@ -24,15 +24,12 @@ from stalwart.llm._client import WireFormat
 from stalwart.llm._openai import OpenAIChatWire
 from stalwart.llm._responses import OpenAIResponsesWire
 from stalwart.llm._sse import SSEvent
-from stalwart.llm.sdk._base import (
-    SDKClient,
-    dump,
-    sdk_arguments,
-    sdk_status_error,
-    sdk_transport_error,
-)
+from stalwart.llm.sdk._base import SDKClient, SDKErrors, dump, sdk_arguments, sdk_error, sdk_events
 
-__all__ = ["OpenAISDKClient"]
+__all__ = ["ERRORS", "OpenAISDKClient"]
+
+ERRORS = SDKErrors(openai.APIStatusError, openai.APIConnectionError, openai.APITimeoutError)
+"""The ``openai`` SDK's errors that stalwart translates (LiteLLM raises them too)."""
 
 
 class OpenAISDKClient(SDKClient):
@@ -83,18 +80,10 @@ class OpenAISDKClient(SDKClient):
         return dump(await self._create()(**self._arguments(body), timeout=timeout))
 
     async def _open(self, body: dict[str, Any], timeout: float | None) -> AsyncIterator[SSEvent]:
-        stream = await self._create()(**self._arguments(body), timeout=timeout)
-        try:
-            async for chunk in stream:
-                data = dump(chunk)
-                yield SSEvent(event=str(data.get("type") or ""), data=data)
-        finally:
-            await stream.close()
+        async for event in sdk_events(
+            await self._create()(**self._arguments(body), timeout=timeout)
+        ):
+            yield event
 
     def _error(self, exc: Exception) -> Exception:
-        if isinstance(exc, openai.APIStatusError):
-            return sdk_status_error(self.name, exc.status_code, exc.response.headers, exc.body)
-        if isinstance(exc, openai.APIConnectionError):
-            timed_out = isinstance(exc, openai.APITimeoutError)
-            return sdk_transport_error(self.name, exc, timed_out=timed_out)
-        return exc
+        return sdk_error(self.name, exc, ERRORS)
