@@ -144,16 +144,23 @@ async def run_load(
         calibration: dict[str, Any] = {"source": "given", "rate": cfg.rate}
         base = cfg.rate
         if base is None:
-            started = time.monotonic()
-            await driver.burst("calibration", cfg.calibrate)
-            await driver.drain(cfg.drain)
-            took = time.monotonic() - started
-            capacity = cfg.calibrate / took if took > 0 else 0.0
+            # Two bursts, the faster kept: the first also pays for the node's warm-up
+            # (agents' first tasks, caches) and a moment of load on a shared machine,
+            # and a capacity measured low makes "3x" no overload at all.
+            took = []
+            for name in ("calibration-1", "calibration"):
+                started = time.monotonic()
+                await driver.burst(name, cfg.calibrate)
+                await driver.drain(cfg.drain)
+                took.append(time.monotonic() - started)
+            best = min(took)
+            capacity = cfg.calibrate / best if best > 0 else 0.0
             base = max(0.1, capacity * cfg.base_fraction)
             calibration = {
                 "source": "measured",
                 "tasks": cfg.calibrate,
-                "seconds": round(took, 3),
+                "seconds": round(best, 3),
+                "seconds_per_burst": [round(x, 3) for x in took],
                 "capacity_per_s": round(capacity, 3),
                 "base_fraction": cfg.base_fraction,
                 "rate": round(base, 3),
