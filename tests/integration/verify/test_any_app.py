@@ -300,15 +300,16 @@ async def test_expenses_toml_example_short_profile(tmp_path, monkeypatch):
         only=["SM-4", "GD-1", "SE-3"],
     )
     items = _items(report)
-    statuses = {k: v["status"] for k, v in items.items()}
-    # SE-3: complete once an output echoed the canaries redacted, else partial
-    assert statuses.pop("SE-3") in ("complete", "partial"), _why(items)
-    assert statuses == {"SM-4": "complete", "GD-1": "complete"}, _why(items)
+    assert {k: v["status"] for k, v in items.items()} == {
+        "SM-4": "complete",
+        "GD-1": "complete",
+        "SE-3": "complete",
+    }, _why(items)
     # SE-3's canaries rode in the app's own workload inputs (no fixed text input), and
     # none came out anywhere
     se3 = items["SE-3"]["evidence"]
     assert se3["seeded_in"].startswith("2 workload input(s)"), se3
-    assert se3["canary_hits"] == {}
+    assert se3["canary_hits"] == {} and se3["redacted_in_output"]
     assert unexercised_complete(items) == {}
     assert internal_errors(items) == {}
     assert items["GD-1"]["evidence"]["with_primary_down"]["requests_served_by_the_fallback"] > 0
