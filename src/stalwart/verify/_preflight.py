@@ -22,7 +22,7 @@ from stalwart.verify._registry import SPECS, item_kills
 from stalwart.verify._target import blocked_tools, side_effect_tools, tool_modes
 from stalwart.verify._tool_proxy import proxy_decls, upstream_listening
 
-__all__ = ["NOT_DRIVING", "Problem", "plan", "preflight", "warnings", "workload_problem"]
+__all__ = ["NOT_DRIVING", "Problem", "plan", "preflight", "preflight_warnings", "workload_problem"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -169,7 +169,7 @@ def _chaos_overrun(app: App) -> str | None:
     return intensity_fix(load, app) if load.exceeds(app.intensity) else None
 
 
-def warnings(app: App, items: Sequence[Item]) -> list[Problem]:
+def preflight_warnings(app: App, items: Sequence[Item]) -> list[Problem]:
     """What will keep an item from judging the app, short of an unmet precondition."""
     out: list[Problem] = []
     if "LC-2" in {i.id for i in items} and app.workload:
@@ -245,7 +245,7 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
         },
         "items": rows,
         "expected_s": round(total),
-        "warnings": [dataclasses.asdict(w) for w in warnings(app, items)],
+        "warnings": [dataclasses.asdict(w) for w in preflight_warnings(app, items)],
     }
 
 

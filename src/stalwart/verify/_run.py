@@ -31,7 +31,7 @@ from stalwart.verify._preflight import (
     Problem,
     load_for_preflight,
     preflight,
-    warnings,
+    preflight_warnings,
     workload_problem,
 )
 from stalwart.verify._registry import CHECKS, SPECS, Outcome, item_kills, item_timeout
@@ -250,7 +250,7 @@ async def run_verify(
             progress(event, fields)
 
     if check_preconditions:
-        for warning in warnings(app, chosen):
+        for warning in preflight_warnings(app, chosen):
             emit("verify_preflight_warning", what=warning.what, fix=warning.fix)
 
     # the work directory is verify's own: the Target empties it once it holds its lock

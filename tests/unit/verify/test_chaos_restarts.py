@@ -19,7 +19,7 @@ from stalwart.verify._checks_load import (
     gave_up_outcome,
 )
 from stalwart.verify._model import ITEMS
-from stalwart.verify._preflight import plan, warnings
+from stalwart.verify._preflight import plan, preflight_warnings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,12 +68,12 @@ def test_lc2s_plan_is_known_before_the_run_and_counted_against_the_app():
     # preflight warns (it is no precondition: LC-2's kills stay on its own node), naming
     # the setting and the value that absorbs the plan
     items = [i for i in ITEMS if i.id == "LC-2"]
-    (warning,) = warnings(bank, items)
+    (warning,) = preflight_warnings(bank, items)
     assert f"intensity) to at least {load.busiest}" in warning.fix
     (row,) = plan(bank, BANK, items, allow_real=False)["items"]
     assert row["expect"].startswith("not-run if its node gives up")
     raised = dataclasses.replace(bank, intensity=load.busiest)
-    assert warnings(raised, items) == []
+    assert preflight_warnings(raised, items) == []
     assert plan(raised, BANK, items, allow_real=False)["items"][0]["expect"] == ""
 
 
