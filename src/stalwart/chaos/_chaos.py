@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from stalwart.agent import App
 from stalwart.chaos._driver import Driver
 from stalwart.chaos._faults import KINDS, FaultOutcome, FaultSpec
 from stalwart.chaos._plan import PlanConfig, make_plan, run_plan
@@ -32,7 +34,7 @@ from stalwart.chaos._reference import compare_with_reference
 from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target, workload_ref
 from stalwart.errors import StalwartError
 
-__all__ = ["ChaosConfig", "run_chaos"]
+__all__ = ["ChaosConfig", "plan_config", "planned_faults", "run_chaos"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,8 +61,18 @@ class ChaosConfig:
     plan's proxy faults then land on these too (target ``tool:<name>``)."""
 
 
-def _plan_config(cfg: ChaosConfig, t: Target) -> PlanConfig:
-    chains = t.service.app.models
+def plan_config(
+    cfg: ChaosConfig,
+    app: App,
+    *,
+    uses_sim: bool,
+    sim_proxy: bool,
+    tool_proxies: Sequence[str],
+) -> PlanConfig:
+    """The fault plan's settings for a run of ``cfg`` on ``app`` (whether its agents use
+    the sim, through a fault proxy, and which tools have one in front of their upstream):
+    all the plan depends on, so the plan is known before the run starts."""
+    chains = app.models
     models = tuple(
         sorted({m.removeprefix("sim:") for chain in chains.values() for m in chain if "sim:" in m})
     )
@@ -69,9 +81,7 @@ def _plan_config(cfg: ChaosConfig, t: Target) -> PlanConfig:
             {c[0].removeprefix("sim:") for c in chains.values() if len(c) > 1 and "sim:" in c[0]}
         )
     )
-    uses_sim = t.sim is not None
     # the simulated services the app's verification profile puts its tools on
-    app = t.service.app
     side = {tool.name: tool.side_effect for agent in app.agents for tool in agent.tools}
     services = {
         name: f"tool:{mode.partition(':')[2]}"
@@ -86,14 +96,43 @@ def _plan_config(cfg: ChaosConfig, t: Target) -> PlanConfig:
         kinds=(*cfg.kinds, "pg_restart") if cfg.pg_restart_cmd else cfg.kinds,
         interval=cfg.interval,
         max_fault=cfg.max_fault,
-        agents=tuple(t.agent_names()),
+        agents=tuple(a.name for a in app.agents),
         fallback_models=fallback if uses_sim else (),
         models=models if uses_sim else (),
         read_tools=reads if uses_sim else (),
         write_tools=writes if uses_sim else (),
         pg_restart_cmd=cfg.pg_restart_cmd,
-        tool_proxies=tuple(sorted(t.tool_proxies)),
+        tool_proxies=tuple(sorted(tool_proxies)),
+        sim_proxy=sim_proxy,
+    )
+
+
+def planned_faults(
+    cfg: ChaosConfig, app: App, *, tool_proxies: Sequence[str] | None = None
+) -> list[FaultSpec]:
+    """The faults :func:`run_chaos` will inject on ``app`` with ``cfg`` (the seeded plan
+    and ``cfg.extra``), known before any node starts: as the run's node will have it,
+    the app uses the sim when it declares one and no shared sim is given
+    (``$STALWART_SIM_URL``), through a fault proxy when ``cfg.target.proxy``;
+    ``tool_proxies``: the tools that will have a fault proxy (default: those of ``cfg``)."""
+    uses_sim = bool(app.sim) and not os.environ.get("STALWART_SIM_URL")
+    planned = plan_config(
+        cfg,
+        app,
+        uses_sim=uses_sim,
+        sim_proxy=uses_sim and cfg.target.proxy,
+        tool_proxies=tuple(cfg.tool_proxies if tool_proxies is None else tool_proxies),
+    )
+    return sorted([*make_plan(planned), *cfg.extra], key=lambda f: f.at)
+
+
+def _plan_config(cfg: ChaosConfig, t: Target) -> PlanConfig:
+    return plan_config(
+        cfg,
+        t.service.app,
+        uses_sim=t.sim is not None,
         sim_proxy=t.proxy is not None,
+        tool_proxies=tuple(t.tool_proxies),
     )
 
 

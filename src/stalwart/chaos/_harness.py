@@ -7,7 +7,7 @@ real SQLite journal and approval queue, and each item through the agent's own co
 ``current`` context variable) while it runs, so recording tools know whose calls they see.
 A subclass says what an item's task input is (:meth:`~AgentHarness.task_input`) and what
 its ending writes back into it (:meth:`~AgentHarness.finished`). The red team of any app
-(``stalwart.chaos._redteam``) and the helpdesk's own (``stalwart.demo``) are its two.
+(``stalwart.chaos._redteam``) and an app's own (the demo's, ``stalwart.demo.redteam``) are its two.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from stalwart.chaos._faults import KINDS, FaultOutcome, FaultSpec, inject
 from stalwart.chaos._target import Target
 
-__all__ = ["PlanConfig", "make_plan", "run_plan"]
+__all__ = ["RESTARTING_KINDS", "PlanConfig", "RestartLoad", "make_plan", "restart_load", "run_plan"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -122,6 +122,53 @@ def make_plan(cfg: PlanConfig) -> list[FaultSpec]:
             plan.append(dataclasses.replace(spec, duration=round(duration, 2)))
         at += cfg.interval * rng.uniform(0.7, 1.3)
     return plan
+
+
+RESTARTING_KINDS = ("agent_kill", "journal_corrupt", "file_corrupt")
+"""The kinds that SIGKILL an agent of the node under test (the corruptions kill the
+damaged record's owner so that it replays it): each one costs its supervisor a restart.
+A ``node_kill`` lands on the second node, which starts afresh (its own intensity)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RestartLoad:
+    """The restarts a plan forces on the node under test, against its restart intensity."""
+
+    period: float
+    busiest: int
+    """Restarting faults in the plan's busiest window of ``period`` seconds."""
+    window_start: float
+    """Where that window starts (seconds into the run)."""
+    per_target: dict[str, int]
+    """Those faults by target: the agent killed, or ``store`` for a corruption (its
+    victim is the damaged record's owner, known only when the fault runs)."""
+    total: int
+
+    def exceeds(self, intensity: int) -> bool:
+        """Whether the plan alone makes a supervisor allowing ``intensity`` restarts in
+        ``period`` give up (the ``intensity + 1``-th restart in a window gives up)."""
+        return self.busiest > intensity
+
+
+def restart_load(plan: Sequence[FaultSpec], period: float) -> RestartLoad:
+    """The most restarting faults of ``plan`` that fall in any window of ``period``
+    seconds, as :class:`~stalwart.runtime._intensity.RestartIntensity` counts them (a
+    window ``(t - period, t]``), taking each fault's restart at its offset. An upper
+    bound: a corruption whose owner runs on the second node, or a fault that is skipped,
+    restarts nothing here."""
+    times = sorted(s.at for s in plan if s.kind in RESTARTING_KINDS)
+    busiest, start = 0, 0.0
+    lo = 0
+    for hi, at in enumerate(times):
+        while times[lo] <= at - period:
+            lo += 1
+        if hi - lo + 1 > busiest:
+            busiest, start = hi - lo + 1, times[lo]
+    per: dict[str, int] = {}
+    for s in plan:
+        if s.kind in RESTARTING_KINDS and start <= s.at < start + period:
+            per[s.target] = per.get(s.target, 0) + 1
+    return RestartLoad(period, busiest, start, dict(sorted(per.items())), len(times))
 
 
 async def run_plan(

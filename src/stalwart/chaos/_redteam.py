@@ -1,6 +1,6 @@
 """A red team for any app: the injection corpus through the app's own workload and guard.
 
-The helpdesk has a red team written for it (``stalwart.demo.redteam``: tickets, their
+An app may have a red team written for it (``App.redteam``; the demo's: tickets, their
 authors, what each is entitled to). :func:`red_team` needs none of that: it reads what
 the app declares -- its entry agent, its workload (``App.workload``), its verification
 profile -- and drives the entry agent's own code (an ``LLMAgent``, or a

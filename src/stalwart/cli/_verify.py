@@ -50,6 +50,8 @@ def _progress(event: str, fields: dict[str, Any]) -> None:
         line = f"      {item} +{fields['elapsed_s']:.0f}s: {fields['doing']}"
     elif event == "verify_node_restarted":
         line = f"      {item}: a fresh node first ({fields['why']})"
+    elif event == "verify_preflight_warning":
+        line = f"warning: {fields['what']}\n    fix: {fields['fix']}"
     elif event == "verify_workload_checked":
         line = f"workload: {fields['tasks']} unfaulted task(s), {fields['failed']} failed"
     elif event == "verify_item_done":
@@ -75,6 +77,8 @@ def _print_plan(document: dict[str, Any]) -> None:
         if row["expect"]:
             print(f"      expected {row['expect']}")
     print(f"expected duration: about {document['expected_s']} s")
+    for warning in document["warnings"]:
+        print(f"warning: {warning['what']}\n    fix: {warning['fix']}")
 
 
 def verify_command(args: argparse.Namespace) -> int:

@@ -377,7 +377,7 @@ async def _models(t: Target, rules: list[AlertRule], run: DriverRun) -> DriverRu
 
 def pad_input(value: Any, size: int) -> Any:
     filler = " ".join(
-        f"attachment line {n}: the customer's full order history." for n in range(size // 50 + 1)
+        f"attachment line {n}: the text of a long attached document." for n in range(size // 50 + 1)
     )[:size]
     if isinstance(value, dict):
         return {**value, "text": f"{value.get('text', '')}\n\nAttached:\n{filler}"}

@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from stalwart.agent import App
 from stalwart.chaos import (
     KINDS,
     ChaosConfig,
@@ -30,13 +31,15 @@ from stalwart.chaos import (
     run_load,
     run_soak,
 )
+from stalwart.chaos._chaos import planned_faults
+from stalwart.chaos._plan import RestartLoad, restart_load
 from stalwart.chaos._soak import GROWTH_RULE, raise_alerts
 from stalwart.errors import ConfigError, GaveUp
 from stalwart.guard import install_redactor
 from stalwart.verify._registry import Outcome, check
-from stalwart.verify._target import Target
+from stalwart.verify._target import SEED, Target
 
-__all__ = ["PRODUCTION_SOAK_S", "LoadSettings"]
+__all__ = ["PRODUCTION_SOAK_S", "LoadSettings", "chaos_restarts", "restarts_evidence"]
 
 PRODUCTION_SOAK_S = 24 * 3600.0
 """The soak the checklist asks for before production."""
@@ -301,6 +304,59 @@ def _chaos_interval(duration: float) -> float:
     return max(0.5, min(2.0, span / (2 * len(KINDS) + 1)))
 
 
+def _chaos_config(target: TargetConfig, s: LoadSettings, tool_proxies: Any = None) -> ChaosConfig:
+    return ChaosConfig(
+        target=target,
+        duration=s.chaos_s,
+        rate=s.chaos_rate,
+        interval=_chaos_interval(s.chaos_s),
+        drain=s.drain_s,
+        peer=True,
+        # tools in the profile's proxy mode: the plan's proxy faults land on their
+        # upstreams too (the verify node beside it runs nothing meanwhile)
+        tool_proxies=tool_proxies or {},
+    )
+
+
+def chaos_restarts(
+    app: App,
+    tools: Sequence[str],
+    *,
+    seed: int = SEED,
+    settings: LoadSettings | None = None,
+) -> RestartLoad:
+    """The restarts LC-2's seeded chaos plan forces on its node's root supervisor within
+    the app's intensity window (``app.period``), known before the run: the plan is a pure
+    function of the seed, the run's length and the app (``tools``: those behind a fault
+    proxy). More than ``app.intensity`` and the supervisor gives up on verify's own kill
+    rate, whatever the app does."""
+    s = settings or _settings_or_default()
+    cfg = _chaos_config(TargetConfig(app="", seed=seed), s)
+    return restart_load(planned_faults(cfg, app, tool_proxies=tools), app.period)
+
+
+def restarts_evidence(load: RestartLoad, app: App) -> dict[str, Any]:
+    return {
+        "restarts_in_busiest_window": load.busiest,
+        "window_s": load.period,
+        "window_starts_at_s": load.window_start,
+        "by_target": load.per_target,
+        "restarting_faults": load.total,
+        "app_intensity": app.intensity,
+        "within_intensity": not load.exceeds(app.intensity),
+    }
+
+
+def intensity_fix(load: RestartLoad, app: App) -> str:
+    return (
+        f"LC-2's chaos plan SIGKILLs agents up to {load.busiest} times within {load.period:g} s "
+        f"(agent kills, and the owners of corrupted records; the busiest window starts "
+        f"{load.window_start:g} s into the run), and the app's restart intensity allows "
+        f"{app.intensity} in {app.period:g} s: raise App.intensity (TOML: [supervision] "
+        f"intensity) to at least {load.busiest} to let LC-2 judge the app under chaos"
+    )
+
+
 @check(
     "LC-2",
     criterion="under kills, dependency blocks and checkpoint corruption every task completes "
@@ -316,28 +372,13 @@ async def chaos_under_load(t: Target) -> Outcome:
     production_s = production_s or PRODUCTION_CHAOS_S
     t.say(f"{s.chaos_s:g} s of mixed faults at {s.chaos_rate:g} tasks/s")
     quota = 64 if os.geteuid() == 0 else None  # root: a tmpfs store, so disk_full applies
-    cfg = ChaosConfig(
-        target=_target(t, "LC-2", quota_mb=quota),
-        duration=s.chaos_s,
-        rate=s.chaos_rate,
-        interval=_chaos_interval(s.chaos_s),
-        drain=s.drain_s,
-        peer=True,
-        # tools in the profile's proxy mode: the plan's proxy faults land on their
-        # upstreams too (the verify node beside it runs nothing meanwhile)
-        tool_proxies={name: t.proxy(name) for name in t.proxied_tools()},
-    )
+    proxies = {name: t.proxy(name) for name in t.proxied_tools()}
+    cfg = _chaos_config(_target(t, "LC-2", quota_mb=quota), s, proxies)
+    restarts = chaos_restarts(t.app, list(proxies), seed=t.seed, settings=s)
     try:
         result = await run_chaos(cfg)
-    except GaveUp as exc:  # the app's supervision did not survive the chaos: a verdict
-        return Outcome(
-            "failed",
-            {"settings": {"seconds": s.chaos_s, "rate_per_s": s.chaos_rate}, "error": str(exc)},
-            "under chaos the node's root supervisor gave up: its restart intensity "
-            "(App.intensity / App.period) must absorb the kills and the restarts they cause, "
-            "or the agents restart too often (see node.log for the restart storm)",
-            f"the node stopped under chaos: {exc}",
-        )
+    except GaveUp as exc:
+        return gave_up_outcome(s, restarts, t.app, str(exc))
     finally:
         _after_run()
     by_kind: dict[str, dict[str, int]] = result["faults_by_kind"]
@@ -352,6 +393,7 @@ async def chaos_under_load(t: Target) -> Outcome:
             "store_quota_mb": quota,
             "tool_proxies": {name: t.proxies.describe(name) for name in t.proxied_tools()},
         },
+        "planned_restarts": restarts_evidence(restarts, t.app),
         **_common(result),
         "unclear_failures": result["unclear_failures"],
         "failures": dict(list(result["failures"].items())[:5]),
@@ -414,6 +456,37 @@ async def chaos_under_load(t: Target) -> Outcome:
             measured,
         )
     return Outcome("complete", evidence, measured=measured)
+
+
+def gave_up_outcome(s: LoadSettings, restarts: RestartLoad, app: App, error: str) -> Outcome:
+    """LC-2's verdict when its node's root supervisor gave up under the chaos: the app's
+    failure (``failed``) when the plan's kills fit its restart intensity; ``not-run``
+    when the plan alone forces more restarts in one window than the intensity allows
+    (verify's kill rate, not the app, made it give up: nothing about the app was judged)."""
+    evidence: dict[str, Any] = {
+        "settings": {"seconds": s.chaos_s, "rate_per_s": s.chaos_rate},
+        "error": error,
+        "planned_restarts": restarts_evidence(restarts, app),
+    }
+    measured = (
+        f"the node stopped under chaos: {error}; the plan forces {restarts.busiest} "
+        f"restarts in {restarts.period:g} s against an intensity of {app.intensity}"
+    )
+    if restarts.exceeds(app.intensity):
+        evidence["not_run"] = (
+            "the root supervisor gave up on verify's own kill rate: the chaos plan forces "
+            "more restarts in one intensity window than the app allows"
+        )
+        return Outcome("not-run", evidence, intensity_fix(restarts, app), measured)
+    return Outcome(
+        "failed",
+        evidence,
+        f"under chaos the node's root supervisor gave up although the plan's kills "
+        f"({restarts.busiest} in {restarts.period:g} s) fit its restart intensity "
+        f"({app.intensity}): the agents crashed or hung beyond the kills verify made; see "
+        "node.log for the restart storm",
+        measured,
+    )
 
 
 # -- LC-3 ----------------------------------------------------------------------------------

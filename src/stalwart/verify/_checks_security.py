@@ -244,24 +244,27 @@ async def _rotate_under_load(t: Target, vault: LocalVault, name: str) -> dict[st
     }
 
 
-def _canary_inputs(t: Target, text: str) -> list[Any]:
-    """The task inputs SE-3 seeds: ``{"text": text}``, and a workload input with ``text``
-    as its message (its longest string of words), the other fields the app needs (a
-    customer id, say) kept, so that the canaries also reach an app whose tasks need them."""
-    bare: dict[str, Any] = {"text": text, "id": "canary"}
-    try:
-        [base] = t.workload(1, seed=313)
-    except NotExercised:
-        return [bare]
+CANARY_SEED = 313
+"""The workload seed of SE-3's task inputs."""
+
+
+def canary_inputs(base: Any, text: str) -> tuple[list[Any], str]:
+    """SE-3's task inputs: the workload input ``base`` with the canary ``text`` as its
+    message (the longest string field, preferring one of several words; a string input is
+    the message itself), and with ``text`` added after the message, the other fields the
+    app needs (a customer id, say) kept; and where the canaries went. A dict with no string
+    field gets them in a ``text`` field; any other input carries none (``[]``)."""
     if isinstance(base, str):
-        shaped: Any = text
-    elif isinstance(base, dict):
-        words = [k for k, v in base.items() if isinstance(v, str) and " " in v.strip()]
-        key = max(words, key=lambda k: len(base[k])) if words else "text"
-        shaped = {**base, key: text}
-    else:
-        return [bare]
-    return [bare] if shaped == bare else [bare, shaped]
+        return [text, f"{base}\n{text}"], "the input (a string)"
+    if not isinstance(base, dict):
+        return [], f"no field: the workload's inputs are {type(base).__name__}s"
+    strings = [k for k, v in base.items() if isinstance(v, str)]
+    words = [k for k in strings if " " in base[k].strip()]
+    pool = words or strings
+    if not pool:
+        return [{**base, "text": text}], "a 'text' field added (the input has no string field)"
+    key = max(pool, key=lambda k: len(base[k]))
+    return [{**base, key: text}, {**base, key: f"{base[key]}\n{text}"}], f"field {key!r}"
 
 
 @check(
@@ -273,13 +276,22 @@ def _canary_inputs(t: Target, text: str) -> list[Any]:
 async def no_leaks_and_least_privilege(t: Target) -> Outcome:
     table = scope_table(t.service.app.agents)
     excess = {row["agent"]: row["excess"] for row in table if row["excess"]}
-    # the simulated model echoes a message it has no rule for: without redaction the
-    # canaries would come straight back in the answer, the logs and the events
+    # a workload input carrying the canaries, as its message and after it: the simulated
+    # model echoes a message it has no rule for, so without redaction they would come
+    # straight back in the answer, the logs and the events
     text = (
-        f"About my order: card {CANARIES['card']}, SSN {CANARIES['ssn']}, mail "
+        f"My details: card {CANARIES['card']}, SSN {CANARIES['ssn']}, mail "
         f"{CANARIES['email']}, key {CANARIES['aws_key']}, token {CANARIES['github_token']}"
     )
-    records = await t.run_all(_canary_inputs(t, text), prefix="se3")
+    [base] = t.workload(1, seed=CANARY_SEED)
+    inputs, seeded_in = canary_inputs(base, text)
+    if not inputs:
+        raise NotExercised(
+            f"SE-3 seeds its canaries in the workload's task inputs, and these have no place "
+            f"for text ({seeded_in})",
+            fix="make the workload return task inputs as dicts or strings",
+        )
+    records = await t.run_all(inputs, prefix="se3")
     await asyncio.sleep(1.5)  # log batches reach the store
     places: dict[str, str] = {}
     places["task outputs"] = " ".join(str(r.outcome) for r in records)
@@ -303,6 +315,7 @@ async def no_leaks_and_least_privilege(t: Target) -> Outcome:
             hits[where] = found
     evidence: dict[str, Any] = {
         "canaries": list(CANARIES),
+        "seeded_in": f"{len(inputs)} workload input(s) (seed {CANARY_SEED}): {seeded_in}",
         "places_searched": list(places),
         "canary_hits": hits,
         "scope_table": table,

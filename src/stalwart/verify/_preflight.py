@@ -16,12 +16,13 @@ from typing import Any
 from stalwart.agent import App
 from stalwart.config import load_ref
 from stalwart.errors import ConfigError
+from stalwart.verify._checks_load import chaos_restarts, intensity_fix
 from stalwart.verify._model import Item
 from stalwart.verify._registry import SPECS, item_kills
 from stalwart.verify._target import blocked_tools, side_effect_tools, tool_modes
 from stalwart.verify._tool_proxy import proxy_decls, upstream_listening
 
-__all__ = ["NOT_DRIVING", "Problem", "plan", "preflight", "workload_problem"]
+__all__ = ["NOT_DRIVING", "Problem", "plan", "preflight", "preflight_warnings", "workload_problem"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -158,6 +159,34 @@ def preflight(
     return problems
 
 
+def _chaos_overrun(app: App) -> str | None:
+    """Why LC-2 will be ``not-run`` on ``app`` should its node give up (its chaos plan
+    forces more restarts in one intensity window than the app allows), else None. LC-2
+    runs on a node of its own, so this never reaches another item: a warning, not an
+    unmet precondition."""
+    tools = [name for name, decl in proxy_decls(app).items() if not decl.problem]
+    load = chaos_restarts(app, tools)
+    return intensity_fix(load, app) if load.exceeds(app.intensity) else None
+
+
+def preflight_warnings(app: App, items: Sequence[Item]) -> list[Problem]:
+    """What will keep an item from judging the app, short of an unmet precondition."""
+    out: list[Problem] = []
+    if "LC-2" in {i.id for i in items} and app.workload:
+        fix = _chaos_overrun(app)
+        if fix is not None:
+            out.append(
+                Problem(
+                    f"LC-2's chaos plan may make its node's root supervisor give up on "
+                    f"verify's kill rate alone (restart intensity {app.intensity} in "
+                    f"{app.period:g} s): LC-2 then reports not-run, not failed; its kills "
+                    "stay on LC-2's own node",
+                    fix,
+                )
+            )
+    return out
+
+
 def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> dict[str, Any]:
     """What ``stalwart verify`` would do: per item, what it does and its criterion, on
     which doubles and simulated services, and the expected duration."""
@@ -187,6 +216,10 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
             }[item.id]
             via = f"{verb} at the fault proxy of {', '.join(sorted(proxies))}"
             expect = f"{expect}; {via}" if expect else via
+        if item.id == "LC-2" and app.workload:
+            overrun = _chaos_overrun(app)
+            if overrun is not None:
+                expect = f"not-run if its node gives up: {overrun}"
         rows.append(
             {
                 "id": item.id,
@@ -212,6 +245,7 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
         },
         "items": rows,
         "expected_s": round(total),
+        "warnings": [dataclasses.asdict(w) for w in preflight_warnings(app, items)],
     }
 
 

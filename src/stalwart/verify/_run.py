@@ -31,6 +31,7 @@ from stalwart.verify._preflight import (
     Problem,
     load_for_preflight,
     preflight,
+    preflight_warnings,
     workload_problem,
 )
 from stalwart.verify._registry import CHECKS, SPECS, Outcome, item_kills, item_timeout
@@ -247,6 +248,10 @@ async def run_verify(
         _log.info(event, **fields)
         if progress is not None:
             progress(event, fields)
+
+    if check_preconditions:
+        for warning in preflight_warnings(app, chosen):
+            emit("verify_preflight_warning", what=warning.what, fix=warning.fix)
 
     # the work directory is verify's own: the Target empties it once it holds its lock
     async with Target(

@@ -31,7 +31,7 @@ from stalwart.tools._verifying import BLOCKED_ENV, PROXIED_ENV, VERIFY_DIR_ENV
 from stalwart.verify._receiver import Receiver
 from stalwart.verify._tool_proxy import ToolProxies, proxy_decls
 
-__all__ = ["Target"]
+__all__ = ["SEED", "Target"]
 
 
 VERIFY_RULES = """
@@ -75,6 +75,8 @@ window_s = 8
 """
 
 
+SEED = 7
+"""Verify's seed (workloads, fault plans): the same run on the same app replays."""
 SECRETS_ENV = ("STALWART_SECRETS", "STALWART_VAULT", "STALWART_VAULT_KEY_FILE")
 VERIFY_ENV = (VERIFY_DIR_ENV, BLOCKED_ENV, PROXIED_ENV)
 """The variables that choose the secrets provider (set for the verify run, then restored)."""
@@ -99,7 +101,7 @@ class Target:
         app_ref: str,
         workdir: pathlib.Path,
         *,
-        seed: int = 7,
+        seed: int = SEED,
         allow_real_side_effects: bool = False,
         manifest: pathlib.Path | None = None,
     ) -> None:

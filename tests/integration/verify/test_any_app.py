@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import pytest
+from tests.integration.verify.exercised import internal_errors, unexercised_complete
 
 from stalwart.verify import PreflightFailed, run_verify
 from stalwart.verify._registry import CHECKS
@@ -83,6 +84,19 @@ def test_plan_shows_the_doubles_the_criteria_and_the_duration():
     assert "PA-1" not in out  # only what was asked
 
 
+def test_plan_warns_when_lc2s_kills_outrun_the_restart_intensity():
+    """LC-2's seeded chaos plan is known before the run: --plan counts the restarts it
+    forces per intensity window and warns (exit 0: LC-2's kills stay on its own node)."""
+    done = _cli("examples.warehouse.app:app", "--plan", "--only", "LC-2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning: LC-2's chaos plan may make its node's root supervisor give up" in done.stdout
+    assert "(TOML: [supervision] intensity) to at least 6" in done.stdout  # intensity 5
+    assert "expected not-run if its node gives up" in done.stdout
+    # the expenses app keeps an intensity of 10 in 60 s: its plan fits, no warning
+    done = _cli(str(REPO / "examples" / "expenses" / "expenses.toml"), "--plan", "--only", "LC-2")
+    assert done.returncode == 0 and "warning:" not in done.stdout, done.stdout
+
+
 async def test_warehouse_example_short_profile(tmp_path, supplier):
     """The plain-Python example: its doubles stand in, its real targets see nothing,
     and the kills of PA-2 and SM-2 (9, over the default intensity of 5) never reach
@@ -91,7 +105,7 @@ async def test_warehouse_example_short_profile(tmp_path, supplier):
     report = await run_verify(
         "examples.warehouse.app:app",
         tmp_path / "out",
-        only=["PA-2", "EH-1", "SM-2", "SM-4", "GD-2"],
+        only=["PA-2", "EH-1", "SM-2", "SM-4", "GD-2", "SE-3"],
         progress=lambda e, f: events.append((e, f)),
     )
     items = _items(report)
@@ -101,7 +115,17 @@ async def test_warehouse_example_short_profile(tmp_path, supplier):
         "SM-2": "complete",
         "SM-4": "complete",
         "GD-2": "complete",
+        "SE-3": "complete",
     }, _why(items)
+    # SE-3's canaries rode in the workload's own requests (their SKU), and came back
+    # redacted in the answers that name it
+    se3 = items["SE-3"]["evidence"]
+    assert se3["seeded_in"].endswith("field 'sku'") and se3["canary_hits"] == {}
+    assert se3["redacted_in_output"]
+    # nothing complete without exercise; nothing verify's own error (a cascade from
+    # another item's kills shows as one: a dead node, a store not open)
+    assert unexercised_complete(items) == {}
+    assert internal_errors(items) == {}
     assert "no model chain" in items["EH-1"]["evidence"]["why"]
     assert items["SM-2"]["evidence"]["resumed"] >= 1 and items["SM-2"]["evidence"]["results_equal"]
     effects = items["SM-4"]["evidence"]["per_tool"]
@@ -118,7 +142,7 @@ async def test_warehouse_example_short_profile(tmp_path, supplier):
     # every item's criterion and measured value are in the report; progress was live
     assert all(i["criterion"] and i["measured"] for i in items.values())
     names = [e for e, _ in events]
-    assert names.count("verify_item_started") == 5 and names.count("verify_item_done") == 5
+    assert names.count("verify_item_started") == 6 and names.count("verify_item_done") == 6
     assert "verify_item_progress" in names and "verify_node_restarted" in names
 
 
@@ -286,13 +310,21 @@ async def test_expenses_toml_example_short_profile(tmp_path, monkeypatch):
     report = await run_verify(
         str(REPO / "examples" / "expenses" / "expenses.toml"),
         tmp_path / "out",
-        only=["SM-4", "GD-1"],
+        only=["SM-4", "GD-1", "SE-3"],
     )
     items = _items(report)
     assert {k: v["status"] for k, v in items.items()} == {
         "SM-4": "complete",
         "GD-1": "complete",
+        "SE-3": "complete",
     }, _why(items)
+    # SE-3's canaries rode in the app's own workload inputs (no fixed text input), and
+    # none came out anywhere
+    se3 = items["SE-3"]["evidence"]
+    assert se3["seeded_in"].startswith("2 workload input(s)"), se3
+    assert se3["canary_hits"] == {} and se3["redacted_in_output"]
+    assert unexercised_complete(items) == {}
+    assert internal_errors(items) == {}
     assert items["GD-1"]["evidence"]["with_primary_down"]["requests_served_by_the_fallback"] > 0
     effects = items["SM-4"]["evidence"]["per_tool"]
     assert effects["approve_payout"]["keys_delivered"] > 0

@@ -41,10 +41,14 @@ async def test_journal_off_fails_sm1_and_sm2(tmp_path, monkeypatch):
 
 
 async def test_redactor_off_fails_se3(tmp_path, monkeypatch):
+    """On the warehouse example, whose answer names the SKU it was asked for: SE-3's
+    canaries, in the workload's own requests, come back in the output unredacted."""
     monkeypatch.setenv("STALWART_TEST_BREAK", f"redactor:{os.getpid()}")
-    item = await _item("tests.integration.verify.broken:app", "SE-3", tmp_path)
-    assert item["status"] == "failed"
+    monkeypatch.setenv("WAREHOUSE_DB", str(tmp_path / "warehouse.db"))
+    item = await _item("tests.integration.verify.broken:warehouse", "SE-3", tmp_path / "out")
+    assert item["status"] == "failed", item
     assert "task outputs" in item["evidence"]["canary_hits"]
+    assert item["evidence"]["seeded_in"].endswith("field 'sku'")
 
 
 async def test_eh1_expects_the_waits_an_unjittered_policy_really_waits(tmp_path):

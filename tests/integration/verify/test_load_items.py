@@ -113,3 +113,10 @@ async def test_lc2_faults_a_proxied_tool_s_upstream(tmp_path, monkeypatch, suppl
     assert "dependency blocks" not in ev["not_injected"]  # the proxy faults count as blocks
     assert ev["settings"]["tool_proxies"]["order_from_supplier"]["upstream"] == supplier.url
     assert supplier.received > 0  # the chaos node's calls reached the real supplier
+    # the plan preflight counted before the run is the plan the run injected
+    planned = ev["planned_restarts"]
+    restarting = ("agent_kill", "journal_corrupt", "file_corrupt")
+    ran = sum(sum(ev["faults_by_kind"].get(k, {}).values()) for k in restarting)
+    ran -= sum(ev["faults_by_kind"].get(k, {}).get("detected", 0) for k in restarting)
+    assert planned["restarting_faults"] == ran > 0
+    assert planned["app_intensity"] == 5 and planned["window_s"] == 60.0
