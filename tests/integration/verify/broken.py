@@ -47,6 +47,7 @@ import asyncio  # noqa: E402 - the section above must run first
 import pathlib  # noqa: E402
 import tempfile  # noqa: E402
 
+from examples.warehouse.app import app as warehouse  # noqa: E402
 from examples.warehouse.app import check_stock, requests  # noqa: E402
 
 from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext, VerifyProfile  # noqa: E402
@@ -147,4 +148,6 @@ bare = App(
 """Lacks every precondition: no workload, a model agent without a budget, an intensity
 below verify's kills, a side-effect tool with neither double nor declaration."""
 
-__all__ += ["bare", "careless_app", "requests", "unreachable"]
+__all__ += ["bare", "careless_app", "requests", "unreachable", "warehouse"]
+"""(``warehouse``: the warehouse example as it is, for a breakage under an app whose outputs
+carry its inputs: its answer names the SKU it was asked for.)"""
