@@ -33,7 +33,7 @@ import threading
 import unicodedata
 from importlib import resources
 
-__all__ = ["Gazetteer", "fold", "gazetteer", "name_spans"]
+__all__ = ["Gazetteer", "fold", "gazetteer", "mask_opaque", "name_spans"]
 
 Span = tuple[int, int, str]
 
@@ -133,6 +133,37 @@ _ADDRESS_NUMBER = re.compile(
     r"|(?:(?<=[^\W\d_][ ]\d)|(?<=[^\W\d_]\.[ ]\d)|(?<=#\d)|(?<=#[ ]\d))"
     r"(?P<after>\d{0,5}[A-Za-z]?(?:[-/]\d{1,4})?(?!\d)))"
 )
+# a UUID and an ISO 8601 date-time, whole tokens, found from their first "-" (a pattern that
+# began at a hex digit would be tried at most letters of prose): the UUID's first 8 hex
+# digits and the year are before the match, in its lookbehind (see :func:`mask_opaque`)
+_OPAQUE = re.compile(
+    r"-(?:(?<=(?<![\w-])[0-9a-fA-F]{8}-)(?P<uuid>[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+    r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![\w-]))"
+    r"|(?<=(?<![\w.-])\d{4}-)(?P<time>\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?"
+    r"(?:Z|[+-]\d\d(?::?\d\d)?)?(?![\w:])))"
+)
+
+
+def mask_opaque(text: str) -> str:
+    """``text`` with its UUIDs and ISO 8601 date-times replaced by as many "_" (the same
+    offsets): what the passes that try every digit (numbers, address numbers) read, so
+    that they pass over the ids and timestamps of log lines, which hold most of their
+    digits, in one step each. "_" is neither a digit, nor a letter, nor a separator of a
+    number, so no number or address is found in a UUID or a date-time, or runs into one."""
+    if "-" not in text:
+        return text
+    parts: list[str] = []
+    pos = 0
+    for m in _OPAQUE.finditer(text):
+        start = m.start() - (8 if m.lastgroup == "uuid" else 4)
+        parts += (text[pos:start], "_" * (m.end() - start))
+        pos = m.end()
+    if not parts:
+        return text
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
 _COMPOUND_END = re.compile(rf"(?i:{_COMPOUND_SUFFIX})$")
 _BOX_WORDS = frozenset(("box", "postbox", "postfach", "apartado"))
 _MILITARY = re.compile(
@@ -310,10 +341,13 @@ def _place_at(g: Gazetteer, keys: list[str], i: int) -> int:
     return 0
 
 
-def name_spans(text: str, g: Gazetteer | None = None) -> list[Span]:
-    """Person names, places and street addresses in ``text`` as (start, end, kind)."""
+def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = None) -> list[Span]:
+    """Person names, places and street addresses in ``text`` as (start, end, kind);
+    ``masked``: :func:`mask_opaque` of ``text`` when the caller has it."""
     g = g or gazetteer()
-    spans: list[Span] = _addresses(text, g) if any(c in text for c in "0123456789") else []
+    spans: list[Span] = []
+    if any(c in text for c in "0123456789"):
+        spans = _addresses(text, g, mask_opaque(text) if masked is None else masked)
     common, known = g.common, g.known
     for run in _CAPS.finditer(text):
         raw = run.group()
@@ -521,10 +555,11 @@ def _given_before(word: str, keys: list[str], g: Gazetteer) -> bool:
     )
 
 
-def _addresses(text: str, g: Gazetteer) -> list[Span]:
-    """Every street address in ``text``, each with the rest of its address after it."""
+def _addresses(text: str, g: Gazetteer, masked: str) -> list[Span]:
+    """Every street address in ``text``, each with the rest of its address after it (its
+    numbers found in ``masked``, :func:`mask_opaque` of ``text``)."""
     found: list[Span] = []
-    for m in _ADDRESS_NUMBER.finditer(text):
+    for m in _ADDRESS_NUMBER.finditer(masked):
         at = m.start()
         if m.group("first") is not None:
             numbers = _NUMBERS_BEFORE.search(text, max(0, at - 24), at)
