@@ -166,9 +166,12 @@ def mask_opaque(text: str) -> str:
 
 _COMPOUND_END = re.compile(rf"(?i:{_COMPOUND_SUFFIX})$")
 _BOX_WORDS = frozenset(("box", "postbox", "postfach", "apartado"))
+# "PSC 1234, Box 5678", "USS Sea Wolf", "FPO AE 09123": one capital first, so that the
+# regex engine skips to those capitals in C (a pattern that began with "\b" was tried at
+# every position of a text: ~70 us per 4 KB)
 _MILITARY = re.compile(
-    r"(?:\b(?:PSC|USNS|USNV|USS|USCGC)[ ][\w ]{1,30}?(?:,[ ]Box[ ]\d{1,5})?(?=\n|,|$)"
-    r"|\b(?:APO|FPO|DPO)[ ](?:AA|AE|AP)[ ]\d{5}\b)"
+    r"[ADFPU](?<!\w[ADFPU])(?:(?:(?<=P)SC|(?<=U)S(?:NS|NV|S|CGC))[ ][\w ]{1,30}?"
+    r"(?:,[ ]Box[ ]\d{1,5})?(?=\n|,|$)|(?<=[ADF])PO[ ](?:AA|AE|AP)[ ]\d{5}\b)"
 )
 # "the corner of 51 Traill Street and Zeeb Shores": an intersection is an address too
 _PIECE = rf"(?:{_WORD}|{_HOUSE}|{_PARTICLE}|[A-Z]\.)"
