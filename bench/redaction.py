@@ -27,6 +27,9 @@ Data (all offline, from packages installed by their registry's client):
   versions...). Both sit in neutral log lines (no "key" or "token" word). Split per rule
   the same way: tuning and evaluation samples.
 
+``--same-findings REV`` compares the fast tier's findings of git revision ``REV`` and of this
+tree, span for span, on the tuning data and the log lines (for a change meant to keep them).
+
 ``--list-split`` measures only recall on person names and places split by whether the
 shipped gazetteer lists know them (``redaction.list_split``; docs/redaction.md).
 
@@ -554,6 +557,62 @@ def compare_fast(revision: str, corpora: dict[str, list[str]], rounds: int) -> d
     return result
 
 
+_FINDINGS_WORKER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from stalwart.guard import Redactor
+r = Redactor(tier="fast")
+corpora = json.loads(sys.stdin.read())
+print(json.dumps({k: [[[f.kind, f.start, f.end] for f in r.findings(t)] for t in texts]
+                  for k, texts in corpora.items()}))
+"""
+
+
+def same_findings(revision: str, corpora: dict[str, list[str]]) -> dict[str, Any]:
+    """The fast tier's findings of ``revision`` (its ``src/`` from git) and of this tree on
+    the same texts, compared span for span: per corpus, how many texts got identical
+    findings, and the spans found by only one of the two (the first 10 shown)."""
+    import subprocess
+    import tempfile
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    found: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", revision, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        for name, src in (("before", f"{tmp}/src"), ("after", str(root / "src"))):
+            out = subprocess.run(
+                [sys.executable, "-c", _FINDINGS_WORKER, src],
+                input=json.dumps(corpora),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            found[name] = json.loads(out)
+    result: dict[str, Any] = {"revision": revision}
+    for corpus, texts in corpora.items():
+        differ = []
+        for i, text in enumerate(texts):
+            before = {tuple(f) for f in found["before"][corpus][i]}
+            after = {tuple(f) for f in found["after"][corpus][i]}
+            if before != after:
+                differ.append({
+                    "text": i,
+                    "only_before": [[k, text[a:b]] for k, a, b in sorted(before - after)],
+                    "only_after": [[k, text[a:b]] for k, a, b in sorted(after - before)],
+                })  # fmt: skip
+        result[corpus] = {
+            "texts": len(texts),
+            "identical": len(texts) - len(differ),
+            "findings_before": sum(map(len, found["before"][corpus])),
+            "findings_after": sum(map(len, found["after"][corpus])),
+            "differences": differ[:10],
+        }
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
@@ -573,6 +632,12 @@ def main() -> int:
     parser.add_argument(
         "--compare-only", action="store_true", help="with --compare: only that, print it"
     )
+    parser.add_argument(
+        "--same-findings",
+        metavar="REV",
+        help="compare the fast tier's findings of git revision REV and of this tree, span for "
+        "span, on the tuning data and the log lines (for changes meant to keep them); print",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     tune_templates, eval_templates = _template_split()
@@ -581,6 +646,16 @@ def main() -> int:
     model = ner_model()
     tiers = {"fast": fast} | ({"accurate": accurate} if model is not None else {})
     count = 600 if args.quick else 3000
+    if args.same_findings:
+        t_pos, _, negs = secret_samples(10)
+        corpora = {
+            "tuning_sentences": [t for t, _ in pii_samples(tune_templates, count)],
+            "tuning_negatives": negative_paragraphs()[0],
+            "tuning_secrets": [line for _, line in t_pos] + negs[: len(negs) // 3],
+            "log_lines": log_lines(),
+        }
+        print(json.dumps(same_findings(args.same_findings, corpora), indent=2))
+        return 0
     if args.tune:
         samples = pii_samples(tune_templates, count)
         tier = tiers["accurate" if args.accurate else "fast"]

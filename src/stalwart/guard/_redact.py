@@ -26,7 +26,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
 from stalwart.errors import ConfigError, OutputBlocked
-from stalwart.guard._gazetteer import name_spans
+from stalwart.guard._gazetteer import mask_opaque, name_spans
 from stalwart.guard._ner import ner_model
 from stalwart.guard._vendors import CREDENTIAL_KINDS, credential_spans
 
@@ -258,10 +258,12 @@ def _scan(
                 at = lowered.find(word, at + len(word))
     if "@" in text:
         spans += _emails(text)
+    masked: str | None = None  # the ids and timestamps hidden from the digit passes
     if _DIGIT.search(text) is not None:
-        spans += _number_spans(text)
+        masked = mask_opaque(text)
+        spans += _number_spans(text, masked)
     if kinds & NAME_KINDS:
-        spans += name_spans(text)
+        spans += name_spans(text, masked=masked)
     spans += extra
     spans = [s for s in spans if s[2] in kinds or s[2] == "secret"]
     if "(" in text and "location" in kinds:  # "Cyprus (Greek)", "Unionville (Orange)"
@@ -337,8 +339,10 @@ class _PhoneCues:
         return end >= 0 and at - end <= 24 and _NO_BREAK.fullmatch(text, end, at) is not None
 
 
-def _number_spans(text: str) -> list[Span]:
-    """IBANs, IPv6 addresses, cards, SSNs, IPv4 addresses and phone numbers."""
+def _number_spans(text: str, masked: str) -> list[Span]:
+    """IBANs, IPv6 addresses, cards, SSNs, IPv4 addresses and phone numbers (the candidate
+    numbers found in ``masked``, :func:`mask_opaque` of ``text``: UUIDs and ISO date-times
+    are no numbers)."""
     cues = _PhoneCues(text)
     spans = [(m.start(), m.end(), "iban") for m in _IBAN.finditer(text) if iban_ok(m.group())]
     if "::" in text or _IPV6_ANCHOR.search(text):
@@ -350,7 +354,7 @@ def _number_spans(text: str) -> list[Span]:
             if address.is_loopback or address.is_unspecified:
                 continue
             spans.append((m.start(), m.end(), "ipv6"))
-    for cand in _NUM_CANDIDATE.finditer(text):
+    for cand in _NUM_CANDIDATE.finditer(masked):
         found = cand.group()
         opening = text[cand.start() - 1 : cand.start()] == "("
         if (

@@ -66,6 +66,11 @@ _FORMATS: tuple[tuple[str, str], ...] = (
 _CREDS = re.compile("|".join(f"(?P<{kind}>(?<![A-Za-z0-9]){p})" for kind, p in _FORMATS))
 _PLAIN_RUN = re.compile(r"[0-9a-f:.+/=-]+|[0-9A-F:.+/=-]+|[0-9TZ:.+-]+")
 _TOKENISH = re.compile(r"[\w.+/=:-]{20,}")
+# a word whose only run of token characters is plain (a UUID, a hash, a timestamp, quoted or
+# followed by a comma: most long words of a log line), dismissed without looking inside it
+_PLAIN_WORD = re.compile(
+    r"[^\w.+/=:-]*(?:[0-9a-f:.+/=-]+|[0-9A-F:.+/=-]+|[0-9TZ:.+-]+)[^\w.+/=:-]*"
+)
 _PRIVATE_KEY = re.compile(
     r"-----BEGIN[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----[\s\S]{0,8000}?"
     r"(?:-----END[A-Z ]{0,20} PRIVATE KEY(?: BLOCK)?-----|\Z)"
@@ -80,9 +85,9 @@ def credential_spans(text: str) -> list[tuple[int, int, str]]:
     if "-----BEGIN" in text or "PuTTY-User-Key" in text:
         spans += [(m.start(), m.end(), "private_key") for m in _PRIVATE_KEY.finditer(text)]
     pos = 0
-    for word in text.split():  # a token is inside a word of 20 characters or more
-        if len(word) < 20:
-            continue
+    for word in [w for w in text.split() if len(w) >= 20]:  # a token is inside such a word
+        if _PLAIN_WORD.fullmatch(word):
+            continue  # its one run would be dismissed below (a substring of it is plain too)
         at = text.find(word, pos)
         pos = at + len(word)
         for run in _TOKENISH.finditer(text, at, pos):

@@ -130,3 +130,23 @@ def test_a_value_made_known_is_removed_from_a_text_scanned_before() -> None:
     assert redactor.redact(text) == "ref [REDACTED:secret] ok"
     other = Redactor()  # its own known values: the remembered scan of another is not its
     assert other.redact(text) == text
+
+
+def test_ids_and_timestamps_are_no_numbers_and_what_sits_beside_them_is_found() -> None:
+    """A UUID's hex groups ("0285-4614-9089") and an ISO date-time are never read as a phone
+    or an address number (the number passes skip them whole), while a phone, a card or an
+    address next to them on the same log line is still found."""
+    r = Redactor()
+    task = "804436d6-0285-4614-9089-3b2e9970bbe7"
+    line = f'{{"ts": "1994-07-01T00:34:50.578711", "task_id": "{task}", "latency_ms": 96.298}}'
+    assert r.redact(line) == line  # before: "0285-4614-9089" was taken for a phone number
+    assert r.redact(f"call 2024-01-02 10:00:00+05:30 or {task}") == (
+        f"call 2024-01-02 10:00:00+05:30 or {task}"
+    )
+    note = "call 020 7946 0958"
+    out = r.redact(f'{{"ts": "2024-01-02T10:00:00Z", "id": "{task}", "note": "{note}"}}')
+    assert "[REDACTED:phone]" in out and task in out and "2024-01-02T10:00:00Z" in out, out
+    out = r.redact(f"{task} card 4111 1111 1111 1111, ship to 221 Baker Street")
+    assert out == f"{task} card [REDACTED:card], ship to [REDACTED:address]", out
+    # not whole tokens: a longer hex run or a date-time glued to a word is read as before
+    assert "[REDACTED:phone]" in r.redact("call 0285-4614-9089 now")
