@@ -163,9 +163,7 @@ def test_a_shipped_line_the_recheck_flags_takes_the_whole_pipeline():
     line = _shipped(note="hunter5")
     out = io.StringIO()
     configure_logging(stream=out, node="n1")
-    set_redactor(
-        lambda r: {**r, "note": "[redacted]"}, recheck=lambda text: "hunter5" in text
-    )
+    set_redactor(lambda r: {**r, "note": "[redacted]"}, recheck=lambda text: "hunter5" in text)
     try:
         ingest_redacted(line, agent_id="resolver")
         ingest_redacted("not json", agent_id="resolver")  # unparseable: kept raw, redacted
