@@ -30,7 +30,7 @@ def _break() -> None:
     elif what == "redactor":  # outputs, errors and log lines pass through unchanged
         from stalwart.guard._redact import Redactor
 
-        def redact(self: Any, text: str, *, policy: Any = None) -> str:
+        def redact(self: Any, text: str, *, policy: Any = None, entities: bool = True) -> str:
             return text
 
         Redactor.redact = redact  # type: ignore[method-assign]
