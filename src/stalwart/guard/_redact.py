@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import ipaddress
+import json
 import math
 import os
 import re
@@ -402,6 +403,9 @@ def _number_spans(text: str, masked: str) -> list[Span]:
     return spans
 
 
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
+"""Characters a JSON string shows escaped (a known value holding one is looked for escaped)."""
+
 _PLAIN_FIELDS = frozenset({"ts", "level", "logger", "error_class"})
 """Log fields the runtime itself writes, never user data: not scanned (they are on every line)."""
 
@@ -473,6 +477,17 @@ class Redactor:
             changed = self._box.values != before
         if changed:  # the remembered scans name the old set: let them go (they hold it)
             _scan_short.cache_clear()
+
+    def holds_known_value(self, rendered: str) -> bool:
+        """Whether ``rendered`` (a JSON line) contains one of the values :meth:`add_known`
+        registered, as it is or as JSON escapes it."""
+        for value in self._known:
+            if value in rendered:
+                return True
+            escaped = _JSON_ESCAPED.search(value) is not None
+            if escaped and json.dumps(value, ensure_ascii=False)[1:-1] in rendered:
+                return True
+        return False
 
     def with_policy(self, policy: OutputPolicy) -> Redactor:
         """The same redactor (sharing its known values) with another policy."""

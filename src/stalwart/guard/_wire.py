@@ -14,7 +14,12 @@ def install_redactor(redactor: Redactor | None = None) -> Redactor:
     """Make every log line of this process pass ``redactor`` (default: the process one, on
     the tier ``STALWART_REDACT_LOGS`` names: ``fast`` unless set to ``accurate``)."""
     chosen = redactor or default_redactor().with_tier(tier_setting("STALWART_REDACT_LOGS"))
-    set_redactor(chosen.redact_record)
+    # An agent process runs this same redactor (same tier, same patterns) on every line
+    # it ships, so the node redacts a shipped line again only when it holds a value the
+    # node knows and the agent may not have (the node learns the local vault's values).
+    # A custom redactor may find what the default does not: then every line passes it.
+    recheck = chosen.holds_known_value if redactor is None else None
+    set_redactor(chosen.redact_record, recheck=recheck)
     return chosen
 
 

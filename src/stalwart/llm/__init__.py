@@ -15,6 +15,7 @@ from stalwart.llm._evalset import EVAL_SET, EvalItem, EvalReport, evaluate, scor
 from stalwart.llm._fallback import FallbackChain
 from stalwart.llm._guarded import GuardedModel
 from stalwart.llm._health import ChainHealth, probe_endpoint
+from stalwart.llm._netbackend import AsyncioTransport
 from stalwart.llm._openai import OpenAIClient
 from stalwart.llm._pricing import DEFAULT_PRICES, Price, PriceTable, genai_price
 from stalwart.llm._resolve import Provider, model_chain, model_client
@@ -35,6 +36,7 @@ from stalwart.llm._types import (
 )
 
 __all__ = [
+    "AsyncioTransport",
     "CAPABILITY_TABLE",
     "DEFAULT_CAPABILITIES",
     "DEFAULT_PRICES",

@@ -15,6 +15,7 @@ from stalwart.errors import ConfigError, DeadlineExceeded, ModelAuthError, Retri
 from stalwart.llm import _metrics as m
 from stalwart.llm._capabilities import Capabilities, capabilities_for
 from stalwart.llm._http import ApiKey, post_json, resolve_key
+from stalwart.llm._netbackend import AsyncioTransport
 from stalwart.llm._pricing import PriceTable
 from stalwart.llm._sse import SSEvent, iter_events, open_stream
 from stalwart.llm._trace import observed_call, observed_stream
@@ -153,13 +154,17 @@ class HTTPModelClient(WireFormat):
         self._max_bytes = max_response_bytes
         self._own_http = http is None
         # retries are ours (the Policy), so the transport gets none of its own
+        # As many connections as an agent process keeps calls in flight (max_tasks,
+        # default 1000), all kept alive: with 2 s calls, a cap of 100 bounded a process
+        # to 50 calls/s, and a keep-alive pool of 20 re-opened a connection per call.
+        # The limits go to the transport: httpx applies a client's ``limits=`` only to
+        # a transport it builds itself, so beside ``transport=`` they were ignored.
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
         self._http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(60.0, connect=10.0),
-            transport=httpx.AsyncHTTPTransport(retries=0),
-            # As many connections as an agent process keeps calls in flight (max_tasks,
-            # default 1000), all kept alive: with 2 s calls, a cap of 100 bounded a process
-            # to 50 calls/s, and a keep-alive pool of 20 re-opened a connection per call.
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
+            # asyncio-native connections (no anyio layer per read, write and pool check)
+            transport=AsyncioTransport(limits=limits, retries=0),
+            limits=limits,  # what the proxies from the environment get (HTTPS_PROXY...)
         )
         self.policy = Policy(
             self.name,

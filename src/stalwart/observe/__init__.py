@@ -28,6 +28,7 @@ from stalwart.observe._logging import (
     configure_logging,
     get_logger,
     ingest_line,
+    ingest_redacted,
     log_context,
     set_redactor,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "event_level",
     "get_logger",
     "ingest_line",
+    "ingest_redacted",
     "load_rules",
     "log_context",
     "levels_from",

@@ -8,8 +8,12 @@ sink (:func:`add_log_sink`; the node's log store is one).
 
 Agent processes do not write files or share a stream: :func:`configure_logging`
 with ``ship=`` hands each rendered line to a callable (the agent's channel to its
-node), and the node feeds it back through :func:`ingest_line`, which fills the
-node's fields and runs it through the same redactor and sinks.
+node). The agent's line was redacted and rendered there; the node takes it through
+:func:`ingest_redacted`, which fills the node's fields and renders it once more for
+its stream and sinks, without a second pass of the whole pipeline -- unless the
+node's redactor says the line needs it (it holds a value the node knows to remove, or
+the node's redactor is not the one the agents run), when the line takes
+:func:`ingest_line`: parsed, redacted and rendered like a local line.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "configure_logging",
     "get_logger",
     "ingest_line",
+    "ingest_redacted",
     "log_context",
     "redact_text",
     "set_redactor",
@@ -57,6 +62,12 @@ MAX_LINE_CHARS = 64 * 1024
 
 Redactor = Callable[[dict[str, Any]], dict[str, Any]]
 LogSink = Callable[[dict[str, Any], str], None]
+Recheck = Callable[[str], bool]
+"""Says whether a line another process redacted must pass this process's redactor too."""
+
+
+def _always(_line: str) -> bool:
+    return True
 
 
 def _no_redaction(record: dict[str, Any]) -> dict[str, Any]:
@@ -68,20 +79,31 @@ class _State:
 
     def __init__(self) -> None:
         self.redactor: Redactor = _no_redaction
+        self.recheck: Recheck = _always
         self.sinks: list[LogSink] = []
         self.lock = threading.Lock()
+        # what ingest_redacted needs of configure_logging's choices (None: not JSON lines
+        # on a stream, so shipped lines take the whole pipeline)
+        self.stream: TextIO | None = None
+        self.level = logging.INFO
+        self.bound: dict[str, Any] = {}
+        self.write_lock = threading.Lock()
 
 
 _STATE = _State()
 
 
-def set_redactor(fn: Redactor | None) -> None:
+def set_redactor(fn: Redactor | None, *, recheck: Recheck | None = None) -> None:
     """Install the function every record passes before it is written (None: no-op).
 
     It gets the record as a dict and returns the dict to write; the security
-    layer uses it to strip PII and credentials from every line.
+    layer uses it to strip PII and credentials from every line. ``recheck`` is
+    for lines an agent process already redacted (:func:`ingest_redacted`): given
+    the rendered line, it says whether the line must pass ``fn`` here too; without
+    it every such line does (a redactor this process alone runs may find more).
     """
     _STATE.redactor = fn or _no_redaction
+    _STATE.recheck = recheck or _always
 
 
 def redact_text(text: str) -> str:
@@ -248,6 +270,9 @@ def configure_logging(
     ]
     if bound:
         processors.insert(0, _bind_static(bound))
+    _STATE.stream = (stream or sys.stderr) if json and ship is None else None
+    _STATE.level = level
+    _STATE.bound = dict(bound)
     if json:
         processors.append(_json_renderer(ship))
     else:
@@ -320,6 +345,49 @@ def ingest_line(line: str, **defaults: Any) -> None:
         levelno = logging.INFO
     event = str(fields.pop("event", None) or "")
     structlog.get_logger().log(levelno, event, **fields)
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+
+
+def ingest_redacted(line: str, **defaults: Any) -> None:
+    """Log a JSON line an agent process of this node redacted and rendered (its
+    :func:`configure_logging` ``ship=``), rendering it once more and redacting it no more.
+
+    Fills ``defaults`` (``agent_id=``) and this process's bound fields (``node``) where
+    the line has them null, drops it below this process's level, and hands it to the
+    stream and the sinks. A line the installed ``recheck`` flags (see
+    :func:`set_redactor`), one that is not a JSON object with the common fields, and
+    every line while this process does not write JSON lines to a stream, take
+    :func:`ingest_line` instead: parsed, redacted and rendered as a local line is.
+    """
+    stream = _STATE.stream
+    if stream is None or _STATE.recheck(line):
+        ingest_line(line, **defaults)
+        return
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or "level" not in record or "node" not in record:
+        ingest_line(line, **defaults)
+        return
+    level = record["level"]
+    if _LEVELS.get(level, logging.ERROR) < _STATE.level:
+        return
+    for fields in (defaults, _STATE.bound):
+        for key, value in fields.items():
+            if record.get(key) is None:
+                record[key] = value
+    line = _render(record)
+    for sink in tuple(_STATE.sinks):
+        try:
+            sink(record, line)
+        except Exception:
+            pass  # as in _finish: a failing sink must not stop logging
+    with _STATE.write_lock:  # one write per line: threads never interleave inside one
+        stream.write(line + "\n")
+        stream.flush()
 
 
 def get_logger(name: str) -> Any:

@@ -107,6 +107,9 @@ class _AgentMain:
     async def run(self) -> int:
         channel = await Channel.open(self.sock, self.req.max_frame_bytes)
         self.channel = channel
+        # this process's lines, with the secrets it resolves, are redacted here, once: the
+        # node takes them as they come (it redacts again only what its own redactor flags)
+        install_redactor()
         # Log lines travel to the node over this channel (no shared files or streams).
         configure_logging(
             ship=_shipper(channel),
@@ -114,7 +117,6 @@ class _AgentMain:
             agent_id=self.req.name,
             pid=os.getpid(),
         )
-        install_redactor()  # this process's lines, with the secrets it resolves, are redacted
         # print() and sys.stderr writes in agent code become redacted log lines
         # (``agent_output``) with the task that printed them, never raw node output
         self.restore_streams = capture_std_streams()

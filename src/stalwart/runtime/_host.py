@@ -57,7 +57,7 @@ from stalwart.observe import (
     apply_samples,
     current_traceparent,
     forget_source,
-    ingest_line,
+    ingest_redacted,
 )
 from stalwart.runtime import _metrics as m
 from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
@@ -389,7 +389,7 @@ class ProcessHost:
             if isinstance(frame, Heartbeat):
                 continue
             if isinstance(frame, LogLine):
-                ingest_line(frame.line, agent_id=proc.name)
+                ingest_redacted(frame.line, agent_id=proc.name)
                 continue
             if isinstance(frame, MetricSamples):
                 apply_samples(frame.samples, source=f"{proc.name}/{proc.pid}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 import subprocess
 
@@ -18,6 +19,7 @@ from stalwart.observe import (
     default_rules,
     get_logger,
     ingest_line,
+    ingest_redacted,
     log_context,
     parse_since,
     prometheus_rules,
@@ -122,3 +124,71 @@ def test_an_agent_line_names_the_node_that_ingests_it(stream):
     got = lines(stream)[0]
     assert got["node"] == "n1"  # the agent rendered null; the node's context fills it
     assert (got["agent_id"], got["task_id"], got["step"]) == ("resolver", "T9", None)
+
+
+def _shipped(**fields: object) -> str:
+    """A line as an agent process renders and redacts it (``configure_logging(ship=)``)."""
+    shipped: list[str] = []
+    configure_logging(stream=io.StringIO(), ship=shipped.append, agent_id="a", pid=7)
+    try:
+        get_logger("agent").info("agent_step", **fields)
+    finally:
+        configure_logging()
+    return shipped[0]
+
+
+def test_a_shipped_line_is_rendered_once_more_and_not_redacted_again():
+    line = _shipped(task_note="hello")
+    out = io.StringIO()
+    seen: list[dict] = []
+    configure_logging(stream=out, node="n1")
+    set_redactor(lambda r: seen.append(r) or r, recheck=lambda _line: False)
+    got_sink: list[dict] = []
+    remove = add_log_sink(lambda record, _line: got_sink.append(record))
+    try:
+        ingest_redacted(line, agent_id="resolver")
+    finally:
+        remove()
+        set_redactor(None)
+        configure_logging()
+    assert seen == []  # the agent's redactor ran; the node's did not run again
+    got = lines(out)
+    assert len(got) == 1 and list(got[0])[: len(COMMON_FIELDS)] == list(COMMON_FIELDS)
+    assert (got[0]["node"], got[0]["agent_id"], got[0]["pid"]) == ("n1", "a", 7)
+    assert got[0]["event"] == "agent_step" and got[0]["task_note"] == "hello"
+    assert got_sink == got
+
+
+def test_a_shipped_line_the_recheck_flags_takes_the_whole_pipeline():
+    line = _shipped(note="hunter5")
+    out = io.StringIO()
+    configure_logging(stream=out, node="n1")
+    set_redactor(lambda r: {**r, "note": "[redacted]"}, recheck=lambda text: "hunter5" in text)
+    try:
+        ingest_redacted(line, agent_id="resolver")
+        ingest_redacted("not json", agent_id="resolver")  # unparseable: kept raw, redacted
+    finally:
+        set_redactor(None)
+        configure_logging()
+    assert "hunter5" not in out.getvalue()
+    got = lines(out)
+    assert got[0]["note"] == "[redacted]" and got[0]["node"] == "n1"
+    assert got[1]["event"] == "unparsed_log_line"
+
+
+def test_a_shipped_line_below_the_node_level_is_dropped_and_console_mode_prints_it():
+    line = _shipped(note="x")
+    out = io.StringIO()
+    configure_logging(stream=out, node="n1", level=logging.WARNING)
+    try:
+        ingest_redacted(line, agent_id="resolver")
+    finally:
+        configure_logging()
+    assert out.getvalue() == ""
+    people = io.StringIO()
+    configure_logging(stream=people, node="n1", json=False)
+    try:
+        ingest_redacted(line, agent_id="resolver")
+    finally:
+        configure_logging()
+    assert "agent_step" in people.getvalue() and not people.getvalue().startswith("{")
