@@ -88,6 +88,7 @@ class _State:
         self.level = logging.INFO
         self.bound: dict[str, Any] = {}
         self.write_lock = threading.Lock()
+        self.dropped_writes = 0  # shipped lines a closed or broken stream lost
 
 
 _STATE = _State()
@@ -363,14 +364,14 @@ def ingest_redacted(line: str, **defaults: Any) -> None:
     """
     stream = _STATE.stream
     if stream is None or _STATE.recheck(line):
-        ingest_line(line, **defaults)
+        _ingest_line_or_drop(line, defaults)
         return
     try:
         record = json.loads(line)
     except ValueError:
         record = None
     if not isinstance(record, dict) or "level" not in record or "node" not in record:
-        ingest_line(line, **defaults)
+        _ingest_line_or_drop(line, defaults)
         return
     level = record["level"]
     if _LEVELS.get(level, logging.ERROR) < _STATE.level:
@@ -386,8 +387,21 @@ def ingest_redacted(line: str, **defaults: Any) -> None:
         except Exception:
             pass  # as in _finish: a failing sink must not stop logging
     with _STATE.write_lock:  # one write per line: threads never interleave inside one
-        stream.write(line + "\n")
-        stream.flush()
+        try:
+            stream.write(line + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            # a closed or broken stream (a pipe whose reader left, a stream closed
+            # under us) loses this line, as logging's handlers do: it must never raise
+            # into the caller, the node's reader of an agent's channel
+            _STATE.dropped_writes += 1
+
+
+def _ingest_line_or_drop(line: str, defaults: dict[str, Any]) -> None:
+    try:
+        ingest_line(line, **defaults)
+    except (OSError, ValueError):  # a closed or broken stream: see ingest_redacted
+        _STATE.dropped_writes += 1
 
 
 def get_logger(name: str) -> Any:

@@ -241,6 +241,7 @@ class ProcessHost:
         self.late_replies = 0
         self.malformed_frames = 0
         self.dropped_casts = 0
+        self.dropped_log_lines = 0
 
     # -- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -389,7 +390,12 @@ class ProcessHost:
             if isinstance(frame, Heartbeat):
                 continue
             if isinstance(frame, LogLine):
-                ingest_redacted(frame.line, agent_id=proc.name)
+                try:
+                    ingest_redacted(frame.line, agent_id=proc.name)
+                except Exception:  # a log line must never stop this reader
+                    # (a broken stream or sink ended this task once, and with it every
+                    # later frame of the agent: its streamed text, its replies)
+                    self.dropped_log_lines += 1
                 continue
             if isinstance(frame, MetricSamples):
                 apply_samples(frame.samples, source=f"{proc.name}/{proc.pid}")

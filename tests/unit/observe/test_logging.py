@@ -192,3 +192,17 @@ def test_a_shipped_line_below_the_node_level_is_dropped_and_console_mode_prints_
     finally:
         configure_logging()
     assert "agent_step" in people.getvalue() and not people.getvalue().startswith("{")
+
+
+def test_a_shipped_line_to_a_closed_stream_is_dropped_without_raising():
+    # a stream closed under the node (pytest's capture of an earlier test, a pipe whose
+    # reader left): the line is lost, as logging's handlers lose it; raising ended the
+    # node's reader of the agent's channel, and every later frame of that agent with it
+    line = _shipped(note="x")
+    out = io.StringIO()
+    configure_logging(stream=out, node="n1")
+    out.close()
+    try:
+        ingest_redacted(line, agent_id="resolver")  # must not raise
+    finally:
+        configure_logging()
