@@ -1,8 +1,12 @@
-"""Fixtures of the verify tests: the warehouse example's HTTP supplier service."""
+"""Fixtures of the verify tests: the warehouse example's HTTP supplier service, and
+``stalwart verify`` run as a user runs it."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,3 +40,19 @@ def supplier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Suppli
     finally:
         server.shutdown()
         server.server_close()
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def verify_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m stalwart.cli verify ARGS`` from the repository root (output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "stalwart.cli", "verify", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )

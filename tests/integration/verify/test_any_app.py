@@ -7,7 +7,6 @@ Short profiles: a few items each (the full runs are in bench/verify.py).
 from __future__ import annotations
 
 import os
-import pathlib
 import sqlite3
 import subprocess
 import sys
@@ -20,21 +19,9 @@ from tests.integration.verify.exercised import internal_errors, unexercised_comp
 from stalwart.verify import PreflightFailed, run_verify
 from stalwart.verify._registry import CHECKS
 
+from .conftest import REPO, verify_cli
+
 pytestmark = pytest.mark.timeout(300)
-
-REPO = pathlib.Path(__file__).resolve().parents[3]
-
-
-def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stalwart.cli", "verify", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
 
 
 def _items(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -52,7 +39,7 @@ def _why(items: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def test_preflight_names_every_missing_piece_and_exits_2(tmp_path):
     started = time.monotonic()
-    done = _cli(
+    done = verify_cli(
         "tests.integration.verify.broken:bare", "--out", str(tmp_path), "--only",
         "PA-2,SM-4,LC-1,MA-1",
     )  # fmt: skip
@@ -73,7 +60,7 @@ def test_preflight_names_every_missing_piece_and_exits_2(tmp_path):
 
 
 def test_plan_shows_the_doubles_the_criteria_and_the_duration():
-    done = _cli("examples.warehouse.app:app", "--plan", "--only", "SM-2,SM-4,GD-1,GD-2")
+    done = verify_cli("examples.warehouse.app:app", "--plan", "--only", "SM-2,SM-4,GD-1,GD-2")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "tool reserve_stock: double" in out and "tool order_from_supplier: double" in out
@@ -87,13 +74,15 @@ def test_plan_shows_the_doubles_the_criteria_and_the_duration():
 def test_plan_warns_when_lc2s_kills_outrun_the_restart_intensity():
     """LC-2's seeded chaos plan is known before the run: --plan counts the restarts it
     forces per intensity window and warns (exit 0: LC-2's kills stay on its own node)."""
-    done = _cli("examples.warehouse.app:app", "--plan", "--only", "LC-2")
+    done = verify_cli("examples.warehouse.app:app", "--plan", "--only", "LC-2")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "warning: LC-2's chaos plan may make its node's root supervisor give up" in done.stdout
     assert "(TOML: [supervision] intensity) to at least 6" in done.stdout  # intensity 5
     assert "expected not-run if its node gives up" in done.stdout
     # the expenses app keeps an intensity of 10 in 60 s: its plan fits, no warning
-    done = _cli(str(REPO / "examples" / "expenses" / "expenses.toml"), "--plan", "--only", "LC-2")
+    done = verify_cli(
+        str(REPO / "examples" / "expenses" / "expenses.toml"), "--plan", "--only", "LC-2"
+    )
     assert done.returncode == 0 and "warning:" not in done.stdout, done.stdout
 
 

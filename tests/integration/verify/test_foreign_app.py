@@ -12,10 +12,6 @@ profile; the items' own kills never reach another item.
 from __future__ import annotations
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -24,22 +20,11 @@ from tests.integration.verify.exercised import internal_errors, unexercised_comp
 
 from stalwart.verify import PreflightFailed, run_verify
 
+from .conftest import verify_cli
+
 pytestmark = [pytest.mark.timeout(360), pytest.mark.slow]
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
 APP = "tests.fixtures.foreign_apps.bank_support"
-
-
-def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stalwart.cli", "verify", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
 
 
 def _why(items: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -59,7 +44,9 @@ def test_verify_on_pydantic_ai_s_bank_support_example(tmp_path):
     out = tmp_path / "readiness"
     # (70-90 s on 2 shared cores at load average 15-19; up to 3 node starts of an app
     # that imports Pydantic AI)
-    done = _cli(f"{APP}:app", "--out", str(out), "--only", "PA-1,EH-1,SM-1,SM-2,GD-2", timeout=300)
+    done = verify_cli(
+        f"{APP}:app", "--out", str(out), "--only", "PA-1,EH-1,SM-1,SM-2,GD-2", timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]  # no stray tracebacks either
     report = json.loads((out / "readiness.json").read_text())
@@ -114,7 +101,9 @@ def test_verify_on_pydantic_ai_s_bank_support_example(tmp_path):
 )
 def test_preflight_on_the_foreign_app_names_every_missing_piece(tmp_path, app, pieces):
     started = time.monotonic()
-    done = _cli(f"{APP}:{app}", "--out", str(tmp_path), "--only", "PA-2,SM-2,LC-1,MA-1")
+    done = verify_cli(
+        f"{APP}:{app}", "--out", str(tmp_path), "--only", "PA-2,SM-2,LC-1,MA-1", timeout=120
+    )
     elapsed = time.monotonic() - started
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"{len(pieces)} precondition(s)" in done.stderr, done.stderr
