@@ -16,6 +16,7 @@ from stalwart.llm._sse import SSEvent
 from stalwart.llm._types import ModelRequest, ModelResponse, StreamDelta, close_stream
 
 __all__ = [
+    "GeneratedSDKClient",
     "SDKClient",
     "SDKErrors",
     "dump",
@@ -176,3 +177,40 @@ def dump(value: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TypeError(f"expected an object, got {type(data).__name__}")
     return data
+
+
+class GeneratedSDKClient(SDKClient):
+    """An SDK client over a Stainless-generated SDK (``openai``, ``anthropic``): the
+    subclass names the SDK's create call (:meth:`_create`), which body fields go as
+    arguments (:meth:`_arguments`) and the SDK's errors (``errors``); the SDK object is
+    ``sdk``, closed on :meth:`aclose` when this client made it (``own``)."""
+
+    errors: SDKErrors
+
+    def __init__(self, wire: WireFormat, sdk: Any, *, own: bool) -> None:
+        super().__init__(wire)
+        self.sdk = sdk
+        self._own = own
+
+    async def aclose(self) -> None:
+        if self._own:
+            await self.sdk.close()
+
+    def _create(self) -> Any:
+        raise NotImplementedError
+
+    def _arguments(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _call(self, body: dict[str, Any], timeout: float | None) -> dict[str, Any]:
+        # the SDK's typed overloads take keyword arguments; ours is the wire body as a dict
+        return dump(await self._create()(**self._arguments(body), timeout=timeout))
+
+    async def _open(self, body: dict[str, Any], timeout: float | None) -> AsyncIterator[SSEvent]:
+        async for event in sdk_events(
+            await self._create()(**self._arguments(body), timeout=timeout)
+        ):
+            yield event
+
+    def _error(self, exc: Exception) -> Exception:
+        return sdk_error(self.name, exc, self.errors)

@@ -13,7 +13,6 @@ providers = {"openai": Provider(client=lambda model: OpenAISDKClient(model, clie
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import openai
@@ -23,8 +22,7 @@ from stalwart.llm._capabilities import Capabilities
 from stalwart.llm._client import WireFormat
 from stalwart.llm._openai import OpenAIChatWire
 from stalwart.llm._responses import OpenAIResponsesWire
-from stalwart.llm._sse import SSEvent
-from stalwart.llm.sdk._base import SDKClient, SDKErrors, dump, sdk_arguments, sdk_error, sdk_events
+from stalwart.llm.sdk._base import GeneratedSDKClient, SDKErrors, sdk_arguments
 
 __all__ = ["ERRORS", "OpenAISDKClient"]
 
@@ -32,13 +30,15 @@ ERRORS = SDKErrors(openai.APIStatusError, openai.APIConnectionError, openai.APIT
 """The ``openai`` SDK's errors that stalwart translates (LiteLLM raises them too)."""
 
 
-class OpenAISDKClient(SDKClient):
+class OpenAISDKClient(GeneratedSDKClient):
     """``model`` through ``client`` (an ``openai.AsyncOpenAI`` you configured; default: a
     new one from ``options``, e.g. ``base_url=``, ``api_key=``), named
     ``{provider}:{model}``. ``api`` is ``"chat"`` (Chat Completions) or
     ``"responses"``. The client is used with ``max_retries=0``: retries are stalwart's.
     ``capabilities`` as for ``Provider(capabilities=...)``.
     """
+
+    errors = ERRORS
 
     def __init__(
         self,
@@ -55,35 +55,18 @@ class OpenAISDKClient(SDKClient):
         wire: WireFormat = (OpenAIChatWire if api == "chat" else OpenAIResponsesWire)(
             model, provider=provider, capabilities=capabilities
         )
-        super().__init__(wire)
-        self.api = api
-        self._own = client is None
-        self.sdk = (
+        super().__init__(
+            wire,
             openai.AsyncOpenAI(max_retries=0, **options)
             if client is None
-            else client.with_options(max_retries=0)
+            else client.with_options(max_retries=0),
+            own=client is None,
         )
-
-    async def aclose(self) -> None:
-        if self._own:
-            await self.sdk.close()
+        self.api = api
 
     def _create(self) -> Any:
-        # the SDK's typed overloads take keyword arguments; ours is the wire body as a dict
         return self.sdk.chat.completions.create if self.api == "chat" else self.sdk.responses.create
 
     def _arguments(self, body: dict[str, Any]) -> dict[str, Any]:
         named = ("model", "messages", "stream") if self.api == "chat" else ("model", "stream")
         return sdk_arguments(body, named)
-
-    async def _call(self, body: dict[str, Any], timeout: float | None) -> dict[str, Any]:
-        return dump(await self._create()(**self._arguments(body), timeout=timeout))
-
-    async def _open(self, body: dict[str, Any], timeout: float | None) -> AsyncIterator[SSEvent]:
-        async for event in sdk_events(
-            await self._create()(**self._arguments(body), timeout=timeout)
-        ):
-            yield event
-
-    def _error(self, exc: Exception) -> Exception:
-        return sdk_error(self.name, exc, ERRORS)
