@@ -53,6 +53,12 @@ __all__ = ["Resources", "TaskContext", "Usage"]
 
 _log = get_logger("stalwart.tools")
 
+LAZY_MODEL_RECORDS = True
+"""A model call's journal record (and its spend settlement) is a lazy commit: not
+fsynced on its own, made durable by the next ordinary commit, which every side effect,
+approval, sub-task and result makes before it is visible (``docs/durable.md``, *What
+``full`` guarantees*). False fsyncs each on its own (the benches compare the two)."""
+
 
 @dataclasses.dataclass
 class Usage:
@@ -322,7 +328,13 @@ class TaskContext:
 
         try:
             reply: dict[str, Any]
-            reply, ratios = await self.durable.step_joined("model", call, settle)
+            # redone if lost: the record is committed before the reply returns (a process
+            # kill cannot lose it), and fsynced by the next ordinary commit -- before any
+            # side effect, approval, sub-task or result can depend on it. An OS crash
+            # before that loses only the reply, and the resumed task asks again.
+            reply, ratios = await self.durable.step_joined(
+                "model", call, settle, redone_if_lost=LAZY_MODEL_RECORDS
+            )
         except asyncio.CancelledError:
             # Interrupted (the task was cancelled, or its process is stopping). A call
             # already sent may have been billed: charge its reserved worst case, as the

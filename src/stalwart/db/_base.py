@@ -56,9 +56,20 @@ class Database(abc.ABC):
 
     @abc.abstractmethod
     async def write(
-        self, fn: Callable[..., Program[T]], *args: Any, timeout: float | None = None
+        self,
+        fn: Callable[..., Program[T]],
+        *args: Any,
+        timeout: float | None = None,
+        lazy: bool = False,
     ) -> T:
-        """Run ``fn(*args)`` in the next group commit; returns its value once committed."""
+        """Run ``fn(*args)`` in the next group commit; returns its value once committed.
+
+        ``lazy``: committed (a process kill cannot lose it) but not flushed to disk on
+        its own at ``full`` durability -- the next ordinary commit of the database, which
+        comes after it in the log, makes it durable with its own (SQLite: one WAL file,
+        written in order; PostgreSQL: ``synchronous_commit = off`` for the transaction).
+        Only for a write that may be lost to an OS crash as long as nothing durable
+        depends on it (``docs/durable.md``, *What ``full`` guarantees*)."""
 
     @abc.abstractmethod
     async def read(

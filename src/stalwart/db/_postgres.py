@@ -14,7 +14,9 @@ is raised (StoreUnavailable), never retried blindly.
 
 Durability: "full" keeps ``synchronous_commit = on``; "normal" and "off" set
 it off for these sessions (a server crash may lose the last commits; never
-corrupts).
+corrupts). A batch made only of *lazy* writes (``write(..., lazy=True)``) commits with
+``synchronous_commit = off`` at "full" too: the server's next synchronous commit, later
+in its WAL, flushes it.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ _log = get_logger("stalwart.db.postgres")
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 _CONNECTION_WAIT = 2.0
 """Longest wait for a pooled connection before the operation retries (within its deadline)."""
-_Item = tuple[Callable[..., Program[Any]], Sequence[Any], asyncio.Future[Any]]
+_Item = tuple[Callable[..., Program[Any]], Sequence[Any], asyncio.Future[Any], bool]
+"""A queued program, its arguments, the future to resolve, lazy."""
 
 
 class _Retry(Exception):
@@ -194,7 +197,7 @@ class PostgresDatabase(Database):
             for task in pending:
                 task.cancel()
         self._flushers = []
-        for _, _, fut in self._queue:
+        for _, _, fut, _ in self._queue:
             if not fut.done():
                 fut.set_exception(StoreError(f"PostgreSQL store {self.url} is closed"))
         self._queue.clear()
@@ -255,7 +258,11 @@ class PostgresDatabase(Database):
 
     # -- group commit ---------------------------------------------------------------------
     async def write(
-        self, fn: Callable[..., Program[T]], *args: Any, timeout: float | None = None
+        self,
+        fn: Callable[..., Program[T]],
+        *args: Any,
+        timeout: float | None = None,
+        lazy: bool = False,
     ) -> T:
         if self._pool is None or self._wake is None:
             raise StoreError(f"PostgreSQL store {self.url} is not open; call `await store.open()`")
@@ -263,7 +270,7 @@ class PostgresDatabase(Database):
 
         async def attempt(_remaining: float) -> Any:
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.append((fn, args, fut))
+            self._queue.append((fn, args, fut, lazy))
             wake.set()
             return await fut
 
@@ -292,7 +299,10 @@ class PostgresDatabase(Database):
         try:
             async with self._connection(self.timeout) as conn:
                 try:
-                    for fn, args, fut in batch:
+                    if self.durability == "full" and all(item[3] for item in batch):
+                        # lazy only: the server's next synchronous commit flushes it
+                        await conn.execute("SET LOCAL synchronous_commit = off")
+                    for fn, args, fut, _lazy in batch:
                         try:
                             results.append((fut, True, await drive_async(conn, fn, args)))
                         except psycopg.Error:
@@ -313,9 +323,9 @@ class PostgresDatabase(Database):
             if committing:
                 # The COMMIT may or may not have reached the server: never run it again.
                 unknown = StoreUnavailable(f"{err} (during commit: the outcome is unknown)")
-                results = [(fut, False, unknown) for _, _, fut in batch]
+                results = [(fut, False, unknown) for _, _, fut, _ in batch]
             else:
-                results = [(fut, False, _Retry(err)) for _, _, fut in batch]
+                results = [(fut, False, _Retry(err)) for _, _, fut, _ in batch]
         except psycopg.Error as exc:
             # One program's statement failed and aborted the transaction: that program
             # gets the error; the others did not commit and run again.
@@ -323,10 +333,10 @@ class PostgresDatabase(Database):
             err = map_pg_error(exc, self.url)
             results = [
                 (fut, False, err if i == culprit else _Retry(err))
-                for i, (_, _, fut) in enumerate(batch)
+                for i, (_, _, fut, _) in enumerate(batch)
             ]
         except StoreError as exc:
-            results = [(fut, False, _Retry(exc)) for _, _, fut in batch]
+            results = [(fut, False, _Retry(exc)) for _, _, fut, _ in batch]
         _metrics.COMMIT_BATCH.observe(len(batch))
         _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         for fut, ok, value in results:

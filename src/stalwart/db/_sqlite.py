@@ -19,9 +19,10 @@ A *lazy* job (``lazy=True``) is one whose writes need not reach the disk before 
 caller goes on: a batch made only of lazy jobs commits at ``normal`` (written to the
 WAL, so it survives a process kill, without an fsync), and the next commit that
 fsyncs the WAL -- any batch with one ordinary job -- makes them durable with it
-(one file, written in order). For data that is rebuilt when lost, such as a running
-task's LangGraph checkpoints, which its journal replays; never for a record a caller
-acts on.
+(one file, written in order). For data that is rebuilt or redone when lost and that
+nothing durable can depend on before a later ordinary commit: a running task's
+LangGraph checkpoints, which its journal replays, and a model call's journal record,
+which a resumed task makes again (``docs/durable.md``, *What ``full`` guarantees*).
 
 A writer thread that died is started again by the next operation. A file that
 fails its integrity check (``PRAGMA quick_check``) is never replaced: opening it
@@ -538,9 +539,9 @@ class SQLiteDatabase(Database):
         except sqlite3.Error as err:
             raise map_sqlite_error(err, str(self.path)) from err
 
-    async def _submit(self, job: Job, timeout: float | None) -> Any:
+    async def _submit(self, job: Job, timeout: float | None, lazy: bool = False) -> Any:
         writer = self._writer()
-        fut = writer.submit(job)
+        fut = writer.submit(job, lazy=lazy)
         limit = self.timeout if timeout is None else timeout
         try:
             async with asyncio.timeout(limit):
@@ -569,9 +570,13 @@ class SQLiteDatabase(Database):
 
     # -- operations -----------------------------------------------------------------------
     async def write(
-        self, fn: Callable[..., Program[T]], *args: Any, timeout: float | None = None
+        self,
+        fn: Callable[..., Program[T]],
+        *args: Any,
+        timeout: float | None = None,
+        lazy: bool = False,
     ) -> T:
-        value: T = await self._submit(lambda conn: drive_sync(conn, fn, args), timeout)
+        value: T = await self._submit(lambda conn: drive_sync(conn, fn, args), timeout, lazy)
         return value
 
     async def read(

@@ -131,15 +131,22 @@ class Context:
         return seq, entry
 
     async def _record(
-        self, seq: int, kind: str, name: str, value: Any, also: Joined | None = None
+        self,
+        seq: int,
+        kind: str,
+        name: str,
+        value: Any,
+        also: Joined | None = None,
+        *,
+        lazy: bool = False,
     ) -> Any:
         # a resolved secret is stored as its reference, never as the value
         entry = JournalEntry(seq, kind, name, seal(value))
-        if also is None:
+        if also is None and not lazy:
             await self._store.append(self._lease, (entry,))
             joined = None
         else:
-            joined = await self._store.append(self._lease, (entry,), also=also)
+            joined = await self._store.append(self._lease, (entry,), also=also, lazy=lazy)
         self.executed_steps += 1
         _EXECUTED[kind].inc()
         return joined
@@ -164,7 +171,12 @@ class Context:
         return value
 
     async def step_joined(
-        self, name: str, fn: Callable[[], Any], join: Callable[[Any], Joined | None]
+        self,
+        name: str,
+        fn: Callable[[], Any],
+        join: Callable[[Any], Joined | None],
+        *,
+        redone_if_lost: bool = False,
     ) -> tuple[Any, Any]:
         """:meth:`step`, with another component's write committed in the same transaction
         as the step's journal entry: ``join(result)`` gives it (or None) once ``fn``
@@ -174,8 +186,17 @@ class Context:
 
         For bookkeeping that belongs to the step (the agent settles a model call's spend
         with the call's entry): one commit instead of two, and never one without the
-        other."""
-        return await self._step(name, fn, (), {}, join)
+        other.
+
+        ``redone_if_lost``: the step's record (and the joined write) is a lazy commit --
+        a process kill cannot lose it, but at ``full`` durability it is flushed to disk
+        by the next ordinary commit of the store, not on its own. An OS crash or power
+        loss before that commit loses it, and the resumed task runs ``fn`` again, as
+        after a crash just before it; nothing committed after it can outlive it (one
+        log, written in order). For a step that may run twice but must not be paid an
+        fsync for each time (a model call: ``docs/durable.md``, *What ``full``
+        guarantees*)."""
+        return await self._step(name, fn, (), {}, join, lazy=redone_if_lost)
 
     async def _step(
         self,
@@ -184,6 +205,8 @@ class Context:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         join: Callable[[Any], Joined | None] | None,
+        *,
+        lazy: bool = False,
     ) -> tuple[Any, Any]:
         _check_name(name)
         seq, entry = self._next("step", name)
@@ -197,11 +220,11 @@ class Context:
                 result = await result
         except Exception as exc:
             error = describe(exc)
-            await self._record(seq, "failed", name, error)
+            await self._record(seq, "failed", name, error, lazy=lazy)
             raise step_failed(name, error) from exc
         check_json(result, f"result of step {name!r} (task {self.task_id!r}, #{seq})")
         also = join(result) if join is not None else None
-        return result, await self._record(seq, "step", name, result, also)
+        return result, await self._record(seq, "step", name, result, also, lazy=lazy)
 
     async def now(self) -> float:
         """Wall time (seconds since the epoch), journaled: replay returns the recorded time."""

@@ -332,13 +332,24 @@ class Store(Protocol):
         ...
 
     async def append(
-        self, lease: Lease, entries: Sequence[JournalEntry], *, also: Joined | None = None
+        self,
+        lease: Lease,
+        entries: Sequence[JournalEntry],
+        *,
+        also: Joined | None = None,
+        lazy: bool = False,
     ) -> Any:
         """Append journal entries; durable when this returns. Raises LeaseLost if fenced.
 
         ``also``: another component's write (a kernel program on this store's database)
         committed in the same transaction, after the entries: both or neither. Returns
-        its program's value (None without one)."""
+        its program's value (None without one).
+
+        ``lazy``: committed when this returns (a process kill cannot lose it) but made
+        durable against an OS crash only by the next ordinary commit of the database,
+        which follows it in the log (the database kernel's lazy write): for a record
+        that is redone when lost, such as a model call's (``docs/durable.md``, *What
+        ``full`` guarantees*)."""
         ...
 
     def joins(self, url: str) -> bool:

@@ -281,7 +281,12 @@ class SQLStore:
 
     # -- journal --------------------------------------------------------------------------
     async def append(
-        self, lease: Lease, entries: Sequence[JournalEntry], *, also: Joined | None = None
+        self,
+        lease: Lease,
+        entries: Sequence[JournalEntry],
+        *,
+        also: Joined | None = None,
+        lazy: bool = False,
     ) -> Any:
         fence = (lease.task_id, lease.owner, lease.token)
         rows = [
@@ -290,7 +295,7 @@ class SQLStore:
         ]
         if also is not None and not self.joins_own():
             raise StoreError(f"store {self.url}: a joined write needs a SQLite store")
-        return await self._db.write(_ops.append, lease, rows, also)
+        return await self._db.write(_ops.append, lease, rows, also, lazy=lazy)
 
     def joins_own(self) -> bool:
         """Whether this store's transactions can take another component's program: on

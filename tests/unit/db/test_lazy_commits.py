@@ -81,6 +81,25 @@ async def test_a_lazy_job_in_a_batch_with_an_ordinary_one_is_fsynced_with_it(
         await db.close()
 
 
+async def test_an_async_lazy_write_skips_its_fsync_and_the_next_write_is_full_again(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The event-loop path (``Database.write(..., lazy=True)``, as the journal's lazy
+    model records use it) behaves as the blocking one."""
+    db = SQLiteDatabase(tmp_path / "k.db")
+    await db.open()
+    try:
+        await db.migrate(NOTES)
+        before = LAZY_COMMITS.labels("true")._value.get()
+        assert await db.write(insert_and_sync_level, "a", lazy=True) == NORMAL
+        assert LAZY_COMMITS.labels("true")._value.get() == before + 1
+        assert await db.write(insert_and_sync_level, "b") == FULL
+        assert LAZY_COMMITS.labels("true")._value.get() == before + 1
+        assert await db.read(count) == 2
+    finally:
+        await db.close()
+
+
 def test_a_durability_normal_store_is_left_as_it_is(tmp_path: pathlib.Path) -> None:
     db = SQLiteDatabase(tmp_path / "k.db", durability="normal")
     db.open_blocking()
@@ -151,3 +170,24 @@ def test_a_lazy_transaction_on_postgres_commits_asynchronously_and_only_itself()
             assert db.run(count) == 2
         finally:
             db.close()
+
+
+@pytest.mark.postgres
+async def test_an_async_lazy_write_on_postgres_commits_asynchronously_and_only_itself() -> None:
+    from stalwart.db import database
+    from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
+
+    if not postgres_reachable():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    with postgres_database("stalwart_lazy_async") as url:
+        db = database(url)
+        await db.open()
+        try:
+            await db.migrate(NOTES)
+            assert await db.write(commit_setting, "a", lazy=True) == "off"
+            assert await db.write(commit_setting, "b") == "on"  # that transaction only
+            assert await db.read(count) == 2
+        finally:
+            await db.close()

@@ -1,0 +1,195 @@
+"""What ``full`` durability guarantees for a model call's journal record (docs/durable.md,
+*What ``full`` guarantees*): it is committed before the reply returns, without an fsync of
+its own, and the next ordinary commit -- here a side effect's ledger entry, written before
+the effect runs -- makes it durable with its own.
+
+Checked on disk, on a real SQLite store: the record's WAL frames lie before the effect's
+fsynced commit (one file, which an fsync makes durable up to its end), a second
+connection reads it, and two crash images -- the files as an OS crash would leave them
+right after the model call (the unsynced tail lost) and right after the effect's entry --
+resume to the same result: the first makes the model call again, the second does not.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import sqlite3
+from typing import Any
+
+from tests.integration.adapters._scripted import Scripted
+
+from stalwart.agent import Resources, TaskContext
+from stalwart.db._metrics import COMMITS, LAZY_COMMITS
+from stalwart.durable import Runner, SQLiteStore
+from stalwart.llm import Message
+from stalwart.observe import EventBus
+from stalwart.resilience import BreakerRegistry
+from stalwart.tools import ToolRegistry
+
+REPLY = Message("assistant", content="Refund 500 cents on order 7.")
+
+
+def committed() -> tuple[float, float]:
+    """(commits that wrote, of which lazy) so far in this process."""
+    return COMMITS.labels("true")._value.get(), LAZY_COMMITS.labels("true")._value.get()
+
+
+def resources(client: Scripted) -> Resources:
+    return Resources(
+        agent="support",
+        models={"main": client},
+        tools=ToolRegistry([], breakers=BreakerRegistry()),
+        scopes=frozenset(),
+        callable_agents=frozenset(),
+        runtime=None,
+        events=EventBus(log=False),
+    )
+
+
+def journal(path: pathlib.Path, task_id: str) -> list[tuple[int, str, str]]:
+    """The task's journal as a second, read-only connection sees it."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT seq, kind, name FROM stalwart_journal WHERE task_id = ? ORDER BY seq",
+            (task_id,),
+        ).fetchall()
+    finally:
+        conn.close()
+    return [(int(s), str(k), str(n)) for s, k, n in rows]
+
+
+def crash_image(path: pathlib.Path, wal_bytes: int, into: pathlib.Path) -> pathlib.Path:
+    """The database as an OS crash leaves it when the WAL is on disk up to ``wal_bytes``
+    (the rest was never fsynced): the main file as it is (nothing was checkpointed into it
+    during the run), the WAL cut there; SQLite rebuilds the rest on open."""
+    into.mkdir()
+    shutil.copyfile(path, into / path.name)
+    with open(f"{path}-wal", "rb") as wal, open(into / f"{path.name}-wal", "wb") as cut:
+        cut.write(wal.read(wal_bytes))
+    return into / path.name
+
+
+class Run:
+    """One task: an ordinary step, a model call, a side effect; marks what was on disk."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self.refunds: list[str] = []  # idempotency keys the "payment service" received
+        self.marks: dict[str, Any] = {}
+
+    def wal(self) -> int:
+        return pathlib.Path(f"{self.path}-wal").stat().st_size
+
+    def workflow(self, client: Scripted, *, observe: bool) -> Any:
+        held = resources(client)
+
+        async def run(ctx: Any, value: Any) -> Any:
+            tctx = TaskContext(ctx, held, model="main")
+            await tctx.step("prepare", lambda: {"order": 7})  # an ordinary, fsynced commit
+            if observe:
+                self.marks["wal_before_model"] = self.wal()
+                self.marks["before_model"] = committed()
+            reply = await tctx.call_model([{"role": "user", "content": "Refund order 7."}])
+            if observe:
+                self.marks["after_model"] = committed()
+                self.marks["wal_after_model"] = self.wal()
+                self.marks["seen_after_model"] = journal(self.path, ctx.task_id)
+
+            def refund(amount: int, *, idempotency_key: str) -> dict[str, Any]:
+                # runs once the effect's "started" entry is committed (and fsynced)
+                if observe:
+                    self.marks["after_started"] = committed()
+                    self.marks["wal_at_effect"] = self.wal()
+                    self.marks["seen_at_effect"] = journal(self.path, ctx.task_id)
+                self.refunds.append(idempotency_key)
+                return {"refunded": amount}
+
+            done = await tctx.durable.effect("refund", refund, 500, deduplicated=True)
+            return {"answer": reply["content"], "refund": done}
+
+        return run
+
+
+async def test_a_model_record_is_lazy_and_the_next_effect_commit_makes_it_durable(
+    tmp_path: pathlib.Path,
+) -> None:
+    path = tmp_path / "t.db"
+    # no checkpoint during the run: every commit stays in the WAL, in order
+    store = SQLiteStore(str(path), wal_autocheckpoint=100_000)  # durability "full"
+    await store.open()
+    run = Run(path)
+    client = Scripted([REPLY])
+    try:
+        runner = Runner(store, owner="node-a", events=EventBus(log=False))
+        task_id = await runner.submit("support", {"text": "refund"})
+        images: dict[str, pathlib.Path] = {}
+        workflow = run.workflow(client, observe=True)
+
+        async def imaging(ctx: Any, value: Any) -> Any:
+            result = await workflow(ctx, value)
+            # the files are still open and unchanged since the marks: cut the images now
+            images["after_model"] = crash_image(
+                path, run.marks["wal_before_model"], tmp_path / "crash-after-model"
+            )
+            images["after_effect"] = crash_image(
+                path, run.marks["wal_at_effect"], tmp_path / "crash-after-effect"
+            )
+            return result
+
+        result = await runner.run(task_id, imaging)
+    finally:
+        await store.close()
+    assert result is not None and result.status == "succeeded", result
+    expected = {"answer": REPLY.content, "refund": {"refunded": 500}}
+    assert result.result == expected
+    assert client.calls == 1 and len(run.refunds) == 1
+    marks = run.marks
+
+    # the model call's record (seq 1) was one lazy commit: no fsync of its own ...
+    wrote = marks["after_model"][0] - marks["before_model"][0]
+    lazy = marks["after_model"][1] - marks["before_model"][1]
+    assert (wrote, lazy) == (1, 1)
+    # ... committed where others read it: in the WAL, after everything before it
+    assert (1, "step", "model") in marks["seen_after_model"]
+    assert marks["wal_after_model"] > marks["wal_before_model"]
+    # the effect's "started" entry was an ordinary commit (fsynced), later in the same WAL
+    wrote = marks["after_started"][0] - marks["after_model"][0]
+    lazy = marks["after_started"][1] - marks["after_model"][1]
+    assert wrote >= 1 and lazy == 0
+    assert marks["wal_at_effect"] > marks["wal_after_model"]
+    assert (1, "step", "model") in marks["seen_at_effect"]
+
+    # An OS crash right after the model call: the unsynced tail (the model record) is lost,
+    # and the resumed task asks the model again -- as after a crash just before the call.
+    lost = images["after_model"]
+    task_journal = journal(lost, task_id)
+    assert (0, "step", "prepare") in task_journal
+    assert (1, "step", "model") not in task_journal
+    again = Scripted([REPLY])
+    resumed = await resume(lost, task_id, Run(lost), again)
+    assert resumed.result == expected and again.calls == 1
+
+    # An OS crash once the effect's entry is fsynced: the model record is on disk with it,
+    # and the resumed task neither asks the model again nor loses the effect's key.
+    kept = images["after_effect"]
+    assert (1, "step", "model") in journal(kept, task_id)
+    again = Scripted([])
+    rerun = Run(kept)
+    resumed = await resume(kept, task_id, rerun, again)
+    assert resumed.result == expected and again.calls == 0
+    assert rerun.refunds == run.refunds  # the same idempotency key, deduplicated upstream
+
+
+async def resume(path: pathlib.Path, task_id: str, run: Run, client: Scripted) -> Any:
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        runner = Runner(store, owner="node-b", events=EventBus(log=False))
+        # on disk the task is still leased by the crashed node: take it over
+        result = await runner.run(task_id, run.workflow(client, observe=False), force=True)
+    finally:
+        await store.close()
+    assert result is not None and result.status == "succeeded", result
+    return result
