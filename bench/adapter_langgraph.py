@@ -1,35 +1,31 @@
 """The LangGraph adapter: kills at step boundaries, and what the adapter adds to a model call.
 
-Two measurements in one run, written to ``bench/results/adapters.json`` under the key
-``"langgraph"`` (other adapters' keys are kept):
+Written to ``bench/results/adapters.json`` under the key ``"langgraph"`` (other adapters'
+keys are kept), in the shape every adapter bench writes (``bench/_adapter_results.py``):
 
-- **Kills.** The support example (``examples/langgraph_support``) on a real node runs
-  ``--tickets`` tickets one at a time, twice: once undisturbed, once with its agent
-  process SIGKILLed at a random step boundary of nearly every ticket (see
+- **Kills** (``kill_run``). The support example (``examples/langgraph_support``) on a real
+  node runs ``--tickets`` tickets one at a time, twice: once undisturbed, once with its
+  agent process SIGKILLed at a random step boundary of nearly every ticket (see
   ``examples/langgraph_support/chaos.py``). ``rerun_model_calls_after_kill`` is the
   model requests the simulated provider answered in the killed run minus those it
   answered in the undisturbed one; ``duplicate_side_effects`` the refunds the payment
   service received twice for one idempotency key; ``different_results`` the tickets
   whose outcome differs from the undisturbed run.
-- **Latency of one call.** The same simulated provider, the same request, side by side
-  in one process: a bare LangChain chat model calling stalwart's model client (what a
-  graph without stalwart pays) against :class:`stalwart.adapters.langgraph.ChatModel`
-  inside a durable task on a SQLite store (the journal, the request digest and the
-  guard). Alternating calls; p50 and p90 of each, and the difference of the p50s.
-- **Latency in the graph** (``latency_in_graph``). What a model call costs where the
-  graph makes it, with everything a hosted run writes around it: the example's graph
+- **Latency in the graph** (``latency``, the headline). What a model call costs where
+  the graph makes it, with everything a hosted run writes around it: the example's graph
   as ``LangGraphAgent`` runs it (a durable task on a SQLite store at ``full``
-  durability, its checkpoints in that store, the spend ledger and the approval queue
-  as a node gives them) against the same graph built with a bare chat model, bare
-  tools and LangGraph's ``InMemorySaver``, on the same simulated provider and
-  services, tickets alternating. A second hosted side, ``adapter_eager_checkpoints``,
-  fsyncs each of the saver's writes on its own (as the saver did before its writes for
-  a running task became lazy commits); the two hosted sides take turns going first.
-  Each model call is timed inside its node; reported: p50/p90 per side, the p50
-  difference, the median over tickets of the per-ticket difference (robust to a load
-  that changes during the run), and each hosted side's commits per model call (all,
-  and those fsynced: the metric ``stalwart_db_commits_total`` less
+  durability, its checkpoints in that store, the spend ledger and the approval queue as
+  a node gives them) against the same graph built with a bare chat model, bare tools
+  and LangGraph's ``InMemorySaver``, on the same simulated provider and services,
+  tickets in turn; the hosted side as shipped and with each model record fsynced on its
+  own (``adapter_fsynced_model_records``), the two in ABBA order. Each model call is
+  timed inside its node. ``latency_detail.in_graph``: each hosted side's commits per
+  model call (all, and those fsynced: ``stalwart_db_commits_total`` less
   ``stalwart_db_lazy_commits_total``).
+- **One call alone** (``latency_detail.one_call_durability_<level>``). A bare LangChain
+  chat model calling stalwart's model client (what a graph without stalwart pays)
+  against :class:`stalwart.adapters.langgraph.ChatModel` inside a durable task on a
+  SQLite store at ``full``, ``normal`` and ``off`` durability; calls alternating.
 
 Run: ``.venv/bin/python bench/adapter_langgraph.py`` (a few minutes), ``--quick`` (fewer
 tickets and calls, about a minute).
@@ -42,7 +38,6 @@ import asyncio
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
@@ -52,6 +47,14 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from bench._adapter_results import (
+    SIDES,
+    adapter_order,
+    latency_block,
+    model_records,
+    run_info,
+    write,
+)
 from examples.langgraph_support.app import SCENARIO, SUPPORT, app, tickets
 from examples.langgraph_support.chaos import run_tickets
 from examples.langgraph_support.graph import SYSTEM, tools
@@ -65,7 +68,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
-from stalwart.adapters.langgraph import ChatModel, _saver
+from stalwart.adapters.langgraph import ChatModel
 from stalwart.adapters.langgraph._run import RUN, GraphRun
 from stalwart.agent import Resources, TaskContext
 from stalwart.agent._context import _to_message
@@ -80,8 +83,6 @@ from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
 from stalwart.tools import ToolRegistry
-
-RESULTS = pathlib.Path(__file__).parent / "results" / "adapters.json"
 
 
 class BareChat(BaseChatModel):
@@ -123,11 +124,6 @@ class BareChat(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message)])
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def latency(calls: int, durability: str) -> dict[str, Any]:
     with SimServer(scenario=SCENARIO) as sim:
         os.environ["STALWART_SIM_URL"] = sim.url
@@ -149,20 +145,22 @@ async def latency(calls: int, durability: str) -> dict[str, Any]:
         bare = BareChat(client=client).bind(tools=[convert_to_openai_tool(t) for t in tools])
         adapted = ChatModel().bind_tools(tools)
         messages = [{"role": "user", "content": "Please refund 500 cents on order 1234."}]
-        timings: dict[str, list[float]] = {"bare": [], "adapter": []}
+        timings: dict[str, list[float]] = {side: [] for side in SIDES}
+        models_of = {"bare": bare, "adapter": adapted, "adapter_fsynced_model_records": adapted}
 
         async def workflow(ctx: Any, _: Any) -> Any:
             tctx = TaskContext(ctx, resources, model="support")
             token = RUN.set(GraphRun(tctx, asyncio.get_running_loop(), "support"))
             try:
                 for n in range(calls + 20):
-                    for name, model in (("bare", bare), ("adapter", adapted)):
-                        t0 = time.perf_counter()
-                        reply = await model.ainvoke(messages)
-                        elapsed = time.perf_counter() - t0
+                    for name in ("bare", *adapter_order(n)):
+                        with model_records(name):
+                            t0 = time.perf_counter()
+                            reply = await models_of[name].ainvoke(messages)
+                            elapsed = time.perf_counter() - t0
                         assert reply.tool_calls[0]["name"] == "lookup_order"
                         if n >= 20:  # warm-up: connections, first-call imports
-                            timings[name].append(elapsed * 1e6)
+                            timings[name].append(elapsed)
             finally:
                 RUN.reset(token)
             return None
@@ -171,18 +169,15 @@ async def latency(calls: int, durability: str) -> dict[str, Any]:
         await runner.run(await runner.submit("support", {}), workflow)
         await store.close()
         await client.aclose()
-    bare_p50 = statistics.median(timings["bare"])
-    adapter_p50 = statistics.median(timings["adapter"])
-    return {
-        "calls_each": calls,
-        "store": f"sqlite, durability={durability}",
-        "bare_p50_us": round(bare_p50, 1),
-        "bare_p90_us": round(pct(timings["bare"], 0.9), 1),
-        "adapter_p50_us": round(adapter_p50, 1),
-        "adapter_p90_us": round(pct(timings["adapter"], 0.9), 1),
-        "added_p50_us": round(adapter_p50 - bare_p50, 1),
-        "target_added_p50_us": 1000,
-    }
+    # one call after another: each call its own "ticket" for the paired difference
+    block = latency_block(
+        timings,
+        timings,
+        statistic="one ChatModel.ainvoke alone, in a durable task, against a bare "
+        "LangChain chat model on the same model client; calls alternating",
+        store=f"sqlite, durability={durability}",
+    )
+    return block
 
 
 def _bare_graph(client: ModelClient, loop: asyncio.AbstractEventLoop) -> Any:
@@ -238,7 +233,7 @@ def _timed(cls: type[BaseChatModel], samples: dict[str, list[float]], side: list
         try:
             return original(self, *args, **kw)
         finally:
-            samples[side[0]].append((time.perf_counter() - t0) * 1e6)
+            samples[side[0]].append(time.perf_counter() - t0)
 
     cls._generate = timed  # type: ignore[method-assign]
     return original
@@ -249,16 +244,14 @@ def _committed() -> tuple[float, float]:
     return COMMITS.labels("true")._value.get(), LAZY_COMMITS.labels("true")._value.get()
 
 
-HOSTED = {"adapter": True, "adapter_eager_checkpoints": False}
-"""The hosted sides: the saver's writes lazy (as shipped) or each fsynced (as before)."""
-
-
-async def latency_in_graph(count: int, seed: int) -> dict[str, Any]:
-    """Per model call inside the graph: the hosted example against the bare graph, and
-    against itself with each checkpoint write fsynced (``adapter_eager_checkpoints``)."""
+async def latency_in_graph(count: int, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per model call inside the graph: the hosted example against the bare graph, as
+    shipped and with each model record fsynced on its own; the common latency block and
+    this bench's detail (commits per model call)."""
     work = tickets(count + 3, seed=seed)
-    samples: dict[str, list[float]] = {"bare": [], **{side: [] for side in HOSTED}}
+    samples: dict[str, list[float]] = {side: [] for side in SIDES}
     side = ["bare"]
+    hosted_sides = SIDES[1:]
     with SimServer(scenario=SCENARIO) as sim, tempfile.TemporaryDirectory() as tmp:
         os.environ["STALWART_SIM_URL"] = sim.url
         SIM_URL.set(sim.url)
@@ -293,9 +286,8 @@ async def latency_in_graph(count: int, seed: int) -> dict[str, Any]:
         runner = Runner(store, owner="bench", events=events)
         bare = _bare_graph(client, asyncio.get_running_loop())
         originals = {cls: _timed(cls, samples, side) for cls in (ChatModel, BareChat)}
-        lazy_writes = _saver._lazy
         # per hosted side: commits that wrote, of them lazy, model calls
-        counts = {name: [0.0, 0.0, 0] for name in HOSTED}
+        counts = {name: [0.0, 0.0, 0] for name in hosted_sides}
         # per ticket and side, the mean model call: paired differences are robust to a
         # load that changes during the run (a shared machine's)
         per_ticket: dict[str, list[float]] = {name: [] for name in samples}
@@ -304,21 +296,21 @@ async def latency_in_graph(count: int, seed: int) -> dict[str, Any]:
                 if n == 3:  # warmed up: connections, imports, schema caches
                     for kept in (*samples.values(), *per_ticket.values()):
                         kept.clear()
-                    counts = {name: [0.0, 0.0, 0] for name in HOSTED}
+                    counts = {name: [0.0, 0.0, 0] for name in hosted_sides}
                 side[0] = "bare"
                 config: Any = {"configurable": {"thread_id": f"bare-{n}"}}
                 first = len(samples["bare"])
                 await bare.ainvoke({"messages": ticket["messages"]}, config)
                 per_ticket["bare"].append(statistics.fmean(samples["bare"][first:]))
                 # the hosted sides in turn first (ABBA): neither always follows the bare one
-                for name, lazy in sorted(HOSTED.items(), reverse=n % 2 == 1):
+                for name in adapter_order(n):
                     side[0] = name
-                    _saver._lazy = lazy_writes if lazy else (lambda writer: False)
                     wrote0, lazy0 = _committed()
                     first = len(samples[name])
                     before = sim.world.stats["strong:requests"]
                     task = {**ticket, "thread_id": f"{name}-{n}"}
-                    result = await runner.run(await runner.submit("support", task), workflow)
+                    with model_records(name):
+                        result = await runner.run(await runner.submit("support", task), workflow)
                     assert result is not None and result.status == "succeeded", result
                     wrote1, lazy1 = _committed()
                     counts[name][0] += wrote1 - wrote0
@@ -326,37 +318,28 @@ async def latency_in_graph(count: int, seed: int) -> dict[str, Any]:
                     counts[name][2] += sim.world.stats["strong:requests"] - before
                     per_ticket[name].append(statistics.fmean(samples[name][first:]))
         finally:
-            _saver._lazy = lazy_writes
             for cls, original in originals.items():
                 cls._generate = original  # type: ignore[method-assign]
             await store.close()
             await asyncio.to_thread(ledger.close)
             await asyncio.to_thread(approvals.close)
             await client.aclose()
-    bare_p50 = statistics.median(samples["bare"])
-    out: dict[str, Any] = {
-        "tickets": count,
-        "store": "sqlite, durability=full; checkpoints, spend ledger, approvals in the store",
-        "bare": "the same graph: bare chat model, bare tools, LangGraph's InMemorySaver",
-        "model_calls_each": len(samples["bare"]),
-        "bare_p50_us": round(bare_p50, 1),
-        "bare_p90_us": round(pct(samples["bare"], 0.9), 1),
-        "target_added_p50_us": 1000,
-    }
-    for name in HOSTED:
+    block = latency_block(
+        samples,
+        per_ticket,
+        statistic="each model call timed inside its graph node (BaseChatModel._generate); "
+        "bare: the same graph with a bare chat model, bare tools and LangGraph's "
+        "InMemorySaver; adapter: the example as LangGraphAgent runs it (checkpoints, spend "
+        "ledger, approvals in the store)",
+    )
+    detail: dict[str, Any] = {"tickets": count}
+    for name in hosted_sides:
         wrote, lazy, calls = counts[name]
-        p50 = statistics.median(samples[name])
-        paired = [a - b for a, b in zip(per_ticket[name], per_ticket["bare"], strict=True)]
-        out[name] = {
-            "p50_us": round(p50, 1),
-            "p90_us": round(pct(samples[name], 0.9), 1),
-            "added_p50_us": round(p50 - bare_p50, 1),
-            # the median over tickets of (this side's mean call - the bare one's, same ticket)
-            "added_paired_median_us": round(statistics.median(paired), 1),
+        detail[name] = {
             "commits_per_model_call": round(wrote / calls, 2),
             "fsynced_commits_per_model_call": round((wrote - lazy) / calls, 2),
         }
-    return out
+    return block, detail
 
 
 async def _started(path: str, work: list[Any], share: float, seed: int) -> Any:
@@ -399,6 +382,10 @@ async def kills(count: int, seed: int) -> dict[str, Any]:
     }
 
 
+KEYS = ("tasks", "kills", "rerun_model_calls_after_kill", "duplicate_side_effects",
+        "different_results")  # fmt: skip
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tickets", type=int, default=30)
@@ -409,24 +396,31 @@ async def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.tickets, args.calls, args.graph_tickets = 24, 100, 15
-    load_before = os.getloadavg()[0]
-    result: dict[str, Any] = await kills(args.tickets, args.seed)
-    result["latency_in_graph"] = await latency_in_graph(args.graph_tickets, args.seed)
-    # "full" (the default) fsyncs every journal commit; "normal" leaves that to the WAL
-    result["latency"] = await latency(args.calls, "full")
-    result["latency_durability_normal"] = await latency(args.calls, "normal")
-    # no disk wait at all: what the adapter itself costs (conversions, digest, journal code)
-    result["latency_durability_off"] = await latency(args.calls, "off")
-    result["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        # the machine is shared: latency figures are only comparable at a similar load
-        "load_average_1m": {"start": load_before, "end": os.getloadavg()[0]},
+    load_before, started = os.getloadavg()[0], time.monotonic()
+    killed = await kills(args.tickets, args.seed)
+    in_graph, graph_detail = await latency_in_graph(args.graph_tickets, args.seed)
+    # "full" (the default) fsyncs every ordinary journal commit; "normal" leaves that to
+    # the WAL; "off": no disk wait at all, what the adapter itself costs
+    single = {level: await latency(args.calls, level) for level in ("full", "normal", "off")}
+    result: dict[str, Any] = {
+        **{k: killed[k] for k in KEYS},
+        "added_latency_p50_ms": in_graph["added_p50_ms"],
+        "kill_run": killed,
+        "latency": in_graph,
+        "latency_detail": {
+            "in_graph": graph_detail,
+            **{f"one_call_durability_{level}": block for level, block in single.items()},
+        },
+        "run": {
+            **run_info(
+                "python bench/adapter_langgraph.py" + (" --quick" if args.quick else ""),
+                started,
+                load_before,
+            ),
+            "seed": args.seed,
+        },
     }
-    result["run"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    merged = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    merged["langgraph"] = result
-    RESULTS.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    write("langgraph", result)
     print(json.dumps(result, indent=2))
 
 

@@ -14,16 +14,18 @@ simulated models:
    with the same result.
 2. **Added latency per model call.** The same ``support_agent`` runs bare (Pydantic AI's
    own ``OpenAIChatModel`` against the sim) and hosted (``PydanticAIAgent`` in a durable
-   task on a SQLite journal, its requests through ``TaskContext.call_model`` and the
-   stalwart model client against the same sim), tickets alternating between the two in
-   one process. Each model request is timed where Pydantic AI makes it; reported: p50
-   and p95 per side, the p50 difference (target: under 1 ms), the median over tickets
-   of the per-ticket difference (robust to load that changes during the run), and
-   where the added time goes (the adapter's conversions; the journal's commits). The
-   1-minute load average at start and end is recorded: on a shared machine it decides
-   the figures.
+   task on a SQLite journal at ``full`` durability, its requests through
+   ``TaskContext.call_model`` and the stalwart model client against the same sim), as
+   shipped and with each model record fsynced on its own, per ticket in turn in one
+   process. Each model request is timed where Pydantic AI makes it; reported: p50 and
+   p90 per side, the p50 difference (target: under 1 ms), the median over tickets of
+   the per-ticket difference (robust to load that changes during the run), and where
+   the added time goes (``latency_detail``: the adapter's conversions; the journal's
+   commits). The 1-minute load average at start and end is recorded: on a shared
+   machine it decides the figures.
 
-Writes (merges) only its own key ``"pydantic_ai"`` into ``bench/results/adapters.json``.
+Writes (merges) only its own key ``"pydantic_ai"`` into ``bench/results/adapters.json``,
+in the shape every adapter bench writes (``bench/_adapter_results.py``).
 ``--quick`` runs fewer tickets (about a minute).
 """
 
@@ -34,7 +36,6 @@ import asyncio
 import json
 import os
 import pathlib
-import platform
 import random
 import statistics
 import sys
@@ -44,6 +45,14 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench._adapter_results import (
+    SIDES,
+    adapter_order,
+    latency_block,
+    model_records,
+    run_info,
+    write,
+)
 from examples.pydantic_ai_support.app import SCENARIO, SUPPORT, SupportDeps, support_agent, tickets
 from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models import Model, ModelRequestParameters
@@ -59,6 +68,7 @@ from stalwart.agent._taskagent import build_models
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.durable._journal import Context
 from stalwart.llm.sim import SIM_URL, SimServer
+from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
 from stalwart.tools import ToolRegistry
@@ -91,9 +101,10 @@ class Timed(WrapperModel):
             self.samples.append(time.perf_counter() - started)
 
 
-async def latency(count: int, workdir: pathlib.Path) -> dict[str, Any]:
-    hosted_samples: list[float] = []
-    bare_samples: list[float] = []
+async def latency(count: int, workdir: pathlib.Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The common latency block (bench/_adapter_results.py) and this bench's detail."""
+    samples: dict[str, list[float]] = {side: [] for side in SIDES}
+    running = ["adapter"]
     original = StalwartModel.request
 
     async def timed_request(self: StalwartModel, *args: Any) -> ModelResponse:
@@ -101,12 +112,12 @@ async def latency(count: int, workdir: pathlib.Path) -> dict[str, Any]:
         try:
             return await original(self, *args)
         finally:
-            hosted_samples.append(time.perf_counter() - started)
+            samples[running[0]].append(time.perf_counter() - started)
 
     StalwartModel.request = timed_request  # type: ignore[method-assign]
     # where the added time goes: the adapter's own conversion, and the journal's commits
     convert_samples: list[float] = []
-    record_samples: list[float] = []
+    record_samples: dict[str, list[float]] = {side: [] for side in SIDES[1:]}
     patched = {
         name: getattr(_model, name) for name in ("to_messages", "to_tool_specs", "to_response")
     }
@@ -125,18 +136,19 @@ async def latency(count: int, workdir: pathlib.Path) -> dict[str, Any]:
         setattr(_model, name, timing(fn))
     record = Context._record
 
-    async def timed_record(self: Context, *args: Any) -> Any:
+    async def timed_record(self: Context, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return await record(self, *args)
+            return await record(self, *args, **kwargs)
         finally:
-            record_samples.append(time.perf_counter() - started)
+            record_samples[running[0]].append(time.perf_counter() - started)
 
     Context._record = timed_record  # type: ignore[method-assign]
     with SimServer(scenario=SCENARIO) as sim:
         SIM_URL.set(sim.url)
         events = EventBus(log=False)
         app = App(agents=[SUPPORT], models={"main": ["sim:strong", "sim:weak"]})
+        provision_sim_key(app, events)  # the simulated provider's key in the vault, as a node does
         models = build_models(app, {"main"}, sim.url, events)
         resources = Resources(
             agent=SUPPORT.name,
@@ -161,31 +173,32 @@ async def latency(count: int, workdir: pathlib.Path) -> dict[str, Any]:
             OpenAIChatModel(
                 "strong", provider=OpenAIProvider(base_url=f"{sim.url}/v1", api_key="sim")
             ),
-            bare_samples,
+            samples["bare"],
         )
         outputs: dict[str, int] = {"same": 0, "different": 0}
         work = tickets(count, seed=5)
         for ticket in work[:4]:  # warm both sides (connections, imports, schema caches)
             await support_agent.run(ticket["text"], model=bare, deps=SupportDeps("warm"))
             await runner.run(await runner.submit("support", ticket), workflow)
-        hosted_samples.clear()
-        bare_samples.clear()
-        convert_samples.clear()
-        record_samples.clear()
-        paired: list[float] = []  # per ticket: hosted minus bare, mean per model call
-        for ticket in work:  # alternating, so both sides see the same machine load
+        for kept in (*samples.values(), *record_samples.values(), convert_samples):
+            kept.clear()
+        per_ticket: dict[str, list[float]] = {side: [] for side in SIDES}
+        for n, ticket in enumerate(work):  # the sides in turn: the same machine load
             deps = SupportDeps(customer=ticket["from"])
-            before = len(bare_samples), len(hosted_samples)
+            first = len(samples["bare"])
             plain = await support_agent.run(ticket["text"], model=bare, deps=deps)
-            task_id = await runner.submit("support", ticket)
-            hosted = await runner.run(task_id, workflow)
-            paired.append(
-                statistics.fmean(hosted_samples[before[1] :])
-                - statistics.fmean(bare_samples[before[0] :])
-            )
-            assert hosted is not None and hosted.status == "succeeded", hosted
-            same = hosted.result["output"] == plain.output.model_dump()
-            outputs["same" if same else "different"] += 1
+            per_ticket["bare"].append(statistics.fmean(samples["bare"][first:]))
+            for side in adapter_order(n):
+                running[0] = side
+                first = len(samples[side])
+                with model_records(side):
+                    task_id = await runner.submit("support", ticket)
+                    hosted = await runner.run(task_id, workflow)
+                per_ticket[side].append(statistics.fmean(samples[side][first:]))
+                assert hosted is not None and hosted.status == "succeeded", hosted
+                if side == "adapter":
+                    same = hosted.result["output"] == plain.output.model_dump()
+                    outputs["same" if same else "different"] += 1
         await store.close()
         for model in models.values():
             await model.aclose()
@@ -193,28 +206,25 @@ async def latency(count: int, workdir: pathlib.Path) -> dict[str, Any]:
     Context._record = record  # type: ignore[method-assign]
     for name, fn in patched.items():
         setattr(_model, name, fn)
-    conversions = 3 * len(hosted_samples)  # to_messages, to_tool_specs, to_response per call
-    bare_p50, hosted_p50 = _ms(bare_samples, 0.5), _ms(hosted_samples, 0.5)
-    return {
-        "model_calls": {"bare": len(bare_samples), "adapter": len(hosted_samples)},
-        "bare_ms": {"p50": bare_p50, "p95": _ms(bare_samples, 0.95)},
-        "adapter_ms": {"p50": hosted_p50, "p95": _ms(hosted_samples, 0.95)},
-        "added_latency_p50_ms": round(hosted_p50 - bare_p50, 3),
-        "added_latency_paired_median_ms": round(statistics.median(paired) * 1000, 3),
-        "mean_added_ms": round(
-            (statistics.fmean(hosted_samples) - statistics.fmean(bare_samples)) * 1000, 3
-        ),
+    hosted_calls = len(samples["adapter"]) + len(samples["adapter_fsynced_model_records"])
+    block = latency_block(
+        samples,
+        per_ticket,
+        statistic="each model request timed where Pydantic AI makes it (Model.request); "
+        "bare: Pydantic AI's OpenAIChatModel; adapter: PydanticAIAgent in a durable task "
+        "(TaskContext.call_model, the stalwart model client, the journal in SQLite)",
+    )
+    detail = {
         "conversion_ms_per_model_call": {
-            "mean": round(sum(convert_samples) / max(1, len(hosted_samples)) * 1000, 3),
-            "calls": conversions,
+            "mean": round(sum(convert_samples) / max(1, hosted_calls) * 1000, 3),
+            "calls": 3 * hosted_calls,  # to_messages, to_tool_specs, to_response per call
         },
-        "journal_commit_ms": {
-            "p50": _ms(record_samples, 0.5),
-            "p95": _ms(record_samples, 0.95),
-            "commits": len(record_samples),
+        "journal_commit_p50_ms": {
+            side: _ms(values, 0.5) for side, values in record_samples.items()
         },
         "outputs": outputs,
     }
+    return block, detail
 
 
 async def kills(count: int, model_kills: int, refund_kills: int, seed: int, workdir: pathlib.Path):
@@ -243,6 +253,9 @@ async def kills(count: int, model_kills: int, refund_kills: int, seed: int, work
         - chaos.model_kills,
         "duplicate_side_effects": chaos.duplicates,
         "same_results": shape(chaos.results) == shape(clean.results),
+        "different_results": sum(
+            shape(chaos.results).get(t) != v for t, v in shape(clean.results).items()
+        ),
         "refunds": len(chaos.deliveries),
     }
 
@@ -260,26 +273,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = pathlib.Path(tmp)
         killed = asyncio.run(kills(count, model_kills, refund_kills, args.seed, workdir))
-        measured = asyncio.run(latency(lat, workdir))
+        measured, detail = asyncio.run(latency(lat, workdir))
     result = {
         **killed,
+        "added_latency_p50_ms": measured["added_p50_ms"],
         "latency": measured,
+        "latency_detail": detail,
         "run": {
-            "command": f"python bench/adapter_pydantic_ai.py{' --quick' if args.quick else ''}",
+            **run_info(
+                f"python bench/adapter_pydantic_ai.py{' --quick' if args.quick else ''}",
+                started,
+                load_before,
+            ),
             "seed": args.seed,
-            "seconds": round(time.monotonic() - started, 1),
-            "python": platform.python_version(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
-            "load_average_1m": {
-                "start": round(load_before, 1),
-                "end": round(os.getloadavg()[0], 1),
-            },
         },
     }
-    merged = json.loads(args.out.read_text()) if args.out.exists() else {}
-    merged["pydantic_ai"] = result
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+    write("pydantic_ai", result, args.out)
     print(json.dumps(result, indent=2))
     ok = (
         killed["same_results"]

@@ -1,0 +1,163 @@
+"""The one shape the three adapter benches write into ``bench/results/adapters.json``.
+
+``adapter_langgraph.py``, ``adapter_openai_agents.py`` and ``adapter_pydantic_ai.py``
+each merge one key (``langgraph``, ``openai_agents``, ``pydantic_ai``), shaped so::
+
+    {
+      "tasks": 40,                          # the kill run: tickets run on a real node
+      "kills": 24,                          # SIGKILLs of the agent process mid-task
+      "rerun_model_calls_after_kill": 0,    # model requests the simulated provider answered
+                                            # in the killed run beyond the undisturbed one's
+      "duplicate_side_effects": 0,          # refunds the payment service got twice
+      "different_results": 0,               # tasks whose result differs from undisturbed
+      "added_latency_p50_ms": 0.4,          # = latency.added_p50_ms (target: under 1)
+      "latency": {
+        "statistic": "...",                 # what is timed, where, and over what
+        "store": "sqlite, durability=full",
+        "model_calls_each": 150,            # samples per side
+        "bare_p50_ms": ..., "bare_p90_ms": ...,
+        "adapter_p50_ms": ..., "adapter_p90_ms": ...,
+        "added_p50_ms": ...,                # adapter p50 - bare p50
+        "added_paired_median_ms": ...,      # median over tickets of (the adapter's mean
+                                            # call - the bare one's, same ticket)
+        "adapter_fsynced_model_records": {  # the same adapter, each model call's record
+          "p50_ms": ..., "p90_ms": ...,     # fsynced on its own (as before it became a
+          "added_p50_ms": ...,              # lazy commit), in the same run
+          "added_paired_median_ms": ...
+        },
+        "target_added_p50_ms": 1.0
+      },
+      "kill_run": {...},                    # the framework's own detail of the kill run
+      "latency_detail": {...},              # and of the latency run
+      "run": {"at": "...Z", "commit": "...", "command": "...", "seconds": ...,
+              "load_average_1m": {"start": ..., "end": ...}, "machine": "...",
+              "python": "..."}
+    }
+
+Latency: the same tickets, the same simulated provider, in one process; per ticket the
+bare framework runs, then the two adapter sides in turn (which of them goes first
+alternates, ABBA), so all three see the same machine load. Every figure is in
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from stalwart.agent import _context
+
+RESULTS = pathlib.Path(__file__).parent / "results" / "adapters.json"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+SIDES = ("bare", "adapter", "adapter_fsynced_model_records")
+"""The latency sides: the bare framework; the adapter as shipped (a model call's record a
+lazy commit); the adapter with each model record fsynced on its own."""
+
+
+@contextmanager
+def model_records(side: str) -> Iterator[None]:
+    """Run the adapter ``side`` (the two adapter sides differ only in this switch)."""
+    before = _context.LAZY_MODEL_RECORDS
+    _context.LAZY_MODEL_RECORDS = side != "adapter_fsynced_model_records"
+    try:
+        yield
+    finally:
+        _context.LAZY_MODEL_RECORDS = before
+
+
+def adapter_order(n: int) -> tuple[str, str]:
+    """The two adapter sides for ticket ``n``, in the order they run (ABBA)."""
+    return ("adapter", "adapter_fsynced_model_records")[:: 1 if n % 2 == 0 else -1]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency_block(
+    samples: dict[str, list[float]],
+    per_ticket: dict[str, list[float]],
+    *,
+    statistic: str,
+    store: str = "sqlite, durability=full",
+) -> dict[str, Any]:
+    """The common ``latency`` block from per-call samples (seconds) of each side and the
+    per-ticket mean call of each side (seconds, tickets in the same order)."""
+
+    def ms(value: float) -> float:
+        return round(value * 1000, 3)
+
+    bare = statistics.median(samples["bare"])
+
+    def side(name: str) -> dict[str, float]:
+        paired = [a - b for a, b in zip(per_ticket[name], per_ticket["bare"], strict=True)]
+        p50 = statistics.median(samples[name])
+        return {
+            "p50_ms": ms(p50),
+            "p90_ms": ms(pct(samples[name], 0.9)),
+            "added_p50_ms": ms(p50 - bare),
+            "added_paired_median_ms": ms(statistics.median(paired)),
+        }
+
+    adapter = side("adapter")
+    return {
+        "statistic": statistic,
+        "store": store,
+        "model_calls_each": min(len(v) for v in samples.values()),
+        "bare_p50_ms": ms(bare),
+        "bare_p90_ms": ms(pct(samples["bare"], 0.9)),
+        "adapter_p50_ms": adapter["p50_ms"],
+        "adapter_p90_ms": adapter["p90_ms"],
+        "added_p50_ms": adapter["added_p50_ms"],
+        "added_paired_median_ms": adapter["added_paired_median_ms"],
+        "adapter_fsynced_model_records": side("adapter_fsynced_model_records"),
+        "target_added_p50_ms": 1.0,
+    }
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+            timeout=10, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def run_info(command: str, started: float, load_before: float) -> dict[str, Any]:
+    """The ``run`` block: when, on what commit, how long, and how loaded the machine was."""
+    return {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": _commit(),
+        "command": command,
+        "seconds": round(time.monotonic() - started, 1),
+        # the machine is shared: latency figures compare only within one run
+        "load_average_1m": {"start": round(load_before, 1), "end": round(os.getloadavg()[0], 1)},
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "python": platform.python_version(),
+    }
+
+
+def write(framework: str, result: dict[str, Any], path: pathlib.Path = RESULTS) -> None:
+    """Merge ``result`` under ``framework`` (the other frameworks' keys are kept)."""
+    for key in (
+        "tasks", "kills", "rerun_model_calls_after_kill", "duplicate_side_effects",
+        "different_results", "added_latency_p50_ms", "latency", "run",
+    ):  # fmt: skip
+        assert key in result, f"{framework}: the result lacks {key!r}"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged[framework] = result
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
