@@ -44,9 +44,9 @@ def _install(root: pathlib.Path) -> None:
     limit = int(os.environ.get("OAI_KILL_MAX", "1000"))
 
     async def killing_record(
-        self: Context, seq: int, kind: str, name: str, value: Any, *rest: Any
+        self: Context, seq: int, kind: str, name: str, value: Any, *rest: Any, **options: Any
     ) -> Any:
-        joined = await record(self, seq, kind, name, value, *rest)
+        joined = await record(self, seq, kind, name, value, *rest, **options)
         mark = root / f"chosen-{self.task_id}-{seq}"
         if not _chosen(self.task_id, seq) or mark.exists():
             return joined
