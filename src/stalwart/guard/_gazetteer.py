@@ -740,7 +740,10 @@ def _repeats(text: str, spans: list[Span], g: Gazetteer) -> list[Span]:
                 if len(w) >= 3 and w not in g.common:
                     words.add(w)
     out: list[Span] = []
+    marked = "[REDACTED:" in text  # then the names found may be dropped: repeats kept whole
     for w in words:
+        if not marked and text.count(w) == 1:
+            continue  # its one occurrence is in the name it came from (most names)
         at = text.find(w)
         while at >= 0:
             end = at + len(w)
