@@ -21,7 +21,9 @@
 Speed: every pattern here starts with a character class the regex engine checks in C
 (a digit, a capital), so a text is read a few times by compiled patterns and Python code
 runs only per capitalised run and per candidate address; a run none of whose words is
-known, after no cue, costs a set lookup. The lists are loaded once, on first use.
+known, after no cue, costs a set lookup. What a run is by its words alone is remembered
+(:attr:`Gazetteer.runs`), so a run read before costs a dictionary lookup and the work that
+depends on the words around it. The lists are loaded once, on first use.
 """
 
 from __future__ import annotations
