@@ -21,7 +21,9 @@
 Speed: every pattern here starts with a character class the regex engine checks in C
 (a digit, a capital), so a text is read a few times by compiled patterns and Python code
 runs only per capitalised run and per candidate address; a run none of whose words is
-known, after no cue, costs a set lookup. The lists are loaded once, on first use.
+known, after no cue, costs a set lookup. What a run is by its words alone is remembered
+(:attr:`Gazetteer.runs`), so a run read before costs a dictionary lookup and the work that
+depends on the words around it. The lists are loaded once, on first use.
 """
 
 from __future__ import annotations
@@ -197,7 +199,7 @@ _TAIL_TOKEN = (
     r"[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}\b|\([A-Z][^\W\d_]+\)"
 )
 _SEP = r"(?=[ ,\n])[ ]*(?:\n[ ]*){0,2},?[ ]*"
-_TAIL = re.compile(rf"(?:{_SEP}(?:{_TAIL_TOKEN})){{1,14}}")
+_TAIL_PIECES = 14  # at most this many pieces after a street
 _TAIL_PIECE = re.compile(rf"{_SEP}({_TAIL_TOKEN})")
 # the street line before a unit ("4687 291 Adelianos Kambos" before "Apt. 343")
 _HEAD = re.compile(
@@ -265,6 +267,7 @@ class Gazetteer:
             longest[head] = max(longest.get(head, 0), place.count(" ") + 1)
         self.place_heads = longest  # first word -> the most words a place starting with it has
         self.known = frozenset(self.first | self.last | longest.keys())
+        self.runs: dict[str, _Run] = {}  # capitalised runs seen, by :func:`_run_info`
 
     @classmethod
     def load(cls) -> Gazetteer:
@@ -333,7 +336,18 @@ _INITIAL = re.compile(r"[A-Z]\.?")
 def _cued(text: str, at: int) -> bool:
     """Whether the word just before ``at`` may be a cue (a cheap test before :func:`_cues`)."""
     parts = text[max(0, at - 16) : at].rsplit(None, 1)
-    return bool(parts) and parts[-1].lower().strip(_STRIP).rstrip(".?") in _ANY_CUE
+    if not parts:
+        return False
+    word = parts[-1]
+    cue = _CUE_WORDS.get(word)
+    if cue is None:  # the words before runs are few ("the", "to", "\n"): each judged once
+        if len(_CUE_WORDS) > _RUNS_REMEMBERED:
+            _CUE_WORDS.clear()
+        cue = _CUE_WORDS[word] = word.lower().strip(_STRIP).rstrip(".?") in _ANY_CUE
+    return cue
+
+
+_CUE_WORDS: dict[str, bool] = {}
 
 
 def _cue_pair(text: str, at: int, lead: str) -> tuple[str, str]:
@@ -361,48 +375,39 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
     spans: list[Span] = []
     if any(c in text for c in "0123456789"):
         spans = _addresses(text, g, mask_opaque(text) if masked is None else masked)
-    common, known = g.common, g.known
+    runs = g.runs
+    if len(runs) > _RUNS_REMEMBERED:
+        runs.clear()
     for run in _CAPS.finditer(text):
         raw = run.group()
-        words = raw.split(" ")
-        upper = raw.isupper()
-        if upper:
-            if len(raw) < 3:  # "I", "OK"; a US state's code after ", " or before a ZIP code
-                if raw in _STATE_ABBR and _state_at(text, run.start(), run.end()):
-                    spans.append((run.start(), run.end(), "location"))
-                continue
-            keys = [_key(w.capitalize()) for w in words]
-        elif raw.isascii() and "'" not in raw:
-            keys = words
-        else:
-            keys = [_key(w) for w in words]
-        start = run.start()
-        lead = ""
-        if len(words) > 1 and words[0].lower() in _LEAD_CUES:
-            lead = words[0].lower()  # "Hi Landerico": the greeting is the cue
-            start += len(words[0]) + 1
-            words, keys = words[1:], keys[1:]
-        if (
-            1 < len(words) <= 4
-            and words[-1].lower() in PLACE_ENDINGS
-            and keys[0] not in common
-            and keys[0] not in g.first
-            and keys[0].lower() not in _ANY_CUE
-        ):  # "Castor Bay", "CABBAGE TREE CREEK": the last word says it is a place
+        info = runs.get(raw)
+        if info is None:
+            info = runs[raw] = _run_info(raw, g)
+        what = info.what
+        if what == _SHORT:  # "I", "OK"; a US state's code after ", " or before a ZIP code
+            if raw in _STATE_ABBR and _state_at(text, run.start(), run.end()):
+                spans.append((run.start(), run.end(), "location"))
+            continue
+        start = run.start() + info.shift
+        if what == _PLACE_ENDING:  # "Castor Bay", "CABBAGE TREE CREEK"
             spans.append((start, run.end(), "location"))
             continue
-        if known.isdisjoint(keys):
-            cue, before = (
-                (lead, "") if lead else _cues(text, start) if _cued(text, start) else ("", "")
-            )
+        lead = info.lead
+        if what == _NONE_KNOWN:
+            if not lead and not _cued(text, start):
+                if info.bare:  # "Ruman D. Bataev", "Ana Petrović": a name by its shape
+                    spans.append((start, start + info.bare, "person"))
+                continue
+            cue, before = (lead, "") if lead else _cues(text, start)
+            words, keys = info.words, info.keys
             first_key = keys[0].lower()
             if cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS and first_key not in _ANY_CUE:
                 # "returned to WEENGALLON", "I am in Victoria": after such words, a place
                 spans.append((start, _cut(run.end(), words), "location"))
                 continue
-            if upper:
+            if info.upper:
                 continue  # "NOTE", "TODO": nothing to look at
-            if keys[0] in common and cue not in _STRONG_CUES:
+            if keys[0] in g.common and cue not in _STRONG_CUES:
                 continue  # "The", "Please"; but "My name is John"
             if (
                 (cue in _NAME_CUES or cue in _TITLES)
@@ -411,25 +416,87 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
                 and text[start - 1 : start] not in ("=", "/", "_")
             ):  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
                 spans.append((start, _cut(run.end(), words), "person"))
-            elif len(words) > 2 and _INITIAL.fullmatch(words[1]) and _named(words[0], words[2], g):
-                spans.append((start, start + sum(len(w) + 1 for w in words[:3]) - 1, "person"))
-            elif len(words) > 1 and len(words[1]) >= 5 and _surname_shape(words[1]):
-                spans.append((start, start + len(words[0]) + 1 + len(words[1]), "person"))
+            elif info.bare:
+                spans.append((start, start + info.bare, "person"))
             continue
-        if (
-            len(words) == 1
-            and keys[0] in common
-            and keys[0] not in g.places
-            and (not _cued(text, start) or not _keeps_common(*_cues(text, start)))
-        ):
+        if what == _COMMON and (not _cued(text, start) or not _keeps_common(*_cues(text, start))):
             continue
-        _read_run(text, start, words, keys, g=g, spans=spans, upper=upper, lead=lead)
+        _read_run(text, start, info.words, info.keys, g=g, spans=spans, upper=info.upper, lead=lead)
     spans += _repeats(text, spans, g)
     # what an earlier pass already redacted is no name: redacting twice must change nothing
     if "[REDACTED:" in text:
         done = [(m.start(), m.end()) for m in _REDACTED.finditer(text)]
         spans = [s for s in spans if not any(s[0] < end and start < s[1] for start, end in done)]
     return spans
+
+
+# what a capitalised run is, whatever its context (:func:`_run_info`)
+_SHORT, _PLACE_ENDING, _NONE_KNOWN, _COMMON, _READ = range(5)
+_RUNS_REMEMBERED = 8192
+
+
+class _Run:
+    """What a capitalised run is by its words alone (remembered per run in
+    :attr:`Gazetteer.runs`: the same runs, "The", "Apt", "Street", come back in every
+    text), so that only what depends on the words around it is worked out per text."""
+
+    __slots__ = ("bare", "keys", "lead", "shift", "upper", "what", "words")
+
+    def __init__(
+        self,
+        what: int,
+        words: list[str],
+        keys: list[str],
+        *,
+        upper: bool = False,
+        lead: str = "",
+        shift: int = 0,
+        bare: int = 0,
+    ) -> None:
+        self.what, self.words, self.keys, self.upper = what, words, keys, upper
+        self.lead, self.shift, self.bare = lead, shift, bare
+
+
+def _run_info(raw: str, g: Gazetteer) -> _Run:
+    """What :func:`name_spans` needs of a capitalised run that does not depend on the text
+    around it: its words and their list forms, a leading greeting ("Hi Landerico"), and
+    which rule decides it (``bare``: the length of the name it is with no cue before it,
+    by an initial or a surname's shape, 0 if none)."""
+    words = raw.split(" ")
+    upper = raw.isupper()
+    if upper and len(raw) < 3:
+        return _Run(_SHORT, words, words, upper=True)
+    if upper:
+        keys = [_key(w.capitalize()) for w in words]
+    elif raw.isascii() and "'" not in raw:
+        keys = words
+    else:
+        keys = [_key(w) for w in words]
+    lead, shift = "", 0
+    if len(words) > 1 and words[0].lower() in _LEAD_CUES:
+        lead = words[0].lower()  # "Hi Landerico": the greeting is the cue
+        shift = len(words[0]) + 1
+        words, keys = words[1:], keys[1:]
+    if (
+        1 < len(words) <= 4
+        and words[-1].lower() in PLACE_ENDINGS
+        and keys[0] not in g.common
+        and keys[0] not in g.first
+        and keys[0].lower() not in _ANY_CUE
+    ):  # "Castor Bay", "CABBAGE TREE CREEK": the last word says it is a place
+        return _Run(_PLACE_ENDING, words, keys, upper=upper, lead=lead, shift=shift)
+    if g.known.isdisjoint(keys):
+        bare = 0
+        if upper or keys[0] in g.common:
+            pass
+        elif len(words) > 2 and _INITIAL.fullmatch(words[1]) and _named(words[0], words[2], g):
+            bare = sum(len(w) + 1 for w in words[:3]) - 1
+        elif len(words) > 1 and len(words[1]) >= 5 and _surname_shape(words[1]):
+            bare = len(words[0]) + 1 + len(words[1])
+        return _Run(_NONE_KNOWN, words, keys, upper=upper, lead=lead, shift=shift, bare=bare)
+    if len(words) == 1 and keys[0] in g.common and keys[0] not in g.places:
+        return _Run(_COMMON, words, keys, upper=upper, lead=lead, shift=shift)
+    return _Run(_READ, words, keys, upper=upper, lead=lead, shift=shift)
 
 
 def _keeps_common(cue: str, before: str) -> bool:
@@ -642,11 +709,11 @@ def _street_before(text: str, at: int, g: Gazetteer) -> int | None:
 def _tail(text: str, end: int, g: Gazetteer) -> int:
     """Where the address whose street ends at ``end`` ends: over units, city, region,
     postcode and country, not over a common word or a label ("Mobile")."""
-    m = _TAIL.match(text, end)
-    if m is None:
-        return end
     stop = end
-    for piece in _TAIL_PIECE.finditer(text, end, m.end()):
+    for _ in range(_TAIL_PIECES):  # piece by piece (one match of them all, then each
+        piece = _TAIL_PIECE.match(text, stop)  # again, read the tail twice)
+        if piece is None:
+            break
         token = piece.group(1)
         if (
             token[0].isupper()
@@ -675,7 +742,10 @@ def _repeats(text: str, spans: list[Span], g: Gazetteer) -> list[Span]:
                 if len(w) >= 3 and w not in g.common:
                     words.add(w)
     out: list[Span] = []
+    marked = "[REDACTED:" in text  # then the names found may be dropped: repeats kept whole
     for w in words:
+        if not marked and text.count(w) == 1:
+            continue  # its one occurrence is in the name it came from (most names)
         at = text.find(w)
         while at >= 0:
             end = at + len(w)

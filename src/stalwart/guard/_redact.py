@@ -18,6 +18,7 @@ import functools
 import ipaddress
 import json
 import math
+import operator
 import os
 import re
 import threading
@@ -117,6 +118,8 @@ KINDS = (
 """What a redactor finds by default (``organization`` is opt-in: the accurate tier only)."""
 NAME_KINDS = frozenset({"person", "location", "address", "organization"})
 Tier = Literal["fast", "accurate"]
+_ALL_KINDS = frozenset(KINDS)
+_START = operator.itemgetter(0)
 
 
 def luhn_ok(digits: str) -> bool:
@@ -265,13 +268,17 @@ def _scan(
         spans += _number_spans(text, masked)
     if kinds & NAME_KINDS:
         spans += name_spans(text, masked=masked)
-    spans += extra
-    spans = [s for s in spans if s[2] in kinds or s[2] == "secret"]
+    if extra or not kinds >= _ALL_KINDS:  # else every kind found is asked for
+        spans += extra
+        spans = [s for s in spans if s[2] in kinds or s[2] == "secret"]
     if "(" in text and "location" in kinds:  # "Cyprus (Greek)", "Unionville (Orange)"
-        spans = [_qualified(text, s) if s[2] == "location" else s for s in spans]
+        spans = [
+            _qualified(text, s) if s[2] == "location" and "(" in text[s[1] : s[1] + 2] else s
+            for s in spans
+        ]
     if not spans:
         return spans
-    spans.sort(key=lambda s: s[0])  # stable: at one start, the earlier pass (credentials) wins
+    spans.sort(key=_START)  # stable: at one start, the earlier pass (credentials) wins
     out: list[Span] = []
     for start, end, kind in spans:
         if out and start < out[-1][1]:
