@@ -23,8 +23,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/
 
+# Two workers, handed one module (or test class) at a time in the collection's order
+# (tests/conftest.py puts the modules with slow tests first), each worker taking the next
+# when it has two tests left: the slow modules are shared between the workers, and a
+# module's module-scoped fixtures (the wheel, a PostgreSQL server) are made once.
+# xdist's default --dist load sent the first eighth of the suite, every slow test in it,
+# to one worker.
 test: lint typecheck
-	$(BIN)/pytest -q -p no:cacheprovider -n 2 --durations=15
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder --durations=15
 
 # Every bench/*.py writes its JSON to bench/results/. Peers (Ray, LangGraph, DBOS) are
 # bench-only extras, installed here and never by `make test`.

@@ -46,10 +46,15 @@ def _logging_left_as_found() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Tests marked ``slow`` (tens of seconds each) go first, in their order, so pytest-xdist
-    # hands them out while every worker is busy; last, one of them held one worker for a
-    # minute while the other had nothing left to run.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # Modules with a test marked ``slow`` (tens of seconds each) go first, whole and in
+    # their own order, so that pytest-xdist hands them out while every worker is busy (last,
+    # one of them held one worker for a minute while the other had nothing left to run).
+    # ``make test`` hands out one module at a time (--dist loadscope --no-loadscope-reorder):
+    # the slow modules are shared between the workers, and a module's module-scoped
+    # fixtures are made once (with only its slow tests first, the wheel test built its
+    # wheel a second time for the test left behind).
+    first = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in first)
     if os.environ.get("STALWART_SLOW"):
         return
     skip = pytest.mark.skip(reason="a long run: set STALWART_SLOW=1 (make bench)")

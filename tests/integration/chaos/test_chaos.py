@@ -1,4 +1,4 @@
-"""`stalwart chaos` on the helpdesk: a minute of every fault kind mixed, under load.
+"""`stalwart chaos` on the helpdesk: every fault kind mixed, twice or more each, under load.
 
 Nothing is lost, nothing is delivered twice, and every completed task's result
 equals the fault-free run of the same tasks (the command runs that itself).
@@ -24,9 +24,11 @@ from ._cli import ROOT, run_cli
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_mixed_faults_lose_nothing_duplicate_nothing_change_no_result(tmp_path):
-    # 40 s, a fault every ~1.1 s: every kind at least once (make bench runs 5 minutes)
+    # 26 s, a fault every ~1.1 s: the seeded plan has 21 faults, every kind two or three
+    # times (40 s had 33, three or four of each, for no more evidence; make bench runs
+    # 5 minutes)
     code, result, table = run_cli(
-        tmp_path, "chaos", "--duration", "40s", "--rate", "10", "--interval", "1.1",
+        tmp_path, "chaos", "--duration", "26s", "--rate", "10", "--interval", "1.1",
         "--seed", "3", timeout=220,
     )  # fmt: skip
     why = {k: result.get(k) for k in (
@@ -35,7 +37,7 @@ def test_mixed_faults_lose_nothing_duplicate_nothing_change_no_result(tmp_path):
         "faults_applied")}  # fmt: skip
     assert code == 0, why
     assert result["passed"] and "PASSED" in table
-    assert result["submitted"] >= 300
+    assert result["submitted"] >= 0.75 * 26 * 10  # the load was offered (some shed)
     assert result["lost"] == 0 and result["unclear_failures"] == 0
     assert result["completed"] + result["failed"] == result["submitted"]
     assert result["duplicate_side_effects"] == 0

@@ -20,6 +20,7 @@ ST = shutil.which("st", path=os.path.dirname(sys.executable))
 
 
 @pytest.mark.skipif(ST is None, reason="needs schemathesis (the test extra)")
+@pytest.mark.slow  # about 50 s idle: 900-odd requests
 @pytest.mark.timeout(180)
 async def test_no_generated_request_gets_a_5xx(start_node, tmp_path):
     root = SupervisorSpec("root", [ChildSpec("a", ProbeAgent)], intensity=100, period=60)
