@@ -42,6 +42,7 @@ from stalwart.runtime._messages import (
     Ready,
     Reply,
     Stop,
+    Sync,
     check_json,
 )
 from stalwart.runtime._pulse import IDLE_SLOWDOWN, LoopWatch
@@ -243,6 +244,8 @@ class _AgentMain:
                 self.mailbox.put_nowait(frame)
             elif isinstance(frame, CallResult):
                 self.ctx._resolve(frame)
+            elif isinstance(frame, Sync):  # a barrier: after every frame sent before it
+                self.channel.send(Reply(ref=frame.ref, ok=True))
             elif isinstance(frame, Stop):
                 self.stop_reason = frame.reason
                 self.done.set()

@@ -78,6 +78,7 @@ from stalwart.runtime._messages import (
     Ready,
     Reply,
     Stop,
+    Sync,
     check_json,
 )
 from stalwart.runtime._pulse import Pulse, decode_pulse
@@ -805,6 +806,33 @@ class ProcessHost:
             target=proc.name,
             remote_type=reply.error_type,
         )
+
+    async def sync(self, target: str | AgentRef, *, timeout: float) -> None:
+        """Return once this host has handled every frame ``target`` sent before it read
+        this request (its published events delivered on the bus, in order).
+
+        A barrier through the agent's own channel: the agent's reader answers at once,
+        whatever its handlers are doing, and the channel keeps order. What the agent did
+        before it read the request (an event it published before a store write that the
+        caller has since seen, say) has then reached the node. Raises :class:`NoProcess`
+        (no such process, or it exited before answering) and :class:`CallTimeout` (its
+        loop did not answer within ``timeout``: blocked, or the node's reader lags)."""
+        seconds = self._timeout(timeout)
+        proc = self.process(target)
+        ref = next(self._refs)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        proc.pending[ref] = fut
+        assert proc.channel is not None
+        proc.channel.send(Sync(ref=ref))
+        try:
+            async with asyncio.timeout(seconds):
+                await fut
+        except TimeoutError:
+            raise CallTimeout(
+                f"{proc.name!r} did not answer a sync within {seconds:g} s", target=proc.name
+            ) from None
+        finally:
+            proc.pending.pop(ref, None)
 
     def cast(
         self, target: str | AgentRef, payload: Any, *, sender: str = "", trace: str | None = None

@@ -42,6 +42,7 @@ __all__ = [
     "Ready",
     "Reply",
     "Stop",
+    "Sync",
     "check_json",
     "decode_frame",
     "encode_frame",
@@ -83,6 +84,15 @@ class Stop(_Msg, tag="stop"):
     """Ask the agent to run its ``terminate`` and exit 0 (graceful shutdown)."""
 
     reason: str = "shutdown"
+
+
+class Sync(_Msg, tag="sync"):
+    """Ask the agent to send an empty ``Reply(ref, ok=True)`` at once, from its reader
+    (not its mailbox): the channel keeps order, so when the node reads that reply it
+    has read every frame the agent sent before it read this one (its published events
+    among them). A barrier, not a call: no handler runs."""
+
+    ref: int
 
 
 class CallResult(_Msg, tag="cres"):
@@ -176,8 +186,8 @@ class MetricSamples(_Msg, tag="metrics"):
 
 
 Frame = (
-    Call | Cast | Stop | CallResult | Ready | InitFailed | Heartbeat | Reply | OutCall | OutCast
-    | LogLine | MetricSamples | Exiting | Publish
+    Call | Cast | Stop | Sync | CallResult | Ready | InitFailed | Heartbeat | Reply | OutCall
+    | OutCast | LogLine | MetricSamples | Exiting | Publish
 )  # fmt: skip
 
 _encoder = msgspec.msgpack.Encoder()

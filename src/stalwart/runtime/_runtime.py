@@ -96,6 +96,11 @@ class Runtime:
         """Call an agent by registered name or ref; see :meth:`ProcessHost.call`."""
         return await self.host.call(target, payload, timeout=timeout)
 
+    async def sync(self, target: str | AgentRef, *, timeout: float) -> None:
+        """Wait until the node has handled every frame ``target`` sent before it read
+        this request; see :meth:`ProcessHost.sync`."""
+        await self.host.sync(target, timeout=timeout)
+
     def cast(self, target: str | AgentRef, payload: Any) -> None:
         self.host.cast(target, payload)
 

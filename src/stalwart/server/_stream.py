@@ -16,6 +16,17 @@ resumed after a crash replays its journaled calls without calling the model, so 
 publishes nothing for them; a call that had not been journaled is made again, and its
 pieces up to the client's offset are skipped.
 
+**Live before whole.** The agent publishes an answer's pieces before it journals the
+answer, but they take another path to the node (the agent process's channel) than the
+answer does (the store), so a node busy elsewhere can read the journal first. Before it
+sends a journaled answer the client lacks, the stream catches up with that channel
+(``delivered``: on the node running the task's agent, a sync through the process's
+channel, which its reader answers at once; at most ``LIVE_GRACE_S``): every piece
+published before the journal read has then been delivered, the pieces go out first and
+the journal sends only what they miss. A task leased by another node is not waited for
+(its pieces never come here); an agent process that does not answer in time (its loop
+blocked) gets its answer sent whole from the journal.
+
 **What it cannot promise.** A model call re-made after a crash may answer differently
 from the partial text a client already got (a real model is not deterministic); the
 journal's whole answer is the truth, in ``GET /v1/tasks/{id}/journal``. Live pieces
@@ -33,19 +44,22 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from stalwart.durable import JournalEntry, Store
+from stalwart.durable import JournalEntry, Store, TaskRecord
 from stalwart.guard import default_redactor
 from stalwart.observe import Event, EventBus, Subscription
 
-__all__ = ["StreamBuffer", "task_events", "parse_event_id"]
+__all__ = ["LIVE_GRACE_S", "Delivered", "StreamBuffer", "parse_event_id", "task_events"]
 
 _EVENT_ID = re.compile(r"^(\d{1,9}):(\d{1,12})$")
 POLL_S = 0.5
 """How often an idle stream looks at the task (finished?) and its journal (another
 node's answers)."""
+LIVE_GRACE_S = 2.0
+"""The longest a stream waits for this node to catch up with the task's agent process
+before it sends a journaled answer whole (see ``Delivered``)."""
 MAX_BUFFERED_TASKS = 10_000
 MAX_BUFFERED_CHARS = 256 * 1024
 """Per task, the most text of its current answer the node keeps for late joiners."""
@@ -133,6 +147,15 @@ class _Cursor:
         self.seq, self.offset = seq, end
         return text
 
+    def behind(self, seq: int, end: int) -> bool:
+        """Whether the client lacks some of the text at ``seq`` up to character ``end``."""
+        return seq > self.seq or (seq == self.seq and end > self.offset)
+
+    def joins(self, seq: int, start: int) -> bool:
+        """Whether a piece starting at ``start`` of the answer at ``seq`` continues the
+        client's text without a gap."""
+        return (seq == self.seq and start <= self.offset) or (seq > self.seq and start == 0)
+
 
 def _frame(event: str, data: Any, event_id: str | None = None) -> str:
     head = f"id: {event_id}\n" if event_id is not None else ""
@@ -151,6 +174,13 @@ def _answers(entries: list[JournalEntry]) -> list[tuple[int, str]]:
     return found
 
 
+Delivered = Callable[[TaskRecord | None], Awaitable[None]]
+"""Waits until this node has delivered (on its event bus) every ``task.delta`` the task's
+agent process published before the caller's last journal read, or ``LIVE_GRACE_S`` has
+passed; returns at once when no process of this node can be running the task. The
+server's is a sync through the agent's channel (:meth:`stalwart.runtime.Runtime.sync`)."""
+
+
 async def task_events(
     store: Store,
     events: EventBus,
@@ -159,10 +189,17 @@ async def task_events(
     task_id: str,
     last_event_id: str | None,
     closing: asyncio.Event,
+    delivered: Delivered | None = None,
 ) -> AsyncIterator[str]:
-    """The server-sent events of ``task_id`` after ``last_event_id`` (see the module doc)."""
+    """The server-sent events of ``task_id`` after ``last_event_id`` (see the module doc).
+
+    ``delivered``: how this node catches up with the task's live pieces before it sends
+    a journaled answer whole (None: it does not wait; the journal's answer goes out as
+    soon as the stream reads it)."""
     redact = default_redactor().redact
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=10_000)
+    held: collections.deque[dict[str, Any]] = collections.deque()
+    """Live pieces taken from the queue early (to go before a journaled answer), not sent."""
     loop = asyncio.get_running_loop()
     owner = threading.get_ident()
 
@@ -189,29 +226,51 @@ async def task_events(
             new = redact(new)
         return _frame("delta", {"seq": seq, "start": end - len(new), "text": new}, f"{seq}:{end}")
 
-    async def from_journal() -> AsyncIterator[str]:
+    def send_piece(piece: dict[str, Any]) -> str | None:
+        return send(piece["seq"], piece["start"], piece["end"], piece["text"], raw=False)
+
+    async def from_journal(task: TaskRecord | None) -> AsyncIterator[str]:
+        """The journaled answers the client lacks: their live pieces first, when this
+        node streams them, then what the pieces did not bring, from the journal."""
         load = await store.load_journal(task_id)
-        for seq, content in _answers(list(load.entries)):
+        answers = _answers(list(load.entries))
+        if not any(cursor.behind(seq, len(content)) for seq, content in answers):
+            return
+        if delivered is not None:
+            # The agent publishes an answer's pieces before it journals the answer, but
+            # they reach this node by another path (its channel) than the journal does
+            # (the store): wait until that path has caught up with what was just read.
+            await delivered(task)
+        while not queue.empty():
+            held.append(queue.get_nowait())
+        for seq, content in answers:
+            while held and held[0]["seq"] <= seq:
+                piece = held.popleft()
+                # a piece after a gap (the queue overflowed, the buffer was full) is left
+                # to the journal, which has the whole answer
+                if cursor.joins(piece["seq"], piece["start"]) and (live := send_piece(piece)):
+                    yield live
             if frame := send(seq, 0, len(content), content, raw=True):
                 yield frame
+
+    async def next_piece() -> dict[str, Any]:
+        return held.popleft() if held else await queue.get()
 
     sub = events.subscribe(on_event)  # before reading what happened: no gap between
     try:
         yield "retry: 1000\n\n"
-        async for caught_up in from_journal():
+        async for caught_up in from_journal(await store.get_task(task_id)):
             yield caught_up
         for piece in buffer.pieces(task_id):  # the answer being generated, so far
-            if buffered := send(
-                piece["seq"], piece["start"], piece["end"], piece["text"], raw=False
-            ):
+            if buffered := send_piece(piece):
                 yield buffered
         while not closing.is_set():
             try:
                 async with asyncio.timeout(POLL_S):
-                    piece = await queue.get()
+                    piece = await next_piece()
             except TimeoutError:
                 task = await store.get_task(task_id)
-                async for journaled in from_journal():  # answers journaled by another node
+                async for journaled in from_journal(task):  # answers not streamed here
                     yield journaled
                 if task is None or task.finished:
                     buffer.forget(task_id)
@@ -222,7 +281,7 @@ async def task_events(
                     yield _frame("end", {"status": status, "outcome": outcome})
                     return
                 continue
-            if live := send(piece["seq"], piece["start"], piece["end"], piece["text"], raw=False):
+            if live := send_piece(piece):
                 yield live
     finally:
         sub.close()

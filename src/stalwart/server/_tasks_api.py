@@ -33,7 +33,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from stalwart.durable import TASK_STATUSES, EffectRecord, JournalEntry, Store, TaskRecord
-from stalwart.errors import ConfigError, InputRejected, InvalidMessage, Overloaded, StoreError
+from stalwart.errors import (
+    CallTimeout,
+    ConfigError,
+    InputRejected,
+    InvalidMessage,
+    NoProcess,
+    Overloaded,
+    StoreError,
+)
 from stalwart.guard import Approval, ApprovalQueue, Principal, default_redactor
 from stalwart.observe import attach_traceparent
 from stalwart.server._http import (
@@ -45,7 +53,7 @@ from stalwart.server._http import (
     redacted,
     retry_after_header,
 )
-from stalwart.server._stream import StreamBuffer, task_events
+from stalwart.server._stream import LIVE_GRACE_S, StreamBuffer, task_events
 from stalwart.server._views import NodeLike, agent_rows
 
 __all__ = ["TaskApi", "TasksLike", "node_tasks"]
@@ -407,10 +415,30 @@ class TaskApi:
                 task_id=task.id,
                 last_event_id=last,
                 closing=self.closing,
+                delivered=self._delivered,
             ),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    async def _delivered(self, task: TaskRecord | None) -> None:
+        """Wait (``LIVE_GRACE_S`` at most) until this node has every ``task.delta`` its
+        process of ``task``'s agent published so far: a sync through the process's
+        channel, which carries its published events in order. Nothing to wait for when
+        another node holds the task's lease (its pieces never come here) or this node
+        runs no such process."""
+        if task is None:
+            return
+        node_id, _, _ = (task.lease_owner or "").partition("/")
+        if task.lease_owner and node_id != self.node.id:
+            return
+        runtime = self.node.runtime
+        if runtime.whereis(task.agent) is None:
+            return
+        try:
+            await runtime.sync(task.agent, timeout=LIVE_GRACE_S)
+        except (NoProcess, CallTimeout):
+            pass  # gone, or too slow to answer: the journal's whole answer goes out
 
     async def cancel(self, request: Request) -> Response:
         tasks, task = await self._task(request)
