@@ -23,6 +23,30 @@ APP = textwrap.dedent(
 )
 
 
+NODE_START_S = 60.0
+"""Deadline for a node and its agents to come up: generous, since a node's fork server
+preloads its modules (``FORK_SERVER_START_S``) and a loaded machine stretches that; a
+healthy node takes about a second."""
+
+
+@pytest.fixture
+async def nodes():
+    """Start ``stalwart run`` processes; each still running at teardown is killed, so a test
+    that fails or times out leaves no node behind (and no port held)."""
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(tmp_path, app: str = "demo_app:root"):
+        proc = await start_node(tmp_path, app)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 async def start_node(tmp_path, app: str = "demo_app:root"):
     (tmp_path / "demo_app.py").write_text(APP)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -40,7 +64,9 @@ async def start_node(tmp_path, app: str = "demo_app:root"):
     return proc
 
 
-async def read_events(proc, until: str, count: int = 1, timeout: float = 15.0) -> list[dict]:
+async def read_events(
+    proc, until: str, count: int = 1, timeout: float = NODE_START_S
+) -> list[dict]:
     seen: list[dict] = []
     async with asyncio.timeout(timeout):
         while sum(1 for e in seen if e.get("event") == until) < count:
@@ -53,7 +79,7 @@ async def read_events(proc, until: str, count: int = 1, timeout: float = 15.0) -
     return seen
 
 
-async def wait_exit(proc, timeout: float = 15.0) -> int:
+async def wait_exit(proc, timeout: float = NODE_START_S) -> int:
     async with asyncio.timeout(timeout):
         rest = await proc.stderr.read()
         code = await proc.wait()
@@ -61,8 +87,8 @@ async def wait_exit(proc, timeout: float = 15.0) -> int:
     return code
 
 
-async def test_root_giving_up_exits_non_zero(tmp_path):
-    proc = await start_node(tmp_path)
+async def test_root_giving_up_exits_non_zero(tmp_path, nodes):
+    proc = await nodes(tmp_path)
     try:
         events = await read_events(proc, "agent_started", count=2)
         pid_a = next(e["pid"] for e in events if e.get("agent") == "a")
@@ -75,8 +101,8 @@ async def test_root_giving_up_exits_non_zero(tmp_path):
             await proc.wait()
 
 
-async def test_sigterm_stops_gracefully_with_exit_zero(tmp_path):
-    proc = await start_node(tmp_path)
+async def test_sigterm_stops_gracefully_with_exit_zero(tmp_path, nodes):
+    proc = await nodes(tmp_path)
     try:
         events = await read_events(proc, "agent_started", count=2)
         pids = [e["pid"] for e in events if e.get("event") == "agent_started"]
@@ -95,8 +121,8 @@ async def test_sigterm_stops_gracefully_with_exit_zero(tmp_path):
             await proc.wait()
 
 
-async def test_sigkill_of_the_node_takes_its_agents_with_it(tmp_path):
-    proc = await start_node(tmp_path)
+async def test_sigkill_of_the_node_takes_its_agents_with_it(tmp_path, nodes):
+    proc = await nodes(tmp_path)
     events = await read_events(proc, "agent_started", count=2)
     pids = [e["pid"] for e in events if e.get("event") == "agent_started"]
     proc.kill()
@@ -114,8 +140,8 @@ async def test_sigkill_of_the_node_takes_its_agents_with_it(tmp_path):
         await asyncio.gather(*(gone(p) for p in pids))
 
 
-async def test_bad_app_reference_is_a_clear_error(tmp_path):
-    proc = await start_node(tmp_path, app="demo_app:nothing_here")
+async def test_bad_app_reference_is_a_clear_error(tmp_path, nodes):
+    proc = await nodes(tmp_path, app="demo_app:nothing_here")
     code = await wait_exit(proc)
     assert code == 2
     assert "has no attribute 'nothing_here'" in read_events.last_tail
@@ -130,13 +156,13 @@ async def test_node_run_in_process_returns_one_and_is_not_ready_when_root_gives_
     node = Node(root, RuntimeSettings(heartbeat_interval=0.2), events=EventBus(log=False))
 
     async def kill_when_ready() -> None:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(NODE_START_S):
             while not node.ready:
                 await asyncio.sleep(0.01)
         os.kill(node.runtime.whereis("a").pid, signal.SIGKILL)
-        await asyncio.sleep(30)  # the node must end before this does
+        await asyncio.sleep(NODE_START_S + 30)  # the node must end before this does
 
-    code = await asyncio.wait_for(node.run(until=kill_when_ready()), 15)
+    code = await asyncio.wait_for(node.run(until=kill_when_ready()), NODE_START_S + 15)
     assert code == 1
     assert not node.ready
 
@@ -154,7 +180,7 @@ async def test_a_running_node_labels_its_metrics_with_its_id():
     )
 
     async def look() -> None:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(NODE_START_S):
             while not node.ready:
                 await asyncio.sleep(0.01)
         samples = [
