@@ -294,6 +294,7 @@ def main() -> None:
         return
     if args.quick:
         args.tickets, args.rounds = 200, 1
+    load_at_start = round(os.getloadavg()[0], 2)
     sim_url, workers = _start_sims(args.sim_procs, args.latency * 1000)
     sims = [w.pid for w in workers]
     runs: list[dict[str, Any]] = []
@@ -321,6 +322,19 @@ def main() -> None:
         "baselines": baselines,
         "settings": "the helpdesk on the runtime's defaults (bench._apps:defaults)",
         "targets": {"in_flight_max": 1000, "throughput_vs_baseline": 0.8},
+        "run": {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "commit": subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout.strip(),
+            "cpus": os.cpu_count(),
+            "load_average_1m": {"start": load_at_start, "end": round(os.getloadavg()[0], 2)},
+        },
     }
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     data["slow_model"] = section
