@@ -12,7 +12,6 @@ it costs.
 from __future__ import annotations
 
 import pathlib
-from typing import TextIO
 
 from stalwart.guard import install_redactor, learn_vault_secrets
 from stalwart.observe import configure_logging
@@ -20,11 +19,11 @@ from stalwart.observe import configure_logging
 __all__ = ["log_like_run"]
 
 
-def log_like_run(node_id: str, path: pathlib.Path) -> TextIO:
-    """Configure this process's logging as ``stalwart run`` does, into ``path``; returns
-    the stream (the caller closes it after the node stopped)."""
+def log_like_run(node_id: str, path: pathlib.Path) -> None:
+    """Configure this process's logging as ``stalwart run`` does, into ``path``. The file
+    stays open for the rest of the process: whatever it logs after the node stopped (the
+    next round, a baseline) must still have somewhere to go."""
     stream = path.open("a", encoding="utf-8")
     configure_logging(json=True, node=node_id, stream=stream)
     install_redactor()
     learn_vault_secrets()
-    return stream

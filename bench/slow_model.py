@@ -149,7 +149,7 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
     db = workdir / "s.db"
     # as `stalwart run` starts it: default settings and events, JSON logs (to a file)
     node, service = app_node(APP, store=f"sqlite:///{db}")
-    log = log_like_run(node.id, workdir / "node.log")
+    log_like_run(node.id, workdir / "node.log")
     tickets = generate(count, seed=5, injection_rate=0.0)
     out: dict[str, Any] = {}
     me = psutil.Process()
@@ -227,10 +227,7 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
             model_calls_per_ticket=round(statistics.fmean(calls), 2),
         )
 
-    try:
-        await node.run(until=work())
-    finally:
-        log.close()
+    await node.run(until=work())
     return out
 
 
