@@ -47,10 +47,10 @@ import psutil  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench._node import log_like_run
 from examples.helpdesk.app import RESOLVER, SCENARIO
 from examples.helpdesk.tickets import generate
 
-from stalwart import RuntimeSettings
 from stalwart.agent import App, Resources, TaskContext, run_llm_agent
 from stalwart.agent._taskagent import build_models
 from stalwart.db._metrics import COMMITS
@@ -94,12 +94,9 @@ async def node_throughput(
     count: int, app_ref: str = "examples.helpdesk.app:app"
 ) -> dict[str, float]:
     workdir = tempfile.mkdtemp(prefix="stalwart-bench-")
-    node, service = app_node(
-        app_ref,
-        store=f"sqlite:///{workdir}/b.db",
-        events=EventBus(log=False),
-        settings=RuntimeSettings(),
-    )
+    # as `stalwart run` starts it: default settings and events, JSON logs (to a file)
+    node, service = app_node(app_ref, store=f"sqlite:///{workdir}/b.db")
+    log_like_run(node.id, pathlib.Path(workdir) / "node.log")
     tickets = generate(count, seed=3, injection_rate=0.0)
     out: dict[str, float] = {}
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -110,37 +111,72 @@ def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 # -- stalwart ------------------------------------------------------------------------------
-async def _stalwart(count: int, sim_url: str) -> dict[str, Any]:
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds (user + system) so far of the processes ``pids`` (gone ones: 0)."""
     import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _running_by_agent(db: str) -> dict[str, int]:
+    """Tasks running now per agent, read on a connection of the bench's own (the store's
+    file in WAL mode: the node's writer is not held up)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
+        rows = c.execute(
+            "SELECT agent, count(*) FROM stalwart_tasks WHERE status = 'running' GROUP BY agent"
+        ).fetchall()
+    return {str(agent): int(n) for agent, n in rows}
+
+
+async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]:
+    import psutil
+    from bench._node import log_like_run
     from examples.helpdesk.tickets import generate
 
-    from stalwart import RuntimeSettings
     from stalwart.node import app_node
-    from stalwart.observe import EventBus
 
     os.environ["STALWART_SIM_URL"] = sim_url
-    workdir = tempfile.mkdtemp(prefix="stalwart-slow-")
-    node, service = app_node(
-        APP, store=f"sqlite:///{workdir}/s.db", events=EventBus(log=False),
-        settings=RuntimeSettings(),
-    )  # fmt: skip
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="stalwart-slow-"))
+    db = workdir / "s.db"
+    # as `stalwart run` starts it: default settings and events, JSON logs (to a file)
+    node, service = app_node(APP, store=f"sqlite:///{db}")
+    log_like_run(node.id, workdir / "node.log")
     tickets = generate(count, seed=5, injection_rate=0.0)
     out: dict[str, Any] = {}
+    me = psutil.Process()
 
-    async def sample(store: Any, stop: asyncio.Event) -> None:
-        me = psutil.Process()
+    def tree() -> list[int]:
+        """The node's process and its descendants (the fork server, the agents), not
+        the simulated provider's processes."""
+        return [me.pid] + [c.pid for c in me.children(recursive=True) if c.pid not in sims]
+
+    async def sample(stop: asyncio.Event) -> None:
         peaks = {"resolver": 0, "triage": 0, "rss": 0.0}
+        pids = tree()
+        rounds = 0
         while not stop.is_set():
+            running = await asyncio.to_thread(_running_by_agent, str(db))
             for agent in ("resolver", "triage"):
-                running = await store.list_tasks(status="running", agent=agent, limit=100_000)
-                peaks[agent] = max(peaks[agent], len(running))
-            rss = me.memory_info().rss
-            for child in me.children(recursive=True):
-                try:
-                    rss += child.memory_info().rss
-                except psutil.Error:
-                    pass
-            peaks["rss"] = max(peaks["rss"], rss / 2**20)
+                peaks[agent] = max(peaks[agent], running.get(agent, 0))
+            if rounds % 4 == 0:  # memory once a second (a process scan costs CPU too)
+                pids = tree()
+                rss = 0
+                for pid in pids:
+                    try:
+                        rss += psutil.Process(pid).memory_info().rss
+                    except psutil.Error:
+                        pass
+                peaks["rss"] = max(peaks["rss"], rss / 2**20)
+            rounds += 1
             try:
                 async with asyncio.timeout(0.25):
                     await stop.wait()
@@ -157,8 +193,12 @@ async def _stalwart(count: int, sim_url: str) -> dict[str, Any]:
         tasks = service.tasks
         assert tasks is not None
         stop = asyncio.Event()
+        pids = tree()
+        cpu_node, cpu_agents, cpu_sim = (
+            _cpu_seconds(pids[:1]), _cpu_seconds(pids[1:]), _cpu_seconds(sims)
+        )  # fmt: skip
         async with asyncio.TaskGroup() as group:
-            group.create_task(sample(tasks.store, stop))
+            group.create_task(sample(stop))
             started = time.perf_counter()
             ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
             calls: list[int] = []
@@ -171,6 +211,13 @@ async def _stalwart(count: int, sim_url: str) -> dict[str, Any]:
                 calls.append(int(usage.get("model_calls", 0)))
             elapsed = time.perf_counter() - started
             stop.set()
+        pids = tree()
+        out["cpu_ms_per_ticket"] = {
+            "node": round((_cpu_seconds(pids[:1]) - cpu_node) * 1000 / count, 2),
+            # agents that ended meanwhile (none, in a clean run) are not counted
+            "agents": round((_cpu_seconds(pids[1:]) - cpu_agents) * 1000 / count, 2),
+            "sim": round((_cpu_seconds(sims) - cpu_sim) * 1000 / count, 2),
+        }
         out["_calls"] = calls
         out.update(
             tickets=count,
@@ -185,7 +232,7 @@ async def _stalwart(count: int, sim_url: str) -> dict[str, Any]:
 
 
 # -- the baseline: asyncio + httpx, the same calls -----------------------------------------
-async def _baseline(sim_url: str, calls: list[int]) -> dict[str, Any]:
+async def _baseline(sim_url: str, calls: list[int], sims: list[int]) -> dict[str, Any]:
     import httpx
     from examples.helpdesk.tickets import generate
 
@@ -212,12 +259,21 @@ async def _baseline(sim_url: str, calls: list[int]) -> dict[str, Any]:
                 r.raise_for_status()
                 messages.append(r.json()["choices"][0]["message"])
 
+        cpu_client, cpu_sim = _cpu_seconds([os.getpid()]), _cpu_seconds(sims)
         started = time.perf_counter()
         async with asyncio.TaskGroup() as group:
             for n, t in zip(calls, tickets, strict=True):
                 group.create_task(ticket(n, t["text"]))
         elapsed = time.perf_counter() - started
-    return {"seconds": round(elapsed, 1), "tickets_per_s": round(count / elapsed, 2)}
+        cpu = {
+            "client": round((_cpu_seconds([os.getpid()]) - cpu_client) * 1000 / count, 2),
+            "sim": round((_cpu_seconds(sims) - cpu_sim) * 1000 / count, 2),
+        }
+    return {
+        "seconds": round(elapsed, 1),
+        "tickets_per_s": round(count / elapsed, 2),
+        "cpu_ms_per_ticket": cpu,
+    }
 
 
 def main() -> None:
@@ -235,16 +291,18 @@ def main() -> None:
         return
     if args.quick:
         args.tickets, args.rounds = 200, 1
+    load_at_start = round(os.getloadavg()[0], 2)
     sim_url, workers = _start_sims(args.sim_procs, args.latency * 1000)
+    sims = [w.pid for w in workers]
     runs: list[dict[str, Any]] = []
     baselines: list[dict[str, Any]] = []
     try:
         for r in range(args.rounds):
-            run = asyncio.run(_stalwart(args.tickets, sim_url))
+            run = asyncio.run(_stalwart(args.tickets, sim_url, sims))
             calls = run.pop("_calls")
             runs.append(run)
             print(f"round {r}: stalwart {run}", flush=True)
-            baselines.append(asyncio.run(_baseline(sim_url, calls)))
+            baselines.append(asyncio.run(_baseline(sim_url, calls, sims)))
             print(f"round {r}: baseline {baselines[-1]}", flush=True)
     finally:
         _stop(workers)
@@ -261,6 +319,19 @@ def main() -> None:
         "baselines": baselines,
         "settings": "the helpdesk on the runtime's defaults (bench._apps:defaults)",
         "targets": {"in_flight_max": 1000, "throughput_vs_baseline": 0.8},
+        "run": {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "commit": subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=10,
+            ).stdout.strip(),
+            "cpus": os.cpu_count(),
+            "load_average_1m": {"start": load_at_start, "end": round(os.getloadavg()[0], 2)},
+        },
     }
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     data["slow_model"] = section

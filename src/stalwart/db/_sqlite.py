@@ -55,8 +55,9 @@ __all__ = ["DURABILITY_LEVELS", "Job", "SQLiteDatabase", "Writer", "map_sqlite_e
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
 _Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any]
-_Item = tuple[Job, _Waiter, asyncio.AbstractEventLoop | None, bool]
-"""A queued job, the future to resolve, the caller's loop (None: a thread), lazy."""
+_Item = tuple[Job, _Waiter, asyncio.AbstractEventLoop | None, bool, bool]
+"""A queued job, the future to resolve, the caller's loop (None: a thread), lazy, and
+whether it only reads."""
 _log = get_logger("stalwart.db.sqlite")
 DURABILITY_LEVELS = ("full", "normal", "off")
 _SYNC = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
@@ -111,18 +112,19 @@ class Writer(threading.Thread):
         self.startup_error: BaseException | None = None
         self.stopped = threading.Event()
 
-    def submit(self, job: Job, *, lazy: bool = False) -> asyncio.Future[Any]:
-        """Queue ``job`` from an event loop; the future resolves on that loop."""
+    def submit(self, job: Job, *, lazy: bool = False, reads: bool = False) -> asyncio.Future[Any]:
+        """Queue ``job`` from an event loop; the future resolves on that loop. ``reads``:
+        the job only reads (a batch of such jobs takes no write lock)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.put((job, fut, loop, lazy))
+        self._queue.put((job, fut, loop, lazy, reads))
         return fut
 
     def submit_sync(self, job: Job, *, lazy: bool = False) -> concurrent.futures.Future[Any]:
         """Queue ``job`` from a thread without a loop (a blocking caller). ``lazy``: see
         the module docstring."""
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((job, fut, None, lazy))
+        self._queue.put((job, fut, None, lazy, False))
         return fut
 
     def stop(self) -> None:
@@ -172,6 +174,14 @@ class Writer(threading.Thread):
                 _deliver([(item, False, StoreError(f"SQLite store {self._where} is closed"))])
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
+        if all(item[4] for item in batch):
+            # Only reads: a deferred transaction, which in WAL mode takes no lock that
+            # writers wait on. BEGIN IMMEDIATE made a node polling a task's status, or an
+            # agent following a hand-over, queue for the file's write lock behind the
+            # other processes' commits (up to 1 s each under load, issue 19) and hold it
+            # from them in turn.
+            self._commit_batch(conn, batch, lazy=False, begin="BEGIN")
+            return
         lazy = self._lazy_skips_fsync and all(item[3] for item in batch)
         if not lazy:
             self._commit_batch(conn, batch, lazy=False)
@@ -187,13 +197,20 @@ class Writer(threading.Thread):
         finally:  # before the next batch: this thread runs them one after the other
             conn.execute("PRAGMA synchronous=FULL")
 
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Item], *, lazy: bool) -> None:
+    def _commit_batch(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[_Item],
+        *,
+        lazy: bool,
+        begin: str = "BEGIN IMMEDIATE",
+    ) -> None:
         """Run ``batch`` in one transaction, count it, then answer its callers."""
         started = time.perf_counter()
         changes = conn.total_changes
         results: list[tuple[_Item, bool, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(begin)
         except sqlite3.Error as exc:
             err = map_sqlite_error(exc, self._where)
             _deliver([(item, False, err) for item in batch])
@@ -251,7 +268,7 @@ def _undo(conn: sqlite3.Connection) -> None:
 
 def _deliver(results: list[tuple[_Item, bool, Any]]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-    for (_job, fut, loop, _lazy), ok, value in results:
+    for (_job, fut, loop, _lazy, _reads), ok, value in results:
         if loop is None:
             assert isinstance(fut, concurrent.futures.Future)
             if ok:
@@ -539,9 +556,11 @@ class SQLiteDatabase(Database):
         except sqlite3.Error as err:
             raise map_sqlite_error(err, str(self.path)) from err
 
-    async def _submit(self, job: Job, timeout: float | None, lazy: bool = False) -> Any:
+    async def _submit(
+        self, job: Job, timeout: float | None, lazy: bool = False, *, reads: bool = False
+    ) -> Any:
         writer = self._writer()
-        fut = writer.submit(job, lazy=lazy)
+        fut = writer.submit(job, lazy=lazy, reads=reads)
         limit = self.timeout if timeout is None else timeout
         try:
             async with asyncio.timeout(limit):
@@ -582,8 +601,10 @@ class SQLiteDatabase(Database):
     async def read(
         self, fn: Callable[..., Program[T]], *args: Any, timeout: float | None = None
     ) -> T:
-        # One connection: reads queue with writes (and share their transaction).
-        return await self.write(fn, *args, timeout=timeout)
+        # One connection: reads queue with writes (and share a batch's transaction); a
+        # batch of reads alone takes no write lock
+        value: T = await self._submit(lambda conn: drive_sync(conn, fn, args), timeout, reads=True)
+        return value
 
     async def migrate(self, component: Component) -> int:
         if self.readonly:

@@ -38,6 +38,7 @@ __all__ = [
     "retry",
     "rowcount",
     "rows",
+    "rows_of_each",
 ]
 
 _MARK_STARTED = "UPDATE stalwart_effects SET status = 'started', record = NULL WHERE key = ?"
@@ -56,6 +57,14 @@ def lease_lost(lease: Lease) -> LeaseLost:
 def rows(sql: str, args: Sequence[Any]) -> Program[list[tuple[Any, ...]]]:
     """One statement; its rows."""
     return (yield (sql, args)).rows
+
+
+def rows_of_each(statements: Sequence[tuple[str, Sequence[Any]]]) -> Program[list[tuple[Any, ...]]]:
+    """Several statements in one transaction; the rows of all of them."""
+    found: list[tuple[Any, ...]] = []
+    for sql, args in statements:
+        found += (yield (sql, args)).rows
+    return found
 
 
 def rowcount(sql: str, args: Sequence[Any]) -> Program[int]:

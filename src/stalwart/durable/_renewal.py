@@ -13,8 +13,19 @@ lost (that task alone stops, as before).
 
 What was avoided: a background renewal task per runner would need a lifetime of
 its own (started, stopped, supervised) that a Runner does not have; a round led by
-whichever heartbeat comes first needs none, and a round is never left running
-unowned, because its leader is an ordinary heartbeat awaited by its task.
+whichever heartbeat comes first needs none.
+
+The round's write belongs to the round, not to its leader. A leader is cancelled
+often: its task ended (the runner cancels the heartbeat of a finished task), or its
+own deadline passed. When the write ran inside the leader, that cancellation failed
+the renewal of every member of the round: under load, with tasks ending all the
+time, rounds failed tick after tick and the runner abandoned the leases of tasks
+that were doing well (a node keeping 1,000 slow tasks in flight lost about one
+lease per task and ran each task's steps again). Now the leader starts the write as
+a task of its own, kept by :class:`Renewals` until it ends, and waits for it like
+every member; a member that stops waiting (cancelled, or past its deadline) leaves
+the write to the others. The write ends on its own: it is one statement per 200
+leases through the store, which bounds its operations.
 """
 
 from __future__ import annotations
@@ -45,6 +56,8 @@ class Renewals:
         self._lease_seconds = lease_seconds
         self.interval = lease_seconds / 3
         self._open: _Round | None = None
+        self._writing: set[asyncio.Task[dict[str, Lease | None]]] = set()
+        """Rounds' writes in flight (a task is kept here until it ends)."""
         self.writes = 0
         """Rounds written (each one store write per 200 leases): for tests and benches."""
 
@@ -57,32 +70,52 @@ class Renewals:
     async def renew(self, lease: Lease) -> Lease | None:
         """Renew ``lease`` in this tick's round: the renewed lease, or None if lost.
 
-        Raises what the store raised (a :class:`StoreError`, or the caller's timeout)
-        when the round's write failed; the caller retries on its next tick.
+        Raises what the store raised (as a :class:`StoreError`), or the caller's timeout,
+        when the round's write failed or did not end in time; the caller retries on its
+        next tick.
         """
         joined = self._open
         if joined is not None:
             joined.leases[lease.task_id] = lease
-            # shielded: one member's timeout must not cancel the others' answer
-            answer = await asyncio.shield(joined.done)
-            return answer.get(lease.task_id)
-        led = _Round({lease.task_id: lease}, asyncio.get_running_loop().create_future())
-        self._open = led
-        try:
+        else:
+            joined = _Round({lease.task_id: lease}, asyncio.get_running_loop().create_future())
+            self._open = joined
             try:
                 await asyncio.sleep(0)  # the heartbeats woken on this tick join now
+            except asyncio.CancelledError:
+                del joined.leases[lease.task_id]  # stopped first: the others still renew
+                raise
             finally:
                 self._open = None
-            answer = await self._store.heartbeat_many(
-                list(led.leases.values()), self._lease_seconds
-            )
-        except BaseException as exc:  # the leader's failure (or cancellation) is the round's
-            if not led.done.done():
-                led.done.set_exception(
-                    StoreError(f"lease renewal round failed: {exc!r}; retried next tick")
-                )
-                led.done.exception()  # retrieved: members who already left need not see it
-            raise
-        self.writes += 1
-        led.done.set_result(answer)
+                if joined.leases:
+                    self._write(joined)
+                else:
+                    joined.done.cancel()
+        # shielded: one member's cancellation (its task ended) or timeout must not cancel
+        # the others' answer
+        answer = await asyncio.shield(joined.done)
         return answer.get(lease.task_id)
+
+    def _write(self, led: _Round) -> None:
+        """Start the round's write; its end settles ``led.done`` for every member."""
+        write = asyncio.ensure_future(
+            self._store.heartbeat_many(list(led.leases.values()), self._lease_seconds)
+        )
+        self._writing.add(write)
+
+        def settle(done: asyncio.Task[dict[str, Lease | None]]) -> None:
+            self._writing.discard(done)
+            if done.cancelled():
+                failure: BaseException | None = asyncio.CancelledError()
+            else:
+                failure = done.exception()
+            if failure is None:
+                self.writes += 1
+                led.done.set_result(done.result())
+                return
+            led.done.set_exception(
+                StoreError(f"lease renewal round failed: {failure!r}; retried next tick")
+            )
+            led.done.exception()  # retrieved: members who already left need not see it
+
+        write.add_done_callback(settle)

@@ -228,7 +228,9 @@ class SQLStore:
         check_lease_seconds(lease_seconds)
         now = self._clock.time()
         expires = now + lease_seconds
-        renewed: set[str] = set()
+        # one write (one trip through the store's queue and lock) whatever the count: a
+        # statement per HEARTBEAT_MANY_CHUNK leases, all in one transaction
+        statements: list[tuple[str, list[Any]]] = []
         for owner in sorted({lease.owner for lease in leases}):
             own = [lease for lease in leases if lease.owner == owner]
             for start in range(0, len(own), q.HEARTBEAT_MANY_CHUNK):
@@ -239,8 +241,9 @@ class SQLStore:
                 args: list[Any] = [expires, now, owner]
                 for lease in chunk:
                     args += (lease.task_id, lease.token)
-                found = await self._db.write(_ops.rows, sql, args)
-                renewed.update(str(row[0]) for row in found)
+                statements.append((sql, args))
+        found = await self._db.write(_ops.rows_of_each, statements)
+        renewed = {str(row[0]) for row in found}
         return {
             lease.task_id: (
                 Lease(lease.task_id, lease.owner, lease.token, expires, lease.task)

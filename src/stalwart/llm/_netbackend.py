@@ -25,6 +25,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from stalwart.llm._pool import Pool
+
 __all__ = ["AsyncioBackend", "AsyncioTransport"]
 
 _HIGH_WATER = 256 * 1024
@@ -251,8 +253,9 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
 class AsyncioTransport(httpx.AsyncHTTPTransport):
     """httpx's transport (its error mapping and response streams) over a connection pool
-    on :class:`AsyncioBackend`; no proxy (a model client that needs one passes its own
-    ``http=`` client)."""
+    on :class:`AsyncioBackend` whose cost per request does not grow with its connections
+    (:class:`~stalwart.llm._pool.Pool`); HTTP/1.1, no proxy (a model client that needs
+    one passes its own ``http=`` client)."""
 
     def __init__(
         self,
@@ -263,7 +266,7 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
     ) -> None:
         context = httpx.create_ssl_context(verify=verify)
         super().__init__(verify=context, limits=limits, retries=retries)
-        self._pool = httpcore.AsyncConnectionPool(
+        self.pool = Pool(
             ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
@@ -271,9 +274,5 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
             retries=retries,
             network_backend=AsyncioBackend(),
         )
-
-    @property
-    def pool(self) -> httpcore.AsyncConnectionPool:
         """The connection pool (its ``connections``, for tests and diagnostics)."""
-        assert isinstance(self._pool, httpcore.AsyncConnectionPool)
-        return self._pool
+        self._pool = self.pool  # type: ignore[assignment]  # httpx calls the same methods

@@ -86,3 +86,36 @@ async def test_two_nodes_never_share_a_task(make_store: MakeStore) -> None:
         await asyncio.gather(worker("a", node_a), worker("b", node_b))
     both = taken["a"] + taken["b"]
     assert sorted(both) == [f"t{i:02d}" for i in range(40)]  # each exactly once
+
+
+async def test_a_read_does_not_wait_for_another_process_holding_the_write_lock(
+    tmp_path: Any,
+) -> None:
+    """SQLite: a batch of reads takes no write lock, so another connection's open write
+    transaction (another process's commit, a long one) does not hold it up; a write
+    still waits for it."""
+    import sqlite3
+
+    from stalwart.durable import SQLiteStore
+    from stalwart.errors import StoreUnavailable
+
+    path = tmp_path / "s.db"
+    store = SQLiteStore(str(path), timeout=0.5)
+    await store.open()
+    try:
+        task = await store.create_task("w", {"n": 1})
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # holds the file's write lock
+        try:
+            async with asyncio.timeout(0.4):  # under the busy timeout: it did not wait
+                found = await store.get_task(task.id)
+                running = await store.list_tasks(status="pending")
+            assert found is not None and found.id == task.id
+            assert [t.id for t in running] == [task.id]
+            with pytest.raises(StoreUnavailable):  # a write waits, then fails
+                await store.create_task("w", {"n": 2})
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+    finally:
+        await store.close()

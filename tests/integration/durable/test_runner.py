@@ -260,6 +260,45 @@ async def test_a_runner_renews_all_its_leases_in_one_write_per_tick(
     assert sorted(r.result for r in results) == sorted(ids)
 
 
+async def test_a_round_outlives_its_leader(
+    make_store: MakeStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat leading a round is cancelled mid-write (its task ended): the
+    others' leases are renewed all the same (before, the whole round failed)."""
+    store: Store = await make_store()
+    leases = []
+    for _ in range(3):
+        task = await store.create_task("w", None)
+        lease = await store.acquire("busy", 30, task_id=task.id)
+        assert lease is not None
+        leases.append(lease)
+    renewals = Runner(store, owner="busy", clock=clock, lease_seconds=30).renewals
+    gate = asyncio.Event()
+    writing = asyncio.Event()
+    original = store.heartbeat_many
+
+    async def slow_write(*args: Any, **kwargs: Any) -> Any:
+        writing.set()
+        await gate.wait()  # the write is in flight while the leader is cancelled
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(store, "heartbeat_many", slow_write)
+    clock.advance(10)
+    leader, *members = [asyncio.ensure_future(renewals.renew(lease)) for lease in leases]
+    async with asyncio.timeout(10):
+        await writing.wait()
+    leader.cancel()
+    await asyncio.gather(leader, return_exceptions=True)
+    gate.set()
+    async with asyncio.timeout(10):
+        renewed = await asyncio.gather(*members)
+    assert [r.task_id if r else None for r in renewed] == [lease.task_id for lease in leases[1:]]
+    assert renewals.writes == 1
+    for lease in leases:  # the one write renewed the leader's lease too
+        task = await store.get_task(lease.task_id)
+        assert task is not None and task.lease_expires == pytest.approx(clock.time() + 30)
+
+
 class Service:
     """An in-process stand-in for a payment API: counts deliveries per key."""
 

@@ -165,3 +165,91 @@ async def test_the_limits_reach_the_pool() -> None:
         async with asyncio.timeout(30):
             got = await asyncio.gather(*(http.post(url, content=b"{}") for _ in range(want)))
     assert [r.status_code for r in got] == [200] * want
+
+
+async def test_a_full_pool_queues_requests_and_reuses_its_connections() -> None:
+    """Past ``max_connections`` requests wait for a connection to come back (no new
+    one is opened), and a second wave reuses the first wave's connections."""
+    accepted = 0
+    in_flight = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted, in_flight, most
+        accepted += 1
+        while True:
+            await read_request(reader)
+            in_flight += 1
+            most = max(most, in_flight)
+            await release.wait()
+            in_flight -= 1
+            writer.write(answer(b"{}"))
+            await writer.drain()
+
+    async with serve(handler) as url, client(max_connections=20) as http:
+        wave = [asyncio.ensure_future(http.post(url, content=b"{}")) for _ in range(60)]
+        async with asyncio.timeout(10):
+            while in_flight < 20:
+                await asyncio.sleep(0.01)
+        assert accepted == 20  # the other 40 wait for a connection, none opened for them
+        release.set()
+        async with asyncio.timeout(30):
+            assert [r.status_code for r in await asyncio.gather(*wave)] == [200] * 60
+            again = await asyncio.gather(*(http.post(url, content=b"{}") for _ in range(20)))
+        assert [r.status_code for r in again] == [200] * 20
+        assert accepted == 20 and most == 20
+
+
+async def test_a_request_waiting_past_the_pool_timeout_fails_and_the_next_gets_its_turn() -> None:
+    gate = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            await gate.wait()
+            writer.write(answer(b"{}"))
+            await writer.drain()
+
+    async with serve(handler) as url, client(max_connections=1) as http:
+        first = asyncio.ensure_future(http.post(url, content=b"{}"))
+        await asyncio.sleep(0.1)
+        with pytest.raises(httpx.PoolTimeout):
+            await http.post(url, content=b"{}", timeout=httpx.Timeout(5, pool=0.2))
+        waiting = asyncio.ensure_future(http.post(url, content=b"{}"))
+        cancelled = asyncio.ensure_future(http.post(url, content=b"{}"))
+        await asyncio.sleep(0.1)
+        cancelled.cancel()  # leaves the line: the one behind it is not stuck
+        gate.set()
+        async with asyncio.timeout(10):
+            assert (await first).status_code == 200
+            assert (await waiting).status_code == 200
+        assert cancelled.cancelled()
+
+
+async def test_idle_connections_past_max_keepalive_are_closed() -> None:
+    accepted = 0
+    closed = 0
+    everyone = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted, closed
+        accepted += 1
+        await read_request(reader)
+        if accepted == 10:
+            everyone.set()
+        await everyone.wait()
+        writer.write(answer(b"{}"))
+        await writer.drain()
+        if not await reader.read(1):  # the client closed this connection
+            closed += 1
+
+    async with (
+        serve(handler) as url,
+        client(max_connections=10, max_keepalive_connections=3) as http,
+    ):
+        async with asyncio.timeout(10):
+            await asyncio.gather(*(http.post(url, content=b"{}") for _ in range(10)))
+            while closed < 7:
+                await asyncio.sleep(0.01)
+        assert accepted == 10 and closed == 7  # three kept for the next requests
