@@ -312,6 +312,7 @@ def _chaos_config(target: TargetConfig, s: LoadSettings, tool_proxies: Any = Non
         interval=_chaos_interval(s.chaos_s),
         drain=s.drain_s,
         peer=True,
+        fit_intensity=True,  # the app's restart intensity bounds the plan's kills
         # tools in the profile's proxy mode: the plan's proxy faults land on their
         # upstreams too (the verify node beside it runs nothing meanwhile)
         tool_proxies=tool_proxies or {},
