@@ -10,6 +10,7 @@ line with its outcome and latency) and the alerts delivered."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import itertools
 import json
@@ -43,6 +44,7 @@ __all__ = [
     "tool_degradation",
     "tool_retries",
     "tool_spec",
+    "unproxied_hint",
     "waits_as_expected",
     "with_tools",
 ]
@@ -350,13 +352,48 @@ async def model_and_tools(
     remediation of a tool whose part failed."""
     tools = t.proxied_tools()
     if not tools:
-        return await model_part(t)
+        hint = unproxied_hint(t)
+        try:
+            alone = await model_part(t)
+        except NotExercised as exc:
+            if hint is None:
+                raise
+            raise NotExercised(f"{exc}; {hint[0]}", fix=hint[1]) from exc
+        if alone.status != "not-run" or hint is None:
+            return alone
+        why = f"{alone.evidence.get('why', alone.measured)}; {hint[0]}"
+        return dataclasses.replace(
+            alone, evidence={**alone.evidence, "why": why}, remediation=hint[1]
+        )
     try:
         model = await model_part(t)
     except NotExercised as exc:
         model = Outcome("not-run", {"why": str(exc)})
     per_tool = {name: await tool_part(t, name) for name in tools}
     return with_tools(model, per_tool, {n: describe(v) for n, v in per_tool.items()}, fix)
+
+
+def unproxied_hint(t: Target) -> tuple[str, str] | None:
+    """Why the app's tools gave an item that faults dependencies nothing to fault, and what
+    to declare (None when the app has no tool): verify faults a tool's dependency only at
+    a fault proxy in front of it; a double has none, a tool declared ``none`` may not be
+    faulted."""
+    modes = t.tool_modes()
+    if not modes:
+        return None
+    said = {
+        "double": "its double runs (no dependency)",
+        "none": "declared 'none' (may not be faulted)",
+        "sim": "on a simulated service",
+    }
+    each = ", ".join(f"{n}: {said.get(mode, mode)}" for n, (mode, _) in sorted(modes.items()))
+    return (
+        f"and no tool is behind a fault proxy, where verify faults a tool's dependency ({each})",
+        "declare each tool that reaches a service over TCP as 'proxy:<VAR>=<url>' (or "
+        "'proxy:<VAR>') in the verify profile's tools, to fault it on its real code path "
+        "(docs/verify.md, Tools behind a fault proxy); nothing to add if the app calls no "
+        "model and its tools reach no such service",
+    )
 
 
 def with_tools(

@@ -113,7 +113,12 @@ async def test_warehouse_example_short_profile(tmp_path, supplier):
     # another item's kills shows as one: a dead node, a store not open)
     assert unexercised_complete(items) == {}
     assert internal_errors(items) == {}
-    assert "no model chain" in items["EH-1"]["evidence"]["why"]
+    # and why its tools gave EH-1 nothing to fault, with the declaration that would
+    eh1 = items["EH-1"]
+    assert "no model chain" in eh1["evidence"]["why"]
+    assert "no tool is behind a fault proxy" in eh1["evidence"]["why"]
+    assert "order_from_supplier: its double runs" in eh1["evidence"]["why"]
+    assert "'proxy:<VAR>=<url>'" in eh1["remediation"]
     assert items["SM-2"]["evidence"]["resumed"] >= 1 and items["SM-2"]["evidence"]["results_equal"]
     effects = items["SM-4"]["evidence"]["per_tool"]
     assert sum(t["keys_delivered"] for t in effects.values()) > 0
