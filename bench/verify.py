@@ -74,6 +74,7 @@ async def one(
     name: str, ref: str, out: pathlib.Path, quick: bool, only: list[str]
 ) -> dict[str, Any]:
     started = time.monotonic()
+    run = _run_label()  # what the run starts on (the code it imported)
     manifest: pathlib.Path | None = ROOT / "deploy" / "kubernetes" / "deployment.yaml"
     chosen = QUICK if quick else only
     if name in NO_MANIFEST:
@@ -100,7 +101,7 @@ async def one(
         "mode": "quick" if quick else ("short" if only else "full"),
         "only": chosen,  # the items run (empty: every item)
         "load_average": os.getloadavg(),  # at the end of the run
-        "run": _run_label(),
+        "run": run,
     }
 
 

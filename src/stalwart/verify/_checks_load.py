@@ -474,7 +474,7 @@ def gave_up_outcome(s: LoadSettings, restarts: RestartLoad, app: App, error: str
         f"restarts in {restarts.period:g} s against an intensity of {app.intensity}"
     )
     if restarts.exceeds(app.intensity):
-        evidence["not_run"] = (
+        evidence["why"] = (
             "the root supervisor gave up on verify's own kill rate: the chaos plan forces "
             "more restarts in one intensity window than the app allows"
         )
