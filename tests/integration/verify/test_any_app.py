@@ -98,7 +98,7 @@ async def test_warehouse_example_short_profile(tmp_path, supplier):
     items = _items(report)
     assert {k: v["status"] for k, v in items.items()} == {
         "PA-2": "complete",
-        "EH-1": "not-run",  # no model to fault: said so, never complete
+        "EH-1": "complete",  # no model: the doubles' attempts, reset at their switch
         "SM-2": "complete",
         "SM-4": "complete",
         "GD-2": "complete",
@@ -113,12 +113,15 @@ async def test_warehouse_example_short_profile(tmp_path, supplier):
     # another item's kills shows as one: a dead node, a store not open)
     assert unexercised_complete(items) == {}
     assert internal_errors(items) == {}
-    # and why its tools gave EH-1 nothing to fault, with the declaration that would
-    eh1 = items["EH-1"]
-    assert "no model chain" in eh1["evidence"]["why"]
-    assert "no tool is behind a fault proxy" in eh1["evidence"]["why"]
-    assert "order_from_supplier: its double runs" in eh1["evidence"]["why"]
-    assert "'proxy:<VAR>=<url>'" in eh1["remediation"]
+    # EH-1 retried each double's reset attempts within its backoff bounds (no model)
+    eh1 = items["EH-1"]["evidence"]
+    assert eh1["model_status"] == "not-run" and "no model chain" in eh1["why"]
+    for name in ("order_from_supplier", "reserve_stock"):
+        retried = eh1["tools"][name]
+        assert "at its double" in retried["fault"], retried
+        assert retried["attempts_of_first_call"] == retried["policy"]["max_attempts"] == 3
+        waits = zip(retried["gaps_s"], retried["backoff_bounds_s"], strict=True)
+        assert all(0 <= g <= b + 0.25 for g, b in waits)
     assert items["SM-2"]["evidence"]["resumed"] >= 1 and items["SM-2"]["evidence"]["results_equal"]
     effects = items["SM-4"]["evidence"]["per_tool"]
     assert sum(t["keys_delivered"] for t in effects.values()) > 0
@@ -230,16 +233,23 @@ async def test_a_proxied_tool_without_retries_or_breaker_fails_eh1_and_eh2(tmp_p
 
 
 async def test_the_same_item_is_not_run_when_the_tool_cannot_be_faulted(tmp_path, supplier):
-    """The same app with the supplier tool declared "none": EH-3 has no dependency to hang
+    """The same app with its side-effect tools declared "none": EH-3 has no dependency to hang
     (no model, no proxied tool) and says so; the supplier sees nothing."""
     report = await run_verify(
-        "tests.integration.verify.proxied:unfaultable", tmp_path / "out", only=["EH-3"]
+        "tests.integration.verify.proxied:unfaultable", tmp_path / "out", only=["EH-1", "EH-3"]
     )
     eh3 = _items(report)["EH-3"]
     assert eh3["status"] == "not-run", eh3
-    assert "no tool is behind a fault proxy" in eh3["evidence"]["why"]
+    assert "no tool has a double or a fault proxy" in eh3["evidence"]["why"]
     assert "proxy:<VAR>=<url>" in eh3["remediation"]
     assert "order_from_supplier" in eh3["evidence"]["tools_not_hung"]
+    # EH-1 says why no tool gave it anything to fault, each tool's mode, and the fix
+    eh1 = _items(report)["EH-1"]
+    assert eh1["status"] == "not-run", eh1
+    why = eh1["evidence"]["why"]
+    assert "no model chain" in why and "no tool has a double or a fault proxy" in why
+    assert "reserve_stock: declared 'none'" in why and "check_stock: declared 'none'" in why
+    assert "@tool(double=fn)" in eh1["remediation"] and "proxy:<VAR>=<url>" in eh1["remediation"]
     assert supplier.received == 0
 
 
@@ -281,10 +291,12 @@ def test_plan_shows_the_proxy_and_what_reaches_the_real_target(supplier):
         f"proxy: a fault proxy on a free loopback port in front of {url} (from "
         "$SUPPLIER_URL); $SUPPLIER_URL points the tool at it" in out
     )
-    assert "expected black hole at the fault proxy of order_from_supplier" in out  # EH-3 runs
-    assert "expected resets at the fault proxy" in out
-    assert "expected resets until the breaker opens at the fault proxy" in out
-    assert "expected resets (attempts and waits counted) at the fault proxy" in out
+    # EH-1 … EH-3 fault the proxied tool at its proxy and the other's double at its switch
+    assert "black hole at the fault proxy of order_from_supplier" in out  # EH-3 runs
+    assert "expected black hole at the double of reserve_stock" in out
+    assert "expected resets at the fault proxy" in out  # GD-2: doubles are taken down
+    assert "resets until the breaker opens at the fault proxy" in out
+    assert "resets (attempts and waits counted) at the fault proxy" in out
     assert "not-run" not in out  # EH-1 … EH-3 run on this app without a model
 
 
