@@ -56,6 +56,11 @@ def _primary(t: Target) -> tuple[str, str]:
     return chains[0][0], chains[0][0].partition(":")[2]
 
 
+def _chain(t: Target) -> list[str]:
+    """The first fallback chain (the one :func:`_primary` faults), primary first."""
+    return next((list(v) for v in t.service.app.models.values() if v), [])
+
+
 def _provider(t: Target, spec: str) -> Provider:
     """The app's provider of ``spec``: its retry policy and breaker are what EH-1/EH-2 test."""
     name = spec.partition(":")[0]
@@ -162,18 +167,26 @@ async def _model_retries(t: Target) -> Outcome:
         }
         ok &= bool(gaps) and gaps[0] >= least - WAIT_EARLY_S and record.status == "succeeded"
         once: dict[str, Any] = {}
+        # the rest of the chain: a primary call that fails permanently falls back once, so
+        # the fallbacks' requests count the calls (the entry task's own usage does not
+        # when it hands over to the agent that calls the model)
+        fallbacks = [m.partition(":")[2] for m in _chain(t)[1:] if m.startswith("sim:")]
         for status in (400, 401, 403):  # permanent: tried once per call, never retried
             await _fresh_model_agents(t)
             t.sim.world.set_fault(model, status=status)
             before_calls = t.sim.world.stats[f"{model}:requests"]
+            before_fb = sum(t.sim.world.stats[f"{m}:requests"] for m in fallbacks)
             record = await _run_one(t, value, f"eh1-{status}")
             usage = (record.outcome or {}).get("usage") or {}
+            calls = max(1, int(usage.get("model_calls", 1)))
+            fb = sum(t.sim.world.stats[f"{m}:requests"] for m in fallbacks) - before_fb
             once[str(status)] = {
                 "requests": t.sim.world.stats[f"{model}:requests"] - before_calls,
+                "calls": max(calls, fb),
+                "fallback_requests": fb,
                 "task": record.status,
             }
-            calls = max(1, int(usage.get("model_calls", 1)))
-            ok &= 1 <= once[str(status)]["requests"] <= calls
+            ok &= 1 <= once[str(status)]["requests"] <= max(calls, fb)
         evidence["tried_once"] = once
     finally:
         t.sim.world.clear_faults(model)
