@@ -142,6 +142,7 @@ async def test_warehouse_example_short_profile(tmp_path, supplier):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # the supplier's proxy and reserve_stock's double, each
 async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, supplier):
     """The warehouse's HTTP tool in proxy mode (tests/integration/verify/proxied.py: only
     the profile differs): verify puts a fault proxy in front of the real supplier and
@@ -213,6 +214,7 @@ async def test_a_proxied_tool_s_prolonged_degradation_is_alerted(tmp_path, suppl
     assert gd3["evidence"]["model_status"] == "not-run"  # no model chain to hold
 
 
+@pytest.mark.timeout(600)  # the supplier's proxy and reserve_stock's double, each
 async def test_a_proxied_tool_without_retries_or_breaker_fails_eh1_and_eh2(tmp_path, supplier):
     report = await run_verify(
         "tests.integration.verify.proxied:careless_tool",
