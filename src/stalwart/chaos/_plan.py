@@ -185,6 +185,10 @@ def restart_load(plan: Sequence[FaultSpec], period: float) -> RestartLoad:
     return RestartLoad(period, busiest, start, dict(sorted(per.items())), len(times))
 
 
+UNDO_SLACK_S = 120.0
+"""How long after the plan's last fault ends its undos may take before the run gives up."""
+
+
 async def run_plan(
     t: Target,
     plan: Sequence[FaultSpec],
@@ -206,7 +210,9 @@ async def run_plan(
 
     tasks = [asyncio.ensure_future(one(s)) for s in plan]
     try:
-        horizon = max((s.at + s.duration for s in plan), default=0.0) + 30.0
+        # past the last fault's end: its undo's time (a killed peer node started again
+        # imports the app, over 30 s for a framework's app on a busy 2-core machine)
+        horizon = max((s.at + s.duration for s in plan), default=0.0) + UNDO_SLACK_S
         async with asyncio.timeout(horizon):
             return list(await asyncio.gather(*tasks))
     finally:
