@@ -240,6 +240,9 @@ async def run_chaos(
         "results_match_fault_free": comparison.get("results_match_fault_free"),
         "compared_with_fault_free": comparison.get("compared", 0),
         "reference_unfinished": comparison.get("reference_unfinished", 0),
+        "not_compared_unfinished_in_reference": comparison.get(
+            "not_compared_unfinished_in_reference", []
+        ),
         "mismatches": comparison.get("mismatches", []),
         "unknown_outcomes": comparison.get("unknown_outcomes", []),
         "latency_s": summary["latency_s"],

@@ -49,9 +49,9 @@ A call is made only if its worst case (prompt plus ``max_tokens`` of answer, 30 
 times what a call usually costs) fits: a task's own limit stops it at its first call
 (calls of the same task differ by a few percent; with a whole call of room, the
 expenses example's tasks ended within it), a shared one once the phase's calls have
-spent a tenth of one. A phase that stopped no task and kept its spend within the limit (its tasks ended
-before a call needed more than the room) is reported as not exercised, not as a limit
-that failed: nothing crossed it."""
+spent a tenth of one. A phase that stopped no task and kept its spend within the limit
+(its tasks ended before a call needed more than the room) is reported as not exercised,
+not as a limit that failed: nothing crossed it."""
 ALERT_WAIT_S = 10.0
 """Agents ship their gauges with their heartbeats; the evaluator runs every 0.5 s."""
 _WORST = re.compile(r"worst case \$([0-9.]+)")

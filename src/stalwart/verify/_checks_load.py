@@ -177,6 +177,7 @@ def _common(result: dict[str, Any]) -> dict[str, Any]:
             "duplicate_side_effects",
             "results_match_fault_free",
             "compared_with_fault_free",
+            "reference_unfinished",
         )
     }
 
