@@ -442,13 +442,25 @@ async def chaos_under_load(t: Target) -> Outcome:
             measured,
         )
     if missing:
-        return Outcome(
-            "partial",
-            evidence,
-            f"the run was too short to apply {', '.join(missing)}: lengthen it "
-            "(STALWART_VERIFY_CHAOS_S, default 45s)",
-            measured,
-        )
+        # planned but skipped (nothing of the app to apply it to: no model on the simulated
+        # provider and no proxied tool for a block), or not planned in so short a run
+        skipped = [
+            g for g in missing if any(by_kind.get(k, {}).get("skipped", 0) for k in _NEEDED[g])
+        ]
+        short = [g for g in missing if g not in skipped]
+        why = []
+        if skipped:
+            why.append(
+                f"{', '.join(skipped)} planned but skipped, with nothing of the app to apply "
+                "them to (faults_by_kind; a dependency block needs a model on the simulated "
+                "provider or a tool behind a fault proxy)"
+            )
+        if short:
+            why.append(
+                f"the run was too short to apply {', '.join(short)}: lengthen it "
+                "(STALWART_VERIFY_CHAOS_S, default 45s)"
+            )
+        return Outcome("partial", evidence, "; ".join(why), measured)
     if s.chaos_s < production_s:
         return Outcome(
             "partial",
