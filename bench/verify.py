@@ -6,7 +6,8 @@ Writes ``bench/results/verify.json``: per example app (``apps``):
 - ``statuses``: item id -> status (complete, partial, failed, not-run), ``item_seconds``;
 - ``measured``: item id -> what the item measured, beside its criterion;
 - ``not_run``: how many items were not run, and ``not_run_reasons``: item id -> why;
-- ``critical_not_complete``; ``ready``: every critical item complete.
+- ``critical_not_complete``; ``ready``: every critical item complete;
+- ``run``: its UTC date and commit, and ``load_average`` (1, 5, 15 min) at its end.
 
 The apps: the helpdesk (``examples.helpdesk.app:app``), the warehouse (plain Python,
 SQLite and HTTP side effects, run on doubles; its supplier service is started here),
@@ -31,6 +32,7 @@ import json
 import os
 import pathlib
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,6 +74,7 @@ async def one(
     name: str, ref: str, out: pathlib.Path, quick: bool, only: list[str]
 ) -> dict[str, Any]:
     started = time.monotonic()
+    run = _run_label()  # what the run starts on (the code it imported)
     manifest: pathlib.Path | None = ROOT / "deploy" / "kubernetes" / "deployment.yaml"
     chosen = QUICK if quick else only
     if name in NO_MANIFEST:
@@ -98,6 +101,31 @@ async def one(
         "mode": "quick" if quick else ("short" if only else "full"),
         "only": chosen,  # the items run (empty: every item)
         "load_average": os.getloadavg(),  # at the end of the run
+        "run": run,
+    }
+
+
+def _run_label() -> dict[str, str]:
+    """When and on what this app's run was made: UTC date and the checked-out commit
+    (``+dirty`` when the worktree had uncommitted changes)."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=10,
+    ).stdout.strip()
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": head + ("+dirty" if dirty else ""),
     }
 
 

@@ -67,11 +67,17 @@ async def intake(ctx: TaskContext, report: Any) -> dict[str, Any]:
     )
     outcome = await ctx.hand_over("reviewer", {"text": text}, timeout=120)
     result = outcome.get("result") or {}
-    return {
+    answer = {
         "status": result.get("status", outcome.get("status")),
         "answer": result.get("answer", ""),
         "report": report["id"],
     }
+    if result.get("outcome_unknown") is True:
+        # a payout or an e-mail cut off mid-call (the reviewer was killed): it is not
+        # repeated, and this report's result must not read as done either
+        answer["outcome_unknown"] = True
+        answer["effects"] = result.get("effects", [])
+    return answer
 
 
 CATEGORIES = sorted(LIMITS_CENTS)

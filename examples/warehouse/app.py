@@ -147,5 +147,7 @@ RESTOCK = PythonAgent(
 app = App(
     agents=[RESTOCK],
     store="sqlite:///warehouse-tasks.db",
-    verify=VerifyProfile(workload="examples.warehouse.app:requests"),
+    # LC-1's latency objective: p99 under 10 s at 1x, 2x and 3x the average rate (without
+    # one, verify's default is relative to the 1x p99 and moves with the machine's load)
+    verify=VerifyProfile(workload="examples.warehouse.app:requests", latency_p99_s=10.0),
 )

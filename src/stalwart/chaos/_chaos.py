@@ -55,6 +55,13 @@ class ChaosConfig:
     extra: tuple[FaultSpec, ...] = ()
     """Faults added to the seeded plan as given (e.g. one beyond the app's resilience,
     to see the run fail)."""
+    fit_intensity: bool = False
+    """Keep the plan's restarting faults (agent kills, corruptions whose owner is killed)
+    within the app's restart intensity: at most ``max(1, intensity - 1)`` in any window
+    of the app's restart period (the one left over absorbs a restart a fault causes
+    indirectly, such as a stopped agent killed as hung). ``stalwart verify``'s LC-2 sets
+    it: the app is judged under chaos as configured, never given up on verify's kill
+    rate alone."""
     tool_proxies: Mapping[str, FaultProxy] = dataclasses.field(default_factory=dict)
     """Per tool, a started fault proxy in front of its upstream that the run may fault
     besides its own (``stalwart verify``'s, for tools in the profile's proxy mode): the
@@ -104,6 +111,8 @@ def plan_config(
         pg_restart_cmd=cfg.pg_restart_cmd,
         tool_proxies=tuple(sorted(tool_proxies)),
         sim_proxy=sim_proxy,
+        max_restarts=max(1, app.intensity - 1) if cfg.fit_intensity else None,
+        restart_period=app.period,
     )
 
 
@@ -231,6 +240,9 @@ async def run_chaos(
         "results_match_fault_free": comparison.get("results_match_fault_free"),
         "compared_with_fault_free": comparison.get("compared", 0),
         "reference_unfinished": comparison.get("reference_unfinished", 0),
+        "not_compared_unfinished_in_reference": comparison.get(
+            "not_compared_unfinished_in_reference", []
+        ),
         "mismatches": comparison.get("mismatches", []),
         "unknown_outcomes": comparison.get("unknown_outcomes", []),
         "latency_s": summary["latency_s"],

@@ -43,11 +43,15 @@ while reservations of calls killed mid-flight by earlier checks still count (unt
 the ledger's ``stale_after``) first waits ``Budget.wait_s`` for them to settle."""
 MET_TASKS = 2
 """Tasks run once a phase has met its limit exactly: each must be refused at once."""
-ROOM_CALLS = {"task": 1.05, "agent": 1.25, "day": 1.25}
-"""Room left under each limit after seeding, in worst-case model calls. A call is made
-only if its worst case (prompt plus ``max_tokens`` of answer, about 30 times what a
-call usually costs) fits: a task's own limit stops it at its second call (whose
-prompt is longer), a shared one once the phase's calls have spent a quarter of one."""
+ROOM_CALLS = {"task": 0.9, "agent": 1.1, "day": 1.1}
+"""Room left under each limit after seeding, in worst-case model calls (the probe's).
+A call is made only if its worst case (prompt plus ``max_tokens`` of answer, 30 to 100
+times what a call usually costs) fits: a task's own limit stops it at its first call
+(calls of the same task differ by a few percent; with a whole call of room, the
+expenses example's tasks ended within it), a shared one once the phase's calls have
+spent a tenth of one. A phase that stopped no task and kept its spend within the limit
+(its tasks ended before a call needed more than the room) is reported as not exercised,
+not as a limit that failed: nothing crossed it."""
 ALERT_WAIT_S = 10.0
 """Agents ship their gauges with their heartbeats; the evaluator runs every 0.5 s."""
 _WORST = re.compile(r"worst case \$([0-9.]+)")
@@ -196,6 +200,7 @@ class _Drive:
         await until(logged, timeout=ALERT_WAIT_S, every=0.3)
         top = max(spent.values())
         return {
+            "worst_case_call_usd": worst,
             "limit_usd": limit,
             "room_left_usd": round(room, 6),
             "seeded_usd": round(sum(seeds.values()), 6),
@@ -233,6 +238,12 @@ def _criteria(p: dict[str, Any]) -> dict[str, bool]:
         "warning_alert_fired": ("warning", "firing") in alerts,
         "critical_alert_fired": ("critical", "firing") in alerts,
     }
+
+
+def _unreached(p: dict[str, Any]) -> bool:
+    """The phase's tasks stopped nothing and spent within the limit: they ended before a
+    call needed more than the room, so the stop was not exercised (nothing crossed)."""
+    return not p["stopped"] and bool(p["within_limit"])
 
 
 def _phase_ok(p: dict[str, Any]) -> bool:
@@ -333,7 +344,13 @@ async def spend_limits(t: Target) -> Outcome:
     unlimited = [a.name for a in spenders if not a.security.budget.limited]
     criteria = {k: _criteria(p) for k, p in phases.items()}
     evidence["criteria_per_limit"] = criteria
-    failed = [k for k, p in phases.items() if not _phase_ok(p)]
+    unreached = [k for k, p in phases.items() if _unreached(p)]
+    failed = [
+        k
+        for k, p in phases.items()
+        if not _phase_ok(p)
+        and not (k in unreached and all(v for n, v in criteria[k].items() if n != "agent_stopped"))
+    ]
     others = {k: p["other_failures"] for k, p in phases.items() if p["other_failures"]}
     measured = "; ".join(
         f"{k}: " + ", ".join(name for name, held in c.items() if not held) + " unmet"
@@ -348,6 +365,21 @@ async def spend_limits(t: Target) -> Outcome:
             f"the {', '.join(failed)} limit(s) did not stop the agent before crossing, or did "
             "not alert (warning and critical BudgetLimit): see criteria_per_limit "
             "(docs/security.md)",
+            measured,
+        )
+    if unreached:
+        evidence["not_exercised"] = {
+            k: f"its {phases[k]['tasks']} tasks completed within the limit, leaving "
+            f"{phases[k]['limit_usd'] - phases[k]['spent_usd']:.6f} USD (a worst-case call: "
+            f"{phases[k]['worst_case_call_usd']:.6f} USD): no call needed more, none to stop"
+            for k in unreached
+        }
+        return Outcome(
+            "partial",
+            evidence,
+            f"the driven tasks never needed more than the room under the {', '.join(unreached)} "
+            "limit(s) (each call cost far less than its worst case), so no stop is shown; the "
+            "spend stayed within them and tasks at a met limit were refused: see not_exercised",
             measured,
         )
     if others:

@@ -219,11 +219,12 @@ async def tool_unavailability(t: Target) -> Outcome:
 @check(
     "GD-3",
     criterion=(
-        "a held degradation (a model fallback; each proxied tool down) is logged and timed; "
+        "a held degradation (a model fallback; each tool with a fault proxy or a double "
+        "down) is logged and timed; "
         "the ProlongedDegradation alert fires (warning, critical) and resolves"
     ),
-    does="holds the primary model down past the alert's for-times; holds each proxied "
-    "tool's upstream reset at its fault proxy the same way",
+    does="holds the primary model down past the alert's for-times; holds each tool's "
+    "attempts reset at its fault proxy or double the same way",
     estimate_s=40,
 )
 async def prolonged_degradation(t: Target) -> Outcome:

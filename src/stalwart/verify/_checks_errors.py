@@ -56,6 +56,11 @@ def _primary(t: Target) -> tuple[str, str]:
     return chains[0][0], chains[0][0].partition(":")[2]
 
 
+def _chain(t: Target) -> list[str]:
+    """The first fallback chain (the one :func:`_primary` faults), primary first."""
+    return next((list(v) for v in t.service.app.models.values() if v), [])
+
+
 def _provider(t: Target, spec: str) -> Provider:
     """The app's provider of ``spec``: its retry policy and breaker are what EH-1/EH-2 test."""
     name = spec.partition(":")[0]
@@ -87,16 +92,17 @@ async def _run_one(t: Target, value: Any, prefix: str) -> Any:
     "EH-1",
     criterion=(
         "5xx retried with growing, jittered delays; Retry-After honoured; 400/401/403 tried "
-        "exactly once; a proxied tool's reset connections retried within its backoff bounds"
+        "exactly once; a tool's reset attempts (at its fault proxy or double) retried within "
+        "its backoff bounds"
     ),
     does="faults the model provider with 503s, 429 + Retry-After, then 400/401/403; resets "
-    "each proxied tool's upstream at its fault proxy",
+    "each tool's attempts at its fault proxy or its double",
     estimate_s=30,
     kills_per_model_agent=5,  # one per phase (503, 429, 400, 401, 403): closed breakers
 )
 async def retries(t: Target) -> Outcome:
     """The app's own retry policies: its model client's against a faulty primary (the
-    simulated provider), each proxied tool's against resets at its fault proxy."""
+    simulated provider), each faultable tool's against resets at its fault proxy or double."""
     return await model_and_tools(
         t,
         _model_retries,
@@ -161,18 +167,26 @@ async def _model_retries(t: Target) -> Outcome:
         }
         ok &= bool(gaps) and gaps[0] >= least - WAIT_EARLY_S and record.status == "succeeded"
         once: dict[str, Any] = {}
+        # the rest of the chain: a primary call that fails permanently falls back once, so
+        # the fallbacks' requests count the calls (the entry task's own usage does not
+        # when it hands over to the agent that calls the model)
+        fallbacks = [m.partition(":")[2] for m in _chain(t)[1:] if m.startswith("sim:")]
         for status in (400, 401, 403):  # permanent: tried once per call, never retried
             await _fresh_model_agents(t)
             t.sim.world.set_fault(model, status=status)
             before_calls = t.sim.world.stats[f"{model}:requests"]
+            before_fb = sum(t.sim.world.stats[f"{m}:requests"] for m in fallbacks)
             record = await _run_one(t, value, f"eh1-{status}")
             usage = (record.outcome or {}).get("usage") or {}
+            calls = max(1, int(usage.get("model_calls", 1)))
+            fb = sum(t.sim.world.stats[f"{m}:requests"] for m in fallbacks) - before_fb
             once[str(status)] = {
                 "requests": t.sim.world.stats[f"{model}:requests"] - before_calls,
+                "calls": max(calls, fb),
+                "fallback_requests": fb,
                 "task": record.status,
             }
-            calls = max(1, int(usage.get("model_calls", 1)))
-            ok &= 1 <= once[str(status)]["requests"] <= calls
+            ok &= 1 <= once[str(status)]["requests"] <= max(calls, fb)
         evidence["tried_once"] = once
     finally:
         t.sim.world.clear_faults(model)
@@ -196,16 +210,16 @@ def _breaker_state(spec: str) -> float | None:
     "EH-2",
     criterion=(
         "the breaker opens at its threshold, rejects fast while open, closes after half-open "
-        "trials (the primary model; each proxied tool)"
+        "trials (the primary model; each tool with a fault proxy or a double)"
     ),
-    does="blocks the model provider, then restores it; resets each proxied tool's upstream "
-    "at its fault proxy until its breaker opens, then restores it",
+    does="blocks the model provider, then restores it; resets each tool's attempts at its "
+    "fault proxy or double until its breaker opens, then restores it",
     estimate_s=30,
     kills_per_model_agent=1,
 )
 async def breakers(t: Target) -> Outcome:
     """The app's breakers: its primary model's (through the simulated provider) and each
-    proxied tool's (resets at its fault proxy), each refused, then restored."""
+    faultable tool's (resets at its fault proxy or double), each refused, then restored."""
     return await model_and_tools(
         t,
         _model_breaker,
@@ -284,11 +298,11 @@ async def _model_breaker(t: Target) -> Outcome:
     "EH-3",
     criterion=(
         "every operation kind has a timeout inside the checklist range; each hang ends at its "
-        "timeout (the model provider's; a proxied tool's call within its attempts x timeout "
-        "+ waits)"
+        "timeout (the model provider's; a tool's call, held at its fault proxy or double, "
+        "within its attempts x timeout + waits)"
     ),
     does="lists timeouts per operation kind; hangs the model provider and black-holes each "
-    "proxied tool's upstream",
+    "tool at its fault proxy or double",
     estimate_s=20,
 )
 async def timeouts(t: Target) -> Outcome:
@@ -329,8 +343,8 @@ async def timeouts(t: Target) -> Outcome:
         measured.append(f"model hang ended after {hang_s:.1f} s (timeout {limit} s)")
     else:
         evidence["model_hang"] = "not run: the app runs without the simulated provider"
-    # each tool whose upstream is behind verify's fault proxy: black-holed in turn
-    hangs = {name: await hang_tool(t, name) for name in t.proxied_tools()}
+    # each tool verify can fault (behind its fault proxy, or a double): held in turn
+    hangs = {name: await hang_tool(t, name) for name in t.fault_tools()}
     if hangs:
         evidence["tool_hangs"] = hangs
         # the hung calls may have opened the tools' breakers: later items get a fresh node
@@ -339,8 +353,7 @@ async def timeouts(t: Target) -> Outcome:
         evidence["fresh_node_after"] = "the hung tools' breakers may be open"
     modes = t.tool_modes()
     evidence["tools_not_hung"] = {
-        name: f"{mode}: " + ("its double runs, no dependency to hang" if mode == "double"
-                             else "not behind a fault proxy (profile: 'proxy:<VAR>=<url>')")
+        name: f"{mode}: neither a double nor a fault proxy (profile: 'proxy:<VAR>=<url>')"
         for name, (mode, _) in sorted(modes.items()) if name not in hangs
     }  # fmt: skip
     for name, h in hangs.items():
@@ -356,13 +369,14 @@ async def timeouts(t: Target) -> Outcome:
         why = "no dependency verify can hang: the app runs without the simulated provider and " + (
             f"the workload never called {', '.join(hangs)} while its upstream hung"
             if hangs
-            else "no tool is behind a fault proxy"
+            else "no tool has a double or a fault proxy"
         )
         return Outcome(
             "not-run",
             {**evidence, "why": why},
-            "declare the tools that reach a service over TCP as 'proxy:<VAR>=<url>' in the "
-            "verify profile (docs/verify.md, The profile), and make the workload reach them",
+            "give tools doubles (@tool(double=fn)) or declare the tools that reach a service "
+            "over TCP as 'proxy:<VAR>=<url>' in the verify profile (docs/verify.md, The "
+            "profile), and make the workload reach them",
             text,
         )
     late = [n for n in exercised if not hangs[n]["ended_within_bound"]]

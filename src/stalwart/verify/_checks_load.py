@@ -177,6 +177,7 @@ def _common(result: dict[str, Any]) -> dict[str, Any]:
             "duplicate_side_effects",
             "results_match_fault_free",
             "compared_with_fault_free",
+            "reference_unfinished",
         )
     }
 
@@ -312,6 +313,7 @@ def _chaos_config(target: TargetConfig, s: LoadSettings, tool_proxies: Any = Non
         interval=_chaos_interval(s.chaos_s),
         drain=s.drain_s,
         peer=True,
+        fit_intensity=True,  # the app's restart intensity bounds the plan's kills
         # tools in the profile's proxy mode: the plan's proxy faults land on their
         # upstreams too (the verify node beside it runs nothing meanwhile)
         tool_proxies=tool_proxies or {},
@@ -440,13 +442,25 @@ async def chaos_under_load(t: Target) -> Outcome:
             measured,
         )
     if missing:
-        return Outcome(
-            "partial",
-            evidence,
-            f"the run was too short to apply {', '.join(missing)}: lengthen it "
-            "(STALWART_VERIFY_CHAOS_S, default 45s)",
-            measured,
-        )
+        # planned but skipped (nothing of the app to apply it to: no model on the simulated
+        # provider and no proxied tool for a block), or not planned in so short a run
+        skipped = [
+            g for g in missing if any(by_kind.get(k, {}).get("skipped", 0) for k in _NEEDED[g])
+        ]
+        short = [g for g in missing if g not in skipped]
+        why = []
+        if skipped:
+            why.append(
+                f"{', '.join(skipped)} planned but skipped, with nothing of the app to apply "
+                "them to (faults_by_kind; a dependency block needs a model on the simulated "
+                "provider or a tool behind a fault proxy)"
+            )
+        if short:
+            why.append(
+                f"the run was too short to apply {', '.join(short)}: lengthen it "
+                "(STALWART_VERIFY_CHAOS_S, default 45s)"
+            )
+        return Outcome("partial", evidence, "; ".join(why), measured)
     if s.chaos_s < production_s:
         return Outcome(
             "partial",
@@ -473,7 +487,7 @@ def gave_up_outcome(s: LoadSettings, restarts: RestartLoad, app: App, error: str
         f"restarts in {restarts.period:g} s against an intensity of {app.intensity}"
     )
     if restarts.exceeds(app.intensity):
-        evidence["not_run"] = (
+        evidence["why"] = (
             "the root supervisor gave up on verify's own kill rate: the chaos plan forces "
             "more restarts in one intensity window than the app allows"
         )

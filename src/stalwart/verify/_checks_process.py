@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import time
+from collections.abc import Sequence
 
 from stalwart.config import RuntimeSettings
 from stalwart.errors import CallTimeout, NoProcess
@@ -80,6 +82,43 @@ def _restart_path(t: Target) -> list[int | None]:
     return [os.getpid(), fs.pid if fs is not None else None]
 
 
+RESTART_BOUND_S = 1.0
+"""PA-2's bound on one restart (the checklist's: detected and restarted within 1 s)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RestartTimes:
+    """One restart: its wall time and how long each process on its path (the node's event
+    loop, the fork server, the new agent) waited for a CPU meanwhile."""
+
+    latency_s: float
+    waits_s: tuple[float, ...]
+
+    @property
+    def less_largest_wait_s(self) -> float:
+        """The wall time less the largest single wait: what the restart took at most on
+        an idle machine (waits that overlap delay it once; this credits only one)."""
+        return max(0.0, self.latency_s - max(self.waits_s, default=0.0))
+
+    @property
+    def less_all_waits_s(self) -> float:
+        """The wall time less every process's wait: what it took at least (the path's
+        steps run one after another, but a process may also have waited off the path)."""
+        return max(0.0, self.latency_s - sum(self.waits_s))
+
+
+def restart_verdict(restarts: Sequence[RestartTimes], bound: float = RESTART_BOUND_S) -> str:
+    """``fast`` when every restart was under ``bound`` crediting only its largest wait for
+    a CPU; ``slow`` when one was at or over it even crediting all of them (the runtime's
+    own time: CPU, sleeps, I/O); else ``undecided``: the machine's run queue, not the
+    runtime, may be what made a restart slow, and this run cannot tell which."""
+    if all(r.less_largest_wait_s < bound for r in restarts):
+        return "fast"
+    if any(r.less_all_waits_s >= bound for r in restarts):
+        return "slow"
+    return "undecided"
+
+
 @check(
     "PA-2",
     criterion=(
@@ -96,9 +135,8 @@ async def supervision(t: Target) -> Outcome:
     latencies: list[float] = []
     detections: list[float] = []
     # per restart: how long each process on its path waited for a CPU meanwhile (a shared
-    # or overloaded machine's run queue, not the runtime's work); the largest is taken
-    # off, never their sum: waits that overlap delay the restart only once
-    queued: list[float] = []
+    # or overloaded machine's run queue, not the runtime's work)
+    restarts: list[RestartTimes] = []
     for _ in range(5):
         path = _restart_path(t)
         waited = [_queued_s(pid) for pid in path]
@@ -112,9 +150,9 @@ async def supervision(t: Target) -> Outcome:
         latencies.append(time.monotonic() - started)
         # the new agent waited only within the restart: all of its wait counts
         waits = [_queued_s(pid) - w for pid, w in zip(path, waited, strict=True)]
-        queued.append(max([*waits, _queued_s(t.pid(victim))]))
+        waits.append(_queued_s(t.pid(victim)))
+        restarts.append(RestartTimes(latencies[-1], tuple(round(w, 4) for w in waits)))
         await asyncio.sleep(0.05)
-    on_cpu = [max(0.0, lat - q) for lat, q in zip(latencies, queued, strict=True)]
     # intensity: a test supervisor with the default 5 restarts in 60 s must give up on the 6th
     bus = EventBus(log=False)
     spec = SupervisorSpec("intensity-test", [ChildSpec("probe", VerifyProbe)])
@@ -132,33 +170,57 @@ async def supervision(t: Target) -> Outcome:
             if not rt.failed.done():
                 await next_event(bus, "agent_started", timeout=10, agent="probe")
         gave_up = bus.recent("supervisor_gave_up")
+    upper = [r.less_largest_wait_s for r in restarts]
+    lower = [r.less_all_waits_s for r in restarts]
+    verdict = restart_verdict(restarts)
+    load = round(os.getloadavg()[0], 2)
     evidence = {
         "restart_latency_s": latencies,
         "restart_p99_s": pct(latencies, 0.99),
-        "waiting_for_a_cpu_s": queued,
-        "restart_less_cpu_wait_s": on_cpu,
-        "restart_less_cpu_wait_p99_s": pct(on_cpu, 0.99),
-        "load_average_1m": round(os.getloadavg()[0], 2),
+        # per restart: the node's loop, the fork server, the new agent
+        "waiting_for_a_cpu_s": [list(r.waits_s) for r in restarts],
+        "restart_less_cpu_wait_s": upper,
+        "restart_less_cpu_wait_p99_s": pct(upper, 0.99),
+        "restart_less_all_cpu_waits_s": lower,
+        "restart_less_all_cpu_waits_p99_s": pct(lower, 0.99),
+        "bound_s": RESTART_BOUND_S,
+        "restart_speed": verdict,
+        "load_average_1m": load,
         "cpus": os.cpu_count(),
         "detection_s": detections,
         "intensity": spec.intensity,
         "period_s": spec.period,
         "gave_up": [e.fields for e in gave_up],
     }
-    raw, judged = pct(latencies, 0.99), pct(on_cpu, 0.99)
+    raw, judged = pct(latencies, 0.99), pct(upper, 0.99)
     measured = f"restart p99 {raw:.3f} s"
     if judged < raw - 0.001:
-        load = evidence["load_average_1m"]
-        measured += f" ({judged:.3f} s less the waits for a CPU, machine at load {load:g})"
-    if judged < 1.0 and gave_up:
-        return Outcome("complete", evidence, measured=measured)
-    return Outcome(
-        "failed",
-        evidence,
-        "restarts must take under 1 s (less what the machine's run queue added) and the "
-        "intensity limit must make the supervisor give up (docs/runtime.md)",
-        measured,
-    )
+        measured += (
+            f" ({judged:.3f} s less the largest wait for a CPU, {pct(lower, 0.99):.3f} s less "
+            f"all of them; machine at load {load:g})"
+        )
+    if not gave_up or verdict == "slow":
+        return Outcome(
+            "failed",
+            evidence,
+            "restarts must take under 1 s (less what the machine's run queue added) and the "
+            "intensity limit must make the supervisor give up (docs/runtime.md)",
+            measured,
+        )
+    if verdict == "undecided":
+        evidence["why_partial"] = (
+            "a restart took 1 s or more, and under 1 s less the time its processes waited "
+            "for a CPU: the machine's run queue may be what made it slow"
+        )
+        return Outcome(
+            "partial",
+            evidence,
+            f"the machine was busy (load {load:g} on {os.cpu_count()} CPUs): rerun PA-2 on a "
+            "quieter machine (stalwart verify --only PA-2) to tell the runtime's restart "
+            "time from the wait for a CPU",
+            measured,
+        )
+    return Outcome("complete", evidence, measured=measured)
 
 
 def _shared_writable_mappings(pid: int) -> tuple[list[str], list[str]]:

@@ -112,6 +112,20 @@ async def secrets(t: Target) -> Outcome:
             "move every credential into the secrets provider "
             "and reference it as secret://name (docs/security.md)",
         )
+    if t.service.sim is None:
+        evidence["rotation_under_load"] = (
+            "not exercised: verify rotates the simulated model provider's key, and the app "
+            "runs without it (it calls no model, or App.sim is off)"
+        )
+        return Outcome(
+            "partial",
+            evidence,
+            "the scan found no plaintext secret; a rotation under load was not shown: if the "
+            "app's tools use credentials, rotate one in your secrets provider under load and "
+            "check no call fails (docs/security.md, Secrets)",
+            "no plaintext secret found; rotation not exercised (no model on the simulated "
+            "provider)",
+        )
     if not isinstance(ref, str) or not is_secret_ref(ref):
         evidence["rotation_under_load"] = "not exercised: the model key is not a secret reference"
         return Outcome(

@@ -41,6 +41,11 @@ PROXY_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "GD-2", "GD-3", "SM-4"})
 and GD-3 also run on an app with no model when a tool is proxied)."""
 
 
+DOUBLE_ITEMS = frozenset({"EH-1", "EH-2", "EH-3", "GD-3"})
+"""The items that also fault the tools that run their doubles, at the double's switch
+(each attempt reset or held unanswered); they too run on an app with no model."""
+
+
 NOT_DRIVING = frozenset({"PA-2", "PA-3", "SM-3", "LC-4", "MA-1", "SE-1"})
 """The items that run no workload task (every other item drives the app's workload)."""
 
@@ -193,6 +198,7 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
     modes = tool_modes(app)
     blocked = [] if allow_real else blocked_tools(app)
     proxies = proxy_decls(app)
+    doubles = sorted(n for n, (mode, _) in tool_modes(app).items() if mode == "double")
     effects = set(side_effect_tools(app))
     rows = []
     total = 0.0
@@ -203,17 +209,20 @@ def plan(app: App, app_ref: str, items: Sequence[Item], *, allow_real: bool) -> 
         expect = ""
         if item.id in MODEL_ITEMS and not (app.models and app.sim):
             expect = "not-run: the app calls no model on the simulated provider"
-            if item.id in PROXY_ITEMS and proxies:
-                expect = ""  # it faults the proxied tools' upstreams
+            if (item.id in PROXY_ITEMS and proxies) or (item.id in DOUBLE_ITEMS and doubles):
+                expect = ""  # it faults the proxied tools' upstreams, or the doubles
+        verb = {
+            "EH-1": "resets (attempts and waits counted)",
+            "EH-2": "resets until the breaker opens",
+            "EH-3": "black hole",
+            "GD-2": "resets",
+            "GD-3": "resets held until the degradation alert",
+            "SM-4": "latency",
+        }.get(item.id, "")
+        if item.id in DOUBLE_ITEMS and doubles:
+            via = f"{verb} at the double of {', '.join(doubles)}"
+            expect = f"{expect}; {via}" if expect else via
         if item.id in PROXY_ITEMS and proxies:
-            verb = {
-                "EH-1": "resets (attempts and waits counted)",
-                "EH-2": "resets until the breaker opens",
-                "EH-3": "black hole",
-                "GD-2": "resets",
-                "GD-3": "resets held until the degradation alert",
-                "SM-4": "latency",
-            }[item.id]
             via = f"{verb} at the fault proxy of {', '.join(sorted(proxies))}"
             expect = f"{expect}; {via}" if expect else via
         if item.id == "LC-2" and app.workload:

@@ -29,7 +29,7 @@ from stalwart.observe import Event, EventBus, configure_logging
 from stalwart.server import ObservabilityService, ServerSettings
 from stalwart.tools._verifying import BLOCKED_ENV, PROXIED_ENV, VERIFY_DIR_ENV
 from stalwart.verify._receiver import Receiver
-from stalwart.verify._tool_proxy import ToolProxies, proxy_decls
+from stalwart.verify._tool_proxy import DoubleFault, ToolFault, ToolProxies, proxy_decls
 
 __all__ = ["SEED", "Target"]
 
@@ -493,6 +493,24 @@ class Target:
     def proxy(self, tool: str) -> FaultProxy:
         """The fault proxy in front of ``tool``'s upstream (a proxied tool)."""
         return self.proxies.proxy(tool)
+
+    def fault_tools(self) -> list[str]:
+        """The tools whose dependency verify can fault: the proxied ones (at their fault
+        proxy) and those that run their double (at the double's switch)."""
+        doubles = [n for n, (mode, _) in self.tool_modes().items() if mode == "double"]
+        return sorted({*self.proxied_tools(), *doubles})
+
+    def tool_fault(self, tool: str) -> ToolFault:
+        """Where ``tool`` is faulted: its fault proxy, else its double's switch."""
+        if tool in self.proxies.tools:
+            return self.proxies.proxy(tool)
+        return DoubleFault(self.tools_dir, tool)
+
+    def describe_fault(self, tool: str) -> dict[str, object]:
+        """For the evidence: the proxy and its upstream, or the double's switch."""
+        if tool in self.proxies.tools:
+            return self.proxies.describe(tool)
+        return DoubleFault(self.tools_dir, tool).describe()
 
     def take_down(self, tool: str) -> None:
         (self.tools_dir / "down" / tool).touch()

@@ -1,15 +1,18 @@
-"""Faults on proxied tools' upstreams (profile mode ``proxy:``), applied at the fault
-proxy verify put in front of each: what EH-1 (resets: the attempts and their spacing),
-EH-2 (resets until the tool's breaker stops the calls, then recovery), EH-3 (a black
-hole: each call must end by its timeout), GD-2 (resets: the tool's own code meets a
-dead service), GD-3 (resets held until the prolonged-degradation alert) and SM-4
-(latency: side effects in flight longer while agents are killed) do to them, measured
-from the proxy's counters, the node's log store (each tool call logs a ``tool_call``
-line with its outcome and latency) and the alerts delivered."""
+"""Faults on tools' dependencies: at the fault proxy verify put in front of a proxied
+tool's upstream (profile mode ``proxy:``), or at a double's switch (a tool that runs its
+double: each attempt reset or held unanswered, as a dead service behind it would). What
+EH-1 (resets: the attempts and their spacing), EH-2 (resets until the tool's breaker
+stops the calls, then recovery), EH-3 (a black hole: each call must end by its timeout),
+GD-2 (resets: the tool's own code meets a dead service; proxied tools), GD-3 (resets
+held until the prolonged-degradation alert) and SM-4 (latency: side effects in flight
+longer while agents are killed; proxied tools) do to them, measured from the attempt
+counters, the node's log store (each tool call logs a ``tool_call`` line with its
+outcome and latency) and the alerts delivered."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import itertools
 import json
@@ -43,12 +46,18 @@ __all__ = [
     "tool_degradation",
     "tool_retries",
     "tool_spec",
+    "unproxied_hint",
     "waits_as_expected",
     "with_tools",
 ]
 
 HANG_SLACK_S = 2.0
 """How far past its timeout a hung call may end (scheduling on a loaded machine)."""
+
+
+def _at(t: Target, tool: str) -> str:
+    """Where ``tool``'s faults are applied, for the evidence and the progress lines."""
+    return "at its fault proxy" if tool in t.proxied_tools() else "at its double"
 
 
 def tool_spec(t: Target, tool: str) -> Tool:
@@ -155,12 +164,12 @@ async def hang_tool(t: Target, tool: str, *, tasks: int = 8) -> dict[str, Any]:
     its policy's bound (each attempt at its timeout; see :func:`call_bound`). Returns
     the evidence (``exercised``: the proxy held a connection and the node logged the
     calls)."""
-    proxy = t.proxy(tool)
+    proxy = t.tool_fault(tool)
     limit, attempts, bound = call_bound(t, tool)
     held_before = proxy.stats["held"]
     since = time.time()
     inputs = t.workload(tasks, seed=303)
-    t.say(f"{tool}: black hole at its fault proxy, {len(inputs)} tasks")
+    t.say(f"{tool}: black hole {_at(t, tool)}, {len(inputs)} tasks")
     proxy.set(blackhole=True)
     started = time.monotonic()
     try:
@@ -183,8 +192,8 @@ async def hang_tool(t: Target, tool: str, *, tasks: int = 8) -> dict[str, Any]:
         outcomes[str(x.get("outcome"))] = outcomes.get(str(x.get("outcome")), 0) + 1
     longest = latencies[-1] if latencies else None
     return {
-        "fault": "black hole at the fault proxy (connections accepted, nothing forwarded)",
-        **t.proxies.describe(tool),
+        "fault": f"black hole {_at(t, tool)} (attempts accepted, never answered)",
+        **t.describe_fault(tool),
         "tasks": len(records),
         "task_statuses": {
             s: sum(r.status == s for r in records) for s in {r.status for r in records}
@@ -206,7 +215,7 @@ async def reaching_input(t: Target, tool: str, *, seed: int, scan: int = 40) -> 
     """A workload input whose task connects through ``tool``'s proxy, unfaulted: each
     candidate is run once and kept when the proxy saw a connection during it (a generic
     signal, like ``Target.model_inputs``). None when none of ``scan`` does."""
-    proxy = t.proxy(tool)
+    proxy = t.tool_fault(tool)
     for n, value in enumerate(t.workload(scan, seed=seed)):
         before = proxy.stats["connections"]
         await t.run_all([value], prefix=f"probe-{tool}-{seed}-{n}")
@@ -225,8 +234,8 @@ async def tool_breaker(t: Target, tool: str) -> dict[str, Any]:
     spec = tool_spec(t, tool)
     config = spec.breaker
     evidence: dict[str, Any] = {
-        "fault": "every connection to its upstream reset at the fault proxy",
-        **t.proxies.describe(tool),
+        "fault": f"every attempt reset {_at(t, tool)}",
+        **t.describe_fault(tool),
         "breaker": breaker_evidence(config),
     }
     value = await reaching_input(t, tool, seed=801)
@@ -234,9 +243,9 @@ async def tool_breaker(t: Target, tool: str) -> dict[str, Any]:
         evidence["status"] = "not-run"
         evidence["why"] = f"none of 40 workload inputs made a task call {tool}"
         return evidence
-    t.say(f"{tool}: a fresh node (closed breakers), then its upstream reset at the proxy")
+    t.say(f"{tool}: a fresh node (closed breakers), then every attempt reset {_at(t, tool)}")
     await t.restart()
-    proxy = t.proxy(tool)
+    proxy = t.tool_fault(tool)
     reached: list[int] = []
     opened = False
     proxy.set(reset=True)
@@ -295,16 +304,16 @@ async def tool_retries(t: Target, tool: str) -> dict[str, Any]:
     spec = tool_spec(t, tool)
     policy = spec.retry
     evidence: dict[str, Any] = {
-        "fault": "every connection to its upstream reset at the fault proxy (retryable)",
-        **t.proxies.describe(tool),
+        "fault": f"every attempt reset {_at(t, tool)} (retryable)",
+        **t.describe_fault(tool),
         "policy": retry_evidence(policy),
     }
     value = await reaching_input(t, tool, seed=701)
     if value is None:
         return {**evidence, "status": "not-run", "why": f"no workload input called {tool}"}
-    t.say(f"{tool}: a fresh node (a closed breaker), then its upstream reset at the proxy")
+    t.say(f"{tool}: a fresh node (a closed breaker), then every attempt reset {_at(t, tool)}")
     await t.restart()
-    proxy = t.proxy(tool)
+    proxy = t.tool_fault(tool)
     mark = len(proxy.accepted)
     proxy.set(reset=True)
     try:
@@ -348,15 +357,47 @@ async def model_and_tools(
     part alone when no tool is proxied, else both, in one verdict (:func:`with_tools`).
     ``describe`` says what a tool's part measured (its evidence); ``fix`` ends the
     remediation of a tool whose part failed."""
-    tools = t.proxied_tools()
+    tools = t.fault_tools()
     if not tools:
-        return await model_part(t)
+        hint = unproxied_hint(t)
+        try:
+            alone = await model_part(t)
+        except NotExercised as exc:
+            if hint is None:
+                raise
+            raise NotExercised(f"{exc}; {hint[0]}", fix=hint[1]) from exc
+        if alone.status != "not-run" or hint is None:
+            return alone
+        why = f"{alone.evidence.get('why', alone.measured)}; {hint[0]}"
+        return dataclasses.replace(
+            alone, evidence={**alone.evidence, "why": why}, remediation=hint[1]
+        )
     try:
         model = await model_part(t)
     except NotExercised as exc:
         model = Outcome("not-run", {"why": str(exc)})
     per_tool = {name: await tool_part(t, name) for name in tools}
     return with_tools(model, per_tool, {n: describe(v) for n, v in per_tool.items()}, fix)
+
+
+def unproxied_hint(t: Target) -> tuple[str, str] | None:
+    """Why the app's tools gave an item that faults dependencies nothing to fault, and what
+    to declare (None when the app has no tool): verify faults a tool's dependency at a
+    fault proxy in front of it or at its double; a tool declared ``none`` may not be
+    faulted, a ``sim:`` one is faulted at the simulated service only by GD-2, SM-4 and
+    LC-2."""
+    modes = t.tool_modes()
+    if not modes:
+        return None
+    said = {"none": "declared 'none' (may not be faulted)", "sim": "on a simulated service"}
+    each = ", ".join(f"{n}: {said.get(mode, mode)}" for n, (mode, _) in sorted(modes.items()))
+    return (
+        f"and no tool has a double or a fault proxy, where verify faults a tool ({each})",
+        "give a tool a double (@tool(double=fn)) to fault its calls, or declare a tool that "
+        "reaches a service over TCP as 'proxy:<VAR>=<url>' in the verify profile's tools "
+        "to fault it on its real code path (docs/verify.md, Tools behind a fault proxy); "
+        "nothing to add if the app calls no model and has no such tool",
+    )
 
 
 def with_tools(
@@ -374,8 +415,8 @@ def with_tools(
     if not ran:
         return Outcome(
             "not-run",
-            {**evidence, "why": f"{model.evidence.get('why')}; no proxied tool was reached"},
-            "make the workload reach the proxied tools",
+            {**evidence, "why": f"{model.evidence.get('why')}; no faulted tool was called"},
+            "make the workload reach the tools with a double or a fault proxy",
             text,
         )
     failed = [n for n, status in ran.items() if status == "failed"]
@@ -463,8 +504,8 @@ async def tool_degradation(t: Target, tool: str) -> dict[str, Any]:
     warning then critical, and resolved. ``status`` in the result."""
     component = f"tool:{tool}"
     evidence: dict[str, Any] = {
-        "fault": "every connection to its upstream reset at the fault proxy, held",
-        **t.proxies.describe(tool),
+        "fault": f"every attempt reset {_at(t, tool)}, held",
+        **t.describe_fault(tool),
         "component": component,
     }
     value = await reaching_input(t, tool, seed=1202)
@@ -473,7 +514,7 @@ async def tool_degradation(t: Target, tool: str) -> dict[str, Any]:
     t.say(f"{tool}: a fresh node, then its upstream reset and held past the alert's for-times")
     await t.restart()
     since = time.time()
-    proxy = t.proxy(tool)
+    proxy = t.tool_fault(tool)
     started = time.monotonic()
     proxy.set(reset=True)
     n = 0

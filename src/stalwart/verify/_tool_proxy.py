@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 import socket
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from stalwart.agent import App
 from stalwart.agent._profile import fault_mode, proxy_target
@@ -29,7 +31,15 @@ from stalwart.chaos._proxy import LOOPBACK_HOSTS
 from stalwart.errors import ConfigError
 from stalwart.tools._verifying import PROXIED_ENV
 
-__all__ = ["ProxyDecl", "ToolProxies", "proxied_url", "proxy_decls", "upstream_listening"]
+__all__ = [
+    "DoubleFault",
+    "ProxyDecl",
+    "ToolFault",
+    "ToolProxies",
+    "proxied_url",
+    "proxy_decls",
+    "upstream_listening",
+]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -197,3 +207,80 @@ class ToolProxies:
     async def stop(self) -> None:
         for proxy in self._by_var.values():
             await proxy.stop()
+
+
+class ToolFault(Protocol):
+    """Where verify faults one tool's dependency: the fault proxy in front of its upstream
+    (a proxied tool), or the switch of its double (:class:`DoubleFault`). ``stats`` counts
+    attempts (``connections``), those reset (``resets``) and held (``held``); ``accepted``
+    their arrival times (seconds, for the spacing of retries)."""
+
+    def set(self, *, latency_ms: float = 0.0, blackhole: bool = False, reset: bool = False) -> None:
+        """Fault every attempt from now: reset it, or hold it unanswered (``blackhole``)."""
+
+    def clear(self) -> None:
+        """Stop faulting."""
+
+    @property
+    def stats(self) -> Mapping[str, int]:
+        """The counters."""
+
+    @property
+    def accepted(self) -> Sequence[float]:
+        """Each attempt's arrival time."""
+
+
+class DoubleFault:
+    """A tool's double faulted through verify's switch (stalwart.tools._verifying): the
+    file ``<tools>/fault/<tool>`` says the fault, every attempt of the double adds a line
+    ``<mode> <time>`` to ``<tools>/fault/<tool>.hits`` (``ok`` when unfaulted). A reset
+    raises ``ConnectionResetError`` in the agent, as a dead service behind the double
+    would; a black hole never answers, until the tool's timeout."""
+
+    def __init__(self, tools_dir: pathlib.Path, tool: str) -> None:
+        self.dir = tools_dir / "fault"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tool = tool
+
+    def set(self, *, latency_ms: float = 0.0, blackhole: bool = False, reset: bool = False) -> None:
+        if latency_ms:
+            raise ValueError("a double is not slowed: latency needs a fault proxy")
+        mode = "reset" if reset else "hang" if blackhole else ""
+        (self.dir / self.tool).write_text(mode)
+
+    def clear(self) -> None:
+        (self.dir / self.tool).unlink(missing_ok=True)
+
+    def _hits(self) -> list[tuple[str, float]]:
+        try:
+            text = (self.dir / f"{self.tool}.hits").read_text()
+        except FileNotFoundError:
+            return []
+        out: list[tuple[str, float]] = []
+        for line in text.splitlines():
+            mode, _, at = line.partition(" ")
+            try:
+                out.append((mode, float(at)))
+            except ValueError:
+                continue  # a line being written
+        return out
+
+    @property
+    def stats(self) -> dict[str, int]:
+        hits = self._hits()
+        return {
+            "connections": len(hits),
+            "resets": sum(m == "reset" for m, _ in hits),
+            "held": sum(m == "hang" for m, _ in hits),
+        }
+
+    @property
+    def accepted(self) -> list[float]:
+        return [at for _, at in self._hits()]
+
+    def describe(self) -> dict[str, object]:
+        """For the evidence: where the fault is applied, and its counters."""
+        return {
+            "faulted_at": f"its double, through verify's switch (tools/fault/{self.tool})",
+            "double_stats": self.stats,
+        }

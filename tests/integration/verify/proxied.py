@@ -20,10 +20,13 @@ proxied = dataclasses.replace(
     verify=VerifyProfile(workload=WORKLOAD, tools={"order_from_supplier": "proxy:SUPPLIER_URL"}),
 )
 
-# the same tool declared as one verify cannot fault
+# the side-effect tools declared as ones verify cannot fault (neither their doubles nor
+# a fault proxy: their calls are refused, and check_stock has no double)
 unfaultable = dataclasses.replace(
     warehouse,
-    verify=VerifyProfile(workload=WORKLOAD, tools={"order_from_supplier": "none"}),
+    verify=VerifyProfile(
+        workload=WORKLOAD, tools={"order_from_supplier": "none", "reserve_stock": "none"}
+    ),
 )
 
 # a proxy upstream that is not on this machine (preflight refuses it)

@@ -118,3 +118,24 @@ def test_proxy_faults_reach_tool_proxies_only_when_there_are_some():
     assert any(f.target.startswith("tool:") for f in tools if f.kind == "proxy")
     only = make_plan(dataclasses.replace(base, tool_proxies=("order",), sim_proxy=False))
     assert {f.target for f in only if f.kind == "proxy"} == {"tool:order"}
+
+
+def test_a_restart_limit_leaves_out_the_kills_that_would_exceed_it_per_window():
+    base = PlanConfig(
+        duration=200,
+        seed=5,
+        kinds=("agent_kill", "journal_corrupt", "sim", "proxy"),
+        interval=2.0,
+        agents=("a",),
+    )
+    restarting = ("agent_kill", "journal_corrupt", "file_corrupt")
+    plain = make_plan(base)
+    fitted = make_plan(dataclasses.replace(base, max_restarts=3, restart_period=30.0))
+    kills = [f.at for f in fitted if f.kind in restarting]
+    assert len(kills) < sum(f.kind in restarting for f in plain)
+    # never more than 3 in any window (t - 30, t], and the other faults untouched
+    assert all(sum(at - 30 < k <= at for k in kills) <= 3 for at in kills)
+    assert [f for f in fitted if f.kind not in restarting] == [
+        f for f in plain if f.kind not in restarting
+    ]
+    assert len(kills) >= 3 * (200 // 30) - 3  # still about 3 per window, not none

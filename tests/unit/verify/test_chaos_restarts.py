@@ -50,13 +50,14 @@ def test_restarts_in_the_busiest_window_as_the_supervisor_counts_them():
     assert restart_load([], period=60.0).busiest == 0
 
 
-def test_lc2s_plan_is_known_before_the_run_and_counted_against_the_app():
+def test_lc2s_plan_is_known_before_the_run_and_kept_within_the_app_s_intensity():
     bank = load_app(BANK)  # default intensity: 5 in 60 s
     s = LoadSettings()
     cfg = ChaosConfig(
         target=TargetConfig(app=BANK, seed=7),
         duration=s.chaos_s,
         interval=_chaos_interval(s.chaos_s),
+        fit_intensity=True,
     )
     faults = planned_faults(cfg, bank, tool_proxies=())
     assert faults == planned_faults(cfg, bank, tool_proxies=())  # seeded: the same plan
@@ -64,31 +65,44 @@ def test_lc2s_plan_is_known_before_the_run_and_counted_against_the_app():
     assert load == restart_load(faults, bank.period)
     kills = [f for f in faults if f.kind in ("agent_kill", "journal_corrupt", "file_corrupt")]
     assert load.total == len(kills) and load.busiest == len(kills)  # a 45 s run: one window
-    assert load.busiest > bank.intensity  # the plan alone outruns the default intensity
-    # preflight warns (it is no precondition: LC-2's kills stay on its own node), naming
-    # the setting and the value that absorbs the plan
+    # one restart short of the intensity, the rest of the plan as it was: the unfitted plan
+    # (what `stalwart chaos` runs) outruns the default intensity by itself
+    assert load.busiest == bank.intensity - 1
+    unfitted = planned_faults(dataclasses.replace(cfg, fit_intensity=False), bank)
+    assert restart_load(unfitted, bank.period).busiest > bank.intensity
+    assert [f for f in faults if f not in kills] == [
+        f for f in unfitted if f.kind not in ("agent_kill", "journal_corrupt", "file_corrupt")
+    ]
+    # both groups LC-2 needs are still in it: kills and checkpoint corruption
+    assert {f.kind for f in kills} >= {"agent_kill"} and {f.kind for f in kills} & {
+        "journal_corrupt",
+        "file_corrupt",
+    }
+    # so preflight has nothing to warn about, and the plan expects no give-up
     items = [i for i in ITEMS if i.id == "LC-2"]
-    (warning,) = preflight_warnings(bank, items)
-    assert f"intensity) to at least {load.busiest}" in warning.fix
-    (row,) = plan(bank, BANK, items, allow_real=False)["items"]
-    assert row["expect"].startswith("not-run if its node gives up")
-    raised = dataclasses.replace(bank, intensity=load.busiest)
-    assert preflight_warnings(raised, items) == []
-    assert plan(raised, BANK, items, allow_real=False)["items"][0]["expect"] == ""
+    assert preflight_warnings(bank, items) == []
+    assert plan(bank, BANK, items, allow_real=False)["items"][0]["expect"] == ""
+    tight = dataclasses.replace(bank, intensity=2)  # one kill per window at most
+    assert chaos_restarts(tight, [], settings=s).busiest == 1
 
 
 def test_a_give_up_on_verifys_kill_rate_is_not_run_and_within_the_intensity_failed():
     bank = load_app(BANK)
     s = LoadSettings()
-    load = chaos_restarts(bank, [], settings=s)
+    cfg = ChaosConfig(
+        target=TargetConfig(app=BANK, seed=7),
+        duration=s.chaos_s,
+        interval=_chaos_interval(s.chaos_s),
+    )
+    over_plan = restart_load(planned_faults(cfg, bank, tool_proxies=()), bank.period)
+    assert over_plan.exceeds(bank.intensity)  # an unfitted plan
     error = "the node's root supervisor gave up (its restart intensity was exceeded)"
-    over = gave_up_outcome(s, load, bank, error)
+    over = gave_up_outcome(s, over_plan, bank, error)
     assert over.status == "not-run"
     assert over.evidence["planned_restarts"]["within_intensity"] is False
     assert "[supervision] intensity) to at least" in (over.remediation or "")
-    # the same give-up with an intensity that absorbs every planned kill: the app's failure
-    absorbing = dataclasses.replace(bank, intensity=load.busiest)
-    within = gave_up_outcome(s, load, absorbing, error)
+    # LC-2's own plan fits: a give-up under it is the app's failure
+    within = gave_up_outcome(s, chaos_restarts(bank, [], settings=s), bank, error)
     assert within.status == "failed"
     assert within.evidence["planned_restarts"]["within_intensity"] is True
     assert "fit its restart intensity" in (within.remediation or "")

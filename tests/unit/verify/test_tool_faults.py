@@ -70,3 +70,42 @@ def test_an_unjittered_policy_s_gaps_must_reach_the_bound() -> None:
     jittered = RetryPolicy(max_attempts=3, base=0.2)
     assert waits_as_expected([0.0, 0.01], jittered, 0.05)  # full jitter: 0 is a fair draw
     assert not waits_as_expected([0.3, 0.01], jittered, 0.05)
+
+
+async def test_a_double_s_switch_counts_its_attempts_and_resets_or_holds_them(
+    tmp_path, monkeypatch
+) -> None:
+    """What EH-1 … EH-3 and GD-3 do to a tool that runs its double: every attempt counted
+    (as a fault proxy counts connections), reset or held unanswered while verify says so."""
+    import asyncio
+
+    from stalwart.tools._verifying import VERIFY_DIR_ENV, route
+    from stalwart.verify._tool_proxy import DoubleFault
+
+    def real(sku: str) -> str:
+        raise AssertionError("the real function never runs during verification")
+
+    def double(sku: str) -> str:
+        return f"double {sku}"
+
+    monkeypatch.setenv(VERIFY_DIR_ENV, str(tmp_path))
+    fault = DoubleFault(tmp_path, "reserve")
+    assert fault.stats == {"connections": 0, "resets": 0, "held": 0}
+    assert route("reserve", real, double, True)(sku="A") == "double A"
+    fault.set(reset=True)
+    with pytest.raises(ConnectionResetError, match="reserve: connection reset"):
+        route("reserve", real, double, True)
+    fault.set(blackhole=True)
+    held = route("reserve", real, double, True)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(held(sku="A"), 0.05)  # the tool's timeout ends it
+    fault.clear()
+    assert route("reserve", real, double, True)(sku="B") == "double B"
+    assert fault.stats == {"connections": 4, "resets": 1, "held": 1}
+    arrivals = fault.accepted
+    assert len(arrivals) == 4 and arrivals == sorted(arrivals)
+    assert "its double" in str(fault.describe()["faulted_at"])
+    with pytest.raises(ValueError, match="latency needs a fault proxy"):
+        fault.set(latency_ms=100)
+    # another tool's switch is its own
+    assert DoubleFault(tmp_path, "order").stats["connections"] == 0
