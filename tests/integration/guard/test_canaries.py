@@ -229,7 +229,7 @@ async def test_a_bare_supervisor_run_redacts_what_its_agents_print(tmp_path) -> 
     (tmp_path / "bare_app.py").write_text(BARE_APP)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "stalwart.cli", "run", "bare_app:root",
+        sys.executable, "-m", "stalwart.cli", "run", "bare_app:root", "--http-port", "0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stderr is not None

@@ -56,6 +56,8 @@ async def start_node(tmp_path, app: str = "demo_app:root"):
         "stalwart.cli",
         "run",
         app,
+        "--http-port",  # any free port: another suite on this machine may hold 8470
+        "0",
         stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL,
         env=env,
