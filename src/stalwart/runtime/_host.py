@@ -589,7 +589,9 @@ class ProcessHost:
             await asyncio.to_thread(dead.wait_exited, 5.0)
             await dead.drain_output(2.0)
         fs = ForkServer(self._on_child_exit, self._on_forkserver_lost, self._preload)
-        await fs.start(self.settings.start_timeout)
+        # the replacement boots and preloads as the first did: the same budget (a loaded
+        # machine took longer than start_timeout for it)
+        await fs.start(max(self.settings.start_timeout, FORK_SERVER_START_S))
         self._fs = fs
         self.events.emit("forkserver_restarted", pid=fs.pid)
 

@@ -14,6 +14,11 @@ from stalwart.testing import EventWaiter, ProbeAgent
 # (imports, the redactor's lists), which took over 10 s of wall time at load average 15
 # on 2 cores. No test here waits for a start to time out.
 FAST = RuntimeSettings(heartbeat_interval=0.2, start_timeout=30.0)
+# For tests whose subject is not hang detection: FAST's heartbeats (and memory checks), but
+# a hang threshold (10 s) no healthy agent reaches. FAST's is 0.3 s, less than an agent's
+# loop can spend off the CPU at a load average of 25-30 on 2 cores: the watchdog then kills
+# it as hung (loop lag 0.31 s), a second failure beside the one the test makes.
+NO_HANG_KILLS = RuntimeSettings(heartbeat_interval=0.2, hang_after_missed=50.0, start_timeout=30.0)
 
 
 def probes(n: int, **kw: Any) -> list[ChildSpec]:

@@ -14,7 +14,7 @@ from stalwart.errors import NoProcess, StartError
 from stalwart.runtime import ChildSpec, SupervisorSpec
 from stalwart.testing import ProbeAgent
 
-from .conftest import probes
+from .conftest import NO_HANG_KILLS, probes
 
 
 def log_lines(path) -> list[str]:
@@ -227,7 +227,9 @@ async def test_blocked_event_loop_counts_as_hung(make_runtime):
 
 async def test_memory_limit_kills_and_restarts(make_runtime):
     spec = ChildSpec("hog", ProbeAgent, memory_limit_mb=80)
-    rt, events = await make_runtime(SupervisorSpec("root", [spec]))
+    # the alloc holds the agent's loop while it writes 120 MB: on a loaded machine longer
+    # than FAST's hang threshold, and a hung kill would come before the memory check
+    rt, events = await make_runtime(SupervisorSpec("root", [spec]), NO_HANG_KILLS)
     try:
         await rt.call("hog", {"op": "alloc", "mb": 120}, timeout=5)
     except NoProcess:
