@@ -56,7 +56,7 @@ def _double(root: str, name: str, double: Callable[..., Any]) -> Callable[..., A
         mode = (faults / name).read_text().strip()
     except FileNotFoundError:
         mode = ""
-    faults.mkdir(exist_ok=True)
+    faults.mkdir(parents=True, exist_ok=True)
     with open(faults / f"{name}.hits", "a") as f:  # one short line: an atomic O_APPEND write
         f.write(f"{mode or 'ok'} {time.time():.6f}\n")
     if mode == "reset":
