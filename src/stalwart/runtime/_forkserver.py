@@ -54,13 +54,24 @@ def pack(obj: Any) -> bytes:
     return _HDR.pack(len(body)) + body
 
 
+def _find_prctl() -> Any:
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the channel-EOF rule still applies
+        return None
+
+
+_prctl = _find_prctl()
+"""Looked up once, at import: a forked agent then asks for its parent-death signal
+without a ``dlopen``, which could block on a loader lock that another thread of the fork
+server held at the fork. (Three agents were once found after a test run orphaned and
+blocked on a futex; whether this was the lock is not confirmed.)"""
+
+
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
     """Ask Linux to send ``sig`` to this process when its parent exits."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the channel-EOF rule still applies
-        pass
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
 def _recv_exact(sock: socket.socket, n: int, fds: list[int]) -> bytes:
@@ -77,6 +88,7 @@ def _recv_exact(sock: socket.socket, n: int, fds: list[int]) -> bytes:
 def _become_agent(
     control: socket.socket, wake_r: int, wake_w: int, fds: list[int], req: Any
 ) -> int:
+    set_parent_death_signal()  # first: whatever follows, the child dies with its parent
     from stalwart.runtime._child import SpawnRequest, run_agent
 
     control.close()
@@ -86,7 +98,6 @@ def _become_agent(
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    set_parent_death_signal()
     # The preloaded objects stay frozen: unfreezing would let the next full collection
     # walk (and so copy) every inherited page.
     try:
