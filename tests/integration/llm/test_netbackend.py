@@ -203,17 +203,20 @@ async def test_a_full_pool_queues_requests_and_reuses_its_connections() -> None:
 
 async def test_a_request_waiting_past_the_pool_timeout_fails_and_the_next_gets_its_turn() -> None:
     gate = asyncio.Event()
+    arrived = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             await read_request(reader)
+            arrived.set()
             await gate.wait()
             writer.write(answer(b"{}"))
             await writer.drain()
 
     async with serve(handler) as url, client(max_connections=1) as http:
         first = asyncio.ensure_future(http.post(url, content=b"{}"))
-        await asyncio.sleep(0.1)
+        async with asyncio.timeout(10):
+            await arrived.wait()  # the first request holds the one connection
         with pytest.raises(httpx.PoolTimeout):
             await http.post(url, content=b"{}", timeout=httpx.Timeout(5, pool=0.2))
         waiting = asyncio.ensure_future(http.post(url, content=b"{}"))
