@@ -773,19 +773,17 @@ class ProcessHost:
         check_json(payload)
         seconds = self._timeout(timeout)
         proc = self.process(target)
-        ref = next(self._refs)
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        proc.pending[ref] = fut
-        assert proc.channel is not None
         started = time.perf_counter()
         trace = current_traceparent() if trace is None else trace
         _work_handed(proc)
-        proc.channel.send(
-            Call(ref=ref, payload=payload, timeout=seconds, sender=sender, trace=trace)
-        )
         try:
-            async with asyncio.timeout(seconds):
-                reply = await fut
+            reply = await self._request(
+                proc,
+                lambda ref: Call(
+                    ref=ref, payload=payload, timeout=seconds, sender=sender, trace=trace
+                ),
+                seconds,
+            )
         except TimeoutError:
             m.CALLS.labels("timeout").inc()
             raise CallTimeout(
@@ -794,8 +792,6 @@ class ProcessHost:
         except NoProcess:
             m.CALLS.labels("no_process").inc()
             raise
-        finally:
-            proc.pending.pop(ref, None)
         m.CALL_SECONDS.observe(time.perf_counter() - started)
         if reply.ok:
             m.CALLS.labels("ok").inc()
@@ -821,18 +817,27 @@ class ProcessHost:
         loop did not answer within ``timeout``: blocked, or the node's reader lags)."""
         seconds = self._timeout(timeout)
         proc = self.process(target)
-        ref = next(self._refs)
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        proc.pending[ref] = fut
-        assert proc.channel is not None
-        proc.channel.send(Sync(ref=ref))
         try:
-            async with asyncio.timeout(seconds):
-                await fut
+            await self._request(proc, lambda ref: Sync(ref=ref), seconds)
         except TimeoutError:
             raise CallTimeout(
                 f"{proc.name!r} did not answer a sync within {seconds:g} s", target=proc.name
             ) from None
+
+    async def _request(
+        self, proc: AgentProcess, frame: Callable[[int], Call | Sync], seconds: float
+    ) -> Reply:
+        """Send ``frame(ref)`` to ``proc`` and wait for the :class:`Reply` with that ref:
+        :class:`NoProcess` when the process exits first, ``TimeoutError`` after
+        ``seconds`` (the callers say which request timed out)."""
+        ref = next(self._refs)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        proc.pending[ref] = fut
+        assert proc.channel is not None
+        proc.channel.send(frame(ref))
+        try:
+            async with asyncio.timeout(seconds):
+                return await fut
         finally:
             proc.pending.pop(ref, None)
 
