@@ -12,7 +12,6 @@ profile; the items' own kills never reach another item.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -100,27 +99,32 @@ def test_verify_on_pydantic_ai_s_bank_support_example(tmp_path):
     ],
 )
 def test_preflight_on_the_foreign_app_names_every_missing_piece(tmp_path, app, pieces):
-    started = time.monotonic()
     done = verify_cli(
         f"{APP}:{app}", "--out", str(tmp_path), "--only", "PA-2,SM-2,LC-1,MA-1", timeout=120
     )
-    elapsed = time.monotonic() - started
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"{len(pieces)} precondition(s)" in done.stderr, done.stderr
     for piece in pieces:
         assert piece in done.stderr, (piece, done.stderr)
     assert done.stderr.count("fix: ") == len(pieces)
-    assert elapsed < 30, elapsed
-    assert not (tmp_path / "work").exists()  # no node was started
+    # fast because no node was started (asserted by what it did, not by a wall clock)
+    assert not (tmp_path / "work").exists()
 
 
 async def test_a_workload_that_fails_unfaulted_stops_verify_before_any_item(tmp_path):
     """No scenario for the simulated model: every task fails before any fault. Verify
     says so once, with the tasks' error and the fix, instead of failing SM-1 and SM-2."""
-    started = time.monotonic()
+    events: list[str] = []
     with pytest.raises(PreflightFailed) as caught:
-        await run_verify(f"{APP}:unscripted", tmp_path / "out", only=["SM-1", "SM-2", "GD-2"])
-    assert time.monotonic() - started < 30
+        await run_verify(
+            f"{APP}:unscripted",
+            tmp_path / "out",
+            only=["SM-1", "SM-2", "GD-2"],
+            progress=lambda event, _fields: events.append(event),
+        )
+    # stopped before any item, by what it did rather than by a wall-clock bound (a loaded
+    # machine made the 3 workload tasks take 54 s once)
+    assert "verify_item_started" not in events, events
     [problem] = caught.value.problems
     assert "all 3 workload tasks failed with no fault injected" in problem.what
     assert "UnexpectedModelBehavior" in problem.what  # the tasks' own error
