@@ -54,7 +54,7 @@ from stalwart.resilience import (
 )
 from stalwart.runtime._messages import check_json
 from stalwart.tools._subprocess import run_in_child
-from stalwart.tools._verifying import delivered, route
+from stalwart.tools._verifying import delivered, route, verifying
 
 __all__ = ["Tool", "ToolResult", "ToolStatus", "tool"]
 
@@ -268,14 +268,19 @@ class Tool:
         return result("ok", value)
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
-        fn = route(self.name, self.fn, self.double, self.side_effect)
+        verify = verifying()
+        fn = self.fn
+        if verify:
+            # verify's switches are small files: read and appended in a thread, never on
+            # the event loop (only while `stalwart verify` runs the app)
+            fn = await asyncio.to_thread(route, self.name, self.fn, self.double, self.side_effect)
         if inspect.iscoroutinefunction(fn):
             async with asyncio.timeout(self.timeout):
                 value = await fn(**kwargs)
         else:
             value = await run_in_child(fn, kwargs, self.timeout)
-        if self.side_effect:
-            delivered(self.name, kwargs.get(KEY_PARAM))
+        if verify and self.side_effect:
+            await asyncio.to_thread(delivered, self.name, kwargs.get(KEY_PARAM))
         return value
 
     def _track(

@@ -35,13 +35,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BLOCKED_ENV", "FAULTS", "PROXIED_ENV", "VERIFY_DIR_ENV", "delivered", "route"]
+__all__ = [
+    "BLOCKED_ENV",
+    "FAULTS",
+    "PROXIED_ENV",
+    "VERIFY_DIR_ENV",
+    "delivered",
+    "route",
+    "verifying",
+]
 
 VERIFY_DIR_ENV = "STALWART_VERIFY_DIR"
 BLOCKED_ENV = "STALWART_VERIFY_BLOCKED"
 PROXIED_ENV = "STALWART_VERIFY_PROXIED"
 FAULTS = ("reset", "hang")
 """The faults verify can give a double (the contents of ``<dir>/fault/<tool>``)."""
+
+
+def verifying() -> bool:
+    """Whether ``stalwart verify`` runs this process's app (its directory is set)."""
+    return bool(os.environ.get(VERIFY_DIR_ENV))
 
 
 async def _hang(**_kwargs: Any) -> Any:
