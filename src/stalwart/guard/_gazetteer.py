@@ -210,6 +210,7 @@ _STREET_SET = frozenset(_STREET_WORDS.split("|"))
 _PREFIX_SET = frozenset(_STREET_PREFIX.split("|"))
 _UNIT_SET = frozenset(_UNIT_WORDS.split("|"))
 _PARTICLES = frozenset(_PARTICLE[3:-1].split("|")) | {"des"}
+_AFTER_WORDS = _UNIT_SET | _BOX_WORDS | _STREET_SET  # a number after one may be an address's
 _PO = frozenset(("po", "p.o", "p. o", "p.o."))
 _TAIL_STOP = frozenset(
     ("Mobile", "Desk", "Fax", "Phone", "Tel", "Email", "E-mail", "Website", "Address", "Work",
@@ -338,23 +339,20 @@ def _cued(text: str, at: int) -> bool:
     parts = text[max(0, at - 16) : at].rsplit(None, 1)
     if not parts:
         return False
-    word = parts[-1]
-    cue = _CUE_WORDS.get(word)
-    if cue is None:  # the words before runs are few ("the", "to", "\n"): each judged once
-        if len(_CUE_WORDS) > _RUNS_REMEMBERED:
-            _CUE_WORDS.clear()
-        cue = _CUE_WORDS[word] = word.lower().strip(_STRIP).rstrip(".?") in _ANY_CUE
+    cue = _CUE_WORDS.get(parts[-1])
+    return _cue_word(parts[-1]) if cue is None else cue
+
+
+def _cue_word(word: str) -> bool:
+    """Whether ``word``, the word just before a run, may be a cue, remembered: the words
+    before runs are few ("the", "to", "\n"), each judged once."""
+    if len(_CUE_WORDS) > _RUNS_REMEMBERED:
+        _CUE_WORDS.clear()
+    cue = _CUE_WORDS[word] = word.lower().strip(_STRIP).rstrip(".?") in _ANY_CUE
     return cue
 
 
 _CUE_WORDS: dict[str, bool] = {}
-
-
-def _cue_pair(text: str, at: int, lead: str) -> tuple[str, str]:
-    """The cue of a run at ``at``: its own leading greeting, else the words before it."""
-    if lead:
-        return lead, ""
-    return _cues(text, at) if _cued(text, at) else ("", "")
 
 
 def _place_at(g: Gazetteer, keys: list[str], i: int) -> int:
@@ -378,34 +376,43 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
     runs = g.runs
     if len(runs) > _RUNS_REMEMBERED:
         runs.clear()
+    cue_words = _CUE_WORDS
     for run in _CAPS.finditer(text):
         raw = run.group()
         info = runs.get(raw)
         if info is None:
             info = runs[raw] = _run_info(raw, g)
-        what = info.what
+        what, words, keys, upper, lead, shift, bare = info
         if what == _SHORT:  # "I", "OK"; a US state's code after ", " or before a ZIP code
             if raw in _STATE_ABBR and _state_at(text, run.start(), run.end()):
                 spans.append((run.start(), run.end(), "location"))
             continue
-        start = run.start() + info.shift
+        start = run.start() + shift
         if what == _PLACE_ENDING:  # "Castor Bay", "CABBAGE TREE CREEK"
             spans.append((start, run.end(), "location"))
             continue
-        lead = info.lead
+        if lead:
+            cued = True
+        else:  # :func:`_cued`, inline: the word just before the run may be a cue
+            parts = text[start - 16 if start > 16 else 0 : start].rsplit(None, 1)
+            if parts:
+                cued = cue_words.get(parts[-1])
+                if cued is None:
+                    cued = _cue_word(parts[-1])
+            else:
+                cued = False
         if what == _NONE_KNOWN:
-            if not lead and not _cued(text, start):
-                if info.bare:  # "Ruman D. Bataev", "Ana Petrović": a name by its shape
-                    spans.append((start, start + info.bare, "person"))
+            if not cued:
+                if bare:  # "Ruman D. Bataev", "Ana Petrović": a name by its shape
+                    spans.append((start, start + bare, "person"))
                 continue
             cue, before = (lead, "") if lead else _cues(text, start)
-            words, keys = info.words, info.keys
             first_key = keys[0].lower()
             if cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS and first_key not in _ANY_CUE:
                 # "returned to WEENGALLON", "I am in Victoria": after such words, a place
                 spans.append((start, _cut(run.end(), words), "location"))
                 continue
-            if info.upper:
+            if upper:
                 continue  # "NOTE", "TODO": nothing to look at
             if keys[0] in g.common and cue not in _STRONG_CUES:
                 continue  # "The", "Please"; but "My name is John"
@@ -416,12 +423,22 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
                 and text[start - 1 : start] not in ("=", "/", "_")
             ):  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
                 spans.append((start, _cut(run.end(), words), "person"))
-            elif info.bare:
-                spans.append((start, start + info.bare, "person"))
+            elif bare:
+                spans.append((start, start + bare, "person"))
             continue
-        if what == _COMMON and (not _cued(text, start) or not _keeps_common(*_cues(text, start))):
-            continue
-        _read_run(text, start, info.words, info.keys, g=g, spans=spans, upper=info.upper, lead=lead)
+        if what == _COMMON:
+            if not cued:
+                continue
+            cue, before = _cues(text, start)
+            if not _keeps_common(cue, before):
+                continue
+        elif lead:
+            cue, before = lead, ""
+        elif cued:
+            cue, before = _cues(text, start)
+        else:
+            cue = before = ""
+        _read_run(text, start, words, keys, g, spans, upper, cue, before)
     spans += _repeats(text, spans, g)
     # what an earlier pass already redacted is no name: redacting twice must change nothing
     if "[REDACTED:" in text:
@@ -435,26 +452,12 @@ _SHORT, _PLACE_ENDING, _NONE_KNOWN, _COMMON, _READ = range(5)
 _RUNS_REMEMBERED = 8192
 
 
-class _Run:
-    """What a capitalised run is by its words alone (remembered per run in
-    :attr:`Gazetteer.runs`: the same runs, "The", "Apt", "Street", come back in every
-    text), so that only what depends on the words around it is worked out per text."""
-
-    __slots__ = ("bare", "keys", "lead", "shift", "upper", "what", "words")
-
-    def __init__(
-        self,
-        what: int,
-        words: list[str],
-        keys: list[str],
-        *,
-        upper: bool = False,
-        lead: str = "",
-        shift: int = 0,
-        bare: int = 0,
-    ) -> None:
-        self.what, self.words, self.keys, self.upper = what, words, keys, upper
-        self.lead, self.shift, self.bare = lead, shift, bare
+_Run = tuple[int, list[str], list[str], bool, str, int, int]
+"""What a capitalised run is by its words alone, remembered per run in
+:attr:`Gazetteer.runs` (the same runs, "The", "Apt", "Street", come back in every text), so
+that only what depends on the words around it is worked out per text: (which rule decides
+it, its words, their list forms, whether it is in capitals, its leading greeting, how far
+its name starts after the greeting, the length of the name it is by its shape alone)."""
 
 
 def _run_info(raw: str, g: Gazetteer) -> _Run:
@@ -462,10 +465,23 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
     around it: its words and their list forms, a leading greeting ("Hi Landerico"), and
     which rule decides it (``bare``: the length of the name it is with no cue before it,
     by an initial or a surname's shape, 0 if none)."""
-    words = raw.split(" ")
     upper = raw.isupper()
+    if " " not in raw:  # one word (most runs): no greeting, no place ending, no shape
+        if upper:
+            if len(raw) < 3:
+                return (_SHORT, [raw], [raw], True, "", 0, 0)
+            key = _key(raw.capitalize())
+        elif raw.isascii() and "'" not in raw:
+            key = raw
+        else:
+            key = _key(raw)
+        if key not in g.known:
+            return (_NONE_KNOWN, [raw], [key], upper, "", 0, 0)
+        what = _COMMON if key in g.common and key not in g.places else _READ
+        return (what, [raw], [key], upper, "", 0, 0)
+    words = raw.split(" ")
     if upper and len(raw) < 3:
-        return _Run(_SHORT, words, words, upper=True)
+        return (_SHORT, words, words, True, "", 0, 0)
     if upper:
         keys = [_key(w.capitalize()) for w in words]
     elif raw.isascii() and "'" not in raw:
@@ -473,7 +489,7 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
     else:
         keys = [_key(w) for w in words]
     lead, shift = "", 0
-    if len(words) > 1 and words[0].lower() in _LEAD_CUES:
+    if words[0].lower() in _LEAD_CUES:
         lead = words[0].lower()  # "Hi Landerico": the greeting is the cue
         shift = len(words[0]) + 1
         words, keys = words[1:], keys[1:]
@@ -484,7 +500,7 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
         and keys[0] not in g.first
         and keys[0].lower() not in _ANY_CUE
     ):  # "Castor Bay", "CABBAGE TREE CREEK": the last word says it is a place
-        return _Run(_PLACE_ENDING, words, keys, upper=upper, lead=lead, shift=shift)
+        return (_PLACE_ENDING, words, keys, upper, lead, shift, 0)
     if g.known.isdisjoint(keys):
         bare = 0
         if upper or keys[0] in g.common:
@@ -493,10 +509,10 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
             bare = sum(len(w) + 1 for w in words[:3]) - 1
         elif len(words) > 1 and len(words[1]) >= 5 and _surname_shape(words[1]):
             bare = len(words[0]) + 1 + len(words[1])
-        return _Run(_NONE_KNOWN, words, keys, upper=upper, lead=lead, shift=shift, bare=bare)
+        return (_NONE_KNOWN, words, keys, upper, lead, shift, bare)
     if len(words) == 1 and keys[0] in g.common and keys[0] not in g.places:
-        return _Run(_COMMON, words, keys, upper=upper, lead=lead, shift=shift)
-    return _Run(_READ, words, keys, upper=upper, lead=lead, shift=shift)
+        return (_COMMON, words, keys, upper, lead, shift, 0)
+    return (_READ, words, keys, upper, lead, shift, 0)
 
 
 def _keeps_common(cue: str, before: str) -> bool:
@@ -536,11 +552,11 @@ def _read_run(
     start: int,
     words: list[str],
     keys: list[str],
-    *,
     g: Gazetteer,
     spans: list[Span],
     upper: bool,
-    lead: str,
+    cue: str,
+    before: str,
 ) -> None:
     """The names and places in one capitalised run that holds a known word (in an upper-case
     run, "IBAN", "HELSINKI", only places and names after a title)."""
@@ -552,7 +568,6 @@ def _read_run(
     for w in words:
         offsets.append(pos)
         pos += len(w) + 1
-    cue, before = _cue_pair(text, start, lead)
     titled = cue in _TITLES
     done = 0  # words before this index belong to a span already
     place_cue = cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS
@@ -653,9 +668,16 @@ def _addresses(text: str, g: Gazetteer, masked: str) -> list[Span]:
         if start is not None:
             end = m.end() + (text[m.end() : m.end() + 1] == ".")  # "Síp utca 17."
             found.append((start, _tail(text, end, g), "address"))
-    if "orner of" in text:
-        for m in _CORNER.finditer(text):
+    at = text.find("orner of")  # every corner's "[Cc]orner of": its match starts at the
+    end = 0  # "C" or at "the " before it (a pattern beginning with "\b" was tried at
+    while at > 0:  # every position of a text: ~90 us per 4 KB)
+        m = _CORNER.match(text, at - 5) if at >= 5 and at - 5 >= end else None
+        if m is None and at - 1 >= end:
+            m = _CORNER.match(text, at - 1)
+        if m is not None:
             found.append((m.start(), _tail(text, m.end(), g), "address"))
+            end = m.end()
+        at = text.find("orner of", at + 1)
     if "PO " in text or "PSC" in text or "USS" in text or "USN" in text:
         found += ((m.start(), m.end(), "address") for m in _MILITARY.finditer(text))
     return found
@@ -668,8 +690,16 @@ def _street_before(text: str, at: int, g: Gazetteer) -> int | None:
     words = text[line:at].split()
     if not words:
         return None
-    prev = words[-1].lstrip("#").rstrip(".,#") or (words[-2] if len(words) > 1 else "")
+    last = words[-1]
+    prev = last.lstrip("#").rstrip(".,#") or (words[-2] if len(words) > 1 else "")
     low = prev.lower()
+    if (
+        not prev[:1].isupper()
+        and not last[:1].isupper()
+        and last not in _PARTICLES
+        and low not in _AFTER_WORDS
+    ):  # "call 555 0100", "is 42": no street, unit or box word, no capitalised name
+        return None
     if low in _UNIT_SET or low in _BOX_WORDS:  # "Apt. 5", "P.O. Box 12", "Suite #210"
         start = text.rfind(prev, line, at)
         if low in _BOX_WORDS and len(words) > 1 and words[-2].lower().rstrip(".") in _PO:
