@@ -391,16 +391,12 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
         if what == _PLACE_ENDING:  # "Castor Bay", "CABBAGE TREE CREEK"
             spans.append((start, run.end(), "location"))
             continue
-        if lead:
-            cued = True
-        else:  # :func:`_cued`, inline: the word just before the run may be a cue
+        cued: bool | None = True  # a greeting that starts the run is its cue
+        if not lead:  # :func:`_cued`, inline: the word just before the run may be a cue
             parts = text[start - 16 if start > 16 else 0 : start].rsplit(None, 1)
-            if parts:
-                cued = cue_words.get(parts[-1])
-                if cued is None:
-                    cued = _cue_word(parts[-1])
-            else:
-                cued = False
+            cued = cue_words.get(parts[-1]) if parts else False
+            if cued is None:
+                cued = _cue_word(parts[-1])
         if what == _NONE_KNOWN:
             if not cued:
                 if bare:  # "Ruman D. Bataev", "Ana Petrović": a name by its shape
@@ -547,7 +543,7 @@ def _cut(end: int, words: list[str]) -> int:
     return end - sum(len(w) + 1 for w in words[4:])
 
 
-def _read_run(
+def _read_run(  # noqa: PLR0917 - one call site, per run: positional is the cheaper call
     text: str,
     start: int,
     words: list[str],
@@ -669,14 +665,14 @@ def _addresses(text: str, g: Gazetteer, masked: str) -> list[Span]:
             end = m.end() + (text[m.end() : m.end() + 1] == ".")  # "Síp utca 17."
             found.append((start, _tail(text, end, g), "address"))
     at = text.find("orner of")  # every corner's "[Cc]orner of": its match starts at the
-    end = 0  # "C" or at "the " before it (a pattern beginning with "\b" was tried at
+    done = 0  # "C" or at "the " before it (a pattern beginning with "\b" was tried at
     while at > 0:  # every position of a text: ~90 us per 4 KB)
-        m = _CORNER.match(text, at - 5) if at >= 5 and at - 5 >= end else None
-        if m is None and at - 1 >= end:
-            m = _CORNER.match(text, at - 1)
-        if m is not None:
-            found.append((m.start(), _tail(text, m.end(), g), "address"))
-            end = m.end()
+        corner = _CORNER.match(text, at - 5) if at >= 5 and at - 5 >= done else None
+        if corner is None and at - 1 >= done:
+            corner = _CORNER.match(text, at - 1)
+        if corner is not None:
+            found.append((corner.start(), _tail(text, corner.end(), g), "address"))
+            done = corner.end()
         at = text.find("orner of", at + 1)
     if "PO " in text or "PSC" in text or "USS" in text or "USN" in text:
         found += ((m.start(), m.end(), "address") for m in _MILITARY.finditer(text))
