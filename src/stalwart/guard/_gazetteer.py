@@ -126,10 +126,42 @@ _COMPOUND_SUFFIX = (
     "torget|torg|plads|utca|dreef|singel|kade|dijk|braut|vegur|stígur|brekka|tänav|iela|"
     "gatvė|ulica|cesta|allé|alléen|veien|gaten|stræde|str\\."
 )
+
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4})?"
 _UNIT_WORDS = "apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building"
+
+
+class _Node(dict[str, "_Node"]):
+    """A node of :func:`_trie`'s tree: the letters that may come next ("" ends a word)."""
+
+
+def _trie(words: str) -> str:
+    """The alternation ``words`` ("st|street|...") as a tree of common beginnings
+    ("s(?:t(?:reet)?)?..."): the regex engine tries the few branches that begin with the
+    text's next letter instead of every word in turn. Used only where every word is followed
+    by what no word goes on with (a word boundary, a dot, a space), so that at most one word
+    can match at a place and the order of the branches changes nothing."""
+    tree = _Node()
+    for word in words.split("|"):
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, _Node())
+        node[""] = _Node()
+
+    def emit(node: _Node) -> str:
+        branches = [re.escape(ch) + emit(sub) for ch, sub in node.items() if ch]
+        if not branches:
+            return ""
+        single = len(branches) == 1 and ("" not in node or len(branches[0]) == 1)
+        body = branches[0] if single else f"(?:{'|'.join(branches)})"
+        return body + "?" if "" in node else body
+
+    return emit(tree)
+
+
+_STREET_TRIE, _PREFIX_TRIE, _UNIT_TRIE = map(_trie, (_STREET_WORDS, _STREET_PREFIX, _UNIT_WORDS))
 _LOWER = r"[a-zà-ÿ][a-zà-ÿ'-]+"
-_SWORD = rf"(?!(?i:{_UNIT_WORDS})\b){_WORD}"  # a word of a street name: not "Apt"
+_SWORD = rf"(?!(?i:{_UNIT_TRIE})\b){_WORD}"  # a word of a street name: not "Apt"
 # One pass from digit to digit finds both kinds of address numbers:
 # - ``first``: a house number that starts the address: "221 Baker Street", "41 Rue de
 #   Marrakech", "7007 Štefanikova 1878," (at a line end, a comma, before a unit);
@@ -138,10 +170,10 @@ _SWORD = rf"(?!(?i:{_UNIT_WORDS})\b){_WORD}"  # a word of a street name: not "Ap
 _ADDRESS_NUMBER = re.compile(
     rf"\d(?<![\w.,-]\d)(?:(?P<first>\d{{0,4}}[A-Za-z]?(?:[-/]\d{{1,4}})?(?:"
     rf"[ ,]+(?:(?:{_SWORD}|{_PARTICLE}|\d{{1,3}}(?:st|nd|rd|th)|[A-Z]\.)[ ]+){{1,4}}"
-    rf"(?i:{_STREET_WORDS})\b\.?"
-    rf"|,?[ ]+(?i:{_STREET_PREFIX})\.?(?:[ ]+(?:{_SWORD}|{_PARTICLE}|des|{_LOWER})){{1,5}}"
+    rf"(?i:{_STREET_TRIE})\b\.?"
+    rf"|,?[ ]+(?i:{_PREFIX_TRIE})\.?(?:[ ]+(?:{_SWORD}|{_PARTICLE}|des|{_LOWER})){{1,5}}"
     rf"|[ ]+{_SWORD}(?:[ ]+(?:{_SWORD}|{_LOWER})){{0,3}}[ ]+{_HOUSE}"
-    rf"(?=[ ]*(?:\n|,|$|[.?!](?:\s|$)|(?i:{_UNIT_WORDS})\b))))"
+    rf"(?=[ ]*(?:\n|,|$|[.?!](?:\s|$)|(?i:{_UNIT_TRIE})\b))))"
     r"|(?:(?<=[^\W\d_][ ]\d)|(?<=[^\W\d_]\.[ ]\d)|(?<=#\d)|(?<=#[ ]\d))"
     r"(?P<after>\d{0,5}[A-Za-z]?(?:[-/]\d{1,4})?(?!\d)))"
 )
@@ -194,7 +226,7 @@ _CORNER = re.compile(
 # what follows a street in an address: units, city, region, postcode, country, up to the
 # end of the sentence (a lower-case word, ". ", "?") or a label ("Mobile:")
 _TAIL_TOKEN = (
-    rf"(?i:{_UNIT_WORDS})\.?[ ]*#?[ ]*\d{{1,5}}[A-Za-z]?\b|{_WORD}|[{_UP}]{{2,}}\b|"
+    rf"(?i:{_UNIT_TRIE})\.?[ ]*#?[ ]*\d{{1,5}}[A-Za-z]?\b|{_WORD}|[{_UP}]{{2,}}\b|"
     rf"{_PARTICLE}(?=[ ][{_UP}])|\d{{1,6}}(?:-\d{{3,4}})?\b|[A-Z]\d[A-Z][ ]?\d[A-Z]\d\b|"
     r"[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}\b|\([A-Z][^\W\d_]+\)"
 )
