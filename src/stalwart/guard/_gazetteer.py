@@ -409,8 +409,10 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
     if len(runs) > _RUNS_REMEMBERED:
         runs.clear()
     cue_words = _CUE_WORDS
+    raws: list[str] = []  # every run: where a name's words can come back (:func:`_repeats`)
     for run in _CAPS.finditer(text):
         raw = run.group()
+        raws.append(raw)
         info = runs.get(raw)
         if info is None:
             info = runs[raw] = _run_info(raw, g)
@@ -467,7 +469,7 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
         else:
             cue = before = ""
         _read_run(text, start, words, keys, g, spans, upper, cue, before)
-    spans += _repeats(text, spans, g)
+    spans += _repeats(text, spans, g, "\n".join(raws))
     # what an earlier pass already redacted is no name: redacting twice must change nothing
     if "[REDACTED:" in text:
         done = [(m.start(), m.end()) for m in _REDACTED.finditer(text)]
@@ -790,8 +792,14 @@ def _tail(text: str, end: int, g: Gazetteer) -> int:
     return stop
 
 
-def _repeats(text: str, spans: list[Span], g: Gazetteer) -> list[Span]:
-    """Every other occurrence of a word of a name already found ("Kuyra had given Kuyra")."""
+def _repeats(text: str, spans: list[Span], g: Gazetteer, runs: str) -> list[Span]:
+    """Every other occurrence of a word of a name already found ("Kuyra had given Kuyra").
+
+    ``runs``: the text's capitalised runs, joined by line breaks. A word occurs alone (no
+    letter, digit or "_" on either side) only inside a run: where it starts, a run starts
+    or goes on, and a run's word takes every letter, "'" and "-" that follows. So a word
+    that the runs hold once has no other occurrence, and the runs, a third of the text,
+    are what is counted."""
     words: set[str] = set()
     for start, end, kind in spans:
         if kind == "person":
@@ -802,7 +810,7 @@ def _repeats(text: str, spans: list[Span], g: Gazetteer) -> list[Span]:
     out: list[Span] = []
     marked = "[REDACTED:" in text  # then the names found may be dropped: repeats kept whole
     for w in words:
-        if not marked and text.count(w) == 1:
+        if not marked and runs.count(w) < 2:
             continue  # its one occurrence is in the name it came from (most names)
         at = text.find(w)
         while at >= 0:
