@@ -425,6 +425,9 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
         if what == _PLACE_ENDING:  # "Castor Bay", "CABBAGE TREE CREEK"
             spans.append((start, run.end(), "location"))
             continue
+        if what == _NAME:  # "Orla Mitchell"
+            spans.append((start, run.end(), "person"))
+            continue
         cued: bool | None = True  # a greeting that starts the run is its cue
         if not lead:  # :func:`_cued`, inline: the word just before the run may be a cue
             parts = text[start - 16 if start > 16 else 0 : start].rsplit(None, 1)
@@ -478,7 +481,7 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
 
 
 # what a capitalised run is, whatever its context (:func:`_run_info`)
-_SHORT, _PLACE_ENDING, _NONE_KNOWN, _COMMON, _READ = range(5)
+_SHORT, _PLACE_ENDING, _NONE_KNOWN, _COMMON, _READ, _NAME = range(6)
 _RUNS_REMEMBERED = 8192
 
 
@@ -542,6 +545,15 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
         return (_NONE_KNOWN, words, keys, upper, lead, shift, bare)
     if len(words) == 1 and keys[0] in g.common and keys[0] not in g.places:
         return (_COMMON, words, keys, upper, lead, shift, 0)
+    if (
+        len(words) == 2
+        and not upper
+        and keys[0] in g.first
+        and keys[0] not in g.place_heads
+        and keys[0].lower().rstrip(".") not in _TITLES
+        and (keys[1] in g.last or keys[1] not in g.place_heads)
+    ):  # "Orla Mitchell": a given name and a surname (or no place) is a name after any
+        return (_NAME, words, keys, upper, lead, shift, 0)  # cue (:func:`_read_run`)
     return (_READ, words, keys, upper, lead, shift, 0)
 
 
