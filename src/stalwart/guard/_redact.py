@@ -110,6 +110,8 @@ _LONGEST_CUE = max(map(len, _PHONE_CUES))
 _LETTERS = re.compile(r"[^\W\d_]+")
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _IBAN_BEFORE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4})*\s?$")
+# what :data:`_IBAN_BEFORE` needs in the last 3 characters (its "\s?$" takes at most two)
+_IBAN_END = re.compile(r"[A-Z0-9]")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 KINDS = (
     *CREDENTIAL_KINDS, "assignment", "email", "iban", "ipv6", "card", "ssn", "ipv4", "phone",
@@ -401,7 +403,11 @@ def _number_spans(text: str, masked: str) -> list[Span]:
                     bare = text[at:end].isdigit()  # an id or a timestamp, unless the words
                     if (bare or digits < 9) and not cues.before(at):
                         continue  # before it speak of a phone
-            if kind != "ipv4" and _IBAN_BEFORE.search(text, max(0, at - 40), at):
+            if (
+                kind != "ipv4"
+                and _IBAN_END.search(text, max(0, at - 3), at)  # an IBAN's group ends here
+                and _IBAN_BEFORE.search(text, max(0, at - 40), at)
+            ):
                 continue  # the tail of an IBAN (a bad one: good ones were found above)
             if kind == "phone" and text[end : end + 1] in (" ", "e", "E"):
                 extension = _EXTENSION_AFTER.match(text, end)
