@@ -39,6 +39,35 @@ __all__ = ["Gazetteer", "fold", "gazetteer", "mask_opaque", "name_spans"]
 
 Span = tuple[int, int, str]
 
+
+class _Node(dict[str, "_Node"]):
+    """A node of :func:`_trie`'s tree: the letters that may come next ("" ends a word)."""
+
+
+def _trie(words: str) -> str:
+    """The alternation ``words`` ("st|street|...") as a tree of common beginnings
+    ("s(?:t(?:reet)?)?..."): the regex engine tries the few branches that begin with the
+    text's next letter instead of every word in turn. Used only where every word is followed
+    by what no word goes on with (a word boundary, a dot, a space), so that at most one word
+    can match at a place and the order of the branches changes nothing."""
+    tree = _Node()
+    for word in words.split("|"):
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, _Node())
+        node[""] = _Node()
+
+    def emit(node: _Node) -> str:
+        branches = [re.escape(ch) + emit(sub) for ch, sub in node.items() if ch]
+        if not branches:
+            return ""
+        single = len(branches) == 1 and ("" not in node or len(branches[0]) == 1)
+        body = branches[0] if single else f"(?:{'|'.join(branches)})"
+        return body + "?" if "" in node else body
+
+    return emit(tree)
+
+
 # a capital: Latin (with Latin Extended-A, whose capitals and small letters alternate),
 # Greek or Cyrillic
 _UP = "A-ZÀ-ÖØ-ÞĀ-ſΆ-ΏΑ-ΩА-ЯЁ"
@@ -48,8 +77,11 @@ _PARTICLE = (
     r"(?:de|da|do|dos|das|van|von|der|den|del|della|la|le|les|di|du|bin|ibn|al|el|nad|na|"
     r"pod|pri|u|v|ob|am|an|im|sur|sous|en|y|zu|ter|op)"
 )
+# the same as a tree, where a particle is followed by a space (so at most one can match)
+_PARTICLE_TRIE = _trie(_PARTICLE[3:-1])
 _CAPS = re.compile(
-    rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}|{_PARTICLE}(?:[ ]{_PARTICLE})?(?=[ ][{_UP}])))*"
+    rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}"
+    rf"|{_PARTICLE_TRIE}(?:[ ]{_PARTICLE_TRIE})?(?=[ ][{_UP}])))*"
 )
 _TITLES = frozenset(
     ("mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mme", "mlle", "herr",
@@ -131,34 +163,6 @@ _HOUSE = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4})?"
 _UNIT_WORDS = "apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building"
 
 
-class _Node(dict[str, "_Node"]):
-    """A node of :func:`_trie`'s tree: the letters that may come next ("" ends a word)."""
-
-
-def _trie(words: str) -> str:
-    """The alternation ``words`` ("st|street|...") as a tree of common beginnings
-    ("s(?:t(?:reet)?)?..."): the regex engine tries the few branches that begin with the
-    text's next letter instead of every word in turn. Used only where every word is followed
-    by what no word goes on with (a word boundary, a dot, a space), so that at most one word
-    can match at a place and the order of the branches changes nothing."""
-    tree = _Node()
-    for word in words.split("|"):
-        node = tree
-        for ch in word:
-            node = node.setdefault(ch, _Node())
-        node[""] = _Node()
-
-    def emit(node: _Node) -> str:
-        branches = [re.escape(ch) + emit(sub) for ch, sub in node.items() if ch]
-        if not branches:
-            return ""
-        single = len(branches) == 1 and ("" not in node or len(branches[0]) == 1)
-        body = branches[0] if single else f"(?:{'|'.join(branches)})"
-        return body + "?" if "" in node else body
-
-    return emit(tree)
-
-
 _STREET_TRIE, _PREFIX_TRIE, _UNIT_TRIE = map(_trie, (_STREET_WORDS, _STREET_PREFIX, _UNIT_WORDS))
 _LOWER = r"[a-zà-ÿ][a-zà-ÿ'-]+"
 _SWORD = rf"(?!(?i:{_UNIT_TRIE})\b){_WORD}"  # a word of a street name: not "Apt"
@@ -169,7 +173,7 @@ _SWORD = rf"(?!(?i:{_UNIT_TRIE})\b){_WORD}"  # a word of a street name: not "Apt
 #   "Kirchenallee 68"): the words before it say whether it belongs to an address.
 _ADDRESS_NUMBER = re.compile(
     rf"\d(?<![\w.,-]\d)(?:(?P<first>\d{{0,4}}[A-Za-z]?(?:[-/]\d{{1,4}})?(?:"
-    rf"[ ,]+(?:(?:{_SWORD}|{_PARTICLE}|\d{{1,3}}(?:st|nd|rd|th)|[A-Z]\.)[ ]+){{1,4}}"
+    rf"[ ,]+(?:(?:{_SWORD}|{_PARTICLE_TRIE}|\d{{1,3}}(?:st|nd|rd|th)|[A-Z]\.)[ ]+){{1,4}}"
     rf"(?i:{_STREET_TRIE})\b\.?"
     rf"|,?[ ]+(?i:{_PREFIX_TRIE})\.?(?:[ ]+(?:{_SWORD}|{_PARTICLE}|des|{_LOWER})){{1,5}}"
     rf"|[ ]+{_SWORD}(?:[ ]+(?:{_SWORD}|{_LOWER})){{0,3}}[ ]+{_HOUSE}"
@@ -227,7 +231,7 @@ _CORNER = re.compile(
 # end of the sentence (a lower-case word, ". ", "?") or a label ("Mobile:")
 _TAIL_TOKEN = (
     rf"(?i:{_UNIT_TRIE})\.?[ ]*#?[ ]*\d{{1,5}}[A-Za-z]?\b|{_WORD}|[{_UP}]{{2,}}\b|"
-    rf"{_PARTICLE}(?=[ ][{_UP}])|\d{{1,6}}(?:-\d{{3,4}})?\b|[A-Z]\d[A-Z][ ]?\d[A-Z]\d\b|"
+    rf"{_PARTICLE_TRIE}(?=[ ][{_UP}])|\d{{1,6}}(?:-\d{{3,4}})?\b|[A-Z]\d[A-Z][ ]?\d[A-Z]\d\b|"
     r"[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}\b|\([A-Z][^\W\d_]+\)"
 )
 _SEP = r"(?=[ ,\n])[ ]*(?:\n[ ]*){0,2},?[ ]*"
@@ -235,7 +239,7 @@ _TAIL_PIECES = 14  # at most this many pieces after a street
 _TAIL_PIECE = re.compile(rf"{_SEP}({_TAIL_TOKEN})")
 # the street line before a unit ("4687 291 Adelianos Kambos" before "Apt. 343")
 _HEAD = re.compile(
-    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?(?:[ ,]+(?:{_WORD}|\d{{1,6}}[A-Za-z]?|{_PARTICLE}|"
+    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?(?:[ ,]+(?:{_WORD}|\d{{1,6}}[A-Za-z]?|{_PARTICLE_TRIE}|"
     rf"[A-Z]\.)){{1,6}}[ ,]+$"
 )
 _STREET_SET = frozenset(_STREET_WORDS.split("|"))
