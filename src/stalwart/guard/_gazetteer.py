@@ -475,7 +475,10 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
             cue, before = _cues(text, start)
         else:
             cue = before = ""
-        _read_run(text, start, words, keys, g, spans, upper, cue, before)
+        if len(words) == 1:
+            _read_word(text, start, words[0], keys[0], g, spans, upper, cue, before)
+        else:
+            _read_run(text, start, words, keys, g, spans, upper, cue, before)
     spans += _repeats(text, spans, g, "\n".join(raws))
     # what an earlier pass already redacted is no name: redacting twice must change nothing
     if "[REDACTED:" in text:
@@ -679,6 +682,55 @@ def _read_run(  # noqa: PLR0917 - one call site, per run: positional is the chea
             done = i
             continue
         i += 1
+
+
+def _read_word(  # noqa: PLR0917 - one call site, per run: positional is the cheaper call
+    text: str,
+    start: int,
+    word: str,
+    key: str,
+    g: Gazetteer,
+    spans: list[Span],
+    upper: bool,
+    cue: str,
+    before: str,
+) -> None:
+    """:func:`_read_run` of a run of one word ("Tunisia", "Helena", "Pittman's"), the same
+    rules without the walk over words: a place after a place cue, a name after a title or a
+    cue, a listed given name or surname alone as a possessive or after a weak cue; else a
+    listed place."""
+    is_place = key in g.places
+    if cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS:
+        is_place = True  # "flew to Pines"
+    elif (
+        cue in _TITLES
+        or (
+            cue in _NAME_CUES
+            and not is_place
+            and key not in g.common
+            and not word.isupper()  # "user=GB96..." is a value, not "my name is"
+            and key.lower() not in _NAME_CUES  # "Thanks.. Thanks!"
+            and key.lower() not in _WEAK_CUES
+            and text[start - 1 : start] not in ("=", "/", "_")
+        )
+    ):
+        spans.append((start, start + len(word), "person"))
+        return
+    elif not upper and (key in g.first or key in g.last) and not is_place:
+        if (
+            key in g.first
+            or word.endswith(("'s", "\u2019s"))
+            or cue in _WEAK_CUES
+            or cue in _NAME_CUES
+        ):
+            spans.append((start, start + len(word), "person"))
+        return
+    if is_place:
+        end = start + len(word)
+        spans.append((start, end, "location"))
+        post = _POSTCODE.match(text, end)
+        if post is not None:
+            spans.append((post.start() + 1, post.end(), "address"))
 
 
 def _given_before(word: str, keys: list[str], g: Gazetteer) -> bool:

@@ -551,7 +551,10 @@ class Redactor:
         pos = 0
         for start, end, kind in spans:
             parts.append(text[pos:start])
-            parts.append(_replacement(kind, text[start:end], mode))
+            if mode == "redact":
+                parts.append(f"[REDACTED:{kind}]")
+            else:
+                parts.append(_replacement(kind, text[start:end], mode))
             pos = end
         parts.append(text[pos:])
         return "".join(parts)

@@ -43,3 +43,32 @@ def test_identical_when_read_again_and_in_another_order() -> None:
     for case in reversed(_CASES):
         found = [[f.kind, f.start, f.end] for f in redactor.findings(case["text"])]
         assert found == case["findings"]
+
+
+# -- the shortcuts of the rework, each against what the general rules make of it ------------
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("He flew to Pines yesterday", [("location", "Pines")]),  # one word after a place cue
+        ("Call Dr Moss today", [("person", "Moss")]),  # a common word after a title
+        ("Pittman's car is red", [("person", "Pittman's")]),  # a surname as a possessive
+        ("I spoke with Pittman today", [("person", "Pittman")]),  # a surname after "with"
+        ("Pittman said no", []),  # a surname alone, no cue: kept
+        ("We moved to Tunisia 63112 last year", [("location", "Tunisia"), ("address", "63112")]),
+        ("my name is Will", [("person", "Will")]),
+        ("THE REPORT FROM HELSINKI", [("location", "HELSINKI")]),
+        ("Orla Mitchell wrote", [("person", "Orla Mitchell")]),  # given name and surname
+        ("Hi Landerico, thanks", [("person", "Landerico")]),  # a greeting starts the run
+        # a name word again: counted in the capitalised runs, found after a hyphen too
+        ("My name is Kuyra and Kuyra is here", [("person", "Kuyra"), ("person", "Kuyra")]),
+        ("Ljiljana Novak met Jean-Novak", [("person", "Ljiljana Novak"), ("person", "Novak")]),
+        ("Orla Mitchell met O'Mitchell", [("person", "Orla Mitchell"), ("person", "Mitchell")]),
+        ("Meet me at the corner of 51 Traill Street and Zeeb Shores tomorrow",
+         [("address", "the corner of 51 Traill Street and Zeeb Shores")]),  # fmt: skip
+        ("Suite 996 and Box 12", [("address", "Suite 996"), ("address", "Box 12")]),
+        ("Apt. 5 is on 12 Baker Street", [("address", "Apt. 5"), ("address", "12 Baker Street")]),
+        ("call 555 0100 at 5 pm", [("phone", "555 0100")]),  # "at 5": no street before it
+    ],
+)
+def test_what_the_shortcuts_find(text: str, found: list[tuple[str, str]]) -> None:
+    assert [(f.kind, text[f.start : f.end]) for f in Redactor().findings(text)] == found
