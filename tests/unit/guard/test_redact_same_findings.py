@@ -63,8 +63,10 @@ def test_identical_when_read_again_and_in_another_order() -> None:
         ("My name is Kuyra and Kuyra is here", [("person", "Kuyra"), ("person", "Kuyra")]),
         ("Ljiljana Novak met Jean-Novak", [("person", "Ljiljana Novak"), ("person", "Novak")]),
         ("Orla Mitchell met O'Mitchell", [("person", "Orla Mitchell"), ("person", "Mitchell")]),
-        ("Meet me at the corner of 51 Traill Street and Zeeb Shores tomorrow",
-         [("address", "the corner of 51 Traill Street and Zeeb Shores")]),  # fmt: skip
+        (
+            "Meet me at the corner of 51 Traill Street and Zeeb Shores tomorrow",
+            [("address", "the corner of 51 Traill Street and Zeeb Shores")],
+        ),
         ("Suite 996 and Box 12", [("address", "Suite 996"), ("address", "Box 12")]),
         ("Apt. 5 is on 12 Baker Street", [("address", "Apt. 5"), ("address", "12 Baker Street")]),
         ("call 555 0100 at 5 pm", [("phone", "555 0100")]),  # "at 5": no street before it
