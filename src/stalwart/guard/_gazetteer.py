@@ -166,13 +166,15 @@ _UNIT_WORDS = "apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building"
 _STREET_TRIE, _PREFIX_TRIE, _UNIT_TRIE = map(_trie, (_STREET_WORDS, _STREET_PREFIX, _UNIT_WORDS))
 _LOWER = r"[a-zà-ÿ][a-zà-ÿ'-]+"
 _SWORD = rf"(?!(?i:{_UNIT_TRIE})\b){_WORD}"  # a word of a street name: not "Apt"
-# One pass from digit to digit finds both kinds of address numbers:
+# One pass from digit to digit finds both kinds of address numbers (a house number's digits
+# are taken whole, "(?>...)": what follows them must be a space or a comma, which no digit,
+# letter or "-" given back could be; so no other split of them is tried):
 # - ``first``: a house number that starts the address: "221 Baker Street", "41 Rue de
 #   Marrakech", "7007 Štefanikova 1878," (at a line end, a comma, before a unit);
 # - ``after``: a number just after a word ("Apt. 5", "Via Roma 5", "Síp utca 17",
 #   "Kirchenallee 68"): the words before it say whether it belongs to an address.
 _ADDRESS_NUMBER = re.compile(
-    rf"\d(?<![\w.,-]\d)(?:(?P<first>\d{{0,4}}[A-Za-z]?(?:[-/]\d{{1,4}})?(?:"
+    rf"\d(?<![\w.,-]\d)(?:(?P<first>(?>\d{{0,4}}[A-Za-z]?(?:[-/]\d{{1,4}})?)(?=[ ,])(?:"
     rf"[ ,]+(?:(?:{_SWORD}|{_PARTICLE_TRIE}|\d{{1,3}}(?:st|nd|rd|th)|[A-Z]\.)[ ]+){{1,4}}"
     rf"(?i:{_STREET_TRIE})\b\.?"
     rf"|,?[ ]+(?i:{_PREFIX_TRIE})\.?(?:[ ]+(?:{_SWORD}|{_PARTICLE}|des|{_LOWER})){{1,5}}"
