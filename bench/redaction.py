@@ -744,6 +744,26 @@ def same_findings(
     return result
 
 
+def _commit() -> str:
+    """This tree's commit, with "+changes" when files differ from it."""
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "src", "bench"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return head + ("+changes" if dirty else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
@@ -771,6 +791,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     started = time.perf_counter()
+    load_at_start = round(os.getloadavg()[0], 2)
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     tune_templates, eval_templates = _template_split()
     fast = Redactor(tier="fast")
     accurate = Redactor(tier="accurate")
@@ -893,6 +915,9 @@ def main() -> int:
     result.update(
         {
             "quick": args.quick,
+            "started_at": started_at,
+            "commit": _commit(),
+            "load_average_1min_at_start": load_at_start,
             "load_average_1min_at_end": round(os.getloadavg()[0], 2),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
