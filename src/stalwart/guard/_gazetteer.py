@@ -158,11 +158,9 @@ _COMPOUND_SUFFIX = (
     "torget|torg|plads|utca|dreef|singel|kade|dijk|braut|vegur|stígur|brekka|tänav|iela|"
     "gatvė|ulica|cesta|allé|alléen|veien|gaten|stræde|str\\."
 )
-
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4})?"
 _UNIT_WORDS = "apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building"
-
-
+# the three lists as trees, where each word is followed by a word boundary, a dot or a space
 _STREET_TRIE, _PREFIX_TRIE, _UNIT_TRIE = map(_trie, (_STREET_WORDS, _STREET_PREFIX, _UNIT_WORDS))
 _LOWER = r"[a-zà-ÿ][a-zà-ÿ'-]+"
 _SWORD = rf"(?!(?i:{_UNIT_TRIE})\b){_WORD}"  # a word of a street name: not "Apt"
