@@ -28,7 +28,11 @@ Data (all offline, from packages installed by their registry's client):
   the same way: tuning and evaluation samples.
 
 ``--same-findings REV`` compares the fast tier's findings of git revision ``REV`` and of this
-tree, span for span, on the tuning data and the log lines (for a change meant to keep them).
+tree, span for span, on the tuning data and the log lines (for a change meant to keep them),
+and on the evaluation part, where it says only how many texts differ, never what.
+
+``--compare REV`` also times the fast tier of ``REV`` against this tree in the same run:
+per 4 KB chunk (``fast_tier_before_after``) and per pass (``fast_tier_breakdown``).
 
 ``--list-split`` measures only recall on person names and places split by whether the
 shipped gazetteer lists know them (``redaction.list_split``; docs/redaction.md).
@@ -598,6 +602,89 @@ def compare_fast(
     return result
 
 
+_BREAKDOWN_WORKER = """
+import json, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+from stalwart.guard import _gazetteer as G, _redact as R, _vendors as V
+g = G.gazetteer()
+warm, chunks = json.loads(sys.stdin.read())
+for c in warm:
+    R._scan(c, R._ALL_KINDS, frozenset())
+runs, cues = dict(g.runs), dict(G._CUE_WORDS)  # each timed call starts from this memory
+passes = {
+    "scan": lambda c: R._scan(c, R._ALL_KINDS, frozenset()),
+    "names_places_addresses": lambda c: G.name_spans(c, g, masked=c),
+    "addresses": lambda c: G._addresses(c, g, c),
+    "address_number_pattern": lambda c: list(G._ADDRESS_NUMBER.finditer(c)),
+    "capitalised_run_pattern": lambda c: list(G._CAPS.finditer(c)),
+    "numbers": lambda c: R._number_spans(c, c),
+    "credentials": V.credential_spans,
+}
+out = {}
+for name, f in passes.items():
+    best = []
+    for c in chunks:
+        times = []
+        for _ in range(5):
+            g.runs.clear(); g.runs.update(runs); G._CUE_WORDS.clear(); G._CUE_WORDS.update(cues)
+            start = time.thread_time_ns()
+            f(c)
+            times.append(time.thread_time_ns() - start)
+        best.append(min(times) / 1000)
+    out[name] = statistics.median(best)
+print(json.dumps(out))
+"""
+
+
+def breakdown(revision: str, warm: list[str], chunks: list[str], rounds: int) -> dict[str, Any]:
+    """Where the fast tier's time goes on PII-dense prose, in ``revision`` and in this tree:
+    the CPU time of each pass (the whole scan; names, places and addresses; addresses; their
+    two patterns alone; numbers; credentials) on each chunk, the least of 5 calls that each
+    start from the same memory of runs (what ``warm`` left, so each call is a first reading
+    of the chunk's new names), median over the chunks; each revision in its own process,
+    alternating for ``rounds`` rounds (the order flips each round), median over rounds."""
+    import subprocess
+    import tempfile
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", revision, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        sources = {"before": f"{tmp}/src", "after": str(root / "src")}
+        for r in range(rounds):
+            for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
+                out = subprocess.run(
+                    [sys.executable, "-c", _BREAKDOWN_WORKER, sources[name]],
+                    input=json.dumps([warm, chunks]),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=600,
+                ).stdout
+                runs[name].append(json.loads(out))
+    result: dict[str, Any] = {
+        "revision": revision,
+        "rounds": rounds,
+        "chunks": len(chunks),
+        "statistic": (
+            "CPU us per 4 KB chunk: least of 5 calls per chunk (each from the same memory of "
+            "runs), median over the chunks, median over the rounds"
+        ),
+    }
+    for name in runs["after"][0]:
+        before = statistics.median(r[name] for r in runs["before"])
+        after = statistics.median(r[name] for r in runs["after"])
+        result[name] = {
+            "before_cpu_us": round(before, 1),
+            "after_cpu_us": round(after, 1),
+            "speedup": round(before / after, 2),
+        }
+    return result
+
+
 _FINDINGS_WORKER = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
@@ -609,10 +696,13 @@ print(json.dumps({k: [[[f.kind, f.start, f.end] for f in r.findings(t)] for t in
 """
 
 
-def same_findings(revision: str, corpora: dict[str, list[str]]) -> dict[str, Any]:
+def same_findings(
+    revision: str, corpora: dict[str, list[str]], hidden: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The fast tier's findings of ``revision`` (its ``src/`` from git) and of this tree on
     the same texts, compared span for span: per corpus, how many texts got identical
-    findings, and the spans found by only one of the two (the first 10 shown)."""
+    findings, and the spans found by only one of the two (the first 10 shown; none for the
+    corpora in ``hidden``, the evaluation part, whose texts tuning must not see)."""
     import subprocess
     import tempfile
 
@@ -649,9 +739,29 @@ def same_findings(revision: str, corpora: dict[str, list[str]]) -> dict[str, Any
             "identical": len(texts) - len(differ),
             "findings_before": sum(map(len, found["before"][corpus])),
             "findings_after": sum(map(len, found["after"][corpus])),
-            "differences": differ[:10],
+            "differences": [] if corpus in hidden else differ[:10],
         }
     return result
+
+
+def _commit() -> str:
+    """This tree's commit, with "+changes" when files differ from it."""
+    import subprocess
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "src", "bench"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return head + ("+changes" if dirty else "")
 
 
 def main() -> int:
@@ -681,6 +791,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     started = time.perf_counter()
+    load_at_start = round(os.getloadavg()[0], 2)
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     tune_templates, eval_templates = _template_split()
     fast = Redactor(tier="fast")
     accurate = Redactor(tier="accurate")
@@ -695,7 +807,14 @@ def main() -> int:
             "tuning_secrets": [line for _, line in t_pos] + negs[: len(negs) // 3],
             "log_lines": log_lines(),
         }
-        print(json.dumps(same_findings(args.same_findings, corpora), indent=2))
+        evaluation = [t for t, _ in pii_samples(eval_templates, count * 4)]
+        corpora |= {  # identity only: what differs is not shown
+            "evaluation_sentences": evaluation[:count],
+            "evaluation_chunks_unseen": unseen_chunks(evaluation[count:]),
+            "evaluation_negatives": negative_paragraphs()[1],
+        }
+        hidden = frozenset(k for k in corpora if k.startswith("evaluation"))
+        print(json.dumps(same_findings(args.same_findings, corpora, hidden), indent=2))
         return 0
     if args.tune:
         samples = pii_samples(tune_templates, count)
@@ -790,9 +909,15 @@ def main() -> int:
             "log_lines": logs,
         }
         result["fast_tier_before_after"] = compare_fast(args.compare, timed, n_rounds)
+        result["fast_tier_breakdown"] = breakdown(
+            args.compare, unseen[:10], unseen[10:110], 2 if args.quick else 4
+        )
     result.update(
         {
             "quick": args.quick,
+            "started_at": started_at,
+            "commit": _commit(),
+            "load_average_1min_at_start": load_at_start,
             "load_average_1min_at_end": round(os.getloadavg()[0], 2),
             "cores": os.cpu_count(),
             "python": platform.python_version(),

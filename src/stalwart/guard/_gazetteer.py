@@ -39,6 +39,35 @@ __all__ = ["Gazetteer", "fold", "gazetteer", "mask_opaque", "name_spans"]
 
 Span = tuple[int, int, str]
 
+
+class _Node(dict[str, "_Node"]):
+    """A node of :func:`_trie`'s tree: the letters that may come next ("" ends a word)."""
+
+
+def _trie(words: str) -> str:
+    """The alternation ``words`` ("st|street|...") as a tree of common beginnings
+    ("s(?:t(?:reet)?)?..."): the regex engine tries the few branches that begin with the
+    text's next letter instead of every word in turn. Used only where every word is followed
+    by what no word goes on with (a word boundary, a dot, a space), so that at most one word
+    can match at a place and the order of the branches changes nothing."""
+    tree = _Node()
+    for word in words.split("|"):
+        node = tree
+        for ch in word:
+            node = node.setdefault(ch, _Node())
+        node[""] = _Node()
+
+    def emit(node: _Node) -> str:
+        branches = [re.escape(ch) + emit(sub) for ch, sub in node.items() if ch]
+        if not branches:
+            return ""
+        single = len(branches) == 1 and ("" not in node or len(branches[0]) == 1)
+        body = branches[0] if single else f"(?:{'|'.join(branches)})"
+        return body + "?" if "" in node else body
+
+    return emit(tree)
+
+
 # a capital: Latin (with Latin Extended-A, whose capitals and small letters alternate),
 # Greek or Cyrillic
 _UP = "A-ZÀ-ÖØ-ÞĀ-ſΆ-ΏΑ-ΩА-ЯЁ"
@@ -48,8 +77,11 @@ _PARTICLE = (
     r"(?:de|da|do|dos|das|van|von|der|den|del|della|la|le|les|di|du|bin|ibn|al|el|nad|na|"
     r"pod|pri|u|v|ob|am|an|im|sur|sous|en|y|zu|ter|op)"
 )
+# the same as a tree, where a particle is followed by a space (so at most one can match)
+_PARTICLE_TRIE = _trie(_PARTICLE[3:-1])
 _CAPS = re.compile(
-    rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}|{_PARTICLE}(?:[ ]{_PARTICLE})?(?=[ ][{_UP}])))*"
+    rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}"
+    rf"|{_PARTICLE_TRIE}(?:[ ]{_PARTICLE_TRIE})?(?=[ ][{_UP}])))*"
 )
 _TITLES = frozenset(
     ("mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mme", "mlle", "herr",
@@ -128,20 +160,24 @@ _COMPOUND_SUFFIX = (
 )
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4})?"
 _UNIT_WORDS = "apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building"
+# the three lists as trees, where each word is followed by a word boundary, a dot or a space
+_STREET_TRIE, _PREFIX_TRIE, _UNIT_TRIE = map(_trie, (_STREET_WORDS, _STREET_PREFIX, _UNIT_WORDS))
 _LOWER = r"[a-zà-ÿ][a-zà-ÿ'-]+"
-_SWORD = rf"(?!(?i:{_UNIT_WORDS})\b){_WORD}"  # a word of a street name: not "Apt"
-# One pass from digit to digit finds both kinds of address numbers:
+_SWORD = rf"(?!(?i:{_UNIT_TRIE})\b){_WORD}"  # a word of a street name: not "Apt"
+# One pass from digit to digit finds both kinds of address numbers (a house number's digits
+# are taken whole, "(?>...)": what follows them must be a space or a comma, which no digit,
+# letter or "-" given back could be; so no other split of them is tried):
 # - ``first``: a house number that starts the address: "221 Baker Street", "41 Rue de
 #   Marrakech", "7007 Štefanikova 1878," (at a line end, a comma, before a unit);
 # - ``after``: a number just after a word ("Apt. 5", "Via Roma 5", "Síp utca 17",
 #   "Kirchenallee 68"): the words before it say whether it belongs to an address.
 _ADDRESS_NUMBER = re.compile(
-    rf"\d(?<![\w.,-]\d)(?:(?P<first>\d{{0,4}}[A-Za-z]?(?:[-/]\d{{1,4}})?(?:"
-    rf"[ ,]+(?:(?:{_SWORD}|{_PARTICLE}|\d{{1,3}}(?:st|nd|rd|th)|[A-Z]\.)[ ]+){{1,4}}"
-    rf"(?i:{_STREET_WORDS})\b\.?"
-    rf"|,?[ ]+(?i:{_STREET_PREFIX})\.?(?:[ ]+(?:{_SWORD}|{_PARTICLE}|des|{_LOWER})){{1,5}}"
+    rf"\d(?<![\w.,-]\d)(?:(?P<first>(?>\d{{0,4}}[A-Za-z]?(?:[-/]\d{{1,4}})?)(?=[ ,])(?:"
+    rf"[ ,]+(?:(?:{_SWORD}|{_PARTICLE_TRIE}|\d{{1,3}}(?:st|nd|rd|th)|[A-Z]\.)[ ]+){{1,4}}"
+    rf"(?i:{_STREET_TRIE})\b\.?"
+    rf"|,?[ ]+(?i:{_PREFIX_TRIE})\.?(?:[ ]+(?:{_SWORD}|{_PARTICLE}|des|{_LOWER})){{1,5}}"
     rf"|[ ]+{_SWORD}(?:[ ]+(?:{_SWORD}|{_LOWER})){{0,3}}[ ]+{_HOUSE}"
-    rf"(?=[ ]*(?:\n|,|$|[.?!](?:\s|$)|(?i:{_UNIT_WORDS})\b))))"
+    rf"(?=[ ]*(?:\n|,|$|[.?!](?:\s|$)|(?i:{_UNIT_TRIE})\b))))"
     r"|(?:(?<=[^\W\d_][ ]\d)|(?<=[^\W\d_]\.[ ]\d)|(?<=#\d)|(?<=#[ ]\d))"
     r"(?P<after>\d{0,5}[A-Za-z]?(?:[-/]\d{1,4})?(?!\d)))"
 )
@@ -194,8 +230,8 @@ _CORNER = re.compile(
 # what follows a street in an address: units, city, region, postcode, country, up to the
 # end of the sentence (a lower-case word, ". ", "?") or a label ("Mobile:")
 _TAIL_TOKEN = (
-    rf"(?i:{_UNIT_WORDS})\.?[ ]*#?[ ]*\d{{1,5}}[A-Za-z]?\b|{_WORD}|[{_UP}]{{2,}}\b|"
-    rf"{_PARTICLE}(?=[ ][{_UP}])|\d{{1,6}}(?:-\d{{3,4}})?\b|[A-Z]\d[A-Z][ ]?\d[A-Z]\d\b|"
+    rf"(?i:{_UNIT_TRIE})\.?[ ]*#?[ ]*\d{{1,5}}[A-Za-z]?\b|{_WORD}|[{_UP}]{{2,}}\b|"
+    rf"{_PARTICLE_TRIE}(?=[ ][{_UP}])|\d{{1,6}}(?:-\d{{3,4}})?\b|[A-Z]\d[A-Z][ ]?\d[A-Z]\d\b|"
     r"[A-Z]{1,2}\d[A-Z\d]?[ ]\d[A-Z]{2}\b|\([A-Z][^\W\d_]+\)"
 )
 _SEP = r"(?=[ ,\n])[ ]*(?:\n[ ]*){0,2},?[ ]*"
@@ -203,13 +239,14 @@ _TAIL_PIECES = 14  # at most this many pieces after a street
 _TAIL_PIECE = re.compile(rf"{_SEP}({_TAIL_TOKEN})")
 # the street line before a unit ("4687 291 Adelianos Kambos" before "Apt. 343")
 _HEAD = re.compile(
-    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?(?:[ ,]+(?:{_WORD}|\d{{1,6}}[A-Za-z]?|{_PARTICLE}|"
+    rf"(?<![\w.])\d{{1,6}}[A-Za-z]?(?:[ ,]+(?:{_WORD}|\d{{1,6}}[A-Za-z]?|{_PARTICLE_TRIE}|"
     rf"[A-Z]\.)){{1,6}}[ ,]+$"
 )
 _STREET_SET = frozenset(_STREET_WORDS.split("|"))
 _PREFIX_SET = frozenset(_STREET_PREFIX.split("|"))
 _UNIT_SET = frozenset(_UNIT_WORDS.split("|"))
 _PARTICLES = frozenset(_PARTICLE[3:-1].split("|")) | {"des"}
+_AFTER_WORDS = _UNIT_SET | _BOX_WORDS | _STREET_SET  # a number after one may be an address's
 _PO = frozenset(("po", "p.o", "p. o", "p.o."))
 _TAIL_STOP = frozenset(
     ("Mobile", "Desk", "Fax", "Phone", "Tel", "Email", "E-mail", "Website", "Address", "Work",
@@ -338,23 +375,20 @@ def _cued(text: str, at: int) -> bool:
     parts = text[max(0, at - 16) : at].rsplit(None, 1)
     if not parts:
         return False
-    word = parts[-1]
-    cue = _CUE_WORDS.get(word)
-    if cue is None:  # the words before runs are few ("the", "to", "\n"): each judged once
-        if len(_CUE_WORDS) > _RUNS_REMEMBERED:
-            _CUE_WORDS.clear()
-        cue = _CUE_WORDS[word] = word.lower().strip(_STRIP).rstrip(".?") in _ANY_CUE
+    cue = _CUE_WORDS.get(parts[-1])
+    return _cue_word(parts[-1]) if cue is None else cue
+
+
+def _cue_word(word: str) -> bool:
+    """Whether ``word``, the word just before a run, may be a cue, remembered: the words
+    before runs are few ("the", "to", "\n"), each judged once."""
+    if len(_CUE_WORDS) > _RUNS_REMEMBERED:
+        _CUE_WORDS.clear()
+    cue = _CUE_WORDS[word] = word.lower().strip(_STRIP).rstrip(".?") in _ANY_CUE
     return cue
 
 
 _CUE_WORDS: dict[str, bool] = {}
-
-
-def _cue_pair(text: str, at: int, lead: str) -> tuple[str, str]:
-    """The cue of a run at ``at``: its own leading greeting, else the words before it."""
-    if lead:
-        return lead, ""
-    return _cues(text, at) if _cued(text, at) else ("", "")
 
 
 def _place_at(g: Gazetteer, keys: list[str], i: int) -> int:
@@ -378,34 +412,44 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
     runs = g.runs
     if len(runs) > _RUNS_REMEMBERED:
         runs.clear()
+    cue_words = _CUE_WORDS
+    raws: list[str] = []  # every run: where a name's words can come back (:func:`_repeats`)
     for run in _CAPS.finditer(text):
         raw = run.group()
+        raws.append(raw)
         info = runs.get(raw)
         if info is None:
             info = runs[raw] = _run_info(raw, g)
-        what = info.what
+        what, words, keys, upper, lead, shift, bare = info
         if what == _SHORT:  # "I", "OK"; a US state's code after ", " or before a ZIP code
             if raw in _STATE_ABBR and _state_at(text, run.start(), run.end()):
                 spans.append((run.start(), run.end(), "location"))
             continue
-        start = run.start() + info.shift
+        start = run.start() + shift
         if what == _PLACE_ENDING:  # "Castor Bay", "CABBAGE TREE CREEK"
             spans.append((start, run.end(), "location"))
             continue
-        lead = info.lead
+        if what == _NAME:  # "Orla Mitchell"
+            spans.append((start, run.end(), "person"))
+            continue
+        cued: bool | None = True  # a greeting that starts the run is its cue
+        if not lead:  # :func:`_cued`, inline: the word just before the run may be a cue
+            parts = text[start - 16 if start > 16 else 0 : start].rsplit(None, 1)
+            cued = cue_words.get(parts[-1]) if parts else False
+            if cued is None:
+                cued = _cue_word(parts[-1])
         if what == _NONE_KNOWN:
-            if not lead and not _cued(text, start):
-                if info.bare:  # "Ruman D. Bataev", "Ana Petrović": a name by its shape
-                    spans.append((start, start + info.bare, "person"))
+            if not cued:
+                if bare:  # "Ruman D. Bataev", "Ana Petrović": a name by its shape
+                    spans.append((start, start + bare, "person"))
                 continue
             cue, before = (lead, "") if lead else _cues(text, start)
-            words, keys = info.words, info.keys
             first_key = keys[0].lower()
             if cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS and first_key not in _ANY_CUE:
                 # "returned to WEENGALLON", "I am in Victoria": after such words, a place
                 spans.append((start, _cut(run.end(), words), "location"))
                 continue
-            if info.upper:
+            if upper:
                 continue  # "NOTE", "TODO": nothing to look at
             if keys[0] in g.common and cue not in _STRONG_CUES:
                 continue  # "The", "Please"; but "My name is John"
@@ -416,13 +460,26 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
                 and text[start - 1 : start] not in ("=", "/", "_")
             ):  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
                 spans.append((start, _cut(run.end(), words), "person"))
-            elif info.bare:
-                spans.append((start, start + info.bare, "person"))
+            elif bare:
+                spans.append((start, start + bare, "person"))
             continue
-        if what == _COMMON and (not _cued(text, start) or not _keeps_common(*_cues(text, start))):
-            continue
-        _read_run(text, start, info.words, info.keys, g=g, spans=spans, upper=info.upper, lead=lead)
-    spans += _repeats(text, spans, g)
+        if what == _COMMON:
+            if not cued:
+                continue
+            cue, before = _cues(text, start)
+            if not _keeps_common(cue, before):
+                continue
+        elif lead:
+            cue, before = lead, ""
+        elif cued:
+            cue, before = _cues(text, start)
+        else:
+            cue = before = ""
+        if len(words) == 1:
+            _read_word(text, start, words[0], keys[0], g, spans, upper, cue, before)
+        else:
+            _read_run(text, start, words, keys, g, spans, upper, cue, before)
+    spans += _repeats(text, spans, g, "\n".join(raws))
     # what an earlier pass already redacted is no name: redacting twice must change nothing
     if "[REDACTED:" in text:
         done = [(m.start(), m.end()) for m in _REDACTED.finditer(text)]
@@ -431,30 +488,16 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
 
 
 # what a capitalised run is, whatever its context (:func:`_run_info`)
-_SHORT, _PLACE_ENDING, _NONE_KNOWN, _COMMON, _READ = range(5)
+_SHORT, _PLACE_ENDING, _NONE_KNOWN, _COMMON, _READ, _NAME = range(6)
 _RUNS_REMEMBERED = 8192
 
 
-class _Run:
-    """What a capitalised run is by its words alone (remembered per run in
-    :attr:`Gazetteer.runs`: the same runs, "The", "Apt", "Street", come back in every
-    text), so that only what depends on the words around it is worked out per text."""
-
-    __slots__ = ("bare", "keys", "lead", "shift", "upper", "what", "words")
-
-    def __init__(
-        self,
-        what: int,
-        words: list[str],
-        keys: list[str],
-        *,
-        upper: bool = False,
-        lead: str = "",
-        shift: int = 0,
-        bare: int = 0,
-    ) -> None:
-        self.what, self.words, self.keys, self.upper = what, words, keys, upper
-        self.lead, self.shift, self.bare = lead, shift, bare
+_Run = tuple[int, list[str], list[str], bool, str, int, int]
+"""What a capitalised run is by its words alone, remembered per run in
+:attr:`Gazetteer.runs` (the same runs, "The", "Apt", "Street", come back in every text), so
+that only what depends on the words around it is worked out per text: (which rule decides
+it, its words, their list forms, whether it is in capitals, its leading greeting, how far
+its name starts after the greeting, the length of the name it is by its shape alone)."""
 
 
 def _run_info(raw: str, g: Gazetteer) -> _Run:
@@ -462,10 +505,23 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
     around it: its words and their list forms, a leading greeting ("Hi Landerico"), and
     which rule decides it (``bare``: the length of the name it is with no cue before it,
     by an initial or a surname's shape, 0 if none)."""
-    words = raw.split(" ")
     upper = raw.isupper()
+    if " " not in raw:  # one word (most runs): no greeting, no place ending, no shape
+        if upper:
+            if len(raw) < 3:
+                return (_SHORT, [raw], [raw], True, "", 0, 0)
+            key = _key(raw.capitalize())
+        elif raw.isascii() and "'" not in raw:
+            key = raw
+        else:
+            key = _key(raw)
+        if key not in g.known:
+            return (_NONE_KNOWN, [raw], [key], upper, "", 0, 0)
+        what = _COMMON if key in g.common and key not in g.places else _READ
+        return (what, [raw], [key], upper, "", 0, 0)
+    words = raw.split(" ")
     if upper and len(raw) < 3:
-        return _Run(_SHORT, words, words, upper=True)
+        return (_SHORT, words, words, True, "", 0, 0)
     if upper:
         keys = [_key(w.capitalize()) for w in words]
     elif raw.isascii() and "'" not in raw:
@@ -473,7 +529,7 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
     else:
         keys = [_key(w) for w in words]
     lead, shift = "", 0
-    if len(words) > 1 and words[0].lower() in _LEAD_CUES:
+    if words[0].lower() in _LEAD_CUES:
         lead = words[0].lower()  # "Hi Landerico": the greeting is the cue
         shift = len(words[0]) + 1
         words, keys = words[1:], keys[1:]
@@ -484,7 +540,7 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
         and keys[0] not in g.first
         and keys[0].lower() not in _ANY_CUE
     ):  # "Castor Bay", "CABBAGE TREE CREEK": the last word says it is a place
-        return _Run(_PLACE_ENDING, words, keys, upper=upper, lead=lead, shift=shift)
+        return (_PLACE_ENDING, words, keys, upper, lead, shift, 0)
     if g.known.isdisjoint(keys):
         bare = 0
         if upper or keys[0] in g.common:
@@ -493,10 +549,19 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
             bare = sum(len(w) + 1 for w in words[:3]) - 1
         elif len(words) > 1 and len(words[1]) >= 5 and _surname_shape(words[1]):
             bare = len(words[0]) + 1 + len(words[1])
-        return _Run(_NONE_KNOWN, words, keys, upper=upper, lead=lead, shift=shift, bare=bare)
+        return (_NONE_KNOWN, words, keys, upper, lead, shift, bare)
     if len(words) == 1 and keys[0] in g.common and keys[0] not in g.places:
-        return _Run(_COMMON, words, keys, upper=upper, lead=lead, shift=shift)
-    return _Run(_READ, words, keys, upper=upper, lead=lead, shift=shift)
+        return (_COMMON, words, keys, upper, lead, shift, 0)
+    if (
+        len(words) == 2
+        and not upper
+        and keys[0] in g.first
+        and keys[0] not in g.place_heads
+        and keys[0].lower().rstrip(".") not in _TITLES
+        and (keys[1] in g.last or keys[1] not in g.place_heads)
+    ):  # "Orla Mitchell": a given name and a surname (or no place) is a name after any
+        return (_NAME, words, keys, upper, lead, shift, 0)  # cue (:func:`_read_run`)
+    return (_READ, words, keys, upper, lead, shift, 0)
 
 
 def _keeps_common(cue: str, before: str) -> bool:
@@ -531,16 +596,16 @@ def _cut(end: int, words: list[str]) -> int:
     return end - sum(len(w) + 1 for w in words[4:])
 
 
-def _read_run(
+def _read_run(  # noqa: PLR0917 - one call site, per run: positional is the cheaper call
     text: str,
     start: int,
     words: list[str],
     keys: list[str],
-    *,
     g: Gazetteer,
     spans: list[Span],
     upper: bool,
-    lead: str,
+    cue: str,
+    before: str,
 ) -> None:
     """The names and places in one capitalised run that holds a known word (in an upper-case
     run, "IBAN", "HELSINKI", only places and names after a title)."""
@@ -552,7 +617,6 @@ def _read_run(
     for w in words:
         offsets.append(pos)
         pos += len(w) + 1
-    cue, before = _cue_pair(text, start, lead)
     titled = cue in _TITLES
     done = 0  # words before this index belong to a span already
     place_cue = cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS
@@ -620,6 +684,55 @@ def _read_run(
         i += 1
 
 
+def _read_word(  # noqa: PLR0917 - one call site, per run: positional is the cheaper call
+    text: str,
+    start: int,
+    word: str,
+    key: str,
+    g: Gazetteer,
+    spans: list[Span],
+    upper: bool,
+    cue: str,
+    before: str,
+) -> None:
+    """:func:`_read_run` of a run of one word ("Tunisia", "Helena", "Pittman's"), the same
+    rules without the walk over words: a place after a place cue, a name after a title or a
+    cue, a listed given name or surname alone as a possessive or after a weak cue; else a
+    listed place."""
+    is_place = key in g.places
+    if cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS:
+        is_place = True  # "flew to Pines"
+    elif (
+        cue in _TITLES
+        or (
+            cue in _NAME_CUES
+            and not is_place
+            and key not in g.common
+            and not word.isupper()  # "user=GB96..." is a value, not "my name is"
+            and key.lower() not in _NAME_CUES  # "Thanks.. Thanks!"
+            and key.lower() not in _WEAK_CUES
+            and text[start - 1 : start] not in ("=", "/", "_")
+        )
+    ):
+        spans.append((start, start + len(word), "person"))
+        return
+    elif not upper and (key in g.first or key in g.last) and not is_place:
+        if (
+            key in g.first
+            or word.endswith(("'s", "\u2019s"))
+            or cue in _WEAK_CUES
+            or cue in _NAME_CUES
+        ):
+            spans.append((start, start + len(word), "person"))
+        return
+    if is_place:
+        end = start + len(word)
+        spans.append((start, end, "location"))
+        post = _POSTCODE.match(text, end)
+        if post is not None:
+            spans.append((post.start() + 1, post.end(), "address"))
+
+
 def _given_before(word: str, keys: list[str], g: Gazetteer) -> bool:
     """Whether ``word``, just before a name found in the same run, belongs to it: an
     initial, a particle ("De", "van"), or a capitalised word that is neither common, nor a
@@ -653,9 +766,16 @@ def _addresses(text: str, g: Gazetteer, masked: str) -> list[Span]:
         if start is not None:
             end = m.end() + (text[m.end() : m.end() + 1] == ".")  # "Síp utca 17."
             found.append((start, _tail(text, end, g), "address"))
-    if "orner of" in text:
-        for m in _CORNER.finditer(text):
-            found.append((m.start(), _tail(text, m.end(), g), "address"))
+    at = text.find("orner of")  # every corner's "[Cc]orner of": its match starts at the
+    done = 0  # "C" or at "the " before it (a pattern beginning with "\b" was tried at
+    while at > 0:  # every position of a text: ~90 us per 4 KB)
+        corner = _CORNER.match(text, at - 5) if at >= 5 and at - 5 >= done else None
+        if corner is None and at - 1 >= done:
+            corner = _CORNER.match(text, at - 1)
+        if corner is not None:
+            found.append((corner.start(), _tail(text, corner.end(), g), "address"))
+            done = corner.end()
+        at = text.find("orner of", at + 1)
     if "PO " in text or "PSC" in text or "USS" in text or "USN" in text:
         found += ((m.start(), m.end(), "address") for m in _MILITARY.finditer(text))
     return found
@@ -668,8 +788,16 @@ def _street_before(text: str, at: int, g: Gazetteer) -> int | None:
     words = text[line:at].split()
     if not words:
         return None
-    prev = words[-1].lstrip("#").rstrip(".,#") or (words[-2] if len(words) > 1 else "")
+    last = words[-1]
+    prev = last.lstrip("#").rstrip(".,#") or (words[-2] if len(words) > 1 else "")
     low = prev.lower()
+    if (
+        not prev[:1].isupper()
+        and not last[:1].isupper()
+        and last not in _PARTICLES
+        and low not in _AFTER_WORDS
+    ):  # "call 555 0100", "is 42": no street, unit or box word, no capitalised name
+        return None
     if low in _UNIT_SET or low in _BOX_WORDS:  # "Apt. 5", "P.O. Box 12", "Suite #210"
         start = text.rfind(prev, line, at)
         if low in _BOX_WORDS and len(words) > 1 and words[-2].lower().rstrip(".") in _PO:
@@ -732,8 +860,14 @@ def _tail(text: str, end: int, g: Gazetteer) -> int:
     return stop
 
 
-def _repeats(text: str, spans: list[Span], g: Gazetteer) -> list[Span]:
-    """Every other occurrence of a word of a name already found ("Kuyra had given Kuyra")."""
+def _repeats(text: str, spans: list[Span], g: Gazetteer, runs: str) -> list[Span]:
+    """Every other occurrence of a word of a name already found ("Kuyra had given Kuyra").
+
+    ``runs``: the text's capitalised runs, joined by line breaks. A word occurs alone (no
+    letter, digit or "_" on either side) only inside a run: where it starts, a run starts
+    or goes on, and a run's word takes every letter, "'" and "-" that follows. So a word
+    that the runs hold once has no other occurrence, and the runs, a third of the text,
+    are what is counted."""
     words: set[str] = set()
     for start, end, kind in spans:
         if kind == "person":
@@ -744,7 +878,7 @@ def _repeats(text: str, spans: list[Span], g: Gazetteer) -> list[Span]:
     out: list[Span] = []
     marked = "[REDACTED:" in text  # then the names found may be dropped: repeats kept whole
     for w in words:
-        if not marked and text.count(w) == 1:
+        if not marked and runs.count(w) < 2:
             continue  # its one occurrence is in the name it came from (most names)
         at = text.find(w)
         while at >= 0:

@@ -110,6 +110,8 @@ _LONGEST_CUE = max(map(len, _PHONE_CUES))
 _LETTERS = re.compile(r"[^\W\d_]+")
 _SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _IBAN_BEFORE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4})*\s?$")
+# what :data:`_IBAN_BEFORE` needs in the last 3 characters (its "\s?$" takes at most two)
+_IBAN_END = re.compile(r"[A-Z0-9]")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 KINDS = (
     *CREDENTIAL_KINDS, "assignment", "email", "iban", "ipv6", "card", "ssn", "ipv4", "phone",
@@ -122,8 +124,14 @@ _ALL_KINDS = frozenset(KINDS)
 _START = operator.itemgetter(0)
 
 
+_LUHN_DOUBLED = {str(d): 2 * d - 9 if d > 4 else 2 * d for d in range(10)}
+
+
 def luhn_ok(digits: str) -> bool:
     """True if ``digits`` pass the Luhn checksum (payment cards)."""
+    if digits.isascii() and digits.isdigit():  # the digits' sums in C, not a loop per digit
+        doubled = sum(map(_LUHN_DOUBLED.__getitem__, digits[-2::-2]))
+        return (sum(map(int, digits[-1::-2])) + doubled) % 10 == 0
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
@@ -401,7 +409,11 @@ def _number_spans(text: str, masked: str) -> list[Span]:
                     bare = text[at:end].isdigit()  # an id or a timestamp, unless the words
                     if (bare or digits < 9) and not cues.before(at):
                         continue  # before it speak of a phone
-            if kind != "ipv4" and _IBAN_BEFORE.search(text, max(0, at - 40), at):
+            if (
+                kind != "ipv4"
+                and _IBAN_END.search(text, max(0, at - 3), at)  # an IBAN's group ends here
+                and _IBAN_BEFORE.search(text, max(0, at - 40), at)
+            ):
                 continue  # the tail of an IBAN (a bad one: good ones were found above)
             if kind == "phone" and text[end : end + 1] in (" ", "e", "E"):
                 extension = _EXTENSION_AFTER.match(text, end)
@@ -545,7 +557,10 @@ class Redactor:
         pos = 0
         for start, end, kind in spans:
             parts.append(text[pos:start])
-            parts.append(_replacement(kind, text[start:end], mode))
+            if mode == "redact":
+                parts.append(f"[REDACTED:{kind}]")
+            else:
+                parts.append(_replacement(kind, text[start:end], mode))
             pos = end
         parts.append(text[pos:])
         return "".join(parts)
