@@ -34,7 +34,8 @@ MAX_HOLD_S = 2.0
 class ForkGate:
     """Shared by the threads that call into SQLite; closed (exclusively) around a fork."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_hold_s: float = MAX_HOLD_S) -> None:
+        self.max_hold_s = max_hold_s
         self._cond = threading.Condition(threading.Lock())
         self._inside = 0
         self._closers = 0
@@ -46,7 +47,7 @@ class ForkGate:
         """Held by a thread while it calls into SQLite; waits while a fork is being made."""
         with self._cond:
             if self._closers:
-                until = time.monotonic() + MAX_HOLD_S
+                until = time.monotonic() + self.max_hold_s
                 while self._closers:
                     left = until - time.monotonic()
                     if left <= 0:

@@ -21,6 +21,7 @@ child from outliving it or blocking forever (``docs/runtime.md``, *Forking*):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 from collections.abc import Callable
@@ -50,11 +51,21 @@ def _child(fn: Callable[..., Any], kwargs: dict[str, Any], w: int) -> None:
         view = view[written:]
 
 
+_GATE_WAITER = concurrent.futures.ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="stalwart-fork-gate"
+)
+"""Where a fork waits for the writer threads: its own thread (started at its first use),
+not the loop's default executor, which long ``to_thread`` waits can fill, holding a
+sync tool up to its timeout."""
+
+
 async def _close_gate(loop: asyncio.AbstractEventLoop, timeout: float) -> bool:
     """Close the fork gate, waiting (off the loop, within ``timeout``) for the writer
     threads to leave SQLite. True: closed, open it after the fork. A caller cancelled
     while a thread waits still has the gate opened, once that wait ends."""
-    waiting = loop.run_in_executor(None, FORK_GATE.close, timeout)
+    if FORK_GATE.close(0.0):  # no writer inside SQLite now (the usual case): no wait
+        return True
+    waiting = loop.run_in_executor(_GATE_WAITER, FORK_GATE.close, timeout)
     try:
         return await asyncio.shield(waiting)
     except BaseException:

@@ -10,13 +10,17 @@ import asyncio
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import uuid
 
 from stalwart.runtime import ChildSpec, SupervisorSpec
+from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
+from stalwart.runtime._child import SpawnRequest
 from stalwart.runtime._forkserver import BOOT
-from stalwart.testing import eventually
+from stalwart.runtime._fsclient import ForkServer
+from stalwart.testing import ProbeAgent, eventually
 
 from .conftest import NO_HANG_KILLS
 from .forking_agent import ForkingAgent
@@ -102,6 +106,47 @@ async def test_no_process_outlives_agents_killed_while_their_tool_children_block
     await rt.stop()
     # the node is stopped: nothing it started, directly or not, is left
     await eventually(lambda: not marked(mark), timeout=30)
+
+
+async def test_an_agent_spawned_for_a_request_nobody_waits_for_any_more_is_killed():
+    exits: list[int] = []
+    fs = ForkServer(lambda pid, code: exits.append(pid), lambda: None)
+    await fs.start(60)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        request = SpawnRequest(
+            name="unclaimed",
+            incarnation=1,
+            agent_ref=ChildSpec("unclaimed", ProbeAgent).ref,
+            args=None,
+            heartbeat_interval=0.2,
+            start_timeout=30.0,
+            default_call_timeout=5.0,
+            max_frame_bytes=2**20,
+        )
+        spawning = asyncio.create_task(fs.spawn(request, theirs, 60))
+        await asyncio.sleep(0)  # one step: the request is sent, the pid not yet read
+        spawning.cancel()  # the requester gives up (a start timeout, a cancelled start)
+        theirs.close()
+        # The agent would start, say it is ready and beat on this channel, which the test
+        # keeps open: left alone it lives on. Its channel's end (EOF: the agent's process,
+        # the only other holder, is gone) is what the kill by pid must bring.
+        channel = await Channel.open(ours, 2**20)
+        frames: list[object] = []
+        async with asyncio.timeout(60):
+            while True:
+                try:
+                    frames.append(await channel.receive())
+                except (ChannelClosed, StreamBroken):
+                    break
+        assert fs.killed_unclaimed == 1
+        await eventually(lambda: not fs.disowned, timeout=30)  # its exit was reported
+        assert not exits  # and passed to nobody: no one knew of it
+    finally:
+        ours.close()
+        fs.close()
+        await asyncio.to_thread(fs.wait_exited, 10.0)
+        await fs.drain_output(5.0)
 
 
 def test_a_fork_server_whose_node_is_gone_exits_before_importing_anything():
