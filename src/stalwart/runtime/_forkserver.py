@@ -39,6 +39,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 from typing import Any
 
 import msgspec
@@ -83,6 +84,14 @@ def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> bool:
     and the caller must exit at once instead of living on as an orphan."""
     set_parent_death_signal(sig)
     return os.getppid() == parent
+
+
+def _thread_count() -> int:
+    """Threads of this process now, as the kernel counts them (C threads included)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # not Linux
+        return threading.active_count()
 
 
 def _recv_exact(sock: socket.socket, n: int, fds: list[int]) -> bytes:
@@ -186,6 +195,7 @@ def main(control_fd: int, preload: list[str], parent: int | None = None) -> None
     sel.register(wake_r, selectors.EVENT_READ, "wake")
     control.sendall(pack({"op": "hello", "pid": os.getpid()}))
     server = os.getpid()
+    warned = False
 
     def reap() -> None:
         while children:
@@ -215,6 +225,19 @@ def main(control_fd: int, preload: list[str], parent: int | None = None) -> None
                 req = msgspec.msgpack.decode(_recv_exact(control, length, fds))
                 if req["op"] == "spawn" and len(fds) in (1, 2):
                     _preload_agent_module(req["request"].get("agent_ref", ""), preloaded)
+                    # One thread, always: a fork copies only this one, and a lock another
+                    # held would stay held in the agent for ever. Only an app module that
+                    # starts a thread at import breaks it: said once, loudly.
+                    threads = _thread_count()
+                    if threads > 1 and not warned:
+                        warned = True
+                        print(
+                            f"stalwart fork server: {threads} threads at fork (a preloaded "
+                            "module started threads at import); forked agents may block "
+                            "on locks those threads held",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     pid = os.fork()
                     if pid == 0:
                         os._exit(
@@ -225,7 +248,9 @@ def main(control_fd: int, preload: list[str], parent: int | None = None) -> None
                     children.add(pid)
                     for fd in fds:
                         os.close(fd)
-                    control.sendall(pack({"op": "spawned", "id": req["id"], "pid": pid}))
+                    control.sendall(
+                        pack({"op": "spawned", "id": req["id"], "pid": pid, "threads": threads})
+                    )
                 else:
                     for fd in fds:
                         os.close(fd)

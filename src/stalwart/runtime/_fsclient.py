@@ -56,6 +56,9 @@ class ForkServer:
         """Children spawned for a request nobody waited for any more, killed, not yet
         reported exited."""
         self.killed_unclaimed = 0
+        self.threads_at_fork = 0
+        """The most threads the server had at a fork (1 unless a preloaded module started
+        some at import: then it also says so on its stderr, which the node logs)."""
         self._output: tuple[OutputPipe, ...] = ()
 
     async def start(self, timeout: float) -> None:
@@ -129,6 +132,7 @@ class ForkServer:
             self._on_exit(pid, int(msg["code"]))
         elif op == "spawned":
             pid = int(msg["pid"])
+            self.threads_at_fork = max(self.threads_at_fork, int(msg.get("threads", 1)))
             fut = self._waiting.pop(int(msg["id"]), None)
             if fut is not None and not fut.done():
                 fut.set_result(pid)

@@ -63,6 +63,19 @@ async def exited(pid: int, timeout: float) -> None:
         os.close(fd)
 
 
+def _request(name: str) -> SpawnRequest:
+    return SpawnRequest(
+        name=name,
+        incarnation=1,
+        agent_ref=ChildSpec(name, ProbeAgent).ref,
+        args=None,
+        heartbeat_interval=0.2,
+        start_timeout=30.0,
+        default_call_timeout=5.0,
+        max_frame_bytes=2**20,
+    )
+
+
 def agents(n: int, tmp_path: pathlib.Path) -> list[ChildSpec]:
     args = {"dir": str(tmp_path)}
     return [ChildSpec(f"f{i}", ForkingAgent, args=args, shutdown=5.0) for i in range(n)]
@@ -77,6 +90,26 @@ async def test_tool_children_forked_while_the_writer_commits_never_block(make_ru
     ]
     replies = await asyncio.gather(*calls)
     assert [r["results"] for r in replies] == [[42] * 75] * 4
+    # and the agents themselves were forked from a single-threaded server
+    assert rt.host.forkserver is not None
+    assert rt.host.forkserver.threads_at_fork == 1
+
+
+async def test_a_fork_server_with_a_thread_started_at_import_says_so():
+    preload = ["tests.integration.runtime.threaded_module"]
+    fs = ForkServer(lambda pid, code: None, lambda: None, preload)
+    await fs.start(60)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = await fs.spawn(_request("threaded"), theirs, 60)
+        os.kill(pid, signal.SIGKILL)
+        assert fs.threads_at_fork == 2
+    finally:
+        theirs.close()
+        ours.close()
+        fs.close()
+        await asyncio.to_thread(fs.wait_exited, 10.0)
+        await fs.drain_output(5.0)
 
 
 async def test_no_process_outlives_agents_killed_while_their_tool_children_block(
@@ -114,17 +147,7 @@ async def test_an_agent_spawned_for_a_request_nobody_waits_for_any_more_is_kille
     await fs.start(60)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        request = SpawnRequest(
-            name="unclaimed",
-            incarnation=1,
-            agent_ref=ChildSpec("unclaimed", ProbeAgent).ref,
-            args=None,
-            heartbeat_interval=0.2,
-            start_timeout=30.0,
-            default_call_timeout=5.0,
-            max_frame_bytes=2**20,
-        )
-        spawning = asyncio.create_task(fs.spawn(request, theirs, 60))
+        spawning = asyncio.create_task(fs.spawn(_request("unclaimed"), theirs, 60))
         await asyncio.sleep(0)  # one step: the request is sent, the pid not yet read
         spawning.cancel()  # the requester gives up (a start timeout, a cancelled start)
         theirs.close()
