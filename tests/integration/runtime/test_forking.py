@@ -82,7 +82,7 @@ def agents(n: int, tmp_path: pathlib.Path) -> list[ChildSpec]:
 
 
 async def test_tool_children_forked_while_the_writer_commits_never_block(make_runtime, tmp_path):
-    # Before the fork gate about 1 fork in 300 made a child that blocked for ever on
+    # Before the fork gate 1 fork in 300 to 2,500 made a child that blocked for ever on
     # SQLite's allocator mutex (held by the writer thread at the fork); 4 x 75 forks.
     rt, _events = await make_runtime(SupervisorSpec("root", agents(4, tmp_path)), NO_HANG_KILLS)
     calls = [
