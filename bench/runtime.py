@@ -10,6 +10,9 @@ Writes ``bench/results/runtime.json``:
 - ``max_agents_alive``: agents started and all answering a call at once;
 - ``start_method_ms``: start latency of a trivial child by start method (why a
   preloaded fork server): ours, multiprocessing ``forkserver`` and ``spawn``;
+- ``hang_detect_*`` (``--hang-only`` merges just these): SIGSTOP of an agent -> the
+  node's ``agent_hung``, in seconds and in heartbeat intervals (0.2 s), with the load
+  average at start and end;
 - ``ray_restart_p50_ms`` (full mode, Ray installed): the same kill-and-answer
   measurement for a Ray actor with ``max_restarts``, as the peer figure.
 
@@ -27,6 +30,7 @@ import pathlib
 import platform
 import signal
 import statistics
+import subprocess
 import sys
 import time
 from typing import Any
@@ -67,6 +71,50 @@ async def measure_restart(samples: int) -> list[float]:
             out.append((time.perf_counter() - t0) * 1000)
             sub.close()
         return out
+
+
+async def measure_hang_detection(samples: int) -> dict[str, Any]:
+    """SIGSTOP an agent -> the node's ``agent_hung`` event, in heartbeat intervals.
+
+    The figure the hang test used to bound (2 intervals) and cannot on a loaded machine:
+    kept here, beside the load average, instead (tests/integration/runtime)."""
+    bus = EventBus(log=False)
+    settings = RuntimeSettings(heartbeat_interval=0.2, start_timeout=30.0)
+    spec = SupervisorSpec("root", [ChildSpec("victim", ProbeAgent)], intensity=samples + 10)
+    out: list[float] = []
+    async with Runtime(spec, settings, events=bus) as rt:
+        for _ in range(samples):
+            hung: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+            restarted: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+
+            def on_event(
+                e: Event,
+                h: asyncio.Future[Event] = hung,
+                r: asyncio.Future[Event] = restarted,
+            ) -> None:
+                if e.name == "agent_hung" and not h.done():
+                    h.set_result(e)
+                if e.name == "agent_restarted" and not r.done():
+                    r.set_result(e)
+
+            sub = bus.subscribe(on_event)
+            await rt.call("victim", {"op": "echo"}, timeout=30)
+            pid = rt.whereis("victim").pid
+            t0 = time.perf_counter()
+            os.kill(pid, signal.SIGSTOP)
+            await asyncio.wait_for(hung, 60)
+            out.append(time.perf_counter() - t0)
+            await asyncio.wait_for(restarted, 60)
+            sub.close()
+    interval = settings.heartbeat_interval
+    return {
+        "hang_detect_p50_s": statistics.median(out),
+        "hang_detect_p99_s": pct(out, 0.99),
+        "hang_detect_p50_intervals": statistics.median(out) / interval,
+        "hang_detect_max_intervals": max(out) / interval,
+        "hang_detect_samples": len(out),
+        "hang_detect_threshold_s": settings.hang_threshold,
+    }
 
 
 async def measure_rtt(calls: int) -> list[float]:
@@ -182,9 +230,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="under a minute; no Ray peer")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument(
+        "--hang-only",
+        action="store_true",
+        help="measure hang detection only, merged into the results file",
+    )
     args = parser.parse_args()
     quick = args.quick
     started = time.perf_counter()
+    if args.hang_only:
+        return _hang_only(args.out, 10 if quick else 30)
 
     restarts = asyncio.run(measure_restart(40 if quick else 200))
     rtt = asyncio.run(measure_rtt(3000 if quick else 20000))
@@ -221,6 +276,27 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _hang_only(out: pathlib.Path, samples: int) -> int:
+    meta_start = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip(),
+        "load1_start": os.getloadavg()[0],
+    }
+    figures = asyncio.run(measure_hang_detection(samples))
+    figures["hang_detect_meta"] = {**meta_start, "load1_end": os.getloadavg()[0]}
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data.update(figures)
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
     return 0
 
 

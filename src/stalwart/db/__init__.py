@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from stalwart.db._base import Database, backoff
 from stalwart.db._blocking import BlockingDatabase, BlockingPostgres, BlockingSQLite, blocking
+from stalwart.db._fork import FORK_GATE, ForkGate
 from stalwart.db._migrate import MIGRATION_LOCK, Component, render
 from stalwart.db._program import Program, Result, Stmt, drive_sync, pg_sql
 from stalwart.db._sqlite import DURABILITY_LEVELS, SQLiteDatabase, map_sqlite_error
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DURABILITY_LEVELS",
+    "FORK_GATE",
     "FORMS",
     "MIGRATION_LOCK",
     "BlockingDatabase",
@@ -35,6 +37,7 @@ __all__ = [
     "Component",
     "Database",
     "DatabaseURL",
+    "ForkGate",
     "PostgresDatabase",
     "Program",
     "Result",

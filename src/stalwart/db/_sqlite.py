@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 from stalwart.config import Timeouts
 from stalwart.db import _metrics
 from stalwart.db._base import Database
+from stalwart.db._fork import FORK_GATE
 from stalwart.db._migrate import Component, migrate_program, require_program
 from stalwart.db._program import Program, drive_sync
 from stalwart.errors import ConfigError, CorruptRecord, SchemaMissing, StoreError, StoreUnavailable
@@ -132,7 +133,10 @@ class Writer(threading.Thread):
 
     def run(self) -> None:
         try:
-            conn = self._opener()
+            # every SQLite call of this thread is made inside the fork gate: a process
+            # forked meanwhile (a sync tool's child) would inherit SQLite's locks held
+            with FORK_GATE.inside():
+                conn = self._opener()
         except BaseException as exc:  # reported to open(); the thread ends
             self.startup_error = exc
             self.ready.set()
@@ -143,7 +147,8 @@ class Writer(threading.Thread):
             self._loop(conn)
         finally:
             try:
-                conn.close()
+                with FORK_GATE.inside():
+                    conn.close()
             finally:
                 self.stopped.set()
 
@@ -163,7 +168,8 @@ class Writer(threading.Thread):
                     stopping = True
                     break
                 batch.append(item)
-            self._run_batch(conn, batch)
+            with FORK_GATE.inside():
+                self._run_batch(conn, batch)
         # Fail whatever arrived after the stop request instead of leaving it waiting.
         while True:
             try:

@@ -39,11 +39,12 @@ import signal
 import socket
 import struct
 import sys
+import threading
 from typing import Any
 
 import msgspec
 
-__all__ = ["main", "pack", "set_parent_death_signal"]
+__all__ = ["BOOT", "die_with_parent", "main", "pack", "set_parent_death_signal"]
 
 _HDR = struct.Struct(">I")
 _PR_SET_PDEATHSIG = 1
@@ -74,6 +75,25 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
         _prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
 
 
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> bool:
+    """Ask for ``sig`` when the parent exits; False if ``parent`` is already gone.
+
+    For a process just forked (or started) by ``parent``: the parent-death signal only
+    covers a parent that exits *after* the request, so one that died in between (this
+    process is already reparented, to init or a subreaper) is found by ``getppid()``,
+    and the caller must exit at once instead of living on as an orphan."""
+    set_parent_death_signal(sig)
+    return os.getppid() == parent
+
+
+def _thread_count() -> int:
+    """Threads of this process now, as the kernel counts them (C threads included)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # not Linux
+        return threading.active_count()
+
+
 def _recv_exact(sock: socket.socket, n: int, fds: list[int]) -> bytes:
     buf = b""
     while len(buf) < n:
@@ -86,9 +106,12 @@ def _recv_exact(sock: socket.socket, n: int, fds: list[int]) -> bytes:
 
 
 def _become_agent(
-    control: socket.socket, wake_r: int, wake_w: int, fds: list[int], req: Any
+    control: socket.socket, wake_r: int, wake_w: int, fds: list[int], req: Any, *, server: int
 ) -> int:
-    set_parent_death_signal()  # first: whatever follows, the child dies with its parent
+    # first: whatever follows, the child dies with its fork server (or, if that already
+    # died between the fork and here, at once: no signal would ever come)
+    if not die_with_parent(server):
+        return 1
     from stalwart.runtime._child import SpawnRequest, run_agent
 
     control.close()
@@ -130,8 +153,13 @@ def _preload_agent_module(agent_ref: str, preloaded: set[str]) -> None:
     gc.freeze()
 
 
-def main(control_fd: int, preload: list[str]) -> None:
-    set_parent_death_signal()
+def main(control_fd: int, preload: list[str], parent: int | None = None) -> None:
+    """Serve the node on ``control_fd``. ``parent``: the node's pid (the server exits at
+    once if it is not its parent any more: the node died before the server asked for its
+    parent-death signal; the command line the node runs asks even earlier, see
+    :data:`BOOT`)."""
+    if not die_with_parent(os.getppid() if parent is None else parent):
+        os._exit(0)
     # The node alone decides when agents stop. A SIGINT or SIGTERM sent to the whole
     # process group (Ctrl-C, `timeout`, systemd's control-group kill) must not take the
     # fork server down before the node has stopped its tree in order.
@@ -166,6 +194,8 @@ def main(control_fd: int, preload: list[str]) -> None:
     sel.register(control, selectors.EVENT_READ, "control")
     sel.register(wake_r, selectors.EVENT_READ, "wake")
     control.sendall(pack({"op": "hello", "pid": os.getpid()}))
+    server = os.getpid()
+    warned = False
 
     def reap() -> None:
         while children:
@@ -195,13 +225,32 @@ def main(control_fd: int, preload: list[str]) -> None:
                 req = msgspec.msgpack.decode(_recv_exact(control, length, fds))
                 if req["op"] == "spawn" and len(fds) in (1, 2):
                     _preload_agent_module(req["request"].get("agent_ref", ""), preloaded)
+                    # One thread, always: a fork copies only this one, and a lock another
+                    # held would stay held in the agent for ever. Only an app module that
+                    # starts a thread at import breaks it: said once, loudly.
+                    threads = _thread_count()
+                    if threads > 1 and not warned:
+                        warned = True
+                        print(
+                            f"stalwart fork server: {threads} threads at fork (a preloaded "
+                            "module started threads at import); forked agents may block "
+                            "on locks those threads held",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                     pid = os.fork()
                     if pid == 0:
-                        os._exit(_become_agent(control, wake_r, wake_w, fds, req["request"]))
+                        os._exit(
+                            _become_agent(
+                                control, wake_r, wake_w, fds, req["request"], server=server
+                            )
+                        )
                     children.add(pid)
                     for fd in fds:
                         os.close(fd)
-                    control.sendall(pack({"op": "spawned", "id": req["id"], "pid": pid}))
+                    control.sendall(
+                        pack({"op": "spawned", "id": req["id"], "pid": pid, "threads": threads})
+                    )
                 else:
                     for fd in fds:
                         os.close(fd)
@@ -217,5 +266,26 @@ def main(control_fd: int, preload: list[str]) -> None:
                 pass
 
 
+BOOT = (
+    "import ctypes, os, sys\n"
+    "try:\n"
+    "    ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)\n"  # PR_SET_PDEATHSIG, SIGKILL
+    "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "if os.getppid() != int(sys.argv[3]):\n"
+    "    os._exit(0)\n"
+    "from stalwart.runtime._forkserver import main\n"
+    "main(int(sys.argv[1]), [m for m in sys.argv[2].split(',') if m], int(sys.argv[3]))\n"
+)
+"""The fork server's program (``python -c BOOT control_fd preload node_pid``). It asks
+for its parent-death signal and checks its parent before importing anything: importing
+the runtime takes from 0.2 s to seconds on a busy machine, and a node killed meanwhile
+left fork servers orphaned (found after verify's LC-2 on the warehouse app)."""
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]), [m for m in sys.argv[2].split(",") if m] if len(sys.argv) > 2 else [])
+    main(
+        int(sys.argv[1]),
+        [m for m in sys.argv[2].split(",") if m] if len(sys.argv) > 2 else [],
+        int(sys.argv[3]) if len(sys.argv) > 3 else None,
+    )

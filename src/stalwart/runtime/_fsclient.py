@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -18,7 +20,7 @@ import msgspec
 from stalwart.errors import StartError
 from stalwart.observe import OutputPipe
 from stalwart.runtime._child import SpawnRequest
-from stalwart.runtime._forkserver import pack
+from stalwart.runtime._forkserver import BOOT, pack
 
 __all__ = ["ForkServer"]
 
@@ -50,6 +52,13 @@ class ForkServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._hello: asyncio.Future[int] | None = None
         self.pid: int | None = None
+        self.disowned: set[int] = set()
+        """Children spawned for a request nobody waited for any more, killed, not yet
+        reported exited."""
+        self.killed_unclaimed = 0
+        self.threads_at_fork = 0
+        """The most threads the server had at a fork (1 unless a preloaded module started
+        some at import: then it also says so on its stderr, which the node logs)."""
         self._output: tuple[OutputPipe, ...] = ()
 
     async def start(self, timeout: float) -> None:
@@ -65,10 +74,10 @@ class ForkServer:
             [
                 sys.executable,
                 "-c",
-                "import sys; from stalwart.runtime._forkserver import main; "
-                "main(int(sys.argv[1]), [m for m in sys.argv[2].split(',') if m])",
+                BOOT,
                 str(theirs.fileno()),
                 ",".join(self._preload),
+                str(os.getpid()),
             ],
             pass_fds=(theirs.fileno(),),
             env=env,
@@ -116,11 +125,25 @@ class ForkServer:
     def _dispatch(self, msg: dict[str, Any]) -> None:
         op = msg.get("op")
         if op == "exited":
-            self._on_exit(int(msg["pid"]), int(msg["code"]))
+            pid = int(msg["pid"])
+            if pid in self.disowned:  # killed here, unknown to the node: nobody to tell
+                self.disowned.discard(pid)
+                return
+            self._on_exit(pid, int(msg["code"]))
         elif op == "spawned":
+            pid = int(msg["pid"])
+            self.threads_at_fork = max(self.threads_at_fork, int(msg.get("threads", 1)))
             fut = self._waiting.pop(int(msg["id"]), None)
             if fut is not None and not fut.done():
-                fut.set_result(int(msg["pid"]))
+                fut.set_result(pid)
+                return
+            # Its requester gave up (its start_timeout passed, or it was cancelled): no
+            # one will ever talk to this child or stop it, and it may be blocked (its
+            # channel's EOF is all that would end it). Kill it by pid; the server reaps it.
+            self.disowned.add(pid)
+            self.killed_unclaimed += 1
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         elif op == "hello":
             if self._hello is not None and not self._hello.done():
                 self._hello.set_result(int(msg["pid"]))

@@ -331,14 +331,18 @@ class ProcessHost:
         pulse_ours.setblocking(False)
         proc.pulse_sock = pulse_ours
         asyncio.get_running_loop().add_reader(pulse_ours.fileno(), self._on_pulse, proc)
-        proc.channel = await Channel.open(ours, settings.max_frame_bytes)
-        self._task(proc, self._serve(proc))
-        if pid in self._early_exits:
-            self._on_child_exit(pid, self._early_exits.pop(pid))
         try:
+            # from here the node knows the pid: a child that never says it is ready within
+            # start_timeout (one blocked right after its fork, say) is killed by that pid
             async with asyncio.timeout(settings.start_timeout):
+                proc.channel = await Channel.open(ours, settings.max_frame_bytes)
+                self._task(proc, self._serve(proc))
+                if pid in self._early_exits:
+                    self._on_child_exit(pid, self._early_exits.pop(pid))
                 await proc.ready
         except (TimeoutError, StartError) as exc:
+            if proc.channel is None:
+                ours.close()
             proc.kill_reason = proc.kill_reason or "start_failed"
             proc.stop_requested = True
             proc.signal(signal.SIGKILL)
@@ -346,6 +350,8 @@ class ProcessHost:
             why = str(exc) or f"no ready within start_timeout={settings.start_timeout:g} s"
             raise StartError(f"agent {spec.id!r} failed to start: {why}") from None
         except asyncio.CancelledError:  # whoever started it is gone: so is the process
+            if proc.channel is None:
+                ours.close()
             proc.stop_requested = True
             proc.kill_reason = proc.kill_reason or "shutdown"
             proc.signal(signal.SIGKILL)

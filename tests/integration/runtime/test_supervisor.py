@@ -134,14 +134,22 @@ async def test_temporary_sibling_is_stopped_but_not_restarted_by_one_for_all(mak
 async def test_exceeding_intensity_gives_up_and_stops_children_in_reverse(make_runtime, tmp_path):
     log = tmp_path / "log"
     children = probes(3, args={"log": str(log)})
-    rt, events = await make_runtime(SupervisorSpec("root", children, intensity=2, period=60))
+    # NO_HANG_KILLS: the subject is the count of restarts, so only the test's kills may
+    # make them. With FAST's 0.3 s hang threshold a neighbour starved at load 33 was
+    # killed as hung: its restart used up the intensity before p0's second restart, which
+    # the test then waited for in vain (the one time-out of this test).
+    rt, events = await make_runtime(
+        SupervisorSpec("root", children, intensity=2, period=60), NO_HANG_KILLS
+    )
     for n in range(2):  # two restarts are allowed
         os.kill(rt.whereis("p0").pid, signal.SIGKILL)
-        await events.wait("agent_restarted", agent="p0", count=n + 1)
+        await events.wait("agent_restarted", agent="p0", count=n + 1, timeout=60)
     os.kill(rt.whereis("p0").pid, signal.SIGKILL)  # the third exceeds 2 in 60 s
-    gave_up = await events.wait("supervisor_gave_up", supervisor="root")
+    gave_up = await events.wait("supervisor_gave_up", supervisor="root", timeout=60)
     assert gave_up["intensity"] == 2
-    await asyncio.wait_for(rt.failed, 5)
+    assert not events.matching("agent_hung")
+    # a deadline, not a speed claim: stopping p2 then p1 waits on their graceful exits
+    await asyncio.wait_for(rt.failed, 60)
     assert not rt.ready
     assert rt.whereis("p1") is None and rt.whereis("p2") is None
     assert log_lines(log)[-2:] == ["stop p2", "stop p1"]
@@ -179,7 +187,7 @@ async def test_shutdown_timeout_then_kill(make_runtime):
     started = time.monotonic()
     await rt.stop()
     took = time.monotonic() - started
-    assert 0.3 <= took < 3.0
+    assert 0.3 <= took < 30  # its grace waited, then killed before terminate's 30 s ended
     assert events.matching("agent_shutdown_timeout", agent="slow")
     exited = events.matching("agent_exited", agent="slow")[0]
     assert exited["signal"] == "SIGKILL" and exited["reason"] == "shutdown"
@@ -200,18 +208,23 @@ async def test_graceful_stop_runs_terminate_and_exits_zero(make_runtime):
     assert exited["exit_code"] == 0 and exited["reason"] == "shutdown"
 
 
-async def test_hung_agent_is_detected_within_two_intervals_killed_and_restarted(make_runtime):
+async def test_hung_agent_is_detected_killed_and_restarted_in_that_order(make_runtime):
     rt, events = await make_runtime(SupervisorSpec("root", probes(2)))
-    interval = rt.settings.heartbeat_interval
     pid = rt.whereis("p0").pid
     os.kill(pid, signal.SIGSTOP)
-    stopped_at = time.monotonic()
-    hung = await events.wait("agent_hung", agent="p0")
-    detected_after = time.monotonic() - stopped_at
-    assert detected_after <= 2 * interval + 0.25, detected_after  # + scheduling slack
-    await events.wait("agent_restarted", agent="p0")
-    assert events.matching("agent_exited", agent="p0")[0]["reason"] == "hung"
-    assert hung["silent_s"] > rt.settings.hang_threshold
+    # Order and cause, not a wall-clock bound: the latency (2 intervals on a quiet
+    # machine) is measured in bench/runtime.py beside the load average; this test saw
+    # 1.06 s for a 0.65 s bound at load 30 on 2 cores, the node's own loop starved.
+    hung = await events.wait("agent_hung", agent="p0", pid=pid, timeout=60)
+    restarted = await events.wait("agent_restarted", agent="p0", timeout=60)
+    exited = events.matching("agent_exited", agent="p0", pid=pid)
+    assert [e["reason"] for e in exited] == ["hung"]
+    assert exited[0]["signal"] in ("SIGTERM", "SIGKILL")  # stopped: it cannot exit by itself
+    order = [id(e) for e in events.seen]
+    assert order.index(id(hung)) < order.index(id(exited[0])) < order.index(id(restarted))
+    # declared hung for its silence past the threshold, on the watchdog's own clock
+    assert hung["threshold_s"] == rt.settings.hang_threshold
+    assert hung["silent_s"] > hung["threshold_s"]
     assert (await rt.call("p0", {"op": "echo"}))["pid"] != pid
     assert rt.whereis("p1") is not None  # the neighbour never noticed
 
