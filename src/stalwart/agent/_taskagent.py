@@ -307,7 +307,11 @@ class TaskAgent(Agent):
         elif isinstance(message, dict) and isinstance(message.get("finished"), str):
             handovers = self.resources.handovers
             if handovers is not None:
-                handovers.finished(message["finished"])
+                status = message.get("status")
+                if isinstance(status, str) and "outcome" in message:
+                    handovers.finished(message["finished"], (status, message["outcome"]))
+                else:
+                    handovers.finished(message["finished"])
         elif isinstance(message, dict) and isinstance(message.get("cancel"), str):
             await self._cancel(message["cancel"])
 
@@ -476,8 +480,14 @@ class TaskAgent(Agent):
             self.cut_short.discard(task_id)
             if len(self.ended) > self.MAX_NOTIFY:
                 self.ended.popitem(last=False)
+            notice: dict[str, Any] = {"finished": task_id}
+            ended = None if _t.cancelled() or _t.exception() is not None else _t.result()
+            if ended is not None and ended.stored is not None:
+                # the end as stored (committed before this callback runs): the waiter needs
+                # no read of the record
+                notice["status"], notice["outcome"] = ended.stored
             for waiter in self.notify.pop(task_id, ()):  # hand-overs waiting on it
-                self.ctx.cast(waiter, {"finished": task_id})
+                self.ctx.cast(waiter, notice)
             self.wake.set()  # capacity freed: claim the next one
 
         task.add_done_callback(done)
