@@ -273,6 +273,11 @@ class Store(Protocol):
         trip and one transaction, not one per listing); each query's tasks apart."""
         ...
 
+    async def count_pending_each(self, agents: Sequence[str | None]) -> list[int]:
+        """:meth:`count_pending` of each of ``agents`` (None: every agent), read in one
+        transaction (admission checks two limits per submit)."""
+        ...
+
     async def count_pending(self, agent: str | None = None) -> int:
         """How many tasks wait (``pending``), of ``agent`` or of every agent (admission)."""
         ...

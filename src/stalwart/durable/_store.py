@@ -184,6 +184,14 @@ class SQLStore:
         found = await self._db.read(_ops.rows_per_statement, statements)
         return [[task_from_row(r) for r in rows] for rows in found]
 
+    async def count_pending_each(self, agents: Sequence[str | None]) -> list[int]:
+        statements = [
+            (q.COUNT_PENDING, ()) if agent is None else (q.COUNT_PENDING_AGENT, (agent,))
+            for agent in agents
+        ]
+        found = await self._db.read(_ops.rows_per_statement, statements)
+        return [int(rows[0][0]) if rows else 0 for rows in found]
+
     async def count_pending(self, agent: str | None = None) -> int:
         if agent is None:
             found = await self._db.read(_ops.rows, q.COUNT_PENDING, ())

@@ -54,3 +54,15 @@ async def test_list_tasks_each_answers_each_query_as_list_tasks_would(
     assert [r.id for r in got[0]] == ["t3", "t1"]
     assert [r.id for r in got[1]] == ["t0", "t2"]
     assert got[2] == []
+
+
+async def test_count_pending_each_counts_as_count_pending_does(make_store: MakeStore) -> None:
+    store: Store = await make_store()
+    for i in range(5):
+        await store.create_task("a" if i < 3 else "b", i, task_id=f"t{i}")
+    lease = await store.acquire("n1/a", 30.0, task_id="t0")  # running: no longer waiting
+    assert lease is not None
+    got = await store.count_pending_each(["a", None, "b", "nobody"])
+    assert got == [2, 4, 2, 0]
+    assert got[:3] == [await store.count_pending(w) for w in ("a", None, "b")]
+    assert await store.count_pending_each([]) == []
