@@ -156,6 +156,19 @@ STALWART_SAMPLES = 50
 """stalwart restarts per round beside Ray's (250 in all)."""
 
 
+MARK = "@@stalwart-bench "
+"""Prefix of the worker's answers (Ray's own processes print to the same stdout)."""
+
+
+def _answer(worker: subprocess.Popen[str]) -> Any:
+    """The worker's next answer, past whatever else it printed."""
+    assert worker.stdout is not None
+    for line in worker.stdout:
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK) :])
+    raise RuntimeError(f"the Ray worker ended (exit {worker.wait()})")
+
+
 def ray_worker() -> int:
     """``runtime.py --ray-worker``: start Ray and one restartable actor once, then for each
     line ``N`` on stdin kill the actor N times and print the N restart times (ms) as JSON."""
@@ -171,7 +184,7 @@ def ray_worker() -> int:
 
         actor = Victim.remote()  # type: ignore[attr-defined]
         ray.get(actor.pid.remote(), timeout=120)
-        print(json.dumps({"ready": ray.__version__}), flush=True)
+        print(MARK + json.dumps({"ready": ray.__version__}), flush=True)
         for line in sys.stdin:
             out = []
             for _ in range(int(line)):
@@ -183,7 +196,7 @@ def ray_worker() -> int:
                     if new != pid:
                         break
                 out.append((time.perf_counter() - t0) * 1000)
-            print(json.dumps(out), flush=True)
+            print(MARK + json.dumps(out), flush=True)
     finally:
         ray.shutdown()
     return 0
@@ -201,14 +214,14 @@ def measure_vs_ray(rounds: int, ray_samples: int, ours: int) -> dict[str, Any]:
     )  # fmt: skip
     assert worker.stdin is not None and worker.stdout is not None
     try:
-        version = json.loads(worker.stdout.readline())["ready"]
+        version = _answer(worker)["ready"]
         mine: list[float] = []
         theirs: list[float] = []
         for _ in range(rounds):
             mine += asyncio.run(measure_restart(ours))
             worker.stdin.write(f"{ray_samples}\n")
             worker.stdin.flush()
-            theirs += json.loads(worker.stdout.readline())
+            theirs += _answer(worker)
     finally:
         worker.stdin.close()
         try:
