@@ -11,7 +11,8 @@ Writes ``bench/results/cluster.json``:
   processes), ``postgres`` (every server process), ``sim`` and ``driver`` (this
   process, which submits and waits) -- user+system ticks of ``/proc/<pid>/stat`` (via
   psutil) of each process tree before and after, reaped children's included (a process
-  that exits mid-run keeps its time in its parent's ``cutime``/``cstime``);
+  that exits mid-run keeps its time in its parent's ``cutime``/``cstime``), summed, and
+  ``cpu_ms_per_ticket_by_node_<n>``: the node and agents of each node apart;
 - ``pg_transactions_per_ticket_<n>``: transactions of the run's database
   (``pg_stat_database.xact_commit + xact_rollback``) per ticket, the driver's own
   polling reads taken out (target: at most 15);
@@ -103,14 +104,19 @@ def component_cpu(nodes: list[ClusterNode], sim_pid: int) -> dict[str, float]:
     out = {"node": 0.0, "agents": 0.0, "postgres": postgres_cpu_seconds()}
     for node in nodes:
         root = psutil.Process(node.proc.pid)
-        out["node"] += _cpu(root, reaped=False)
+        own = _cpu(root, reaped=False)
+        agents = 0.0
         try:
             t = root.cpu_times()
-            out["agents"] += float(t.children_user + t.children_system)
+            agents += float(t.children_user + t.children_system)
         except psutil.Error:
             pass
         for child in root.children(recursive=True):
-            out["agents"] += _cpu(child)
+            agents += _cpu(child)
+        out["node"] += own
+        out["agents"] += agents
+        out[f"{node.name}.node"] = own  # each node apart too
+        out[f"{node.name}.agents"] = agents
     sim = psutil.Process(sim_pid)
     out["sim"] = _cpu(sim) + sum(_cpu(c) for c in sim.children(recursive=True))
     out["driver"] = _cpu(psutil.Process(), reaped=False)
@@ -274,7 +280,12 @@ async def throughput(n: int, tickets: list[dict[str, Any]], sim_url: str) -> dic
             "answers": {r.id: (r.outcome or {}).get("answer") for r in records},
             "failed": sum(r.status != "succeeded" for r in records),
             "postgres_cpu_share": (cpu1["postgres"] - cpu0["postgres"]) / elapsed,
-            "cpu_ms_per_ticket": {k: round((cpu1[k] - cpu0[k]) * 1000 / len(ids), 2) for k in cpu0},
+            "cpu_ms_per_ticket": {
+                k: round((cpu1[k] - cpu0[k]) * 1000 / len(ids), 2) for k in cpu0 if "." not in k
+            },
+            "cpu_ms_per_ticket_by_node": {
+                k: round((cpu1[k] - cpu0[k]) * 1000 / len(ids), 2) for k in cpu0 if "." in k
+            },
             "pg_transactions_per_ticket": round(xacts / len(ids), 2),
             "driver_reads": reads,
         }
@@ -344,6 +355,7 @@ POINT_KEYS = (
     "tasks_per_s",
     "postgres_cpu_share",
     "cpu_ms_per_ticket",
+    "cpu_ms_per_ticket_by_node",
     "pg_transactions_per_ticket",
     "pg_transactions_logged_per_ticket",
     "pg_transactions_by_shape",
