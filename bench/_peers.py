@@ -28,9 +28,12 @@ Each system is configured as its own documentation recommends for durability:
 Besides times, the counts that a noisy machine does not move: fsync + fdatasync calls per
 step (counted with ``strace -f`` in a second, untimed run of the same workload; setup and
 warm-up included, so a little above the steady state) for SQLite, and committed
-transactions per step (``pg_stat_database.xact_commit`` of the run's own database) for
-PostgreSQL. strace comes from Debian's ``strace`` package; without it the fsyncs are not
-counted (the key is missing from the results, never zero).
+transactions per step (``pg_stat_database.xact_commit + xact_rollback`` of the run's own
+database) for PostgreSQL, where the fsyncs are the server's: ``fsyncs_per_step`` there is
+the delta of ``pg_stat_wal.wal_sync`` (WAL flushes to disk) over the timed run, a
+server-wide counter, so it holds any other database's flushes of the same seconds too
+(run it on a quiet server). strace comes from Debian's ``strace`` package; without it the
+SQLite fsyncs are not counted (the key is missing from the results, never zero).
 
     python bench/_peers.py SYSTEM [--url URL]   # one run; prints {"samples_us": [...], ...}
 """
@@ -260,14 +263,17 @@ def _database(system: str) -> Iterator[tuple[str, str | None]]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _xact_commit(dbname: str) -> int:
+def _pg_counts(dbname: str) -> tuple[int, int]:
+    """(transactions of ``dbname``, the server's WAL syncs) so far."""
     import psycopg
 
     with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
         row = conn.execute(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (dbname,)
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+            (dbname,),
         ).fetchone()
-    return int(row[0]) if row else 0
+        wal = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+    return (int(row[0]) if row else 0), (int(wal[0]) if wal else 0)
 
 
 def _child(system: str, url: str, strace_to: pathlib.Path | None) -> dict[str, Any]:
@@ -296,12 +302,14 @@ def measure(system: str) -> dict[str, Any]:
     """Time one run of ``system`` and count its fsyncs (SQLite) or transactions (PG)."""
     steps_total = (TASKS + 1) * STEPS
     with _database(system) as (url, dbname):
-        before = _xact_commit(dbname) if dbname else 0
+        before = _pg_counts(dbname) if dbname else (0, 0)
         timed = _child(system, url, None)
         out: dict[str, Any] = {"samples_us": timed["samples_us"]}
         if dbname:
             time.sleep(1.5)  # backends flush their statistics at most once a second when idle
-            out["transactions_per_step"] = round((_xact_commit(dbname) - before) / steps_total, 2)
+            after = _pg_counts(dbname)
+            out["transactions_per_step"] = round((after[0] - before[0]) / steps_total, 2)
+            out["fsyncs_per_step"] = round((after[1] - before[1]) / steps_total, 2)
     if system.endswith("-sqlite") and shutil.which("strace"):
         with _database(system) as (url, _), tempfile.TemporaryDirectory() as tmp:
             report = pathlib.Path(tmp) / "strace.txt"

@@ -9,9 +9,18 @@ Writes ``bench/results/cluster.json``:
 - ``cpu_ms_per_ticket_<n>``: CPU time per ticket by component at each point -- ``node``
   (the `stalwart run` processes themselves), ``agents`` (their fork servers and agent
   processes), ``postgres`` (every server process), ``sim`` and ``driver`` (this
-  process, which submits and waits) -- from psutil's user+system times before and
-  after; ``pg_transactions_per_ticket_<n>``: committed transactions of the run's
-  database (``pg_stat_database.xact_commit``) per ticket (target: at most 15);
+  process, which submits and waits) -- user+system ticks of ``/proc/<pid>/stat`` (via
+  psutil) of each process tree before and after, reaped children's included (a process
+  that exits mid-run keeps its time in its parent's ``cutime``/``cstime``), summed, and
+  ``cpu_ms_per_ticket_by_node_<n>``: the node and agents of each node apart;
+- ``pg_transactions_per_ticket_<n>``: transactions of the run's database
+  (``pg_stat_database.xact_commit + xact_rollback``) per ticket, the driver's own
+  polling reads taken out (target: at most 15);
+- ``pg_transactions_by_shape_<n>`` (with ``--sql-log``): where those transactions come
+  from -- the run's database gets ``log_statement = 'all'``, and the server log's lines
+  for it are grouped into transactions (``BEGIN`` .. ``COMMIT`` per backend; a statement
+  outside one is a transaction of its own) and counted per ticket by the statements they
+  hold, the most frequent first;
 - ``failover_p50_s``, ``failover_max_s``: from the SIGKILL of a whole node (node,
   fork server, agents) to each of its orphaned tasks being claimed by another node;
 - ``stale_writes_applied``: after a node is paused (SIGSTOP) for two leases and
@@ -31,11 +40,14 @@ import json
 import os
 import pathlib
 import platform
+import re
 import signal
 import statistics
+import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -75,34 +87,113 @@ def url_for(name: str) -> str:
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
 
 
-def _cpu(proc: psutil.Process) -> float:
+def _cpu(proc: psutil.Process, *, reaped: bool = True) -> float:
+    """User+system seconds of ``proc`` (``/proc/<pid>/stat``), with its reaped children's
+    unless ``reaped`` is False (a parent whose children are counted elsewhere)."""
     try:
         t = proc.cpu_times()
     except psutil.Error:
         return 0.0
-    return float(t.user + t.system)
+    own = float(t.user + t.system)
+    return own + float(t.children_user + t.children_system) if reaped else own
 
 
 def component_cpu(nodes: list[ClusterNode], sim_pid: int) -> dict[str, float]:
-    """CPU seconds so far by component (live processes; see the module docstring)."""
+    """CPU seconds so far by component (see the module docstring). A node's reaped
+    children (its fork server's, its agents') are agents' time, not the node's."""
     out = {"node": 0.0, "agents": 0.0, "postgres": postgres_cpu_seconds()}
     for node in nodes:
         root = psutil.Process(node.proc.pid)
-        out["node"] += _cpu(root)
+        own = _cpu(root, reaped=False)
+        agents = 0.0
+        try:
+            t = root.cpu_times()
+            agents += float(t.children_user + t.children_system)
+        except psutil.Error:
+            pass
         for child in root.children(recursive=True):
-            out["agents"] += _cpu(child)
+            agents += _cpu(child)
+        out["node"] += own
+        out["agents"] += agents
+        out[f"{node.name}.node"] = own  # each node apart too
+        out[f"{node.name}.agents"] = agents
     sim = psutil.Process(sim_pid)
     out["sim"] = _cpu(sim) + sum(_cpu(c) for c in sim.children(recursive=True))
-    out["driver"] = _cpu(psutil.Process())
+    out["driver"] = _cpu(psutil.Process(), reaped=False)
     return out
 
 
-def xact_commit(name: str) -> int:
+def transactions(name: str) -> int:
+    """Transactions of database ``name`` so far: committed plus rolled back."""
     with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
         row = conn.execute(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", (name,)
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+            (name,),
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+# -- where the transactions come from: the server's statement log (--sql-log) -----------
+_LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.\d]* \w+ \[(\d+)\] \S*@(\S+) (\w+):\s+(.*)$"
+)
+_STATEMENT = re.compile(r"^(?:statement|execute [^:]*):\s*(.*)$", re.S)
+
+
+def _shape(sql: str) -> str:
+    """A statement without its values: what it does to which table (for counting)."""
+    text = " ".join(sql.split())
+    text = re.sub(r"'(?:[^']|'')*'", "'?'", text)
+    text = re.sub(r"\b\d+(?:\.\d+)?\b", "N", text)
+    text = re.sub(r"SELECT [^()]*? FROM", "SELECT .. FROM", text, count=1)
+    text = re.sub(
+        r"\(id = \$N AND lease_token = \$N\)(?: OR \(id = \$N AND lease_token = \$N\))*",
+        "(id = $N AND lease_token = $N) OR ..",
+        text,
+    )
+    return text[:160]
+
+
+def statement_transactions(log: pathlib.Path, offset: int, database: str) -> Counter[str]:
+    """Transactions of ``database`` in the server log from byte ``offset`` on, by shape:
+    per backend, ``BEGIN`` .. ``COMMIT``/``ROLLBACK`` is one (named by its statements'
+    shapes, in order, repeats dropped), and a statement outside one is one alone."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        raw = f.read().decode("utf-8", "replace")
+    entries: list[tuple[str, str]] = []  # (pid, statement)
+    for line in raw.splitlines():
+        m = _LOG_LINE.match(line)
+        if m is None:
+            if entries and line.startswith(("\t", " ")):  # a statement's next line
+                pid, text = entries[-1]
+                entries[-1] = (pid, text + " " + line.strip())
+            continue
+        pid, datname, level, message = m.groups()
+        if datname != database or level != "LOG":
+            continue
+        found = _STATEMENT.match(message)
+        if found is not None:
+            entries.append((pid, found.group(1)))
+    open_tx: dict[str, list[str]] = {}
+    counts: Counter[str] = Counter()
+    for pid, text in entries:
+        word = text.strip().rstrip(";").upper()
+        if word in ("BEGIN", "START TRANSACTION"):
+            open_tx[pid] = []
+        elif word in ("COMMIT", "ROLLBACK"):
+            shapes = open_tx.pop(pid, None)
+            if shapes is not None:
+                counts[" | ".join(dict.fromkeys(shapes)) or "(empty)"] += 1
+        elif pid in open_tx:
+            open_tx[pid].append(_shape(text))
+        else:
+            counts[_shape(text)] += 1
+    return counts
+
+
+def log_offset(log: pathlib.Path | None) -> int:
+    return log.stat().st_size if log is not None else 0
 
 
 def postgres_cpu_seconds() -> float:
@@ -137,6 +228,9 @@ async def running_on(store: Any, prefix: str) -> list[Any]:
 async def with_cluster(n: int, sim_url: str, body: Any) -> Any:
     name = new_database()
     CURRENT["database"] = name
+    if CURRENT.get("sql_log") is not None:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"ALTER DATABASE \"{name}\" SET log_statement = 'all'")
     nodes: list[ClusterNode] = []
     try:
         for i in range(n):
@@ -153,8 +247,10 @@ async def with_cluster(n: int, sim_url: str, body: Any) -> Any:
 
 async def throughput(n: int, tickets: list[dict[str, Any]], sim_url: str) -> dict[str, Any]:
     async def body(nodes: list[ClusterNode], tasks: Tasks, store: Any) -> dict[str, Any]:
+        sql_log: pathlib.Path | None = CURRENT.get("sql_log")
         cpu0 = component_cpu(nodes, CURRENT["sim_pid"])
-        xact0 = xact_commit(CURRENT["database"])
+        xact0 = transactions(CURRENT["database"])
+        offset = log_offset(sql_log)
         started = time.perf_counter()
         ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
         # Wait with one listing every 0.25 s, not a read per task, and count those reads:
@@ -171,14 +267,27 @@ async def throughput(n: int, tickets: list[dict[str, Any]], sim_url: str) -> dic
         elapsed = time.perf_counter() - started
         cpu1 = component_cpu(nodes, CURRENT["sim_pid"])
         await asyncio.sleep(1.5)  # backends flush their statistics at most once a second
-        xacts = xact_commit(CURRENT["database"]) - xact0 - reads
-        return {
+        xacts = transactions(CURRENT["database"]) - xact0 - reads
+        point: dict[str, Any] = {}
+        if sql_log is not None:
+            shapes = statement_transactions(sql_log, offset, CURRENT["database"])
+            point["pg_transactions_logged_per_ticket"] = round(sum(shapes.values()) / len(ids), 2)
+            point["pg_transactions_by_shape"] = {
+                k: round(v / len(ids), 3) for k, v in shapes.most_common(25)
+            }
+        return point | {
             "tasks_per_s": len(ids) / elapsed,
             "answers": {r.id: (r.outcome or {}).get("answer") for r in records},
             "failed": sum(r.status != "succeeded" for r in records),
             "postgres_cpu_share": (cpu1["postgres"] - cpu0["postgres"]) / elapsed,
-            "cpu_ms_per_ticket": {k: round((cpu1[k] - cpu0[k]) * 1000 / len(ids), 2) for k in cpu0},
+            "cpu_ms_per_ticket": {
+                k: round((cpu1[k] - cpu0[k]) * 1000 / len(ids), 2) for k in cpu0 if "." not in k
+            },
+            "cpu_ms_per_ticket_by_node": {
+                k: round((cpu1[k] - cpu0[k]) * 1000 / len(ids), 2) for k in cpu0 if "." in k
+            },
             "pg_transactions_per_ticket": round(xacts / len(ids), 2),
+            "driver_reads": reads,
         }
 
     return await with_cluster(n, sim_url, body)  # type: ignore[no-any-return]
@@ -242,6 +351,17 @@ async def pause(tickets: list[dict[str, Any]], sim_url: str) -> dict[str, Any]:
     return await with_cluster(3, sim_url, body)  # type: ignore[no-any-return]
 
 
+POINT_KEYS = (
+    "tasks_per_s",
+    "postgres_cpu_share",
+    "cpu_ms_per_ticket",
+    "cpu_ms_per_ticket_by_node",
+    "pg_transactions_per_ticket",
+    "pg_transactions_logged_per_ticket",
+    "pg_transactions_by_shape",
+)
+
+
 async def run(quick: bool) -> dict[str, Any]:
     sim, sim_url = await start_sim(cwd=str(ROOT))
     CURRENT["sim_pid"] = sim.pid
@@ -250,17 +370,13 @@ async def run(quick: bool) -> dict[str, Any]:
         tickets = generate(count, seed=9, injection_rate=0.0)
         result: dict[str, Any] = {}
         one = await throughput(1, tickets, sim_url)
-        result["tasks_per_s_1"] = one["tasks_per_s"]
-        result["postgres_cpu_share_1"] = one["postgres_cpu_share"]
-        result["cpu_ms_per_ticket_1"] = one["cpu_ms_per_ticket"]
-        result["pg_transactions_per_ticket_1"] = one["pg_transactions_per_ticket"]
+        result.update({f"{k}_1": one[k] for k in POINT_KEYS if k in one})
         for n in (2, 3) if not quick else (3,):
             fresh = generate(count, seed=9 + n, injection_rate=0.0)
             point = await throughput(n, fresh, sim_url)
-            result[f"tasks_per_s_{n}"] = point["tasks_per_s"]
-            result[f"postgres_cpu_share_{n}"] = point["postgres_cpu_share"]
-            result[f"cpu_ms_per_ticket_{n}"] = point["cpu_ms_per_ticket"]
-            result[f"pg_transactions_per_ticket_{n}"] = point["pg_transactions_per_ticket"]
+            result.update({f"{k}_{n}": point[k] for k in POINT_KEYS if k in point})
+        if CURRENT.get("throughput_only"):
+            return result
         fo = await failover(generate(count, seed=30, injection_rate=0.0), sim_url)
         result.update({k: fo[k] for k in ("failover_p50_s", "failover_max_s", "orphaned_tasks")})
         paused_tickets = generate(count, seed=9, injection_rate=0.0)
@@ -280,14 +396,46 @@ async def run(quick: bool) -> dict[str, Any]:
         await sim.wait()
 
 
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT, capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT, capture_output=True, text=True, timeout=10, check=False,
+    ).stdout.strip()  # fmt: skip
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument(
+        "--sql-log",
+        type=pathlib.Path,
+        default=None,
+        help="the PostgreSQL server's log file (readable here): break the transactions "
+        "down by statement (sets log_statement = 'all' on the run's databases only)",
+    )
+    parser.add_argument(
+        "--throughput-only", action="store_true", help="the 1..3-node points only (diagnosis)"
+    )
     args = parser.parse_args()
+    CURRENT["sql_log"] = args.sql_log
+    CURRENT["throughput_only"] = args.throughput_only
     started = time.perf_counter()
+    load_start = os.getloadavg()[0]
     result = asyncio.run(run(args.quick))
     result["meta"] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": _commit(),
+        "load_1m_start": load_start,
+        "load_1m_end": os.getloadavg()[0],
         "mode": "quick" if args.quick else "full",
         "cpus": os.cpu_count(),
         "python": sys.version.split()[0],

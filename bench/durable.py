@@ -192,6 +192,17 @@ def _kill_resume_200() -> dict[str, Any]:
     return {"runs": 200, "passed": passed, "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def _commit() -> str:
+    try:
+        got = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE.parent, capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return got.stdout.strip() or "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="under 60 s, peers skipped")
@@ -203,6 +214,12 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     out: dict[str, Any] = {"mode": "quick" if args.quick else "full", "durability": "full"}
+    meta: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": _commit(),
+        "load_1m_start": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(_sqlite(pathlib.Path(tmp), args.quick, out))
     asyncio.run(_postgres(args.quick, out))
@@ -221,6 +238,7 @@ def main() -> None:
         "sqlite_steps_per_s_64": 5000,
     }
     out["seconds"] = round(time.perf_counter() - started, 1)
+    out["meta"] = meta | {"load_1m_end": os.getloadavg()[0]}
     path = pathlib.Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")

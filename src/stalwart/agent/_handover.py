@@ -16,12 +16,18 @@ Now the caller does the bookkeeping itself, in its own journaled step:
 2. it *casts* ``{"run": id, "notify": <caller agent>}`` to the callee, which
    wakes its claim loop and remembers whom to tell;
 3. it waits on a future in its own process. The agent that runs the sub-task
-   casts ``{"finished": id}`` back when it ends (at once, if the sub-task ended
-   before the wake-up arrived: the callee remembers its recent ends). A cast can
-   be lost (the callee restarted, another node ran the sub-task), so the waiter
-   also reads the task's record, first after ``first_poll`` (1 s), then backing
-   off to ``poll_cap`` (2 s): a lost notice costs at most that much latency, never
-   the outcome, and a hand-over whose notice arrives costs no read while it waits.
+   casts ``{"finished": id, "status", "outcome"}`` back when it ends (the end as it
+   stored it, so the waiter returns it without reading the record; at once, if the
+   sub-task ended before the wake-up arrived: the callee remembers its recent ends, and
+   then the notice names the id only and the waiter reads the record). A cast can be
+   lost (the callee restarted, another node ran the sub-task), so the waiter also reads
+   the task's record, first after ``first_poll`` (1 s), then backing off to
+   ``poll_cap`` (2 s): a lost notice costs at most that much latency, never the
+   outcome. Those reads are shared: one read, in one transaction, takes the records of
+   every hand-over of the process still waiting, and a waiter whose record a read took
+   since it last looked does not read again (in a cluster, where most sub-tasks run on
+   other nodes and send no notice, a process waiting on a thousand of them reads about
+   once per ``first_poll``, not a thousand times per ``poll_cap``).
 
 Waiting is then an asyncio future per hand-over: a thousand of them cost a
 thousand small objects, not a thousand workers. The outcome is the same
@@ -34,6 +40,7 @@ it did when a call timed out).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -43,6 +50,18 @@ from stalwart.observe import current_traceparent
 from stalwart.runtime import AgentContext
 
 __all__ = ["HandOvers"]
+
+
+@dataclasses.dataclass(slots=True)
+class _Wait:
+    """One waiting hand-over: its wake-up, and what the notices and shared reads found."""
+
+    notice: asyncio.Event
+    end: tuple[str, Any] | None = None
+    """The sub-task's ``(status, outcome)`` once it is known to have ended."""
+    fresh: bool = False
+    """A shared read took this record since the waiter last looked (no read needed)."""
+    vanished: bool = False
 
 
 class HandOvers:
@@ -62,7 +81,10 @@ class HandOvers:
         self._agent = agent
         self._first_poll = first_poll
         self._poll_cap = poll_cap
-        self._waiting: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, _Wait] = {}
+        self._reading: tuple[asyncio.Future[bool], frozenset[str]] | None = None
+        self.reads = 0
+        """Shared reads done (one transaction each), for tests and benches."""
 
     @property
     def waiting(self) -> int:
@@ -86,7 +108,7 @@ class HandOvers:
                 raise
             if record.finished:
                 return _outcome(record.id, record.status, record.outcome)
-        notice = self._waiting.setdefault(task_id, asyncio.Event())
+        wait = self._waiting.setdefault(task_id, _Wait(asyncio.Event()))
         try:
             self._runtime.cast(callee, {"run": task_id, "notify": self._agent})
             pause = self._first_poll
@@ -99,25 +121,71 @@ class HandOvers:
                         "such work takes longer)",
                         target=callee,
                     )
+                noticed = True
                 try:
                     async with asyncio.timeout(min(pause, left)):
-                        await notice.wait()
+                        await wait.notice.wait()
                 except TimeoutError:
+                    noticed = False
                     pause = min(pause * 2, self._poll_cap)  # no notice: read the record
-                notice.clear()
-                record = await self._store.get_task(task_id)
-                if record is None:
+                wait.notice.clear()
+                if wait.end is None and not wait.vanished and (noticed or not wait.fresh):
+                    # a notice without the end, or no shared read took this record since
+                    # this waiter last looked: read it (with every other waiter's)
+                    await self._poll(task_id)
+                wait.fresh = False
+                if wait.vanished:
                     raise StoreError(f"sub-task {task_id!r} of {callee!r} vanished from the store")
-                if record.finished:
-                    return _outcome(record.id, record.status, record.outcome)
+                if wait.end is not None:
+                    return _outcome(task_id, *wait.end)
         finally:
             self._waiting.pop(task_id, None)
 
-    def finished(self, task_id: str) -> None:
-        """A ``{"finished": id}`` notice arrived: wake its waiter (if it still waits)."""
-        notice = self._waiting.get(task_id)
-        if notice is not None:
-            notice.set()
+    async def _poll(self, task_id: str) -> None:
+        """Read, in one transaction, the records of every hand-over still waiting (one read
+        in flight at a time: a caller whose record the read in flight covers waits for it)."""
+        while self._reading is not None:
+            inflight, covered = self._reading
+            if await asyncio.shield(inflight) and task_id in covered:
+                return  # done, and it took this record
+        ids = [tid for tid, w in self._waiting.items() if w.end is None and not w.vanished]
+        reading: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._reading = (reading, frozenset(ids))
+        try:
+            self.reads += 1
+            records = {r.id: r for r in await self._store.get_tasks(ids)}
+            for tid in ids:
+                wait = self._waiting.get(tid)
+                if wait is None:
+                    continue
+                record = records.get(tid)
+                wait.fresh = True
+                if record is None:
+                    wait.vanished = True
+                elif record.finished:
+                    wait.end = (record.status, record.outcome)
+                else:
+                    continue
+                wait.notice.set()
+            reading.set_result(True)
+        except asyncio.CancelledError:
+            reading.set_result(False)  # not done: the others read again themselves
+            raise
+        except BaseException as exc:
+            reading.set_exception(exc)  # every waiter of this read sees the failure
+            reading.exception()  # (retrieved: each of them raises it)
+            raise
+        finally:
+            self._reading = None
+
+    def finished(self, task_id: str, end: tuple[str, Any] | None = None) -> None:
+        """A ``{"finished": id}`` notice arrived: wake its waiter (if it still waits).
+        ``end``: the sub-task's ``(status, outcome)`` as stored, when the notice carries it."""
+        wait = self._waiting.get(task_id)
+        if wait is not None:
+            if end is not None:
+                wait.end = end
+            wait.notice.set()
 
 
 def _outcome(task_id: str, status: str, result: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from stalwart.durable._protocol import (
     NodeRecord,
     QuarantinedRecord,
     Store,
+    TaskQuery,
     TaskRecord,
 )
 from stalwart.durable._retention import Retention
@@ -65,6 +66,7 @@ __all__ = [
     "SlidingWindow",
     "Store",
     "Summarize",
+    "TaskQuery",
     "TaskRecord",
     "TaskResult",
     "TiktokenCounter",

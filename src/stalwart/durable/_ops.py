@@ -39,6 +39,7 @@ __all__ = [
     "rowcount",
     "rows",
     "rows_of_each",
+    "rows_per_statement",
 ]
 
 _MARK_STARTED = "UPDATE stalwart_effects SET status = 'started', record = NULL WHERE key = ?"
@@ -64,6 +65,16 @@ def rows_of_each(statements: Sequence[tuple[str, Sequence[Any]]]) -> Program[lis
     found: list[tuple[Any, ...]] = []
     for sql, args in statements:
         found += (yield (sql, args)).rows
+    return found
+
+
+def rows_per_statement(
+    statements: Sequence[tuple[str, Sequence[Any]]],
+) -> Program[list[list[tuple[Any, ...]]]]:
+    """Several statements in one transaction; each one's rows apart."""
+    found: list[list[tuple[Any, ...]]] = []
+    for sql, args in statements:
+        found.append((yield (sql, args)).rows)
     return found
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "RetentionMode",
     "Store",
     "TASK_STATUSES",
+    "TaskQuery",
     "TaskRecord",
     "TaskStatus",
 ]
@@ -91,6 +92,16 @@ class TaskRecord:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """One listing of :meth:`Store.list_tasks_each` (the arguments of :meth:`Store.list_tasks`)."""
+
+    status: TaskStatus | None = None
+    limit: int = 100
+    agent: str | None = None
+    newest_first: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -250,6 +261,21 @@ class Store(Protocol):
     ) -> list[TaskRecord]:
         """Tasks oldest first (newest first with ``newest_first``), optionally only those
         with ``status`` and/or of ``agent``."""
+        ...
+
+    async def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord]:
+        """The tasks of ``task_ids`` that exist, read in one transaction (in no set order;
+        an id with no task is left out)."""
+        ...
+
+    async def list_tasks_each(self, queries: Sequence[TaskQuery]) -> list[list[TaskRecord]]:
+        """Several listings read in one transaction (a node's periodic sweep: one round
+        trip and one transaction, not one per listing); each query's tasks apart."""
+        ...
+
+    async def count_pending_each(self, agents: Sequence[str | None]) -> list[int]:
+        """:meth:`count_pending` of each of ``agents`` (None: every agent), read in one
+        transaction (admission checks two limits per submit)."""
         ...
 
     async def count_pending(self, agent: str | None = None) -> int:

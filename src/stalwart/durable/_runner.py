@@ -53,6 +53,9 @@ class TaskResult:
     ``result`` is the workflow's return value when ``status == "succeeded"``, and
     ``{"type": ..., "message": ...}`` when it failed. ``replayed_steps`` and
     ``executed_steps`` count this attempt's journal hits and real executions.
+    ``stored`` is the task's end as the store now holds it, ``(status, outcome)`` (the
+    outcome sealed: secrets as references), when this run wrote it or found it there;
+    None otherwise (parked, cancelled, given back).
     """
 
     task_id: str
@@ -62,6 +65,7 @@ class TaskResult:
     replayed_steps: int = 0
     executed_steps: int = 0
     quarantined: tuple[tuple[int, str], ...] = ()
+    stored: tuple[str, Any] | None = None
 
 
 def default_owner() -> str:
@@ -210,7 +214,8 @@ class Runner:
             beat.cancel()
             with contextlib.suppress(asyncio.CancelledError, LeaseLost, StalwartError):
                 await beat
-        await self.store.finish(ctx.lease, "succeeded", seal(result))  # secrets as references
+        sealed = seal(result)  # secrets as references
+        await self.store.finish(ctx.lease, "succeeded", sealed)
         return TaskResult(
             lease.task_id,
             "succeeded",
@@ -219,6 +224,7 @@ class Runner:
             ctx.replayed_steps,
             ctx.executed_steps,
             tuple(ctx.quarantined),
+            ("succeeded", sealed),
         )
 
     async def _suspend(self, ctx: Context, held: TaskSuspended) -> TaskResult:
@@ -254,7 +260,8 @@ class Runner:
         outcome = {"type": type(exc).__name__, "message": str(exc)}
         _log.warning("durable_task_failed", task_id=ctx.task_id, **outcome)
         outcome["traceback"] = self._traceback(exc)
-        await self.store.finish(ctx.lease, "failed", seal(outcome))
+        sealed = seal(outcome)
+        await self.store.finish(ctx.lease, "failed", sealed)
         return TaskResult(
             ctx.task_id,
             "failed",
@@ -263,6 +270,7 @@ class Runner:
             ctx.replayed_steps,
             ctx.executed_steps,
             tuple(ctx.quarantined),
+            ("failed", sealed),
         )
 
     def _traceback(self, exc: BaseException) -> str:
@@ -348,4 +356,6 @@ def _cancelled(ctx: Context) -> TaskResult:
 
 
 def _stored(task: TaskRecord) -> TaskResult:
-    return TaskResult(task.id, task.status, task.outcome, task.attempts)
+    return TaskResult(
+        task.id, task.status, task.outcome, task.attempts, stored=(task.status, task.outcome)
+    )

@@ -37,6 +37,10 @@ INSERT_TASK = (
     "ON CONFLICT (id) DO NOTHING"
 )
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM stalwart_tasks WHERE id = ?"
+# Several tasks by id in one statement: ``{ids}`` is ``?`` joined by commas, at most
+# SELECT_TASKS_CHUNK of them (an indexed IN on the primary key on both dialects).
+SELECT_TASKS = f"SELECT {TASK_COLUMNS} FROM stalwart_tasks WHERE id IN ({{ids}})"
+SELECT_TASKS_CHUNK = 200
 LIST_TASKS = f"SELECT {TASK_COLUMNS} FROM stalwart_tasks ORDER BY created_at, id LIMIT ?"
 LIST_TASKS_BY_STATUS = (
     f"SELECT {TASK_COLUMNS} FROM stalwart_tasks WHERE status = ? ORDER BY created_at, id LIMIT ?"

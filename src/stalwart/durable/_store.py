@@ -46,6 +46,7 @@ from stalwart.durable._protocol import (
     NodeRecord,
     QuarantinedRecord,
     RetentionMode,
+    TaskQuery,
     TaskRecord,
     TaskStatus,
 )
@@ -164,6 +165,32 @@ class SQLStore:
     ) -> list[TaskRecord]:
         sql, args = q.list_query(status, limit, agent, newest_first)
         return [task_from_row(r) for r in await self._db.read(_ops.rows, sql, args)]
+
+    async def get_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord]:
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return []
+        chunk = q.SELECT_TASKS_CHUNK
+        statements = [
+            (q.SELECT_TASKS.format(ids=", ".join("?" * len(part))), part)
+            for part in (ids[i : i + chunk] for i in range(0, len(ids), chunk))
+        ]
+        return [task_from_row(r) for r in await self._db.read(_ops.rows_of_each, statements)]
+
+    async def list_tasks_each(self, queries: Sequence[TaskQuery]) -> list[list[TaskRecord]]:
+        statements = [
+            q.list_query(one.status, one.limit, one.agent, one.newest_first) for one in queries
+        ]
+        found = await self._db.read(_ops.rows_per_statement, statements)
+        return [[task_from_row(r) for r in rows] for rows in found]
+
+    async def count_pending_each(self, agents: Sequence[str | None]) -> list[int]:
+        statements = [
+            (q.COUNT_PENDING, ()) if agent is None else (q.COUNT_PENDING_AGENT, (agent,))
+            for agent in agents
+        ]
+        found = await self._db.read(_ops.rows_per_statement, statements)
+        return [int(rows[0][0]) if rows else 0 for rows in found]
 
     async def count_pending(self, agent: str | None = None) -> int:
         if agent is None:

@@ -130,10 +130,13 @@ class Tasks:
     async def _admit(self, agent: str) -> None:
         """Refuse the task (:class:`Overloaded`) when too many already wait."""
         per_agent = self.max_pending_for.get(agent, self.max_pending)
-        for limit, who in ((per_agent, agent), (self.max_pending_node, None)):
-            if limit is None:
-                continue
-            waiting = await self.store.count_pending(who)
+        limits = [(limit, who) for limit, who in ((per_agent, agent), (self.max_pending_node, None))
+                  if limit is not None]  # fmt: skip
+        if not limits:
+            return
+        # both counts in one read: one transaction per submit, not two
+        counts = await self.store.count_pending_each([who for _, who in limits])
+        for (limit, who), waiting in zip(limits, counts, strict=True):
             if waiting >= limit:
                 catalog.TASKS_SHED.labels(agent).inc()
                 where = f"agent {agent!r} has" if who is not None else "this node's store has"

@@ -30,7 +30,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
-from stalwart.durable import Store, TaskRecord
+from stalwart.durable import Store, TaskQuery, TaskRecord
 from stalwart.errors import CallTimeout, ConfigError, NoProcess, StalwartError
 from stalwart.guard import ApprovalQueue
 from stalwart.observe import get_logger
@@ -168,12 +168,18 @@ class TaskControl:
                     await self.close()
 
     async def sweep(self) -> None:
-        """One pass: stop cancels from elsewhere, deny expired approvals, wake decided ones."""
-        await self._sweep_cancels()
-        await self._sweep_approvals()
+        """One pass: stop cancels from elsewhere, deny expired approvals, wake decided ones.
+        Both listings are read in one transaction (a pass every 0.25 s on every node)."""
+        recent, waiting = await self.store.list_tasks_each(
+            (
+                TaskQuery(status="cancelled", newest_first=True, limit=50),
+                TaskQuery(status="awaiting_approval", limit=500),
+            )
+        )
+        await self._sweep_cancels(recent)
+        await self._sweep_approvals(waiting)
 
-    async def _sweep_cancels(self) -> None:
-        recent = await self.store.list_tasks(status="cancelled", newest_first=True, limit=50)
+    async def _sweep_cancels(self, recent: list[TaskRecord]) -> None:
         prefix = f"{self.node.id}/"
         for task in recent:
             if task.id in self._seen or task.updated_at < self._since - 1.0:
@@ -189,8 +195,7 @@ class TaskControl:
             for tid, _ in sorted(self._seen.items(), key=lambda kv: kv[1])[:5_000]:
                 del self._seen[tid]
 
-    async def _sweep_approvals(self) -> None:
-        waiting = await self.store.list_tasks(status="awaiting_approval", limit=500)
+    async def _sweep_approvals(self, waiting: list[TaskRecord]) -> None:
         if not waiting:
             return
         queue = await self._approvals()

@@ -487,3 +487,27 @@ async def test_expired_lease_lets_another_runner_resume(
     result = await heir.run_next({"count": counting_workflow(calls, None)})
     assert result is not None and result.status == "succeeded" and result.attempts == 2
     assert all(calls[f"s{i}"] == 1 for i in range(4))
+
+
+async def test_the_result_carries_the_end_as_stored(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    """TaskResult.stored is what the task's record now holds (a hand-over's notice carries
+    it, so the waiting caller reads nothing): on success, on failure, for a finished task."""
+    store: Store = await make_store()
+    runner = Runner(store, owner="r", clock=clock)
+
+    async def ok(ctx: Context, inp: Any) -> Any:
+        return {"answer": inp}
+
+    async def bad(ctx: Context, inp: Any) -> Any:
+        raise ValueError("no")
+
+    for workflow, status in ((ok, "succeeded"), (bad, "failed")):
+        tid = await runner.submit("a", 7)
+        result = await runner.run(tid, workflow)
+        record = await store.get_task(tid)
+        assert record is not None and record.status == status
+        assert result.stored == (record.status, record.outcome)
+        again = await runner.run(tid, workflow)  # finished: the stored end, not a rerun
+        assert again.stored == (record.status, record.outcome)
