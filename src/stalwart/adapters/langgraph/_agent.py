@@ -12,7 +12,10 @@ the checkpoints its cut-off attempt wrote, then runs the graph again from the th
 checkpoint at the task's start (journaled); every model and tool call the earlier
 attempt completed is answered from the journal (the provider is not called, no side
 effect repeats), and the run goes on live from the first call that was not recorded.
-The thread ends with the same checkpoints as an uninterrupted run.
+The thread ends with the same checkpoints as an uninterrupted run. Because the journal,
+not the checkpoint, carries a run, the graph runs at LangGraph's ``durability="exit"`` by
+default (``checkpoint_durability``): one checkpoint when the run ends, none beside every
+model call.
 
 ``interrupt()`` in a node becomes a held call in stalwart's approval queue
 (``stalwart approvals approve|deny``); the task parks ``awaiting_approval`` with no
