@@ -21,7 +21,12 @@ keys are kept), in the shape every adapter bench writes (``bench/_adapter_result
   own (``adapter_fsynced_model_records``), the two in ABBA order. Each model call is
   timed inside its node. ``latency_detail.in_graph``: each hosted side's commits per
   model call (all, and those fsynced: ``stalwart_db_commits_total`` less
-  ``stalwart_db_lazy_commits_total``).
+  ``stalwart_db_lazy_commits_total``); two more sides in the same run, per ticket:
+  ``adapter_step_checkpoints`` (the adapter at ``checkpoint_durability="async"``: a
+  checkpoint after every super-step, as before ``"exit"`` became the default) and
+  ``bare_sqlite_saver`` (the bare graph on LangGraph's own durable ``AsyncSqliteSaver``,
+  WAL with every commit fsynced, at LangGraph's default durability ``"async"``: what a
+  LangGraph deployment that survives a restart pays; its fsynced commits counted).
 - **One call alone** (``latency_detail.one_call_durability_<level>``). A bare LangChain
   chat model calling stalwart's model client (what a graph without stalwart pays)
   against :class:`stalwart.adapters.langgraph.ChatModel` inside a durable task on a
