@@ -423,6 +423,7 @@ async def latency_in_graph(count: int, seed: int) -> tuple[dict[str, Any], dict[
     for name in hosted_sides:
         wrote, lazy, calls = counts[name]
         detail[name] = {
+            **detail.get(name, {}),
             "commits_per_model_call": round(wrote / calls, 2),
             "fsynced_commits_per_model_call": round((wrote - lazy) / calls, 2),
         }
