@@ -18,15 +18,16 @@ keys are kept), in the shape every adapter bench writes (``bench/_adapter_result
   a node gives them) against the same graph built with a bare chat model, bare tools
   and LangGraph's ``InMemorySaver``, on the same simulated provider and services,
   tickets in turn; the hosted side as shipped and with each model record fsynced on its
-  own (``adapter_fsynced_model_records``), the two in ABBA order. Each model call is
-  timed inside its node. ``latency_detail.in_graph``: each hosted side's commits per
-  model call (all, and those fsynced: ``stalwart_db_commits_total`` less
-  ``stalwart_db_lazy_commits_total``); two more sides in the same run, per ticket:
+  own (``adapter_fsynced_model_records``). Each model call is timed inside its node.
+  ``latency_detail.in_graph``: each hosted side's commits per model call (all, and those
+  fsynced: ``stalwart_db_commits_total`` less ``stalwart_db_lazy_commits_total``); two
+  more sides in the same run, per ticket:
   ``adapter_step_checkpoints`` (the adapter at ``checkpoint_durability="async"``: a
   checkpoint after every super-step, as before ``"exit"`` became the default) and
   ``bare_sqlite_saver`` (the bare graph on LangGraph's own durable ``AsyncSqliteSaver``,
   WAL with every commit fsynced, at LangGraph's default durability ``"async"``: what a
-  LangGraph deployment that survives a restart pays; its fsynced commits counted).
+  LangGraph deployment that survives a restart pays; its fsynced commits counted). The
+  five sides run each ticket in an order that rotates from ticket to ticket.
 - **One call alone** (``latency_detail.one_call_durability_<level>``). A bare LangChain
   chat model calling stalwart's model client (what a graph without stalwart pays)
   against :class:`stalwart.adapters.langgraph.ChatModel` inside a durable task on a
@@ -274,6 +275,13 @@ def _against(base: str, samples: dict[str, list[float]], per_ticket: dict[str, l
     }
 
 
+def _rotated(n: int) -> list[str]:
+    """The graph sides in the order ticket ``n`` runs them."""
+    sides = ["bare", BARE_SQLITE, "adapter", STEPS, "adapter_fsynced_model_records"]
+    k = n % len(sides)
+    return sides[k:] + sides[:k]
+
+
 def _committed() -> tuple[float, float]:
     """(commits that wrote, of which lazy: not fsynced) so far in this process."""
     return COMMITS.labels("true")._value.get(), LAZY_COMMITS.labels("true")._value.get()
@@ -336,6 +344,7 @@ async def latency_in_graph(count: int, seed: int) -> tuple[dict[str, Any], dict[
         runner = Runner(store, owner="bench", events=events)
         bare = _bare_graph(client, asyncio.get_running_loop())
         bare_sqlite = _bare_graph(client, asyncio.get_running_loop(), lg_saver)
+        bare_graphs = {"bare": bare, BARE_SQLITE: bare_sqlite}
         lg_commits = [0]  # its commits (each one fsynced)
         lg_commit = lg_saver.conn.commit
 
@@ -357,23 +366,17 @@ async def latency_in_graph(count: int, seed: int) -> tuple[dict[str, Any], dict[
                         kept.clear()
                     counts = {name: [0.0, 0.0, 0] for name in hosted_sides}
                     lg_commits[0] = 0
-                side[0] = "bare"
-                config: Any = {"configurable": {"thread_id": f"bare-{n}"}}
-                first = len(samples["bare"])
-                await bare.ainvoke({"messages": ticket["messages"]}, config)
-                per_ticket["bare"].append(statistics.fmean(samples["bare"][first:]))
-                side[0] = BARE_SQLITE
-                config = {"configurable": {"thread_id": f"bare-sqlite-{n}"}}
-                first = len(samples[BARE_SQLITE])
-                await bare_sqlite.ainvoke({"messages": ticket["messages"]}, config)
-                per_ticket[BARE_SQLITE].append(statistics.fmean(samples[BARE_SQLITE][first:]))
-                # the hosted sides in turn first (ABBA): neither always follows the bare one
-                order = list(adapter_order(n))
-                order.insert(n % 3, STEPS)  # each place in turn
-                for name in order:
+                # every side in each place in turn (the order rotates per ticket): none
+                # always runs first, or right after another
+                for name in _rotated(n):
                     side[0] = name
-                    wrote0, lazy0 = _committed()
                     first = len(samples[name])
+                    if name in bare_graphs:
+                        config: Any = {"configurable": {"thread_id": f"{name}-{n}"}}
+                        await bare_graphs[name].ainvoke({"messages": ticket["messages"]}, config)
+                        per_ticket[name].append(statistics.fmean(samples[name][first:]))
+                        continue
+                    wrote0, lazy0 = _committed()
                     before = sim.world.stats["strong:requests"]
                     task = {**ticket, "thread_id": f"{name}-{n}"}
                     with model_records(name):
