@@ -504,7 +504,7 @@ async def main() -> None:
         },
         "run": {
             **run_info(
-                "python bench/adapter_langgraph.py" + (" --quick" if args.quick else ""),
+                " ".join(["python bench/adapter_langgraph.py", *sys.argv[1:]]),
                 started,
                 load_before,
             ),
