@@ -18,10 +18,16 @@ keys are kept), in the shape every adapter bench writes (``bench/_adapter_result
   a node gives them) against the same graph built with a bare chat model, bare tools
   and LangGraph's ``InMemorySaver``, on the same simulated provider and services,
   tickets in turn; the hosted side as shipped and with each model record fsynced on its
-  own (``adapter_fsynced_model_records``), the two in ABBA order. Each model call is
-  timed inside its node. ``latency_detail.in_graph``: each hosted side's commits per
-  model call (all, and those fsynced: ``stalwart_db_commits_total`` less
-  ``stalwart_db_lazy_commits_total``).
+  own (``adapter_fsynced_model_records``). Each model call is timed inside its node.
+  ``latency_detail.in_graph``: each hosted side's commits per model call (all, and those
+  fsynced: ``stalwart_db_commits_total`` less ``stalwart_db_lazy_commits_total``); two
+  more sides in the same run, per ticket:
+  ``adapter_step_checkpoints`` (the adapter at ``checkpoint_durability="async"``: a
+  checkpoint after every super-step, as before ``"exit"`` became the default) and
+  ``bare_sqlite_saver`` (the bare graph on LangGraph's own durable ``AsyncSqliteSaver``,
+  WAL with every commit fsynced, at LangGraph's default durability ``"async"``: what a
+  LangGraph deployment that survives a restart pays; its fsynced commits counted). The
+  five sides run each ticket in an order that rotates from ticket to ticket.
 - **One call alone** (``latency_detail.one_call_durability_<level>``). A bare LangChain
   chat model calling stalwart's model client (what a graph without stalwart pays)
   against :class:`stalwart.adapters.langgraph.ChatModel` inside a durable task on a
@@ -35,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -65,6 +73,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 
@@ -180,10 +189,12 @@ async def latency(calls: int, durability: str) -> dict[str, Any]:
     return block
 
 
-def _bare_graph(client: ModelClient, loop: asyncio.AbstractEventLoop) -> Any:
+def _bare_graph(
+    client: ModelClient, loop: asyncio.AbstractEventLoop, checkpointer: Any = None
+) -> Any:
     """The example's graph as LangGraph's docs write it, with nothing of stalwart: a bare
     chat model on the model client, tools calling the simulated services directly,
-    LangGraph's own in-memory checkpointer."""
+    LangGraph's own in-memory checkpointer (or ``checkpointer``)."""
     import httpx
 
     async def lookup_order(order_id: int) -> str:
@@ -220,7 +231,7 @@ def _bare_graph(client: ModelClient, loop: asyncio.AbstractEventLoop) -> Any:
     builder.add_edge(START, "agent")
     builder.add_conditional_edges("agent", tools_condition)
     builder.add_edge("tools", "agent")
-    return builder.compile(checkpointer=InMemorySaver())
+    return builder.compile(checkpointer=checkpointer or InMemorySaver())
 
 
 def _timed(cls: type[BaseChatModel], samples: dict[str, list[float]], side: list[str]) -> Any:
@@ -239,6 +250,38 @@ def _timed(cls: type[BaseChatModel], samples: dict[str, list[float]], side: list
     return original
 
 
+STEPS = "adapter_step_checkpoints"
+"""A hosted side: the adapter with ``checkpoint_durability="async"`` (a checkpoint after
+every super-step, as before ``"exit"`` became the default)."""
+BARE_SQLITE = "bare_sqlite_saver"
+"""A fourth side: the bare graph with LangGraph's own durable SQLite checkpointer
+(``AsyncSqliteSaver``, LangGraph's default durability ``"async"``) in place of
+``InMemorySaver``: what a LangGraph deployment that survives a restart pays."""
+
+
+def _against(base: str, samples: dict[str, list[float]], per_ticket: dict[str, list[float]]) -> Any:
+    """The adapter (as shipped) against the bare side ``base``: p50s and the paired median."""
+
+    def ms(value: float) -> float:
+        return round(value * 1000, 3)
+
+    paired = [a - b for a, b in zip(per_ticket["adapter"], per_ticket[base], strict=True)]
+    p50 = statistics.median(samples[base])
+    return {
+        "p50_ms": ms(p50),
+        "p90_ms": ms(sorted(samples[base])[int(0.9 * (len(samples[base]) - 1))]),
+        "adapter_added_p50_ms": ms(statistics.median(samples["adapter"]) - p50),
+        "adapter_added_paired_median_ms": ms(statistics.median(paired)),
+    }
+
+
+def _rotated(n: int) -> list[str]:
+    """The graph sides in the order ticket ``n`` runs them."""
+    sides = ["bare", BARE_SQLITE, "adapter", STEPS, "adapter_fsynced_model_records"]
+    k = n % len(sides)
+    return sides[k:] + sides[:k]
+
+
 def _committed() -> tuple[float, float]:
     """(commits that wrote, of which lazy: not fsynced) so far in this process."""
     return COMMITS.labels("true")._value.get(), LAZY_COMMITS.labels("true")._value.get()
@@ -249,10 +292,17 @@ async def latency_in_graph(count: int, seed: int) -> tuple[dict[str, Any], dict[
     shipped and with each model record fsynced on its own; the common latency block and
     this bench's detail (commits per model call)."""
     work = tickets(count + 3, seed=seed)
-    samples: dict[str, list[float]] = {side: [] for side in SIDES}
+    samples: dict[str, list[float]] = {side: [] for side in (*SIDES, BARE_SQLITE, STEPS)}
     side = ["bare"]
-    hosted_sides = SIDES[1:]
-    with SimServer(scenario=SCENARIO) as sim, tempfile.TemporaryDirectory() as tmp:
+    hosted_sides = (*SIDES[1:], STEPS)
+    async with contextlib.AsyncExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        sim = stack.enter_context(SimServer(scenario=SCENARIO))
+        # LangGraph's durable checkpointer for SQLite (WAL, synchronous=FULL: each
+        # commit fsynced, as the store at "full"), at LangGraph's default durability
+        lg_saver = await stack.enter_async_context(
+            AsyncSqliteSaver.from_conn_string(f"{tmp}/bare.db")
+        )
         os.environ["STALWART_SIM_URL"] = sim.url
         SIM_URL.set(sim.url)
         events = EventBus(log=False)
@@ -276,15 +326,33 @@ async def latency_in_graph(count: int, seed: int) -> tuple[dict[str, Any], dict[
             approvals=approvals,
             prices=app.price_table(),
         )
-        assert SUPPORT.fn is not None
-        fn = SUPPORT.fn
+        fns = {name: SUPPORT.fn for name in SIDES}
+        # the adapter as it was before: a checkpoint after every super-step, beside the
+        # next step's model call (LangGraph's durability "async")
+        fns[STEPS] = dataclasses.replace(SUPPORT, checkpoint_durability="async").fn
 
-        async def workflow(ctx: Any, value: Any) -> Any:
-            tctx = TaskContext(ctx, resources, model="support")
-            return await fn(tctx, prepare_input(tctx, value))
+        def workflow_of(name: str) -> Any:
+            fn = fns[name]
+            assert fn is not None
+
+            async def workflow(ctx: Any, value: Any) -> Any:
+                tctx = TaskContext(ctx, resources, model="support")
+                return await fn(tctx, prepare_input(tctx, value))
+
+            return workflow
 
         runner = Runner(store, owner="bench", events=events)
         bare = _bare_graph(client, asyncio.get_running_loop())
+        bare_sqlite = _bare_graph(client, asyncio.get_running_loop(), lg_saver)
+        bare_graphs = {"bare": bare, BARE_SQLITE: bare_sqlite}
+        lg_commits = [0]  # its commits (each one fsynced)
+        lg_commit = lg_saver.conn.commit
+
+        async def counted_commit() -> None:
+            lg_commits[0] += 1
+            await lg_commit()
+
+        lg_saver.conn.commit = counted_commit
         originals = {cls: _timed(cls, samples, side) for cls in (ChatModel, BareChat)}
         # per hosted side: commits that wrote, of them lazy, model calls
         counts = {name: [0.0, 0.0, 0] for name in hosted_sides}
@@ -297,20 +365,24 @@ async def latency_in_graph(count: int, seed: int) -> tuple[dict[str, Any], dict[
                     for kept in (*samples.values(), *per_ticket.values()):
                         kept.clear()
                     counts = {name: [0.0, 0.0, 0] for name in hosted_sides}
-                side[0] = "bare"
-                config: Any = {"configurable": {"thread_id": f"bare-{n}"}}
-                first = len(samples["bare"])
-                await bare.ainvoke({"messages": ticket["messages"]}, config)
-                per_ticket["bare"].append(statistics.fmean(samples["bare"][first:]))
-                # the hosted sides in turn first (ABBA): neither always follows the bare one
-                for name in adapter_order(n):
+                    lg_commits[0] = 0
+                # every side in each place in turn (the order rotates per ticket): none
+                # always runs first, or right after another
+                for name in _rotated(n):
                     side[0] = name
-                    wrote0, lazy0 = _committed()
                     first = len(samples[name])
+                    if name in bare_graphs:
+                        config: Any = {"configurable": {"thread_id": f"{name}-{n}"}}
+                        await bare_graphs[name].ainvoke({"messages": ticket["messages"]}, config)
+                        per_ticket[name].append(statistics.fmean(samples[name][first:]))
+                        continue
+                    wrote0, lazy0 = _committed()
                     before = sim.world.stats["strong:requests"]
                     task = {**ticket, "thread_id": f"{name}-{n}"}
                     with model_records(name):
-                        result = await runner.run(await runner.submit("support", task), workflow)
+                        result = await runner.run(
+                            await runner.submit("support", task), workflow_of(name)
+                        )
                     assert result is not None and result.status == "succeeded", result
                     wrote1, lazy1 = _committed()
                     counts[name][0] += wrote1 - wrote0
@@ -332,10 +404,29 @@ async def latency_in_graph(count: int, seed: int) -> tuple[dict[str, Any], dict[
         "InMemorySaver; adapter: the example as LangGraphAgent runs it (checkpoints, spend "
         "ledger, approvals in the store)",
     )
-    detail: dict[str, Any] = {"tickets": count}
+    against = _against(BARE_SQLITE, samples, per_ticket)
+    against["fsynced_commits_per_model_call"] = round(lg_commits[0] / len(samples[BARE_SQLITE]), 2)
+    detail: dict[str, Any] = {
+        "tickets": count,
+        BARE_SQLITE: against,
+        STEPS: {
+            "p50_ms": round(statistics.median(samples[STEPS]) * 1000, 3),
+            "added_p50_ms": round(
+                (statistics.median(samples[STEPS]) - statistics.median(samples["bare"])) * 1000, 3
+            ),
+            "added_paired_median_ms": round(
+                statistics.median(
+                    a - b for a, b in zip(per_ticket[STEPS], per_ticket["bare"], strict=True)
+                )
+                * 1000,
+                3,
+            ),
+        },
+    }
     for name in hosted_sides:
         wrote, lazy, calls = counts[name]
         detail[name] = {
+            **detail.get(name, {}),
             "commits_per_model_call": round(wrote / calls, 2),
             "fsynced_commits_per_model_call": round((wrote - lazy) / calls, 2),
         }
@@ -413,7 +504,7 @@ async def main() -> None:
         },
         "run": {
             **run_info(
-                "python bench/adapter_langgraph.py" + (" --quick" if args.quick else ""),
+                " ".join(["python bench/adapter_langgraph.py", *sys.argv[1:]]),
                 started,
                 load_before,
             ),

@@ -2,11 +2,12 @@
 
 Used by ``tests/integration/adapters/test_langgraph.py`` and
 ``bench/adapter_langgraph.py``. Tickets run one at a time. For a ticket picked to be
-killed, the harness waits until the task has made ``k`` model calls (``k`` drawn at
-random among its calls), makes the simulated model hang the next request, and
-SIGKILLs the agent process once that request has arrived: every call before it was
-answered *and journaled* (a task awaits the journal before its next call), so the kill
-lands exactly on a step boundary. The restarted process resumes the task from its
+killed, the harness makes the simulated model hang the task's request after its first
+``k`` (``k`` drawn at random among its calls; the fault is armed before the task is
+submitted, with ``skip=k``, so no request can slip past it), and SIGKILLs the agent
+process once that request has arrived: every call before it was answered *and
+journaled* (a task awaits the journal before its next call), so the kill lands exactly
+on a step boundary. The restarted process resumes the task from its
 journal.
 
 Counted at the simulated provider: model requests it *answered* (hung requests never
@@ -78,6 +79,8 @@ async def run_tickets(
             task_id = f"lg-{seed}-{n}"
             before = world.stats[f"{MODEL}:requests"]
             after_calls = rng.randint(0, 2) if rng.random() < kill_share else None
+            if after_calls is not None:  # armed first: it cannot miss the request it is for
+                world.set_fault(MODEL, hang=True, hang_s=60, skip=after_calls)
             await service.tasks.submit(AGENT, ticket, task_id=task_id, seed=seed)
             if after_calls is not None and await _kill_at(node, world, before + after_calls):
                 kills += 1
@@ -102,17 +105,12 @@ async def run_tickets(
 
 
 async def _kill_at(node: Any, world: Any, arrivals: int) -> bool:
-    """SIGKILL the agent process once the model request after ``arrivals`` hangs; False
-    if the task ended first (then nothing is killed)."""
+    """SIGKILL the agent process once model request number ``arrivals + 1`` (armed to
+    hang) has arrived; False if the task ended first (then nothing is killed)."""
     deadline = time.monotonic() + 20
     key = f"{MODEL}:requests"
-    while world.stats[key] < arrivals:
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.001)
-    world.set_fault(MODEL, hang=True, hang_s=60)
     try:
-        while world.stats[key] <= arrivals:  # wait for the next request: it hangs
+        while world.stats[key] <= arrivals:  # the request that hangs
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.001)

@@ -125,13 +125,15 @@ async def _streamed(
     request: ModelRequest,
     *,
     timeout: float | None,
-    publish: Callable[..., None],
+    publish: Callable[..., None] | None,
     task_id: str,
     seq: int,
+    on_text: Callable[[str], None] | None = None,
 ) -> ModelResponse:
-    """Stream one model answer, publishing its text as ``task.delta`` events; the whole
-    response (what the journal records). Events are ids ``seq:end-offset`` downstream, so
-    a client that reconnects (or a task that resumes) never gets the same text twice."""
+    """Stream one model answer, publishing its text as ``task.delta`` events (``publish``)
+    and handing each piece to ``on_text``; the whole response (what the journal records).
+    Events are ids ``seq:end-offset`` downstream, so a client that reconnects (or a task
+    that resumes) never gets the same text twice."""
     offset = 0
     final: ModelResponse | None = None
     stream = client.stream(request, timeout=timeout)
@@ -141,9 +143,13 @@ async def _streamed(
                 final = delta.response
             elif delta.text:
                 end = offset + len(delta.text)
-                publish(
-                    "task.delta", task_id=task_id, seq=seq, start=offset, end=end, text=delta.text
-                )
+                if publish is not None:
+                    publish(
+                        "task.delta", task_id=task_id, seq=seq, start=offset, end=end,
+                        text=delta.text,
+                    )  # fmt: skip
+                if on_text is not None:
+                    on_text(delta.text)
                 offset = end
     finally:  # cancelled or failed here: the model's stream (and its call's span) ends now
         await close_stream(stream)
@@ -227,6 +233,7 @@ class TaskContext:
         stream: bool = False,
         digest: str | None = None,
         response_format: ResponseFormat | None = None,
+        on_text: Callable[[str], None] | None = None,
     ) -> dict[str, Any]:
         """One journaled model call. Returns ``{content, tool_calls, model, usage, cost_usd,
         fallback_from}`` (tool calls as ``{id, name, arguments}``).
@@ -235,6 +242,11 @@ class TaskContext:
         ``GET /v1/tasks/{id}/events``), each delta naming the call's journal position
         (``seq``) and its character offset (``start``); the journal records the whole
         answer as without streaming.
+
+        ``on_text``: each piece of the answer's text as it is generated, for a reader in
+        this process (a framework's own token stream); the call is streamed from the model
+        when its client can. Not called for an answer the journal gives back (a replay):
+        the caller has the whole answer then, in the reply.
 
         ``digest`` (a caller's fingerprint of the request) is journaled with the reply and
         returned as ``request_digest``: on replay, the recorded one, so the caller can tell
@@ -283,10 +295,11 @@ class TaskContext:
         async def call() -> dict[str, Any]:
             nonlocal sent
             sent = True
-            if stream and publish is not None and isinstance(client, StreamingModelClient):
+            to_callers = publish if stream else None
+            if (to_callers or on_text) and isinstance(client, StreamingModelClient):
                 response = await _streamed(
-                    client, request, timeout=timeout, publish=publish, task_id=self.task_id,
-                    seq=seq,
+                    client, request, timeout=timeout, publish=to_callers, task_id=self.task_id,
+                    seq=seq, on_text=on_text,
                 )  # fmt: skip
             else:
                 response = await client.complete(request, timeout=timeout)

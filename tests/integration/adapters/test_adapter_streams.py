@@ -65,3 +65,63 @@ async def test_an_adapter_streams_its_answers_when_asked(
     deltas = [e for e in events if e["event"] == "delta"]
     assert [e["data"]["seq"] for e in deltas] == sorted(answers), events
     assert _assembled(events) == answers
+
+
+@pytest.mark.parametrize("agent", ["astreamed", "synced"])
+async def test_a_graph_that_reads_its_model_as_a_stream_streams_to_callers_too(
+    start_node,  # noqa: F811
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    agent: str,
+) -> None:
+    """LangGraph's own token stream, hosted: a node reading ``model.astream(...)`` (or
+    ``model.stream`` in a sync node) gets the answer in pieces as the model generates it,
+    and the same pieces reach ``GET /v1/tasks/{id}/events`` (tests.integration.adapters.
+    lg_stream_app); what a client assembles is the journal's answers."""
+    seen = tmp_path / "seen.txt"
+    monkeypatch.setenv("LG_STREAM_SEEN", str(seen))  # the agent processes inherit it
+    node, service = app_node(
+        "tests.integration.adapters.lg_stream_app:app", store=f"sqlite:///{tmp_path}/s.db"
+    )
+    n = await start_node(node)
+    assert service.sim is not None
+    for model in ("strong", "weak"):
+        service.sim.world.set_fault(model, latency_ms=300)  # answers come in over time
+    events, answers = await _run(n, "langgraph", agent)
+    deltas = [e for e in events if e["event"] == "delta"]
+    assert answers and _assembled(events) == answers, events  # nothing lost, nothing twice
+    final = answers[max(answers)]
+    assert "Refunded 300 cents" in final
+    assert sum(e["data"]["seq"] == max(answers) for e in deltas) > 1, deltas  # live
+    # the graph's node read the same answer in pieces (pieces, characters per model call)
+    noted = [tuple(map(int, line.split())) for line in seen.read_text().splitlines()]
+    assert noted[-1][0] > 1 and noted[-1][1] == len(final), noted
+
+
+async def test_the_sdks_run_streamed_gives_the_agent_and_callers_the_text_as_it_comes(
+    start_node,  # noqa: F811
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``Runner.run_streamed``, hosted (``StalwartRunner.run_streamed``): the agent's code
+    reads the SDK's own event stream and gets each answer's text deltas as the model
+    generates them, and the same text reaches ``GET /v1/tasks/{id}/events``
+    (tests.integration.adapters.oai_stream_app)."""
+    seen = tmp_path / "seen.txt"
+    monkeypatch.setenv("OAI_STREAM_SEEN", str(seen))  # the agent processes inherit it
+    node, service = app_node(
+        "tests.integration.adapters.oai_stream_app:app", store=f"sqlite:///{tmp_path}/s.db"
+    )
+    n = await start_node(node)
+    assert service.sim is not None
+    for model in ("strong", "weak"):
+        service.sim.world.set_fault(model, latency_ms=300)  # answers come in over time
+    events, answers = await _run(n, "openai_agents", "run_streamed")
+    deltas = [e for e in events if e["event"] == "delta"]
+    assert answers and _assembled(events) == answers, events  # nothing lost, nothing twice
+    final = answers[max(answers)]
+    assert "Refunded 300 cents" in final and "4711" in final
+    assert sum(e["data"]["seq"] == max(answers) for e in deltas) > 1, deltas  # live
+    # the SDK's stream gave the agent's code the same answer in pieces
+    noted = [tuple(map(int, line.split())) for line in seen.read_text().splitlines()]
+    assert noted[-1][0] > 1 and noted[-1][1] == len(final), noted

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from examples.langgraph_support.app import SCENARIO, SUPPORT, app
 
+from stalwart.adapters.langgraph import StalwartSaver
 from stalwart.agent import Resources, TaskContext
 from stalwart.agent._guarded import prepare_input
 from stalwart.agent._taskagent import build_models, secret_resolver
@@ -170,7 +171,9 @@ def test_the_agent_rejects_what_is_not_a_graph():
     assert asyncio.iscoroutinefunction(SUPPORT.fn.func)  # type: ignore[union-attr]
 
 
-async def test_a_second_task_on_the_same_thread_continues_the_conversation(tmp_path):
+@pytest.mark.parametrize("durability", ["exit", "async"])
+async def test_a_second_task_on_the_same_thread_continues_the_conversation(tmp_path, durability):
+    agent = dataclasses.replace(SUPPORT, checkpoint_durability=durability)
     with SimServer(scenario=SCENARIO) as sim:
         os.environ["STALWART_SIM_URL"] = sim.url  # the tools' services (the fixture restores it)
         events = EventBus(log=False)
@@ -184,20 +187,35 @@ async def test_a_second_task_on_the_same_thread_continues_the_conversation(tmp_p
             events=events, prices=app.price_table(),
         )  # fmt: skip
         runner = Runner(store, owner="a", events=events)
+        saver = StalwartSaver(f"sqlite:///{tmp_path}/t.db")
+        thread = {"configurable": {"thread_id": "customer-1"}}
         try:
             first = await runner.run(
-                await runner.submit("support", TICKET), _second(SUPPORT, resources)
+                await runner.submit("support", TICKET), _second(agent, resources)
             )
+            after_first = len(list(saver.list(thread)))
             follow_up = {
                 "messages": [{"role": "user", "content": "Thanks!"}],
                 "thread_id": "customer-1",
             }
             second = await runner.run(
-                await runner.submit("support", follow_up), _second(SUPPORT, resources)
+                await runner.submit("support", follow_up), _second(agent, resources)
             )
+            checkpoints = list(saver.list(thread))
         finally:
+            saver.close()
             await store.close()
             await models["support"].aclose()
+    # "exit": one checkpoint per run, written when it ended; "async": one per super-step
+    # too (the input, each model and tool node), LangGraph's per-step history
+    if durability == "exit":
+        assert (after_first, len(checkpoints)) == (1, 2)
+    else:
+        # the first run: its input, the loop's start, three model and two tool steps
+        assert after_first == 7 and len(checkpoints) > after_first + 1
+    # either way the thread's newest checkpoint is the state the second task ended with
+    newest = checkpoints[0].checkpoint["channel_values"]["messages"]
+    assert len(newest) == len(second.result["state"]["messages"]) == 8
     assert first.result["answer"] == "Refunded 700 cents on order 4321."
     roles = [m["role"] for m in second.result["state"]["messages"]]
     # the thread's earlier turn, then this one: LangGraph's thread_id semantics

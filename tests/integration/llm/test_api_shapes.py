@@ -129,6 +129,18 @@ async def test_a_malformed_request_400_is_still_raised_at_once(sim):
     await chain.aclose()
 
 
+async def test_a_fault_armed_with_skip_lets_that_many_requests_pass_first(sim):
+    sim.world.set_fault("strong", status=400, skip=2)  # armed before the first request
+    chain = model_chain("main", ["sim:strong"], providers=providers(sim))
+    for _ in range(2):
+        assert (await chain.complete(ModelRequest(ORDER))).message
+    with pytest.raises(ModelHTTPError) as caught:  # the third meets the fault
+        await chain.complete(ModelRequest(ORDER))
+    assert caught.value.status_code == 400
+    assert sim.world.stats["strong:requests"] == 3
+    await chain.aclose()
+
+
 def test_official_client_sees_the_reasoning_refusal_as_openai_words_it(sim):
     client = openai.OpenAI(base_url=sim.base_url, api_key="k", max_retries=0, timeout=10)
     with pytest.raises(openai.BadRequestError) as caught:

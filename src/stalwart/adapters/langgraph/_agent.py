@@ -12,7 +12,10 @@ the checkpoints its cut-off attempt wrote, then runs the graph again from the th
 checkpoint at the task's start (journaled); every model and tool call the earlier
 attempt completed is answered from the journal (the provider is not called, no side
 effect repeats), and the run goes on live from the first call that was not recorded.
-The thread ends with the same checkpoints as an uninterrupted run.
+The thread ends with the same checkpoints as an uninterrupted run. Because the journal,
+not the checkpoint, carries a run, the graph runs at LangGraph's ``durability="exit"`` by
+default (``checkpoint_durability``): one checkpoint when the run ends, none beside every
+model call.
 
 ``interrupt()`` in a node becomes a held call in stalwart's approval queue
 (``stalwart approvals approve|deny``); the task parks ``awaiting_approval`` with no
@@ -45,6 +48,9 @@ from stalwart.errors import ConfigError, TaskSuspended
 from stalwart.guard import Approval
 
 __all__ = ["LangGraphAgent", "default_resume"]
+
+CHECKPOINT_DURABILITY = ("exit", "async", "sync")
+"""LangGraph's durability modes, as ``LangGraphAgent.checkpoint_durability`` takes them."""
 
 INTERRUPT_TOOL = "langgraph.interrupt"
 """The tool name an ``interrupt()`` is held under in the approval queue."""
@@ -88,6 +94,12 @@ class LangGraphAgent(PythonAgent):
     checkpoints: str | None = None
     resume: Callable[[dict[str, Any]], Any] = default_resume
     """Turns a decision (``{"id", "status", "by"}``) into what ``interrupt()`` returns."""
+    checkpoint_durability: str = "exit"
+    """LangGraph's ``durability`` for the hosted run: ``"exit"`` (default) writes the
+    thread's checkpoint once, when the run ends, completes, fails or interrupts; ``"async"``
+    or ``"sync"`` write one after every super-step as well (LangGraph's per-step history,
+    for ``get_state_history``). A task's progress is in its journal either way: a resumed
+    task drops the checkpoints its cut-off attempt wrote and replays from the journal."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.graph, StateGraph | Pregel):
@@ -97,6 +109,11 @@ class LangGraphAgent(PythonAgent):
             )
         if not 1 <= self.recursion_limit <= 10_000:
             raise ConfigError(f"LangGraphAgent {self.name!r}: recursion_limit must be in 1..10000")
+        if self.checkpoint_durability not in CHECKPOINT_DURABILITY:
+            raise ConfigError(
+                f"LangGraphAgent {self.name!r}: checkpoint_durability must be one of "
+                f"{', '.join(CHECKPOINT_DURABILITY)}, got {self.checkpoint_durability!r}"
+            )
         object.__setattr__(self, "fn", functools.partial(_run_graph, self))
         super().__post_init__()
 
@@ -216,11 +233,14 @@ async def _run_graph(agent: LangGraphAgent, ctx: TaskContext, task_input: Any) -
     writer, current = WRITER.set(ctx.task_id), RUN.set(run)
     # checkpoints in the task's own store: its next journal commit syncs them (the saver's)
     lazy = LAZY.set(agent.checkpoints is None)
+    # "exit": no checkpoint per super-step (the journal, not LangGraph's checkpoint, is
+    # what a resumed task trusts), one when the run ends
+    durability: Any = agent.checkpoint_durability
     try:
         rounds = 0
         while True:
             config: Any = {"configurable": configurable, "recursion_limit": agent.recursion_limit}
-            state = await graph.ainvoke(value, config)
+            state = await graph.ainvoke(value, config, durability=durability)
             interrupts = state.get("__interrupt__") if isinstance(state, dict) else None
             if not interrupts:
                 return {**_output(state, thread_id), "usage": ctx.usage.as_dict()}

@@ -72,16 +72,20 @@ def current_run(what: str) -> GraphRun:
     return run
 
 
-def run_sync(run: GraphRun, coro: Any, what: str) -> Any:
-    """Run ``coro`` on the task's loop from a sync node's worker thread and wait for it."""
+def run_sync(run: GraphRun, coro: Any, what: str, *, wait: bool = True) -> Any:
+    """Run ``coro`` on the task's loop from a sync node's worker thread and wait for it
+    (``wait=False``: its ``concurrent.futures.Future``, for a caller reading as it goes)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         # the coroutine is a stalwart model or tool call, each under its own deadline
         future = asyncio.run_coroutine_threadsafe(coro, run.loop)
+        if not wait:
+            return future
         return future.result()  # no-deadline: the call it waits on has its own deadline
     coro.close()
     raise ConfigError(
         f"{what} was called synchronously on the event loop (it would block the loop): "
-        "use `await model.ainvoke(...)` in an async node, or make the node a plain def"
+        "use `await model.ainvoke(...)` (or `model.astream`) in an async node, or make the "
+        "node a plain def"
     )

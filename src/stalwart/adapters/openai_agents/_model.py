@@ -3,23 +3,38 @@
 Every model call an Agents SDK run makes becomes one journaled stalwart model step:
 the app's fallback chain with its deadlines, retries, breakers, spend reservation,
 rate limits, redaction and metrics. On replay the journal answers and no provider is
-called. ``Runner.run_streamed`` is not hosted (a streamed run would have to journal a
-stream); a model built with ``stream=True`` sends each answer's text to the task's event
+called. A model built with ``stream=True`` sends each answer's text to the task's event
 stream (``GET /v1/tasks/{id}/events``) as it is generated, and the journal still
 records the whole answer, which is what the SDK gets.
+
+``Runner.run_streamed`` (:meth:`StalwartRunner.run_streamed`) is hosted too: the SDK's
+``stream_response`` is the same journaled call, streamed from the model, its text handed
+to the SDK as ``response.output_text.delta`` events while it is generated and the whole
+answer as ``response.completed`` once it is journaled; an answer the journal gives back
+(a replay) comes as one delta with the whole text.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 from agents import Handoff, Model, ModelProvider, ModelResponse, ModelSettings, ModelTracing
 from agents.agent_output import AgentOutputSchemaBase
 from agents.items import TResponseInputItem, TResponseStreamEvent
+from agents.models.fake_id import FAKE_RESPONSES_ID
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseTextDeltaEvent,
+    ResponseUsage,
+)
 from openai.types.responses.response_prompt_param import ResponsePromptParam
+from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 from typing_extensions import override
 
 from stalwart.adapters.openai_agents._convert import (
@@ -63,6 +78,29 @@ class StalwartModel(Model):
         conversation_id: str | None = None,
         prompt: ResponsePromptParam | None = None,
     ) -> ModelResponse:
+        reply = await self._call(
+            system_instructions, input, model_settings=model_settings, tools=tools,
+            output_schema=output_schema, handoffs=handoffs,
+            previous_response_id=previous_response_id, conversation_id=conversation_id,
+            prompt=prompt,
+        )  # fmt: skip
+        return reply_to_response(reply)
+
+    async def _call(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        *,
+        model_settings: ModelSettings,
+        tools: list[Any],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff[Any, Any]],
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """One journaled model call (``on_text``: the answer's text as it comes)."""
         if previous_response_id or conversation_id or prompt:
             raise ConfigError(
                 "previous_response_id, conversation_id and prompt keep the conversation on "
@@ -83,13 +121,14 @@ class StalwartModel(Model):
             response_format=fmt,
             digest=sent,
             stream=self.stream,
+            on_text=on_text,
         )
         if replayed:
             _check_replayed(self.task, position, reply, sent, {s.name for s in specs})
-        return reply_to_response(reply)
+        return reply
 
     @override
-    def stream_response(
+    async def stream_response(
         self,
         system_instructions: str | None,
         input: str | list[TResponseInputItem],
@@ -103,10 +142,77 @@ class StalwartModel(Model):
         conversation_id: str | None = None,
         prompt: ResponsePromptParam | None = None,
     ) -> AsyncIterator[TResponseStreamEvent]:
-        raise ConfigError(
-            "Runner.run_streamed is not hosted by stalwart (a journal records whole "
-            "answers); use Runner.run / StalwartRunner.run"
+        """The journaled call, streamed (see the module docstring)."""
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        call = asyncio.ensure_future(
+            self._call(
+                system_instructions,
+                input,
+                model_settings=model_settings,
+                tools=tools,
+                output_schema=output_schema,
+                handoffs=handoffs,
+                previous_response_id=previous_response_id,
+                conversation_id=conversation_id,
+                prompt=prompt,
+                on_text=pieces.put_nowait,
+            )
         )
+        call.add_done_callback(lambda _: pieces.put_nowait(None))
+        number, streamed = 0, 0
+        try:
+            while (piece := await pieces.get()) is not None:
+                yield _text_delta(piece, number)
+                number, streamed = number + 1, streamed + len(piece)
+            reply = await call
+        finally:  # the reader left early: the call it started ends with it
+            if not call.done():
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await call
+        rest = reply["content"][streamed:]
+        if rest:  # an answer the journal gave back (or a model that does not stream)
+            yield _text_delta(rest, number)
+            number += 1
+        yield _completed(reply, number)
+
+
+def _text_delta(text: str, number: int) -> ResponseTextDeltaEvent:
+    return ResponseTextDeltaEvent(
+        content_index=0,
+        delta=text,
+        item_id=FAKE_RESPONSES_ID,
+        output_index=0,
+        type="response.output_text.delta",
+        sequence_number=number,
+        logprobs=[],
+    )
+
+
+def _completed(reply: Mapping[str, Any], number: int) -> ResponseCompletedEvent:
+    """The SDK's last event of a streamed call: the whole (journaled) answer's items."""
+    usage = reply["usage"]
+    prompt, completion = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+    response = Response(
+        id=FAKE_RESPONSES_ID,
+        created_at=0.0,  # not the provider's: a replayed call gives the same response
+        model=str(reply["model"]),
+        object="response",
+        output=reply_to_response(reply).output,
+        tool_choice="auto",
+        tools=[],
+        parallel_tool_calls=False,
+        usage=ResponseUsage(
+            input_tokens=prompt,
+            output_tokens=completion,
+            total_tokens=prompt + completion,
+            input_tokens_details=InputTokensDetails(cached_tokens=0, cache_write_tokens=0),
+            output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+        ),
+    )
+    return ResponseCompletedEvent(
+        response=response, type="response.completed", sequence_number=number
+    )
 
 
 def request_digest(

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import agents
-from agents import Agent, RunConfig, RunResult, ToolApprovalItem
+from agents import Agent, RunConfig, RunResult, RunResultStreaming, RunState, ToolApprovalItem
 from agents.run_config import ToolExecutionConfig
 from openai.types.responses import ResponseFunctionToolCall
 from pydantic import BaseModel
@@ -130,23 +130,9 @@ class StalwartRunner:
         run itself gets whole answers, as without. Other keyword arguments are
         ``Runner.run``'s.
         The agent's function tools must be bound (:class:`OpenAIAgentsAgent` does it)."""
-        chain = model or task.default_model
-        if chain is None:
-            raise ConfigError("StalwartRunner.run needs model= (an app model chain)")
-        unbound = unbound_tools(starting_agent, task.resources.tools.names())
-        if unbound:
-            raise ConfigError(
-                f"the SDK agent's tools {unbound} are not this stalwart agent's tools: declare "
-                "the agent with OpenAIAgentsAgent(agent=...), which binds them"
-            )
-        if kwargs.get("session") is not None or kwargs.get("conversation_id"):
-            raise ConfigError(
-                "an SDK session or server-side conversation stores the conversation outside "
-                "the journal; a hosted run keeps it in the task's journal: leave them unset"
-            )
-        disable_hosted_tracing()
-        config = _run_config(run_config, StalwartModelProvider(task, chain, stream=stream))
-        binding = RunBinding(task)
+        config, binding = _prepare(
+            starting_agent, task, model=model, run_config=run_config, stream=stream, kwargs=kwargs
+        )
         token = run_binding().set(binding)
         try:
             result = await agents.Runner.run(starting_agent, input, run_config=config, **kwargs)
@@ -166,6 +152,69 @@ class StalwartRunner:
             return result
         finally:
             run_binding().reset(token)
+
+    @classmethod
+    def run_streamed(
+        cls,
+        starting_agent: Agent[Any],
+        input: str | list[Any] | RunState[Any],
+        *,
+        task: TaskContext,
+        model: str | None = None,
+        run_config: RunConfig | None = None,
+        stream: bool = False,
+        **kwargs: Any,
+    ) -> RunResultStreaming:
+        """``Runner.run_streamed``, hosted by ``task``: the SDK's own streamed run, whose
+        ``stream_events()`` give each model answer's text as it is generated
+        (``response.output_text.delta`` raw events), from the same journaled calls as
+        :meth:`run` makes; an answer the journal gives back (a resumed task) comes as one
+        delta with its whole text. ``stream``: the text goes to the task's event stream
+        (``GET /v1/tasks/{id}/events``) too.
+
+        A run that stops for approval (``needs_approval``) ends with
+        ``result.interruptions``, as the SDK's does; hand ``result.to_state()`` to
+        :meth:`run`, which parks the task in stalwart's approval queue until a person
+        decides, or decide it with the SDK's ``RunState`` yourself."""
+        config, binding = _prepare(
+            starting_agent, task, model=model, run_config=run_config, stream=stream, kwargs=kwargs
+        )
+        # the SDK starts the run as a task of its own, which takes a copy of this context
+        # (the binding with it) as it is created
+        token = run_binding().set(binding)
+        try:
+            return agents.Runner.run_streamed(starting_agent, input, run_config=config, **kwargs)
+        finally:
+            run_binding().reset(token)
+
+
+def _prepare(
+    starting_agent: Agent[Any],
+    task: TaskContext,
+    *,
+    model: str | None,
+    run_config: RunConfig | None,
+    stream: bool,
+    kwargs: Mapping[str, Any],
+) -> tuple[RunConfig, RunBinding]:
+    """The run config and tool binding of a hosted run (checks what it cannot host)."""
+    chain = model or task.default_model
+    if chain is None:
+        raise ConfigError("StalwartRunner.run needs model= (an app model chain)")
+    unbound = unbound_tools(starting_agent, task.resources.tools.names())
+    if unbound:
+        raise ConfigError(
+            f"the SDK agent's tools {unbound} are not this stalwart agent's tools: declare "
+            "the agent with OpenAIAgentsAgent(agent=...), which binds them"
+        )
+    if kwargs.get("session") is not None or kwargs.get("conversation_id"):
+        raise ConfigError(
+            "an SDK session or server-side conversation stores the conversation outside "
+            "the journal; a hosted run keeps it in the task's journal: leave them unset"
+        )
+    disable_hosted_tracing()
+    config = _run_config(run_config, StalwartModelProvider(task, chain, stream=stream))
+    return config, RunBinding(task)
 
 
 def _output(value: Any) -> Any:

@@ -38,6 +38,9 @@ class Fault:
         Never answer (until the client gives up or ``hang_s`` passes).
     body
         Answer 200 with a broken body: one of :data:`BODY_FAULTS`.
+    skip
+        The first ``skip`` requests after the fault is set pass untouched (a hang armed
+        for the third request before the first one is sent: no race with the client).
     """
 
     outage: bool = False
@@ -48,6 +51,7 @@ class Fault:
     hang: bool = False
     hang_s: float = 120.0
     body: str | None = None
+    skip: int = 0
 
     def __post_init__(self) -> None:
         if self.status is not None and not 400 <= self.status <= 599:
@@ -58,6 +62,8 @@ class Fault:
             raise ConfigError(f"fault body must be one of {BODY_FAULTS}, got {self.body!r}")
         if self.latency_ms < 0 or self.hang_s <= 0:
             raise ConfigError("fault latency_ms must be >= 0 and hang_s > 0")
+        if self.skip < 0:
+            raise ConfigError(f"fault skip must be >= 0, got {self.skip}")
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:
@@ -73,12 +79,14 @@ class FaultBook:
     def __init__(self) -> None:
         self._faults: dict[str, Fault] = {}
         self._counts: dict[str, int] = {}
+        self._passed: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def set(self, target: str, fault: Fault) -> None:
         with self._lock:
             self._faults[target] = fault
             self._counts[target] = 0
+            self._passed[target] = 0
 
     def clear(self, target: str | None = None) -> None:
         with self._lock:
@@ -89,6 +97,15 @@ class FaultBook:
 
     def get(self, target: str) -> Fault | None:
         return self._faults.get(target)
+
+    def skips(self, target: str, fault: Fault) -> bool:
+        """Whether this request is one of the first ``fault.skip`` (it then passes)."""
+        with self._lock:
+            n = self._passed.get(target, 0)
+            if n >= fault.skip:
+                return False
+            self._passed[target] = n + 1
+            return True
 
     def should_fail(self, target: str, fault: Fault) -> bool:
         with self._lock:

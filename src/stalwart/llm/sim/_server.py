@@ -139,7 +139,7 @@ async def _apply_fault(
     world: SimWorld, target: str, request: Request, wire: str = "openai"
 ) -> Response | None:
     fault = world.faults.get(target)
-    if fault is None:
+    if fault is None or (fault.skip and world.faults.skips(target, fault)):
         return None
     if fault.latency_ms:
         await asyncio.sleep(fault.latency_ms / 1000)
