@@ -33,14 +33,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime
 import json
 import os
 import pathlib
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
@@ -48,15 +52,16 @@ import psutil  # type: ignore[import-untyped]
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from bench._node import log_like_run
-from examples.helpdesk.app import RESOLVER, SCENARIO
+from bench.slow_model import _start_sims as start_sims
+from bench.slow_model import _stop as stop_sims
+from examples.helpdesk.app import RESOLVER
 from examples.helpdesk.tickets import generate
 
 from stalwart.agent import App, Resources, TaskContext, run_llm_agent
 from stalwart.agent._taskagent import build_models
-from stalwart.db._metrics import COMMITS
+from stalwart.db._metrics import COMMITS, LAZY_COMMITS
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.guard import Security, SpendLedger
-from stalwart.llm.sim import SimServer
 from stalwart.node import app_node
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
@@ -78,11 +83,27 @@ def tree_cpu_seconds() -> dict[int, float]:
     return out
 
 
-def commits() -> tuple[float, float]:
-    """(transactions that wrote, all transactions) this process's SQLite writers committed."""
+def commits() -> tuple[float, float, float]:
+    """(transactions that wrote, all transactions, lazy transactions that wrote) this
+    process's SQLite writers committed. At ``full`` durability every writing commit but
+    the lazy ones is one fsync of the WAL."""
     wrote = COMMITS.labels("true")._value.get()
     read = COMMITS.labels("false")._value.get()
-    return wrote, wrote + read
+    lazy = LAZY_COMMITS.labels("true")._value.get()
+    return wrote, wrote + read, lazy
+
+
+@contextlib.contextmanager
+def sim_process() -> Iterator[str]:
+    """The simulated provider and services in a process of their own (zero latency); its
+    URL. In a thread of the measured process, as it was, the sim's request handling
+    shared the loop's GIL: its tail (after the reply's bytes were sent) ran while the
+    loop wanted to go on, and was counted as the loop's overhead."""
+    url, workers = start_sims(1, 0.0)
+    try:
+        yield url
+    finally:
+        stop_sims(workers)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -133,80 +154,125 @@ async def node_throughput(
     return out
 
 
-async def loop_overhead(count: int, durability: str, budgeted: bool = False) -> dict[str, float]:
+async def loop_overhead(
+    count: int, durability: str, sim_url: str, budgeted: bool = False
+) -> dict[str, float]:
     """``budgeted``: with the helpdesk's spend limits, its ledger in the store's file (as
-    the node runs it): each model call reserves first and settles after."""
-    with SimServer(scenario=SCENARIO) as sim:
-        os.environ["STALWART_SIM_URL"] = sim.url
-        path = tempfile.mkdtemp() + "/o.db"
-        store = SQLiteStore(path, durability=durability)
-        await store.open()
-        events = EventBus(log=False)
-        app = App(agents=[RESOLVER], models={"main": ["sim:strong", "sim:weak"]})
-        models = build_models(app, {"main"}, sim.url, events)
-        ledger = SpendLedger(f"sqlite:///{path}", events=events) if budgeted else None
-        chain = models["main"]
-        model_time = [0.0]
-        complete = chain.complete
+    the node runs it): each model call reserves first and settles after. The simulated
+    provider runs in another process (``sim_process``)."""
+    os.environ["STALWART_SIM_URL"] = sim_url
+    workdir = tempfile.mkdtemp(prefix="stalwart-bench-")
+    path = workdir + "/o.db"
+    # logging as an agent process of `stalwart run` logs (JSON lines, redacted), not
+    # structlog's console renderer
+    log_like_run("bench-loop", pathlib.Path(workdir) / "loop.log")
+    store = SQLiteStore(path, durability=durability)
+    await store.open()
+    events = EventBus(log=False)
+    app = App(agents=[RESOLVER], models={"main": ["sim:strong", "sim:weak"]})
+    models = build_models(app, {"main"}, sim_url, events)
+    ledger = SpendLedger(f"sqlite:///{path}", events=events) if budgeted else None
+    chain = models["main"]
+    model_time = [0.0]
+    complete = chain.complete
 
-        async def timed(request: Any, **kw: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return await complete(request, **kw)
-            finally:
-                model_time[0] += time.perf_counter() - t0
+    async def timed(request: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return await complete(request, **kw)
+        finally:
+            model_time[0] += time.perf_counter() - t0
 
-        chain.complete = timed  # type: ignore[method-assign]
-        resources = Resources(
-            agent="resolver",
-            models=models,
-            tools=ToolRegistry(RESOLVER.tools, breakers=BreakerRegistry()),
-            scopes=frozenset(RESOLVER.scopes),
-            callable_agents=frozenset(),
-            runtime=None,
-            events=events,
-            security=Security(budget=RESOLVER.security.budget) if budgeted else Security(),
-            ledger=ledger,
-            prices=app.price_table(),
+    chain.complete = timed  # type: ignore[method-assign]
+    resources = Resources(
+        agent="resolver",
+        models=models,
+        tools=ToolRegistry(RESOLVER.tools, breakers=BreakerRegistry()),
+        scopes=frozenset(RESOLVER.scopes),
+        callable_agents=frozenset(),
+        runtime=None,
+        events=events,
+        security=Security(budget=RESOLVER.security.budget) if budgeted else Security(),
+        ledger=ledger,
+        prices=app.price_table(),
+    )
+    runner = Runner(store, owner="bench", events=events)
+
+    async def workflow(ctx: Any, value: Any) -> Any:
+        return await run_llm_agent(TaskContext(ctx, resources, model="main"), RESOLVER, value)
+
+    per_step: list[float] = []
+    # writing commits, transactions, lazy writing commits, steps, CPU s of the process and
+    # of the event loop's thread (the measured tickets)
+    counted = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    for n, t in enumerate(generate(count + 3, seed=5, injection_rate=0.0)):
+        model_time[0] = 0.0
+        wrote0, all0, lazy0 = commits()
+        cpu0, loop_cpu0 = time.process_time(), time.thread_time()
+        t0 = time.perf_counter()
+        task_id = await runner.submit("resolver", {"text": t["text"]})
+        result = await runner.run(task_id, workflow)
+        wall = time.perf_counter() - t0
+        cpu, loop_cpu = time.process_time() - cpu0, time.thread_time() - loop_cpu0
+        wrote1, all1, lazy1 = commits()
+        journal = await store.load_journal(task_id)
+        tool_time = sum(
+            float((e.value or {}).get("duration_s", 0.0))
+            for e in journal.entries
+            if e.name.startswith("tool:") and isinstance(e.value, dict)
         )
-        runner = Runner(store, owner="bench", events=events)
-
-        async def workflow(ctx: Any, value: Any) -> Any:
-            return await run_llm_agent(TaskContext(ctx, resources, model="main"), RESOLVER, value)
-
-        per_step: list[float] = []
-        counted = [0.0, 0.0, 0.0]  # writing commits, transactions, steps (measured tickets)
-        for n, t in enumerate(generate(count + 3, seed=5, injection_rate=0.0)):
-            model_time[0] = 0.0
-            wrote0, all0 = commits()
-            t0 = time.perf_counter()
-            task_id = await runner.submit("resolver", {"text": t["text"]})
-            result = await runner.run(task_id, workflow)
-            wall = time.perf_counter() - t0
-            wrote1, all1 = commits()
-            journal = await store.load_journal(task_id)
-            tool_time = sum(
-                float((e.value or {}).get("duration_s", 0.0))
-                for e in journal.entries
-                if e.name.startswith("tool:") and isinstance(e.value, dict)
-            )
-            steps = result.result["usage"]["model_calls"] + result.result["usage"]["tool_calls"]
-            if n >= 3:  # the first tickets pay one-time costs (tokenizer load, connections)
-                per_step.append((wall - model_time[0] - tool_time) / steps * 1e6)
-                counted[0] += wrote1 - wrote0
-                counted[1] += all1 - all0
-                counted[2] += steps
-        await chain.aclose()
-        await store.close()
-        if ledger is not None:
-            ledger.close()
+        steps = result.result["usage"]["model_calls"] + result.result["usage"]["tool_calls"]
+        if n >= 3:  # the first tickets pay one-time costs (tokenizer load, connections)
+            per_step.append((wall - model_time[0] - tool_time) / steps * 1e6)
+            counted[0] += wrote1 - wrote0
+            counted[1] += all1 - all0
+            counted[2] += lazy1 - lazy0
+            counted[3] += steps
+            counted[4] += cpu
+            counted[5] += loop_cpu
+    await chain.aclose()
+    await store.close()
+    if ledger is not None:
+        ledger.close()
     suffix = ("" if durability == "full" else f"_{durability}") + ("_budgeted" if budgeted else "")
+    steps = counted[3]
     return {
         f"overhead_per_step{suffix}_us": statistics.median(per_step),
         f"overhead_per_step{suffix}_p99_us": pct(per_step, 0.99),
-        f"commits_per_step{suffix}": counted[0] / counted[2],
-        f"transactions_per_step{suffix}": counted[1] / counted[2],
+        f"commits_per_step{suffix}": counted[0] / steps,
+        f"fsyncs_per_step{suffix}": (
+            (counted[0] - counted[2]) / steps if durability == "full" else 0.0
+        ),
+        f"transactions_per_step{suffix}": counted[1] / steps,
+        f"cpu_us_per_step{suffix}": counted[4] / steps * 1e6,
+        f"loop_thread_cpu_us_per_step{suffix}": counted[5] / steps * 1e6,
+        f"steps_per_ticket{suffix}": steps / count,
     }
+
+
+def _commit() -> str:
+    """The checked-out commit (short), ``+dirty`` when the tree has changes."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 def main() -> int:
@@ -218,6 +284,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     result: dict[str, Any] = {}
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_start = round(os.getloadavg()[0], 2)
     count = 60 if args.quick else 400
     os.environ["STALWART_BENCH_LEDGER"] = tempfile.mkdtemp(prefix="stalwart-bench-") + "/l.db"
     variants = {
@@ -247,16 +315,22 @@ def main() -> int:
     result["rounds_tickets_per_s"] = {
         k: [round(r["tickets_per_s"], 1) for r in v] for k, v in rounds.items()
     }
-    for durability in ("full", "normal"):
-        result.update(asyncio.run(loop_overhead(30 if args.quick else 200, durability)))
-    result.update(asyncio.run(loop_overhead(30 if args.quick else 200, "full", budgeted=True)))
+    per_step = 30 if args.quick else 200
+    with sim_process() as sim_url:
+        for durability in ("full", "normal"):
+            result.update(asyncio.run(loop_overhead(per_step, durability, sim_url)))
+        result.update(asyncio.run(loop_overhead(per_step, "full", sim_url, budgeted=True)))
     result["meta"] = {
         "mode": "quick" if args.quick else "full",
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
-        "note": "sim at zero latency; tickets_per_s over a real node",
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        "note": "sim at zero latency; tickets_per_s over a real node (the sim in the "
+        "node, as `stalwart run` starts it); overhead_per_step in-process with the sim in "
+        "a process of its own",
+        "date": started,
+        "commit": _commit(),
+        "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         **({"conditions": args.note} if args.note else {}),
     }
     # sections other benchmarks write into the same file (bench/slow_model.py's) are kept

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -256,9 +256,13 @@ class TaskContext:
 
         reservation = None
         budget = self.resources.security.budget
-        prompt = estimate_tokens(
-            [dict(m) for m in messages], list(tools), bytes_per_token=budget.bytes_per_token
-        )
+        prompt = 0  # estimated only for what needs it: a rate limit or a budget
+        if not self.durable.replaying and (
+            self.resources.rate_limiters or (self.resources.ledger is not None and budget.limited)
+        ):
+            prompt = estimate_tokens(
+                [dict(m) for m in messages], list(tools), bytes_per_token=budget.bytes_per_token
+            )
         if not self.durable.replaying:  # a replayed call was limited and paid for already
             for key in ("*", chain_name):
                 limiter = self.resources.rate_limiters.get(key)
@@ -273,7 +277,11 @@ class TaskContext:
             names = [getattr(c, "name", "") for c in getattr(client, "models", (client,))]
             worst = max(self.resources.prices.worst_case(n, prompt, max_tokens) for n in names)
             reservation = await self.resources.ledger.reserve(
-                budget, agent=self.resources.agent, task_id=self.task_id, amount_usd=worst
+                budget,
+                agent=self.resources.agent,
+                task_id=self.task_id,
+                amount_usd=worst,
+                run=self._joined_writer(self.resources.ledger.url),
             )
 
         sent = False  # the request may have reached the provider (and been billed)
@@ -368,6 +376,22 @@ class TaskContext:
         self.usage.cost_usd += float(reply["cost_usd"])
         self.usage.fallbacks += 1 if reply["fallback_from"] else 0
         return reply
+
+    def _joined_writer(
+        self, url: str
+    ) -> Callable[[Callable[..., Any], tuple[Any, ...]], Awaitable[Any]] | None:
+        """Commits another component's program through this task's store when the store
+        shares that component's database (``url``), else None: on the loop, through the
+        store's writer, instead of a worker thread's hop to the same writer."""
+        store = self.durable.store
+        if not store.joins(url):
+            return None
+        durable = self.durable
+
+        async def run(program: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+            return await store.append(durable.lease, (), also=Joined(program, args))
+
+        return run
 
     # -- tools ------------------------------------------------------------------------------
     def tool_specs(self) -> list[ToolSpec]:

@@ -38,7 +38,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
@@ -180,13 +180,29 @@ class SpendLedger:
 
         With ``final=False``, a refusal caused only by other calls' reservations
         returns None instead (the caller may wait for them to settle)."""
+        plan = self._reserve_plan(budget, agent, task_id, amount_usd, final)
+        refused = self._conn.run(_reserve, *plan.args, exclusive=True)
+        return self._reserved(plan, refused, agent, task_id)
+
+    def _reserve_plan(
+        self, budget: Budget, agent: str, task_id: str, amount_usd: float, final: bool
+    ) -> _ReservePlan:
         limits = self._limits(budget, agent, task_id)
         rid = uuid.uuid4().hex if self.holder is None else f"{self.holder}|{uuid.uuid4().hex}"
         now = self.clock.time()
         rows = [(f"{rid}:{s}", s, k, p, amount_usd, now) for s, k, p, _ in limits]
-        refused = self._conn.run(
-            _reserve, limits, rows, amount_usd, now - self.stale_after, final, exclusive=True
-        )
+        args = (limits, rows, amount_usd, now - self.stale_after, final)
+        return _ReservePlan(rid, amount_usd, limits, budget.warn_at, args)
+
+    def _reserved(
+        self,
+        plan: _ReservePlan,
+        refused: tuple[str, float, float] | Literal["wait"] | None,
+        agent: str,
+        task_id: str,
+    ) -> Reservation | None:
+        """What the reservation program's answer means: the reservation, None (wait), or
+        :class:`BudgetExceeded` raised (announced and shown on the gauge)."""
         if refused == "wait":
             return None  # only in-flight reservations stand in the way: wait
         if refused is not None:
@@ -197,16 +213,16 @@ class SpendLedger:
                 self.events.emit(
                     "budget_exceeded", severity="critical", scope=scope, agent=agent,
                     task_id=task_id, limit_usd=limit, used_usd=round(used, 6),
-                    needed_usd=round(amount_usd, 6),
+                    needed_usd=round(plan.amount_usd, 6),
                 )  # fmt: skip
             raise BudgetExceeded(
                 f"the {scope} budget of ${limit:g} could be crossed by this model call "
-                f"(used ${used:.4f}, worst case ${amount_usd:.4f}); the call was not made",
+                f"(used ${used:.4f}, worst case ${plan.amount_usd:.4f}); the call was not made",
                 limit_scope=scope,
                 limit_usd=limit,
                 spent_usd=used,
             )
-        return Reservation(rid, amount_usd, limits, budget.warn_at)
+        return Reservation(plan.rid, plan.amount_usd, plan.limits, plan.warn_at)
 
     def settle_sync(self, reservation: Reservation, actual_usd: float, tokens: int = 0) -> None:
         """Replace the reservation by what the call cost (0 if it failed before billing).
@@ -309,18 +325,36 @@ class SpendLedger:
 
     # -- async wrappers ----------------------------------------------------------------------------
     async def reserve(
-        self, budget: Budget, *, agent: str, task_id: str, amount_usd: float
+        self,
+        budget: Budget,
+        *,
+        agent: str,
+        task_id: str,
+        amount_usd: float,
+        run: ProgramRunner | None = None,
     ) -> Reservation:
         """:meth:`reserve_sync` off the event loop, waiting up to ``budget.wait_s`` (real
-        time) while only in-flight reservations of other calls stand in the way."""
+        time) while only in-flight reservations of other calls stand in the way.
+
+        ``run``: commits the reservation's program in a transaction of the caller's on
+        this ledger's database, awaited on the loop (the agent's store writes it through
+        the writer it shares with the ledger's file: no worker thread, no second queue);
+        None runs it on this ledger's connection in a worker thread. Either way it is an
+        ordinary commit, durable before the call it pays for is sent."""
         deadline = time.monotonic() + budget.wait_s
         pause = 0.01
         while True:
             final = time.monotonic() >= deadline
-            got = await asyncio.to_thread(
-                self.reserve_sync, budget, agent=agent, task_id=task_id, amount_usd=amount_usd,
-                final=final,
-            )  # fmt: skip
+            if run is None:
+                got = await asyncio.to_thread(
+                    self.reserve_sync, budget, agent=agent, task_id=task_id,
+                    amount_usd=amount_usd, final=final,
+                )  # fmt: skip
+            else:
+                if not self._conn.migrated:  # the tables exist before a program uses them
+                    await asyncio.to_thread(self._conn.prepare)
+                plan = self._reserve_plan(budget, agent, task_id, amount_usd, final)
+                got = self._reserved(plan, await run(_reserve, plan.args), agent, task_id)
             if got is not None:
                 return got
             await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
@@ -357,6 +391,19 @@ _HELD_BY = (
 )
 Limits = tuple[tuple[str, str, str, float], ...]
 Ratios = list[tuple[str, str, str, float]]
+ProgramRunner = Callable[[Callable[..., Program[Any]], tuple[Any, ...]], Awaitable[Any]]
+"""Commits a kernel program with its arguments in a transaction of the caller's; its value."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ReservePlan:
+    """A reservation about to be taken: its id, amount, limits, and the program's args."""
+
+    rid: str
+    amount_usd: float
+    limits: Limits
+    warn_at: float
+    args: tuple[Any, ...]
 
 
 def _used(scope: str, key: str, period: str, since: float) -> Program[tuple[float, float]]:
