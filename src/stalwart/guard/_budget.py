@@ -243,6 +243,41 @@ class SpendLedger:
         args = (f"{reservation.id}:", reservation.limits, actual_usd, tokens, since)
         return _settle, args
 
+    def settle_ahead_program(
+        self,
+        reservation: Reservation,
+        actual_usd: float,
+        tokens: int,
+        budget: Budget,
+        *,
+        agent: str,
+        task_id: str,
+        amount_usd: float,
+    ) -> tuple[Callable[..., Program[tuple[Ratios, Any]]], tuple[Any, ...], _ReservePlan]:
+        """:meth:`settle_program`, then a reservation of ``amount_usd`` for the caller's
+        next call taken in the same transaction (never raising, never waiting: a refusal
+        takes nothing, and the next call reserves on its own as usual). Give what the
+        program returns to :meth:`settled_ahead`.
+
+        For a caller that knows its next call comes soon and commits the settle anyway:
+        the agent loop, whose model step is followed by tool calls and another model
+        call. The reservation rides on a commit that is made regardless, so the next call
+        needs none of its own once an ordinary commit has made this one durable."""
+        fn, settle_args = self.settle_program(reservation, actual_usd, tokens)
+        plan = self._reserve_plan(budget, agent, task_id, amount_usd, final=False)
+        return _settle_then_reserve, (fn, settle_args, plan.args), plan
+
+    def settled_ahead(
+        self, reservation: Reservation, plan: _ReservePlan, value: tuple[Ratios, Any]
+    ) -> Reservation | None:
+        """Report the settle of :meth:`settle_ahead_program`; the reservation it took
+        ahead, or None when the limits left no room for it then."""
+        ratios, refused = value
+        self.settled(reservation, ratios)
+        if refused is not None:
+            return None
+        return Reservation(plan.rid, plan.amount_usd, plan.limits, plan.warn_at)
+
     def settled(self, reservation: Reservation, ratios: Ratios) -> None:
         """Report a settle that committed (gauges, ``budget_warning``)."""
         self._report(ratios, reservation)
@@ -332,6 +367,7 @@ class SpendLedger:
         task_id: str,
         amount_usd: float,
         run: ProgramRunner | None = None,
+        replacing: Reservation | None = None,
     ) -> Reservation:
         """:meth:`reserve_sync` off the event loop, waiting up to ``budget.wait_s`` (real
         time) while only in-flight reservations of other calls stand in the way.
@@ -340,12 +376,23 @@ class SpendLedger:
         this ledger's database, awaited on the loop (the agent's store writes it through
         the writer it shares with the ledger's file: no worker thread, no second queue);
         None runs it on this ledger's connection in a worker thread. Either way it is an
-        ordinary commit, durable before the call it pays for is sent."""
+        ordinary commit, durable before the call it pays for is sent.
+
+        ``replacing`` (with ``run``): a reservation taken ahead that does not fit this
+        call; it is ended in the same transaction as the first attempt."""
         deadline = time.monotonic() + budget.wait_s
         pause = 0.01
         while True:
             final = time.monotonic() >= deadline
-            if run is None:
+            if run is not None and replacing is not None:
+                if not self._conn.migrated:
+                    await asyncio.to_thread(self._conn.prepare)
+                plan = self._reserve_plan(budget, agent, task_id, amount_usd, final)
+                ended = f"{replacing.id}:"
+                refused = await run(_end_then_reserve, (ended, *plan.args))
+                replacing = None  # ended with the first attempt, whatever its answer
+                got = self._reserved(plan, refused, agent, task_id)
+            elif run is None:
                 got = await asyncio.to_thread(
                     self.reserve_sync, budget, agent=agent, task_id=task_id,
                     amount_usd=amount_usd, final=final,
@@ -442,6 +489,25 @@ def _settle(prefix: str, limits: Limits, usd: float, tokens: int, since: float) 
         spent, _ = yield from _used(scope, key, period, since)
         ratios.append((scope, key, period, spent / limit if limit > 0 else 1.0))
     return ratios
+
+
+def _settle_then_reserve(
+    settle: Callable[..., Program[Ratios]],
+    settle_args: tuple[Any, ...],
+    reserve_args: tuple[Any, ...],
+) -> Program[tuple[Ratios, tuple[str, float, float] | Literal["wait"] | None]]:
+    """A settle and a reservation (for the next call) in one transaction."""
+    ratios = yield from settle(*settle_args)
+    refused = yield from _reserve(*reserve_args)
+    return ratios, refused
+
+
+def _end_then_reserve(
+    ended: str, *reserve_args: Any
+) -> Program[tuple[str, float, float] | Literal["wait"] | None]:
+    """End the reservation ``ended`` (an id's prefix) and take another, in one transaction."""
+    yield (_END, (len(ended), ended))
+    return (yield from _reserve(*reserve_args))
 
 
 def _charge(prefix: str, since: float) -> Program[list[tuple[Any, ...]]]:
