@@ -441,8 +441,20 @@ class TaskContext:
         """End a reservation taken ahead for a model call that will not come (the loop
         ended after tool calls: refused, out of steps, failed or cancelled)."""
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and self.resources.ledger is not None:
-            await self.resources.ledger.settle(ahead.reservation, 0.0)
+        if ahead is None or self.resources.ledger is None:
+            return
+        # Released even when the task is cancelled again meanwhile (as a cancelled call's
+        # charge is): left held, it would keep its room from other calls for an hour
+        releasing = asyncio.ensure_future(self.resources.ledger.settle(ahead.reservation, 0.0))
+        cancelled = False
+        while not releasing.done():
+            try:
+                await asyncio.shield(releasing)
+            except asyncio.CancelledError:
+                cancelled = True
+        releasing.result()
+        if cancelled:  # the cancel still stops the task, once the room is given back
+            raise asyncio.CancelledError
 
     def _joined_writer(
         self, url: str
