@@ -53,11 +53,17 @@ async def stall(order_id: int) -> dict[str, Any]:
     return {}
 
 
+@tool(scopes=["orders:read"])
+async def history(order_id: int) -> dict[str, Any]:
+    """An order's long history (its result makes the next prompt grow by ~8 KB)."""
+    return {"order_id": order_id, "events": ["shipped, then returned"] * 400}
+
+
 AGENT = LLMAgent(
     name="support",
     system="Help.",
     model="main",
-    tools=[look, wipe, stall],
+    tools=[look, wipe, stall, history],
     scopes=["orders:read"],
     max_steps=5,
 )
@@ -181,6 +187,28 @@ async def test_a_reservation_no_ordinary_commit_made_durable_is_taken_again(
     assert ordinary == 4  # the claim, two reservations (the second replacing), the result
     assert lazy == 2
     assert reserved(tmp_path / "b.db") == 0
+
+
+async def test_a_prompt_that_outgrew_the_reservation_taken_ahead_reserves_again(
+    tmp_path: pathlib.Path, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("stalwart.agent._context.AHEAD_TOKENS", 16)  # no room for 8 KB
+    client = Billed([calls("history"), Message("assistant", content="Returned.")])
+    loop = Budgeted(tmp_path / "b.db", store, client)
+    try:
+        task_id = await loop.submit()
+        before = counted()
+        result = await loop.runner.run(task_id, loop.workflow)
+        ordinary, lazy = (a - b for a, b in zip(counted(), before, strict=True))
+    finally:
+        loop.ledger.close()
+    assert result.status == "succeeded" and result.result["answer"] == "Returned."
+    # the claim, the first reservation, the tool's record, the second reservation (the
+    # one taken ahead ended in its transaction), the result
+    assert ordinary == 5
+    assert lazy == 2
+    assert reserved(tmp_path / "b.db") == 0
+    assert loop.ledger.spent("task", task_id, "") == pytest.approx(2 * 20 / 1e6)
 
 
 async def test_a_loop_cancelled_in_a_tool_call_leaves_nothing_reserved(
