@@ -26,7 +26,11 @@ Writes ``bench/results/agent.json``:
   figures are the same at ``full`` with the helpdesk's spend limits and its ledger in
   the store's file, as the node runs it (a model call reserves before, settles after).
 
-``--quick`` (under a minute) uses fewer tickets.
+``--quick`` (under a minute) uses fewer tickets. ``--against DIR`` runs only the loop's
+figures at ``full`` (with and without spend limits) on this checkout and on another
+checkout's ``src`` directory, interleaved in fresh processes round by round, and keeps
+the medians and ratios as ``loop_against`` (for a change's effect, measured in one run:
+``git archive <commit> src | tar -x -C /tmp/base`` gives the other side).
 """
 
 from __future__ import annotations
@@ -300,6 +304,52 @@ def _commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def _loop_once(tickets: int, budgeted: bool) -> None:
+    """One ``loop_overhead`` run at ``full``, its figures printed as JSON (for --against)."""
+    with sim_process() as sim_url:
+        found = asyncio.run(loop_overhead(tickets, "full", sim_url, budgeted=budgeted))
+    print("LOOP " + json.dumps(found))
+
+
+def against(other_src: pathlib.Path, tickets: int, rounds: int) -> dict[str, Any]:
+    """The loop's figures at ``full``, with and without spend limits, on this checkout and
+    on ``other_src`` (another checkout's ``src``), interleaved round by round in fresh
+    processes of their own: the machine's drift hits both alike. Medians of the rounds,
+    and this checkout's over the other's."""
+    me = pathlib.Path(__file__).resolve()
+    runs: dict[str, list[dict[str, float]]] = {}
+    for _ in range(rounds):
+        for budgeted in (False, True):
+            for side, src in (("this", None), ("other", other_src)):
+                env = dict(os.environ)
+                if src is not None:  # ahead of the editable install's path
+                    env["PYTHONPATH"] = str(src)
+                done = subprocess.run(
+                    [sys.executable, str(me), "--loop-only", str(tickets)]
+                    + (["--budgeted"] if budgeted else []),
+                    env=env, capture_output=True, text=True, timeout=900, check=True,
+                )  # fmt: skip
+                line = next(x for x in done.stdout.splitlines() if x.startswith("LOOP "))
+                found = json.loads(line.removeprefix("LOOP "))
+                key = f"{side}{'_budgeted' if budgeted else ''}"
+                runs.setdefault(key, []).append(
+                    {k.replace("_budgeted", ""): v for k, v in found.items()}
+                )
+    out: dict[str, Any] = {"other_src": str(other_src), "rounds": rounds, "tickets": tickets}
+    for key, values in runs.items():
+        out[key] = {name: statistics.median(v[name] for v in values) for name in values[0]} | {
+            "rounds_overhead_per_step_us": [round(v["overhead_per_step_us"]) for v in values]
+        }
+    for suffix in ("", "_budgeted"):
+        mine, theirs = out[f"this{suffix}"], out[f"other{suffix}"]
+        out[f"ratio{suffix}"] = {
+            name: mine[name] / theirs[name]
+            for name in ("overhead_per_step_us", "cpu_us_per_step", "transactions_per_step")
+            if theirs.get(name)
+        }
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -307,7 +357,33 @@ def main() -> int:
     parser.add_argument(
         "--note", default="", help="the load conditions of this run, kept in meta.conditions"
     )
+    parser.add_argument(
+        "--against",
+        type=pathlib.Path,
+        help="only compare the loop's figures with another checkout's src directory "
+        "(interleaved rounds), kept as loop_against in the results",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --against")
+    parser.add_argument("--loop-only", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--budgeted", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.loop_only:
+        _loop_once(args.loop_only, args.budgeted)
+        return 0
+    if args.against is not None:
+        load_start = round(os.getloadavg()[0], 2)
+        compared = against(args.against, 30 if args.quick else 100, args.rounds)
+        compared["run"] = {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": _commit(),
+            "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
+            **({"conditions": args.note} if args.note else {}),
+        }
+        kept = json.loads(args.out.read_text()) if args.out.exists() else {}
+        kept["loop_against"] = compared
+        args.out.write_text(json.dumps(kept, indent=2) + "\n")
+        print(json.dumps(compared, indent=2))
+        return 0
     result: dict[str, Any] = {}
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_start = round(os.getloadavg()[0], 2)
@@ -361,8 +437,9 @@ def main() -> int:
     # sections other benchmarks write into the same file (bench/slow_model.py's) are kept
     if args.out.exists():
         previous = json.loads(args.out.read_text())
-        if "slow_model" in previous:
-            result["slow_model"] = previous["slow_model"]
+        for kept in ("slow_model", "loop_against"):
+            if kept in previous:
+                result[kept] = previous[kept]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
