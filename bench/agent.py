@@ -334,12 +334,15 @@ def loop_in_process(
 def against(other_src: pathlib.Path, tickets: int, rounds: int) -> dict[str, Any]:
     """The loop's figures at ``full``, with and without spend limits, on this checkout and
     on ``other_src`` (another checkout's ``src``), interleaved round by round in fresh
-    processes of their own: the machine's drift hits both alike. Medians of the rounds,
-    and this checkout's over the other's."""
+    processes of their own (in ABBA order): the machine's drift hits both alike. Medians
+    of the rounds, and this checkout's over the other's."""
     runs: dict[str, list[dict[str, float]]] = {}
-    for _ in range(rounds):
+    sides: list[tuple[str, pathlib.Path | None]] = [("this", None), ("other", other_src)]
+    for n in range(rounds):
         for budgeted in (False, True):
-            for side, src in (("this", None), ("other", other_src)):
+            # ABBA: each side goes first in every other round (a side that always ran
+            # second ran on a machine the first had just loaded)
+            for side, src in sides if n % 2 == 0 else sides[::-1]:
                 found = loop_in_process(tickets, "full", budgeted, src)
                 key = f"{side}{'_budgeted' if budgeted else ''}"
                 runs.setdefault(key, []).append(
