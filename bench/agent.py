@@ -18,13 +18,24 @@ Writes ``bench/results/agent.json``:
   busy machine, and stable where wall times are not;
 - ``overhead_per_step_us``: the loop's own cost per step (journal included),
   measured in-process: a ticket's wall time minus the time inside model calls and
-  tool calls, divided by its steps, with the store's default durability (``full``:
-  every journal commit is fsynced) and with ``normal`` (``overhead_per_step_normal_us``);
-  beside it ``commits_per_step`` (transactions that wrote: one fsync each at ``full``)
-  and ``transactions_per_step`` (reads included), counted by the SQLite writer
-  (``stalwart_db_commits_total``), each per step of the same tickets; the ``_budgeted``
-  figures are the same at ``full`` with the helpdesk's spend limits and its ledger in
-  the store's file, as the node runs it (a model call reserves before, settles after).
+  tool calls, divided by its steps (median over tickets), with the store's default
+  durability (``full``: every ordinary commit is fsynced) and with ``normal``
+  (``overhead_per_step_normal_us``). The simulated provider and services run in a
+  process of their own (in a thread, as before, they shared the loop's GIL and their
+  work was counted as the loop's), the loop logs as an agent of ``stalwart run`` does,
+  and each run is a fresh process (no cache warmed by another run). Beside it:
+  ``output_redaction_per_ticket_us`` (the output tier's redaction, its named-entity
+  model, timed apart) and ``overhead_per_step_without_output_redaction_us``;
+  ``commits_per_step`` (transactions that wrote), ``fsyncs_per_step`` (of them, the
+  ordinary ones: a lazy commit is fsynced by the next ordinary one) and
+  ``transactions_per_step`` (reads included), counted by the SQLite writer
+  (``stalwart_db_commits_total``, ``stalwart_db_lazy_commits_total``);
+  ``cpu_us_per_step`` (the whole process: the loop, its model and tool clients, the
+  writer thread, the redaction's thread) and ``loop_thread_cpu_us_per_step``, each per
+  step of the same tickets; the ``_budgeted`` figures are the same at ``full`` with the
+  helpdesk's spend limits and its ledger in the store's file, as the node runs it.
+- ``meta``: the date, the commit (``+dirty`` with uncommitted changes) and the 1-minute
+  load average at the start and the end.
 
 ``--quick`` (under a minute) uses fewer tickets. ``--against DIR`` runs only the loop's
 figures at ``full`` (with and without spend limits) on this checkout and on another
