@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -315,7 +315,6 @@ class TaskContext:
                     agent=self.resources.agent,
                     task_id=self.task_id,
                     amount_usd=worst,
-                    run=self._joined_writer(self.resources.ledger.url),
                     replacing=ahead.reservation if ahead is not None else None,
                 )
         elif ahead is not None and self.resources.ledger is not None:
@@ -455,22 +454,6 @@ class TaskContext:
         releasing.result()
         if cancelled:  # the cancel still stops the task, once the room is given back
             raise asyncio.CancelledError
-
-    def _joined_writer(
-        self, url: str
-    ) -> Callable[[Callable[..., Any], tuple[Any, ...]], Awaitable[Any]] | None:
-        """Commits another component's program through this task's store when the store
-        shares that component's database (``url``), else None: on the loop, through the
-        store's writer, instead of a worker thread's hop to the same writer."""
-        store = self.durable.store
-        if not store.joins(url):
-            return None
-        durable = self.durable
-
-        async def run(program: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-            return await store.append(durable.lease, (), also=Joined(program, args))
-
-        return run
 
     # -- tools ------------------------------------------------------------------------------
     def tool_specs(self) -> list[ToolSpec]:

@@ -105,16 +105,6 @@ class GuardDB:
                     self._migrated = True
         return self._db
 
-    @property
-    def migrated(self) -> bool:
-        """Whether the guard's tables were created (or checked) through this handle."""
-        return self._migrated
-
-    def prepare(self) -> None:
-        """Connect, and create or migrate the tables, now (blocking: from a thread), for
-        a caller that then commits the guard's programs in transactions of its own."""
-        self._ready()
-
     def run(
         self, fn: Callable[..., Program[T]], *args: Any, exclusive: bool = False, lazy: bool = False
     ) -> T:
