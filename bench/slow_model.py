@@ -64,6 +64,9 @@ def _sim_worker(port: int, latency_ms: float) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    # inherited by every accepted connection: without it a keep-alive client waited ~40 ms
+    # a call (the response's second write held back until the client's delayed ACK)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", port))
     config = uvicorn.Config(
         build_app(world), log_level="warning", lifespan="off", access_log=False, backlog=4096

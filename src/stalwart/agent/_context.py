@@ -20,6 +20,7 @@ from stalwart.guard import (
     ApprovalQueue,
     Principal,
     Provenance,
+    Reservation,
     Security,
     SpendLedger,
     estimate_tokens,
@@ -58,6 +59,21 @@ LAZY_MODEL_RECORDS = True
 fsynced on its own, made durable by the next ordinary commit, which every side effect,
 approval, sub-task and result makes before it is visible (``docs/durable.md``, *What
 ``full`` guarantees*). False fsyncs each on its own (the benches compare the two)."""
+
+
+AHEAD_TOKENS = 2048
+"""What a reservation taken ahead for the loop's next model call allows for the tool
+results that will join its prompt (tokens, on top of the prompt and reply so far): a next
+call whose prompt turns out larger reserves again, as without it."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Ahead:
+    """A reservation taken for the next model call with the last one's settle (its
+    lazy commit's ``mark``: see :meth:`stalwart.durable.Context.synced`)."""
+
+    reservation: Reservation
+    mark: int
 
 
 @dataclasses.dataclass
@@ -194,6 +210,7 @@ class TaskContext:
         """What text this task has seen and from where (for the taint policy)."""
         self.lookups: dict[tuple[str, str, str], Any] = {}
         """Trusted records the policy's rules looked up in this task (see ``guarded``)."""
+        self._ahead: _Ahead | None = None
         self.vetted: set[str] = set()
         """Strings of the outcomes of sub-tasks that succeeded (``hand_over``): their
         agent's output tier redacted them already (see ``finish_output``)."""
@@ -234,6 +251,7 @@ class TaskContext:
         digest: str | None = None,
         response_format: ResponseFormat | None = None,
         on_text: Callable[[str], None] | None = None,
+        reserve_next: bool = False,
     ) -> dict[str, Any]:
         """One journaled model call. Returns ``{content, tool_calls, model, usage, cost_usd,
         fallback_from}`` (tool calls as ``{id, name, arguments}``).
@@ -254,7 +272,15 @@ class TaskContext:
         :class:`~stalwart.errors.NonDeterminismError` then) at no extra journal write.
 
         ``response_format`` asks for structured output (the answer's ``content`` is then
-        the JSON text)."""
+        the JSON text).
+
+        ``reserve_next`` (the agent loop): a reply that asks for tools will be followed by
+        another model call, so its budget reservation is taken now, in the transaction
+        that settles this one (when the spend ledger shares the store's file). That
+        commit is lazy; the tool calls' ordinary commits make it durable before the next
+        call is sent, which then needs no commit of its own (it reserves as usual when
+        its prompt outgrew the reservation, or when no ordinary commit came between).
+        Call :meth:`release_ahead` when the loop ends."""
         chain_name = model or self.default_model
         if chain_name is None or chain_name not in self.resources.models:
             raise ConfigError(f"agent {self.resources.agent!r} has no model chain {chain_name!r}")
@@ -268,9 +294,13 @@ class TaskContext:
 
         reservation = None
         budget = self.resources.security.budget
-        prompt = estimate_tokens(
-            [dict(m) for m in messages], list(tools), bytes_per_token=budget.bytes_per_token
-        )
+        prompt = 0  # estimated only for what needs it: a rate limit or a budget
+        if not self.durable.replaying and (
+            self.resources.rate_limiters or (self.resources.ledger is not None and budget.limited)
+        ):
+            prompt = estimate_tokens(
+                [dict(m) for m in messages], list(tools), bytes_per_token=budget.bytes_per_token
+            )
         if not self.durable.replaying:  # a replayed call was limited and paid for already
             for key in ("*", chain_name):
                 limiter = self.resources.rate_limiters.get(key)
@@ -280,13 +310,27 @@ class TaskContext:
                         rate = self.resources.security.model_rates.get(key)
                     wait = rate.max_wait_s if rate is not None else None
                     await limiter.acquire(prompt + max_tokens, max_wait=wait)
+        ahead, self._ahead = self._ahead, None
+        names = [getattr(c, "name", "") for c in getattr(client, "models", (client,))]
         if self.resources.ledger is not None and budget.limited and not self.durable.replaying:
             # worst case before the call (fail closed)
-            names = [getattr(c, "name", "") for c in getattr(client, "models", (client,))]
             worst = max(self.resources.prices.worst_case(n, prompt, max_tokens) for n in names)
-            reservation = await self.resources.ledger.reserve(
-                budget, agent=self.resources.agent, task_id=self.task_id, amount_usd=worst
-            )
+            if (
+                ahead is not None
+                and worst <= ahead.reservation.amount_usd
+                and self.durable.synced(ahead.mark)
+            ):
+                reservation = ahead.reservation  # taken with the last settle, and durable
+            else:
+                reservation = await self.resources.ledger.reserve(
+                    budget,
+                    agent=self.resources.agent,
+                    task_id=self.task_id,
+                    amount_usd=worst,
+                    replacing=ahead.reservation if ahead is not None else None,
+                )
+        elif ahead is not None and self.resources.ledger is not None:
+            await self.resources.ledger.settle(ahead.reservation, 0.0)
 
         sent = False  # the request may have reached the provider (and been billed)
         seq = self.durable.position  # the journal position this call's step takes
@@ -332,11 +376,30 @@ class TaskContext:
             reservation is not None and ledger is not None and self.durable.store.joins(ledger.url)
         )
 
+        next_plan: Any = None  # the reservation taken ahead with the settle, if any
+
         def settle(reply: dict[str, Any]) -> Joined | None:
+            nonlocal next_plan
             if not joined or reservation is None or ledger is None:
                 return None
             tokens = int(reply["usage"]["prompt_tokens"]) + int(reply["usage"]["completion_tokens"])
-            fn, args = ledger.settle_program(reservation, float(reply["cost_usd"]), tokens)
+            cost = float(reply["cost_usd"])
+            if reserve_next and reply["tool_calls"]:
+                # the next prompt: this one, the reply, and room for the tools' results
+                grown = (
+                    prompt
+                    + AHEAD_TOKENS
+                    + estimate_tokens(
+                        [assistant_message(reply)], bytes_per_token=budget.bytes_per_token
+                    )
+                )
+                amount = max(self.resources.prices.worst_case(n, grown, max_tokens) for n in names)
+                both, args, next_plan = ledger.settle_ahead_program(
+                    reservation, cost, tokens, budget, agent=self.resources.agent,
+                    task_id=self.task_id, amount_usd=amount,
+                )  # fmt: skip
+                return Joined(both, args)
+            fn, args = ledger.settle_program(reservation, cost, tokens)
             return Joined(fn, args)
 
         try:
@@ -368,7 +431,11 @@ class TaskContext:
                 await self.resources.ledger.settle(reservation, 0.0)
             raise
         if reservation is not None and ledger is not None:
-            if joined:  # committed with the journal entry
+            if joined and next_plan is not None:  # committed with the journal entry
+                taken = ledger.settled_ahead(reservation, next_plan, ratios)
+                if taken is not None:
+                    self._ahead = _Ahead(taken, self.durable.lazy_mark)
+            elif joined:  # committed with the journal entry
                 ledger.settled(reservation, ratios or [])
             else:
                 tokens = int(reply["usage"]["prompt_tokens"]) + int(
@@ -381,6 +448,25 @@ class TaskContext:
         self.usage.cost_usd += float(reply["cost_usd"])
         self.usage.fallbacks += 1 if reply["fallback_from"] else 0
         return reply
+
+    async def release_ahead(self) -> None:
+        """End a reservation taken ahead for a model call that will not come (the loop
+        ended after tool calls: refused, out of steps, failed or cancelled)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None or self.resources.ledger is None:
+            return
+        # Released even when the task is cancelled again meanwhile (as a cancelled call's
+        # charge is): left held, it would keep its room from other calls for an hour
+        releasing = asyncio.ensure_future(self.resources.ledger.settle(ahead.reservation, 0.0))
+        cancelled = False
+        while not releasing.done():
+            try:
+                await asyncio.shield(releasing)
+            except asyncio.CancelledError:
+                cancelled = True
+        releasing.result()
+        if cancelled:  # the cancel still stops the task, once the room is given back
+            raise asyncio.CancelledError
 
     # -- tools ------------------------------------------------------------------------------
     def tool_specs(self) -> list[ToolSpec]:

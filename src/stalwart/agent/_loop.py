@@ -42,7 +42,10 @@ def _user_text(task_input: Any) -> str:
 async def run_llm_agent(ctx: TaskContext, agent: LLMAgent, task_input: Any) -> dict[str, Any]:
     """Run the loop; the input is validated first and the output redacted last."""
     task_input = prepare_input(ctx, task_input, system=agent.system)
-    outcome = await _loop(ctx, agent, task_input)
+    try:
+        outcome = await _loop(ctx, agent, task_input)
+    finally:  # a reservation taken for a model call that did not come
+        await ctx.release_ahead()
     # the output tier may run a NER model: off the loop, so heartbeats keep coming
     result: dict[str, Any] = await asyncio.to_thread(finish_output, ctx, outcome)
     return result
@@ -68,7 +71,11 @@ async def _loop(ctx: TaskContext, agent: LLMAgent, task_input: Any) -> dict[str,
             messages = await history.fit(ctx.durable)
             max_context = max(max_context, count_messages(messages, history.counter))
             reply = await ctx.call_model(
-                messages, tools=specs, max_tokens=agent.max_tokens, stream=agent.stream
+                messages,
+                tools=specs,
+                max_tokens=agent.max_tokens,
+                stream=agent.stream,
+                reserve_next=step < agent.max_steps,
             )
             history.add(assistant_message(reply))
             if not reply["tool_calls"]:

@@ -67,6 +67,8 @@ class Context:
         self._clock = clock
         self.events = events
         self._seq = 0
+        self._lazy_commits = 0  # lazy commits this run made
+        self._synced_lazy = 0  # of them, those an ordinary commit of this run followed
         self.replayed_steps = 0
         self.executed_steps = 0
         self.quarantined = list(journal.quarantined)
@@ -102,6 +104,24 @@ class Context:
     def position(self) -> int:
         """The journal position the next call will take."""
         return self._seq
+
+    def committed(self, *, lazy: bool) -> None:
+        """Note a commit of this task's (a journal record, a ledger entry): an ordinary
+        one makes every earlier lazy one durable (one log, fsynced up to its end)."""
+        if lazy:
+            self._lazy_commits += 1
+        else:
+            self._synced_lazy = self._lazy_commits
+
+    @property
+    def lazy_mark(self) -> int:
+        """The number of this run's lazy commits so far: pass it to :meth:`synced` later."""
+        return self._lazy_commits
+
+    def synced(self, mark: int) -> bool:
+        """Whether an ordinary commit of this task came after its ``mark``-th lazy commit,
+        making it durable at ``full``."""
+        return self._synced_lazy >= mark
 
     def set_lease(self, lease: Lease) -> None:
         """Adopt a renewed lease (same token) from the heartbeat."""
@@ -147,6 +167,7 @@ class Context:
             joined = None
         else:
             joined = await self._store.append(self._lease, (entry,), also=also, lazy=lazy)
+        self.committed(lazy=lazy)
         self.executed_steps += 1
         _EXECUTED[kind].inc()
         return joined

@@ -88,6 +88,7 @@ async def run_effect(
         )
     if record is None:
         await ctx.store.effect_started(ctx.lease, key, seq, name)
+        ctx.committed(lazy=False)
     elif record.status in ("completed", "failed"):
         # The journal entry was lost (damage) but the ledger kept the outcome.
         result = unseal(record.result)  # _finish seals it again
@@ -165,6 +166,7 @@ async def _finish(ctx: Context, key: str, seq: int, name: str, *, status: Any, r
     await ctx.store.effect_finished(
         ctx.lease, key, status, result, JournalEntry(seq, "effect", name, value)
     )
+    ctx.committed(lazy=False)
     ctx.count_executed("effect")
 
 

@@ -110,6 +110,10 @@ class Lease:
 
     ``token`` is the fencing token; a write with a stale token raises
     :class:`stalwart.errors.LeaseLost` and changes nothing.
+
+    ``fresh``: the store knows this is the task's first lease ever (no journal or
+    ledger entry can exist yet, every write of one being fenced by a lease), so a
+    runner need not read them. False when it cannot tell.
     """
 
     task_id: str
@@ -117,6 +121,7 @@ class Lease:
     token: int
     expires: float
     task: TaskRecord
+    fresh: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from stalwart.durable._base import check_lease_seconds
 from stalwart.durable._integrity import check_json
 from stalwart.durable._journal import Context
 from stalwart.durable._ops import lease_lost
-from stalwart.durable._protocol import Lease, Store, TaskRecord
+from stalwart.durable._protocol import EffectRecord, JournalLoad, Lease, Store, TaskRecord
 from stalwart.durable._renewal import Renewals
 from stalwart.errors import (
     IncompatibleFormat,
@@ -168,8 +168,13 @@ class Runner:
 
     async def execute(self, lease: Lease, workflow: Workflow) -> TaskResult:
         """Run ``workflow`` under an acquired ``lease`` and record its end."""
+        journal: JournalLoad
+        effects: dict[int, EffectRecord]
         try:
-            journal, effects = await self.store.load(lease.task_id)  # one read, not two
+            if lease.fresh:  # a first lease: nothing to read (one transaction fewer a task)
+                journal, effects = JournalLoad([], []), {}
+            else:
+                journal, effects = await self.store.load(lease.task_id)  # one read, not two
         except (IncompatibleFormat, asyncio.CancelledError):
             # a newer node wrote part of it, or we are stopping: give the task back
             await self._release_quietly(lease)

@@ -226,7 +226,10 @@ class SQLStore:
         except CorruptRecord as exc:
             await self._fail_corrupt_task(row, owner, str(exc))
             raise
-        return Lease(task.id, owner, task.lease_token, expires, task)
+        # Tokens start at 0 and every claim (and cancel) adds one; journal and ledger
+        # writes are fenced by the token, so at token 1 nothing of the task is written
+        # yet (a retried task keeps its token, and its journal)
+        return Lease(task.id, owner, task.lease_token, expires, task, task.lease_token == 1)
 
     async def _fail_corrupt_task(self, row: Sequence[Any], owner: str, reason: str) -> None:
         tid, token = row[0], row[7]

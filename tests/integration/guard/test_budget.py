@@ -174,11 +174,12 @@ async def test_a_model_call_settles_with_its_journal_entry_when_they_share_a_fil
         assert ledger.spent("task", result.task_id) == pytest.approx(usage["cost_usd"])
         assert ledger.reserved("task", result.task_id) == 0.0
         # create, acquire, finish; one entry per step, plus "started" for each side effect
-        # (the refund and the e-mail); one reserve per model call, and a settle of its own
-        # per model call only when the ledger is in another file
+        # (the refund and the e-mail). In the store's file: one reserve, the first call's
+        # (every later call follows a tool call, and its reservation was taken with the
+        # settle before it); in a file of its own: a reserve and a settle per model call
         steps = usage["model_calls"] + usage["tool_calls"]
         joined = ledger_file == "b.db"
-        expected = 3 + steps + 2 + usage["model_calls"] * (1 if joined else 2)
+        expected = 3 + steps + 2 + (1 if joined else usage["model_calls"] * 2)
         assert wrote == expected, (wrote, usage)
     finally:
         ledger.close()

@@ -1,0 +1,257 @@
+"""What a budgeted agent loop commits, counted on a real SQLite store with the spend ledger
+in the store's file (as the node runs it), and what it leaves reserved.
+
+A model call that follows a tool call needs no commit of its own for its reservation: it
+was taken with the previous call's settle (one lazy commit with that call's journal
+record), and the tool's ordinary commit made it durable before the call was sent. When no
+ordinary commit came between (a tool call the runtime denied writes nothing), the call
+reserves again, replacing it. Whatever way the loop ends, nothing stays reserved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import sqlite3
+from typing import Any
+
+import msgspec
+import pytest
+from tests.integration.adapters._scripted import Scripted
+
+from stalwart.agent import LLMAgent, Resources, TaskContext, run_llm_agent
+from stalwart.db._metrics import COMMITS, LAZY_COMMITS
+from stalwart.durable import Runner, SQLiteStore
+from stalwart.guard import Budget, Security, SpendLedger
+from stalwart.llm import Message, Price, PriceTable, ToolCall
+from stalwart.observe import EventBus
+from stalwart.resilience import BreakerRegistry
+from stalwart.tools import ToolRegistry, tool
+
+looked_up: list[int] = []
+started = asyncio.Event()
+
+
+@tool(scopes=["orders:read"])
+async def look(order_id: int) -> dict[str, Any]:
+    """Look an order up."""
+    looked_up.append(order_id)
+    return {"order_id": order_id, "status": "shipped"}
+
+
+@tool(scopes=["admin"])
+async def wipe(order_id: int) -> dict[str, Any]:
+    """Never granted to the agent below."""
+    raise AssertionError("a denied tool never runs")
+
+
+@tool(scopes=["orders:read"])
+async def stall(order_id: int) -> dict[str, Any]:
+    """Waits until the task is cancelled."""
+    started.set()
+    await asyncio.Event().wait()
+    return {}
+
+
+@tool(scopes=["orders:read"])
+async def history(order_id: int) -> dict[str, Any]:
+    """An order's long history (its result makes the next prompt grow by ~8 KB)."""
+    return {"order_id": order_id, "events": ["shipped, then returned"] * 400}
+
+
+AGENT = LLMAgent(
+    name="support",
+    system="Help.",
+    model="main",
+    tools=[look, wipe, stall, history],
+    scopes=["orders:read"],
+    max_steps=5,
+)
+LEASE_S = 3600.0
+"""Long: a lease renewal (every third of it, on shared ticks) never falls among the
+counted commits."""
+PRICES = PriceTable({"scripted:model": Price(1.0, 2.0)})
+
+
+class Billed(Scripted):
+    """The scripted model, billing each call what :data:`PRICES` says it costs."""
+
+    async def complete(self, request: Any, *, timeout: float | None = None) -> Any:
+        response = await super().complete(request, timeout=timeout)
+        cost = PRICES.cost(self.name, response.usage)
+        return msgspec.structs.replace(response, cost_usd=cost)
+
+
+def calls(*names: str) -> Message:
+    return Message(
+        "assistant",
+        tool_calls=tuple(ToolCall(f"c{i}", n, {"order_id": 7}) for i, n in enumerate(names)),
+    )
+
+
+def counted() -> tuple[float, float]:
+    """(ordinary writing commits, lazy writing commits) so far in this process."""
+    wrote, lazy = COMMITS.labels("true")._value.get(), LAZY_COMMITS.labels("true")._value.get()
+    return wrote - lazy, lazy
+
+
+def all_transactions() -> float:
+    """Transactions this process's SQLite writers committed, reads included."""
+    return COMMITS.labels("false")._value.get() + COMMITS.labels("true")._value.get()
+
+
+def reserved(path: pathlib.Path) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM guard_reservations").fetchone()[0])
+    finally:
+        conn.close()
+
+
+class Budgeted:
+    """The loop in this process with a task budget, its ledger in the store's file."""
+
+    def __init__(self, path: pathlib.Path, store: SQLiteStore, client: Billed) -> None:
+        self.ledger = SpendLedger(f"sqlite:///{path}")
+        self.client = client
+        events = EventBus(log=False)
+        self.resources = Resources(
+            agent="support",
+            models={"main": client},
+            tools=ToolRegistry(AGENT.tools, breakers=BreakerRegistry()),
+            scopes=frozenset(AGENT.scopes),
+            callable_agents=frozenset(),
+            runtime=None,
+            events=events,
+            security=Security(budget=Budget(task_usd=5.0)),
+            ledger=self.ledger,
+            prices=PRICES,
+        )
+        self.runner = Runner(store, owner="inline", events=events, lease_seconds=LEASE_S)
+
+    async def workflow(self, ctx: Any, value: Any) -> Any:
+        return await run_llm_agent(TaskContext(ctx, self.resources, model="main"), AGENT, value)
+
+    async def submit(self) -> str:
+        """A task to run, the ledger's tables made first (not counted with the task)."""
+        await asyncio.to_thread(self.ledger.spent, "day", "*")
+        return await self.runner.submit("support", {"text": "Where is order 7?"})
+
+
+@pytest.fixture
+async def store(tmp_path: pathlib.Path) -> Any:
+    s = SQLiteStore(str(tmp_path / "b.db"))  # durability "full"
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_a_model_call_after_a_tool_call_reserves_without_a_commit_of_its_own(
+    tmp_path: pathlib.Path, store: SQLiteStore
+) -> None:
+    client = Billed([calls("look"), calls("look"), Message("assistant", content="Shipped.")])
+    loop = Budgeted(tmp_path / "b.db", store, client)
+    try:
+        task_id = await loop.submit()
+        before = counted()
+        result = await loop.runner.run(task_id, loop.workflow)
+        ordinary, lazy = (a - b for a, b in zip(counted(), before, strict=True))
+    finally:
+        loop.ledger.close()
+    assert result.status == "succeeded" and result.result["answer"] == "Shipped."
+    assert client.calls == 3 and looked_up[-2:] == [7, 7]
+    # the claim, the first call's reservation, two tool records, the result: the second
+    # and third calls' reservations rode on the settles before them
+    assert ordinary == 5
+    assert lazy == 3  # each model call's record with its settle
+    assert reserved(tmp_path / "b.db") == 0
+    # the spend is the calls' cost: 3 x (10 prompt x $1 + 5 completion x $2) per M tokens
+    assert loop.ledger.spent("task", task_id, "") == pytest.approx(3 * 20 / 1e6)
+
+
+async def test_a_reservation_no_ordinary_commit_made_durable_is_taken_again(
+    tmp_path: pathlib.Path, store: SQLiteStore
+) -> None:
+    # the denied call writes nothing: the reservation taken ahead is not on disk yet
+    client = Billed([calls("wipe"), Message("assistant", content="Cannot.")])
+    loop = Budgeted(tmp_path / "b.db", store, client)
+    try:
+        task_id = await loop.submit()
+        before = counted()
+        result = await loop.runner.run(task_id, loop.workflow)
+        ordinary, lazy = (a - b for a, b in zip(counted(), before, strict=True))
+    finally:
+        loop.ledger.close()
+    assert result.status == "succeeded"
+    assert result.result["usage"]["denied_tool_calls"] == 1
+    assert ordinary == 4  # the claim, two reservations (the second replacing), the result
+    assert lazy == 2
+    assert reserved(tmp_path / "b.db") == 0
+
+
+async def test_a_prompt_that_outgrew_the_reservation_taken_ahead_reserves_again(
+    tmp_path: pathlib.Path, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("stalwart.agent._context.AHEAD_TOKENS", 16)  # no room for 8 KB
+    client = Billed([calls("history"), Message("assistant", content="Returned.")])
+    loop = Budgeted(tmp_path / "b.db", store, client)
+    try:
+        task_id = await loop.submit()
+        before = counted()
+        result = await loop.runner.run(task_id, loop.workflow)
+        ordinary, lazy = (a - b for a, b in zip(counted(), before, strict=True))
+    finally:
+        loop.ledger.close()
+    assert result.status == "succeeded" and result.result["answer"] == "Returned."
+    # the claim, the first reservation, the tool's record, the second reservation (the
+    # one taken ahead ended in its transaction), the result
+    assert ordinary == 5
+    assert lazy == 2
+    assert reserved(tmp_path / "b.db") == 0
+    assert loop.ledger.spent("task", task_id, "") == pytest.approx(2 * 20 / 1e6)
+
+
+async def test_a_loop_cancelled_in_a_tool_call_leaves_nothing_reserved(
+    tmp_path: pathlib.Path, store: SQLiteStore
+) -> None:
+    started.clear()
+    client = Billed([calls("stall"), Message("assistant", content="never")])
+    loop = Budgeted(tmp_path / "b.db", store, client)
+    try:
+        task_id = await loop.submit()
+        run = asyncio.ensure_future(loop.runner.run(task_id, loop.workflow))
+        async with asyncio.timeout(30):
+            await started.wait()
+        assert reserved(tmp_path / "b.db") == 1  # the next call's, taken with the settle
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+    finally:
+        loop.ledger.close()
+    assert client.calls == 1
+    assert reserved(tmp_path / "b.db") == 0
+
+
+async def test_a_first_lease_reads_nothing_and_a_resumed_one_reads_its_journal(
+    store: SQLiteStore,
+) -> None:
+    runner = Runner(store, owner="a", events=EventBus(log=False), lease_seconds=LEASE_S)
+    task_id = await runner.submit("support", {})
+    first = await store.acquire("a", LEASE_S, task_id=task_id)
+    assert first is not None and first.fresh
+    await store.release(first)
+    again = await store.acquire("a", LEASE_S, task_id=task_id)
+    assert again is not None and not again.fresh
+    transactions = all_transactions()
+
+    async def workflow(ctx: Any, value: Any) -> Any:
+        return await ctx.step("one", lambda: 1)
+
+    result = await runner.execute(again, workflow)
+    assert result.status == "succeeded"
+    assert all_transactions() - transactions == 3  # the journal read, the step, the result
+
+    fresh_id = await runner.submit("support", {})
+    transactions = all_transactions()
+    assert (await runner.run(fresh_id, workflow)).status == "succeeded"
+    assert all_transactions() - transactions == 3  # the claim, the step, the result: no read
