@@ -189,6 +189,9 @@ class TaskAgent(Agent):
     for notices that arrive late."""
     scan_interval = 0.25
     """Longest wait between two claims when idle (the backoff starts at 2 ms)."""
+    first_claim = 16
+    """Most tasks the first claim of a process takes; later claims double or halve it
+    by how fast the claimed tasks start (see :meth:`_claim_some`)."""
 
     async def init(self, args: Any) -> None:
         self.app = load_app(args["app"])
@@ -249,6 +252,13 @@ class TaskAgent(Agent):
         # runner will give the lease back, so terminate() does.
         self.unstarted: dict[str, Lease] = {}
         self.wake = asyncio.Event()
+        self.claim_batch = min(self.first_claim, self.defn.max_tasks)
+        """Most tasks the next claim takes (paced: see :meth:`_claim_some`)."""
+        catalog.AGENT_CLAIM_BATCH.labels(self.defn.name).set(self.claim_batch)
+        self.starting: set[str] = set()
+        """Claimed here, not yet running their workflow (their journals load)."""
+        self.started = asyncio.Event()
+        """Set whenever ``starting`` empties."""
         await self._resume_own()
         self.claimer = asyncio.create_task(self._claim_forever())
 
@@ -421,42 +431,80 @@ class TaskAgent(Agent):
             self.wake.clear()
 
     async def _claim_some(self) -> int:
+        """Fill free capacity: each store transaction claims up to ``claim_batch`` tasks.
+
+        Pacing: after a full claim, the next waits (at most a renewal tick, a third of
+        ``lease_seconds``) until the tasks claimed so far have started, that is, loaded
+        their journals and begun to run. If they did within the tick, the batch doubles
+        (up to ``max_tasks``); if not, it halves (down to 1). So a burst of work is
+        claimed in a handful of transactions (16, 32, 64, ... tasks) on a process that
+        keeps up, while one that falls behind claims no faster than it starts them:
+        a claimed task that has not started holds a lease it does not renew yet.
+        """
         claimed = 0
-        while len(self.running) < self.defn.max_tasks:
+        agent = self.defn.name
+        while (free := self.defn.max_tasks - len(self.running)) > 0:
+            want = min(free, self.claim_batch)
             claim = asyncio.ensure_future(
-                self.store.acquire(
+                self.store.acquire_many(
                     self.owner,
                     self.app.lease_seconds,
-                    agent=self.defn.name,
+                    agent=agent,
+                    limit=want,
                     max_running=self.defn.max_running,
                 )
             )
             try:
-                lease = await asyncio.shield(claim)
+                leases = await asyncio.shield(claim)
             except asyncio.CancelledError:
                 # Stopped mid-claim: the claim may still commit. Settle it (bounded)
-                # and give it back, rather than leave a lease held by nobody.
+                # and give its tasks back, rather than leave leases held by nobody.
                 with contextlib.suppress(StoreError, TimeoutError, asyncio.CancelledError):
                     async with asyncio.timeout(self.app.lease_seconds / 2):
-                        orphan = await claim
-                        if orphan is not None:
+                        for orphan in await claim:
                             await self._give_back(orphan)
                 raise
-            if lease is None:
+            if not leases:
                 break
-            _log.info(
-                "task_claimed",
-                agent=self.defn.name,
-                task_id=lease.task_id,
-                owner=self.owner,
-                attempt=lease.task.attempts,
-            )
-            self.unstarted[lease.task_id] = lease
-            self._track(lease.task_id, self._execute(lease))
-            claimed += 1
+            catalog.AGENT_CLAIM_SIZE.labels(agent).observe(len(leases))
+            for lease in leases:
+                _log.info(
+                    "task_claimed",
+                    agent=agent,
+                    task_id=lease.task_id,
+                    owner=self.owner,
+                    attempt=lease.task.attempts,
+                )
+                self.unstarted[lease.task_id] = lease
+                self.starting.add(lease.task_id)
+                self._track(lease.task_id, self._execute(lease))
+            claimed += len(leases)
+            if len(leases) < want:
+                break  # nothing more is runnable now
+            await self._pace()
         if len(self.running) >= self.defn.max_tasks:
-            catalog.AGENT_AT_CAPACITY.labels(self.defn.name).inc()
+            catalog.AGENT_AT_CAPACITY.labels(agent).inc()
         return claimed
+
+    async def _pace(self) -> None:
+        """Wait until the claimed tasks have started (at most a renewal tick), and size
+        the next claim by how that went (see :meth:`_claim_some`)."""
+        try:
+            async with asyncio.timeout(self.app.lease_seconds / 3):
+                while self.starting:
+                    self.started.clear()
+                    await self.started.wait()
+        except TimeoutError:
+            self.claim_batch = max(1, self.claim_batch // 2)
+        else:
+            self.claim_batch = min(self.claim_batch * 2, self.defn.max_tasks)
+        catalog.AGENT_CLAIM_BATCH.labels(self.defn.name).set(self.claim_batch)
+
+    def _started(self, task_id: str) -> None:
+        """``task_id`` began to run here (or ended before it could): no longer starting."""
+        self.starting.discard(task_id)
+        if not self.starting:
+            self.started.set()
 
     def _track(self, task_id: str, work: Any) -> None:
         # Blame: if this task holds the loop too long, the node kills this process and
@@ -471,6 +519,7 @@ class TaskAgent(Agent):
 
         def done(_t: asyncio.Task[TaskResult | None]) -> None:
             self.running.pop(task_id, None)
+            self._started(task_id)
             running.set(len(self.running))
             self.ended[task_id] = task_id in self.cut_short
             self.cut_short.discard(task_id)
@@ -581,6 +630,7 @@ class TaskAgent(Agent):
             return result
 
     async def _workflow(self, ctx: Context, task_input: Any) -> Any:
+        self._started(ctx.task_id)
         tctx = TaskContext(ctx, self.resources, model=self.defn.model)
         timer = asyncio.timeout(self.defn.task_timeout)
         try:

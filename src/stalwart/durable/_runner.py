@@ -274,21 +274,46 @@ class Runner:
             text = "...\n" + text[-TRACEBACK_CHARS:]
         return text
 
+    def _expires_at(self, lease: Lease) -> float:
+        """When ``lease`` expires, on the monotonic clock (its ``expires`` is wall time),
+        counted as at most ``lease_seconds`` from now (a store on another clock, a lease
+        taken for longer: the runner's own lease is the most it relies on)."""
+        left = min(lease.expires - self.clock.time(), self.lease_seconds)
+        return self.clock.monotonic() + left
+
     async def _heartbeat(self, ctx: Context, work: asyncio.Future[Any]) -> None:
         """Renew the lease every third of it; give the task up before the lease can expire.
 
         A runner that cannot renew (store unreachable, partitioned, paused) must
         stop working on the task *before* another runner may take it over: once
-        two thirds of the lease have passed since the last renewal was sent, the
-        work is cancelled and :class:`LeaseLost` raised, leaving a third of the
-        lease as the margin. (The store's fencing rejects any write of a stale
-        owner anyway; this keeps a cut-off runner from even trying.)
+        the lease has less than a third of ``lease_seconds`` left (two thirds after
+        the last renewal was sent), the work is cancelled and :class:`LeaseLost`
+        raised, leaving that third as the margin. (The store's fencing rejects any
+        write of a stale owner anyway; this keeps a cut-off runner from even trying.)
+
+        The lease is counted from when it was taken (its ``expires``), not from when
+        this heartbeat began: a task claimed in a burst on a busy process may start
+        a second or more after its claim, and a heartbeat that counted from its own
+        start believed in a lease that had already run out (issue 19: the agent's
+        own claim loop then took the task again, fencing the runner mid-step). A
+        heartbeat that finds itself behind (less than two thirds of the lease left)
+        renews at once instead of waiting for the shared tick.
         """
         interval = self.lease_seconds / 3
-        give_up_after = self.lease_seconds * 2 / 3
-        renewed_at = self.clock.monotonic()
+        margin = self.lease_seconds / 3
+        expires_at = self._expires_at(ctx.lease)
+        failed = False
         while not work.done():
-            await self.clock.sleep(self.renewals.until_next_tick())
+            ahead = expires_at - self.clock.monotonic() - 2 * margin
+            if ahead > 0 or failed:
+                # the shared tick; after a failure, no later than the give-up moment,
+                # which still gets its one short try
+                wait = self.renewals.until_next_tick()
+                if failed:
+                    wait = min(wait, max(0.0, ahead + margin))
+                await self.clock.sleep(wait)
+            else:
+                await asyncio.sleep(0)  # behind: renew now (with whoever else is)
             if work.done():
                 return
             sent_at = self.clock.monotonic()
@@ -296,21 +321,24 @@ class Runner:
             # or the clock jumped) one short try still counts: if the renewal goes through,
             # nobody took the task meanwhile (the lease token is unchanged), so going on
             # is safe.
-            left = renewed_at + give_up_after - sent_at
+            left = expires_at - margin - sent_at
             try:
                 async with asyncio.timeout(left if left > 0 else min(interval, 2.0)):
                     renewed = await self.renewals.renew(ctx.lease)
                 if renewed is None:
                     raise lease_lost(ctx.lease)
                 ctx.set_lease(renewed)
-                renewed_at = sent_at
+                failed = False
+                # the store counts the new lease from its write, after ``sent_at``
+                expires_at = max(expires_at, sent_at + self.lease_seconds)
             except LeaseLost:
                 _log.error("durable_lease_lost", task_id=ctx.task_id, owner=self.owner)
                 self.events.emit("durable.lease_lost", task_id=ctx.task_id, owner=self.owner)
                 work.cancel()
                 raise
             except (StalwartError, TimeoutError) as exc:  # store hiccup: retry, up to a limit
-                if self.clock.monotonic() - renewed_at < give_up_after:
+                failed = True
+                if self.clock.monotonic() < expires_at - margin:
                     _log.warning("durable_heartbeat_failed", task_id=ctx.task_id, error=str(exc))
                     continue
                 _log.error("durable_lease_abandoned", task_id=ctx.task_id, owner=self.owner)
@@ -322,9 +350,9 @@ class Runner:
                 )
                 work.cancel()
                 raise LeaseLost(
-                    f"task {ctx.task_id!r}: the lease could not be renewed for "
-                    f"{give_up_after:.3g} s ({exc!r}); the work stopped before the lease "
-                    "could expire, so another runner can take the task over safely"
+                    f"task {ctx.task_id!r}: the lease could not be renewed in time ({exc!r}); "
+                    f"the work stopped before the lease could expire (a third of it, "
+                    f"{margin:.3g} s, left), so another runner can take the task over safely"
                 ) from exc
 
     async def _release_quietly(self, lease: Lease) -> None:

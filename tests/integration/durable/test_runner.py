@@ -228,6 +228,41 @@ async def test_a_runner_that_cannot_renew_gives_up_before_the_lease_expires(
     assert task is not None and task.status == "running" and task.lease_owner == "cut-off"
 
 
+async def test_a_task_started_late_renews_its_lease_at_once(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    """Issue 19: a task claimed in a burst starts late. Its lease counts from the claim,
+    not from the start: a heartbeat that counted from its start waited for the tick
+    while the lease ran out under it, and the agent's own claim loop took the task again
+    mid-step. Now it renews at once, and another owner cannot take the task."""
+    store: Store = await make_store()
+    runner = Runner(store, owner="late", clock=clock, lease_seconds=30)
+    tid = await runner.submit("w", None)
+    lease = await store.acquire("late", 30, task_id=tid)
+    assert lease is not None
+    claimed_until = lease.expires
+    clock.advance(21)  # claimed 21 s ago: 9 s of the lease left, less than its third
+    gate = asyncio.Event()
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        await gate.wait()
+        return 1
+
+    run = asyncio.ensure_future(runner.execute(lease, wf))
+    async with asyncio.timeout(10):  # renewed without the clock moving to the next tick
+        while runner.renewals.writes < 1:
+            await asyncio.sleep(0.001)
+    task = await store.get_task(tid)
+    assert task is not None and task.lease_expires == pytest.approx(clock.time() + 30)
+    assert task.lease_expires > claimed_until
+    clock.advance(10)  # past the claimed lease's end: still held
+    assert await store.acquire("thief", 30, task_id=tid) is None
+    gate.set()
+    async with asyncio.timeout(10):
+        result = await run
+    assert result.status == "succeeded" and result.result == 1
+
+
 async def test_a_runner_renews_all_its_leases_in_one_write_per_tick(
     make_store: MakeStore, clock: FakeClock
 ) -> None:
