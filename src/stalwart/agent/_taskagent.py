@@ -6,8 +6,9 @@ node and the agent (``node/agent``), so after a crash its restarted
 incarnation takes back exactly the tasks it held (no other node's) and resumes
 each from its journal.
 
-Work is *claimed*, not pushed: the process leases the oldest runnable task of
-its agent from the store while it has capacity (``max_tasks``). Many nodes can
+Work is *claimed*, not pushed: the process leases the oldest runnable tasks of
+its agent from the store while it has capacity (``max_tasks``), many in one
+transaction, paced by how fast the claimed tasks start. Many nodes can
 share one store this way (PostgreSQL hands each task to one live owner), a
 task whose runner died becomes runnable again when its lease expires, and a
 task written straight to the store (``stalwart task submit``) is found by the
