@@ -446,6 +446,7 @@ class TaskAgent(Agent):
         agent = self.defn.name
         while (free := self.defn.max_tasks - len(self.running)) > 0:
             want = min(free, self.claim_batch)
+            claimed_at = self.runner.clock.monotonic()  # each lease counts from here
             claim = asyncio.ensure_future(
                 self.store.acquire_many(
                     self.owner,
@@ -478,7 +479,7 @@ class TaskAgent(Agent):
                 )
                 self.unstarted[lease.task_id] = lease
                 self.starting.add(lease.task_id)
-                self._track(lease.task_id, self._execute(lease))
+                self._track(lease.task_id, self._execute(lease, claimed_at))
             claimed += len(leases)
             if len(leases) < want:
                 break  # nothing more is runnable now
@@ -541,7 +542,7 @@ class TaskAgent(Agent):
             # it will expire instead; fencing keeps a later takeover safe
             _log.warning("task_release_failed", task_id=lease.task_id, error=str(exc))
 
-    async def _execute(self, lease: Lease) -> TaskResult | None:
+    async def _execute(self, lease: Lease, claimed_at: float) -> TaskResult | None:
         self.unstarted.pop(lease.task_id, None)  # from here, the runner gives it back
         # every line logged while this task runs carries its id (and this agent's) and the
         # trace's id (the task id when tracing is off)
@@ -550,7 +551,7 @@ class TaskAgent(Agent):
             log_context(task_id=lease.task_id, trace_id=current_trace_id() or lease.task_id),
         ):
             _log.info("task_started", agent=self.defn.name, attempt=lease.task.attempts)
-            result = await self._execute_leased(lease)
+            result = await self._execute_leased(lease, claimed_at)
             _finished(result, lease.task.created_at)
             _end_span(span, result)
             if result is not None and result.status == "cancelled":  # its lease was fenced
@@ -574,9 +575,9 @@ class TaskAgent(Agent):
             parent=parent,
         )
 
-    async def _execute_leased(self, lease: Lease) -> TaskResult | None:
+    async def _execute_leased(self, lease: Lease, claimed_at: float) -> TaskResult | None:
         try:
-            return await self.runner.execute(lease, self._workflow)
+            return await self.runner.execute(lease, self._workflow, claimed_at=claimed_at)
         except IncompatibleFormat as exc:
             _log.warning(
                 "task_left_for_newer_node",

@@ -130,6 +130,7 @@ class Runner:
         # Claimed first, read only when the claim fails: a task to run costs one
         # transaction here, not two (a finished one is never claimed; a damaged one is
         # quarantined, failed and raised by acquire()).
+        claimed_at = self.clock.monotonic()
         lease = await self.store.acquire(
             self.owner, self.lease_seconds, task_id=task_id, force=force
         )
@@ -143,13 +144,14 @@ class Runner:
                 f"task {task_id!r} is leased by {task.lease_owner if task else None!r} until "
                 f"{task.lease_expires if task else None}; it can be resumed after that"
             )
-        return await self.execute(lease, workflow)
+        return await self.execute(lease, workflow, claimed_at=claimed_at)
 
     async def run_next(self, workflows: Mapping[str, Workflow]) -> TaskResult | None:
         """Lease the oldest runnable task and run it; None if there is none.
 
         A task whose agent is not in ``workflows`` is released untouched.
         """
+        claimed_at = self.clock.monotonic()
         lease = await self.store.acquire(self.owner, self.lease_seconds)
         if lease is None:
             return None
@@ -160,10 +162,20 @@ class Runner:
                 f"task {lease.task_id!r} is for agent {lease.task.agent!r}, which this runner "
                 f"does not know (known: {sorted(workflows)})"
             )
-        return await self.execute(lease, workflow)
+        return await self.execute(lease, workflow, claimed_at=claimed_at)
 
-    async def execute(self, lease: Lease, workflow: Workflow) -> TaskResult:
-        """Run ``workflow`` under an acquired ``lease`` and record its end."""
+    async def execute(
+        self, lease: Lease, workflow: Workflow, *, claimed_at: float | None = None
+    ) -> TaskResult:
+        """Run ``workflow`` under an acquired ``lease`` and record its end.
+
+        ``claimed_at``: when the claim that took ``lease`` was sent, on this runner's
+        monotonic clock (None: now). The lease counts from then (its store wrote it a
+        little later), so a task that starts long after its claim renews at once.
+        """
+        expires_at = (self.clock.monotonic() if claimed_at is None else claimed_at) + min(
+            self.lease_seconds, lease.expires - lease.task.updated_at
+        )
         try:
             journal, effects = await self.store.load(lease.task_id)  # one read, not two
         except (IncompatibleFormat, asyncio.CancelledError):
@@ -172,7 +184,7 @@ class Runner:
             raise
         ctx = Context(self.store, lease, journal, effects, clock=self.clock, events=self.events)
         work = asyncio.ensure_future(workflow(ctx, lease.task.input))
-        beat = asyncio.ensure_future(self._heartbeat(ctx, work))
+        beat = asyncio.ensure_future(self._heartbeat(ctx, work, expires_at))
         try:
             try:
                 result = await work
@@ -274,14 +286,7 @@ class Runner:
             text = "...\n" + text[-TRACEBACK_CHARS:]
         return text
 
-    def _expires_at(self, lease: Lease) -> float:
-        """When ``lease`` expires, on the monotonic clock (its ``expires`` is wall time),
-        counted as at most ``lease_seconds`` from now (a store on another clock, a lease
-        taken for longer: the runner's own lease is the most it relies on)."""
-        left = min(lease.expires - self.clock.time(), self.lease_seconds)
-        return self.clock.monotonic() + left
-
-    async def _heartbeat(self, ctx: Context, work: asyncio.Future[Any]) -> None:
+    async def _heartbeat(self, ctx: Context, work: asyncio.Future[Any], expires_at: float) -> None:
         """Renew the lease every third of it; give the task up before the lease can expire.
 
         A runner that cannot renew (store unreachable, partitioned, paused) must
@@ -291,8 +296,8 @@ class Runner:
         raised, leaving that third as the margin. (The store's fencing rejects any
         write of a stale owner anyway; this keeps a cut-off runner from even trying.)
 
-        The lease is counted from when it was taken (its ``expires``), not from when
-        this heartbeat began: a task claimed in a burst on a busy process may start
+        The lease is counted from its claim (``expires_at``, on the monotonic clock),
+        not from when this heartbeat began: a task claimed in a burst on a busy process may start
         a second or more after its claim, and a heartbeat that counted from its own
         start believed in a lease that had already run out (issue 19: the agent's
         own claim loop then took the task again, fencing the runner mid-step). A
@@ -301,7 +306,6 @@ class Runner:
         """
         interval = self.lease_seconds / 3
         margin = self.lease_seconds / 3
-        expires_at = self._expires_at(ctx.lease)
         failed = False
         while not work.done():
             ahead = expires_at - self.clock.monotonic() - 2 * margin

@@ -238,6 +238,7 @@ async def test_a_task_started_late_renews_its_lease_at_once(
     store: Store = await make_store()
     runner = Runner(store, owner="late", clock=clock, lease_seconds=30)
     tid = await runner.submit("w", None)
+    claimed_at = clock.monotonic()
     lease = await store.acquire("late", 30, task_id=tid)
     assert lease is not None
     claimed_until = lease.expires
@@ -248,7 +249,7 @@ async def test_a_task_started_late_renews_its_lease_at_once(
         await gate.wait()
         return 1
 
-    run = asyncio.ensure_future(runner.execute(lease, wf))
+    run = asyncio.ensure_future(runner.execute(lease, wf, claimed_at=claimed_at))
     async with asyncio.timeout(10):  # renewed without the clock moving to the next tick
         while runner.renewals.writes < 1:
             await asyncio.sleep(0.001)
