@@ -67,19 +67,39 @@ class Renewals:
         tick = (math.floor(now / self.interval) + 1) * self.interval
         return max(tick - now, 0.0)
 
-    async def renew(self, lease: Lease) -> Lease | None:
+    async def renew(self, lease: Lease, timeout: float | None = None) -> Lease | None:
         """Renew ``lease`` in this tick's round: the renewed lease, or None if lost.
 
-        Raises what the store raised (as a :class:`StoreError`), or the caller's timeout,
-        when the round's write failed or did not end in time; the caller retries on its
-        next tick.
+        Raises what the store raised (as a :class:`StoreError`), or TimeoutError when
+        the round's write did not end within ``timeout`` seconds; the caller retries on
+        its next tick. A write that ended in time but whose answer this task had not
+        yet seen when the deadline fired counts as renewed: on a busy event loop the
+        deadline's timer runs in the same turn as the write's answer, before this task
+        resumes, and failing such a renewal made live tasks give up leases the store
+        had just renewed (issue 19).
         """
         joined = self._open
+        lead = joined is None
         if joined is not None:
             joined.leases[lease.task_id] = lease
         else:
             joined = _Round({lease.task_id: lease}, asyncio.get_running_loop().create_future())
             self._open = joined
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await self._take_part(joined, lease, lead=lead)
+        except TimeoutError:
+            done = joined.done
+            if not done.done() or done.cancelled() or done.exception() is not None:
+                raise
+            answer = done.result()  # renewed in time; seen late
+        return answer.get(lease.task_id)
+
+    async def _take_part(
+        self, joined: _Round, lease: Lease, *, lead: bool
+    ) -> dict[str, Lease | None]:
+        """Lead ``joined`` (start its write after one turn) or wait for it: its answer."""
+        if lead:
             try:
                 await asyncio.sleep(0)  # the heartbeats woken on this tick join now
             except asyncio.CancelledError:
@@ -93,8 +113,7 @@ class Renewals:
                     joined.done.cancel()
         # shielded: one member's cancellation (its task ended) or timeout must not cancel
         # the others' answer
-        answer = await asyncio.shield(joined.done)
-        return answer.get(lease.task_id)
+        return await asyncio.shield(joined.done)
 
     def _write(self, led: _Round) -> None:
         """Start the round's write; its end settles ``led.done`` for every member."""

@@ -327,8 +327,9 @@ class Runner:
             # is safe.
             left = expires_at - margin - sent_at
             try:
-                async with asyncio.timeout(left if left > 0 else min(interval, 2.0)):
-                    renewed = await self.renewals.renew(ctx.lease)
+                renewed = await self.renewals.renew(
+                    ctx.lease, left if left > 0 else min(interval, 2.0)
+                )
                 if renewed is None:
                     raise lease_lost(ctx.lease)
                 ctx.set_lease(renewed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -294,6 +295,30 @@ async def test_a_runner_renews_all_its_leases_in_one_write_per_tick(
     async with asyncio.timeout(10):
         results = await asyncio.gather(*runs)
     assert sorted(r.result for r in results) == sorted(ids)
+
+
+async def test_a_renewal_that_ended_in_time_counts_when_seen_late(
+    make_store: MakeStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: on a busy loop the renewal's answer and its deadline land in the same
+    turn, and the deadline's timer ran first: the store had renewed the lease, yet the
+    runner gave it up. An answer that is in counts, however late it is seen."""
+    store: Store = await make_store()
+    task = await store.create_task("w", None)
+    lease = await store.acquire("busy", 30, task_id=task.id)
+    assert lease is not None
+    renewals = Runner(store, owner="busy", clock=clock, lease_seconds=30).renewals
+    clock.advance(10)
+    answer = await store.heartbeat_many([lease], 30)  # what the store answers
+
+    async def answered_then_held(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # the loop is held past the deadline (a busy process), not a wait
+        return answer
+
+    monkeypatch.setattr(store, "heartbeat_many", answered_then_held)
+    renewed = await renewals.renew(lease, 0.1)
+    assert renewed is not None and renewed.expires == pytest.approx(clock.time() + 30)
+    assert renewals.writes == 1
 
 
 async def test_a_round_outlives_its_leader(
