@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 RESULTS = ROOT / "bench" / "results" / "agent.json"
-APP = "bench._apps:defaults"
+APP = os.environ.get("SLOW_MODEL_APP", "bench._apps:defaults")
 
 
 # -- the simulated provider: N processes on one port ---------------------------------------
@@ -133,13 +133,16 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def _running_by_agent(db: str) -> dict[str, int]:
-    """Tasks running now per agent, read on a connection of the bench's own (the store's
-    file in WAL mode: the node's writer is not held up)."""
+    """Tasks running now per agent under a live lease (one whose runner gave it up and
+    that waits to be claimed again is not counted), read on a connection of the
+    bench's own (the store's file in WAL mode: the node's writer is not held up)."""
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
         rows = c.execute(
-            "SELECT agent, count(*) FROM stalwart_tasks WHERE status = 'running' GROUP BY agent"
+            "SELECT agent, count(*) FROM stalwart_tasks WHERE status = 'running' "
+            "AND lease_expires >= ? GROUP BY agent",
+            (time.time(),),
         ).fetchall()
     return {str(agent): int(n) for agent, n in rows}
 

@@ -434,6 +434,10 @@ class TaskAgent(Agent):
     async def _claim_some(self) -> int:
         """Fill free capacity: each store transaction claims up to ``claim_batch`` tasks.
 
+        No claim is made while the process's event loop lags (one turn takes more than
+        a sixteenth of ``lease_seconds``): the process's CPU is then the limit, and
+        more tasks would make every renewal late (``stalwart_agent_claim_deferred``).
+
         Pacing: after a full claim, the next waits (at most a renewal tick, a third of
         ``lease_seconds``) until the tasks claimed so far have started, that is, loaded
         their journals and begun to run. If they did within the tick, the batch doubles
@@ -445,12 +449,20 @@ class TaskAgent(Agent):
         claimed = 0
         agent = self.defn.name
         while (free := self.defn.max_tasks - len(self.running)) > 0:
+            if await self._loop_lag() > self.app.lease_seconds / 16:
+                # The loop is saturated: more tasks would only slow every task, and a
+                # renewal that needs a few turns of the loop would miss its deadline.
+                # Claim again once it keeps up (the next wake-up or poll).
+                catalog.AGENT_CLAIM_DEFERRED.labels(agent).inc()
+                self.claim_batch = max(1, self.claim_batch // 2)
+                catalog.AGENT_CLAIM_BATCH.labels(agent).set(self.claim_batch)
+                break
             want = min(free, self.claim_batch)
             claimed_at = self.runner.clock.monotonic()  # each lease counts from here
             claim = asyncio.ensure_future(
                 self.store.acquire_many(
                     self.owner,
-                    self.app.lease_seconds,
+                    self.runner.renewals.asking,  # longer while this process is busy
                     agent=agent,
                     limit=want,
                     max_running=self.defn.max_running,
@@ -487,6 +499,14 @@ class TaskAgent(Agent):
         if len(self.running) >= self.defn.max_tasks:
             catalog.AGENT_AT_CAPACITY.labels(agent).inc()
         return claimed
+
+    @staticmethod
+    async def _loop_lag() -> float:
+        """Seconds this task waits for one turn of the event loop: near 0 on a loop that
+        keeps up, the time to run everything ready on a saturated one."""
+        started = time.monotonic()
+        await asyncio.sleep(0)
+        return time.monotonic() - started
 
     async def _pace(self) -> None:
         """Wait until the claimed tasks have started (at most a renewal tick), and size

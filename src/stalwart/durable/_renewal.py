@@ -35,16 +35,24 @@ import dataclasses
 import math
 
 from stalwart.clock import Clock
+from stalwart.durable import _metrics
 from stalwart.durable._protocol import Lease, Store
 from stalwart.errors import StoreError
 
-__all__ = ["Renewals"]
+__all__ = ["LEASE_STRETCH", "Renewals"]
+
+LEASE_STRETCH = 3
+"""A busy runner's renewals ask for at most this many times ``lease_seconds``."""
 
 
 @dataclasses.dataclass(slots=True)
 class _Round:
     leases: dict[str, Lease]
     done: asyncio.Future[dict[str, Lease | None]]
+    seconds: float
+    """The lease this round asks for."""
+    opened: float
+    """When it opened (the clock's monotonic time)."""
 
 
 class Renewals:
@@ -55,6 +63,12 @@ class Renewals:
         self._clock = clock
         self._lease_seconds = lease_seconds
         self.interval = lease_seconds / 3
+        self.max_seconds = lease_seconds * LEASE_STRETCH
+        """The longest lease a round asks for (see :attr:`asking`)."""
+        self.asking = lease_seconds
+        """The lease the next round asks for: ``lease_seconds`` while rounds come back
+        within a quarter of a tick; doubled (up to ``max_seconds``) after a round that
+        came back later, halved back after one that came back in time."""
         self._open: _Round | None = None
         self._writing: set[asyncio.Task[dict[str, Lease | None]]] = set()
         """Rounds' writes in flight (a task is kept here until it ends)."""
@@ -78,12 +92,20 @@ class Renewals:
         resumes, and failing such a renewal made live tasks give up leases the store
         had just renewed (issue 19).
         """
+        return (await self.renew_for(lease, timeout))[0]
+
+    async def renew_for(
+        self, lease: Lease, timeout: float | None = None
+    ) -> tuple[Lease | None, float]:
+        """:meth:`renew`, and the lease's length in seconds, counted from the call."""
         joined = self._open
         lead = joined is None
         if joined is not None:
             joined.leases[lease.task_id] = lease
         else:
-            joined = _Round({lease.task_id: lease}, asyncio.get_running_loop().create_future())
+            future = asyncio.get_running_loop().create_future()
+            opened = self._clock.monotonic()
+            joined = _Round({lease.task_id: lease}, future, self.asking, opened)
             self._open = joined
         try:
             async with asyncio.timeout(timeout):
@@ -93,7 +115,7 @@ class Renewals:
             if not done.done() or done.cancelled() or done.exception() is not None:
                 raise
             answer = done.result()  # renewed in time; seen late
-        return answer.get(lease.task_id)
+        return answer.get(lease.task_id), joined.seconds
 
     async def _take_part(
         self, joined: _Round, lease: Lease, *, lead: bool
@@ -118,7 +140,7 @@ class Renewals:
     def _write(self, led: _Round) -> None:
         """Start the round's write; its end settles ``led.done`` for every member."""
         write = asyncio.ensure_future(
-            self._store.heartbeat_many(list(led.leases.values()), self._lease_seconds)
+            self._store.heartbeat_many(list(led.leases.values()), led.seconds)
         )
         self._writing.add(write)
 
@@ -128,9 +150,16 @@ class Renewals:
                 failure: BaseException | None = asyncio.CancelledError()
             else:
                 failure = done.exception()
+            took = self._clock.monotonic() - led.opened
             if failure is None:
                 self.writes += 1
                 led.done.set_result(done.result())
+            if failure is None and took <= self.interval / 4:
+                self.asking = max(self._lease_seconds, self.asking / 2)
+            else:  # late, or failed: a busy loop or store; ask for longer (bounded)
+                self.asking = min(self.max_seconds, self.asking * 2)
+            _metrics.LEASE_ASKED.set(self.asking)
+            if failure is None:
                 return
             led.done.set_exception(
                 StoreError(f"lease renewal round failed: {failure!r}; retried next tick")

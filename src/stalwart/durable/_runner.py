@@ -173,9 +173,8 @@ class Runner:
         monotonic clock (None: now). The lease counts from then (its store wrote it a
         little later), so a task that starts long after its claim renews at once.
         """
-        expires_at = (self.clock.monotonic() if claimed_at is None else claimed_at) + min(
-            self.lease_seconds, lease.expires - lease.task.updated_at
-        )
+        granted = min(self.renewals.max_seconds, lease.expires - lease.task.updated_at)
+        expires_at = (self.clock.monotonic() if claimed_at is None else claimed_at) + granted
         try:
             journal, effects = await self.store.load(lease.task_id)  # one read, not two
         except (IncompatibleFormat, asyncio.CancelledError):
@@ -184,7 +183,7 @@ class Runner:
             raise
         ctx = Context(self.store, lease, journal, effects, clock=self.clock, events=self.events)
         work = asyncio.ensure_future(workflow(ctx, lease.task.input))
-        beat = asyncio.ensure_future(self._heartbeat(ctx, work, expires_at))
+        beat = asyncio.ensure_future(self._heartbeat(ctx, work, expires_at, granted))
         try:
             try:
                 result = await work
@@ -286,7 +285,9 @@ class Runner:
             text = "...\n" + text[-TRACEBACK_CHARS:]
         return text
 
-    async def _heartbeat(self, ctx: Context, work: asyncio.Future[Any], expires_at: float) -> None:
+    async def _heartbeat(
+        self, ctx: Context, work: asyncio.Future[Any], expires_at: float, granted: float
+    ) -> None:
         """Renew the lease every third of it; give the task up before the lease can expire.
 
         A runner that cannot renew (store unreachable, partitioned, paused) must
@@ -305,9 +306,9 @@ class Runner:
         renews at once instead of waiting for the shared tick.
         """
         interval = self.lease_seconds / 3
-        margin = self.lease_seconds / 3
         failed = False
         while not work.done():
+            margin = granted / 3  # of the lease held now (a busy runner asks for longer)
             ahead = expires_at - self.clock.monotonic() - 2 * margin
             if ahead > 0 or failed:
                 # the shared tick; after a failure, no later than the give-up moment,
@@ -327,15 +328,16 @@ class Runner:
             # is safe.
             left = expires_at - margin - sent_at
             try:
-                renewed = await self.renewals.renew(
+                renewed, seconds = await self.renewals.renew_for(
                     ctx.lease, left if left > 0 else min(interval, 2.0)
                 )
                 if renewed is None:
                     raise lease_lost(ctx.lease)
                 ctx.set_lease(renewed)
                 failed = False
-                # the store counts the new lease from its write, after ``sent_at``
-                expires_at = max(expires_at, sent_at + self.lease_seconds)
+                # the store counts the new lease (perhaps shorter than the last one: a
+                # runner no longer busy asks for less) from its write, after ``sent_at``
+                expires_at, granted = sent_at + seconds, seconds
             except LeaseLost:
                 _log.error("durable_lease_lost", task_id=ctx.task_id, owner=self.owner)
                 self.events.emit("durable.lease_lost", task_id=ctx.task_id, owner=self.owner)

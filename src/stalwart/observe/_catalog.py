@@ -17,6 +17,7 @@ from stalwart.observe._metrics import REGISTRY
 __all__ = [
     "AGENT_AT_CAPACITY",
     "AGENT_CLAIM_BATCH",
+    "AGENT_CLAIM_DEFERRED",
     "AGENT_CLAIM_SIZE",
     "AGENT_TASKS_RUNNING",
     "BUDGET_USED_RATIO",
@@ -111,6 +112,13 @@ AGENT_CLAIM_BATCH = Gauge(
     "stalwart_agent_claim_batch",
     "Most tasks an agent's process may claim in its next transaction: doubles while "
     "the tasks it claimed start within a renewal tick, halves when they do not",
+    ["agent"],
+    registry=REGISTRY,
+)
+AGENT_CLAIM_DEFERRED = Counter(
+    "stalwart_agent_claim_deferred",
+    "Claims an agent's process put off because its event loop lagged past a sixteenth "
+    "of lease_seconds (its CPU, not max_tasks, is what binds)",
     ["agent"],
     registry=REGISTRY,
 )

@@ -321,6 +321,42 @@ async def test_a_renewal_that_ended_in_time_counts_when_seen_late(
     assert renewals.writes == 1
 
 
+async def test_renewals_ask_for_longer_leases_while_they_come_back_late(
+    make_store: MakeStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that came back late (a busy loop or store) makes the next ask for twice
+    the lease, up to three times lease_seconds; rounds back in time shrink it again."""
+    store: Store = await make_store()
+    task = await store.create_task("w", None)
+    lease = await store.acquire("busy", 30, task_id=task.id)
+    assert lease is not None
+    renewals = Runner(store, owner="busy", clock=clock, lease_seconds=30).renewals
+    original = store.heartbeat_many
+    slow = [True]
+
+    async def write(leases: Any, seconds: float) -> Any:
+        answer = await original(leases, seconds)
+        if slow[0]:
+            clock.advance(5)  # came back half a tick later (a quarter is the bound)
+        return answer
+
+    monkeypatch.setattr(store, "heartbeat_many", write)
+    asked = []
+    for _ in range(3):
+        renewed, seconds = await renewals.renew_for(lease, 10)
+        assert renewed is not None
+        lease = renewed
+        asked.append(seconds)
+    assert asked == [30, 60, 90] and renewals.asking == 90  # at most 3x
+    row = await store.get_task(task.id)
+    assert row is not None and row.lease_expires == pytest.approx(clock.time() - 5 + 90)
+    slow[0] = False
+    renewed, seconds = await renewals.renew_for(lease, 10)
+    assert renewed is not None and seconds == 90 and renewals.asking == 45
+    renewed, seconds = await renewals.renew_for(renewed, 10)
+    assert seconds == 45 and renewals.asking == 30
+
+
 async def test_a_round_outlives_its_leader(
     make_store: MakeStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
