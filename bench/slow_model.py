@@ -11,7 +11,8 @@ its Retry-After, as a client would, and counted), and measures:
 - ``tickets_per_s``: tickets / wall time from the first submit to the last answer;
 - ``in_flight_max``: the most resolver tasks running at once (each is in, or between,
   its model calls: the concurrency the provider sees), sampled from the store every
-  0.25 s; ``tickets_in_flight_max`` the same for triage (tickets started, not finished).
+  0.25 s; ``tickets_in_flight_max`` the same for triage (tickets started, not finished),
+  ``tasks_in_flight_max`` for both agents together (a ticket at the resolver is two).
   Each is at most its agent's ``max_tasks`` (1,000 by default), and a resolver task
   runs only while its ticket's triage task waits for it;
 - ``peak_rss_mb``: node plus agent processes, sampled with psutil;
@@ -190,13 +191,14 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
         return [me.pid] + [c.pid for c in me.children(recursive=True) if c.pid not in sims]
 
     async def sample(stop: asyncio.Event) -> None:
-        peaks = {"resolver": 0, "triage": 0, "rss": 0.0}
+        peaks = {"resolver": 0, "triage": 0, "all": 0, "rss": 0.0}
         pids = tree()
         rounds = 0
         while not stop.is_set():
             running = await asyncio.to_thread(_running_by_agent, str(db))
             for agent in ("resolver", "triage"):
                 peaks[agent] = max(peaks[agent], running.get(agent, 0))
+            peaks["all"] = max(peaks["all"], sum(running.values()))
             if rounds % 4 == 0:  # memory once a second (a process scan costs CPU too)
                 pids = tree()
                 rss = 0
@@ -214,6 +216,7 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
                 pass
         out["in_flight_max"] = peaks["resolver"]
         out["tickets_in_flight_max"] = peaks["triage"]
+        out["tasks_in_flight_max"] = peaks["all"]
         out["peak_rss_mb"] = round(peaks["rss"], 1)
 
     async def work() -> None:

@@ -449,7 +449,9 @@ class TaskAgent(Agent):
         claimed = 0
         agent = self.defn.name
         while (free := self.defn.max_tasks - len(self.running)) > 0:
-            if await self._loop_lag() > self.app.lease_seconds / 16:
+            lag = await self._loop_lag()
+            self.runner.renewals.lagging(lag)
+            if lag > self.app.lease_seconds / 16:
                 # The loop is saturated: more tasks would only slow every task, and a
                 # renewal that needs a few turns of the loop would miss its deadline.
                 # Claim again once it keeps up (the next wake-up or poll).

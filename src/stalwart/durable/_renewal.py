@@ -75,6 +75,14 @@ class Renewals:
         self.writes = 0
         """Rounds written (each one store write per 200 leases): for tests and benches."""
 
+    def lagging(self, seconds: float) -> None:
+        """The process's event loop took ``seconds`` for one turn: past a quarter of a
+        tick, renewals will come back late too, so the next round asks for a longer
+        lease now rather than after a late round (the caller measures: a claim loop)."""
+        if seconds > self.interval / 4:
+            self.asking = min(self.max_seconds, self.asking * 2)
+            _metrics.LEASE_ASKED.set(self.asking)
+
     def until_next_tick(self) -> float:
         """Seconds to the next shared tick, so that every heartbeat wakes together."""
         now = self._clock.monotonic()
