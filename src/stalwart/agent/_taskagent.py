@@ -435,8 +435,9 @@ class TaskAgent(Agent):
         """Fill free capacity: each store transaction claims up to ``claim_batch`` tasks.
 
         No claim is made while the process's event loop lags (one turn takes more than
-        a sixteenth of ``lease_seconds``): the process's CPU is then the limit, and
-        more tasks would make every renewal late (``stalwart_agent_claim_deferred``).
+        a sixteenth of the lease its renewals ask for, ``lease_seconds`` or, on a busy
+        process, up to three times it): the process's CPU is then the limit, and more
+        tasks would make every renewal late (``stalwart_agent_claim_deferred``).
 
         Pacing: after a full claim, the next waits (at most a renewal tick, a third of
         ``lease_seconds``) until the tasks claimed so far have started, that is, loaded
@@ -450,8 +451,9 @@ class TaskAgent(Agent):
         agent = self.defn.name
         while (free := self.defn.max_tasks - len(self.running)) > 0:
             lag = await self._loop_lag()
-            self.runner.renewals.lagging(lag)
-            if lag > self.app.lease_seconds / 16:
+            renewals = self.runner.renewals
+            renewals.lagging(lag)
+            if lag > renewals.asking / 16:  # the longer the leases, the more lag they bear
                 # The loop is saturated: more tasks would only slow every task, and a
                 # renewal that needs a few turns of the loop would miss its deadline.
                 # Claim again once it keeps up (the next wake-up or poll).
