@@ -466,7 +466,12 @@ class TaskAgent(Agent):
             claim = asyncio.ensure_future(
                 self.store.acquire_many(
                     self.owner,
-                    self.runner.renewals.asking,  # longer while this process is busy
+                    # A claim takes the longest lease a renewal may ask for (3 x
+                    # lease_seconds): a burst's tasks all reach their first model answer
+                    # together, and that turn of load came before a renewal could ask
+                    # for more (issue 19: 753 leases given up in one run). The first
+                    # renewal brings it back to what the process needs.
+                    self.runner.renewals.max_seconds,
                     agent=agent,
                     limit=want,
                     max_running=self.defn.max_running,
