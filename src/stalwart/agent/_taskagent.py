@@ -468,9 +468,8 @@ class TaskAgent(Agent):
                     self.owner,
                     # A claim takes the longest lease a renewal may ask for (3 x
                     # lease_seconds): a burst's tasks all reach their first model answer
-                    # together, and that turn of load came before a renewal could ask
-                    # for more (issue 19: 753 leases given up in one run). The first
-                    # renewal brings it back to what the process needs.
+                    # together, a load that comes before a renewal could ask for more
+                    # (issue 19). Renewals bring it back to what the process needs.
                     self.runner.renewals.max_seconds,
                     agent=agent,
                     limit=want,
@@ -490,6 +489,8 @@ class TaskAgent(Agent):
             if not leases:
                 break
             catalog.AGENT_CLAIM_SIZE.labels(agent).observe(len(leases))
+            if len(leases) > 1:  # a burst: its model answers will come back together
+                self.runner.renewals.stretch()
             for lease in leases:
                 _log.info(
                     "task_claimed",

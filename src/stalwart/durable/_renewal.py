@@ -39,10 +39,12 @@ from stalwart.durable import _metrics
 from stalwart.durable._protocol import Lease, Store
 from stalwart.errors import StoreError
 
-__all__ = ["LEASE_STRETCH", "Renewals"]
+__all__ = ["CALM_TICKS", "LEASE_STRETCH", "Renewals"]
 
 LEASE_STRETCH = 3
-"""A busy runner's renewals ask for at most this many times ``lease_seconds``."""
+"""A busy runner's renewals ask for this many times ``lease_seconds``."""
+CALM_TICKS = 20
+"""Ticks of renewals back in time before a stretched lease is halved (80 s at 4 s)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -66,9 +68,11 @@ class Renewals:
         self.max_seconds = lease_seconds * LEASE_STRETCH
         """The longest lease a round asks for (see :attr:`asking`)."""
         self.asking = lease_seconds
-        """The lease the next round asks for: ``lease_seconds`` while rounds come back
-        within a quarter of a tick; doubled (up to ``max_seconds``) after a round that
-        came back later, halved back after one that came back in time."""
+        """The lease the next round asks for: ``lease_seconds`` on a calm runner; the
+        most, ``max_seconds``, from a round that came back later than a quarter of a
+        tick, a lagging event loop or a burst of claims (:meth:`stretch`) on, halved
+        back after each ``CALM_TICKS`` ticks of rounds back in time."""
+        self._calm_since: float | None = None
         self._open: _Round | None = None
         self._writing: set[asyncio.Task[dict[str, Lease | None]]] = set()
         """Rounds' writes in flight (a task is kept here until it ends)."""
@@ -77,10 +81,28 @@ class Renewals:
 
     def lagging(self, seconds: float) -> None:
         """The process's event loop took ``seconds`` for one turn: past a quarter of a
-        tick, renewals will come back late too, so the next round asks for a longer
+        tick, renewals will come back late too, so the next round asks for the longest
         lease now rather than after a late round (the caller measures: a claim loop)."""
         if seconds > self.interval / 4:
-            self.asking = min(self.max_seconds, self.asking * 2)
+            self.stretch()
+
+    def stretch(self) -> None:
+        """Ask for the longest lease from the next round on: this runner is, or is about
+        to be, busy (a late round, a lagging loop, a burst of claimed tasks whose model
+        answers will all come back together)."""
+        self.asking = self.max_seconds
+        self._calm_since = None
+        _metrics.LEASE_ASKED.set(self.asking)
+
+    def _calmer(self, now: float) -> None:
+        """A round came back in time: after ``CALM_TICKS`` ticks of those, halve."""
+        if self.asking <= self._lease_seconds:
+            return
+        if self._calm_since is None:
+            self._calm_since = now
+        elif now - self._calm_since >= CALM_TICKS * self.interval:
+            self.asking = max(self._lease_seconds, self.asking / 2)
+            self._calm_since = now
             _metrics.LEASE_ASKED.set(self.asking)
 
     def until_next_tick(self) -> float:
@@ -158,15 +180,14 @@ class Renewals:
                 failure: BaseException | None = asyncio.CancelledError()
             else:
                 failure = done.exception()
-            took = self._clock.monotonic() - led.opened
+            now = self._clock.monotonic()
             if failure is None:
                 self.writes += 1
                 led.done.set_result(done.result())
-            if failure is None and took <= self.interval / 4:
-                self.asking = max(self._lease_seconds, self.asking / 2)
-            else:  # late, or failed: a busy loop or store; ask for longer (bounded)
-                self.asking = min(self.max_seconds, self.asking * 2)
-            _metrics.LEASE_ASKED.set(self.asking)
+            if failure is None and now - led.opened <= self.interval / 4:
+                self._calmer(now)
+            else:  # late, or failed: a busy loop or store
+                self.stretch()
             if failure is None:
                 return
             led.done.set_exception(
