@@ -15,6 +15,8 @@ its Retry-After, as a client would, and counted), and measures:
   ``tasks_in_flight_max`` for both agents together (a ticket at the resolver is two).
   Each is at most its agent's ``max_tasks`` (1,000 by default), and a resolver task
   runs only while its ticket's triage task waits for it;
+- ``failed``: tickets whose triage task failed; ``resolver_failed``: tickets answered
+  with their resolver task's failure (e.g. every model of the chain failed);
 - ``peak_rss_mb``: node plus agent processes, sampled with psutil;
 - ``leases_abandoned``, ``leases_lost``, ``heartbeats_failed``, ``outcome_unknown``:
   lease renewals that missed (counted in the run's log) and answers with a side effect
@@ -244,11 +246,13 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
                         shed += 1
                         await asyncio.sleep(exc.retry_after or 1.0)
             calls: list[int] = []
-            failed = unknown = 0
+            failed = unknown = resolver_failed = 0
             for task_id in ids:
                 record = await tasks.wait(task_id, timeout=900)
                 if record.status != "succeeded":
                     failed += 1
+                elif (record.outcome or {}).get("status") == "failed":
+                    resolver_failed += 1  # triage answered, but with the resolver's failure
                 if (record.outcome or {}).get("outcome_unknown") is True:
                     unknown += 1
                 usage = (record.outcome or {}).get("usage") or {}
@@ -266,6 +270,7 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
         out.update(
             tickets=count,
             failed=failed,
+            resolver_failed=resolver_failed,
             outcome_unknown=unknown,
             submissions_shed=shed,
             **_log_counts(workdir / "node.log"),

@@ -324,8 +324,10 @@ async def test_a_renewal_that_ended_in_time_counts_when_seen_late(
 async def test_renewals_ask_for_longer_leases_while_they_come_back_late(
     make_store: MakeStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A round that came back late (a busy loop or store) makes the next ask for twice
-    the lease, up to three times lease_seconds; rounds back in time shrink it again."""
+    """A round that came back late (a busy loop or store) makes the next ones ask for
+    three times lease_seconds; only CALM_TICKS ticks of rounds in time halve it."""
+    from stalwart.durable._renewal import CALM_TICKS
+
     store: Store = await make_store()
     task = await store.create_task("w", None)
     lease = await store.acquire("busy", 30, task_id=task.id)
@@ -341,20 +343,28 @@ async def test_renewals_ask_for_longer_leases_while_they_come_back_late(
         return answer
 
     monkeypatch.setattr(store, "heartbeat_many", write)
-    asked = []
-    for _ in range(3):
+
+    async def renew() -> float:
+        nonlocal lease
         renewed, seconds = await renewals.renew_for(lease, 10)
         assert renewed is not None
         lease = renewed
-        asked.append(seconds)
-    assert asked == [30, 60, 90] and renewals.asking == 90  # at most 3x
-    row = await store.get_task(task.id)
-    assert row is not None and row.lease_expires == pytest.approx(clock.time() - 5 + 90)
+        return seconds
+
+    assert await renew() == 30 and renewals.asking == 90  # late: the longest, at once
     slow[0] = False
-    renewed, seconds = await renewals.renew_for(lease, 10)
-    assert renewed is not None and seconds == 90 and renewals.asking == 45
-    renewed, seconds = await renewals.renew_for(renewed, 10)
-    assert seconds == 45 and renewals.asking == 30
+    assert await renew() == 90
+    row = await store.get_task(task.id)
+    assert row is not None and row.lease_expires == pytest.approx(clock.time() + 90)
+    calm = CALM_TICKS * renewals.interval
+    clock.advance(calm - 1)
+    assert await renew() == 90 and renewals.asking == 90  # not calm for long enough yet
+    clock.advance(1)
+    assert await renew() == 90 and renewals.asking == 45
+    clock.advance(calm)
+    assert await renew() == 45 and renewals.asking == 30
+    renewals.stretch()  # a burst of claims
+    assert await renew() == 90
 
 
 async def test_a_round_outlives_its_leader(
