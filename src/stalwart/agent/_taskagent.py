@@ -401,10 +401,13 @@ class TaskAgent(Agent):
 
     # -- claiming work ---------------------------------------------------------------------
     async def _resume_own(self) -> None:
-        """Take back the tasks this owner held: our previous incarnation died with them."""
-        for task in await self.store.list_tasks(
-            status="running", agent=self.defn.name, limit=100_000
-        ):
+        """Take back the tasks this owner held: our previous incarnation died with them.
+        Many at once are a burst (their model answers come back together): their leases
+        are stretched from the start, as a claim's are."""
+        held = await self.store.list_tasks(status="running", agent=self.defn.name, limit=100_000)
+        if sum(task.lease_owner == self.owner for task in held) > 1:
+            self.runner.renewals.stretch()
+        for task in held:
             if task.lease_owner == self.owner and task.id not in self.running:
                 self._track(task.id, self._run_forced(task.id))
 

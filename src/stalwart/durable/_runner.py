@@ -132,7 +132,7 @@ class Runner:
         # quarantined, failed and raised by acquire()).
         claimed_at = self.clock.monotonic()
         lease = await self.store.acquire(
-            self.owner, self.lease_seconds, task_id=task_id, force=force
+            self.owner, self.renewals.asking, task_id=task_id, force=force
         )
         if lease is None:
             task = await self.store.get_task(task_id)
