@@ -81,6 +81,12 @@ from stalwart.tools.mcp import servers_of
 __all__ = ["TaskAgent", "load_app"]
 
 _log = get_logger("stalwart.agent")
+BURST = 64
+"""Tasks claimed (or resumed) at once that make this process's renewals ask for longer
+leases at once (see ``durable/_renewal.py``): their model answers come back together,
+a load that arrives before a late renewal could ask for more (issue 19). Fewer, as on a
+node with small ``max_tasks``, keep the plain lease, and so a dead node's quick
+failover."""
 
 
 def _finished(result: TaskResult | None, created_at: float | None) -> None:
@@ -405,7 +411,7 @@ class TaskAgent(Agent):
         Many at once are a burst (their model answers come back together): their leases
         are stretched from the start, as a claim's are."""
         held = await self.store.list_tasks(status="running", agent=self.defn.name, limit=100_000)
-        if sum(task.lease_owner == self.owner for task in held) > 1:
+        if sum(task.lease_owner == self.owner for task in held) >= BURST:
             self.runner.renewals.stretch()
         for task in held:
             if task.lease_owner == self.owner and task.id not in self.running:
@@ -469,11 +475,7 @@ class TaskAgent(Agent):
             claim = asyncio.ensure_future(
                 self.store.acquire_many(
                     self.owner,
-                    # A claim takes the longest lease a renewal may ask for (3 x
-                    # lease_seconds): a burst's tasks all reach their first model answer
-                    # together, a load that comes before a renewal could ask for more
-                    # (issue 19). Renewals bring it back to what the process needs.
-                    self.runner.renewals.max_seconds,
+                    self.runner.renewals.asking,  # longer while this process is busy
                     agent=agent,
                     limit=want,
                     max_running=self.defn.max_running,
@@ -492,7 +494,7 @@ class TaskAgent(Agent):
             if not leases:
                 break
             catalog.AGENT_CLAIM_SIZE.labels(agent).observe(len(leases))
-            if len(leases) > 1:  # a burst: its model answers will come back together
+            if len(leases) >= BURST:  # their model answers will come back together
                 self.runner.renewals.stretch()
             for lease in leases:
                 _log.info(

@@ -69,9 +69,9 @@ class Renewals:
         """The longest lease a round asks for (see :attr:`asking`)."""
         self.asking = lease_seconds
         """The lease the next round asks for: ``lease_seconds`` on a calm runner; the
-        most, ``max_seconds``, from a round that came back later than a quarter of a
-        tick, a lagging event loop or a burst of claims (:meth:`stretch`) on, halved
-        back after each ``CALM_TICKS`` ticks of rounds back in time."""
+        most, ``max_seconds``, from a round that came back later than half a tick, a
+        lagging event loop or a burst of claims (:meth:`stretch`) on, halved back after
+        each ``CALM_TICKS`` ticks of rounds back in time."""
         self._calm_since: float | None = None
         self._open: _Round | None = None
         self._writing: set[asyncio.Task[dict[str, Lease | None]]] = set()
@@ -80,10 +80,10 @@ class Renewals:
         """Rounds written (each one store write per 200 leases): for tests and benches."""
 
     def lagging(self, seconds: float) -> None:
-        """The process's event loop took ``seconds`` for one turn: past a quarter of a
-        tick, renewals will come back late too, so the next round asks for the longest
-        lease now rather than after a late round (the caller measures: a claim loop)."""
-        if seconds > self.interval / 4:
+        """The process's event loop took ``seconds`` for one turn: past half a tick,
+        renewals will come back late too, so the next round asks for the longest lease
+        now rather than after a late round (the caller measures: a claim loop)."""
+        if seconds > self.interval / 2:
             self.stretch()
 
     def stretch(self) -> None:
@@ -184,7 +184,7 @@ class Renewals:
             if failure is None:
                 self.writes += 1
                 led.done.set_result(done.result())
-            if failure is None and now - led.opened <= self.interval / 4:
+            if failure is None and now - led.opened <= self.interval / 2:
                 self._calmer(now)
             else:  # late, or failed: a busy loop or store
                 self.stretch()

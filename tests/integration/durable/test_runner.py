@@ -339,7 +339,7 @@ async def test_renewals_ask_for_longer_leases_while_they_come_back_late(
     async def write(leases: Any, seconds: float) -> Any:
         answer = await original(leases, seconds)
         if slow[0]:
-            clock.advance(5)  # came back half a tick later (a quarter is the bound)
+            clock.advance(6)  # came back 0.6 of a tick later (half is the bound)
         return answer
 
     monkeypatch.setattr(store, "heartbeat_many", write)
