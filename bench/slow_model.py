@@ -2,15 +2,25 @@
 
 Real model calls take seconds. This bench runs the helpdesk example on the runtime's
 default settings (``bench._apps:defaults``: the example caps ``max_tasks`` for its
-CPU-bound zero-latency sim; here every agent has the default) on a real node while every model
-call takes ``--latency`` seconds at the simulated provider, submits ``--tickets``
-tickets at once, and measures:
+CPU-bound zero-latency sim; here every agent has the default, 1,000) on a real node
+while every model call takes ``--latency`` seconds at the simulated provider, submits
+``--tickets`` tickets at once (2,000: about 61% go to the resolver, so enough of them
+to fill its 1,000 slots; a submission refused at admission, HTTP 429, is retried after
+its Retry-After, as a client would, and counted), and measures:
 
 - ``tickets_per_s``: tickets / wall time from the first submit to the last answer;
 - ``in_flight_max``: the most resolver tasks running at once (each is in, or between,
   its model calls: the concurrency the provider sees), sampled from the store every
-  0.25 s; ``tickets_in_flight_max`` the same for triage (tickets started, not finished);
+  0.25 s; ``tickets_in_flight_max`` the same for triage (tickets started, not finished),
+  ``tasks_in_flight_max`` for both agents together (a ticket at the resolver is two).
+  Each is at most its agent's ``max_tasks`` (1,000 by default), and a resolver task
+  runs only while its ticket's triage task waits for it;
+- ``failed``: tickets whose triage task failed; ``resolver_failed``: tickets answered
+  with their resolver task's failure (e.g. every model of the chain failed);
 - ``peak_rss_mb``: node plus agent processes, sampled with psutil;
+- ``leases_abandoned``, ``leases_lost``, ``heartbeats_failed``, ``outcome_unknown``:
+  lease renewals that missed (counted in the run's log) and answers with a side effect
+  of unknown outcome, which a lost lease mid-call leaves;
 - ``baseline_tickets_per_s``: a plain asyncio + httpx client making, for each ticket, as
   many model calls as that ticket made in the stalwart run before it (none for a ticket
   routed to a person), one after another, every ticket at once, against the same
@@ -21,8 +31,8 @@ The simulated provider runs in ``--sim-procs`` processes sharing one port
 (SO_REUSEPORT), apart from the node, so its capacity is not what is measured.
 Writes the ``slow_model`` section of ``bench/results/agent.json`` (other keys kept).
 
-    python bench/slow_model.py                    # 1,000 tickets, 2 s calls, 2 rounds
-    python bench/slow_model.py --quick            # 200 tickets, 1 round
+    python bench/slow_model.py                    # 2,000 tickets, 2 s calls, 2 rounds
+    python bench/slow_model.py --quick            # 300 tickets, 1 round
 """
 
 from __future__ import annotations
@@ -47,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 RESULTS = ROOT / "bench" / "results" / "agent.json"
-APP = "bench._apps:defaults"
+APP = os.environ.get("SLOW_MODEL_APP", "bench._apps:defaults")
 
 
 # -- the simulated provider: N processes on one port ---------------------------------------
@@ -129,15 +139,37 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def _running_by_agent(db: str) -> dict[str, int]:
-    """Tasks running now per agent, read on a connection of the bench's own (the store's
-    file in WAL mode: the node's writer is not held up)."""
+    """Tasks running now per agent under a live lease (one whose runner gave it up and
+    that waits to be claimed again is not counted), read on a connection of the
+    bench's own (the store's file in WAL mode: the node's writer is not held up)."""
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
         rows = c.execute(
-            "SELECT agent, count(*) FROM stalwart_tasks WHERE status = 'running' GROUP BY agent"
+            "SELECT agent, count(*) FROM stalwart_tasks WHERE status = 'running' "
+            "AND lease_expires >= ? GROUP BY agent",
+            (time.time(),),
         ).fetchall()
     return {str(agent): int(n) for agent, n in rows}
+
+
+_COUNTED = {
+    "leases_abandoned": "durable_lease_abandoned",
+    "leases_lost": "durable_lease_lost",
+    "heartbeats_failed": "durable_heartbeat_failed",
+    "tasks_released_lost": "task_lease_lost",
+}
+
+
+def _log_counts(path: pathlib.Path) -> dict[str, int]:
+    """How often the run's processes logged each event of ``_COUNTED`` (JSON lines)."""
+    counts = dict.fromkeys(_COUNTED, 0)
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            for key, event in _COUNTED.items():
+                if f'"{event}"' in line:
+                    counts[key] += 1
+    return counts
 
 
 async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]:
@@ -145,6 +177,7 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
     from bench._node import log_like_run
     from examples.helpdesk.tickets import generate
 
+    from stalwart.errors import Overloaded
     from stalwart.node import app_node
 
     os.environ["STALWART_SIM_URL"] = sim_url
@@ -163,13 +196,14 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
         return [me.pid] + [c.pid for c in me.children(recursive=True) if c.pid not in sims]
 
     async def sample(stop: asyncio.Event) -> None:
-        peaks = {"resolver": 0, "triage": 0, "rss": 0.0}
+        peaks = {"resolver": 0, "triage": 0, "all": 0, "rss": 0.0}
         pids = tree()
         rounds = 0
         while not stop.is_set():
             running = await asyncio.to_thread(_running_by_agent, str(db))
             for agent in ("resolver", "triage"):
                 peaks[agent] = max(peaks[agent], running.get(agent, 0))
+            peaks["all"] = max(peaks["all"], sum(running.values()))
             if rounds % 4 == 0:  # memory once a second (a process scan costs CPU too)
                 pids = tree()
                 rss = 0
@@ -187,6 +221,7 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
                 pass
         out["in_flight_max"] = peaks["resolver"]
         out["tickets_in_flight_max"] = peaks["triage"]
+        out["tasks_in_flight_max"] = peaks["all"]
         out["peak_rss_mb"] = round(peaks["rss"], 1)
 
     async def work() -> None:
@@ -203,13 +238,26 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
         async with asyncio.TaskGroup() as group:
             group.create_task(sample(stop))
             started = time.perf_counter()
-            ids = [await tasks.submit("triage", t, task_id=t["id"]) for t in tickets]
+            ids: list[str] = []
+            shed = 0
+            for t in tickets:
+                while True:  # as an HTTP client does on a 429: wait Retry-After, resubmit
+                    try:
+                        ids.append(await tasks.submit("triage", t, task_id=t["id"]))
+                        break
+                    except Overloaded as exc:
+                        shed += 1
+                        await asyncio.sleep(exc.retry_after or 1.0)
             calls: list[int] = []
-            failed = 0
+            failed = unknown = resolver_failed = 0
             for task_id in ids:
                 record = await tasks.wait(task_id, timeout=900)
                 if record.status != "succeeded":
                     failed += 1
+                elif (record.outcome or {}).get("status") == "failed":
+                    resolver_failed += 1  # triage answered, but with the resolver's failure
+                if (record.outcome or {}).get("outcome_unknown") is True:
+                    unknown += 1
                 usage = (record.outcome or {}).get("usage") or {}
                 calls.append(int(usage.get("model_calls", 0)))
             elapsed = time.perf_counter() - started
@@ -225,6 +273,10 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
         out.update(
             tickets=count,
             failed=failed,
+            resolver_failed=resolver_failed,
+            outcome_unknown=unknown,
+            submissions_shed=shed,
+            **_log_counts(workdir / "node.log"),
             seconds=round(elapsed, 1),
             tickets_per_s=round(count / elapsed, 2),
             model_calls_per_ticket=round(statistics.fmean(calls), 2),
@@ -281,11 +333,11 @@ async def _baseline(sim_url: str, calls: list[int], sims: list[int]) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tickets", type=int, default=1000)
+    parser.add_argument("--tickets", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=2.0, help="seconds per model call")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sim-procs", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="200 tickets, one round")
+    parser.add_argument("--quick", action="store_true", help="300 tickets, one round")
     parser.add_argument("--sim-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--latency-ms", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -293,7 +345,7 @@ def main() -> None:
         _sim_worker(args.sim_worker, args.latency_ms)
         return
     if args.quick:
-        args.tickets, args.rounds = 200, 1
+        args.tickets, args.rounds = 300, 1
     load_at_start = round(os.getloadavg()[0], 2)
     sim_url, workers = _start_sims(args.sim_procs, args.latency * 1000)
     sims = [w.pid for w in workers]

@@ -6,8 +6,9 @@ node and the agent (``node/agent``), so after a crash its restarted
 incarnation takes back exactly the tasks it held (no other node's) and resumes
 each from its journal.
 
-Work is *claimed*, not pushed: the process leases the oldest runnable task of
-its agent from the store while it has capacity (``max_tasks``). Many nodes can
+Work is *claimed*, not pushed: the process leases the oldest runnable tasks of
+its agent from the store while it has capacity (``max_tasks``), many in one
+transaction, paced by how fast the claimed tasks start. Many nodes can
 share one store this way (PostgreSQL hands each task to one live owner), a
 task whose runner died becomes runnable again when its lease expires, and a
 task written straight to the store (``stalwart task submit``) is found by the
@@ -80,6 +81,12 @@ from stalwart.tools.mcp import servers_of
 __all__ = ["TaskAgent", "load_app"]
 
 _log = get_logger("stalwart.agent")
+BURST = 64
+"""Tasks claimed (or resumed) at once that make this process's renewals ask for longer
+leases at once (see ``durable/_renewal.py``): their model answers come back together,
+a load that arrives before a late renewal could ask for more (issue 19). Fewer, as on a
+node with small ``max_tasks``, keep the plain lease, and so a dead node's quick
+failover."""
 
 
 def _finished(result: TaskResult | None, created_at: float | None) -> None:
@@ -190,6 +197,9 @@ class TaskAgent(Agent):
     scan_interval = 0.25
     """Wait between two claims while nothing wakes the claimer: after a claim that found
     no task (each is a write transaction), or at capacity."""
+    first_claim = 16
+    """Most tasks the first claim of a process takes; later claims double or halve it
+    by how fast the claimed tasks start (see :meth:`_claim_some`)."""
 
     async def init(self, args: Any) -> None:
         self.app = load_app(args["app"])
@@ -250,6 +260,13 @@ class TaskAgent(Agent):
         # runner will give the lease back, so terminate() does.
         self.unstarted: dict[str, Lease] = {}
         self.wake = asyncio.Event()
+        self.claim_batch = min(self.first_claim, self.defn.max_tasks)
+        """Most tasks the next claim takes (paced: see :meth:`_claim_some`)."""
+        catalog.AGENT_CLAIM_BATCH.labels(self.defn.name).set(self.claim_batch)
+        self.starting: set[str] = set()
+        """Claimed here, not yet running their workflow (their journals load)."""
+        self.started = asyncio.Event()
+        """Set whenever ``starting`` empties."""
         await self._resume_own()
         self.claimer = asyncio.create_task(self._claim_forever())
 
@@ -395,10 +412,13 @@ class TaskAgent(Agent):
 
     # -- claiming work ---------------------------------------------------------------------
     async def _resume_own(self) -> None:
-        """Take back the tasks this owner held: our previous incarnation died with them."""
-        for task in await self.store.list_tasks(
-            status="running", agent=self.defn.name, limit=100_000
-        ):
+        """Take back the tasks this owner held: our previous incarnation died with them.
+        Many at once are a burst (their model answers come back together): their leases
+        are stretched from the start, as a claim's are."""
+        held = await self.store.list_tasks(status="running", agent=self.defn.name, limit=100_000)
+        if sum(task.lease_owner == self.owner for task in held) >= BURST:
+            self.runner.renewals.stretch()
+        for task in held:
             if task.lease_owner == self.owner and task.id not in self.running:
                 self._track(task.id, self._run_forced(task.id))
 
@@ -429,42 +449,107 @@ class TaskAgent(Agent):
             self.wake.clear()
 
     async def _claim_some(self) -> int:
+        """Fill free capacity: each store transaction claims up to ``claim_batch`` tasks.
+
+        No claim is made while the process's event loop lags (one turn takes more than
+        a sixteenth of the lease its renewals ask for, ``lease_seconds`` or, on a busy
+        process, up to three times it): the process's CPU is then the limit, and more
+        tasks would make every renewal late (``stalwart_agent_claim_deferred``).
+
+        Pacing: after a full claim, the next waits (at most a renewal tick, a third of
+        ``lease_seconds``) until the tasks claimed so far have started, that is, loaded
+        their journals and begun to run. If they did within the tick, the batch doubles
+        (up to ``max_tasks``); if not, it halves (down to 1). So a burst of work is
+        claimed in a handful of transactions (16, 32, 64, ... tasks) on a process that
+        keeps up, while one that falls behind claims no faster than it starts them:
+        a claimed task that has not started holds a lease it does not renew yet.
+        """
         claimed = 0
-        while len(self.running) < self.defn.max_tasks:
+        agent = self.defn.name
+        while (free := self.defn.max_tasks - len(self.running)) > 0:
+            lag = await self._loop_lag()
+            renewals = self.runner.renewals
+            renewals.lagging(lag)
+            if lag > renewals.asking / 16:  # the longer the leases, the more lag they bear
+                # The loop is saturated: more tasks would only slow every task, and a
+                # renewal that needs a few turns of the loop would miss its deadline.
+                # Claim again once it keeps up (the next wake-up or poll).
+                catalog.AGENT_CLAIM_DEFERRED.labels(agent).inc()
+                self.claim_batch = max(1, self.claim_batch // 2)
+                catalog.AGENT_CLAIM_BATCH.labels(agent).set(self.claim_batch)
+                break
+            want = min(free, self.claim_batch)
+            claimed_at = self.runner.clock.monotonic()  # each lease counts from here
             claim = asyncio.ensure_future(
-                self.store.acquire(
+                self.store.acquire_many(
                     self.owner,
-                    self.app.lease_seconds,
-                    agent=self.defn.name,
+                    self.runner.renewals.asking,  # longer while this process is busy
+                    agent=agent,
+                    limit=want,
                     max_running=self.defn.max_running,
                 )
             )
             try:
-                lease = await asyncio.shield(claim)
+                leases = await asyncio.shield(claim)
             except asyncio.CancelledError:
                 # Stopped mid-claim: the claim may still commit. Settle it (bounded)
-                # and give it back, rather than leave a lease held by nobody.
+                # and give its tasks back, rather than leave leases held by nobody.
                 with contextlib.suppress(StoreError, TimeoutError, asyncio.CancelledError):
                     async with asyncio.timeout(self.app.lease_seconds / 2):
-                        orphan = await claim
-                        if orphan is not None:
+                        for orphan in await claim:
                             await self._give_back(orphan)
                 raise
-            if lease is None:
+            if not leases:
                 break
-            _log.info(
-                "task_claimed",
-                agent=self.defn.name,
-                task_id=lease.task_id,
-                owner=self.owner,
-                attempt=lease.task.attempts,
-            )
-            self.unstarted[lease.task_id] = lease
-            self._track(lease.task_id, self._execute(lease))
-            claimed += 1
+            catalog.AGENT_CLAIM_SIZE.labels(agent).observe(len(leases))
+            if len(leases) >= BURST:  # their model answers will come back together
+                self.runner.renewals.stretch()
+            for lease in leases:
+                _log.info(
+                    "task_claimed",
+                    agent=agent,
+                    task_id=lease.task_id,
+                    owner=self.owner,
+                    attempt=lease.task.attempts,
+                )
+                self.unstarted[lease.task_id] = lease
+                self.starting.add(lease.task_id)
+                self._track(lease.task_id, self._execute(lease, claimed_at))
+            claimed += len(leases)
+            if len(leases) < want:
+                break  # nothing more is runnable now
+            await self._pace()
         if len(self.running) >= self.defn.max_tasks:
-            catalog.AGENT_AT_CAPACITY.labels(self.defn.name).inc()
+            catalog.AGENT_AT_CAPACITY.labels(agent).inc()
         return claimed
+
+    @staticmethod
+    async def _loop_lag() -> float:
+        """Seconds this task waits for one turn of the event loop: near 0 on a loop that
+        keeps up, the time to run everything ready on a saturated one."""
+        started = time.monotonic()
+        await asyncio.sleep(0)
+        return time.monotonic() - started
+
+    async def _pace(self) -> None:
+        """Wait until the claimed tasks have started (at most a renewal tick), and size
+        the next claim by how that went (see :meth:`_claim_some`)."""
+        try:
+            async with asyncio.timeout(self.app.lease_seconds / 3):
+                while self.starting:
+                    self.started.clear()
+                    await self.started.wait()
+        except TimeoutError:
+            self.claim_batch = max(1, self.claim_batch // 2)
+        else:
+            self.claim_batch = min(self.claim_batch * 2, self.defn.max_tasks)
+        catalog.AGENT_CLAIM_BATCH.labels(self.defn.name).set(self.claim_batch)
+
+    def _started(self, task_id: str) -> None:
+        """``task_id`` began to run here (or ended before it could): no longer starting."""
+        self.starting.discard(task_id)
+        if not self.starting:
+            self.started.set()
 
     def _track(self, task_id: str, work: Any) -> None:
         # Blame: if this task holds the loop too long, the node kills this process and
@@ -479,6 +564,7 @@ class TaskAgent(Agent):
 
         def done(_t: asyncio.Task[TaskResult | None]) -> None:
             self.running.pop(task_id, None)
+            self._started(task_id)
             running.set(len(self.running))
             self.ended[task_id] = task_id in self.cut_short
             self.cut_short.discard(task_id)
@@ -505,7 +591,7 @@ class TaskAgent(Agent):
             # it will expire instead; fencing keeps a later takeover safe
             _log.warning("task_release_failed", task_id=lease.task_id, error=str(exc))
 
-    async def _execute(self, lease: Lease) -> TaskResult | None:
+    async def _execute(self, lease: Lease, claimed_at: float) -> TaskResult | None:
         self.unstarted.pop(lease.task_id, None)  # from here, the runner gives it back
         # every line logged while this task runs carries its id (and this agent's) and the
         # trace's id (the task id when tracing is off)
@@ -514,7 +600,7 @@ class TaskAgent(Agent):
             log_context(task_id=lease.task_id, trace_id=current_trace_id() or lease.task_id),
         ):
             _log.info("task_started", agent=self.defn.name, attempt=lease.task.attempts)
-            result = await self._execute_leased(lease)
+            result = await self._execute_leased(lease, claimed_at)
             _finished(result, lease.task.created_at)
             _end_span(span, result)
             if result is not None and result.status == "cancelled":  # its lease was fenced
@@ -538,9 +624,9 @@ class TaskAgent(Agent):
             parent=parent,
         )
 
-    async def _execute_leased(self, lease: Lease) -> TaskResult | None:
+    async def _execute_leased(self, lease: Lease, claimed_at: float) -> TaskResult | None:
         try:
-            return await self.runner.execute(lease, self._workflow)
+            return await self.runner.execute(lease, self._workflow, claimed_at=claimed_at)
         except IncompatibleFormat as exc:
             _log.warning(
                 "task_left_for_newer_node",
@@ -595,6 +681,7 @@ class TaskAgent(Agent):
             return result
 
     async def _workflow(self, ctx: Context, task_input: Any) -> Any:
+        self._started(ctx.task_id)
         tctx = TaskContext(ctx, self.resources, model=self.defn.model)
         timer = asyncio.timeout(self.defn.task_timeout)
         try:

@@ -35,6 +35,7 @@ __all__ = [
     "Reporter",
     "check_durability",
     "check_lease_seconds",
+    "check_claim_limit",
     "check_max_running",
     "effect_from_row",
     "encode_effect",
@@ -81,6 +82,15 @@ def check_durability(durability: str) -> str:
 def check_lease_seconds(lease_seconds: float) -> None:
     if not isinstance(lease_seconds, int | float) or not 0 < lease_seconds <= 3600:
         raise ConfigError(f"lease_seconds = {lease_seconds!r} must be in (0, 3600]")
+
+
+MAX_CLAIM = 10_000
+"""The most tasks one :meth:`Store.acquire_many` may claim."""
+
+
+def check_claim_limit(limit: int) -> None:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_CLAIM:
+        raise ConfigError(f"claim limit = {limit!r} must be an int in 1..{MAX_CLAIM}")
 
 
 def check_max_running(max_running: int | None) -> None:

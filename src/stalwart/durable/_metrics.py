@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from stalwart.db._metrics import COMMIT_BATCH, COMMIT_SECONDS
 from stalwart.observe import REGISTRY
@@ -13,6 +13,7 @@ __all__ = [
     "CORRUPT_RECORDS",
     "EFFECT_OUTCOMES",
     "LEASES_LOST",
+    "LEASE_ASKED",
     "RETENTION_PURGED",
     "STEPS",
 ]
@@ -44,5 +45,11 @@ RETENTION_PURGED = Counter(
     "stalwart_durable_retention_purged_total",
     "Finished tasks whose journal was compacted or that were deleted by retention.",
     ["mode"],
+    registry=REGISTRY,
+)
+LEASE_ASKED = Gauge(
+    "stalwart_lease_seconds_asked",
+    "The lease a runner's last renewal round asked for: lease_seconds, or up to three "
+    "times it while renewals come back late (a busy process or store)",
     registry=REGISTRY,
 )

@@ -24,6 +24,7 @@ from stalwart.errors import CorruptRecord, LeaseLost, StoreError
 
 __all__ = [
     "acquire",
+    "acquire_many",
     "append",
     "cancel",
     "effect_finished",
@@ -108,6 +109,29 @@ def acquire(
     if agent_lock is not None and dialect == "postgres":
         yield (q.AGENT_LOCK, (agent_lock,))
     return (yield (sql, args)).one()
+
+
+def acquire_many(
+    dialect: str,
+    agent: str,
+    limit: int,
+    claim_args: tuple[str, float, float],
+    max_running: int | None,
+) -> Program[list[tuple[Any, ...]]]:
+    """Claim up to ``limit`` of ``agent``'s oldest runnable tasks in this one
+    transaction (``claim_args``: owner, lease expiry, now); with ``max_running``, only
+    as many as keep the agent's live leases (every node) at most that many: counted
+    under the agent's advisory lock on PostgreSQL (SQLite has one writer at a time)."""
+    now = claim_args[2]
+    if max_running is not None:
+        if dialect == "postgres":
+            yield (q.AGENT_LOCK, (f"stalwart:agent:{agent}",))
+        live = (yield (q.COUNT_LIVE_LEASES, (agent, now))).one()
+        limit = min(limit, max_running - int(live[0] if live else 0))
+    if limit <= 0:
+        return []
+    # the CTE's placeholders come first in the statement, then the claim's
+    return (yield (q.ACQUIRE_MANY_FOR_AGENT, (agent, now, limit, *claim_args))).rows
 
 
 def fail_corrupt_task(

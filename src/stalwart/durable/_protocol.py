@@ -311,6 +311,24 @@ class Store(Protocol):
         """
         ...
 
+    async def acquire_many(
+        self,
+        owner: str,
+        lease_seconds: float,
+        *,
+        agent: str,
+        limit: int,
+        max_running: int | None = None,
+    ) -> list[Lease]:
+        """Lease up to ``limit`` (1..10,000) runnable tasks of ``agent`` in one
+        transaction, oldest first: each as :meth:`acquire` with ``agent`` takes one
+        (never handed to two live owners; on PostgreSQL concurrent claimers skip each
+        other's rows). With ``max_running``, only as many as keep the agent's live
+        leases, counted across every node, at most that many. A task whose stored input
+        is damaged is failed and reported (as :meth:`acquire` does) and left out of the
+        answer. An empty list when nothing is runnable."""
+        ...
+
     async def heartbeat(self, lease: Lease, lease_seconds: float) -> Lease:
         """Extend the lease; raises LeaseLost if it is no longer the task's lease."""
         ...

@@ -134,8 +134,9 @@ class Runner:
         # Claimed first, read only when the claim fails: a task to run costs one
         # transaction here, not two (a finished one is never claimed; a damaged one is
         # quarantined, failed and raised by acquire()).
+        claimed_at = self.clock.monotonic()
         lease = await self.store.acquire(
-            self.owner, self.lease_seconds, task_id=task_id, force=force
+            self.owner, self.renewals.asking, task_id=task_id, force=force
         )
         if lease is None:
             task = await self.store.get_task(task_id)
@@ -147,13 +148,14 @@ class Runner:
                 f"task {task_id!r} is leased by {task.lease_owner if task else None!r} until "
                 f"{task.lease_expires if task else None}; it can be resumed after that"
             )
-        return await self.execute(lease, workflow)
+        return await self.execute(lease, workflow, claimed_at=claimed_at)
 
     async def run_next(self, workflows: Mapping[str, Workflow]) -> TaskResult | None:
         """Lease the oldest runnable task and run it; None if there is none.
 
         A task whose agent is not in ``workflows`` is released untouched.
         """
+        claimed_at = self.clock.monotonic()
         lease = await self.store.acquire(self.owner, self.lease_seconds)
         if lease is None:
             return None
@@ -164,10 +166,19 @@ class Runner:
                 f"task {lease.task_id!r} is for agent {lease.task.agent!r}, which this runner "
                 f"does not know (known: {sorted(workflows)})"
             )
-        return await self.execute(lease, workflow)
+        return await self.execute(lease, workflow, claimed_at=claimed_at)
 
-    async def execute(self, lease: Lease, workflow: Workflow) -> TaskResult:
-        """Run ``workflow`` under an acquired ``lease`` and record its end."""
+    async def execute(
+        self, lease: Lease, workflow: Workflow, *, claimed_at: float | None = None
+    ) -> TaskResult:
+        """Run ``workflow`` under an acquired ``lease`` and record its end.
+
+        ``claimed_at``: when the claim that took ``lease`` was sent, on this runner's
+        monotonic clock (None: now). The lease counts from then (its store wrote it a
+        little later), so a task that starts long after its claim renews at once.
+        """
+        granted = min(self.renewals.max_seconds, lease.expires - lease.task.updated_at)
+        expires_at = (self.clock.monotonic() if claimed_at is None else claimed_at) + granted
         journal: JournalLoad
         effects: dict[int, EffectRecord]
         try:
@@ -181,7 +192,7 @@ class Runner:
             raise
         ctx = Context(self.store, lease, journal, effects, clock=self.clock, events=self.events)
         work = asyncio.ensure_future(workflow(ctx, lease.task.input))
-        beat = asyncio.ensure_future(self._heartbeat(ctx, work))
+        beat = asyncio.ensure_future(self._heartbeat(ctx, work, expires_at, granted))
         try:
             try:
                 result = await work
@@ -287,21 +298,40 @@ class Runner:
             text = "...\n" + text[-TRACEBACK_CHARS:]
         return text
 
-    async def _heartbeat(self, ctx: Context, work: asyncio.Future[Any]) -> None:
+    async def _heartbeat(
+        self, ctx: Context, work: asyncio.Future[Any], expires_at: float, granted: float
+    ) -> None:
         """Renew the lease every third of it; give the task up before the lease can expire.
 
         A runner that cannot renew (store unreachable, partitioned, paused) must
         stop working on the task *before* another runner may take it over: once
-        two thirds of the lease have passed since the last renewal was sent, the
-        work is cancelled and :class:`LeaseLost` raised, leaving a third of the
-        lease as the margin. (The store's fencing rejects any write of a stale
-        owner anyway; this keeps a cut-off runner from even trying.)
+        the lease has less than a third of ``lease_seconds`` left (two thirds after
+        the last renewal was sent), the work is cancelled and :class:`LeaseLost`
+        raised, leaving that third as the margin. (The store's fencing rejects any
+        write of a stale owner anyway; this keeps a cut-off runner from even trying.)
+
+        The lease is counted from its claim (``expires_at``, on the monotonic clock),
+        not from when this heartbeat began: a task claimed in a burst on a busy process may start
+        a second or more after its claim, and a heartbeat that counted from its own
+        start believed in a lease that had already run out (issue 19: the agent's
+        own claim loop then took the task again, fencing the runner mid-step). A
+        heartbeat that finds itself behind (less than two thirds of the lease left)
+        renews at once instead of waiting for the shared tick.
         """
         interval = self.lease_seconds / 3
-        give_up_after = self.lease_seconds * 2 / 3
-        renewed_at = self.clock.monotonic()
+        failed = False
         while not work.done():
-            await self.clock.sleep(self.renewals.until_next_tick())
+            margin = granted / 3  # of the lease held now (a busy runner asks for longer)
+            ahead = expires_at - self.clock.monotonic() - 2 * margin
+            if ahead > 0 or failed:
+                # the shared tick; after a failure, no later than the give-up moment,
+                # which still gets its one short try
+                wait = self.renewals.until_next_tick()
+                if failed:
+                    wait = min(wait, max(0.0, ahead + margin))
+                await self.clock.sleep(wait)
+            else:
+                await asyncio.sleep(0)  # behind: renew now (with whoever else is)
             if work.done():
                 return
             sent_at = self.clock.monotonic()
@@ -309,21 +339,26 @@ class Runner:
             # or the clock jumped) one short try still counts: if the renewal goes through,
             # nobody took the task meanwhile (the lease token is unchanged), so going on
             # is safe.
-            left = renewed_at + give_up_after - sent_at
+            left = expires_at - margin - sent_at
             try:
-                async with asyncio.timeout(left if left > 0 else min(interval, 2.0)):
-                    renewed = await self.renewals.renew(ctx.lease)
+                renewed, seconds = await self.renewals.renew_for(
+                    ctx.lease, left if left > 0 else min(interval, 2.0)
+                )
                 if renewed is None:
                     raise lease_lost(ctx.lease)
                 ctx.set_lease(renewed)
-                renewed_at = sent_at
+                failed = False
+                # the store counts the new lease (perhaps shorter than the last one: a
+                # runner no longer busy asks for less) from its write, after ``sent_at``
+                expires_at, granted = sent_at + seconds, seconds
             except LeaseLost:
                 _log.error("durable_lease_lost", task_id=ctx.task_id, owner=self.owner)
                 self.events.emit("durable.lease_lost", task_id=ctx.task_id, owner=self.owner)
                 work.cancel()
                 raise
             except (StalwartError, TimeoutError) as exc:  # store hiccup: retry, up to a limit
-                if self.clock.monotonic() - renewed_at < give_up_after:
+                failed = True
+                if self.clock.monotonic() < expires_at - margin:
                     _log.warning("durable_heartbeat_failed", task_id=ctx.task_id, error=str(exc))
                     continue
                 _log.error("durable_lease_abandoned", task_id=ctx.task_id, owner=self.owner)
@@ -335,9 +370,9 @@ class Runner:
                 )
                 work.cancel()
                 raise LeaseLost(
-                    f"task {ctx.task_id!r}: the lease could not be renewed for "
-                    f"{give_up_after:.3g} s ({exc!r}); the work stopped before the lease "
-                    "could expire, so another runner can take the task over safely"
+                    f"task {ctx.task_id!r}: the lease could not be renewed in time ({exc!r}); "
+                    f"the work stopped before the lease could expire (a third of it, "
+                    f"{margin:.3g} s, left), so another runner can take the task over safely"
                 ) from exc
 
     async def _release_quietly(self, lease: Lease) -> None:

@@ -82,6 +82,22 @@ ACQUIRE_NEXT_FOR_AGENT_LIMITED = (
     "ORDER BY created_at, id LIMIT 1 /*pg:FOR UPDATE SKIP LOCKED*/) RETURNING " + TASK_COLUMNS
 )
 AGENT_LOCK = "SELECT pg_advisory_xact_lock(hashtext(?))"
+# Many claims in one transaction (an agent process filling its free capacity): up to
+# ``LIMIT ?`` of the agent's oldest runnable tasks, each taken as ACQUIRE_NEXT_FOR_AGENT
+# takes one. The picked rows are a CTE (materialized on PostgreSQL, its rows locked FOR
+# UPDATE SKIP LOCKED, so concurrent claimers on other nodes take disjoint sets).
+ACQUIRE_MANY_FOR_AGENT = (
+    "WITH picked AS (SELECT id FROM stalwart_tasks WHERE agent = ? AND " + _RUNNABLE + " "
+    "ORDER BY created_at, id LIMIT ? /*pg:FOR UPDATE SKIP LOCKED*/) "
+    + _CLAIM
+    + "WHERE id IN (SELECT id FROM picked) RETURNING "
+    + TASK_COLUMNS
+)
+# The agent's tasks holding a live lease (every node): what ``max_running`` counts.
+COUNT_LIVE_LEASES = (
+    "SELECT count(*) FROM stalwart_tasks WHERE agent = ? AND status = 'running' "
+    "AND lease_expires >= ?"
+)
 ACQUIRE_ONE = _CLAIM + "WHERE id = ? AND " + _RUNNABLE + " RETURNING " + TASK_COLUMNS
 ACQUIRE_FORCE = (
     _CLAIM

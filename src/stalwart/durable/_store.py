@@ -22,6 +22,7 @@ from stalwart.durable import _sql as q
 from stalwart.durable._base import (
     MAX_TRACE,
     Reporter,
+    check_claim_limit,
     check_lease_seconds,
     check_max_running,
     check_task_args,
@@ -230,6 +231,40 @@ class SQLStore:
         # writes are fenced by the token, so at token 1 nothing of the task is written
         # yet (a retried task keeps its token, and its journal)
         return Lease(task.id, owner, task.lease_token, expires, task, task.lease_token == 1)
+
+    async def acquire_many(
+        self,
+        owner: str,
+        lease_seconds: float,
+        *,
+        agent: str,
+        limit: int,
+        max_running: int | None = None,
+    ) -> list[Lease]:
+        check_lease_seconds(lease_seconds)
+        check_max_running(max_running)
+        check_claim_limit(limit)
+        now = self._clock.time()
+        expires = now + lease_seconds
+        found = await self._db.write(
+            _ops.acquire_many,
+            self._db.dialect,
+            agent,
+            limit,
+            (owner, expires, now),
+            max_running,
+        )
+        leases: list[Lease] = []
+        for row in found:
+            try:
+                task = task_from_row(row)
+            except CorruptRecord as exc:  # failed and reported; the others still run
+                await self._fail_corrupt_task(row, owner, str(exc))
+                continue
+            leases.append(Lease(task.id, owner, task.lease_token, expires, task))
+        # RETURNING gives no order: oldest first, as a claim of one at a time would
+        leases.sort(key=lambda lease: (lease.task.created_at, lease.task_id))
+        return leases
 
     async def _fail_corrupt_task(self, row: Sequence[Any], owner: str, reason: str) -> None:
         tid, token = row[0], row[7]

@@ -32,10 +32,13 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 import httpcore
+import httpx
 
 __all__ = ["Pool"]
 
 _Key = tuple[bytes, bytes, int]
+_STALE = (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
+"""How a request fails on a kept-alive connection the server has just closed."""
 
 
 def _key(origin: httpcore.Origin) -> _Key:
@@ -85,14 +88,26 @@ class Pool:
         timeouts = request.extensions.get("timeout", {})
         wait_for = timeouts.get("pool")
         origin = request.url.origin
+        retried = False
         while True:
-            connection = await self._checkout(origin, wait_for)
+            connection, reused = await self._checkout(origin, wait_for)
             try:
                 response = await connection.handle_async_request(request)
             except httpcore.ConnectionNotAvailable:
                 # the kept-alive connection could not take it after all: another one
                 await self._checkin(connection, origin)
                 continue
+            except _STALE:
+                await self._checkin(connection, origin)  # closed by the failure
+                # A kept-alive connection the server closed (its idle timeout) while this
+                # request was on its way: it failed before any answer, so it is sent once
+                # more on another connection, replayable bodies only. Counted as a failed
+                # call, it opened the model's breaker under load (issue 19: 463 tickets
+                # failed in one run). A fresh connection's failure is the server's: raised.
+                if reused and not retried and isinstance(request.stream, httpx.ByteStream):
+                    retried = True
+                    continue
+                raise
             except BaseException:
                 await self._checkin(connection, origin)  # closed by the failure, or idle
                 raise
@@ -107,8 +122,9 @@ class Pool:
 
     async def _checkout(
         self, origin: httpcore.Origin, wait_for: float | None
-    ) -> httpcore.AsyncHTTPConnection:
-        """A connection for ``origin``, marked busy: kept-alive, new, or after a wait."""
+    ) -> tuple[httpcore.AsyncHTTPConnection, bool]:
+        """A connection for ``origin``, marked busy: kept-alive, new, or after a wait;
+        and whether it was kept alive (it served a request before)."""
         while True:
             if self._closed:
                 raise httpcore.ConnectError("the connection pool is closed")
@@ -121,6 +137,7 @@ class Pool:
                     stale.append(evicted)
             for connection in stale:
                 await connection.aclose()
+            reused = found is not None
             if found is None and len(self._busy) + self._idle_count < self._max:
                 found = httpcore.AsyncHTTPConnection(
                     origin,
@@ -131,7 +148,7 @@ class Pool:
                 )
             if found is not None:
                 self._busy.add(found)
-                return found
+                return found, reused
             await self._wait(wait_for)
 
     def _take_idle(

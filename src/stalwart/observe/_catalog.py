@@ -16,6 +16,9 @@ from stalwart.observe._metrics import REGISTRY
 
 __all__ = [
     "AGENT_AT_CAPACITY",
+    "AGENT_CLAIM_BATCH",
+    "AGENT_CLAIM_DEFERRED",
+    "AGENT_CLAIM_SIZE",
     "AGENT_TASKS_RUNNING",
     "BUDGET_USED_RATIO",
     "DEGRADED",
@@ -94,6 +97,28 @@ AGENT_TASKS_RUNNING = Gauge(
 AGENT_AT_CAPACITY = Counter(
     "stalwart_agent_at_capacity",
     "Claim rounds an agent's process ended because it ran max_tasks tasks (the limit binds)",
+    ["agent"],
+    registry=REGISTRY,
+)
+AGENT_CLAIM_SIZE = Histogram(
+    "stalwart_agent_claim_size",
+    "Tasks an agent's process claimed per store transaction (count: claim transactions "
+    "that took at least one task; sum: tasks claimed)",
+    ["agent"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+    registry=REGISTRY,
+)
+AGENT_CLAIM_BATCH = Gauge(
+    "stalwart_agent_claim_batch",
+    "Most tasks an agent's process may claim in its next transaction: doubles while "
+    "the tasks it claimed start within a renewal tick, halves when they do not",
+    ["agent"],
+    registry=REGISTRY,
+)
+AGENT_CLAIM_DEFERRED = Counter(
+    "stalwart_agent_claim_deferred",
+    "Claims an agent's process put off because its event loop lagged past a sixteenth "
+    "of lease_seconds (its CPU, not max_tasks, is what binds)",
     ["agent"],
     registry=REGISTRY,
 )

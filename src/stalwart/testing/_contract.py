@@ -162,6 +162,87 @@ class StoreContract:
         assert len(leased) == 3 and len(set(leased)) == 3
         assert len(await node_a.list_tasks(agent="resolver", status="running")) == 3
 
+    async def test_acquire_many_claims_oldest_first_in_one_transaction(
+        self, make_store: MakeStore, clock: FakeClock
+    ) -> None:
+        store: Store = await make_store()
+        for i in range(5):
+            await store.create_task("resolver", i, task_id=f"r{i}")
+            clock.advance(1)
+        await store.create_task("triage", 0, task_id="t0")
+        got = await store.acquire_many("n1/resolver", 30, agent="resolver", limit=3)
+        assert [lease.task_id for lease in got] == ["r0", "r1", "r2"]
+        for lease in got:
+            assert (lease.owner, lease.token, lease.task.status) == ("n1/resolver", 1, "running")
+            assert lease.task.attempts == 1 and lease.task.input == int(lease.task_id[1:])
+            assert lease.expires == pytest.approx(clock.time() + 30)
+        # every lease works like one acquire() gave: renewed, finished
+        assert (await store.heartbeat(got[0], 30)).token == 1
+        await store.finish(got[0], "succeeded", "done")
+        rest = await store.acquire_many("n2/resolver", 30, agent="resolver", limit=10)
+        assert [lease.task_id for lease in rest] == ["r3", "r4"]
+        assert await store.acquire_many("n3/resolver", 30, agent="resolver", limit=10) == []
+        pending = await store.list_tasks(agent="triage", status="pending")
+        assert [t.id for t in pending] == ["t0"]  # another agent's task is never taken
+        clock.advance(31)  # every live lease expired: runnable again, fenced anew
+        again = await store.acquire_many("n4/resolver", 30, agent="resolver", limit=10)
+        assert [(lease.task_id, lease.token) for lease in again] == [
+            ("r1", 2), ("r2", 2), ("r3", 2), ("r4", 2),
+        ]  # fmt: skip
+        with pytest.raises(LeaseLost):
+            await store.heartbeat(rest[0], 30)  # the old owner is fenced out
+        with pytest.raises(ConfigError, match="claim limit"):
+            await store.acquire_many("n1/resolver", 30, agent="resolver", limit=0)
+
+    async def test_acquire_many_respects_max_running(
+        self, make_store: MakeStore, clock: FakeClock
+    ) -> None:
+        store: Store = await make_store()
+        for i in range(8):
+            await store.create_task("resolver", i, task_id=f"r{i}")
+        one = await store.acquire("n1/resolver", 30, agent="resolver", max_running=5)
+        assert one is not None
+        got = await store.acquire_many("n2/resolver", 30, agent="resolver", limit=10, max_running=5)
+        assert [lease.task_id for lease in got] == ["r1", "r2", "r3", "r4"]
+        assert (
+            await store.acquire_many("n2/resolver", 30, agent="resolver", limit=10, max_running=5)
+            == []
+        )
+        await store.finish(one, "succeeded", None)
+        more = await store.acquire_many(
+            "n3/resolver", 30, agent="resolver", limit=10, max_running=5
+        )
+        assert [lease.task_id for lease in more] == ["r5"]
+
+    async def test_acquire_many_concurrent_claimers_take_disjoint_tasks(
+        self, make_store: MakeStore
+    ) -> None:
+        # Two handles on one store stand for two nodes claiming at once: every task is
+        # handed out once, and a cluster-wide max_running holds however they interleave.
+        node_a: Store = await make_store()
+        node_b: Store = await make_store()
+        for i in range(60):
+            await node_a.create_task("resolver", i, task_id=f"r{i:02d}")
+
+        async def claim(store: Store, n: int, cap: int | None) -> list[str]:
+            got = await store.acquire_many(
+                f"n{n}/resolver", 30, agent="resolver", limit=7, max_running=cap
+            )
+            return [lease.task_id for lease in got]
+
+        async with asyncio.timeout(30):
+            taken = await asyncio.gather(
+                *(claim(node_a if n % 2 else node_b, n, None) for n in range(6))
+            )
+        every = [tid for claimed in taken for tid in claimed]
+        assert len(every) == 42 and len(set(every)) == 42
+        async with asyncio.timeout(30):
+            capped = await asyncio.gather(
+                *(claim(node_a if n % 2 else node_b, n, 45) for n in range(6))
+            )
+        assert sum(len(claimed) for claimed in capped) == 3
+        assert len(await node_a.list_tasks(agent="resolver", status="running")) == 45
+
     async def test_expired_lease_moves_and_fences_old_owner(
         self, make_store: MakeStore, clock: FakeClock
     ) -> None:

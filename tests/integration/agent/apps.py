@@ -57,6 +57,9 @@ async def front(ctx: TaskContext, task_input: Any) -> dict[str, Any]:
 
 
 async def back(ctx: TaskContext, task_input: Any) -> dict[str, Any]:
+    # tasks claimed in one store transaction share their claim's time (updated_at)
+    claimed_at = ctx.durable.lease.task.updated_at
+
     async def barrier() -> dict[str, Any]:
         _arrived[0] += 1
         if _arrived[0] >= HANDOVER_BARRIER:
@@ -68,7 +71,7 @@ async def back(ctx: TaskContext, task_input: Any) -> dict[str, Any]:
             return {"released": False, "arrived": _arrived[0]}
         return {"released": True, "arrived": _arrived[0]}
 
-    return {"status": "completed", **(await ctx.step("barrier", barrier))}
+    return {"status": "completed", "claimed_at": claimed_at, **(await ctx.step("barrier", barrier))}
 
 
 fanout = App(

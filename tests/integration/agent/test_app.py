@@ -195,6 +195,45 @@ async def test_a_hundred_hand_overs_wait_at_once_with_default_settings(tmp_path)
     assert await node.run(until=check()) == 0
 
 
+@pytest.mark.timeout(240)
+async def test_an_agent_claims_a_backlog_in_a_few_paced_transactions(tmp_path):
+    """Issue 19: an agent process claimed one task per store transaction, so a backlog
+    started at the store's commit rate. With claim-many and pacing, a backlog of 100
+    is claimed in a few transactions (16, 32, then the rest, if the claimed tasks
+    start within a renewal tick) and all 100 run at once (the barrier opens)."""
+    from tests.integration.agent.apps import HANDOVER_BARRIER
+
+    from stalwart.durable import store_from_url
+
+    url = f"sqlite:///{tmp_path}/backlog.db"
+    store = store_from_url(url)
+    await store.open()
+    ids = [
+        (await store.create_task("back", {"n": i}, task_id=f"b{i:03d}")).id
+        for i in range(HANDOVER_BARRIER)
+    ]
+    await store.close()
+    node, service = app_node(
+        "tests.integration.agent.apps:fanout",
+        store=url,
+        events=EventBus(log=False),
+        settings=SETTINGS,
+    )
+    claims: set[float] = set()
+
+    async def check() -> None:
+        for task_id in ids:
+            record = await service.tasks.wait(task_id, timeout=150)
+            assert record.status == "succeeded", (task_id, record.outcome)
+            assert record.outcome["released"], record.outcome  # 100 ran at once
+            claims.add(record.outcome["claimed_at"])
+
+    assert await node.run(until=check()) == 0
+    # one transaction per task before; 16 + 32 + 52 when each batch starts in time (a
+    # batch that does not halves the next: still far fewer than 100)
+    assert 3 <= len(claims) <= 12, sorted(claims)
+
+
 @pytest.mark.timeout(120)
 async def test_a_task_whose_code_times_out_fails_as_that_not_as_its_task_timeout(tmp_path):
     """The task's own task_timeout (600 s) did not pass, so the stored error is the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -228,6 +229,42 @@ async def test_a_runner_that_cannot_renew_gives_up_before_the_lease_expires(
     assert task is not None and task.status == "running" and task.lease_owner == "cut-off"
 
 
+async def test_a_task_started_late_renews_its_lease_at_once(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    """Issue 19: a task claimed in a burst starts late. Its lease counts from the claim,
+    not from the start: a heartbeat that counted from its start waited for the tick
+    while the lease ran out under it, and the agent's own claim loop took the task again
+    mid-step. Now it renews at once, and another owner cannot take the task."""
+    store: Store = await make_store()
+    runner = Runner(store, owner="late", clock=clock, lease_seconds=30)
+    tid = await runner.submit("w", None)
+    claimed_at = clock.monotonic()
+    lease = await store.acquire("late", 30, task_id=tid)
+    assert lease is not None
+    claimed_until = lease.expires
+    clock.advance(21)  # claimed 21 s ago: 9 s of the lease left, less than its third
+    gate = asyncio.Event()
+
+    async def wf(ctx: Context, _: Any) -> Any:
+        await gate.wait()
+        return 1
+
+    run = asyncio.ensure_future(runner.execute(lease, wf, claimed_at=claimed_at))
+    async with asyncio.timeout(10):  # renewed without the clock moving to the next tick
+        while runner.renewals.writes < 1:
+            await asyncio.sleep(0.001)
+    task = await store.get_task(tid)
+    assert task is not None and task.lease_expires == pytest.approx(clock.time() + 30)
+    assert task.lease_expires > claimed_until
+    clock.advance(10)  # past the claimed lease's end: still held
+    assert await store.acquire("thief", 30, task_id=tid) is None
+    gate.set()
+    async with asyncio.timeout(10):
+        result = await run
+    assert result.status == "succeeded" and result.result == 1
+
+
 async def test_a_runner_renews_all_its_leases_in_one_write_per_tick(
     make_store: MakeStore, clock: FakeClock
 ) -> None:
@@ -258,6 +295,76 @@ async def test_a_runner_renews_all_its_leases_in_one_write_per_tick(
     async with asyncio.timeout(10):
         results = await asyncio.gather(*runs)
     assert sorted(r.result for r in results) == sorted(ids)
+
+
+async def test_a_renewal_that_ended_in_time_counts_when_seen_late(
+    make_store: MakeStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: on a busy loop the renewal's answer and its deadline land in the same
+    turn, and the deadline's timer ran first: the store had renewed the lease, yet the
+    runner gave it up. An answer that is in counts, however late it is seen."""
+    store: Store = await make_store()
+    task = await store.create_task("w", None)
+    lease = await store.acquire("busy", 30, task_id=task.id)
+    assert lease is not None
+    renewals = Runner(store, owner="busy", clock=clock, lease_seconds=30).renewals
+    clock.advance(10)
+    answer = await store.heartbeat_many([lease], 30)  # what the store answers
+
+    async def answered_then_held(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.3)  # the loop is held past the deadline (a busy process), not a wait
+        return answer
+
+    monkeypatch.setattr(store, "heartbeat_many", answered_then_held)
+    renewed = await renewals.renew(lease, 0.1)
+    assert renewed is not None and renewed.expires == pytest.approx(clock.time() + 30)
+    assert renewals.writes == 1
+
+
+async def test_renewals_ask_for_longer_leases_while_they_come_back_late(
+    make_store: MakeStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that came back late (a busy loop or store) makes the next ones ask for
+    three times lease_seconds; only CALM_TICKS ticks of rounds in time halve it."""
+    from stalwart.durable._renewal import CALM_TICKS
+
+    store: Store = await make_store()
+    task = await store.create_task("w", None)
+    lease = await store.acquire("busy", 30, task_id=task.id)
+    assert lease is not None
+    renewals = Runner(store, owner="busy", clock=clock, lease_seconds=30).renewals
+    original = store.heartbeat_many
+    slow = [True]
+
+    async def write(leases: Any, seconds: float) -> Any:
+        answer = await original(leases, seconds)
+        if slow[0]:
+            clock.advance(6)  # came back 0.6 of a tick later (half is the bound)
+        return answer
+
+    monkeypatch.setattr(store, "heartbeat_many", write)
+
+    async def renew() -> float:
+        nonlocal lease
+        renewed, seconds = await renewals.renew_for(lease, 10)
+        assert renewed is not None
+        lease = renewed
+        return seconds
+
+    assert await renew() == 30 and renewals.asking == 90  # late: the longest, at once
+    slow[0] = False
+    assert await renew() == 90
+    row = await store.get_task(task.id)
+    assert row is not None and row.lease_expires == pytest.approx(clock.time() + 90)
+    calm = CALM_TICKS * renewals.interval
+    clock.advance(calm - 1)
+    assert await renew() == 90 and renewals.asking == 90  # not calm for long enough yet
+    clock.advance(1)
+    assert await renew() == 90 and renewals.asking == 45
+    clock.advance(calm)
+    assert await renew() == 45 and renewals.asking == 30
+    renewals.stretch()  # a burst of claims
+    assert await renew() == 90
 
 
 async def test_a_round_outlives_its_leader(

@@ -256,3 +256,30 @@ async def test_idle_connections_past_max_keepalive_are_closed() -> None:
             while closed < 7:
                 await asyncio.sleep(0.01)
         assert accepted == 10 and closed == 7  # three kept for the next requests
+
+
+async def test_a_kept_alive_connection_closed_by_the_server_mid_request_is_retried_once() -> None:
+    """The server closes a kept-alive connection (its idle timeout) as a request arrives:
+    that request is sent again on a new connection instead of failing (issue 19: the
+    failures opened the model's breaker). A fresh connection's failure is raised."""
+    accepted = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        body = await read_request(reader)
+        writer.write(answer(b'{"echo": ' + body + b"}"))
+        await writer.drain()
+        await read_request(reader)  # the second request on this connection: dropped
+
+    async with serve(handler) as url, client() as http:
+        assert (await http.post(url, content=b"1")).json() == {"echo": 1}
+        assert (await http.post(url, content=b"2")).json() == {"echo": 2}
+        assert accepted == 2  # the second went out again on a new connection
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)  # never answers, closes
+
+    async with serve(silent) as url, client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.post(url, content=b"1")
