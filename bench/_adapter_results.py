@@ -47,11 +47,12 @@ import os
 import pathlib
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from bench._meta import commit
 
 from stalwart.agent import _context
 
@@ -125,22 +126,11 @@ def latency_block(
     }
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-            timeout=10, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def run_info(command: str, started: float, load_before: float) -> dict[str, Any]:
     """The ``run`` block: when, on what commit, how long, and how loaded the machine was."""
     return {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": _commit(),
+        "commit": commit(),
         "command": command,
         "seconds": round(time.monotonic() - started, 1),
         # the machine is shared: latency figures compare only within one run

@@ -65,7 +65,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
+from bench._meta import commit
 from bench._node import log_like_run
 from bench.slow_model import _start_sims as start_sims
 from bench.slow_model import _stop as stop_sims
@@ -290,31 +290,6 @@ async def loop_overhead(
     }
 
 
-def _commit() -> str:
-    """The checked-out commit (short), ``+dirty`` when the tree has changes."""
-    root = pathlib.Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
 def _loop_once(tickets: int, durability: str, budgeted: bool) -> None:
     """One ``loop_overhead`` run, its figures printed as JSON (see :func:`loop_in_process`)."""
     with sim_process() as sim_url:
@@ -400,7 +375,7 @@ def main() -> int:
         compared = against(args.against, 30 if args.quick else 100, args.rounds)
         compared["run"] = {
             "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": _commit(),
+            "commit": commit(),
             "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
             **({"conditions": args.note} if args.note else {}),
         }
@@ -454,7 +429,7 @@ def main() -> int:
         "node, as `stalwart run` starts it); overhead_per_step in-process with the sim in "
         "a process of its own",
         "date": started,
-        "commit": _commit(),
+        "commit": commit(),
         "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         **({"conditions": args.note} if args.note else {}),
     }

@@ -43,7 +43,6 @@ import platform
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -56,7 +55,7 @@ import psycopg
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
+from bench._meta import commit  # noqa: E402
 from examples.helpdesk.app import app as helpdesk  # noqa: E402
 from examples.helpdesk.tickets import generate  # noqa: E402
 
@@ -396,21 +395,6 @@ async def run(quick: bool) -> dict[str, Any]:
         await sim.wait()
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT, capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=ROOT, capture_output=True, text=True, timeout=10, check=False,
-    ).stdout.strip()  # fmt: skip
-    return out.stdout.strip() + ("+dirty" if dirty else "")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -433,7 +417,7 @@ def main() -> int:
     result = asyncio.run(run(args.quick))
     result["meta"] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": _commit(),
+        "commit": commit(),
         "load_1m_start": load_start,
         "load_1m_end": os.getloadavg()[0],
         "mode": "quick" if args.quick else "full",

@@ -32,8 +32,9 @@ from typing import Any
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
-
+sys.path.insert(0, str(HERE.parent))
 import _peers  # noqa: E402  (bench/_peers.py: the like-for-like peer runs)
+from bench._meta import commit  # noqa: E402
 
 from stalwart.durable import Context, Runner, SQLiteStore, Store  # noqa: E402
 
@@ -192,17 +193,6 @@ def _kill_resume_200() -> dict[str, Any]:
     return {"runs": 200, "passed": passed, "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def _commit() -> str:
-    try:
-        got = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=HERE.parent, capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return got.stdout.strip() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="under 60 s, peers skipped")
@@ -216,7 +206,7 @@ def main() -> None:
     out: dict[str, Any] = {"mode": "quick" if args.quick else "full", "durability": "full"}
     meta: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": _commit(),
+        "commit": commit(),
         "load_1m_start": os.getloadavg()[0],
         "cpus": os.cpu_count(),
     }

@@ -20,7 +20,6 @@ import resource
 import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,9 @@ import msgspec
 from stalwart.db import Program, SQLiteDatabase
 from stalwart.runtime._forkserver import die_with_parent
 from stalwart.tools._subprocess import _child, run_in_child
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bench._meta import commit
 
 RESULTS = pathlib.Path(__file__).parent / "results" / "forking.json"
 
@@ -155,16 +157,10 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=5.0)
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    ).stdout.strip()
+    commit_ = commit()
     meta: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": commit,
+        "commit": commit_,
         "load1_start": os.getloadavg()[0],
         "forks_per_mode": args.forks,
         "timeout_s": args.timeout,

@@ -62,6 +62,8 @@ from importlib import metadata
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bench._meta import commit
 
 from stalwart.guard import Redactor
 from stalwart.guard._gazetteer import _STRIP, Gazetteer, _key, gazetteer
@@ -744,26 +746,6 @@ def same_findings(
     return result
 
 
-def _commit() -> str:
-    """This tree's commit, with "+changes" when files differ from it."""
-    import subprocess
-
-    root = pathlib.Path(__file__).resolve().parents[1]
-    head = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(root), "status", "--porcelain", "src", "bench"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    return head + ("+changes" if dirty else "")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
@@ -916,7 +898,7 @@ def main() -> int:
         {
             "quick": args.quick,
             "started_at": started_at,
-            "commit": _commit(),
+            "commit": commit(),
             "load_average_1min_at_start": load_at_start,
             "load_average_1min_at_end": round(os.getloadavg()[0], 2),
             "cores": os.cpu_count(),

@@ -47,6 +47,9 @@ from stalwart.observe import Event, EventBus
 from stalwart.runtime import Runtime
 from stalwart.testing import ProbeAgent
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bench._meta import commit
+
 RESULTS = pathlib.Path(__file__).parent / "results" / "runtime.json"
 
 
@@ -289,17 +292,6 @@ def measure_vs_ray(rounds: int, ray_samples: int, ours: int) -> dict[str, Any]:
     }
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=RESULTS.parents[2], capture_output=True, text=True, timeout=10, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="under a minute; no Ray peer")
@@ -337,7 +329,7 @@ def main() -> int:
         result.update(measure_vs_ray(RAY_ROUNDS, RAY_SAMPLES, STALWART_SAMPLES))
     result["meta"] = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": _commit(),
+        "commit": commit(),
         "load_1m_start": load_start,
         "load_1m_end": os.getloadavg()[0],
         "mode": "quick" if quick else "full",
@@ -361,13 +353,7 @@ def main() -> int:
 def _hang_only(out: pathlib.Path, samples: int) -> int:
     meta_start = {
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip(),
+        "commit": commit(),
         "load1_start": os.getloadavg()[0],
     }
     figures = asyncio.run(measure_hang_detection(samples))

@@ -55,6 +55,7 @@ from typing import Any
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
+from bench._meta import commit  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "agent.json"
 APP = os.environ.get("SLOW_MODEL_APP", "bench._apps:defaults")
@@ -376,14 +377,7 @@ def main() -> None:
         "targets": {"in_flight_max": 1000, "throughput_vs_baseline": 0.8},
         "run": {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "commit": subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=10,
-            ).stdout.strip(),
+            "commit": commit(),
             "cpus": os.cpu_count(),
             "load_average_1m": {"start": load_at_start, "end": round(os.getloadavg()[0], 2)},
         },

@@ -32,7 +32,6 @@ import json
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +39,8 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench._meta import commit  # noqa: E402
+
 os.chdir(ROOT)  # the helpdesk's profile names its manifest relative to the repository
 
 from stalwart.verify import ITEMS, run_verify  # noqa: E402
@@ -108,24 +109,9 @@ async def one(
 def _run_label() -> dict[str, str]:
     """When and on what this app's run was made: UTC date and the checked-out commit
     (``+dirty`` when the worktree had uncommitted changes)."""
-    git = ["git", "-C", str(ROOT)]
-    head = subprocess.run(
-        [*git, "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=True,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        [*git, "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        check=True,
-        text=True,
-        timeout=10,
-    ).stdout.strip()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": head + ("+dirty" if dirty else ""),
+        "commit": commit(),
     }
 
 
