@@ -14,7 +14,7 @@ from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.errors import ConfigError, DeadlineExceeded, ModelAuthError, RetriesExhausted
 from stalwart.llm import _metrics as m
 from stalwart.llm._capabilities import Capabilities, capabilities_for
-from stalwart.llm._http import ApiKey, post_json, resolve_key
+from stalwart.llm._http import ApiKey, environment_proxy, post_json, resolve_key
 from stalwart.llm._netbackend import AsyncioTransport
 from stalwart.llm._pricing import PriceTable
 from stalwart.llm._sse import SSEvent, iter_events, open_stream
@@ -159,13 +159,22 @@ class HTTPModelClient(WireFormat):
         # to 50 calls/s, and a keep-alive pool of 20 re-opened a connection per call.
         # The limits go to the transport: httpx applies a client's ``limits=`` only to
         # a transport it builds itself, so beside ``transport=`` they were ignored.
-        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-        self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(60.0, connect=10.0),
-            # asyncio-native connections (no anyio layer per read, write and pool check)
-            transport=AsyncioTransport(limits=limits, retries=0),
-            limits=limits,  # what the proxies from the environment get (HTTPS_PROXY...)
-        )
+        # The requests of a client built here go straight to its transport (a user's own
+        # client is used as it is, and so is httpx's proxy transport for a proxy the
+        # environment names).
+        self._direct: httpx.AsyncBaseTransport | None = None
+        if http is None:
+            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+            timeouts = httpx.Timeout(60.0, connect=10.0)
+            proxy = environment_proxy(self.base_url)
+            if proxy is None:
+                # asyncio-native connections (no anyio layer per read, write, pool check)
+                transport = AsyncioTransport(limits=limits, retries=0)
+                http = httpx.AsyncClient(timeout=timeouts, transport=transport)
+                self._direct = transport
+            else:
+                http = httpx.AsyncClient(timeout=timeouts, proxy=proxy, limits=limits)
+        self._http = http
         self.policy = Policy(
             self.name,
             kind="model" if attempt_timeout is None else None,
@@ -288,6 +297,7 @@ class HTTPModelClient(WireFormat):
                 headers=self._headers(key),
                 body=self._encode(request, stream=True),
                 timeout=self._attempt_seconds(),
+                transport=self._direct,
             )
         finally:
             m.MODEL_LATENCY.labels(self.name, self.provider, "stream").observe(
@@ -328,6 +338,7 @@ class HTTPModelClient(WireFormat):
             body=self._encode(request),
             timeout=self._attempt_seconds(),
             max_bytes=self._max_bytes,
+            transport=self._direct,
         )
 
     def _attempt_seconds(self) -> float:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -20,7 +22,15 @@ from stalwart.errors import (
 )
 from stalwart.resilience import classify_http_status, retry_after_from_headers
 
-__all__ = ["ApiKey", "post_json", "resolve_key", "status_error"]
+__all__ = [
+    "ApiKey",
+    "environment_proxy",
+    "post_json",
+    "read_bounded",
+    "resolve_key",
+    "send_request",
+    "status_error",
+]
 
 ApiKey = str | Callable[[], str] | Callable[[], Awaitable[str]] | None
 """A key, or a function returning the current key (called per request, so a rotated
@@ -57,6 +67,92 @@ async def resolve_key(key: ApiKey) -> str | None:
     return await value
 
 
+_NOT_ENCODED = ("", "identity")
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, upper or lower case, less the hosts ``NO_PROXY`` lists), or None.
+
+    Read here, not by httpx: a client given its own ``transport=`` ignores these
+    variables (httpx reads them only for a transport it builds), so model calls behind
+    a proxy went straight out and failed."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or _bypassed((parts.hostname or "").lower(), proxies.get("no", "")):
+        return None
+    return proxy
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` lists ``host``: ``*``, the host itself, or a domain it is in
+    (``example.com`` and ``.example.com`` both cover ``api.example.com``); a port on an
+    entry is ignored."""
+    for listed in no_proxy.lower().split(","):
+        name = listed.strip()
+        if name.count(":") == 1:  # host:port (an IPv6 address has more colons)
+            name = name.split(":", 1)[0]
+        name = name.strip("[]").lstrip(".")
+        if name == "*" or (name and (host == name or host.endswith("." + name))):
+            return True
+    return False
+
+
+async def send_request(
+    client: httpx.AsyncClient,
+    transport: httpx.AsyncBaseTransport | None,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    content: bytes,
+    timeout: float,
+) -> httpx.Response:
+    """POST ``content`` and return the response with its body unread (close it)."""
+    # The body arrives as the server sent it, read raw and bounded; asked for unencoded
+    # (httpx's default Accept-Encoding would invite gzip, which a raw read would hand
+    # to the JSON decoder as it came). A server that encodes anyway is decoded
+    # (:func:`read_bounded`).
+    sent = {**headers, "accept-encoding": "identity"}
+    limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+    if transport is None:
+        request = client.build_request("POST", url, headers=sent, content=content, timeout=limits)
+        return await client.send(request, stream=True)
+    request = httpx.Request(
+        "POST", url, headers=sent, content=content, extensions={"timeout": limits.as_dict()}
+    )
+    response = await transport.handle_async_request(request)
+    response.request = request  # as the client's send sets it (errors name the request)
+    return response
+
+
+async def read_bounded(response: httpx.Response, *, model: str, max_bytes: int) -> bytes:
+    """The response's body, at most ``max_bytes`` of it (decoded, when the server encoded
+    it despite being asked not to), else :class:`BadModelResponse`."""
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise BadModelResponse(
+            f"{model}: response of {declared} bytes exceeds the {max_bytes}-byte limit",
+            model=model,
+        )
+    encoded = response.headers.get("content-encoding", "").strip().lower() not in _NOT_ENCODED
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes() if encoded else response.aiter_raw():
+            size += len(chunk)
+            if size > max_bytes:  # decoded bytes: a compressed bomb stops here too
+                raise BadModelResponse(
+                    f"{model}: response exceeds the {max_bytes}-byte limit", model=model
+                )
+            chunks.append(chunk)
+    except httpx.RemoteProtocolError as exc:  # the body ended before Content-Length said
+        raise BadModelResponse(f"{model}: truncated response body ({exc})", model=model) from None
+    except httpx.DecodingError as exc:
+        raise BadModelResponse(f"{model}: undecodable response body ({exc})", model=model) from None
+    return b"".join(chunks)
+
+
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
@@ -66,6 +162,7 @@ async def post_json(
     body: dict[str, Any],
     timeout: float,
     max_bytes: int,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> dict[str, Any]:
     """POST ``body`` as JSON and return the decoded JSON object of a 2xx answer.
 
@@ -76,36 +173,19 @@ async def post_json(
     :class:`BadModelResponse` (not JSON, truncated, wrong content type, larger
     than ``max_bytes``). Transport errors (refused, reset, timeout) propagate
     as httpx raises them; the resilience layer classifies those.
+
+    ``transport``: the client's own transport, to send to directly (skipping the
+    client's layers that a model call does not use: authentication flows, redirects,
+    the cookie jar, event hooks; about a third of the client's CPU per call,
+    ``bench/http_client.py``); None sends through ``client``.
     """
-    request = client.build_request(
-        "POST",
-        url,
-        headers=dict(headers),
-        content=msgspec.json.encode(body),
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+    response = await send_request(
+        client, transport, url, headers=headers, content=msgspec.json.encode(body), timeout=timeout
     )
-    response = await client.send(request, stream=True)
     try:
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            raise BadModelResponse(
-                f"{model}: response of {declared} bytes exceeds the {max_bytes}-byte limit",
-                model=model,
-            )
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_raw():
-            size += len(chunk)
-            if size > max_bytes:
-                raise BadModelResponse(
-                    f"{model}: response exceeds the {max_bytes}-byte limit", model=model
-                )
-            chunks.append(chunk)
-    except httpx.RemoteProtocolError as exc:  # the body ended before Content-Length said
-        raise BadModelResponse(f"{model}: truncated response body ({exc})", model=model) from None
+        raw = await read_bounded(response, model=model, max_bytes=max_bytes)
     finally:
         await response.aclose()
-    raw = b"".join(chunks)
     status = response.status_code
     if 200 <= status < 300:
         content_type = response.headers.get("content-type", "")

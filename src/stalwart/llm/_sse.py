@@ -9,7 +9,7 @@ import httpx
 import msgspec
 
 from stalwart.errors import BadModelResponse
-from stalwart.llm._http import status_error
+from stalwart.llm._http import send_request, status_error
 
 __all__ = ["SSEvent", "iter_events", "open_stream"]
 
@@ -29,17 +29,19 @@ async def open_stream(
     headers: Mapping[str, str],
     body: dict[str, Any],
     timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.Response:
     """POST ``body`` and return the open response once the server said 2xx with an event
-    stream; any other answer becomes the same classified error as a plain call's."""
-    request = client.build_request(
-        "POST",
+    stream; any other answer becomes the same classified error as a plain call's.
+    ``transport``: as :func:`~stalwart.llm._http.post_json`'s."""
+    response = await send_request(
+        client,
+        transport,
         url,
         headers={**headers, "accept": "text/event-stream"},
         content=msgspec.json.encode(body),
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        timeout=timeout,
     )
-    response = await client.send(request, stream=True)
     if 200 <= response.status_code < 300:
         content_type = response.headers.get("content-type", "")
         if "text/event-stream" in content_type:
