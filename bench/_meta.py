@@ -12,7 +12,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def commit() -> str:
     """The checked-out commit (short), ``+dirty`` when tracked files differ from it;
-    ``unknown`` outside a git checkout."""
+    ``unknown`` outside a git checkout. Results (``bench/results/``) do not count: a
+    bench that ran before this one changed them, not the code measured."""
     git = ["git", "-C", str(ROOT)]
     try:
         head = subprocess.run(
@@ -20,7 +21,7 @@ def commit() -> str:
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()  # fmt: skip
         dirty = subprocess.run(
-            [*git, "status", "--porcelain", "--untracked-files=no"],
+            [*git, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
