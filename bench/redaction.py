@@ -608,6 +608,10 @@ _BREAKDOWN_WORKER = """
 import json, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
 from stalwart.guard import _gazetteer as G, _redact as R, _vendors as V
+try:  # the address rules have their own module since the split of _gazetteer.py
+    from stalwart.guard._addresses import address_spans, _ADDRESS_NUMBER
+except ImportError:
+    address_spans, _ADDRESS_NUMBER = G._addresses, G._ADDRESS_NUMBER
 g = G.gazetteer()
 warm, chunks = json.loads(sys.stdin.read())
 for c in warm:
@@ -616,8 +620,8 @@ runs, cues = dict(g.runs), dict(G._CUE_WORDS)  # each timed call starts from thi
 passes = {
     "scan": lambda c: R._scan(c, R._ALL_KINDS, frozenset()),
     "names_places_addresses": lambda c: G.name_spans(c, g, masked=c),
-    "addresses": lambda c: G._addresses(c, g, c),
-    "address_number_pattern": lambda c: list(G._ADDRESS_NUMBER.finditer(c)),
+    "addresses": lambda c: address_spans(c, g, c),
+    "address_number_pattern": lambda c: list(_ADDRESS_NUMBER.finditer(c)),
     "capitalised_run_pattern": lambda c: list(G._CAPS.finditer(c)),
     "numbers": lambda c: R._number_spans(c, c),
     "credentials": V.credential_spans,
