@@ -28,7 +28,8 @@ from collections.abc import Set as AbstractSet
 from typing import Any, Literal
 
 from stalwart.errors import ConfigError, OutputBlocked
-from stalwart.guard._gazetteer import mask_opaque, name_spans
+from stalwart.guard._addresses import mask_opaque
+from stalwart.guard._gazetteer import name_spans
 from stalwart.guard._ner import ner_model
 from stalwart.guard._vendors import CREDENTIAL_KINDS, credential_spans
 
@@ -526,7 +527,11 @@ class Redactor:
         extra: list[Span] = []
         if entities and self.tier == "accurate" and self.kinds & NAME_KINDS:
             model = ner_model()
-            if model is not None and _CAPITALISED.search(text) is not None:
+            if (
+                model is not None
+                and _CAPITALISED.search(text) is not None
+                and model.worth_reading(text)  # else nothing the model finds is kept
+            ):
                 extra = model.spans(text, organizations="organization" in self.kinds)
         if not extra and len(text) <= SCAN_CACHE_CHARS:
             return list(_scan_short(text, self.kinds, self._known))

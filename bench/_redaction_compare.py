@@ -1,0 +1,235 @@
+"""The fast redaction tier of another git revision against this tree, in the same run: its
+time per 4 KB (``compare_fast``), per pass (``breakdown``) and its findings span for span
+(``same_findings``). Used by ``bench/redaction.py`` (``--compare``, ``--same-findings``);
+kept apart so that each module stays under 800 lines."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import statistics
+import sys
+from typing import Any
+
+__all__ = ["breakdown", "compare_fast", "same_findings"]
+
+# -- before/after: the fast tier of another revision, timed in the same run ------------------
+_WORKER = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from stalwart.guard import Redactor
+r = Redactor(tier="fast")
+r.redact("warm-up for Ada Lovelace, 221 Baker Street, call 020 7946 0958")
+for line in sys.stdin:
+    chunks = json.loads(line)
+    out = []
+    for c in chunks:
+        start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
+        r.redact(c)
+        cpu = time.thread_time_ns() - start_cpu
+        out.append(((time.perf_counter_ns() - start) / 1000, cpu / 1000))
+    print(json.dumps(out), flush=True)
+"""
+
+
+def compare_fast(
+    revision: str, corpora: dict[str, list[str] | list[list[str]]], rounds: int
+) -> dict[str, Any]:
+    """The fast tier of ``revision`` (its ``src/`` from git) and of this tree, each in its own
+    process, timed on the same chunks in alternating rounds (the order flips each round),
+    so both see the same machine load; p50 per 4 KB of each and their ratio. A corpus given
+    as one list of chunks per round has each round read chunks neither process has read
+    before (what the tier remembers of texts it read does not help)."""
+    import subprocess
+    import tempfile
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", revision, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        procs = {
+            name: subprocess.Popen(
+                [sys.executable, "-c", _WORKER, src],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for name, src in (("before", f"{tmp}/src"), ("after", str(root / "src")))
+        }
+        result: dict[str, Any] = {"revision": revision, "rounds": rounds}
+        try:
+            for corpus, chunks in corpora.items():
+                samples: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+                for r in range(rounds):
+                    order = ("before", "after") if r % 2 == 0 else ("after", "before")
+                    batch = chunks[r % len(chunks)] if isinstance(chunks[0], list) else chunks
+                    for name in order:
+                        proc = procs[name]
+                        assert proc.stdin is not None and proc.stdout is not None
+                        proc.stdin.write(json.dumps(batch) + "\n")
+                        proc.stdin.flush()
+                        samples[name] += [tuple(x) for x in json.loads(proc.stdout.readline())]
+                entry: dict[str, Any] = {}
+                for name, got in samples.items():
+                    entry[f"{name}_p50_us"] = round(statistics.median(w for w, _ in got), 1)
+                    entry[f"{name}_cpu_p50_us"] = round(statistics.median(c for _, c in got), 1)
+                entry["speedup_p50"] = round(entry["before_p50_us"] / entry["after_p50_us"], 2)
+                entry["speedup_cpu_p50"] = round(
+                    entry["before_cpu_p50_us"] / entry["after_cpu_p50_us"], 2
+                )
+                entry["samples_each"] = len(samples["after"])
+                result[corpus] = entry
+        finally:
+            for proc in procs.values():
+                if proc.stdin is not None:
+                    proc.stdin.close()
+                proc.wait(timeout=30)
+    return result
+
+
+_BREAKDOWN_WORKER = """
+import json, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
+from stalwart.guard import _gazetteer as G, _redact as R, _vendors as V
+try:  # the address rules have their own module since the split of _gazetteer.py
+    from stalwart.guard._addresses import address_spans, _ADDRESS_NUMBER
+except ImportError:
+    address_spans, _ADDRESS_NUMBER = G._addresses, G._ADDRESS_NUMBER
+g = G.gazetteer()
+warm, chunks = json.loads(sys.stdin.read())
+for c in warm:
+    R._scan(c, R._ALL_KINDS, frozenset())
+runs, cues = dict(g.runs), dict(G._CUE_WORDS)  # each timed call starts from this memory
+passes = {
+    "scan": lambda c: R._scan(c, R._ALL_KINDS, frozenset()),
+    "names_places_addresses": lambda c: G.name_spans(c, g, masked=c),
+    "addresses": lambda c: address_spans(c, g, c),
+    "address_number_pattern": lambda c: list(_ADDRESS_NUMBER.finditer(c)),
+    "capitalised_run_pattern": lambda c: list(G._CAPS.finditer(c)),
+    "numbers": lambda c: R._number_spans(c, c),
+    "credentials": V.credential_spans,
+}
+out = {}
+for name, f in passes.items():
+    best = []
+    for c in chunks:
+        times = []
+        for _ in range(5):
+            g.runs.clear(); g.runs.update(runs); G._CUE_WORDS.clear(); G._CUE_WORDS.update(cues)
+            start = time.thread_time_ns()
+            f(c)
+            times.append(time.thread_time_ns() - start)
+        best.append(min(times) / 1000)
+    out[name] = statistics.median(best)
+print(json.dumps(out))
+"""
+
+
+def breakdown(revision: str, warm: list[str], chunks: list[str], rounds: int) -> dict[str, Any]:
+    """Where the fast tier's time goes on PII-dense prose, in ``revision`` and in this tree:
+    the CPU time of each pass (the whole scan; names, places and addresses; addresses; their
+    two patterns alone; numbers; credentials) on each chunk, the least of 5 calls that each
+    start from the same memory of runs (what ``warm`` left, so each call is a first reading
+    of the chunk's new names), median over the chunks; each revision in its own process,
+    alternating for ``rounds`` rounds (the order flips each round), median over rounds."""
+    import subprocess
+    import tempfile
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", revision, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        sources = {"before": f"{tmp}/src", "after": str(root / "src")}
+        for r in range(rounds):
+            for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
+                out = subprocess.run(
+                    [sys.executable, "-c", _BREAKDOWN_WORKER, sources[name]],
+                    input=json.dumps([warm, chunks]),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=600,
+                ).stdout
+                runs[name].append(json.loads(out))
+    result: dict[str, Any] = {
+        "revision": revision,
+        "rounds": rounds,
+        "chunks": len(chunks),
+        "statistic": (
+            "CPU us per 4 KB chunk: least of 5 calls per chunk (each from the same memory of "
+            "runs), median over the chunks, median over the rounds"
+        ),
+    }
+    for name in runs["after"][0]:
+        before = statistics.median(r[name] for r in runs["before"])
+        after = statistics.median(r[name] for r in runs["after"])
+        result[name] = {
+            "before_cpu_us": round(before, 1),
+            "after_cpu_us": round(after, 1),
+            "speedup": round(before / after, 2),
+        }
+    return result
+
+
+_FINDINGS_WORKER = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from stalwart.guard import Redactor
+r = Redactor(tier="fast")
+corpora = json.loads(sys.stdin.read())
+print(json.dumps({k: [[[f.kind, f.start, f.end] for f in r.findings(t)] for t in texts]
+                  for k, texts in corpora.items()}))
+"""
+
+
+def same_findings(
+    revision: str, corpora: dict[str, list[str]], hidden: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """The fast tier's findings of ``revision`` (its ``src/`` from git) and of this tree on
+    the same texts, compared span for span: per corpus, how many texts got identical
+    findings, and the spans found by only one of the two (the first 10 shown; none for the
+    corpora in ``hidden``, the evaluation part, whose texts tuning must not see)."""
+    import subprocess
+    import tempfile
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    found: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", revision, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        for name, src in (("before", f"{tmp}/src"), ("after", str(root / "src"))):
+            out = subprocess.run(
+                [sys.executable, "-c", _FINDINGS_WORKER, src],
+                input=json.dumps(corpora),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            found[name] = json.loads(out)
+    result: dict[str, Any] = {"revision": revision}
+    for corpus, texts in corpora.items():
+        differ = []
+        for i, text in enumerate(texts):
+            before = {tuple(f) for f in found["before"][corpus][i]}
+            after = {tuple(f) for f in found["after"][corpus][i]}
+            if before != after:
+                differ.append({
+                    "text": i,
+                    "only_before": [[k, text[a:b]] for k, a, b in sorted(before - after)],
+                    "only_after": [[k, text[a:b]] for k, a, b in sorted(after - before)],
+                })  # fmt: skip
+        result[corpus] = {
+            "texts": len(texts),
+            "identical": len(texts) - len(differ),
+            "findings_before": sum(map(len, found["before"][corpus])),
+            "findings_after": sum(map(len, found["after"][corpus])),
+            "differences": [] if corpus in hidden else differ[:10],
+        }
+    return result
