@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from stalwart.db import Program
+from stalwart.db import Program, one_write
 from stalwart.durable import _metrics
 from stalwart.durable import _sql as q
 from stalwart.durable._base import effect_from_row, plan_load
@@ -26,6 +26,7 @@ __all__ = [
     "acquire",
     "acquire_many",
     "append",
+    "append_one",
     "cancel",
     "effect_finished",
     "effect_started",
@@ -46,6 +47,7 @@ __all__ = [
 _MARK_STARTED = "UPDATE stalwart_effects SET status = 'started', record = NULL WHERE key = ?"
 _SET_INPUT = "UPDATE stalwart_tasks SET input = ? WHERE id = ?"
 _FENCE_ROW = "SELECT lease_owner, lease_token, status FROM stalwart_tasks WHERE id = ?"
+_RECORD = "SELECT record FROM stalwart_journal WHERE task_id = ? AND seq = ?"
 
 
 def lease_lost(lease: Lease) -> LeaseLost:
@@ -156,6 +158,22 @@ def append(
         return None
     program: Program[Any] = also.program(*also.args)
     return (yield from program)
+
+
+@one_write
+def append_one(lease: Lease, row: tuple[Any, ...]) -> Program[None]:
+    """One journal entry (a step's record): :func:`append` of one row, written so that
+    it may commit alone. Its one write is the fenced INSERT; when that inserts nothing,
+    the rest only reads: the entry already there, byte for byte the same, is this
+    entry committed by an earlier attempt whose answer was lost (a dropped connection),
+    so the append succeeded; anything else is refused as by :func:`append`."""
+    if (yield (q.APPEND, row)).rowcount == 1:
+        return None
+    yield from _check_fence(lease)
+    found = (yield (_RECORD, (row[0], row[1]))).one()
+    if found is not None and found[0] is not None and bytes(found[0]) == row[4]:
+        return None
+    raise StoreError(f"task {lease.task_id!r}: journal already has a record #{row[1]}")
 
 
 def load_task(
