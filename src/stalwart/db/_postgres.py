@@ -12,12 +12,15 @@ within its deadline -- and the pool discards the broken connection and checks
 the others. Only a failure *during* COMMIT leaves the outcome unknown; that one
 is raised (StoreUnavailable), never retried blindly.
 
-Round trips: the pooled connections are in autocommit mode and every transaction is
-sent in pipeline mode -- ``BEGIN`` travels with the first statement, ``COMMIT`` with
-the final Sync -- so a one-statement write (a journaled step) costs two round trips
-(its statement, its commit), not three (psycopg's implicit ``BEGIN`` waits for its
-own answer). Statements still run one after another, each answered before the
-program chooses the next: a program's logic sees exactly what it saw before.
+Round trips: a step's journal record, alone in its group commit, is one round trip.
+The pooled connections are in autocommit mode; a *one-write* program
+(:func:`stalwart.db.one_write`) alone in a batch runs outside a transaction block, so
+its one write commits with its own answer (a transaction block costs three: psycopg's
+``BEGIN``, the statement, ``COMMIT``). Every other batch, and every read, runs in an
+explicit transaction (``conn.transaction()``) as before. What was avoided: pipeline
+mode for those -- ``BEGIN`` would ride with the first statement, but psycopg spends an
+event-loop turn on every statement it queues, which costs a large batch more than the
+one round trip it saves (measured with ``bench/pg_step_phases.py``).
 
 Durability: "full" keeps ``synchronous_commit = on``; "normal" and "off" set
 it off for these sessions (a server crash may lose the last commits; never
@@ -77,18 +80,9 @@ def map_pg_error(exc: BaseException, where: str) -> StoreError:
     return StoreError(f"PostgreSQL store {where}: {type(exc).__name__}: {exc}")
 
 
-async def drive_async(
-    conn: Conn,
-    fn: Callable[..., Program[T]],
-    args: Sequence[Any],
-    pipe: psycopg.AsyncPipeline | None = None,
-) -> T:
-    """Run a program to its end on a psycopg connection (inside its transaction).
-
-    With ``pipe`` (the connection is in pipeline mode, see :func:`_transaction`),
-    each statement is synced before its result goes back to the program: one round
-    trip per statement, which also carries whatever was queued before it (``BEGIN``).
-    """
+async def drive_async(conn: Conn, fn: Callable[..., Program[T]], args: Sequence[Any]) -> T:
+    """Run a program to its end on a psycopg connection (inside its transaction, or, on
+    an autocommit connection outside one, each statement a transaction of its own)."""
     program = fn(*args)
     try:
         sql, params = next(program)
@@ -97,8 +91,6 @@ async def drive_async(
                 cur = await conn.execute(pg_sql(sql, True), tuple(params))
             else:
                 cur = await conn.execute(pg_sql(sql, False))
-            if pipe is not None:
-                await pipe.sync()
             rows = await cur.fetchall() if cur.description is not None else []
             sql, params = program.send(Result(rows, cur.rowcount))
     except StopIteration as stop:
@@ -106,37 +98,6 @@ async def drive_async(
         return value
     finally:
         program.close()
-
-
-@contextlib.asynccontextmanager
-async def _transaction(
-    conn: Conn, *, synchronous: bool = True
-) -> AsyncIterator[psycopg.AsyncPipeline]:
-    """One transaction on an autocommit connection, in pipeline mode; yields the pipeline.
-
-    ``BEGIN`` (and, with ``synchronous=False``, ``SET LOCAL synchronous_commit =
-    off``) is queued, not awaited: it reaches the server with the block's first
-    statement. On a clean exit ``COMMIT`` is queued and leaving the pipeline sends
-    the Sync and waits for its answer, so the commit is one round trip and an error
-    in it is raised here. On an error the transaction is rolled back (after the
-    pipeline is left: a rollback inside it would wait for the aborted statements).
-
-    What was avoided: psycopg's own transactions (a non-autocommit connection, or
-    ``conn.transaction()``) send ``BEGIN`` and wait for its answer before the first
-    statement -- a round trip of its own on every write.
-    """
-    try:
-        async with conn.pipeline() as pipe:
-            await conn.execute("BEGIN", prepare=False)
-            if not synchronous:
-                # lazy only: the server's next synchronous commit flushes it
-                await conn.execute("SET LOCAL synchronous_commit = off", prepare=False)
-            yield pipe
-            await conn.execute("COMMIT", prepare=False)
-    except BaseException:
-        with contextlib.suppress(psycopg.Error):
-            await conn.rollback()
-        raise
 
 
 class PostgresDatabase(Database):
@@ -222,8 +183,8 @@ class PostgresDatabase(Database):
             timeout=self.timeout,
             configure=self._configure,
             reconnect_timeout=0,  # keep trying to reconnect for as long as we live
-            # autocommit: every transaction is explicit (_transaction, or
-            # conn.transaction() for migrations), so BEGIN can ride with a statement
+            # autocommit: every transaction is explicit (conn.transaction()), so a
+            # one-write program can run outside one
             kwargs={"connect_timeout": max(1, int(self.timeout)), "autocommit": True},
         )
         try:
@@ -405,21 +366,20 @@ class PostgresDatabase(Database):
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         committing = False
         try:
-            lazy_only = self.durability == "full" and all(item[3] for item in batch)
-            async with (
-                self._connection(self.timeout) as conn,
-                _transaction(conn, synchronous=not lazy_only) as pipe,
-            ):
+            async with self._connection(self.timeout) as conn, conn.transaction():
+                if self.durability == "full" and all(item[3] for item in batch):
+                    # lazy only: the server's next synchronous commit flushes it
+                    await conn.execute("SET LOCAL synchronous_commit = off")
                 for fn, args, fut, _lazy in batch:
                     try:
-                        results.append((fut, True, await drive_async(conn, fn, args, pipe)))
+                        results.append((fut, True, await drive_async(conn, fn, args)))
                     except psycopg.Error:
                         raise
                     except Exception as exc:
                         # Our own checks (LeaseLost...), raised after statements
                         # that changed nothing: the transaction stays valid.
                         results.append((fut, False, exc))
-                committing = True  # leaving _transaction sends COMMIT
+                committing = True  # leaving conn.transaction() sends COMMIT
         except _TRANSIENT as exc:
             err = map_pg_error(exc, self.url)
             self._check_pool()
@@ -454,11 +414,8 @@ class PostgresDatabase(Database):
     ) -> T:
         async def attempt(remaining: float) -> Any:
             try:
-                async with (
-                    self._connection(remaining) as conn,
-                    _transaction(conn) as pipe,
-                ):
-                    value = await drive_async(conn, fn, args, pipe)
+                async with self._connection(remaining) as conn, conn.transaction():
+                    value = await drive_async(conn, fn, args)
                 return value
             except _TRANSIENT as exc:
                 self._check_pool()
@@ -474,8 +431,6 @@ class PostgresDatabase(Database):
 
         async def attempt(remaining: float) -> Any:
             try:
-                # Not pipelined: a migration's statements may be scripts of several
-                # commands, which only the simple query protocol takes.
                 async with self._connection(remaining) as conn, conn.transaction():
                     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
                     value = await drive_async(conn, fn, args)
