@@ -21,7 +21,7 @@ NOTES = Component("notes_rt", (("CREATE TABLE notes (id TEXT PRIMARY KEY)",),))
 def _note_and_transaction(note_id: str) -> Program[tuple[int, bool]]:
     """Insert a note (the one write); then whether the statement after it still runs in
     the insert's transaction (that transaction has an id: it wrote)."""
-    changed = (yield ("INSERT INTO notes (id) VALUES (?) ON CONFLICT DO NOTHING", (note_id,)))
+    changed = yield ("INSERT INTO notes (id) VALUES (?) ON CONFLICT DO NOTHING", (note_id,))
     row = (yield ("SELECT pg_current_xact_id_if_assigned()", ())).one()
     return changed.rowcount, row is not None and row[0] is not None
 
