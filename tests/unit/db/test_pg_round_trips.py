@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from stalwart.db import Component, Database, Program, database, one_write
+from stalwart.db import Component, Database, PostgresDatabase, Program, database, one_write
+from stalwart.db._metrics import RETRIES
 from stalwart.errors import StoreError
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
@@ -88,4 +89,22 @@ async def test_a_failing_statement_takes_only_its_program_down(db: Database) -> 
     assert written == (1, True)  # rolled back with the batch, then run again
     # the connections are clean: the next writes and reads go through
     assert await db.write(note_alone, "b") == (1, False)
+    assert await db.read(count) == 2
+
+
+async def test_a_one_write_whose_connection_the_server_dropped_is_run_again(
+    db: Database,
+) -> None:
+    import psycopg
+
+    assert isinstance(db, PostgresDatabase)
+    assert await db.write(note_alone, "a") == (1, False)  # a pooled connection now idles
+    with psycopg.connect(db.url_with_credentials, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    before = RETRIES.labels(dialect="postgres")._value.get()
+    assert await db.write(note_alone, "b") == (1, False)  # retried on a new connection
+    assert RETRIES.labels(dialect="postgres")._value.get() > before
     assert await db.read(count) == 2
