@@ -276,8 +276,10 @@ def _pg_counts(dbname: str) -> tuple[int, int]:
     return (int(row[0]) if row else 0), (int(wal[0]) if wal else 0)
 
 
-def _child(system: str, url: str, strace_to: pathlib.Path | None) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, system, "--url", url]
+def _child(
+    system: str, url: str, strace_to: pathlib.Path | None, script: pathlib.Path | None = None
+) -> dict[str, Any]:
+    cmd = [sys.executable, str(script or __file__), system, "--url", url]
     if strace_to is not None:
         counting = ["strace", "-f", "-qq", "-c", "-e", "trace=fsync,fdatasync"]
         cmd = [*counting, "-o", str(strace_to), *cmd]
@@ -298,12 +300,15 @@ def _fsyncs(report: pathlib.Path) -> int:
     return total
 
 
-def measure(system: str) -> dict[str, Any]:
-    """Time one run of ``system`` and count its fsyncs (SQLite) or transactions (PG)."""
+def measure(system: str, script: pathlib.Path | None = None) -> dict[str, Any]:
+    """Time one run of ``system`` and count its fsyncs (SQLite) or transactions (PG).
+
+    ``script``: another checkout's ``bench/_peers.py`` to run instead of this one (a
+    base commit's code, measured in the same run as this one's)."""
     steps_total = (TASKS + 1) * STEPS
     with _database(system) as (url, dbname):
         before = _pg_counts(dbname) if dbname else (0, 0)
-        timed = _child(system, url, None)
+        timed = _child(system, url, None, script)
         out: dict[str, Any] = {"samples_us": timed["samples_us"]}
         if dbname:
             time.sleep(1.5)  # backends flush their statistics at most once a second when idle
@@ -313,7 +318,7 @@ def measure(system: str) -> dict[str, Any]:
     if system.endswith("-sqlite") and shutil.which("strace"):
         with _database(system) as (url, _), tempfile.TemporaryDirectory() as tmp:
             report = pathlib.Path(tmp) / "strace.txt"
-            _child(system, url, report)
+            _child(system, url, report, script)
             out["fsyncs_per_step"] = round(_fsyncs(report) / steps_total, 2)
     return out
 

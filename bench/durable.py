@@ -10,6 +10,8 @@ the fsyncs (SQLite) and transactions (PostgreSQL) each spends per step.
 
     python bench/durable.py            # full: more iterations + peers
     python bench/durable.py --quick    # < 60 s, no peers
+    python bench/durable.py --peers-only --systems stalwart-postgres,langgraph-postgres \
+        --base HEAD~1 --out bench/results/durable_postgres.json   # PG only, vs a base commit
 
 Writes bench/results/durable.json.
 """
@@ -137,38 +139,60 @@ async def _postgres(quick: bool, out: dict[str, Any]) -> None:
 
 
 # -- peers: like for like, each system in its own process (bench/_peers.py) -------------
-def _compare(rounds: int) -> dict[str, Any]:
-    """Every system of ``_peers.SYSTEMS`` once per round, rounds interleaved (so a slow
-    minute of a shared machine hits every system alike); samples pooled per system."""
-    samples: dict[str, list[float]] = {s: [] for s in _peers.SYSTEMS}
+def _base_tree(rev: str, into: pathlib.Path) -> pathlib.Path:
+    """``rev``'s bench and src (``git archive``) under ``into``; its ``bench/_peers.py``."""
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", "--format=tar", rev, "bench", "src"],
+        capture_output=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, timeout=60, check=True)
+    return into / "bench" / "_peers.py"
+
+
+def _compare(
+    rounds: int, systems: tuple[str, ...], base: tuple[str, pathlib.Path] | None = None
+) -> dict[str, Any]:
+    """Every system of ``systems`` once per round, rounds interleaved (so a slow
+    minute of a shared machine hits every system alike); samples pooled per system.
+    ``base`` (a commit and its ``_peers.py``): each stalwart system runs on that
+    commit's code too, as ``<system>@<commit>``, in the same rounds."""
+    runs: dict[str, tuple[str, pathlib.Path | None]] = {s: (s, None) for s in systems}
+    if base is not None:
+        for s in systems:
+            if s.startswith("stalwart-"):
+                runs[f"{s}@{base[0]}"] = (s, base[1])
+    samples: dict[str, list[float]] = {s: [] for s in runs}
     counts: dict[str, dict[str, float]] = {}
     for r in range(rounds):
-        order = list(_peers.SYSTEMS)
+        order = list(runs)
         random.Random(r).shuffle(order)
-        for system in order:
+        for name in order:
+            system, script = runs[name]
             try:
-                got = _peers.measure(system)
+                got = _peers.measure(system, script)
             except Exception as exc:  # a missing peer (extra not installed) is reported, not fatal
-                print(f"{system}: failed ({str(exc)[-300:]})", flush=True)
+                print(f"{name}: failed ({str(exc)[-300:]})", flush=True)
                 continue
-            samples[system].extend(got.pop("samples_us"))
-            counts[system] = got
-    systems: dict[str, Any] = {}
-    for system, values in samples.items():
+            samples[name].extend(got.pop("samples_us"))
+            counts[name] = got
+    summary: dict[str, Any] = {}
+    for name, values in samples.items():
         if values:
-            systems[system] = {**_peers.summarize(values), **counts.get(system, {})}
-            print(f"{system}: {systems[system]}", flush=True)
+            summary[name] = {**_peers.summarize(values), **counts.get(name, {})}
+            print(f"{name}: {summary[name]}", flush=True)
     out: dict[str, Any] = {
         "peer_workload": f"{_peers.TASKS} tasks x {_peers.STEPS} steps per run (after a "
         f"warm-up task), each step's result a ~2 KB message, {rounds} interleaved rounds; "
         "a step's cost is the gap between consecutive step entries",
-        "peer_systems": systems,
+        "peer_systems": summary,
     }
     for backend in ("sqlite", "postgres"):
-        ours = systems.get(f"stalwart-{backend}")
-        for peer in ("langgraph", "dbos"):
-            theirs = systems.get(f"{peer}-{backend}")
-            suffix = "" if backend == "sqlite" else "_postgres"
+        ours = summary.get(f"stalwart-{backend}")
+        suffix = "" if backend == "sqlite" else "_postgres"
+        others = {peer: summary.get(f"{peer}-{backend}") for peer in ("langgraph", "dbos")}
+        if base is not None:
+            others["base"] = summary.get(f"stalwart-{backend}@{base[0]}")
+        for peer, theirs in others.items():
             for stat in ("p50", "mean", "p99"):
                 key = f"ratio_vs_{peer}_{stat}{suffix}"
                 out[key] = (
@@ -200,8 +224,27 @@ def main() -> None:
     parser.add_argument(
         "--no-kill-resume", action="store_true", help="skip the 200-run kill-and-resume test"
     )
+    parser.add_argument(
+        "--systems",
+        default=",".join(_peers.SYSTEMS),
+        help="peer systems to compare, comma-separated (default: all)",
+    )
+    parser.add_argument(
+        "--base",
+        default=None,
+        help="a commit: run the stalwart systems on its code too, in the same rounds",
+    )
+    parser.add_argument(
+        "--peers-only",
+        action="store_true",
+        help="only the peer comparison (no in-process figures, no kill-and-resume)",
+    )
     parser.add_argument("--out", default=str(HERE / "results" / "durable.json"))
     args = parser.parse_args()
+    systems = tuple(s for s in args.systems.split(",") if s)
+    unknown = sorted(set(systems) - set(_peers.SYSTEMS))
+    if unknown:
+        parser.error(f"unknown systems {unknown}; choose from {', '.join(_peers.SYSTEMS)}")
     started = time.perf_counter()
     out: dict[str, Any] = {"mode": "quick" if args.quick else "full", "durability": "full"}
     meta: dict[str, Any] = {
@@ -210,14 +253,20 @@ def main() -> None:
         "load_1m_start": os.getloadavg()[0],
         "cpus": os.cpu_count(),
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(_sqlite(pathlib.Path(tmp), args.quick, out))
-    asyncio.run(_postgres(args.quick, out))
-    out["postgres_step_p50_us"] = out.get("postgres_step_p50_us")
-    out["postgres_steps_per_s_64"] = out.get("postgres_steps_per_s_64")
+    if not args.peers_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(_sqlite(pathlib.Path(tmp), args.quick, out))
+        asyncio.run(_postgres(args.quick, out))
+        out["postgres_step_p50_us"] = out.get("postgres_step_p50_us")
+        out["postgres_steps_per_s_64"] = out.get("postgres_steps_per_s_64")
     if not args.quick:
-        out.update(_compare(rounds=args.rounds))
-    if not args.quick and not args.no_kill_resume:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = None
+            if args.base:
+                meta["base_commit"] = args.base
+                base = (args.base, _base_tree(args.base, pathlib.Path(tmp)))
+            out.update(_compare(args.rounds, systems, base))
+    if not args.quick and not args.no_kill_resume and not args.peers_only:
         out["kill_resume"] = _kill_resume_200()
     out["targets"] = {
         "ratio_vs_langgraph_p50": 3.0,

@@ -19,7 +19,7 @@ from stalwart.db._base import Database, backoff
 from stalwart.db._blocking import BlockingDatabase, BlockingPostgres, BlockingSQLite, blocking
 from stalwart.db._fork import FORK_GATE, ForkGate
 from stalwart.db._migrate import MIGRATION_LOCK, Component, render
-from stalwart.db._program import Program, Result, Stmt, drive_sync, pg_sql
+from stalwart.db._program import Program, Result, Stmt, drive_sync, is_one_write, one_write, pg_sql
 from stalwart.db._sqlite import DURABILITY_LEVELS, SQLiteDatabase, map_sqlite_error
 from stalwart.db._url import FORMS, DatabaseURL, parse_url, redact
 
@@ -47,7 +47,9 @@ __all__ = [
     "blocking",
     "database",
     "drive_sync",
+    "is_one_write",
     "map_sqlite_error",
+    "one_write",
     "parse_url",
     "pg_sql",
     "redact",

@@ -12,6 +12,16 @@ within its deadline -- and the pool discards the broken connection and checks
 the others. Only a failure *during* COMMIT leaves the outcome unknown; that one
 is raised (StoreUnavailable), never retried blindly.
 
+Round trips: a step's journal record, alone in its group commit, is one round trip.
+The pooled connections are in autocommit mode; a *one-write* program
+(:func:`stalwart.db.one_write`) alone in a batch runs outside a transaction block, so
+its one write commits with its own answer (a transaction block costs three: psycopg's
+``BEGIN``, the statement, ``COMMIT``). Every other batch, and every read, runs in an
+explicit transaction (``conn.transaction()``) as before. What was avoided: pipeline
+mode for those -- ``BEGIN`` would ride with the first statement, but psycopg spends an
+event-loop turn on every statement it queues, which costs a large batch more than the
+one round trip it saves (measured with ``bench/pg_step_phases.py``).
+
 Durability: "full" keeps ``synchronous_commit = on``; "normal" and "off" set
 it off for these sessions (a server crash may lose the last commits; never
 corrupts). A batch made only of *lazy* writes (``write(..., lazy=True)``) commits with
@@ -35,7 +45,7 @@ from stalwart.config import Timeouts
 from stalwart.db import _metrics
 from stalwart.db._base import Database, backoff
 from stalwart.db._migrate import MIGRATION_LOCK, Component, migrate_program, require_program
-from stalwart.db._program import Program, Result, pg_sql
+from stalwart.db._program import Program, Result, is_one_write, pg_sql
 from stalwart.db._sqlite import DURABILITY_LEVELS
 from stalwart.db._url import redact
 from stalwart.errors import ConfigError, CorruptRecord, StoreError, StoreUnavailable
@@ -71,7 +81,8 @@ def map_pg_error(exc: BaseException, where: str) -> StoreError:
 
 
 async def drive_async(conn: Conn, fn: Callable[..., Program[T]], args: Sequence[Any]) -> T:
-    """Run a program to its end on a psycopg connection (inside its transaction)."""
+    """Run a program to its end on a psycopg connection (inside its transaction, or, on
+    an autocommit connection outside one, each statement a transaction of its own)."""
     program = fn(*args)
     try:
         sql, params = next(program)
@@ -140,7 +151,9 @@ class PostgresDatabase(Database):
         self._idle_tx_timeout = idle_in_transaction_timeout
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._queue: list[_Item] = []
-        self._wake: asyncio.Event | None = None
+        self._idle: list[asyncio.Future[None]] = []
+        """Flushers waiting for work, each on its own future: a write wakes one of them
+        (the last to go idle), not every flusher for one of them to take the batch."""
         self._flushers: list[asyncio.Task[None]] = []
         self._closing = False
         self._checking: asyncio.Task[None] | None = None
@@ -157,7 +170,7 @@ class PostgresDatabase(Database):
         )
         if self.readonly:
             await conn.execute("SET default_transaction_read_only = on")
-        await conn.commit()
+        # autocommit: each SET above is already in effect for the session
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -170,7 +183,9 @@ class PostgresDatabase(Database):
             timeout=self.timeout,
             configure=self._configure,
             reconnect_timeout=0,  # keep trying to reconnect for as long as we live
-            kwargs={"connect_timeout": max(1, int(self.timeout))},
+            # autocommit: every transaction is explicit (conn.transaction()), so a
+            # one-write program can run outside one
+            kwargs={"connect_timeout": max(1, int(self.timeout)), "autocommit": True},
         )
         try:
             await pool.open(wait=True, timeout=self.timeout)
@@ -179,7 +194,6 @@ class PostgresDatabase(Database):
             raise StoreUnavailable(f"PostgreSQL store {self.url} is unreachable: {exc}") from exc
         self._pool = pool
         self._closing = False
-        self._wake = asyncio.Event()
         self._flushers = [
             asyncio.create_task(self._flusher(), name=f"stalwart-pg-flusher-{i}")
             for i in range(self._flushers_n)
@@ -190,8 +204,9 @@ class PostgresDatabase(Database):
         if pool is None:
             return
         self._closing = True
-        if self._wake is not None:
-            self._wake.set()
+        for idle in self._idle:
+            if not idle.done():
+                idle.set_result(None)
         if self._flushers:
             _done, pending = await asyncio.wait(self._flushers, timeout=self.timeout)
             for task in pending:
@@ -264,59 +279,107 @@ class PostgresDatabase(Database):
         timeout: float | None = None,
         lazy: bool = False,
     ) -> T:
-        if self._pool is None or self._wake is None:
+        if self._pool is None:
             raise StoreError(f"PostgreSQL store {self.url} is not open; call `await store.open()`")
-        wake = self._wake
 
         async def attempt(_remaining: float) -> Any:
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._queue.append((fn, args, fut, lazy))
-            wake.set()
+            self._wake_one()
             return await fut
 
         value: T = await self._retrying(attempt, timeout)
         return value
 
+    def _wake_one(self) -> None:
+        """Wake one idle flusher, if any (a busy one takes the queue when it is done)."""
+        while self._idle:
+            idle = self._idle.pop()
+            if not idle.done():
+                idle.set_result(None)
+                return
+
     async def _flusher(self) -> None:
-        assert self._wake is not None
+        loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
                 if self._closing:
                     return
-                self._wake.clear()
-                await self._wake.wait()
+                idle: asyncio.Future[None] = loop.create_future()
+                self._idle.append(idle)
+                try:
+                    await idle
+                finally:
+                    if idle in self._idle:  # cancelled while idle (close's last resort)
+                        self._idle.remove(idle)
                 continue
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
             if self._queue:
-                self._wake.set()  # let another flusher start on the rest
+                self._wake_one()  # let another flusher start on the rest
             await self._commit(batch)
 
     async def _commit(self, batch: list[_Item]) -> None:
         started = time.perf_counter()
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
-        committing = False
+        if len(batch) == 1 and is_one_write(batch[0][0]) and not batch[0][3]:
+            await self._commit_alone(batch[0])
+        else:
+            await self._commit_batch(batch)
+        _metrics.COMMIT_BATCH.observe(len(batch))
+        _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+
+    async def _commit_alone(self, item: _Item) -> None:
+        """A one-write program alone in its batch: its write commits by itself.
+
+        On an autocommit connection, outside a transaction block, the program's one
+        write is a transaction of its own, committed (at ``full``: flushed to the WAL's
+        disk) before the server answers it -- one round trip where a transaction block
+        takes two. What follows it only reads. A lost connection leaves the write's
+        outcome unknown, as a lost COMMIT does, but the program recognises its own
+        write when run again (:func:`~stalwart.db._program.one_write`), so it is
+        retried like a write that never reached the server.
+        """
+        fn, args, fut, _lazy = item
+        outcome: tuple[bool, Any]
         try:
             async with self._connection(self.timeout) as conn:
                 try:
-                    if self.durability == "full" and all(item[3] for item in batch):
-                        # lazy only: the server's next synchronous commit flushes it
-                        await conn.execute("SET LOCAL synchronous_commit = off")
-                    for fn, args, fut, _lazy in batch:
-                        try:
-                            results.append((fut, True, await drive_async(conn, fn, args)))
-                        except psycopg.Error:
-                            raise
-                        except Exception as exc:
-                            # Our own checks (LeaseLost...), raised after statements
-                            # that changed nothing: the transaction stays valid.
-                            results.append((fut, False, exc))
-                    committing = True
-                    await conn.commit()
-                except BaseException:
-                    with contextlib.suppress(psycopg.Error):
-                        await conn.rollback()
+                    outcome = (True, await drive_async(conn, fn, args))
+                except psycopg.Error:
                     raise
+                except Exception as exc:  # our own checks (LeaseLost...): nothing written
+                    outcome = (False, exc)
+        except _TRANSIENT as exc:
+            self._check_pool()
+            outcome = (False, _Retry(map_pg_error(exc, self.url)))
+        except psycopg.Error as exc:
+            outcome = (False, map_pg_error(exc, self.url))
+        except StoreError as exc:
+            outcome = (False, _Retry(exc))
+        if not fut.done():
+            if outcome[0]:
+                fut.set_result(outcome[1])
+            else:
+                fut.set_exception(outcome[1])
+
+    async def _commit_batch(self, batch: list[_Item]) -> None:
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        committing = False
+        try:
+            async with self._connection(self.timeout) as conn, conn.transaction():
+                if self.durability == "full" and all(item[3] for item in batch):
+                    # lazy only: the server's next synchronous commit flushes it
+                    await conn.execute("SET LOCAL synchronous_commit = off")
+                for fn, args, fut, _lazy in batch:
+                    try:
+                        results.append((fut, True, await drive_async(conn, fn, args)))
+                    except psycopg.Error:
+                        raise
+                    except Exception as exc:
+                        # Our own checks (LeaseLost...), raised after statements
+                        # that changed nothing: the transaction stays valid.
+                        results.append((fut, False, exc))
+                committing = True  # leaving conn.transaction() sends COMMIT
         except _TRANSIENT as exc:
             err = map_pg_error(exc, self.url)
             self._check_pool()
@@ -337,8 +400,6 @@ class PostgresDatabase(Database):
             ]
         except StoreError as exc:
             results = [(fut, False, _Retry(exc)) for _, _, fut, _ in batch]
-        _metrics.COMMIT_BATCH.observe(len(batch))
-        _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         for fut, ok, value in results:
             if fut.done():
                 continue
@@ -353,10 +414,9 @@ class PostgresDatabase(Database):
     ) -> T:
         async def attempt(remaining: float) -> Any:
             try:
-                async with self._connection(remaining) as conn:
+                async with self._connection(remaining) as conn, conn.transaction():
                     value = await drive_async(conn, fn, args)
-                    await conn.commit()
-                    return value
+                return value
             except _TRANSIENT as exc:
                 self._check_pool()
                 raise _Retry(map_pg_error(exc, self.url)) from exc
@@ -371,16 +431,10 @@ class PostgresDatabase(Database):
 
         async def attempt(remaining: float) -> Any:
             try:
-                async with self._connection(remaining) as conn:
-                    try:
-                        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                        value = await drive_async(conn, fn, args)
-                        await conn.commit()
-                    except BaseException:
-                        with contextlib.suppress(psycopg.Error):
-                            await conn.rollback()
-                        raise
-                    return value
+                async with self._connection(remaining) as conn, conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                    value = await drive_async(conn, fn, args)
+                return value
             except _TRANSIENT as exc:
                 self._check_pool()
                 raise _Retry(map_pg_error(exc, self.url)) from exc

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["Program", "Result", "Stmt", "drive_sync", "pg_sql"]
+__all__ = ["Program", "Result", "Stmt", "drive_sync", "is_one_write", "one_write", "pg_sql"]
 
 T = TypeVar("T")
 Stmt = tuple[str, Sequence[Any]]
@@ -41,6 +41,27 @@ class Result:
 
 Program = Generator[Stmt, Result, T]
 """A generator yielding statements and returning the operation's value."""
+
+_ONE_WRITE: set[Callable[..., Any]] = set()
+
+
+def one_write(fn: Callable[..., Program[T]]) -> Callable[..., Program[T]]:
+    """Mark ``fn`` as a *one-write* program: its first statement is its only write,
+    whatever follows only reads (or raises), and running it again after it committed
+    returns the same value -- it recognises its own write.
+
+    Such a program needs no transaction block: alone in a group commit, the PostgreSQL
+    kernel runs its first statement as a transaction of its own (it commits with its
+    own answer: one round trip), and after a lost connection it runs it again instead of
+    reporting an unknown outcome. SQLite runs it like any other program."""
+    _ONE_WRITE.add(fn)
+    return fn
+
+
+def is_one_write(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` was marked with :func:`one_write`."""
+    return fn in _ONE_WRITE
+
 
 _PG_ONLY = re.compile(r"/\*pg:(.*?)\*/", re.DOTALL)
 _pg_cache: dict[tuple[str, bool], str] = {}

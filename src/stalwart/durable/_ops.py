@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from stalwart.db import Program
+from stalwart.db import Program, one_write
 from stalwart.durable import _metrics
 from stalwart.durable import _sql as q
 from stalwart.durable._base import effect_from_row, plan_load
@@ -26,6 +26,7 @@ __all__ = [
     "acquire",
     "acquire_many",
     "append",
+    "append_one",
     "cancel",
     "effect_finished",
     "effect_started",
@@ -46,6 +47,7 @@ __all__ = [
 _MARK_STARTED = "UPDATE stalwart_effects SET status = 'started', record = NULL WHERE key = ?"
 _SET_INPUT = "UPDATE stalwart_tasks SET input = ? WHERE id = ?"
 _FENCE_ROW = "SELECT lease_owner, lease_token, status FROM stalwart_tasks WHERE id = ?"
+_RECORD = "SELECT record FROM stalwart_journal WHERE task_id = ? AND seq = ?"
 
 
 def lease_lost(lease: Lease) -> LeaseLost:
@@ -96,9 +98,18 @@ def _check_fence(lease: Lease) -> Program[None]:
         raise lease_lost(lease)
 
 
-def _refused(lease: Lease, seq: int) -> Program[None]:
+def _refused(lease: Lease, row: Sequence[Any], *, same_ok: bool) -> Program[None]:
+    """A journal INSERT (``row``: task, seq, kind, name, record, fence...) that wrote
+    nothing: LeaseLost if fenced; with ``same_ok``, nothing if the entry there is this
+    very record (the append done by an earlier attempt whose answer was lost); else
+    refused. Not ``same_ok`` where the INSERT is joined to another write, which a second
+    run would repeat (an effect's end, a joined ``also``)."""
     yield from _check_fence(lease)
-    raise StoreError(f"task {lease.task_id!r}: journal already has a record #{seq}")
+    if same_ok:
+        found = (yield (_RECORD, (row[0], row[1]))).one()
+        if found is not None and found[0] is not None and bytes(found[0]) == row[4]:
+            return
+    raise StoreError(f"task {lease.task_id!r}: journal already has a record #{row[1]}")
 
 
 def acquire(
@@ -151,11 +162,22 @@ def append(
     transaction; the latter's value."""
     for row in entries:
         if (yield (q.APPEND, row)).rowcount == 0:
-            yield from _refused(lease, row[1])
+            yield from _refused(lease, row, same_ok=also is None)
     if also is None:
         return None
     program: Program[Any] = also.program(*also.args)
     return (yield from program)
+
+
+@one_write
+def append_one(lease: Lease, row: tuple[Any, ...]) -> Program[None]:
+    """One journal entry (a step's record): :func:`append` of one row, written so that
+    it may commit alone. Its one write is the fenced INSERT; when that inserts nothing,
+    the rest only reads: the entry already there, byte for byte the same, is this
+    entry committed by an earlier attempt whose answer was lost (a dropped connection),
+    so the append succeeded; anything else is refused as by :func:`append`."""
+    if (yield (q.APPEND, row)).rowcount == 0:
+        yield from _refused(lease, row, same_ok=True)
 
 
 def load_task(
@@ -221,7 +243,7 @@ def effect_finished(
         yield from _check_fence(lease)
         raise StoreError(f"ledger has no started entry {key!r}")
     if (yield (q.APPEND, row)).rowcount == 0:
-        yield from _refused(lease, int(row[1]))
+        yield from _refused(lease, row, same_ok=False)
 
 
 def purge(before: float, mode: str) -> Program[int]:

@@ -390,6 +390,10 @@ class Store(Protocol):
     ) -> Any:
         """Append journal entries; durable when this returns. Raises LeaseLost if fenced.
 
+        A position already taken raises StoreError, unless it holds this very entry (the
+        same record, byte for byte) and there is no ``also``: that is the append done, by
+        an earlier attempt whose answer was lost, and it succeeds.
+
         ``also``: another component's write (a kernel program on this store's database)
         committed in the same transaction, after the entries: both or neither. Returns
         its program's value (None without one).

@@ -363,6 +363,9 @@ class SQLStore:
         ]
         if also is not None and not self.joins_own():
             raise StoreError(f"store {self.url}: a joined write needs a SQLite store")
+        if len(rows) == 1 and also is None:
+            # a step's record: a one-write program, which PostgreSQL commits alone
+            return await self._db.write(_ops.append_one, lease, rows[0], lazy=lazy)
         return await self._db.write(_ops.append, lease, rows, also, lazy=lazy)
 
     def joins_own(self) -> bool:

@@ -363,6 +363,9 @@ class StoreContract:
         assert [e.value for e in load.entries] == values and load.quarantined == []
         with pytest.raises(StoreError, match="already has a record #2"):
             await store.append(lease, [JournalEntry(2, "step", "s2", 0)])
+        # the same record again is the append done (a retry whose first answer was lost)
+        await store.append(lease, [JournalEntry(2, "step", "s2", values[2])])
+        assert [e.value for e in (await store.load_journal("t")).entries] == values
         assert (await store.load_journal("other")).entries == []
 
     async def test_effect_ledger(self, make_store: MakeStore, clock: FakeClock) -> None:
