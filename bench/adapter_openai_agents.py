@@ -13,7 +13,8 @@
    with its ``OpenAIChatCompletionsModel``) and through the adapter (the app's model
    chain, the journal in a real SQLite file at ``full`` durability, the guard, the spend
    ledger and approval queue in that file as a node gives them), as
-   shipped and with each model record fsynced on its own (the two in ABBA order). Each
+   shipped, with each model record fsynced on its own, and with each call's spend
+   reservation committed on its own (the three in an order rotating per ticket). Each
    model call is timed from the SDK's ``get_response`` call to its return. The
    journal's commit of each hosted call is timed too (``latency_detail``): the p50 of
    each hosted call less its commit is the adapter's own cost apart from the disk.

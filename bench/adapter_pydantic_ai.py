@@ -17,7 +17,8 @@ simulated models:
    task on a SQLite journal at ``full`` durability with the spend ledger and approval
    queue in the same file, as a node gives them, its requests through
    ``TaskContext.call_model`` and the stalwart model client against the same sim), as
-   shipped and with each model record fsynced on its own, per ticket in turn in one
+   shipped, with each model record fsynced on its own, and with each call's spend
+   reservation committed on its own, per ticket in turn in one
    process. Each model request is timed where Pydantic AI makes it; reported: p50 and
    p90 per side, the p50 difference (target: under 1 ms), the median over tickets of
    the per-ticket difference (robust to load that changes during the run), and where
@@ -216,7 +217,7 @@ async def latency(count: int, workdir: pathlib.Path) -> tuple[dict[str, Any], di
     Context._record = record  # type: ignore[method-assign]
     for name, fn in patched.items():
         setattr(_model, name, fn)
-    hosted_calls = len(samples["adapter"]) + len(samples["adapter_fsynced_model_records"])
+    hosted_calls = sum(len(samples[side]) for side in SIDES[1:])
     block = latency_block(
         samples,
         per_ticket,

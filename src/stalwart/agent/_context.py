@@ -62,6 +62,12 @@ approval, sub-task and result makes before it is visible (``docs/durable.md``, *
 ``full`` guarantees*). False fsyncs each on its own (the benches compare the two)."""
 
 
+RESERVE_AHEAD = True
+"""``call_model(reserve_next=True)`` takes the next call's reservation with this call's
+settle. False: every call reserves on its own, as before reserve_next (the adapter benches
+compare the two in one run)."""
+
+
 AHEAD_TOKENS = 2048
 """What a reservation taken ahead for the loop's next model call allows for the tool
 results that will join its prompt (tokens, on top of the prompt and reply so far): a next
@@ -389,7 +395,8 @@ class TaskContext:
             tokens = int(reply["usage"]["prompt_tokens"]) + int(reply["usage"]["completion_tokens"])
             cost = float(reply["cost_usd"])
             calls = reply["tool_calls"]
-            if reserve_next and calls and not any(c["name"] in final_tools for c in calls):
+            taking = reserve_next and RESERVE_AHEAD and bool(calls)
+            if taking and not any(c["name"] in final_tools for c in calls):
                 # the next prompt: this one, the reply, and room for the tools' results
                 grown = (
                     prompt
