@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import pathlib
 import sqlite3
 from collections.abc import Sequence
@@ -47,7 +48,8 @@ pytestmark = pytest.mark.timeout(60)
 PRICES = PriceTable({"scripted:model": Price(1.0, 2.0)})
 COST = (10 * 1.0 + 5 * 2.0) / 1e6
 """What one scripted call costs (10 prompt and 5 completion tokens at PRICES)."""
-stalled = asyncio.Event()
+STALLED = [asyncio.Event()]
+"""Set by a stalling tool (the last one: each cancel test adds its own, of its loop)."""
 
 
 class Billed(Scripted):
@@ -75,10 +77,15 @@ class Counted(SpendLedger):
         await super().settle(*args, **kwargs)
 
 
+_ids = itertools.count()
+
+
 def calls(*names: str, **arguments: Any) -> Message:
+    """A reply calling ``names``; every call has an id of its own (the SDK runs a call
+    whose id it has seen once only)."""
     args = arguments or {"order_id": 7}
     return Message(
-        "assistant", tool_calls=tuple(ToolCall(f"c{i}", n, args) for i, n in enumerate(names))
+        "assistant", tool_calls=tuple(ToolCall(f"c{next(_ids)}", n, args) for n in names)
     )
 
 
@@ -99,7 +106,7 @@ async def look(order_id: int) -> dict[str, Any]:
 @tool(scopes=["orders:read"])
 async def stall(order_id: int) -> dict[str, Any]:
     """Waits until the task is cancelled."""
-    stalled.set()
+    STALLED[-1].set()
     await asyncio.Event().wait()
     return {}
 
@@ -147,13 +154,13 @@ class Hosted:
 
     async def cancelled_in_a_tool(self, value: Any) -> None:
         """Run until a tool stalls, check the next call's reservation is held, cancel."""
-        stalled.clear()
+        STALLED.append(asyncio.Event())
         await asyncio.to_thread(self.ledger.spent, "day", "*")
         task_id = await self.runner.submit(self.spec.name, value)
         work = asyncio.ensure_future(self.runner.run(task_id, self.workflow))
         try:
             async with asyncio.timeout(30):
-                await stalled.wait()
+                await STALLED[-1].wait()
             assert reserved(self.path) == 1  # the next call's, taken with the settle
             work.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -240,7 +247,7 @@ async def pai_look(order_id: int) -> dict[str, Any]:
 
 
 async def pai_stall(order_id: int) -> dict[str, Any]:
-    stalled.set()
+    STALLED[-1].set()
     await asyncio.Event().wait()
     return {}
 
@@ -297,7 +304,7 @@ async def wait_order(order_id: int) -> dict[str, Any]:
     Args:
         order_id: The order.
     """
-    stalled.set()
+    STALLED[-1].set()
     await asyncio.Event().wait()
     return {}
 
