@@ -12,7 +12,7 @@
    provider (in a process of its own), run per ticket by the bare SDK (``Runner.run``
    with its ``OpenAIChatCompletionsModel``) and through the adapter (the app's model
    chain, the journal in a real SQLite file at ``full`` durability, the guard, the spend
-   ledger and approval queue in that file as a node gives them), as
+   ledger in that file as a node gives it), as
    shipped, with each model record fsynced on its own, and with each call's spend
    reservation committed on its own (the three in an order rotating per ticket). Each
    model call is timed from the SDK's ``get_response`` call to its return. The
@@ -69,7 +69,7 @@ from stalwart.agent._guarded import prepare_input  # noqa: E402
 from stalwart.agent._taskagent import build_models  # noqa: E402
 from stalwart.durable import Runner as DurableRunner  # noqa: E402
 from stalwart.durable import SQLiteStore  # noqa: E402
-from stalwart.guard import ApprovalQueue, SpendLedger  # noqa: E402
+from stalwart.guard import SpendLedger  # noqa: E402
 from stalwart.llm.sim import SIM_URL  # noqa: E402
 from stalwart.node._simkey import provision_sim_key  # noqa: E402
 from stalwart.observe import EventBus  # noqa: E402
@@ -209,10 +209,10 @@ async def _latency(tmp: pathlib.Path, count: int) -> tuple[dict[str, Any], dict[
             runtime=None,
             events=events,
             security=SUPPORT.security,
-            # the spend ledger and approval queue in the store's file, as a node gives them:
-            # the example's budget is reserved before each call and settled with its record
+            # the spend ledger in the store's file, as a node gives it: the example's budget
+            # is reserved before each call and settled with its record. (No approval queue:
+            # a refund the taint policy holds is refused, and the ticket goes on, as before.)
             ledger=SpendLedger(f"sqlite:///{tmp}/latency.db", events=events, holder="b/1"),
-            approvals=ApprovalQueue(f"sqlite:///{tmp}/latency.db"),
             prices=app.price_table(),
         )
         runner = DurableRunner(store, owner="bench", events=events)
@@ -242,9 +242,8 @@ async def _latency(tmp: pathlib.Path, count: int) -> tuple[dict[str, Any], dict[
                 answers[side].append(result.result["answer"])
                 per_ticket[side].append(statistics.fmean(samples[side][first:]))
         await store.close()
-        for closing in (resources.ledger, resources.approvals):
-            assert closing is not None
-            await asyncio.to_thread(closing.close)
+        assert resources.ledger is not None
+        await asyncio.to_thread(resources.ledger.close)
         for model in models.values():
             await model.aclose()
         await client.close()
@@ -263,8 +262,8 @@ async def _latency(tmp: pathlib.Path, count: int) -> tuple[dict[str, Any], dict[
         per_ticket,
         statistic="each model call timed from the SDK's get_response call to its return; "
         "bare: the SDK's OpenAIChatCompletionsModel; adapter: StalwartModel in a durable "
-        "task (the app's model chain, the journal, spend ledger and approval queue in one "
-        "SQLite file, the guard)",
+        "task (the app's model chain, the journal and spend ledger in one SQLite file, "
+        "the guard)",
     )
     detail = {
         "journal_commit_p50_ms": {

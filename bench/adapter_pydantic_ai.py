@@ -14,8 +14,8 @@ simulated models:
    with the same result.
 2. **Added latency per model call.** The same ``support_agent`` runs bare (Pydantic AI's
    own ``OpenAIChatModel`` against the sim) and hosted (``PydanticAIAgent`` in a durable
-   task on a SQLite journal at ``full`` durability with the spend ledger and approval
-   queue in the same file, as a node gives them, its requests through
+   task on a SQLite journal at ``full`` durability with the spend ledger in the same
+   file, as a node gives it, its requests through
    ``TaskContext.call_model`` and the stalwart model client against the same sim), as
    shipped, with each model record fsynced on its own, and with each call's spend
    reservation committed on its own, per ticket in turn in one
@@ -69,7 +69,7 @@ from stalwart.agent import App, Resources, TaskContext
 from stalwart.agent._taskagent import build_models
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.durable._journal import Context
-from stalwart.guard import ApprovalQueue, SpendLedger
+from stalwart.guard import SpendLedger
 from stalwart.llm.sim import SIM_URL, SimServer
 from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import EventBus
@@ -164,10 +164,10 @@ async def latency(count: int, workdir: pathlib.Path) -> tuple[dict[str, Any], di
             runtime=None,
             events=events,
             security=SUPPORT.security,
-            # the spend ledger and approval queue in the store's file, as a node gives them:
-            # the example's budget is reserved before each call and settled with its record
+            # the spend ledger in the store's file, as a node gives it: the example's budget
+            # is reserved before each call and settled with its record. (No approval queue:
+            # a refund the taint policy holds is refused, and the ticket goes on, as before.)
             ledger=SpendLedger(f"sqlite:///{workdir}/latency.db", events=events, holder="b/1"),
-            approvals=ApprovalQueue(f"sqlite:///{workdir}/latency.db"),
             prices=app.price_table(),
         )
         runner = Runner(store, owner="bench", events=events)
@@ -208,9 +208,8 @@ async def latency(count: int, workdir: pathlib.Path) -> tuple[dict[str, Any], di
                     same = hosted.result["output"] == plain.output.model_dump()
                     outputs["same" if same else "different"] += 1
         await store.close()
-        for closing in (resources.ledger, resources.approvals):
-            assert closing is not None
-            await asyncio.to_thread(closing.close)
+        assert resources.ledger is not None
+        await asyncio.to_thread(resources.ledger.close)
         for model in models.values():
             await model.aclose()
     StalwartModel.request = original  # type: ignore[method-assign]
@@ -223,8 +222,8 @@ async def latency(count: int, workdir: pathlib.Path) -> tuple[dict[str, Any], di
         per_ticket,
         statistic="each model request timed where Pydantic AI makes it (Model.request); "
         "bare: Pydantic AI's OpenAIChatModel; adapter: PydanticAIAgent in a durable task "
-        "(TaskContext.call_model, the stalwart model client, the journal, spend ledger and "
-        "approval queue in one SQLite file)",
+        "(TaskContext.call_model, the stalwart model client, the journal and spend ledger "
+        "in one SQLite file)",
     )
     detail = {
         "conversion_ms_per_model_call": {
