@@ -17,8 +17,10 @@ keys are kept), in the shape every adapter bench writes (``bench/_adapter_result
   durability, its checkpoints in that store, the spend ledger and the approval queue as
   a node gives them) against the same graph built with a bare chat model, bare tools
   and LangGraph's ``InMemorySaver``, on the same simulated provider and services,
-  tickets in turn; the hosted side as shipped and with each model record fsynced on its
-  own (``adapter_fsynced_model_records``). Each model call is timed inside its node.
+  tickets in turn; the hosted side as shipped, with each model record fsynced on its
+  own (``adapter_fsynced_model_records``), and with each call's spend reservation
+  committed on its own (``adapter_reserving_each_call``: before a tool-calling reply
+  reserved the next call with its settle). Each model call is timed inside its node.
   ``latency_detail.in_graph``: each hosted side's commits per model call (all, and those
   fsynced: ``stalwart_db_commits_total`` less ``stalwart_db_lazy_commits_total``); two
   more sides in the same run, per ticket:
@@ -27,7 +29,7 @@ keys are kept), in the shape every adapter bench writes (``bench/_adapter_result
   ``bare_sqlite_saver`` (the bare graph on LangGraph's own durable ``AsyncSqliteSaver``,
   WAL with every commit fsynced, at LangGraph's default durability ``"async"``: what a
   LangGraph deployment that survives a restart pays; its fsynced commits counted). The
-  five sides run each ticket in an order that rotates from ticket to ticket.
+  six sides run each ticket in an order that rotates from ticket to ticket.
 - **One call alone** (``latency_detail.one_call_durability_<level>``). A bare LangChain
   chat model calling stalwart's model client (what a graph without stalwart pays)
   against :class:`stalwart.adapters.langgraph.ChatModel` inside a durable task on a
@@ -155,7 +157,7 @@ async def latency(calls: int, durability: str) -> dict[str, Any]:
         adapted = ChatModel().bind_tools(tools)
         messages = [{"role": "user", "content": "Please refund 500 cents on order 1234."}]
         timings: dict[str, list[float]] = {side: [] for side in SIDES}
-        models_of = {"bare": bare, "adapter": adapted, "adapter_fsynced_model_records": adapted}
+        models_of = {side: adapted for side in SIDES[1:]} | {"bare": bare}
 
         async def workflow(ctx: Any, _: Any) -> Any:
             tctx = TaskContext(ctx, resources, model="support")
@@ -277,7 +279,7 @@ def _against(base: str, samples: dict[str, list[float]], per_ticket: dict[str, l
 
 def _rotated(n: int) -> list[str]:
     """The graph sides in the order ticket ``n`` runs them."""
-    sides = ["bare", BARE_SQLITE, "adapter", STEPS, "adapter_fsynced_model_records"]
+    sides = ["bare", BARE_SQLITE, "adapter", STEPS, *SIDES[2:]]
     k = n % len(sides)
     return sides[k:] + sides[:k]
 

@@ -11,8 +11,10 @@
 2. **Latency.** The same SDK agent, in this process, against the same simulated
    provider (in a process of its own), run per ticket by the bare SDK (``Runner.run``
    with its ``OpenAIChatCompletionsModel``) and through the adapter (the app's model
-   chain, the journal in a real SQLite file at ``full`` durability, the guard), as
-   shipped and with each model record fsynced on its own (the two in ABBA order). Each
+   chain, the journal in a real SQLite file at ``full`` durability, the guard, the spend
+   ledger in that file as a node gives it), as
+   shipped, with each model record fsynced on its own, and with each call's spend
+   reservation committed on its own (the three in an order rotating per ticket). Each
    model call is timed from the SDK's ``get_response`` call to its return. The
    journal's commit of each hosted call is timed too (``latency_detail``): the p50 of
    each hosted call less its commit is the adapter's own cost apart from the disk.
@@ -67,6 +69,7 @@ from stalwart.agent._guarded import prepare_input  # noqa: E402
 from stalwart.agent._taskagent import build_models  # noqa: E402
 from stalwart.durable import Runner as DurableRunner  # noqa: E402
 from stalwart.durable import SQLiteStore  # noqa: E402
+from stalwart.guard import SpendLedger  # noqa: E402
 from stalwart.llm.sim import SIM_URL  # noqa: E402
 from stalwart.node._simkey import provision_sim_key  # noqa: E402
 from stalwart.observe import EventBus  # noqa: E402
@@ -206,6 +209,11 @@ async def _latency(tmp: pathlib.Path, count: int) -> tuple[dict[str, Any], dict[
             runtime=None,
             events=events,
             security=SUPPORT.security,
+            # the spend ledger in the store's file, as a node gives it: the example's budget
+            # is reserved before each call and settled with its record. (No approval queue:
+            # a refund the taint policy holds is refused, and the ticket goes on, as before.)
+            ledger=SpendLedger(f"sqlite:///{tmp}/latency.db", events=events, holder="b/1"),
+            prices=app.price_table(),
         )
         runner = DurableRunner(store, owner="bench", events=events)
 
@@ -234,6 +242,8 @@ async def _latency(tmp: pathlib.Path, count: int) -> tuple[dict[str, Any], dict[
                 answers[side].append(result.result["answer"])
                 per_ticket[side].append(statistics.fmean(samples[side][first:]))
         await store.close()
+        assert resources.ledger is not None
+        await asyncio.to_thread(resources.ledger.close)
         for model in models.values():
             await model.aclose()
         await client.close()
@@ -252,7 +262,8 @@ async def _latency(tmp: pathlib.Path, count: int) -> tuple[dict[str, Any], dict[
         per_ticket,
         statistic="each model call timed from the SDK's get_response call to its return; "
         "bare: the SDK's OpenAIChatCompletionsModel; adapter: StalwartModel in a durable "
-        "task (the app's model chain, the journal in a SQLite file, the guard)",
+        "task (the app's model chain, the journal and spend ledger in one SQLite file, "
+        "the guard)",
     )
     detail = {
         "journal_commit_p50_ms": {

@@ -14,9 +14,11 @@ simulated models:
    with the same result.
 2. **Added latency per model call.** The same ``support_agent`` runs bare (Pydantic AI's
    own ``OpenAIChatModel`` against the sim) and hosted (``PydanticAIAgent`` in a durable
-   task on a SQLite journal at ``full`` durability, its requests through
+   task on a SQLite journal at ``full`` durability with the spend ledger in the same
+   file, as a node gives it, its requests through
    ``TaskContext.call_model`` and the stalwart model client against the same sim), as
-   shipped and with each model record fsynced on its own, per ticket in turn in one
+   shipped, with each model record fsynced on its own, and with each call's spend
+   reservation committed on its own, per ticket in turn in one
    process. Each model request is timed where Pydantic AI makes it; reported: p50 and
    p90 per side, the p50 difference (target: under 1 ms), the median over tickets of
    the per-ticket difference (robust to load that changes during the run), and where
@@ -67,6 +69,7 @@ from stalwart.agent import App, Resources, TaskContext
 from stalwart.agent._taskagent import build_models
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.durable._journal import Context
+from stalwart.guard import SpendLedger
 from stalwart.llm.sim import SIM_URL, SimServer
 from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import EventBus
@@ -150,6 +153,8 @@ async def latency(count: int, workdir: pathlib.Path) -> tuple[dict[str, Any], di
         app = App(agents=[SUPPORT], models={"main": ["sim:strong", "sim:weak"]})
         provision_sim_key(app, events)  # the simulated provider's key in the vault, as a node does
         models = build_models(app, {"main"}, sim.url, events)
+        store = SQLiteStore(str(workdir / "latency.db"))
+        await store.open()
         resources = Resources(
             agent=SUPPORT.name,
             models=models,
@@ -159,9 +164,12 @@ async def latency(count: int, workdir: pathlib.Path) -> tuple[dict[str, Any], di
             runtime=None,
             events=events,
             security=SUPPORT.security,
+            # the spend ledger in the store's file, as a node gives it: the example's budget
+            # is reserved before each call and settled with its record. (No approval queue:
+            # a refund the taint policy holds is refused, and the ticket goes on, as before.)
+            ledger=SpendLedger(f"sqlite:///{workdir}/latency.db", events=events, holder="b/1"),
+            prices=app.price_table(),
         )
-        store = SQLiteStore(str(workdir / "latency.db"))
-        await store.open()
         runner = Runner(store, owner="bench", events=events)
         assert SUPPORT.fn is not None
         fn = SUPPORT.fn
@@ -200,19 +208,22 @@ async def latency(count: int, workdir: pathlib.Path) -> tuple[dict[str, Any], di
                     same = hosted.result["output"] == plain.output.model_dump()
                     outputs["same" if same else "different"] += 1
         await store.close()
+        assert resources.ledger is not None
+        await asyncio.to_thread(resources.ledger.close)
         for model in models.values():
             await model.aclose()
     StalwartModel.request = original  # type: ignore[method-assign]
     Context._record = record  # type: ignore[method-assign]
     for name, fn in patched.items():
         setattr(_model, name, fn)
-    hosted_calls = len(samples["adapter"]) + len(samples["adapter_fsynced_model_records"])
+    hosted_calls = sum(len(samples[side]) for side in SIDES[1:])
     block = latency_block(
         samples,
         per_ticket,
         statistic="each model request timed where Pydantic AI makes it (Model.request); "
         "bare: Pydantic AI's OpenAIChatModel; adapter: PydanticAIAgent in a durable task "
-        "(TaskContext.call_model, the stalwart model client, the journal in SQLite)",
+        "(TaskContext.call_model, the stalwart model client, the journal and spend ledger "
+        "in one SQLite file)",
     )
     detail = {
         "conversion_ms_per_model_call": {

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -27,6 +27,7 @@ from stalwart.guard import (
     wrap_input,
 )
 from stalwart.llm import (
+    FallbackChain,
     Message,
     ModelClient,
     ModelRequest,
@@ -59,6 +60,12 @@ LAZY_MODEL_RECORDS = True
 fsynced on its own, made durable by the next ordinary commit, which every side effect,
 approval, sub-task and result makes before it is visible (``docs/durable.md``, *What
 ``full`` guarantees*). False fsyncs each on its own (the benches compare the two)."""
+
+
+RESERVE_AHEAD = True
+"""``call_model(reserve_next=True)`` takes the next call's reservation with this call's
+settle. False: every call reserves on its own, as before reserve_next (the adapter benches
+compare the two in one run)."""
 
 
 AHEAD_TOKENS = 2048
@@ -252,6 +259,7 @@ class TaskContext:
         response_format: ResponseFormat | None = None,
         on_text: Callable[[str], None] | None = None,
         reserve_next: bool = False,
+        final_tools: Collection[str] = (),
     ) -> dict[str, Any]:
         """One journaled model call. Returns ``{content, tool_calls, model, usage, cost_usd,
         fallback_from}`` (tool calls as ``{id, name, arguments}``).
@@ -280,7 +288,9 @@ class TaskContext:
         commit is lazy; the tool calls' ordinary commits make it durable before the next
         call is sent, which then needs no commit of its own (it reserves as usual when
         its prompt outgrew the reservation, or when no ordinary commit came between).
-        Call :meth:`release_ahead` when the loop ends."""
+        Call :meth:`release_ahead` when the loop ends. ``final_tools``: tools whose call
+        ends the caller's loop (a framework's output tool): a reply calling one takes no
+        reservation ahead, as one calling no tool takes none."""
         chain_name = model or self.default_model
         if chain_name is None or chain_name not in self.resources.models:
             raise ConfigError(f"agent {self.resources.agent!r} has no model chain {chain_name!r}")
@@ -311,7 +321,7 @@ class TaskContext:
                     wait = rate.max_wait_s if rate is not None else None
                     await limiter.acquire(prompt + max_tokens, max_wait=wait)
         ahead, self._ahead = self._ahead, None
-        names = [getattr(c, "name", "") for c in getattr(client, "models", (client,))]
+        names = _priced(client) if self.resources.ledger is not None and budget.limited else ()
         if self.resources.ledger is not None and budget.limited and not self.durable.replaying:
             # worst case before the call (fail closed)
             worst = max(self.resources.prices.worst_case(n, prompt, max_tokens) for n in names)
@@ -384,7 +394,9 @@ class TaskContext:
                 return None
             tokens = int(reply["usage"]["prompt_tokens"]) + int(reply["usage"]["completion_tokens"])
             cost = float(reply["cost_usd"])
-            if reserve_next and reply["tool_calls"]:
+            calls = reply["tool_calls"]
+            taking = reserve_next and RESERVE_AHEAD and bool(calls)
+            if taking and not any(c["name"] in final_tools for c in calls):
                 # the next prompt: this one, the reply, and room for the tools' results
                 grown = (
                     prompt
@@ -671,6 +683,14 @@ class TaskContext:
         # the same step name as a call-based hand-over: journals replay across the change
         with self._agent_span(name):
             return await self.durable.step(f"agent:{name}", run)
+
+
+def _priced(client: ModelClient) -> tuple[str, ...]:
+    """The models a call on ``client`` may be billed for (a chain's every model, as its
+    fallbacks may answer): the worst case of a reservation is the dearest of them."""
+    if isinstance(client, FallbackChain):
+        return client.names
+    return (client.name,)
 
 
 def _strings(value: Any, into: set[str], depth: int = 0) -> None:

@@ -690,7 +690,10 @@ class TaskAgent(Agent):
                     answer = await run_llm_agent(tctx, self.defn, task_input)
                     return flag_unknown_effects(ctx, answer)
                 assert self.defn.fn is not None
-                value = await self.defn.fn(tctx, prepare_input(tctx, task_input))
+                try:
+                    value = await self.defn.fn(tctx, prepare_input(tctx, task_input))
+                finally:  # a reservation the function's model calls took ahead and left
+                    await tctx.release_ahead()
                 clean = await asyncio.to_thread(finish_output, tctx, value)  # NER: off the loop
                 return flag_unknown_effects(ctx, clean)
         except Exception as exc:  # the stored error and its log line carry no PII or secrets

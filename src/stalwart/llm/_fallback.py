@@ -69,6 +69,8 @@ class FallbackChain:
             raise ConfigError(f"fallback chain {name!r}: fallback_share must be in (0, 1]")
         self.name = name
         self.models = tuple(models)
+        self.names = tuple(m.name for m in self.models)
+        """Each model's ``name``, in order (what a call on the chain may be billed as)."""
         self.fallback_share = fallback_share
         self.events = events or EventBus()
         self.clock = clock

@@ -250,9 +250,12 @@ async def _run_graph(agent: LangGraphAgent, ctx: TaskContext, task_input: Any) -
             value = Command(resume=agent.resume(decision))
             rounds += 1
     finally:
-        LAZY.reset(lazy)
-        RUN.reset(current)
-        WRITER.reset(writer)
+        try:  # a reservation taken ahead for a model call the graph did not make
+            await ctx.release_ahead()
+        finally:
+            LAZY.reset(lazy)
+            RUN.reset(current)
+            WRITER.reset(writer)
 
 
 def _json(value: Any) -> Any:

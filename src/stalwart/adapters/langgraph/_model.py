@@ -112,6 +112,10 @@ class ChatModel(BaseChatModel):
                 digest=digest,
                 stream=run.stream,
                 on_text=on_text,
+                # a reply with tool calls is followed by another model call in a tool-calling
+                # graph: its reservation rides on this call's settle (released when the run
+                # ends without it)
+                reserve_next=True,
             )
         run.check_replayed(node, digest, reply, number)
         return reply, position

@@ -56,12 +56,19 @@ sizes the worst-case spend reservation)."""
 
 class StalwartModel(Model):
     """One model chain of the app, for one task: each ``get_response`` is a journaled
-    :meth:`TaskContext.call_model` on chain ``chain``."""
+    :meth:`TaskContext.call_model` on chain ``chain``.
 
-    def __init__(self, task: TaskContext, chain: str, *, stream: bool = False) -> None:
+    ``ahead``: a reply with tool calls takes the reservation of the run's next model call
+    with its own settle (``call_model(reserve_next=True)``); the caller releases it when
+    the run ends (``TaskContext.release_ahead``)."""
+
+    def __init__(
+        self, task: TaskContext, chain: str, *, stream: bool = False, ahead: bool = False
+    ) -> None:
         self.task = task
         self.chain = chain
         self.stream = stream
+        self.ahead = ahead
 
     @override
     async def get_response(
@@ -122,6 +129,7 @@ class StalwartModel(Model):
             digest=sent,
             stream=self.stream,
             on_text=on_text,
+            reserve_next=self.ahead,
         )
         if replayed:
             _check_replayed(self.task, position, reply, sent, {s.name for s in specs})
@@ -253,15 +261,21 @@ class StalwartModelProvider(ModelProvider):
     An agent whose ``model`` names one of the app's chains that this stalwart agent
     may use gets that chain; any other name (``"gpt-4.1"``, or none) gets ``chain``,
     the chain the stalwart agent was declared with. No name reaches OpenAI directly.
+    ``ahead``: the models reserve a tool-calling reply's next call ahead
+    (:class:`StalwartModel`).
     """
 
-    def __init__(self, task: TaskContext, chain: str, *, stream: bool = False) -> None:
+    def __init__(
+        self, task: TaskContext, chain: str, *, stream: bool = False, ahead: bool = False
+    ) -> None:
         self.task = task
         self.chain = chain
         self.stream = stream
+        self.ahead = ahead
 
     @override
     def get_model(self, model_name: str | None) -> Model:
+        chain = self.chain
         if model_name is not None and model_name in self.task.resources.models:
-            return StalwartModel(self.task, model_name, stream=self.stream)
-        return StalwartModel(self.task, self.chain, stream=self.stream)
+            chain = model_name
+        return StalwartModel(self.task, chain, stream=self.stream, ahead=self.ahead)

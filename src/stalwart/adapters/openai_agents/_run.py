@@ -131,8 +131,9 @@ class StalwartRunner:
         ``Runner.run``'s.
         The agent's function tools must be bound (:class:`OpenAIAgentsAgent` does it)."""
         config, binding = _prepare(
-            starting_agent, task, model=model, run_config=run_config, stream=stream, kwargs=kwargs
-        )
+            starting_agent, task, model=model, run_config=run_config, stream=stream,
+            ahead=True, kwargs=kwargs,
+        )  # fmt: skip
         token = run_binding().set(binding)
         try:
             result = await agents.Runner.run(starting_agent, input, run_config=config, **kwargs)
@@ -151,7 +152,10 @@ class StalwartRunner:
                 result = await agents.Runner.run(starting_agent, state, run_config=config, **kwargs)
             return result
         finally:
-            run_binding().reset(token)
+            try:  # a reservation taken ahead for a model call the run did not make
+                await task.release_ahead()
+            finally:
+                run_binding().reset(token)
 
     @classmethod
     def run_streamed(
@@ -176,9 +180,12 @@ class StalwartRunner:
         ``result.interruptions``, as the SDK's does; hand ``result.to_state()`` to
         :meth:`run`, which parks the task in stalwart's approval queue until a person
         decides, or decide it with the SDK's ``RunState`` yourself."""
+        # no reservation taken ahead: the run goes on in the SDK's own task after this
+        # returns, and nothing here sees it end to release one
         config, binding = _prepare(
-            starting_agent, task, model=model, run_config=run_config, stream=stream, kwargs=kwargs
-        )
+            starting_agent, task, model=model, run_config=run_config, stream=stream,
+            ahead=False, kwargs=kwargs,
+        )  # fmt: skip
         # the SDK starts the run as a task of its own, which takes a copy of this context
         # (the binding with it) as it is created
         token = run_binding().set(binding)
@@ -195,6 +202,7 @@ def _prepare(
     model: str | None,
     run_config: RunConfig | None,
     stream: bool,
+    ahead: bool,
     kwargs: Mapping[str, Any],
 ) -> tuple[RunConfig, RunBinding]:
     """The run config and tool binding of a hosted run (checks what it cannot host)."""
@@ -213,7 +221,7 @@ def _prepare(
             "the journal; a hosted run keeps it in the task's journal: leave them unset"
         )
     disable_hosted_tracing()
-    config = _run_config(run_config, StalwartModelProvider(task, chain, stream=stream))
+    config = _run_config(run_config, StalwartModelProvider(task, chain, stream=stream, ahead=ahead))
     return config, RunBinding(task)
 
 

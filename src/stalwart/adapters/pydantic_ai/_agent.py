@@ -179,6 +179,8 @@ async def _run_hosted(spec: PydanticAIAgent, ctx: TaskContext, task_input: Any) 
             )
     except BaseExceptionGroup as group:
         raise _unwrap(group) from None
+    finally:  # a reservation taken ahead for a request the run did not make (every exit)
+        await ctx.release_ahead()
     return {
         "status": "completed",
         "output": to_jsonable_python(result.output),

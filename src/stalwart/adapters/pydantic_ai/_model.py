@@ -85,6 +85,11 @@ class StalwartModel(Model):
             max_tokens=int(max_tokens),
             timeout=float(timeout) if isinstance(timeout, int | float) else None,
             stream=stream,
+            # a reply calling a function tool is followed by the run's next request: its
+            # reservation rides on this call's settle (the run releases it if none comes);
+            # one calling an output tool ends the run
+            reserve_next=True,
+            final_tools=[t.name for t in model_request_parameters.output_tools],
         )
         return to_response(reply, timestamp=self._started), model_request_parameters
 
