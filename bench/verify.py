@@ -7,7 +7,9 @@ Writes ``bench/results/verify.json``: per example app (``apps``):
 - ``measured``: item id -> what the item measured, beside its criterion;
 - ``not_run``: how many items were not run, and ``not_run_reasons``: item id -> why;
 - ``critical_not_complete``; ``ready``: every critical item complete;
-- ``run``: its UTC date and commit, and ``load_average`` (1, 5, 15 min) at its end.
+- ``failed``: the ids of the items that failed;
+- ``run``: its UTC date and commit; ``load_average_start`` and ``load_average`` (1, 5,
+  15 min) at its start and end.
 
 The apps: the helpdesk (``examples.helpdesk.app:app``), the warehouse (plain Python,
 SQLite and HTTP side effects, run on doubles; its supplier service is started here),
@@ -75,6 +77,7 @@ async def one(
     name: str, ref: str, out: pathlib.Path, quick: bool, only: list[str]
 ) -> dict[str, Any]:
     started = time.monotonic()
+    load_at_start = os.getloadavg()
     run = _run_label()  # what the run starts on (the code it imported)
     manifest: pathlib.Path | None = ROOT / "deploy" / "kubernetes" / "deployment.yaml"
     chosen = QUICK if quick else only
@@ -92,6 +95,7 @@ async def one(
         "item_seconds": {i["id"]: i["seconds"] for i in items},
         "measured": {i["id"]: i["measured"] for i in items},
         "counts": summary["counts"],
+        "failed": sorted(i["id"] for i in items if i["status"] == "failed"),
         "not_run": len(summary["not_run"]),
         "not_run_reasons": summary["not_run"],
         "critical_not_complete": summary["critical_not_complete"],
@@ -101,6 +105,7 @@ async def one(
         "lengths": {k: os.environ[k] for k in LENGTHS if k in os.environ},
         "mode": "quick" if quick else ("short" if only else "full"),
         "only": chosen,  # the items run (empty: every item)
+        "load_average_start": load_at_start,
         "load_average": os.getloadavg(),  # at the end of the run
         "run": run,
     }

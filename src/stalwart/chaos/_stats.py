@@ -8,6 +8,18 @@ fitted slope projects over the sampled window exceeds a tolerance (the growth
 matters). Both are needed: a long soak makes tiny, harmless slopes significant,
 and a short noisy one makes large slopes insignificant. Two samples (first vs
 last) are never compared directly.
+
+A metric whose :class:`Tolerance` says ``plateau=True`` (threads) is a pool
+that may grow lazily up to a bound: asyncio's default executor adds a worker
+per concurrent job up to ``min(32, cpus + 4)``, anyio up to 40, and a loaded
+machine reaches those peaks later in a run. For such a metric the growth above
+counts only while the series is *still climbing in the later half* of the
+window: the later half, fitted on its own, must have a slope whose interval
+lies above zero and which, kept over the whole window, would add more than the
+tolerance (the tolerance pro rata to the later half's span). A pool that
+filled up and levelled off fails that; a leak (a thread per task, or one every
+so often, never exiting) climbs at the same rate in both halves and passes it.
+With fewer than 3 samples in the later half the whole window's verdict stands.
 """
 
 from __future__ import annotations
@@ -85,11 +97,14 @@ class Tolerance:
     """How much growth over a soak window is acceptable for one metric.
 
     The allowed growth is ``max(absolute, relative * mean)``: e.g. RSS may
-    drift by 5 % or 8 MiB, file descriptors by 4.
+    drift by 5 % or 8 MiB, file descriptors by 4. ``plateau`` marks a metric
+    that grows lazily to a bound (a thread pool): it is flagged only while its
+    later half still climbs (the plateau test in the module docstring).
     """
 
     absolute: float = 0.0
     relative: float = 0.0
+    plateau: bool = False
 
     def allowed(self, mean: float) -> float:
         return max(self.absolute, self.relative * abs(mean))
@@ -112,9 +127,22 @@ class Trend:
     allowed: float
     significant: bool
     growing: bool
+    tail: Trend | None = None
+    """For a ``plateau`` metric: the later half of the window fitted alone (its
+    ``allowed`` is the tolerance pro rata to its span); None for other metrics."""
 
-    def as_dict(self) -> dict[str, float | int | bool]:
-        return dataclasses.asdict(self)
+    @property
+    def settled(self) -> bool:
+        """The whole window grew past the tolerance, but the later half no longer climbs:
+        a pool that filled up, not a leak."""
+        return self.significant and self.growth > self.allowed and not self.growing
+
+    def as_dict(self) -> dict[str, object]:
+        return {**dataclasses.asdict(self), "settled": self.settled}
+
+
+PLATEAU_TAIL_FROM = 0.5
+"""The plateau test's later part starts at this share of the window (the later half)."""
 
 
 def fit_trend(
@@ -127,10 +155,35 @@ def fit_trend(
     """Fit ``ys`` against ``xs`` (see the module docstring for the verdict).
 
     ``growth`` is ``slope * span`` (what the trend adds over the window);
-    with fewer than 3 points, or no spread in ``xs``, nothing is flagged.
+    with fewer than 3 points, or no spread in ``xs``, nothing is flagged. With
+    ``tolerance.plateau`` the later half is fitted too (``tail``) and the series
+    is growing only if it still climbs there.
     """
     if len(xs) != len(ys):
         raise ValueError("fit_trend needs as many x as y values")
+    whole = _fit(xs, ys, tolerance, confidence)
+    if not tolerance.plateau or whole.span == 0:
+        return whole
+    middle = min(xs) + whole.span * PLATEAU_TAIL_FROM
+    later = [(x, y) for x, y in zip(xs, ys, strict=True) if x >= middle]
+    tail_span = (max(x for x, _ in later) - min(x for x, _ in later)) if later else 0.0
+    # the tolerance pro rata: the later half may add what the whole window may,
+    # times its share of the window (so a steady leak reads the same in both)
+    tail = _fit(
+        [x for x, _ in later],
+        [y for _, y in later],
+        Tolerance(absolute=whole.allowed * tail_span / whole.span),
+        confidence,
+    )
+    climbing = tail.growing if tail.n >= 3 else whole.growing  # too few to judge: the whole
+    return dataclasses.replace(whole, growing=whole.growing and climbing, tail=tail)
+
+
+def _fit(
+    xs: Sequence[float], ys: Sequence[float], tolerance: Tolerance, confidence: float
+) -> Trend:
+    """The least-squares fit and the plain verdict (interval above zero, growth over
+    the tolerance)."""
     n = len(xs)
     mean_y = sum(ys) / n if n else 0.0
     if n < 3:

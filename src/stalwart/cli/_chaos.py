@@ -215,7 +215,7 @@ def render(result: dict[str, Any]) -> str:
         parts.append(table(["fault", "applied", "skipped", "error", "detected"], rows))
     if result["command"] == "soak":
         rows = [[name, t["slope"], t["low"], t["high"], t["growth"], t["allowed"],
-                 "GROWING" if t["growing"] else "ok"]
+                 "GROWING" if t["growing"] else ("settled" if t.get("settled") else "ok")]
                 for name, t in sorted(result["trends"].items())]  # fmt: skip
         parts.append(table(["series", "slope/s", "ci low", "ci high", "growth", "allowed",
                             "verdict"], rows))  # fmt: skip

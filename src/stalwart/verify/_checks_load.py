@@ -526,10 +526,29 @@ def _growth_rule(t: Target) -> dict[str, Any] | None:
     }
 
 
+def _plateau(trend: dict[str, Any]) -> dict[str, Any]:
+    """A plateau metric's later half (threads): its slope and interval, what it may add
+    there, and ``settled`` (grew past the tolerance, then levelled off: a pool, not a leak)."""
+    tail = trend.get("tail")
+    if not tail:
+        return {}
+    return {
+        "later_half": {
+            "samples": tail["n"],
+            "slope_per_s": _round(tail["slope"], 6),
+            "ci": [_round(tail["low"], 6), _round(tail["high"], 6)],
+            "growth": _round(tail["growth"]),
+            "allowed": _round(tail["allowed"]),
+        },
+        "settled": trend["settled"],
+    }
+
+
 @check(
     "LC-3",
-    criterion="no upward trend in memory, fds, connections or store size per unit of work; "
-    "the trend alert wired; soaked for the production length (24 h) to be complete",
+    criterion="no upward trend in memory, fds, connections or store size per unit of work, "
+    "no thread count still climbing in the soak's later half; the trend alert wired; soaked "
+    "for the production length (24 h) to be complete",
     does="runs a soak under steady load and fits trends to the sampled series",
     estimate_s=90,
     timeout=lambda: 1.5 * _settings_or_default().soak_s + 240,
@@ -556,6 +575,7 @@ async def soak(t: Target) -> Outcome:
             "growth": _round(tr["growth"]),
             "allowed": _round(tr["allowed"]),
             "growing": tr["growing"],
+            **_plateau(tr),
         }
         for series, tr in result["trends"].items()
     }
@@ -620,8 +640,8 @@ async def soak(t: Target) -> Outcome:
         return Outcome(
             "failed",
             evidence,
-            f"the soak found {what}: find what keeps memory, descriptors, connections or "
-            "store rows per task, then soak again (docs/chaos.md)",
+            f"the soak found {what}: find what keeps memory, descriptors, threads, "
+            "connections or store rows per task, then soak again (docs/chaos.md)",
             measured,
         )
     if not wiring["soak_rule_fires_on_a_growing_series"] or wiring["node_rule"] is None:

@@ -1,4 +1,4 @@
-"""Helpdesk variants for SE-1, SE-4 and LC-3 with their mechanism switched off.
+"""Helpdesk variants for SE-1, SE-4 and LC-3 with their mechanism switched off (or a leak).
 
 Imported by the agent processes too (they load the app by reference).
 ``STALWART_TEST_UNENFORCED`` holds the test process's pid: in every *other*
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from typing import Any
 
 from examples.helpdesk.app import RESOLVER, TRIAGE, triage
@@ -19,7 +20,7 @@ from stalwart.agent import TaskContext
 from stalwart.guard import Budget
 from stalwart.llm import Provider
 
-__all__ = ["leaky", "plain_key_no_budget", "unenforced"]
+__all__ = ["leaky", "plain_key_no_budget", "thread_leaky", "unenforced"]
 
 # built at import, so that no literal key sits in this file: SE-1 must catch it in the
 # app's configuration, where a provider's key is a value instead of a secret reference
@@ -66,3 +67,20 @@ leaky = dataclasses.replace(
     agents=[dataclasses.replace(TRIAGE, fn=_leaky_triage), RESOLVER],
 )
 """The helpdesk whose triage agent keeps 1 MiB per ticket: a leak LC-3 must flag."""
+
+
+_never = threading.Event()  # never set: a thread waiting on it never exits
+
+
+async def _thread_leaky_triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
+    # a thread per ticket that never exits: unbounded growth, unlike a pool that fills up
+    threading.Thread(target=_never.wait, daemon=True, name="leaked").start()
+    return await triage(ctx, ticket)
+
+
+thread_leaky = dataclasses.replace(
+    helpdesk,
+    agents=[dataclasses.replace(TRIAGE, fn=_thread_leaky_triage), RESOLVER],
+)
+"""The helpdesk whose triage agent starts a thread per ticket that never exits: LC-3's
+plateau test on threads must still flag it."""

@@ -82,6 +82,24 @@ async def test_a_leaking_app_fails_the_soak(tmp_path, monkeypatch):
     assert "growth in" in lc3["remediation"]
 
 
+@pytest.mark.slow
+async def test_a_thread_per_task_that_never_exits_fails_the_soak(tmp_path, monkeypatch):
+    # threads are judged by the plateau test (a pool that fills up and levels off passes);
+    # a thread per ticket still climbs in the soak's later half, so it is flagged
+    monkeypatch.setenv("STALWART_VERIFY_SOAK_S", "12")
+    report = await run_verify(
+        "tests.integration.verify.security_apps:thread_leaky", tmp_path, only=["LC-3"]
+    )
+    lc3 = items(report)["LC-3"]
+    assert lc3["status"] == "failed", lc3
+    assert "triage.threads" in lc3["evidence"]["flagged"]
+    threads = lc3["evidence"]["trends"]["triage.threads"]
+    assert threads["growing"] and not threads["settled"]
+    assert threads["later_half"]["ci"][0] > 0  # still climbing at the end
+    assert threads["later_half"]["growth"] > threads["later_half"]["allowed"]
+    assert "growth in" in lc3["remediation"]
+
+
 def test_settings_come_from_the_environment() -> None:
     s = LoadSettings.from_env({"STALWART_VERIFY_SOAK_S": "24h", "STALWART_VERIFY_LOAD_S": "1m"})
     assert s.soak_s == 86400 and s.load_s == 60 and s.chaos_s == LoadSettings().chaos_s

@@ -106,3 +106,75 @@ def test_a_growing_series_raises_the_soak_growth_alert_and_a_flat_one_does_not()
     }
     assert all(a["labels"]["series"] == "node.rss_mb" for a in alerts)  # only the growing one
     assert raise_alerts({"node.fds": {"growing": False}}) == []
+
+
+# -- the plateau test (threads): bounded lazy growth passes, a leak fails -------------------
+
+THREADS = Tolerance(absolute=4.0, plateau=True)
+WINDOW = [11.0 + i for i in range(35)]  # a 45 s soak's window past its 25 % warm-up
+
+
+def test_a_lazy_pool_that_fills_up_and_levels_off_passes():
+    # 5 threads, then a worker per new concurrency peak up to 12 (7 more: past the 4 allowed
+    # over the window), then flat, with anyio's idle workers pruned and respawned as noise
+    rng = random.Random(3)
+    pool = [min(12, 5 + int((x - 11) / 2)) - (rng.random() < 0.3) * rng.randint(0, 2)
+            for x in WINDOW]  # fmt: skip
+    trend = fit_trend(WINDOW, pool, THREADS)
+    assert trend.significant and trend.growth > trend.allowed  # the old verdict: growing
+    assert trend.tail is not None and not trend.tail.growing  # the later half is flat
+    assert not trend.growing and trend.settled
+
+
+def test_one_thread_per_task_that_never_exits_fails():
+    per_task = [5.0 + 5 * (x - 11) for x in WINDOW]  # 5 tasks/s, a thread each
+    trend = fit_trend(WINDOW, per_task, THREADS)
+    assert trend.growing and not trend.settled
+    assert trend.tail is not None and trend.tail.slope == pytest.approx(5.0)
+
+
+def test_a_slow_thread_leak_fails_like_any_slow_leak():
+    # a thread every 6 s (one per 30 tasks at 5 tasks/s): 5.6 over the window, 4 allowed;
+    # the later half climbs at the same rate, so the plateau test does not excuse it
+    slow = [5.0 + int((x - 11) / 6) for x in WINDOW]
+    trend = fit_trend(WINDOW, slow, THREADS)
+    assert trend.growing
+    assert trend.tail is not None and trend.tail.low > 0
+    assert trend.tail.growth > trend.tail.allowed  # 0.16/s kept over 34 s: 5.6 > 4
+
+
+def test_a_pool_still_filling_in_the_later_half_is_flagged_until_it_levels_off():
+    # a soak too short for the pool to reach its bound cannot tell it from a leak
+    filling = [5.0 + int((x - 11) / 3) for x in WINDOW]
+    assert fit_trend(WINDOW, filling, THREADS).growing
+    longer = [11.0 + i for i in range(200)]  # the same pool in a longer soak: full at 50
+    assert not fit_trend(longer, [min(18.0, 5 + int((x - 11) / 3)) for x in longer],
+                         THREADS).growing  # fmt: skip
+
+
+def test_the_plateau_test_needs_three_later_samples_else_the_whole_window_decides():
+    xs = [0.0, 1.0, 2.0, 3.0]  # the later half (x >= 1.5) has 2 samples
+    trend = fit_trend(xs, [0.0, 10.0, 20.0, 30.0], THREADS)
+    assert trend.tail is not None and trend.tail.n == 2
+    assert trend.growing
+
+
+def test_only_plateau_metrics_are_excused_memory_that_grew_and_stayed_is_not():
+    grew_then_flat = [min(12.0, 5 + (x - 11) / 2) for x in WINDOW]
+    assert fit_trend(WINDOW, grew_then_flat, Tolerance(absolute=4.0)).growing
+    assert fit_trend(WINDOW, grew_then_flat, Tolerance(absolute=4.0)).tail is None
+    assert not fit_trend(WINDOW, grew_then_flat, THREADS).growing
+
+
+def test_soak_trends_judge_threads_by_the_plateau_test():
+    samples = [
+        {"t": float(i), "values": {
+            "support.threads": float(min(14, 2 + i // 2)),  # a pool: full by 24 s
+            "node.threads": float(4 + i // 4),  # a leak: one more every 4 s
+        }}
+        for i in range(46)
+    ]  # fmt: skip
+    fitted = trends(samples, warmup=0.25)
+    pool, leak = fitted["support.threads"], fitted["node.threads"]
+    assert not pool["growing"] and pool["settled"] and pool["tail"]["slope"] == 0.0
+    assert leak["growing"] and not leak["settled"] and leak["tail"]["low"] > 0
