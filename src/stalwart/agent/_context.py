@@ -15,7 +15,13 @@ import msgspec
 from stalwart.agent._guarded import guarded
 from stalwart.agent._handover import HandOvers
 from stalwart.durable import Context, Joined
-from stalwart.errors import BadModelResponse, ConfigError, OutcomeUnknown, StalwartError
+from stalwart.errors import (
+    BadModelResponse,
+    ConfigError,
+    OutcomeUnknown,
+    StalwartError,
+    StoreError,
+)
 from stalwart.guard import (
     ApprovalQueue,
     Principal,
@@ -574,6 +580,14 @@ class TaskContext:
                     error=f"the outcome of {name} is unknown (the agent stopped mid-call); "
                     "it was not repeated to avoid a duplicate",
                 )  # fmt: skip
+            except StoreError:
+                # The ledger could not record the call (the store is down or full, or the
+                # lease is gone): the task's own durability failed, not the tool. Told to
+                # the model as a tool error, the run went on without its record (a model
+                # then answered "Refunded" for a refund the ledger never saw; verify's
+                # LC-2 on a full disk); raised, the task stops and is retried, and the
+                # ledger's record of a started call decides on resume.
+                raise
             except StalwartError as exc:
                 return ToolResult(name, "error", error=str(exc))
         else:

@@ -169,3 +169,39 @@ async def test_a_tool_outside_the_granted_scopes_is_refused_even_when_the_model_
     assert all(e["tool"] == "refund" and "payments:write" in e["reason"] for e in denied)
     assert outcome["status"] == "stopped_by_limit"
     assert sim.world.tools.report()["requests"].get("payments", 0) == 0
+
+
+async def test_a_side_effect_the_ledger_cannot_record_stops_the_task(sim, store):
+    """The ledger's record of a refund cannot be written (another runner took the task
+    over while the call was in flight): the task stops with the store's error. The model
+    is not handed that error as the tool's answer, so it cannot go on to say the refund
+    was made (verify's LC-2 found one that did, on a full disk)."""
+    from stalwart.errors import LeaseLost
+
+    calls: list[int] = []
+
+    @tool(name="refund", scopes=["payments:write"], side_effect=True, deduplicates=True)
+    async def taken_over(order_id: int, amount_cents: int, idempotency_key: str) -> dict[str, Any]:
+        """Refund part or all of an order."""
+        calls.append(order_id)
+        running = await store.list_tasks(status="running")
+        assert len(running) == 1
+        assert await store.acquire("thief", 30.0, task_id=running[0].id, force=True)
+        return {"refunded": amount_cents}
+
+    agent = dataclasses.replace(
+        RESOLVER,
+        tools=[taken_over if t.name == "refund" else t for t in RESOLVER.tools],
+    )
+    inline = Inline(sim, store, agent)
+    try:
+        with pytest.raises(LeaseLost):
+            await asyncio.wait_for(inline.run({"text": REFUND_TICKET}), 60)
+    finally:
+        await inline.close()
+    assert calls == [4242]
+    # nothing after the refund ran: the model was not asked again (with the store's error
+    # as the refund's answer), and no e-mail told the customer it was made
+    # (two calls: the look-up, then the refund; a third would carry the error)
+    assert sim.world.stats["strong:requests"] == 2
+    assert sim.world.tools.report()["deliveries"]["email"] == {}
