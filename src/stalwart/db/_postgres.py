@@ -17,6 +17,16 @@ it off for these sessions (a server crash may lose the last commits; never
 corrupts). A batch made only of *lazy* writes (``write(..., lazy=True)``) commits with
 ``synchronous_commit = off`` at "full" too: the server's next synchronous commit, later
 in its WAL, flushes it.
+
+Locks: a write may name an advisory lock (``write(..., lock=id)``); its batch takes the
+locks of all its writes first, in ascending order, then runs the programs -- so a batch
+waiting for such a lock holds no row lock yet, and two batches never wait on each other
+through one.
+
+Both or neither, per write: a program that raises after it changed rows (a joined write
+whose second half refused) rolls back the whole batch; it gets its error, the batch's
+other writes did not commit and run again. One that raises having changed nothing
+(a fence that found the lease lost) leaves the transaction to the others.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from stalwart.config import Timeouts
@@ -49,8 +60,9 @@ _log = get_logger("stalwart.db.postgres")
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 _CONNECTION_WAIT = 2.0
 """Longest wait for a pooled connection before the operation retries (within its deadline)."""
-_Item = tuple[Callable[..., Program[Any]], Sequence[Any], asyncio.Future[Any], bool]
-"""A queued program, its arguments, the future to resolve, lazy."""
+_Item = tuple[Callable[..., Program[Any]], Sequence[Any], asyncio.Future[Any], bool, int | None]
+"""A queued program, its arguments, the future to resolve, lazy, its advisory lock."""
+_CHANGES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
 
 
 class _Retry(Exception):
@@ -59,6 +71,16 @@ class _Retry(Exception):
     def __init__(self, cause: StoreError) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class _Undo(Exception):
+    """Internal: the ``index``-th program of a batch raised ``error`` after changing rows;
+    the batch must roll back (committing would keep half of that program's write)."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
 
 
 def map_pg_error(exc: BaseException, where: str) -> StoreError:
@@ -70,8 +92,14 @@ def map_pg_error(exc: BaseException, where: str) -> StoreError:
     return StoreError(f"PostgreSQL store {where}: {type(exc).__name__}: {exc}")
 
 
-async def drive_async(conn: Conn, fn: Callable[..., Program[T]], args: Sequence[Any]) -> T:
-    """Run a program to its end on a psycopg connection (inside its transaction)."""
+async def drive_async(
+    conn: Conn,
+    fn: Callable[..., Program[T]],
+    args: Sequence[Any],
+    changed: list[bool] | None = None,
+) -> T:
+    """Run a program to its end on a psycopg connection (inside its transaction).
+    ``changed``: its one item is set True once a statement changed a row."""
     program = fn(*args)
     try:
         sql, params = next(program)
@@ -81,6 +109,8 @@ async def drive_async(conn: Conn, fn: Callable[..., Program[T]], args: Sequence[
             else:
                 cur = await conn.execute(pg_sql(sql, False))
             rows = await cur.fetchall() if cur.description is not None else []
+            if changed is not None and cur.rowcount > 0:
+                changed[0] = changed[0] or (cur.statusmessage or "").split(" ", 1)[0] in _CHANGES
             sql, params = program.send(Result(rows, cur.rowcount))
     except StopIteration as stop:
         value: T = stop.value
@@ -197,7 +227,7 @@ class PostgresDatabase(Database):
             for task in pending:
                 task.cancel()
         self._flushers = []
-        for _, _, fut, _ in self._queue:
+        for _, _, fut, _, _ in self._queue:
             if not fut.done():
                 fut.set_exception(StoreError(f"PostgreSQL store {self.url} is closed"))
         self._queue.clear()
@@ -263,6 +293,7 @@ class PostgresDatabase(Database):
         *args: Any,
         timeout: float | None = None,
         lazy: bool = False,
+        lock: int | None = None,
     ) -> T:
         if self._pool is None or self._wake is None:
             raise StoreError(f"PostgreSQL store {self.url} is not open; call `await store.open()`")
@@ -270,7 +301,7 @@ class PostgresDatabase(Database):
 
         async def attempt(_remaining: float) -> Any:
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.append((fn, args, fut, lazy))
+            self._queue.append((fn, args, fut, lazy, lock))
             wake.set()
             return await fut
 
@@ -302,12 +333,20 @@ class PostgresDatabase(Database):
                     if self.durability == "full" and all(item[3] for item in batch):
                         # lazy only: the server's next synchronous commit flushes it
                         await conn.execute("SET LOCAL synchronous_commit = off")
-                    for fn, args, fut, _lazy in batch:
+                    # every lock first, in one order: no batch waits for one while it
+                    # holds a row lock (or a lower lock) that the holder needs
+                    for lock in sorted({item[4] for item in batch if item[4] is not None}):
+                        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+                    for fn, args, fut, _lazy, _lock in batch:
+                        changed = [False]
                         try:
-                            results.append((fut, True, await drive_async(conn, fn, args)))
+                            value = await drive_async(conn, fn, args, changed)
+                            results.append((fut, True, value))
                         except psycopg.Error:
                             raise
                         except Exception as exc:
+                            if changed[0]:  # half of its write is in: none of it may be
+                                raise _Undo(len(results), exc) from exc
                             # Our own checks (LeaseLost...), raised after statements
                             # that changed nothing: the transaction stays valid.
                             results.append((fut, False, exc))
@@ -323,9 +362,16 @@ class PostgresDatabase(Database):
             if committing:
                 # The COMMIT may or may not have reached the server: never run it again.
                 unknown = StoreUnavailable(f"{err} (during commit: the outcome is unknown)")
-                results = [(fut, False, unknown) for _, _, fut, _ in batch]
+                results = [(fut, False, unknown) for _, _, fut, _, _ in batch]
             else:
-                results = [(fut, False, _Retry(err)) for _, _, fut, _ in batch]
+                results = [(fut, False, _Retry(err)) for _, _, fut, _, _ in batch]
+        except _Undo as undo:
+            # rolled back: the program that raised gets its error, the others run again
+            again = StoreError(f"PostgreSQL store {self.url}: rolled back with a failed write")
+            results = [
+                (fut, False, undo.error if i == undo.index else _Retry(again))
+                for i, (_, _, fut, _, _) in enumerate(batch)
+            ]
         except psycopg.Error as exc:
             # One program's statement failed and aborted the transaction: that program
             # gets the error; the others did not commit and run again.
@@ -333,10 +379,10 @@ class PostgresDatabase(Database):
             err = map_pg_error(exc, self.url)
             results = [
                 (fut, False, err if i == culprit else _Retry(err))
-                for i, (_, _, fut, _) in enumerate(batch)
+                for i, (_, _, fut, _, _) in enumerate(batch)
             ]
         except StoreError as exc:
-            results = [(fut, False, _Retry(exc)) for _, _, fut, _ in batch]
+            results = [(fut, False, _Retry(exc)) for _, _, fut, _, _ in batch]
         _metrics.COMMIT_BATCH.observe(len(batch))
         _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         for fut, ok, value in results:
@@ -346,6 +392,21 @@ class PostgresDatabase(Database):
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+
+    def holds(self, url: str) -> bool:
+        # The same connection parameters but the password (which may differ in spelling
+        # only): any other difference -- host, port, database, user, options such as a
+        # search_path -- may be another database, or other tables, so it does not join.
+        if self.readonly or not url.startswith(("postgresql://", "postgres://")):
+            return False
+        try:
+            mine = conninfo_to_dict(self.url_with_credentials)
+            theirs = conninfo_to_dict(url)
+        except psycopg.Error:
+            return False
+        mine.pop("password", None)
+        theirs.pop("password", None)
+        return mine == theirs
 
     # -- reads and migrations -------------------------------------------------------------
     async def read(
