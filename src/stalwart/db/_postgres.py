@@ -21,7 +21,8 @@ in its WAL, flushes it.
 Locks: a write may name an advisory lock (``write(..., lock=id)``); its batch takes the
 locks of all its writes first, in ascending order, then runs the programs -- so a batch
 waiting for such a lock holds no row lock yet, and two batches never wait on each other
-through one.
+through one. Writes with a lock and writes without are batched apart, so the latter never
+wait for a lock that is not theirs.
 
 Both or neither, per write: a program that raises after it changed rows (a joined write
 whose second half refused) rolls back the whole batch; it gets its error, the batch's
@@ -317,11 +318,26 @@ class PostgresDatabase(Database):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
+            batch = self._take()
             if self._queue:
                 self._wake.set()  # let another flusher start on the rest
             await self._commit(batch)
+
+    def _take(self) -> list[_Item]:
+        """The next batch: queued writes that name an advisory lock, or those that do
+        not, whichever the oldest does (in order, at most ``max_batch``). A batch with a
+        lock may wait for it, through its commit's flush: the other flusher meanwhile
+        commits what waits for no lock, instead of holding it behind the lock."""
+        locked = self._queue[0][4] is not None
+        batch: list[_Item] = []
+        rest: list[_Item] = []
+        for item in self._queue:
+            if (item[4] is not None) == locked and len(batch) < self._max_batch:
+                batch.append(item)
+            else:
+                rest.append(item)
+        self._queue[:] = rest  # in place: write() appends to this very list
+        return batch
 
     async def _commit(self, batch: list[_Item]) -> None:
         started = time.perf_counter()
