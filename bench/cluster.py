@@ -13,6 +13,8 @@ Writes ``bench/results/cluster.json``:
   psutil) of each process tree before and after, reaped children's included (a process
   that exits mid-run keeps its time in its parent's ``cutime``/``cstime``), summed, and
   ``cpu_ms_per_ticket_by_node_<n>``: the node and agents of each node apart;
+- ``failed_<n>``: tickets that did not succeed at that point (a count that fell because
+  tasks failed early would say so here);
 - ``pg_transactions_per_ticket_<n>``: transactions of the run's database
   (``pg_stat_database.xact_commit + xact_rollback``) per ticket, the driver's own
   polling reads taken out (target: at most 15);
@@ -351,6 +353,7 @@ async def pause(tickets: list[dict[str, Any]], sim_url: str) -> dict[str, Any]:
 
 
 POINT_KEYS = (
+    "failed",
     "tasks_per_s",
     "postgres_cpu_share",
     "cpu_ms_per_ticket",

@@ -65,7 +65,9 @@ LAZY_MODEL_RECORDS = True
 """A model call's journal record (and its spend settlement) is a lazy commit: not
 fsynced on its own, made durable by the next ordinary commit, which every side effect,
 approval, sub-task and result makes before it is visible (``docs/durable.md``, *What
-``full`` guarantees*). False fsyncs each on its own (the benches compare the two)."""
+``full`` guarantees*). False fsyncs each on its own (the benches compare the two). On
+PostgreSQL a record that carries a spend settlement commits as an ordinary one
+(:meth:`stalwart.durable.Store.joins_lazily`)."""
 
 
 RESERVE_AHEAD = True
@@ -290,10 +292,11 @@ class TaskContext:
 
         ``reserve_next`` (the agent loop): a reply that asks for tools will be followed by
         another model call, so its budget reservation is taken now, in the transaction
-        that settles this one (when the spend ledger shares the store's file). That
-        commit is lazy; the tool calls' ordinary commits make it durable before the next
-        call is sent, which then needs no commit of its own (it reserves as usual when
-        its prompt outgrew the reservation, or when no ordinary commit came between).
+        that settles this one (when the spend ledger shares the store's database). On
+        SQLite that commit is lazy; the tool calls' ordinary commits make it durable
+        before the next call is sent, which then needs no commit of its own (it reserves
+        as usual when its prompt outgrew the reservation, or when no ordinary commit came
+        between). On PostgreSQL it is an ordinary commit, durable at once.
         Call :meth:`release_ahead` when the loop ends. ``final_tools``: tools whose call
         ends the caller's loop (a framework's output tool): a reply calling one takes no
         reservation ahead, as one calling no tool takes none."""
@@ -381,7 +384,9 @@ class TaskContext:
 
         ledger = self.resources.ledger
         # The settle joins the call's journal entry in one transaction when the ledger
-        # lives in the store's SQLite file (one commit per model step, not two). Safe:
+        # lives in the store's database -- its SQLite file, or its PostgreSQL database,
+        # where the transaction takes the ledger's advisory lock first and commits
+        # synchronously (Store.joins_lazily) -- one commit per model step, not two. Safe:
         # both or neither commit. Neither (a crash before the commit) is the state of a
         # call that was never journaled: the task's process died, so the node charges
         # the reservation its worst case (charge_holder), and the resumed task calls
@@ -416,9 +421,9 @@ class TaskContext:
                     reservation, cost, tokens, budget, agent=self.resources.agent,
                     task_id=self.task_id, amount_usd=amount,
                 )  # fmt: skip
-                return Joined(both, args)
+                return Joined(both, args, ledger.lock)
             fn, args = ledger.settle_program(reservation, cost, tokens)
-            return Joined(fn, args)
+            return Joined(fn, args, ledger.lock)
 
         try:
             reply: dict[str, Any]

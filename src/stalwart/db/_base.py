@@ -61,8 +61,17 @@ class Database(abc.ABC):
         *args: Any,
         timeout: float | None = None,
         lazy: bool = False,
+        lock: int | None = None,
     ) -> T:
         """Run ``fn(*args)`` in the next group commit; returns its value once committed.
+
+        ``lock`` (PostgreSQL): a transaction-scoped advisory lock held for the commit that
+        takes the program, the same lock id :meth:`BlockingDatabase.run` takes -- so the
+        program runs one at a time with every other transaction holding it, across
+        processes and nodes. A batch takes its programs' locks first, in ascending order,
+        before any statement: a transaction waiting for one holds no row lock another
+        holder could be waiting for. On SQLite every transaction holds the file's write
+        lock already.
 
         ``lazy``: committed (a process kill cannot lose it) but not flushed to disk on
         its own at ``full`` durability -- the next ordinary commit of the database, which
@@ -70,6 +79,12 @@ class Database(abc.ABC):
         written in order; PostgreSQL: ``synchronous_commit = off`` for the transaction).
         Only for a write that may be lost to an OS crash as long as nothing durable
         depends on it (``docs/durable.md``, *What ``full`` guarantees*)."""
+
+    def holds(self, url: str) -> bool:
+        """Whether ``url`` names this very database (and this one takes writes), so that
+        a program written for the database of ``url`` may run in this one's
+        transactions. False when unsure: the caller then writes through its own."""
+        return False
 
     @abc.abstractmethod
     async def read(

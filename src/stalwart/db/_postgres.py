@@ -27,6 +27,16 @@ it off for these sessions (a server crash may lose the last commits; never
 corrupts). A batch made only of *lazy* writes (``write(..., lazy=True)``) commits with
 ``synchronous_commit = off`` at "full" too: the server's next synchronous commit, later
 in its WAL, flushes it.
+Locks: a write may name an advisory lock (``write(..., lock=id)``); its batch takes the
+locks of all its writes first, in ascending order, then runs the programs -- so a batch
+waiting for such a lock holds no row lock yet, and two batches never wait on each other
+through one. Writes with a lock and writes without are batched apart, so the latter never
+wait for a lock that is not theirs.
+
+Both or neither, per write: a program that raises after it changed rows (a joined write
+whose second half refused) rolls back the whole batch; it gets its error, the batch's
+other writes did not commit and run again. One that raises having changed nothing
+(a fence that found the lease lost) leaves the transaction to the others.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from stalwart.config import Timeouts
@@ -59,8 +70,9 @@ _log = get_logger("stalwart.db.postgres")
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 _CONNECTION_WAIT = 2.0
 """Longest wait for a pooled connection before the operation retries (within its deadline)."""
-_Item = tuple[Callable[..., Program[Any]], Sequence[Any], asyncio.Future[Any], bool]
-"""A queued program, its arguments, the future to resolve, lazy."""
+_Item = tuple[Callable[..., Program[Any]], Sequence[Any], asyncio.Future[Any], bool, int | None]
+"""A queued program, its arguments, the future to resolve, lazy, its advisory lock."""
+_CHANGES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
 
 
 class _Retry(Exception):
@@ -69,6 +81,16 @@ class _Retry(Exception):
     def __init__(self, cause: StoreError) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class _Undo(Exception):
+    """Internal: the ``index``-th program of a batch raised ``error`` after changing rows;
+    the batch must roll back (committing would keep half of that program's write)."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
 
 
 def map_pg_error(exc: BaseException, where: str) -> StoreError:
@@ -80,9 +102,15 @@ def map_pg_error(exc: BaseException, where: str) -> StoreError:
     return StoreError(f"PostgreSQL store {where}: {type(exc).__name__}: {exc}")
 
 
-async def drive_async(conn: Conn, fn: Callable[..., Program[T]], args: Sequence[Any]) -> T:
+async def drive_async(
+    conn: Conn,
+    fn: Callable[..., Program[T]],
+    args: Sequence[Any],
+    changed: list[bool] | None = None,
+) -> T:
     """Run a program to its end on a psycopg connection (inside its transaction, or, on
-    an autocommit connection outside one, each statement a transaction of its own)."""
+    an autocommit connection outside one, each statement a transaction of its own).
+    ``changed``: its one item is set True once a statement changed a row."""
     program = fn(*args)
     try:
         sql, params = next(program)
@@ -91,6 +119,8 @@ async def drive_async(conn: Conn, fn: Callable[..., Program[T]], args: Sequence[
                 cur = await conn.execute(pg_sql(sql, True), tuple(params))
             else:
                 cur = await conn.execute(pg_sql(sql, False))
+            if changed is not None and cur.rowcount > 0:
+                changed[0] = changed[0] or (cur.statusmessage or "").split(" ", 1)[0] in _CHANGES
             rows = await cur.fetchall() if cur.description is not None else []
             sql, params = program.send(Result(rows, cur.rowcount))
     except StopIteration as stop:
@@ -212,7 +242,7 @@ class PostgresDatabase(Database):
             for task in pending:
                 task.cancel()
         self._flushers = []
-        for _, _, fut, _ in self._queue:
+        for _, _, fut, _, _ in self._queue:
             if not fut.done():
                 fut.set_exception(StoreError(f"PostgreSQL store {self.url} is closed"))
         self._queue.clear()
@@ -278,13 +308,14 @@ class PostgresDatabase(Database):
         *args: Any,
         timeout: float | None = None,
         lazy: bool = False,
+        lock: int | None = None,
     ) -> T:
         if self._pool is None:
             raise StoreError(f"PostgreSQL store {self.url} is not open; call `await store.open()`")
 
         async def attempt(_remaining: float) -> Any:
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._queue.append((fn, args, fut, lazy))
+            self._queue.append((fn, args, fut, lazy, lock))
             self._wake_one()
             return await fut
 
@@ -313,15 +344,36 @@ class PostgresDatabase(Database):
                     if idle in self._idle:  # cancelled while idle (close's last resort)
                         self._idle.remove(idle)
                 continue
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
+            batch = self._take()
             if self._queue:
                 self._wake_one()  # let another flusher start on the rest
             await self._commit(batch)
 
+    def _take(self) -> list[_Item]:
+        """The next batch: queued writes that name an advisory lock, or those that do
+        not, whichever the oldest does (in order, at most ``max_batch``). A batch with a
+        lock may wait for it, through its commit's flush: the other flusher meanwhile
+        commits what waits for no lock, instead of holding it behind the lock."""
+        locked = self._queue[0][4] is not None
+        batch: list[_Item] = []
+        rest: list[_Item] = []
+        for item in self._queue:
+            if (item[4] is not None) == locked and len(batch) < self._max_batch:
+                batch.append(item)
+            else:
+                rest.append(item)
+        self._queue[:] = rest  # in place: write() appends to this very list
+        return batch
+
     async def _commit(self, batch: list[_Item]) -> None:
         started = time.perf_counter()
-        if len(batch) == 1 and is_one_write(batch[0][0]) and not batch[0][3]:
+        # (a write naming a lock is never alone: its lock is taken in a transaction)
+        if (
+            len(batch) == 1
+            and is_one_write(batch[0][0])
+            and not batch[0][3]
+            and batch[0][4] is None
+        ):
             await self._commit_alone(batch[0])
         else:
             await self._commit_batch(batch)
@@ -339,7 +391,7 @@ class PostgresDatabase(Database):
         write when run again (:func:`~stalwart.db._program.one_write`), so it is
         retried like a write that never reached the server.
         """
-        fn, args, fut, _lazy = item
+        fn, args, fut, _lazy, _lock = item
         outcome: tuple[bool, Any]
         try:
             async with self._connection(self.timeout) as conn:
@@ -370,12 +422,20 @@ class PostgresDatabase(Database):
                 if self.durability == "full" and all(item[3] for item in batch):
                     # lazy only: the server's next synchronous commit flushes it
                     await conn.execute("SET LOCAL synchronous_commit = off")
-                for fn, args, fut, _lazy in batch:
+                # every lock first, in one order: no batch waits for one while it
+                # holds a row lock (or a lower lock) that the holder needs
+                for lock in sorted({item[4] for item in batch if item[4] is not None}):
+                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+                for fn, args, fut, _lazy, _lock in batch:
+                    changed = [False]
                     try:
-                        results.append((fut, True, await drive_async(conn, fn, args)))
+                        value = await drive_async(conn, fn, args, changed)
+                        results.append((fut, True, value))
                     except psycopg.Error:
                         raise
                     except Exception as exc:
+                        if changed[0]:  # half of its write is in: none of it may be
+                            raise _Undo(len(results), exc) from exc
                         # Our own checks (LeaseLost...), raised after statements
                         # that changed nothing: the transaction stays valid.
                         results.append((fut, False, exc))
@@ -386,9 +446,16 @@ class PostgresDatabase(Database):
             if committing:
                 # The COMMIT may or may not have reached the server: never run it again.
                 unknown = StoreUnavailable(f"{err} (during commit: the outcome is unknown)")
-                results = [(fut, False, unknown) for _, _, fut, _ in batch]
+                results = [(fut, False, unknown) for _, _, fut, _, _ in batch]
             else:
-                results = [(fut, False, _Retry(err)) for _, _, fut, _ in batch]
+                results = [(fut, False, _Retry(err)) for _, _, fut, _, _ in batch]
+        except _Undo as undo:
+            # rolled back: the program that raised gets its error, the others run again
+            again = StoreError(f"PostgreSQL store {self.url}: rolled back with a failed write")
+            results = [
+                (fut, False, undo.error if i == undo.index else _Retry(again))
+                for i, (_, _, fut, _, _) in enumerate(batch)
+            ]
         except psycopg.Error as exc:
             # One program's statement failed and aborted the transaction: that program
             # gets the error; the others did not commit and run again.
@@ -396,10 +463,10 @@ class PostgresDatabase(Database):
             err = map_pg_error(exc, self.url)
             results = [
                 (fut, False, err if i == culprit else _Retry(err))
-                for i, (_, _, fut, _) in enumerate(batch)
+                for i, (_, _, fut, _, _) in enumerate(batch)
             ]
         except StoreError as exc:
-            results = [(fut, False, _Retry(exc)) for _, _, fut, _ in batch]
+            results = [(fut, False, _Retry(exc)) for _, _, fut, _, _ in batch]
         for fut, ok, value in results:
             if fut.done():
                 continue
@@ -407,6 +474,21 @@ class PostgresDatabase(Database):
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+
+    def holds(self, url: str) -> bool:
+        # The same connection parameters but the password (which may differ in spelling
+        # only): any other difference -- host, port, database, user, options such as a
+        # search_path -- may be another database, or other tables, so it does not join.
+        if self.readonly or not url.startswith(("postgresql://", "postgres://")):
+            return False
+        try:
+            mine = conninfo_to_dict(self.url_with_credentials)
+            theirs = conninfo_to_dict(url)
+        except psycopg.Error:
+            return False
+        mine.pop("password", None)
+        theirs.pop("password", None)
+        return mine == theirs
 
     # -- reads and migrations -------------------------------------------------------------
     async def read(

@@ -600,9 +600,17 @@ class SQLiteDatabase(Database):
         *args: Any,
         timeout: float | None = None,
         lazy: bool = False,
+        lock: int | None = None,
     ) -> T:
+        # ``lock`` needs nothing here: every batch runs under the file's write lock
         value: T = await self._submit(lambda conn: drive_sync(conn, fn, args), timeout, lazy)
         return value
+
+    def holds(self, url: str) -> bool:
+        if self.readonly or str(self.path) == ":memory:" or not url.startswith("sqlite:///"):
+            return False
+        theirs = url.removeprefix("sqlite:///")
+        return os.path.realpath(self.path) == os.path.realpath(theirs)
 
     async def read(
         self, fn: Callable[..., Program[T]], *args: Any, timeout: float | None = None

@@ -167,6 +167,9 @@ class Context:
             joined = None
         else:
             joined = await self._store.append(self._lease, (entry,), also=also, lazy=lazy)
+            # a joined write commits synchronously where the database could lose a lazy
+            # commit while this process lives on (Store.joins_lazily)
+            lazy = lazy and (also is None or self._store.joins_lazily())
         self.committed(lazy=lazy)
         self.executed_steps += 1
         _EXECUTED[kind].inc()
@@ -216,7 +219,8 @@ class Context:
         after a crash just before it; nothing committed after it can outlive it (one
         log, written in order). For a step that may run twice but must not be paid an
         fsync for each time (a model call: ``docs/durable.md``, *What ``full``
-        guarantees*)."""
+        guarantees*). A step with a joined write commits as an ordinary one where the
+        store does not join lazily (:meth:`Store.joins_lazily`: PostgreSQL)."""
         return await self._step(name, fn, (), {}, join, lazy=redone_if_lost)
 
     async def _step(

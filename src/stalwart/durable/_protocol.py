@@ -182,6 +182,10 @@ class Joined:
 
     program: Callable[..., Any]
     args: tuple[Any, ...] = ()
+    lock: int | None = None
+    """An advisory lock id the program must hold for its transaction (PostgreSQL: the
+    lock its component's own exclusive transactions take, such as the spend ledger's),
+    so it runs one at a time with them across processes and nodes."""
 
 
 @runtime_checkable
@@ -402,12 +406,24 @@ class Store(Protocol):
         durable against an OS crash only by the next ordinary commit of the database,
         which follows it in the log (the database kernel's lazy write): for a record
         that is redone when lost, such as a model call's (``docs/durable.md``, *What
-        ``full`` guarantees*)."""
+        ``full`` guarantees*). Ignored with ``also`` unless :meth:`joins_lazily`."""
         ...
 
     def joins(self, url: str) -> bool:
         """Whether a write to the database of ``url`` can join this store's transactions
-        (:meth:`append`'s ``also``): the same SQLite file, written by one writer."""
+        (:meth:`append`'s ``also``): the same SQLite file, or the same PostgreSQL
+        database (host, port, database, user and options alike)."""
+        ...
+
+    def joins_lazily(self) -> bool:
+        """Whether a joined write may ride on a lazy commit (:meth:`append`'s ``lazy``).
+
+        Only where a lazy commit can be lost only together with the process that made
+        it: SQLite (an OS crash ends both; the resumed task starts from what the file
+        kept). A PostgreSQL server can lose its last asynchronous commits (a crash, a
+        failover) while the writer lives on, believing them -- harmless for a record
+        that is redone when lost, not for another component's bookkeeping (a budget
+        settled, a reservation taken), so a joined write commits synchronously there."""
         ...
 
     async def load(self, task_id: str) -> tuple[JournalLoad, dict[int, EffectRecord]]:

@@ -9,7 +9,6 @@ each method validates and encodes its arguments, then runs one program of
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -261,7 +260,10 @@ class SQLStore:
             except CorruptRecord as exc:  # failed and reported; the others still run
                 await self._fail_corrupt_task(row, owner, str(exc))
                 continue
-            leases.append(Lease(task.id, owner, task.lease_token, expires, task))
+            # fresh at token 1, as a claim of one (see acquire): nothing of it to read
+            leases.append(
+                Lease(task.id, owner, task.lease_token, expires, task, task.lease_token == 1)
+            )
         # RETURNING gives no order: oldest first, as a claim of one at a time would
         leases.sort(key=lambda lease: (lease.task.created_at, lease.task_id))
         return leases
@@ -361,27 +363,30 @@ class SQLStore:
             (lease.task_id, e.seq, e.kind, e.name, encode_entry(lease.task_id, e), *fence)
             for e in entries
         ]
-        if also is not None and not self.joins_own():
-            raise StoreError(f"store {self.url}: a joined write needs a SQLite store")
-        if len(rows) == 1 and also is None:
-            # a step's record: a one-write program, which PostgreSQL commits alone
-            return await self._db.write(_ops.append_one, lease, rows[0], lazy=lazy)
-        return await self._db.write(_ops.append, lease, rows, also, lazy=lazy)
+        if also is None:
+            if len(rows) == 1:
+                # a step's record: a one-write program, which PostgreSQL commits alone
+                return await self._db.write(_ops.append_one, lease, rows[0], lazy=lazy)
+            return await self._db.write(_ops.append, lease, rows, None, lazy=lazy)
+        if not self.joins_own():
+            raise StoreError(f"store {self.url}: a read-only store takes no joined write")
+        lazy = lazy and self.joins_lazily()  # see Store.joins_lazily
+        return await self._db.write(_ops.append, lease, rows, also, lazy=lazy, lock=also.lock)
 
     def joins_own(self) -> bool:
-        """Whether this store's transactions can take another component's program: on
-        SQLite, every write of the file goes through one writer thread and one
-        connection, whatever component it is for."""
-        return self._db.dialect == "sqlite" and not self._db.readonly
+        """Whether this store's transactions can take another component's program: any
+        writable store (on SQLite every write of the file goes through one writer thread
+        and one connection; on PostgreSQL a program runs on the store's pooled connection
+        as any of the store's own, its lock taken with the batch's)."""
+        return not self._db.readonly
+
+    def joins_lazily(self) -> bool:
+        return self._db.dialect == "sqlite"
 
     def joins(self, url: str) -> bool:
         found = self._joins.get(url)
         if found is None:
-            found = self.joins_own() and url.startswith("sqlite:///")
-            if found:
-                mine = self.url.removeprefix("sqlite:///")
-                theirs = url.removeprefix("sqlite:///")
-                found = os.path.realpath(mine) == os.path.realpath(theirs)
+            found = self.joins_own() and self._db.holds(url)
             if len(self._joins) < 64:
                 self._joins[url] = found
         return found

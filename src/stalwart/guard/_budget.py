@@ -152,6 +152,13 @@ class SpendLedger:
         with self._lock:
             self._conn.close()
 
+    @property
+    def lock(self) -> int:
+        """The advisory lock id that serializes reservations and settles on PostgreSQL:
+        a caller committing :meth:`settle_program` or :meth:`settle_ahead_program` in a
+        transaction of its own holds it there (taken before any row lock)."""
+        return self._conn.lock
+
     def period(self) -> str:
         """Today's UTC date on the ledger's clock (the per-day counters' key)."""
         return time.strftime("%Y-%m-%d", time.gmtime(self.clock.time()))
@@ -237,8 +244,10 @@ class SpendLedger:
     ) -> tuple[Callable[..., Program[Ratios]], tuple[Any, ...]]:
         """The settle as a kernel program and its arguments, for a caller that commits it
         inside a transaction of its own on this ledger's database (the agent joins it to
-        the model call's journal entry); pass what it returns to
-        :meth:`settled`."""
+        the model call's journal entry), holding :attr:`lock` there; pass what it
+        returns to :meth:`settled`. Its commit may be asynchronous only where the
+        database cannot lose it while the caller lives on (SQLite); on PostgreSQL it is
+        synchronous, as the ledger's own (``docs/security.md``, *Budgets*)."""
         since = self.clock.time() - self.stale_after
         args = (f"{reservation.id}:", reservation.limits, actual_usd, tokens, since)
         return _settle, args
@@ -486,8 +495,12 @@ def _settle_then_reserve(
     settle_args: tuple[Any, ...],
     reserve_args: tuple[Any, ...],
 ) -> Program[tuple[Ratios, tuple[str, float, float] | Literal["wait"] | None]]:
-    """A settle and a reservation (for the next call) in one transaction."""
+    """A settle and a reservation (for the next call) in one transaction. A reservation
+    found gone (a cancelled call's charge settled it first: the task is stopping) takes
+    nothing ahead, which no next call would ever settle."""
     ratios = yield from settle(*settle_args)
+    if not ratios and settle_args[1]:  # limits, and no ratios: the reservation was gone
+        return ratios, "wait"
     refused = yield from _reserve(*reserve_args)
     return ratios, refused
 

@@ -97,6 +97,13 @@ class GuardDB:
         self._migrated = False
         self._lock = threading.Lock()
 
+    @property
+    def lock(self) -> int:
+        """The advisory lock id (PostgreSQL) of the guard's exclusive transactions: a
+        program of the guard run in another component's transaction on this database
+        (:class:`stalwart.durable.Joined`) must hold it there too."""
+        return _ADVISORY_KEY
+
     def _ready(self) -> BlockingDatabase:
         if not self._migrated:
             with self._lock:

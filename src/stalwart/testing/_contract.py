@@ -243,6 +243,35 @@ class StoreContract:
         assert sum(len(claimed) for claimed in capped) == 3
         assert len(await node_a.list_tasks(agent="resolver", status="running")) == 45
 
+    async def test_only_a_first_lease_may_say_it_is_fresh(
+        self, make_store: MakeStore, clock: FakeClock
+    ) -> None:
+        """``Lease.fresh`` lets a runner skip reading the journal: no lease after another
+        (released, expired and taken over, retried after a failure) may claim it, by
+        whichever call it was taken. (A store that cannot tell says False throughout.)"""
+        store: Store = await make_store()
+        for tid in ("t", "u", "v"):
+            await store.create_task("a", None, task_id=tid)
+        firsts = await store.acquire_many("n1/a", 10, agent="a", limit=3)
+        assert [lease.task_id for lease in firsts] == ["t", "u", "v"]
+        for lease in firsts:
+            await store.append(lease, [JournalEntry(0, "step", "s", lease.task_id)])
+        t, _u, v = firsts  # u is left to expire
+        await store.release(t)
+        await store.finish(v, "failed", "boom")
+        assert await store.retry("v")
+        clock.advance(11)  # u's lease expires
+        again = await store.acquire_many("n2/a", 10, agent="a", limit=3)
+        assert sorted(lease.task_id for lease in again) == ["t", "u", "v"]
+        assert not any(lease.fresh for lease in again)
+        for lease in again:
+            assert [e.value for e in (await store.load_journal(lease.task_id)).entries] == [
+                lease.task_id
+            ]
+            await store.release(lease)
+        one = await store.acquire("n3/a", 10, task_id="t")
+        assert one is not None and not one.fresh
+
     async def test_expired_lease_moves_and_fences_old_owner(
         self, make_store: MakeStore, clock: FakeClock
     ) -> None:

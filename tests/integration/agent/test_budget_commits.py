@@ -1,5 +1,6 @@
 """What a budgeted agent loop commits, counted on a real SQLite store with the spend ledger
-in the store's file (as the node runs it), and what it leaves reserved.
+in the store's file (as the node runs it), and on a PostgreSQL store with the ledger in its
+database, and what it leaves reserved.
 
 A model call that follows a tool call needs no commit of its own for its reservation: it
 was taken with the previous call's settle (one lazy commit with that call's journal
@@ -11,6 +12,7 @@ reserves again, replacing it. Whatever way the loop ends, nothing stays reserved
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 import sqlite3
 from typing import Any
@@ -20,12 +22,14 @@ import pytest
 from tests.integration.adapters._scripted import Scripted
 
 from stalwart.agent import LLMAgent, Resources, TaskContext, run_llm_agent
-from stalwart.db._metrics import COMMITS, LAZY_COMMITS
-from stalwart.durable import Runner, SQLiteStore
+from stalwart.db._metrics import COMMIT_BATCH, COMMITS, LAZY_COMMITS
+from stalwart.durable import PostgresStore, Runner, SQLiteStore, Store
 from stalwart.guard import Budget, Security, SpendLedger
+from stalwart.guard._db import GuardDB
 from stalwart.llm import Message, Price, PriceTable, ToolCall
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
+from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
 from stalwart.tools import ToolRegistry, tool
 
 looked_up: list[int] = []
@@ -109,10 +113,11 @@ def reserved(path: pathlib.Path) -> int:
 
 
 class Budgeted:
-    """The loop in this process with a task budget, its ledger in the store's file."""
+    """The loop in this process with a task budget, its ledger in the store's file (or
+    at ``path``, a URL: the store's PostgreSQL database)."""
 
-    def __init__(self, path: pathlib.Path, store: SQLiteStore, client: Billed) -> None:
-        self.ledger = SpendLedger(f"sqlite:///{path}")
+    def __init__(self, path: pathlib.Path | str, store: Store, client: Billed) -> None:
+        self.ledger = SpendLedger(path if isinstance(path, str) else f"sqlite:///{path}")
         self.client = client
         events = EventBus(log=False)
         self.resources = Resources(
@@ -255,3 +260,84 @@ async def test_a_first_lease_reads_nothing_and_a_resumed_one_reads_its_journal(
     transactions = all_transactions()
     assert (await runner.run(fresh_id, workflow)).status == "succeeded"
     assert all_transactions() - transactions == 3  # the claim, the step, the result: no read
+
+
+# -- PostgreSQL: the settle and the next reservation join the model record there too -----
+@pytest.fixture
+async def pg_store() -> Any:
+    """A PostgreSQL store on a fresh database, and that database's URL."""
+    if not postgres_reachable():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    with postgres_database("stalwart_budget") as url:
+        s = PostgresStore(url)  # durability "full"
+        await s.open()
+        try:
+            yield s, url
+        finally:
+            await s.close()
+
+
+def batches() -> float:
+    """Group commits of this process's database kernels so far."""
+    for metric in COMMIT_BATCH.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_count"):
+                return float(sample.value)
+    return 0.0
+
+
+class Ledgered:
+    """Counts the transactions the spend ledger runs through its own connection."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.runs = 0
+        run = GuardDB.run
+
+        def counted(db: GuardDB, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            self.runs += 1
+            return run(db, fn, *args, **kwargs)
+
+        monkeypatch.setattr(GuardDB, "run", counted)
+
+
+def pg_rows(url: str, table: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.postgres
+async def test_on_postgres_each_model_step_is_one_commit_with_its_settle_and_next_reservation(
+    pg_store: tuple[PostgresStore, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger in the store's PostgreSQL database: only the first call reserves through
+    the ledger's own connection; every settle, and the reservation of the call after a
+    tool call, is in the model record's transaction (under the ledger's advisory lock,
+    committed synchronously: durable at once, so even after a denied tool call, which
+    commits nothing, the next call needs no reservation of its own)."""
+    store, url = pg_store
+    assert store.joins(url) and not store.joins_lazily()
+    script = [calls("look"), calls("wipe"), Message("assistant", content="Shipped.")]
+    client = Billed(script)
+    loop = Budgeted(url, store, client)
+    ledgered = Ledgered(monkeypatch)
+    try:
+        task_id = await loop.submit()
+        guard_before, store_before = ledgered.runs, batches()
+        result = await loop.runner.run(task_id, loop.workflow)
+        guard_runs, store_commits = ledgered.runs - guard_before, batches() - store_before
+    finally:
+        loop.ledger.close()
+    assert result.status == "succeeded" and result.result["answer"] == "Shipped."
+    assert result.result["usage"]["denied_tool_calls"] == 1
+    assert guard_runs == 1  # the first call's reservation; nothing else of the ledger's own
+    # the claim (a first lease: no journal read), three model records (each with its
+    # settle, the first two with the next call's reservation), the tool's record, the
+    # result
+    assert store_commits == 6
+    assert pg_rows(url, "guard_reservations") == 0
+    assert loop.ledger.spent("task", task_id, "") == pytest.approx(3 * 20 / 1e6)
