@@ -35,9 +35,6 @@ class Channel:
         self._writer = writer
         self._max = max_frame_bytes
         self.closed = False
-        # Frames sent in one turn of the event loop leave in one write (see :meth:`send`).
-        self._pending: list[bytes] = []
-        self._flush_handle: asyncio.Handle | None = None
 
     @classmethod
     async def open(cls, sock: socket.socket, max_frame_bytes: int) -> Channel:
@@ -73,47 +70,18 @@ class Channel:
         """
         if self.closed or self._writer.is_closing():
             return
-        self._pending.append(encode_frame(msg))
-        if self._flush_handle is None:
-            # One write per loop turn, not one per frame: a task's step sends its log
-            # line, its events and its reply in one turn, and each write is a syscall
-            # that also gives up the GIL to the process's other threads (the SQLite
-            # writer, the redaction thread), which the loop then waits to get back
-            # (bench/agent.py: ~14% of an agent's busy samples were in the socket
-            # write). Order is kept; a frame waits at most until the loop's next turn.
-            try:
-                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
-            except RuntimeError:  # no loop runs (a process ending): write it now
-                self._flush()
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        pending, self._pending = self._pending, []
-        if pending and not self._writer.is_closing():
-            self._writer.write(b"".join(pending))
+        self._writer.write(encode_frame(msg))
 
     def send_raw(self, data: bytes) -> None:
-        """Write raw bytes (tests use it to inject malformed frames), after the frames
-        already sent."""
-        self._flush_now()
+        """Write raw bytes (tests use it to inject malformed frames)."""
         self._writer.write(data)
 
-    def _flush_now(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush()
-
     async def drain(self) -> None:
-        """Wait until what was sent is handed to the socket (the frames of this turn
-        included)."""
-        self._flush_now()
         try:
             await self._writer.drain()
         except ConnectionError:
             pass
 
     def close(self) -> None:
-        """Close after writing what was sent."""
-        self._flush_now()
         self.closed = True
         self._writer.close()
