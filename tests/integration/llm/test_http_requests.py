@@ -16,7 +16,7 @@ import pytest
 from stalwart.errors import BadModelResponse
 from stalwart.llm import Message, ModelRequest, OpenAIClient
 from stalwart.llm._http import environment_proxy, post_json
-from stalwart.llm._netbackend import AsyncioTransport
+from stalwart.llm._netbackend import AsyncioBackend, AsyncioTransport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -109,6 +109,34 @@ async def test_each_request_leaves_in_one_write() -> None:
                 assert len(chunks) == before + 1, "the request came in more than one read"
         finally:
             await client.aclose()
+
+
+async def test_a_connection_holds_what_is_written_until_it_reads() -> None:
+    """The mechanism itself, counted at the connection's socket transport: httpcore's two
+    writes of a request (head, body) reach the socket as one, when the answer is read.
+    (The server's first read holding the whole request, above, can happen either way on
+    loopback; this count cannot.)"""
+    async with raw_server(chat_answer) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        stream = await AsyncioBackend().connect_tcp(host, int(port), timeout=5)
+        transport = stream._transport  # type: ignore[attr-defined]
+        sent: list[bytes] = []
+        real_write = transport.write
+
+        def counted(data: bytes) -> None:
+            sent.append(bytes(data))
+            real_write(data)
+
+        transport.write = counted
+        body = b'{"q": 1}'
+        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n"
+        await stream.write(head, timeout=5)
+        await stream.write(body, timeout=5)
+        assert sent == []  # held: nothing reached the socket yet
+        answer_bytes = await stream.read(65536, timeout=5)
+        assert sent == [head + body]
+        assert answer_bytes.startswith(b"HTTP/1.1 200 OK")
+        await stream.aclose()
 
 
 async def test_a_body_larger_than_what_is_held_streams_out_whole() -> None:
