@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from stalwart.guard._words import _PARTICLE, _PARTICLE_TRIE, _PARTICLES, _UP, _WORD, Span, _trie
+from stalwart.guard._words import _PARTICLE, _PARTICLE_TRIE, _PARTICLES, _UP, _WORD, Span, trie
 
 if TYPE_CHECKING:
     from stalwart.guard._gazetteer import Gazetteer
@@ -48,7 +48,7 @@ _COMPOUND_SUFFIX = (
 _HOUSE = r"\d{1,5}[A-Za-z]?(?:[-/]\d{1,4})?"
 _UNIT_WORDS = "apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building"
 # the three lists as trees, where each word is followed by a word boundary, a dot or a space
-_STREET_TRIE, _PREFIX_TRIE, _UNIT_TRIE = map(_trie, (_STREET_WORDS, _STREET_PREFIX, _UNIT_WORDS))
+_STREET_TRIE, _PREFIX_TRIE, _UNIT_TRIE = map(trie, (_STREET_WORDS, _STREET_PREFIX, _UNIT_WORDS))
 _LOWER = r"[a-zà-ÿ][a-zà-ÿ'-]+"
 _SWORD = rf"(?!(?i:{_UNIT_TRIE})\b){_WORD}"  # a word of a street name: not "Apt"
 # One pass from digit to digit finds both kinds of address numbers (a house number's digits

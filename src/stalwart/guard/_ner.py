@@ -27,7 +27,7 @@ from typing import Any
 
 from stalwart.errors import ConfigError
 from stalwart.guard._gazetteer import PLACE_ENDINGS, gazetteer
-from stalwart.guard._words import _trie
+from stalwart.guard._words import trie
 
 __all__ = ["DEFAULT_NER_MODELS", "ENTITY_KINDS", "NerModel", "WordForms", "ner_model"]
 
@@ -271,7 +271,7 @@ _EDGE = ".,:;!?"
 _OPENING = "'\u2018\u201c\u00ab"
 _CLOSING = "\"')]}\u2019\u201d\u00bb"
 _OPENERS = '"([{'  # the character before a piece that opens a quotation or a bracket
-_PLACE_ENDING_WORD = re.compile(rf"\b(?i:{_trie('|'.join(sorted(PLACE_ENDINGS)))})\b")
+_PLACE_ENDING_WORD = re.compile(rf"\b(?i:{trie('|'.join(sorted(PLACE_ENDINGS)))})\b")
 _PLACE_CUE_AHEAD = re.compile(
     r"\b(?i:in|from|to|near|into|visit|visiting|outside|around|between)\s+"
     rf"(?:[^{_BREAK}]+\s+){{0,3}}?[^{_BREAK}]*?[^\W\d_a-z]"

@@ -1,6 +1,6 @@
 """The word shapes the name rules (:mod:`stalwart.guard._gazetteer`) and the street-address
 rules (:mod:`stalwart.guard._addresses`) both read: a capitalised word, the particles of
-names ("van", "de"), and :func:`_trie`, which writes a word list as a regex tree."""
+names ("van", "de"), and :func:`trie`, which writes a word list as a regex tree."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ Span = tuple[int, int, str]
 
 
 class _Node(dict[str, "_Node"]):
-    """A node of :func:`_trie`'s tree: the letters that may come next ("" ends a word)."""
+    """A node of :func:`trie`'s tree: the letters that may come next ("" ends a word)."""
 
 
-def _trie(words: str) -> str:
+def trie(words: str) -> str:
     """The alternation ``words`` ("st|street|...") as a tree of common beginnings
     ("s(?:t(?:reet)?)?..."): the regex engine tries the few branches that begin with the
     text's next letter instead of every word in turn. Used only where every word is followed
@@ -47,7 +47,7 @@ _PARTICLE = (
     r"pod|pri|u|v|ob|am|an|im|sur|sous|en|y|zu|ter|op)"
 )
 # the same as a tree, where a particle is followed by a space (so at most one can match)
-_PARTICLE_TRIE = _trie(_PARTICLE[3:-1])
+_PARTICLE_TRIE = trie(_PARTICLE[3:-1])
 
 # particles of names and street names, as a set (and "des", in French street names)
 _PARTICLES = frozenset(_PARTICLE[3:-1].split("|")) | {"des"}
