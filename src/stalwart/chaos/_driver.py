@@ -97,6 +97,11 @@ class Phase:
     latencies: array.array[float] = dataclasses.field(default_factory=lambda: array.array("d"))
     failures: dict[str, int] = dataclasses.field(default_factory=dict)
     unclear: int = 0
+    # the store's clock: the earliest task created and the latest finished, so a closed
+    # batch's throughput is the node's own, not the driver's polling (which adds up to
+    # a sweep's length at the end, and more on a busy machine)
+    first_created: float | None = None
+    last_finished: float | None = None
 
 
 class Driver:
@@ -180,15 +185,25 @@ class Driver:
         phase.ended = time.monotonic()
         return phase
 
-    async def burst(self, name: str, count: int) -> Phase:
-        """Submit ``count`` tasks at once (a closed batch, as the calibration sends)."""
+    async def burst(self, name: str, count: int, *, concurrency: int = 8) -> Phase:
+        """Submit ``count`` tasks at once (a closed batch, as the calibration sends),
+        ``concurrency`` submissions in flight: one after another, a busy node's answer
+        time (tens of ms) bounded the batch, not its agents."""
         phase = Phase(name, 0.0, 0.0, started=time.monotonic())
         self.phases.append(phase)
         self._by_name[name] = phase
-        for _ in range(count):
-            await self._submit(self._count, phase)
-            self._count += 1
-            phase.arrivals += 1
+        first = self._count
+        self._count += count
+        phase.arrivals += count
+        queue = iter(range(first, first + count))
+
+        async def submitter() -> None:
+            for i in queue:  # shared: each index is taken by one submitter
+                await self._submit(i, phase)
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(max(1, min(concurrency, count))):
+                tg.create_task(submitter())
         phase.ended = time.monotonic()
         return phase
 
@@ -216,6 +231,12 @@ class Driver:
         if task.finished_at is not None:
             entry.latency = max(0.0, task.finished_at - task.created_at)
         phase = self._by_name[entry.phase]
+        if phase.first_created is None or task.created_at < phase.first_created:
+            phase.first_created = task.created_at
+        if task.finished_at is not None and (
+            phase.last_finished is None or task.finished_at > phase.last_finished
+        ):
+            phase.last_finished = task.finished_at
         if entry.status == "succeeded":
             phase.completed += 1
             if entry.latency is not None:
@@ -273,6 +294,14 @@ class Driver:
             if self.outstanding:
                 await asyncio.sleep(0.1)
         return time.monotonic() - started
+
+    def service_seconds(self, phase: str) -> float | None:
+        """From the first task of ``phase`` stored to its last finished, by the store's
+        clock (None before any finished): how long the node took for the phase's tasks."""
+        p = self._by_name[phase]
+        if p.first_created is None or p.last_finished is None:
+            return None
+        return max(0.0, p.last_finished - p.first_created)
 
     # -- results ----------------------------------------------------------------------------
     def summary(self, phase: str | None = None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from typing import Any
@@ -101,3 +102,41 @@ def test_comparable_reads_sub_task_ids_of_the_task_alike():
     b = {"answer": "x", "sub": "t-1.reviewer.3"}  # handed over at another step after a resume
     assert comparable(a, "t-1") == comparable(b, "t-1") == {"answer": "x", "sub": "<sub-task>"}
     assert comparable({"sub": "t-2.reviewer.1"}, "t-1") != comparable(b, "t-1")
+
+
+class TimedTasks:
+    """Each task is stored at 100 + i and finished at 110 + 2 i by the store's clock; a
+    submission waits until ``together`` of them are in flight at once."""
+
+    def __init__(self, together: int) -> None:
+        self.together = together
+        self.in_flight = 0
+        self.most = 0
+        self.all_in = asyncio.Event()
+
+    async def submit(self, agent: str, task_input: Any, *, task_id: str, seed: int) -> str:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight >= self.together:
+            self.all_in.set()
+        async with asyncio.timeout(5):
+            await self.all_in.wait()
+        self.in_flight -= 1
+        return task_id
+
+    async def get(self, task_id: str) -> Record:
+        i = int(task_id[1:])
+        return Record(task_id, "succeeded", {"answer": i}, 100.0 + i, 110.0 + 2 * i)
+
+
+async def test_a_burst_keeps_submissions_in_flight_together_and_is_timed_by_the_store():
+    # one submission after another, a busy node's answer time bounded a calibration
+    # burst: "capacity" came out at half the node's, and 3x its rate shed nothing
+    tasks = TimedTasks(together=4)
+    driver = Driver(tasks, "a", lambda i: i)  # type: ignore[arg-type]
+    await driver.burst("b", 6, concurrency=4)  # would time out if sent one by one
+    assert tasks.most == 4
+    await driver.drain(1.0)
+    assert driver.summary("b")["completed"] == 6
+    # first stored at 100, last (t000005) finished at 120: the node's 20 s
+    assert driver.service_seconds("b") == 20.0
