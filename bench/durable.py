@@ -11,7 +11,7 @@ the fsyncs (SQLite) and transactions (PostgreSQL) each spends per step.
     python bench/durable.py            # full: more iterations + peers
     python bench/durable.py --quick    # < 60 s, no peers
     python bench/durable.py --peers-only --systems stalwart-postgres,langgraph-postgres \
-        --base HEAD~1 --out bench/results/durable_postgres.json   # PG only, vs a base commit
+        --base HEAD~1 --out /tmp/durable_pg.json   # PG only, vs a base commit
 
 Writes bench/results/durable.json.
 """
