@@ -24,9 +24,17 @@ from typing import Any, Literal, TypeVar
 from stalwart.db._migrate import Component
 from stalwart.db._program import Program
 
-__all__ = ["Database", "backoff"]
+__all__ = ["AdvisoryLock", "Database", "backoff", "lock_order"]
 
 T = TypeVar("T")
+
+AdvisoryLock = int | str
+"""A PostgreSQL advisory lock: its id, or a name whose id is ``hashtext(name)``."""
+
+
+def lock_order(lock: AdvisoryLock) -> tuple[bool, int | str]:
+    """The one order every batch takes its locks in: ids ascending, then names."""
+    return (isinstance(lock, str), lock)
 
 
 def backoff(attempt: int, *, base: float = 0.02, cap: float = 1.0) -> float:
@@ -61,17 +69,20 @@ class Database(abc.ABC):
         *args: Any,
         timeout: float | None = None,
         lazy: bool = False,
-        lock: int | None = None,
+        lock: AdvisoryLock | None = None,
     ) -> T:
         """Run ``fn(*args)`` in the next group commit; returns its value once committed.
 
         ``lock`` (PostgreSQL): a transaction-scoped advisory lock held for the commit that
         takes the program, the same lock id :meth:`BlockingDatabase.run` takes -- so the
         program runs one at a time with every other transaction holding it, across
-        processes and nodes. A batch takes its programs' locks first, in ascending order,
-        before any statement: a transaction waiting for one holds no row lock another
-        holder could be waiting for. On SQLite every transaction holds the file's write
-        lock already.
+        processes and nodes. A name (``str``) is the lock ``hashtext(name)``, as SQL that
+        takes ``pg_advisory_xact_lock(hashtext(name))`` itself does. A batch takes its
+        programs' locks first, in one order (ids ascending, then names), before any
+        statement: a transaction waiting for one holds no row lock another holder could
+        be waiting for -- which a program taking a lock in its own statements, mid-batch,
+        would (PostgreSQL then aborts one of the two after ``deadlock_timeout``). On
+        SQLite every transaction holds the file's write lock already.
 
         ``lazy``: committed (a process kill cannot lose it) but not flushed to disk on
         its own at ``full`` durability -- the next ordinary commit of the database, which

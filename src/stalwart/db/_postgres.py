@@ -54,7 +54,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from stalwart.config import Timeouts
 from stalwart.db import _metrics
-from stalwart.db._base import Database, backoff
+from stalwart.db._base import AdvisoryLock, Database, backoff, lock_order
 from stalwart.db._migrate import MIGRATION_LOCK, Component, migrate_program, require_program
 from stalwart.db._program import Program, Result, is_one_write, pg_sql
 from stalwart.db._sqlite import DURABILITY_LEVELS
@@ -70,7 +70,9 @@ _log = get_logger("stalwart.db.postgres")
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 _CONNECTION_WAIT = 2.0
 """Longest wait for a pooled connection before the operation retries (within its deadline)."""
-_Item = tuple[Callable[..., Program[Any]], Sequence[Any], asyncio.Future[Any], bool, int | None]
+_Item = tuple[
+    Callable[..., Program[Any]], Sequence[Any], asyncio.Future[Any], bool, AdvisoryLock | None
+]
 """A queued program, its arguments, the future to resolve, lazy, its advisory lock."""
 _CHANGES = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
 
@@ -308,7 +310,7 @@ class PostgresDatabase(Database):
         *args: Any,
         timeout: float | None = None,
         lazy: bool = False,
-        lock: int | None = None,
+        lock: AdvisoryLock | None = None,
     ) -> T:
         if self._pool is None:
             raise StoreError(f"PostgreSQL store {self.url} is not open; call `await store.open()`")
@@ -424,8 +426,12 @@ class PostgresDatabase(Database):
                     await conn.execute("SET LOCAL synchronous_commit = off")
                 # every lock first, in one order: no batch waits for one while it
                 # holds a row lock (or a lower lock) that the holder needs
-                for lock in sorted({item[4] for item in batch if item[4] is not None}):
-                    await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+                locks = {item[4] for item in batch if item[4] is not None}
+                for lock in sorted(locks, key=lock_order):
+                    if isinstance(lock, str):
+                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+                    else:
+                        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
                 for fn, args, fut, _lazy, _lock in batch:
                     changed = [False]
                     try:

@@ -44,7 +44,7 @@ from typing import Any, TypeVar
 
 from stalwart.config import Timeouts
 from stalwart.db import _metrics
-from stalwart.db._base import Database
+from stalwart.db._base import AdvisoryLock, Database
 from stalwart.db._fork import FORK_GATE
 from stalwart.db._migrate import Component, migrate_program, require_program
 from stalwart.db._program import Program, drive_sync
@@ -600,7 +600,7 @@ class SQLiteDatabase(Database):
         *args: Any,
         timeout: float | None = None,
         lazy: bool = False,
-        lock: int | None = None,
+        lock: AdvisoryLock | None = None,
     ) -> T:
         # ``lock`` needs nothing here: every batch runs under the file's write lock
         value: T = await self._submit(lambda conn: drive_sync(conn, fn, args), timeout, lazy)

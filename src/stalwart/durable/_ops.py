@@ -112,18 +112,22 @@ def _refused(lease: Lease, row: Sequence[Any], *, same_ok: bool) -> Program[None
     raise StoreError(f"task {lease.task_id!r}: journal already has a record #{row[1]}")
 
 
-def acquire(
-    dialect: str, sql: str, args: Sequence[Any], agent_lock: str | None
-) -> Program[tuple[Any, ...] | None]:
-    """Claim a task; ``agent_lock`` first serializes capped claims of one agent across
-    nodes on PostgreSQL (SQLite has one writer at a time: the claim is atomic anyway)."""
-    if agent_lock is not None and dialect == "postgres":
-        yield (q.AGENT_LOCK, (agent_lock,))
+def agent_lock(agent: str) -> str:
+    """The advisory lock (a name: ``hashtext`` of it) that serializes one agent's capped
+    claims across nodes on PostgreSQL; the store names it to the kernel with the write
+    (``write(..., lock=)``), which takes it before any statement of the batch. Taken by
+    the claim's own statements, mid-batch, it was a lock wait while the batch held row
+    locks: a deadlock PostgreSQL broke after a second. SQLite has one writer at a time:
+    a claim and its count are atomic anyway."""
+    return f"stalwart:agent:{agent}"
+
+
+def acquire(sql: str, args: Sequence[Any]) -> Program[tuple[Any, ...] | None]:
+    """Claim a task (capped: under :func:`agent_lock`, taken by the kernel)."""
     return (yield (sql, args)).one()
 
 
 def acquire_many(
-    dialect: str,
     agent: str,
     limit: int,
     claim_args: tuple[str, float, float],
@@ -132,11 +136,9 @@ def acquire_many(
     """Claim up to ``limit`` of ``agent``'s oldest runnable tasks in this one
     transaction (``claim_args``: owner, lease expiry, now); with ``max_running``, only
     as many as keep the agent's live leases (every node) at most that many: counted
-    under the agent's advisory lock on PostgreSQL (SQLite has one writer at a time)."""
+    under :func:`agent_lock` on PostgreSQL, which the kernel takes for the write."""
     now = claim_args[2]
     if max_running is not None:
-        if dialect == "postgres":
-            yield (q.AGENT_LOCK, (f"stalwart:agent:{agent}",))
         live = (yield (q.COUNT_LIVE_LEASES, (agent, now))).one()
         limit = min(limit, max_running - int(live[0] if live else 0))
     if limit <= 0:

@@ -81,7 +81,6 @@ ACQUIRE_NEXT_FOR_AGENT_LIMITED = (
     "AND lease_expires >= ?) < ? "
     "ORDER BY created_at, id LIMIT 1 /*pg:FOR UPDATE SKIP LOCKED*/) RETURNING " + TASK_COLUMNS
 )
-AGENT_LOCK = "SELECT pg_advisory_xact_lock(hashtext(?))"
 # Many claims in one transaction (an agent process filling its free capacity): up to
 # ``LIMIT ?`` of the agent's oldest runnable tasks, each taken as ACQUIRE_NEXT_FOR_AGENT
 # takes one. The picked rows are a CTE (materialized on PostgreSQL, its rows locked FOR

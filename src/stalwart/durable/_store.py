@@ -217,8 +217,8 @@ class SQLStore:
             owner, expires, now, task_id=task_id, force=force, agent=agent, max_running=max_running
         )
         capped = task_id is None and agent is not None and max_running is not None
-        lock = f"stalwart:agent:{agent}" if capped else None
-        row = await self._db.write(_ops.acquire, self._db.dialect, sql, args, lock)
+        lock = _ops.agent_lock(agent) if capped and agent is not None else None
+        row = await self._db.write(_ops.acquire, sql, args, lock=lock)
         if row is None:
             return None
         try:
@@ -247,11 +247,11 @@ class SQLStore:
         expires = now + lease_seconds
         found = await self._db.write(
             _ops.acquire_many,
-            self._db.dialect,
             agent,
             limit,
             (owner, expires, now),
             max_running,
+            lock=_ops.agent_lock(agent) if max_running is not None else None,
         )
         leases: list[Lease] = []
         for row in found:

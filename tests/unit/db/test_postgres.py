@@ -109,6 +109,46 @@ async def test_a_write_with_a_lock_waits_for_its_holder(
         await holder.close()
 
 
+def advisory_held_here() -> Program[int]:
+    """Advisory locks this very transaction holds, when its first statement runs."""
+    row = (
+        yield (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+            "pid = pg_backend_pid()",
+            (),
+        )
+    ).one()
+    return int(row[0]) if row else 0
+
+
+async def test_a_named_lock_is_hashtext_of_the_name_and_held_before_any_statement(
+    db: PostgresDatabase,
+) -> None:
+    """``write(lock="name")`` is the lock ``hashtext(name)`` -- the one SQL taking
+    ``pg_advisory_xact_lock(hashtext(name))`` itself holds (an older node's capped claim),
+    so a holder of that blocks it -- and the batch holds it, with its id locks, before
+    its programs' first statement: a lock taken by a program mid-batch was a wait while
+    the batch held row locks (a deadlock with another batch, broken after a second)."""
+    import psycopg
+
+    name = "stalwart:agent:triage"
+    holder = await psycopg.AsyncConnection.connect(db.url_with_credentials, autocommit=True)
+    try:
+        await holder.execute("SELECT pg_advisory_lock(hashtext(%s))", (name,))
+        writing = asyncio.ensure_future(db.write(insert, "named", lock=name))
+        async with asyncio.timeout(10):
+            while not await db.read(advisory_waiters):
+                await asyncio.sleep(0.01)
+        assert not writing.done() and await db.read(count) == 0
+        await holder.execute("SELECT pg_advisory_unlock(hashtext(%s))", (name,))
+        async with asyncio.timeout(10):
+            assert await writing == 1
+    finally:
+        await holder.close()
+    # held when the program's first statement runs
+    assert await db.write(advisory_held_here, lock=name) == 1
+
+
 def _url(url: str, *, user: str | None = None, password: str | None = None) -> str:
     """``url`` with another user and password."""
     parts = urllib.parse.urlsplit(url)
