@@ -32,6 +32,14 @@ Writes ``bench/results/cluster.json``:
   sim's payment and e-mail services over the whole run -- must be 0.
 
 ``--quick`` (under a minute) uses fewer tickets and skips the 2-node point.
+
+``--against DIR`` measures only throughput, on this checkout and on another checkout's
+``src`` directory (``git archive <commit> src | tar -x -C /tmp/base`` gives one), at
+``--nodes`` nodes for ``--rounds`` rounds, the order flipping each round (the nodes,
+their fork servers and agents import the other ``src`` through ``PYTHONPATH``; the
+sim and the driver are this checkout's), and keeps the medians and their ratios
+(this / base) as ``against`` in ``cluster.json``, other keys kept: a change's effect
+in one run, on a machine whose load moves.
 """
 
 from __future__ import annotations
@@ -233,9 +241,13 @@ async def with_cluster(n: int, sim_url: str, body: Any) -> Any:
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f"ALTER DATABASE \"{name}\" SET log_statement = 'all'")
     nodes: list[ClusterNode] = []
+    src = CURRENT.get("src")  # another checkout's code, for --against
+    env = {"PYTHONPATH": f"{src}{os.pathsep}{ROOT}"} if src else None
     try:
         for i in range(n):
-            nodes.append(await start_node(f"n{i}", url_for(name), sim_url, cwd=str(ROOT)))
+            nodes.append(
+                await start_node(f"n{i}", url_for(name), sim_url, cwd=str(ROOT), extra_env=env)
+            )
         store = await open_store(url_for(name))
         try:
             return await body(nodes, Tasks(None, store), store)
@@ -398,6 +410,46 @@ async def run(quick: bool) -> dict[str, Any]:
         await sim.wait()
 
 
+async def against(base: pathlib.Path, nodes: int, rounds: int, count: int) -> dict[str, Any]:
+    """Throughput at ``nodes`` nodes, this checkout and ``base`` (a ``src`` directory)
+    interleaved round by round, the order flipping each round."""
+    sim, sim_url = await start_sim(cwd=str(ROOT))
+    CURRENT["sim_pid"] = sim.pid
+    keys = ("tasks_per_s", "pg_transactions_per_ticket")
+    seen: dict[str, dict[str, list[float]]] = {
+        side: {k: [] for k in (*keys, "cpu_ms_per_ticket")} for side in ("this", "base")
+    }
+    try:
+        for r in range(rounds):
+            order = ("this", "base") if r % 2 == 0 else ("base", "this")
+            for side in order:
+                CURRENT["src"] = str(base) if side == "base" else None
+                tickets = generate(count, seed=100 + r, injection_rate=0.0)
+                point = await throughput(nodes, tickets, sim_url)
+                if point["failed"]:
+                    raise SystemExit(f"{side}, round {r}: {point['failed']} tickets failed")
+                for k in keys:
+                    seen[side][k].append(point[k])
+                seen[side]["cpu_ms_per_ticket"].append(sum(point["cpu_ms_per_ticket"].values()))
+                print(f"round {r} {side}: {point['tasks_per_s']:.1f} tickets/s", file=sys.stderr)
+    finally:
+        CURRENT["src"] = None
+        sim.terminate()
+        await sim.wait()
+    medians = {s: {k: statistics.median(v) for k, v in seen[s].items()} for s in seen}
+    return {
+        "base": str(base),
+        "nodes": nodes,
+        "rounds": rounds,
+        "tickets_per_round": count,
+        "median": medians,
+        "ratio_this_over_base": {
+            k: round(medians["this"][k] / medians["base"][k], 3) for k in medians["this"]
+        },
+        "runs": seen,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -412,7 +464,31 @@ def main() -> int:
     parser.add_argument(
         "--throughput-only", action="store_true", help="the 1..3-node points only (diagnosis)"
     )
+    parser.add_argument(
+        "--against",
+        type=pathlib.Path,
+        default=None,
+        metavar="SRC",
+        help="throughput only, this checkout against another's src directory",
+    )
+    parser.add_argument("--nodes", type=int, default=1, help="with --against: nodes per run")
+    parser.add_argument("--rounds", type=int, default=4, help="with --against: rounds")
     args = parser.parse_args()
+    if args.against is not None:
+        load_start = os.getloadavg()[0]
+        found = asyncio.run(against(args.against, args.nodes, args.rounds,
+                                    150 if args.quick else 600))  # fmt: skip
+        found["meta"] = {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "commit": commit(),
+            "load_1m_start": load_start,
+            "load_1m_end": os.getloadavg()[0],
+            "cpus": os.cpu_count(),
+        }
+        existing = json.loads(args.out.read_text()) if args.out.exists() else {}
+        args.out.write_text(json.dumps(existing | {"against": found}, indent=2) + "\n")
+        print(json.dumps(found, indent=2))
+        return 0
     CURRENT["sql_log"] = args.sql_log
     CURRENT["throughput_only"] = args.throughput_only
     started = time.perf_counter()
