@@ -17,8 +17,8 @@ to every text), on the same texts:
   model's remembered spans are dropped before every call (each call is a first reading);
   the two modes alternate round by round, the order flipping each round.
 
-Writes the ``redaction.accurate_skip`` key of ``bench/results/guard.json`` (run it after
-``bench/redaction.py``, which rewrites the ``redaction`` key). Usage: ``python
+Writes the ``redaction.accurate_skip`` key of ``bench/results/guard.json`` (which a run of
+``bench/redaction.py``, rewriting the rest of the ``redaction`` key, keeps). Usage: ``python
 bench/redaction_skip.py [--quick]``; needs what ``bench/redaction.py`` needs.
 """
 

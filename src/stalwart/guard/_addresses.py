@@ -50,7 +50,9 @@ _UNIT_WORDS = "apt|apartment|suite|ste|unit|flat|floor|fl|room|rm|bldg|building"
 # the three lists as trees, where each word is followed by a word boundary, a dot or a space
 _STREET_TRIE, _PREFIX_TRIE, _UNIT_TRIE = map(trie, (_STREET_WORDS, _STREET_PREFIX, _UNIT_WORDS))
 _LOWER = r"[a-zà-ÿ][a-zà-ÿ'-]+"
-_SWORD = rf"(?!(?i:{_UNIT_TRIE})\b){_WORD}"  # a word of a street name: not "Apt"
+# a word of a street name: not "Apt" (its capital checked first, so that the unit words are
+# looked for only before a capital, not before every lower-case word after a number)
+_SWORD = rf"(?=[{_UP}])(?!(?i:{_UNIT_TRIE})\b){_WORD}"
 # One pass from digit to digit finds both kinds of address numbers (a house number's digits
 # are taken whole, "(?>...)": what follows them must be a space or a comma, which no digit,
 # letter or "-" given back could be; so no other split of them is tried):
@@ -179,11 +181,12 @@ def _street_before(text: str, at: int, g: Gazetteer) -> int | None:
     """Where the address whose number starts at ``at`` starts, judged by the words before
     the number on its line (None: the number is no house number)."""
     line = text.rfind("\n", max(0, at - 70), at) + 1 or max(0, at - 70)
-    words = text[line:at].split()
-    if not words:
+    before = text[line:at]
+    near = before.rsplit(None, 2)  # the last two words (most numbers are judged by them)
+    if not near:
         return None
-    last = words[-1]
-    prev = last.lstrip("#").rstrip(".,#") or (words[-2] if len(words) > 1 else "")
+    last = near[-1]
+    prev = last.lstrip("#").rstrip(".,#") or (near[-2] if len(near) > 1 else "")
     low = prev.lower()
     if (
         not prev[:1].isupper()
@@ -192,6 +195,7 @@ def _street_before(text: str, at: int, g: Gazetteer) -> int | None:
         and low not in _AFTER_WORDS
     ):  # "call 555 0100", "is 42": no street, unit or box word, no capitalised name
         return None
+    words = before.split()
     if low in _UNIT_SET or low in _BOX_WORDS:  # "Apt. 5", "P.O. Box 12", "Suite #210"
         start = text.rfind(prev, line, at)
         if low in _BOX_WORDS and len(words) > 1 and words[-2].lower().rstrip(".") in _PO:

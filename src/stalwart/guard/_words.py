@@ -41,7 +41,11 @@ def trie(words: str) -> str:
 # Greek or Cyrillic
 _UP = "A-ZÀ-ÖØ-ÞĀ-ſΆ-ΏΑ-ΩА-ЯЁ"
 # (U+2206, the increment sign, stands in for a Greek capital delta in some place records)
-_WORD = rf"[{_UP}](?:[^\W\d_]|['\u2019\u2206-])+(?!\d)"  # not "DE89"
+# (its letters as runs of a single class, "[^\W\d_]*", between the rare "'", "-": the
+# regex engine reads such a run in one step, where "(?:[^\W\d_]|['-])+" tried the two
+# alternatives at every letter; the same matches, backtracking through the same lengths)
+_LETTER, _JOINER = r"[^\W\d_]", r"['\u2019\u2206-]"
+_WORD = rf"[{_UP}](?:{_LETTER}|{_JOINER}){_LETTER}*(?:{_JOINER}{_LETTER}*)*(?!\d)"  # not "DE89"
 _PARTICLE = (
     r"(?:de|da|do|dos|das|van|von|der|den|del|della|la|le|les|di|du|bin|ibn|al|el|nad|na|"
     r"pod|pri|u|v|ob|am|an|im|sur|sous|en|y|zu|ter|op)"
