@@ -428,6 +428,14 @@ _JSON_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
 
 _PLAIN_FIELDS = frozenset({"ts", "level", "logger", "error_class"})
 """Log fields the runtime itself writes, never user data: not scanned (they are on every line)."""
+_ID_FIELDS = frozenset({"task_id", "trace_id", "span_id", "agent_id", "node", "parent_task_id"})
+"""Log fields that hold identifiers: scanned for every kind but the loose number kinds
+(:data:`_LOOSE_NUMBERS`). A task id may be the client's own (``ma3-recover-00012-34567``),
+and read as a phone number it was cut from the line, and searching the logs by it found
+nothing. A credential, an e-mail or a card (checksummed) in an id is still removed."""
+_LOOSE_NUMBERS = frozenset({"phone", "ssn"})
+"""Kinds told by their digits' grouping alone, with no checksum: in an identifier, a run of
+numbers grouped that way is far likelier a counter or a date than a phone or an SSN."""
 
 
 class Finding:
@@ -551,7 +559,9 @@ class Redactor:
         the accurate tier already redacted (a sub-task's output, see :meth:`redact_data`)."""
         if not text or len(text) < 4:
             return text
-        spans = self._spans(text, entities=entities)
+        return self._apply(text, self._spans(text, entities=entities), policy)
+
+    def _apply(self, text: str, spans: list[Span], policy: OutputPolicy | None) -> str:
         if not spans:
             return text
         mode = policy or self.policy
@@ -609,14 +619,30 @@ class Redactor:
     def redact_record(self, record: dict[str, Any]) -> dict[str, Any]:
         """For :func:`stalwart.observe.set_redactor`: log records are always redacted,
         never blocked (a blocked log line would hide that something happened)."""
-        result: dict[str, Any] = {
-            k: v if k in _PLAIN_FIELDS else self.redact_data(v, policy="redact", _depth=1)
-            for k, v in record.items()
-        }
+        result: dict[str, Any] = {}
+        for k, v in record.items():
+            if k in _PLAIN_FIELDS:
+                result[k] = v
+            elif k in _ID_FIELDS and isinstance(v, str):
+                result[k] = self._redact_id(v)
+            else:
+                result[k] = self.redact_data(v, policy="redact", _depth=1)
         for k, v in record.items():  # a secret-named field is removed whole, as in redact_data
             if k not in _PLAIN_FIELDS and _SECRET_KEYS.match(k) and isinstance(v, str) and v:
                 result[k] = v if v.startswith("secret://") else "[REDACTED:secret]"
         return result
+
+    def _redact_id(self, text: str) -> str:
+        """An identifier field's value: every kind but :data:`_LOOSE_NUMBERS`, the fast
+        tier (an id is not prose for the named-entity model)."""
+        if len(text) < 4:
+            return text
+        kinds = self.kinds - _LOOSE_NUMBERS
+        if len(text) <= SCAN_CACHE_CHARS:
+            spans = list(_scan_short(text, kinds, self._known))
+        else:
+            spans = _scan(text, kinds, self._known)
+        return self._apply(text, spans, "redact")
 
     def redact_exception(self, exc: BaseException) -> BaseException:
         """``exc`` itself if its text is clean, else a copy of the same type whose

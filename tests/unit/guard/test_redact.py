@@ -81,6 +81,28 @@ def test_records_exceptions_and_secret_named_fields() -> None:
     assert r.redact_exception(plain) is plain
 
 
+def test_identifier_fields_keep_digit_groups_but_not_credentials_or_known_values() -> None:
+    # a client's task id read as a phone number was cut from every log line, and
+    # searching the logs by that id found nothing
+    r = Redactor()
+    r.add_known("vault-resolved-value")
+    task = "ma3-recover-00012-34567"
+    assert r.redact(task) == "ma3-recover-[REDACTED:phone]"  # as text, still a phone
+    record = {
+        "event": "step",
+        "task_id": task,
+        "trace_id": "4bf92f35-777-555-0100",
+        "agent_id": "bot-vault-resolved-value",
+        "node": "n1-jane@example.com",
+        "message": f"call me at {task[12:]}",
+    }
+    clean = r.redact_record(record)
+    assert clean["task_id"] == task and clean["trace_id"] == record["trace_id"]
+    assert clean["agent_id"] == "bot-[REDACTED:secret]"  # a known value goes anywhere
+    assert clean["node"] == "[REDACTED:email]"  # the local part may hold a dash
+    assert clean["message"] == "call me at [REDACTED:phone]"  # free text: every kind
+
+
 def test_corpus_recall_and_false_positive_rate() -> None:
     r = Redactor()
     corpus = redaction_corpus(2400)
