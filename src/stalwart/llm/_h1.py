@@ -239,6 +239,9 @@ class Connection(asyncio.Protocol):
                 raise BodyTooLarge(remaining)
             if len(self.buffer) < remaining:  # one wake for the whole body
                 self.high_water = max(_HIGH_WATER, remaining + 1)
+                if self.paused_reading and self.transport is not None:
+                    self.paused_reading = False  # paused while the head was read
+                    self.transport.resume_reading()
                 try:
                     while len(self.buffer) < remaining:
                         if self.eof:
