@@ -15,6 +15,9 @@ its Retry-After, as a client would, and counted), and measures:
   ``tasks_in_flight_max`` for both agents together (a ticket at the resolver is two).
   Each is at most its agent's ``max_tasks`` (1,000 by default), and a resolver task
   runs only while its ticket's triage task waits for it;
+- ``in_flight_by_second`` and ``tickets_in_flight_by_second``: the most resolver and
+  triage tasks running in each second of the run (how fast they were started);
+  ``resolver_waiting_by_second``: the most resolver tasks waiting to be claimed;
 - ``failed``: tickets whose triage task failed; ``resolver_failed``: tickets answered
   with their resolver task's failure (e.g. every model of the chain failed);
 - ``peak_rss_mb``: node plus agent processes, sampled with psutil;
@@ -141,8 +144,9 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def _running_by_agent(db: str) -> dict[str, int]:
     """Tasks running now per agent under a live lease (one whose runner gave it up and
-    that waits to be claimed again is not counted), read on a connection of the
-    bench's own (the store's file in WAL mode: the node's writer is not held up)."""
+    that waits to be claimed again is not counted), and tasks waiting to be claimed
+    (``AGENT:pending``), read on a connection of the bench's own (the store's file in
+    WAL mode: the node's writer is not held up)."""
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
@@ -151,7 +155,12 @@ def _running_by_agent(db: str) -> dict[str, int]:
             "AND lease_expires >= ? GROUP BY agent",
             (time.time(),),
         ).fetchall()
-    return {str(agent): int(n) for agent, n in rows}
+        waiting = c.execute(
+            "SELECT agent, count(*) FROM stalwart_tasks WHERE status = 'pending' GROUP BY agent"
+        ).fetchall()
+    found = {str(agent): int(n) for agent, n in rows}
+    found.update({f"{agent}:pending": int(n) for agent, n in waiting})
+    return found
 
 
 _COUNTED = {
@@ -200,11 +209,17 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
         peaks = {"resolver": 0, "triage": 0, "all": 0, "rss": 0.0}
         pids = tree()
         rounds = 0
+        began = time.perf_counter()
+        # second of the run -> the most resolver, triage and waiting resolver tasks
+        by_second: dict[int, list[int]] = {}
         while not stop.is_set():
             running = await asyncio.to_thread(_running_by_agent, str(db))
-            for agent in ("resolver", "triage"):
+            second = by_second.setdefault(int(time.perf_counter() - began), [0, 0, 0])
+            for n, agent in enumerate(("resolver", "triage")):
                 peaks[agent] = max(peaks[agent], running.get(agent, 0))
-            peaks["all"] = max(peaks["all"], sum(running.values()))
+                second[n] = max(second[n], running.get(agent, 0))
+            second[2] = max(second[2], running.get("resolver:pending", 0))
+            peaks["all"] = max(peaks["all"], running.get("resolver", 0) + running.get("triage", 0))
             if rounds % 4 == 0:  # memory once a second (a process scan costs CPU too)
                 pids = tree()
                 rss = 0
@@ -221,6 +236,16 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
             except TimeoutError:
                 pass
         out["in_flight_max"] = peaks["resolver"]
+        # how the resolver's tasks in flight rose and fell (most per second of the run)
+        out["in_flight_by_second"] = [
+            by_second.get(t, [0, 0])[0] for t in range(max(by_second) + 1)
+        ]
+        out["tickets_in_flight_by_second"] = [
+            by_second.get(t, [0, 0])[1] for t in range(max(by_second) + 1)
+        ]
+        out["resolver_waiting_by_second"] = [
+            by_second.get(t, [0, 0, 0])[2] for t in range(max(by_second) + 1)
+        ]
         out["tickets_in_flight_max"] = peaks["triage"]
         out["tasks_in_flight_max"] = peaks["all"]
         out["peak_rss_mb"] = round(peaks["rss"], 1)
