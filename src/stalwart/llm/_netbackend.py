@@ -62,10 +62,8 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         retries: int = 0,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        context = verify if isinstance(verify, ssl.SSLContext) else None
-        context = context or httpx.create_ssl_context(verify=verify)
         self.pool = Pool(
-            ssl_context=context,
+            verify=verify,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -46,13 +46,14 @@ class Pool:
     def __init__(
         self,
         *,
-        ssl_context: ssl.SSLContext | None,
+        verify: ssl.SSLContext | bool,
         max_connections: int | None,
         max_keepalive_connections: int | None,
         keepalive_expiry: float | None,
         retries: int,
     ) -> None:
-        self._ssl_context = ssl_context
+        self._verify = verify
+        self._ssl_context = verify if isinstance(verify, ssl.SSLContext) else None
         self._max = max_connections if max_connections is not None else float("inf")
         keep = max_keepalive_connections
         self._max_idle = keep if keep is not None else float("inf")
@@ -152,7 +153,7 @@ class Pool:
     async def _connect(self, key: Key, timeout: float | None) -> Connection:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
-        context = self._ssl_context if scheme == "https" else None
+        context = self._tls() if scheme == "https" else None
         attempt = 0
         while True:
             try:
@@ -178,6 +179,14 @@ class Pool:
             if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return connection
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS context, made when the first https connection is opened: loading the
+        system's CAs takes ~30 ms of CPU, once per model client at every agent process's
+        start (four in the helpdesk's resolver), for clients that may never use https."""
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context(verify=self._verify)
+        return self._ssl_context
 
     def _take_idle(self, key: Key) -> Connection | None:
         """The newest usable idle connection of ``key``; stale ones are closed."""
