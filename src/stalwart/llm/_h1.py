@@ -17,6 +17,7 @@ moved on when bytes came in meanwhile, not re-armed per packet).
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 
@@ -27,6 +28,9 @@ _HIGH_WATER = 256 * 1024
 a body read whole (:meth:`Connection.read_all`) raises it to the body's length."""
 _MAX_HEAD = 64 * 1024
 """The longest response head taken (status line and headers)."""
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+"""The end of an answer's head (CRLF CRLF, or bare LFs as some servers send)."""
 
 _UNTIL_CLOSE = -1
 _CHUNKED = -2
@@ -164,8 +168,8 @@ class Connection(asyncio.Protocol):
         its body is framed. Stale when the connection ended before any byte of it."""
         first = True
         while True:
-            end = self.buffer.find(b"\r\n\r\n")
-            while end < 0:
+            found = _BLANK_LINE.search(self.buffer)
+            while found is None:
                 if len(self.buffer) > _MAX_HEAD:
                     raise httpx.RemoteProtocolError("the answer's head is too long")
                 if self.eof:
@@ -174,12 +178,15 @@ class Connection(asyncio.Protocol):
                             raise httpx.ReadError(str(self.error))
                         raise Stale("Server disconnected without sending a response.")
                     raise httpx.RemoteProtocolError("the connection closed mid-head")
-                scanned = max(0, len(self.buffer) - 3)
+                scanned = max(0, len(self.buffer) - 2)
                 await self._wait(len(self.buffer) + 1, timeout)
-                end = self.buffer.find(b"\r\n\r\n", scanned)
+                found = _BLANK_LINE.search(self.buffer, scanned)
             first = False
+            end = found.start()
+            if end and self.buffer[end - 1] == 13:  # the CR of the last line's CRLF
+                end -= 1
             block = bytes(self.buffer[:end])
-            del self.buffer[: end + 4]
+            del self.buffer[: found.end()]
             self._parse_head(block)
             if not 100 <= self.status < 200:
                 break
@@ -188,7 +195,7 @@ class Connection(asyncio.Protocol):
         self._frame(head_request)
 
     def _parse_head(self, block: bytes) -> None:
-        lines = block.split(b"\r\n")
+        lines = block.replace(b"\r\n", b"\n").split(b"\n")  # bare LFs taken, as h11 did
         parts = lines[0].split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise httpx.RemoteProtocolError(f"not an HTTP/1.1 answer: {lines[0][:80]!r}")

@@ -128,6 +128,19 @@ async def test_chunked_bodies_stream_through_httpx_and_an_informational_answer_i
         assert len(t.pool.connections) == 1
 
 
+async def test_an_answer_with_bare_line_feeds_is_read() -> None:
+    """A head ended by LFs alone (some servers send them; h11 took them too)."""
+    bare = b'HTTP/1.1 200 OK\nContent-Type: application/json\nContent-Length: 8\n\n{"d": 4}'
+    crlf = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    t = transport()
+    async with serve(replies(bare, crlf)) as port, httpx.AsyncClient(transport=t) as http:
+        url = f"http://127.0.0.1:{port}/x"
+        assert await call(http, t, url) == {"d": 4}
+        r = await http.post(url, content=b"{}")  # the same connection, kept alive
+        assert r.json() == {} and r.headers["content-length"] == "2"
+        assert len(t.pool.connections) == 1
+
+
 async def test_no_body_after_head_204_and_a_body_cut_short_is_truncated() -> None:
     head_answer = b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"
     no_content = b"HTTP/1.1 204 No Content\r\n\r\n"
