@@ -274,3 +274,37 @@ async def test_https_verifies_the_server_and_reuses_the_connection(tmp_path: obj
     async with serve(replies(ok), server) as port, httpx.AsyncClient(transport=untrusted) as http:
         with pytest.raises(httpx.ConnectError):
             await http.post(f"https://localhost:{port}/x", content=b"{}")
+
+
+async def test_a_call_cancelled_mid_answer_frees_its_connection_and_slot() -> None:
+    """A deadline that cancels a call while it waits for the answer closes that
+    connection (half an answer may follow) and frees its slot: with one connection
+    allowed, the next call gets a new one."""
+    arrived = asyncio.Event()
+    ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    accepted = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        await read_request(reader)
+        if accepted == 1:
+            arrived.set()
+            await asyncio.sleep(10)  # never answers the first call
+        writer.write(ok)
+        await writer.drain()
+        await reader.read()
+
+    t = transport(max_connections=1)
+    async with serve(handler) as port, httpx.AsyncClient(transport=t) as http:
+        url = f"http://127.0.0.1:{port}/x"
+        first = asyncio.ensure_future(call(http, t, url))
+        async with asyncio.timeout(5):
+            await arrived.wait()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert t.pool.connections == []
+        async with asyncio.timeout(5):
+            assert await call(http, t, url) == {}
+        assert accepted == 2
