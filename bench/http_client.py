@@ -93,9 +93,8 @@ def _worker(src: str, url: str) -> None:
     asyncio.run(run())
 
 
-def _base_tree(ref: str) -> tuple[str, str]:
-    """``ref``'s ``src`` extracted into a temporary directory, and ``ref``'s short hash."""
-    where = tempfile.mkdtemp(prefix="http_client_base_")
+def _base_tree(ref: str, where: str) -> tuple[str, str]:
+    """``ref``'s ``src`` extracted into ``where``, and ``ref``'s short hash."""
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", ref, "src"], capture_output=True, check=True, timeout=60
     ).stdout
@@ -180,14 +179,15 @@ def main() -> int:
     from bench.slow_model import _start_sims as start_sims
     from bench.slow_model import _stop as stop_sims
 
-    base_src, base_commit = _base_tree(args.base)
-    load_start = os.getloadavg()[0]
-    started = time.perf_counter()
-    url, workers = start_sims(1, 0.0)
-    try:
-        found = _measure(url, base_src, args.rounds, args.calls)
-    finally:
-        stop_sims(workers)
+    with tempfile.TemporaryDirectory(prefix="http_client_base_") as where:
+        base_src, base_commit = _base_tree(args.base, where)
+        load_start = os.getloadavg()[0]
+        started = time.perf_counter()
+        url, workers = start_sims(1, 0.0)
+        try:
+            found = _measure(url, base_src, args.rounds, args.calls)
+        finally:
+            stop_sims(workers)
     found["meta"] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": commit(),
