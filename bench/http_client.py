@@ -1,47 +1,40 @@
-"""CPU and wall time of one model call's HTTP exchange, three ways, in one run.
+"""Client CPU and wall time of one model call and one tool call over HTTP: this tree
+against a base commit, in one run.
 
-A model call's request goes from ``post_json`` (``stalwart.llm._http``) to the simulated
-provider in a process of its own (zero latency), on a kept-alive connection:
+Against the simulated provider (zero latency, its own process), on a kept-alive
+connection, two kinds of call:
 
-- ``through_client``: through ``httpx.AsyncClient.send`` (its authentication, redirect,
-  cookie and hook layers), each piece httpcore writes sent as it is written: how a call
-  went before 2026-12-06;
-- ``direct``: straight to the client's transport, pieces still sent one by one;
-- ``direct_held``: straight to the transport, a request's head and body held and sent
-  in one write (``AsyncioStream.write``): how a call goes now.
+- ``model``: a model call's POST as the model clients send it: ``post_json``
+  (``stalwart.llm._http``) straight to the client's ``AsyncioTransport``, JSON encoded
+  and decoded;
+- ``tool``: a tool's GET as the helpdesk's tools send it: ``httpx.AsyncClient.get`` on
+  an ``AsyncioTransport`` (``stalwart.demo.app.http``), the body read and decoded.
 
-Each side runs ``--calls`` calls per round, in rounds that rotate the order; the figures
-are medians over rounds of the loop thread's CPU time (``time.thread_time``) and the wall
-time per call, with ratios to ``through_client``. Writes ``bench/results/http_client.json``.
+Each side (``base``: ``--base``'s ``src``, extracted with ``git archive``; ``now``: this
+tree) runs in a process of its own; each process runs ``--calls`` calls of a kind per
+round, the rounds interleaved (base, now, now, base...). The figures are medians over
+rounds of the loop thread's CPU time (``time.thread_time``) and the wall time per call,
+and the ratios now / base. Writes ``bench/results/http_client.json``.
 
-    python bench/http_client.py [--rounds 6] [--calls 500]
+    python bench/http_client.py [--base main] [--rounds 8] [--calls 1000]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
-import httpx
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from bench._meta import commit
-from bench.slow_model import _start_sims as start_sims
-from bench.slow_model import _stop as stop_sims
-
-from stalwart.llm import _netbackend
-from stalwart.llm._http import post_json
-from stalwart.llm._netbackend import AsyncioTransport
-
-RESULTS = pathlib.Path(__file__).parent / "results" / "http_client.json"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "http_client.json"
 BODY = {
     "model": "strong",
     "messages": [
@@ -51,78 +44,154 @@ BODY = {
     "max_tokens": 200,
 }
 HEADERS = {"content-type": "application/json", "authorization": "Bearer sim"}
+KINDS = ("model", "tool")
 
 
-async def _measure(url: str, rounds: int, calls: int) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=10, max_keepalive_connections=10)
-    transport = AsyncioTransport(limits=limits, retries=0)
-    endpoint = f"{url}/v1/chat/completions"
-    held = _netbackend._HOLD_BYTES
+def _worker(src: str, url: str) -> None:
+    """One side: runs the rounds it is told on stdin (``KIND CALLS``), answers each with
+    ``{"cpu": s, "wall": s}`` on stdout."""
+    sys.path.insert(0, src)
+    import asyncio
 
-    async with httpx.AsyncClient(transport=transport, timeout=30) as client:
+    import httpx
 
-        async def one(direct: bool) -> None:
-            await post_json(
-                client, endpoint, model="sim:strong", headers=HEADERS, body=BODY,
-                timeout=30, max_bytes=1 << 20, transport=transport if direct else None,
-            )  # fmt: skip
+    from stalwart.llm._http import post_json
+    from stalwart.llm._netbackend import AsyncioTransport
 
-        sides = {
-            "through_client": (False, 0),  # a hold of 0 bytes: every piece sent at once
-            "direct": (True, 0),
-            "direct_held": (True, held),
-        }
-        for _ in range(100):  # warm: the connection, the sim's caches
-            await one(True)
-        found: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
-        names = list(sides)
-        try:
-            for n in range(rounds):
-                for name in names[n % 3 :] + names[: n % 3]:
-                    direct, hold = sides[name]
-                    _netbackend._HOLD_BYTES = hold
-                    cpu0, wall0 = time.thread_time(), time.perf_counter()
-                    for _ in range(calls):
-                        await one(direct)
-                    cpu = (time.thread_time() - cpu0) / calls * 1e6
-                    wall = (time.perf_counter() - wall0) / calls * 1e6
-                    found[name].append((cpu, wall))
-        finally:
-            _netbackend._HOLD_BYTES = held
+    async def run() -> None:
+        limits = httpx.Limits(max_connections=10, max_keepalive_connections=10)
+        transport = AsyncioTransport(limits=limits, retries=0)
+        endpoint = f"{url}/v1/chat/completions"
+        order = f"{url}/tools/orders/1234"
+        async with httpx.AsyncClient(transport=transport, timeout=30) as client:
+
+            async def model() -> None:
+                await post_json(
+                    client, endpoint, model="sim:strong", headers=HEADERS, body=BODY,
+                    timeout=30, max_bytes=1 << 20, transport=transport,
+                )  # fmt: skip
+
+            async def tool() -> None:
+                r = await client.get(order)
+                r.raise_for_status()
+                r.json()
+
+            calls = {"model": model, "tool": tool}
+            for _ in range(100):  # warm: the connection, the sim's caches
+                await model()
+                await tool()
+            loop = asyncio.get_running_loop()
+            while line := await loop.run_in_executor(None, sys.stdin.readline):
+                kind, count = line.split()
+                call = calls[kind]
+                cpu0, wall0 = time.thread_time(), time.perf_counter()
+                for _ in range(int(count)):
+                    await call()
+                found = {"cpu": time.thread_time() - cpu0, "wall": time.perf_counter() - wall0}
+                print(json.dumps(found), flush=True)
+
+    asyncio.run(run())
+
+
+def _base_tree(ref: str, where: str) -> tuple[str, str]:
+    """``ref``'s ``src`` extracted into ``where``, and ``ref``'s short hash."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "src"], capture_output=True, check=True, timeout=60
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", where], input=archive, check=True, timeout=60)
+    short = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", ref],
+        capture_output=True, text=True, check=True, timeout=10,
+    ).stdout.strip()  # fmt: skip
+    return str(pathlib.Path(where) / "src"), short
+
+
+def _measure(url: str, base_src: str, rounds: int, calls: int) -> dict[str, Any]:
+    sides = {"base": base_src, "now": str(ROOT / "src")}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, __file__, "--worker", src, "--url", url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name, src in sides.items()
+    }
+    found: dict[str, dict[str, list[tuple[float, float]]]] = {
+        kind: {name: [] for name in sides} for kind in KINDS
+    }
+    try:
+        for n in range(rounds):
+            for kind in KINDS:
+                order = ["base", "now"] if n % 2 == 0 else ["now", "base"]
+                for name in order:
+                    proc = procs[name]
+                    assert proc.stdin is not None and proc.stdout is not None
+                    proc.stdin.write(f"{kind} {calls}\n")
+                    proc.stdin.flush()
+                    line = proc.stdout.readline()
+                    if not line:
+                        raise RuntimeError(f"the {name} worker ended")
+                    got = json.loads(line)
+                    found[kind][name].append((got["cpu"] / calls * 1e6, got["wall"] / calls * 1e6))
+    finally:
+        for proc in procs.values():
+            assert proc.stdin is not None
+            proc.stdin.close()
+        for proc in procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     out: dict[str, Any] = {}
-    for name, values in found.items():
-        out[name] = {
-            "cpu_us_per_call": round(statistics.median(v[0] for v in values), 1),
-            "wall_us_per_call": round(statistics.median(v[1] for v in values), 1),
-            "rounds_cpu_us": [round(v[0]) for v in values],
-        }
-    base = out["through_client"]
-    for name in ("direct", "direct_held"):
-        out[name]["cpu_ratio_to_through_client"] = round(
-            out[name]["cpu_us_per_call"] / base["cpu_us_per_call"], 3
+    for kind, by_side in found.items():
+        section: dict[str, Any] = {}
+        for name, values in by_side.items():
+            section[name] = {
+                "cpu_us_per_call": round(statistics.median(v[0] for v in values), 1),
+                "wall_us_per_call": round(statistics.median(v[1] for v in values), 1),
+                "rounds_cpu_us": [round(v[0]) for v in values],
+            }
+        section["cpu_ratio_now_to_base"] = round(
+            section["now"]["cpu_us_per_call"] / section["base"]["cpu_us_per_call"], 3
         )
-        out[name]["wall_ratio_to_through_client"] = round(
-            out[name]["wall_us_per_call"] / base["wall_us_per_call"], 3
+        section["wall_ratio_now_to_base"] = round(
+            section["now"]["wall_us_per_call"] / section["base"]["wall_us_per_call"], 3
         )
+        out[kind] = section
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--base", default="main", help="the commit compared against")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    load_start = os.getloadavg()[0]
-    started = time.perf_counter()
-    url, workers = start_sims(1, 0.0)
-    try:
-        found = asyncio.run(_measure(url, args.rounds, args.calls))
-    finally:
-        stop_sims(workers)
+    if args.worker:
+        _worker(args.worker, args.url)
+        return 0
+    sys.path.insert(0, str(ROOT))
+    from bench._meta import commit
+    from bench.slow_model import _start_sims as start_sims
+    from bench.slow_model import _stop as stop_sims
+
+    with tempfile.TemporaryDirectory(prefix="http_client_base_") as where:
+        base_src, base_commit = _base_tree(args.base, where)
+        load_start = os.getloadavg()[0]
+        started = time.perf_counter()
+        url, workers = start_sims(1, 0.0)
+        try:
+            found = _measure(url, base_src, args.rounds, args.calls)
+        finally:
+            stop_sims(workers)
     found["meta"] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": commit(),
+        "base": f"{args.base} ({base_commit})",
         "cpus": os.cpu_count(),
         "rounds": args.rounds,
         "calls_per_round": args.calls,

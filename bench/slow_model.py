@@ -15,6 +15,14 @@ its Retry-After, as a client would, and counted), and measures:
   ``tasks_in_flight_max`` for both agents together (a ticket at the resolver is two).
   Each is at most its agent's ``max_tasks`` (1,000 by default), and a resolver task
   runs only while its ticket's triage task waits for it;
+- ``in_flight_by_second`` and ``tickets_in_flight_by_second``: the most resolver and
+  triage tasks running in each second of the run (how fast they were started);
+  ``resolver_waiting_by_second`` and ``tickets_waiting_by_second``: the most resolver and
+  triage tasks waiting to be claimed;
+  ``claim_batch_by_second``: each agent's claim batch (``stalwart_agent_claim_batch``:
+  it doubles while claimed tasks start within a renewal tick, halves when they do not
+  or the loop lags); ``claims_deferred``: claims put off because the agent's event loop
+  lagged (``stalwart_agent_claim_deferred``);
 - ``failed``: tickets whose triage task failed; ``resolver_failed``: tickets answered
   with their resolver task's failure (e.g. every model of the chain failed);
 - ``peak_rss_mb``: node plus agent processes, sampled with psutil;
@@ -59,6 +67,11 @@ from bench._meta import commit  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "agent.json"
 APP = os.environ.get("SLOW_MODEL_APP", "bench._apps:defaults")
+SUBMITTERS = 64
+"""Tickets being submitted at once, as that many clients would: submitted one after
+another, each awaiting its store transaction, they arrived at ~45/s, and that rate, not
+the agents, bounded the tasks in flight (~600); all 2,000 at once made the node's store
+miss a read's 10 s deadline."""
 
 
 # -- the simulated provider: N processes on one port ---------------------------------------
@@ -141,8 +154,9 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def _running_by_agent(db: str) -> dict[str, int]:
     """Tasks running now per agent under a live lease (one whose runner gave it up and
-    that waits to be claimed again is not counted), read on a connection of the
-    bench's own (the store's file in WAL mode: the node's writer is not held up)."""
+    that waits to be claimed again is not counted), and tasks waiting to be claimed
+    (``AGENT:pending``), read on a connection of the bench's own (the store's file in
+    WAL mode: the node's writer is not held up)."""
     import sqlite3
 
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
@@ -151,7 +165,12 @@ def _running_by_agent(db: str) -> dict[str, int]:
             "AND lease_expires >= ? GROUP BY agent",
             (time.time(),),
         ).fetchall()
-    return {str(agent): int(n) for agent, n in rows}
+        waiting = c.execute(
+            "SELECT agent, count(*) FROM stalwart_tasks WHERE status = 'pending' GROUP BY agent"
+        ).fetchall()
+    found = {str(agent): int(n) for agent, n in rows}
+    found.update({f"{agent}:pending": int(n) for agent, n in waiting})
+    return found
 
 
 _COUNTED = {
@@ -180,6 +199,12 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
 
     from stalwart.errors import Overloaded
     from stalwart.node import app_node
+    from stalwart.observe import REGISTRY
+
+    def _deferred(agent: str) -> float:
+        """Claims ``agent``'s process put off because its loop lagged (shipped to the node)."""
+        name = "stalwart_agent_claim_deferred_total"
+        return REGISTRY.get_sample_value(name, {"agent": agent}) or 0.0
 
     os.environ["STALWART_SIM_URL"] = sim_url
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="stalwart-slow-"))
@@ -200,11 +225,22 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
         peaks = {"resolver": 0, "triage": 0, "all": 0, "rss": 0.0}
         pids = tree()
         rounds = 0
+        began = time.perf_counter()
+        # second of the run -> most resolver, triage running; resolver waiting; claim batch
+        # of resolver, triage; most triage waiting
+        by_second: dict[int, list[int]] = {}
         while not stop.is_set():
             running = await asyncio.to_thread(_running_by_agent, str(db))
-            for agent in ("resolver", "triage"):
+            second = by_second.setdefault(int(time.perf_counter() - began), [0] * 6)
+            for n, agent in enumerate(("resolver", "triage")):
                 peaks[agent] = max(peaks[agent], running.get(agent, 0))
-            peaks["all"] = max(peaks["all"], sum(running.values()))
+                second[n] = max(second[n], running.get(agent, 0))
+            second[2] = max(second[2], running.get("resolver:pending", 0))
+            second[5] = max(second[5], running.get("triage:pending", 0))
+            for n, agent in enumerate(("resolver", "triage"), 3):  # shipped every heartbeat
+                batch = REGISTRY.get_sample_value("stalwart_agent_claim_batch", {"agent": agent})
+                second[n] = int(batch or 0)
+            peaks["all"] = max(peaks["all"], running.get("resolver", 0) + running.get("triage", 0))
             if rounds % 4 == 0:  # memory once a second (a process scan costs CPU too)
                 pids = tree()
                 rss = 0
@@ -221,6 +257,15 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
             except TimeoutError:
                 pass
         out["in_flight_max"] = peaks["resolver"]
+        seconds = [by_second.get(t, [0] * 6) for t in range(max(by_second) + 1)]
+        out["in_flight_by_second"] = [s[0] for s in seconds]
+        out["tickets_in_flight_by_second"] = [s[1] for s in seconds]
+        out["resolver_waiting_by_second"] = [s[2] for s in seconds]
+        out["tickets_waiting_by_second"] = [s[5] for s in seconds]
+        out["claim_batch_by_second"] = {
+            "resolver": [s[3] for s in seconds],
+            "triage": [s[4] for s in seconds],
+        }
         out["tickets_in_flight_max"] = peaks["triage"]
         out["tasks_in_flight_max"] = peaks["all"]
         out["peak_rss_mb"] = round(peaks["rss"], 1)
@@ -233,22 +278,28 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
         assert tasks is not None
         stop = asyncio.Event()
         pids = tree()
+        deferred_before = {agent: _deferred(agent) for agent in ("resolver", "triage")}
         cpu_node, cpu_agents, cpu_sim = (
             _cpu_seconds(pids[:1]), _cpu_seconds(pids[1:]), _cpu_seconds(sims)
         )  # fmt: skip
         async with asyncio.TaskGroup() as group:
             group.create_task(sample(stop))
             started = time.perf_counter()
-            ids: list[str] = []
             shed = 0
-            for t in tickets:
-                while True:  # as an HTTP client does on a 429: wait Retry-After, resubmit
-                    try:
-                        ids.append(await tasks.submit("triage", t, task_id=t["id"]))
-                        break
-                    except Overloaded as exc:
-                        shed += 1
-                        await asyncio.sleep(exc.retry_after or 1.0)
+
+            clients = asyncio.Semaphore(SUBMITTERS)
+
+            async def submit(ticket: dict[str, Any]) -> str:
+                nonlocal shed
+                async with clients:
+                    while True:  # as an HTTP client does on a 429: wait Retry-After, resubmit
+                        try:
+                            return await tasks.submit("triage", ticket, task_id=ticket["id"])
+                        except Overloaded as exc:
+                            shed += 1
+                            await asyncio.sleep(exc.retry_after or 1.0)
+
+            ids = list(await asyncio.gather(*(submit(t) for t in tickets)))
             calls: list[int] = []
             failed = unknown = resolver_failed = 0
             for task_id in ids:
@@ -264,6 +315,9 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
             elapsed = time.perf_counter() - started
             stop.set()
         pids = tree()
+        out["claims_deferred"] = {
+            agent: int(_deferred(agent) - deferred_before[agent]) for agent in deferred_before
+        }
         out["cpu_ms_per_ticket"] = {
             "node": round((_cpu_seconds(pids[:1]) - cpu_node) * 1000 / count, 2),
             # agents that ended meanwhile (none, in a clean run) are not counted

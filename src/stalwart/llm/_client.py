@@ -175,6 +175,7 @@ class HTTPModelClient(WireFormat):
             else:
                 http = httpx.AsyncClient(timeout=timeouts, proxy=proxy, limits=limits)
         self._http = http
+        self._meter_cache: _Meters | None = None
         self.policy = Policy(
             self.name,
             kind="model" if attempt_timeout is None else None,
@@ -273,9 +274,10 @@ class HTTPModelClient(WireFormat):
         self, message: Message, finish: str, usage: Usage, started: float
     ) -> ModelResponse:
         cost = self._prices.cost(self.name, usage)
-        m.MODEL_TOKENS.labels(self.name, self.provider, "input").inc(usage.prompt_tokens)
-        m.MODEL_TOKENS.labels(self.name, self.provider, "output").inc(usage.completion_tokens)
-        m.COST.labels(self.name, self.provider).inc(cost)
+        meters = self._meters()
+        meters.tokens_in.inc(usage.prompt_tokens)
+        meters.tokens_out.inc(usage.completion_tokens)
+        meters.cost.inc(cost)
         return ModelResponse(
             model=self.name,
             message=message,
@@ -306,7 +308,8 @@ class HTTPModelClient(WireFormat):
 
     async def _attempt(self, request: ModelRequest) -> tuple[Message, str, Usage]:
         started = time.perf_counter()
-        m.MODEL_REQUESTS.labels(self.name, self.provider, "chat").inc()
+        meters = self._meters()
+        meters.requests.inc()
         try:
             key = await resolve_key(self._api_key)
             try:
@@ -325,9 +328,7 @@ class HTTPModelClient(WireFormat):
                 data = await self._post(fresh, request)
             return self._decode(data)
         finally:
-            m.MODEL_LATENCY.labels(self.name, self.provider, "chat").observe(
-                time.perf_counter() - started
-            )
+            meters.latency.observe(time.perf_counter() - started)
 
     async def _post(self, key: str | None, request: ModelRequest) -> dict[str, Any]:
         return await post_json(
@@ -341,8 +342,29 @@ class HTTPModelClient(WireFormat):
             transport=self._direct,
         )
 
+    def _meters(self) -> _Meters:
+        """This model's series of the plain calls' metrics (labelled once, when first used:
+        a ``labels`` lookup per use was a few microseconds each, six per call)."""
+        meters = self._meter_cache
+        if meters is None:
+            meters = self._meter_cache = _Meters(self.name, self.provider)
+        return meters
+
     def _attempt_seconds(self) -> float:
         return effective_timeout("model", timeout=self.policy.timeout)
+
+
+class _Meters:
+    """One model's series of the request, latency, token and cost metrics (chat calls)."""
+
+    __slots__ = ("cost", "latency", "requests", "tokens_in", "tokens_out")
+
+    def __init__(self, name: str, provider: str) -> None:
+        self.requests = m.MODEL_REQUESTS.labels(name, provider, "chat")
+        self.latency = m.MODEL_LATENCY.labels(name, provider, "chat")
+        self.tokens_in = m.MODEL_TOKENS.labels(name, provider, "input")
+        self.tokens_out = m.MODEL_TOKENS.labels(name, provider, "output")
+        self.cost = m.COST.labels(name, provider)
 
 
 def _loop_time(monotonic_at: float) -> float:

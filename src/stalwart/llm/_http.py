@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -20,6 +20,8 @@ from stalwart.errors import (
     ModelHTTPError,
     RateLimited,
 )
+from stalwart.llm._h1 import Truncated
+from stalwart.llm._netbackend import Answer, AsyncioTransport, BodyTooLarge
 from stalwart.resilience import classify_http_status, retry_after_from_headers
 
 __all__ = [
@@ -176,19 +178,40 @@ async def post_json(
 
     ``transport``: the client's own transport, to send to directly (skipping the
     client's layers that a model call does not use: authentication flows, redirects,
-    the cookie jar, event hooks; about a third of the client's CPU per call,
-    ``bench/http_client.py``); None sends through ``client``.
+    the cookie jar, event hooks); an :class:`AsyncioTransport` is given the request's
+    bytes and gives back the answer's, without httpx's request and response objects
+    (``bench/http_client.py``). None sends through ``client``.
     """
-    response = await send_request(
-        client, transport, url, headers=headers, content=msgspec.json.encode(body), timeout=timeout
-    )
-    try:
-        raw = await read_bounded(response, model=model, max_bytes=max_bytes)
-    finally:
-        await response.aclose()
-    status = response.status_code
+    content = msgspec.json.encode(body)
+    if isinstance(transport, AsyncioTransport):
+        sent = {**headers, "accept-encoding": "identity"}
+        try:
+            answer = await transport.post(
+                url, sent, content, timeout=timeout, connect=min(timeout, 10.0),
+                max_bytes=max_bytes,
+            )  # fmt: skip
+        except BodyTooLarge as exc:
+            raise _too_large(model, max_bytes, exc.declared) from None
+        except Truncated as exc:
+            raise BadModelResponse(
+                f"{model}: truncated response body ({exc})", model=model
+            ) from None
+        status, raw = answer.status, answer.body
+        answered: Mapping[str, str] = answer.headers
+        encoding = answered.get("content-encoding", "").strip().lower()
+        if encoding not in _NOT_ENCODED:
+            raw = _decoded(answer, model=model, max_bytes=max_bytes)
+    else:
+        response = await send_request(
+            client, transport, url, headers=headers, content=content, timeout=timeout
+        )
+        try:
+            raw = await read_bounded(response, model=model, max_bytes=max_bytes)
+        finally:
+            await response.aclose()
+        status, answered = response.status_code, response.headers
     if 200 <= status < 300:
-        content_type = response.headers.get("content-type", "")
+        content_type = answered.get("content-type", "")
         if "json" not in content_type:
             raise BadModelResponse(
                 f"{model}: expected a JSON response, got content-type {content_type!r} "
@@ -206,7 +229,48 @@ async def post_json(
                 f"{model}: expected a JSON object, got {type(data).__name__}", model=model
             )
         return data
-    raise status_error(model, status, response.headers, raw)
+    raise status_error(model, status, answered, raw)
+
+
+def _too_large(model: str, max_bytes: int, declared: int | None) -> BadModelResponse:
+    if declared is not None:
+        return BadModelResponse(
+            f"{model}: response of {declared} bytes exceeds the {max_bytes}-byte limit",
+            model=model,
+        )
+    return BadModelResponse(f"{model}: response exceeds the {max_bytes}-byte limit", model=model)
+
+
+class _Slices(httpx.SyncByteStream):
+    """An encoded body in slices, so that each decoded piece stays small."""
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+
+    def __iter__(self) -> Iterator[bytes]:
+        raw = self._raw
+        for start in range(0, len(raw), 16384):
+            yield raw[start : start + 16384]
+
+
+def _decoded(answer: Answer, *, model: str, max_bytes: int) -> bytes:
+    """An encoded body (the server encoded it despite being asked not to), decoded by
+    httpx's decoders (gzip, deflate; br and zstd when installed), bounded after
+    decoding: a compressed bomb stops at ``max_bytes``."""
+    response = httpx.Response(
+        answer.status, headers=answer.raw_headers, stream=_Slices(answer.body)
+    )
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(model, max_bytes, None)
+            chunks.append(chunk)
+    except httpx.DecodingError as exc:
+        raise BadModelResponse(f"{model}: undecodable response body ({exc})", model=model) from None
+    return b"".join(chunks)
 
 
 def status_error(model: str, status: int, headers: Mapping[str, str], raw: bytes) -> Exception:

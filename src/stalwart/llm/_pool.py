@@ -13,37 +13,31 @@ connections open or opening, and queues the requests waiting for a free slot. A
 request takes the top idle connection of its origin, or opens one below
 ``max_connections``, or (at the limit) closes the longest-idle connection of
 another origin to open one, or waits in line, at most the ``pool`` timeout
-(:class:`httpcore.PoolTimeout`). A response's end puts its connection back on its
+(:class:`httpx.PoolTimeout`). A response's end puts its connection back on its
 stack (closed instead past ``max_keepalive_connections`` idle) and wakes the first
 waiter. Each step is O(1) in the number of connections; an idle connection past
-its keep-alive, or one the server closed (see ``_netbackend``), is dropped when a
+its keep-alive, or one the server closed (see ``_h1``), is dropped when a
 request comes to it.
 
-HTTP/1.1 only (one request per connection at a time), as the model clients use it.
+HTTP/1.1 only (one request per connection at a time), as the model clients use it;
+its connections are :class:`~stalwart.llm._h1.Connection` s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import ssl
-from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Protocol, runtime_checkable
 
-import httpcore
 import httpx
 
-__all__ = ["Pool"]
+from stalwart.llm._h1 import Connection, Stale
 
-_Key = tuple[bytes, bytes, int]
-_STALE = (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError)
-"""How a request fails on a kept-alive connection the server has just closed."""
+__all__ = ["Key", "Pool"]
 
-
-def _key(origin: httpcore.Origin) -> _Key:
-    """An origin as a dict key (httpcore's ``Origin`` compares, but does not hash)."""
-    return (origin.scheme, origin.host, origin.port)
+Key = tuple[str, str, int]
+"""An origin: scheme, host, port."""
 
 
 class Pool:
@@ -52,121 +46,162 @@ class Pool:
     def __init__(
         self,
         *,
-        ssl_context: ssl.SSLContext | None,
+        verify: ssl.SSLContext | bool,
         max_connections: int | None,
         max_keepalive_connections: int | None,
         keepalive_expiry: float | None,
         retries: int,
-        network_backend: httpcore.AsyncNetworkBackend,
     ) -> None:
-        self._ssl_context = ssl_context
+        self._verify = verify
+        self._ssl_context = verify if isinstance(verify, ssl.SSLContext) else None
         self._max = max_connections if max_connections is not None else float("inf")
         keep = max_keepalive_connections
         self._max_idle = keep if keep is not None else float("inf")
         self._keepalive_expiry = keepalive_expiry
         self._retries = retries
-        self._backend = network_backend
         # per origin, its idle connections in the order they became idle (top: newest)
-        self._idle: dict[_Key, dict[httpcore.AsyncHTTPConnection, None]] = {}
+        self._idle: dict[Key, dict[Connection, None]] = {}
         self._idle_count = 0
-        self._busy: set[httpcore.AsyncHTTPConnection] = set()
+        self._busy: set[Connection] = set()
+        self._opening = 0  # connections being opened (they count against the limit)
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
 
     @property
-    def connections(self) -> list[httpcore.AsyncHTTPConnection]:
+    def connections(self) -> list[Connection]:
         """Every connection, idle or serving (for tests and diagnostics)."""
         idle = [c for stack in self._idle.values() for c in stack]
         return idle + list(self._busy)
 
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        scheme = request.url.scheme
-        if scheme not in (b"http", b"https"):
-            raise httpcore.UnsupportedProtocol(
-                f"the pool speaks http and https, not {scheme.decode()!r}"
-            )
-        timeouts = request.extensions.get("timeout", {})
-        wait_for = timeouts.get("pool")
-        origin = request.url.origin
+    def has_expired(self, connection: Connection) -> bool:
+        """Whether ``connection`` would be dropped rather than reused (closed by the
+        server, or idle past the keep-alive expiry)."""
+        return connection.has_expired(self._keepalive_expiry)
+
+    async def exchange(
+        self,
+        key: Key,
+        request: bytes,
+        *,
+        connect: float | None,
+        read: float | None,
+        write: float | None,
+        pool: float | None,
+        head_only: bool = False,
+    ) -> Connection:
+        """Send ``request`` (its head and body, whole) to ``key``'s origin and read the
+        answer's head: the connection, busy until :meth:`release` d, reads the body.
+
+        A kept-alive connection the server closed (its idle timeout) while the request
+        was on its way fails before any byte of the answer: the request is sent once more
+        on another connection. Counted as a failed call, it opened the model's breaker
+        under load (issue 19: 463 tickets failed in one run). A fresh connection's
+        failure is the server's: raised."""
         retried = False
         while True:
-            connection, reused = await self._checkout(origin, wait_for)
+            connection, reused = await self._checkout(key, connect, pool)
             try:
-                response = await connection.handle_async_request(request)
-            except httpcore.ConnectionNotAvailable:
-                # the kept-alive connection could not take it after all: another one
-                await self._checkin(connection, origin)
-                continue
-            except _STALE:
-                await self._checkin(connection, origin)  # closed by the failure
-                # A kept-alive connection the server closed (its idle timeout) while this
-                # request was on its way: it failed before any answer, so it is sent once
-                # more on another connection, replayable bodies only. Counted as a failed
-                # call, it opened the model's breaker under load (issue 19: 463 tickets
-                # failed in one run). A fresh connection's failure is the server's: raised.
-                if reused and not retried and isinstance(request.stream, httpx.ByteStream):
+                await connection.send(request, write)
+                await connection.read_head(read, head_request=head_only)
+            except Stale:
+                self.release(connection)  # closed: it never answered
+                if reused and not retried:
                     retried = True
                     continue
                 raise
             except BaseException:
-                await self._checkin(connection, origin)  # closed by the failure, or idle
+                self.release(connection)  # closed by the failure (mid-exchange)
                 raise
-            stream = response.stream
-            assert isinstance(stream, _Body)  # an HTTP/1.1 connection's response body is
-            return httpcore.Response(
-                status=response.status,
-                headers=response.headers,
-                content=_Returned(stream, self, connection, origin),
-                extensions=response.extensions,
-            )
+            return connection
 
     async def _checkout(
-        self, origin: httpcore.Origin, wait_for: float | None
-    ) -> tuple[httpcore.AsyncHTTPConnection, bool]:
-        """A connection for ``origin``, marked busy: kept-alive, new, or after a wait;
+        self, key: Key, connect: float | None, wait_for: float | None
+    ) -> tuple[Connection, bool]:
+        """A connection for ``key``, marked busy: kept-alive, new, or after a wait;
         and whether it was kept alive (it served a request before)."""
         while True:
             if self._closed:
-                raise httpcore.ConnectError("the connection pool is closed")
-            stale: list[httpcore.AsyncHTTPConnection] = []
-            found = self._take_idle(origin, stale)
-            if found is None and len(self._busy) + self._idle_count >= self._max:
+                raise httpx.ConnectError("the connection pool is closed")
+            found = self._take_idle(key)
+            if found is not None:
+                self._busy.add(found)
+                return found, True
+            if self._count() >= self._max:
                 # at the limit: the longest-idle connection of another origin makes room
                 evicted = self._take_oldest_idle()
                 if evicted is not None:
-                    stale.append(evicted)
-            for connection in stale:
-                await connection.aclose()
-            reused = found is not None
-            if found is None and len(self._busy) + self._idle_count < self._max:
-                found = httpcore.AsyncHTTPConnection(
-                    origin,
-                    ssl_context=self._ssl_context,
-                    keepalive_expiry=self._keepalive_expiry,
-                    retries=self._retries,
-                    network_backend=self._backend,
-                )
-            if found is not None:
-                self._busy.add(found)
-                return found, reused
+                    evicted.close()
+            if self._count() < self._max:
+                self._opening += 1
+                try:
+                    connection = await self._connect(key, connect)
+                except BaseException:
+                    self._opening -= 1
+                    self._wake_one()  # the slot it held is free
+                    raise
+                self._opening -= 1
+                if self._closed:
+                    connection.close()
+                    raise httpx.ConnectError("the connection pool is closed")
+                self._busy.add(connection)
+                return connection, False
             await self._wait(wait_for)
 
-    def _take_idle(
-        self, origin: httpcore.Origin, stale: list[httpcore.AsyncHTTPConnection]
-    ) -> httpcore.AsyncHTTPConnection | None:
-        """The newest usable idle connection of ``origin``; stale ones go to ``stale``."""
-        stack = self._idle.get(_key(origin))
+    def _count(self) -> int:
+        return len(self._busy) + self._idle_count + self._opening
+
+    async def _connect(self, key: Key, timeout: float | None) -> Connection:
+        scheme, host, port = key
+        loop = asyncio.get_running_loop()
+        context = self._tls() if scheme == "https" else None
+        attempt = 0
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    transport, connection = await loop.create_connection(
+                        lambda: Connection(key, loop),
+                        host,
+                        port,
+                        ssl=context,
+                        server_hostname=host if context is not None else None,
+                    )
+            except TimeoutError:
+                raise httpx.ConnectTimeout(
+                    f"no connection to {host}:{port} within {timeout} s"
+                ) from None
+            except OSError as exc:  # refused, unreachable, TLS (SSLError is an OSError)
+                if attempt < self._retries:
+                    attempt += 1
+                    await asyncio.sleep(0.5 * 2 ** (attempt - 1))
+                    continue
+                raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return connection
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS context, made when the first https connection is opened: loading the
+        system's CAs takes ~30 ms of CPU, once per model client at every agent process's
+        start (four in the helpdesk's resolver), for clients that may never use https."""
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context(verify=self._verify)
+        return self._ssl_context
+
+    def _take_idle(self, key: Key) -> Connection | None:
+        """The newest usable idle connection of ``key``; stale ones are closed."""
+        stack = self._idle.get(key)
         while stack:
             connection = next(reversed(stack))
             del stack[connection]
             self._idle_count -= 1
-            if connection.has_expired() or not connection.is_available():
-                stale.append(connection)  # past its keep-alive, or the server closed it
+            if connection.has_expired(self._keepalive_expiry):
+                connection.close()  # past its keep-alive, or the server closed it
                 continue
             return connection
         return None
 
-    def _take_oldest_idle(self) -> httpcore.AsyncHTTPConnection | None:
+    def _take_oldest_idle(self) -> Connection | None:
         for stack in self._idle.values():  # a handful of origins per process
             if stack:
                 connection = next(iter(stack))
@@ -183,7 +218,7 @@ class Pool:
             async with asyncio.timeout(wait_for):
                 await waiter
         except TimeoutError:
-            raise httpcore.PoolTimeout(
+            raise httpx.PoolTimeout(
                 f"no connection free within {wait_for} s (max_connections reached)"
             ) from None
         except BaseException:
@@ -201,26 +236,20 @@ class Pool:
                 waiter.set_result(None)
                 return
 
-    async def _checkin(
-        self, connection: httpcore.AsyncHTTPConnection, origin: httpcore.Origin
-    ) -> None:
-        """A request on ``connection`` ended: keep it for the next one, or close it."""
+    def release(self, connection: Connection) -> None:
+        """An exchange on ``connection`` ended: keep it for the next one, or close it
+        (an answer not read to its end, surplus, the server's close, the pool closed)."""
+        if connection not in self._busy:
+            return  # released already
         self._busy.discard(connection)
-        if (
-            not self._closed
-            and connection.is_idle()
-            and not connection.is_closed()
-            and not connection.has_expired()
-            and self._idle_count < self._max_idle
-        ):
-            self._idle.setdefault(_key(origin), {})[connection] = None
+        if not self._closed and self._idle_count < self._max_idle and connection.reusable():
+            connection.idle_since = connection.loop.time()
+            connection.served += 1
+            self._idle.setdefault(connection.key, {})[connection] = None
             self._idle_count += 1
-            self._wake_one()
-            return
-        self._wake_one()  # its slot is free from now on
-        if not connection.is_closed():
-            # not reusable (mid-response after a failure, surplus, or the pool closed)
-            await connection.aclose()
+        else:
+            connection.close()
+        self._wake_one()  # its slot, or the connection itself, is free from now on
 
     async def aclose(self) -> None:
         self._closed = True
@@ -233,58 +262,4 @@ class Pool:
                 waiter.set_result(None)  # they find the pool closed
         self._waiters.clear()
         for connection in every:
-            await connection.aclose()
-
-    async def __aenter__(self) -> Pool:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None = None,
-        exc_value: BaseException | None = None,
-        traceback: TracebackType | None = None,
-    ) -> None:
-        await self.aclose()
-
-
-@runtime_checkable
-class _Body(Protocol):
-    """An httpcore connection's response body: read in parts, closed when done."""
-
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
-
-    async def aclose(self) -> None: ...
-
-
-class _Returned:
-    """A response's body; its end (read through, or closed early) returns the connection."""
-
-    def __init__(
-        self,
-        stream: _Body,
-        pool: Pool,
-        connection: httpcore.AsyncHTTPConnection,
-        origin: httpcore.Origin,
-    ) -> None:
-        self._stream = stream
-        self._pool = pool
-        self._connection = connection
-        self._origin = origin
-        self._returned = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for part in self._stream:
-                yield part
-        except BaseException:
-            await self.aclose()
-            raise
-
-    async def aclose(self) -> None:
-        if self._returned:
-            return
-        self._returned = True
-        try:
-            await self._stream.aclose()  # the connection is idle again, or closed
-        finally:
-            await self._pool._checkin(self._connection, self._origin)
+            connection.close()

@@ -16,7 +16,7 @@ import pytest
 from stalwart.errors import BadModelResponse
 from stalwart.llm import Message, ModelRequest, OpenAIClient
 from stalwart.llm._http import environment_proxy, post_json
-from stalwart.llm._netbackend import AsyncioBackend, AsyncioTransport
+from stalwart.llm._netbackend import AsyncioTransport
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -111,32 +111,41 @@ async def test_each_request_leaves_in_one_write() -> None:
             await client.aclose()
 
 
-async def test_a_connection_holds_what_is_written_until_it_reads() -> None:
-    """The mechanism itself, counted at the connection's socket transport: httpcore's two
-    writes of a request (head, body) reach the socket as one, when the answer is read.
-    (The server's first read holding the whole request, above, can happen either way on
-    loopback; this count cannot.)"""
+async def test_a_request_reaches_the_socket_in_one_write() -> None:
+    """Counted at the connection's socket transport, for a plain call (the model
+    client's own path) and one through httpx's client (the tools'): head and body go
+    out as one write. (The server's first read holding the whole request, above, can
+    happen either way on loopback; this count cannot.)"""
     async with raw_server(chat_answer) as (url, _):
-        host, port = url.removeprefix("http://").split(":")
-        stream = await AsyncioBackend().connect_tcp(host, int(port), timeout=5)
-        transport = stream._transport  # type: ignore[attr-defined]
-        sent: list[bytes] = []
-        real_write = transport.write
+        transport = AsyncioTransport(limits=httpx.Limits())
+        async with httpx.AsyncClient(transport=transport, timeout=5) as http:
+            await post_json(
+                http, f"{url}/v1/chat/completions", model="m", headers={}, body={"q": 0},
+                timeout=5, max_bytes=100_000, transport=transport,
+            )  # fmt: skip
+            (connection,) = transport.pool.connections  # kept alive for the next ones
+            socket_transport = connection.transport
+            assert socket_transport is not None
+            sent: list[bytes] = []
+            real_write = socket_transport.write
 
-        def counted(data: bytes) -> None:
-            sent.append(bytes(data))
-            real_write(data)
+            def counted(data: bytes) -> None:
+                sent.append(bytes(data))
+                real_write(data)
 
-        transport.write = counted
-        body = b'{"q": 1}'
-        head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n"
-        await stream.write(head, timeout=5)
-        await stream.write(body, timeout=5)
-        assert sent == []  # held: nothing reached the socket yet
-        answer_bytes = await stream.read(65536, timeout=5)
-        assert sent == [head + body]
-        assert answer_bytes.startswith(b"HTTP/1.1 200 OK")
-        await stream.aclose()
+            socket_transport.write = counted  # type: ignore[method-assign]
+            got = await post_json(
+                http, f"{url}/v1/chat/completions", model="m", headers={}, body={"q": 1},
+                timeout=5, max_bytes=100_000, transport=transport,
+            )  # fmt: skip
+            assert got == CHAT
+            r = await http.post(f"{url}/v1/chat/completions", json={"q": 2})
+            assert r.json() == CHAT
+        assert len(sent) == 2
+        for n, data in enumerate(sent, 1):
+            head, body = data.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+            assert json.loads(body) == {"q": n}
 
 
 async def test_a_body_larger_than_what_is_held_streams_out_whole() -> None:
