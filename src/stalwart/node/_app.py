@@ -25,6 +25,7 @@ from stalwart.guard import (
 )
 from stalwart.llm import ChainHealth, Provider
 from stalwart.llm.sim import SimServer
+from stalwart.node._admission import WaitingCounts
 from stalwart.node._charge import DeadCallCharger
 from stalwart.node._control import CancelOutcome, TaskControl
 from stalwart.node._node import Node, NodeService
@@ -82,6 +83,7 @@ class Tasks:
         """Per-agent admission limits that override ``max_pending`` (verify's shedding
         driver refuses a probe agent's tasks this way, leaving the others alone)."""
         self.store_url = store_url
+        self._waiting = WaitingCounts(store.count_pending_each)
         self.control: TaskControl | None = None
         """Cancel and approval handling (set by the app service while the node runs)."""
 
@@ -110,11 +112,14 @@ class Tasks:
             limits = self.app.agent(agent).security.inputs
         validate_input(task_input, limits=limits)
         task_input = wrap_input(task_input, principal)
-        await self._admit(agent)
-        # a caller's trace (an HTTP traceparent) parents the task's span, stored with it
-        record = await self.store.create_task(
-            agent, task_input, task_id=task_id, seed=seed, trace=current_traceparent()
-        )
+        counted = await self._admit(agent)
+        try:
+            # a caller's trace (an HTTP traceparent) parents the task's span, stored with it
+            record = await self.store.create_task(
+                agent, task_input, task_id=task_id, seed=seed, trace=current_traceparent()
+            )
+        finally:
+            self._waiting.written(counted)
         catalog.TASKS_SUBMITTED.inc()
         self._tell(agent, record.id)
         return record.id
@@ -127,15 +132,17 @@ class Tasks:
             except NoProcess:
                 pass  # the agent is restarting; its store scan picks the task up
 
-    async def _admit(self, agent: str) -> None:
-        """Refuse the task (:class:`Overloaded`) when too many already wait."""
+    async def _admit(self, agent: str) -> list[str | None]:
+        """Refuse the task (:class:`Overloaded`) when too many already wait; returns the
+        counts it was admitted under (for :meth:`WaitingCounts.written`)."""
         per_agent = self.max_pending_for.get(agent, self.max_pending)
         limits = [(limit, who) for limit, who in ((per_agent, agent), (self.max_pending_node, None))
                   if limit is not None]  # fmt: skip
         if not limits:
-            return
-        # both counts in one read: one transaction per submit, not two
-        counts = await self.store.count_pending_each([who for _, who in limits])
+            return []
+        # both counts in one read, shared by the submissions that come while it runs
+        who_all = [who for _, who in limits]
+        counts = await self._waiting.counts(who_all)
         for (limit, who), waiting in zip(limits, counts, strict=True):
             if waiting >= limit:
                 catalog.TASKS_SHED.labels(agent).inc()
@@ -146,6 +153,8 @@ class Tasks:
                     f"{limit}): not accepted, retry later",
                     retry_after=1.0,
                 )
+        self._waiting.admitted(who_all)
+        return who_all
 
     async def cancel(self, task_id: str, *, by: str = "api") -> CancelOutcome | None:
         """Cancel a pending, running or parked task (see :class:`TaskControl`); None if

@@ -51,6 +51,42 @@ async def test_per_agent_and_per_node_limits_refuse_with_a_retry_after(tmp_path)
         await store.close()
 
 
+async def test_a_burst_of_submissions_shares_its_reads_and_admits_exactly_the_limit(tmp_path):
+    # each submission read the count itself: 2,000 at once queued 2,000 reads (past
+    # their deadline on a busy node), and each could read the count before the others'
+    # tasks were written
+    store = SQLiteStore(str(tmp_path / "burst.db"))
+    await store.open()
+    reads = 0
+    read = store.count_pending_each
+
+    async def counted(agents: Any) -> list[int]:
+        nonlocal reads
+        reads += 1
+        return await read(agents)
+
+    store.count_pending_each = counted  # type: ignore[method-assign]
+    try:
+        await Tasks(None, store).submit("a", 0)  # one already waiting
+        tasks = Tasks(None, store, max_pending=50, max_pending_node=10_000)
+        reads = 0
+        outcomes = await asyncio.gather(
+            *(tasks.submit("a", i) for i in range(1, 301)), return_exceptions=True
+        )
+        accepted = [o for o in outcomes if isinstance(o, str)]
+        refused = [o for o in outcomes if isinstance(o, Overloaded)]
+        assert len(accepted) == 49 and len(refused) == 251  # 50 waiting, not one more
+        assert await store.count_pending("a") == 50
+        assert reads < 30, reads  # shared: not one read per submission
+        # later, a fresh read sees what was written (and what was claimed meanwhile)
+        await store.acquire("w", 30.0, agent="a")
+        assert isinstance(await tasks.submit("a", "after a claim"), str)
+        with pytest.raises(Overloaded):
+            await tasks.submit("a", "over")
+    finally:
+        await store.close()
+
+
 async def test_overload_is_shed_and_every_accepted_task_completes(tmp_path):
     node, service = app_node(TIGHT, store=f"sqlite:///{tmp_path}/o.db", events=EventBus(log=False))
     seen: dict[str, Any] = {}
