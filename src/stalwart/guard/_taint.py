@@ -87,6 +87,14 @@ def _norm(value: Any) -> str:
     return canonical(value)
 
 
+SEEN_ENTRIES = 4096
+"""Texts whose canonical form and numbers a segment reuses (every task is told the same
+system prompt; tool results repeat articles and values). All are dropped when full."""
+SEEN_CHARS = 16 * 1024
+"""A longer text is canonicalized every time (not kept)."""
+_SEEN: dict[str, tuple[str, frozenset[str]]] = {}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Segment:
     """One piece of text a task has seen: its origin, where from, its canonical text and
@@ -134,8 +142,15 @@ class Provenance:
         self._append(origin, source, text)
 
     def _append(self, origin: Origin, source: str, text: str) -> None:
-        norm = _norm(text)
-        self.segments.append(Segment(origin, source, norm, numbers_in(norm)))
+        found = _SEEN.get(text)
+        if found is None:
+            norm = _norm(text)
+            found = norm, numbers_in(norm)
+            if len(text) <= SEEN_CHARS:
+                if len(_SEEN) >= SEEN_ENTRIES:
+                    _SEEN.clear()
+                _SEEN[text] = found
+        self.segments.append(Segment(origin, source, *found))
 
     def add_input(self, task_input: Any, principal_fields: Sequence[str]) -> None:
         """The task input: listed fields are ``principal``, all other text ``user``."""
