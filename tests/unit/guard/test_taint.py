@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from examples.helpdesk.app import SECURITY
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stalwart.errors import ConfigError
 from stalwart.guard import (
@@ -136,3 +140,17 @@ def test_a_text_seen_again_gives_the_same_segment_and_the_kept_forms_are_bounded
         p.add(Origin.SYSTEM, f"order {n}")
         assert len(_taint._SEEN) <= 2
     assert [s.numbers for s in p.segments] == [frozenset({str(n)}) for n in range(6)]
+
+
+_PIECES = st.sampled_from(["a", "b", "1", "_", ".", "@", "-", " ", "é", "²", "٣", "ab", "a.b"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_PIECES, max_size=10).map("".join), st.lists(_PIECES, min_size=1, max_size=3))
+def test_a_whole_token_is_found_where_the_pattern_finds_it(text: str, parts: list[str]) -> None:
+    from stalwart.guard._taint import whole_token_in
+
+    needle = "".join(parts)
+    pattern = re.compile(r"(?<![\w@.-])" + re.escape(needle) + r"(?![\w@-]|\.\w)")
+    assert whole_token_in(needle, text) == bool(pattern.search(text))
+    assert whole_token_in(needle, f"x {needle} y") == bool(pattern.search(f"x {needle} y"))
