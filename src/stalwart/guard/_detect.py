@@ -176,11 +176,12 @@ class InjectionDetector:
         return Detection(round(score, 4), tuple(sorted(families)), flagged)
 
 
-SCORED_ENTRIES = 4096
+SCORED_ENTRIES = 2048
 """Texts whose rules' verdict :meth:`InjectionDetector.score` keeps (all are dropped at
 once when full)."""
-SCORED_CHARS = 16 * 1024
-"""Longer texts are scored afresh every time (not kept)."""
+SCORED_CHARS = 1024
+"""Longer texts are scored afresh every time (not kept): at most ~2 M characters are kept
+(scored texts are a result's sentences and values, most far shorter)."""
 _SCORED: dict[str, tuple[str, float, frozenset[str]]] = {}
 
 

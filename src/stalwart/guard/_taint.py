@@ -87,11 +87,12 @@ def _norm(value: Any) -> str:
     return canonical(value)
 
 
-SEEN_ENTRIES = 4096
+SEEN_ENTRIES = 2048
 """Texts whose canonical form and numbers a segment reuses (every task is told the same
 system prompt; tool results repeat articles and values). All are dropped when full."""
-SEEN_CHARS = 16 * 1024
-"""A longer text is canonicalized every time (not kept)."""
+SEEN_CHARS = 1024
+"""A longer text is canonicalized every time (not kept): at most ~2 M characters are kept
+with their canonical forms."""
 _SEEN: dict[str, tuple[str, frozenset[str]]] = {}
 
 
