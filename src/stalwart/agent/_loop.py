@@ -20,7 +20,7 @@ from typing import Any
 from stalwart.agent._context import TaskContext, assistant_message
 from stalwart.agent._guarded import finish_output, prepare_input, refusals
 from stalwart.agent._spec import LLMAgent
-from stalwart.durable import History, count_messages
+from stalwart.durable import History
 from stalwart.guard import normalize_text
 from stalwart.observe import start_span
 
@@ -69,7 +69,7 @@ async def _loop(ctx: TaskContext, agent: LLMAgent, task_input: Any) -> dict[str,
             {"gen_ai.agent.name": agent.name, "stalwart.step": step},
         ):
             messages = await history.fit(ctx.durable)
-            max_context = max(max_context, count_messages(messages, history.counter))
+            max_context = max(max_context, history.fitted_tokens)  # count_messages(messages)
             reply = await ctx.call_model(
                 messages,
                 tools=specs,

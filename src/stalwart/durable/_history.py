@@ -192,6 +192,8 @@ class History:
         self.counter: TokenCounter = counter or default_counter()
         self.strategy: HistoryStrategy = strategy or SlidingWindow()
         self.messages: list[Message] = []
+        self.fitted_tokens = 0
+        """What the messages the last :meth:`fit` returned cost (``count_messages``)."""
         for message in messages:
             self.add(message)
 
@@ -214,12 +216,17 @@ class History:
 
         With a durable ``ctx``, any summarization is a journaled step.
         """
-        if self.tokens() > self.budget_tokens:
+        tokens = self.tokens()
+        if tokens > self.budget_tokens:
             self.messages = await self.strategy.shrink(self, ctx)
-            if self.tokens() > self.budget_tokens:
+            tokens = self.tokens()
+            if tokens > self.budget_tokens:
                 self.messages = await SlidingWindow().shrink(self, ctx)
-            if self.tokens() > self.budget_tokens:
+                tokens = self.tokens()
+            if tokens > self.budget_tokens:
                 self._truncate()
+                tokens = self.tokens()
+        self.fitted_tokens = tokens
         return list(self.messages)
 
     def _truncate(self) -> None:

@@ -155,39 +155,67 @@ class InjectionDetector:
         self.threshold = threshold
         self.classifier = classifier
 
-    def _rules(self, text: str) -> tuple[float, set[str]]:
-        miss = 1.0
-        families: set[str] = set()
-        for family, rx, weight in _COMPILED:
-            if rx.search(text):
-                families.add(family)
-                miss *= 1.0 - weight
-        return 1.0 - miss, families
-
     def score(self, text: str, *, origin: str = "unknown") -> Detection:
-        """Score ``text``; counted under ``origin`` when flagged."""
-        norm = normalize_text(text)
-        score, families = self._rules(norm.text)
-        if norm.hidden:
-            families.add("tag_smuggling")
-            hidden_score, hidden_families = self._rules(norm.hidden)
-            families |= hidden_families
-            score = max(score, 0.9, hidden_score)
-        for blob in _B64.findall(norm.text)[:8]:
-            try:
-                decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=False)
-                plain = decoded.decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError, ValueError):
-                continue
-            if sum(c.isprintable() for c in plain) < 0.9 * max(1, len(plain)):
-                continue
-            inner, inner_families = self._rules(plain)
-            if inner > 0:
-                families |= inner_families | {"encoded"}
-                score = max(score, inner)
+        """Score ``text``; counted under ``origin`` when flagged. The rules' verdict on a
+        text scored before (up to ``SCORED_ENTRIES`` texts of at most ``SCORED_CHARS``) is
+        not worked out again: a task's tool results repeat the same values and articles,
+        and every step's result is scored."""
+        seen = _SCORED.get(text) if len(text) <= SCORED_CHARS else None
+        if seen is None:
+            seen = _by_rules(text)
+            if len(text) <= SCORED_CHARS:
+                if len(_SCORED) >= SCORED_ENTRIES:
+                    _SCORED.clear()  # (a thread scoring meanwhile only misses)
+                _SCORED[text] = seen
+        cleaned, score, families = seen
         if self.classifier is not None:
-            score = max(score, float(self.classifier(norm.text)))
+            score = max(score, float(self.classifier(cleaned)))
         flagged = score >= self.threshold
         if flagged:
             DETECTIONS.labels(origin).inc()
         return Detection(round(score, 4), tuple(sorted(families)), flagged)
+
+
+SCORED_ENTRIES = 2048
+"""Texts whose rules' verdict :meth:`InjectionDetector.score` keeps (all are dropped at
+once when full)."""
+SCORED_CHARS = 1024
+"""Longer texts are scored afresh every time (not kept): at most ~2 M characters are kept
+(scored texts are a result's sentences and values, most far shorter)."""
+_SCORED: dict[str, tuple[str, float, frozenset[str]]] = {}
+
+
+def _by_rules(text: str) -> tuple[str, float, frozenset[str]]:
+    """The normalized text, its score by the rules (hidden and encoded text included) and
+    the families that matched: what :meth:`InjectionDetector.score` gets before its
+    classifier, a function of the text alone."""
+    norm = normalize_text(text)
+    score, families = _rules(norm.text)
+    if norm.hidden:
+        families.add("tag_smuggling")
+        hidden_score, hidden_families = _rules(norm.hidden)
+        families |= hidden_families
+        score = max(score, 0.9, hidden_score)
+    for blob in _B64.findall(norm.text)[:8]:
+        try:
+            decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=False)
+            plain = decoded.decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if sum(c.isprintable() for c in plain) < 0.9 * max(1, len(plain)):
+            continue
+        inner, inner_families = _rules(plain)
+        if inner > 0:
+            families |= inner_families | {"encoded"}
+            score = max(score, inner)
+    return norm.text, score, frozenset(families)
+
+
+def _rules(text: str) -> tuple[float, set[str]]:
+    miss = 1.0
+    families: set[str] = set()
+    for family, rx, weight in _COMPILED:
+        if rx.search(text):
+            families.add(family)
+            miss *= 1.0 - weight
+    return 1.0 - miss, families

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import unicodedata
 from typing import Any
 
@@ -23,6 +24,14 @@ __all__ = ["InputLimits", "NormalizedText", "normalize_text", "validate_input"]
 
 _ZERO_WIDTH = {0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x180E, 0x00AD}
 _BIDI = set(range(0x202A, 0x202F)) | set(range(0x2066, 0x206A)) | {0x200E, 0x200F, 0x061C}
+_REMOVED = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\U000e0000-\U000e007f"
+    + "".join(re.escape(chr(cp)) for cp in sorted(_ZERO_WIDTH | _BIDI))
+    + "]"
+)
+"""Any character :func:`normalize_text` removes (a text without one is only NFKC'd)."""
+_NO_FLAGS: frozenset[str] = frozenset()
+_NFKC_CHANGED = frozenset({"nfkc_changed"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,6 +69,11 @@ class NormalizedText:
 
 def normalize_text(text: str) -> NormalizedText:
     """NFKC, without control/invisible/tag characters; says what it removed."""
+    if _REMOVED.search(text) is None:  # nothing to remove: no walk over the characters
+        if text.isascii():  # (NFKC leaves ASCII as it is)
+            return NormalizedText(text, _NO_FLAGS)
+        nfkc = unicodedata.normalize("NFKC", text)
+        return NormalizedText(nfkc, _NO_FLAGS if nfkc == text else _NFKC_CHANGED)
     flags: set[str] = set()
     hidden: list[str] = []
     out: list[str] = []

@@ -87,6 +87,15 @@ def _norm(value: Any) -> str:
     return canonical(value)
 
 
+SEEN_ENTRIES = 2048
+"""Texts whose canonical form and numbers a segment reuses (every task is told the same
+system prompt; tool results repeat articles and values). All are dropped when full."""
+SEEN_CHARS = 1024
+"""A longer text is canonicalized every time (not kept): at most ~2 M characters are kept
+with their canonical forms."""
+_SEEN: dict[str, tuple[str, frozenset[str]]] = {}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Segment:
     """One piece of text a task has seen: its origin, where from, its canonical text and
@@ -134,8 +143,15 @@ class Provenance:
         self._append(origin, source, text)
 
     def _append(self, origin: Origin, source: str, text: str) -> None:
-        norm = _norm(text)
-        self.segments.append(Segment(origin, source, norm, numbers_in(norm)))
+        found = _SEEN.get(text)
+        if found is None:
+            norm = _norm(text)
+            found = norm, numbers_in(norm)
+            if len(text) <= SEEN_CHARS:
+                if len(_SEEN) >= SEEN_ENTRIES:
+                    _SEEN.clear()
+                _SEEN[text] = found
+        self.segments.append(Segment(origin, source, *found))
 
     def add_input(self, task_input: Any, principal_fields: Sequence[str]) -> None:
         """The task input: listed fields are ``principal``, all other text ``user``."""
@@ -214,8 +230,7 @@ class Provenance:
         needle = _norm(value)
         if not needle:
             return set()
-        pattern = re.compile(r"(?<![\w@.-])" + re.escape(needle) + r"(?![\w@-]|\.\w)")
-        return {s.origin for s in self.segments if pattern.search(s.text)}
+        return {s.origin for s in self.segments if whole_token_in(needle, s.text)}
 
     def contact_origins(self, kind: str, item: str) -> set[str]:
         """Where a link, address or phone number (canonical, from :func:`contacts_in`)
@@ -249,6 +264,33 @@ class Provenance:
             if run not in good and any(run in by_origin.get(o, ()) for o in sources):
                 found.append(run)
         return found
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"  # what ``\w`` matches in a str pattern
+
+
+def whole_token_in(needle: str, text: str) -> bool:
+    r"""Whether ``needle`` is in ``text`` as a whole token: what the pattern
+    ``(?<![\w@.-])NEEDLE(?![\w@-]|\.\w)`` finds, without compiling one for every value
+    checked (a tool call's arguments each were, ~50 us apiece)."""
+    size = len(needle)
+    start = text.find(needle)
+    while start >= 0:
+        end = start + size
+        before = text[start - 1] if start else ""
+        after = text[end : end + 2]
+        if not (before and (_word(before) or before in "@.-")) and not (
+            after
+            and (
+                _word(after[0])
+                or after[0] in "@-"
+                or (after[0] == "." and len(after) == 2 and _word(after[1]))
+            )
+        ):
+            return True
+        start = text.find(needle, start + 1)
+    return False
 
 
 def _scalar(value: Any) -> str:

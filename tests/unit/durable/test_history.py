@@ -108,6 +108,7 @@ async def test_sliding_window_60_steps() -> None:
             history.add(message)
         sent = await history.fit()  # the (simulated) model call
         tokens = count_messages(sent)
+        assert history.fitted_tokens == tokens  # what the agent loop reports, uncounted
         peak = max(peak, tokens)
         assert tokens <= BUDGET, f"step {step}: {tokens} tokens sent"
         assert sent[0] == SYSTEM
@@ -132,7 +133,7 @@ async def test_summarization_60_steps() -> None:
         for message in turn(step):
             history.add(message)
         sent = await history.fit()
-        assert count_messages(sent) <= BUDGET
+        assert history.fitted_tokens == count_messages(sent) <= BUDGET
         assert sent[0] == SYSTEM
         check_pairs(sent)
     assert len(seen) >= 10  # summarization engaged repeatedly
@@ -146,7 +147,7 @@ async def test_single_huge_output_is_truncated_with_marker() -> None:
         history.add(message)
     history.messages[-1]["content"] = tool_output(0) * 10
     sent = await history.fit()
-    assert count_messages(sent) <= 2000
+    assert history.fitted_tokens == count_messages(sent) <= 2000
     assert "[truncated" in sent[-1]["content"]
     check_pairs(sent)
 
@@ -155,7 +156,7 @@ async def test_custom_counter_and_bad_input() -> None:
     history = History(500, counter=ApproxCounter(), messages=[SYSTEM])
     history.add({"role": "user", "content": "x" * 5000})
     sent = await history.fit()
-    assert count_messages(sent, ApproxCounter()) <= 500
+    assert history.fitted_tokens == count_messages(sent, ApproxCounter()) <= 500
     with pytest.raises(InvalidMessage, match="role"):
         history.add({"role": "robot", "content": "hi"})
     with pytest.raises(InvalidMessage, match="set"):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import enum
 import random
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stalwart.durable import _integrity
 from stalwart.durable._integrity import (
     FORMAT_VERSION,
     RawRow,
@@ -139,3 +141,67 @@ def test_random_damage_never_yields_a_wrong_entry() -> None:
         plan = plan_recovery("t", rows)
         assert all(d.value == d.seq for d in plan.keep)
         assert [d.seq for d in plan.keep] == list(range(i))
+
+
+class _Kind(enum.StrEnum):
+    A = "a"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+class _Text(str):
+    pass
+
+
+class _Number(float):
+    pass
+
+
+class _Map(dict[Any, Any]):
+    pass
+
+
+class _Items(list[Any]):
+    pass
+
+
+_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=3), st.floats(),
+    st.sampled_from([(1,), {2}, b"x", 1j, _Kind.A, _Level.HIGH, _Text("t"), _Number(1.5)]),
+    st.sampled_from([_Map(a=1), _Map({_Text("k"): [1]}), _Map({1: 2}), _Items([1, {2}])]),
+)  # fmt: skip
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.one_of(st.text(max_size=2), st.integers(0, 2)), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+def _old_check(value: Any) -> bool:
+    try:
+        _integrity._check(value, "v", "$", 0)
+    except InvalidMessage:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES)
+def test_the_quick_walk_accepts_what_the_named_walk_accepts(value: Any) -> None:
+    # check_json walks a value once without building paths; the walk that names the
+    # place of a bad value runs only for one, and both decide alike
+    assert _integrity._plain(value) == _old_check(value)
+
+
+@pytest.mark.parametrize("levels", [63, 64, 65, 66])
+def test_the_quick_walk_keeps_the_depth_limit(levels: int) -> None:
+    for leaf in (1, [], {}):
+        deep: Any = leaf
+        for _ in range(levels):
+            deep = [deep]
+        assert _integrity._plain(deep) == _old_check(deep)

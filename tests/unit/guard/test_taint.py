@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from examples.helpdesk.app import SECURITY
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stalwart.errors import ConfigError
 from stalwart.guard import (
@@ -114,3 +118,39 @@ def test_held_calls_park_durably_by_default_and_an_in_process_wait_must_opt_out(
     with pytest.raises(ConfigError, match="durable_approvals=False"):
         policy_from_data({"approval_wait_s": 5})
     assert policy_from_data({}).durable_approvals is True
+
+
+def test_a_text_seen_again_gives_the_same_segment_and_the_kept_forms_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stalwart.guard import _taint
+    from stalwart.guard._canon import canonical, numbers_in
+
+    text = "Refund  ORDER #4411 for\u200b 12.50 EUR"
+    first, second = Provenance(), Provenance()
+    first.add(Origin.SYSTEM, text, source="a")
+    second.add(Origin.RECORD, text, source="b")
+    assert first.segments[0].text == second.segments[0].text == canonical(text)
+    assert first.segments[0].numbers == numbers_in(canonical(text)) == {"4411", "12.5"}
+    assert second.segments[0].origin == Origin.RECORD and second.segments[0].source == "b"
+    monkeypatch.setattr(_taint, "SEEN_ENTRIES", 2)
+    monkeypatch.setattr(_taint, "_SEEN", {})
+    p = Provenance()
+    for n in range(6):
+        p.add(Origin.SYSTEM, f"order {n}")
+        assert len(_taint._SEEN) <= 2
+    assert [s.numbers for s in p.segments] == [frozenset({str(n)}) for n in range(6)]
+
+
+_PIECES = st.sampled_from(["a", "b", "1", "_", ".", "@", "-", " ", "é", "²", "٣", "ab", "a.b"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_PIECES, max_size=10).map("".join), st.lists(_PIECES, min_size=1, max_size=3))
+def test_a_whole_token_is_found_where_the_pattern_finds_it(text: str, parts: list[str]) -> None:
+    from stalwart.guard._taint import whole_token_in
+
+    needle = "".join(parts)
+    pattern = re.compile(r"(?<![\w@.-])" + re.escape(needle) + r"(?![\w@-]|\.\w)")
+    assert whole_token_in(needle, text) == bool(pattern.search(text))
+    assert whole_token_in(needle, f"x {needle} y") == bool(pattern.search(f"x {needle} y"))
