@@ -386,6 +386,8 @@ def _number_spans(text: str, masked: str) -> list[Span]:
         for m in _NUMBERS.finditer(text, base, cand.end()):  # lookbehinds see the context
             kind = m.lastgroup or ""
             at, end = m.start(), m.end()
+            if text[end : end + 1] in _HEX_LETTERS and _in_hex_id(text, at, end):
+                continue
             if not _valid_number(kind, m.group()):
                 inner = _card_within(text, at, end) if kind == "card" else None
                 if inner is not None:  # "1 4111 1111 1111 1111 2 items" holds a card
@@ -421,6 +423,36 @@ def _number_spans(text: str, masked: str) -> list[Span]:
                 end = end if extension is None else extension.end()
             spans.append((at, end, kind))
     return spans
+
+
+_HEX_LETTERS = frozenset("abcdef")
+_HEX = frozenset("0123456789abcdef")
+_HEX_ID_CHARS = 16
+"""A lower-case hex token this long, with a letter in it, is an id or a digest."""
+
+
+def _in_hex_id(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` (digits a number pass found, a hex letter just after
+    them) lies in a whole token of at least :data:`_HEX_ID_CHARS` lower-case hex
+    characters: a task id (``uuid4().hex``), a commit or a digest, never a card or a
+    phone number. ``8984610692474a519cc5e7c403eaaa9a``, a task id, was redacted as the
+    card its first 13 digits make, in the task API's listing and in every log line.
+    Found digits only: checked where a number pass finds one, not over the whole text.
+    An IBAN is upper case, and a card or a phone number is never glued to letters."""
+    left = start
+    while left > 0 and text[left - 1] in _HEX:
+        left -= 1
+    right = end
+    while right < len(text) and text[right] in _HEX:
+        right += 1
+    if right - left < _HEX_ID_CHARS:
+        return False
+    # a whole token: not part of a longer word, nor of a dashed or underscored name
+    return not _glued(text[left - 1 : left]) and not _glued(text[right : right + 1])
+
+
+def _glued(char: str) -> bool:
+    return char != "" and (char.isalnum() or char in "_-")
 
 
 _JSON_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')

@@ -103,6 +103,24 @@ def test_identifier_fields_keep_digit_groups_but_not_credentials_or_known_values
     assert clean["message"] == "call me at [REDACTED:phone]"  # free text: every kind
 
 
+def test_a_hex_id_is_not_read_as_the_card_its_leading_digits_make() -> None:
+    # a task id (uuid4().hex) whose first 13 digits pass as a card was cut in the task
+    # API's listing and in every log line: a test found its own task missing by id
+    r = Redactor()
+    task = "8984610692474a519cc5e7c403eaaa9a"
+    assert r.findings(f"8984610692474 {task[13:]}")  # the digits alone are a card
+    for text in (task, f"task {task} done", f'{{"id": "{task}"}}'):
+        assert r.redact(text) == text
+    assert r.redact_record({"task_id": task, "message": f"started {task}"}) == {
+        "task_id": task,
+        "message": f"started {task}",
+    }
+    # a card next to one is still a card, and a short glued token is not an id
+    assert r.redact(f"{task} 4111111111111111") == f"{task} [REDACTED:card]"
+    assert r.redact("x-4111111111111111aaaa") == "x-[REDACTED:card]aaaa"
+    assert r.redact("card 4111111111111111ab") == "card 4111111111111111ab"  # 18 hex: an id
+
+
 def test_corpus_recall_and_false_positive_rate() -> None:
     r = Redactor()
     corpus = redaction_corpus(2400)
