@@ -439,6 +439,8 @@ def _in_hex_id(text: str, start: int, end: int) -> bool:
     card its first 13 digits make, in the task API's listing and in every log line.
     Found digits only: checked where a number pass finds one, not over the whole text.
     An IBAN is upper case, and a card or a phone number is never glued to letters."""
+    if not _HEX.issuperset(text[start:end]):  # "4000 0000 0000 0006 0a": spaced, a number
+        return False
     left = start
     while left > 0 and text[left - 1] in _HEX:
         left -= 1

@@ -119,6 +119,8 @@ def test_a_hex_id_is_not_read_as_the_card_its_leading_digits_make() -> None:
     # a card next to one is still a card, and a short glued token is not an id
     assert r.redact(f"{task} 4111111111111111") == f"{task} [REDACTED:card]"
     assert r.redact("x-4111111111111111aaaa") == "x-[REDACTED:card]aaaa"
+    # found by the property test: a number with a space in it, then a hex letter
+    assert r.redact(" 40000000000000006 0a") == " [REDACTED:card] 0a"
     assert r.redact("card 4111111111111111ab") == "card 4111111111111111ab"  # 18 hex: an id
 
 
