@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
 
@@ -160,13 +161,7 @@ class InjectionDetector:
         text scored before (up to ``SCORED_ENTRIES`` texts of at most ``SCORED_CHARS``) is
         not worked out again: a task's tool results repeat the same values and articles,
         and every step's result is scored."""
-        seen = _SCORED.get(text) if len(text) <= SCORED_CHARS else None
-        if seen is None:
-            seen = _by_rules(text)
-            if len(text) <= SCORED_CHARS:
-                if len(_SCORED) >= SCORED_ENTRIES:
-                    _SCORED.clear()  # (a thread scoring meanwhile only misses)
-                _SCORED[text] = seen
+        seen = _by_rules_kept(text) if len(text) <= SCORED_CHARS else _by_rules(text)
         cleaned, score, families = seen
         if self.classifier is not None:
             score = max(score, float(self.classifier(cleaned)))
@@ -177,12 +172,11 @@ class InjectionDetector:
 
 
 SCORED_ENTRIES = 2048
-"""Texts whose rules' verdict :meth:`InjectionDetector.score` keeps (all are dropped at
-once when full)."""
+"""Texts whose rules' verdict :meth:`InjectionDetector.score` keeps (least recently used
+dropped first)."""
 SCORED_CHARS = 1024
 """Longer texts are scored afresh every time (not kept): at most ~2 M characters are kept
 (scored texts are a result's sentences and values, most far shorter)."""
-_SCORED: dict[str, tuple[str, float, frozenset[str]]] = {}
 
 
 def _by_rules(text: str) -> tuple[str, float, frozenset[str]]:
@@ -209,6 +203,12 @@ def _by_rules(text: str) -> tuple[str, float, frozenset[str]]:
             families |= inner_families | {"encoded"}
             score = max(score, inner)
     return norm.text, score, frozenset(families)
+
+
+@functools.lru_cache(maxsize=SCORED_ENTRIES)
+def _by_rules_kept(text: str) -> tuple[str, float, frozenset[str]]:
+    """:func:`_by_rules`, remembered for a short text (a pure function of it)."""
+    return _by_rules(text)
 
 
 def _rules(text: str) -> tuple[float, set[str]]:

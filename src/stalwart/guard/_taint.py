@@ -37,6 +37,7 @@ by the task's principal, the arguments, their provenance and trusted lookups
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
@@ -89,11 +90,18 @@ def _norm(value: Any) -> str:
 
 SEEN_ENTRIES = 2048
 """Texts whose canonical form and numbers a segment reuses (every task is told the same
-system prompt; tool results repeat articles and values). All are dropped when full."""
+system prompt; tool results repeat articles and values); least recently used dropped first."""
 SEEN_CHARS = 1024
 """A longer text is canonicalized every time (not kept): at most ~2 M characters are kept
 with their canonical forms."""
-_SEEN: dict[str, tuple[str, frozenset[str]]] = {}
+
+
+def _canonical_and_numbers(text: str) -> tuple[str, frozenset[str]]:
+    norm = _norm(text)
+    return norm, numbers_in(norm)
+
+
+_canonical_kept = functools.lru_cache(maxsize=SEEN_ENTRIES)(_canonical_and_numbers)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -143,14 +151,8 @@ class Provenance:
         self._append(origin, source, text)
 
     def _append(self, origin: Origin, source: str, text: str) -> None:
-        found = _SEEN.get(text)
-        if found is None:
-            norm = _norm(text)
-            found = norm, numbers_in(norm)
-            if len(text) <= SEEN_CHARS:
-                if len(_SEEN) >= SEEN_ENTRIES:
-                    _SEEN.clear()
-                _SEEN[text] = found
+        kept = len(text) <= SEEN_CHARS
+        found = _canonical_kept(text) if kept else _canonical_and_numbers(text)
         self.segments.append(Segment(origin, source, *found))
 
     def add_input(self, task_input: Any, principal_fields: Sequence[str]) -> None:

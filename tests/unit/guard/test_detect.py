@@ -52,8 +52,9 @@ def test_a_text_scored_again_scores_the_same_and_is_counted_again() -> None:
     flagged = _detect.DETECTIONS.labels("tool")
     before = flagged._value.get()
     first = d.score(text, origin="tool")
-    assert text in _detect._SCORED  # kept: the second score does not run the rules
+    hits = _detect._by_rules_kept.cache_info().hits
     second = d.score(text, origin="tool")
+    assert _detect._by_rules_kept.cache_info().hits == hits + 1  # the rules did not run again
     assert first == second and first.flagged and "override" in first.families
     # the detection counter and the classifier still see every score
     assert flagged._value.get() - before == 2
@@ -66,11 +67,13 @@ def test_a_text_scored_again_scores_the_same_and_is_counted_again() -> None:
 def test_the_kept_verdicts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     from stalwart.guard import _detect
 
-    monkeypatch.setattr(_detect, "SCORED_ENTRIES", 3)
-    monkeypatch.setattr(_detect, "_SCORED", {})
+    kept = _detect._by_rules_kept
+    assert kept.cache_info().maxsize == _detect.SCORED_ENTRIES
     d = InjectionDetector()
-    for n in range(10):
+    for n in range(_detect.SCORED_ENTRIES + 10):
         d.score(f"order {n} shipped")
-        assert len(_detect._SCORED) <= 3
+    assert kept.cache_info().currsize <= _detect.SCORED_ENTRIES
+    before = kept.cache_info()
     long = "x " * (_detect.SCORED_CHARS // 2 + 1)
-    assert not d.score(long).flagged and long not in _detect._SCORED
+    assert not d.score(long).flagged
+    assert kept.cache_info().misses == before.misses  # not looked up, not kept

@@ -133,13 +133,13 @@ def test_a_text_seen_again_gives_the_same_segment_and_the_kept_forms_are_bounded
     assert first.segments[0].text == second.segments[0].text == canonical(text)
     assert first.segments[0].numbers == numbers_in(canonical(text)) == {"4411", "12.5"}
     assert second.segments[0].origin == Origin.RECORD and second.segments[0].source == "b"
-    monkeypatch.setattr(_taint, "SEEN_ENTRIES", 2)
-    monkeypatch.setattr(_taint, "_SEEN", {})
+    assert _taint._canonical_kept.cache_info().maxsize == _taint.SEEN_ENTRIES
     p = Provenance()
-    for n in range(6):
+    count = _taint.SEEN_ENTRIES + 6
+    for n in range(count):
         p.add(Origin.SYSTEM, f"order {n}")
-        assert len(_taint._SEEN) <= 2
-    assert [s.numbers for s in p.segments] == [frozenset({str(n)}) for n in range(6)]
+    assert _taint._canonical_kept.cache_info().currsize <= _taint.SEEN_ENTRIES
+    assert [s.numbers for s in p.segments] == [frozenset({str(n)}) for n in range(count)]
 
 
 _PIECES = st.sampled_from(["a", "b", "1", "_", ".", "@", "-", " ", "é", "²", "٣", "ab", "a.b"])
