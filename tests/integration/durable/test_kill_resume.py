@@ -91,7 +91,37 @@ def _outcome(out: str) -> dict[str, Any]:
     return result
 
 
+def _settle(store_url: str) -> None:
+    """Wait until the killed child's PostgreSQL backend has gone.
+
+    A SIGKILLed client does not stop the server: a COMMIT it had already sent
+    still lands, after the kill, once its backend gets to it. The journal is
+    counted only when no other backend is left on the test database; counted
+    earlier it could miss that last entry (CI saw 4 counted, 5 replayed).
+    SQLite needs nothing: the kill releases its locks and the file holds what
+    was committed.
+    """
+    if not store_url.startswith("postgres"):
+        return
+    import psycopg
+
+    deadline = time.monotonic() + 20
+    with psycopg.connect(store_url, autocommit=True, connect_timeout=5) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{row} backends still on the test database after 20 s")
+            time.sleep(0.01)  # polling the server's own view; there is no event to wait on
+
+
 def _journal_counts(store_url: str, task_id: str) -> tuple[int, int]:
+    _settle(store_url)
+
     async def count() -> tuple[int, int]:
         store = await open_store(store_url)
         try:
