@@ -10,10 +10,11 @@ call at the same position means the code no longer matches the journal:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import random as _random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from stalwart.clock import Clock
@@ -72,6 +73,8 @@ class Context:
         self.replayed_steps = 0
         self.executed_steps = 0
         self.quarantined = list(journal.quarantined)
+        self.broken: StoreError | None = None
+        """The write of this run that failed, if one did (see :meth:`writing`)."""
         self.unknown_effects: list[tuple[str, str]] = []
         """(step name, idempotency key) of each side effect this run found with an
         unknown outcome (started, never recorded, not repeated): what the task's
@@ -113,6 +116,31 @@ class Context:
         else:
             self._synced_lazy = self._lazy_commits
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Wrap each store write of this run: a write that fails breaks the run for good.
+
+        After a failed write nobody knows whether it reached the store (a timeout) or
+        not (a full disk), so the journal positions after it cannot be trusted: every
+        later call of this run raises the same error at once, and so does the end of
+        the task, whatever the task's code made of the first raise. Code that catches
+        the store's error and goes on (a framework turning a tool's exception into a
+        message for the model; a broad ``except Exception``) cannot make the task
+        finish on a record it never wrote: the runner gives the task back, and the
+        journal decides what ran when it resumes.
+        """
+        try:
+            yield
+        except StoreError as exc:
+            if self.broken is None:
+                self.broken = exc
+            raise
+
+    def check_sound(self) -> None:
+        """Raise the store error that broke this run, if a write of it failed."""
+        if self.broken is not None:
+            raise self.broken
+
     @property
     def lazy_mark(self) -> int:
         """The number of this run's lazy commits so far: pass it to :meth:`synced` later."""
@@ -129,6 +157,7 @@ class Context:
 
     # -- the journal cursor -----------------------------------------------------------
     def _next(self, kind: str, name: str) -> tuple[int, JournalEntry | None]:
+        self.check_sound()
         seq = self._seq
         self._seq += 1
         entry = self._entries.get(seq)
@@ -162,11 +191,12 @@ class Context:
     ) -> Any:
         # a resolved secret is stored as its reference, never as the value
         entry = JournalEntry(seq, kind, name, seal(value))
-        if also is None and not lazy:
-            await self._store.append(self._lease, (entry,))
-            joined = None
-        else:
-            joined = await self._store.append(self._lease, (entry,), also=also, lazy=lazy)
+        with self.writing():
+            if also is None and not lazy:
+                await self._store.append(self._lease, (entry,))
+                joined = None
+            else:
+                joined = await self._store.append(self._lease, (entry,), also=also, lazy=lazy)
             # a joined write commits synchronously where the database could lose a lazy
             # commit while this process lives on (Store.joins_lazily)
             lazy = lazy and (also is None or self._store.joins_lazily())
@@ -350,7 +380,9 @@ class Context:
         )
 
     def check_complete(self) -> None:
-        """Raise NonDeterminismError if the journal holds records the code never reached."""
+        """Raise the store error that broke this run, if one did (:meth:`writing`);
+        NonDeterminismError if the journal holds records the code never reached."""
+        self.check_sound()
         if self._seq <= self._last:
             raise NonDeterminismError(
                 f"task {self.task_id!r} finished after {self._seq} journal positions but the "

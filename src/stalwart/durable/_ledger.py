@@ -87,7 +87,8 @@ async def run_effect(
             f"{name!r} but the ledger recorded {record.name!r} there"
         )
     if record is None:
-        await ctx.store.effect_started(ctx.lease, key, seq, name)
+        with ctx.writing():
+            await ctx.store.effect_started(ctx.lease, key, seq, name)
         ctx.committed(lazy=False)
     elif record.status in ("completed", "failed"):
         # The journal entry was lost (damage) but the ledger kept the outcome.
@@ -163,9 +164,10 @@ async def _call_and_finish(
 async def _finish(ctx: Context, key: str, seq: int, name: str, *, status: Any, result: Any) -> None:
     result = seal(result)  # a resolved secret is stored as its reference (guard._sealed)
     value = {"status": status, "result": result, "key": key}
-    await ctx.store.effect_finished(
-        ctx.lease, key, status, result, JournalEntry(seq, "effect", name, value)
-    )
+    with ctx.writing():
+        await ctx.store.effect_finished(
+            ctx.lease, key, status, result, JournalEntry(seq, "effect", name, value)
+        )
     ctx.committed(lazy=False)
     ctx.count_executed("effect")
 

@@ -200,8 +200,15 @@ class Runner:
                 if beat.done() and isinstance(beat.exception(), LeaseLost):
                     raise beat.exception() from None  # type: ignore[misc]
                 raise
+            except Exception as exc:
+                # A write of this run failed and the task's code caught it, then failed
+                # otherwise: the store's failure is the cause, and it decides (the task
+                # is given back, not failed for what its code made of it)
+                if ctx.broken is not None and exc is not ctx.broken:
+                    raise ctx.broken from exc
+                raise
+            ctx.check_complete()  # first: a run whose write failed does not finish
             check_json(result, f"result of task {lease.task_id!r}")
-            ctx.check_complete()
         except TaskSuspended as held:
             return await self._suspend(ctx, held)
         except LeaseLost:

@@ -230,3 +230,85 @@ async def test_a_second_task_on_the_same_thread_continues_the_conversation(tmp_p
         "assistant",
     ]
     assert second.result["state"]["messages"][0]["content"] == TICKET["messages"][0]["content"]
+
+
+async def test_a_store_failure_the_graph_swallows_still_stops_the_task(tmp_path):
+    """LangGraph's ``ToolNode(handle_tool_errors=True)`` turns every tool exception into a
+    message for the model. When the refund went out but its ledger record could not be
+    written (another process held the store's write lock past its deadline), that message
+    would have let the model answer "Refunded" on a task whose journal holds no refund
+    (verify's LC-2 saw it on a full disk). The failed write stops the run whatever the
+    graph does with the error: the next model call is not made, the task is given back,
+    and the resumed run settles the refund through the ledger, once."""
+    import sqlite3
+
+    from examples.langgraph_support import graph as support_graph
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    from stalwart.errors import StoreUnavailable
+
+    path = tmp_path / "locked.db"
+    blocker = sqlite3.connect(path, isolation_level=None, timeout=5)
+    refunds: list[int] = []
+
+    async def refund_then_locked_out(
+        order_id: int, amount_cents: int, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Refund part or all of an order (the payment service dedupes on the key)."""
+        done: dict[str, Any] = await support_graph.refund.fn(
+            order_id, amount_cents, idempotency_key
+        )
+        refunds.append(order_id)
+        if len(refunds) == 1:
+            blocker.execute("BEGIN IMMEDIATE")  # the ledger's record of it cannot be written
+        return done
+
+    refund = dataclasses.replace(support_graph.refund, fn=refund_then_locked_out)
+    forgiving = StateGraph(MessagesState)
+    forgiving.add_node("agent", support_graph.call_model)
+    forgiving.add_node("tools", ToolNode(support_graph.tools, handle_tool_errors=True))
+    forgiving.add_edge(START, "agent")
+    forgiving.add_conditional_edges("agent", tools_condition)
+    forgiving.add_edge("tools", "agent")
+    agent = dataclasses.replace(
+        SUPPORT, graph=forgiving, tools=[support_graph.lookup_order, refund]
+    )
+
+    with SimServer(scenario=SCENARIO) as sim:
+        os.environ["STALWART_SIM_URL"] = sim.url  # the tools' services (the fixture restores it)
+        events = EventBus(log=False)
+        models = build_models(app, {"support"}, sim.url, events)
+        store = SQLiteStore(str(path), timeout=0.5)
+        await store.open()
+        resources = Resources(
+            agent="support", models=models,
+            tools=ToolRegistry(agent.tools, breakers=BreakerRegistry()),
+            scopes=frozenset(agent.scopes), callable_agents=frozenset(), runtime=None,
+            events=events, prices=app.price_table(),
+        )  # fmt: skip
+        try:
+            first = Runner(store, owner="a", events=events)
+            task_id = await first.submit("support", TICKET)
+            try:
+                with pytest.raises(StoreUnavailable):
+                    await first.run(task_id, _second(agent, resources))
+            finally:
+                if blocker.in_transaction:
+                    blocker.execute("ROLLBACK")
+                blocker.close()
+            answered_before = sim.world.next_id() - 1
+            second = Runner(store, owner="b", events=events)
+            result = await second.run(task_id, _second(agent, resources), force=True)
+            answered = sim.world.next_id() - 2  # this read took one id
+            report = sim.world.tools.report()
+        finally:
+            await store.close()
+            await models["support"].aclose()
+    assert answered_before == 2  # the model was not asked again with the store's error
+    assert result.status == "succeeded", result.result
+    assert result.result["answer"] == "Refunded 700 cents on order 4321."
+    assert answered == 3  # the resumed run: calls 1 and 2 from the journal, then the answer
+    assert refunds == [4321, 4321]  # sent again with the same key, as the ledger says to
+    assert report["duplicates"]["payments"] == 0
+    assert len(report["deliveries"]["payments"]) == 1

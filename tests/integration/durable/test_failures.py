@@ -89,3 +89,85 @@ async def test_cancelled_runner_hands_the_task_back(
     assert task is not None and task.status == "pending"
     gate.set()
     assert (await runner.run(tid, wf)).result == 2
+
+
+async def test_a_write_that_failed_stops_the_run_even_when_the_code_caught_it(
+    make_store: MakeStore, clock: FakeClock
+) -> None:
+    """The step's record cannot be written (another runner took the task over while it
+    ran). The task's code catches the error and goes on, as a framework turning a tool's
+    exception into a message for the model does: its next call raises the same error at
+    once, without running, and the task does not finish on the record it never wrote."""
+    from stalwart.errors import LeaseLost
+
+    store: Store = await make_store()
+    runner = Runner(store, clock=clock)
+    after: list[str] = []
+
+    async def swallowing(ctx: Context, _: Any) -> Any:
+        await ctx.step("first", lambda: 1)
+
+        async def taken_over() -> int:
+            assert await store.acquire("thief", 30.0, task_id=ctx.task_id, force=True)
+            return 2
+
+        try:
+            await ctx.step("second", taken_over)
+        except Exception as exc:  # what a framework's tool node does with a tool's error
+            after.append(type(exc).__name__)
+        try:
+            await ctx.step("third", lambda: after.append("third ran"))
+        except Exception as exc:
+            after.append(type(exc).__name__)
+        return "finished anyway"
+
+    tid = await runner.submit("w", None)
+    with pytest.raises(LeaseLost):
+        await runner.run(tid, swallowing)
+    assert after == ["LeaseLost", "LeaseLost"]  # the third step never ran
+    task = await store.get_task(tid)
+    assert task is not None and task.status == "running"  # the thief's, not finished
+    assert [e.name for e in (await store.load_journal(tid)).entries] == ["first"]
+
+
+async def test_a_run_whose_write_failed_is_given_back_and_resumes_from_its_journal(
+    tmp_path: pathlib.Path, clock: FakeClock
+) -> None:
+    """A real SQLite lock held by another process makes a step's record fail; the code
+    swallows the error and returns. The task is given back (not succeeded with a result
+    its journal does not hold); a later run replays the first step and runs the rest."""
+    path = tmp_path / "broken.db"
+    ran: list[str] = []
+    blocker = sqlite3.connect(path, isolation_level=None, timeout=5)
+
+    def locking() -> str:
+        ran.append("second")
+        if len(ran) == 2:  # the first run: another process takes the write lock
+            blocker.execute("BEGIN IMMEDIATE")
+        return "two"
+
+    async def workflow(ctx: Context, _: Any) -> Any:
+        first = await ctx.step("first", lambda: ran.append("first") or "one")
+        try:
+            second = await ctx.step("second", locking)
+        except StoreError:
+            second = "swallowed"
+        return [first, second]
+
+    async with SQLiteStore(path, timeout=0.5, clock=clock) as store:
+        runner = Runner(store, clock=clock)
+        tid = await runner.submit("w", None)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await runner.run(tid, workflow)
+        finally:
+            if blocker.in_transaction:
+                blocker.execute("ROLLBACK")
+            blocker.close()
+        task = await store.get_task(tid)
+        assert task is not None and not task.finished and task.outcome is None
+        clock.advance(60)  # the lease (given back, or left to expire while locked out)
+        done = await Runner(store, clock=clock).run(tid, workflow)
+    assert done.status == "succeeded" and done.result == ["one", "two"]
+    assert ran == ["first", "second", "second"]  # the first step was replayed
+    assert (done.replayed_steps, done.executed_steps) == (1, 1)
