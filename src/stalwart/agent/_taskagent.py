@@ -467,11 +467,14 @@ class TaskAgent(Agent):
 
         Pacing: after a full claim, the next waits (at most a renewal tick, a third of
         ``lease_seconds``) until the tasks claimed so far have started, that is, loaded
-        their journals and begun to run. If they did within the tick, the batch doubles
-        (up to ``max_tasks``); if not, it halves (down to 1). So a burst of work is
-        claimed in a handful of transactions (16, 32, 64, ... tasks) on a process that
-        keeps up, while one that falls behind claims no faster than it starts them:
-        a claimed task that has not started holds a lease it does not renew yet.
+        their journals and begun to run. If they did within the tick, the next claim may
+        take twice as many (up to ``max_tasks``); if not, half as many (down to 1). So a
+        burst of work is claimed in a handful of transactions (16, 32, 64, ... tasks) on
+        a process that keeps up, while one that falls behind claims no faster than it
+        starts them: a claimed task that has not started holds a lease it does not renew
+        yet. Twice *this* claim: a full process claiming its few free slots does not
+        grow the next claim (doubling the bound on each such claim grew it to
+        ``max_tasks``, taken whole at the next burst).
 
         And a claim never takes more tasks than the process starts in that same
         sixteenth of the lease, by the loop time per task the last paced claim took to
@@ -569,9 +572,9 @@ class TaskAgent(Agent):
                     self.started.clear()
                     await self.started.wait()
         except TimeoutError:
-            self.claim_batch = max(1, self.claim_batch // 2)
+            self.claim_batch = max(1, claimed // 2)
         else:
-            self.claim_batch = min(self.claim_batch * 2, self.defn.max_tasks)
+            self.claim_batch = min(claimed * 2, self.defn.max_tasks)
         # the loop's time per task (more than it is when tasks claimed earlier were
         # still starting too, less when the tick ran out first: the halving covers that)
         self.start_cost = (time.monotonic() - came) / claimed

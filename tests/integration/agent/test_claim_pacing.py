@@ -30,12 +30,14 @@ CALL_S = 0.3
 TASKS = 300
 
 
-def _agent(store: Any, events: EventBus) -> TaskAgent:
+def _agent(store: Any, events: EventBus, max_tasks: int = TASKS) -> TaskAgent:
     """A TaskAgent as ``init`` leaves it, for the state the claim loop uses."""
     agent = TaskAgent.__new__(TaskAgent)
     agent.defn = types.SimpleNamespace(  # type: ignore[assignment]
-        name="slow", max_tasks=TASKS, max_running=None, task_timeout=600.0
+        name="slow", max_tasks=max_tasks, max_running=None, task_timeout=600.0
     )
+    agent.claim_batch = min(TaskAgent.first_claim, max_tasks)
+    agent.start_cost = None
     agent.app = types.SimpleNamespace(lease_seconds=LEASE)  # type: ignore[assignment]
     agent.store = store
     agent.owner = "n1/slow"
@@ -51,6 +53,13 @@ def _agent(store: Any, events: EventBus) -> TaskAgent:
     return agent
 
 
+async def _stop(agent: TaskAgent) -> None:
+    """Cancel the tasks a failed assertion left running (their runners give leases back)."""
+    for task in agent.running.values():
+        task.cancel()
+    await asyncio.gather(*agent.running.values(), return_exceptions=True)
+
+
 @pytest.mark.timeout(120)
 async def test_a_claim_takes_no_more_tasks_than_the_process_starts_in_time(tmp_path):
     """A process whose claims grew to 300 (an earlier burst started them within a tick)
@@ -60,13 +69,13 @@ async def test_a_claim_takes_no_more_tasks_than_the_process_starts_in_time(tmp_p
     busy reading the first ones' answers: leases of live tasks were given up. Bounded
     by the measured start cost, a claim takes what starts within a sixteenth of the
     lease (18 tasks, about 0.19 s), and no lease is given up."""
-    url = f"sqlite:///{tmp_path}/claims.db"
-    store = store_from_url(url)
+    store = store_from_url(f"sqlite:///{tmp_path}/claims.db")
     await store.open()
+    events = EventBus(log=False)
+    agent = _agent(store, events)
     try:
         for i in range(TASKS):
             await store.create_task("slow", {"n": i})
-        events = EventBus(log=False)
         given_up: list[str] = []
         lost: list[str] = []
 
@@ -77,7 +86,6 @@ async def test_a_claim_takes_no_more_tasks_than_the_process_starts_in_time(tmp_p
                 lost.append(event.fields["task_id"])
 
         events.subscribe(seen)
-        agent = _agent(store, events)
         agent.claim_batch = TASKS  # grown so by an earlier burst that started in time
         agent.start_cost = COST  # what that burst measured
         late: list[float] = []
@@ -107,4 +115,43 @@ async def test_a_claim_takes_no_more_tasks_than_the_process_starts_in_time(tmp_p
         # every task started well before its lease needed a renewal (a third of it)
         assert max(late) < LEASE / 3, sorted(late)[-5:]
     finally:
+        await _stop(agent)
+        await store.close()
+
+
+@pytest.mark.timeout(60)
+async def test_claims_of_a_few_free_slots_do_not_grow_the_next_claim(tmp_path):
+    """A full process claims the few slots its ended tasks free, and each such claim
+    starts in time. Doubling the bound on each of them took it to ``max_tasks`` (1,000
+    by default), and the next burst was claimed whole, at once. Now the next claim may
+    take at most twice the last one."""
+    store = store_from_url(f"sqlite:///{tmp_path}/few.db")
+    await store.open()
+    agent = _agent(store, EventBus(log=False), max_tasks=64)
+    try:
+        for i in range(60 + 4 * 5):
+            await store.create_task("slow", {"n": i})
+        done, hold = asyncio.Event(), asyncio.Event()
+
+        async def workflow(ctx: Context, task_input: Any) -> dict[str, Any]:
+            agent._started(ctx.task_id)
+            # the first 60 run to the end of the test: the process stays nearly full
+            await (done if task_input["n"] < 60 else hold).wait()
+            return {}
+
+        agent._workflow = workflow  # type: ignore[method-assign]
+        assert await agent._claim_some() == 64  # 16, 32, then the 16 free slots
+        bounds = []
+        for _ in range(4):  # the 4 short tasks end; their 4 slots are claimed again
+            hold.set()
+            await asyncio.wait([t for t in agent.running.values()][60:])
+            hold.clear()
+            assert await agent._claim_some() == 4
+            bounds.append(agent.claim_batch)
+        assert bounds == [8, 8, 8, 8], bounds  # was 64 (max_tasks) from the first on
+        done.set()
+        hold.set()
+        await asyncio.wait(list(agent.running.values()))
+    finally:
+        await _stop(agent)
         await store.close()
