@@ -87,6 +87,12 @@ leases at once (see ``durable/_renewal.py``): their model answers come back toge
 a load that arrives before a late renewal could ask for more (issue 19). Fewer, as on a
 node with small ``max_tasks``, keep the plain lease, and so a dead node's quick
 failover."""
+LAG_SHARE = 16
+"""The share of the lease its renewals ask for that one turn of an agent process's event
+loop may take, and so the starts of one claim's tasks: a loop that lags more claims
+nothing (it is saturated), and a claim takes no more tasks than the process was measured
+to start in that long (see :meth:`TaskAgent._claim_some`). A renewal round takes a few
+turns of the loop and must end within a third of the lease."""
 
 
 def _finished(result: TaskResult | None, created_at: float | None) -> None:
@@ -262,6 +268,9 @@ class TaskAgent(Agent):
         self.wake = asyncio.Event()
         self.claim_batch = min(self.first_claim, self.defn.max_tasks)
         """Most tasks the next claim takes (paced: see :meth:`_claim_some`)."""
+        self.start_cost: float | None = None
+        """Seconds of this process's event loop per task the last paced claim took to
+        start (None: none measured yet); bounds the next claim (see :meth:`_claim_some`)."""
         catalog.AGENT_CLAIM_BATCH.labels(self.defn.name).set(self.claim_batch)
         self.starting: set[str] = set()
         """Claimed here, not yet running their workflow (their journals load)."""
@@ -458,11 +467,22 @@ class TaskAgent(Agent):
 
         Pacing: after a full claim, the next waits (at most a renewal tick, a third of
         ``lease_seconds``) until the tasks claimed so far have started, that is, loaded
-        their journals and begun to run. If they did within the tick, the batch doubles
-        (up to ``max_tasks``); if not, it halves (down to 1). So a burst of work is
-        claimed in a handful of transactions (16, 32, 64, ... tasks) on a process that
-        keeps up, while one that falls behind claims no faster than it starts them:
-        a claimed task that has not started holds a lease it does not renew yet.
+        their journals and begun to run. If they did within the tick, the next claim may
+        take twice as many (up to ``max_tasks``); if not, half as many (down to 1). So a
+        burst of work is claimed in a handful of transactions (16, 32, 64, ... tasks) on
+        a process that keeps up, while one that falls behind claims no faster than it
+        starts them: a claimed task that has not started holds a lease it does not renew
+        yet. Twice *this* claim: a full process claiming its few free slots does not
+        grow the next claim (doubling the bound on each such claim grew it to
+        ``max_tasks``, taken whole at the next burst).
+
+        And a claim never takes more tasks than the process starts in that same
+        sixteenth of the lease, by the loop time per task the last paced claim took to
+        start (``start_cost``). Doubling alone let a claim reach twice what started
+        within a tick, up to two thirds of the lease of event loop in one go: the last
+        tasks of it began when their lease was due for renewal, and no renewal round,
+        theirs or that of the tasks already running, could get through a loop held that
+        long (issue 19: 101 leases of live tasks given up at once).
         """
         claimed = 0
         agent = self.defn.name
@@ -470,7 +490,8 @@ class TaskAgent(Agent):
             lag = await self._loop_lag()
             renewals = self.runner.renewals
             renewals.lagging(lag)
-            if lag > renewals.asking / 16:  # the longer the leases, the more lag they bear
+            budget = renewals.asking / LAG_SHARE  # the longer the leases, the more lag they bear
+            if lag > budget:
                 # The loop is saturated: more tasks would only slow every task, and a
                 # renewal that needs a few turns of the loop would miss its deadline.
                 # Claim again once it keeps up (the next wake-up or poll).
@@ -478,7 +499,7 @@ class TaskAgent(Agent):
                 self.claim_batch = max(1, self.claim_batch // 2)
                 catalog.AGENT_CLAIM_BATCH.labels(agent).set(self.claim_batch)
                 break
-            want = min(free, self.claim_batch)
+            want = min(free, self._claim_bound(budget))
             claimed_at = self.runner.clock.monotonic()  # each lease counts from here
             claim = asyncio.ensure_future(
                 self.store.acquire_many(
@@ -501,6 +522,7 @@ class TaskAgent(Agent):
                 raise
             if not leases:
                 break
+            came = time.monotonic()  # the loop's time to start them counts from here
             catalog.AGENT_CLAIM_SIZE.labels(agent).observe(len(leases))
             if len(leases) >= BURST:  # their model answers will come back together
                 self.runner.renewals.stretch()
@@ -518,7 +540,7 @@ class TaskAgent(Agent):
             claimed += len(leases)
             if len(leases) < want:
                 break  # nothing more is runnable now
-            await self._pace()
+            await self._pace(len(leases), came)
         if len(self.running) >= self.defn.max_tasks:
             catalog.AGENT_AT_CAPACITY.labels(agent).inc()
         return claimed
@@ -531,19 +553,32 @@ class TaskAgent(Agent):
         await asyncio.sleep(0)
         return time.monotonic() - started
 
-    async def _pace(self) -> None:
+    def _claim_bound(self, budget: float) -> int:
+        """The most tasks the next claim takes: ``claim_batch``, and no more than the
+        last measured start cost says this process starts within ``budget`` seconds."""
+        bound = self.claim_batch
+        if self.start_cost:
+            bound = min(bound, max(1, int(budget / self.start_cost)))
+        catalog.AGENT_CLAIM_BATCH.labels(self.defn.name).set(bound)
+        return bound
+
+    async def _pace(self, claimed: int, came: float) -> None:
         """Wait until the claimed tasks have started (at most a renewal tick), and size
-        the next claim by how that went (see :meth:`_claim_some`)."""
+        the next claim by how that went (see :meth:`_claim_some`): ``claimed`` tasks,
+        whose claim came back at ``came`` (``time.monotonic()``)."""
         try:
             async with asyncio.timeout(self.app.lease_seconds / 3):
                 while self.starting:
                     self.started.clear()
                     await self.started.wait()
         except TimeoutError:
-            self.claim_batch = max(1, self.claim_batch // 2)
+            self.claim_batch = max(1, claimed // 2)
         else:
-            self.claim_batch = min(self.claim_batch * 2, self.defn.max_tasks)
-        catalog.AGENT_CLAIM_BATCH.labels(self.defn.name).set(self.claim_batch)
+            self.claim_batch = min(claimed * 2, self.defn.max_tasks)
+        # the loop's time per task (more than it is when tasks claimed earlier were
+        # still starting too, less when the tick ran out first: the halving covers that)
+        self.start_cost = (time.monotonic() - came) / claimed
+        self._claim_bound(self.runner.renewals.asking / LAG_SHARE)  # the gauge: the next bound
 
     def _started(self, task_id: str) -> None:
         """``task_id`` began to run here (or ended before it could): no longer starting."""

@@ -110,8 +110,9 @@ AGENT_CLAIM_SIZE = Histogram(
 )
 AGENT_CLAIM_BATCH = Gauge(
     "stalwart_agent_claim_batch",
-    "Most tasks an agent's process may claim in its next transaction: doubles while "
-    "the tasks it claimed start within a renewal tick, halves when they do not",
+    "Most tasks an agent's process may claim in its next transaction: twice the last "
+    "claim when its tasks started within a renewal tick, half when they did not, and no "
+    "more than the process starts in a sixteenth of the lease (by the start time measured)",
     ["agent"],
     registry=REGISTRY,
 )
