@@ -146,7 +146,7 @@ class Gazetteer:
         longest = {head: max(n) for head, n in lengths.items()}
         self.place_heads = longest  # first word -> the most words a place starting with it has
         # first word -> how many words the places starting with it have, most first, for the
-        # heads of places of more than one word ("New": 3, 2; no "New" alone): what
+        # heads of places of more than one word ("Port": 3, 2; no "Port" alone): what
         # :func:`_place_at` tries, not every length up to the most
         self.place_lengths = {
             head: tuple(sorted(n, reverse=True)) for head, n in lengths.items() if n != {1}
