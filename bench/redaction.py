@@ -32,7 +32,8 @@ tree, span for span, on the tuning data and the log lines (for a change meant to
 and on the evaluation part, where it says only how many texts differ, never what.
 
 ``--compare REV`` also times the fast tier of ``REV`` against this tree in the same run:
-per 4 KB chunk (``fast_tier_before_after``) and per pass (``fast_tier_breakdown``).
+per 4 KB chunk (``fast_tier_before_after``), per pass (``fast_tier_breakdown``) and chunk by
+chunk, paired (``fast_tier_paired``: the figure least moved by the machine's load).
 
 ``--list-split`` measures only recall on person names and places split by whether the
 shipped gazetteer lists know them (``redaction.list_split``; docs/redaction.md).
@@ -64,7 +65,7 @@ from typing import Any
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from bench._meta import commit
-from bench._redaction_compare import breakdown, compare_fast, same_findings
+from bench._redaction_compare import breakdown, compare_fast, paired, same_findings
 
 from stalwart.guard import Redactor
 from stalwart.guard._gazetteer import _STRIP, Gazetteer, _key, gazetteer
@@ -678,6 +679,7 @@ def main() -> int:
         result["fast_tier_breakdown"] = breakdown(
             args.compare, unseen[:10], unseen[10:110], 2 if args.quick else 4
         )
+        result["fast_tier_paired"] = paired(args.compare, unseen[:10], unseen[10:])
     result.update(
         {
             "quick": args.quick,
