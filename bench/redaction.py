@@ -32,7 +32,11 @@ tree, span for span, on the tuning data and the log lines (for a change meant to
 and on the evaluation part, where it says only how many texts differ, never what.
 
 ``--compare REV`` also times the fast tier of ``REV`` against this tree in the same run:
-per 4 KB chunk (``fast_tier_before_after``) and per pass (``fast_tier_breakdown``).
+per 4 KB chunk (``fast_tier_before_after``), per pass (``fast_tier_breakdown``) and chunk by
+chunk, paired (``fast_tier_paired``: the figure least moved by the machine's load).
+
+``--native-bound`` measures only what a native pre-filter of the gazetteer could save at best
+and what an Aho-Corasick automaton of its words costs (``redaction.native_prefilter``).
 
 ``--list-split`` measures only recall on person names and places split by whether the
 shipped gazetteer lists know them (``redaction.list_split``; docs/redaction.md).
@@ -64,7 +68,8 @@ from typing import Any
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from bench._meta import commit
-from bench._redaction_compare import breakdown, compare_fast, same_findings
+from bench._redaction_compare import breakdown, compare_fast, paired, same_findings
+from bench._redaction_native import automaton_cost, prefilter_bound
 
 from stalwart.guard import Redactor
 from stalwart.guard._gazetteer import _STRIP, Gazetteer, _key, gazetteer
@@ -75,7 +80,7 @@ import sre_constants  # noqa: E402  (deprecated names, still the regex parser's 
 import sre_parse  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "guard.json"
-OTHER_SCRIPTS_KEYS = ("accurate_skip",)  # bench/redaction_skip.py's, kept by a run of this one
+OTHER_SCRIPTS_KEYS = ("accurate_skip", "native_prefilter")  # written apart, kept by a full run
 SPLIT_SEED = 20261205
 TUNE_SHARE = 0.35
 GENERATOR_SEED = 42
@@ -555,6 +560,12 @@ def main() -> int:
         help="compare the fast tier's findings of git revision REV and of this tree, span for "
         "span, on the tuning data and the log lines (for changes meant to keep them); print",
     )
+    parser.add_argument(
+        "--native-bound",
+        action="store_true",
+        help="only what a native gazetteer pre-filter could save at best and what an "
+        "automaton costs (redaction.native_prefilter)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     load_at_start = round(os.getloadavg()[0], 2)
@@ -589,6 +600,25 @@ def main() -> int:
         print(json.dumps(negative_fp(tier, negative_paragraphs()[0], show=True), indent=2))
         t_pos, _, negs = secret_samples(10)
         print(json.dumps(secrets_quality(fast, t_pos, negs[: len(negs) // 3], True), indent=2))
+        return 0
+    if args.native_bound:
+        unseen = unseen_chunks([t for t, _ in pii_samples(eval_templates, count * 4)[count:]])
+        bound = {
+            "prefilter_bound": prefilter_bound(unseen[:10], unseen[10:110]),
+            "automaton": automaton_cost(unseen),
+            "data": "unseen evaluation chunks of 4 KB (time_4kb_pii_prose_unseen's)",
+            "quick": args.quick,
+            "started_at": started_at,
+            "commit": commit(),
+            "load_average_1min_at_start": load_at_start,
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        existing = json.loads(args.output.read_text()) if args.output.exists() else {}
+        existing.setdefault("redaction", {})["native_prefilter"] = bound
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(existing, indent=2) + "\n")
+        print(json.dumps(bound, indent=2))
         return 0
     samples = pii_samples(eval_templates, count)
     if args.list_split:
@@ -678,6 +708,7 @@ def main() -> int:
         result["fast_tier_breakdown"] = breakdown(
             args.compare, unseen[:10], unseen[10:110], 2 if args.quick else 4
         )
+        result["fast_tier_paired"] = paired(args.compare, unseen[:10], unseen[10:])
     result.update(
         {
             "quick": args.quick,

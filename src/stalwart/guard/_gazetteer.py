@@ -140,11 +140,17 @@ class Gazetteer:
         self.first = frozenset(first | {f for n in first if (f := fold(n)) not in c})
         self.last = frozenset(last | {f for n in last if (f := fold(n)) not in c})
         self.places = frozenset(places | {f for p in places if (f := fold(p)) not in c})
-        longest: dict[str, int] = {}
+        lengths: dict[str, set[int]] = {}
         for place in self.places:
-            head = place.split(" ", 1)[0]
-            longest[head] = max(longest.get(head, 0), place.count(" ") + 1)
+            lengths.setdefault(place.split(" ", 1)[0], set()).add(place.count(" ") + 1)
+        longest = {head: max(n) for head, n in lengths.items()}
         self.place_heads = longest  # first word -> the most words a place starting with it has
+        # first word -> how many words the places starting with it have, most first, for the
+        # heads of places of more than one word ("Port": 3, 2; no "Port" alone): what
+        # :func:`_place_at` tries, not every length up to the most
+        self.place_lengths = {
+            head: tuple(sorted(n, reverse=True)) for head, n in lengths.items() if n != {1}
+        }
         self.known = frozenset(self.first | self.last | longest.keys())
         self.runs: dict[str, _Run] = {}  # capitalised runs seen, by :func:`_run_info`
 
@@ -169,10 +175,21 @@ def gazetteer() -> Gazetteer:
 
 
 def _key(word: str) -> str:
-    """The list form of a word: no possessive ending, no accents."""
-    if "'" in word or "\u2019" in word:
-        word = word.removesuffix("\u2019s").removesuffix("'s")
-    return fold(word)
+    """The list form of a word: no possessive ending, no accents; remembered (a word with
+    an accent costs a Unicode decomposition, and a text's new runs are mostly new
+    combinations of the lists' words: :data:`_KEYS`)."""
+    key = _KEYS.get(word)
+    if key is None:
+        if len(_KEYS) > _RUNS_REMEMBERED:
+            _KEYS.clear()
+        plain = word
+        if "'" in plain or "\u2019" in plain:
+            plain = plain.removesuffix("\u2019s").removesuffix("'s")
+        key = _KEYS[word] = fold(plain)
+    return key
+
+
+_KEYS: dict[str, str] = {}
 
 
 def _cues(text: str, at: int) -> tuple[str, str]:
@@ -238,8 +255,9 @@ def _place_at(g: Gazetteer, keys: list[str], i: int) -> int:
     most = g.place_heads.get(keys[i], 0)
     if most == 1:
         return 1 if keys[i] in g.places else 0
-    for n in range(min(most, len(keys) - i), 0, -1):
-        if " ".join(keys[i : i + n]) in g.places:
+    left = len(keys) - i
+    for n in g.place_lengths.get(keys[i], ()):  # only the lengths its places have
+        if n <= left and " ".join(keys[i : i + n]) in g.places:
             return n
     return 0
 
