@@ -5,11 +5,52 @@ kept apart so that each module stays under 800 lines."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import statistics
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def _sources(revision: str) -> Iterator[dict[str, str]]:
+    """``src/`` of ``revision`` (from git, in a temporary directory) and of this tree."""
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", revision, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield {"before": f"{tmp}/src", "after": str(ROOT / "src")}
+
+
+@contextlib.contextmanager
+def _workers(revision: str, code: str) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """One long-lived worker process running ``code`` per side (``before``: ``revision``;
+    ``after``: this tree), talking JSON lines on stdin and stdout; closed afterwards."""
+    with _sources(revision) as sources:
+        procs = {
+            name: subprocess.Popen(
+                [sys.executable, "-c", code, src],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for name, src in sources.items()
+        }
+        try:
+            yield procs
+        finally:
+            for proc in procs.values():
+                if proc.stdin is not None:
+                    proc.stdin.close()
+                proc.wait(timeout=30)
+
 
 __all__ = ["breakdown", "compare_fast", "paired", "same_findings"]
 
@@ -40,52 +81,29 @@ def compare_fast(
     so both see the same machine load; p50 per 4 KB of each and their ratio. A corpus given
     as one list of chunks per round has each round read chunks neither process has read
     before (what the tier remembers of texts it read does not help)."""
-    import subprocess
-    import tempfile
-
-    root = pathlib.Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(root), "archive", revision, "src"], capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        procs = {
-            name: subprocess.Popen(
-                [sys.executable, "-c", _WORKER, src],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
+    result: dict[str, Any] = {"revision": revision, "rounds": rounds}
+    with _workers(revision, _WORKER) as procs:
+        for corpus, chunks in corpora.items():
+            samples: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+            for r in range(rounds):
+                order = ("before", "after") if r % 2 == 0 else ("after", "before")
+                batch = chunks[r % len(chunks)] if isinstance(chunks[0], list) else chunks
+                for name in order:
+                    proc = procs[name]
+                    assert proc.stdin is not None and proc.stdout is not None
+                    proc.stdin.write(json.dumps(batch) + "\n")
+                    proc.stdin.flush()
+                    samples[name] += [tuple(x) for x in json.loads(proc.stdout.readline())]
+            entry: dict[str, Any] = {}
+            for name, got in samples.items():
+                entry[f"{name}_p50_us"] = round(statistics.median(w for w, _ in got), 1)
+                entry[f"{name}_cpu_p50_us"] = round(statistics.median(c for _, c in got), 1)
+            entry["speedup_p50"] = round(entry["before_p50_us"] / entry["after_p50_us"], 2)
+            entry["speedup_cpu_p50"] = round(
+                entry["before_cpu_p50_us"] / entry["after_cpu_p50_us"], 2
             )
-            for name, src in (("before", f"{tmp}/src"), ("after", str(root / "src")))
-        }
-        result: dict[str, Any] = {"revision": revision, "rounds": rounds}
-        try:
-            for corpus, chunks in corpora.items():
-                samples: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
-                for r in range(rounds):
-                    order = ("before", "after") if r % 2 == 0 else ("after", "before")
-                    batch = chunks[r % len(chunks)] if isinstance(chunks[0], list) else chunks
-                    for name in order:
-                        proc = procs[name]
-                        assert proc.stdin is not None and proc.stdout is not None
-                        proc.stdin.write(json.dumps(batch) + "\n")
-                        proc.stdin.flush()
-                        samples[name] += [tuple(x) for x in json.loads(proc.stdout.readline())]
-                entry: dict[str, Any] = {}
-                for name, got in samples.items():
-                    entry[f"{name}_p50_us"] = round(statistics.median(w for w, _ in got), 1)
-                    entry[f"{name}_cpu_p50_us"] = round(statistics.median(c for _, c in got), 1)
-                entry["speedup_p50"] = round(entry["before_p50_us"] / entry["after_p50_us"], 2)
-                entry["speedup_cpu_p50"] = round(
-                    entry["before_cpu_p50_us"] / entry["after_cpu_p50_us"], 2
-                )
-                entry["samples_each"] = len(samples["after"])
-                result[corpus] = entry
-        finally:
-            for proc in procs.values():
-                if proc.stdin is not None:
-                    proc.stdin.close()
-                proc.wait(timeout=30)
+            entry["samples_each"] = len(samples["after"])
+            result[corpus] = entry
     return result
 
 
@@ -134,17 +152,8 @@ def breakdown(revision: str, warm: list[str], chunks: list[str], rounds: int) ->
     start from the same memory of runs (what ``warm`` left, so each call is a first reading
     of the chunk's new names), median over the chunks; each revision in its own process,
     alternating for ``rounds`` rounds (the order flips each round), median over rounds."""
-    import subprocess
-    import tempfile
-
-    root = pathlib.Path(__file__).resolve().parents[1]
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(root), "archive", revision, "src"], capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        sources = {"before": f"{tmp}/src", "after": str(root / "src")}
+    with _sources(revision) as sources:
         for r in range(rounds):
             for name in ("before", "after") if r % 2 == 0 else ("after", "before"):
                 out = subprocess.run(
@@ -205,44 +214,21 @@ def paired(revision: str, warm: list[str], chunks: list[str], calls: int = 5) ->
     first reading of the chunk's new names); the speed-up is the median of the per-chunk
     ratios. Each ratio compares two readings of one chunk taken moments apart, so a change
     in the machine's load between rounds, which moves a median of rounds, moves it less."""
-    import subprocess
-    import tempfile
-
-    root = pathlib.Path(__file__).resolve().parents[1]
     times: dict[str, list[float]] = {"before": [], "after": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(root), "archive", revision, "src"], capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        procs = {
-            name: subprocess.Popen(
-                [sys.executable, "-c", _PAIRED_WORKER, src],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for name, src in (("before", f"{tmp}/src"), ("after", str(root / "src")))
-        }
-        try:
-            for proc in procs.values():
+    with _workers(revision, _PAIRED_WORKER) as procs:
+        for proc in procs.values():
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps([warm, chunks, calls]) + "\n")
+            proc.stdin.flush()
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError("a paired worker did not start")
+        for i in range(len(chunks)):
+            for name in ("before", "after") if i % 2 == 0 else ("after", "before"):
+                proc = procs[name]
                 assert proc.stdin is not None and proc.stdout is not None
-                proc.stdin.write(json.dumps([warm, chunks, calls]) + "\n")
+                proc.stdin.write(f"{i}\n")
                 proc.stdin.flush()
-                if proc.stdout.readline().strip() != "ready":
-                    raise RuntimeError("a paired worker did not start")
-            for i in range(len(chunks)):
-                for name in ("before", "after") if i % 2 == 0 else ("after", "before"):
-                    proc = procs[name]
-                    assert proc.stdin is not None and proc.stdout is not None
-                    proc.stdin.write(f"{i}\n")
-                    proc.stdin.flush()
-                    times[name].append(float(proc.stdout.readline()))
-        finally:
-            for proc in procs.values():
-                if proc.stdin is not None:
-                    proc.stdin.close()
-                proc.wait(timeout=30)
+                times[name].append(float(proc.stdout.readline()))
     ratios = [b / a for b, a in zip(times["before"], times["after"], strict=True)]
     quartiles = statistics.quantiles(ratios, n=4)
     return {
@@ -278,17 +264,9 @@ def same_findings(
     the same texts, compared span for span: per corpus, how many texts got identical
     findings, and the spans found by only one of the two (the first 10 shown; none for the
     corpora in ``hidden``, the evaluation part, whose texts tuning must not see)."""
-    import subprocess
-    import tempfile
-
-    root = pathlib.Path(__file__).resolve().parents[1]
     found: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = subprocess.run(
-            ["git", "-C", str(root), "archive", revision, "src"], capture_output=True, check=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        for name, src in (("before", f"{tmp}/src"), ("after", str(root / "src"))):
+    with _sources(revision) as sources:
+        for name, src in sources.items():
             out = subprocess.run(
                 [sys.executable, "-c", _FINDINGS_WORKER, src],
                 input=json.dumps(corpora),

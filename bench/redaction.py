@@ -535,6 +535,16 @@ def first_reading_us(redactor: Redactor, warm: list[str], chunks: list[str]) -> 
     }
 
 
+def _keep(output: pathlib.Path, key: str, found: dict[str, Any]) -> None:
+    """Write ``found`` as ``redaction.<key>`` of ``output``, the rest of the file kept, and
+    print it."""
+    existing = json.loads(output.read_text()) if output.exists() else {}
+    existing.setdefault("redaction", {})[key] = found
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(existing, indent=2) + "\n")
+    print(json.dumps(found, indent=2))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
@@ -614,11 +624,7 @@ def main() -> int:
             "load_average_1min_at_end": round(os.getloadavg()[0], 2),
             "seconds": round(time.perf_counter() - started, 1),
         }
-        existing = json.loads(args.output.read_text()) if args.output.exists() else {}
-        existing.setdefault("redaction", {})["native_prefilter"] = bound
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(existing, indent=2) + "\n")
-        print(json.dumps(bound, indent=2))
+        _keep(args.output, "native_prefilter", bound)
         return 0
     samples = pii_samples(eval_templates, count)
     if args.list_split:
@@ -628,11 +634,7 @@ def main() -> int:
             load_average_1min_at_end=round(os.getloadavg()[0], 2),
             seconds=round(time.perf_counter() - started, 1),
         )
-        existing = json.loads(args.output.read_text()) if args.output.exists() else {}
-        existing.setdefault("redaction", {})["list_split"] = split
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(existing, indent=2) + "\n")
-        print(json.dumps(split, indent=2))
+        _keep(args.output, "list_split", split)
         return 0
     _, paragraphs = negative_paragraphs()
     if args.compare_only:

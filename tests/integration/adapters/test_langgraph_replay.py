@@ -84,12 +84,7 @@ async def _run(
         chain.complete = dying  # type: ignore[method-assign]
         store = SQLiteStore(str(tmp_path / "r.db"))
         await store.open()
-        resources = Resources(
-            agent="support", models=models,
-            tools=ToolRegistry(SUPPORT.tools, breakers=BreakerRegistry()),
-            scopes=frozenset(SUPPORT.scopes), callable_agents=frozenset(), runtime=None,
-            events=events, prices=app.price_table(),
-        )  # fmt: skip
+        resources = _resources(SUPPORT, models, events)
 
         async def workflow(ctx: Any, value: Any) -> Any:
             tctx = TaskContext(ctx, resources, model="support")
@@ -111,6 +106,16 @@ async def _run(
             await store.close()
             await chain.aclose()
         return outcome
+
+
+def _resources(agent: Any, models: Any, events: EventBus) -> Resources:
+    """What TaskAgent gives the support agent's tasks: its tools, scopes, models, prices."""
+    return Resources(
+        agent="support", models=models,
+        tools=ToolRegistry(agent.tools, breakers=BreakerRegistry()),
+        scopes=frozenset(agent.scopes), callable_agents=frozenset(), runtime=None,
+        events=events, prices=app.price_table(),
+    )  # fmt: skip
 
 
 def _second(agent: Any, resources: Resources) -> Any:
@@ -281,12 +286,7 @@ async def test_a_store_failure_the_graph_swallows_still_stops_the_task(tmp_path)
         models = build_models(app, {"support"}, sim.url, events)
         store = SQLiteStore(str(path), timeout=0.5)
         await store.open()
-        resources = Resources(
-            agent="support", models=models,
-            tools=ToolRegistry(agent.tools, breakers=BreakerRegistry()),
-            scopes=frozenset(agent.scopes), callable_agents=frozenset(), runtime=None,
-            events=events, prices=app.price_table(),
-        )  # fmt: skip
+        resources = _resources(agent, models, events)
         try:
             first = Runner(store, owner="a", events=events)
             task_id = await first.submit("support", TICKET)
