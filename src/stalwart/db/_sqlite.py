@@ -4,7 +4,8 @@ Every operation (reads included) is queued to one thread that owns the
 connection. The thread takes whatever has accumulated -- up to ``max_batch``
 programs from any number of callers, of any component (journal, ledgers) --
 runs them in one ``BEGIN IMMEDIATE`` transaction (each in a savepoint of its own: a
-program that fails leaves none of its statements behind, the others commit) and commits
+program that fails leaves none of its statements behind, the others commit; a program
+alone in its batch needs none: its failure rolls the transaction back) and commits
 once, then resolves every caller's future. While one commit's fsync runs, the next batch
 accumulates, so durability's cost is shared by all concurrent callers and no
 caller is told "done" before its write is committed. One file, one writer: a
