@@ -4,7 +4,8 @@ Every operation (reads included) is queued to one thread that owns the
 connection. The thread takes whatever has accumulated -- up to ``max_batch``
 programs from any number of callers, of any component (journal, ledgers) --
 runs them in one ``BEGIN IMMEDIATE`` transaction (each in a savepoint of its own: a
-program that fails leaves none of its statements behind, the others commit) and commits
+program that fails leaves none of its statements behind, the others commit; a program
+alone in its batch needs none: its failure rolls the transaction back) and commits
 once, then resolves every caller's future. While one commit's fsync runs, the next batch
 accumulates, so durability's cost is shared by all concurrent callers and no
 caller is told "done" before its write is committed. One file, one writer: a
@@ -221,46 +222,61 @@ class Writer(threading.Thread):
             err = map_sqlite_error(exc, self._where)
             _deliver([(item, False, err) for item in batch])
             return
+        # Each job in a savepoint of its own: one that fails leaves none of its
+        # statements in the batch's transaction (SQLite rolls back only the failed
+        # statement), so an operation of several writes -- an effect's end with its
+        # journal entry, an entry with a joined write -- commits whole or not at all,
+        # and the other jobs of the batch commit as before. A job alone in its batch
+        # (every write of a task waiting on its own) needs none: its failure rolls the
+        # whole transaction back, the same outcome without two statements per commit.
+        alone = len(batch) == 1
         for item in batch:
-            # Each job in a savepoint of its own: one that fails leaves none of its
-            # statements in the batch's transaction (SQLite rolls back only the failed
-            # statement), so an operation of several writes -- an effect's end with its
-            # journal entry, an entry with a joined write -- commits whole or not at all,
-            # and the other jobs of the batch commit as before.
             try:
-                conn.execute("SAVEPOINT stalwart_job")
+                if not alone:
+                    conn.execute("SAVEPOINT stalwart_job")
                 value = item[0](conn)
             except Exception as exc:
-                _undo(conn)
+                if not alone:
+                    _undo(conn)
                 failure: Exception = exc
                 if isinstance(exc, sqlite3.Error):
                     failure = map_sqlite_error(exc, self._where)
                 results.append((item, False, failure))
                 continue
-            try:
-                conn.execute("RELEASE stalwart_job")
-            except sqlite3.Error as exc:
-                _undo(conn)
-                results.append((item, False, map_sqlite_error(exc, self._where)))
-                continue
+            if not alone:
+                try:
+                    conn.execute("RELEASE stalwart_job")
+                except sqlite3.Error as exc:
+                    _undo(conn)
+                    results.append((item, False, map_sqlite_error(exc, self._where)))
+                    continue
             results.append((item, True, value))
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            err = map_sqlite_error(exc, self._where)
-            results = [(item, False, err) for item, _, _ in results]
+        if alone and not results[0][1]:
+            _rollback(conn)  # the one job failed: nothing of it is kept, nothing committed
         else:
-            changed = conn.total_changes != changes
-            _COMMITS[changed].inc()
-            if lazy:
-                _LAZY[changed].inc()
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                err = map_sqlite_error(exc, self._where)
+                results = [(item, False, err) for item, _, _ in results]
+            else:
+                changed = conn.total_changes != changes
+                _COMMITS[changed].inc()
+                if lazy:
+                    _LAZY[changed].inc()
         _metrics.COMMIT_BATCH.observe(len(batch))
         _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         _deliver(results)  # counted first: a caller that wakes up sees its commit counted
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End the batch's transaction keeping nothing (SQLite may have ended it already,
+    after an I/O error or a full disk: then there is nothing to roll back)."""
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
 
 
 def _undo(conn: sqlite3.Connection) -> None:

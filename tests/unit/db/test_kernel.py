@@ -8,11 +8,13 @@ import multiprocessing
 import multiprocessing.synchronize
 import pathlib
 import sqlite3
+import threading
 
 import pytest
 
 from stalwart.db import Component, Program, SQLiteDatabase, blocking, database, parse_url, pg_sql
 from stalwart.db._metrics import COMMITS, WRITER_RESTARTS
+from stalwart.db._program import drive_sync
 from stalwart.errors import ConfigError, SchemaMissing, StoreError, StoreUnavailable
 
 NOTES_V1 = ("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT)",)
@@ -88,6 +90,53 @@ async def test_a_failed_operation_leaves_none_of_its_writes_in_the_group_commit(
         assert await db.read(count) == 2  # "broken" was rolled back with its operation
     finally:
         await db.close()
+
+
+def test_a_lone_operation_commits_without_a_savepoint_and_a_failed_one_leaves_nothing(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A job alone in its batch runs in the transaction itself (BEGIN, its statements,
+    COMMIT): one that fails after a first write rolls the transaction back, so nothing of
+    it is kept and no commit is counted; jobs batched together still get a savepoint each,
+    and the failed one among them leaves nothing while the others commit."""
+    db = SQLiteDatabase(tmp_path / "k.db")
+    db.open_blocking()
+    try:
+        db.migrate_blocking(Component("notes", (NOTES_V1,)))
+        writer = db._writer()
+        seen: list[str] = []
+        writer.submit_sync(lambda conn: conn.set_trace_callback(seen.append)).result(10)
+        seen.clear()
+        assert db.run_blocking(insert, "alone") == 1
+        assert seen == ["BEGIN IMMEDIATE", "INSERT INTO notes (id) VALUES ('alone') "
+                        "ON CONFLICT (id) DO NOTHING", "COMMIT"]  # fmt: skip
+        wrote = COMMITS.labels("true")._value.get()
+        seen.clear()
+        with pytest.raises(ValueError, match="after its first write"):
+            db.run_blocking(insert_then_fail, "broken", "raise")
+        assert seen[0] == "BEGIN IMMEDIATE" and seen[-1] == "ROLLBACK"
+        assert not any(s.startswith("SAVEPOINT") for s in seen)
+        assert COMMITS.labels("true")._value.get() == wrote  # nothing was committed
+        assert db.run_blocking(count) == 1  # "broken" was rolled back
+        # three jobs queued behind a held one form one batch: a savepoint each
+        hold = threading.Event()
+        seen.clear()
+        blocker = writer.submit_sync(lambda conn: hold.wait(10))
+        batched = [
+            writer.submit_sync(lambda conn, a=args: drive_sync(conn, a[0], a[1:]))
+            for args in ((insert, "before"), (insert_then_fail, "x", "sql"), (insert, "after"))
+        ]
+        hold.set()
+        assert blocker.result(10) is True
+        assert batched[0].result(10) == 1 and batched[2].result(10) == 1
+        with pytest.raises(StoreError):
+            batched[1].result(10)
+        # the held job is in their batch or alone in the one before (without a savepoint)
+        assert seen.count("SAVEPOINT stalwart_job") in (3, 4) and seen[-1] == "COMMIT"
+        assert db.run_blocking(count) == 3
+        writer.submit_sync(lambda conn: conn.set_trace_callback(None)).result(10)
+    finally:
+        db.close_blocking()
 
 
 async def test_read_only_opens_never_create_or_migrate(tmp_path: pathlib.Path) -> None:
