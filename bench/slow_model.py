@@ -51,6 +51,7 @@ import contextlib
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import statistics
@@ -192,7 +193,7 @@ def _log_counts(path: pathlib.Path) -> dict[str, int]:
     return counts
 
 
-async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]:
+async def _stalwart(count: int, sim_url: str, sims: list[int], keep: bool) -> dict[str, Any]:
     import psutil
     from bench._node import log_like_run
     from examples.helpdesk.tickets import generate
@@ -337,7 +338,13 @@ async def _stalwart(count: int, sim_url: str, sims: list[int]) -> dict[str, Any]
             model_calls_per_ticket=round(statistics.fmean(calls), 2),
         )
 
-    await node.run(until=work())
+    try:
+        await node.run(until=work())
+    finally:
+        if keep:  # the store and node.log, for a look afterwards
+            print(f"kept {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return out
 
 
@@ -393,6 +400,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sim-procs", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="300 tickets, one round")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep each round's store and node.log (printed)"
+    )
     parser.add_argument("--sim-worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--latency-ms", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -408,7 +418,7 @@ def main() -> None:
     baselines: list[dict[str, Any]] = []
     try:
         for r in range(args.rounds):
-            run = asyncio.run(_stalwart(args.tickets, sim_url, sims))
+            run = asyncio.run(_stalwart(args.tickets, sim_url, sims, args.keep))
             calls = run.pop("_calls")
             runs.append(run)
             print(f"round {r}: stalwart {run}", flush=True)
