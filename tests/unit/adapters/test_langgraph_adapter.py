@@ -105,29 +105,3 @@ def _builder() -> Any:
     builder.add_node("noop", lambda state: {"messages": []})
     builder.add_edge(START, "noop")
     return builder
-
-
-def test_the_sync_node_pool_starts_whole_so_a_soak_sees_no_growth() -> None:
-    """The pool for sync nodes is bounded; started whole, its thread count is flat from
-    the first task on (grown on demand it looked like a leak to verify's LC-3)."""
-    import asyncio
-    import threading
-
-    from stalwart.adapters.langgraph._agent import _size_executor
-
-    def pool_threads() -> int:
-        return sum(t.name.startswith("langgraph-node") for t in threading.enumerate())
-
-    async def sized() -> int:
-        before = pool_threads()
-        loop = asyncio.get_running_loop()
-        _size_executor(loop, 4)
-        started = pool_threads() - before
-        _size_executor(loop, 4)  # once per loop
-        assert pool_threads() - before == started
-        # running work on it starts no more
-        await asyncio.gather(*(loop.run_in_executor(None, sum, [1, 2]) for _ in range(50)))
-        assert pool_threads() - before == started
-        return started
-
-    assert asyncio.run(sized()) == 2 * 4 + 16
