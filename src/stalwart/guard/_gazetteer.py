@@ -29,6 +29,7 @@ depends on the words around it. The lists are loaded once, on first use.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
@@ -174,22 +175,14 @@ def gazetteer() -> Gazetteer:
     return _LOADED[0]
 
 
+@functools.lru_cache(maxsize=8192)  # as many as the runs remembered (_RUNS_REMEMBERED)
 def _key(word: str) -> str:
     """The list form of a word: no possessive ending, no accents; remembered (a word with
     an accent costs a Unicode decomposition, and a text's new runs are mostly new
-    combinations of the lists' words: :data:`_KEYS`)."""
-    key = _KEYS.get(word)
-    if key is None:
-        if len(_KEYS) > _RUNS_REMEMBERED:
-            _KEYS.clear()
-        plain = word
-        if "'" in plain or "\u2019" in plain:
-            plain = plain.removesuffix("\u2019s").removesuffix("'s")
-        key = _KEYS[word] = fold(plain)
-    return key
-
-
-_KEYS: dict[str, str] = {}
+    combinations of the lists' words)."""
+    if "'" in word or "\u2019" in word:
+        word = word.removesuffix("\u2019s").removesuffix("'s")
+    return fold(word)
 
 
 def _cues(text: str, at: int) -> tuple[str, str]:

@@ -50,8 +50,8 @@ def test_a_remembered_list_form_is_the_computed_one() -> None:
 
 
 def test_the_remembered_list_forms_are_bounded() -> None:
-    _gazetteer._KEYS.clear()
+    _key.cache_clear()
     for n in range(_gazetteer._RUNS_REMEMBERED + 10):
         _key(f"Wörd{n}")
-    assert len(_gazetteer._KEYS) <= _gazetteer._RUNS_REMEMBERED + 1
+    assert _key.cache_info().currsize <= _gazetteer._RUNS_REMEMBERED
     assert _key("Wörd3") == "Word3"
