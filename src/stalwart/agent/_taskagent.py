@@ -478,8 +478,8 @@ class TaskAgent(Agent):
         ``max_tasks``, taken whole at the next burst).
 
         And a claim never takes more tasks than the process starts in that same
-        sixteenth of the lease, by the loop time per task the last paced claim took to
-        start (``start_cost``). Doubling alone let a claim reach twice what started
+        sixteenth of the lease, by the loop thread's CPU time per task the last paced
+        claim took to start (``start_cost``). Doubling alone let a claim reach twice what started
         within a tick, up to two thirds of the lease of event loop in one go: the last
         tasks of it began when their lease was due for renewal, and no renewal round,
         theirs or that of the tasks already running, could get through a loop held that
