@@ -189,6 +189,11 @@ class Context:
         *,
         lazy: bool = False,
     ) -> Any:
+        # A write of this run failed while the step's function ran (a nested step, a tool
+        # call's ledger entry): the function's outcome, even a "failed" record of the
+        # store's error it raised again, would be written after a position nobody can
+        # trust, and a failed record replays as a permanent StepFailed. Nothing is written.
+        self.check_sound()
         # a resolved secret is stored as its reference, never as the value
         entry = JournalEntry(seq, kind, name, seal(value))
         with self.writing():

@@ -171,3 +171,55 @@ async def test_a_run_whose_write_failed_is_given_back_and_resumes_from_its_journ
     assert done.status == "succeeded" and done.result == ["one", "two"]
     assert ran == ["first", "second", "second"]  # the first step was replayed
     assert (done.replayed_steps, done.executed_steps) == (1, 1)
+
+
+@pytest.mark.parametrize("code", ["swallows", "raises_again"])
+async def test_a_step_around_a_write_that_failed_records_no_outcome(
+    tmp_path: pathlib.Path, clock: FakeClock, code: str
+) -> None:
+    """A step's function makes a journaled call of its own whose write fails (another
+    process holds the SQLite write lock), and the lock is gone again before the step's
+    own record. Whether the function swallows the store's error or raises it again, the
+    step records nothing: neither a result made from the failure nor a ``failed`` entry,
+    which would replay as a permanent StepFailed for a passing fault. The task is given
+    back, and the next run runs the step whole."""
+    path = tmp_path / "nested.db"
+    blocker = sqlite3.connect(path, isolation_level=None, timeout=5)
+    runs: list[str] = []
+
+    def locking() -> str:
+        if not runs:  # the first run: another process takes the write lock
+            blocker.execute("BEGIN IMMEDIATE")
+        return "inner"
+
+    async def workflow(ctx: Context, _: Any) -> Any:
+        async def outer() -> str:
+            try:
+                return str(await ctx.step("inner", locking))
+            except StoreError:
+                runs.append("caught")
+                blocker.execute("ROLLBACK")  # the store takes writes again
+                if code == "raises_again":
+                    raise
+                return "swallowed"
+
+        return await ctx.step("outer", outer)
+
+    async with SQLiteStore(path, timeout=0.5, clock=clock) as store:
+        runner = Runner(store, clock=clock)
+        tid = await runner.submit("w", None)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await runner.run(tid, workflow)
+        finally:
+            if blocker.in_transaction:
+                blocker.execute("ROLLBACK")
+            blocker.close()
+        assert runs == ["caught"]
+        # no outcome of "outer" (the inner record may have landed after its caller gave up
+        # on it: nobody knows, and the journal decides)
+        journal = (await store.load_journal(tid)).entries
+        assert [e for e in journal if e.name == "outer"] == []
+        clock.advance(60)  # the lease (given back, or left to expire while locked out)
+        done = await Runner(store, clock=clock).run(tid, workflow)
+    assert done.status == "succeeded" and done.result == "inner"
