@@ -24,6 +24,7 @@ from stalwart.durable._journal import Context
 from stalwart.observe import Event, EventBus
 
 LEASE = 3.0
+"""The lease on an idle machine (scaled by :func:`_slowdown` where the machine is busy)."""
 COST = 0.01
 """Seconds of the event loop a task takes to start, and again to read its answer."""
 CALL_S = 0.3
@@ -39,7 +40,21 @@ def _hold(seconds: float) -> None:
         pass
 
 
-def _agent(store: Any, events: EventBus, max_tasks: int = TASKS) -> TaskAgent:
+def _slowdown() -> float:
+    """Seconds of wall time this thread takes now for one second of its CPU (1 on an idle
+    core, 4-5 beside three test workers and two busy loops on two cores), the median of
+    three 50 ms samples."""
+    ratios = []
+    for _ in range(3):
+        wall, cpu = time.perf_counter(), time.thread_time()
+        _hold(0.05)
+        ratios.append((time.perf_counter() - wall) / max(1e-6, time.thread_time() - cpu))
+    return max(1.0, sorted(ratios)[1])
+
+
+def _agent(
+    store: Any, events: EventBus, max_tasks: int = TASKS, lease: float = LEASE
+) -> TaskAgent:
     """A TaskAgent as ``init`` leaves it, for the state the claim loop uses."""
     agent = TaskAgent.__new__(TaskAgent)
     agent.defn = types.SimpleNamespace(  # type: ignore[assignment]
@@ -47,10 +62,10 @@ def _agent(store: Any, events: EventBus, max_tasks: int = TASKS) -> TaskAgent:
     )
     agent.claim_batch = min(TaskAgent.first_claim, max_tasks)
     agent.start_cost = None
-    agent.app = types.SimpleNamespace(lease_seconds=LEASE)  # type: ignore[assignment]
+    agent.app = types.SimpleNamespace(lease_seconds=lease)  # type: ignore[assignment]
     agent.store = store
     agent.owner = "n1/slow"
-    agent.runner = Runner(store, owner=agent.owner, lease_seconds=LEASE, events=events)
+    agent.runner = Runner(store, owner=agent.owner, lease_seconds=lease, events=events)
     agent.running = {}
     agent.unstarted = {}
     agent.starting = set()
@@ -77,11 +92,18 @@ async def test_a_claim_takes_no_more_tasks_than_the_process_starts_in_time(tmp_p
     renew (2 s after the claim), and their renewals could not get through a loop then
     busy reading the first ones' answers: leases of live tasks were given up. Bounded
     by the measured start cost, a claim takes what starts within a sixteenth of the
-    lease (18 tasks, about 0.19 s), and no lease is given up."""
+    lease (18 tasks, about 0.19 s), and no lease is given up.
+
+    On a busy machine every second of the loop's CPU takes several of wall time, for the
+    claim's starts (bounded in CPU time) and for the answers' reading alike, and the
+    test's 20 ms of CPU per task keep the loop nearly always busy: the lease is scaled by
+    the slowdown measured first, as an operator sizes leases to the machine (at load 9,
+    3 s leases saw 7 renewals starved). The unbounded claim still holds the loop for
+    1.5 times the time its last tasks have to renew in, whatever the scale."""
     store = store_from_url(f"sqlite:///{tmp_path}/claims.db")
     await store.open()
     events = EventBus(log=False)
-    agent = _agent(store, events)
+    agent = _agent(store, events, lease=LEASE * _slowdown())
     try:
         for i in range(TASKS):
             await store.create_task("slow", {"n": i})
