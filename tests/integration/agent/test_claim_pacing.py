@@ -52,9 +52,7 @@ def _slowdown() -> float:
     return max(1.0, sorted(ratios)[1])
 
 
-def _agent(
-    store: Any, events: EventBus, max_tasks: int = TASKS, lease: float = LEASE
-) -> TaskAgent:
+def _agent(store: Any, events: EventBus, max_tasks: int = TASKS, lease: float = LEASE) -> TaskAgent:
     """A TaskAgent as ``init`` leaves it, for the state the claim loop uses."""
     agent = TaskAgent.__new__(TaskAgent)
     agent.defn = types.SimpleNamespace(  # type: ignore[assignment]
