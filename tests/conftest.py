@@ -4,10 +4,11 @@
 evidence needs minutes of load, chaos or soak is marked ``@pytest.mark.bench`` and
 runs when ``STALWART_SLOW=1`` (``make bench`` sets it).
 
-Every test starts with no circuit breakers in the process-wide registry: a test that
-makes a dependency fail (a webhook that refuses alerts) must not leave its breaker
-open for whichever test the same xdist worker runs next; nor operator orders (a
-breaker forced open over the HTTP API) in the node's shared override file.
+Every test starts with no circuit breakers in the process-wide registry, nor their states
+in its metrics: a test that makes a dependency fail (a webhook that refuses alerts) must
+not leave its breaker open for whichever test the same xdist worker runs next; nor
+operator orders (a breaker forced open over the HTTP API) in the node's shared override
+file.
 Likewise structlog's global configuration: ``structlog.testing.capture_logs()``
 restores the processors it found but leaves structlog marked configured, so a later
 in-process ``stalwart verify`` would not install the pipeline that feeds the node's
@@ -28,8 +29,13 @@ import structlog
 @pytest.fixture(autouse=True)
 def _no_breakers_left_open() -> None:
     from stalwart.resilience import BREAKERS, OVERRIDES_ENV
+    from stalwart.resilience._metrics import BREAKER_STATE
 
     BREAKERS.clear()  # breakers and operator overrides
+    # and their states in this process's metrics, which any breaker of an in-process test
+    # sets (its own BreakerRegistry's too): a node started here reads them as its agents'
+    # ("sim:strong: circuit breaker open" in /readyz, a BreakerOpen alert at its start)
+    BREAKER_STATE.clear()
     # a node of an earlier test shared its operator orders in this (default-named) file
     shared = os.environ.get(OVERRIDES_ENV)
     if shared and os.path.basename(shared).startswith("stalwart-breakers-"):
