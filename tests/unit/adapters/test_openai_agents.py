@@ -144,6 +144,29 @@ def test_a_policy_for_a_tool_the_agent_lacks_is_a_config_error() -> None:
         OpenAIAgentsAgent(name="a", agent=agent, model="m", tool_policies={"nope": ToolPolicy()})
 
 
+def test_an_sdk_timeout_on_a_tool_is_refused_with_the_policy_to_use() -> None:
+    """The SDK's own tool timeout cancels the call from outside the journal (a side effect
+    left started, a resume that differs): binding refuses it and names the ToolPolicy
+    that gives stalwart the deadline instead."""
+
+    @function_tool(timeout=12)
+    async def slow_refund(order_id: int) -> str:
+        """Refund an order."""
+        return "ok"
+
+    refused = r"slow_refund.*timeout_seconds=12.*ToolPolicy\(timeout=12\)"
+    with pytest.raises(ConfigError, match=refused):
+        OpenAIAgentsAgent(name="a", agent=Agent(name="A", tools=[slow_refund]), model="m")
+    slow_refund.timeout_seconds = None  # as the error says: the deadline goes to stalwart
+    bound = OpenAIAgentsAgent(
+        name="a",
+        agent=Agent(name="A", tools=[slow_refund]),
+        model="m",
+        tool_policies={"slow_refund": ToolPolicy(timeout=12)},
+    )
+    assert [t.timeout for t in bound.tools] == [12.0]
+
+
 def test_a_model_object_on_the_sdk_agent_is_refused() -> None:
     from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
     from openai import AsyncOpenAI

@@ -255,6 +255,22 @@ def bind_tools(agent: Agent[Any], policies: Mapping[str, ToolPolicy]) -> list[To
         )
     bound: list[Tool] = []
     for name, sdk in tools.items():
+        if sdk.timeout_seconds is not None:
+            # The SDK runs such a tool in a task of its own and cancels it when the timer
+            # fires: from outside stalwart's journal, part-way through a side effect's
+            # ledger record (left "started", with no outcome), and with an outcome ("timed
+            # out") that no journal holds, so a resumed run would see the tool's recorded
+            # answer where the first run saw a timeout. stalwart's own deadline ends the
+            # call inside the journal, which records the failure.
+            suggested = min(30.0, max(5.0, sdk.timeout_seconds))
+            raise ConfigError(
+                f"SDK tool {name!r} of agent {agent.name!r} has timeout_seconds="
+                f"{sdk.timeout_seconds:g}: the SDK's timer would cancel the call outside "
+                "stalwart's journal (a side effect left started with no outcome, a resumed "
+                "run that differs from the first). Remove it from the tool and give the "
+                f"deadline to stalwart: tool_policies={{{name!r}: "
+                f"ToolPolicy(timeout={suggested:g})}} (5-30 s)"
+            )
         _wrap(sdk)
         bound.append(_sdk_tool(sdk, policies.get(name, ToolPolicy())))
     return bound
