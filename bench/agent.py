@@ -436,7 +436,7 @@ def main() -> int:
     # sections other benchmarks write into the same file (bench/slow_model.py's) are kept
     if args.out.exists():
         previous = json.loads(args.out.read_text())
-        for kept in ("slow_model", "loop_against"):
+        for kept in ("slow_model", "loop_against", "node_against"):
             if kept in previous:
                 result[kept] = previous[kept]
     args.out.parent.mkdir(parents=True, exist_ok=True)
