@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 from examples.langgraph_support.app import SCENARIO, SUPPORT, app
+from tests.integration.adapters._locked import own_sim
 
 from stalwart.adapters.langgraph import StalwartSaver
 from stalwart.agent import Resources, TaskContext
 from stalwart.agent._guarded import prepare_input
-from stalwart.agent._taskagent import build_models, secret_resolver
+from stalwart.agent._taskagent import build_models
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.llm.sim import SimServer
-from stalwart.node._simkey import provision_sim_key
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
 from stalwart.tools import ToolRegistry
@@ -31,25 +31,10 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(autouse=True)
-def _sim_url_restored(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test points the tools at its own sim; later tests in this process must not
-    inherit the address of a sim that has stopped (a node would use it as its sim)."""
-    monkeypatch.setenv("STALWART_SIM_URL", "")
-    monkeypatch.delenv("STALWART_SIM_URL")
-
-
-@pytest.fixture(autouse=True)
-def _own_sim_key(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The app names the sim's key by reference (``secret://sim-api-key``): each test
-    provisions its own, as a node starting the app does, in a vault of its own under
-    ``tmp_path`` -- never one another test (or a node run in the checkout) left behind."""
-    monkeypatch.setenv("STALWART_SECRETS", "vault")
-    monkeypatch.setenv("STALWART_VAULT", str(tmp_path / "vault.enc"))
-    monkeypatch.setenv("STALWART_VAULT_KEY_FILE", str(tmp_path / "vault.key"))
-    assert provision_sim_key(app, EventBus(log=False))  # created: the vault was empty
-    secret_resolver.cache_clear()  # this process's resolver reads the vault set above
-    yield
-    secret_resolver.cache_clear()  # later tests resolve from their own environment
+def _own_sim(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The sim's key in this test's own vault, and ``STALWART_SIM_URL`` unset after it
+    (:func:`~tests.integration.adapters._locked.own_sim`)."""
+    yield from own_sim(app, tmp_path, monkeypatch)
 
 
 TICKET = {

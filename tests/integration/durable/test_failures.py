@@ -130,6 +130,18 @@ async def test_a_write_that_failed_stops_the_run_even_when_the_code_caught_it(
     assert [e.name for e in (await store.load_journal(tid)).entries] == ["first"]
 
 
+async def _given_back(runner: Runner, tid: str, workflow: Any, blocker: sqlite3.Connection) -> None:
+    """Run the task until a write fails under ``blocker``'s lock (the runner raises the
+    store's error: the task is given back), then let the lock go."""
+    try:
+        with pytest.raises(StoreUnavailable):
+            await runner.run(tid, workflow)
+    finally:
+        if blocker.in_transaction:
+            blocker.execute("ROLLBACK")
+        blocker.close()
+
+
 async def test_a_run_whose_write_failed_is_given_back_and_resumes_from_its_journal(
     tmp_path: pathlib.Path, clock: FakeClock
 ) -> None:
@@ -157,13 +169,7 @@ async def test_a_run_whose_write_failed_is_given_back_and_resumes_from_its_journ
     async with SQLiteStore(path, timeout=0.5, clock=clock) as store:
         runner = Runner(store, clock=clock)
         tid = await runner.submit("w", None)
-        try:
-            with pytest.raises(StoreUnavailable):
-                await runner.run(tid, workflow)
-        finally:
-            if blocker.in_transaction:
-                blocker.execute("ROLLBACK")
-            blocker.close()
+        await _given_back(runner, tid, workflow, blocker)
         task = await store.get_task(tid)
         assert task is not None and not task.finished and task.outcome is None
         clock.advance(60)  # the lease (given back, or left to expire while locked out)
@@ -208,13 +214,7 @@ async def test_a_step_around_a_write_that_failed_records_no_outcome(
     async with SQLiteStore(path, timeout=0.5, clock=clock) as store:
         runner = Runner(store, clock=clock)
         tid = await runner.submit("w", None)
-        try:
-            with pytest.raises(StoreUnavailable):
-                await runner.run(tid, workflow)
-        finally:
-            if blocker.in_transaction:
-                blocker.execute("ROLLBACK")
-            blocker.close()
+        await _given_back(runner, tid, workflow, blocker)
         assert runs == ["caught"]
         # no outcome of "outer" (the inner record may have landed after its caller gave up
         # on it: nobody knows, and the journal decides)
