@@ -469,8 +469,7 @@ class _ReservePlan:
 def _used(scope: str, key: str, period: str, since: float) -> Program[tuple[float, float]]:
     """One counter's settled spend and what live reservations (after ``since``) hold."""
     row = (yield (_USED, (scope, key, period, scope, key, period, since))).one()
-    if row is None:  # pragma: no cover - a SELECT of two subqueries gives one row
-        return 0.0, 0.0
+    assert row is not None  # a SELECT of two subqueries answers one row (NULL: no spend yet)
     return float(row[0] or 0.0), float(row[1] or 0.0)
 
 
