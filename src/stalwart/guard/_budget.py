@@ -499,7 +499,8 @@ def _settle(prefix: str, limits: Limits, usd: float, tokens: int, since: float) 
     ratios = []
     for scope, key, period, limit in limits:
         row = (yield (_ADD_SPEND_RETURNING, (scope, key, period, usd, tokens))).one()
-        spent = float(row[0]) if row is not None else 0.0
+        assert row is not None  # an upsert's RETURNING answers its one row
+        spent = float(row[0])
         ratios.append((scope, key, period, spent / limit if limit > 0 else 1.0))
     return ratios
 
