@@ -62,10 +62,11 @@ __all__ = ["Resources", "TaskContext", "Usage"]
 _log = get_logger("stalwart.tools")
 
 LAZY_MODEL_RECORDS = True
-"""A model call's journal record (and its spend settlement) is a lazy commit: not
-fsynced on its own, made durable by the next ordinary commit, which every side effect,
-approval, sub-task and result makes before it is visible (``docs/durable.md``, *What
-``full`` guarantees*). False fsyncs each on its own (the benches compare the two). On
+"""A model call's journal record (and its spend settlement), and the record of a call of a
+tool without side effects, is a lazy commit: not fsynced on its own, made durable by the
+next ordinary commit, which every side effect, approval, sub-task and result makes before
+it is visible (``docs/durable.md``, *What ``full`` guarantees*). False fsyncs each on its
+own (the benches compare the two). On
 PostgreSQL a record that carries a spend settlement commits as an ordinary one
 (:meth:`stalwart.durable.Store.joins_lazily`)."""
 
@@ -74,6 +75,11 @@ RESERVE_AHEAD = True
 """``call_model(reserve_next=True)`` takes the next call's reservation with this call's
 settle. False: every call reserves on its own, as before reserve_next (the adapter benches
 compare the two in one run)."""
+
+
+def _no_join(_result: Any) -> None:
+    """A step's ``join`` with nothing to commit beside the record."""
+    return None
 
 
 AHEAD_TOKENS = 2048
@@ -601,7 +607,17 @@ class TaskContext:
                 result = await tool.invoke(arguments, events=events, breakers=breakers)
                 return result.as_data()
 
-            raw = await self.durable.step(f"tool:{name}", run)
+            # A tool without side effects is redone if its record is lost, as a model call
+            # is (LAZY_MODEL_RECORDS): nothing outside the task depends on its result before
+            # the next ordinary commit, which fsyncs the record with its own. Unless a
+            # reservation taken ahead waits for an ordinary commit (call_model's
+            # reserve_next): then this record is the one that makes it durable, or the
+            # next model call would reserve in a commit of its own.
+            ahead = self._ahead
+            waiting = ahead is not None and not self.durable.synced(ahead.mark)
+            raw, _ = await self.durable.step_joined(
+                f"tool:{name}", run, _no_join, redone_if_lost=LAZY_MODEL_RECORDS and not waiting
+            )
         result = msgspec.convert(raw, ToolResult)
         origin = res.security.taint.origin_of_result(name)
         flagged = self.provenance.flagged

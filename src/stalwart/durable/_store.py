@@ -74,6 +74,15 @@ class SQLStore:
         self._reporter = Reporter(self.url, self.events)
         self._opened = False
         self._joins: dict[str, bool] = {}  # url -> joins(url)
+        # Claims and lease renewals are lazy commits (not fsynced on their own; see
+        # SQLiteDatabase) where a lazy commit can be lost only with every process that
+        # saw it: SQLite, whose lazy commit only an OS crash loses. A lost claim then
+        # leaves the task as it was before it (pending, or its old lease running out),
+        # its holder gone with it; a lost renewal, an earlier expiry nobody is left to
+        # miss; and nothing written after either can outlive it (one WAL, in order). On
+        # PostgreSQL a server can lose its last asynchronous commits while the claimer
+        # lives on, and a lost claim's token would be handed out twice: fsynced there.
+        self._lazy_leases = db.dialect == "sqlite"
 
     # -- identity and lifecycle -----------------------------------------------------------
     @property
@@ -218,7 +227,7 @@ class SQLStore:
         )
         capped = task_id is None and agent is not None and max_running is not None
         lock = _ops.agent_lock(agent) if capped and agent is not None else None
-        row = await self._db.write(_ops.acquire, sql, args, lock=lock)
+        row = await self._db.write(_ops.acquire, sql, args, lock=lock, lazy=self._lazy_leases)
         if row is None:
             return None
         try:
@@ -252,6 +261,7 @@ class SQLStore:
             (owner, expires, now),
             max_running,
             lock=_ops.agent_lock(agent) if max_running is not None else None,
+            lazy=self._lazy_leases,
         )
         leases: list[Lease] = []
         for row in found:
@@ -286,7 +296,7 @@ class SQLStore:
         now = self._clock.time()
         expires = now + lease_seconds
         args = (expires, now, lease.task_id, lease.owner, lease.token)
-        await self._db.write(_ops.fenced, lease, q.HEARTBEAT, args)
+        await self._db.write(_ops.fenced, lease, q.HEARTBEAT, args, lazy=self._lazy_leases)
         return Lease(lease.task_id, lease.owner, lease.token, expires, lease.task)
 
     async def heartbeat_many(
@@ -309,7 +319,7 @@ class SQLStore:
                 for lease in chunk:
                     args += (lease.task_id, lease.token)
                 statements.append((sql, args))
-        found = await self._db.write(_ops.rows_of_each, statements)
+        found = await self._db.write(_ops.rows_of_each, statements, lazy=self._lazy_leases)
         renewed = {str(row[0]) for row in found}
         return {
             lease.task_id: (

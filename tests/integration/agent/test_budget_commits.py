@@ -165,10 +165,11 @@ async def test_a_model_call_after_a_tool_call_reserves_without_a_commit_of_its_o
         loop.ledger.close()
     assert result.status == "succeeded" and result.result["answer"] == "Shipped."
     assert client.calls == 3 and looked_up[-2:] == [7, 7]
-    # the claim, the first call's reservation, two tool records, the result: the second
-    # and third calls' reservations rode on the settles before them
-    assert ordinary == 5
-    assert lazy == 3  # each model call's record with its settle
+    # the first call's reservation, two tool records, the result: the second and third
+    # calls' reservations rode on the settles before them, and each tool record (lazy
+    # otherwise: a tool without side effects) is the ordinary commit that makes one durable
+    assert ordinary == 4
+    assert lazy == 4  # the claim, and each model call's record with its settle
     assert reserved(tmp_path / "b.db") == 0
     # the spend is the calls' cost: 3 x (10 prompt x $1 + 5 completion x $2) per M tokens
     assert loop.ledger.spent("task", task_id, "") == pytest.approx(3 * 20 / 1e6)
@@ -189,8 +190,8 @@ async def test_a_reservation_no_ordinary_commit_made_durable_is_taken_again(
         loop.ledger.close()
     assert result.status == "succeeded"
     assert result.result["usage"]["denied_tool_calls"] == 1
-    assert ordinary == 4  # the claim, two reservations (the second replacing), the result
-    assert lazy == 2
+    assert ordinary == 3  # two reservations (the second replacing), the result
+    assert lazy == 3  # the claim, each model call's record with its settle
     assert reserved(tmp_path / "b.db") == 0
 
 
@@ -208,10 +209,10 @@ async def test_a_prompt_that_outgrew_the_reservation_taken_ahead_reserves_again(
     finally:
         loop.ledger.close()
     assert result.status == "succeeded" and result.result["answer"] == "Returned."
-    # the claim, the first reservation, the tool's record, the second reservation (the
-    # one taken ahead ended in its transaction), the result
-    assert ordinary == 5
-    assert lazy == 2
+    # the first reservation, the tool's record, the second reservation (the one taken
+    # ahead ended in its transaction), the result
+    assert ordinary == 4
+    assert lazy == 3  # the claim, each model call's record with its settle
     assert reserved(tmp_path / "b.db") == 0
     assert loop.ledger.spent("task", task_id, "") == pytest.approx(2 * 20 / 1e6)
 

@@ -12,6 +12,7 @@ resume to the same result: the first makes the model call again, the second does
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import shutil
 import sqlite3
@@ -25,7 +26,7 @@ from stalwart.durable import Runner, SQLiteStore
 from stalwart.llm import Message
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
-from stalwart.tools import ToolRegistry
+from stalwart.tools import ToolRegistry, tool
 
 REPLY = Message("assistant", content="Refund 500 cents on order 7.")
 
@@ -193,3 +194,116 @@ async def resume(path: pathlib.Path, task_id: str, run: Run, client: Scripted) -
         await store.close()
     assert result is not None and result.status == "succeeded", result
     return result
+
+
+LOOKUPS: list[int] = []  # orders the read-only tool below looked up, in this process
+
+
+@tool(scopes=["orders:read"])
+async def lookup(order_id: int) -> dict[str, Any]:
+    """An order's status (no side effect: safe to run again)."""
+    LOOKUPS.append(order_id)
+    return {"order_id": order_id, "status": "delivered"}
+
+
+class Claimed(Run):
+    """A task whose claim and read-only tool call are lazy commits, then a side effect."""
+
+    def workflow(self, client: Scripted, *, observe: bool) -> Any:
+        held = dataclasses.replace(
+            resources(client),
+            tools=ToolRegistry([lookup], breakers=BreakerRegistry()),
+            scopes=frozenset({"orders:read"}),
+        )
+
+        async def run(ctx: Any, value: Any) -> Any:
+            tctx = TaskContext(ctx, held, model="main")
+            if observe:
+                self.marks["after_claim"] = committed()
+            found = await tctx.call_tool("lookup", {"order_id": 7})
+            if observe:
+                self.marks["after_tool"] = committed()
+                self.marks["seen_after_tool"] = journal(self.path, ctx.task_id)
+
+            def refund(amount: int, *, idempotency_key: str) -> dict[str, Any]:
+                if observe:
+                    self.marks["wal_at_effect"] = self.wal()
+                self.refunds.append(idempotency_key)
+                return {"refunded": amount}
+
+            done = await tctx.durable.effect("refund", refund, 500, deduplicated=True)
+            return {"status": found.value["status"], "refund": done}
+
+        return run
+
+
+async def test_a_claim_and_a_read_only_tool_record_are_lazy_until_the_effect_commit(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The claim and the record of a tool without side effects are committed without an
+    fsync of their own; an OS crash before the effect's fsynced entry loses both, and the
+    task is then as it was before the claim: pending, taken by a plain claim (no takeover),
+    its tool run again. After the effect's entry nothing is run again."""
+    path = tmp_path / "t.db"
+    store = SQLiteStore(str(path), wal_autocheckpoint=100_000)  # durability "full"
+    await store.open()
+    run = Claimed(path)
+    LOOKUPS.clear()
+    images: dict[str, pathlib.Path] = {}
+    try:
+        runner = Runner(store, owner="node-a", events=EventBus(log=False))
+        task_id = await runner.submit("support", {"text": "refund"})
+        wal_submitted = run.wal()  # the submit was fsynced: on disk up to here
+        before_claim = committed()
+        workflow = run.workflow(Scripted([]), observe=True)
+
+        async def imaging(ctx: Any, value: Any) -> Any:
+            result = await workflow(ctx, value)
+            images["before_effect"] = crash_image(path, wal_submitted, tmp_path / "c1")
+            images["after_effect"] = crash_image(path, run.marks["wal_at_effect"], tmp_path / "c2")
+            return result
+
+        result = await runner.run(task_id, imaging)
+    finally:
+        await store.close()
+    expected = {"status": "delivered", "refund": {"refunded": 500}}
+    assert result is not None and result.status == "succeeded" and result.result == expected
+    marks = run.marks
+    claim = tuple(a - b for a, b in zip(marks["after_claim"], before_claim, strict=True))
+    assert claim == (1, 1)  # one writing commit, lazy
+    tool_record = tuple(
+        a - b for a, b in zip(marks["after_tool"], marks["after_claim"], strict=True)
+    )
+    assert tool_record == (1, 1)
+    assert (0, "step", "tool:lookup") in marks["seen_after_tool"]  # committed, readable
+    assert LOOKUPS == [7]
+
+    # An OS crash before the effect's entry: the claim and the tool's record are lost.
+    lost = images["before_effect"]
+    assert journal(lost, task_id) == []
+    conn = sqlite3.connect(lost)
+    try:
+        status, token = conn.execute(
+            "SELECT status, lease_token FROM stalwart_tasks WHERE id = ?", (task_id,)
+        ).fetchone()
+    finally:
+        conn.close()
+    assert (status, token) == ("pending", 0)
+    rerun = Claimed(lost)
+    store = SQLiteStore(str(lost))
+    await store.open()
+    try:  # a plain claim, no takeover: nobody holds the task any more
+        again = await Runner(store, owner="node-b", events=EventBus(log=False)).run(
+            task_id, rerun.workflow(Scripted([]), observe=False)
+        )
+    finally:
+        await store.close()
+    assert again is not None and again.result == expected
+    assert LOOKUPS == [7, 7]  # the read-only tool ran again
+
+    # After the effect's fsynced entry, the claim and the tool's record are on disk too.
+    kept = images["after_effect"]
+    assert (0, "step", "tool:lookup") in journal(kept, task_id)
+    resumed = await resume(kept, task_id, Claimed(kept), Scripted([]))
+    assert resumed.result == expected
+    assert LOOKUPS == [7, 7]  # replayed from the journal, not run

@@ -58,3 +58,33 @@ class TestStoreContract(StoreContract):
         alone = Joined(seen, ())
         got = await store.append(lease, [JournalEntry(1, "step", "s", 2)], also=alone)
         assert got == ("on", 0)
+
+    async def test_claims_and_renewals_are_lazy_commits_on_sqlite_only(
+        self, make_store: Any, backend: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A claim or a lease renewal that an OS crash loses leaves the task as it was, its
+        holder gone with it: on SQLite (only an OS crash loses a lazy commit, and every
+        process with it) they commit without an fsync of their own. A PostgreSQL server can
+        lose an asynchronous commit while the claimer lives on, and hand the same lease
+        token out twice: there they are ordinary commits."""
+        if backend == "memory":
+            pytest.skip("a database's commits only")
+        store: Any = await make_store()
+        for tid in ("t", "u"):
+            await store.create_task("a", None, task_id=tid)
+        written: list[bool] = []
+        write = store.database.write
+
+        async def seen(*args: Any, **kwargs: Any) -> Any:
+            written.append(bool(kwargs.get("lazy", False)))
+            return await write(*args, **kwargs)
+
+        monkeypatch.setattr(store.database, "write", seen)
+        one = await store.acquire("n1/a", 10, task_id="t")
+        many = await store.acquire_many("n1/a", 10, agent="a", limit=5)
+        assert one is not None and len(many) == 1
+        await store.heartbeat(one, 10)
+        await store.heartbeat_many([one, *many], 10)
+        assert written == [backend == "sqlite"] * 4
+        await store.finish(one, "succeeded", None)  # a result: always an ordinary commit
+        assert written[-1] is False
