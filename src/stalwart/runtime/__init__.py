@@ -5,7 +5,8 @@ See ``docs/runtime.md`` for the guarantees and ``_supervisor.py`` for the rules.
 
 from stalwart.runtime._agent import Agent, AgentContext
 from stalwart.runtime._dynamic import DynamicSupervisor
-from stalwart.runtime._host import AgentProcess, AgentRef, ExitInfo, ProcessHost
+from stalwart.runtime._host import ProcessHost
+from stalwart.runtime._process import AgentProcess, AgentRef, ExitInfo
 from stalwart.runtime._pulse import BLAME, Blame
 from stalwart.runtime._runtime import Runtime
 from stalwart.runtime._spec import (

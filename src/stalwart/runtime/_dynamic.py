@@ -34,7 +34,8 @@ from typing import Any
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.errors import ChildError, NoProcess
-from stalwart.runtime._host import AgentProcess, AgentRef, ExitInfo, ProcessHost
+from stalwart.runtime._host import ProcessHost
+from stalwart.runtime._process import AgentProcess, AgentRef, ExitInfo
 from stalwart.runtime._spec import AnySpec, ChildSpec, DynamicSupervisorSpec
 from stalwart.runtime._supervisor import ExitCallback, Supervisor, _Child, _running
 

@@ -33,9 +33,7 @@ woke late for, and the watchdog forgives silences when it ran late itself.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
-import os
 import signal
 import socket
 import time
@@ -81,138 +79,19 @@ from stalwart.runtime._messages import (
     Sync,
     check_json,
 )
-from stalwart.runtime._pulse import Pulse, decode_pulse
+from stalwart.runtime._process import AgentProcess, AgentRef, ExitInfo, work_handed
+from stalwart.runtime._pulse import decode_pulse
 from stalwart.runtime._spec import ChildSpec
+from stalwart.runtime._watchdog import judge
 
-__all__ = ["AgentProcess", "AgentRef", "ExitInfo", "ProcessHost"]
+__all__ = ["ProcessHost"]
 
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 _BLAMED = frozenset({"hung", "task_timeout", "memory_limit"})
 """Kill reasons the host charges to the task the agent's last pulse named."""
 EXIT_HOOK_TIMEOUT = 5.0
 """Seconds each exit hook may take before the exit reaches the supervisor anyway."""
 FORK_SERVER_START_S = 60.0
 """The least time a node's fork server gets to start and preload (see ``start``)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AgentRef:
-    """One incarnation of a registered agent. Calls to a stale ref fail with NoProcess."""
-
-    name: str
-    incarnation: int
-    pid: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ExitInfo:
-    """Why an agent process ended.
-
-    ``reason`` is one of ``normal`` (exit 0), ``shutdown`` (stopped by its
-    supervisor, by a SIGTERM from outside -- OTP's ``exit(Pid, shutdown)`` -- or
-    by raising :class:`stalwart.errors.Shutdown`, whose text is ``detail``: OTP's
-    ``{shutdown, Reason}``), ``exit_code`` (non-zero exit), ``killed`` (any
-    other signal from outside), ``hung``, ``memory_limit``, ``task_timeout``,
-    ``protocol_error``, ``channel_closed`` or ``forkserver_died``. ``normal`` and
-    ``shutdown`` are the normal exits: they decide restarts of ``transient``
-    children. ``blame`` is the tag of the task the agent's last pulse charged (the
-    one holding its loop, or the only one in flight) for an exit the host caused
-    (hung, task_timeout, memory_limit); ``detail`` says what the host saw, or the
-    text of the agent's ``Shutdown``.
-    """
-
-    name: str
-    incarnation: int
-    pid: int
-    exit_code: int | None
-    signal: str | None
-    reason: str
-    blame: str | None = None
-    detail: str = ""
-
-    @property
-    def normal(self) -> bool:
-        return self.reason in ("normal", "shutdown")
-
-
-class AgentProcess:
-    """The node's handle on one running agent process."""
-
-    def __init__(self, spec: ChildSpec, incarnation: int, pid: int) -> None:
-        self.spec = spec
-        self.name = spec.id
-        self.incarnation = incarnation
-        self.pid = pid
-        self.state = "starting"  # starting -> running -> exited
-        self.channel: Channel | None = None
-        self.last_seen = time.monotonic()
-        self.started_at = time.monotonic()
-        self.pending: dict[int, asyncio.Future[Reply]] = {}
-        self.kill_reason: str | None = None
-        self.reported_exit: Exiting | None = None  # what the agent said before exiting 0
-        self.channel_eof = False
-        self.exit_code_pending: int | None = None
-        self.kill_detail = ""
-        self.pulse: Pulse | None = None
-        self.last_pulse = 0.0
-        self.pulse_sock: socket.socket | None = None
-        self.stop_requested = False
-        self.exit: ExitInfo | None = None
-        self.exited = asyncio.get_running_loop().create_future()
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.on_exit: Callable[[AgentProcess, ExitInfo], None] | None = None
-        self.tasks: set[asyncio.Task[Any]] = set()
-
-    @property
-    def ref(self) -> AgentRef:
-        return AgentRef(self.name, self.incarnation, self.pid)
-
-    def signal(self, sig: int) -> None:
-        if self.exit is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def own_bytes(self) -> int | None:
-        """The memory this process holds alone (its USS: private resident pages), what
-        ``memory_limit_mb`` is checked against.
-
-        Not the RSS: an agent is forked from the fork server, which preloads the app and
-        models (the output redactor's, a few hundred MiB) that every agent maps, shared
-        copy-on-write; counting them would charge each agent for memory it does not own
-        and kill a healthy one under a limit its own work never reaches. A page the agent
-        writes becomes private and counts. One read of ``smaps_rollup`` (Linux 4.14+),
-        else the RSS from ``statm``."""
-        try:
-            with open(f"/proc/{self.pid}/smaps_rollup", "rb") as f:
-                total = 0
-                for line in f:
-                    if line.startswith((b"Private_Clean:", b"Private_Dirty:", b"Private_Hugetlb:")):
-                        total += int(line.split()[1]) * 1024
-                return total
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, IndexError):
-            return None
-        try:
-            with open(f"/proc/{self.pid}/statm", "rb") as f:
-                return int(f.read().split()[1]) * _PAGE
-        except (OSError, ValueError, IndexError):
-            return None
-
-
-def _work_handed(proc: AgentProcess) -> None:
-    """The node hands an idle agent work: its silence is counted from now.
-
-    An idle agent beats at the idle pace (its last pulse said ``quiet``), so the frame
-    the watchdog last saw from its loop may be several intervals old; without this, the
-    first moments of work on a starved machine would count that idle quiet as silence.
-    Only an agent whose last pulse said it was idle (its loop had run its last probe,
-    nothing in flight) gets it: a busy or hung one keeps its silence however many calls
-    are sent to it."""
-    if proc.pulse is not None and proc.pulse.quiet > 0:
-        proc.last_seen = max(proc.last_seen, time.monotonic())
 
 
 class ProcessHost:
@@ -677,60 +556,11 @@ class ProcessHost:
             for proc in list(self._registry.values()):
                 if proc.state != "running" or proc.kill_reason is not None:
                     continue
-                # silent: nothing from the loop itself (frames); lag: what the pulse thread
-                # says of the loop. Both must agree before a loop counts as stuck: a loop
-                # that is only slow (a busy machine, a burst of work) still sends frames.
-                # Without a fresh pulse (a frozen process, an old child) silence decides.
-                silent = now - proc.last_seen
-                pulse = proc.pulse
-                # an idle agent's pulse says how much later than usual its next may come
-                pulsing = pulse is not None and now - proc.last_pulse <= threshold + pulse.quiet
-                lag = pulse.lag if pulse is not None and pulsing else silent
-                if pulse is not None and pulsing and pulse.overdue and min(lag, silent) >= interval:
-                    proc.kill_detail = (
-                        f"its event loop was held {lag:.1f} s by task {pulse.busy!r}, "
-                        "past that task's task_timeout"
-                    )
-                    self.events.emit(
-                        "agent_task_timeout", agent=proc.name, pid=proc.pid, task=pulse.busy,
-                        lag_s=lag,
-                    )  # fmt: skip
-                    self.kill(proc, "task_timeout")
-                    continue
-                if silent > threshold and lag > threshold:
-                    proc.kill_detail = (
-                        f"its event loop did not run for {lag:.1f} s (threshold {threshold:g} s)"
-                        if lag > threshold
-                        else f"nothing came from it for {silent:.1f} s (threshold {threshold:g} s)"
-                    )
-                    self.events.emit(
-                        "agent_hung",
-                        agent=proc.name,
-                        pid=proc.pid,
-                        silent_s=round(silent, 3),
-                        loop_lag_s=lag,
-                        threshold_s=threshold,
-                        blame=None if pulse is None else (pulse.busy or None),
-                    )
-                    grace = proc.spec.shutdown
-                    self.kill(proc, "hung", grace=0.0 if grace == "brutal_kill" else float(grace))
-                    continue
-                limit = proc.spec.memory_limit_mb
-                if check_memory and limit is not None:
-                    own = proc.own_bytes()
-                    if own is not None and own > limit * 1024 * 1024:
-                        proc.kill_detail = (
-                            f"its own memory reached {own / 2**20:.0f} MiB, over its "
-                            f"memory_limit_mb of {limit:g}"
-                        )
-                        self.events.emit(
-                            "agent_memory_limit",
-                            agent=proc.name,
-                            pid=proc.pid,
-                            rss_mb=round(own / 2**20, 1),  # the event's field name, kept
-                            limit_mb=limit,
-                        )
-                        self.kill(proc, "memory_limit")
+                verdict = judge(proc, now, interval, threshold, check_memory=check_memory)
+                if verdict is not None:
+                    proc.kill_detail = verdict.detail
+                    self.events.emit(verdict.event, **verdict.fields)
+                    self.kill(proc, verdict.reason, grace=verdict.grace)
 
     # -- messages -----------------------------------------------------------------------
     def whereis(self, name: str) -> AgentRef | None:
@@ -781,7 +611,7 @@ class ProcessHost:
         proc = self.process(target)
         started = time.perf_counter()
         trace = current_traceparent() if trace is None else trace
-        _work_handed(proc)
+        work_handed(proc)
         try:
             reply = await self._request(
                 proc,
@@ -857,7 +687,7 @@ class ProcessHost:
         proc = self.process(target)
         assert proc.channel is not None
         trace = current_traceparent() if trace is None else trace
-        _work_handed(proc)
+        work_handed(proc)
         proc.channel.send(Cast(payload=payload, sender=sender, trace=trace))
 
     async def _forward_call(self, caller: AgentProcess, out: OutCall) -> None:

@@ -10,7 +10,8 @@ from stalwart.config import RuntimeSettings
 from stalwart.errors import ConfigError
 from stalwart.observe import EventBus
 from stalwart.runtime._dynamic import DynamicSupervisor
-from stalwart.runtime._host import AgentProcess, AgentRef, ProcessHost
+from stalwart.runtime._host import ProcessHost
+from stalwart.runtime._process import AgentProcess, AgentRef
 from stalwart.runtime._spec import SupervisorSpec, iter_specs
 from stalwart.runtime._supervisor import Supervisor
 

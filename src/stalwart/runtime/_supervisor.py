@@ -92,8 +92,9 @@ from typing import Literal
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.errors import ChildError, StartError
 from stalwart.runtime import _metrics as m
-from stalwart.runtime._host import AgentProcess, ExitInfo, ProcessHost
+from stalwart.runtime._host import ProcessHost
 from stalwart.runtime._intensity import RestartIntensity
+from stalwart.runtime._process import AgentProcess, ExitInfo
 from stalwart.runtime._spec import AnySpec, ChildSpec, DynamicSupervisorSpec, SupervisorSpec
 
 __all__ = ["ChildCounts", "ChildInfo", "Supervisor"]
