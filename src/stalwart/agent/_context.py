@@ -77,11 +77,6 @@ settle. False: every call reserves on its own, as before reserve_next (the adapt
 compare the two in one run)."""
 
 
-def _no_join(_result: Any) -> None:
-    """A step's ``join`` with nothing to commit beside the record."""
-    return None
-
-
 AHEAD_TOKENS = 2048
 """What a reservation taken ahead for the loop's next model call allows for the tool
 results that will join its prompt (tokens, on top of the prompt and reply so far): a next
@@ -616,7 +611,7 @@ class TaskContext:
             ahead = self._ahead
             waiting = ahead is not None and not self.durable.synced(ahead.mark)
             raw, _ = await self.durable.step_joined(
-                f"tool:{name}", run, _no_join, redone_if_lost=LAZY_MODEL_RECORDS and not waiting
+                f"tool:{name}", run, None, redone_if_lost=LAZY_MODEL_RECORDS and not waiting
             )
         result = msgspec.convert(raw, ToolResult)
         origin = res.security.taint.origin_of_result(name)

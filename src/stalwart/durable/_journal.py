@@ -233,14 +233,15 @@ class Context:
         self,
         name: str,
         fn: Callable[[], Any],
-        join: Callable[[Any], Joined | None],
+        join: Callable[[Any], Joined | None] | None,
         *,
         redone_if_lost: bool = False,
     ) -> tuple[Any, Any]:
         """:meth:`step`, with another component's write committed in the same transaction
         as the step's journal entry: ``join(result)`` gives it (or None) once ``fn``
-        succeeded. Returns ``(result, the joined program's value)``; the value is None on
-        replay, when ``join`` gave nothing, and when the store cannot join writes
+        succeeded; ``join`` None joins nothing (a plain step, for ``redone_if_lost``).
+        Returns ``(result, the joined program's value)``; the value is None on replay,
+        when ``join`` gave nothing, and when the store cannot join writes
         (:meth:`Store.joins`: the caller checks first and writes on its own otherwise).
 
         For bookkeeping that belongs to the step (the agent settles a model call's spend

@@ -76,13 +76,13 @@ class SQLStore:
         self._joins: dict[str, bool] = {}  # url -> joins(url)
         # Claims and lease renewals are lazy commits (not fsynced on their own; see
         # SQLiteDatabase) where a lazy commit can be lost only with every process that
-        # saw it: SQLite, whose lazy commit only an OS crash loses. A lost claim then
+        # saw it (joins_lazily: SQLite, whose lazy commit only an OS crash loses). A lost claim then
         # leaves the task as it was before it (pending, or its old lease running out),
         # its holder gone with it; a lost renewal, an earlier expiry nobody is left to
         # miss; and nothing written after either can outlive it (one WAL, in order). On
         # PostgreSQL a server can lose its last asynchronous commits while the claimer
         # lives on, and a lost claim's token would be handed out twice: fsynced there.
-        self._lazy_leases = db.dialect == "sqlite"
+        self._lazy_leases = self.joins_lazily()
 
     # -- identity and lifecycle -----------------------------------------------------------
     @property
