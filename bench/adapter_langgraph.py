@@ -82,9 +82,9 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from stalwart.adapters.langgraph import ChatModel
 from stalwart.adapters.langgraph._run import RUN, GraphRun
 from stalwart.agent import Resources, TaskContext
-from stalwart.agent._context import _to_message
 from stalwart.agent._guarded import prepare_input
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._messages import to_message
+from stalwart.agent._setup import build_models
 from stalwart.db._metrics import COMMITS, LAZY_COMMITS
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.guard import ApprovalQueue, SpendLedger
@@ -123,7 +123,7 @@ class BareChat(BaseChatModel):
             )
             for t in kw.get("tools") or ()
         )
-        request = ModelRequest(messages=tuple(_to_message(m) for m in sent), tools=specs)
+        request = ModelRequest(messages=tuple(to_message(m) for m in sent), tools=specs)
         response = await self.client.complete(request)
         message = AIMessage(
             content=response.message.content,

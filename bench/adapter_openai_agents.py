@@ -66,7 +66,7 @@ from tests.integration.adapters.oai_kill_app import run_support  # noqa: E402
 from stalwart.adapters.openai_agents import StalwartModel  # noqa: E402
 from stalwart.agent import Resources, TaskContext  # noqa: E402
 from stalwart.agent._guarded import prepare_input  # noqa: E402
-from stalwart.agent._taskagent import build_models  # noqa: E402
+from stalwart.agent._setup import build_models  # noqa: E402
 from stalwart.durable import Runner as DurableRunner  # noqa: E402
 from stalwart.durable import SQLiteStore  # noqa: E402
 from stalwart.guard import SpendLedger  # noqa: E402

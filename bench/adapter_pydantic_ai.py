@@ -66,7 +66,7 @@ from tests.integration.adapters._support_run import run_support
 
 from stalwart.adapters.pydantic_ai import StalwartModel, _model
 from stalwart.agent import App, Resources, TaskContext
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._setup import build_models
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.durable._journal import Context
 from stalwart.guard import SpendLedger

@@ -76,7 +76,7 @@ from examples.helpdesk.tickets import generate
 
 from stalwart.agent import App, Resources, TaskContext, run_llm_agent
 from stalwart.agent import _loop as agent_loop
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._setup import build_models
 from stalwart.db._metrics import COMMITS, LAZY_COMMITS
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.guard import Security, SpendLedger

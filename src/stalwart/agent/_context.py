@@ -1,4 +1,5 @@
-"""The context a task runs with: durable steps plus journaled model, tool and agent calls."""
+"""The context a task runs with: durable steps plus journaled model, tool and agent calls
+(the calls to other agents are in ``_peers.py``; what the context holds, in ``_resources.py``)."""
 
 from __future__ import annotations
 
@@ -13,51 +14,30 @@ from typing import Any
 import msgspec
 
 from stalwart.agent._guarded import guarded
-from stalwart.agent._handover import HandOvers
+from stalwart.agent._messages import assistant_message, streamed, to_message
+from stalwart.agent._peers import call_peer, hand_over_to
+from stalwart.agent._resources import Resources, Usage
 from stalwart.durable import Context, Joined
-from stalwart.errors import (
-    BadModelResponse,
-    ConfigError,
-    OutcomeUnknown,
-    StalwartError,
-    StoreError,
-)
-from stalwart.guard import (
-    ApprovalQueue,
-    Principal,
-    Provenance,
-    Reservation,
-    Security,
-    SpendLedger,
-    estimate_tokens,
-    wrap_input,
-)
+from stalwart.errors import ConfigError, OutcomeUnknown, StalwartError, StoreError
+from stalwart.guard import Principal, Provenance, Reservation, estimate_tokens
 from stalwart.llm import (
     FallbackChain,
-    Message,
     ModelClient,
     ModelRequest,
-    ModelResponse,
-    PriceTable,
     ResponseFormat,
     StreamingModelClient,
-    ToolCall,
     ToolSpec,
-    close_stream,
 )
 from stalwart.observe import (
     AttrValue,
-    EventBus,
     get_logger,
     set_span_attributes,
     set_span_error,
     start_span,
 )
-from stalwart.resilience import Policy, RateLimiter, RetryPolicy
-from stalwart.runtime import AgentContext
-from stalwart.tools import ToolRegistry, ToolResult
+from stalwart.tools import ToolResult
 
-__all__ = ["Resources", "TaskContext", "Usage"]
+__all__ = ["TaskContext"]
 
 _log = get_logger("stalwart.tools")
 
@@ -91,121 +71,10 @@ class _Ahead:
     reservation: Reservation
     mark: int
 
-
-@dataclasses.dataclass
-class Usage:
-    """What a task has consumed so far (reported on its result)."""
-
-    model_calls: int = 0
-    tool_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    fallbacks: int = 0
-    denied_tool_calls: int = 0
-    held_tool_calls: int = 0
-    refused_tool_calls: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "cost_usd": round(self.cost_usd, 8)}
-
-
-@dataclasses.dataclass
-class Resources:
-    """What an agent process holds for its tasks (built once per process)."""
-
-    agent: str
-    models: Mapping[str, ModelClient]
-    tools: ToolRegistry
-    scopes: frozenset[str]
-    callable_agents: frozenset[str]
-    runtime: AgentContext | None
-    events: EventBus
-    security: Security = dataclasses.field(default_factory=Security)
-    ledger: SpendLedger | None = None
-    """Where spend is reserved and settled (None: budgets are not enforced)."""
-    approvals: ApprovalQueue | None = None
-    """Where held tool calls wait for a person (None: held calls are refused)."""
-    prices: PriceTable = dataclasses.field(default_factory=PriceTable)
-    rate_limiters: Mapping[str, RateLimiter] = dataclasses.field(default_factory=dict)
-    """``"*"`` for the whole agent, else per model chain (see :func:`build_rate_limiters`)."""
-    handovers: HandOvers | None = None
-    """Where this process's hand-overs wait without holding a callee's worker (None: a
-    hand-over is a plain call to the callee, which waits inside the call)."""
-
-
-def _to_message(m: Mapping[str, Any]) -> Message:
-    calls = tuple(
-        ToolCall(
-            id=str(c["id"]),
-            name=str(c["function"]["name"]),
-            arguments=msgspec.json.decode(c["function"]["arguments"]),
-        )
-        for c in m.get("tool_calls") or ()
-    )
-    return Message(
-        role=m["role"],
-        content=str(m.get("content") or ""),
-        tool_calls=calls,
-        tool_call_id=m.get("tool_call_id"),
-        name=m.get("name"),
-    )
-
-
-async def _streamed(
-    client: StreamingModelClient,
-    request: ModelRequest,
-    *,
-    timeout: float | None,
-    publish: Callable[..., None] | None,
-    task_id: str,
-    seq: int,
-    on_text: Callable[[str], None] | None = None,
-) -> ModelResponse:
-    """Stream one model answer, publishing its text as ``task.delta`` events (``publish``)
-    and handing each piece to ``on_text``; the whole response (what the journal records).
-    Events are ids ``seq:end-offset`` downstream, so a client that reconnects (or a task
-    that resumes) never gets the same text twice."""
-    offset = 0
-    final: ModelResponse | None = None
-    stream = client.stream(request, timeout=timeout)
-    try:
-        async for delta in stream:
-            if delta.response is not None:
-                final = delta.response
-            elif delta.text:
-                end = offset + len(delta.text)
-                if publish is not None:
-                    publish(
-                        "task.delta", task_id=task_id, seq=seq, start=offset, end=end,
-                        text=delta.text,
-                    )  # fmt: skip
-                if on_text is not None:
-                    on_text(delta.text)
-                offset = end
-    finally:  # cancelled or failed here: the model's stream (and its call's span) ends now
-        await close_stream(stream)
-    if final is None:
-        raise BadModelResponse(f"{client.name}: the stream ended without its final response")
-    return final
-
-
-def assistant_message(reply: Mapping[str, Any]) -> dict[str, Any]:
-    """The OpenAI-format assistant message for a journaled model reply."""
-    message: dict[str, Any] = {"role": "assistant", "content": reply["content"]}
-    if reply["tool_calls"]:
-        message["tool_calls"] = [
-            {
-                "id": c["id"],
-                "type": "function",
-                "function": {
-                    "name": c["name"],
-                    "arguments": msgspec.json.encode(c["arguments"]).decode(),
-                },
-            }
-            for c in reply["tool_calls"]
-        ]
-    return message
+    def is_durable(self, journal: Context) -> bool:
+        """Whether the reservation is durable: an ordinary commit of ``journal`` (the
+        task's) came after the lazy commit that took it."""
+        return journal.synced(self.mark)
 
 
 class TaskContext:
@@ -306,7 +175,7 @@ class TaskContext:
             raise ConfigError(f"agent {self.resources.agent!r} has no model chain {chain_name!r}")
         client = self.resources.models[chain_name]
         request = ModelRequest(
-            messages=tuple(_to_message(m) for m in messages),
+            messages=tuple(to_message(m) for m in messages),
             tools=tuple(tools),
             max_tokens=max_tokens,
             response_format=response_format,
@@ -338,7 +207,7 @@ class TaskContext:
             if (
                 ahead is not None
                 and worst <= ahead.reservation.amount_usd
-                and self.durable.synced(ahead.mark)
+                and ahead.is_durable(self.durable)
             ):
                 reservation = ahead.reservation  # taken with the last settle, and durable
             else:
@@ -361,7 +230,7 @@ class TaskContext:
             sent = True
             to_callers = publish if stream else None
             if (to_callers or on_text) and isinstance(client, StreamingModelClient):
-                response = await _streamed(
+                response = await streamed(
                     client, request, timeout=timeout, publish=to_callers, task_id=self.task_id,
                     seq=seq, on_text=on_text,
                 )  # fmt: skip
@@ -609,7 +478,7 @@ class TaskContext:
             # reserve_next): then this record is the one that makes it durable, or the
             # next model call would reserve in a commit of its own.
             ahead = self._ahead
-            waiting = ahead is not None and not self.durable.synced(ahead.mark)
+            waiting = ahead is not None and not ahead.is_durable(self.durable)
             raw, _ = await self.durable.step_joined(
                 f"tool:{name}", run, None, redone_if_lost=LAZY_MODEL_RECORDS and not waiting
             )
@@ -639,34 +508,7 @@ class TaskContext:
         a dead or unknown one at once, unless ``retry`` asks to wait, within the
         deadline, for a callee that its supervisor is restarting.
         """
-        res = self.resources
-        if name not in res.callable_agents:
-            raise ConfigError(
-                f"agent {res.agent!r} may not call {name!r} (allowed: "
-                f"{sorted(res.callable_agents)})"
-            )
-        if res.runtime is None:
-            raise ConfigError("call_agent needs the agent to run under a node")
-        runtime = res.runtime
-        # A callee that is restarting answers NoProcess at once; with ``retry`` that is
-        # retried within the deadline (inside the step: only the final outcome is journaled).
-        policy = _agent_policy(name, timeout, retry=retry)
-
-        async def call() -> Any:
-            return await policy.acall(runtime.call, name, payload, timeout=timeout)
-
-        with self._agent_span(name):
-            return await self.durable.step(f"agent:{name}", call)
-
-    def _agent_span(self, name: str) -> Any:
-        """The ``invoke_agent`` client span of a call or hand-over to ``name``: the callee's
-        task span is its child (the runtime carries the context on the message)."""
-        attributes: dict[str, AttrValue] = {
-            "gen_ai.operation.name": "invoke_agent",
-            "gen_ai.agent.name": name,
-            "stalwart.replayed": self.durable.replaying,
-        }
-        return start_span(f"invoke_agent {name}", attributes, kind="client")
+        return await call_peer(self, name, payload, timeout=timeout, retry=retry)
 
     async def hand_over(self, name: str, task_input: Any, *, timeout: float) -> Any:
         """Give ``name`` a sub-task and wait for its outcome (``{task_id, status, result}``).
@@ -675,44 +517,7 @@ class TaskContext:
         resume the same sub-task is found, never created twice. It carries this
         task's principal (:attr:`principal`), if it has one.
         """
-        outcome = await self._hand_over(name, task_input, timeout=timeout)
-        # A sub-task that succeeded stored its output redacted by its agent's output tier
-        # (``finish_output``); fields added after that (a result flagged for effects of
-        # unknown outcome) were not, so such a result vets nothing.
-        result = outcome.get("result") if isinstance(outcome, dict) else None
-        if (
-            isinstance(outcome, dict)
-            and outcome.get("status") == "succeeded"
-            and not (isinstance(result, dict) and "outcome_unknown" in result)
-        ):
-            _strings(result, self.vetted)
-        return outcome
-
-    async def _hand_over(self, name: str, task_input: Any, *, timeout: float) -> Any:
-        sub_id = f"{self.task_id}.{name}.{self.durable.position}"
-        task_input = wrap_input(task_input, self.principal)
-        handovers = self.resources.handovers
-        if handovers is None:
-            return await self.call_agent(
-                name, {"task_id": sub_id, "input": task_input}, timeout=timeout, retry=True
-            )
-        if name not in self.resources.callable_agents:
-            raise ConfigError(
-                f"agent {self.resources.agent!r} may not hand over to {name!r} (allowed: "
-                f"{sorted(self.resources.callable_agents)})"
-            )
-
-        # Every part of a hand-over is idempotent (create-if-missing, then wait), so a
-        # transient failure (the store locked or restarting) is retried within the deadline,
-        # as the call-based hand-over retried its callee's.
-        policy = _agent_policy(name, timeout, retry=True)
-
-        async def run() -> Any:
-            return await policy.acall(handovers.run, name, sub_id, task_input, timeout=timeout)
-
-        # the same step name as a call-based hand-over: journals replay across the change
-        with self._agent_span(name):
-            return await self.durable.step(f"agent:{name}", run)
+        return await hand_over_to(self, name, task_input, timeout=timeout)
 
 
 def _priced(client: ModelClient) -> tuple[str, ...]:
@@ -721,23 +526,3 @@ def _priced(client: ModelClient) -> tuple[str, ...]:
     if isinstance(client, FallbackChain):
         return client.names
     return (client.name,)
-
-
-def _strings(value: Any, into: set[str], depth: int = 0) -> None:
-    """Every string in JSON-like ``value`` (keys aside), added to ``into``."""
-    if isinstance(value, str):
-        into.add(value)
-    elif depth < 64 and isinstance(value, Mapping):
-        for v in value.values():
-            _strings(v, into, depth + 1)
-    elif depth < 64 and isinstance(value, list | tuple):
-        for v in value:
-            _strings(v, into, depth + 1)
-
-
-def _agent_policy(name: str, timeout: float, *, retry: bool) -> Policy:
-    """The policy of a call or hand-over to agent ``name``: bounded by ``timeout``, and
-    with ``retry``, transient failures retried within it (no breaker: an agent is not a
-    remote dependency)."""
-    attempts = RetryPolicy(max_attempts=20, base=0.05, cap=1.0, deadline=timeout)
-    return Policy(f"agent:{name}", timeout=timeout, breaker=None, retry=attempts if retry else None)

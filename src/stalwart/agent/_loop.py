@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from stalwart.agent._context import TaskContext, assistant_message
+from stalwart.agent._context import TaskContext
 from stalwart.agent._guarded import finish_output, prepare_input, refusals
+from stalwart.agent._messages import assistant_message
 from stalwart.agent._spec import LLMAgent
 from stalwart.durable import History
 from stalwart.guard import normalize_text

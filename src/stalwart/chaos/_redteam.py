@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from stalwart.agent import App, LLMAgent, PythonAgent, load_app
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._setup import build_models
 from stalwart.chaos._harness import AgentHarness
 from stalwart.config import load_ref
 from stalwart.durable import TaskResult

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from stalwart.agent import App
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._setup import build_models
 from stalwart.demo._harness import Harness
 from stalwart.demo.app import RESOLVER, SCENARIO, SECURITY
 from stalwart.guard import (

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from stalwart.agent import LLMAgent, Resources, TaskContext, run_llm_agent
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._setup import build_models
 from stalwart.durable import Runner, open_store
 from stalwart.llm.sim import SIM_URL, Rule, Scenario
 from stalwart.observe import EventBus

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from stalwart.agent import App
 from stalwart.agent._profile import fault_mode
-from stalwart.agent._taskagent import load_app, secret_resolver
+from stalwart.agent._setup import load_app, secret_resolver
 from stalwart.chaos import FaultProxy
 from stalwart.config import RuntimeSettings, load_ref
 from stalwart.durable import TaskRecord

@@ -23,7 +23,7 @@ import pytest
 
 from stalwart.agent import App, PythonAgent, Resources, TaskContext
 from stalwart.agent._guarded import prepare_input
-from stalwart.agent._taskagent import build_models, secret_resolver
+from stalwart.agent._setup import build_models, secret_resolver
 from stalwart.durable import Runner, SQLiteStore, TaskResult
 from stalwart.errors import StoreUnavailable
 from stalwart.llm.sim import Scenario, SimServer

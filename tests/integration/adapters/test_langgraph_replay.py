@@ -20,7 +20,7 @@ from tests.integration.adapters._locked import own_sim
 from stalwart.adapters.langgraph import StalwartSaver
 from stalwart.agent import Resources, TaskContext
 from stalwart.agent._guarded import prepare_input
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._setup import build_models
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.llm.sim import SimServer
 from stalwart.observe import EventBus

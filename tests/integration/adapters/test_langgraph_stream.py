@@ -24,7 +24,7 @@ from stalwart.adapters.langgraph import ChatModel
 from stalwart.adapters.langgraph._run import RUN, GraphRun
 from stalwart.agent import Resources, TaskContext
 from stalwart.agent._guarded import prepare_input
-from stalwart.agent._taskagent import build_models, secret_resolver
+from stalwart.agent._setup import build_models, secret_resolver
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.llm.sim import SimServer
 from stalwart.node._simkey import provision_sim_key

@@ -16,7 +16,7 @@ from tests.integration.adapters import oai_stream_app as streaming
 
 from stalwart.agent import Resources, TaskContext
 from stalwart.agent._guarded import prepare_input
-from stalwart.agent._taskagent import build_models, secret_resolver
+from stalwart.agent._setup import build_models, secret_resolver
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.llm.sim import SimServer
 from stalwart.node._simkey import provision_sim_key

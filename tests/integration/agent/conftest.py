@@ -6,7 +6,7 @@ import pytest
 from examples.helpdesk.app import SCENARIO
 
 from stalwart.agent import App, LLMAgent, Resources, TaskContext, run_llm_agent
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._setup import build_models
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.llm.sim import SIM_URL, SimServer
 from stalwart.observe import EventBus

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from stalwart.agent import App, PythonAgent, TaskContext
-from stalwart.agent._taskagent import secret_resolver
+from stalwart.agent._setup import secret_resolver
 from stalwart.observe import get_logger
 
 VAULT_SECRET = "vlt-Qm7rTz2Lw9Xc4Np8Hd"

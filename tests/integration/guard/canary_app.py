@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext
-from stalwart.agent._taskagent import secret_resolver
+from stalwart.agent._setup import secret_resolver
 from stalwart.llm import Provider
 from stalwart.llm.sim import Rule, Scenario
 from stalwart.observe import get_logger

@@ -9,7 +9,7 @@ import pytest
 from examples.helpdesk.app import RESOLVER, SCENARIO, SECURITY
 
 from stalwart.agent import App, Resources, TaskContext, run_llm_agent
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._setup import build_models
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.guard import ApprovalQueue, RedactingEventBus
 from stalwart.llm.sim import SimServer, order_for

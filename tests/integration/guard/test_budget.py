@@ -11,7 +11,7 @@ from examples.helpdesk.app import RESOLVER, SCENARIO
 
 from stalwart.agent import App, Resources, TaskContext, run_llm_agent
 from stalwart.agent._guarded import build_rate_limiters
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._setup import build_models
 from stalwart.clock import SYSTEM_CLOCK, Clock
 from stalwart.db._metrics import COMMITS
 from stalwart.durable import Runner, SQLiteStore

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stalwart.agent import App, LLMAgent, Resources, TaskContext, run_llm_agent
-from stalwart.agent._taskagent import build_models
+from stalwart.agent._setup import build_models
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.guard import RedactingEventBus, Redactor, Security
 from stalwart.guard._ner import ner_model
