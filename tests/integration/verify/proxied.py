@@ -1,7 +1,12 @@
 """The warehouse example (examples/warehouse), verified with its supplier tool through a
 fault proxy instead of its double: written for its doubles, not for this mode. The
-profile is the only change; the tool reads ``$SUPPLIER_URL`` when it is called, as it
-always did."""
+profile is the change that matters; the tool reads ``$SUPPLIER_URL`` when it is called,
+as it always did.
+
+The supplier tool's timeout (10 s) and its breaker's ``wait_duration_in_open`` (30 s) are
+also shortened, to 5 s each, as an app's owner may set them: EH-2, EH-3 and GD-3 wait
+on them (the fault-proxy test took 155 s, the suite's longest), and verify must read the
+app's own values, not the defaults (the tests assert what it read)."""
 
 from __future__ import annotations
 
@@ -11,12 +16,32 @@ from examples.warehouse.app import RESTOCK, order_from_supplier
 from examples.warehouse.app import app as warehouse
 
 from stalwart import VerifyProfile
+from stalwart.resilience import BreakerConfig
 
 WORKLOAD = "examples.warehouse.app:requests"
+SUPPLIER_TIMEOUT_S = 5.0
+"""The supplier tool's timeout here (the example's is 10 s; 5 s is the least allowed)."""
+SUPPLIER_OPEN_S = 5.0
+"""Its breaker's wait in the open state here (the default is 30 s)."""
+
+_quick_supplier = dataclasses.replace(
+    order_from_supplier,
+    timeout=SUPPLIER_TIMEOUT_S,
+    breaker=BreakerConfig(wait_duration_in_open=SUPPLIER_OPEN_S),
+)
+_quick = dataclasses.replace(
+    warehouse,
+    agents=[
+        dataclasses.replace(
+            RESTOCK,
+            tools=[_quick_supplier if t.name == _quick_supplier.name else t for t in RESTOCK.tools],
+        )
+    ],
+)
 
 # the supplier's upstream: $SUPPLIER_URL in the environment verify runs in
 proxied = dataclasses.replace(
-    warehouse,
+    _quick,
     verify=VerifyProfile(workload=WORKLOAD, tools={"order_from_supplier": "proxy:SUPPLIER_URL"}),
 )
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from tests.integration.verify.exercised import internal_errors, unexercised_complete
+from tests.integration.verify.proxied import SUPPLIER_OPEN_S, SUPPLIER_TIMEOUT_S
 
 from stalwart.verify import PreflightFailed, run_verify
 from stalwart.verify._registry import CHECKS
@@ -175,13 +176,15 @@ async def test_warehouse_supplier_faulted_through_a_fault_proxy(tmp_path, suppli
     assert breaker["opened"] and breaker["connections_per_task_while_refused"][-1] == 0
     assert breaker["connections_per_task_while_refused"][0] > 0  # it did reach the proxy
     assert breaker["call_succeeded_after_recovery"] and breaker["reached_again_after_s"] > 0
+    assert breaker["breaker"]["wait_in_open_s"] == SUPPLIER_OPEN_S  # the app's, not 30 s
     assert items["EH-2"]["evidence"]["model_status"] == "not-run"
     hang = items["EH-3"]["evidence"]["tool_hangs"]["order_from_supplier"]
     assert hang["exercised"] and hang["connections_held"] > 0 and hang["calls"] > 0
     assert hang["upstream"] == supplier.url and hang["upstream_from"] == "$SUPPLIER_URL"
-    # each attempt ends at its timeout: the call within 3 x 10 s + the waits between them
-    assert (hang["timeout_s"], hang["attempts_at_most"]) == (10, 3)
-    assert hang["longest_call_s"] <= hang["bound_s"] + 2 and hang["bound_s"] < 31
+    # each attempt ends at the app's timeout (not the example's 10 s, nor the default 15 s):
+    # the call within 3 x 5 s + the waits between them
+    assert (hang["timeout_s"], hang["attempts_at_most"]) == (SUPPLIER_TIMEOUT_S, 3)
+    assert hang["longest_call_s"] <= hang["bound_s"] + 2 and hang["bound_s"] < 16
     assert set(hang["call_outcomes"]) <= {"unavailable", "error"}
     assert "order_from_supplier" in items["EH-3"]["measured"]
     down = items["GD-2"]["evidence"]["per_tool"]["order_from_supplier"]
