@@ -11,11 +11,12 @@ app's own values, not the defaults (the tests assert what it read)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from examples.warehouse.app import RESTOCK, order_from_supplier
 from examples.warehouse.app import app as warehouse
 
-from stalwart import VerifyProfile
+from stalwart import App, VerifyProfile
 from stalwart.resilience import BreakerConfig
 
 WORKLOAD = "examples.warehouse.app:requests"
@@ -24,24 +25,21 @@ SUPPLIER_TIMEOUT_S = 5.0
 SUPPLIER_OPEN_S = 5.0
 """Its breaker's wait in the open state here (the default is 30 s)."""
 
-_quick_supplier = dataclasses.replace(
-    order_from_supplier,
-    timeout=SUPPLIER_TIMEOUT_S,
-    breaker=BreakerConfig(wait_duration_in_open=SUPPLIER_OPEN_S),
-)
-_quick = dataclasses.replace(
-    warehouse,
-    agents=[
-        dataclasses.replace(
-            RESTOCK,
-            tools=[_quick_supplier if t.name == _quick_supplier.name else t for t in RESTOCK.tools],
-        )
-    ],
-)
+
+def _with_supplier(app: App, **changes: Any) -> App:
+    """``app`` with its supplier tool (order_from_supplier) changed as ``changes`` say."""
+    supplier = dataclasses.replace(order_from_supplier, **changes)
+    tools = [supplier if t.name == supplier.name else t for t in RESTOCK.tools]
+    return dataclasses.replace(app, agents=[dataclasses.replace(RESTOCK, tools=tools)])
+
 
 # the supplier's upstream: $SUPPLIER_URL in the environment verify runs in
 proxied = dataclasses.replace(
-    _quick,
+    _with_supplier(
+        warehouse,
+        timeout=SUPPLIER_TIMEOUT_S,
+        breaker=BreakerConfig(wait_duration_in_open=SUPPLIER_OPEN_S),
+    ),
     verify=VerifyProfile(workload=WORKLOAD, tools={"order_from_supplier": "proxy:SUPPLIER_URL"}),
 )
 
@@ -65,13 +63,4 @@ remote = dataclasses.replace(
 
 # the proxied tool with neither retries nor a circuit breaker: EH-1 must find it gives up
 # at the first reset, EH-2 that it keeps calling a dead upstream
-_careless_tool = dataclasses.replace(order_from_supplier, retry=None, breaker=None)
-careless_tool = dataclasses.replace(
-    proxied,
-    agents=[
-        dataclasses.replace(
-            RESTOCK,
-            tools=[_careless_tool if t.name == _careless_tool.name else t for t in RESTOCK.tools],
-        )
-    ],
-)
+careless_tool = _with_supplier(proxied, retry=None, breaker=None)
