@@ -17,14 +17,10 @@ from stalwart.observe import AlertRule, EventBus, Threshold, catalog
 from stalwart.runtime import ChildSpec, SupervisorSpec
 from stalwart.server import ObservabilityService, ServerSettings
 from stalwart.testing import ProbeAgent
-from stalwart.verify._checks_dashboard import FIRST_PAINT_S, measure_paint
+from stalwart.verify._checks_dashboard import CHROMIUM_ARGS, FIRST_PAINT_S, measure_paint
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) or shutil.which("chromium") is None,
@@ -59,7 +55,7 @@ async def test_dashboard_loads_fast_and_shows_a_restart(tmp_path):
         async with async_playwright() as pw:
             browser = await pw.chromium.launch_persistent_context(
                 str(tmp_path / "profile"),  # a fresh user-data-dir
-                executable_path=CHROMIUM, args=ARGS, headless=True, timeout=30_000,
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=30_000,
                 viewport={"width": 1280, "height": 900},
             )  # fmt: skip
             try:
@@ -174,7 +170,7 @@ async def test_login_with_the_token_shows_the_dashboard_and_task_journals(tmp_pa
         async with async_playwright() as pw:
             browser = await pw.chromium.launch_persistent_context(
                 str(tmp_path / "profile"),
-                executable_path=CHROMIUM, args=ARGS, headless=True, timeout=30_000,
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=30_000,
                 viewport={"width": 1280, "height": 1100},
             )  # fmt: skip
             try:

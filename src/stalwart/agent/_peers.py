@@ -23,10 +23,7 @@ async def call_peer(
 ) -> Any:
     """``ctx``'s journaled call of agent ``name`` (see :meth:`TaskContext.call_agent`)."""
     res = ctx.resources
-    if name not in res.callable_agents:
-        raise ConfigError(
-            f"agent {res.agent!r} may not call {name!r} (allowed: {sorted(res.callable_agents)})"
-        )
+    _check_may(ctx, "call", name)
     if res.runtime is None:
         raise ConfigError("call_agent needs the agent to run under a node")
     runtime = res.runtime
@@ -39,6 +36,16 @@ async def call_peer(
 
     with _agent_span(ctx, name):
         return await ctx.durable.step(f"agent:{name}", call)
+
+
+def _check_may(ctx: TaskContext, verb: str, name: str) -> None:
+    """Refuse (ConfigError) a call or hand-over to an agent the app does not let
+    ``ctx``'s agent reach."""
+    res = ctx.resources
+    if name not in res.callable_agents:
+        raise ConfigError(
+            f"agent {res.agent!r} may not {verb} {name!r} (allowed: {sorted(res.callable_agents)})"
+        )
 
 
 def _agent_span(ctx: TaskContext, name: str) -> Any:
@@ -78,11 +85,7 @@ async def _hand_over(ctx: TaskContext, name: str, task_input: Any, *, timeout: f
         return await ctx.call_agent(
             name, {"task_id": sub_id, "input": task_input}, timeout=timeout, retry=True
         )
-    if name not in ctx.resources.callable_agents:
-        raise ConfigError(
-            f"agent {ctx.resources.agent!r} may not hand over to {name!r} (allowed: "
-            f"{sorted(ctx.resources.callable_agents)})"
-        )
+    _check_may(ctx, "hand over to", name)
 
     # Every part of a hand-over is idempotent (create-if-missing, then wait), so a
     # transient failure (the store locked or restarting) is retried within the deadline,
