@@ -567,13 +567,16 @@ class Redactor:
 
     def _spans(self, text: str, *, entities: bool = True) -> list[Span]:
         extra: list[Span] = []
-        if entities and self.tier == "accurate" and self.kinds & NAME_KINDS:
+        # a text without a capital is not worth the model, nor worth loading it for (the
+        # node's views of ids and statuses never load it: node/_app.py)
+        if (
+            entities
+            and self.tier == "accurate"
+            and self.kinds & NAME_KINDS
+            and _CAPITALISED.search(text) is not None
+        ):
             model = ner_model()
-            if (
-                model is not None
-                and _CAPITALISED.search(text) is not None
-                and model.worth_reading(text)  # else nothing the model finds is kept
-            ):
+            if model is not None and model.worth_reading(text):  # else nothing it finds is kept
                 extra = model.spans(text, organizations="organization" in self.kinds)
         if not extra and len(text) <= SCAN_CACHE_CHARS:
             return list(_scan_short(text, self.kinds, self._known))

@@ -20,7 +20,6 @@ from stalwart.guard import (
     install_redactor,
     learn_vault_secrets,
     validate_input,
-    warm_output_redactor,
     wrap_input,
 )
 from stalwart.llm import ChainHealth, Provider
@@ -248,9 +247,10 @@ class AppService:
         # agents resolve secrets in their own processes: the node learns the vault's values
         # so it can remove them from what agents write past logging (raw fd 1 and 2 output)
         await asyncio.to_thread(learn_vault_secrets)
-        # the API's views use the output tier: its NER model loads in a thread while the node
-        # starts (1-3 s of CPU), not on the loop at the first view, nor delaying the start
-        self._warm = asyncio.create_task(asyncio.to_thread(warm_output_redactor))
+        # The API's views use the output tier. Its NER model is not loaded here: it loads in
+        # the worker thread of the first view that needs it (server/_http.py:redacted_off_loop),
+        # so a node that serves no such view never pays its 1-2 s of CPU and ~100 MB (warming
+        # it while the node started took half of each start's CPU, and delayed readiness).
         provision_sim_key(self.app, node.events)  # before any agent resolves it
         if self.sim_port is not None:
             self.sim = SimServer(port=self.sim_port, scenario=self.app.scenario)
@@ -327,7 +327,7 @@ class AppService:
         charger: DeadCallCharger | None = getattr(self, "_charger", None)
         if charger is not None:
             await charger.close()
-        loops = ("_beat", "_sweep", "_warm")
+        loops = ("_beat", "_sweep")
         for loop in (getattr(self, name, None) for name in loops):
             if loop is not None:
                 loop.cancel()

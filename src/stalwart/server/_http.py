@@ -3,6 +3,7 @@ parameters, names, reading a bounded JSON body, redaction of what goes out."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -23,6 +24,7 @@ __all__ = [
     "name",
     "param",
     "redacted",
+    "redacted_off_loop",
     "retry_after_header",
     "send_json",
 ]
@@ -124,5 +126,14 @@ async def json_body(request: Request, *, optional: bool = False) -> dict[str, An
 def redacted(data: Any) -> Any:
     """``data`` through the guard's output redactor (PII, names and places, credentials,
     known secrets; the accurate tier when its model is installed): what the task, approval
-    and journal views answer with, whatever the store holds."""
+    and journal views answer with, whatever the store holds. It may load the model and
+    read text with it: call it off the event loop (:func:`redacted_off_loop`)."""
     return output_redactor().redact_data(data, policy="redact")
+
+
+async def redacted_off_loop(data: Any) -> Any:
+    """:func:`redacted` in a worker thread. The first call in a process loads the output
+    tier's model (1-2 s of CPU; concurrent first calls wait for the one load), and the model
+    reads a 4 KB text in about 0.1 s: neither may stall the loop's other requests and
+    heartbeats."""
+    return await asyncio.to_thread(redacted, data)

@@ -50,7 +50,7 @@ from stalwart.server._http import (
     json_body,
     name,
     param,
-    redacted,
+    redacted_off_loop,
     retry_after_header,
 )
 from stalwart.server._stream import LIVE_GRACE_S, StreamBuffer, task_events
@@ -110,8 +110,9 @@ def node_tasks(node: object) -> TasksLike | None:
     return found
 
 
-def task_view(task: TaskRecord, *, full: bool = True) -> dict[str, Any]:
-    """A task as the API shows it (redacted); ``full`` adds its input and outcome."""
+def task_fields(task: TaskRecord, *, full: bool = True) -> dict[str, Any]:
+    """A task as the API shows it, before redaction (:func:`task_view`); ``full`` adds its
+    input and outcome."""
     view: dict[str, Any] = {
         "id": task.id,
         "agent": task.agent,
@@ -129,7 +130,12 @@ def task_view(task: TaskRecord, *, full: bool = True) -> dict[str, Any]:
     if full:
         view["input"] = task.input
         view["outcome"] = outcome
-    return dict(redacted(view))
+    return view
+
+
+async def task_view(task: TaskRecord, *, full: bool = True) -> dict[str, Any]:
+    """A task as the API shows it: :func:`task_fields`, redacted off the loop."""
+    return dict(await redacted_off_loop(task_fields(task, full=full)))
 
 
 def step_view(entry: JournalEntry, effect: EffectRecord | None) -> dict[str, Any]:
@@ -361,12 +367,12 @@ class TaskApi:
                 newest_first=True,
             ),
         )
-        views = [task_view(t, full=False) for t in rows]
+        views = await redacted_off_loop([task_fields(t, full=False) for t in rows])
         return JSONResponse({"count": len(views), "tasks": views})
 
     async def get_task(self, request: Request) -> Response:
         _, task = await self._task(request)
-        return JSONResponse(task_view(task))
+        return JSONResponse(await task_view(task))
 
     async def retry(self, request: Request) -> Response:
         """Put a failed or quarantined task back to pending (see Store.retry)."""
@@ -390,7 +396,7 @@ class TaskApi:
         effects = await self._store("be read", tasks.store.load_effects(task.id))
         steps = [step_view(e, effects.get(e.seq)) for e in load.entries[:limit]]
         view = {
-            "task": task_view(task, full=False),
+            "task": task_fields(task, full=False),
             "count": len(load.entries),
             "truncated": len(load.entries) > limit,
             "steps": steps,
@@ -401,7 +407,7 @@ class TaskApi:
             if isinstance(task.outcome, dict) and task.outcome.get("outcome_unknown") is True
             else [],
         }
-        return JSONResponse(redacted(view))
+        return JSONResponse(await redacted_off_loop(view))
 
     async def task_events(self, request: Request) -> Response:
         """The task's model text as it is generated (server-sent events; see _stream)."""
@@ -456,7 +462,7 @@ class TaskApi:
             raise BadRequest(404, f"no task {task.id[:80]!r} in this node's store")
         if not done.cancelled:
             return _finished_already(done.task)
-        view = task_view(done.task)
+        view = await task_view(done.task)
         view["stopped"] = done.stopped
         view["cancel_seconds"] = round(done.seconds, 4)
         return JSONResponse(view)
@@ -493,7 +499,8 @@ class TaskApi:
         limit = int_param(request, "limit", 100, 1, 1000)
         entries: list[Approval] = await self._queue(lambda q: q.list(status, limit))  # type: ignore[arg-type]
         show = reveal in ("1", "true")
-        views = [e.as_dict(reveal=show) for e in entries]
+        # the arguments' redaction may load the output tier's model: off the loop
+        views = await asyncio.to_thread(lambda: [e.as_dict(reveal=show) for e in entries])
         for view in views:  # a parked task's deadline (durable approvals), if it has one
             if view["status"] == "pending":
                 view["deadline"] = await self._deadline(str(view["task_id"]))
@@ -555,4 +562,4 @@ class TaskApi:
             task_id=decided.task_id,
             agent=decided.agent,
         )
-        return JSONResponse(decided.as_dict())
+        return JSONResponse(await asyncio.to_thread(decided.as_dict))

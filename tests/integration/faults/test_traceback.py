@@ -33,7 +33,7 @@ async def test_a_failed_task_keeps_where_it_failed_without_the_pii(tmp_path):
         assert "Traceback (most recent call last)" in trace
         assert "_charge_customer" in trace and "ValueError: card declined for" in trace
         assert "jane.doe@example.com" not in trace  # redacted
-        assert task_view(record)["outcome"]["traceback"] == trace
+        assert (await task_view(record))["outcome"]["traceback"] == trace
     finally:
         await store.close()
     shown = subprocess.run(

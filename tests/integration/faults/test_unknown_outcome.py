@@ -61,5 +61,5 @@ async def test_an_interrupted_effect_is_reported_unknown_not_done(tmp_path):
         "key": marker.read_text(),
         "outcome": "unknown",
     }
-    view = task_view(task)
+    view = await task_view(task)
     assert view["outcome_unknown"] is True and view["outcome"]["effects"] == [effect]
