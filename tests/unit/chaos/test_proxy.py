@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -48,6 +49,40 @@ async def _roundtrip(proxy: FaultProxy, payload: bytes, timeout: float = 5.0) ->
 async def test_forwards_both_ways(echo):
     assert await _roundtrip(echo, b"hello") == b"hello"
     assert echo.stats["connections"] == 1 and echo.stats["bytes"] == 10
+
+
+async def test_accepted_connections_have_nagle_off():
+    """The proxy's side of each connection it accepts has TCP_NODELAY on, as the node's API
+    does (a listening socket made with proto 0 left Nagle on: a kept-open client then
+    waited ~40 ms for each answer's delayed ACK)."""
+    seen: list[int] = []
+
+    class Recording(FaultProxy):
+        def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            super()._accept(reader, writer)
+
+    async def upstream(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    proxy = await Recording(server.sockets[0].getsockname()[1], max_hold=5.0).start()
+    try:
+        for _ in range(2):
+            async with asyncio.timeout(5):
+                _, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+                writer.write(b"x")
+                await writer.drain()
+                writer.close()
+        async with asyncio.timeout(5):
+            while len(seen) < 2:
+                await asyncio.sleep(0.01)
+        assert seen == [1, 1]
+    finally:
+        await proxy.stop()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_each_connection_s_arrival_is_timed(echo):
