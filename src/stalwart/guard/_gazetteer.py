@@ -29,18 +29,32 @@ depends on the words around it. The lists are loaded once, on first use.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
+import hashlib
+import itertools
 import json
 import re
 import threading
 import unicodedata
+from collections.abc import Set
 from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
 
 from stalwart.guard._addresses import address_spans, mask_opaque
 from stalwart.guard._words import _PARTICLE_TRIE, _PARTICLES, _UP, _WORD, Span
 
-__all__ = ["Gazetteer", "fold", "gazetteer", "name_spans"]
+__all__ = [
+    "INDEX_FILE", "LISTS_FILE", "Gazetteer", "GazetteerIndex", "fold", "gazetteer",
+    "lists_sha256", "name_spans",
+]  # fmt: skip
+
+LISTS_FILE = "gazetteer.json.gz"
+"""The name and place lists, in ``stalwart/guard/data`` (``bench/build_gazetteer.py``)."""
+INDEX_FILE = "gazetteer_index.json.gz"
+"""What :class:`GazetteerIndex` derives from them, beside them."""
 
 _CAPS = re.compile(
     rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}"
@@ -125,6 +139,74 @@ def fold(word: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class GazetteerIndex:
+    """What :class:`Gazetteer` derives from the lists: the names and places without their
+    accents that the lists lack, and the word counts of the places of more than one word.
+
+    Deriving it costs about 0.25 s of CPU (a Unicode decomposition per accented name, a
+    loop over the 28,000 places of several words), in every process that loads the lists:
+    a node, its fork server, each CLI run. So it ships, derived once, beside the lists
+    (``data/gazetteer_index.json.gz``, with the lists' SHA-256: ``bench/build_gazetteer.py
+    --index`` writes it, and a test checks that it is what :meth:`derive` makes of the
+    shipped lists); a stale or missing file is derived again at load."""
+
+    first_folded: frozenset[str]
+    last_folded: frozenset[str]
+    place_folded: frozenset[str]
+    # first word -> how many words the places starting with it have, most first, for the
+    # heads of places of more than one word ("Port": 3, 2; no "Port" alone): what
+    # :func:`_place_at` tries, not every length up to the most
+    place_lengths: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def derive(
+        cls, first: Set[str], last: Set[str], places: Set[str], common: frozenset[str]
+    ) -> GazetteerIndex:
+        """From the lists (``common`` capitalised: "Bäck" without its accent is "Back", a
+        common word, not a name)."""
+
+        def folded(names: Set[str]) -> frozenset[str]:
+            return frozenset({f for n in names if (f := fold(n)) not in common} - names)
+
+        place_folded = folded(places)
+        lengths: dict[str, set[int]] = {}
+        single: set[str] = set()
+        for place in itertools.chain(places, place_folded):
+            head, _, rest = place.partition(" ")
+            if rest:
+                lengths.setdefault(head, set()).add(rest.count(" ") + 2)
+            else:
+                single.add(head)
+        return cls(
+            folded(first),
+            folded(last),
+            place_folded,
+            {
+                head: tuple(sorted(n | ({1} if head in single else set()), reverse=True))
+                for head, n in lengths.items()
+            },
+        )
+
+    def as_json(self, source_sha256: str) -> dict[str, object]:
+        return {
+            "source_sha256": source_sha256,
+            "first_folded": sorted(self.first_folded),
+            "last_folded": sorted(self.last_folded),
+            "place_folded": sorted(self.place_folded),
+            "place_lengths": dict(sorted(self.place_lengths.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GazetteerIndex:
+        return cls(
+            frozenset(data["first_folded"]),
+            frozenset(data["last_folded"]),
+            frozenset(data["place_folded"]),
+            {head: tuple(n) for head, n in data["place_lengths"].items()},
+        )
+
+
 class Gazetteer:
     """The name and place lists, as sets (the data file's lists, nothing added), each also
     holding its names without accents."""
@@ -135,38 +217,54 @@ class Gazetteer:
         last: set[str],
         places: set[str],
         common: frozenset[str] | set[str] = frozenset(),
+        *,
+        index: GazetteerIndex | None = None,
     ) -> None:
         self.common = frozenset(w.capitalize() for w in common)
-        c = self.common  # "Bäck" without its accent is "Back": a common word, not a name
-        self.first = frozenset(first | {f for n in first if (f := fold(n)) not in c})
-        self.last = frozenset(last | {f for n in last if (f := fold(n)) not in c})
-        self.places = frozenset(places | {f for p in places if (f := fold(p)) not in c})
-        # Most places are one word: they are counted in C (dict.fromkeys), and only the
-        # others in Python. A loop over every place, with a set per first word, took 0.25 s
-        # of CPU in every process that loads the lists (each node, fork server and CLI).
-        single = {p for p in self.places if " " not in p}
-        lengths: dict[str, set[int]] = {}
-        for place in self.places - single:
-            head, _, rest = place.partition(" ")
-            lengths.setdefault(head, set()).add(rest.count(" ") + 2)
-        for head, counts in lengths.items():
-            if head in single:
-                counts.add(1)
-        longest = dict.fromkeys(single, 1)
-        longest.update((head, max(n)) for head, n in lengths.items())
-        self.place_heads = longest  # first word -> the most words a place starting with it has
-        # first word -> how many words the places starting with it have, most first, for the
-        # heads of places of more than one word ("Port": 3, 2; no "Port" alone): what
-        # :func:`_place_at` tries, not every length up to the most
-        self.place_lengths = {head: tuple(sorted(n, reverse=True)) for head, n in lengths.items()}
-        self.known = frozenset(self.first | self.last | longest.keys())
+        if index is None:
+            index = GazetteerIndex.derive(first, last, places, self.common)
+        self.index = index
+        self.first = frozenset(first).union(index.first_folded)
+        self.last = frozenset(last).union(index.last_folded)
+        self.places = frozenset(places).union(index.place_folded)
+        # first word -> the most words a place starting with it has: most places are one
+        # word (1, set in C by dict.fromkeys), the others are in the index
+        longest = dict.fromkeys((p for p in self.places if " " not in p), 1)
+        longest.update((head, n[0]) for head, n in index.place_lengths.items())
+        self.place_heads = longest
+        self.place_lengths = index.place_lengths
+        self.known = self.first.union(self.last, longest.keys())
         self.runs: dict[str, _Run] = {}  # capitalised runs seen, by :func:`_run_info`
 
     @classmethod
-    def load(cls) -> Gazetteer:
-        raw = resources.files("stalwart.guard").joinpath("data/gazetteer.json.gz").read_bytes()
+    def load(cls, data_dir: Traversable | None = None) -> Gazetteer:
+        """The shipped lists (or those in ``data_dir``), with the index beside them when it
+        was derived from them; else the index is derived here."""
+        if data_dir is None:
+            data_dir = resources.files("stalwart.guard").joinpath("data")
+        raw = data_dir.joinpath(LISTS_FILE).read_bytes()
         data = json.loads(gzip.decompress(raw))
-        return cls(set(data["first"]), set(data["last"]), set(data["place"]), set(data["common"]))
+        return cls(
+            set(data["first"]), set(data["last"]), set(data["place"]), set(data["common"]),
+            index=_index_beside(data_dir, lists_sha256(raw)),
+        )  # fmt: skip
+
+
+def _index_beside(data_dir: Traversable, source_sha256: str) -> GazetteerIndex | None:
+    """The index in ``data_dir`` if it was derived from the lists of that hash; None when it
+    is missing, unreadable or stale (the caller derives it)."""
+    try:
+        shipped = json.loads(gzip.decompress(data_dir.joinpath(INDEX_FILE).read_bytes()))
+        if shipped["source_sha256"] != source_sha256:
+            return None
+        return GazetteerIndex.from_json(shipped)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def lists_sha256(raw: bytes) -> str:
+    """The SHA-256 an index records of the lists file (its compressed bytes)."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 _LOCK = threading.Lock()
