@@ -14,6 +14,16 @@ restores the processors it found but leaves structlog marked configured, so a la
 in-process ``stalwart verify`` would not install the pipeline that feeds the node's
 log store (SE-4 then found no ``budget_exceeded`` lines); a test that found
 structlog unconfigured leaves it so.
+
+The accurate redaction tier's model (spaCy's NER pipeline) is off
+(``STALWART_NER_MODEL=none``) except in tests marked ``accurate_redaction``, which run with
+the setting the suite was started with (by default: on). Every node's fork server loads
+the model before it forks the agents, so that they share it: 1.4 s of CPU per node start,
+and a full run started 301 nodes. Measured with process accounting over the whole suite
+(2026-12-06, idle, 4521b6f): of 1,693 CPU-seconds, fork servers took 639 (2.1 s each).
+The tests marked are those of the model itself, of the tier's boundaries (the node's
+views, agents' outputs, canaries through every sink) and whole nodes on the defaults; the
+other tests still redact, on the fast tier (patterns, checksums, gazetteer).
 """
 
 from __future__ import annotations
@@ -24,6 +34,26 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+
+_NER_SETTING = os.environ.get("STALWART_NER_MODEL")  # what the suite was started with
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "accurate_redaction: runs with the NER model on (see tests/conftest.py)"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # before any fixture of the test (a module's node is started by the first test's setup),
+    # and for every test, so that no test's setting leaks into the next
+    if item.get_closest_marker("accurate_redaction") is None:
+        os.environ["STALWART_NER_MODEL"] = "none"
+    elif _NER_SETTING is None:
+        os.environ.pop("STALWART_NER_MODEL", None)
+    else:
+        os.environ["STALWART_NER_MODEL"] = _NER_SETTING
 
 
 @pytest.fixture(autouse=True)

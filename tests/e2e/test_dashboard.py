@@ -22,10 +22,13 @@ from stalwart.verify._checks_dashboard import CHROMIUM_ARGS, FIRST_PAINT_S, meas
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM) or shutil.which("chromium") is None,
-    reason="needs Debian chromium at /usr/bin/chromium",
-)
+pytestmark = [
+    pytest.mark.accurate_redaction,  # a whole node on the defaults, in a browser
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM) or shutil.which("chromium") is None,
+        reason="needs Debian chromium at /usr/bin/chromium",
+    ),
+]
 
 
 @pytest.mark.timeout(90)

@@ -34,6 +34,8 @@ from tests.integration.guard.canaries_app import CARD, PENDING, STRICT, VAULT_SE
 
 from stalwart.guard import LocalVault
 
+pytestmark = pytest.mark.accurate_redaction  # every sink of a node on the default tiers
+
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "canaries-api-token-0123456789"
 

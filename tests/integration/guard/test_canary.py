@@ -10,6 +10,7 @@ import io
 import json
 
 import httpx
+import pytest
 import structlog
 from prometheus_client import generate_latest
 from tests.integration.guard.canary_app import CANARIES, CARD, EMAIL, PHONE, SECRET, SSN
@@ -19,6 +20,8 @@ from stalwart.guard import LocalVault, RedactingEventBus
 from stalwart.node import app_node
 from stalwart.observe import REGISTRY, LogQuery, add_log_sink, configure_logging
 from stalwart.server import LogStore, ObservabilityService, ServerSettings
+
+pytestmark = pytest.mark.accurate_redaction  # every sink of a node on the default tiers
 
 TOKEN = "canary-api-token-0123456789"
 

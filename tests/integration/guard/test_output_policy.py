@@ -16,6 +16,8 @@ from stalwart.guard._ner import ner_model
 from stalwart.llm.sim import SimServer
 from stalwart.tools import ToolRegistry
 
+pytestmark = pytest.mark.accurate_redaction  # agents' outputs on the accurate tier
+
 
 async def _echo(tmp_path: pathlib.Path, policy: str, message: str) -> Any:
     """An LLM agent with output policy ``policy`` answers ``message`` (the sim echoes

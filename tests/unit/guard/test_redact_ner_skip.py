@@ -15,6 +15,8 @@ from stalwart.guard import Redactor
 from stalwart.guard._ner import WordForms, ner_model
 from stalwart.llm.sim._tools import KB_ARTICLES, order_for
 
+pytestmark = pytest.mark.accurate_redaction  # the model's skip, against the model
+
 needs_model = pytest.mark.skipif(
     ner_model() is None, reason="the accurate tier's model is not installed (stalwart[ner])"
 )

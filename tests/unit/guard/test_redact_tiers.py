@@ -13,6 +13,8 @@ from stalwart.guard._ner import ner_model
 from stalwart.guard._redact import output_redactor
 from stalwart.observe import add_log_sink, configure_logging, get_logger, set_redactor
 
+pytestmark = pytest.mark.accurate_redaction  # the accurate tier itself
+
 # Tokens are assembled here, so the repository itself holds no string a secret scanner flags.
 B62 = "aB3dE5fG7hJ9kL2mN4pQ6rS8tU1vW3xY5z"
 HEX = "0123456789abcdef" * 4
