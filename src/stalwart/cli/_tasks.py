@@ -137,8 +137,11 @@ def _store_url(args: argparse.Namespace) -> str:
 
 
 def _record(task: Any) -> dict[str, Any]:
-    """A task as the CLI prints it: redacted like the HTTP API's view (PII, credentials
-    and the secrets this process knows), whatever the store holds."""
+    """A task as the CLI prints it, redacted whatever the store holds: PII, credentials,
+    the gazetteer's names and places and the secrets this process knows (the fast tier).
+    The outcome was redacted on the output tier, the NER model's, when the task finished;
+    the HTTP API's view runs that tier again, but a CLI run would spend 1-2 s of CPU
+    loading the model for it."""
     from stalwart.guard import default_redactor
 
     return default_redactor().redact_data(_fields(task), policy="redact")  # type: ignore[no-any-return]
