@@ -1,5 +1,6 @@
 """A Starlette app served on a free loopback port for the length of a ``with`` block: the
-receivers the tests post to (webhooks, OTLP collectors). uvicorn's signal handlers are
+receivers the tests post to (webhooks, OTLP collectors); and a free port for a server a
+test starts in a process of its own. uvicorn's signal handlers are
 left alone (the test's event loop owns them)."""
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from starlette.applications import Starlette
+
+
+def free_port() -> int:
+    """A loopback port no one listens on now (the kernel's choice)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 class _Quiet(uvicorn.Server):

@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import time
 
 import httpx
 import pytest
+from tests._loopback import free_port
 
 from stalwart.observe import AlertNotice
 from stalwart.server import AlertmanagerNotifier, Dispatcher
 
 AM = shutil.which("prometheus-alertmanager")
 pytestmark = pytest.mark.skipif(AM is None, reason="needs Debian prometheus-alertmanager")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.timeout(60)

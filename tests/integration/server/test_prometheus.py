@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 
 import httpx
 import pytest
 import yaml
+from tests._loopback import free_port
 
 from stalwart.observe import default_rules, prometheus_rules
 from stalwart.runtime import ChildSpec, SupervisorSpec
@@ -18,12 +18,6 @@ from stalwart.testing import ProbeAgent
 pytestmark = pytest.mark.skipif(
     not shutil.which("prometheus"), reason="needs /usr/bin/prometheus (Debian prometheus)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def query(client: httpx.AsyncClient, expr: str) -> list[dict]:
