@@ -213,10 +213,10 @@ class Gazetteer:
 
     def __init__(
         self,
-        first: set[str],
-        last: set[str],
-        places: set[str],
-        common: frozenset[str] | set[str] = frozenset(),
+        first: Set[str],
+        last: Set[str],
+        places: Set[str],
+        common: Set[str] = frozenset(),
         *,
         index: GazetteerIndex | None = None,
     ) -> None:
@@ -227,8 +227,8 @@ class Gazetteer:
         self.first = frozenset(first).union(index.first_folded)
         self.last = frozenset(last).union(index.last_folded)
         self.places = frozenset(places).union(index.place_folded)
-        # first word -> the most words a place starting with it has: most places are one
-        # word (1, set in C by dict.fromkeys), the others are in the index
+        # first word -> the most words a place starting with it has: 1 for the places of
+        # one word (most of them), the index's most for the others
         longest = dict.fromkeys((p for p in self.places if " " not in p), 1)
         longest.update((head, n[0]) for head, n in index.place_lengths.items())
         self.place_heads = longest
@@ -244,9 +244,10 @@ class Gazetteer:
             data_dir = resources.files("stalwart.guard").joinpath("data")
         raw = data_dir.joinpath(LISTS_FILE).read_bytes()
         data = json.loads(gzip.decompress(raw))
+        # frozensets, which the constructor keeps as they are (no second copy of each list)
         return cls(
-            set(data["first"]), set(data["last"]), set(data["place"]), set(data["common"]),
-            index=_index_beside(data_dir, lists_sha256(raw)),
+            frozenset(data["first"]), frozenset(data["last"]), frozenset(data["place"]),
+            frozenset(data["common"]), index=_index_beside(data_dir, lists_sha256(raw)),
         )  # fmt: skip
 
 
