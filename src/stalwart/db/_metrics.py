@@ -16,6 +16,7 @@ __all__ = [
     "LAZY_COMMITS",
     "RETRIES",
     "WRITER_RESTARTS",
+    "WRITE_LOCK_WAIT",
 ]
 
 COMMIT_BATCH = Histogram(
@@ -54,5 +55,12 @@ RETRIES = Counter(
 WRITER_RESTARTS = Counter(
     "stalwart_db_writer_restarts_total",
     "SQLite writer threads started again after theirs died.",
+    registry=REGISTRY,
+)
+WRITE_LOCK_WAIT = Histogram(
+    "stalwart_db_write_lock_wait_seconds",
+    "Time a SQLite writer waited for the file's write lock (held by another process's "
+    "writer) before a write transaction.",
+    buckets=(0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
     registry=REGISTRY,
 )

@@ -25,6 +25,12 @@ nothing durable can depend on before a later ordinary commit: a running task's
 LangGraph checkpoints, which its journal replays, and a model call's journal record,
 which a resumed task makes again (``docs/durable.md``, *What ``full`` guarantees*).
 
+Writers of several processes on one file (a node and its agents) take turns on the
+file's write lock (``_filelock.py``: an ``flock`` the kernel hands to the next waiter)
+before each write transaction, instead of SQLite's busy handler, which sleeps 1-100 ms
+between tries. A job whose caller stopped waiting (its deadline passed, it was
+cancelled) before its batch began is not run.
+
 A writer thread that died is started again by the next operation. A file that
 fails its integrity check (``PRAGMA quick_check``) is never replaced: opening it
 raises CorruptRecord naming the file and the recovery command.
@@ -46,6 +52,7 @@ from typing import Any, TypeVar
 from stalwart.config import Timeouts
 from stalwart.db import _metrics
 from stalwart.db._base import AdvisoryLock, Database
+from stalwart.db._filelock import WriteLock
 from stalwart.db._fork import FORK_GATE
 from stalwart.db._migrate import Component, migrate_program, require_program
 from stalwart.db._program import Program, drive_sync
@@ -102,10 +109,14 @@ class Writer(threading.Thread):
         where: str,
         max_batch: int,
         durability: str = "full",
+        lock: WriteLock | None = None,
     ) -> None:
         super().__init__(name=f"stalwart-sqlite-writer[{where}]", daemon=True)
         self._opener = opener
         self._where = where
+        # the file's write lock, shared with other processes' writers (None: a private
+        # or read-only database)
+        self._lock = lock
         self._max_batch = max_batch
         # only a connection that fsyncs every commit has an fsync for a lazy batch to skip
         self._lazy_skips_fsync = durability == "full"
@@ -151,6 +162,8 @@ class Writer(threading.Thread):
                 with FORK_GATE.inside():
                     conn.close()
             finally:
+                if self._lock is not None:
+                    self._lock.close()
                 self.stopped.set()
 
     def _loop(self, conn: sqlite3.Connection) -> None:
@@ -160,17 +173,17 @@ class Writer(threading.Thread):
             if first is None:
                 break
             batch = [first]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            with FORK_GATE.inside():
-                self._run_batch(conn, batch)
+            stopping = self._gather(batch)
+            if self._lock is not None and not all(item[4] for item in batch):
+                # outside the fork gate: a fork waits for no other process
+                with self._lock.held():
+                    # what came while this writer waited for another process's commit
+                    # joins this one: under contention, fewer and larger commits
+                    if not stopping:
+                        stopping = self._gather(batch)
+                    self._run_live(conn, batch)
+            else:
+                self._run_live(conn, batch)
         # Fail whatever arrived after the stop request instead of leaving it waiting.
         while True:
             try:
@@ -179,6 +192,29 @@ class Writer(threading.Thread):
                 break
             if item is not None:
                 _deliver([(item, False, StoreError(f"SQLite store {self._where} is closed"))])
+
+    def _gather(self, batch: list[_Item]) -> bool:
+        """Add what is queued to ``batch`` (up to ``max_batch``); True if a stop came."""
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            batch.append(item)
+        return False
+
+    def _run_live(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
+        """Run the jobs whose callers still wait. A caller whose deadline passed while its
+        job waited (for the file's write lock, or behind a slow commit) was told the store
+        did not answer, and one that was cancelled is gone: their jobs do not run later.
+        (An asyncio future's state is read from this thread: a plain attribute read; a job
+        whose caller gives up after this check runs, and is answered to nobody, as before.)"""
+        live = [item for item in batch if not item[1].done()]
+        if live:
+            with FORK_GATE.inside():
+                self._run_batch(conn, live)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
         if all(item[4] for item in batch):
@@ -293,10 +329,13 @@ def _deliver(results: list[tuple[_Item, bool, Any]]) -> None:
     for (_job, fut, loop, _lazy, _reads), ok, value in results:
         if loop is None:
             assert isinstance(fut, concurrent.futures.Future)
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
+            try:
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+            except concurrent.futures.InvalidStateError:
+                pass  # its caller gave up meanwhile (SQLiteDatabase._submit_blocking)
             continue
         assert isinstance(fut, asyncio.Future)
         by_loop.setdefault(loop, []).append((fut, ok, value))
@@ -342,7 +381,14 @@ class _Engine:
 
     def start(self, timeout: float) -> Writer:
         """Start a writer and wait (blocking, up to ``timeout``) until it is open."""
-        writer = Writer(self.opener, self.where, self.max_batch, self.durability)
+        shared = self.key[1] == "rw" and not self.where.startswith(":memory:")
+        writer = Writer(
+            self.opener,
+            self.where,
+            self.max_batch,
+            self.durability,
+            WriteLock(self.where) if shared else None,
+        )
         writer.start()
         if not writer.ready.wait(timeout):
             writer.stop()
@@ -606,6 +652,7 @@ class SQLiteDatabase(Database):
         try:
             return fut.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
+            fut.cancel()  # not started yet: the writer skips it (Writer._run_live)
             raise StoreUnavailable(
                 f"SQLite store {self.path} did not answer within {self.timeout:g} s"
             ) from None

@@ -1,0 +1,190 @@
+"""The file's write lock: writers of several processes take turns on an ``flock`` of
+``NAME-lock`` before each write transaction (``stalwart.db._filelock``)."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+
+from stalwart.db import Component, Program, SQLiteDatabase
+from stalwart.db._filelock import LOCK_SUFFIX
+from stalwart.db._metrics import WRITE_LOCK_WAIT
+from stalwart.errors import StoreUnavailable
+
+pytestmark = pytest.mark.timeout(60)
+
+NOTES = Component("notes", (("CREATE TABLE notes (id TEXT PRIMARY KEY)",),))
+
+
+def insert(note_id: str) -> Program[None]:
+    yield ("INSERT INTO notes (id) VALUES (?)", (note_id,))
+
+
+def ids() -> Program[list[str]]:
+    return [str(r[0]) for r in (yield ("SELECT id FROM notes ORDER BY id", ())).rows]
+
+
+class Holder:
+    """The lock taken the way another process's writer takes it: its own open file
+    description (``flock`` locks conflict between descriptions, in one process too)."""
+
+    def __init__(self, db_path: pathlib.Path) -> None:
+        self.fd = os.open(str(db_path) + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def take(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def give_back(self) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.fixture
+def holder(tmp_path: pathlib.Path) -> Iterator[Holder]:
+    found = Holder(tmp_path / "w.db")
+    yield found
+    found.close()
+
+
+async def test_a_write_waits_for_the_lock_and_a_caller_that_gave_up_is_not_written(
+    tmp_path: pathlib.Path, holder: Holder
+) -> None:
+    db = SQLiteDatabase(tmp_path / "w.db")
+    await db.open()
+    try:
+        await db.migrate(NOTES)
+        waits_before = WRITE_LOCK_WAIT._sum.get()
+        holder.take()
+        # reads take no write lock
+        assert await db.read(ids) == []
+        # the writer waits on the lock, not in SQLite (whose lock is free): the caller's
+        # deadline ends its wait, with the store's usual error
+        with pytest.raises(StoreUnavailable, match=r"did not answer within 0\.3 s"):
+            await db.write(insert, "given-up", timeout=0.3)
+        # a write queued behind the wait commits once the lock is given back; the job
+        # whose caller gave up does not run
+        later = asyncio.ensure_future(db.write(insert, "later"))
+        holder.give_back()
+        await asyncio.wait_for(later, 10)
+        assert await db.read(ids) == ["later"]
+        assert WRITE_LOCK_WAIT._sum.get() - waits_before >= 0.3  # the wait is measured
+    finally:
+        await db.close()
+
+
+async def test_writers_in_several_processes_lose_nothing(tmp_path: pathlib.Path) -> None:
+    """Three processes writing one file at once, with no pause: every row is there."""
+    path = tmp_path / "many.db"
+    db = SQLiteDatabase(path)
+    await db.open()
+    await db.migrate(NOTES)
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from stalwart.db import SQLiteDatabase
+
+        def insert(note_id):
+            yield ("INSERT INTO notes (id) VALUES (?)", (note_id,))
+
+        async def main() -> None:
+            db = SQLiteDatabase(sys.argv[1])
+            await db.open()
+            await asyncio.gather(*(db.write(insert, f"{sys.argv[2]}-{n}") for n in range(150)))
+            await db.close()
+
+        asyncio.run(main())
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(path), name]) for name in ("a", "b")
+    ]
+    try:
+        await asyncio.gather(*(db.write(insert, f"c-{n}") for n in range(150)))
+        for proc in procs:
+            assert await asyncio.to_thread(proc.wait, 45) == 0
+        found = await db.read(ids)
+        assert len(found) == 450
+        assert {x.split("-")[0] for x in found} == {"a", "b", "c"}
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        await db.close()
+
+
+async def test_a_holder_killed_mid_lock_releases_it(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "k.db"
+    db = SQLiteDatabase(path)
+    await db.open()
+    await db.migrate(NOTES)
+    hold = textwrap.dedent(
+        """
+        import fcntl, os, sys, time
+        fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        print("held", flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold, str(path) + LOCK_SUFFIX], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert await asyncio.to_thread(proc.stdout.readline) == "held\n"
+        pending = asyncio.ensure_future(db.write(insert, "after-kill"))
+        proc.kill()
+        await asyncio.wait_for(pending, 10)  # the kernel released the dead holder's lock
+        assert await db.read(ids) == ["after-kill"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        await db.close()
+
+
+async def test_a_forked_child_keeps_no_copy_of_the_descriptor(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "f.db"
+    db = SQLiteDatabase(path)
+    await db.open()
+    try:
+        await db.migrate(NOTES)
+        await db.write(insert, "one")  # the lock file is open in this process now
+        lock_file = os.path.realpath(str(path) + LOCK_SUFFIX)
+
+        def holds_it(pid: int) -> bool:
+            fds = pathlib.Path(f"/proc/{pid}/fd")
+            return any(os.path.realpath(fd) == lock_file for fd in fds.iterdir())
+
+        assert holds_it(os.getpid())
+        pid = os.fork()
+        if pid == 0:  # the child: report and leave without running any cleanup
+            os._exit(1 if holds_it(os.getpid()) else 0)
+        _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        await db.close()
+
+
+async def test_without_a_usable_lock_file_writes_go_on(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "d.db"
+    (tmp_path / ("d.db" + LOCK_SUFFIX)).mkdir()  # a directory where the lock file goes
+    db = SQLiteDatabase(path)
+    await db.open()
+    try:
+        await db.migrate(NOTES)
+        await db.write(insert, "still")
+        assert await db.read(ids) == ["still"]
+    finally:
+        await db.close()
