@@ -636,6 +636,8 @@ class Redactor:
             return self.redact(value, policy=policy, entities=value not in vetted)
         if _depth > 64:
             return "[REDACTED:too_deep]"
+        if value is None or type(value) in _SCALARS:  # nothing to find in a number
+            return value
         if isinstance(value, Mapping):
             out: dict[Any, Any] = {}
             for k, v in value.items():
@@ -658,15 +660,18 @@ class Redactor:
         never blocked (a blocked log line would hide that something happened)."""
         result: dict[str, Any] = {}
         for k, v in record.items():
-            if k in _PLAIN_FIELDS:
+            role = _field_role(k)
+            if role == "plain" or v is None or type(v) in _SCALARS:
                 result[k] = v
-            elif k in _ID_FIELDS and isinstance(v, str):
+            elif role == "secret" and isinstance(v, str):
+                # a secret-named field is removed whole, as in redact_data
+                result[k] = v if v.startswith("secret://") or not v else "[REDACTED:secret]"
+            elif role == "id" and isinstance(v, str):
                 result[k] = self._redact_id(v)
+            elif isinstance(v, str):
+                result[k] = self.redact(v, policy="redact")
             else:
                 result[k] = self.redact_data(v, policy="redact", _depth=1)
-        for k, v in record.items():  # a secret-named field is removed whole, as in redact_data
-            if k not in _PLAIN_FIELDS and _SECRET_KEYS.match(k) and isinstance(v, str) and v:
-                result[k] = v if v.startswith("secret://") else "[REDACTED:secret]"
         return result
 
     def _redact_id(self, text: str) -> str:
@@ -674,7 +679,7 @@ class Redactor:
         tier (an id is not prose for the named-entity model)."""
         if len(text) < 4:
             return text
-        kinds = self.kinds - _LOOSE_NUMBERS
+        kinds = _id_kinds(self.kinds)
         if len(text) <= SCAN_CACHE_CHARS:
             spans = list(_scan_short(text, kinds, self._known))
         else:
@@ -697,6 +702,30 @@ class Redactor:
             pass
         # a custom __str__ (or an uncopyable type) would still show the values: plain error
         return RuntimeError(f"{type(exc).__name__}: {clean}")
+
+
+_SCALARS = frozenset({int, float, bool})
+"""Types of JSON values with nothing in them to redact (``type(v) in``: a subclass, an
+enum say, goes the long way)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _field_role(key: str) -> str:
+    """How :meth:`Redactor.redact_record` treats a log field: ``plain`` (the runtime's own,
+    never scanned), ``secret`` (named like a credential: removed whole), ``id`` (an
+    identifier: :meth:`Redactor._redact_id`) or ``data``. Log lines reuse a few dozen
+    field names: the answer is remembered, not matched again on every line."""
+    if key in _PLAIN_FIELDS:
+        return "plain"
+    if _SECRET_KEYS.match(key):
+        return "secret"
+    return "id" if key in _ID_FIELDS else "data"
+
+
+@functools.lru_cache(maxsize=64)
+def _id_kinds(kinds: frozenset[str]) -> frozenset[str]:
+    """The kinds an identifier is scanned for: all but :data:`_LOOSE_NUMBERS`."""
+    return kinds - _LOOSE_NUMBERS
 
 
 def _replacement(kind: str, found: str, mode: OutputPolicy) -> str:

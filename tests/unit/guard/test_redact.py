@@ -205,3 +205,44 @@ def test_ids_and_timestamps_are_no_numbers_and_what_sits_beside_them_is_found() 
     assert out == f"{task} card [REDACTED:card], ship to [REDACTED:address]", out
     # not whole tokens: a longer hex run or a date-time glued to a word is read as before
     assert "[REDACTED:phone]" in r.redact("call 0285-4614-9089 now")
+
+
+def test_a_log_record_field_by_field() -> None:
+    # each field as redact_record treats it, whatever the order or type of its value
+    r = Redactor()
+    record = {
+        "ts": "2026-12-07T01:00:00Z",  # the runtime's own: never scanned
+        "level": "info",
+        "event": "mail a@b.example.com",  # free text: every kind
+        "task_id": "ma3-recover-00012-34567",  # an identifier: digit groups kept
+        "step": 3,
+        "cost_usd": 0.25,
+        "ok": True,
+        "error_class": None,
+        "api_key": "sk-live-abc",  # secret-named: removed whole
+        "auth_token": "secret://vault/token",  # a reference: kept
+        "password": "",  # nothing to remove
+        "client_secret": {"to": "a@b.example.com"},  # secret-named, not text: scanned
+        "items": [1, None, "4111111111111111", [{"phone": "call +1 415 555 0100"}]],
+    }
+    clean = r.redact_record(record)
+    assert clean == {
+        "ts": record["ts"],
+        "level": "info",
+        "event": "mail [REDACTED:email]",
+        "task_id": "ma3-recover-00012-34567",
+        "step": 3,
+        "cost_usd": 0.25,
+        "ok": True,
+        "error_class": None,
+        "api_key": "[REDACTED:secret]",
+        "auth_token": "secret://vault/token",
+        "password": "",
+        "client_secret": {"to": "[REDACTED:email]"},
+        "items": [1, None, "[REDACTED:card]", [{"phone": "call [REDACTED:phone]"}]],
+    }
+    assert list(clean) == list(record)  # the line keeps its fields' order
+    deep: object = 7
+    for _ in range(70):
+        deep = [deep]
+    assert "[REDACTED:too_deep]" in repr(r.redact_record({"deep": deep}))
