@@ -95,9 +95,14 @@ async def _hand_over(ctx: TaskContext, name: str, task_input: Any, *, timeout: f
     async def run() -> Any:
         return await policy.acall(handovers.run, name, sub_id, task_input, timeout=timeout)
 
-    # the same step name as a call-based hand-over: journals replay across the change
+    # the same step name as a call-based hand-over: journals replay across the change.
+    # Its record is a lazy commit (redone if lost, as a model call's): run again, it finds
+    # the sub-task it created (create-if-missing by ``sub_id``) and its outcome, so an OS
+    # crash that loses the record costs a look-up, not a second sub-task; the task's
+    # next ordinary commit (its result) makes it durable.
     with _agent_span(ctx, name):
-        return await ctx.durable.step(f"agent:{name}", run)
+        outcome, _ = await ctx.durable.step_joined(f"agent:{name}", run, None, redone_if_lost=True)
+        return outcome
 
 
 def _strings(value: Any, into: set[str], depth: int = 0) -> None:

@@ -288,12 +288,19 @@ class Context:
         return result, await self._record(seq, "step", name, result, also, lazy=lazy)
 
     async def now(self) -> float:
-        """Wall time (seconds since the epoch), journaled: replay returns the recorded time."""
+        """Wall time (seconds since the epoch), journaled: replay returns the recorded time.
+
+        The record is a lazy commit, as a model call's is (:meth:`step_joined`'s
+        ``redone_if_lost``): a process kill cannot lose it; an OS crash before the store's
+        next ordinary commit can, together with everything after it, and the resumed task
+        reads the clock again, as after a crash just before the call. Nothing committed
+        after it can outlive it, so no side effect, sub-task or result can depend on a
+        time that was lost."""
         seq, entry = self._next("now", "now")
         if entry is not None:
             return float(entry.value)
         value = self._clock.time()
-        await self._record(seq, "now", "now", value)
+        await self._record(seq, "now", "now", value, lazy=True)
         return value
 
     async def random(self) -> float:
@@ -301,13 +308,14 @@ class Context:
 
         Drawn from the task's seed and position, so even a step re-executed after
         journal damage draws the same number. Not for secrets: use the
-        ``secrets`` module inside a step for those.
+        ``secrets`` module inside a step for those. The record is a lazy commit (see
+        :meth:`now`): a record lost to an OS crash is drawn again, the same.
         """
         seq, entry = self._next("random", "random")
         if entry is not None:
             return float(entry.value)
         value = _random.Random(f"{self._lease.task.seed}:{seq}").random()
-        await self._record(seq, "random", "random", value)
+        await self._record(seq, "random", "random", value, lazy=True)
         return value
 
     async def sleep(self, seconds: float) -> None:

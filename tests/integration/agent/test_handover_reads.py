@@ -114,3 +114,23 @@ async def test_a_vanished_sub_task_fails_only_its_own_waiter(tmp_path: pathlib.P
         await _finish(store, "kept", {"k": 1})
         hand.finished("kept")
         assert (await kept)["result"] == {"k": 1}
+
+
+async def test_a_hand_over_run_again_finds_its_sub_task_and_outcome(
+    tmp_path: pathlib.Path,
+) -> None:
+    # what lets the hand-over's journal record be a lazy commit (agent/_peers.py): an OS
+    # crash that loses it runs the hand-over again, which must find the sub-task it made
+    # and its end, not make a second one
+    async with SQLiteStore(tmp_path / "s.db") as store:
+        hand = handovers(store, Casts(), first_poll=0.05)
+        first = asyncio.ensure_future(hand.run("back", "sub", {"x": 1}, timeout=60))
+        async with asyncio.timeout(30):
+            while await store.get_task("sub") is None:
+                await asyncio.sleep(0.01)
+        await _finish(store, "sub", {"done": True})
+        outcome = await first
+        assert outcome == {"task_id": "sub", "status": "succeeded", "result": {"done": True}}
+        again = await asyncio.wait_for(hand.run("back", "sub", {"x": 1}, timeout=60), 30)
+        assert again == outcome
+        assert [t.id for t in await store.list_tasks(agent="back")] == ["sub"]
