@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pathlib
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -30,6 +31,18 @@ def insert(note_id: str) -> Program[None]:
 
 def ids() -> Program[list[str]]:
     return [str(r[0]) for r in (yield ("SELECT id FROM notes ORDER BY id", ())).rows]
+
+
+@contextlib.asynccontextmanager
+async def notes_at(path: pathlib.Path) -> AsyncIterator[SQLiteDatabase]:
+    """A real SQLite file with the notes table, closed after the block."""
+    db = SQLiteDatabase(path)
+    await db.open()
+    try:
+        await db.migrate(NOTES)
+        yield db
+    finally:
+        await db.close()
 
 
 class Holder:
@@ -59,10 +72,7 @@ def holder(tmp_path: pathlib.Path) -> Iterator[Holder]:
 async def test_a_write_waits_for_the_lock_and_a_caller_that_gave_up_is_not_written(
     tmp_path: pathlib.Path, holder: Holder
 ) -> None:
-    db = SQLiteDatabase(tmp_path / "w.db")
-    await db.open()
-    try:
-        await db.migrate(NOTES)
+    async with notes_at(tmp_path / "w.db") as db:
         waits_before = WRITE_LOCK_WAIT._sum.get()
         holder.take()
         # reads take no write lock
@@ -78,16 +88,11 @@ async def test_a_write_waits_for_the_lock_and_a_caller_that_gave_up_is_not_writt
         await asyncio.wait_for(later, 10)
         assert await db.read(ids) == ["later"]
         assert WRITE_LOCK_WAIT._sum.get() - waits_before >= 0.3  # the wait is measured
-    finally:
-        await db.close()
 
 
 async def test_writers_in_several_processes_lose_nothing(tmp_path: pathlib.Path) -> None:
     """Three processes writing one file at once, with no pause: every row is there."""
     path = tmp_path / "many.db"
-    db = SQLiteDatabase(path)
-    await db.open()
-    await db.migrate(NOTES)
     script = textwrap.dedent(
         """
         import asyncio, sys
@@ -105,6 +110,11 @@ async def test_writers_in_several_processes_lose_nothing(tmp_path: pathlib.Path)
         asyncio.run(main())
         """
     )
+    async with notes_at(path) as db:
+        await many_processes_write(db, path, script)
+
+
+async def many_processes_write(db: SQLiteDatabase, path: pathlib.Path, script: str) -> None:
     procs = [
         subprocess.Popen([sys.executable, "-c", script, str(path), name]) for name in ("a", "b")
     ]
@@ -120,14 +130,10 @@ async def test_writers_in_several_processes_lose_nothing(tmp_path: pathlib.Path)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        await db.close()
 
 
 async def test_a_holder_killed_mid_lock_releases_it(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "k.db"
-    db = SQLiteDatabase(path)
-    await db.open()
-    await db.migrate(NOTES)
     hold = textwrap.dedent(
         """
         import fcntl, os, sys, time
@@ -137,6 +143,11 @@ async def test_a_holder_killed_mid_lock_releases_it(tmp_path: pathlib.Path) -> N
         time.sleep(60)
         """
     )
+    async with notes_at(path) as db:
+        await killed_holder(db, path, hold)
+
+
+async def killed_holder(db: SQLiteDatabase, path: pathlib.Path, hold: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", hold, str(path) + LOCK_SUFFIX], stdout=subprocess.PIPE, text=True
     )
@@ -151,15 +162,11 @@ async def test_a_holder_killed_mid_lock_releases_it(tmp_path: pathlib.Path) -> N
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        await db.close()
 
 
 async def test_a_forked_child_keeps_no_copy_of_the_descriptor(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "f.db"
-    db = SQLiteDatabase(path)
-    await db.open()
-    try:
-        await db.migrate(NOTES)
+    async with notes_at(path) as db:
         await db.write(insert, "one")  # the lock file is open in this process now
         lock_file = os.path.realpath(str(path) + LOCK_SUFFIX)
 
@@ -173,18 +180,11 @@ async def test_a_forked_child_keeps_no_copy_of_the_descriptor(tmp_path: pathlib.
             os._exit(1 if holds_it(os.getpid()) else 0)
         _, status = await asyncio.to_thread(os.waitpid, pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-    finally:
-        await db.close()
 
 
 async def test_without_a_usable_lock_file_writes_go_on(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "d.db"
     (tmp_path / ("d.db" + LOCK_SUFFIX)).mkdir()  # a directory where the lock file goes
-    db = SQLiteDatabase(path)
-    await db.open()
-    try:
-        await db.migrate(NOTES)
+    async with notes_at(path) as db:
         await db.write(insert, "still")
         assert await db.read(ids) == ["still"]
-    finally:
-        await db.close()
