@@ -23,7 +23,7 @@ Semantics, in the manner of a mutex shared by processes:
   while it holds the lock keeps the others' writes waiting until it goes on or dies,
   as SQLite's own lock did. A caller of the store never waits longer than its
   deadline (``timeouts.store``): it gets StoreUnavailable and the writer does not run
-  its job later (``Writer`` drops a job whose caller stopped waiting).
+  its job later (``Writer`` drops a job whose caller's deadline passed).
 - The lock is not a deadline of its own: the writer thread waits in ``flock`` as it
   waits in an fsync. Avoided on purpose: waiting with ``LOCK_NB`` and sleeps is the
   busy handler again, and a waiter thread that could give up would add two thread

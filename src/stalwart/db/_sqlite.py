@@ -28,8 +28,8 @@ which a resumed task makes again (``docs/durable.md``, *What ``full`` guarantees
 Writers of several processes on one file (a node and its agents) take turns on the
 file's write lock (``_filelock.py``: an ``flock`` the kernel hands to the next waiter)
 before each write transaction, instead of SQLite's busy handler, which sleeps 1-100 ms
-between tries. A job whose caller stopped waiting (its deadline passed, it was
-cancelled) before its batch began is not run.
+between tries. A job whose caller's deadline passed before its batch began is not
+run (a cancelled caller's job still is).
 
 A writer thread that died is started again by the next operation. A file that
 fails its integrity check (``PRAGMA quick_check``) is never replaced: opening it
@@ -206,12 +206,14 @@ class Writer(threading.Thread):
         return False
 
     def _run_live(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
-        """Run the jobs whose callers still wait. A caller whose deadline passed while its
-        job waited (for the file's write lock, or behind a slow commit) was told the store
-        did not answer, and one that was cancelled is gone: their jobs do not run later.
-        (An asyncio future's state is read from this thread: a plain attribute read; a job
-        whose caller gives up after this check runs, and is answered to nobody, as before.)"""
-        live = [item for item in batch if not item[1].done()]
+        """Run the jobs but those whose callers' deadlines passed while they waited (for the
+        file's write lock, or behind a slow commit): those callers were told the store did
+        not answer, and their jobs do not run later. A job whose caller was *cancelled*
+        still runs, as before: a side effect's outcome record, say, is worth keeping for
+        the task's resume even if nobody waits for it. (A future's state is read from this
+        thread: a plain attribute read; a job whose caller gives up after this check runs,
+        and is answered to nobody, as before.)"""
+        live = [item for item in batch if not _expired(item[1])]
         if live:
             with FORK_GATE.inside():
                 self._run_batch(conn, live)
@@ -306,6 +308,12 @@ class Writer(threading.Thread):
         _deliver(results)  # counted first: a caller that wakes up sees its commit counted
 
 
+def _expired(fut: _Waiter) -> bool:
+    """Whether the caller stopped waiting at its deadline (:func:`_expire`, or
+    :meth:`SQLiteDatabase._submit_blocking`): its future holds the error it was told."""
+    return fut.done() and not fut.cancelled()
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     """End the batch's transaction keeping nothing (SQLite may have ended it already,
     after an I/O error or a full disk: then there is nothing to roll back)."""
@@ -335,7 +343,7 @@ def _deliver(results: list[tuple[_Item, bool, Any]]) -> None:
                 else:
                     fut.set_exception(value)
             except concurrent.futures.InvalidStateError:
-                pass  # its caller gave up meanwhile (SQLiteDatabase._submit_blocking)
+                pass  # its caller's deadline passed meanwhile (SQLiteDatabase._submit_blocking)
             continue
         assert isinstance(fut, asyncio.Future)
         by_loop.setdefault(loop, []).append((fut, ok, value))
@@ -652,10 +660,14 @@ class SQLiteDatabase(Database):
         try:
             return fut.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
-            fut.cancel()  # not started yet: the writer skips it (Writer._run_live)
-            raise StoreUnavailable(
+            late = StoreUnavailable(
                 f"SQLite store {self.path} did not answer within {self.timeout:g} s"
-            ) from None
+            )
+            try:
+                fut.set_exception(late)  # the writer skips the job (Writer._run_live)
+            except concurrent.futures.InvalidStateError:
+                return fut.result()  # it was answered meanwhile
+            raise late from None
 
     def run_blocking(self, fn: Callable[..., Program[T]], *args: Any, lazy: bool = False) -> T:
         """Run a program in the next group commit from a thread (waits up to ``timeout``).
