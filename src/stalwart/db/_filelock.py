@@ -99,8 +99,7 @@ class WriteLock:
             if self._fd is None and not self._unusable:
                 try:
                     self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                    fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # flock works here
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                    _probe(self._fd)
                 except OSError as exc:
                     if self._fd is not None:
                         os.close(self._fd)
@@ -123,6 +122,16 @@ class WriteLock:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _probe(fd: int) -> None:
+    """Raise OSError if ``flock`` does not work on ``fd``'s file system. Another process
+    holding the lock right now (a writer mid-commit) is an answer that it works."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _after_fork_in_child() -> None:

@@ -91,6 +91,27 @@ async def test_a_write_waits_for_the_lock_and_a_caller_that_gave_up_is_not_writt
         assert WRITE_LOCK_WAIT._sum.get() > waits_before  # the wait is measured
 
 
+async def test_a_writer_opened_while_another_process_writes_still_takes_the_lock(
+    tmp_path: pathlib.Path, holder: Holder
+) -> None:
+    # the lock is opened (and flock checked to work) by the writer's first write: if the
+    # lock is held right then, that is no sign flock fails here
+    async with notes_at(tmp_path / "w.db"):
+        pass
+    await asyncio.to_thread(holder.take)
+    db = SQLiteDatabase(tmp_path / "w.db")  # a new process's writer would open as this
+    await db.open()
+    try:
+        with pytest.raises(StoreUnavailable, match=r"within 0\.5 s"):
+            await db.write(insert, "waits", timeout=0.5)
+        holder.give_back()
+        await db.write(insert, "then")
+        assert await db.read(ids) == ["then"]
+    finally:
+        holder.give_back()
+        await db.close()
+
+
 async def test_writers_in_several_processes_lose_nothing(tmp_path: pathlib.Path) -> None:
     """Three processes writing one file at once, with no pause: every row is there."""
     path = tmp_path / "many.db"
