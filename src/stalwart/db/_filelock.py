@@ -78,7 +78,12 @@ class WriteLock:
             yield
             return
         started = time.perf_counter()
-        fcntl.flock(fd, fcntl.LOCK_EX)  # no-deadline: see the module docstring
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # no-deadline: see the module docstring
+        except OSError as exc:  # the file system stopped honouring it: go on without
+            self._give_up(exc)
+            yield
+            return
         _metrics.WRITE_LOCK_WAIT.observe(time.perf_counter() - started)
         try:
             yield
@@ -101,19 +106,26 @@ class WriteLock:
                     self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
                     _probe(self._fd)
                 except OSError as exc:
-                    if self._fd is not None:
-                        os.close(self._fd)
-                        self._fd = None
-                    self._unusable = True
-                    _log.warning(
-                        "sqlite_write_lock_unavailable",
-                        lock_file=self.path,
-                        error=str(exc),
-                        effect="writers of other processes meet SQLite's busy handler",
-                    )
+                    self._give_up(exc, locked=True)
                 else:
                     _OPEN.add(self)
             return self._fd
+
+    def _give_up(self, exc: OSError, *, locked: bool = False) -> None:
+        """Go on without the lock (SQLite's lock and busy handler still serialize).
+        ``locked``: the caller holds ``_guard`` already."""
+        with contextlib.nullcontext() if locked else self._guard:
+            fd, self._fd = self._fd, None
+            self._unusable = True
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        _log.warning(
+            "sqlite_write_lock_unavailable",
+            lock_file=self.path,
+            error=str(exc),
+            effect="writers of other processes meet SQLite's busy handler",
+        )
 
     def _forget_in_child(self) -> None:
         """In a forked child: close this process's copy, never unlock (the parent's)."""

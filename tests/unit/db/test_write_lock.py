@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import pathlib
@@ -232,3 +233,22 @@ async def test_a_cancelled_callers_write_still_lands_and_a_blocking_caller_gives
             await quick.close()
         await db.write(insert, "after")
         assert await db.read(ids) == ["after", "cancelled"]
+
+
+async def test_a_lock_that_stops_working_is_given_up_and_writes_go_on(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a file system that refuses flock after the probe (ENOLCK from a network mount):
+    # the writer logs it once and writes under SQLite's own lock, its thread alive
+    real = fcntl.flock
+
+    def refusing(fd: int, op: int) -> None:
+        if op == fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, "No locks available")
+        real(fd, op)
+
+    async with notes_at(tmp_path / "n.db") as db:
+        monkeypatch.setattr("stalwart.db._filelock.fcntl.flock", refusing)
+        await db.write(insert, "one")
+        await db.write(insert, "two")
+        assert await db.read(ids) == ["one", "two"]
