@@ -666,7 +666,7 @@ class SQLiteDatabase(Database):
             try:
                 fut.set_exception(late)  # the writer skips the job (Writer._run_live)
             except concurrent.futures.InvalidStateError:
-                return fut.result()  # it was answered meanwhile
+                return fut.result(timeout=0)  # it was answered meanwhile
             raise late from None
 
     def run_blocking(self, fn: Callable[..., Program[T]], *args: Any, lazy: bool = False) -> T:
