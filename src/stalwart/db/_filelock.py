@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -61,13 +60,15 @@ _OPEN: weakref.WeakSet[WriteLock] = weakref.WeakSet()
 
 
 class WriteLock:
-    """Serializes write transactions on one SQLite file across processes (``flock``)."""
+    """Serializes write transactions on one SQLite file across processes (``flock``).
+
+    Used by one writer thread alone (the one whose transactions it guards, which also
+    closes it when it stops): its state needs no lock of its own."""
 
     def __init__(self, database: str) -> None:
         self.path = database + LOCK_SUFFIX
         self._fd: int | None = None
         self._unusable = False
-        self._guard = threading.Lock()  # the descriptor, opened once per process
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -92,34 +93,23 @@ class WriteLock:
 
     def close(self) -> None:
         """Close the descriptor (the writer stopped); a later :meth:`held` opens it again."""
-        with self._guard:
-            fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
+        self._drop()
 
     def _descriptor(self) -> int | None:
-        if self._fd is not None or self._unusable:
-            return self._fd
-        with self._guard:
-            if self._fd is None and not self._unusable:
-                try:
-                    self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                    _probe(self._fd)
-                except OSError as exc:
-                    self._give_up(exc, locked=True)
-                else:
-                    _OPEN.add(self)
-            return self._fd
+        if self._fd is None and not self._unusable:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                _probe(self._fd)
+            except OSError as exc:
+                self._give_up(exc)
+            else:
+                _OPEN.add(self)
+        return self._fd
 
-    def _give_up(self, exc: OSError, *, locked: bool = False) -> None:
-        """Go on without the lock (SQLite's lock and busy handler still serialize).
-        ``locked``: the caller holds ``_guard`` already."""
-        with contextlib.nullcontext() if locked else self._guard:
-            fd, self._fd = self._fd, None
-            self._unusable = True
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    def _give_up(self, exc: OSError) -> None:
+        """Go on without the lock (SQLite's lock and busy handler still serialize)."""
+        self._drop()
+        self._unusable = True
         _log.warning(
             "sqlite_write_lock_unavailable",
             lock_file=self.path,
@@ -127,10 +117,10 @@ class WriteLock:
             effect="writers of other processes meet SQLite's busy handler",
         )
 
-    def _forget_in_child(self) -> None:
-        """In a forked child: close this process's copy, never unlock (the parent's)."""
+    def _drop(self) -> None:
+        """Close this process's descriptor. Never unlocks: in a forked child, a lock held
+        through it is the parent's, and closing a copy leaves it held."""
         fd, self._fd = self._fd, None
-        self._guard = threading.Lock()  # a copy of a lock another thread held stays held
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -148,7 +138,7 @@ def _probe(fd: int) -> None:
 
 def _after_fork_in_child() -> None:
     for lock in list(_OPEN):
-        lock._forget_in_child()
+        lock._drop()
     _OPEN.clear()
 
 
