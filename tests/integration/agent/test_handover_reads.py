@@ -123,11 +123,10 @@ async def test_a_hand_over_run_again_finds_its_sub_task_and_outcome(
     # crash that loses it runs the hand-over again, which must find the sub-task it made
     # and its end, not make a second one
     async with SQLiteStore(tmp_path / "s.db") as store:
-        hand = handovers(store, Casts(), first_poll=0.05)
+        casts = Casts()
+        hand = handovers(store, casts, first_poll=0.05)
         first = asyncio.ensure_future(hand.run("back", "sub", {"x": 1}, timeout=60))
-        async with asyncio.timeout(30):
-            while await store.get_task("sub") is None:
-                await asyncio.sleep(0.01)
+        await casts.seen(1)  # the waiter casts once it made the sub-task and waits
         await _finish(store, "sub", {"done": True})
         outcome = await first
         assert outcome == {"task_id": "sub", "status": "succeeded", "result": {"done": True}}
