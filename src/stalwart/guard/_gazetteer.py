@@ -6,7 +6,10 @@
   alone (``Pittman's``), or is followed by a surname of a common shape (``-dóttir``,
   ``-ović``, ``-enko``); the given-name and surname lists come from Faker, places from
   GeoNames (``data/gazetteer.json.gz``; provenance in ``data/NOTICE.md``; common English
-  words were removed from the lists when it was built, by ``bench/build_gazetteer.py``).
+  words were removed from the lists when it was built, by ``bench/build_gazetteer.py``);
+  and, whatever the words before it, a run that is a name by its shape ("John Blakey",
+  "Meltem Vledder", "Tom I. Holzman": :mod:`stalwart.guard._shapes`, which this module
+  would have grown past 800 lines to hold).
 - **Places**: a capitalised run (or an upper-case one: ``HELSINKI``) that is, or starts
   with, a known city, region, country or US state (the longest name wins: "New York",
   "Ústí nad Labem"), compared without accents; or any capitalised run after words that
@@ -44,11 +47,26 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from stalwart.guard._addresses import address_spans, mask_opaque
-from stalwart.guard._words import _PARTICLE_TRIE, _PARTICLES, _UP, _WORD, Span
+from stalwart.guard._shapes import NO_SHAPE, add_shaped, shaped_name
+from stalwart.guard._words import (
+    _ANY_CUE,
+    _INITIAL,
+    _NAME_CUES,
+    _PARTICLE_TRIE,
+    _PARTICLES,
+    _PLACE_PREPOSITIONS,
+    _PLACE_VERBS,
+    _TITLES,
+    _UP,
+    _WEAK_CUES,
+    _WORD,
+    PLACE_ENDINGS,
+    Span,
+)  # fmt: skip
 
 __all__ = [
-    "INDEX_FILE", "LISTS_FILE", "Gazetteer", "GazetteerIndex", "fold", "gazetteer",
-    "lists_sha256", "name_spans",
+    "INDEX_FILE", "LISTS_FILE", "PLACE_ENDINGS", "Gazetteer", "GazetteerIndex", "fold",
+    "gazetteer", "lists_sha256", "name_spans",
 ]  # fmt: skip
 
 LISTS_FILE = "gazetteer.json.gz"
@@ -60,57 +78,6 @@ _CAPS = re.compile(
     rf"{_WORD}(?:[ ](?:[A-Z]\.?(?=[ ])|{_WORD}"
     rf"|{_PARTICLE_TRIE}(?:[ ]{_PARTICLE_TRIE})?(?=[ ][{_UP}])))*"
 )
-_TITLES = frozenset(
-    ("mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "madam", "mme", "mlle", "herr",
-     "frau", "sr", "sra", "sig", "dott")
-)  # fmt: skip
-# the word just before a capitalised run that says a name follows ("my name is", "Hi",
-# "Dear", "my partner's name"), and weaker ones that only confirm a listed name ("to", "by")
-_NAME_CUES = frozenset(
-    ("is", "named", "called", "dear", "hi", "hello", "hey", "signed", "sincerely", "regards",
-     "cheers", "thanks", "kid", "child", "son", "daughter", "partner", "wife", "husband",
-     "mother", "father", "guardian", "user", "customer", "patient", "attn", "name", "names",
-     "surname", "am", "i'm", "mr", "mrs", "ms", "dr")
-)  # fmt: skip
-_WEAK_CUES = frozenset(
-    ("from", "by", "with", "to", "tell", "call", "ask", "contact", "for", "and", "cc", "met",
-     "him", "her", "add", "leave", "me", "of", "about", "that")
-)  # fmt: skip
-# "originally from X", "flew to X", "I'm in X": the two words before a place
-_PLACE_PREPOSITIONS = frozenset(("from", "to", "in", "into", "near", "visit", "visiting"))
-_PLACE_VERBS = frozenset(
-    ("originally", "moved", "here", "flew", "fly", "flying", "travelling", "traveling",
-     "travel", "returned", "return", "going", "went", "live", "lives", "living", "lived",
-     "born", "based", "located", "i'm", "am", "stay", "staying", "stayed", "arrived",
-     "arriving", "relocated", "relocating", "headed", "heading", "came", "come", "comes",
-     "drove", "driving", "trip", "moving", "grew", "raised")
-)  # fmt: skip
-# the last word of a place's name that says it is one ("Castor Bay", "Pine Park", "Cabbage
-# Tree Creek", "BLACKBUTT SOUTH"): a capitalised run ending in one is a place
-PLACE_ENDINGS = frozenset(
-    ("bay", "beach", "brook", "creek", "lake", "lakes", "park", "hill", "hills", "springs",
-     "falls", "heights", "valley", "vale", "dale", "glen", "island", "islands", "isle",
-     "harbour", "harbor", "haven", "port", "cove", "shores", "plains", "meadows", "mount",
-     "mountain", "mountains", "river", "ridge", "point", "junction", "crossing", "landing",
-     "village", "town", "township", "city", "ville", "burg", "borough", "county", "parish",
-     "south", "north", "east", "west", "upper", "lower", "centre", "center", "downs",
-     "flat", "flats", "gully", "forest", "woods", "wells", "sound", "peninsula", "estate")
-)  # fmt: skip
-# surnames of a shape common in many languages: with a capitalised word before them, a name
-# (compared with str.endswith: a search for "(?:...)$" tries the alternation at every
-# character of the word, ~8 us a word on this machine)
-_SURNAME_ENDINGS = (
-    "dóttir", "dottir", "sson", "ović", "ovic", "ević", "evic", "vić", "ski", "ska", "cki",
-    "cka", "dzki", "enko", "chuk", "czuk", "shvili", "dze", "yan", "ov", "ova", "ev", "eva",
-    "escu", "akis", "opoulos", "oglu", "oğlu",
-)  # fmt: skip
-
-
-def _surname_shape(word: str) -> bool:
-    """Whether ``word`` (a possessive too: "Petrović's") ends like a common surname."""
-    return word.removesuffix("'s").removesuffix("\u2019s").endswith(_SURNAME_ENDINGS)
-
-
 _POSTCODE = re.compile(
     r"[ ,]+(?:\d{5}(?:-\d{4})?|\d{4}(?:-\d{3})?|\d{3}[ ]?\d{2}|\d{2}-\d{3}"
     r"|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}|[A-Z]\d[A-Z][ ]?\d[A-Z]\d)(?![\w-])"
@@ -317,7 +284,6 @@ def _cues(text: str, at: int) -> tuple[str, str]:
     return w1.removesuffix("'s").removesuffix("\u2019s"), w2
 
 
-_ANY_CUE = _NAME_CUES | _WEAK_CUES | _PLACE_PREPOSITIONS | _TITLES
 _NAME_WORDS = frozenset(("name", "names", "surname"))
 # cues strong enough that even a common word after them is a name ("My name is John")
 _STRONG_CUES = _NAME_WORDS | {"is", "named", "called"}
@@ -325,7 +291,6 @@ _STRONG_CUES = _NAME_WORDS | {"is", "named", "called"}
 _LEAD_CUES = frozenset(
     ("hi", "hello", "hey", "dear", "thanks", "cheers", "regards", "sincerely", "signed", "attn")
 )  # fmt: skip
-_INITIAL = re.compile(r"[A-Z]\.?")
 
 
 def _cued(text: str, at: int) -> bool:
@@ -379,7 +344,7 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
         info = runs.get(raw)
         if info is None:
             info = runs[raw] = _run_info(raw, g)
-        what, words, keys, upper, lead, shift, bare = info
+        what, words, keys, upper, lead, shift, shaped = info
         if what == _SHORT:  # "I", "OK"; a US state's code after ", " or before a ZIP code
             if raw in _STATE_ABBR and _state_at(text, run.start(), run.end()):
                 spans.append((run.start(), run.end(), "location"))
@@ -399,8 +364,8 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
                 cued = _cue_word(parts[-1])
         if what == _NONE_KNOWN:
             if not cued:
-                if bare:  # "Ruman D. Bataev", "Ana Petrović": a name by its shape
-                    spans.append((start, start + bare, "person"))
+                if shaped[1]:  # "Ruman D. Bataev", "Ana Petrović": a name by its shape
+                    spans.append((start + shaped[0], start + shaped[1], "person"))
                 continue
             cue, before = (lead, "") if lead else _cues(text, start)
             first_key = keys[0].lower()
@@ -411,6 +376,8 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
             if upper:
                 continue  # "NOTE", "TODO": nothing to look at
             if keys[0] in g.common and cue not in _STRONG_CUES:
+                if shaped[1]:  # "to Tom I. Holzman"
+                    spans.append((start + shaped[0], start + shaped[1], "person"))
                 continue  # "The", "Please"; but "My name is John"
             if (
                 (cue in _NAME_CUES or cue in _TITLES)
@@ -419,8 +386,8 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
                 and text[start - 1 : start] not in ("=", "/", "_")
             ):  # "my name is Alterio", "Hi Jo,": a name whatever the lists say
                 spans.append((start, _cut(run.end(), words), "person"))
-            elif bare:
-                spans.append((start, start + bare, "person"))
+            elif shaped[1]:
+                spans.append((start + shaped[0], start + shaped[1], "person"))
             continue
         if what == _COMMON:
             if not cued:
@@ -436,8 +403,11 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
             cue = before = ""
         if len(words) == 1:
             _read_word(text, start, words[0], keys[0], g, spans, upper, cue, before)
-        else:
-            _read_run(text, start, words, keys, g, spans, upper, cue, before)
+            continue
+        found = len(spans)
+        _read_run(text, start, words, keys, g, spans, upper, cue, before)
+        if shaped[1]:  # "Producer John Blakey", "Max N. Schmitz": a name by its shape
+            add_shaped(spans, found, start + shaped[0], start + shaped[1])
     spans += _repeats(text, spans, g, "\n".join(raws))
     # what an earlier pass already redacted is no name: redacting twice must change nothing
     if "[REDACTED:" in text:
@@ -451,36 +421,37 @@ _SHORT, _PLACE_ENDING, _NONE_KNOWN, _COMMON, _READ, _NAME = range(6)
 _RUNS_REMEMBERED = 8192
 
 
-_Run = tuple[int, list[str], list[str], bool, str, int, int]
+_Run = tuple[int, list[str], list[str], bool, str, int, tuple[int, int]]
 """What a capitalised run is by its words alone, remembered per run in
 :attr:`Gazetteer.runs` (the same runs, "The", "Apt", "Street", come back in every text), so
 that only what depends on the words around it is worked out per text: (which rule decides
 it, its words, their list forms, whether it is in capitals, its leading greeting, how far
-its name starts after the greeting, the length of the name it is by its shape alone)."""
+its name starts after the greeting, where the name it is by its shape alone starts and ends
+after that: :func:`stalwart.guard._shapes.shaped_name`)."""
 
 
 def _run_info(raw: str, g: Gazetteer) -> _Run:
     """What :func:`name_spans` needs of a capitalised run that does not depend on the text
     around it: its words and their list forms, a leading greeting ("Hi Landerico"), and
-    which rule decides it (``bare``: the length of the name it is with no cue before it,
-    by an initial or a surname's shape, 0 if none)."""
+    which rule decides it (``shaped``: where the name it is with no cue before it, by its
+    shape, starts and ends, :func:`stalwart.guard._shapes.shaped_name`)."""
     upper = raw.isupper()
     if " " not in raw:  # one word (most runs): no greeting, no place ending, no shape
         if upper:
             if len(raw) < 3:
-                return (_SHORT, [raw], [raw], True, "", 0, 0)
+                return (_SHORT, [raw], [raw], True, "", 0, NO_SHAPE)
             key = _key(raw.capitalize())
         elif raw.isascii() and "'" not in raw:
             key = raw
         else:
             key = _key(raw)
         if key not in g.known:
-            return (_NONE_KNOWN, [raw], [key], upper, "", 0, 0)
+            return (_NONE_KNOWN, [raw], [key], upper, "", 0, NO_SHAPE)
         what = _COMMON if key in g.common and key not in g.places else _READ
-        return (what, [raw], [key], upper, "", 0, 0)
+        return (what, [raw], [key], upper, "", 0, NO_SHAPE)
     words = raw.split(" ")
     if upper and len(raw) < 3:
-        return (_SHORT, words, words, True, "", 0, 0)
+        return (_SHORT, words, words, True, "", 0, NO_SHAPE)
     if upper:
         keys = [_key(w.capitalize()) for w in words]
     elif raw.isascii() and "'" not in raw:
@@ -499,18 +470,12 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
         and keys[0] not in g.first
         and keys[0].lower() not in _ANY_CUE
     ):  # "Castor Bay", "CABBAGE TREE CREEK": the last word says it is a place
-        return (_PLACE_ENDING, words, keys, upper, lead, shift, 0)
+        return (_PLACE_ENDING, words, keys, upper, lead, shift, NO_SHAPE)
+    shaped = NO_SHAPE if upper or len(words) < 2 else shaped_name(words, keys, g)
     if g.known.isdisjoint(keys):
-        bare = 0
-        if upper or keys[0] in g.common:
-            pass
-        elif len(words) > 2 and _INITIAL.fullmatch(words[1]) and _named(words[0], words[2], g):
-            bare = sum(len(w) + 1 for w in words[:3]) - 1
-        elif len(words) > 1 and len(words[1]) >= 5 and _surname_shape(words[1]):
-            bare = len(words[0]) + 1 + len(words[1])
-        return (_NONE_KNOWN, words, keys, upper, lead, shift, bare)
+        return (_NONE_KNOWN, words, keys, upper, lead, shift, shaped)
     if len(words) == 1 and keys[0] in g.common and keys[0] not in g.places:
-        return (_COMMON, words, keys, upper, lead, shift, 0)
+        return (_COMMON, words, keys, upper, lead, shift, NO_SHAPE)
     if (
         len(words) == 2
         and not upper
@@ -519,8 +484,8 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
         and keys[0].lower().rstrip(".") not in _TITLES
         and (keys[1] in g.last or keys[1] not in g.place_heads)
     ):  # "Orla Mitchell": a given name and a surname (or no place) is a name after any
-        return (_NAME, words, keys, upper, lead, shift, 0)  # cue (:func:`_read_run`)
-    return (_READ, words, keys, upper, lead, shift, 0)
+        return (_NAME, words, keys, upper, lead, shift, NO_SHAPE)  # cue (:func:`_read_run`)
+    return (_READ, words, keys, upper, lead, shift, shaped)
 
 
 def _keeps_common(cue: str, before: str) -> bool:
@@ -530,14 +495,6 @@ def _keeps_common(cue: str, before: str) -> bool:
         cue in _TITLES
         or cue in _STRONG_CUES
         or (cue in _PLACE_PREPOSITIONS and before in _PLACE_VERBS)
-    )
-
-
-def _named(given: str, surname: str, g: Gazetteer) -> bool:
-    """Whether "given X. surname" reads as a name: two capitalised words that are neither
-    common words nor upper case ("Ruman D. Bataev", not "Appendix B Table")."""
-    return all(
-        len(w) >= 3 and not w.isupper() and _key(w) not in g.common for w in (given, surname)
     )
 
 

@@ -66,10 +66,10 @@ async def test_output_policy(tmp_path, policy, expect) -> None:
 )
 async def test_an_answer_passes_the_accurate_tier(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("STALWART_REDACT_OUTPUTS", raising=False)
-    message = "Hello, I spoke with Chinua Achebe about the invoice."
+    message = "Hello, I spoke with Chinua about the invoice."
     assert "Chinua" in Redactor().redact(message)  # the fast tier alone would leave it
     result = await _echo(tmp_path, "redact", message)
     assert result.status == "succeeded", result.result
     answer = result.result["answer"]
     assert "[REDACTED:person]" in answer, answer
-    assert "Chinua" not in answer and "Achebe" not in answer, answer
+    assert "Chinua" not in answer, answer

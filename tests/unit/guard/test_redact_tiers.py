@@ -18,7 +18,9 @@ pytestmark = pytest.mark.accurate_redaction  # the accurate tier itself
 # Tokens are assembled here, so the repository itself holds no string a secret scanner flags.
 B62 = "aB3dE5fG7hJ9kL2mN4pQ6rS8tU1vW3xY5z"
 HEX = "0123456789abcdef" * 4
-NAME_ONLY_THE_MODEL_FINDS = "I spoke with Chinua Achebe about the invoice."
+# one given name, after no cue: the fast tier's lists miss it, and its shapes need two
+# words ("Chinua Achebe" is a name by its shape: no list, nor the dictionary, knows either)
+NAME_ONLY_THE_MODEL_FINDS = "I spoke with Chinua about the invoice."
 
 
 def kinds(text: str, redactor: Redactor | None = None) -> set[str]:
@@ -296,8 +298,8 @@ needs_model = pytest.mark.skipif(
 def test_the_model_finds_a_name_the_gazetteer_does_not() -> None:
     fast = Redactor().redact(NAME_ONLY_THE_MODEL_FINDS)
     accurate = Redactor(tier="accurate").redact(NAME_ONLY_THE_MODEL_FINDS)
-    assert "Chinua" in fast  # neither name is in a list the fast tier ships
-    assert "Chinua" not in accurate and "Achebe" not in accurate
+    assert "Chinua" in fast  # the name is in no list the fast tier ships
+    assert "Chinua" not in accurate
     assert Redactor(tier="accurate").effective_tier == "accurate"
 
 
@@ -450,6 +452,6 @@ def test_vetted_text_gets_the_fast_tier_only() -> None:
     vetted_text = NAME_ONLY_THE_MODEL_FINDS + f" Card {card}."
     fresh_text = NAME_ONLY_THE_MODEL_FINDS + " Again."
     out = accurate.redact_data({"a": vetted_text, "b": [fresh_text]}, vetted={vetted_text})
-    assert "Chinua Achebe" in out["a"]  # the model did not run on it again
+    assert "Chinua" in out["a"]  # the model did not run on it again
     assert card not in out["a"] and "[REDACTED:card]" in out["a"]  # the fast tier did
-    assert "Chinua Achebe" not in out["b"][0]  # text not vetted gets the model as before
+    assert "Chinua" not in out["b"][0]  # text not vetted gets the model as before
