@@ -471,8 +471,8 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
         and keys[0].lower() not in _ANY_CUE
     ):  # "Castor Bay", "CABBAGE TREE CREEK": the last word says it is a place
         return (_PLACE_ENDING, words, keys, upper, lead, shift, NO_SHAPE)
-    shaped = NO_SHAPE if upper or len(words) < 2 else shaped_name(words, keys, g)
     if g.known.isdisjoint(keys):
+        shaped = NO_SHAPE if upper or len(words) < 2 else shaped_name(words, keys, g)
         return (_NONE_KNOWN, words, keys, upper, lead, shift, shaped)
     if len(words) == 1 and keys[0] in g.common and keys[0] not in g.places:
         return (_COMMON, words, keys, upper, lead, shift, NO_SHAPE)
@@ -485,6 +485,7 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
         and (keys[1] in g.last or keys[1] not in g.place_heads)
     ):  # "Orla Mitchell": a given name and a surname (or no place) is a name after any
         return (_NAME, words, keys, upper, lead, shift, NO_SHAPE)  # cue (:func:`_read_run`)
+    shaped = NO_SHAPE if upper or len(words) < 2 else shaped_name(words, keys, g)
     return (_READ, words, keys, upper, lead, shift, shaped)
 
 

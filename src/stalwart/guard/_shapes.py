@@ -194,11 +194,13 @@ def add_shaped(spans: list[Span], found: int, start: int, end: int) -> None:
     spans.append((start, end, "person"))
 
 
+@functools.lru_cache(maxsize=8192)  # per word, as english_word
 def _unknown(key: str, g: Gazetteer) -> bool:
     """Whether no list knows ``key``, nor the English dictionary (:func:`english`)."""
     return key not in g.known and not english_word(key)
 
 
+@functools.lru_cache(maxsize=8192)  # per word, as english_word
 def _given_like(word: str, key: str, g: Gazetteer, *, place: bool = False) -> bool:
     """Whether ``word`` may be a given name before a surname: capitalised (not in capitals),
     three letters or more, no title or cue, no common word unless a common given name
@@ -216,6 +218,7 @@ def _given_like(word: str, key: str, g: Gazetteer, *, place: bool = False) -> bo
     )
 
 
+@functools.lru_cache(maxsize=8192)  # per word, as english_word
 def _surname_like(word: str, key: str, g: Gazetteer) -> bool:
     """Whether ``word`` may be a surname: capitalised, three letters or more, no common
     word, no word that ends a place's name ("Bay"), no place unless a listed surname."""
