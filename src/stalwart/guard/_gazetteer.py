@@ -47,7 +47,7 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from stalwart.guard._addresses import address_spans, mask_opaque
-from stalwart.guard._shapes import NO_SHAPE, add_shaped, shaped_name
+from stalwart.guard._shapes import COMMON_GIVEN, NO_SHAPE, add_shaped, shaped_name
 from stalwart.guard._words import (
     _ANY_CUE,
     _INITIAL,
@@ -485,7 +485,14 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
         and (keys[1] in g.last or keys[1] not in g.place_heads)
     ):  # "Orla Mitchell": a given name and a surname (or no place) is a name after any
         return (_NAME, words, keys, upper, lead, shift, NO_SHAPE)  # cue (:func:`_read_run`)
-    shaped = NO_SHAPE if upper or len(words) < 2 else shaped_name(words, keys, g)
+    # a run of listed words only is the lists' to read: every shape needs a word they lack,
+    # or a given name they hold as a place ("Florence Nightingale")
+    readable = (
+        not upper
+        and len(words) > 1
+        and (not g.known.issuperset(keys) or not COMMON_GIVEN.isdisjoint(map(str.lower, keys)))
+    )
+    shaped = shaped_name(words, keys, g) if readable else NO_SHAPE
     return (_READ, words, keys, upper, lead, shift, shaped)
 
 

@@ -46,7 +46,15 @@ from stalwart.guard._words import (
 if TYPE_CHECKING:
     from stalwart.guard._gazetteer import Gazetteer
 
-__all__ = ["ENGLISH_FILE", "NO_SHAPE", "add_shaped", "english", "english_word", "shaped_name"]
+__all__ = [
+    "COMMON_GIVEN",
+    "ENGLISH_FILE",
+    "NO_SHAPE",
+    "add_shaped",
+    "english",
+    "english_word",
+    "shaped_name",
+]
 
 ENGLISH_FILE = "english.json.gz"
 """English dictionary words (WordNet's lemmas), in ``stalwart/guard/data``: :func:`english`."""
@@ -55,7 +63,7 @@ _ENGLISH_LOCK = threading.Lock()
 # given names that are also common English words, dropped from the lists for that
 # ("Will", "Mark", "John"), and so a name only where a surname follows ("John Blakey",
 # "Max Schmitz", "Tom I. Holzman"; :func:`shaped_name`)
-_COMMON_GIVEN = frozenset(
+COMMON_GIVEN = frozenset(
     ("will", "may", "mark", "bill", "rose", "hope", "grant", "joy", "faith", "grace", "art",
      "april", "june", "august", "ray", "dawn", "drew", "gene", "guy", "jack", "jean", "lance",
      "lee", "max", "miles", "pat", "penny", "rob", "rod", "sal", "sol", "sue", "ted", "tom",
@@ -124,14 +132,13 @@ def shaped_name(words: list[str], keys: list[str], g: Gazetteer) -> tuple[int, i
     its shape alone, as (start, end) in characters from the run's start; :data:`NO_SHAPE`
     if it holds none (the module docstring says which shapes). The first word that may be
     a given name and starts one wins."""
-    n = len(words)
-    if any(w.lower().rstrip(".,") in _COMPANY_WORDS for w in words):
-        return NO_SHAPE  # "Brightwell Ltd": a company (organisations are the model's)
     at = 0
-    for j in range(n - 1):
+    for j in range(len(words) - 1):
         start, at = at, at + len(words[j]) + 1
         last = _name_from(words, keys, j, g)
         if last:
+            if any(w.lower().rstrip(".,") in _COMPANY_WORDS for w in words):
+                return NO_SHAPE  # "Brightwell Ltd": a company (organisations: the model's)
             return (start, start + sum(len(w) + 1 for w in words[j : last + 1]) - 1)
     return NO_SHAPE
 
@@ -157,7 +164,7 @@ def _name_from(words: list[str], keys: list[str], j: int, g: Gazetteer) -> int:
         return j + 2 if _surname_like(words[j + 2], keys[j + 2], g) else 0  # "Tom I. Holzman"
     if not _surname_like(words[j + 1], following, g):
         return 0
-    if key.lower() in _COMMON_GIVEN:  # "John Blakey"
+    if key.lower() in COMMON_GIVEN:  # "John Blakey"
         return j + 1 if following in g.last or following not in g.known else 0
     if len(words[j + 1]) >= 5 and _surname_shape(words[j + 1]) and key not in g.known:
         return j + 1  # "Ana Petrović"
@@ -212,7 +219,7 @@ def _given_like(word: str, key: str, g: Gazetteer, *, place: bool = False) -> bo
         and lower.rstrip(".") not in _TITLES
         and lower not in _ANY_CUE
         and (
-            lower in _COMMON_GIVEN
+            lower in COMMON_GIVEN
             or (key not in g.common and (place or key in g.first or key not in g.place_heads))
         )
     )

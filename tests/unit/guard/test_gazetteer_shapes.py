@@ -40,6 +40,8 @@ def persons(text: str) -> list[str]:
         ("Kauan Cunha listed his top 20 songs", "Kauan Cunha"),
         # a place's name as a given name, before a surname of a common shape
         ("A tribute to Sawa Bazhenov, sadly", "Sawa Bazhenov"),
+        # a common given name the lists hold as a place, before a listed surname
+        ("I read about Florence Nightingale today.", "Florence Nightingale"),
     ],
 )
 def test_a_name_is_read_from_its_shape(text: str, name: str) -> None:
