@@ -107,6 +107,8 @@ def english_word(key: str) -> bool:
     words = english()
     if lower in words:
         return True
+    if lower[-1:] not in ("s", "d", "g"):  # what every inflection ends with; most names do not
+        return False
     for suffix, stem in _INFLECTIONS:
         if not lower.endswith(suffix) or len(lower) - len(suffix) < 3:
             continue
