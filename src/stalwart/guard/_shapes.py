@@ -71,10 +71,10 @@ COMMON_GIVEN = frozenset(
      "jordan", "victoria", "florence", "aurora", "summer", "autumn", "sky", "chance",
      "sterling", "carter", "mason", "hunter", "porter", "dean", "earl", "rex", "bob", "jim",
      "joe", "tim", "tony", "harry", "sam", "ivy", "holly", "iris", "daisy", "ruby", "pearl",
-     "amber", "crystal", "destiny", "heather", "olive", "violet", "angel", "august", "basil",
-     "bud", "chip", "clay", "cliff", "dale", "dawn", "dell", "glen", "herb", "hunter", "jay",
-     "jewel", "kit", "lily", "lyn", "marina", "mickey", "nick", "norm", "patience", "pepper",
-     "robin", "rusty", "sandy", "shelby", "stan", "sunny", "terry", "wade", "wren")
+     "amber", "crystal", "destiny", "heather", "olive", "violet", "angel", "basil", "bud",
+     "chip", "clay", "cliff", "dale", "dell", "glen", "herb", "jay", "jewel", "kit", "lily",
+     "lyn", "marina", "mickey", "nick", "norm", "patience", "pepper", "robin", "rusty",
+     "sandy", "shelby", "stan", "sunny", "terry", "wade", "wren")
 )  # fmt: skip
 
 
@@ -102,7 +102,7 @@ _INFLECTIONS = (("ies", "y"), ("es", ""), ("s", ""), ("ings", ""), ("ing", ""), 
 @functools.lru_cache(maxsize=8192)
 def english_word(key: str) -> bool:
     """Whether ``key`` (a word's list form) is an English dictionary word or an inflection of
-    one; remembered, as :func:`_key`."""
+    one; remembered, as a word's list form is (:func:`stalwart.guard._gazetteer._key`)."""
     lower = key.lower()
     words = english()
     if lower in words:
@@ -121,6 +121,7 @@ def english_word(key: str) -> bool:
 
 
 NO_SHAPE = (0, 0)
+""":func:`shaped_name`'s answer for a run that holds no name by its shape."""
 # the words that make a run of capitalised words a company's name
 _COMPANY_WORDS = frozenset(
     ("ltd", "inc", "llc", "llp", "plc", "corp", "co", "gmbh", "ag", "sa", "sas", "sarl", "bv",
