@@ -67,7 +67,7 @@ COMMON_GIVEN = frozenset(
     ("will", "may", "mark", "bill", "rose", "hope", "grant", "joy", "faith", "grace", "art",
      "april", "june", "august", "ray", "dawn", "drew", "gene", "guy", "jack", "jean", "lance",
      "lee", "max", "miles", "pat", "penny", "rob", "rod", "sal", "sol", "sue", "ted", "tom",
-     "mary", "john", "ben", "dan", "don", "ed", "eve", "frank", "christian", "roman",
+     "mary", "john", "ben", "dan", "don", "eve", "frank", "christian", "roman",
      "jordan", "victoria", "florence", "aurora", "summer", "autumn", "sky", "chance",
      "sterling", "carter", "mason", "hunter", "porter", "dean", "earl", "rex", "bob", "jim",
      "joe", "tim", "tony", "harry", "sam", "ivy", "holly", "iris", "daisy", "ruby", "pearl",
