@@ -38,6 +38,7 @@ from stalwart.guard._redact import (
     iban_ok,
     luhn_ok,
     output_redactor,
+    warm_fast_tier,
     warm_output_redactor,
 )
 from stalwart.guard._scan import SecretFinding, scan_for_secrets, secrets_posture
@@ -134,6 +135,7 @@ __all__ = [
     "split_input",
     "unseal",
     "validate_input",
+    "warm_fast_tier",
     "warm_output_redactor",
     "wrap_input",
 ]
