@@ -167,8 +167,8 @@ def _name_from(words: list[str], keys: list[str], j: int, g: Gazetteer) -> int:
         return j + 2 if _surname_like(words[j + 2], keys[j + 2], g) else 0  # "Tom I. Holzman"
     if not _surname_like(words[j + 1], following, g):
         return 0
-    if key.lower() in COMMON_GIVEN:  # "John Blakey"
-        return j + 1 if following in g.last or following not in g.known else 0
+    if key.lower() in COMMON_GIVEN:  # "John Blakey"; not "Grant Access", "Mark Complete"
+        return j + 1 if following in g.last or _unknown(following, g) else 0
     if len(words[j + 1]) >= 5 and _surname_shape(words[j + 1]) and key not in g.known:
         return j + 1  # "Ana Petrović"
     if not _unknown(key, g):

@@ -41,7 +41,7 @@ def persons(text: str) -> list[str]:
         # a place's name as a given name, before a surname of a common shape
         ("A tribute to Sawa Bazhenov, sadly", "Sawa Bazhenov"),
         # a common given name the lists hold as a place, before a listed surname
-        ("I read about Florence Nightingale today.", "Florence Nightingale"),
+        ("I read about Victoria Mitchell today.", "Victoria Mitchell"),
     ],
 )
 def test_a_name_is_read_from_its_shape(text: str, name: str) -> None:
@@ -56,6 +56,7 @@ def test_a_name_is_read_from_its_shape(text: str, name: str) -> None:
         "We sold it to Brightwell Ltd last week.",  # a company
         "Acme Zentrix Group sent the invoice.",
         "The Will Return value is None.",  # a common given name before a common word
+        "Grant Access to the admin, then Mark Complete.",  # ... or an English word
         "See Appendix B Table 3.",  # an initial between words that are no names
         "I spoke with Chinua about the invoice.",  # one unknown word: the model's
         "The NOTICE FILE lists them.",  # capitals
