@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import re
 import threading
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -204,10 +205,19 @@ def add_shaped(spans: list[Span], found: int, start: int, end: int) -> None:
     spans.append((start, end, "person"))
 
 
+# a name's capital inside the word ("McBryde", "MacDonald", "DeLuca", "O'Brien")
+_INNER_CAPITAL = re.compile(r"(?:Mc|Mac|Fitz|De|Di|Da|Du|La|Le|Van|Von|O'|D')[A-Z][a-z]+")
+
+
 @functools.lru_cache(maxsize=8192)  # per word, as english_word
 def _unknown(key: str, g: Gazetteer) -> bool:
-    """Whether no list knows ``key``, nor the English dictionary (:func:`english`)."""
-    return key not in g.known and not english_word(key)
+    """Whether no list knows ``key``, nor the English dictionary (:func:`english`), and it
+    is written as a name is: a capital inside it only after a name's prefix ("McBryde"),
+    so that product names ("PostgreSQL", "OpenTelemetry GenAI", "JFrog Artifactory",
+    found in stalwart's own docs) are not read as names."""
+    if key not in g.known and not english_word(key):
+        return key[1:] == key[1:].lower() or _INNER_CAPITAL.fullmatch(key) is not None
+    return False
 
 
 @functools.lru_cache(maxsize=8192)  # per word, as english_word

@@ -38,6 +38,8 @@ def persons(text: str) -> list[str]:
         ("Haroun van der Kruk\n\nPress relations specialist", "Haroun van der Kruk"),
         # a word no list knows before a listed surname
         ("Kauan Cunha listed his top 20 songs", "Kauan Cunha"),
+        # a name's own inner capital is no product's
+        ("What's the word from Don McBryde today", "Don McBryde"),
         # a place's name as a given name, before a surname of a common shape
         ("A tribute to Sawa Bazhenov, sadly", "Sawa Bazhenov"),
         # a common given name the lists hold as a place, before a listed surname
@@ -60,6 +62,9 @@ def test_a_name_is_read_from_its_shape(text: str, name: str) -> None:
         "See Appendix B Table 3.",  # an initial between words that are no names
         "I spoke with Chinua about the invoice.",  # one unknown word: the model's
         "The NOTICE FILE lists them.",  # capitals
+        # product names written with a capital inside (found in stalwart's own docs)
+        "OpenTelemetry GenAI semantics, JFrog Artifactory tokens and LangGraph's PostgreSQL.",
+        "Samsung CredSweeper's rule file.",
     ],
 )
 def test_what_is_no_name_by_its_shape(text: str) -> None:
