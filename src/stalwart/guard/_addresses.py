@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from stalwart.guard._identifiers import zip_after_state
 from stalwart.guard._words import _PARTICLE, _PARTICLE_TRIE, _PARTICLES, _UP, _WORD, Span, trie
 
 if TYPE_CHECKING:
@@ -146,7 +147,8 @@ _NUMBERS_BEFORE = re.compile(r"(?<![\d,] )(?:\d{1,6}[ ]+)+$")
 
 def address_spans(text: str, g: Gazetteer, masked: str) -> list[Span]:
     """Every street address in ``text``, each with the rest of its address after it (its
-    numbers found in ``masked``, :func:`mask_opaque` of ``text``)."""
+    numbers found in ``masked``, :func:`mask_opaque` of ``text``), and every US ZIP code
+    after its state (``postal_code``)."""
     found: list[Span] = []
     for m in _ADDRESS_NUMBER.finditer(masked):
         at = m.start()
@@ -162,6 +164,8 @@ def address_spans(text: str, g: Gazetteer, masked: str) -> list[Span]:
         if start is not None:
             end = m.end() + (text[m.end() : m.end() + 1] == ".")  # "Síp utca 17."
             found.append((start, _tail(text, end, g), "address"))
+        elif zip_after_state(text, at, m.end()):  # "Springfield, IL 62704"
+            found.append((at, m.end(), "postal_code"))
     at = text.find("orner of")  # every corner's "[Cc]orner of": its match starts at the
     done = 0  # "C" or at "the " before it (a pattern beginning with "\b" was tried at
     while at > 0:  # every position of a text: ~90 us per 4 KB)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from stalwart.errors import ConfigError, OutputBlocked
 from stalwart.guard._addresses import mask_opaque
 from stalwart.guard._gazetteer import gazetteer, name_spans
+from stalwart.guard._identifiers import IDENTIFIER_KINDS, identifier_spans, zip_after_state
 from stalwart.guard._ner import ner_model
 from stalwart.guard._shapes import english
 from stalwart.guard._vendors import CREDENTIAL_KINDS, credential_spans
@@ -117,12 +118,14 @@ _IBAN_END = re.compile(r"[A-Z0-9]")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 KINDS = (
     *CREDENTIAL_KINDS, "assignment", "email", "iban", "ipv6", "card", "ssn", "ipv4", "phone",
-    "bearer_token", "url_password", "person", "location", "address",
+    "bearer_token", "url_password", "person", "location", "address", *IDENTIFIER_KINDS,
 )  # fmt: skip
 """What a redactor finds by default (``organization`` is opt-in: the accurate tier only)."""
 NAME_KINDS = frozenset({"person", "location", "address", "organization"})
 Tier = Literal["fast", "accurate"]
 _ALL_KINDS = frozenset(KINDS)
+_IDENTIFIERS = frozenset(IDENTIFIER_KINDS)
+_NAME_PASS = NAME_KINDS | {"postal_code"}
 _START = operator.itemgetter(0)
 
 
@@ -275,8 +278,10 @@ def _scan(
     masked: str | None = None  # the ids and timestamps hidden from the digit passes
     if _DIGIT.search(text) is not None:
         masked = mask_opaque(text)
+        if kinds & _IDENTIFIERS:  # first: "DL 123-456-789" is named an id, not a phone
+            spans += identifier_spans(text, masked, lowered)
         spans += _number_spans(text, masked)
-    if kinds & NAME_KINDS:
+    if kinds & _NAME_PASS:  # ZIP codes after their states come with the address pass
         spans += name_spans(text, masked=masked)
     if extra or not kinds >= _ALL_KINDS:  # else every kind found is asked for
         spans += extra
@@ -406,6 +411,8 @@ def _number_spans(text: str, masked: str) -> list[Span]:
             if kind == "phone":
                 if _MONEY.fullmatch(text, at, end) or text[at - 1 : at] in _CURRENCY:
                     continue  # "$6260.72", "1,250.00"
+                if zip_after_state(text, at, end):
+                    continue  # "Austin, TX 78701-1234": the address pass names it
                 digits = len(_NON_DIGIT.sub("", text[at:end]))
                 if digits == 12 and _maestro(text, at, end):
                     kind = "card"  # ISO/IEC 7812: a Maestro card may have 12 digits

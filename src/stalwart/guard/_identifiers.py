@@ -1,0 +1,209 @@
+"""Identity document numbers and postal codes, found by the words that name them.
+
+A driver's licence or passport number has no checksum and no shape of its own (the US
+states alone use some forty formats: five to thirteen characters, digits with a letter or
+two), and a US ZIP code is any five digits: read without context they are order numbers,
+counts, ports and durations, which a log line is full of. So both are found only where
+the text says what they are (both tiers; written from the formats' definitions, not from
+the evaluation corpus: see ``docs/redaction.md``):
+
+- ``id_number``: after the name of an identity document -- ``driver's license``,
+  ``driving licence``, ``DL``, ``licence number``, ``passport``, ``ID number``, ``national
+  ID``, ``ID card`` -- the first word within :data:`REACH` characters (no sentence end in
+  between) of 5-20 letters and digits, dashes or single spaces between groups, with at
+  least two digits: ``driver's license: X1234567``, ``DL# 123-456-789``, ``passport no.
+  is 533380006``. Only a few words may come between (``number``, ``is``, ``the``,
+  ``of``, ``my``...: ``_GAP_WORDS``), so ``passport photo taken 12345 days ago`` holds
+  none. Not a date (``2025-01-31``).
+- ``postal_code``: a US ZIP code (``62704``, ``62704-1234``) after a US state's
+  two-letter code or name (``Springfield, IL 62704``, ``Austin, Texas 78701``: with the
+  address pass, :func:`zip_after_state`); any
+  postal code (4-10 letters and digits, one space or dash inside, a digit in it: ``SW1A
+  1AA``, ``K1A 0B1``, ``75008``) after ``zip``, ``zip code``, ``postal code`` or
+  ``postcode``.
+
+A state's two-letter code counts in capitals, or in small letters after a comma (``in
+10000 cases`` is no Indiana ZIP code; ``boston, ma 02115`` is one); a state's name, in
+any case.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from stalwart.guard._words import Span
+
+__all__ = ["IDENTIFIER_KINDS", "REACH", "identifier_spans", "zip_after_state"]
+
+IDENTIFIER_KINDS = ("id_number", "postal_code")
+REACH = 32
+"""How far after a document's or a postal code's name its value may start (characters)."""
+
+
+# The names of documents and of postal codes, each read where one of its words starts in
+# the lowered text (found with str.find: a pattern that scans a text for them, with its
+# leading \b, tried every position: ~300 us per 4 KB, more than the rest of the pass)
+_DOCUMENT_AT = {
+    "licen": re.compile(r"licen[cs]e\b(?:[ ]?(?:number|no\b\.?|num\b\.?|#|id\b))?"),
+    "passport": re.compile(r"passport"),
+    "id ": re.compile(
+        r"id[ ](?:card|number|no\b\.?|#)"
+        r"|(?:(?<=national[ ])|(?<=state[ ])|(?<=government[ ]))id(?:[ ]card)?"
+    ),
+}
+_POSTAL_AT = {
+    "zip": re.compile(r"zip(?:[ ]?code)?\b"),
+    "postal": re.compile(r"postal[ ]?code"),
+    "postcode": re.compile(r"postcode"),
+}
+# A document's number: one token of letters and digits (dashes between groups), or groups
+# of digits with single spaces between ("533 380 006"); checked by _document_value.
+_DOCUMENT_VALUE = re.compile(
+    r"\d{2,6}(?:[ ]\d{2,6}){1,3}(?![\w-])|[A-Za-z0-9]+(?:-[A-Za-z0-9]+){0,3}(?![\w-])"
+)
+# A postal code: a group with a digit in its first seven characters, and perhaps a
+# second group with a digit, or two capitals ("1234 AB"): "62704-1234", "SW1A 1AA"
+_POSTAL_VALUE = re.compile(
+    r"(?=[A-Za-z]{0,6}\d)[A-Za-z0-9]{2,7}"
+    r"(?:[ -](?:(?=[A-Za-z]{0,3}\d)[A-Za-z0-9]{2,4}|[A-Z]{2})(?![\w-]))?(?![\w-])"
+)
+# what may come between the name and the value: these words ("driver's license number
+# is ...", "zip code of ...") and punctuation ("passport (no.): ..."), nothing else
+_GAP = re.compile(r"[^\W\d]+\.?|[:#=,()'\"/+-]+")
+_GAP_WORDS = frozenset(
+    ("number", "numbers", "no", "no.", "nr", "nr.", "num", "num.", "id", "card", "code", "is",
+     "was", "are", "of", "the", "my", "your", "his", "her", "their", "our", "reads", "be",
+     "will", "should", "on", "ending", "starting", "with")
+)  # fmt: skip
+# where a sentence ends (not the full stop of "no.", "nr.", "num.", "lic.")
+_BREAK = re.compile(r"(?<!\bno)(?<!\bNo)(?<!\bNO)(?<!\bnr)(?<!\bnum)(?<!\blic)[.!?;](?:\s|$)|\n")
+_DATE_LIKE = re.compile(r"\d{1,4}[-/ ]\d{1,2}[-/ ]\d{1,4}")
+_ZIP = re.compile(r"\d{5}(?:-\d{4})?")
+_STATE_CODES = frozenset(
+    ("AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
+     "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ",
+     "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT",
+     "VA", "WA", "WV", "WI", "WY", "DC", "PR", "GU", "VI", "AS", "MP", "FM", "MH", "PW")
+)  # fmt: skip
+_STATE_NAMES = frozenset(
+    ("alabama", "alaska", "arizona", "arkansas", "california", "colorado", "connecticut",
+     "delaware", "florida", "georgia", "hawaii", "idaho", "illinois", "indiana", "iowa",
+     "kansas", "kentucky", "louisiana", "maine", "maryland", "massachusetts", "michigan",
+     "minnesota", "mississippi", "missouri", "montana", "nebraska", "nevada",
+     "new hampshire", "new jersey", "new mexico", "new york", "north carolina",
+     "north dakota", "ohio", "oklahoma", "oregon", "pennsylvania", "rhode island",
+     "south carolina", "south dakota", "tennessee", "texas", "utah", "vermont", "virginia",
+     "washington", "west virginia", "wisconsin", "wyoming", "district of columbia",
+     "puerto rico", "guam")
+)  # fmt: skip
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_BEFORE_ZIP = re.compile(r"([A-Za-z]+(?: [A-Za-z]+){0,2})\.?,?[ ]+$")
+
+
+def identifier_spans(text: str, masked: str, lowered: str) -> list[Span]:
+    """Identity document numbers and postal codes in ``text`` (``masked``:
+    :func:`~stalwart.guard._addresses.mask_opaque` of it, where ids and timestamps hold
+    no digits; ``lowered``: ``text.lower()``)."""
+    if len(lowered) != len(text):  # "İ" lowers to two characters: the offsets would shift
+        lowered = text.translate(_ASCII_LOWER)
+    spans: list[Span] = []
+    for word, pattern in _DOCUMENT_AT.items():
+        for at in _starts(lowered, word):
+            m = pattern.match(lowered, at)
+            if m is not None:
+                found = _value_after(text, masked, m.end(), _document_value)
+                if found is not None:
+                    spans.append((*found, "id_number"))
+    at = text.find("DL")
+    while at >= 0:  # "DL" in capitals only: "dl" is a download as often
+        end = at + 2
+        if (at == 0 or not text[at - 1].isalnum()) and not text[end : end + 1].isalnum():
+            found = _value_after(text, masked, end, _document_value)
+            if found is not None:
+                spans.append((*found, "id_number"))
+        at = text.find("DL", end)
+    for word, pattern in _POSTAL_AT.items():
+        for at in _starts(lowered, word):
+            m = pattern.match(lowered, at)
+            if m is not None:
+                found = _value_after(text, masked, m.end(), _postal_value)
+                if found is not None:
+                    spans.append((*found, "postal_code"))
+    return spans
+
+
+def zip_after_state(text: str, start: int, end: int) -> bool:
+    """Whether the number ``text[start:end]`` is a US ZIP code after its state: asked by
+    the address pass (``_addresses``) of every number that follows a word, which it reads
+    anyway (a pass of its own over the digits of a text cost ~50 us per 4 KB)."""
+    return _ZIP.fullmatch(text, start, end) is not None and _state_before(text, start)
+
+
+def _starts(lowered: str, word: str) -> list[int]:
+    """Where ``word`` starts a word in ``lowered``."""
+    found: list[int] = []
+    at = lowered.find(word)
+    while at >= 0:
+        if at == 0 or not lowered[at - 1].isalnum():
+            found.append(at)
+        at = lowered.find(word, at + len(word))
+    return found
+
+
+_Value = Callable[[str, int, int], "tuple[int, int] | None"]
+
+
+def _value_after(text: str, masked: str, at: int, value: _Value) -> tuple[int, int] | None:
+    """The first value ``value`` accepts after ``at``, within :data:`REACH` characters and
+    before a sentence's end, past punctuation and the words of ``_GAP_WORDS``."""
+    limit = min(len(text), at + REACH)
+    stop = _BREAK.search(text, at, limit)
+    if stop is not None:
+        limit = stop.start()
+    pos = at
+    for _ in range(8):
+        while pos < limit and text[pos].isspace():
+            pos += 1
+        if pos >= limit:
+            return None
+        found = value(masked, pos, min(len(text), limit + 24))
+        if found is not None:
+            return found
+        gap = _GAP.match(text, pos, limit)
+        if gap is None or (gap.group()[0].isalpha() and gap.group().lower() not in _GAP_WORDS):
+            return None  # "zip file", "passport photo": the words named something else
+        pos = gap.end()
+    return None
+
+
+def _document_value(masked: str, pos: int, end: int) -> tuple[int, int] | None:
+    m = _DOCUMENT_VALUE.match(masked, pos, end)
+    if m is None:
+        return None
+    value = m.group()
+    compact = value.replace(" ", "").replace("-", "")
+    digits = sum(c.isdigit() for c in compact)
+    if 5 <= len(compact) <= 20 and digits >= 2 and not _DATE_LIKE.fullmatch(value):
+        return pos, m.end()
+    return None
+
+
+def _postal_value(masked: str, pos: int, end: int) -> tuple[int, int] | None:
+    m = _POSTAL_VALUE.match(masked, pos, end)
+    if m is None or len(m.group().replace(" ", "").replace("-", "")) < 4:
+        return None
+    return pos, m.end()
+
+
+def _state_before(text: str, at: int) -> bool:
+    """Whether a US state's code or name ends just before ``at``: a code in capitals, or
+    in small letters after a comma, as the line of an address has it (``boston, ma``)."""
+    m = _BEFORE_ZIP.search(text, max(0, at - 32), at)
+    if m is None:
+        return False
+    words = m.group(1).split(" ")
+    code, code_at = words[-1], m.end(1) - len(words[-1])
+    if code.upper() in _STATE_CODES and (code.isupper() or text[code_at - 2 : code_at] == ", "):
+        return True
+    return any(" ".join(words[i:]).lower() in _STATE_NAMES for i in range(len(words)))
