@@ -29,8 +29,12 @@ import json
 import pathlib
 import platform
 import statistics
+import sys
 import time
 from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bench._meta import commit
 
 from stalwart.guard import InjectionDetector
 
@@ -49,6 +53,7 @@ def _ratio(a: int, b: int) -> float | None:
 
 
 def evaluate(rows: list[dict[str, Any]], *, repeat: int = 5) -> dict[str, Any]:
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     detector = InjectionDetector()
     evaluation = [r for r in rows if r["split"] == "evaluation"]
     tuning = [r for r in rows if r["split"] == "tuning"]
@@ -110,6 +115,8 @@ def evaluate(rows: list[dict[str, Any]], *, repeat: int = 5) -> dict[str, Any]:
         "p95_us": round(times[int(len(times) * 0.95)] * 1e6, 1),
         "max_us": round(times[-1] * 1e6, 1),
         "mean_chars": round(statistics.mean(len(r["text"]) for r in evaluation)),
+        "commit": commit(),
+        "started_at": started_at,
         "machine": f"{platform.machine()} {platform.python_implementation()} "
         f"{platform.python_version()}",
     }
