@@ -115,6 +115,10 @@ try:  # the address rules have their own module since the split of _gazetteer.py
     from stalwart.guard._addresses import address_spans, _ADDRESS_NUMBER
 except ImportError:
     address_spans, _ADDRESS_NUMBER = G._addresses, G._ADDRESS_NUMBER
+try:  # and the numbers theirs since 2026-12-07
+    from stalwart.guard._numbers import number_spans
+except ImportError:
+    number_spans = R._number_spans
 g = G.gazetteer()
 warm, chunks = json.loads(sys.stdin.read())
 for c in warm:
@@ -126,7 +130,7 @@ passes = {
     "addresses": lambda c: address_spans(c, g, c),
     "address_number_pattern": lambda c: list(_ADDRESS_NUMBER.finditer(c)),
     "capitalised_run_pattern": lambda c: list(G._CAPS.finditer(c)),
-    "numbers": lambda c: R._number_spans(c, c),
+    "numbers": lambda c: number_spans(c, c),
     "credentials": V.credential_spans,
 }
 out = {}

@@ -29,12 +29,20 @@ any case.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
 from stalwart.guard._words import Span
 
-__all__ = ["IDENTIFIER_KINDS", "REACH", "identifier_spans", "zip_after_state"]
+__all__ = [
+    "IDENTIFIER_KINDS",
+    "REACH",
+    "identifier_spans",
+    "keyed_kind",
+    "keyed_value",
+    "zip_after_state",
+]
 
 IDENTIFIER_KINDS = ("id_number", "postal_code")
 REACH = 32
@@ -225,3 +233,31 @@ def _state_before(text: str, at: int) -> bool:
         return False
     words = text[max(0, start - 24) : end].lower().split(" ")
     return any(" ".join(words[i:]) in _STATE_NAMES for i in range(len(words)))
+
+
+# A field's name that names a document's number or a postal code: the name is the cue
+# its value has no words for ({"drivers_license": "X1234567"}, {"zip": 62704}). A bare
+# "license" is left out: {"license": "GPL-3.0"} names a software licence.
+_KEYED = re.compile(
+    r"(?P<id_number>(?:drivers?|driving)(?:licen[cs]e|lic|permit)\w*|(?:licen[cs]e|dl)"
+    r"(?:number|no|num|nr|id)|passport\w*|(?:national|state|government)?id(?:card|number|no)"
+    r"|nationalid)"
+    r"|(?P<postal_code>zip(?:code)?(?:plus4)?|post(?:al)?code|postcode)"
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def keyed_kind(key: str) -> str | None:
+    """``id_number`` or ``postal_code`` when a field's name names one (``driver_license``,
+    ``passportNumber``, ``DL_no``, ``zip``, ``postal_code``), else None; letters and
+    digits only are compared, in small letters."""
+    m = _KEYED.fullmatch("".join(c for c in key.lower() if c.isalnum()))
+    return None if m is None else m.lastgroup
+
+
+def keyed_value(kind: str, value: str) -> bool:
+    """Whether ``value``, all of it, is such a value (:func:`keyed_kind`'s ``kind``)."""
+    value = value.strip()
+    check = _document_value if kind == "id_number" else _postal_value
+    found = check(value, 0, len(value))
+    return found is not None and found[1] == len(value)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import ipaddress
 import json
 import math
 import operator
@@ -30,8 +29,14 @@ from typing import Any, Literal
 from stalwart.errors import ConfigError, OutputBlocked
 from stalwart.guard._addresses import mask_opaque
 from stalwart.guard._gazetteer import gazetteer, name_spans
-from stalwart.guard._identifiers import IDENTIFIER_KINDS, identifier_spans, zip_after_state
+from stalwart.guard._identifiers import (
+    IDENTIFIER_KINDS,
+    identifier_spans,
+    keyed_kind,
+    keyed_value,
+)
 from stalwart.guard._ner import ner_model
+from stalwart.guard._numbers import iban_ok, luhn_ok, number_spans
 from stalwart.guard._shapes import english
 from stalwart.guard._vendors import CREDENTIAL_KINDS, credential_spans
 
@@ -58,64 +63,9 @@ _ASSIGN_TAIL = re.compile(
 )
 _EMAIL_LOCAL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}$")
 _EMAIL_DOMAIN = re.compile(r"[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b")
-# a capital first (the regex engine skips to capitals), then "not after a letter or digit"
-_IBAN = re.compile(
-    r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"
-)
-_IPV6_ANCHOR = re.compile(r"::|:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:")  # not "16:32:21"
-_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
-# digits with separators ("x": a phone extension), not an ISO date or time or a short
-# decimal ("2024-03-02T", "16:32:21", "561.292": every log line has them)
-_NUM_CANDIDATE = re.compile(
-    r"\d(?<!\d\d)(?<!\d[:.]\d)(?!\d{3}-\d\d-\d\d(?:T|$|[^\d-])|\d:\d\d:\d\d"
-    r"|\d{0,5}\.\d{1,3}(?![\d.]))[\d ().:/x-]{5,60}\d"
-)
-_NUMBERS = re.compile(
-    "|".join(
-        f"(?P<{k}>{p})"
-        for k, p in (
-            (  # 13-19 digits, grouped by spaces or hyphens, or dots in fours
-                "card",
-                r"(?<![\w.])(?:\d(?:[ -]?\d){12,18}|\d{4}(?:\.\d{4}){2}\.\d{1,7})(?![\d.])",
-            ),
-            ("ssn", r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?!\d)"),
-            ("ipv4", r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"),
-            (  # E.123 international and national forms: "+44 (0)20 7946 0958", "(07700)
-                # 073564", "036481 87 62" (area codes of up to 6 digits), "030/1234567"
-                "phone",
-                r"(?<![\w.+/])(?:\+\d{1,3}[ .-]?(?:\(0?\d{1,4}\)[ .-]?)?\d{1,5}"
-                r"(?:[ .-]?\d{2,8}){0,4}|(?:\(\d{1,5}\)[ .-]?)?\d{1,6}(?:[ .-]\d{2,8}){1,4}"
-                r"|\(\d{1,5}\)[ .-]?\d{3,9}(?:[ .-]\d{2,8}){0,3}|\d{2,5}/\d{3,9}|\d{9,12})"
-                r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\d)",
-            ),
-        )
-    )
-)
 _DIGIT = re.compile(r"\d")
-_NON_DIGIT = re.compile(r"\D")
-_ASCII_DIGITS = str.maketrans("", "", "0123456789")  # deletes them: what is left is not one
-_EXTENSION = re.compile(r"[ ]?(?:x|ext\.?)[ ]?(?=\d+$)")
-_EXTENSION_AFTER = re.compile(r"[ ]?(?i:ext\.?|extension)[ ]?\d{1,5}\b")  # "ext. 23"
-_CARD_GROUPS = re.compile(r"\d{4}([ -])\d{4}\1\d{4}\1\d{1,4}|\d{4}([ -])\d{6}\2\d{4,5}")
-_MONEY = re.compile(r"\d{1,3}(?:[,. ]\d{3})*[.,]\d{2}|\d+[.,]\d{1,2}")
-_CURRENCY = frozenset("$€£¥₹")
 _CAPITALISED = re.compile(r"[A-ZÀ-ÖØ-Þ][^\W\d_]")  # no such word: nothing for the model
 _ESCAPES = (("\\n", " \n"), ("\\r", " \r"), ("\\t", " \t"))
-_PHONE = re.compile(_NUMBERS.pattern.split("(?P<phone>", 1)[1][:-1])
-_PHONE_CUES = (
-    "phone", "tel", "telephone", "call", "called", "mobile", "cell", "cellphone", "fax",
-    "number", "no", "contact", "reach", "text", "texts", "sms", "message", "messages",
-    "whatsapp", "ring", "dial", "landline", "desk", "office", "home", "work",
-)  # fmt: skip
-_NO_BREAK = re.compile(r"[^.\d]*")
-_PHONE_CUE_SET = frozenset(_PHONE_CUES)
-_LONGEST_CUE = max(map(len, _PHONE_CUES))
-_LETTERS = re.compile(r"[^\W\d_]+")
-_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
-_IBAN_BEFORE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4})*\s?$")
-# what :data:`_IBAN_BEFORE` needs in the last 3 characters (its "\s?$" takes at most two)
-_IBAN_END = re.compile(r"[A-Z0-9]")
-_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 KINDS = (
     *CREDENTIAL_KINDS, "assignment", "email", "iban", "ipv6", "card", "ssn", "ipv4", "phone",
     "bearer_token", "url_password", "person", "location", "address", *IDENTIFIER_KINDS,
@@ -127,38 +77,6 @@ _ALL_KINDS = frozenset(KINDS)
 _IDENTIFIERS = frozenset(IDENTIFIER_KINDS)
 _NAME_PASS = NAME_KINDS | {"postal_code"}
 _START = operator.itemgetter(0)
-
-
-_LUHN_DOUBLED = {str(d): 2 * d - 9 if d > 4 else 2 * d for d in range(10)}
-
-
-def luhn_ok(digits: str) -> bool:
-    """True if ``digits`` pass the Luhn checksum (payment cards)."""
-    if digits.isascii() and digits.isdigit():  # the digits' sums in C, not a loop per digit
-        doubled = sum(map(_LUHN_DOUBLED.__getitem__, digits[-2::-2]))
-        return (sum(map(int, digits[-1::-2])) + doubled) % 10 == 0
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def iban_ok(text: str) -> bool:
-    """True if ``text`` (spaces allowed) is an IBAN with a valid mod-97 check."""
-    s = text.replace(" ", "")
-    if not 15 <= len(s) <= 34:
-        return False
-    moved = s[4:] + s[:4]
-    try:
-        number = int("".join(str(int(c, 36)) for c in moved))
-    except ValueError:
-        return False
-    return number % 97 == 1
 
 
 def _entropy(value: str) -> float:
@@ -185,41 +103,7 @@ def _looks_secret(value: str, key_text: str) -> bool:
     return _entropy(value) >= 3.2 and classes >= 2
 
 
-def _valid_number(kind: str, text: str) -> bool:
-    if kind == "card":
-        digits = _NON_DIGIT.sub("", text)
-        return 13 <= len(digits) <= 19 and luhn_ok(digits)
-    if kind == "ipv4":  # loopback and "any" name no one: kept
-        return all(int(p) <= 255 for p in text.split(".")) and not text.startswith(("127.", "0."))
-    if kind == "phone":
-        main = _EXTENSION.split(text)[0] if "x" in text else text  # the number before "x12"
-        digits = _NON_DIGIT.sub("", main)
-        if _DATE.fullmatch(main) or _SSN_SHAPE.fullmatch(main):
-            return False
-        if text.startswith("+"):
-            return 8 <= len(digits) <= 15  # E.164: at most 15 digits
-        return 6 <= len(digits) <= 15  # 6 to 8 digits, or no separator: only after a cue
-    return True  # ssn: the pattern itself excludes the invalid ranges
-
-
 Span = tuple[int, int, str]
-
-
-def _card_within(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The longest Luhn-valid card (13-19 digits) inside ``text[start:end]`` that begins and
-    ends at a group boundary ("1 4111 1111 1111 1111 2" holds one); None if there is none."""
-    seps = [i for i in range(start + 1, end) if text[i] in " -"]
-    starts = [start, *(i + 1 for i in seps)]
-    ends = [*seps, end]
-    best: tuple[int, int] | None = None
-    for a in starts:
-        for b in ends:
-            if b <= a or (best is not None and b - a <= best[1] - best[0]):
-                continue
-            digits = _NON_DIGIT.sub("", text[a:b])
-            if 13 <= len(digits) <= 19 and luhn_ok(digits):
-                best = (a, b)
-    return best
 
 
 SCAN_CACHE_CHARS = 256
@@ -280,7 +164,7 @@ def _scan(
         masked = mask_opaque(text)
         if kinds & _IDENTIFIERS:  # first: "DL 123-456-789" is named an id, not a phone
             spans += identifier_spans(text, masked, lowered)
-        spans += _number_spans(text, masked)
+        spans += number_spans(text, masked)
     if kinds & _NAME_PASS:  # ZIP codes after their states come with the address pass
         spans += name_spans(text, masked=masked)
     if extra or not kinds >= _ALL_KINDS:  # else every kind found is asked for
@@ -326,143 +210,6 @@ def _emails(text: str) -> list[Span]:
             out.append((local.start(), domain.end(), "email"))
         at = text.find("@", at + 1)
     return out
-
-
-_CARD_CUE = re.compile(r"(?i:card|visa|maestro|mastercard|amex|\bcc\b|\bpan\b)[^.\d]{0,24}$")
-
-
-def _maestro(text: str, at: int, end: int) -> bool:
-    """A 12-digit number that passes Luhn right after words about a card ("card number
-    5018 2340 1234"): the shortest card numbers ISO/IEC 7812 allows (Maestro)."""
-    digits = _NON_DIGIT.sub("", text[at:end])
-    return luhn_ok(digits) and _CARD_CUE.search(text, max(0, at - 40), at) is not None
-
-
-class _PhoneCues:
-    """Whether the words that speak of a phone ("call", "fax:") come just before a number:
-    the few characters before it are read when asked (a log line has many numbers, few of
-    which need it; a pass over the whole text for every cue word cost more)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def before(self, at: int) -> bool:
-        """Whether such a word ends within 24 characters before ``at``, with no digit or
-        full stop in between."""
-        text = self.text
-        low = max(0, at - 24 - _LONGEST_CUE)
-        end = -1
-        for m in _LETTERS.finditer(text, low, at):
-            if m.group().lower() in _PHONE_CUE_SET and (
-                m.start() > low or low == 0 or not text[low - 1].isalpha()
-            ):
-                end = m.end()
-        return end >= 0 and at - end <= 24 and _NO_BREAK.fullmatch(text, end, at) is not None
-
-
-def _number_spans(text: str, masked: str) -> list[Span]:
-    """IBANs, IPv6 addresses, cards, SSNs, IPv4 addresses and phone numbers (the candidate
-    numbers found in ``masked``, :func:`mask_opaque` of ``text``: UUIDs and ISO date-times
-    are no numbers)."""
-    cues = _PhoneCues(text)
-    spans = [(m.start(), m.end(), "iban") for m in _IBAN.finditer(text) if iban_ok(m.group())]
-    if "::" in text or _IPV6_ANCHOR.search(text):
-        for m in _IPV6.finditer(text):
-            try:
-                address = ipaddress.IPv6Address(m.group())
-            except ValueError:
-                continue
-            if address.is_loopback or address.is_unspecified:
-                continue
-            spans.append((m.start(), m.end(), "ipv6"))
-    for cand in _NUM_CANDIDATE.finditer(masked):
-        found = cand.group()
-        opening = text[cand.start() - 1 : cand.start()] == "("
-        if (
-            len(found) - len(found.translate(_ASCII_DIGITS)) < 9
-            and found.count(".") < 3
-            and not cues.before(cand.start() - opening)
-        ):
-            continue  # too short for a card or an SSN, no IPv4: a phone only after a cue
-        base = cand.start()
-        while base > 0 and text[base - 1] in "+(" and base > cand.start() - 2:
-            base -= 1  # a phone's leading "+44" or "(415)"
-        for m in _NUMBERS.finditer(text, base, cand.end()):  # lookbehinds see the context
-            kind = m.lastgroup or ""
-            at, end = m.start(), m.end()
-            if text[end : end + 1] in _HEX_LETTERS and _in_hex_id(text, at, end):
-                continue
-            if not _valid_number(kind, m.group()):
-                inner = _card_within(text, at, end) if kind == "card" else None
-                if inner is not None:  # "1 4111 1111 1111 1111 2 items" holds a card
-                    at, end = inner
-                else:  # not a card: "001-871-584-1560" may still be a phone number
-                    phone = _PHONE.match(text, at) if kind == "card" else None
-                    if (
-                        phone is None
-                        or _CARD_GROUPS.fullmatch(phone.group())  # a mistyped card stays
-                        or len(_NON_DIGIT.sub("", phone.group())) > 13
-                        or not _valid_number("phone", phone.group())
-                    ):
-                        continue
-                    kind, end = "phone", phone.end()
-            if kind == "phone":
-                if _MONEY.fullmatch(text, at, end) or text[at - 1 : at] in _CURRENCY:
-                    continue  # "$6260.72", "1,250.00"
-                if zip_after_state(text, at, end):
-                    continue  # "Austin, TX 78701-1234": the address pass names it
-                digits = len(_NON_DIGIT.sub("", text[at:end]))
-                if digits == 12 and _maestro(text, at, end):
-                    kind = "card"  # ISO/IEC 7812: a Maestro card may have 12 digits
-                else:
-                    bare = text[at:end].isdigit()  # an id or a timestamp, unless the words
-                    if (bare or digits < 9) and not cues.before(at):
-                        continue  # before it speak of a phone
-            if (
-                kind != "ipv4"
-                and _IBAN_END.search(text, max(0, at - 3), at)  # an IBAN's group ends here
-                and _IBAN_BEFORE.search(text, max(0, at - 40), at)
-            ):
-                continue  # the tail of an IBAN (a bad one: good ones were found above)
-            if kind == "phone" and text[end : end + 1] in (" ", "e", "E"):
-                extension = _EXTENSION_AFTER.match(text, end)
-                end = end if extension is None else extension.end()
-            spans.append((at, end, kind))
-    return spans
-
-
-_HEX_LETTERS = frozenset("abcdef")
-_HEX = frozenset("0123456789abcdef")
-_HEX_ID_CHARS = 16
-"""A lower-case hex token this long, with a letter in it, is an id or a digest."""
-
-
-def _in_hex_id(text: str, start: int, end: int) -> bool:
-    """Whether ``text[start:end]`` (digits a number pass found, a hex letter just after
-    them) lies in a whole token of at least :data:`_HEX_ID_CHARS` lower-case hex
-    characters: a task id (``uuid4().hex``), a commit or a digest, never a card or a
-    phone number. ``8984610692474a519cc5e7c403eaaa9a``, a task id, was redacted as the
-    card its first 13 digits make, in the task API's listing and in every log line.
-    Found digits only: checked where a number pass finds one, not over the whole text.
-    An IBAN is upper case, and a card or a phone number is never glued to letters."""
-    if not _HEX.issuperset(text[start:end]):  # "4000 0000 0000 0006 0a": spaced, a number
-        return False
-    left = start
-    while left > 0 and text[left - 1] in _HEX:
-        left -= 1
-    right = end
-    while right < len(text) and text[right] in _HEX:
-        right += 1
-    if right - left < _HEX_ID_CHARS:
-        return False
-    # a whole token: not part of a longer word, nor of a dashed or underscored name
-    return not _glued(text[left - 1 : left]) and not _glued(text[right : right + 1])
-
-
-def _glued(char: str) -> bool:
-    return char != "" and (char.isalnum() or char in "_-")
 
 
 _JSON_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
@@ -653,6 +400,8 @@ class Redactor:
                     if (policy or self.policy) == "block" and not v.startswith("secret://"):
                         raise OutputBlocked(f"the output has a {k!r} field; blocked by policy")
                     out[k] = v if v.startswith("secret://") else "[REDACTED:secret]"
+                elif isinstance(k, str) and (keyed := self._keyed(k, v, policy)) is not None:
+                    out[k] = keyed
                 else:
                     out[k] = self.redact_data(v, policy=policy, vetted=vetted, _depth=_depth + 1)
             return out
@@ -669,7 +418,9 @@ class Redactor:
         result: dict[str, Any] = {}
         for k, v in record.items():
             role = _field_role(k)
-            if role == "plain" or v is None or type(v) in _SCALARS:
+            if role == "keyed" and (keyed := self._keyed(k, v, "redact")) is not None:
+                result[k] = keyed
+            elif role == "plain" or v is None or type(v) in _SCALARS:
                 result[k] = v
             elif role == "secret" and isinstance(v, str):
                 # a secret-named field is removed whole, as in redact_data
@@ -681,6 +432,22 @@ class Redactor:
             else:
                 result[k] = self.redact_data(v, policy="redact", _depth=1)
         return result
+
+    def _keyed(self, key: str, value: Any, policy: OutputPolicy | None) -> str | None:
+        """``value`` redacted whole when ``key`` names a document's number or a postal
+        code and ``value`` (a string or an integer) is one (``_identifiers.keyed_kind``):
+        ``{"drivers_license": "X1234567"}``, ``{"zip": 62704}``; else None."""
+        kind = keyed_kind(key)
+        if (
+            kind is None
+            or kind not in self.kinds
+            or not (isinstance(value, str) or type(value) is int)
+        ):
+            return None
+        text = str(value)
+        if not keyed_value(kind, text):
+            return None
+        return self._apply(text, [(0, len(text), kind)], policy)
 
     def _redact_id(self, text: str) -> str:
         """An identifier field's value: every kind but :data:`_LOOSE_NUMBERS`, the fast
@@ -720,13 +487,16 @@ enum say, goes the long way)."""
 @functools.lru_cache(maxsize=1024)
 def _field_role(key: str) -> str:
     """How :meth:`Redactor.redact_record` treats a log field: ``plain`` (the runtime's own,
-    never scanned), ``secret`` (named like a credential: removed whole), ``id`` (an
+    never scanned), ``secret`` (named like a credential: removed whole), ``keyed`` (named
+    like a document's number or a postal code: removed whole when it is one), ``id`` (an
     identifier: :meth:`Redactor._redact_id`) or ``data``. Log lines reuse a few dozen
     field names: the answer is remembered, not matched again on every line."""
     if key in _PLAIN_FIELDS:
         return "plain"
     if _SECRET_KEYS.match(key):
         return "secret"
+    if keyed_kind(key) is not None:
+        return "keyed"
     return "id" if key in _ID_FIELDS else "data"
 
 

@@ -99,3 +99,41 @@ def test_the_kinds_are_asked_for_like_every_other() -> None:
     without = Redactor(kinds=[k for k in Redactor().kinds if k not in ("id_number", "postal_code")])
     assert [k for k, _ in _found(text, without)] == ["location", "location"]
     assert Redactor().redact("DL X1234567") == "DL [REDACTED:id_number]"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "kept"),
+    [
+        ("drivers_license", "X1234567", False),
+        ("DriversLicenseNumber", "S123-456-78-901", False),
+        ("passportNumber", "533380006", False),
+        ("national_id", "K1A2B3C", False),
+        ("zip", 62704, False),  # an integer too
+        ("zipCode", "62704-1234", False),
+        ("postal_code", "SW1A 1AA", False),
+        ("license", "GPL-3.0", True),  # a bare "license" names a software licence
+        ("zip_code", "n/a", True),  # not a postal code's shape
+        ("passport", "expired", True),
+        ("dl", "12345678", True),  # a bare "dl" is a download as often
+        ("zipfile", "12345", True),
+        ("order_id", "12345678", True),
+    ],
+)
+def test_a_fields_name_is_the_cue_its_value_has_no_words_for(
+    key: str, value: object, kept: bool
+) -> None:
+    redactor = Redactor()
+    data = redactor.redact_data({"customer": {key: value}})["customer"][key]
+    line = redactor.redact_record({"event": "x", key: value})[key]
+    if kept:
+        assert data == value and line == value
+    else:
+        assert data == line and data.startswith("[REDACTED:"), (data, line)
+
+
+def test_a_keyed_value_follows_the_policy_and_the_kinds() -> None:
+    assert Redactor(policy="mask").redact_data({"passport_no": "533380006"}) == {
+        "passport_no": "[id_number:****0006]"
+    }
+    without = Redactor(kinds=[k for k in Redactor().kinds if k != "postal_code"])
+    assert without.redact_data({"zip": 62704}) == {"zip": 62704}
