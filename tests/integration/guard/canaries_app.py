@@ -23,7 +23,9 @@ CARD = "4539 1488 0343 6467"
 NAME_ADDRESS = "Margaret Okonkwo-Lindqvist, 1742 Wrenfield Terrace, Duluth"
 SLACK = "xoxb-2048163541-5123987456-QhT7rLm2XcV9pKs4DfG8yZwA"
 DISCORD = "MTA4NzQ1OTg2NzU0MzIxMDk4.GZk3Qx.Vb7mR2tLc9XwP4nKs8DfH1jY6eAq0uIo5zTg"
-STRICT = (VAULT_SECRET, CARD, CARD.replace(" ", ""), SLACK)
+LICENCE = "X8842107"
+"""A driver's licence number: found after its name in text, and by its field's name in data."""
+STRICT = (VAULT_SECRET, CARD, CARD.replace(" ", ""), SLACK, LICENCE)
 """Canaries every sink must be free of today."""
 PENDING = (NAME_ADDRESS, "Okonkwo-Lindqvist", "Wrenfield Terrace", DISCORD)
 """Canaries that need the redactor's name/address tier and vendor-token formats (issue 16,
@@ -34,7 +36,10 @@ _log = get_logger("canaries.app")
 
 async def leaky(ctx: TaskContext, task_input: Any) -> Any:
     key = secret_resolver().resolve("secret://canary-key")
-    everything = f"key={key} card={CARD} customer={NAME_ADDRESS} slack={SLACK} discord={DISCORD}"
+    everything = (
+        f"key={key} card={CARD} customer={NAME_ADDRESS} slack={SLACK} discord={DISCORD} "
+        f"driver's license: {LICENCE}"
+    )
     # a resolved secret returned from a journaled step (the journal must keep a reference)
     header = await ctx.step("build_header", lambda: {"header": f"Key {key}", "raw": key})
     assert header["raw"] == key  # the step itself still gets the value
@@ -46,7 +51,10 @@ async def leaky(ctx: TaskContext, task_input: Any) -> Any:
     os.write(2, f"fd2: {everything}\n".encode())
     subprocess.run(["echo", f"sub: {everything}"], check=True, timeout=10)  # inherits fd 1
     _log.info("careless_line", detail=everything, card=CARD)
-    await ctx.step("customer", lambda: {"who": NAME_ADDRESS, "card": CARD, "token": SLACK})
+    await ctx.step(
+        "customer",
+        lambda: {"who": NAME_ADDRESS, "card": CARD, "token": SLACK, "drivers_license": LICENCE},
+    )
     if isinstance(task_input, dict) and task_input.get("fail"):
         raise RuntimeError(f"could not charge: {everything}")
     return {"summary": everything, "header": header["header"]}

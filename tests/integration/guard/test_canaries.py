@@ -1,10 +1,10 @@
-"""Issue 16, "no sink left unredacted": four canaries -- a vault secret, a card number, a
-name with an address and vendor tokens -- pushed through a real node (``stalwart run`` in
-its own process, the agent in a forked process) must appear in none of its sinks: the
-journal endpoint, the task API, the dashboard's data, the CLI's output, the log store (its
-API and its file), the node's own stdout and stderr, /metrics, the traces, metrics and
-logs it exports over OTLP, and the store file (for the resolved secret, which is kept
-there only as a reference).
+"""Issue 16, "no sink left unredacted": canaries -- a vault secret, a card number, a
+name with an address, vendor tokens and a driver's licence number -- pushed through a real
+node (``stalwart run`` in its own process, the agent in a forked process) must appear in
+none of its sinks: the journal endpoint, the task API, the dashboard's data, the CLI's
+output, the log store (its API and its file), the node's own stdout and stderr, /metrics,
+the traces, metrics and logs it exports over OTLP, and the store file (for the resolved
+secret, which is kept there only as a reference).
 
 The name+address and Discord-token canaries are found by the redactor's name/location
 tier and vendor-token formats (docs/redaction.md), and asserted like the others.
