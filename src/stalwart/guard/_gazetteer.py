@@ -61,6 +61,7 @@ from stalwart.guard._words import (
     _WEAK_CUES,
     _WORD,
     PLACE_ENDINGS,
+    US_STATE_CODES,
     Span,
 )  # fmt: skip
 
@@ -83,12 +84,6 @@ _POSTCODE = re.compile(
     r"|[A-Z]{1,2}\d[A-Z\d]?[ ]?\d[A-Z]{2}|[A-Z]\d[A-Z][ ]?\d[A-Z]\d)(?![\w-])"
 )
 _ZIP = re.compile(r"[ ]+\d{5}(?:-\d{4})?\b")
-_STATE_ABBR = frozenset(
-    ("AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
-     "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ",
-     "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT",
-     "VA", "WA", "WV", "WI", "WY", "DC")
-)  # fmt: skip
 _REDACTED = re.compile(r"\[REDACTED:[a-z_]+\]")
 _NAME_WORD = re.compile(_WORD)
 _STRIP = ",:;\"'()\u201c\u201d\u2018\u2019\u00ab\u00bb-\u2013\u2014"
@@ -346,7 +341,7 @@ def name_spans(text: str, g: Gazetteer | None = None, *, masked: str | None = No
             info = runs[raw] = _run_info(raw, g)
         what, words, keys, upper, lead, shift, shaped = info
         if what == _SHORT:  # "I", "OK"; a US state's code after ", " or before a ZIP code
-            if raw in _STATE_ABBR and _state_at(text, run.start(), run.end()):
+            if raw in US_STATE_CODES and _state_at(text, run.start(), run.end()):
                 spans.append((run.start(), run.end(), "location"))
             continue
         start = run.start() + shift

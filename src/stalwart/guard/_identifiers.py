@@ -33,7 +33,7 @@ import functools
 import re
 from collections.abc import Callable
 
-from stalwart.guard._words import Span
+from stalwart.guard._words import US_STATE_CODES, Span
 
 __all__ = [
     "IDENTIFIER_KINDS",
@@ -87,12 +87,9 @@ _GAP_WORDS = frozenset(
 # where a sentence ends (not the full stop of "no.", "nr.", "num.", "lic.")
 _BREAK = re.compile(r"(?<!\bno)(?<!\bNo)(?<!\bNO)(?<!\bnr)(?<!\bnum)(?<!\blic)[.!?;](?:\s|$)|\n")
 _DATE_LIKE = re.compile(r"\d{1,4}[-/ ]\d{1,2}[-/ ]\d{1,4}")
-_STATE_CODES = frozenset(
-    ("AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
-     "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ",
-     "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT",
-     "VA", "WA", "WV", "WI", "WY", "DC", "PR", "GU", "VI", "AS", "MP", "FM", "MH", "PW")
-)  # fmt: skip
+# the states' USPS codes, and the territories' and freely associated states' (an address
+# there has a ZIP code too)
+_STATE_CODES = US_STATE_CODES | {"PR", "GU", "VI", "AS", "MP", "FM", "MH", "PW"}
 _STATE_NAMES = frozenset(
     ("alabama", "alaska", "arizona", "arkansas", "california", "colorado", "connecticut",
      "delaware", "florida", "georgia", "hawaii", "idaho", "illinois", "indiana", "iowa",
@@ -115,13 +112,9 @@ def identifier_spans(text: str, masked: str, lowered: str) -> list[Span]:
     if len(lowered) != len(text):  # "İ" lowers to two characters: the offsets would shift
         lowered = text.translate(_ASCII_LOWER)
     spans: list[Span] = []
-    for word, pattern in _DOCUMENT_AT.items():
-        for at in _starts(lowered, word):
-            m = pattern.match(lowered, at)
-            if m is not None:
-                found = _value_after(text, masked, m.end(), _document_value)
-                if found is not None:
-                    spans.append((*found, "id_number"))
+    _after_names(
+        text, masked, lowered, _DOCUMENT_AT, value=_document_value, kind="id_number", spans=spans
+    )
     at = text.find("DL")
     while at >= 0:  # "DL" in capitals only: "dl" is a download as often
         end = at + 2
@@ -130,14 +123,31 @@ def identifier_spans(text: str, masked: str, lowered: str) -> list[Span]:
             if found is not None:
                 spans.append((*found, "id_number"))
         at = text.find("DL", end)
-    for word, pattern in _POSTAL_AT.items():
+    _after_names(
+        text, masked, lowered, _POSTAL_AT, value=_postal_value, kind="postal_code", spans=spans
+    )
+    return spans
+
+
+def _after_names(
+    text: str,
+    masked: str,
+    lowered: str,
+    names: dict[str, re.Pattern[str]],
+    *,
+    value: _Value,
+    kind: str,
+    spans: list[Span],
+) -> None:
+    """Add to ``spans`` the value after each name of ``names`` (a word that starts it, and
+    the pattern that reads the whole name from there) that ``value`` accepts."""
+    for word, pattern in names.items():
         for at in _starts(lowered, word):
             m = pattern.match(lowered, at)
             if m is not None:
-                found = _value_after(text, masked, m.end(), _postal_value)
+                found = _value_after(text, masked, m.end(), value)
                 if found is not None:
-                    spans.append((*found, "postal_code"))
-    return spans
+                    spans.append((*found, kind))
 
 
 def zip_after_state(text: str, start: int, end: int) -> bool:

@@ -9,6 +9,13 @@ from __future__ import annotations
 import re
 
 Span = tuple[int, int, str]
+US_STATE_CODES = frozenset(
+    ("AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
+     "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ",
+     "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT",
+     "VA", "WA", "WV", "WI", "WY", "DC")
+)  # fmt: skip
+"""The US states' (and DC's) USPS codes: a place's name after ", " or before a ZIP code."""
 
 
 class _Node(dict[str, "_Node"]):
