@@ -47,7 +47,7 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from stalwart.guard._addresses import address_spans, mask_opaque
-from stalwart.guard._shapes import COMMON_GIVEN, NO_SHAPE, add_shaped, shaped_name
+from stalwart.guard._shapes import COMMON_GIVEN, NO_SHAPE, add_shaped, shaped_name, shaped_place
 from stalwart.guard._words import (
     _ANY_CUE,
     _INITIAL,
@@ -441,6 +441,8 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
         else:
             key = _key(raw)
         if key not in g.known:
+            if not upper and shaped_place([raw], [key], g):  # "Pottersville", "Kevinmouth"
+                return (_PLACE_ENDING, [raw], [key], upper, "", 0, NO_SHAPE)
             return (_NONE_KNOWN, [raw], [key], upper, "", 0, NO_SHAPE)
         what = _COMMON if key in g.common and key not in g.places else _READ
         return (what, [raw], [key], upper, "", 0, NO_SHAPE)
@@ -465,6 +467,8 @@ def _run_info(raw: str, g: Gazetteer) -> _Run:
         and keys[0] not in g.first
         and keys[0].lower() not in _ANY_CUE
     ):  # "Castor Bay", "CABBAGE TREE CREEK": the last word says it is a place
+        return (_PLACE_ENDING, words, keys, upper, lead, shift, NO_SHAPE)
+    if not upper and shaped_place(words, keys, g):  # "East Christopher", "Lake Jennifer"
         return (_PLACE_ENDING, words, keys, upper, lead, shift, NO_SHAPE)
     if g.known.isdisjoint(keys):
         shaped = NO_SHAPE if upper or len(words) < 2 else shaped_name(words, keys, g)

@@ -1,6 +1,7 @@
-"""Names the fast tier reads from their shape, where no list knows them and no cue comes
-before them (``stalwart.guard._shapes.shaped_name``; docs/redaction.md, *What each
-tier finds*), and the English words and companies that must not be taken for names."""
+"""Names and places the fast tier reads from their shape, where no list knows them and no
+cue comes before them (``stalwart.guard._shapes.shaped_name``, ``shaped_place``;
+docs/redaction.md, *What each tier finds*), and the English words, companies and product
+names that must not be taken for names or places."""
 
 from __future__ import annotations
 
@@ -100,3 +101,45 @@ def test_the_shapes_do_not_change_what_the_lists_decide() -> None:
     assert [(f.kind, "She flew to New Zealand last May."[f.start : f.end]) for f in found] == [
         ("location", "New Zealand")
     ]
+
+
+def locations(text: str) -> list[str]:
+    return [text[f.start : f.end] for f in Redactor().findings(text) if f.kind == "location"]
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("She moved to Kevinmouth last year.", "Kevinmouth"),
+        ("Pottersville is small", "Pottersville"),  # no cue: the ending says it
+        ("Our office in Brookton closed", "Brookton"),
+        ("The parcel went to Daylesford", "Daylesford"),
+        ("They live in East Christopher now", "East Christopher"),  # a compass point first
+        ("Meet me at Lake Jennifer", "Lake Jennifer"),
+        ("Shipping to Port Kevinmouth", "Port Kevinmouth"),
+    ],
+)
+def test_a_place_is_read_from_its_shape(text: str, place: str) -> None:
+    assert place in locations(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Backport the fix",  # "-port" is no place ending here ("Backport", "Viewport")
+        "Add a Subfield and a Memoryview",  # "-field", "-view" neither
+        "The Singleton pattern",  # an English word
+        "New Keywords added",  # "New" starts too much else
+        "BROOKTON",  # a word in capitals is a log's constant as often
+    ],
+)
+def test_what_is_no_place_by_its_shape(text: str) -> None:
+    assert locations(text) == []
+
+
+def test_a_listed_place_keeps_its_postcode() -> None:
+    """A compass point before a given name is a place by its shape, unless the lists hold
+    the two: then the lists read it, with the postcode after it ("Africa" is a given name)."""
+    text = "Kaapstad\n South Africa 31552"
+    found = [text[f.start : f.end] for f in Redactor().findings(text)]
+    assert any(value.endswith("31552") for value in found), found
