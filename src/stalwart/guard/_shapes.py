@@ -132,9 +132,13 @@ _TOPONYM_ENDINGS = (
     "ville", "burgh", "burg", "borough", "bury", "mouth", "chester", "haven", "shire",
     "stad", "furt", "berg", "ton", "town", "ford", "fort", "land",
 )  # fmt: skip
+# endings that make a place only after a listed given name or surname ("Williamsport",
+# "Jenniferside", "Kevinview", "Smithfield"): alone they made "Backport", "Clientside",
+# "Memoryview", "Subfield"
+_NAMED_TOPONYM_ENDINGS = ("port", "side", "view", "field")
 # the first word of a place's name before a word no list knows or a given name ("East
-# Christopher", "Lake Jennifer", "Mount Kosciuszko"); not "New", which starts too much else
-# ("New Keywords")
+# Christopher", "Lake Jennifer", "Mount Kosciuszko"); "New" only before a given name, as it
+# starts too much else ("New Keywords")
 _PLACE_HEADS = frozenset(("North", "South", "East", "West", "Lake", "Port", "Fort", "Mount"))
 # the words that make a run of capitalised words a company's name
 _COMPANY_WORDS = frozenset(
@@ -147,20 +151,27 @@ _COMPANY_WORDS = frozenset(
 def shaped_place(words: list[str], keys: list[str], g: Gazetteer) -> bool:
     """Whether a run of capitalised ``words`` (``keys``: their list forms; not in capitals)
     is a place by its shape: one word no list or dictionary knows that ends as English
-    places' names do (``_TOPONYM_ENDINGS``, a stem of three letters or more before it), or
-    a compass point, "Lake", "Port", "Fort" or "Mount" before a word no list knows or a
-    given name, the two no listed place."""
+    places' names do (``_TOPONYM_ENDINGS``, a stem of three letters or more before it;
+    ``_NAMED_TOPONYM_ENDINGS`` after a listed name only), or a compass point, "Lake",
+    "Port", "Fort" or "Mount" before a word no list knows or a given name ("New" before a
+    given name only), the two no listed place."""
     if len(words) == 1:
-        low = keys[0].lower()
-        return _unknown(keys[0], g) and any(
-            low.endswith(ending) and len(low) - len(ending) >= 3 for ending in _TOPONYM_ENDINGS
-        )
-    return (
-        len(words) == 2
-        and words[0] in _PLACE_HEADS
-        and (_unknown(keys[1], g) or keys[1] in g.first)
-        and " ".join(keys) not in g.places  # "South Africa": the lists' (and its postcode)
-    )
+        key = keys[0]
+        low = key.lower()
+        if not _unknown(key, g):
+            return False
+        if any(low.endswith(e) and len(low) - len(e) >= 3 for e in _TOPONYM_ENDINGS):
+            return True
+        for ending in _NAMED_TOPONYM_ENDINGS:
+            if low.endswith(ending):
+                stem = key[: len(key) - len(ending)]
+                return len(stem) >= 3 and (stem in g.first or stem in g.last)
+        return False
+    if len(words) != 2 or " ".join(keys) in g.places:  # "South Africa": the lists'
+        return False
+    if words[0] == "New":  # "New Amanda"; "New" before any other word starts too much else
+        return keys[1] in g.first and keys[1] not in g.common
+    return words[0] in _PLACE_HEADS and (_unknown(keys[1], g) or keys[1] in g.first)
 
 
 def shaped_name(words: list[str], keys: list[str], g: Gazetteer) -> tuple[int, int]:

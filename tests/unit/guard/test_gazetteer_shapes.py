@@ -117,6 +117,9 @@ def locations(text: str) -> list[str]:
         ("They live in East Christopher now", "East Christopher"),  # a compass point first
         ("Meet me at Lake Jennifer", "Lake Jennifer"),
         ("Shipping to Port Kevinmouth", "Port Kevinmouth"),
+        ("Williamsport is nice", "Williamsport"),  # "-port" after a listed surname
+        ("They moved to Jenniferside", "Jenniferside"),  # "-side" after a given name
+        ("New Amanda is near", "New Amanda"),  # "New" before a given name
     ],
 )
 def test_a_place_is_read_from_its_shape(text: str, place: str) -> None:
@@ -127,9 +130,11 @@ def test_a_place_is_read_from_its_shape(text: str, place: str) -> None:
     "text",
     [
         "Backport the fix",  # "-port" is no place ending here ("Backport", "Viewport")
-        "Add a Subfield and a Memoryview",  # "-field", "-view" neither
+        "Add a Subfield and a Memoryview",  # "-field", "-view" neither, after no name
+        "Clientside code",
         "The Singleton pattern",  # an English word
-        "New Keywords added",  # "New" starts too much else
+        "New Keywords added",  # "New" starts too much else: only a given name follows it
+        "New Mark",  # a common word, though a given name
         "BROOKTON",  # a word in capitals is a log's constant as often
     ],
 )
