@@ -165,11 +165,12 @@ def zip_after_state(text: str, start: int, end: int) -> bool:
 
 
 def _starts(lowered: str, word: str) -> list[int]:
-    """Where ``word`` starts a word in ``lowered``."""
+    """Where ``word`` starts a word in ``lowered``: not inside one, nor after ".", "/" or
+    "_" (``plugin.zip``, ``files/zip/``, ``driver_license``: a file, a path, a name)."""
     found: list[int] = []
     at = lowered.find(word)
     while at >= 0:
-        if at == 0 or not lowered[at - 1].isalnum():
+        if at == 0 or not (lowered[at - 1].isalnum() or lowered[at - 1] in "./_"):
             found.append(at)
         at = lowered.find(word, at + len(word))
     return found
@@ -217,6 +218,8 @@ def _postal_value(masked: str, pos: int, end: int) -> tuple[int, int] | None:
     m = _POSTAL_VALUE.match(masked, pos, end)
     if m is None or len(m.group().replace(" ", "").replace("-", "")) < 4:
         return None
+    if sum(c.isdigit() for c in m.group()) < 2:  # "zip(state1, state2)": code, not a place
+        return None
     return pos, m.end()
 
 
@@ -247,11 +250,12 @@ def _state_before(text: str, at: int) -> bool:
 
 # A field's name that names a document's number or a postal code: the name is the cue
 # its value has no words for ({"drivers_license": "X1234567"}, {"zip": 62704}). A bare
-# "license" is left out: {"license": "GPL-3.0"} names a software licence.
+# "license" is left out: {"license": "GPL-3.0"} names a software licence; and "id_number"
+# or "id_no", which name a record's number as often as an identity card's.
 _KEYED = re.compile(
     r"(?P<id_number>(?:drivers?|driving)(?:licen[cs]e|lic|permit)\w*|(?:licen[cs]e|dl)"
-    r"(?:number|no|num|nr|id)|passport\w*|(?:national|state|government)?id(?:card|number|no)"
-    r"|nationalid)"
+    r"(?:number|no|num|nr|id)|passport\w*|(?:national|state|government)id(?:card|number|no)?"
+    r"|idcard)"
     r"|(?P<postal_code>zip(?:code)?(?:plus4)?|post(?:al)?code|postcode)"
 )
 

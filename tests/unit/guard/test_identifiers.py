@@ -73,6 +73,9 @@ def test_a_postal_code_after_its_state_or_its_name(text: str, value: str | None)
         "Licensed under the Apache License 2.0",
         "POST /v1/tasks 200 12345 bytes",
         "zip code of the city",
+        "for s1, s2 in zip(state1, state2):",  # Python's zip() in a traceback's line
+        "fetched https://example.com/plugin.zip', 'sha256': '12345'",  # a file, not a cue
+        "from https://www.cms.gov/files/zip/puf2019",  # a path
     ],
 )
 def test_no_finding_where_the_words_name_no_such_value(text: str) -> None:
@@ -117,6 +120,8 @@ def test_the_kinds_are_asked_for_like_every_other() -> None:
         ("dl", "12345678", True),  # a bare "dl" is a download as often
         ("zipfile", "12345", True),
         ("order_id", "12345678", True),
+        ("id_no", "12345", True),  # a record's number as often as an identity card's
+        ("id_number", "4807989Z", True),
     ],
 )
 def test_a_fields_name_is_the_cue_its_value_has_no_words_for(
