@@ -126,8 +126,8 @@ NO_SHAPE = (0, 0)
 """:func:`shaped_name`'s answer for a run that holds no name by its shape."""
 # how English places' names end ("Pottersville", "Edinburgh", "Marlborough", "Kevinmouth",
 # "Brookton", "Daylesford"): a word no list or dictionary knows that ends so is a place.
-# Not "-port", "-field", "-view", "-side": in the docstrings of 22,000 Python files of
-# installed packages they made "Backport", "Subfield", "Memoryview", "Clientside"
+# Not "-port", "-field", "-view", "-side": in the text of 22,000 Python files of installed
+# packages they made "Backport", "Subfield", "Memoryview", "Clientside"
 _TOPONYM_ENDINGS = (
     "ville", "burgh", "burg", "borough", "bury", "mouth", "chester", "haven", "shire",
     "stad", "furt", "berg", "ton", "town", "ford", "fort", "land",
