@@ -33,7 +33,9 @@ async def test_se1_rotates_the_key_under_load_and_se4_stops_every_limit(tmp_path
     assert rotation["old_keys_presented_after_settle"] == 0
     assert rotation["newest_key_requests_after_settle"] > 0
     assert rotation["unauthorized_401"] <= rotation["allowed_401"]
-    assert all(n > 0 for n in rotation["key_usage"].values())  # every key served in its time
+    # every key served in its time (the rotation waits for it: it once followed the one
+    # before too soon on a busy machine, and the middle key served nothing)
+    assert all(n > 0 for n in rotation["key_usage"].values()), rotation
     assert se1["evidence"]["model_key"] == "secret://sim-api-key"
     # the verify node ran on a vault of its own; the variables are back as they were
     assert (tmp_path / "work" / "vault.enc").exists()
