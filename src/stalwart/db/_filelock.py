@@ -62,8 +62,9 @@ _OPEN: weakref.WeakSet[WriteLock] = weakref.WeakSet()
 class WriteLock:
     """Serializes write transactions on one SQLite file across processes (``flock``).
 
-    Used by one writer thread alone (the one whose transactions it guards, which also
-    closes it when it stops): its state needs no lock of its own."""
+    Used by one writer (its thread, or a caller committing in its place while it is
+    idle, holding the writer's connection lock: ``Writer.try_inline``), which also
+    closes it when it stops: its state needs no lock of its own."""
 
     def __init__(self, database: str) -> None:
         self.path = database + LOCK_SUFFIX
@@ -90,6 +91,28 @@ class WriteLock:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def try_lock(self) -> bool | None:
+        """Take the lock if no other process holds it, without waiting. True: taken (the
+        caller must :meth:`unlock`); False: held elsewhere; None: no usable lock file
+        (go on unlocked, as :meth:`held` does). Not re-entrant within the process: the
+        descriptor is the process's, so its user keeps one thread at a time here."""
+        fd = self._descriptor()
+        if fd is None:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError as exc:  # the file system stopped honouring it: go on without
+            self._give_up(exc)
+            return None
+        return True
+
+    def unlock(self) -> None:
+        """Let go of a lock :meth:`try_lock` took."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Close the descriptor (the writer stopped); a later :meth:`held` opens it again."""

@@ -64,6 +64,22 @@ class ForkGate:
                 if not self._inside:
                     self._cond.notify_all()
 
+    def try_enter(self) -> bool:
+        """Enter without waiting: False while a fork is being made (the caller goes the
+        way that may wait, its writer thread). True: the caller must :meth:`leave`."""
+        with self._cond:
+            if self._closers:
+                return False
+            self._inside += 1
+            return True
+
+    def leave(self) -> None:
+        """Undo one successful :meth:`try_enter`."""
+        with self._cond:
+            self._inside -= 1
+            if not self._inside:
+                self._cond.notify_all()
+
     def close(self, timeout: float) -> bool:
         """Keep new threads out and wait (up to ``timeout``) until none is inside.
 

@@ -13,6 +13,7 @@ __all__ = [
     "COMMITS",
     "COMMIT_BATCH",
     "COMMIT_SECONDS",
+    "INLINE_COMMITS",
     "LAZY_COMMITS",
     "RETRIES",
     "WRITER_RESTARTS",
@@ -37,6 +38,12 @@ LAZY_COMMITS = Counter(
     "Of the commits above, those of lazy jobs only (at full durability: not fsynced; the "
     "next full commit syncs them), by whether they changed the file.",
     ["wrote"],
+    registry=REGISTRY,
+)
+INLINE_COMMITS = Counter(
+    "stalwart_db_inline_commits_total",
+    "Of the lazy commits above, those made by their caller's own thread while the SQLite "
+    "writer was idle (no hand-off to the writer thread and back).",
     registry=REGISTRY,
 )
 COMMIT_SECONDS = Histogram(

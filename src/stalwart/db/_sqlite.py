@@ -25,6 +25,20 @@ nothing durable can depend on before a later ordinary commit: a running task's
 LangGraph checkpoints, which its journal replays, and a model call's journal record,
 which a resumed task makes again (``docs/durable.md``, *What ``full`` guarantees*).
 
+A lazy job may also be committed by its caller's own thread, when the writer has
+nothing to do (``Writer.try_inline``): nothing queued or running, the connection, the
+fork gate and the file's write lock all free at once. Each of its hand-offs -- to the
+writer thread and back -- cost about as much as the commit itself (issue 19:
+``docs/durable.md``, *Lazy commits made by their caller*). It never waits: whatever is
+not free at once (the writer busy, another process's commit, a fork being made, a
+SQLite lock taken outside stalwart) sends the job to the writer as before. Nothing
+changes for the caller: its future (or its call) answers after the same commit at the
+same level, errors mapped alike, and its job follows every job submitted before it
+(the writer's answered count says when none is left). Inline commits take no WAL
+checkpoint (``wal_autocheckpoint`` off for them: a checkpoint fsyncs twice); after
+:data:`INLINE_RUN_MAX` of them in a row the next lazy job goes to the writer, whose
+commit checkpoints the WAL if it has grown past its size.
+
 Writers of several processes on one file (a node and its agents) take turns on the
 file's write lock (``_filelock.py``: an ``flock`` the kernel hands to the next waiter)
 before each write transaction, instead of SQLite's busy handler, which sleeps 1-100 ms
@@ -67,6 +81,8 @@ _Waiter = asyncio.Future[Any] | concurrent.futures.Future[Any]
 _Item = tuple[Job, _Waiter, asyncio.AbstractEventLoop | None, bool, bool]
 """A queued job, the future to resolve, the caller's loop (None: a thread), lazy, and
 whether it only reads."""
+_Result = tuple[_Item, bool, Any]
+"""A job, whether it succeeded, and its value or error."""
 _log = get_logger("stalwart.db.sqlite")
 DURABILITY_LEVELS = ("full", "normal", "off")
 _SYNC = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
@@ -74,6 +90,10 @@ MIN_FREE_BYTES = 4 * 1024 * 1024
 """Below this much free space on the file system, the write probe reads "full"."""
 _COMMITS = {True: _metrics.COMMITS.labels("true"), False: _metrics.COMMITS.labels("false")}
 _LAZY = {True: _metrics.LAZY_COMMITS.labels("true"), False: _metrics.LAZY_COMMITS.labels("false")}
+INLINE_RUN_MAX = 64
+"""Inline commits in a row before a lazy job goes to the writer thread anyway: its
+commit runs the WAL checkpoint inline commits skip, which bounds the WAL's growth."""
+_INLINE = _metrics.INLINE_COMMITS
 _DAMAGE_WORDS = ("not a database", "malformed", "corrupt", "quick_check failed", "encrypted")
 
 
@@ -121,6 +141,18 @@ class Writer(threading.Thread):
         # only a connection that fsyncs every commit has an fsync for a lazy batch to skip
         self._lazy_skips_fsync = durability == "full"
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        # -- for inline commits (try_inline) --
+        self._conn: sqlite3.Connection | None = None
+        # held by the thread running SQLite on the connection (the writer for a whole
+        # batch, its lock wait included; a caller committing inline)
+        self._use = threading.Lock()
+        self._counts = threading.Lock()  # guards _pending and _inline_run
+        self._pending = 0  # jobs queued and not yet answered
+        self._inline_run = 0  # inline commits since the writer's last write batch
+        self._stopping = False
+        # the pragmas an inline commit changes, with the values to put back
+        self._inline_pragmas: list[tuple[str, str]] = []
+        self._pragmas_dirty = False  # putting them back failed: the writer does it
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
         self.stopped = threading.Event()
@@ -130,6 +162,8 @@ class Writer(threading.Thread):
         the job only reads (a batch of such jobs takes no write lock)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
+        with self._counts:
+            self._pending += 1
         self._queue.put((job, fut, loop, lazy, reads))
         return fut
 
@@ -137,10 +171,85 @@ class Writer(threading.Thread):
         """Queue ``job`` from a thread without a loop (a blocking caller). ``lazy``: see
         the module docstring."""
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._counts:
+            self._pending += 1
         self._queue.put((job, fut, None, lazy, False))
         return fut
 
+    def try_inline(self, job: Job) -> tuple[bool, Any] | None:
+        """Commit a lazy ``job`` on the calling thread if the writer is idle; never waits.
+
+        ``(True, value)`` or ``(False, error)``: the job ran in a transaction of its own,
+        committed as a lazy batch is (module docstring), or failed and left nothing.
+        None: it did not run (the writer has work, the connection or the file's lock is
+        taken, a fork is being made, the store is stopping): submit it instead."""
+        with self._counts:
+            if self._pending or self._stopping or self._inline_run >= INLINE_RUN_MAX:
+                return None
+            # taken under the count: a job submitted after this one waits for the
+            # connection behind it, as it would behind a batch
+            if not self._use.acquire(blocking=False):
+                return None
+        try:
+            conn = self._conn
+            if conn is None or not FORK_GATE.try_enter():
+                return None
+            try:
+                return self._inline_locked(conn, job)
+            finally:
+                FORK_GATE.leave()
+        finally:
+            self._use.release()
+
+    def _inline_locked(self, conn: sqlite3.Connection, job: Job) -> tuple[bool, Any] | None:
+        lock = self._lock
+        taken = None if lock is None else lock.try_lock()
+        if taken is False:  # another process is committing: the writer waits its turn
+            return None
+        try:
+            return self._inline_commit(conn, job)
+        finally:
+            if taken and lock is not None:
+                lock.unlock()
+
+    def _inline_commit(self, conn: sqlite3.Connection, job: Job) -> tuple[bool, Any] | None:
+        started = time.perf_counter()
+        changes = conn.total_changes
+        try:
+            for pragma, _ in self._inline_pragmas:
+                conn.execute(pragma)
+            try:
+                # busy_timeout is 0 here: a lock taken outside stalwart's answers at once
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                return None  # (busy, or worse) the writer tries, with its waits and errors
+            try:
+                value = job(conn)
+                conn.execute("COMMIT")
+            except Exception as exc:
+                _rollback(conn)
+                if isinstance(exc, sqlite3.Error):
+                    return False, map_sqlite_error(exc, self._where)
+                return False, exc
+        finally:
+            try:
+                for _, restore in self._inline_pragmas:
+                    conn.execute(restore)
+            except sqlite3.Error:  # (they touch no file) the writer puts them back first
+                self._pragmas_dirty = True
+                self._stopping = True  # and no caller commits here again
+        changed = conn.total_changes != changes
+        _COMMITS[changed].inc()
+        _LAZY[changed].inc()
+        _INLINE.inc()
+        _metrics.COMMIT_BATCH.observe(1)
+        _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        with self._counts:
+            self._inline_run += 1
+        return True, value
+
     def stop(self) -> None:
+        self._stopping = True
         self._queue.put(None)
 
     def run(self) -> None:
@@ -154,17 +263,37 @@ class Writer(threading.Thread):
             self.ready.set()
             self.stopped.set()
             return
+        try:
+            with FORK_GATE.inside():
+                self._inline_pragmas = self._pragmas_for_inline(conn)
+        except sqlite3.Error:  # no inline commits then; the writer works as before
+            self._stopping = True
+        self._conn = conn
         self.ready.set()
         try:
             self._loop(conn)
         finally:
+            self._stopping = True
             try:
-                with FORK_GATE.inside():
+                with self._use, FORK_GATE.inside():
+                    self._conn = None
                     conn.close()
             finally:
                 if self._lock is not None:
                     self._lock.close()
                 self.stopped.set()
+
+    def _pragmas_for_inline(self, conn: sqlite3.Connection) -> list[tuple[str, str]]:
+        """The statements an inline commit runs before its transaction, each with the one
+        that puts the connection back: no fsync at ``full``, no busy wait (the caller's
+        thread must not sleep in SQLite's busy handler), no WAL checkpoint."""
+        pragmas = []
+        if self._lazy_skips_fsync:
+            pragmas.append(("PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"))
+        for name in ("busy_timeout", "wal_autocheckpoint"):
+            now = int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+            pragmas.append((f"PRAGMA {name}=0", f"PRAGMA {name}={now}"))
+        return pragmas
 
     def _loop(self, conn: sqlite3.Connection) -> None:
         stopping = False
@@ -174,16 +303,28 @@ class Writer(threading.Thread):
                 break
             batch = [first]
             stopping = self._gather(batch)
-            if self._lock is not None and not all(item[4] for item in batch):
-                # outside the fork gate: a fork waits for no other process
-                with self._lock.held():
-                    # what came while this writer waited for another process's commit
-                    # joins this one: under contention, fewer and larger commits
-                    if not stopping:
-                        stopping = self._gather(batch)
-                    self._run_live(conn, batch)
-            else:
-                self._run_live(conn, batch)
+            writes = not all(item[4] for item in batch)
+            # The connection is this thread's for the batch, its lock wait included: a
+            # caller committing inline (try_inline) takes it only while this is idle.
+            with self._use:
+                if self._pragmas_dirty:
+                    self._put_pragmas_back(conn)
+                if self._lock is not None and writes:
+                    # outside the fork gate: a fork waits for no other process
+                    with self._lock.held():
+                        # what came while this writer waited for another process's commit
+                        # joins this one: under contention, fewer and larger commits
+                        if not stopping:
+                            stopping = self._gather(batch)
+                        results = self._run_live(conn, batch)
+                else:
+                    results = self._run_live(conn, batch)
+            with self._counts:
+                self._pending -= len(batch)
+                if writes:
+                    self._inline_run = 0  # its commit checkpointed the WAL if it had grown
+            # answered last: a caller that wakes up finds the writer idle for its next job
+            _deliver(results)
         # Fail whatever arrived after the stop request instead of leaving it waiting.
         while True:
             try:
@@ -205,7 +346,12 @@ class Writer(threading.Thread):
             batch.append(item)
         return False
 
-    def _run_live(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
+    def _put_pragmas_back(self, conn: sqlite3.Connection) -> None:
+        for _, restore in self._inline_pragmas:
+            conn.execute(restore)  # a failure here ends the thread; the next one starts clean
+        self._pragmas_dirty = False
+
+    def _run_live(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Result]:
         """Run the jobs but those whose callers' deadlines passed while they waited (for the
         file's write lock, or behind a slow commit): those callers were told the store did
         not answer, and their jobs do not run later. A job whose caller was *cancelled*
@@ -214,31 +360,29 @@ class Writer(threading.Thread):
         thread: a plain attribute read; a job whose caller gives up after this check runs,
         and is answered to nobody, as before.)"""
         live = [item for item in batch if not _expired(item[1])]
-        if live:
-            with FORK_GATE.inside():
-                self._run_batch(conn, live)
+        if not live:
+            return []
+        with FORK_GATE.inside():
+            return self._run_batch(conn, live)
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Item]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Result]:
         if all(item[4] for item in batch):
             # Only reads: a deferred transaction, which in WAL mode takes no lock that
             # writers wait on. BEGIN IMMEDIATE made a node polling a task's status, or an
             # agent following a hand-over, queue for the file's write lock behind the
             # other processes' commits (up to 1 s each under load, issue 19) and hold it
             # from them in turn.
-            self._commit_batch(conn, batch, lazy=False, begin="BEGIN")
-            return
+            return self._commit_batch(conn, batch, lazy=False, begin="BEGIN")
         lazy = self._lazy_skips_fsync and all(item[3] for item in batch)
         if not lazy:
-            self._commit_batch(conn, batch, lazy=False)
-            return
+            return self._commit_batch(conn, batch, lazy=False)
         # written to the WAL without an fsync; the next full commit syncs it with its own
         try:
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error:  # (it touches no file) then an ordinary commit, fsynced
-            self._commit_batch(conn, batch, lazy=False)
-            return
+            return self._commit_batch(conn, batch, lazy=False)
         try:
-            self._commit_batch(conn, batch, lazy=True)
+            return self._commit_batch(conn, batch, lazy=True)
         finally:  # before the next batch: this thread runs them one after the other
             conn.execute("PRAGMA synchronous=FULL")
 
@@ -249,17 +393,16 @@ class Writer(threading.Thread):
         *,
         lazy: bool,
         begin: str = "BEGIN IMMEDIATE",
-    ) -> None:
-        """Run ``batch`` in one transaction, count it, then answer its callers."""
+    ) -> list[_Result]:
+        """Run ``batch`` in one transaction and count it; its callers' answers."""
         started = time.perf_counter()
         changes = conn.total_changes
-        results: list[tuple[_Item, bool, Any]] = []
+        results: list[_Result] = []
         try:
             conn.execute(begin)
         except sqlite3.Error as exc:
             err = map_sqlite_error(exc, self._where)
-            _deliver([(item, False, err) for item in batch])
-            return
+            return [(item, False, err) for item in batch]
         # Each job in a savepoint of its own: one that fails leaves none of its
         # statements in the batch's transaction (SQLite rolls back only the failed
         # statement), so an operation of several writes -- an effect's end with its
@@ -305,7 +448,7 @@ class Writer(threading.Thread):
                     _LAZY[changed].inc()
         _metrics.COMMIT_BATCH.observe(len(batch))
         _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        _deliver(results)  # counted first: a caller that wakes up sees its commit counted
+        return results  # counted first: a caller that wakes up sees its commit counted
 
 
 def _expired(fut: _Waiter) -> bool:
@@ -332,7 +475,7 @@ def _undo(conn: sqlite3.Connection) -> None:
         pass  # no savepoint (its own statement failed): nothing of the job was written
 
 
-def _deliver(results: list[tuple[_Item, bool, Any]]) -> None:
+def _deliver(results: list[_Result]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
     for (_job, fut, loop, _lazy, _reads), ok, value in results:
         if loop is None:
@@ -352,6 +495,14 @@ def _deliver(results: list[tuple[_Item, bool, Any]]) -> None:
             loop.call_soon_threadsafe(_resolve, items)
         except RuntimeError:  # the caller's loop is closed; nobody is waiting
             pass
+
+
+def _answer(done: tuple[bool, Any]) -> Any:
+    """An inline commit's value, or its error raised."""
+    ok, value = done
+    if ok:
+        return value
+    raise value
 
 
 def _expire(fut: asyncio.Future[Any], path: object, limit: float) -> None:
@@ -645,6 +796,10 @@ class SQLiteDatabase(Database):
         self, job: Job, timeout: float | None, lazy: bool = False, *, reads: bool = False
     ) -> Any:
         writer = self._writer()
+        if lazy:
+            done = writer.try_inline(job)
+            if done is not None:
+                return _answer(done)
         fut = writer.submit(job, lazy=lazy, reads=reads)
         limit = self.timeout if timeout is None else timeout
         # the deadline fails the job's future itself (a timer, not a Timeout scope: every
@@ -656,7 +811,12 @@ class SQLiteDatabase(Database):
             expiry.cancel()
 
     def _submit_blocking(self, job: Job, lazy: bool = False) -> Any:
-        fut = self._writer().submit_sync(job, lazy=lazy)
+        writer = self._writer()
+        if lazy:
+            done = writer.try_inline(job)
+            if done is not None:
+                return _answer(done)
+        fut = writer.submit_sync(job, lazy=lazy)
         try:
             return fut.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
