@@ -63,18 +63,31 @@ results that will join its prompt (tokens, on top of the prompt and reply so far
 call whose prompt turns out larger reserves again, as without it."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class _Ahead:
     """A reservation taken for the next model call with the last one's settle (its
     lazy commit's ``mark``: see :meth:`stalwart.durable.Context.synced`)."""
 
     reservation: Reservation
     mark: int
+    syncing: asyncio.Future[None] | None = None
+    """A sync of the task's commits started for it (:meth:`TaskContext.call_tool`: while
+    a tool without side effects runs), awaited before the call it is for is sent."""
 
     def is_durable(self, journal: Context) -> bool:
         """Whether the reservation is durable: an ordinary commit of ``journal`` (the
-        task's) came after the lazy commit that took it."""
+        task's), or a sync of its commits, came after the lazy commit that took it."""
         return journal.synced(self.mark)
+
+    def drop_sync(self) -> None:
+        """Let go of a sync nobody will wait for (its failure only cost the shortcut)."""
+        syncing, self.syncing = self.syncing, None
+        if syncing is None:
+            return
+        if not syncing.done():
+            syncing.cancel()
+        elif not syncing.cancelled():
+            syncing.exception()  # retrieved: asyncio does not log it as never seen
 
 
 class TaskContext:
@@ -163,10 +176,12 @@ class TaskContext:
         ``reserve_next`` (the agent loop): a reply that asks for tools will be followed by
         another model call, so its budget reservation is taken now, in the transaction
         that settles this one (when the spend ledger shares the store's database). On
-        SQLite that commit is lazy; the tool calls' ordinary commits make it durable
-        before the next call is sent, which then needs no commit of its own (it reserves
-        as usual when its prompt outgrew the reservation, or when no ordinary commit came
-        between). On PostgreSQL it is an ordinary commit, durable at once.
+        SQLite that commit is lazy; an ordinary commit of the task since (a side effect's
+        ledger entry) or a sync of its commits (an fsync of the WAL, started while a tool
+        without side effects runs, or when this call finds none) makes it durable before
+        the next call is sent, which then needs no commit of its own (it reserves as
+        usual when its prompt outgrew the reservation, or when the sync failed). On
+        PostgreSQL it is an ordinary commit, durable at once.
         Call :meth:`release_ahead` when the loop ends. ``final_tools``: tools whose call
         ends the caller's loop (a framework's output tool): a reply calling one takes no
         reservation ahead, as one calling no tool takes none."""
@@ -199,7 +214,9 @@ class TaskContext:
                         rate = self.resources.security.model_rates.get(key)
                     wait = rate.max_wait_s if rate is not None else None
                     await limiter.acquire(prompt + max_tokens, max_wait=wait)
-        ahead, self._ahead = self._ahead, None
+        # (left in self._ahead until it is used or replaced: a cancel or an error
+        # meanwhile leaves it to release_ahead, as a loop that ends does)
+        ahead = self._ahead
         names = _priced(client) if self.resources.ledger is not None and budget.limited else ()
         if self.resources.ledger is not None and budget.limited and not self.durable.replaying:
             # worst case before the call (fail closed)
@@ -207,7 +224,7 @@ class TaskContext:
             if (
                 ahead is not None
                 and worst <= ahead.reservation.amount_usd
-                and ahead.is_durable(self.durable)
+                and await self._made_durable(ahead)
             ):
                 reservation = ahead.reservation  # taken with the last settle, and durable
             else:
@@ -220,6 +237,9 @@ class TaskContext:
                 )
         elif ahead is not None and self.resources.ledger is not None:
             await self.resources.ledger.settle(ahead.reservation, 0.0)
+        if ahead is not None:
+            ahead.drop_sync()
+            self._ahead = None
 
         sent = False  # the request may have reached the provider (and been billed)
         seq = self.durable.position  # the journal position this call's step takes
@@ -342,10 +362,28 @@ class TaskContext:
         self.usage.fallbacks += 1 if reply["fallback_from"] else 0
         return reply
 
+    async def _made_durable(self, ahead: _Ahead) -> bool:
+        """Whether the reservation taken ahead is on disk now, made so if needed: by an
+        ordinary commit of the task since it was taken, or by a sync of the task's
+        commits -- the one started while a tool ran (call_tool), or one started now. A
+        sync that fails answers False: the call reserves again, an ordinary commit that
+        fails as any write of the store would."""
+        if ahead.is_durable(self.durable):
+            return True
+        if ahead.syncing is None:
+            ahead.syncing = asyncio.ensure_future(self.durable.sync())
+        try:
+            await ahead.syncing
+        except StoreError:
+            return False
+        return ahead.is_durable(self.durable)
+
     async def release_ahead(self) -> None:
         """End a reservation taken ahead for a model call that will not come (the loop
         ended after tool calls: refused, out of steps, failed or cancelled)."""
         ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.drop_sync()
         if ahead is None or self.resources.ledger is None:
             return
         # Released even when the task is cancelled again meanwhile (as a cancelled call's
@@ -473,14 +511,16 @@ class TaskContext:
 
             # A tool without side effects is redone if its record is lost, as a model call
             # is (LAZY_MODEL_RECORDS): nothing outside the task depends on its result before
-            # the next ordinary commit, which fsyncs the record with its own. Unless a
-            # reservation taken ahead waits for an ordinary commit (call_model's
-            # reserve_next): then this record is the one that makes it durable, or the
-            # next model call would reserve in a commit of its own.
+            # the next ordinary commit, which fsyncs the record with its own. A reservation
+            # taken ahead (call_model's reserve_next) must be on disk before the next model
+            # call is sent: a sync of the task's commits starts now and runs while the tool
+            # does, and that call waits for it. (Before 2026-12-07 this record was then an
+            # ordinary commit: its fsync in the loop's path, not beside the tool.)
             ahead = self._ahead
-            waiting = ahead is not None and not ahead.is_durable(self.durable)
+            if ahead is not None and ahead.syncing is None and not ahead.is_durable(self.durable):
+                ahead.syncing = asyncio.ensure_future(self.durable.sync())
             raw, _ = await self.durable.step_joined(
-                f"tool:{name}", run, None, redone_if_lost=LAZY_MODEL_RECORDS and not waiting
+                f"tool:{name}", run, None, redone_if_lost=LAZY_MODEL_RECORDS
             )
         result = msgspec.convert(raw, ToolResult)
         origin = res.security.taint.origin_of_result(name)

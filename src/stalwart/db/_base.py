@@ -91,6 +91,16 @@ class Database(abc.ABC):
         Only for a write that may be lost to an OS crash as long as nothing durable
         depends on it (``docs/durable.md``, *What ``full`` guarantees*)."""
 
+    @abc.abstractmethod
+    async def sync(self, timeout: float | None = None) -> None:
+        """Make every commit made so far durable, as the next ordinary commit would, and
+        return when it is: what a caller awaits before anything outside may depend on a
+        lazy write (SQLite: an fsync of the WAL, which needs no write lock and runs beside
+        other commits; PostgreSQL: a synchronous commit, which flushes the server's WAL up
+        to it). Returns at once where commits are not made durable one by one (durability
+        ``normal`` or ``off``, an in-memory database). Raises StoreUnavailable when it
+        does not finish within ``timeout`` (default: the database's)."""
+
     def holds(self, url: str) -> bool:
         """Whether ``url`` names this very database (and this one takes writes), so that
         a program written for the database of ``url`` may run in this one's

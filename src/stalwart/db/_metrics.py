@@ -16,6 +16,7 @@ __all__ = [
     "INLINE_COMMITS",
     "LAZY_COMMITS",
     "RETRIES",
+    "SYNCS",
     "WRITER_RESTARTS",
     "WRITE_LOCK_WAIT",
 ]
@@ -44,6 +45,13 @@ INLINE_COMMITS = Counter(
     "stalwart_db_inline_commits_total",
     "Of the lazy commits above, those made by their caller's own thread while the SQLite "
     "writer was idle (no hand-off to the writer thread and back).",
+    registry=REGISTRY,
+)
+SYNCS = Counter(
+    "stalwart_db_syncs_total",
+    "Requests to make every commit so far durable (Database.sync: an fsync of SQLite's "
+    "WAL, a synchronous commit on PostgreSQL) that did work, by dialect.",
+    ["dialect"],
     registry=REGISTRY,
 )
 COMMIT_SECONDS = Histogram(

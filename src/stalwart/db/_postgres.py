@@ -64,6 +64,11 @@ from stalwart.observe import get_logger
 
 __all__ = ["PostgresDatabase", "drive_async", "map_pg_error"]
 
+
+def _take_transaction_id() -> Program[None]:
+    yield ("SELECT txid_current()", ())
+
+
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
 _log = get_logger("stalwart.db.postgres")
@@ -480,6 +485,16 @@ class PostgresDatabase(Database):
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+
+    async def sync(self, timeout: float | None = None) -> None:
+        """A synchronous commit of a transaction that took a transaction id: the server
+        flushes its WAL up to that commit, so up to every asynchronous (lazy) commit
+        before it. (A transaction that writes nothing and takes no id commits without a
+        flush.) At ``normal`` or ``off`` no commit waits for a flush: nothing to do."""
+        if self.durability != "full":
+            return
+        await self.write(_take_transaction_id, timeout=timeout)
+        _metrics.SYNCS.labels(dialect="postgres").inc()
 
     def holds(self, url: str) -> bool:
         # The same connection parameters but the password (which may differ in spelling

@@ -151,6 +151,14 @@ class Context:
         making it durable at ``full``."""
         return self._synced_lazy >= mark
 
+    async def sync(self) -> None:
+        """Make this run's lazy commits so far durable without an ordinary commit of its
+        own (:meth:`Store.sync`): :meth:`synced` then holds for every mark taken before
+        this was called."""
+        mark = self._lazy_commits
+        await self._store.sync()
+        self._synced_lazy = max(self._synced_lazy, mark)
+
     def set_lease(self, lease: Lease) -> None:
         """Adopt a renewed lease (same token) from the heartbeat."""
         self._lease = lease

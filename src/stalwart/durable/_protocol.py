@@ -409,6 +409,14 @@ class Store(Protocol):
         ``full`` guarantees*). Ignored with ``also`` unless :meth:`joins_lazily`."""
         ...
 
+    async def sync(self) -> None:
+        """Make every commit of this store's database so far durable, as its next
+        ordinary commit would (the database kernel's ``sync``: an fsync of SQLite's WAL,
+        a synchronous commit on PostgreSQL; nothing at ``normal`` or ``off``). For a
+        caller that wrote lazily and must have it on disk before something outside
+        depends on it, without an ordinary commit of its own to carry it."""
+        ...
+
     def joins(self, url: str) -> bool:
         """Whether a write to the database of ``url`` can join this store's transactions
         (:meth:`append`'s ``also``): the same SQLite file, or the same PostgreSQL

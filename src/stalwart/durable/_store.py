@@ -383,6 +383,9 @@ class SQLStore:
         lazy = lazy and self.joins_lazily()  # see Store.joins_lazily
         return await self._db.write(_ops.append, lease, rows, also, lazy=lazy, lock=also.lock)
 
+    async def sync(self) -> None:
+        await self._db.sync()
+
     def joins_own(self) -> bool:
         """Whether this store's transactions can take another component's program: any
         writable store (on SQLite every write of the file goes through one writer thread

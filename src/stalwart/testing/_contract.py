@@ -397,6 +397,20 @@ class StoreContract:
         assert [e.value for e in (await store.load_journal("t")).entries] == values
         assert (await store.load_journal("other")).entries == []
 
+    async def test_a_sync_after_lazy_appends_keeps_them_and_changes_nothing(
+        self, make_store: MakeStore
+    ) -> None:
+        store: Store = await make_store()
+        await store.sync()  # nothing written yet: still fine
+        await store.create_task("a", None, task_id="t")
+        lease = await store.acquire("n1", 10)
+        assert lease is not None
+        await store.append(lease, [JournalEntry(0, "step", "s0", 1)], lazy=True)
+        await store.append(lease, [JournalEntry(1, "step", "s1", 2)], lazy=True)
+        await store.sync()
+        assert [e.value for e in (await store.load_journal("t")).entries] == [1, 2]
+        await store.append(lease, [JournalEntry(2, "step", "s2", 3)])  # the lease still holds
+
     async def test_effect_ledger(self, make_store: MakeStore, clock: FakeClock) -> None:
         store: Store = await make_store()
         await store.create_task("a", None, task_id="t")

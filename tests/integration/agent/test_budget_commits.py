@@ -4,9 +4,10 @@ database, and what it leaves reserved.
 
 A model call that follows a tool call needs no commit of its own for its reservation: it
 was taken with the previous call's settle (one lazy commit with that call's journal
-record), and the tool's ordinary commit made it durable before the call was sent. When no
-ordinary commit came between (a tool call the runtime denied writes nothing), the call
-reserves again, replacing it. Whatever way the loop ends, nothing stays reserved.
+record), and a sync of the task's commits (an fsync of the WAL, started while the tool
+ran, or by the call itself after a tool call the runtime denied, which writes nothing)
+made it durable before the call was sent; the tool's record stays lazy. Whatever way the
+loop ends, nothing stays reserved.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import shutil
 import sqlite3
 from typing import Any
 
@@ -22,7 +24,7 @@ import pytest
 from tests.integration.adapters._scripted import Scripted
 
 from stalwart.agent import LLMAgent, Resources, TaskContext, run_llm_agent
-from stalwart.db._metrics import COMMIT_BATCH, COMMITS, LAZY_COMMITS
+from stalwart.db._metrics import COMMIT_BATCH, COMMITS, LAZY_COMMITS, SYNCS
 from stalwart.durable import PostgresStore, Runner, SQLiteStore, Store
 from stalwart.guard import Budget, Security, SpendLedger
 from stalwart.guard._db import GuardDB
@@ -99,6 +101,11 @@ def counted() -> tuple[float, float]:
     return wrote - lazy, lazy
 
 
+def syncs() -> float:
+    """WAL fsyncs made on request (``Database.sync``) so far in this process."""
+    return SYNCS.labels("sqlite")._value.get()
+
+
 def all_transactions() -> float:
     """Transactions this process's SQLite writers committed, reads included."""
     return COMMITS.labels("false")._value.get() + COMMITS.labels("true")._value.get()
@@ -158,24 +165,102 @@ async def test_a_model_call_after_a_tool_call_reserves_without_a_commit_of_its_o
     loop = Budgeted(tmp_path / "b.db", store, client)
     try:
         task_id = await loop.submit()
-        before = counted()
+        before, synced = counted(), syncs()
         result = await loop.runner.run(task_id, loop.workflow)
         ordinary, lazy = (a - b for a, b in zip(counted(), before, strict=True))
+        synced = syncs() - synced
     finally:
         loop.ledger.close()
     assert result.status == "succeeded" and result.result["answer"] == "Shipped."
     assert client.calls == 3 and looked_up[-2:] == [7, 7]
-    # the first call's reservation, two tool records, the result: the second and third
-    # calls' reservations rode on the settles before them, and each tool record (lazy
-    # otherwise: a tool without side effects) is the ordinary commit that makes one durable
-    assert ordinary == 4
-    assert lazy == 4  # the claim, and each model call's record with its settle
+    # the first call's reservation and the result: the second and third calls'
+    # reservations rode on the settles before them, each made durable by a WAL fsync
+    # that ran while the tool before it did
+    assert ordinary == 2
+    assert synced == 2
+    assert lazy == 6  # the claim, each model call's record with its settle, each tool's
     assert reserved(tmp_path / "b.db") == 0
     # the spend is the calls' cost: 3 x (10 prompt x $1 + 5 completion x $2) per M tokens
     assert loop.ledger.spent("task", task_id, "") == pytest.approx(3 * 20 / 1e6)
 
 
-async def test_a_reservation_no_ordinary_commit_made_durable_is_taken_again(
+class Watched(Billed):
+    """Billed, noting at each call the WAL's size as the last fsync left it."""
+
+    def __init__(self, replies: list[Message], synced_wal: list[int]) -> None:
+        super().__init__(replies)
+        self.synced_wal = synced_wal
+        self.at_call: list[int] = []
+
+    async def complete(self, request: Any, *, timeout: float | None = None) -> Any:
+        self.at_call.append(self.synced_wal[-1] if self.synced_wal else 0)
+        return await super().complete(request, timeout=timeout)
+
+
+def kept_if_cut(path: pathlib.Path, wal_bytes: int, into: pathlib.Path) -> tuple[int, int]:
+    """(reservations, model calls' journal records) in the database as an OS crash leaves
+    it when its WAL reached the disk up to ``wal_bytes`` (nothing checkpointed into the
+    main file meanwhile)."""
+    into.mkdir()
+    shutil.copyfile(path, into / path.name)
+    with open(f"{path}-wal", "rb") as wal, open(into / f"{path.name}-wal", "wb") as cut:
+        cut.write(wal.read(wal_bytes))
+    conn = sqlite3.connect(into / path.name)
+    try:
+        models = conn.execute("SELECT count(*) FROM stalwart_journal WHERE name = 'model'")
+        return reserved(into / path.name), int(models.fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_the_reservation_taken_ahead_is_on_disk_before_the_call_it_is_for_is_sent(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked on the files: the WAL as the sync's fsync left it, cut where an OS crash
+    would cut it, holds the next call's reservation before that call goes out."""
+    from stalwart.db import _sqlite as kernel
+
+    path = tmp_path / "b.db"
+    synced_wal: list[int] = []
+    real = kernel._fsync
+
+    def noting(wal: str) -> None:
+        size = os.path.getsize(wal)
+        real(wal)
+        synced_wal.append(size)
+
+    monkeypatch.setattr(kernel, "_fsync", noting)
+    s = SQLiteStore(str(path), wal_autocheckpoint=100_000)  # no checkpoint: all in the WAL
+    await s.open()
+    client = Watched([calls("look"), Message("assistant", content="Shipped.")], synced_wal)
+    loop = Budgeted(path, s, client)
+    files = tmp_path / "files"  # the store's files as they are at the end of the loop
+    try:
+        task_id = await loop.submit()
+
+        async def imaging(ctx: Any, value: Any) -> Any:
+            result = await loop.workflow(ctx, value)
+            files.mkdir()
+            for suffix in ("", "-wal"):
+                shutil.copyfile(f"{path}{suffix}", files / f"b.db{suffix}")
+            return result
+
+        result = await loop.runner.run(task_id, imaging)
+    finally:
+        loop.ledger.close()
+        await s.close()
+    assert result.status == "succeeded" and client.calls == 2
+    assert len(synced_wal) == 1  # one sync: the one started while the tool ran
+    # at the second call, the fsynced part of the WAL holds its reservation: the first
+    # call's record, committed with the first call's settle and this reservation, is in
+    # it (and the first call's own reservation, which the settle ended, is not)
+    at_second = client.at_call[1]
+    assert at_second == synced_wal[0] > 0
+    assert kept_if_cut(files / "b.db", at_second, tmp_path / "cut") == (1, 1)
+    assert reserved(path) == 0
+
+
+async def test_a_reservation_nothing_made_durable_is_synced_before_the_call(
     tmp_path: pathlib.Path, store: SQLiteStore
 ) -> None:
     # the denied call writes nothing: the reservation taken ahead is not on disk yet
@@ -183,14 +268,16 @@ async def test_a_reservation_no_ordinary_commit_made_durable_is_taken_again(
     loop = Budgeted(tmp_path / "b.db", store, client)
     try:
         task_id = await loop.submit()
-        before = counted()
+        before, synced = counted(), syncs()
         result = await loop.runner.run(task_id, loop.workflow)
         ordinary, lazy = (a - b for a, b in zip(counted(), before, strict=True))
+        synced = syncs() - synced
     finally:
         loop.ledger.close()
     assert result.status == "succeeded"
     assert result.result["usage"]["denied_tool_calls"] == 1
-    assert ordinary == 3  # two reservations (the second replacing), the result
+    assert ordinary == 2  # the first reservation, the result
+    assert synced == 1  # made by the second call, which found the reservation not on disk
     assert lazy == 3  # the claim, each model call's record with its settle
     assert reserved(tmp_path / "b.db") == 0
 
@@ -209,10 +296,10 @@ async def test_a_prompt_that_outgrew_the_reservation_taken_ahead_reserves_again(
     finally:
         loop.ledger.close()
     assert result.status == "succeeded" and result.result["answer"] == "Returned."
-    # the first reservation, the tool's record, the second reservation (the one taken
-    # ahead ended in its transaction), the result
-    assert ordinary == 4
-    assert lazy == 3  # the claim, each model call's record with its settle
+    # the first reservation, the second (the one taken ahead ended in its transaction),
+    # the result
+    assert ordinary == 3
+    assert lazy == 4  # the claim, each model call's record with its settle, the tool's
     assert reserved(tmp_path / "b.db") == 0
     assert loop.ledger.spent("task", task_id, "") == pytest.approx(2 * 20 / 1e6)
 

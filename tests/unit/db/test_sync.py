@@ -1,0 +1,178 @@
+"""``Database.sync``: every commit so far made durable without an ordinary commit (an
+fsync of SQLite's WAL; a synchronous commit that took a transaction id on PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import sqlite3
+import threading
+from typing import Any
+
+import pytest
+
+from stalwart.db import Component, Program, SQLiteDatabase, database
+from stalwart.db import _sqlite as kernel
+from stalwart.db._metrics import SYNCS
+from stalwart.errors import StoreUnavailable
+
+pytestmark = pytest.mark.timeout(60)
+
+NOTES = Component("notes", (("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT)",),))
+
+
+def insert(note_id: str) -> Program[None]:
+    yield ("INSERT INTO notes (id) VALUES (?)", (note_id,))
+
+
+def count() -> Program[int]:
+    return int((yield ("SELECT count(*) FROM notes", ())).rows[0][0])
+
+
+def synced(dialect: str = "sqlite") -> float:
+    return SYNCS.labels(dialect)._value.get()
+
+
+def wal_size(path: pathlib.Path) -> int:
+    return pathlib.Path(f"{path}-wal").stat().st_size
+
+
+def rows_if_cut(path: pathlib.Path, wal_bytes: int, into: pathlib.Path) -> int:
+    """Notes in the database as an OS crash leaves it when its WAL reached the disk up to
+    ``wal_bytes`` (nothing checkpointed into the main file meanwhile)."""
+    into.mkdir()
+    shutil.copyfile(path, into / path.name)
+    with open(f"{path}-wal", "rb") as wal, open(into / f"{path.name}-wal", "wb") as cut:
+        cut.write(wal.read(wal_bytes))
+    conn = sqlite3.connect(into / path.name)
+    try:
+        return int(conn.execute("SELECT count(*) FROM notes").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_a_sync_fsyncs_the_wal_that_holds_the_lazy_commits_before_it(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "k.db"
+    seen: list[tuple[str, int]] = []  # (file fsynced, its size then)
+    real = kernel._fsync
+
+    def noting(wal: str) -> None:
+        seen.append((wal, os.path.getsize(wal)))
+        real(wal)
+
+    monkeypatch.setattr(kernel, "_fsync", noting)
+    db = SQLiteDatabase(path, wal_autocheckpoint=100_000)  # "full"; no checkpoint in between
+    await db.open()
+    try:
+        await db.migrate(NOTES)
+        await db.write(insert, "ordinary")  # fsynced by SQLite at its commit
+        before = wal_size(path)
+        await db.write(insert, "lazy", lazy=True)  # committed, not fsynced
+        after = wal_size(path)
+        assert after > before
+        count_before = synced()
+        await db.sync()
+        assert synced() == count_before + 1
+        assert seen == [(f"{path}-wal", after)]  # the WAL, with the lazy commit's frames
+        # what an OS crash keeps: cut where the last fsync left the WAL
+        assert rows_if_cut(path, before, tmp_path / "before") == 1
+        assert rows_if_cut(path, seen[0][1], tmp_path / "synced") == 2
+        assert await db.read(count) == 2
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("durability", ["normal", "off"])
+async def test_without_fsynced_commits_a_sync_has_nothing_to_do(
+    tmp_path: pathlib.Path, durability: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kernel, "_fsync", _never)
+    db = SQLiteDatabase(tmp_path / "k.db", durability=durability)
+    await db.open()
+    try:
+        await db.migrate(NOTES)
+        await db.write(insert, "a", lazy=True)
+        count_before = synced()
+        await db.sync()
+        assert synced() == count_before
+    finally:
+        await db.close()
+
+
+async def test_an_in_memory_database_has_nothing_to_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernel, "_fsync", _never)
+    db = SQLiteDatabase(":memory:")
+    await db.open()
+    try:
+        await db.sync()
+    finally:
+        await db.close()
+
+
+def _never(wal: str) -> None:
+    raise AssertionError(f"no fsync expected, got one of {wal}")
+
+
+async def test_a_sync_past_its_deadline_fails_naming_the_file(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = threading.Event()
+    monkeypatch.setattr(kernel, "_fsync", lambda wal: stuck.wait(30))
+    db = SQLiteDatabase(tmp_path / "k.db")
+    await db.open()
+    try:
+        with pytest.raises(StoreUnavailable, match=r"k\.db: its WAL was not synced within 0\.2 s"):
+            await db.sync(timeout=0.2)
+    finally:
+        stuck.set()
+        await db.close()
+
+
+async def test_a_failed_fsync_is_the_stores_error(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(wal: str) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(kernel, "_fsync", failing)
+    db = SQLiteDatabase(tmp_path / "k.db")
+    await db.open()
+    try:
+        with pytest.raises(StoreUnavailable, match=r"fsync of its WAL: .*Input/output error"):
+            await db.sync()
+    finally:
+        await db.close()
+
+
+def _transaction_ids_taken(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+        row: Any = conn.execute("SELECT txid_current()").fetchone()
+    return int(row[0])
+
+
+@pytest.mark.postgres
+async def test_a_postgres_sync_is_a_synchronous_commit_that_took_a_transaction_id() -> None:
+    from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
+
+    if not postgres_reachable():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    with postgres_database("stalwart_sync") as url:
+        db = database(url)
+        await db.open()
+        try:
+            await db.migrate(NOTES)
+            await db.write(insert, "lazy", lazy=True)
+            first, count_before = _transaction_ids_taken(url), synced("postgres")
+            await db.sync()
+            # the sync took an id between the two reads: without one a commit flushes nothing
+            assert _transaction_ids_taken(url) >= first + 2
+            assert synced("postgres") == count_before + 1
+        finally:
+            await db.close()
