@@ -34,9 +34,12 @@ Writes ``bench/results/agent.json``:
   ``output_redaction_per_ticket_us`` (the output tier's redaction, its named-entity
   model, timed apart) and ``overhead_per_step_without_output_redaction_us``;
   ``commits_per_step`` (transactions that wrote), ``fsyncs_per_step`` (of them, the
-  ordinary ones: a lazy commit is fsynced by the next ordinary one) and
+  ordinary ones: a lazy commit is fsynced by the next ordinary one; plus
+  ``syncs_per_step``, the WAL fsyncs asked for outside a commit, which run beside the
+  loop: a reservation taken ahead made durable while a tool runs) and
   ``transactions_per_step`` (reads included), counted by the SQLite writer
-  (``stalwart_db_commits_total``, ``stalwart_db_lazy_commits_total``);
+  (``stalwart_db_commits_total``, ``stalwart_db_lazy_commits_total``,
+  ``stalwart_db_syncs_total``);
   ``cpu_us_per_step`` (the whole process: the loop, its model and tool clients, the
   writer thread, the redaction's thread) and ``loop_thread_cpu_us_per_step``, each per
   step of the same tickets; the ``_budgeted`` figures are the same at ``full`` with the
@@ -108,14 +111,24 @@ def tree_cpu_seconds() -> dict[int, float]:
     return out
 
 
-def commits() -> tuple[float, float, float]:
+def commits() -> tuple[float, float, float, float]:
     """(transactions that wrote, all transactions, lazy transactions that wrote) this
-    process's SQLite writers committed. At ``full`` durability every writing commit but
-    the lazy ones is one fsync of the WAL."""
+    process's SQLite writers committed, and the WAL fsyncs asked for outside a commit
+    (``Database.sync``, since 2026-12-07; 0 for a tree without it, compared by
+    ``--against``). At ``full`` durability every writing commit but the lazy ones is one
+    fsync of the WAL, and so is each of those syncs."""
     wrote = COMMITS.labels("true")._value.get()
     read = COMMITS.labels("false")._value.get()
     lazy = LAZY_COMMITS.labels("true")._value.get()
-    return wrote, wrote + read, lazy
+    return wrote, wrote + read, lazy, _syncs()
+
+
+def _syncs() -> float:
+    try:
+        from stalwart.db._metrics import SYNCS
+    except ImportError:  # a tree before Database.sync
+        return 0.0
+    return float(SYNCS.labels("sqlite")._value.get())
 
 
 @contextlib.contextmanager
@@ -243,18 +256,18 @@ async def loop_overhead(
     redaction: list[float] = []  # the output redaction's wall time per ticket
     without_redaction: list[float] = []  # per step, that time left out
     # writing commits, transactions, lazy writing commits, steps, CPU s of the process and
-    # of the event loop's thread (the measured tickets)
-    counted = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    # of the event loop's thread, WAL syncs outside commits (the measured tickets)
+    counted = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
     for n, t in enumerate(generate(count + 3, seed=5, injection_rate=0.0)):
         model_time[0] = redaction_time[0] = 0.0
-        wrote0, all0, lazy0 = commits()
+        wrote0, all0, lazy0, syncs0 = commits()
         cpu0, loop_cpu0 = time.process_time(), time.thread_time()
         t0 = time.perf_counter()
         task_id = await runner.submit("resolver", {"text": t["text"]})
         result = await runner.run(task_id, workflow)
         wall = time.perf_counter() - t0
         cpu, loop_cpu = time.process_time() - cpu0, time.thread_time() - loop_cpu0
-        wrote1, all1, lazy1 = commits()
+        wrote1, all1, lazy1, syncs1 = commits()
         journal = await store.load_journal(task_id)
         tool_time = sum(
             float((e.value or {}).get("duration_s", 0.0))
@@ -274,6 +287,7 @@ async def loop_overhead(
             counted[3] += steps
             counted[4] += cpu
             counted[5] += loop_cpu
+            counted[6] += syncs1 - syncs0
     agent_loop.finish_output = finish  # type: ignore[attr-defined]
     await chain.aclose()
     await store.close()
@@ -289,8 +303,9 @@ async def loop_overhead(
         ),
         f"output_redaction_per_ticket{suffix}_us": statistics.median(redaction),
         f"commits_per_step{suffix}": counted[0] / steps,
+        f"syncs_per_step{suffix}": counted[6] / steps,
         f"fsyncs_per_step{suffix}": (
-            (counted[0] - counted[2]) / steps if durability == "full" else 0.0
+            (counted[0] - counted[2] + counted[6]) / steps if durability == "full" else 0.0
         ),
         f"transactions_per_step{suffix}": counted[1] / steps,
         f"cpu_us_per_step{suffix}": counted[4] / steps * 1e6,
