@@ -95,9 +95,10 @@ class Database(abc.ABC):
     async def sync(self, timeout: float | None = None) -> None:
         """Make every commit made so far durable, as the next ordinary commit would, and
         return when it is: what a caller awaits before anything outside may depend on a
-        lazy write (SQLite: an fsync of the WAL, which needs no write lock and runs beside
-        other commits; PostgreSQL: a synchronous commit, which flushes the server's WAL up
-        to it). Returns at once where commits are not made durable one by one (durability
+        lazy write (SQLite: an fsync of the WAL by the writer thread, which needs no write
+        lock and is shared by the requests of one group commit, or answered by its fsync;
+        PostgreSQL: a synchronous commit, which flushes the server's WAL up to it).
+        Returns at once where commits are not made durable one by one (durability
         ``normal`` or ``off``, an in-memory database). Raises StoreUnavailable when it
         does not finish within ``timeout`` (default: the database's)."""
 

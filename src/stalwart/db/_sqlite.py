@@ -154,6 +154,7 @@ class Writer(threading.Thread):
         # the pragmas an inline commit changes, with the values to put back
         self._inline_pragmas: list[tuple[str, str]] = []
         self._pragmas_dirty = False  # putting them back failed: the writer does it
+        self._fsynced = False  # whether the batch being run fsynced the WAL (at full)
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
         self.stopped = threading.Event()
@@ -361,10 +362,28 @@ class Writer(threading.Thread):
         thread: a plain attribute read; a job whose caller gives up after this check runs,
         and is answered to nobody, as before.)"""
         live = [item for item in batch if not _expired(item[1])]
-        if not live:
-            return []
-        with FORK_GATE.inside():
-            return self._run_batch(conn, live)
+        self._fsynced = False
+        syncs = [item for item in live if item[0] is sync_request]
+        jobs = [item for item in live if item[0] is not sync_request] if syncs else live
+        results: list[_Result] = []
+        if jobs:
+            with FORK_GATE.inside():
+                results = self._run_batch(conn, jobs)
+        if syncs:
+            results += self._sync(syncs)
+        return results
+
+    def _sync(self, syncs: list[_Item]) -> list[_Result]:
+        """Answer sync requests (:meth:`SQLiteDatabase.sync`): the batch's own commit
+        fsynced the WAL already, or this thread fsyncs it now -- once for all of them."""
+        if not self._fsynced:
+            try:
+                _fsync(f"{self._where}-wal")
+            except OSError as exc:
+                err = StoreUnavailable(f"SQLite store {self._where}: fsync of its WAL: {exc}")
+                return [(item, False, err) for item in syncs]
+            _SYNCS.inc()
+        return [(item, True, None) for item in syncs]
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Result]:
         if all(item[4] for item in batch):
@@ -444,6 +463,8 @@ class Writer(threading.Thread):
                 results = [(item, False, err) for item, _, _ in results]
             else:
                 changed = conn.total_changes != changes
+                # at full, a write transaction that changed the file fsynced its WAL
+                self._fsynced = changed and not lazy and self._lazy_skips_fsync
                 _COMMITS[changed].inc()
                 if lazy:
                     _LAZY[changed].inc()
@@ -496,6 +517,12 @@ def _deliver(results: list[_Result]) -> None:
             loop.call_soon_threadsafe(_resolve, items)
         except RuntimeError:  # the caller's loop is closed; nobody is waiting
             pass
+
+
+def sync_request(conn: sqlite3.Connection) -> None:
+    """A sync request in the writer's queue (:meth:`SQLiteDatabase.sync`), answered by
+    ``Writer._sync``; never run as a job."""
+    raise AssertionError("a sync request is not a job")
 
 
 def _fsync(wal: str) -> None:
@@ -870,25 +897,18 @@ class SQLiteDatabase(Database):
         return os.path.realpath(self.path) == os.path.realpath(theirs)
 
     async def sync(self, timeout: float | None = None) -> None:
-        """Fsync the WAL file, on a worker thread (not the writer's: it needs no lock and
-        runs while the writer commits). Every commit so far is then durable: its frames
-        are in the WAL, or a checkpoint moved them into the main file and fsynced it
-        before the WAL could be reused; and the WAL is not deleted while this process's
-        connection is open. At ``normal`` or ``off``, or in memory: nothing to do."""
+        """Fsync the WAL file, on the writer thread, with its group commit: a request that
+        shares a batch with a commit that fsynced costs nothing more, and all the
+        requests of one batch share one fsync (concurrent tasks each asking for one
+        would otherwise fsync once each). It takes no write lock. Every commit so far is
+        then durable: its frames are in the WAL, or a checkpoint moved them into the main
+        file and fsynced it before the WAL could be reused; and the WAL is not deleted
+        while this process's connection is open. At ``normal`` or ``off``, or in memory:
+        nothing to do."""
         if self.durability != "full" or str(self.path) == ":memory:" or self.readonly:
             return
-        self._writer()  # raises StoreError when the store is not open
-        limit = self.timeout if timeout is None else timeout
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.wait_for(loop.run_in_executor(None, _fsync, f"{self.path}-wal"), limit)
-        except TimeoutError:
-            raise StoreUnavailable(
-                f"SQLite store {self.path}: its WAL was not synced within {limit:g} s"
-            ) from None
-        except OSError as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: fsync of its WAL: {exc}") from exc
-        _SYNCS.inc()
+        # a read, for the writer: it takes no write lock, and joins the group commit
+        await self._submit(sync_request, timeout, reads=True)
 
     async def read(
         self, fn: Callable[..., Program[T]], *args: Any, timeout: float | None = None

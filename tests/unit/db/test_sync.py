@@ -3,6 +3,7 @@ fsync of SQLite's WAL; a synchronous commit that took a transaction id on Postgr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import shutil
@@ -85,6 +86,50 @@ async def test_a_sync_fsyncs_the_wal_that_holds_the_lazy_commits_before_it(
         await db.close()
 
 
+async def test_syncs_of_one_batch_share_one_fsync_and_an_fsynced_commit_answers_them(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsynced: list[str] = []
+    real = kernel._fsync
+
+    def noting(wal: str) -> None:
+        fsynced.append(wal)
+        real(wal)
+
+    monkeypatch.setattr(kernel, "_fsync", noting)
+    db = SQLiteDatabase(tmp_path / "k.db")
+    await db.open()
+    try:
+        await db.migrate(NOTES)
+        writer = db._writer()
+
+        async def behind_a_held_writer(*requests: Any) -> None:
+            running, hold = threading.Event(), threading.Event()
+
+            def blocker(conn: sqlite3.Connection) -> bool:
+                running.set()
+                return hold.wait(20)
+
+            held = writer.submit_sync(blocker)
+            assert await asyncio.to_thread(running.wait, 10)
+            pending = [asyncio.ensure_future(r) for r in requests]
+            await asyncio.sleep(0)  # each is queued behind the blocker's batch
+            hold.set()
+            await asyncio.gather(*pending)
+            assert held.result(10) is True
+
+        await db.write(insert, "lazy", lazy=True)
+        count_before = synced()
+        await behind_a_held_writer(*(db.sync() for _ in range(5)))
+        assert len(fsynced) == 1 and synced() == count_before + 1  # one for the five
+        await db.write(insert, "lazy again", lazy=True)
+        await behind_a_held_writer(db.write(insert, "ordinary"), db.sync(), db.sync())
+        assert len(fsynced) == 1 and synced() == count_before + 1  # the commit's fsync did
+        assert await db.read(count) == 3
+    finally:
+        await db.close()
+
+
 @pytest.mark.parametrize("durability", ["normal", "off"])
 async def test_without_fsynced_commits_a_sync_has_nothing_to_do(
     tmp_path: pathlib.Path, durability: str, monkeypatch: pytest.MonkeyPatch
@@ -124,7 +169,7 @@ async def test_a_sync_past_its_deadline_fails_naming_the_file(
     db = SQLiteDatabase(tmp_path / "k.db")
     await db.open()
     try:
-        with pytest.raises(StoreUnavailable, match=r"k\.db: its WAL was not synced within 0\.2 s"):
+        with pytest.raises(StoreUnavailable, match=r"k\.db did not answer within 0\.2 s"):
             await db.sync(timeout=0.2)
     finally:
         stuck.set()
