@@ -233,6 +233,9 @@ class Writer(threading.Thread):
                 if isinstance(exc, sqlite3.Error):
                     return False, map_sqlite_error(exc, self._where)
                 return False, exc
+            except BaseException:  # (a KeyboardInterrupt in the job) nothing left open
+                _rollback(conn)
+                raise
         finally:
             try:
                 for _, restore in self._inline_pragmas:

@@ -182,6 +182,20 @@ async def test_a_failed_inline_write_leaves_nothing_and_the_next_one_commits(
     assert await db.read(settings) == (FULL, 30_000, 200)
 
 
+def insert_then_interrupt(note_id: str) -> Program[None]:
+    yield ("INSERT INTO notes (id) VALUES (?)", (note_id,))
+    raise KeyboardInterrupt
+
+
+async def test_an_inline_write_interrupted_leaves_no_transaction_open(db: SQLiteDatabase) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        await db.write(insert_then_interrupt, "gone", lazy=True)
+    threads: list[int] = []
+    assert await db.write(insert, "a", threads) == FULL  # the writer's BEGIN works
+    assert await db.write(insert, "b", threads, lazy=True) == NORMAL
+    assert await db.read(count) == 2
+
+
 async def test_a_fork_being_made_sends_the_write_to_the_writer(db: SQLiteDatabase) -> None:
     assert FORK_GATE.close(5)
     try:
