@@ -21,6 +21,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from tests._crash import crash_image
 from tests.integration.adapters._scripted import Scripted
 
 from stalwart.agent import LLMAgent, Resources, TaskContext, run_llm_agent
@@ -201,14 +202,11 @@ def kept_if_cut(path: pathlib.Path, wal_bytes: int, into: pathlib.Path) -> tuple
     """(reservations, model calls' journal records) in the database as an OS crash leaves
     it when its WAL reached the disk up to ``wal_bytes`` (nothing checkpointed into the
     main file meanwhile)."""
-    into.mkdir()
-    shutil.copyfile(path, into / path.name)
-    with open(f"{path}-wal", "rb") as wal, open(into / f"{path.name}-wal", "wb") as cut:
-        cut.write(wal.read(wal_bytes))
-    conn = sqlite3.connect(into / path.name)
+    image = crash_image(path, wal_bytes, into)
+    conn = sqlite3.connect(image)
     try:
         models = conn.execute("SELECT count(*) FROM stalwart_journal WHERE name = 'model'")
-        return reserved(into / path.name), int(models.fetchone()[0])
+        return reserved(image), int(models.fetchone()[0])
     finally:
         conn.close()
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import shutil
 import sqlite3
 from typing import Any
 
+from tests._crash import crash_image
 from tests.integration.adapters._scripted import Scripted
 
 from stalwart.agent import Resources, TaskContext
@@ -59,17 +59,6 @@ def journal(path: pathlib.Path, task_id: str) -> list[tuple[int, str, str]]:
     finally:
         conn.close()
     return [(int(s), str(k), str(n)) for s, k, n in rows]
-
-
-def crash_image(path: pathlib.Path, wal_bytes: int, into: pathlib.Path) -> pathlib.Path:
-    """The database as an OS crash leaves it when the WAL is on disk up to ``wal_bytes``
-    (the rest was never fsynced): the main file as it is (nothing was checkpointed into it
-    during the run), the WAL cut there; SQLite rebuilds the rest on open."""
-    into.mkdir()
-    shutil.copyfile(path, into / path.name)
-    with open(f"{path}-wal", "rb") as wal, open(into / f"{path.name}-wal", "wb") as cut:
-        cut.write(wal.read(wal_bytes))
-    return into / path.name
 
 
 class Run:

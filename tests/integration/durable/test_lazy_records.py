@@ -14,7 +14,8 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from tests.integration.agent.test_model_record_durability import committed, crash_image, journal
+from tests._crash import crash_image
+from tests.integration.agent.test_model_record_durability import committed, journal
 
 from stalwart.durable import Runner, SQLiteStore
 from stalwart.observe import EventBus

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-import shutil
 import sqlite3
 import threading
 from typing import Any
 
 import pytest
+from tests._crash import crash_image
 
 from stalwart.db import Component, Program, SQLiteDatabase, database
 from stalwart.db import _sqlite as kernel
@@ -42,11 +42,7 @@ def wal_size(path: pathlib.Path) -> int:
 def rows_if_cut(path: pathlib.Path, wal_bytes: int, into: pathlib.Path) -> int:
     """Notes in the database as an OS crash leaves it when its WAL reached the disk up to
     ``wal_bytes`` (nothing checkpointed into the main file meanwhile)."""
-    into.mkdir()
-    shutil.copyfile(path, into / path.name)
-    with open(f"{path}-wal", "rb") as wal, open(into / f"{path.name}-wal", "wb") as cut:
-        cut.write(wal.read(wal_bytes))
-    conn = sqlite3.connect(into / path.name)
+    conn = sqlite3.connect(crash_image(path, wal_bytes, into))
     try:
         return int(conn.execute("SELECT count(*) FROM notes").fetchone()[0])
     finally:
