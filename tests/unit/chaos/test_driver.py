@@ -140,3 +140,29 @@ async def test_a_burst_keeps_submissions_in_flight_together_and_is_timed_by_the_
     assert driver.summary("b")["completed"] == 6
     # first stored at 100, last (t000005) finished at 120: the node's 20 s
     assert driver.service_seconds("b") == 20.0
+
+
+class SlowToAnswer(FakeTasks):
+    """Accepts every task, answering each submission only after ``answer_s``."""
+
+    def __init__(self, answer_s: float) -> None:
+        super().__init__()
+        self.answer_s = answer_s
+
+    async def submit(self, agent: str, task_input: Any, *, task_id: str, seed: int) -> str:
+        await asyncio.sleep(self.answer_s)
+        self.submitted.append(task_id)
+        return task_id
+
+
+async def test_the_offered_rate_is_the_sending_not_the_waiting_for_answers():
+    """An open loop at 200/s for 0.3 s against a node that answers each submission after
+    0.6 s: the phase ends when the last answer comes (about 0.9 s after it began), but
+    what was offered was about 60 arrivals in 0.3 s, not in 0.9 s."""
+    driver = Driver(SlowToAnswer(0.6), "a", lambda i: i, seed=3)  # type: ignore[arg-type]
+    phase = await driver.open_loop("x", 200.0, 0.3, max_tasks=10_000)
+    assert phase.ended - phase.started >= 0.6 + 0.2  # the answers were waited for
+    s = driver.summary("x")
+    assert s["arrivals"] > 20
+    assert s["offered_rate"] == s["arrivals"] / phase.offered
+    assert 0.3 <= phase.offered < phase.ended - phase.started
