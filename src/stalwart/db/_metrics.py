@@ -43,8 +43,9 @@ LAZY_COMMITS = Counter(
 )
 INLINE_COMMITS = Counter(
     "stalwart_db_inline_commits_total",
-    "Of the lazy commits above, those made by their caller's own thread while the SQLite "
-    "writer was idle (no hand-off to the writer thread and back).",
+    "Commits of lazy jobs made by their caller's own thread while the SQLite writer was "
+    "idle (no hand-off to the writer thread and back); in the commits above, and at full "
+    "durability in the lazy commits.",
     registry=REGISTRY,
 )
 SYNCS = Counter(

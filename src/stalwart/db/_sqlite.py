@@ -150,11 +150,11 @@ class Writer(threading.Thread):
         self._counts = threading.Lock()  # guards _pending and _inline_run
         self._pending = 0  # jobs queued and not yet answered
         self._inline_run = 0  # inline commits since the writer's last write batch
-        self._stopping = False
+        self._inline_off = False  # the writer stops, or inline commits cannot be made here
         # the pragmas an inline commit changes, with the values to put back
         self._inline_pragmas: list[tuple[str, str]] = []
         self._pragmas_dirty = False  # putting them back failed: the writer does it
-        self._fsynced = False  # whether the batch being run fsynced the WAL (at full)
+        self._fsynced = False  # whether the connection's last commit fsynced the WAL
         self.ready = threading.Event()
         self.startup_error: BaseException | None = None
         self.stopped = threading.Event()
@@ -186,7 +186,7 @@ class Writer(threading.Thread):
         None: it did not run (the writer has work, the connection or the file's lock is
         taken, a fork is being made, the store is stopping): submit it instead."""
         with self._counts:
-            if self._pending or self._stopping or self._inline_run >= INLINE_RUN_MAX:
+            if self._pending or self._inline_off or self._inline_run >= INLINE_RUN_MAX:
                 return None
             # taken under the count: a job submitted after this one waits for the
             # connection behind it, as it would behind a batch
@@ -225,36 +225,23 @@ class Writer(threading.Thread):
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error:
                 return None  # (busy, or worse) the writer tries, with its waits and errors
-            try:
-                value = job(conn)
-                conn.execute("COMMIT")
-            except Exception as exc:
-                _rollback(conn)
-                if isinstance(exc, sqlite3.Error):
-                    return False, map_sqlite_error(exc, self._where)
-                return False, exc
-            except BaseException:  # (a KeyboardInterrupt in the job) nothing left open
-                _rollback(conn)
-                raise
+            # committed as the writer commits a lazy batch (at full: no fsync)
+            ((ok, value),) = self._transact(conn, [job], self._lazy_skips_fsync, started, changes)
         finally:
             try:
                 for _, restore in self._inline_pragmas:
                     conn.execute(restore)
             except sqlite3.Error:  # (they touch no file) the writer puts them back first
                 self._pragmas_dirty = True
-                self._stopping = True  # and no caller commits here again
-        changed = conn.total_changes != changes
-        _COMMITS[changed].inc()
-        _LAZY[changed].inc()
-        _INLINE.inc()
-        _metrics.COMMIT_BATCH.observe(1)
-        _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        with self._counts:
-            self._inline_run += 1
-        return True, value
+                self._inline_off = True  # and no caller commits here again
+        if ok:
+            _INLINE.inc()
+            with self._counts:
+                self._inline_run += 1
+        return ok, value
 
     def stop(self) -> None:
-        self._stopping = True
+        self._inline_off = True
         self._queue.put(None)
 
     def run(self) -> None:
@@ -272,13 +259,13 @@ class Writer(threading.Thread):
             with FORK_GATE.inside():
                 self._inline_pragmas = self._pragmas_for_inline(conn)
         except sqlite3.Error:  # no inline commits then; the writer works as before
-            self._stopping = True
+            self._inline_off = True
         self._conn = conn
         self.ready.set()
         try:
             self._loop(conn)
         finally:
-            self._stopping = True
+            self._inline_off = True
             try:
                 with self._use, FORK_GATE.inside():
                     self._conn = None
@@ -420,12 +407,21 @@ class Writer(threading.Thread):
         """Run ``batch`` in one transaction and count it; its callers' answers."""
         started = time.perf_counter()
         changes = conn.total_changes
-        results: list[_Result] = []
         try:
             conn.execute(begin)
         except sqlite3.Error as exc:
             err = map_sqlite_error(exc, self._where)
             return [(item, False, err) for item in batch]
+        outcomes = self._transact(conn, [item[0] for item in batch], lazy, started, changes)
+        return [(item, ok, value) for item, (ok, value) in zip(batch, outcomes, strict=True)]
+
+    def _transact(
+        self, conn: sqlite3.Connection, jobs: list[Job], lazy: bool, started: float, changes: int
+    ) -> list[tuple[bool, Any]]:
+        """Run ``jobs`` in the transaction just begun, commit it (or roll it back) and
+        count it: each job's success and its value or error. The one body of a writer's
+        batch and of an inline commit (``try_inline``), so both keep, fail and count
+        alike. ``started`` and ``changes``: the clock and ``total_changes`` before BEGIN."""
         # Each job in a savepoint of its own: one that fails leaves none of its
         # statements in the batch's transaction (SQLite rolls back only the failed
         # statement), so an operation of several writes -- an effect's end with its
@@ -433,29 +429,34 @@ class Writer(threading.Thread):
         # and the other jobs of the batch commit as before. A job alone in its batch
         # (every write of a task waiting on its own) needs none: its failure rolls the
         # whole transaction back, the same outcome without two statements per commit.
-        alone = len(batch) == 1
-        for item in batch:
-            try:
-                if not alone:
-                    conn.execute("SAVEPOINT stalwart_job")
-                value = item[0](conn)
-            except Exception as exc:
-                if not alone:
-                    _undo(conn)
-                failure: Exception = exc
-                if isinstance(exc, sqlite3.Error):
-                    failure = map_sqlite_error(exc, self._where)
-                results.append((item, False, failure))
-                continue
-            if not alone:
+        alone = len(jobs) == 1
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            for job in jobs:
                 try:
-                    conn.execute("RELEASE stalwart_job")
-                except sqlite3.Error as exc:
-                    _undo(conn)
-                    results.append((item, False, map_sqlite_error(exc, self._where)))
+                    if not alone:
+                        conn.execute("SAVEPOINT stalwart_job")
+                    value = job(conn)
+                except Exception as exc:
+                    if not alone:
+                        _undo(conn)
+                    failure: Exception = exc
+                    if isinstance(exc, sqlite3.Error):
+                        failure = map_sqlite_error(exc, self._where)
+                    outcomes.append((False, failure))
                     continue
-            results.append((item, True, value))
-        if alone and not results[0][1]:
+                if not alone:
+                    try:
+                        conn.execute("RELEASE stalwart_job")
+                    except sqlite3.Error as exc:
+                        _undo(conn)
+                        outcomes.append((False, map_sqlite_error(exc, self._where)))
+                        continue
+                outcomes.append((True, value))
+        except BaseException:  # (a KeyboardInterrupt in a job) no transaction left open
+            _rollback(conn)
+            raise
+        if alone and not outcomes[0][0]:
             _rollback(conn)  # the one job failed: nothing of it is kept, nothing committed
         else:
             try:
@@ -463,17 +464,18 @@ class Writer(threading.Thread):
             except sqlite3.Error as exc:
                 _rollback(conn)
                 err = map_sqlite_error(exc, self._where)
-                results = [(item, False, err) for item, _, _ in results]
+                outcomes = [(False, err)] * len(jobs)
             else:
                 changed = conn.total_changes != changes
-                # at full, a write transaction that changed the file fsynced its WAL
+                # at full, a write transaction that changed the file fsynced its WAL (an
+                # inline commit runs only while no batch does: it leaves this False)
                 self._fsynced = changed and not lazy and self._lazy_skips_fsync
                 _COMMITS[changed].inc()
                 if lazy:
                     _LAZY[changed].inc()
-        _metrics.COMMIT_BATCH.observe(len(batch))
+        _metrics.COMMIT_BATCH.observe(len(jobs))
         _metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-        return results  # counted first: a caller that wakes up sees its commit counted
+        return outcomes  # counted first: a caller that wakes up sees its commit counted
 
 
 def _expired(fut: _Waiter) -> bool:

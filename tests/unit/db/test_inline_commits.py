@@ -15,7 +15,7 @@ import pytest
 
 from stalwart.db import Component, Program, SQLiteDatabase
 from stalwart.db._fork import FORK_GATE
-from stalwart.db._metrics import INLINE_COMMITS
+from stalwart.db._metrics import COMMITS, INLINE_COMMITS, LAZY_COMMITS
 from stalwart.db._sqlite import INLINE_RUN_MAX
 from stalwart.errors import StoreError
 
@@ -95,6 +95,29 @@ def test_a_blocking_callers_lazy_write_commits_on_its_thread(tmp_path: pathlib.P
         assert store.run_blocking(settings) == (FULL, 10_000, 200)
     finally:
         store.close_blocking()
+
+
+async def test_at_normal_an_inline_commit_is_counted_as_the_writers_would_be(
+    tmp_path: pathlib.Path,
+) -> None:
+    """At ``normal`` no commit fsyncs, so none is a lazy one that skipped its fsync
+    (``stalwart_db_lazy_commits_total``), inline or not; each is a commit that wrote."""
+    store = SQLiteDatabase(tmp_path / "k.db", durability="normal")
+    await store.open()
+    try:
+        await store.migrate(NOTES)
+        lazy, wrote, inline = (
+            LAZY_COMMITS.labels("true")._value.get(),
+            COMMITS.labels("true")._value.get(),
+            inline_count(),
+        )
+        threads: list[int] = []
+        assert await store.write(insert, "a", threads, lazy=True) == NORMAL
+        assert threads == [threading.get_ident()] and inline_count() == inline + 1
+        assert COMMITS.labels("true")._value.get() == wrote + 1
+        assert LAZY_COMMITS.labels("true")._value.get() == lazy
+    finally:
+        await store.close()
 
 
 async def test_a_lazy_write_queues_behind_earlier_work_and_commits_after_it(
