@@ -178,7 +178,8 @@ class Driver:
                 submits.append(asyncio.ensure_future(self._submit(self._count, phase)))
                 self._count += 1
                 phase.arrivals += 1
-            phase.offered = max(end, time.monotonic()) - phase.started
+            # the duration itself when on time: end - started read 0.29999999999927 for 0.3
+            phase.offered = max(duration, time.monotonic() - phase.started)
             await asyncio.sleep(max(0.0, end - time.monotonic()))
             async with asyncio.timeout(self.submit_timeout + 1):
                 await asyncio.gather(*submits)
