@@ -79,6 +79,13 @@ class _Ahead:
         task's), or a sync of its commits, came after the lazy commit that took it."""
         return journal.synced(self.mark)
 
+    def sync_started(self, journal: Context) -> asyncio.Future[None] | None:
+        """The sync of ``journal``'s commits that makes the reservation durable: the one
+        started already, or one started now; None when it is durable already."""
+        if self.syncing is None and not self.is_durable(journal):
+            self.syncing = asyncio.ensure_future(journal.sync())
+        return self.syncing
+
     def drop_sync(self) -> None:
         """Let go of a sync nobody will wait for (its failure only cost the shortcut)."""
         syncing, self.syncing = self.syncing, None
@@ -368,12 +375,11 @@ class TaskContext:
         commits -- the one started while a tool ran (call_tool), or one started now. A
         sync that fails answers False: the call reserves again, an ordinary commit that
         fails as any write of the store would."""
-        if ahead.is_durable(self.durable):
+        syncing = ahead.sync_started(self.durable)
+        if syncing is None:
             return True
-        if ahead.syncing is None:
-            ahead.syncing = asyncio.ensure_future(self.durable.sync())
         try:
-            await ahead.syncing
+            await syncing
         except StoreError:
             return False
         return ahead.is_durable(self.durable)
@@ -516,9 +522,8 @@ class TaskContext:
             # call is sent: a sync of the task's commits starts now and runs while the tool
             # does, and that call waits for it. (Before 2026-12-07 this record was then an
             # ordinary commit: its fsync in the loop's path, not beside the tool.)
-            ahead = self._ahead
-            if ahead is not None and ahead.syncing is None and not ahead.is_durable(self.durable):
-                ahead.syncing = asyncio.ensure_future(self.durable.sync())
+            if self._ahead is not None:
+                self._ahead.sync_started(self.durable)
             raw, _ = await self.durable.step_joined(
                 f"tool:{name}", run, None, redone_if_lost=LAZY_MODEL_RECORDS
             )

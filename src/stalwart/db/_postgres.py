@@ -65,10 +65,6 @@ from stalwart.observe import get_logger
 __all__ = ["PostgresDatabase", "drive_async", "map_pg_error"]
 
 
-def _take_transaction_id() -> Program[None]:
-    yield ("SELECT txid_current()", ())
-
-
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[Any]
 _log = get_logger("stalwart.db.postgres")
@@ -554,3 +550,10 @@ class PostgresDatabase(Database):
 
     async def require(self, component: Component) -> int:
         return await self.read(require_program, "postgres", component, self.url)
+
+
+def _take_transaction_id() -> Program[tuple[int, str]]:
+    """:meth:`PostgresDatabase.sync`'s transaction: it takes an id, so its commit waits
+    for the flush; the id and the session's ``synchronous_commit`` (for the tests)."""
+    row = (yield ("SELECT txid_current(), current_setting('synchronous_commit')", ())).rows[0]
+    return int(row[0]), str(row[1])

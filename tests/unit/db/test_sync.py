@@ -197,7 +197,9 @@ def _transaction_ids_taken(url: str) -> int:
 
 
 @pytest.mark.postgres
-async def test_a_postgres_sync_is_a_synchronous_commit_that_took_a_transaction_id() -> None:
+async def test_a_postgres_sync_is_a_synchronous_commit_that_took_a_transaction_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
 
     if not postgres_reachable():
@@ -210,10 +212,23 @@ async def test_a_postgres_sync_is_a_synchronous_commit_that_took_a_transaction_i
         try:
             await db.migrate(NOTES)
             await db.write(insert, "lazy", lazy=True)
+            # what the sync's transaction did, seen through the kernel's own write
+            seen: list[tuple[dict[str, Any], Any]] = []
+            write = db.write
+
+            async def noting(fn: Any, *args: Any, **kwargs: Any) -> Any:
+                value = await write(fn, *args, **kwargs)
+                seen.append((kwargs, value))
+                return value
+
+            monkeypatch.setattr(db, "write", noting)
             first, count_before = _transaction_ids_taken(url), synced("postgres")
             await db.sync()
             # the sync took an id between the two reads: without one a commit flushes nothing
             assert _transaction_ids_taken(url) >= first + 2
             assert synced("postgres") == count_before + 1
+            # ... its own (other tests' transactions take ids too), in a synchronous commit
+            [(kwargs, (xid, setting))] = seen
+            assert not kwargs.get("lazy") and xid > first and setting == "on"
         finally:
             await db.close()
