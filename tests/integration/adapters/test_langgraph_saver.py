@@ -6,16 +6,16 @@ held to; every capability the saver implements must pass, none may be missing.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from langgraph.checkpoint.conformance import checkpointer_test, validate
+from tests._postgres import require_postgres
 
 from stalwart.adapters.langgraph import StalwartSaver
 from stalwart.adapters.langgraph._saver import LAZY, WRITER
 from stalwart.db._metrics import LAZY_COMMITS
-from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
+from stalwart.testing import postgres_database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,10 +27,7 @@ CAPABILITIES = {
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    if not postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    require_postgres()
     with postgres_database("stalwart_lg") as url:
         yield url
 

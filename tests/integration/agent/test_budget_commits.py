@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 import pytest
 from tests._crash import crash_image
+from tests._postgres import require_postgres
 from tests.integration.adapters._scripted import Scripted
 
 from stalwart.agent import LLMAgent, Resources, TaskContext, run_llm_agent
@@ -32,7 +33,7 @@ from stalwart.guard._db import GuardDB
 from stalwart.llm import Message, Price, PriceTable, ToolCall
 from stalwart.observe import EventBus
 from stalwart.resilience import BreakerRegistry
-from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
+from stalwart.testing import postgres_database
 from stalwart.tools import ToolRegistry, tool
 
 looked_up: list[int] = []
@@ -352,10 +353,7 @@ async def test_a_first_lease_reads_nothing_and_a_resumed_one_reads_its_journal(
 @pytest.fixture
 async def pg_store() -> Any:
     """A PostgreSQL store on a fresh database, and that database's URL."""
-    if not postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    require_postgres()
     with postgres_database("stalwart_budget") as url:
         s = PostgresStore(url)  # durability "full"
         await s.open()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import pathlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from tests._postgres import require_postgres
 
-from stalwart.testing import postgres_database, postgres_reachable
+from stalwart.testing import postgres_database
 from stalwart.testing._cluster import ClusterNode, start_sim
 from stalwart.testing._cluster import start_node as _start_node
 
@@ -20,10 +20,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test (skipped without a server, except on CI)."""
-    if not postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL is not reachable")
-        pytest.skip("PostgreSQL is not reachable")
+    require_postgres()
     with postgres_database("stalwart_cluster") as url:
         yield url
 

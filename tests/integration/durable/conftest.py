@@ -7,24 +7,21 @@ the end; each test gets its own schema-free fresh tables by truncation.
 from __future__ import annotations
 
 import contextlib
-import os
 import pathlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from tests._postgres import require_postgres
 
 from stalwart.durable import SQLiteStore, Store
-from stalwart.testing import PG_ADMIN, FakeClock, MemoryStore, postgres_database, postgres_reachable
+from stalwart.testing import FakeClock, MemoryStore, postgres_database
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session (dropped afterwards)."""
-    if not postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    require_postgres()
     with postgres_database("stalwart_test") as url:
         yield url
 

@@ -14,6 +14,7 @@ import textwrap
 import threading
 
 import pytest
+from tests._postgres import require_postgres
 
 from stalwart.db import Component, Program, SQLiteDatabase, blocking
 from stalwart.db._metrics import LAZY_COMMITS
@@ -155,12 +156,9 @@ def commit_setting(note_id: str) -> Program[str]:
 
 @pytest.mark.postgres
 def test_a_lazy_transaction_on_postgres_commits_asynchronously_and_only_itself() -> None:
-    from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
+    from stalwart.testing import postgres_database
 
-    if not postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    require_postgres()
     with postgres_database("stalwart_lazy") as url:
         db = blocking(url)
         try:
@@ -175,12 +173,9 @@ def test_a_lazy_transaction_on_postgres_commits_asynchronously_and_only_itself()
 @pytest.mark.postgres
 async def test_an_async_lazy_write_on_postgres_commits_asynchronously_and_only_itself() -> None:
     from stalwart.db import database
-    from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
+    from stalwart.testing import postgres_database
 
-    if not postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    require_postgres()
     with postgres_database("stalwart_lazy_async") as url:
         db = database(url)
         await db.open()

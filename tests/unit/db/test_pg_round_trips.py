@@ -5,10 +5,10 @@ commit is committed by its own statement; anything else runs in one transaction 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
 import pytest
+from tests._postgres import require_postgres
 
 from stalwart.db import Component, Database, PostgresDatabase, Program, database, one_write
 from stalwart.db._metrics import RETRIES
@@ -44,12 +44,9 @@ def count() -> Program[int]:
 
 @pytest.fixture
 async def db() -> AsyncIterator[Database]:
-    from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
+    from stalwart.testing import postgres_database
 
-    if not postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    require_postgres()
     with postgres_database("stalwart_round_trips") as url:
         db = database(url)
         await db.open()

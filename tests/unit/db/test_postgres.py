@@ -4,15 +4,15 @@ write inside a group commit, and which URLs name the same database."""
 from __future__ import annotations
 
 import asyncio
-import os
 import urllib.parse
 from collections.abc import AsyncIterator
 
 import pytest
+from tests._postgres import require_postgres
 
 from stalwart.db import Component, Program, database
 from stalwart.db._postgres import PostgresDatabase
-from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
+from stalwart.testing import postgres_database
 
 pytestmark = pytest.mark.postgres
 
@@ -40,10 +40,7 @@ def count() -> Program[int]:
 
 @pytest.fixture
 async def db() -> AsyncIterator[PostgresDatabase]:
-    if not postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    require_postgres()
     with postgres_database("stalwart_kernel") as url:
         found = database(url)
         assert isinstance(found, PostgresDatabase)

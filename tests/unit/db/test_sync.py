@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from tests._crash import crash_image
+from tests._postgres import require_postgres
 
 from stalwart.db import Component, Program, SQLiteDatabase, database
 from stalwart.db import _sqlite as kernel
@@ -200,12 +201,9 @@ def _transaction_ids_taken(url: str) -> int:
 async def test_a_postgres_sync_is_a_synchronous_commit_that_took_a_transaction_id(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from stalwart.testing import PG_ADMIN, postgres_database, postgres_reachable
+    from stalwart.testing import postgres_database
 
-    if not postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN}")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    require_postgres()
     with postgres_database("stalwart_sync") as url:
         db = database(url)
         await db.open()
