@@ -212,12 +212,22 @@ async def _rotate_under_load(t: Target, vault: LocalVault, name: str) -> dict[st
                 # second rotation followed the first before the middle key served a call
                 # (its usage 0: make test with both cores busy, 2026-12-07)
                 current = tags[keys[n - 1][-6:]]
-                await until(lambda: usage()[current] > 0, timeout=ROTATION_WAIT_S)  # noqa: B023
+                served = await until(
+                    lambda: usage()[current] > 0,  # noqa: B023
+                    timeout=ROTATION_WAIT_S,
+                )
                 vault.rotate(name, keys[n])
                 for m in models:
                     world.set_keys(m, [keys[n]])  # the old key is refused from now on
                 rotations.append(
-                    {"rotation": n, "after_tasks_done": done, "tasks_not_done": LOAD_TASKS - done}
+                    {
+                        "rotation": n,
+                        "after_tasks_done": done,
+                        "tasks_not_done": LOAD_TASKS - done,
+                        # whether the key it replaced had served a call (the evidence says
+                        # so when the wait ran out: that key's rotation was not exercised)
+                        "replaced_key_served": served,
+                    }
                 )
 
         rotator = asyncio.ensure_future(rotate())

@@ -36,6 +36,7 @@ async def test_se1_rotates_the_key_under_load_and_se4_stops_every_limit(tmp_path
     # every key served in its time (the rotation waits for it: it once followed the one
     # before too soon on a busy machine, and the middle key served nothing)
     assert all(n > 0 for n in rotation["key_usage"].values()), rotation
+    assert all(r["replaced_key_served"] for r in rotation["rotations"]), rotation
     assert se1["evidence"]["model_key"] == "secret://sim-api-key"
     # the verify node ran on a vault of its own; the variables are back as they were
     assert (tmp_path / "work" / "vault.enc").exists()
