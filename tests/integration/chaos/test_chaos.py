@@ -62,21 +62,26 @@ def test_mixed_faults_lose_nothing_duplicate_nothing_change_no_result(tmp_path):
     assert result["peer_node"]["incarnations"] == result["peer_node"]["node_kills"] + 1
 
 
-def _mounts() -> set[str]:
-    """The run's tmpfs mounts (other chaos runs on the machine may have theirs)."""
+def _mounts(under: pathlib.Path) -> set[str]:
+    """The chaos tmpfs mounts under ``under``: another suite or chaos run on the machine
+    may have its own mounted at the same moment, elsewhere."""
     lines = pathlib.Path("/proc/mounts").read_text().splitlines()
-    return {line.split()[1] for line in lines if line.startswith("stalwart-chaos ")}
+    return {
+        line.split()[1]
+        for line in lines
+        if line.startswith("stalwart-chaos ") and line.split()[1].startswith(f"{under}/")
+    }
 
 
 @pytest.mark.timeout(90)
 def test_an_interrupted_run_undoes_its_faults(tmp_path):
-    before = _mounts()
+    workdirs = tmp_path.resolve()  # the run makes its work directory (and tmpfs) in TMPDIR
     proc = subprocess.Popen(
         [sys.executable, "-m", "stalwart.cli._chaos", "chaos", "--duration", "60s",
          "--faults", "agent_stop,store_lock,disk_full,proxy", "--interval", "0.5",
          "--max-fault", "20", "--no-reference"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, env={**os.environ, "TMPDIR": str(workdirs)},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 40
@@ -91,7 +96,7 @@ def test_an_interrupted_run_undoes_its_faults(tmp_path):
         children = _children(proc.pid)
         assert children  # the agents (and the forkserver)
         if os.geteuid() == 0:
-            assert _mounts() - before  # the store's tmpfs, in use
+            assert _mounts(workdirs)  # the store's tmpfs, in use
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
     finally:
@@ -99,7 +104,7 @@ def test_an_interrupted_run_undoes_its_faults(tmp_path):
             proc.kill()
             proc.wait(timeout=10)
     assert proc.returncode == 2  # interrupted: no verdict
-    assert not _mounts() - before  # the store's tmpfs is gone
+    assert not _mounts(workdirs)  # the store's tmpfs is gone
     for pid in children:  # no agent left behind, stopped or not
         assert not pathlib.Path(f"/proc/{pid}").exists() or _state(pid) == "Z", pid
 
