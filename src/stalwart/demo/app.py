@@ -248,10 +248,14 @@ RESOLVER = LLMAgent(
     scopes=["orders:read", "kb:read", "payments:write", "email:send"],
     max_steps=12,
     history_tokens=6000,
-    # The sim answers at once, so this agent is CPU-bound: a few tasks at a time per core,
+    # The sim answers at once, so this agent is CPU-bound: a few dozen tasks at a time,
     # so that overload queues and is shed at admission (LC-1) instead of slowing every
-    # task. An agent that waits on real models keeps the default (1000).
-    max_tasks=8,
+    # task. 32 is the fewest that keep the process's CPU busy: at 8 each task's waits
+    # (commits, the sim's replies, tools) left it idle, and the node served 119-128
+    # tickets/s against 156-165 at 32 and 148-161 at 64 (bench/agent.py's node run,
+    # 3 rounds interleaved, 2026-12-07). An agent that waits on real models keeps the
+    # default (1000).
+    max_tasks=32,
     security=SECURITY,
 )
 
@@ -292,7 +296,9 @@ async def triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
     return answer
 
 
-TRIAGE = PythonAgent(name="triage", fn=triage, agents=("resolver",), max_tasks=16)
+# as many as the resolver: each triage task waits on its resolver sub-task (16 held the
+# resolver to 16 at once: 128-148 tickets/s)
+TRIAGE = PythonAgent(name="triage", fn=triage, agents=("resolver",), max_tasks=32)
 
 app = App(
     agents=[TRIAGE, RESOLVER],
