@@ -250,11 +250,11 @@ RESOLVER = LLMAgent(
     history_tokens=6000,
     # The sim answers at once, so this agent is CPU-bound: a few dozen tasks at a time,
     # so that overload queues and is shed at admission (LC-1) instead of slowing every
-    # task. 32 is the fewest that keep the process's CPU busy: at 8 each task's waits
-    # (commits, the sim's replies, tools) left it idle, and the node served 119-128
-    # tickets/s against 156-165 at 32 and 148-161 at 64 (bench/agent.py's node run,
-    # 3 rounds interleaved, 2026-12-07). An agent that waits on real models keeps the
-    # default (1000).
+    # task. Not 8, as before: each task also waits (commits, the sim's replies, tools),
+    # and interleaved in one bench process the node served 14-30 % more tickets/s at 32
+    # than at 8 (11 of 12 rounds; 64 no more than 32), though in pairs of fresh processes
+    # the two were within the machine's noise (docs/agents.md, "How tasks run"). An agent
+    # that waits on real models keeps the default (1000).
     max_tasks=32,
     security=SECURITY,
 )
@@ -296,8 +296,8 @@ async def triage(ctx: TaskContext, ticket: Any) -> dict[str, Any]:
     return answer
 
 
-# as many as the resolver: each triage task waits on its resolver sub-task (16 held the
-# resolver to 16 at once: 128-148 tickets/s)
+# as many as the resolver: each triage task waits on its resolver sub-task, so fewer
+# would bound the resolver too
 TRIAGE = PythonAgent(name="triage", fn=triage, agents=("resolver",), max_tasks=32)
 
 app = App(
