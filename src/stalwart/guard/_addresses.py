@@ -68,7 +68,7 @@ _ADDRESS_NUMBER = re.compile(
     rf"|,?[ ]+(?i:{_PREFIX_TRIE})\.?(?:[ ]+(?:{_SWORD}|{_PARTICLE}|des|{_LOWER})){{1,5}}"
     rf"|[ ]+{_SWORD}(?:[ ]+(?:{_SWORD}|{_LOWER})){{0,3}}[ ]+{_HOUSE}"
     rf"(?=[ ]*(?:\n|,|$|[.?!](?:\s|$)|(?i:{_UNIT_TRIE})\b))))"
-    r"|(?:(?<=[^\W\d_][ ]\d)|(?<=[^\W\d_]\.[ ]\d)|(?<=#\d)|(?<=#[ ]\d))"
+    r"|(?:(?<=[^\W\d_][ ]\d)|(?<=[^\W\d_]\.[ ]\d)|(?<=#\d)|(?<=#[ ]\d)|(?<=[^\W\d_]\n\d))"
     r"(?P<after>\d{0,5}[A-Za-z]?(?:[-/]\d{1,4})?(?!\d)))"
 )
 # a UUID and an ISO 8601 date-time, whole tokens, found from their first "-" (a pattern that

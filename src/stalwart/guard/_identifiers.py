@@ -82,7 +82,7 @@ _GAP = re.compile(r"[^\W\d]+\.?|[:#=,()'\"/+-]+")
 _GAP_WORDS = frozenset(
     ("number", "numbers", "no", "no.", "nr", "nr.", "num", "num.", "id", "card", "code", "is",
      "was", "are", "of", "the", "my", "your", "his", "her", "their", "our", "reads", "be",
-     "will", "should", "on", "ending", "starting", "with")
+     "will", "should", "on", "ending", "starting", "with", "s")
 )  # fmt: skip
 # where a sentence ends (not the full stop of "no.", "nr.", "num.", "lic.")
 _BREAK = re.compile(r"(?<!\bno)(?<!\bNo)(?<!\bNO)(?<!\bnr)(?<!\bnum)(?<!\blic)[.!?;](?:\s|$)|\n")
@@ -99,7 +99,7 @@ _STATE_NAMES = frozenset(
      "north dakota", "ohio", "oklahoma", "oregon", "pennsylvania", "rhode island",
      "south carolina", "south dakota", "tennessee", "texas", "utah", "vermont", "virginia",
      "washington", "west virginia", "wisconsin", "wyoming", "district of columbia",
-     "puerto rico", "guam")
+     "puerto rico", "guam", "united states", "united states of america")
 )  # fmt: skip
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _STATE_LAST_WORDS = frozenset(name.rsplit(" ", 1)[-1] for name in _STATE_NAMES)
@@ -224,14 +224,19 @@ def _postal_value(masked: str, pos: int, end: int) -> tuple[int, int] | None:
 
 
 def _state_before(text: str, at: int) -> bool:
-    """Whether a US state's code or name ends just before ``at`` (then perhaps "." or ","
-    and spaces): a code in capitals, or in small letters after a comma, as the line of an
-    address has it (``boston, ma``). Read by hand, from the last word back: asked of every
-    number after a word, where a pattern searched over the characters before it cost
-    ~4 us a call."""
+    """Whether a US state's code or name, or the country's (``USA``, ``United States``),
+    ends just before ``at`` (then perhaps "." or "," and white space: an address's lines
+    may break there): a code in capitals, or in small letters after a comma, as the line
+    of an address has it (``boston, ma``). Read by hand, from the last word back: asked of
+    every number after a word, where a pattern searched over the characters before it
+    cost ~4 us a call."""
     end = at
-    while end > 0 and text[end - 1] == " ":
+    breaks = 0
+    while end > 0 and text[end - 1] in " \t\r\n":
         end -= 1
+        breaks += text[end] == "\n"
+    if breaks > 1:  # a blank line between: "Ohio\n\n12345 rows were read"
+        return False
     if end == at:
         return False
     if text[end - 1 : end] in (",", "."):
@@ -242,9 +247,11 @@ def _state_before(text: str, at: int) -> bool:
     last = text[start:end]
     if len(last) == 2:
         return last.upper() in _STATE_CODES and (last.isupper() or text[start - 2 : start] == ", ")
+    if last == "USA":
+        return True
     if last.lower() not in _STATE_LAST_WORDS:
         return False
-    words = text[max(0, start - 24) : end].lower().split(" ")
+    words = text[max(0, start - 28) : end].lower().split()
     return any(" ".join(words[i:]) in _STATE_NAMES for i in range(len(words)))
 
 

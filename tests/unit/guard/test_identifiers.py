@@ -47,6 +47,12 @@ def test_a_document_number_after_the_documents_name(text: str, value: str) -> No
         ("postal code SW1A 1AA", "SW1A 1AA"),
         ("postcode: K1A 0B1", "K1A 0B1"),
         ("The postal code is 1234 AB in Amsterdam", "1234 AB"),
+        ("Mail: Springfield, IL\n62704", "62704"),  # the address's lines broke there
+        ("Illinois\n62704", "62704"),
+        ("Dayton, OH 45402, United States 45402", "45402"),  # the country's name
+        ("Springfield, United States of America 62704", "62704"),
+        ("USA 62704", "62704"),
+        ("my zipcode's 62704", "62704"),  # a possessive between the name and the value
     ],
 )
 def test_a_postal_code_after_its_state_or_its_name(text: str, value: str | None) -> None:
@@ -76,6 +82,10 @@ def test_a_postal_code_after_its_state_or_its_name(text: str, value: str | None)
         "for s1, s2 in zip(state1, state2):",  # Python's zip() in a traceback's line
         "fetched https://example.com/plugin.zip', 'sha256': '12345'",  # a file, not a cue
         "from https://www.cms.gov/files/zip/puf2019",  # a path
+        "Ohio\n\n12345 rows were read",  # a blank line: no longer the address's
+        "Results\n12345 rows were read",
+        "in the states 12345 people",  # "states" alone is no country
+        "USA 2024",
     ],
 )
 def test_no_finding_where_the_words_name_no_such_value(text: str) -> None:
