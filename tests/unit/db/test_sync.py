@@ -16,6 +16,7 @@ from tests._postgres import require_postgres
 
 from stalwart.db import Component, Program, SQLiteDatabase, database
 from stalwart.db import _sqlite as kernel
+from stalwart.db._filelock import WriteLock
 from stalwart.db._metrics import SYNCS
 from stalwart.errors import StoreUnavailable
 
@@ -123,6 +124,56 @@ async def test_syncs_of_one_batch_share_one_fsync_and_an_fsynced_commit_answers_
         await behind_a_held_writer(db.write(insert, "ordinary"), db.sync(), db.sync())
         assert len(fsynced) == 1 and synced() == count_before + 1  # the commit's fsync did
         assert await db.read(count) == 3
+    finally:
+        await db.close()
+
+
+async def test_a_sync_batched_with_writes_fsyncs_after_the_files_lock_is_let_go(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process's writer need not wait for the WAL's fsync: the writer answers the
+    batch's syncs once its commit is done and the file's write lock released."""
+    path = tmp_path / "k.db"
+    lock_free: list[bool | None] = []  # at each fsync: could another process lock the file?
+    real = kernel._fsync
+
+    def noting(wal: str) -> None:
+        other = WriteLock(str(path))  # its own descriptor: flock's owner is the open file
+        try:
+            taken = other.try_lock()
+            if taken:
+                other.unlock()
+            lock_free.append(taken)
+        finally:
+            other.close()
+        real(wal)
+
+    monkeypatch.setattr(kernel, "_fsync", noting)
+    db = SQLiteDatabase(path, wal_autocheckpoint=100_000)
+    await db.open()
+    try:
+        await db.migrate(NOTES)
+        writer = db._writer()
+        running, hold = threading.Event(), threading.Event()
+
+        def blocker(conn: sqlite3.Connection) -> bool:
+            running.set()
+            return hold.wait(20)
+
+        held = writer.submit_sync(blocker)
+        assert await asyncio.to_thread(running.wait, 10)
+        # one batch: a lazy write (it takes the file's lock, commits without an fsync)
+        # and the sync that must make it durable
+        pending = [
+            asyncio.ensure_future(db.write(insert, "lazy", lazy=True)),
+            asyncio.ensure_future(db.sync()),
+        ]
+        await asyncio.sleep(0)
+        hold.set()
+        await asyncio.gather(*pending)
+        assert held.result(10) is True
+        assert lock_free == [True]  # one fsync, made with the lock free for others
+        assert await db.read(count) == 1
     finally:
         await db.close()
 
