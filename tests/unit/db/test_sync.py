@@ -84,6 +84,24 @@ async def test_a_sync_fsyncs_the_wal_that_holds_the_lazy_commits_before_it(
         await db.close()
 
 
+async def in_one_batch(db: SQLiteDatabase, *requests: Any) -> None:
+    """Run ``requests`` in one batch of the writer: queued while it runs a job that waits,
+    then let go together."""
+    running, hold = threading.Event(), threading.Event()
+
+    def blocker(conn: sqlite3.Connection) -> bool:
+        running.set()
+        return hold.wait(20)
+
+    held = db._writer().submit_sync(blocker)
+    assert await asyncio.to_thread(running.wait, 10)
+    pending = [asyncio.ensure_future(r) for r in requests]
+    await asyncio.sleep(0)  # each is queued behind the blocker's batch
+    hold.set()
+    await asyncio.gather(*pending)
+    assert held.result(10) is True
+
+
 async def test_syncs_of_one_batch_share_one_fsync_and_an_fsynced_commit_answers_them(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -99,29 +117,12 @@ async def test_syncs_of_one_batch_share_one_fsync_and_an_fsynced_commit_answers_
     await db.open()
     try:
         await db.migrate(NOTES)
-        writer = db._writer()
-
-        async def behind_a_held_writer(*requests: Any) -> None:
-            running, hold = threading.Event(), threading.Event()
-
-            def blocker(conn: sqlite3.Connection) -> bool:
-                running.set()
-                return hold.wait(20)
-
-            held = writer.submit_sync(blocker)
-            assert await asyncio.to_thread(running.wait, 10)
-            pending = [asyncio.ensure_future(r) for r in requests]
-            await asyncio.sleep(0)  # each is queued behind the blocker's batch
-            hold.set()
-            await asyncio.gather(*pending)
-            assert held.result(10) is True
-
         await db.write(insert, "lazy", lazy=True)
         count_before = synced()
-        await behind_a_held_writer(*(db.sync() for _ in range(5)))
+        await in_one_batch(db, *(db.sync() for _ in range(5)))
         assert len(fsynced) == 1 and synced() == count_before + 1  # one for the five
         await db.write(insert, "lazy again", lazy=True)
-        await behind_a_held_writer(db.write(insert, "ordinary"), db.sync(), db.sync())
+        await in_one_batch(db, db.write(insert, "ordinary"), db.sync(), db.sync())
         assert len(fsynced) == 1 and synced() == count_before + 1  # the commit's fsync did
         assert await db.read(count) == 3
     finally:
@@ -153,25 +154,9 @@ async def test_a_sync_batched_with_writes_fsyncs_after_the_files_lock_is_let_go(
     await db.open()
     try:
         await db.migrate(NOTES)
-        writer = db._writer()
-        running, hold = threading.Event(), threading.Event()
-
-        def blocker(conn: sqlite3.Connection) -> bool:
-            running.set()
-            return hold.wait(20)
-
-        held = writer.submit_sync(blocker)
-        assert await asyncio.to_thread(running.wait, 10)
-        # one batch: a lazy write (it takes the file's lock, commits without an fsync)
-        # and the sync that must make it durable
-        pending = [
-            asyncio.ensure_future(db.write(insert, "lazy", lazy=True)),
-            asyncio.ensure_future(db.sync()),
-        ]
-        await asyncio.sleep(0)
-        hold.set()
-        await asyncio.gather(*pending)
-        assert held.result(10) is True
+        # a lazy write (it takes the file's lock, commits without an fsync) and the sync
+        # that must make it durable
+        await in_one_batch(db, db.write(insert, "lazy", lazy=True), db.sync())
         assert lock_free == [True]  # one fsync, made with the lock free for others
         assert await db.read(count) == 1
     finally:
