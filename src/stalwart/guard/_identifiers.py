@@ -62,7 +62,7 @@ _DOCUMENT_AT = {
 }
 _POSTAL_AT = {
     "zip": re.compile(r"zip(?:[ ]?code)?\b"),
-    "postal": re.compile(r"postal[ ]?code"),
+    "postal": re.compile(r"postal(?:[ ]?code|(?=[ ]?:))"),  # "Postal: 78701" too
     "postcode": re.compile(r"postcode"),
 }
 # A document's number: one token of letters and digits (dashes between groups), or groups
@@ -126,7 +126,31 @@ def identifier_spans(text: str, masked: str, lowered: str) -> list[Span]:
     _after_names(
         text, masked, lowered, _POSTAL_AT, value=_postal_value, kind="postal_code", spans=spans
     )
+    _zip_before_names(masked, lowered, spans)
     return spans
+
+
+# a US ZIP code that ends where a postal code's name follows ("the 78701 zip code")
+_ZIP_BEFORE = re.compile(r"(?<![\w.-])\d{5}(?:-\d{4})?[ ]{1,2}$")
+
+
+def _zip_before_names(masked: str, lowered: str, spans: list[Span]) -> None:
+    """Add to ``spans`` each US ZIP code just before a postal code's name that no word
+    follows ("the 78701 zip code"; not "12345 zip files": the name named something
+    else)."""
+    for word, pattern in _POSTAL_AT.items():
+        for at in _starts(lowered, word):
+            m = pattern.match(lowered, at)
+            if m is None:
+                continue
+            after = lowered[m.end() : m.end() + 2].lstrip(" ")
+            if after[:1].isalnum():
+                continue
+            before = _ZIP_BEFORE.search(masked, max(0, at - 14), at)
+            if before is not None:
+                spans.append(
+                    (before.start(), before.start() + len(before.group().rstrip()), "postal_code")
+                )
 
 
 def _after_names(

@@ -53,6 +53,9 @@ def test_a_document_number_after_the_documents_name(text: str, value: str) -> No
         ("Springfield, United States of America 62704", "62704"),
         ("USA 62704", "62704"),
         ("my zipcode's 62704", "62704"),  # a possessive between the name and the value
+        ("I live in the 78701 zip code", "78701"),  # the name after the value
+        ("78701-1234 ZIP code.", "78701-1234"),
+        ("Postal: 78701", "78701"),
     ],
 )
 def test_a_postal_code_after_its_state_or_its_name(text: str, value: str | None) -> None:
@@ -86,6 +89,10 @@ def test_a_postal_code_after_its_state_or_its_name(text: str, value: str | None)
         "Results\n12345 rows were read",
         "in the states 12345 people",  # "states" alone is no country
         "USA 2024",
+        "processed 12345 zip files",  # a word after the name: it named something else
+        "order 123456 zip code",  # six digits
+        "id-12345 zip code",
+        "postal service 12345",
     ],
 )
 def test_no_finding_where_the_words_name_no_such_value(text: str) -> None:
