@@ -251,8 +251,8 @@ RESOLVER = LLMAgent(
     # The sim answers at once, so this agent is CPU-bound: a few dozen tasks at a time,
     # so that overload queues and is shed at admission (LC-1) instead of slowing every
     # task. Not 8, as before: each task also waits (commits, the sim's replies, tools),
-    # and interleaved in one bench process the node served 14-30 % more tickets/s at 32
-    # than at 8 (11 of 12 rounds; 64 no more than 32), though in pairs of fresh processes
+    # and interleaved in one bench process the node served a median 1.22x the tickets/s
+    # at 32 (more in 13 of 14 rounds; 64 no more than 32), though in pairs of fresh processes
     # the two were within the machine's noise (docs/agents.md, "How tasks run"). An agent
     # that waits on real models keeps the default (1000).
     max_tasks=32,
