@@ -151,20 +151,38 @@ async def secrets(t: Target) -> Outcome:
         )
     rotation = await _rotate_under_load(t, t.secrets, secret_name(ref))
     evidence["rotation_under_load"] = rotation
+    return rotation_outcome(evidence, rotation)
+
+
+def rotation_outcome(evidence: dict[str, Any], rotation: dict[str, Any]) -> Outcome:
+    """SE-1's verdict on a rotation under load (``evidence["rotation_under_load"]``):
+    failed when a call failed or an old key was still presented; partial when a rotation
+    replaced a key no call had used yet (the load never reached it: replacing a key in
+    use was not shown for that rotation); complete otherwise."""
     ok = (
         not rotation["failed_tasks"]
         and rotation["old_keys_presented_after_settle"] == 0
         and rotation["newest_key_requests_after_settle"] > 0
         and rotation["unauthorized_401"] <= rotation["allowed_401"]
     )
-    if ok:
-        return Outcome("complete", evidence)
-    return Outcome(
-        "failed",
-        evidence,
-        "resolve the key at each request from the secrets provider and re-read it on a 401, "
-        "so a rotation fails no call (docs/security.md, Secrets)",
-    )
+    if not ok:
+        return Outcome(
+            "failed",
+            evidence,
+            "resolve the key at each request from the secrets provider and re-read it on a "
+            "401, so a rotation fails no call (docs/security.md, Secrets)",
+        )
+    unserved = [r["rotation"] for r in rotation["rotations"] if not r["replaced_key_served"]]
+    if unserved:
+        return Outcome(
+            "partial",
+            evidence,
+            f"rotation {', '.join(map(str, unserved))} replaced a key that no call had used "
+            f"within {ROTATION_WAIT_S:g} s (the machine was too busy for the load to reach "
+            "it): run verify again on a less loaded machine",
+            "no call failed, but not every rotation replaced a key in use",
+        )
+    return Outcome("complete", evidence)
 
 
 async def _rotate_under_load(t: Target, vault: LocalVault, name: str) -> dict[str, Any]:
