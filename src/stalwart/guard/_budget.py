@@ -39,7 +39,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from stalwart.clock import SYSTEM_CLOCK, Clock
@@ -178,7 +178,10 @@ class SpendLedger:
         return tuple(out)
 
     def _used(self, scope: str, key: str, period: str, now: float) -> tuple[float, float]:
-        return self._conn.run(_used, scope, key, period, now - self.stale_after)
+        used: list[tuple[float, float]] = self._conn.run(
+            _used, ((scope, key, period),), now - self.stale_after
+        )
+        return used[0]
 
     # -- the protocol ---------------------------------------------------------------------------
     def reserve_sync(
@@ -420,11 +423,14 @@ _HELD = (
     "SELECT COALESCE(SUM(amount_usd), 0) FROM guard_reservations "
     "WHERE scope=? AND key=? AND period=? AND created > ?"
 )
-_ADD_SPEND = (
-    "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (scope, key, period) DO UPDATE SET "
+_ADD_ON_CONFLICT = (
+    " ON CONFLICT (scope, key, period) DO UPDATE SET "
     "spent_usd = guard_spend.spent_usd + excluded.spent_usd, "
     "tokens = guard_spend.tokens + excluded.tokens"
+)
+_ADD_SPEND = (
+    "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) VALUES (?, ?, ?, ?, ?)"
+    + _ADD_ON_CONFLICT
 )
 _SET_SPEND = (
     "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) "
@@ -439,7 +445,6 @@ _SET_SPEND = (
 # reservation, in a transaction of its own on PostgreSQL on loopback: 1.75-1.98 ms before,
 # 1.34-1.37 ms after (medians of 500, interleaved runs, 2026-12-07); on SQLite no change
 # stood out of the noise (the work is the rows and their index, not the statements).
-_USED = f"SELECT ({_SPENT}), ({_HELD})"
 
 
 @functools.lru_cache(maxsize=8)
@@ -456,7 +461,7 @@ def _add_spend_of(count: int) -> str:
     return (
         "INSERT INTO guard_spend (scope, key, period, spent_usd, tokens) VALUES "
         + ", ".join(["(?, ?, ?, ?, ?)"] * count)
-        + _ADD_SPEND[_ADD_SPEND.index(" ON CONFLICT") :]
+        + _ADD_ON_CONFLICT
         + " RETURNING scope, key, period, spent_usd"
     )
 
@@ -488,11 +493,19 @@ class _ReservePlan:
     args: tuple[Any, ...]
 
 
-def _used(scope: str, key: str, period: str, since: float) -> Program[tuple[float, float]]:
-    """One counter's settled spend and what live reservations (after ``since``) hold."""
-    row = (yield (_USED, (scope, key, period, scope, key, period, since))).one()
-    assert row is not None  # a SELECT of two subqueries answers one row (NULL: no spend yet)
-    return float(row[0] or 0.0), float(row[1] or 0.0)
+def _used(
+    counters: Sequence[tuple[str, str, str]], since: float
+) -> Program[list[tuple[float, float]]]:
+    """Each counter's (scope, key, period) settled spend and what live reservations (after
+    ``since``) hold of it, in one statement."""
+    params = tuple(
+        v
+        for scope, key, period in counters
+        for v in (scope, key, period, scope, key, period, since)
+    )
+    row = (yield (_used_of(len(counters)), params)).one()
+    assert row is not None  # a SELECT of subqueries answers one row (NULL: no spend yet)
+    return [(float(row[2 * i] or 0.0), float(row[2 * i + 1] or 0.0)) for i in range(len(counters))]
 
 
 def _reserve(
@@ -502,11 +515,8 @@ def _reserve(
     refused ``(scope, limit, used)``, or "wait" (only reservations of other calls
     stand in the way, and ``final`` is off)."""
     if limits:
-        params = tuple(v for s, k, p, _ in limits for v in (s, k, p, s, k, p, since))
-        row = (yield (_used_of(len(limits)), params)).one()
-        assert row is not None  # a SELECT of subqueries answers one row (NULL: none yet)
-        for i, (scope, _key, _period, limit) in enumerate(limits):
-            spent, held = float(row[2 * i] or 0.0), float(row[2 * i + 1] or 0.0)
+        used = yield from _used([(scope, key, period) for scope, key, period, _ in limits], since)
+        for (scope, _key, _period, limit), (spent, held) in zip(limits, used, strict=True):
             if spent + held + amount > limit + 1e-12:
                 if not final and spent + amount <= limit + 1e-12:
                     return "wait"
