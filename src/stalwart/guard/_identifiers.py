@@ -124,9 +124,9 @@ def identifier_spans(text: str, masked: str, lowered: str) -> list[Span]:
                 spans.append((*found, "id_number"))
         at = text.find("DL", end)
     _after_names(
-        text, masked, lowered, _POSTAL_AT, value=_postal_value, kind="postal_code", spans=spans
-    )
-    _zip_before_names(masked, lowered, spans)
+        text, masked, lowered, _POSTAL_AT, value=_postal_value, kind="postal_code", spans=spans,
+        before=_zip_before,
+    )  # fmt: skip
     return spans
 
 
@@ -134,23 +134,16 @@ def identifier_spans(text: str, masked: str, lowered: str) -> list[Span]:
 _ZIP_BEFORE = re.compile(r"(?<![\w.-])\d{5}(?:-\d{4})?[ ]{1,2}$")
 
 
-def _zip_before_names(masked: str, lowered: str, spans: list[Span]) -> None:
-    """Add to ``spans`` each US ZIP code just before a postal code's name that no word
-    follows ("the 78701 zip code"; not "12345 zip files": the name named something
-    else)."""
-    for word, pattern in _POSTAL_AT.items():
-        for at in _starts(lowered, word):
-            m = pattern.match(lowered, at)
-            if m is None:
-                continue
-            after = lowered[m.end() : m.end() + 2].lstrip(" ")
-            if after[:1].isalnum():
-                continue
-            before = _ZIP_BEFORE.search(masked, max(0, at - 14), at)
-            if before is not None:
-                spans.append(
-                    (before.start(), before.start() + len(before.group().rstrip()), "postal_code")
-                )
+def _zip_before(masked: str, lowered: str, at: int, end: int) -> tuple[int, int] | None:
+    """A US ZIP code just before the postal code's name at ``at:end``, when no word
+    follows the name ("the 78701 zip code"; not "12345 zip files": the name named
+    something else)."""
+    if lowered[end : end + 2].lstrip(" ")[:1].isalnum():
+        return None
+    found = _ZIP_BEFORE.search(masked, max(0, at - 14), at)
+    if found is None:
+        return None
+    return found.start(), found.start() + len(found.group().rstrip())
 
 
 def _after_names(
@@ -162,16 +155,22 @@ def _after_names(
     value: _Value,
     kind: str,
     spans: list[Span],
+    before: Callable[[str, str, int, int], tuple[int, int] | None] | None = None,
 ) -> None:
     """Add to ``spans`` the value after each name of ``names`` (a word that starts it, and
-    the pattern that reads the whole name from there) that ``value`` accepts."""
+    the pattern that reads the whole name from there) that ``value`` accepts, and the one
+    ``before`` finds ahead of the name (given ``masked``, ``lowered`` and the name's span)."""
     for word, pattern in names.items():
         for at in _starts(lowered, word):
             m = pattern.match(lowered, at)
-            if m is not None:
-                found = _value_after(text, masked, m.end(), value)
-                if found is not None:
-                    spans.append((*found, kind))
+            if m is None:
+                continue
+            found = _value_after(text, masked, m.end(), value)
+            if found is not None:
+                spans.append((*found, kind))
+            ahead = before(masked, lowered, at, m.end()) if before is not None else None
+            if ahead is not None:
+                spans.append((*ahead, kind))
 
 
 def zip_after_state(text: str, start: int, end: int) -> bool:
