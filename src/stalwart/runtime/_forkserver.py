@@ -228,7 +228,22 @@ def main(control_fd: int, preload: list[str], parent: int | None = None) -> None
                     # One thread, always: a fork copies only this one, and a lock another
                     # held would stay held in the agent for ever. Only an app module that
                     # starts a thread at import breaks it: said once, loudly.
-                    threads = _thread_count()
+                    before = _thread_count()
+                    pid = os.fork()
+                    if pid == 0:
+                        os._exit(
+                            _become_agent(
+                                control, wake_r, wake_w, fds, req["request"], server=server
+                            )
+                        )
+                    children.add(pid)
+                    # Counted again after the fork: a pool that its library stops before
+                    # every fork (its pthread_atfork handler) held no lock across it.
+                    # numpy's OpenBLAS starts one such worker at import (the output
+                    # tier's model imports numpy); counted before the fork alone, it made
+                    # every node with the model installed print this warning at its first
+                    # agent, for a fork that was safe.
+                    threads = min(before, _thread_count())
                     if threads > 1 and not warned:
                         warned = True
                         print(
@@ -238,14 +253,6 @@ def main(control_fd: int, preload: list[str], parent: int | None = None) -> None
                             file=sys.stderr,
                             flush=True,
                         )
-                    pid = os.fork()
-                    if pid == 0:
-                        os._exit(
-                            _become_agent(
-                                control, wake_r, wake_w, fds, req["request"], server=server
-                            )
-                        )
-                    children.add(pid)
                     for fd in fds:
                         os.close(fd)
                     control.sendall(

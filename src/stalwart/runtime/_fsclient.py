@@ -57,8 +57,10 @@ class ForkServer:
         reported exited."""
         self.killed_unclaimed = 0
         self.threads_at_fork = 0
-        """The most threads the server had at a fork (1 unless a preloaded module started
-        some at import: then it also says so on its stderr, which the node logs)."""
+        """The most threads the server had at a fork, counting only those still running
+        after it (1 unless a preloaded module started some at import: then it also says so
+        on its stderr, which the node logs; a pool its library stops before every fork,
+        as numpy's OpenBLAS does, is not counted)."""
         self._output: tuple[OutputPipe, ...] = ()
 
     async def start(self, timeout: float) -> None:

@@ -112,6 +112,25 @@ async def test_a_fork_server_with_a_thread_started_at_import_says_so():
         await fs.drain_output(5.0)
 
 
+async def test_a_pool_its_library_stops_before_every_fork_is_no_thread_at_fork():
+    # numpy's OpenBLAS (the output tier's model imports numpy) starts a worker at import
+    # and stops it before a fork: counted before the fork alone, every node with the model
+    # installed warned at its first agent, for a fork with one thread
+    fs = ForkServer(lambda pid, code: None, lambda: None, ["tests.integration.runtime.pool_module"])
+    await fs.start(60)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        pid = await fs.spawn(_request("pooled"), theirs, 60)
+        os.kill(pid, signal.SIGKILL)
+        assert fs.threads_at_fork == 1
+    finally:
+        theirs.close()
+        ours.close()
+        fs.close()
+        await asyncio.to_thread(fs.wait_exited, 10.0)
+        await fs.drain_output(5.0)
+
+
 async def test_no_process_outlives_agents_killed_while_their_tool_children_block(
     make_runtime, tmp_path, monkeypatch
 ):
