@@ -180,8 +180,16 @@ def main(control_fd: int, preload: list[str], parent: int | None = None) -> None
     default_redactor().redact("Warm-up: Ada Lovelace, 12 Baker Street, London.")
     for name in preload:
         importlib.import_module(name)
+    # The garbage collector is off from the start of the imports (BOOT) to here: every
+    # collection meanwhile walked the objects loaded so far (the lists' sets, the
+    # model's tables) to free little, and the one below frees what cycles there are
+    # before the freeze. The fork server of a helpdesk node, from its start to the node's
+    # readiness: 1.87 s of CPU against 2.00 s with it on, the model turned off (medians
+    # of 6 node starts, alternated with the tree before, 2026-12-07); with the model,
+    # 4.04 against 4.07 s, no difference.
     gc.collect()
     gc.freeze()  # keep the GC from touching (and so copying) preloaded pages in children
+    gc.enable()
     preloaded: set[str] = set(preload)
 
     wake_r, wake_w = os.pipe()
@@ -281,6 +289,8 @@ BOOT = (
     "    pass\n"
     "if os.getppid() != int(sys.argv[3]):\n"
     "    os._exit(0)\n"
+    "import gc\n"
+    "gc.disable()\n"  # until the preloads are frozen (main)
     "from stalwart.runtime._forkserver import main\n"
     "main(int(sys.argv[1]), [m for m in sys.argv[2].split(',') if m], int(sys.argv[3]))\n"
 )
