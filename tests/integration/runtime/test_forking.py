@@ -15,6 +15,9 @@ import subprocess
 import sys
 import uuid
 
+import pytest
+import structlog
+
 from stalwart.runtime import ChildSpec, SupervisorSpec
 from stalwart.runtime._channel import Channel, ChannelClosed, StreamBroken
 from stalwart.runtime._child import SpawnRequest
@@ -95,40 +98,36 @@ async def test_tool_children_forked_while_the_writer_commits_never_block(make_ru
     assert rt.host.forkserver.threads_at_fork == 1
 
 
-async def test_a_fork_server_with_a_thread_started_at_import_says_so():
-    preload = ["tests.integration.runtime.threaded_module"]
-    fs = ForkServer(lambda pid, code: None, lambda: None, preload)
-    await fs.start(60)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        pid = await fs.spawn(_request("threaded"), theirs, 60)
-        os.kill(pid, signal.SIGKILL)
-        assert fs.threads_at_fork == 2
-    finally:
-        theirs.close()
-        ours.close()
-        fs.close()
-        await asyncio.to_thread(fs.wait_exited, 10.0)
-        await fs.drain_output(5.0)
-
-
-async def test_a_pool_its_library_stops_before_every_fork_is_no_thread_at_fork():
-    # numpy's OpenBLAS (the output tier's model imports numpy) starts a worker at import
-    # and stops it before a fork: counted before the fork alone, every node with the model
-    # installed warned at its first agent, for a fork with one thread
-    fs = ForkServer(lambda pid, code: None, lambda: None, ["tests.integration.runtime.pool_module"])
-    await fs.start(60)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        pid = await fs.spawn(_request("pooled"), theirs, 60)
-        os.kill(pid, signal.SIGKILL)
-        assert fs.threads_at_fork == 1
-    finally:
-        theirs.close()
-        ours.close()
-        fs.close()
-        await asyncio.to_thread(fs.wait_exited, 10.0)
-        await fs.drain_output(5.0)
+@pytest.mark.parametrize(
+    ("module", "threads"),
+    [
+        # an app module that starts a thread at import: two threads across every fork
+        ("tests.integration.runtime.threaded_module", 2),
+        # a pool its library stops before every fork, as numpy's OpenBLAS does (the output
+        # tier's model imports numpy): counted before the fork alone, every node with the
+        # model installed warned at its first agent, for a fork with one thread
+        ("tests.integration.runtime.pool_module", 1),
+    ],
+)
+async def test_a_fork_server_says_when_a_preloaded_module_s_thread_runs_across_a_fork(
+    module, threads
+):
+    fs = ForkServer(lambda pid, code: None, lambda: None, [module])
+    with structlog.testing.capture_logs() as logs:
+        await fs.start(60)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = await fs.spawn(_request("preloaded"), theirs, 60)
+            os.kill(pid, signal.SIGKILL)
+            assert fs.threads_at_fork == threads
+        finally:
+            theirs.close()
+            ours.close()
+            fs.close()
+            await asyncio.to_thread(fs.wait_exited, 10.0)
+            await fs.drain_output(5.0)
+    warned = [e for e in logs if "threads at fork" in str(e.get("text", ""))]
+    assert len(warned) == (1 if threads > 1 else 0), logs
 
 
 async def test_no_process_outlives_agents_killed_while_their_tool_children_block(
