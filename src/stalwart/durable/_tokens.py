@@ -12,7 +12,7 @@ warning is logged once.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import functools
 import gzip
 import hashlib
@@ -66,10 +66,12 @@ def _cl100k_base() -> Any:
             f"{_CL100K_FILE} is damaged (SHA-256 {digest}, expected {_CL100K_SHA256}); "
             "reinstall stalwart"
         )
-    ranks = {
-        base64.b64decode(token): int(rank)
-        for token, rank in (line.split() for line in raw.splitlines() if line)
-    }
+    # "token rank" lines, verified above: every other word is a token. binascii's decoder
+    # is what base64.b64decode calls after checking its argument's type; called directly
+    # over the split words, the 100,256 ranks take about half the CPU (0.10 against 0.20
+    # s, 2026-12-07), in every fork server's boot
+    words = raw.split()
+    ranks = dict(zip(map(binascii.a2b_base64, words[0::2]), map(int, words[1::2]), strict=True))
     # The encoding's split pattern and special tokens, as tiktoken defines cl100k_base.
     pattern = (
         r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++"""
