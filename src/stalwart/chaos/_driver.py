@@ -8,6 +8,10 @@ is its own asyncio task; the count is bounded by ``max_tasks`` and the time by
 deadline passes; one that has not finished by then is *lost*. Latency is the
 store's ``finished_at - created_at`` of each task, so it does not depend on how
 often the driver polls.
+
+With a :class:`~stalwart.chaos._arrivals.RemoteArrivals` (``stalwart load`` over HTTP),
+an open loop's arrivals are sent from a child process, so that the node's own load
+cannot delay them (see ``_arrivals.py``); the driver follows their tasks here.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from stalwart.chaos._arrivals import Arrival, RemoteArrivals, Started, run_remote, task_id_of
 from stalwart.chaos._stats import percentiles
 from stalwart.durable import TaskRecord
 from stalwart.errors import StalwartError
@@ -92,6 +97,10 @@ class Phase:
     arrivals: int = 0
     rejected: int = 0
     rejections: dict[str, int] = dataclasses.field(default_factory=dict)
+    rejection_examples: dict[str, str] = dataclasses.field(default_factory=dict)
+    """The first message of each kind of refusal: a count alone did not say which of a
+    kind's causes it was (``StoreUnavailable``: the API unreachable, no answer in time,
+    or a 503 from the store)."""
     max_queue: int = 0
     max_waiting: int = 0  # most tasks seen accepted but not yet claimed by an agent
     queue_samples: list[int] = dataclasses.field(default_factory=list)
@@ -121,12 +130,14 @@ class Driver:
         submit_timeout: float = 15.0,
         on_progress: Callable[[Driver], None] | None = None,
         keep: Callable[[str], bool] | None = None,
+        remote: RemoteArrivals | None = None,
     ) -> None:
         """``inputs(i)`` is the i-th task input; task ``i`` has the id ``t{i:06d}``.
 
         ``keep(task_id)`` says whether a finished task stays in :attr:`log` (default:
         all do); the others only count in their phase's totals, which keeps a long
-        soak's bookkeeping from growing with the number of tasks.
+        soak's bookkeeping from growing with the number of tasks. ``remote``: send open
+        loops' arrivals from a child process (see the module docstring).
         """
         self.tasks = tasks
         self.agent = agent
@@ -142,21 +153,30 @@ class Driver:
         self._by_name: dict[str, Phase] = {}
         self._count = 0
         self._rng = random.Random(seed)
+        self.remote = remote
 
     # -- arrivals --------------------------------------------------------------------------------
     async def _submit(self, i: int, phase: Phase) -> None:
-        task_id = f"t{i:06d}"
-        task_input = self.inputs(i)
+        task_id = task_id_of(i)
         try:
             async with asyncio.timeout(self.submit_timeout):
-                await self.tasks.submit(self.agent, task_input, task_id=task_id, seed=self.seed)
+                await self.tasks.submit(self.agent, self.inputs(i), task_id=task_id, seed=self.seed)
         except (StalwartError, TimeoutError) as exc:
-            # not accepted: the node said so (or did not answer); the task never existed
-            reason = type(exc).__name__
-            phase.rejected += 1
-            phase.rejections[reason] = phase.rejections.get(reason, 0) + 1
+            message = f"{task_id}: {exc or 'no answer in time'}"[:400]
+            self._answered(Arrival(i, False, time.monotonic(), type(exc).__name__, message), phase)
             return
-        self.log[task_id] = TaskLog(task_id, task_input, phase.name, time.monotonic())
+        self._answered(Arrival(i, True, time.monotonic()), phase)
+
+    def _answered(self, arrival: Arrival, phase: Phase) -> None:
+        """Count the node's answer to one submission."""
+        if not arrival.accepted:
+            # not accepted: the node said so (or did not answer); the task never existed
+            phase.rejected += 1
+            phase.rejections[arrival.reason] = phase.rejections.get(arrival.reason, 0) + 1
+            phase.rejection_examples.setdefault(arrival.reason, arrival.message)
+            return
+        task_id = task_id_of(arrival.i)
+        self.log[task_id] = TaskLog(task_id, self.inputs(arrival.i), phase.name, arrival.at)
         self.outstanding.add(task_id)
         phase.submitted += 1
 
@@ -165,6 +185,9 @@ class Driver:
         phase = Phase(name, rate, duration, started=time.monotonic())
         self.phases.append(phase)
         self._by_name[name] = phase
+        if self.remote is not None:
+            await self._open_loop_remote(self.remote, phase, max_tasks)
+            return phase
         end = phase.started + duration
         due = phase.started
         submits: list[asyncio.Task[None]] = []
@@ -190,6 +213,43 @@ class Driver:
             await asyncio.gather(poller, return_exceptions=True)
         phase.ended = time.monotonic()
         return phase
+
+    async def _open_loop_remote(self, remote: RemoteArrivals, phase: Phase, max_tasks: int) -> None:
+        """:meth:`open_loop` with the arrivals sent by a child process; the sweeps that
+        follow their tasks run here from the first arrival to the phase's end."""
+        first = self._count
+        self._count += max_tasks  # the child numbers its arrivals from ``first``
+        poller: list[asyncio.Future[None]] = []  # as open_loop's: ends with the phase
+
+        def on_event(event: Started | Arrival) -> None:
+            if isinstance(event, Started):
+                phase.started = event.at
+                end = event.at + phase.duration
+                poller.append(asyncio.ensure_future(self._poll_until(end, phase)))
+            else:
+                phase.arrivals += 1
+                self._answered(event, phase)
+
+        try:
+            finished = await run_remote(
+                remote,
+                agent=self.agent,
+                seed=self.seed,
+                rng_seed=self._rng.getrandbits(63),
+                rate=phase.rate,
+                duration=phase.duration,
+                max_tasks=max_tasks,
+                first=first,
+                submit_timeout=self.submit_timeout,
+                on_event=on_event,
+            )
+        finally:
+            for p in poller:
+                p.cancel()
+            await asyncio.gather(*poller, return_exceptions=True)
+        self._count = first + finished.arrivals
+        phase.offered = finished.offered
+        phase.ended = time.monotonic()
 
     async def burst(self, name: str, count: int, *, concurrency: int = 8) -> Phase:
         """Submit ``count`` tasks at once (a closed batch, as the calibration sends),
@@ -339,6 +399,9 @@ class Driver:
                 for k in {r for p in phases for r in p.rejections}
             },
             # errors: failed tasks and refusals other than shedding at the admission limit
+            "rejection_examples": {
+                k: v for p in reversed(phases) for k, v in p.rejection_examples.items()
+            },
             "error_rate": (failed + rejected - shed) / arrivals if arrivals else 0.0,
             "shed_rate": shed / arrivals if arrivals else 0.0,
             "offered_rate": arrivals / seconds if seconds > 0 else None,

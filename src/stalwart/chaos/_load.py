@@ -30,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
+from stalwart.chaos._arrivals import RemoteArrivals
 from stalwart.chaos._driver import Driver, TaskApi
 from stalwart.chaos._http_tasks import HttpTasks
 from stalwart.chaos._reference import compare_with_reference
@@ -81,8 +82,12 @@ class _SubmitOverHttp:
 
 
 @contextlib.asynccontextmanager
-async def task_api(t: Target, api: str) -> AsyncIterator[tuple[TaskApi, str | None]]:
-    """The node's task API as the load driver reaches it, and its URL when over HTTP.
+async def task_api(
+    t: Target, api: str, inputs_ref: str
+) -> AsyncIterator[tuple[TaskApi, RemoteArrivals | None]]:
+    """The node's task API as the load driver reaches it, and when over HTTP, where its
+    open-loop arrivals come from: a child process that sends them to the node's URL
+    (``_arrivals.py``: on the node's own event loop, they were late at 3x).
 
     The HTTP server is the node's own (the one ``stalwart run`` serves) on a free
     loopback port, with a bearer token made for the run (submitting is a mutating
@@ -108,7 +113,7 @@ async def task_api(t: Target, api: str) -> AsyncIterator[tuple[TaskApi, str | No
     await server.start(t.node)
     client = HttpTasks(server.url, token=token)
     try:
-        yield _SubmitOverHttp(client, t.tasks), server.url
+        yield _SubmitOverHttp(client, t.tasks), RemoteArrivals(server.url, token, inputs_ref)
     finally:
         await client.aclose()
         await server.stop()
@@ -132,14 +137,21 @@ async def run_load(
 ) -> dict[str, Any]:
     """Measure the average rate, load at each level; returns the JSON result."""
     tc = cfg.target
-    inputs = load_inputs(workload_ref(tc), tc.seed)
+    ref = workload_ref(tc)
+    inputs = load_inputs(ref, tc.seed)
     tell = say or (lambda _m: None)
 
     async def body(t: Target) -> dict[str, Any]:
-        async with task_api(t, cfg.api) as (tasks, url):
-            tell(f"tasks go to {url}/v1/tasks" if url else "tasks go to the node in-process")
-            return await levels_run(t, Driver(tasks, t.agent, inputs, seed=tc.seed,
-                                              on_progress=progress))  # fmt: skip
+        async with task_api(t, cfg.api, ref) as (tasks, remote):
+            tell(
+                f"tasks go to {remote.url}/v1/tasks"
+                if remote
+                else "tasks go to the node in-process"
+            )
+            driver = Driver(
+                tasks, t.agent, inputs, seed=tc.seed, on_progress=progress, remote=remote
+            )
+            return await levels_run(t, driver)
 
     async def levels_run(t: Target, driver: Driver) -> dict[str, Any]:
         calibration: dict[str, Any] = {"source": "given", "rate": cfg.rate}
@@ -204,6 +216,10 @@ async def run_load(
                     "factor": factor,
                     "rate": round(rate, 3),
                     **s,
+                    # below ~0.9: the generator could not send the level (a busy machine)
+                    "offered_share": round(s["offered_rate"] / rate, 3)
+                    if s["offered_rate"] and rate > 0
+                    else None,
                     "drain_s": round(drained, 3),
                     "node_ready": t.node.ready,
                     "degradations": degradations,

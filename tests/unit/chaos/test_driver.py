@@ -60,6 +60,7 @@ async def test_lost_failed_unclear_and_rejected_are_each_counted():
         1,
     )
     assert s["rejected"] == 1 and s["rejections"] == {"Overloaded": 1}
+    assert s["rejection_examples"] == {"Overloaded": "t000004: full"}  # which one, and why
     assert s["lost_ids"] == ["t000003"] and s["unclear_failures"] == 1
     assert s["failures"] == {"StoreError: x": 1, "no reason": 1}
     assert s["latency_s"]["p50"] >= 1.9  # finished_at - created_at, from the store

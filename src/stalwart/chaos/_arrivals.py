@@ -1,0 +1,252 @@
+"""Open-loop arrivals sent from a process of their own, for load over HTTP.
+
+A load generator on the event loop of the node it loads is slowed by that node. On a
+2-core machine beside two busy processes, ``stalwart load`` asked for 105-143 tasks/s
+at 3x and sent 51-77: each sleep until the next arrival woke late behind the node's
+own work (its API, its store, the driver's sweeps), so "3x" was not three times the
+load, and a submission the busy loop answered after the client's 10 s counted as an
+error. A load tool must not share its clock with what it measures.
+
+So over HTTP the arrivals (their Poisson times, the ``POST``\\ s and the node's answers)
+run in a child process with its own interpreter and event loop (:func:`main`). The
+driver in the node's process follows the accepted tasks in the store, as before. The
+child reads one :class:`ArrivalPlan` line on stdin and writes one JSON line on stdout
+per event: :class:`Started` when it sends the first arrival, :class:`Arrival` per
+answer, :class:`Finished` after the last.
+
+What was avoided: a thread with its own event loop in the node's process would still
+share the node's GIL, and its submissions would queue behind the node's Python work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import random
+import sys
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from stalwart.errors import StalwartError
+
+__all__ = [
+    "Arrival",
+    "ArrivalPlan",
+    "Finished",
+    "RemoteArrivals",
+    "Started",
+    "run_remote",
+    "task_id_of",
+]
+
+START_ALLOWANCE = 60.0
+"""Seconds the child may take to start (imports, on a saturated machine) before its
+phase counts as failed."""
+
+
+def task_id_of(i: int) -> str:
+    """The id of the driver's ``i``-th task."""
+    return f"t{i:06d}"
+
+
+class ArrivalPlan(msgspec.Struct, frozen=True):
+    """One open-loop phase, as the child sends it."""
+
+    url: str
+    token: str
+    agent: str
+    inputs_ref: str
+    seed: int
+    """The tasks' seed (and the input generator's)."""
+    rng_seed: int
+    """The arrival times' seed."""
+    rate: float
+    duration: float
+    max_tasks: int
+    first: int
+    """The index of the phase's first task."""
+    submit_timeout: float
+    sys_path: list[str]
+    """The parent's import path, so the child finds the app and its workload."""
+
+
+class Started(msgspec.Struct, tag="started", frozen=True):
+    at: float
+    """``time.monotonic()`` when the first arrival was due (one clock for every process
+    of the machine)."""
+
+
+class Arrival(msgspec.Struct, tag="arrival", frozen=True):
+    i: int
+    accepted: bool
+    at: float
+    """``time.monotonic()`` of the node's answer."""
+    reason: str = ""
+    """When refused: the error's class name (``Overloaded``, ``TimeoutError``, ...)."""
+    message: str = ""
+
+
+class Finished(msgspec.Struct, tag="finished", frozen=True):
+    arrivals: int
+    offered: float
+    """Seconds over which the arrivals were sent (at least the plan's duration)."""
+
+
+Event = Started | Arrival | Finished
+
+
+class RemoteArrivals(msgspec.Struct, frozen=True):
+    """Where a driver's open-loop phases are sent from a child process: the node's API
+    and a bearer token for it, and the input generator (``module:function``)."""
+
+    url: str
+    token: str
+    inputs_ref: str
+
+
+async def run_remote(
+    source: RemoteArrivals,
+    *,
+    agent: str,
+    seed: int,
+    rng_seed: int,
+    rate: float,
+    duration: float,
+    max_tasks: int,
+    first: int,
+    submit_timeout: float,
+    on_event: Callable[[Started | Arrival], None],
+) -> Finished:
+    """Run one phase's arrivals in a child process, calling ``on_event`` for each of its
+    events as it comes; returns its :class:`Finished`. Raises :class:`StalwartError`
+    naming the child's last words when it fails or overruns its deadline (the child is
+    killed then)."""
+    plan = ArrivalPlan(
+        url=source.url,
+        token=source.token,
+        agent=agent,
+        inputs_ref=source.inputs_ref,
+        seed=seed,
+        rng_seed=rng_seed,
+        rate=rate,
+        duration=duration,
+        max_tasks=max_tasks,
+        first=first,
+        submit_timeout=submit_timeout,
+        sys_path=[p for p in sys.path if p],
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",  # not -m: the package imports this module first, and runpy warns of that
+        "from stalwart.chaos._arrivals import main; main()",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    decoder = msgspec.json.Decoder(Event)
+    finished: Finished | None = None
+    last_words = bytearray()
+
+    async def read_stderr() -> None:
+        assert proc.stderr is not None
+        while chunk := await proc.stderr.read(4096):
+            last_words.extend(chunk)
+            del last_words[:-2000]
+
+    try:
+        async with asyncio.timeout(START_ALLOWANCE + duration + submit_timeout + 5):
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(read_stderr())
+                proc.stdin.write(msgspec.json.encode(plan) + b"\n")
+                await proc.stdin.drain()
+                proc.stdin.close()
+                while line := await proc.stdout.readline():
+                    event = decoder.decode(line)
+                    if isinstance(event, Finished):
+                        finished = event
+                    else:
+                        on_event(event)
+                await proc.wait()
+    except TimeoutError:
+        raise StalwartError(
+            f"the load's arrival process did not finish its {duration:g} s phase in time; "
+            f"its last output: {bytes(last_words).decode(errors='replace')[-600:]!r}"
+        ) from None
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+    if finished is None or proc.returncode != 0:
+        raise StalwartError(
+            f"the load's arrival process exited with {proc.returncode} before its phase "
+            f"ended: {bytes(last_words).decode(errors='replace').strip()[-600:]}"
+        )
+    return finished
+
+
+async def _send(plan: ArrivalPlan, emit: Callable[[Event], None]) -> Finished:
+    """The child's phase: arrivals at the plan's times, each answer emitted as it comes."""
+    from stalwart.chaos._http_tasks import HttpTasks  # the child's imports, not the parent's
+    from stalwart.chaos._target import load_inputs
+
+    inputs = load_inputs(plan.inputs_ref, plan.seed)
+    rng = random.Random(plan.rng_seed)
+    client = HttpTasks(plan.url, token=plan.token)
+
+    async def submit(i: int) -> None:
+        try:
+            async with asyncio.timeout(plan.submit_timeout):
+                await client.submit(plan.agent, inputs(i), task_id=task_id_of(i), seed=plan.seed)
+        except (StalwartError, TimeoutError) as exc:
+            message = f"{task_id_of(i)}: {exc or 'no answer in time'}"[:400]
+            emit(Arrival(i, False, time.monotonic(), type(exc).__name__, message))
+            return
+        emit(Arrival(i, True, time.monotonic()))
+
+    try:
+        arrivals = 0
+        started = due = time.monotonic()
+        end = started + plan.duration
+        emit(Started(started))
+        async with asyncio.TaskGroup() as tg:
+            while arrivals < plan.max_tasks:
+                due += rng.expovariate(plan.rate) if plan.rate > 0 else plan.duration
+                if due >= end:
+                    break
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                tg.create_task(submit(plan.first + arrivals))
+                arrivals += 1
+            # the duration itself when on time: end - started read 0.29999999999927 for 0.3
+            offered = max(plan.duration, time.monotonic() - started)
+        return Finished(arrivals, offered)
+    finally:
+        await client.aclose()
+
+
+def main() -> None:
+    """Read the plan from stdin, run it, write the events to stdout."""
+    plan = msgspec.json.decode(sys.stdin.buffer.readline(), type=ArrivalPlan)
+    for path in reversed(plan.sys_path):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    encoder = msgspec.json.Encoder()
+    out = sys.stdout.buffer
+    with contextlib.suppress(OSError, AttributeError):
+        # room for every answer of a phase (~100 bytes each) while a busy parent reads
+        # late: a full pipe would block this loop, and the arrivals with it
+        fcntl.fcntl(out.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+
+    def emit(event: Event) -> None:
+        out.write(encoder.encode(event) + b"\n")
+        out.flush()
+
+    try:
+        emit(asyncio.run(_send(plan, emit)))
+    except StalwartError as exc:  # what is wrong, for the parent to quote; not a traceback
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        raise SystemExit(2) from None
