@@ -34,7 +34,10 @@ def _fresh_budget_gauge() -> None:
 
 # start_timeout: the default (30 s). It bounds the fork server's start too, which took
 # more than 10 s under two CPU hogs ("the fork server did not start within 10 s").
-FAST = RuntimeSettings(heartbeat_interval=0.2)
+# Heartbeats five times a second (the memory alerts see agents' memory at once), but an
+# agent is hung only after 2 s of silence: at 0.3 s (1.5 intervals) a Hog filling 50 MiB
+# on a loaded CI machine was killed as hung mid-call ("exited before replying").
+FAST = RuntimeSettings(heartbeat_interval=0.2, hang_after_missed=10)
 TOKEN = "test-token-0123456789abcdef"
 
 
