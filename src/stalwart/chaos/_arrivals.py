@@ -27,9 +27,11 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import msgspec
 
+from stalwart.durable import TaskRecord
 from stalwart.errors import StalwartError
 
 __all__ = [
@@ -38,7 +40,9 @@ __all__ = [
     "Finished",
     "RemoteArrivals",
     "Started",
+    "TaskApi",
     "run_remote",
+    "submit_one",
     "task_id_of",
 ]
 
@@ -50,6 +54,17 @@ phase counts as failed."""
 def task_id_of(i: int) -> str:
     """The id of the driver's ``i``-th task."""
     return f"t{i:06d}"
+
+
+class TaskApi(Protocol):
+    """What the driver needs of a node: :class:`stalwart.node.Tasks` in this process, or
+    :class:`~stalwart.chaos._http_tasks.HttpTasks` through its HTTP API."""
+
+    async def submit(
+        self, agent: str, task_input: Any, *, task_id: str | None = None, seed: int | None = None
+    ) -> str: ...
+
+    async def get(self, task_id: str) -> TaskRecord | None: ...
 
 
 class ArrivalPlan(msgspec.Struct, frozen=True):
@@ -96,6 +111,28 @@ class Finished(msgspec.Struct, tag="finished", frozen=True):
 
 
 Event = Started | Arrival | Finished
+
+
+async def submit_one(
+    tasks: TaskApi, agent: str, task_input: Any, i: int, *, seed: int, timeout: float
+) -> Arrival:
+    """Submit the driver's task ``i``; the node's answer. One not answered within
+    ``timeout`` is looked up by its id before it counts as refused: a node that stored
+    it and answered late accepted it, and its task runs."""
+    task_id = task_id_of(i)
+    try:
+        async with asyncio.timeout(timeout):
+            await tasks.submit(agent, task_input, task_id=task_id, seed=seed)
+    except StalwartError as exc:
+        return Arrival(i, False, time.monotonic(), type(exc).__name__, f"{task_id}: {exc}"[:400])
+    except TimeoutError:
+        with contextlib.suppress(StalwartError, TimeoutError):
+            async with asyncio.timeout(timeout):
+                if await tasks.get(task_id) is not None:
+                    return Arrival(i, True, time.monotonic())
+        message = f"{task_id}: no answer in {timeout:g} s, and not stored"
+        return Arrival(i, False, time.monotonic(), "TimeoutError", message)
+    return Arrival(i, True, time.monotonic())
 
 
 class RemoteArrivals(msgspec.Struct, frozen=True):
@@ -199,14 +236,8 @@ async def _send(plan: ArrivalPlan, emit: Callable[[Event], None]) -> Finished:
     client = HttpTasks(plan.url, token=plan.token)
 
     async def submit(i: int) -> None:
-        try:
-            async with asyncio.timeout(plan.submit_timeout):
-                await client.submit(plan.agent, inputs(i), task_id=task_id_of(i), seed=plan.seed)
-        except (StalwartError, TimeoutError) as exc:
-            message = f"{task_id_of(i)}: {exc or 'no answer in time'}"[:400]
-            emit(Arrival(i, False, time.monotonic(), type(exc).__name__, message))
-            return
-        emit(Arrival(i, True, time.monotonic()))
+        emit(await submit_one(client, plan.agent, inputs(i), i, seed=plan.seed,
+                              timeout=plan.submit_timeout))  # fmt: skip
 
     try:
         arrivals = 0

@@ -22,24 +22,20 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from stalwart.chaos._arrivals import Arrival, RemoteArrivals, Started, run_remote, task_id_of
+from stalwart.chaos._arrivals import (
+    Arrival,
+    RemoteArrivals,
+    Started,
+    TaskApi,
+    run_remote,
+    submit_one,
+    task_id_of,
+)
 from stalwart.chaos._stats import percentiles
 from stalwart.durable import TaskRecord
 from stalwart.errors import StalwartError
-
-
-class TaskApi(Protocol):
-    """What the driver needs of a node: :class:`stalwart.node.Tasks` in this process, or
-    :class:`~stalwart.chaos._http_tasks.HttpTasks` through its HTTP API."""
-
-    async def submit(
-        self, agent: str, task_input: Any, *, task_id: str | None = None, seed: int | None = None
-    ) -> str: ...
-
-    async def get(self, task_id: str) -> TaskRecord | None: ...
-
 
 __all__ = ["Driver", "Phase", "TaskLog"]
 
@@ -157,20 +153,15 @@ class Driver:
 
     # -- arrivals --------------------------------------------------------------------------------
     async def _submit(self, i: int, phase: Phase) -> None:
-        task_id = task_id_of(i)
-        try:
-            async with asyncio.timeout(self.submit_timeout):
-                await self.tasks.submit(self.agent, self.inputs(i), task_id=task_id, seed=self.seed)
-        except (StalwartError, TimeoutError) as exc:
-            message = f"{task_id}: {exc or 'no answer in time'}"[:400]
-            self._answered(Arrival(i, False, time.monotonic(), type(exc).__name__, message), phase)
-            return
-        self._answered(Arrival(i, True, time.monotonic()), phase)
+        arrival = await submit_one(
+            self.tasks, self.agent, self.inputs(i), i, seed=self.seed, timeout=self.submit_timeout
+        )
+        self._answered(arrival, phase)
 
     def _answered(self, arrival: Arrival, phase: Phase) -> None:
         """Count the node's answer to one submission."""
         if not arrival.accepted:
-            # not accepted: the node said so (or did not answer); the task never existed
+            # not accepted: the node said so, or did not answer and does not hold it
             phase.rejected += 1
             phase.rejections[arrival.reason] = phase.rejections.get(arrival.reason, 0) + 1
             phase.rejection_examples.setdefault(arrival.reason, arrival.message)

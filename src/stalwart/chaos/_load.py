@@ -30,8 +30,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
-from stalwart.chaos._arrivals import RemoteArrivals
-from stalwart.chaos._driver import Driver, TaskApi
+from stalwart.chaos._arrivals import RemoteArrivals, TaskApi
+from stalwart.chaos._driver import Driver
 from stalwart.chaos._http_tasks import HttpTasks
 from stalwart.chaos._reference import compare_with_reference
 from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target, workload_ref

@@ -167,3 +167,31 @@ async def test_the_offered_rate_is_the_sending_not_the_waiting_for_answers():
     assert s["arrivals"] > 20
     assert s["offered_rate"] == s["arrivals"] / phase.offered
     assert 0.3 <= phase.offered < phase.ended - phase.started
+
+
+class SlowTasks:
+    """Stores every task at once but answers only after ``delay``; ``t000001`` is never
+    stored (its submission hangs before the store)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay, self.stored = delay, set[str]()
+
+    async def submit(self, agent: str, task_input: Any, *, task_id: str, seed: int) -> str:
+        if task_id != "t000001":
+            self.stored.add(task_id)
+        await asyncio.sleep(self.delay)
+        return task_id
+
+    async def get(self, task_id: str) -> Record | None:
+        now = time.time()
+        return Record(task_id, "succeeded", {}, now, now) if task_id in self.stored else None
+
+
+async def test_a_submission_answered_too_late_counts_by_whether_the_node_holds_it():
+    driver = Driver(SlowTasks(delay=5.0), "a", lambda i: i, submit_timeout=0.2)  # type: ignore[arg-type]
+    phase = await driver.burst("b", 2)
+    assert phase.submitted == 1 and "t000000" in driver.log  # stored, answered late: accepted
+    assert phase.rejections == {"TimeoutError": 1}
+    assert phase.rejection_examples == {
+        "TimeoutError": "t000001: no answer in 0.2 s, and not stored"
+    }
