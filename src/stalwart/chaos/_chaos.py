@@ -31,7 +31,14 @@ from stalwart.chaos._faults import KINDS, FaultOutcome, FaultSpec
 from stalwart.chaos._plan import PlanConfig, make_plan, run_plan
 from stalwart.chaos._proxy import FaultProxy
 from stalwart.chaos._reference import compare_with_reference
-from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target, workload_ref
+from stalwart.chaos._target import (
+    Target,
+    TargetConfig,
+    load_inputs,
+    run_target,
+    smoke_check,
+    workload_ref,
+)
 from stalwart.errors import StalwartError
 
 __all__ = ["ChaosConfig", "plan_config", "planned_faults", "run_chaos"]
@@ -175,6 +182,7 @@ async def run_chaos(
     say = progress or (lambda _msg: None)
 
     async def chaotic(t: Target) -> dict[str, Any]:
+        await smoke_check(t, tc, inputs)  # a workload that always fails tells nothing
         driver = Driver(t.tasks, t.agent, inputs, seed=tc.seed)
         planned = _plan_config(cfg, t)
         plan = sorted([*make_plan(planned), *cfg.extra], key=lambda f: f.at)

@@ -34,7 +34,14 @@ from stalwart.chaos._arrivals import RemoteArrivals, TaskApi
 from stalwart.chaos._driver import Driver
 from stalwart.chaos._http_tasks import HttpTasks
 from stalwart.chaos._reference import compare_with_reference
-from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target, workload_ref
+from stalwart.chaos._target import (
+    Target,
+    TargetConfig,
+    load_inputs,
+    run_target,
+    smoke_check,
+    workload_ref,
+)
 from stalwart.durable import TaskRecord
 from stalwart.errors import ConfigError
 from stalwart.server import ObservabilityService, ServerSettings
@@ -142,6 +149,7 @@ async def run_load(
     tell = say or (lambda _m: None)
 
     async def body(t: Target) -> dict[str, Any]:
+        await smoke_check(t, tc, inputs)  # a workload that always fails tells nothing
         async with task_api(t, cfg.api, ref) as (tasks, remote):
             tell(
                 f"tasks go to {remote.url}/v1/tasks"
@@ -209,7 +217,15 @@ async def run_load(
             p99 = s["latency_s"]["p99"]
             within = cfg.latency_bound is None or (p99 is not None and p99 <= cfg.latency_bound)
             errors = s["rejected"] - shed  # refusals other than the configured shedding
-            holds = s["lost"] == 0 and s["failed"] == 0 and not errors and t.node.ready and within
+            # a level that sent nothing (a rate too low for its duration) showed nothing
+            holds = (
+                s["arrivals"] > 0
+                and s["lost"] == 0
+                and s["failed"] == 0
+                and not errors
+                and t.node.ready
+                and within
+            )
             levels.append(
                 {
                     "level": name,

@@ -38,7 +38,14 @@ from prometheus_client import CollectorRegistry, Gauge
 from stalwart.chaos._driver import Driver
 from stalwart.chaos._reference import compare_with_reference
 from stalwart.chaos._stats import Tolerance, fit_trend
-from stalwart.chaos._target import Target, TargetConfig, load_inputs, run_target, workload_ref
+from stalwart.chaos._target import (
+    Target,
+    TargetConfig,
+    load_inputs,
+    run_target,
+    smoke_check,
+    workload_ref,
+)
 from stalwart.errors import StalwartError
 from stalwart.observe import AlertEvaluator, AlertRule, Threshold
 
@@ -174,6 +181,7 @@ async def run_soak(
     tell = say or (lambda _m: None)
 
     async def body(t: Target) -> dict[str, Any]:
+        await smoke_check(t, tc, inputs)  # a workload that always fails tells nothing
         driver = Driver(t.tasks, t.agent, inputs, seed=tc.seed, on_progress=progress, keep=keep)
         samples: list[dict[str, Any]] = []
         leak: list[bytes] = []

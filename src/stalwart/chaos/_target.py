@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
+from stalwart.chaos._driver import APP_FAILED
 from stalwart.chaos._peer import PeerNode
 from stalwart.chaos._proxy import FaultProxy
 from stalwart.chaos._undo import UndoStack
@@ -33,7 +34,14 @@ from stalwart.node._node import EXIT_ROOT_GAVE_UP
 from stalwart.observe import EventBus
 from stalwart.runtime import ChildSpec
 
-__all__ = ["Target", "TargetConfig", "mount_quota", "run_target", "workload_ref"]
+__all__ = [
+    "Target",
+    "TargetConfig",
+    "mount_quota",
+    "run_target",
+    "smoke_check",
+    "workload_ref",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +52,7 @@ class TargetConfig:
     """The app to run (``module:attribute`` or a ``.toml`` file)."""
     store: str | None = None
     agent: str | None = None
+    """The agent that receives the tasks; None: the app's ``entry`` (else its first)."""
     inputs: str | None = None
     """``module:function(count, seed)`` giving task inputs; None: the app's workload."""
     seed: int = 1
@@ -57,6 +66,9 @@ class TargetConfig:
     as hung again and again, until the root supervisor gives up)."""
     max_pending: int | None = None
     peer: bool = False
+    smoke: int = 3
+    """Tasks of the workload run unfaulted before the run (:func:`smoke_check`); 0:
+    none (``stalwart verify`` checks its workload once, before any item)."""
     parent: str | None = None
     """Where the run's temporary directory (store, tmpfs quota) is made; None: the
     system's temporary directory. ``stalwart verify`` keeps its runs in its work dir."""
@@ -112,6 +124,39 @@ def workload_ref(config: TargetConfig) -> str:
             "(count, seed), or set App.workload"
         )
     return ref
+
+
+async def smoke_check(
+    t: Target, config: TargetConfig, inputs: Callable[[int], Any], *, timeout: float = 120.0
+) -> None:
+    """Run ``config.smoke`` tasks of the workload on the fresh node, unfaulted, before
+    the run; raise :class:`ConfigError` when every one failed, naming their errors.
+
+    Such a run can tell nothing: every task of it fails the same way with or without
+    faults, and a run that loses nothing and whose failures all have a reason looks
+    passed. (``stalwart load --app`` on the warehouse example fed it the demo's tickets,
+    40 of 40 tasks failed with ``KeyError: 'sku'``, and the run said PASSED.)"""
+    errors: dict[str, int] = {}
+    for i in range(config.smoke):
+        task_id = await t.tasks.submit(t.agent, inputs(i), task_id=f"smoke-{i}", seed=config.seed)
+        record = await t.tasks.wait(task_id, timeout=timeout)
+        out = record.outcome if isinstance(record.outcome, dict) else {}
+        if record.status == "succeeded" and out.get("status") not in APP_FAILED:
+            return  # one succeeded: the workload fits the agent
+        if record.status == "succeeded":
+            error = f"the app's result says {out.get('status')!r}: {out.get('reason', '')}"
+        else:
+            error = f"{out.get('type', '?')}: {out.get('message', '')}"
+        errors[error[:200]] = errors.get(error[:200], 0) + 1
+    if errors:
+        seen = "; ".join(f"{n} x {e}" for e, n in errors.items())
+        raise ConfigError(
+            f"all {config.smoke} workload tasks sent to agent {t.agent!r} failed with no "
+            f"fault injected ({seen}): the run could tell nothing from its tasks. Check "
+            "that the inputs fit the agent (--inputs, --agent; by default the app's "
+            "workload and its entry agent), or run one task with `stalwart run` and "
+            "`stalwart submit` to see why it fails"
+        )
 
 
 def load_inputs(ref: str, seed: int) -> Callable[[int], Any]:
@@ -199,7 +244,8 @@ async def run_target(
             config.app, store=store, events=events or EventBus(log=False), settings=settings
         )
         service.max_pending = config.max_pending  # the admission limit of its Tasks
-        agent = config.agent or service.app.agents[0].name
+        # the app's entry agent, as verify and `stalwart submit` take it
+        agent = config.agent or service.app.entry or service.app.agents[0].name
         fault_proxy: FaultProxy | None = None
         if (config.proxy if proxy is None else proxy) and service.sim_port is not None:
             fault_proxy = FaultProxy(service.sim_port)

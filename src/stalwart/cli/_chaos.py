@@ -43,9 +43,13 @@ def _common(p: argparse.ArgumentParser, *, duration: str, rate: float | None) ->
     p.add_argument("--app", default="stalwart.demo.app:app",
                    help="module:attribute of the app to run (default: helpdesk)")  # fmt: skip
     p.add_argument("--store", help="store URL (default: a fresh SQLite file in a temp dir)")
-    p.add_argument("--agent", help="the agent that receives the tasks (default: the app's first)")
-    p.add_argument("--inputs", default="stalwart.demo.tickets:generate",
-                   help="generator of task inputs, module:fn(count, seed)")  # fmt: skip
+    p.add_argument("--agent", help="the agent that receives the tasks (default: the app's "
+                   "entry agent, else its first)")  # fmt: skip
+    # no default of our own: the demo's tickets, the default once, went to every --app and
+    # failed there (the warehouse's 40 of 40 tasks, KeyError 'sku'), and the run passed
+    p.add_argument("--inputs", default=None,
+                   help="generator of task inputs, module:fn(count, seed) (default: the "
+                   "app's workload, App.workload)")  # fmt: skip
     p.add_argument("--seed", type=int, default=1, help="seed of inputs, arrivals, faults")
     p.add_argument("--duration", type=parse_duration, default=parse_duration(duration),
                    help=f"how long to send tasks (default {duration})")  # fmt: skip

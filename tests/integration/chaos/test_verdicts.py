@@ -46,3 +46,24 @@ async def test_a_run_in_which_no_fault_took_effect_is_not_run_never_passed():
     from stalwart.cli._chaos import render
 
     assert "NOT RUN" in render(result) and "PASSED" not in render(result)
+
+
+def test_inputs_that_fail_on_every_task_stop_the_run_before_it_passes(tmp_path):
+    """The warehouse fed helpdesk tickets: every task fails (KeyError 'sku'). Before the
+    smoke check (and while --inputs defaulted to the demo's tickets for any --app) the
+    load run failed all 40 of its tasks, measured a capacity of 0 and said PASSED."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "load.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "stalwart.cli._chaos", "load", "--app",
+         "examples.warehouse.app:app", "--inputs", "stalwart.demo.tickets:generate",
+         "--duration", "2s", "--calibrate", "10", "--out", str(out)],
+        capture_output=True, text=True, timeout=110, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "all 3 workload tasks sent to agent 'restock' failed" in done.stderr
+    assert "KeyError: 'sku'" in done.stderr and "--inputs" in done.stderr
+    assert not out.exists()  # no result to mistake for a run
+
