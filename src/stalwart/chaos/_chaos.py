@@ -36,7 +36,7 @@ from stalwart.chaos._target import (
     TargetConfig,
     load_inputs,
     run_target,
-    smoke_check,
+    workload_failed,
     workload_ref,
 )
 from stalwart.errors import StalwartError
@@ -182,7 +182,6 @@ async def run_chaos(
     say = progress or (lambda _msg: None)
 
     async def chaotic(t: Target) -> dict[str, Any]:
-        await smoke_check(t, tc, inputs)  # a workload that always fails tells nothing
         driver = Driver(t.tasks, t.agent, inputs, seed=tc.seed)
         planned = _plan_config(cfg, t)
         plan = sorted([*make_plan(planned), *cfg.extra], key=lambda f: f.at)
@@ -209,6 +208,7 @@ async def run_chaos(
         drained = await driver.drain(cfg.drain)
         await _check_corruption(t, faults)
         return {
+            "agent": t.agent,
             "summary": driver.summary(),
             "log": driver.log,
             "faults": faults,
@@ -266,9 +266,20 @@ async def run_chaos(
         "reference": comparison.get("reference"),
         "elapsed_s": round(time.monotonic() - started, 2),
     }
-    # a run in which no fault took effect proves nothing about faults: not-run, not passed
+    # a run in which no fault took effect proves nothing about faults, and one whose
+    # tasks all failed without faults (the reference) proves nothing: not-run, not passed
     result["faults_applied"] = sum(f.status == "applied" for f in faults)
-    result["exercised"] = result["faults_applied"] > 0
+    reference = comparison.get("reference")
+    result["not_run"] = (
+        workload_failed(reference, chaos["agent"], "tasks of the fault-free run")
+        if reference
+        else None
+    ) or (
+        None
+        if result["faults_applied"]
+        else "no fault took effect (see the fault table), so this run proves nothing about faults"
+    )
+    result["exercised"] = result["not_run"] is None
     result["passed"] = bool(
         result["exercised"]
         and result["lost"] == 0

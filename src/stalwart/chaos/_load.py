@@ -39,7 +39,7 @@ from stalwart.chaos._target import (
     TargetConfig,
     load_inputs,
     run_target,
-    smoke_check,
+    workload_failed,
     workload_ref,
 )
 from stalwart.durable import TaskRecord
@@ -149,7 +149,6 @@ async def run_load(
     tell = say or (lambda _m: None)
 
     async def body(t: Target) -> dict[str, Any]:
-        await smoke_check(t, tc, inputs)  # a workload that always fails tells nothing
         async with task_api(t, cfg.api, ref) as (tasks, remote):
             tell(
                 f"tasks go to {remote.url}/v1/tasks"
@@ -177,6 +176,11 @@ async def run_load(
                 started = time.monotonic()
                 await driver.burst(name, cfg.calibrate)
                 await driver.drain(cfg.drain)
+                # no fault is injected here: a burst whose tasks all failed means a workload
+                # that does not run at all, and every level after would fail the same way
+                problem = workload_failed(driver.summary(name), t.agent, "calibration tasks")
+                if problem is not None:
+                    raise ConfigError(problem)
                 seen = driver.service_seconds(name)
                 took.append(seen if seen else time.monotonic() - started)
             best = min(took)
@@ -245,6 +249,7 @@ async def run_load(
                 }
             )
         return {
+            "agent": t.agent,
             "calibration": calibration,
             "levels": levels,
             "log": driver.log,
@@ -282,8 +287,11 @@ async def run_load(
         "levels": run["levels"],
         "faults": [],
     }
+    # with a given --rate there is no calibration: the levels' tasks (no fault) tell
+    result["not_run"] = workload_failed(s, run["agent"], "tasks")
     result["passed"] = bool(
-        all(level["holds"] for level in run["levels"])
+        result["not_run"] is None
+        and all(level["holds"] for level in run["levels"])
         and s["lost"] == 0
         and not duplicates
         and compared["results_match_fault_free"]

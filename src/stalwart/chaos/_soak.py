@@ -43,7 +43,7 @@ from stalwart.chaos._target import (
     TargetConfig,
     load_inputs,
     run_target,
-    smoke_check,
+    workload_failed,
     workload_ref,
 )
 from stalwart.errors import StalwartError
@@ -181,7 +181,6 @@ async def run_soak(
     tell = say or (lambda _m: None)
 
     async def body(t: Target) -> dict[str, Any]:
-        await smoke_check(t, tc, inputs)  # a workload that always fails tells nothing
         driver = Driver(t.tasks, t.agent, inputs, seed=tc.seed, on_progress=progress, keep=keep)
         samples: list[dict[str, Any]] = []
         leak: list[bytes] = []
@@ -239,6 +238,7 @@ async def run_soak(
         if flagged:
             t.node.events.emit("soak_trend", flagged=flagged, node=t.node.id, alerts=alerts)
         return {
+            "agent": t.agent,
             "log": driver.log,
             "summary": driver.summary(),
             "samples": samples,
@@ -278,8 +278,11 @@ async def run_soak(
             else []
         ),
     }
+    # a soak whose tasks all failed (it injects no fault) measured a node doing nothing
+    result["not_run"] = workload_failed(s, run["agent"], "soak tasks")
     result["passed"] = bool(
-        not run["flagged"]
+        result["not_run"] is None
+        and not run["flagged"]
         and s["lost"] == 0
         and not duplicates
         and compared["results_match_fault_free"]

@@ -22,7 +22,6 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-from stalwart.chaos._driver import APP_FAILED
 from stalwart.chaos._peer import PeerNode
 from stalwart.chaos._proxy import FaultProxy
 from stalwart.chaos._undo import UndoStack
@@ -39,7 +38,7 @@ __all__ = [
     "TargetConfig",
     "mount_quota",
     "run_target",
-    "smoke_check",
+    "workload_failed",
     "workload_ref",
 ]
 
@@ -66,9 +65,6 @@ class TargetConfig:
     as hung again and again, until the root supervisor gives up)."""
     max_pending: int | None = None
     peer: bool = False
-    smoke: int = 3
-    """Tasks of the workload run unfaulted before the run (:func:`smoke_check`); 0:
-    none (``stalwart verify`` checks its workload once, before any item)."""
     parent: str | None = None
     """Where the run's temporary directory (store, tmpfs quota) is made; None: the
     system's temporary directory. ``stalwart verify`` keeps its runs in its work dir."""
@@ -126,37 +122,27 @@ def workload_ref(config: TargetConfig) -> str:
     return ref
 
 
-async def smoke_check(
-    t: Target, config: TargetConfig, inputs: Callable[[int], Any], *, timeout: float = 120.0
-) -> None:
-    """Run ``config.smoke`` tasks of the workload on the fresh node, unfaulted, before
-    the run; raise :class:`ConfigError` when every one failed, naming their errors.
+def workload_failed(summary: dict[str, Any], agent: str, what: str) -> str | None:
+    """Why a run can tell nothing from its tasks, or None: ``summary`` (a driver's, of
+    ``what``: tasks run with no fault injected) holds tasks, and every one failed.
 
-    Such a run can tell nothing: every task of it fails the same way with or without
-    faults, and a run that loses nothing and whose failures all have a reason looks
-    passed. (``stalwart load --app`` on the warehouse example fed it the demo's tickets,
-    40 of 40 tasks failed with ``KeyError: 'sku'``, and the run said PASSED.)"""
-    errors: dict[str, int] = {}
-    for i in range(config.smoke):
-        task_id = await t.tasks.submit(t.agent, inputs(i), task_id=f"smoke-{i}", seed=config.seed)
-        record = await t.tasks.wait(task_id, timeout=timeout)
-        out = record.outcome if isinstance(record.outcome, dict) else {}
-        if record.status == "succeeded" and out.get("status") not in APP_FAILED:
-            return  # one succeeded: the workload fits the agent
-        if record.status == "succeeded":
-            error = f"the app's result says {out.get('status')!r}: {out.get('reason', '')}"
-        else:
-            error = f"{out.get('type', '?')}: {out.get('message', '')}"
-        errors[error[:200]] = errors.get(error[:200], 0) + 1
-    if errors:
-        seen = "; ".join(f"{n} x {e}" for e, n in errors.items())
-        raise ConfigError(
-            f"all {config.smoke} workload tasks sent to agent {t.agent!r} failed with no "
-            f"fault injected ({seen}): the run could tell nothing from its tasks. Check "
-            "that the inputs fit the agent (--inputs, --agent; by default the app's "
-            "workload and its entry agent), or run one task with `stalwart run` and "
-            "`stalwart submit` to see why it fails"
-        )
+    Such a run fails every task the same way with or without faults, and one that loses
+    nothing and gives every failure a reason looked passed: ``stalwart load --app`` on the
+    warehouse example, fed the demo's tickets, failed 40 of 40 tasks with ``KeyError:
+    'sku'`` and printed PASSED. (Three workload tasks run before the run, as verify does,
+    were tried first: on an app whose state is keyed by its input, a LangGraph thread,
+    they changed the first task's result, and the comparison with the fault-free run
+    failed.)"""
+    if summary["completed"] or not summary["failed"]:
+        return None
+    seen = "; ".join(f"{n} x {e}" for e, n in list(summary["failures"].items())[:3])
+    return (
+        f"all {summary['failed']} {what} sent to agent {agent!r} failed with no fault "
+        f"injected ({seen}): the run could tell nothing from its tasks. Check that the "
+        "inputs fit the agent (--inputs, --agent; by default the app's workload and its "
+        "entry agent), or run one task with `stalwart run` and `stalwart submit` to see "
+        "why it fails"
+    )
 
 
 def load_inputs(ref: str, seed: int) -> Callable[[int], Any]:

@@ -155,7 +155,6 @@ def _target(t: Target, item: str, *, quota_mb: int | None = None) -> TargetConfi
         seed=t.seed,
         quota_mb=quota_mb,
         parent=str(t.workdir / item.lower()),
-        smoke=0,  # verify's preflight ran the workload unfaulted once, before any item
         # as on the verify node (_target.Target._start): a CPU-starved agent is not taken
         # for a hung one; on 2 busy cores LC-2's node, at the default 0.75 s, killed its
         # agents as hung until its root supervisor (intensity 5) gave up
