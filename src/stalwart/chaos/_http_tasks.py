@@ -72,7 +72,11 @@ class HttpTasks:
             headers=headers,
             timeout=httpx.Timeout(timeout),
             transport=httpx.AsyncHTTPTransport(retries=0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            # an open loop's submissions must reach the node, not queue in this pool: with
+            # 64 connections held by answers near the client's timeout, later submissions
+            # waited here past it (PoolTimeout) and counted as the node's errors though
+            # they never reached it; 256 stays well inside a default limit of 1,024 fds
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
         )
 
     async def aclose(self) -> None:
