@@ -203,14 +203,17 @@ def render(result: dict[str, Any]) -> str:
     parts = [table([f"stalwart {result['command']}", "value"], head)]
     if result["command"] == "load":
         rows = [
-            [lv["level"], lv["rate"], lv["submitted"], lv["completed"], lv["failed"],
+            [lv["level"], lv["rate"],
+             None if lv.get("offered_rate") is None else round(lv["offered_rate"], 3),
+             lv["submitted"], lv["completed"], lv["failed"],
              lv["rejected"], lv["lost"], lv["latency_s"]["p50"], lv["latency_s"]["p95"],
              lv["latency_s"]["p99"], lv["max_queue_depth"],
              ",".join(k for k, v in lv["degradations"].items() if v) or "none",
              "yes" if lv["holds"] else "NO"]
             for lv in result["levels"]
         ]  # fmt: skip
-        parts.append(table(["level", "rate/s", "submitted", "completed", "failed", "rejected",
+        parts.append(table(["level", "rate/s", "sent/s", "submitted", "completed", "failed",
+                            "rejected",
                             "lost", "p50 s", "p95 s", "p99 s", "max queue", "degradations",
                             "holds"], rows))  # fmt: skip
     if result["command"] == "chaos":
