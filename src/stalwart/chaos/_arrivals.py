@@ -108,6 +108,9 @@ class Finished(msgspec.Struct, tag="finished", frozen=True):
     arrivals: int
     offered: float
     """Seconds over which the arrivals were sent (at least the plan's duration)."""
+    lag: float = 0.0
+    """The most any arrival was sent after its due time, seconds: how far the generator
+    fell behind its schedule."""
 
 
 Event = Started | Arrival | Finished
@@ -240,7 +243,7 @@ async def _send(plan: ArrivalPlan, emit: Callable[[Event], None]) -> Finished:
                               timeout=plan.submit_timeout))  # fmt: skip
 
     try:
-        arrivals = 0
+        arrivals, lag = 0, 0.0
         started = due = time.monotonic()
         end = started + plan.duration
         emit(Started(started))
@@ -250,11 +253,12 @@ async def _send(plan: ArrivalPlan, emit: Callable[[Event], None]) -> Finished:
                 if due >= end:
                     break
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
+                lag = max(lag, time.monotonic() - due)
                 tg.create_task(submit(plan.first + arrivals))
                 arrivals += 1
             # the duration itself when on time: end - started read 0.29999999999927 for 0.3
             offered = max(plan.duration, time.monotonic() - started)
-        return Finished(arrivals, offered)
+        return Finished(arrivals, offered, lag)
     finally:
         await client.aclose()
 

@@ -90,6 +90,10 @@ class Phase:
     """Seconds over which the arrivals were sent (an open loop's window, or longer when
     the driver fell behind and sent late); 0: ``ended - started``. Not the wait for the
     node's answers that ends a phase: an open loop's offer does not depend on them."""
+    send_lag: float = 0.0
+    """The most an open loop's arrival was sent after its due time, seconds: how far the
+    generator fell behind its schedule (a Poisson count over a short level varies by
+    itself, so ``offered`` alone cannot tell a late generator from a sparse draw)."""
     arrivals: int = 0
     rejected: int = 0
     rejections: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -189,6 +193,7 @@ class Driver:
                 if due >= end:
                     break
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
+                phase.send_lag = max(phase.send_lag, time.monotonic() - due)
                 submits.append(asyncio.ensure_future(self._submit(self._count, phase)))
                 self._count += 1
                 phase.arrivals += 1
@@ -240,6 +245,7 @@ class Driver:
             await asyncio.gather(*poller, return_exceptions=True)
         self._count = first + finished.arrivals
         phase.offered = finished.offered
+        phase.send_lag = finished.lag
         phase.ended = time.monotonic()
 
     async def burst(self, name: str, count: int, *, concurrency: int = 8) -> Phase:
@@ -396,6 +402,7 @@ class Driver:
             "error_rate": (failed + rejected - shed) / arrivals if arrivals else 0.0,
             "shed_rate": shed / arrivals if arrivals else 0.0,
             "offered_rate": arrivals / seconds if seconds > 0 else None,
+            "send_lag_s": max((p.send_lag for p in phases), default=0.0),
             "latency_s": {**percentiles(lat), "max": max(lat) if lat else None},
             "max_queue_depth": max((p.max_queue for p in phases), default=0),
             "max_waiting": max((p.max_waiting for p in phases), default=0),

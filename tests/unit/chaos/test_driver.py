@@ -195,3 +195,19 @@ async def test_a_submission_answered_too_late_counts_by_whether_the_node_holds_i
     assert phase.rejection_examples == {
         "TimeoutError": "t000001: no answer in 0.2 s, and not stored"
     }
+
+
+class BlockingTasks(FakeTasks):
+    """Holds the event loop for 0.3 s in its first submission, as a starved generator's
+    loop is held: the arrivals due meanwhile go out late."""
+
+    async def submit(self, agent: str, task_input: Any, *, task_id: str, seed: int) -> str:
+        if not self.submitted:
+            time.sleep(0.3)  # blocks the loop on purpose
+        return await super().submit(agent, task_input, task_id=task_id, seed=seed)
+
+
+async def test_an_open_loop_says_how_far_its_arrivals_fell_behind_their_schedule():
+    on_time = await Driver(FakeTasks(), "a", lambda i: i).open_loop("p", 40.0, 0.5, max_tasks=3)
+    late = await Driver(BlockingTasks(), "a", lambda i: i).open_loop("p", 40.0, 0.5, max_tasks=3)
+    assert late.send_lag >= 0.2 > on_time.send_lag  # the second arrival waited for the first
