@@ -8,26 +8,13 @@ money, so the payment service is given an idempotency key, the SDK's tool call i
 
 from __future__ import annotations
 
-import asyncio
-import os
 from typing import Any
 
-import httpx
 from agents import Agent, function_tool
 from agents.tool_context import ToolContext
 
+from stalwart import http_client
 from stalwart.llm.sim import service_url
-
-_clients: dict[tuple[int, int], httpx.AsyncClient] = {}
-
-
-def http() -> httpx.AsyncClient:
-    """One HTTP client per process and event loop."""
-    key = (os.getpid(), id(asyncio.get_running_loop()))
-    client = _clients.get(key)
-    if client is None:
-        client = _clients[key] = httpx.AsyncClient(timeout=10)
-    return client
 
 
 @function_tool
@@ -37,7 +24,7 @@ async def lookup_order(order_id: int) -> dict[str, Any]:
     Args:
         order_id: The order's number.
     """
-    r = await http().get(service_url(f"/tools/orders/{order_id}"))
+    r = await http_client().get(service_url(f"/tools/orders/{order_id}"), timeout=10)
     r.raise_for_status()
     return dict(r.json())
 
@@ -51,10 +38,11 @@ async def refund_order(ctx: ToolContext[Any], order_id: int, amount_cents: int) 
         amount_cents: How much to refund, in cents.
     """
     # the payment service keeps the first refund per key: the tool call's id is the key
-    r = await http().post(
+    r = await http_client().post(
         service_url("/tools/payments/refund"),
         json={"order_id": order_id, "amount_cents": amount_cents},
         headers={"Idempotency-Key": ctx.tool_call_id},
+        timeout=10,
     )
     r.raise_for_status()
     return dict(r.json())

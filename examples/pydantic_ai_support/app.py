@@ -17,16 +17,14 @@ the simulated model behave as a real one would on these tickets.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import os
 import random
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, Field
 from pydantic_ai import Agent, RunContext
 
+from stalwart import http_client
 from stalwart.adapters.pydantic_ai import PydanticAIAgent, ToolPolicy, idempotency_key
 from stalwart.agent import App, VerifyProfile
 from stalwart.guard import ArgRule, Budget, Security, TaintPolicy, ToolRule
@@ -62,22 +60,10 @@ def customer_name(ctx: RunContext[SupportDeps]) -> str:
     return f"The customer is {ctx.deps.customer}."
 
 
-_clients: dict[tuple[int, int], httpx.AsyncClient] = {}
-
-
-def http() -> httpx.AsyncClient:
-    """One HTTP client per process and event loop."""
-    key = (os.getpid(), id(asyncio.get_running_loop()))
-    client = _clients.get(key)
-    if client is None:
-        client = _clients[key] = httpx.AsyncClient(timeout=10)
-    return client
-
-
 @support_agent.tool
 async def lookup_order(ctx: RunContext[SupportDeps], order_id: int) -> dict[str, Any]:
     """Look up an order: its status, amount and items."""
-    r = await http().get(service_url(f"/tools/orders/{order_id}"))
+    r = await http_client().get(service_url(f"/tools/orders/{order_id}"), timeout=10)
     r.raise_for_status()
     return dict(r.json())
 
@@ -85,10 +71,11 @@ async def lookup_order(ctx: RunContext[SupportDeps], order_id: int) -> dict[str,
 @support_agent.tool
 async def refund(ctx: RunContext[SupportDeps], order_id: int, amount_cents: int) -> dict[str, Any]:
     """Refund part or all of an order."""
-    r = await http().post(
+    r = await http_client().post(
         service_url("/tools/payments/refund"),
         json={"order_id": order_id, "amount_cents": amount_cents},
         headers={"Idempotency-Key": idempotency_key(ctx)},  # the payment service dedupes on it
+        timeout=10,
     )
     r.raise_for_status()
     return dict(r.json())

@@ -12,7 +12,7 @@ own ``__all__`` for the rest, and every exception lives in :mod:`stalwart.errors
 import warnings as _warnings
 from typing import Any as _Any
 
-from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext, VerifyProfile
+from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext, VerifyProfile, http_client
 from stalwart.clock import Clock, SystemClock
 from stalwart.config import RuntimeSettings, Timeouts
 from stalwart.guard import Budget, Security
@@ -60,6 +60,7 @@ __all__ = [
     "__version__",
     "app_node",
     "get_logger",
+    "http_client",
     "log_context",
     "tool",
 ]

@@ -20,6 +20,8 @@ CURATED = {
     # settings, time, resilience for one's own calls, logging
     "RuntimeSettings", "Timeouts", "Clock", "SystemClock",
     "RetryPolicy", "BreakerConfig", "Policy", "get_logger", "log_context",
+    # one HTTP client per process and loop, for tools' calls
+    "http_client",
     "__version__",
 }  # fmt: skip
 

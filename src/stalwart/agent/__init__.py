@@ -2,6 +2,7 @@
 
 from stalwart.agent._context import TaskContext
 from stalwart.agent._guarded import scope_table
+from stalwart.agent._http_client import http_client
 from stalwart.agent._loop import run_llm_agent
 from stalwart.agent._profile import VerifyProfile
 from stalwart.agent._resources import Resources, Usage
@@ -18,6 +19,7 @@ __all__ = [
     "TaskContext",
     "Usage",
     "VerifyProfile",
+    "http_client",
     "load_app",
     "run_llm_agent",
     "scope_table",

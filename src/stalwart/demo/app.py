@@ -16,14 +16,10 @@ and per day (``BUDGET``).
 
 from __future__ import annotations
 
-import asyncio
-import os
 import pathlib
 from typing import Any
 
-import httpx
-
-from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext, VerifyProfile
+from stalwart.agent import App, LLMAgent, PythonAgent, TaskContext, VerifyProfile, http_client
 from stalwart.guard import (
     ArgRule,
     Budget,
@@ -34,7 +30,7 @@ from stalwart.guard import (
     forbid,
     permit,
 )
-from stalwart.llm import AsyncioTransport, Provider
+from stalwart.llm import Provider
 from stalwart.llm.sim import Rule, Scenario, service_url
 from stalwart.tools import tool
 
@@ -43,24 +39,11 @@ MANIFEST = pathlib.Path(__file__).with_name("deployment.yaml")
 
 # -- tools: each talks to a simulated service over HTTP, under its own deadline -------------
 
-_clients: dict[tuple[int, int], httpx.AsyncClient] = {}
-
-
-def http() -> httpx.AsyncClient:
-    """One HTTP client per process and event loop (building one costs ~20 ms of TLS setup)."""
-    key = (os.getpid(), id(asyncio.get_running_loop()))
-    client = _clients.get(key)
-    if client is None:
-        # asyncio-native connections, as the model clients have (less CPU per call)
-        transport = AsyncioTransport(limits=httpx.Limits(max_connections=1000))
-        client = _clients[key] = httpx.AsyncClient(timeout=10, transport=transport)
-    return client
-
 
 @tool(scopes=["orders:read"], timeout=10, alternatives=["search_kb"])
 async def lookup_order(order_id: int) -> dict[str, Any]:
     """Look up an order: its status, amount, items and customer."""
-    r = await http().get(service_url(f"/tools/orders/{order_id}"))
+    r = await http_client().get(service_url(f"/tools/orders/{order_id}"), timeout=10)
     r.raise_for_status()
     return dict(r.json())
 
@@ -68,7 +51,7 @@ async def lookup_order(order_id: int) -> dict[str, Any]:
 @tool(scopes=["kb:read"], timeout=10)
 async def search_kb(query: str) -> list[dict[str, Any]]:
     """Search the knowledge base; returns the best matching articles."""
-    r = await http().get(service_url("/tools/kb/search"), params={"q": query})
+    r = await http_client().get(service_url("/tools/kb/search"), params={"q": query}, timeout=10)
     r.raise_for_status()
     return list(r.json()["results"])
 
@@ -82,10 +65,11 @@ async def search_kb(query: str) -> list[dict[str, Any]]:
 )
 async def refund(order_id: int, amount_cents: int, idempotency_key: str) -> dict[str, Any]:
     """Refund part or all of an order (the payment service dedupes on the key)."""
-    r = await http().post(
+    r = await http_client().post(
         service_url("/tools/payments/refund"),
         json={"order_id": order_id, "amount_cents": amount_cents},
         headers={"Idempotency-Key": idempotency_key},
+        timeout=10,
     )
     r.raise_for_status()
     return dict(r.json())
@@ -94,10 +78,11 @@ async def refund(order_id: int, amount_cents: int, idempotency_key: str) -> dict
 @tool(scopes=["email:send"], timeout=15, side_effect=True)
 async def send_email(to: str, subject: str, body: str, idempotency_key: str) -> dict[str, Any]:
     """Send an e-mail to a customer (the mail service does NOT dedupe: at most once)."""
-    r = await http().post(
+    r = await http_client().post(
         service_url("/tools/email/send"),
         json={"to": to, "subject": subject, "body": body},
         headers={"Idempotency-Key": idempotency_key},
+        timeout=10,
     )
     r.raise_for_status()
     return dict(r.json())

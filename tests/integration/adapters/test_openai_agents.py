@@ -21,6 +21,7 @@ from examples.openai_agents_support.app import SCENARIO, SUPPORT, app, tickets
 from tests.integration.adapters._locked import WriteLock, locked_out_run, own_sim
 from tests.integration.adapters.oai_kill_app import SETTINGS, run_support
 
+from stalwart import http_client
 from stalwart.guard import ApprovalQueue
 from stalwart.llm.sim import service_url
 from stalwart.node import Node, app_node
@@ -136,10 +137,11 @@ async def test_a_refund_whose_ledger_record_fails_gives_the_task_back(
             order_id: The order's number.
             amount_cents: How much to refund, in cents.
         """
-        r = await support_agent.http().post(
+        r = await http_client().post(
             service_url("/tools/payments/refund"),
             json={"order_id": order_id, "amount_cents": amount_cents},
             headers={"Idempotency-Key": ctx.tool_call_id},
+            timeout=10,
         )
         r.raise_for_status()
         refunds.append(order_id)
