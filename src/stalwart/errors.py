@@ -58,6 +58,7 @@ The tree::
           │         └── AllModelsFailed         every model of a fallback chain failed
           └── StoreError               the durable store failed
                ├── StoreUnavailable    cannot reach the store
+               │    └── CommitUnknown  a COMMIT's answer was lost: it may have landed
                ├── CorruptRecord       checksum or format check failed
                ├── SchemaMissing       a read-only open found no (or an old) schema
                ├── IncompatibleFormat  written by a newer stalwart: left for a node that can
@@ -77,6 +78,7 @@ __all__ = [
     "CallTimeout",
     "ChildError",
     "CircuitOpen",
+    "CommitUnknown",
     "ConfigError",
     "ContentFiltered",
     "ContextLengthExceeded",
@@ -391,6 +393,12 @@ class StoreUnavailable(StoreError):
 
     retryable: Retryability = "retryable"
     scope: Scope = "systemic"
+
+
+class CommitUnknown(StoreUnavailable):
+    """The connection failed while a COMMIT was on its way: the writes may or may not
+    have landed, so the store does not run them again by itself. Read what is stored
+    to tell (a write that recognises its own row can; ``Store.create_task`` does)."""
 
 
 class CorruptRecord(StoreError):

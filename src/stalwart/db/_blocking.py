@@ -36,7 +36,7 @@ from stalwart.db._migrate import MIGRATION_LOCK, Component, migrate_program, req
 from stalwart.db._program import Program, drive_sync
 from stalwart.db._sqlite import SQLiteDatabase
 from stalwart.db._url import parse_url, redact
-from stalwart.errors import StoreError, StoreUnavailable
+from stalwart.errors import CommitUnknown, StoreError, StoreUnavailable
 
 __all__ = ["BlockingDatabase", "BlockingPostgres", "BlockingSQLite", "blocking"]
 
@@ -210,7 +210,7 @@ class BlockingPostgres:
                     self._drop()  # never keep a connection that failed: open another
                     err = map_pg_error(exc, self.url)
                     if committing:
-                        raise StoreUnavailable(
+                        raise CommitUnknown(
                             f"{err} (during commit: the outcome is unknown)"
                         ) from exc
                     tries += 1

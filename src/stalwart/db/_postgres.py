@@ -10,7 +10,7 @@ backend) fails the statement it was running; the transaction was therefore not
 committed, so the operation is retried -- on another connection, with backoff,
 within its deadline -- and the pool discards the broken connection and checks
 the others. Only a failure *during* COMMIT leaves the outcome unknown; that one
-is raised (StoreUnavailable), never retried blindly.
+is raised (CommitUnknown, a StoreUnavailable), never retried blindly.
 
 Round trips: a step's journal record, alone in its group commit, is one round trip.
 The pooled connections are in autocommit mode; a *one-write* program
@@ -59,7 +59,13 @@ from stalwart.db._migrate import MIGRATION_LOCK, Component, migrate_program, req
 from stalwart.db._program import Program, Result, is_one_write, pg_sql
 from stalwart.db._sqlite import DURABILITY_LEVELS
 from stalwart.db._url import redact
-from stalwart.errors import ConfigError, CorruptRecord, StoreError, StoreUnavailable
+from stalwart.errors import (
+    CommitUnknown,
+    ConfigError,
+    CorruptRecord,
+    StoreError,
+    StoreUnavailable,
+)
 from stalwart.observe import get_logger
 
 __all__ = ["PostgresDatabase", "drive_async", "map_pg_error"]
@@ -452,7 +458,7 @@ class PostgresDatabase(Database):
             self._check_pool()
             if committing:
                 # The COMMIT may or may not have reached the server: never run it again.
-                unknown = StoreUnavailable(f"{err} (during commit: the outcome is unknown)")
+                unknown = CommitUnknown(f"{err} (during commit: the outcome is unknown)")
                 results = [(fut, False, unknown) for _, _, fut, _, _ in batch]
             else:
                 results = [(fut, False, _Retry(err)) for _, _, fut, _, _ in batch]

@@ -51,7 +51,7 @@ from stalwart.durable._protocol import (
     TaskStatus,
 )
 from stalwart.durable._schema import COMPONENT
-from stalwart.errors import CorruptRecord, StoreError
+from stalwart.errors import CommitUnknown, CorruptRecord, StoreError
 from stalwart.observe import EventBus
 
 __all__ = ["SQLStore"]
@@ -141,7 +141,22 @@ class SQLStore:
         now = self._clock.time()
         trace = trace if len(trace) <= MAX_TRACE else ""
         args = (tid, agent, record, seed_, now, now, trace)
-        if await self._db.write(_ops.rowcount, q.INSERT_TASK, args) == 0:
+        try:
+            inserted = await self._db.write(_ops.rowcount, q.INSERT_TASK, args)
+        except CommitUnknown:
+            # The COMMIT's answer was lost (the connection dropped, or the server ended
+            # a session idle in its transaction on a starved machine): the row tells.
+            # Ours has our agent, seed and creation time; absent, it did not land, and
+            # one insert more is safe. Raised as before, the caller was told "nothing
+            # was stored, retry later" of a task that may have been stored.
+            found = await self.get_task(tid)
+            if found is None:
+                inserted = await self._db.write(_ops.rowcount, q.INSERT_TASK, args)
+            elif (found.agent, found.seed, found.created_at) == (agent, seed_, now):
+                inserted = 1
+            else:
+                inserted = 0
+        if inserted == 0:
             raise StoreError(f"a task with id {tid!r} already exists")
         return TaskRecord(
             tid, agent, input, "pending", seed_, 0, None, 0, None, None, now, now, None, trace
