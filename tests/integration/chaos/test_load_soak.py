@@ -29,8 +29,10 @@ def test_load_at_1x_2x_3x_degrades_by_queueing_and_shedding_and_loses_nothing(tm
         assert lv["holds"]
     one, three = levels[0], levels[2]
     assert three["offered_rate"] > 2 * one["offered_rate"]  # really three times the load
-    assert three["max_queue_depth"] > one["max_queue_depth"]  # ... absorbed by queueing
-    assert three["degradations"]["queueing"]
+    # ... absorbed by queueing (not "deeper than at 1x": on a busy machine 1x already
+    # filled the queue to the admission bound, 12 waiting + the agent's 32 running, and
+    # read 50 against 3x's 49 once the generator really sent 3x)
+    assert three["degradations"]["queueing"] and three["max_queue_depth"] > 12
     # ... and, past the admission limit, by refusing new tasks with a clear reason
     assert three["max_pending"] == 12 and three["degradations"]["shed_overloaded"] > 0
     assert set(three["rejections"]) == {"Overloaded"} and three["shed_rate"] > 0
