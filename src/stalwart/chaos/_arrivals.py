@@ -26,7 +26,7 @@ import fcntl
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -39,6 +39,7 @@ __all__ = [
     "ArrivalPlan",
     "Finished",
     "RemoteArrivals",
+    "Schedule",
     "Started",
     "TaskApi",
     "run_remote",
@@ -114,6 +115,39 @@ class Finished(msgspec.Struct, tag="finished", frozen=True):
 
 
 Event = Started | Arrival | Finished
+
+
+class Schedule:
+    """Seeded Poisson arrivals at ``rate``/s for ``duration`` s from ``started``, at most
+    ``max_tasks``: :meth:`due` sleeps until each arrival is due and yields its number
+    (from 0). Written once for the driver's in-process open loop and the arrival
+    process; ``lag`` is the most any arrival was sent after its due time."""
+
+    def __init__(
+        self, rng: random.Random, rate: float, duration: float, max_tasks: int, started: float
+    ) -> None:
+        self._rng = rng
+        self.rate, self.duration, self.max_tasks = rate, duration, max_tasks
+        self.started = started
+        self.end = started + duration
+        self.arrivals = 0
+        self.lag = 0.0
+
+    async def due(self) -> AsyncIterator[int]:
+        at = self.started
+        while self.arrivals < self.max_tasks:
+            at += self._rng.expovariate(self.rate) if self.rate > 0 else self.duration
+            if at >= self.end:
+                return
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            self.lag = max(self.lag, time.monotonic() - at)
+            yield self.arrivals
+            self.arrivals += 1
+
+    def offered(self) -> float:
+        """Seconds over which the arrivals went out: the duration itself when on time
+        (``end - started`` read 0.29999999999927 for 0.3), longer when sent late."""
+        return max(self.duration, time.monotonic() - self.started)
 
 
 async def submit_one(
@@ -243,22 +277,13 @@ async def _send(plan: ArrivalPlan, emit: Callable[[Event], None]) -> Finished:
                               timeout=plan.submit_timeout))  # fmt: skip
 
     try:
-        arrivals, lag = 0, 0.0
-        started = due = time.monotonic()
-        end = started + plan.duration
-        emit(Started(started))
+        schedule = Schedule(rng, plan.rate, plan.duration, plan.max_tasks, time.monotonic())
+        emit(Started(schedule.started))
         async with asyncio.TaskGroup() as tg:
-            while arrivals < plan.max_tasks:
-                due += rng.expovariate(plan.rate) if plan.rate > 0 else plan.duration
-                if due >= end:
-                    break
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                lag = max(lag, time.monotonic() - due)
-                tg.create_task(submit(plan.first + arrivals))
-                arrivals += 1
-            # the duration itself when on time: end - started read 0.29999999999927 for 0.3
-            offered = max(plan.duration, time.monotonic() - started)
-        return Finished(arrivals, offered, lag)
+            async for k in schedule.due():
+                tg.create_task(submit(plan.first + k))
+            offered = schedule.offered()
+        return Finished(schedule.arrivals, offered, schedule.lag)
     finally:
         await client.aclose()
 

@@ -27,6 +27,7 @@ from typing import Any
 from stalwart.chaos._arrivals import (
     Arrival,
     RemoteArrivals,
+    Schedule,
     Started,
     TaskApi,
     run_remote,
@@ -183,23 +184,17 @@ class Driver:
         if self.remote is not None:
             await self._open_loop_remote(self.remote, phase, max_tasks)
             return phase
-        end = phase.started + duration
-        due = phase.started
+        schedule = Schedule(self._rng, rate, duration, max_tasks, phase.started)
         submits: list[asyncio.Task[None]] = []
-        poller = asyncio.ensure_future(self._poll_until(end, phase))
+        poller = asyncio.ensure_future(self._poll_until(schedule.end, phase))
         try:
-            while phase.arrivals < max_tasks:
-                due += self._rng.expovariate(rate) if rate > 0 else duration
-                if due >= end:
-                    break
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
-                phase.send_lag = max(phase.send_lag, time.monotonic() - due)
+            async for _ in schedule.due():
+                phase.send_lag = schedule.lag
                 submits.append(asyncio.ensure_future(self._submit(self._count, phase)))
                 self._count += 1
                 phase.arrivals += 1
-            # the duration itself when on time: end - started read 0.29999999999927 for 0.3
-            phase.offered = max(duration, time.monotonic() - phase.started)
-            await asyncio.sleep(max(0.0, end - time.monotonic()))
+            phase.offered = schedule.offered()
+            await asyncio.sleep(max(0.0, schedule.end - time.monotonic()))
             async with asyncio.timeout(self.submit_timeout + 1):
                 await asyncio.gather(*submits)
         finally:
