@@ -236,7 +236,8 @@ async def run_load(
                     "factor": factor,
                     "rate": round(rate, 3),
                     **s,
-                    # below ~0.9: the generator could not send the level (a busy machine)
+                    # informational: a short level's Poisson draw moves it too; whether
+                    # the generator kept its schedule is send_lag_s
                     "offered_share": round(s["offered_rate"] / rate, 3)
                     if s["offered_rate"] and rate > 0
                     else None,
