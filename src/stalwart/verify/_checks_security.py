@@ -9,12 +9,14 @@ import json
 import os
 import pathlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from stalwart.agent._guarded import scope_table
 from stalwart.config import load_ref
+from stalwart.durable import TaskRecord
 from stalwart.errors import NotExercised
 from stalwart.guard import LocalVault, is_secret_ref, secret_name, secrets_posture
 from stalwart.observe import REGISTRY
@@ -48,13 +50,20 @@ def _app_paths(t: Target) -> list[pathlib.Path]:
 
 
 ROTATIONS = 2
-LOAD_TASKS = 90
-"""Tasks in flight while the key is rotated (all submitted at once)."""
+IN_FLIGHT = 30
+"""Tasks kept in flight while the key is rotated: each finished one is replaced by a new
+one until the rotations are done, so every key meets calls however the machine
+schedules the tasks."""
+TASKS_PER_KEY = 30
+"""Tasks finished with a key in use before it is rotated (at least)."""
+MAX_LOAD_TASKS = 600
+"""The most tasks the load sends while the key is rotated (it ends with the rotations)."""
 LATE_TASKS = 30
 """Tasks submitted after both rotations settled: they can only use the newest key."""
-ROTATION_WAIT_S = 5.0
-"""How long a rotation waits for the key in use to serve its first call (less than the
-10 s the rotator is given once every task is done)."""
+ROTATION_WAIT_S = 30.0
+"""How long a rotation waits for the key in use to serve its first call, with the load
+still running (a fixed batch of 90 tasks sometimes made its last model call before the
+middle key came in: make test with both cores busy, CI 2026-12-07)."""
 
 
 def _key_refreshes() -> float:
@@ -187,7 +196,8 @@ def rotation_outcome(evidence: dict[str, Any], rotation: dict[str, Any]) -> Outc
 
 async def _rotate_under_load(t: Target, vault: LocalVault, name: str) -> dict[str, Any]:
     """Two rotations (vault and sim together; the sim refuses the old key at once) while
-    ``LOAD_TASKS`` tasks run; then ``LATE_TASKS`` more once the rotations settled."""
+    ``IN_FLIGHT`` tasks run, each finished task replaced by a new one until the rotations
+    are done and the newest key has served; then ``LATE_TASKS`` more once they settled."""
     world = t.sim.world
     models = _sim_models(t)
     keys = [vault.get(name)]
@@ -210,59 +220,66 @@ async def _rotate_under_load(t: Target, vault: LocalVault, name: str) -> dict[st
 
     spenders = [a for a in t.service.app.agents if a.model]
     in_flight_max = sum(a.max_tasks for a in spenders) or 1
-    inputs = t.workload(LOAD_TASKS + LATE_TASKS, seed=1901)
+    inputs = t.workload(MAX_LOAD_TASKS + LATE_TASKS, seed=1901)
     refused_before, refreshes_before = unauthorized(), _key_refreshes()
     rotations: list[dict[str, Any]] = []
-    done = 0
+    records: list[TaskRecord] = []
+    submitted = 0
+    rotating = True
     progressed = asyncio.Condition()
     for m in models:
         world.set_keys(m, [keys[0]])
-    try:
-        ids = await t.submit_all(inputs[:LOAD_TASKS], prefix="se1")
 
-        async def rotate() -> None:
+    async def keep_loaded() -> None:
+        """One of ``IN_FLIGHT`` closed loops: a task, and when it ends the next one."""
+        nonlocal submitted
+        while rotating and submitted < MAX_LOAD_TASKS:
+            n = submitted
+            submitted += 1
+            [record] = await t.run_all([inputs[n]], prefix=f"se1-{n:04d}")
+            records.append(record)
+            async with progressed:
+                progressed.notify_all()
+
+    def key_served(n: int) -> Callable[[], bool]:
+        return lambda: usage()[tags[keys[n][-6:]]] > 0
+
+    async def rotate() -> None:
+        nonlocal rotating
+        try:
             for n in range(1, ROTATIONS + 1):
-                at = n * LOAD_TASKS // (ROTATIONS + 1)
+                # (bounded: once the load has sent its most, no more tasks will end)
+                at = min(len(records) + TASKS_PER_KEY, MAX_LOAD_TASKS)
                 async with progressed:
-                    await progressed.wait_for(lambda: done >= at)  # noqa: B023 - read now
-                # and the key in use has served its time: tasks finish in bursts on a busy
-                # machine, and the waits below answered a burst without yielding, so the
-                # second rotation followed the first before the middle key served a call
-                # (its usage 0: make test with both cores busy, 2026-12-07)
-                current = tags[keys[n - 1][-6:]]
-                served = await until(
-                    lambda: usage()[current] > 0,  # noqa: B023
-                    timeout=ROTATION_WAIT_S,
-                )
+                    await progressed.wait_for(lambda: len(records) >= at)  # noqa: B023
+                # and the key in use has served its time (tasks finish in bursts on a
+                # busy machine; the load goes on meanwhile)
+                served = await until(key_served(n - 1), timeout=ROTATION_WAIT_S)
                 vault.rotate(name, keys[n])
                 for m in models:
                     world.set_keys(m, [keys[n]])  # the old key is refused from now on
                 rotations.append(
                     {
                         "rotation": n,
-                        "after_tasks_done": done,
-                        "tasks_not_done": LOAD_TASKS - done,
+                        "after_tasks_done": len(records),
+                        "tasks_not_done": submitted - len(records),
                         # whether the key it replaced had served a call (the evidence says
                         # so when the wait ran out: that key's rotation was not exercised)
                         "replaced_key_served": served,
                     }
                 )
-
-        rotator = asyncio.ensure_future(rotate())
-        records = []
-        try:
-            for task_id in ids:
-                records.append(await t.tasks.wait(task_id, timeout=120))
-                done += 1
-                async with progressed:
-                    progressed.notify_all()
-            async with asyncio.timeout(10):
-                await rotator
+            await until(key_served(ROTATIONS), timeout=ROTATION_WAIT_S)
         finally:
-            rotator.cancel()
-            await asyncio.gather(rotator, return_exceptions=True)
+            rotating = False  # the loops end with their current tasks
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(rotate())
+            for _ in range(IN_FLIGHT):
+                tg.create_task(keep_loaded())
+        load_tasks = len(records)
         settled = usage()
-        records += await t.run_all(inputs[LOAD_TASKS:], prefix="se1-late")
+        records += await t.run_all(inputs[MAX_LOAD_TASKS:], prefix="se1-late")
         final = usage()
         refused = unauthorized() - refused_before
         # the agents ship their counters with their heartbeats: wait (bounded) for the
@@ -281,6 +298,7 @@ async def _rotate_under_load(t: Target, vault: LocalVault, name: str) -> dict[st
         "models": models,
         "rotations": rotations,
         "tasks": len(records),
+        "tasks_under_load": load_tasks,
         "tasks_after_settle": LATE_TASKS,
         "failed_tasks": failed,
         "unauthorized_401": refused,
