@@ -1,14 +1,18 @@
 """A Starlette app served on a free loopback port for the length of a ``with`` block: the
-receivers the tests post to (webhooks, OTLP collectors); and a free port for a server a
-test starts in a process of its own. uvicorn's signal handlers are
-left alone (the test's event loop owns them)."""
+receivers the tests post to (webhooks, OTLP collectors); the same for a standard
+library request handler on a thread of its own (for clients tested from synchronous
+code or from a child process); and a free port for a server a test starts in a process
+of its own. uvicorn's signal handlers are left alone (the test's event loop owns
+them)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import socket
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -43,3 +47,18 @@ async def serving(app: Starlette) -> AsyncIterator[str]:
         server.should_exit = True
         async with asyncio.timeout(10):
             await task
+
+
+@contextlib.contextmanager
+def threaded(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 (a free port) from a thread; yields its base URL;
+    stopped (and its thread joined) after."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

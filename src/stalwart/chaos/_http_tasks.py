@@ -26,6 +26,7 @@ from stalwart.errors import (
     StalwartError,
     StoreUnavailable,
 )
+from stalwart.llm import AsyncioTransport
 
 __all__ = ["HttpTasks"]
 
@@ -66,17 +67,22 @@ class HttpTasks:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
         # one pooled client for the whole run: a load test measures the node, not TLS
-        # or connection setup; the transport makes no retries (a refusal is data here)
+        # or connection setup; the transport makes no retries (a refusal is data here).
+        # The transport is stalwart's (the model clients'), not httpx's: httpcore's pool
+        # scans every connection (a socket poll each) per request, and with 256 of them a
+        # 3x level's arrival process spent 7 s of CPU on 1,100 submissions and fell behind
+        # its schedule on a busy machine (CI, 2026-12-07: 81 sent/s of 132 asked)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout),
-            transport=httpx.AsyncHTTPTransport(retries=0),
             # an open loop's submissions must reach the node, not queue in this pool: with
             # 64 connections held by answers near the client's timeout, later submissions
             # waited here past it (PoolTimeout) and counted as the node's errors though
             # they never reached it; 256 stays well inside a default limit of 1,024 fds
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            transport=AsyncioTransport(
+                limits=httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            ),
         )
 
     async def aclose(self) -> None:

@@ -7,11 +7,11 @@ import asyncio
 import http.server
 import json
 import os
-import threading
 from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
+from tests._loopback import threaded
 
 from stalwart import http_client
 from stalwart.llm import AsyncioTransport
@@ -37,15 +37,8 @@ class _Echo(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def echo() -> Iterator[str]:
     _Echo.peers = set()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with threaded(_Echo) as url:
+        yield url
 
 
 def test_one_client_per_loop_its_connections_kept_alive(echo, monkeypatch):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
+from tests._loopback import threaded
 
 from stalwart.chaos import Driver
 from stalwart.chaos._arrivals import Arrival, RemoteArrivals, Started, run_remote
@@ -49,15 +49,8 @@ class _Api(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def api() -> Iterator[str]:
     _Api.posted, _Api.shed = [], set()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with threaded(_Api) as url:
+        yield url
 
 
 async def test_the_child_sends_the_phase_and_reports_each_answer(api):
