@@ -9,6 +9,7 @@ workflows under leases, the step :class:`Context` (``ctx.step``, ``ctx.effect``,
 
 from typing import TYPE_CHECKING, Any
 
+from stalwart.durable._base import new_task_id
 from stalwart.durable._history import (
     History,
     HistoryStrategy,
@@ -77,6 +78,7 @@ __all__ = [
     "count_messages",
     "default_counter",
     "effect_key",
+    "new_task_id",
     "open_store",
     "store_from_url",
 ]

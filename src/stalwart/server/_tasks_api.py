@@ -32,9 +32,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from stalwart.durable import TASK_STATUSES, EffectRecord, JournalEntry, Store, TaskRecord
+from stalwart.durable import (
+    TASK_STATUSES,
+    EffectRecord,
+    JournalEntry,
+    Store,
+    TaskRecord,
+    new_task_id,
+)
 from stalwart.errors import (
     CallTimeout,
+    CommitUnknown,
     ConfigError,
     InputRejected,
     InvalidMessage,
@@ -311,8 +319,13 @@ class TaskApi:
             raise BadRequest(
                 404, f"no agent named {agent!r} in this node's app; its agents: {', '.join(agents)}"
             )
-        if task_id is not None:
-            await self._exists(tasks, task_id)
+        given = task_id
+        if given is not None:
+            await self._exists(tasks, given)
+        else:
+            # made here, not by the store: an answer about a submission whose outcome is
+            # unknown (CommitUnknown, below) must name the task to look up
+            task_id = new_task_id()
         try:
             # a W3C traceparent header makes the task's span a child of the caller's
             with attach_traceparent(request.headers.get("traceparent", "")[:128]):
@@ -330,9 +343,21 @@ class TaskApi:
             raise BadRequest(
                 429, str(exc), **{"Retry-After": retry_after_header(exc.retry_after)}
             ) from None
+        except CommitUnknown as exc:
+            # the store could not tell whether its commit landed, even after reading the
+            # row back: "nothing was stored" could be false, and a blind retry without the
+            # id could store the task twice
+            raise BadRequest(
+                503,
+                f"the task store lost the answer to its commit ({exc}): task {task_id!r} "
+                f"may have been stored. GET /v1/tasks/{task_id} says whether it was; "
+                f"submitting again with task_id {task_id!r} stores it at most once "
+                "(409 if it was)",
+                **{"Retry-After": "5"},
+            ) from None
         except StoreError as exc:
-            if task_id is not None:
-                await self._exists(tasks, task_id)  # lost a race for the id: 409, not 503
+            if given is not None:
+                await self._exists(tasks, given)  # lost a race for the id: 409, not 503
             raise BadRequest(
                 503,
                 f"the task store cannot take the task now ({type(exc).__name__}: {exc}); "

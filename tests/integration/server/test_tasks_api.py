@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 import pytest
 
-from stalwart.errors import InputRejected, Overloaded, StoreUnavailable
+from stalwart.errors import CommitUnknown, InputRejected, Overloaded, StoreUnavailable
 from stalwart.guard import Principal
 from stalwart.llm.sim import order_for
 from stalwart.node import app_node
@@ -93,6 +94,14 @@ async def test_task_api_answers_each_failure_clearly(start_node):
     tasks.fail = StoreUnavailable("connection refused")
     down = await c.post("/v1/tasks", json={"agent": "a", "input": 1})
     assert down.status_code == 503 and "nothing was stored" in down.json()["error"]
+    # a commit whose answer was lost: not "nothing was stored", but the id to look up
+    tasks.fail = CommitUnknown("connection closed (during commit: the outcome is unknown)")
+    unknown = await c.post("/v1/tasks", json={"agent": "a", "input": 1})
+    said = unknown.json()["error"]
+    assert unknown.status_code == 503 and "nothing was stored" not in said
+    made = re.search(r"task '([0-9a-f]{32})' may have been stored", said)
+    assert made is not None and f"GET /v1/tasks/{made[1]} says whether" in said, said
+    assert "stores it at most once" in said and unknown.headers["retry-after"] == "5"
     assert (await c.get("/v1/tasks")).status_code == 503
     assert (await c.get("/v1/tasks/t-1")).status_code == 503
     no_queue = await c.get("/v1/approvals")
