@@ -209,6 +209,10 @@ class App:
             unknown = sorted(set(agent.agents) - set(names))
             if unknown:
                 raise ConfigError(f"agent {agent.name!r} may call unknown agents {unknown}")
+        if self.entry is not None and self.entry not in names:
+            raise ConfigError(
+                f"App.entry names no agent of the app: {self.entry!r} (its agents: {names})"
+            )
         for what, limit in (("max_pending", self.max_pending),
                             ("max_pending_node", self.max_pending_node)):  # fmt: skip
             if limit is not None and (
@@ -241,6 +245,12 @@ class App:
         for specs in self.models.values():
             for spec in specs:
                 table.price(spec)
+
+    @property
+    def entry_agent(self) -> str:
+        """The name of the agent that receives the app's tasks: ``entry``, else the first
+        agent (what verify, load, chaos, soak and the red team send their tasks to)."""
+        return self.entry or self.agents[0].name
 
     def agent(self, name: str) -> AgentDef:
         for agent in self.agents:

@@ -254,7 +254,7 @@ async def red_team(
         )
     if not app.models:
         raise ConfigError(f"the app {app_ref!r} calls no model: nothing for an injection to steer")
-    agent = app.agent(app.entry or app.agents[0].name)
+    agent = app.agent(app.entry_agent)
     payloads = list(injection_payloads() if corpus is None else corpus)
     poisoned = list(payloads[:: max(1, round(1 / tool_result_share))]) if tool_result_share else []
     generate = load_ref(app.workload, "workload")

@@ -231,7 +231,7 @@ async def run_target(
         )
         service.max_pending = config.max_pending  # the admission limit of its Tasks
         # the app's entry agent, as verify and `stalwart submit` take it
-        agent = config.agent or service.app.entry or service.app.agents[0].name
+        agent = config.agent or service.app.entry_agent
         fault_proxy: FaultProxy | None = None
         if (config.proxy if proxy is None else proxy) and service.sim_port is not None:
             fault_proxy = FaultProxy(service.sim_port)

@@ -452,7 +452,7 @@ async def injections_and_inputs(t: Target) -> Outcome:
         refused[name] = "accepted, normalized" if clean else "accepted as is"
     app = t.service.app
     evidence: dict[str, Any] = {"hostile_inputs": refused}
-    entry = app.agent(app.entry or app.agents[0].name)
+    entry = app.agent(app.entry_agent)
     if app.redteam:
         run = load_ref(app.redteam, "red-team hook")
         result = await run(tool_result_share=0.25, benign=20)

@@ -416,8 +416,7 @@ class Target:
 
     @property
     def entry(self) -> str:
-        app = self.service.app
-        return app.entry or app.agents[0].name
+        return self.service.app.entry_agent
 
     def workload(self, count: int, seed: int | None = None) -> list[Any]:
         """``count`` task inputs from the app's workload generator (the same per seed)."""

@@ -84,3 +84,15 @@ def test_a_soak_with_a_slow_leak_is_flagged_and_fails(tmp_path):
     assert rss["slope"] == pytest.approx(10.0, rel=0.3)  # 600 MB/min = 10 MB/s
     assert result["faults"] == [{"kind": "leak", "mb_per_min": 600.0, "status": "applied"}]
     assert result["lost"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_the_tasks_go_to_the_app_s_entry_agent_by_default(tmp_path):
+    # the first agent of this app fails every task: sent there, the soak is NOT RUN
+    code, result, _table = run_cli(
+        tmp_path, "soak", "--app", "tests.integration.chaos.entry_app:app", "--duration",
+        "4s", "--rate", "5", "--reference-sample", "5", timeout=110,
+    )  # fmt: skip
+    assert code == 0, result.get("not_run")
+    assert result["not_run"] is None and result["passed"]
+    assert result["completed"] == result["submitted"] > 0 and result["failed"] == 0

@@ -6,6 +6,7 @@ import pathlib
 
 import pytest
 
+from stalwart import App
 from stalwart.agent import PythonAgent, load_app
 from stalwart.errors import ConfigError
 
@@ -26,6 +27,14 @@ async def noop(ctx: object, task_input: object) -> None:
 def test_bad_limits_are_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         PythonAgent(name="a", fn=noop, **{field: value})  # type: ignore[arg-type]
+
+
+def test_the_entry_agent_is_entry_else_the_first_and_must_exist() -> None:
+    agents = [PythonAgent(name="front", fn=noop), PythonAgent(name="back", fn=noop)]
+    assert App(agents=agents).entry_agent == "front"
+    assert App(agents=agents, entry="back").entry_agent == "back"
+    with pytest.raises(ConfigError, match=r"App.entry names no agent of the app: 'bak'"):
+        App(agents=agents, entry="bak")
 
 
 def test_max_running_comes_from_toml(
