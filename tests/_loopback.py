@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.server
+import json
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -47,6 +49,22 @@ async def serving(app: Starlette) -> AsyncIterator[str]:
         server.should_exit = True
         async with asyncio.timeout(10):
             await task
+
+
+class JsonHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that answers JSON (:meth:`reply`) and logs nothing."""
+
+    def reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args: object) -> None:
+        pass
 
 
 @contextlib.contextmanager

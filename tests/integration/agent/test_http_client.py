@@ -4,34 +4,24 @@ server on loopback (its connections counted by the server)."""
 from __future__ import annotations
 
 import asyncio
-import http.server
-import json
 import os
 from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
-from tests._loopback import threaded
+from tests._loopback import JsonHandler, threaded
 
 from stalwart import http_client
 from stalwart.llm import AsyncioTransport
 
 
-class _Echo(http.server.BaseHTTPRequestHandler):
+class _Echo(JsonHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a reused connection shows as one port
     peers: ClassVar[set[int]] = set()
 
     def do_GET(self) -> None:
         self.peers.add(self.client_address[1])
-        raw = json.dumps({"path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(200, {"path": self.path})
 
 
 @pytest.fixture

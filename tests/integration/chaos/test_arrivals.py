@@ -3,14 +3,13 @@ HTTP server on loopback that accepts two submissions of three and sheds the thir
 
 from __future__ import annotations
 
-import http.server
 import json
 import time
 from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
-from tests._loopback import threaded
+from tests._loopback import JsonHandler, threaded
 
 from stalwart.chaos import Driver
 from stalwart.chaos._arrivals import Arrival, RemoteArrivals, Started, run_remote
@@ -19,7 +18,7 @@ from stalwart.errors import StalwartError
 INPUTS = "examples.helpdesk.tickets:generate"
 
 
-class _Api(http.server.BaseHTTPRequestHandler):
+class _Api(JsonHandler):
     posted: ClassVar[list[dict]] = []
     shed: ClassVar[set[str]] = set()
 
@@ -29,21 +28,9 @@ class _Api(http.server.BaseHTTPRequestHandler):
         self.posted.append(body)
         if len(self.posted) % 3 == 0:
             self.shed.add(body["task_id"])
-            self._reply(429, {"error": "full"}, {"Retry-After": "1"})
+            self.reply(429, {"error": "full"}, {"Retry-After": "1"})
         else:
-            self._reply(202, {"id": body["task_id"], "agent": body["agent"], "status": "pending"})
-
-    def _reply(self, status: int, body: dict, headers: dict[str, str] | None = None) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: object) -> None:
-        pass
+            self.reply(202, {"id": body["task_id"], "agent": body["agent"], "status": "pending"})
 
 
 @pytest.fixture

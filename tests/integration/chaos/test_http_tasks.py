@@ -4,13 +4,12 @@ whose answer is lost is looked up by its id before it is called refused."""
 
 from __future__ import annotations
 
-import http.server
 import json
 from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
-from tests._loopback import free_port, threaded
+from tests._loopback import JsonHandler, free_port, threaded
 
 from stalwart.chaos._http_tasks import HttpTasks
 from stalwart.errors import InputRejected, Overloaded, StalwartError, StoreUnavailable
@@ -19,7 +18,7 @@ STORED = {"cut-stored"}
 """Tasks the server holds though it never answered their submission."""
 
 
-class _Api(http.server.BaseHTTPRequestHandler):
+class _Api(JsonHandler):
     protocol_version = "HTTP/1.1"  # kept alive, as a node's API
     posted: ClassVar[list[str]] = []
 
@@ -39,27 +38,15 @@ class _Api(http.server.BaseHTTPRequestHandler):
             "down": (503, {"error": "the store is unavailable"}, {}),
             "odd": (418, {"error": "a teapot"}, {}),
         }
-        self._reply(*answers[kind])
+        self.reply(*answers[kind])
 
     def do_GET(self) -> None:
         task_id = self.path.rsplit("/", 1)[-1]
         if task_id not in STORED:
-            self._reply(404, {"error": f"no task {task_id!r}"}, {})
+            self.reply(404, {"error": f"no task {task_id!r}"}, {})
             return
         view = {"id": task_id, "agent": "triage", "status": "pending", "created_at": 1.0}
-        self._reply(200, view, {})
-
-    def _reply(self, status: int, body: dict, headers: dict[str, str]) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        for k, v in {"Content-Type": "application/json", **headers}.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(200, view, {})
 
 
 @pytest.fixture
