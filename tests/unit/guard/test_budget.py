@@ -213,3 +213,37 @@ async def test_a_reservation_settled_twice_is_counted_once(tmp_path) -> None:
     assert led.spent("agent", "a") == pytest.approx(0.1)
     assert led.reserved("task", "t") == 0.0
     led.close()
+
+
+def test_a_settle_ends_its_rows_by_their_ids_not_by_scanning_every_reservation(
+    tmp_path, monkeypatch
+):
+    # a settle's DELETE once matched substr(id, ...): it read every live reservation of the
+    # ledger, and a node with 1,000 calls in flight holds about 3,000 rows
+    import sqlite3
+
+    from stalwart.guard import _budget
+
+    ended: list[int] = []
+    real = _budget._end_rows
+
+    def end_rows(count: int) -> str:
+        ended.append(count)
+        return real(count)
+
+    monkeypatch.setattr(_budget, "_end_rows", end_rows)
+    spend = ledger(tmp_path)
+    limits = Budget(task_usd=1.0, agent_usd=5.0, day_usd=10.0)
+    held = [
+        spend.reserve_sync(limits, agent="a", task_id=f"t{n}", amount_usd=0.01) for n in range(20)
+    ]
+    spend.settle_sync(held[7], 0.004)
+    assert ended == [3]  # its three rows (task, agent, day), by id
+    spend.close()
+    with sqlite3.connect(tmp_path / "l.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM guard_reservations").fetchone() == (57,)
+        plan = " ".join(
+            row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + real(3), ("a", "b", "c"))
+        )
+    assert plan.startswith("SEARCH guard_reservations USING INDEX"), plan
+    assert "(id=?)" in plan, plan
