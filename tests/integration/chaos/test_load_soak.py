@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ._cli import run_cli
@@ -28,7 +30,9 @@ def test_load_at_1x_2x_3x_degrades_by_queueing_and_shedding_and_loses_nothing(tm
         assert lv["latency_s"]["p99"] is not None and lv["error_rate"] == 0.0
         assert lv["holds"]
     one, three = levels[0], levels[2]
-    assert three["offered_rate"] > 2 * one["offered_rate"]  # really three times the load
+    sent = json.dumps([{k: lv.get(k) for k in ("level", "rate", "offered_rate", "send_lag_s")}
+                       for lv in levels])  # fmt: skip
+    assert three["offered_rate"] > 2 * one["offered_rate"], sent  # really three times the load
     # ... absorbed by queueing (not "deeper than at 1x": on a busy machine 1x already
     # filled the queue to the admission bound, 12 waiting + the agent's 32 running, and
     # read 50 against 3x's 49 once the generator really sent 3x)
