@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import urllib.request
 import weakref
 from collections.abc import Callable
 
@@ -31,8 +32,6 @@ import httpx
 from stalwart.llm import AsyncioTransport
 
 __all__ = ["http_client"]
-
-_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
 
 _LoopRef = Callable[[], asyncio.AbstractEventLoop | None]
 _clients: dict[int, tuple[_LoopRef, int, httpx.AsyncClient]] = {}
@@ -83,6 +82,10 @@ def http_client() -> httpx.AsyncClient:
 def _new_client() -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
     timeout = httpx.Timeout(60.0, connect=10.0)
-    if any(os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_VARIABLES):
+    # the variables the model clients read (llm._http.environment_proxy): one client
+    # serves every URL, so any proxy at all takes httpx's transport, which also honours
+    # NO_PROXY per request
+    proxies = urllib.request.getproxies_environment()
+    if any(proxies.get(scheme) for scheme in ("https", "http", "all")):
         return httpx.AsyncClient(timeout=timeout, limits=limits)
     return httpx.AsyncClient(timeout=timeout, transport=AsyncioTransport(limits=limits))

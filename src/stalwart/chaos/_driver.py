@@ -189,7 +189,6 @@ class Driver:
         poller = asyncio.ensure_future(self._poll_until(schedule.end, phase))
         try:
             async for _ in schedule.due():
-                phase.send_lag = schedule.lag
                 submits.append(asyncio.ensure_future(self._submit(self._count, phase)))
                 self._count += 1
                 phase.arrivals += 1
@@ -198,6 +197,7 @@ class Driver:
             async with asyncio.timeout(self.submit_timeout + 1):
                 await asyncio.gather(*submits)
         finally:
+            phase.send_lag = schedule.lag  # however the phase ended
             for s in submits:
                 s.cancel()
             poller.cancel()

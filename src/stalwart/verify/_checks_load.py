@@ -48,13 +48,13 @@ PRODUCTION_CHAOS_S = 3600.0
 asks an hour of mixed faults; ``STALWART_VERIFY_PRODUCTION_CHAOS_S`` changes it)."""
 DEFAULT_P99_FLOOR_S = 2.0
 DEFAULT_P99_FACTOR = 3.0
+"""LC-1's default latency bound, when none is configured: each level's p99 within
+max(2 s, 3x the 1x level's p99)."""
 LATE_SHARE = 0.1
 """A 2x or 3x level whose generator sent an arrival later than this share of the level's
 length after its due time makes LC-1 ``partial``: the generator fell behind, and the
 level exercised less than its name says. (Not the share of the rate sent: over a short
 level a Poisson count alone varies by more than a tenth.)"""
-"""LC-1's default latency bound, when none is configured: each level's p99 within
-max(2 s, 3x the 1x level's p99)."""
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms])")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
