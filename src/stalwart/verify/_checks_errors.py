@@ -11,6 +11,7 @@ from stalwart.config import TIMEOUT_RANGES, Timeouts
 from stalwart.errors import NotExercised, StalwartError
 from stalwart.llm import Message, ModelRequest, Provider, model_client
 from stalwart.resilience import BreakerConfig, RetryPolicy
+from stalwart.verify._poll import scheduling_lag
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
 from stalwart.verify._tool_faults import (
@@ -22,7 +23,6 @@ from stalwart.verify._tool_faults import (
     hang_tool,
     model_and_tools,
     retry_evidence,
-    scheduling_lag,
     tool_breaker,
     tool_retries,
     waits_as_expected,

@@ -13,6 +13,7 @@ import httpx
 from stalwart.errors import NotExercised
 from stalwart.observe import COMMON_FIELDS
 from stalwart.verify._checks_errors import _fresh_model_agents
+from stalwart.verify._poll import scheduling_lag
 from stalwart.verify._registry import Outcome, check
 from stalwart.verify._target import Target
 
@@ -24,6 +25,9 @@ async def _get(t: Target, path: str, **params: Any) -> httpx.Response:
 
 START_READY_S = 10.0
 """How long MA-1 waits for the node to report ready before it breaks the store."""
+READY_FAILS_WITHIN_S = 3.0
+"""MA-1's bound: /readyz answers 503 this soon after the store breaks (plus the
+scheduling delay measured meanwhile)."""
 
 
 @check(
@@ -66,17 +70,22 @@ async def probes(t: Target) -> Outcome:
     ready_after = round(time.monotonic() - started, 3) if ready_at_start else None
     store = t.service.store
     assert store is not None
-    await store.close()  # the store goes away (as a lost database would)
-    broken = time.monotonic()
     failed_after = None
-    async with asyncio.timeout(10):
-        while failed_after is None:
-            live, ready = await probe("store down")
-            ok &= live == 200
-            if ready == 503:
-                failed_after = time.monotonic() - broken
-            else:
-                await asyncio.sleep(0.1)
+    # the node runs in this process: on a machine whose cores are busy its readiness
+    # probe waits for one as this loop does (with two suites running at once, 3.08 s
+    # from the break to the 503), so the bound allows the scheduling delay measured
+    # meanwhile, as EH-1's waits do
+    async with scheduling_lag() as lag:
+        broken = time.monotonic()  # the break begins with the close (MA-3 stamps alike)
+        await store.close()  # the store goes away (as a lost database would)
+        async with asyncio.timeout(10):
+            while failed_after is None:
+                live, ready = await probe("store down")
+                ok &= live == 200
+                if ready == 503:
+                    failed_after = time.monotonic() - broken
+                else:
+                    await asyncio.sleep(0.1)
     await store.open()  # restored
     recovered = False
     async with asyncio.timeout(10):
@@ -94,10 +103,12 @@ async def probes(t: Target) -> Outcome:
         "timeline": timeline[-6:],
         "ready_at_start_after_s": ready_after,
         "readyz_failed_after_s": failed_after,
+        "scheduling_lag_s": round(lag[0], 4),
         "manifest": str(path) if path is not None else "none given (--manifest)",
         "manifest_wires": wired,
     }
-    ok &= failed_after is not None and failed_after < 3.0 and recovered and all(wired.values())
+    ok &= failed_after is not None and failed_after < READY_FAILS_WITHIN_S + lag[0]
+    ok &= recovered and all(wired.values())
     if ok:
         return Outcome("complete", evidence)
     never = (

@@ -4,11 +4,12 @@ heartbeats, log lines the log store writes in batches, the alert evaluator's res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-__all__ = ["until"]
+__all__ = ["scheduling_lag", "until"]
 
 
 async def until(
@@ -27,3 +28,29 @@ async def until(
             return False
         # nothing to subscribe to: poll, bounded by the deadline
         await asyncio.sleep(min(every, max(0.0, deadline - time.monotonic())))
+
+
+_LAG_TICK_S = 0.02
+
+
+@contextlib.asynccontextmanager
+async def scheduling_lag() -> AsyncIterator[list[float]]:
+    """While the block runs, the most a short sleep of this process overran (seconds, in
+    the one-item list yielded; updated as it runs). On a machine whose cores are busy every
+    process waits for one, the agent retrying a call as much as this one: a retry's wait
+    may then overrun its bound by that much, and is judged against it (an idle machine
+    measures ~1 ms; with two CPU hogs beside the suite, a wait overran its bound by 0.2 s)."""
+    worst = [0.0]
+
+    async def tick() -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(_LAG_TICK_S)
+            worst[0] = max(worst[0], time.monotonic() - asked - _LAG_TICK_S)
+
+    async with asyncio.TaskGroup() as tg:
+        ticker = tg.create_task(tick())
+        try:
+            yield worst
+        finally:
+            ticker.cancel()

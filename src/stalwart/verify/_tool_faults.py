@@ -12,13 +12,12 @@ outcome and latency) and the alerts delivered."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ import httpx
 from stalwart.errors import NotExercised
 from stalwart.resilience import BreakerConfig, RetryPolicy
 from stalwart.tools import Tool
-from stalwart.verify._poll import until
+from stalwart.verify._poll import scheduling_lag, until
 from stalwart.verify._registry import Outcome
 from stalwart.verify._target import Target
 
@@ -42,7 +41,6 @@ __all__ = [
     "prolonged",
     "reaching_input",
     "retry_evidence",
-    "scheduling_lag",
     "tool_breaker",
     "tool_calls",
     "tool_degradation",
@@ -296,31 +294,6 @@ async def tool_breaker(t: Target, tool: str) -> dict[str, Any]:
 RETRY_SLACK_S = 0.25
 """How far past its longest wait a retry may arrive (the failed attempt's own time),
 beyond the scheduling delay measured meanwhile (:func:`scheduling_lag`)."""
-
-_LAG_TICK_S = 0.02
-
-
-@contextlib.asynccontextmanager
-async def scheduling_lag() -> AsyncIterator[list[float]]:
-    """While the block runs, the most a short sleep of this process overran (seconds, in
-    the one-item list yielded; updated as it runs). On a machine whose cores are busy every
-    process waits for one, the agent retrying a call as much as this one: a retry's wait
-    may then overrun its bound by that much, and is judged against it (an idle machine
-    measures ~1 ms; with two CPU hogs beside the suite, a wait overran its bound by 0.2 s)."""
-    worst = [0.0]
-
-    async def tick() -> None:
-        while True:
-            asked = time.monotonic()
-            await asyncio.sleep(_LAG_TICK_S)
-            worst[0] = max(worst[0], time.monotonic() - asked - _LAG_TICK_S)
-
-    async with asyncio.TaskGroup() as tg:
-        ticker = tg.create_task(tick())
-        try:
-            yield worst
-        finally:
-            ticker.cancel()
 
 
 async def tool_retries(t: Target, tool: str) -> dict[str, Any]:
