@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from stalwart.db._base import Database, backoff
 from stalwart.db._blocking import BlockingDatabase, BlockingPostgres, BlockingSQLite, blocking
 from stalwart.db._fork import FORK_GATE, ForkGate
-from stalwart.db._migrate import MIGRATION_LOCK, Component, render
+from stalwart.db._migrate import MIGRATION_LOCK, Component, MigrationStatement, render
 from stalwart.db._program import Program, Result, Stmt, drive_sync, is_one_write, one_write, pg_sql
 from stalwart.db._sqlite import DURABILITY_LEVELS, SQLiteDatabase, map_sqlite_error
 from stalwart.db._url import FORMS, DatabaseURL, parse_url, redact
@@ -38,6 +38,7 @@ __all__ = [
     "Database",
     "DatabaseURL",
     "ForkGate",
+    "MigrationStatement",
     "PostgresDatabase",
     "Program",
     "Result",

@@ -14,20 +14,33 @@ down: older code could misread records it does not understand. Read-only opens
 never migrate: :func:`require_program` only checks.
 
 Statements may use ``{blob}``, ``{float}``, ``{bigint}``, ``{serial}``,
-``{autoincrement}`` and ``{without_rowid}``, rendered per dialect.
+``{autoincrement}`` and ``{without_rowid}``, rendered per dialect. Where the
+dialects differ beyond types (a trigger: SQL in SQLite, a PL/pgSQL function in
+PostgreSQL), a statement is a mapping of dialect to its text; a dialect it does
+not name runs nothing for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Literal
 
 from stalwart.db._program import Program
 from stalwart.errors import SchemaMissing, StoreError
 
-__all__ = ["MIGRATION_LOCK", "Component", "migrate_program", "render", "require_program"]
+__all__ = [
+    "MIGRATION_LOCK",
+    "Component",
+    "MigrationStatement",
+    "migrate_program",
+    "render",
+    "require_program",
+]
 
 Dialect = Literal["sqlite", "postgres"]
+MigrationStatement = str | Mapping[Dialect, str]
+"""One statement of a migration step: for both dialects, or each dialect's own."""
 MIGRATION_LOCK = 0x5354414C  # advisory lock id: one migrator at a time across nodes
 
 _TYPES = {
@@ -69,7 +82,7 @@ class Component:
     """
 
     name: str
-    steps: tuple[tuple[str, ...], ...]
+    steps: tuple[tuple[MigrationStatement, ...], ...]
     meta_key: str = ""
     create_hint: str = "start the node once (`stalwart run`) against this database"
 
@@ -85,7 +98,14 @@ class Component:
 def render(component: Component, dialect: Dialect) -> list[list[str]]:
     """The component's steps rendered for ``dialect``."""
     fmt = _TYPES[dialect]
-    return [[stmt.format(**fmt) for stmt in step] for step in component.steps]
+    return [
+        [
+            stmt.format(**fmt)
+            for stmt in (s if isinstance(s, str) else s.get(dialect, "") for s in step)
+            if stmt
+        ]
+        for step in component.steps
+    ]
 
 
 def _version(dialect: Dialect, component: Component) -> Program[int]:

@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 # Tables worth salvaging, with the order a scan takes (rowid, or the primary key).
+# (guard_held is derived from guard_reservations: left out, a spend ledger rebuilds it at
+# its first reservation, from the rows that were salvaged.)
 _ORDER = {
     "stalwart_meta": "key",
     "stalwart_tasks": "id",

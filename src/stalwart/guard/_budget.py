@@ -27,7 +27,16 @@ the agent exit calls :meth:`SpendLedger.charge_holder`, which charges those call
 their worst case as spent (fail closed: never under-count) and ends the
 reservations, so they stop holding room. A reservation whose holder is never
 charged (its whole node died too) is ignored after ``stale_after`` seconds
-(default one hour, far past any model deadline).
+(default one hour, far past any model deadline), at the ledger's next reconcile
+(within :attr:`SpendLedger.RECONCILE_S`, a minute, more).
+
+What live reservations hold of each agent's and day's counter is kept beside
+them (table ``guard_held``, kept by the database's triggers as reservation rows
+come and go: ``stalwart.guard._db``), so a check reads two rows per counter
+however many calls are in flight; it summed every live reservation of the
+counter before, which grew with them (``bench/ledger.py``). A task's counter is
+summed from its own rows (a call or two). A reconcile now and then counts the
+kept counters again from the rows.
 """
 
 from __future__ import annotations
@@ -119,6 +128,11 @@ class Reservation:
 class SpendLedger:
     """The spend tables (see the module docstring); thread- and process-safe."""
 
+    RECONCILE_S = 60.0
+    """How often (at most) a ledger reconciles the held counters with a reservation (see
+    ``_reconcile``): a reservation older than ``stale_after`` stops counting within this
+    much more, and any drift of a counter lasts no longer."""
+
     REFUSAL_HOLD_S = 10.0
     """How long the scope's gauge reads 1 after a refusal (the ``refusal_hold_s`` default):
     twice the alert evaluator's default interval, so at least one evaluation sees it."""
@@ -148,6 +162,18 @@ class SpendLedger:
         self._conn = connect(url)
         self._lock = threading.Lock()
         self._warned: set[tuple[str, str, str]] = set()
+        self._reconciled_at: float | None = None  # clock.monotonic() of the last reconcile
+
+    def _reconcile_due(self) -> bool:
+        """Whether the reservation being planned reconciles first (the first of this
+        ledger's, then one every :attr:`RECONCILE_S`). Marked as planned: a transaction
+        that fails leaves the next reconcile to the next interval."""
+        now = self.clock.monotonic()
+        with self._lock:
+            if self._reconciled_at is not None and now - self._reconciled_at < self.RECONCILE_S:
+                return False
+            self._reconciled_at = now
+            return True
 
     def close(self) -> None:
         with self._lock:
@@ -177,12 +203,6 @@ class SpendLedger:
             out.append(("day", "*", day, budget.day_usd))
         return tuple(out)
 
-    def _used(self, scope: str, key: str, period: str, now: float) -> tuple[float, float]:
-        used: list[tuple[float, float]] = self._conn.run(
-            _used, ((scope, key, period),), now - self.stale_after
-        )
-        return used[0]
-
     # -- the protocol ---------------------------------------------------------------------------
     def reserve_sync(
         self, budget: Budget, *, agent: str, task_id: str, amount_usd: float, final: bool = True
@@ -202,7 +222,8 @@ class SpendLedger:
         rid = uuid.uuid4().hex if self.holder is None else f"{self.holder}|{uuid.uuid4().hex}"
         now = self.clock.time()
         rows = [(f"{rid}:{s}", s, k, p, amount_usd, now) for s, k, p, _ in limits]
-        args = (limits, rows, amount_usd, now - self.stale_after, final)
+        check = _Check(amount_usd, now - self.stale_after, final, self._reconcile_due())
+        args = (limits, rows, check)
         return _ReservePlan(rid, amount_usd, limits, budget.warn_at, args)
 
     def _reserved(
@@ -362,13 +383,14 @@ class SpendLedger:
         """What in-flight calls hold of one counter: reservations younger than
         ``stale_after`` (a killed process's, until its holder is charged)."""
         day = ("" if scope == "task" else self.period()) if period is None else period
-        _, held = self._used(scope, key, day, self.clock.time())
+        since = self.clock.time() - self.stale_after
+        held: float = self._conn.run(_held_rows, scope, key, day, since)
         return held
 
     def spent(self, scope: str, key: str, period: str | None = None) -> float:
         """Settled spend of one counter (``period`` defaults to today, or ``""`` for tasks)."""
         day = ("" if scope == "task" else self.period()) if period is None else period
-        spent, _ = self._used(scope, key, day, self.clock.time())
+        spent: float = self._conn.run(_spent, scope, key, day)
         return spent
 
     # -- async wrappers ----------------------------------------------------------------------------
@@ -419,9 +441,23 @@ class SpendLedger:
 
 # -- the ledger's operations, written once for both dialects (kernel programs) ---------------------
 _SPENT = "SELECT spent_usd FROM guard_spend WHERE scope=? AND key=? AND period=?"
-_HELD = (
+# What live reservations hold of an agent's or the day's counter, as a reservation's
+# check reads it: the counter kept beside the rows (guard_held), not a SUM over them
+_HELD = "SELECT held_usd FROM guard_held WHERE scope=? AND key=? AND period=?"
+# ... and summed from the rows: a task's counter (a call or two of its own in flight), and
+# any counter for reserved() (exact to stale_after, read rarely)
+_HELD_ROWS = (
     "SELECT COALESCE(SUM(amount_usd), 0) FROM guard_reservations "
     "WHERE scope=? AND key=? AND period=? AND created > ?"
+)
+# the reconcile: stale reservations stop counting, and every counter is counted again
+# (a stale reservation's created is negated: see stalwart.guard._db, _V2)
+_SWEEP = "UPDATE guard_reservations SET created = -created WHERE created > 0 AND created <= ?"
+_CLEAR_HELD = "DELETE FROM guard_held"
+_COUNT_HELD = (
+    "INSERT INTO guard_held (scope, key, period, held_usd) "
+    "SELECT scope, key, period, SUM(amount_usd) FROM guard_reservations "
+    "WHERE created > 0 AND scope <> 'task' GROUP BY scope, key, period"
 )
 _ADD_ON_CONFLICT = (
     " ON CONFLICT (scope, key, period) DO UPDATE SET "
@@ -448,10 +484,14 @@ _SET_SPEND = (
 
 
 @functools.lru_cache(maxsize=8)
-def _used_of(count: int) -> str:
-    """One row: for each of ``count`` counters, its settled spend, then what live
-    reservations hold of it (parameters: scope, key, period twice and ``since``, each)."""
-    return "SELECT " + ", ".join([f"({_SPENT}), ({_HELD})"] * count)
+def _used_of(scopes: tuple[str, ...]) -> str:
+    """One row: for each counter of ``scopes``, its settled spend, then what live
+    reservations hold of it (parameters: scope, key, period twice, each, and ``since``
+    after a task's): two primary-key reads for an agent's or the day's counter, however
+    many calls are in flight; a task's own rows for a task's."""
+    return "SELECT " + ", ".join(
+        f"({_SPENT}), ({_HELD_ROWS if scope == 'task' else _HELD})" for scope in scopes
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -469,7 +509,10 @@ def _add_spend_of(count: int) -> str:
 @functools.lru_cache(maxsize=8)
 def _reserve_rows(count: int) -> str:
     """The INSERT of ``count`` reservation rows."""
-    return "INSERT INTO guard_reservations VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * count)
+    return (
+        "INSERT INTO guard_reservations (id, scope, key, period, amount_usd, created) "
+        "VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?)"] * count)
+    )
 
 
 # substr, not LIKE: a holder (a node id) may contain LIKE's wildcards '_' and '%'
@@ -503,6 +546,18 @@ Ratios = list[tuple[str, str, str, float]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class _Check:
+    """How a reservation is checked: its ``amount``; reservations created before
+    ``since`` no longer count (stale); ``final``: refuse rather than answer "wait";
+    ``reconcile``: :func:`_reconcile` first."""
+
+    amount: float
+    since: float
+    final: bool
+    reconcile: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class _ReservePlan:
     """A reservation about to be taken: its id, amount, limits, and the program's args."""
 
@@ -516,29 +571,54 @@ class _ReservePlan:
 def _used(
     counters: Sequence[tuple[str, str, str]], since: float
 ) -> Program[list[tuple[float, float]]]:
-    """Each counter's (scope, key, period) settled spend and what live reservations (after
-    ``since``) hold of it, in one statement."""
-    params = tuple(
-        v
-        for scope, key, period in counters
-        for v in (scope, key, period, scope, key, period, since)
-    )
-    row = (yield (_used_of(len(counters)), params)).one()
+    """Each counter's (scope, key, period) settled spend and what live reservations hold
+    of it (a task's: those created after ``since``), in one statement."""
+    params: list[Any] = []
+    for scope, key, period in counters:
+        params += (scope, key, period, scope, key, period)
+        if scope == "task":
+            params.append(since)
+    scopes = tuple(scope for scope, _key, _period in counters)
+    row = (yield (_used_of(scopes), tuple(params))).one()
     assert row is not None  # a SELECT of subqueries answers one row (NULL: no spend yet)
     return [(float(row[2 * i] or 0.0), float(row[2 * i + 1] or 0.0)) for i in range(len(counters))]
 
 
+def _reconcile(since: float) -> Program[None]:
+    """Reservations older than ``since`` stop counting (their holder never settled them
+    and was never charged: its whole node died), and every kept counter's held amount
+    is counted again from the live rows.
+
+    A ledger runs it with a reservation now and then (:attr:`SpendLedger.RECONCILE_S`),
+    not with each: it reads every live reservation, which is what the kept counters
+    spare each check. The recount also ends the drift of a counter's float sum of
+    additions and subtractions (bounded by a few ulps per change meanwhile)."""
+    yield (_SWEEP, (since,))
+    yield (_CLEAR_HELD, ())
+    yield (_COUNT_HELD, ())
+
+
+def _end(ids: tuple[str, ...]) -> Program[int]:
+    """Delete reservation rows by id (their counters follow: the guard_held triggers);
+    how many were there."""
+    return int((yield (_end_rows(len(ids)), ids)).rowcount)
+
+
 def _reserve(
-    limits: Limits, rows: list[tuple[Any, ...]], amount: float, since: float, final: bool
+    limits: Limits, rows: list[tuple[Any, ...]], check: _Check
 ) -> Program[tuple[str, float, float] | Literal["wait"] | None]:
     """Check every limit and reserve against all, or none: None when reserved, the
     refused ``(scope, limit, used)``, or "wait" (only reservations of other calls
-    stand in the way, and ``final`` is off)."""
+    stand in the way, and ``check.final`` is off)."""
+    if check.reconcile:
+        yield from _reconcile(check.since)
+    amount = check.amount
     if limits:
-        used = yield from _used([(scope, key, period) for scope, key, period, _ in limits], since)
+        counters = [(scope, key, period) for scope, key, period, _ in limits]
+        used = yield from _used(counters, check.since)
         for (scope, _key, _period, limit), (spent, held) in zip(limits, used, strict=True):
             if spent + held + amount > limit + 1e-12:
-                if not final and spent + amount <= limit + 1e-12:
+                if not check.final and spent + amount <= limit + 1e-12:
                     return "wait"
                 return (scope, limit, spent + held)
     if rows:
@@ -552,8 +632,7 @@ def _settle(rid: str, limits: Limits, usd: float, tokens: int, since: float) -> 
     settle that raced a cancel's charge never counts the call twice."""
     if not limits:  # a reservation under no limit wrote no rows
         return []
-    ids = _row_ids(rid, limits)
-    if (yield (_end_rows(len(ids)), ids)).rowcount == 0:
+    if (yield from _end(_row_ids(rid, limits))) == 0:
         return []
     params = tuple(v for scope, key, period, _ in limits for v in (scope, key, period, usd, tokens))
     # RETURNING's rows come in no promised order: matched to the limits by their key
@@ -588,7 +667,7 @@ def _end_then_reserve(
     """End the reservation whose rows are ``ended`` (their ids) and take another, in one
     transaction."""
     if ended:
-        yield (_end_rows(len(ended)), ended)
+        yield from _end(ended)
     return (yield from _reserve(*reserve_args))
 
 
@@ -599,6 +678,17 @@ def _charge(prefix: str, since: float) -> Program[list[tuple[Any, ...]]]:
         yield (_ADD_SPEND, (str(scope), str(key), str(period), float(amount), 0))
     yield (_END, (len(prefix), prefix))
     return rows
+
+
+def _held_rows(scope: str, key: str, period: str, since: float) -> Program[float]:
+    """What live reservations younger than ``since`` hold of one counter, from the rows."""
+    row = (yield (_HELD_ROWS, (scope, key, period, since))).one()
+    return float(row[0] or 0.0) if row else 0.0
+
+
+def _spent(scope: str, key: str, period: str) -> Program[float]:
+    row = (yield (_SPENT, (scope, key, period))).one()
+    return float(row[0] or 0.0) if row else 0.0
 
 
 def _set_spent(scope: str, key: str, period: str, amount: float) -> Program[float]:

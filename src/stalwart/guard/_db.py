@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from stalwart.db import BlockingDatabase, Component, Program, Result, blocking
+from stalwart.db import BlockingDatabase, Component, MigrationStatement, Program, Result, blocking
 from stalwart.errors import ConfigError
 
 __all__ = ["COMPONENT", "GuardDB", "Rows", "connect", "sqlite_path"]
@@ -45,9 +45,63 @@ _V1 = (
         arguments TEXT NOT NULL, reason TEXT NOT NULL, status TEXT NOT NULL,
         created DOUBLE PRECISION NOT NULL, decided DOUBLE PRECISION, decided_by TEXT)""",
 )
+_HELD_ADD = (
+    "INSERT INTO guard_held (scope, key, period, held_usd) "
+    "VALUES (NEW.scope, NEW.key, NEW.period, NEW.amount_usd) "
+    "ON CONFLICT (scope, key, period) DO UPDATE SET "
+    "held_usd = guard_held.held_usd + excluded.held_usd;"
+)
+_HELD_TAKE = (
+    "UPDATE guard_held SET held_usd = held_usd - OLD.amount_usd "
+    "WHERE scope = OLD.scope AND key = OLD.key AND period = OLD.period;"
+)
+_V2: tuple[MigrationStatement, ...] = (
+    # What live reservations hold of each agent's and day's counter, kept by the
+    # database as reservation rows come and go (the triggers below;
+    # stalwart.guard._budget): a reservation's check summed every live reservation of
+    # its counters, and a node with 1,000 calls in flight holds 1,000 of the agent's and
+    # as many of the day's. (A task's counter is still summed from its rows: a task has
+    # a call or two in flight, and a kept row per task would be one more row written
+    # per task.) Triggers, not
+    # statements of the ledger's: no statement more per reservation or settle (a round
+    # trip each on PostgreSQL), and no writer of the rows -- a node of the release
+    # before, during a rolling upgrade, included -- can leave a counter behind.
+    # A stale reservation (older than stale_after when a ledger's reconcile saw it) has
+    # its ``created`` negated: it keeps its time and stops holding room (the reconcile
+    # then counts every counter again), and a late settle still adds its cost. Not a
+    # new column: a node of the release before inserts rows without naming columns.
+    """CREATE TABLE IF NOT EXISTS guard_held (
+        scope TEXT NOT NULL, key TEXT NOT NULL, period TEXT NOT NULL,
+        held_usd DOUBLE PRECISION NOT NULL, PRIMARY KEY (scope, key, period)){without_rowid}""",
+    """INSERT INTO guard_held (scope, key, period, held_usd)
+        SELECT scope, key, period, SUM(amount_usd) FROM guard_reservations
+        WHERE created > 0 AND scope <> 'task' GROUP BY scope, key, period""",
+    {
+        "sqlite": "CREATE TRIGGER guard_held_add AFTER INSERT ON guard_reservations "
+        f"WHEN NEW.created > 0 AND NEW.scope <> 'task' BEGIN {_HELD_ADD} END",
+    },
+    {
+        "sqlite": "CREATE TRIGGER guard_held_end AFTER DELETE ON guard_reservations "
+        f"WHEN OLD.created > 0 AND OLD.scope <> 'task' BEGIN {_HELD_TAKE} END",
+    },
+    {
+        "postgres": "CREATE FUNCTION guard_held_keep() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN "
+        f"IF TG_OP = 'DELETE' AND OLD.created > 0 AND OLD.scope <> 'task' THEN {_HELD_TAKE} "
+        "END IF; "
+        f"IF TG_OP = 'INSERT' AND NEW.created > 0 AND NEW.scope <> 'task' THEN {_HELD_ADD} "
+        "END IF; "
+        "RETURN NULL; END $$",
+    },
+    {
+        "postgres": "CREATE TRIGGER guard_held_keep "
+        "AFTER INSERT OR DELETE ON guard_reservations "
+        "FOR EACH ROW EXECUTE FUNCTION guard_held_keep()",
+    },
+)
 COMPONENT = Component(
     "guard",
-    (_V1,),
+    (_V1, _V2),
     create_hint="start the node once (`stalwart run`) against this database",
 )
 """The guard's tables (``IF NOT EXISTS``: databases from before the kernel adopt them)."""

@@ -7,6 +7,7 @@ import multiprocessing
 
 import pytest
 from tests.integration.guard.budget_worker import spend
+from tests.unit.guard.test_budget_held import exercise
 
 from stalwart.errors import BudgetExceeded
 from stalwart.guard import ApprovalQueue, Budget, SpendLedger
@@ -55,3 +56,9 @@ def test_a_dead_holder_is_charged_on_postgres(pg_url) -> None:
     finally:
         dead.close()
         node.close()
+
+
+async def test_every_held_counter_equals_its_live_reservations_on_postgres(pg_url) -> None:
+    """The held counters' SQL (DELETE ... RETURNING, the upserts, the reconcile) on
+    PostgreSQL, under the same random operations as on SQLite."""
+    await exercise(pg_url, seed=11, operations=150)

@@ -12,7 +12,16 @@ import threading
 
 import pytest
 
-from stalwart.db import Component, Program, SQLiteDatabase, blocking, database, parse_url, pg_sql
+from stalwart.db import (
+    Component,
+    Program,
+    SQLiteDatabase,
+    blocking,
+    database,
+    parse_url,
+    pg_sql,
+    render,
+)
 from stalwart.db._metrics import COMMITS, WRITER_RESTARTS
 from stalwart.db._program import drive_sync
 from stalwart.errors import ConfigError, SchemaMissing, StoreError, StoreUnavailable
@@ -46,6 +55,21 @@ async def test_components_migrate_in_steps_and_newer_is_refused(tmp_path: pathli
         assert await db.read(count) == 1
     finally:
         await db.close()
+
+
+def test_a_migration_statement_may_differ_per_dialect() -> None:
+    """A mapping of dialect to text runs its own dialect's text, and nothing on a
+    dialect it does not name (a trigger, written once per dialect)."""
+    step = (
+        "CREATE TABLE t (x {bigint})",
+        {"sqlite": "CREATE TRIGGER t_sqlite ...", "postgres": "CREATE FUNCTION t_pg() ..."},
+        {"postgres": "CREATE TRIGGER t_pg ..."},
+    )
+    both = Component("t", (step,))
+    assert render(both, "sqlite") == [["CREATE TABLE t (x INTEGER)", "CREATE TRIGGER t_sqlite ..."]]
+    assert render(both, "postgres") == [
+        ["CREATE TABLE t (x BIGINT)", "CREATE FUNCTION t_pg() ...", "CREATE TRIGGER t_pg ..."]
+    ]
 
 
 async def test_a_failed_migration_step_leaves_nothing_behind(tmp_path: pathlib.Path) -> None:

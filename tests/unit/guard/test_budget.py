@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -245,5 +246,4 @@ def test_a_settle_ends_its_rows_by_their_ids_not_by_scanning_every_reservation(
         plan = " ".join(
             row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + real(3), ("a", "b", "c"))
         )
-    assert plan.startswith("SEARCH guard_reservations USING INDEX"), plan
-    assert "(id=?)" in plan, plan
+    assert re.match(r"SEARCH guard_reservations USING (COVERING )?INDEX \S+ \(id=\?\)", plan), plan
