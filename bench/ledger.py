@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT))
 from bench._meta import commit  # noqa: E402
 
 IN_FLIGHT = (0, 64, 1000, 3000)
-PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def one_round(url: str, in_flight: int, pairs: int) -> float:
@@ -66,35 +65,6 @@ def one_round(url: str, in_flight: int, pairs: int) -> float:
     return statistics.median(times)
 
 
-def _pg_reachable() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return True
-    except Exception:
-        return False
-
-
-def _fresh_pg() -> str:
-    """A database of its own on the local PostgreSQL, for one round."""
-    import uuid
-
-    import psycopg
-
-    name = f"bench_ledger_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return name
-
-
-def _drop_pg(name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 def _child(backend: str, in_flight: int, pairs: int) -> None:
     """One round in this process: print its figure."""
     if backend.startswith("sqlite"):
@@ -102,13 +72,10 @@ def _child(backend: str, in_flight: int, pairs: int) -> None:
         with tempfile.TemporaryDirectory(prefix="stalwart-ledger-", dir=where) as tmp:
             print(json.dumps(one_round(f"sqlite:///{tmp}/l.db", in_flight, pairs)))
         return
-    name = _fresh_pg()
-    try:
-        print(
-            json.dumps(one_round(f"postgresql://postgres@127.0.0.1:5432/{name}", in_flight, pairs))
-        )
-    finally:
-        _drop_pg(name)
+    from stalwart.testing import postgres_database
+
+    with postgres_database("bench_ledger") as url:
+        print(json.dumps(one_round(url, in_flight, pairs)))
 
 
 def _run(src: pathlib.Path, backend: str, in_flight: int, pairs: int) -> float:
@@ -141,7 +108,9 @@ def main() -> int:
             args.out = pathlib.Path(tempfile.gettempdir()) / "ledger-quick.json"
     # sqlite_tmpfs: the file in memory (/dev/shm), so its fsyncs cost nothing and the
     # figure is the SQL's own cost (the disk's fsync latency swings from run to run)
-    backends = ["sqlite", "sqlite_tmpfs"] + (["postgres"] if _pg_reachable() else [])
+    from stalwart.testing import postgres_reachable
+
+    backends = ["sqlite", "sqlite_tmpfs"] + (["postgres"] if postgres_reachable() else [])
     here = ROOT / "src"
     started = time.time()
     load_start = os.getloadavg()[0]
