@@ -17,8 +17,9 @@ thread, nothing else using the ledger); the figure is the median over rounds.
 shows the SQL's own cost, which the disk's fsync latency hides and swings. With
 ``--against``, rounds of the two trees alternate in fresh processes and
 ``ratio_*`` is the median of the rounds' paired ratios (other over this tree). Results:
-``bench/results/ledger.json`` (its ``node_against``, whole ``bench/agent.py`` runs of
-two trees alternating, is kept from run to run).
+``bench/results/ledger.json`` (its ``node_against`` and ``slow_model_against``, whole
+``bench/agent.py`` and ``bench/slow_model.py`` runs of two trees alternating, measured by
+hand, are kept from run to run).
 """
 
 from __future__ import annotations
@@ -149,11 +150,13 @@ def main() -> int:
         "cores": os.cpu_count(),
     }
     # kept from the last run: the whole node's figures, measured by hand (whole
-    # bench/agent.py runs of two trees alternating), which this bench does not redo
+    # bench/agent.py and bench/slow_model.py runs of two trees alternating), which this
+    # bench does not redo
     if args.out.exists():
-        kept = json.loads(args.out.read_text()).get("node_against")
-        if kept is not None:
-            result["node_against"] = kept
+        before = json.loads(args.out.read_text())
+        for key in ("node_against", "slow_model_against"):
+            if key in before:
+                result[key] = before[key]
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
