@@ -62,10 +62,10 @@ _V2: tuple[MigrationStatement, ...] = (
     # its counters, and a node with 1,000 calls in flight holds 1,000 of the agent's and
     # as many of the day's. (A task's counter is still summed from its rows: a task has
     # a call or two in flight, and a kept row per task would be one more row written
-    # per task.) Triggers, not
-    # statements of the ledger's: no statement more per reservation or settle (a round
-    # trip each on PostgreSQL), and no writer of the rows -- a node of the release
-    # before, during a rolling upgrade, included -- can leave a counter behind.
+    # per task.) Triggers, not statements of the ledger's: no statement more per
+    # reservation or settle (a round trip each on PostgreSQL), and no writer of the
+    # rows -- a node of the release before, during a rolling upgrade, included -- can
+    # leave a counter behind.
     # A stale reservation (older than stale_after when a ledger's reconcile saw it) has
     # its ``created`` negated: it keeps its time and stops holding room (the reconcile
     # then counts every counter again), and a late settle still adds its cost. Not a
