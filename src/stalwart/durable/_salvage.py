@@ -31,8 +31,8 @@ __all__ = [
 ]
 
 # Tables worth salvaging, with the order a scan takes (rowid, or the primary key).
-# (guard_held is derived from guard_reservations: left out, a spend ledger rebuilds it at
-# its first reservation, from the rows that were salvaged.)
+# (guard_held is derived from guard_reservations: left out, the new file's triggers count
+# the reservation rows as they are copied, and a ledger's reconcile counts them again.)
 _ORDER = {
     "stalwart_meta": "key",
     "stalwart_tasks": "id",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import sqlite3
+import time
 from typing import Any
 
 import pytest
@@ -107,7 +108,7 @@ async def exercise(url: str, seed: int = 7, operations: int = 300) -> None:
         # rest stop counting at the next reconcile)
         clock.advance(SpendLedger.RECONCILE_S)
         holders[0].reserve_sync(Budget(), agent="a", task_id="reconcile", amount_usd=0.0)
-        young = [r for _, r in live if r.id and _created(node, r) > clock.time() - stale]
+        young = [r for _, r in live if _created(node, r) > clock.time() - stale]
         assert node.reserved("day", "*") == pytest.approx(sum(r.amount_usd for r in young))
         assert_counters_match_rows(node)
     finally:
@@ -196,9 +197,10 @@ def test_a_version_1_ledger_is_migrated_with_its_live_reservations_counted(tmp_p
         db.execute("CREATE TABLE stalwart_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         db.execute("INSERT INTO stalwart_meta VALUES (?, '1')", (COMPONENT.key,))
         now = FakeClock().time()
+        today = time.strftime("%Y-%m-%d", time.gmtime(now))
         db.executemany(
             "INSERT INTO guard_reservations VALUES (?, 'day', '*', ?, ?, ?)",
-            [(f"r{n}:day", time_of_day(now), 0.2, now) for n in range(4)],
+            [(f"r{n}:day", today, 0.2, now) for n in range(4)],
         )
     led = SpendLedger(f"sqlite:///{path}", clock=FakeClock())
     day = Budget(day_usd=1.0, wait_s=0)
@@ -210,12 +212,6 @@ def test_a_version_1_ledger_is_migrated_with_its_live_reservations_counted(tmp_p
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT value FROM stalwart_meta WHERE key = ?", (COMPONENT.key,)
                           ).fetchone() == (str(COMPONENT.version),)  # fmt: skip
-
-
-def time_of_day(wall: float) -> str:
-    import time
-
-    return time.strftime("%Y-%m-%d", time.gmtime(wall))
 
 
 def test_a_reservation_written_by_an_older_release_is_counted_at_once(tmp_path) -> None:
